@@ -1,0 +1,100 @@
+"""The popchain benchmark harness: runs every figure next to its raw baseline and prints one table.
+
+Each benchmark module exposes ``run(quick: bool = False) -> list[dict]`` where every dict is a figure
+``{"name", "value", "unit", "baseline", "ratio", "goal"}`` measured as the median of several runs, with the
+baseline (bare pynacl, plain float64 numpy, websocket RTT, local connect rate, ...) measured in the same run.
+The harness only collects, orders and prints; it holds no measurement logic of its own.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+# (module, figures it is expected to produce) — the order of the printed table.
+MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("benchmarks.tx_admission", ("tx_admission",)),
+    ("benchmarks.block_connect", ("block_connect_5000",)),
+    ("benchmarks.scoring", ("score_linear_10k", "score_mlp_10k", "score_trees_10k")),
+    ("benchmarks.network", ("relay_hop_ms", "sync_blocks_per_s", "round_latency_s")),
+    ("benchmarks.simulation", ("sim_crowned_share", "sim_copycat_share", "sim_champion_test_acc")),
+)
+
+FIGURE_KEYS = ("name", "value", "unit", "baseline", "ratio", "goal")
+
+
+def expected_figures() -> list[str]:
+    return [name for _, names in MODULES for name in names]
+
+
+def _normalise(fig: dict[str, Any]) -> dict[str, Any]:
+    return {key: fig.get(key) for key in FIGURE_KEYS}
+
+
+def collect(quick: bool, progress: Callable[[str], None] | None = None,
+            only: Sequence[str] = ()) -> tuple[list[dict[str, Any]], list[str]]:
+    """Run every benchmark module; return (figures, errors). A failing module is reported, not fatal."""
+    figures: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for module_name, names in MODULES:
+        if only and not any(n in only for n in names):
+            continue
+        started = time.perf_counter()
+        if progress:
+            progress(f"running {module_name} ({', '.join(names)}) ...")
+        try:
+            module = importlib.import_module(module_name)
+            produced = [_normalise(f) for f in module.run(quick=quick)]
+        except Exception as exc:  # a broken benchmark must not hide the others' figures
+            errors.append(f"{module_name}: {type(exc).__name__}: {exc}")
+            continue
+        figures.extend(produced)
+        if progress:
+            progress(f"  done in {time.perf_counter() - started:.1f} s")
+    return figures, errors
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def format_table(figures: Sequence[dict[str, Any]]) -> str:
+    header = ("figure", "value", "unit", "baseline", "ratio", "goal")
+    rows = [header] + [
+        (f["name"], _fmt(f["value"]), str(f["unit"] or ""), _fmt(f["baseline"]), _fmt(f["ratio"]), str(f["goal"] or ""))
+        for f in figures
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(widths[i]) if i in (0, 2, 5) else cell.rjust(widths[i])
+                               for i, cell in enumerate(row)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None, *, quick: bool = False, as_json: bool = False) -> int:
+    figures, errors = collect(quick, progress=None if as_json else (lambda m: print(m, file=sys.stderr)))
+    if as_json:
+        print(json.dumps({"figures": figures, "errors": errors}, indent=2))
+    else:
+        print(format_table(figures))
+        for err in errors:
+            print(f"error: {err}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(quick="--quick" in sys.argv, as_json="--json" in sys.argv))

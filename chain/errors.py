@@ -1,0 +1,31 @@
+"""The chain/ exception tree: every error we raise on purpose derives from PopError.
+
+RuleError carries a stable reject ``code`` (peers, logs and tests match on it); the other classes say which
+kind of input or resource was at fault. Anything else escaping chain/ is a bug.
+"""
+from __future__ import annotations
+
+
+class PopError(Exception):
+    """Root of every error popchain raises on purpose."""
+
+
+class DecodeError(PopError):
+    """Bad bytes: wrong type, size, range, or a non-canonical encoding."""
+
+
+class RuleError(PopError):
+    """A consensus or ledger rule was broken; ``code`` is the stable reject code (e.g. "bad-nonce")."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class StoreError(PopError):
+    """The datadir is locked, corrupt, missing, or asked for something it does not hold."""
+
+
+class WalletError(PopError):
+    """Wrong password, unreadable keyfile, or unknown key."""

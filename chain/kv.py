@@ -1,0 +1,104 @@
+"""The small key-value interface ChainStore needs: LevelKV (plyvel, the node's store) and MemoryKV (unit tests).
+
+Writes go through ``write(changes, sync=...)``: one atomic batch where a value of None deletes the key.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Protocol
+
+import plyvel
+
+from chain.errors import StoreError
+
+
+class KVReader(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+    def iterator(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class KV(KVReader, Protocol):
+    def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool) -> None: ...
+    def snapshot(self) -> KVReader: ...
+    def close(self) -> None: ...
+
+
+class _LevelSnapshot:
+    def __init__(self, snap: "plyvel.Snapshot") -> None:
+        self._snap = snap
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._snap.get(key)
+
+    def iterator(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return self._snap.iterator(prefix=prefix)
+
+
+class LevelKV:
+    """LevelDB through plyvel. Every ``write`` is one WriteBatch (synced when asked)."""
+
+    def __init__(self, path: Path | str) -> None:
+        try:
+            self._db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=10,
+                                 write_buffer_size=32 * 2**20, lru_cache_size=64 * 2**20)
+        except (plyvel.Error, OSError) as exc:
+            raise StoreError(f"cannot open LevelDB at {path}: {exc}") from None
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._db.get(key)
+
+    def iterator(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return self._db.iterator(prefix=prefix)
+
+    def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool) -> None:
+        batch = self._db.write_batch(sync=sync)
+        for key, value in changes.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.write()
+
+    def snapshot(self) -> KVReader:
+        return _LevelSnapshot(self._db.snapshot())
+
+    def close(self) -> None:
+        if not self._db.closed:
+            self._db.close()
+
+
+class _MemorySnapshot:
+    def __init__(self, data: dict[bytes, bytes]) -> None:
+        self._data = data
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def iterator(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return iter([(k, self._data[k]) for k in sorted(self._data) if k.startswith(prefix)])
+
+
+class MemoryKV(_MemorySnapshot):
+    """In-memory twin of LevelKV for unit tests of logic only; never the node's store."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self._lock = threading.Lock()
+
+    def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool) -> None:
+        with self._lock:
+            data = dict(self._data)  # copy-on-write keeps snapshots and readers consistent
+            for key, value in changes.items():
+                if value is None:
+                    data.pop(key, None)
+                else:
+                    data[key] = bytes(value)
+            self._data = data
+
+    def snapshot(self) -> KVReader:
+        return _MemorySnapshot(self._data)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,200 @@
+"""Account state rules (PROTOCOL §2.3): tx checks, applying a block's txs, and the state root.
+
+Pure functions over a reader (account id -> Account | None); chain.store supplies readers backed by LevelDB.
+The same checks serve the mempool (check_tx_stateless / check_tx_stateful) and block validation.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from chain.address import ACCOUNT_SIZE, address_of
+from chain.crypto import _tag_state, merkle_root_of_hashes
+from chain.errors import DecodeError, RuleError
+from chain.tx import TX_VERSION, Transfer, check_chain_id
+
+MAX_BALANCE = 2**64 - 1        # u64 in the state leaf
+MAX_TOTAL_ALLOCATION = 2**62   # keeps total supply far below MAX_BALANCE for ~10^10 blocks of reward
+ACCOUNT_VALUE_SIZE = 16
+
+
+@dataclass(frozen=True)
+class LedgerParams:
+    chain_id: str
+    block_reward: int
+    min_fee: int
+    max_block_txs: int = 5000
+
+    def __post_init__(self) -> None:
+        check_chain_id(self.chain_id)
+        for name in ("block_reward", "min_fee", "max_block_txs"):
+            value = getattr(self, name)
+            if type(value) is not int or not 0 <= value <= 2**62:
+                raise ValueError(f"LedgerParams.{name} must be an integer in [0, 2^62]")
+
+
+@dataclass(frozen=True)
+class Account:
+    balance: int = 0
+    nonce: int = 0
+
+    def encode(self) -> bytes:
+        return self.balance.to_bytes(8, "big") + self.nonce.to_bytes(8, "big")
+
+    @classmethod
+    def decode(cls, data: bytes) -> "Account":
+        if len(data) != ACCOUNT_VALUE_SIZE:
+            raise DecodeError(f"account value must be {ACCOUNT_VALUE_SIZE} bytes")
+        return cls(int.from_bytes(data[:8], "big"), int.from_bytes(data[8:], "big"))
+
+
+EMPTY_ACCOUNT = Account(0, 0)
+AccountReader = Callable[[bytes], "Account | None"]
+
+
+# ---------------------------------------------------------------- tx checks
+
+
+def check_tx_fields(tx: Transfer, params: LedgerParams) -> None:
+    """Stateless rules except the signature: version, chain id, amount, minimum fee."""
+    if tx.version != TX_VERSION:
+        raise RuleError("bad-version", f"tx version {tx.version}, expected {TX_VERSION}")
+    if tx.chain_id != params.chain_id:
+        raise RuleError("bad-chain-id", f"tx for chain {tx.chain_id!r}, this is {params.chain_id!r}")
+    if tx.amount < 1:
+        raise RuleError("bad-amount", "amount must be at least 1")
+    if tx.fee < params.min_fee:
+        raise RuleError("fee-too-low", f"fee {tx.fee} below the minimum {params.min_fee}")
+
+
+def check_tx_stateless(tx: Transfer, params: LedgerParams) -> None:
+    """Every rule that needs no account state, signature last (it is the expensive one). Raises RuleError."""
+    check_tx_fields(tx, params)
+    if not tx.verify_signature():
+        raise RuleError("bad-tx-sig", f"bad signature on tx {tx.txid.hex()[:16]}")
+
+
+def check_tx_stateful(tx: Transfer, account: Account) -> None:
+    """Nonce and balance of the sender's account (as the next tx of that account). Raises RuleError."""
+    if tx.nonce != account.nonce:
+        raise RuleError("bad-nonce", f"tx nonce {tx.nonce}, account nonce {account.nonce}")
+    if account.balance < tx.amount + tx.fee:
+        raise RuleError("insufficient-funds", f"balance {account.balance} < amount + fee {tx.amount + tx.fee}")
+
+
+# ---------------------------------------------------------------- applying a block
+
+
+@dataclass(frozen=True)
+class StateDelta:
+    """What a block does to the state: accounts after, accounts before (None = absent), the new root."""
+    after: Mapping[bytes, Account]
+    before: Mapping[bytes, Account | None]
+    fees: int
+    state_root: bytes = b""
+    tx_count: int = 0
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+def apply_txs(read: AccountReader, txs: Sequence[Transfer], miner: bytes | None, params: LedgerParams,
+              sig_results: Callable[[], list[bool]] | None = None) -> StateDelta:
+    """Apply ``txs`` in order on top of ``read`` and credit reward + fees to ``miner`` (a pubkey; None = no
+    reward, e.g. genesis). ``sig_results`` waits for the signature checks started by the caller (None means
+    verify here). Raises RuleError for the first failing tx (stateless checks, then signature, then state)."""
+    if len(txs) > params.max_block_txs:
+        raise RuleError("too-many-txs", f"{len(txs)} txs, limit {params.max_block_txs}")
+    after: dict[bytes, Account] = {}
+    before: dict[bytes, Account | None] = {}
+
+    def get(account: bytes) -> Account:
+        acc = after.get(account)
+        if acc is None:
+            prev = read(account)
+            before[account] = prev
+            acc = prev if prev is not None else EMPTY_ACCOUNT
+        return acc
+
+    def first_bad_sig(upto: int) -> None:
+        results = sig_results() if sig_results is not None else None
+        for i in range(upto):
+            ok = results[i] if results is not None else txs[i].verify_signature()
+            if not ok:
+                raise RuleError("bad-tx-sig", f"tx {i}: bad signature")
+
+    fees = 0
+    for i, tx in enumerate(txs):
+        try:
+            check_tx_fields(tx, params)
+        except RuleError as err:
+            first_bad_sig(i)
+            raise RuleError(err.code, f"tx {i}: {err.message}") from None
+        sender = address_of(tx.sender)
+        acc = get(sender)
+        try:
+            check_tx_stateful(tx, acc)
+        except RuleError as err:
+            first_bad_sig(i + 1)
+            raise RuleError(err.code, f"tx {i}: {err.message}") from None
+        after[sender] = Account(acc.balance - tx.amount - tx.fee, acc.nonce + 1)
+        rec = get(tx.recipient)
+        if rec.balance + tx.amount > MAX_BALANCE:
+            raise RuleError("balance-overflow", f"tx {i}: recipient balance would overflow")
+        after[tx.recipient] = Account(rec.balance + tx.amount, rec.nonce)
+        fees += tx.fee
+    if miner is not None:
+        miner_id = address_of(miner)
+        acc = get(miner_id)
+        credit = params.block_reward + fees
+        if acc.balance + credit > MAX_BALANCE:
+            raise RuleError("balance-overflow", "miner balance would overflow")
+        after[miner_id] = Account(acc.balance + credit, acc.nonce)
+    first_bad_sig(len(txs))
+    return StateDelta(after=after, before=before, fees=fees, tx_count=len(txs))
+
+
+def apply_allocations(allocations: Iterable[tuple[bytes, int]]) -> dict[bytes, Account]:
+    """Genesis accounts; each id 20 bytes, appearing once, amount ≥ 1, total ≤ 2^62. Raises RuleError."""
+    out: dict[bytes, Account] = {}
+    total = 0
+    for account, amount in allocations:
+        if type(account) is not bytes or len(account) != ACCOUNT_SIZE:
+            raise RuleError("bad-allocation", "allocation account must be a 20-byte id")
+        if type(amount) is not int or amount < 1:
+            raise RuleError("bad-allocation", "allocation amount must be a positive integer")
+        if account in out:
+            raise RuleError("bad-allocation", f"account {account.hex()} allocated twice")
+        total += amount
+        if total > MAX_TOTAL_ALLOCATION:
+            raise RuleError("bad-allocation", "total allocation exceeds 2^62")
+        out[account] = Account(amount, 0)
+    return out
+
+
+# ---------------------------------------------------------------- state root
+
+_LEAF_STATE = _tag_state("popchain/merkle-leaf")
+_LEAF_PREFIX = (ACCOUNT_SIZE + ACCOUNT_VALUE_SIZE).to_bytes(4, "big")
+
+
+def account_leaf_hash(account: bytes, value: bytes) -> bytes:
+    """Merkle leaf hash of ``account_id ‖ u64be(balance) ‖ u64be(nonce)`` (value = Account.encode())."""
+    h = _LEAF_STATE.copy()
+    h.update(_LEAF_PREFIX + account + value)
+    return h.digest()
+
+
+def state_root_of(items: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """State root over (account id, encoded Account) pairs, which must come in ascending id order."""
+    return merkle_root_of_hashes([account_leaf_hash(a, v) for a, v in items])
+
+
+def genesis_state_root(allocations: Iterable[tuple[bytes, int]]) -> bytes:
+    """The state root right after the genesis allocations (what the genesis header must carry)."""
+    accounts = apply_allocations(allocations)
+    return state_root_of((a, accounts[a].encode()) for a in sorted(accounts))
+
+
+def total_supply(accounts: Iterable[Account]) -> int:
+    return sum(a.balance for a in accounts)
+
+
