@@ -1,0 +1,103 @@
+"""Scoring benchmarks: exact integer scoring of 10k rows vs plain float64 numpy / the sklearn forest.
+
+score_linear_10k  linear 64x10 on 10k rows, exact int-in-float64 path  vs  float64 X@W+b, argmax
+score_mlp_10k     MLP 64-128-10 (ReLU) on 10k rows, exact path          vs  float64 MLP, argmax
+score_trees_10k   100-tree random forest on 10k rows, vectorised walk   vs  sklearn RandomForest.predict
+Each value is the median of several runs, baselines measured in the same run. `python -m benchmarks.scoring`.
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ml.export import from_sklearn
+from ml.model import LinearModel, MLPModel, decode_model, encode_model
+from ml.score import predict
+from ml.task import TaskSpec
+
+N_ROWS = 10_000
+
+
+def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def _figure(name: str, value: float, baseline: float, goal: str) -> dict[str, Any]:
+    return {"name": name, "value": round(value, 3), "unit": "ms/10k", "baseline": round(baseline, 3),
+            "ratio": round(value / baseline, 2), "goal": goal}
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    from sklearn.ensemble import RandomForestClassifier
+
+    repeats = 5 if quick else 15
+    rng = np.random.default_rng(0)
+    spec = TaskSpec("bench", 64, 8, tuple(f"c{i}" for i in range(10)), max_abs=(1 << 12) - 1)
+    X = rng.integers(-spec.max_abs, spec.max_abs + 1, size=(N_ROWS, 64)).astype(np.int64)
+    Xf = X.astype(np.float64)
+    figures = []
+
+    # linear: a 16-bit-weight model (as a trained export would be)
+    W = rng.integers(-(1 << 15), 1 << 15, size=(64, 10)).astype(np.int64)
+    b = rng.integers(-(1 << 20), 1 << 20, size=10).astype(np.int64)
+    lin = decode_model(encode_model(LinearModel(W, b)), spec)
+    Wf, bf = rng.normal(size=(64, 10)), rng.normal(size=10)
+    ours = _median_ms(lambda: predict(lin, X), repeats)
+    def float_linear() -> np.ndarray:
+        z = Xf @ Wf
+        z += bf
+        return np.argmax(z, axis=1)
+
+    base = _median_ms(float_linear, repeats)
+    figures.append(_figure("score_linear_10k", ours, base, "<= 2x float64"))
+
+    # MLP 64-128-10 with 16-bit weights and a >>16 requantisation
+    W1 = rng.integers(-(1 << 15), 1 << 15, size=(64, 128)).astype(np.int64)
+    b1 = rng.integers(-(1 << 20), 1 << 20, size=128).astype(np.int64)
+    W2 = rng.integers(-(1 << 15), 1 << 15, size=(128, 10)).astype(np.int64)
+    b2 = rng.integers(-(1 << 20), 1 << 20, size=10).astype(np.int64)
+    mlp = decode_model(encode_model(MLPModel(((W1, b1), (W2, b2)), (16,))), spec)
+    W1f, b1f = rng.normal(size=(64, 128)), rng.normal(size=128)
+    W2f, b2f = rng.normal(size=(128, 10)), rng.normal(size=10)
+    ours = _median_ms(lambda: predict(mlp, X), repeats)
+    def float_mlp() -> np.ndarray:  # in-place like the exact path, so only the arithmetic differs
+        h = Xf @ W1f
+        h += b1f
+        np.maximum(h, 0.0, out=h)
+        z = h @ W2f
+        z += b2f
+        return np.argmax(z, axis=1)
+
+    base = _median_ms(float_mlp, repeats)
+    figures.append(_figure("score_mlp_10k", ours, base, "<= 2x float64"))
+
+    # trees: a 100-tree forest fitted on a small labelled sample, then both predict the same 10k rows
+    y_train = np.argmax(X[:3000, :10] + X[:3000, 10:20] // 2, axis=1).astype(np.int64)  # 10 classes
+    forest = RandomForestClassifier(n_estimators=100, max_depth=12, min_samples_leaf=3,
+                                    random_state=0, n_jobs=1)
+    forest.fit(Xf[:3000], y_train)
+    trees = decode_model(encode_model(from_sklearn(forest, spec)), spec)
+    assert np.array_equal(predict(trees, X), forest.predict(Xf))
+    ours = _median_ms(lambda: predict(trees, X), max(3, repeats // 3))
+    base = _median_ms(lambda: forest.predict(Xf), max(3, repeats // 3))
+    figures.append(_figure("score_trees_10k", ours, base, "<= 1x sklearn predict"))
+    return figures
+
+
+if __name__ == "__main__":
+    quick = "--quick" in sys.argv
+    rows = run(quick=quick)
+    print(f"{'figure':<18} {'value':>9} {'baseline':>9} {'ratio':>6}  unit    goal")
+    for f in rows:
+        print(f"{f['name']:<18} {f['value']:>9.3f} {f['baseline']:>9.3f} {f['ratio']:>6.2f}  {f['unit']}  {f['goal']}")

@@ -1,0 +1,18 @@
+"""Typed errors of ml/. Every message names the offending field so a reject can be explained."""
+from __future__ import annotations
+
+
+class MLError(Exception):
+    """Root of every error ml/ raises on purpose."""
+
+
+class ModelError(MLError):
+    """Model bytes are malformed, non-canonical, over a cap, the wrong shape for the task, or may overflow."""
+
+
+class TaskError(MLError):
+    """Task data (CSV file, built-in loader arguments, task package bytes) is unusable."""
+
+
+class ShardError(MLError):
+    """A hidden shard does not decrypt with the given key or does not match its commitment."""

@@ -1,0 +1,230 @@
+"""Hidden-shard packaging: what genesis carries (public) and what the keyholder keeps (secret).
+
+Round r (1-based) owns shard r: canonical shard bytes ``[1, round, X, y]``, a fresh 32-byte salt and a fresh
+SecretBox key. Commitment r = H("popchain/shard", u64be(r), salt, shard bytes); ciphertext r =
+SecretBox(key).encrypt(salt ‖ shard bytes) (24-byte nonce ‖ box). Revealing the 32-byte key alone lets anyone
+decrypt, recover the salt and check the commitment. A held-out test split never enters either package.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import nacl.exceptions
+import nacl.secret
+import numpy as np
+
+from .codec import (
+    check_bytes,
+    check_int,
+    check_list,
+    decode_array,
+    encode_array,
+    pack,
+    tagged_hash,
+    unpack_canonical,
+)
+from .errors import ShardError, TaskError
+from .model import Model
+from .task import Dataset, TaskSpec, decode_xy, encode_xy
+
+VERSION = 1
+SHARD_TAG = "popchain/shard"
+MAX_ROUNDS = 100_000
+MAX_SHARD_SIZE = 100_000
+MAX_TRAIN_ROWS = 1_000_000
+MAX_TASK_BYTES = 256 << 20
+KEY_SIZE = 32
+SALT_SIZE = 32
+SECRET_OVERHEAD = nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES
+
+
+@dataclass(frozen=True, eq=False)
+class PublicTask:
+    spec: TaskSpec
+    train_X: np.ndarray
+    train_y: np.ndarray
+    shard_size: int
+    commitments: tuple[bytes, ...]   # index r-1 for round r
+    ciphertexts: tuple[bytes, ...]
+
+    @property
+    def n_rounds(self) -> int:
+        return len(self.commitments)
+
+    @property
+    def training(self) -> Dataset:
+        return Dataset(self.spec, self.train_X, self.train_y)
+
+    def encode(self) -> bytes:
+        return pack([VERSION, self.spec.to_obj(), encode_xy(self.train_X, self.train_y), self.shard_size,
+                     list(self.commitments), list(self.ciphertexts)])
+
+    @classmethod
+    def decode(cls, data: bytes, *, max_size: int = MAX_TASK_BYTES) -> PublicTask:
+        obj = unpack_canonical(data, max_size=max_size, err=TaskError, field="task")
+        f = check_list(obj, 6, TaskError, "task")
+        check_int(f[0], VERSION, VERSION, TaskError, "task.version")
+        spec = TaskSpec.from_obj(f[1])
+        X, y = decode_xy(f[2], spec, "task.train", MAX_TRAIN_ROWS)
+        shard_size = check_int(f[3], 1, MAX_SHARD_SIZE, TaskError, "task.shard_size")
+        commits = check_list(f[4], None, TaskError, "task.commitments", max_len=MAX_ROUNDS)
+        cts = check_list(f[5], len(commits), TaskError, "task.ciphertexts")
+        if not commits:
+            raise TaskError("task.commitments: at least one round is required")
+        for i, c in enumerate(commits):
+            check_bytes(c, 32, TaskError, f"task.commitments[{i}]")
+        for i, c in enumerate(cts):
+            check_bytes(c, None, TaskError, f"task.ciphertexts[{i}]")
+            if len(c) <= SECRET_OVERHEAD + SALT_SIZE:
+                raise TaskError(f"task.ciphertexts[{i}]: too short ({len(c)} bytes)")
+        return cls(spec, X, y, shard_size, tuple(commits), tuple(cts))
+
+
+@dataclass(frozen=True)
+class SecretTask:
+    keys: tuple[bytes, ...]   # index r-1 for round r
+    salts: tuple[bytes, ...]
+
+    def encode(self) -> bytes:
+        return pack([VERSION, list(self.keys), list(self.salts)])
+
+    @classmethod
+    def decode(cls, data: bytes, *, max_size: int = 16 << 20) -> SecretTask:
+        obj = unpack_canonical(data, max_size=max_size, err=TaskError, field="secret")
+        f = check_list(obj, 3, TaskError, "secret")
+        check_int(f[0], VERSION, VERSION, TaskError, "secret.version")
+        keys = check_list(f[1], None, TaskError, "secret.keys", max_len=MAX_ROUNDS)
+        salts = check_list(f[2], len(keys), TaskError, "secret.salts")
+        return cls(tuple(check_bytes(k, KEY_SIZE, TaskError, f"secret.keys[{i}]") for i, k in enumerate(keys)),
+                   tuple(check_bytes(s, SALT_SIZE, TaskError, f"secret.salts[{i}]") for i, s in enumerate(salts)))
+
+    def key(self, round_: int) -> bytes:
+        if not 1 <= round_ <= len(self.keys):
+            raise ShardError(f"round: {round_} outside [1, {len(self.keys)}]")
+        return self.keys[round_ - 1]
+
+
+def encode_shard(round_: int, X: np.ndarray, y: np.ndarray) -> bytes:
+    return pack([VERSION, round_, encode_array(X), encode_array(y)])
+
+
+def decode_shard(data: bytes, spec: TaskSpec, round_: int, shard_size: int) -> Dataset:
+    obj = unpack_canonical(data, max_size=MAX_TASK_BYTES, err=ShardError, field="shard")
+    f = check_list(obj, 4, ShardError, "shard")
+    check_int(f[0], VERSION, VERSION, ShardError, "shard.version")
+    check_int(f[1], round_, round_, ShardError, "shard.round")
+    X = decode_array(f[2], ShardError, "shard.X", ndim=2, shape=(shard_size, spec.n_features),
+                     max_elements=shard_size * spec.n_features)
+    y = decode_array(f[3], ShardError, "shard.y", ndim=1, shape=(shard_size,), max_elements=shard_size)
+    try:
+        return Dataset(spec, X.astype(np.int64), y.astype(np.int64))
+    except TaskError as exc:
+        raise ShardError(f"shard: {exc}") from None
+
+
+def commitment(round_: int, salt: bytes, shard_bytes: bytes) -> bytes:
+    return tagged_hash(SHARD_TAG, round_.to_bytes(8, "big"), salt, shard_bytes)
+
+
+def _rng(seed: bytes | None, label: bytes) -> np.random.Generator:
+    material = hashlib.sha256(label + (seed if seed is not None else os.urandom(32))).digest()
+    return np.random.Generator(np.random.PCG64(int.from_bytes(material, "big")))
+
+
+def _stratified_order(y: np.ndarray, n_groups: int, rng: np.random.Generator) -> np.ndarray:
+    """Permutation whose consecutive blocks of len(y)//n_groups rows have near-equal class mixes."""
+    keys = np.empty(len(y), dtype=np.float64)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        # spread class c evenly over [0, 1): rank / count, jittered inside its slot
+        keys[idx] = (np.arange(len(idx)) + rng.random(len(idx))) / len(idx)
+    return np.argsort(keys, kind="stable")
+
+
+def split_test(dataset: Dataset, n_test: int, seed: bytes | None = None) -> tuple[Dataset, Dataset]:
+    """(rest, test): a stratified held-out test set for reporting; it must never go into genesis."""
+    n = len(dataset)
+    check_int(n_test, 1, n - 1, TaskError, "n_test")
+    order = _stratified_order(dataset.y, max(1, n // n_test), _rng(seed, b"popchain/test-split"))
+    step = n / n_test
+    test_pos = np.unique((np.arange(n_test) * step).astype(np.int64))
+    mask = np.zeros(n, dtype=bool)
+    mask[order[test_pos]] = True
+    return dataset.subset(np.flatnonzero(~mask)), dataset.subset(np.flatnonzero(mask))
+
+
+def package_task(dataset: Dataset, n_rounds: int, shard_size: int, *, n_train: int | None = None,
+                 seed: bytes | None = None) -> tuple[PublicTask, SecretTask]:
+    """Split ``dataset`` into n_rounds stratified hidden shards of shard_size rows and public training data
+    (the remaining rows, or the first ``n_train`` of them). Keys and salts are always fresh random bytes;
+    ``seed`` only fixes the row assignment (for reproducible tests)."""
+    check_int(n_rounds, 1, MAX_ROUNDS, TaskError, "n_rounds")
+    check_int(shard_size, 1, MAX_SHARD_SIZE, TaskError, "shard_size")
+    n_hidden = n_rounds * shard_size
+    if n_hidden >= len(dataset):
+        raise TaskError(f"n_rounds x shard_size = {n_hidden} leaves no training rows out of {len(dataset)}")
+    rng = _rng(seed, b"popchain/shards")
+    # stratified: rows sorted by class-spread keys; any contiguous block has a near-proportional class mix
+    order = _stratified_order(dataset.y, n_rounds + 1, rng)
+    shard_rows = [order[(r - 1) * shard_size:r * shard_size] for r in range(1, n_rounds + 1)]
+    train_mask = np.zeros(len(dataset), dtype=bool)
+    train_mask[order[n_hidden:]] = True
+    train_idx = rng.permutation(np.flatnonzero(train_mask))
+    if n_train is not None:
+        check_int(n_train, 1, len(train_idx), TaskError, "n_train")
+        train_idx = train_idx[:n_train]
+    keys, salts, commits, cts = [], [], [], []
+    for r, rows in enumerate(shard_rows, start=1):
+        rows = rng.permutation(rows)
+        shard_bytes = encode_shard(r, dataset.X[rows], dataset.y[rows])
+        key, salt = os.urandom(KEY_SIZE), os.urandom(SALT_SIZE)
+        keys.append(key)
+        salts.append(salt)
+        commits.append(commitment(r, salt, shard_bytes))
+        cts.append(bytes(nacl.secret.SecretBox(key).encrypt(salt + shard_bytes)))
+    public = PublicTask(dataset.spec, dataset.X[train_idx], dataset.y[train_idx], shard_size,
+                        tuple(commits), tuple(cts))
+    return public, SecretTask(tuple(keys), tuple(salts))
+
+
+def open_shard(public: PublicTask, round_: int, key: bytes) -> Dataset:
+    """Decrypt shard ``round_`` with the revealed key and check it against its commitment (ShardError)."""
+    if isinstance(round_, bool) or not isinstance(round_, int) or not 1 <= round_ <= public.n_rounds:
+        raise ShardError(f"round: {round_!r} outside [1, {public.n_rounds}]")
+    if not isinstance(key, bytes) or len(key) != KEY_SIZE:
+        raise ShardError(f"key: expected {KEY_SIZE} bytes")
+    try:
+        plain = nacl.secret.SecretBox(key).decrypt(public.ciphertexts[round_ - 1])
+    except nacl.exceptions.CryptoError:
+        raise ShardError(f"key: does not decrypt the shard of round {round_} (wrong key)") from None
+    salt, shard_bytes = plain[:SALT_SIZE], plain[SALT_SIZE:]
+    if len(salt) != SALT_SIZE or commitment(round_, salt, shard_bytes) != public.commitments[round_ - 1]:
+        raise ShardError(f"shard: round {round_} does not match its commitment")
+    return decode_shard(shard_bytes, public.spec, round_, public.shard_size)
+
+
+def baseline_model(public: PublicTask) -> Model:
+    """A deliberately weak, deterministic initial champion: a depth-2 decision tree on the public data."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    from .export import from_sklearn
+
+    X, y = public.train_X, public.train_y
+    if len(np.unique(y)) != public.spec.n_classes:
+        raise TaskError("task.train: every class must occur in the public training data")
+    tree = DecisionTreeClassifier(max_depth=2, random_state=0).fit(X.astype(np.float64), y)
+    return from_sklearn(tree, public.spec)
+
+
+def demo_task(seed: bytes, n_rounds: int = 100, shard_size: int = 200, n_train: int = 4000,
+              n_test: int = 2000) -> tuple[PublicTask, SecretTask, Dataset]:
+    """The default demo: the synthetic task from a secret seed -> (public, secret, held-out test set)."""
+    from .task import synthetic
+
+    ds = synthetic(seed, n_samples=n_rounds * shard_size + n_train + n_test)
+    rest, test = split_test(ds, n_test, seed)
+    public, secret = package_task(rest, n_rounds, shard_size, seed=seed)
+    return public, secret, test

@@ -1,0 +1,248 @@
+"""Tasks: what a model is asked to classify, and the integer datasets it is scored on.
+
+Features are quantised to integers ONCE, at task creation: ``x_int = clip(round(x * 2**scale_bits), ±max_abs)``.
+Everything downstream (training, export, scoring, shards) sees only those integers.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .codec import check_int, check_list, check_str, decode_array, encode_array
+from .errors import TaskError
+
+MAX_FEATURES = 4096
+MAX_CLASSES = 256
+MAX_SCALE_BITS = 24
+MAX_ABS_LIMIT = (1 << 31) - 1  # features always fit int32
+DEFAULT_MAX_ABS = (1 << 20) - 1
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    n_features: int
+    scale_bits: int
+    classes: tuple[str, ...]
+    max_abs: int = DEFAULT_MAX_ABS  # every feature value satisfies |x| <= max_abs (the overflow bound's max|x|)
+
+    def __post_init__(self) -> None:
+        check_str(self.name, 64, TaskError, "spec.name")
+        check_int(self.n_features, 1, MAX_FEATURES, TaskError, "spec.n_features")
+        check_int(self.scale_bits, 0, MAX_SCALE_BITS, TaskError, "spec.scale_bits")
+        check_int(self.max_abs, 1, MAX_ABS_LIMIT, TaskError, "spec.max_abs")
+        if not 2 <= len(self.classes) <= MAX_CLASSES:
+            raise TaskError(f"spec.classes: need 2..{MAX_CLASSES} classes, got {len(self.classes)}")
+        for i, c in enumerate(self.classes):
+            check_str(c, 64, TaskError, f"spec.classes[{i}]")
+        if len(set(self.classes)) != len(self.classes):
+            raise TaskError("spec.classes: duplicate class names")
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def to_obj(self) -> list[Any]:
+        return [self.name, self.n_features, self.scale_bits, list(self.classes), self.max_abs]
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> TaskSpec:
+        f = check_list(obj, 5, TaskError, "spec")
+        classes = check_list(f[3], None, TaskError, "spec.classes", max_len=MAX_CLASSES)
+        return cls(name=check_str(f[0], 64, TaskError, "spec.name"),
+                   n_features=check_int(f[1], 1, MAX_FEATURES, TaskError, "spec.n_features"),
+                   scale_bits=check_int(f[2], 0, MAX_SCALE_BITS, TaskError, "spec.scale_bits"),
+                   classes=tuple(check_str(c, 64, TaskError, f"spec.classes[{i}]") for i, c in enumerate(classes)),
+                   max_abs=check_int(f[4], 1, MAX_ABS_LIMIT, TaskError, "spec.max_abs"))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    spec: TaskSpec
+    X: np.ndarray  # int64 (n, n_features), |X| <= spec.max_abs
+    y: np.ndarray  # int64 (n,), values in [0, n_classes)
+
+    def __post_init__(self) -> None:
+        check_dataset_arrays(self.spec, self.X, self.y, "dataset")
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, idx: np.ndarray) -> Dataset:
+        return Dataset(self.spec, self.X[idx], self.y[idx])
+
+
+def check_dataset_arrays(spec: TaskSpec, X: np.ndarray, y: np.ndarray, field: str) -> None:
+    if X.ndim != 2 or X.shape[1] != spec.n_features or X.dtype != np.int64:
+        raise TaskError(f"{field}.X: expected int64 (n, {spec.n_features}), got {X.dtype} {X.shape}")
+    if y.ndim != 1 or y.shape[0] != X.shape[0] or y.dtype != np.int64:
+        raise TaskError(f"{field}.y: expected int64 ({X.shape[0]},), got {y.dtype} {y.shape}")
+    if X.size and int(np.abs(X).max()) > spec.max_abs:
+        raise TaskError(f"{field}.X: a value exceeds max_abs={spec.max_abs}")
+    if y.size and (int(y.min()) < 0 or int(y.max()) >= spec.n_classes):
+        raise TaskError(f"{field}.y: labels must lie in [0, {spec.n_classes})")
+
+
+def encode_xy(X: np.ndarray, y: np.ndarray) -> list[Any]:
+    return [encode_array(X), encode_array(y)]
+
+
+def decode_xy(obj: Any, spec: TaskSpec, field: str, max_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    parts = check_list(obj, 2, TaskError, field)
+    X = decode_array(parts[0], TaskError, f"{field}.X", ndim=2, shape=(None, spec.n_features),
+                     max_elements=max_rows * spec.n_features)
+    y = decode_array(parts[1], TaskError, f"{field}.y", ndim=1, shape=(X.shape[0],), max_elements=max_rows)
+    X, y = X.astype(np.int64), y.astype(np.int64)
+    check_dataset_arrays(spec, X, y, field)
+    return X, y
+
+
+def quantise(X: np.ndarray, scale_bits: int, max_abs: int) -> np.ndarray:
+    Xf = np.asarray(X, dtype=np.float64)
+    if not np.all(np.isfinite(Xf)):
+        raise TaskError("features: NaN or infinite value")
+    return np.clip(np.rint(Xf * float(1 << scale_bits)), -max_abs, max_abs).astype(np.int64)
+
+
+def make_dataset(name: str, X: np.ndarray, y_labels: np.ndarray, scale_bits: int,
+                 classes: tuple[str, ...] | None = None) -> Dataset:
+    """Quantise float features and index labels; ``max_abs`` is the data's own maximum (at least 1)."""
+    Xf = np.asarray(X, dtype=np.float64)
+    if Xf.ndim != 2 or Xf.shape[0] == 0:
+        raise TaskError(f"features: expected a non-empty 2-D table, got shape {Xf.shape}")
+    Xq = quantise(Xf, scale_bits, MAX_ABS_LIMIT)
+    max_abs = max(1, int(np.abs(Xq).max()))
+    if classes is None:
+        uniq = np.unique(y_labels)
+        classes = tuple(str(u) for u in uniq)
+        y = np.searchsorted(uniq, y_labels).astype(np.int64)
+    else:
+        y = np.asarray(y_labels, dtype=np.int64)
+    spec = TaskSpec(name=name, n_features=Xf.shape[1], scale_bits=scale_bits, classes=classes, max_abs=max_abs)
+    return Dataset(spec, Xq, y)
+
+
+# scale bits per built-in: digits are already small integers; the others keep ~3 significant digits
+_BUILTIN_SCALE = {"digits": 0, "iris": 4, "wine": 6, "breast_cancer": 10}
+
+
+def load_builtin(name: str) -> Dataset:
+    """digits / breast_cancer / wine / iris from scikit-learn (bundled, no download)."""
+    from sklearn import datasets
+
+    if name not in _BUILTIN_SCALE:
+        raise TaskError(f"builtin: unknown dataset {name!r}; choose from {sorted(_BUILTIN_SCALE)}")
+    bunch = getattr(datasets, f"load_{name}")()
+    classes = tuple(str(c) for c in bunch.target_names)
+    return make_dataset(name, bunch.data, bunch.target.astype(np.int64), _BUILTIN_SCALE[name], classes)
+
+
+def load_csv(path: str | Path, label_column: str, *, scale_bits: int = 8, name: str | None = None,
+             max_rows: int = 1_000_000) -> Dataset:
+    """A CSV file with a header row; every column except ``label_column`` must be numeric."""
+    path = Path(path)
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                raise TaskError(f"{path}: empty file (a header row is required)")
+            header = [h.strip() for h in header]
+            if label_column not in header:
+                raise TaskError(f"{path}: label column {label_column!r} not in header {header}")
+            li = header.index(label_column)
+            feat_names = [h for i, h in enumerate(header) if i != li]
+            if not feat_names:
+                raise TaskError(f"{path}: no feature columns besides {label_column!r}")
+            rows: list[list[float]] = []
+            labels: list[str] = []
+            for rownum, row in enumerate(reader, start=2):
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if len(rows) >= max_rows:
+                    raise TaskError(f"{path}: more than {max_rows} rows")
+                if len(row) != len(header):
+                    raise TaskError(f"{path}: row {rownum} has {len(row)} columns, header has {len(header)}")
+                values = []
+                for ci, cell in enumerate(row):
+                    cell = cell.strip()
+                    if ci == li:
+                        if not cell:
+                            raise TaskError(f"{path}: row {rownum}, column {header[ci]!r}: missing label")
+                        labels.append(cell)
+                        continue
+                    if not cell:
+                        raise TaskError(f"{path}: row {rownum}, column {header[ci]!r}: missing value")
+                    try:
+                        v = float(cell)
+                    except ValueError:
+                        raise TaskError(f"{path}: row {rownum}, column {header[ci]!r}: "
+                                        f"non-numeric value {cell!r}") from None
+                    if not math.isfinite(v):
+                        raise TaskError(f"{path}: row {rownum}, column {header[ci]!r}: non-finite value {cell!r}")
+                    values.append(v)
+                rows.append(values)
+    except OSError as exc:
+        raise TaskError(f"{path}: cannot read ({exc})") from None
+    except UnicodeDecodeError:
+        raise TaskError(f"{path}: not a UTF-8 text file") from None
+    if not rows:
+        raise TaskError(f"{path}: no data rows")
+    uniq = sorted(set(labels), key=lambda s: (0, float(s), s) if _is_number(s) else (1, 0.0, s))
+    if len(uniq) < 2:
+        raise TaskError(f"{path}: column {label_column!r} needs at least 2 distinct labels")
+    index = {c: i for i, c in enumerate(uniq)}
+    y = np.array([index[c] for c in labels], dtype=np.int64)
+    return make_dataset(name or path.stem[:64], np.array(rows), y, scale_bits, tuple(uniq))
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def synthetic(seed: bytes, n_samples: int = 26_000, *, n_features: int = 24, n_classes: int = 4,
+              n_informative: int = 8, clusters_per_class: int = 4, label_noise: float = 0.08,
+              scale_bits: int = 8) -> Dataset:
+    """A make_classification-style task from a secret seed (deterministic given the seed).
+
+    Each class is a mixture of Gaussian clusters at random hypercube vertices of an informative subspace, so
+    classes are not linearly separable (trees / MLPs beat linear models); a few features are products of
+    informative ones, the rest noise, and ``label_noise`` of the labels are reassigned uniformly at random.
+    """
+    if not isinstance(seed, bytes) or len(seed) < 16:
+        raise TaskError("synthetic.seed: need at least 16 secret bytes")
+    check_int(n_samples, n_classes * 10, 10_000_000, TaskError, "synthetic.n_samples")
+    check_int(n_informative, 2, 30, TaskError, "synthetic.n_informative")
+    check_int(n_features, n_informative + 2, MAX_FEATURES, TaskError, "synthetic.n_features")
+    rng = np.random.Generator(np.random.PCG64(int.from_bytes(hashlib.sha256(b"popchain/synthetic" + seed).digest(),
+                                                              "big")))
+    n_clusters = n_classes * clusters_per_class
+    # distinct random hypercube vertices, one per cluster
+    vertices = rng.choice(1 << n_informative, size=n_clusters, replace=False)
+    centres = ((vertices[:, None] >> np.arange(n_informative)) & 1) * 2.0 - 1.0
+    centres *= 1.4
+    cluster = rng.integers(0, n_clusters, size=n_samples)
+    y = (cluster % n_classes).astype(np.int64)
+    informative = centres[cluster] + rng.normal(size=(n_samples, n_informative))
+    # random linear mixing inside the informative subspace
+    informative = informative @ rng.normal(size=(n_informative, n_informative)) / math.sqrt(n_informative)
+    n_products = min(4, n_features - n_informative - 1)
+    pairs = rng.integers(0, n_informative, size=(n_products, 2))
+    products = informative[:, pairs[:, 0]] * informative[:, pairs[:, 1]] / 2.0
+    noise = rng.normal(size=(n_samples, n_features - n_informative - n_products))
+    X = np.concatenate([informative, products, noise], axis=1)
+    X = X[:, rng.permutation(n_features)]
+    flip = rng.random(n_samples) < label_noise
+    y[flip] = rng.integers(0, n_classes, size=int(flip.sum()))
+    classes = tuple(f"c{i}" for i in range(n_classes))
+    return make_dataset("synthetic", X, y, scale_bits, classes)
