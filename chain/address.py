@@ -1,7 +1,7 @@
 """Account ids and their bech32m text form (hrp "pop": ``pop1…``), per PROTOCOL §1."""
 from __future__ import annotations
 
-from chain.crypto import tagged_hash
+from chain.crypto import _tag_state
 from chain.errors import DecodeError
 
 HRP = "pop"
@@ -12,9 +12,15 @@ _BECH32M_CONST = 0x2BC830A3
 MAX_ADDRESS_LEN = 90
 
 
+_ADDRESS_STATE = _tag_state("popchain/address")
+
+
 def address_of(pubkey: bytes) -> bytes:
-    """The 20-byte account id of an Ed25519 public key."""
-    return tagged_hash("popchain/address", pubkey)[:ACCOUNT_SIZE]
+    """The 20-byte account id of an Ed25519 public key: H("popchain/address", pubkey)[:20]."""
+    h = _ADDRESS_STATE.copy()  # = tagged_hash without its generic loop (called once per tx sender)
+    h.update(len(pubkey).to_bytes(4, "big"))
+    h.update(pubkey)
+    return h.digest()[:ACCOUNT_SIZE]
 
 
 def _polymod(values: list[int]) -> int:

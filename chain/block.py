@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import msgpack
+
 from chain.crypto import Keypair, merkle_root, tagged_hash, verify_sig
 from chain.encoding import (check_bytes, check_bytes_max, check_int, check_list, check_list_max, pack_trusted,
-                            unpack)
+                            unpack, unpack_uncanonical)
 from chain.errors import DecodeError
-from chain.tx import MAX_TX_SIZE, MAX_VERSION, Transfer, check_chain_id
+from chain.tx import MAX_TX_SIZE, MAX_VERSION, Transfer, check_chain_id, transfers_from_lists
 
 HEADER_VERSION = 1
 MAX_HEADER_SIZE = 512
@@ -121,6 +123,49 @@ class Block:
 
     @classmethod
     def decode(cls, data: bytes, *, max_size: int = MAX_BLOCK_SIZE) -> "Block":
+        """Decode and check a block; txs come with encoding, sighash and txid precomputed. Raises DecodeError."""
+        block = cls._decode_fast(data, max_size)
+        return block if block is not None else cls._decode_checked(data, max_size)
+
+    @classmethod
+    def _decode_fast(cls, data: bytes, max_size: int) -> "Block | None":
+        """One msgpack pass plus bulk field checks; the canonical check re-assembles the block's bytes from
+        the per-tx encodings (needed anyway for txids) instead of re-packing everything. Returns None on any
+        doubt, and ``_decode_checked`` then raises exactly the error it always raised."""
+        if type(data) is not bytes:
+            return None
+        try:
+            fields = unpack_uncanonical(data, max_size=max_size)
+        except DecodeError:
+            return None
+        if type(fields) is not list or len(fields) != 4:
+            return None
+        raw_header, raw_txs, model, payload = fields
+        if type(raw_txs) is not list or len(raw_txs) > MAX_BLOCK_TXS:
+            return None
+        if type(model) is not bytes or len(model) > MAX_MODEL_SIZE:
+            return None
+        if type(payload) is not bytes or len(payload) > MAX_PAYLOAD_SIZE:
+            return None
+        try:
+            header = Header.from_list(raw_header)
+        except DecodeError:
+            return None
+        txs = transfers_from_lists(raw_txs)
+        if txs is None:
+            return None
+        packer = msgpack.Packer(use_bin_type=True)
+        canonical = b"".join((b"\x94", packer.pack(raw_header), packer.pack_array_header(len(txs)),
+                              *[tx.__dict__["_encoding"] for tx in txs], packer.pack(model),
+                              packer.pack(payload)))
+        if canonical != data:
+            return None
+        block = object.__new__(cls)  # every field checked above, as __post_init__ would
+        block.__dict__.update(header=header, txs=tuple(txs), model=model, payload=payload)
+        return block
+
+    @classmethod
+    def _decode_checked(cls, data: bytes, max_size: int) -> "Block":
         fields = check_list(unpack(data, max_size=max_size, typed=True), 4, "block")
         header = Header.from_list(fields[0])
         raw_txs = check_list_max(fields[1], MAX_BLOCK_TXS, "block.txs")

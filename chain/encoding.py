@@ -48,25 +48,32 @@ def _check_unpacked(obj: Any, depth: int = 0) -> None:
         raise DecodeError(f"type {type(obj).__name__} is not allowed (only arrays, ints, bytes, str)")
 
 
-def unpack(data: bytes, *, max_size: int, typed: bool = False) -> Any:
-    """Decode canonical bytes of at most ``max_size``; arrays come back as lists. Raises DecodeError only.
-    ``typed=True`` skips the generic type walk for callers that check every field's exact type themselves."""
+def unpack_uncanonical(data: bytes, *, max_size: int) -> Any:
+    """Step one of ``unpack``: size cap and msgpack decoding only — NOT canonical, no type walk. Only for
+    decoders that check every field's exact type and then compare a re-encoding with ``data`` themselves
+    (chain.block builds the block's re-encoding from the per-tx encodings it needs anyway)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
-    data = bytes(data)
     if len(data) > max_size:
         raise DecodeError(f"{len(data)} bytes exceeds the cap of {max_size}")
     if not data:
         raise DecodeError("empty input")
     try:
         # the length caps bound memory: no container can claim more items than there are bytes
-        obj = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True,
-                              max_bin_len=max_size, max_str_len=max_size, max_array_len=len(data),
-                              max_map_len=0, max_ext_len=0)
+        return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True,
+                               max_bin_len=max_size, max_str_len=max_size, max_array_len=len(data),
+                               max_map_len=0, max_ext_len=0)
     except DecodeError:
         raise
     except Exception as exc:  # msgpack raises many types (ExtraData, ValueError, UnicodeDecodeError, ...)
         raise DecodeError(f"malformed msgpack: {type(exc).__name__}: {exc}") from None
+
+
+def unpack(data: bytes, *, max_size: int, typed: bool = False) -> Any:
+    """Decode canonical bytes of at most ``max_size``; arrays come back as lists. Raises DecodeError only.
+    ``typed=True`` skips the generic type walk for callers that check every field's exact type themselves."""
+    data = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
+    obj = unpack_uncanonical(data, max_size=max_size)
     if not typed:
         _check_unpacked(obj)
     if _packb(obj) != data:

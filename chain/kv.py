@@ -54,11 +54,12 @@ class LevelKV:
 
     def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool) -> None:
         batch = self._db.write_batch(sync=sync)
+        put, delete = batch.put, batch.delete
         for key, value in changes.items():
             if value is None:
-                batch.delete(key)
+                delete(key)
             else:
-                batch.put(key, value)
+                put(key, value)
         batch.write()
 
     def snapshot(self) -> KVReader:

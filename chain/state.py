@@ -45,10 +45,19 @@ class Account:
     def decode(cls, data: bytes) -> "Account":
         if len(data) != ACCOUNT_VALUE_SIZE:
             raise DecodeError(f"account value must be {ACCOUNT_VALUE_SIZE} bytes")
-        return cls(int.from_bytes(data[:8], "big"), int.from_bytes(data[8:], "big"))
+        if cls is not Account:
+            return cls(int.from_bytes(data[:8], "big"), int.from_bytes(data[8:], "big"))
+        return _account(int.from_bytes(data[:8], "big"), int.from_bytes(data[8:], "big"))
 
 
 EMPTY_ACCOUNT = Account(0, 0)
+
+
+def _account(balance: int, nonce: int) -> Account:
+    """Account(balance, nonce) without the frozen-dataclass __init__ (hot path; Account has no checks)."""
+    acc = object.__new__(Account)
+    acc.__dict__.update(balance=balance, nonce=nonce)
+    return acc
 AccountReader = Callable[[bytes], "Account | None"]
 
 
@@ -94,6 +103,14 @@ class StateDelta:
     state_root: bytes = b""
     tx_count: int = 0
     extra: dict = field(default_factory=dict, compare=False)
+    # Account.encode() of every ``after`` entry, computed once for the state root, the batch and the cache
+    after_encoded: Mapping[bytes, bytes] = field(default_factory=dict, compare=False)
+
+    def encoded_after(self) -> Mapping[bytes, bytes]:
+        """id -> Account.encode() for every account in ``after``."""
+        if len(self.after_encoded) == len(self.after):
+            return self.after_encoded
+        return {a: acc.encode() for a, acc in self.after.items()}
 
 
 def apply_txs(read: AccountReader, txs: Sequence[Transfer], miner: bytes | None, params: LedgerParams,
@@ -103,16 +120,14 @@ def apply_txs(read: AccountReader, txs: Sequence[Transfer], miner: bytes | None,
     verify here). Raises RuleError for the first failing tx (stateless checks, then signature, then state)."""
     if len(txs) > params.max_block_txs:
         raise RuleError("too-many-txs", f"{len(txs)} txs, limit {params.max_block_txs}")
-    after: dict[bytes, Account] = {}
+    # hot loop (5000 txs per block): accounts as (balance, nonce) tuples, Account objects built once at the end
+    state: dict[bytes, tuple[int, int]] = {}
     before: dict[bytes, Account | None] = {}
 
-    def get(account: bytes) -> Account:
-        acc = after.get(account)
-        if acc is None:
-            prev = read(account)
-            before[account] = prev
-            acc = prev if prev is not None else EMPTY_ACCOUNT
-        return acc
+    def load(account: bytes) -> tuple[int, int]:
+        prev = read(account)
+        before[account] = prev
+        return (0, 0) if prev is None else (prev.balance, prev.nonce)
 
     def first_bad_sig(upto: int) -> None:
         results = sig_results() if sig_results is not None else None
@@ -121,35 +136,45 @@ def apply_txs(read: AccountReader, txs: Sequence[Transfer], miner: bytes | None,
             if not ok:
                 raise RuleError("bad-tx-sig", f"tx {i}: bad signature")
 
+    version, chain_id, min_fee = TX_VERSION, params.chain_id, params.min_fee
+    get = state.get
     fees = 0
     for i, tx in enumerate(txs):
-        try:
-            check_tx_fields(tx, params)
-        except RuleError as err:
-            first_bad_sig(i)
-            raise RuleError(err.code, f"tx {i}: {err.message}") from None
+        amount, fee = tx.amount, tx.fee
+        if tx.version != version or tx.chain_id != chain_id or amount < 1 or fee < min_fee:
+            try:
+                check_tx_fields(tx, params)
+            except RuleError as err:
+                first_bad_sig(i)
+                raise RuleError(err.code, f"tx {i}: {err.message}") from None
         sender = address_of(tx.sender)
-        acc = get(sender)
-        try:
-            check_tx_stateful(tx, acc)
-        except RuleError as err:
-            first_bad_sig(i + 1)
-            raise RuleError(err.code, f"tx {i}: {err.message}") from None
-        after[sender] = Account(acc.balance - tx.amount - tx.fee, acc.nonce + 1)
-        rec = get(tx.recipient)
-        if rec.balance + tx.amount > MAX_BALANCE:
+        balance, nonce = get(sender) or load(sender)
+        if tx.nonce != nonce or balance < amount + fee:
+            try:
+                check_tx_stateful(tx, Account(balance, nonce))
+            except RuleError as err:
+                first_bad_sig(i + 1)
+                raise RuleError(err.code, f"tx {i}: {err.message}") from None
+        state[sender] = (balance - amount - fee, nonce + 1)
+        recipient = tx.recipient
+        balance, nonce = get(recipient) or load(recipient)
+        if balance + amount > MAX_BALANCE:
+            first_bad_sig(i + 1)  # an earlier bad signature (or this tx's own) is the first failure
             raise RuleError("balance-overflow", f"tx {i}: recipient balance would overflow")
-        after[tx.recipient] = Account(rec.balance + tx.amount, rec.nonce)
-        fees += tx.fee
+        state[recipient] = (balance + amount, nonce)
+        fees += fee
     if miner is not None:
         miner_id = address_of(miner)
-        acc = get(miner_id)
+        balance, nonce = get(miner_id) or load(miner_id)
         credit = params.block_reward + fees
-        if acc.balance + credit > MAX_BALANCE:
+        if balance + credit > MAX_BALANCE:
+            first_bad_sig(len(txs))
             raise RuleError("balance-overflow", "miner balance would overflow")
-        after[miner_id] = Account(acc.balance + credit, acc.nonce)
+        state[miner_id] = (balance + credit, nonce)
     first_bad_sig(len(txs))
-    return StateDelta(after=after, before=before, fees=fees, tx_count=len(txs))
+    after = {a: _account(b, n) for a, (b, n) in state.items()}
+    encoded = {a: b.to_bytes(8, "big") + n.to_bytes(8, "big") for a, (b, n) in state.items()}
+    return StateDelta(after=after, before=before, fees=fees, tx_count=len(txs), after_encoded=encoded)
 
 
 def apply_allocations(allocations: Iterable[tuple[bytes, int]]) -> dict[bytes, Account]:

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgpack
+
 from chain.address import address_of
 from chain.block import Block, Header, model_hash, tx_root
 from chain.crypto import submit_verify_many
@@ -35,6 +37,14 @@ LOCK_FILE = "popchain.lock"
 
 def _height_key(height: int) -> bytes:
     return P_HEIGHT + height.to_bytes(4, "big")
+
+
+def _pack_txs(txs: Sequence[Transfer]) -> bytes:
+    """Canonical encoding of the tx list: array header + each tx's (cached) encoding, no re-packing."""
+    return b"".join((_array_header(len(txs)), *[tx.encode() for tx in txs]))
+
+
+_array_header = msgpack.Packer(use_bin_type=True).pack_array_header
 
 
 @dataclass(frozen=True)
@@ -296,7 +306,7 @@ class ChainStore:
         h = block.header
         return {
             P_HEADER + h.hash: h.encode(),
-            P_BODY + h.hash: pack_trusted([tx.to_list() for tx in block.txs]),
+            P_BODY + h.hash: _pack_txs(block.txs),
             P_MODEL + h.model_hash: block.model,
             P_PAYLOAD + h.hash: block.payload,
             _height_key(h.height): h.hash,
@@ -319,10 +329,12 @@ class ChainStore:
                 return None if value is None else Account.decode(value)
 
             delta = apply_txs(read, txs, miner, params, sig_results=pending)
+            encoded = delta.encoded_after()
             changes = dict(overlay)
-            changes.update((a, acc.encode()) for a, acc in delta.after.items())
+            changes.update(encoded)
             root = cache.root_with(changes)
-            return StateDelta(delta.after, delta.before, delta.fees, root, delta.tx_count)
+            return StateDelta(delta.after, delta.before, delta.fees, root, delta.tx_count,
+                              after_encoded=encoded)
 
     def preview_block(self, block: Block, params: LedgerParams) -> StateDelta:
         """Validate the ledger part of ``block`` against the state at its parent: chain id, height, model hash,
@@ -361,14 +373,15 @@ class ChainStore:
             changes = self._block_records(block)
             if self.get_model(h.model_hash) is not None:
                 del changes[P_MODEL + h.model_hash]  # already stored: skip rewriting up to MiBs
-            changes.update((P_ACCOUNT + a, acc.encode()) for a, acc in delta.after.items())
+            encoded = delta.encoded_after()
+            changes.update((P_ACCOUNT + a, v) for a, v in encoded.items())
             changes[P_UNDO + h.hash] = pack_trusted(undo)
             changes[K_TIP] = h.hash
             changes.update((P_META + k, v) for k, v in extra.items())
             self._kv.write(changes, sync=True)
             self._tip = h
             if self._leaves is not None:
-                self._leaves.apply({a: acc.encode() for a, acc in delta.after.items()})
+                self._leaves.apply(encoded)
             return delta
 
     def disconnect_tip(self, extra: Mapping[bytes, bytes | None] = {}) -> Block:

@@ -10,7 +10,7 @@ from functools import cached_property
 from typing import Any
 
 from chain.address import ACCOUNT_SIZE
-from chain.crypto import Keypair, tagged_hash, verify_sig
+from chain.crypto import Keypair, _tag_state, tagged_hash, verify_sig
 from chain.encoding import (check_bytes, check_bytes_max, check_int, check_list, check_str, pack_trusted,
                             unpack)
 from chain.errors import DecodeError
@@ -87,7 +87,11 @@ class Transfer:
 
     @classmethod
     def decode(cls, data: bytes) -> "Transfer":
-        tx = cls.from_list(unpack(data, max_size=MAX_TX_SIZE, typed=True))
+        fields = unpack(data, max_size=MAX_TX_SIZE, typed=True)
+        built = transfers_from_lists([fields], [bytes(data)], with_txid=False)
+        if built is not None:
+            return built[0]
+        tx = cls.from_list(fields)  # raises the precise DecodeError
         tx.__dict__["_encoding"] = bytes(data)  # canonical, so identical to re-encoding
         return tx
 
@@ -105,6 +109,93 @@ class Transfer:
     def sig_item(self) -> tuple[bytes, bytes, bytes]:
         """(pubkey, message, signature) for chain.crypto.verify_many."""
         return (self.sender, self.sighash, self.signature)
+
+
+# ---------------------------------------------------------------- bulk construction (hot path)
+#
+# A canonical tx encoding is fixarray(9) ‖ 8 unsigned fields ‖ bin8(64) signature, so the encoding of the
+# unsigned fields (what the sighash covers) is 0x98 ‖ encoding[1:-66]: sighash and txid come straight from the
+# bytes, with the tag (and chain id) already absorbed into a copied sha256 state.
+
+_SIG_TAIL = 2 + 64                  # bin8 header + signature, the last bytes of every tx encoding
+_LEN_PREFIX = [n.to_bytes(4, "big") for n in range(MAX_TX_SIZE + 1)]
+_UNSIGNED_PREFIX = [n.to_bytes(4, "big") + b"\x98" for n in range(MAX_TX_SIZE + 1)]
+_TXID_STATE = _tag_state("popchain/txid")
+_SIGHASH_STATES: dict[str, Any] = {}  # chain id -> sha256 state with tag and chain id absorbed
+
+
+def _sighash_state(chain_id: str) -> Any:
+    state = _SIGHASH_STATES.get(chain_id)
+    if state is None:
+        cid = chain_id.encode()
+        state = _tag_state("popchain/tx-sig").copy()
+        state.update(len(cid).to_bytes(4, "big") + cid)
+        if len(_SIGHASH_STATES) < 64:
+            _SIGHASH_STATES[chain_id] = state
+    return state
+
+
+def transfers_from_lists(raws: list[Any], encodings: list[bytes] | None = None, *,
+                         with_txid: bool = True) -> list[Transfer] | None:
+    """Transfers from decoded field lists, with encoding, sighash (and txid) precomputed: the same result as
+    ``Transfer.from_list`` plus ``encode()``/``sighash``/``txid`` for each, in about a tenth of the time.
+
+    ``encodings`` (optional) are the canonical bytes of each raw list, already known to the caller. Returns
+    None if any item fails a check (the caller then takes the slow path, which raises the precise error), so
+    this never decides what is valid on its own: it only accepts what the field checks would accept."""
+    out: list[Transfer] = []
+    append = out.append
+    new = object.__new__
+    pack = pack_trusted
+    txid_copy = _TXID_STATE.copy
+    len_prefix, unsigned_prefix = _LEN_PREFIX, _UNSIGNED_PREFIX
+    chain_id: Any = None
+    sig_copy = None
+    max_amount, max_nonce, tx_cls = MAX_AMOUNT, MAX_NONCE, Transfer
+    for i, raw in enumerate(raws):
+        if type(raw) is not list or len(raw) != 9:
+            return None
+        version, cid, sender, recipient, amount, fee, nonce, memo, signature = raw
+        if cid != chain_id:
+            try:
+                check_chain_id(cid)
+            except DecodeError:
+                return None
+            chain_id, sig_copy = cid, _sighash_state(cid).copy
+        if not (type(version) is int and 0 <= version <= MAX_VERSION
+                and type(sender) is bytes and len(sender) == 32
+                and type(recipient) is bytes and len(recipient) == ACCOUNT_SIZE
+                and type(amount) is int and 0 <= amount <= max_amount
+                and type(fee) is int and 0 <= fee <= max_amount
+                and type(nonce) is int and 0 <= nonce <= max_nonce
+                and type(memo) is bytes and len(memo) <= MAX_MEMO
+                and type(signature) is bytes and len(signature) == 64):
+            return None
+        enc = pack(raw) if encodings is None else encodings[i]
+        size = len(enc)
+        if size > MAX_TX_SIZE:
+            return None
+        tx = new(tx_cls)
+        d = tx.__dict__
+        d["version"] = version
+        d["chain_id"] = cid
+        d["sender"] = sender
+        d["recipient"] = recipient
+        d["amount"] = amount
+        d["fee"] = fee
+        d["nonce"] = nonce
+        d["memo"] = memo
+        d["signature"] = signature
+        d["_encoding"] = enc
+        h = sig_copy()  # type: ignore[misc]
+        h.update(unsigned_prefix[size - _SIG_TAIL] + enc[1:-_SIG_TAIL])
+        d["sighash"] = h.digest()
+        if with_txid:
+            h = txid_copy()
+            h.update(len_prefix[size] + enc)
+            d["txid"] = h.digest()
+        append(tx)
+    return out
 
 
 def make_transfer(keypair: Keypair, chain_id: str, recipient: bytes, amount: int, fee: int, nonce: int,

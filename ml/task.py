@@ -143,10 +143,10 @@ def load_builtin(name: str) -> Dataset:
     return make_dataset(name, bunch.data, bunch.target.astype(np.int64), _BUILTIN_SCALE[name], classes)
 
 
-def load_csv(path: str | Path, label_column: str, *, scale_bits: int = 8, name: str | None = None,
-             max_rows: int = 1_000_000) -> Dataset:
-    """A CSV file with a header row; every column except ``label_column`` must be numeric."""
-    path = Path(path)
+def _read_table(path: Path, label_column: str, *, label_required: bool,
+                max_rows: int) -> tuple[list[str], list[list[float]], list[str] | None]:
+    """Parse a CSV with a header row: (feature column names, numeric rows, labels or None if the label
+    column is absent and not required). Every error names the file, row and column."""
     try:
         with path.open(newline="") as fh:
             reader = csv.reader(fh)
@@ -154,9 +154,9 @@ def load_csv(path: str | Path, label_column: str, *, scale_bits: int = 8, name: 
             if header is None:
                 raise TaskError(f"{path}: empty file (a header row is required)")
             header = [h.strip() for h in header]
-            if label_column not in header:
+            if label_column not in header and label_required:
                 raise TaskError(f"{path}: label column {label_column!r} not in header {header}")
-            li = header.index(label_column)
+            li = header.index(label_column) if label_column in header else -1
             feat_names = [h for i, h in enumerate(header) if i != li]
             if not feat_names:
                 raise TaskError(f"{path}: no feature columns besides {label_column!r}")
@@ -194,12 +194,50 @@ def load_csv(path: str | Path, label_column: str, *, scale_bits: int = 8, name: 
         raise TaskError(f"{path}: not a UTF-8 text file") from None
     if not rows:
         raise TaskError(f"{path}: no data rows")
+    return feat_names, rows, (labels if li >= 0 else None)
+
+
+def load_csv(path: str | Path, label_column: str, *, scale_bits: int = 8, name: str | None = None,
+             max_rows: int = 1_000_000) -> Dataset:
+    """A CSV file with a header row; every column except ``label_column`` must be numeric."""
+    path = Path(path)
+    _, rows, labels = _read_table(path, label_column, label_required=True, max_rows=max_rows)
+    assert labels is not None
     uniq = sorted(set(labels), key=lambda s: (0, float(s), s) if _is_number(s) else (1, 0.0, s))
     if len(uniq) < 2:
         raise TaskError(f"{path}: column {label_column!r} needs at least 2 distinct labels")
     index = {c: i for i, c in enumerate(uniq)}
     y = np.array([index[c] for c in labels], dtype=np.int64)
     return make_dataset(name or path.stem[:64], np.array(rows), y, scale_bits, tuple(uniq))
+
+
+def read_feature_csv(path: str | Path, spec: TaskSpec, *, label_column: str = "label",
+                     max_rows: int = 1_000_000) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows to predict on, in the task's original feature units: (quantised X, class indexes or None).
+    The label column is optional; its values must be class names of the task."""
+    path = Path(path)
+    feats, rows, labels = _read_table(path, label_column, label_required=False, max_rows=max_rows)
+    if len(feats) != spec.n_features:
+        raise TaskError(f"{path}: {len(feats)} feature columns, the task has {spec.n_features}")
+    X = quantise(np.array(rows), spec.scale_bits, spec.max_abs)
+    if labels is None:
+        return X, None
+    index = {c: i for i, c in enumerate(spec.classes)}
+    unknown = sorted(set(labels) - index.keys())
+    if unknown:
+        raise TaskError(f"{path}: column {label_column!r} has labels not in the task: {unknown[:5]}")
+    return X, np.array([index[c] for c in labels], dtype=np.int64)
+
+
+def write_feature_csv(path: str | Path, dataset: Dataset, *, label_column: str = "label") -> None:
+    """The inverse of read_feature_csv: original units (X / 2^scale_bits, exact) + class names."""
+    spec = dataset.spec
+    scale = float(1 << spec.scale_bits)
+    with Path(path).open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([f"f{i}" for i in range(spec.n_features)] + [label_column])
+        for xrow, label in zip(dataset.X, dataset.y):
+            writer.writerow([repr(float(v) / scale) for v in xrow] + [spec.classes[int(label)]])
 
 
 def _is_number(s: str) -> bool:

@@ -1,0 +1,397 @@
+"""Engine: consensus state on top of chain.store.ChainStore — beacons, notices, entries, fork choice, finality.
+
+State (PROTOCOL §3.8): the *final anchor* F and the *current round* R (the last round whose anchor notice or
+beacon has been applied). The tip is F or the best valid block of round R on F. Keyholder-signed anchor
+statements (notices and beacons) move F forward, in round order; a block of round R never reorganises past
+F. Synchronous and NOT thread-safe: node/ serialises every call on one worker thread.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chain.address import address_of
+from chain.block import Block, Header
+from chain.encoding import pack, unpack
+from chain.errors import DecodeError, RuleError, StoreError
+from chain.state import check_tx_stateful, check_tx_stateless, Account
+from chain.store import ChainStore
+
+from consensus.genesis import Genesis
+from consensus.messages import AnchorNotice, Beacon, Entry, RoundPayload
+from consensus.rules import (OrphanBlock, ScoredBlock, ScoringCache, decode_payload, fork_key, parent_z_milli,
+                             validate_block, z_for_round)
+from consensus.template import Template, build_template
+
+K_STATE = b"c/state"          # pack([final_hash, current_round])
+P_BEACON = b"c/beacon/"       # + u32 round -> beacon bytes (the first valid one)
+P_NOTICE = b"c/notice/"       # + u32 round -> notice bytes
+P_EQUIV = b"c/equiv/"         # + u32 round + sighash -> pack([kept bytes, refused bytes])
+P_CHAMP = b"c/champ/"         # + u32 height -> champion record (main chain)
+P_CMODEL = b"c/cmodel/"       # + model hash -> u32 height (model hashes of every champion)
+MAX_ORPHANS = 64
+MAX_ENTRIES_SEEN = 1024       # per round, gossip bound (the keyholder accepts at most E)
+
+
+def _u32(n: int) -> bytes:
+    return n.to_bytes(4, "big")
+
+
+@dataclass(frozen=True)
+class ChampionRecord:
+    """Provenance of a crowned model (the genesis champion has round 0, b = c = z = 0)."""
+    hash: bytes
+    height: int
+    round: int
+    miner: bytes
+    model_hash: bytes
+    b: int
+    c: int
+    z_milli: int
+
+    def encode(self) -> bytes:
+        return pack([self.hash, self.height, self.round, self.miner, self.model_hash, self.b, self.c, self.z_milli])
+
+    @classmethod
+    def decode(cls, data: bytes) -> "ChampionRecord":
+        return cls(*unpack(data, max_size=512))
+
+
+@dataclass(frozen=True)
+class BlockVerdict:
+    """status: tip-changed | accepted (valid, not best) | known | stale (round already final) | orphan
+    (``missing`` = parent to fetch) | rejected (``code``). ``connected`` lists orphans that got connected."""
+    status: str
+    block_hash: bytes
+    code: str | None = None
+    message: str = ""
+    missing: bytes | None = None
+    scored: ScoredBlock | None = None
+    connected: tuple[bytes, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("tip-changed", "accepted", "known")
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    round: int
+    status: str                 # future | open | revealed | crowned | void
+    anchor: bytes | None
+    notice: AnchorNotice | None
+    beacon: Beacon | None
+    winner: ChampionRecord | None
+    entries_seen: int
+
+
+@dataclass
+class _RoundMemory:
+    entries: dict[bytes, Entry] = field(default_factory=dict)   # miner -> entry
+
+
+class Engine:
+    def __init__(self, store: ChainStore, genesis: Genesis) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.cache = ScoringCache()
+        if not store.is_initialised():
+            store.init_genesis(genesis.block, genesis.allocations, genesis.ledger_params)
+        if store.genesis().hash != genesis.hash:
+            raise StoreError("the datadir holds a different chain (genesis hash differs)")
+        if store.meta_get(K_STATE) is None:
+            g = genesis.header
+            record = ChampionRecord(g.hash, 0, 0, g.miner, g.model_hash, 0, 0, 0)
+            store.meta_write({K_STATE: pack([g.hash, 0]), P_CHAMP + _u32(0): record.encode(),
+                              P_CMODEL + g.model_hash: _u32(0)})
+        final, self._round = unpack(store.meta_get(K_STATE), max_size=128)
+        self._final = store.get_header(final)
+        self._anchors: dict[int, bytes] = {}      # round -> anchor stated by a notice/beacon not yet applied
+        self._candidates: dict[bytes, ScoredBlock] = {}
+        self._orphans: dict[bytes, Block] = {}
+        self._rounds: dict[int, _RoundMemory] = {}
+        for key, value in store.meta_items(P_BEACON) + store.meta_items(P_NOTICE):
+            r = int.from_bytes(key[-4:], "big")
+            if r > self._round:
+                obj = (Beacon if key.startswith(P_BEACON) else AnchorNotice).decode(value)
+                self._anchors.setdefault(r, obj.anchor_hash)
+        tip = store.tip()
+        if tip.hash != self._final.hash:  # restart in the opening window: the tip is our best candidate
+            block = store.get_block(tip.hash)
+            p = RoundPayload.decode(block.payload)
+            self._candidates[tip.hash] = ScoredBlock(block, p.b, p.c, p.z_milli)
+
+    # ------------------------------------------------------------ queries
+
+    def tip(self) -> Header:
+        return self.store.tip()
+
+    def final_hash(self) -> bytes:
+        return self._final.hash
+
+    def final_header(self) -> Header:
+        return self._final
+
+    def current_round(self) -> int:
+        return self._round
+
+    def open_round(self) -> int:
+        """The round miners should enter now (notice applied, beacon not yet), or 0."""
+        r = self._round
+        if r < 1 or r > self.genesis.n_rounds or self.beacon(r) is not None:
+            return 0
+        return r
+
+    def beacon(self, r: int) -> Beacon | None:
+        raw = self.store.meta_get(P_BEACON + _u32(r))
+        return None if raw is None else Beacon.decode(raw)
+
+    def notice(self, r: int) -> AnchorNotice | None:
+        raw = self.store.meta_get(P_NOTICE + _u32(r))
+        return None if raw is None else AnchorNotice.decode(raw)
+
+    def champion(self) -> ChampionRecord:
+        return ChampionRecord.decode(self.store.meta_get(P_CHAMP + _u32(self.tip().height)))
+
+    def champion_history(self) -> list[ChampionRecord]:
+        return [ChampionRecord.decode(v) for _, v in self.store.meta_items(P_CHAMP)]
+
+    def champion_model(self) -> bytes:
+        return self.store.get_model(self.tip().model_hash)
+
+    def candidates(self) -> list[ScoredBlock]:
+        """Valid blocks of the current round, best first."""
+        return sorted(self._candidates.values(), key=fork_key, reverse=True)
+
+    def equivocations(self) -> list[tuple[int, bytes, bytes]]:
+        """(round, kept message bytes, refused message bytes) for every equivocation seen."""
+        out = []
+        for key, value in self.store.meta_items(P_EQUIV):
+            kept, refused = unpack(value, max_size=1 << 20)
+            out.append((int.from_bytes(key[len(P_EQUIV):len(P_EQUIV) + 4], "big"), kept, refused))
+        return out
+
+    def round_info(self, r: int) -> RoundInfo:
+        beacon, notice = self.beacon(r), self.notice(r)
+        anchor = beacon.anchor_hash if beacon else notice.anchor_hash if notice else None
+        winner = next((rec for rec in self.champion_history() if rec.round == r and rec.height > 0), None)
+        if r > self._round:
+            status = "future"
+        elif r == self._round:
+            status = "revealed" if beacon else "open"
+        else:
+            status = "crowned" if winner else "void"
+        mem = self._rounds.get(r)
+        return RoundInfo(r, status, anchor, notice, beacon, winner, len(mem.entries) if mem else 0)
+
+    # ------------------------------------------------------------ entries
+
+    def check_entry(self, entry: Entry) -> None:
+        """The entry acceptance rule (§3.3) except first-come limits. Raises RuleError."""
+        g = self.genesis
+        if entry.chain_id != g.chain_id:
+            raise RuleError("bad-chain-id", f"entry for chain {entry.chain_id!r}")
+        if entry.round != self.open_round():
+            raise RuleError("wrong-round", f"entry for round {entry.round}, open round is {self.open_round()}")
+        if entry.parent_hash != self._final.hash:
+            raise RuleError("bad-anchor", "entry parent is not the open round's anchor")
+        if not entry.verify_signature():
+            raise RuleError("bad-entry-sig", "entry signature does not verify")
+        balance = self.store.state_view(self._final.hash).get_account(address_of(entry.miner)).balance
+        if balance < g.params.min_entrant_balance:
+            raise RuleError("insufficient-stake", f"miner balance {balance} < {g.params.min_entrant_balance}")
+
+    def add_entry(self, entry: Entry) -> bool:
+        """check_entry + one entry per miner key per round. True if new (relay it), False if already seen."""
+        self.check_entry(entry)
+        mem = self._rounds.setdefault(entry.round, _RoundMemory())
+        seen = mem.entries.get(entry.miner)
+        if seen is not None:
+            if seen.header_hash == entry.header_hash:
+                return False
+            raise RuleError("duplicate-entry", "this miner already entered this round with another header")
+        if len(mem.entries) >= MAX_ENTRIES_SEEN:
+            raise RuleError("too-many-entries", "entry table for this round is full")
+        mem.entries[entry.miner] = entry
+        for old in [r for r in self._rounds if r < entry.round]:
+            del self._rounds[old]
+        return True
+
+    # ------------------------------------------------------------ notices and beacons
+
+    def _record_equivocation(self, r: int, kept: bytes, refused: bytes, tag: bytes) -> None:
+        self.store.meta_put(P_EQUIV + _u32(r) + tag, pack([kept, refused]))
+
+    def _check_statement(self, r: int, anchor: bytes, encoded: bytes, tag: bytes) -> None:
+        """A notice/beacon for round r must agree with every stored statement of round r."""
+        for prefix in (P_NOTICE, P_BEACON):
+            raw = self.store.meta_get(prefix + _u32(r))
+            if raw is None:
+                continue
+            other = (Beacon if prefix == P_BEACON else AnchorNotice).decode(raw)
+            if other.anchor_hash != anchor:
+                self._record_equivocation(r, raw, encoded, tag)
+                raise RuleError("equivocation", f"keyholder signed two anchors for round {r}")
+
+    def add_anchor_notice(self, notice: AnchorNotice) -> bool:
+        g = self.genesis
+        if notice.chain_id != g.chain_id or not 1 <= notice.round <= g.n_rounds + 1:
+            raise RuleError("bad-notice", f"notice for round {notice.round} on chain {notice.chain_id!r}")
+        if not notice.verify(g.keyholders, g.threshold):
+            raise RuleError("bad-notice-sig", "anchor notice lacks the keyholder signatures")
+        key = P_NOTICE + _u32(notice.round)
+        raw = self.store.meta_get(key)
+        encoded = notice.encode()
+        if raw is not None:
+            if AnchorNotice.decode(raw).unsigned_fields() == notice.unsigned_fields():
+                return False
+            self._record_equivocation(notice.round, raw, encoded, notice.sighash)
+            raise RuleError("equivocation", f"a different anchor notice for round {notice.round} exists")
+        self._check_statement(notice.round, notice.anchor_hash, encoded, notice.sighash)
+        self.store.meta_put(key, encoded)
+        if notice.round > self._round:
+            self._anchors.setdefault(notice.round, notice.anchor_hash)
+            self._advance()
+        return True
+
+    def add_beacon(self, beacon: Beacon) -> bool:
+        """True if new. RuleError("equivocation") (and evidence kept) for a second, different beacon."""
+        g = self.genesis
+        if beacon.chain_id != g.chain_id or not 1 <= beacon.round <= g.n_rounds:
+            raise RuleError("bad-beacon", f"beacon for round {beacon.round} on chain {beacon.chain_id!r}")
+        if len(beacon.entries) > g.params.max_entries:
+            raise RuleError("bad-beacon", f"{len(beacon.entries)} entries exceed max_entries")
+        if not beacon.verify(g.keyholders, g.threshold):
+            raise RuleError("bad-beacon-sig", "beacon lacks the keyholder signatures")
+        key = P_BEACON + _u32(beacon.round)
+        raw = self.store.meta_get(key)
+        encoded = beacon.encode()
+        if raw is not None:
+            if Beacon.decode(raw).sighash == beacon.sighash:
+                return False
+            self._record_equivocation(beacon.round, raw, encoded, beacon.sighash)
+            raise RuleError("equivocation", f"a different beacon for round {beacon.round} was seen first")
+        self._check_statement(beacon.round, beacon.anchor_hash, encoded, beacon.sighash)
+        self.store.meta_put(key, encoded)
+        if beacon.round > self._round:
+            self._anchors.setdefault(beacon.round, beacon.anchor_hash)
+            self._advance()
+        return True
+
+    # ------------------------------------------------------------ finality
+
+    def _state_extra(self, final: bytes, r: int) -> dict[bytes, bytes | None]:
+        return {K_STATE: pack([final, r])}
+
+    def _advance(self) -> None:
+        """Apply pending anchor statements in round order while their anchors are known (§3.8)."""
+        while self._anchors:
+            r = min(self._anchors)
+            if r <= self._round:
+                del self._anchors[r]
+                continue
+            anchor = self._anchors[r]
+            tip = self.store.tip()
+            if anchor == self._final.hash:                  # rounds since R were void
+                if tip.hash != self._final.hash:
+                    self.store.disconnect_tip(extra={**self._unchampion(tip), **self._state_extra(anchor, r)})
+                else:
+                    self.store.meta_write(self._state_extra(anchor, r))
+            elif anchor in self._candidates:                # the keyholder's pick among our candidates
+                if tip.hash != anchor:
+                    self._switch_to(self._candidates[anchor], state=(anchor, r))
+                else:
+                    self.store.meta_write(self._state_extra(anchor, r))
+            else:
+                return                                      # anchor unknown: wait for that block
+            del self._anchors[r]
+            self._final, self._round = self.store.tip(), r
+            self._candidates.clear()
+            self._retry_orphans()
+
+    # ------------------------------------------------------------ blocks
+
+    def _champion_extra(self, s: ScoredBlock) -> dict[bytes, bytes | None]:
+        h = s.block.header
+        rec = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, s.b, s.c, s.z_milli)
+        return {P_CHAMP + _u32(h.height): rec.encode(), P_CMODEL + h.model_hash: _u32(h.height)}
+
+    def _unchampion(self, tip: Header) -> dict[bytes, bytes | None]:
+        return {P_CHAMP + _u32(tip.height): None, P_CMODEL + tip.model_hash: None}
+
+    def _switch_to(self, s: ScoredBlock, state: tuple[bytes, int] | None = None) -> None:
+        """Make ``s`` (a candidate of the current round, child of F) the tip."""
+        tip = self.store.tip()
+        if tip.hash != self._final.hash:
+            self.store.disconnect_tip(extra=self._unchampion(tip))
+        extra = self._champion_extra(s)
+        if state is not None:
+            extra.update(self._state_extra(*state))
+        self.store.connect_block(s.block, self.genesis.ledger_params, extra=extra)
+
+    def _is_past_champion(self, model_hash: bytes) -> bool:
+        raw = self.store.meta_get(P_CMODEL + model_hash)
+        # an index entry from the current round's tip (a sibling, not an ancestor) does not count
+        return raw is not None and int.from_bytes(raw, "big") <= self._final.height
+
+    def add_block(self, block: Block) -> BlockVerdict:
+        """Validate ``block`` and apply fork choice; never raises RuleError (the verdict carries the code)."""
+        h = block.header
+        if h.hash in self._candidates or h.hash == self._final.hash or (
+                self.store.is_main_chain(h.hash)):
+            return BlockVerdict("known", h.hash)
+        try:
+            payload = decode_payload(block, self.genesis)
+            self.add_beacon(payload.beacon)  # may move finality forward (a syncing node learns anchors here)
+        except RuleError as err:
+            return BlockVerdict("rejected", h.hash, err.code, err.message)
+        if h.round < self._round or (h.round == self._round and h.prev_hash != self._final.hash
+                                     and self.store.get_header(h.prev_hash) is not None):
+            return BlockVerdict("stale", h.hash, "stale-round", f"round {h.round} is final")
+        if h.round > self._round or h.prev_hash != self._final.hash:
+            return self._park(block)
+        try:
+            scored = validate_block(block, genesis=self.genesis, store=self.store, beacon=self.beacon(h.round),
+                                    is_past_champion=self._is_past_champion, cache=self.cache)
+        except OrphanBlock:
+            return self._park(block)
+        except RuleError as err:
+            return BlockVerdict("rejected", h.hash, err.code, err.message)
+        self._candidates[h.hash] = scored
+        best = max(self._candidates.values(), key=fork_key)
+        status = "accepted"
+        if best.hash == h.hash:
+            self._switch_to(scored)
+            status = "tip-changed"
+        connected = self._advance_and_collect()
+        return BlockVerdict(status, h.hash, scored=scored, connected=connected)
+
+    def _park(self, block: Block) -> BlockVerdict:
+        if len(self._orphans) >= MAX_ORPHANS:
+            self._orphans.pop(next(iter(self._orphans)))
+        self._orphans[block.hash] = block
+        return BlockVerdict("orphan", block.hash, missing=block.header.prev_hash)
+
+    def _advance_and_collect(self) -> tuple[bytes, ...]:
+        before = set(self._orphans)
+        self._advance()
+        return tuple(h for h in before if h not in self._orphans)
+
+    def _retry_orphans(self) -> None:
+        ready = [b for b in self._orphans.values()
+                 if b.header.prev_hash == self._final.hash and b.header.round == self._round]
+        for block in ready:
+            self._orphans.pop(block.hash, None)
+            self.add_block(block)
+        stale = [hsh for hsh, b in self._orphans.items() if b.header.round < self._round]
+        for hsh in stale:
+            del self._orphans[hsh]
+
+    # ------------------------------------------------------------ templates for miners
+
+    def build_template(self, miner_pubkey: bytes, txs, timestamp: int) -> Template:
+        r = self.open_round()
+        if r == 0:
+            raise RuleError("no-open-round", "no round is open for entries")
+        parent = self._final
+        z = z_for_round(self.genesis.params, r, parent.round, parent_z_milli(self.store, parent))
+        return build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, timestamp, z)

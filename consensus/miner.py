@@ -1,0 +1,44 @@
+"""Pure helpers for miners: seal a model into a block + entry, then open it once the beacon is out.
+
+A miner never needs chain state beyond a Template (consensus.template) and the champion's model bytes.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from chain.block import Block, model_hash
+from chain.crypto import Keypair
+from ml.model import decode_model
+from ml.score import paired, score
+from ml.shards import open_shard
+
+from consensus.genesis import Genesis
+from consensus.messages import MESSAGE_VERSION, Beacon, Entry, RoundPayload, make_entry
+from consensus.template import Template
+
+
+def seal(template: Template, model_bytes: bytes, keypair: Keypair, salt: bytes) -> tuple[Block, Entry]:
+    """The signed block (payload still empty: it needs the beacon) and the entry sealing its header hash.
+    ``salt`` must be 32 fresh random bytes so the header hash reveals nothing about the model."""
+    if keypair.public != template.miner:
+        raise ValueError("template was built for another miner key")
+    header = template.header(model_hash(model_bytes), salt).sign(keypair)
+    block = Block(header, template.txs, model_bytes, b"")
+    entry = make_entry(keypair, template.chain_id, template.round, template.prev_hash, header.hash)
+    return block, entry
+
+
+def score_against(genesis: Genesis, beacon: Beacon, model_bytes: bytes, champion_bytes: bytes) -> tuple[int, int]:
+    """(b, c) of a challenger against the champion on the shard the beacon reveals."""
+    shard = open_shard(genesis.task, beacon.round, beacon.shard_key)
+    spec, caps = genesis.task.spec, genesis.model_caps
+    mine = score(decode_model(model_bytes, spec, caps), shard.X, shard.y).correct
+    theirs = score(decode_model(champion_bytes, spec, caps), shard.X, shard.y).correct
+    return paired(mine, theirs)
+
+
+def open_block(sealed: Block, beacon: Beacon, *, genesis: Genesis, champion_bytes: bytes, z_milli: int) -> Block:
+    """Attach the round payload (beacon + b, c, z) to a sealed block, ready to publish."""
+    b, c = score_against(genesis, beacon, sealed.model, champion_bytes)
+    payload = RoundPayload(MESSAGE_VERSION, beacon, b, c, z_milli)
+    return dataclasses.replace(sealed, payload=payload.encode())

@@ -1,0 +1,56 @@
+"""Train a candidate model for a round: scikit-learn on the public data + revealed shards, exported to the
+integer format by ml.export. Small and fast (seconds); used by the simulator, the demo miner and tests."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ml.export import from_sklearn
+from ml.model import DEFAULT_CAPS, Model, ModelCaps
+from ml.task import Dataset
+
+FAMILIES = ("linear", "mlp", "forest", "extra", "tree", "boosted-linear")
+
+
+def _estimator(family: str, seed: int, n_rows: int):
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.tree import DecisionTreeClassifier
+
+    if family == "linear":
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=0.5 + (seed % 4) * 0.5))
+    if family == "boosted-linear":  # a wider linear baseline: stronger regularisation variety
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=0.05))
+    if family == "mlp":
+        width = (32, 48, 64)[seed % 3]
+        return make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(width,), max_iter=150,
+                                                             early_stopping=True, random_state=seed))
+    if family == "forest":
+        return RandomForestClassifier(n_estimators=24, max_depth=10, min_samples_leaf=3, random_state=seed,
+                                      n_jobs=1)
+    if family == "extra":
+        return ExtraTreesClassifier(n_estimators=32, max_depth=12, min_samples_leaf=2, random_state=seed, n_jobs=1)
+    if family == "tree":
+        return DecisionTreeClassifier(max_depth=6 + seed % 4, min_samples_leaf=5, random_state=seed)
+    raise ValueError(f"unknown family {family!r}; choose from {FAMILIES}")
+
+
+def training_data(public: Dataset, revealed: Sequence[Dataset] = ()) -> tuple[np.ndarray, np.ndarray]:
+    X = np.concatenate([public.X] + [d.X for d in revealed]) if revealed else public.X
+    y = np.concatenate([public.y] + [d.y for d in revealed]) if revealed else public.y
+    return X, y
+
+
+def train_candidate(family: str, public: Dataset, revealed: Sequence[Dataset] = (), seed: int = 0, *,
+                    max_rows: int | None = None, caps: ModelCaps = DEFAULT_CAPS) -> Model:
+    """Fit ``family`` on public data + revealed shards (optionally a seeded subsample of ``max_rows``)."""
+    X, y = training_data(public, revealed)
+    if max_rows is not None and len(y) > max_rows:
+        idx = np.random.default_rng(seed).choice(len(y), size=max_rows, replace=False)
+        X, y = X[idx], y[idx]
+    est = _estimator(family, seed, len(y)).fit(X.astype(np.float64), y)
+    return from_sklearn(est, public.spec, X_ref=X, caps=caps)

@@ -1,0 +1,100 @@
+"""NodeClient: a small async client for the node's HTTP API (used by the CLI wallet, miners and the demo)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from node.datadir import read_cookie
+
+
+class ApiCallError(Exception):
+    """The API answered with an error body ``{"error": {"code", "message"}}``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class NodeClient:
+    def __init__(self, base_url: str, *, cookie: str | None = None, datadir: Path | None = None,
+                 timeout_s: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        if cookie is None and datadir is not None:
+            raw = read_cookie(datadir)
+            cookie = raw.split(":", 1)[1] if raw else None
+        self.cookie = cookie
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
+
+    async def __aenter__(self) -> "NodeClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def _request(self, method: str, path: str, *, json_body: Any = None, params: dict | None = None,
+                       raw: bool = False) -> Any:
+        headers = {"Authorization": f"Bearer {self.cookie}"} if self.cookie and method == "POST" else {}
+        async with self._session.request(method, self.base_url + path, json=json_body, params=params,
+                                         headers=headers) as resp:
+            if resp.status >= 400:
+                try:
+                    err = (await resp.json())["error"]
+                    raise ApiCallError(resp.status, err["code"], err["message"])
+                except (aiohttp.ContentTypeError, KeyError, TypeError, ValueError):
+                    raise ApiCallError(resp.status, "http-error", await resp.text()) from None
+            return await resp.read() if raw else await resp.json()
+
+    async def get(self, path: str, **params: Any) -> Any:
+        return await self._request("GET", path, params=params or None)
+
+    async def status(self) -> dict:
+        return await self.get("/api/status")
+
+    async def block(self, ref: int | str) -> dict:
+        return await self.get(f"/api/blocks/{ref}")
+
+    async def tx(self, txid: str) -> dict:
+        return await self.get(f"/api/txs/{txid}")
+
+    async def account(self, address: str) -> dict:
+        return await self.get(f"/api/accounts/{address}")
+
+    async def mempool(self) -> dict:
+        return await self.get("/api/mempool")
+
+    async def champion(self) -> dict:
+        return await self.get("/api/champion")
+
+    async def model(self, model_hash: str) -> bytes:
+        return await self._request("GET", f"/api/models/{model_hash}", raw=True)
+
+    async def round(self, r: int | str = "current") -> dict:
+        return await self.get(f"/api/rounds/{r}")
+
+    async def peers(self) -> dict:
+        return await self.get("/api/peers")
+
+    async def task(self) -> dict:
+        return await self.get("/api/task")
+
+    async def template(self, miner_pubkey: bytes) -> dict:
+        return await self.get("/api/template", miner=miner_pubkey.hex())
+
+    async def genesis(self) -> bytes:
+        return await self._request("GET", "/api/genesis", raw=True)
+
+    async def send_tx(self, tx_bytes: bytes) -> dict:
+        return await self._request("POST", "/api/txs", json_body={"tx": tx_bytes.hex()})
+
+    async def send_entry(self, entry_bytes: bytes) -> dict:
+        return await self._request("POST", "/api/entries", json_body={"entry": entry_bytes.hex()})
+
+    async def send_opening(self, block_bytes: bytes) -> dict:
+        return await self._request("POST", "/api/openings", json_body={"block": block_bytes.hex()})

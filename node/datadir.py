@@ -1,0 +1,185 @@
+"""The node's data directory: lock, config, cookie, peers/bans file, ports file, genesis copy, log file.
+
+Layout (PROTOCOL §4.8 *(policy)*)::
+
+    D/node.lock      flock held while a node runs (a second node on D refuses to start)
+    D/chain/         LevelDB store (chain.store.ChainStore)
+    D/genesis.bin    copy of the genesis file, so ``node run`` on an existing datadir needs no --genesis
+    D/config.json    optional: {"peers": ["host:port", ...], "port": P, "api_port": P, ...}
+    D/.cookie        "__cookie__:<hex>" (mode 0600), needed by API write endpoints when --api-listen is used
+    D/peers.json     known peer addresses and bans (persisted across restarts)
+    D/ports.json     {"p2p": P, "api": P, "pid": N} written once the node listens
+    D/node.log       log file
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from node.errors import NodeError
+
+MAX_KNOWN_ADDRS = 1000
+MAX_CONFIG_BYTES = 64 * 1024
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write via temp file + fsync + rename, so a crash leaves the old or the new file, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise NodeError(f"bad peer address {text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+@dataclass
+class PeerBook:
+    """Known addresses (for reconnecting and peer exchange) and bans (host -> unix time until)."""
+
+    addrs: dict[str, float] = field(default_factory=dict)   # "host:port" -> last seen
+    bans: dict[str, float] = field(default_factory=dict)
+
+    def add(self, host: str, port: int, now: float) -> None:
+        self.addrs[f"{host}:{port}"] = now
+        if len(self.addrs) > MAX_KNOWN_ADDRS:  # forget the stalest
+            for key, _ in sorted(self.addrs.items(), key=lambda kv: kv[1])[: len(self.addrs) - MAX_KNOWN_ADDRS]:
+                del self.addrs[key]
+
+    def ban(self, host: str, until: float) -> None:
+        self.bans[host] = until
+
+    def is_banned(self, host: str, now: float) -> bool:
+        until = self.bans.get(host)
+        if until is None:
+            return False
+        if until <= now:
+            del self.bans[host]
+            return False
+        return True
+
+    def to_json(self) -> bytes:
+        return json.dumps({"addrs": self.addrs, "bans": self.bans}, indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "PeerBook":
+        try:
+            obj = json.loads(data)
+            addrs = {str(k): float(v) for k, v in dict(obj.get("addrs", {})).items()}
+            bans = {str(k): float(v) for k, v in dict(obj.get("bans", {})).items()}
+        except (ValueError, TypeError, AttributeError):
+            return cls()  # a damaged peers file only costs us our address book
+        book = cls(addrs, bans)
+        if len(book.addrs) > MAX_KNOWN_ADDRS:
+            book.addrs = dict(list(book.addrs.items())[:MAX_KNOWN_ADDRS])
+        return book
+
+
+class Datadir:
+    """Owns the datadir lock for the node's lifetime."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock_fd: int | None = None
+
+    def open(self) -> "Datadir":
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / "node.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise NodeError(f"datadir {self.path} is in use by another node") from None
+        self._lock_fd = fd
+        return self
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        (self.path / "ports.json").unlink(missing_ok=True)
+
+    @property
+    def chain_dir(self) -> Path:
+        return self.path / "chain"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "node.log"
+
+    def load_genesis_bytes(self, genesis_file: Path | None) -> bytes:
+        """The genesis bytes: from --genesis (and then must match a stored copy) or from the stored copy."""
+        stored = self.path / "genesis.bin"
+        if genesis_file is not None:
+            data = Path(genesis_file).read_bytes()
+            if stored.exists() and stored.read_bytes() != data:
+                raise NodeError(f"--genesis {genesis_file} differs from the genesis this datadir was created with")
+            if not stored.exists():
+                atomic_write(stored, data)
+            return data
+        if not stored.exists():
+            raise NodeError(f"datadir {self.path} has no genesis yet: pass --genesis FILE")
+        return stored.read_bytes()
+
+    def load_config(self) -> dict[str, Any]:
+        path = self.path / "config.json"
+        if not path.exists():
+            return {}
+        data = path.read_bytes()
+        if len(data) > MAX_CONFIG_BYTES:
+            raise NodeError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes")
+        try:
+            obj = json.loads(data)
+        except ValueError as exc:
+            raise NodeError(f"{path}: {exc}") from None
+        if not isinstance(obj, dict):
+            raise NodeError(f"{path}: expected a JSON object")
+        return obj
+
+    def ensure_cookie(self) -> str:
+        """Create a fresh auth cookie for this run (bitcoind-style) and return its secret."""
+        secret = secrets.token_hex(32)
+        atomic_write(self.path / ".cookie", f"__cookie__:{secret}".encode(), mode=0o600)
+        return secret
+
+    def load_peer_book(self) -> PeerBook:
+        path = self.path / "peers.json"
+        return PeerBook.from_json(path.read_bytes()) if path.exists() else PeerBook()
+
+    def save_peer_book(self, book: PeerBook) -> None:
+        atomic_write(self.path / "peers.json", book.to_json())
+
+    def write_ports(self, p2p: int, api: int) -> None:
+        atomic_write(self.path / "ports.json",
+                     json.dumps({"p2p": p2p, "api": api, "pid": os.getpid(), "time": time.time()}).encode())
+
+
+def read_ports(datadir: Path) -> dict[str, int] | None:
+    """The ports a running node on ``datadir`` listens on, or None if it has not written them (yet)."""
+    path = Path(datadir) / "ports.json"
+    try:
+        return json.loads(path.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def read_cookie(datadir: Path) -> str | None:
+    try:
+        return (Path(datadir) / ".cookie").read_text().strip()
+    except FileNotFoundError:
+        return None

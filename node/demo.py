@@ -1,0 +1,263 @@
+"""``popchain demo``: a whole local network in one command, on loopback only.
+
+Creates a fresh genesis on the default (synthetic) task, starts K node processes with separate datadirs (node 0
+runs the keyholder), starts miners with different model families as separate ``popchain miner run`` processes,
+sends wallet transfers between two demo users, and prints one table row per round as the keyholder closes it.
+Every child runs in its own process group and is stopped (SIGTERM, then SIGKILL) on exit or Ctrl-C, unless
+``--keep`` asks to leave the network running.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chain.address import address_of, encode_address
+from chain.crypto import Keypair
+from chain.tx import make_transfer
+from chain.wallet import Wallet
+from consensus.genesis import GenesisParams, load_genesis
+from node.client import ApiCallError, NodeClient
+from node.datadir import read_ports
+from node.genesis_setup import GENESIS_FILE, HOLDOUT_FILE, KEYHOLDER_FILE, create_genesis_files
+
+MINER_FAMILIES = ("forest", "mlp", "linear")
+FUNDS = 10**12
+DEMO_PASSWORD = "popchain-demo"
+WALLET_KDF = {"opslimit": 2, "memlimit": 8 * 2**20}   # demo wallets: throwaway keys, fast to open
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen
+    log: Path
+
+
+@dataclass
+class DemoNetwork:
+    workdir: Path
+    n_nodes: int
+    children: list[Child] = field(default_factory=list)
+    api_urls: list[str] = field(default_factory=list)
+    p2p_ports: list[int] = field(default_factory=list)
+
+    def spawn(self, name: str, argv: list[str]) -> Child:
+        log = self.workdir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, POPCHAIN_PASSWORD=DEMO_PASSWORD, PYTHONUNBUFFERED="1")
+        with log.open("ab") as fh:
+            proc = subprocess.Popen([sys.executable, *argv], stdout=fh, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        child = Child(name, proc, log)
+        self.children.append(child)
+        return child
+
+    async def start_node(self, i: int, genesis: Path, keyholder: Path | None) -> None:
+        datadir = self.workdir / f"node{i}"
+        argv = ["-m", "node", "run", "--datadir", str(datadir), "--genesis", str(genesis), "--port", "0",
+                "--api-port", "0", "--log-level", "INFO"]
+        if keyholder is not None:
+            argv += ["--keyholder", str(keyholder)]
+        if self.p2p_ports:
+            argv += ["--peer", f"127.0.0.1:{self.p2p_ports[-1]}"]    # a line: node i peers with node i-1
+        child = self.spawn(f"node{i}", argv)
+        async with asyncio.timeout(60):
+            while (ports := read_ports(datadir)) is None or child.proc.poll() is not None:
+                if child.proc.poll() is not None:
+                    raise RuntimeError(f"node{i} exited with {child.proc.returncode}; see {child.log}")
+                await asyncio.sleep(0.05)
+        self.p2p_ports.append(ports["p2p"])
+        self.api_urls.append(f"http://127.0.0.1:{ports['api']}")
+
+    def stop_all(self, timeout: float = 15.0) -> None:
+        for child in self.children:
+            if child.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in self.children:
+            try:
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.proc.pid, signal.SIGKILL)
+                child.proc.wait()
+
+
+class Table:
+    COLUMNS = (("round", 5), ("winner", 10), ("b-c", 5), ("z", 5), ("acc shard", 9), ("acc test", 8),
+               ("height", 6), ("txs", 5))
+
+    def header(self) -> str:
+        head = "  ".join(name.rjust(w) for name, w in self.COLUMNS)
+        return head + "\n" + "  ".join("-" * w for _, w in self.COLUMNS)
+
+    def row(self, *cells: object) -> str:
+        return "  ".join(str(c).rjust(w) for c, (_, w) in zip(cells, self.COLUMNS))
+
+
+async def _send_transfers(client: NodeClient, chain_id: str, users: list[Keypair], rng: random.Random) -> int:
+    """A few transfers between the demo users; returns how many the node accepted."""
+    sent = 0
+    for _ in range(rng.randint(1, 3)):
+        sender, recipient = rng.sample(users, 2)
+        account = await client.account(encode_address(address_of(sender.public)))
+        tx = make_transfer(sender, chain_id, address_of(recipient.public), rng.randint(1, 10**6), 1_000,
+                           account["next_nonce"], b"demo")
+        with contextlib.suppress(ApiCallError):
+            await client.send_tx(tx.encode())
+            sent += 1
+    return sent
+
+
+async def _demo(workdir: Path, rounds: int, n_nodes: int, keep: bool) -> int:
+    from ml.model import decode_model
+    from ml.score import score
+    from ml.shards import open_shard
+    from ml.task import read_feature_csv
+
+    print(f"popchain demo: {n_nodes} nodes, {len(MINER_FAMILIES)} miners, {rounds} rounds; working in {workdir}")
+    miners = [Keypair.generate() for _ in MINER_FAMILIES]
+    users = [Keypair.generate() for _ in range(2)]
+    keyholder = Keypair.generate()
+    names = {address_of(k.public): f"{fam}-miner" for k, fam in zip(miners, MINER_FAMILIES)}
+    chain_dir = workdir / "chain"
+    params = GenesisParams(entry_window_s=3, opening_window_s=4)
+    print("creating genesis (synthetic task, 100 hidden shards) ...", flush=True)
+    info = await asyncio.to_thread(
+        create_genesis_files, chain_dir, allocations=[(address_of(k.public), FUNDS) for k in miners + users],
+        params=params, keyholder=keyholder, chain_id="popchain-demo")
+    genesis = load_genesis((chain_dir / GENESIS_FILE).read_bytes())
+    X_test, y_test = read_feature_csv(chain_dir / HOLDOUT_FILE, genesis.task.spec)
+    spec, caps = genesis.task.spec, genesis.model_caps
+    print(f"genesis {info['genesis_hash'][:16]}…  chain id {genesis.chain_id}")
+
+    net = DemoNetwork(workdir, n_nodes)
+    try:
+        # the keyholder node starts last, once the miners have trained their first candidates, so that round 1
+        # is not played before anyone is ready; the others form a line, the keyholder joins at its start
+        order = list(range(1, n_nodes)) + [0]
+        urls: dict[int, str] = {}
+        for n, i in enumerate(order):
+            if i == 0 and n_nodes > 1:
+                await _wait_ready(miner_children)
+            await net.start_node(i, chain_dir / GENESIS_FILE, chain_dir / KEYHOLDER_FILE if i == 0 else None)
+            urls[i] = net.api_urls[-1]
+            print(f"node{i} up: API {urls[i]}  peer port {net.p2p_ports[-1]}"
+                  + ("  (keyholder)" if i == 0 else ""), flush=True)
+            if n == len(order) - 2 or n_nodes == 1:
+                miner_children = _start_miners(net, workdir, miners, list(urls.values()))
+        net.api_urls = [urls[i] for i in range(n_nodes)]
+        async with NodeClient(net.api_urls[0]) as client:
+            return await _watch(client, net, genesis, rounds, users, names, X_test, y_test, keep,
+                                lambda m: score(decode_model(m, spec, caps), X_test, y_test).accuracy,
+                                lambda r, key, m: score(decode_model(m, spec, caps),
+                                                        *_xy(open_shard(genesis.task, r, key))).accuracy)
+    finally:
+        if keep:
+            print("\n--keep: the network keeps running. Stop it with:\n  kill "
+                  + " ".join(f"-- -{c.proc.pid}" for c in net.children if c.proc.poll() is None))
+        else:
+            print("\nstopping the network ...", flush=True)
+            net.stop_all()
+            print(f"stopped. Logs and datadirs are in {workdir}")
+
+
+def _start_miners(net: DemoNetwork, workdir: Path, miners: list[Keypair], urls: list[str]) -> list[Child]:
+    children = []
+    for i, (kp, family) in enumerate(zip(miners, MINER_FAMILIES)):
+        wallet_path = workdir / f"{family}-miner.popkeys"
+        wallet = Wallet.create(wallet_path, DEMO_PASSWORD, **WALLET_KDF)
+        wallet.import_seed(kp.seed, family)
+        children.append(net.spawn(f"{family}-miner", ["-m", "cli", "miner", "run", "--node", urls[i % len(urls)],
+                                                      "--wallet", str(wallet_path), "--model", family]))
+    print(f"miners started: {', '.join(f'{f}-miner' for f in MINER_FAMILIES)} (training first candidates ...)",
+          flush=True)
+    return children
+
+
+async def _wait_ready(children: list[Child], timeout: float = 120.0) -> None:
+    async with asyncio.timeout(timeout):
+        for child in children:
+            while b"ready:" not in child.log.read_bytes():
+                if child.proc.poll() is not None:
+                    raise RuntimeError(f"{child.name} exited with {child.proc.returncode}; see {child.log}")
+                await asyncio.sleep(0.1)
+
+
+def _xy(dataset):
+    return dataset.X, dataset.y
+
+
+async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, users, names, X_test, y_test,
+                 keep: bool, test_acc, shard_acc) -> int:
+    table = Table()
+    print(table.header(), flush=True)
+    rng = random.Random(7)
+    champion_model = genesis.block.model
+    baseline = test_acc(champion_model)
+    confirmed = crowned = 0
+    reported = transfers_round = 0
+    async with asyncio.timeout(max(120.0, rounds * 60.0)):
+        while reported < rounds:
+            status = await client.status()
+            if status["open_round"] and status["open_round"] != transfers_round:
+                transfers_round = status["open_round"]
+                await _send_transfers(client, genesis.chain_id, users, rng)
+            next_round = reported + 1
+            info = await client.round(next_round)
+            if info.get("status") not in ("crowned", "void"):
+                await asyncio.sleep(0.25)
+                continue
+            reported = next_round
+            verdict = info.get("verdict")
+            key = bytes.fromhex(info["shard_key"])
+            if verdict:
+                crowned += 1
+                block = await client.block(verdict["hash"])
+                confirmed += len(block["txs"])
+                champion_model = await client.model(verdict["model_hash"])
+                winner = names.get(address_of(bytes.fromhex(block["header"]["miner"])), "?")
+                cells = (next_round, winner.replace("-miner", ""), verdict["b"] - verdict["c"],
+                         f"{verdict['z_milli'] / 1000:.2f}")
+            else:
+                cells = (next_round, "(void)", "-", "-")
+            acc_shard = await asyncio.to_thread(shard_acc, next_round, key, champion_model)
+            acc_test = await asyncio.to_thread(test_acc, champion_model)
+            print(table.row(*cells, f"{acc_shard:.3f}", f"{acc_test:.3f}", status["height"], confirmed), flush=True)
+    final = await client.status()
+    tips = set()
+    for url in net.api_urls:
+        async with NodeClient(url) as c:
+            tips.add((await c.status())["tip"])
+    print(f"\nsummary: {rounds} rounds, {crowned} crowned, {rounds - crowned} void; height {final['height']}; "
+          f"{confirmed} transfers confirmed")
+    print(f"champion accuracy on the untouched test split: {test_acc(champion_model):.3f} "
+          f"(genesis baseline {baseline:.3f})")
+    print(f"nodes agree on the tip: {'yes' if len(tips) == 1 else 'not yet (still syncing)'}")
+    print("node APIs: " + "  ".join(net.api_urls))
+    print(f"try: popchain chain info --node {net.api_urls[0]}   |   popchain model champion --node {net.api_urls[0]}")
+    return 0
+
+
+def run_demo(*, rounds: int = 10, nodes: int = 3, keep: bool = False, workdir: str | None = None) -> int:
+    if not 1 <= nodes <= 16:
+        raise ValueError("--nodes must be between 1 and 16")
+    if not 1 <= rounds <= 100:
+        raise ValueError("--rounds must be between 1 and 100")
+    path = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="popchain-demo-"))
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return asyncio.run(_demo(path, rounds, nodes, keep))
+    except KeyboardInterrupt:
+        print("\ninterrupted: network stopped", file=sys.stderr)
+        return 130

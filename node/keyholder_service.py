@@ -1,0 +1,81 @@
+"""Keyholder service: runs consensus.keyholder.Keyholder on the node's clock and publishes what it signs.
+
+The Keyholder decides (pure, journaled in the store before it returns a beacon); this service only supplies
+``now``, feeds it the entries gossip accepted, and broadcasts its anchor notices and beacons. All Keyholder
+calls run on the engine worker thread. After a restart the Keyholder re-sends its journaled messages (identical
+bytes), never a second beacon for a round.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from chain.errors import PopError
+from consensus.keyholder import Done, Keyholder, RoundClosed, load_keyholder_file
+from consensus.messages import AnchorNotice, Beacon, Entry
+from node.wire import InvKind
+
+log = logging.getLogger("popchain.keyholder")
+
+MAX_SLEEP_S = 0.5
+
+
+class KeyholderService:
+    def __init__(self, node, secret_file: bytes) -> None:
+        self.node = node
+        self.secret_file = secret_file
+        self.keyholder: Keyholder | None = None
+        self.published: list[tuple[str, int]] = []   # (kind, round), for tests and logs
+        self.done_logged = False
+
+    async def open(self) -> None:
+        def make() -> Keyholder:
+            secret, keypairs = load_keyholder_file(self.secret_file)
+            return Keyholder(self.node.engine, secret, keypairs)
+        self.keyholder = await self.node.worker.call(make)
+
+    def close(self) -> None:
+        pass  # the journal lives in the store, which the node closes
+
+    async def on_entry(self, entry: Entry) -> None:
+        try:
+            accepted = await self.node.worker.call(self.keyholder.on_entry, entry)
+        except PopError as exc:
+            log.info("entry of round %d refused by the keyholder: %s", entry.round, exc)
+            return
+        if accepted:
+            log.info("round %d: entry %s accepted", entry.round, entry.header_hash.hex()[:16])
+
+    async def run(self) -> None:
+        node = self.node
+        kh = self.keyholder
+        while True:
+            actions = await node.worker.call(kh.step, time.time())
+            for action in actions:
+                await self._publish(action)
+            deadline = await node.worker.call(kh.next_deadline)
+            if deadline is None:
+                await asyncio.sleep(MAX_SLEEP_S * 4)
+                continue
+            await asyncio.sleep(min(MAX_SLEEP_S, max(0.0, deadline - time.time()) + 0.005))
+
+    async def _publish(self, action) -> None:
+        node = self.node
+        if isinstance(action, (AnchorNotice, Beacon)):
+            kind = InvKind.ANCHOR if isinstance(action, AnchorNotice) else InvKind.BEACON
+            data = action.encode()
+            from node.gossip import object_id
+            h = object_id(kind, data)
+            node.relay.recent.put((kind, h), data)
+            node.relay.announce(kind, h)
+            self.published.append((kind.name.lower(), action.round))
+            log.info("keyholder: published %s for round %d", kind.name.lower(), action.round)
+            await node.after_round_event()
+        elif isinstance(action, RoundClosed):
+            log.info("keyholder: round %d closed: %s", action.round,
+                     f"crowned {action.winner.hex()[:16]}" if action.winner else "void")
+            node.metrics.inc("popchain_rounds_closed_total", outcome="crowned" if action.winner else "void")
+        elif isinstance(action, Done) and not self.done_logged:
+            self.done_logged = True
+            log.info("keyholder: all %d rounds done", action.round)

@@ -1,0 +1,105 @@
+"""Bounded helpers for peer policy *(policy)*: token buckets, bounded LRU sets/maps, misbehaviour scores."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; ``take`` never blocks (the caller decides what to do)."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = now
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return True
+        return False
+
+
+class BoundedSet(Generic[K]):
+    """A set that forgets its oldest members beyond ``cap`` (per-peer known inventory, seen-recently filters)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._items: OrderedDict[K, None] = OrderedDict()
+
+    def add(self, key: K) -> None:
+        self._items[key] = None
+        self._items.move_to_end(key)
+        while len(self._items) > self.cap:
+            self._items.popitem(last=False)
+
+    def discard(self, key: K) -> None:
+        self._items.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class BoundedMap(Generic[K, V]):
+    """A dict that drops its oldest entries beyond ``cap``."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.cap:
+            self._items.popitem(last=False)
+
+    def get(self, key: K) -> V | None:
+        return self._items.get(key)
+
+    def pop(self, key: K) -> V | None:
+        return self._items.pop(key, None)
+
+    def items(self) -> list[tuple[K, V]]:
+        return list(self._items.items())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True)
+class Offence:
+    """How bad a peer behaviour is. score ≥ BAN_SCORE means disconnect + discourage (Core: protocol violation = gone)."""
+
+    reason: str
+    score: int
+
+
+BAN_SCORE = 100
+DISCOURAGE_SECONDS = 24 * 3600.0
+
+# protocol violations: one is enough
+MALFORMED = Offence("malformed-frame", 100)
+OVERSIZE = Offence("oversize-frame", 100)
+WRONG_CHAIN = Offence("wrong-chain", 100)
+INVALID_BLOCK = Offence("invalid-block", 100)
+INVALID_OBJECT = Offence("invalid-object", 100)
+BAD_HANDSHAKE = Offence("bad-handshake", 100)
+# soft offences: accumulate
+UNSOLICITED = Offence("unsolicited", 10)
+STALE_OBJECT = Offence("stale-object", 1)
+FLOOD = Offence("flood", 20)
+STALL = Offence("stall", 50)

@@ -1,0 +1,251 @@
+"""The network miner: competes for blocks through a node's HTTP API only (no local chain state).
+
+Each round: train a candidate (scikit-learn, in a worker thread) on the public training data plus every shard
+revealed so far, check it against the champion on the most recent revealed shard, enter the round with a sealed
+entry, open the block once the beacon lists it, and report the round's verdict. The consensus work (sealing,
+scoring, payload) is consensus.miner's; this module only drives it over the API.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chain.crypto import Keypair
+from chain.tx import Transfer
+from consensus.genesis import Genesis, load_genesis
+from consensus.messages import Beacon
+from consensus.miner import open_block, seal
+from consensus.template import Template
+from node.client import ApiCallError, NodeClient
+
+log = logging.getLogger("popchain.miner")
+
+AUTO_FAMILIES = ("forest", "mlp", "extra", "linear")
+POLL_S = 0.05
+
+
+def template_from_json(obj: dict) -> Template:
+    b = bytes.fromhex
+    return Template(obj["chain_id"], obj["height"], b(obj["prev_hash"]), obj["round"], obj["timestamp"],
+                    b(obj["miner"]), tuple(Transfer.decode(b(t)) for t in obj["txs"]), b(obj["tx_root"]),
+                    b(obj["state_root"]), obj["z_milli"], b(obj["champion_model_hash"]))
+
+
+@dataclass
+class RoundReport:
+    """What happened to this miner in one round (printed by the CLI, collected by tests and the demo)."""
+    round: int
+    family: str = ""
+    status: str = "skipped"         # skipped | entry-refused | not-listed | opened | rejected:<code>
+    check: tuple[int, int] | None = None   # (b, c) of the local check on the last revealed shard
+    b: int | None = None
+    c: int | None = None
+    z_milli: int | None = None
+    won: bool = False
+    winner: str | None = None
+
+    def line(self) -> str:
+        parts = [f"round {self.round:>3}", f"{self.family or '-':<7}"]
+        if self.check is not None:
+            parts.append(f"check b-c {self.check[0] - self.check[1]:+d}")
+        if self.b is not None:
+            parts.append(f"b {self.b} c {self.c} z {(self.z_milli or 0) / 1000:.2f}")
+        parts.append("WON" if self.won else self.status if self.status != "opened" else "lost")
+        return "  ".join(parts)
+
+
+@dataclass
+class Miner:
+    client: NodeClient
+    keypair: Keypair
+    genesis: Genesis
+    family: str = "auto"
+    seed: int = 0
+    on_report: Callable[[RoundReport], None] | None = None
+    reports: list[RoundReport] = field(default_factory=list)
+    _trained: dict[str, tuple[int, bytes]] = field(default_factory=dict)   # family -> (n shards, model)
+    _advantage: dict[str, int] = field(default_factory=dict)              # family -> last local b - c
+
+    def _family_for(self, r: int) -> str:
+        if self.family != "auto":
+            return self.family
+        untried = [f for f in AUTO_FAMILIES if f not in self._advantage]
+        if untried:
+            return untried[0]
+        return max(AUTO_FAMILIES, key=lambda f: (self._advantage[f], -AUTO_FAMILIES.index(f)))
+
+    async def _revealed(self) -> list[tuple[int, bytes]]:
+        task = await self.client.task()
+        return [(k["round"], bytes.fromhex(k["shard_key"])) for k in task["revealed"]]
+
+    async def _model_for(self, family: str, revealed: list[tuple[int, bytes]]) -> bytes:
+        """Train ``family`` on public data + the revealed shards but the last (kept back for the check);
+        cached per family until another shard is revealed."""
+        cached = self._trained.get(family)
+        if cached is not None and cached[0] == len(revealed):
+            return cached[1]
+        from consensus.training import train_candidate
+        from ml.model import encode_model
+        from ml.shards import open_shard
+        g = self.genesis
+
+        def train() -> bytes:
+            shards = [open_shard(g.task, r, key) for r, key in revealed]
+            fit_on = shards[:-1] if len(shards) > 1 else shards
+            model = train_candidate(family, g.task.training, fit_on, seed=self.seed * 1000 + len(shards),
+                                    caps=g.model_caps)
+            return encode_model(model)
+        model_bytes = await asyncio.to_thread(train)
+        self._trained[family] = (len(revealed), model_bytes)
+        return model_bytes
+
+    async def _check(self, family: str, model_bytes: bytes,
+                     revealed: list[tuple[int, bytes]]) -> tuple[int, int] | None:
+        """(b, c) against the current champion on the most recent revealed shard."""
+        if not revealed:
+            return None
+        from ml.model import decode_model
+        from ml.score import paired, score
+        from ml.shards import open_shard
+        g = self.genesis
+        champion = await self.client.model((await self.client.champion())["champion"]["model_hash"])
+
+        def check() -> tuple[int, int]:
+            shard = open_shard(g.task, *revealed[-1])
+            mine = score(decode_model(model_bytes, g.task.spec, g.model_caps), shard.X, shard.y).correct
+            theirs = score(decode_model(champion, g.task.spec, g.model_caps), shard.X, shard.y).correct
+            return paired(mine, theirs)
+        b, c = await asyncio.to_thread(check)
+        self._advantage[family] = b - c
+        return b, c
+
+    async def play_round(self, r: int) -> RoundReport:
+        report = RoundReport(r, family=self._family_for(r))
+        revealed = await self._revealed()
+        model = await self._model_for(report.family, revealed)
+        report.check = await self._check(report.family, model, revealed)
+        try:
+            tpl = template_from_json(await self.client.template(self.keypair.public))
+        except ApiCallError as exc:   # training outlasted the entry window: try the next round
+            report.status = f"missed:{exc.code}"
+            return report
+        if tpl.round != r:
+            report.status = "round-moved-on"
+            return report
+        block, entry = seal(tpl, model, self.keypair, os.urandom(32))
+        try:
+            await self.client.send_entry(entry.encode())
+        except ApiCallError as exc:
+            report.status = f"entry-refused:{exc.code}"
+            return report
+        beacon = await self._wait_beacon(r)
+        if beacon is None or block.hash not in beacon.entries:
+            report.status = "not-listed"
+            return report
+        champion = await self.client.model(tpl.champion_model_hash.hex())
+        opened = await asyncio.to_thread(open_block, block, beacon, genesis=self.genesis, champion_bytes=champion,
+                                         z_milli=tpl.z_milli)
+        from consensus.messages import RoundPayload
+        payload = RoundPayload.decode(opened.payload)
+        report.b, report.c, report.z_milli = payload.b, payload.c, payload.z_milli
+        try:
+            await self.client.send_opening(opened.encode())
+            report.status = "opened"
+        except ApiCallError as exc:
+            report.status = f"rejected:{exc.code}"
+            return report
+        async with asyncio.TaskGroup() as tg:
+            # shard r is public now: train next round's candidate while this round's opening window runs
+            tg.create_task(self._prefetch(r + 1))
+            info = await self._wait_closed(r)
+        winner = (info or {}).get("verdict")
+        if winner:
+            report.winner = winner["hash"]
+            report.won = winner["hash"] == block.hash.hex()
+        return report
+
+    async def _prefetch(self, next_round: int) -> None:
+        if next_round <= self.genesis.n_rounds:
+            await self._model_for(self._family_for(next_round), await self._revealed())
+
+    async def _wait_beacon(self, r: int, timeout: float = 120.0) -> Beacon | None:
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    raw = (await self.client.round(r)).get("beacon")
+                    if raw:
+                        return Beacon.decode(bytes.fromhex(raw))
+                    await asyncio.sleep(POLL_S)
+        except TimeoutError:
+            return None
+
+    async def _wait_closed(self, r: int, timeout: float = 120.0) -> dict | None:
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    info = await self.client.round(r)
+                    if info.get("status") in ("crowned", "void"):
+                        return info
+                    await asyncio.sleep(POLL_S * 4)
+        except TimeoutError:
+            return None
+
+    async def run(self, rounds: int = 0) -> list[RoundReport]:
+        """Play ``rounds`` rounds (0 = until the chain's shards run out)."""
+        played: set[int] = set()
+        while not rounds or len(played) < rounds:
+            status = await self.client.status()
+            r = status["open_round"]
+            if r == 0 or r in played:
+                if status["round"] >= self.genesis.n_rounds and status["round_phase"] in ("crowned", "void"):
+                    break
+                await self._prefetch(status["round"] + 1)   # no-op once the cached model is current
+                await asyncio.sleep(POLL_S)
+                continue
+            played.add(r)
+            try:
+                report = await self.play_round(r)
+            except ApiCallError as exc:     # the node refused something: report it and carry on
+                report = RoundReport(r, status=f"error:{exc.code}")
+            self.reports.append(report)
+            if self.on_report:
+                self.on_report(report)
+        return self.reports
+
+
+async def run_miner_cli(node_url: str, keypair: Keypair, *, family: str, rounds: int, as_json: bool) -> int:
+    """``popchain miner run``: mine until done or Ctrl-C, one line per round."""
+    import aiohttp
+    try:
+        async with NodeClient(node_url) as client:
+            return await _mine(client, keypair, family=family, rounds=rounds, as_json=as_json)
+    except (aiohttp.ClientError, OSError, ApiCallError) as exc:
+        print(f"popchain: error: node {node_url}: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _mine(client: NodeClient, keypair: Keypair, *, family: str, rounds: int, as_json: bool) -> int:
+    import json
+
+    from chain.address import address_of, encode_address
+    genesis = load_genesis(await client.genesis())
+    address = encode_address(address_of(keypair.public))
+    print(f"mining on {genesis.chain_id} as {address} with model family '{family}'", file=sys.stderr)
+
+    def show(report: RoundReport) -> None:
+        print(json.dumps(report.__dict__) if as_json else report.line(), flush=True)
+    miner = Miner(client, keypair, genesis, family=family, seed=int.from_bytes(keypair.public[:2], "big"),
+                  on_report=show)
+    status = await client.status()
+    await miner._prefetch(status["round"] + 1)
+    print(f"ready: first candidate trained ({miner._family_for(status['round'] + 1)})", file=sys.stderr, flush=True)
+    reports = await miner.run(rounds)
+    won = sum(r.won for r in reports)
+    print(f"played {len(reports)} rounds, won {won}", file=sys.stderr)
+    return 0
+

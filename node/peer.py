@@ -1,0 +1,275 @@
+"""One peer connection *(policy)*: handshake, a reader, a writer and a pinger under one TaskGroup.
+
+A Peer knows nothing of consensus: it decodes frames (node.wire), enforces flood limits and timeouts, and hands
+every message to ``handler(peer, msg)`` (the node). Violations are reported to ``on_offence``; a score of
+BAN_SCORE or more closes the connection. No exception escapes ``run``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from node import wire
+from node.errors import WireError
+from node.limits import (BAN_SCORE, BAD_HANDSHAKE, FLOOD, MALFORMED, OVERSIZE, WRONG_CHAIN, BoundedSet,
+                         Offence, TokenBucket)
+
+log = logging.getLogger("popchain.peer")
+
+HANDSHAKE_TIMEOUT_S = 5.0
+PING_INTERVAL_S = 15.0
+PING_TIMEOUT_S = 20.0
+SEND_QUEUE = 2000
+KNOWN_INV = 50_000
+MSG_RATE, MSG_BURST = 200.0, 2000.0          # frames per second
+BYTE_RATE, BYTE_BURST = 64e6, 256e6          # bytes per second (blocks with models are large)
+FLOOD_DROPS_PER_OFFENCE = 100
+
+
+@dataclass(frozen=True)
+class LocalIdentity:
+    chain_id: str
+    genesis_hash: bytes
+    nonce: int
+    listen_host: str
+    listen_port: int
+    agent: str = "popchain/0.1"
+
+
+class PeerClosed(Exception):
+    """Raised inside a peer's tasks to end the connection (with a reason)."""
+
+
+WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
+class Peer:
+    def __init__(self, ws: WebSocket, *, inbound: bool, host: str, port: int,
+                 handler: Callable[["Peer", wire.Message], Awaitable[None]],
+                 on_offence: Callable[["Peer", Offence, str], None],
+                 hello_factory: Callable[[], wire.Hello], identity: LocalIdentity,
+                 is_duplicate: Callable[[int], bool]) -> None:
+        self.ws = ws
+        self.inbound = inbound
+        self.host = host
+        self.port = port
+        self.handler = handler
+        self.on_offence = on_offence
+        self.hello_factory = hello_factory
+        self.identity = identity
+        self.is_duplicate = is_duplicate
+        self.hello: wire.Hello | None = None
+        self.known: BoundedSet[tuple[int, bytes]] = BoundedSet(KNOWN_INV)
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(SEND_QUEUE)
+        now = time.monotonic()
+        self.msg_bucket = TokenBucket(MSG_RATE, MSG_BURST, now)
+        self.byte_bucket = TokenBucket(BYTE_RATE, BYTE_BURST, now)
+        self.score = 0
+        self.dropped = 0
+        self.close_reason = ""
+        self.connected_at = time.time()
+        self.last_recv = now
+        self.ping_nonce: int | None = None
+        self.ping_sent = 0.0
+        self.rtt_ms: float | None = None
+        self.best_height = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def key(self) -> str:
+        """The discouragement key: the advertised listen address if any, else the remote address."""
+        if self.hello is not None and self.hello.listen_port:
+            return f"{self.host}:{self.hello.listen_port}"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def listen_addr(self) -> tuple[str, int] | None:
+        if self.hello is None or not self.hello.listen_port:
+            return None
+        return (self.host, self.hello.listen_port)
+
+    def __repr__(self) -> str:
+        return f"<Peer {'in' if self.inbound else 'out'} {self.host}:{self.port}>"
+
+    # ------------------------------------------------------------ sending
+
+    def send(self, msg: wire.Message) -> None:
+        """Queue a message; a peer that does not drain its queue is dropped (it cannot slow us down)."""
+        if self.close_reason:
+            return
+        frame = wire.encode(msg)
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.close("send queue full (slow peer)")
+
+    def close(self, reason: str) -> None:
+        if not self.close_reason:
+            self.close_reason = reason
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+
+    def offend(self, offence: Offence, detail: str) -> None:
+        self.score += offence.score
+        self.on_offence(self, offence, detail)
+        if self.score >= BAN_SCORE:
+            self.close(f"{offence.reason}: {detail}")
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run_with(self, on_ready: Callable[["Peer"], Awaitable[None]] | None = None) -> None:
+        """Handshake, ``on_ready``, then serve until closed. Never raises (except CancelledError on shutdown)."""
+        try:
+            await self._handshake()
+            if on_ready is not None:
+                await on_ready(self)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._writer())
+                tg.create_task(self._pinger())
+                await self._reader()
+                self.close(self.close_reason or "connection closed by peer")
+        except (PeerClosed, aiohttp.ClientError, ConnectionError, OSError, asyncio.TimeoutError) as exc:
+            self.close(str(exc) if isinstance(exc, PeerClosed) else f"network error: {exc!r}")
+        except BaseExceptionGroup as eg:
+            # the TaskGroup wraps its tasks' errors; a PeerClosed or network error just ends this peer
+            first = _leaf(eg)
+            if isinstance(first, asyncio.CancelledError):
+                raise
+            if isinstance(first, (PeerClosed, aiohttp.ClientError, ConnectionError, OSError, asyncio.TimeoutError)):
+                self.close(str(first) if isinstance(first, PeerClosed) else f"network error: {first!r}")
+            else:
+                log.exception("peer %s: internal error", self.key, exc_info=first)
+                self.close(f"internal error: {first!r}")
+        finally:
+            if not self.close_reason:
+                self.close("closed")
+            try:
+                if not self.ws.closed:
+                    async with asyncio.timeout(2):
+                        await self.ws.close()
+            except Exception:  # closing a broken socket may fail; cancellation must propagate
+                pass
+
+    async def _handshake(self) -> None:
+        await self.ws.send_bytes(wire.encode(self.hello_factory()))
+        try:
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+                frame = await self._next_frame()
+        except TimeoutError:
+            raise PeerClosed("handshake timeout") from None
+        try:
+            msg = wire.decode(frame)
+        except WireError as exc:
+            self.offend(MALFORMED if exc.reason != "oversize" else OVERSIZE, str(exc))
+            raise PeerClosed(str(exc)) from None
+        if not isinstance(msg, wire.Hello):
+            self.offend(BAD_HANDSHAKE, f"expected HELLO, got {type(msg).__name__}")
+            raise PeerClosed("expected HELLO first")
+        me = self.identity
+        refusal = None
+        if msg.version != wire.PROTOCOL_VERSION:
+            refusal = f"protocol version {msg.version}, we speak {wire.PROTOCOL_VERSION}"
+        elif msg.chain_id != me.chain_id or msg.genesis_hash != me.genesis_hash:
+            refusal = f"wrong chain: {msg.chain_id} genesis {msg.genesis_hash.hex()[:16]}"
+        if refusal:
+            await self._try_send(wire.Reject(refusal))
+            self.hello = msg
+            self.offend(WRONG_CHAIN, refusal)
+            raise PeerClosed(refusal)
+        if msg.nonce == me.nonce:
+            await self._try_send(wire.Reject("self-connection"))
+            raise PeerClosed("self-connection")
+        if self.is_duplicate(msg.nonce):
+            await self._try_send(wire.Reject("duplicate connection"))
+            raise PeerClosed("duplicate connection")
+        self.hello = msg
+        self.best_height = msg.best_height
+
+    async def _try_send(self, msg: wire.Message) -> None:
+        try:
+            await self.ws.send_bytes(wire.encode(msg))
+        except Exception:  # best effort: the connection is being refused anyway
+            pass
+
+    async def _next_frame(self) -> bytes:
+        msg = await self.ws.receive()
+        if msg.type == aiohttp.WSMsgType.BINARY:
+            self.bytes_in += len(msg.data)
+            return msg.data
+        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+            raise PeerClosed("closed by peer")
+        if msg.type == aiohttp.WSMsgType.ERROR:
+            # aiohttp reports frames over max_msg_size here
+            exc = self.ws.exception()
+            self.offend(OVERSIZE if "size" in str(exc).lower() else MALFORMED, f"websocket error: {exc}")
+            raise PeerClosed(f"websocket error: {exc}")
+        self.offend(MALFORMED, f"non-binary websocket message ({msg.type.name})")
+        raise PeerClosed("non-binary message")
+
+    async def _reader(self) -> None:
+        while not self.close_reason:
+            frame = await self._next_frame()
+            now = time.monotonic()
+            self.last_recv = now
+            if not self.msg_bucket.take(now) or not self.byte_bucket.take(now, len(frame)):
+                # floods are throttled (dropped), and only a sustained flood ends the connection
+                self.dropped += 1
+                if self.dropped % FLOOD_DROPS_PER_OFFENCE == 0:
+                    self.offend(FLOOD, f"{self.dropped} frames dropped by rate limit")
+                continue
+            try:
+                msg = wire.decode(frame)
+            except WireError as exc:
+                self.offend(OVERSIZE if exc.reason == "oversize" else MALFORMED, str(exc))
+                return
+            if isinstance(msg, wire.Hello):
+                self.offend(BAD_HANDSHAKE, "second HELLO")
+                return
+            if isinstance(msg, wire.Ping):
+                self.send(wire.Pong(msg.nonce))
+                continue
+            if isinstance(msg, wire.Pong):
+                if msg.nonce == self.ping_nonce:
+                    self.rtt_ms = (now - self.ping_sent) * 1000
+                    self.ping_nonce = None
+                continue
+            if isinstance(msg, wire.Reject):
+                raise PeerClosed(f"peer rejected us: {msg.reason}")
+            await self.handler(self, msg)
+
+    async def _writer(self) -> None:
+        while True:
+            frame = await self.queue.get()
+            if frame is None:
+                raise PeerClosed(self.close_reason)
+            self.bytes_out += len(frame)
+            await self.ws.send_bytes(frame)
+
+    async def _pinger(self) -> None:
+        while True:
+            await asyncio.sleep(PING_INTERVAL_S)
+            now = time.monotonic()
+            if self.ping_nonce is not None and now - self.ping_sent > PING_TIMEOUT_S:
+                raise PeerClosed("ping timeout")
+            if self.ping_nonce is None:
+                self.ping_nonce = int.from_bytes(os.urandom(8), "big")
+                self.ping_sent = now
+                self.send(wire.Ping(self.ping_nonce))
+
+
+def _leaf(eg: BaseExceptionGroup) -> BaseException:
+    first = eg.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first

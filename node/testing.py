@@ -1,0 +1,227 @@
+"""Helpers for tests, the benchmarks and the demo: a small test chain, in-process nodes, a scripted miner.
+
+Everything here talks to real nodes on 127.0.0.1 through the API (node.client.NodeClient); nothing reaches
+into a node's internals except ``InProcessNode`` which owns its Node object.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chain.address import address_of
+from chain.crypto import Keypair
+from chain.tx import Transfer
+from consensus.genesis import Genesis, GenesisParams, create_genesis, load_genesis
+from consensus.keyholder import keyholder_file
+from consensus.messages import Beacon
+from consensus.miner import open_block, seal
+from consensus.template import Template
+from ml.task import synthetic
+from node.client import ApiCallError, NodeClient
+from node.config import NodeConfig
+
+log = logging.getLogger("popchain.testing")
+
+CHAIN_ID = "popchain-nodetest"
+MINER_BALANCE = 10**9
+
+
+def seeded_keypair(label: str) -> Keypair:
+    return Keypair.from_seed(hashlib.sha256(b"popchain/testing/" + label.encode()).digest())
+
+
+@dataclass(frozen=True)
+class TestChain:
+    genesis_path: Path
+    keyholder_path: Path
+    genesis: Genesis
+    miners: tuple[Keypair, ...]
+    users: tuple[Keypair, ...]
+
+
+def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100, entry_window_s: int = 1,
+                    opening_window_s: int = 2, n_miners: int = 2, n_users: int = 2, n_train: int = 1500,
+                    chain_id: str = CHAIN_ID, easy: bool = True) -> TestChain:
+    """A small chain: synthetic task, short round windows, funded miners and users, one keyholder key."""
+    directory.mkdir(parents=True, exist_ok=True)
+    miners = tuple(seeded_keypair(f"miner{i}") for i in range(n_miners))
+    users = tuple(seeded_keypair(f"user{i}") for i in range(n_users))
+    kh = seeded_keypair("keyholder")
+    dataset = synthetic(b"popchain-node-tests-seed", n_samples=rounds * shard_size + n_train + 50, n_features=12,
+                        n_informative=6, n_classes=3)
+    # easy: any challenger with b - c >= 1 is crowned, so test chains grow in a few rounds
+    extra = {"z_init_milli": 0, "z_up_milli": 0} if easy else {}
+    params = GenesisParams(entry_window_s=entry_window_s, opening_window_s=opening_window_s, **extra)
+    allocations = [(address_of(k.public), MINER_BALANCE) for k in miners + users]
+    genesis, secret = create_genesis(dataset, chain_id=chain_id, rounds=rounds, shard_size=shard_size,
+                                     allocations=allocations, keyholder_pubkeys=[kh.public], params=params,
+                                     timestamp=int(time.time()) - 10, n_train=n_train,
+                                     seed=b"popchain-node-tests-split")
+    genesis_path = directory / "genesis.bin"
+    genesis_path.write_bytes(genesis.encode())
+    keyholder_path = directory / "keyholder.secret"
+    keyholder_path.write_bytes(keyholder_file(secret, [kh]))
+    os.chmod(keyholder_path, 0o600)
+    return TestChain(genesis_path, keyholder_path, load_genesis(genesis.encode()), miners, users)
+
+
+def node_config(datadir: Path, chain: TestChain, *, keyholder: bool = False,
+                peers: tuple[tuple[str, int], ...] = (), **kw) -> NodeConfig:
+    return NodeConfig(datadir=datadir, genesis=chain.genesis_path,
+                      keyholder=chain.keyholder_path if keyholder else None, peers=peers, port=0, api_port=0,
+                      log_to_stderr=False, **kw)
+
+
+class InProcessNode:
+    """A Node running as a task of the current loop (tests/benchmarks). ``async with`` starts and stops it."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        from node.node import Node
+        self.config = config
+        self.node = Node(config)
+        self._task: asyncio.Task | None = None
+        self.client: NodeClient | None = None
+
+    async def __aenter__(self) -> "InProcessNode":
+        self._task = asyncio.create_task(self.node.run(), name=f"node-{self.config.datadir.name}")
+        started = asyncio.create_task(self.node.started.wait())
+        await asyncio.wait({self._task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if self._task.done():
+            started.cancel()
+            self._task.result()  # raises the start-up error
+        self.client = NodeClient(self.api_url)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+        if self._task is not None:
+            self.node.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.node.api_port}"
+
+    @property
+    def p2p_addr(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.node.p2p_port)
+
+
+async def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.05, what: str = "condition"):
+    """Poll an async predicate until it returns a truthy value (a liveness bound, not a timed assertion)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            value = await predicate()
+            if value:
+                return value
+            await asyncio.sleep(interval)
+
+
+def template_from_json(obj: dict) -> Template:
+    b = bytes.fromhex
+    return Template(obj["chain_id"], obj["height"], b(obj["prev_hash"]), obj["round"], obj["timestamp"],
+                    b(obj["miner"]), tuple(Transfer.decode(b(t)) for t in obj["txs"]), b(obj["tx_root"]),
+                    b(obj["state_root"]), obj["z_milli"], b(obj["champion_model_hash"]))
+
+
+@dataclass
+class ScriptedMiner:
+    """Mines through the API only: template → train → seal → POST entry → wait for beacon → POST opening."""
+
+    client: NodeClient
+    keypair: Keypair
+    genesis: Genesis
+    family: str = "linear"
+    seed: int = 0
+    entered: set[int] = field(default_factory=set)
+    opened: list[tuple[int, str]] = field(default_factory=list)   # (round, status)
+    _model: bytes | None = None
+    _model_rounds: int = -1
+
+    async def _train(self) -> bytes:
+        from consensus.training import train_candidate
+        from ml.model import encode_model
+        from ml.shards import open_shard
+        task = await self.client.task()
+        g = self.genesis
+        revealed = [(k["round"], bytes.fromhex(k["shard_key"])) for k in task["revealed"]]
+        if self._model is not None and len(revealed) == self._model_rounds:
+            return self._model
+
+        def train() -> bytes:
+            shards = [open_shard(g.task, r, key) for r, key in revealed]
+            model = train_candidate(self.family, g.task.training, shards, seed=self.seed + len(shards),
+                                    caps=g.model_caps)
+            return encode_model(model)
+        self._model = await asyncio.to_thread(train)
+        self._model_rounds = len(revealed)
+        return self._model
+
+    async def run(self, rounds: int = 10**9) -> None:
+        """Take part in ``rounds`` rounds (or until the chain runs out of rounds)."""
+        await self._train()
+        done = 0
+        while done < rounds:
+            status = await self.client.status()
+            r = status["open_round"]
+            if r == 0 or r in self.entered:
+                if status["round"] >= self.genesis.n_rounds and status["round_phase"] != "open":
+                    return
+                await asyncio.sleep(0.03)
+                continue
+            self.entered.add(r)
+            await self.mine_round(r)
+            done += 1
+
+    async def mine_round(self, r: int) -> None:
+        """Enter round r with the model trained after the previous beacon; retrain once this round is opened."""
+        model = self._model or await self._train()
+        try:
+            tpl = template_from_json(await self.client.template(self.keypair.public))
+        except ApiCallError as exc:
+            log.info("miner: no template for round %d: %s", r, exc)
+            return
+        if tpl.round != r:
+            return
+        block, entry = seal(tpl, model, self.keypair, os.urandom(32))
+        try:
+            await self.client.send_entry(entry.encode())
+        except ApiCallError as exc:
+            log.info("miner: entry for round %d refused: %s", r, exc)
+            return
+        beacon = await self._wait_beacon(r)
+        if beacon is None or block.hash not in beacon.entries:
+            self.opened.append((r, "not-entered"))
+            return
+        champion = await self.client.model(tpl.champion_model_hash.hex())
+        opened = await asyncio.to_thread(open_block, block, beacon, genesis=self.genesis, champion_bytes=champion,
+                                         z_milli=tpl.z_milli)
+        try:
+            res = await self.client.send_opening(opened.encode())
+            self.opened.append((r, res["status"]))
+        except ApiCallError as exc:
+            self.opened.append((r, exc.code))
+        await self._train()  # the shard just revealed is public now: train the next candidate on it
+
+    async def _wait_beacon(self, r: int, timeout: float = 60.0) -> Beacon | None:
+        async def beacon_known():
+            info = await self.client.round(r)
+            return info.get("beacon")
+        try:
+            raw = await wait_for(beacon_known, timeout=timeout, interval=0.03)
+        except TimeoutError:
+            return None
+        return Beacon.decode(bytes.fromhex(raw))

@@ -1,0 +1,287 @@
+"""Peer wire format (PROTOCOL §4.1): framing and per-type schemas only — no policy, no consensus.
+
+A frame is one websocket binary message: ``u8 type || canonical msgpack array`` (chain.encoding). The byte cap
+is checked per type *before* decoding, then every field's type, length and range. Anything else raises
+WireError, never another exception. Consensus objects (tx, entry, anchor notice, beacon, block) travel as
+opaque bytes inside their frame: their own decoders (chain/, consensus/) run afterwards in the node.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Union
+
+from chain.block import MAX_BLOCK_SIZE, MAX_HEADER_SIZE
+from chain.encoding import (check_bytes, check_bytes_max, check_int, check_list, check_list_max, check_str,
+                            pack, unpack)
+from chain.errors import DecodeError
+from chain.tx import MAX_TX_SIZE
+from consensus.messages import MAX_BEACON_SIZE, MAX_ENTRY_SIZE, MAX_NOTICE_SIZE as MAX_ANCHOR_SIZE
+from node.errors import WireError
+
+PROTOCOL_VERSION = 1
+MAX_INV_ITEMS = 1000
+MAX_LOCATOR = 64
+MAX_HEADERS = 500
+MAX_ADDRS = 256
+MAX_REASON = 200
+MAX_HOST = 64
+MAX_AGENT = 64
+U64 = 2**64 - 1
+
+
+class InvKind(IntEnum):
+    TX = 1
+    ENTRY = 2
+    ANCHOR = 3
+    BEACON = 4
+    BLOCK = 5
+
+
+class MsgType(IntEnum):
+    HELLO = 1
+    REJECT = 2
+    PING = 3
+    PONG = 4
+    INV = 5
+    GETDATA = 6
+    NOTFOUND = 7
+    TX = 8          # object frames: 7 + InvKind
+    ENTRY = 9
+    ANCHOR = 10
+    BEACON = 11
+    BLOCK = 12
+    GETHEADERS = 13
+    HEADERS = 14
+    GETADDR = 15
+    ADDR = 16
+
+
+OBJECT_CAPS: dict[InvKind, int] = {
+    InvKind.TX: MAX_TX_SIZE,
+    InvKind.ENTRY: MAX_ENTRY_SIZE,
+    InvKind.ANCHOR: MAX_ANCHOR_SIZE,
+    InvKind.BEACON: MAX_BEACON_SIZE,
+    InvKind.BLOCK: MAX_BLOCK_SIZE,
+}
+_ENVELOPE = 16  # type byte + array header + bin header, generously
+FRAME_CAPS: dict[MsgType, int] = {
+    MsgType.HELLO: 512,
+    MsgType.REJECT: 300,
+    MsgType.PING: 16,
+    MsgType.PONG: 16,
+    MsgType.INV: 8 + MAX_INV_ITEMS * 40,
+    MsgType.GETDATA: 8 + MAX_INV_ITEMS * 40,
+    MsgType.NOTFOUND: 8 + MAX_INV_ITEMS * 40,
+    **{MsgType(7 + k): cap + _ENVELOPE for k, cap in OBJECT_CAPS.items()},
+    MsgType.GETHEADERS: 8 + (MAX_LOCATOR + 1) * 35,
+    MsgType.HEADERS: 8 + MAX_HEADERS * (MAX_HEADER_SIZE + 3),
+    MsgType.GETADDR: 8,
+    MsgType.ADDR: 8 + MAX_ADDRS * (MAX_HOST + 8),
+}
+MAX_FRAME = max(FRAME_CAPS.values())
+
+
+@dataclass(frozen=True)
+class Hello:
+    version: int
+    chain_id: str
+    genesis_hash: bytes
+    best_height: int
+    best_round: int
+    listen_host: str      # "" = not listening
+    listen_port: int      # 0 = not listening
+    nonce: int            # random per node process: detects self-connections
+    agent: str
+
+
+@dataclass(frozen=True)
+class Reject:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Ping:
+    nonce: int
+
+
+@dataclass(frozen=True)
+class Pong:
+    nonce: int
+
+
+@dataclass(frozen=True)
+class Inv:
+    items: tuple[tuple[InvKind, bytes], ...]
+
+
+@dataclass(frozen=True)
+class GetData:
+    items: tuple[tuple[InvKind, bytes], ...]
+
+
+@dataclass(frozen=True)
+class NotFound:
+    items: tuple[tuple[InvKind, bytes], ...]
+
+
+@dataclass(frozen=True)
+class Object:
+    kind: InvKind
+    data: bytes
+
+
+@dataclass(frozen=True)
+class GetHeaders:
+    locator: tuple[bytes, ...]   # newest first, like Core's block locator
+    stop: bytes                  # 32 zero bytes = as many as allowed
+
+
+@dataclass(frozen=True)
+class Headers:
+    headers: tuple[bytes, ...]   # encoded chain.block.Header, ascending height
+
+
+@dataclass(frozen=True)
+class GetAddr:
+    pass
+
+
+@dataclass(frozen=True)
+class Addr:
+    addrs: tuple[tuple[str, int], ...]
+
+
+Message = Union[Hello, Reject, Ping, Pong, Inv, GetData, NotFound, Object, GetHeaders, Headers, GetAddr, Addr]
+
+
+# ---------------------------------------------------------------- encode
+
+
+def _inv_fields(items: tuple[tuple[InvKind, bytes], ...]) -> list[Any]:
+    return [[int(k), h] for k, h in items]
+
+
+def _fields(msg: Message) -> tuple[MsgType, list[Any]]:
+    match msg:
+        case Hello():
+            return MsgType.HELLO, [msg.version, msg.chain_id, msg.genesis_hash, msg.best_height, msg.best_round,
+                                   msg.listen_host, msg.listen_port, msg.nonce, msg.agent]
+        case Reject():
+            return MsgType.REJECT, [msg.reason[:MAX_REASON]]
+        case Ping():
+            return MsgType.PING, [msg.nonce]
+        case Pong():
+            return MsgType.PONG, [msg.nonce]
+        case Inv():
+            return MsgType.INV, [_inv_fields(msg.items)]
+        case GetData():
+            return MsgType.GETDATA, [_inv_fields(msg.items)]
+        case NotFound():
+            return MsgType.NOTFOUND, [_inv_fields(msg.items)]
+        case Object():
+            return MsgType(7 + int(msg.kind)), [msg.data]
+        case GetHeaders():
+            return MsgType.GETHEADERS, [list(msg.locator), msg.stop]
+        case Headers():
+            return MsgType.HEADERS, [list(msg.headers)]
+        case GetAddr():
+            return MsgType.GETADDR, []
+        case Addr():
+            return MsgType.ADDR, [[[h, p] for h, p in msg.addrs]]
+    raise TypeError(f"not a wire message: {type(msg).__name__}")
+
+
+def encode(msg: Message) -> bytes:
+    """Frame bytes of ``msg``. Raises WireError if it would exceed its type's cap (a local bug or a huge object)."""
+    mtype, fields = _fields(msg)
+    try:
+        frame = bytes([mtype]) + pack(fields)
+    except DecodeError as exc:
+        raise WireError("bad-field", f"{mtype.name}: {exc}") from None
+    if len(frame) > FRAME_CAPS[mtype]:
+        raise WireError("oversize", f"{mtype.name} frame of {len(frame)} bytes exceeds its cap {FRAME_CAPS[mtype]}")
+    return frame
+
+
+# ---------------------------------------------------------------- decode
+
+
+def _inv_items(value: Any, name: str) -> tuple[tuple[InvKind, bytes], ...]:
+    raw = check_list_max(value, MAX_INV_ITEMS, name)
+    out = []
+    for item in raw:
+        kind, h = check_list(item, 2, f"{name} item")
+        check_int(kind, 1, len(InvKind), f"{name} kind")
+        out.append((InvKind(kind), check_bytes(h, 32, f"{name} hash")))
+    return tuple(out)
+
+
+def _decode_body(mtype: MsgType, f: list[Any]) -> Message:
+    match mtype:
+        case MsgType.HELLO:
+            check_list(f, 9, "hello")
+            return Hello(check_int(f[0], 0, 2**16, "version"), check_str(f[1], 32, "chain_id"),
+                         check_bytes(f[2], 32, "genesis_hash"), check_int(f[3], 0, U64, "best_height"),
+                         check_int(f[4], 0, U64, "best_round"), check_str(f[5], MAX_HOST, "listen_host"),
+                         check_int(f[6], 0, 65535, "listen_port"), check_int(f[7], 0, U64, "nonce"),
+                         check_str(f[8], MAX_AGENT, "agent"))
+        case MsgType.REJECT:
+            return Reject(check_str(check_list(f, 1, "reject")[0], MAX_REASON, "reason"))
+        case MsgType.PING:
+            return Ping(check_int(check_list(f, 1, "ping")[0], 0, U64, "nonce"))
+        case MsgType.PONG:
+            return Pong(check_int(check_list(f, 1, "pong")[0], 0, U64, "nonce"))
+        case MsgType.INV:
+            return Inv(_inv_items(check_list(f, 1, "inv")[0], "inv"))
+        case MsgType.GETDATA:
+            return GetData(_inv_items(check_list(f, 1, "getdata")[0], "getdata"))
+        case MsgType.NOTFOUND:
+            return NotFound(_inv_items(check_list(f, 1, "notfound")[0], "notfound"))
+        case MsgType.GETHEADERS:
+            check_list(f, 2, "getheaders")
+            locator = check_list_max(f[0], MAX_LOCATOR, "locator")
+            return GetHeaders(tuple(check_bytes(h, 32, "locator hash") for h in locator),
+                              check_bytes(f[1], 32, "stop"))
+        case MsgType.HEADERS:
+            raw = check_list_max(check_list(f, 1, "headers")[0], MAX_HEADERS, "headers")
+            return Headers(tuple(check_bytes_max(h, MAX_HEADER_SIZE, "header") for h in raw))
+        case MsgType.GETADDR:
+            check_list(f, 0, "getaddr")
+            return GetAddr()
+        case MsgType.ADDR:
+            raw = check_list_max(check_list(f, 1, "addr")[0], MAX_ADDRS, "addrs")
+            addrs = []
+            for item in raw:
+                host, port = check_list(item, 2, "addr item")
+                addrs.append((check_str(host, MAX_HOST, "addr host"), check_int(port, 1, 65535, "addr port")))
+            return Addr(tuple(addrs))
+    kind = InvKind(int(mtype) - 7)
+    data = check_bytes_max(check_list(f, 1, kind.name.lower())[0], OBJECT_CAPS[kind], "object")
+    return Object(kind, data)
+
+
+def frame_type(frame: bytes) -> MsgType:
+    """The type of a frame (for rate limiting before the full decode). Raises WireError."""
+    if not isinstance(frame, (bytes, bytearray)) or not frame:
+        raise WireError("malformed", "empty or non-binary frame")
+    if frame[0] not in MsgType._value2member_map_:
+        raise WireError("unknown-type", f"unknown message type {frame[0]}")
+    return MsgType(frame[0])
+
+
+def decode(frame: bytes) -> Message:
+    """Decode one frame. Raises WireError only (reason: malformed, unknown-type, oversize, bad-field)."""
+    mtype = frame_type(frame)
+    cap = FRAME_CAPS[mtype]
+    if len(frame) > cap:
+        raise WireError("oversize", f"{mtype.name} frame of {len(frame)} bytes exceeds its cap {cap}")
+    try:
+        fields = unpack(bytes(frame[1:]), max_size=cap)
+        if not isinstance(fields, list):
+            raise DecodeError("frame body must be an array")
+        return _decode_body(mtype, fields)
+    except DecodeError as exc:
+        raise WireError("bad-field", f"{mtype.name}: {exc}") from None
+    except (ValueError, TypeError) as exc:  # defensive: a checker we did not foresee
+        raise WireError("bad-field", f"{mtype.name}: {exc}") from None

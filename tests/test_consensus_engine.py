@@ -1,0 +1,252 @@
+"""Engine + Keyholder on a real LevelDB store: rounds, fork choice, finality, void rounds, equivocation,
+keyholder restart, sync from scratch, templates."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from chain.address import address_of
+from chain.errors import RuleError
+from chain.store import ChainStore
+from consensus.engine import Engine
+from consensus.keyholder import Keyholder, RoundClosed, keyholder_file, load_keyholder_file
+from consensus.messages import Beacon, make_beacon
+from consensus.miner import open_block, seal
+from consensus.rules import fork_key
+
+from tests.test_consensus_helpers import KEYHOLDER, MINERS, ROUNDS, kp, trained, transfer, world
+
+T0 = 1_700_000_100.0
+
+
+def models() -> list[bytes]:
+    return [trained("linear", 0), trained("linear", 1), trained("mlp", 0), trained("tree", 0)]
+
+
+def open_engine(path) -> tuple[ChainStore, Engine, Keyholder]:
+    store = ChainStore.open(path)
+    engine = Engine(store, world().genesis)
+    return store, engine, Keyholder(engine, world().secret_bytes, [KEYHOLDER])
+
+
+def enter(engine: Engine, kh: Keyholder, entrants, now: float):
+    """Each (miner, model) seals a block on the open round's template and enters; returns the sealed blocks."""
+    sealed = []
+    for miner, model in entrants:
+        template = engine.build_template(miner.public, [], int(now))
+        block, entry = seal(template, model, miner, hashlib.sha256(miner.public + model).digest())
+        assert engine.add_entry(entry)
+        assert kh.on_entry(entry)
+        sealed.append((block, template.z_milli))
+    return sealed
+
+
+def reveal(kh: Keyholder, now: float) -> Beacon:
+    return next(a for a in kh.step(now) if isinstance(a, Beacon))
+
+
+def opened(engine: Engine, sealed, beacon: Beacon, champion: bytes):
+    return [open_block(b, beacon, genesis=world().genesis, champion_bytes=champion, z_milli=z) for b, z in sealed]
+
+
+@pytest.fixture()
+def node(tmp_path):
+    store, engine, kh = open_engine(tmp_path / "db")
+    yield store, engine, kh
+    store.close()
+
+
+def test_round_crowns_the_best_block_and_finalises_it(node):
+    store, engine, kh = node
+    w = world()
+    kh.step(T0)
+    assert engine.open_round() == 1 and engine.final_hash() == w.genesis.hash
+    champion = engine.champion_model()
+    sealed = enter(engine, kh, list(zip(MINERS, models())), T0)
+    beacon = reveal(kh, T0 + 4)
+    assert engine.open_round() == 0 and len(beacon.entries) == 4
+    verdicts = [engine.add_block(b) for b in opened(engine, sealed, beacon, champion)]
+    valid = [v.scored for v in verdicts if v.ok]
+    assert valid, [v.code for v in verdicts]
+    best = max(valid, key=fork_key)
+    assert engine.tip().hash == best.hash and engine.final_hash() == w.genesis.hash
+    actions = kh.step(T0 + 8)
+    closed = next(a for a in actions if isinstance(a, RoundClosed))
+    assert closed.winner == best.hash and engine.final_hash() == best.hash and engine.open_round() == 2
+    rec = engine.champion()
+    assert (rec.hash, rec.round, rec.b, rec.c) == (best.hash, 1, best.b, best.c)
+    assert [r.round for r in engine.champion_history()] == [0, 1]
+    assert engine.round_info(1).status == "crowned" and engine.round_info(2).status == "open"
+    miner_balance = store.get_account(address_of(best.block.header.miner)).balance
+    assert miner_balance == 10**9 + w.genesis.params.block_reward
+
+
+def test_void_round_keeps_the_anchor_and_lowers_z(node):
+    store, engine, kh = node
+    g = world().genesis
+    kh.step(T0)
+    kh.step(T0 + 4)          # no entries: empty beacon
+    kh.step(T0 + 8)          # close: void
+    assert engine.round_info(1).status == "void" and engine.final_hash() == g.hash
+    assert engine.open_round() == 2
+    template = engine.build_template(MINERS[0].public, [], int(T0 + 9))
+    assert template.prev_hash == g.hash and template.round == 2
+    assert template.z_milli == g.params.z_init_milli - g.params.z_down_milli
+
+
+def test_second_beacon_is_refused_and_reported(node):
+    store, engine, kh = node
+    kh.step(T0)
+    first = reveal(kh, T0 + 4)
+    other = make_beacon([KEYHOLDER], first.chain_id, 1, first.anchor_hash, [b"\x09" * 32], first.shard_key)
+    with pytest.raises(RuleError) as exc:
+        engine.add_beacon(other)
+    assert exc.value.code == "equivocation"
+    assert engine.beacon(1) == first
+    [(r, kept, refused)] = engine.equivocations()
+    assert r == 1 and kept == first.encode() and refused == other.encode()
+    assert engine.add_beacon(first) is False      # the kept one is just a duplicate
+
+
+def test_unsigned_or_foreign_beacon_is_not_equivocation(node):
+    store, engine, kh = node
+    kh.step(T0)
+    forged = make_beacon([kp("impostor")], world().genesis.chain_id, 1, world().genesis.hash, [], bytes(32))
+    with pytest.raises(RuleError) as exc:
+        engine.add_beacon(forged)
+    assert exc.value.code == "bad-beacon-sig" and engine.equivocations() == []
+
+
+def test_keyholder_restart_never_reveals_twice(tmp_path):
+    store, engine, kh = open_engine(tmp_path / "db")
+    kh.step(T0)
+    sealed = enter(engine, kh, [(MINERS[0], models()[0])], T0)
+    beacon = reveal(kh, T0 + 4)
+    store.close()
+    # restart: a new process, new objects, same datadir; an extra entry arriving now must not change round 1
+    store, engine, kh = open_engine(tmp_path / "db")
+    late = enter_late = None
+    with pytest.raises(RuleError):
+        enter(engine, kh, [(MINERS[1], models()[1])], T0 + 5)   # round 1 is closed for entries
+    resent = [a for a in kh.step(T0 + 5) if isinstance(a, Beacon)]
+    assert [b.encode() for b in resent] == [beacon.encode()]
+    for t in (T0 + 6, T0 + 7):
+        assert not [a for a in kh.step(t) if isinstance(a, Beacon) and a.round == 1]
+    assert engine.beacon(1) == beacon and engine.equivocations() == []
+    del late, enter_late, sealed
+    store.close()
+
+
+def test_keyholder_crash_between_journal_and_engine(tmp_path):
+    """Journal written, engine not updated (crash): on restart the same beacon is re-applied and re-sent."""
+    store, engine, kh = open_engine(tmp_path / "db")
+    kh.step(T0)
+    original = engine.add_beacon
+    engine.add_beacon = lambda b: (_ for _ in ()).throw(SystemExit("crash"))
+    with pytest.raises(SystemExit):
+        kh.step(T0 + 4)
+    engine.add_beacon = original
+    journaled = kh._revealed(1)[1]
+    store.close()
+    store, engine, kh = open_engine(tmp_path / "db")
+    assert engine.beacon(1) is None
+    resent = [a for a in kh.step(T0 + 4.5) if isinstance(a, Beacon)]
+    assert resent == [journaled] and engine.beacon(1) == journaled
+    store.close()
+
+
+def test_keyholder_file_roundtrip():
+    data = keyholder_file(world().secret_bytes, [KEYHOLDER])
+    secret, keys = load_keyholder_file(data)
+    assert secret == world().secret and [k.public for k in keys] == [KEYHOLDER.public]
+
+
+def _play(engine, kh, now, entrants):
+    champion = engine.champion_model()
+    sealed = enter(engine, kh, entrants, now)
+    beacon = reveal(kh, now + 4)
+    blocks = opened(engine, sealed, beacon, champion)
+    return beacon, blocks
+
+
+def test_sync_from_scratch_and_stale_blocks(tmp_path):
+    store, engine, kh = open_engine(tmp_path / "a")
+    now, all_blocks = T0, []
+    kh.step(now)
+    ms = models()
+    for r in range(1, 4):
+        entrants = [(MINERS[i], ms[(i + r) % len(ms)]) for i in range(3)]
+        _, blocks = _play(engine, kh, now, entrants)
+        for b in blocks:
+            engine.add_block(b)
+        all_blocks += blocks
+        now += 8
+        kh.step(now)
+    chain = [store.get_block(h) for h in range(1, store.tip().height + 1)]
+    history = [(r.hash, r.round, r.b, r.c, r.z_milli) for r in engine.champion_history()]
+    # a non-winning block of a finalised round is stale, not invalid
+    loser = next(b for b in all_blocks if not store.is_main_chain(b.hash))
+    assert engine.add_block(loser).status == "stale"
+    # a fresh node gets the main chain newest-first: orphans until the oldest arrives, then all connect
+    fresh_store = ChainStore.open(tmp_path / "b")
+    fresh = Engine(fresh_store, world().genesis)
+    verdicts = [fresh.add_block(b) for b in reversed(chain)]
+    assert [v.status for v in verdicts[:-1]] == ["orphan"] * (len(chain) - 1)
+    assert verdicts[-1].ok and set(verdicts[-1].connected) >= {b.hash for b in chain[1:-1]}
+    assert fresh.tip().hash == chain[-1].hash
+    assert [(r.hash, r.round, r.b, r.c, r.z_milli) for r in fresh.champion_history()] == history
+    fresh_store.close()
+    store.close()
+
+
+def test_template_selects_txs_by_nonce_and_balance(node):
+    store, engine, kh = node
+    kh.step(T0)
+    rich, poor = MINERS[1], kp("nobody")
+    txs = [transfer(rich, 1), transfer(rich, 0), transfer(poor, 0), transfer(rich, 1), transfer(rich, 2)]
+    t = engine.build_template(MINERS[0].public, txs, int(T0))
+    assert [tx.nonce for tx in t.txs] == [0, 1, 2][: world().genesis.params.max_block_txs]
+    assert all(tx.sender == rich.public for tx in t.txs)
+    block, _ = seal(t, models()[0], MINERS[0], bytes(32))
+    assert store.preview_block(block, world().genesis.ledger_params).state_root == t.state_root
+
+
+@pytest.fixture(scope="module")
+def round_one_blocks(tmp_path_factory):
+    store, engine, kh = open_engine(tmp_path_factory.mktemp("r1") / "db")
+    kh.step(T0)
+    beacon, blocks = _play(engine, kh, T0, list(zip(MINERS, models())))
+    store.close()
+    return beacon, blocks
+
+
+@given(st.permutations(range(4)), st.lists(st.integers(0, 3), max_size=3))
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fork_choice_independent_of_arrival_and_finality_never_reverts(tmp_path_factory, round_one_blocks,
+                                                                      order, repeats):
+    beacon, blocks = round_one_blocks
+    store = ChainStore.open(tmp_path_factory.mktemp("perm") / "db")
+    try:
+        engine = Engine(store, world().genesis)
+        kh = Keyholder(engine, world().secret_bytes, [KEYHOLDER])
+        kh.step(T0)
+        finals = [engine.final_hash()]
+        engine.add_beacon(beacon)
+        for i in list(order) + list(repeats):
+            engine.add_block(blocks[i])
+            finals.append(engine.final_hash())
+        valid = [s for s in engine.candidates()]
+        assert engine.tip().hash == max(valid, key=fork_key).hash
+        kh._revealed = lambda r: (int(T0 * 1000), beacon) if r == 1 else None  # keyholder saw this beacon
+        kh.step(T0 + 9)
+        finals.append(engine.final_hash())
+        # finality only moves forward: every later final hash descends from (or equals) the earlier ones
+        heights = [store.get_header(h).height for h in finals]
+        assert heights == sorted(heights) and all(store.is_main_chain(h) for h in finals)
+        for b in blocks:   # nothing of round 1 can displace the final anchor any more
+            engine.add_block(b)
+            assert engine.final_hash() == finals[-1] and engine.tip().hash == finals[-1]
+    finally:
+        store.close()
