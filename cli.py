@@ -79,6 +79,15 @@ async def _call(args: argparse.Namespace, fn):
                        "(--node URL)") from None
 
 
+def _address(text: str, what: str) -> bytes:
+    from chain.address import decode_address
+    from chain.errors import DecodeError
+    try:
+        return decode_address(text)
+    except DecodeError as exc:
+        raise CliError(f"{what}: {text!r} is not a valid popchain address ({exc})") from None
+
+
 def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
@@ -106,7 +115,6 @@ def _load_wallet(args: argparse.Namespace):
 
 
 def cmd_genesis_create(args: argparse.Namespace) -> None:
-    from chain.address import decode_address
     from consensus.genesis import GenesisParams
     from node.genesis_setup import create_genesis_files
     allocations = []
@@ -114,7 +122,7 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
         address, sep, amount = item.partition("=")
         if not sep or not amount.isdigit():
             raise CliError(f"--alloc {item!r}: expected ADDRESS=AMOUNT (amount in grains)")
-        allocations.append((decode_address(address), int(amount)))
+        allocations.append((_address(address, f"--alloc {item!r}"), int(amount)))
     params = GenesisParams(entry_window_s=args.entry_window, opening_window_s=args.opening_window)
     out = create_genesis_files(Path(args.out), task=args.task, label_column=args.label_column, rounds=args.rounds,
                                shard_size=args.shard_size, allocations=allocations, chain_id=args.chain_id,
@@ -190,8 +198,7 @@ def cmd_wallet_balance(args: argparse.Namespace) -> None:
 
 
 def cmd_wallet_send(args: argparse.Namespace) -> None:
-    from chain.address import decode_address
-    recipient = decode_address(args.to)
+    recipient = _address(args.to, "--to")
     if args.amount <= 0:
         raise CliError("--amount must be a positive number of grains")
     wallet = _load_wallet(args)
