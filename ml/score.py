@@ -4,7 +4,8 @@ Linear / MLP layers run on float64 arrays that hold integers ("int-in-float64"):
 sum stays below 2**53, where float64 addition is exact in any order, so BLAS (any blocking, any thread count,
 any batch split) returns the exact integer result. The pure int64 path gives the identical bits and is used
 when a model's proved bound is >= 2**53 (only possible with non-default caps). Argmax ties go to the lowest
-class index (numpy's argmax returns the first maximum). Trees are walked for all rows and trees at once.
+class index (numpy's argmax returns the first maximum). Trees: ``ml.treewalk`` (a cached layout, level-synchronous
+vectorised walk, exact integer votes).
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import numpy as np
 from .errors import ModelError
 from .model import LinearModel, Model, TreesModel, layer_bounds
 from .task import TaskSpec
+from .treewalk import tree_votes
 
 EXACT_FLOAT_BITS = 53
-TREE_ROW_CHUNK = 2048  # rows per vectorised tree walk: keeps the (rows x trees) state cache-sized
 
 Path = Literal["auto", "float", "int"]
 
@@ -51,7 +52,7 @@ def _float_path_ok(model: Model, max_abs: int) -> bool:
 def logits(model: Model, X: np.ndarray, *, path: Path = "auto") -> np.ndarray:
     """Exact integer class scores (int64 (n, k)) for integer features X."""
     if isinstance(model, TreesModel):
-        return _tree_votes(model, _as_int_matrix(X, _n_features(model, X)))
+        return tree_votes(model, _as_int_matrix(X, _n_features(model, X)))
     layers = [(model.W, model.b)] if isinstance(model, LinearModel) else list(model.layers)
     shifts = [] if isinstance(model, LinearModel) else list(model.shifts)
     Xi = _as_int_matrix(X, layers[0][0].shape[0])
@@ -79,42 +80,6 @@ def logits(model: Model, X: np.ndarray, *, path: Path = "auto") -> np.ndarray:
 
 def _n_features(model: TreesModel, X: np.ndarray) -> int:
     return np.asarray(X).shape[1] if np.asarray(X).ndim == 2 else -1
-
-
-def _tree_votes(m: TreesModel, X: np.ndarray) -> np.ndarray:
-    """Walk every (row, tree) pair one level per step; leaves point to themselves, so the walk stops when a
-    step changes nothing (at most max depth + 4 steps). No per-sample Python loop."""
-    n_nodes = m.feature.shape[0]
-    k = m.value.shape[1]
-    d = X.shape[1]
-    if n_nodes and int(m.feature.max()) >= d:
-        raise ModelError(f"X: model uses feature {int(m.feature.max())}, X has {d}")
-    leaf = m.feature < 0
-    feat = np.where(leaf, 0, m.feature).astype(np.intp)
-    thr = np.where(leaf, np.iinfo(np.int64).max, m.threshold).astype(np.int64)  # a leaf never goes right
-    idx_self = np.arange(n_nodes, dtype=np.intp)
-    children = np.empty(2 * n_nodes, dtype=np.intp)  # children[2*i + go_right]
-    children[0::2] = np.where(leaf, idx_self, m.left)
-    children[1::2] = np.where(leaf, idx_self, m.right)
-    value = m.value.astype(np.int64)
-    roots = m.roots.astype(np.intp)
-    T = roots.shape[0]
-    out = np.zeros((X.shape[0], k), dtype=np.int64)
-    for start in range(0, X.shape[0], TREE_ROW_CHUNK):
-        flat = np.ascontiguousarray(X[start:start + TREE_ROW_CHUNK]).reshape(-1)
-        rows = flat.shape[0] // d
-        base = np.repeat(np.arange(rows, dtype=np.intp) * d, T)
-        node = np.tile(roots, rows)  # row-major: (row r, tree t)
-        step = 0
-        while True:
-            go_right = flat[base + feat[node]] > thr[node]
-            nxt = children[2 * node + go_right]
-            step += 1
-            if step % 4 == 0 and np.array_equal(nxt, node):
-                break
-            node = nxt
-        out[start:start + rows] = value[node].reshape(rows, T, k).sum(axis=1)
-    return out
 
 
 def predict(model: Model, X: np.ndarray, *, path: Path = "auto") -> np.ndarray:
