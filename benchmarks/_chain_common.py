@@ -54,6 +54,17 @@ def median_of(runs: int, fn: Callable[[], float]) -> float:
     return statistics.median(fn() for _ in range(runs))
 
 
+def paired_medians(runs: int, baseline: Callable[[], float], ours: Callable[[], float]) -> tuple[float, float, float]:
+    """Alternate baseline and measured runs (after one untimed warm-up of each) so that load from other
+    processes on this shared 2-core machine hits both alike. Returns (median baseline, median ours, median of
+    the per-pair ratios ours/baseline)."""
+    baseline()
+    ours()
+    pairs = [(baseline(), ours()) for _ in range(runs)]
+    return (statistics.median(b for b, _ in pairs), statistics.median(o for _, o in pairs),
+            statistics.median(o / b for b, o in pairs))
+
+
 def print_table(figures: list[dict]) -> None:
     for f in figures:
         print(f"{f['name']:<22} {f['value']:>12,.1f} {f['unit']:<8} baseline {f['baseline']:>12,.1f}  "

@@ -5,10 +5,12 @@ The same checks serve the mempool (check_tx_stateless / check_tx_stateful) and b
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import struct
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from chain.address import ACCOUNT_SIZE, address_of
+from chain.address import _ADDRESS_STATE, ACCOUNT_SIZE, address_of
 from chain.crypto import _tag_state, merkle_root_of_hashes
 from chain.errors import DecodeError, RuleError
 from chain.tx import TX_VERSION, Transfer, check_chain_id
@@ -53,10 +55,16 @@ class Account:
 EMPTY_ACCOUNT = Account(0, 0)
 
 
+_ACCOUNT_STRUCT = struct.Struct(">QQ")  # = Account.encode() for in-range values
+_PUBKEY_LEN = (32).to_bytes(4, "big")
+
+
 def _account(balance: int, nonce: int) -> Account:
     """Account(balance, nonce) without the frozen-dataclass __init__ (hot path; Account has no checks)."""
     acc = object.__new__(Account)
-    acc.__dict__.update(balance=balance, nonce=nonce)
+    d = acc.__dict__
+    d["balance"] = balance
+    d["nonce"] = nonce
     return acc
 AccountReader = Callable[[bytes], "Account | None"]
 
@@ -106,11 +114,20 @@ class StateDelta:
     # Account.encode() of every ``after`` entry, computed once for the state root, the batch and the cache
     after_encoded: Mapping[bytes, bytes] = field(default_factory=dict, compare=False)
 
+    # the raw stored value of every ``before`` entry (None = absent), when the store read them (undo records)
+    before_encoded: Mapping[bytes, bytes | None] = field(default_factory=dict, compare=False)
+
     def encoded_after(self) -> Mapping[bytes, bytes]:
         """id -> Account.encode() for every account in ``after``."""
         if len(self.after_encoded) == len(self.after):
             return self.after_encoded
         return {a: acc.encode() for a, acc in self.after.items()}
+
+    def encoded_before(self) -> Mapping[bytes, bytes | None]:
+        """id -> Account.encode() (None = absent) for every account in ``before``."""
+        if len(self.before_encoded) == len(self.before):
+            return self.before_encoded
+        return {a: None if acc is None else acc.encode() for a, acc in self.before.items()}
 
 
 def apply_txs(read: AccountReader, txs: Sequence[Transfer], miner: bytes | None, params: LedgerParams,
@@ -118,16 +135,31 @@ def apply_txs(read: AccountReader, txs: Sequence[Transfer], miner: bytes | None,
     """Apply ``txs`` in order on top of ``read`` and credit reward + fees to ``miner`` (a pubkey; None = no
     reward, e.g. genesis). ``sig_results`` waits for the signature checks started by the caller (None means
     verify here). Raises RuleError for the first failing tx (stateless checks, then signature, then state)."""
-    if len(txs) > params.max_block_txs:
-        raise RuleError("too-many-txs", f"{len(txs)} txs, limit {params.max_block_txs}")
-    # hot loop (5000 txs per block): accounts as (balance, nonce) tuples, Account objects built once at the end
-    state: dict[bytes, tuple[int, int]] = {}
     before: dict[bytes, Account | None] = {}
 
     def load(account: bytes) -> tuple[int, int]:
         prev = read(account)
         before[account] = prev
         return (0, 0) if prev is None else (prev.balance, prev.nonce)
+
+    state, fees, finish = apply_txs_deferred(load, txs, miner, params, sig_results)
+    finish()
+    return delta_of(state, before, fees, len(txs))
+
+
+def apply_txs_deferred(load: Callable[[bytes], tuple[int, int]], txs: Sequence[Transfer], miner: bytes | None,
+                       params: LedgerParams, sig_results: Callable[[], list[bool]] | None = None,
+                       ) -> tuple[dict[bytes, tuple[int, int]], int, Callable[[], None]]:
+    """The rules of ``apply_txs`` minus the final wait for the signatures, so the caller can hash and prepare
+    its batch while the pool still verifies. ``load(account) -> (balance, nonce)`` is called once per account
+    not yet touched (the caller records before-values). Returns (account -> (balance, nonce) after, fees,
+    finish); the caller MUST call ``finish()`` (it raises ``bad-tx-sig`` for the first bad signature) before it
+    reports any later failure (e.g. ``bad-state-root``) or uses the result. A RuleError raised here directly
+    is already the block's first failure in rule order."""
+    if len(txs) > params.max_block_txs:
+        raise RuleError("too-many-txs", f"{len(txs)} txs, limit {params.max_block_txs}")
+    # hot loop (5000 txs per block): accounts as (balance, nonce) tuples, no objects per tx
+    state: dict[bytes, tuple[int, int]] = {}
 
     def first_bad_sig(upto: int) -> None:
         results = sig_results() if sig_results is not None else None
@@ -138,6 +170,7 @@ def apply_txs(read: AccountReader, txs: Sequence[Transfer], miner: bytes | None,
 
     version, chain_id, min_fee = TX_VERSION, params.chain_id, params.min_fee
     get = state.get
+    address_copy, pubkey_len = _ADDRESS_STATE.copy, _PUBKEY_LEN
     fees = 0
     for i, tx in enumerate(txs):
         amount, fee = tx.amount, tx.fee
@@ -147,7 +180,9 @@ def apply_txs(read: AccountReader, txs: Sequence[Transfer], miner: bytes | None,
             except RuleError as err:
                 first_bad_sig(i)
                 raise RuleError(err.code, f"tx {i}: {err.message}") from None
-        sender = address_of(tx.sender)
+        h = address_copy()  # = address_of(tx.sender), inlined (sender is 32 bytes: checked at decode)
+        h.update(pubkey_len + tx.sender)
+        sender = h.digest()[:ACCOUNT_SIZE]
         balance, nonce = get(sender) or load(sender)
         if tx.nonce != nonce or balance < amount + fee:
             try:
@@ -171,10 +206,55 @@ def apply_txs(read: AccountReader, txs: Sequence[Transfer], miner: bytes | None,
             first_bad_sig(len(txs))
             raise RuleError("balance-overflow", "miner balance would overflow")
         state[miner_id] = (balance + credit, nonce)
-    first_bad_sig(len(txs))
-    after = {a: _account(b, n) for a, (b, n) in state.items()}
-    encoded = {a: b.to_bytes(8, "big") + n.to_bytes(8, "big") for a, (b, n) in state.items()}
-    return StateDelta(after=after, before=before, fees=fees, tx_count=len(txs), after_encoded=encoded)
+    return state, fees, lambda: first_bad_sig(len(txs))
+
+
+def encode_accounts(state: Mapping[bytes, tuple[int, int]]) -> dict[bytes, bytes]:
+    """id -> Account.encode() for ``apply_txs_deferred``'s result (values in range: balances ≤ MAX_BALANCE
+    and nonces ≤ 2^63 are checked there)."""
+    pack = _ACCOUNT_STRUCT.pack
+    return {a: pack(b, n) for a, (b, n) in state.items()}
+
+
+class EncodedAccounts(Mapping[bytes, "Account | None"]):
+    """A read-only id -> Account (or None = absent) mapping over encoded values, decoded on access: a block
+    touches ~10,000 accounts and the store needs their bytes, rarely the objects."""
+
+    def __init__(self, encoded: Mapping[bytes, bytes | None]) -> None:
+        self.encoded = encoded
+
+    def __getitem__(self, account: bytes) -> "Account | None":
+        value = self.encoded[account]
+        return None if value is None else Account.decode(value)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.encoded)
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __contains__(self, account: object) -> bool:
+        return account in self.encoded
+
+    def __repr__(self) -> str:
+        return f"EncodedAccounts({dict(self.items())!r})"
+
+
+def delta_of(state: Mapping[bytes, tuple[int, int]], before: Mapping[bytes, Account | None], fees: int,
+             tx_count: int, state_root: bytes = b"", encoded: Mapping[bytes, bytes] | None = None,
+             before_encoded: Mapping[bytes, bytes | None] | None = None) -> StateDelta:
+    """The StateDelta of ``apply_txs_deferred``'s result (``after`` decodes lazily from the encodings)."""
+    encoded = encode_accounts(state) if encoded is None else encoded
+    return StateDelta(after=EncodedAccounts(encoded), before=before, fees=fees, state_root=state_root,
+                      tx_count=tx_count, after_encoded=encoded,
+                      before_encoded={} if before_encoded is None else before_encoded)
+
+
+def decode_account_pair(data: bytes) -> tuple[int, int]:
+    """(balance, nonce) of an encoded Account; the same checks as Account.decode, no object."""
+    if len(data) != ACCOUNT_VALUE_SIZE:
+        raise DecodeError(f"account value must be {ACCOUNT_VALUE_SIZE} bytes")
+    return _ACCOUNT_STRUCT.unpack(data)
 
 
 def apply_allocations(allocations: Iterable[tuple[bytes, int]]) -> dict[bytes, Account]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +22,9 @@ from chain.crypto import submit_verify_many
 from chain.encoding import check_list, pack_trusted, unpack
 from chain.errors import DecodeError, RuleError, StoreError
 from chain.kv import KV, KVReader, LevelKV, MemoryKV
-from chain.state import (EMPTY_ACCOUNT, Account, LedgerParams, StateDelta, apply_allocations, apply_txs,
-                         state_root_of)
+from chain.state import (_ACCOUNT_STRUCT, EMPTY_ACCOUNT, Account, EncodedAccounts, LedgerParams, StateDelta,
+                         apply_allocations, apply_txs, apply_txs_deferred, decode_account_pair, delta_of,
+                         encode_accounts, state_root_of)
 from chain.state_cache import LeafCache
 from chain.tx import Transfer
 
@@ -318,27 +319,47 @@ class ChainStore:
                     params: LedgerParams) -> StateDelta:
         """Apply ``txs`` + reward on the state after ``prev_hash``; returns the delta with its state root.
         Writes nothing. Raises RuleError (first failing tx) or StoreError (unknown/too-old parent)."""
+        delta, finish = self._preview_txs_deferred(prev_hash, miner, txs, params)
+        finish()
+        return delta
+
+    def _preview_txs_deferred(self, prev_hash: bytes, miner: bytes, txs: Sequence[Transfer],
+                              params: LedgerParams) -> tuple[StateDelta, Callable[[], None]]:
+        """``preview_txs`` whose last step, waiting for the signature checks (``finish()``, raises bad-tx-sig),
+        is left to the caller: the state root is hashed while the pool still verifies. Until ``finish()``
+        returns, the delta must not be trusted or written."""
         with self._lock:
             reader = self._kv.snapshot()
-            overlay, _ = self._overlay_to(prev_hash, reader)
+            overlay, _ = self._overlay_to(prev_hash, reader)  # unknown/too-old parent: fail before verifying
+            pending = submit_verify_many([(tx.sender, tx.sighash, tx.signature) for tx in txs])  # = sig_item()
             cache = self._leaf_cache()  # tip accounts in memory: no LevelDB read per account
-            pending = submit_verify_many([tx.sig_item() for tx in txs])
+            cache_get = cache.get
+            before_raw: dict[bytes, bytes | None] = {}
+            unpack_account = _ACCOUNT_STRUCT.unpack
 
-            def read(account: bytes) -> Account | None:
-                value = overlay[account] if account in overlay else cache.get(account)
-                return None if value is None else Account.decode(value)
+            def load(account: bytes) -> tuple[int, int]:
+                value = overlay[account] if account in overlay else cache_get(account)
+                before_raw[account] = value
+                if value is None:
+                    return (0, 0)
+                return unpack_account(value) if len(value) == 16 else decode_account_pair(value)
 
-            delta = apply_txs(read, txs, miner, params, sig_results=pending)
-            encoded = delta.encoded_after()
-            changes = dict(overlay)
-            changes.update(encoded)
-            root = cache.root_with(changes)
-            return StateDelta(delta.after, delta.before, delta.fees, root, delta.tx_count,
-                              after_encoded=encoded)
+            state, fees, finish = apply_txs_deferred(load, txs, miner, params, sig_results=pending)
+            encoded = encode_accounts(state)
+            root = cache.root_with({**overlay, **encoded} if overlay else encoded)
+            delta = delta_of(state, EncodedAccounts(before_raw), fees, len(txs), root, encoded, before_raw)
+            return delta, finish
 
     def preview_block(self, block: Block, params: LedgerParams) -> StateDelta:
         """Validate the ledger part of ``block`` against the state at its parent: chain id, height, model hash,
         tx count, tx root, every tx, state root. Raises RuleError; writes nothing."""
+        delta, finish = self._preview_block_deferred(block, params)
+        finish()
+        return delta
+
+    def _preview_block_deferred(self, block: Block, params: LedgerParams) -> tuple[StateDelta, Callable[[], None]]:
+        """``preview_block`` with the signature wait and the state-root comparison left to ``finish()`` (in
+        that order, so a bad signature is reported before a state-root mismatch, as in preview_block)."""
         h = block.header
         if h.version != 1:
             raise RuleError("bad-version", f"header version {h.version}")
@@ -355,10 +376,13 @@ class ChainStore:
             raise RuleError("bad-model-hash", "model bytes do not match header.model_hash")
         if tx_root(block.txs) != h.tx_root:
             raise RuleError("bad-tx-root", "tx root does not match the txs")
-        delta = self.preview_txs(h.prev_hash, h.miner, block.txs, params)
-        if delta.state_root != h.state_root:
-            raise RuleError("bad-state-root", "state root does not match the state after the block")
-        return delta
+        delta, finish_txs = self._preview_txs_deferred(h.prev_hash, h.miner, block.txs, params)
+
+        def finish() -> None:
+            finish_txs()
+            if delta.state_root != h.state_root:
+                raise RuleError("bad-state-root", "state root does not match the state after the block")
+        return delta, finish
 
     def connect_block(self, block: Block, params: LedgerParams,
                       extra: Mapping[bytes, bytes | None] = {}) -> StateDelta:
@@ -367,17 +391,20 @@ class ChainStore:
         with self._lock:
             if block.header.prev_hash != self.tip().hash:
                 raise StoreError("block does not extend the tip")
-            delta = self.preview_block(block, params)
+            delta, finish = self._preview_block_deferred(block, params)
+            # build the whole batch while the pool may still verify signatures; nothing is written before finish()
             h = block.header
-            undo = [[a, b"" if prev is None else prev.encode()] for a, prev in sorted(delta.before.items())]
+            # undo record: (id, value before or b"") in first-touch order (deterministic; readers build a dict)
+            undo = [(a, b"" if v is None else v) for a, v in delta.encoded_before().items()]
             changes = self._block_records(block)
             if self.get_model(h.model_hash) is not None:
                 del changes[P_MODEL + h.model_hash]  # already stored: skip rewriting up to MiBs
             encoded = delta.encoded_after()
-            changes.update((P_ACCOUNT + a, v) for a, v in encoded.items())
+            changes.update(zip([P_ACCOUNT + a for a in encoded], encoded.values()))
             changes[P_UNDO + h.hash] = pack_trusted(undo)
             changes[K_TIP] = h.hash
             changes.update((P_META + k, v) for k, v in extra.items())
+            finish()
             self._kv.write(changes, sync=True)
             self._tip = h
             if self._leaves is not None:

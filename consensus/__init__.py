@@ -1,0 +1,22 @@
+"""popchain consensus/: the proof-of-performance protocol (PROTOCOL.md §3) as pure, deterministic logic.
+
+What it does:
+  * ``consensus.genesis``   — GenesisParams, create_genesis (from an ml/ dataset: public task + hidden shards +
+    weak initial champion), load_genesis (re-derives and checks every genesis field), ledger params, model caps.
+  * ``consensus.messages``  — Entry, AnchorNotice, Beacon, RoundPayload: canonical encodings via chain.encoding,
+    byte caps, signatures (make_entry / make_anchor_notice / make_beacon, threshold verification).
+  * ``consensus.rules``     — validate_block with the stable reject codes of §3.6 (cheap checks first, scoring
+    last), paired_test (integer one-sided McNemar), z_for_round (significance retarget), fork_key.
+  * ``consensus.engine``    — Engine: consensus state over a chain.store.ChainStore (beacons, notices, entries,
+    fork choice within a round, finality from keyholder anchor statements, orphans, champion history,
+    equivocation evidence, block templates).
+  * ``consensus.keyholder`` — the keyholder's round state machine driven by an explicit ``now``; journaled,
+    restart-safe (never two beacons for a round).
+  * ``consensus.miner`` / ``consensus.template`` / ``consensus.training`` — sealing, opening and training helpers
+    for miners (scikit-learn + ml.export).
+  * ``consensus.simulator`` — deterministic round simulator (``python -m consensus.simulator``).
+
+What it does NOT do: no sockets, no clock, no threads, no asyncio (node/ drives it and serialises calls on one
+worker thread — Engine is not thread-safe); no storage layout of its own beyond meta keys in the chain store
+(prefixes ``c/`` for the engine, ``k/`` for the keyholder journal); no distributed threshold signing.
+"""

@@ -57,7 +57,8 @@ class ScoredBlock:
 
 
 def paired_test(b: int, c: int, z_milli: int) -> bool:
-    """One-sided McNemar in integers: accept iff b − c ≥ 1 and (b − c)² · 10⁶ ≥ z_milli² · (b + c)."""
+    """One-sided McNemar in integers: accept iff b − c ≥ 1 and (b − c)² · 10⁶ ≥ z_milli² · (b + c).
+    At z = 0 this is "strictly more right answers, by at least one"."""
     d = b - c
     return d >= 1 and d * d * MILLI_SQUARED >= z_milli * z_milli * (b + c)
 

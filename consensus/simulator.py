@@ -35,7 +35,7 @@ from consensus.messages import Beacon, RoundPayload
 from consensus.miner import open_block, seal
 from consensus.training import train_candidate
 
-DEFAULT_FAMILIES = ("linear", "mlp", "forest", "extra")
+DEFAULT_FAMILIES = ("mlp", "mlp", "extra", "linear")
 GENESIS_TIME = 1_767_225_600
 BALANCE = 10**12
 
@@ -111,7 +111,7 @@ def perturb(model: Model, rng: np.random.Generator, rel: float = 0.02) -> Model:
 def run_simulation(*, rounds: int = 30, shard_size: int = 200, n_train: int = 2000, n_test: int = 2000,
                    families: tuple[str, ...] = DEFAULT_FAMILIES, copycat: bool = True,
                    params: GenesisParams | None = None, seed: bytes = b"popchain-simulation-seed-1",
-                   datadir: Path | None = None, max_train_rows: int | None = 6000,
+                   datadir: Path | None = None, max_train_rows: int | None = None,
                    verbose: bool = False) -> SimulationReport:
     started = time.perf_counter()
     params = params or GenesisParams()

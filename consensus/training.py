@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import warnings
+
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from ml.export import from_sklearn
 from ml.model import DEFAULT_CAPS, Model, ModelCaps
@@ -26,8 +29,8 @@ def _estimator(family: str, seed: int, n_rows: int):
     if family == "boosted-linear":  # a wider linear baseline: stronger regularisation variety
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=0.05))
     if family == "mlp":
-        width = (32, 48, 64)[seed % 3]
-        return make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(width,), max_iter=150,
+        hidden = ((48,), (64, 32), (64,))[seed % 3]
+        return make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=hidden, max_iter=200,
                                                              early_stopping=True, random_state=seed))
     if family == "forest":
         return RandomForestClassifier(n_estimators=24, max_depth=10, min_samples_leaf=3, random_state=seed,
@@ -52,5 +55,7 @@ def train_candidate(family: str, public: Dataset, revealed: Sequence[Dataset] = 
     if max_rows is not None and len(y) > max_rows:
         idx = np.random.default_rng(seed).choice(len(y), size=max_rows, replace=False)
         X, y = X[idx], y[idx]
-    est = _estimator(family, seed, len(y)).fit(X.astype(np.float64), y)
+    with warnings.catch_warnings():  # small max_iter is deliberate (speed); the warning is noise here
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = _estimator(family, seed, len(y)).fit(X.astype(np.float64), y)
     return from_sklearn(est, public.spec, X_ref=X, caps=caps)

@@ -16,6 +16,7 @@ from chain.address import address_of, decode_address, encode_address
 from chain.errors import DecodeError, PopError
 from node.engine_api import to_json
 from node.errors import ApiError
+from node.gossip import decode_object, object_id
 from node.wire import InvKind
 
 log = logging.getLogger("popchain.api")
@@ -189,11 +190,11 @@ class Api:
         return await self._submit(InvKind.TX, raw)
 
     async def _submit(self, kind: InvKind, raw: bytes) -> web.Response:
-        from node.gossip import _decode, object_id
         ok, reason = await self.node.relay.on_object(None, kind, raw)
         if not ok:
-            raise ApiError(422 if reason != "orphan" else 409, reason.split(":")[0], f"{kind.name.lower()} rejected: {reason}")
-        obj_id = object_id(kind, raw, _decode(kind, raw))
+            status = 409 if reason == "orphan" else 422
+            raise ApiError(status, reason.split(":")[0], f"{kind.name.lower()} rejected: {reason}")
+        obj_id = object_id(kind, raw, decode_object(kind, raw))
         return web.json_response({"accepted": True, "id": obj_id.hex(), "status": reason})
 
     async def account(self, request: web.Request) -> web.Response:

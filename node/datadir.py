@@ -108,11 +108,12 @@ class Datadir:
         return self
 
     def close(self) -> None:
+        """Release the lock (and forget our ports); a no-op if we never held it (another node's files stay)."""
         if self._lock_fd is not None:
+            (self.path / "ports.json").unlink(missing_ok=True)
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
-        (self.path / "ports.json").unlink(missing_ok=True)
 
     @property
     def chain_dir(self) -> Path:

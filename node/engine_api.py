@@ -11,6 +11,8 @@ from typing import Any
 STALE_CODES = frozenset({
     "stale", "stale-round", "wrong-round", "duplicate", "duplicate-entry", "too-many-entries", "no-open-round",
     "known", "bad-anchor", "insufficient-stake",
+    # a second beacon/notice for a round: evidence of a keyholder fault, not of the relaying peer
+    "equivocation",
 })
 
 

@@ -14,6 +14,7 @@ import time
 from chain.errors import PopError
 from consensus.keyholder import Done, Keyholder, RoundClosed, load_keyholder_file
 from consensus.messages import AnchorNotice, Beacon, Entry
+from node.gossip import object_id
 from node.wire import InvKind
 
 log = logging.getLogger("popchain.keyholder")
@@ -27,6 +28,7 @@ class KeyholderService:
         self.secret_file = secret_file
         self.keyholder: Keyholder | None = None
         self.published: list[tuple[str, int]] = []   # (kind, round), for tests and logs
+        self.published_at: dict[tuple[str, int], float] = {}   # first publication time (benchmarks)
         self.done_logged = False
 
     async def open(self) -> None:
@@ -65,11 +67,11 @@ class KeyholderService:
         if isinstance(action, (AnchorNotice, Beacon)):
             kind = InvKind.ANCHOR if isinstance(action, AnchorNotice) else InvKind.BEACON
             data = action.encode()
-            from node.gossip import object_id
             h = object_id(kind, data)
-            node.relay.recent.put((kind, h), data)
+            node.relay.remember(kind, h, data, action.round)
             node.relay.announce(kind, h)
             self.published.append((kind.name.lower(), action.round))
+            self.published_at.setdefault((kind.name.lower(), action.round), time.perf_counter())
             log.info("keyholder: published %s for round %d", kind.name.lower(), action.round)
             await node.after_round_event()
         elif isinstance(action, RoundClosed):

@@ -82,7 +82,7 @@ class BoundedMap(Generic[K, V]):
 
 @dataclass(frozen=True)
 class Offence:
-    """How bad a peer behaviour is. score ≥ BAN_SCORE means disconnect + discourage (Core: protocol violation = gone)."""
+    """How bad a peer behaviour is. score ≥ BAN_SCORE: disconnect + discourage (Core: a protocol violation = gone)."""
 
     reason: str
     score: int

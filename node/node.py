@@ -18,15 +18,21 @@ from aiohttp import web
 from chain.address import address_of
 from chain.errors import PopError
 from chain.store import ChainStore
+from consensus.engine import Engine
 from consensus.genesis import Genesis, load_genesis
 from node import wire
+from node.api import build_api_app
 from node.config import NodeConfig
 from node.datadir import Datadir, PeerBook
+from node.discovery import Discovery
 from node.errors import NodeError
+from node.gossip import Relay
+from node.keyholder_service import KeyholderService
 from node.limits import DISCOURAGE_SECONDS, Offence
 from node.mempool import Mempool
 from node.metrics import Metrics
 from node.peer import LocalIdentity, Peer
+from node.sync import Sync
 from node.worker import EngineWorker
 
 log = logging.getLogger("popchain.node")
@@ -56,10 +62,11 @@ class Node:
         self._outbound_targets: set[tuple[str, int]] = set()
         self.store: ChainStore
         self.genesis: Genesis
-        self.engine = None
+        self.engine: Engine
         self.mempool: Mempool
-        self.keyholder = None
-        self.equivocations: list[str] = []
+        self.relay: Relay
+        self.sync: Sync
+        self.keyholder: KeyholderService | None = None
         self._all_tasks: set[asyncio.Task] = set()
         self.stopping = False
 
@@ -67,7 +74,6 @@ class Node:
 
     def _open_chain(self) -> None:
         """Runs on the worker thread: open the store and the engine (genesis initialised on first start)."""
-        from consensus.engine import Engine
         self.store = ChainStore.open(self.datadir.chain_dir)
         self.engine = Engine(self.store, self.genesis)
 
@@ -83,14 +89,14 @@ class Node:
         self.book = self.datadir.load_peer_book()
         await self.worker.call(self._open_chain)
         self.mempool = Mempool(self.genesis.ledger_params)
-        from node.gossip import Relay
-        from node.sync import Sync
         self.relay = Relay(self)
         self.sync = Sync(self)
         if self.config.keyholder is not None:
-            from node.keyholder_service import KeyholderService
-            self.keyholder = KeyholderService(self, Path(self.config.keyholder).read_bytes())
-            await self.keyholder.open()
+            try:
+                self.keyholder = KeyholderService(self, Path(self.config.keyholder).read_bytes())
+                await self.keyholder.open()
+            except (OSError, PopError, ValueError) as exc:
+                raise NodeError(f"cannot start the keyholder from {self.config.keyholder}: {exc}") from None
         self._register_gauges()
         await self._listen()
         tip = await self.worker.call(self.engine.tip)
@@ -103,7 +109,6 @@ class Node:
         return self.config.api_listen or "127.0.0.1"
 
     async def _listen(self) -> None:
-        from node.api import build_api_app
         p2p_app = web.Application()
         p2p_app.router.add_get("/p2p", self._ws_handler)
         p2p_app.router.add_get("/metrics", self._metrics_handler)
@@ -118,7 +123,7 @@ class Node:
             self._runners.append(runner)
             site = web.TCPSite(runner, host, port, reuse_address=True)
             await site.start()
-            setattr(self, attr, site._server.sockets[0].getsockname()[1])  # the real port when port 0 was asked
+            setattr(self, attr, runner.addresses[-1][1])  # the real port when port 0 was asked
         self.datadir.write_ports(self.p2p_port, self.api_port)
         log.info("listening: p2p %s:%d api %s:%d", self.config.listen, self.p2p_port, self.api_host, self.api_port)
 
@@ -143,11 +148,16 @@ class Node:
         """A notice or beacon was applied: finality may have moved and the tip with it (void round)."""
         await self.after_tip_change(self.tip_cache[2])
 
-    async def after_tip_change(self, old_tip: bytes) -> None:
+    async def after_tip_change(self, old_tip: bytes, new_tip=None) -> None:
         """Refresh the cached tip; drop confirmed txs from the mempool and return those of disconnected blocks."""
-        await self.refresh_tip()
+        if new_tip is None:
+            await self.refresh_tip()
+        else:
+            self.tip_cache = (new_tip.height, new_tip.round, new_tip.hash)
         if self.tip_cache[2] == old_tip:
             return
+        if not len(self.mempool) and new_tip is not None and new_tip.prev_hash == old_tip:
+            return  # a plain extension and nothing pending: nothing to re-check
         senders = list({tx.sender for tx in self.mempool.txs()})
         returned, accounts = await self.worker.call(self._reorg_info, old_tip, senders)
         self.mempool.revalidate(lambda pub: accounts[pub])
@@ -186,12 +196,18 @@ class Node:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 self.spawn(self._housekeeping(), "housekeeping")
+                self.spawn(self.relay.run_block_queue(), "blocks")
                 for host, port in self.config.peers:
                     self.connect(host, port, persistent=True)
+                if self.config.peer_exchange:  # the persisted address book: most recently seen first
+                    spare = max(0, self.config.max_outbound - len(self.config.peers))
+                    for addr, _ in sorted(self.book.addrs.items(), key=lambda kv: -kv[1])[:spare]:
+                        host, _, port = addr.rpartition(":")
+                        if port.isdigit() and not self.is_discouraged(addr):
+                            self.connect(host, int(port))
                 if self.keyholder is not None:
                     self.spawn(self.keyholder.run(), "keyholder")
                 if self.config.discover:
-                    from node.discovery import Discovery
                     self.spawn(Discovery(self).run(), "discovery")
                 self.started.set()
                 await self._stop.wait()
@@ -237,7 +253,8 @@ class Node:
                 await self.worker.call(self.store.close)
             except Exception:
                 log.exception("closing the store")
-        self.worker.shutdown()
+        # wait for the engine thread without blocking the loop (other nodes may share it in tests)
+        await asyncio.get_running_loop().run_in_executor(None, self.worker.shutdown)
         self.datadir.close()
         log.info("stopped")
 
@@ -298,6 +315,9 @@ class Node:
             log.info("peer %s disconnected: %s", peer.key, peer.close_reason)
 
     async def _after_handshake(self, peer: Peer) -> None:
+        if self.is_discouraged(peer.key):
+            peer.close("discouraged")
+            return
         log.info("peer %s connected (%s, height %d)", peer.key, "in" if peer.inbound else "out",
                  peer.best_height)
         if peer.listen_addr is not None and not peer.inbound:
@@ -331,8 +351,8 @@ class Node:
                 if not self.is_discouraged(f"{host}:{port}"):
                     try:
                         async with asyncio.timeout(5):
-                            ws = await self._session.ws_connect(f"http://{host}:{port}/p2p", max_msg_size=wire.MAX_FRAME,
-                                                                autoping=False, compress=0)
+                            ws = await self._session.ws_connect(f"http://{host}:{port}/p2p", autoping=False,
+                                                                max_msg_size=wire.MAX_FRAME, compress=0)
                     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                         log.debug("connect %s:%d failed: %r", host, port, exc)
                     else:
@@ -362,7 +382,8 @@ class Node:
         elif isinstance(msg, wire.Addr):
             for host, port in msg.addrs[:ADDR_RELAY_MAX]:
                 self.book.add(host, port, time.time())
-                if self.config.peer_exchange and self.outbound_count() < self.config.max_outbound and not self.is_discouraged(f"{host}:{port}"):
+                room = self.outbound_count() < self.config.max_outbound
+                if self.config.peer_exchange and room and not self.is_discouraged(f"{host}:{port}"):
                     if not any(p.listen_addr == (host, port) for p in self.peers):
                         self.connect(host, port)
         elif isinstance(msg, (wire.GetHeaders, wire.Headers)):

@@ -19,7 +19,8 @@ from node.wire import InvKind
 
 log = logging.getLogger("popchain.sync")
 
-PER_PEER_INFLIGHT = 8
+PER_PEER_INFLIGHT = 16
+REFILL_AT = PER_PEER_INFLIGHT // 2   # top a peer up only once half its slots are free: fewer, fuller GETDATAs
 STALL_S = 20.0
 HEADERS_RETRY_S = 10.0
 MAX_WANTED = 50_000
@@ -75,7 +76,8 @@ class Sync:
                 start = store.get_header(h).height + 1
                 break
         tip = store.tip().height
-        return [store.get_header(height).encode() for height in range(start, min(tip, start + wire.MAX_HEADERS - 1) + 1)]
+        last = min(tip, start + wire.MAX_HEADERS - 1)
+        return [store.get_header(height).encode() for height in range(start, last + 1)]
 
     # ------------------------------------------------------------ messages
 
@@ -94,12 +96,10 @@ class Sync:
             if cur.prev_hash != prev.hash or cur.height != prev.height + 1:
                 peer.offend(INVALID_OBJECT, "headers do not form a chain")
                 return
-        fresh = []
-        for header in headers:
-            if header.hash in self.wanted or header.hash in self.node.relay.parked:
-                continue
-            if not await self.node.worker.call(self.node.store.has_block, header.hash):
-                fresh.append(header)
+        candidates = [h for h in headers if h.hash not in self.wanted and h.hash not in self.node.relay.parked]
+        store = self.node.store
+        have = await self.node.worker.call(lambda: [store.has_block(h.hash) for h in candidates])
+        fresh = [h for h, known in zip(candidates, have) if not known]
         if headers:
             peer.best_height = max(peer.best_height, headers[-1].height)
         for header in fresh:
@@ -114,6 +114,7 @@ class Sync:
     # ------------------------------------------------------------ blocks
 
     def _dispatch(self, prefer: Peer | None = None) -> None:
+        """Hand out wanted blocks, lowest height first, to peers with free slots; one GETDATA per peer."""
         peers = self.node.ready_peers()
         if not peers or not self.wanted:
             return
@@ -122,20 +123,21 @@ class Sync:
             if p in load:
                 load[p] += 1
         now = time.monotonic()
-        for h, height in sorted(self.wanted.items(), key=lambda kv: kv[1]):
+        batches: dict[Peer, list[tuple[InvKind, bytes]]] = {}
+        for h, height in self.wanted.items():  # insertion order = ascending height (headers come in order)
             if h in self.inflight:
                 continue
-            candidates = [p for p in peers if load[p] < PER_PEER_INFLIGHT and p.best_height >= height]
+            candidates = [p for p in peers if load[p] < PER_PEER_INFLIGHT and p.best_height >= height
+                          and (p in batches or load[p] <= REFILL_AT)]
             if not candidates:
-                if prefer is not None and load.get(prefer, PER_PEER_INFLIGHT) < PER_PEER_INFLIGHT:
-                    candidates = [prefer]
-                else:
-                    break
+                break
             peer = min(candidates, key=lambda p: (load[p], p is not prefer))
             load[peer] += 1
             self.inflight[h] = (peer, now)
             self.node.relay.inflight.pop((InvKind.BLOCK, h), None)
-            self.node.relay.request(peer, [(InvKind.BLOCK, h)])
+            batches.setdefault(peer, []).append((InvKind.BLOCK, h))
+        for peer, items in batches.items():
+            self.node.relay.request(peer, items)
 
     def block_arrived(self, h: bytes) -> None:
         height = self.wanted.pop(h, None)

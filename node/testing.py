@@ -148,6 +148,8 @@ class ScriptedMiner:
     seed: int = 0
     entered: set[int] = field(default_factory=set)
     opened: list[tuple[int, str]] = field(default_factory=list)   # (round, status)
+    poll_s: float = 0.03
+    train_delay_s: float = 0.0    # benchmarks: let the block relay finish before training hogs the CPU
     _model: bytes | None = None
     _model_rounds: int = -1
 
@@ -180,7 +182,7 @@ class ScriptedMiner:
             if r == 0 or r in self.entered:
                 if status["round"] >= self.genesis.n_rounds and status["round_phase"] != "open":
                     return
-                await asyncio.sleep(0.03)
+                await asyncio.sleep(self.poll_s)
                 continue
             self.entered.add(r)
             await self.mine_round(r)
@@ -214,6 +216,8 @@ class ScriptedMiner:
             self.opened.append((r, res["status"]))
         except ApiCallError as exc:
             self.opened.append((r, exc.code))
+        if self.train_delay_s:
+            await asyncio.sleep(self.train_delay_s)
         await self._train()  # the shard just revealed is public now: train the next candidate on it
 
     async def _wait_beacon(self, r: int, timeout: float = 60.0) -> Beacon | None:
@@ -221,7 +225,56 @@ class ScriptedMiner:
             info = await self.client.round(r)
             return info.get("beacon")
         try:
-            raw = await wait_for(beacon_known, timeout=timeout, interval=0.03)
+            raw = await wait_for(beacon_known, timeout=timeout, interval=self.poll_s)
         except TimeoutError:
             return None
         return Beacon.decode(bytes.fromhex(raw))
+
+
+def build_chain_offline(datadir: Path, chain: TestChain, n_blocks: int) -> int:
+    """Fill a node datadir with ``n_blocks`` crowned blocks by driving Engine + Keyholder on a simulated clock
+    (no network; seconds of training per block). Returns the number of rounds it took."""
+    from chain.store import ChainStore
+    from consensus.engine import Engine
+    from consensus.keyholder import Keyholder, load_keyholder_file
+    from consensus.training import train_candidate
+    from ml.model import encode_model
+    from ml.shards import open_shard
+
+    datadir.mkdir(parents=True, exist_ok=True)
+    (datadir / "genesis.bin").write_bytes(chain.genesis_path.read_bytes())
+    g = chain.genesis
+    store = ChainStore.open(datadir / "chain")
+    try:
+        engine = Engine(store, g)
+        secret, keypairs = load_keyholder_file(chain.keyholder_path.read_bytes())
+        keyholder = Keyholder(engine, secret, keypairs)
+        now = float(g.timestamp + 100)
+        shards = []
+        rounds = 0
+        while engine.tip().height < n_blocks:
+            keyholder.step(now)
+            r = engine.open_round()
+            if r == 0:
+                raise RuntimeError("chain ran out of rounds before reaching the block count")
+            rounds += 1
+            sealed = []
+            for i, miner in enumerate(chain.miners):
+                tpl = engine.build_template(miner.public, [], int(now))
+                model = train_candidate("linear", g.task.training, shards, seed=r * 7 + i, max_rows=1000,
+                                        caps=g.model_caps)
+                block, entry = seal(tpl, encode_model(model), miner, os.urandom(32))
+                keyholder.on_entry(entry)
+                sealed.append((block, tpl.z_milli))
+            now += g.params.entry_window_s
+            keyholder.step(now)
+            beacon = engine.beacon(r)
+            champion = engine.champion_model()
+            for block, z in sealed:
+                engine.add_block(open_block(block, beacon, genesis=g, champion_bytes=champion, z_milli=z))
+            shards.append(open_shard(g.task, r, beacon.shard_key))
+            now += g.params.opening_window_s
+            keyholder.step(now)
+        return rounds
+    finally:
+        store.close()

@@ -270,12 +270,36 @@ def frame_type(frame: bytes) -> MsgType:
     return MsgType(frame[0])
 
 
+def _decode_object(mtype: MsgType, frame: bytes) -> Object:
+    """Object frames are ``[bin]``: parsed directly (no re-pack of a possibly large block just to check that
+    the array around it is canonical); the same shortest-form rules as chain.encoding apply."""
+    kind = InvKind(int(mtype) - 7)
+    if len(frame) < 3 or frame[1] != 0x91:
+        raise WireError("bad-field", f"{mtype.name}: body must be an array of one bin")
+    tag = frame[2]
+    if tag == 0xC4:
+        size, offset, shortest = (frame[3] if len(frame) > 3 else -1), 4, 0
+    elif tag == 0xC5:
+        size, offset, shortest = int.from_bytes(frame[3:5], "big"), 5, 1 << 8
+    elif tag == 0xC6:
+        size, offset, shortest = int.from_bytes(frame[3:7], "big"), 7, 1 << 16
+    else:
+        raise WireError("bad-field", f"{mtype.name}: object must be msgpack bin")
+    if size < shortest or len(frame) < offset or len(frame) - offset != size:
+        raise WireError("bad-field", f"{mtype.name}: bin length does not match the frame (or is not shortest)")
+    if size > OBJECT_CAPS[kind]:
+        raise WireError("oversize", f"{mtype.name}: object of {size} bytes exceeds its cap {OBJECT_CAPS[kind]}")
+    return Object(kind, bytes(frame[offset:]))
+
+
 def decode(frame: bytes) -> Message:
     """Decode one frame. Raises WireError only (reason: malformed, unknown-type, oversize, bad-field)."""
     mtype = frame_type(frame)
     cap = FRAME_CAPS[mtype]
     if len(frame) > cap:
         raise WireError("oversize", f"{mtype.name} frame of {len(frame)} bytes exceeds its cap {cap}")
+    if MsgType.TX <= mtype <= MsgType.BLOCK:
+        return _decode_object(mtype, frame)
     try:
         fields = unpack(bytes(frame[1:]), max_size=cap)
         if not isinstance(fields, list):

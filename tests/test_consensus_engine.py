@@ -250,3 +250,19 @@ def test_fork_choice_independent_of_arrival_and_finality_never_reverts(tmp_path_
             assert engine.final_hash() == finals[-1] and engine.tip().hash == finals[-1]
     finally:
         store.close()
+
+
+def test_keyholder_stops_cleanly_when_shards_run_out(node):
+    from consensus.keyholder import Done
+    store, engine, kh = node
+    now, seen = T0, []
+    for _ in range(2 * ROUNDS + 3):
+        seen += kh.step(now)
+        now += 4
+    assert kh.done and any(isinstance(a, Done) for a in seen)
+    assert engine.current_round() == ROUNDS + 1 and engine.open_round() == 0
+    assert [engine.round_info(r).status for r in range(1, ROUNDS + 1)] == ["void"] * ROUNDS
+    assert kh.next_deadline() is None
+    with pytest.raises(RuleError) as exc:
+        engine.build_template(MINERS[0].public, [], int(now))
+    assert exc.value.code == "no-open-round"

@@ -36,6 +36,7 @@ def test_paired_test_at_zero_is_strictly_more_right_answers(b, c):
     assert paired_test(b, c, 0) == (b - c >= 1)
 
 
+
 @given(counts, counts, z_milli, z_milli)
 def test_paired_test_monotone_in_z(b, c, z1, z2):
     lo, hi = sorted((z1, z2))

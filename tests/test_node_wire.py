@@ -185,3 +185,27 @@ def test_mempool_revalidate_after_block():
     dropped = pool.revalidate(lambda pub: Account(10**9, 2))  # two of them were mined
     assert set(dropped) == {txs[0].txid, txs[1].txid}
     assert pool.txids() == [txs[2].txid]
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 65535, 65536, 70000])
+def test_object_frames_all_bin_sizes_roundtrip(size):
+    msg = wire.Object(wire.InvKind.BLOCK, bytes(size))
+    assert wire.decode(wire.encode(msg)) == msg
+
+
+def test_object_frame_non_shortest_bin_is_refused():
+    # bin16 header for 3 bytes: valid msgpack, not canonical
+    frame = bytes([wire.MsgType.TX, 0x91, 0xC5, 0x00, 0x03]) + b"abc"
+    with pytest.raises(WireError):
+        wire.decode(frame)
+    with pytest.raises(WireError):  # a trailing byte after the bin
+        wire.decode(wire.encode(wire.Object(wire.InvKind.TX, b"abc")) + b"\x00")
+
+
+@given(st.binary(max_size=64), st.sampled_from([wire.MsgType.TX, wire.MsgType.BLOCK, wire.MsgType.ENTRY]))
+@settings(max_examples=300, deadline=None)
+def test_object_frame_garbage_raises_wire_error_only(body, mtype):
+    try:
+        wire.decode(bytes([mtype]) + body)
+    except WireError:
+        pass
