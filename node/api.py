@@ -5,7 +5,6 @@ Every engine/store read goes through the node's worker thread.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import time
 from typing import Any

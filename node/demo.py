@@ -147,6 +147,7 @@ async def _demo(workdir: Path, rounds: int, n_nodes: int, keep: bool) -> int:
         # is not played before anyone is ready; the others form a line, the keyholder joins at its start
         order = list(range(1, n_nodes)) + [0]
         urls: dict[int, str] = {}
+        miner_children: list[Child] = []
         for n, i in enumerate(order):
             if i == 0 and n_nodes > 1:
                 await _wait_ready(miner_children)

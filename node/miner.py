@@ -11,9 +11,10 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 from chain.crypto import Keypair
 from chain.tx import Transfer
@@ -26,6 +27,7 @@ from node.client import ApiCallError, NodeClient
 log = logging.getLogger("popchain.miner")
 
 AUTO_FAMILIES = ("forest", "mlp", "extra", "linear")
+T = TypeVar("T")
 POLL_S = 0.05
 
 
@@ -34,6 +36,45 @@ def template_from_json(obj: dict) -> Template:
     return Template(obj["chain_id"], obj["height"], b(obj["prev_hash"]), obj["round"], obj["timestamp"],
                     b(obj["miner"]), tuple(Transfer.decode(b(t)) for t in obj["txs"]), b(obj["tx_root"]),
                     b(obj["state_root"]), obj["z_milli"], b(obj["champion_model_hash"]))
+
+
+def fit_shards(revealed: list[T]) -> list[T]:
+    """The revealed shards a candidate trains on: all but the most recent, which `Miner._check` scores it on.
+    A check on a shard the model was fitted to would report the training fit, not what the round will see."""
+    return revealed[:-1]
+
+
+class TrainingProgress:
+    """A progress line while a candidate trains: scikit-learn reports nothing while it fits, so the bar is an
+    estimate from this family's last fit (seconds per row), capped below 100% until the fit returns."""
+
+    WIDTH = 20
+
+    def __init__(self, family: str, rows: int, seconds_per_row: float | None,
+                 show: Callable[[str, bool], None] | None) -> None:
+        self.family, self.rows, self.show = family, rows, show
+        self.expected = seconds_per_row * rows if seconds_per_row else None
+        self.started = time.monotonic()
+
+    def line(self, elapsed: float) -> str:
+        text = f"training {self.family} on {self.rows:,} rows"
+        if self.expected:
+            filled = min(self.WIDTH - 1, int(self.WIDTH * elapsed / self.expected))
+            text += f" [{'#' * filled}{'.' * (self.WIDTH - filled)}]"
+        return f"{text} {elapsed:.1f} s"
+
+    async def tick(self, every: float = 0.25) -> None:
+        assert self.show is not None
+        while True:
+            self.show(self.line(time.monotonic() - self.started), False)
+            await asyncio.sleep(every)
+
+    def done(self) -> float:
+        """Report the finished fit; returns its seconds per row (the next estimate)."""
+        elapsed = time.monotonic() - self.started
+        if self.show is not None:
+            self.show(f"trained {self.family} on {self.rows:,} rows in {elapsed:.1f} s", True)
+        return elapsed / max(1, self.rows)
 
 
 @dataclass
@@ -70,6 +111,8 @@ class Miner:
     reports: list[RoundReport] = field(default_factory=list)
     _trained: dict[str, tuple[int, bytes]] = field(default_factory=dict)   # family -> (n shards, model)
     _advantage: dict[str, int] = field(default_factory=dict)              # family -> last local b - c
+    on_progress: Callable[[str, bool], None] | None = None   # (text, final) training progress lines
+    _train_rate: dict[str, float] = field(default_factory=dict)           # family -> seconds per row, last fit
 
     def _family_for(self, r: int) -> str:
         if self.family != "auto":
@@ -93,14 +136,22 @@ class Miner:
         from ml.model import encode_model
         from ml.shards import open_shard
         g = self.genesis
+        rows = len(g.task.training.y) + g.task.shard_size * len(fit_shards(revealed))
 
         def train() -> bytes:
             shards = [open_shard(g.task, r, key) for r, key in revealed]
-            fit_on = shards[:-1] if len(shards) > 1 else shards
-            model = train_candidate(family, g.task.training, fit_on, seed=self.seed * 1000 + len(shards),
+            model = train_candidate(family, g.task.training, fit_shards(shards), seed=self.seed * 1000 + len(shards),
                                     caps=g.model_caps)
             return encode_model(model)
-        model_bytes = await asyncio.to_thread(train)
+        progress = TrainingProgress(family, rows, self._train_rate.get(family), self.on_progress)
+        async with asyncio.TaskGroup() as tg:
+            ticker = tg.create_task(progress.tick()) if self.on_progress else None
+            try:
+                model_bytes = await asyncio.to_thread(train)
+            finally:
+                if ticker is not None:
+                    ticker.cancel()
+        self._train_rate[family] = progress.done()
         self._trained[family] = (len(revealed), model_bytes)
         return model_bytes
 
@@ -229,6 +280,18 @@ async def run_miner_cli(node_url: str, keypair: Keypair, *, family: str, rounds:
         return 1
 
 
+def _progress_printer(stream) -> Callable[[str, bool], None]:
+    """A live line on a terminal; only the final line of each fit otherwise (logs stay readable)."""
+    live = stream.isatty()
+
+    def show(text: str, final: bool) -> None:
+        if live:
+            print(f"\r{text}\033[K", end="\n" if final else "", file=stream, flush=True)
+        elif final:
+            print(text, file=stream, flush=True)
+    return show
+
+
 async def _mine(client: NodeClient, keypair: Keypair, *, family: str, rounds: int, as_json: bool) -> int:
     import json
 
@@ -238,9 +301,11 @@ async def _mine(client: NodeClient, keypair: Keypair, *, family: str, rounds: in
     print(f"mining on {genesis.chain_id} as {address} with model family '{family}'", file=sys.stderr)
 
     def show(report: RoundReport) -> None:
+        if not as_json and sys.stderr.isatty():
+            print("\r\033[K", end="", file=sys.stderr, flush=True)   # clear a live training line first
         print(json.dumps(report.__dict__) if as_json else report.line(), flush=True)
     miner = Miner(client, keypair, genesis, family=family, seed=int.from_bytes(keypair.public[:2], "big"),
-                  on_report=show)
+                  on_report=show, on_progress=None if as_json else _progress_printer(sys.stderr))
     status = await client.status()
     await miner._prefetch(status["round"] + 1)
     print(f"ready: first candidate trained ({miner._family_for(status['round'] + 1)})", file=sys.stderr, flush=True)

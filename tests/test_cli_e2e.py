@@ -8,8 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +68,23 @@ def wait_file_text(path: Path, text: str, proc: subprocess.Popen, timeout: float
     raise AssertionError(f"{text!r} never appeared in {path}:\n{path.read_text(errors='replace')}")
 
 
+def wait_until(predicate: Callable[[], bool], proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if predicate():
+                return
+        assert proc.poll() is None, f"process exited before {what}"
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _get_json(url: str) -> Any:
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=10) as resp:   # loopback only
+        return json.loads(resp.read())
+
+
 def ports_of(datadir: Path, proc: subprocess.Popen, timeout: float = 60) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -88,7 +106,7 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     bob_wallet = ["--wallet", str(tmp_path / "bob.popkeys"), "--password-file", str(pw)]
     bob = json.loads(popchain("wallet", "new", "--label", "bob", "--json", *bob_wallet, cwd=tmp_path).stdout)["address"]
 
-    out = json.loads(popchain("genesis", "create", "--out", "chain", "--rounds", "12", "--shard-size", "100",
+    out = json.loads(popchain("genesis", "create", "--out", "chain", "--rounds", "30", "--shard-size", "100",
                               "--alloc", f"{keys['alice']}=1000000000", "--alloc", f"{keys['miner']}=1000000000",
                               "--entry-window", "2", "--opening-window", "3", "--json", cwd=tmp_path).stdout)
     assert (tmp_path / "chain" / "keyholder.secret").stat().st_mode & 0o777 == 0o600
@@ -99,23 +117,29 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     with background(node_b, tmp_path, tmp_path / "b.log") as b:
         b_ports = ports_of(tmp_path / "b", b)
         url_b = f"http://127.0.0.1:{b_ports['api']}"
-        miner = ["-m", "cli", "miner", "run", "--node", url_b, *wallet, "--key", "miner", "--model", "forest",
-                 "--rounds", "4"]
-        with background(miner, tmp_path, tmp_path / "miner.log") as m:
-            wait_file_text(tmp_path / "miner.log", "ready:", m)
-            node_a = ["-m", "cli", "node", "run", "--datadir", str(tmp_path / "a"), "--genesis", genesis,
-                      "--keyholder", str(tmp_path / "chain" / "keyholder.secret"), "--port", "0", "--api-port", "0",
-                      "--peer", f"127.0.0.1:{b_ports['p2p']}"]
-            with background(node_a, tmp_path, tmp_path / "a.log") as a:
-                url_a = f"http://127.0.0.1:{ports_of(tmp_path / 'a', a)['api']}"
-                sent = json.loads(popchain("wallet", "send", "--to", bob, "--amount", "12345", "--key", "alice",
-                                           "--node", url_a, "--timeout", "240", "--json", *wallet,
-                                           cwd=tmp_path).stdout)
-                assert sent["status"] == "confirmed"
-                bal = json.loads(popchain("wallet", "balance", "--node", url_b, "--json", *bob_wallet,
-                                          cwd=tmp_path).stdout)
-                assert bal[0]["balance"] == 12345
-                assert m.wait(300) == 0
+        node_a = ["-m", "cli", "node", "run", "--datadir", str(tmp_path / "a"), "--genesis", genesis,
+                  "--keyholder", str(tmp_path / "chain" / "keyholder.secret"), "--port", "0", "--api-port", "0",
+                  "--peer", f"127.0.0.1:{b_ports['p2p']}"]
+        with background(node_a, tmp_path, tmp_path / "a.log") as a:
+            url_a = f"http://127.0.0.1:{ports_of(tmp_path / 'a', a)['api']}"
+            # The sender waits for its confirmation (the progress path of `wallet send`) while a miner plays.
+            # A sealed entry commits to its txs, so the transfer must reach the miner's node (B) before the
+            # miner seals its first entry: otherwise only a second crowned round could confirm it.
+            send = ["-m", "cli", "wallet", "send", "--to", bob, "--amount", "12345", "--key", "alice",
+                    "--node", url_a, "--timeout", "240", "--json", *wallet]
+            with background(send, tmp_path, tmp_path / "send.log") as sender:
+                wait_until(lambda: _get_json(f"{url_b}/api/mempool")["size"] == 1, sender, "tx relayed to B")
+                miner = ["-m", "cli", "miner", "run", "--node", url_b, *wallet, "--key", "miner", "--model",
+                         "forest", "--rounds", "4"]
+                with background(miner, tmp_path, tmp_path / "miner.log") as m:
+                    assert sender.wait(300) == 0, (tmp_path / "send.log").read_text()
+                    send_log = (tmp_path / "send.log").read_text()
+                    sent = json.loads(send_log[send_log.index("{"):])
+                    assert sent["status"] == "confirmed"
+                    bal = json.loads(popchain("wallet", "balance", "--node", url_b, "--json", *bob_wallet,
+                                              cwd=tmp_path).stdout)
+                    assert bal[0]["balance"] == 12345
+                    assert m.wait(300) == 0
             miner_log = (tmp_path / "miner.log").read_text()
             assert "WON" in miner_log, miner_log
 
