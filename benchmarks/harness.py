@@ -18,9 +18,10 @@ from typing import Any
 MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.tx_admission", ("tx_admission",)),
     ("benchmarks.block_connect", ("block_connect_5000",)),
-    ("benchmarks.scoring", ("score_linear_10k", "score_mlp_10k", "score_trees_10k")),
+    ("benchmarks.scoring", ("score_linear_10k", "score_linear_10k_raw", "score_mlp_10k", "score_trees_10k")),
     ("benchmarks.network", ("relay_hop_ms", "sync_blocks_per_s", "round_latency_s")),
-    ("benchmarks.simulation", ("sim_crowned_share", "sim_copycat_share", "sim_champion_test_acc")),
+    ("benchmarks.simulation", ("sim_crowned_share", "sim_copycat_share", "sim_copycat_floor_share",
+                               "sim_champion_test_acc")),
 )
 
 FIGURE_KEYS = ("name", "value", "unit", "baseline", "ratio", "goal")

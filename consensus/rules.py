@@ -18,7 +18,7 @@ from chain.errors import DecodeError, PopError, RuleError, StoreError
 from chain.store import ChainStore
 from ml.errors import MLError, ShardError
 from ml.model import Model, decode_model
-from ml.score import paired, score
+from ml.score import Features, paired, prepare, score
 from ml.shards import open_shard
 from ml.task import Dataset
 
@@ -56,11 +56,16 @@ class ScoredBlock:
 # ---------------------------------------------------------------- pure integer rules
 
 
+MIN_DISAGREEMENT = 5  # b + c: the fewest disagreements at which even a clean sweep (b = n, c = 0) is evidence
+                      # at the one-sided 5 % level that z_init stands for in the exact sign test (2^-5 < 0.05 <= 2^-4)
+
+
 def paired_test(b: int, c: int, z_milli: int) -> bool:
-    """One-sided McNemar in integers: accept iff b − c ≥ 1 and (b − c)² · 10⁶ ≥ z_milli² · (b + c).
-    At z = 0 this is "strictly more right answers, by at least one"."""
+    """One-sided McNemar in integers: accept iff b + c ≥ MIN_DISAGREEMENT, b − c ≥ 1 and
+    (b − c)² · 10⁶ ≥ z_milli² · (b + c). At z = 0 this is "strictly more right answers, by at least one,
+    on a shard where the challenger measurably differs from the champion" (PROTOCOL.md §3.6 step 9, §3.7)."""
     d = b - c
-    return d >= 1 and d * d * MILLI_SQUARED >= z_milli * z_milli * (b + c)
+    return b + c >= MIN_DISAGREEMENT and d >= 1 and d * d * MILLI_SQUARED >= z_milli * z_milli * (b + c)
 
 
 def z_for_round(params: GenesisParams, round: int, parent_round: int, parent_z_milli: int | None) -> int:
@@ -93,11 +98,11 @@ def decode_block(data: bytes, params: GenesisParams) -> Block:
 
 
 class ScoringCache:
-    """Bounded memo of opened shards and decoded champions with their per-row correctness (both are costly
-    and identical for every block of a round)."""
+    """Bounded memo of opened shards (with their features prepared once for scoring, ``ml.score.prepare``) and
+    decoded champions with their per-row correctness (both are costly and identical for every block of a round)."""
 
     def __init__(self, max_items: int = 8) -> None:
-        self._shards: OrderedDict[tuple[int, bytes], Dataset] = OrderedDict()
+        self._shards: OrderedDict[tuple[int, bytes], tuple[Dataset, Features]] = OrderedDict()
         self._correct: OrderedDict[tuple[bytes, int, bytes], np.ndarray] = OrderedDict()
         self._max = max_items
 
@@ -107,20 +112,28 @@ class ScoringCache:
         while len(table) > self._max:
             table.popitem(last=False)
 
-    def shard(self, genesis: Genesis, round: int, key: bytes) -> Dataset:
+    def _opened(self, genesis: Genesis, round: int, key: bytes) -> tuple[Dataset, Features]:
         hit = self._shards.get((round, key))
         if hit is None:
-            hit = open_shard(genesis.task, round, key)
+            shard = open_shard(genesis.task, round, key)
+            hit = (shard, prepare(shard.X))
             self._put(self._shards, (round, key), hit)
         return hit
+
+    def shard(self, genesis: Genesis, round: int, key: bytes) -> Dataset:
+        return self._opened(genesis, round, key)[0]
+
+    def features(self, genesis: Genesis, round: int, key: bytes) -> Features:
+        """Shard r's X prepared once: the champion and every challenger of the round are scored on it."""
+        return self._opened(genesis, round, key)[1]
 
     def champion_correct(self, genesis: Genesis, champion_bytes: bytes, round: int, key: bytes) -> np.ndarray:
         ck = (model_hash(champion_bytes), round, key)
         hit = self._correct.get(ck)
         if hit is None:
-            shard = self.shard(genesis, round, key)
+            shard, feats = self._opened(genesis, round, key)
             model = decode_model(champion_bytes, genesis.task.spec, genesis.model_caps)
-            hit = score(model, shard.X, shard.y).correct
+            hit = score(model, feats, shard.y).correct
             self._put(self._correct, ck, hit)
         return hit
 
@@ -246,9 +259,12 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
     if champion_bytes is None:
         raise StoreError(f"champion model {parent.model_hash.hex()} missing")
     champion_ok = cache.champion_correct(genesis, champion_bytes, h.round, beacon_in.shard_key)
-    b, c = paired(score(challenger, shard.X, shard.y).correct, champion_ok)
+    features = cache.features(genesis, h.round, beacon_in.shard_key)  # the shard's X, prepared once per round
+    b, c = paired(score(challenger, features, shard.y).correct, champion_ok)
     if (payload.b, payload.c) != (b, c):
         raise RuleError("bad-score", f"payload says b={payload.b} c={payload.c}, recomputed b={b} c={c}")
     if not paired_test(b, c, z):
-        raise RuleError("not-better-than-champion", f"b={b} c={c} fails the paired test at z={z / 1000:.3f}")
+        why = (f"disagrees with the champion on {b + c} < {MIN_DISAGREEMENT} rows" if b + c < MIN_DISAGREEMENT
+               else f"fails the paired test at z={z / 1000:.3f}")
+        raise RuleError("not-better-than-champion", f"b={b} c={c} {why}")
     return ScoredBlock(block, b, c, z)

@@ -112,7 +112,9 @@ def run_simulation(*, rounds: int = 30, shard_size: int = 200, n_train: int = 20
                    families: tuple[str, ...] = DEFAULT_FAMILIES, copycat: bool = True,
                    params: GenesisParams | None = None, seed: bytes = b"popchain-simulation-seed-1",
                    datadir: Path | None = None, max_train_rows: int | None = None,
-                   verbose: bool = False) -> SimulationReport:
+                   model_size: str = "default", verbose: bool = False) -> SimulationReport:
+    """Run ``rounds`` rounds; ``model_size="small"`` trains every miner (and the reference models) in
+    consensus.training's small profile, which keeps a 30-round run within CI time."""
     started = time.perf_counter()
     params = params or GenesisParams()
     urandom = _rng_bytes(seed)
@@ -130,7 +132,6 @@ def run_simulation(*, rounds: int = 30, shard_size: int = 200, n_train: int = 20
                                          params=params, timestamp=GENESIS_TIME, n_train=n_train, seed=seed)
     spec, caps = genesis.task.spec, genesis.model_caps
     public = genesis.task.training
-    tmp = None
     if datadir is None:
         store = ChainStore.memory()
     else:
@@ -153,7 +154,7 @@ def run_simulation(*, rounds: int = 30, shard_size: int = 200, n_train: int = 20
                 else:
                     family = name.rsplit("-", 1)[0]
                     model = train_candidate(family, public, revealed, seed=r * 101 + names.index(name),
-                                            max_rows=max_train_rows, caps=caps)
+                                            max_rows=max_train_rows, caps=caps, size=model_size)
                 model_bytes = encode_model(model)
                 if model_bytes == champion_bytes:
                     continue
@@ -183,7 +184,7 @@ def run_simulation(*, rounds: int = 30, shard_size: int = 200, n_train: int = 20
             report.rounds.append(rr)
             if verbose:
                 print(_format_round(rr), flush=True)
-        _overall(report, params, public, revealed, test, spec, caps)
+        _overall(report, params, public, revealed, test, model_size)
     finally:
         store.close()
     report.seconds = time.perf_counter() - started
@@ -195,7 +196,7 @@ def _acc(model_bytes: bytes, spec, caps, data: Dataset) -> float:
 
 
 def _overall(report: SimulationReport, params: GenesisParams, public: Dataset, revealed: list[Dataset],
-             test: Dataset, spec, caps) -> None:
+             test: Dataset, model_size: str) -> None:
     rounds = report.rounds
     n = len(rounds)
     crowned = [r for r in rounds if not r.void]
@@ -210,18 +211,20 @@ def _overall(report: SimulationReport, params: GenesisParams, public: Dataset, r
     # the comparison: the best of our families (and a bigger forest) on ALL public data = training + shards
     best, best_name = 0.0, ""
     for fam in ("linear", "mlp", "forest", "extra"):
-        acc = score(train_candidate(fam, public, revealed, seed=7), test.X, test.y).accuracy
+        acc = score(train_candidate(fam, public, revealed, seed=7, size=model_size), test.X, test.y).accuracy
         if acc > best:
             best, best_name = acc, fam
     from sklearn.ensemble import RandomForestClassifier
     X = np.concatenate([public.X] + [d.X for d in revealed]).astype(np.float64)
     y = np.concatenate([public.y] + [d.y for d in revealed])
-    big = RandomForestClassifier(n_estimators=200, min_samples_leaf=2, n_jobs=1, random_state=0).fit(X, y)
+    trees = 50 if model_size == "small" else 200
+    big = RandomForestClassifier(n_estimators=trees, min_samples_leaf=2, n_jobs=1, random_state=0).fit(X, y)
     big_acc = float(np.mean(big.predict(test.X.astype(np.float64)) == test.y))
     if big_acc > best:
-        best, best_name = big_acc, "float RandomForest(200)"
+        best, best_name = big_acc, f"float RandomForest({trees})"
     report.best_sklearn_test_acc, report.best_sklearn_family = best, best_name
-    report.reference_public_only_acc = score(train_candidate("forest", public, (), seed=7), test.X, test.y).accuracy
+    report.reference_public_only_acc = score(train_candidate("forest", public, (), seed=7, size=model_size),
+                                             test.X, test.y).accuracy
 
 
 def _format_round(r: RoundReport) -> str:
@@ -239,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", type=int, default=2000, help="public training rows")
     ap.add_argument("--families", default=",".join(DEFAULT_FAMILIES))
     ap.add_argument("--no-copycat", action="store_true")
+    ap.add_argument("--small", action="store_true", help="small models (consensus.training size='small'), as in CI")
     ap.add_argument("--seed", default="popchain-simulation-seed-1")
     for name in ("z_init_milli", "z_floor_milli", "z_max_milli", "z_up_milli", "z_down_milli"):
         ap.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(GenesisParams(), name))
@@ -251,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         rep = run_simulation(rounds=args.rounds, shard_size=args.shard_size, n_train=args.train,
                              families=tuple(args.families.split(",")), copycat=not args.no_copycat,
                              params=params, seed=args.seed.encode(),
-                             datadir=Path(tmp) / "sim" if args.leveldb else None, verbose=not args.quiet)
+                             datadir=Path(tmp) / "sim" if args.leveldb else None,
+                             model_size="small" if args.small else "default", verbose=not args.quiet)
     print()
     print(f"rounds {len(rep.rounds)}  crowned share {rep.crowned_share:.1%}  "
           f"copycat wins {rep.copycat_wins} ({rep.copycat_win_share:.1%}); at the floor "

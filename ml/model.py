@@ -216,26 +216,49 @@ def check_tree_structure(m: TreesModel, spec: TaskSpec, caps: ModelCaps) -> int:
     raise ModelError(f"model: tree depth exceeds the cap of {caps.max_depth}")
 
 
-def layer_bounds(model: Model, spec: TaskSpec) -> list[int]:
-    """Proved bound on |every partial sum| per layer: max|x|·max_j Σ_i|W_ij| + max|b| (Python ints, exact)."""
-    if isinstance(model, TreesModel):
-        T = model.roots.shape[0]
-        return [T * int(np.abs(model.value.astype(np.int64)).max(initial=0))]
+def abs_max(a: np.ndarray) -> int:
+    """max |a| as an exact Python int (0 for an empty array). Unlike ``np.abs(a).max()`` it is right for the
+    int64 minimum, whose int64 absolute value wraps to itself (negative)."""
+    if a.size == 0:
+        return 0
+    return max(int(a.max()), -int(a.min()))
+
+
+def dense_terms(model: LinearModel | MLPModel) -> list[tuple[int | None, int]]:
+    """Per layer (max_j Σ_i |W_ij|, max |b|) as exact Python ints; the column sum is None when it could
+    overflow int64 (then the layer's bound counts as certainly too large, see ``chain_bounds``)."""
     layers = [(model.W, model.b)] if isinstance(model, LinearModel) else list(model.layers)
-    shifts = [] if isinstance(model, LinearModel) else list(model.shifts)
+    terms: list[tuple[int | None, int]] = []
+    for W, b in layers:
+        if W.size and abs_max(W) > (1 << 62) // max(1, W.shape[0]):
+            terms.append((None, abs_max(b)))
+            continue
+        terms.append((int(np.abs(W.astype(np.int64)).sum(axis=0).max(initial=0)), abs_max(b)))
+    return terms
+
+
+def chain_bounds(terms: list[tuple[int | None, int]], shifts: tuple[int, ...] | list[int], max_abs: int) -> list[int]:
+    """The per-layer bounds of PROTOCOL.md §5.3 for inputs with |x| <= max_abs: B = X·colsum + max|b|, X = max_abs
+    for the first layer and B_prev >> s_prev after it. Monotone non-decreasing in ``max_abs``."""
     bounds = []
-    x_max = spec.max_abs
-    for i, (W, b) in enumerate(layers):
-        Wa = np.abs(W.astype(np.int64))
-        if W.size and int(Wa.max()) > (1 << 62) // max(1, W.shape[0]):
+    x_max = max_abs
+    for i, (colsum, bmax) in enumerate(terms):
+        if colsum is None:
             bounds.append(1 << 64)  # column sums could overflow int64: certainly too large
             break
-        colsum = int(Wa.sum(axis=0).max(initial=0))
-        bound = x_max * colsum + int(np.abs(b.astype(np.int64)).max(initial=0))
+        bound = x_max * colsum + bmax
         bounds.append(bound)
         if i < len(shifts):
             x_max = bound >> shifts[i]  # ReLU output is >= 0 and at most the pre-activation bound
     return bounds
+
+
+def layer_bounds(model: Model, spec: TaskSpec) -> list[int]:
+    """Proved bound on |every partial sum| per layer: max|x|·max_j Σ_i|W_ij| + max|b| (Python ints, exact)."""
+    if isinstance(model, TreesModel):
+        return [model.roots.shape[0] * abs_max(model.value)]
+    shifts = () if isinstance(model, LinearModel) else model.shifts
+    return chain_bounds(dense_terms(model), shifts, spec.max_abs)
 
 
 def check_bounds(model: Model, spec: TaskSpec, caps: ModelCaps) -> None:

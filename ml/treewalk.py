@@ -12,18 +12,19 @@ fast (measured in ``benchmarks/scoring.py``):
     go right, so rows that stopped early just stay put;
   * votes are summed in int32 when the proved bound ``T · max|value| < 2^31`` allows, else in int64: exact
     either way, and the caller's argmax then ties to the lowest class index as before.
-The layout is derived data of an immutable decoded model, cached per model object (weakly, so it dies with it).
+The layout is derived data of an immutable decoded model, cached per model object by ``ml.permodel`` (weakly,
+so it dies with it).
 It does not validate a model (``ml.model`` does); it only assumes children lie after their parent.
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import ModelError
-from .model import TreesModel
+from .model import TreesModel, abs_max
+from .permodel import PerModel
 
 WALK_PAIRS = 1 << 18  # (tree, row) pairs per chunk: ~2 MiB per int index array, measured best at 2^17..2^20
 VOTE_ELEMENTS = 1 << 22  # bounds the gathered (pairs x classes) vote block per chunk to 16-32 MiB
@@ -44,19 +45,8 @@ class TreeLayout:
     value: np.ndarray                    # int32 or int64 (N, k)
 
 
-_CACHE: weakref.WeakKeyDictionary[TreesModel, TreeLayout] = weakref.WeakKeyDictionary()
-
-
-def layout(m: TreesModel) -> TreeLayout:
-    """The walk layout of ``m``, built on first use and cached on the model object's lifetime."""
-    lay = _CACHE.get(m)
-    if lay is None:
-        lay = _build(m)
-        _CACHE[m] = lay  # a concurrent first use just builds an identical layout twice
-    return lay
-
-
 def _build(m: TreesModel) -> TreeLayout:
+    """The walk layout of ``m`` (use ``layout(m)``: cached on the model object's lifetime)."""
     n = m.feature.shape[0]
     feat = m.feature.astype(np.intp)
     leaf = feat < 0
@@ -71,11 +61,14 @@ def _build(m: TreesModel) -> TreeLayout:
     for dt in _NARROW:
         info = np.iinfo(dt)
         thresholds[dt] = np.clip(thr64, info.min, info.max).astype(dt)  # see _compare_dtype for why exact
-    bound = roots.shape[0] * int(np.abs(m.value.astype(np.int64)).max(initial=0))
+    bound = roots.shape[0] * abs_max(m.value)
     vdt = np.int32 if bound < _INT32_VOTES_BOUND else np.int64
     return TreeLayout(n_trees=roots.shape[0], n_classes=m.value.shape[1], depth=depth,
                       max_feature=int(feat.max(initial=-1)), roots=roots, feature=np.where(leaf, 0, feat),
                       threshold=thresholds, child=child, value=m.value.astype(vdt))
+
+
+layout: PerModel[TreesModel, TreeLayout] = PerModel(_build)  # layout(m): built on first use, cached per model
 
 
 def _depth(roots: np.ndarray, child: np.ndarray, leaf: np.ndarray) -> int:
@@ -89,13 +82,13 @@ def _depth(roots: np.ndarray, child: np.ndarray, leaf: np.ndarray) -> int:
     raise ModelError("model: tree links form a cycle")
 
 
-def _compare_dtype(X: np.ndarray) -> type:
+def _compare_dtype(X: np.ndarray, x_range: tuple[int, int] | None = None) -> type:
     """Narrowest dtype D with min(D) < x <= max(D) for all x: a threshold t clamped to [min(D), max(D)] then
     gives the same ``x > t`` (t >= max(D) >= x stays false; t < min(D) < x stays true), and a leaf's max(D)
-    never goes right."""
+    never goes right. ``x_range`` = the exact (min, max) of X when the caller already knows it."""
     if X.size == 0:
         return np.int16
-    lo, hi = int(X.min()), int(X.max())
+    lo, hi = x_range if x_range is not None else (int(X.min()), int(X.max()))
     for dt in _NARROW:
         info = np.iinfo(dt)
         if info.min < lo and hi <= info.max:
@@ -103,15 +96,15 @@ def _compare_dtype(X: np.ndarray) -> type:
     return np.int64
 
 
-def tree_votes(m: TreesModel, X: np.ndarray) -> np.ndarray:
-    """Exact summed leaf votes, int64 (n, k), for integer X (n, d)."""
+def tree_votes(m: TreesModel, X: np.ndarray, x_range: tuple[int, int] | None = None) -> np.ndarray:
+    """Exact summed leaf votes, int64 (n, k), for integer X (n, d); ``x_range``: X's exact (min, max) if known."""
     lay = layout(m)
     n, d = X.shape
     if lay.max_feature >= d:
         raise ModelError(f"X: model uses feature {lay.max_feature}, X has {d}")
     T, k = lay.n_trees, lay.n_classes
     out = np.empty((n, k), dtype=np.int64)
-    cdt = _compare_dtype(X)
+    cdt = _compare_dtype(X, x_range)
     thr = lay.threshold[cdt]
     chunk = max(1, min(WALK_PAIRS // T, VOTE_ELEMENTS // (T * k)))
     for start in range(0, n, chunk):

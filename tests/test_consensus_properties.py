@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
@@ -12,7 +13,8 @@ from chain.errors import DecodeError
 from consensus.genesis import GenesisParams
 from consensus.messages import (AnchorNotice, Beacon, Entry, RoundPayload, make_anchor_notice, make_beacon,
                                 make_entry)
-from consensus.rules import ScoredBlock, fork_key, paired_test, z_for_round
+from consensus.rules import MIN_DISAGREEMENT, ScoredBlock, fork_key, paired_test, z_for_round
+from ml.score import paired
 
 KP = Keypair.from_seed(bytes(range(32)))
 counts = st.integers(0, 5000)
@@ -23,7 +25,7 @@ z_milli = st.integers(0, 4000)
 @settings(max_examples=500)
 def test_paired_test_matches_float_reference_away_from_ties(b, c, z):
     d = b - c
-    if d >= 1:
+    if d >= 1 and b + c >= MIN_DISAGREEMENT:
         margin = d / math.sqrt(b + c) - z / 1000
         assume(abs(margin) > 1e-9)  # away from exact ties the float reference is reliable
         assert paired_test(b, c, z) == (margin >= 0)
@@ -31,10 +33,9 @@ def test_paired_test_matches_float_reference_away_from_ties(b, c, z):
         assert not paired_test(b, c, z)
 
 
-@given(counts, z_milli)
-def test_paired_test_at_zero_is_strictly_more_right_answers(b, c):
-    assert paired_test(b, c, 0) == (b - c >= 1)
-
+@given(counts, counts)
+def test_paired_test_at_zero_is_strictly_more_right_answers_on_a_measurable_difference(b, c):
+    assert paired_test(b, c, 0) == (b - c >= 1 and b + c >= MIN_DISAGREEMENT)
 
 
 @given(counts, counts, z_milli, z_milli)
@@ -42,6 +43,46 @@ def test_paired_test_monotone_in_z(b, c, z1, z2):
     lo, hi = sorted((z1, z2))
     if paired_test(b, c, hi):
         assert paired_test(b, c, lo)
+
+
+@given(counts, counts, z_milli, st.integers(1, 50))
+def test_one_more_right_answer_never_loses_acceptance_at_z_zero(b, c, z, extra):
+    # converting disagreements the challenger lost into ones it won only helps it
+    if paired_test(b, c, z) and c >= extra:
+        assert paired_test(b + extra, c - extra, z)
+    if paired_test(b, c, 0):
+        assert paired_test(b + extra, c, 0)
+
+
+def test_min_disagreement_is_the_smallest_clean_sweep_significant_at_five_percent():
+    # exact one-sided sign test: a clean sweep b = n, c = 0 has p = 2^-n
+    assert 2.0 ** -MIN_DISAGREEMENT < 0.05 <= 2.0 ** -(MIN_DISAGREEMENT - 1)
+    assert not any(paired_test(n, 0, 0) for n in range(MIN_DISAGREEMENT))
+    assert paired_test(MIN_DISAGREEMENT, 0, 0)
+    assert paired_test(MIN_DISAGREEMENT, 0, 1645)  # a clean sweep of 5 also clears z_init: sqrt(5) > 1.645
+
+
+@st.composite
+def champion_and_near_copy(draw):
+    """A shard's labels, the champion's predictions, and a challenger that changes fewer than
+    MIN_DISAGREEMENT of them (a perturbed copy, as the simulator's copycat makes)."""
+    n = draw(st.integers(1, 300))
+    k = draw(st.integers(2, 6))
+    y = draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n))
+    champ = draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n))
+    flips = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, k - 1)), max_size=MIN_DISAGREEMENT - 1))
+    chall = list(champ)
+    for i, v in flips:
+        chall[i] = v
+    return np.array(y), np.array(champ), np.array(chall)
+
+
+@given(champion_and_near_copy(), z_milli)
+def test_a_copy_changing_fewer_than_min_disagreement_predictions_is_never_crowned(case, z):
+    y, champ, chall = case
+    b, c = paired(chall == y, champ == y)
+    assert b + c <= int(np.count_nonzero(chall != champ)) < MIN_DISAGREEMENT
+    assert not paired_test(b, c, z)
 
 
 params_st = st.builds(

@@ -1,14 +1,19 @@
-"""The round simulator on the default synthetic task: 30 rounds of real Engine + Keyholder + sklearn miners."""
+"""The round simulator on the default synthetic task: 30 rounds of real Engine + Keyholder + sklearn miners.
+
+CI runs the small-model profile (consensus.training size="small": narrower MLPs trained for a fixed number of
+epochs, fewer trees), which keeps 30 rounds at a few tens of seconds; ``python -m consensus.simulator`` runs
+the default models."""
 from __future__ import annotations
 
 import pytest
 
+from consensus.rules import MIN_DISAGREEMENT
 from consensus.simulator import run_simulation
 
 
 @pytest.fixture(scope="module")
 def report():
-    return run_simulation(rounds=30)
+    return run_simulation(rounds=30, model_size="small")
 
 
 def test_champion_improves_over_rounds(report):
@@ -21,8 +26,9 @@ def test_champion_improves_over_rounds(report):
 
 
 def test_copycat_rarely_wins(report):
-    assert report.copycat_floor_share < 0.05 or report.copycat_floor_wins == 0
-    assert report.copycat_win_share < 0.15   # regression guard; the issue bounds the floor share (above)
+    assert report.floor_rounds > 0  # the run does reach the floor, so the bound below is not vacuous
+    assert report.copycat_floor_share < 0.05  # the issue's bound: copycat wins < 5 % of the rounds at the floor
+    assert report.copycat_win_share < 0.05  # and over all rounds (regression guard)
 
 
 def test_chain_stays_live_and_rounds_are_consistent(report):
@@ -30,11 +36,22 @@ def test_chain_stays_live_and_rounds_are_consistent(report):
     for r in report.rounds:
         assert r.void == (r.winner is None)
         if not r.void:
+            assert r.b + r.c >= MIN_DISAGREEMENT
             assert r.b - r.c >= 1
             assert (r.b - r.c) ** 2 * 10**6 >= r.z_milli ** 2 * (r.b + r.c)
 
 
 def test_simulation_is_deterministic():
-    a = run_simulation(rounds=3, families=("linear", "tree"), n_train=800, shard_size=100, n_test=300)
-    b = run_simulation(rounds=3, families=("linear", "tree"), n_train=800, shard_size=100, n_test=300)
+    kw = {"rounds": 3, "families": ("linear", "tree"), "n_train": 800, "shard_size": 100, "n_test": 300,
+          "model_size": "small"}
+    a = run_simulation(**kw)
+    b = run_simulation(**kw)
     assert [(r.winner, r.b, r.c, r.z_milli) for r in a.rounds] == [(r.winner, r.b, r.c, r.z_milli) for r in b.rounds]
+
+
+def test_unknown_model_size_is_refused():
+    from consensus.training import train_candidate
+    from ml.task import synthetic
+
+    with pytest.raises(ValueError, match="size"):
+        train_candidate("linear", synthetic(b"popchain-simulation-seed-1", n_samples=60), size="huge")

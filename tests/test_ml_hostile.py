@@ -104,6 +104,25 @@ def test_overflow_bound_rejected():
         decode_model(encode_model(MLPModel((l1, l2), (0,))), SPEC)
 
 
+def test_int64_minimum_counts_as_huge_in_the_overflow_bound():
+    # |-2^63| wraps to -2^63 in int64: the bound must not read it as small (it would let int and float paths
+    # disagree, and float -> int64 conversion of out-of-range values is platform dependent)
+    lo = np.iinfo(np.int64).min
+    W = np.zeros((4, 3), dtype=np.int64)
+    W[2, 1] = lo
+    for model in (LinearModel(W, np.zeros(3, dtype=np.int64)),
+                  LinearModel(np.zeros((4, 3), dtype=np.int64), np.array([0, lo, 0], dtype=np.int64)),
+                  MLPModel(((np.zeros((4, 2), dtype=np.int64), np.array([lo, 0], dtype=np.int64)),
+                            (np.ones((2, 3), dtype=np.int64), np.zeros(3, dtype=np.int64))), (0,))):
+        with pytest.raises(ModelError, match="overflow bound"):
+            decode_model(encode_model(model), SPEC)
+    t = good_trees()
+    value = t.value.astype(np.int64)
+    value[1, 0] = lo
+    with pytest.raises(ModelError, match="overflow bound"):
+        decode_model(encode_model(TreesModel(t.roots, t.feature, t.threshold, t.left, t.right, value)), SPEC)
+
+
 def test_trees_cycles_and_bad_links():
     t = good_trees()
     cyc = TreesModel(t.roots, t.feature, t.threshold, np.array([0, -1, -1]), t.right, t.value)  # self loop
