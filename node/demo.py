@@ -138,6 +138,7 @@ async def _demo(workdir: Path, rounds: int, n_nodes: int, keep: bool) -> int:
         params=params, keyholder=keyholder, chain_id="popchain-demo")
     genesis = load_genesis((chain_dir / GENESIS_FILE).read_bytes())
     X_test, y_test = read_feature_csv(chain_dir / HOLDOUT_FILE, genesis.task.spec)
+    assert y_test is not None, "the held-out split written with the genesis has labels"
     spec, caps = genesis.task.spec, genesis.model_caps
     print(f"genesis {info['genesis_hash'][:16]}…  chain id {genesis.chain_id}")
 

@@ -41,6 +41,7 @@ class KeyholderService:
         pass  # the journal lives in the store, which the node closes
 
     async def on_entry(self, entry: Entry) -> None:
+        assert self.keyholder is not None, "start() first"
         try:
             accepted = await self.node.worker.call(self.keyholder.on_entry, entry)
         except PopError as exc:
@@ -52,6 +53,7 @@ class KeyholderService:
     async def run(self) -> None:
         node = self.node
         kh = self.keyholder
+        assert kh is not None, "start() first"
         while True:
             actions = await node.worker.call(kh.step, time.time())
             for action in actions:

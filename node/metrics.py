@@ -1,13 +1,13 @@
 """Counters and gauges rendered in the Prometheus text exposition format (no client library needed)."""
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable
 
 
 class Metrics:
     def __init__(self) -> None:
-        self.counters: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
         self.gauges: dict[str, Callable[[], float]] = {}
         self.help: dict[str, str] = {}
 
@@ -15,7 +15,7 @@ class Metrics:
         self.counters[(name, tuple(sorted(labels.items())))] += amount
 
     def get(self, name: str, **labels: str) -> float:
-        return self.counters[(name, tuple(sorted(labels.items())))]
+        return self.counters.get((name, tuple(sorted(labels.items()))), 0.0)
 
     def gauge(self, name: str, fn: Callable[[], float], help_text: str = "") -> None:
         self.gauges[name] = fn

@@ -18,6 +18,7 @@ from aiohttp import web
 from chain.address import address_of
 from chain.errors import PopError
 from chain.store import ChainStore
+from chain.tx import Transfer
 from consensus.engine import Engine
 from consensus.genesis import Genesis, load_genesis
 from node import wire
@@ -171,7 +172,7 @@ class Node:
     def _reorg_info(self, old_tip: bytes, senders: list[bytes]) -> tuple[list, dict]:
         """(txs of blocks no longer on the main chain, sender pubkey -> account) — on the worker thread."""
         store = self.store
-        returned = []
+        returned: list[Transfer] = []
         h = old_tip
         for _ in range(16):  # reorgs never pass finality: at most the current round's block
             if not h or store.is_main_chain(h):
@@ -202,9 +203,9 @@ class Node:
                 if self.config.peer_exchange:  # the persisted address book: most recently seen first
                     spare = max(0, self.config.max_outbound - len(self.config.peers))
                     for addr, _ in sorted(self.book.addrs.items(), key=lambda kv: -kv[1])[:spare]:
-                        host, _, port = addr.rpartition(":")
-                        if port.isdigit() and not self.is_discouraged(addr):
-                            self.connect(host, int(port))
+                        book_host, _, book_port = addr.rpartition(":")
+                        if book_port.isdigit() and not self.is_discouraged(addr):
+                            self.connect(book_host, int(book_port))
                 if self.keyholder is not None:
                     self.spawn(self.keyholder.run(), "keyholder")
                 if self.config.discover:
@@ -220,7 +221,7 @@ class Node:
         finally:
             await self._shutdown()
 
-    def spawn(self, coro, name: str) -> asyncio.Task:
+    def spawn(self, coro, name: str) -> asyncio.Task | None:
         """Start a task inside the node's TaskGroup (structured: it ends before the node does)."""
         assert self._tg is not None
         if self.stopping:
@@ -350,6 +351,7 @@ class Node:
             while not self.stopping:
                 if not self.is_discouraged(f"{host}:{port}"):
                     try:
+                        assert self._session is not None, "run() opens the session before connecting"
                         async with asyncio.timeout(5):
                             ws = await self._session.ws_connect(f"http://{host}:{port}/p2p", autoping=False,
                                                                 max_msg_size=wire.MAX_FRAME, compress=0)

@@ -59,7 +59,8 @@ class Sync:
     def _locator(self) -> tuple[bytes, ...]:
         store = self.node.store
         height = store.tip().height
-        out, step = [], 1
+        out: list[bytes] = []
+        step = 1
         while height > 0 and len(out) < wire.MAX_LOCATOR - 1:
             out.append(store.block_hash_at(height))
             if len(out) >= 8:

@@ -22,7 +22,7 @@ from consensus.keyholder import keyholder_file
 from consensus.messages import Beacon
 from consensus.miner import open_block, seal
 from consensus.template import Template
-from ml.task import synthetic
+from ml.task import Dataset, synthetic
 from node.client import ApiCallError, NodeClient
 from node.config import NodeConfig
 
@@ -250,7 +250,7 @@ def build_chain_offline(datadir: Path, chain: TestChain, n_blocks: int) -> int:
         secret, keypairs = load_keyholder_file(chain.keyholder_path.read_bytes())
         keyholder = Keyholder(engine, secret, keypairs)
         now = float(g.timestamp + 100)
-        shards = []
+        shards: list[Dataset] = []
         rounds = 0
         while engine.tip().height < n_blocks:
             keyholder.step(now)
@@ -269,6 +269,7 @@ def build_chain_offline(datadir: Path, chain: TestChain, n_blocks: int) -> int:
             now += g.params.entry_window_s
             keyholder.step(now)
             beacon = engine.beacon(r)
+            assert beacon is not None, "the keyholder published beacon r after the entry window"
             champion = engine.champion_model()
             for block, z in sealed:
                 engine.add_block(open_block(block, beacon, genesis=g, champion_bytes=champion, z_milli=z))
