@@ -9,7 +9,7 @@ from typing import Any
 
 import msgpack
 
-from chain.crypto import Keypair, merkle_root, tagged_hash, verify_sig
+from chain.crypto import _LEAF, _LEN32, Keypair, _tag_state, merkle_root_of_hashes, tagged_hash, verify_sig
 from chain.encoding import (check_bytes, check_bytes_max, check_int, check_list, check_list_max, pack_trusted,
                             unpack, unpack_uncanonical)
 from chain.errors import DecodeError
@@ -32,8 +32,15 @@ def model_hash(model_bytes: bytes) -> bytes:
 
 
 def tx_root(txs: Sequence[Transfer]) -> bytes:
-    """Merkle root of the txids."""
-    return merkle_root([tx.txid for tx in txs])
+    """Merkle root of the txids (txids not yet known are computed and kept on the txs)."""
+    leaf = _tag_state(_LEAF)
+    leaves: list[bytes] = []
+    append = leaves.append
+    for tx in txs:
+        h = leaf.copy()  # = merkle_leaf(txid), inlined
+        h.update(_LEN32 + tx.txid)
+        append(h.digest())
+    return merkle_root_of_hashes(leaves)
 
 
 @dataclass(frozen=True)
@@ -123,7 +130,8 @@ class Block:
 
     @classmethod
     def decode(cls, data: bytes, *, max_size: int = MAX_BLOCK_SIZE) -> "Block":
-        """Decode and check a block; txs come with encoding, sighash and txid precomputed. Raises DecodeError."""
+        """Decode and check a block; txs come with their encodings set (sighash and txid are computed when
+        first needed: connecting a block does it on the verification threads). Raises DecodeError."""
         block = cls._decode_fast(data, max_size)
         return block if block is not None else cls._decode_checked(data, max_size)
 
@@ -151,12 +159,12 @@ class Block:
             header = Header.from_list(raw_header)
         except DecodeError:
             return None
-        txs = transfers_from_lists(raw_txs)
+        txs = transfers_from_lists(raw_txs, hashes=False)
         if txs is None:
             return None
         packer = msgpack.Packer(use_bin_type=True)
         canonical = b"".join((b"\x94", packer.pack(raw_header), packer.pack_array_header(len(txs)),
-                              *[tx.__dict__["_encoding"] for tx in txs], packer.pack(model),
+                              *[tx.encode() for tx in txs], packer.pack(model),
                               packer.pack(payload)))
         if canonical != data:
             return None
@@ -175,6 +183,6 @@ class Block:
             encoding = pack_trusted(raw)
             if len(encoding) > MAX_TX_SIZE:
                 raise DecodeError(f"block tx encodes to {len(encoding)} bytes, cap {MAX_TX_SIZE}")
-            tx.__dict__["_encoding"] = encoding
+            tx.__dict__["_enc"] = encoding
             txs.append(tx)
         return cls(header, tuple(txs), fields[2], fields[3])

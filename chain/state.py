@@ -35,7 +35,7 @@ class LedgerParams:
                 raise ValueError(f"LedgerParams.{name} must be an integer in [0, 2^62]")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one GC-tracked object per account, not two (object + dict)
 class Account:
     balance: int = 0
     nonce: int = 0
@@ -59,12 +59,15 @@ _ACCOUNT_STRUCT = struct.Struct(">QQ")  # = Account.encode() for in-range values
 _PUBKEY_LEN = (32).to_bytes(4, "big")
 
 
+_set_balance = Account.__dict__["balance"].__set__  # the slots' own setters (the dataclass is frozen)
+_set_nonce = Account.__dict__["nonce"].__set__
+
+
 def _account(balance: int, nonce: int) -> Account:
     """Account(balance, nonce) without the frozen-dataclass __init__ (hot path; Account has no checks)."""
     acc = object.__new__(Account)
-    d = acc.__dict__
-    d["balance"] = balance
-    d["nonce"] = nonce
+    _set_balance(acc, balance)
+    _set_nonce(acc, nonce)
     return acc
 AccountReader = Callable[[bytes], "Account | None"]
 
@@ -137,38 +140,68 @@ def apply_txs(read: AccountReader, txs: Sequence[Transfer], miner: bytes | None,
     verify here). Raises RuleError for the first failing tx (stateless checks, then signature, then state)."""
     before: dict[bytes, Account | None] = {}
 
-    def load(account: bytes) -> tuple[int, int]:
+    def load(account: bytes) -> int:
         prev = read(account)
         before[account] = prev
-        return (0, 0) if prev is None else (prev.balance, prev.nonce)
+        return account_word(prev)
 
-    state, fees, finish = apply_txs_deferred(load, txs, miner, params, sig_results)
-    finish()
-    return delta_of(state, before, fees, len(txs))
+    applied = apply_block_txs(load, txs, miner, params)
+    error = first_failure(sig_results() if sig_results is not None else None, txs, applied.failure)
+    if error is not None:
+        raise error
+    return delta_of(applied.state, before, applied.fees, len(txs))
 
 
-def apply_txs_deferred(load: Callable[[bytes], tuple[int, int]], txs: Sequence[Transfer], miner: bytes | None,
-                       params: LedgerParams, sig_results: Callable[[], list[bool]] | None = None,
-                       ) -> tuple[dict[bytes, tuple[int, int]], int, Callable[[], None]]:
-    """The rules of ``apply_txs`` minus the final wait for the signatures, so the caller can hash and prepare
-    its batch while the pool still verifies. ``load(account) -> (balance, nonce)`` is called once per account
-    not yet touched (the caller records before-values). Returns (account -> (balance, nonce) after, fees,
-    finish); the caller MUST call ``finish()`` (it raises ``bad-tx-sig`` for the first bad signature) before it
-    reports any later failure (e.g. ``bad-state-root``) or uses the result. A RuleError raised here directly
-    is already the block's first failure in rule order."""
+# (signatures that must be checked before this error counts, the error): PROTOCOL §2.1's rule order
+Failure = tuple[int, RuleError]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """``apply_block_txs``' result: accounts after (id -> account word, see ``account_word``), fees, and the
+    first rule failure found without signatures (None = none). Meaningless past a failure."""
+    state: dict[bytes, int]
+    fees: int
+    failure: Failure | None
+
+
+# An account as one int, balance << 64 | nonce: int.from_bytes(Account.encode()) and back with to_bytes(16).
+# The hot loop keeps accounts this way because ints are not tracked by the cyclic GC: (balance, nonce) tuples
+# for ~10,000 accounts per block cost a dozen collections, and a full one now and then (tens of ms).
+_NONCE_MASK = 2**64 - 1
+
+
+def account_word(account: Account | None) -> int:
+    """The account word of ``account`` (None = absent = 0)."""
+    return 0 if account is None else account.balance << 64 | account.nonce
+
+
+def first_failure(sig_ok: Sequence[bool | None] | None, txs: Sequence[Transfer],
+                  failure: Failure | None) -> RuleError | None:
+    """The block's first failure in rule order: a bad signature among the ones that ``failure`` says come
+    first (all of them if there is no failure), else ``failure``'s error. ``sig_ok`` are the verification
+    results in tx order (None: verify here, one by one, only as far as needed)."""
+    limit, error = failure if failure is not None else (len(txs), None)
+    if sig_ok is not None and all(sig_ok[:limit]):  # the usual case, at C speed
+        return error
+    for i in range(limit):
+        ok = sig_ok[i] if sig_ok is not None else txs[i].verify_signature()
+        if not ok:
+            return RuleError("bad-tx-sig", f"tx {i}: bad signature")
+    return error
+
+
+def apply_block_txs(load: Callable[[bytes], int], txs: Sequence[Transfer], miner: bytes | None,
+                    params: LedgerParams) -> Applied:
+    """The rules of ``apply_txs`` without signatures. ``load(account)`` returns the account word of an
+    account not yet touched (called once per account; the caller records before-values). A failure is
+    returned, not raised, with how many signatures come before it in rule order (chain.store then checks
+    only those): (i, error) for a field rule of tx i, (i + 1, error) for its nonce/balance/overflow (its own
+    signature comes first)."""
     if len(txs) > params.max_block_txs:
-        raise RuleError("too-many-txs", f"{len(txs)} txs, limit {params.max_block_txs}")
-    # hot loop (5000 txs per block): accounts as (balance, nonce) tuples, no objects per tx
-    state: dict[bytes, tuple[int, int]] = {}
-
-    def first_bad_sig(upto: int) -> None:
-        results = sig_results() if sig_results is not None else None
-        for i in range(upto):
-            ok = results[i] if results is not None else txs[i].verify_signature()
-            if not ok:
-                raise RuleError("bad-tx-sig", f"tx {i}: bad signature")
-
-    version, chain_id, min_fee = TX_VERSION, params.chain_id, params.min_fee
+        return Applied({}, 0, (0, RuleError("too-many-txs", f"{len(txs)} txs, limit {params.max_block_txs}")))
+    state: dict[bytes, int] = {}  # hot loop (5000 txs per block): account words, no objects per tx
+    version, chain_id, min_fee, mask = TX_VERSION, params.chain_id, params.min_fee, _NONCE_MASK
     get = state.get
     address_copy, pubkey_len = _ADDRESS_STATE.copy, _PUBKEY_LEN
     fees = 0
@@ -178,42 +211,46 @@ def apply_txs_deferred(load: Callable[[bytes], tuple[int, int]], txs: Sequence[T
             try:
                 check_tx_fields(tx, params)
             except RuleError as err:
-                first_bad_sig(i)
-                raise RuleError(err.code, f"tx {i}: {err.message}") from None
+                return Applied(state, fees, (i, RuleError(err.code, f"tx {i}: {err.message}")))
         h = address_copy()  # = address_of(tx.sender), inlined (sender is 32 bytes: checked at decode)
         h.update(pubkey_len + tx.sender)
         sender = h.digest()[:ACCOUNT_SIZE]
-        balance, nonce = get(sender) or load(sender)
-        if tx.nonce != nonce or balance < amount + fee:
+        word = get(sender)
+        if word is None:
+            word = load(sender)
+        cost = amount + fee
+        if tx.nonce != word & mask or word >> 64 < cost:
             try:
-                check_tx_stateful(tx, Account(balance, nonce))
+                check_tx_stateful(tx, Account(word >> 64, word & mask))
             except RuleError as err:
-                first_bad_sig(i + 1)
-                raise RuleError(err.code, f"tx {i}: {err.message}") from None
-        state[sender] = (balance - amount - fee, nonce + 1)
+                return Applied(state, fees, (i + 1, RuleError(err.code, f"tx {i}: {err.message}")))
+        state[sender] = word - (cost << 64) + 1  # balance - cost, nonce + 1 (< 2^63 + 1: no carry)
         recipient = tx.recipient
-        balance, nonce = get(recipient) or load(recipient)
-        if balance + amount > MAX_BALANCE:
-            first_bad_sig(i + 1)  # an earlier bad signature (or this tx's own) is the first failure
-            raise RuleError("balance-overflow", f"tx {i}: recipient balance would overflow")
-        state[recipient] = (balance + amount, nonce)
+        word = get(recipient)
+        if word is None:
+            word = load(recipient)
+        if (word >> 64) + amount > MAX_BALANCE:
+            error = RuleError("balance-overflow", f"tx {i}: recipient balance would overflow")
+            return Applied(state, fees, (i + 1, error))
+        state[recipient] = word + (amount << 64)
         fees += fee
     if miner is not None:
         miner_id = address_of(miner)
-        balance, nonce = get(miner_id) or load(miner_id)
+        word = get(miner_id)
+        if word is None:
+            word = load(miner_id)
         credit = params.block_reward + fees
-        if balance + credit > MAX_BALANCE:
-            first_bad_sig(len(txs))
-            raise RuleError("balance-overflow", "miner balance would overflow")
-        state[miner_id] = (balance + credit, nonce)
-    return state, fees, lambda: first_bad_sig(len(txs))
+        if (word >> 64) + credit > MAX_BALANCE:
+            error = RuleError("balance-overflow", "miner balance would overflow")
+            return Applied(state, fees, (len(txs), error))
+        state[miner_id] = word + (credit << 64)
+    return Applied(state, fees, None)
 
 
-def encode_accounts(state: Mapping[bytes, tuple[int, int]]) -> dict[bytes, bytes]:
-    """id -> Account.encode() for ``apply_txs_deferred``'s result (values in range: balances ≤ MAX_BALANCE
-    and nonces ≤ 2^63 are checked there)."""
-    pack = _ACCOUNT_STRUCT.pack
-    return {a: pack(b, n) for a, (b, n) in state.items()}
+def encode_accounts(state: Mapping[bytes, int]) -> dict[bytes, bytes]:
+    """id -> Account.encode() for ``apply_block_txs``' state (account words: balances ≤ MAX_BALANCE and nonces
+    ≤ 2^63 are checked there, so each fits its 16 bytes)."""
+    return {a: w.to_bytes(16, "big") for a, w in state.items()}
 
 
 class EncodedAccounts(Mapping[bytes, "Account | None"]):
@@ -240,10 +277,10 @@ class EncodedAccounts(Mapping[bytes, "Account | None"]):
         return f"EncodedAccounts({dict(self.items())!r})"
 
 
-def delta_of(state: Mapping[bytes, tuple[int, int]], before: Mapping[bytes, Account | None], fees: int,
+def delta_of(state: Mapping[bytes, int], before: Mapping[bytes, Account | None], fees: int,
              tx_count: int, state_root: bytes = b"", encoded: Mapping[bytes, bytes] | None = None,
              before_encoded: Mapping[bytes, bytes | None] | None = None) -> StateDelta:
-    """The StateDelta of ``apply_txs_deferred``'s result (``after`` decodes lazily from the encodings)."""
+    """The StateDelta of ``apply_block_txs``' state (``after`` decodes lazily from the encodings)."""
     encoded = encode_accounts(state) if encoded is None else encoded
     return StateDelta(after=EncodedAccounts(encoded), before=before, fees=fees, state_root=state_root,
                       tx_count=tx_count, after_encoded=encoded,

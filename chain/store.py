@@ -13,20 +13,19 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgpack
 
-from chain.address import address_of
 from chain.block import Block, Header, model_hash, tx_root
-from chain.crypto import submit_verify_many
 from chain.encoding import check_list, pack_trusted, unpack
 from chain.errors import DecodeError, RuleError, StoreError
 from chain.kv import KV, KVReader, LevelKV, MemoryKV
-from chain.state import (_ACCOUNT_STRUCT, EMPTY_ACCOUNT, Account, EncodedAccounts, LedgerParams, StateDelta,
-                         apply_allocations, apply_txs, apply_txs_deferred, decode_account_pair, delta_of,
-                         encode_accounts, state_root_of)
+from chain.state import (_ACCOUNT_STRUCT, EMPTY_ACCOUNT, Account, EncodedAccounts, Failure, LedgerParams,
+                         StateDelta, _account, apply_allocations, apply_block_txs, apply_txs,
+                         decode_account_pair, delta_of, encode_accounts, first_failure, state_root_of)
 from chain.state_cache import LeafCache
-from chain.tx import Transfer
+from chain.tx import Transfer, submit_verify_transfers, transfers_from_lists
 
 P_HEADER, P_BODY, P_HEIGHT, P_ACCOUNT, P_UNDO = b"h", b"b", b"n", b"a", b"u"
 P_MODEL, P_PAYLOAD, P_META = b"m", b"p", b"x"
@@ -46,6 +45,17 @@ def _pack_txs(txs: Sequence[Transfer]) -> bytes:
 
 
 _array_header = msgpack.Packer(use_bin_type=True).pack_array_header
+_BIN8 = [b"\xc4" + bytes([n]) for n in range(256)]
+
+
+def _pack_undo(before: Mapping[bytes, bytes | None]) -> bytes:
+    """The undo record: canonical encoding of [[id, value before or b""], ...] in first-touch order
+    (deterministic; readers build a dict) — = pack_trusted of that list, assembled from bin8 pieces without
+    ~10,000 pair objects (ids are 20 bytes, values 16 or absent)."""
+    bin8 = _BIN8
+    return b"".join((_array_header(len(before)),
+                     *[b"\x92" + bin8[len(a)] + a + (b"\xc4\x00" if v is None else bin8[len(v)] + v)
+                       for a, v in before.items()]))
 
 
 @dataclass(frozen=True)
@@ -186,14 +196,15 @@ class ChainStore:
         body = self._kv.get(P_BODY + header.hash)
         if body is None:
             return None
-        raw_txs = unpack(body, max_size=MAX_RECORD)
+        raw_txs = unpack(body, max_size=MAX_RECORD, typed=True)  # every tx's fields are checked below
         if not isinstance(raw_txs, list):
             raise StoreError("corrupt block body")
         model = self.get_model(header.model_hash)
         payload = self._kv.get(P_PAYLOAD + header.hash)
         if model is None or payload is None:
             raise StoreError(f"block {header.hash.hex()} is missing its model or payload")
-        return Block(header, tuple(Transfer.from_list(t) for t in raw_txs), model, payload)
+        txs = transfers_from_lists(raw_txs, hashes=False)  # None: some tx is bad; from_list says which
+        return Block(header, tuple(txs if txs is not None else map(Transfer.from_list, raw_txs)), model, payload)
 
     def block_hash_at(self, height: int) -> bytes | None:
         """Main-chain block hash at ``height`` (None above the tip)."""
@@ -214,6 +225,28 @@ class ChainStore:
     def get_account(self, account: bytes) -> Account:
         value = self._kv.get(P_ACCOUNT + account)
         return EMPTY_ACCOUNT if value is None else Account.decode(value)
+
+    def tip_account_reader(self) -> Callable[[Sequence[bytes]], list[Account]]:
+        """A reader of tip accounts (ids -> Accounts in order, EMPTY_ACCOUNT if absent) from the in-memory tip
+        cache, that never takes the store lock: safe on verification-pool threads even while a block is being
+        connected (which holds the lock and waits for that pool). Each account is read as of one committed
+        tip — before or after a block that connects meanwhile. Take a fresh reader per batch: after reindex()
+        an old one keeps reading the tip it started from."""
+        with self._lock:
+            get = self._leaf_cache().get
+        unpack_account = _ACCOUNT_STRUCT.unpack
+
+        def read(accounts: Sequence[bytes]) -> list[Account]:
+            out = []
+            for value in map(get, accounts):
+                if value is None:
+                    out.append(EMPTY_ACCOUNT)
+                elif len(value) == 16:
+                    out.append(_account(*unpack_account(value)))
+                else:
+                    out.append(Account.decode(value))  # raises the precise DecodeError
+            return out
+        return read
 
     def _undo(self, block_hash: bytes) -> dict[bytes, bytes | None]:
         data = unpack(self._need(P_UNDO + block_hash, f"undo record {block_hash.hex()}"), max_size=MAX_RECORD)
@@ -319,47 +352,20 @@ class ChainStore:
                     params: LedgerParams) -> StateDelta:
         """Apply ``txs`` + reward on the state after ``prev_hash``; returns the delta with its state root.
         Writes nothing. Raises RuleError (first failing tx) or StoreError (unknown/too-old parent)."""
-        delta, finish = self._preview_txs_deferred(prev_hash, miner, txs, params)
-        finish()
-        return delta
-
-    def _preview_txs_deferred(self, prev_hash: bytes, miner: bytes, txs: Sequence[Transfer],
-                              params: LedgerParams) -> tuple[StateDelta, Callable[[], None]]:
-        """``preview_txs`` whose last step, waiting for the signature checks (``finish()``, raises bad-tx-sig),
-        is left to the caller: the state root is hashed while the pool still verifies. Until ``finish()``
-        returns, the delta must not be trusted or written."""
         with self._lock:
-            reader = self._kv.snapshot()
-            overlay, _ = self._overlay_to(prev_hash, reader)  # unknown/too-old parent: fail before verifying
-            pending = submit_verify_many([(tx.sender, tx.sighash, tx.signature) for tx in txs])  # = sig_item()
-            cache = self._leaf_cache()  # tip accounts in memory: no LevelDB read per account
-            cache_get = cache.get
-            before_raw: dict[bytes, bytes | None] = {}
-            unpack_account = _ACCOUNT_STRUCT.unpack
-
-            def load(account: bytes) -> tuple[int, int]:
-                value = overlay[account] if account in overlay else cache_get(account)
-                before_raw[account] = value
-                if value is None:
-                    return (0, 0)
-                return unpack_account(value) if len(value) == 16 else decode_account_pair(value)
-
-            state, fees, finish = apply_txs_deferred(load, txs, miner, params, sig_results=pending)
-            encoded = encode_accounts(state)
-            root = cache.root_with({**overlay, **encoded} if overlay else encoded)
-            delta = delta_of(state, EncodedAccounts(before_raw), fees, len(txs), root, encoded, before_raw)
-            return delta, finish
+            return self._check_txs(prev_hash, miner, txs, params)[0]
 
     def preview_block(self, block: Block, params: LedgerParams) -> StateDelta:
         """Validate the ledger part of ``block`` against the state at its parent: chain id, height, model hash,
         tx count, tx root, every tx, state root. Raises RuleError; writes nothing."""
-        delta, finish = self._preview_block_deferred(block, params)
-        finish()
-        return delta
+        with self._lock:
+            self._check_header(block, params)
+            h = block.header
+            return self._check_txs(h.prev_hash, h.miner, block.txs, params, tx_root_=h.tx_root,
+                                   state_root=h.state_root)[0]
 
-    def _preview_block_deferred(self, block: Block, params: LedgerParams) -> tuple[StateDelta, Callable[[], None]]:
-        """``preview_block`` with the signature wait and the state-root comparison left to ``finish()`` (in
-        that order, so a bad signature is reported before a state-root mismatch, as in preview_block)."""
+    def _check_header(self, block: Block, params: LedgerParams) -> None:
+        """The block checks that come before its txs (PROTOCOL §2: cheap ones first)."""
         h = block.header
         if h.version != 1:
             raise RuleError("bad-version", f"header version {h.version}")
@@ -374,15 +380,74 @@ class ChainStore:
             raise RuleError("too-many-txs", f"{len(block.txs)} txs, limit {params.max_block_txs}")
         if model_hash(block.model) != h.model_hash:
             raise RuleError("bad-model-hash", "model bytes do not match header.model_hash")
-        if tx_root(block.txs) != h.tx_root:
-            raise RuleError("bad-tx-root", "tx root does not match the txs")
-        delta, finish_txs = self._preview_txs_deferred(h.prev_hash, h.miner, block.txs, params)
 
-        def finish() -> None:
-            finish_txs()
-            if delta.state_root != h.state_root:
-                raise RuleError("bad-state-root", "state root does not match the state after the block")
-        return delta, finish
+    def _check_txs(self, prev_hash: bytes, miner: bytes, txs: Sequence[Transfer], params: LedgerParams, *,
+                   tx_root_: bytes | None = None, state_root: bytes | None = None,
+                   then: Callable[[StateDelta], Any] | None = None) -> tuple[StateDelta, Any]:
+        """Check ``txs`` on the state after ``prev_hash`` (with ``tx_root_`` / ``state_root``: compare those
+        too); returns the delta and ``then(delta)``, which runs while the pool may still verify (its result
+        must not be used if this raises). The caller holds the lock. Raises the first failure in rule order:
+        tx root, then per tx field rules, signature, nonce/balance, then the state root.
+
+        The pool starts on the signatures at once while this thread does the ledger work; when that finds a
+        failure at tx i, signatures past the ones rule order puts before it are not started (an invalid block
+        costs little verification)."""
+        reader = self._kv.snapshot()
+        try:
+            overlay, _ = self._overlay_to(prev_hash, reader)  # unknown/too-old parent: fail before verifying
+        except StoreError:
+            if tx_root_ is not None and tx_root(txs) != tx_root_:
+                raise RuleError("bad-tx-root", "tx root does not match the txs") from None
+            raise
+        cache = self._leaf_cache()  # tip accounts in memory: no LevelDB read per account
+        limit = [len(txs)]
+        pending = submit_verify_transfers(txs, limit=limit)
+        try:
+            delta, failure = self._apply_checked(overlay, cache, miner, txs, params, tx_root_, state_root)
+        except BaseException:
+            limit[0] = 0  # e.g. a corrupt stored account: stop the pool, let the error through
+            raise
+        if failure is not None:
+            limit[0] = failure[0]
+        extra = then(delta) if then is not None and failure is None and delta is not None else None
+        sig_ok = pending()
+        error = first_failure(sig_ok, txs, failure)
+        if error is not None:
+            raise error
+        assert delta is not None
+        return delta, extra
+
+    @staticmethod
+    def _apply_checked(overlay: Mapping[bytes, bytes | None], cache: LeafCache, miner: bytes,
+                       txs: Sequence[Transfer], params: LedgerParams, tx_root_: bytes | None,
+                       state_root: bytes | None) -> tuple[StateDelta | None, Failure | None]:
+        """``_check_txs``' work besides the signatures: tx root, apply, state root. Returns (delta, failure);
+        the delta is None if the failure comes before the state root."""
+        if tx_root_ is not None and tx_root(txs) != tx_root_:
+            return None, (0, RuleError("bad-tx-root", "tx root does not match the txs"))
+        before_raw: dict[bytes, bytes | None] = {}
+        cache_get, from_bytes = cache.get, int.from_bytes
+
+        def load(account: bytes) -> int:
+            value = overlay[account] if account in overlay else cache_get(account)
+            before_raw[account] = value
+            if value is None:
+                return 0
+            if len(value) != 16:
+                decode_account_pair(value)  # raises the DecodeError of a corrupt value
+            return from_bytes(value, "big")  # the account word: balance << 64 | nonce
+
+        applied = apply_block_txs(load, txs, miner, params)
+        if applied.failure is not None:
+            return None, applied.failure
+        encoded = encode_accounts(applied.state)
+        root = cache.root_with({**overlay, **encoded} if overlay else encoded)
+        delta = delta_of(applied.state, EncodedAccounts(before_raw), applied.fees, len(txs), root, encoded,
+                         before_raw)
+        if state_root is not None and root != state_root:
+            error = RuleError("bad-state-root", "state root does not match the state after the block")
+            return delta, (len(txs), error)
+        return delta, None
 
     def connect_block(self, block: Block, params: LedgerParams,
                       extra: Mapping[bytes, bytes | None] = {}) -> StateDelta:
@@ -391,24 +456,28 @@ class ChainStore:
         with self._lock:
             if block.header.prev_hash != self.tip().hash:
                 raise StoreError("block does not extend the tip")
-            delta, finish = self._preview_block_deferred(block, params)
-            # build the whole batch while the pool may still verify signatures; nothing is written before finish()
+            self._check_header(block, params)
             h = block.header
-            # undo record: (id, value before or b"") in first-touch order (deterministic; readers build a dict)
-            undo = [(a, b"" if v is None else v) for a, v in delta.encoded_before().items()]
-            changes = self._block_records(block)
-            if self.get_model(h.model_hash) is not None:
-                del changes[P_MODEL + h.model_hash]  # already stored: skip rewriting up to MiBs
-            encoded = delta.encoded_after()
-            changes.update(zip([P_ACCOUNT + a for a in encoded], encoded.values()))
-            changes[P_UNDO + h.hash] = pack_trusted(undo)
-            changes[K_TIP] = h.hash
-            changes.update((P_META + k, v) for k, v in extra.items())
-            finish()
+            model_known = self.get_model(h.model_hash) is not None
+
+            def batch(delta: StateDelta) -> dict[bytes, bytes | None]:
+                # built while the pool may still verify; written only once every check has passed
+                changes = self._block_records(block)
+                if model_known:
+                    del changes[P_MODEL + h.model_hash]  # already stored: skip rewriting up to MiBs
+                encoded = delta.encoded_after()
+                changes.update(zip([P_ACCOUNT + a for a in encoded], encoded.values(), strict=True))
+                changes[P_UNDO + h.hash] = _pack_undo(delta.encoded_before())
+                changes[K_TIP] = h.hash
+                changes.update((P_META + k, v) for k, v in extra.items())
+                return changes
+
+            delta, changes = self._check_txs(h.prev_hash, h.miner, block.txs, params, tx_root_=h.tx_root,
+                                             state_root=h.state_root, then=batch)
             self._kv.write(changes, sync=True)
             self._tip = h
             if self._leaves is not None:
-                self._leaves.apply(encoded)
+                self._leaves.apply(delta.encoded_after())
             return delta
 
     def disconnect_tip(self, extra: Mapping[bytes, bytes | None] = {}) -> Block:

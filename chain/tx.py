@@ -5,12 +5,15 @@ minimum fee, amount ≥ 1) live in chain.state so the mempool and block validati
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
+import msgpack
+
 from chain.address import ACCOUNT_SIZE
-from chain.crypto import Keypair, _tag_state, tagged_hash, verify_sig
+from chain.crypto import Keypair, _tag_state, sig_opener, submit_chunks, verify_sig
 from chain.encoding import (check_bytes, check_bytes_max, check_int, check_list, check_str, pack_trusted,
                             unpack)
 from chain.errors import DecodeError
@@ -51,6 +54,9 @@ class Transfer:
     nonce: int
     memo: bytes
     signature: bytes
+    # + caches in the instance dict, not fields: "_enc", "_sighash", "_txid" (encoding, sighash, txid), each
+    # computed when first needed. Plain properties over dict entries: functools.cached_property would take
+    # a lock on every first access, ~1 µs each, for 10,000 values per block.
 
     def __post_init__(self) -> None:
         check_int(self.version, 0, MAX_VERSION, "tx.version")
@@ -70,15 +76,15 @@ class Transfer:
     def to_list(self) -> list[Any]:
         return [*self.unsigned_fields(), self.signature]
 
-    @cached_property
-    def _encoding(self) -> bytes:
-        data = pack_trusted(self.to_list())
-        if len(data) > MAX_TX_SIZE:
-            raise DecodeError(f"tx encodes to {len(data)} bytes, cap {MAX_TX_SIZE}")
-        return data
-
     def encode(self) -> bytes:
-        return self._encoding
+        d = self.__dict__
+        data = d.get("_enc")
+        if data is None:
+            data = pack_trusted(self.to_list())
+            if len(data) > MAX_TX_SIZE:
+                raise DecodeError(f"tx encodes to {len(data)} bytes, cap {MAX_TX_SIZE}")
+            d["_enc"] = data
+        return data
 
     @classmethod
     def from_list(cls, fields: Any) -> "Transfer":
@@ -87,21 +93,31 @@ class Transfer:
 
     @classmethod
     def decode(cls, data: bytes) -> "Transfer":
-        fields = unpack(data, max_size=MAX_TX_SIZE, typed=True)
-        built = transfers_from_lists([fields], [bytes(data)], with_txid=False)
-        if built is not None:
-            return built[0]
-        tx = cls.from_list(fields)  # raises the precise DecodeError
-        tx.__dict__["_encoding"] = bytes(data)  # canonical, so identical to re-encoding
+        tx = decode_trusted(data)
+        if tx is not None:
+            return tx
+        fields = unpack(data, max_size=MAX_TX_SIZE, typed=True)  # raises the precise DecodeError
+        tx = cls.from_list(fields)
+        tx.__dict__["_enc"] = bytes(data)  # canonical, so identical to re-encoding
         return tx
 
-    @cached_property
+    @property
     def sighash(self) -> bytes:
-        return tagged_hash("popchain/tx-sig", self.chain_id.encode(), pack_trusted(self.unsigned_fields()))
+        """H("popchain/tx-sig", chain_id, encoding of the first 8 fields), taken from the encoding's bytes."""
+        d = self.__dict__
+        h = d.get("_sighash")
+        if h is None:
+            h = d["_sighash"] = sighash_of_encoding(self.chain_id, self.encode())
+        return h
 
-    @cached_property
+    @property
     def txid(self) -> bytes:
-        return tagged_hash("popchain/txid", self.encode())
+        """H("popchain/txid", encoding)."""
+        d = self.__dict__
+        h = d.get("_txid")
+        if h is None:
+            h = d["_txid"] = txid_of_encoding(self.encode())
+        return h
 
     def verify_signature(self) -> bool:
         return verify_sig(self.sender, self.sighash, self.signature)
@@ -111,91 +127,167 @@ class Transfer:
         return (self.sender, self.sighash, self.signature)
 
 
-# ---------------------------------------------------------------- bulk construction (hot path)
+# ---------------------------------------------------------------- hashing from bytes, trusted construction
 #
-# A canonical tx encoding is fixarray(9) ‖ 8 unsigned fields ‖ bin8(64) signature, so the encoding of the
-# unsigned fields (what the sighash covers) is 0x98 ‖ encoding[1:-66]: sighash and txid come straight from the
-# bytes, with the tag (and chain id) already absorbed into a copied sha256 state.
+# A transfer's encoding is fixarray(9) ‖ the 8 unsigned fields ‖ bin8(64) signature (every field has a
+# fixed msgpack type, the signature is always 64 bytes), so the encoding of the unsigned fields — what
+# PROTOCOL §2.1's sighash covers — is fixarray(8) = 0x98 ‖ encoding[1:-66]: no re-packing. The tag (and the
+# chain id, the first hashed part) sit in copied sha256 states. tests/test_chain_txfast.py checks both
+# against the packed form.
 
 _SIG_TAIL = 2 + 64                  # bin8 header + signature, the last bytes of every tx encoding
 _LEN_PREFIX = [n.to_bytes(4, "big") for n in range(MAX_TX_SIZE + 1)]
 _UNSIGNED_PREFIX = [n.to_bytes(4, "big") + b"\x98" for n in range(MAX_TX_SIZE + 1)]
-_TXID_STATE = _tag_state("popchain/txid")
+_TXID_STATE = _tag_state("popchain/txid", short=False)  # ~200-byte messages
 _SIGHASH_STATES: dict[str, Any] = {}  # chain id -> sha256 state with tag and chain id absorbed
+_unpackb = msgpack.unpackb   # without options its size limits default to len(data): no huge allocations
+_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_array_header = msgpack.Packer(use_bin_type=True).pack_array_header
+_new = object.__new__
 
 
 def _sighash_state(chain_id: str) -> Any:
     state = _SIGHASH_STATES.get(chain_id)
     if state is None:
         cid = chain_id.encode()
-        state = _tag_state("popchain/tx-sig").copy()
+        state = _tag_state("popchain/tx-sig", short=False).copy()  # ~150-byte messages
         state.update(len(cid).to_bytes(4, "big") + cid)
         if len(_SIGHASH_STATES) < 64:
             _SIGHASH_STATES[chain_id] = state
     return state
 
 
-def transfers_from_lists(raws: list[Any], encodings: list[bytes] | None = None, *,
-                         with_txid: bool = True) -> list[Transfer] | None:
-    """Transfers from decoded field lists, with encoding, sighash (and txid) precomputed: the same result as
-    ``Transfer.from_list`` plus ``encode()``/``sighash``/``txid`` for each, in about a tenth of the time.
+def sighash_of_encoding(chain_id: str, encoding: bytes) -> bytes:
+    """The sighash of the transfer whose canonical encoding is ``encoding`` (and chain id ``chain_id``)."""
+    size = len(encoding)
+    h = _sighash_state(chain_id).copy()
+    h.update(_UNSIGNED_PREFIX[size - _SIG_TAIL] + encoding[1:-_SIG_TAIL])
+    return h.digest()
 
-    ``encodings`` (optional) are the canonical bytes of each raw list, already known to the caller. Returns
-    None if any item fails a check (the caller then takes the slow path, which raises the precise error), so
-    this never decides what is valid on its own: it only accepts what the field checks would accept."""
+
+def txid_of_encoding(encoding: bytes) -> bytes:
+    """H("popchain/txid", encoding) — the txid of the transfer with this canonical encoding."""
+    h = _TXID_STATE.copy()
+    h.update(_LEN_PREFIX[len(encoding)] + encoding)
+    return h.digest()
+
+
+def trusted_transfer(raw: Any, encoding: bytes) -> Transfer | None:
+    """The Transfer of a decoded field list ``raw`` whose canonical bytes are ``encoding`` (the caller made
+    sure of that), built without ``__init__``: the same type and range checks as ``__post_init__``, inline.
+    Returns None if any check fails — the caller then takes the checked path, which raises the precise error —
+    so this never accepts what ``Transfer.from_list`` would refuse. Sighash and txid stay lazy."""
+    if type(raw) is not list or len(raw) != 9:
+        return None
+    version, cid, sender, recipient, amount, fee, nonce, memo, signature = raw
+    if not (type(version) is int and 0 <= version <= MAX_VERSION
+            and type(sender) is bytes and len(sender) == 32
+            and type(recipient) is bytes and len(recipient) == ACCOUNT_SIZE
+            and type(amount) is int and 0 <= amount <= MAX_AMOUNT
+            and type(fee) is int and 0 <= fee <= MAX_AMOUNT
+            and type(nonce) is int and 0 <= nonce <= MAX_NONCE
+            and type(memo) is bytes and len(memo) <= MAX_MEMO
+            and type(signature) is bytes and len(signature) == 64
+            and len(encoding) <= MAX_TX_SIZE):
+        return None
+    if type(cid) is not str or cid not in _KNOWN_CHAIN_IDS:
+        try:
+            check_chain_id(cid)
+        except DecodeError:
+            return None
+    tx = _new(Transfer)
+    d = tx.__dict__
+    d["version"] = version
+    d["chain_id"] = cid
+    d["sender"] = sender
+    d["recipient"] = recipient
+    d["amount"] = amount
+    d["fee"] = fee
+    d["nonce"] = nonce
+    d["memo"] = memo
+    d["signature"] = signature
+    d["_enc"] = encoding
+    return tx
+
+
+def decode_trusted(data: Any) -> Transfer | None:
+    """``Transfer.decode`` for well-formed input, or None when anything is off (then the checked decoder says
+    what). Canonical because the fields re-pack to exactly ``data``."""
+    if type(data) is not bytes or len(data) > MAX_TX_SIZE:
+        return None
+    try:
+        raw = _unpackb(data)
+    except Exception:  # msgpack raises many types; the checked path turns them into DecodeError
+        return None
+    tx = trusted_transfer(raw, data)
+    if tx is None or _packb(raw) != data:
+        return None
+    return tx
+
+
+def decode_many_trusted(datas: Sequence[Any]) -> list[Transfer | None]:
+    """``[decode_trusted(d) for d in datas]``, with one canonical check for all: re-packing every decoded
+    field list at once must give the concatenation of the inputs. That implies each input is canonical on its
+    own, because each one unpacked alone to exactly one object and msgpack is self-delimiting, so the two
+    byte strings split into items at the same places. If the joint check fails, each is checked alone."""
+    out: list[Transfer | None] = []
+    append = out.append
+    raws: list[Any] = []
+    encodings: list[bytes] = []
+    build, unpackb = trusted_transfer, _unpackb
+    for data in datas:
+        tx = None
+        if type(data) is bytes and len(data) <= MAX_TX_SIZE:
+            try:
+                raw = unpackb(data)
+            except Exception:  # msgpack raises many types; the checked path turns them into DecodeError
+                raw = None
+            tx = build(raw, data)
+            if tx is not None:
+                raws.append(raw)
+                encodings.append(data)
+        append(tx)
+    if raws and _packb(raws) != _array_header(len(raws)) + b"".join(encodings):
+        for i, tx in enumerate(out):
+            if tx is not None and _packb(tx.to_list()) != tx.encode():
+                out[i] = None
+    return out
+
+
+def transfers_from_lists(raws: list[Any], encodings: list[bytes] | None = None, *,
+                         hashes: bool = True) -> list[Transfer] | None:
+    """Transfers from decoded field lists: the same result as ``Transfer.from_list`` for each, with the
+    encoding set (``encodings``: the canonical bytes of each raw list, if the caller knows them) and, with
+    ``hashes``, sighash and txid precomputed. Returns None if any item fails a check (the caller then takes
+    the slow path, which raises the precise error)."""
     out: list[Transfer] = []
     append = out.append
-    new = object.__new__
-    pack = pack_trusted
-    txid_copy = _TXID_STATE.copy
-    len_prefix, unsigned_prefix = _LEN_PREFIX, _UNSIGNED_PREFIX
-    chain_id: Any = None
-    sig_copy = None
-    max_amount, max_nonce, tx_cls = MAX_AMOUNT, MAX_NONCE, Transfer
+    build = trusted_transfer
     for i, raw in enumerate(raws):
-        if type(raw) is not list or len(raw) != 9:
+        enc = _packb(raw) if encodings is None else encodings[i]
+        tx = build(raw, enc)
+        if tx is None:
             return None
-        version, cid, sender, recipient, amount, fee, nonce, memo, signature = raw
-        if cid != chain_id:
-            try:
-                check_chain_id(cid)
-            except DecodeError:
-                return None
-            chain_id, sig_copy = cid, _sighash_state(cid).copy
-        if not (type(version) is int and 0 <= version <= MAX_VERSION
-                and type(sender) is bytes and len(sender) == 32
-                and type(recipient) is bytes and len(recipient) == ACCOUNT_SIZE
-                and type(amount) is int and 0 <= amount <= max_amount
-                and type(fee) is int and 0 <= fee <= max_amount
-                and type(nonce) is int and 0 <= nonce <= max_nonce
-                and type(memo) is bytes and len(memo) <= MAX_MEMO
-                and type(signature) is bytes and len(signature) == 64):
-            return None
-        enc = pack(raw) if encodings is None else encodings[i]
-        size = len(enc)
-        if size > MAX_TX_SIZE:
-            return None
-        tx = new(tx_cls)
-        d = tx.__dict__
-        d["version"] = version
-        d["chain_id"] = cid
-        d["sender"] = sender
-        d["recipient"] = recipient
-        d["amount"] = amount
-        d["fee"] = fee
-        d["nonce"] = nonce
-        d["memo"] = memo
-        d["signature"] = signature
-        d["_encoding"] = enc
-        h = sig_copy()  # type: ignore[misc]
-        h.update(unsigned_prefix[size - _SIG_TAIL] + enc[1:-_SIG_TAIL])
-        d["sighash"] = h.digest()
-        if with_txid:
-            h = txid_copy()
-            h.update(len_prefix[size] + enc)
-            d["txid"] = h.digest()
+        if hashes:
+            d = tx.__dict__
+            d["_sighash"] = sighash_of_encoding(tx.chain_id, enc)
+            d["_txid"] = txid_of_encoding(enc)
         append(tx)
     return out
+
+
+def _verify_transfers_chunk(txs: Sequence[Transfer], offset: int) -> list[bool]:
+    """Signature check of each tx; a sighash not yet known is computed right before its signature (a short
+    hold of the GIL next to the libsodium call) and kept on the tx."""
+    opener = sig_opener()  # safe: a Transfer's sender is 32 bytes and its signature 64 (checked when built)
+    return [opener(tx.sender, tx.sighash, tx.signature) for tx in txs]
+
+
+def submit_verify_transfers(txs: Sequence[Transfer], executor: Executor | None = None,
+                            limit: list[int] | None = None) -> Callable[[], list[bool]]:
+    """Start checking the signatures of ``txs`` on the verification pool (sighashes are computed there too);
+    returns a callable that waits for the results in tx order. ``limit``: see chain.crypto.submit_chunks."""
+    return submit_chunks(_verify_transfers_chunk, txs, executor, limit)
 
 
 def make_transfer(keypair: Keypair, chain_id: str, recipient: bytes, amount: int, fee: int, nonce: int,
