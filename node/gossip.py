@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
-from chain.address import address_of
 from chain.block import Block
 from chain.crypto import tagged_hash
 from chain.errors import DecodeError, PopError, RuleError
-from chain.state import check_tx_stateless
+from chain.admission import TxVerdict, admit_txs
 from chain.tx import Transfer
 from consensus.messages import AnchorNotice, Beacon, Entry
 from node import wire
@@ -33,6 +33,8 @@ REQUEST_TIMEOUT_S = 30.0
 MAX_GETDATA_PER_MSG = 256
 PUSH_BLOCK_PEERS = 3
 BLOCK_QUEUE = 8           # blocks received but not judged yet (backpressure on the peers' readers)
+TX_QUEUE = 4096           # transfers received but not judged yet
+TX_BATCH = 256            # transfers judged per batch (one signature batch on the verification pool)
 ORPHAN_EXPIRY_S = 600.0
 GREET_ROUNDS = 2          # round objects of the last rounds announced to a new peer
 # tx reject codes an honest relay can never produce (others depend on state or pool policy: soft)
@@ -48,6 +50,16 @@ def object_id(kind: InvKind, data: bytes, decoded: object | None = None) -> byte
     return tagged_hash("popchain/inv", bytes([int(kind)]), data)
 
 
+class Arrival(NamedTuple):
+    """An object that decoded and is new to us, waiting for its verdict."""
+    peer: Peer | None
+    kind: InvKind
+    data: bytes
+    decoded: Any
+    key: tuple[InvKind, bytes]
+    solicited: bool        # we asked for it (GETDATA): a stale answer is a race, not the peer's fault
+
+
 class Relay:
     def __init__(self, node) -> None:
         self.node = node
@@ -61,6 +73,7 @@ class Relay:
         self.round_hint = 0   # highest round seen in a round object
         self.block_lock = asyncio.Lock()  # blocks connect one at a time, in arrival order
         self.block_queue: asyncio.Queue[tuple[Peer, bytes]] = asyncio.Queue(BLOCK_QUEUE)
+        self.tx_queue: asyncio.Queue[tuple[Peer, bytes]] = asyncio.Queue(TX_QUEUE)
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -152,8 +165,24 @@ class Relay:
             else:
                 # busy: queue it for the block task, so this peer's reader keeps receiving while the engine scores
                 await self.block_queue.put((peer, msg.data))
+        elif isinstance(msg, wire.Object) and msg.kind == InvKind.TX:
+            # judged in batches by the tx task: this peer's reader moves on at once (backpressure when full)
+            await self.tx_queue.put((peer, msg.data))
         elif isinstance(msg, wire.Object):
             await self.on_object(peer, msg.kind, msg.data)
+
+    async def run_tx_queue(self) -> None:
+        """The node's tx task: judges peers' transfers in batches of what has arrived (up to TX_BATCH), in
+        arrival order, so a sender's nonce sequence reaches the mempool in order."""
+        while True:
+            batch = [await self.tx_queue.get()]
+            while len(batch) < TX_BATCH and not self.tx_queue.empty():
+                batch.append(self.tx_queue.get_nowait())
+            try:
+                await self.on_tx_batch(batch)
+            except Exception:  # a bug below us: log it and keep judging (on_object's rule)
+                log.exception("internal error judging a batch of %d txs", len(batch))
+                self.node.metrics.inc("popchain_internal_errors_total", kind="tx")
 
     async def run_block_queue(self) -> None:
         """The node's block task: judges peers' blocks one by one, in arrival order."""
@@ -184,6 +213,72 @@ class Relay:
 
     async def on_object(self, peer: Peer | None, kind: InvKind, data: bytes) -> tuple[bool, str]:
         """Judge one object from ``peer`` (None = our own API). Returns (accepted, reason). Never raises PopError."""
+        if kind == InvKind.TX:
+            [result] = await self.on_tx_batch([(peer, data)])
+            return result
+        arrival = self._arrive(peer, kind, data)
+        if not isinstance(arrival, Arrival):
+            return arrival
+        try:
+            ok, reason = await self._judge(kind, arrival.decoded, data, peer)
+        except RuleError as exc:
+            ok, reason, detail = False, exc.code, exc.message
+        except PopError as exc:
+            ok, reason, detail = False, "invalid", str(exc)
+        except Exception:  # a bug below us (engine, ml): log it, keep the peer and the node running
+            log.exception("internal error judging %s %s", kind.name.lower(), arrival.key[1].hex()[:16])
+            self.node.metrics.inc("popchain_internal_errors_total", kind=kind.name.lower())
+            return False, "internal-error"
+        else:
+            detail = reason
+        return await self._conclude(arrival, ok, reason, detail)
+
+    async def on_tx_batch(self, batch: Sequence[tuple[Peer | None, bytes]]) -> list[tuple[bool, str]]:
+        """``on_object`` for many transfers at once: the same verdicts, with the signatures of the whole batch
+        checked in one call on the verification pool (chain.admission) instead of one executor hop per tx."""
+        node = self.node
+        results: list[tuple[bool, str] | None] = [None] * len(batch)
+        fresh: list[tuple[int, Arrival]] = []
+        in_batch: set[bytes] = set()
+        for i, (peer, data) in enumerate(batch):
+            arrival = self._arrive(peer, InvKind.TX, data)
+            if not isinstance(arrival, Arrival):
+                results[i] = arrival
+            elif arrival.decoded.txid in node.mempool or arrival.decoded.txid in in_batch:
+                results[i] = (True, "duplicate")
+            else:
+                in_batch.add(arrival.decoded.txid)
+                fresh.append((i, arrival))
+        if fresh:
+            params = node.genesis.ledger_params
+            txs = [a.decoded for _, a in fresh]
+
+            def admit() -> list[TxVerdict]:
+                return admit_txs(txs, params, node.store.tip_account_reader(), check_state=False)
+            verdicts = await asyncio.get_running_loop().run_in_executor(None, admit)
+            now = time.time()
+            for (i, arrival), verdict in zip(fresh, verdicts, strict=True):
+                error = verdict.error
+                if error is None:
+                    assert verdict.tx is not None and verdict.account is not None
+                    try:
+                        evicted = node.mempool.add(verdict.tx, verdict.account, now)
+                    except PopError as exc:
+                        error = exc
+                    else:
+                        if evicted:
+                            node.metrics.inc("popchain_mempool_evicted_total", len(evicted))
+                if error is None:
+                    results[i] = await self._conclude(arrival, True, "accepted", "accepted")
+                elif isinstance(error, RuleError):
+                    results[i] = await self._conclude(arrival, False, error.code, error.message)
+                else:
+                    results[i] = await self._conclude(arrival, False, "invalid", str(error))
+        return [r if r is not None else (False, "internal-error") for r in results]
+
+    def _arrive(self, peer: Peer | None, kind: InvKind, data: bytes) -> Arrival | tuple[bool, str]:
+        """Decode and bookkeeping before judging: the Arrival to judge, or the final answer when there is
+        nothing to judge (undecodable, already accepted, already rejected)."""
         try:
             decoded = decode_object(kind, data)
         except (DecodeError, ValueError) as exc:
@@ -203,23 +298,15 @@ class Relay:
                 peer.offend(STALE_OBJECT, f"{kind.name.lower()} already rejected")
             return False, "already-rejected"
         self.node.metrics.inc("popchain_objects_received_total", kind=kind.name.lower())
-        try:
-            ok, reason = await self._judge(kind, decoded, data, peer)
-        except RuleError as exc:
-            ok, reason = False, exc.code
-            detail = exc.message
-        except PopError as exc:
-            ok, reason, detail = False, "invalid", str(exc)
-        except Exception:  # a bug below us (engine, ml): log it, keep the peer and the node running
-            log.exception("internal error judging %s %s", kind.name.lower(), h.hex()[:16])
-            self.node.metrics.inc("popchain_internal_errors_total", kind=kind.name.lower())
-            return False, "internal-error"
-        else:
-            detail = reason
+        return Arrival(peer, kind, data, decoded, key, solicited is not None)
+
+    async def _conclude(self, arrival: Arrival, ok: bool, reason: str, detail: str) -> tuple[bool, str]:
+        """After the verdict: relay what was accepted; for a rejection, metrics and the sender's penalty."""
+        peer, kind, decoded, (_, h) = arrival.peer, arrival.kind, arrival.decoded, arrival.key
         if ok:
             if reason != "duplicate":
                 if kind != InvKind.BLOCK:
-                    self.remember(kind, h, data, getattr(decoded, "round", 0))
+                    self.remember(kind, h, arrival.data, getattr(decoded, "round", 0))
                 self.announce(kind, h, exclude=peer)
             return True, reason
         if reason in ("orphan", "duplicate"):
@@ -230,14 +317,14 @@ class Relay:
             return reason == "duplicate", reason
         self.node.metrics.inc("popchain_objects_rejected_total", kind=kind.name.lower(), reason=reason)
         if kind != InvKind.TX and not is_stale_code(reason):
-            self.rejected.add(key)  # stale ones may become acceptable elsewhere/later: let them be refetched
+            self.rejected.add(arrival.key)  # stale ones may become acceptable elsewhere/later: let them be refetched
         if peer is not None:
             stale = is_stale_code(reason) or (kind == InvKind.TX and reason not in TX_VIOLATIONS)
             if kind == InvKind.BLOCK and not stale:
                 peer.offend(INVALID_BLOCK, f"block {h.hex()[:16]}: {detail}")
             elif not stale:
                 peer.offend(INVALID_OBJECT, f"{kind.name.lower()} {h.hex()[:16]}: {detail}")
-            elif solicited is None:
+            elif not arrival.solicited:
                 # stale and pushed at us unasked; what we asked for being stale is a race, not the peer's fault
                 peer.offend(STALE_OBJECT, f"{kind.name.lower()} {h.hex()[:16]}: {detail}")
         log.info("rejected %s %s: %s", kind.name.lower(), h.hex()[:16], detail)
@@ -246,7 +333,7 @@ class Relay:
     async def _judge(self, kind: InvKind, obj, data: bytes, peer: Peer | None) -> tuple[bool, str]:
         node = self.node
         if kind == InvKind.TX:
-            return await self._judge_tx(obj)
+            raise AssertionError("transfers are judged by on_tx_batch")
         if kind == InvKind.ENTRY:
             new = await node.worker.call(node.engine.add_entry, obj)
             if new and node.keyholder is not None:
@@ -267,18 +354,6 @@ class Relay:
             await node.after_round_event()
             return True, "accepted" if new else "duplicate"
         return await self._judge_block(obj, data, peer)
-
-    async def _judge_tx(self, tx: Transfer) -> tuple[bool, str]:
-        node = self.node
-        if tx.txid in node.mempool:
-            return True, "duplicate"
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, check_tx_stateless, tx, node.genesis.ledger_params)
-        account = await node.worker.call(node.store.get_account, address_of(tx.sender))
-        evicted = node.mempool.add(tx, account, time.time())
-        if evicted:
-            node.metrics.inc("popchain_mempool_evicted_total", len(evicted))
-        return True, "accepted"
 
     async def _judge_block(self, block: Block, data: bytes, peer: Peer | None) -> tuple[bool, str]:
         node = self.node

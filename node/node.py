@@ -198,6 +198,7 @@ class Node:
                 self._tg = tg
                 self.spawn(self._housekeeping(), "housekeeping")
                 self.spawn(self.relay.run_block_queue(), "blocks")
+                self.spawn(self.relay.run_tx_queue(), "txs")
                 for host, port in self.config.peers:
                     self.connect(host, port, persistent=True)
                 if self.config.peer_exchange:  # the persisted address book: most recently seen first
