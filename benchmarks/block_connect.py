@@ -6,8 +6,16 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from benchmarks._chain_common import (PARAMS, THREADS, bare_verify_seconds, funded_keys, genesis_for,
-                                      paired_medians, print_table, transfers)
+from benchmarks._chain_common import (
+    PARAMS,
+    THREADS,
+    bare_verify_seconds,
+    funded_keys,
+    genesis_for,
+    paired_medians,
+    print_table,
+    transfers,
+)
 from chain.block import Block, Header, model_hash, tx_root
 from chain.store import ChainStore
 

@@ -23,12 +23,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from aiohttp import web
 import aiohttp
+from aiohttp import web
 
 from node.datadir import read_ports
-from node.testing import (InProcessNode, ScriptedMiner, build_chain_offline, make_test_chain, node_config,
-                          wait_for)
+from node.testing import (
+    InProcessNode,
+    ScriptedMiner,
+    build_chain_offline,
+    make_test_chain,
+    node_config,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -255,5 +261,6 @@ def run(quick: bool = False) -> list[dict]:
 
 if __name__ == "__main__":
     import sys
+
     from benchmarks.harness import format_table
     print(format_table(run(quick="--quick" in sys.argv)))

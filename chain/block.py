@@ -10,8 +10,16 @@ from typing import Any
 import msgpack
 
 from chain.crypto import _LEAF, _LEN32, Keypair, _tag_state, merkle_root_of_hashes, tagged_hash, verify_sig
-from chain.encoding import (check_bytes, check_bytes_max, check_int, check_list, check_list_max, pack_trusted,
-                            unpack, unpack_uncanonical)
+from chain.encoding import (
+    check_bytes,
+    check_bytes_max,
+    check_int,
+    check_list,
+    check_list_max,
+    pack_trusted,
+    unpack,
+    unpack_uncanonical,
+)
 from chain.errors import DecodeError
 from chain.tx import MAX_TX_SIZE, MAX_VERSION, Transfer, check_chain_id, transfers_from_lists
 

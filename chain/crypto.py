@@ -122,7 +122,8 @@ class Keypair:
 
 _crypto_sign_open = nacl.bindings.crypto_sign_open
 try:  # pynacl's own cffi binding of libsodium: crypto_sign_open without the wrapper's per-call allocations
-    from nacl._sodium import ffi as _ffi, lib as _sodium
+    from nacl._sodium import ffi as _ffi
+    from nacl._sodium import lib as _sodium
 except ImportError:  # pragma: no cover - a pynacl without the private module: the public binding suffices
     _sodium = None
 _SMALL_MSG = 448           # messages up to this size use the per-thread buffers (sighashes are 32 bytes)

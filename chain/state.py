@@ -6,7 +6,6 @@ The same checks serve the mempool (check_tx_stateless / check_tx_stateful) and b
 from __future__ import annotations
 
 import struct
-
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 

@@ -21,9 +21,24 @@ from chain.block import Block, Header, model_hash, tx_root
 from chain.encoding import check_list, pack_trusted, unpack
 from chain.errors import DecodeError, RuleError, StoreError
 from chain.kv import KV, KVReader, LevelKV, MemoryKV
-from chain.state import (_ACCOUNT_STRUCT, EMPTY_ACCOUNT, Account, EncodedAccounts, Failure, LedgerParams,
-                         StateDelta, _account, apply_allocations, apply_block_txs, apply_txs,
-                         decode_account_pair, delta_of, encode_accounts, first_failure, state_root_of)
+from chain.state import (
+    _ACCOUNT_STRUCT,
+    EMPTY_ACCOUNT,
+    Account,
+    EncodedAccounts,
+    Failure,
+    LedgerParams,
+    StateDelta,
+    _account,
+    apply_allocations,
+    apply_block_txs,
+    apply_txs,
+    decode_account_pair,
+    delta_of,
+    encode_accounts,
+    first_failure,
+    state_root_of,
+)
 from chain.state_cache import LeafCache
 from chain.tx import Transfer, submit_verify_transfers, transfers_from_lists
 

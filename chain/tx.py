@@ -14,8 +14,15 @@ import msgpack
 
 from chain.address import ACCOUNT_SIZE
 from chain.crypto import Keypair, _tag_state, sig_opener, submit_chunks, verify_sig
-from chain.encoding import (check_bytes, check_bytes_max, check_int, check_list, check_str, pack_trusted,
-                            unpack)
+from chain.encoding import (
+    check_bytes,
+    check_bytes_max,
+    check_int,
+    check_list,
+    check_str,
+    pack_trusted,
+    unpack,
+)
 from chain.errors import DecodeError
 
 TX_VERSION = 1

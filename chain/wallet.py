@@ -17,7 +17,16 @@ import nacl.utils
 
 from chain.address import address_of, decode_address, encode_address
 from chain.crypto import Keypair
-from chain.encoding import check_bytes, check_bytes_max, check_int, check_list, check_list_max, check_str, pack, unpack
+from chain.encoding import (
+    check_bytes,
+    check_bytes_max,
+    check_int,
+    check_list,
+    check_list_max,
+    check_str,
+    pack,
+    unpack,
+)
 from chain.errors import DecodeError, WalletError
 from chain.tx import Transfer, make_transfer
 

@@ -12,14 +12,20 @@ from dataclasses import dataclass, field
 from chain.address import address_of
 from chain.block import Block, Header
 from chain.encoding import pack, unpack
-from chain.errors import DecodeError, RuleError, StoreError
-from chain.state import check_tx_stateful, check_tx_stateless, Account
+from chain.errors import RuleError, StoreError
 from chain.store import ChainStore
-
 from consensus.genesis import Genesis
 from consensus.messages import AnchorNotice, Beacon, Entry, RoundPayload
-from consensus.rules import (OrphanBlock, ScoredBlock, ScoringCache, decode_payload, fork_key, parent_z_milli,
-                             validate_block, z_for_round)
+from consensus.rules import (
+    OrphanBlock,
+    ScoredBlock,
+    ScoringCache,
+    decode_payload,
+    fork_key,
+    parent_z_milli,
+    validate_block,
+    z_for_round,
+)
 from consensus.template import Template, build_template
 
 K_STATE = b"c/state"          # pack([final_hash, current_round])

@@ -18,12 +18,11 @@ from chain.encoding import check_bytes, check_int, check_list, check_list_max, p
 from chain.errors import DecodeError, RuleError
 from chain.state import LedgerParams, apply_allocations, genesis_state_root
 from chain.tx import check_chain_id
+from consensus.messages import MAX_BEACON_ENTRIES, MAX_KEYHOLDERS, MAX_Z_MILLI
 from ml.errors import MLError
 from ml.model import ModelCaps, decode_model, encode_model
 from ml.shards import PublicTask, baseline_model, package_task
 from ml.task import Dataset
-
-from consensus.messages import MAX_BEACON_ENTRIES, MAX_KEYHOLDERS, MAX_Z_MILLI
 
 GENESIS_VERSION = 1
 CONFIG_TAG = "popchain/genesis-config"

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from chain.crypto import Keypair
 from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack, unpack
 from chain.errors import DecodeError, RuleError
-from ml.shards import SecretTask
-
 from consensus.engine import Engine
-from consensus.messages import (MAX_KEYHOLDERS, AnchorNotice, Beacon, Entry, make_anchor_notice, make_beacon)
+from consensus.messages import MAX_KEYHOLDERS, AnchorNotice, Beacon, Entry, make_anchor_notice, make_beacon
+from ml.shards import SecretTask
 
 P_OPEN = b"k/open/"          # + u32 round -> pack([opened_ms, notice bytes])
 P_ENTRY = b"k/entry/"        # + u32 round + miner -> entry bytes (accepted, first come)

@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from chain.crypto import Keypair, tagged_hash, verify_sig
-from chain.encoding import (check_bytes, check_int, check_list, check_list_max, pack_trusted, unpack)
+from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack_trusted, unpack
 from chain.errors import DecodeError
 from chain.tx import check_chain_id
 

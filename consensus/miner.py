@@ -8,13 +8,12 @@ import dataclasses
 
 from chain.block import Block, model_hash
 from chain.crypto import Keypair
-from ml.model import decode_model
-from ml.score import paired, score
-from ml.shards import open_shard
-
 from consensus.genesis import Genesis
 from consensus.messages import MESSAGE_VERSION, Beacon, Entry, RoundPayload, make_entry
 from consensus.template import Template
+from ml.model import decode_model
+from ml.score import paired, score
+from ml.shards import open_shard
 
 
 def seal(template: Template, model_bytes: bytes, keypair: Keypair, salt: bytes) -> tuple[Block, Entry]:

@@ -16,14 +16,13 @@ from chain.address import address_of
 from chain.block import Block, Header, model_hash, tx_root
 from chain.errors import DecodeError, PopError, RuleError, StoreError
 from chain.store import ChainStore
+from consensus.genesis import Genesis, GenesisParams
+from consensus.messages import MESSAGE_VERSION, Beacon, RoundPayload
 from ml.errors import MLError, ShardError
 from ml.model import Model, decode_model
 from ml.score import Features, paired, prepare, score
 from ml.shards import open_shard
 from ml.task import Dataset
-
-from consensus.genesis import Genesis, GenesisParams
-from consensus.messages import MESSAGE_VERSION, Beacon, RoundPayload
 
 MILLI_SQUARED = 1_000_000
 

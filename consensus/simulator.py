@@ -23,17 +23,16 @@ import numpy as np
 from chain.address import address_of
 from chain.crypto import Keypair
 from chain.store import ChainStore
-from ml.model import LinearModel, MLPModel, Model, TreesModel, decode_model, encode_model
-from ml.score import score
-from ml.shards import open_shard, split_test
-from ml.task import Dataset, synthetic
-
 from consensus.engine import Engine
 from consensus.genesis import GenesisParams, create_genesis
 from consensus.keyholder import Keyholder, RoundClosed
 from consensus.messages import Beacon, RoundPayload
 from consensus.miner import open_block, seal
 from consensus.training import train_candidate
+from ml.model import LinearModel, MLPModel, Model, TreesModel, decode_model, encode_model
+from ml.score import score
+from ml.shards import open_shard, split_test
+from ml.task import Dataset, synthetic
 
 DEFAULT_FAMILIES = ("mlp", "mlp", "extra", "linear")
 GENESIS_TIME = 1_767_225_600

@@ -12,7 +12,6 @@ from chain.errors import RuleError
 from chain.state import Account, check_tx_stateful, check_tx_stateless
 from chain.store import ChainStore
 from chain.tx import Transfer
-
 from consensus.genesis import Genesis
 
 MAX_TEMPLATE_TXS = 5_000

@@ -14,10 +14,10 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
+from chain.admission import TxVerdict, admit_txs
 from chain.block import Block
 from chain.crypto import tagged_hash
 from chain.errors import DecodeError, PopError, RuleError
-from chain.admission import TxVerdict, admit_txs
 from chain.tx import Transfer
 from consensus.messages import AnchorNotice, Beacon, Entry
 from node import wire

@@ -18,8 +18,17 @@ from aiohttp import web
 
 from node import wire
 from node.errors import WireError
-from node.limits import (BAN_SCORE, BAD_HANDSHAKE, FLOOD, MALFORMED, OVERSIZE, WRONG_CHAIN, BoundedSet,
-                         Offence, TokenBucket)
+from node.limits import (
+    BAD_HANDSHAKE,
+    BAN_SCORE,
+    FLOOD,
+    MALFORMED,
+    OVERSIZE,
+    WRONG_CHAIN,
+    BoundedSet,
+    Offence,
+    TokenBucket,
+)
 
 log = logging.getLogger("popchain.peer")
 

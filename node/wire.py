@@ -12,11 +12,20 @@ from enum import IntEnum
 from typing import Any, Union
 
 from chain.block import MAX_BLOCK_SIZE, MAX_HEADER_SIZE
-from chain.encoding import (check_bytes, check_bytes_max, check_int, check_list, check_list_max, check_str,
-                            pack, unpack)
+from chain.encoding import (
+    check_bytes,
+    check_bytes_max,
+    check_int,
+    check_list,
+    check_list_max,
+    check_str,
+    pack,
+    unpack,
+)
 from chain.errors import DecodeError
 from chain.tx import MAX_TX_SIZE
-from consensus.messages import MAX_BEACON_SIZE, MAX_ENTRY_SIZE, MAX_NOTICE_SIZE as MAX_ANCHOR_SIZE
+from consensus.messages import MAX_BEACON_SIZE, MAX_ENTRY_SIZE
+from consensus.messages import MAX_NOTICE_SIZE as MAX_ANCHOR_SIZE
 from node.errors import WireError
 
 PROTOCOL_VERSION = 1

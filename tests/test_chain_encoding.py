@@ -5,7 +5,8 @@ import dataclasses
 
 import msgpack
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chain.address import address_of, decode_address, encode_address
 from chain.block import Block, Header

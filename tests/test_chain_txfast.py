@@ -13,9 +13,19 @@ from hypothesis import strategies as st
 
 from chain.encoding import pack, unpack
 from chain.errors import DecodeError, PopError
-from chain.tx import (MAX_AMOUNT, MAX_NONCE, MAX_TX_SIZE, Transfer, decode_many_trusted, decode_trusted,
-                      make_transfer, sighash_of_encoding, transfers_from_lists, trusted_transfer,
-                      txid_of_encoding)
+from chain.tx import (
+    MAX_AMOUNT,
+    MAX_NONCE,
+    MAX_TX_SIZE,
+    Transfer,
+    decode_many_trusted,
+    decode_trusted,
+    make_transfer,
+    sighash_of_encoding,
+    transfers_from_lists,
+    trusted_transfer,
+    txid_of_encoding,
+)
 from tests.conftest import keypair
 
 KEYS = [keypair(i) for i in range(3)]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chain.address import address_of
 from chain.errors import RuleError
@@ -15,7 +16,6 @@ from consensus.keyholder import Keyholder, RoundClosed, keyholder_file, load_key
 from consensus.messages import Beacon, make_beacon
 from consensus.miner import open_block, seal
 from consensus.rules import fork_key
-
 from tests.test_consensus_helpers import KEYHOLDER, MINERS, ROUNDS, kp, trained, transfer, world
 
 T0 = 1_700_000_100.0

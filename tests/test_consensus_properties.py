@@ -5,14 +5,22 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from chain.block import Block, Header
 from chain.crypto import Keypair
 from chain.errors import DecodeError
 from consensus.genesis import GenesisParams
-from consensus.messages import (AnchorNotice, Beacon, Entry, RoundPayload, make_anchor_notice, make_beacon,
-                                make_entry)
+from consensus.messages import (
+    AnchorNotice,
+    Beacon,
+    Entry,
+    RoundPayload,
+    make_anchor_notice,
+    make_beacon,
+    make_entry,
+)
 from consensus.rules import MIN_DISAGREEMENT, ScoredBlock, fork_key, paired_test, z_for_round
 from ml.score import paired
 

@@ -9,11 +9,9 @@ import pytest
 from chain.address import address_of
 from chain.block import Block, model_hash
 from chain.errors import RuleError
-from ml.model import LinearModel, encode_model
 from consensus.rules import OrphanBlock, decode_block, validate_block
-
-from tests.test_consensus_helpers import (KEYHOLDER, MINERS, POOR, ROUNDS, kp, make_block, new_store, transfer,
-                                          trained, world)
+from ml.model import LinearModel, encode_model
+from tests.test_consensus_helpers import MINERS, POOR, ROUNDS, kp, make_block, new_store, transfer, world
 
 
 @pytest.fixture()

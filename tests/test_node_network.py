@@ -7,10 +7,10 @@ import contextlib
 
 import pytest
 
-from chain.address import address_of
+from chain.address import address_of, encode_address
 from chain.tx import make_transfer
-from chain.address import encode_address
 from node.testing import InProcessNode, ScriptedMiner, make_test_chain, node_config, wait_for
+
 _node_config = node_config
 
 pytestmark = pytest.mark.timeout(300)
