@@ -54,7 +54,7 @@ async def _ws_rtt_ms(n: int = 2000) -> float:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     samples = []
     try:
         async with aiohttp.ClientSession() as session, session.ws_connect(f"http://127.0.0.1:{port}/") as ws:
@@ -95,7 +95,10 @@ async def _live(tmp: Path, n_nodes: int, rounds: int, opening_window_s: int, n_m
                 await n.__aenter__()
                 nodes.append(n)
             await wait_for(lambda: _line_ready(nodes), timeout=60)
-            miners = [ScriptedMiner(nodes[0].client, chain.miners[k], chain.genesis, family=("mlp", "linear")[k],
+            client, kh = nodes[0].client, nodes[0].node.keyholder
+            assert client is not None, "InProcessNode.__aenter__ opens the client"
+            assert kh is not None, "node 0 was configured as the keyholder"
+            miners = [ScriptedMiner(client, chain.miners[k], chain.genesis, family=("mlp", "linear")[k],
                                     seed=k + 5, poll_s=0.002, train_delay_s=1.0) for k in range(n_miners)]
             stop = asyncio.Event()
             seen: dict = {}
@@ -111,8 +114,7 @@ async def _live(tmp: Path, n_nodes: int, rounds: int, opening_window_s: int, n_m
                 for t in tasks:
                     t.cancel()
                 await watcher
-            kh = nodes[0].node.keyholder
-            history = (await nodes[0].client.champion())["history"]
+            history = (await client.champion())["history"]
             for rec in history:
                 if rec["height"] == 0:
                     continue
@@ -170,6 +172,7 @@ async def _round_latency(quick: bool) -> dict:
 def _local_connect_seconds(src: Path, chain, work: Path, read_only_copy: bool = False) -> tuple[float, int]:
     """Connect the source chain's blocks to a fresh store through a bare Engine (the local baseline). With
     ``read_only_copy`` the blocks are read from a copy of the source store (the source node holds its lock)."""
+    from chain.errors import need
     from chain.store import ChainStore
     from consensus.engine import Engine
     if read_only_copy:
@@ -179,7 +182,7 @@ def _local_connect_seconds(src: Path, chain, work: Path, read_only_copy: bool = 
         store = ChainStore.open(copy)
     else:
         store = ChainStore.open(src / "chain")
-    blocks = [store.get_block(h) for h in range(1, store.tip().height + 1)]
+    blocks = [need(store.get_block(h), f"main-chain block {h}") for h in range(1, store.tip().height + 1)]
     store.close()
     fresh = ChainStore.open(work)
     try:
@@ -196,8 +199,8 @@ def _local_connect_seconds(src: Path, chain, work: Path, read_only_copy: bool = 
 
 async def _sync(quick: bool) -> dict:
     n_blocks = 15 if quick else 60
-    with tempfile.TemporaryDirectory(prefix="popchain-bench-sync-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="popchain-bench-sync-") as tmpdir:
+        tmp = Path(tmpdir)
         chain = make_test_chain(tmp / "chain", rounds=n_blocks * 3 + 10)
         await asyncio.to_thread(build_chain_offline, tmp / "src", chain, n_blocks)
         local_runs, net_runs = [], []

@@ -32,7 +32,8 @@ N_ROWS = 10_000
 def _interleaved_median_ms(fn: Callable[[], Any], baseline: Callable[[], Any], repeats: int) -> tuple[float, float]:
     """Medians of fn and baseline timed alternately, so a load spike on the shared machine hits both alike."""
     fn(), baseline()  # warm-up (also builds any per-model cache, as a node scoring a known model would have)
-    ours, base = [], []
+    ours: list[float] = []
+    base: list[float] = []
     for _ in range(repeats):
         for sink, f in ((ours, fn), (base, baseline)):
             t = time.perf_counter()

@@ -1,9 +1,14 @@
 """The chain/ exception tree: every error we raise on purpose derives from PopError.
 
 RuleError carries a stable reject ``code`` (peers, logs and tests match on it); the other classes say which
-kind of input or resource was at fault. Anything else escaping chain/ is a bug.
+kind of input or resource was at fault. Anything else escaping chain/ is a bug. ``need`` is the one way to
+read a record that must exist: its absence raises StoreError, never a TypeError further on.
 """
 from __future__ import annotations
+
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 
 class PopError(Exception):
@@ -29,3 +34,11 @@ class StoreError(PopError):
 
 class WalletError(PopError):
     """Wrong password, unreadable keyfile, or unknown key."""
+
+
+def need(value: _T | None, what: str) -> _T:
+    """``value``, or StoreError("missing <what>") if it is None: for a record the datadir must hold by the
+    code's own invariants (written with the tip, the genesis, ...), whose absence means a corrupt datadir."""
+    if value is None:
+        raise StoreError(f"missing {what}")
+    return value

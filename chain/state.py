@@ -276,12 +276,34 @@ class EncodedAccounts(Mapping[bytes, "Account | None"]):
         return f"EncodedAccounts({dict(self.items())!r})"
 
 
+class EncodedAfter(Mapping[bytes, Account]):
+    """EncodedAccounts for accounts that all exist (``StateDelta.after``): values decode to Accounts."""
+
+    def __init__(self, encoded: Mapping[bytes, bytes]) -> None:
+        self.encoded = encoded
+
+    def __getitem__(self, account: bytes) -> Account:
+        return Account.decode(self.encoded[account])
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.encoded)
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __contains__(self, account: object) -> bool:
+        return account in self.encoded
+
+    def __repr__(self) -> str:
+        return f"EncodedAfter({dict(self.items())!r})"
+
+
 def delta_of(state: Mapping[bytes, int], before: Mapping[bytes, Account | None], fees: int,
              tx_count: int, state_root: bytes = b"", encoded: Mapping[bytes, bytes] | None = None,
              before_encoded: Mapping[bytes, bytes | None] | None = None) -> StateDelta:
     """The StateDelta of ``apply_block_txs``' state (``after`` decodes lazily from the encodings)."""
     encoded = encode_accounts(state) if encoded is None else encoded
-    return StateDelta(after=EncodedAccounts(encoded), before=before, fees=fees, state_root=state_root,
+    return StateDelta(after=EncodedAfter(encoded), before=before, fees=fees, state_root=state_root,
                       tx_count=tx_count, after_encoded=encoded,
                       before_encoded={} if before_encoded is None else before_encoded)
 

@@ -1,35 +1,32 @@
 """ChainStore: blocks, headers, the main-chain index, accounts and undo records in one LevelDB.
 
-Layout (one-byte prefixes): h header · b block body · n height index · a account · u undo record ·
-m model by hash · p consensus payload · x meta (consensus/node keys) · t tip · g genesis hash · c params ·
-l genesis allocations. Connecting or disconnecting a block is ONE synced WriteBatch, so a crash leaves
-either the old or the new tip, never a mixture. A datadir lock (flock) keeps out a second process.
+The key layout and every read live in chain.store_read (StoreReader, the base class; StateView); this
+module holds what changes the database: opening it, genesis, meta writes, connect/disconnect (with the
+previews that share their checks) and verify/reindex. Connecting or disconnecting a block is ONE synced
+WriteBatch, so a crash leaves either the old or the new tip, never a mixture. A datadir lock (flock) keeps out
+a second process.
 """
 from __future__ import annotations
 
 import fcntl
 import os
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
-from chain.block import Block, Header, model_hash, tx_root
-from chain.encoding import check_list, pack_trusted, unpack
-from chain.errors import DecodeError, RuleError, StoreError
-from chain.kv import KV, KVReader, LevelKV, MemoryKV
+from chain.block import Block, model_hash, tx_root
+from chain.encoding import pack_trusted, unpack
+from chain.errors import DecodeError, RuleError, StoreError, need
+from chain.kv import KV, LevelKV, MemoryKV
 from chain.state import (
-    _ACCOUNT_STRUCT,
-    EMPTY_ACCOUNT,
     Account,
     EncodedAccounts,
     Failure,
     LedgerParams,
     StateDelta,
-    _account,
     apply_allocations,
     apply_block_txs,
     apply_txs,
@@ -40,18 +37,28 @@ from chain.state import (
     state_root_of,
 )
 from chain.state_cache import LeafCache
-from chain.tx import Transfer, submit_verify_transfers, transfers_from_lists
+from chain.store_read import (
+    K_ALLOC,
+    K_GENESIS,
+    K_PARAMS,
+    K_TIP,
+    MAX_RECORD,
+    P_ACCOUNT,
+    P_BODY,
+    P_HEADER,
+    P_META,
+    P_MODEL,
+    P_PAYLOAD,
+    P_UNDO,
+    StateView,
+    StoreReader,
+    _height_key,
+)
+from chain.tx import Transfer, submit_verify_transfers
 
-P_HEADER, P_BODY, P_HEIGHT, P_ACCOUNT, P_UNDO = b"h", b"b", b"n", b"a", b"u"
-P_MODEL, P_PAYLOAD, P_META = b"m", b"p", b"x"
-K_TIP, K_GENESIS, K_PARAMS, K_ALLOC = b"t", b"g", b"c", b"l"
-MAX_VIEW_DEPTH = 256     # how far back state_view / preview_block may look (via undo records)
-MAX_RECORD = 64 * 2**20  # cap when decoding our own records (corruption must not explode memory)
+__all__ = ["ChainStore", "StateView", "VerifyReport"]  # the public API (docs/ARCHITECTURE.md)
+
 LOCK_FILE = "popchain.lock"
-
-
-def _height_key(height: int) -> bytes:
-    return P_HEIGHT + height.to_bytes(4, "big")
 
 
 def _pack_txs(txs: Sequence[Transfer]) -> bytes:
@@ -81,53 +88,13 @@ class VerifyReport:
     problems: tuple[str, ...]
 
 
-class StateView:
-    """Read-only accounts as of one block (tip, or an ancestor through undo overlays), on a KV snapshot."""
-
-    def __init__(self, reader: KVReader, overlay: Mapping[bytes, bytes | None], header: Header) -> None:
-        self._reader = reader
-        self._overlay = overlay
-        self.header = header
-
-    @property
-    def block_hash(self) -> bytes:
-        return self.header.hash
-
-    def get_raw(self, account: bytes) -> Account | None:
-        if account in self._overlay:
-            value = self._overlay[account]
-        else:
-            value = self._reader.get(P_ACCOUNT + account)
-        return None if value is None else Account.decode(value)
-
-    def get_account(self, account: bytes) -> Account:
-        acc = self.get_raw(account)
-        return EMPTY_ACCOUNT if acc is None else acc
-
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        """(account id, encoded Account) in ascending id order."""
-        base = {k[1:]: v for k, v in self._reader.iterator(P_ACCOUNT)}
-        for key, value in self._overlay.items():
-            if value is None:
-                base.pop(key, None)
-            else:
-                base[key] = value
-        return iter([(k, base[k]) for k in sorted(base)])
-
-    def state_root(self) -> bytes:
-        return state_root_of(self.items())
-
-
-class ChainStore:
-    """The ledger database. Methods are thread-safe (one re-entrant lock around every state change)."""
+class ChainStore(StoreReader):
+    """The ledger database. Methods are thread-safe (one re-entrant lock around every state change). The reads
+    (tip, headers, blocks, accounts, state_view, meta_get/meta_items, ...) come from StoreReader."""
 
     def __init__(self, kv: KV, lock_fd: int | None = None) -> None:
-        self._kv = kv
+        super().__init__(kv)
         self._lock_fd = lock_fd
-        self._lock = threading.RLock()
-        self._tip: Header | None = None
-        self._leaves: LeafCache | None = None
-        self._params: LedgerParams | None = None
 
     # ------------------------------------------------------------ opening
 
@@ -166,138 +133,7 @@ class ChainStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------ reading
-
-    def is_initialised(self) -> bool:
-        return self._kv.get(K_TIP) is not None
-
-    def _need(self, key: bytes, what: str) -> bytes:
-        value = self._kv.get(key)
-        if value is None:
-            raise StoreError(f"missing {what}")
-        return value
-
-    def params(self) -> LedgerParams:
-        if self._params is None:
-            f = check_list(unpack(self._need(K_PARAMS, "ledger params"), max_size=256), 4, "params")
-            self._params = LedgerParams(*f)
-        return self._params
-
-    def tip(self) -> Header:
-        if self._tip is None:
-            self._tip = self._header(self._need(K_TIP, "tip (store not initialised)"))
-        return self._tip
-
-    def genesis(self) -> Header:
-        return self._header(self._need(K_GENESIS, "genesis"))
-
-    def _header(self, block_hash: bytes) -> Header:
-        return Header.decode(self._need(P_HEADER + block_hash, f"header {block_hash.hex()}"))
-
-    def get_header(self, h: bytes | int) -> Header | None:
-        block_hash = self.block_hash_at(h) if isinstance(h, int) else h
-        if block_hash is None:
-            return None
-        data = self._kv.get(P_HEADER + block_hash)
-        return None if data is None else Header.decode(data)
-
-    def has_block(self, block_hash: bytes) -> bool:
-        return self._kv.get(P_BODY + block_hash) is not None
-
-    def get_block(self, h: bytes | int) -> Block | None:
-        header = self.get_header(h)
-        if header is None:
-            return None
-        body = self._kv.get(P_BODY + header.hash)
-        if body is None:
-            return None
-        raw_txs = unpack(body, max_size=MAX_RECORD, typed=True)  # every tx's fields are checked below
-        if not isinstance(raw_txs, list):
-            raise StoreError("corrupt block body")
-        model = self.get_model(header.model_hash)
-        payload = self._kv.get(P_PAYLOAD + header.hash)
-        if model is None or payload is None:
-            raise StoreError(f"block {header.hash.hex()} is missing its model or payload")
-        txs = transfers_from_lists(raw_txs, hashes=False)  # None: some tx is bad; from_list says which
-        return Block(header, tuple(txs if txs is not None else map(Transfer.from_list, raw_txs)), model, payload)
-
-    def block_hash_at(self, height: int) -> bytes | None:
-        """Main-chain block hash at ``height`` (None above the tip)."""
-        if not 0 <= height < 2**32:
-            return None
-        return self._kv.get(_height_key(height))
-
-    def is_main_chain(self, block_hash: bytes) -> bool:
-        header = self.get_header(block_hash)
-        return header is not None and self.block_hash_at(header.height) == block_hash
-
-    def get_model(self, model_hash_: bytes) -> bytes | None:
-        return self._kv.get(P_MODEL + model_hash_)
-
-    def get_payload(self, block_hash: bytes) -> bytes | None:
-        return self._kv.get(P_PAYLOAD + block_hash)
-
-    def get_account(self, account: bytes) -> Account:
-        value = self._kv.get(P_ACCOUNT + account)
-        return EMPTY_ACCOUNT if value is None else Account.decode(value)
-
-    def tip_account_reader(self) -> Callable[[Sequence[bytes]], list[Account]]:
-        """A reader of tip accounts (ids -> Accounts in order, EMPTY_ACCOUNT if absent) from the in-memory tip
-        cache, that never takes the store lock: safe on verification-pool threads even while a block is being
-        connected (which holds the lock and waits for that pool). Each account is read as of one committed
-        tip — before or after a block that connects meanwhile. Take a fresh reader per batch: after reindex()
-        an old one keeps reading the tip it started from."""
-        with self._lock:
-            get = self._leaf_cache().get
-        unpack_account = _ACCOUNT_STRUCT.unpack
-
-        def read(accounts: Sequence[bytes]) -> list[Account]:
-            out = []
-            for value in map(get, accounts):
-                if value is None:
-                    out.append(EMPTY_ACCOUNT)
-                elif len(value) == 16:
-                    out.append(_account(*unpack_account(value)))
-                else:
-                    out.append(Account.decode(value))  # raises the precise DecodeError
-            return out
-        return read
-
-    def _undo(self, block_hash: bytes) -> dict[bytes, bytes | None]:
-        data = unpack(self._need(P_UNDO + block_hash, f"undo record {block_hash.hex()}"), max_size=MAX_RECORD)
-        if not isinstance(data, list):
-            raise StoreError("corrupt undo record")
-        return {pair[0]: (pair[1] or None) for pair in data}
-
-    def _overlay_to(self, at: bytes | None, reader: KVReader) -> tuple[dict[bytes, bytes | None], Header]:
-        """Undo overlay turning tip state into the state after block ``at`` (which must be on the main chain)."""
-        tip = self.tip()
-        overlay: dict[bytes, bytes | None] = {}
-        if at is None or at == tip.hash:
-            return overlay, tip
-        header = tip
-        for _ in range(MAX_VIEW_DEPTH):
-            undo = reader.get(P_UNDO + header.hash)
-            if undo is None:
-                break
-            for pair in unpack(undo, max_size=MAX_RECORD):
-                overlay[pair[0]] = pair[1] or None  # older blocks overwrite: their "before" is earlier
-            header = self._header(header.prev_hash)
-            if header.hash == at:
-                return overlay, header
-        raise StoreError(f"block {at.hex()} is not the tip or a main-chain ancestor within {MAX_VIEW_DEPTH}")
-
-    def state_view(self, at: bytes | None = None) -> StateView:
-        """Accounts as of block ``at`` (default tip); read-only, consistent even while blocks connect."""
-        with self._lock:
-            reader = self._kv.snapshot()
-            overlay, header = self._overlay_to(at, reader)
-            return StateView(reader, overlay, header)
-
-    # ------------------------------------------------------------ meta keys (consensus/ and node/)
-
-    def meta_get(self, key: bytes) -> bytes | None:
-        return self._kv.get(P_META + key)
+    # ------------------------------------------------------------ meta writes (consensus/ and node/)
 
     def meta_put(self, key: bytes, value: bytes) -> None:
         self.meta_write({key: value})
@@ -309,17 +145,6 @@ class ChainStore:
         """Several meta puts (None deletes) in one synced batch."""
         with self._lock:
             self._kv.write({P_META + k: v for k, v in changes.items()}, sync=True)
-
-    def meta_items(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
-        n = len(P_META)
-        return [(k[n:], v) for k, v in self._kv.iterator(P_META + prefix)]
-
-    # ------------------------------------------------------------ state root cache
-
-    def _leaf_cache(self) -> LeafCache:
-        if self._leaves is None:
-            self._leaves = LeafCache.load((k[1:], v) for k, v in self._kv.iterator(P_ACCOUNT))
-        return self._leaves
 
     # ------------------------------------------------------------ genesis
 
@@ -502,8 +327,7 @@ class ChainStore:
             tip = self.tip()
             if tip.height == 0:
                 raise StoreError("cannot disconnect genesis")
-            block = self.get_block(tip.hash)
-            assert block is not None
+            block = need(self.get_block(tip.hash), f"tip block {tip.hash.hex()}")
             undo = self._undo(tip.hash)
             changes: dict[bytes, bytes | None] = {P_ACCOUNT + a: v for a, v in undo.items()}
             changes[P_UNDO + tip.hash] = None

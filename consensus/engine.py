@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from chain.address import address_of
 from chain.block import Block, Header
 from chain.encoding import pack, unpack
-from chain.errors import RuleError, StoreError
+from chain.errors import RuleError, StoreError, need
 from chain.store import ChainStore
 from consensus.genesis import Genesis
 from consensus.messages import AnchorNotice, Beacon, Entry, RoundPayload
@@ -109,8 +109,8 @@ class Engine:
             record = ChampionRecord(g.hash, 0, 0, g.miner, g.model_hash, 0, 0, 0)
             store.meta_write({K_STATE: pack([g.hash, 0]), P_CHAMP + _u32(0): record.encode(),
                               P_CMODEL + g.model_hash: _u32(0)})
-        final, self._round = unpack(store.meta_get(K_STATE), max_size=128)
-        self._final = store.get_header(final)
+        final, self._round = unpack(need(store.meta_get(K_STATE), "consensus state"), max_size=128)
+        self._final = need(store.get_header(final), f"header of the final anchor {final.hex()}")
         self._anchors: dict[int, bytes] = {}      # round -> anchor stated by a notice/beacon not yet applied
         self._candidates: dict[bytes, ScoredBlock] = {}
         self._orphans: dict[bytes, Block] = {}
@@ -122,7 +122,7 @@ class Engine:
                 self._anchors.setdefault(r, obj.anchor_hash)
         tip = store.tip()
         if tip.hash != self._final.hash:  # restart in the opening window: the tip is our best candidate
-            block = store.get_block(tip.hash)
+            block = need(store.get_block(tip.hash), f"tip block {tip.hash.hex()}")
             p = RoundPayload.decode(block.payload)
             self._candidates[tip.hash] = ScoredBlock(block, p.b, p.c, p.z_milli)
 
@@ -156,13 +156,16 @@ class Engine:
         return None if raw is None else AnchorNotice.decode(raw)
 
     def champion(self) -> ChampionRecord:
-        return ChampionRecord.decode(self.store.meta_get(P_CHAMP + _u32(self.tip().height)))
+        height = self.tip().height
+        return ChampionRecord.decode(need(self.store.meta_get(P_CHAMP + _u32(height)),
+                                          f"champion record at height {height}"))
 
     def champion_history(self) -> list[ChampionRecord]:
         return [ChampionRecord.decode(v) for _, v in self.store.meta_items(P_CHAMP)]
 
     def champion_model(self) -> bytes:
-        return self.store.get_model(self.tip().model_hash)
+        model_hash = self.tip().model_hash
+        return need(self.store.get_model(model_hash), f"champion model {model_hash.hex()}")
 
     def candidates(self) -> list[ScoredBlock]:
         """Valid blocks of the current round, best first."""

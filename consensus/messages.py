@@ -153,7 +153,7 @@ class AnchorNotice:
     @classmethod
     def decode(cls, data: bytes) -> "AnchorNotice":
         f = check_list(unpack(data, max_size=MAX_NOTICE_SIZE), 7, "notice")
-        return cls(*f[:6], _check_signatures(f[6], "notice.signatures"))
+        return cls(f[0], f[1], f[2], f[3], f[4], f[5], _check_signatures(f[6], "notice.signatures"))
 
 
 def make_anchor_notice(keypairs: Sequence[Keypair], chain_id: str, round: int, anchor_hash: bytes,

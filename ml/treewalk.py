@@ -82,7 +82,7 @@ def _depth(roots: np.ndarray, child: np.ndarray, leaf: np.ndarray) -> int:
     raise ModelError("model: tree links form a cycle")
 
 
-def _compare_dtype(X: np.ndarray, x_range: tuple[int, int] | None = None) -> type:
+def _compare_dtype(X: np.ndarray, x_range: tuple[int, int] | None = None) -> type[np.signedinteger]:
     """Narrowest dtype D with min(D) < x <= max(D) for all x: a threshold t clamped to [min(D), max(D)] then
     gives the same ``x > t`` (t >= max(D) >= x stays false; t < min(D) < x stays true), and a leaf's max(D)
     never goes right. ``x_range`` = the exact (min, max) of X when the caller already knows it."""
