@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from chain.address import _ADDRESS_STATE, ACCOUNT_SIZE, address_of
 from chain.crypto import _tag_state, merkle_root_of_hashes
@@ -252,50 +253,42 @@ def encode_accounts(state: Mapping[bytes, int]) -> dict[bytes, bytes]:
     return {a: w.to_bytes(16, "big") for a, w in state.items()}
 
 
-class EncodedAccounts(Mapping[bytes, "Account | None"]):
-    """A read-only id -> Account (or None = absent) mapping over encoded values, decoded on access: a block
-    touches ~10,000 accounts and the store needs their bytes, rarely the objects."""
+V = TypeVar("V")
 
-    def __init__(self, encoded: Mapping[bytes, bytes | None]) -> None:
+
+class _Encoded(Mapping[bytes, V]):
+    """A read-only id -> value mapping over encoded accounts, decoded on access: a block touches ~10,000
+    accounts and the store needs their bytes, rarely the objects."""
+
+    def __init__(self, encoded: Mapping[bytes, Any]) -> None:
         self.encoded = encoded
 
-    def __getitem__(self, account: bytes) -> "Account | None":
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.encoded)
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __contains__(self, account: object) -> bool:
+        return account in self.encoded
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict(self.items())!r})"
+
+
+class EncodedAccounts(_Encoded["Account | None"]):
+    """id -> Account, or None = absent (``StateDelta.before``)."""
+
+    def __getitem__(self, account: bytes) -> Account | None:
         value = self.encoded[account]
         return None if value is None else Account.decode(value)
 
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.encoded)
 
-    def __len__(self) -> int:
-        return len(self.encoded)
-
-    def __contains__(self, account: object) -> bool:
-        return account in self.encoded
-
-    def __repr__(self) -> str:
-        return f"EncodedAccounts({dict(self.items())!r})"
-
-
-class EncodedAfter(Mapping[bytes, Account]):
-    """EncodedAccounts for accounts that all exist (``StateDelta.after``): values decode to Accounts."""
-
-    def __init__(self, encoded: Mapping[bytes, bytes]) -> None:
-        self.encoded = encoded
+class EncodedAfter(_Encoded[Account]):
+    """id -> Account for accounts that all exist (``StateDelta.after``)."""
 
     def __getitem__(self, account: bytes) -> Account:
         return Account.decode(self.encoded[account])
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.encoded)
-
-    def __len__(self) -> int:
-        return len(self.encoded)
-
-    def __contains__(self, account: object) -> bool:
-        return account in self.encoded
-
-    def __repr__(self) -> str:
-        return f"EncodedAfter({dict(self.items())!r})"
 
 
 def delta_of(state: Mapping[bytes, int], before: Mapping[bytes, Account | None], fees: int,
