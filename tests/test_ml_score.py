@@ -64,18 +64,6 @@ def test_prepared_features_for_trees(seed, n_trees, depth):
     assert np.array_equal(logits(model, prepare(X)), logits(model, X))
 
 
-@SETTINGS
-@given(linear_or_mlp())
-def test_float_argmax_equals_int_argmax_including_ties(case):
-    spec, model, X, _, _ = case
-    model = _decoded(spec, model)
-    z = logits(model, X, path="int")
-    first_max = np.array([int(np.flatnonzero(row == row.max())[0]) for row in z], dtype=np.int64)
-    for path in ("float", "int", "auto"):
-        assert np.array_equal(predict(model, X, path=path), first_max)
-        assert np.array_equal(predict(model, prepare(X), path=path), first_max)
-
-
 def test_ties_on_the_float_path_go_to_the_lowest_class():
     # every row ties classes 1 and 3 (equal columns), class 0 and 2 lose
     W = np.array([[0, 5, -5, 5], [0, 2, 2, 2]])
