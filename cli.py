@@ -59,7 +59,7 @@ def _password(args: argparse.Namespace, *, confirm: bool = False) -> str:
 
 
 def _client(args: argparse.Namespace):
-    from node.client import NodeClient
+    from node.tools.client import NodeClient
     cookie = Path(args.cookie).read_text().strip().split(":", 1)[-1] if args.cookie else None
     return NodeClient(args.node, cookie=cookie, timeout_s=30.0)
 
@@ -68,7 +68,7 @@ async def _call(args: argparse.Namespace, fn):
     """Run ``fn(client)`` against the node, turning connection problems into one-line errors."""
     import aiohttp
 
-    from node.client import ApiCallError
+    from node.tools.client import ApiCallError
     try:
         async with _client(args) as client:
             return await fn(client)
@@ -116,7 +116,7 @@ def _load_wallet(args: argparse.Namespace):
 
 def cmd_genesis_create(args: argparse.Namespace) -> None:
     from consensus.genesis import GenesisParams
-    from node.genesis_setup import create_genesis_files
+    from node.tools.genesis_setup import create_genesis_files
     allocations = []
     for item in args.alloc:
         address, sep, amount = item.partition("=")
@@ -254,7 +254,7 @@ def cmd_wallet_history(args: argparse.Namespace) -> None:
 
 
 def cmd_miner_run(args: argparse.Namespace) -> int:
-    from node.miner import run_miner_cli
+    from node.tools.miner import run_miner_cli
     wallet = _load_wallet(args)
     key = _pick_key(wallet, args.key)
     return asyncio.run(run_miner_cli(args.node, wallet.keypair(key.account), family=args.model,
@@ -346,7 +346,7 @@ def cmd_chain_round(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from node.demo import run_demo
+    from node.tools.demo import run_demo
     return run_demo(rounds=args.rounds, nodes=args.nodes, keep=args.keep, workdir=args.dir)
 
 

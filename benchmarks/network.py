@@ -27,7 +27,7 @@ import aiohttp
 from aiohttp import web
 
 from node.datadir import read_ports
-from node.testing import (
+from node.tools.testing import (
     InProcessNode,
     ScriptedMiner,
     build_chain_offline,

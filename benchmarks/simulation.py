@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consensus.simulator import run_simulation
+from benchmarks.simulator import run_simulation
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:

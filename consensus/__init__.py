@@ -12,9 +12,8 @@ What it does:
     equivocation evidence, block templates).
   * ``consensus.keyholder`` — the keyholder's round state machine driven by an explicit ``now``; journaled,
     restart-safe (never two beacons for a round).
-  * ``consensus.miner`` / ``consensus.template`` / ``consensus.training`` — sealing, opening and training helpers
-    for miners (scikit-learn + ml.export).
-  * ``consensus.simulator`` — deterministic round simulator (``python -m consensus.simulator``).
+  * ``consensus.miner`` / ``consensus.template`` — sealing and opening helpers for miners (pure; model
+    training with scikit-learn lives in ``ml.training``, the round simulator in ``benchmarks.simulator``).
 
 What it does NOT do: no sockets, no clock, no threads, no asyncio (node/ drives it and serialises calls on one
 worker thread — Engine is not thread-safe); no storage layout of its own beyond meta keys in the chain store

@@ -11,6 +11,7 @@ from unittest import mock
 
 import numpy as np
 
+from benchmarks.simulator import _rng_bytes
 from chain.address import address_of
 from chain.block import Block, Header, model_hash, tx_root
 from chain.crypto import Keypair
@@ -19,11 +20,10 @@ from chain.tx import Transfer, make_transfer
 from consensus.genesis import Genesis, GenesisParams, create_genesis
 from consensus.messages import MESSAGE_VERSION, Beacon, RoundPayload, make_beacon
 from consensus.miner import score_against
-from consensus.simulator import _rng_bytes
-from consensus.training import train_candidate
 from ml.model import encode_model
 from ml.shards import SecretTask, split_test
 from ml.task import synthetic
+from ml.training import train_candidate
 
 CHAIN_ID = "popchain-ctest"
 ROUNDS = 4

@@ -1,14 +1,14 @@
 """The round simulator on the default synthetic task: 30 rounds of real Engine + Keyholder + sklearn miners.
 
-CI runs the small-model profile (consensus.training size="small": narrower MLPs trained for a fixed number of
-epochs, fewer trees), which keeps 30 rounds at a few tens of seconds; ``python -m consensus.simulator`` runs
+CI runs the small-model profile (ml.training size="small": narrower MLPs trained for a fixed number of
+epochs, fewer trees), which keeps 30 rounds at a few tens of seconds; ``python -m benchmarks.simulator`` runs
 the default models."""
 from __future__ import annotations
 
 import pytest
 
+from benchmarks.simulator import run_simulation
 from consensus.rules import MIN_DISAGREEMENT
-from consensus.simulator import run_simulation
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,8 @@ def test_simulation_is_deterministic():
 
 
 def test_unknown_model_size_is_refused():
-    from consensus.training import train_candidate
     from ml.task import synthetic
+    from ml.training import train_candidate
 
     with pytest.raises(ValueError, match="size"):
         train_candidate("linear", synthetic(b"popchain-simulation-seed-1", n_samples=60), size="huge")

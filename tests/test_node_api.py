@@ -8,8 +8,8 @@ import pytest
 
 from chain.address import address_of, encode_address
 from chain.tx import make_transfer
-from node.client import ApiCallError, NodeClient
-from node.testing import InProcessNode, make_test_chain, node_config, template_from_json, wait_for
+from node.tools.client import ApiCallError, NodeClient
+from node.tools.testing import InProcessNode, make_test_chain, node_config, template_from_json, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,7 +1,7 @@
 """The network miner's own decisions (no node needed)."""
 from __future__ import annotations
 
-from node.miner import fit_shards
+from node.tools.miner import fit_shards
 
 
 def test_candidate_never_trains_on_the_shard_it_is_checked_on() -> None:

@@ -1,6 +1,6 @@
 """Helpers for tests, the benchmarks and the demo: a small test chain, in-process nodes, a scripted miner.
 
-Everything here talks to real nodes on 127.0.0.1 through the API (node.client.NodeClient); nothing reaches
+Everything here talks to real nodes on 127.0.0.1 through the API (node.tools.client.NodeClient); nothing reaches
 into a node's internals except ``InProcessNode`` which owns its Node object.
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ from consensus.messages import Beacon
 from consensus.miner import open_block, seal
 from consensus.template import Template
 from ml.task import Dataset, synthetic
-from node.client import ApiCallError, NodeClient
 from node.config import NodeConfig
+from node.tools.client import ApiCallError, NodeClient
 
 log = logging.getLogger("popchain.testing")
 
@@ -154,9 +154,9 @@ class ScriptedMiner:
     _model_rounds: int = -1
 
     async def _train(self) -> bytes:
-        from consensus.training import train_candidate
         from ml.model import encode_model
         from ml.shards import open_shard
+        from ml.training import train_candidate
         task = await self.client.task()
         g = self.genesis
         revealed = [(k["round"], bytes.fromhex(k["shard_key"])) for k in task["revealed"]]
@@ -237,9 +237,9 @@ def build_chain_offline(datadir: Path, chain: TestChain, n_blocks: int) -> int:
     from chain.store import ChainStore
     from consensus.engine import Engine
     from consensus.keyholder import Keyholder, load_keyholder_file
-    from consensus.training import train_candidate
     from ml.model import encode_model
     from ml.shards import open_shard
+    from ml.training import train_candidate
 
     datadir.mkdir(parents=True, exist_ok=True)
     (datadir / "genesis.bin").write_bytes(chain.genesis_path.read_bytes())

@@ -25,9 +25,9 @@ from chain.crypto import Keypair
 from chain.tx import make_transfer
 from chain.wallet import Wallet
 from consensus.genesis import GenesisParams, load_genesis
-from node.client import ApiCallError, NodeClient
 from node.datadir import read_ports
-from node.genesis_setup import GENESIS_FILE, HOLDOUT_FILE, KEYHOLDER_FILE, create_genesis_files
+from node.tools.client import ApiCallError, NodeClient
+from node.tools.genesis_setup import GENESIS_FILE, HOLDOUT_FILE, KEYHOLDER_FILE, create_genesis_files
 
 MINER_FAMILIES = ("forest", "mlp", "linear")
 FUNDS = 10**12

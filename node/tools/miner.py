@@ -22,7 +22,7 @@ from consensus.genesis import Genesis, load_genesis
 from consensus.messages import Beacon
 from consensus.miner import open_block, seal
 from consensus.template import Template
-from node.client import ApiCallError, NodeClient
+from node.tools.client import ApiCallError, NodeClient
 
 log = logging.getLogger("popchain.miner")
 
@@ -132,9 +132,9 @@ class Miner:
         cached = self._trained.get(family)
         if cached is not None and cached[0] == len(revealed):
             return cached[1]
-        from consensus.training import train_candidate
         from ml.model import encode_model
         from ml.shards import open_shard
+        from ml.training import train_candidate
         g = self.genesis
         rows = len(g.task.training.y) + g.task.shard_size * len(fit_shards(revealed))
 

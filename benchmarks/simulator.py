@@ -2,7 +2,7 @@
 
 Genesis comes from the default synthetic task; K honest miners (different families and seeds) train on the
 public data + every revealed shard each round; one copycat resubmits a perturbed copy of the champion.
-``run_simulation`` returns per-round and overall figures; ``python -m consensus.simulator --rounds N`` prints
+``run_simulation`` returns per-round and overall figures; ``python -m benchmarks.simulator --rounds N`` prints
 them. Randomness (shard keys, salts, noise) comes from the seed, so a run is reproducible.
 """
 from __future__ import annotations
@@ -28,11 +28,11 @@ from consensus.genesis import GenesisParams, create_genesis
 from consensus.keyholder import Keyholder, RoundClosed
 from consensus.messages import Beacon, RoundPayload
 from consensus.miner import open_block, seal
-from consensus.training import train_candidate
 from ml.model import LinearModel, MLPModel, Model, TreesModel, decode_model, encode_model
 from ml.score import score
 from ml.shards import open_shard, split_test
 from ml.task import Dataset, synthetic
+from ml.training import train_candidate
 
 DEFAULT_FAMILIES = ("mlp", "mlp", "extra", "linear")
 GENESIS_TIME = 1_767_225_600
@@ -113,7 +113,7 @@ def run_simulation(*, rounds: int = 30, shard_size: int = 200, n_train: int = 20
                    datadir: Path | None = None, max_train_rows: int | None = None,
                    model_size: str = "default", verbose: bool = False) -> SimulationReport:
     """Run ``rounds`` rounds; ``model_size="small"`` trains every miner (and the reference models) in
-    consensus.training's small profile, which keeps a 30-round run within CI time."""
+    ml.training's small profile, which keeps a 30-round run within CI time."""
     started = time.perf_counter()
     params = params or GenesisParams()
     urandom = _rng_bytes(seed)
@@ -235,13 +235,13 @@ def _format_round(r: RoundReport) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m consensus.simulator", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.simulator", description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--shard-size", type=int, default=200)
     ap.add_argument("--train", type=int, default=2000, help="public training rows")
     ap.add_argument("--families", default=",".join(DEFAULT_FAMILIES))
     ap.add_argument("--no-copycat", action="store_true")
-    ap.add_argument("--small", action="store_true", help="small models (consensus.training size='small'), as in CI")
+    ap.add_argument("--small", action="store_true", help="small models (ml.training size='small'), as in CI")
     ap.add_argument("--seed", default="popchain-simulation-seed-1")
     for name in ("z_init_milli", "z_floor_milli", "z_max_milli", "z_up_milli", "z_down_milli"):
         ap.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(GenesisParams(), name))
