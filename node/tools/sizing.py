@@ -109,7 +109,8 @@ def plan(*, m: int, alpha: Alpha = DEFAULT_ALPHA, detect: float = DEFAULT_DETECT
         raise SizingError(f"the task's data leaves {available_rows} rows to hide: not one {shard_size}-row shard "
                           f"(sized to detect +{detect:.2%}); raise --detect or lower --shard-size")
     if rounds is None:  # a rows task keeps about half its rows public for training unless told otherwise
-        rounds = default_rounds if allowed is None else max(1, min(allowed, available_rows // 2 // shard_size))
+        rounds = (default_rounds if allowed is None or available_rows is None
+                  else max(1, min(allowed, available_rows // 2 // shard_size)))
     elif allowed is not None and rounds > allowed:
         raise SizingError(f"--rounds {rounds}: the data allows only {allowed} rounds of {shard_size}-row shards")
     return Sizing(shard_size, rounds, allowed, detectable(shard_size, m, alpha, p_disagree=d), floor)
