@@ -41,6 +41,7 @@ def kp(name: str) -> Keypair:
 KEYHOLDER = kp("keyholder")
 MINERS = [kp(f"miner-{i}") for i in range(5)]
 POOR = kp("poor")
+SQUATTERS = [kp(f"squatter-{i}") for i in range(TEST_PARAMS.max_entries)]   # funded with exactly one bond
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ def world(params: GenesisParams = TEST_PARAMS) -> World:
     rest, test = split_test(full, 400, seed)
     with mock.patch.object(os, "urandom", _rng_bytes(seed)):
         genesis, secret = create_genesis(rest, chain_id=CHAIN_ID, rounds=ROUNDS, shard_size=SHARD,
-                                         allocations=[(address_of(m.public), BALANCE) for m in MINERS],
+                                         allocations=[(address_of(m.public), BALANCE) for m in MINERS]
+                                         + [(address_of(s.public), params.entry_bond) for s in SQUATTERS],
                                          keyholder_pubkeys=[KEYHOLDER.public], params=params,
                                          timestamp=1_700_000_000, n_train=1200, seed=seed)
     return World(genesis, SecretTask.decode(secret), secret, test.X, test.y)

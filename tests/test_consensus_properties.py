@@ -1,11 +1,9 @@
 """Hypothesis properties of the pure consensus rules: paired test, retarget, fork order, message encodings."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chain.block import Block, Header

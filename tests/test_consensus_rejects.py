@@ -11,7 +11,17 @@ from chain.block import Block, model_hash
 from chain.errors import RuleError
 from consensus.rules import OrphanBlock, decode_block, validate_block
 from ml.model import LinearModel, encode_model
-from tests.test_consensus_helpers import MINERS, POOR, ROUNDS, kp, make_block, new_store, trained, transfer, world
+from tests.test_consensus_helpers import (
+    MINERS,
+    POOR,
+    ROUNDS,
+    kp,
+    make_block,
+    new_store,
+    trained,
+    transfer,
+    world,
+)
 
 
 @pytest.fixture()
