@@ -44,7 +44,7 @@ class RoundReport:
     winner: str | None            # miner name, None if the round is void
     b: int
     c: int
-    z_milli: int                  # the significance this round required
+    z_milli: int                  # the crowning bar of the winner (payload bar; 0 if void) — was z
     champion_shard_acc: float     # the champion after the round, on shard r
     champion_test_acc: float      # ... on the untouched test split
     void: bool
@@ -157,12 +157,12 @@ def run_simulation(*, rounds: int = 30, shard_size: int = 200, n_train: int = 20
                 block, entry = seal(template, model_bytes, kp, urandom(32))
                 engine.add_entry(entry)
                 keyholder.on_entry(entry)
-                sealed[name] = (block, template.z_milli)
+                sealed[name] = (block, 0)
             now += params.entry_window_s
             beacon = next(a for a in keyholder.step(now) if isinstance(a, Beacon))
             tries = []
             for name, (block, z) in sealed.items():
-                opened = open_block(block, beacon, genesis=genesis, champion_bytes=champion_bytes, z_milli=z)
+                opened = open_block(block, beacon, genesis=genesis, champion_bytes=champion_bytes)
                 verdict = engine.add_block(opened)
                 p = RoundPayload.decode(opened.payload)
                 tries.append((name, p.b, p.c, verdict.code or verdict.status))
@@ -172,7 +172,7 @@ def run_simulation(*, rounds: int = 30, shard_size: int = 200, n_train: int = 20
             revealed.append(shard)
             rec = engine.champion()
             won = closed.winner is not None
-            z_r = sealed[next(iter(sealed))][1] if sealed else 0
+            z_r = rec.bar if won else 0
             rr = RoundReport(r, len(beacon.entries), by_pub.get(rec.miner) if won else None,
                              rec.b if won else 0, rec.c if won else 0, z_r,
                              _acc(engine.champion_model(), spec, caps, shard),
@@ -199,7 +199,7 @@ def _overall(report: SimulationReport, params: GenesisParams, public: Dataset, r
     report.crowned_share = len(crowned) / n if n else 0.0
     report.copycat_wins = sum(r.winner == "copycat" for r in rounds)
     report.copycat_win_share = report.copycat_wins / n if n else 0.0
-    floor = [r for r in rounds if r.z_milli == params.z_floor_milli]
+    floor = list(rounds)  # no significance floor any more (§3.7): every round is held to α
     report.floor_rounds = len(floor)
     report.copycat_floor_wins = sum(r.winner == "copycat" for r in floor)
     report.copycat_floor_share = report.copycat_floor_wins / len(floor) if floor else 0.0
@@ -227,7 +227,7 @@ def _format_round(r: RoundReport) -> str:
     who = "VOID" if r.void else f"{r.winner} b={r.b} c={r.c}"
     tries = " ".join(f"{n}:{b}/{c}" + ("" if code in ("tip-changed", "accepted") else f"({code})")
                      for n, b, c, code in r.tries)
-    return (f"round {r.round:3d} z={r.z_milli / 1000:.3f} entries={r.entries} -> {who:28s} "
+    return (f"round {r.round:3d} bar={r.z_milli} entries={r.entries} -> {who:28s} "
             f"champion shard={r.champion_shard_acc:.3f} test={r.champion_test_acc:.4f} | {tries}")
 
 
@@ -240,13 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-copycat", action="store_true")
     ap.add_argument("--small", action="store_true", help="small models (ml.training size='small'), as in CI")
     ap.add_argument("--seed", default="popchain-simulation-seed-1")
-    for name in ("z_init_milli", "z_floor_milli", "z_max_milli", "z_up_milli", "z_down_milli"):
-        ap.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(GenesisParams(), name))
     ap.add_argument("--leveldb", action="store_true", help="use a temporary LevelDB store instead of memory")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    params = GenesisParams(**{k: getattr(args, k) for k in ("z_init_milli", "z_floor_milli", "z_max_milli",
-                                                             "z_up_milli", "z_down_milli")})
+    params = GenesisParams()
     with tempfile.TemporaryDirectory() as tmp:
         rep = run_simulation(rounds=args.rounds, shard_size=args.shard_size, n_train=args.train,
                              families=tuple(args.families.split(",")), copycat=not args.no_copycat,

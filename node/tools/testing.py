@@ -55,8 +55,9 @@ def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100,
     kh = seeded_keypair("keyholder")
     dataset = synthetic(b"popchain-node-tests-seed", n_samples=rounds * shard_size + n_train + 50, n_features=12,
                         n_informative=6, n_classes=3)
-    # easy: any challenger with b - c >= 1 (and b + c >= 5) is crowned, so test chains grow in a few rounds
-    extra = {"z_init_milli": 0, "z_up_milli": 0} if easy else {}
+    # easy (tests only): α = 0.99, so about any challenger with b > c + 1 is crowned and test chains grow in a
+    # few rounds; the default α = 1/20 needs power-sized shards (PROTOCOL §3.7)
+    extra = {"alpha_num": 99, "alpha_den": 100} if easy else {}
     params = GenesisParams(entry_window_s=entry_window_s, opening_window_s=opening_window_s, **extra)
     allocations = [(address_of(k.public), MINER_BALANCE) for k in miners + users]
     genesis, secret = create_genesis(dataset, chain_id=chain_id, rounds=rounds, shard_size=shard_size,
@@ -134,7 +135,7 @@ def template_from_json(obj: dict) -> Template:
     b = bytes.fromhex
     return Template(obj["chain_id"], obj["height"], b(obj["prev_hash"]), obj["round"], obj["timestamp"],
                     b(obj["miner"]), tuple(Transfer.decode(b(t)) for t in obj["txs"]), b(obj["tx_root"]),
-                    b(obj["state_root"]), obj["z_milli"], b(obj["champion_model_hash"]))
+                    b(obj["state_root"]), obj["entry_bond"], b(obj["champion_model_hash"]))
 
 
 @dataclass
@@ -209,8 +210,7 @@ class ScriptedMiner:
             self.opened.append((r, "not-entered"))
             return
         champion = await self.client.model(tpl.champion_model_hash.hex())
-        opened = await asyncio.to_thread(open_block, block, beacon, genesis=self.genesis, champion_bytes=champion,
-                                         z_milli=tpl.z_milli)
+        opened = await asyncio.to_thread(open_block, block, beacon, genesis=self.genesis, champion_bytes=champion)
         try:
             res = await self.client.send_opening(opened.encode())
             self.opened.append((r, res["status"]))
@@ -265,14 +265,14 @@ def build_chain_offline(datadir: Path, chain: TestChain, n_blocks: int) -> int:
                                         caps=g.model_caps)
                 block, entry = seal(tpl, encode_model(model), miner, os.urandom(32))
                 keyholder.on_entry(entry)
-                sealed.append((block, tpl.z_milli))
+                sealed.append(block)
             now += g.params.entry_window_s
             keyholder.step(now)
             beacon = engine.beacon(r)
             assert beacon is not None, "the keyholder published beacon r after the entry window"
             champion = engine.champion_model()
-            for block, z in sealed:
-                engine.add_block(open_block(block, beacon, genesis=g, champion_bytes=champion, z_milli=z))
+            for block in sealed:
+                engine.add_block(open_block(block, beacon, genesis=g, champion_bytes=champion))
             shards.append(open_shard(g.task, r, beacon.shard_key))
             now += g.params.opening_window_s
             keyholder.step(now)
