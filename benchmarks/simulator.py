@@ -8,6 +8,8 @@ playing ``rounds`` rounds on a fresh store through the real entry / beacon / ope
 - ``mixed``    4 honest miners + copy-noise 2 %, copy-noise 10 %, copy-flip, finetune, late-timestamp
 - ``sybil``    1 honest miner + a sybil with E − 1 keys (noised copies, only the best opened)
 - ``squatter`` a squatter with E keys that enters first and never opens + 4 honest miners
+- ``late``     a late-timestamp miner fitting on every row (so it wins early) + 2 weaker honest miners: after
+               its crowning, can the others still build a valid child?
 
 ``run_scenario`` returns per-round reports (winner and its kind, every try's b, c and verdict, the champion's
 test accuracy before/after) and the squatter's balance loss; ``python -m benchmarks.simulator`` prints them.
@@ -52,12 +54,12 @@ from consensus.messages import Beacon, RoundPayload
 from consensus.miner import open_block, seal
 from ml.model import Model, decode_model
 from ml.score import score
-from ml.shards import open_shard, split_test
+from ml.shards import SecretTask, open_shard, split_test
 from ml.task import Dataset, synthetic
 from ml.training import train_candidate
 
 HONEST_FAMILIES = ("mlp", "mlp", "extra", "linear")
-SCENARIOS = ("mixed", "sybil", "squatter")
+SCENARIOS = ("mixed", "sybil", "squatter", "late")
 GENESIS_TIME = 1_767_225_600
 BALANCE = 10**12
 
@@ -117,13 +119,16 @@ class World:
     def public(self) -> Dataset:
         return self.genesis.task.training
 
-    def train(self, family: str, seed: int, revealed: Sequence[Dataset]) -> Model:
-        key = (family, seed, len(revealed))
+    def train(self, family: str, seed: int, revealed: Sequence[Dataset], all_rows: bool = False) -> Model:
+        key = (family, seed, len(revealed), all_rows)
         if key not in self._models:
             self._models[key] = train_candidate(family, self.public, revealed, seed=seed,
-                                                max_rows=self.config.max_train_rows, caps=self.genesis.model_caps,
-                                                size=self.config.model_size)
+                                                max_rows=None if all_rows else self.config.max_train_rows,
+                                                caps=self.genesis.model_caps, size=self.config.model_size)
         return self._models[key]
+
+    def secret_key(self, r: int) -> bytes:
+        return SecretTask.decode(self.secret).key(r)
 
     def acc(self, model_bytes: bytes, data: Dataset | None = None) -> float:
         data = data or self.test
@@ -145,6 +150,9 @@ class World:
             return honest[:1] + [SybilCopy("sybil", tuple(k[f"sybil/{i}"] for i in range(E - 1)))]
         if scenario == "squatter":
             return [Squatter("squatter", tuple(k[f"squatter/{i}"] for i in range(E)))] + honest
+        if scenario == "late":
+            return [LateTimestamp("late-timestamp", (k["late-timestamp"],), "mlp", seed=60, all_rows=True),
+                    honest[3], honest[2]]
         raise ValueError(f"unknown scenario {scenario!r}; choose from {SCENARIOS}")
 
 
@@ -224,7 +232,7 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
         for r in range(1, rounds + 1):
             champion = engine.champion_model()
             view = RoundView(r, g, champion, world.public, tuple(revealed), now, max_timestamp(engine, now),
-                             lambda fam, s, rv=tuple(revealed): world.train(fam, s, rv), rng)
+                             lambda fam, s, full=False, rv=tuple(revealed): world.train(fam, s, rv, full), rng)
             sealed, templates, unbuildable = [], {}, []
             for miner in cast:
                 for prop in miner.propose(view):
