@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from unittest import mock
 
 import numpy as np
 
@@ -48,14 +46,15 @@ from chain.crypto import Keypair
 from chain.errors import PopError, RuleError
 from chain.store import ChainStore
 from consensus.engine import Engine
-from consensus.genesis import Genesis, GenesisParams, create_genesis
+from consensus.genesis import GenesisParams, create_genesis
 from consensus.keyholder import Keyholder, RoundClosed
 from consensus.messages import Beacon, RoundPayload
 from consensus.miner import open_block, seal
+from ml.generator import generate, world_from_seed
 from ml.model import Model, decode_model
 from ml.score import score
-from ml.shards import SecretTask, open_shard, split_test
-from ml.task import Dataset, synthetic
+from ml.shards import SecretTask, open_shard
+from ml.task import Dataset
 from ml.training import train_candidate
 
 HONEST_FAMILIES = ("mlp", "mlp", "extra", "linear")
@@ -65,7 +64,8 @@ BALANCE = 10**12
 
 
 def _rng_bytes(seed: bytes):
-    """A deterministic byte source (simulation only: shard keys and salts become reproducible)."""
+    """A deterministic rng for create_genesis(rng=...) and salts (simulation only: shard keys, row seeds and salts
+    become reproducible)."""
     counter = [0]
 
     def urandom(n: int) -> bytes:
@@ -99,20 +99,20 @@ class World:
         self.seed, self.config = seed, config
         c = config
         E = c.params.max_entries
-        full = synthetic(seed, n_samples=c.rounds * c.shard_size + c.n_train + c.n_test)
-        rest, self.test = split_test(full, c.n_test, seed)
+        # the generated synthetic task (ml.generator): shards are committed row seeds, so 10k-row shards cost
+        # nothing in genesis; the held-out test split is drawn from the same world with a seed genesis never sees
+        task_world = world_from_seed(seed)
+        self.test = generate(task_world, hashlib.sha256(seed + b"/held-out-test").digest(), c.n_test)
         self.keyholder_kp = _key(seed, "keyholder")
         names = ([f"honest-{i}" for i in range(len(HONEST_FAMILIES))]
                  + ["copy-noise-2", "copy-noise-10", "copy-flip", "finetune", "late-timestamp"]
                  + [f"sybil/{i}" for i in range(E - 1)] + [f"squatter/{i}" for i in range(E)])
         self.keys = {n: _key(seed, n) for n in names}
         allocations = [(address_of(kp.public), BALANCE) for kp in self.keys.values()]
-        self.urandom = _rng_bytes(seed)
-        with mock.patch.object(os, "urandom", self.urandom):
-            self.genesis, self.secret = create_genesis(
-                rest, chain_id="popchain-sim", rounds=c.rounds, shard_size=c.shard_size, allocations=allocations,
-                keyholder_pubkeys=[self.keyholder_kp.public], params=c.params, timestamp=GENESIS_TIME,
-                n_train=c.n_train, seed=seed)
+        self.genesis, self.secret = create_genesis(
+            task_world, chain_id="popchain-sim", rounds=c.rounds, shard_size=c.shard_size, allocations=allocations,
+            keyholder_pubkeys=[self.keyholder_kp.public], params=c.params, timestamp=GENESIS_TIME,
+            n_train=c.n_train, rng=_rng_bytes(seed))
         self._models: dict[tuple[str, int, int], Model] = {}
 
     @cached_property
