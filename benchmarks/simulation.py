@@ -93,15 +93,21 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     figs.append(_fig("sim_copycat_share", round(copy_wins / copy_rounds, 4) if copy_rounds else 0.0,
                      "share of rounds", f"<= 0.01; {copy_wins}/{copy_rounds} rounds won by copy-noise, copy-flip "
                      f"or sybil-copy ({n_seeds} seeds, mixed + sybil scenarios)"))
-    # squatter: grains lost per round it occupied slots in
-    squat_rounds = sum(1 for r in by["squatter"] for rr in r.rounds if dict(rr.listed_by_kind).get("squatter"))
-    squat_voids = sum(1 for r in by["squatter"] for rr in r.rounds
-                      if rr.void and dict(rr.listed_by_kind).get("squatter"))
-    lost = sum(r.balance_lost.get("squatter", 0) for r in by["squatter"])
+    # squatter: grains lost per round it held listed slots in, over the rounds already settled (a crowned block
+    # of round r charges the bonds forfeited in the rounds since its parent, so rounds after the last crowning
+    # are still owed when the run ends)
+    squat_rounds = squat_voids = lost = 0
+    for rep in by["squatter"]:
+        last = max((rr.round for rr in rep.rounds if not rr.void), default=0)
+        held = [rr for rr in rep.rounds if dict(rr.listed_by_kind).get("squatter")]
+        squat_rounds += sum(1 for rr in held if rr.round < last)
+        squat_voids += sum(1 for rr in held if rr.void)
+        lost += rep.balance_lost.get("squatter", 0)
     reward = reports[0].block_reward
     cost = round(lost / squat_rounds / reward, 3) if squat_rounds and reward else 0.0
     figs.append(_fig("sim_squatter_cost", cost, "block rewards lost per squatted round",
-                     f">= 1; lost {lost} grains over {squat_rounds} squatted rounds ({squat_voids} void)"))
+                     f">= 1; lost {lost} grains over {squat_rounds} settled squatted rounds ({squat_voids} void); "
+                     "a lower bound of the cost per voided round"))
     crownings = [(rr, r.n_test) for r in reports for rr in r.rounds if not rr.void]
     regressions = sum(1 for rr, n_test in crownings if regression(rr, n_test))
     figs.append(_fig("sim_champion_regressions", round(regressions / len(crownings), 4) if crownings else 0.0,
