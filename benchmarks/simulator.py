@@ -19,6 +19,7 @@ What it does not do: network, wall-clock timing, or any judgement of its own —
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import sys
 import time
@@ -205,8 +206,26 @@ class ScenarioReport:
 
 
 def max_timestamp(engine: Engine, now: int) -> int:
-    """The largest header timestamp the rules accept for a block of the open round (the decode cap today)."""
-    return MAX_TIMESTAMP
+    """The largest header timestamp the rules will accept for a block of the open round, as a miner can predict
+    it before the beacon: the reveal time (the notice's entry deadline) + the genesis slack; the header decode
+    cap under rules without a time bound."""
+    slack = getattr(engine.genesis.params, "time_slack_s", None)
+    notice = engine.notice(engine.open_round())
+    if slack is None or notice is None:
+        return MAX_TIMESTAMP
+    return notice.entry_deadline_ms // 1000 + slack
+
+
+def _until(keyholder: Keyholder, now: int, kind: type, limit: int = 64):
+    """Step the keyholder from deadline to deadline until it emits a ``kind`` action: (now, action)."""
+    for _ in range(limit):
+        deadline = keyholder.next_deadline()
+        now = max(now, int(deadline + 0.999) if deadline is not None else now)
+        for action in keyholder.step(now):
+            if isinstance(action, kind):
+                return now, action
+        now += 1
+    raise RuntimeError(f"the keyholder emitted no {kind.__name__} (round waiting for entries?)")
 
 
 def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verbose: bool = False) -> ScenarioReport:
@@ -242,20 +261,19 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
                     elif got is not False:
                         sealed.append(got[0])
                         templates[got[0].block.header.hash] = got[1]
-            now += params.entry_window_s
-            beacon = next(a for a in keyholder.step(now) if isinstance(a, Beacon))
-            listed = set(beacon.entries)
+            now, beacon = _until(keyholder, now, Beacon)
+            listed = _listed(beacon)
             tries = []
             for miner in cast:
                 mine = [s for s in sealed if s.miner == miner.name and s.block.header.hash in listed]
                 for s in miner.to_open(view, beacon, mine):
-                    opened = open_block(s.block, beacon, genesis=g, champion_bytes=champion,
-                                        z_milli=templates[s.block.header.hash].z_milli)
+                    t = templates[s.block.header.hash]
+                    extra = {"z_milli": t.z_milli} if hasattr(t, "z_milli") else {}
+                    opened = open_block(s.block, beacon, genesis=g, champion_bytes=champion, **extra)
                     verdict = engine.add_block(opened)
                     p = RoundPayload.decode(opened.payload)
                     tries.append(Try(miner.name, miner.kind, p.b, p.c, verdict.code or verdict.status))
-            now += params.opening_window_s
-            closed = next(a for a in keyholder.step(now) if isinstance(a, RoundClosed))
+            now, closed = _until(keyholder, now, RoundClosed)
             revealed.append(open_shard(g.task, r, beacon.shard_key))
             rec = engine.champion()
             won = closed.winner is not None
@@ -265,7 +283,7 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
             for s in sealed:
                 if s.block.header.hash in listed:
                     kinds[by_pub[s.key.public].kind] = kinds.get(by_pub[s.key.public].kind, 0) + 1
-            rr = RoundReport(r, len(beacon.entries), tuple(sorted(kinds.items())), winner,
+            rr = RoundReport(r, len(listed), tuple(sorted(kinds.items())), winner,
                              rep.kinds[winner] if winner else None, rec.b if won else 0, rec.c if won else 0,
                              acc, after, not won, tuple(tries), tuple(unbuildable))
             acc = after
@@ -289,6 +307,8 @@ def _enter(engine: Engine, keyholder: Keyholder, miner: SimMiner, prop: Proposal
         return False
     try:
         template = engine.build_template(prop.key.public, [], prop.timestamp or now)
+        if prop.timestamp is not None:  # build_template may clamp the clock into the window; an attacker does not
+            template = dataclasses.replace(template, timestamp=prop.timestamp)
         block, entry = seal(template, prop.model, prop.key, salt)
         engine.add_entry(entry)
     except (PopError, ValueError):
@@ -298,6 +318,11 @@ def _enter(engine: Engine, keyholder: Keyholder, miner: SimMiner, prop: Proposal
     except RuleError:
         return False
     return (Sealed(miner.name, prop.key, block), template) if accepted else False
+
+
+def _listed(beacon: Beacon) -> set[bytes]:
+    listed = getattr(beacon, "listed", None)
+    return {h for h, _ in listed} if listed is not None else set(beacon.entries)
 
 
 def _balances(engine: Engine, cast: Sequence[SimMiner]) -> dict[str, int]:
