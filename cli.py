@@ -266,7 +266,7 @@ def cmd_miner_run(args: argparse.Namespace) -> int:
 
 def _champion_line(c: dict[str, Any]) -> str:
     return (f"round {c.get('round')}  height {c.get('height')}  model {c.get('model_hash', '')[:16]}…  "
-            f"b {c.get('b')}  c {c.get('c')}  z {c.get('z_milli', 0) / 1000:.3f}  miner {c.get('miner_address', '')}")
+            f"b {c.get('b')}  c {c.get('c')}  bar {c.get('bar', 0)}  miner {c.get('miner_address', '')}")
 
 
 def cmd_model_champion(args: argparse.Namespace) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from chain.address import _ADDRESS_STATE, ACCOUNT_SIZE, address_of
-from chain.crypto import _tag_state, merkle_root_of_hashes
+from chain.crypto import _tag_state, merkle_root_of_hashes, tagged_hash
 from chain.errors import DecodeError, RuleError
 from chain.tx import TX_VERSION, Transfer, check_chain_id
 
@@ -70,6 +70,12 @@ def _account(balance: int, nonce: int) -> Account:
     _set_nonce(acc, nonce)
     return acc
 AccountReader = Callable[[bytes], "Account | None"]
+
+# Bond ledger (PROTOCOL §3.9). The burn account id is a hash output, not the address of any key (finding a
+# pubkey whose address equals it is a 160-bit preimage), so nothing can ever spend from it: it holds every
+# forfeited bond. Total supply stays Σ allocations + block_reward × blocks; "burned" is its balance.
+BURN_ACCOUNT = tagged_hash("popchain/burn")[:ACCOUNT_SIZE]
+Move = tuple[bytes, bytes, int]   # (from id, to id, at most this amount): a settlement move before the txs
 
 
 # ---------------------------------------------------------------- tx checks
@@ -134,7 +140,7 @@ class StateDelta:
 
 
 def apply_txs(read: AccountReader, txs: Sequence[Transfer], miner: bytes | None, params: LedgerParams,
-              sig_results: Callable[[], list[bool]] | None = None) -> StateDelta:
+              sig_results: Callable[[], list[bool]] | None = None, moves: Sequence[Move] = ()) -> StateDelta:
     """Apply ``txs`` in order on top of ``read`` and credit reward + fees to ``miner`` (a pubkey; None = no
     reward, e.g. genesis). ``sig_results`` waits for the signature checks started by the caller (None means
     verify here). Raises RuleError for the first failing tx (stateless checks, then signature, then state)."""
@@ -145,7 +151,7 @@ def apply_txs(read: AccountReader, txs: Sequence[Transfer], miner: bytes | None,
         before[account] = prev
         return account_word(prev)
 
-    applied = apply_block_txs(load, txs, miner, params)
+    applied = apply_block_txs(load, txs, miner, params, moves)
     error = first_failure(sig_results() if sig_results is not None else None, txs, applied.failure)
     if error is not None:
         raise error
@@ -191,8 +197,31 @@ def first_failure(sig_ok: Sequence[bool | None] | None, txs: Sequence[Transfer],
     return error
 
 
+def apply_moves(state: dict[bytes, int], load: Callable[[bytes], int], moves: Sequence[Move]) -> RuleError | None:
+    """Apply settlement moves in order on account words (nonces untouched): each moves min(amount, source
+    balance), so it never fails on funds. A malformed move, or one that would overflow its target, is
+    ``bad-settlement`` (returned; nothing after it applied)."""
+    for i, (src, dst, cap) in enumerate(moves):
+        if type(cap) is not int or cap < 0 or len(src) != ACCOUNT_SIZE or len(dst) != ACCOUNT_SIZE:
+            return RuleError("bad-settlement", f"move {i}: malformed")
+        word = state.get(src)
+        if word is None:
+            word = load(src)
+        amount = min(cap, word >> 64)
+        state[src] = word - (amount << 64)
+        if amount == 0:
+            continue
+        word = state.get(dst)
+        if word is None:
+            word = load(dst)
+        if (word >> 64) + amount > MAX_BALANCE:
+            return RuleError("bad-settlement", f"move {i}: account {dst.hex()} would overflow")
+        state[dst] = word + (amount << 64)
+    return None
+
+
 def apply_block_txs(load: Callable[[bytes], int], txs: Sequence[Transfer], miner: bytes | None,
-                    params: LedgerParams) -> Applied:
+                    params: LedgerParams, moves: Sequence[Move] = ()) -> Applied:
     """The rules of ``apply_txs`` without signatures. ``load(account)`` returns the account word of an
     account not yet touched (called once per account; the caller records before-values). A failure is
     returned, not raised, with how many signatures come before it in rule order (chain.store then checks
@@ -201,6 +230,10 @@ def apply_block_txs(load: Callable[[bytes], int], txs: Sequence[Transfer], miner
     if len(txs) > params.max_block_txs:
         return Applied({}, 0, (0, RuleError("too-many-txs", f"{len(txs)} txs, limit {params.max_block_txs}")))
     state: dict[bytes, int] = {}  # hot loop (5000 txs per block): account words, no objects per tx
+    if moves:  # settlement first (§3.9): a bond cannot be moved away by the same block's txs
+        error = apply_moves(state, load, moves)
+        if error is not None:
+            return Applied(state, 0, (0, error))
     version, chain_id, min_fee, mask = TX_VERSION, params.chain_id, params.min_fee, _NONCE_MASK
     get = state.get
     address_copy, pubkey_len = _ADDRESS_STATE.copy, _PUBKEY_LEN

@@ -26,6 +26,7 @@ from chain.state import (
     EncodedAccounts,
     Failure,
     LedgerParams,
+    Move,
     StateDelta,
     apply_allocations,
     apply_block_txs,
@@ -48,6 +49,7 @@ from chain.store_read import (
     P_HEADER,
     P_META,
     P_MODEL,
+    P_MOVES,
     P_PAYLOAD,
     P_UNDO,
     StateView,
@@ -189,20 +191,21 @@ class ChainStore(StoreReader):
     # ------------------------------------------------------------ connect / disconnect
 
     def preview_txs(self, prev_hash: bytes, miner: bytes, txs: Sequence[Transfer],
-                    params: LedgerParams) -> StateDelta:
-        """Apply ``txs`` + reward on the state after ``prev_hash``; returns the delta with its state root.
-        Writes nothing. Raises RuleError (first failing tx) or StoreError (unknown/too-old parent)."""
+                    params: LedgerParams, moves: Sequence[Move] = ()) -> StateDelta:
+        """Apply settlement ``moves``, then ``txs`` + reward, on the state after ``prev_hash``; returns the delta
+        with its state root. Writes nothing. Raises RuleError (first failing tx) or StoreError (unknown/too-old
+        parent)."""
         with self._lock:
-            return self._check_txs(prev_hash, miner, txs, params)[0]
+            return self._check_txs(prev_hash, miner, txs, params, moves=moves)[0]
 
-    def preview_block(self, block: Block, params: LedgerParams) -> StateDelta:
+    def preview_block(self, block: Block, params: LedgerParams, moves: Sequence[Move] = ()) -> StateDelta:
         """Validate the ledger part of ``block`` against the state at its parent: chain id, height, model hash,
         tx count, tx root, every tx, state root. Raises RuleError; writes nothing."""
         with self._lock:
             self._check_header(block, params)
             h = block.header
             return self._check_txs(h.prev_hash, h.miner, block.txs, params, tx_root_=h.tx_root,
-                                   state_root=h.state_root)[0]
+                                   state_root=h.state_root, moves=moves)[0]
 
     def _check_header(self, block: Block, params: LedgerParams) -> None:
         """The block checks that come before its txs (PROTOCOL §2: cheap ones first)."""
@@ -223,7 +226,8 @@ class ChainStore(StoreReader):
 
     def _check_txs(self, prev_hash: bytes, miner: bytes, txs: Sequence[Transfer], params: LedgerParams, *,
                    tx_root_: bytes | None = None, state_root: bytes | None = None,
-                   then: Callable[[StateDelta], Any] | None = None) -> tuple[StateDelta, Any]:
+                   then: Callable[[StateDelta], Any] | None = None,
+                   moves: Sequence[Move] = ()) -> tuple[StateDelta, Any]:
         """Check ``txs`` on the state after ``prev_hash`` (with ``tx_root_`` / ``state_root``: compare those
         too); returns the delta and ``then(delta)``, which runs while the pool may still verify (its result
         must not be used if this raises). The caller holds the lock. Raises the first failure in rule order:
@@ -243,7 +247,7 @@ class ChainStore(StoreReader):
         limit = [len(txs)]
         pending = submit_verify_transfers(txs, limit=limit)
         try:
-            delta, failure = self._apply_checked(overlay, cache, miner, txs, params, tx_root_, state_root)
+            delta, failure = self._apply_checked(overlay, cache, miner, txs, params, tx_root_, state_root, moves)
         except BaseException:
             limit[0] = 0  # e.g. a corrupt stored account: stop the pool, let the error through
             raise
@@ -260,7 +264,7 @@ class ChainStore(StoreReader):
     @staticmethod
     def _apply_checked(overlay: Mapping[bytes, bytes | None], cache: LeafCache, miner: bytes,
                        txs: Sequence[Transfer], params: LedgerParams, tx_root_: bytes | None,
-                       state_root: bytes | None) -> tuple[StateDelta | None, Failure | None]:
+                       state_root: bytes | None, moves: Sequence[Move] = ()) -> tuple[StateDelta | None, Failure | None]:
         """``_check_txs``' work besides the signatures: tx root, apply, state root. Returns (delta, failure);
         the delta is None if the failure comes before the state root."""
         if tx_root_ is not None and tx_root(txs) != tx_root_:
@@ -277,7 +281,7 @@ class ChainStore(StoreReader):
                 decode_account_pair(value)  # raises the DecodeError of a corrupt value
             return from_bytes(value, "big")  # the account word: balance << 64 | nonce
 
-        applied = apply_block_txs(load, txs, miner, params)
+        applied = apply_block_txs(load, txs, miner, params, moves)
         if applied.failure is not None:
             return None, applied.failure
         encoded = encode_accounts(applied.state)
@@ -290,9 +294,11 @@ class ChainStore(StoreReader):
         return delta, None
 
     def connect_block(self, block: Block, params: LedgerParams,
-                      extra: Mapping[bytes, bytes | None] = {}) -> StateDelta:
+                      extra: Mapping[bytes, bytes | None] = {}, moves: Sequence[Move] = ()) -> StateDelta:
         """Validate and connect ``block`` on the tip in ONE synced WriteBatch, together with the caller's meta
-        keys ``extra`` (None deletes). Raises RuleError / StoreError and then writes nothing."""
+        keys ``extra`` (None deletes). ``moves`` (consensus settlement, applied before the txs) are recorded
+        with the block so that verify/reindex replay them. Raises RuleError / StoreError and then writes
+        nothing."""
         with self._lock:
             if block.header.prev_hash != self.tip().hash:
                 raise StoreError("block does not extend the tip")
@@ -309,11 +315,12 @@ class ChainStore(StoreReader):
                 changes.update(zip([P_ACCOUNT + a for a in encoded], encoded.values(), strict=True))
                 changes[P_UNDO + h.hash] = _pack_undo(delta.encoded_before())
                 changes[K_TIP] = h.hash
+                changes[P_MOVES + h.hash] = pack_trusted([list(m) for m in moves]) if moves else None
                 changes.update((P_META + k, v) for k, v in extra.items())
                 return changes
 
             delta, changes = self._check_txs(h.prev_hash, h.miner, block.txs, params, tx_root_=h.tx_root,
-                                             state_root=h.state_root, then=batch)
+                                             state_root=h.state_root, then=batch, moves=moves)
             self._kv.write(changes, sync=True)
             self._tip = h
             if self._leaves is not None:
@@ -357,9 +364,11 @@ class ChainStore(StoreReader):
             if block is None:
                 problems.append(f"block at height {height} missing")
                 break
+            raw_moves = self._kv.get(P_MOVES + block.hash)
+            moves = [] if raw_moves is None else [tuple(m) for m in unpack(raw_moves, max_size=MAX_RECORD)]
             try:
                 delta = apply_txs(lambda a: None if a not in accounts else Account.decode(accounts[a]),
-                                  block.txs, block.header.miner, params)
+                                  block.txs, block.header.miner, params, moves=moves)
             except RuleError as err:
                 problems.append(f"height {height}: {err}")
                 break

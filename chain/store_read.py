@@ -1,7 +1,7 @@
 """StoreReader: the read side of ChainStore (chain.store) — the key layout and every read of the database.
 
 Layout (one-byte prefixes): h header · b block body · n height index · a account · u undo record ·
-m model by hash · p consensus payload · x meta (consensus/node keys) · t tip · g genesis hash · c params ·
+m model by hash · p consensus payload · s settlement moves · x meta (consensus/node keys) · t tip · g genesis hash · c params ·
 l genesis allocations.
 
 Does: decode headers, blocks, accounts, params and meta keys; answer main-chain questions through the height
@@ -26,6 +26,7 @@ from chain.tx import Transfer, transfers_from_lists
 
 P_HEADER, P_BODY, P_HEIGHT, P_ACCOUNT, P_UNDO = b"h", b"b", b"n", b"a", b"u"
 P_MODEL, P_PAYLOAD, P_META = b"m", b"p", b"x"
+P_MOVES = b"s"           # + block hash -> the block's settlement moves (consensus-computed, replayed by verify)
 K_TIP, K_GENESIS, K_PARAMS, K_ALLOC = b"t", b"g", b"c", b"l"
 MAX_VIEW_DEPTH = 256     # how far back state_view / preview_block may look (via undo records)
 MAX_RECORD = 64 * 2**20  # cap when decoding our own records (corruption must not explode memory)

@@ -22,11 +22,10 @@ from consensus.rules import (
     ScoringCache,
     decode_payload,
     fork_key,
-    parent_z_milli,
+    moves_for,
     validate_block,
-    z_for_round,
 )
-from consensus.template import Template, build_template
+from consensus.template import Template, build_template, template_timestamp
 
 K_STATE = b"c/state"          # pack([final_hash, current_round])
 P_BEACON = b"c/beacon/"       # + u32 round -> beacon bytes (the first valid one)
@@ -34,6 +33,8 @@ P_NOTICE = b"c/notice/"       # + u32 round -> notice bytes
 P_EQUIV = b"c/equiv/"         # + u32 round + sighash -> pack([kept bytes, refused bytes])
 P_CHAMP = b"c/champ/"         # + u32 height -> champion record (main chain)
 P_CMODEL = b"c/cmodel/"       # + model hash -> u32 height (model hashes of every champion)
+P_OMODEL = b"c/omodel/"       # + model hash -> u32 height of the block whose beacon recorded it as opened
+P_OPENING = b"c/opening/"     # + u32 round + header hash -> pack([miner, model hash]): blocks seen opened
 MAX_ORPHANS = 64
 MAX_ENTRIES_SEEN = 1024       # per round, gossip bound (the keyholder accepts at most E)
 
@@ -44,7 +45,7 @@ def _u32(n: int) -> bytes:
 
 @dataclass(frozen=True)
 class ChampionRecord:
-    """Provenance of a crowned model (the genesis champion has round 0, b = c = z = 0)."""
+    """Provenance of a crowned model (the genesis champion has round 0, b = c = bar = 0)."""
     hash: bytes
     height: int
     round: int
@@ -52,10 +53,10 @@ class ChampionRecord:
     model_hash: bytes
     b: int
     c: int
-    z_milli: int
+    bar: int
 
     def encode(self) -> bytes:
-        return pack([self.hash, self.height, self.round, self.miner, self.model_hash, self.b, self.c, self.z_milli])
+        return pack([self.hash, self.height, self.round, self.miner, self.model_hash, self.b, self.c, self.bar])
 
     @classmethod
     def decode(cls, data: bytes) -> "ChampionRecord":
@@ -65,7 +66,9 @@ class ChampionRecord:
 @dataclass(frozen=True)
 class BlockVerdict:
     """status: tip-changed | accepted (valid, not best) | known | stale (round already final) | orphan
-    (``missing`` = parent to fetch) | rejected (``code``). ``connected`` lists orphans that got connected."""
+    (``missing`` = parent to fetch) | opened (a listed entry opened correctly that does not crown, code
+    not-better-than-champion: relay it, it settles the entrant's bond, §3.9) | rejected (``code``).
+    ``connected`` lists orphans that got connected."""
     status: str
     block_hash: bytes
     code: str | None = None
@@ -124,7 +127,7 @@ class Engine:
         if tip.hash != self._final.hash:  # restart in the opening window: the tip is our best candidate
             block = need(store.get_block(tip.hash), f"tip block {tip.hash.hex()}")
             p = RoundPayload.decode(block.payload)
-            self._candidates[tip.hash] = ScoredBlock(block, p.b, p.c, p.z_milli)
+            self._candidates[tip.hash] = ScoredBlock(block, p.b, p.c, p.bar, moves_for(genesis, p.beacon))
 
     # ------------------------------------------------------------ queries
 
@@ -205,9 +208,27 @@ class Engine:
             raise RuleError("bad-anchor", "entry parent is not the open round's anchor")
         if not entry.verify_signature():
             raise RuleError("bad-entry-sig", "entry signature does not verify")
-        balance = self.store.state_view(self._final.hash).get_account(address_of(entry.miner)).balance
-        if balance < g.params.min_entrant_balance:
-            raise RuleError("insufficient-stake", f"miner balance {balance} < {g.params.min_entrant_balance}")
+        if self.stake(entry.miner) < g.params.entry_bond:
+            raise RuleError("insufficient-stake", f"miner balance {self.stake(entry.miner)} < the entry bond "
+                                                  f"{g.params.entry_bond}")
+
+    def stake(self, miner: bytes) -> int:
+        """The miner key's balance at the final anchor (what its entries are ranked and bonded by)."""
+        return self.store.state_view(self._final.hash).get_account(address_of(miner)).balance
+
+    def openings(self, r: int) -> dict[bytes, tuple[bytes, bytes]]:
+        """header hash -> (miner, model hash) of every listed round-r block this node saw opened (§3.9)."""
+        out = {}
+        for key, value in self.store.meta_items(P_OPENING + _u32(r)):
+            miner, mhash = unpack(value, max_size=128)
+            out[key[len(P_OPENING) + 4:]] = (miner, mhash)
+        return out
+
+    def _record_opening(self, block: Block) -> None:
+        h = block.header
+        key = P_OPENING + _u32(h.round) + h.hash
+        if self.store.meta_get(key) is None:
+            self.store.meta_put(key, pack([h.miner, h.model_hash]))
 
     def add_entry(self, entry: Entry) -> bool:
         """check_entry + one entry per miner key per round. True if new (relay it), False if already seen."""
@@ -267,8 +288,9 @@ class Engine:
         g = self.genesis
         if beacon.chain_id != g.chain_id or not 1 <= beacon.round <= g.n_rounds:
             raise RuleError("bad-beacon", f"beacon for round {beacon.round} on chain {beacon.chain_id!r}")
-        if len(beacon.entries) > g.params.max_entries:
-            raise RuleError("bad-beacon", f"{len(beacon.entries)} entries exceed max_entries")
+        if not 1 <= len(beacon.listed) <= g.params.max_entries:
+            # a round with no entries reveals nothing (its shard is kept for when miners come, §3.10)
+            raise RuleError("bad-beacon", f"{len(beacon.listed)} entries, need 1 to max_entries")
         if not beacon.verify(g.keyholders, g.threshold):
             raise RuleError("bad-beacon-sig", "beacon lacks the keyholder signatures")
         key = P_BEACON + _u32(beacon.round)
@@ -280,6 +302,10 @@ class Engine:
             self._record_equivocation(beacon.round, raw, encoded, beacon.sighash)
             raise RuleError("equivocation", f"a different beacon for round {beacon.round} was seen first")
         self._check_statement(beacon.round, beacon.anchor_hash, encoded, beacon.sighash)
+        notice = self.notice(beacon.round)
+        if notice is not None and (notice.opened, notice.forfeits) != (beacon.opened, beacon.forfeits):
+            self._record_equivocation(beacon.round, notice.encode(), encoded, beacon.sighash)
+            raise RuleError("equivocation", f"beacon {beacon.round} settles otherwise than its anchor notice")
         self.store.meta_put(key, encoded)
         if beacon.round > self._round:
             self._anchors.setdefault(beacon.round, beacon.anchor_hash)
@@ -321,11 +347,23 @@ class Engine:
 
     def _champion_extra(self, s: ScoredBlock) -> dict[bytes, bytes | None]:
         h = s.block.header
-        rec = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, s.b, s.c, s.z_milli)
-        return {P_CHAMP + _u32(h.height): rec.encode(), P_CMODEL + h.model_hash: _u32(h.height)}
+        rec = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, s.b, s.c, s.bar)
+        extra: dict[bytes, bytes | None] = {P_CHAMP + _u32(h.height): rec.encode(),
+                                            P_CMODEL + h.model_hash: _u32(h.height)}
+        # the models its beacon records as opened (losers included) can never be crowned again (§3.6 step 7)
+        for mh in RoundPayload.decode(s.block.payload).beacon.opened:
+            if self.store.meta_get(P_OMODEL + mh) is None:
+                extra[P_OMODEL + mh] = _u32(h.height)
+        return extra
 
     def _unchampion(self, tip: Header) -> dict[bytes, bytes | None]:
-        return {P_CHAMP + _u32(tip.height): None, P_CMODEL + tip.model_hash: None}
+        extra: dict[bytes, bytes | None] = {P_CHAMP + _u32(tip.height): None, P_CMODEL + tip.model_hash: None}
+        raw = self.store.get_payload(tip.hash)
+        if raw is not None:
+            for mh in RoundPayload.decode(raw).beacon.opened:
+                if self.store.meta_get(P_OMODEL + mh) == _u32(tip.height):
+                    extra[P_OMODEL + mh] = None
+        return extra
 
     def _switch_to(self, s: ScoredBlock, state: tuple[bytes, int] | None = None) -> None:
         """Make ``s`` (a candidate of the current round, child of F) the tip."""
@@ -335,12 +373,16 @@ class Engine:
         extra = self._champion_extra(s)
         if state is not None:
             extra.update(self._state_extra(*state))
-        self.store.connect_block(s.block, self.genesis.ledger_params, extra=extra)
+        self.store.connect_block(s.block, self.genesis.ledger_params, extra=extra, moves=s.moves)
 
     def _is_past_champion(self, model_hash: bytes) -> bool:
-        raw = self.store.meta_get(P_CMODEL + model_hash)
-        # an index entry from the current round's tip (a sibling, not an ancestor) does not count
-        return raw is not None and int.from_bytes(raw, "big") <= self._final.height
+        """A champion or a recorded opened model of the final chain (§3.6 step 7)."""
+        for prefix in (P_CMODEL, P_OMODEL):
+            raw = self.store.meta_get(prefix + model_hash)
+            # an index entry from the current round's tip (a sibling, not an ancestor) does not count
+            if raw is not None and int.from_bytes(raw, "big") <= self._final.height:
+                return True
+        return False
 
     def add_block(self, block: Block) -> BlockVerdict:
         """Validate ``block`` and apply fork choice; never raises RuleError (the verdict carries the code)."""
@@ -364,7 +406,11 @@ class Engine:
         except OrphanBlock:
             return self._park(block)
         except RuleError as err:
+            if err.code == "not-better-than-champion":  # every other rule held: a correct opening
+                self._record_opening(block)
+                return BlockVerdict("opened", h.hash, err.code, err.message)
             return BlockVerdict("rejected", h.hash, err.code, err.message)
+        self._record_opening(block)
         self._candidates[h.hash] = scored
         best = max(self._candidates.values(), key=fork_key)
         status = "accepted"
@@ -398,9 +444,13 @@ class Engine:
     # ------------------------------------------------------------ templates for miners
 
     def build_template(self, miner_pubkey: bytes, txs, timestamp: int) -> Template:
+        """A template for the open round: the notice's settlement and a timestamp every beacon accepts."""
         r = self.open_round()
-        if r == 0:
+        notice = self.notice(r)
+        if r == 0 or notice is None or notice.anchor_hash != self._final.hash:
             raise RuleError("no-open-round", "no round is open for entries")
         parent = self._final
-        z = z_for_round(self.genesis.params, r, parent.round, parent_z_milli(self.store, parent))
-        return build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, timestamp, z)
+        opened_ms = notice.entry_deadline_ms - self.genesis.params.entry_window_s * 1000
+        ts = template_timestamp(self.genesis, parent, opened_ms, timestamp)
+        return build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, ts,
+                              moves_for(self.genesis, notice))

@@ -19,7 +19,7 @@ from chain.encoding import check_bytes, check_int, check_list, check_list_max, p
 from chain.errors import DecodeError, RuleError
 from chain.state import LedgerParams, apply_allocations, genesis_state_root
 from chain.tx import check_chain_id
-from consensus.messages import MAX_BEACON_ENTRIES, MAX_KEYHOLDERS, MAX_Z_MILLI
+from consensus.messages import MAX_BEACON_ENTRIES, MAX_KEYHOLDERS
 from ml.errors import MLError
 from ml.generator import World
 from ml.model import ModelCaps, decode_model, encode_model
@@ -39,17 +39,15 @@ class GenesisParams:
     entry_window_s: int = 4
     opening_window_s: int = 4
     max_entries: int = 16
-    min_entrant_balance: int = 1_000
+    entry_bond: int = 3_125_000        # = ceil(block_reward / max_entries): squatting every slot costs a reward
     block_reward: int = 50_000_000
     min_fee: int = 1_000
     max_block_txs: int = 5_000
     max_block_bytes: int = 8 * 2**20
-    # significance retarget (§3.7), z × 1000; defaults chosen with the round simulator (§3.11)
-    z_init_milli: int = 1_645
-    z_floor_milli: int = 0
-    z_max_milli: int = 3_090
-    z_up_milli: int = 250
-    z_down_milli: int = 500
+    # the crowning test (§3.7): family-wise false-accept rate α = alpha_num / alpha_den per round
+    alpha_num: int = 1
+    alpha_den: int = 20
+    time_slack_s: int = 120            # block timestamps lie within the beacon's keyholder times ± this
     # model caps (ml.model.ModelCaps; max_bound_bits stays at ml/'s 53 so scoring is exact in float64)
     model_max_bytes: int = 1 * 2**20
     model_max_params: int = 1 << 20
@@ -64,16 +62,14 @@ class GenesisParams:
         check(self.entry_window_s, 1, MAX_WINDOW_S, "entry_window_s")
         check(self.opening_window_s, 1, MAX_WINDOW_S, "opening_window_s")
         check(self.max_entries, 1, MAX_BEACON_ENTRIES, "max_entries")
-        check(self.min_entrant_balance, 0, 2**62, "min_entrant_balance")
+        check(self.entry_bond, 0, 2**52, "entry_bond")
         check(self.block_reward, 0, 2**40, "block_reward")
         check(self.min_fee, 0, 2**40, "min_fee")
         check(self.max_block_txs, 0, 10_000, "max_block_txs")
         check(self.max_block_bytes, 1024, MAX_BLOCK_SIZE, "max_block_bytes")
-        check(self.z_floor_milli, 0, MAX_Z_MILLI, "z_floor_milli")
-        check(self.z_max_milli, self.z_floor_milli, MAX_Z_MILLI, "z_max_milli")
-        check(self.z_init_milli, self.z_floor_milli, self.z_max_milli, "z_init_milli")
-        check(self.z_up_milli, 0, MAX_Z_MILLI, "z_up_milli")
-        check(self.z_down_milli, 1, MAX_Z_MILLI, "z_down_milli")  # > 0: void rounds must lower the bar
+        check(self.alpha_den, 2, 2**32, "alpha_den")
+        check(self.alpha_num, 1, self.alpha_den - 1, "alpha_num")   # 0 < α < 1
+        check(self.time_slack_s, 1, MAX_WINDOW_S, "time_slack_s")  # >= 1: a child after any block fits
         check(self.model_max_bytes, 64, 4 * 2**20, "model_max_bytes")
         check(self.model_max_params, 1, 1 << 24, "model_max_params")
         check(self.model_max_madds, 1, 1 << 24, "model_max_madds")
@@ -81,6 +77,10 @@ class GenesisParams:
         check(self.model_max_depth, 1, 64, "model_max_depth")
         check(self.model_max_nodes, 1, 1 << 22, "model_max_nodes")
         check(self.model_max_trees, 1, 1 << 16, "model_max_trees")
+
+    @property
+    def alpha(self) -> tuple[int, int]:
+        return (self.alpha_num, self.alpha_den)
 
     @property
     def model_caps(self) -> ModelCaps:

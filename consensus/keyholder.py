@@ -1,9 +1,12 @@
 """The keyholder's round state machine (PROTOCOL §3.10), driven by an explicit ``now`` (seconds): no clock.
 
-open round r (anchor notice on the engine's tip) → after W: beacon r (journal "round r revealed" + exact
-beacon bytes, synced, BEFORE returning it) → after O: close r (the engine's tip is the best valid block by fork
-choice, or the anchor itself: void) → open r+1 on it. After the last shard a closing notice for round n+1
-finalises round n and the keyholder is done. The journal lives in the store's meta keys, so a restarted
+open round r (anchor notice on the engine's tip, carrying the bond settlement of the rounds since that anchor)
+→ after W, and only once at least one entry was accepted (a round with no entries waits: its shard is not
+revealed; if the first entry comes after W, the window runs W more from then): beacon r (journal "round r
+revealed" + exact beacon bytes, synced, BEFORE returning it) → after O: close r (the engine's tip is the best
+valid block by fork choice, or the anchor itself: void) → open r+1 on it. After the last shard a closing notice
+for round n+1 finalises round n and the keyholder is done. When more than E entries arrive it keeps the E with
+the largest stake at the anchor (ties: lower header hash), not the first E. The journal lives in the store's meta keys, so a restarted
 keyholder resumes where it was and re-sends (never re-signs) its beacon.
 
 One Keyholder process holds every key it signs with (≥ threshold); multi-party signing is out of scope.
@@ -17,12 +20,22 @@ from chain.crypto import Keypair
 from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack, unpack
 from chain.errors import DecodeError, RuleError
 from consensus.engine import Engine
-from consensus.messages import MAX_KEYHOLDERS, AnchorNotice, Beacon, Entry, make_anchor_notice, make_beacon
+from consensus.messages import (
+    MAX_KEYHOLDERS,
+    MAX_SETTLE,
+    AnchorNotice,
+    Beacon,
+    Entry,
+    Forfeits,
+    make_anchor_notice,
+    make_beacon,
+)
 from ml.shards import SecretTask
 
 P_OPEN = b"k/open/"          # + u32 round -> pack([opened_ms, notice bytes])
 P_ENTRY = b"k/entry/"        # + u32 round + miner -> entry bytes (accepted, first come)
 P_REVEAL = b"k/revealed/"    # + u32 round -> pack([revealed_ms, beacon bytes])
+P_WAIT = b"k/wait/"          # + u32 round -> pack([ms]): the window ran out empty; then when the first entry came
 KEYFILE_VERSION = 1
 
 
@@ -101,9 +114,14 @@ class Keyholder:
 
     # ------------------------------------------------------------ entries
 
+    def _rank(self, entry: Entry) -> tuple[int, int]:
+        """Larger is kept: stake at the anchor, then the lower header hash."""
+        return (self.engine.stake(entry.miner), -int.from_bytes(entry.header_hash, "big"))
+
     def on_entry(self, entry: Entry) -> bool:
-        """Accept an entry for the open round: engine rule + first come, one per miner, at most E. True if
-        accepted now (journaled, synced)."""
+        """Accept an entry for the open round: engine rule, a balance covering this bond and the ones the
+        round's notice already charges the key, one per miner; beyond E, the E largest stakes are kept. True
+        if accepted now (journaled, synced)."""
         opened = self._opened()
         if opened is None or entry.round != opened[0] or self._revealed(entry.round) is not None:
             return False
@@ -111,25 +129,57 @@ class Keyholder:
         key = P_ENTRY + _u32(entry.round) + entry.miner
         if self.store.meta_get(key) is not None:
             return False
-        if len(self.accepted_entries(entry.round)) >= self.genesis.params.max_entries:
+        bond = self.genesis.params.entry_bond
+        owed = dict(opened[2].forfeits).get(entry.miner, 0)
+        if self.engine.stake(entry.miner) < bond * (1 + owed):
+            raise RuleError("insufficient-stake", f"balance does not cover this bond and {owed} forfeited ones")
+        accepted = self.accepted_entries(entry.round)
+        if len(accepted) < self.genesis.params.max_entries:
+            self.store.meta_put(key, entry.encode())
+            return True
+        worst = min(accepted, key=self._rank)
+        if self._rank(entry) <= self._rank(worst):
             return False
-        self.store.meta_put(key, entry.encode())
+        self.store.meta_write({P_ENTRY + _u32(entry.round) + worst.miner: None, key: entry.encode()})
         return True
+
+    def settlement(self, anchor_round: int, r: int) -> tuple[list[bytes], Forfeits]:
+        """(models opened, (miner, k) forfeits) over rounds anchor_round … r−1: every listed entry the
+        engine saw opened records its model; every other one forfeits a bond (§3.9). Capped at MAX_SETTLE
+        each (lowest first), which takes a void streak of MAX_SETTLE / E rounds to reach."""
+        opened: set[bytes] = set()
+        owed: dict[bytes, int] = {}
+        for q in range(max(1, anchor_round), r):
+            beacon = self.engine.beacon(q)
+            if beacon is None:
+                continue
+            seen = self.engine.openings(q)
+            for header_hash, miner in beacon.listed:
+                if header_hash in seen:
+                    opened.add(seen[header_hash][1])
+                else:
+                    owed[miner] = owed.get(miner, 0) + 1
+        return sorted(opened)[:MAX_SETTLE], tuple(sorted(owed.items()))[:MAX_SETTLE]
 
     # ------------------------------------------------------------ the state machine
 
     def _open(self, r: int, now_ms: int) -> AnchorNotice:
         anchor = self.engine.tip()
-        deadline = now_ms + self.genesis.params.entry_window_s * 1000
-        notice = make_anchor_notice(self.keypairs, self.genesis.chain_id, r, anchor.hash, anchor.height, deadline)
-        self.store.meta_put(P_OPEN + _u32(r), pack([now_ms, notice.encode()]))
+        # never before the anchor's timestamp: every block of the round then has a valid timestamp (§3.6 step 4)
+        opened_ms = max(now_ms, anchor.timestamp * 1000)
+        deadline = opened_ms + self.genesis.params.entry_window_s * 1000
+        models, forfeits = self.settlement(anchor.round, r)
+        notice = make_anchor_notice(self.keypairs, self.genesis.chain_id, r, anchor.hash, anchor.height, deadline,
+                                    opened=models, forfeits=forfeits)
+        self.store.meta_put(P_OPEN + _u32(r), pack([opened_ms, notice.encode()]))
         self.engine.add_anchor_notice(notice)
         return notice
 
-    def _reveal(self, r: int, notice: AnchorNotice, now_ms: int) -> Beacon:
-        entries = [e.header_hash for e in self.accepted_entries(r)]
+    def _reveal(self, r: int, notice: AnchorNotice, opened_ms: int, now_ms: int) -> Beacon:
+        entries = [(e.header_hash, e.miner) for e in self.accepted_entries(r)]
         beacon = make_beacon(self.keypairs, self.genesis.chain_id, r, notice.anchor_hash, entries,
-                             self.secret.key(r))
+                             self.secret.key(r), opened_ms=opened_ms, time_ms=max(now_ms, opened_ms),
+                             opened=notice.opened, forfeits=notice.forfeits)
         # journal first (synced): a crash after this line re-sends these exact bytes, never a new beacon
         self.store.meta_put(P_REVEAL + _u32(r), pack([now_ms, beacon.encode()]))
         self.engine.add_beacon(beacon)
@@ -166,8 +216,9 @@ class Keyholder:
             return actions + [Done(r - 1)] if not actions else actions
         revealed = self._revealed(r)
         if revealed is None:
-            if now_ms >= opened_ms + params.entry_window_s * 1000:
-                actions.append(self._reveal(r, notice, now_ms))
+            reveal_at = self._reveal_at(r, opened_ms, now_ms)
+            if reveal_at is not None and now_ms >= reveal_at:
+                actions.append(self._reveal(r, notice, opened_ms, now_ms))
             return actions
         revealed_ms, beacon = revealed
         if now_ms < revealed_ms + params.opening_window_s * 1000:
@@ -180,8 +231,37 @@ class Keyholder:
             actions.append(Done(r))
         return actions
 
+    def _reveal_at(self, r: int, opened_ms: int, now_ms: int) -> int | None:
+        """When round r may reveal (ms), or None while it has no entry. A window that ran out empty is
+        journaled; the first step that then sees an entry starts W again, so others can still enter."""
+        window = self.genesis.params.entry_window_s * 1000
+        if now_ms < opened_ms + window:
+            return opened_ms + window
+        raw = self.store.meta_get(P_WAIT + _u32(r))
+        has_entries = bool(self.accepted_entries(r))
+        if raw is None:
+            if has_entries:
+                return opened_ms + window
+            self.store.meta_put(P_WAIT + _u32(r), pack([0]))
+            return None
+        (first_ms,) = unpack(raw, max_size=32)
+        if not has_entries:
+            return None
+        if first_ms == 0:
+            first_ms = now_ms
+            self.store.meta_put(P_WAIT + _u32(r), pack([first_ms]))
+        return first_ms + window
+
+    def waiting(self) -> bool:
+        """True while the open round has no entry after its window (nothing is revealed)."""
+        opened = self._opened()
+        if opened is None or opened[0] > self.genesis.n_rounds or self._revealed(opened[0]) is not None:
+            return False
+        return self.store.meta_get(P_WAIT + _u32(opened[0])) is not None and not self.accepted_entries(opened[0])
+
     def next_deadline(self) -> float | None:
-        """When step() next has something to do (seconds), or None when done; lets the node sleep exactly."""
+        """When step() next has something to do (seconds), or None when done or waiting for a first entry
+        (``done`` tells which); lets the node sleep exactly."""
         opened = self._opened()
         if opened is None:
             return 0.0
@@ -190,5 +270,10 @@ class Keyholder:
             return None
         revealed = self._revealed(r)
         if revealed is None:
-            return (opened_ms + self.genesis.params.entry_window_s * 1000) / 1000
+            window = self.genesis.params.entry_window_s * 1000
+            raw = self.store.meta_get(P_WAIT + _u32(r))
+            if raw is None:
+                return (opened_ms + window) / 1000
+            (first_ms,) = unpack(raw, max_size=32)
+            return (first_ms + window) / 1000 if first_ms else None   # None: waiting for a first entry
         return (revealed[0] + self.genesis.params.opening_window_s * 1000) / 1000

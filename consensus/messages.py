@@ -25,11 +25,12 @@ MAX_KEYHOLDERS = 16          # signatures on a notice/beacon; genesis may list a
 MAX_BEACON_ENTRIES = 256     # encoding cap; the consensus limit is genesis max_entries (<= this)
 SHARD_KEY_SIZE = 32
 MAX_SCORE = 2**32 - 1        # b and c count shard rows
-MAX_Z_MILLI = 100_000
+MAX_SETTLE = 1024            # opened models / forfeiting keys a beacon may settle (the keyholder stays below)
 
 MAX_ENTRY_SIZE = 256
-MAX_NOTICE_SIZE = 160 + MAX_KEYHOLDERS * 100
-MAX_BEACON_SIZE = 200 + MAX_BEACON_ENTRIES * 34 + MAX_KEYHOLDERS * 100
+MAX_SETTLEMENT_SIZE = 16 + MAX_SETTLE * (35 + 42)   # opened model hashes + (miner, count) forfeits
+MAX_NOTICE_SIZE = 160 + MAX_SETTLEMENT_SIZE + MAX_KEYHOLDERS * 100
+MAX_BEACON_SIZE = 240 + MAX_BEACON_ENTRIES * 70 + MAX_SETTLEMENT_SIZE + MAX_KEYHOLDERS * 100
 MAX_PAYLOAD_SIZE = MAX_BEACON_SIZE + 64
 
 ENTRY_TAG = "popchain/entry"
@@ -37,6 +38,8 @@ ANCHOR_TAG = "popchain/anchor"
 BEACON_TAG = "popchain/beacon"
 
 Signatures = tuple[tuple[bytes, bytes], ...]
+Listed = tuple[tuple[bytes, bytes], ...]      # (header hash, miner pubkey), ascending by header hash
+Forfeits = tuple[tuple[bytes, int], ...]      # (miner pubkey, number of bonds), ascending by miner
 
 
 def _check_version(value: Any, name: str) -> int:
@@ -118,15 +121,18 @@ def make_entry(keypair: Keypair, chain_id: str, round: int, parent_hash: bytes, 
 
 @dataclass(frozen=True)
 class AnchorNotice:
-    """Keyholder's signed announcement: round ``round`` is open for entries on ``anchor_hash`` until
-    ``entry_deadline_ms`` (keyholder clock, unix milliseconds; informational)."""
+    """Keyholder's signed announcement: round ``round`` is open for entries on ``anchor_hash`` until at least
+    ``entry_deadline_ms`` (keyholder clock, unix milliseconds; the round waits for its first entry), with the
+    settlement of the rounds since the anchor that its blocks will apply (§3.9; the beacon repeats it)."""
     version: int
     chain_id: str
     round: int
     anchor_hash: bytes
     anchor_height: int
     entry_deadline_ms: int
-    signatures: Signatures
+    opened: tuple[bytes, ...] = ()
+    forfeits: Forfeits = ()
+    signatures: Signatures = ()
 
     def __post_init__(self) -> None:
         _check_version(self.version, "notice.version")
@@ -135,10 +141,11 @@ class AnchorNotice:
         check_bytes(self.anchor_hash, 32, "notice.anchor_hash")
         check_int(self.anchor_height, 0, MAX_HEIGHT, "notice.anchor_height")
         check_int(self.entry_deadline_ms, 0, MAX_TIME_MS, "notice.entry_deadline_ms")
+        _check_settlement(self.opened, self.forfeits, "notice")
 
     def unsigned_fields(self) -> list[Any]:
         return [self.version, self.chain_id, self.round, self.anchor_hash, self.anchor_height,
-                self.entry_deadline_ms]
+                self.entry_deadline_ms, list(self.opened), [list(p) for p in self.forfeits]]
 
     @cached_property
     def sighash(self) -> bytes:
@@ -152,46 +159,110 @@ class AnchorNotice:
 
     @classmethod
     def decode(cls, data: bytes) -> "AnchorNotice":
-        f = check_list(unpack(data, max_size=MAX_NOTICE_SIZE), 7, "notice")
-        return cls(f[0], f[1], f[2], f[3], f[4], f[5], _check_signatures(f[6], "notice.signatures"))
+        f = check_list(unpack(data, max_size=MAX_NOTICE_SIZE), 9, "notice")
+        opened, forfeits = _decode_settlement(f[6], f[7], "notice")
+        return cls(f[0], f[1], f[2], f[3], f[4], f[5], opened, forfeits,
+                   _check_signatures(f[8], "notice.signatures"))
 
 
 def make_anchor_notice(keypairs: Sequence[Keypair], chain_id: str, round: int, anchor_hash: bytes,
-                       anchor_height: int, entry_deadline_ms: int) -> AnchorNotice:
-    unsigned = AnchorNotice(MESSAGE_VERSION, chain_id, round, anchor_hash, anchor_height, entry_deadline_ms, ())
-    return AnchorNotice(MESSAGE_VERSION, chain_id, round, anchor_hash, anchor_height, entry_deadline_ms,
-                        _sign_all(keypairs, unsigned.sighash))
+                       anchor_height: int, entry_deadline_ms: int, *, opened: Sequence[bytes] = (),
+                       forfeits: Sequence[tuple[bytes, int]] = ()) -> AnchorNotice:
+    fields = (MESSAGE_VERSION, chain_id, round, anchor_hash, anchor_height, entry_deadline_ms,
+              *_canonical_settlement(opened, forfeits))
+    unsigned = AnchorNotice(*fields)
+    return AnchorNotice(*fields, _sign_all(keypairs, unsigned.sighash))
 
 
 # ---------------------------------------------------------------- Beacon
 
 
+def _check_settlement(opened: Any, forfeits: Any, name: str) -> None:
+    _check_hash_list(opened, MAX_SETTLE, f"{name}.opened")
+    if not isinstance(forfeits, tuple) or len(forfeits) > MAX_SETTLE:
+        raise DecodeError(f"{name}.forfeits: expected a tuple of at most {MAX_SETTLE} items")
+    for i, pair in enumerate(forfeits):
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise DecodeError(f"{name}.forfeits[{i}]: expected (miner, count)")
+        check_bytes(pair[0], 32, f"{name}.forfeits[{i}].miner")
+        check_int(pair[1], 1, MAX_ROUND, f"{name}.forfeits[{i}].count")
+    miners = [m for m, _ in forfeits]
+    if miners != sorted(set(miners)):
+        raise DecodeError(f"{name}.forfeits: must be sorted ascending by miner and unique")
+
+
+def _decode_settlement(opened: Any, forfeits: Any, name: str) -> tuple[tuple[bytes, ...], Forfeits]:
+    o = tuple(check_list_max(opened, MAX_SETTLE, f"{name}.opened"))
+    f = tuple(tuple(check_list(p, 2, f"{name}.forfeits[]")) for p in check_list_max(forfeits, MAX_SETTLE,
+                                                                                       f"{name}.forfeits"))
+    return o, f  # type: ignore[return-value]
+
+
+def _canonical_settlement(opened: Sequence[bytes], forfeits: Sequence[tuple[bytes, int]]
+                          ) -> tuple[tuple[bytes, ...], Forfeits]:
+    return tuple(sorted(set(opened))), tuple(sorted((bytes(m), int(k)) for m, k in forfeits))
+
+
+def _check_hash_list(value: Any, cap: int, name: str, size: int = 32) -> tuple[bytes, ...]:
+    if not isinstance(value, tuple) or len(value) > cap:
+        raise DecodeError(f"{name}: expected a tuple of at most {cap} items")
+    for i, h in enumerate(value):
+        check_bytes(h, size, f"{name}[{i}]")
+    if list(value) != sorted(set(value)):
+        raise DecodeError(f"{name}: must be sorted ascending and unique")
+    return value
+
+
 @dataclass(frozen=True)
 class Beacon:
-    """Round ``round``'s reveal: the anchor, the accepted entries' header hashes and shard key r."""
+    """Round ``round``'s reveal (PROTOCOL §3.4): the anchor, keyholder times, the listed entries (header hash
+    and miner), shard key r, and the settlement of the rounds since the anchor (§3.9): models opened there,
+    and the bonds forfeited there — the same settlement the round's anchor notice announced."""
     version: int
     chain_id: str
     round: int
     anchor_hash: bytes
-    entries: tuple[bytes, ...]
+    opened_ms: int                # keyholder time the round opened (its anchor notice), unix ms
+    time_ms: int                  # keyholder time of this reveal, unix ms (>= opened_ms)
+    listed: Listed
     shard_key: bytes
-    signatures: Signatures
+    opened: tuple[bytes, ...] = ()     # model hashes opened in rounds anchor.round .. round - 1
+    forfeits: Forfeits = ()            # (miner, k): k listed-but-unopened entries in those rounds
+    signatures: Signatures = ()
 
     def __post_init__(self) -> None:
         _check_version(self.version, "beacon.version")
         check_chain_id(self.chain_id, "beacon.chain_id")
         check_int(self.round, 1, MAX_ROUND, "beacon.round")
         check_bytes(self.anchor_hash, 32, "beacon.anchor_hash")
-        if not isinstance(self.entries, tuple) or len(self.entries) > MAX_BEACON_ENTRIES:
-            raise DecodeError(f"beacon.entries: expected a tuple of at most {MAX_BEACON_ENTRIES} hashes")
-        for i, h in enumerate(self.entries):
-            check_bytes(h, 32, f"beacon.entries[{i}]")
-        if list(self.entries) != sorted(set(self.entries)):
-            raise DecodeError("beacon.entries: must be sorted ascending and unique")
+        check_int(self.opened_ms, 0, MAX_TIME_MS, "beacon.opened_ms")
+        check_int(self.time_ms, 0, MAX_TIME_MS, "beacon.time_ms")
+        if self.opened_ms > self.time_ms:
+            raise DecodeError("beacon: opened_ms after time_ms")
+        if not isinstance(self.listed, tuple) or len(self.listed) > MAX_BEACON_ENTRIES:
+            raise DecodeError(f"beacon.listed: expected a tuple of at most {MAX_BEACON_ENTRIES} entries")
+        for i, pair in enumerate(self.listed):
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise DecodeError(f"beacon.listed[{i}]: expected (header hash, miner)")
+            check_bytes(pair[0], 32, f"beacon.listed[{i}].header_hash")
+            check_bytes(pair[1], 32, f"beacon.listed[{i}].miner")
+        hashes = [h for h, _ in self.listed]
+        if hashes != sorted(set(hashes)):
+            raise DecodeError("beacon.listed: must be sorted ascending by header hash and unique")
+        if len({m for _, m in self.listed}) != len(self.listed):
+            raise DecodeError("beacon.listed: one entry per miner key")
         check_bytes(self.shard_key, SHARD_KEY_SIZE, "beacon.shard_key")
+        _check_settlement(self.opened, self.forfeits, "beacon")
+
+    @property
+    def entries(self) -> tuple[bytes, ...]:
+        """The listed header hashes (ascending)."""
+        return tuple(h for h, _ in self.listed)
 
     def unsigned_fields(self) -> list[Any]:
-        return [self.version, self.chain_id, self.round, self.anchor_hash, list(self.entries), self.shard_key]
+        return [self.version, self.chain_id, self.round, self.anchor_hash, self.opened_ms, self.time_ms,
+                [list(p) for p in self.listed], self.shard_key, list(self.opened),
+                [list(p) for p in self.forfeits]]
 
     @cached_property
     def sighash(self) -> bytes:
@@ -206,17 +277,24 @@ class Beacon:
 
     @classmethod
     def decode(cls, data: bytes) -> "Beacon":
-        f = check_list(unpack(data, max_size=MAX_BEACON_SIZE), 7, "beacon")
-        entries = check_list_max(f[4], MAX_BEACON_ENTRIES, "beacon.entries")
-        return cls(f[0], f[1], f[2], f[3], tuple(entries), f[5], _check_signatures(f[6], "beacon.signatures"))
+        f = check_list(unpack(data, max_size=MAX_BEACON_SIZE), 11, "beacon")
+        listed = tuple(tuple(check_list(p, 2, "beacon.listed[]"))
+                       for p in check_list_max(f[6], MAX_BEACON_ENTRIES, "beacon.listed"))
+        opened, forfeits = _decode_settlement(f[8], f[9], "beacon")
+        return cls(f[0], f[1], f[2], f[3], f[4], f[5], listed, f[7], opened,  # type: ignore[arg-type]
+                   forfeits, _check_signatures(f[10], "beacon.signatures"))
 
 
 def make_beacon(keypairs: Sequence[Keypair], chain_id: str, round: int, anchor_hash: bytes,
-                entries: Sequence[bytes], shard_key: bytes) -> Beacon:
-    listed = tuple(sorted(set(entries)))
-    unsigned = Beacon(MESSAGE_VERSION, chain_id, round, anchor_hash, listed, shard_key, ())
-    return Beacon(MESSAGE_VERSION, chain_id, round, anchor_hash, listed, shard_key,
-                  _sign_all(keypairs, unsigned.sighash))
+                entries: Sequence[tuple[bytes, bytes]], shard_key: bytes, *, opened_ms: int = 0,
+                time_ms: int = 0, opened: Sequence[bytes] = (),
+                forfeits: Sequence[tuple[bytes, int]] = ()) -> Beacon:
+    """Sign a beacon; ``entries`` are (header hash, miner) pairs in any order."""
+    listed = tuple(sorted({(bytes(h), bytes(m)) for h, m in entries}))
+    fields = (MESSAGE_VERSION, chain_id, round, anchor_hash, opened_ms, max(time_ms, opened_ms), listed,
+              shard_key, *_canonical_settlement(opened, forfeits))
+    unsigned = Beacon(*fields)
+    return Beacon(*fields, _sign_all(keypairs, unsigned.sighash))
 
 
 # ---------------------------------------------------------------- RoundPayload
@@ -225,12 +303,13 @@ def make_beacon(keypairs: Sequence[Keypair], chain_id: str, round: int, anchor_h
 @dataclass(frozen=True)
 class RoundPayload:
     """A round block's payload: its signed beacon (so a syncing node can validate alone) and the crowning
-    record b, c, z_milli, which must equal what every validator recomputes."""
+    record b, c and ``bar`` (the least b that crowns with b + c disagreements and the beacon's entry count,
+    consensus.stats.crown_threshold), which must equal what every validator recomputes."""
     version: int
     beacon: Beacon
     b: int
     c: int
-    z_milli: int
+    bar: int
 
     def __post_init__(self) -> None:
         _check_version(self.version, "payload.version")
@@ -238,10 +317,10 @@ class RoundPayload:
             raise DecodeError("payload.beacon: expected a Beacon")
         check_int(self.b, 0, MAX_SCORE, "payload.b")
         check_int(self.c, 0, MAX_SCORE, "payload.c")
-        check_int(self.z_milli, 0, MAX_Z_MILLI, "payload.z_milli")
+        check_int(self.bar, 0, MAX_SCORE, "payload.bar")
 
     def encode(self) -> bytes:
-        return pack_trusted([self.version, self.beacon.encode(), self.b, self.c, self.z_milli])
+        return pack_trusted([self.version, self.beacon.encode(), self.b, self.c, self.bar])
 
     @classmethod
     def decode(cls, data: bytes) -> "RoundPayload":

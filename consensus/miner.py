@@ -10,6 +10,7 @@ from chain.block import Block, model_hash
 from chain.crypto import Keypair
 from consensus.genesis import Genesis
 from consensus.messages import MESSAGE_VERSION, Beacon, Entry, RoundPayload, make_entry
+from consensus.rules import crowning_bar
 from consensus.template import Template
 from ml.model import decode_model
 from ml.score import paired, score
@@ -36,8 +37,10 @@ def score_against(genesis: Genesis, beacon: Beacon, model_bytes: bytes, champion
     return paired(mine, theirs)
 
 
-def open_block(sealed: Block, beacon: Beacon, *, genesis: Genesis, champion_bytes: bytes, z_milli: int) -> Block:
-    """Attach the round payload (beacon + b, c, z) to a sealed block, ready to publish."""
+def open_block(sealed: Block, beacon: Beacon, *, genesis: Genesis, champion_bytes: bytes) -> Block:
+    """Attach the round payload (beacon + b, c and the crowning bar) to a sealed block, ready to publish.
+    Open it even when it will not crown: an opened entry does not forfeit its bond (§3.9)."""
     b, c = score_against(genesis, beacon, sealed.model, champion_bytes)
-    payload = RoundPayload(MESSAGE_VERSION, beacon, b, c, z_milli)
+    bar = crowning_bar(b, c, len(beacon.listed), genesis.params)
+    payload = RoundPayload(MESSAGE_VERSION, beacon, b, c, bar)
     return dataclasses.replace(sealed, payload=payload.encode())

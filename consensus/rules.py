@@ -1,4 +1,5 @@
-"""Block validity for a round (PROTOCOL §3.6), the paired test, the significance retarget and fork choice.
+"""Block validity for a round (PROTOCOL §3.6): the crowning test (consensus.stats), bounded timestamps, bond
+settlement (consensus.settlement), duplicate models, and fork choice.
 
 ``validate_block`` runs the checks in the order of §3.6 — cheap ones (sizes, signatures, hashes) first, the
 model scoring last — and raises chain.errors.RuleError with the stable reject code of the first broken rule.
@@ -15,16 +16,18 @@ import numpy as np
 from chain.address import address_of
 from chain.block import Block, Header, model_hash, tx_root
 from chain.errors import DecodeError, PopError, RuleError, StoreError
+from chain.state import Move
 from chain.store import ChainStore
 from consensus.genesis import Genesis, GenesisParams
-from consensus.messages import MESSAGE_VERSION, Beacon, RoundPayload
+from consensus.messages import MESSAGE_VERSION, AnchorNotice, Beacon, RoundPayload
+from consensus.settlement import settlement_moves
+from consensus.stats import accepts, crown_threshold
 from ml.errors import MLError, ShardError
 from ml.model import Model, decode_model
 from ml.score import Features, paired, prepare, score
 from ml.shards import open_shard
 from ml.task import Dataset
 
-MILLI_SQUARED = 1_000_000
 
 
 class OrphanBlock(PopError):
@@ -41,7 +44,8 @@ class ScoredBlock:
     block: Block
     b: int
     c: int
-    z_milli: int
+    bar: int                          # the least b that crowned with b + c disagreements (payload ``bar``)
+    moves: tuple[Move, ...] = ()      # settlement moves applied before the txs (consensus.settlement)
 
     @property
     def hash(self) -> bytes:
@@ -55,27 +59,17 @@ class ScoredBlock:
 # ---------------------------------------------------------------- pure integer rules
 
 
-MIN_DISAGREEMENT = 5  # b + c: the fewest disagreements at which even a clean sweep (b = n, c = 0) is evidence
-                      # at the one-sided 5 % level that z_init stands for in the exact sign test (2^-5 < 0.05 <= 2^-4)
+def crowning_bar(b: int, c: int, m: int, params: GenesisParams) -> int:
+    """The payload's ``bar``: crown_threshold(b + c, m, α), or 0 when no b can crown at that n."""
+    t = crown_threshold(b + c, m, params.alpha)
+    return 0 if t is None else t
 
 
-def paired_test(b: int, c: int, z_milli: int) -> bool:
-    """One-sided McNemar in integers: accept iff b + c ≥ MIN_DISAGREEMENT, b − c ≥ 1 and
-    (b − c)² · 10⁶ ≥ z_milli² · (b + c). At z = 0 this is "strictly more right answers, by at least one,
-    on a shard where the challenger measurably differs from the champion" (PROTOCOL.md §3.6 step 9, §3.7)."""
-    d = b - c
-    return b + c >= MIN_DISAGREEMENT and d >= 1 and d * d * MILLI_SQUARED >= z_milli * z_milli * (b + c)
-
-
-def z_for_round(params: GenesisParams, round: int, parent_round: int, parent_z_milli: int | None) -> int:
-    """Significance z×1000 required in ``round`` on a parent crowned in ``parent_round`` with ``parent_z_milli``
-    (None: the parent is genesis). Each void round since the parent lowers z by z_down; a crowning raises it
-    by z_up for the next round; the result is clamped to [z_floor, z_max]."""
-    if round <= parent_round:
-        raise ValueError("round must come after the parent's round")
-    voids = round - parent_round - 1
-    base = params.z_init_milli if parent_z_milli is None else parent_z_milli + params.z_up_milli
-    return max(params.z_floor_milli, min(params.z_max_milli, base - voids * params.z_down_milli))
+def timestamp_window(params: GenesisParams, beacon: Beacon, parent: Header) -> tuple[int, int]:
+    """[lo, hi] for a block timestamp (seconds) on ``parent`` under ``beacon`` (§3.6 step 4): after the parent,
+    no earlier than the round's keyholder open time − slack, no later than its reveal time + slack."""
+    lo = max(parent.timestamp + 1, beacon.opened_ms // 1000 - params.time_slack_s)
+    return lo, beacon.time_ms // 1000 + params.time_slack_s
 
 
 def fork_key(scored: ScoredBlock) -> tuple[int, int, int]:
@@ -143,14 +137,9 @@ _default_cache = ScoringCache()
 # ---------------------------------------------------------------- validate_block
 
 
-def parent_z_milli(store: ChainStore, parent: Header) -> int | None:
-    """The z recorded in the parent's payload (None for genesis)."""
-    if parent.height == 0:
-        return None
-    raw = store.get_payload(parent.hash)
-    if raw is None:
-        raise StoreError(f"payload of {parent.hash.hex()} missing")
-    return RoundPayload.decode(raw).z_milli
+def moves_for(genesis: Genesis, beacon: Beacon | AnchorNotice) -> tuple[Move, ...]:
+    """The settlement moves of a block of the beacon's (or notice's) round (consensus.settlement)."""
+    return settlement_moves(bond=genesis.params.entry_bond, forfeits=beacon.forfeits)
 
 
 def _walk_champion_hashes(store: ChainStore, parent: Header) -> Callable[[bytes], bool]:
@@ -200,8 +189,8 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
     if beacon is not None and beacon.sighash != beacon_in.sighash:
         raise RuleError("bad-beacon", f"payload beacon differs from the accepted beacon of round {h.round}")
     # 3. sealed entry and anchor
-    if h.hash not in beacon_in.entries:
-        raise RuleError("not-entered", f"header {h.hash.hex()[:16]} is not listed in beacon {h.round}")
+    if (h.hash, h.miner) not in beacon_in.listed:
+        raise RuleError("not-entered", f"header {h.hash.hex()[:16]} by this miner is not listed in beacon {h.round}")
     if h.prev_hash != beacon_in.anchor_hash:
         raise RuleError("bad-anchor", "prev_hash is not the beacon's anchor")
     # 4. parent, height, round, time
@@ -213,8 +202,12 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
     if not parent.round < h.round <= genesis.n_rounds:
         raise RuleError("bad-round", f"round {h.round} after parent round {parent.round} "
                                      f"(task has {genesis.n_rounds} rounds)")
-    if h.timestamp <= parent.timestamp:
-        raise RuleError("bad-timestamp", f"timestamp {h.timestamp} not after parent's {parent.timestamp}")
+    if beacon_in.time_ms // 1000 < parent.timestamp:
+        raise RuleError("bad-beacon", "beacon time is before its anchor's timestamp")
+    lo, hi = timestamp_window(params, beacon_in, parent)
+    if not lo <= h.timestamp <= hi:
+        raise RuleError("bad-timestamp", f"timestamp {h.timestamp} outside [{lo}, {hi}] (after the parent, "
+                                         f"within the beacon's keyholder times ± {params.time_slack_s} s)")
     # 5. miner signature and stake
     if not h.verify_signature():
         raise RuleError("bad-header-sig", "miner signature does not verify")
@@ -222,17 +215,18 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
         stake = store.state_view(h.prev_hash).get_account(address_of(h.miner)).balance
     except StoreError:
         raise RuleError("stale-parent", "parent is no longer on the main chain within reach") from None
-    if stake < params.min_entrant_balance:
-        raise RuleError("insufficient-stake", f"miner balance {stake} < {params.min_entrant_balance}")
+    if stake < params.entry_bond:
+        raise RuleError("insufficient-stake", f"miner balance {stake} < the entry bond {params.entry_bond}")
     # 6. txs and state root (the ledger rules and their codes come from chain.state)
     ledger = genesis.ledger_params
     if len(block.txs) > ledger.max_block_txs:
         raise RuleError("too-many-txs", f"{len(block.txs)} txs, limit {ledger.max_block_txs}")
     if tx_root(block.txs) != h.tx_root:
         raise RuleError("bad-tx-root", "tx root does not match the txs")
-    delta = store.preview_txs(h.prev_hash, h.miner, block.txs, ledger)
+    moves = moves_for(genesis, beacon_in)
+    delta = store.preview_txs(h.prev_hash, h.miner, block.txs, ledger, moves)
     if delta.state_root != h.state_root:
-        raise RuleError("bad-state-root", "state root does not match the state after txs + reward + fees")
+        raise RuleError("bad-state-root", "state root does not match the state after settlement + txs + reward + fees")
     # 7. model
     if model_hash(block.model) != h.model_hash:
         raise RuleError("bad-model-hash", "model bytes do not hash to header.model_hash")
@@ -243,27 +237,27 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
     except MLError as exc:
         raise RuleError("bad-model", str(exc)) from None
     past = is_past_champion or _walk_champion_hashes(store, parent)
-    if past(h.model_hash):
-        raise RuleError("duplicate-model", "model is byte-identical to the champion or an earlier champion")
+    if past(h.model_hash) or h.model_hash in beacon_in.opened:
+        raise RuleError("duplicate-model", "model is byte-identical to a champion or to a model opened earlier")
     # 8. shard
     try:
         shard = cache.shard(genesis, h.round, beacon_in.shard_key)
     except ShardError as exc:
         raise RuleError("bad-shard-commitment", str(exc)) from None
-    # 9. retarget and the paired test
-    z = z_for_round(params, h.round, parent.round, parent_z_milli(store, parent))
-    if payload.z_milli != z:
-        raise RuleError("bad-z", f"payload z_milli {payload.z_milli}, the retarget gives {z}")
+    # 9. the crowning test: exact sign test, Bonferroni over the m listed entries
     champion_bytes = store.get_model(parent.model_hash)
     if champion_bytes is None:
         raise StoreError(f"champion model {parent.model_hash.hex()} missing")
     champion_ok = cache.champion_correct(genesis, champion_bytes, h.round, beacon_in.shard_key)
     features = cache.features(genesis, h.round, beacon_in.shard_key)  # the shard's X, prepared once per round
     b, c = paired(score(challenger, features, shard.y).correct, champion_ok)
-    if (payload.b, payload.c) != (b, c):
-        raise RuleError("bad-score", f"payload says b={payload.b} c={payload.c}, recomputed b={b} c={c}")
-    if not paired_test(b, c, z):
-        why = (f"disagrees with the champion on {b + c} < {MIN_DISAGREEMENT} rows" if b + c < MIN_DISAGREEMENT
-               else f"fails the paired test at z={z / 1000:.3f}")
-        raise RuleError("not-better-than-champion", f"b={b} c={c} {why}")
-    return ScoredBlock(block, b, c, z)
+    m = len(beacon_in.listed)
+    bar = crowning_bar(b, c, m, params)
+    if (payload.b, payload.c, payload.bar) != (b, c, bar):
+        raise RuleError("bad-score", f"payload says b={payload.b} c={payload.c} bar={payload.bar}, "
+                                     f"recomputed b={b} c={c} bar={bar}")
+    if not accepts(b, c, m, params.alpha):
+        why = (f"no outcome of {b + c} disagreements crowns with {m} entries" if bar == 0
+               else f"needs b >= {bar} of {b + c} (alpha {params.alpha_num}/{params.alpha_den} over {m} entries)")
+        raise RuleError("not-better-than-champion", f"b={b} c={c}: {why}")
+    return ScoredBlock(block, b, c, bar, moves)

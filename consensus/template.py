@@ -1,15 +1,16 @@
 """Block templates for remote miners (getblocktemplate-style): what a miner needs to seal a block without
-holding chain state — height, prev (the open round's anchor), round, timestamp, selected txs, tx root, the
-state root after txs + reward + fees, and the z the paired test will use."""
+holding chain state — height, prev (the open round's anchor), round, a timestamp inside the window the rules will
+accept (§3.6 step 4), selected txs, tx root, the state root after the bond settlement the round's anchor
+notice announced (§3.9) + txs + reward + fees, and the entry bond."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from chain.address import address_of
 from chain.block import Header, tx_root
 from chain.errors import RuleError
-from chain.state import Account, check_tx_stateful, check_tx_stateless
+from chain.state import Account, Move, check_tx_stateful, check_tx_stateless
 from chain.store import ChainStore
 from chain.tx import Transfer
 from consensus.genesis import Genesis
@@ -28,7 +29,7 @@ class Template:
     txs: tuple[Transfer, ...]
     tx_root: bytes
     state_root: bytes
-    z_milli: int
+    entry_bond: int
     champion_model_hash: bytes
 
     def header(self, model_hash: bytes, salt: bytes) -> Header:
@@ -38,12 +39,18 @@ class Template:
 
 
 def select_txs(store: ChainStore, genesis: Genesis, parent: Header, txs: Iterable[Transfer],
-               limit: int) -> list[Transfer]:
-    """Greedy selection in the given order: a tx is kept if it is valid on the state after the txs kept
-    before it (nonce, balance, fee, signature); others are skipped (they may fit a later block)."""
+               limit: int, moves: Sequence[Move] = ()) -> list[Transfer]:
+    """Greedy selection in the given order: a tx is kept if it is valid on the state after the settlement
+    ``moves`` and the txs kept before it (nonce, balance, fee, signature); others are skipped."""
     view = store.state_view(parent.hash)
     ledger = genesis.ledger_params
     overlay: dict[bytes, Account] = {}
+    for src, dst, cap in moves:
+        acc = overlay.get(src) or view.get_account(src)
+        amount = min(cap, acc.balance)
+        overlay[src] = Account(acc.balance - amount, acc.nonce)
+        rec = overlay.get(dst) or view.get_account(dst)
+        overlay[dst] = Account(rec.balance + amount, rec.nonce)
     chosen: list[Transfer] = []
     for tx in txs:
         if len(chosen) >= limit:
@@ -62,10 +69,20 @@ def select_txs(store: ChainStore, genesis: Genesis, parent: Header, txs: Iterabl
     return chosen
 
 
+def template_timestamp(genesis: Genesis, parent: Header, opened_ms: int, now: int) -> int:
+    """``now`` clamped into the window every beacon of this round accepts: after the parent and within
+    [open − slack, open + slack] of the round's keyholder open time (the reveal comes later, so that window is
+    inside [open − slack, reveal + slack]; and the keyholder opens no earlier than the parent's timestamp)."""
+    slack = genesis.params.time_slack_s
+    open_s = opened_ms // 1000
+    return max(parent.timestamp + 1, open_s - slack, min(int(now), open_s + slack))
+
+
 def build_template(store: ChainStore, genesis: Genesis, parent: Header, round: int, miner: bytes,
-                   txs: Iterable[Transfer], timestamp: int, z_milli: int) -> Template:
+                   txs: Iterable[Transfer], timestamp: int, moves: Sequence[Move] = ()) -> Template:
     limit = min(genesis.params.max_block_txs, MAX_TEMPLATE_TXS)
-    chosen = select_txs(store, genesis, parent, txs, limit)
-    delta = store.preview_txs(parent.hash, miner, chosen, genesis.ledger_params)
+    chosen = select_txs(store, genesis, parent, txs, limit, moves)
+    delta = store.preview_txs(parent.hash, miner, chosen, genesis.ledger_params, moves)
     return Template(genesis.chain_id, parent.height + 1, parent.hash, round, max(int(timestamp), parent.timestamp + 1),
-                    miner, tuple(chosen), tx_root(chosen), delta.state_root, z_milli, parent.model_hash)
+                    miner, tuple(chosen), tx_root(chosen), delta.state_root, genesis.params.entry_bond,
+                    parent.model_hash)

@@ -237,7 +237,7 @@ class Api:
         out["entries"] = [e.hex() for e in info.beacon.entries] if info.beacon else []
         out["shard_key"] = info.beacon.shard_key.hex() if info.beacon else None
         out["verdict"] = champion_json(info.winner) if info.winner else None
-        out["candidates"] = [{"hash": s.hash.hex(), "b": s.b, "c": s.c, "z_milli": s.z_milli} for s in cands]
+        out["candidates"] = [{"hash": s.hash.hex(), "b": s.b, "c": s.c, "bar": s.bar} for s in cands]
         return out
 
     async def round(self, request: web.Request) -> web.Response:

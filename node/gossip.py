@@ -119,6 +119,14 @@ class Relay:
                 else:
                     peer.send(wire.Inv((key,)))
 
+    def push_all(self, kind: InvKind, h: bytes, data: bytes, exclude: Peer | None = None) -> None:
+        """Push an object whole to every peer that does not know it (opened losers: no store serves them)."""
+        key = (kind, h)
+        for peer in self.node.ready_peers():
+            if peer is not exclude and key not in peer.known:
+                peer.known.add(key)
+                peer.send(wire.Object(kind, data))
+
     def request(self, peer: Peer, items: Iterable[tuple[InvKind, bytes]]) -> None:
         now = time.monotonic()
         wanted = []
@@ -368,6 +376,14 @@ class Relay:
             if outcome == "known":
                 self.known_blocks.add(block.hash)
                 return True, "duplicate"
+            if outcome == "opened":
+                # a listed entry opened correctly that does not crown: relay it so that the keyholder learns
+                # the opening (the entrant keeps its bond, PROTOCOL §3.9); it changes no tip
+                self.known_blocks.add(block.hash)
+                self.push_all(InvKind.BLOCK, block.hash, data, exclude=peer)
+                log.info("block round %d %s opened, not crowned: %s", block.header.round, block.hash.hex()[:16],
+                         detail)
+                return True, "opened"
             if outcome in ("rejected", "stale"):
                 raise RuleError(code, detail)
             self.known_blocks.add(block.hash)

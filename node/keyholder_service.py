@@ -30,6 +30,7 @@ class KeyholderService:
         self.published: list[tuple[str, int]] = []   # (kind, round), for tests and logs
         self.published_at: dict[tuple[str, int], float] = {}   # first publication time (benchmarks)
         self.done_logged = False
+        self._wake = asyncio.Event()   # set by an accepted entry: a waiting round may start its window
 
     async def open(self) -> None:
         def make() -> Keyholder:
@@ -49,6 +50,7 @@ class KeyholderService:
             return
         if accepted:
             log.info("round %d: entry %s accepted", entry.round, entry.header_hash.hex()[:16])
+            self._wake.set()
 
     async def run(self) -> None:
         node = self.node
@@ -59,8 +61,13 @@ class KeyholderService:
             for action in actions:
                 await self._publish(action)
             deadline = await node.worker.call(kh.next_deadline)
-            if deadline is None:
-                await asyncio.sleep(MAX_SLEEP_S * 4)
+            if deadline is None:   # done, or a round waiting for its first entry (its shard stays hidden)
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(MAX_SLEEP_S):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
                 continue
             await asyncio.sleep(min(MAX_SLEEP_S, max(0.0, deadline - time.time()) + 0.005))
 

@@ -94,7 +94,7 @@ class DemoNetwork:
 
 
 class Table:
-    COLUMNS = (("round", 5), ("winner", 10), ("b-c", 5), ("z", 5), ("acc shard", 9), ("acc test", 8),
+    COLUMNS = (("round", 5), ("winner", 10), ("b-c", 5), ("bar", 5), ("acc shard", 9), ("acc test", 8),
                ("height", 6), ("txs", 5))
 
     def header(self) -> str:
@@ -230,7 +230,7 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
                 champion_model = await client.model(verdict["model_hash"])
                 winner = names.get(address_of(bytes.fromhex(block["header"]["miner"])), "?")
                 cells = (next_round, winner.replace("-miner", ""), verdict["b"] - verdict["c"],
-                         f"{verdict['z_milli'] / 1000:.2f}")
+                         f"{verdict['bar']}")
             else:
                 cells = (next_round, "(void)", "-", "-")
             acc_shard = await asyncio.to_thread(shard_acc, next_round, key, champion_model)

@@ -35,7 +35,7 @@ def template_from_json(obj: dict) -> Template:
     b = bytes.fromhex
     return Template(obj["chain_id"], obj["height"], b(obj["prev_hash"]), obj["round"], obj["timestamp"],
                     b(obj["miner"]), tuple(Transfer.decode(b(t)) for t in obj["txs"]), b(obj["tx_root"]),
-                    b(obj["state_root"]), obj["z_milli"], b(obj["champion_model_hash"]))
+                    b(obj["state_root"]), obj["entry_bond"], b(obj["champion_model_hash"]))
 
 
 def fit_shards(revealed: list[T]) -> list[T]:
@@ -86,7 +86,7 @@ class RoundReport:
     check: tuple[int, int] | None = None   # (b, c) of the local check on the last revealed shard
     b: int | None = None
     c: int | None = None
-    z_milli: int | None = None
+    bar: int | None = None
     won: bool = False
     winner: str | None = None
 
@@ -95,7 +95,7 @@ class RoundReport:
         if self.check is not None:
             parts.append(f"check b-c {self.check[0] - self.check[1]:+d}")
         if self.b is not None:
-            parts.append(f"b {self.b} c {self.c} z {(self.z_milli or 0) / 1000:.2f}")
+            parts.append(f"b {self.b} c {self.c} bar {self.bar}")
         parts.append("WON" if self.won else self.status if self.status != "opened" else "lost")
         return "  ".join(parts)
 
@@ -199,11 +199,10 @@ class Miner:
             report.status = "not-listed"
             return report
         champion = await self.client.model(tpl.champion_model_hash.hex())
-        opened = await asyncio.to_thread(open_block, block, beacon, genesis=self.genesis, champion_bytes=champion,
-                                         z_milli=tpl.z_milli)
+        opened = await asyncio.to_thread(open_block, block, beacon, genesis=self.genesis, champion_bytes=champion)
         from consensus.messages import RoundPayload
         payload = RoundPayload.decode(opened.payload)
-        report.b, report.c, report.z_milli = payload.b, payload.c, payload.z_milli
+        report.b, report.c, report.bar = payload.b, payload.c, payload.bar
         try:
             await self.client.send_opening(opened.encode())
             report.status = "opened"

@@ -134,7 +134,7 @@ def template_from_json(obj: dict) -> Template:
     b = bytes.fromhex
     return Template(obj["chain_id"], obj["height"], b(obj["prev_hash"]), obj["round"], obj["timestamp"],
                     b(obj["miner"]), tuple(Transfer.decode(b(t)) for t in obj["txs"]), b(obj["tx_root"]),
-                    b(obj["state_root"]), obj["z_milli"], b(obj["champion_model_hash"]))
+                    b(obj["state_root"]), obj["entry_bond"], b(obj["champion_model_hash"]))
 
 
 @dataclass
@@ -209,8 +209,7 @@ class ScriptedMiner:
             self.opened.append((r, "not-entered"))
             return
         champion = await self.client.model(tpl.champion_model_hash.hex())
-        opened = await asyncio.to_thread(open_block, block, beacon, genesis=self.genesis, champion_bytes=champion,
-                                         z_milli=tpl.z_milli)
+        opened = await asyncio.to_thread(open_block, block, beacon, genesis=self.genesis, champion_bytes=champion)
         try:
             res = await self.client.send_opening(opened.encode())
             self.opened.append((r, res["status"]))
@@ -265,14 +264,14 @@ def build_chain_offline(datadir: Path, chain: TestChain, n_blocks: int) -> int:
                                         caps=g.model_caps)
                 block, entry = seal(tpl, encode_model(model), miner, os.urandom(32))
                 keyholder.on_entry(entry)
-                sealed.append((block, tpl.z_milli))
+                sealed.append(block)
             now += g.params.entry_window_s
             keyholder.step(now)
             beacon = engine.beacon(r)
             assert beacon is not None, "the keyholder published beacon r after the entry window"
             champion = engine.champion_model()
-            for block, z in sealed:
-                engine.add_block(open_block(block, beacon, genesis=g, champion_bytes=champion, z_milli=z))
+            for block in sealed:
+                engine.add_block(open_block(block, beacon, genesis=g, champion_bytes=champion))
             shards.append(open_shard(g.task, r, beacon.shard_key))
             now += g.params.opening_window_s
             keyholder.step(now)
