@@ -161,10 +161,13 @@ class SybilCopy(SimMiner):
 
 @dataclass
 class Squatter(SimMiner):
-    """Enters with every key (a throwaway model) and never opens."""
+    """Enters with every key (a throwaway model) in rounds up to ``last_round`` and never opens."""
     kind: str = "squatter"
+    last_round: int = 1 << 30
 
     def propose(self, view: RoundView) -> list[Proposal]:
+        if view.round > self.last_round:
+            return []
         return [Proposal(key, encode_model(copy_noise(_decode(view), view.rng, 0.5))) for key in self.keys]
 
     def to_open(self, view: RoundView, beacon: Beacon, sealed: list[Sealed]) -> list[Sealed]:

@@ -6,8 +6,8 @@ each attacker achieves end to end through real Engine + Keyholder rounds.
 - sim_power_1pp           crowning probability of a +1 pp challenger at 10 % disagreement on the default shard
                           size, 16 listed entries (≥ 0.8): Monte Carlo; baseline = exact binomial
 - sim_copycat_share       share of rounds won by copy-noise / copy-flip / sybil-copy (≤ 0.01)
-- sim_squatter_cost       grains the squatter loses per round it occupies slots in, / block reward (≥ 1); a
-                          lower bound of the cost per round it voids (it voids at most the rounds it occupies)
+- sim_squatter_cost       grains the squatter loses per round it voids, / block reward (≥ 1): E keys richer than
+                          any honest miner hold every slot of every round but the last and never open
 - sim_champion_regressions share of crownings after which the champion's held-out test accuracy fell by more
                           than one standard error (≤ 0.05)
 - sim_champion_test_acc   final champion test accuracy (mixed scenario, mean over seeds) vs the best scikit-learn
@@ -93,21 +93,20 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     figs.append(_fig("sim_copycat_share", round(copy_wins / copy_rounds, 4) if copy_rounds else 0.0,
                      "share of rounds", f"<= 0.01; {copy_wins}/{copy_rounds} rounds won by copy-noise, copy-flip "
                      f"or sybil-copy ({n_seeds} seeds, mixed + sybil scenarios)"))
-    # squatter: grains lost per round it held listed slots in, over the rounds already settled (a crowned block
-    # of round r charges the bonds forfeited in the rounds since its parent, so rounds after the last crowning
-    # are still owed when the run ends)
-    squat_rounds = squat_voids = lost = 0
+    # squatter: grains lost per round it voided (holding listed slots, opening none). A crowned block of round r
+    # charges the bonds forfeited in the rounds since its parent, so only rounds before the last crowning are
+    # settled when the run ends; the squatter stops before the last round so that an honest block settles.
+    voided = held = lost = 0
     for rep in by["squatter"]:
         last = max((rr.round for rr in rep.rounds if not rr.void), default=0)
-        held = [rr for rr in rep.rounds if dict(rr.listed_by_kind).get("squatter")]
-        squat_rounds += sum(1 for rr in held if rr.round < last)
-        squat_voids += sum(1 for rr in held if rr.void)
+        mine = [rr for rr in rep.rounds if dict(rr.listed_by_kind).get("squatter") and rr.round < last]
+        held += len(mine)
+        voided += sum(1 for rr in mine if rr.void)
         lost += rep.balance_lost.get("squatter", 0)
     reward = reports[0].block_reward
-    cost = round(lost / squat_rounds / reward, 3) if squat_rounds and reward else 0.0
-    figs.append(_fig("sim_squatter_cost", cost, "block rewards lost per squatted round",
-                     f">= 1; lost {lost} grains over {squat_rounds} settled squatted rounds ({squat_voids} void); "
-                     "a lower bound of the cost per voided round"))
+    cost = round(lost / voided / reward, 3) if voided and reward else 0.0
+    figs.append(_fig("sim_squatter_cost", cost, "block rewards lost per voided round",
+                     f">= 1; lost {lost} grains over {voided} settled voided rounds ({held} squatted)"))
     crownings = [(rr, r.n_test) for r in reports for rr in r.rounds if not rr.void]
     regressions = sum(1 for rr, n_test in crownings if regression(rr, n_test))
     figs.append(_fig("sim_champion_regressions", round(regressions / len(crownings), 4) if crownings else 0.0,

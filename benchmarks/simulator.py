@@ -7,7 +7,8 @@ playing ``rounds`` rounds on a fresh store through the real entry / beacon / ope
 
 - ``mixed``    4 honest miners + copy-noise 2 %, copy-noise 10 %, copy-flip, finetune, late-timestamp
 - ``sybil``    1 honest miner + a sybil with E − 1 keys (noised copies, only the best opened)
-- ``squatter`` a squatter with E keys that enters first and never opens + 4 honest miners
+- ``squatter`` a squatter with E keys (each richer than any honest miner, so it holds every slot) that enters
+               first and never opens, for every round but the last + 4 honest miners
 - ``late``     a late-timestamp miner fitting on every row (so it wins early) + 2 weaker honest miners: after
                its crowning, can the others still build a valid child?
 
@@ -109,7 +110,10 @@ class World:
                  + ["copy-noise-2", "copy-noise-10", "copy-flip", "finetune", "late-timestamp"]
                  + [f"sybil/{i}" for i in range(E - 1)] + [f"squatter/{i}" for i in range(E)])
         self.keys = {n: _key(seed, n) for n in names}
-        allocations = [(address_of(kp.public), BALANCE) for kp in self.keys.values()]
+        # the squatter outranks everyone (slots go by stake): it can hold every slot, so it voids the rounds it
+        # squats, and the figure is what that costs it
+        allocations = [(address_of(kp.public), 2 * BALANCE if n.startswith("squatter/") else BALANCE)
+                       for n, kp in self.keys.items()]
         self.genesis, self.secret = create_genesis(
             task_world, chain_id="popchain-sim", rounds=c.rounds, shard_size=c.shard_size, allocations=allocations,
             keyholder_pubkeys=[self.keyholder_kp.public], params=c.params, timestamp=GENESIS_TIME,
@@ -150,7 +154,8 @@ class World:
         if scenario == "sybil":
             return honest[:1] + [SybilCopy("sybil", tuple(k[f"sybil/{i}"] for i in range(E - 1)))]
         if scenario == "squatter":
-            return [Squatter("squatter", tuple(k[f"squatter/{i}"] for i in range(E)))] + honest
+            squat = max(1, self.config.rounds - 1)  # it stops before the last round: a crowned block settles its bonds
+            return [Squatter("squatter", tuple(k[f"squatter/{i}"] for i in range(E)), last_round=squat)] + honest
         if scenario == "late":
             return [LateTimestamp("late-timestamp", (k["late-timestamp"],), "mlp", seed=60, all_rows=True),
                     honest[3], honest[2]]

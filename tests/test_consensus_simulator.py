@@ -49,21 +49,15 @@ def test_sybil_lists_its_keys_and_opens_only_one(reports):
         assert sum(t.kind == "sybil-copy" for t in r.tries) == 1
 
 
-def test_squatter_never_wins_and_pays_a_block_reward_per_round(reports):
+def test_squatter_pays_a_block_reward_per_round_it_voids(reports):
     rep = reports["squatter"]
     last_crowned = max((r.round for r in rep.rounds if not r.void), default=0)
+    assert last_crowned == len(rep.rounds)          # once it stops, an honest block is crowned and settles
     # a crowned block of round r settles the bonds forfeited in the rounds before it
-    settled = [r for r in rep.rounds if dict(r.listed_by_kind).get("squatter") and r.round < last_crowned]
+    voided = [r for r in rep.rounds if r.void and dict(r.listed_by_kind).get("squatter") and r.round < last_crowned]
+    assert voided, "the squatter voided nothing: the scenario tests nothing"
     assert all(r.winner_kind != "squatter" for r in rep.rounds)
-    assert settled, "the squatter held no slot in a settled round: the scenario tests nothing"
-    assert rep.balance_lost["squatter"] >= len(settled) * rep.block_reward
-
-
-def test_squatter_does_not_crowd_out_honest_miners(reports):
-    # with E squatter keys entering first, honest entries must still be listed (and a round crowned)
-    rep = reports["squatter"]
-    assert all(dict(r.listed_by_kind).get("honest", 0) >= 1 for r in rep.rounds)
-    assert rep.crowned >= 1
+    assert rep.balance_lost["squatter"] >= len(voided) * rep.block_reward
 
 
 def test_late_timestamp_cannot_halt_the_chain(reports):
