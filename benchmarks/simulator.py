@@ -118,7 +118,7 @@ class World:
             task_world, chain_id="popchain-sim", rounds=c.rounds, shard_size=c.shard_size, allocations=allocations,
             keyholder_pubkeys=[self.keyholder_kp.public], params=c.params, timestamp=GENESIS_TIME,
             n_train=c.n_train, rng=_rng_bytes(seed))
-        self._models: dict[tuple[str, int, int], Model] = {}
+        self._models: dict[tuple[str, int, int, bool], Model] = {}
 
     @cached_property
     def public(self) -> Dataset:
@@ -212,13 +212,12 @@ class ScenarioReport:
 
 def max_timestamp(engine: Engine, now: int) -> int:
     """The largest header timestamp the rules will accept for a block of the open round, as a miner can predict
-    it before the beacon: the reveal time (the notice's entry deadline) + the genesis slack; the header decode
-    cap under rules without a time bound."""
-    slack = getattr(engine.genesis.params, "time_slack_s", None)
+    it before the beacon: the reveal time (no earlier than the notice's entry deadline) + the genesis slack
+    (PROTOCOL §3.6 step 4); capped by the header's decode limit."""
     notice = engine.notice(engine.open_round())
-    if slack is None or notice is None:
+    if notice is None:
         return MAX_TIMESTAMP
-    return notice.entry_deadline_ms // 1000 + slack
+    return min(MAX_TIMESTAMP, notice.entry_deadline_ms // 1000 + engine.genesis.params.time_slack_s)
 
 
 def _until(keyholder: Keyholder, now: int, kind: type, limit: int = 64):
@@ -257,24 +256,22 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
             champion = engine.champion_model()
             view = RoundView(r, g, champion, world.public, tuple(revealed), now, max_timestamp(engine, now),
                              lambda fam, s, full=False, rv=tuple(revealed): world.train(fam, s, rv, full), rng)
-            sealed, templates, unbuildable = [], {}, []
+            sealed: list[Sealed] = []
+            unbuildable: list[str] = []
             for miner in cast:
                 for prop in miner.propose(view):
                     got = _enter(engine, keyholder, miner, prop, champion, now, salts(32))
                     if got is None:
                         unbuildable.append(miner.name)
-                    elif got is not False:
-                        sealed.append(got[0])
-                        templates[got[0].block.header.hash] = got[1]
+                    elif isinstance(got, Sealed):
+                        sealed.append(got)
             now, beacon = _until(keyholder, now, Beacon)
             listed = _listed(beacon)
             tries = []
             for miner in cast:
                 mine = [s for s in sealed if s.miner == miner.name and s.block.header.hash in listed]
                 for s in miner.to_open(view, beacon, mine):
-                    t = templates[s.block.header.hash]
-                    extra = {"z_milli": t.z_milli} if hasattr(t, "z_milli") else {}
-                    opened = open_block(s.block, beacon, genesis=g, champion_bytes=champion, **extra)
+                    opened = open_block(s.block, beacon, genesis=g, champion_bytes=champion)
                     verdict = engine.add_block(opened)
                     p = RoundPayload.decode(opened.payload)
                     tries.append(Try(miner.name, miner.kind, p.b, p.c, verdict.code or verdict.status))
@@ -305,9 +302,9 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
 
 
 def _enter(engine: Engine, keyholder: Keyholder, miner: SimMiner, prop: Proposal, champion: bytes, now: int,
-           salt: bytes):
-    """Seal + enter one proposal: (Sealed, template) if the keyholder accepted it, False if refused or a
-    duplicate of the champion, None if the block could not be built at all (e.g. an impossible timestamp)."""
+           salt: bytes) -> Sealed | bool | None:
+    """Seal + enter one proposal: Sealed if the keyholder accepted it, False if refused or a duplicate of the
+    champion, None if the block could not be built at all (e.g. an impossible timestamp)."""
     if prop.model == champion:
         return False
     try:
@@ -322,12 +319,11 @@ def _enter(engine: Engine, keyholder: Keyholder, miner: SimMiner, prop: Proposal
         accepted = keyholder.on_entry(entry)
     except RuleError:
         return False
-    return (Sealed(miner.name, prop.key, block), template) if accepted else False
+    return Sealed(miner.name, prop.key, block) if accepted else False
 
 
 def _listed(beacon: Beacon) -> set[bytes]:
-    listed = getattr(beacon, "listed", None)
-    return {h for h, _ in listed} if listed is not None else set(beacon.entries)
+    return {header_hash for header_hash, _ in beacon.listed}
 
 
 def _balances(engine: Engine, cast: Sequence[SimMiner]) -> dict[str, int]:
