@@ -26,10 +26,13 @@ import numpy as np
 
 from benchmarks.sim_rule import crown_power, false_crown_round
 from benchmarks.simulator import SCENARIOS, RoundReport, ScenarioReport, World, WorldConfig, run_scenario
+from consensus.genesis import GenesisParams
 from ml.score import score
 from ml.training import train_candidate
+from node.tools.sizing import DEFAULT_DETECT, rows_for
 
-DEFAULT_SHARD_ROWS = 10_000
+# the default task's shard size: what `popchain genesis create` picks for its default --detect 0.01
+DEFAULT_SHARD_ROWS = rows_for(DEFAULT_DETECT, GenesisParams().max_entries, GenesisParams().alpha)
 KINDS = ("copy-noise", "copy-flip", "sybil-copy", "squatter", "finetune", "late-timestamp")
 SEEDS = (b"popchain-simulation-seed-1", b"popchain-simulation-seed-2", b"popchain-simulation-seed-3")
 
