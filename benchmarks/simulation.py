@@ -32,7 +32,7 @@ from ml.training import train_candidate
 from node.tools.sizing import DEFAULT_DETECT, rows_for
 
 # the default task's shard size: what `popchain genesis create` picks for its default --detect 0.01
-DEFAULT_SHARD_ROWS = rows_for(DEFAULT_DETECT, GenesisParams().max_entries, GenesisParams().alpha)
+DEFAULT_SHARD_ROWS: int = rows_for(DEFAULT_DETECT, GenesisParams().max_entries, GenesisParams().alpha) or 0
 KINDS = ("copy-noise", "copy-flip", "sybil-copy", "squatter", "finetune", "late-timestamp")
 SEEDS = (b"popchain-simulation-seed-1", b"popchain-simulation-seed-2", b"popchain-simulation-seed-3")
 
