@@ -9,6 +9,7 @@ playing ``rounds`` rounds on a fresh store through the real entry / beacon / ope
 - ``sybil``    1 honest miner + a sybil with E − 1 keys (noised copies, only the best opened)
 - ``squatter`` a squatter with E keys (each richer than any honest miner, so it holds every slot) that enters
                first and never opens, for every round but the last + 4 honest miners
+- ``squatter-end`` the same squatter squatting every round to the end of the task
 - ``late``     a late-timestamp miner fitting on every row (so it wins early) + 2 weaker honest miners: after
                its crowning, can the others still build a valid child?
 
@@ -60,7 +61,7 @@ from ml.task import Dataset
 from ml.training import train_candidate
 
 HONEST_FAMILIES = ("mlp", "mlp", "extra", "linear")
-SCENARIOS = ("mixed", "sybil", "squatter", "late")
+SCENARIOS = ("mixed", "sybil", "squatter", "squatter-end", "late")
 GENESIS_TIME = 1_767_225_600
 BALANCE = 10**12
 
@@ -153,8 +154,9 @@ class World:
                              LateTimestamp("late-timestamp", (k["late-timestamp"],), "mlp", seed=60)]
         if scenario == "sybil":
             return honest[:1] + [SybilCopy("sybil", tuple(k[f"sybil/{i}"] for i in range(E - 1)))]
-        if scenario == "squatter":
-            squat = max(1, self.config.rounds - 1)  # it stops before the last round: a crowned block settles its bonds
+        if scenario in ("squatter", "squatter-end"):
+            # "squatter" stops before the last round, so a crowned block settles its bonds; "squatter-end" never does
+            squat = max(1, self.config.rounds - 1) if scenario == "squatter" else 1 << 30
             return [Squatter("squatter", tuple(k[f"squatter/{i}"] for i in range(E)), last_round=squat)] + honest
         if scenario == "late":
             return [LateTimestamp("late-timestamp", (k["late-timestamp"],), "mlp", seed=60, all_rows=True),
