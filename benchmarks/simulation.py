@@ -103,7 +103,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     costs, texts = [], []
     reward = reports[0].block_reward
     for scenario in ("squatter", "squatter-end"):
-        voided = sum(1 for rep in by[scenario] for rr in rep.rounds if rr.void and dict(rr.listed_by_kind).get("squatter"))
+        voided = sum(1 for rep in by[scenario] for rr in rep.rounds
+                     if rr.void and dict(rr.listed_by_kind).get("squatter"))
         lost = sum(rep.balance_lost.get("squatter", 0) for rep in by[scenario])
         costs.append(lost / voided / reward if voided and reward else 0.0)
         texts.append(f"{scenario}: lost {lost} grains over {voided} voided rounds")
