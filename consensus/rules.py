@@ -29,7 +29,6 @@ from ml.shards import open_shard
 from ml.task import Dataset
 
 
-
 class OrphanBlock(PopError):
     """The block's parent is not known yet: fetch it, do not punish the sender."""
 

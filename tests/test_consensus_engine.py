@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,7 +40,7 @@ def enter(engine: Engine, kh: Keyholder, entrants, now: float):
         block, entry = seal(template, model, miner, hashlib.sha256(miner.public + model).digest())
         assert engine.add_entry(entry)
         assert kh.on_entry(entry)
-        sealed.append((block, template.z_milli))
+        sealed.append(block)
     return sealed
 
 
@@ -48,7 +49,7 @@ def reveal(kh: Keyholder, now: float) -> Beacon:
 
 
 def opened(engine: Engine, sealed, beacon: Beacon, champion: bytes):
-    return [open_block(b, beacon, genesis=world().genesis, champion_bytes=champion, z_milli=z) for b, z in sealed]
+    return [open_block(b, beacon, genesis=world().genesis, champion_bytes=champion) for b in sealed]
 
 
 @pytest.fixture()
@@ -83,24 +84,61 @@ def test_round_crowns_the_best_block_and_finalises_it(node):
     assert miner_balance == 10**9 + w.genesis.params.block_reward
 
 
-def test_void_round_keeps_the_anchor_and_lowers_z(node):
+def constant_model() -> bytes:
+    from ml.model import LinearModel, encode_model
+    spec = world().genesis.task.spec
+    return encode_model(LinearModel(np.zeros((spec.n_features, spec.n_classes), dtype=np.int64),
+                                    np.array([1] + [0] * (spec.n_classes - 1), dtype=np.int64)))
+
+
+def test_void_round_keeps_the_anchor(node):
     store, engine, kh = node
     g = world().genesis
     kh.step(T0)
-    kh.step(T0 + 4)          # no entries: empty beacon
+    champion = engine.champion_model()
+    sealed = enter(engine, kh, [(MINERS[0], constant_model())], T0)
+    beacon = reveal(kh, T0 + 4)
+    [verdict] = [engine.add_block(b) for b in opened(engine, sealed, beacon, champion)]
+    assert verdict.status == "opened" and verdict.code == "not-better-than-champion"
     kh.step(T0 + 8)          # close: void
     assert engine.round_info(1).status == "void" and engine.final_hash() == g.hash
     assert engine.open_round() == 2
     template = engine.build_template(MINERS[0].public, [], int(T0 + 9))
     assert template.prev_hash == g.hash and template.round == 2
-    assert template.z_milli == g.params.z_init_milli - g.params.z_down_milli
+
+
+def test_round_without_entries_waits_and_keeps_its_shard(node):
+    """Old keyholder: an empty beacon at W revealed (burnt) shard 1 with nobody entered. Now round 1 waits."""
+    store, engine, kh = node
+    kh.step(T0)
+    for t in (T0 + 4, T0 + 8, T0 + 100, T0 + 1000):
+        assert not [a for a in kh.step(t) if isinstance(a, Beacon)]
+    assert engine.beacon(1) is None and engine.open_round() == 1 and kh.waiting()
+    assert kh.next_deadline() is None            # nothing to do until an entry comes
+    enter(engine, kh, [(MINERS[0], models()[0])], T0 + 1001)
+    assert not [a for a in kh.step(T0 + 1002) if isinstance(a, Beacon)]   # W runs again from the first entry
+    assert kh.next_deadline() == pytest.approx(T0 + 1002 + 4)
+    beacon = reveal(kh, T0 + 1006)
+    assert beacon.round == 1 and len(beacon.listed) == 1
+
+
+def test_engine_refuses_an_empty_beacon(node):
+    store, engine, kh = node
+    kh.step(T0)
+    empty = make_beacon([KEYHOLDER], world().genesis.chain_id, 1, world().genesis.hash, [],
+                        world().secret.key(1))
+    with pytest.raises(RuleError) as exc:
+        engine.add_beacon(empty)
+    assert exc.value.code == "bad-beacon" and engine.beacon(1) is None
 
 
 def test_second_beacon_is_refused_and_reported(node):
     store, engine, kh = node
     kh.step(T0)
+    enter(engine, kh, [(MINERS[0], models()[0])], T0)
     first = reveal(kh, T0 + 4)
-    other = make_beacon([KEYHOLDER], first.chain_id, 1, first.anchor_hash, [b"\x09" * 32], first.shard_key)
+    other = make_beacon([KEYHOLDER], first.chain_id, 1, first.anchor_hash, [(b"\x09" * 32, MINERS[1].public)],
+                        first.shard_key, opened_ms=first.opened_ms, time_ms=first.time_ms)
     with pytest.raises(RuleError) as exc:
         engine.add_beacon(other)
     assert exc.value.code == "equivocation"
@@ -113,7 +151,8 @@ def test_second_beacon_is_refused_and_reported(node):
 def test_unsigned_or_foreign_beacon_is_not_equivocation(node):
     store, engine, kh = node
     kh.step(T0)
-    forged = make_beacon([kp("impostor")], world().genesis.chain_id, 1, world().genesis.hash, [], bytes(32))
+    forged = make_beacon([kp("impostor")], world().genesis.chain_id, 1, world().genesis.hash,
+                         [(bytes(32), MINERS[0].public)], bytes(32))
     with pytest.raises(RuleError) as exc:
         engine.add_beacon(forged)
     assert exc.value.code == "bad-beacon-sig" and engine.equivocations() == []
@@ -143,6 +182,7 @@ def test_keyholder_crash_between_journal_and_engine(tmp_path):
     """Journal written, engine not updated (crash): on restart the same beacon is re-applied and re-sent."""
     store, engine, kh = open_engine(tmp_path / "db")
     kh.step(T0)
+    enter(engine, kh, [(MINERS[0], models()[0])], T0)
     original = engine.add_beacon
     engine.add_beacon = lambda b: (_ for _ in ()).throw(SystemExit("crash"))
     with pytest.raises(SystemExit):
@@ -185,7 +225,7 @@ def test_sync_from_scratch_and_stale_blocks(tmp_path):
         now += 8
         kh.step(now)
     chain = [store.get_block(h) for h in range(1, store.tip().height + 1)]
-    history = [(r.hash, r.round, r.b, r.c, r.z_milli) for r in engine.champion_history()]
+    history = [(r.hash, r.round, r.b, r.c, r.bar) for r in engine.champion_history()]
     # a non-winning block of a finalised round is stale, not invalid
     loser = next(b for b in all_blocks if not store.is_main_chain(b.hash))
     assert engine.add_block(loser).status == "stale"
@@ -196,7 +236,7 @@ def test_sync_from_scratch_and_stale_blocks(tmp_path):
     assert [v.status for v in verdicts[:-1]] == ["orphan"] * (len(chain) - 1)
     assert verdicts[-1].ok and set(verdicts[-1].connected) >= {b.hash for b in chain[1:-1]}
     assert fresh.tip().hash == chain[-1].hash
-    assert [(r.hash, r.round, r.b, r.c, r.z_milli) for r in fresh.champion_history()] == history
+    assert [(r.hash, r.round, r.b, r.c, r.bar) for r in fresh.champion_history()] == history
     fresh_store.close()
     store.close()
 
@@ -256,8 +296,10 @@ def test_keyholder_stops_cleanly_when_shards_run_out(node):
     from consensus.keyholder import Done
     store, engine, kh = node
     now, seen = T0, []
-    for _ in range(2 * ROUNDS + 3):
+    for _ in range(3 * ROUNDS + 3):
         seen += kh.step(now)
+        if engine.open_round():
+            enter(engine, kh, [(MINERS[engine.open_round() % len(MINERS)], constant_model())], now)
         now += 4
     assert kh.done and any(isinstance(a, Done) for a in seen)
     assert engine.current_round() == ROUNDS + 1 and engine.open_round() == 0

@@ -18,6 +18,7 @@ from chain.tx import Transfer, make_transfer
 from consensus.genesis import Genesis, GenesisParams, create_genesis
 from consensus.messages import MESSAGE_VERSION, Beacon, RoundPayload, make_beacon
 from consensus.miner import score_against
+from consensus.rules import crowning_bar
 from ml.model import encode_model
 from ml.shards import SecretTask, split_test
 from ml.task import synthetic
@@ -38,6 +39,7 @@ def kp(name: str) -> Keypair:
 KEYHOLDER = kp("keyholder")
 MINERS = [kp(f"miner-{i}") for i in range(5)]
 POOR = kp("poor")
+SQUATTERS = [kp(f"squatter-{i}") for i in range(TEST_PARAMS.max_entries)]   # funded with exactly one bond
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ def world(params: GenesisParams = TEST_PARAMS) -> World:
     full = synthetic(seed, n_samples=ROUNDS * SHARD + 1200 + 400)
     rest, test = split_test(full, 400, seed)
     genesis, secret = create_genesis(rest, chain_id=CHAIN_ID, rounds=ROUNDS, shard_size=SHARD,
-                                     allocations=[(address_of(m.public), BALANCE) for m in MINERS],
+                                     allocations=[(address_of(m.public), BALANCE) for m in MINERS]
+                                     + [(address_of(s.public), params.entry_bond) for s in SQUATTERS],
                                      keyholder_pubkeys=[KEYHOLDER.public], params=params,
                                      timestamp=1_700_000_000, n_train=1200, seed=seed, rng=_rng_bytes(seed))
     return World(genesis, SecretTask.decode(secret), secret, test.X, test.y)
@@ -83,14 +86,16 @@ def make_block(store: ChainStore, *, miner: Keypair = MINERS[0], model: bytes | 
                txs: tuple[Transfer, ...] = (), header: dict | None = None, sign_with: Keypair | None = None,
                round: int = 1, parent: Header | None = None, entered: bool = True, beacon: dict | None = None,
                beacon_signers: tuple[Keypair, ...] = (KEYHOLDER,), payload: dict | None = None,
-               raw_payload: bytes | None = None, z_milli: int | None = None,
-               extra_entries: tuple[bytes, ...] = ()) -> tuple[Block, Beacon]:
+               raw_payload: bytes | None = None,
+               extra_entries: tuple[tuple[bytes, bytes], ...] = ()) -> tuple[Block, Beacon]:
     """An otherwise-valid block of ``round`` on ``parent`` (default: tip) and its beacon, with overrides."""
     w = world()
     g = w.genesis
     parent = parent or store.tip()
     model = model if model is not None else trained("linear")
-    delta = store.preview_txs(parent.hash, miner.public, txs, g.ledger_params)
+    from consensus.settlement import settlement_moves
+    moves = settlement_moves(bond=g.params.entry_bond, forfeits=tuple((beacon or {}).get("forfeits", ())))
+    delta = store.preview_txs(parent.hash, miner.public, txs, g.ledger_params, moves)
     fields = dict(version=1, chain_id=g.chain_id, height=parent.height + 1, prev_hash=parent.hash, round=round,
                   timestamp=parent.timestamp + 10, miner=miner.public, tx_root=tx_root(txs),
                   state_root=delta.state_root, model_hash=model_hash(model),
@@ -98,22 +103,22 @@ def make_block(store: ChainStore, *, miner: Keypair = MINERS[0], model: bytes | 
     fields.update(header or {})
     h = Header(**fields)
     h = dataclasses.replace(h, signature=(sign_with or miner).sign(h.hash))
+    t_ms = (parent.timestamp + 10) * 1000
     bfields = dict(round=round, anchor_hash=parent.hash,
-                   entries=([h.hash] if entered else []) + list(extra_entries),
-                   shard_key=w.secret.key(min(round, ROUNDS)))
+                   entries=([(h.hash, miner.public)] if entered else []) + list(extra_entries),
+                   shard_key=w.secret.key(min(round, ROUNDS)), opened_ms=t_ms, time_ms=t_ms, opened=(),
+                   forfeits=())
     bfields.update(beacon or {})
     bc = make_beacon(list(beacon_signers), g.chain_id, bfields["round"], bfields["anchor_hash"], bfields["entries"],
-                     bfields["shard_key"])
+                     bfields["shard_key"], opened_ms=bfields["opened_ms"], time_ms=bfields["time_ms"],
+                     opened=bfields["opened"], forfeits=bfields["forfeits"])
     if raw_payload is None:
         champion = store.get_model(parent.model_hash)
         try:
             b, c = score_against(g, bc, model, champion)
         except Exception:
             b, c = 0, 0
-        if z_milli is None:
-            from consensus.rules import parent_z_milli, z_for_round
-            z_milli = z_for_round(g.params, max(round, parent.round + 1), parent.round, parent_z_milli(store, parent))
-        pf = dict(b=b, c=c, z_milli=z_milli)
+        pf = dict(b=b, c=c, bar=crowning_bar(b, c, max(1, len(bc.listed)), g.params))
         pf.update(payload or {})
-        raw_payload = RoundPayload(MESSAGE_VERSION, bc, pf["b"], pf["c"], pf["z_milli"]).encode()
+        raw_payload = RoundPayload(MESSAGE_VERSION, bc, pf["b"], pf["c"], pf["bar"]).encode()
     return Block(h, tuple(txs), model, raw_payload), bc

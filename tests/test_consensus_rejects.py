@@ -11,7 +11,17 @@ from chain.block import Block, model_hash
 from chain.errors import RuleError
 from consensus.rules import OrphanBlock, decode_block, validate_block
 from ml.model import LinearModel, encode_model
-from tests.test_consensus_helpers import MINERS, POOR, ROUNDS, kp, make_block, new_store, transfer, world
+from tests.test_consensus_helpers import (
+    MINERS,
+    POOR,
+    ROUNDS,
+    kp,
+    make_block,
+    new_store,
+    trained,
+    transfer,
+    world,
+)
 
 
 @pytest.fixture()
@@ -30,7 +40,7 @@ def check(store, block, code: str) -> None:
 def test_baseline_block_is_valid(store):
     block, _ = make_block(store, txs=(transfer(MINERS[1]),))
     scored = validate_block(block, genesis=world().genesis, store=store)
-    assert scored.b - scored.c >= 1 and scored.z_milli == world().genesis.params.z_init_milli
+    assert scored.b >= scored.bar > scored.c and scored.bar > 0
 
 
 def test_block_too_large(store):
@@ -69,7 +79,7 @@ def test_bad_beacon_sig(store):
 
 
 def test_not_entered(store):
-    check(store, make_block(store, entered=False, extra_entries=(b"\x01" * 32,))[0], "not-entered")
+    check(store, make_block(store, entered=False, extra_entries=((b"\x01" * 32, MINERS[3].public),))[0], "not-entered")
 
 
 def test_bad_anchor(store):
@@ -94,6 +104,26 @@ def test_bad_round(store):
 
 def test_bad_timestamp(store):
     check(store, make_block(store, header={"timestamp": world().genesis.timestamp})[0], "bad-timestamp")
+
+
+def test_timestamp_at_the_decode_cap_is_refused(store):
+    """Old rule: only `> parent` — a block stamped 2^40 was valid and no child could ever follow it."""
+    check(store, make_block(store, header={"timestamp": 2**40})[0], "bad-timestamp")
+    slack = world().genesis.params.time_slack_s
+    t = world().genesis.timestamp + 10   # the helper's beacon times (seconds)
+    check(store, make_block(store, header={"timestamp": t + slack + 1})[0], "bad-timestamp")
+    validate_block(make_block(store, header={"timestamp": t + slack})[0], genesis=world().genesis, store=store)
+
+
+def test_beacon_time_before_its_anchor_is_a_bad_beacon(store):
+    t = (world().genesis.timestamp - 1) * 1000
+    check(store, make_block(store, beacon={"opened_ms": t - 5000, "time_ms": t})[0], "bad-beacon")
+
+
+def test_listed_hash_with_another_miner_is_not_entered(store):
+    block, _ = make_block(store)
+    check(store, make_block(store, entered=False,
+                            extra_entries=((block.header.hash, MINERS[2].public),))[0], "not-entered")
 
 
 def test_bad_header_sig(store):
@@ -169,12 +199,37 @@ def test_duplicate_model(store):
     check(store, make_block(store, model=world().genesis.block.model)[0], "duplicate-model")
 
 
+def test_a_model_opened_earlier_cannot_be_crowned(store):
+    """Old rule: only champions were duplicates, so a loser opened in round r could be re-entered by anyone
+    in a later round. The beacon's settlement lists every model opened since its anchor."""
+    model = trained("mlp")
+    validate_block(make_block(store, model=model)[0], genesis=world().genesis, store=store)
+    check(store, make_block(store, model=model, beacon={"opened": (model_hash(model),)})[0], "duplicate-model")
+
+
+def test_forfeits_are_charged_before_the_txs(store):
+    """A forfeited bond is burnt before the block's txs: a state root that ignores it is bad."""
+    from chain.state import BURN_ACCOUNT
+    from consensus.settlement import settlement_moves
+    g = world().genesis
+    forfeits = ((MINERS[1].public, 2),)
+    block, _ = make_block(store, beacon={"forfeits": forfeits})
+    scored = validate_block(block, genesis=g, store=store)
+    assert scored.moves == settlement_moves(bond=g.params.entry_bond, forfeits=forfeits)
+    assert scored.moves == ((address_of(MINERS[1].public), BURN_ACCOUNT, 2 * g.params.entry_bond),)
+    honest_root = make_block(store)[0].header.state_root
+    check(store, make_block(store, beacon={"forfeits": forfeits}, header={"state_root": honest_root})[0],
+          "bad-state-root")
+
+
 def test_bad_shard_commitment(store):
     check(store, make_block(store, beacon={"shard_key": b"\x06" * 32})[0], "bad-shard-commitment")
 
 
-def test_bad_z(store):
-    check(store, make_block(store, z_milli=world().genesis.params.z_init_milli + 1)[0], "bad-z")
+def test_bad_bar_is_a_bad_score(store):
+    from consensus.messages import RoundPayload
+    p = RoundPayload.decode(make_block(store)[0].payload)
+    check(store, make_block(store, payload={"bar": p.bar - 1})[0], "bad-score")
 
 
 def test_bad_score(store):

@@ -48,8 +48,7 @@ def test_reorg_before_finality_returns_txs_to_mempool(tmp_path):
             beacon = Beacon.decode(bytes.fromhex(raw))
             assert {block_a.hash, block_b.hash} <= set(beacon.entries)
             champion = await c.model(tpl_a.champion_model_hash.hex())
-            opened = [open_block(b, beacon, genesis=g, champion_bytes=champion, z_milli=t.z_milli)
-                      for b, t in ((block_a, tpl_a), (block_b, tpl_b))]
+            opened = [open_block(b, beacon, genesis=g, champion_bytes=champion) for b in (block_a, block_b)]
             res = await c.send_opening(opened[0].encode())
             assert res["status"] == "tip-changed", res
             assert (await c.tx(tx.txid.hex()))["status"] == "confirmed"

@@ -55,8 +55,9 @@ def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100,
     kh = seeded_keypair("keyholder")
     dataset = synthetic(b"popchain-node-tests-seed", n_samples=rounds * shard_size + n_train + 50, n_features=12,
                         n_informative=6, n_classes=3)
-    # easy: any challenger with b - c >= 1 (and b + c >= 5) is crowned, so test chains grow in a few rounds
-    extra = {"z_init_milli": 0, "z_up_milli": 0} if easy else {}
+    # easy (tests only): α = 0.99, so about any challenger with b > c + 1 is crowned and test chains grow in a
+    # few rounds; the default α = 1/20 needs power-sized shards (PROTOCOL §3.7)
+    extra = {"alpha_num": 99, "alpha_den": 100} if easy else {}
     params = GenesisParams(entry_window_s=entry_window_s, opening_window_s=opening_window_s, **extra)
     allocations = [(address_of(k.public), MINER_BALANCE) for k in miners + users]
     genesis, secret = create_genesis(dataset, chain_id=chain_id, rounds=rounds, shard_size=shard_size,

@@ -1,0 +1,189 @@
+"""Attacks on the round rules (issue 9), each written as the attacker first: squatting every entry slot,
+crowding out honest entrants, stealing a model another miner opened, stamping a timestamp that halts the chain.
+Real Engine + Keyholder + LevelDB, real Ed25519; the clock is explicit."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chain.address import address_of
+from chain.block import Header, model_hash
+from chain.errors import RuleError
+from chain.state import BURN_ACCOUNT, Account
+from consensus.genesis import GenesisParams
+from consensus.keyholder import RoundClosed
+from consensus.messages import Beacon
+from consensus.miner import open_block, seal
+from consensus.rules import timestamp_window
+from consensus.template import template_timestamp
+from tests.test_consensus_engine import T0, constant_model, enter, models, open_engine, opened, reveal
+from tests.test_consensus_helpers import MINERS, SQUATTERS, trained, world
+
+
+@pytest.fixture()
+def node(tmp_path):
+    store, engine, kh = open_engine(tmp_path / "db")
+    yield store, engine, kh
+    store.close()
+
+
+def squat(engine, kh, squatters, now):
+    """Each squatter seals a junk block and enters; none will ever open."""
+    for sq in squatters:
+        tpl = engine.build_template(sq.public, [], int(now))
+        _, entry = seal(tpl, b"never-opened" + sq.public, sq, hashlib.sha256(sq.public).digest())
+        engine.add_entry(entry)
+        kh.on_entry(entry)
+
+
+def total_supply(store) -> int:
+    return sum(Account.decode(v).balance for _, v in store.state_view().items())
+
+
+def test_squatting_every_slot_costs_at_least_one_block_reward_per_voided_round(node):
+    """Old rules: 16 keys with 1 000 grains each filled all 16 slots of a round, never opened, and voided it for
+    free. Now each listed, unopened entry forfeits its bond, burnt by the next crowned block."""
+    store, engine, kh = node
+    g = world().genesis
+    bond, reward = g.params.entry_bond, g.params.block_reward
+    supply0 = total_supply(store)
+    kh.step(T0)
+    squat(engine, kh, SQUATTERS, T0)
+    beacon = reveal(kh, T0 + 4)
+    assert {m for _, m in beacon.listed} == {s.public for s in SQUATTERS}
+    closed = next(a for a in kh.step(T0 + 8) if isinstance(a, RoundClosed))
+    assert closed.winner is None                                   # voided ...
+    notice = engine.notice(2)
+    assert dict(notice.forfeits) == {s.public: 1 for s in SQUATTERS}   # ... and charged
+    # a squatter holding one bond, already owing it, cannot enter the next round
+    with pytest.raises(RuleError) as exc:
+        squat(engine, kh, SQUATTERS[:1], T0 + 9)
+    assert exc.value.code == "insufficient-stake"
+    # an honest miner crowns round 2; its block burns the forfeits before its txs
+    champion = engine.champion_model()
+    sealed = enter(engine, kh, [(MINERS[0], models()[0])], T0 + 9)
+    b2 = reveal(kh, T0 + 13)
+    assert (b2.opened, b2.forfeits) == (notice.opened, notice.forfeits)
+    [verdict] = [engine.add_block(b) for b in opened(engine, sealed, b2, champion)]
+    assert verdict.status == "tip-changed", verdict
+    next(a for a in kh.step(T0 + 17) if isinstance(a, RoundClosed))
+    burnt = store.get_account(BURN_ACCOUNT).balance
+    assert burnt == len(SQUATTERS) * bond and burnt >= reward       # the issue's bound: >= 1 block reward
+    assert all(store.get_account(address_of(s.public)).balance == 0 for s in SQUATTERS)
+    # supply accounting stays exact: allocations + reward per block (the burn account is part of it)
+    assert total_supply(store) == supply0 + reward * store.tip().height
+    assert store.verify().ok                                        # replay re-applies the recorded moves
+
+
+def test_opened_entries_keep_their_bond(node):
+    store, engine, kh = node
+    g = world().genesis
+    kh.step(T0)
+    champion = engine.champion_model()
+    sealed = enter(engine, kh, [(MINERS[0], models()[0]), (MINERS[1], constant_model())], T0)
+    beacon = reveal(kh, T0 + 4)
+    verdicts = [engine.add_block(b) for b in opened(engine, sealed, beacon, champion)]
+    assert [v.status for v in verdicts] == ["tip-changed", "opened"]
+    kh.step(T0 + 8)
+    assert engine.notice(2).forfeits == ()                          # the loser opened: nothing forfeited
+    assert set(engine.notice(2).opened) == {model_hash(models()[0]), model_hash(constant_model())}
+    assert store.get_account(address_of(MINERS[1].public)).balance == 10**9
+    assert g.params.entry_bond > 0
+
+
+def test_more_entries_than_slots_keep_the_largest_stakes_not_the_first(node):
+    """Old rules: first come, first listed — squatters entering early crowded honest miners out."""
+    store, engine, kh = node
+    kh.step(T0)
+    squat(engine, kh, SQUATTERS, T0)                               # all 16 slots taken first
+    enter(engine, kh, [(MINERS[0], models()[0])], T0)              # a richer honest miner arrives last
+    beacon = reveal(kh, T0 + 4)
+    miners = {m for _, m in beacon.listed}
+    assert MINERS[0].public in miners and len(miners) == world().genesis.params.max_entries
+    # the squatter dropped is the lowest-ranked: equal stakes, so the highest header hash
+    dropped = [s for s in SQUATTERS if s.public not in miners]
+    assert len(dropped) == 1
+
+
+def _steal(engine, kh, thief, model, now):
+    tpl = engine.build_template(thief.public, [], int(now))
+    block, entry = seal(tpl, model, thief, hashlib.sha256(thief.public + model + b"x").digest())
+    engine.add_entry(entry)
+    assert kh.on_entry(entry)
+    return block
+
+
+def test_a_loser_resubmitted_by_another_miner_is_refused(node):
+    """Old rules: duplicate-model covered champions only, so a model that lost (or was beaten) in round r
+    could be entered by another key in a later round and crowned for it."""
+    store, engine, kh = node
+    kh.step(T0)
+    champion = engine.champion_model()
+    beaten = trained("linear", 1)
+    sealed = enter(engine, kh, [(MINERS[0], trained("mlp")), (MINERS[1], constant_model()),
+                                (MINERS[3], beaten)], T0)
+    beacon = reveal(kh, T0 + 4)
+    verdicts = {v.block_hash: v for v in (engine.add_block(b) for b in opened(engine, sealed, beacon, champion))}
+    winner = max((v for v in verdicts.values() if v.ok), key=lambda v: (v.scored.b - v.scored.c, v.scored.b))
+    assert engine.tip().hash == winner.block_hash
+    kh.step(T0 + 8)
+    losers = [m for m in (constant_model(), beaten, trained("mlp")) if model_hash(m) != engine.tip().model_hash]
+    # round 2: thieves enter the round-1 losers (recorded as opened by beacon 2's settlement)
+    champion = engine.champion_model()
+    thieves = [MINERS[2], MINERS[4]]
+    stolen = [_steal(engine, kh, t, m, T0 + 9) for t, m in zip(thieves, losers)]
+    honest = enter(engine, kh, [(MINERS[0], trained("linear", 2))], T0 + 9)
+    b2 = reveal(kh, T0 + 13)
+    assert {model_hash(m) for m in losers} <= set(b2.opened)
+    for blk in stolen:
+        v = engine.add_block(open_block(blk, b2, genesis=world().genesis, champion_bytes=champion))
+        assert (v.status, v.code) == ("rejected", "duplicate-model")
+    for blk in opened(engine, honest, b2, champion):
+        engine.add_block(blk)
+    kh.step(T0 + 17)
+    # the thieves' entries did not open validly: their bonds are forfeit
+    assert {m for m, _ in engine.notice(3).forfeits} == {t.public for t in thieves}
+    # and round 3 (after a crowning or not) still refuses them, through the chain's record
+    champion = engine.champion_model()
+    late = _steal(engine, kh, MINERS[3], losers[0], T0 + 18)
+    enter(engine, kh, [(MINERS[1], trained("linear", 3))], T0 + 18)
+    b3 = reveal(kh, T0 + 22)
+    v = engine.add_block(open_block(late, b3, genesis=world().genesis, champion_bytes=champion))
+    assert (v.status, v.code) == ("rejected", "duplicate-model")
+
+
+# ---------------------------------------------------------------- timestamps
+
+
+def _beacon(opened_ms: int, time_ms: int) -> Beacon:
+    return Beacon(1, "popchain-x", 1, bytes(32), opened_ms, time_ms, (), bytes(32))
+
+
+def _header(ts: int) -> Header:
+    return Header(1, "popchain-x", 1, bytes(32), 1, ts, bytes(32), bytes(32), bytes(32), bytes(32), bytes(32))
+
+
+@given(st.integers(0, 2**34), st.lists(st.tuples(st.integers(-10**9, 10**9), st.integers(0, 10**7),
+                                                 st.integers(0, 2**20), st.integers(0, 3)), min_size=1, max_size=40),
+       st.integers(1, 600))
+@settings(max_examples=300, deadline=None)
+def test_after_any_accepted_blocks_a_valid_child_is_constructible(genesis_ts, steps, slack):
+    """Whatever timestamps miners pick among those the rules accept, and however the keyholder's clock jumps
+    (backwards too), the next round's window is never empty and the template's timestamp lies in it."""
+    params = GenesisParams(time_slack_s=slack)
+    parent_ts, clock_ms = genesis_ts, genesis_ts * 1000
+    for jump_ms, reveal_after_ms, pick, mode in steps:
+        clock_ms = max(0, clock_ms + jump_ms)
+        opened_ms = max(clock_ms, parent_ts * 1000)                 # the keyholder's clamp at open
+        tpl_ts = template_timestamp(world().genesis, _header(parent_ts), opened_ms, clock_ms // 1000 + pick)
+        time_ms = max(clock_ms + reveal_after_ms, opened_ms)         # ... and at reveal
+        lo, hi = timestamp_window(params, _beacon(opened_ms, time_ms), _header(parent_ts))
+        assert lo <= hi, (lo, hi)
+        g_slack = world().genesis.params.time_slack_s
+        if g_slack == slack:
+            assert lo <= tpl_ts <= hi
+        # the miner stamps anything accepted: the lowest, the highest, or in between
+        parent_ts = [lo, hi, (lo + hi) // 2, min(hi, lo + pick)][mode]
