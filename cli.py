@@ -126,18 +126,18 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
     if not allocations:
         raise CliError("no --alloc ADDRESS=AMOUNT: nobody could hold the entrant balance, so no miner could "
                        "ever enter a round")
-    if (warning := public_dataset_warning(args.task)) is not None:
-        print(f"popchain: warning: {warning}", file=sys.stderr)
     try:
         params = GenesisParams(entry_window_s=args.entry_window, opening_window_s=args.opening_window)
     except ValueError as exc:
         raise CliError(str(exc).replace("GenesisParams.entry_window_s", "--entry-window")
                        .replace("GenesisParams.opening_window_s", "--opening-window")) from None
-    if not args.json:
+    if sys.stderr.isatty():  # progress for a person; scripts get stdout and, on failure, one error line
         print("sizing hidden shards (exact sign test, 80 % power) and building genesis ...", file=sys.stderr)
     out = create_genesis_files(Path(args.out), task=args.task, label_column=args.label_column, rounds=args.rounds,
                                shard_size=args.shard_size, detect=args.detect, allocations=allocations,
                                chain_id=args.chain_id, params=params, drift_milli=args.drift_milli)
+    if (warning := public_dataset_warning(args.task)) is not None:
+        print(f"popchain: warning: {warning}", file=sys.stderr)
     det = out["detectable"]
     detect_text = (f"+{det:.2%} accuracy with 80 % power (10 % disagreement, α = 5 % over E = "
                    f"{out['max_entries']} entries)" if det is not None else

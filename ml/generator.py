@@ -4,7 +4,7 @@ A ``World`` is the generator's parameters, all integers in fixed point (``FRAC``
 class is a mixture of clusters at hypercube vertices of an informative subspace, mixed linearly; a few features
 are products of informative ones, the rest noise; a share of labels is reassigned uniformly. ``generate(world,
 seed, n)`` turns a 32-byte seed into n rows, deterministically on every platform: the only randomness is the
-SHAKE-256 stream of the seed (FIPS 202), read as little-endian uint16 words, and every later step is int64
+SHAKE-128 stream of the seed (FIPS 202), read as little-endian uint16 words, and every later step is int64
 arithmetic whose magnitudes are bounded by ``World`` validation (no overflow, no float, no numpy RNG).
 
 Gaussian-like noise is the Irwin–Hall sum of 4 uniform words (mean 0, s.d. ~1 unit after scaling, bounded by
@@ -44,17 +44,22 @@ MAX_ABS = (1 << 16) - 1       # features are clipped to +-256 units at scale_bit
 GEN_TAG = b"popchain/generator"
 
 
+def _words(seed: bytes, label: bytes, count: int) -> np.ndarray:
+    """``count`` little-endian uint16 words of SHAKE-128(GEN_TAG ‖ u8(len label) ‖ label ‖ seed)."""
+    h = hashlib.shake_128(GEN_TAG + bytes([len(label)]) + label + seed)
+    return np.frombuffer(h.digest(2 * count), dtype="<u2")
+
+
 def stream_u16(seed: bytes, label: bytes, count: int) -> np.ndarray:
-    """``count`` uint16 words (as int64) of SHAKE-256(GEN_TAG ‖ u8(len label) ‖ label ‖ seed), little-endian."""
-    h = hashlib.shake_256(GEN_TAG + bytes([len(label)]) + label + seed)
-    return np.frombuffer(h.digest(2 * count), dtype="<u2").astype(np.int64)
+    """``count`` uint16 words of the seed's stream ``label``, as int64."""
+    return _words(seed, label, count).astype(np.int64)
 
 
 def gauss(seed: bytes, label: bytes, shape: tuple[int, ...]) -> np.ndarray:
     """Irwin–Hall(4) draws in fixed point: mean 0, s.d. ~UNIT, |value| <= 14 210."""
     n = math.prod(shape)
-    words = stream_u16(seed, label, n * NOISE_WORDS).reshape(n, NOISE_WORDS)
-    return (((words.sum(axis=1) - _IH_MID) * _IH_MUL) >> _IH_SHIFT).reshape(shape)
+    words = _words(seed, label, n * NOISE_WORDS).reshape(n, NOISE_WORDS)
+    return (((words.sum(axis=1, dtype=np.int64) - _IH_MID) * _IH_MUL) >> _IH_SHIFT).reshape(shape)
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,7 +113,9 @@ class World:
         cap = MAX_CLUSTERS * MAX_INFORMATIVE
         arrays = [decode_array(f[i], TaskError, f"{field}.{name}", ndim=2 if i < 3 else 1, max_elements=cap)
                   .astype(np.int64) for i, name in enumerate(("centres", "mixing", "pairs", "perm"))]
-        return cls(spec, *arrays, label_noise=check_int(f[4], 0, NOISE_SCALE, TaskError, f"{field}.label_noise"))
+        centres, mixing, pairs, perm = arrays
+        return cls(spec, centres, mixing, pairs, perm,
+                   check_int(f[4], 0, NOISE_SCALE, TaskError, f"{field}.label_noise"))
 
 
 def world_from_seed(seed: bytes, *, n_features: int = 24, n_classes: int = 4, n_informative: int = 8,

@@ -83,8 +83,9 @@ class SizingError(ValueError):
 
 def plan(*, m: int, alpha: Alpha = DEFAULT_ALPHA, detect: float = DEFAULT_DETECT, shard_size: int | None,
          rounds: int | None, available_rows: int | None, default_rounds: int, max_shard: int) -> Sizing:
-    """Choose (shard_size, rounds). ``available_rows`` is what a rows task can hide (None: generated, any
-    amount); explicit values are checked, missing ones derived from the ``detect`` target."""
+    """Choose (shard_size, rounds). ``available_rows`` is what a rows task can hide at most (None: generated,
+    any amount); explicit values are checked, missing ones derived: the shard size from the ``detect`` target,
+    the rounds as ``default_rounds`` (generated) or about half the available rows (rows task)."""
     floor = min_disagreement(m, alpha)
     a = f"{alpha[0]}/{alpha[1]}"
     if rounds is not None and rounds < 1:
@@ -107,8 +108,9 @@ def plan(*, m: int, alpha: Alpha = DEFAULT_ALPHA, detect: float = DEFAULT_DETECT
     if allowed is not None and allowed < 1:
         raise SizingError(f"the task's data leaves {available_rows} rows to hide: not one {shard_size}-row shard "
                           f"(sized to detect +{detect:.2%}); raise --detect or lower --shard-size")
-    if rounds is None:
-        rounds = default_rounds if allowed is None else allowed
+    if rounds is None:  # a rows task keeps about half its rows public for training unless told otherwise
+        rounds = (default_rounds if allowed is None or available_rows is None
+                  else max(1, min(allowed, available_rows // 2 // shard_size)))
     elif allowed is not None and rounds > allowed:
         raise SizingError(f"--rounds {rounds}: the data allows only {allowed} rounds of {shard_size}-row shards")
     return Sizing(shard_size, rounds, allowed, detectable(shard_size, m, alpha, p_disagree=d), floor)
