@@ -1,9 +1,9 @@
 """The round simulator's attackers through real Engine + Keyholder rounds (CI-sized, seeds fixed: the counts
 below are deterministic, not timed), and the rule figures' Monte Carlo against the exact binomial.
 
-Each attacker of issue 9 plays a few rounds on the default task's shard size with small models; none may win,
-the squatter must pay at least one block reward per round it squats, and a late timestamp must not stop
-anyone from building the next block."""
+Each attacker of issue 9 plays a few rounds on the default task's shard size with small models; no copy may win,
+the squatter must pay at least one block reward per round it voids (xfail when it squats to the end: nothing
+settles its bonds), and a late timestamp must not stop anyone from building the next block. ~25 s of CPU."""
 from __future__ import annotations
 
 from fractions import Fraction
