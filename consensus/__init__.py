@@ -6,7 +6,10 @@ What it does:
   * ``consensus.messages``  — Entry, AnchorNotice, Beacon, RoundPayload: canonical encodings via chain.encoding,
     byte caps, signatures (make_entry / make_anchor_notice / make_beacon, threshold verification).
   * ``consensus.rules``     — validate_block with the stable reject codes of §3.6 (cheap checks first, scoring
-    last), paired_test (integer one-sided McNemar), z_for_round (significance retarget), fork_key.
+    last), bounded timestamps, the settlement moves, fork_key.
+  * ``consensus.stats``     — the crowning test: exact one-sided sign test, Bonferroni over the listed entries
+    (integers; crown_threshold / accepts), and shard sizing (power / rows_for_power, floats, not rules).
+  * ``consensus.settlement`` — entry bonds: the forfeits a block burns before its txs.
   * ``consensus.engine``    — Engine: consensus state over a chain.store.ChainStore (beacons, notices, entries,
     fork choice within a round, finality from keyholder anchor statements, orphans, champion history,
     equivocation evidence, block templates).

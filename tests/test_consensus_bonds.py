@@ -187,3 +187,24 @@ def test_after_any_accepted_blocks_a_valid_child_is_constructible(genesis_ts, st
             assert lo <= tpl_ts <= hi
         # the miner stamps anything accepted: the lowest, the highest, or in between
         parent_ts = [lo, hi, (lo + hi) // 2, min(hi, lo + pick)][mode]
+
+
+@given(st.lists(st.tuples(st.binary(min_size=32, max_size=32), st.integers(0, 10**10), st.integers(1, 70)),
+                max_size=30, unique_by=lambda t: t[0]), st.integers(0, 10**8))
+@settings(max_examples=200, deadline=None)
+def test_settlement_conserves_supply_and_never_overdraws(keys, bond):
+    """Any forfeits on any balances: each key loses min(k · bond, balance), the burn account gains exactly the
+    sum, nothing goes negative, nonces are untouched."""
+    from chain.state import apply_moves
+    from consensus.settlement import settlement_moves
+    start = {address_of(pub): bal << 64 | 7 for pub, bal, _ in keys}
+    state: dict[bytes, int] = {}
+    moves = settlement_moves(bond=bond, forfeits=tuple(sorted((pub, k) for pub, _, k in keys)))
+    assert apply_moves(state, lambda a: start.get(a, 0), moves) is None
+    burnt = 0
+    for pub, bal, k in keys:
+        acc = address_of(pub)
+        after = state.get(acc, start[acc])
+        assert after & (2**64 - 1) == 7 and after >> 64 == bal - min(bal, k * bond)
+        burnt += min(bal, k * bond)
+    assert (state.get(BURN_ACCOUNT, 0) >> 64) == burnt

@@ -256,3 +256,14 @@ def test_every_protocol_code_is_tested():
     here = pathlib.Path(__file__).read_text()
     missing = {c for c in codes if f'"{c}"' not in here}
     assert not missing, f"reject codes without a test: {sorted(missing)}"
+
+
+def test_bad_settlement_is_refused_by_the_ledger(store):
+    """A beacon cannot express a malformed move (its decoder checks them), so this is the ledger's own guard:
+    a negative or mis-sized move never applies."""
+    g = world().genesis
+    tip = store.tip()
+    for move in [(address_of(MINERS[1].public), bytes(20), -1), (b"short", bytes(20), 1)]:
+        with pytest.raises(RuleError) as exc:
+            store.preview_txs(tip.hash, MINERS[0].public, (), g.ledger_params, (move,))
+        assert exc.value.code == "bad-settlement"

@@ -3,6 +3,7 @@ finds a peer (multicast pinned to the loopback interface, TTL 0)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -126,7 +127,7 @@ def test_lan_discovery_on_loopback(chain, tmp_path):
 
 
 async def _peers_at_least(node, n):
-    return (await node.tools.client.status())["peers"] >= n
+    return (await node.client.status())["peers"] >= n
 
 
 def test_keyholder_sigkilled_mid_round_never_reveals_twice(chain, tmp_path):
@@ -137,6 +138,9 @@ def test_keyholder_sigkilled_mid_round_never_reveals_twice(chain, tmp_path):
         kh_dir.mkdir()
         async with InProcessNode(node_config(tmp_path / "P", chain)) as p:
             procs = []
+            # rounds wait for entries (a round nobody enters reveals nothing): a miner keeps them moving
+            miner = asyncio.create_task(ScriptedMiner(p.client, chain.miners[0], chain.genesis, family="linear",
+                                                      seed=5).run())
             try:
                 proc = _start(kh_dir, chain.genesis_path, p.p2p_addr, keyholder=chain.keyholder_path)
                 procs.append(proc)
@@ -154,6 +158,9 @@ def test_keyholder_sigkilled_mid_round_never_reveals_twice(chain, tmp_path):
                         assert (await node.round(2))["beacon"] == beacon2
                         assert (await node.status())["equivocations"] == []
             finally:
+                miner.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await miner
                 for q in procs:
                     if q.poll() is None:
                         q.kill()
@@ -163,4 +170,4 @@ def test_keyholder_sigkilled_mid_round_never_reveals_twice(chain, tmp_path):
 
 
 async def _revealed(node, r):
-    return (await node.tools.client.round(r)).get("beacon") is not None
+    return (await node.client.round(r)).get("beacon") is not None
