@@ -139,7 +139,8 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
     if (warning := public_dataset_warning(args.task)) is not None:
         print(f"popchain: warning: {warning}", file=sys.stderr)
     det = out["detectable"]
-    detect_text = (f"+{det:.2%} accuracy with 80 % power (10 % disagreement, α = 5 % over E = "
+    alpha = out["alpha"][0] / out["alpha"][1]
+    detect_text = (f"+{det:.2%} accuracy with 80 % power (10 % disagreement, α = {alpha:.1%} over E = "
                    f"{out['max_entries']} entries)" if det is not None else
                    "no improvement reaches 80 % power at this shard size")
     allowed = "unlimited (generated shards)" if out["rounds_allowed"] is None else f"{out['rounds_allowed']}"

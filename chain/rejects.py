@@ -45,6 +45,7 @@ _ALL = (
     _c("bad-nonce", "violation", "nonce is not the sender's next", state=True, tx=True),
     _c("insufficient-funds", "violation", "balance does not cover amount + fee", state=True, tx=True),
     _c("balance-overflow", "violation", "a credit would push a balance over 2^62", state=True, tx=True),
+    _c("bad-settlement", "violation", "a settlement move (bond lock, return or forfeit) is malformed or overflows"),
     _c("bad-allocation", "violation", "genesis allocations unsorted, duplicated, zero or over 2^62 in total"),
     # ---- genesis (PROTOCOL §3.1)
     _c("bad-genesis", "violation", "the genesis block does not re-derive from its configuration"),
@@ -79,9 +80,9 @@ _ALL = (
     _c("bad-model", "violation", "model does not decode under the genesis caps for the task"),
     _c("duplicate-model", "violation", "model byte-identical to the champion or an earlier crowned model"),
     _c("bad-shard-commitment", "violation", "the beacon's key does not open shard r against its commitment"),
-    _c("bad-z", "violation", "z_milli is not the retarget value for the round"),
     _c("bad-score", "violation", "payload b, c differ from the recomputed paired score"),
-    _c("not-better-than-champion", "violation", "the paired test does not crown the challenger"),
+    _c("not-better-than-champion", "violation", "the sign test does not crown the challenger (a correctly opened "
+                                                "entry: verdict status `opened`, the model is recorded)"),
     # ---- verdict statuses used as codes (consensus.engine BlockVerdict, node/gossip)
     _c("stale-round", "stale", "a block of a round that is already final"),
     _c("stale", "stale", "verdict status: the block's round is final", consensus=False),

@@ -14,7 +14,7 @@ CODE = r"([a-z][a-z0-9]*(?:-[a-z0-9]+)*)"
 RAISED = (re.compile(r"RuleError\(\s*\"" + CODE + r"\""),
           re.compile(r"Verdict\(\s*\"" + CODE + r"\"(?:\s*,\s*[^,()]+\s*,\s*\"" + CODE + r"\")?"),
           re.compile(r"(?:return|=)\s*\(?(?:True|False), \"" + CODE + r"\""))
-NOT_CODES = {"accepted", "tip-changed", "rejected"}   # success statuses and the generic failure status
+NOT_CODES = {"accepted", "tip-changed", "opened", "rejected"}   # success statuses, the generic failure status
 
 
 def _sources() -> list[Path]:

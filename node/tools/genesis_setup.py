@@ -49,16 +49,18 @@ def size_task(task: str, dataset: Dataset | None, params: GenesisParams, *, dete
     try:
         if dataset is None:
             max_shard = min(MAX_SHARD_SIZE, MAX_GEN_ELEMENTS // 24)
-            return plan(m=m, detect=detect, shard_size=shard_size, rounds=rounds, available_rows=None,
+            return plan(m=m, alpha=params.alpha, detect=detect, shard_size=shard_size, rounds=rounds,
+                        available_rows=None,
                         default_rounds=SYNTHETIC_ROUNDS, max_shard=max_shard), SYNTHETIC_TEST
         n_test = max(10, len(dataset) // 8)
         available = len(dataset) - n_test - MIN_TRAIN_ROWS
-        return plan(m=m, detect=detect, shard_size=shard_size, rounds=rounds, available_rows=available,
+        return plan(m=m, alpha=params.alpha, detect=detect, shard_size=shard_size, rounds=rounds,
+                    available_rows=available,
                     default_rounds=1, max_shard=min(MAX_SHARD_SIZE, max(available, 1))), n_test
     except SizingError as exc:
         hint = ""
         if dataset is not None and shard_size is None:
-            best = detectable(max(1, len(dataset) - max(10, len(dataset) // 8) - MIN_TRAIN_ROWS), m)
+            best = detectable(max(1, len(dataset) - max(10, len(dataset) // 8) - MIN_TRAIN_ROWS), m, params.alpha)
             hint = (f" ({len(dataset)} rows: one shard of all the hideable rows detects "
                     + (f"+{best:.2%})" if best is not None else "no improvement at 80 % power)"))
         raise TaskError(f"{task}: {exc}{hint}") from None
@@ -114,7 +116,7 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
     return {"genesis_hash": genesis.hash.hex(), "chain_id": chain_id, "task": genesis.task.spec.name,
             "generated": genesis.task.generated, "rounds": sizing.rounds, "shard_size": sizing.shard_size,
             "rounds_allowed": sizing.rounds_allowed, "detectable": sizing.detectable,
-            "max_entries": params.max_entries, "genesis_bytes": len(genesis_bytes),
+            "max_entries": params.max_entries, "alpha": list(params.alpha), "genesis_bytes": len(genesis_bytes),
             "n_train": len(genesis.task.training), "n_holdout": len(holdout), "genesis": str(genesis_path),
             "keyholder": str(secret_path), "holdout": str(holdout_path), "keyholder_pubkey": keyholder.public.hex(),
             "warnings": [warning] if warning else []}
