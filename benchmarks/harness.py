@@ -21,8 +21,11 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.shards", ("shard_open_generated_13k", "genesis_task_bytes_13k")),
     ("benchmarks.scoring", ("score_linear_10k", "score_linear_10k_raw", "score_mlp_10k", "score_trees_10k")),
     ("benchmarks.network", ("relay_hop_ms", "sync_blocks_per_s", "round_latency_s")),
-    ("benchmarks.simulation", ("sim_crowned_share", "sim_copycat_share", "sim_copycat_floor_share",
-                               "sim_champion_test_acc")),
+    ("benchmarks.simulation", ("sim_false_crown_round", "sim_power_1pp", "sim_copycat_share", "sim_squatter_cost",
+                               "sim_champion_regressions", "sim_champion_test_acc", "sim_crowned_share",
+                               "sim_wins_copy_noise", "sim_wins_copy_flip", "sim_wins_sybil_copy",
+                               "sim_wins_squatter", "sim_wins_finetune", "sim_wins_late_timestamp",
+                               "sim_late_timestamp_stalls")),
 )
 
 FIGURE_KEYS = ("name", "value", "unit", "baseline", "ratio", "goal")

@@ -1,9 +1,22 @@
-"""Deterministic round simulator: real Engine + Keyholder + scikit-learn miners, a simulated clock, no network.
+"""Deterministic round simulator: real Engine + Keyholder, scikit-learn miners and attackers, a simulated clock.
 
-Genesis comes from the default synthetic task; K honest miners (different families and seeds) train on the
-public data + every revealed shard each round; one copycat resubmits a perturbed copy of the champion.
-``run_simulation`` returns per-round and overall figures; ``python -m benchmarks.simulator --rounds N`` prints
-them. Randomness (shard keys, salts, noise) comes from the seed, so a run is reproducible.
+A *world* (one seed) is the synthetic task packaged into a genesis, a held-out test split that never enters
+genesis, every miner key funded, and a cache of honest models (training depends only on the public data and the
+revealed shards, so scenarios of one world share it). A *scenario* is a cast of miners (benchmarks.sim_attackers)
+playing ``rounds`` rounds on a fresh store through the real entry / beacon / opening / closing path:
+
+- ``mixed``    4 honest miners + copy-noise 2 %, copy-noise 10 %, copy-flip, finetune, late-timestamp
+- ``sybil``    1 honest miner + a sybil with E − 1 keys (noised copies, only the best opened)
+- ``squatter`` a squatter with E keys (each richer than any honest miner, so it holds every slot) that enters
+               first and never opens, for every round but the last + 4 honest miners
+- ``squatter-end`` the same squatter squatting every round to the end of the task
+- ``late``     a late-timestamp miner fitting on every row (so it wins early) + 2 weaker honest miners: after
+               its crowning, can the others still build a valid child?
+
+``run_scenario`` returns per-round reports (winner and its kind, every try's b, c and verdict, the champion's
+test accuracy before/after) and the squatter's balance loss; ``python -m benchmarks.simulator`` prints them.
+Randomness (shard keys, salts, noise, training seeds) comes from the seed, so a run is reproducible.
+What it does not do: network, wall-clock timing, or any judgement of its own — the Engine judges every block.
 """
 from __future__ import annotations
 
@@ -11,70 +24,51 @@ import argparse
 import dataclasses
 import hashlib
 import sys
-import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import cached_property
 
 import numpy as np
 
+from benchmarks.sim_attackers import (
+    CopyFlip,
+    CopyNoise,
+    Finetune,
+    LateTimestamp,
+    Proposal,
+    RoundView,
+    Sealed,
+    SimMiner,
+    Squatter,
+    SybilCopy,
+)
 from chain.address import address_of
+from chain.block import MAX_TIMESTAMP
 from chain.crypto import Keypair
+from chain.errors import PopError, RuleError
 from chain.store import ChainStore
 from consensus.engine import Engine
 from consensus.genesis import GenesisParams, create_genesis
 from consensus.keyholder import Keyholder, RoundClosed
 from consensus.messages import Beacon, RoundPayload
 from consensus.miner import open_block, seal
-from ml.model import LinearModel, MLPModel, Model, TreesModel, decode_model, encode_model
+from ml.generator import generate, world_from_seed
+from ml.model import Model, decode_model
 from ml.score import score
-from ml.shards import open_shard, split_test
-from ml.task import Dataset, synthetic
+from ml.shards import SecretTask, open_shard
+from ml.task import Dataset
 from ml.training import train_candidate
 
-DEFAULT_FAMILIES = ("mlp", "mlp", "extra", "linear")
+HONEST_FAMILIES = ("mlp", "mlp", "extra", "linear")
+SCENARIOS = ("mixed", "sybil", "squatter", "squatter-end", "late")
 GENESIS_TIME = 1_767_225_600
 BALANCE = 10**12
 
 
-@dataclass(frozen=True)
-class RoundReport:
-    round: int
-    entries: int
-    winner: str | None            # miner name, None if the round is void
-    b: int
-    c: int
-    z_milli: int                  # the crowning bar of the winner (payload bar; 0 if void) — was z
-    champion_shard_acc: float     # the champion after the round, on shard r
-    champion_test_acc: float      # ... on the untouched test split
-    void: bool
-    tries: tuple[tuple[str, int, int, str], ...]   # (miner, b, c, verdict status/code)
-
-
-@dataclass
-class SimulationReport:
-    rounds: list[RoundReport] = field(default_factory=list)
-    crowned_share: float = 0.0
-    copycat_wins: int = 0
-    copycat_win_share: float = 0.0
-    floor_rounds: int = 0
-    copycat_floor_wins: int = 0
-    copycat_floor_share: float = 0.0
-    initial_test_acc: float = 0.0
-    final_test_acc: float = 0.0
-    best_sklearn_test_acc: float = 0.0
-    best_sklearn_family: str = ""
-    reference_public_only_acc: float = 0.0
-    seconds: float = 0.0
-
-    def summary(self) -> dict:
-        d = dataclasses.asdict(self)
-        d.pop("rounds")
-        return d
-
-
 def _rng_bytes(seed: bytes):
-    """A deterministic rng for create_genesis(rng=...) (simulation only: shard keys and salts become reproducible)."""
+    """A deterministic rng for create_genesis(rng=...) and salts (simulation only: shard keys, row seeds and salts
+    become reproducible)."""
     counter = [0]
 
     def urandom(n: int) -> bytes:
@@ -86,178 +80,286 @@ def _rng_bytes(seed: bytes):
     return urandom
 
 
-def perturb(model: Model, rng: np.random.Generator, rel: float = 0.02) -> Model:
-    """The copycat's trick: the champion with ~2 % multiplicative noise on its output weights / leaf votes."""
-    def jitter(a: np.ndarray) -> np.ndarray:
-        a64 = a.astype(np.int64)
-        noise = np.rint(a64 * rel * rng.standard_normal(a.shape)).astype(np.int64)
-        noise[noise == 0] = rng.integers(-1, 2, size=int((noise == 0).sum()))
-        return a64 + noise
-    if isinstance(model, LinearModel):
-        return LinearModel(jitter(model.W), model.b.astype(np.int64))
-    if isinstance(model, MLPModel):
-        layers = list(model.layers)
-        W, b = layers[-1]
-        layers[-1] = (jitter(W), b)
-        return MLPModel(tuple(layers), model.shifts)
-    value = np.maximum(jitter(model.value), 0)
-    value[model.feature >= 0] = 0  # internal nodes carry no votes
-    return TreesModel(model.roots, model.feature, model.threshold, model.left, model.right, value)
+def _key(seed: bytes, name: str) -> Keypair:
+    return Keypair.from_seed(hashlib.sha256(seed + b"/key/" + name.encode()).digest())
 
 
-def run_simulation(*, rounds: int = 30, shard_size: int = 200, n_train: int = 2000, n_test: int = 2000,
-                   families: tuple[str, ...] = DEFAULT_FAMILIES, copycat: bool = True,
-                   params: GenesisParams | None = None, seed: bytes = b"popchain-simulation-seed-1",
-                   datadir: Path | None = None, max_train_rows: int | None = None,
-                   model_size: str = "default", verbose: bool = False) -> SimulationReport:
-    """Run ``rounds`` rounds; ``model_size="small"`` trains every miner (and the reference models) in
-    ml.training's small profile, which keeps a 30-round run within CI time."""
+@dataclass(frozen=True)
+class WorldConfig:
+    rounds: int = 6
+    shard_size: int = 12_992           # the default task's (benchmarks.simulation.DEFAULT_SHARD_ROWS)
+    n_train: int = 2_000
+    n_test: int = 4_000
+    max_train_rows: int | None = 6_000   # miners fit on a seeded subsample of public + revealed rows
+    model_size: str = "small"            # ml.training profile
+    params: GenesisParams = field(default_factory=GenesisParams)
+
+
+class World:
+    """Genesis, secret, held-out test split, the cast's keys and the honest-model cache of one seed."""
+
+    def __init__(self, seed: bytes, config: WorldConfig = WorldConfig()) -> None:
+        self.seed, self.config = seed, config
+        c = config
+        E = c.params.max_entries
+        # the generated synthetic task (ml.generator): shards are committed row seeds, so 10k-row shards cost
+        # nothing in genesis; the held-out test split is drawn from the same world with a seed genesis never sees
+        task_world = world_from_seed(seed)
+        self.test = generate(task_world, hashlib.sha256(seed + b"/held-out-test").digest(), c.n_test)
+        self.keyholder_kp = _key(seed, "keyholder")
+        names = ([f"honest-{i}" for i in range(len(HONEST_FAMILIES))]
+                 + ["copy-noise-2", "copy-noise-10", "copy-flip", "finetune", "late-timestamp"]
+                 + [f"sybil/{i}" for i in range(E - 1)] + [f"squatter/{i}" for i in range(E)])
+        self.keys = {n: _key(seed, n) for n in names}
+        # the squatter outranks everyone (slots go by stake): it can hold every slot, so it voids the rounds it
+        # squats, and the figure is what that costs it
+        allocations = [(address_of(kp.public), 2 * BALANCE if n.startswith("squatter/") else BALANCE)
+                       for n, kp in self.keys.items()]
+        self.genesis, self.secret = create_genesis(
+            task_world, chain_id="popchain-sim", rounds=c.rounds, shard_size=c.shard_size, allocations=allocations,
+            keyholder_pubkeys=[self.keyholder_kp.public], params=c.params, timestamp=GENESIS_TIME,
+            n_train=c.n_train, rng=_rng_bytes(seed))
+        self._models: dict[tuple[str, int, int, bool], Model] = {}
+
+    @cached_property
+    def public(self) -> Dataset:
+        return self.genesis.task.training
+
+    def train(self, family: str, seed: int, revealed: Sequence[Dataset], all_rows: bool = False) -> Model:
+        key = (family, seed, len(revealed), all_rows)
+        if key not in self._models:
+            self._models[key] = train_candidate(family, self.public, revealed, seed=seed,
+                                                max_rows=None if all_rows else self.config.max_train_rows,
+                                                caps=self.genesis.model_caps, size=self.config.model_size)
+        return self._models[key]
+
+    def secret_key(self, r: int) -> bytes:
+        return SecretTask.decode(self.secret).key(r)
+
+    def acc(self, model_bytes: bytes, data: Dataset | None = None) -> float:
+        data = data or self.test
+        g = self.genesis
+        return score(decode_model(model_bytes, g.task.spec, g.model_caps), data.X, data.y).accuracy
+
+    def cast(self, scenario: str) -> list[SimMiner]:
+        k = self.keys
+        honest = [SimMiner(f"honest-{i}", (k[f"honest-{i}"],), fam, seed=i)
+                  for i, fam in enumerate(HONEST_FAMILIES)]
+        E = self.config.params.max_entries
+        if scenario == "mixed":
+            return honest + [CopyNoise("copy-noise-2", (k["copy-noise-2"],), rel=0.02),
+                             CopyNoise("copy-noise-10", (k["copy-noise-10"],), rel=0.10),
+                             CopyFlip("copy-flip", (k["copy-flip"],)),
+                             Finetune("finetune", (k["finetune"],), seed=50),
+                             LateTimestamp("late-timestamp", (k["late-timestamp"],), "mlp", seed=60)]
+        if scenario == "sybil":
+            return honest[:1] + [SybilCopy("sybil", tuple(k[f"sybil/{i}"] for i in range(E - 1)))]
+        if scenario in ("squatter", "squatter-end"):
+            # "squatter" stops before the last round, so a crowned block settles its bonds; "squatter-end" never does
+            squat = max(1, self.config.rounds - 1) if scenario == "squatter" else 1 << 30
+            return [Squatter("squatter", tuple(k[f"squatter/{i}"] for i in range(E)), last_round=squat)] + honest
+        if scenario == "late":
+            return [LateTimestamp("late-timestamp", (k["late-timestamp"],), "mlp", seed=60, all_rows=True),
+                    honest[3], honest[2]]
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {SCENARIOS}")
+
+
+@dataclass(frozen=True)
+class Try:
+    miner: str
+    kind: str
+    b: int
+    c: int
+    code: str          # tip-changed | accepted | a reject code
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    round: int
+    listed: int                   # entries the beacon lists
+    listed_by_kind: tuple[tuple[str, int], ...]
+    winner: str | None            # miner name, None if the round is void
+    winner_kind: str | None
+    b: int
+    c: int
+    acc_before: float             # champion test accuracy before / after the round
+    acc_after: float
+    void: bool
+    tries: tuple[Try, ...]
+    unbuildable: tuple[str, ...]  # miners whose block could not even be built or entered (e.g. timestamp)
+
+
+@dataclass
+class ScenarioReport:
+    scenario: str
+    seed: bytes
+    rounds: list[RoundReport] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)          # miner -> kind
+    copy_miners: tuple[str, ...] = ()
+    balance_lost: dict[str, int] = field(default_factory=dict)   # miner -> grains lost over the run
+    initial_test_acc: float = 0.0
+    final_test_acc: float = 0.0
+    n_test: int = 0
+    block_reward: int = 0
+    seconds: float = 0.0
+
+    def wins(self, kind: str | None = None, miner: str | None = None) -> int:
+        return sum(1 for r in self.rounds if r.winner is not None
+                   and (kind is None or r.winner_kind == kind) and (miner is None or r.winner == miner))
+
+    @property
+    def crowned(self) -> int:
+        return sum(1 for r in self.rounds if not r.void)
+
+
+def max_timestamp(engine: Engine, now: int) -> int:
+    """The largest header timestamp the rules will accept for a block of the open round, as a miner can predict
+    it before the beacon: the reveal time (no earlier than the notice's entry deadline) + the genesis slack
+    (PROTOCOL §3.6 step 4); capped by the header's decode limit."""
+    notice = engine.notice(engine.open_round())
+    if notice is None:
+        return MAX_TIMESTAMP
+    return min(MAX_TIMESTAMP, notice.entry_deadline_ms // 1000 + engine.genesis.params.time_slack_s)
+
+
+def _until(keyholder: Keyholder, now: int, kind: type, limit: int = 64):
+    """Step the keyholder from deadline to deadline until it emits a ``kind`` action: (now, action)."""
+    for _ in range(limit):
+        deadline = keyholder.next_deadline()
+        now = max(now, int(deadline + 0.999) if deadline is not None else now)
+        for action in keyholder.step(now):
+            if isinstance(action, kind):
+                return now, action
+        now += 1
+    raise RuntimeError(f"the keyholder emitted no {kind.__name__} (round waiting for entries?)")
+
+
+def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verbose: bool = False) -> ScenarioReport:
     started = time.perf_counter()
-    params = params or GenesisParams()
-    urandom = _rng_bytes(seed)
-    np_rng = np.random.default_rng(int.from_bytes(hashlib.sha256(seed).digest()[:8], "big"))
-    full = synthetic(seed, n_samples=rounds * shard_size + n_train + n_test)
-    rest, test = split_test(full, n_test, seed)
-    keyholder_kp = Keypair.from_seed(hashlib.sha256(seed + b"keyholder").digest())
-    names = [f"{fam}-{i}" for i, fam in enumerate(families)] + (["copycat"] if copycat else [])
-    miners = {n: Keypair.from_seed(hashlib.sha256(seed + n.encode()).digest()) for n in names}
-    by_pub = {kp.public: n for n, kp in miners.items()}
-    allocations = [(address_of(kp.public), BALANCE) for kp in miners.values()]
-    genesis, secret = create_genesis(rest, chain_id="popchain-sim", rounds=rounds, shard_size=shard_size,
-                                     allocations=allocations, keyholder_pubkeys=[keyholder_kp.public],
-                                     params=params, timestamp=GENESIS_TIME, n_train=n_train, seed=seed, rng=urandom)
-    spec, caps = genesis.task.spec, genesis.model_caps
-    public = genesis.task.training
-    if datadir is None:
-        store = ChainStore.memory()
-    else:
-        store = ChainStore.open(datadir)
-    report = SimulationReport()
+    g, params = world.genesis, world.config.params
+    rounds = min(rounds or g.n_rounds, g.n_rounds)
+    cast = world.cast(scenario)
+    by_pub = {kp.public: m for m in cast for kp in m.keys}
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(world.seed + scenario.encode()).digest()[:8], "big"))
+    salts = _rng_bytes(world.seed + b"/salts/" + scenario.encode())
+    rep = ScenarioReport(scenario, world.seed, kinds={m.name: m.kind for m in cast},
+                         copy_miners=tuple(m.name for m in cast if m.copy), n_test=len(world.test),
+                         block_reward=params.block_reward)
+    store = ChainStore.memory()
     try:
-        engine = Engine(store, genesis)
-        keyholder = Keyholder(engine, secret, [keyholder_kp])
-        report.initial_test_acc = _acc(engine.champion_model(), spec, caps, test)
+        engine = Engine(store, g)
+        keyholder = Keyholder(engine, world.secret, [world.keyholder_kp])
+        start_balance = _balances(engine, cast)
+        rep.initial_test_acc = acc = world.acc(engine.champion_model())
         revealed: list[Dataset] = []
-        now = float(GENESIS_TIME + 1)
+        now = GENESIS_TIME + 1
         keyholder.step(now)  # opens round 1
         for r in range(1, rounds + 1):
-            champion_bytes = engine.champion_model()
-            sealed = {}
-            for name, kp in miners.items():
-                template = engine.build_template(kp.public, [], int(now))
-                if name == "copycat":
-                    model = perturb(decode_model(champion_bytes, spec, caps), np_rng)
-                else:
-                    family = name.rsplit("-", 1)[0]
-                    model = train_candidate(family, public, revealed, seed=r * 101 + names.index(name),
-                                            max_rows=max_train_rows, caps=caps, size=model_size)
-                model_bytes = encode_model(model)
-                if model_bytes == champion_bytes:
-                    continue
-                block, entry = seal(template, model_bytes, kp, urandom(32))
-                engine.add_entry(entry)
-                keyholder.on_entry(entry)
-                sealed[name] = (block, 0)
-            now += params.entry_window_s
-            beacon = next(a for a in keyholder.step(now) if isinstance(a, Beacon))
+            champion = engine.champion_model()
+            view = RoundView(r, g, champion, world.public, tuple(revealed), now, max_timestamp(engine, now),
+                             lambda fam, s, full=False, rv=tuple(revealed): world.train(fam, s, rv, full), rng)
+            sealed: list[Sealed] = []
+            unbuildable: list[str] = []
+            for miner in cast:
+                for prop in miner.propose(view):
+                    got = _enter(engine, keyholder, miner, prop, champion, now, salts(32))
+                    if got is None:
+                        unbuildable.append(miner.name)
+                    elif isinstance(got, Sealed):
+                        sealed.append(got)
+            now, beacon = _until(keyholder, now, Beacon)
+            listed = _listed(beacon)
             tries = []
-            for name, (block, z) in sealed.items():
-                opened = open_block(block, beacon, genesis=genesis, champion_bytes=champion_bytes)
-                verdict = engine.add_block(opened)
-                p = RoundPayload.decode(opened.payload)
-                tries.append((name, p.b, p.c, verdict.code or verdict.status))
-            now += params.opening_window_s
-            closed = next(a for a in keyholder.step(now) if isinstance(a, RoundClosed))
-            shard = open_shard(genesis.task, r, beacon.shard_key)
-            revealed.append(shard)
+            for miner in cast:
+                mine = [s for s in sealed if s.miner == miner.name and s.block.header.hash in listed]
+                for s in miner.to_open(view, beacon, mine):
+                    opened = open_block(s.block, beacon, genesis=g, champion_bytes=champion)
+                    verdict = engine.add_block(opened)
+                    p = RoundPayload.decode(opened.payload)
+                    tries.append(Try(miner.name, miner.kind, p.b, p.c, verdict.code or verdict.status))
+            now, closed = _until(keyholder, now, RoundClosed)
+            revealed.append(open_shard(g.task, r, beacon.shard_key))
             rec = engine.champion()
             won = closed.winner is not None
-            z_r = rec.bar if won else 0
-            rr = RoundReport(r, len(beacon.entries), by_pub.get(rec.miner) if won else None,
-                             rec.b if won else 0, rec.c if won else 0, z_r,
-                             _acc(engine.champion_model(), spec, caps, shard),
-                             _acc(engine.champion_model(), spec, caps, test), not won, tuple(tries))
-            report.rounds.append(rr)
+            winner = by_pub[rec.miner].name if won else None
+            after = world.acc(engine.champion_model()) if won else acc
+            kinds: dict[str, int] = {}
+            for s in sealed:
+                if s.block.header.hash in listed:
+                    kinds[by_pub[s.key.public].kind] = kinds.get(by_pub[s.key.public].kind, 0) + 1
+            rr = RoundReport(r, len(listed), tuple(sorted(kinds.items())), winner,
+                             rep.kinds[winner] if winner else None, rec.b if won else 0, rec.c if won else 0,
+                             acc, after, not won, tuple(tries), tuple(unbuildable))
+            acc = after
+            rep.rounds.append(rr)
             if verbose:
-                print(_format_round(rr), flush=True)
-        _overall(report, params, public, revealed, test, model_size)
+                print(format_round(scenario, rr), flush=True)
+        end_balance = _balances(engine, cast)
+        rep.balance_lost = {n: start_balance[n] - end_balance[n] for n in start_balance}
+        rep.final_test_acc = acc
     finally:
         store.close()
-    report.seconds = time.perf_counter() - started
-    return report
+    rep.seconds = time.perf_counter() - started
+    return rep
 
 
-def _acc(model_bytes: bytes, spec, caps, data: Dataset) -> float:
-    return score(decode_model(model_bytes, spec, caps), data.X, data.y).accuracy
+def _enter(engine: Engine, keyholder: Keyholder, miner: SimMiner, prop: Proposal, champion: bytes, now: int,
+           salt: bytes) -> Sealed | bool | None:
+    """Seal + enter one proposal: Sealed if the keyholder accepted it, False if refused or a duplicate of the
+    champion, None if the block could not be built at all (e.g. an impossible timestamp)."""
+    if prop.model == champion:
+        return False
+    try:
+        template = engine.build_template(prop.key.public, [], prop.timestamp or now)
+        if prop.timestamp is not None:  # build_template may clamp the clock into the window; an attacker does not
+            template = dataclasses.replace(template, timestamp=prop.timestamp)
+        block, entry = seal(template, prop.model, prop.key, salt)
+        engine.add_entry(entry)
+    except (PopError, ValueError):
+        return None
+    try:
+        accepted = keyholder.on_entry(entry)
+    except RuleError:
+        return False
+    return Sealed(miner.name, prop.key, block) if accepted else False
 
 
-def _overall(report: SimulationReport, params: GenesisParams, public: Dataset, revealed: list[Dataset],
-             test: Dataset, model_size: str) -> None:
-    rounds = report.rounds
-    n = len(rounds)
-    crowned = [r for r in rounds if not r.void]
-    report.crowned_share = len(crowned) / n if n else 0.0
-    report.copycat_wins = sum(r.winner == "copycat" for r in rounds)
-    report.copycat_win_share = report.copycat_wins / n if n else 0.0
-    floor = list(rounds)  # no significance floor any more (§3.7): every round is held to α
-    report.floor_rounds = len(floor)
-    report.copycat_floor_wins = sum(r.winner == "copycat" for r in floor)
-    report.copycat_floor_share = report.copycat_floor_wins / len(floor) if floor else 0.0
-    report.final_test_acc = rounds[-1].champion_test_acc if rounds else report.initial_test_acc
-    # the comparison: the best of our families (and a bigger forest) on ALL public data = training + shards
-    best, best_name = 0.0, ""
-    for fam in ("linear", "mlp", "forest", "extra"):
-        acc = score(train_candidate(fam, public, revealed, seed=7, size=model_size), test.X, test.y).accuracy
-        if acc > best:
-            best, best_name = acc, fam
-    from sklearn.ensemble import RandomForestClassifier
-    X = np.concatenate([public.X] + [d.X for d in revealed]).astype(np.float64)
-    y = np.concatenate([public.y] + [d.y for d in revealed])
-    trees = 50 if model_size == "small" else 200
-    big = RandomForestClassifier(n_estimators=trees, min_samples_leaf=2, n_jobs=1, random_state=0).fit(X, y)
-    big_acc = float(np.mean(big.predict(test.X.astype(np.float64)) == test.y))
-    if big_acc > best:
-        best, best_name = big_acc, f"float RandomForest({trees})"
-    report.best_sklearn_test_acc, report.best_sklearn_family = best, best_name
-    report.reference_public_only_acc = score(train_candidate("forest", public, (), seed=7, size=model_size),
-                                             test.X, test.y).accuracy
+def _listed(beacon: Beacon) -> set[bytes]:
+    return {header_hash for header_hash, _ in beacon.listed}
 
 
-def _format_round(r: RoundReport) -> str:
+def _balances(engine: Engine, cast: Sequence[SimMiner]) -> dict[str, int]:
+    view = engine.store.state_view(engine.tip().hash)
+    return {m.name: sum(view.get_account(address_of(kp.public)).balance for kp in m.keys) for m in cast}
+
+
+def format_round(scenario: str, r: RoundReport) -> str:
     who = "VOID" if r.void else f"{r.winner} b={r.b} c={r.c}"
-    tries = " ".join(f"{n}:{b}/{c}" + ("" if code in ("tip-changed", "accepted") else f"({code})")
-                     for n, b, c, code in r.tries)
-    return (f"round {r.round:3d} bar={r.z_milli} entries={r.entries} -> {who:28s} "
-            f"champion shard={r.champion_shard_acc:.3f} test={r.champion_test_acc:.4f} | {tries}")
+    tries = " ".join(f"{t.miner}:{t.b}/{t.c}" + ("" if t.code in ("tip-changed", "accepted") else f"({t.code})")
+                     for t in r.tries)
+    stuck = f" unbuildable={','.join(r.unbuildable)}" if r.unbuildable else ""
+    return (f"[{scenario}] round {r.round:3d} listed={r.listed} -> {who:28s} test acc {r.acc_before:.4f} -> "
+            f"{r.acc_after:.4f} | {tries}{stuck}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.simulator", description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=30)
-    ap.add_argument("--shard-size", type=int, default=200)
-    ap.add_argument("--train", type=int, default=2000, help="public training rows")
-    ap.add_argument("--families", default=",".join(DEFAULT_FAMILIES))
-    ap.add_argument("--no-copycat", action="store_true")
-    ap.add_argument("--small", action="store_true", help="small models (ml.training size='small'), as in CI")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--shard-size", type=int, default=WorldConfig.shard_size)
+    ap.add_argument("--train", type=int, default=WorldConfig.n_train, help="public training rows")
+    ap.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable; default all")
+    ap.add_argument("--default-models", action="store_true", help="ml.training's default profile (slower)")
     ap.add_argument("--seed", default="popchain-simulation-seed-1")
-    ap.add_argument("--leveldb", action="store_true", help="use a temporary LevelDB store instead of memory")
-    ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    params = GenesisParams()
-    with tempfile.TemporaryDirectory() as tmp:
-        rep = run_simulation(rounds=args.rounds, shard_size=args.shard_size, n_train=args.train,
-                             families=tuple(args.families.split(",")), copycat=not args.no_copycat,
-                             params=params, seed=args.seed.encode(),
-                             datadir=Path(tmp) / "sim" if args.leveldb else None,
-                             model_size="small" if args.small else "default", verbose=not args.quiet)
-    print()
-    print(f"rounds {len(rep.rounds)}  crowned share {rep.crowned_share:.1%}  "
-          f"copycat wins {rep.copycat_wins} ({rep.copycat_win_share:.1%}); at the floor "
-          f"{rep.copycat_floor_wins}/{rep.floor_rounds} ({rep.copycat_floor_share:.1%})")
-    print(f"champion test accuracy {rep.initial_test_acc:.4f} (genesis) -> {rep.final_test_acc:.4f} (final); "
-          f"best scikit-learn on all public data {rep.best_sklearn_test_acc:.4f} ({rep.best_sklearn_family}); "
-          f"forest on the public training split only {rep.reference_public_only_acc:.4f}")
-    print(f"simulated in {rep.seconds:.1f} s")
+    config = WorldConfig(rounds=args.rounds, shard_size=args.shard_size, n_train=args.train,
+                         model_size="default" if args.default_models else "small")
+    world = World(args.seed.encode(), config)
+    for scenario in args.scenario or SCENARIOS:
+        rep = run_scenario(world, scenario, verbose=True)
+        wins = ", ".join(f"{k}={rep.wins(kind=k)}" for k in sorted(set(rep.kinds.values())))
+        lost = {n: v for n, v in rep.balance_lost.items() if v}
+        print(f"[{scenario}] crowned {rep.crowned}/{len(rep.rounds)}; wins by kind: {wins}; balance lost: {lost}; "
+              f"test accuracy {rep.initial_test_acc:.4f} -> {rep.final_test_acc:.4f}; {rep.seconds:.1f} s\n")
     return 0
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
 
 from ml.export import from_sklearn
 from ml.model import DEFAULT_CAPS, Model, ModelCaps
@@ -71,7 +72,9 @@ def train_candidate(family: str, public: Dataset, revealed: Sequence[Dataset] = 
     if max_rows is not None and len(y) > max_rows:
         idx = np.random.default_rng(seed).choice(len(y), size=max_rows, replace=False)
         X, y = X[idx], y[idx]
-    with warnings.catch_warnings():  # small max_iter is deliberate (speed); the warning is noise here
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    # one BLAS thread: the fits multiply small matrices (~1000 x 24 @ 24 x 32), where OpenBLAS's thread
+    # hand-off costs more than the work (measured 17x slower with 2 threads on a loaded 2-core machine)
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter("ignore", ConvergenceWarning)  # small max_iter is deliberate (speed)
         est = _estimator(family, seed, len(y), size).fit(X.astype(np.float64), y)
     return from_sklearn(est, public.spec, X_ref=X, caps=caps)
