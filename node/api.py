@@ -13,6 +13,7 @@ from aiohttp import web
 
 from chain.address import address_of, decode_address, encode_address
 from chain.errors import DecodeError, PopError
+from node.api_body import MAX_BODY, MAX_SMALL_BODY, MAX_TX_BODY, json_body
 from node.engine_api import to_json
 from node.errors import ApiError
 from node.gossip import decode_object, object_id
@@ -20,8 +21,7 @@ from node.wire import InvKind
 
 log = logging.getLogger("popchain.api")
 
-MAX_BODY = 16 * 2**20
-WRITE_STATUS = {"accepted": 200, "tip-changed": 200, "duplicate": 200}
+MAX_BATCH_TXS = 1000  # transfers per POST /api/txs batch
 
 
 def _hex(value: Any, name: str, size: int | None = None) -> bytes:
@@ -100,6 +100,11 @@ def build_api_app(node) -> web.Application:
     return app
 
 
+def _verdict_error(obj_id: str | None, status: int, code: str, message: str) -> dict:
+    """One refused item of a batch: what the single path would answer as an HTTP error, as a JSON value."""
+    return {"accepted": False, "id": obj_id, "error": {"status": status, "code": code, "message": message}}
+
+
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
@@ -109,16 +114,6 @@ def _check_cookie(request: web.Request, cookie: str) -> None:
     expected = "Bearer " + cookie
     if not hmac.compare_digest(auth.encode(), expected.encode()):
         raise ApiError(401, "unauthorized", "write endpoints need 'Authorization: Bearer <cookie secret>'")
-
-
-async def _json_body(request: web.Request) -> dict:
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "bad-request", "body must be JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "bad-request", "body must be a JSON object")
-    return body
 
 
 class Api:
@@ -184,9 +179,39 @@ class Api:
                                   "tx": tx_json(tx)})
 
     async def post_tx(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
-        raw = _hex(body.get("tx"), "tx")
-        return await self._submit(InvKind.TX, raw)
+        """One transfer ``{"tx": hex}`` or a batch ``{"txs": [hex, ...]}`` (at most MAX_BATCH_TXS): a batch is
+        answered 200 with one verdict per tx, in order, carrying the codes the single path answers with."""
+        body = await json_body(request, MAX_TX_BODY)
+        if "txs" not in body:
+            return await self._submit(InvKind.TX, _hex(body.get("tx"), "tx"))
+        items = body["txs"]
+        if "tx" in body or not isinstance(items, list) or not items:
+            raise ApiError(400, "bad-request", "txs: expected a non-empty list of hex strings (and no 'tx')")
+        if len(items) > MAX_BATCH_TXS:
+            raise ApiError(413, "batch-too-large", f"{len(items)} txs in one batch, limit {MAX_BATCH_TXS}")
+        results: list[dict | None] = [None] * len(items)
+        raws: list[tuple[int, bytes]] = []
+        for i, item in enumerate(items):
+            try:
+                raws.append((i, _hex(item, f"txs[{i}]")))
+            except ApiError as exc:
+                results[i] = _verdict_error(None, exc.status, exc.code, exc.message)
+        verdicts = await self.node.relay.on_tx_batch([(None, raw) for _, raw in raws])
+        for (i, raw), (ok, reason) in zip(raws, verdicts, strict=True):
+            results[i] = self._tx_verdict(raw, ok, reason)
+        return web.json_response({"results": results,
+                                  "accepted": sum(1 for r in results if r is not None and r["accepted"])})
+
+    @staticmethod
+    def _tx_verdict(raw: bytes, ok: bool, reason: str) -> dict:
+        try:
+            txid: str | None = object_id(InvKind.TX, raw, decode_object(InvKind.TX, raw)).hex()
+        except (DecodeError, ValueError):
+            txid = None
+        if ok:
+            return {"accepted": True, "id": txid, "status": reason}
+        status = 409 if reason == "orphan" else 422
+        return _verdict_error(txid, status, reason.split(":")[0], f"tx rejected: {reason}")
 
     async def _submit(self, kind: InvKind, raw: bytes) -> web.Response:
         ok, reason = await self.node.relay.on_object(None, kind, raw)
@@ -253,11 +278,11 @@ class Api:
         return web.json_response(await self._round(r))
 
     async def post_entry(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        body = await json_body(request, MAX_SMALL_BODY)
         return await self._submit(InvKind.ENTRY, _hex(body.get("entry"), "entry"))
 
     async def post_opening(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        body = await json_body(request, MAX_BODY)
         return await self._submit(InvKind.BLOCK, _hex(body.get("block"), "block"))
 
     async def peers(self, request: web.Request) -> web.Response:

@@ -93,6 +93,10 @@ class NodeClient:
     async def send_tx(self, tx_bytes: bytes) -> dict:
         return await self._request("POST", "/api/txs", json_body={"tx": tx_bytes.hex()})
 
+    async def send_txs(self, txs: list[bytes]) -> dict:
+        """A batch (at most node.api.MAX_BATCH_TXS): ``{"results": [verdict per tx, in order], "accepted": n}``."""
+        return await self._request("POST", "/api/txs", json_body={"txs": [t.hex() for t in txs]})
+
     async def send_entry(self, entry_bytes: bytes) -> dict:
         return await self._request("POST", "/api/entries", json_body={"entry": entry_bytes.hex()})
 
