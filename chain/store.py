@@ -19,18 +19,16 @@ from typing import Any
 import msgpack
 
 from chain.block import Block, model_hash, tx_root
-from chain.encoding import pack_trusted, unpack
+from chain.encoding import pack_trusted
 from chain.errors import DecodeError, RuleError, StoreError, need
 from chain.kv import KV, LevelKV, MemoryKV
 from chain.state import (
-    Account,
     EncodedAccounts,
     Failure,
     LedgerParams,
     StateDelta,
     apply_allocations,
     apply_block_txs,
-    apply_txs,
     decode_account_pair,
     delta_of,
     encode_accounts,
@@ -38,13 +36,19 @@ from chain.state import (
     state_root_of,
 )
 from chain.state_cache import LeafCache
-from chain.store_index import INDEX_VERSION, K_INDEX_VERSION, P_ADDRINDEX, P_TXINDEX, index_records, unindex_records
+from chain.store_index import (
+    INDEX_VERSION,
+    K_INDEX_VERSION,
+    P_ADDRINDEX,
+    P_TXINDEX,
+    index_records,
+    unindex_records,
+)
 from chain.store_read import (
     K_ALLOC,
     K_GENESIS,
     K_PARAMS,
     K_TIP,
-    MAX_RECORD,
     P_ACCOUNT,
     P_BODY,
     P_HEADER,
