@@ -234,20 +234,28 @@ def cmd_wallet_send(args: argparse.Namespace) -> None:
 
 
 def cmd_wallet_history(args: argparse.Namespace) -> None:
-    keys = {k.address for k in _load_wallet(args).keys()}
+    """The wallet keys' confirmed transfers, newest first, from the node's address index (one request per
+    page of --limit rows per key; --before CURSOR continues where a previous listing stopped)."""
+    keys = _load_wallet(args).keys()
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1")
 
-    async def scan(client):
-        tip = (await client.status())["height"]
+    async def fetch(client):
         rows = []
-        for height in range(tip, max(0, tip - args.blocks), -1):
-            block = await client.block(height)
-            for tx in block["txs"]:
-                if tx["from"] in keys or tx["to"] in keys:
-                    rows.append({"height": height, **tx})
-        return rows
-    rows = asyncio.run(_call(args, scan))
-    _emit(args, rows, [f"{r['height']:>6}  {r['txid'][:16]}  {r['from'][:14]}… -> {r['to'][:14]}…  "
-                       f"{r['amount']:>14,}  fee {r['fee']}" for r in rows] or ["(no transfers in the scanned blocks)"])
+        for k in keys:
+            page = await client.account_txs(k.address, limit=args.limit, before=args.before)
+            rows += [{"key": k.label, "address": k.address, "next": page["next"], **t} for t in page["txs"]]
+        rows.sort(key=lambda r: (r["height"], r["position"]), reverse=True)
+        return rows[:args.limit]
+    rows = asyncio.run(_call(args, fetch))
+    arrow = {"sent": "->", "received": "<-", "self": "<>"}
+
+    def line(r: dict[str, Any]) -> str:
+        tx = r["tx"]
+        other = tx["to_address"] if r["direction"] == "sent" else tx["from_address"]
+        return (f"{r['height']:>6}  {tx['txid'][:16]}  {r['key']:<10} {arrow[r['direction']]} {other}  "
+                f"{tx['amount']:>14,}  fee {tx['fee']}")
+    _emit(args, rows, [line(r) for r in rows] or ["(no confirmed transfers)"])
 
 
 # --------------------------------------------------------------------------- miner
@@ -411,9 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", help="sending key label or address (default: first key)")
     p.add_argument("--no-wait", action="store_true", help="do not wait for the confirmation")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the confirmation")
-    p = leaf(g, "history", "transfers of the wallet's keys in recent blocks", cmd_wallet_history, node=True,
+    p = leaf(g, "history", "confirmed transfers of the wallet's keys, newest first", cmd_wallet_history, node=True,
              wallet=True)
-    p.add_argument("--blocks", type=int, default=500, help="how many recent blocks to scan (default 500)")
+    p.add_argument("--limit", type=int, default=50, help="rows to show (default 50, at most 500)")
+    p.add_argument("--before", metavar="CURSOR", help="continue before this cursor (a row's 'next' in --json) or "
+                                                      "below this height")
 
     g = group("miner", "compete for blocks with models")
     p = leaf(g, "run", "train models, enter rounds, open after the beacon, report verdicts", cmd_miner_run,

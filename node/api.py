@@ -4,6 +4,7 @@ Every engine/store read goes through the node's worker thread.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from chain.address import address_of, decode_address, encode_address
 from chain.errors import DecodeError, PopError
+from chain.store_index import MAX_PAGE, RECEIVED, SENT, TxLocation, parse_cursor
 from node.api_body import MAX_BODY, MAX_SMALL_BODY, MAX_TX_BODY, json_body
 from node.engine_api import to_json
 from node.errors import ApiError
@@ -48,6 +50,18 @@ def tx_json(tx) -> dict:
     out.update(txid=tx.txid.hex(), from_address=encode_address(address_of(tx.sender)),
                to_address=encode_address(tx.recipient), raw=tx.encode().hex())
     return out
+
+
+def location_json(loc: TxLocation) -> dict:
+    return {"height": loc.height, "block": loc.block_hash.hex(), "position": loc.position, "tx": tx_json(loc.tx)}
+
+
+_DIRECTIONS = {SENT: "sent", RECEIVED: "received", SENT | RECEIVED: "self"}
+
+
+def _account_id(text: str) -> bytes:
+    """An account id from a pop1 address or a 32-byte hex public key."""
+    return decode_address(text) if text.startswith("pop1") else address_of(_hex(text, "pubkey", 32))
 
 
 def champion_json(rec) -> dict:
@@ -86,6 +100,7 @@ def build_api_app(node) -> web.Application:
     r.add_get("/api/txs/{txid}", api.tx)
     r.add_post("/api/txs", api.post_tx)
     r.add_get("/api/accounts/{address}", api.account)
+    r.add_get("/api/accounts/{address}/txs", api.account_txs)
     r.add_get("/api/mempool", api.mempool)
     r.add_get("/api/champion", api.champion)
     r.add_get("/api/models/{hash}", api.model)
@@ -98,6 +113,19 @@ def build_api_app(node) -> web.Application:
     r.add_get("/api/template", api.template)
     r.add_get("/api/genesis", api.genesis_file)
     return app
+
+
+def _height(text: str) -> int:
+    if not text.isdigit() or len(text) > 10:
+        raise ApiError(400, "bad-request", f"expected a block height or a 64-hex hash, got {text[:70]!r}")
+    return int(text)
+
+
+def _txid(raw: bytes) -> bytes | None:
+    try:
+        return object_id(InvKind.TX, raw, decode_object(InvKind.TX, raw))
+    except (DecodeError, ValueError):
+        return None
 
 
 def _verdict_error(obj_id: str | None, status: int, code: str, message: str) -> dict:
@@ -146,7 +174,8 @@ class Api:
     async def block(self, request: web.Request) -> web.Response:
         ref = request.match_info["ref"]
         store = self.node.store
-        key: int | bytes = int(ref) if ref.isdigit() else _hex(ref, "hash", 32)
+        # 64 hex characters are a hash even when they are all digits ("000…0" is no height); else a height
+        key: int | bytes = _hex(ref, "hash", 32) if len(ref) == 64 else _height(ref)
         block = await self.call(store.get_block, key)
         if block is None:
             raise ApiError(404, "not-found", f"no block {ref}")
@@ -156,62 +185,86 @@ class Api:
                                   "model_size": len(block.model), "payload_size": len(block.payload),
                                   "main_chain": main, "raw": request.query.get("raw") and block.encode().hex()})
 
+    async def read(self, fn, *args):
+        """A lock-free store read (indexes, blocks by hash) on the default executor, never the engine worker:
+        an unauthenticated lookup must not queue in front of block validation."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
     async def tx(self, request: web.Request) -> web.Response:
         txid = _hex(request.match_info["txid"], "txid", 32)
         pending = self.node.mempool.get(txid)
         if pending is not None:
             return web.json_response({"status": "pending", "tx": tx_json(pending)})
-        store = self.node.store
+        loc = await self.read(self.node.store.find_tx, txid)
+        if loc is None:
+            raise ApiError(404, "not-found", "unknown tx (neither pending nor confirmed on the main chain)")
+        return web.json_response({"status": "confirmed", **location_json(loc)})
 
-        def find():  # recent blocks only: no tx index (the explorer reads blocks)
-            tip = store.tip().height
-            for height in range(tip, max(0, tip - 2000), -1):
-                block = store.get_block(height)
-                for tx in block.txs:
-                    if tx.txid == txid:
-                        return height, block.hash, tx
-            return None
-        found = await self.call(find)
-        if found is None:
-            raise ApiError(404, "not-found", "unknown tx (not pending, not in the last 2000 blocks)")
-        height, block_hash, tx = found
-        return web.json_response({"status": "confirmed", "height": height, "block": block_hash.hex(),
-                                  "tx": tx_json(tx)})
+    async def account_txs(self, request: web.Request) -> web.Response:
+        """An address's confirmed transfers, newest first: ``?limit=N`` (1..500, default 50) and
+        ``?before=CURSOR`` (the ``next`` of the previous page, or a height)."""
+        account_id = _account_id(request.match_info["address"])
+        limit_text = request.query.get("limit", "50")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
+            raise ApiError(400, "bad-request", f"limit: expected an integer 1..{MAX_PAGE}")
+        before_text = request.query.get("before")
+        before = parse_cursor(before_text) if before_text else None  # ValueError -> 400
+        limit = int(limit_text)
+        items = await self.read(self.node.store.address_history, account_id, before, limit)
+        return web.json_response({
+            "address": encode_address(account_id),
+            "txs": [{**location_json(it.location), "direction": _DIRECTIONS[it.direction]} for it in items],
+            "next": items[-1].cursor if len(items) == limit else None})
 
     async def post_tx(self, request: web.Request) -> web.Response:
         """One transfer ``{"tx": hex}`` or a batch ``{"txs": [hex, ...]}`` (at most MAX_BATCH_TXS): a batch is
-        answered 200 with one verdict per tx, in order, carrying the codes the single path answers with."""
+        answered 200 with one verdict per tx, in order; a single tx goes through the same code and its verdict
+        becomes the HTTP answer, so both paths answer the same codes by construction."""
         body = await json_body(request, MAX_TX_BODY)
         if "txs" not in body:
-            return await self._submit(InvKind.TX, _hex(body.get("tx"), "tx"))
+            [verdict] = await self._submit_txs([body.get("tx")], "tx")
+            if not verdict["accepted"]:
+                e = verdict["error"]
+                raise ApiError(e["status"], e["code"], e["message"])
+            return web.json_response(verdict)
         items = body["txs"]
         if "tx" in body or not isinstance(items, list) or not items:
             raise ApiError(400, "bad-request", "txs: expected a non-empty list of hex strings (and no 'tx')")
         if len(items) > MAX_BATCH_TXS:
             raise ApiError(413, "batch-too-large", f"{len(items)} txs in one batch, limit {MAX_BATCH_TXS}")
+        results = await self._submit_txs(items, "txs")
+        return web.json_response({"results": results, "accepted": sum(1 for r in results if r["accepted"])})
+
+    async def _submit_txs(self, items: list[Any], name: str) -> list[dict]:
+        """Verdicts for hex-encoded transfers, in order. A tx already confirmed on the main chain is answered
+        ``already-confirmed`` (409), not "accepted, duplicate": it was not accepted anew."""
         results: list[dict | None] = [None] * len(items)
         raws: list[tuple[int, bytes]] = []
         for i, item in enumerate(items):
             try:
-                raws.append((i, _hex(item, f"txs[{i}]")))
+                raws.append((i, _hex(item, name if len(items) == 1 and name == "tx" else f"{name}[{i}]")))
             except ApiError as exc:
                 results[i] = _verdict_error(None, exc.status, exc.code, exc.message)
         verdicts = await self.node.relay.on_tx_batch([(None, raw) for _, raw in raws])
+        recheck: list[tuple[int, bytes]] = []
         for (i, raw), (ok, reason) in zip(raws, verdicts, strict=True):
-            results[i] = self._tx_verdict(raw, ok, reason)
-        return web.json_response({"results": results,
-                                  "accepted": sum(1 for r in results if r is not None and r["accepted"])})
-
-    @staticmethod
-    def _tx_verdict(raw: bytes, ok: bool, reason: str) -> dict:
-        try:
-            txid: str | None = object_id(InvKind.TX, raw, decode_object(InvKind.TX, raw)).hex()
-        except (DecodeError, ValueError):
-            txid = None
-        if ok:
-            return {"accepted": True, "id": txid, "status": reason}
-        status = 409 if reason == "orphan" else 422
-        return _verdict_error(txid, status, reason.split(":")[0], f"tx rejected: {reason}")
+            txid = _txid(raw)
+            if txid is not None and (not ok or reason == "duplicate") and txid not in self.node.mempool:
+                recheck.append((i, txid))
+            hex_id = txid.hex() if txid is not None else None
+            if ok:
+                results[i] = {"accepted": True, "id": hex_id, "status": reason}
+            else:
+                results[i] = _verdict_error(hex_id, 422, reason.split(":")[0], f"tx rejected: {reason}")
+        if recheck:
+            store = self.node.store
+            found = await self.read(lambda: [(i, store.find_tx(t)) for i, t in recheck])
+            for i, loc in found:
+                if loc is not None:
+                    v = _verdict_error(loc.txid.hex(), 409, "already-confirmed",
+                                       f"tx already confirmed in block {loc.block_hash.hex()} at height {loc.height}")
+                    results[i] = {**v, "status": "confirmed", "height": loc.height, "block": loc.block_hash.hex()}
+        return [r for r in results if r is not None]
 
     async def _submit(self, kind: InvKind, raw: bytes) -> web.Response:
         ok, reason = await self.node.relay.on_object(None, kind, raw)
@@ -222,8 +275,7 @@ class Api:
         return web.json_response({"accepted": True, "id": obj_id.hex(), "status": reason})
 
     async def account(self, request: web.Request) -> web.Response:
-        text = request.match_info["address"]
-        account_id = decode_address(text) if text.startswith("pop1") else address_of(_hex(text, "pubkey", 32))
+        account_id = _account_id(request.match_info["address"])
         acc = await self.call(self.node.store.get_account, account_id)
         pending = [tx_json(t) for t in self.node.mempool.txs() if address_of(t.sender) == account_id]
         next_nonce = acc.nonce + len(pending)
@@ -267,8 +319,10 @@ class Api:
 
     async def round(self, request: web.Request) -> web.Response:
         text = request.match_info["r"]
-        if not text.isdigit() or not 0 < int(text) <= self.node.genesis.n_rounds:
-            raise ApiError(404, "not-found", f"no round {text}")
+        if not text.isdigit() or len(text) > 10:
+            raise ApiError(400, "bad-request", f"round: expected a round number or 'current', got {text[:40]!r}")
+        if not 0 < int(text) <= self.node.genesis.n_rounds:
+            raise ApiError(404, "not-found", f"no round {text} (rounds 1..{self.node.genesis.n_rounds})")
         return web.json_response(await self._round(int(text)))
 
     async def round_current(self, request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from chain.address import address_of
-from chain.errors import PopError
+from chain.errors import PopError, StoreError
 from chain.store import ChainStore
 from chain.tx import Transfer
 from consensus.engine import Engine
@@ -76,6 +76,11 @@ class Node:
     def _open_chain(self) -> None:
         """Runs on the worker thread: open the store and the engine (genesis initialised on first start)."""
         self.store = ChainStore.open(self.datadir.chain_dir)
+        if self.store.is_initialised() and not self.store.has_indexes():  # a datadir from before the indexes
+            log.info("building the tx and address indexes from the stored blocks (once)")
+            report = self.store.reindex()
+            if not report.ok:
+                raise StoreError(f"cannot build the indexes: {'; '.join(report.problems)}")
         self.engine = Engine(self.store, self.genesis)
 
     async def _start(self) -> None:

@@ -66,6 +66,13 @@ class NodeClient:
     async def account(self, address: str) -> dict:
         return await self.get(f"/api/accounts/{address}")
 
+    async def account_txs(self, address: str, *, limit: int = 50, before: str | None = None) -> dict:
+        """One page of an address's confirmed transfers: ``{"address", "txs": [...], "next": cursor|None}``."""
+        params: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        return await self.get(f"/api/accounts/{address}/txs", **params)
+
     async def mempool(self) -> dict:
         return await self.get("/api/mempool")
 
