@@ -28,7 +28,8 @@ _FAULTS = (plyvel.Error, OSError)
 
 
 def _line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    arg = exc.args[0] if len(exc.args) == 1 else None
+    text = (arg.decode(errors="replace") if isinstance(arg, bytes) else str(exc)).strip()  # plyvel gives bytes
     return text.splitlines()[0] if text else type(exc).__name__
 
 

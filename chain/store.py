@@ -93,6 +93,7 @@ class VerifyReport:
     height: int
     state_root: bytes
     problems: tuple[str, ...]
+    readable: bool = True    # False: records could not be read or decoded (a damaged database, not a bad chain)
 
 
 class ChainStore(StoreReader):
@@ -362,7 +363,7 @@ class ChainStore(StoreReader):
                 problems = r.problems + compare(self, r)
                 tip = self.tip()
             except (DecodeError, StoreError) as exc:
-                return VerifyReport(False, -1, b"", (f"unreadable: {exc}",))
+                return VerifyReport(False, -1, b"", (f"unreadable: {exc}",), readable=False)
             root = state_root_of(sorted(r.accounts.items()))
             if not r.problems and root != tip.state_root:
                 problems.append("tip state root differs from the replay")
@@ -375,7 +376,7 @@ class ChainStore(StoreReader):
             try:
                 r = replay(self, progress)
             except (DecodeError, StoreError) as exc:
-                return VerifyReport(False, -1, b"", (f"unreadable: {exc}",))
+                return VerifyReport(False, -1, b"", (f"unreadable: {exc}",), readable=False)
             if r.problems:
                 return VerifyReport(False, r.height, b"", tuple(r.problems))
             changes: dict[bytes, bytes | None] = {}

@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from chain.address import address_of
-from chain.errors import PopError, StoreError
+from chain.errors import DecodeError, PopError, StoreError
 from chain.store import ChainStore
 from chain.tx import Transfer
 from consensus.engine import Engine
@@ -74,7 +74,14 @@ class Node:
     # ------------------------------------------------------------ start-up
 
     def _open_chain(self) -> None:
-        """Runs on the worker thread: open the store and the engine (genesis initialised on first start)."""
+        """Runs on the worker thread: open the store and the engine (genesis initialised on first start). A
+        record that does not decode is a damaged datadir: StoreError, like a LevelDB fault."""
+        try:
+            self._open_chain_records()
+        except DecodeError as exc:
+            raise StoreError(f"corrupt record in {self.datadir.chain_dir}: {exc}") from None
+
+    def _open_chain_records(self) -> None:
         self.store = ChainStore.open(self.datadir.chain_dir)
         if self.store.is_initialised() and not self.store.has_indexes():  # a datadir from before the indexes
             log.info("building the tx and address indexes from the stored blocks (once)")
@@ -85,15 +92,13 @@ class Node:
 
     async def _start(self) -> None:
         self.datadir.open()
-        try:
-            genesis_bytes = self.datadir.load_genesis_bytes(self.config.genesis)
-            self.genesis = load_genesis(genesis_bytes)
-        except NodeError:
-            raise
-        except Exception as exc:
-            raise NodeError(f"cannot load genesis: {exc}") from None
+        # the genesis file is decoded and fully checked before anything is written; its copy in the datadir
+        # is written only once the store holds (or was just initialised with) that same genesis
+        self.genesis, save_genesis = self.datadir.load_genesis(self.config.genesis, load_genesis)
         self.book = self.datadir.load_peer_book()
         await self.worker.call(self._open_chain)
+        if save_genesis is not None:
+            self.datadir.save_genesis(save_genesis)
         self.mempool = Mempool(self.genesis.ledger_params)
         self.relay = Relay(self)
         self.sync = Sync(self)
