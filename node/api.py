@@ -1,6 +1,8 @@
 """HTTP JSON API (docs/API.md). Read endpoints are open; write endpoints need the datadir cookie when the API
 listens beyond 127.0.0.1 (``--api-listen``). Errors are ``{"error": {"code", "message"}}`` with an HTTP status.
-Every engine/store read goes through the node's worker thread.
+Engine calls go through the node's worker thread; lock-free store reads (indexes, blocks, accounts, models)
+through the default executor, so lookups never queue in front of block validation. The API sees the node only
+through node.api_deps.ApiDeps (typed, narrow); batch submission and bounded bodies: node.api_body.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from chain.address import address_of, decode_address, encode_address
 from chain.errors import DecodeError, PopError
 from chain.store_index import MAX_PAGE, RECEIVED, SENT, TxLocation, parse_cursor
 from node.api_body import MAX_BODY, MAX_SMALL_BODY, MAX_TX_BODY, json_body
+from node.api_deps import ApiDeps
 from node.engine_api import to_json
 from node.errors import ApiError
 from node.gossip import decode_object, object_id
@@ -71,12 +74,14 @@ def champion_json(rec) -> dict:
     return out
 
 
-def build_api_app(node) -> web.Application:
+def build_api_app(deps: ApiDeps) -> web.Application:
+    """The API application over ``deps`` (node.api_deps.api_deps(node) for a running node)."""
     @web.middleware
     async def errors(request: web.Request, handler):
         try:
-            if request.method == "POST" and node.cookie is not None:
-                _check_cookie(request, node.cookie)
+            cookie = deps.cookie()
+            if request.method == "POST" and cookie is not None:
+                _check_cookie(request, cookie)
             return await handler(request)
         except ApiError as exc:
             return _error(exc.status, exc.code, exc.message)
@@ -93,7 +98,7 @@ def build_api_app(node) -> web.Application:
             return _error(500, "internal", f"{type(exc).__name__}")
 
     app = web.Application(middlewares=[errors], client_max_size=MAX_BODY)
-    api = Api(node)
+    api = Api(deps)
     r = app.router
     r.add_get("/api/status", api.status)
     r.add_get("/api/blocks/{ref}", api.block)
@@ -145,15 +150,18 @@ def _check_cookie(request: web.Request, cookie: str) -> None:
 
 
 class Api:
-    def __init__(self, node) -> None:
-        self.node = node
+    """The request handlers. Engine calls go through ``deps.engine_call`` (the engine worker thread); lock-free
+    store reads through ``read`` (the default executor)."""
+
+    def __init__(self, deps: ApiDeps) -> None:
+        self.deps = deps
 
     async def call(self, fn, *args):
-        return await self.node.worker.call(fn, *args)
+        return await self.deps.engine_call(fn, *args)
 
     async def status(self, request: web.Request) -> web.Response:
-        node = self.node
-        engine = node.engine
+        d = self.deps
+        engine = d.engine
 
         def read():
             tip = engine.tip()
@@ -161,25 +169,29 @@ class Api:
             info = engine.round_info(r) if r else None
             return tip, r, info, engine.open_round(), engine.champion(), engine.equivocations()
         tip, r, info, open_r, champ, equiv = await self.call(read)
-        return web.json_response({
-            "chain_id": node.genesis.chain_id, "genesis": node.genesis.hash.hex(),
+        facts = d.facts()
+        out = {
+            "chain_id": d.genesis.chain_id, "genesis": d.genesis.hash.hex(),
             "height": tip.height, "tip": tip.hash.hex(), "state_root": tip.state_root.hex(),
             "round": r, "round_phase": info.status if info else "not-started", "open_round": open_r,
-            "rounds_total": node.genesis.n_rounds, "champion": champion_json(champ),
-            "peers": len(node.ready_peers()), "mempool": len(node.mempool), "syncing": len(node.sync.wanted),
-            "keyholder": node.keyholder is not None, "p2p_port": node.p2p_port, "api_port": node.api_port,
+            "rounds_total": d.genesis.n_rounds, "champion": champion_json(champ),
+            "peers": len(d.peers()), "mempool": len(d.mempool), "syncing": facts["syncing"],
+            "keyholder": facts["keyholder"], "p2p_port": facts["p2p_port"], "api_port": facts["api_port"],
             "equivocations": [{"round": rr, "kept": k.hex(), "refused": x.hex()} for rr, k, x in equiv],
-        })
+        }
+        if d.health is not None:
+            out["health"] = d.health()
+        return web.json_response(out)
 
     async def block(self, request: web.Request) -> web.Response:
         ref = request.match_info["ref"]
-        store = self.node.store
+        store = self.deps.store
         # 64 hex characters are a hash even when they are all digits ("000…0" is no height); else a height
         key: int | bytes = _hex(ref, "hash", 32) if len(ref) == 64 else _height(ref)
-        block = await self.call(store.get_block, key)
+        block = await self.read(store.get_block, key)
         if block is None:
             raise ApiError(404, "not-found", f"no block {ref}")
-        main = await self.call(store.is_main_chain, block.hash)
+        main = await self.read(store.is_main_chain, block.hash)
         return web.json_response({"header": header_json(block.header), "hash": block.hash.hex(),
                                   "txs": [tx_json(t) for t in block.txs], "model_hash": block.header.model_hash.hex(),
                                   "model_size": len(block.model), "payload_size": len(block.payload),
@@ -192,10 +204,10 @@ class Api:
 
     async def tx(self, request: web.Request) -> web.Response:
         txid = _hex(request.match_info["txid"], "txid", 32)
-        pending = self.node.mempool.get(txid)
+        pending = self.deps.mempool.get(txid)
         if pending is not None:
             return web.json_response({"status": "pending", "tx": tx_json(pending)})
-        loc = await self.read(self.node.store.find_tx, txid)
+        loc = await self.read(self.deps.store.find_tx, txid)
         if loc is None:
             raise ApiError(404, "not-found", "unknown tx (neither pending nor confirmed on the main chain)")
         return web.json_response({"status": "confirmed", **location_json(loc)})
@@ -210,7 +222,7 @@ class Api:
         before_text = request.query.get("before")
         before = parse_cursor(before_text) if before_text else None  # ValueError -> 400
         limit = int(limit_text)
-        items = await self.read(self.node.store.address_history, account_id, before, limit)
+        items = await self.read(self.deps.store.address_history, account_id, before, limit)
         return web.json_response({
             "address": encode_address(account_id),
             "txs": [{**location_json(it.location), "direction": _DIRECTIONS[it.direction]} for it in items],
@@ -245,11 +257,11 @@ class Api:
                 raws.append((i, _hex(item, name if len(items) == 1 and name == "tx" else f"{name}[{i}]")))
             except ApiError as exc:
                 results[i] = _verdict_error(None, exc.status, exc.code, exc.message)
-        verdicts = await self.node.relay.on_tx_batch([(None, raw) for _, raw in raws])
+        verdicts = await self.deps.submit_txs([raw for _, raw in raws])
         recheck: list[tuple[int, bytes]] = []
         for (i, raw), (ok, reason) in zip(raws, verdicts, strict=True):
             txid = _txid(raw)
-            if txid is not None and (not ok or reason == "duplicate") and txid not in self.node.mempool:
+            if txid is not None and (not ok or reason == "duplicate") and txid not in self.deps.mempool:
                 recheck.append((i, txid))
             hex_id = txid.hex() if txid is not None else None
             if ok:
@@ -257,7 +269,7 @@ class Api:
             else:
                 results[i] = _verdict_error(hex_id, 422, reason.split(":")[0], f"tx rejected: {reason}")
         if recheck:
-            store = self.node.store
+            store = self.deps.store
             found = await self.read(lambda: [(i, store.find_tx(t)) for i, t in recheck])
             for i, loc in found:
                 if loc is not None:
@@ -267,7 +279,7 @@ class Api:
         return [r for r in results if r is not None]
 
     async def _submit(self, kind: InvKind, raw: bytes) -> web.Response:
-        ok, reason = await self.node.relay.on_object(None, kind, raw)
+        ok, reason = await self.deps.submit(kind, raw)
         if not ok:
             status = 409 if reason == "orphan" else 422
             raise ApiError(status, reason.split(":")[0], f"{kind.name.lower()} rejected: {reason}")
@@ -276,24 +288,24 @@ class Api:
 
     async def account(self, request: web.Request) -> web.Response:
         account_id = _account_id(request.match_info["address"])
-        acc = await self.call(self.node.store.get_account, account_id)
-        pending = [tx_json(t) for t in self.node.mempool.txs() if address_of(t.sender) == account_id]
+        acc = await self.read(self.deps.store.get_account, account_id)
+        pending = [tx_json(t) for t in self.deps.mempool.txs() if address_of(t.sender) == account_id]
         next_nonce = acc.nonce + len(pending)
         return web.json_response({"address": encode_address(account_id), "balance": acc.balance,
                                   "nonce": acc.nonce, "next_nonce": next_nonce, "pending": pending})
 
     async def mempool(self, request: web.Request) -> web.Response:
-        txs = self.node.mempool.select(len(self.node.mempool))
+        txs = self.deps.mempool.select(len(self.deps.mempool))
         return web.json_response({"size": len(txs), "txs": [tx_json(t) for t in txs[:1000]]})
 
     async def champion(self, request: web.Request) -> web.Response:
-        engine = self.node.engine
+        engine = self.deps.engine
         champ, history = await self.call(lambda: (engine.champion(), engine.champion_history()))
         return web.json_response({"champion": champion_json(champ), "history": [champion_json(r) for r in history]})
 
     async def model(self, request: web.Request) -> web.Response:
         h = _hex(request.match_info["hash"], "hash", 32)
-        data = await self.call(self.node.store.get_model, h)
+        data = await self.read(self.deps.store.get_model, h)
         if data is None:
             raise ApiError(404, "not-found", "unknown model hash")
         if request.query.get("format") == "hex":
@@ -301,7 +313,7 @@ class Api:
         return web.Response(body=data, content_type="application/octet-stream")
 
     async def _round(self, r: int) -> dict:
-        engine = self.node.engine
+        engine = self.deps.engine
 
         def read():
             info = engine.round_info(r)
@@ -321,12 +333,12 @@ class Api:
         text = request.match_info["r"]
         if not text.isdigit() or len(text) > 10:
             raise ApiError(400, "bad-request", f"round: expected a round number or 'current', got {text[:40]!r}")
-        if not 0 < int(text) <= self.node.genesis.n_rounds:
-            raise ApiError(404, "not-found", f"no round {text} (rounds 1..{self.node.genesis.n_rounds})")
+        if not 0 < int(text) <= self.deps.genesis.n_rounds:
+            raise ApiError(404, "not-found", f"no round {text} (rounds 1..{self.deps.genesis.n_rounds})")
         return web.json_response(await self._round(int(text)))
 
     async def round_current(self, request: web.Request) -> web.Response:
-        r = await self.call(self.node.engine.current_round)
+        r = await self.call(self.deps.engine.current_round)
         if r == 0:
             return web.json_response({"round": 0, "status": "not-started"})
         return web.json_response(await self._round(r))
@@ -340,19 +352,18 @@ class Api:
         return await self._submit(InvKind.BLOCK, _hex(body.get("block"), "block"))
 
     async def peers(self, request: web.Request) -> web.Response:
-        node = self.node
+        d = self.deps
         now = time.time()
         return web.json_response({
-            "peers": [{"address": p.key, "inbound": p.inbound, "height": p.best_height,
-                       "agent": p.hello.agent if p.hello else None, "score": p.score,
-                       "rtt_ms": p.rtt_ms, "connected_s": round(now - p.connected_at, 1),
-                       "bytes_in": p.bytes_in, "bytes_out": p.bytes_out} for p in node.ready_peers()],
-            "known": sorted(node.book.addrs), "discouraged": {k: v for k, v in node.book.bans.items() if v > now}})
+            "peers": [{"address": p.key, "inbound": p.inbound, "height": p.best_height, "agent": p.agent,
+                       "score": p.score, "rtt_ms": p.rtt_ms, "connected_s": round(now - p.connected_at, 1),
+                       "bytes_in": p.bytes_in, "bytes_out": p.bytes_out} for p in d.peers()],
+            "known": d.known_addrs(), "discouraged": d.discouraged()})
 
     async def task(self, request: web.Request) -> web.Response:
         """The public task package (training data + commitments) and the shard keys revealed so far."""
-        engine = self.node.engine
-        g = self.node.genesis
+        engine = self.deps.engine
+        g = self.deps.genesis
 
         def revealed():
             out = []
@@ -369,15 +380,15 @@ class Api:
 
     async def template(self, request: web.Request) -> web.Response:
         miner = _hex(request.query.get("miner"), "miner", 32)
-        node = self.node
-        txs = node.mempool.select(node.genesis.params.max_block_txs)
-        tpl = await self.call(node.engine.build_template, miner, txs, int(time.time()))
+        d = self.deps
+        txs = d.mempool.select(d.genesis.params.max_block_txs)
+        tpl = await self.call(d.engine.build_template, miner, txs, int(time.time()))
         out = to_json(dataclass_view(tpl, drop=("txs",)))
         out["txs"] = [t.encode().hex() for t in tpl.txs]
         return web.json_response(out)
 
     async def genesis_file(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.node.genesis.encode(), content_type="application/octet-stream")
+        return web.Response(body=self.deps.genesis.encode(), content_type="application/octet-stream")
 
 
 def dataclass_view(obj, drop: tuple[str, ...] = ()) -> dict:

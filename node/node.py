@@ -23,6 +23,7 @@ from consensus.engine import Engine
 from consensus.genesis import Genesis, load_genesis
 from node import wire
 from node.api import build_api_app
+from node.api_deps import api_deps
 from node.config import NodeConfig
 from node.datadir import Datadir, PeerBook
 from node.discovery import Discovery
@@ -125,7 +126,7 @@ class Node:
         p2p_app.router.add_get("/metrics", self._metrics_handler)
         if self.config.api_listen is not None:
             self.cookie = self.datadir.ensure_cookie()
-        api_app = build_api_app(self)
+        api_app = build_api_app(api_deps(self))
         api_app.router.add_get("/metrics", self._metrics_handler)
         for app, host, port, attr in ((p2p_app, self.config.listen, self.config.port, "p2p_port"),
                                       (api_app, self.api_host, self.config.api_port, "api_port")):
