@@ -17,6 +17,7 @@ from aiohttp import web
 from chain.address import address_of, decode_address, encode_address
 from chain.errors import DecodeError, PopError
 from chain.store_index import MAX_PAGE, RECEIVED, SENT, TxLocation, parse_cursor
+from chain.tx import MAX_TX_SIZE, txid_of_encoding
 from node.api_body import MAX_BODY, MAX_SMALL_BODY, MAX_TX_BODY, json_body
 from node.api_deps import ApiDeps
 from node.engine_api import to_json
@@ -260,7 +261,8 @@ class Api:
         verdicts = await self.deps.submit_txs([raw for _, raw in raws])
         recheck: list[tuple[int, bytes]] = []
         for (i, raw), (ok, reason) in zip(raws, verdicts, strict=True):
-            txid = _txid(raw)
+            # accepted => raw is a canonical encoding: hash it (no second decode on the batch's hot path)
+            txid = txid_of_encoding(raw) if ok and len(raw) <= MAX_TX_SIZE else _txid(raw)
             if txid is not None and (not ok or reason == "duplicate") and txid not in self.deps.mempool:
                 recheck.append((i, txid))
             hex_id = txid.hex() if txid is not None else None
