@@ -109,8 +109,11 @@ class ChainStore(StoreReader):
     @classmethod
     def open(cls, datadir: Path | str) -> "ChainStore":
         datadir = Path(datadir)
-        datadir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(datadir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            datadir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(datadir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot use the chain directory {datadir}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

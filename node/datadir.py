@@ -117,8 +117,11 @@ class Datadir:
         self._lock_fd: int | None = None
 
     def open(self) -> "Datadir":
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / "node.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / "node.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise NodeError(f"cannot use datadir {self.path}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
