@@ -202,3 +202,26 @@ def test_indexes_history_and_api_defects(tmp_path):
             assert code == 0 and "777" in out and addr_user in out, err
 
     asyncio.run(scenario())
+
+
+def _depth(v) -> int:
+    if isinstance(v, list):
+        return 1 + max((_depth(x) for x in v), default=0)
+    if isinstance(v, dict):
+        return 1 + max((_depth(x) for x in v.values()), default=0)
+    return 0
+
+
+def test_depth_check_agrees_with_the_parser_property():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    leaves = st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab', max_size=6)
+    values = st.recursive(leaves, lambda kids: st.lists(kids, max_size=3) | st.dictionaries(
+        st.text(alphabet='[]{}"\\k', max_size=3), kids, max_size=3), max_leaves=60)
+
+    @settings(max_examples=200, deadline=None)
+    @given(values, st.integers(1, 8))
+    def check(value, limit):
+        assert json_depth_ok(json.dumps(value).encode(), limit) == (_depth(value) <= limit)
+    check()
