@@ -141,6 +141,20 @@ class Node:
 
     tip_cache: tuple[int, int, bytes] = (0, 0, b"")
 
+    # ------------------------------------------------------------ what Relay/Judge need (gossip.RelayHost)
+
+    @property
+    def ledger_params(self):
+        return self.genesis.ledger_params
+
+    @property
+    def sync_hooks(self) -> Sync:
+        return self.sync
+
+    async def on_entry_accepted(self, entry) -> None:
+        if self.keyholder is not None:
+            await self.keyholder.on_entry(entry)
+
     async def refresh_tip(self) -> None:
         tip = await self.worker.call(self.engine.tip)
         self.tip_cache = (tip.height, tip.round, tip.hash)
@@ -157,6 +171,7 @@ class Node:
             self.tip_cache = (new_tip.height, new_tip.round, new_tip.hash)
         if self.tip_cache[2] == old_tip:
             return
+        self.relay.tip_changed()
         if not len(self.mempool) and new_tip is not None and new_tip.prev_hash == old_tip:
             return  # a plain extension and nothing pending: nothing to re-check
         senders = list({tx.sender for tx in self.mempool.txs()})
@@ -199,6 +214,7 @@ class Node:
                 self.spawn(self._housekeeping(), "housekeeping")
                 self.spawn(self.relay.run_block_queue(), "blocks")
                 self.spawn(self.relay.run_tx_queue(), "txs")
+                self.spawn(self.relay.run_trickle(), "trickle")
                 for host, port in self.config.peers:
                     self.connect(host, port, persistent=True)
                 if self.config.peer_exchange:  # the persisted address book: most recently seen first
