@@ -28,6 +28,7 @@ from node.limits import (
     BoundedSet,
     Offence,
     TokenBucket,
+    ban_key,
 )
 
 log = logging.getLogger("popchain.peer")
@@ -102,10 +103,15 @@ class Peer:
 
     @property
     def key(self) -> str:
-        """The discouragement key: the advertised listen address if any, else the remote address."""
+        """For logs and the API: the advertised listen address if any, else the remote address."""
         if self.hello is not None and self.hello.listen_port:
             return f"{self.host}:{self.hello.listen_port}"
         return f"{self.host}:{self.port}"
+
+    @property
+    def ban_key(self) -> str:
+        """What this peer is judged by (node.limits.ban_key): its IP or /64, never a port."""
+        return ban_key(self.host)
 
     @property
     def listen_addr(self) -> tuple[str, int] | None:
