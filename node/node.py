@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -27,13 +28,14 @@ from node.config import NodeConfig
 from node.datadir import Datadir, PeerBook, parse_hostport
 from node.dialer import Dialer
 from node.discovery import Discovery
-from node.errors import NodeError
+from node.errors import NodeError, TaskFailed
 from node.gossip import Relay
 from node.keyholder_service import KeyholderService
 from node.limits import DISCOURAGE_SECONDS, Offence, ban_key
 from node.mempool import Mempool
 from node.metrics import Metrics
 from node.peer import LocalIdentity, Peer
+from node.supervisor import Supervisor
 from node.sync import Sync
 from node.worker import EngineWorker
 
@@ -78,6 +80,8 @@ class Node:
         self.keyholder: KeyholderService | None = None
         self._all_tasks: set[asyncio.Task] = set()
         self.stopping = False
+        self.supervisor = Supervisor(lambda reason: self.stop(), self.metrics)
+        self._extra_services: list[tuple[Callable[[], Awaitable[None]], str, bool]] = []
 
     # ------------------------------------------------------------ start-up
 
@@ -222,27 +226,42 @@ class Node:
             self._session = aiohttp.ClientSession()
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                self.spawn(self._housekeeping(), "housekeeping")
-                self.spawn(self.relay.run_block_queue(), "blocks")
-                self.spawn(self.relay.run_tx_queue(), "txs")
-                self.spawn(self.relay.run_trickle(), "trickle")
+                sup = self.supervisor
+                sup.supervise(self.spawn, self._housekeeping, "housekeeping", essential=True)
+                sup.supervise(self.spawn, self.relay.run_block_queue, "blocks", essential=True)
+                sup.supervise(self.spawn, self.relay.run_tx_queue, "txs", essential=True)
+                sup.supervise(self.spawn, self.relay.run_trickle, "trickle", essential=False)
+                for factory, name, essential in self._extra_services:
+                    sup.supervise(self.spawn, factory, name, essential=essential)
                 for host, port in self.config.peers:
                     self.connect(host, port, persistent=True)
                 self._refill_outbound()   # the persisted address book: most recently seen first
                 if self.keyholder is not None:
-                    self.spawn(self.keyholder.run(), "keyholder")
+                    sup.supervise(self.spawn, self.keyholder.run, "keyholder", essential=True)
                 if self.config.discover:
-                    self.spawn(Discovery(self).run(), "discovery")
+                    discovery = Discovery(self)
+                    sup.supervise(self.spawn, discovery.run, "discovery", essential=False)
                 self.started.set()
                 await self._stop.wait()
-                log.info("shutting down")
+                log.info("shutting down" if sup.failure is None else f"shutting down: {sup.failure}")
                 self.stopping = True
+                sup.stopping = True
                 for peer in list(self.peers):
                     peer.close("node shutting down")
                 for task in list(self._all_tasks):
                     task.cancel()
         finally:
             await self._shutdown()
+        if self.supervisor.failure is not None:
+            raise TaskFailed(self.supervisor.failure)
+
+    def add_service(self, factory: Callable[[], Awaitable[None]], name: str, *, essential: bool) -> None:
+        """Register a long-lived task before ``run`` (embedders, tests): supervised like the node's own."""
+        self._extra_services.append((factory, name, essential))
+
+    def health(self) -> dict:
+        """The health provider the API renders in /api/status (see node.supervisor.Supervisor.health)."""
+        return self.supervisor.health()
 
     def spawn(self, coro, name: str) -> asyncio.Task | None:
         """Start a task inside the node's TaskGroup (structured: it ends before the node does)."""
@@ -491,7 +510,8 @@ class Node:
 
 
 async def _guarded(coro, name: str) -> None:
-    """A bug in one task is logged, not allowed to take the whole node down through the TaskGroup."""
+    """A bug in a one-off task (a peer connection, a header request) is logged and ends only that task, never
+    the node's TaskGroup. Long-lived tasks are supervised (node.supervisor): essential ones stop the node."""
     try:
         await coro
     except Exception:
