@@ -27,7 +27,7 @@ from node.api import build_api_app
 from node.config import NodeConfig
 from node.datadir import Datadir, PeerBook, parse_hostport
 from node.dialer import Dialer
-from node.discovery import Discovery
+from node.discovery import Discovery, DiscoveryContext
 from node.errors import NodeError, TaskFailed
 from node.gossip import Relay
 from node.keyholder_service import KeyholderService
@@ -103,10 +103,10 @@ class Node:
         await self.worker.call(self._open_chain)
         self.mempool = Mempool(self.genesis.ledger_params)
         self.relay = Relay(self)
-        self.sync = Sync(self)
+        self.sync = Sync(self, self.relay)
         if self.config.keyholder is not None:
             try:
-                self.keyholder = KeyholderService(self, Path(self.config.keyholder).read_bytes())
+                self.keyholder = KeyholderService(self, Path(self.config.keyholder).read_bytes(), self.relay.publish)
                 await self.keyholder.open()
             except (OSError, PopError, ValueError) as exc:
                 raise NodeError(f"cannot start the keyholder from {self.config.keyholder}: {exc}") from None
@@ -239,7 +239,8 @@ class Node:
                 if self.keyholder is not None:
                     sup.supervise(self.spawn, self.keyholder.run, "keyholder", essential=True)
                 if self.config.discover:
-                    discovery = Discovery(self)
+                    discovery = Discovery(DiscoveryContext(self.config, self.genesis.chain_id, self.genesis.hash,
+                                                           self.nonce, lambda: self.p2p_port, self.offer_peer))
                     sup.supervise(self.spawn, discovery.run, "discovery", essential=False)
                 self.started.set()
                 await self._stop.wait()
@@ -480,6 +481,13 @@ class Node:
                 continue
             if self.connect(*addr) is not None:
                 room -= 1
+
+    def offer_peer(self, host: str, port: int) -> None:
+        """A peer we heard of (discovery): dial it if it is new, not discouraged, and there is outbound room."""
+        if any(p.listen_addr == (host, port) for p in self.peers) or self.is_discouraged(host):
+            return
+        if self.outbound_count() < self.config.max_outbound:
+            self.connect(host, port)
 
     def outbound_count(self) -> int:
         return sum(not p.inbound for p in self.peers)
