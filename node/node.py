@@ -249,7 +249,7 @@ class Node:
         finally:
             await self._shutdown()
         if self.supervisor.failure is not None:
-            raise TaskFailed(self.supervisor.failure)
+            raise TaskFailed(self.supervisor.failure) from self.supervisor.failure_exc
 
     def add_service(self, factory: Callable[[], Awaitable[None]], name: str, *, essential: bool) -> None:
         """Register a long-lived task before ``run`` (embedders, tests): supervised like the node's own."""
