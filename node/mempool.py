@@ -102,7 +102,7 @@ class Mempool:
         if entry is None:
             return False
         seq = self._by_sender.get(entry.tx.sender)
-        return bool(seq) and seq[max(seq)] == txid  # type: ignore[index]
+        return seq is not None and bool(seq) and seq[max(seq)] == txid
 
     def _push_tail(self, sender: bytes) -> None:
         seq = self._by_sender.get(sender)
