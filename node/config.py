@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from node.datadir import parse_hostport
+from node.errors import NodeError
 
 DEFAULT_P2P_PORT = 9444
 DEFAULT_API_PORT = 9445
@@ -68,4 +69,19 @@ def config_from_args(args: argparse.Namespace, file_config: dict | None = None) 
         listen=str(pick(args.listen, "listen", "127.0.0.1")), api_listen=pick(args.api_listen, "api_listen", None),
         discover=bool(args.discover or fc.get("discover", False)),
         discovery_interface=str(pick(args.discovery_interface, "discovery_interface", "127.0.0.1")),
-        log_level=args.log_level)
+        log_level=args.log_level, **_limits(fc))
+
+
+_LIMIT_KEYS = ("max_inbound", "max_inbound_per_ip", "max_outbound", "mempool_max_txs", "mempool_max_per_sender")
+
+
+def _limits(fc: dict) -> dict[str, int]:
+    """Peer and mempool limits from config.json (positive integers; others are a configuration error)."""
+    out = {}
+    for key in _LIMIT_KEYS:
+        if key in fc:
+            value = fc[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 10**7:
+                raise NodeError(f"config.json: {key} must be a positive integer, got {value!r}")
+            out[key] = value
+    return out
