@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,14 +63,15 @@ def config_from_args(args: argparse.Namespace, file_config: dict | None = None) 
     def pick(cli, key, default):
         return cli if cli is not None else fc.get(key, default)
 
-    return NodeConfig(
+    config = NodeConfig(
         datadir=args.datadir, genesis=args.genesis, keyholder=args.keyholder, peers=tuple(dict.fromkeys(peers)),
         port=int(pick(args.port, "port", DEFAULT_P2P_PORT)), api_port=int(pick(args.api_port, "api_port",
                                                                                DEFAULT_API_PORT)),
         listen=str(pick(args.listen, "listen", "127.0.0.1")), api_listen=pick(args.api_listen, "api_listen", None),
         discover=bool(args.discover or fc.get("discover", False)),
         discovery_interface=str(pick(args.discovery_interface, "discovery_interface", "127.0.0.1")),
-        log_level=args.log_level, **_limits(fc))
+        log_level=args.log_level)
+    return dataclasses.replace(config, **_limits(fc))
 
 
 _LIMIT_KEYS = ("max_inbound", "max_inbound_per_ip", "max_outbound", "mempool_max_txs", "mempool_max_per_sender")
