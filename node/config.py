@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from node.datadir import parse_hostport
 from node.errors import NodeError
@@ -77,7 +78,7 @@ def config_from_args(args: argparse.Namespace, file_config: dict | None = None) 
 _LIMIT_KEYS = ("max_inbound", "max_inbound_per_ip", "max_outbound", "mempool_max_txs", "mempool_max_per_sender")
 
 
-def _limits(fc: dict) -> dict[str, int]:
+def _limits(fc: dict) -> dict[str, Any]:
     """Peer and mempool limits from config.json (positive integers; others are a configuration error)."""
     out = {}
     for key in _LIMIT_KEYS:
