@@ -7,10 +7,15 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from chain.errors import StoreError
 from node.config import NodeConfig, add_node_run_arguments, config_from_args
 from node.datadir import Datadir
-from node.errors import EXIT_CONFIG, EXIT_STORE, NodeError, exit_code_of, first_line
+from node.errors import EXIT_CONFIG, EXIT_STORE, EXIT_TASK_FAILED, NodeError, TaskFailed, exit_code_of, first_line
+
+if TYPE_CHECKING:
+    from node.node import Node
 
 
 def setup_logging(config: NodeConfig) -> None:
@@ -27,11 +32,12 @@ def setup_logging(config: NodeConfig) -> None:
         root.addHandler(sh)
 
 
-async def run_node(config: NodeConfig) -> int:
-    """Run a node until SIGINT/SIGTERM. Returns a process exit code (node.errors: 0, 2 configuration or
-    genesis, 3 storage fault) with the reason as one log line, never a traceback."""
+async def run_node(config: NodeConfig, node: "Node | None" = None) -> int:
+    """Run a node (``node``, or a new one from ``config``) until SIGINT/SIGTERM. Returns a process exit code
+    (node.errors: 0 after a clean stop, 2 configuration or genesis, 3 storage fault, 5 an essential task died)
+    with the reason as one log line, never a traceback."""
     from node.node import Node
-    node = Node(config)
+    node = node if node is not None else Node(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -40,6 +46,12 @@ async def run_node(config: NodeConfig) -> int:
             pass
     try:
         await node.run()
+    except TaskFailed as exc:
+        if isinstance(exc.__cause__, StoreError):  # an essential task hit a storage fault: the store's code
+            logging.getLogger("popchain.node").critical("node stopped: %s (storage fault, exit %d)", exc, EXIT_STORE)
+            return EXIT_STORE
+        logging.getLogger("popchain.node").critical("node stopped: %s (exit %d)", exc, EXIT_TASK_FAILED)
+        return EXIT_TASK_FAILED
     except Exception as exc:  # noqa: BLE001 -- only the documented ones are caught, see exit_code_of
         code = exit_code_of(exc)
         if code is None:

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from node.datadir import parse_hostport
+from node.errors import NodeError
 
 DEFAULT_P2P_PORT = 9444
 DEFAULT_API_PORT = 9445
@@ -28,6 +31,9 @@ class NodeConfig:
     discovery_interval_s: float = 5.0
     peer_exchange: bool = True          # connect to addresses peers tell us about (tests of fixed topologies: off)
     max_inbound: int = 32
+    max_inbound_per_ip: int = 8         # per IP (IPv6: per /64): one host cannot hold every inbound slot
+    mempool_max_txs: int = 5000         # node.mempool.DEFAULT_MAX_TXS (load benchmarks raise it)
+    mempool_max_per_sender: int = 100   # node.mempool.DEFAULT_MAX_PER_SENDER
     max_outbound: int = 8
     log_level: str = "INFO"
     log_to_stderr: bool = True
@@ -58,7 +64,7 @@ def config_from_args(args: argparse.Namespace, file_config: dict | None = None) 
     def pick(cli, key, default):
         return cli if cli is not None else fc.get(key, default)
 
-    return NodeConfig(
+    config = NodeConfig(
         datadir=args.datadir, genesis=args.genesis, keyholder=args.keyholder, peers=tuple(dict.fromkeys(peers)),
         port=int(pick(args.port, "port", DEFAULT_P2P_PORT)), api_port=int(pick(args.api_port, "api_port",
                                                                                DEFAULT_API_PORT)),
@@ -66,3 +72,19 @@ def config_from_args(args: argparse.Namespace, file_config: dict | None = None) 
         discover=bool(args.discover or fc.get("discover", False)),
         discovery_interface=str(pick(args.discovery_interface, "discovery_interface", "127.0.0.1")),
         log_level=args.log_level)
+    return dataclasses.replace(config, **_limits(fc))
+
+
+_LIMIT_KEYS = ("max_inbound", "max_inbound_per_ip", "max_outbound", "mempool_max_txs", "mempool_max_per_sender")
+
+
+def _limits(fc: dict) -> dict[str, Any]:
+    """Peer and mempool limits from config.json (positive integers; others are a configuration error)."""
+    out = {}
+    for key in _LIMIT_KEYS:
+        if key in fc:
+            value = fc[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 10**7:
+                raise NodeError(f"config.json: {key} must be a positive integer, got {value!r}")
+            out[key] = value
+    return out

@@ -1,5 +1,6 @@
-"""node/ errors: WireError (a peer sent bytes we refuse: disconnect + discourage) and NodeError (local misuse);
-the process exit codes of ``node run`` / ``node verify`` / ``node reindex`` (README, operator section)."""
+"""node/ errors: WireError (a peer sent bytes we refuse: disconnect + discourage), NodeError (local misuse),
+TaskFailed (an essential task died), ApiError; and the process exit codes of ``node run`` / ``node verify`` /
+``node reindex`` (README, operator section)."""
 from __future__ import annotations
 
 from chain.errors import PopError, StoreError
@@ -18,8 +19,10 @@ def exit_code_of(exc: BaseException) -> int | None:
         codes = [exit_code_of(e) for e in exc.exceptions]
         known = [c for c in codes if c is not None]
         return max(known) if known and len(known) == len(codes) else None
-    if isinstance(exc, StoreError):
+    if isinstance(exc, StoreError) or (isinstance(exc, TaskFailed) and isinstance(exc.__cause__, StoreError)):
         return EXIT_STORE
+    if isinstance(exc, TaskFailed):
+        return EXIT_TASK_FAILED
     if isinstance(exc, NodeError):
         return EXIT_CONFIG
     return None
@@ -44,6 +47,16 @@ class WireError(PopError):
 
 class NodeError(PopError):
     """The node cannot start or was misused (bad datadir, locked datadir, bad config, bad genesis file)."""
+
+
+EXIT_START_FAILED = 2      # the node could not start (NodeError: bad datadir, config, genesis, ...)
+EXIT_TASK_FAILED = 5       # an essential task died while running (TaskFailed): see the CRITICAL log line
+# (3 and 4 are the store's: an unreadable database, a chain that does not replay — see the README)
+
+
+class TaskFailed(NodeError):
+    """An essential task of a running node failed; the node stopped (exit code EXIT_TASK_FAILED). The task's
+    exception is ``__cause__`` (a StoreError there is a storage fault: map it to the store's exit code)."""
 
 
 class ApiError(PopError):

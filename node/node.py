@@ -10,9 +10,9 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 
 from chain.address import address_of
@@ -25,23 +25,24 @@ from node import wire
 from node.api import build_api_app
 from node.api_deps import api_deps
 from node.config import NodeConfig
+from node.connections import Connections
 from node.datadir import Datadir, PeerBook
-from node.discovery import Discovery
-from node.errors import NodeError
+from node.discovery import Discovery, DiscoveryContext
+from node.errors import NodeError, TaskFailed
 from node.gossip import Relay
 from node.keyholder_service import KeyholderService
-from node.limits import DISCOURAGE_SECONDS, Offence
 from node.mempool import Mempool
 from node.metrics import Metrics
 from node.peer import LocalIdentity, Peer
+from node.supervisor import Supervisor
 from node.sync import Sync
 from node.worker import EngineWorker
 
 log = logging.getLogger("popchain.node")
 
-RECONNECT_MIN_S, RECONNECT_MAX_S = 0.5, 15.0
 HOUSEKEEPING_S = 1.0
-ADDR_RELAY_MAX = 32
+P2P_HEADER_TIMEOUT_S = 10.0  # an inbound connection must complete its HTTP request (the upgrade) by then
+API_HEADER_TIMEOUT_S = 30.0  # ... on the API (above aiohttp clients' 15 s idle keep-alive: no reuse race)
 
 
 class Node:
@@ -51,17 +52,16 @@ class Node:
         self.worker = EngineWorker()
         self.metrics = Metrics()
         self.nonce = int.from_bytes(os.urandom(8), "big")
-        self.peers: set[Peer] = set()
-        self.book = PeerBook()
+        self.conns = Connections(config, self.metrics, hello=self.hello, identity=self.identity,
+                                 local_port=lambda: self.p2p_port, spawn=self.spawn, dispatch=self._dispatch,
+                                 on_ready=self._peer_ready, on_gone=self._peer_gone)
         self.p2p_port = 0
         self.api_port = 0
         self.cookie: str | None = None
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
         self._runners: list[web.AppRunner] = []
-        self._session: aiohttp.ClientSession | None = None
         self._tg: asyncio.TaskGroup | None = None
-        self._outbound_targets: set[tuple[str, int]] = set()
         self.store: ChainStore
         self.genesis: Genesis
         self.engine: Engine
@@ -71,6 +71,8 @@ class Node:
         self.keyholder: KeyholderService | None = None
         self._all_tasks: set[asyncio.Task] = set()
         self.stopping = False
+        self.supervisor = Supervisor(lambda reason: self.stop(), self.metrics)
+        self._extra_services: list[tuple[Callable[[], Awaitable[None]], str, bool]] = []
 
     # ------------------------------------------------------------ start-up
 
@@ -96,16 +98,17 @@ class Node:
         # the genesis file is decoded and fully checked before anything is written; its copy in the datadir
         # is written only once the store holds (or was just initialised with) that same genesis
         self.genesis, save_genesis = self.datadir.load_genesis(self.config.genesis, load_genesis)
-        self.book = self.datadir.load_peer_book()
+        self.conns.book = self.datadir.load_peer_book()
         await self.worker.call(self._open_chain)
         if save_genesis is not None:
             self.datadir.save_genesis(save_genesis)
-        self.mempool = Mempool(self.genesis.ledger_params)
+        self.mempool = Mempool(self.genesis.ledger_params, max_txs=self.config.mempool_max_txs,
+                               max_per_sender=self.config.mempool_max_per_sender)
         self.relay = Relay(self)
-        self.sync = Sync(self)
+        self.sync = Sync(self, self.relay)
         if self.config.keyholder is not None:
             try:
-                self.keyholder = KeyholderService(self, Path(self.config.keyholder).read_bytes())
+                self.keyholder = KeyholderService(self, Path(self.config.keyholder).read_bytes(), self.relay.publish)
                 await self.keyholder.open()
             except (OSError, PopError, ValueError) as exc:
                 raise NodeError(f"cannot start the keyholder from {self.config.keyholder}: {exc}") from None
@@ -122,15 +125,18 @@ class Node:
 
     async def _listen(self) -> None:
         p2p_app = web.Application()
-        p2p_app.router.add_get("/p2p", self._ws_handler)
+        p2p_app.router.add_get("/p2p", self.conns.ws_handler)
         p2p_app.router.add_get("/metrics", self._metrics_handler)
         if self.config.api_listen is not None:
             self.cookie = self.datadir.ensure_cookie()
         api_app = build_api_app(api_deps(self))
         api_app.router.add_get("/metrics", self._metrics_handler)
-        for app, host, port, attr in ((p2p_app, self.config.listen, self.config.port, "p2p_port"),
-                                      (api_app, self.api_host, self.config.api_port, "api_port")):
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        for app, host, port, attr, header_s in (
+                (p2p_app, self.config.listen, self.config.port, "p2p_port", P2P_HEADER_TIMEOUT_S),
+                (api_app, self.api_host, self.config.api_port, "api_port", API_HEADER_TIMEOUT_S)):
+            # aiohttp arms keepalive_timeout when a connection opens and closes it if no complete request head
+            # has arrived by then: that is our HTTP header timeout (half-sent upgrades are not held open)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=header_s)
             await runner.setup()
             self._runners.append(runner)
             site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -149,8 +155,25 @@ class Node:
         m.gauge("popchain_engine_busy_seconds", lambda: self.worker.busy_seconds,
                 "time spent in engine calls (scoring included)")
         m.gauge("popchain_discouraged", lambda: len(self.book.bans), "discouraged peer addresses")
+        m.gauge("popchain_requests_inflight", lambda: len(self.relay.requests), "objects requested, not yet received")
+        m.gauge("popchain_tx_orphans", lambda: len(self.relay.judge.tx_orphans), "txs waiting for a previous nonce")
+        m.gauge("popchain_healthy", lambda: float(self.supervisor.health()["ok"]), "1 if every essential task runs")
 
     tip_cache: tuple[int, int, bytes] = (0, 0, b"")
+
+    # ------------------------------------------------------------ what Relay/Judge need (gossip.RelayHost)
+
+    @property
+    def ledger_params(self):
+        return self.genesis.ledger_params
+
+    @property
+    def sync_hooks(self) -> Sync:
+        return self.sync
+
+    async def on_entry_accepted(self, entry) -> None:
+        if self.keyholder is not None:
+            await self.keyholder.on_entry(entry)
 
     async def refresh_tip(self) -> None:
         tip = await self.worker.call(self.engine.tip)
@@ -168,6 +191,7 @@ class Node:
             self.tip_cache = (new_tip.height, new_tip.round, new_tip.hash)
         if self.tip_cache[2] == old_tip:
             return
+        self.relay.tip_changed()
         if not len(self.mempool) and new_tip is not None and new_tip.prev_hash == old_tip:
             return  # a plain extension and nothing pending: nothing to re-check
         senders = list({tx.sender for tx in self.mempool.txs()})
@@ -204,34 +228,47 @@ class Node:
         try:
             await self._start()
             await self.refresh_tip()
-            self._session = aiohttp.ClientSession()
+            self.conns.open()
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                self.spawn(self._housekeeping(), "housekeeping")
-                self.spawn(self.relay.run_block_queue(), "blocks")
-                self.spawn(self.relay.run_tx_queue(), "txs")
+                sup = self.supervisor
+                sup.supervise(self.spawn, self._housekeeping, "housekeeping", essential=True)
+                sup.supervise(self.spawn, self.relay.run_block_queue, "blocks", essential=True)
+                sup.supervise(self.spawn, self.relay.run_tx_queue, "txs", essential=True)
+                sup.supervise(self.spawn, self.relay.run_trickle, "trickle", essential=False)
+                for factory, name, essential in self._extra_services:
+                    sup.supervise(self.spawn, factory, name, essential=essential)
                 for host, port in self.config.peers:
                     self.connect(host, port, persistent=True)
-                if self.config.peer_exchange:  # the persisted address book: most recently seen first
-                    spare = max(0, self.config.max_outbound - len(self.config.peers))
-                    for addr, _ in sorted(self.book.addrs.items(), key=lambda kv: -kv[1])[:spare]:
-                        book_host, _, book_port = addr.rpartition(":")
-                        if book_port.isdigit() and not self.is_discouraged(addr):
-                            self.connect(book_host, int(book_port))
+                self.conns.refill_outbound()   # the persisted address book: most recently seen first
                 if self.keyholder is not None:
-                    self.spawn(self.keyholder.run(), "keyholder")
+                    sup.supervise(self.spawn, self.keyholder.run, "keyholder", essential=True)
                 if self.config.discover:
-                    self.spawn(Discovery(self).run(), "discovery")
+                    discovery = Discovery(DiscoveryContext(self.config, self.genesis.chain_id, self.genesis.hash,
+                                                           self.nonce, lambda: self.p2p_port, self.offer_peer))
+                    sup.supervise(self.spawn, discovery.run, "discovery", essential=False)
                 self.started.set()
                 await self._stop.wait()
-                log.info("shutting down")
+                log.info("shutting down" if sup.failure is None else f"shutting down: {sup.failure}")
                 self.stopping = True
+                self.conns.stopping = True
+                sup.stopping = True
                 for peer in list(self.peers):
                     peer.close("node shutting down")
                 for task in list(self._all_tasks):
                     task.cancel()
         finally:
             await self._shutdown()
+        if self.supervisor.failure is not None:
+            raise TaskFailed(self.supervisor.failure) from self.supervisor.failure_exc
+
+    def add_service(self, factory: Callable[[], Awaitable[None]], name: str, *, essential: bool) -> None:
+        """Register a long-lived task before ``run`` (embedders, tests): supervised like the node's own."""
+        self._extra_services.append((factory, name, essential))
+
+    def health(self) -> dict:
+        """The health provider the API renders in /api/status (see node.supervisor.Supervisor.health)."""
+        return self.supervisor.health()
 
     def spawn(self, coro, name: str) -> asyncio.Task | None:
         """Start a task inside the node's TaskGroup (structured: it ends before the node does)."""
@@ -253,8 +290,7 @@ class Node:
                 await runner.cleanup()
             except Exception:  # keep closing the rest
                 log.exception("closing a listener")
-        if self._session is not None:
-            await self._session.close()
+        await self.conns.close()
         try:
             self.datadir.save_peer_book(self.book)
         except OSError:
@@ -281,6 +317,7 @@ class Node:
                 self.metrics.inc("popchain_mempool_expired_total", len(expired))
             self.relay.expire(time.monotonic())
             await self.sync.check_stalls()
+            self.conns.refill_outbound()
             if time.monotonic() - last_book_save > 30:
                 self.datadir.save_peer_book(self.book)
                 last_book_save = time.monotonic()
@@ -295,112 +332,41 @@ class Node:
         return wire.Hello(wire.PROTOCOL_VERSION, self.genesis.chain_id, self.genesis.hash, height, rnd,
                           self.config.listen, self.p2p_port, self.nonce, "popchain/0.1")
 
+    # ------------------------------------------------------------ connections (node.connections)
+
+    @property
+    def peers(self) -> set[Peer]:
+        return self.conns.peers
+
+    @property
+    def book(self) -> PeerBook:
+        return self.conns.book
+
     def ready_peers(self) -> list[Peer]:
-        return [p for p in self.peers if p.hello is not None and not p.close_reason]
+        return [p for p in self.conns.peers if p.hello is not None and not p.close_reason]
 
-    def _is_duplicate(self, nonce: int) -> bool:
-        return any(p.hello is not None and p.hello.nonce == nonce and not p.close_reason for p in self.peers)
+    def is_discouraged(self, host: str) -> bool:
+        return self.conns.is_discouraged(host)
 
-    def _make_peer(self, ws, inbound: bool, host: str, port: int) -> Peer:
-        return Peer(ws, inbound=inbound, host=host, port=port, handler=self._on_message, on_offence=self._on_offence,
-                    hello_factory=self.hello, identity=self.identity(), is_duplicate=self._is_duplicate)
+    def connect(self, host: str, port: int, persistent: bool = False) -> asyncio.Task | None:
+        return self.conns.connect(host, port, persistent)
 
-    def is_discouraged(self, key: str) -> bool:
-        return self.book.is_banned(key, time.time())
+    def offer_peer(self, host: str, port: int) -> None:
+        self.conns.offer_peer(host, port)
 
-    def _on_offence(self, peer: Peer, offence: Offence, detail: str) -> None:
-        self.metrics.inc("popchain_peer_offences_total", reason=offence.reason)
-        log.warning("peer %s %s (+%d -> %d): %s", peer.key, offence.reason, offence.score, peer.score + 0, detail)
-        if peer.score >= 100:
-            self.book.ban(peer.key, time.time() + DISCOURAGE_SECONDS)
-            self.book.addrs.pop(peer.key, None)
-            log.warning("peer %s discouraged for %.0f s", peer.key, DISCOURAGE_SECONDS)
+    def outbound_count(self) -> int:
+        return self.conns.outbound_count()
 
-    async def _serve_peer(self, peer: Peer) -> None:
-        self.peers.add(peer)
-        self.metrics.inc("popchain_connections_total", direction="in" if peer.inbound else "out")
-        try:
-            await peer.run_with(self._after_handshake)
-        finally:
-            self.peers.discard(peer)
-            self.sync.peer_gone(peer)
-            self.relay.peer_gone(peer)
-            log.info("peer %s disconnected: %s", peer.key, peer.close_reason)
-
-    async def _after_handshake(self, peer: Peer) -> None:
-        if self.is_discouraged(peer.key):
-            peer.close("discouraged")
-            return
-        log.info("peer %s connected (%s, height %d)", peer.key, "in" if peer.inbound else "out",
-                 peer.best_height)
-        if peer.listen_addr is not None and not peer.inbound:
-            self.book.add(*peer.listen_addr, time.time())
-        if not peer.inbound:
-            peer.send(wire.GetAddr())
+    def _peer_ready(self, peer: Peer) -> None:
         self.relay.greet(peer)
         self.sync.peer_ready(peer)
 
-    async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
-        host = request.remote or "?"
-        port = request.transport.get_extra_info("peername")[1] if request.transport else 0
-        if self.stopping or self.is_discouraged(host) or sum(p.inbound for p in self.peers) >= self.config.max_inbound:
-            return web.Response(status=503, text="not accepting connections from you now")
-        ws = web.WebSocketResponse(max_msg_size=wire.MAX_FRAME, autoping=False, compress=False)
-        await ws.prepare(request)
-        await self._serve_peer(self._make_peer(ws, True, host, port))
-        return ws
+    def _peer_gone(self, peer: Peer) -> None:
+        self.sync.peer_gone(peer)
+        self.relay.peer_gone(peer)
 
-    def connect(self, host: str, port: int, persistent: bool = False) -> asyncio.Task | None:
-        """Open (and, if persistent, keep re-opening) an outbound connection, as a task in the TaskGroup."""
-        if (host, port) in self._outbound_targets or (host, port) == (self.config.listen, self.p2p_port):
-            return None
-        self._outbound_targets.add((host, port))
-        return self.spawn(self._outbound(host, port, persistent), f"peer-{host}:{port}")
-
-    async def _outbound(self, host: str, port: int, persistent: bool) -> None:
-        delay = RECONNECT_MIN_S
-        try:
-            while not self.stopping:
-                if not self.is_discouraged(f"{host}:{port}"):
-                    try:
-                        assert self._session is not None, "run() opens the session before connecting"
-                        async with asyncio.timeout(5):
-                            ws = await self._session.ws_connect(f"http://{host}:{port}/p2p", autoping=False,
-                                                                max_msg_size=wire.MAX_FRAME, compress=0)
-                    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                        log.debug("connect %s:%d failed: %r", host, port, exc)
-                    else:
-                        if self.stopping:
-                            await ws.close()
-                            return
-                        peer = self._make_peer(ws, False, host, port)
-                        await self._serve_peer(peer)
-                        if peer.close_reason in ("self-connection", "peer rejected us: self-connection"):
-                            return
-                        if peer.hello is not None:
-                            delay = RECONNECT_MIN_S
-                if not persistent:
-                    return
-                await asyncio.sleep(delay)
-                delay = min(RECONNECT_MAX_S, delay * 2)
-        finally:
-            self._outbound_targets.discard((host, port))
-
-    def outbound_count(self) -> int:
-        return sum(not p.inbound for p in self.peers)
-
-    async def _on_message(self, peer: Peer, msg: wire.Message) -> None:
-        if isinstance(msg, wire.GetAddr):
-            addrs = [p.listen_addr for p in self.ready_peers() if p.listen_addr and p is not peer]
-            peer.send(wire.Addr(tuple(a for a in addrs if a)[:ADDR_RELAY_MAX]))
-        elif isinstance(msg, wire.Addr):
-            for host, port in msg.addrs[:ADDR_RELAY_MAX]:
-                self.book.add(host, port, time.time())
-                room = self.outbound_count() < self.config.max_outbound
-                if self.config.peer_exchange and room and not self.is_discouraged(f"{host}:{port}"):
-                    if not any(p.listen_addr == (host, port) for p in self.peers):
-                        self.connect(host, port)
-        elif isinstance(msg, (wire.GetHeaders, wire.Headers)):
+    async def _dispatch(self, peer: Peer, msg: wire.Message) -> None:
+        if isinstance(msg, (wire.GetHeaders, wire.Headers)):
             await self.sync.handle(peer, msg)
         else:
             await self.relay.handle(peer, msg)
@@ -410,8 +376,10 @@ class Node:
 
 
 async def _guarded(coro, name: str) -> None:
-    """A bug in one task is logged, not allowed to take the whole node down through the TaskGroup."""
+    """A bug in a one-off task (a peer connection, a header request) is logged and ends only that task, never
+    the node's TaskGroup. Long-lived tasks are supervised (node.supervisor): essential ones stop the node."""
     try:
         await coro
     except Exception:
         log.exception("task %s failed", name)
+

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -33,6 +34,7 @@ SAMPLES = [
     wire.Headers((b"\x03" * 200,)),
     wire.GetAddr(),
     wire.Addr((("127.0.0.1", 9444),)),
+    wire.Txs((b"\x04" * 200, b"\x05" * 256)),
 ]
 
 
@@ -80,6 +82,16 @@ def test_oversize_per_type_is_refused_before_decoding():
         wire.encode(wire.Object(wire.InvKind.TX, b"\x00" * 10_000))
 
 
+def test_txs_frame_caps():
+    full = wire.Txs(tuple(bytes([i % 256]) * 256 for i in range(wire.MAX_TXS_ITEMS)))
+    assert wire.decode(wire.encode(full)) == full
+    with pytest.raises(WireError):                         # one transfer too many
+        wire.decode(wire.encode(wire.Txs(full.txs + (b"\x00",))))
+    body = bytes([wire.MsgType.TXS]) + b"\x91\x91\xc5\x01\x01" + b"\x00" * 257   # one 257-byte "tx"
+    with pytest.raises(WireError):
+        wire.decode(body)
+
+
 def test_unknown_type_and_empty():
     for frame in (b"", b"\xff\x90", bytes([0]) + b"\x90"):
         with pytest.raises(WireError):
@@ -116,12 +128,15 @@ def test_peer_book_persists_and_bans_expire(tmp_path):
     d = Datadir(tmp_path / "d").open()
     book = PeerBook()
     book.add("127.0.0.1", 1234, now=1.0)
-    book.ban("127.0.0.1:9999", until=100.0)
+    now = time.time()
+    book.ban("127.0.0.2", until=now + 100)         # keyed by IP (node.limits.ban_key)
+    book.ban("127.0.0.3", until=now - 1)           # already expired: not persisted
     d.save_peer_book(book)
     again = d.load_peer_book()
     assert "127.0.0.1:1234" in again.addrs
-    assert again.is_banned("127.0.0.1:9999", now=50.0)
-    assert not again.is_banned("127.0.0.1:9999", now=150.0)
+    assert list(again.bans) == ["127.0.0.2"]
+    assert again.is_banned("127.0.0.2", now=now + 50)
+    assert not again.is_banned("127.0.0.2", now=now + 150)
     with pytest.raises(NodeError):
         Datadir(tmp_path / "d").open()  # locked while the first is open
     d.close()
@@ -157,7 +172,7 @@ def test_mempool_rejects_gaps_and_overspend():
     a = _kp(1)
     with pytest.raises(RuleError) as err:
         pool.add(_tx(a, 1), Account(10**9, 0), 0)
-    assert err.value.code == "bad-nonce"
+    assert err.value.code == "nonce-gap"   # held as an orphan by the relay, not dropped
     pool.add(_tx(a, 0, amount=5000), Account(7000, 0), 0)
     with pytest.raises(RuleError) as err:
         pool.add(_tx(a, 1, amount=5000), Account(7000, 0), 0)
@@ -210,3 +225,25 @@ def test_object_frame_garbage_raises_wire_error_only(body, mtype):
         wire.decode(bytes([mtype]) + body)
     except WireError:
         pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(1000, 1010), st.booleans()), max_size=80))
+def test_mempool_eviction_candidate_is_the_cheapest_tail(ops):
+    """The lazily cleaned tail heap picks the same victim as a scan of every sender's last tx."""
+    pool = Mempool(PARAMS, max_txs=12, max_per_sender=5)
+    rich = Account(10**12, 0)
+    for who, fee, remove in ops:
+        kp = _kp(who)
+        seq = pool._by_sender.get(kp.public, {})
+        if remove and seq:
+            pool.remove([seq[max(seq)]])
+        else:
+            try:
+                pool.add(_tx(kp, len(seq), fee=fee), rich, 0)
+            except RuleError:
+                pass
+        tails = [s[max(s)] for s in pool._by_sender.values() if s]
+        expected = min(tails, key=lambda t: (pool._by_id[t].tx.fee, t), default=None)
+        assert pool._lowest_tail() == expected
+        assert len(pool) <= 12
