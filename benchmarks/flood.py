@@ -72,6 +72,16 @@ class HostilePeer:
         self.stats = stats
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task | None = None
+        self._pongs: dict[int, asyncio.Event] = {}
+
+    async def barrier(self, timeout: float = 60.0) -> None:
+        """PING and wait for its PONG: the node's reader has handled every frame sent before it."""
+        nonce = int.from_bytes(os.urandom(8), "big")
+        self._pongs[nonce] = asyncio.Event()
+        assert self.ws is not None
+        await self.ws.send_bytes(wire.encode(wire.Ping(nonce)))
+        async with asyncio.timeout(timeout):
+            await self._pongs[nonce].wait()
 
     async def connect(self) -> bool:
         """Handshake with a fresh nonce and advertised port. False if the node refused the connection."""
@@ -105,6 +115,8 @@ class HostilePeer:
                 continue
             if isinstance(decoded, wire.GetData):
                 self.stats.getdata_ids += len(decoded.items)
+            elif isinstance(decoded, wire.Pong) and decoded.nonce in self._pongs:
+                self._pongs[decoded.nonce].set()
             elif isinstance(decoded, wire.Ping):
                 await ws.send_bytes(wire.encode(wire.Pong(decoded.nonce)))
             elif isinstance(decoded, wire.Reject):

@@ -1,0 +1,57 @@
+"""A hostile peer's INV flood (issue 10): 1,000 random ids per frame, inside the frame rate limit, against a real
+node process. On 7fbb06b the node tried to fetch every id (one request-table entry each, no bound): 627 MB RSS
+after 30 s, no offence recorded, API latency 370 ms. Now what the node asks one peer for is bounded, its memory
+stays bounded and it keeps serving its API. Not timed: the flood is a fixed number of frames, and a PING/PONG
+after it proves the node has read them all."""
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from benchmarks._nodeproc import NodeProc
+from benchmarks.flood import FloodStats, HostilePeer, frame_maker
+from node.tools.client import NodeClient
+from node.tools.testing import make_test_chain
+
+pytestmark = pytest.mark.timeout(240)
+
+FRAMES = 300                 # 300,000 random ids; inside the burst of the frame limit (2,000 frames)
+MAX_REQUESTED = 5_000        # ids a node may ask one peer for while none is delivered (Core: 5,000 announcements)
+MAX_GROWTH_MB = 64.0
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    return make_test_chain(tmp_path_factory.mktemp("chain"), rounds=3)
+
+
+@pytest.mark.xfail(strict=True, reason="the relay bound lands with wave2/relay (not merged into this branch yet)")
+def test_inv_flood_is_bounded_and_node_keeps_serving(chain, tmp_path):
+    async def scenario():
+        node = NodeProc(tmp_path / "victim", genesis=chain.genesis_path).start()
+        try:
+            await node.ready()
+            stats = FloodStats("inv")
+            make = frame_maker("inv", chain, [])
+            async with aiohttp.ClientSession() as session, NodeClient(node.api_url) as api:
+                peer = HostilePeer(session, f"http://{node.p2p_addr[0]}:{node.p2p_addr[1]}/p2p", chain, stats)
+                assert await peer.connect()
+                rss_before = node.rss_mb()
+                for _ in range(FRAMES):
+                    if not await peer.send(make()):
+                        break
+                if peer.open:
+                    await peer.barrier(timeout=180)
+                growth = node.rss_mb() - rss_before
+                status = await api.status()
+                await peer.close()
+            assert status["chain_id"] == chain.genesis.chain_id      # still serving its API
+            assert stats.getdata_ids <= MAX_REQUESTED, f"node asked the flooder for {stats.getdata_ids} ids"
+            assert growth <= MAX_GROWTH_MB, f"RSS grew {growth:.0f} MB under {FRAMES} INV frames"
+            assert node.alive()
+        finally:
+            node.stop()
+
+    asyncio.run(scenario())
