@@ -65,4 +65,4 @@ def config_from_args(args: argparse.Namespace, file_config: dict | None = None) 
         listen=str(pick(args.listen, "listen", "127.0.0.1")), api_listen=pick(args.api_listen, "api_listen", None),
         discover=bool(args.discover or fc.get("discover", False)),
         discovery_interface=str(pick(args.discovery_interface, "discovery_interface", "127.0.0.1")),
-        log_level=args.log_level)
+        peer_exchange=bool(fc.get("peer_exchange", True)), log_level=args.log_level)
