@@ -20,6 +20,9 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.block_connect", ("block_connect_5000",)),
     ("benchmarks.scoring", ("score_linear_10k", "score_linear_10k_raw", "score_mlp_10k", "score_trees_10k")),
     ("benchmarks.network", ("relay_hop_ms", "sync_blocks_per_s", "round_latency_s")),
+    ("benchmarks.load", ("e2e_tx_per_s", "load_honest_bans", "mempool_converge_s")),
+    ("benchmarks.flood", ("flood_rss_growth_mb",)),
+    ("benchmarks.lan", ("netns_converge_s",)),
     ("benchmarks.simulation", ("sim_crowned_share", "sim_copycat_share", "sim_copycat_floor_share",
                                "sim_champion_test_acc")),
 )
