@@ -7,10 +7,14 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from node.config import NodeConfig, add_node_run_arguments, config_from_args
 from node.datadir import Datadir
-from node.errors import NodeError
+from node.errors import EXIT_START_FAILED, EXIT_TASK_FAILED, NodeError, TaskFailed
+
+if TYPE_CHECKING:
+    from node.node import Node
 
 
 def setup_logging(config: NodeConfig) -> None:
@@ -27,10 +31,12 @@ def setup_logging(config: NodeConfig) -> None:
         root.addHandler(sh)
 
 
-async def run_node(config: NodeConfig) -> int:
-    """Run a node until SIGINT/SIGTERM. Returns a process exit code."""
+async def run_node(config: NodeConfig, node: "Node | None" = None) -> int:
+    """Run a node (``node``, or a new one from ``config``) until SIGINT/SIGTERM. Returns a process exit code:
+    0 after a clean stop, EXIT_START_FAILED (2) if it could not start, EXIT_TASK_FAILED (3) if an essential
+    task died (node.supervisor)."""
     from node.node import Node
-    node = Node(config)
+    node = node if node is not None else Node(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -39,9 +45,12 @@ async def run_node(config: NodeConfig) -> int:
             pass
     try:
         await node.run()
+    except TaskFailed as exc:
+        logging.getLogger("popchain.node").critical("node stopped: %s (exit %d)", exc, EXIT_TASK_FAILED)
+        return EXIT_TASK_FAILED
     except NodeError as exc:
         logging.getLogger("popchain.node").error("%s", exc)
-        return 2
+        return EXIT_START_FAILED
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:

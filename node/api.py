@@ -141,6 +141,7 @@ class Api:
             "peers": len(node.ready_peers()), "mempool": len(node.mempool), "syncing": len(node.sync.wanted),
             "keyholder": node.keyholder is not None, "p2p_port": node.p2p_port, "api_port": node.api_port,
             "equivocations": [{"round": rr, "kept": k.hex(), "refused": x.hex()} for rr, k, x in equiv],
+            "health": node.health(),
         })
 
     async def block(self, request: web.Request) -> web.Response:

@@ -28,6 +28,7 @@ class NodeConfig:
     discovery_interval_s: float = 5.0
     peer_exchange: bool = True          # connect to addresses peers tell us about (tests of fixed topologies: off)
     max_inbound: int = 32
+    max_inbound_per_ip: int = 8         # per IP (IPv6: per /64): one host cannot hold every inbound slot
     max_outbound: int = 8
     log_level: str = "INFO"
     log_to_stderr: bool = True

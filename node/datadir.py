@@ -25,6 +25,7 @@ from typing import Any
 from node.errors import NodeError
 
 MAX_KNOWN_ADDRS = 1000
+MAX_BANS = 4096          # discouraged IPs (/64s) remembered; beyond it the soonest to expire are forgotten
 MAX_CONFIG_BYTES = 64 * 1024
 
 
@@ -49,7 +50,9 @@ def parse_hostport(text: str) -> tuple[str, int]:
 
 @dataclass
 class PeerBook:
-    """Known addresses (for reconnecting and peer exchange) and bans (host -> unix time until)."""
+    """Known addresses (for reconnecting and peer exchange) and bans (node.limits.ban_key -> unix time until).
+
+    Both are bounded (MAX_KNOWN_ADDRS, MAX_BANS) in memory and in ``peers.json``; expired bans are dropped."""
 
     addrs: dict[str, float] = field(default_factory=dict)   # "host:port" -> last seen
     bans: dict[str, float] = field(default_factory=dict)
@@ -60,8 +63,17 @@ class PeerBook:
             for key, _ in sorted(self.addrs.items(), key=lambda kv: kv[1])[: len(self.addrs) - MAX_KNOWN_ADDRS]:
                 del self.addrs[key]
 
-    def ban(self, host: str, until: float) -> None:
-        self.bans[host] = until
+    def ban(self, key: str, until: float) -> None:
+        self.bans[key] = max(until, self.bans.get(key, 0.0))
+        if len(self.bans) > MAX_BANS:
+            self._trim_bans()
+
+    def _trim_bans(self, now: float | None = None) -> None:
+        if now is not None:
+            self.bans = {k: v for k, v in self.bans.items() if v > now}
+        if len(self.bans) > MAX_BANS:
+            keep = sorted(self.bans.items(), key=lambda kv: -kv[1])[:MAX_BANS]
+            self.bans = dict(keep)
 
     def is_banned(self, host: str, now: float) -> bool:
         until = self.bans.get(host)
@@ -72,7 +84,8 @@ class PeerBook:
             return False
         return True
 
-    def to_json(self) -> bytes:
+    def to_json(self, now: float | None = None) -> bytes:
+        self._trim_bans(time.time() if now is None else now)
         return json.dumps({"addrs": self.addrs, "bans": self.bans}, indent=1, sort_keys=True).encode()
 
     @classmethod
@@ -86,6 +99,7 @@ class PeerBook:
         book = cls(addrs, bans)
         if len(book.addrs) > MAX_KNOWN_ADDRS:
             book.addrs = dict(list(book.addrs.items())[:MAX_KNOWN_ADDRS])
+        book._trim_bans(time.time())
         return book
 
 

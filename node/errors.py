@@ -1,4 +1,5 @@
-"""node/ errors: WireError (a peer sent bytes we refuse: disconnect + discourage) and NodeError (local misuse)."""
+"""node/ errors: WireError (a peer sent bytes we refuse: disconnect + discourage), NodeError (local misuse),
+TaskFailed (an essential task died), ApiError; and the process exit codes of ``python -m node run``."""
 from __future__ import annotations
 
 from chain.errors import PopError
@@ -15,6 +16,14 @@ class WireError(PopError):
 
 class NodeError(PopError):
     """The node cannot start or was misused (bad datadir, locked datadir, bad config)."""
+
+
+EXIT_START_FAILED = 2      # the node could not start (NodeError: bad datadir, config, genesis, ...)
+EXIT_TASK_FAILED = 3       # an essential task died while running (TaskFailed): see the CRITICAL log line
+
+
+class TaskFailed(NodeError):
+    """An essential task of a running node failed; the node stopped (exit code EXIT_TASK_FAILED)."""
 
 
 class ApiError(PopError):

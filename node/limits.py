@@ -1,6 +1,8 @@
-"""Bounded helpers for peer policy *(policy)*: token buckets, bounded LRU sets/maps, misbehaviour scores."""
+"""Bounded helpers for peer policy *(policy)*: token buckets, bounded LRU sets/maps, misbehaviour scores, and
+the address a peer is judged by (``ban_key``: its IP, an IPv6 peer's /64 — never a port it advertises)."""
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -103,3 +105,20 @@ UNSOLICITED = Offence("unsolicited", 10)
 STALE_OBJECT = Offence("stale-object", 1)
 FLOOD = Offence("flood", 20)
 STALL = Offence("stall", 50)
+
+
+def ban_key(host: str) -> str:
+    """What discouragement, bans and the per-IP inbound cap are keyed by: the remote IP (an IPv4-mapped IPv6
+    address as IPv4), an IPv6 peer's /64 (one customer's allocation: a fresh address per connection must not
+    evade a ban). Never a port: ports are free to choose, and advertised ones are not even checked. A host that
+    is not an IP literal (a name from --peer or config) is keyed by its lower-cased name."""
+    text = host.strip("[]")
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return host.lower()
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)

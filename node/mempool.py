@@ -74,7 +74,7 @@ class Mempool:
             if tx.fee <= old.fee or tx.nonce != max(seq):
                 raise RuleError("replacement-rejected", "a replacement must pay more and be the sender's last tx")
         elif tx.nonce != next_nonce:
-            raise RuleError("bad-nonce", f"tx nonce {tx.nonce}, expected {next_nonce} (gap)")
+            raise RuleError("nonce-gap", f"tx nonce {tx.nonce}, expected {next_nonce} (gap)")
         elif len(seq) >= self.max_per_sender:
             raise RuleError("too-many-pending", f"sender already has {len(seq)} pending txs")
         if account.balance < self._pending_cost(tx.sender, tx.nonce) + tx.amount + tx.fee:

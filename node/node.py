@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -24,23 +25,29 @@ from consensus.genesis import Genesis, load_genesis
 from node import wire
 from node.api import build_api_app
 from node.config import NodeConfig
-from node.datadir import Datadir, PeerBook
+from node.datadir import Datadir, PeerBook, parse_hostport
+from node.dialer import Dialer
 from node.discovery import Discovery
-from node.errors import NodeError
+from node.errors import NodeError, TaskFailed
 from node.gossip import Relay
 from node.keyholder_service import KeyholderService
-from node.limits import DISCOURAGE_SECONDS, Offence
+from node.limits import DISCOURAGE_SECONDS, Offence, ban_key
 from node.mempool import Mempool
 from node.metrics import Metrics
 from node.peer import LocalIdentity, Peer
+from node.supervisor import Supervisor
 from node.sync import Sync
 from node.worker import EngineWorker
 
 log = logging.getLogger("popchain.node")
 
-RECONNECT_MIN_S, RECONNECT_MAX_S = 0.5, 15.0
 HOUSEKEEPING_S = 1.0
 ADDR_RELAY_MAX = 32
+GIVE_UP = 8                 # failed dials in a row before a non-persistent outbound slot is freed
+HANDSHAKE_TIMEOUT_S = 5.0   # TCP connect + websocket upgrade of an outbound dial
+P2P_HEADER_TIMEOUT_S = 10.0  # an inbound connection must complete its HTTP request (the upgrade) by then
+API_HEADER_TIMEOUT_S = 30.0  # ... on the API (above aiohttp clients' 15 s idle keep-alive: no reuse race)
+REFUSE_HEADER = "X-Popchain-Refused"
 
 
 class Node:
@@ -61,6 +68,9 @@ class Node:
         self._session: aiohttp.ClientSession | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._outbound_targets: set[tuple[str, int]] = set()
+        self._inbound_by_ip: dict[str, int] = {}   # ban_key -> inbound connections (from before the upgrade)
+        self._addr_asked: set[Peer] = set()        # peers we sent GETADDR and whose ADDR we await
+        self.dialer = Dialer()
         self.store: ChainStore
         self.genesis: Genesis
         self.engine: Engine
@@ -70,6 +80,8 @@ class Node:
         self.keyholder: KeyholderService | None = None
         self._all_tasks: set[asyncio.Task] = set()
         self.stopping = False
+        self.supervisor = Supervisor(lambda reason: self.stop(), self.metrics)
+        self._extra_services: list[tuple[Callable[[], Awaitable[None]], str, bool]] = []
 
     # ------------------------------------------------------------ start-up
 
@@ -117,9 +129,12 @@ class Node:
             self.cookie = self.datadir.ensure_cookie()
         api_app = build_api_app(self)
         api_app.router.add_get("/metrics", self._metrics_handler)
-        for app, host, port, attr in ((p2p_app, self.config.listen, self.config.port, "p2p_port"),
-                                      (api_app, self.api_host, self.config.api_port, "api_port")):
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        for app, host, port, attr, header_s in (
+                (p2p_app, self.config.listen, self.config.port, "p2p_port", P2P_HEADER_TIMEOUT_S),
+                (api_app, self.api_host, self.config.api_port, "api_port", API_HEADER_TIMEOUT_S)):
+            # aiohttp arms keepalive_timeout when a connection opens and closes it if no complete request head
+            # has arrived by then: that is our HTTP header timeout (half-sent upgrades are not held open)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=header_s)
             await runner.setup()
             self._runners.append(runner)
             site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -141,6 +156,20 @@ class Node:
 
     tip_cache: tuple[int, int, bytes] = (0, 0, b"")
 
+    # ------------------------------------------------------------ what Relay/Judge need (gossip.RelayHost)
+
+    @property
+    def ledger_params(self):
+        return self.genesis.ledger_params
+
+    @property
+    def sync_hooks(self) -> Sync:
+        return self.sync
+
+    async def on_entry_accepted(self, entry) -> None:
+        if self.keyholder is not None:
+            await self.keyholder.on_entry(entry)
+
     async def refresh_tip(self) -> None:
         tip = await self.worker.call(self.engine.tip)
         self.tip_cache = (tip.height, tip.round, tip.hash)
@@ -157,6 +186,7 @@ class Node:
             self.tip_cache = (new_tip.height, new_tip.round, new_tip.hash)
         if self.tip_cache[2] == old_tip:
             return
+        self.relay.tip_changed()
         if not len(self.mempool) and new_tip is not None and new_tip.prev_hash == old_tip:
             return  # a plain extension and nothing pending: nothing to re-check
         senders = list({tx.sender for tx in self.mempool.txs()})
@@ -196,31 +226,42 @@ class Node:
             self._session = aiohttp.ClientSession()
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                self.spawn(self._housekeeping(), "housekeeping")
-                self.spawn(self.relay.run_block_queue(), "blocks")
-                self.spawn(self.relay.run_tx_queue(), "txs")
+                sup = self.supervisor
+                sup.supervise(self.spawn, self._housekeeping, "housekeeping", essential=True)
+                sup.supervise(self.spawn, self.relay.run_block_queue, "blocks", essential=True)
+                sup.supervise(self.spawn, self.relay.run_tx_queue, "txs", essential=True)
+                sup.supervise(self.spawn, self.relay.run_trickle, "trickle", essential=False)
+                for factory, name, essential in self._extra_services:
+                    sup.supervise(self.spawn, factory, name, essential=essential)
                 for host, port in self.config.peers:
                     self.connect(host, port, persistent=True)
-                if self.config.peer_exchange:  # the persisted address book: most recently seen first
-                    spare = max(0, self.config.max_outbound - len(self.config.peers))
-                    for addr, _ in sorted(self.book.addrs.items(), key=lambda kv: -kv[1])[:spare]:
-                        book_host, _, book_port = addr.rpartition(":")
-                        if book_port.isdigit() and not self.is_discouraged(addr):
-                            self.connect(book_host, int(book_port))
+                self._refill_outbound()   # the persisted address book: most recently seen first
                 if self.keyholder is not None:
-                    self.spawn(self.keyholder.run(), "keyholder")
+                    sup.supervise(self.spawn, self.keyholder.run, "keyholder", essential=True)
                 if self.config.discover:
-                    self.spawn(Discovery(self).run(), "discovery")
+                    discovery = Discovery(self)
+                    sup.supervise(self.spawn, discovery.run, "discovery", essential=False)
                 self.started.set()
                 await self._stop.wait()
-                log.info("shutting down")
+                log.info("shutting down" if sup.failure is None else f"shutting down: {sup.failure}")
                 self.stopping = True
+                sup.stopping = True
                 for peer in list(self.peers):
                     peer.close("node shutting down")
                 for task in list(self._all_tasks):
                     task.cancel()
         finally:
             await self._shutdown()
+        if self.supervisor.failure is not None:
+            raise TaskFailed(self.supervisor.failure)
+
+    def add_service(self, factory: Callable[[], Awaitable[None]], name: str, *, essential: bool) -> None:
+        """Register a long-lived task before ``run`` (embedders, tests): supervised like the node's own."""
+        self._extra_services.append((factory, name, essential))
+
+    def health(self) -> dict:
+        """The health provider the API renders in /api/status (see node.supervisor.Supervisor.health)."""
+        return self.supervisor.health()
 
     def spawn(self, coro, name: str) -> asyncio.Task | None:
         """Start a task inside the node's TaskGroup (structured: it ends before the node does)."""
@@ -270,6 +311,7 @@ class Node:
                 self.metrics.inc("popchain_mempool_expired_total", len(expired))
             self.relay.expire(time.monotonic())
             await self.sync.check_stalls()
+            self._refill_outbound()
             if time.monotonic() - last_book_save > 30:
                 self.datadir.save_peer_book(self.book)
                 last_book_save = time.monotonic()
@@ -294,16 +336,19 @@ class Node:
         return Peer(ws, inbound=inbound, host=host, port=port, handler=self._on_message, on_offence=self._on_offence,
                     hello_factory=self.hello, identity=self.identity(), is_duplicate=self._is_duplicate)
 
-    def is_discouraged(self, key: str) -> bool:
-        return self.book.is_banned(key, time.time())
+    def is_discouraged(self, host: str) -> bool:
+        """Is this host (an IP, or IPv6 /64 — see node.limits.ban_key) discouraged? Ports play no part."""
+        return self.book.is_banned(ban_key(host.rpartition(":")[0] if _has_port(host) else host), time.time())
 
     def _on_offence(self, peer: Peer, offence: Offence, detail: str) -> None:
         self.metrics.inc("popchain_peer_offences_total", reason=offence.reason)
         log.warning("peer %s %s (+%d -> %d): %s", peer.key, offence.reason, offence.score, peer.score + 0, detail)
         if peer.score >= 100:
-            self.book.ban(peer.key, time.time() + DISCOURAGE_SECONDS)
-            self.book.addrs.pop(peer.key, None)
-            log.warning("peer %s discouraged for %.0f s", peer.key, DISCOURAGE_SECONDS)
+            # by IP (/64), not by the port it advertises: another port must not get it back in, and advertising
+            # an innocent node's port must not get the innocent refused
+            self.book.ban(peer.ban_key, time.time() + DISCOURAGE_SECONDS)
+            self.metrics.inc("popchain_discouragements_total", reason=offence.reason)
+            log.warning("peer %s discouraged for %.0f s (%s)", peer.ban_key, DISCOURAGE_SECONDS, offence.reason)
 
     async def _serve_peer(self, peer: Peer) -> None:
         self.peers.add(peer)
@@ -312,50 +357,87 @@ class Node:
             await peer.run_with(self._after_handshake)
         finally:
             self.peers.discard(peer)
+            self._addr_asked.discard(peer)
             self.sync.peer_gone(peer)
             self.relay.peer_gone(peer)
             log.info("peer %s disconnected: %s", peer.key, peer.close_reason)
 
     async def _after_handshake(self, peer: Peer) -> None:
-        if self.is_discouraged(peer.key):
-            peer.close("discouraged")
+        if self.is_discouraged(peer.host):
+            peer.close("discouraged: this address misbehaved")
             return
         log.info("peer %s connected (%s, height %d)", peer.key, "in" if peer.inbound else "out",
                  peer.best_height)
         if peer.listen_addr is not None and not peer.inbound:
             self.book.add(*peer.listen_addr, time.time())
         if not peer.inbound:
+            self._addr_asked.add(peer)   # its ADDR is accepted once, as the answer (PROTOCOL §4.6)
             peer.send(wire.GetAddr())
         self.relay.greet(peer)
         self.sync.peer_ready(peer)
 
+    def _refuse(self, reason: str) -> web.Response:
+        self.metrics.inc("popchain_inbound_refused_total", reason=reason)
+        return web.Response(status=503, reason="Refused", text=f"refused: {reason}",
+                            headers={REFUSE_HEADER: reason})
+
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
         host = request.remote or "?"
         port = request.transport.get_extra_info("peername")[1] if request.transport else 0
-        if self.stopping or self.is_discouraged(host) or sum(p.inbound for p in self.peers) >= self.config.max_inbound:
-            return web.Response(status=503, text="not accepting connections from you now")
-        ws = web.WebSocketResponse(max_msg_size=wire.MAX_FRAME, autoping=False, compress=False)
-        await ws.prepare(request)
-        await self._serve_peer(self._make_peer(ws, True, host, port))
-        return ws
+        key = ban_key(host)
+        # cheap checks first, before the upgrade: discouraged IP, per-IP cap, total cap
+        if self.stopping:
+            return self._refuse("shutting-down")
+        if self.book.is_banned(key, time.time()):
+            return self._refuse("discouraged")
+        if self._inbound_by_ip.get(key, 0) >= self.config.max_inbound_per_ip:
+            return self._refuse("too-many-from-your-address")
+        if sum(self._inbound_by_ip.values()) >= self.config.max_inbound:
+            return self._refuse("full")
+        self._inbound_by_ip[key] = self._inbound_by_ip.get(key, 0) + 1
+        try:
+            ws = web.WebSocketResponse(max_msg_size=wire.MAX_FRAME, autoping=False, compress=False)
+            await ws.prepare(request)
+            await self._serve_peer(self._make_peer(ws, True, host, port))
+            return ws
+        finally:
+            left = self._inbound_by_ip[key] - 1
+            if left:
+                self._inbound_by_ip[key] = left
+            else:
+                del self._inbound_by_ip[key]
 
     def connect(self, host: str, port: int, persistent: bool = False) -> asyncio.Task | None:
-        """Open (and, if persistent, keep re-opening) an outbound connection, as a task in the TaskGroup."""
+        """Open (and keep re-opening, with backoff) an outbound connection, as a task in the TaskGroup.
+        ``persistent`` (--peer, config.json) ones never give up; the others give up after GIVE_UP failures in a
+        row and free their slot — the housekeeping refill dials them again later (every known address keeps
+        being retried for the node's whole life, ever more rarely: node.dialer)."""
         if (host, port) in self._outbound_targets or (host, port) == (self.config.listen, self.p2p_port):
+            return None
+        if not persistent and len(self._outbound_targets) >= self.config.max_outbound + len(self.config.peers):
             return None
         self._outbound_targets.add((host, port))
         return self.spawn(self._outbound(host, port, persistent), f"peer-{host}:{port}")
 
     async def _outbound(self, host: str, port: int, persistent: bool) -> None:
-        delay = RECONNECT_MIN_S
+        addr = (host, port)
+        failures_in_a_row = 0
         try:
             while not self.stopping:
-                if not self.is_discouraged(f"{host}:{port}"):
+                refused = False
+                if self.is_discouraged(host):
+                    wait = self.dialer.failed(addr, time.monotonic(), refused=True)
+                else:
+                    served = False
                     try:
                         assert self._session is not None, "run() opens the session before connecting"
-                        async with asyncio.timeout(5):
+                        async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
                             ws = await self._session.ws_connect(f"http://{host}:{port}/p2p", autoping=False,
                                                                 max_msg_size=wire.MAX_FRAME, compress=0)
+                    except aiohttp.WSServerHandshakeError as exc:
+                        refused = True
+                        why = exc.headers.get(REFUSE_HEADER, f"HTTP {exc.status}") if exc.headers else exc.status
+                        log.info("peer %s:%d refused us: %s", host, port, why)
                     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                         log.debug("connect %s:%d failed: %r", host, port, exc)
                     else:
@@ -364,16 +446,40 @@ class Node:
                             return
                         peer = self._make_peer(ws, False, host, port)
                         await self._serve_peer(peer)
-                        if peer.close_reason in ("self-connection", "peer rejected us: self-connection"):
+                        if "self-connection" in peer.close_reason:
                             return
-                        if peer.hello is not None:
-                            delay = RECONNECT_MIN_S
-                if not persistent:
+                        served = peer.hello is not None and "peer rejected us" not in peer.close_reason
+                        refused = "peer rejected us" in peer.close_reason
+                    now = time.monotonic()
+                    wait = self.dialer.succeeded(addr, now) if served else self.dialer.failed(addr, now, refused)
+                    failures_in_a_row = 0 if served else failures_in_a_row + 1
+                if not persistent and failures_in_a_row >= GIVE_UP:
                     return
-                await asyncio.sleep(delay)
-                delay = min(RECONNECT_MAX_S, delay * 2)
+                await asyncio.sleep(wait)
         finally:
-            self._outbound_targets.discard((host, port))
+            self._outbound_targets.discard(addr)
+
+    def _refill_outbound(self) -> None:
+        """Dial known addresses (most recently seen first) whose backoff has passed, up to max_outbound."""
+        if not self.config.peer_exchange or self.stopping:
+            return
+        room = self.config.max_outbound + len(self.config.peers) - len(self._outbound_targets)
+        if room <= 0 or self.outbound_count() >= self.config.max_outbound:
+            return
+        now = time.monotonic()
+        connected = {p.listen_addr for p in self.peers}
+        for text, _ in sorted(self.book.addrs.items(), key=lambda kv: -kv[1]):
+            if room <= 0:
+                break
+            try:
+                addr = parse_hostport(text)
+            except NodeError:
+                continue
+            if addr in self._outbound_targets or addr in connected or self.is_discouraged(addr[0]) \
+                    or not self.dialer.is_due(addr, now):
+                continue
+            if self.connect(*addr) is not None:
+                room -= 1
 
     def outbound_count(self) -> int:
         return sum(not p.inbound for p in self.peers)
@@ -383,12 +489,17 @@ class Node:
             addrs = [p.listen_addr for p in self.ready_peers() if p.listen_addr and p is not peer]
             peer.send(wire.Addr(tuple(a for a in addrs if a)[:ADDR_RELAY_MAX]))
         elif isinstance(msg, wire.Addr):
+            if peer not in self._addr_asked:
+                # unsolicited (or a second answer): ignored, so a peer cannot fill our book at will
+                self.metrics.inc("popchain_addr_ignored_total")
+                return
+            self._addr_asked.discard(peer)
+            now = time.time()
             for host, port in msg.addrs[:ADDR_RELAY_MAX]:
-                self.book.add(host, port, time.time())
-                room = self.outbound_count() < self.config.max_outbound
-                if self.config.peer_exchange and room and not self.is_discouraged(f"{host}:{port}"):
-                    if not any(p.listen_addr == (host, port) for p in self.peers):
-                        self.connect(host, port)
+                if self.is_discouraged(host):
+                    continue
+                self.book.add(host, port, now)
+            self._refill_outbound()
         elif isinstance(msg, (wire.GetHeaders, wire.Headers)):
             await self.sync.handle(peer, msg)
         else:
@@ -399,8 +510,14 @@ class Node:
 
 
 async def _guarded(coro, name: str) -> None:
-    """A bug in one task is logged, not allowed to take the whole node down through the TaskGroup."""
+    """A bug in a one-off task (a peer connection, a header request) is logged and ends only that task, never
+    the node's TaskGroup. Long-lived tasks are supervised (node.supervisor): essential ones stop the node."""
     try:
         await coro
     except Exception:
         log.exception("task %s failed", name)
+
+
+def _has_port(text: str) -> bool:
+    """``host:port`` (IPv4 or a name) rather than a bare host or an IPv6 literal."""
+    return text.count(":") == 1 and text.rpartition(":")[2].isdigit()

@@ -28,6 +28,7 @@ from node.limits import (
     BoundedSet,
     Offence,
     TokenBucket,
+    ban_key,
 )
 
 log = logging.getLogger("popchain.peer")
@@ -35,7 +36,10 @@ log = logging.getLogger("popchain.peer")
 HANDSHAKE_TIMEOUT_S = 5.0
 PING_INTERVAL_S = 15.0
 PING_TIMEOUT_S = 20.0
-SEND_QUEUE = 2000
+SEND_QUEUE = 2000                            # frames queued for one peer ...
+SEND_QUEUE_BYTES = 64 * 2**20                # ... and bytes (4 full blocks): beyond either, the peer is dropped
+WRITABLE_BYTES = 8 * 2**20                   # GETDATA answers wait until the queue is below this (backpressure)
+WRITABLE_TIMEOUT_S = 30.0
 KNOWN_INV = 50_000
 MSG_RATE, MSG_BURST = 200.0, 2000.0          # frames per second
 BYTE_RATE, BYTE_BURST = 64e6, 256e6          # bytes per second (blocks with models are large)
@@ -77,6 +81,9 @@ class Peer:
         self.hello: wire.Hello | None = None
         self.known: BoundedSet[tuple[int, bytes]] = BoundedSet(KNOWN_INV)
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(SEND_QUEUE)
+        self.queued_bytes = 0
+        self._writable = asyncio.Event()
+        self._writable.set()
         now = time.monotonic()
         self.msg_bucket = TokenBucket(MSG_RATE, MSG_BURST, now)
         self.byte_bucket = TokenBucket(BYTE_RATE, BYTE_BURST, now)
@@ -96,10 +103,15 @@ class Peer:
 
     @property
     def key(self) -> str:
-        """The discouragement key: the advertised listen address if any, else the remote address."""
+        """For logs and the API: the advertised listen address if any, else the remote address."""
         if self.hello is not None and self.hello.listen_port:
             return f"{self.host}:{self.hello.listen_port}"
         return f"{self.host}:{self.port}"
+
+    @property
+    def ban_key(self) -> str:
+        """What this peer is judged by (node.limits.ban_key): its IP or /64, never a port."""
+        return ban_key(self.host)
 
     @property
     def listen_addr(self) -> tuple[str, int] | None:
@@ -117,16 +129,36 @@ class Peer:
         if self.close_reason:
             return
         frame = wire.encode(msg)
+        if self.queued_bytes + len(frame) > SEND_QUEUE_BYTES and self.queued_bytes:
+            self.close("slow-peer: send queue over its byte cap")
+            return
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
-            self.close("send queue full (slow peer)")
+            self.close("slow-peer: send queue full")
+            return
+        self.queued_bytes += len(frame)
+        if self.queued_bytes > WRITABLE_BYTES:
+            self._writable.clear()
+
+    async def writable(self) -> None:
+        """Wait until this peer's send queue is below WRITABLE_BYTES (its own reading speed paces what it
+        asks of us); a peer that stays behind for WRITABLE_TIMEOUT_S is closed."""
+        if self._writable.is_set():
+            return
+        try:
+            async with asyncio.timeout(WRITABLE_TIMEOUT_S):
+                await self._writable.wait()
+        except TimeoutError:
+            self.close("slow-peer: not reading")
 
     def close(self, reason: str) -> None:
         if not self.close_reason:
             self.close_reason = reason
             while not self.queue.empty():
                 self.queue.get_nowait()
+            self.queued_bytes = 0
+            self._writable.set()
             self.queue.put_nowait(None)
 
     def offend(self, offence: Offence, detail: str) -> None:
@@ -207,8 +239,9 @@ class Peer:
 
     async def _try_send(self, msg: wire.Message) -> None:
         try:
-            await self.ws.send_bytes(wire.encode(msg))
-        except Exception:  # best effort: the connection is being refused anyway
+            async with asyncio.timeout(2):
+                await self.ws.send_bytes(wire.encode(msg))
+        except Exception:  # best effort: the connection is being refused or closed anyway
             pass
 
     async def _next_frame(self) -> bytes:
@@ -261,7 +294,13 @@ class Peer:
         while True:
             frame = await self.queue.get()
             if frame is None:
+                # the reason travels to the other side, which logs it (PROTOCOL §4.5: disconnect reasons)
+                if self.hello is not None and not self.close_reason.startswith("peer rejected us"):
+                    await self._try_send(wire.Reject(self.close_reason))
                 raise PeerClosed(self.close_reason)
+            self.queued_bytes -= len(frame)
+            if self.queued_bytes <= WRITABLE_BYTES:
+                self._writable.set()
             self.bytes_out += len(frame)
             await self.ws.send_bytes(frame)
 

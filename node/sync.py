@@ -45,7 +45,7 @@ class Sync:
         for h, (p, _) in list(self.inflight.items()):
             if p is peer:
                 del self.inflight[h]
-                self.node.relay.inflight.pop((InvKind.BLOCK, h), None)
+                self.node.relay.cancel_request((InvKind.BLOCK, h))
         self._dispatch()
 
     async def ask_headers(self, peer: Peer, from_hash: bytes | None = None) -> None:
@@ -135,7 +135,7 @@ class Sync:
             peer = min(candidates, key=lambda p: (load[p], p is not prefer))
             load[peer] += 1
             self.inflight[h] = (peer, now)
-            self.node.relay.inflight.pop((InvKind.BLOCK, h), None)
+            self.node.relay.cancel_request((InvKind.BLOCK, h))
             batches.setdefault(peer, []).append((InvKind.BLOCK, h))
         for peer, items in batches.items():
             self.node.relay.request(peer, items)
@@ -159,7 +159,7 @@ class Sync:
         for h, (peer, sent) in list(self.inflight.items()):
             if now - sent > STALL_S:
                 del self.inflight[h]
-                self.node.relay.inflight.pop((InvKind.BLOCK, h), None)
+                self.node.relay.cancel_request((InvKind.BLOCK, h))
                 if not peer.close_reason:
                     peer.offend(STALL, f"block {h.hex()[:16]} not delivered in {STALL_S:.0f} s")
                     peer.close("stalled block download")

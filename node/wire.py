@@ -28,8 +28,9 @@ from consensus.messages import MAX_BEACON_SIZE, MAX_ENTRY_SIZE
 from consensus.messages import MAX_NOTICE_SIZE as MAX_ANCHOR_SIZE
 from node.errors import WireError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2       # 2: TXS batches (a version-1 peer is refused at the handshake, not banned)
 MAX_INV_ITEMS = 1000
+MAX_TXS_ITEMS = 1000       # transfers in one TXS frame (the answer to a GETDATA of ≤ 1000 ids)
 MAX_LOCATOR = 64
 MAX_HEADERS = 500
 MAX_ADDRS = 256
@@ -64,6 +65,7 @@ class MsgType(IntEnum):
     HEADERS = 14
     GETADDR = 15
     ADDR = 16
+    TXS = 17        # many transfers in one frame: GETDATA for txs is answered with these
 
 
 OBJECT_CAPS: dict[InvKind, int] = {
@@ -87,6 +89,7 @@ FRAME_CAPS: dict[MsgType, int] = {
     MsgType.HEADERS: 8 + MAX_HEADERS * (MAX_HEADER_SIZE + 3),
     MsgType.GETADDR: 8,
     MsgType.ADDR: 8 + MAX_ADDRS * (MAX_HOST + 8),
+    MsgType.TXS: 8 + MAX_TXS_ITEMS * (MAX_TX_SIZE + 3),
 }
 MAX_FRAME = max(FRAME_CAPS.values())
 
@@ -141,6 +144,11 @@ class Object:
 
 
 @dataclass(frozen=True)
+class Txs:
+    txs: tuple[bytes, ...]       # encoded transfers (their own decoder runs in the node)
+
+
+@dataclass(frozen=True)
 class GetHeaders:
     locator: tuple[bytes, ...]   # newest first, like Core's block locator
     stop: bytes                  # 32 zero bytes = as many as allowed
@@ -161,7 +169,7 @@ class Addr:
     addrs: tuple[tuple[str, int], ...]
 
 
-Message = Union[Hello, Reject, Ping, Pong, Inv, GetData, NotFound, Object, GetHeaders, Headers, GetAddr, Addr]
+Message = Union[Hello, Reject, Ping, Pong, Inv, GetData, NotFound, Object, Txs, GetHeaders, Headers, GetAddr, Addr]
 
 
 # ---------------------------------------------------------------- encode
@@ -198,6 +206,8 @@ def _fields(msg: Message) -> tuple[MsgType, list[Any]]:
             return MsgType.GETADDR, []
         case Addr():
             return MsgType.ADDR, [[[h, p] for h, p in msg.addrs]]
+        case Txs():
+            return MsgType.TXS, [list(msg.txs)]
     raise TypeError(f"not a wire message: {type(msg).__name__}")
 
 
@@ -265,6 +275,9 @@ def _decode_body(mtype: MsgType, f: list[Any]) -> Message:
                 host, port = check_list(item, 2, "addr item")
                 addrs.append((check_str(host, MAX_HOST, "addr host"), check_int(port, 1, 65535, "addr port")))
             return Addr(tuple(addrs))
+        case MsgType.TXS:
+            raw = check_list_max(check_list(f, 1, "txs")[0], MAX_TXS_ITEMS, "txs")
+            return Txs(tuple(check_bytes_max(t, MAX_TX_SIZE, "tx") for t in raw))
     kind = InvKind(int(mtype) - 7)
     data = check_bytes_max(check_list(f, 1, kind.name.lower())[0], OBJECT_CAPS[kind], "object")
     return Object(kind, data)

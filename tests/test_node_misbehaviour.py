@@ -1,5 +1,6 @@
 """Hostile peers: garbage, oversize frames, a wrong genesis, an invalid block and a flood are disconnected and
-discouraged; the honest peer keeps being served and the invalid block is never relayed."""
+discouraged by IP (each attacker here has its own loopback address, 127.0.0.2…); the honest peer (127.0.0.1)
+keeps being served and the invalid block is never relayed."""
 from __future__ import annotations
 
 import asyncio
@@ -50,59 +51,25 @@ def test_hostile_peers_are_dropped_honest_peers_served(chain, tmp_path):
                 InProcessNode(node_config(tmp_path / "C2", chain, peers=(b.p2p_addr,))) as c:
             await wait_for(lambda: _peer_count(b, 1))
             url = f"http://127.0.0.1:{b.node.p2p_port}/p2p"
-            async with aiohttp.ClientSession() as session:
-                # 1. garbage before the handshake
-                ws = await session.ws_connect(url)
-                await ws.send_bytes(b"\xff\x00garbage")
-                await _closed(ws)
-                # 2. oversize frame after the handshake (a PING far over its 16-byte cap)
-                ws = await session.ws_connect(url, max_msg_size=0)
-                await ws.send_bytes(_hello(chain, 40001))
-                await ws.send_bytes(bytes([wire.MsgType.PING]) + b"\x91\xc4\xff" + b"\x00" * 255)
-                await _closed(ws)
-                # 2b. a frame over the websocket limit itself
-                ws = await session.ws_connect(url, max_msg_size=0)
-                await ws.send_bytes(_hello(chain, 40002))
-                await _send(ws, b"\x0c" + b"\x00" * (wire.MAX_FRAME + 10))
-                await _closed(ws)
-                # 3. wrong genesis: refused with a reason
-                ws = await session.ws_connect(url, max_msg_size=0)
-                await ws.send_bytes(_hello(chain, 40003, genesis_hash=bytes(32)))
-                got = await _closed(ws)
-                assert any(isinstance(m, wire.Reject) and "wrong chain" in m.reason for m in got)
-                # 4. an invalid block
-                bad = _invalid_block(chain)
-                ws = await session.ws_connect(url, max_msg_size=0)
-                await ws.send_bytes(_hello(chain, 40004))
-                await ws.send_bytes(wire.encode(wire.Object(wire.InvKind.BLOCK, bad.encode())))
-                await _closed(ws)
-                # 5. a flood of cheap frames: throttled, then dropped
-                ws = await session.ws_connect(url, max_msg_size=0)
-                await ws.send_bytes(_hello(chain, 40005))
-                frame = wire.encode(wire.NotFound(()))
-                try:
-                    for _ in range(20_000):
-                        await ws.send_bytes(frame)
-                        if ws.closed:
-                            break
-                except (ConnectionError, aiohttp.ClientError):
-                    pass
-                await _closed(ws)
-                # the discouraged listen addresses are refused when they come back
-                ws = await session.ws_connect(url, max_msg_size=0)
-                await ws.send_bytes(_hello(chain, 40004))
-                await _closed(ws)
+            sessions = {i: aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{i}", 0)))
+                        for i in range(2, 8)}  # one address per attack
+            try:
+                await _attacks(chain, url, sessions, bad)
+            finally:
+                for sess in sessions.values():
+                    await sess.close()
 
             peers = await b.client.peers()
             discouraged = peers["discouraged"]
-            for port in (40001, 40002, 40003, 40004, 40005):
-                assert f"127.0.0.1:{port}" in discouraged, (port, discouraged)
+            for i in range(2, 8):
+                assert f"127.0.0.{i}" in discouraged, (i, discouraged)
+            assert "127.0.0.1" not in discouraged   # the honest peer's address
             # the honest peer is still connected and served; the invalid block went nowhere
             assert [p["address"] for p in peers["peers"]] == [f"127.0.0.1:{c.node.p2p_port}"]
             assert (await c.client.status())["peers"] == 1
             for node in (b, c):
                 try:
-                    await node.tools.client.block(bad.hash.hex())
+                    await node.client.block(bad.hash.hex())
                     raise AssertionError("invalid block stored")
                 except Exception as exc:
                     assert "404" in str(exc)
@@ -112,7 +79,65 @@ def test_hostile_peers_are_dropped_honest_peers_served(chain, tmp_path):
             # honest gossip still flows both ways: C learns B's round objects
             await wait_for(lambda: _has_round(c, 1), timeout=30)
 
+    bad = _invalid_block(chain)
     asyncio.run(scenario())
+
+
+async def _attacks(chain, url: str, sessions: dict, bad: Block) -> None:
+    # 1. garbage before the handshake
+    session = sessions[2]
+    ws = await session.ws_connect(url)
+    await ws.send_bytes(b"\xff\x00garbage")
+    await _closed(ws)
+    # 2. oversize frame after the handshake (a PING far over its 16-byte cap)
+    session = sessions[3]
+    ws = await session.ws_connect(url, max_msg_size=0)
+    await ws.send_bytes(_hello(chain, 40001))
+    await ws.send_bytes(bytes([wire.MsgType.PING]) + b"\x91\xc4\xff" + b"\x00" * 255)
+    await _closed(ws)
+    # 2b. a frame over the websocket limit itself
+    ws = await sessions[7].ws_connect(url, max_msg_size=0)
+    await ws.send_bytes(_hello(chain, 40002))
+    await _send(ws, b"\x0c" + b"\x00" * (wire.MAX_FRAME + 10))
+    await _closed(ws)
+    # 3. wrong genesis: refused with a reason
+    session = sessions[4]
+    ws = await session.ws_connect(url, max_msg_size=0)
+    await ws.send_bytes(_hello(chain, 40003, genesis_hash=bytes(32)))
+    got = await _closed(ws)
+    assert any(isinstance(m, wire.Reject) and "wrong chain" in m.reason for m in got)
+    # 4. an invalid block
+    bad = _invalid_block(chain)
+    session = sessions[5]
+    ws = await session.ws_connect(url, max_msg_size=0)
+    await ws.send_bytes(_hello(chain, 40004))
+    await ws.send_bytes(wire.encode(wire.Object(wire.InvKind.BLOCK, bad.encode())))
+    await _closed(ws)
+    # 5. a flood of cheap frames: throttled, then dropped
+    session = sessions[6]
+    ws = await session.ws_connect(url, max_msg_size=0)
+    await ws.send_bytes(_hello(chain, 40005))
+    frame = wire.encode(wire.NotFound(()))
+    try:
+        for _ in range(20_000):
+            await ws.send_bytes(frame)
+            if ws.closed:
+                break
+    except (ConnectionError, aiohttp.ClientError):
+        pass
+    await _closed(ws)
+    # a discouraged address is refused before the upgrade, whatever port it advertises
+    for port in (40004, 40099):
+        assert await _refused_or(sessions[5], url) is None, port
+
+
+async def _refused_or(session, url: str):
+    """The websocket if the node let us in, None if it refused the upgrade (HTTP 503)."""
+    try:
+        return await session.ws_connect(url, max_msg_size=0)
+    except aiohttp.WSServerHandshakeError as exc:
+        assert exc.status == 503
+        return None
 
 
 async def _send(ws, data: bytes) -> None:
@@ -123,11 +148,11 @@ async def _send(ws, data: bytes) -> None:
 
 
 async def _peer_count(node, n):
-    return (await node.tools.client.status())["peers"] == n
+    return (await node.client.status())["peers"] == n
 
 
 async def _has_round(node, r):
-    return (await node.tools.client.status())["round"] >= r
+    return (await node.client.status())["round"] >= r
 
 
 def test_silent_peer_is_dropped_after_the_handshake_timeout(chain, tmp_path, monkeypatch):

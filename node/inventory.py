@@ -1,0 +1,205 @@
+"""Inventory tracking *(policy)*: what we will announce to each peer (trickled), and what we asked whom for.
+
+Bookkeeping only — no judging, no penalties, no I/O: node/gossip.py decides what an object is worth and sends
+the frames this module computes. Every table is bounded per peer and in total (PROTOCOL §4.3, §4.5), so an INV
+flood of unknown ids costs its sender only its own slots:
+
+- ``Trickle``: ids accepted since the last tick, per peer; flushed every TRICKLE_S as INV frames of up to
+  wire.MAX_INV_ITEMS ids (one frame carries many ids: the peer's frame budget sees ~10 INV/s whatever the rate).
+- ``RequestTracker``: one GETDATA in flight per id (≤ PER_PEER_INFLIGHT per peer, ≤ TOTAL_INFLIGHT in all),
+  up to MAX_ALTERNATES other announcers remembered per id, so a peer that announces and then does not deliver
+  (NOTFOUND, REQUEST_TIMEOUT_S, disconnect) only delays the object until the next announcer is asked.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from node.wire import MAX_INV_ITEMS, InvKind
+
+Key = tuple[InvKind, bytes]
+P = TypeVar("P", bound=Hashable)   # a peer (node.peer.Peer in the node; anything hashable in tests)
+
+TRICKLE_S = 0.1                # announcement batching interval (PROTOCOL §4.3)
+MAX_TRICKLE = 50_000           # ids waiting for one peer's next tick (far above 16k tx/s × 0.1 s)
+REQUEST_TIMEOUT_S = 15.0       # a request not answered by then goes to the next announcer
+PER_PEER_INFLIGHT = 8_000      # ids requested from one peer and not yet answered (honest 16k tx/s: ~3,200)
+PER_PEER_BLOCKS = 16           # of which blocks (random block ids in an INV cost a store lookup each)
+TOTAL_INFLIGHT = 64_000
+MAX_ALTERNATES = 2             # other announcers remembered per id
+TOTAL_ALTERNATES = 64_000      # ids with alternates
+
+
+class Trickle(Generic[P]):
+    """Per-peer queues of ids to announce at the next tick (insertion order; oldest dropped beyond the cap)."""
+
+    def __init__(self, cap: int = MAX_TRICKLE) -> None:
+        self.cap = cap
+        self._queues: dict[P, OrderedDict[Key, None]] = {}
+        self.dropped = 0
+
+    def add(self, peer: P, key: Key) -> None:
+        q = self._queues.setdefault(peer, OrderedDict())
+        q[key] = None
+        if len(q) > self.cap:
+            q.popitem(last=False)
+            self.dropped += 1
+
+    def pending(self, peer: P) -> int:
+        q = self._queues.get(peer)
+        return len(q) if q else 0
+
+    def take(self) -> list[tuple[P, list[tuple[Key, ...]]]]:
+        """Everything queued, as (peer, INV-sized chunks), and empty the queues."""
+        out = []
+        for peer, q in self._queues.items():
+            keys = list(q)
+            if keys:
+                out.append((peer, [tuple(keys[i:i + MAX_INV_ITEMS]) for i in range(0, len(keys), MAX_INV_ITEMS)]))
+        self._queues.clear()
+        return out
+
+    def peer_gone(self, peer: P) -> None:
+        self._queues.pop(peer, None)
+
+
+@dataclass
+class _Request(Generic[P]):
+    peer: P
+    sent: float
+
+
+class RequestTracker(Generic[P]):
+    """Who we asked for what. Ids are requested in announcement order; insertion order is send order, so
+    expiry pops from the front."""
+
+    def __init__(self, per_peer: int = PER_PEER_INFLIGHT, per_peer_blocks: int = PER_PEER_BLOCKS,
+                 total: int = TOTAL_INFLIGHT, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+        self.per_peer = per_peer
+        self.per_peer_blocks = per_peer_blocks
+        self.total = total
+        self.timeout_s = timeout_s
+        self._inflight: OrderedDict[Key, _Request[P]] = OrderedDict()
+        self._count: dict[P, int] = {}
+        self._blocks: dict[P, int] = {}
+        self._alternates: dict[Key, list[P]] = {}
+        self.dropped = 0   # announcements ignored at a bound (metrics)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._inflight
+
+    def __len__(self) -> int:
+        return len(self._inflight)
+
+    def alternates(self) -> int:
+        return len(self._alternates)
+
+    def inflight_from(self, peer: P) -> int:
+        return self._count.get(peer, 0)
+
+    def asked(self, key: Key) -> P | None:
+        req = self._inflight.get(key)
+        return req.peer if req is not None else None
+
+    def room(self, peer: P, kind: InvKind) -> bool:
+        if len(self._inflight) >= self.total or self._count.get(peer, 0) >= self.per_peer:
+            return False
+        return kind != InvKind.BLOCK or self._blocks.get(peer, 0) < self.per_peer_blocks
+
+    def announced(self, peer: P, key: Key, now: float) -> bool:
+        """``peer`` announced ``key`` (which we lack). True = request it from this peer now (recorded as in
+        flight); False = already asked elsewhere (this peer kept as an alternate if there is room) or at a bound."""
+        req = self._inflight.get(key)
+        if req is not None:
+            if req.peer != peer:
+                alts = self._alternates.get(key)
+                if alts is None:
+                    if len(self._alternates) < TOTAL_ALTERNATES:
+                        self._alternates[key] = [peer]
+                elif len(alts) < MAX_ALTERNATES and peer not in alts:
+                    alts.append(peer)
+            return False
+        if not self.room(peer, key[0]):
+            self.dropped += 1
+            return False
+        self._add(key, peer, now)
+        return True
+
+    def force(self, peer: P, key: Key, now: float) -> None:
+        """Record a request sync decided on (it picks the peer and has its own per-peer bound)."""
+        self._remove(key)
+        self._add(key, peer, now)
+
+    def _add(self, key: Key, peer: P, now: float) -> None:
+        self._inflight[key] = _Request(peer, now)
+        self._count[peer] = self._count.get(peer, 0) + 1
+        if key[0] == InvKind.BLOCK:
+            self._blocks[peer] = self._blocks.get(peer, 0) + 1
+
+    def _remove(self, key: Key) -> P | None:
+        req = self._inflight.pop(key, None)
+        if req is None:
+            return None
+        for table in (self._count, self._blocks) if key[0] == InvKind.BLOCK else (self._count,):
+            left = table.get(req.peer, 0) - 1
+            if left > 0:
+                table[req.peer] = left
+            else:
+                table.pop(req.peer, None)
+        return req.peer
+
+    def received(self, key: Key) -> P | None:
+        """The object arrived (from anyone): forget the request and its alternates. Returns whom we had asked."""
+        self._alternates.pop(key, None)
+        return self._remove(key)
+
+    def cancel(self, key: Key) -> None:
+        self._alternates.pop(key, None)
+        self._remove(key)
+
+    def failed(self, peer: P, keys: Iterable[Key], now: float, alive: set[P]) -> dict[P, list[Key]]:
+        """``peer`` answered NOTFOUND for ``keys`` (only ids we asked *it* for count). Returns the re-requests to
+        send: each id goes to its next announcer still in ``alive``."""
+        out: dict[P, list[Key]] = {}
+        for key in keys:
+            req = self._inflight.get(key)
+            if req is None or req.peer != peer:
+                continue
+            self._remove(key)
+            self._retry(key, now, alive, out)
+        return out
+
+    def _retry(self, key: Key, now: float, alive: set[P], out: dict[P, list[Key]]) -> None:
+        alts = self._alternates.pop(key, None) or []
+        while alts:
+            nxt = alts.pop(0)
+            if nxt in alive and self.room(nxt, key[0]):
+                self._add(key, nxt, now)
+                if alts:
+                    self._alternates[key] = alts
+                out.setdefault(nxt, []).append(key)
+                return
+
+    def expire(self, now: float, alive: set[P]) -> dict[P, list[Key]]:
+        """Requests older than the timeout are given up; their ids go to the next announcer (as ``failed``)."""
+        out: dict[P, list[Key]] = {}
+        expired = []
+        for key, req in self._inflight.items():   # oldest first
+            if now - req.sent <= self.timeout_s:
+                break
+            expired.append(key)
+        for key in expired:
+            self._remove(key)
+            self._retry(key, now, alive, out)
+        return out
+
+    def peer_gone(self, peer: P, now: float, alive: set[P]) -> dict[P, list[Key]]:
+        """A peer left: its requests go to the next announcers; it is no longer anyone's alternate."""
+        out: dict[P, list[Key]] = {}
+        if self._count.get(peer):
+            for key in [k for k, r in self._inflight.items() if r.peer == peer]:
+                self._remove(key)
+                self._retry(key, now, alive, out)
+        return out

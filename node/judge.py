@@ -1,0 +1,370 @@
+"""Judging *(policy)*: decode what arrived, get the engine's verdict, conclude (relay, remember, penalise).
+
+Objects are decoded with their own decoders (chain/, consensus/) and judged by consensus.engine.Engine on the
+worker thread (transfers by chain.admission in batches, signatures on the verification pool): node/ holds no
+rule of its own. A decode failure or an invalid object is a protocol violation (disconnect + discourage); a
+stale object costs one soft point only if it was pushed at us unasked — what we asked for is never penalised
+(a race, not the sender's fault). A transfer refused for a nonce gap waits in a bounded orphan pool until its
+predecessor is admitted (relay from several peers does not keep a sender's order). Orphan blocks (parent
+unknown) are parked by the engine and their ancestry fetched by headers (node/sync.py). Announcing and
+request tracking live in node/gossip.py and node/inventory.py; this module never sends a frame itself.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Protocol
+
+from chain.admission import TxVerdict, admit_txs
+from chain.block import Block
+from chain.crypto import tagged_hash
+from chain.errors import DecodeError, PopError, RuleError
+from chain.tx import Transfer
+from consensus.messages import AnchorNotice, Beacon, Entry
+from node.engine_api import block_outcome, is_stale_code
+from node.limits import INVALID_BLOCK, INVALID_OBJECT, STALE_OBJECT, BoundedMap, BoundedSet
+from node.mempool import Mempool
+from node.metrics import Metrics
+from node.peer import Peer
+from node.wire import InvKind
+from node.worker import EngineWorker
+
+log = logging.getLogger("popchain.gossip")
+
+RECENT_OBJECTS = 4096
+TX_REJECTS = 50_000       # state-dependent tx rejects not refetched until the tip changes (Core: recentRejects)
+TX_ORPHANS = 4096         # transfers waiting for their sender's previous nonce
+ORPHAN_EXPIRY_S = 600.0
+# tx reject codes an honest relay can never produce (others depend on state or pool policy: soft)
+TX_VIOLATIONS = frozenset({"bad-tx-sig", "bad-chain-id", "bad-version", "bad-amount", "bad-encoding"})
+
+Key = tuple[InvKind, bytes]
+
+
+class SyncHooks(Protocol):
+    def on_orphan(self, peer: Peer, prev_hash: bytes) -> bool: ...
+    async def ask_headers(self, peer: Peer, from_hash: bytes | None = None) -> None: ...
+    def block_arrived(self, h: bytes) -> None: ...
+
+
+class JudgeHost(Protocol):
+    """What judging needs from the node (node.node.Node provides it)."""
+
+    mempool: Mempool
+    worker: EngineWorker
+    metrics: Metrics
+    tip_cache: tuple[int, int, bytes]
+
+    @property
+    def engine(self) -> Any: ...          # consensus.engine.Engine (called on the worker thread only)
+    @property
+    def store(self) -> Any: ...           # chain.store.ChainStore (idem)
+    @property
+    def ledger_params(self) -> Any: ...   # chain.state.LedgerParams
+    @property
+    def sync_hooks(self) -> SyncHooks: ...
+    async def on_entry_accepted(self, entry: Entry) -> None: ...
+    async def after_round_event(self) -> None: ...
+    async def after_tip_change(self, old_tip: bytes, new_tip: Any = None) -> None: ...
+
+
+def object_id(kind: InvKind, data: bytes, decoded: object | None = None) -> bytes:
+    """Inventory id: txid for transfers, header hash for blocks, H("popchain/inv", kind, bytes) otherwise."""
+    if kind == InvKind.TX and decoded is not None:
+        return decoded.txid  # type: ignore[attr-defined]
+    if kind == InvKind.BLOCK and decoded is not None:
+        return decoded.hash  # type: ignore[attr-defined]
+    return tagged_hash("popchain/inv", bytes([int(kind)]), data)
+
+
+class Arrival(NamedTuple):
+    """An object that decoded and is new to us, waiting for its verdict."""
+    peer: Peer | None
+    kind: InvKind
+    data: bytes
+    decoded: Any
+    key: Key
+    solicited: bool        # we asked this peer for it (GETDATA): a stale answer is a race, not the peer's fault
+
+
+class Judge:
+    def __init__(self, host: JudgeHost, announce: Callable[[InvKind, bytes, Peer | None, bytes | None], None],
+                 received: Callable[[Key, Peer | None], bool]) -> None:
+        self.host = host
+        self.announce = announce          # relay an accepted object (gossip.Relay.announce)
+        self.received = received          # an object arrived: forget its request; True if we asked this peer
+        # objects we accepted, for GETDATA: (kind, id) -> (bytes, round; 0 for transfers)
+        self.recent: BoundedMap[Key, tuple[bytes, int]] = BoundedMap(RECENT_OBJECTS)
+        self.rejected: BoundedSet[Key] = BoundedSet(20_000)
+        self.tx_rejects: BoundedSet[bytes] = BoundedSet(TX_REJECTS)
+        self.tx_orphans: OrderedDict[tuple[bytes, int], tuple[Peer | None, bytes, bool]] = OrderedDict()
+        # blocks the engine parked as orphans (hash -> when); forgotten after ORPHAN_EXPIRY_S so they can be refetched
+        self.parked: BoundedMap[bytes, float] = BoundedMap(256)
+        self.known_blocks: BoundedSet[bytes] = BoundedSet(10_000)  # saves a worker hop per INV
+        self.round_hint = 0   # highest round seen in a round object
+        self.block_lock = asyncio.Lock()  # blocks connect one at a time, in arrival order
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def remember(self, kind: InvKind, h: bytes, data: bytes, round_: int) -> None:
+        self.recent.put((kind, h), (data, round_))
+        self.round_hint = max(self.round_hint, round_)
+
+    def expire(self, now: float) -> None:
+        for h, since in self.parked.items():
+            if now - since > ORPHAN_EXPIRY_S:
+                self.parked.pop(h)
+
+    def tip_changed(self) -> None:
+        """State moved: txs refused against the old tip may be valid now (Core resets recentRejects too)."""
+        self.tx_rejects = BoundedSet(TX_REJECTS)
+
+    def known_tx(self, txid: bytes) -> bool:
+        return txid in self.host.mempool or txid in self.tx_rejects or (InvKind.TX, txid) in self.recent
+
+    def known_cheap(self, key: Key) -> bool | None:
+        """Do we have (or refuse) this object? None = only the store can tell (a block)."""
+        kind, h = key
+        if key in self.recent or key in self.rejected:
+            return True
+        if kind == InvKind.TX:
+            return self.known_tx(h)
+        if kind == InvKind.BLOCK:
+            return True if h in self.parked or h in self.known_blocks else None
+        return False
+
+    # ------------------------------------------------------------ judging
+
+    async def on_object(self, peer: Peer | None, kind: InvKind, data: bytes) -> tuple[bool, str]:
+        """Judge one object from ``peer`` (None = our own API). Returns (accepted, reason). Never raises PopError."""
+        if kind == InvKind.TX:
+            [result] = await self.on_tx_batch([(peer, data)])
+            return result
+        arrival = self._arrive(peer, kind, data)
+        if not isinstance(arrival, Arrival):
+            return arrival
+        try:
+            ok, reason = await self._judge(kind, arrival.decoded, data, peer)
+        except RuleError as exc:
+            ok, reason, detail = False, exc.code, exc.message
+        except PopError as exc:
+            ok, reason, detail = False, "invalid", str(exc)
+        except Exception:  # a bug below us (engine, ml): log it, keep the peer and the node running
+            log.exception("internal error judging %s %s", kind.name.lower(), arrival.key[1].hex()[:16])
+            self.host.metrics.inc("popchain_internal_errors_total", kind=kind.name.lower())
+            return False, "internal-error"
+        else:
+            detail = reason
+        return await self._conclude(arrival, ok, reason, detail)
+
+    async def on_tx_batch(self, batch: Sequence[tuple[Peer | None, bytes]],
+                          solicited: Sequence[bool] | None = None) -> list[tuple[bool, str]]:
+        """``on_object`` for many transfers at once: the same verdicts, with the signatures of the whole batch
+        checked in one call on the verification pool (chain.admission) instead of one executor hop per tx.
+        ``solicited[i]``: the relay asked batch[i]'s peer for it (None: work it out from the request table)."""
+        results: list[tuple[bool, str]] = []
+        pending = [(p, d, solicited[i] if solicited is not None else None) for i, (p, d) in enumerate(batch)]
+        first = True
+        while pending:
+            out, follow = await self._tx_round(pending)
+            if first:
+                results = out
+                first = False
+            pending = follow   # orphans whose predecessor just got in
+        return results
+
+    async def _tx_round(self, batch: Sequence[tuple[Peer | None, bytes, bool | None]]
+                        ) -> tuple[list[tuple[bool, str]], list[tuple[Peer | None, bytes, bool | None]]]:
+        host = self.host
+        results: list[tuple[bool, str] | None] = [None] * len(batch)
+        fresh: list[tuple[int, Arrival]] = []
+        in_batch: set[bytes] = set()
+        for i, (peer, data, asked) in enumerate(batch):
+            arrival = self._arrive(peer, InvKind.TX, data, asked)
+            if not isinstance(arrival, Arrival):
+                results[i] = arrival
+            elif arrival.decoded.txid in host.mempool or arrival.decoded.txid in in_batch:
+                results[i] = (True, "duplicate")
+            else:
+                in_batch.add(arrival.decoded.txid)
+                fresh.append((i, arrival))
+        follow: list[tuple[Peer | None, bytes, bool | None]] = []
+        if fresh:
+            params = host.ledger_params
+            txs = [a.decoded for _, a in fresh]
+            reader = host.store.tip_account_reader()
+
+            def admit() -> list[TxVerdict]:
+                return admit_txs(txs, params, reader, check_state=False)
+            verdicts = await asyncio.get_running_loop().run_in_executor(None, admit)
+            now = time.time()
+            for (i, arrival), verdict in zip(fresh, verdicts, strict=True):
+                error = verdict.error
+                if error is None:
+                    assert verdict.tx is not None and verdict.account is not None
+                    try:
+                        evicted = host.mempool.add(verdict.tx, verdict.account, now)
+                    except PopError as exc:
+                        error = exc
+                    else:
+                        if evicted:
+                            host.metrics.inc("popchain_mempool_evicted_total", len(evicted))
+                        nxt = self.tx_orphans.pop((verdict.tx.sender, verdict.tx.nonce + 1), None)
+                        if nxt is not None:
+                            follow.append(nxt)
+                if error is None:
+                    results[i] = await self._conclude(arrival, True, "accepted", "accepted")
+                elif isinstance(error, RuleError) and error.code == "nonce-gap" and arrival.peer is not None:
+                    self._hold_orphan(arrival)
+                    results[i] = (False, "nonce-gap")
+                elif isinstance(error, RuleError):
+                    results[i] = await self._conclude(arrival, False, error.code, error.message)
+                else:
+                    results[i] = await self._conclude(arrival, False, "invalid", str(error))
+        return [r if r is not None else (False, "internal-error") for r in results], follow
+
+    def _hold_orphan(self, arrival: Arrival) -> None:
+        tx: Transfer = arrival.decoded
+        self.tx_orphans[(tx.sender, tx.nonce)] = (arrival.peer, arrival.data, arrival.solicited)
+        self.tx_orphans.move_to_end((tx.sender, tx.nonce))
+        while len(self.tx_orphans) > TX_ORPHANS:
+            self.tx_orphans.popitem(last=False)
+        self.host.metrics.inc("popchain_tx_orphans_total")
+
+    def _arrive(self, peer: Peer | None, kind: InvKind, data: bytes,
+                asked: bool | None = None) -> Arrival | tuple[bool, str]:
+        """Decode and bookkeeping before judging: the Arrival to judge, or the final answer when there is
+        nothing to judge (undecodable, already accepted, already rejected)."""
+        try:
+            decoded = decode_object(kind, data)
+        except (DecodeError, ValueError) as exc:
+            if peer is not None:
+                peer.offend(INVALID_OBJECT, f"undecodable {kind.name.lower()}: {exc}")
+            self.host.metrics.inc("popchain_objects_rejected_total", kind=kind.name.lower(), reason="bad-encoding")
+            return False, f"bad-encoding: {exc}"
+        h = object_id(kind, data, decoded)
+        key = (kind, h)
+        solicited = asked if asked is not None else self.received(key, peer)
+        if peer is not None:
+            peer.known.add(key)
+        if key in self.recent:
+            return True, "duplicate"
+        if key in self.rejected:
+            if peer is not None and not solicited:
+                peer.offend(STALE_OBJECT, f"{kind.name.lower()} already rejected")
+            return False, "already-rejected"
+        self.host.metrics.inc("popchain_objects_received_total", kind=kind.name.lower())
+        return Arrival(peer, kind, data, decoded, key, solicited)
+
+    async def _conclude(self, arrival: Arrival, ok: bool, reason: str, detail: str) -> tuple[bool, str]:
+        """After the verdict: relay what was accepted; for a rejection, metrics and the sender's penalty."""
+        peer, kind, decoded, (_, h) = arrival.peer, arrival.kind, arrival.decoded, arrival.key
+        if ok:
+            if reason != "duplicate":
+                if kind != InvKind.BLOCK:
+                    self.remember(kind, h, arrival.data, getattr(decoded, "round", 0))
+                self.announce(kind, h, peer, None)
+            return True, reason
+        if reason in ("orphan", "duplicate"):
+            if reason == "orphan" and peer is not None:
+                self.parked.put(decoded.hash, time.monotonic())
+                sync = self.host.sync_hooks
+                if not sync.on_orphan(peer, decoded.header.prev_hash):
+                    await sync.ask_headers(peer)
+            return reason == "duplicate", reason
+        self.host.metrics.inc("popchain_objects_rejected_total", kind=kind.name.lower(), reason=reason)
+        if kind != InvKind.TX and not is_stale_code(reason):
+            self.rejected.add(arrival.key)  # stale ones may become acceptable elsewhere/later: let them be refetched
+        if kind == InvKind.TX and reason not in TX_VIOLATIONS:
+            self.tx_rejects.add(h)
+        if peer is not None:
+            stale = is_stale_code(reason) or (kind == InvKind.TX and reason not in TX_VIOLATIONS)
+            if kind == InvKind.BLOCK and not stale:
+                peer.offend(INVALID_BLOCK, f"block {h.hex()[:16]}: {detail}")
+            elif not stale:
+                peer.offend(INVALID_OBJECT, f"{kind.name.lower()} {h.hex()[:16]}: {detail}")
+            elif not arrival.solicited:
+                # stale and pushed at us unasked; what we asked for being stale is a race, not the peer's fault
+                peer.offend(STALE_OBJECT, f"{kind.name.lower()} {h.hex()[:16]}: {detail}")
+        log.info("rejected %s %s: %s", kind.name.lower(), h.hex()[:16], detail)
+        return False, reason
+
+    async def _judge(self, kind: InvKind, obj: Any, data: bytes, peer: Peer | None) -> tuple[bool, str]:
+        host = self.host
+        if kind == InvKind.TX:
+            raise AssertionError("transfers are judged by on_tx_batch")
+        if kind == InvKind.ENTRY:
+            new = await host.worker.call(host.engine.add_entry, obj)
+            if new:
+                await host.on_entry_accepted(obj)
+            return True, "accepted" if new else "duplicate"
+        if kind == InvKind.ANCHOR:
+            new = await host.worker.call(host.engine.add_anchor_notice, obj)
+            await host.after_round_event()
+            return True, "accepted" if new else "duplicate"
+        if kind == InvKind.BEACON:
+            try:
+                new = await host.worker.call(host.engine.add_beacon, obj)
+            except RuleError as exc:
+                if exc.code == "equivocation":
+                    host.metrics.inc("popchain_equivocations_total")
+                    log.error("EQUIVOCATION: second beacon for round %d refused: %s", obj.round, exc.message)
+                raise
+            await host.after_round_event()
+            return True, "accepted" if new else "duplicate"
+        return await self._judge_block(obj, data, peer)
+
+    async def _judge_block(self, block: Block, data: bytes, peer: Peer | None) -> tuple[bool, str]:
+        host = self.host
+        async with self.block_lock:
+            old_tip = host.tip_cache[2]
+            started = time.perf_counter()
+            verdict, tip = await host.worker.call(_add_block, host.engine, block)
+            outcome, code, detail = block_outcome(verdict)
+            host.metrics.inc("popchain_block_validation_seconds_total", time.perf_counter() - started)
+            if outcome == "orphan":
+                return False, "orphan"
+            if outcome == "known":
+                self.known_blocks.add(block.hash)
+                return True, "duplicate"
+            if outcome in ("rejected", "stale"):
+                raise RuleError(code, detail)
+            self.known_blocks.add(block.hash)
+            # relay first: validity is settled, peers should not wait for our bookkeeping
+            self.announce(InvKind.BLOCK, block.hash, peer, data)
+            host.metrics.inc("popchain_blocks_accepted_total")
+            sync = host.sync_hooks
+            for h in getattr(verdict, "connected", ()):
+                self.parked.pop(h)
+                self.known_blocks.add(h)
+                sync.block_arrived(h)
+                self.announce(InvKind.BLOCK, h, None, None)
+            await host.after_tip_change(old_tip, tip)
+            sync.block_arrived(block.hash)
+            log.info("block %d round %d %s accepted (%s)", block.header.height, block.header.round,
+                     block.hash.hex()[:16], outcome)
+        return True, outcome
+
+
+def _add_block(engine: Any, block: Block) -> tuple[Any, Any]:
+    """On the worker thread: the verdict and the tip after it, in one hop."""
+    verdict = engine.add_block(block)
+    return verdict, engine.tip()
+
+
+def decode_object(kind: InvKind, data: bytes) -> Any:
+    match kind:
+        case InvKind.TX:
+            return Transfer.decode(data)
+        case InvKind.ENTRY:
+            return Entry.decode(data)
+        case InvKind.ANCHOR:
+            return AnchorNotice.decode(data)
+        case InvKind.BEACON:
+            return Beacon.decode(data)
+        case InvKind.BLOCK:
+            return Block.decode(data)
+    raise DecodeError(f"unknown kind {kind}")

@@ -1,0 +1,87 @@
+"""Supervision of the node's long-lived tasks *(policy)*: essential ones stop the node, optional ones restart.
+
+An *essential* task (the block queue, the tx queue, housekeeping, the keyholder loop) is one the node cannot
+live without: if it raises — or returns, which a service loop never does — the supervisor logs the reason at
+CRITICAL, records it, and asks the node to stop; ``Node.run`` then raises TaskFailed and ``python -m node``
+exits with EXIT_TASK_FAILED (3) — a node that no longer processes blocks must not keep answering
+``/api/status`` as if it did. An *optional* task (announcement trickle, discovery) is restarted after
+RESTART_MIN_S, doubling up to RESTART_MAX_S, with its state visible in ``health()``. One-off tasks (a peer
+connection, a header request) are not supervised: their errors are logged and end only themselves.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from node.metrics import Metrics
+
+log = logging.getLogger("popchain.node")
+
+RESTART_MIN_S = 0.5
+RESTART_MAX_S = 30.0
+
+Spawn = Callable[[Awaitable[None], str], object]
+
+
+@dataclass
+class TaskState:
+    essential: bool
+    state: str = "starting"     # starting | running | restarting | failed | stopped
+    restarts: int = 0
+    last_error: str = ""
+
+
+class Supervisor:
+    def __init__(self, on_fatal: Callable[[str], None], metrics: Metrics) -> None:
+        self.on_fatal = on_fatal          # node.stop after recording the reason
+        self.metrics = metrics
+        self.tasks: dict[str, TaskState] = {}
+        self.failure: str | None = None
+        self.stopping = False
+
+    def supervise(self, spawn: Spawn, factory: Callable[[], Awaitable[None]], name: str, *, essential: bool) -> None:
+        self.tasks[name] = TaskState(essential)
+        spawn(self._run(factory, name), name)
+
+    async def _run(self, factory: Callable[[], Awaitable[None]], name: str) -> None:
+        st = self.tasks[name]
+        delay = RESTART_MIN_S
+        while True:
+            st.state = "running"
+            try:
+                await factory()
+                if self.stopping:
+                    st.state = "stopped"
+                    return
+                raise RuntimeError("the task returned (a service loop never does)")
+            except asyncio.CancelledError:
+                st.state = "stopped"
+                raise
+            except Exception as exc:
+                if self.stopping:
+                    st.state = "stopped"
+                    return
+                st.last_error = f"{type(exc).__name__}: {exc}"
+                if st.essential:
+                    st.state = "failed"
+                    self.failure = f"essential task {name!r} failed: {st.last_error}"
+                    log.critical("%s — stopping the node", self.failure, exc_info=exc)
+                    self.metrics.inc("popchain_task_failures_total", task=name)
+                    self.on_fatal(self.failure)
+                    return
+                st.state = "restarting"
+                st.restarts += 1
+                self.metrics.inc("popchain_task_restarts_total", task=name)
+                log.error("task %s failed (%s); restart %d in %.1f s", name, st.last_error, st.restarts, delay,
+                          exc_info=exc)
+                await asyncio.sleep(delay)
+                delay = min(RESTART_MAX_S, delay * 2)
+
+    def health(self) -> dict:
+        """``{"ok": bool, "tasks": {name: {"state", "essential", "restarts", "error"}}}`` — the shape the API
+        renders under ``/api/status`` ``"health"``. ok = no failure and every essential task running."""
+        ok = self.failure is None and all(t.state == "running" for t in self.tasks.values() if t.essential)
+        return {"ok": ok, "tasks": {n: {"state": t.state, "essential": t.essential, "restarts": t.restarts,
+                                        "error": t.last_error or None} for n, t in self.tasks.items()}}
