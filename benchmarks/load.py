@@ -215,7 +215,8 @@ def run(quick: bool = False, into: str = "one") -> list[dict]:
     # not converged: what reached the emptiest mempool by the deadline
     rate = (r["accepted"] if r["converge_s"] is not None else min(r["sizes"])) / r["all_in_s"]
     how = (f"{'batches of %d' % BATCH if r['batched'] else 'single-tx requests'} into "
-           f"{'node A' if into == 'one' else 'all nodes'}; {r['accepted']}/{r['n']} admitted"
+           f"{'node A' if into == 'one' else 'all nodes'}; {r['accepted']}/{r['n']} admitted; "
+           f"POSTs answered in {r['push_s']:.2f} s, in all 3 mempools at {r['all_in_s']:.2f} s"
            + (f", refused {r['refused']}" if r["refused"] else ""))
     converge = r["converge_s"] if r["converge_s"] is not None else float("inf")
     return [

@@ -27,6 +27,13 @@ def chain(tmp_path_factory):
     return make_test_chain(tmp_path_factory.mktemp("chain"), rounds=3)
 
 
+def test_flood_frames_are_canonical_wire_frames(chain):
+    from node import wire
+    for kind in ("inv", "getdata", "addr", "tx"):
+        frame = frame_maker(kind, chain, [40000])()
+        assert wire.encode(wire.decode(frame)) == frame
+
+
 def test_inv_flood_is_bounded_and_node_keeps_serving(chain, tmp_path):
     async def scenario():
         node = NodeProc(tmp_path / "victim", genesis=chain.genesis_path).start()
