@@ -4,6 +4,8 @@ at least 3 rounds (until half A crowned a block half B lacks) and healed; every 
 Skipped, with the reason printed, where namespaces cannot be made (not root, no iproute2)."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from benchmarks.lan import run_lan, topology, unavailable
@@ -30,4 +32,4 @@ def test_partition_heals_to_one_tip(tmp_path):
     assert result.converge_s is not None, f"no single tip after the heal: heights {result.heights}"
     assert len(set(result.heights)) == 1
     assert result.discouraged == 0
-    assert not [name for name in list_ours() if name.startswith(f"{PREFIX}{__import__('os').getpid()}-")]
+    assert not [name for name in list_ours() if name.startswith(f"{PREFIX}{os.getpid()}-")]
