@@ -11,8 +11,10 @@ by a few cross links; node 0 (half A) is the keyholder; one scripted miner mines
 node of half B. The driver (miners, status polling) runs on a thread inside the hub namespace.
 
 Scenario: all links up → wait for every node to hold every link → warm-up until 2 blocks are crowned and all
-nodes share the tip → cut (SIGUSR1 to the proxies: cross links stall) for PARTITION_ROUNDS rounds of the keyholder
-→ heal (SIGUSR2) → figure ``netns_converge_s``: from the heal until one tip everywhere, also in rounds (round
+nodes share the tip → cut for PARTITION_ROUNDS rounds of the keyholder (and until half A crowned a block half B
+lacks) → heal → measure; twice: first the cross links *stall* (SIGUSR1 to the proxies: TCP holds the data), then
+their connections are *reset* (SIGHUP: the nodes must re-dial after the heal). Figure ``netns_converge_s``: the
+worse of the two, from the heal until one tip everywhere, also in rounds (round
 boundaries the keyholder passed meanwhile; goal ≤ 3). Baseline: 3 × the round period measured in the same run
 (ratio ≤ 1 meets the goal). ``python -m benchmarks.lan [--quick] [--nodes N]``.
 """
@@ -41,6 +43,8 @@ DELAY_MS = (5, 50)
 LOSS = 0.01
 PARTITION_ROUNDS = 3
 WARMUP_BLOCKS = 2
+CUTS = ("stall", "reset")
+CUT_SIGNALS = {"stall": signal.SIGUSR1, "reset": signal.SIGHUP}
 
 __all__ = ["HUB_ADDR", "run", "run_lan", "LanResult", "topology", "unavailable"]
 
@@ -83,12 +87,20 @@ def topology(n: int) -> Topology:
 
 
 @dataclass
-class LanResult:
-    n: int
+class Phase:
+    """One cut and heal."""
+    kind: str                       # "stall" or "reset" (benchmarks/netns/proxy.py)
     converge_s: float | None = None
     converge_rounds: int | None = None
-    round_period_s: float = 0.0
     diverged: bool = False          # during the cut, half B's tip differed from half A's (the cut was real)
+    cut_rounds: int = 0
+
+
+@dataclass
+class LanResult:
+    n: int
+    phases: list[Phase] = field(default_factory=list)
+    round_period_s: float = 0.0
     heights: list[int] = field(default_factory=list)
     discouraged: int = 0
     setup_s: float = 0.0
@@ -146,39 +158,12 @@ async def _drive(topo: Topology, chain: TestChain, nodes: list[NodeProc], proxie
             return sts[0]["height"] >= start_height + WARMUP_BLOCKS and len({s["tip"] for s in sts}) == 1
         await wait_for(warm, timeout=timeout_s, interval=0.1, what="warm-up blocks on every node")
         result.log.append(f"warm: height {(await poll())[0]['height']}")
-        for p in proxies:
-            p.send_signal(signal.SIGUSR1)
-        sts = await poll()
-        cut_round, cut_height = sts[0]["round"], sts[0]["height"]
-
-        async def cut_long_enough() -> bool:
-            sts = await poll()
-            a_tips = {s["tip"] for i, s in enumerate(sts) if i in topo.half_a}
-            b_tips = {s["tip"] for i, s in enumerate(sts) if i not in topo.half_a}
-            if not a_tips & b_tips:
-                result.diverged = True
-            heights = [s["height"] for s in sts]
-            if not result.log or result.log[-1] != f"cut: heights {heights} round {sts[0]['round']}":
-                result.log.append(f"cut: heights {heights} round {sts[0]['round']}")
-            # at least PARTITION_ROUNDS rounds, and half A crowned a block that half B cannot have
-            return sts[0]["round"] >= cut_round + PARTITION_ROUNDS and sts[0]["height"] > cut_height
-        await wait_for(cut_long_enough, timeout=timeout_s, interval=0.1, what="partition rounds")
-        for p in proxies:
-            p.send_signal(signal.SIGUSR2)
-        healed_at = time.perf_counter()
-        heal_round = (await poll())[0]["round"]
-        result.log.append(f"healed at round {heal_round} (cut at {cut_round}); diverged {result.diverged}")
-
-        async def one_tip() -> list[dict] | None:
-            sts = await poll()
-            return sts if len({s["tip"] for s in sts}) == 1 else None
-        try:
-            sts = await wait_for(one_tip, timeout=timeout_s, interval=0.05, what="one tip everywhere")
-            result.converge_s = time.perf_counter() - healed_at
-            result.converge_rounds = sts[0]["round"] - heal_round
-            result.heights = [s["height"] for s in sts]
-        except TimeoutError:
-            result.heights = [s["height"] for s in await _statuses(clients)]
+        for kind in CUTS:
+            phase = await _partition(kind, topo, clients, proxies, poll, result, timeout_s)
+            result.phases.append(phase)
+            if phase.converge_s is None:
+                break
+        result.heights = [s["height"] for s in await _statuses(clients)]
         spans = [(t1 - t0) / (r1 - r0) for (t0, r0), (t1, r1) in zip(rounds_seen, rounds_seen[1:]) if r1 > r0]
         result.round_period_s = statistics.median(spans) if spans else 0.0
         peers = await asyncio.gather(*(c.peers() for c in clients))
@@ -189,6 +174,45 @@ async def _drive(topo: Topology, chain: TestChain, nodes: list[NodeProc], proxie
         await asyncio.gather(*tasks, return_exceptions=True)
         for c in clients:
             await c.close()
+
+
+async def _partition(kind: str, topo: Topology, clients: list[NodeClient], proxies: list[subprocess.Popen],
+                     poll, result: LanResult, timeout_s: float) -> Phase:
+    """Cut the cross links (``kind``) for at least PARTITION_ROUNDS rounds and until half A crowned a block
+    half B cannot have; heal; measure until one tip everywhere."""
+    phase = Phase(kind)
+    for p in proxies:
+        p.send_signal(CUT_SIGNALS[kind])
+    sts = await poll()
+    cut_round, cut_height = sts[0]["round"], sts[0]["height"]
+
+    async def cut_long_enough() -> bool:
+        sts = await poll()
+        a_tips = {s["tip"] for i, s in enumerate(sts) if i in topo.half_a}
+        b_tips = {s["tip"] for i, s in enumerate(sts) if i not in topo.half_a}
+        phase.diverged = phase.diverged or not a_tips & b_tips
+        return sts[0]["round"] >= cut_round + PARTITION_ROUNDS and sts[0]["height"] > cut_height
+    await wait_for(cut_long_enough, timeout=timeout_s, interval=0.1, what="partition rounds")
+    for p in proxies:
+        p.send_signal(signal.SIGUSR2)
+    healed_at = time.perf_counter()
+    sts = await poll()
+    heal_round = sts[0]["round"]
+    phase.cut_rounds = heal_round - cut_round
+    result.log.append(f"{kind}: cut at round {cut_round}, healed at {heal_round}; heights "
+                      f"{[s['height'] for s in sts]}; diverged {phase.diverged}")
+
+    async def one_tip() -> list[dict] | None:
+        sts = await poll()
+        return sts if len({s["tip"] for s in sts}) == 1 else None
+    try:
+        sts = await wait_for(one_tip, timeout=timeout_s, interval=0.05, what="one tip everywhere")
+        phase.converge_s = time.perf_counter() - healed_at
+        phase.converge_rounds = sts[0]["round"] - heal_round
+        result.log.append(f"{kind}: one tip after {phase.converge_s:.2f} s, {phase.converge_rounds} rounds")
+    except TimeoutError:
+        result.log.append(f"{kind}: no single tip within {timeout_s:.0f} s")
+    return phase
 
 
 def run_lan(n: int, work: Path, *, seed: int = 7, timeout_s: float = 180.0) -> LanResult:
@@ -259,15 +283,18 @@ def run(quick: bool = False, nodes: int | None = None) -> list[dict]:
         r = run_lan(n, Path(tmp))
     if os.environ.get("POPCHAIN_LAN_LOG"):
         print("\n".join(r.log), file=sys.stderr)
-    value = r.converge_s if r.converge_s is not None else float("inf")
+    done = [ph for ph in r.phases if ph.converge_s is not None]
+    worst = max(r.phases, key=lambda ph: ph.converge_s if ph.converge_s is not None else float("inf"))
+    value = worst.converge_s if worst.converge_s is not None and len(done) == len(CUTS) else float("inf")
     budget = 3 * r.round_period_s if r.round_period_s else float("nan")
+    phases = "; ".join(f"{ph.kind} cut ({ph.cut_rounds} rounds, diverged {ph.diverged}): "
+                       + (f"{ph.converge_s:.2f} s = {ph.converge_rounds} rounds" if ph.converge_s is not None
+                          else "never one tip") for ph in r.phases)
     return [{"name": "netns_converge_s", "value": value, "unit": "s", "baseline": budget,
              "ratio": value / budget if r.round_period_s else None,
-             "goal": f"<= 3 rounds (baseline: 3 x the measured round period {r.round_period_s:.2f} s); "
-                     f"{r.converge_rounds} rounds; {n} nodes in namespaces, {DELAY_MS[0]}-{DELAY_MS[1]} ms, "
-                     f"{LOSS:.0%} loss; partition {PARTITION_ROUNDS} rounds, diverged {r.diverged}; "
+             "goal": f"<= 3 rounds (baseline 3 x the round period measured, {r.round_period_s:.2f} s); worst of: "
+                     f"{phases}; {n} nodes in namespaces, {DELAY_MS[0]}-{DELAY_MS[1]} ms links, {LOSS:.0%} loss; "
                      f"discouraged {r.discouraged}"}]
-
 
 if __name__ == "__main__":
     from benchmarks.harness import format_table

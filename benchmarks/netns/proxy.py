@@ -10,9 +10,11 @@ so the peer sees the connection come from this node's own address. Per direction
 - loss: TCP never loses data, it retransmits: a "lost" chunk (probability ``loss``) is delivered
   RETRANSMIT_S later instead (the Linux minimum RTO, 200 ms), and holds up the chunks behind it, as a
   retransmission does (head-of-line blocking);
-- partition: SIGUSR1 cuts every link marked ``cross``: the proxy stops reading and delivering on it and new
-  connections on it wait (like a pulled cable: TCP holds its data, a SYN is retried); SIGUSR2 heals, and the
-  held data flows on. Links not marked ``cross`` are never touched.
+- partition, two kinds, on the links marked ``cross`` only: SIGUSR1 *stalls* them — the proxy stops reading and
+  delivering and new connections wait (a pulled cable shorter than the timeouts: TCP holds its data, a SYN is
+  retried), and on heal the held data flows on; SIGHUP *resets* them — every connection on them is aborted (RST)
+  and new ones are aborted as they come (the peer's host gone), so the nodes must notice, and re-dial after the
+  heal. SIGUSR2 heals either.
 
 It forwards bytes only; it knows nothing of the wire protocol. It prints one line "ready" once listening.
 """
@@ -46,10 +48,25 @@ class Cut:
     def __init__(self) -> None:
         self.healed = asyncio.Event()
         self.healed.set()
+        self.reset = False
+        self.crossing: set[asyncio.StreamWriter] = set()   # open connections' writers on cross links
 
     async def wait(self, link: Link) -> None:
         if link.cross:
             await self.healed.wait()
+
+    def stall(self) -> None:
+        self.healed.clear()
+
+    def cut_reset(self) -> None:
+        self.reset = True
+        for w in list(self.crossing):
+            w.transport.abort()
+        self.crossing.clear()
+
+    def heal(self) -> None:
+        self.reset = False
+        self.healed.set()
 
 
 async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, link: Link, cut: Cut) -> None:
@@ -85,9 +102,14 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, link: Link
 
 async def _serve(link: Link, cut: Cut, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     up_writer = None
+    if link.cross and cut.reset:
+        writer.transport.abort()
+        return
     try:
         await cut.wait(link)
         up_reader, up_writer = await asyncio.open_connection(*link.to)
+        if link.cross:
+            cut.crossing.update((writer, up_writer))
         a = asyncio.create_task(_pipe(reader, up_writer, link, cut))
         b = asyncio.create_task(_pipe(up_reader, writer, link, cut))
         done, pending = await asyncio.wait({a, b}, return_when=asyncio.FIRST_COMPLETED)
@@ -99,6 +121,7 @@ async def _serve(link: Link, cut: Cut, reader: asyncio.StreamReader, writer: asy
     finally:
         for w in (writer, up_writer):
             if w is not None:
+                cut.crossing.discard(w)
                 w.close()
 
 
@@ -106,8 +129,9 @@ async def main(spec_path: Path) -> None:
     spec = json.loads(spec_path.read_text())
     cut = Cut()
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGUSR1, cut.healed.clear)
-    loop.add_signal_handler(signal.SIGUSR2, cut.healed.set)
+    loop.add_signal_handler(signal.SIGUSR1, cut.stall)
+    loop.add_signal_handler(signal.SIGHUP, cut.cut_reset)
+    loop.add_signal_handler(signal.SIGUSR2, cut.heal)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     servers = []
