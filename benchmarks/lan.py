@@ -186,21 +186,24 @@ async def _partition(kind: str, topo: Topology, clients: list[NodeClient], proxi
     sts = await poll()
     cut_round, cut_height = sts[0]["round"], sts[0]["height"]
 
+    last: list[dict] = []
+
     async def cut_long_enough() -> bool:
         sts = await poll()
-        a_tips = {s["tip"] for i, s in enumerate(sts) if i in topo.half_a}
-        b_tips = {s["tip"] for i, s in enumerate(sts) if i not in topo.half_a}
-        phase.diverged = phase.diverged or not a_tips & b_tips
-        return sts[0]["round"] >= cut_round + PARTITION_ROUNDS and sts[0]["height"] > cut_height
+        last[:] = sts
+        # the keyholder's node holds a tip no node of half B has
+        phase.diverged = phase.diverged or sts[0]["tip"] not in {s["tip"] for i, s in enumerate(sts)
+                                                                  if i not in topo.half_a}
+        return (sts[0]["round"] >= cut_round + PARTITION_ROUNDS and sts[0]["height"] > cut_height
+                and phase.diverged)
     await wait_for(cut_long_enough, timeout=timeout_s, interval=0.1, what="partition rounds")
     for p in proxies:
         p.send_signal(signal.SIGUSR2)
     healed_at = time.perf_counter()
-    sts = await poll()
-    heal_round = sts[0]["round"]
+    heal_round = last[0]["round"]
     phase.cut_rounds = heal_round - cut_round
-    result.log.append(f"{kind}: cut at round {cut_round}, healed at {heal_round}; heights "
-                      f"{[s['height'] for s in sts]}; diverged {phase.diverged}")
+    result.log.append(f"{kind}: cut at round {cut_round}, healed at {heal_round}; heights before the heal "
+                      f"{[s['height'] for s in last]}; diverged {phase.diverged}")
 
     async def one_tip() -> list[dict] | None:
         sts = await poll()
