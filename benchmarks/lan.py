@@ -124,7 +124,7 @@ async def _statuses(clients: list[NodeClient]) -> list[dict]:
 
 
 async def _drive(topo: Topology, chain: TestChain, nodes: list[NodeProc], proxies: list[subprocess.Popen],
-                 result: LanResult, timeout_s: float) -> None:
+                 result: LanResult, timeout_s: float, cuts: tuple[str, ...], warmup_blocks: int) -> None:
     """On the hub namespace's thread: wait for the mesh, mine, cut, heal, measure."""
     clients = [NodeClient(f"http://{node_addr(i)}:{API_PORT}", datadir=n.datadir, timeout_s=30)
                for i, n in enumerate(nodes)]
@@ -155,10 +155,10 @@ async def _drive(topo: Topology, chain: TestChain, nodes: list[NodeProc], proxie
 
         async def warm() -> bool:
             sts = await poll()
-            return sts[0]["height"] >= start_height + WARMUP_BLOCKS and len({s["tip"] for s in sts}) == 1
+            return sts[0]["height"] >= start_height + warmup_blocks and len({s["tip"] for s in sts}) == 1
         await wait_for(warm, timeout=timeout_s, interval=0.1, what="warm-up blocks on every node")
         result.log.append(f"warm: height {(await poll())[0]['height']}")
-        for kind in CUTS:
+        for kind in cuts:
             phase = await _partition(kind, topo, clients, proxies, poll, result, timeout_s)
             result.phases.append(phase)
             if phase.converge_s is None:
@@ -218,7 +218,8 @@ async def _partition(kind: str, topo: Topology, clients: list[NodeClient], proxi
     return phase
 
 
-def run_lan(n: int, work: Path, *, seed: int = 7, timeout_s: float = 180.0) -> LanResult:
+def run_lan(n: int, work: Path, *, seed: int = 7, timeout_s: float = 180.0,
+            cuts: tuple[str, ...] = CUTS, warmup_blocks: int = WARMUP_BLOCKS, rounds: int = 80) -> LanResult:
     """Build the LAN, run the scenario, tear everything down (always). Raises RuntimeError if unavailable."""
     why = unavailable()
     if why:
@@ -226,7 +227,7 @@ def run_lan(n: int, work: Path, *, seed: int = 7, timeout_s: float = 180.0) -> L
     topo = topology(n)
     result = LanResult(n)
     started = time.perf_counter()
-    chain = make_test_chain(work / "chain", rounds=80, entry_window_s=1, opening_window_s=2, n_miners=3)
+    chain = make_test_chain(work / "chain", rounds=rounds, entry_window_s=1, opening_window_s=2, n_miners=3)
     lan = Lan(n)
     nodes: list[NodeProc] = []
     proxies: list[subprocess.Popen] = []
@@ -260,7 +261,8 @@ def run_lan(n: int, work: Path, *, seed: int = 7, timeout_s: float = 180.0) -> L
             await asyncio.gather(*(nd.ready(timeout=timeout_s) for nd in nodes))
         asyncio.run(all_ready())
         result.setup_s = time.perf_counter() - started
-        run_in_namespace(lan.hub, lambda: asyncio.run(_drive(topo, chain, nodes, proxies, result, timeout_s)))
+        run_in_namespace(lan.hub, lambda: asyncio.run(_drive(topo, chain, nodes, proxies, result, timeout_s, cuts,
+                                                               warmup_blocks)))
         return result
     finally:
         stop_all(nodes)
@@ -278,17 +280,18 @@ def run_lan(n: int, work: Path, *, seed: int = 7, timeout_s: float = 180.0) -> L
 
 def run(quick: bool = False, nodes: int | None = None) -> list[dict]:
     n = nodes or (4 if quick else 16)
+    cuts = ("reset",) if quick else CUTS   # quick: the harder cut only (the nodes must re-dial)
     why = unavailable()
     if why:   # reported, not hidden: the figure says why it has no value here
         return [{"name": "netns_converge_s", "value": float("nan"), "unit": "s", "baseline": None, "ratio": None,
                  "goal": f"<= 3 rounds; not measured: {why}"}]
     with tempfile.TemporaryDirectory(prefix="popchain-bench-lan-") as tmp:
-        r = run_lan(n, Path(tmp))
+        r = run_lan(n, Path(tmp), cuts=cuts, warmup_blocks=1 if quick else WARMUP_BLOCKS, rounds=40 if quick else 80)
     if os.environ.get("POPCHAIN_LAN_LOG"):
         print("\n".join(r.log), file=sys.stderr)
     done = [ph for ph in r.phases if ph.converge_s is not None]
     worst = max(r.phases, key=lambda ph: ph.converge_s if ph.converge_s is not None else float("inf"))
-    value = worst.converge_s if worst.converge_s is not None and len(done) == len(CUTS) else float("inf")
+    value = worst.converge_s if worst.converge_s is not None and len(done) == len(cuts) else float("inf")
     budget = 3 * r.round_period_s if r.round_period_s else float("nan")
     phases = "; ".join(f"{ph.kind} cut ({ph.cut_rounds} rounds, diverged {ph.diverged}): "
                        + (f"{ph.converge_s:.2f} s = {ph.converge_rounds} rounds" if ph.converge_s is not None
