@@ -90,6 +90,14 @@ class NodeProc:
             pass
         return 0.0
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the node process has used (all its threads; 0 if gone)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            return 0.0
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

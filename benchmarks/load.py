@@ -46,8 +46,8 @@ def signed_load(chain: TestChain, per_sender: int) -> list[list[Transfer]]:
              for i, u in enumerate(users)] for k in range(per_sender)]
 
 
-def admission_baseline(chain: TestChain, raw: Sequence[bytes], work: Path, runs: int) -> float:
-    """chain.admission.admit_txs in-process on the same transfers, tx/s (median of ``runs``)."""
+def admission_baseline(chain: TestChain, raw: Sequence[bytes], work: Path, runs: int) -> tuple[float, float]:
+    """chain.admission.admit_txs in-process on the same transfers: (tx/s, CPU µs per tx), medians of ``runs``."""
     from chain.admission import admit_txs
     from chain.store import ChainStore
     from consensus.engine import Engine
@@ -55,15 +55,16 @@ def admission_baseline(chain: TestChain, raw: Sequence[bytes], work: Path, runs:
     try:
         Engine(store, chain.genesis)  # initialises the genesis state
         params = chain.genesis.ledger_params
-        rates = []
+        rates, cpu = [], []
         with ThreadPoolExecutor(2) as pool:
             for _ in range(runs + 1):
-                start = time.perf_counter()
+                start, cpu0 = time.perf_counter(), time.process_time()
                 verdicts = admit_txs(list(raw), params, store.tip_account_reader(), executor=pool,
                                      check_state=False)
                 rates.append(len(raw) / (time.perf_counter() - start))
+                cpu.append((time.process_time() - cpu0) / len(raw) * 1e6)
                 assert all(v.ok for v in verdicts), "the load's transfers all pass admission"
-        return statistics.median(rates[1:])   # the first run warms up
+        return statistics.median(rates[1:]), statistics.median(cpu[1:])   # the first run warms up
     finally:
         store.close()
 
@@ -152,7 +153,7 @@ async def run_load(tmp: Path, *, senders: int, per_sender: int, into: str = "one
     chain = make_test_chain(tmp / "chain", n_users=senders, rounds=5)
     waves = signed_load(chain, per_sender)
     n_total = senders * per_sender
-    baseline = await asyncio.to_thread(admission_baseline, chain, [t.encode() for w in waves for t in w],
+    baseline, baseline_cpu_us = await asyncio.to_thread(admission_baseline, chain, [t.encode() for w in waves for t in w],
                                        tmp / "baseline", 3)
     nodes: list[NodeProc] = []
     clients: list[NodeClient] = []
@@ -173,6 +174,11 @@ async def run_load(tmp: Path, *, senders: int, per_sender: int, into: str = "one
         await wait_for(meshed, timeout=60, what="3-node mesh")
         bans_before, offences_before, _ = await _bans(clients)
         pusher = Pusher(clients)
+        # the nodes' idle CPU (housekeeping, pings) over 2 s, subtracted from what the load costs them
+        idle0, t_idle = [n.cpu_s() for n in nodes], time.perf_counter()
+        await asyncio.sleep(2.0)
+        idle_rate = [(n.cpu_s() - c) / (time.perf_counter() - t_idle) for n, c in zip(nodes, idle0, strict=True)]
+        cpu_before = [n.cpu_s() for n in nodes]
         started = time.perf_counter()
         for wave in waves:
             if into == "all":
@@ -191,6 +197,9 @@ async def run_load(tmp: Path, *, senders: int, per_sender: int, into: str = "one
             converge_s: float | None = all_in - load_end
         except TimeoutError:
             all_in, converge_s = time.perf_counter(), None
+        elapsed = time.perf_counter() - started
+        node_cpu_s = [max(0.0, n.cpu_s() - c0 - rate * elapsed)
+                      for n, c0, rate in zip(nodes, cpu_before, idle_rate, strict=True)]
         sizes = await _mempool_sizes(clients)
         # the same set, not only the same size: the first 1000 by fee order (deterministic) must agree
         firsts = [[t["txid"] for t in (await cl.mempool())["txs"]] for cl in clients]
@@ -200,7 +209,9 @@ async def run_load(tmp: Path, *, senders: int, per_sender: int, into: str = "one
         return {"n": n_total, "accepted": target, "refused": pusher.refused, "batched": pusher.batched,
                 "push_s": load_end - started, "all_in_s": all_in - started, "converge_s": converge_s,
                 "same_set": same_set, "sizes": sizes, "bans": bans_after - bans_before + dropped,
-                "offences": offences_after - offences_before, "baseline": baseline, "into": into}
+                "offences": offences_after - offences_before, "baseline": baseline, "into": into,
+                "baseline_cpu_us": baseline_cpu_us,
+                "node_cpu_us": [c / max(1, target) * 1e6 for c in node_cpu_s]}
     finally:
         for cl in clients:
             await cl.close()
@@ -216,7 +227,9 @@ def run(quick: bool = False, into: str = "one") -> list[dict]:
     rate = (r["accepted"] if r["converge_s"] is not None else min(r["sizes"])) / r["all_in_s"]
     how = (f"{'batches of %d' % BATCH if r['batched'] else 'single-tx requests'} into "
            f"{'node A' if into == 'one' else 'all nodes'}; {r['accepted']}/{r['n']} admitted; "
-           f"POSTs answered in {r['push_s']:.2f} s, in all 3 mempools at {r['all_in_s']:.2f} s"
+           f"POSTs answered in {r['push_s']:.2f} s, in all 3 mempools at {r['all_in_s']:.2f} s; CPU per tx: "
+           f"nodes {'/'.join('%.0f' % c for c in r['node_cpu_us'])} us (A/B/C) (idle CPU subtracted) vs "
+           f"admission {r['baseline_cpu_us']:.0f} us"
            + (f", refused {r['refused']}" if r["refused"] else ""))
     converge = r["converge_s"] if r["converge_s"] is not None else float("inf")
     return [
