@@ -29,6 +29,8 @@ class NodeConfig:
     peer_exchange: bool = True          # connect to addresses peers tell us about (tests of fixed topologies: off)
     max_inbound: int = 32
     max_inbound_per_ip: int = 8         # per IP (IPv6: per /64): one host cannot hold every inbound slot
+    mempool_max_txs: int = 5000         # node.mempool.DEFAULT_MAX_TXS (load benchmarks raise it)
+    mempool_max_per_sender: int = 100   # node.mempool.DEFAULT_MAX_PER_SENDER
     max_outbound: int = 8
     log_level: str = "INFO"
     log_to_stderr: bool = True

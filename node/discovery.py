@@ -12,9 +12,12 @@ import asyncio
 import logging
 import socket
 import struct
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from chain.encoding import check_bytes, check_int, check_list, check_str, pack, unpack
 from chain.errors import DecodeError
+from node.config import NodeConfig
 from node.limits import TokenBucket
 
 log = logging.getLogger("popchain.discovery")
@@ -62,9 +65,21 @@ class _Protocol(asyncio.DatagramProtocol):
         self.discovery.on_datagram(data, addr)
 
 
+@dataclass(frozen=True)
+class DiscoveryContext:
+    """What discovery needs from the node: who we are, and where to offer a peer we heard of."""
+
+    config: NodeConfig
+    chain_id: str
+    genesis_hash: bytes
+    nonce: int
+    p2p_port: Callable[[], int]                 # the bound port (known once the node listens)
+    offer_peer: Callable[[str, int], None]      # dial it if it is new and there is outbound room
+
+
 class Discovery:
-    def __init__(self, node) -> None:
-        self.node = node
+    def __init__(self, ctx: DiscoveryContext) -> None:
+        self.ctx = ctx
         self.heard: set[tuple[str, int]] = set()
         self.bucket = TokenBucket(20.0, 50.0, 0.0)
 
@@ -76,29 +91,27 @@ class Discovery:
             chain_id, genesis_hash, host, port, nonce = decode_announcement(data)
         except DecodeError:
             return
-        node = self.node
-        if genesis_hash != node.genesis.hash or chain_id != node.genesis.chain_id or nonce == node.nonce:
+        ctx = self.ctx
+        if genesis_hash != ctx.genesis_hash or chain_id != ctx.chain_id or nonce == ctx.nonce:
             return  # another chain, or ourselves
         if host in ("0.0.0.0", ""):
             host = addr[0]
         if (host, port) not in self.heard:
             self.heard.add((host, port))
             log.info("discovered peer %s:%d", host, port)
-        if not any(p.listen_addr == (host, port) for p in node.peers) and \
-                node.outbound_count() < node.config.max_outbound:
-            node.connect(host, port)
+        ctx.offer_peer(host, port)
 
     async def run(self) -> None:
-        cfg = self.node.config
+        ctx = self.ctx
+        cfg = ctx.config
         sock = make_socket(cfg.discovery_group, cfg.discovery_port, cfg.discovery_interface)
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
         log.info("discovery on %s:%d via %s", cfg.discovery_group, cfg.discovery_port, cfg.discovery_interface)
         try:
             while True:
-                g = self.node.genesis
-                transport.sendto(encode_announcement(g.chain_id, g.hash, cfg.listen, self.node.p2p_port,
-                                                     self.node.nonce), (cfg.discovery_group, cfg.discovery_port))
+                transport.sendto(encode_announcement(ctx.chain_id, ctx.genesis_hash, cfg.listen, ctx.p2p_port(),
+                                                     ctx.nonce), (cfg.discovery_group, cfg.discovery_port))
                 await asyncio.sleep(cfg.discovery_interval_s)
         finally:
             transport.close()

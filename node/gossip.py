@@ -66,6 +66,11 @@ class Relay:
     def remember(self, kind: InvKind, h: bytes, data: bytes, round_: int) -> None:
         self.judge.remember(kind, h, data, round_)
 
+    def publish(self, kind: InvKind, h: bytes, data: bytes, round_: int) -> None:
+        """An object we made (the keyholder's notices and beacons): keep it for GETDATA and announce it."""
+        self.judge.remember(kind, h, data, round_)
+        self.announce(kind, h)
+
     async def on_object(self, peer: Peer | None, kind: InvKind, data: bytes) -> tuple[bool, str]:
         return await self.judge.on_object(peer, kind, data)
 

@@ -123,7 +123,7 @@ class Judge:
         self.tx_rejects = BoundedSet(TX_REJECTS)
 
     def known_tx(self, txid: bytes) -> bool:
-        return txid in self.host.mempool or txid in self.tx_rejects or (InvKind.TX, txid) in self.recent
+        return txid in self.host.mempool or txid in self.tx_rejects
 
     def known_cheap(self, key: Key) -> bool | None:
         """Do we have (or refuse) this object? None = only the store can tell (a block)."""
@@ -264,7 +264,9 @@ class Judge:
         peer, kind, decoded, (_, h) = arrival.peer, arrival.kind, arrival.decoded, arrival.key
         if ok:
             if reason != "duplicate":
-                if kind != InvKind.BLOCK:
+                if kind not in (InvKind.BLOCK, InvKind.TX):
+                    # round objects only: transfers are served from the mempool, and at 16k tx/s they would
+                    # push every notice and beacon out of this table within a second
                     self.remember(kind, h, arrival.data, getattr(decoded, "round", 0))
                 self.announce(kind, h, peer, None)
             return True, reason

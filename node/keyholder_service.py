@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from chain.errors import PopError
 from consensus.keyholder import Done, Keyholder, RoundClosed, load_keyholder_file
 from consensus.messages import AnchorNotice, Beacon, Entry
-from node.gossip import object_id
+from node.judge import object_id
+from node.metrics import Metrics
 from node.wire import InvKind
 
 log = logging.getLogger("popchain.keyholder")
@@ -22,9 +25,26 @@ log = logging.getLogger("popchain.keyholder")
 MAX_SLEEP_S = 0.5
 
 
+class KeyholderHost(Protocol):
+    """What the keyholder service needs from the node (node.node.Node provides it)."""
+
+    @property
+    def worker(self) -> Any: ...      # node.worker.EngineWorker
+    @property
+    def engine(self) -> Any: ...      # consensus.engine.Engine (on the worker thread only)
+    @property
+    def metrics(self) -> Metrics: ...
+    async def after_round_event(self) -> None: ...
+
+
+# publish(kind, id, bytes, round): remember the object for GETDATA and announce it (node.gossip.Relay.publish)
+Publish = Callable[[InvKind, bytes, bytes, int], None]
+
+
 class KeyholderService:
-    def __init__(self, node, secret_file: bytes) -> None:
+    def __init__(self, node: KeyholderHost, secret_file: bytes, publish: Publish) -> None:
         self.node = node
+        self.publish = publish
         self.secret_file = secret_file
         self.keyholder: Keyholder | None = None
         self.published: list[tuple[str, int]] = []   # (kind, round), for tests and logs
@@ -70,8 +90,7 @@ class KeyholderService:
             kind = InvKind.ANCHOR if isinstance(action, AnchorNotice) else InvKind.BEACON
             data = action.encode()
             h = object_id(kind, data)
-            node.relay.remember(kind, h, data, action.round)
-            node.relay.announce(kind, h)
+            self.publish(kind, h, data, action.round)
             self.published.append((kind.name.lower(), action.round))
             self.published_at.setdefault((kind.name.lower(), action.round), time.perf_counter())
             log.info("keyholder: published %s for round %d", kind.name.lower(), action.round)

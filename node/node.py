@@ -13,7 +13,6 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 
 from chain.address import address_of
@@ -25,13 +24,12 @@ from consensus.genesis import Genesis, load_genesis
 from node import wire
 from node.api import build_api_app
 from node.config import NodeConfig
-from node.datadir import Datadir, PeerBook, parse_hostport
-from node.dialer import Dialer
-from node.discovery import Discovery
+from node.connections import Connections
+from node.datadir import Datadir, PeerBook
+from node.discovery import Discovery, DiscoveryContext
 from node.errors import NodeError, TaskFailed
 from node.gossip import Relay
 from node.keyholder_service import KeyholderService
-from node.limits import DISCOURAGE_SECONDS, Offence, ban_key
 from node.mempool import Mempool
 from node.metrics import Metrics
 from node.peer import LocalIdentity, Peer
@@ -42,12 +40,8 @@ from node.worker import EngineWorker
 log = logging.getLogger("popchain.node")
 
 HOUSEKEEPING_S = 1.0
-ADDR_RELAY_MAX = 32
-GIVE_UP = 8                 # failed dials in a row before a non-persistent outbound slot is freed
-HANDSHAKE_TIMEOUT_S = 5.0   # TCP connect + websocket upgrade of an outbound dial
 P2P_HEADER_TIMEOUT_S = 10.0  # an inbound connection must complete its HTTP request (the upgrade) by then
 API_HEADER_TIMEOUT_S = 30.0  # ... on the API (above aiohttp clients' 15 s idle keep-alive: no reuse race)
-REFUSE_HEADER = "X-Popchain-Refused"
 
 
 class Node:
@@ -57,20 +51,16 @@ class Node:
         self.worker = EngineWorker()
         self.metrics = Metrics()
         self.nonce = int.from_bytes(os.urandom(8), "big")
-        self.peers: set[Peer] = set()
-        self.book = PeerBook()
+        self.conns = Connections(config, self.metrics, hello=self.hello, identity=self.identity,
+                                 local_port=lambda: self.p2p_port, spawn=self.spawn, dispatch=self._dispatch,
+                                 on_ready=self._peer_ready, on_gone=self._peer_gone)
         self.p2p_port = 0
         self.api_port = 0
         self.cookie: str | None = None
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
         self._runners: list[web.AppRunner] = []
-        self._session: aiohttp.ClientSession | None = None
         self._tg: asyncio.TaskGroup | None = None
-        self._outbound_targets: set[tuple[str, int]] = set()
-        self._inbound_by_ip: dict[str, int] = {}   # ban_key -> inbound connections (from before the upgrade)
-        self._addr_asked: set[Peer] = set()        # peers we sent GETADDR and whose ADDR we await
-        self.dialer = Dialer()
         self.store: ChainStore
         self.genesis: Genesis
         self.engine: Engine
@@ -99,14 +89,15 @@ class Node:
             raise
         except Exception as exc:
             raise NodeError(f"cannot load genesis: {exc}") from None
-        self.book = self.datadir.load_peer_book()
+        self.conns.book = self.datadir.load_peer_book()
         await self.worker.call(self._open_chain)
-        self.mempool = Mempool(self.genesis.ledger_params)
+        self.mempool = Mempool(self.genesis.ledger_params, max_txs=self.config.mempool_max_txs,
+                               max_per_sender=self.config.mempool_max_per_sender)
         self.relay = Relay(self)
-        self.sync = Sync(self)
+        self.sync = Sync(self, self.relay)
         if self.config.keyholder is not None:
             try:
-                self.keyholder = KeyholderService(self, Path(self.config.keyholder).read_bytes())
+                self.keyholder = KeyholderService(self, Path(self.config.keyholder).read_bytes(), self.relay.publish)
                 await self.keyholder.open()
             except (OSError, PopError, ValueError) as exc:
                 raise NodeError(f"cannot start the keyholder from {self.config.keyholder}: {exc}") from None
@@ -123,7 +114,7 @@ class Node:
 
     async def _listen(self) -> None:
         p2p_app = web.Application()
-        p2p_app.router.add_get("/p2p", self._ws_handler)
+        p2p_app.router.add_get("/p2p", self.conns.ws_handler)
         p2p_app.router.add_get("/metrics", self._metrics_handler)
         if self.config.api_listen is not None:
             self.cookie = self.datadir.ensure_cookie()
@@ -223,7 +214,7 @@ class Node:
         try:
             await self._start()
             await self.refresh_tip()
-            self._session = aiohttp.ClientSession()
+            self.conns.open()
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 sup = self.supervisor
@@ -235,16 +226,18 @@ class Node:
                     sup.supervise(self.spawn, factory, name, essential=essential)
                 for host, port in self.config.peers:
                     self.connect(host, port, persistent=True)
-                self._refill_outbound()   # the persisted address book: most recently seen first
+                self.conns.refill_outbound()   # the persisted address book: most recently seen first
                 if self.keyholder is not None:
                     sup.supervise(self.spawn, self.keyholder.run, "keyholder", essential=True)
                 if self.config.discover:
-                    discovery = Discovery(self)
+                    discovery = Discovery(DiscoveryContext(self.config, self.genesis.chain_id, self.genesis.hash,
+                                                           self.nonce, lambda: self.p2p_port, self.offer_peer))
                     sup.supervise(self.spawn, discovery.run, "discovery", essential=False)
                 self.started.set()
                 await self._stop.wait()
                 log.info("shutting down" if sup.failure is None else f"shutting down: {sup.failure}")
                 self.stopping = True
+                self.conns.stopping = True
                 sup.stopping = True
                 for peer in list(self.peers):
                     peer.close("node shutting down")
@@ -283,8 +276,7 @@ class Node:
                 await runner.cleanup()
             except Exception:  # keep closing the rest
                 log.exception("closing a listener")
-        if self._session is not None:
-            await self._session.close()
+        await self.conns.close()
         try:
             self.datadir.save_peer_book(self.book)
         except OSError:
@@ -311,7 +303,7 @@ class Node:
                 self.metrics.inc("popchain_mempool_expired_total", len(expired))
             self.relay.expire(time.monotonic())
             await self.sync.check_stalls()
-            self._refill_outbound()
+            self.conns.refill_outbound()
             if time.monotonic() - last_book_save > 30:
                 self.datadir.save_peer_book(self.book)
                 last_book_save = time.monotonic()
@@ -326,181 +318,41 @@ class Node:
         return wire.Hello(wire.PROTOCOL_VERSION, self.genesis.chain_id, self.genesis.hash, height, rnd,
                           self.config.listen, self.p2p_port, self.nonce, "popchain/0.1")
 
+    # ------------------------------------------------------------ connections (node.connections)
+
+    @property
+    def peers(self) -> set[Peer]:
+        return self.conns.peers
+
+    @property
+    def book(self) -> PeerBook:
+        return self.conns.book
+
     def ready_peers(self) -> list[Peer]:
-        return [p for p in self.peers if p.hello is not None and not p.close_reason]
-
-    def _is_duplicate(self, nonce: int) -> bool:
-        return any(p.hello is not None and p.hello.nonce == nonce and not p.close_reason for p in self.peers)
-
-    def _make_peer(self, ws, inbound: bool, host: str, port: int) -> Peer:
-        return Peer(ws, inbound=inbound, host=host, port=port, handler=self._on_message, on_offence=self._on_offence,
-                    hello_factory=self.hello, identity=self.identity(), is_duplicate=self._is_duplicate)
+        return [p for p in self.conns.peers if p.hello is not None and not p.close_reason]
 
     def is_discouraged(self, host: str) -> bool:
-        """Is this host (an IP, or IPv6 /64 — see node.limits.ban_key) discouraged? Ports play no part."""
-        return self.book.is_banned(ban_key(host.rpartition(":")[0] if _has_port(host) else host), time.time())
+        return self.conns.is_discouraged(host)
 
-    def _on_offence(self, peer: Peer, offence: Offence, detail: str) -> None:
-        self.metrics.inc("popchain_peer_offences_total", reason=offence.reason)
-        log.warning("peer %s %s (+%d -> %d): %s", peer.key, offence.reason, offence.score, peer.score + 0, detail)
-        if peer.score >= 100:
-            # by IP (/64), not by the port it advertises: another port must not get it back in, and advertising
-            # an innocent node's port must not get the innocent refused
-            self.book.ban(peer.ban_key, time.time() + DISCOURAGE_SECONDS)
-            self.metrics.inc("popchain_discouragements_total", reason=offence.reason)
-            log.warning("peer %s discouraged for %.0f s (%s)", peer.ban_key, DISCOURAGE_SECONDS, offence.reason)
+    def connect(self, host: str, port: int, persistent: bool = False) -> asyncio.Task | None:
+        return self.conns.connect(host, port, persistent)
 
-    async def _serve_peer(self, peer: Peer) -> None:
-        self.peers.add(peer)
-        self.metrics.inc("popchain_connections_total", direction="in" if peer.inbound else "out")
-        try:
-            await peer.run_with(self._after_handshake)
-        finally:
-            self.peers.discard(peer)
-            self._addr_asked.discard(peer)
-            self.sync.peer_gone(peer)
-            self.relay.peer_gone(peer)
-            log.info("peer %s disconnected: %s", peer.key, peer.close_reason)
+    def offer_peer(self, host: str, port: int) -> None:
+        self.conns.offer_peer(host, port)
 
-    async def _after_handshake(self, peer: Peer) -> None:
-        if self.is_discouraged(peer.host):
-            peer.close("discouraged: this address misbehaved")
-            return
-        log.info("peer %s connected (%s, height %d)", peer.key, "in" if peer.inbound else "out",
-                 peer.best_height)
-        if peer.listen_addr is not None and not peer.inbound:
-            self.book.add(*peer.listen_addr, time.time())
-        if not peer.inbound:
-            self._addr_asked.add(peer)   # its ADDR is accepted once, as the answer (PROTOCOL §4.6)
-            peer.send(wire.GetAddr())
+    def outbound_count(self) -> int:
+        return self.conns.outbound_count()
+
+    def _peer_ready(self, peer: Peer) -> None:
         self.relay.greet(peer)
         self.sync.peer_ready(peer)
 
-    def _refuse(self, reason: str) -> web.Response:
-        self.metrics.inc("popchain_inbound_refused_total", reason=reason)
-        return web.Response(status=503, reason="Refused", text=f"refused: {reason}",
-                            headers={REFUSE_HEADER: reason})
+    def _peer_gone(self, peer: Peer) -> None:
+        self.sync.peer_gone(peer)
+        self.relay.peer_gone(peer)
 
-    async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
-        host = request.remote or "?"
-        port = request.transport.get_extra_info("peername")[1] if request.transport else 0
-        key = ban_key(host)
-        # cheap checks first, before the upgrade: discouraged IP, per-IP cap, total cap
-        if self.stopping:
-            return self._refuse("shutting-down")
-        if self.book.is_banned(key, time.time()):
-            return self._refuse("discouraged")
-        if self._inbound_by_ip.get(key, 0) >= self.config.max_inbound_per_ip:
-            return self._refuse("too-many-from-your-address")
-        if sum(self._inbound_by_ip.values()) >= self.config.max_inbound:
-            return self._refuse("full")
-        self._inbound_by_ip[key] = self._inbound_by_ip.get(key, 0) + 1
-        try:
-            ws = web.WebSocketResponse(max_msg_size=wire.MAX_FRAME, autoping=False, compress=False)
-            await ws.prepare(request)
-            await self._serve_peer(self._make_peer(ws, True, host, port))
-            return ws
-        finally:
-            left = self._inbound_by_ip[key] - 1
-            if left:
-                self._inbound_by_ip[key] = left
-            else:
-                del self._inbound_by_ip[key]
-
-    def connect(self, host: str, port: int, persistent: bool = False) -> asyncio.Task | None:
-        """Open (and keep re-opening, with backoff) an outbound connection, as a task in the TaskGroup.
-        ``persistent`` (--peer, config.json) ones never give up; the others give up after GIVE_UP failures in a
-        row and free their slot — the housekeeping refill dials them again later (every known address keeps
-        being retried for the node's whole life, ever more rarely: node.dialer)."""
-        if (host, port) in self._outbound_targets or (host, port) == (self.config.listen, self.p2p_port):
-            return None
-        if not persistent and len(self._outbound_targets) >= self.config.max_outbound + len(self.config.peers):
-            return None
-        self._outbound_targets.add((host, port))
-        return self.spawn(self._outbound(host, port, persistent), f"peer-{host}:{port}")
-
-    async def _outbound(self, host: str, port: int, persistent: bool) -> None:
-        addr = (host, port)
-        failures_in_a_row = 0
-        try:
-            while not self.stopping:
-                refused = False
-                if self.is_discouraged(host):
-                    wait = self.dialer.failed(addr, time.monotonic(), refused=True)
-                else:
-                    served = False
-                    try:
-                        assert self._session is not None, "run() opens the session before connecting"
-                        async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
-                            ws = await self._session.ws_connect(f"http://{host}:{port}/p2p", autoping=False,
-                                                                max_msg_size=wire.MAX_FRAME, compress=0)
-                    except aiohttp.WSServerHandshakeError as exc:
-                        refused = True
-                        why = exc.headers.get(REFUSE_HEADER, f"HTTP {exc.status}") if exc.headers else exc.status
-                        log.info("peer %s:%d refused us: %s", host, port, why)
-                    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                        log.debug("connect %s:%d failed: %r", host, port, exc)
-                    else:
-                        if self.stopping:
-                            await ws.close()
-                            return
-                        peer = self._make_peer(ws, False, host, port)
-                        await self._serve_peer(peer)
-                        if "self-connection" in peer.close_reason:
-                            return
-                        served = peer.hello is not None and "peer rejected us" not in peer.close_reason
-                        refused = "peer rejected us" in peer.close_reason
-                    now = time.monotonic()
-                    wait = self.dialer.succeeded(addr, now) if served else self.dialer.failed(addr, now, refused)
-                    failures_in_a_row = 0 if served else failures_in_a_row + 1
-                if not persistent and failures_in_a_row >= GIVE_UP:
-                    return
-                await asyncio.sleep(wait)
-        finally:
-            self._outbound_targets.discard(addr)
-
-    def _refill_outbound(self) -> None:
-        """Dial known addresses (most recently seen first) whose backoff has passed, up to max_outbound."""
-        if not self.config.peer_exchange or self.stopping:
-            return
-        room = self.config.max_outbound + len(self.config.peers) - len(self._outbound_targets)
-        if room <= 0 or self.outbound_count() >= self.config.max_outbound:
-            return
-        now = time.monotonic()
-        connected = {p.listen_addr for p in self.peers}
-        for text, _ in sorted(self.book.addrs.items(), key=lambda kv: -kv[1]):
-            if room <= 0:
-                break
-            try:
-                addr = parse_hostport(text)
-            except NodeError:
-                continue
-            if addr in self._outbound_targets or addr in connected or self.is_discouraged(addr[0]) \
-                    or not self.dialer.is_due(addr, now):
-                continue
-            if self.connect(*addr) is not None:
-                room -= 1
-
-    def outbound_count(self) -> int:
-        return sum(not p.inbound for p in self.peers)
-
-    async def _on_message(self, peer: Peer, msg: wire.Message) -> None:
-        if isinstance(msg, wire.GetAddr):
-            addrs = [p.listen_addr for p in self.ready_peers() if p.listen_addr and p is not peer]
-            peer.send(wire.Addr(tuple(a for a in addrs if a)[:ADDR_RELAY_MAX]))
-        elif isinstance(msg, wire.Addr):
-            if peer not in self._addr_asked:
-                # unsolicited (or a second answer): ignored, so a peer cannot fill our book at will
-                self.metrics.inc("popchain_addr_ignored_total")
-                return
-            self._addr_asked.discard(peer)
-            now = time.time()
-            for host, port in msg.addrs[:ADDR_RELAY_MAX]:
-                if self.is_discouraged(host):
-                    continue
-                self.book.add(host, port, now)
-            self._refill_outbound()
-        elif isinstance(msg, (wire.GetHeaders, wire.Headers)):
+    async def _dispatch(self, peer: Peer, msg: wire.Message) -> None:
+        if isinstance(msg, (wire.GetHeaders, wire.Headers)):
             await self.sync.handle(peer, msg)
         else:
             await self.relay.handle(peer, msg)
@@ -517,7 +369,3 @@ async def _guarded(coro, name: str) -> None:
     except Exception:
         log.exception("task %s failed", name)
 
-
-def _has_port(text: str) -> bool:
-    """``host:port`` (IPv4 or a name) rather than a bare host or an IPv6 literal."""
-    return text.count(":") == 1 and text.rpartition(":")[2].isdigit()

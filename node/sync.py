@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Coroutine, Iterable
+from typing import Any, Protocol
 
 from chain.block import Header
 from chain.errors import DecodeError
@@ -27,9 +29,30 @@ MAX_WANTED = 50_000
 ZERO32 = bytes(32)
 
 
+class SyncHost(Protocol):
+    """What sync needs from the node (node.node.Node provides it)."""
+
+    @property
+    def worker(self) -> Any: ...      # node.worker.EngineWorker
+    @property
+    def store(self) -> Any: ...       # chain.store.ChainStore (on the worker thread only)
+    def ready_peers(self) -> list[Peer]: ...
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> Any: ...
+
+
+class BlockRequests(Protocol):
+    """The relay's request table, as sync uses it (node.gossip.Relay provides it)."""
+
+    @property
+    def parked(self) -> Any: ...      # orphan block hashes the engine holds
+    def request(self, peer: Peer, items: Iterable[tuple[InvKind, bytes]]) -> None: ...
+    def cancel_request(self, key: tuple[InvKind, bytes]) -> None: ...
+
+
 class Sync:
-    def __init__(self, node) -> None:
+    def __init__(self, node: SyncHost, relay: BlockRequests) -> None:
         self.node = node
+        self.relay = relay
         self.wanted: dict[bytes, int] = {}                      # block hash -> height, not yet connected
         self.inflight: dict[bytes, tuple[Peer, float]] = {}     # block hash -> (peer, sent)
         self.headers_asked: dict[Peer, float] = {}
@@ -45,7 +68,7 @@ class Sync:
         for h, (p, _) in list(self.inflight.items()):
             if p is peer:
                 del self.inflight[h]
-                self.node.relay.cancel_request((InvKind.BLOCK, h))
+                self.relay.cancel_request((InvKind.BLOCK, h))
         self._dispatch()
 
     async def ask_headers(self, peer: Peer, from_hash: bytes | None = None) -> None:
@@ -97,7 +120,7 @@ class Sync:
             if cur.prev_hash != prev.hash or cur.height != prev.height + 1:
                 peer.offend(INVALID_OBJECT, "headers do not form a chain")
                 return
-        candidates = [h for h in headers if h.hash not in self.wanted and h.hash not in self.node.relay.parked]
+        candidates = [h for h in headers if h.hash not in self.wanted and h.hash not in self.relay.parked]
         store = self.node.store
         have = await self.node.worker.call(lambda: [store.has_block(h.hash) for h in candidates])
         fresh = [h for h, known in zip(candidates, have) if not known]
@@ -135,10 +158,10 @@ class Sync:
             peer = min(candidates, key=lambda p: (load[p], p is not prefer))
             load[peer] += 1
             self.inflight[h] = (peer, now)
-            self.node.relay.cancel_request((InvKind.BLOCK, h))
+            self.relay.cancel_request((InvKind.BLOCK, h))
             batches.setdefault(peer, []).append((InvKind.BLOCK, h))
         for peer, items in batches.items():
-            self.node.relay.request(peer, items)
+            self.relay.request(peer, items)
 
     def block_arrived(self, h: bytes) -> None:
         height = self.wanted.pop(h, None)
@@ -159,7 +182,7 @@ class Sync:
         for h, (peer, sent) in list(self.inflight.items()):
             if now - sent > STALL_S:
                 del self.inflight[h]
-                self.node.relay.cancel_request((InvKind.BLOCK, h))
+                self.relay.cancel_request((InvKind.BLOCK, h))
                 if not peer.close_reason:
                     peer.offend(STALL, f"block {h.hex()[:16]} not delivered in {STALL_S:.0f} s")
                     peer.close("stalled block download")

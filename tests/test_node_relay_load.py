@@ -13,8 +13,9 @@ from chain.tx import make_transfer
 from node.tools.testing import InProcessNode, make_test_chain, node_config, wait_for
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
-SENDERS = 30
-PER_SENDER = 100          # the mempool's per-sender cap: 3,000 txs in all
+SENDERS = 45
+PER_SENDER = 100          # the mempool's per-sender cap: 4,500 txs in all (more than the 4,096 round
+                          # objects the relay keeps for GETDATA)
 CLIENTS = 32
 
 
@@ -114,4 +115,49 @@ def test_inv_flood_of_unknown_ids_is_bounded_per_peer(chain, tmp_path):
             assert (await f.client.status())["peers"] == 0
 
     cid = chain.genesis.chain_id
+    asyncio.run(scenario())
+
+
+def test_round_objects_stay_servable_after_thousands_of_txs(chain, tmp_path):
+    """Accepted transfers used to go into the same 4,096-entry table as notices and beacons: a few thousand
+    txs later a peer asking for the round's beacon got NOTFOUND."""
+    import os
+
+    import aiohttp
+
+    from node import wire
+    from node.judge import object_id
+
+    cid = chain.genesis.chain_id
+    sink = address_of(Keypair.generate().public)
+    txs = [make_transfer(user, cid, sink, 1_000 + n, 1_000 + n, n).encode()
+           for user in chain.users for n in range(PER_SENDER)]
+
+    async def scenario():
+        async with InProcessNode(node_config(tmp_path / "K", chain, keyholder=True)) as k:
+            async def beacon1():
+                return (await k.client.round(1)).get("beacon")
+            beacon = bytes.fromhex(await wait_for(beacon1, what="beacon of round 1"))
+            url = f"http://127.0.0.1:{k.node.p2p_port}/p2p"
+            hello = wire.Hello(wire.PROTOCOL_VERSION, cid, chain.genesis.hash, 0, 0, "127.0.0.1", 40998,
+                               int.from_bytes(os.urandom(8), "big"), "pusher")
+            connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+            async with aiohttp.ClientSession(connector=connector) as s:
+                ws = await s.ws_connect(url, max_msg_size=0)
+                await ws.send_bytes(wire.encode(hello))
+                for i in range(0, len(txs), wire.MAX_TXS_ITEMS):
+                    await ws.send_bytes(wire.encode(wire.Txs(tuple(txs[i:i + wire.MAX_TXS_ITEMS]))))
+                await wait_for(lambda: _mempool(k, len(txs)), what="pushed txs admitted")
+                key = (wire.InvKind.BEACON, object_id(wire.InvKind.BEACON, beacon))
+                await ws.send_bytes(wire.encode(wire.GetData((key,))))
+                async with asyncio.timeout(30):
+                    async for msg in ws:
+                        got = wire.decode(msg.data)
+                        if isinstance(got, wire.NotFound) and key in got.items:
+                            raise AssertionError("beacon no longer served after the txs")
+                        if isinstance(got, wire.Object) and got.kind == wire.InvKind.BEACON:
+                            assert got.data == beacon
+                            break
+                await ws.close()
+
     asyncio.run(scenario())

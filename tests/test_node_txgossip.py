@@ -52,12 +52,15 @@ def test_tx_burst_keeps_nonce_order_and_bad_signature_is_punished(chain, tmp_pat
                 await wait_for(lambda: _mempool(c, len(burst)), what="burst relayed to C")
                 assert not ws.closed
 
-                bad = await session.ws_connect(url, max_msg_size=0)
+                # the forger has its own address: discouragement is by IP (the pusher above is 127.0.0.1)
+                forger = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0)))
+                bad = await forger.ws_connect(url, max_msg_size=0)
                 await bad.send_bytes(_hello(chain, 41002))
                 await bad.send_bytes(wire.encode(wire.Object(wire.InvKind.TX, forged.encode())))
                 async with asyncio.timeout(30):
                     async for _ in bad:
                         pass   # until the node closes it
+                await forger.close()
                 await ws.close()
 
             for node in (b, c):
@@ -65,8 +68,8 @@ def test_tx_burst_keeps_nonce_order_and_bad_signature_is_punished(chain, tmp_pat
                     account = await node.client.account(encode_address(address_of(user.public)))
                     assert account["next_nonce"] == PER_SENDER
             peers = await b.client.peers()
-            assert "127.0.0.1:41002" in peers["discouraged"]
-            assert "127.0.0.1:41001" not in peers["discouraged"]
+            assert "127.0.0.2" in peers["discouraged"]
+            assert "127.0.0.1" not in peers["discouraged"]
             assert forged.txid.hex() not in {t["txid"] for t in (await b.client.mempool())["txs"]}
 
     asyncio.run(scenario())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -33,6 +34,7 @@ SAMPLES = [
     wire.Headers((b"\x03" * 200,)),
     wire.GetAddr(),
     wire.Addr((("127.0.0.1", 9444),)),
+    wire.Txs((b"\x04" * 200, b"\x05" * 256)),
 ]
 
 
@@ -80,6 +82,16 @@ def test_oversize_per_type_is_refused_before_decoding():
         wire.encode(wire.Object(wire.InvKind.TX, b"\x00" * 10_000))
 
 
+def test_txs_frame_caps():
+    full = wire.Txs(tuple(bytes([i % 256]) * 256 for i in range(wire.MAX_TXS_ITEMS)))
+    assert wire.decode(wire.encode(full)) == full
+    with pytest.raises(WireError):                         # one transfer too many
+        wire.decode(wire.encode(wire.Txs(full.txs + (b"\x00",))))
+    body = bytes([wire.MsgType.TXS]) + b"\x91\x91\xc5\x01\x01" + b"\x00" * 257   # one 257-byte "tx"
+    with pytest.raises(WireError):
+        wire.decode(body)
+
+
 def test_unknown_type_and_empty():
     for frame in (b"", b"\xff\x90", bytes([0]) + b"\x90"):
         with pytest.raises(WireError):
@@ -116,12 +128,15 @@ def test_peer_book_persists_and_bans_expire(tmp_path):
     d = Datadir(tmp_path / "d").open()
     book = PeerBook()
     book.add("127.0.0.1", 1234, now=1.0)
-    book.ban("127.0.0.1:9999", until=100.0)
+    now = time.time()
+    book.ban("127.0.0.2", until=now + 100)         # keyed by IP (node.limits.ban_key)
+    book.ban("127.0.0.3", until=now - 1)           # already expired: not persisted
     d.save_peer_book(book)
     again = d.load_peer_book()
     assert "127.0.0.1:1234" in again.addrs
-    assert again.is_banned("127.0.0.1:9999", now=50.0)
-    assert not again.is_banned("127.0.0.1:9999", now=150.0)
+    assert list(again.bans) == ["127.0.0.2"]
+    assert again.is_banned("127.0.0.2", now=now + 50)
+    assert not again.is_banned("127.0.0.2", now=now + 150)
     with pytest.raises(NodeError):
         Datadir(tmp_path / "d").open()  # locked while the first is open
     d.close()

@@ -120,6 +120,14 @@ class InProcessNode:
         return ("127.0.0.1", self.node.p2p_port)
 
 
+def peer_session(source_ip: str = "127.0.0.2"):
+    """An aiohttp ClientSession whose connections come from ``source_ip`` (on Linux any 127.0.0.x is local).
+    Nodes discourage by IP (PROTOCOL §4.5) and honest test nodes all share 127.0.0.1: a test's hostile peer
+    uses an address of its own, or its offence would get every honest node refused too."""
+    import aiohttp
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source_ip, 0)))
+
+
 async def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.05, what: str = "condition"):
     """Poll an async predicate until it returns a truthy value (a liveness bound, not a timed assertion)."""
     async with asyncio.timeout(timeout):

@@ -1,0 +1,253 @@
+"""Peer connections *(policy)*: accept (per-IP and total caps, bans), dial (backoff with jitter, for the node's
+life), offences → discouragement by IP, GETADDR/ADDR (PROTOCOL §4.5, §4.6).
+
+Knows nothing of gossip or sync: every message but GETADDR/ADDR goes to ``dispatch``; a peer that passed the
+handshake goes to ``on_ready``, one that left to ``on_gone``. Owns the peer set, the address book and the
+dialler state; the node reads ``peers``/``book`` for the API and saves the book.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from node import wire
+from node.config import NodeConfig
+from node.datadir import PeerBook, parse_hostport
+from node.dialer import Dialer
+from node.errors import NodeError
+from node.limits import DISCOURAGE_SECONDS, Offence, ban_key
+from node.metrics import Metrics
+from node.peer import LocalIdentity, Peer
+
+log = logging.getLogger("popchain.node")
+
+ADDR_RELAY_MAX = 32
+GIVE_UP = 8                  # failed dials in a row before a non-persistent outbound slot is freed
+HANDSHAKE_TIMEOUT_S = 5.0    # TCP connect + websocket upgrade of an outbound dial
+REFUSE_HEADER = "X-Popchain-Refused"
+
+
+class Connections:
+    def __init__(self, config: NodeConfig, metrics: Metrics, *, hello: Callable[[], wire.Hello],
+                 identity: Callable[[], LocalIdentity], local_port: Callable[[], int],
+                 spawn: Callable[[Coroutine[Any, Any, None], str], Any],
+                 dispatch: Callable[[Peer, wire.Message], Awaitable[None]],
+                 on_ready: Callable[[Peer], None], on_gone: Callable[[Peer], None]) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.hello = hello
+        self.identity = identity
+        self.local_port = local_port
+        self.spawn = spawn
+        self.dispatch = dispatch
+        self.on_ready = on_ready
+        self.on_gone = on_gone
+        self.peers: set[Peer] = set()
+        self.book = PeerBook()
+        self.dialer = Dialer()
+        self.stopping = False
+        self._session: aiohttp.ClientSession | None = None
+        self._outbound_targets: set[tuple[str, int]] = set()
+        self._inbound_by_ip: dict[str, int] = {}   # ban_key -> inbound connections (from before the upgrade)
+        self._addr_asked: set[Peer] = set()        # peers we sent GETADDR and whose ADDR we await
+
+    def open(self) -> None:
+        self._session = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        self.stopping = True
+        if self._session is not None:
+            await self._session.close()
+
+    def ready_peers(self) -> list[Peer]:
+        return [p for p in self.peers if p.hello is not None and not p.close_reason]
+
+    def _is_duplicate(self, nonce: int) -> bool:
+        return any(p.hello is not None and p.hello.nonce == nonce and not p.close_reason for p in self.peers)
+
+    def _make_peer(self, ws, inbound: bool, host: str, port: int) -> Peer:
+        return Peer(ws, inbound=inbound, host=host, port=port, handler=self.on_message, on_offence=self._on_offence,
+                    hello_factory=self.hello, identity=self.identity(), is_duplicate=self._is_duplicate)
+
+    def is_discouraged(self, host: str) -> bool:
+        """Is this host (an IP, or IPv6 /64 — see node.limits.ban_key) discouraged? Ports play no part."""
+        return self.book.is_banned(ban_key(host.rpartition(":")[0] if _has_port(host) else host), time.time())
+
+    def _on_offence(self, peer: Peer, offence: Offence, detail: str) -> None:
+        self.metrics.inc("popchain_peer_offences_total", reason=offence.reason)
+        log.warning("peer %s %s (+%d -> %d): %s", peer.key, offence.reason, offence.score, peer.score + 0, detail)
+        if peer.score >= 100:
+            # by IP (/64), not by the port it advertises: another port must not get it back in, and advertising
+            # an innocent node's port must not get the innocent refused
+            self.book.ban(peer.ban_key, time.time() + DISCOURAGE_SECONDS)
+            self.metrics.inc("popchain_discouragements_total", reason=offence.reason)
+            log.warning("peer %s discouraged for %.0f s (%s)", peer.ban_key, DISCOURAGE_SECONDS, offence.reason)
+
+    async def _serve_peer(self, peer: Peer) -> None:
+        self.peers.add(peer)
+        self.metrics.inc("popchain_connections_total", direction="in" if peer.inbound else "out")
+        try:
+            await peer.run_with(self._after_handshake)
+        finally:
+            self.peers.discard(peer)
+            self._addr_asked.discard(peer)
+            self.on_gone(peer)
+            log.info("peer %s disconnected: %s", peer.key, peer.close_reason)
+
+    async def _after_handshake(self, peer: Peer) -> None:
+        if self.is_discouraged(peer.host):
+            peer.close("discouraged: this address misbehaved")
+            return
+        log.info("peer %s connected (%s, height %d)", peer.key, "in" if peer.inbound else "out",
+                 peer.best_height)
+        if peer.listen_addr is not None and not peer.inbound:
+            self.book.add(*peer.listen_addr, time.time())
+        if not peer.inbound:
+            self._addr_asked.add(peer)   # its ADDR is accepted once, as the answer (PROTOCOL §4.6)
+            peer.send(wire.GetAddr())
+        self.on_ready(peer)
+
+    def _refuse(self, reason: str) -> web.Response:
+        self.metrics.inc("popchain_inbound_refused_total", reason=reason)
+        return web.Response(status=503, reason="Refused", text=f"refused: {reason}",
+                            headers={REFUSE_HEADER: reason})
+
+    async def ws_handler(self, request: web.Request) -> web.StreamResponse:
+        host = request.remote or "?"
+        port = request.transport.get_extra_info("peername")[1] if request.transport else 0
+        key = ban_key(host)
+        # cheap checks first, before the upgrade: discouraged IP, per-IP cap, total cap
+        if self.stopping:
+            return self._refuse("shutting-down")
+        if self.book.is_banned(key, time.time()):
+            return self._refuse("discouraged")
+        if self._inbound_by_ip.get(key, 0) >= self.config.max_inbound_per_ip:
+            return self._refuse("too-many-from-your-address")
+        if sum(self._inbound_by_ip.values()) >= self.config.max_inbound:
+            return self._refuse("full")
+        self._inbound_by_ip[key] = self._inbound_by_ip.get(key, 0) + 1
+        try:
+            ws = web.WebSocketResponse(max_msg_size=wire.MAX_FRAME, autoping=False, compress=False)
+            await ws.prepare(request)
+            await self._serve_peer(self._make_peer(ws, True, host, port))
+            return ws
+        finally:
+            left = self._inbound_by_ip[key] - 1
+            if left:
+                self._inbound_by_ip[key] = left
+            else:
+                del self._inbound_by_ip[key]
+
+    def connect(self, host: str, port: int, persistent: bool = False) -> asyncio.Task | None:
+        """Open (and keep re-opening, with backoff) an outbound connection, as a task in the TaskGroup.
+        ``persistent`` (--peer, config.json) ones never give up; the others give up after GIVE_UP failures in a
+        row and free their slot — the housekeeping refill dials them again later (every known address keeps
+        being retried for the node's whole life, ever more rarely: node.dialer)."""
+        if (host, port) in self._outbound_targets or (host, port) == (self.config.listen, self.local_port()):
+            return None
+        if not persistent and len(self._outbound_targets) >= self.config.max_outbound + len(self.config.peers):
+            return None
+        self._outbound_targets.add((host, port))
+        return self.spawn(self._outbound(host, port, persistent), f"peer-{host}:{port}")
+
+    async def _outbound(self, host: str, port: int, persistent: bool) -> None:
+        addr = (host, port)
+        failures_in_a_row = 0
+        try:
+            while not self.stopping:
+                refused = False
+                if self.is_discouraged(host):
+                    wait = self.dialer.failed(addr, time.monotonic(), refused=True)
+                else:
+                    served = False
+                    try:
+                        assert self._session is not None, "run() opens the session before connecting"
+                        async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+                            ws = await self._session.ws_connect(f"http://{host}:{port}/p2p", autoping=False,
+                                                                max_msg_size=wire.MAX_FRAME, compress=0)
+                    except aiohttp.WSServerHandshakeError as exc:
+                        refused = True
+                        why = exc.headers.get(REFUSE_HEADER, f"HTTP {exc.status}") if exc.headers else exc.status
+                        log.info("peer %s:%d refused us: %s", host, port, why)
+                    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                        log.debug("connect %s:%d failed: %r", host, port, exc)
+                    else:
+                        if self.stopping:
+                            await ws.close()
+                            return
+                        peer = self._make_peer(ws, False, host, port)
+                        await self._serve_peer(peer)
+                        if "self-connection" in peer.close_reason:
+                            return
+                        served = peer.hello is not None and "peer rejected us" not in peer.close_reason
+                        refused = "peer rejected us" in peer.close_reason
+                    now = time.monotonic()
+                    wait = self.dialer.succeeded(addr, now) if served else self.dialer.failed(addr, now, refused)
+                    failures_in_a_row = 0 if served else failures_in_a_row + 1
+                if not persistent and failures_in_a_row >= GIVE_UP:
+                    return
+                await asyncio.sleep(wait)
+        finally:
+            self._outbound_targets.discard(addr)
+
+    def refill_outbound(self) -> None:
+        """Dial known addresses (most recently seen first) whose backoff has passed, up to max_outbound."""
+        if not self.config.peer_exchange or self.stopping:
+            return
+        room = self.config.max_outbound + len(self.config.peers) - len(self._outbound_targets)
+        if room <= 0 or self.outbound_count() >= self.config.max_outbound:
+            return
+        now = time.monotonic()
+        connected = {p.listen_addr for p in self.peers}
+        for text, _ in sorted(self.book.addrs.items(), key=lambda kv: -kv[1]):
+            if room <= 0:
+                break
+            try:
+                addr = parse_hostport(text)
+            except NodeError:
+                continue
+            if addr in self._outbound_targets or addr in connected or self.is_discouraged(addr[0]) \
+                    or not self.dialer.is_due(addr, now):
+                continue
+            if self.connect(*addr) is not None:
+                room -= 1
+
+    def offer_peer(self, host: str, port: int) -> None:
+        """A peer we heard of (discovery): dial it if it is new, not discouraged, and there is outbound room."""
+        if any(p.listen_addr == (host, port) for p in self.peers) or self.is_discouraged(host):
+            return
+        if self.outbound_count() < self.config.max_outbound:
+            self.connect(host, port)
+
+    def outbound_count(self) -> int:
+        return sum(not p.inbound for p in self.peers)
+
+    async def on_message(self, peer: Peer, msg: wire.Message) -> None:
+        if isinstance(msg, wire.GetAddr):
+            addrs = [p.listen_addr for p in self.ready_peers() if p.listen_addr and p is not peer]
+            peer.send(wire.Addr(tuple(a for a in addrs if a)[:ADDR_RELAY_MAX]))
+        elif isinstance(msg, wire.Addr):
+            if peer not in self._addr_asked:
+                # unsolicited (or a second answer): ignored, so a peer cannot fill our book at will
+                self.metrics.inc("popchain_addr_ignored_total")
+                return
+            self._addr_asked.discard(peer)
+            now = time.time()
+            for host, port in msg.addrs[:ADDR_RELAY_MAX]:
+                if self.is_discouraged(host):
+                    continue
+                self.book.add(host, port, now)
+            self.refill_outbound()
+        else:
+            await self.dispatch(peer, msg)
+
+
+def _has_port(text: str) -> bool:
+    """``host:port`` (IPv4 or a name) rather than a bare host or an IPv6 literal."""
+    return text.count(":") == 1 and text.rpartition(":")[2].isdigit()
