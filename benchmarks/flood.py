@@ -10,7 +10,8 @@ id and genesis hash) and sends, for ``seconds`` per class, 100 frames/s — insi
 - TX: validly signed transfers from unfunded keys (cheap to make, a signature check each to refuse).
 
 After a disconnect it reconnects at once, each time advertising another listen port (the way an attacker evades a
-ban keyed by port). Frames the node sends are read and counted (a peer that does not read would just be dropped
+ban keyed by port); each class comes from its own loopback address (nodes ban by IP), so that a ban earned by one
+class does not spare the node the next. Frames the node sends are read and counted (a peer that does not read would just be dropped
 as slow). Per class: the node's VmRSS growth (peak during the class − at its start, /proc/PID/status), frames
 sent, connections made/refused, ids the node requested (GETDATA) and the worst API latency seen meanwhile.
 The figure is the worst class's growth; its baseline is the 64 MB budget (ratio ≤ 1 meets the goal), and the
@@ -36,7 +37,7 @@ from chain.crypto import Keypair
 from chain.tx import make_transfer
 from node import wire
 from node.tools.client import NodeClient
-from node.tools.testing import TestChain, make_test_chain
+from node.tools.testing import TestChain, make_test_chain, peer_session
 from node.wire import InvKind
 
 FRAMES_PER_S = 100
@@ -209,14 +210,15 @@ async def _sample_rss(node: NodeProc, stats: FloodStats, stop: asyncio.Event) ->
 
 
 async def flood(node: NodeProc, chain: TestChain, kind: str, seconds: float, closed_ports: list[int],
-                *, frames: int | None = None) -> FloodStats:
-    """One flood class against ``node`` for ``seconds`` (or until ``frames`` frames were sent)."""
+                *, frames: int | None = None, source_ip: str = "127.0.0.2") -> FloodStats:
+    """One flood class against ``node`` for ``seconds`` (or until ``frames`` frames were sent), from
+    ``source_ip`` (nodes ban by IP: each class gets its own address, so one class's ban does not end the next)."""
     stats = FloodStats(kind, rss_start_mb=node.rss_mb())
     stats.rss_peak_mb = stats.rss_start_mb
     make = frame_maker(kind, chain, closed_ports)
     url = f"http://{node.p2p_addr[0]}:{node.p2p_addr[1]}/p2p"
     stop = asyncio.Event()
-    async with aiohttp.ClientSession() as session, NodeClient(node.api_url, timeout_s=30) as api:
+    async with peer_session(source_ip) as session, NodeClient(node.api_url, timeout_s=30) as api:
         side = [asyncio.create_task(_probe_api(api, stats, stop)), asyncio.create_task(_sample_rss(node, stats, stop))]
         peer: HostilePeer | None = None
         start = time.perf_counter()
@@ -257,7 +259,7 @@ async def idle_growth(node: NodeProc, chain: TestChain, seconds: float) -> float
     stats = FloodStats("idle", rss_start_mb=node.rss_mb())
     stats.rss_peak_mb = stats.rss_start_mb
     stop = asyncio.Event()
-    async with aiohttp.ClientSession() as session:
+    async with peer_session("127.0.0.9") as session:
         peer = HostilePeer(session, f"http://{node.p2p_addr[0]}:{node.p2p_addr[1]}/p2p", chain, stats)
         sampler = asyncio.create_task(_sample_rss(node, stats, stop))
         try:
@@ -295,9 +297,10 @@ async def run_floods(tmp: Path, seconds: float, classes: tuple[str, ...] = CLASS
         await asyncio.sleep(1.0)   # start-up allocations settle
         idle = await idle_growth(node, chain, min(seconds, 5.0))
         results = []
-        for kind in classes:
+        for k, kind in enumerate(classes):
             await settle(node)
-            results.append(await flood(node, chain, kind, seconds, [s.getsockname()[1] for s in held]))
+            results.append(await flood(node, chain, kind, seconds, [s.getsockname()[1] for s in held],
+                                       source_ip=f"127.0.0.{10 + k}"))
         async with NodeClient(node.api_url) as api:
             peers = await api.peers()
             metrics = (await api._request("GET", "/metrics", raw=True)).decode()

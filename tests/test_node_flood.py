@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import pytest
 
 from benchmarks._nodeproc import NodeProc
 from benchmarks.flood import FloodStats, HostilePeer, frame_maker
 from node.inventory import PER_PEER_INFLIGHT
 from node.tools.client import NodeClient
-from node.tools.testing import make_test_chain
+from node.tools.testing import make_test_chain, peer_session
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -41,7 +40,7 @@ def test_inv_flood_is_bounded_and_node_keeps_serving(chain, tmp_path):
             await node.ready()
             stats = FloodStats("inv")
             make = frame_maker("inv", chain, [])
-            async with aiohttp.ClientSession() as session, NodeClient(node.api_url) as api:
+            async with peer_session("127.0.0.2") as session, NodeClient(node.api_url) as api:
                 peer = HostilePeer(session, f"http://{node.p2p_addr[0]}:{node.p2p_addr[1]}/p2p", chain, stats)
                 assert await peer.connect()
                 rss_before = node.rss_mb()
