@@ -6,11 +6,14 @@ Skipped, with the reason printed, where namespaces cannot be made (not root, no 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from benchmarks.lan import run_lan, topology, unavailable
-from benchmarks.netns.ns import PREFIX, list_ours
+from benchmarks.netns.ns import PREFIX, _ip, list_ours, remove_stale
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -35,3 +38,31 @@ def test_partition_heals_to_one_tip(tmp_path):
         assert ph.converge_s is not None, f"{ph.kind}: no single tip after the heal: {result.log}"
     assert result.discouraged == 0
     assert not [name for name in list_ours() if name.startswith(f"{PREFIX}{os.getpid()}-")]
+
+
+def test_stale_namespaces_of_a_killed_run_are_removed_with_what_runs_inside():
+    """A harness killed with SIGKILL leaves its namespaces, and its nodes running in them: the next run's
+    remove_stale() kills those processes (by pid) and deletes the namespaces; live runs' namespaces are kept."""
+    why = unavailable()
+    if why:
+        print(f"skipping: {why}")
+        pytest.skip(why)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()                                   # its pid is free now: a "killed run"
+    stale, live = f"{PREFIX}{gone.pid}-n0", f"{PREFIX}{os.getpid()}-keep"
+    _ip("netns", "add", stale)
+    _ip("netns", "add", live)
+    inside = subprocess.Popen(["ip", "netns", "exec", stale, sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        while not _ip("netns", "pids", stale, check=False).split():
+            assert inside.poll() is None
+            time.sleep(0.05)
+        assert stale in remove_stale()
+        assert inside.wait(timeout=30) != 0      # killed
+        assert stale not in list_ours() and live in list_ours()
+    finally:
+        if inside.poll() is None:
+            inside.kill()
+            inside.wait()
+        for name in (stale, live):
+            _ip("netns", "del", name, check=False)

@@ -1,7 +1,8 @@
 """Network namespaces for the LAN harness: one hub namespace holding a bridge, one namespace per node joined to
 it by a veth pair, addresses 10.77.0.0/16 that exist only inside these namespaces (nothing is created in, or
 routed to, the namespace the harness was started in). Everything is named ``poplan<pid>-…``: ``cleanup`` removes a
-run's namespaces (and so its veths and bridge), ``remove_stale`` those of runs whose process is gone.
+run's namespaces (and so its veths and bridge), ``remove_stale`` those of runs whose process is gone, first
+killing by pid what still runs inside them (a harness killed with SIGKILL leaves its nodes running there).
 
 It only runs ``ip`` and ``setns(2)``; it starts no node.
 """
@@ -11,6 +12,7 @@ import ctypes
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
@@ -58,13 +60,24 @@ def list_ours() -> list[str]:
     return names
 
 
+def _delete(name: str) -> None:
+    """Kill what still runs inside one of our namespaces (nodes, proxies of a killed run: by pid, from
+    ``ip netns pids``), then delete it; its veth ends and bridge go with it."""
+    for pid in _ip("netns", "pids", name, check=False).split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    _ip("netns", "del", name, check=False)
+
+
 def remove_stale() -> list[str]:
     """Delete namespaces left by harness runs whose process no longer exists (a killed run)."""
     removed = []
     for name in list_ours():
         m = re.match(rf"{PREFIX}(\d+)-", name)
         if m and not os.path.exists(f"/proc/{m.group(1)}"):
-            _ip("netns", "del", name, check=False)
+            _delete(name)
             removed.append(name)
     return removed
 
@@ -109,12 +122,13 @@ class Lan:
             _ip("-n", ns, "link", "set", "eth0", "up")
 
     def cleanup(self) -> None:
+        """Delete this run's namespaces (killing anything still inside: the caller stops its nodes first)."""
         for name in reversed(self.made):
-            _ip("netns", "del", name, check=False)
+            _delete(name)
         self.made.clear()
         for name in list_ours():   # anything of this run left by a failed create()
             if name.startswith(self.tag + "-"):
-                _ip("netns", "del", name, check=False)
+                _delete(name)
 
 
 def run_in_namespace(name: str, fn: Callable[[], T]) -> T:
