@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,7 +178,7 @@ async def _drive(topo: Topology, chain: TestChain, nodes: list[NodeProc], proxie
 
 
 async def _partition(kind: str, topo: Topology, clients: list[NodeClient], proxies: list[subprocess.Popen],
-                     poll, result: LanResult, timeout_s: float) -> Phase:
+                     poll: Callable[[], Awaitable[list[dict]]], result: LanResult, timeout_s: float) -> Phase:
     """Cut the cross links (``kind``) for at least PARTITION_ROUNDS rounds and until half A crowned a block
     half B cannot have; heal; measure until one tip everywhere."""
     phase = Phase(kind)
