@@ -103,6 +103,7 @@ class LanResult:
     phases: list[Phase] = field(default_factory=list)
     round_period_s: float = 0.0
     heights: list[int] = field(default_factory=list)
+    last_round: int = 0
     discouraged: int = 0
     setup_s: float = 0.0
     log: list[str] = field(default_factory=list)
@@ -146,6 +147,8 @@ async def _drive(topo: Topology, chain: TestChain, nodes: list[NodeProc], proxie
 
         async def poll() -> list[dict]:
             sts = await _statuses(clients)
+            result.heights = [st["height"] for st in sts]
+            result.last_round = sts[0]["round"]
             if not rounds_seen or sts[0]["round"] != rounds_seen[-1][1]:
                 rounds_seen.append((time.perf_counter(), sts[0]["round"]))
             for t in tasks:
@@ -186,6 +189,7 @@ async def _partition(kind: str, topo: Topology, clients: list[NodeClient], proxi
         p.send_signal(CUT_SIGNALS[kind])
     sts = await poll()
     cut_round, cut_height = sts[0]["round"], sts[0]["height"]
+    result.log.append(f"{kind}: cut at round {cut_round}, height {cut_height}")
 
     last: list[dict] = []
 
@@ -262,8 +266,12 @@ def run_lan(n: int, work: Path, *, seed: int = 7, timeout_s: float = 180.0,
             await asyncio.gather(*(nd.ready(timeout=timeout_s) for nd in nodes))
         asyncio.run(all_ready())
         result.setup_s = time.perf_counter() - started
-        run_in_namespace(lan.hub, lambda: asyncio.run(_drive(topo, chain, nodes, proxies, result, timeout_s, cuts,
-                                                               warmup_blocks)))
+        try:
+            run_in_namespace(lan.hub, lambda: asyncio.run(_drive(topo, chain, nodes, proxies, result, timeout_s, cuts,
+                                                                   warmup_blocks)))
+        except TimeoutError:
+            raise RuntimeError(f"timed out after {timeout_s:.0f} s; so far: {'; '.join(result.log)}; last seen: "
+                               f"round {result.last_round}, heights {result.heights}") from None
         return result
     finally:
         stop_all(nodes)
