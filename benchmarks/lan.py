@@ -223,7 +223,7 @@ async def _partition(kind: str, topo: Topology, clients: list[NodeClient], proxi
     return phase
 
 
-def run_lan(n: int, work: Path, *, seed: int = 7, timeout_s: float = 180.0,
+def run_lan(n: int, work: Path, *, seed: int = 7, timeout_s: float = 300.0,
             cuts: tuple[str, ...] = CUTS, warmup_blocks: int = WARMUP_BLOCKS, rounds: int = 80) -> LanResult:
     """Build the LAN, run the scenario, tear everything down (always). Raises RuntimeError if unavailable."""
     why = unavailable()
