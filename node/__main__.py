@@ -33,7 +33,7 @@ def setup_logging(config: NodeConfig) -> None:
 
 async def run_node(config: NodeConfig, node: "Node | None" = None) -> int:
     """Run a node (``node``, or a new one from ``config``) until SIGINT/SIGTERM. Returns a process exit code:
-    0 after a clean stop, EXIT_START_FAILED (2) if it could not start, EXIT_TASK_FAILED (3) if an essential
+    0 after a clean stop, EXIT_START_FAILED (2) if it could not start, EXIT_TASK_FAILED (5) if an essential
     task died (node.supervisor)."""
     from node.node import Node
     node = node if node is not None else Node(config)

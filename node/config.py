@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from node.datadir import parse_hostport
+from node.errors import NodeError
 
 DEFAULT_P2P_PORT = 9444
 DEFAULT_API_PORT = 9445
@@ -61,11 +64,35 @@ def config_from_args(args: argparse.Namespace, file_config: dict | None = None) 
     def pick(cli, key, default):
         return cli if cli is not None else fc.get(key, default)
 
-    return NodeConfig(
+    config = NodeConfig(
         datadir=args.datadir, genesis=args.genesis, keyholder=args.keyholder, peers=tuple(dict.fromkeys(peers)),
         port=int(pick(args.port, "port", DEFAULT_P2P_PORT)), api_port=int(pick(args.api_port, "api_port",
                                                                                DEFAULT_API_PORT)),
         listen=str(pick(args.listen, "listen", "127.0.0.1")), api_listen=pick(args.api_listen, "api_listen", None),
         discover=bool(args.discover or fc.get("discover", False)),
         discovery_interface=str(pick(args.discovery_interface, "discovery_interface", "127.0.0.1")),
-        peer_exchange=bool(fc.get("peer_exchange", True)), log_level=args.log_level)
+        peer_exchange=_flag(fc, "peer_exchange", True), log_level=args.log_level)
+    return dataclasses.replace(config, **_limits(fc))
+
+
+def _flag(fc: dict, key: str, default: bool) -> bool:
+    """A true/false setting from config.json (anything else is a configuration error)."""
+    value = fc.get(key, default)
+    if not isinstance(value, bool):
+        raise NodeError(f"config.json: {key} must be true or false, got {value!r}")
+    return value
+
+
+_LIMIT_KEYS = ("max_inbound", "max_inbound_per_ip", "max_outbound", "mempool_max_txs", "mempool_max_per_sender")
+
+
+def _limits(fc: dict) -> dict[str, Any]:
+    """Peer and mempool limits from config.json (positive integers; others are a configuration error)."""
+    out = {}
+    for key in _LIMIT_KEYS:
+        if key in fc:
+            value = fc[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 10**7:
+                raise NodeError(f"config.json: {key} must be a positive integer, got {value!r}")
+            out[key] = value
+    return out

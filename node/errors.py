@@ -19,11 +19,13 @@ class NodeError(PopError):
 
 
 EXIT_START_FAILED = 2      # the node could not start (NodeError: bad datadir, config, genesis, ...)
-EXIT_TASK_FAILED = 3       # an essential task died while running (TaskFailed): see the CRITICAL log line
+EXIT_TASK_FAILED = 5       # an essential task died while running (TaskFailed): see the CRITICAL log line
+# (3 and 4 are the store's: an unreadable database, a chain that does not replay — see the README)
 
 
 class TaskFailed(NodeError):
-    """An essential task of a running node failed; the node stopped (exit code EXIT_TASK_FAILED)."""
+    """An essential task of a running node failed; the node stopped (exit code EXIT_TASK_FAILED). The task's
+    exception is ``__cause__`` (a StoreError there is a storage fault: map it to the store's exit code)."""
 
 
 class ApiError(PopError):

@@ -35,6 +35,9 @@ class Mempool:
         self.expiry_s = expiry_s
         self._by_id: dict[bytes, PoolEntry] = {}
         self._by_sender: dict[bytes, dict[int, bytes]] = {}   # sender pubkey -> nonce -> txid
+        # (fee, txid) of every sender's last tx, lazily cleaned: the eviction candidate in O(log n), not a scan
+        # of all senders per tx once the pool is full (at thousands of tx/s that scan was the bottleneck)
+        self._tails: list[tuple[int, bytes]] = []
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -91,11 +94,33 @@ class Mempool:
             evicted.append(victim)
         self._by_id[tx.txid] = PoolEntry(tx, now)
         self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx.txid
+        self._push_tail(tx.sender)
         return evicted
 
+    def _is_tail(self, txid: bytes) -> bool:
+        entry = self._by_id.get(txid)
+        if entry is None:
+            return False
+        seq = self._by_sender.get(entry.tx.sender)
+        return seq is not None and bool(seq) and seq[max(seq)] == txid
+
+    def _push_tail(self, sender: bytes) -> None:
+        seq = self._by_sender.get(sender)
+        if seq:
+            txid = seq[max(seq)]
+            heapq.heappush(self._tails, (self._by_id[txid].tx.fee, txid))
+        if len(self._tails) > 4 * len(self._by_sender) + 1024:   # too many stale entries: rebuild
+            self._tails = [(self._by_id[q[max(q)]].tx.fee, q[max(q)]) for q in self._by_sender.values() if q]
+            heapq.heapify(self._tails)
+
     def _lowest_tail(self) -> bytes | None:
-        tails = [seq[max(seq)] for seq in self._by_sender.values() if seq]
-        return min(tails, key=lambda t: (self._by_id[t].tx.fee, t), default=None)
+        """The cheapest last-of-its-sender tx, ties by txid (the same choice as a scan of every sender)."""
+        while self._tails:
+            fee, txid = self._tails[0]
+            if self._is_tail(txid) and self._by_id[txid].tx.fee == fee:
+                return txid
+            heapq.heappop(self._tails)
+        return None
 
     def _remove(self, txid: bytes) -> None:
         entry = self._by_id.pop(txid, None)
@@ -106,6 +131,8 @@ class Mempool:
             seq.pop(entry.tx.nonce, None)
             if not seq:
                 del self._by_sender[entry.tx.sender]
+            else:
+                self._push_tail(entry.tx.sender)   # its previous tx may be the tail now
 
     def remove(self, txids: Iterable[bytes]) -> None:
         for txid in txids:

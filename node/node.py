@@ -144,6 +144,9 @@ class Node:
         m.gauge("popchain_engine_busy_seconds", lambda: self.worker.busy_seconds,
                 "time spent in engine calls (scoring included)")
         m.gauge("popchain_discouraged", lambda: len(self.book.bans), "discouraged peer addresses")
+        m.gauge("popchain_requests_inflight", lambda: len(self.relay.requests), "objects requested, not yet received")
+        m.gauge("popchain_tx_orphans", lambda: len(self.relay.judge.tx_orphans), "txs waiting for a previous nonce")
+        m.gauge("popchain_healthy", lambda: float(self.supervisor.health()["ok"]), "1 if every essential task runs")
 
     tip_cache: tuple[int, int, bytes] = (0, 0, b"")
 
@@ -246,7 +249,7 @@ class Node:
         finally:
             await self._shutdown()
         if self.supervisor.failure is not None:
-            raise TaskFailed(self.supervisor.failure)
+            raise TaskFailed(self.supervisor.failure) from self.supervisor.failure_exc
 
     def add_service(self, factory: Callable[[], Awaitable[None]], name: str, *, essential: bool) -> None:
         """Register a long-lived task before ``run`` (embedders, tests): supervised like the node's own."""

@@ -3,7 +3,7 @@
 An *essential* task (the block queue, the tx queue, housekeeping, the keyholder loop) is one the node cannot
 live without: if it raises — or returns, which a service loop never does — the supervisor logs the reason at
 CRITICAL, records it, and asks the node to stop; ``Node.run`` then raises TaskFailed and ``python -m node``
-exits with EXIT_TASK_FAILED (3) — a node that no longer processes blocks must not keep answering
+exits with EXIT_TASK_FAILED (5) — a node that no longer processes blocks must not keep answering
 ``/api/status`` as if it did. An *optional* task (announcement trickle, discovery) is restarted after
 RESTART_MIN_S, doubling up to RESTART_MAX_S, with its state visible in ``health()``. One-off tasks (a peer
 connection, a header request) are not supervised: their errors are logged and end only themselves.
@@ -39,6 +39,7 @@ class Supervisor:
         self.metrics = metrics
         self.tasks: dict[str, TaskState] = {}
         self.failure: str | None = None
+        self.failure_exc: BaseException | None = None
         self.stopping = False
 
     def supervise(self, spawn: Spawn, factory: Callable[[], Awaitable[None]], name: str, *, essential: bool) -> None:
@@ -67,6 +68,7 @@ class Supervisor:
                 if st.essential:
                     st.state = "failed"
                     self.failure = f"essential task {name!r} failed: {st.last_error}"
+                    self.failure_exc = exc
                     log.critical("%s — stopping the node", self.failure, exc_info=exc)
                     self.metrics.inc("popchain_task_failures_total", task=name)
                     self.on_fatal(self.failure)

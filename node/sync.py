@@ -54,6 +54,7 @@ class Sync:
         self.node = node
         self.relay = relay
         self.wanted: dict[bytes, int] = {}                      # block hash -> height, not yet connected
+        self.source: dict[bytes, Peer] = {}                     # block hash -> the peer whose headers named it
         self.inflight: dict[bytes, tuple[Peer, float]] = {}     # block hash -> (peer, sent)
         self.headers_asked: dict[Peer, float] = {}
         self.last_progress_log = 0.0
@@ -69,6 +70,17 @@ class Sync:
             if p is peer:
                 del self.inflight[h]
                 self.relay.cancel_request((InvKind.BLOCK, h))
+        # what only this peer's headers named goes with it: headers are unchecked hints, and a peer feeding us
+        # a fake chain must not keep the want list (MAX_WANTED) full after it is gone. If it was honest, the
+        # others name the same blocks again when asked.
+        dropped = [h for h, p in self.source.items() if p is peer and h not in self.inflight]
+        for h in dropped:
+            self.wanted.pop(h, None)
+            del self.source[h]
+        if dropped:
+            for other in self.node.ready_peers()[:2]:
+                if other is not peer:
+                    self.node.spawn(self.ask_headers(other), "ask-headers")
         self._dispatch()
 
     async def ask_headers(self, peer: Peer, from_hash: bytes | None = None) -> None:
@@ -129,6 +141,7 @@ class Sync:
         for header in fresh:
             if len(self.wanted) < MAX_WANTED:
                 self.wanted[header.hash] = header.height
+                self.source[header.hash] = peer
         if fresh:
             log.info("sync: %d new headers from %s up to height %d", len(fresh), peer.key, headers[-1].height)
         if len(headers) >= wire.MAX_HEADERS:
@@ -165,6 +178,7 @@ class Sync:
 
     def block_arrived(self, h: bytes) -> None:
         height = self.wanted.pop(h, None)
+        self.source.pop(h, None)
         self.inflight.pop(h, None)
         if height is not None:
             now = time.monotonic()
@@ -188,8 +202,9 @@ class Sync:
                     peer.close("stalled block download")
         # a block we wanted but that connected through another path (relay) is no longer wanted
         if self.wanted:
-            have = [h for h in list(self.wanted) if h not in self.inflight and
-                    await self.node.worker.call(self.node.store.has_block, h)]
-            for h in have:
+            idle = [h for h in self.wanted if h not in self.inflight]
+            store = self.node.store
+            known = await self.node.worker.call(lambda: [h for h in idle if store.has_block(h)])  # one hop
+            for h in known:
                 self.block_arrived(h)
             self._dispatch()

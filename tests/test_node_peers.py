@@ -186,3 +186,36 @@ async def _peers(node, n):
 
 async def _counter(node, name, n):
     return node.node.metrics.get(name) >= n
+
+
+def test_fake_headers_leave_with_their_peer(chain, tmp_path):
+    """Headers are unchecked hints: a peer feeding a fake 500-header chain filled the want list for good (and
+    every second cost one engine-worker hop per entry). Now its entries go when it does."""
+    from chain.block import Header
+    from chain.crypto import Keypair
+
+    g = chain.genesis.header
+    miner = Keypair.generate()
+    headers, prev = [], g.hash
+    for height in range(1, wire.MAX_HEADERS + 1):
+        h = Header(1, chain.genesis.chain_id, height, prev, height, g.timestamp + height, miner.public, bytes(32),
+                   bytes(32), bytes(32), os.urandom(32)).sign(miner)
+        headers.append(h.encode())
+        prev = h.hash
+
+    async def scenario():
+        async with InProcessNode(node_config(tmp_path / "S", chain)) as n:
+            url = f"http://127.0.0.1:{n.node.p2p_port}/p2p"
+            async with _session("127.0.0.6") as s:
+                ws = await s.ws_connect(url, max_msg_size=0)
+                await ws.send_bytes(_hello(chain, 44000))
+                await ws.send_bytes(wire.encode(wire.Headers(tuple(headers))))
+                await wait_for(lambda: _syncing(n, wire.MAX_HEADERS), what="fake headers wanted")
+                await ws.close()
+            await wait_for(lambda: _syncing(n, 0), what="want list emptied when the peer left")
+
+    asyncio.run(scenario())
+
+
+async def _syncing(node, n):
+    return (await node.client.status())["syncing"] == n

@@ -161,3 +161,43 @@ def test_round_objects_stay_servable_after_thousands_of_txs(chain, tmp_path):
                 await ws.close()
 
     asyncio.run(scenario())
+
+
+def test_what_we_asked_for_is_never_penalised(chain, tmp_path):
+    """A transfer we requested that turns out unacceptable for state reasons costs its sender nothing (a race:
+    it was fine when announced); the same pushed at us unasked costs a soft point."""
+    import os
+
+    from node import wire
+
+    cid = chain.genesis.chain_id
+    sink = address_of(Keypair.generate().public)
+    asked = make_transfer(chain.users[0], cid, sink, 10**15, 1_000, 0)      # more than the balance
+    pushed = make_transfer(chain.users[1], cid, sink, 10**15, 1_000, 0)
+
+    async def scenario():
+        async with InProcessNode(node_config(tmp_path / "P", chain)) as p:
+            url = f"http://127.0.0.1:{p.node.p2p_port}/p2p"
+            hello = wire.Hello(wire.PROTOCOL_VERSION, cid, chain.genesis.hash, 0, 0, "127.0.0.1", 40997,
+                               int.from_bytes(os.urandom(8), "big"), "racer")
+            from node.tools.testing import peer_session
+            async with peer_session("127.0.0.3") as s:
+                ws = await s.ws_connect(url, max_msg_size=0)
+                await ws.send_bytes(wire.encode(hello))
+                await ws.send_bytes(wire.encode(wire.Inv(((wire.InvKind.TX, asked.txid),))))
+                async with asyncio.timeout(30):
+                    async for msg in ws:
+                        got = wire.decode(msg.data)
+                        if isinstance(got, wire.GetData) and (wire.InvKind.TX, asked.txid) in got.items:
+                            break
+                await ws.send_bytes(wire.encode(wire.Txs((asked.encode(),))))
+                await ws.send_bytes(wire.encode(wire.Object(wire.InvKind.TX, pushed.encode())))
+
+                async def judged():
+                    return p.node.metrics.get("popchain_objects_rejected_total", kind="tx",
+                                              reason="insufficient-funds") >= 2
+                await wait_for(judged, what="both txs judged")
+                await ws.close()
+            assert p.node.metrics.get("popchain_peer_offences_total", reason="stale-object") == 1
+
+    asyncio.run(scenario())

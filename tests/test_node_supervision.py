@@ -1,6 +1,6 @@
 """Supervision (issue 10, *Why*: "crashes are swallowed" — the node kept answering /api/status after the block
 queue or the keyholder loop died): an essential task that fails stops the node with a logged reason and exit
-code 3; an optional one is restarted with backoff; /api/status reports health."""
+code 5 (EXIT_TASK_FAILED); an optional one is restarted with backoff; /api/status reports health."""
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +21,8 @@ def chain(tmp_path_factory):
     return make_test_chain(tmp_path_factory.mktemp("chain"), rounds=3)
 
 
-def test_essential_task_failure_stops_the_node_with_exit_code_3(chain, tmp_path, caplog):
-    """A real node runs with a real essential task that dies after start-up: ``run_node`` returns 3 and the
+def test_essential_task_failure_stops_the_node_with_exit_code_5(chain, tmp_path, caplog):
+    """A real node runs with a real essential task that dies after start-up: ``run_node`` returns EXIT_TASK_FAILED and the
     CRITICAL log names the task and the error (before the fix the node went on serving)."""
     node = Node(node_config(tmp_path / "A", chain, keyholder=True))
 

@@ -225,3 +225,25 @@ def test_object_frame_garbage_raises_wire_error_only(body, mtype):
         wire.decode(bytes([mtype]) + body)
     except WireError:
         pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(1000, 1010), st.booleans()), max_size=80))
+def test_mempool_eviction_candidate_is_the_cheapest_tail(ops):
+    """The lazily cleaned tail heap picks the same victim as a scan of every sender's last tx."""
+    pool = Mempool(PARAMS, max_txs=12, max_per_sender=5)
+    rich = Account(10**12, 0)
+    for who, fee, remove in ops:
+        kp = _kp(who)
+        seq = pool._by_sender.get(kp.public, {})
+        if remove and seq:
+            pool.remove([seq[max(seq)]])
+        else:
+            try:
+                pool.add(_tx(kp, len(seq), fee=fee), rich, 0)
+            except RuleError:
+                pass
+        tails = [s[max(s)] for s in pool._by_sender.values() if s]
+        expected = min(tails, key=lambda t: (pool._by_id[t].tx.fee, t), default=None)
+        assert pool._lowest_tail() == expected
+        assert len(pool) <= 12
