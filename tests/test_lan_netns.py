@@ -66,3 +66,19 @@ def test_stale_namespaces_of_a_killed_run_are_removed_with_what_runs_inside():
             inside.wait()
         for name in (stale, live):
             _ip("netns", "del", name, check=False)
+
+
+def test_config_json_peer_exchange_is_a_validated_boolean(tmp_path):
+    """The LAN's nodes run with config.json {"peer_exchange": false} (a node told its peers' real addresses
+    would dial them around the emulated links); before, the key was silently ignored."""
+    import argparse
+
+    from node.config import add_node_run_arguments, config_from_args
+    from node.errors import NodeError
+    parser = argparse.ArgumentParser()
+    add_node_run_arguments(parser)
+    args = parser.parse_args(["--datadir", str(tmp_path)])
+    assert config_from_args(args, {}).peer_exchange is True
+    assert config_from_args(args, {"peer_exchange": False}).peer_exchange is False
+    with pytest.raises(NodeError, match="peer_exchange"):
+        config_from_args(args, {"peer_exchange": "no"})
