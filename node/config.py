@@ -71,8 +71,16 @@ def config_from_args(args: argparse.Namespace, file_config: dict | None = None) 
         listen=str(pick(args.listen, "listen", "127.0.0.1")), api_listen=pick(args.api_listen, "api_listen", None),
         discover=bool(args.discover or fc.get("discover", False)),
         discovery_interface=str(pick(args.discovery_interface, "discovery_interface", "127.0.0.1")),
-        log_level=args.log_level)
+        peer_exchange=_flag(fc, "peer_exchange", True), log_level=args.log_level)
     return dataclasses.replace(config, **_limits(fc))
+
+
+def _flag(fc: dict, key: str, default: bool) -> bool:
+    """A true/false setting from config.json (anything else is a configuration error)."""
+    value = fc.get(key, default)
+    if not isinstance(value, bool):
+        raise NodeError(f"config.json: {key} must be true or false, got {value!r}")
+    return value
 
 
 _LIMIT_KEYS = ("max_inbound", "max_inbound_per_ip", "max_outbound", "mempool_max_txs", "mempool_max_per_sender")
