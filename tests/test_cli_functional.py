@@ -119,8 +119,11 @@ class Net:
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     n = Net(tmp_path_factory.mktemp("cli-functional"))
     (n.dir / "pw").write_text(PASSWORD + "\n")
+    # the shared wallet uses a light KDF (opened by ~40 commands); `wallet new` itself is tested on others
+    from chain.wallet import Wallet
+    shared = Wallet.create(n.dir / "w.popkeys", PASSWORD, opslimit=1, memlimit=8 * 2**20)
     for label in ("alice", "miner"):
-        n.keys[label] = n.json("wallet", "new", "--label", label, *n.wallet)["address"]
+        n.keys[label] = shared.new_key_with_phrase(label)[0].address
     bob = ["--wallet", str(n.dir / "bob.popkeys"), "--password-file", str(n.dir / "pw")]
     n.keys["bob"] = n.json("wallet", "new", "--label", "bob", *bob)["address"]
     n.genesis_out = n.json("genesis", "create", "--task", "synthetic", "--out", "chain", "--rounds", "100",
@@ -134,6 +137,11 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     node = n.spawn("node", n.node_args("--port", "0", "--api-port", "0"))
     n.ports = ports_of(kh, node)
     n.url = f"http://127.0.0.1:{n.ports['api']}"
+    # a transfer waiting for its confirmation while the rest of the suite runs; it must be in the mempool
+    # before the miner seals its first entry (an entry commits to its txs)
+    n.spawn("send1", ["wallet", "send", "--to", n.keys["bob"], "--amount", "12345", "--fee", "1000", "--memo", "hi",
+                      "--key", "alice", "--timeout", "280", "--json", *n.node, *n.wallet])
+    n.wait(lambda: _get_json(f"{n.url}/api/mempool")["size"] == 1, "the transfer in the mempool", timeout=60)
     n.spawn("miner", ["miner", "run", *n.node, *n.wallet, "--key", "miner", "--model", "forest", "--retry", "120"])
     try:
         yield n
@@ -301,9 +309,13 @@ def test_a_closed_stdout_ends_quietly() -> None:
 @covers("wallet send", "wallet balance", "wallet history", "chain tx", "chain block")
 def test_send_balance_history_tx_block(net: Net) -> None:
     bob_w = ["--wallet", str(net.dir / "bob.popkeys"), "--password-file", str(net.dir / "pw")]
-    sent = net.json("wallet", "send", "--to", net.keys["bob"], "--amount", "12345", "--fee", "1000", "--memo", "hi",
-                    "--key", "alice", "--timeout", "240", *net.node, *net.wallet, timeout=300)
+    sender = net.procs["send1"]
+    assert sender.wait(300) == 0, net.log("send1")
+    del net.procs["send1"]
+    log = net.log("send1")
+    sent = json.loads(log[log.index("{"):])
     assert sent["status"] == "confirmed" and sent["height"] >= 1
+    assert "waiting for a block" in log and f"txid {sent['txid']}" in log
     bal = net.json("wallet", "balance", *net.node, *bob_w)
     assert bal[0]["balance"] == 12345
     assert "balance" in net.run("wallet", "balance", *net.node, *bob_w).stdout
