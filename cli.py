@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         expected = _expected_errors()
         if not isinstance(exc, expected + (OSError,)):
             raise
-        if not isinstance(exc, expected):      # a plain OSError: "No such file or directory: x.csv"
+        if isinstance(exc, OSError) and not isinstance(exc, expected):   # "No such file or directory: x.csv"
             print(f"popchain: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
             return 1
         print(f"popchain: error: {exc}", file=sys.stderr)

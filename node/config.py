@@ -204,11 +204,12 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> t
     sources = {key: "default" for key in SETTINGS}
     for source, layer in layers:
         for key, value in layer.items():
+            origin = source
             if key == "peers" and "peers" in values:   # peers add up across sources, in order, without repeats
                 value = tuple(dict.fromkeys(values["peers"] + value))
-                source = f"{sources['peers']} + {source}"
+                origin = f"{sources['peers']} + {source}"
             values[key] = value
-            sources[key] = source
+            sources[key] = origin
     return replace(NodeConfig(datadir=datadir), **values), sources
 
 

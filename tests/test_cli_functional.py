@@ -471,6 +471,68 @@ def test_audit_rechecks_every_crowned_model(net: Net) -> None:
                                   check=False), "not the expected")
 
 
+@contextlib.contextmanager
+def lying_node(upstream: str, rewrite: Callable[[str, Any], Any]) -> Iterator[str]:
+    """A real HTTP server in front of the node that rewrites JSON answers (the attacker an auditor faces)."""
+    import asyncio
+    import threading
+
+    import aiohttp
+    from aiohttp import web
+    ready: dict[str, Any] = {}
+
+    async def handle(request: web.Request) -> web.Response:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(upstream + request.path_qs) as r:
+                body = await r.read()
+                if r.content_type == "application/json":
+                    return web.json_response(rewrite(request.path, json.loads(body)), status=r.status)
+                return web.Response(body=body, status=r.status, content_type=r.content_type)
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        ready["port"] = site._server.sockets[0].getsockname()[1]     # type: ignore[union-attr]
+        ready["loop"] = loop
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    while "loop" not in ready:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{ready['port']}"
+    finally:
+        ready["loop"].call_soon_threadsafe(ready["loop"].stop)
+        thread.join(10)
+
+
+def test_audit_catches_a_node_that_lies_about_a_record(net: Net) -> None:
+    history = crowned(net)
+    target = history[1]["hash"]
+
+    def inflate(path: str, body: Any) -> Any:
+        if path == "/api/champion":
+            for rec in body["history"]:
+                if rec["hash"] == target:
+                    rec["b"] += 3            # a better-looking crowning than the one the block carries
+        return body
+    with lying_node(net.url, inflate) as url:
+        proc = net.run("audit", "--out", "lie.json", "--node", url, check=False)
+    assert_one_line_error(proc, "audit found problems in 1 of")
+    report = json.loads((net.dir / "lie.json").read_text())
+    bad = [r for r in report["records"] if not r["ok"]]
+    assert [r["hash"] for r in bad] == [target]
+    assert bad[0]["checks"]["rescore"] is False and bad[0]["checks"]["payload-record"] is False
+    assert "FAILED" in proc.stdout
+
+
 # --------------------------------------------------------------------------- restart (last: it stops the node)
 
 

@@ -153,7 +153,7 @@ async def evaluate(client, model: Model, model_bytes: bytes, shards: int) -> dic
     next_round = max(next_round, champ["round"] + 1)
     mh = model_hash(model_bytes).hex()
     duplicate = view.record(mh) is not None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in sorted(view.keys)[-shards:]:
         shard = view.shard(r)
         mine = score(model, shard.X, shard.y)
