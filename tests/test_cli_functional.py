@@ -206,7 +206,8 @@ def test_genesis_create_outputs(net: Net, tmp_path: Path) -> None:
     human = net.run("genesis", "create", "--task", "iris", "--label-column", "label", "--out", str(tmp_path / "g"),
                     "--alloc", f"{net.keys['bob']}=5").stdout
     assert "genesis hash" in human and "keyholder file" in human
-    assert_one_line_error(net.run("genesis", "create", "--out", str(tmp_path / "g"), check=False), "already exists")
+    assert_one_line_error(net.run("genesis", "create", "--out", str(tmp_path / "g"), "--alloc",
+                                  f"{net.keys['bob']}=5", check=False), "already exists")
     assert_one_line_error(net.run("genesis", "create", "--alloc", "nonsense", "--out", str(tmp_path / "h"),
                                   check=False), "ADDRESS=AMOUNT")
 
@@ -466,7 +467,7 @@ def test_audit_rechecks_every_crowned_model(net: Net) -> None:
     assert "every record checks out" in (net.dir / "audit.html").read_text()
     assert "all checks pass" in net.run("audit", "--out", "audit2.json", *net.node).stdout
     other = net.dir / "other-genesis"
-    net.run("genesis", "create", "--task", "iris", "--out", str(other))
+    net.run("genesis", "create", "--task", "iris", "--out", str(other), "--alloc", f"{net.keys['bob']}=5")
     assert_one_line_error(net.run("audit", "--out", "a3.json", "--genesis", str(other / "genesis.bin"), *net.node,
                                   check=False), "not the expected")
 
