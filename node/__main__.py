@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from node.config import NodeConfig, add_node_run_arguments, describe, resolve
-from node.errors import NodeError
+from node.errors import EXIT_CONFIG, EXIT_STORE, NodeError, exit_code_of, first_line
 
 
 class JsonFormatter(logging.Formatter):
@@ -51,7 +51,7 @@ def start(args: argparse.Namespace, error_prefix: str) -> int:
         config, sources = resolve(args)
     except NodeError as exc:
         print(f"{error_prefix}{exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     if getattr(args, "print_config", False):
         print("\n".join(describe(config, sources)))
         return 0
@@ -60,7 +60,8 @@ def start(args: argparse.Namespace, error_prefix: str) -> int:
 
 
 async def run_node(config: NodeConfig) -> int:
-    """Run a node until SIGINT/SIGTERM. Returns a process exit code."""
+    """Run a node until SIGINT/SIGTERM. Returns a process exit code (node.errors: 0, 2 configuration or
+    genesis, 3 storage fault) with the reason as one log line, never a traceback."""
     from node.node import Node
     node = Node(config)
     loop = asyncio.get_running_loop()
@@ -71,9 +72,14 @@ async def run_node(config: NodeConfig) -> int:
             pass
     try:
         await node.run()
-    except NodeError as exc:
-        logging.getLogger("popchain.node").error("%s", exc)
-        return 2
+    except Exception as exc:  # noqa: BLE001 -- only the documented ones are caught, see exit_code_of
+        code = exit_code_of(exc)
+        if code is None:
+            raise
+        hint = (f" (storage fault: see `popchain node verify --datadir {config.datadir}`; a database LevelDB "
+                "cannot read must be restored from a backup or moved away and resynced)") if code == EXIT_STORE else ""
+        logging.getLogger("popchain.node").error("%s%s", first_line(exc), hint)
+        return code
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:

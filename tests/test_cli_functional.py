@@ -321,12 +321,16 @@ def test_send_balance_history_tx_block(net: Net) -> None:
     assert bal[0]["balance"] == 12345
     assert "balance" in net.run("wallet", "balance", *net.node, *bob_w).stdout
     # wallet history: a block holding a transfer used to crash with KeyError 'from'
-    hist = net.json("wallet", "history", "--blocks", "100", *net.node, *net.wallet)
-    row = next(r for r in hist if r["txid"] == sent["txid"])
-    assert (row["from"], row["to"], row["amount"], row["direction"]) == (net.keys["alice"], net.keys["bob"], 12345,
-                                                                         "out")
+    hist = net.json("wallet", "history", "--limit", "20", *net.node, *net.wallet)
+    row = next(r for r in hist if r["tx"]["txid"] == sent["txid"])
+    assert (row["direction"], row["key"], row["height"]) == ("sent", "alice", sent["height"])
+    assert (row["tx"]["from_address"], row["tx"]["to_address"], row["tx"]["amount"]) == (
+        net.keys["alice"], net.keys["bob"], 12345)
     human = net.run("wallet", "history", *net.node, *bob_w).stdout
-    assert sent["txid"][:16] in human and " in " in human
+    assert sent["txid"][:16] in human and f"<- {net.keys['alice']}" in human
+    older = net.json("wallet", "history", "--before", str(sent["height"]), *net.node, *bob_w)
+    assert all(r["height"] < sent["height"] for r in older)
+    assert_one_line_error(net.run("wallet", "history", "--limit", "0", *net.node, *bob_w, check=False), "--limit")
     tx = net.json("chain", "tx", sent["txid"], *net.node)
     assert tx["status"] == "confirmed"
     txh = net.run("chain", "tx", sent["txid"], *net.node).stdout
@@ -562,6 +566,20 @@ def test_miner_and_send_ride_out_a_node_restart(net: Net) -> None:
     quick = net.run("miner", "run", "--node", "http://127.0.0.1:9", *net.wallet, "--rounds", "1", "--retry", "0",
                     check=False)
     assert_one_line_error(quick, "cannot reach the node")
+
+
+@covers("node verify", "node reindex")
+def test_node_verify_and_reindex_a_stopped_datadir(net: Net) -> None:
+    for name in ("miner", "node"):
+        net.stop(name)
+    kh = str(net.dir / "kh")
+    out = net.run("node", "verify", "--datadir", kh).stdout
+    assert out.startswith("verify: ok:")
+    assert net.json("node", "reindex", "--datadir", kh)["ok"] is True
+    assert net.json("node", "verify", "--datadir", kh)["ok"] is True
+    missing = net.run("node", "verify", "--datadir", str(net.dir / "nope"), check=False)
+    assert missing.returncode == 2
+    assert_one_line_error(missing, "nope")
 
 
 # --------------------------------------------------------------------------- walkers

@@ -43,6 +43,63 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     return start(args, "popchain: error: ")
 
 
+def _progress_printer(verb: str):
+    """Progress on stderr: a rewritten line on a terminal, else a line per 10 % (logs stay short)."""
+    import sys
+    import time
+    tty = sys.stderr.isatty()
+    state = {"shown": -1, "t": 0.0}
+
+    def show(height: int, tip: int) -> None:
+        pct = 100 * height // max(tip, 1)
+        now = time.monotonic()
+        if tty and (now - state["t"] > 0.2 or height == tip):
+            print(f"\r{verb}: block {height:,}/{tip:,} ({pct}%)", end="\n" if height == tip else "", file=sys.stderr,
+                  flush=True)
+            state["t"] = now
+        elif not tty and pct // 10 > state["shown"]:
+            print(f"{verb}: block {height:,}/{tip:,} ({pct}%)", file=sys.stderr, flush=True)
+            state["shown"] = pct // 10
+    return show
+
+
+def _cmd_node_check(args: argparse.Namespace, rebuild: bool) -> int:
+    import sys
+
+    from chain.errors import StoreError
+    from node.errors import EXIT_CONFIG, EXIT_STORE, NodeError
+    from node.maintenance import check_datadir, report_exit_code
+    verb = "reindex" if rebuild else "verify"
+    try:
+        report = check_datadir(args.datadir, rebuild=rebuild,
+                               progress=None if args.json else _progress_printer(verb))
+    except NodeError as exc:
+        print(f"popchain: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as exc:
+        print(f"popchain: error: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    data = {"ok": report.ok, "height": report.height, "state_root": report.state_root.hex(),
+            "problems": list(report.problems), "readable": report.readable}
+    if report.ok:
+        lines = [f"{verb}: ok: {report.height:,} blocks replay to state root {report.state_root.hex()}"
+                 + ("; accounts, undo records and indexes rebuilt" if rebuild else "")]
+    else:
+        lines = [f"{verb}: FAILED: {p}" for p in report.problems]
+        if not rebuild and report.readable:
+            lines.append(f"repair: popchain node reindex --datadir {args.datadir}")
+    emit(args, data, lines)
+    return report_exit_code(report)
+
+
+def cmd_node_verify(args: argparse.Namespace) -> int:
+    return _cmd_node_check(args, rebuild=False)
+
+
+def cmd_node_reindex(args: argparse.Namespace) -> int:
+    return _cmd_node_check(args, rebuild=True)
+
+
 def cmd_miner_run(args: argparse.Namespace) -> int:
     from node.tools.miner import run_miner_cli
     if args.rounds < 0:
@@ -84,10 +141,17 @@ def register(cmds: Commands) -> None:
     p.add_argument("--opening-window", type=int, default=4, help="opening window O in seconds (default 4)")
     p.add_argument("--out", required=True, help="output directory")
 
-    g = cmds.group("node", "run a node")
+    g = cmds.group("node", "run a node; verify or reindex its datadir")
     from node.config import add_node_run_arguments
     p = g.leaf("run", "run a node (Ctrl-C stops it cleanly)", cmd_node_run, js=False)
     add_node_run_arguments(p)
+    exit_codes = "exit 0 consistent, 2 datadir missing or in use, 3 database unreadable, 4 inconsistent"
+    p = g.leaf("verify", "replay the stored chain and compare state roots, accounts and indexes (node stopped; "
+                         + exit_codes + ")", cmd_node_verify)
+    p.add_argument("--datadir", required=True, type=Path, help="the node's data directory")
+    p = g.leaf("reindex", "rebuild accounts, undo records and tx/address indexes from the stored blocks (node "
+                          "stopped; " + exit_codes + ")", cmd_node_reindex)
+    p.add_argument("--datadir", required=True, type=Path, help="the node's data directory")
 
     g = cmds.group("miner", "compete for blocks with models")
     p = g.leaf("run", "train models, enter rounds, open after the beacon, report verdicts", cmd_miner_run,

@@ -1,7 +1,7 @@
 """``popchain wallet …``: keys (with BIP-39 recovery phrases) and transfers, over chain.wallet and the node API.
 
 ``send`` rides out a node restart (NodeClient retries connection errors with backoff and prints one status
-line); ``history`` reads the API's ``from_address`` / ``to_address`` fields of each transfer.
+line); ``history`` pages through the node's address index (``/api/accounts/<addr>/txs``).
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from node.tools.cli_common import (
     RETRY_S,
     CliError,
     Commands,
-    acall,
     address,
     call,
     emit,
@@ -132,26 +131,28 @@ def cmd_send(args: argparse.Namespace) -> None:
 
 
 def cmd_history(args: argparse.Namespace) -> None:
-    if args.blocks <= 0:
-        raise CliError("--blocks must be positive")
-    keys = {k.address for k in load_wallet(args).keys()}
+    """The wallet keys' confirmed transfers, newest first, from the node's address index (one request per
+    page of --limit rows per key; --before CURSOR continues where a previous listing stopped)."""
+    keys = load_wallet(args).keys()
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1")
 
-    async def scan(client):
-        tip = (await client.status())["height"]
+    async def fetch(client):
         rows = []
-        for height in range(tip, max(0, tip - args.blocks), -1):
-            block = await client.block(height)
-            for tx in block["txs"]:
-                sender, recipient = tx["from_address"], tx["to_address"]
-                if sender in keys or recipient in keys:
-                    rows.append({"height": height, "txid": tx["txid"], "from": sender, "to": recipient,
-                                 "amount": tx["amount"], "fee": tx["fee"],
-                                 "direction": "out" if sender in keys else "in"})
-        return rows
-    rows = asyncio.run(acall(args, scan))
-    emit(args, rows, [f"{r['height']:>6}  {r['direction']:<3}  {r['txid'][:16]}  {r['from'][:14]}… -> "
-                      f"{r['to'][:14]}…  {r['amount']:>14,}  fee {r['fee']}" for r in rows]
-         or ["(no transfers in the scanned blocks)"])
+        for k in keys:
+            page = await client.account_txs(k.address, limit=args.limit, before=args.before)
+            rows += [{"key": k.label, "address": k.address, "next": page["next"], **t} for t in page["txs"]]
+        rows.sort(key=lambda r: (r["height"], r["position"]), reverse=True)
+        return rows[:args.limit]
+    rows = call(args, fetch)
+    arrow = {"sent": "->", "received": "<-", "self": "<>"}
+
+    def line(r: dict) -> str:
+        tx = r["tx"]
+        other = tx["to_address"] if r["direction"] == "sent" else tx["from_address"]
+        return (f"{r['height']:>6}  {tx['txid'][:16]}  {r['key']:<10} {arrow[r['direction']]} {other}  "
+                f"{tx['amount']:>14,}  fee {tx['fee']}")
+    emit(args, rows, [line(r) for r in rows] or ["(no confirmed transfers)"])
 
 
 def register(cmds: Commands) -> None:
@@ -175,5 +176,8 @@ def register(cmds: Commands) -> None:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the confirmation")
     p.add_argument("--retry", type=float, default=RETRY_S, metavar="SECONDS",
                    help=f"keep retrying an unreachable node this long (default {RETRY_S:.0f}; 0 = fail at once)")
-    p = g.leaf("history", "transfers of the wallet's keys in recent blocks", cmd_history, node=True, wallet=True)
-    p.add_argument("--blocks", type=int, default=500, help="how many recent blocks to scan (default 500)")
+    p = g.leaf("history", "confirmed transfers of the wallet's keys, newest first", cmd_history, node=True,
+               wallet=True)
+    p.add_argument("--limit", type=int, default=50, help="rows to show (default 50, at most 500)")
+    p.add_argument("--before", metavar="CURSOR", help="continue before this cursor (a row's 'next' in --json) or "
+                                                      "below this height")
