@@ -18,6 +18,7 @@ from typing import Any
 MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.tx_admission", ("tx_admission",)),
     ("benchmarks.block_connect", ("block_connect_5000",)),
+    ("benchmarks.shards", ("shard_open_generated_13k", "genesis_task_bytes_13k")),
     ("benchmarks.scoring", ("score_linear_10k", "score_linear_10k_raw", "score_mlp_10k", "score_trees_10k")),
     ("benchmarks.network", ("relay_hop_ms", "sync_blocks_per_s", "round_latency_s")),
     ("benchmarks.simulation", ("sim_crowned_share", "sim_copycat_share", "sim_copycat_floor_share",

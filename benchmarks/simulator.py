@@ -10,13 +10,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import os
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
@@ -76,7 +74,7 @@ class SimulationReport:
 
 
 def _rng_bytes(seed: bytes):
-    """A deterministic os.urandom stand-in (simulation only: shard keys and salts become reproducible)."""
+    """A deterministic rng for create_genesis(rng=...) (simulation only: shard keys and salts become reproducible)."""
     counter = [0]
 
     def urandom(n: int) -> bytes:
@@ -125,10 +123,9 @@ def run_simulation(*, rounds: int = 30, shard_size: int = 200, n_train: int = 20
     miners = {n: Keypair.from_seed(hashlib.sha256(seed + n.encode()).digest()) for n in names}
     by_pub = {kp.public: n for n, kp in miners.items()}
     allocations = [(address_of(kp.public), BALANCE) for kp in miners.values()]
-    with mock.patch.object(os, "urandom", urandom):
-        genesis, secret = create_genesis(rest, chain_id="popchain-sim", rounds=rounds, shard_size=shard_size,
-                                         allocations=allocations, keyholder_pubkeys=[keyholder_kp.public],
-                                         params=params, timestamp=GENESIS_TIME, n_train=n_train, seed=seed)
+    genesis, secret = create_genesis(rest, chain_id="popchain-sim", rounds=rounds, shard_size=shard_size,
+                                     allocations=allocations, keyholder_pubkeys=[keyholder_kp.public],
+                                     params=params, timestamp=GENESIS_TIME, n_train=n_train, seed=seed, rng=urandom)
     spec, caps = genesis.task.spec, genesis.model_caps
     public = genesis.task.training
     if datadir is None:

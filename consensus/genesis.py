@@ -7,7 +7,8 @@ public task (shard commitments included). ``load_genesis`` re-derives and checks
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -20,8 +21,9 @@ from chain.state import LedgerParams, apply_allocations, genesis_state_root
 from chain.tx import check_chain_id
 from consensus.messages import MAX_BEACON_ENTRIES, MAX_KEYHOLDERS, MAX_Z_MILLI
 from ml.errors import MLError
+from ml.generator import World
 from ml.model import ModelCaps, decode_model, encode_model
-from ml.shards import PublicTask, baseline_model, package_task
+from ml.shards import PublicTask, baseline_model, package_generated, package_task
 from ml.task import Dataset
 
 GENESIS_VERSION = 1
@@ -151,14 +153,23 @@ def _config_obj(chain_id: str, timestamp: int, allocations: Sequence[tuple[bytes
             params.to_list(), task_bytes]
 
 
-def create_genesis(dataset: Dataset, *, chain_id: str, rounds: int, shard_size: int,
+def create_genesis(dataset: Dataset | World, *, chain_id: str, rounds: int, shard_size: int,
                    allocations: Sequence[tuple[bytes, int]], keyholder_pubkeys: Sequence[bytes],
                    threshold: int = 1, params: GenesisParams = GenesisParams(), timestamp: int,
-                   n_train: int | None = None, seed: bytes | None = None) -> tuple[Genesis, bytes]:
-    """Package ``dataset`` into public training data + ``rounds`` hidden shards, train the weak initial
+                   n_train: int | None = None, seed: bytes | None = None,
+                   rng: Callable[[int], bytes] = os.urandom, drift_milli: int = 0) -> tuple[Genesis, bytes]:
+    """Package the task into public training data + ``rounds`` hidden shards, train the weak initial
     champion, and build the genesis block. Returns (genesis, secret package bytes for the keyholder).
-    ``seed`` only fixes which rows go where (tests); shard keys are always fresh random bytes."""
-    public, secret = package_task(dataset, rounds, shard_size, n_train=n_train, seed=seed)
+
+    A ``Dataset`` becomes a rows package (``seed`` only fixes which rows go where); an ``ml.generator.World``
+    becomes a generated package (``n_train`` public rows, default 4000; ``drift_milli`` per-shard drift).
+    Every secret byte (shard keys, salts, nonces, row seeds) comes from ``rng`` — os.urandom unless a
+    simulation passes a deterministic one."""
+    if isinstance(dataset, World):
+        public, secret = package_generated(dataset, rounds, shard_size, n_train=n_train or 4000, rng=rng,
+                                           drift_milli=drift_milli)
+    else:
+        public, secret = package_task(dataset, rounds, shard_size, n_train=n_train, seed=seed, rng=rng)
     model_bytes = encode_model(baseline_model(public))
     keyholders = tuple(sorted(set(keyholder_pubkeys)))
     allocations = tuple(sorted((bytes(a), int(n)) for a, n in allocations))

@@ -13,7 +13,8 @@ What it does:
   * ``ml.shards`` — hidden-shard packaging (public + secret packages), ``open_shard``, ``baseline_model``.
 
 What it does NOT do: no networking, no storage, no clock, no consensus decisions (the paired test threshold and
-rounds live in consensus/); it never unpickles or executes anything it reads; it imports nothing else of ours.
+rounds live in consensus/); it never unpickles or executes anything it reads; of ours it imports only chain's leaf modules encoding,
+crypto and errors (the one canonical codec and hash, through ``ml.codec``).
 """
 from .errors import MLError, ModelError, ShardError, TaskError
 from .model import (

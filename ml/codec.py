@@ -1,19 +1,28 @@
-"""Canonical msgpack and integer-array encoding shared by models, shards and task packages.
+"""ml/'s view of the one canonical codec: chain.encoding's msgpack and chain.crypto's tagged hash, plus the
+integer-array encoding models, shards and task packages share.
 
-Own copy (ml/ imports nothing of ours): positional arrays, ints, bytes, str; no maps, floats or extension
-types; a decoder accepts only bytes that re-encode identically. Arrays are ``[dtype, shape, data]`` with a
-dtype from a fixed allowlist and little-endian data whose length is checked against the declared shape
-BEFORE anything is allocated.
+What it does: re-exports ``pack`` and ``tagged_hash`` unchanged, wraps chain.encoding's decoder and field
+checkers so that a failure raises the caller's ml/ error type (``err``) naming the field, and encodes /
+validates arrays ``[dtype, shape, data]``: a dtype from a fixed allowlist and little-endian data whose length
+is checked against the declared shape BEFORE anything is allocated.
+What it does NOT do: define any encoding of its own — there is exactly one canonical msgpack (chain.encoding)
+and one H (chain.crypto); ml/ imports only those two leaf modules of chain/.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-import msgpack
 import numpy as np
+
+from chain import encoding as _enc
+from chain.crypto import tagged_hash
+from chain.encoding import pack
+from chain.errors import DecodeError
+
+__all__ = ["ALLOWED_DTYPES", "check_bytes", "check_int", "check_list", "check_str", "decode_array",
+           "encode_array", "pack", "smallest_dtype", "tagged_hash", "unpack_canonical"]
 
 ALLOWED_DTYPES: dict[str, np.dtype] = {
     "int8": np.dtype("<i1"),
@@ -24,47 +33,17 @@ ALLOWED_DTYPES: dict[str, np.dtype] = {
 MAX_NDIM = 3
 
 
-def pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
-
-
-def _check_plain(obj: Any, err: type[Exception], field: str, depth: int = 0) -> None:
-    """Only lists, ints, bytes and str may appear (no maps, floats, bools, nil, ext)."""
-    if depth > 16:
-        raise err(f"{field}: nesting too deep")
-    if isinstance(obj, list):
-        for i, item in enumerate(obj):
-            _check_plain(item, err, f"{field}[{i}]", depth + 1)
-    elif isinstance(obj, bool) or not isinstance(obj, (int, bytes, str)):
-        raise err(f"{field}: type {type(obj).__name__} not allowed")
+def _raise(err: type[Exception], field: str, exc: DecodeError) -> NoReturn:
+    text = str(exc)
+    raise err(text if text.startswith(field) else f"{field}: {text}") from None
 
 
 def unpack_canonical(data: bytes, *, max_size: int, err: type[Exception], field: str) -> Any:
-    """Decode ``data`` (at most ``max_size`` bytes) and insist it is the canonical encoding."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise err(f"{field}: expected bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if len(data) > max_size:
-        raise err(f"{field}: {len(data)} bytes exceeds the cap of {max_size}")
+    """chain.encoding.unpack (cap, canonical re-encoding, ints/bytes/str/arrays only), raising ``err``."""
     try:
-        # msgpack bounds every declared length by len(data), so a lying header cannot allocate much
-        obj = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
-    except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise err(f"{field}: not valid msgpack ({type(exc).__name__}: {exc})") from None
-    _check_plain(obj, err, field)
-    if pack(obj) != data:
-        raise err(f"{field}: non-canonical encoding")
-    return obj
-
-
-def tagged_hash(tag: str, *parts: bytes) -> bytes:
-    """sha256(sha256(tag) || sha256(tag) || u32be(len) || part ...) — the protocol's H (PROTOCOL.md §1)."""
-    t = hashlib.sha256(tag.encode()).digest()
-    h = hashlib.sha256(t + t)
-    for part in parts:
-        h.update(len(part).to_bytes(4, "big"))
-        h.update(part)
-    return h.digest()
+        return _enc.unpack(data, max_size=max_size)
+    except DecodeError as exc:
+        _raise(err, field, exc)
 
 
 def smallest_dtype(lo: int, hi: int) -> str:
@@ -89,37 +68,35 @@ def encode_array(arr: np.ndarray, dtype: str | None = None) -> list[Any]:
 
 
 def check_int(value: Any, lo: int, hi: int, err: type[Exception], field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise err(f"{field}: expected an integer, got {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise err(f"{field}: {value} outside [{lo}, {hi}]")
-    return value
+    try:
+        return _enc.check_int(value, lo, hi, field)
+    except DecodeError as exc:
+        _raise(err, field, exc)
 
 
 def check_list(value: Any, n: int | None, err: type[Exception], field: str, max_len: int = 1 << 20) -> list[Any]:
-    if not isinstance(value, list):
-        raise err(f"{field}: expected a list, got {type(value).__name__}")
-    if n is not None and len(value) != n:
-        raise err(f"{field}: expected {n} items, got {len(value)}")
-    if len(value) > max_len:
-        raise err(f"{field}: {len(value)} items exceeds the cap of {max_len}")
-    return value
+    try:
+        items = _enc.check_list_max(value, max_len, field)
+    except DecodeError as exc:
+        _raise(err, field, exc)
+    if n is not None and len(items) != n:
+        raise err(f"{field}: expected {n} items, got {len(items)}")
+    return items
 
 
 def check_bytes(value: Any, n: int | None, err: type[Exception], field: str) -> bytes:
-    if not isinstance(value, bytes):
-        raise err(f"{field}: expected bytes, got {type(value).__name__}")
-    if n is not None and len(value) != n:
-        raise err(f"{field}: expected {n} bytes, got {len(value)}")
-    return value
+    try:
+        return _enc.check_bytes(value, n, field) if n is not None else _enc.check_bytes_max(value, 1 << 62, field)
+    except DecodeError as exc:
+        _raise(err, field, exc)
 
 
 def check_str(value: Any, max_len: int, err: type[Exception], field: str) -> str:
-    if not isinstance(value, str):
-        raise err(f"{field}: expected a string, got {type(value).__name__}")
-    if len(value) > max_len:
-        raise err(f"{field}: longer than {max_len} characters")
-    return value
+    """At most ``max_len`` UTF-8 bytes (chain.encoding's rule)."""
+    try:
+        return _enc.check_str(value, max_len, field)
+    except DecodeError as exc:
+        _raise(err, field, exc)
 
 
 def decode_array(obj: Any, err: type[Exception], field: str, *, ndim: int,

@@ -1,14 +1,22 @@
 """Hidden-shard packaging: what genesis carries (public) and what the keyholder keeps (secret).
 
-Round r (1-based) owns shard r: canonical shard bytes ``[1, round, X, y]``, a fresh 32-byte salt and a fresh
-SecretBox key. Commitment r = H("popchain/shard", u64be(r), salt, shard bytes); ciphertext r =
-SecretBox(key).encrypt(salt ‖ shard bytes) (24-byte nonce ‖ box). Revealing the 32-byte key alone lets anyone
-decrypt, recover the salt and check the commitment. A held-out test split never enters either package.
+Round r (1-based) owns shard r: canonical shard bytes S_r, a fresh 32-byte salt and a fresh SecretBox key.
+Commitment r = H("popchain/shard", u64be(r), salt, S_r); ciphertext r = SecretBox(key).encrypt(salt ‖ S_r)
+(24-byte nonce ‖ box). Revealing the 32-byte key alone lets anyone decrypt, recover the salt and check the
+commitment. Two kinds of task package (the package version says which):
+  * version 1, ROWS (digits, csv, ...): S_r = ``[1, r, X, y]`` — the rows themselves;
+  * version 2, GENERATED (the synthetic task): S_r = ``[2, r, world, seed32]`` — ml.generator's parameters
+    and a row seed; every node replays ``generate(world, seed, shard_size)``, so a 13,000-row shard costs
+    genesis a few hundred bytes. The commitment binds world and seed, hence (the generator being
+    deterministic) every generated row.
+A held-out test split never enters either package. Randomness (keys, salts, seeds) comes from the ``rng``
+argument (default os.urandom), so a simulation can be reproducible without patching anything.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import nacl.exceptions
@@ -26,10 +34,14 @@ from .codec import (
     unpack_canonical,
 )
 from .errors import ShardError, TaskError
+from .generator import MAX_GEN_ELEMENTS, World, drift, generate
 from .model import Model
 from .task import Dataset, TaskSpec, decode_xy, encode_xy
 
-VERSION = 1
+VERSION = 1            # rows package (and rows shard)
+GENERATED = 2          # generated package (and generated shard)
+Rng = Callable[[int], bytes]
+MAX_GENERATED_SHARD_BYTES = 256 << 10   # a world (<= 1024 x 30 centres) and a seed, with room to spare
 SHARD_TAG = "popchain/shard"
 MAX_ROUNDS = 100_000
 MAX_SHARD_SIZE = 100_000
@@ -48,6 +60,11 @@ class PublicTask:
     shard_size: int
     commitments: tuple[bytes, ...]   # index r-1 for round r
     ciphertexts: tuple[bytes, ...]
+    version: int = VERSION           # VERSION: shards are rows; GENERATED: shards are (world, seed)
+
+    @property
+    def generated(self) -> bool:
+        return self.version == GENERATED
 
     @property
     def n_rounds(self) -> int:
@@ -58,17 +75,20 @@ class PublicTask:
         return Dataset(self.spec, self.train_X, self.train_y)
 
     def encode(self) -> bytes:
-        return pack([VERSION, self.spec.to_obj(), encode_xy(self.train_X, self.train_y), self.shard_size,
+        return pack([self.version, self.spec.to_obj(), encode_xy(self.train_X, self.train_y), self.shard_size,
                      list(self.commitments), list(self.ciphertexts)])
 
     @classmethod
     def decode(cls, data: bytes, *, max_size: int = MAX_TASK_BYTES) -> PublicTask:
         obj = unpack_canonical(data, max_size=max_size, err=TaskError, field="task")
         f = check_list(obj, 6, TaskError, "task")
-        check_int(f[0], VERSION, VERSION, TaskError, "task.version")
+        version = check_int(f[0], VERSION, GENERATED, TaskError, "task.version")
         spec = TaskSpec.from_obj(f[1])
-        X, y = decode_xy(f[2], spec, "task.train", MAX_TRAIN_ROWS)
         shard_size = check_int(f[3], 1, MAX_SHARD_SIZE, TaskError, "task.shard_size")
+        if version == GENERATED and shard_size * spec.n_features > MAX_GEN_ELEMENTS:
+            raise TaskError(f"task.shard_size: {shard_size} rows x {spec.n_features} features exceeds the "
+                            f"generator's cap of {MAX_GEN_ELEMENTS} values")
+        X, y = decode_xy(f[2], spec, "task.train", MAX_TRAIN_ROWS)
         commits = check_list(f[4], None, TaskError, "task.commitments", max_len=MAX_ROUNDS)
         cts = check_list(f[5], len(commits), TaskError, "task.ciphertexts")
         if not commits:
@@ -79,7 +99,9 @@ class PublicTask:
             check_bytes(c, None, TaskError, f"task.ciphertexts[{i}]")
             if len(c) <= SECRET_OVERHEAD + SALT_SIZE:
                 raise TaskError(f"task.ciphertexts[{i}]: too short ({len(c)} bytes)")
-        return cls(spec, X, y, shard_size, tuple(commits), tuple(cts))
+            if version == GENERATED and len(c) > SECRET_OVERHEAD + SALT_SIZE + MAX_GENERATED_SHARD_BYTES:
+                raise TaskError(f"task.ciphertexts[{i}]: {len(c)} bytes is too long for a generated shard")
+        return cls(spec, X, y, shard_size, tuple(commits), tuple(cts), version)
 
 
 @dataclass(frozen=True)
@@ -124,12 +146,30 @@ def decode_shard(data: bytes, spec: TaskSpec, round_: int, shard_size: int) -> D
         raise ShardError(f"shard: {exc}") from None
 
 
+def encode_generated_shard(round_: int, world: World, seed: bytes) -> bytes:
+    return pack([GENERATED, round_, world.to_obj(), seed])
+
+
+def decode_generated_shard(data: bytes, spec: TaskSpec, round_: int, shard_size: int) -> Dataset:
+    """Validate ``[2, r, world, seed32]`` (cheap checks first), then replay the generator."""
+    obj = unpack_canonical(data, max_size=MAX_GENERATED_SHARD_BYTES, err=ShardError, field="shard")
+    f = check_list(obj, 4, ShardError, "shard")
+    check_int(f[0], GENERATED, GENERATED, ShardError, "shard.version")
+    check_int(f[1], round_, round_, ShardError, "shard.round")
+    seed = check_bytes(f[3], 32, ShardError, "shard.seed")
+    try:
+        return generate(World.from_obj(f[2], spec, "shard.world"), seed, shard_size)
+    except TaskError as exc:
+        raise ShardError(f"shard: {exc}") from None
+
+
 def commitment(round_: int, salt: bytes, shard_bytes: bytes) -> bytes:
     return tagged_hash(SHARD_TAG, round_.to_bytes(8, "big"), salt, shard_bytes)
 
 
-def _rng(seed: bytes | None, label: bytes) -> np.random.Generator:
-    material = hashlib.sha256(label + (seed if seed is not None else os.urandom(32))).digest()
+def _rng(seed: bytes | None, label: bytes, rng: Rng = os.urandom) -> np.random.Generator:
+    """Row assignment only (task creation, not replayed by nodes): numpy PCG64 from seed or ``rng``."""
+    material = hashlib.sha256(label + (seed if seed is not None else rng(32))).digest()
     return np.random.Generator(np.random.PCG64(int.from_bytes(material, "big")))
 
 
@@ -156,37 +196,68 @@ def split_test(dataset: Dataset, n_test: int, seed: bytes | None = None) -> tupl
     return dataset.subset(np.flatnonzero(~mask)), dataset.subset(np.flatnonzero(mask))
 
 
+def _seal(r: int, shard_bytes: bytes, rng: Rng) -> tuple[bytes, bytes, bytes, bytes]:
+    """(key, salt, commitment, ciphertext) of shard r."""
+    key, salt = rng(KEY_SIZE), rng(SALT_SIZE)
+    box = nacl.secret.SecretBox(key)
+    ct = bytes(box.encrypt(salt + shard_bytes, rng(nacl.secret.SecretBox.NONCE_SIZE)))
+    return key, salt, commitment(r, salt, shard_bytes), ct
+
+
 def package_task(dataset: Dataset, n_rounds: int, shard_size: int, *, n_train: int | None = None,
-                 seed: bytes | None = None) -> tuple[PublicTask, SecretTask]:
+                 seed: bytes | None = None, rng: Rng = os.urandom) -> tuple[PublicTask, SecretTask]:
     """Split ``dataset`` into n_rounds stratified hidden shards of shard_size rows and public training data
-    (the remaining rows, or the first ``n_train`` of them). Keys and salts are always fresh random bytes;
-    ``seed`` only fixes the row assignment (for reproducible tests)."""
+    (the remaining rows, or the first ``n_train`` of them). Keys, salts and nonces come from ``rng``
+    (os.urandom unless a simulation passes its own); ``seed`` only fixes the row assignment."""
     check_int(n_rounds, 1, MAX_ROUNDS, TaskError, "n_rounds")
     check_int(shard_size, 1, MAX_SHARD_SIZE, TaskError, "shard_size")
     n_hidden = n_rounds * shard_size
     if n_hidden >= len(dataset):
         raise TaskError(f"n_rounds x shard_size = {n_hidden} leaves no training rows out of {len(dataset)}")
-    rng = _rng(seed, b"popchain/shards")
+    order_rng = _rng(seed, b"popchain/shards", rng)
     # stratified: rows sorted by class-spread keys; any contiguous block has a near-proportional class mix
-    order = _stratified_order(dataset.y, n_rounds + 1, rng)
+    order = _stratified_order(dataset.y, n_rounds + 1, order_rng)
     shard_rows = [order[(r - 1) * shard_size:r * shard_size] for r in range(1, n_rounds + 1)]
     train_mask = np.zeros(len(dataset), dtype=bool)
     train_mask[order[n_hidden:]] = True
-    train_idx = rng.permutation(np.flatnonzero(train_mask))
+    train_idx = order_rng.permutation(np.flatnonzero(train_mask))
     if n_train is not None:
         check_int(n_train, 1, len(train_idx), TaskError, "n_train")
         train_idx = train_idx[:n_train]
     keys, salts, commits, cts = [], [], [], []
     for r, rows in enumerate(shard_rows, start=1):
-        rows = rng.permutation(rows)
-        shard_bytes = encode_shard(r, dataset.X[rows], dataset.y[rows])
-        key, salt = os.urandom(KEY_SIZE), os.urandom(SALT_SIZE)
+        rows = order_rng.permutation(rows)
+        key, salt, commit, ct = _seal(r, encode_shard(r, dataset.X[rows], dataset.y[rows]), rng)
         keys.append(key)
         salts.append(salt)
-        commits.append(commitment(r, salt, shard_bytes))
-        cts.append(bytes(nacl.secret.SecretBox(key).encrypt(salt + shard_bytes)))
+        commits.append(commit)
+        cts.append(ct)
     public = PublicTask(dataset.spec, dataset.X[train_idx], dataset.y[train_idx], shard_size,
                         tuple(commits), tuple(cts))
+    return public, SecretTask(tuple(keys), tuple(salts))
+
+
+def package_generated(world: World, n_rounds: int, shard_size: int, *, n_train: int, rng: Rng = os.urandom,
+                      drift_milli: int = 0) -> tuple[PublicTask, SecretTask]:
+    """A generated task: ``n_train`` public rows of ``world`` plus n_rounds hidden shards, each a fresh row
+    seed (from ``rng``) and the world it is drawn from. With ``drift_milli`` > 0 the world of shard r is that
+    of shard r-1 with its centres moved by ~drift_milli/1000 units (ml.generator.drift), so shard r's
+    distribution is unknown until it is revealed; 0 (the default) keeps one world for every shard."""
+    check_int(n_rounds, 1, MAX_ROUNDS, TaskError, "n_rounds")
+    check_int(shard_size, 1, MAX_GEN_ELEMENTS // world.spec.n_features, TaskError, "shard_size")
+    check_int(n_train, 1, MAX_TRAIN_ROWS, TaskError, "n_train")
+    train = generate(world, rng(32), n_train)
+    keys, salts, commits, cts = [], [], [], []
+    current = world
+    for r in range(1, n_rounds + 1):
+        if drift_milli:
+            current = drift(current, rng(32), drift_milli)
+        key, salt, commit, ct = _seal(r, encode_generated_shard(r, current, rng(32)), rng)
+        keys.append(key)
+        salts.append(salt)
+        commits.append(commit)
+        cts.append(ct)
+    public = PublicTask(world.spec, train.X, train.y, shard_size, tuple(commits), tuple(cts), GENERATED)
     return public, SecretTask(tuple(keys), tuple(salts))
 
 
@@ -203,6 +274,8 @@ def open_shard(public: PublicTask, round_: int, key: bytes) -> Dataset:
     salt, shard_bytes = plain[:SALT_SIZE], plain[SALT_SIZE:]
     if len(salt) != SALT_SIZE or commitment(round_, salt, shard_bytes) != public.commitments[round_ - 1]:
         raise ShardError(f"shard: round {round_} does not match its commitment")
+    if public.generated:
+        return decode_generated_shard(shard_bytes, public.spec, round_, public.shard_size)
     return decode_shard(shard_bytes, public.spec, round_, public.shard_size)
 
 

@@ -251,36 +251,22 @@ def _is_number(s: str) -> bool:
 def synthetic(seed: bytes, n_samples: int = 26_000, *, n_features: int = 24, n_classes: int = 4,
               n_informative: int = 8, clusters_per_class: int = 4, label_noise: float = 0.08,
               scale_bits: int = 8) -> Dataset:
-    """A make_classification-style task from a secret seed (deterministic given the seed).
+    """``n_samples`` rows of the synthetic task of a secret seed (deterministic given the seed): the integer
+    generator of ml.generator (the same one a generated hidden shard replays), its world drawn from ``seed``.
 
-    Each class is a mixture of Gaussian clusters at random hypercube vertices of an informative subspace, so
-    classes are not linearly separable (trees / MLPs beat linear models); a few features are products of
-    informative ones, the rest noise, and ``label_noise`` of the labels are reassigned uniformly at random.
+    Each class is a mixture of clusters at random hypercube vertices of an informative subspace, so classes are
+    not linearly separable (trees / MLPs beat linear models); a few features are products of informative ones,
+    the rest noise, and ``label_noise`` of the labels are reassigned uniformly at random.
     """
-    if not isinstance(seed, bytes) or len(seed) < 16:
-        raise TaskError("synthetic.seed: need at least 16 secret bytes")
+    from .generator import MAX_GEN_ELEMENTS, generate, world_from_seed
+
+    world = world_from_seed(seed, n_features=n_features, n_classes=n_classes, n_informative=n_informative,
+                            clusters_per_class=clusters_per_class, label_noise=label_noise, scale_bits=scale_bits)
     check_int(n_samples, n_classes * 10, 10_000_000, TaskError, "synthetic.n_samples")
-    check_int(n_informative, 2, 30, TaskError, "synthetic.n_informative")
-    check_int(n_features, n_informative + 2, MAX_FEATURES, TaskError, "synthetic.n_features")
-    rng = np.random.Generator(np.random.PCG64(int.from_bytes(hashlib.sha256(b"popchain/synthetic" + seed).digest(),
-                                                              "big")))
-    n_clusters = n_classes * clusters_per_class
-    # distinct random hypercube vertices, one per cluster
-    vertices = rng.choice(1 << n_informative, size=n_clusters, replace=False)
-    centres = ((vertices[:, None] >> np.arange(n_informative)) & 1) * 2.0 - 1.0
-    centres *= 1.4
-    cluster = rng.integers(0, n_clusters, size=n_samples)
-    y = (cluster % n_classes).astype(np.int64)
-    informative = centres[cluster] + rng.normal(size=(n_samples, n_informative))
-    # random linear mixing inside the informative subspace
-    informative = informative @ rng.normal(size=(n_informative, n_informative)) / math.sqrt(n_informative)
-    n_products = min(4, n_features - n_informative - 1)
-    pairs = rng.integers(0, n_informative, size=(n_products, 2))
-    products = informative[:, pairs[:, 0]] * informative[:, pairs[:, 1]] / 2.0
-    noise = rng.normal(size=(n_samples, n_features - n_informative - n_products))
-    X = np.concatenate([informative, products, noise], axis=1)
-    X = X[:, rng.permutation(n_features)]
-    flip = rng.random(n_samples) < label_noise
-    y[flip] = rng.integers(0, n_classes, size=int(flip.sum()))
-    classes = tuple(f"c{i}" for i in range(n_classes))
-    return make_dataset("synthetic", X, y, scale_bits, classes)
+    chunk = MAX_GEN_ELEMENTS // n_features
+    parts = [generate(world, hashlib.sha256(b"popchain/synthetic-rows" + seed + i.to_bytes(4, "big")).digest(),
+                      min(chunk, n_samples - start))
+             for i, start in enumerate(range(0, n_samples, chunk))]
+    if len(parts) == 1:
+        return parts[0]
+    return Dataset(world.spec, np.concatenate([p.X for p in parts]), np.concatenate([p.y for p in parts]))

@@ -7,13 +7,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-# Reject codes that say "too late / already known", not "this peer lied": soft points only.
-STALE_CODES = frozenset({
-    "stale", "stale-round", "wrong-round", "duplicate", "duplicate-entry", "too-many-entries", "no-open-round",
-    "known", "bad-anchor", "insufficient-stake",
-    # a second beacon/notice for a round: evidence of a keyholder fault, not of the relaying peer
-    "equivocation",
-})
+from chain.rejects import STALE_CODES as _STALE_CODES
+
+# Reject codes that say "too late / already known", not "this peer lied": soft points only (chain.rejects).
+STALE_CODES = _STALE_CODES
 
 
 def is_stale_code(code: str) -> bool:

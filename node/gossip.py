@@ -18,6 +18,7 @@ from chain.admission import TxVerdict, admit_txs
 from chain.block import Block
 from chain.crypto import tagged_hash
 from chain.errors import DecodeError, PopError, RuleError
+from chain.rejects import TX_VIOLATIONS as _TX_VIOLATIONS
 from chain.tx import Transfer
 from consensus.messages import AnchorNotice, Beacon, Entry
 from node import wire
@@ -38,7 +39,7 @@ TX_BATCH = 256            # transfers judged per batch (one signature batch on t
 ORPHAN_EXPIRY_S = 600.0
 GREET_ROUNDS = 2          # round objects of the last rounds announced to a new peer
 # tx reject codes an honest relay can never produce (others depend on state or pool policy: soft)
-TX_VIOLATIONS = frozenset({"bad-tx-sig", "bad-chain-id", "bad-version", "bad-amount", "bad-encoding"})
+TX_VIOLATIONS = _TX_VIOLATIONS  # codes that prove a relayed transfer malformed (chain.rejects)
 
 
 def object_id(kind: InvKind, data: bytes, decoded: object | None = None) -> bytes:

@@ -129,7 +129,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     n.genesis_out = n.json("genesis", "create", "--task", "synthetic", "--out", "chain", "--rounds", "100",
                            "--shard-size", "100", "--alloc", f"{n.keys['alice']}=1000000000",
                            "--alloc", f"{n.keys['miner']}=1000000000", "--chain-id", "popchain-functional",
-                           "--entry-window", "2", "--opening-window", "3")
+                           "--entry-window", "2", "--opening-window", "3", "--drift-milli", "0")
     kh = n.dir / "kh"
     kh.mkdir()
     # the node's own config file: rotate node.log early so the suite sees a rotation happen in a real run
@@ -203,9 +203,11 @@ def test_wallet_new_refuses_an_empty_password(net: Net, tmp_path: Path) -> None:
 def test_genesis_create_outputs(net: Net, tmp_path: Path) -> None:
     out = net.genesis_out
     assert out["chain_id"] == "popchain-functional" and out["rounds"] == 100 and out["shard_size"] == 100
-    human = net.run("genesis", "create", "--task", "iris", "--label-column", "label", "--out", str(tmp_path / "g"),
-                    "--alloc", f"{net.keys['bob']}=5").stdout
-    assert "genesis hash" in human and "keyholder file" in human
+    made = net.run("genesis", "create", "--task", "iris", "--label-column", "label", "--out", str(tmp_path / "g"),
+                   "--detect", "0.2", "--alloc", f"{net.keys['bob']}=5")
+    assert "genesis hash" in made.stdout and "keyholder file" in made.stdout and "detects" in made.stdout
+    assert made.stderr.startswith("popchain: warning:")      # a public dataset: said so, still created
+    assert_one_line_error(net.run("genesis", "create", "--out", str(tmp_path / "n"), check=False), "--alloc")
     assert_one_line_error(net.run("genesis", "create", "--out", str(tmp_path / "g"), "--alloc",
                                   f"{net.keys['bob']}=5", check=False), "already exists")
     assert_one_line_error(net.run("genesis", "create", "--alloc", "nonsense", "--out", str(tmp_path / "h"),

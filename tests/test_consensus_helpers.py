@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from dataclasses import dataclass
 from functools import lru_cache
-from unittest import mock
 
 import numpy as np
 
@@ -56,11 +54,10 @@ def world(params: GenesisParams = TEST_PARAMS) -> World:
     seed = b"consensus-test-world-seed"
     full = synthetic(seed, n_samples=ROUNDS * SHARD + 1200 + 400)
     rest, test = split_test(full, 400, seed)
-    with mock.patch.object(os, "urandom", _rng_bytes(seed)):
-        genesis, secret = create_genesis(rest, chain_id=CHAIN_ID, rounds=ROUNDS, shard_size=SHARD,
-                                         allocations=[(address_of(m.public), BALANCE) for m in MINERS],
-                                         keyholder_pubkeys=[KEYHOLDER.public], params=params,
-                                         timestamp=1_700_000_000, n_train=1200, seed=seed)
+    genesis, secret = create_genesis(rest, chain_id=CHAIN_ID, rounds=ROUNDS, shard_size=SHARD,
+                                     allocations=[(address_of(m.public), BALANCE) for m in MINERS],
+                                     keyholder_pubkeys=[KEYHOLDER.public], params=params,
+                                     timestamp=1_700_000_000, n_train=1200, seed=seed, rng=_rng_bytes(seed))
     return World(genesis, SecretTask.decode(secret), secret, test.X, test.y)
 
 

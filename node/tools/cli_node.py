@@ -12,23 +12,43 @@ from node.tools.cli_common import RETRY_S, CliError, Commands, add_json, address
 
 
 def cmd_genesis_create(args: argparse.Namespace) -> None:
+    import sys
+
     from consensus.genesis import GenesisParams
-    from node.tools.genesis_setup import create_genesis_files
+    from node.tools.genesis_setup import create_genesis_files, public_dataset_warning
     allocations = []
     for item in args.alloc:
         addr, sep, amount = item.partition("=")
         if not sep or not amount.isdigit():
             raise CliError(f"--alloc {item!r}: expected ADDRESS=AMOUNT (amount in grains)")
         allocations.append((address(addr, f"--alloc {item!r}"), int(amount)))
-    params = GenesisParams(entry_window_s=args.entry_window, opening_window_s=args.opening_window)
+    if not allocations:
+        raise CliError("no --alloc ADDRESS=AMOUNT: nobody could hold the entrant balance, so no miner could "
+                       "ever enter a round")
+    try:
+        params = GenesisParams(entry_window_s=args.entry_window, opening_window_s=args.opening_window)
+    except ValueError as exc:
+        raise CliError(str(exc).replace("GenesisParams.entry_window_s", "--entry-window")
+                       .replace("GenesisParams.opening_window_s", "--opening-window")) from None
+    if sys.stderr.isatty():  # progress for a person; scripts get stdout and, on failure, one error line
+        print("sizing hidden shards (exact sign test, 80 % power) and building genesis ...", file=sys.stderr)
     out = create_genesis_files(Path(args.out), task=args.task, label_column=args.label_column, rounds=args.rounds,
-                               shard_size=args.shard_size, allocations=allocations, chain_id=args.chain_id,
-                               params=params)
+                               shard_size=args.shard_size, detect=args.detect, allocations=allocations,
+                               chain_id=args.chain_id, params=params, drift_milli=args.drift_milli)
+    if (warning := public_dataset_warning(args.task)) is not None:
+        print(f"popchain: warning: {warning}", file=sys.stderr)
+    det = out["detectable"]
+    detect_text = (f"+{det:.2%} accuracy with 80 % power (10 % disagreement, α = 5 % over E = "
+                   f"{out['max_entries']} entries)" if det is not None else
+                   "no improvement reaches 80 % power at this shard size")
+    allowed = "unlimited (generated shards)" if out["rounds_allowed"] is None else f"{out['rounds_allowed']}"
     emit(args, out, [
         f"genesis hash   {out['genesis_hash']}",
         f"chain id       {out['chain_id']}",
-        f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples, "
-        f"{out['n_train']} public training rows)",
+        f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
+        f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)",
+        f"detects        {detect_text}",
+        f"rounds         {out['rounds']} (the data allows {allowed}); genesis is {out['genesis_bytes']:,} bytes",
         f"genesis file   {out['genesis']}    -> give to every node operator",
         f"keyholder file {out['keyholder']}  -> give ONLY to the keyholder (secret; mode 0600)",
         f"held-out test  {out['holdout']}    -> keep: untouched test split to judge the champion",
@@ -133,9 +153,17 @@ def register(cmds: Commands) -> None:
     p.add_argument("--task", default="synthetic",
                    help="synthetic | digits | breast_cancer | wine | iris | csv:PATH (default synthetic)")
     p.add_argument("--label-column", default="label", help="label column of a csv: task (default 'label')")
-    p.add_argument("--rounds", type=int, help="hidden shards = rounds (default: 100 for synthetic, fewer otherwise)")
-    p.add_argument("--shard-size", type=int, help="samples per hidden shard (default: 200 for synthetic)")
-    p.add_argument("--alloc", action="append", default=[], metavar="ADDRESS=AMOUNT", help="genesis allocation")
+    p.add_argument("--rounds", type=int, help="hidden shards = rounds (default: 100 for synthetic, as many as the "
+                                              "data allows otherwise)")
+    p.add_argument("--shard-size", type=int, help="samples per hidden shard (default: sized by --detect)")
+    p.add_argument("--detect", type=float, default=0.01,
+                   help="size shards so that a challenger this much more accurate (0.01 = +1 pp, at 10 %% "
+                        "disagreement) is crowned with 80 %% power (default 0.01)")
+    p.add_argument("--drift-milli", type=int, default=0,
+                   help="synthetic task only: move the generator's cluster centres by ~N/1000 units from shard to "
+                        "shard (default 0: one distribution)")
+    p.add_argument("--alloc", action="append", default=[], metavar="ADDRESS=AMOUNT",
+                   help="genesis allocation (at least one: miners need the entrant balance)")
     p.add_argument("--chain-id", help="chain id (default: popchain-<random>)")
     p.add_argument("--entry-window", type=int, default=4, help="entry window W in seconds (default 4)")
     p.add_argument("--opening-window", type=int, default=4, help="opening window O in seconds (default 4)")

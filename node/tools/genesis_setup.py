@@ -1,14 +1,17 @@
-"""Creating a chain on disk: load a task, hold out a test split, build genesis, write the three files.
+"""Creating a chain on disk: load or generate a task, size its shards, hold out a test split, build genesis,
+write the three files.
 
 ``popchain genesis create`` and ``popchain demo`` both call ``create_genesis_files``; the consensus rules for
-what a genesis contains live in consensus.genesis, this module only chooses sizes and writes files.
+what a genesis contains live in consensus.genesis, the sizing arithmetic in node.tools.sizing; this module only
+chooses sizes and writes files. The synthetic task is a *generated* package (ml.generator: each hidden shard is
+a committed world + seed, so power-sized 13,000-row shards cost genesis a few hundred bytes); named datasets
+and CSV files ship their shards as encrypted rows.
 """
 from __future__ import annotations
 
 import os
-import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,71 +19,102 @@ from chain.crypto import Keypair
 from consensus.genesis import GenesisParams, create_genesis
 from consensus.keyholder import keyholder_file
 from ml.errors import TaskError
-from ml.shards import split_test
-from ml.task import Dataset, load_builtin, load_csv, synthetic, write_feature_csv
+from ml.generator import MAX_GEN_ELEMENTS, World, generate, world_from_seed
+from ml.shards import MAX_SHARD_SIZE, split_test
+from ml.task import Dataset, load_builtin, load_csv, write_feature_csv
+from node.tools.sizing import DEFAULT_DETECT, Sizing, SizingError, detectable, plan
 
 BUILTINS = ("digits", "breast_cancer", "wine", "iris")
-SYNTHETIC_ROUNDS, SYNTHETIC_SHARD, SYNTHETIC_TRAIN, SYNTHETIC_TEST = 100, 200, 4000, 2000
+SYNTHETIC_ROUNDS, SYNTHETIC_TRAIN, SYNTHETIC_TEST = 100, 4000, 2000
+MIN_TRAIN_ROWS = 11
 
 GENESIS_FILE = "genesis.bin"
 KEYHOLDER_FILE = "keyholder.secret"
 HOLDOUT_FILE = "holdout.csv"
 
-
-def _sizes(n_rows: int, rounds: int | None, shard_size: int | None) -> tuple[int, int, int]:
-    """(rounds, shard_size, n_test) for a small named dataset: ~1/8 held out for testing, ~half hidden."""
-    n_test = max(10, n_rows // 8)
-    shard_size = shard_size or max(10, n_rows // 16)
-    rounds = rounds or max(1, (n_rows // 2) // shard_size)
-    if rounds * shard_size + n_test >= n_rows - 10:
-        raise TaskError(f"{rounds} rounds x {shard_size} samples + {n_test} test rows leave no training data "
-                        f"out of {n_rows} rows; lower --rounds or --shard-size")
-    return rounds, shard_size, n_test
+Rng = Callable[[int], bytes]
 
 
-def load_task(task: str, *, label_column: str, rounds: int | None, shard_size: int | None,
-              seed: bytes) -> tuple[Dataset, int, int, int]:
-    """(dataset, rounds, shard_size, n_test) for a task name: synthetic | digits | ... | csv:PATH."""
-    if task == "synthetic":
-        rounds = rounds or SYNTHETIC_ROUNDS
-        shard_size = shard_size or SYNTHETIC_SHARD
-        return (synthetic(seed, n_samples=rounds * shard_size + SYNTHETIC_TRAIN + SYNTHETIC_TEST),
-                rounds, shard_size, SYNTHETIC_TEST)
+def public_dataset_warning(task: str) -> str | None:
     if task in BUILTINS:
+        return (f"{task} is a public scikit-learn dataset: anyone can look up its hidden shards, so its "
+                f"chain is for demos only")
+    return None
+
+
+def size_task(task: str, dataset: Dataset | None, params: GenesisParams, *, detect: float, rounds: int | None,
+              shard_size: int | None) -> tuple[Sizing, int]:
+    """(sizing, n_test). ``dataset`` None means the generated synthetic task."""
+    m = params.max_entries
+    try:
+        if dataset is None:
+            max_shard = min(MAX_SHARD_SIZE, MAX_GEN_ELEMENTS // 24)
+            return plan(m=m, detect=detect, shard_size=shard_size, rounds=rounds, available_rows=None,
+                        default_rounds=SYNTHETIC_ROUNDS, max_shard=max_shard), SYNTHETIC_TEST
+        n_test = max(10, len(dataset) // 8)
+        available = len(dataset) - n_test - MIN_TRAIN_ROWS
+        return plan(m=m, detect=detect, shard_size=shard_size, rounds=rounds, available_rows=available,
+                    default_rounds=1, max_shard=min(MAX_SHARD_SIZE, max(available, 1))), n_test
+    except SizingError as exc:
+        hint = ""
+        if dataset is not None and shard_size is None:
+            best = detectable(max(1, len(dataset) - max(10, len(dataset) // 8) - MIN_TRAIN_ROWS), m)
+            hint = (f" ({len(dataset)} rows: one shard of all the hideable rows detects "
+                    + (f"+{best:.2%})" if best is not None else "no improvement at 80 % power)"))
+        raise TaskError(f"{task}: {exc}{hint}") from None
+
+
+def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: str = "label",
+                         rounds: int | None = None, shard_size: int | None = None, detect: float = DEFAULT_DETECT,
+                         allocations: Sequence[tuple[bytes, int]] = (), chain_id: str | None = None,
+                         params: GenesisParams = GenesisParams(), keyholder: Keypair | None = None,
+                         timestamp: int | None = None, drift_milli: int = 0,
+                         rng: Rng = os.urandom) -> dict[str, Any]:
+    """Write genesis.bin, keyholder.secret (0600) and holdout.csv into ``out``; return a summary (sizes, the
+    improvement the shards detect, rounds the data allows, warnings). Every secret byte comes from ``rng``."""
+    if not allocations:
+        raise TaskError("no --alloc: nobody could hold the entrant balance, so no miner could ever enter a round")
+    for name in (GENESIS_FILE, KEYHOLDER_FILE):
+        if (out / name).exists():
+            raise TaskError(f"{out / name} already exists: refusing to overwrite a chain's files")
+    seed = rng(32)      # the synthetic world and the row split; never stored
+    dataset: Dataset | None
+    if task == "synthetic":
+        dataset = None
+    elif task in BUILTINS:
         dataset = load_builtin(task)
     elif task.startswith("csv:"):
         dataset = load_csv(task[4:], label_column)
     else:
         raise TaskError(f"unknown task {task!r}: use synthetic, {', '.join(BUILTINS)} or csv:PATH")
-    return (dataset, *_sizes(len(dataset), rounds, shard_size))
-
-
-def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: str = "label",
-                         rounds: int | None = None, shard_size: int | None = None,
-                         allocations: Sequence[tuple[bytes, int]] = (), chain_id: str | None = None,
-                         params: GenesisParams = GenesisParams(), keyholder: Keypair | None = None,
-                         timestamp: int | None = None) -> dict[str, Any]:
-    """Write genesis.bin, keyholder.secret (0600) and holdout.csv into ``out``; return a summary."""
+    sizing, n_test = size_task(task, dataset, params, detect=detect, rounds=rounds, shard_size=shard_size)
+    common: dict[str, Any] = {}
+    source: Dataset | World
+    if dataset is None:
+        source = world_from_seed(seed)
+        holdout = generate(source, rng(32), n_test)
+        common = {"n_train": SYNTHETIC_TRAIN, "drift_milli": drift_milli}
+    else:
+        source, holdout = split_test(dataset, n_test, seed)
+        common = {"seed": seed}
     out.mkdir(parents=True, exist_ok=True)
-    for name in (GENESIS_FILE, KEYHOLDER_FILE):
-        if (out / name).exists():
-            raise TaskError(f"{out / name} already exists: refusing to overwrite a chain's files")
-    seed = secrets.token_bytes(32)      # the synthetic task's secret seed and the row split; never stored
-    dataset, rounds, shard_size, n_test = load_task(task, label_column=label_column, rounds=rounds,
-                                                    shard_size=shard_size, seed=seed)
-    rest, holdout = split_test(dataset, n_test, seed)
-    keyholder = keyholder or Keypair.generate()
-    chain_id = chain_id or f"popchain-{secrets.token_hex(3)}"
-    genesis, secret = create_genesis(rest, chain_id=chain_id, rounds=rounds, shard_size=shard_size,
+    keyholder = keyholder or Keypair.from_seed(rng(32))
+    chain_id = chain_id or f"popchain-{rng(3).hex()}"
+    genesis, secret = create_genesis(source, chain_id=chain_id, rounds=sizing.rounds, shard_size=sizing.shard_size,
                                      allocations=list(allocations), keyholder_pubkeys=[keyholder.public],
-                                     params=params, timestamp=int(timestamp or time.time()), seed=seed)
+                                     params=params, timestamp=int(timestamp or time.time()), rng=rng, **common)
     genesis_path, secret_path, holdout_path = out / GENESIS_FILE, out / KEYHOLDER_FILE, out / HOLDOUT_FILE
-    genesis_path.write_bytes(genesis.encode())
+    genesis_bytes = genesis.encode()
+    genesis_path.write_bytes(genesis_bytes)
     fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(keyholder_file(secret, [keyholder]))
     write_feature_csv(holdout_path, holdout)
-    return {"genesis_hash": genesis.hash.hex(), "chain_id": chain_id, "task": dataset.spec.name,
-            "rounds": rounds, "shard_size": shard_size, "n_train": len(genesis.task.training),
-            "n_holdout": len(holdout), "genesis": str(genesis_path), "keyholder": str(secret_path),
-            "holdout": str(holdout_path), "keyholder_pubkey": keyholder.public.hex()}
+    warning = public_dataset_warning(task)
+    return {"genesis_hash": genesis.hash.hex(), "chain_id": chain_id, "task": genesis.task.spec.name,
+            "generated": genesis.task.generated, "rounds": sizing.rounds, "shard_size": sizing.shard_size,
+            "rounds_allowed": sizing.rounds_allowed, "detectable": sizing.detectable,
+            "max_entries": params.max_entries, "genesis_bytes": len(genesis_bytes),
+            "n_train": len(genesis.task.training), "n_holdout": len(holdout), "genesis": str(genesis_path),
+            "keyholder": str(secret_path), "holdout": str(holdout_path), "keyholder_pubkey": keyholder.public.hex(),
+            "warnings": [warning] if warning else []}

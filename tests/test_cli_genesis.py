@@ -1,0 +1,75 @@
+"""`popchain genesis create` sizing (issue 9): power-sized shards, refusals of sizings that can never crown,
+no genesis without allocations, a warning for public datasets. Real processes, one-line errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consensus import stats
+from consensus.genesis import load_genesis
+from node.tools import sizing
+from tests.test_cli_e2e import assert_one_line_error, popchain
+
+ALLOC = "pop1akn5hzhv924nluzxhp48h7wuuuajkkxsglxtyj=1000000"
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--shard-size", "1"], "nothing could ever be crowned"),
+    (["--shard-size", "8"], "at least 9 disagreements"),   # 2^-8 > 5 % / 16: even a clean sweep cannot crown
+    (["--rounds", "0"], "at least one round"),
+    (["--detect", "0"], "--detect 0"),
+    (["--task", "digits"], "digits"),                      # 1,797 rows cannot make one +1 pp shard
+    ([], "no --alloc"),
+])
+def test_refused_sizings_are_one_line_errors(tmp_path: Path, argv, fragment):
+    alloc = ["--alloc", ALLOC] if argv else []
+    proc = popchain("genesis", "create", "--out", "g", *alloc, *argv, cwd=tmp_path, check=False)
+    assert_one_line_error(proc, fragment)
+    assert not (tmp_path / "g" / "genesis.bin").exists()
+
+
+def test_detect_sizes_a_generated_synthetic_task(tmp_path: Path):
+    proc = popchain("genesis", "create", "--out", "g", "--alloc", ALLOC, "--detect", "0.05", "--rounds", "20",
+                    "--json", cwd=tmp_path)
+    out = json.loads(proc.stdout)
+    assert out["generated"] and out["rounds"] == 20 and out["rounds_allowed"] is None
+    assert out["detectable"] <= 0.05 and out["shard_size"] == sizing.rows_for(0.05, 16, p_disagree=0.10)
+    genesis = load_genesis((tmp_path / "g" / "genesis.bin").read_bytes())
+    assert genesis.task.shard_size == out["shard_size"] and genesis.n_rounds == 20
+    assert out["genesis_bytes"] < 400_000            # 20 generated shards: the public rows dominate
+
+
+def test_public_dataset_warns_and_prints_what_it_can_detect(tmp_path: Path):
+    proc = popchain("genesis", "create", "--out", "g", "--alloc", ALLOC, "--task", "iris", "--shard-size", "20",
+                    cwd=tmp_path)
+    assert "public scikit-learn dataset" in proc.stderr and "demos only" in proc.stderr
+    assert "no improvement reaches 80 % power" in proc.stdout
+    assert "3 rounds" in proc.stdout and "the data allows 6" in proc.stdout   # 150 - 18 test - 11 train rows
+
+
+def test_fast_power_agrees_with_consensus_stats():
+    for n, d, delta, m in ((13_000, 0.10, 0.01, 16), (800, 0.10, 0.05, 16), (300, 0.05, 0.02, 4), (40, 0.3, 0.2, 1)):
+        ref = stats.power(n, d, stats.p_better_for(delta, d), m)
+        assert abs(sizing.power(n, d, delta, m) - ref) < 1e-9
+
+
+def test_default_target_needs_the_issue_row_counts():
+    """+1 pp at 80 % power with Bonferroni over 16 entries: ~13,000 rows at 10 % disagreement, ~6,500 at 5 %."""
+    assert 12_800 <= sizing.rows_for(0.01, 16) <= 13_300
+    assert 6_400 <= sizing.rows_for(0.01, 16, p_disagree=0.05) <= 6_700
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 16), st.integers(1, 400))
+def test_every_accepted_shard_size_can_crown_something(m, shard_size):
+    """The refusal is exact: plan accepts a size iff a clean sweep of its rows passes the m-entry threshold."""
+    try:
+        sizing.plan(m=m, shard_size=shard_size, rounds=1, available_rows=None, default_rounds=1, max_shard=10**6)
+        accepted = True
+    except sizing.SizingError:
+        accepted = False
+    assert accepted == (stats.crown_threshold(shard_size, m) is not None)
