@@ -11,12 +11,16 @@ from typing import Any
 from node.tools.cli_common import Commands, call, emit, kv
 
 
+def rule_text(rec: dict[str, Any]) -> str:
+    """A crowning record's rule field: the retargeted z (z_milli) or the sign test's bar."""
+    return f"z {rec['z_milli'] / 1000:.3f}" if "z_milli" in rec else f"bar {rec.get('bar', '-')}"
+
+
 def champion_line(c: dict[str, Any] | None) -> str:
     if not c:
         return "-"
     return (f"round {c.get('round')}  height {c.get('height')}  model {c.get('model_hash', '')[:16]}…  "
-            f"b {c.get('b')}  c {c.get('c')}  z {c.get('z_milli', 0) / 1000:.3f}  "
-            f"miner {c.get('miner_address') or '(genesis)'}")
+            f"b {c.get('b')}  c {c.get('c')}  {rule_text(c)}  miner {c.get('miner_address') or '(genesis)'}")
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -56,15 +60,14 @@ def round_lines(r: dict[str, Any]) -> list[str]:
     verdict = r.get("verdict")
     if verdict:
         verdict_text = (f"crowned block {verdict['hash'][:16]}… at height {verdict['height']} by "
-                        f"{verdict.get('miner_address')}  b {verdict['b']} c {verdict['c']} "
-                        f"z {verdict['z_milli'] / 1000:.3f}")
+                        f"{verdict.get('miner_address')}  b {verdict['b']} c {verdict['c']} {rule_text(verdict)}")
     else:
         verdict_text = {"void": "void: no block passed the test"}.get(r.get("status", ""), "not decided yet")
     shown = {"round": r.get("round"), "status": r.get("status"), "anchor": r.get("anchor"),
              "shard_key": r.get("shard_key"), "entries": entry_text, "verdict": verdict_text}
     lines = kv(shown)
     lines += [f"  entry {e}" for e in entries]
-    lines += [f"  candidate {c['hash'][:16]}…  b {c['b']} c {c['c']} z {c['z_milli'] / 1000:.3f}"
+    lines += [f"  candidate {c['hash'][:16]}…  b {c['b']} c {c['c']} {rule_text(c)}"
               for c in r.get("candidates") or []]
     return lines
 

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from node.tools.cli_chain import champion_line
+from node.tools.cli_chain import champion_line, rule_text
 from node.tools.cli_common import CliError, Commands, acall, call, emit, kv
 
 HASH_HELP = "model hash (64 hex digits) or 'champion'"
@@ -187,7 +187,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     agree = card.get("onnx", {}).get("agreement")
     lines = [f"wrote {out} ({len(data):,} bytes, {args.format}) and its model card {card_path}",
              f"round {card['round']}  block {card['block_hash'][:16]}…  miner {card['miner_address'] or '(genesis)'}"
-             f"  b {card['b']} c {card['c']} z {card['z']:.3f}"]
+             f"  b {card['b']} c {card['c']} {rule_text(card)}"]
     if card["shard_accuracy"] is not None:
         lines.append(f"accuracy on its shard: {card['shard_accuracy']:.4f} ({card['shard_rows']} rows)")
     if agree:
@@ -224,7 +224,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     except pv.ProvenanceError as exc:
         raise CliError(str(exc)) from None
     lines = [f"model {res['model_hash'][:16]}… vs champion {res['champion'][:16]}… (round {res['champion_round']})",
-             f"round test of round {res['next_round']} (z {res['z_milli'] / 1000:.3f}, consensus.rules):"]
+             f"round test of round {res['next_round']} ({rule_text(res['rule'])}, consensus rules, "
+             f"{res['assumed_entries']} entries assumed):"]
     for s in res["shards"]:
         lines.append(f"  shard {s['shard_round']:>3}: b {s['b']} c {s['c']}  accuracy {s['accuracy']:.4f} vs "
                      f"{s['champion_accuracy']:.4f}  {'PASS' if s['passes'] else 'fail'}")

@@ -3,7 +3,7 @@
 Everything is recomputed locally from what the node serves, with the consensus code itself: shards are opened
 with ``ml.shards.open_shard`` (which checks the genesis commitment), beacons are verified against the genesis
 keyholders, models are scored with ``ml.score`` (bit-exact integers) and the round test is the rule function of
-``consensus.rules`` (``round_test`` below is the one place that calls it). A node that lies about a record is
+``consensus.rules`` / ``consensus.stats`` (``round_test`` below is the one place that calls it). A node that lies about a record is
 caught; a node that withholds data makes the check fail loudly. It does not trust the node's champion
 records: each is compared with the block's own payload and with the recomputation.
 """
@@ -33,13 +33,37 @@ class ProvenanceError(Exception):
     """The node's data is missing or inconsistent for the requested check (one line for the user)."""
 
 
-def round_test(params: GenesisParams, round_: int, parent_round: int, parent_z: int | None,
-               b: int, c: int) -> tuple[int, bool]:
-    """(required z_milli, passes) for a challenger of ``round_`` on a parent crowned in ``parent_round``: the
-    consensus rule itself (retarget + paired test), never a re-implementation."""
-    from consensus.rules import paired_test, z_for_round
-    z = z_for_round(params, round_, parent_round, parent_z)
-    return z, paired_test(b, c, z)
+def round_test(params: GenesisParams, round_: int, parent: dict[str, Any], b: int, c: int,
+               m: int) -> tuple[dict[str, int], bool]:
+    """(the crowning record's rule fields, passes) for a challenger of ``round_`` with (b, c) against the
+    champion ``parent`` (its champion record) among ``m`` listed entries: the consensus rule functions
+    themselves, never a re-implementation. Two rule generations are understood: the retargeted z + paired test
+    (record field ``z_milli``) and the exact family-wise sign test (record field ``bar``, consensus.stats)."""
+    from consensus import rules
+    if hasattr(rules, "crowning_bar"):
+        from consensus.stats import accepts
+        return {"bar": rules.crowning_bar(b, c, m, params)}, accepts(b, c, m, params.alpha)  # type: ignore[attr-defined]
+    parent_z = parent["z_milli"] if parent["round"] >= 1 else None
+    z = rules.z_for_round(params, round_, parent["round"], parent_z)
+    return {"z_milli": z}, rules.paired_test(b, c, z)
+
+
+def rule_fields(rec: dict[str, Any]) -> dict[str, int]:
+    """The rule-specific fields of a crowning record (z_milli, or bar)."""
+    return {k: rec[k] for k in ("z_milli", "bar") if k in rec}
+
+
+def listed_hashes(beacon: Beacon) -> list[bytes]:
+    """Header hashes a beacon lists (``entries``, or the hashes of ``listed`` (hash, miner) pairs)."""
+    if hasattr(beacon, "listed"):
+        return [pair[0] for pair in beacon.listed]
+    return list(beacon.entries)
+
+
+def describe_rule(fields: dict[str, int]) -> str:
+    if "z_milli" in fields:
+        return f"z {fields['z_milli'] / 1000:.3f}"
+    return f"bar {fields.get('bar')}"
 
 
 def shard_accuracy(model: Model, shard: Dataset) -> float:
@@ -102,8 +126,8 @@ def model_card(view: ChainView, rec: dict[str, Any], model: Model) -> dict[str, 
         "task": {"name": spec.name, "n_features": spec.n_features, "classes": list(spec.classes),
                  "scale_bits": spec.scale_bits, "max_abs": spec.max_abs},
         "round": rec["round"], "height": rec["height"], "block_hash": rec["hash"], "model_hash": rec["model_hash"],
-        "miner_address": rec.get("miner_address"), "b": rec["b"], "c": rec["c"], "z_milli": rec["z_milli"],
-        "z": rec["z_milli"] / 1000, "test": None, "shard_accuracy": None, "shard_rows": None,
+        "miner_address": rec.get("miner_address"), "b": rec["b"], "c": rec["c"], **rule_fields(rec),
+        "test": None, "shard_accuracy": None, "shard_rows": None,
         "inputs": "float64 features in the task's original units (columns f0..f{n-1} of holdout.csv); the model "
                   "quantises them: clip(round_half_even(x * 2^scale_bits), -max_abs, max_abs)",
     }
@@ -111,14 +135,9 @@ def model_card(view: ChainView, rec: dict[str, Any], model: Model) -> dict[str, 
         shard = view.shard(rec["round"])
         card["shard_accuracy"] = shard_accuracy(model, shard)
         card["shard_rows"] = len(shard)
-        card["test"] = {"rule": "consensus.rules.paired_test", "b": rec["b"], "c": rec["c"],
-                        "z_milli": rec["z_milli"], "passed": _passes(rec["b"], rec["c"], rec["z_milli"])}
+        card["test"] = {"b": rec["b"], "c": rec["c"], **rule_fields(rec),
+                        "rule": "retargeted z, one-sided McNemar" if "z_milli" in rec else "exact sign test"}
     return card
-
-
-def _passes(b: int, c: int, z_milli: int) -> bool:
-    from consensus.rules import paired_test
-    return paired_test(b, c, z_milli)
 
 
 def check_rows(view: ChainView, max_rows: int = 20_000) -> tuple[np.ndarray, list[str]]:
@@ -161,17 +180,18 @@ async def evaluate(client, model: Model, model_bytes: bytes, shards: int) -> dic
         b, c = paired(mine.correct, theirs.correct)
         rows.append({"shard_round": r, "b": b, "c": c, "accuracy": mine.accuracy,
                      "champion_accuracy": theirs.accuracy})
-    parent_z = champ["z_milli"] if champ["round"] >= 1 else None
     if next_round > view.genesis.n_rounds:
         raise ProvenanceError(f"all {view.genesis.n_rounds} rounds are played: no round left to enter")
+    # the entry count of a round not yet closed is unknown: assume a full round (the strictest family-wise bar)
+    m = getattr(view.genesis.params, "max_entries", 1)
     for row in rows:
-        row["z_milli"], row["passes"] = round_test(view.genesis.params, next_round, champ["round"], parent_z,
-                                                   row["b"], row["c"])
-        row["passes"] = row["passes"] and not duplicate
+        fields, passes = round_test(view.genesis.params, next_round, champ, row["b"], row["c"], m)
+        row.update(fields)
+        row["passes"] = passes and not duplicate
     latest = rows[-1]
     return {"model_hash": mh, "champion": champ["model_hash"], "champion_round": champ["round"],
-            "next_round": next_round, "z_milli": latest["z_milli"], "duplicate_of_a_champion": duplicate,
-            "would_pass": latest["passes"], "shards": rows}
+            "next_round": next_round, "assumed_entries": m, "rule": rule_fields(latest),
+            "duplicate_of_a_champion": duplicate, "would_pass": latest["passes"], "shards": rows}
 
 
 # ---------------------------------------------------------------- audit
@@ -190,7 +210,8 @@ async def audit(client, expected_genesis: bytes | None = None) -> dict[str, Any]
     prev_model: Model | None = None
     for rec in view.history:
         entry: dict[str, Any] = {k: rec.get(k) for k in ("round", "height", "hash", "model_hash", "miner_address",
-                                                          "b", "c", "z_milli")}
+                                                          "b", "c")}
+        entry.update(rule_fields(rec))
         checks: dict[str, bool] = {}
         problems: list[str] = []
         try:
@@ -228,7 +249,8 @@ async def _audit_record(client, view: ChainView, rec: dict[str, Any], prev: dict
     payload = RoundPayload.decode(block.payload)
     beacon: Beacon = payload.beacon
     checks["beacon-signatures"] = beacon.verify(g.keyholders, g.threshold) and beacon.round == rec["round"]
-    checks["entered"] = h.hash in beacon.entries and h.prev_hash == beacon.anchor_hash
+    listed = listed_hashes(beacon)
+    checks["entered"] = h.hash in listed and h.prev_hash == beacon.anchor_hash
     checks["revealed-key"] = view.keys.get(rec["round"]) == beacon.shard_key
     try:
         shard = open_shard(g.task, rec["round"], beacon.shard_key)     # checks the genesis commitment
@@ -237,14 +259,14 @@ async def _audit_record(client, view: ChainView, rec: dict[str, Any], prev: dict
     mine = await asyncio.to_thread(score, model, shard.X, shard.y)
     theirs = await asyncio.to_thread(score, prev_model, shard.X, shard.y)
     b, c = paired(mine.correct, theirs.correct)
-    parent_z = prev["z_milli"] if prev["round"] >= 1 else None
-    z, passes = round_test(g.params, rec["round"], prev["round"], parent_z, b, c)
-    entry["recomputed"] = {"b": b, "c": c, "z_milli": z, "accuracy": mine.accuracy,
-                           "champion_accuracy": theirs.accuracy}
-    checks["payload-record"] = (payload.b, payload.c, payload.z_milli) == (rec["b"], rec["c"], rec["z_milli"])
+    fields, passes = round_test(g.params, rec["round"], prev, b, c, len(listed))
+    entry["recomputed"] = {"b": b, "c": c, **fields, "accuracy": mine.accuracy, "champion_accuracy": theirs.accuracy}
+    recorded = rule_fields(rec)
+    in_payload = {k: getattr(payload, k) for k in recorded}
+    checks["payload-record"] = ((payload.b, payload.c) == (rec["b"], rec["c"]) and in_payload == recorded)
     checks["rescore"] = (b, c) == (rec["b"], rec["c"])
-    checks["retarget"] = z == rec["z_milli"]
-    checks["paired-test"] = passes
+    checks["rule-fields"] = fields == recorded
+    checks["crowning-test"] = passes
     return block, model
 
 
@@ -258,12 +280,13 @@ def audit_html(report: dict[str, Any]) -> str:
                     "<td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
                         "ok" if r["ok"] else "bad", r["round"], r["height"], escape(str(r["hash"])[:16]),
                         escape(str(r.get("miner_address") or "(genesis)")), r["b"], rc.get("b", "-"), r["c"],
-                        rc.get("c", "-"), r["z_milli"], acc, "ok" if r["ok"] else escape("; ".join(r["problems"]))))
+                        rc.get("c", "-"), escape(describe_rule(rule_fields(r))), acc,
+                        "ok" if r["ok"] else escape("; ".join(r["problems"]))))
     verdict = "every record checks out" if report["ok"] else "PROBLEMS FOUND"
     return ("<!doctype html><meta charset='utf-8'><title>popchain audit</title>"
             "<style>body{font-family:sans-serif}td,th{padding:2px 8px}tr.bad{background:#fcc}</style>"
             f"<h1>popchain audit: {escape(verdict)}</h1><p>chain {escape(report['chain_id'])}, genesis "
             f"<code>{escape(report['genesis_hash'])}</code>, {report['crowned']} crowned models</p>"
             "<table><tr><th>round</th><th>height</th><th>block</th><th>miner</th><th>b record / recomputed</th>"
-            "<th>c record / recomputed</th><th>z_milli</th><th>shard accuracy</th><th>result</th></tr>"
+            "<th>c record / recomputed</th><th>rule</th><th>shard accuracy</th><th>result</th></tr>"
             + "".join(rows) + "</table>\n")
