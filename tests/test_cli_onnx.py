@@ -66,3 +66,54 @@ def test_a_damaged_onnx_file_is_a_model_error() -> None:
     from ml.errors import ModelError
     with pytest.raises(ModelError, match="onnx"):
         OnnxPredictor(b"\x08\x07garbage")
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def _models(draw):
+    from ml.task import TaskSpec
+    d, k = draw(st.integers(1, 5)), draw(st.integers(2, 4))
+    spec = TaskSpec("prop", d, draw(st.integers(0, 8)), tuple(f"c{i}" for i in range(k)), max_abs=draw(
+        st.sampled_from([1, 255, (1 << 20) - 1])))
+    ints = lambda n, lo, hi: np.array(draw(st.lists(st.integers(lo, hi), min_size=n, max_size=n)),  # noqa: E731
+                                      dtype=np.int64)
+    family = draw(st.sampled_from(["linear", "mlp", "trees"]))
+    if family == "linear":
+        model = LinearModel(ints(d * k, -9, 9).reshape(d, k), ints(k, -50, 50))
+    elif family == "mlp":
+        h = draw(st.integers(1, 4))
+        model = MLPModel(((ints(d * h, -9, 9).reshape(d, h), ints(h, -50, 50)),
+                          (ints(h * k, -9, 9).reshape(h, k), ints(k, -50, 50))), (draw(st.integers(0, 6)),))
+    else:   # one stump per tree: root split on a feature, two leaves with small votes
+        T = draw(st.integers(1, 3))
+        feature, threshold, left, right, value = [], [], [], [], []
+        for t in range(T):
+            base = 3 * t
+            feature += [draw(st.integers(0, d - 1)), -1, -1]
+            threshold += [draw(st.integers(-300, 300)), 0, 0]
+            left += [base + 1, -1, -1]
+            right += [base + 2, -1, -1]
+            value += [[0] * k, list(ints(k, 0, 3)), list(ints(k, 0, 3))]
+        model = TreesModel(np.arange(T, dtype=np.int64) * 3, np.array(feature), np.array(threshold),
+                           np.array(left), np.array(right), np.array(value, dtype=np.int64))
+    x = np.array(draw(st.lists(st.lists(st.floats(-1e7, 1e7, allow_nan=False), min_size=d, max_size=d),
+                               min_size=1, max_size=8)), dtype=np.float64)
+    return spec, model, x
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_models())
+def test_onnx_equals_popchain_on_random_models(case) -> None:
+    """Property: for any small valid model and any finite rows, the ONNX graph predicts exactly what popchain's
+    integer scoring predicts after quantise (ties, clipping, half-way rounding, shifts, tree thresholds)."""
+    spec, model, x = case
+    encoded = encode_model(model)
+    try:
+        model = decode_model(encoded, spec, DEFAULT_CAPS)
+    except Exception:      # a drawn model the decoder refuses is not a model anyone could crown
+        return
+    same, n = agreement(to_onnx(model, spec, DEFAULT_CAPS), model, spec, x)
+    assert same == n
