@@ -482,7 +482,8 @@ def test_audit_rechecks_every_crowned_model(net: Net) -> None:
     assert "every record checks out" in (net.dir / "audit.html").read_text()
     assert "all checks pass" in net.run("audit", "--out", "audit2.json", *net.node).stdout
     other = net.dir / "other-genesis"
-    net.run("genesis", "create", "--task", "iris", "--out", str(other), "--alloc", f"{net.keys['bob']}=5")
+    net.run("genesis", "create", "--task", "iris", "--detect", "0.2", "--out", str(other), "--alloc",
+            f"{net.keys['bob']}=5")
     assert_one_line_error(net.run("audit", "--out", "a3.json", "--genesis", str(other / "genesis.bin"), *net.node,
                                   check=False), "not the expected")
 
