@@ -70,7 +70,10 @@ def test_batch_submission_keeps_order_and_single_path_codes(chain, tmp_path):
 
 def test_hostile_bodies_get_one_line_errors(chain, tmp_path):
     async def scenario():
-        async with InProcessNode(node_config(tmp_path / "A", chain)) as a:
+        node = InProcessNode(node_config(tmp_path / "A", chain))
+        node.node.health = lambda: {"ok": True, "tasks": {"blocks": "running"}}  # the supervisor's seam
+        async with node as a:
+            assert (await a.client.status())["health"] == {"ok": True, "tasks": {"blocks": "running"}}
             deep = b"[" * 100_000 + b"]" * 100_000  # used to be a RecursionError and a 500
             status, body = await _post(a.api_url, b'{"txs": ' + deep + b"}")
             assert status == 400 and "deeper" in body["error"]["message"]
