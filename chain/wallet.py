@@ -2,9 +2,16 @@
 
 File = canonical msgpack ``[version=1, salt:bin16, opslimit, memlimit, box:bin]``; the box holds
 ``[[label, seed32], …]``. Written atomically (temp file in the same directory, fsync, rename), mode 0600.
+
+Recovery phrases: a new key's Ed25519 seed is derived from a 24-word BIP-39 phrase (``mnemonic`` package,
+English list, checksum checked): BIP-39 seed (PBKDF2-HMAC-SHA512, passphrase "") -> SLIP-0010 ed25519 master
+key (HMAC-SHA512 keyed "ed25519 seed", left 32 bytes). The same phrase always rebuilds the same key; the phrase
+itself is never stored.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import tempfile
 from dataclasses import dataclass
@@ -50,6 +57,39 @@ class WalletKey:
     @property
     def address(self) -> str:
         return encode_address(self.account)
+
+
+PHRASE_WORDS = 24
+
+
+def new_phrase() -> str:
+    """A fresh 24-word BIP-39 phrase (256 bits of entropy from the OS)."""
+    from mnemonic import Mnemonic
+    return Mnemonic("english").generate(strength=256)
+
+
+def normalise_phrase(phrase: str) -> str:
+    return " ".join(phrase.lower().split())
+
+
+def seed_from_phrase(phrase: str) -> bytes:
+    """The 32-byte Ed25519 seed of a BIP-39 phrase (SLIP-0010 master key); WalletError if it is not a valid
+    phrase (unknown word, wrong length or checksum)."""
+    from mnemonic import Mnemonic
+    words = normalise_phrase(phrase)
+    m = Mnemonic("english")
+    if len(words.split()) not in (12, 15, 18, 21, 24):
+        raise WalletError(f"a recovery phrase has 12-24 words, got {len(words.split())}")
+    unknown = [w for w in words.split() if w not in m.wordlist]
+    if unknown:
+        raise WalletError(f"not a BIP-39 word: {unknown[0]!r}")
+    if not m.check(words):
+        raise WalletError("recovery phrase checksum does not match (a word is wrong or out of order)")
+    return slip10_ed25519_master(Mnemonic.to_seed(words, passphrase=""))
+
+
+def slip10_ed25519_master(bip39_seed: bytes) -> bytes:
+    return hmac.new(b"ed25519 seed", bip39_seed, hashlib.sha512).digest()[:32]
 
 
 def _derive(password: str, salt: bytes, opslimit: int, memlimit: int) -> bytes:
@@ -143,7 +183,17 @@ class Wallet:
         self._save()
         return WalletKey(label, address_of(kp.public), kp.public)
 
+    def new_key_with_phrase(self, label: str = "") -> tuple[WalletKey, str]:
+        """A new key derived from a fresh recovery phrase; returns (key, phrase) — show the phrase once."""
+        phrase = new_phrase()
+        return self.import_seed(seed_from_phrase(phrase), label), phrase
+
+    def import_phrase(self, phrase: str, label: str = "") -> WalletKey:
+        return self.import_seed(seed_from_phrase(phrase), label)
+
     def import_seed(self, seed: bytes, label: str = "") -> WalletKey:
+        if len(label.encode()) > MAX_LABEL:
+            raise WalletError(f"label longer than {MAX_LABEL} bytes")
         kp = Keypair(seed)
         if any(k.public == kp.public for _, k in self._entries):
             raise WalletError("key already in the wallet")

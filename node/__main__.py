@@ -3,33 +3,65 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import logging.handlers
 import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from chain.errors import StoreError
-from node.config import NodeConfig, add_node_run_arguments, config_from_args
-from node.datadir import Datadir
+from node.config import NodeConfig, add_node_run_arguments, describe, resolve
 from node.errors import EXIT_CONFIG, EXIT_STORE, EXIT_TASK_FAILED, NodeError, TaskFailed, exit_code_of, first_line
 
 if TYPE_CHECKING:
     from node.node import Node
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts (ISO 8601, UTC), level, logger, msg (+ exc when there is a traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import datetime
+        out = {"ts": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(
+                   timespec="milliseconds"),
+               "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
 def setup_logging(config: NodeConfig) -> None:
+    """node.log in the datadir, rotated by size (RotatingFileHandler: log_max_bytes, log_backups old files),
+    and stderr; text or JSON lines (``--log-format``)."""
     root = logging.getLogger("popchain")
     root.setLevel(config.log_level.upper())
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt: logging.Formatter = (JsonFormatter() if config.log_format == "json"
+                              else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     config.datadir.mkdir(parents=True, exist_ok=True)
-    fh = logging.FileHandler(config.datadir / "node.log")
+    fh = logging.handlers.RotatingFileHandler(config.datadir / "node.log", maxBytes=config.log_max_bytes,
+                                              backupCount=config.log_backups)
     fh.setFormatter(fmt)
     root.addHandler(fh)
     if config.log_to_stderr:
         sh = logging.StreamHandler(sys.stderr)
         sh.setFormatter(fmt)
         root.addHandler(sh)
+
+
+def start(args: argparse.Namespace, error_prefix: str) -> int:
+    """``node run``: resolve the settings (or print them with --print-config), set up logging, run."""
+    try:
+        config, sources = resolve(args)
+    except NodeError as exc:
+        print(f"{error_prefix}{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if getattr(args, "print_config", False):
+        print("\n".join(describe(config, sources)))
+        return 0
+    setup_logging(config)
+    return asyncio.run(run_node(config))
 
 
 async def run_node(config: NodeConfig, node: "Node | None" = None) -> int:
@@ -74,14 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_node_run_arguments(sub.add_parser("run", help="run a node"))
     args = parser.parse_args(argv)
-    try:
-        file_config = Datadir(args.datadir).load_config() if args.datadir.exists() else {}
-        config = config_from_args(args, file_config)
-    except NodeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    setup_logging(config)
-    return asyncio.run(run_node(config))
+    return start(args, "error: ")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Layout (PROTOCOL §4.8 *(policy)*)::
     D/node.lock      flock held while a node runs (a second node on D refuses to start)
     D/chain/         LevelDB store (chain.store.ChainStore)
     D/genesis.bin    copy of the genesis file, so ``node run`` on an existing datadir needs no --genesis
-    D/config.json    optional: {"peers": ["host:port", ...], "port": P, "api_port": P, ...}
+    D/popchain.toml  optional node settings (node.config: validated, unknown keys refused; config.json = legacy)
     D/.cookie        "__cookie__:<hex>" (mode 0600), needed by API write endpoints when --api-listen is used
     D/peers.json     known peer addresses and bans (persisted across restarts)
     D/ports.json     {"p2p": P, "api": P, "pid": N} written once the node listens

@@ -210,6 +210,10 @@ def test_demo_runs_and_leaves_no_process(tmp_path: Path) -> None:
     proc = popchain("demo", "--rounds", "3", "--dir", str(workdir), cwd=tmp_path, timeout=600)
     assert "summary: 3 rounds" in proc.stdout, proc.stdout
     assert "round" in proc.stdout and "acc test" in proc.stdout
+    # each row counts the transfers of its own block, labelled so; no "try: popchain ... --node" hint for a
+    # network that stops right after it (the hint is printed with --keep only)
+    assert "txs in block" in proc.stdout and "try: popchain" not in proc.stdout
+    assert "stopping the network" in proc.stdout
     time.sleep(0.5)
     assert _processes_mentioning(str(workdir)) == []
 

@@ -1,6 +1,15 @@
-"""NodeClient: a small async client for the node's HTTP API (used by the CLI wallet, miners and the demo)."""
+"""NodeClient: a small async client for the node's HTTP API (used by the CLI wallet, miners and the demo).
+
+With ``retry_s > 0`` a call that cannot reach the node (refused, reset, server gone) is retried with exponential
+backoff for up to that many seconds, so a miner or a waiting ``wallet send`` rides out a node restart;
+``on_retry`` receives one status line when the node goes away and one when it is back. Re-sending a request
+is safe: every write (tx, entry, opening) is idempotent at the node ("duplicate"). API errors are never retried.
+"""
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +30,12 @@ class ApiCallError(Exception):
 
 class NodeClient:
     def __init__(self, base_url: str, *, cookie: str | None = None, datadir: Path | None = None,
-                 timeout_s: float = 60.0) -> None:
+                 timeout_s: float = 60.0, retry_s: float = 0.0,
+                 on_retry: Callable[[str], None] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.retry_s = retry_s
+        self.on_retry = on_retry
+        self._down_since: float | None = None
         if cookie is None and datadir is not None:
             raw = read_cookie(datadir)
             cookie = raw.split(":", 1)[1] if raw else None
@@ -40,6 +53,30 @@ class NodeClient:
 
     async def _request(self, method: str, path: str, *, json_body: Any = None, params: dict | None = None,
                        raw: bool = False) -> Any:
+        delay = 0.25
+        while True:
+            try:
+                result = await self._request_once(method, path, json_body=json_body, params=params, raw=raw)
+            except aiohttp.ClientConnectionError as exc:
+                now = time.monotonic()
+                if self._down_since is None:
+                    self._down_since = now
+                    if self.retry_s > 0 and self.on_retry:
+                        self.on_retry(f"node {self.base_url} unreachable ({type(exc).__name__}); retrying for up "
+                                      f"to {self.retry_s:.0f} s ...")
+                if now - self._down_since >= self.retry_s:
+                    raise
+                await asyncio.sleep(min(delay, max(0.0, self._down_since + self.retry_s - now)))
+                delay = min(delay * 2, 5.0)
+                continue
+            if self._down_since is not None:
+                if self.retry_s > 0 and self.on_retry:
+                    self.on_retry(f"node {self.base_url} is back after {time.monotonic() - self._down_since:.0f} s")
+                self._down_since = None
+            return result
+
+    async def _request_once(self, method: str, path: str, *, json_body: Any, params: dict | None,
+                            raw: bool) -> Any:
         headers = {"Authorization": f"Bearer {self.cookie}"} if self.cookie and method == "POST" else {}
         async with self._session.request(method, self.base_url + path, json=json_body, params=params,
                                          headers=headers) as resp:

@@ -101,7 +101,7 @@ class DemoNetwork:
 
 class Table:
     COLUMNS = (("round", 5), ("winner", 10), ("b-c", 5), ("bar", 5), ("acc shard", 9), ("acc test", 8),
-               ("height", 6), ("txs", 5))
+               ("height", 6), ("txs in block", 12))
 
     def header(self) -> str:
         head = "  ".join(name.rjust(w) for name, w in self.COLUMNS)
@@ -215,7 +215,7 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
     rng = random.Random(7)
     champion_model = genesis.block.model
     baseline = test_acc(champion_model)
-    confirmed = crowned = 0
+    confirmed = crowned = 0     # confirmed: running total for the summary; the table shows each block's own
     reported = transfers_round = 0
     async with asyncio.timeout(max(120.0, rounds * 60.0)):
         while reported < rounds:
@@ -231,10 +231,12 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
             reported = next_round
             verdict = info.get("verdict")
             key = bytes.fromhex(info["shard_key"])
+            in_block: int | str = "-"
             if verdict:
                 crowned += 1
                 block = await client.block(verdict["hash"])
-                confirmed += len(block["txs"])
+                in_block = len(block["txs"])
+                confirmed += in_block
                 champion_model = await client.model(verdict["model_hash"])
                 winner = names.get(address_of(bytes.fromhex(block["header"]["miner"])), "?")
                 cells = (next_round, winner.replace("-miner", ""), verdict["b"] - verdict["c"],
@@ -243,7 +245,7 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
                 cells = (next_round, "(void)", "-", "-")
             acc_shard = await asyncio.to_thread(shard_acc, next_round, key, champion_model)
             acc_test = await asyncio.to_thread(test_acc, champion_model)
-            print(table.row(*cells, f"{acc_shard:.3f}", f"{acc_test:.3f}", status["height"], confirmed), flush=True)
+            print(table.row(*cells, f"{acc_shard:.3f}", f"{acc_test:.3f}", status["height"], in_block), flush=True)
     final = await client.status()
     tips = set()
     for url in net.api_urls:
@@ -255,7 +257,9 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
           f"(genesis baseline {baseline:.3f})")
     print(f"nodes agree on the tip: {'yes' if len(tips) == 1 else 'not yet (still syncing)'}")
     print("node APIs: " + "  ".join(net.api_urls))
-    print(f"try: popchain chain info --node {net.api_urls[0]}   |   popchain model champion --node {net.api_urls[0]}")
+    if keep:    # without --keep the network stops right after this summary: a "try:" hint would point at nothing
+        print(f"try: popchain chain info --node {net.api_urls[0]}   |   popchain model champion --node "
+              f"{net.api_urls[0]}")
     return 0
 
 

@@ -268,12 +268,23 @@ class Miner:
         return self.reports
 
 
-async def run_miner_cli(node_url: str, keypair: Keypair, *, family: str, rounds: int, as_json: bool) -> int:
-    """``popchain miner run``: mine until done or Ctrl-C, one line per round."""
+async def run_miner_cli(node_url: str, keypair: Keypair, *, family: str, rounds: int, as_json: bool,
+                        retry_s: float = 0.0) -> int:
+    """``popchain miner run``: mine until done or Ctrl-C, one line per round. A node that goes away (a restart)
+    is retried for ``retry_s`` seconds with one status line on stderr; the round in play may be lost, the
+    miner carries on with the next one."""
     import aiohttp
     try:
-        async with NodeClient(node_url) as client:
+        async with NodeClient(node_url, retry_s=retry_s,
+                              on_retry=lambda line: print(line, file=sys.stderr, flush=True)) as client:
             return await _mine(client, keypair, family=family, rounds=rounds, as_json=as_json)
+    except aiohttp.ClientConnectionError as exc:
+        print(f"popchain: error: cannot reach the node at {node_url} ({type(exc).__name__}); is it running?",
+              file=sys.stderr)
+        return 1
+    except TimeoutError:
+        print(f"popchain: error: the node at {node_url} stopped answering (timeout)", file=sys.stderr)
+        return 1
     except (aiohttp.ClientError, OSError, ApiCallError) as exc:
         print(f"popchain: error: node {node_url}: {exc}", file=sys.stderr)
         return 1

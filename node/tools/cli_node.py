@@ -1,0 +1,208 @@
+"""``popchain genesis create``, ``node run``, ``miner run``, ``demo`` and ``bench``: argument parsing over
+node.tools.genesis_setup, node.config / node.__main__, node.tools.miner, node.tools.demo, benchmarks.harness."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from node.tools.cli_common import RETRY_S, CliError, Commands, add_json, address, emit, load_wallet, pick_key
+
+# --------------------------------------------------------------------------- genesis
+
+
+def cmd_genesis_create(args: argparse.Namespace) -> None:
+    import sys
+
+    from consensus.genesis import GenesisParams
+    from node.tools.genesis_setup import create_genesis_files, public_dataset_warning
+    allocations = []
+    for item in args.alloc:
+        addr, sep, amount = item.partition("=")
+        if not sep or not amount.isdigit():
+            raise CliError(f"--alloc {item!r}: expected ADDRESS=AMOUNT (amount in grains)")
+        allocations.append((address(addr, f"--alloc {item!r}"), int(amount)))
+    if not allocations:
+        raise CliError("no --alloc ADDRESS=AMOUNT: nobody could hold the entrant balance, so no miner could "
+                       "ever enter a round")
+    try:
+        params = GenesisParams(entry_window_s=args.entry_window, opening_window_s=args.opening_window)
+    except ValueError as exc:
+        raise CliError(str(exc).replace("GenesisParams.entry_window_s", "--entry-window")
+                       .replace("GenesisParams.opening_window_s", "--opening-window")) from None
+    if sys.stderr.isatty():  # progress for a person; scripts get stdout and, on failure, one error line
+        print("sizing hidden shards (exact sign test, 80 % power) and building genesis ...", file=sys.stderr)
+    out = create_genesis_files(Path(args.out), task=args.task, label_column=args.label_column, rounds=args.rounds,
+                               shard_size=args.shard_size, detect=args.detect, allocations=allocations,
+                               chain_id=args.chain_id, params=params, drift_milli=args.drift_milli)
+    if (warning := public_dataset_warning(args.task)) is not None:
+        print(f"popchain: warning: {warning}", file=sys.stderr)
+    det = out["detectable"]
+    alpha = out["alpha"][0] / out["alpha"][1]
+    detect_text = (f"+{det:.2%} accuracy with 80 % power (10 % disagreement, α = {alpha:.1%} over E = "
+                   f"{out['max_entries']} entries)" if det is not None else
+                   "no improvement reaches 80 % power at this shard size")
+    allowed = "unlimited (generated shards)" if out["rounds_allowed"] is None else f"{out['rounds_allowed']}"
+    emit(args, out, [
+        f"genesis hash   {out['genesis_hash']}",
+        f"chain id       {out['chain_id']}",
+        f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
+        f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)",
+        f"detects        {detect_text}",
+        f"rounds         {out['rounds']} (the data allows {allowed}); genesis is {out['genesis_bytes']:,} bytes",
+        f"genesis file   {out['genesis']}    -> give to every node operator",
+        f"keyholder file {out['keyholder']}  -> give ONLY to the keyholder (secret; mode 0600)",
+        f"held-out test  {out['holdout']}    -> keep: untouched test split to judge the champion",
+    ])
+
+
+# --------------------------------------------------------------------------- node, miner
+
+
+def cmd_node_run(args: argparse.Namespace) -> int:
+    from node.__main__ import start
+    return start(args, "popchain: error: ")
+
+
+def _progress_printer(verb: str):
+    """Progress on stderr: a rewritten line on a terminal, else a line per 10 % (logs stay short)."""
+    import sys
+    import time
+    tty = sys.stderr.isatty()
+    state = {"shown": -1, "t": 0.0}
+
+    def show(height: int, tip: int) -> None:
+        pct = 100 * height // max(tip, 1)
+        now = time.monotonic()
+        if tty and (now - state["t"] > 0.2 or height == tip):
+            print(f"\r{verb}: block {height:,}/{tip:,} ({pct}%)", end="\n" if height == tip else "", file=sys.stderr,
+                  flush=True)
+            state["t"] = now
+        elif not tty and pct // 10 > state["shown"]:
+            print(f"{verb}: block {height:,}/{tip:,} ({pct}%)", file=sys.stderr, flush=True)
+            state["shown"] = pct // 10
+    return show
+
+
+def _cmd_node_check(args: argparse.Namespace, rebuild: bool) -> int:
+    import sys
+
+    from chain.errors import StoreError
+    from node.errors import EXIT_CONFIG, EXIT_STORE, NodeError
+    from node.maintenance import check_datadir, report_exit_code
+    verb = "reindex" if rebuild else "verify"
+    try:
+        report = check_datadir(args.datadir, rebuild=rebuild,
+                               progress=None if args.json else _progress_printer(verb))
+    except NodeError as exc:
+        print(f"popchain: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as exc:
+        print(f"popchain: error: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    data = {"ok": report.ok, "height": report.height, "state_root": report.state_root.hex(),
+            "problems": list(report.problems), "readable": report.readable}
+    if report.ok:
+        lines = [f"{verb}: ok: {report.height:,} blocks replay to state root {report.state_root.hex()}"
+                 + ("; accounts, undo records and indexes rebuilt" if rebuild else "")]
+    else:
+        lines = [f"{verb}: FAILED: {p}" for p in report.problems]
+        if not rebuild and report.readable:
+            lines.append(f"repair: popchain node reindex --datadir {args.datadir}")
+    emit(args, data, lines)
+    return report_exit_code(report)
+
+
+def cmd_node_verify(args: argparse.Namespace) -> int:
+    return _cmd_node_check(args, rebuild=False)
+
+
+def cmd_node_reindex(args: argparse.Namespace) -> int:
+    return _cmd_node_check(args, rebuild=True)
+
+
+def cmd_miner_run(args: argparse.Namespace) -> int:
+    from node.tools.miner import run_miner_cli
+    if args.rounds < 0:
+        raise CliError("--rounds must not be negative")
+    wallet = load_wallet(args)
+    key = pick_key(wallet, args.key)
+    return asyncio.run(run_miner_cli(args.node, wallet.keypair(key.account), family=args.model,
+                                     rounds=args.rounds, as_json=args.json, retry_s=args.retry))
+
+
+# --------------------------------------------------------------------------- demo and bench
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from node.tools.demo import run_demo
+    if not 1 <= args.nodes <= 16:
+        raise CliError("--nodes must be between 1 and 16")
+    if not 1 <= args.rounds <= 100:
+        raise CliError("--rounds must be between 1 and 100")
+    return run_demo(rounds=args.rounds, nodes=args.nodes, keep=args.keep, workdir=args.dir)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks.harness import main as bench_main
+    return bench_main(quick=args.quick, as_json=args.json)
+
+
+def register(cmds: Commands) -> None:
+    g = cmds.group("genesis", "create a new chain")
+    p = g.leaf("create", "write a genesis file + keyholder secret from a task", cmd_genesis_create)
+    p.add_argument("--task", default="synthetic",
+                   help="synthetic | digits | breast_cancer | wine | iris | csv:PATH (default synthetic)")
+    p.add_argument("--label-column", default="label", help="label column of a csv: task (default 'label')")
+    p.add_argument("--rounds", type=int, help="hidden shards = rounds (default: 100 for synthetic, as many as the "
+                                              "data allows otherwise)")
+    p.add_argument("--shard-size", type=int, help="samples per hidden shard (default: sized by --detect)")
+    p.add_argument("--detect", type=float, default=0.01,
+                   help="size shards so that a challenger this much more accurate (0.01 = +1 pp, at 10 %% "
+                        "disagreement) is crowned with 80 %% power (default 0.01)")
+    p.add_argument("--drift-milli", type=int, default=0,
+                   help="synthetic task only: move the generator's cluster centres by ~N/1000 units from shard to "
+                        "shard (default 0: one distribution)")
+    p.add_argument("--alloc", action="append", default=[], metavar="ADDRESS=AMOUNT",
+                   help="genesis allocation (at least one: miners need the entrant balance)")
+    p.add_argument("--chain-id", help="chain id (default: popchain-<random>)")
+    p.add_argument("--entry-window", type=int, default=4, help="entry window W in seconds (default 4)")
+    p.add_argument("--opening-window", type=int, default=4, help="opening window O in seconds (default 4)")
+    p.add_argument("--out", required=True, help="output directory")
+
+    g = cmds.group("node", "run a node; verify or reindex its datadir")
+    from node.config import add_node_run_arguments
+    p = g.leaf("run", "run a node (Ctrl-C stops it cleanly)", cmd_node_run, js=False)
+    add_node_run_arguments(p)
+    exit_codes = "exit 0 consistent, 2 datadir missing or in use, 3 database unreadable, 4 inconsistent"
+    p = g.leaf("verify", "replay the stored chain and compare state roots, accounts and indexes (node stopped; "
+                         + exit_codes + ")", cmd_node_verify)
+    p.add_argument("--datadir", required=True, type=Path, help="the node's data directory")
+    p = g.leaf("reindex", "rebuild accounts, undo records and tx/address indexes from the stored blocks (node "
+                          "stopped; " + exit_codes + ")", cmd_node_reindex)
+    p.add_argument("--datadir", required=True, type=Path, help="the node's data directory")
+
+    g = cmds.group("miner", "compete for blocks with models")
+    p = g.leaf("run", "train models, enter rounds, open after the beacon, report verdicts", cmd_miner_run,
+               node=True, wallet=True)
+    p.add_argument("--model", default="auto", choices=("linear", "mlp", "forest", "extra", "auto"),
+                   help="linear | mlp | forest | extra | auto (default auto)")
+    p.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (default: until the end)")
+    p.add_argument("--key", help="mining key label or address (default: first key)")
+    p.add_argument("--retry", type=float, default=RETRY_S, metavar="SECONDS",
+                   help=f"keep retrying an unreachable node this long (default {RETRY_S:.0f}; 0 = fail at once)")
+
+    p = cmds.sub.add_parser("demo", help="run a local multi-node network producing blocks",
+                            description="Start a fresh local network (nodes, keyholder, miners, wallet transfers) "
+                                        "and show a live table per round. Ctrl-C stops everything.")
+    p.add_argument("--rounds", type=int, default=10, help="rounds to play (default 10)")
+    p.add_argument("--nodes", type=int, default=3, help="node processes (default 3)")
+    p.add_argument("--keep", action="store_true", help="leave the network running at the end")
+    p.add_argument("--dir", help="working directory (default: a new temporary directory)")
+    p.set_defaults(fn=cmd_demo)
+
+    p = cmds.sub.add_parser("bench", help="run the benchmark harness",
+                            description="Measure every figure next to its raw baseline.")
+    p.add_argument("--quick", action="store_true", help="CI smoke run (under a minute)")
+    add_json(p)
+    p.set_defaults(fn=cmd_bench)

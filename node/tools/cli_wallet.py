@@ -1,0 +1,183 @@
+"""``popchain wallet …``: keys (with BIP-39 recovery phrases) and transfers, over chain.wallet and the node API.
+
+``send`` rides out a node restart (NodeClient retries connection errors with backoff and prints one status
+line); ``history`` pages through the node's address index (``/api/accounts/<addr>/txs``).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from node.tools.cli_common import (
+    RETRY_S,
+    CliError,
+    Commands,
+    address,
+    call,
+    emit,
+    load_wallet,
+    password,
+    pick_key,
+    read_secret_file,
+)
+
+DEFAULT_FEE = 1_000
+PHRASE_WARNING = ("write these words down and keep them offline: they rebuild this key "
+                  "('popchain wallet restore'); anyone who has them can spend its coins")
+
+
+def _open_or_create(args: argparse.Namespace):
+    from chain.wallet import Wallet
+    path = Path(args.wallet)
+    if path.exists():
+        return Wallet.load(path, password(args))
+    return Wallet.create(path, password(args, confirm=True))
+
+
+def cmd_new(args: argparse.Namespace) -> None:
+    wallet = _open_or_create(args)
+    key, phrase = wallet.new_key_with_phrase(args.label or f"key{len(wallet.keys())}")
+    emit(args, {"address": key.address, "label": key.label, "wallet": str(wallet.path), "recovery_phrase": phrase},
+         [f"new key '{key.label}': {key.address}", f"wallet: {wallet.path}", "", "recovery phrase:", f"  {phrase}",
+          "", PHRASE_WARNING])
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    if args.phrase_file:
+        phrase = read_secret_file(args.phrase_file, "phrase")
+    elif not sys.stdin.isatty():
+        phrase = sys.stdin.readline()
+    else:
+        import getpass
+        phrase = getpass.getpass("recovery phrase (words separated by spaces): ")
+    from chain.wallet import seed_from_phrase
+    seed = seed_from_phrase(phrase)   # validate before asking to create anything
+    wallet = _open_or_create(args)
+    key = wallet.import_seed(seed, args.label or f"key{len(wallet.keys())}")
+    emit(args, {"address": key.address, "label": key.label, "wallet": str(wallet.path)},
+         [f"restored key '{key.label}': {key.address}", f"wallet: {wallet.path}"])
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    keys = load_wallet(args).keys()
+    emit(args, [{"label": k.label, "address": k.address} for k in keys],
+         [f"{k.label:<12} {k.address}" for k in keys] or ["(no keys)"])
+
+
+def cmd_address(args: argparse.Namespace) -> None:
+    key = pick_key(load_wallet(args), args.key)
+    emit(args, {"label": key.label, "address": key.address}, key.address)
+
+
+def cmd_balance(args: argparse.Namespace) -> None:
+    keys = load_wallet(args).keys()
+
+    async def fetch(client):
+        return [await client.account(k.address) for k in keys]
+    accounts = call(args, fetch)
+    rows = [{"label": k.label, **a} for k, a in zip(keys, accounts)]
+    emit(args, rows, [f"{r['label']:<12} {r['address']}  balance {r['balance']:>16,}  nonce {r['nonce']}"
+                      + (f"  ({len(r['pending'])} pending)" if r["pending"] else "") for r in rows]
+         or ["(no keys)"])
+
+
+def cmd_send(args: argparse.Namespace) -> None:
+    recipient = address(args.to, "--to")
+    if args.amount <= 0:
+        raise CliError("--amount must be a positive number of grains")
+    if args.fee < 0:
+        raise CliError("--fee must not be negative")
+    if len(args.memo.encode()) > 64:
+        raise CliError("--memo: at most 64 bytes")
+    wallet = load_wallet(args)
+    key = pick_key(wallet, args.key)
+    out = sys.stderr if args.json else sys.stdout
+    live = out.isatty()
+
+    async def send(client):
+        status = await client.status()
+        account = await client.account(key.address)
+        tx = wallet.transfer(key.account, status["chain_id"], recipient, args.amount, args.fee,
+                             account["next_nonce"], args.memo.encode())
+        await client.send_tx(tx.encode())
+        txid = tx.txid.hex()
+        print(f"sent {args.amount:,} grains to {args.to}\ntxid {txid}", file=out, flush=True)
+        if args.no_wait:
+            return {"txid": txid, "status": "pending"}
+        started = time.monotonic()
+        last = ""
+        while True:
+            info = await client.tx(txid)
+            if info["status"] == "confirmed":
+                print(("\r\033[K" if live else "") + f"confirmed in block {info['height']} after "
+                      f"{time.monotonic() - started:.0f} s", file=out, flush=True)
+                return {"txid": txid, "status": "confirmed", "height": info["height"], "block": info.get("block")}
+            if time.monotonic() - started > args.timeout:
+                raise CliError(f"not confirmed after {args.timeout:.0f} s (still {info['status']}); txid {txid}")
+            s = await client.status()
+            line = f"waiting for a block: round {s['round']} ({s['round_phase']}), height {s['height']}"
+            if live:
+                print(f"\r{line}, {time.monotonic() - started:.0f} s\033[K", end="", file=out, flush=True)
+            elif line != last:     # a log or a pipe: one line per change, not a line per poll
+                print(line, file=out, flush=True)
+            last = line
+            await asyncio.sleep(0.5)
+    result = call(args, send, retry_s=args.retry)
+    if args.json:
+        emit(args, result, "")
+
+
+def cmd_history(args: argparse.Namespace) -> None:
+    """The wallet keys' confirmed transfers, newest first, from the node's address index (one request per
+    page of --limit rows per key; --before CURSOR continues where a previous listing stopped)."""
+    keys = load_wallet(args).keys()
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1")
+
+    async def fetch(client):
+        rows = []
+        for k in keys:
+            page = await client.account_txs(k.address, limit=args.limit, before=args.before)
+            rows += [{"key": k.label, "address": k.address, "next": page["next"], **t} for t in page["txs"]]
+        rows.sort(key=lambda r: (r["height"], r["position"]), reverse=True)
+        return rows[:args.limit]
+    rows = call(args, fetch)
+    arrow = {"sent": "->", "received": "<-", "self": "<>"}
+
+    def line(r: dict) -> str:
+        tx = r["tx"]
+        other = tx["to_address"] if r["direction"] == "sent" else tx["from_address"]
+        return (f"{r['height']:>6}  {tx['txid'][:16]}  {r['key']:<10} {arrow[r['direction']]} {other}  "
+                f"{tx['amount']:>14,}  fee {tx['fee']}")
+    emit(args, rows, [line(r) for r in rows] or ["(no confirmed transfers)"])
+
+
+def register(cmds: Commands) -> None:
+    g = cmds.group("wallet", "keys and transfers (encrypted keyfile)")
+    p = g.leaf("new", "create the wallet if needed and add a key (shows its recovery phrase)", cmd_new, wallet=True)
+    p.add_argument("--label", help="a name for the key")
+    p = g.leaf("restore", "rebuild a key from its recovery phrase into the wallet", cmd_restore, wallet=True)
+    p.add_argument("--phrase-file", help="read the phrase from this file (else stdin or a prompt)")
+    p.add_argument("--label", help="a name for the key")
+    g.leaf("list", "list the wallet's keys", cmd_list, wallet=True)
+    p = g.leaf("address", "print a key's address", cmd_address, wallet=True)
+    p.add_argument("key", nargs="?", help="label or address (default: first key)")
+    g.leaf("balance", "balances and nonces of the wallet's keys", cmd_balance, node=True, wallet=True)
+    p = g.leaf("send", "send a transfer and wait for its confirmation", cmd_send, node=True, wallet=True)
+    p.add_argument("--to", required=True, help="recipient address (pop1...)")
+    p.add_argument("--amount", required=True, type=int, help="amount in grains")
+    p.add_argument("--fee", type=int, default=DEFAULT_FEE, help=f"fee in grains (default {DEFAULT_FEE})")
+    p.add_argument("--memo", default="", help="memo (at most 64 bytes)")
+    p.add_argument("--key", help="sending key label or address (default: first key)")
+    p.add_argument("--no-wait", action="store_true", help="do not wait for the confirmation")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the confirmation")
+    p.add_argument("--retry", type=float, default=RETRY_S, metavar="SECONDS",
+                   help=f"keep retrying an unreachable node this long (default {RETRY_S:.0f}; 0 = fail at once)")
+    p = g.leaf("history", "confirmed transfers of the wallet's keys, newest first", cmd_history, node=True,
+               wallet=True)
+    p.add_argument("--limit", type=int, default=50, help="rows to show (default 50, at most 500)")
+    p.add_argument("--before", metavar="CURSOR", help="continue before this cursor (a row's 'next' in --json) or "
+                                                      "below this height")
