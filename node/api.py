@@ -15,6 +15,8 @@ from chain.address import address_of, decode_address, encode_address
 from chain.errors import DecodeError, PopError
 from node.engine_api import to_json
 from node.errors import ApiError
+from node.explorer import NodeExplorerDeps
+from node.explorer import register as register_explorer
 from node.gossip import decode_object, object_id
 from node.wire import InvKind
 
@@ -97,6 +99,7 @@ def build_api_app(node) -> web.Application:
     r.add_get("/api/task", api.task)
     r.add_get("/api/template", api.template)
     r.add_get("/api/genesis", api.genesis_file)
+    register_explorer(app, NodeExplorerDeps(node))  # pages at /, /api/events, /api/explorer/* (node/explorer)
     return app
 
 

@@ -363,6 +363,9 @@ class Relay:
             verdict, tip = await node.worker.call(_add_block, node.engine, block)
             outcome, code, detail = block_outcome(verdict)
             node.metrics.inc("popchain_block_validation_seconds_total", time.perf_counter() - started)
+            node.metrics.observe("popchain_block_validation_duration_seconds", time.perf_counter() - started)
+            if getattr(verdict, "scored", None) is not None:  # its model was scored against the champion
+                node.metrics.observe("popchain_model_scoring_duration_seconds", time.perf_counter() - started)
             if outcome == "orphan":
                 return False, "orphan"
             if outcome == "known":
@@ -373,6 +376,7 @@ class Relay:
             self.known_blocks.add(block.hash)
             # relay first: validity is settled, peers should not wait for our bookkeeping
             self.announce(InvKind.BLOCK, block.hash, exclude=peer, data=data)
+            node.metrics.observe("popchain_relay_duration_seconds", time.perf_counter() - started, kind="block")
             node.metrics.inc("popchain_blocks_accepted_total")
             for h in getattr(verdict, "connected", ()):
                 self.parked.pop(h)

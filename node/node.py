@@ -27,10 +27,12 @@ from node.config import NodeConfig
 from node.datadir import Datadir, PeerBook
 from node.discovery import Discovery
 from node.errors import NodeError
+from node.events import ChainView, EventBus, StatePublisher
 from node.gossip import Relay
 from node.keyholder_service import KeyholderService
 from node.limits import DISCOURAGE_SECONDS, Offence
 from node.mempool import Mempool
+from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from node.metrics import Metrics
 from node.peer import LocalIdentity, Peer
 from node.sync import Sync
@@ -41,6 +43,7 @@ log = logging.getLogger("popchain.node")
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.5, 15.0
 HOUSEKEEPING_S = 1.0
 ADDR_RELAY_MAX = 32
+VIEW_ROUNDS = 16   # rounds the event stream re-reads per state change (beacons, verdicts)
 
 
 class Node:
@@ -49,6 +52,10 @@ class Node:
         self.datadir = Datadir(config.datadir)
         self.worker = EngineWorker()
         self.metrics = Metrics()
+        self.events = EventBus()
+        self.publisher = StatePublisher(self.events, self._chain_view, lambda: len(self.mempool),
+                                        on_round_closed=lambda r, s: self.metrics.observe(
+                                            "popchain_round_duration_seconds", s))
         self.nonce = int.from_bytes(os.urandom(8), "big")
         self.peers: set[Peer] = set()
         self.book = PeerBook()
@@ -148,6 +155,15 @@ class Node:
     async def after_round_event(self) -> None:
         """A notice or beacon was applied: finality may have moved and the tip with it (void round)."""
         await self.after_tip_change(self.tip_cache[2])
+        self._poke_events()
+
+    def _poke_events(self) -> None:
+        """Let the explorer's event stream diff the new state (node.events), off the caller's path."""
+        if self._tg is not None and not self.stopping:
+            self.spawn(self.publisher.poke(), "events-poke")
+
+    def _chain_view(self):
+        return self.worker.call(_read_chain_view, self.engine, self.genesis.params.opening_window_s)
 
     async def after_tip_change(self, old_tip: bytes, new_tip=None) -> None:
         """Refresh the cached tip; drop confirmed txs from the mempool and return those of disconnected blocks."""
@@ -157,6 +173,7 @@ class Node:
             self.tip_cache = (new_tip.height, new_tip.round, new_tip.hash)
         if self.tip_cache[2] == old_tip:
             return
+        self._poke_events()
         if not len(self.mempool) and new_tip is not None and new_tip.prev_hash == old_tip:
             return  # a plain extension and nothing pending: nothing to re-check
         senders = list({tx.sender for tx in self.mempool.txs()})
@@ -211,6 +228,7 @@ class Node:
                     self.spawn(self.keyholder.run(), "keyholder")
                 if self.config.discover:
                     self.spawn(Discovery(self).run(), "discovery")
+                self.spawn(self.publisher.watch(), "events")
                 self.started.set()
                 await self._stop.wait()
                 log.info("shutting down")
@@ -395,7 +413,22 @@ class Node:
             await self.relay.handle(peer, msg)
 
     async def _metrics_handler(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.metrics.render(), content_type="text/plain")
+        return web.Response(body=self.metrics.render().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+def _read_chain_view(engine, opening_window_s: int) -> ChainView:
+    """On the worker thread: what the event stream diffs (the last VIEW_ROUNDS rounds' beacons and verdicts)."""
+    tip = engine.tip()
+    r = engine.current_round()
+    first = max(1, r - VIEW_ROUNDS)
+    crowned = {rec.round: rec.hash.hex() for rec in engine.champion_history() if rec.height > 0}
+    phase = engine.round_info(r).status if r else "not-started"
+    notice = engine.notice(r) if r else None
+    return ChainView(tip.height, tip.hash.hex(), r, phase, engine.open_round(),
+                     frozenset(x for x in range(first, r + 1) if engine.beacon(x) is not None),
+                     tuple((x, "crowned" if x in crowned else "void", crowned.get(x)) for x in range(first, r)),
+                     notice.entry_deadline_ms if notice is not None and phase == "open" else None,
+                     opening_window_s)
 
 
 async def _guarded(coro, name: str) -> None:
