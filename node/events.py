@@ -289,9 +289,10 @@ class StatePublisher:
 
     def snapshot(self) -> dict[str, Any]:
         view = self.view
-        base: dict[str, Any] = {"mempool": max(0, self.mempool)}
+        base: dict[str, Any] = {"mempool": max(0, self.mempool), "now_ms": int(time.time() * 1000)}
         if view is not None:
-            base.update(height=view.height, tip=view.tip, **self.round_data(view))
+            base.update(height=view.height, tip=view.tip, **self.round_data(view),
+                        revealed_ms=self.timeline.get(view.round, {}).get("revealed"))
         return base
 
     async def watch(self) -> None:
