@@ -9,6 +9,7 @@ figures never change. Nothing here writes.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from chain.address import address_of, encode_address
 from consensus.rules import ScoringCache
 from node.engine_api import to_json
 from node.events import EventBus, StatePublisher
+
+log = logging.getLogger("popchain.explorer")
 
 TX_SCAN_BLOCKS = 2000       # the API's own confirmed-tx search depth (no tx index)
 LEADERBOARD_ROUNDS = 500    # most recent rounds the leaderboard scores and charts
@@ -100,8 +103,8 @@ class NodeExplorerDeps:
                 continue
             beacon = engine.beacon(r)
             status = engine.round_info(r).status if r == current else ("crowned" if r in crowned else "void")
-            rows.append(_RoundRow(r, status, champ if status in ("crowned", "void") else b"",
-                                  beacon.shard_key if beacon else None))
+            # the champion after round r; for the current round, the leading candidate (tip) once revealed
+            rows.append(_RoundRow(r, status, champ if beacon else b"", beacon.shard_key if beacon else None))
         models = {}
         for row in rows:
             if row.champion_model and row.shard_key and (row.round, row.champion_model) not in self._accuracy:
@@ -119,7 +122,7 @@ class NodeExplorerDeps:
                 correct = self._scoring.champion_correct(genesis, data, r, key)
                 out[(r, mh)] = (int(correct.sum()), int(correct.shape[0]))
             except Exception:  # explorer figures never break a page; consensus scored these already
-                out[(r, mh)] = None
+                log.warning("explorer: cannot score model %s on round %d", mh.hex()[:16], r, exc_info=True)
         return out
 
     async def leaderboard(self) -> dict[str, Any]:

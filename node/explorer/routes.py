@@ -146,15 +146,32 @@ class Explorer:
                                                                for p, t in sorted(phases.items(), key=lambda kv: kv[1])]})
 
 
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml",
+                ".txt": "text/plain"}
+
+
+async def static_file(request: web.Request) -> web.Response:
+    """The package's static files, by name only (no paths: nothing outside static/ can be named)."""
+    name = request.match_info["name"]
+    path = STATIC / name
+    ctype = STATIC_TYPES.get(path.suffix)
+    if "/" in name or name.startswith(".") or ctype is None or not path.is_file():
+        return not_found_page(f"This node has no file /static/{name}.")
+    return web.Response(body=path.read_bytes(), content_type=ctype, charset="utf-8",
+                        headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})
+
+
 def _html_404_middleware():
     @web.middleware
     async def html_404(request: web.Request, handler):
+        api = request.path.startswith("/api/") or request.path == "/metrics"
         try:
-            return await handler(request)
+            resp: web.StreamResponse = await handler(request)
         except web.HTTPNotFound:
-            if request.path.startswith("/api/") or request.path == "/metrics":
+            if api:
                 raise
             return not_found_page(f"This node has no page {request.path}.")
+        return resp
     return html_404
 
 
@@ -175,7 +192,7 @@ def register(app: web.Application, deps: ExplorerDeps) -> None:
     r.add_get("/api/explorer/miners/{address}", ex.miner)
     r.add_get("/api/explorer/rounds/{r}/timeline", ex.timeline)
     r.add_get("/api/events", events_handler(deps.bus, _snapshot(deps)))
-    r.add_static("/static/", STATIC, append_version=False)
+    r.add_get("/static/{name}", static_file)
     app.middlewares.append(_html_404_middleware())
 
 
