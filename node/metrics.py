@@ -17,11 +17,12 @@ from prometheus_client import (
     Gauge,
     Histogram,
     disable_created_metrics,
+    exposition,
     generate_latest,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# our names are all legacy ASCII names, so the classic 0.0.4 text format is exact and every scraper reads it
+CONTENT_TYPE = getattr(exposition, "CONTENT_TYPE_PLAIN_0_0_4", exposition.CONTENT_TYPE_LATEST)
 disable_created_metrics()  # no *_created series: scrapers compute rates from the counters themselves
 
 # seconds; block validation and scoring run from sub-millisecond (cached, small models) to seconds
