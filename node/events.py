@@ -34,6 +34,7 @@ CLIENT_QUEUE = 256     # events buffered per subscriber before it is dropped
 MAX_SUBSCRIBERS = 64   # concurrent SSE clients per node (503 beyond)
 HEARTBEAT_S = 15.0     # an SSE comment line keeps proxies and idle clients from timing out
 WRITE_TIMEOUT_S = 10.0  # a client that takes no bytes for this long is dropped (its socket buffer is full)
+POLL_S = 1.0           # how often an idle stream checks that its client is still connected
 DROP_GRACE_S = 1.0     # a dropped client's connection is aborted if its handler is still stuck in a write
 KINDS = ("hello", "tip", "round", "beacon", "verdict", "mempool", "reset", "dropped")
 
@@ -87,6 +88,13 @@ class EventBus:
         self.last_id = 0
         self.dropped_total = 0
         self.stream = os.urandom(8).hex()
+        self.closed = False
+
+    def close(self) -> None:
+        """The server is shutting down: end every stream now (aiohttp waits for open handlers otherwise)."""
+        self.closed = True
+        for sub in list(self.subscribers):
+            sub.wake.set()
 
     def publish(self, kind: str, data: dict[str, Any]) -> Event:
         assert kind in KINDS, kind
@@ -111,8 +119,8 @@ class EventBus:
     def subscribe(self, last_id: int | None) -> tuple[Subscriber, list[Event], bool]:
         """A new subscriber, the ring events after ``last_id`` to replay, and whether a gap was lost
         (``last_id`` older than the ring, or from the future: ids of an earlier run of the node)."""
-        if len(self.subscribers) >= self.max_subscribers:
-            raise web.HTTPServiceUnavailable(text="too many event subscribers")
+        if self.closed or len(self.subscribers) >= self.max_subscribers:
+            raise web.HTTPServiceUnavailable(text="too many event subscribers (or shutting down)")
         sub = Subscriber(asyncio.Queue(self.client_queue))
         self.subscribers.add(sub)
         if last_id is None:
@@ -171,15 +179,24 @@ def events_handler(bus: EventBus, snapshot: Callable[[], Awaitable[dict[str, Any
             for event in replay:
                 if kinds is None or event.kind in kinds:
                     await send(event.sse())
-            while not sub.dropped:
+            idle = 0.0
+            while not sub.dropped and not bus.closed:
                 try:
-                    async with asyncio.timeout(HEARTBEAT_S):
+                    async with asyncio.timeout(POLL_S):
                         event = await _next(sub)
                 except TimeoutError:
-                    await send(b": keep-alive\n\n")
+                    # aiohttp does not cancel a handler whose client left: notice it here, not at the next write
+                    if request.transport is None or request.transport.is_closing():
+                        break
+                    idle += POLL_S
+                    if idle >= HEARTBEAT_S:
+                        idle = 0.0
+                        await send(b": keep-alive\n\n")
                     continue
                 if event is not None and (kinds is None or event.kind in kinds):
                     await send(event.sse())
+            if not sub.dropped:
+                return resp
             note = {"kind": "dropped", "reason": "client too slow; reconnect with Last-Event-ID"}
             await send(f"event: dropped\ndata: {json.dumps(note)}\n\n".encode())
         except (ConnectionError, TimeoutError):

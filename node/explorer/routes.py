@@ -195,6 +195,10 @@ def register(app: web.Application, deps: ExplorerDeps) -> None:
     r.add_get("/static/{name}", static_file)
     app.middlewares.append(_html_404_middleware())
 
+    async def close_streams(app: web.Application) -> None:
+        deps.bus.close()
+    app.on_shutdown.append(close_streams)
+
 
 def _snapshot(deps: ExplorerDeps):
     async def snapshot() -> dict:
