@@ -17,8 +17,9 @@
       else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
       else e.setAttribute(k, String(v));
     }
-    for (const kid of kids.flat()) {
+    for (const kid of kids.flat(Infinity)) {
       if (kid === null || kid === undefined) continue;
+      if (typeof kid === "object" && !(kid instanceof Node)) throw new TypeError("el(): a child must be a node or text");
       e.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
     }
     return e;
@@ -26,7 +27,7 @@
   function svg(tag, attrs, ...kids) {
     const e = document.createElementNS(SVG, tag);
     for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
-    for (const kid of kids.flat()) if (kid) e.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+    for (const kid of kids.flat(Infinity)) if (kid) e.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
     return e;
   }
   const seg = (s) => encodeURIComponent(String(s));
@@ -179,7 +180,7 @@
         blocks.filter(Boolean).map((b) => el("tr", { "data-height": b.header.height },
           td(blockLink(b.header.height, String(b.header.height)), "num"), td(blockLink(b.hash)),
           td(roundLink(b.header.round)), td(addrLink(b.header.miner_address, "miner")),
-          td(String(b.txs.length), "num"), td(when(b.header.timestamp * 1000))))), { id: "latest-blocks" })),
+          td(String(b.txs.length), "num"), td(when(b.header.timestamp * 1000)))), { id: "latest-blocks" })),
       el("h2", { text: "Live events" }),
       el("div", { class: "card events", id: "event-log" }, live.log.length ? table(["#id", "event", "detail", "time"],
         live.log.map((e) => el("tr", {}, td(String(e.id), "num"), td(e.kind), td(eventDetail(e)),
@@ -252,8 +253,8 @@
           td(rec.round ? roundLink(rec.round) : "genesis"), td(blockLink(rec.height, String(rec.height)), "num"),
           td(addrLink(rec.miner_address, "miner")), td(String(rec.b), "num b"), td(String(rec.c), "num c"),
           td(testRecord(rec), "test mono"), td(acc(rec.accuracy), "acc"),
-          td(link(`/api/models/${seg(rec.model_hash)}`, "download", { download: `${rec.model_hash}.model` }))))),
-      { id: "lineage" }));
+          td(link(`/api/models/${seg(rec.model_hash)}`, "download", { download: `${rec.model_hash}.model` })))),
+      { id: "lineage" })));
   }
 
   async function round(r) {
@@ -392,7 +393,7 @@
         "#rtt ms", "#connected s", "#bytes in", "#bytes out"], p.peers.map((x) => el("tr", {},
         td(x.address, "mono"), td(x.inbound ? "in" : "out"), td(String(x.height), "num"), td(x.agent),
         td(String(x.score), "num"), td(x.rtt_ms === null ? "–" : String(x.rtt_ms), "num"),
-        td(String(x.connected_s), "num"), td(num(x.bytes_in), "num"), td(num(x.bytes_out), "num")))))
+        td(String(x.connected_s), "num"), td(num(x.bytes_in), "num"), td(num(x.bytes_out), "num"))))
         : el("p", { class: "note", text: "no connected peers" })),
       el("h2", { text: `Known addresses (${p.known.length})` }),
       el("div", { class: "card mono" }, p.known.length ? p.known.join("  ") : "none"),
