@@ -215,6 +215,11 @@ def cmd_wallet_send(args: argparse.Namespace) -> None:
         if args.no_wait:
             return {"txid": txid, "status": "pending"}
         started = time.monotonic()
+        from node.tools.events_client import ChangeSignal
+        async with ChangeSignal(client.base_url, kinds=("tip",)) as changes:  # wake on blocks; polls without SSE
+            return await wait_confirmed(client, txid, started, changes)
+
+    async def wait_confirmed(client, txid, started, changes):
         while True:
             info = await client.tx(txid)
             if info["status"] == "confirmed":
@@ -227,7 +232,7 @@ def cmd_wallet_send(args: argparse.Namespace) -> None:
                 s = await client.status()
                 print(f"\rwaiting for a block: round {s['round']} ({s['round_phase']}), height {s['height']}, "
                       f"{time.monotonic() - started:.0f} s ", end="", flush=True)
-            await asyncio.sleep(0.5)
+            await changes.wait(changes.interval(0.5, live_s=1.0))
     result = asyncio.run(_call(args, send))
     if args.json:
         _emit(args, result, "")

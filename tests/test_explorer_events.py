@@ -191,3 +191,38 @@ def test_replay_is_exactly_the_missed_events_or_a_declared_gap(n, ring, last):
 
 def test_constants_bound_memory():
     assert ev.RING * 1 <= 4096 and ev.CLIENT_QUEUE <= ev.RING and ev.MAX_SUBSCRIBERS <= 256
+
+
+def test_change_signal_wakes_on_events_and_falls_back_to_polling():
+    from node.tools.events_client import ChangeSignal
+
+    async def scenario():
+        bus = EventBus()
+        async with Server(bus) as srv:
+            async with ChangeSignal(srv.url, kinds=("tip",)) as changes:
+                await _until_subscribed(bus, 1)
+                while not changes.live:
+                    await asyncio.sleep(0.01)
+                waiter = asyncio.create_task(changes.wait(3600))  # only an event can end this
+                await asyncio.sleep(0.05)
+                bus.publish("tip", {"height": 1})
+                await asyncio.wait_for(waiter, 30)
+                assert changes.interval(0.05) == 2.0  # events flow: polling becomes a slow safety net
+            # a node without /api/events: the signal is never live, wait() is the plain polling interval
+            async with aiohttp.ClientSession() as s:
+                async with s.get(srv.url + "/nope") as resp:
+                    assert resp.status == 404
+        app = web.Application()
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            async with ChangeSignal(url) as changes:
+                for _ in range(3):
+                    await changes.wait(0.01)
+                assert not changes.live and changes.interval(0.05) == 0.05
+        finally:
+            await runner.cleanup()
+    asyncio.run(scenario())

@@ -95,3 +95,54 @@ async def wait_until(base_url: str, predicate: Callable[[dict[str, Any]], bool],
         if predicate(ev):
             return ev
     raise EventsUnavailable("event stream ended")
+
+
+class ChangeSignal:
+    """Wakes a poll loop when the node publishes an event, so clients stop polling on a fixed short interval.
+
+    ``async with ChangeSignal(url) as changes: ... await changes.wait(fallback_s)`` returns as soon as an event
+    (of ``kinds``, any if empty) arrives, or after ``fallback_s`` — so the caller re-reads the API either way and
+    a node without ``/api/events`` (or a broken stream) degrades to plain polling every ``fallback_s``.
+    ``live`` tells whether the stream is up (callers pick a long fallback when it is, a short one otherwise)."""
+
+    def __init__(self, base_url: str, kinds: tuple[str, ...] = ()) -> None:
+        self.base_url = base_url
+        self.kinds = kinds
+        self.live = False
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> "ChangeSignal":
+        self._task = asyncio.create_task(self._follow(), name="events-follow")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _follow(self) -> None:
+        try:
+            async for ev in follow(self.base_url, kinds=self.kinds):
+                self.live = True
+                if ev.get("kind") != "hello":
+                    self._changed.set()
+        except EventsUnavailable:
+            pass
+        finally:
+            self.live = False
+
+    async def wait(self, fallback_s: float) -> None:
+        try:
+            async with asyncio.timeout(fallback_s):
+                await self._changed.wait()
+        except TimeoutError:
+            pass
+        self._changed.clear()
+
+    def interval(self, polling_s: float, live_s: float = 2.0) -> float:
+        """The fallback to pass to ``wait``: long while events flow, the old polling interval otherwise."""
+        return live_s if self.live else polling_s

@@ -236,6 +236,7 @@
     return box;
   }
 
+  const finalRound = (lb, r) => (lb.rounds.find((x) => x.round === r) || { status: "crowned" }).status === "crowned";
   async function leaderboard() {
     const lb = await api("/api/explorer/leaderboard");
     const lineage = lb.lineage.slice().reverse();
@@ -250,7 +251,8 @@
       el("h2", { text: "Champion lineage" }),
       el("div", { class: "card" }, table(["round", "#block", "miner", "#b", "#c", "test", "accuracy", "model"],
         lineage.map((rec) => el("tr", { id: `champion-${rec.height}`, "data-round": rec.round },
-          td(rec.round ? roundLink(rec.round) : "genesis"), td(blockLink(rec.height, String(rec.height)), "num"),
+          td(rec.round ? el("span", {}, roundLink(rec.round), finalRound(lb, rec.round) ? null : " (leading, not final)")
+            : "genesis"), td(blockLink(rec.height, String(rec.height)), "num"),
           td(addrLink(rec.miner_address, "miner")), td(String(rec.b), "num b"), td(String(rec.c), "num c"),
           td(testRecord(rec), "test mono"), td(acc(rec.accuracy), "acc"),
           td(link(`/api/models/${seg(rec.model_hash)}`, "download", { download: `${rec.model_hash}.model` })))),
