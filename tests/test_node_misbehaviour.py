@@ -102,7 +102,7 @@ def test_hostile_peers_are_dropped_honest_peers_served(chain, tmp_path):
             assert (await c.client.status())["peers"] == 1
             for node in (b, c):
                 try:
-                    await node.tools.client.block(bad.hash.hex())
+                    await node.client.block(bad.hash.hex())
                     raise AssertionError("invalid block stored")
                 except Exception as exc:
                     assert "404" in str(exc)
@@ -123,11 +123,11 @@ async def _send(ws, data: bytes) -> None:
 
 
 async def _peer_count(node, n):
-    return (await node.tools.client.status())["peers"] == n
+    return (await node.client.status())["peers"] == n
 
 
 async def _has_round(node, r):
-    return (await node.tools.client.status())["round"] >= r
+    return (await node.client.status())["round"] >= r
 
 
 def test_silent_peer_is_dropped_after_the_handshake_timeout(chain, tmp_path, monkeypatch):

@@ -106,8 +106,8 @@ def test_keyholder_restart_mid_round_never_reveals_twice(chain, tmp_path):
             try:
                 await wait_for(lambda: _round_revealed(peer, 3), timeout=60)
                 for node in (kh2, peer):
-                    assert (await node.tools.client.round(2))["beacon"] == beacon_before
-                    assert (await node.tools.client.status())["equivocations"] == []
+                    assert (await node.client.round(2))["beacon"] == beacon_before
+                    assert (await node.client.status())["equivocations"] == []
                 published = kh2.node.keyholder.published
                 # after the restart the journaled beacon of round 2 may be re-sent (same bytes), never re-signed
                 assert published.count(("beacon", 3)) == 1
@@ -118,5 +118,5 @@ def test_keyholder_restart_mid_round_never_reveals_twice(chain, tmp_path):
 
 
 async def _round_revealed(node, r):
-    info = await node.tools.client.round(r)
+    info = await node.client.round(r)
     return info.get("beacon") is not None

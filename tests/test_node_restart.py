@@ -126,7 +126,7 @@ def test_lan_discovery_on_loopback(chain, tmp_path):
 
 
 async def _peers_at_least(node, n):
-    return (await node.tools.client.status())["peers"] >= n
+    return (await node.client.status())["peers"] >= n
 
 
 def test_keyholder_sigkilled_mid_round_never_reveals_twice(chain, tmp_path):
@@ -163,4 +163,4 @@ def test_keyholder_sigkilled_mid_round_never_reveals_twice(chain, tmp_path):
 
 
 async def _revealed(node, r):
-    return (await node.tools.client.round(r)).get("beacon") is not None
+    return (await node.client.round(r)).get("beacon") is not None

@@ -62,7 +62,7 @@ def test_tx_burst_keeps_nonce_order_and_bad_signature_is_punished(chain, tmp_pat
 
             for node in (b, c):
                 for user in chain.users:
-                    account = await node.tools.client.account(encode_address(address_of(user.public)))
+                    account = await node.client.account(encode_address(address_of(user.public)))
                     assert account["next_nonce"] == PER_SENDER
             peers = await b.client.peers()
             assert "127.0.0.1:41002" in peers["discouraged"]
@@ -73,8 +73,8 @@ def test_tx_burst_keeps_nonce_order_and_bad_signature_is_punished(chain, tmp_pat
 
 
 async def _peers(node, n):
-    return (await node.tools.client.status())["peers"] == n
+    return (await node.client.status())["peers"] == n
 
 
 async def _mempool(node, n):
-    return (await node.tools.client.status())["mempool"] == n
+    return (await node.client.status())["mempool"] == n
