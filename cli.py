@@ -151,6 +151,59 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     return asyncio.run(run_node(config))
 
 
+def _progress_printer(verb: str):
+    """Progress on stderr: a rewritten line on a terminal, else a line per 10 % (logs stay short)."""
+    tty = sys.stderr.isatty()
+    state = {"shown": -1, "t": 0.0}
+
+    def show(height: int, tip: int) -> None:
+        pct = 100 * height // max(tip, 1)
+        now = time.monotonic()
+        if tty and (now - state["t"] > 0.2 or height == tip):
+            print(f"\r{verb}: block {height:,}/{tip:,} ({pct}%)", end="\n" if height == tip else "", file=sys.stderr,
+                  flush=True)
+            state["t"] = now
+        elif not tty and pct // 10 > state["shown"]:
+            print(f"{verb}: block {height:,}/{tip:,} ({pct}%)", file=sys.stderr, flush=True)
+            state["shown"] = pct // 10
+    return show
+
+
+def _cmd_node_check(args: argparse.Namespace, rebuild: bool) -> int:
+    from chain.errors import StoreError
+    from node.errors import EXIT_CONFIG, EXIT_STORE, NodeError
+    from node.maintenance import check_datadir, report_exit_code
+    verb = "reindex" if rebuild else "verify"
+    try:
+        report = check_datadir(args.datadir, rebuild=rebuild,
+                               progress=None if args.json else _progress_printer(verb))
+    except NodeError as exc:
+        print(f"popchain: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as exc:
+        print(f"popchain: error: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    data = {"ok": report.ok, "height": report.height, "state_root": report.state_root.hex(),
+            "problems": list(report.problems), "readable": report.readable}
+    if report.ok:
+        lines = [f"{verb}: ok: {report.height:,} blocks replay to state root {report.state_root.hex()}"
+                 + ("; accounts, undo records and indexes rebuilt" if rebuild else "")]
+    else:
+        lines = [f"{verb}: FAILED: {p}" for p in report.problems]
+        if not rebuild and report.readable:
+            lines.append(f"repair: popchain node reindex --datadir {args.datadir}")
+    _emit(args, data, lines)
+    return report_exit_code(report)
+
+
+def cmd_node_verify(args: argparse.Namespace) -> int:
+    return _cmd_node_check(args, rebuild=False)
+
+
+def cmd_node_reindex(args: argparse.Namespace) -> int:
+    return _cmd_node_check(args, rebuild=True)
+
+
 # --------------------------------------------------------------------------- wallet
 
 
@@ -239,20 +292,28 @@ def cmd_wallet_send(args: argparse.Namespace) -> None:
 
 
 def cmd_wallet_history(args: argparse.Namespace) -> None:
-    keys = {k.address for k in _load_wallet(args).keys()}
+    """The wallet keys' confirmed transfers, newest first, from the node's address index (one request per
+    page of --limit rows per key; --before CURSOR continues where a previous listing stopped)."""
+    keys = _load_wallet(args).keys()
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1")
 
-    async def scan(client):
-        tip = (await client.status())["height"]
+    async def fetch(client):
         rows = []
-        for height in range(tip, max(0, tip - args.blocks), -1):
-            block = await client.block(height)
-            for tx in block["txs"]:
-                if tx["from"] in keys or tx["to"] in keys:
-                    rows.append({"height": height, **tx})
-        return rows
-    rows = asyncio.run(_call(args, scan))
-    _emit(args, rows, [f"{r['height']:>6}  {r['txid'][:16]}  {r['from'][:14]}… -> {r['to'][:14]}…  "
-                       f"{r['amount']:>14,}  fee {r['fee']}" for r in rows] or ["(no transfers in the scanned blocks)"])
+        for k in keys:
+            page = await client.account_txs(k.address, limit=args.limit, before=args.before)
+            rows += [{"key": k.label, "address": k.address, "next": page["next"], **t} for t in page["txs"]]
+        rows.sort(key=lambda r: (r["height"], r["position"]), reverse=True)
+        return rows[:args.limit]
+    rows = asyncio.run(_call(args, fetch))
+    arrow = {"sent": "->", "received": "<-", "self": "<>"}
+
+    def line(r: dict[str, Any]) -> str:
+        tx = r["tx"]
+        other = tx["to_address"] if r["direction"] == "sent" else tx["from_address"]
+        return (f"{r['height']:>6}  {tx['txid'][:16]}  {r['key']:<10} {arrow[r['direction']]} {other}  "
+                f"{tx['amount']:>14,}  fee {tx['fee']}")
+    _emit(args, rows, [line(r) for r in rows] or ["(no confirmed transfers)"])
 
 
 # --------------------------------------------------------------------------- miner
@@ -395,11 +456,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opening-window", type=int, default=4, help="opening window O in seconds (default 4)")
     p.add_argument("--out", required=True, help="output directory")
 
-    g = group("node", "run a node")
+    g = group("node", "run a node; verify or reindex its datadir")
     from node.config import add_node_run_arguments
     p = g.add_parser("run", help="run a node (Ctrl-C stops it cleanly)")
     add_node_run_arguments(p)
     p.set_defaults(fn=cmd_node_run)
+    exit_codes = "exit 0 consistent, 2 datadir missing or in use, 3 database unreadable, 4 inconsistent"
+    p = leaf(g, "verify", "replay the stored chain and compare state roots, accounts and indexes (node stopped; "
+                          + exit_codes + ")", cmd_node_verify)
+    p.add_argument("--datadir", required=True, type=Path, help="the node's data directory")
+    p = leaf(g, "reindex", "rebuild accounts, undo records and tx/address indexes from the stored blocks (node "
+                           "stopped; " + exit_codes + ")", cmd_node_reindex)
+    p.add_argument("--datadir", required=True, type=Path, help="the node's data directory")
 
     g = group("wallet", "keys and transfers (encrypted keyfile)")
     p = leaf(g, "new", "create the wallet if needed and add a key", cmd_wallet_new, wallet=True)
@@ -416,9 +484,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", help="sending key label or address (default: first key)")
     p.add_argument("--no-wait", action="store_true", help="do not wait for the confirmation")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the confirmation")
-    p = leaf(g, "history", "transfers of the wallet's keys in recent blocks", cmd_wallet_history, node=True,
+    p = leaf(g, "history", "confirmed transfers of the wallet's keys, newest first", cmd_wallet_history, node=True,
              wallet=True)
-    p.add_argument("--blocks", type=int, default=500, help="how many recent blocks to scan (default 500)")
+    p.add_argument("--limit", type=int, default=50, help="rows to show (default 50, at most 500)")
+    p.add_argument("--before", metavar="CURSOR", help="continue before this cursor (a row's 'next' in --json) or "
+                                                      "below this height")
 
     g = group("miner", "compete for blocks with models")
     p = leaf(g, "run", "train models, enter rounds, open after the beacon, report verdicts", cmd_miner_run,

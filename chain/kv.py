@@ -1,6 +1,8 @@
 """The small key-value interface ChainStore needs: LevelKV (plyvel, the node's store) and MemoryKV (unit tests).
 
 Writes go through ``write(changes, sync=...)``: one atomic batch where a value of None deletes the key.
+Every LevelDB failure (plyvel.Error and its IOError / CorruptionError, or an OSError underneath) surfaces as a
+StoreError with a one-line message, also from iterators, which LevelDB may fail lazily half-way.
 """
 from __future__ import annotations
 
@@ -17,6 +19,41 @@ from chain.errors import StoreError
 class KVReader(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
     def iterator(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+    def before(self, prefix: bytes, stop: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` items with key in [prefix, stop), highest key first."""
+        ...
+
+
+_FAULTS = (plyvel.Error, OSError)
+
+
+def _line(exc: BaseException) -> str:
+    arg = exc.args[0] if len(exc.args) == 1 else None
+    text = (arg.decode(errors="replace") if isinstance(arg, bytes) else str(exc)).strip()  # plyvel gives bytes
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _fault(exc: BaseException, what: str) -> StoreError:
+    return StoreError(f"LevelDB {what} failed: {_line(exc)}")
+
+
+def _guarded(items: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+    try:
+        yield from items
+    except _FAULTS as exc:
+        raise _fault(exc, "read") from None
+
+
+def _before(it: Iterator[tuple[bytes, bytes]], limit: int) -> list[tuple[bytes, bytes]]:
+    out = []
+    try:
+        for item in it:
+            out.append(item)
+            if len(out) >= limit:
+                break
+    except _FAULTS as exc:
+        raise _fault(exc, "read") from None
+    return out
 
 
 class KV(KVReader, Protocol):
@@ -30,10 +67,16 @@ class _LevelSnapshot:
         self._snap = snap
 
     def get(self, key: bytes) -> bytes | None:
-        return self._snap.get(key)
+        try:
+            return self._snap.get(key)
+        except _FAULTS as exc:
+            raise _fault(exc, "read") from None
 
     def iterator(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        return self._snap.iterator(prefix=prefix)
+        return _guarded(self._snap.iterator(prefix=prefix))
+
+    def before(self, prefix: bytes, stop: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        return _before(self._snap.iterator(start=prefix, stop=stop, reverse=True), limit)
 
 
 class LevelKV:
@@ -44,26 +87,38 @@ class LevelKV:
             self._db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=10,
                                  write_buffer_size=32 * 2**20, lru_cache_size=64 * 2**20)
         except (plyvel.Error, OSError) as exc:
-            raise StoreError(f"cannot open LevelDB at {path}: {exc}") from None
+            raise StoreError(f"cannot open LevelDB at {path}: {_line(exc)}") from None
 
     def get(self, key: bytes) -> bytes | None:
-        return self._db.get(key)
+        try:
+            return self._db.get(key)
+        except _FAULTS as exc:
+            raise _fault(exc, "read") from None
 
     def iterator(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        return self._db.iterator(prefix=prefix)
+        return _guarded(self._db.iterator(prefix=prefix))
+
+    def before(self, prefix: bytes, stop: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        return _before(self._db.iterator(start=prefix, stop=stop, reverse=True), limit)
 
     def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool) -> None:
-        batch = self._db.write_batch(sync=sync)
-        put, delete = batch.put, batch.delete
-        for key, value in changes.items():
-            if value is None:
-                delete(key)
-            else:
-                put(key, value)
-        batch.write()
+        try:
+            batch = self._db.write_batch(sync=sync)
+            put, delete = batch.put, batch.delete
+            for key, value in changes.items():
+                if value is None:
+                    delete(key)
+                else:
+                    put(key, value)
+            batch.write()
+        except _FAULTS as exc:
+            raise _fault(exc, "write") from None
 
     def snapshot(self) -> KVReader:
-        return _LevelSnapshot(self._db.snapshot())
+        try:
+            return _LevelSnapshot(self._db.snapshot())
+        except _FAULTS as exc:
+            raise _fault(exc, "snapshot") from None
 
     def close(self) -> None:
         if not self._db.closed:
@@ -79,6 +134,10 @@ class _MemorySnapshot:
 
     def iterator(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         return iter([(k, self._data[k]) for k in sorted(self._data) if k.startswith(prefix)])
+
+    def before(self, prefix: bytes, stop: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        keys = sorted((k for k in self._data if prefix <= k < stop), reverse=True)[:limit]
+        return [(k, self._data[k]) for k in keys]
 
 
 class MemoryKV(_MemorySnapshot):

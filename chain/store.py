@@ -1,8 +1,9 @@
-"""ChainStore: blocks, headers, the main-chain index, accounts and undo records in one LevelDB.
+"""ChainStore: blocks, headers, the main-chain index, accounts, undo records and tx/address indexes in one LevelDB.
 
 The key layout and every read live in chain.store_read (StoreReader, the base class; StateView); this
 module holds what changes the database: opening it, genesis, meta writes, connect/disconnect (with the
-previews that share their checks) and verify/reindex. Connecting or disconnecting a block is ONE synced
+previews that share their checks) and verify/reindex (the replay itself: chain.store_verify; the index records:
+chain.store_index). Connecting or disconnecting a block is ONE synced
 WriteBatch, so a crash leaves either the old or the new tip, never a mixture. A datadir lock (flock) keeps out
 a second process.
 """
@@ -18,18 +19,16 @@ from typing import Any
 import msgpack
 
 from chain.block import Block, model_hash, tx_root
-from chain.encoding import pack_trusted, unpack
+from chain.encoding import pack_trusted
 from chain.errors import DecodeError, RuleError, StoreError, need
 from chain.kv import KV, LevelKV, MemoryKV
 from chain.state import (
-    Account,
     EncodedAccounts,
     Failure,
     LedgerParams,
     StateDelta,
     apply_allocations,
     apply_block_txs,
-    apply_txs,
     decode_account_pair,
     delta_of,
     encode_accounts,
@@ -37,12 +36,19 @@ from chain.state import (
     state_root_of,
 )
 from chain.state_cache import LeafCache
+from chain.store_index import (
+    INDEX_VERSION,
+    K_INDEX_VERSION,
+    P_ADDRINDEX,
+    P_TXINDEX,
+    index_records,
+    unindex_records,
+)
 from chain.store_read import (
     K_ALLOC,
     K_GENESIS,
     K_PARAMS,
     K_TIP,
-    MAX_RECORD,
     P_ACCOUNT,
     P_BODY,
     P_HEADER,
@@ -54,6 +60,7 @@ from chain.store_read import (
     StoreReader,
     _height_key,
 )
+from chain.store_verify import Progress, compare, replay
 from chain.tx import Transfer, submit_verify_transfers
 
 __all__ = ["ChainStore", "StateView", "VerifyReport"]  # the public API (docs/ARCHITECTURE.md)
@@ -86,6 +93,7 @@ class VerifyReport:
     height: int
     state_root: bytes
     problems: tuple[str, ...]
+    readable: bool = True    # False: records could not be read or decoded (a damaged database, not a bad chain)
 
 
 class ChainStore(StoreReader):
@@ -101,8 +109,11 @@ class ChainStore(StoreReader):
     @classmethod
     def open(cls, datadir: Path | str) -> "ChainStore":
         datadir = Path(datadir)
-        datadir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(datadir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            datadir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(datadir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot use the chain directory {datadir}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -172,6 +183,7 @@ class ChainStore(StoreReader):
                 K_GENESIS: header.hash,
                 **self._block_records(block),
                 K_TIP: header.hash,
+                K_INDEX_VERSION: INDEX_VERSION,
             })
             self._kv.write(changes, sync=True)
             self._tip, self._leaves, self._params = header, None, params
@@ -309,6 +321,7 @@ class ChainStore(StoreReader):
                 changes.update(zip([P_ACCOUNT + a for a in encoded], encoded.values(), strict=True))
                 changes[P_UNDO + h.hash] = _pack_undo(delta.encoded_before())
                 changes[K_TIP] = h.hash
+                changes.update(index_records(block))
                 changes.update((P_META + k, v) for k, v in extra.items())
                 return changes
 
@@ -333,6 +346,7 @@ class ChainStore(StoreReader):
             changes[P_UNDO + tip.hash] = None
             changes[_height_key(tip.height)] = None
             changes[K_TIP] = tip.prev_hash
+            changes.update(unindex_records(block))
             changes.update((P_META + k, v) for k, v in extra.items())
             self._kv.write(changes, sync=True)
             self._tip = None
@@ -342,59 +356,43 @@ class ChainStore(StoreReader):
 
     # ------------------------------------------------------------ verify / reindex
 
-    def _replay(self) -> tuple[dict[bytes, bytes], list[str], dict[bytes, bytes]]:
-        """Recompute accounts from genesis allocations + main-chain blocks; returns (accounts, problems, undos)."""
-        params = self.params()
-        raw = unpack(self._need(K_ALLOC, "allocations"), max_size=MAX_RECORD)
-        accounts = {a: acc.encode() for a, acc in apply_allocations([(p[0], p[1]) for p in raw]).items()}
-        problems: list[str] = []
-        undos: dict[bytes, bytes] = {}
-        genesis = self.genesis()
-        if state_root_of(sorted(accounts.items())) != genesis.state_root:
-            problems.append("genesis state root mismatch")
-        for height in range(1, self.tip().height + 1):
-            block = self.get_block(height)
-            if block is None:
-                problems.append(f"block at height {height} missing")
-                break
-            try:
-                delta = apply_txs(lambda a: None if a not in accounts else Account.decode(accounts[a]),
-                                  block.txs, block.header.miner, params)
-            except RuleError as err:
-                problems.append(f"height {height}: {err}")
-                break
-            undos[block.hash] = pack_trusted([[a, b"" if p is None else p.encode()]
-                                              for a, p in sorted(delta.before.items())])
-            accounts.update((a, acc.encode()) for a, acc in delta.after.items())
-            if state_root_of(sorted(accounts.items())) != block.header.state_root:
-                problems.append(f"height {height}: state root mismatch on replay")
-        return accounts, problems, undos
-
-    def verify(self) -> VerifyReport:
-        """Replay the main chain from genesis and compare every state root and the stored accounts."""
+    def verify(self, progress: Progress | None = None) -> VerifyReport:
+        """Replay the main chain from genesis (chain.store_verify) and compare every state root, the stored
+        accounts, undo records and indexes. Never raises for a damaged datadir: unreadable records are a
+        problem in the report."""
         with self._lock:
             try:
-                accounts, problems, _ = self._replay()
+                r = replay(self, progress)
+                problems = r.problems + compare(self, r)
+                tip = self.tip()
             except (DecodeError, StoreError) as exc:
-                return VerifyReport(False, -1, b"", (f"unreadable: {exc}",))
-            stored = {k[1:]: v for k, v in self._kv.iterator(P_ACCOUNT)}
-            if stored != accounts:
-                problems.append("stored accounts differ from replay")
-            tip = self.tip()
-            root = state_root_of(sorted(accounts.items()))
-            if root != tip.state_root:
-                problems.append("tip state root differs from replay")
+                return VerifyReport(False, -1, b"", (f"unreadable: {exc}",), readable=False)
+            root = state_root_of(sorted(r.accounts.items()))
+            if not r.problems and root != tip.state_root:
+                problems.append("tip state root differs from the replay")
             return VerifyReport(not problems, tip.height, root, tuple(problems))
 
-    def reindex(self) -> VerifyReport:
-        """Rebuild accounts and undo records from the blocks (one synced batch), then verify."""
+    def reindex(self, progress: Progress | None = None) -> VerifyReport:
+        """Rebuild accounts, undo records and the tx/address indexes from the stored blocks (one synced batch),
+        then verify. Writes nothing if the blocks themselves do not replay (the report says why)."""
         with self._lock:
-            accounts, problems, undos = self._replay()
-            if problems:
-                return VerifyReport(False, self.tip().height, b"", tuple(problems))
-            changes: dict[bytes, bytes | None] = {k: None for k, _ in self._kv.iterator(P_ACCOUNT)}
-            changes.update((P_ACCOUNT + a, v) for a, v in accounts.items())
-            changes.update((P_UNDO + h, u) for h, u in undos.items())
+            try:
+                r = replay(self, progress)
+            except (DecodeError, StoreError) as exc:
+                return VerifyReport(False, -1, b"", (f"unreadable: {exc}",), readable=False)
+            if r.problems:
+                return VerifyReport(False, r.height, b"", tuple(r.problems))
+            changes: dict[bytes, bytes | None] = {}
+            for prefix in (P_ACCOUNT, P_TXINDEX, P_ADDRINDEX):
+                changes.update((k, None) for k, _ in self._kv.iterator(prefix))
+            changes.update((P_ACCOUNT + a, v) for a, v in r.accounts.items())
+            changes.update((P_UNDO + h, u) for h, u in r.undos.items())
+            changes.update(r.index)
+            changes[K_INDEX_VERSION] = INDEX_VERSION
             self._kv.write(changes, sync=True)
             self._leaves = None
         return self.verify()
+
+    def has_indexes(self) -> bool:
+        """False for a datadir written before the indexes existed (build them with ``reindex``)."""
+        return self._kv.get(K_INDEX_VERSION) == INDEX_VERSION

@@ -17,11 +17,12 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from chain.block import Block, Header
-from chain.encoding import check_list, unpack
+from chain.encoding import check_list, check_list_max, unpack
 from chain.errors import StoreError, need
 from chain.kv import KV, KVReader
 from chain.state import _ACCOUNT_STRUCT, EMPTY_ACCOUNT, Account, LedgerParams, _account, state_root_of
 from chain.state_cache import LeafCache
+from chain.store_index import HistoryItem, TxLocation, address_page, find_tx
 from chain.tx import Transfer, transfers_from_lists
 
 P_HEADER, P_BODY, P_HEIGHT, P_ACCOUNT, P_UNDO = b"h", b"b", b"n", b"a", b"u"
@@ -102,6 +103,17 @@ class StoreReader:
         if self._tip is None:
             self._tip = self._header(self._need(K_TIP, "tip (store not initialised)"))
         return self._tip
+
+    def allocations(self) -> list[tuple[bytes, int]]:
+        """The genesis allocations as stored at init_genesis."""
+        raw = check_list_max(unpack(self._need(K_ALLOC, "allocations"), max_size=MAX_RECORD), 2**20, "allocations")
+        out = []
+        for pair in raw:
+            if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], bytes)
+                    and isinstance(pair[1], int)):
+                raise StoreError("corrupt allocations record")
+            out.append((pair[0], pair[1]))
+        return out
 
     def genesis(self) -> Header:
         return self._header(self._need(K_GENESIS, "genesis"))
@@ -208,6 +220,17 @@ class StoreReader:
             reader = self._kv.snapshot()
             overlay, header = self._overlay_to(at, reader)
             return StateView(reader, overlay, header)
+
+    # ------------------------------------------------------------ indexes (chain.store_index)
+
+    def find_tx(self, txid: bytes) -> TxLocation | None:
+        """Where ``txid`` is confirmed on the main chain (and the tx); None if it is not. Lock-free."""
+        return find_tx(self._kv, txid)
+
+    def address_history(self, account: bytes, before: tuple[int, int] | None = None,
+                        limit: int = 50) -> list[HistoryItem]:
+        """``account``'s transfers (sent and received), newest first, before (height, position). Lock-free."""
+        return address_page(self._kv, account, before, limit)
 
     # ------------------------------------------------------------ meta keys (consensus/ and node/)
 

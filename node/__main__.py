@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from node.config import NodeConfig, add_node_run_arguments, config_from_args
 from node.datadir import Datadir
-from node.errors import NodeError
+from node.errors import EXIT_CONFIG, EXIT_STORE, NodeError, exit_code_of, first_line
 
 
 def setup_logging(config: NodeConfig) -> None:
@@ -28,7 +28,8 @@ def setup_logging(config: NodeConfig) -> None:
 
 
 async def run_node(config: NodeConfig) -> int:
-    """Run a node until SIGINT/SIGTERM. Returns a process exit code."""
+    """Run a node until SIGINT/SIGTERM. Returns a process exit code (node.errors: 0, 2 configuration or
+    genesis, 3 storage fault) with the reason as one log line, never a traceback."""
     from node.node import Node
     node = Node(config)
     loop = asyncio.get_running_loop()
@@ -39,9 +40,14 @@ async def run_node(config: NodeConfig) -> int:
             pass
     try:
         await node.run()
-    except NodeError as exc:
-        logging.getLogger("popchain.node").error("%s", exc)
-        return 2
+    except Exception as exc:  # noqa: BLE001 -- only the documented ones are caught, see exit_code_of
+        code = exit_code_of(exc)
+        if code is None:
+            raise
+        hint = (f" (storage fault: see `popchain node verify --datadir {config.datadir}`; a database LevelDB "
+                "cannot read must be restored from a backup or moved away and resynced)") if code == EXIT_STORE else ""
+        logging.getLogger("popchain.node").error("%s%s", first_line(exc), hint)
+        return code
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -61,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args, file_config)
     except NodeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     setup_logging(config)
     return asyncio.run(run_node(config))
 

@@ -1,9 +1,12 @@
 """HTTP JSON API (docs/API.md). Read endpoints are open; write endpoints need the datadir cookie when the API
 listens beyond 127.0.0.1 (``--api-listen``). Errors are ``{"error": {"code", "message"}}`` with an HTTP status.
-Every engine/store read goes through the node's worker thread.
+Engine calls go through the node's worker thread; lock-free store reads (indexes, blocks, accounts, models)
+through the default executor, so lookups never queue in front of block validation. The API sees the node only
+through node.api_deps.ApiDeps (typed, narrow); batch submission and bounded bodies: node.api_body.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -13,17 +16,18 @@ from aiohttp import web
 
 from chain.address import address_of, decode_address, encode_address
 from chain.errors import DecodeError, PopError
+from chain.store_index import MAX_PAGE, RECEIVED, SENT, TxLocation, parse_cursor
+from chain.tx import MAX_TX_SIZE, txid_of_encoding
+from node.api_body import MAX_BODY, MAX_SMALL_BODY, MAX_TX_BODY, json_body
+from node.api_deps import ApiDeps
 from node.engine_api import to_json
 from node.errors import ApiError
-from node.explorer import NodeExplorerDeps
-from node.explorer import register as register_explorer
 from node.gossip import decode_object, object_id
 from node.wire import InvKind
 
 log = logging.getLogger("popchain.api")
 
-MAX_BODY = 16 * 2**20
-WRITE_STATUS = {"accepted": 200, "tip-changed": 200, "duplicate": 200}
+MAX_BATCH_TXS = 1000  # transfers per POST /api/txs batch
 
 
 def _hex(value: Any, name: str, size: int | None = None) -> bytes:
@@ -52,6 +56,18 @@ def tx_json(tx) -> dict:
     return out
 
 
+def location_json(loc: TxLocation) -> dict:
+    return {"height": loc.height, "block": loc.block_hash.hex(), "position": loc.position, "tx": tx_json(loc.tx)}
+
+
+_DIRECTIONS = {SENT: "sent", RECEIVED: "received", SENT | RECEIVED: "self"}
+
+
+def _account_id(text: str) -> bytes:
+    """An account id from a pop1 address or a 32-byte hex public key."""
+    return decode_address(text) if text.startswith("pop1") else address_of(_hex(text, "pubkey", 32))
+
+
 def champion_json(rec) -> dict:
     out = to_json(rec)
     if rec is not None and any(rec.miner):
@@ -59,12 +75,14 @@ def champion_json(rec) -> dict:
     return out
 
 
-def build_api_app(node) -> web.Application:
+def build_api_app(deps: ApiDeps) -> web.Application:
+    """The API application over ``deps`` (node.api_deps.api_deps(node) for a running node)."""
     @web.middleware
     async def errors(request: web.Request, handler):
         try:
-            if request.method == "POST" and node.cookie is not None:
-                _check_cookie(request, node.cookie)
+            cookie = deps.cookie()
+            if request.method == "POST" and cookie is not None:
+                _check_cookie(request, cookie)
             return await handler(request)
         except ApiError as exc:
             return _error(exc.status, exc.code, exc.message)
@@ -81,13 +99,14 @@ def build_api_app(node) -> web.Application:
             return _error(500, "internal", f"{type(exc).__name__}")
 
     app = web.Application(middlewares=[errors], client_max_size=MAX_BODY)
-    api = Api(node)
+    api = Api(deps)
     r = app.router
     r.add_get("/api/status", api.status)
     r.add_get("/api/blocks/{ref}", api.block)
     r.add_get("/api/txs/{txid}", api.tx)
     r.add_post("/api/txs", api.post_tx)
     r.add_get("/api/accounts/{address}", api.account)
+    r.add_get("/api/accounts/{address}/txs", api.account_txs)
     r.add_get("/api/mempool", api.mempool)
     r.add_get("/api/champion", api.champion)
     r.add_get("/api/models/{hash}", api.model)
@@ -99,8 +118,25 @@ def build_api_app(node) -> web.Application:
     r.add_get("/api/task", api.task)
     r.add_get("/api/template", api.template)
     r.add_get("/api/genesis", api.genesis_file)
-    register_explorer(app, NodeExplorerDeps(node))  # pages at /, /api/events, /api/explorer/* (node/explorer)
     return app
+
+
+def _height(text: str) -> int:
+    if not text.isdigit() or len(text) > 10:
+        raise ApiError(400, "bad-request", f"expected a block height or a 64-hex hash, got {text[:70]!r}")
+    return int(text)
+
+
+def _txid(raw: bytes) -> bytes | None:
+    try:
+        return object_id(InvKind.TX, raw, decode_object(InvKind.TX, raw))
+    except (DecodeError, ValueError):
+        return None
+
+
+def _verdict_error(obj_id: str | None, status: int, code: str, message: str) -> dict:
+    """One refused item of a batch: what the single path would answer as an HTTP error, as a JSON value."""
+    return {"accepted": False, "id": obj_id, "error": {"status": status, "code": code, "message": message}}
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -114,26 +150,19 @@ def _check_cookie(request: web.Request, cookie: str) -> None:
         raise ApiError(401, "unauthorized", "write endpoints need 'Authorization: Bearer <cookie secret>'")
 
 
-async def _json_body(request: web.Request) -> dict:
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "bad-request", "body must be JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "bad-request", "body must be a JSON object")
-    return body
-
-
 class Api:
-    def __init__(self, node) -> None:
-        self.node = node
+    """The request handlers. Engine calls go through ``deps.engine_call`` (the engine worker thread); lock-free
+    store reads through ``read`` (the default executor)."""
+
+    def __init__(self, deps: ApiDeps) -> None:
+        self.deps = deps
 
     async def call(self, fn, *args):
-        return await self.node.worker.call(fn, *args)
+        return await self.deps.engine_call(fn, *args)
 
     async def status(self, request: web.Request) -> web.Response:
-        node = self.node
-        engine = node.engine
+        d = self.deps
+        engine = d.engine
 
         def read():
             tip = engine.tip()
@@ -141,58 +170,118 @@ class Api:
             info = engine.round_info(r) if r else None
             return tip, r, info, engine.open_round(), engine.champion(), engine.equivocations()
         tip, r, info, open_r, champ, equiv = await self.call(read)
-        return web.json_response({
-            "chain_id": node.genesis.chain_id, "genesis": node.genesis.hash.hex(),
+        facts = d.facts()
+        out = {
+            "chain_id": d.genesis.chain_id, "genesis": d.genesis.hash.hex(),
             "height": tip.height, "tip": tip.hash.hex(), "state_root": tip.state_root.hex(),
             "round": r, "round_phase": info.status if info else "not-started", "open_round": open_r,
-            "rounds_total": node.genesis.n_rounds, "champion": champion_json(champ),
-            "peers": len(node.ready_peers()), "mempool": len(node.mempool), "syncing": len(node.sync.wanted),
-            "keyholder": node.keyholder is not None, "p2p_port": node.p2p_port, "api_port": node.api_port,
+            "rounds_total": d.genesis.n_rounds, "champion": champion_json(champ),
+            "peers": len(d.peers()), "mempool": len(d.mempool), "syncing": facts["syncing"],
+            "keyholder": facts["keyholder"], "p2p_port": facts["p2p_port"], "api_port": facts["api_port"],
             "equivocations": [{"round": rr, "kept": k.hex(), "refused": x.hex()} for rr, k, x in equiv],
-        })
+        }
+        if d.health is not None:
+            out["health"] = d.health()
+        return web.json_response(out)
 
     async def block(self, request: web.Request) -> web.Response:
         ref = request.match_info["ref"]
-        store = self.node.store
-        key: int | bytes = int(ref) if ref.isdigit() else _hex(ref, "hash", 32)
-        block = await self.call(store.get_block, key)
+        store = self.deps.store
+        # 64 hex characters are a hash even when they are all digits ("000…0" is no height); else a height
+        key: int | bytes = _hex(ref, "hash", 32) if len(ref) == 64 else _height(ref)
+        block = await self.read(store.get_block, key)
         if block is None:
             raise ApiError(404, "not-found", f"no block {ref}")
-        main = await self.call(store.is_main_chain, block.hash)
+        main = await self.read(store.is_main_chain, block.hash)
         return web.json_response({"header": header_json(block.header), "hash": block.hash.hex(),
                                   "txs": [tx_json(t) for t in block.txs], "model_hash": block.header.model_hash.hex(),
                                   "model_size": len(block.model), "payload_size": len(block.payload),
                                   "main_chain": main, "raw": request.query.get("raw") and block.encode().hex()})
 
+    async def read(self, fn, *args):
+        """A lock-free store read (indexes, blocks by hash) on the default executor, never the engine worker:
+        an unauthenticated lookup must not queue in front of block validation."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
     async def tx(self, request: web.Request) -> web.Response:
         txid = _hex(request.match_info["txid"], "txid", 32)
-        pending = self.node.mempool.get(txid)
+        pending = self.deps.mempool.get(txid)
         if pending is not None:
             return web.json_response({"status": "pending", "tx": tx_json(pending)})
-        store = self.node.store
+        loc = await self.read(self.deps.store.find_tx, txid)
+        if loc is None:
+            raise ApiError(404, "not-found", "unknown tx (neither pending nor confirmed on the main chain)")
+        return web.json_response({"status": "confirmed", **location_json(loc)})
 
-        def find():  # recent blocks only: no tx index (the explorer reads blocks)
-            tip = store.tip().height
-            for height in range(tip, max(0, tip - 2000), -1):
-                block = store.get_block(height)
-                for tx in block.txs:
-                    if tx.txid == txid:
-                        return height, block.hash, tx
-            return None
-        found = await self.call(find)
-        if found is None:
-            raise ApiError(404, "not-found", "unknown tx (not pending, not in the last 2000 blocks)")
-        height, block_hash, tx = found
-        return web.json_response({"status": "confirmed", "height": height, "block": block_hash.hex(),
-                                  "tx": tx_json(tx)})
+    async def account_txs(self, request: web.Request) -> web.Response:
+        """An address's confirmed transfers, newest first: ``?limit=N`` (1..500, default 50) and
+        ``?before=CURSOR`` (the ``next`` of the previous page, or a height)."""
+        account_id = _account_id(request.match_info["address"])
+        limit_text = request.query.get("limit", "50")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
+            raise ApiError(400, "bad-request", f"limit: expected an integer 1..{MAX_PAGE}")
+        before_text = request.query.get("before")
+        before = parse_cursor(before_text) if before_text else None  # ValueError -> 400
+        limit = int(limit_text)
+        items = await self.read(self.deps.store.address_history, account_id, before, limit)
+        return web.json_response({
+            "address": encode_address(account_id),
+            "txs": [{**location_json(it.location), "direction": _DIRECTIONS[it.direction]} for it in items],
+            "next": items[-1].cursor if len(items) == limit else None})
 
     async def post_tx(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
-        raw = _hex(body.get("tx"), "tx")
-        return await self._submit(InvKind.TX, raw)
+        """One transfer ``{"tx": hex}`` or a batch ``{"txs": [hex, ...]}`` (at most MAX_BATCH_TXS): a batch is
+        answered 200 with one verdict per tx, in order; a single tx goes through the same code and its verdict
+        becomes the HTTP answer, so both paths answer the same codes by construction."""
+        body = await json_body(request, MAX_TX_BODY)
+        if "txs" not in body:
+            [verdict] = await self._submit_txs([body.get("tx")], "tx")
+            if not verdict["accepted"]:
+                e = verdict["error"]
+                raise ApiError(e["status"], e["code"], e["message"])
+            return web.json_response(verdict)
+        items = body["txs"]
+        if "tx" in body or not isinstance(items, list) or not items:
+            raise ApiError(400, "bad-request", "txs: expected a non-empty list of hex strings (and no 'tx')")
+        if len(items) > MAX_BATCH_TXS:
+            raise ApiError(413, "batch-too-large", f"{len(items)} txs in one batch, limit {MAX_BATCH_TXS}")
+        results = await self._submit_txs(items, "txs")
+        return web.json_response({"results": results, "accepted": sum(1 for r in results if r["accepted"])})
+
+    async def _submit_txs(self, items: list[Any], name: str) -> list[dict]:
+        """Verdicts for hex-encoded transfers, in order. A tx already confirmed on the main chain is answered
+        ``already-confirmed`` (409), not "accepted, duplicate": it was not accepted anew."""
+        results: list[dict | None] = [None] * len(items)
+        raws: list[tuple[int, bytes]] = []
+        for i, item in enumerate(items):
+            try:
+                raws.append((i, _hex(item, name if len(items) == 1 and name == "tx" else f"{name}[{i}]")))
+            except ApiError as exc:
+                results[i] = _verdict_error(None, exc.status, exc.code, exc.message)
+        verdicts = await self.deps.submit_txs([raw for _, raw in raws])
+        recheck: list[tuple[int, bytes]] = []
+        for (i, raw), (ok, reason) in zip(raws, verdicts, strict=True):
+            # accepted => raw is a canonical encoding: hash it (no second decode on the batch's hot path)
+            txid = txid_of_encoding(raw) if ok and len(raw) <= MAX_TX_SIZE else _txid(raw)
+            if txid is not None and (not ok or reason == "duplicate") and txid not in self.deps.mempool:
+                recheck.append((i, txid))
+            hex_id = txid.hex() if txid is not None else None
+            if ok:
+                results[i] = {"accepted": True, "id": hex_id, "status": reason}
+            else:
+                results[i] = _verdict_error(hex_id, 422, reason.split(":")[0], f"tx rejected: {reason}")
+        if recheck:
+            store = self.deps.store
+            found = await self.read(lambda: [(i, store.find_tx(t)) for i, t in recheck])
+            for i, loc in found:
+                if loc is not None:
+                    v = _verdict_error(loc.txid.hex(), 409, "already-confirmed",
+                                       f"tx already confirmed in block {loc.block_hash.hex()} at height {loc.height}")
+                    results[i] = {**v, "status": "confirmed", "height": loc.height, "block": loc.block_hash.hex()}
+        return [r for r in results if r is not None]
 
     async def _submit(self, kind: InvKind, raw: bytes) -> web.Response:
-        ok, reason = await self.node.relay.on_object(None, kind, raw)
+        ok, reason = await self.deps.submit(kind, raw)
         if not ok:
             status = 409 if reason == "orphan" else 422
             raise ApiError(status, reason.split(":")[0], f"{kind.name.lower()} rejected: {reason}")
@@ -200,26 +289,25 @@ class Api:
         return web.json_response({"accepted": True, "id": obj_id.hex(), "status": reason})
 
     async def account(self, request: web.Request) -> web.Response:
-        text = request.match_info["address"]
-        account_id = decode_address(text) if text.startswith("pop1") else address_of(_hex(text, "pubkey", 32))
-        acc = await self.call(self.node.store.get_account, account_id)
-        pending = [tx_json(t) for t in self.node.mempool.txs() if address_of(t.sender) == account_id]
+        account_id = _account_id(request.match_info["address"])
+        acc = await self.read(self.deps.store.get_account, account_id)
+        pending = [tx_json(t) for t in self.deps.mempool.txs() if address_of(t.sender) == account_id]
         next_nonce = acc.nonce + len(pending)
         return web.json_response({"address": encode_address(account_id), "balance": acc.balance,
                                   "nonce": acc.nonce, "next_nonce": next_nonce, "pending": pending})
 
     async def mempool(self, request: web.Request) -> web.Response:
-        txs = self.node.mempool.select(len(self.node.mempool))
+        txs = self.deps.mempool.select(len(self.deps.mempool))
         return web.json_response({"size": len(txs), "txs": [tx_json(t) for t in txs[:1000]]})
 
     async def champion(self, request: web.Request) -> web.Response:
-        engine = self.node.engine
+        engine = self.deps.engine
         champ, history = await self.call(lambda: (engine.champion(), engine.champion_history()))
         return web.json_response({"champion": champion_json(champ), "history": [champion_json(r) for r in history]})
 
     async def model(self, request: web.Request) -> web.Response:
         h = _hex(request.match_info["hash"], "hash", 32)
-        data = await self.call(self.node.store.get_model, h)
+        data = await self.read(self.deps.store.get_model, h)
         if data is None:
             raise ApiError(404, "not-found", "unknown model hash")
         if request.query.get("format") == "hex":
@@ -227,7 +315,7 @@ class Api:
         return web.Response(body=data, content_type="application/octet-stream")
 
     async def _round(self, r: int) -> dict:
-        engine = self.node.engine
+        engine = self.deps.engine
 
         def read():
             info = engine.round_info(r)
@@ -245,38 +333,39 @@ class Api:
 
     async def round(self, request: web.Request) -> web.Response:
         text = request.match_info["r"]
-        if not text.isdigit() or not 0 < int(text) <= self.node.genesis.n_rounds:
-            raise ApiError(404, "not-found", f"no round {text}")
+        if not text.isdigit() or len(text) > 10:
+            raise ApiError(400, "bad-request", f"round: expected a round number or 'current', got {text[:40]!r}")
+        if not 0 < int(text) <= self.deps.genesis.n_rounds:
+            raise ApiError(404, "not-found", f"no round {text} (rounds 1..{self.deps.genesis.n_rounds})")
         return web.json_response(await self._round(int(text)))
 
     async def round_current(self, request: web.Request) -> web.Response:
-        r = await self.call(self.node.engine.current_round)
+        r = await self.call(self.deps.engine.current_round)
         if r == 0:
             return web.json_response({"round": 0, "status": "not-started"})
         return web.json_response(await self._round(r))
 
     async def post_entry(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        body = await json_body(request, MAX_SMALL_BODY)
         return await self._submit(InvKind.ENTRY, _hex(body.get("entry"), "entry"))
 
     async def post_opening(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        body = await json_body(request, MAX_BODY)
         return await self._submit(InvKind.BLOCK, _hex(body.get("block"), "block"))
 
     async def peers(self, request: web.Request) -> web.Response:
-        node = self.node
+        d = self.deps
         now = time.time()
         return web.json_response({
-            "peers": [{"address": p.key, "inbound": p.inbound, "height": p.best_height,
-                       "agent": p.hello.agent if p.hello else None, "score": p.score,
-                       "rtt_ms": p.rtt_ms, "connected_s": round(now - p.connected_at, 1),
-                       "bytes_in": p.bytes_in, "bytes_out": p.bytes_out} for p in node.ready_peers()],
-            "known": sorted(node.book.addrs), "discouraged": {k: v for k, v in node.book.bans.items() if v > now}})
+            "peers": [{"address": p.key, "inbound": p.inbound, "height": p.best_height, "agent": p.agent,
+                       "score": p.score, "rtt_ms": p.rtt_ms, "connected_s": round(now - p.connected_at, 1),
+                       "bytes_in": p.bytes_in, "bytes_out": p.bytes_out} for p in d.peers()],
+            "known": d.known_addrs(), "discouraged": d.discouraged()})
 
     async def task(self, request: web.Request) -> web.Response:
         """The public task package (training data + commitments) and the shard keys revealed so far."""
-        engine = self.node.engine
-        g = self.node.genesis
+        engine = self.deps.engine
+        g = self.deps.genesis
 
         def revealed():
             out = []
@@ -293,15 +382,15 @@ class Api:
 
     async def template(self, request: web.Request) -> web.Response:
         miner = _hex(request.query.get("miner"), "miner", 32)
-        node = self.node
-        txs = node.mempool.select(node.genesis.params.max_block_txs)
-        tpl = await self.call(node.engine.build_template, miner, txs, int(time.time()))
+        d = self.deps
+        txs = d.mempool.select(d.genesis.params.max_block_txs)
+        tpl = await self.call(d.engine.build_template, miner, txs, int(time.time()))
         out = to_json(dataclass_view(tpl, drop=("txs",)))
         out["txs"] = [t.encode().hex() for t in tpl.txs]
         return web.json_response(out)
 
     async def genesis_file(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.node.genesis.encode(), content_type="application/octet-stream")
+        return web.Response(body=self.deps.genesis.encode(), content_type="application/octet-stream")
 
 
 def dataclass_view(obj, drop: tuple[str, ...] = ()) -> dict:

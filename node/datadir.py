@@ -18,14 +18,17 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from node.errors import NodeError
 
 MAX_KNOWN_ADDRS = 1000
 MAX_CONFIG_BYTES = 64 * 1024
+MAX_GENESIS_BYTES = 256 * 2**20   # far above any real one (task package + genesis model): a sanity cap
+T = TypeVar("T")
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -38,6 +41,23 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        if path.stat().st_size > MAX_GENESIS_BYTES:
+            raise NodeError(f"{what} {path} is larger than {MAX_GENESIS_BYTES} bytes: not a genesis file")
+        return path.read_bytes()
+    except OSError as exc:
+        raise NodeError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def _decode_genesis(decode: Callable[[bytes], T], data: bytes, what: str) -> T:
+    try:
+        return decode(data)
+    except Exception as exc:  # noqa: BLE001 -- DecodeError/RuleError/MLError: all mean "not this genesis"
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NodeError(f"{what} is not a valid genesis file: {text}") from None
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
@@ -97,8 +117,11 @@ class Datadir:
         self._lock_fd: int | None = None
 
     def open(self) -> "Datadir":
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / "node.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / "node.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise NodeError(f"cannot use datadir {self.path}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -123,19 +146,29 @@ class Datadir:
     def log_path(self) -> Path:
         return self.path / "node.log"
 
-    def load_genesis_bytes(self, genesis_file: Path | None) -> bytes:
-        """The genesis bytes: from --genesis (and then must match a stored copy) or from the stored copy."""
-        stored = self.path / "genesis.bin"
-        if genesis_file is not None:
-            data = Path(genesis_file).read_bytes()
-            if stored.exists() and stored.read_bytes() != data:
-                raise NodeError(f"--genesis {genesis_file} differs from the genesis this datadir was created with")
-            if not stored.exists():
-                atomic_write(stored, data)
-            return data
-        if not stored.exists():
-            raise NodeError(f"datadir {self.path} has no genesis yet: pass --genesis FILE")
-        return stored.read_bytes()
+    def load_genesis(self, genesis_file: Path | None, decode: Callable[[bytes], T]) -> tuple[T, bytes | None]:
+        """(the decoded genesis, the bytes to save as its copy or None): from ``--genesis`` (which must match the
+        stored copy, unless that copy is damaged) or from the stored copy. ``decode`` fully checks the bytes
+        (consensus.genesis.load_genesis); any failure is a one-line NodeError. Writes nothing: the caller
+        calls ``save_genesis`` once the store accepted the genesis, so a bad file never poisons the datadir."""
+        stored_path = self.path / "genesis.bin"
+        stored = _read(stored_path, "the datadir's genesis copy") if stored_path.exists() else None
+        if genesis_file is None:
+            if stored is None:
+                raise NodeError(f"datadir {self.path} has no genesis yet: pass --genesis FILE")
+            return _decode_genesis(decode, stored, f"{stored_path} (pass --genesis FILE to replace it)"), None
+        data = _read(Path(genesis_file), "--genesis")
+        genesis = _decode_genesis(decode, data, f"--genesis {genesis_file}")
+        if stored is not None and stored != data:
+            try:
+                decode(stored)
+            except Exception:  # noqa: BLE001 -- a damaged copy (older versions copied before checking)
+                return genesis, data
+            raise NodeError(f"--genesis {genesis_file} differs from the genesis this datadir was created with")
+        return genesis, data if stored != data else None
+
+    def save_genesis(self, data: bytes) -> None:
+        atomic_write(self.path / "genesis.bin", data)
 
     def load_config(self) -> dict[str, Any]:
         path = self.path / "config.json"

@@ -303,6 +303,8 @@ class Relay:
     async def _conclude(self, arrival: Arrival, ok: bool, reason: str, detail: str) -> tuple[bool, str]:
         """After the verdict: relay what was accepted; for a rejection, metrics and the sender's penalty."""
         peer, kind, decoded, (_, h) = arrival.peer, arrival.kind, arrival.decoded, arrival.key
+        if ok and kind == InvKind.BLOCK and peer is not None:  # it holds this block: /api/peers shows the height
+            peer.best_height = max(peer.best_height, decoded.header.height)
         if ok:
             if reason != "duplicate":
                 if kind != InvKind.BLOCK:

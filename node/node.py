@@ -16,18 +16,21 @@ import aiohttp
 from aiohttp import web
 
 from chain.address import address_of
-from chain.errors import PopError
+from chain.errors import DecodeError, PopError, StoreError
 from chain.store import ChainStore
 from chain.tx import Transfer
 from consensus.engine import Engine
 from consensus.genesis import Genesis, load_genesis
 from node import wire
 from node.api import build_api_app
+from node.api_deps import api_deps
 from node.config import NodeConfig
 from node.datadir import Datadir, PeerBook
 from node.discovery import Discovery
 from node.errors import NodeError
 from node.events import ChainView, EventBus, StatePublisher
+from node.explorer import NodeExplorerDeps
+from node.explorer import register as register_explorer
 from node.gossip import Relay
 from node.keyholder_service import KeyholderService
 from node.limits import DISCOURAGE_SECONDS, Offence
@@ -81,21 +84,31 @@ class Node:
     # ------------------------------------------------------------ start-up
 
     def _open_chain(self) -> None:
-        """Runs on the worker thread: open the store and the engine (genesis initialised on first start)."""
+        """Runs on the worker thread: open the store and the engine (genesis initialised on first start). A
+        record that does not decode is a damaged datadir: StoreError, like a LevelDB fault."""
+        try:
+            self._open_chain_records()
+        except DecodeError as exc:
+            raise StoreError(f"corrupt record in {self.datadir.chain_dir}: {exc}") from None
+
+    def _open_chain_records(self) -> None:
         self.store = ChainStore.open(self.datadir.chain_dir)
+        if self.store.is_initialised() and not self.store.has_indexes():  # a datadir from before the indexes
+            log.info("building the tx and address indexes from the stored blocks (once)")
+            report = self.store.reindex()
+            if not report.ok:
+                raise StoreError(f"cannot build the indexes: {'; '.join(report.problems)}")
         self.engine = Engine(self.store, self.genesis)
 
     async def _start(self) -> None:
         self.datadir.open()
-        try:
-            genesis_bytes = self.datadir.load_genesis_bytes(self.config.genesis)
-            self.genesis = load_genesis(genesis_bytes)
-        except NodeError:
-            raise
-        except Exception as exc:
-            raise NodeError(f"cannot load genesis: {exc}") from None
+        # the genesis file is decoded and fully checked before anything is written; its copy in the datadir
+        # is written only once the store holds (or was just initialised with) that same genesis
+        self.genesis, save_genesis = self.datadir.load_genesis(self.config.genesis, load_genesis)
         self.book = self.datadir.load_peer_book()
         await self.worker.call(self._open_chain)
+        if save_genesis is not None:
+            self.datadir.save_genesis(save_genesis)
         self.mempool = Mempool(self.genesis.ledger_params)
         self.relay = Relay(self)
         self.sync = Sync(self)
@@ -122,7 +135,8 @@ class Node:
         p2p_app.router.add_get("/metrics", self._metrics_handler)
         if self.config.api_listen is not None:
             self.cookie = self.datadir.ensure_cookie()
-        api_app = build_api_app(self)
+        api_app = build_api_app(api_deps(self))
+        register_explorer(api_app, NodeExplorerDeps(self))  # pages at /, /api/events, /api/explorer/*
         api_app.router.add_get("/metrics", self._metrics_handler)
         for app, host, port, attr in ((p2p_app, self.config.listen, self.config.port, "p2p_port"),
                                       (api_app, self.api_host, self.config.api_port, "api_port")):

@@ -73,8 +73,10 @@ class NodeExplorerDeps:
         if self._node.mempool.get(txid) is not None:
             return True
         store = self._node.store
+        if hasattr(store, "find_tx"):  # the store's tx index: any depth, lock-free
+            return await asyncio.get_running_loop().run_in_executor(None, store.find_tx, txid) is not None
 
-        def find() -> bool:
+        def find() -> bool:  # no index: the API's own bounded scan of recent blocks
             tip = store.tip().height
             for height in range(tip, max(0, tip - TX_SCAN_BLOCKS), -1):
                 block = store.get_block(height)

@@ -66,6 +66,13 @@ class NodeClient:
     async def account(self, address: str) -> dict:
         return await self.get(f"/api/accounts/{address}")
 
+    async def account_txs(self, address: str, *, limit: int = 50, before: str | None = None) -> dict:
+        """One page of an address's confirmed transfers: ``{"address", "txs": [...], "next": cursor|None}``."""
+        params: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        return await self.get(f"/api/accounts/{address}/txs", **params)
+
     async def mempool(self) -> dict:
         return await self.get("/api/mempool")
 
@@ -92,6 +99,10 @@ class NodeClient:
 
     async def send_tx(self, tx_bytes: bytes) -> dict:
         return await self._request("POST", "/api/txs", json_body={"tx": tx_bytes.hex()})
+
+    async def send_txs(self, txs: list[bytes]) -> dict:
+        """A batch (at most node.api.MAX_BATCH_TXS): ``{"results": [verdict per tx, in order], "accepted": n}``."""
+        return await self._request("POST", "/api/txs", json_body={"txs": [t.hex() for t in txs]})
 
     async def send_entry(self, entry_bytes: bytes) -> dict:
         return await self._request("POST", "/api/entries", json_body={"entry": entry_bytes.hex()})

@@ -334,29 +334,34 @@
   }
 
   const PAGE = 25;
-  async function history(addr, page) {
-    try {  // the store's paged history endpoint, when this node has it
-      const h = await api(`/api/accounts/${seg(addr)}/txs?offset=${page * PAGE}&limit=${PAGE}`);
+  async function history(addr, before) {
+    try {  // the store's indexed, cursor-paged history (newest first), when this node has it
+      const q = before ? `&before=${seg(before)}` : "";
+      const h = await api(`/api/accounts/${seg(addr)}/txs?limit=${PAGE}${q}`);
       const items = Array.isArray(h) ? h : (h.txs || h.items || []);
-      return { items, more: items.length === PAGE, source: "account index" };
-    } catch (_) { /* fall back to scanning recent blocks */ }
-    const st = await api("/api/status");
+      return { items, next: h.next || null, source: "the account index" };
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 400) throw e;  // a bad cursor in the URL: say so
+    }
+    const st = await api("/api/status");  // older nodes: scan recent blocks
     const found = [];
     const SCAN = 200;
-    for (let hgt = st.height; hgt > Math.max(0, st.height - SCAN); hgt -= 20) {
+    const top = before ? Math.min(st.height, parseInt(before, 10) - 1) : st.height;
+    for (let hgt = top; hgt > Math.max(0, top - SCAN); hgt -= 20) {
       const hs = []; for (let k = hgt; k > Math.max(0, hgt - 20); k--) hs.push(k);
       const bs = await Promise.all(hs.map((k) => api(`/api/blocks/${k}`).catch(() => null)));
       for (const b of bs.filter(Boolean)) for (const t of b.txs) {
-        if (t.from_address === addr || t.to_address === addr) found.push(Object.assign({ height: b.header.height }, t));
+        if (t.from_address === addr || t.to_address === addr) found.push({ height: b.header.height, tx: t });
       }
     }
-    return { items: found.slice(page * PAGE, (page + 1) * PAGE), more: found.length > (page + 1) * PAGE,
-             source: `the last ${SCAN} blocks` };
+    const items = found.slice(0, PAGE);
+    const next = found.length > PAGE ? String(items[items.length - 1].height) : null;
+    return { items, next, source: `a scan of ${SCAN} blocks` };
   }
 
   async function account(addr) {
-    const page = Math.max(0, parseInt(new URLSearchParams(location.search).get("page") || "0", 10) || 0);
-    const [a, h] = await Promise.all([api(`/api/accounts/${seg(addr)}`), history(addr, page)]);
+    const before = new URLSearchParams(location.search).get("before");
+    const [a, h] = await Promise.all([api(`/api/accounts/${seg(addr)}`), history(addr, before)]);
     return el("div", {},
       el("h1", { text: "Account" }),
       el("div", { class: "card" }, kv([
@@ -366,10 +371,19 @@
       ])),
       el("h2", { text: `Pending (${a.pending.length})` }),
       el("div", { class: "card" }, a.pending.length ? txTable(a.pending) : el("p", { class: "note", text: "none" })),
-      el("h2", { text: `History (page ${page + 1}, from ${h.source})` }),
-      el("div", { class: "card" }, h.items.length ? txTable(h.items) : el("p", { class: "note", text: "no transfers" }),
-        el("p", {}, page > 0 ? link(`?page=${page - 1}`, "← newer") : null, " ",
-          h.more ? link(`?page=${page + 1}`, "older →") : null)));
+      el("h2", { text: `History${before ? " (older page)" : ""}, from ${h.source}` }),
+      el("div", { class: "card", id: "account-history" },
+        h.items.length ? historyTable(h.items) : el("p", { class: "note", text: "no transfers" }),
+        el("p", {}, before ? link(location.pathname, "← newest") : null, " ",
+          h.next ? link(`?before=${seg(h.next)}`, "older →", { id: "history-older" }) : null)));
+  }
+  function historyTable(items) {
+    return table(["#height", "txid", "direction", "from", "to", "#amount", "#fee"], items.map((it) => {
+      const tx = it.tx || it;
+      return el("tr", {}, td(it.height !== undefined ? blockLink(it.height, String(it.height)) : "–", "num"),
+        td(link(`/tx/${seg(tx.txid)}`, short(tx.txid), { class: "mono" })), td(it.direction || ""),
+        td(addrLink(tx.from_address)), td(addrLink(tx.to_address)), td(num(tx.amount), "num"), td(num(tx.fee), "num"));
+    }));
   }
 
   async function miner(addr) {

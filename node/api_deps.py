@@ -1,0 +1,111 @@
+"""What the HTTP API may read and call: typed Protocols and one ApiDeps record, instead of the whole node.
+
+Does: name every part node/api.py touches — store reads, engine queries (run only through ``engine_call``, the
+engine worker), mempool reads, object submission, a peers view, node facts (ports, sync backlog) and an optional
+health provider — and build them from a Node in ``api_deps`` (the one place that reaches into the node for the
+API). Does not: hold state or logic of its own.
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from chain.block import Block
+from chain.state import Account
+from chain.store_index import HistoryItem, TxLocation
+from chain.tx import Transfer
+from consensus.genesis import Genesis
+from node.wire import InvKind
+
+T = TypeVar("T")
+
+
+class StoreReads(Protocol):
+    """chain.store.ChainStore, reads only. find_tx / address_history / get_model / get_block(hash) are
+    lock-free and may run on any thread; the API runs them on the default executor."""
+
+    def get_block(self, h: bytes | int) -> Block | None: ...
+    def is_main_chain(self, block_hash: bytes) -> bool: ...
+    def get_account(self, account: bytes) -> Account: ...
+    def get_model(self, model_hash_: bytes) -> bytes | None: ...
+    def find_tx(self, txid: bytes) -> TxLocation | None: ...
+    def address_history(self, account: bytes, before: tuple[int, int] | None = None,
+                        limit: int = 50) -> list[HistoryItem]: ...
+
+
+class MempoolReads(Protocol):
+    def __len__(self) -> int: ...
+    def __contains__(self, txid: object) -> bool: ...
+    def get(self, txid: bytes) -> Transfer | None: ...
+    def txs(self) -> list[Transfer]: ...
+    def select(self, limit: int) -> list[Transfer]: ...
+
+
+class PeerView(Protocol):
+    """What /api/peers shows of a connected peer (node.peer.Peer)."""
+
+    key: str
+    inbound: bool
+    best_height: int   # the highest block it has shown us (handshake, headers, blocks it relayed)
+    score: int
+    rtt_ms: Any
+    connected_at: float
+    bytes_in: int
+    bytes_out: int
+
+    @property
+    def agent(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class ApiDeps:
+    genesis: Genesis
+    store: StoreReads
+    engine: Any                                        # consensus.engine.Engine: only inside engine_call
+    engine_call: Callable[..., Awaitable[Any]]         # EngineWorker.call: serialised on the engine thread
+    mempool: MempoolReads
+    submit: Callable[[InvKind, bytes], Awaitable[tuple[bool, str]]]          # Relay.on_object (peer None)
+    submit_txs: Callable[[Sequence[bytes]], Awaitable[list[tuple[bool, str]]]]
+    peers: Callable[[], Sequence[PeerView]]
+    known_addrs: Callable[[], list[str]]
+    discouraged: Callable[[], dict[str, float]]        # address -> until (unix time), current ones only
+    facts: Callable[[], dict[str, Any]]                # p2p_port, api_port, keyholder, syncing (read per request)
+    cookie: Callable[[], str | None]                   # None: writes need no auth (127.0.0.1 only)
+    health: Callable[[], dict[str, Any]] | None = None  # {"ok": bool, "tasks": {...}} when the node provides it
+
+
+class _PeerAdapter:
+    """A Peer seen through PeerView (``agent`` comes from its handshake)."""
+
+    __slots__ = ("_p",)
+
+    def __init__(self, peer: Any) -> None:
+        self._p = peer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._p, name)
+
+    @property
+    def agent(self) -> str | None:
+        hello = self._p.hello
+        return hello.agent if hello is not None else None
+
+
+def api_deps(node: Any) -> ApiDeps:
+    """The API's view of a running node.Node (called once its store, engine, mempool and relay exist)."""
+    import time
+
+    def facts() -> dict[str, Any]:
+        return {"p2p_port": node.p2p_port, "api_port": node.api_port, "keyholder": node.keyholder is not None,
+                "syncing": len(node.sync.wanted)}
+
+    health = getattr(node, "health", None)
+    return ApiDeps(
+        genesis=node.genesis, store=node.store, engine=node.engine, engine_call=node.worker.call,
+        mempool=node.mempool, submit=lambda kind, raw: node.relay.on_object(None, kind, raw),
+        submit_txs=lambda raws: node.relay.on_tx_batch([(None, raw) for raw in raws]),
+        peers=lambda: [_PeerAdapter(p) for p in node.ready_peers()],
+        known_addrs=lambda: sorted(node.book.addrs),
+        discouraged=lambda: {k: v for k, v in node.book.bans.items() if v > time.time()},
+        facts=facts, cookie=lambda: node.cookie, health=health if callable(health) else None)
