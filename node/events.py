@@ -183,7 +183,7 @@ def events_handler(bus: EventBus, snapshot: Callable[[], Awaitable[dict[str, Any
             while not sub.dropped and not bus.closed:
                 try:
                     async with asyncio.timeout(POLL_S):
-                        event = await _next(sub)
+                        live = await _next(sub)
                 except TimeoutError:
                     # aiohttp does not cancel a handler whose client left: notice it here, not at the next write
                     if request.transport is None or request.transport.is_closing():
@@ -193,8 +193,8 @@ def events_handler(bus: EventBus, snapshot: Callable[[], Awaitable[dict[str, Any
                         idle = 0.0
                         await send(b": keep-alive\n\n")
                     continue
-                if event is not None and (kinds is None or event.kind in kinds):
-                    await send(event.sse())
+                if live is not None and (kinds is None or live.kind in kinds):
+                    await send(live.sse())
             if not sub.dropped:
                 return resp
             note = {"kind": "dropped", "reason": "client too slow; reconnect with Last-Event-ID"}

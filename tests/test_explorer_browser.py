@@ -153,6 +153,9 @@ def test_search_finds_a_txid(net, browser, tmp_path):
     # pending now; the page follows it into a block without a reload
     _wait(browser, lambda d: _text(d, "#tx-status") == "confirmed", what="tx confirmed on the page")
     browser.save_screenshot(str(tmp_path / "tx.png"))
+    # the recipient's paged history lists it
+    browser.get(url + f"/account/{encode_address(address_of(dest.public))}")
+    _wait(browser, lambda d: tx.txid.hex()[:16] in (_text(d, "#account-history") or ""), what="account history")
     # an unknown id gets the friendly 404 page
     browser.get(url + "/search?q=" + "ee" * 32)
     _wait(browser, lambda d: "Not found" in (_text(d, "main") or ""), what="404 page")

@@ -25,7 +25,8 @@ class EventsUnavailable(Exception):
 
 
 async def _read_stream(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
-    event, data, event_id = "message", [], None
+    event, event_id = "message", None
+    data: list[str] = []
     while True:
         line_bytes = await resp.content.readline()
         if not line_bytes:
