@@ -135,8 +135,7 @@ def test_overview_updates_without_reload(net, browser, tmp_path):
     _wait(browser, lambda d: d.find_elements("css selector", f"#latest-blocks tr[data-height='{h0 + 1}']"),
           what="the new block in the latest blocks table")
     assert browser.execute_script("return window.__explorerTestMarker") == 42
-    api_height = _api(url + "/api/status")["height"]
-    assert 0 <= _int(_text(browser, "#live-height")) <= api_height
+    assert _int(_text(browser, "#live-height")) > h0  # the header bar follows the same events
     browser.save_screenshot(str(tmp_path / "overview.png"))
     assert _severe_console_errors(browser) == []
 
