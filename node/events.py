@@ -229,8 +229,9 @@ class StatePublisher:
     """Diffs the node's state against what was last published and emits the events (see module doc).
 
     ``read`` returns a ChainView (it runs the engine reads on the node's worker); ``mempool_size`` is a cheap
-    synchronous count. ``poke()`` after any tip change or round event; ``watch()`` also re-checks the mempool
-    every ``MEMPOOL_POLL_S`` (transfers arrive through several paths; a count read costs nothing)."""
+    synchronous count. ``request()`` after any tip change or round event (``watch()``, the publisher's task, then
+    re-reads once per burst); ``watch()`` also re-checks the mempool every ``MEMPOOL_POLL_S`` (transfers arrive
+    through several paths; a count read costs nothing)."""
 
     MEMPOOL_POLL_S = 0.25
 
@@ -245,6 +246,7 @@ class StatePublisher:
         self.mempool = -1
         self.timeline: dict[int, dict[str, int]] = {}   # round -> phase -> first time seen (unix ms)
         self._lock = asyncio.Lock()
+        self._wanted = asyncio.Event()
         self._opened_at: dict[int, float] = {}
 
     def _mark(self, r: int, phase: str, now_ms: int) -> None:
@@ -312,8 +314,20 @@ class StatePublisher:
                         revealed_ms=self.timeline.get(view.round, {}).get("revealed"))
         return base
 
+    def request(self) -> None:
+        """Ask for a re-read soon (the node's hook after a tip change or a round event). Requests coalesce: a
+        burst of blocks during sync costs one read, not one per block."""
+        self._wanted.set()
+
     async def watch(self) -> None:
+        """The publisher's task: a re-read per batch of requests, and the mempool count every MEMPOOL_POLL_S."""
         await self.poke()
         while True:
-            await asyncio.sleep(self.MEMPOOL_POLL_S)
-            self.check_mempool()
+            try:
+                async with asyncio.timeout(self.MEMPOOL_POLL_S):
+                    await self._wanted.wait()
+            except TimeoutError:
+                self.check_mempool()
+                continue
+            self._wanted.clear()
+            await self.poke()

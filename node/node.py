@@ -173,8 +173,7 @@ class Node:
 
     def _poke_events(self) -> None:
         """Let the explorer's event stream diff the new state (node.events), off the caller's path."""
-        if self._tg is not None and not self.stopping:
-            self.spawn(self.publisher.poke(), "events-poke")
+        self.publisher.request()
 
     def _chain_view(self):
         return self.worker.call(_read_chain_view, self.engine, self.genesis.params.opening_window_s)
