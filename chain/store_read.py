@@ -2,11 +2,11 @@
 
 Layout (one-byte prefixes): h header · b block body · n height index · a account · u undo record ·
 m model by hash · p consensus payload · x meta (consensus/node keys) · t tip · g genesis hash · c params ·
-l genesis allocations.
+l genesis allocations · i tx index · y address index · v index version (the last three: chain.store_index).
 
 Does: decode headers, blocks, accounts, params and meta keys; answer main-chain questions through the height
 index; give accounts as of the tip or a recent main-chain ancestor (undo records read back as overlays on a KV
-snapshot: StateView); keep the in-memory tip and the tip accounts' leaf cache that ChainStore updates.
+snapshot: StateView); look txs and address histories up in the indexes (lock-free); keep the in-memory tip and the tip accounts' leaf cache that ChainStore updates.
 Does not: write anything, validate blocks, or open and lock a datadir — ChainStore (chain/store.py) owns every
 write (one synced WriteBatch per connect/disconnect), the undo record encoding and the datadir lock. Not used
 on its own: ChainStore is the class to construct.

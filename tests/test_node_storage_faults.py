@@ -125,18 +125,11 @@ def test_verify_and_reindex_commands(base, tmp_path):
                     "no chain database")
 
 
-def test_bad_genesis_file_never_poisons_the_datadir(chain, tmp_path):
-    good = chain.genesis_path.read_bytes()
-    bad = tmp_path / "bad.bin"
-    bad.write_bytes(good[:-100] + bytes(100))  # decodes as far as the damage: must be refused, not copied
-    d = tmp_path / "D"
-    assert_one_line(run_node(d, "--genesis", str(bad)), EXIT_CONFIG, "not a valid genesis file")
-    assert not (d / "genesis.bin").exists() and not (d / "chain").exists()
-    assert_one_line(run_node(d, "--genesis", str(tmp_path / "missing.bin")), EXIT_CONFIG, "cannot read")
-    (d / "genesis.bin").write_bytes(b"junk")  # as an older version left it: the right file replaces it
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "node", "run", "--datadir", str(d), "--genesis",
-                             str(chain.genesis_path), "--port", "0", "--api-port", "0"], cwd=ROOT,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+def _start_and_stop(d: Path, *extra: str) -> str:
+    """Run `node run` on ``d`` until it listens, then SIGTERM it; returns its stderr (exit 0 asserted)."""
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "node", "run", "--datadir", str(d), "--port", "0",
+                             "--api-port", "0", *extra], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
     try:
         deadline = time.monotonic() + 60  # a liveness bound for start-up, not a timed assertion
         while read_ports(d) is None and proc.poll() is None and time.monotonic() < deadline:
@@ -146,6 +139,29 @@ def test_bad_genesis_file_never_poisons_the_datadir(chain, tmp_path):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == EXIT_OK and "Traceback" not in err, err
+    return err
+
+
+def test_node_builds_missing_indexes_once(base, tmp_path):
+    from chain.store_index import K_INDEX_VERSION
+    d = _copy(base, tmp_path / "old")
+    with ChainStore.open(d / "chain") as store:  # as a datadir written before the indexes existed
+        store._kv.write({K_INDEX_VERSION: None}, sync=True)
+    assert "building the tx and address indexes" in _start_and_stop(d)
+    with ChainStore.open(d / "chain") as store:
+        assert store.has_indexes() and store.verify().ok
+
+
+def test_bad_genesis_file_never_poisons_the_datadir(chain, tmp_path):
+    good = chain.genesis_path.read_bytes()
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(good[:-100] + bytes(100))  # decodes as far as the damage: must be refused, not copied
+    d = tmp_path / "D"
+    assert_one_line(run_node(d, "--genesis", str(bad)), EXIT_CONFIG, "not a valid genesis file")
+    assert not (d / "genesis.bin").exists() and not (d / "chain").exists()
+    assert_one_line(run_node(d, "--genesis", str(tmp_path / "missing.bin")), EXIT_CONFIG, "cannot read")
+    (d / "genesis.bin").write_bytes(b"junk")  # as an older version left it: the right file replaces it
+    _start_and_stop(d, "--genesis", str(chain.genesis_path))
     assert (d / "genesis.bin").read_bytes() == good
 
 
