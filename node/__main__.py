@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING
 
 from chain.errors import StoreError
 from node.config import NodeConfig, add_node_run_arguments, describe, resolve
-from node.errors import EXIT_CONFIG, EXIT_STORE, EXIT_TASK_FAILED, NodeError, TaskFailed, exit_code_of, first_line
+from node.errors import (
+    EXIT_CONFIG,
+    EXIT_STORE,
+    EXIT_TASK_FAILED,
+    NodeError,
+    TaskFailed,
+    exit_code_of,
+    first_line,
+)
 
 if TYPE_CHECKING:
     from node.node import Node

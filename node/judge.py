@@ -332,6 +332,9 @@ class Judge:
             verdict, tip = await host.worker.call(_add_block, host.engine, block)
             outcome, code, detail = block_outcome(verdict)
             host.metrics.inc("popchain_block_validation_seconds_total", time.perf_counter() - started)
+            host.metrics.observe("popchain_block_validation_duration_seconds", time.perf_counter() - started)
+            if getattr(verdict, "scored", None) is not None:  # its model was scored against the champion
+                host.metrics.observe("popchain_model_scoring_duration_seconds", time.perf_counter() - started)
             if outcome == "orphan":
                 return False, "orphan"
             if outcome == "known":
@@ -351,6 +354,7 @@ class Judge:
             self.known_blocks.add(block.hash)
             # relay first: validity is settled, peers should not wait for our bookkeeping
             self.announce(InvKind.BLOCK, block.hash, peer, data)
+            host.metrics.observe("popchain_relay_duration_seconds", time.perf_counter() - started, kind="block")
             host.metrics.inc("popchain_blocks_accepted_total")
             sync = host.sync_hooks
             for h in getattr(verdict, "connected", ()):

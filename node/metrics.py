@@ -1,46 +1,94 @@
-"""Counters and gauges rendered in the Prometheus text exposition format (no client library needed)."""
+"""Node metrics through prometheus_client, one CollectorRegistry per Node (in-process test networks keep their
+nodes' figures apart). The call API predates the library and stays: ``inc(name, amount, **labels)`` for
+counters, ``gauge(name, fn)`` for values read at scrape time, ``observe(name, seconds, **labels)`` for the
+latency histograms, ``get`` to read a counter (tests, benchmarks), ``render`` for the text exposition format.
+
+Metric objects are created on first use with the label names of that use; a later call with other label names
+for the same metric is a bug (prometheus_client raises ValueError). What it does not do: push gateways,
+multiprocess mode.
+"""
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    exposition,
+    generate_latest,
+)
+
+# our names are all legacy ASCII names, so the classic 0.0.4 text format is exact and every scraper reads it
+CONTENT_TYPE = getattr(exposition, "CONTENT_TYPE_PLAIN_0_0_4", exposition.CONTENT_TYPE_LATEST)
+disable_created_metrics()  # no *_created series: scrapers compute rates from the counters themselves
+
+# seconds; block validation and scoring run from sub-millisecond (cached, small models) to seconds
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+ROUND_BUCKETS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "popchain_block_validation_duration_seconds": ("engine time to judge one block (scoring included)", LATENCY_BUCKETS),
+    "popchain_model_scoring_duration_seconds": ("engine time to judge an opened block whose model is scored",
+                                       LATENCY_BUCKETS),
+    "popchain_round_duration_seconds": ("round latency seen by this node: round opened -> verdict (crowned/void)",
+                               ROUND_BUCKETS),
+    "popchain_relay_duration_seconds": ("object arrival -> announced to peers (validation included)", LATENCY_BUCKETS),
+}
 
 
 class Metrics:
     def __init__(self) -> None:
-        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-        self.gauges: dict[str, Callable[[], float]] = {}
-        self.help: dict[str, str] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._counters: dict[str, Counter] = {}
+        self._gauges: dict[str, Gauge] = {}
+        self._histograms: dict[str, Histogram] = {}
+
+    @staticmethod
+    def _base(name: str) -> str:
+        return name[:-6] if name.endswith("_total") else name  # prometheus_client adds _total itself
+
+    def _counter(self, name: str, labels: dict[str, str]) -> Counter:
+        c = self._counters.get(name)
+        if c is None:
+            c = Counter(self._base(name), name.replace("_", " "), sorted(labels), registry=self.registry)
+            self._counters[name] = c
+        return c
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
-        self.counters[(name, tuple(sorted(labels.items())))] += amount
+        c = self._counter(name, labels)
+        (c.labels(**{k: str(v) for k, v in labels.items()}) if labels else c).inc(amount)
 
     def get(self, name: str, **labels: str) -> float:
-        return self.counters.get((name, tuple(sorted(labels.items()))), 0.0)
+        value = self.registry.get_sample_value(self._base(name) + "_total", {k: str(v) for k, v in labels.items()})
+        return 0.0 if value is None else value
 
     def gauge(self, name: str, fn: Callable[[], float], help_text: str = "") -> None:
-        self.gauges[name] = fn
-        if help_text:
-            self.help[name] = help_text
+        g = self._gauges.get(name)
+        if g is None:
+            g = Gauge(name, help_text or name.replace("_", " "), registry=self.registry)
+            self._gauges[name] = g
+
+        def read() -> float:
+            try:
+                return float(fn())
+            except Exception:  # a gauge must never break the endpoint
+                return float("nan")
+        g.set_function(read)
+
+    def observe(self, name: str, seconds: float, **labels: str) -> None:
+        h = self._histograms.get(name)
+        if h is None:
+            help_text, buckets = HISTOGRAMS.get(name, (name.replace("_", " "), LATENCY_BUCKETS))
+            h = Histogram(name, help_text, sorted(labels), buckets=buckets, registry=self.registry)
+            self._histograms[name] = h
+        (h.labels(**{k: str(v) for k, v in labels.items()}) if labels else h).observe(seconds)
+
+    def count(self, name: str, **labels: str) -> float:
+        """How many observations a histogram has (tests, benchmarks)."""
+        value = self.registry.get_sample_value(name + "_count", {k: str(v) for k, v in labels.items()})
+        return 0.0 if value is None else value
 
     def render(self) -> str:
-        lines: list[str] = []
-        for name, fn in sorted(self.gauges.items()):
-            if name in self.help:
-                lines.append(f"# HELP {name} {self.help[name]}")
-            lines.append(f"# TYPE {name} gauge")
-            try:
-                lines.append(f"{name} {float(fn())}")
-            except Exception:  # a gauge must never break the endpoint
-                lines.append(f"{name} NaN")
-        seen: set[str] = set()
-        for (name, labels), value in sorted(self.counters.items()):
-            if name not in seen:
-                lines.append(f"# TYPE {name} counter")
-                seen.add(name)
-            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-            lines.append(f"{name}{{{label_text}}} {float(value)}" if labels else f"{name} {float(value)}")
-        return "\n".join(lines) + "\n"
-
-
-def _escape(value: str) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return generate_latest(self.registry).decode()

@@ -29,9 +29,13 @@ from node.connections import Connections
 from node.datadir import Datadir, PeerBook
 from node.discovery import Discovery, DiscoveryContext
 from node.errors import NodeError, TaskFailed
+from node.events import ChainView, EventBus, StatePublisher
+from node.explorer import NodeExplorerDeps
+from node.explorer import register as register_explorer
 from node.gossip import Relay
 from node.keyholder_service import KeyholderService
 from node.mempool import Mempool
+from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from node.metrics import Metrics
 from node.peer import LocalIdentity, Peer
 from node.supervisor import Supervisor
@@ -43,6 +47,7 @@ log = logging.getLogger("popchain.node")
 HOUSEKEEPING_S = 1.0
 P2P_HEADER_TIMEOUT_S = 10.0  # an inbound connection must complete its HTTP request (the upgrade) by then
 API_HEADER_TIMEOUT_S = 30.0  # ... on the API (above aiohttp clients' 15 s idle keep-alive: no reuse race)
+VIEW_ROUNDS = 16   # rounds the event stream re-reads per state change (beacons, verdicts)
 
 
 class Node:
@@ -51,6 +56,10 @@ class Node:
         self.datadir = Datadir(config.datadir)
         self.worker = EngineWorker()
         self.metrics = Metrics()
+        self.events = EventBus()
+        self.publisher = StatePublisher(self.events, self._chain_view, lambda: len(self.mempool),
+                                        on_round_closed=lambda r, s: self.metrics.observe(
+                                            "popchain_round_duration_seconds", s))
         self.nonce = int.from_bytes(os.urandom(8), "big")
         self.conns = Connections(config, self.metrics, hello=self.hello, identity=self.identity,
                                  local_port=lambda: self.p2p_port, spawn=self.spawn, dispatch=self._dispatch,
@@ -130,6 +139,7 @@ class Node:
         if self.config.api_listen is not None:
             self.cookie = self.datadir.ensure_cookie()
         api_app = build_api_app(api_deps(self))
+        register_explorer(api_app, NodeExplorerDeps(self))  # pages at /, /api/events, /api/explorer/*
         api_app.router.add_get("/metrics", self._metrics_handler)
         for app, host, port, attr, header_s in (
                 (p2p_app, self.config.listen, self.config.port, "p2p_port", P2P_HEADER_TIMEOUT_S),
@@ -182,6 +192,14 @@ class Node:
     async def after_round_event(self) -> None:
         """A notice or beacon was applied: finality may have moved and the tip with it (void round)."""
         await self.after_tip_change(self.tip_cache[2])
+        self._poke_events()
+
+    def _poke_events(self) -> None:
+        """Let the explorer's event stream diff the new state (node.events), off the caller's path."""
+        self.publisher.request()
+
+    def _chain_view(self):
+        return self.worker.call(_read_chain_view, self.engine, self.genesis.params.opening_window_s)
 
     async def after_tip_change(self, old_tip: bytes, new_tip=None) -> None:
         """Refresh the cached tip; drop confirmed txs from the mempool and return those of disconnected blocks."""
@@ -192,6 +210,7 @@ class Node:
         if self.tip_cache[2] == old_tip:
             return
         self.relay.tip_changed()
+        self._poke_events()
         if not len(self.mempool) and new_tip is not None and new_tip.prev_hash == old_tip:
             return  # a plain extension and nothing pending: nothing to re-check
         senders = list({tx.sender for tx in self.mempool.txs()})
@@ -247,6 +266,7 @@ class Node:
                     discovery = Discovery(DiscoveryContext(self.config, self.genesis.chain_id, self.genesis.hash,
                                                            self.nonce, lambda: self.p2p_port, self.offer_peer))
                     sup.supervise(self.spawn, discovery.run, "discovery", essential=False)
+                sup.supervise(self.spawn, self.publisher.watch, "events", essential=False)
                 self.started.set()
                 await self._stop.wait()
                 log.info("shutting down" if sup.failure is None else f"shutting down: {sup.failure}")
@@ -372,7 +392,22 @@ class Node:
             await self.relay.handle(peer, msg)
 
     async def _metrics_handler(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.metrics.render(), content_type="text/plain")
+        return web.Response(body=self.metrics.render().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+def _read_chain_view(engine, opening_window_s: int) -> ChainView:
+    """On the worker thread: what the event stream diffs (the last VIEW_ROUNDS rounds' beacons and verdicts)."""
+    tip = engine.tip()
+    r = engine.current_round()
+    first = max(1, r - VIEW_ROUNDS)
+    crowned = {rec.round: rec.hash.hex() for rec in engine.champion_history() if rec.height > 0}
+    phase = engine.round_info(r).status if r else "not-started"
+    notice = engine.notice(r) if r else None
+    return ChainView(tip.height, tip.hash.hex(), r, phase, engine.open_round(),
+                     frozenset(x for x in range(first, r + 1) if engine.beacon(x) is not None),
+                     tuple((x, "crowned" if x in crowned else "void", crowned.get(x)) for x in range(first, r)),
+                     notice.entry_deadline_ms if notice is not None and phase == "open" else None,
+                     opening_window_s)
 
 
 async def _guarded(coro, name: str) -> None:

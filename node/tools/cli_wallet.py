@@ -6,7 +6,6 @@ line); ``history`` pages through the node's address index (``/api/accounts/<addr
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from pathlib import Path
@@ -108,6 +107,11 @@ def cmd_send(args: argparse.Namespace) -> None:
         if args.no_wait:
             return {"txid": txid, "status": "pending"}
         started = time.monotonic()
+        from node.tools.events_client import ChangeSignal
+        async with ChangeSignal(client.base_url, kinds=("tip",)) as changes:  # wake on blocks; polls without SSE
+            return await wait_confirmed(client, txid, started, changes)
+
+    async def wait_confirmed(client, txid, started, changes):
         last = ""
         while True:
             info = await client.tx(txid)
@@ -124,7 +128,7 @@ def cmd_send(args: argparse.Namespace) -> None:
             elif line != last:     # a log or a pipe: one line per change, not a line per poll
                 print(line, file=out, flush=True)
             last = line
-            await asyncio.sleep(0.5)
+            await changes.wait(changes.interval(0.5, live_s=1.0))
     result = call(args, send, retry_s=args.retry)
     if args.json:
         emit(args, result, "")

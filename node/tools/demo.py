@@ -162,7 +162,7 @@ async def _demo(workdir: Path, rounds: int, n_nodes: int, keep: bool) -> int:
                 await _wait_ready(miner_children)
             await net.start_node(i, chain_dir / GENESIS_FILE, chain_dir / KEYHOLDER_FILE if i == 0 else None)
             urls[i] = net.api_urls[-1]
-            print(f"node{i} up: API {urls[i]}  peer port {net.p2p_ports[-1]}"
+            print(f"node{i} up: explorer {urls[i]}/  API {urls[i]}/api  peer port {net.p2p_ports[-1]}"
                   + ("  (keyholder)" if i == 0 else ""), flush=True)
             if n == len(order) - 2 or n_nodes == 1:
                 miner_children = _start_miners(net, workdir, miners, list(urls.values()))
@@ -174,7 +174,9 @@ async def _demo(workdir: Path, rounds: int, n_nodes: int, keep: bool) -> int:
                                                         *_xy(open_shard(genesis.task, r, key))).accuracy)
     finally:
         if keep:
-            print("\n--keep: the network keeps running. Stop it with:\n  kill "
+            print("\n--keep: the network keeps running; watch it live in a browser: "
+                  + "  ".join(f"{u}/leaderboard" for u in net.api_urls))
+            print("Stop it with:\n  kill "
                   + " ".join(f"-- -{c.proc.pid}" for c in net.children if c.proc.poll() is None))
         else:
             print("\nstopping the network ...", flush=True)
@@ -257,6 +259,7 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
           f"(genesis baseline {baseline:.3f})")
     print(f"nodes agree on the tip: {'yes' if len(tips) == 1 else 'not yet (still syncing)'}")
     print("node APIs: " + "  ".join(net.api_urls))
+    print("explorers (leaderboard, rounds, blocks; live): " + "  ".join(f"{u}/" for u in net.api_urls))
     if keep:    # without --keep the network stops right after this summary: a "try:" hint would point at nothing
         print(f"try: popchain chain info --node {net.api_urls[0]}   |   popchain model champion --node "
               f"{net.api_urls[0]}")

@@ -23,6 +23,7 @@ from consensus.messages import Beacon
 from consensus.miner import open_block, seal
 from consensus.template import Template
 from node.tools.client import ApiCallError, NodeClient
+from node.tools.events_client import ChangeSignal
 
 log = logging.getLogger("popchain.miner")
 
@@ -113,6 +114,14 @@ class Miner:
     _advantage: dict[str, int] = field(default_factory=dict)              # family -> last local b - c
     on_progress: Callable[[str, bool], None] | None = None   # (text, final) training progress lines
     _train_rate: dict[str, float] = field(default_factory=dict)           # family -> seconds per row, last fit
+    changes: ChangeSignal | None = None   # the node's event stream: wake on events instead of polling
+
+    async def _pause(self, polling_s: float) -> None:
+        """Until the node publishes an event (SSE), or ``polling_s`` when there is no stream (fallback)."""
+        if self.changes is None:
+            await asyncio.sleep(polling_s)
+        else:
+            await self.changes.wait(self.changes.interval(polling_s))
 
     def _family_for(self, r: int) -> str:
         if self.family != "auto":
@@ -230,7 +239,7 @@ class Miner:
                     raw = (await self.client.round(r)).get("beacon")
                     if raw:
                         return Beacon.decode(bytes.fromhex(raw))
-                    await asyncio.sleep(POLL_S)
+                    await self._pause(POLL_S)
         except TimeoutError:
             return None
 
@@ -241,7 +250,7 @@ class Miner:
                     info = await self.client.round(r)
                     if info.get("status") in ("crowned", "void"):
                         return info
-                    await asyncio.sleep(POLL_S * 4)
+                    await self._pause(POLL_S * 4)
         except TimeoutError:
             return None
 
@@ -255,7 +264,7 @@ class Miner:
                 if status["round"] >= self.genesis.n_rounds and status["round_phase"] in ("crowned", "void"):
                     break
                 await self._prefetch(status["round"] + 1)   # no-op once the cached model is current
-                await asyncio.sleep(POLL_S)
+                await self._pause(POLL_S)
                 continue
             played.add(r)
             try:
@@ -314,12 +323,14 @@ async def _mine(client: NodeClient, keypair: Keypair, *, family: str, rounds: in
         if not as_json and sys.stderr.isatty():
             print("\r\033[K", end="", file=sys.stderr, flush=True)   # clear a live training line first
         print(json.dumps(report.__dict__) if as_json else report.line(), flush=True)
-    miner = Miner(client, keypair, genesis, family=family, seed=int.from_bytes(keypair.public[:2], "big"),
-                  on_report=show, on_progress=None if as_json else _progress_printer(sys.stderr))
-    status = await client.status()
-    await miner._prefetch(status["round"] + 1)
-    print(f"ready: first candidate trained ({miner._family_for(status['round'] + 1)})", file=sys.stderr, flush=True)
-    reports = await miner.run(rounds)
+    async with ChangeSignal(client.base_url, kinds=("round", "beacon", "verdict")) as changes:
+        miner = Miner(client, keypair, genesis, family=family, seed=int.from_bytes(keypair.public[:2], "big"),
+                      on_report=show, on_progress=None if as_json else _progress_printer(sys.stderr), changes=changes)
+        status = await client.status()
+        await miner._prefetch(status["round"] + 1)
+        print(f"ready: first candidate trained ({miner._family_for(status['round'] + 1)})", file=sys.stderr,
+              flush=True)
+        reports = await miner.run(rounds)
     won = sum(r.won for r in reports)
     print(f"played {len(reports)} rounds, won {won}", file=sys.stderr)
     return 0
