@@ -223,3 +223,20 @@ def test_a_beacon_settling_otherwise_than_its_notice_is_equivocation(node):
     with pytest.raises(RuleError) as exc:
         engine.add_beacon(forged)
     assert exc.value.code == "equivocation" and engine.beacon(1) is None and len(engine.equivocations()) == 1
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(-2**20, 0)), min_size=0, max_size=60, unique=True),
+       st.integers(1, 20), st.randoms())
+@settings(max_examples=300, deadline=None)
+def test_listing_is_the_top_E_stakes_whatever_the_arrival_order(ranks, capacity, rnd):
+    from consensus.keyholder import admit_ranked
+    order = list(ranks)
+    rnd.shuffle(order)
+    kept: list[tuple[int, int]] = []
+    for r in order:
+        admit, evict = admit_ranked(kept, r, capacity)
+        if admit:
+            if evict is not None:
+                kept.pop(evict)
+            kept.append(r)
+    assert sorted(kept) == sorted(ranks)[-capacity:] if ranks else kept == []
