@@ -57,6 +57,21 @@ def load_keyholder_file(data: bytes) -> tuple[SecretTask, tuple[Keypair, ...]]:
     return SecretTask.decode(f[1]), tuple(Keypair.from_seed(check_bytes(s, 32, "seed")) for s in seeds)
 
 
+Rank = tuple[int, int]
+
+
+def admit_ranked(listed: Sequence[Rank], new: Rank, capacity: int) -> tuple[bool, int | None]:
+    """(admit, index to evict) for a newcomer of rank ``new`` against the ``listed`` ranks (distinct, larger
+    is better). Applied entry by entry in any arrival order, the survivors are exactly the ``capacity`` largest
+    ranks: the listing does not depend on who came first (§3.3)."""
+    if len(listed) < capacity:
+        return True, None
+    worst = min(range(len(listed)), key=listed.__getitem__)
+    if new <= listed[worst]:
+        return False, None
+    return True, worst
+
+
 @dataclass(frozen=True)
 class RoundClosed:
     round: int
@@ -134,13 +149,14 @@ class Keyholder:
         if self.engine.stake(entry.miner) < bond * (1 + owed):
             raise RuleError("insufficient-stake", f"balance does not cover this bond and {owed} forfeited ones")
         accepted = self.accepted_entries(entry.round)
-        if len(accepted) < self.genesis.params.max_entries:
-            self.store.meta_put(key, entry.encode())
-            return True
-        worst = min(accepted, key=self._rank)
-        if self._rank(entry) <= self._rank(worst):
+        admit, evict = admit_ranked([self._rank(e) for e in accepted], self._rank(entry),
+                                    self.genesis.params.max_entries)
+        if not admit:
             return False
-        self.store.meta_write({P_ENTRY + _u32(entry.round) + worst.miner: None, key: entry.encode()})
+        changes: dict[bytes, bytes | None] = {key: entry.encode()}
+        if evict is not None:
+            changes[P_ENTRY + _u32(entry.round) + accepted[evict].miner] = None
+        self.store.meta_write(changes)
         return True
 
     def settlement(self, anchor_round: int, r: int) -> tuple[list[bytes], Forfeits]:
