@@ -402,8 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="synthetic",
                    help="synthetic | digits | breast_cancer | wine | iris | csv:PATH (default synthetic)")
     p.add_argument("--label-column", default="label", help="label column of a csv: task (default 'label')")
-    p.add_argument("--rounds", type=int, help="hidden shards = rounds (default: 100 for synthetic, as many as the "
-                                              "data allows otherwise)")
+    p.add_argument("--rounds", type=int, help="hidden shards = rounds (default: 100 for synthetic; for a dataset, "
+                                              "shards from about half its rows)")
     p.add_argument("--shard-size", type=int, help="samples per hidden shard (default: sized by --detect)")
     p.add_argument("--detect", type=float, default=0.01,
                    help="size shards so that a challenger this much more accurate (0.01 = +1 pp, at 10 %% "
