@@ -32,7 +32,9 @@ def test_copycat_rarely_wins(report):
 
 
 def test_chain_stays_live_and_rounds_are_consistent(report):
-    assert 0.2 <= report.crowned_share <= 0.9
+    # the certified rule crowns only improvements it can detect: on these 200-row shards that is the large early
+    # gains (4 of 30 rounds measured), not the tied challengers the old z floor let in
+    assert 0 < report.crowned_share <= 0.9
     for r in report.rounds:
         assert r.void == (r.winner is None)
         if not r.void:   # every crowning passed the exact test for the round's listed entries
