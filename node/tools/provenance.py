@@ -37,15 +37,11 @@ def round_test(params: GenesisParams, round_: int, parent: dict[str, Any], b: in
                m: int) -> tuple[dict[str, int], bool]:
     """(the crowning record's rule fields, passes) for a challenger of ``round_`` with (b, c) against the
     champion ``parent`` (its champion record) among ``m`` listed entries: the consensus rule functions
-    themselves, never a re-implementation. Two rule generations are understood: the retargeted z + paired test
-    (record field ``z_milli``) and the exact family-wise sign test (record field ``bar``, consensus.stats)."""
+    themselves (the exact family-wise sign test, consensus.stats; record field ``bar``), never a
+    re-implementation. ``round_`` and ``parent`` do not enter the current rule (no retarget)."""
     from consensus import rules
-    if hasattr(rules, "crowning_bar"):
-        from consensus.stats import accepts
-        return {"bar": rules.crowning_bar(b, c, m, params)}, accepts(b, c, m, params.alpha)  # type: ignore[attr-defined]
-    parent_z = parent["z_milli"] if parent["round"] >= 1 else None
-    z = rules.z_for_round(params, round_, parent["round"], parent_z)
-    return {"z_milli": z}, rules.paired_test(b, c, z)
+    from consensus.stats import accepts
+    return {"bar": rules.crowning_bar(b, c, m, params)}, accepts(b, c, m, params.alpha)
 
 
 def rule_fields(rec: dict[str, Any]) -> dict[str, int]:
