@@ -143,14 +143,15 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
     detect_text = (f"+{det:.2%} accuracy with 80 % power (10 % disagreement, α = {alpha:.1%} over E = "
                    f"{out['max_entries']} entries)" if det is not None else
                    "no improvement reaches 80 % power at this shard size")
-    allowed = "unlimited (generated shards)" if out["rounds_allowed"] is None else f"{out['rounds_allowed']}"
+    allowed = ("generated shards: as many as genesis lists" if out["rounds_allowed"] is None
+               else f"the data allows {out['rounds_allowed']}")
     _emit(args, out, [
         f"genesis hash   {out['genesis_hash']}",
         f"chain id       {out['chain_id']}",
         f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
         f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)",
         f"detects        {detect_text}",
-        f"rounds         {out['rounds']} (the data allows {allowed}); genesis is {out['genesis_bytes']:,} bytes",
+        f"rounds         {out['rounds']} ({allowed}); genesis is {out['genesis_bytes']:,} bytes",
         f"genesis file   {out['genesis']}    -> give to every node operator",
         f"keyholder file {out['keyholder']}  -> give ONLY to the keyholder (secret; mode 0600)",
         f"held-out test  {out['holdout']}    -> keep: untouched test split to judge the champion",
@@ -401,8 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="synthetic",
                    help="synthetic | digits | breast_cancer | wine | iris | csv:PATH (default synthetic)")
     p.add_argument("--label-column", default="label", help="label column of a csv: task (default 'label')")
-    p.add_argument("--rounds", type=int, help="hidden shards = rounds (default: 100 for synthetic, as many as the "
-                                              "data allows otherwise)")
+    p.add_argument("--rounds", type=int, help="hidden shards = rounds (default: 100 for synthetic; for a dataset, "
+                                              "shards from about half its rows)")
     p.add_argument("--shard-size", type=int, help="samples per hidden shard (default: sized by --detect)")
     p.add_argument("--detect", type=float, default=0.01,
                    help="size shards so that a challenger this much more accurate (0.01 = +1 pp, at 10 %% "

@@ -277,6 +277,10 @@ class Engine:
             self._record_equivocation(notice.round, raw, encoded, notice.sighash)
             raise RuleError("equivocation", f"a different anchor notice for round {notice.round} exists")
         self._check_statement(notice.round, notice.anchor_hash, encoded, notice.sighash)
+        beacon = self.beacon(notice.round)
+        if beacon is not None and (notice.opened, notice.forfeits) != (beacon.opened, beacon.forfeits):
+            self._record_equivocation(notice.round, beacon.encode(), encoded, notice.sighash)
+            raise RuleError("equivocation", f"notice {notice.round} settles otherwise than its beacon")
         self.store.meta_put(key, encoded)
         if notice.round > self._round:
             self._anchors.setdefault(notice.round, notice.anchor_hash)

@@ -83,13 +83,24 @@ def min_disagreement(m: int, alpha: Alpha = DEFAULT_ALPHA) -> int:
 # ---------------------------------------------------------------- sizing (floats; not validity rules)
 
 
+_LOG_FACT = np.zeros(1)
+
+
+def _log_fact(n: int) -> np.ndarray:
+    """log(k!) for k = 0..n (a grown-once table: lgamma per element is the slow part of ``power``)."""
+    global _LOG_FACT
+    if len(_LOG_FACT) <= n:
+        _LOG_FACT = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, 2 * n + 2, dtype=np.float64)))))
+    return _LOG_FACT
+
+
 def _binom_logpmf(k: np.ndarray, n: int, p: float) -> np.ndarray:
     if p <= 0.0 or p >= 1.0:
         edge = 0 if p <= 0.0 else n
         return np.where(k == edge, 0.0, -np.inf)
-    lg = math.lgamma(n + 1)
-    return (lg - np.vectorize(math.lgamma)(k + 1.0) - np.vectorize(math.lgamma)(n - k + 1.0)
-            + k * math.log(p) + (n - k) * math.log1p(-p))
+    lf = _log_fact(n)
+    ki = k.astype(np.int64)
+    return lf[n] - lf[ki] - lf[n - ki] + k * math.log(p) + (n - k) * math.log1p(-p)
 
 
 def _binom_sf(t: int, n: int, p: float) -> float:

@@ -30,6 +30,7 @@ class KeyholderService:
         self.published: list[tuple[str, int]] = []   # (kind, round), for tests and logs
         self.published_at: dict[tuple[str, int], float] = {}   # first publication time (benchmarks)
         self.done_logged = False
+        self.waiting_logged = False
         self._wake = asyncio.Event()   # set by an accepted entry: a waiting round may start its window
 
     async def open(self) -> None:
@@ -51,6 +52,7 @@ class KeyholderService:
         if accepted:
             log.info("round %d: entry %s accepted", entry.round, entry.header_hash.hex()[:16])
             self._wake.set()
+            self.waiting_logged = False
 
     async def run(self) -> None:
         node = self.node
@@ -62,6 +64,9 @@ class KeyholderService:
                 await self._publish(action)
             deadline = await node.worker.call(kh.next_deadline)
             if deadline is None:   # done, or a round waiting for its first entry (its shard stays hidden)
+                if not kh.done and not self.waiting_logged:
+                    self.waiting_logged = True
+                    log.info("keyholder: no entries yet; the round waits (its shard stays hidden)")
                 self._wake.clear()
                 try:
                     async with asyncio.timeout(MAX_SLEEP_S):

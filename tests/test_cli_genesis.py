@@ -51,10 +51,12 @@ def test_public_dataset_warns_and_prints_what_it_can_detect(tmp_path: Path):
     assert "3 rounds" in proc.stdout and "the data allows 6" in proc.stdout   # 150 - 18 test - 11 train rows
 
 
-def test_fast_power_agrees_with_consensus_stats():
-    for n, d, delta, m in ((13_000, 0.10, 0.01, 16), (800, 0.10, 0.05, 16), (300, 0.05, 0.02, 4), (40, 0.3, 0.2, 1)):
-        ref = stats.power(n, d, stats.p_better_for(delta, d), m)
-        assert abs(sizing.power(n, d, delta, m) - ref) < 1e-9
+def test_sizing_search_agrees_with_consensus_stats():
+    for d, delta in ((0.10, 0.01), (0.10, 0.05), (0.05, 0.02)):
+        ours = sizing.rows_for(delta, 16, p_disagree=d)
+        ref = stats.rows_for_power(d, stats.p_better_for(delta, d), 16)
+        assert abs(ours - ref) <= 0.01 * ref
+        assert sizing.power(ours, d, delta, 16) >= 0.8
 
 
 def test_default_target_needs_the_issue_row_counts():

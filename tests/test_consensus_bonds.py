@@ -208,3 +208,18 @@ def test_settlement_conserves_supply_and_never_overdraws(keys, bond):
         assert after & (2**64 - 1) == 7 and after >> 64 == bal - min(bal, k * bond)
         burnt += min(bal, k * bond)
     assert (state.get(BURN_ACCOUNT, 0) >> 64) == burnt
+
+
+def test_a_beacon_settling_otherwise_than_its_notice_is_equivocation(node):
+    """Miners seal their state roots on the notice's settlement; a beacon that changes it is keyholder fault."""
+    from consensus.messages import make_beacon
+    from tests.test_consensus_helpers import KEYHOLDER
+    store, engine, kh = node
+    kh.step(T0)
+    n1 = engine.notice(1)
+    forged = make_beacon([KEYHOLDER], n1.chain_id, 1, n1.anchor_hash, [(bytes(32), MINERS[0].public)],
+                         world().secret.key(1), opened_ms=int(T0 * 1000), time_ms=int(T0 * 1000) + 4000,
+                         forfeits=[(MINERS[1].public, 1)])
+    with pytest.raises(RuleError) as exc:
+        engine.add_beacon(forged)
+    assert exc.value.code == "equivocation" and engine.beacon(1) is None and len(engine.equivocations()) == 1

@@ -89,6 +89,8 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
         dataset = load_csv(task[4:], label_column)
     else:
         raise TaskError(f"unknown task {task!r}: use synthetic, {', '.join(BUILTINS)} or csv:PATH")
+    if drift_milli and dataset is not None:
+        raise TaskError(f"--drift-milli: only the generated synthetic task can drift, not {task}")
     sizing, n_test = size_task(task, dataset, params, detect=detect, rounds=rounds, shard_size=shard_size)
     common: dict[str, Any] = {}
     source: Dataset | World

@@ -1,21 +1,16 @@
 """Shard sizing for ``popchain genesis create``: how many rows a hidden shard needs for the crowning test to
 detect a target improvement, and what a given size can detect.
 
-The crowning thresholds are consensus.stats' exact integer ones (``crown_threshold`` over m = E listed entries
-at α); only the power around them is estimated here, in floats (scipy's binomial), vectorised so that a
-sizing search over ~13,000-row shards takes well under a second. ``power`` agrees with consensus.stats.power
-(a test checks it); it exists because that reference walks every disagreement count in Python.
+Everything statistical is consensus.stats': the exact integer thresholds (``crown_threshold`` over m = E listed
+entries at α) and the float power around them; this module only searches shard sizes and improvements with it.
 What it does NOT do: decide validity — nothing here is a consensus rule.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import numpy as np
-from scipy.stats import binom
-
-from consensus.stats import DEFAULT_ALPHA, Alpha, crown_threshold, min_disagreement
+from consensus import stats
+from consensus.stats import DEFAULT_ALPHA, Alpha, min_disagreement
 
 POWER_TARGET = 0.8
 DISAGREEMENT = 0.10        # the champion/challenger disagreement the target improvement is sized at
@@ -25,17 +20,10 @@ MAX_SIZED_ROWS = 400_000
 
 def power(n_rows: int, p_disagree: float, improvement: float, m: int, alpha: Alpha = DEFAULT_ALPHA) -> float:
     """P(crowned) for a challenger ``improvement`` more accurate than the champion that disagrees with it on a
-    ``p_disagree`` share of an ``n_rows`` shard: Σ_n P[D = n] · P[b ≥ t(n)], D ~ Bin(rows, d),
-    b | D = n ~ Bin(n, (d + δ) / 2d), t(n) = crown_threshold(n, m, α)."""
-    if n_rows <= 0 or p_disagree <= 0:
+    ``p_disagree`` share of an ``n_rows`` shard (consensus.stats.power, in improvement terms)."""
+    if p_disagree <= 0:
         return 0.0
-    p_better = min(1.0, (p_disagree + improvement) / (2 * p_disagree))
-    mean = n_rows * p_disagree
-    sd = math.sqrt(max(mean * (1 - p_disagree), 1e-12))
-    ns = np.arange(max(1, int(mean - 9 * sd) - 1), min(n_rows, int(mean + 9 * sd) + 2) + 1)
-    ts = np.array([t if (t := crown_threshold(int(n), m, alpha)) is not None else n + 1 for n in ns])
-    weights = binom.pmf(ns, n_rows, min(p_disagree, 1.0))
-    return float(min(1.0, (weights * binom.sf(ts - 1, ns, p_better)).sum()))
+    return stats.power(n_rows, p_disagree, stats.p_better_for(improvement, p_disagree), m, alpha)
 
 
 def rows_for(improvement: float, m: int, alpha: Alpha = DEFAULT_ALPHA, *, p_disagree: float = DISAGREEMENT,
