@@ -95,6 +95,8 @@ _ALL = (
     _c("already-rejected", "stale", "an object this node rejected before", consensus=False),
     _c("replacement-rejected", "stale", "a replacement transfer must pay more and be the sender's last",
        consensus=False, tx=True),
+    _c("nonce-gap", "stale", "the transfer's nonce is ahead of the sender's next (it waits as a tx orphan)",
+       consensus=False, tx=True),
     _c("too-many-pending", "stale", "the sender has too many pending transfers", consensus=False, tx=True),
     _c("mempool-full", "stale", "mempool full and the transfer pays no more than the cheapest", consensus=False,
        tx=True),

@@ -64,6 +64,13 @@ class Metrics:
         value = self.registry.get_sample_value(self._base(name) + "_total", {k: str(v) for k, v in labels.items()})
         return 0.0 if value is None else value
 
+    def total(self, name: str) -> float:
+        """A counter summed over all its label sets (0 if it was never incremented)."""
+        c = self._counters.get(name)
+        if c is None:
+            return 0.0
+        return sum(s.value for metric in c.collect() for s in metric.samples if s.name.endswith("_total"))
+
     def gauge(self, name: str, fn: Callable[[], float], help_text: str = "") -> None:
         g = self._gauges.get(name)
         if g is None:

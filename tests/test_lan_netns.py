@@ -72,13 +72,16 @@ def test_config_json_peer_exchange_is_a_validated_boolean(tmp_path):
     """The LAN's nodes run with config.json {"peer_exchange": false} (a node told its peers' real addresses
     would dial them around the emulated links); before, the key was silently ignored."""
     import argparse
+    import json
 
-    from node.config import add_node_run_arguments, config_from_args
+    from node.config import add_node_run_arguments, resolve
     from node.errors import NodeError
     parser = argparse.ArgumentParser()
     add_node_run_arguments(parser)
     args = parser.parse_args(["--datadir", str(tmp_path)])
-    assert config_from_args(args, {}).peer_exchange is True
-    assert config_from_args(args, {"peer_exchange": False}).peer_exchange is False
+    assert resolve(args, env={})[0].peer_exchange is True
+    (tmp_path / "config.json").write_text(json.dumps({"peer_exchange": False}))
+    assert resolve(args, env={})[0].peer_exchange is False
+    (tmp_path / "config.json").write_text(json.dumps({"peer_exchange": "no"}))
     with pytest.raises(NodeError, match="peer_exchange"):
-        config_from_args(args, {"peer_exchange": "no"})
+        resolve(args, env={})

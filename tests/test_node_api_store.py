@@ -118,7 +118,7 @@ async def _mine_one_block(c, chain, model: bytes, txs) -> dict:
         return (await c.round(tpl.round)).get("beacon")
     b = Beacon.decode(bytes.fromhex(await wait_for(beacon, timeout=30)))
     champion = await c.model(tpl.champion_model_hash.hex())
-    opened = open_block(block, b, genesis=chain.genesis, champion_bytes=champion, z_milli=tpl.z_milli)
+    opened = open_block(block, b, genesis=chain.genesis, champion_bytes=champion)
     res = await c.send_opening(opened.encode())
     assert res["status"] == "tip-changed", res
     return {"hash": opened.hash.hex()}

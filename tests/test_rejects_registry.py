@@ -75,9 +75,9 @@ def test_every_code_protocol_names_in_brackets_is_registered():
 
 
 def test_node_penalty_classes_derive_from_the_registry():
-    from node import engine_api, gossip
+    from node import engine_api, judge
     assert engine_api.STALE_CODES is rejects.STALE_CODES
-    assert gossip.TX_VIOLATIONS is rejects.TX_VIOLATIONS
+    assert judge.TX_VIOLATIONS is rejects.TX_VIOLATIONS
     assert all(engine_api.is_stale_code(c) == (rejects.CODES[c].kind == "stale") for c in rejects.CODES)
     # the sets node/ had before the registry, unchanged in meaning
     assert rejects.TX_VIOLATIONS == {"bad-tx-sig", "bad-chain-id", "bad-version", "bad-amount", "bad-encoding"}
