@@ -569,8 +569,10 @@ def test_miner_and_send_ride_out_a_node_restart(net: Net) -> None:
     assert "is back after" in send_log and "txid" in send_log and "Traceback" not in send_log
     assert len([ln for ln in send_log.splitlines() if "unreachable" in ln]) == 1      # one status line
     net.wait(lambda: "is back after" in net.log("miner"), "the miner to reconnect", timeout=120)
-    before = net.status()["height"]
-    net.wait(lambda: net.status()["height"] > before, "a block after the restart", timeout=240)
+    # the chain goes on with the miner's entries: rounds advance (a block needs a model that beats the champion
+    # under the strict rule, which a saturated task rarely gives within a test's time)
+    before = net.status()["round"]
+    net.wait(lambda: net.status()["round"] > before, "a round after the restart", timeout=240)
     assert node.poll() is None and net.procs["miner"].poll() is None
     assert "Cannot connect" not in net.log("miner") and "Traceback" not in net.log("miner")
     # the miner exits with one line when the node stays away past --retry

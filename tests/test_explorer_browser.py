@@ -69,8 +69,13 @@ def browser():
 
 
 def _wait(browser, predicate, timeout=WAIT_S, what="condition"):
+    """Poll ``predicate`` until it is truthy. The live pages re-render on events, so an element found a moment
+    ago may be replaced: a stale reference is "not yet", not a failure."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(lambda d: predicate(d), message=what)
+    return WebDriverWait(browser, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
+        lambda d: predicate(d), message=what)
 
 
 def _text(browser, css: str) -> str | None:
@@ -107,10 +112,11 @@ def test_leaderboard_shows_the_crowned_champion(net, browser, tmp_path):
     lb = _api(url + "/api/explorer/leaderboard")
     rec = next(r for r in lb["lineage"] if r["height"] == champ["height"])
     assert rec["accuracy"] is not None
-    assert f"({rec['accuracy']['correct']}/{rec['accuracy']['n']})" in _text(browser, f"{row} td.acc")
-    assert champ["miner_address"][:20] in _text(browser, row)
-    assert browser.find_element("css selector", f"{row} a[download]").get_attribute("href").endswith(
-        f"/api/models/{champ['model_hash']}")
+    acc = f"({rec['accuracy']['correct']}/{rec['accuracy']['n']})"
+    _wait(browser, lambda d: acc in (_text(d, f"{row} td.acc") or ""), what="the row's shard accuracy")
+    _wait(browser, lambda d: champ["miner_address"][:20] in (_text(d, row) or ""), what="the row's miner")
+    _wait(browser, lambda d: (d.find_element("css selector", f"{row} a[download]").get_attribute("href") or "")
+          .endswith(f"/api/models/{champ['model_hash']}"), what="the row's model download link")
     # the chart marks crowned (circles) and void (crosses) rounds
     # (the first block may still be the leading candidate of an open round: the page redraws on the verdict)
     _wait(browser, lambda d: d.find_elements("css selector", "#accuracy-chart circle.crowned"),
