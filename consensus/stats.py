@@ -144,16 +144,16 @@ def p_better_for(improvement: float, p_disagree: float) -> float:
 
 
 def rows_for_power(p_disagree: float, p_better: float, m: int = 16, alpha: Alpha = DEFAULT_ALPHA,
-                   target: float = 0.8, max_rows: int = 200_000) -> int | None:
-    """The fewest shard rows (to within 1 %) at which ``power`` reaches ``target``, or None if not even
-    ``max_rows`` do. Power is not exactly monotone in n (the integer threshold steps), so the answer is the
+                   target: float = 0.8, max_rows: int = 200_000, resolution: int = 100) -> int | None:
+    """The fewest shard rows (to within 1/``resolution``) at which ``power`` reaches ``target``, or None if not
+    even ``max_rows`` do. Power is not exactly monotone in n (the integer threshold steps), so the answer is the
     bisection's, rounded up to keep the target."""
     lo, hi = 1, 64
     while power(hi, p_disagree, p_better, m, alpha) < target:
         if hi >= max_rows:
             return None
         lo, hi = hi, min(max_rows, hi * 2)
-    while hi - lo > max(1, lo // 100):
+    while hi - lo > max(1, lo // resolution):
         mid = (lo + hi) // 2
         if power(mid, p_disagree, p_better, m, alpha) >= target:
             hi = mid

@@ -28,19 +28,12 @@ def power(n_rows: int, p_disagree: float, improvement: float, m: int, alpha: Alp
 
 def rows_for(improvement: float, m: int, alpha: Alpha = DEFAULT_ALPHA, *, p_disagree: float = DISAGREEMENT,
              target: float = POWER_TARGET, max_rows: int = MAX_SIZED_ROWS) -> int | None:
-    """The fewest shard rows (to within 0.5 %) with ``power`` ≥ target, or None if ``max_rows`` do not."""
-    lo, hi = 0, 64
-    while power(hi, p_disagree, improvement, m, alpha) < target:
-        if hi >= max_rows:
-            return None
-        lo, hi = hi, min(max_rows, hi * 2)
-    while hi - lo > max(1, lo // 200):
-        mid = (lo + hi) // 2
-        if power(mid, p_disagree, improvement, m, alpha) >= target:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    """The fewest shard rows (to within 0.5 %) with ``power`` ≥ target, or None if ``max_rows`` do not
+    (consensus.stats.rows_for_power, in improvement terms)."""
+    if p_disagree <= 0:
+        return None
+    return stats.rows_for_power(p_disagree, stats.p_better_for(improvement, p_disagree), m, alpha, target=target,
+                                max_rows=max_rows, resolution=200)
 
 
 def detectable(n_rows: int, m: int, alpha: Alpha = DEFAULT_ALPHA, *, p_disagree: float = DISAGREEMENT,
