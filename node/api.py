@@ -20,6 +20,20 @@ from chain.store_index import MAX_PAGE, RECEIVED, SENT, TxLocation, parse_cursor
 from chain.tx import MAX_TX_SIZE, txid_of_encoding
 from node.api_body import MAX_BODY, MAX_SMALL_BODY, MAX_TX_BODY, json_body
 from node.api_deps import ApiDeps
+from node.api_tasks import (
+    MAX_HISTORY,
+    MAX_TASK_BODY,
+    chain_phase,
+    champion_history,
+    champion_json,
+    find_task,
+    parse_task_id,
+    revealed_shards,
+    round_task_of,
+    status_fields,
+    task_json,
+    task_rows,
+)
 from node.engine_api import to_json
 from node.errors import ApiError
 from node.gossip import decode_object, object_id
@@ -68,13 +82,6 @@ def _account_id(text: str) -> bytes:
     return decode_address(text) if text.startswith("pop1") else address_of(_hex(text, "pubkey", 32))
 
 
-def champion_json(rec) -> dict:
-    out = to_json(rec)
-    if rec is not None and any(rec.miner):
-        out["miner_address"] = encode_address(address_of(rec.miner))
-    return out
-
-
 def build_api_app(deps: ApiDeps) -> web.Application:
     """The API application over ``deps`` (node.api_deps.api_deps(node) for a running node)."""
     @web.middleware
@@ -116,6 +123,9 @@ def build_api_app(deps: ApiDeps) -> web.Application:
     r.add_post("/api/openings", api.post_opening)
     r.add_get("/api/peers", api.peers)
     r.add_get("/api/task", api.task)
+    r.add_get("/api/tasks", api.tasks)
+    r.add_get("/api/tasks/{id}", api.task_detail)
+    r.add_post("/api/tasks", api.post_task)
     r.add_get("/api/template", api.template)
     r.add_get("/api/genesis", api.genesis_file)
     return app
@@ -168,14 +178,17 @@ class Api:
             tip = engine.tip()
             r = engine.current_round()
             info = engine.round_info(r) if r else None
-            return tip, r, info, engine.open_round(), engine.champion(), engine.equivocations()
-        tip, r, info, open_r, champ, equiv = await self.call(read)
+            return (tip, r, info, engine.open_round() or 0, engine.champion(), engine.equivocations(),
+                    task_rows(engine), round_task_of(engine, r))
+        tip, r, info, open_r, champ, equiv, rows, round_task = await self.call(read)
         facts = d.facts()
+        phase = chain_phase(info.status if info else None, rows)
         out = {
             "chain_id": d.genesis.chain_id, "genesis": d.genesis.hash.hex(),
             "height": tip.height, "tip": tip.hash.hex(), "state_root": tip.state_root.hex(),
-            "round": r, "round_phase": info.status if info else "not-started", "open_round": open_r,
-            "rounds_total": d.genesis.n_rounds, "champion": champion_json(champ),
+            "round": r, "round_phase": phase, "open_round": open_r if phase != "closed" else 0,
+            "rounds_total": sum(t.shards_total for t in rows), "champion": champion_json(champ),
+            **status_fields(rows, round_task),
             "peers": len(d.peers()), "mempool": len(d.mempool), "syncing": facts["syncing"],
             "keyholder": facts["keyholder"], "p2p_port": facts["p2p_port"], "api_port": facts["api_port"],
             "equivocations": [{"round": rr, "kept": k.hex(), "refused": x.hex()} for rr, k, x in equiv],
@@ -301,9 +314,52 @@ class Api:
         return web.json_response({"size": len(txs), "txs": [tx_json(t) for t in txs[:1000]]})
 
     async def champion(self, request: web.Request) -> web.Response:
+        """The chain's latest champion, or with ``?task=ID`` that task's champion and its lineage."""
         engine = self.deps.engine
-        champ, history = await self.call(lambda: (engine.champion(), engine.champion_history()))
-        return web.json_response({"champion": champion_json(champ), "history": [champion_json(r) for r in history]})
+        task_id = parse_task_id(request.query.get("task"))
+
+        def read():
+            if task_id is None:
+                return None, engine.champion(), engine.champion_history()
+            row = find_task(task_rows(engine), task_id)
+            return row, row.champion, champion_history(engine, task_id)
+        row, champ, history = await self.call(read)
+        out = {"champion": champion_json(champ), "history": [champion_json(r) for r in history[-MAX_HISTORY:]]}
+        if row is not None:
+            out["task_id"] = row.task_id
+        return web.json_response(out)
+
+    async def tasks(self, request: web.Request) -> web.Response:
+        """Every task of the chain (id order): status, shards left, bounty left, champion."""
+        rows = await self.call(task_rows, self.deps.engine)
+        return web.json_response({"tasks": [task_json(t) for t in rows],
+                                  "tasks_open": sum(1 for t in rows if t.status != "closed")})
+
+    async def task_detail(self, request: web.Request) -> web.Response:
+        """One task: its record, its champion lineage (newest MAX_HISTORY) and its revealed shard keys."""
+        task_id = parse_task_id(request.match_info["id"])
+        assert task_id is not None
+        engine = self.deps.engine
+
+        def read():
+            row = find_task(task_rows(engine), task_id)
+            return row, champion_history(engine, task_id), revealed_shards(engine, task_id)
+        row, history, revealed = await self.call(read)
+        return web.json_response({**task_json(row), "history": [champion_json(r) for r in history[-MAX_HISTORY:]],
+                                  "revealed": revealed})
+
+    async def post_task(self, request: web.Request) -> web.Response:
+        """A task announcement or extension ``{"message": hex}``: validated, stored and gossiped by the node."""
+        submit = self.deps.submit_task
+        if submit is None:
+            raise ApiError(501, "not-supported", "this node does not take task messages")
+        body = await json_body(request, MAX_TASK_BODY)
+        raw = _hex(body.get("message"), "message")
+        ok, reason, obj_id = await submit(raw)
+        if not ok:
+            status = 409 if reason.split(":")[0] in ("duplicate", "replay", "known") else 422
+            raise ApiError(status, reason.split(":")[0], f"task message rejected: {reason}")
+        return web.json_response({"accepted": True, "id": obj_id, "status": reason})
 
     async def model(self, request: web.Request) -> web.Response:
         h = _hex(request.match_info["hash"], "hash", 32)
@@ -335,8 +391,10 @@ class Api:
         text = request.match_info["r"]
         if not text.isdigit() or len(text) > 10:
             raise ApiError(400, "bad-request", f"round: expected a round number or 'current', got {text[:40]!r}")
-        if not 0 < int(text) <= self.deps.genesis.n_rounds:
-            raise ApiError(404, "not-found", f"no round {text} (rounds 1..{self.deps.genesis.n_rounds})")
+        # tasks and extensions add rounds after genesis: the last round that can exist now is the next one
+        last = max(self.deps.genesis.n_rounds, await self.call(self.deps.engine.current_round) + 1)
+        if not 0 < int(text) <= last:
+            raise ApiError(404, "not-found", f"no round {text} (rounds 1..{last} so far)")
         return web.json_response(await self._round(int(text)))
 
     async def round_current(self, request: web.Request) -> web.Response:

@@ -24,6 +24,8 @@ from node.tools.cli_common import (
 )
 
 DEFAULT_FEE = 1_000
+NO_TASK_OPEN = ("no task is open on this chain (every task has spent its hidden shards): the transfer stays "
+                "pending and confirms when work resumes (a new task or an extension is announced)")
 PHRASE_WARNING = ("write these words down and keep them offline: they rebuild this key "
                   "('popchain wallet restore'); anyone who has them can spend its coins")
 
@@ -83,6 +85,11 @@ def cmd_balance(args: argparse.Namespace) -> None:
          or ["(no keys)"])
 
 
+def chain_closed(status: dict) -> bool:
+    """True when /api/status says no task is open: no block can be made until a task is announced/extended."""
+    return status.get("round_phase") == "closed"
+
+
 def cmd_send(args: argparse.Namespace) -> None:
     recipient = address(args.to, "--to")
     if args.amount <= 0:
@@ -105,6 +112,8 @@ def cmd_send(args: argparse.Namespace) -> None:
         txid = tx.txid.hex()
         print(f"sent {args.amount:,} grains to {args.to}\ntxid {txid}", file=out, flush=True)
         if args.no_wait:
+            if chain_closed(status):
+                print(NO_TASK_OPEN, file=out, flush=True)
             return {"txid": txid, "status": "pending"}
         started = time.monotonic()
         from node.tools.events_client import ChangeSignal
@@ -119,10 +128,13 @@ def cmd_send(args: argparse.Namespace) -> None:
                 print(("\r\033[K" if live else "") + f"confirmed in block {info['height']} after "
                       f"{time.monotonic() - started:.0f} s", file=out, flush=True)
                 return {"txid": txid, "status": "confirmed", "height": info["height"], "block": info.get("block")}
-            if time.monotonic() - started > args.timeout:
-                raise CliError(f"not confirmed after {args.timeout:.0f} s (still {info['status']}); txid {txid}")
             s = await client.status()
-            line = f"waiting for a block: round {s['round']} ({s['round_phase']}), height {s['height']}"
+            closed = chain_closed(s)
+            if time.monotonic() - started > args.timeout:
+                why = f"; {NO_TASK_OPEN}" if closed else ""
+                raise CliError(f"not confirmed after {args.timeout:.0f} s (still {info['status']}{why}); txid {txid}")
+            line = (NO_TASK_OPEN if closed else
+                    f"waiting for a block: round {s['round']} ({s['round_phase']}), height {s['height']}")
             if live:
                 print(f"\r{line}, {time.monotonic() - started:.0f} s\033[K", end="", file=out, flush=True)
             elif line != last:     # a log or a pipe: one line per change, not a line per poll

@@ -30,6 +30,9 @@ log = logging.getLogger("popchain.miner")
 AUTO_FAMILIES = ("forest", "mlp", "extra", "linear")
 T = TypeVar("T")
 POLL_S = 0.05
+EXIT_NO_OPEN_TASK = 6   # `miner run` stopped: no task of the chain is open (README, miner section)
+NO_OPEN_TASK = ("no task is open on this chain (every task has spent its hidden shards): nothing to mine; "
+                "run the miner again once a task is announced or extended ('popchain task list')")
 
 
 def template_from_json(obj: dict) -> Template:
@@ -115,6 +118,7 @@ class Miner:
     on_progress: Callable[[str, bool], None] | None = None   # (text, final) training progress lines
     _train_rate: dict[str, float] = field(default_factory=dict)           # family -> seconds per row, last fit
     changes: ChangeSignal | None = None   # the node's event stream: wake on events instead of polling
+    closed: bool = False                  # run() stopped because no task of the chain is open
 
     async def _pause(self, polling_s: float) -> None:
         """Until the node publishes an event (SSE), or ``polling_s`` when there is no stream (fallback)."""
@@ -255,13 +259,15 @@ class Miner:
             return None
 
     async def run(self, rounds: int = 0) -> list[RoundReport]:
-        """Play ``rounds`` rounds (0 = until the chain's shards run out)."""
+        """Play ``rounds`` rounds (0 = until no task of the chain is open: ``closed`` is then True). Rounds of
+        every open task are played, whichever task the schedule gives them to."""
         played: set[int] = set()
         while not rounds or len(played) < rounds:
             status = await self.client.status()
             r = status["open_round"]
             if r == 0 or r in played:
-                if status["round"] >= self.genesis.n_rounds and status["round_phase"] in ("crowned", "void"):
+                if status["round_phase"] == "closed":
+                    self.closed = True
                     break
                 await self._prefetch(status["round"] + 1)   # no-op once the cached model is current
                 await self._pause(POLL_S)
@@ -327,11 +333,17 @@ async def _mine(client: NodeClient, keypair: Keypair, *, family: str, rounds: in
         miner = Miner(client, keypair, genesis, family=family, seed=int.from_bytes(keypair.public[:2], "big"),
                       on_report=show, on_progress=None if as_json else _progress_printer(sys.stderr), changes=changes)
         status = await client.status()
+        if status["round_phase"] == "closed":
+            print(f"popchain: {NO_OPEN_TASK}", file=sys.stderr)
+            return EXIT_NO_OPEN_TASK
         await miner._prefetch(status["round"] + 1)
         print(f"ready: first candidate trained ({miner._family_for(status['round'] + 1)})", file=sys.stderr,
               flush=True)
         reports = await miner.run(rounds)
     won = sum(r.won for r in reports)
     print(f"played {len(reports)} rounds, won {won}", file=sys.stderr)
+    if miner.closed:
+        print(f"popchain: {NO_OPEN_TASK}", file=sys.stderr)
+        return EXIT_NO_OPEN_TASK
     return 0
 

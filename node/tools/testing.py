@@ -189,7 +189,7 @@ class ScriptedMiner:
             status = await self.client.status()
             r = status["open_round"]
             if r == 0 or r in self.entered:
-                if status["round"] >= self.genesis.n_rounds and status["round_phase"] != "open":
+                if status["round_phase"] == "closed":
                     return
                 await asyncio.sleep(self.poll_s)
                 continue

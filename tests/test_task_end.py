@@ -1,0 +1,124 @@
+"""The end of a task as a user meets it (issue 11 item 5), on one real keyholder node process whose only task
+(2 rounds) has run out: `/api/status` says closed (never `open` with open round 0), `wallet send` says no task is
+open and that the transfer confirms when work resumes (`--no-wait` returns at once), `miner run` exits with a
+clear message and its documented exit code; the task views (`/api/tasks`, `/api/champion?task=`) agree.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nacl.pwhash
+import pytest
+
+from chain.address import address_of, encode_address
+from node.tools.client import ApiCallError, NodeClient
+from node.tools.miner import EXIT_NO_OPEN_TASK
+from node.tools.testing import ScriptedMiner, TestChain, make_test_chain, wait_for
+from tests.test_cli_e2e import ROOT, _env, _get_json, assert_one_line_error, background, ports_of
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+PASSWORD = "task end password"
+
+
+@dataclass
+class ClosedNet:
+    dir: Path
+    url: str
+    chain: TestChain
+    wallet: list[str]
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "cli", *args], cwd=self.dir, capture_output=True, text=True,
+                              timeout=timeout, env=_env())
+        assert "Traceback" not in proc.stderr, proc.stderr
+        return proc
+
+
+def _wallet(directory: Path, chain: TestChain) -> list[str]:
+    from chain.wallet import Wallet
+    (directory / "pw").write_text(PASSWORD + "\n")
+    w = Wallet.create(directory / "w.popkeys", PASSWORD, opslimit=nacl.pwhash.argon2id.OPSLIMIT_MIN,
+                      memlimit=nacl.pwhash.argon2id.MEMLIMIT_MIN)
+    for i, _ in enumerate(chain.users):   # the seeds of node.tools.testing.seeded_keypair
+        w.import_seed(hashlib.sha256(f"popchain/testing/user{i}".encode()).digest(), f"user{i}")
+    w.import_seed(hashlib.sha256(b"popchain/testing/miner0").digest(), "miner0")
+    return ["--wallet", str(directory / "w.popkeys"), "--password-file", str(directory / "pw")]
+
+
+async def _play_until_closed(url: str, chain: TestChain) -> None:
+    async with NodeClient(url) as client:
+        miner = ScriptedMiner(client, chain.miners[0], chain.genesis)
+        await asyncio.wait_for(miner.run(), 180)
+
+        async def closed():
+            return (await client.status())["round_phase"] == "closed"
+        await wait_for(closed, timeout=60, what="the task to close")
+
+
+@pytest.fixture(scope="module")
+def closed_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClosedNet]:
+    d = tmp_path_factory.mktemp("task-end")
+    chain = make_test_chain(d / "chain", rounds=2, n_miners=1, n_users=2)
+    wallet = _wallet(d, chain)
+    args = ["-m", "cli", "node", "run", "--datadir", str(d / "kh"), "--genesis", str(chain.genesis_path),
+            "--keyholder", str(chain.keyholder_path), "--port", "0", "--api-port", "0"]
+    with background(args, ROOT, d / "kh.log") as proc:
+        url = f"http://127.0.0.1:{ports_of(d / 'kh', proc)['api']}"
+        asyncio.run(_play_until_closed(url, chain))
+        yield ClosedNet(d, url, chain, wallet)
+
+
+def test_status_says_closed_when_no_task_is_open(closed_net: ClosedNet) -> None:
+    s = _get_json(f"{closed_net.url}/api/status")
+    assert s["round_phase"] == "closed" and s["open_round"] == 0
+    assert s["tasks_open"] == 0 and s["shards_left"] == 0 and s["round_task"] is None
+    assert [(t["task_id"], t["status"], t["shards_left"]) for t in s["tasks"]] == [(0, "closed", 0)]
+    tasks = _get_json(f"{closed_net.url}/api/tasks")
+    [t0] = tasks["tasks"]
+    assert tasks["tasks_open"] == 0 and t0["shards_total"] == 2 and t0["shards_revealed"] == 2
+    detail = _get_json(f"{closed_net.url}/api/tasks/0")
+    assert [k["round"] for k in detail["revealed"]] == [1, 2] and detail["history"][0]["round"] == 0
+    champ = _get_json(f"{closed_net.url}/api/champion?task=0")
+    assert champ["task_id"] == 0 and champ["champion"] == detail["champion"] == s["champion"]
+
+
+def test_task_views_refuse_bad_and_unknown_ids(closed_net: ClosedNet) -> None:
+    async def probe():
+        async with NodeClient(closed_net.url) as c:
+            out = {}
+            for path in ("/api/tasks/7", "/api/tasks/x1", "/api/champion?task=7", "/api/champion?task=-1",
+                         "/api/tasks/" + "9" * 20):
+                with pytest.raises(ApiCallError) as err:
+                    await c.get(path)
+                out[path] = (err.value.status, err.value.code)
+            return out
+    out = asyncio.run(probe())
+    assert out["/api/tasks/7"] == (404, "unknown-task") and out["/api/champion?task=7"] == (404, "unknown-task")
+    assert out["/api/tasks/x1"][0] == out["/api/champion?task=-1"][0] == out["/api/tasks/" + "9" * 20][0] == 400
+
+
+def test_wallet_send_says_no_task_is_open(closed_net: ClosedNet) -> None:
+    to = encode_address(address_of(closed_net.chain.users[1].public))
+    base = ["wallet", "send", "--to", to, "--amount", "5", "--key", "user0", "--node", closed_net.url,
+            *closed_net.wallet]
+    quick = closed_net.cli(*base, "--no-wait")
+    assert quick.returncode == 0 and "no task is open" in quick.stdout and "confirms when work resumes" in quick.stdout
+    waited = closed_net.cli(*base, "--timeout", "1")
+    assert_one_line_error(waited, "no task is open")
+    assert "still pending" in waited.stderr and "confirms when work resumes" in waited.stdout
+    pending = _get_json(f"{closed_net.url}/api/accounts/{encode_address(address_of(closed_net.chain.users[0].public))}")
+    assert len(pending["pending"]) == 2     # both transfers wait in the mempool for work to resume
+
+
+def test_miner_exits_with_a_clear_message(closed_net: ClosedNet) -> None:
+    proc = closed_net.cli("miner", "run", "--key", "miner0", "--node", closed_net.url, "--retry", "0",
+                          *closed_net.wallet, timeout=60)
+    assert proc.returncode == EXIT_NO_OPEN_TASK == 6
+    assert "no task is open on this chain" in proc.stderr and "Traceback" not in proc.stderr
+
