@@ -32,6 +32,7 @@ from node.api_tasks import (
     round_task_of,
     status_fields,
     task_json,
+    task_package,
     task_rows,
 )
 from node.engine_api import to_json
@@ -341,12 +342,15 @@ class Api:
         assert task_id is not None
         engine = self.deps.engine
 
+        with_package = bool(request.query.get("package"))
+
         def read():
             row = find_task(task_rows(engine), task_id)
-            return row, champion_history(engine, task_id), revealed_shards(engine, task_id)
-        row, history, revealed = await self.call(read)
+            package = task_package(engine, task_id).hex() if with_package else None
+            return row, champion_history(engine, task_id), revealed_shards(engine, task_id), package
+        row, history, revealed, package = await self.call(read)
         return web.json_response({**task_json(row), "history": [champion_json(r) for r in history[-MAX_HISTORY:]],
-                                  "revealed": revealed})
+                                  "revealed": revealed, "package": package})
 
     async def post_task(self, request: web.Request) -> web.Response:
         """A task announcement or extension ``{"message": hex}``: validated, stored and gossiped by the node."""

@@ -35,6 +35,7 @@ class TaskRow:
     bounty_left: int
     bounty_per_crowning: int
     champion: Any                  # consensus.engine.ChampionRecord
+    extensions: int = 0            # extensions applied so far (the next one has seq = extensions + 1)
 
 
 def _spec_name(info: Any) -> str:
@@ -47,7 +48,8 @@ def task_rows(engine: Any) -> list[TaskRow]:
     if not hasattr(engine, "tasks"):
         return [_genesis_task_row(engine)]
     return [TaskRow(t.task_id, _spec_name(t), getattr(t, "sponsor", None), t.shards_total, t.shards_revealed,
-                    t.shards_left, t.status, t.bounty_total, t.bounty_left, t.bounty_per_crowning, t.champion)
+                    t.shards_left, t.status, t.bounty_total, t.bounty_left, t.bounty_per_crowning, t.champion,
+                    getattr(t, "extensions", 0))
             for t in engine.tasks()]
 
 
@@ -92,7 +94,8 @@ def task_json(t: TaskRow) -> dict[str, Any]:
             "sponsor_address": encode_address(address_of(t.sponsor)) if t.sponsor else None,
             "shards_total": t.shards_total, "shards_revealed": t.shards_revealed, "shards_left": t.shards_left,
             "bounty_total": t.bounty_total, "bounty_left": t.bounty_left,
-            "bounty_per_crowning": t.bounty_per_crowning, "champion": champion_json(t.champion)}
+            "bounty_per_crowning": t.bounty_per_crowning, "extensions": t.extensions,
+            "champion": champion_json(t.champion)}
 
 
 def status_fields(rows: list[TaskRow], round_task: int | None) -> dict[str, Any]:
@@ -140,3 +143,11 @@ def revealed_shards(engine: Any, task_id: int) -> list[dict[str, Any]]:
         if t == task_id:
             out.append({"round": r, "shard_index": getattr(b, "shard_index", r), "shard_key": b.shard_key.hex()})
     return out
+
+
+def task_package(engine: Any, task_id: int) -> bytes:
+    """Task ``task_id``'s public package as it stands (extension shards included), encoded."""
+    if hasattr(engine, "task_package"):
+        pkg = engine.task_package(task_id)
+        return pkg if isinstance(pkg, bytes) else pkg.encode()
+    return engine.genesis.task.encode()

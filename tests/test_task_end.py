@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -122,3 +123,15 @@ def test_miner_exits_with_a_clear_message(closed_net: ClosedNet) -> None:
     assert proc.returncode == EXIT_NO_OPEN_TASK == 6
     assert "no task is open on this chain" in proc.stderr and "Traceback" not in proc.stderr
 
+
+
+def test_task_list_and_show_say_closed(closed_net: ClosedNet) -> None:
+    listed = closed_net.cli("task", "list", "--node", closed_net.url)
+    assert listed.returncode == 0 and "closed" in listed.stdout and "no task is open" in listed.stdout
+    shown = closed_net.cli("task", "show", "0", "--node", closed_net.url, "--json")
+    data = json.loads(shown.stdout)
+    assert data["task_id"] == 0 and data["status"] == "closed" and data["shards_left"] == 0
+    unknown = closed_net.cli("task", "show", "5", "--node", closed_net.url)
+    assert_one_line_error(unknown, "unknown-task")
+    bad = closed_net.cli("task", "show", "x", "--node", closed_net.url)
+    assert bad.returncode == 2 and "expected a task id" in bad.stderr

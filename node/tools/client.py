@@ -128,6 +128,18 @@ class NodeClient:
     async def task(self) -> dict:
         return await self.get("/api/task")
 
+    async def tasks(self) -> dict:
+        """``{"tasks": [task record, ...], "tasks_open": n}``."""
+        return await self.get("/api/tasks")
+
+    async def task_info(self, task_id: int, *, package: bool = False) -> dict:
+        """One task: its record, champion history and revealed shard keys (``package``: its public package)."""
+        return await self.get(f"/api/tasks/{task_id}", **({"package": "1"} if package else {}))
+
+    async def post_task(self, message: bytes) -> dict:
+        """Submit a signed task announcement or extension (node gossips it; the next notice activates it)."""
+        return await self._request("POST", "/api/tasks", json_body={"message": message.hex()})
+
     async def template(self, miner_pubkey: bytes) -> dict:
         return await self.get("/api/template", miner=miner_pubkey.hex())
 

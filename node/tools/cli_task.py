@@ -1,0 +1,259 @@
+"""``popchain task …``: keep a chain alive with new work — create a task or a shard batch, have the governance
+keys sign and announce it, and list/show the chain's tasks (over node.tools.task_setup and the node API).
+
+The flow (README "Keeping a chain alive"): the sponsor runs ``task create`` (writes the public announcement,
+signed by the sponsor's wallet key, and the task's secret shard keys); the keyholder runs ``task announce``
+with the chain's keyholder file (co-signs with the governance keys and posts it to a node, which gossips it;
+the next anchor notice activates it). ``task extend`` writes a batch of new shards for a live task, announced
+the same way. Each command checks what it can before it writes or posts anything, and fails with one line.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from node.tools.cli_chain import champion_line
+from node.tools.cli_common import CliError, Commands, add_node, call, emit, kv, password, pick_key
+
+
+def _genesis(args: argparse.Namespace):
+    """The chain's genesis: --genesis FILE, else fetched from --node."""
+    from consensus.genesis import load_genesis
+    if getattr(args, "genesis", None):
+        try:
+            return load_genesis(Path(args.genesis).read_bytes())
+        except OSError as exc:
+            raise CliError(f"cannot read genesis file {args.genesis}: {exc.strerror}") from None
+    return load_genesis(call(args, lambda c: c.genesis()))
+
+
+def _sponsor(args: argparse.Namespace):
+    from chain.wallet import Wallet
+    if not Path(args.sponsor_wallet).exists():
+        raise CliError(f"no wallet at {args.sponsor_wallet} (--sponsor-wallet): create one with 'popchain wallet "
+                       f"new --wallet {args.sponsor_wallet}'")
+    wallet = Wallet.load(args.sponsor_wallet, password(args))
+    key = pick_key(wallet, args.sponsor_key)
+    return key, wallet.keypair(key.account)
+
+
+def _detect_text(out: dict[str, Any]) -> str:
+    det = out["detectable"]
+    if det is None:
+        return "no improvement reaches 80 % power at this shard size"
+    alpha = out["alpha"][0] / out["alpha"][1]
+    return (f"+{det:.2%} accuracy with 80 % power (10 % disagreement, α = {alpha:.1%} over E = "
+            f"{out['max_entries']} entries)")
+
+
+def cmd_create(args: argparse.Namespace) -> None:
+    from node.tools.task_setup import create_task_files
+    if args.bounty < 0 or (args.per_crowning is not None and args.per_crowning < 0):
+        raise CliError("--bounty and --per-crowning must not be negative")
+    key, sponsor = _sponsor(args)
+    genesis = _genesis(args)
+    if sys.stderr.isatty():
+        print("sizing hidden shards for this chain's crowning test and packaging the task ...", file=sys.stderr)
+    out = create_task_files(Path(args.out), genesis, sponsor, task=args.task, label_column=args.label_column,
+                            rounds=args.rounds, shard_size=args.shard_size, detect=args.detect, bounty=args.bounty,
+                            per_crowning=args.per_crowning, drift_milli=args.drift_milli)
+    out["sponsor_address"] = key.address
+    for w in out["warnings"]:
+        print(f"popchain: warning: {w}", file=sys.stderr)
+    bounty = (f"{out['bounty']:,} grains escrowed from {key.address} at activation, {out['per_crowning']:,} per "
+              f"crowning" if out["bounty"] else "none")
+    emit(args, out, [
+        f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
+        f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)",
+        f"chain          {out['chain_id']}",
+        f"detects        {_detect_text(out)}",
+        f"bounty         {bounty}",
+        f"announcement   {out['announcement']}  -> the keyholder signs and posts it: popchain task announce "
+        f"{out['announcement']} --keyholder KEYHOLDER_FILE --node URL",
+        f"task secret    {out['secret']}  -> give ONLY to the keyholder (shard keys; mode 0600)",
+        f"held-out test  {out['holdout']}  -> keep: untouched test split to judge the task's champion",
+    ])
+
+
+def _load_message(path: str):
+    from consensus.tasks import decode_task_message
+
+    from chain.errors import DecodeError
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read task message {path}: {exc.strerror}") from None
+    try:
+        return decode_task_message(data)
+    except DecodeError as exc:
+        raise CliError(f"{path} is not a task announcement or extension ({exc})") from None
+
+
+def cmd_announce(args: argparse.Namespace) -> None:
+    from consensus.tasks import TaskAnnouncement, cosign
+
+    from consensus.keyholder import load_keyholder_file
+    msg = _load_message(args.file)
+    try:
+        raw = Path(args.keyholder).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read keyholder file {args.keyholder}: {exc.strerror}") from None
+    _, keypairs = load_keyholder_file(raw)
+    genesis = _genesis(args)
+    if msg.chain_id != genesis.chain_id:
+        raise CliError(f"{args.file} is for chain {msg.chain_id!r}, the node runs {genesis.chain_id!r}")
+    governance = [kp for kp in keypairs if kp.public in genesis.keyholders]
+    if not governance:
+        raise CliError(f"{args.keyholder} holds none of this chain's governance (genesis keyholder) keys")
+    signed = cosign(msg, governance)
+    if not signed.verify(genesis.keyholders, genesis.threshold):
+        raise CliError(f"{len(signed.signatures)} of the {genesis.threshold} governance signatures this chain "
+                       f"needs: have the other keyholders sign too (the file is unchanged)")
+    kind = "announcement" if isinstance(msg, TaskAnnouncement) else "extension"
+    res = call(args, lambda c: c.post_task(signed.encode()))
+    what = (f"task announcement {signed.msg_hash.hex()[:16]}" if kind == "announcement" else
+            f"extension {getattr(msg, 'seq', '?')} of task {getattr(msg, 'task_id', '?')} "
+            f"({len(getattr(msg, 'commitments', ()))} shards)")
+    emit(args, {"kind": kind, "id": res.get("id") or signed.msg_hash.hex(), "status": res.get("status"),
+                "signatures": len(signed.signatures)},
+         [f"{what}: {res.get('status', 'accepted')} by {args.node}",
+          "it activates with the keyholder's next anchor notice; follow it with 'popchain task list'"])
+
+
+def _task_package(args: argparse.Namespace, task_id: int):
+    from ml.shards import PublicTask
+
+    async def fetch(c):
+        return await c.status(), await c.task_info(task_id, package=True)
+    status, info = call(args, fetch)
+    if not info.get("package"):
+        raise CliError(f"the node did not send task {task_id}'s package")
+    return status, info, PublicTask.decode(bytes.fromhex(info["package"]))
+
+
+def cmd_extend(args: argparse.Namespace) -> None:
+    from node.tools.task_setup import (
+        TaskSecret,
+        build_extension,
+        create_extension_files,
+        load_source,
+        shard_world,
+    )
+    if args.rounds < 1:
+        raise CliError("--rounds must be at least 1")
+    status, info, public = _task_package(args, args.task_id)
+    first = info["shards_total"] + 1
+    seq = info.get("extensions", 0) + 1
+    world, drift_milli = None, args.drift_milli
+    data = None
+    if public.generated:
+        if args.secret:
+            try:
+                saved = TaskSecret.decode(Path(args.secret).read_bytes())
+            except OSError as exc:
+                raise CliError(f"cannot read task secret {args.secret}: {exc.strerror}") from None
+            world = saved.world
+            drift_milli = saved.drift_milli if drift_milli is None else drift_milli
+        elif info.get("revealed"):
+            last = info["revealed"][-1]   # a revealed shard's world is public: drift on from the latest one
+            world = shard_world(public, last["shard_index"], bytes.fromhex(last["shard_key"]))
+        else:
+            raise CliError(f"task {args.task_id} has no revealed shard yet: pass its secret (--secret "
+                           "task.secret) to continue its generator")
+    else:
+        if not args.data:
+            raise CliError(f"task {args.task_id} is a rows task: give its new rows with --data csv:PATH")
+        data = load_source(args.data, args.label_column)
+    batch = build_extension(public, args.task_id, first, args.rounds, world=world, drift_milli=drift_milli or 0,
+                            data=data)
+    out = create_extension_files(Path(args.out), status["chain_id"], args.task_id, seq, batch)
+    emit(args, out, [
+        f"extension      {seq} of task {args.task_id}: shards {first}..{first + args.rounds - 1} "
+        f"({public.shard_size} samples each)",
+        f"message        {out['extension']}  -> popchain task announce {out['extension']} --keyholder "
+        "KEYHOLDER_FILE --node URL",
+        f"shard keys     {out['secret']}  -> give ONLY to the keyholder (mode 0600)",
+    ])
+
+
+def _bounty(t: dict[str, Any]) -> str:
+    if not t.get("bounty_total"):
+        return "-"
+    return f"{t['bounty_left']:,} of {t['bounty_total']:,} left ({t['bounty_per_crowning']:,} a crowning)"
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    data = call(args, lambda c: c.tasks())
+    rows = data["tasks"]
+    lines = [f"{'id':>3}  {'name':<16} {'status':<7} {'shards left':>11}  {'revealed':>8}  bounty"]
+    lines += [f"{t['task_id']:>3}  {t['name'][:16]:<16} {t['status']:<7} {t['shards_left']:>11,}  "
+              f"{t['shards_revealed']:>8,}  {_bounty(t)}" for t in rows]
+    if not data.get("tasks_open"):
+        lines.append("no task is open: the chain makes no blocks until a task is announced or extended")
+    emit(args, data, lines)
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    t = call(args, lambda c: c.task_info(args.task_id))
+    shown = {**t, "sponsor": t.get("sponsor_address") or "(genesis)", "bounty": _bounty(t),
+             "champions": len(t.get("history", [])), "revealed_keys": len(t.get("revealed", []))}
+    lines = kv(shown, ["task_id", "name", "status", "shards_total", "shards_revealed", "shards_left", "sponsor",
+                       "bounty", "champions", "revealed_keys"])
+    emit(args, t, lines + ["champion         " + champion_line(t.get("champion"))])
+
+
+def _task_id(text: str) -> int:
+    if not text.isdigit() or len(text) > 9:
+        raise argparse.ArgumentTypeError(f"expected a task id (0, 1, 2 ...), got {text!r}")
+    return int(text)
+
+
+def register(cmds: Commands) -> None:
+    g = cmds.group("task", "add work to a live chain: new tasks, more shards, task views")
+    p = g.leaf("create", "package a new task (public announcement signed by the sponsor + secret shard keys)",
+               cmd_create)
+    p.add_argument("--task", default="synthetic",
+                   help="synthetic | digits | breast_cancer | wine | iris | csv:PATH (default synthetic)")
+    p.add_argument("--label-column", default="label", help="label column of a csv: task (default 'label')")
+    p.add_argument("--rounds", type=int, help="hidden shards = rounds this task serves (default: 100 for "
+                                              "synthetic; for a dataset, shards from about half its rows)")
+    p.add_argument("--shard-size", type=int, help="samples per hidden shard (default: sized by --detect)")
+    p.add_argument("--detect", type=float, default=0.01,
+                   help="size shards so that a challenger this much more accurate (0.01 = +1 pp, at 10 %% "
+                        "disagreement) is crowned with 80 %% power under the chain's test (default 0.01)")
+    p.add_argument("--drift-milli", type=int, default=0,
+                   help="synthetic task only: move the generator's cluster centres by ~N/1000 units from shard to "
+                        "shard (default 0)")
+    p.add_argument("--sponsor-wallet", required=True, help="wallet of the sponsor (signs; pays the bounty)")
+    p.add_argument("--sponsor-key", help="sponsor key label or address (default: first key)")
+    p.add_argument("--password-file", help="read the sponsor wallet's password from this file")
+    p.add_argument("--bounty", type=int, default=0,
+                   help="grains escrowed from the sponsor at activation, paid out per crowning (default 0)")
+    p.add_argument("--per-crowning", type=int,
+                   help="bounty paid per crowning on this task (default: bounty / rounds)")
+    p.add_argument("--genesis", help="the chain's genesis file (default: fetched from --node)")
+    add_node(p)
+    p.add_argument("--out", required=True, help="output directory")
+
+    p = g.leaf("announce", "co-sign a task announcement/extension with the governance keys and post it",
+               cmd_announce, node=True)
+    p.add_argument("file", help="task.announce or taskN-extM.announce (from 'task create' / 'task extend')")
+    p.add_argument("--keyholder", required=True, help="the chain's keyholder file (governance keys)")
+    p.add_argument("--genesis", help="the chain's genesis file (default: fetched from --node)")
+
+    p = g.leaf("extend", "write a batch of new hidden shards for a live task", cmd_extend, node=True)
+    p.add_argument("task_id", type=_task_id, help="the task to extend (see 'popchain task list')")
+    p.add_argument("--rounds", type=int, required=True, help="new shards (= rounds) to add")
+    p.add_argument("--secret", help="the task's secret file: continues its generator from its last shard "
+                                    "(default: from the latest revealed shard)")
+    p.add_argument("--drift-milli", type=int, help="generated tasks: drift per shard (default: as created, or 0)")
+    p.add_argument("--data", help="rows tasks: csv:PATH with the new rows (same features and classes)")
+    p.add_argument("--label-column", default="label", help="label column of --data (default 'label')")
+    p.add_argument("--out", required=True, help="output directory")
+
+    g.leaf("list", "the chain's tasks: status, shards left, bounty", cmd_list, node=True)
+    p = g.leaf("show", "one task: shards, bounty, champion and its lineage", cmd_show, node=True)
+    p.add_argument("task_id", type=_task_id, help="task id (0 = the genesis task)")
+

@@ -1,0 +1,254 @@
+"""Creating a task or a shard batch for a live chain on disk (``popchain task create`` / ``task extend``).
+
+Does: load or generate the task's data (the same sources as ``genesis create``: synthetic, the built-in
+datasets, csv:PATH), size its shards for the chain's crowning test (node.tools.sizing via genesis_setup's
+``size_task``, under the chain's own parameters E and α), package it (ml.shards), hold out a test split, have
+the sponsor sign the announcement (consensus.tasks), and write the files: a public message for the keyholders
+to co-sign and announce, and the secret shard keys for the keyholder (mode 0600). For an extension it seals a
+new batch of shards of an existing task under that task's shard format and indices.
+Does not: sign for the governance keys (``task announce`` does, with the keyholder file), talk to a node, or
+decide whether a message will be accepted (the chain does).
+
+A task secret file is ``pack([TASK_SECRET_VERSION, task_id or -1, first shard index, SecretTask bytes,
+source])``; ``source`` lets ``task extend`` continue the task: ``[1, world, drift_milli]`` for a generated task
+(the world of its last shard), ``[0]`` for a rows task (an extension of it needs new rows, ``--data``).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chain.crypto import Keypair
+from chain.encoding import check_int, check_list, pack, unpack
+from chain.errors import DecodeError
+from consensus.genesis import Genesis
+from ml.errors import TaskError
+from ml.generator import World, drift, generate, world_from_seed
+from ml.shards import PublicTask, SecretTask, package_generated, package_task, split_test
+from ml.task import Dataset, write_feature_csv
+from node.tools.genesis_setup import BUILTINS, SYNTHETIC_TRAIN, public_dataset_warning, size_task
+
+Rng = Callable[[int], bytes]
+TASK_SECRET_VERSION = 1
+ANNOUNCE_FILE = "task.announce"
+SECRET_FILE = "task.secret"
+HOLDOUT_FILE = "holdout.csv"
+SOURCE_ROWS, SOURCE_GENERATED = 0, 1
+
+
+@dataclass(frozen=True)
+class TaskSecret:
+    """What the keyholder needs for a task's shards (and ``task extend`` for more of them)."""
+    task_id: int                  # -1: not known yet (a new task gets its id when it is activated)
+    first_index: int              # task-local index of the first shard these keys open
+    secret: SecretTask
+    world: World | None = None    # generated tasks: the world of the last shard (an extension drifts on)
+    drift_milli: int = 0
+
+    def encode(self) -> bytes:
+        source = [SOURCE_GENERATED, self.world.to_obj(), self.world.spec.to_obj(), self.drift_milli] \
+            if self.world is not None else [SOURCE_ROWS]
+        return pack([TASK_SECRET_VERSION, self.task_id, self.first_index, self.secret.encode(), source])
+
+    @classmethod
+    def decode(cls, data: bytes) -> TaskSecret:
+        from ml.task import TaskSpec
+        f = check_list(unpack(data, max_size=64 << 20), 5, "task secret")
+        check_int(f[0], TASK_SECRET_VERSION, TASK_SECRET_VERSION, "task secret version")
+        task_id = check_int(f[1], -1, 2**16, "task secret task id")
+        first = check_int(f[2], 1, 2**32, "task secret first index")
+        if type(f[3]) is not bytes or type(f[4]) is not list or not f[4]:
+            raise DecodeError("task secret: malformed")
+        secret = SecretTask.decode(f[3])
+        if f[4][0] == SOURCE_GENERATED:
+            src = check_list(f[4], 4, "task secret source")
+            world = World.from_obj(src[1], TaskSpec.from_obj(src[2]))
+            return cls(task_id, first, secret, world, check_int(src[3], 0, 10_000, "task secret drift"))
+        return cls(task_id, first, secret)
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """A secret file, created 0600 and never overwritten."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _refuse_existing(*paths: Path) -> None:
+    for p in paths:
+        if p.exists():
+            raise TaskError(f"{p} already exists: refusing to overwrite a task's files")
+
+
+def build_package(task: str, genesis: Genesis, *, label_column: str = "label", rounds: int | None = None,
+                  shard_size: int | None = None, detect: float, drift_milli: int = 0,
+                  rng: Rng = os.urandom) -> tuple[PublicTask, TaskSecret, Dataset, Any]:
+    """(public package, secret, held-out test rows, sizing) of a new task sized for ``genesis``'s test."""
+    dataset = load_source(task, label_column)
+    if drift_milli and dataset is not None:
+        raise TaskError(f"--drift-milli: only the generated synthetic task can drift, not {task}")
+    sizing, n_test = size_task(task, dataset, genesis.params, detect=detect, rounds=rounds, shard_size=shard_size)
+    seed = rng(32)
+    if dataset is None:
+        world = world_from_seed(seed)
+        holdout = generate(world, rng(32), n_test)
+        public, secret = package_generated(world, sizing.rounds, sizing.shard_size, n_train=SYNTHETIC_TRAIN,
+                                           rng=rng, drift_milli=drift_milli)
+        last = _last_world(public, secret, world)
+        return public, TaskSecret(-1, 1, secret, last, drift_milli), holdout, sizing
+    rest, holdout = split_test(dataset, n_test, seed)
+    public, secret = package_task(rest, sizing.rounds, sizing.shard_size, seed=seed, rng=rng)
+    return public, TaskSecret(-1, 1, secret), holdout, sizing
+
+
+def load_source(task: str, label_column: str) -> Dataset | None:
+    """The task's rows (None: the generated synthetic task), as ``genesis create`` reads them."""
+    from ml.task import load_builtin, load_csv
+    if task == "synthetic":
+        return None
+    if task in BUILTINS:
+        return load_builtin(task)
+    if task.startswith("csv:"):
+        return load_csv(task[4:], label_column)
+    raise TaskError(f"unknown task {task!r}: use synthetic, {', '.join(BUILTINS)} or csv:PATH")
+
+
+def shard_world(public: PublicTask, index: int, key: bytes) -> World:
+    """The world a generated task's shard ``index`` is drawn from (decrypted with its key and checked against
+    its commitment by ml.shards.open_shard first)."""
+    import nacl.secret
+
+    from ml.shards import SALT_SIZE, open_shard
+    open_shard(public, index, key)          # ShardError unless the key opens a committed shard
+    plain = nacl.secret.SecretBox(key).decrypt(public.ciphertexts[index - 1])[SALT_SIZE:]
+    f = check_list(unpack(plain, max_size=1 << 20), 4, "shard")
+    return World.from_obj(f[2], public.spec)
+
+
+def _last_world(public: PublicTask, secret: SecretTask, fallback: World) -> World:
+    """The world of the package's last shard: an extension drifts on from it."""
+    if not public.generated:
+        return fallback
+    return shard_world(public, public.n_rounds, secret.keys[-1])
+
+
+def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: str = "synthetic",
+                      label_column: str = "label", rounds: int | None = None, shard_size: int | None = None,
+                      detect: float, bounty: int = 0, per_crowning: int | None = None, drift_milli: int = 0,
+                      rng: Rng = os.urandom) -> dict[str, Any]:
+    """Write task.announce (public, sponsor-signed), task.secret (0600) and holdout.csv into ``out``; return
+    a summary (sizes, the improvement the shards detect, the bounty split)."""
+    from consensus.tasks import initial_champion, make_task_announcement
+    announce_path, secret_path, holdout_path = out / ANNOUNCE_FILE, out / SECRET_FILE, out / HOLDOUT_FILE
+    _refuse_existing(announce_path, secret_path)
+    if bounty < 0 or (per_crowning is not None and per_crowning < 0):
+        raise TaskError("--bounty and --per-crowning must not be negative")
+    public, secret, holdout, sizing = build_package(task, genesis, label_column=label_column, rounds=rounds,
+                                                    shard_size=shard_size, detect=detect,
+                                                    drift_milli=drift_milli, rng=rng)
+    per = per_crowning if per_crowning is not None else (bounty // sizing.rounds if bounty else 0)
+    if bounty and per == 0:
+        raise TaskError(f"--bounty {bounty} over {sizing.rounds} rounds pays 0 per crowning: raise it or set "
+                        "--per-crowning")
+    package = public.encode()
+    msg = make_task_announcement([], sponsor, genesis.chain_id, package, initial_champion(package),
+                                 bounty=bounty, per_crowning=per)
+    out.mkdir(parents=True, exist_ok=True)
+    announce_path.write_bytes(msg.encode())
+    write_secret(secret_path, secret.encode())
+    write_feature_csv(holdout_path, holdout)
+    warning = public_dataset_warning(task)
+    return {"task": public.spec.name, "chain_id": genesis.chain_id, "generated": public.generated,
+            "rounds": sizing.rounds, "shard_size": sizing.shard_size, "rounds_allowed": sizing.rounds_allowed,
+            "detectable": sizing.detectable, "max_entries": genesis.params.max_entries,
+            "alpha": list(genesis.params.alpha), "n_train": len(public.training), "n_holdout": len(holdout),
+            "bounty": bounty, "per_crowning": per, "sponsor": sponsor.public.hex(), "message_id": msg.msg_hash.hex(),
+            "message_bytes": len(msg.encode()), "announcement": str(announce_path), "secret": str(secret_path),
+            "holdout": str(holdout_path), "warnings": [warning] if warning else []}
+
+
+
+
+def _seal(index: int, shard_bytes: bytes, rng: Rng) -> tuple[bytes, bytes, bytes, bytes]:
+    """(key, salt, commitment, ciphertext) of a task's shard ``index`` — the per-shard format of ml.shards
+    (commitment H(tag, u64be(index), salt, S), ciphertext SecretBox(key)(salt ‖ S))."""
+    import nacl.secret
+
+    from ml.shards import KEY_SIZE, SALT_SIZE, commitment
+    key, salt = rng(KEY_SIZE), rng(SALT_SIZE)
+    ct = bytes(nacl.secret.SecretBox(key).encrypt(salt + shard_bytes, rng(nacl.secret.SecretBox.NONCE_SIZE)))
+    return key, salt, commitment(index, salt, shard_bytes), ct
+
+
+@dataclass(frozen=True)
+class ShardBatch:
+    commitments: tuple[bytes, ...]
+    ciphertexts: tuple[bytes, ...]
+    secret: TaskSecret
+
+
+def build_extension(public: PublicTask, task_id: int, first_index: int, rounds: int, *,
+                    world: World | None = None, drift_milli: int = 0, data: Dataset | None = None,
+                    rng: Rng = os.urandom) -> ShardBatch:
+    """``rounds`` new shards of a task whose package is ``public``, indices first_index … (the task's shards so
+    far + 1): a generated task draws them from ``world`` drifting on by ``drift_milli`` a shard; a rows task
+    cuts them from ``data`` (rows of the same spec, none of which may be public already)."""
+    from ml.shards import MAX_ROUNDS, encode_generated_shard, encode_shard
+    check_int(rounds, 1, MAX_ROUNDS, "--rounds")
+    keys: list[bytes] = []
+    salts: list[bytes] = []
+    commits: list[bytes] = []
+    cts: list[bytes] = []
+    if public.generated:
+        if world is None:
+            raise TaskError("a generated task's extension needs the world of one of its shards")
+        if world.spec != public.spec:
+            raise TaskError("the world does not belong to this task (its spec differs)")
+        current = world
+        for index in range(first_index, first_index + rounds):
+            if drift_milli:
+                current = drift(current, rng(32), drift_milli)
+            sealed = _seal(index, encode_generated_shard(index, current, rng(32)), rng)
+            for out, v in zip((keys, salts, commits, cts), sealed):
+                out.append(v)
+        last: World | None = current
+    else:
+        if data is None:
+            raise TaskError("a rows task (digits, csv, ...) is extended with new rows: --data csv:PATH")
+        if data.spec.n_features != public.spec.n_features or data.spec.classes != public.spec.classes:
+            raise TaskError(f"--data: {data.spec.n_features} features and classes {list(data.spec.classes)} do "
+                            f"not match the task's {public.spec.n_features} and {list(public.spec.classes)}")
+        need = rounds * public.shard_size
+        if len(data) < need:
+            raise TaskError(f"--data: {len(data)} rows, {rounds} shards of {public.shard_size} rows need {need}")
+        import numpy as np
+        order = np.random.Generator(np.random.PCG64(int.from_bytes(rng(16), "big"))).permutation(len(data))
+        for i, index in enumerate(range(first_index, first_index + rounds)):
+            rows = order[i * public.shard_size:(i + 1) * public.shard_size]
+            sealed = _seal(index, encode_shard(index, data.X[rows], data.y[rows]), rng)
+            for out, v in zip((keys, salts, commits, cts), sealed):
+                out.append(v)
+        last = None
+    secret = TaskSecret(task_id, first_index, SecretTask(tuple(keys), tuple(salts)), last, drift_milli)
+    return ShardBatch(tuple(commits), tuple(cts), secret)
+
+
+def extension_paths(out: Path, task_id: int, seq: int) -> tuple[Path, Path]:
+    return out / f"task{task_id}-ext{seq}.announce", out / f"task{task_id}-ext{seq}.secret"
+
+
+def create_extension_files(out: Path, chain_id: str, task_id: int, seq: int, batch: ShardBatch) -> dict[str, Any]:
+    """Write the extension message (unsigned: ``task announce`` co-signs it) and its secret keys (0600)."""
+    from consensus.tasks import make_task_extension
+    msg_path, secret_path = extension_paths(out, task_id, seq)
+    _refuse_existing(msg_path, secret_path)
+    msg = make_task_extension([], chain_id, task_id, seq, batch.commitments, batch.ciphertexts)
+    out.mkdir(parents=True, exist_ok=True)
+    msg_path.write_bytes(msg.encode())
+    write_secret(secret_path, batch.secret.encode())
+    return {"task_id": task_id, "seq": seq, "rounds": len(batch.commitments),
+            "first_shard": batch.secret.first_index, "message_id": msg.msg_hash.hex(),
+            "message_bytes": len(msg.encode()), "extension": str(msg_path), "secret": str(secret_path)}
