@@ -23,6 +23,7 @@ from node.api_deps import ApiDeps
 from node.api_tasks import (
     MAX_HISTORY,
     MAX_TASK_BODY,
+    activation_hex,
     chain_phase,
     champion_history,
     champion_json,
@@ -380,8 +381,8 @@ class Api:
         def read():
             info = engine.round_info(r)
             cands = engine.candidates() if r == engine.current_round() else []
-            return info, cands
-        info, cands = await self.call(read)
+            return info, cands, activation_hex(engine, info.beacon)
+        info, cands, activations = await self.call(read)
         out = to_json(dataclass_view(info, drop=("notice", "beacon", "winner")))
         out["notice"] = info.notice.encode().hex() if info.notice else None
         out["beacon"] = info.beacon.encode().hex() if info.beacon else None
@@ -389,6 +390,10 @@ class Api:
         out["shard_key"] = info.beacon.shard_key.hex() if info.beacon else None
         out["verdict"] = champion_json(info.winner) if info.winner else None
         out["candidates"] = [{"hash": s.hash.hex(), "b": s.b, "c": s.c, "bar": s.bar} for s in cands]
+        statement = info.beacon or info.notice
+        out["task_id"] = getattr(statement, "task_id", 0) if statement is not None else None
+        out["shard_index"] = getattr(statement, "shard_index", r) if statement is not None else None
+        out["activations"] = activations   # task message bytes an opening of this round must carry
         return out
 
     async def round(self, request: web.Request) -> web.Response:

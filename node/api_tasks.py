@@ -69,8 +69,16 @@ def round_task_of(engine: Any, r: int) -> int | None:
     if r < 1:
         return None
     if hasattr(engine, "round_task"):
-        return engine.round_task(r)
+        served = engine.round_task(r)          # (task id, shard index) or None
+        return served[0] if isinstance(served, tuple) else served
     return 0 if r <= engine.genesis.n_rounds else None
+
+
+def activation_hex(engine: Any, statement: Any) -> list[str]:
+    """The bytes of the task messages a notice/beacon activates (a block of its round carries them), hex."""
+    if statement is None or not hasattr(engine, "activation_bytes"):
+        return []
+    return [m.hex() for m in engine.activation_bytes(statement)]
 
 
 def chain_phase(round_status: str | None, rows: list[TaskRow]) -> str:

@@ -22,7 +22,7 @@ class GrowingMiner(ScriptedMiner):
     """Trains on a sample that grows each round (40, 80, 120, … rows), so its models keep improving and most
     rounds crown a new champion (the page tests need new blocks to arrive while they watch)."""
 
-    async def _train(self) -> bytes:
+    async def _train(self, task_id: int = 0) -> bytes:   # a genesis-only chain: task 0
         from ml.model import encode_model
         from ml.shards import open_shard
         from ml.training import train_candidate

@@ -22,6 +22,7 @@ from consensus.genesis import Genesis, load_genesis
 from consensus.messages import Beacon
 from consensus.miner import open_block, seal
 from consensus.template import Template
+from ml.shards import PublicTask
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.events_client import ChangeSignal
 
@@ -93,9 +94,10 @@ class RoundReport:
     bar: int | None = None
     won: bool = False
     winner: str | None = None
+    task: int = 0                   # the task the round served
 
     def line(self) -> str:
-        parts = [f"round {self.round:>3}", f"{self.family or '-':<7}"]
+        parts = [f"round {self.round:>3}", f"task {self.task}", f"{self.family or '-':<7}"]
         if self.check is not None:
             parts.append(f"check b-c {self.check[0] - self.check[1]:+d}")
         if self.b is not None:
@@ -104,8 +106,25 @@ class RoundReport:
         return "  ".join(parts)
 
 
+def next_task(status: dict) -> int | None:
+    """The task worth training for now: the current round's, else the first open one (None: none is open)."""
+    if status.get("round_task") is not None:
+        return status["round_task"]
+    return next((t["task_id"] for t in status.get("tasks", ()) if t["status"] != "closed"), None)
+
+
+@dataclass
+class TaskState:
+    """A task as the miner sees it: its public package (extension shards included) and its revealed shards."""
+    task_id: int
+    public: PublicTask
+    revealed: list[tuple[int, bytes]]        # (task-local shard index, key), in reveal order
+
+
 @dataclass
 class Miner:
+    """Mines every open task of the chain: each round it trains for the task the round serves (that task's
+    public data + its revealed shards), checks against that task's champion, and opens with that package."""
     client: NodeClient
     keypair: Keypair
     genesis: Genesis
@@ -113,12 +132,13 @@ class Miner:
     seed: int = 0
     on_report: Callable[[RoundReport], None] | None = None
     reports: list[RoundReport] = field(default_factory=list)
-    _trained: dict[str, tuple[int, bytes]] = field(default_factory=dict)   # family -> (n shards, model)
-    _advantage: dict[str, int] = field(default_factory=dict)              # family -> last local b - c
+    _trained: dict[tuple[int, str], tuple[int, bytes]] = field(default_factory=dict)  # (task, family) -> model
+    _advantage: dict[tuple[int, str], int] = field(default_factory=dict)   # (task, family) -> last local b - c
     on_progress: Callable[[str, bool], None] | None = None   # (text, final) training progress lines
     _train_rate: dict[str, float] = field(default_factory=dict)           # family -> seconds per row, last fit
     changes: ChangeSignal | None = None   # the node's event stream: wake on events instead of polling
     closed: bool = False                  # run() stopped because no task of the chain is open
+    _packages: dict[int, PublicTask] = field(default_factory=dict)          # task -> package (cached)
 
     async def _pause(self, polling_s: float) -> None:
         """Until the node publishes an event (SSE), or ``polling_s`` when there is no stream (fallback)."""
@@ -127,33 +147,43 @@ class Miner:
         else:
             await self.changes.wait(self.changes.interval(polling_s))
 
-    def _family_for(self, r: int) -> str:
+    def _family_for(self, task_id: int = 0) -> str:
         if self.family != "auto":
             return self.family
-        untried = [f for f in AUTO_FAMILIES if f not in self._advantage]
+        untried = [f for f in AUTO_FAMILIES if (task_id, f) not in self._advantage]
         if untried:
             return untried[0]
-        return max(AUTO_FAMILIES, key=lambda f: (self._advantage[f], -AUTO_FAMILIES.index(f)))
+        return max(AUTO_FAMILIES, key=lambda f: (self._advantage[(task_id, f)], -AUTO_FAMILIES.index(f)))
 
-    async def _revealed(self) -> list[tuple[int, bytes]]:
-        task = await self.client.task()
-        return [(k["round"], bytes.fromhex(k["shard_key"])) for k in task["revealed"]]
+    async def _task(self, task_id: int, min_shards: int = 0) -> TaskState:
+        """The task's package (fetched again when it grew: an extension, or fewer shards than ``min_shards``)
+        and its revealed shard keys."""
+        info = await self.client.task_info(task_id)
+        public = self._packages.get(task_id)
+        if public is None or public.n_rounds < max(info["shards_total"], min_shards):
+            full = await self.client.task_info(task_id, package=True)
+            public = PublicTask.decode(bytes.fromhex(full["package"]))
+            self._packages[task_id] = public
+        revealed = [(k["shard_index"], bytes.fromhex(k["shard_key"])) for k in info["revealed"]
+                    if k["shard_index"] <= public.n_rounds]
+        return TaskState(task_id, public, revealed)
 
-    async def _model_for(self, family: str, revealed: list[tuple[int, bytes]]) -> bytes:
-        """Train ``family`` on public data + the revealed shards but the last (kept back for the check);
-        cached per family until another shard is revealed."""
-        cached = self._trained.get(family)
-        if cached is not None and cached[0] == len(revealed):
+    async def _model_for(self, family: str, task: TaskState) -> bytes:
+        """Train ``family`` on the task's public data + its revealed shards but the last (kept back for the
+        check); cached per (task, family) until another shard of the task is revealed."""
+        key = (task.task_id, family)
+        cached = self._trained.get(key)
+        if cached is not None and cached[0] == len(task.revealed):
             return cached[1]
         from ml.model import encode_model
         from ml.shards import open_shard
         from ml.training import train_candidate
-        g = self.genesis
-        rows = len(g.task.training.y) + g.task.shard_size * len(fit_shards(revealed))
+        g, public, revealed = self.genesis, task.public, task.revealed
+        rows = len(public.training.y) + public.shard_size * len(fit_shards(revealed))
 
         def train() -> bytes:
-            shards = [open_shard(g.task, r, key) for r, key in revealed]
-            model = train_candidate(family, g.task.training, fit_shards(shards), seed=self.seed * 1000 + len(shards),
+            shards = [open_shard(public, i, k) for i, k in revealed]
+            model = train_candidate(family, public.training, fit_shards(shards), seed=self.seed * 1000 + len(shards),
                                     caps=g.model_caps)
             return encode_model(model)
         progress = TrainingProgress(family, rows, self._train_rate.get(family), self.on_progress)
@@ -165,34 +195,34 @@ class Miner:
                 if ticker is not None:
                     ticker.cancel()
         self._train_rate[family] = progress.done()
-        self._trained[family] = (len(revealed), model_bytes)
+        self._trained[key] = (len(revealed), model_bytes)
         return model_bytes
 
-    async def _check(self, family: str, model_bytes: bytes,
-                     revealed: list[tuple[int, bytes]]) -> tuple[int, int] | None:
-        """(b, c) against the current champion on the most recent revealed shard."""
-        if not revealed:
+    async def _check(self, family: str, model_bytes: bytes, task: TaskState) -> tuple[int, int] | None:
+        """(b, c) against the task's current champion on its most recent revealed shard."""
+        if not task.revealed:
             return None
         from ml.model import decode_model
         from ml.score import paired, score
         from ml.shards import open_shard
-        g = self.genesis
-        champion = await self.client.model((await self.client.champion())["champion"]["model_hash"])
+        g, public = self.genesis, task.public
+        champ = (await self.client.get("/api/champion", task=str(task.task_id)))["champion"]
+        champion = await self.client.model(champ["model_hash"])
 
         def check() -> tuple[int, int]:
-            shard = open_shard(g.task, *revealed[-1])
-            mine = score(decode_model(model_bytes, g.task.spec, g.model_caps), shard.X, shard.y).correct
-            theirs = score(decode_model(champion, g.task.spec, g.model_caps), shard.X, shard.y).correct
+            shard = open_shard(public, *task.revealed[-1])
+            mine = score(decode_model(model_bytes, public.spec, g.model_caps), shard.X, shard.y).correct
+            theirs = score(decode_model(champion, public.spec, g.model_caps), shard.X, shard.y).correct
             return paired(mine, theirs)
         b, c = await asyncio.to_thread(check)
-        self._advantage[family] = b - c
+        self._advantage[(task.task_id, family)] = b - c
         return b, c
 
-    async def play_round(self, r: int) -> RoundReport:
-        report = RoundReport(r, family=self._family_for(r))
-        revealed = await self._revealed()
-        model = await self._model_for(report.family, revealed)
-        report.check = await self._check(report.family, model, revealed)
+    async def play_round(self, r: int, task_id: int = 0) -> RoundReport:
+        report = RoundReport(r, family=self._family_for(task_id), task=task_id)
+        task = await self._task(task_id)
+        model = await self._model_for(report.family, task)
+        report.check = await self._check(report.family, model, task)
         try:
             tpl = template_from_json(await self.client.template(self.keypair.public))
         except ApiCallError as exc:   # training outlasted the entry window: try the next round
@@ -207,12 +237,16 @@ class Miner:
         except ApiCallError as exc:
             report.status = f"entry-refused:{exc.code}"
             return report
-        beacon = await self._wait_beacon(r)
-        if beacon is None or block.hash not in beacon.entries:
+        found = await self._wait_beacon(r)
+        if found is None or block.hash not in found[0].entries:
             report.status = "not-listed"
             return report
+        beacon, activations = found
         champion = await self.client.model(tpl.champion_model_hash.hex())
-        opened = await asyncio.to_thread(open_block, block, beacon, genesis=self.genesis, champion_bytes=champion)
+        if beacon.shard_index > task.public.n_rounds:     # an extension activated with this round's notice
+            task = await self._task(task_id, beacon.shard_index)
+        opened = await asyncio.to_thread(open_block, block, beacon, genesis=self.genesis, champion_bytes=champion,
+                                         task=task.public, activations=activations)
         from consensus.messages import RoundPayload
         payload = RoundPayload.decode(opened.payload)
         report.b, report.c, report.bar = payload.b, payload.c, payload.bar
@@ -224,7 +258,7 @@ class Miner:
             return report
         async with asyncio.TaskGroup() as tg:
             # shard r is public now: train next round's candidate while this round's opening window runs
-            tg.create_task(self._prefetch(r + 1))
+            tg.create_task(self._prefetch(task_id))
             info = await self._wait_closed(r)
         winner = (info or {}).get("verdict")
         if winner:
@@ -232,17 +266,23 @@ class Miner:
             report.won = winner["hash"] == block.hash.hex()
         return report
 
-    async def _prefetch(self, next_round: int) -> None:
-        if next_round <= self.genesis.n_rounds:
-            await self._model_for(self._family_for(next_round), await self._revealed())
+    async def _prefetch(self, task_id: int | None) -> None:
+        """Train the next candidate for ``task_id`` (no-op once the cached model is current, or no task)."""
+        if task_id is None:
+            return
+        info = await self.client.task_info(task_id)
+        if info["status"] != "closed":
+            await self._model_for(self._family_for(task_id), await self._task(task_id))
 
-    async def _wait_beacon(self, r: int, timeout: float = 120.0) -> Beacon | None:
+    async def _wait_beacon(self, r: int, timeout: float = 120.0) -> tuple[Beacon, tuple[bytes, ...]] | None:
+        """Round r's beacon and the task message bytes an opening of round r carries, or None (timeout)."""
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    raw = (await self.client.round(r)).get("beacon")
-                    if raw:
-                        return Beacon.decode(bytes.fromhex(raw))
+                    info = await self.client.round(r)
+                    if info.get("beacon"):
+                        return (Beacon.decode(bytes.fromhex(info["beacon"])),
+                                tuple(bytes.fromhex(m) for m in info.get("activations") or ()))
                     await self._pause(POLL_S)
         except TimeoutError:
             return None
@@ -269,14 +309,14 @@ class Miner:
                 if status["round_phase"] == "closed":
                     self.closed = True
                     break
-                await self._prefetch(status["round"] + 1)   # no-op once the cached model is current
+                await self._prefetch(next_task(status))
                 await self._pause(POLL_S)
                 continue
             played.add(r)
             try:
-                report = await self.play_round(r)
+                report = await self.play_round(r, status.get("round_task") or 0)
             except ApiCallError as exc:     # the node refused something: report it and carry on
-                report = RoundReport(r, status=f"error:{exc.code}")
+                report = RoundReport(r, status=f"error:{exc.code}", task=status.get("round_task") or 0)
             self.reports.append(report)
             if self.on_report:
                 self.on_report(report)
@@ -336,9 +376,10 @@ async def _mine(client: NodeClient, keypair: Keypair, *, family: str, rounds: in
         if status["round_phase"] == "closed":
             print(f"popchain: {NO_OPEN_TASK}", file=sys.stderr)
             return EXIT_NO_OPEN_TASK
-        await miner._prefetch(status["round"] + 1)
-        print(f"ready: first candidate trained ({miner._family_for(status['round'] + 1)})", file=sys.stderr,
-              flush=True)
+        first_task = next_task(status)
+        await miner._prefetch(first_task)
+        print(f"ready: first candidate trained (task {first_task}, {miner._family_for(first_task or 0)})",
+              file=sys.stderr, flush=True)
         reports = await miner.run(rounds)
     won = sum(r.won for r in reports)
     print(f"played {len(reports)} rounds, won {won}", file=sys.stderr)

@@ -148,7 +148,8 @@ def template_from_json(obj: dict) -> Template:
 
 @dataclass
 class ScriptedMiner:
-    """Mines through the API only: template → train → seal → POST entry → wait for beacon → POST opening."""
+    """Mines through the API only: template → train → seal → POST entry → wait for beacon → POST opening, for
+    whichever task each round serves (that task's package, revealed shards and champion)."""
 
     client: NodeClient
     keypair: Keypair
@@ -159,47 +160,63 @@ class ScriptedMiner:
     opened: list[tuple[int, str]] = field(default_factory=list)   # (round, status)
     poll_s: float = 0.03
     train_delay_s: float = 0.0    # benchmarks: let the block relay finish before training hogs the CPU
+    stop_when_closed: bool = True  # False: wait through a closed chain for a task to be announced
+    rounds_by_task: dict[int, int] = field(default_factory=dict)   # rounds entered per task
     _model: bytes | None = None
     _model_rounds: int = -1
+    _models: dict[int, tuple[int, bytes]] = field(default_factory=dict)   # task -> (n revealed, model)
+    _packages: dict = field(default_factory=dict)                         # task -> ml.shards.PublicTask
 
-    async def _train(self) -> bytes:
+    async def task_state(self, task_id: int, min_shards: int = 0):
+        """(package with its extensions, [(shard index, key)] revealed) of ``task_id``."""
+        from ml.shards import PublicTask
+        info = await self.client.task_info(task_id)
+        public = self._packages.get(task_id)
+        if public is None or public.n_rounds < max(info["shards_total"], min_shards):
+            full = await self.client.task_info(task_id, package=True)
+            public = self._packages[task_id] = PublicTask.decode(bytes.fromhex(full["package"]))
+        return public, [(k["shard_index"], bytes.fromhex(k["shard_key"])) for k in info["revealed"]
+                        if k["shard_index"] <= public.n_rounds]
+
+    async def _train(self, task_id: int = 0) -> bytes:
         from ml.model import encode_model
         from ml.shards import open_shard
         from ml.training import train_candidate
-        task = await self.client.task()
+        public, revealed = await self.task_state(task_id)
+        cached = self._models.get(task_id)
+        if cached is not None and cached[0] == len(revealed):
+            return cached[1]
         g = self.genesis
-        revealed = [(k["round"], bytes.fromhex(k["shard_key"])) for k in task["revealed"]]
-        if self._model is not None and len(revealed) == self._model_rounds:
-            return self._model
 
         def train() -> bytes:
-            shards = [open_shard(g.task, r, key) for r, key in revealed]
-            model = train_candidate(self.family, g.task.training, shards, seed=self.seed + len(shards),
+            shards = [open_shard(public, i, key) for i, key in revealed]
+            model = train_candidate(self.family, public.training, shards, seed=self.seed + len(shards),
                                     caps=g.model_caps)
             return encode_model(model)
-        self._model = await asyncio.to_thread(train)
-        self._model_rounds = len(revealed)
-        return self._model
+        model = await asyncio.to_thread(train)
+        self._models[task_id] = (len(revealed), model)
+        return model
 
     async def run(self, rounds: int = 10**9) -> None:
-        """Take part in ``rounds`` rounds (or until the chain runs out of rounds)."""
-        await self._train()
+        """Take part in ``rounds`` rounds (or until no task of the chain is open, with ``stop_when_closed``)."""
         done = 0
         while done < rounds:
             status = await self.client.status()
             r = status["open_round"]
             if r == 0 or r in self.entered:
-                if status["round_phase"] == "closed":
+                if status["round_phase"] == "closed" and self.stop_when_closed:
                     return
                 await asyncio.sleep(self.poll_s)
                 continue
             self.entered.add(r)
-            await self.mine_round(r)
+            task_id = status.get("round_task") or 0
+            self.rounds_by_task[task_id] = self.rounds_by_task.get(task_id, 0) + 1
+            await self.mine_round(r, task_id)
             done += 1
 
-    async def mine_round(self, r: int) -> None:
+    async def mine_round(self, r: int, task_id: int = 0) -> None:
         """Enter round r with the model trained after the previous beacon; retrain once this round is opened."""
-        model = self._model or await self._train()
+        model = await self._train(task_id)
         try:
             tpl = template_from_json(await self.client.template(self.keypair.public))
         except ApiCallError as exc:
@@ -213,12 +230,15 @@ class ScriptedMiner:
         except ApiCallError as exc:
             log.info("miner: entry for round %d refused: %s", r, exc)
             return
-        beacon = await self._wait_beacon(r)
-        if beacon is None or block.hash not in beacon.entries:
+        found = await self._wait_beacon(r)
+        if found is None or block.hash not in found[0].entries:
             self.opened.append((r, "not-entered"))
             return
+        beacon, activations = found
         champion = await self.client.model(tpl.champion_model_hash.hex())
-        opened = await asyncio.to_thread(open_block, block, beacon, genesis=self.genesis, champion_bytes=champion)
+        public, _ = await self.task_state(task_id, getattr(beacon, "shard_index", 0))
+        opened = await asyncio.to_thread(open_block, block, beacon, genesis=self.genesis, champion_bytes=champion,
+                                         task=public, activations=activations)
         try:
             res = await self.client.send_opening(opened.encode())
             self.opened.append((r, res["status"]))
@@ -226,17 +246,19 @@ class ScriptedMiner:
             self.opened.append((r, exc.code))
         if self.train_delay_s:
             await asyncio.sleep(self.train_delay_s)
-        await self._train()  # the shard just revealed is public now: train the next candidate on it
+        await self._train(task_id)  # the shard just revealed is public now: train the next candidate on it
 
-    async def _wait_beacon(self, r: int, timeout: float = 60.0) -> Beacon | None:
+    async def _wait_beacon(self, r: int, timeout: float = 60.0) -> tuple[Beacon, tuple[bytes, ...]] | None:
+        """Round r's beacon and the task message bytes its openings carry, or None."""
         async def beacon_known():
             info = await self.client.round(r)
-            return info.get("beacon")
+            return info if info.get("beacon") else None
         try:
-            raw = await wait_for(beacon_known, timeout=timeout, interval=self.poll_s)
+            info = await wait_for(beacon_known, timeout=timeout, interval=self.poll_s)
         except TimeoutError:
             return None
-        return Beacon.decode(bytes.fromhex(raw))
+        return (Beacon.decode(bytes.fromhex(info["beacon"])),
+                tuple(bytes.fromhex(m) for m in info.get("activations") or ()))
 
 
 def build_chain_offline(datadir: Path, chain: TestChain, n_blocks: int) -> int:
