@@ -354,13 +354,18 @@ class Api:
                                   "revealed": revealed, "package": package})
 
     async def post_task(self, request: web.Request) -> web.Response:
-        """A task announcement or extension ``{"message": hex}``: validated, stored and gossiped by the node."""
+        """A task announcement or extension ``{"message": hex}``: validated, stored and gossiped by the node.
+        ``"secret"`` (hex ml SecretTask, keyholder nodes only): the batch's shard keys, kept before the message
+        is submitted so that the keyholder can activate it at once."""
         submit = self.deps.submit_task
         if submit is None:
             raise ApiError(501, "not-supported", "this node does not take task messages")
         body = await json_body(request, MAX_TASK_BODY)
         raw = _hex(body.get("message"), "message")
-        ok, reason, obj_id = await submit(raw)
+        secret = _hex(body["secret"], "secret") if body.get("secret") is not None else None
+        if secret is not None and not self.deps.facts()["keyholder"]:
+            raise ApiError(409, "not-keyholder", "this node is not the keyholder: it takes no shard keys")
+        ok, reason, obj_id = await submit(raw, secret)
         if not ok:
             status = 409 if reason.split(":")[0] in ("duplicate", "replay", "known") else 422
             raise ApiError(status, reason.split(":")[0], f"task message rejected: {reason}")

@@ -73,8 +73,8 @@ class ApiDeps:
     facts: Callable[[], dict[str, Any]]                # p2p_port, api_port, keyholder, syncing (read per request)
     cookie: Callable[[], str | None]                   # None: writes need no auth (127.0.0.1 only)
     health: Callable[[], dict[str, Any]] | None = None  # {"ok": bool, "tasks": {...}} when the node provides it
-    # a task announcement/extension -> (accepted, status or reject reason, hex id); None: not supported
-    submit_task: Callable[[bytes], Awaitable[tuple[bool, str, str | None]]] | None = None
+    # (task announcement/extension, its shard keys or None) -> (accepted, status or reject reason, hex id)
+    submit_task: Callable[[bytes, bytes | None], Awaitable[tuple[bool, str, str | None]]] | None = None
 
 
 class _PeerAdapter:

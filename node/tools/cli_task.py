@@ -91,33 +91,47 @@ def _load_message(path: str):
         raise CliError(f"{path} is not a task announcement or extension ({exc})") from None
 
 
-def cmd_announce(args: argparse.Namespace) -> None:
-    from consensus.tasks import TaskAnnouncement, cosign
-
-    from consensus.keyholder import load_keyholder_file
-    msg = _load_message(args.file)
+def _read(path: str, what: str) -> bytes:
     try:
-        raw = Path(args.keyholder).read_bytes()
+        return Path(path).read_bytes()
     except OSError as exc:
-        raise CliError(f"cannot read keyholder file {args.keyholder}: {exc.strerror}") from None
-    _, keypairs = load_keyholder_file(raw)
+        raise CliError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def cmd_announce(args: argparse.Namespace) -> None:
+    from consensus.tasks import TaskAnnouncement
+
+    from node.tools.task_setup import SigningError, governance_sign, secret_keys_of
+    msg = _load_message(args.file)
+    keyholder_raw = _read(args.keyholder, "keyholder file")
+    keys = secret_keys_of(_read(args.task_secret, "task secret")) if args.task_secret else None
     genesis = _genesis(args)
-    if msg.chain_id != genesis.chain_id:
-        raise CliError(f"{args.file} is for chain {msg.chain_id!r}, the node runs {genesis.chain_id!r}")
-    governance = [kp for kp in keypairs if kp.public in genesis.keyholders]
-    if not governance:
-        raise CliError(f"{args.keyholder} holds none of this chain's governance (genesis keyholder) keys")
-    signed = cosign(msg, governance)
-    if not signed.verify(genesis.keyholders, genesis.threshold):
-        raise CliError(f"{len(signed.signatures)} of the {genesis.threshold} governance signatures this chain "
-                       f"needs: have the other keyholders sign too (the file is unchanged)")
+    try:
+        signed = governance_sign(msg, keyholder_raw, genesis, partial=args.sign_only)
+    except SigningError as exc:
+        raise CliError(f"{args.file}: {exc}") from None
+    if args.sign_only:
+        Path(args.file).write_bytes(signed.encode())
+        emit(args, {"file": args.file, "signatures": len(signed.signatures)},
+             f"{args.file}: {len(signed.signatures)} governance signature(s) of the {genesis.threshold} needed")
+        return
     kind = "announcement" if isinstance(msg, TaskAnnouncement) else "extension"
-    res = call(args, lambda c: c.post_task(signed.encode()))
+
+    async def post(c):
+        status = await c.status()
+        if keys is not None and not status.get("keyholder"):
+            raise CliError(f"the node at {args.node} is not the keyholder: give the task's shard keys "
+                           "(--task-secret) only to the keyholder's own node")
+        if keys is None and status.get("keyholder"):
+            print("popchain: warning: no --task-secret: the keyholder activates the task only once it holds its "
+                  "shard keys", file=sys.stderr)
+        return await c.post_task(signed.encode(), secret=keys)
+    res = call(args, post)
     what = (f"task announcement {signed.msg_hash.hex()[:16]}" if kind == "announcement" else
             f"extension {getattr(msg, 'seq', '?')} of task {getattr(msg, 'task_id', '?')} "
             f"({len(getattr(msg, 'commitments', ()))} shards)")
     emit(args, {"kind": kind, "id": res.get("id") or signed.msg_hash.hex(), "status": res.get("status"),
-                "signatures": len(signed.signatures)},
+                "signatures": len(signed.signatures), "keys_given": keys is not None},
          [f"{what}: {res.get('status', 'accepted')} by {args.node}",
           "it activates with the keyholder's next anchor notice; follow it with 'popchain task list'"])
 
@@ -241,6 +255,10 @@ def register(cmds: Commands) -> None:
                cmd_announce, node=True)
     p.add_argument("file", help="task.announce or taskN-extM.announce (from 'task create' / 'task extend')")
     p.add_argument("--keyholder", required=True, help="the chain's keyholder file (governance keys)")
+    p.add_argument("--task-secret", help="the task's secret file (task.secret / taskN-extM.secret): hands its "
+                                         "shard keys to the keyholder node --node (must be the keyholder's)")
+    p.add_argument("--sign-only", action="store_true",
+                   help="add this keyholder's signatures to FILE and stop (chains with several keyholders)")
     p.add_argument("--genesis", help="the chain's genesis file (default: fetched from --node)")
 
     p = g.leaf("extend", "write a batch of new hidden shards for a live task", cmd_extend, node=True)

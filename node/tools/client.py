@@ -136,9 +136,11 @@ class NodeClient:
         """One task: its record, champion history and revealed shard keys (``package``: its public package)."""
         return await self.get(f"/api/tasks/{task_id}", **({"package": "1"} if package else {}))
 
-    async def post_task(self, message: bytes) -> dict:
-        """Submit a signed task announcement or extension (node gossips it; the next notice activates it)."""
-        return await self._request("POST", "/api/tasks", json_body={"message": message.hex()})
+    async def post_task(self, message: bytes, *, secret: bytes | None = None) -> dict:
+        """Submit a signed task announcement or extension (node gossips it; the next notice activates it).
+        ``secret`` (the batch's ml SecretTask bytes) goes only to a keyholder node: it keeps the shard keys."""
+        body = {"message": message.hex(), **({"secret": secret.hex()} if secret is not None else {})}
+        return await self._request("POST", "/api/tasks", json_body=body)
 
     async def template(self, miner_pubkey: bytes) -> dict:
         return await self.get("/api/template", miner=miner_pubkey.hex())

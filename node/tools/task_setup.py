@@ -6,8 +6,8 @@ datasets, csv:PATH), size its shards for the chain's crowning test (node.tools.s
 the sponsor sign the announcement (consensus.tasks), and write the files: a public message for the keyholders
 to co-sign and announce, and the secret shard keys for the keyholder (mode 0600). For an extension it seals a
 new batch of shards of an existing task under that task's shard format and indices.
-Does not: sign for the governance keys (``task announce`` does, with the keyholder file), talk to a node, or
-decide whether a message will be accepted (the chain does).
+``governance_sign`` adds the governance signatures of a keyholder file to a message (``task announce``).
+Does not: talk to a node, or decide whether a message will be accepted (the chain does).
 
 A task secret file is ``pack([TASK_SECRET_VERSION, task_id or -1, first shard index, SecretTask bytes,
 source])``; ``source`` lets ``task extend`` continue the task: ``[1, world, drift_milli]`` for a generated task
@@ -252,3 +252,32 @@ def create_extension_files(out: Path, chain_id: str, task_id: int, seq: int, bat
     return {"task_id": task_id, "seq": seq, "rounds": len(batch.commitments),
             "first_shard": batch.secret.first_index, "message_id": msg.msg_hash.hex(),
             "message_bytes": len(msg.encode()), "extension": str(msg_path), "secret": str(secret_path)}
+
+
+class SigningError(ValueError):
+    """The keyholder file cannot sign this message for this chain (wrong chain, no governance key, too few)."""
+
+
+def governance_sign(msg: Any, keyholder_raw: bytes, genesis: Genesis, *, partial: bool = False) -> Any:
+    """``msg`` (announcement or extension) with the signatures of the keyholder file's governance keys added.
+    Raises SigningError unless the result reaches the chain's threshold (``partial``: any progress is fine)."""
+    from consensus.tasks import cosign
+
+    from consensus.keyholder import load_keyholder_file
+    if msg.chain_id != genesis.chain_id:
+        raise SigningError(f"the message is for chain {msg.chain_id!r}, not {genesis.chain_id!r}")
+    _, keypairs = load_keyholder_file(keyholder_raw)
+    governance = [kp for kp in keypairs if kp.public in genesis.keyholders]
+    if not governance:
+        raise SigningError("the keyholder file holds none of this chain's governance (genesis keyholder) keys")
+    signed = cosign(msg, governance)
+    if not partial and not signed.verify(genesis.keyholders, genesis.threshold):
+        have = sum(1 for pub, _ in signed.signatures if pub in genesis.keyholders)
+        raise SigningError(f"{have} of the {genesis.threshold} governance signatures this chain needs: have the "
+                           "other keyholders sign too (--sign-only writes the file with yours added)")
+    return signed
+
+
+def secret_keys_of(secret_raw: bytes) -> bytes:
+    """The ml SecretTask bytes (shard keys) inside a task secret file, for the keyholder."""
+    return TaskSecret.decode(secret_raw).secret.encode()
