@@ -1,0 +1,154 @@
+"""The task tooling without a node: `task create` files (sizing under the chain's own test, the sponsor's
+signature, secrets 0600, no overwrite), governance signing attacked (wrong chain, foreign keyholder file,
+too few signatures), extension batches (indices, commitments, drift continuing, rows refused when they do not
+fit), the task secret decoder against hostile bytes, and the command line's one-line errors."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chain.errors import DecodeError, PopError
+from consensus.genesis import load_genesis
+from consensus.keyholder import keyholder_file
+from consensus.tasks import TaskAnnouncement, decode_task_message
+from ml.errors import MLError, TaskError
+from ml.shards import PublicTask, SecretTask, open_shard
+from node.tools.task_setup import (
+    SigningError,
+    TaskSecret,
+    build_extension,
+    create_task_files,
+    governance_sign,
+    secret_keys_of,
+    shard_world,
+)
+from node.tools.testing import make_test_chain, seeded_keypair
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory):
+    d = tmp_path_factory.mktemp("task-cli")
+    chain = make_test_chain(d / "chain", rounds=2)
+    genesis = load_genesis(chain.genesis_path.read_bytes())
+    out = create_task_files(d / "t1", genesis, chain.users[0], rounds=3, shard_size=60, detect=0.05,
+                            bounty=900, drift_milli=40)
+    return chain, genesis, out
+
+
+def test_create_writes_a_sponsor_signed_announcement_and_a_private_secret(made) -> None:
+    chain, genesis, out = made
+    msg = decode_task_message(Path(out["announcement"]).read_bytes())
+    assert isinstance(msg, TaskAnnouncement) and msg.chain_id == genesis.chain_id
+    assert msg.sponsor == chain.users[0].public and msg.verify_sponsor() and msg.signatures == ()
+    assert (msg.bounty, msg.per_crowning) == (900, 300) and out["rounds"] == 3 and out["shard_size"] == 60
+    assert os.stat(out["secret"]).st_mode & 0o777 == 0o600
+    public = PublicTask.decode(msg.package)
+    secret = TaskSecret.decode(Path(out["secret"]).read_bytes())
+    for i in (1, 2, 3):                       # every key opens its committed shard
+        assert len(open_shard(public, i, secret.secret.key(i)).y) == 60
+    assert secret.world is not None and secret.world == shard_world(public, 3, secret.secret.key(3))
+    with pytest.raises(TaskError, match="already exists"):
+        create_task_files(Path(out["announcement"]).parent, genesis, chain.users[0], rounds=3, shard_size=60,
+                          detect=0.05)
+
+
+def test_a_tampered_announcement_loses_the_sponsor_signature(made) -> None:
+    chain, genesis, out = made
+    msg = decode_task_message(Path(out["announcement"]).read_bytes())
+    assert not dataclasses.replace(msg, bounty=10**9).verify_sponsor()   # nobody raises the escrow for the sponsor
+
+
+def test_governance_signing_is_refused_for_the_wrong_keys_or_chain(made, tmp_path: Path) -> None:
+    chain, genesis, out = made
+    msg = decode_task_message(Path(out["announcement"]).read_bytes())
+    signed = governance_sign(msg, chain.keyholder_path.read_bytes(), genesis)
+    assert signed.verify(genesis.keyholders, genesis.threshold) and signed.verify_sponsor()
+    foreign = keyholder_file(SecretTask((), ()).encode(), [seeded_keypair("not-a-keyholder")])
+    with pytest.raises(SigningError, match="none of this chain's governance"):
+        governance_sign(msg, foreign, genesis)
+    with pytest.raises(SigningError, match="for chain"):
+        governance_sign(dataclasses.replace(msg, chain_id="popchain-other"), chain.keyholder_path.read_bytes(),
+                        genesis)
+    two = dataclasses.replace(genesis, threshold=2)     # a chain that needs two keyholders
+    with pytest.raises(SigningError, match="1 of the 2"):
+        governance_sign(msg, chain.keyholder_path.read_bytes(), two)
+    assert governance_sign(msg, chain.keyholder_path.read_bytes(), two, partial=True).signatures
+
+
+def test_an_extension_continues_the_task_at_its_next_indices(made) -> None:
+    _, _, out = made
+    msg = decode_task_message(Path(out["announcement"]).read_bytes())
+    public = PublicTask.decode(msg.package)
+    secret = TaskSecret.decode(Path(out["secret"]).read_bytes())
+    batch = build_extension(public, 1, 4, 2, world=secret.world, drift_milli=secret.drift_milli)
+    grown = dataclasses.replace(public, commitments=public.commitments + batch.commitments,
+                                ciphertexts=public.ciphertexts + batch.ciphertexts)
+    keys = batch.secret.secret
+    assert batch.secret.first_index == 4 and len(keys.keys) == 2
+    assert SecretTask.decode(secret_keys_of(batch.secret.encode())).keys == keys.keys
+    for j, index in enumerate((4, 5)):
+        assert len(open_shard(grown, index, keys.keys[j]).y) == public.shard_size
+    assert shard_world(grown, 5, keys.keys[1]).centres.tolist() != secret.world.centres.tolist()   # it drifts
+    with pytest.raises(MLError):   # a shard sealed for index 4 does not open as index 3's (commitment binds it)
+        open_shard(dataclasses.replace(grown, ciphertexts=grown.ciphertexts[:2] + (grown.ciphertexts[3],) +
+                                       grown.ciphertexts[3:]), 3, keys.keys[0])
+    with pytest.raises(TaskError, match="world"):
+        build_extension(public, 1, 4, 2)
+
+
+def test_a_rows_extension_needs_rows_of_the_same_task() -> None:
+    from ml.shards import package_task
+    from ml.task import load_builtin
+    iris = load_builtin("iris")
+    public, _ = package_task(iris, 2, 20, seed=b"s" * 32)
+    with pytest.raises(TaskError, match="--data"):
+        build_extension(public, 1, 3, 1)
+    with pytest.raises(TaskError, match="rows"):
+        build_extension(public, 1, 3, 9, data=iris)
+    wine = load_builtin("wine")
+    with pytest.raises(TaskError, match="do not match"):
+        build_extension(public, 1, 3, 1, data=wine)
+    batch = build_extension(public, 1, 3, 2, data=iris)
+    grown = dataclasses.replace(public, commitments=public.commitments + batch.commitments,
+                                ciphertexts=public.ciphertexts + batch.ciphertexts)
+    assert len(open_shard(grown, 4, batch.secret.secret.keys[1]).y) == 20
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=200))
+def test_task_secret_decoder_raises_typed_errors_only(data: bytes) -> None:
+    try:
+        TaskSecret.decode(data)
+    except (PopError, MLError):
+        pass
+
+
+def test_task_secret_round_trip_and_hostile_fields(made) -> None:
+    _, _, out = made
+    raw = Path(out["secret"]).read_bytes()
+    assert TaskSecret.decode(raw).encode() == raw
+    from chain.encoding import pack
+    for bad in (pack([2, -1, 1, b"", [0]]), pack([1, -1, 0, b"", [0]]), pack([1, -1, 1, "x", [0]]),
+                pack([1, -1, 1, b"", []])):
+        with pytest.raises((DecodeError, TaskError)):
+            TaskSecret.decode(bad)
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli import main
+    assert main(["task", "create", "--sponsor-wallet", str(tmp_path / "none.popkeys"), "--out", str(tmp_path)]) == 1
+    assert "no wallet at" in capsys.readouterr().err
+    assert main(["task", "announce", str(tmp_path / "missing.announce"), "--keyholder", "k"]) == 1
+    assert "cannot read task message" in capsys.readouterr().err
+    (tmp_path / "junk.announce").write_bytes(b"\x93\x01\x02\x03")
+    assert main(["task", "announce", str(tmp_path / "junk.announce"), "--keyholder", "k"]) == 1
+    err = capsys.readouterr().err
+    assert "is not a task announcement or extension" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["task", "show", "-1"])
+    assert exc.value.code == 2
