@@ -153,3 +153,29 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit) as exc:
         main(["task", "show", "-1"])
     assert exc.value.code == 2
+
+
+def test_cli_create_and_sign_only_offline(made, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+    import json
+
+    import nacl.pwhash
+
+    from chain.wallet import Wallet
+    from cli import main
+    chain, genesis, _ = made
+    w = Wallet.create(tmp_path / "s.popkeys", "pw", opslimit=nacl.pwhash.argon2id.OPSLIMIT_MIN,
+                      memlimit=nacl.pwhash.argon2id.MEMLIMIT_MIN)
+    w.import_seed(hashlib.sha256(b"popchain/testing/user1").digest(), "sponsor")
+    (tmp_path / "pw").write_text("pw\n")
+    assert main(["task", "create", "--task", "synthetic", "--rounds", "2", "--shard-size", "50",
+                 "--sponsor-wallet", str(tmp_path / "s.popkeys"), "--sponsor-key", "sponsor",
+                 "--password-file", str(tmp_path / "pw"), "--bounty", "1000", "--per-crowning", "100",
+                 "--genesis", str(chain.genesis_path), "--out", str(tmp_path / "t"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["per_crowning"] == 100 and out["sponsor"] == chain.users[1].public.hex()
+    assert main(["task", "announce", out["announcement"], "--keyholder", str(chain.keyholder_path), "--sign-only",
+                 "--genesis", str(chain.genesis_path)]) == 0
+    assert "1 governance signature(s) of the 1 needed" in capsys.readouterr().out
+    msg = decode_task_message(Path(out["announcement"]).read_bytes())
+    assert msg.verify(genesis.keyholders, genesis.threshold) and msg.verify_sponsor()

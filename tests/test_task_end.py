@@ -135,3 +135,20 @@ def test_task_list_and_show_say_closed(closed_net: ClosedNet) -> None:
     assert_one_line_error(unknown, "unknown-task")
     bad = closed_net.cli("task", "show", "x", "--node", closed_net.url)
     assert bad.returncode == 2 and "expected a task id" in bad.stderr
+
+
+def test_task_extend_of_a_rows_task_takes_new_rows(closed_net: ClosedNet) -> None:
+    from ml.task import Dataset, synthetic, write_feature_csv
+    spec = closed_net.chain.genesis.task.spec      # make_test_chain's task: rows of ml.task.synthetic
+    fresh = synthetic(b"new rows for the test task", n_samples=250, n_features=12, n_informative=6, n_classes=3)
+    write_feature_csv(closed_net.dir / "more.csv", Dataset(spec, fresh.X, fresh.y))
+    out = closed_net.cli("task", "extend", "0", "--rounds", "2", "--data", f"csv:{closed_net.dir / 'more.csv'}",
+                         "--node", closed_net.url, "--out", str(closed_net.dir / "ext"), "--json")
+    assert out.returncode == 0, out.stderr
+    ext = json.loads(out.stdout)
+    assert ext["task_id"] == 0 and ext["seq"] == 1 and ext["first_shard"] == 3 and ext["rounds"] == 2
+    refused = closed_net.cli("task", "extend", "0", "--rounds", "9", "--data", f"csv:{closed_net.dir / 'more.csv'}",
+                             "--node", closed_net.url, "--out", str(closed_net.dir / "ext2"))
+    assert_one_line_error(refused, "need")
+    no_data = closed_net.cli("task", "extend", "0", "--rounds", "1", "--node", closed_net.url, "--out", "x")
+    assert_one_line_error(no_data, "--data csv:PATH")

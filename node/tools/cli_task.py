@@ -152,7 +152,6 @@ def cmd_extend(args: argparse.Namespace) -> None:
         TaskSecret,
         build_extension,
         create_extension_files,
-        load_source,
         shard_world,
     )
     if args.rounds < 1:
@@ -179,7 +178,7 @@ def cmd_extend(args: argparse.Namespace) -> None:
     else:
         if not args.data:
             raise CliError(f"task {args.task_id} is a rows task: give its new rows with --data csv:PATH")
-        data = load_source(args.data, args.label_column)
+        data = rows_for_task(args.data, public, args.label_column)
     batch = build_extension(public, args.task_id, first, args.rounds, world=world, drift_milli=drift_milli or 0,
                             data=data)
     out = create_extension_files(Path(args.out), status["chain_id"], args.task_id, seq, batch)

@@ -116,6 +116,18 @@ def load_source(task: str, label_column: str) -> Dataset | None:
     raise TaskError(f"unknown task {task!r}: use synthetic, {', '.join(BUILTINS)} or csv:PATH")
 
 
+def rows_for_task(source: str, public: PublicTask, label_column: str = "label") -> Dataset:
+    """New rows for a rows task from ``csv:PATH`` (the holdout.csv format: the task's feature columns in
+    original units and a label column of its class names), quantised as the task quantises."""
+    from ml.task import read_feature_csv
+    if not source.startswith("csv:"):
+        raise TaskError(f"--data {source!r}: expected csv:PATH")
+    X, y = read_feature_csv(source[4:], public.spec, label_column=label_column)
+    if y is None:
+        raise TaskError(f"{source[4:]}: no {label_column!r} column: hidden shards need labels")
+    return Dataset(public.spec, X, y)
+
+
 def shard_world(public: PublicTask, index: int, key: bytes) -> World:
     """The world a generated task's shard ``index`` is drawn from (decrypted with its key and checked against
     its commitment by ml.shards.open_shard first)."""
