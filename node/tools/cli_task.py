@@ -152,6 +152,7 @@ def cmd_extend(args: argparse.Namespace) -> None:
         TaskSecret,
         build_extension,
         create_extension_files,
+        rows_for_task,
         shard_world,
     )
     if args.rounds < 1:
