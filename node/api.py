@@ -357,10 +357,10 @@ class Api:
         """A task announcement or extension ``{"message": hex}``: validated, stored and gossiped by the node.
         ``"secret"`` (hex ml SecretTask, keyholder nodes only): the batch's shard keys, kept before the message
         is submitted so that the keyholder can activate it at once."""
+        body = await json_body(request, MAX_TASK_BODY)
         submit = self.deps.submit_task
         if submit is None:
             raise ApiError(501, "not-supported", "this node does not take task messages")
-        body = await json_body(request, MAX_TASK_BODY)
         raw = _hex(body.get("message"), "message")
         secret = _hex(body["secret"], "secret") if body.get("secret") is not None else None
         if secret is not None and not self.deps.facts()["keyholder"]:

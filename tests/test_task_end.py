@@ -152,3 +152,23 @@ def test_task_extend_of_a_rows_task_takes_new_rows(closed_net: ClosedNet) -> Non
     assert_one_line_error(refused, "need")
     no_data = closed_net.cli("task", "extend", "0", "--rounds", "1", "--node", closed_net.url, "--out", "x")
     assert_one_line_error(no_data, "--data csv:PATH")
+
+
+def test_post_task_refuses_hostile_bodies(closed_net: ClosedNet) -> None:
+    import urllib.error
+    import urllib.request
+
+    def post(body: bytes) -> tuple[int, str]:
+        req = urllib.request.Request(f"{closed_net.url}/api/tasks", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:   # loopback only
+                return resp.status, ""
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())["error"]["code"]
+    assert post(b'{"message": "zz"}') == (400, "bad-request")
+    assert post(b'{"nothing": 1}') == (400, "bad-request")
+    assert post(b"[" * 40 + b"]" * 40)[0] == 400
+    assert post(b'{"message": "' + b"00" * (5 << 20) + b'"}') == (413, "body-too-large")
+    status, code = post(json.dumps({"message": "93010203"}).encode())   # not a task message: typed refusal
+    assert status in (400, 422) and code
