@@ -241,6 +241,12 @@ class Engine:
             out.append(msg.encode())
         return tuple(out)
 
+    def activation_bytes_of(self, msg_hash: bytes) -> bytes:
+        msg = self.book.message(msg_hash)
+        if msg is None:
+            raise RuleError("missing-activation", f"task message {msg_hash.hex()[:16]} is not known here")
+        return msg.encode()
+
     def task_message(self, msg_hash: bytes) -> TaskMessage | None:
         return self.book.message(msg_hash)
 

@@ -27,6 +27,12 @@ from ml.shards import MAX_GENERATED_SHARD_BYTES, SALT_SIZE, SECRET_OVERHEAD, Pub
 P_TREG = b"c/treg/"       # + u32 height -> Registry after that main-chain block
 P_TMSG = b"c/tmsg/"       # + message id -> task message bytes
 MAX_POOL = 256            # validated task messages waiting for activation (governance-signed: few)
+BLOCK_HEADROOM = 256 << 10   # room a block keeps for its header, txs, model and beacon next to task messages
+
+
+def activation_budget(max_block_bytes: int) -> int:
+    """Bytes of task messages one round payload may carry so that its block still fits the genesis cap."""
+    return max(0, max_block_bytes - BLOCK_HEADROOM)
 
 
 def _u32(n: int) -> bytes:
@@ -114,6 +120,10 @@ class TaskBook:
             raise RuleError("bad-chain-id", f"task message for chain {msg.chain_id!r}")
         if not msg.verify(g.keyholders, g.threshold):
             raise RuleError("bad-task-sig", f"task message lacks {g.threshold} governance signatures")
+        size = len(msg.encode())
+        if size > activation_budget(g.params.max_block_bytes):
+            raise RuleError("bad-task", f"{size} bytes: a block carrying it would exceed max_block_bytes "
+                                        f"{g.params.max_block_bytes}")
         if isinstance(msg, TaskAnnouncement):
             if not msg.verify_sponsor():
                 raise RuleError("bad-sponsor-sig", "the sponsor's signature does not verify")
