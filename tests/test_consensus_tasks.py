@@ -220,6 +220,24 @@ def lived(tmp_path_factory):
     snaps["crown9"] = (verdict.status, verdict.code)
     if verdict.ok:
         blocks.append(block9)
+    now += 10
+    # task 1 has no shards left again: the next block (of any task) refunds its escrow to the sponsor
+    while engine.open_round():
+        verdict, _, _, _ = play_round(engine, kh, now, MINERS[0], None)
+        now += 10
+    snaps["escrow_before_refund"] = balance(engine, escrow_account(1))
+    snaps["sponsor_before_refund"] = balance(engine, address_of(SPONSOR.public))
+    ann2 = make_task_announcement([KEYHOLDER], MINERS[4], CHAIN_ID, ann.package, ann.champion)
+    assert engine.add_task_message(ann2)
+    kh.add_task_secret(ann2.msg_hash, secret, n_shards=TASK_ROUNDS)
+    kh.step(now)
+    assert engine.round_task(engine.open_round()) == (2, 1)
+    other = encode_model(train_candidate("linear", engine.task_package(2).training, (), seed=3, max_rows=1100,
+                                         caps=world().genesis.model_caps))
+    verdict, _, block_r, _ = play_round(engine, kh, now, MINERS[1], other)
+    snaps["crown_task2"] = (verdict.status, verdict.code)
+    blocks.append(block_r)
+    snaps["after_refund"] = (balance(engine, escrow_account(1)), balance(engine, address_of(SPONSOR.public)))
     snaps["final"] = (engine.tip().hash, [dataclasses.replace(t, spec=None) for t in engine.tasks()],
                       total_supply(engine), engine.store.get_account(escrow_account(1)).balance)
     snaps["history1"] = engine.champion_history(1)
@@ -265,6 +283,14 @@ def test_a_task_closes_and_an_extension_reopens_it(lived):
     assert info.status == "closed" and info.shards_left == 0 and info.shards_revealed == TASK_ROUNDS
     assert open_round == 0 and any(isinstance(a, Done) for a in actions)
     assert snaps["extended"] == (ROUNDS + 5, (1, TASK_ROUNDS + 1))
+
+
+def test_a_closed_task_refunds_its_escrow_with_the_next_block(lived):
+    _, snaps, _ = lived
+    assert snaps["crown_task2"][0] == "tip-changed", snaps["crown_task2"]
+    left = snaps["escrow_before_refund"]
+    assert left > 0                       # the bounty was not fully paid out
+    assert snaps["after_refund"] == (0, snaps["sponsor_before_refund"] + left)
 
 
 def test_supply_is_allocations_plus_rewards_after_refund(lived):
