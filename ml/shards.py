@@ -301,3 +301,50 @@ def demo_task(seed: bytes, n_rounds: int = 100, shard_size: int = 200, n_train: 
     rest, test = split_test(ds, n_test, seed)
     public, secret = package_task(rest, n_rounds, shard_size, seed=seed)
     return public, secret, test
+
+
+# ---------------------------------------------------------------- extension batches (issue 11)
+
+ShardBatch = tuple[tuple[bytes, ...], tuple[bytes, ...], SecretTask]   # commitments, ciphertexts, their keys
+
+
+def extend_rows(dataset: Dataset, first: int, n_rounds: int, shard_size: int, *, seed: bytes | None = None,
+                rng: Rng = os.urandom) -> ShardBatch:
+    """Hidden shards ``first`` … ``first + n_rounds − 1`` of a rows task from fresh rows of ``dataset`` (a task
+    extension's batch: the commitment binds the task-local index, so shard numbers continue the task's)."""
+    check_int(first, 1, MAX_ROUNDS, TaskError, "first")
+    check_int(n_rounds, 1, MAX_ROUNDS, TaskError, "n_rounds")
+    check_int(shard_size, 1, MAX_SHARD_SIZE, TaskError, "shard_size")
+    if n_rounds * shard_size > len(dataset):
+        raise TaskError(f"{n_rounds} x {shard_size} rows needed, the dataset has {len(dataset)}")
+    order_rng = _rng(seed, b"popchain/extension", rng)
+    order = _stratified_order(dataset.y, n_rounds, order_rng)
+    keys, salts, commits, cts = [], [], [], []
+    for i in range(n_rounds):
+        r = first + i
+        rows = order_rng.permutation(order[i * shard_size:(i + 1) * shard_size])
+        key, salt, commit, ct = _seal(r, encode_shard(r, dataset.X[rows], dataset.y[rows]), rng)
+        keys.append(key)
+        salts.append(salt)
+        commits.append(commit)
+        cts.append(ct)
+    return tuple(commits), tuple(cts), SecretTask(tuple(keys), tuple(salts))
+
+
+def extend_generated(world: World, first: int, n_rounds: int, *, rng: Rng = os.urandom,
+                     drift_milli: int = 0) -> tuple[ShardBatch, World]:
+    """Generated shards ``first`` … of a task whose last shard was drawn from ``world`` (with ``drift_milli``
+    each continues to drift from there). Returns the batch and the world of its last shard (for the next one)."""
+    check_int(first, 1, MAX_ROUNDS, TaskError, "first")
+    check_int(n_rounds, 1, MAX_ROUNDS, TaskError, "n_rounds")
+    keys, salts, commits, cts = [], [], [], []
+    current = world
+    for i in range(n_rounds):
+        if drift_milli:
+            current = drift(current, rng(32), drift_milli)
+        key, salt, commit, ct = _seal(first + i, encode_generated_shard(first + i, current, rng(32)), rng)
+        keys.append(key)
+        salts.append(salt)
+        commits.append(commit)
+        cts.append(ct)
+    return (tuple(commits), tuple(cts), SecretTask(tuple(keys), tuple(salts))), current
