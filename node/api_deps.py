@@ -110,4 +110,17 @@ def api_deps(node: Any) -> ApiDeps:
         peers=lambda: [_PeerAdapter(p) for p in node.ready_peers()],
         known_addrs=lambda: sorted(node.book.addrs),
         discouraged=lambda: {k: v for k, v in node.book.bans.items() if v > time.time()},
-        facts=facts, cookie=lambda: node.cookie, health=health if callable(health) else None)
+        facts=facts, cookie=lambda: node.cookie, health=health if callable(health) else None,
+        submit_task=lambda raw, secret: _submit_task(node, raw, secret))
+
+
+async def _submit_task(node: Any, raw: bytes, secret: bytes | None) -> tuple[bool, str, str | None]:
+    """Node.submit_task_message, with the message id (None if the bytes are no task message)."""
+    from chain.errors import DecodeError
+    from consensus.tasks import decode_task_message
+    ok, reason = await node.submit_task_message(raw, secret)
+    try:
+        msg_id: str | None = decode_task_message(raw).msg_hash.hex()
+    except DecodeError:
+        msg_id = None
+    return ok, reason, msg_id

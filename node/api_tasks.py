@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from chain.address import address_of, encode_address
+from consensus.tasks import MAX_TASK_MSG_SIZE
 from node.engine_api import to_json
 from node.errors import ApiError
 
 MAX_TASK_ID_DIGITS = 9
 MAX_HISTORY = 1000           # champion records per task in one answer (newest kept)
-MAX_TASK_BODY = 8 * 2**20    # a task announcement carries a public package (ml.shards caps it well below this)
+# a task message in hex, plus its shard keys in hex (keyholder nodes): consensus.tasks caps the message
+MAX_TASK_BODY = 2 * MAX_TASK_MSG_SIZE + (1 << 20)
 CLOSED = "closed"
 
 
@@ -26,7 +28,7 @@ class TaskRow:
     """What every task view shows; built from the engine's TaskInfo (or, on a single-task engine, genesis)."""
     task_id: int
     name: str
-    sponsor: bytes | None
+    sponsor: bytes | None          # None: the genesis task (no sponsor)
     shards_total: int
     shards_revealed: int
     shards_left: int
@@ -38,53 +40,34 @@ class TaskRow:
     extensions: int = 0            # extensions applied so far (the next one has seq = extensions + 1)
 
 
-def _spec_name(info: Any) -> str:
-    spec = getattr(info, "spec", None)
-    return str(getattr(info, "name", None) or getattr(spec, "name", None) or f"task {info.task_id}")
-
-
 def task_rows(engine: Any) -> list[TaskRow]:
     """Every task of the chain in id order (engine worker thread)."""
-    if not hasattr(engine, "tasks"):
-        return [_genesis_task_row(engine)]
-    return [TaskRow(t.task_id, _spec_name(t), getattr(t, "sponsor", None), t.shards_total, t.shards_revealed,
+    return [TaskRow(t.task_id, t.name, t.sponsor if any(t.sponsor) else None, t.shards_total, t.shards_revealed,
                     t.shards_left, t.status, t.bounty_total, t.bounty_left, t.bounty_per_crowning, t.champion,
-                    getattr(t, "extensions", 0))
-            for t in engine.tasks()]
-
-
-def _genesis_task_row(engine: Any) -> TaskRow:
-    """A chain with only its genesis task: its shards are its rounds; it closes once the keyholder has moved
-    past its last round (the closing notice)."""
-    g = engine.genesis
-    r = engine.current_round()
-    revealed = sum(1 for x in range(1, min(r, g.n_rounds) + 1) if engine.beacon(x) is not None)
-    status = CLOSED if r > g.n_rounds else "open"
-    return TaskRow(0, g.task.spec.name, None, g.n_rounds, revealed, g.n_rounds - revealed, status, 0, 0, 0,
-                   engine.champion())
+                    t.extensions) for t in engine.tasks()]
 
 
 def round_task_of(engine: Any, r: int) -> int | None:
     """The task round r serves (None: no such round)."""
     if r < 1:
         return None
-    if hasattr(engine, "round_task"):
-        served = engine.round_task(r)          # (task id, shard index) or None
-        return served[0] if isinstance(served, tuple) else served
-    return 0 if r <= engine.genesis.n_rounds else None
+    served = engine.round_task(r)          # (task id, shard index) or None (idle round)
+    return None if served is None else served[0]
 
 
 def activation_hex(engine: Any, statement: Any) -> list[str]:
     """The bytes of the task messages a notice/beacon activates (a block of its round carries them), hex."""
-    if statement is None or not hasattr(engine, "activation_bytes"):
+    if statement is None:
         return []
     return [m.hex() for m in engine.activation_bytes(statement)]
 
 
 def chain_phase(round_status: str | None, rows: list[TaskRow]) -> str:
     """The phase /api/status reports: the current round's status while some task is open, ``closed`` when none
-    is (every task has spent its shards and its last round is final; a new task or an extension reopens it)."""
-    if not any(t.status != CLOSED for t in rows):
+    is and no round is still being opened (every task has spent its shards and its last round is final — the
+    keyholder's idle notice; a new task or an extension reopens it). The last round's opening window, after
+    its beacon spent the last shard, still says ``revealed``: its block may yet be crowned."""
+    if not any(t.status != CLOSED for t in rows) and round_status != "revealed":
         return CLOSED
     return round_status or "not-started"
 
@@ -134,9 +117,7 @@ def find_task(rows: list[TaskRow], task_id: int) -> TaskRow:
 
 def champion_history(engine: Any, task_id: int) -> list[Any]:
     """Task ``task_id``'s champion lineage, oldest first (engine worker thread)."""
-    if hasattr(engine, "tasks"):
-        return list(engine.champion_history(task_id))
-    return list(engine.champion_history())
+    return list(engine.champion_history(task_id))
 
 
 def revealed_shards(engine: Any, task_id: int) -> list[dict[str, Any]]:
@@ -147,15 +128,11 @@ def revealed_shards(engine: Any, task_id: int) -> list[dict[str, Any]]:
         b = engine.beacon(r)
         if b is None:
             continue
-        t = getattr(b, "task_id", 0)
-        if t == task_id:
-            out.append({"round": r, "shard_index": getattr(b, "shard_index", r), "shard_key": b.shard_key.hex()})
+        if b.task_id == task_id:
+            out.append({"round": r, "shard_index": b.shard_index, "shard_key": b.shard_key.hex()})
     return out
 
 
 def task_package(engine: Any, task_id: int) -> bytes:
     """Task ``task_id``'s public package as it stands (extension shards included), encoded."""
-    if hasattr(engine, "task_package"):
-        pkg = engine.task_package(task_id)
-        return pkg if isinstance(pkg, bytes) else pkg.encode()
-    return engine.genesis.task.encode()
+    return engine.task_package(task_id).encode()

@@ -26,7 +26,7 @@ from chain.encoding import check_int, check_list, pack, unpack
 from chain.errors import DecodeError
 from consensus.genesis import Genesis
 from ml.errors import TaskError
-from ml.generator import World, drift, generate, world_from_seed
+from ml.generator import World, generate, world_from_seed
 from ml.shards import PublicTask, SecretTask, package_generated, package_task, split_test
 from ml.task import Dataset, write_feature_csv
 from node.tools.genesis_setup import BUILTINS, SYNTHETIC_TRAIN, public_dataset_warning, size_task
@@ -184,17 +184,6 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
 
 
 
-def _seal(index: int, shard_bytes: bytes, rng: Rng) -> tuple[bytes, bytes, bytes, bytes]:
-    """(key, salt, commitment, ciphertext) of a task's shard ``index`` — the per-shard format of ml.shards
-    (commitment H(tag, u64be(index), salt, S), ciphertext SecretBox(key)(salt ‖ S))."""
-    import nacl.secret
-
-    from ml.shards import KEY_SIZE, SALT_SIZE, commitment
-    key, salt = rng(KEY_SIZE), rng(SALT_SIZE)
-    ct = bytes(nacl.secret.SecretBox(key).encrypt(salt + shard_bytes, rng(nacl.secret.SecretBox.NONCE_SIZE)))
-    return key, salt, commitment(index, salt, shard_bytes), ct
-
-
 @dataclass(frozen=True)
 class ShardBatch:
     commitments: tuple[bytes, ...]
@@ -206,46 +195,24 @@ def build_extension(public: PublicTask, task_id: int, first_index: int, rounds: 
                     world: World | None = None, drift_milli: int = 0, data: Dataset | None = None,
                     rng: Rng = os.urandom) -> ShardBatch:
     """``rounds`` new shards of a task whose package is ``public``, indices first_index … (the task's shards so
-    far + 1): a generated task draws them from ``world`` drifting on by ``drift_milli`` a shard; a rows task
-    cuts them from ``data`` (rows of the same spec, none of which may be public already)."""
-    from ml.shards import MAX_ROUNDS, encode_generated_shard, encode_shard
+    far + 1), sealed by ml.shards: a generated task draws them from ``world`` drifting on by ``drift_milli`` a
+    shard; a rows task cuts them from ``data`` (rows of the same spec, none of which may be public already)."""
+    from ml.shards import MAX_ROUNDS, extend_generated, extend_rows
     check_int(rounds, 1, MAX_ROUNDS, "--rounds")
-    keys: list[bytes] = []
-    salts: list[bytes] = []
-    commits: list[bytes] = []
-    cts: list[bytes] = []
     if public.generated:
         if world is None:
             raise TaskError("a generated task's extension needs the world of one of its shards")
         if world.spec != public.spec:
             raise TaskError("the world does not belong to this task (its spec differs)")
-        current = world
-        for index in range(first_index, first_index + rounds):
-            if drift_milli:
-                current = drift(current, rng(32), drift_milli)
-            sealed = _seal(index, encode_generated_shard(index, current, rng(32)), rng)
-            for out, v in zip((keys, salts, commits, cts), sealed):
-                out.append(v)
-        last: World | None = current
-    else:
-        if data is None:
-            raise TaskError("a rows task (digits, csv, ...) is extended with new rows: --data csv:PATH")
-        if data.spec.n_features != public.spec.n_features or data.spec.classes != public.spec.classes:
-            raise TaskError(f"--data: {data.spec.n_features} features and classes {list(data.spec.classes)} do "
-                            f"not match the task's {public.spec.n_features} and {list(public.spec.classes)}")
-        need = rounds * public.shard_size
-        if len(data) < need:
-            raise TaskError(f"--data: {len(data)} rows, {rounds} shards of {public.shard_size} rows need {need}")
-        import numpy as np
-        order = np.random.Generator(np.random.PCG64(int.from_bytes(rng(16), "big"))).permutation(len(data))
-        for i, index in enumerate(range(first_index, first_index + rounds)):
-            rows = order[i * public.shard_size:(i + 1) * public.shard_size]
-            sealed = _seal(index, encode_shard(index, data.X[rows], data.y[rows]), rng)
-            for out, v in zip((keys, salts, commits, cts), sealed):
-                out.append(v)
-        last = None
-    secret = TaskSecret(task_id, first_index, SecretTask(tuple(keys), tuple(salts)), last, drift_milli)
-    return ShardBatch(tuple(commits), tuple(cts), secret)
+        (commits, cts, keys), last = extend_generated(world, first_index, rounds, rng=rng, drift_milli=drift_milli)
+        return ShardBatch(commits, cts, TaskSecret(task_id, first_index, keys, last, drift_milli))
+    if data is None:
+        raise TaskError("a rows task (digits, csv, ...) is extended with new rows: --data csv:PATH")
+    if data.spec.n_features != public.spec.n_features or data.spec.classes != public.spec.classes:
+        raise TaskError(f"--data: {data.spec.n_features} features and classes {list(data.spec.classes)} do "
+                        f"not match the task's {public.spec.n_features} and {list(public.spec.classes)}")
+    commits, cts, keys = extend_rows(data, first_index, rounds, public.shard_size, rng=rng)
+    return ShardBatch(commits, cts, TaskSecret(task_id, first_index, keys))
 
 
 def extension_paths(out: Path, task_id: int, seq: int) -> tuple[Path, Path]:
@@ -273,9 +240,8 @@ class SigningError(ValueError):
 def governance_sign(msg: Any, keyholder_raw: bytes, genesis: Genesis, *, partial: bool = False) -> Any:
     """``msg`` (announcement or extension) with the signatures of the keyholder file's governance keys added.
     Raises SigningError unless the result reaches the chain's threshold (``partial``: any progress is fine)."""
-    from consensus.tasks import cosign
-
     from consensus.keyholder import load_keyholder_file
+    from consensus.tasks import cosign
     if msg.chain_id != genesis.chain_id:
         raise SigningError(f"the message is for chain {msg.chain_id!r}, not {genesis.chain_id!r}")
     _, keypairs = load_keyholder_file(keyholder_raw)
