@@ -32,6 +32,7 @@ from node.api_tasks import (
     revealed_shards,
     round_task_of,
     status_fields,
+    task_champion_model,
     task_json,
     task_package,
     task_rows,
@@ -374,6 +375,8 @@ class Api:
     async def model(self, request: web.Request) -> web.Response:
         h = _hex(request.match_info["hash"], "hash", 32)
         data = await self.read(self.deps.store.get_model, h)
+        if data is None:   # an announced task's initial champion travels in its announcement, not in a block
+            data = await self.call(task_champion_model, self.deps.engine, h)
         if data is None:
             raise ApiError(404, "not-found", "unknown model hash")
         if request.query.get("format") == "hex":

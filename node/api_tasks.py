@@ -136,3 +136,12 @@ def revealed_shards(engine: Any, task_id: int) -> list[dict[str, Any]]:
 def task_package(engine: Any, task_id: int) -> bytes:
     """Task ``task_id``'s public package as it stands (extension shards included), encoded."""
     return engine.task_package(task_id).encode()
+
+
+def task_champion_model(engine: Any, model_hash: bytes) -> bytes | None:
+    """The bytes of a task's current champion with this model hash (an announced task's initial champion is
+    in no block: it comes from the announcement), or None (engine worker thread)."""
+    for t in engine.tasks():
+        if t.champion.model_hash == model_hash:
+            return engine.champion_model(t.task_id)
+    return None

@@ -211,7 +211,11 @@ class ScriptedMiner:
             self.entered.add(r)
             task_id = status.get("round_task") or 0
             self.rounds_by_task[task_id] = self.rounds_by_task.get(task_id, 0) + 1
-            await self.mine_round(r, task_id)
+            try:
+                await self.mine_round(r, task_id)
+            except ApiCallError as exc:   # the node refused a read: this round is lost, the next one is not
+                log.warning("miner: round %d: %s", r, exc)
+                self.opened.append((r, f"error:{exc.code}"))
             done += 1
 
     async def mine_round(self, r: int, task_id: int = 0) -> None:
