@@ -288,6 +288,9 @@ class Relay:
                 data = tx.encode() if tx else None
             if data is None and kind == InvKind.BLOCK:
                 data = blocks.get(h)
+            if data is None and kind == InvKind.TASK:   # task messages live in the engine's store (§3.13)
+                msg = await self.host.worker.call(self.host.engine.task_message, h)
+                data = msg.encode() if msg is not None else None
             if data is None:
                 missing.append((kind, h))
                 continue
