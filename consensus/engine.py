@@ -99,7 +99,7 @@ class BlockVerdict:
 @dataclass(frozen=True)
 class RoundInfo:
     round: int
-    status: str                 # future | open | revealed | crowned | void
+    status: str                 # future | open | revealed | crowned | void | idle (no task had shards left)
     anchor: bytes | None
     notice: AnchorNotice | None
     beacon: Beacon | None
@@ -344,6 +344,8 @@ class Engine:
         winner = next((rec for rec in self.champion_history() if rec.round == r and rec.height > 0), None)
         if r > self._round:
             status = "future"
+        elif notice is not None and notice.idle:
+            status = "idle"             # every task was exhausted: the round served nothing (§3.13)
         elif r == self._round:
             status = "revealed" if beacon else "open"
         else:

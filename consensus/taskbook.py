@@ -47,7 +47,7 @@ class TaskBook:
         self._genesis_registry = genesis_registry(
             genesis.hash, genesis.n_rounds, ChampionRecord(g.hash, 0, 0, g.miner, g.model_hash, 0, 0, 0, 0))
         self._msgs: OrderedDict[bytes, TaskMessage] = OrderedDict()
-        self._packages: OrderedDict[tuple[int, int], PublicTask] = OrderedDict()
+        self._packages: OrderedDict[tuple[int, tuple[tuple[bytes, int], ...]], PublicTask] = OrderedDict()
         self._decoded: OrderedDict[bytes, PublicTask] = OrderedDict()
 
     # ------------------------------------------------------------ registries
@@ -185,7 +185,7 @@ class TaskBook:
 
     def package_of(self, t: TaskRecord, extra: Mapping[bytes, TaskMessage] = {}) -> PublicTask:
         """Task ``t``'s public package with every extension's shards appended (shard s at index s − 1)."""
-        key = (t.task_id, len(t.batches))
+        key = (t.task_id, t.batches)
         hit = self._packages.get(key)
         if hit is not None:
             return hit
