@@ -241,6 +241,13 @@ def lived(tmp_path_factory):
     snaps["final"] = (engine.tip().hash, [dataclasses.replace(t, spec=None) for t in engine.tasks()],
                       total_supply(engine), engine.store.get_account(escrow_account(1)).balance)
     snaps["history1"] = engine.champion_history(1)
+    # restart: engine and keyholder resume from the store alone (registry per height, task messages, secrets)
+    before = (engine.tip().hash, engine.current_round(), engine.open_round(), [
+        dataclasses.replace(t, spec=None) for t in engine.tasks()], kh.done)
+    store.close()
+    store, engine, kh = open_engine(path)
+    snaps["restart"] = (before, (engine.tip().hash, engine.current_round(), engine.open_round(), [
+        dataclasses.replace(t, spec=None) for t in engine.tasks()], kh.done), kh.step(now + 100))
     yield engine, snaps, blocks
     store.close()
 
@@ -375,3 +382,12 @@ def test_idle_round_keeps_rounds_closed_message():
     assert RoundClosed(1, None, bytes(32)).winner is None
     assert isinstance(make_task_extension([KEYHOLDER], CHAIN_ID, 0, 1, (bytes(32),), (bytes(120),)), TaskExtension)
     assert isinstance(new_task()[0], TaskAnnouncement)
+
+
+def test_engine_and_keyholder_resume_after_a_restart(lived):
+    _, snaps, _ = lived
+    before, after, actions = snaps["restart"]
+    assert before == after
+    # the keyholder re-sends the journaled notice of its round (identical bytes), signs nothing new
+    notices = [a for a in actions if isinstance(a, AnchorNotice)]
+    assert len(notices) <= 1 and all(n.round == after[1] for n in notices)
