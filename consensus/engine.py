@@ -533,8 +533,10 @@ class Engine:
             extra.update(self.book.registry_extra(h.height, s.registry))
             extra.update(self.book.message_extra(s.messages))
             for m in s.messages:      # an initial champion counts as a champion for duplicate-model
-                if isinstance(m, TaskAnnouncement) and self.store.meta_get(P_CMODEL + model_hash(m.champion)) is None:
-                    extra[P_CMODEL + model_hash(m.champion)] = _u32(h.height)
+                if isinstance(m, TaskAnnouncement):
+                    self.store.put_model(m.champion)
+                    if self.store.meta_get(P_CMODEL + model_hash(m.champion)) is None:
+                        extra[P_CMODEL + model_hash(m.champion)] = _u32(h.height)
         # the models its beacon records as opened (losers included) can never be crowned again (§3.6 step 7)
         for mh in RoundPayload.decode(s.block.payload).beacon.opened:
             if self.store.meta_get(P_OMODEL + mh) is None:

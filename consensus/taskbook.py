@@ -94,6 +94,8 @@ class TaskBook:
         pending = sum(1 for m in self.pool() if not applied.has_message(m.msg_hash))
         if pending >= MAX_POOL:
             raise RuleError("task-pool-full", f"{pending} task messages already wait for activation")
+        if isinstance(msg, TaskAnnouncement):
+            self.store.put_model(msg.champion)   # served by hash like any champion (GET /api/model/…)
         self.store.meta_put(key, msg.encode())
         return True
 

@@ -6,7 +6,7 @@ On a peer's handshake: INV of the task messages we store (the peer fetches what 
 the engine), and a walk GETROUNDS(first, WALK) → ROUNDS from the first round whose beacon we lack, batch after
 batch until the peer answers with nothing, one batch in flight per peer. Statements are judged like gossiped ones (node.judge), marked
 as requested, so a stale answer is never penalised. Bounded: ≤ MAX_ROUNDS_ITEMS statements per frame, one walk
-per peer.
+per peer; serving is charged to the asker's object budget and paced by its send queue, like GETDATA.
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ class RoundSyncHost(Protocol):
 
 class Judging(Protocol):
     requests: Any                      # node.inventory.RequestTracker
+    def charge(self, peer: Peer, n: int) -> bool: ...
     async def on_object(self, peer: Peer | None, kind: InvKind, data: bytes) -> tuple[bool, str]: ...
 
 
@@ -85,6 +86,9 @@ class RoundSync:
 
     async def handle(self, peer: Peer, msg: wire.Message) -> None:
         if isinstance(msg, wire.GetRounds):
+            if not self.relay.charge(peer, msg.count * 2):
+                return
+            await peer.writable()     # like GETDATA: its own reading speed paces what it may ask of us
             items = await self.node.worker.call(self._statements, msg.first, msg.count)
             peer.send(wire.Rounds(tuple(items)))
             return

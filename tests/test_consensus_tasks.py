@@ -170,6 +170,8 @@ def test_forgeries_are_refused_with_their_codes(tmp_path):
         assert exc.value.code == "unknown-task"
         assert engine.add_task_message(ann) and not engine.add_task_message(ann)   # new, then known
         assert [m.msg_hash for m in engine.pending_task_messages()] == [ann.msg_hash]
+        from chain.block import model_hash
+        assert store.get_model(model_hash(ann.champion)) == ann.champion   # served by hash to miners
     finally:
         store.close()
 
