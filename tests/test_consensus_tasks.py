@@ -393,3 +393,11 @@ def test_engine_and_keyholder_resume_after_a_restart(lived):
     # the keyholder re-sends the journaled notice of its round (identical bytes), signs nothing new
     notices = [a for a in actions if isinstance(a, AnchorNotice)]
     assert len(notices) <= 1 and all(n.round == after[1] for n in notices)
+
+
+def test_verify_and_reindex_replay_the_bounty_moves(lived):
+    """`node verify` replays each block's recorded moves (forfeits, escrow, payout, refund) and finds the state."""
+    engine, _, _ = lived
+    report = engine.store.verify()
+    assert report.ok, report.problems
+    assert engine.store.reindex().ok
