@@ -401,3 +401,27 @@ def test_verify_and_reindex_replay_the_bounty_moves(lived):
     report = engine.store.verify()
     assert report.ok, report.problems
     assert engine.store.reindex().ok
+
+
+def test_a_notice_naming_another_shard_than_the_schedule_is_refused(tmp_path):
+    """Even keyholder-signed: round 1 of a fresh chain serves shard 1 of task 0, nothing else, and a notice
+    cannot activate a message that does not apply (an extension of a task that does not exist)."""
+    from consensus.messages import make_anchor_notice
+    store, engine, _ = open_engine(tmp_path / "db")
+    try:
+        g = world().genesis
+        for kw in (dict(shard_index=2), dict(task_id=1, shard_index=1), dict(shard_index=0)):
+            with pytest.raises(RuleError) as exc:
+                engine.add_anchor_notice(make_anchor_notice([KEYHOLDER], CHAIN_ID, 1, g.hash, 0, 10, **kw))
+            assert exc.value.code == "bad-schedule", kw
+        _, _, _, (commits, cts, _) = new_task()
+        ext = make_task_extension([KEYHOLDER], CHAIN_ID, 5, 1, commits, cts)
+        engine.book.add_to_pool(ext, engine.registry())     # stored (as if gossiped before its task existed)
+        with pytest.raises(RuleError) as exc:
+            engine.add_anchor_notice(make_anchor_notice([KEYHOLDER], CHAIN_ID, 1, g.hash, 0, 10,
+                                                        activations=[(1, ext.msg_hash)]))
+        assert exc.value.code == "bad-schedule"
+        assert engine.add_anchor_notice(make_anchor_notice([KEYHOLDER], CHAIN_ID, 1, g.hash, 0, 10))
+        assert engine.open_round() == 1 and engine.round_task(1) == (0, 1)
+    finally:
+        store.close()
