@@ -281,8 +281,7 @@ class Engine:
     def pending_task_messages(self) -> list[TaskMessage]:
         """Stored task messages the registry has not applied, in activation order: announcements by id, then
         extensions by (task, seq)."""
-        reg = self.registry()
-        pending = [m for m in self.book.pool() if not reg.has_message(m.msg_hash)]
+        pending = self.book.pending(self.registry())
         return sorted(pending, key=lambda m: (0, 0, 0, m.msg_hash) if isinstance(m, TaskAnnouncement)
                       else (1, m.task_id, m.seq, m.msg_hash))
 

@@ -16,7 +16,6 @@ from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from consensus.engine import P_BEACON, P_NOTICE
-from consensus.taskbook import P_TMSG
 from node import wire
 from node.judge import object_id
 from node.limits import INVALID_OBJECT
@@ -72,7 +71,7 @@ class RoundSync:
     def _local_state(self) -> tuple[list[tuple[InvKind, bytes]], int]:
         """(the task messages we store, the first round whose beacon we lack — idle rounds have none)."""
         engine = self.node.engine
-        ids = [(InvKind.TASK, key[len(P_TMSG):]) for key, _ in engine.store.meta_items(P_TMSG)][:MAX_TASK_INV]
+        ids = [(InvKind.TASK, h) for h in engine.book.ids()][:MAX_TASK_INV]
         r = 1
         while engine.beacon(r) is not None or ((n := engine.notice(r)) is not None and n.idle):
             r += 1
