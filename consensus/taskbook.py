@@ -58,7 +58,7 @@ class TaskBook:
         if header.height == 0:
             return self._genesis_registry
         raw = self.store.meta_get(P_TREG + _u32(header.height))
-        if raw is None:
+        if raw is None or not self.store.is_main_chain(header.hash):   # registries are kept per main-chain height
             raise RuleError("stale-parent", f"no task registry for height {header.height} (not on the main chain)")
         return Registry.decode(raw)
 
