@@ -23,7 +23,6 @@ from chain.crypto import Keypair
 from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack, unpack
 from chain.errors import DecodeError, RuleError
 from consensus.engine import Engine
-from consensus.taskbook import activation_budget
 from consensus.messages import (
     MAX_ACTIVATIONS,
     MAX_KEYHOLDERS,
@@ -35,6 +34,7 @@ from consensus.messages import (
     make_anchor_notice,
     make_beacon,
 )
+from consensus.taskbook import activation_budget
 from ml.shards import SecretTask
 
 P_OPEN = b"k/open/"          # + u32 round -> pack([opened_ms, notice bytes])

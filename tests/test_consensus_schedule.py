@@ -196,3 +196,43 @@ class Ledger(RuleBasedStateMachine):
 
 TestLedger = Ledger.TestCase
 TestLedger.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+# ---------------------------------------------------------------- statement encodings with a schedule
+
+acts_st = st.lists(st.tuples(st.integers(1, 50), st.binary(min_size=32, max_size=32)), max_size=5,
+                   unique_by=lambda a: a[1]).map(lambda xs: sorted(xs, key=lambda a: a[0]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(50, 60), st.integers(0, 2**16 - 1), st.integers(1, 2**32 - 1), acts_st)
+def test_notice_and_beacon_roundtrip_with_a_schedule(r, task_id, shard, acts):
+    from chain.crypto import Keypair
+    from consensus.messages import AnchorNotice, Beacon, make_anchor_notice, make_beacon
+    kp = Keypair.from_seed(bytes(32))
+    n = make_anchor_notice([kp], "popchain-x", r, bytes(32), 0, 5, task_id=task_id, shard_index=shard,
+                           activations=acts)
+    b = make_beacon([kp], "popchain-x", r, bytes(32), [(bytes(32), kp.public)], bytes(32), task_id=task_id,
+                    shard_index=shard, activations=acts)
+    assert AnchorNotice.decode(n.encode()) == n and Beacon.decode(b.encode()) == b
+    assert (n.served, n.activations) == (b.served, b.activations) and n.verify([kp.public], 1)
+    idle = make_anchor_notice([kp], "popchain-x", r, bytes(32), 0, 5, shard_index=0)
+    assert idle.idle and idle.served is None
+
+
+def test_malformed_schedules_do_not_decode():
+    import pytest
+
+    from chain.crypto import Keypair
+    from chain.errors import DecodeError
+    from consensus.messages import make_anchor_notice, make_beacon
+    kp = Keypair.from_seed(bytes(32))
+    h = bytes(32)
+    for kw in (dict(shard_index=0, task_id=3),                       # idle names task 0
+               dict(activations=[(9, h)]),                           # activated after its own round (r = 5)
+               dict(activations=[(3, h), (2, bytes([1]) * 32)]),     # rounds out of order
+               dict(activations=[(2, h), (3, h)])):                  # a message listed twice
+        with pytest.raises(DecodeError):
+            make_anchor_notice([kp], "popchain-x", 5, h, 0, 5, **kw)
+    with pytest.raises(DecodeError):                                 # a beacon always serves a shard
+        make_beacon([kp], "popchain-x", 5, h, [(h, kp.public)], h, shard_index=0)

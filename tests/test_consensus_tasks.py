@@ -170,6 +170,8 @@ def test_forgeries_are_refused_with_their_codes(tmp_path):
         assert exc.value.code == "unknown-task"
         assert engine.add_task_message(ann) and not engine.add_task_message(ann)   # new, then known
         assert [m.msg_hash for m in engine.pending_task_messages()] == [ann.msg_hash]
+        from chain.block import model_hash
+        assert store.get_model(model_hash(ann.champion)) == ann.champion   # served by hash to miners
     finally:
         store.close()
 
@@ -241,6 +243,13 @@ def lived(tmp_path_factory):
     snaps["final"] = (engine.tip().hash, [dataclasses.replace(t, spec=None) for t in engine.tasks()],
                       total_supply(engine), engine.store.get_account(escrow_account(1)).balance)
     snaps["history1"] = engine.champion_history(1)
+    # restart: engine and keyholder resume from the store alone (registry per height, task messages, secrets)
+    before = (engine.tip().hash, engine.current_round(), engine.open_round(), [
+        dataclasses.replace(t, spec=None) for t in engine.tasks()], kh.done)
+    store.close()
+    store, engine, kh = open_engine(path)
+    snaps["restart"] = (before, (engine.tip().hash, engine.current_round(), engine.open_round(), [
+        dataclasses.replace(t, spec=None) for t in engine.tasks()], kh.done), kh.step(now + 100))
     yield engine, snaps, blocks
     store.close()
 
@@ -375,3 +384,44 @@ def test_idle_round_keeps_rounds_closed_message():
     assert RoundClosed(1, None, bytes(32)).winner is None
     assert isinstance(make_task_extension([KEYHOLDER], CHAIN_ID, 0, 1, (bytes(32),), (bytes(120),)), TaskExtension)
     assert isinstance(new_task()[0], TaskAnnouncement)
+
+
+def test_engine_and_keyholder_resume_after_a_restart(lived):
+    _, snaps, _ = lived
+    before, after, actions = snaps["restart"]
+    assert before == after
+    # the keyholder re-sends the journaled notice of its round (identical bytes), signs nothing new
+    notices = [a for a in actions if isinstance(a, AnchorNotice)]
+    assert len(notices) <= 1 and all(n.round == after[1] for n in notices)
+
+
+def test_verify_and_reindex_replay_the_bounty_moves(lived):
+    """`node verify` replays each block's recorded moves (forfeits, escrow, payout, refund) and finds the state."""
+    engine, _, _ = lived
+    report = engine.store.verify()
+    assert report.ok, report.problems
+    assert engine.store.reindex().ok
+
+
+def test_a_notice_naming_another_shard_than_the_schedule_is_refused(tmp_path):
+    """Even keyholder-signed: round 1 of a fresh chain serves shard 1 of task 0, nothing else, and a notice
+    cannot activate a message that does not apply (an extension of a task that does not exist)."""
+    from consensus.messages import make_anchor_notice
+    store, engine, _ = open_engine(tmp_path / "db")
+    try:
+        g = world().genesis
+        for kw in (dict(shard_index=2), dict(task_id=1, shard_index=1), dict(shard_index=0)):
+            with pytest.raises(RuleError) as exc:
+                engine.add_anchor_notice(make_anchor_notice([KEYHOLDER], CHAIN_ID, 1, g.hash, 0, 10, **kw))
+            assert exc.value.code == "bad-schedule", kw
+        _, _, _, (commits, cts, _) = new_task()
+        ext = make_task_extension([KEYHOLDER], CHAIN_ID, 5, 1, commits, cts)
+        engine.book.add_to_pool(ext, engine.registry())     # stored (as if gossiped before its task existed)
+        with pytest.raises(RuleError) as exc:
+            engine.add_anchor_notice(make_anchor_notice([KEYHOLDER], CHAIN_ID, 1, g.hash, 0, 10,
+                                                        activations=[(1, ext.msg_hash)]))
+        assert exc.value.code == "bad-schedule"
+        assert engine.add_anchor_notice(make_anchor_notice([KEYHOLDER], CHAIN_ID, 1, g.hash, 0, 10))
+        assert engine.open_round() == 1 and engine.round_task(1) == (0, 1)
+    finally:
+        store.close()
