@@ -179,5 +179,8 @@ def test_a_late_joiner_syncs_across_the_task_boundary(net: LiveNet) -> None:
         return [(t["task_id"], t["shards_total"], [k["shard_key"] for k in
                  _get_json(f"{net.urls[name]}/api/tasks/{t['task_id']}")["revealed"]]) for t in net.tasks(name)]
     # the chain may move on while we read: compare once the three agree on the round (liveness bound)
-    net.wait(lambda: same("A") == same("B") == same("C"), "C to list the same tasks and revealed shards")
+    try:
+        net.wait(lambda: same("A") == same("B") == same("C"), "C to list the same tasks and revealed shards")
+    except AssertionError:
+        raise AssertionError(f"A {same('A')}\nB {same('B')}\nC {same('C')}") from None
     assert len(same("C")) == 2 and len(same("C")[0][2]) == 3
