@@ -152,6 +152,7 @@ def test_task_runs_out_then_a_new_task_revives_the_chain_and_the_pending_send_co
     assert '"status": "confirmed"' in out
     t1 = net.tasks("A")[1]
     assert t1["task_id"] == 1 and t1["shards_total"] == 3 and t1["bounty_total"] == 3_000_000
+    assert t1["bounty_left"] <= 2_000_000          # the block that confirmed the transfer was paid 1,000,000
     assert net.status("A")["round_phase"] != "closed"
     shown = json.loads(net.cli("task", "show", "1", "--node", net.urls["B"], "--json").stdout)
     assert shown["task_id"] == 1 and shown["history"][0]["round"] == 0   # the task's initial champion first
@@ -159,15 +160,19 @@ def test_task_runs_out_then_a_new_task_revives_the_chain_and_the_pending_send_co
 
 def test_an_extension_adds_rounds_to_a_live_task(net: LiveNet) -> None:
     before = net.tasks("A")[1]
-    ext = json.loads(net.cli("task", "extend", "1", "--rounds", "2", "--node", net.urls["A"], "--out", "ext",
-                             "--json").stdout)
+    ext = json.loads(net.cli("task", "extend", "1", "--rounds", "8", "--secret", "t1/task.secret", "--node",
+                             net.urls["A"], "--out", "ext", "--json").stdout)
     assert ext["seq"] == 1 and ext["first_shard"] == before["shards_total"] + 1
     net.cli("task", "announce", ext["extension"], "--keyholder", str(net.chain.keyholder_path), "--task-secret",
             ext["secret"], "--node", net.urls["A"])
-    net.wait(lambda: net.tasks("A")[1]["shards_total"] == before["shards_total"] + 2, "the extension to activate")
+    net.wait(lambda: net.tasks("A")[1]["shards_total"] == before["shards_total"] + 8, "the extension to activate")
     net.wait(lambda: net.tasks("A")[1]["shards_revealed"] > before["shards_total"],
              "a round to serve an extension shard")
     assert net.tasks("A")[1]["extensions"] == 1
+    # the command-line miner plays the live task's rounds (task 0 is exhausted)
+    mined = net.cli("miner", "run", "--key", "user1", "--rounds", "1", "--model", "linear", "--node", net.urls["B"],
+                    *net.wallet)
+    assert "task 1" in mined.stdout and "played 1 rounds" in mined.stderr, mined.stdout + mined.stderr
 
 
 def test_a_late_joiner_syncs_across_the_task_boundary(net: LiveNet) -> None:
