@@ -133,6 +133,8 @@ def test_task_list_and_show_say_closed(closed_net: ClosedNet) -> None:
     assert data["task_id"] == 0 and data["status"] == "closed" and data["shards_left"] == 0
     unknown = closed_net.cli("task", "show", "5", "--node", closed_net.url)
     assert_one_line_error(unknown, "unknown-task")
+    info = closed_net.cli("chain", "info", "--node", closed_net.url)
+    assert "closed" in info.stdout and "0 open of 1" in info.stdout and "no task is open" in info.stdout
     bad = closed_net.cli("task", "show", "x", "--node", closed_net.url)
     assert bad.returncode == 2 and "expected a task id" in bad.stderr
 

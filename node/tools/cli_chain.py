@@ -25,8 +25,14 @@ def champion_line(c: dict[str, Any] | None) -> str:
 
 def cmd_info(args: argparse.Namespace) -> None:
     s = call(args, lambda c: c.status())
-    emit(args, s, kv(s, ["chain_id", "genesis", "height", "tip", "round", "round_phase", "rounds_total",
-                         "peers", "mempool", "syncing"]) + ["champion      " + champion_line(s["champion"])])
+    shown = {**s, "tasks": f"{s.get('tasks_open', 0)} open of {s.get('tasks_total', 0)}, "
+                            f"{s.get('shards_left', 0):,} shards left"
+                            + (f" (round serves task {s['round_task']})" if s.get("round_task") is not None else "")}
+    lines = kv(shown, ["chain_id", "genesis", "height", "tip", "round", "round_phase", "rounds_total", "tasks",
+                       "peers", "mempool", "syncing"]) + ["champion      " + champion_line(s["champion"])]
+    if s.get("round_phase") == "closed":
+        lines.append("no task is open: blocks resume when a task is announced or extended ('popchain task list')")
+    emit(args, s, lines)
 
 
 def cmd_block(args: argparse.Namespace) -> None:
