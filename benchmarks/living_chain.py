@@ -77,7 +77,7 @@ async def scenario(work: Path, *, genesis_rounds: int, task_rounds: int, timeout
 
 
 def run(quick: bool = False) -> list[dict]:
-    genesis_rounds, task_rounds = (2, 2) if quick else (3, 6)
+    genesis_rounds, task_rounds = (2, 2) if quick else (3, 8)
     with tempfile.TemporaryDirectory(prefix="popchain-bench-living-") as tmp:
         before, after = asyncio.run(scenario(Path(tmp), genesis_rounds=genesis_rounds, task_rounds=task_rounds,
                                              timeout_s=120 if quick else 300))
