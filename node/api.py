@@ -368,7 +368,7 @@ class Api:
             raise ApiError(409, "not-keyholder", "this node is not the keyholder: it takes no shard keys")
         ok, reason, obj_id = await submit(raw, secret)
         if not ok:
-            status = 409 if reason.split(":")[0] in ("duplicate", "replay", "known") else 422
+            status = 409 if reason.split(":")[0] in ("duplicate", "task-replay", "no-keyholder") else 422
             raise ApiError(status, reason.split(":")[0], f"task message rejected: {reason}")
         return web.json_response({"accepted": True, "id": obj_id, "status": reason})
 

@@ -18,6 +18,7 @@ import nacl.pwhash
 import pytest
 
 from chain.address import address_of, encode_address
+from ml.shards import SecretTask
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.miner import EXIT_NO_OPEN_TASK
 from node.tools.testing import ScriptedMiner, TestChain, make_test_chain, wait_for
@@ -174,3 +175,39 @@ def test_post_task_refuses_hostile_bodies(closed_net: ClosedNet) -> None:
     assert post(b'{"message": "' + b"00" * (5 << 20) + b'"}') == (413, "body-too-large")
     status, code = post(json.dumps({"message": "93010203"}).encode())   # not a task message: typed refusal
     assert status in (400, 422) and code
+
+
+def test_post_task_refuses_forgeries_unknown_tasks_and_bad_sequences(closed_net: ClosedNet) -> None:
+    from consensus.tasks import make_task_announcement, make_task_extension
+    from ml.task import synthetic
+    from node.tools.task_setup import build_extension
+    from node.tools.testing import seeded_keypair
+    g = closed_net.chain.genesis
+    kh, stranger = seeded_keypair("keyholder"), seeded_keypair("stranger")
+    fresh = synthetic(b"rows for forged batches", n_samples=300, n_features=12, n_informative=6, n_classes=3)
+    from ml.task import Dataset
+    batch = build_extension(g.task, 0, g.n_rounds + 1, 1, data=Dataset(g.task.spec, fresh.X, fresh.y))
+
+    async def post(msg, secret: bytes | None = None) -> tuple[int, str]:
+        async with NodeClient(closed_net.url) as c:
+            try:
+                await c.post_task(msg.encode(), secret=secret)
+                return 200, "accepted"
+            except ApiCallError as err:
+                return err.status, err.code
+
+    def ext(task_id: int, seq: int, signers):
+        return make_task_extension(signers, g.chain_id, task_id, seq, batch.commitments, batch.ciphertexts)
+    unsigned = make_task_announcement([], closed_net.chain.users[0], g.chain_id, g.task.encode(), g.block.model)
+    forged = make_task_announcement([stranger], closed_net.chain.users[0], g.chain_id, g.task.encode(),
+                                    g.block.model)
+    assert asyncio.run(post(unsigned)) == (422, "bad-task-sig")
+    assert asyncio.run(post(forged)) == (422, "bad-task-sig")              # a key outside the governance set
+    assert asyncio.run(post(ext(0, 1, [stranger]))) == (422, "bad-task-sig")
+    assert asyncio.run(post(ext(9, 1, [kh]))) == (422, "unknown-task")
+    # a gap in the sequence waits in the bounded pool (like a nonce gap): never activated before seq 1
+    assert asyncio.run(post(ext(0, 2, [kh])))[0] == 200
+    wrong_keys = SecretTask(batch.secret.secret.keys * 2, batch.secret.secret.salts * 2).encode()
+    status, code = asyncio.run(post(ext(0, 1, [kh]), secret=wrong_keys))     # keys that do not fit the batch
+    assert status == 422 and code == "bad-task-secret"
+    assert _get_json(f"{closed_net.url}/api/status")["round_phase"] == "closed"   # nothing of that revived it
