@@ -176,8 +176,9 @@ async def evaluate(client, model: Model, model_bytes: bytes, shards: int) -> dic
         b, c = paired(mine.correct, theirs.correct)
         rows.append({"shard_round": r, "b": b, "c": c, "accuracy": mine.accuracy,
                      "champion_accuracy": theirs.accuracy})
-    if next_round > view.genesis.n_rounds:
-        raise ProvenanceError(f"all {view.genesis.n_rounds} rounds are played: no round left to enter")
+    if status.get("round_phase") == "closed":
+        raise ProvenanceError("no task is open on this chain: no round left to enter (until a task is announced "
+                              "or extended)")
     # the entry count of a round not yet closed is unknown: assume a full round (the strictest family-wise bar)
     m = getattr(view.genesis.params, "max_entries", 1)
     for row in rows:
