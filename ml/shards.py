@@ -241,8 +241,10 @@ def package_generated(world: World, n_rounds: int, shard_size: int, *, n_train: 
                       drift_milli: int = 0) -> tuple[PublicTask, SecretTask]:
     """A generated task: ``n_train`` public rows of ``world`` plus n_rounds hidden shards, each a fresh row
     seed (from ``rng``) and the world it is drawn from. With ``drift_milli`` > 0 the world of shard r is that
-    of shard r-1 with its centres moved by ~drift_milli/1000 units (ml.generator.drift), so shard r's
-    distribution is unknown until it is revealed; 0 (the default) keeps one world for every shard."""
+    of shard r-1 with its centres moved by ~drift_milli/1000 units and pulled 1/32 of the way back towards
+    ``world`` (ml.generator.drift), so shard r's distribution is unknown until it is revealed; 0 (the default)
+    keeps one world for every shard. The public rows are always drawn from ``world``: the task *at the start*;
+    later miners learn the moving concept from the revealed shards."""
     check_int(n_rounds, 1, MAX_ROUNDS, TaskError, "n_rounds")
     check_int(shard_size, 1, MAX_GEN_ELEMENTS // world.spec.n_features, TaskError, "shard_size")
     check_int(n_train, 1, MAX_TRAIN_ROWS, TaskError, "n_train")
@@ -251,7 +253,7 @@ def package_generated(world: World, n_rounds: int, shard_size: int, *, n_train: 
     current = world
     for r in range(1, n_rounds + 1):
         if drift_milli:
-            current = drift(current, rng(32), drift_milli)
+            current = drift(current, rng(32), drift_milli, anchor=world)
         key, salt, commit, ct = _seal(r, encode_generated_shard(r, current, rng(32)), rng)
         keys.append(key)
         salts.append(salt)

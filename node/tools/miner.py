@@ -1,7 +1,8 @@
 """The network miner: competes for blocks through a node's HTTP API only (no local chain state).
 
-Each round: train a candidate (scikit-learn, in a worker thread) on the public training data plus every shard
-revealed so far, check it against the champion on the most recent revealed shard, enter the round with a sealed
+Each round: train a candidate (scikit-learn, in a worker thread) on the newest revealed rows (RECENT_ROWS: the
+latest shards, then older ones and the public data; on a drifting task the concept has moved on from old
+shards), holding back the second half of the most recent shard, check it against the champion on that half, enter the round with a sealed
 entry, open the block once the beacon lists it, and report the round's verdict. The consensus work (sealing,
 scoring, payload) is consensus.miner's; this module only drives it over the API.
 """
@@ -14,7 +15,8 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+
+import numpy as np
 
 from chain.crypto import Keypair
 from chain.tx import Transfer
@@ -22,13 +24,13 @@ from consensus.genesis import Genesis, load_genesis
 from consensus.messages import Beacon
 from consensus.miner import open_block, seal
 from consensus.template import Template
+from ml.task import Dataset
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.events_client import ChangeSignal
 
 log = logging.getLogger("popchain.miner")
 
 AUTO_FAMILIES = ("forest", "mlp", "extra", "linear")
-T = TypeVar("T")
 POLL_S = 0.05
 
 
@@ -39,10 +41,25 @@ def template_from_json(obj: dict) -> Template:
                     b(obj["state_root"]), obj["entry_bond"], b(obj["champion_model_hash"]))
 
 
-def fit_shards(revealed: list[T]) -> list[T]:
-    """The revealed shards a candidate trains on: all but the most recent, which `Miner._check` scores it on.
-    A check on a shard the model was fitted to would report the training fit, not what the round will see."""
-    return revealed[:-1]
+# the newest rows a candidate fits on: about two default-sized shards (or the demo's last ~2.5): on the drifting
+# default task a shard one round old already costs a model ~1-2 pp on the next (benchmarks.sim_drift), so older
+# rows mostly teach a concept that has gone; on a stationary task 8,000 rows are most of what a small model gains
+RECENT_ROWS = 8_000
+
+
+def split_for_check(revealed: list[Dataset]) -> tuple[list[Dataset], Dataset | None]:
+    """(shards to fit on, rows to check on): every revealed shard with the most recent one's *second half* held
+    back for `Miner._check`. A check on rows the model was fitted to would report the training fit, not what
+    the round will see; holding back the whole newest shard instead would leave the candidate a round staler,
+    which on a drifting task is what decides whether it beats the champion."""
+    if not revealed:
+        return [], None
+    last = revealed[-1]
+    half = len(last) // 2
+    if half < 1:
+        return revealed[:-1], last
+    idx = np.arange(len(last))
+    return revealed[:-1] + [last.subset(idx[:half])], last.subset(idx[half:])
 
 
 class TrainingProgress:
@@ -136,8 +153,8 @@ class Miner:
         return [(k["round"], bytes.fromhex(k["shard_key"])) for k in task["revealed"]]
 
     async def _model_for(self, family: str, revealed: list[tuple[int, bytes]]) -> bytes:
-        """Train ``family`` on public data + the revealed shards but the last (kept back for the check);
-        cached per family until another shard is revealed."""
+        """Train ``family`` on the newest RECENT_ROWS of public data + revealed shards, less the half of the
+        newest shard kept back for the check; cached per family until another shard is revealed."""
         cached = self._trained.get(family)
         if cached is not None and cached[0] == len(revealed):
             return cached[1]
@@ -145,12 +162,13 @@ class Miner:
         from ml.shards import open_shard
         from ml.training import train_candidate
         g = self.genesis
-        rows = len(g.task.training.y) + g.task.shard_size * len(fit_shards(revealed))
+        held_back = (g.task.shard_size + 1) // 2 if revealed else 0
+        rows = min(RECENT_ROWS, len(g.task.training.y) + g.task.shard_size * len(revealed) - held_back)
 
         def train() -> bytes:
             shards = [open_shard(g.task, r, key) for r, key in revealed]
-            model = train_candidate(family, g.task.training, fit_shards(shards), seed=self.seed * 1000 + len(shards),
-                                    caps=g.model_caps)
+            model = train_candidate(family, g.task.training, split_for_check(shards)[0],
+                                    seed=self.seed * 1000 + len(shards), caps=g.model_caps, recent_rows=RECENT_ROWS)
             return encode_model(model)
         progress = TrainingProgress(family, rows, self._train_rate.get(family), self.on_progress)
         async with asyncio.TaskGroup() as tg:
@@ -166,7 +184,7 @@ class Miner:
 
     async def _check(self, family: str, model_bytes: bytes,
                      revealed: list[tuple[int, bytes]]) -> tuple[int, int] | None:
-        """(b, c) against the current champion on the most recent revealed shard."""
+        """(b, c) against the current champion on the held-back half of the most recent revealed shard."""
         if not revealed:
             return None
         from ml.model import decode_model
@@ -176,7 +194,8 @@ class Miner:
         champion = await self.client.model((await self.client.champion())["champion"]["model_hash"])
 
         def check() -> tuple[int, int]:
-            shard = open_shard(g.task, *revealed[-1])
+            shard = split_for_check([open_shard(g.task, *revealed[-1])])[1]
+            assert shard is not None
             mine = score(decode_model(model_bytes, g.task.spec, g.model_caps), shard.X, shard.y).correct
             theirs = score(decode_model(champion, g.task.spec, g.model_caps), shard.X, shard.y).correct
             return paired(mine, theirs)
