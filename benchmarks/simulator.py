@@ -5,6 +5,8 @@ genesis, every miner key funded, and a cache of honest models (training depends 
 revealed shards, so scenarios of one world share it). A *scenario* is a cast of miners (benchmarks.sim_attackers)
 playing ``rounds`` rounds on a fresh store through the real entry / beacon / opening / closing path:
 
+- ``honest``   the 4 honest miners alone (benchmarks.sim_drift: how often a drifting task crowns);
+               ``honest-pair`` the MLP and extra-trees miners of them (the same, CI-sized)
 - ``mixed``    4 honest miners + copy-noise 2 %, copy-noise 10 %, copy-flip, finetune, late-timestamp
 - ``sybil``    1 honest miner + a sybil with E − 1 keys (noised copies, only the best opened)
 - ``squatter`` a squatter with E keys (each richer than any honest miner, so it holds every slot) that enters
@@ -62,6 +64,7 @@ from ml.training import train_candidate
 
 HONEST_FAMILIES = ("mlp", "mlp", "extra", "linear")
 SCENARIOS = ("mixed", "sybil", "squatter", "squatter-end", "late")
+EXTRA_SCENARIOS = ("honest", "honest-pair")     # not part of benchmarks.simulation's figures
 GENESIS_TIME = 1_767_225_600
 BALANCE = 10**12
 
@@ -90,8 +93,10 @@ class WorldConfig:
     shard_size: int = 12_992           # the default task's (benchmarks.simulation.DEFAULT_SHARD_ROWS)
     n_train: int = 2_000
     n_test: int = 4_000
-    max_train_rows: int | None = 6_000   # miners fit on a seeded subsample of public + revealed rows
+    max_train_rows: int | None = 6_000   # miners fit on the newest rows of public + revealed data (the latest
+                                         # shards first: what matters on a drifting task, neutral on a fixed one)
     model_size: str = "small"            # ml.training profile
+    drift_milli: int = 0                 # the task's drift (ml.generator.drift); 0 = one fixed distribution
     params: GenesisParams = field(default_factory=GenesisParams)
 
 
@@ -105,6 +110,8 @@ class World:
         # the generated synthetic task (ml.generator): shards are committed row seeds, so 10k-row shards cost
         # nothing in genesis; the held-out test split is drawn from the same world with a seed genesis never sees
         task_world = world_from_seed(seed)
+        # the held-out split is drawn from the task's start: on a drifting task it measures the champion on the
+        # concept it started from (the figures that need the current concept score on the round's shard)
         self.test = generate(task_world, hashlib.sha256(seed + b"/held-out-test").digest(), c.n_test)
         self.keyholder_kp = _key(seed, "keyholder")
         names = ([f"honest-{i}" for i in range(len(HONEST_FAMILIES))]
@@ -118,7 +125,7 @@ class World:
         self.genesis, self.secret = create_genesis(
             task_world, chain_id="popchain-sim", rounds=c.rounds, shard_size=c.shard_size, allocations=allocations,
             keyholder_pubkeys=[self.keyholder_kp.public], params=c.params, timestamp=GENESIS_TIME,
-            n_train=c.n_train, rng=_rng_bytes(seed))
+            n_train=c.n_train, rng=_rng_bytes(seed), drift_milli=c.drift_milli)
         self._models: dict[tuple[str, int, int, bool], Model] = {}
 
     @cached_property
@@ -129,7 +136,7 @@ class World:
         key = (family, seed, len(revealed), all_rows)
         if key not in self._models:
             self._models[key] = train_candidate(family, self.public, revealed, seed=seed,
-                                                max_rows=None if all_rows else self.config.max_train_rows,
+                                                recent_rows=None if all_rows else self.config.max_train_rows,
                                                 caps=self.genesis.model_caps, size=self.config.model_size)
         return self._models[key]
 
@@ -146,6 +153,10 @@ class World:
         honest = [SimMiner(f"honest-{i}", (k[f"honest-{i}"],), fam, seed=i)
                   for i, fam in enumerate(HONEST_FAMILIES)]
         E = self.config.params.max_entries
+        if scenario == "honest":
+            return honest
+        if scenario == "honest-pair":     # a cheaper honest cast (CI): one MLP and the extra-trees miner
+            return [honest[0], honest[2]]
         if scenario == "mixed":
             return honest + [CopyNoise("copy-noise-2", (k["copy-noise-2"],), rel=0.02),
                              CopyNoise("copy-noise-10", (k["copy-noise-10"],), rel=0.10),
@@ -161,7 +172,7 @@ class World:
         if scenario == "late":
             return [LateTimestamp("late-timestamp", (k["late-timestamp"],), "mlp", seed=60, all_rows=True),
                     honest[3], honest[2]]
-        raise ValueError(f"unknown scenario {scenario!r}; choose from {SCENARIOS}")
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {SCENARIOS + EXTRA_SCENARIOS}")
 
 
 @dataclass(frozen=True)
@@ -187,6 +198,7 @@ class RoundReport:
     void: bool
     tries: tuple[Try, ...]
     unbuildable: tuple[str, ...]  # miners whose block could not even be built or entered (e.g. timestamp)
+    shard_acc: float = 0.0        # the champion's accuracy on the round's shard after the round (current concept)
 
 
 @dataclass
@@ -279,6 +291,7 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
                     tries.append(Try(miner.name, miner.kind, p.b, p.c, verdict.code or verdict.status))
             now, closed = _until(keyholder, now, RoundClosed)
             revealed.append(open_shard(g.task, r, beacon.shard_key))
+            shard_acc = world.acc(engine.champion_model(), revealed[-1])
             rec = engine.champion()
             won = closed.winner is not None
             winner = by_pub[rec.miner].name if won else None
@@ -289,7 +302,7 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
                     kinds[by_pub[s.key.public].kind] = kinds.get(by_pub[s.key.public].kind, 0) + 1
             rr = RoundReport(r, len(listed), tuple(sorted(kinds.items())), winner,
                              rep.kinds[winner] if winner else None, rec.b if won else 0, rec.c if won else 0,
-                             acc, after, not won, tuple(tries), tuple(unbuildable))
+                             acc, after, not won, tuple(tries), tuple(unbuildable), shard_acc)
             acc = after
             rep.rounds.append(rr)
             if verbose:
@@ -339,7 +352,7 @@ def format_round(scenario: str, r: RoundReport) -> str:
                      for t in r.tries)
     stuck = f" unbuildable={','.join(r.unbuildable)}" if r.unbuildable else ""
     return (f"[{scenario}] round {r.round:3d} listed={r.listed} -> {who:28s} test acc {r.acc_before:.4f} -> "
-            f"{r.acc_after:.4f} | {tries}{stuck}")
+            f"{r.acc_after:.4f} shard acc {r.shard_acc:.4f} | {tries}{stuck}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,12 +360,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--shard-size", type=int, default=WorldConfig.shard_size)
     ap.add_argument("--train", type=int, default=WorldConfig.n_train, help="public training rows")
-    ap.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable; default all")
+    ap.add_argument("--scenario", action="append", choices=SCENARIOS + EXTRA_SCENARIOS,
+                    help="repeatable; default all but honest")
+    ap.add_argument("--drift-milli", type=int, default=0, help="the task's drift (default 0: fixed)")
     ap.add_argument("--default-models", action="store_true", help="ml.training's default profile (slower)")
     ap.add_argument("--seed", default="popchain-simulation-seed-1")
     args = ap.parse_args(argv)
     config = WorldConfig(rounds=args.rounds, shard_size=args.shard_size, n_train=args.train,
-                         model_size="default" if args.default_models else "small")
+                         model_size="default" if args.default_models else "small", drift_milli=args.drift_milli)
     world = World(args.seed.encode(), config)
     for scenario in args.scenario or SCENARIOS:
         rep = run_scenario(world, scenario, verbose=True)
