@@ -68,7 +68,7 @@ _ALL = (
     _c("bad-payload", "violation", "round payload does not decode"),
     _c("not-entered", "violation", "the block's header hash is not listed in the beacon"),
     _c("bad-height", "violation", "height is not parent height + 1"),
-    _c("bad-round", "violation", "round not after the parent's, or beyond the task's shards"),
+    _c("bad-round", "violation", "round not after the parent's"),
     _c("bad-timestamp", "violation", "timestamp not after the parent's"),
     _c("bad-header-sig", "violation", "miner signature over the header does not verify"),
     _c("stale-parent", "violation", "parent no longer on the main chain within reach"),
@@ -83,6 +83,22 @@ _ALL = (
     _c("bad-score", "violation", "payload b, c differ from the recomputed paired score"),
     _c("not-better-than-champion", "violation", "the sign test does not crown the challenger (a correctly opened "
                                                 "entry: verdict status `opened`, the model is recorded)"),
+    # ---- tasks: announcements, extensions, the schedule (PROTOCOL §3.13)
+    _c("bad-task-message", "violation", "task announcement/extension bytes do not decode canonically"),
+    _c("bad-task-sig", "violation", "task message not signed by threshold governance (genesis keyholder) keys"),
+    _c("bad-sponsor-sig", "violation", "the announcement's sponsor signature does not verify"),
+    _c("bad-task", "violation", "the announced package or initial champion does not decode (caps, spec), or an "
+                                "extension's shard does not fit the task"),
+    _c("unknown-task", "stale", "the extension names a task the chain does not have (yet)"),
+    _c("task-replay", "stale", "the announcement or extension was already applied"),
+    _c("bad-task-seq", "stale", "the extension's seq is not the task's extensions so far + 1"),
+    _c("too-many-tasks", "stale", "the chain's task table, or the task's shard count, is full"),
+    _c("bad-schedule", "violation", "the (task, shard) a notice, beacon or block names is not the one the "
+                                    "schedule gives, or its activations do not apply"),
+    _c("bad-activation", "violation", "a round payload's task messages are not the ones its beacon activates, "
+                                      "or one is invalid"),
+    _c("missing-activation", "stale", "a task message a statement activates is not known here yet"),
+    _c("task-pool-full", "stale", "too many task messages wait for activation", consensus=False),
     # ---- verdict statuses used as codes (consensus.engine BlockVerdict, node/gossip)
     _c("stale-round", "stale", "a block of a round that is already final"),
     _c("stale", "stale", "verdict status: the block's round is final", consensus=False),

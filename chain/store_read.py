@@ -165,6 +165,11 @@ class StoreReader:
     def get_payload(self, block_hash: bytes) -> bytes | None:
         return self._kv.get(P_PAYLOAD + block_hash)
 
+    def get_moves(self, block_hash: bytes) -> list[tuple[bytes, bytes, int]]:
+        """The consensus moves recorded with a connected block (applied before its txs), in order."""
+        raw = self._kv.get(P_MOVES + block_hash)
+        return [] if raw is None else [tuple(m) for m in unpack(raw, max_size=MAX_RECORD)]  # type: ignore[misc]
+
     def get_account(self, account: bytes) -> Account:
         value = self._kv.get(P_ACCOUNT + account)
         return EMPTY_ACCOUNT if value is None else Account.decode(value)

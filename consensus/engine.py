@@ -7,15 +7,17 @@ F. Synchronous and NOT thread-safe: node/ serialises every call on one worker th
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from chain.address import address_of
-from chain.block import Block, Header
+from chain.block import Block, Header, model_hash
 from chain.encoding import pack, unpack
-from chain.errors import RuleError, StoreError, need
+from chain.errors import DecodeError, RuleError, StoreError, need
 from chain.store import ChainStore
 from consensus.genesis import Genesis
 from consensus.messages import AnchorNotice, Beacon, Entry, RoundPayload
+from consensus.registry import ChampionRecord, Registry, TaskRecord, payout_move
 from consensus.rules import (
     OrphanBlock,
     ScoredBlock,
@@ -25,7 +27,12 @@ from consensus.rules import (
     moves_for,
     validate_block,
 )
+from consensus.taskbook import P_TMSG as P_TMSG_KEY
+from consensus.taskbook import TaskBook
+from consensus.tasks import TaskAnnouncement, TaskMessage, decode_task_message, escrow_account
 from consensus.template import Template, build_template, template_timestamp
+from ml.shards import PublicTask
+from ml.task import TaskSpec
 
 K_STATE = b"c/state"          # pack([final_hash, current_round])
 P_BEACON = b"c/beacon/"       # + u32 round -> beacon bytes (the first valid one)
@@ -43,24 +50,31 @@ def _u32(n: int) -> bytes:
     return n.to_bytes(4, "big")
 
 
+def _terms(st: AnchorNotice | Beacon) -> tuple:
+    """What a notice and the beacon of its round must agree on: settlement and schedule."""
+    return (st.opened, st.forfeits, st.task_id, st.shard_index, st.activations)
+
+
 @dataclass(frozen=True)
-class ChampionRecord:
-    """Provenance of a crowned model (the genesis champion has round 0, b = c = bar = 0)."""
-    hash: bytes
-    height: int
-    round: int
-    miner: bytes
-    model_hash: bytes
-    b: int
-    c: int
-    bar: int
-
-    def encode(self) -> bytes:
-        return pack([self.hash, self.height, self.round, self.miner, self.model_hash, self.b, self.c, self.bar])
-
-    @classmethod
-    def decode(cls, data: bytes) -> "ChampionRecord":
-        return cls(*unpack(data, max_size=512))
+class TaskInfo:
+    """One task as the API/CLI shows it (PROTOCOL §3.13). ``status`` is "open" while it has shards left, else
+    "closed"; ``shards_revealed`` counts the shards whose round revealed its key (void rounds included);
+    ``bounty_left`` is the escrow account's balance at the tip; ``bounty_total`` the announced bounty."""
+    task_id: int
+    name: str
+    spec: TaskSpec
+    sponsor: bytes
+    shards_total: int
+    shards_revealed: int
+    shards_left: int
+    status: str
+    bounty_total: int
+    bounty_left: int
+    bounty_per_crowning: int
+    champion: ChampionRecord
+    extensions: int
+    msg_hash: bytes             # the announcement's id (the genesis hash for task 0)
+    escrow: bytes               # the escrow account id
 
 
 @dataclass(frozen=True)
@@ -103,13 +117,14 @@ class Engine:
         self.store = store
         self.genesis = genesis
         self.cache = ScoringCache()
+        self.book = TaskBook(store, genesis)
         if not store.is_initialised():
             store.init_genesis(genesis.block, genesis.allocations, genesis.ledger_params)
         if store.genesis().hash != genesis.hash:
             raise StoreError("the datadir holds a different chain (genesis hash differs)")
         if store.meta_get(K_STATE) is None:
             g = genesis.header
-            record = ChampionRecord(g.hash, 0, 0, g.miner, g.model_hash, 0, 0, 0)
+            record = ChampionRecord(g.hash, 0, 0, g.miner, g.model_hash, 0, 0, 0, 0)
             store.meta_write({K_STATE: pack([g.hash, 0]), P_CHAMP + _u32(0): record.encode(),
                               P_CMODEL + g.model_hash: _u32(0)})
         final, self._round = unpack(need(store.meta_get(K_STATE), "consensus state"), max_size=128)
@@ -127,7 +142,8 @@ class Engine:
         if tip.hash != self._final.hash:  # restart in the opening window: the tip is our best candidate
             block = need(store.get_block(tip.hash), f"tip block {tip.hash.hex()}")
             p = RoundPayload.decode(block.payload)
-            self._candidates[tip.hash] = ScoredBlock(block, p.b, p.c, p.bar, moves_for(genesis, p.beacon))
+            self._candidates[tip.hash] = ScoredBlock(block, p.b, p.c, p.bar, tuple(store.get_moves(tip.hash)),
+                                                     p.beacon.task_id, self.book.registry_at(tip))
 
     # ------------------------------------------------------------ queries
 
@@ -144,11 +160,21 @@ class Engine:
         return self._round
 
     def open_round(self) -> int:
-        """The round miners should enter now (notice applied, beacon not yet), or 0."""
+        """The round miners should enter now (its notice applied and serving a task, beacon not yet), or 0 —
+        also when every task is exhausted (an idle notice opens nothing)."""
         r = self._round
-        if r < 1 or r > self.genesis.n_rounds or self.beacon(r) is not None:
+        if r < 1 or self.beacon(r) is not None:
+            return 0
+        notice = self.notice(r)
+        if notice is None or notice.idle:
             return 0
         return r
+
+    def round_task(self, r: int) -> tuple[int, int] | None:
+        """(task id, task-local shard index) round r serves, from its notice or beacon; None if unknown or
+        idle (an idle round serves nothing)."""
+        st: AnchorNotice | Beacon | None = self.beacon(r) or self.notice(r)
+        return None if st is None else st.served
 
     def beacon(self, r: int) -> Beacon | None:
         raw = self.store.meta_get(P_BEACON + _u32(r))
@@ -158,17 +184,141 @@ class Engine:
         raw = self.store.meta_get(P_NOTICE + _u32(r))
         return None if raw is None else AnchorNotice.decode(raw)
 
-    def champion(self) -> ChampionRecord:
-        height = self.tip().height
-        return ChampionRecord.decode(need(self.store.meta_get(P_CHAMP + _u32(height)),
-                                          f"champion record at height {height}"))
+    # ------------------------------------------------------------ tasks (PROTOCOL §3.13)
 
-    def champion_history(self) -> list[ChampionRecord]:
-        return [ChampionRecord.decode(v) for _, v in self.store.meta_items(P_CHAMP)]
+    def registry(self) -> Registry:
+        """The task registry as of now: the tip's (a round-R block), or the final anchor's folded through the
+        rounds since (activations, void rounds' shards, the current round's shard once revealed)."""
+        tip = self.tip()
+        if tip.hash != self._final.hash:
+            return self.book.registry_at(tip)
+        reg = self.book.registry_at(self._final)
+        st: AnchorNotice | Beacon | None = self.beacon(self._round) or self.notice(self._round)
+        if st is None or st.anchor_hash != self._final.hash or st.round <= self._final.round:
+            return reg
+        try:
+            adv = self.book.advance(reg, self._final, st.round, st.activations)
+        except RuleError:
+            return reg   # a task message it names has not reached us yet
+        reg = adv.before
+        if isinstance(st, Beacon) and adv.served is not None:
+            reg = reg.consume(adv.served)
+        return reg
 
-    def champion_model(self) -> bytes:
-        model_hash = self.tip().model_hash
-        return need(self.store.get_model(model_hash), f"champion model {model_hash.hex()}")
+    def _task_info(self, reg: Registry, t: TaskRecord) -> TaskInfo:
+        spec = self.book.package_of(t).spec if t.task_id == 0 or self.book.message(t.msg_hash) else None
+        revealed = t.shards_used
+        escrow = escrow_account(t.task_id)
+        left = self.store.get_account(escrow).balance if t.task_id else 0
+        return TaskInfo(t.task_id, spec.name if spec else "?", spec, t.sponsor,  # type: ignore[arg-type]
+                        t.shards_total, revealed, t.shards_left, "open" if t.shards_left > 0 else "closed",
+                        t.bounty, left, t.per_crowning, t.champion, t.extensions, t.msg_hash, escrow)
+
+    def tasks(self) -> list[TaskInfo]:
+        """Every task of the chain, in id order (0 = the genesis task)."""
+        reg = self.registry()
+        return [self._task_info(reg, t) for t in reg.tasks]
+
+    def task(self, task_id: int) -> TaskInfo | None:
+        reg = self.registry()
+        t = reg.task(task_id)
+        return None if t is None else self._task_info(reg, t)
+
+    def task_package(self, task_id: int) -> PublicTask:
+        """Task ``task_id``'s public package with every activated extension's shards (shard s at index s−1)."""
+        t = self.registry().task(task_id)
+        if t is None:
+            raise RuleError("unknown-task", f"no task {task_id}")
+        return self.book.package_of(t)
+
+    def activation_bytes(self, statement: AnchorNotice | Beacon) -> tuple[bytes, ...]:
+        """The bytes of the task messages a notice/beacon activates, in order (what a round payload carries)."""
+        out = []
+        for _, h in statement.activations:
+            msg = self.book.message(h)
+            if msg is None:
+                raise RuleError("missing-activation", f"task message {h.hex()[:16]} is not known here")
+            out.append(msg.encode())
+        return tuple(out)
+
+    def task_message(self, msg_hash: bytes) -> TaskMessage | None:
+        return self.book.message(msg_hash)
+
+    def check_task_message(self, msg: TaskMessage) -> None:
+        """Everything a task message must pass to be stored and relayed: stateless checks (signatures,
+        package, champion) and, against the current registry, not a replay, a known task, a fresh seq."""
+        self.book.check_message(msg)
+        reg = self.registry()
+        if reg.has_message(msg.msg_hash):
+            raise RuleError("task-replay", "this task message is already applied")
+        if not isinstance(msg, TaskAnnouncement):
+            t = reg.task(msg.task_id)
+            if t is None:
+                raise RuleError("unknown-task", f"no task {msg.task_id} (the chain has {len(reg.tasks)})")
+            if msg.seq <= t.extensions:
+                raise RuleError("bad-task-seq", f"extension seq {msg.seq}: task {t.task_id} has {t.extensions}")
+            self.book.check_extension_fits(msg, reg)
+
+    def add_task_message(self, msg: TaskMessage | bytes) -> bool:
+        """Validate and store an announcement/extension (bounded pool) for the keyholder to activate. True if
+        new (relay it), False if already known. Raises RuleError with the reject code."""
+        if isinstance(msg, bytes):
+            try:
+                msg = decode_task_message(msg)
+            except DecodeError as exc:
+                raise RuleError("bad-task-message", str(exc)) from None
+        if self.store.meta_get(P_TMSG_KEY + msg.msg_hash) is not None:
+            return False
+        self.check_task_message(msg)
+        return self.book.add_to_pool(msg, self.registry())
+
+    def pending_task_messages(self) -> list[TaskMessage]:
+        """Stored task messages the registry has not applied, in activation order: announcements by id, then
+        extensions by (task, seq)."""
+        reg = self.registry()
+        pending = [m for m in self.book.pool() if not reg.has_message(m.msg_hash)]
+        return sorted(pending, key=lambda m: (0, 0, 0, m.msg_hash) if isinstance(m, TaskAnnouncement)
+                      else (1, m.task_id, m.seq, m.msg_hash))
+
+    def _task_of(self, task_id: int | None) -> int:
+        if task_id is not None:
+            return task_id
+        served = self.round_task(self._round) if self._round else None
+        return served[0] if served else 0
+
+    def champion(self, task_id: int | None = None) -> ChampionRecord:
+        """The champion of ``task_id`` (None: of the current round's task, 0 before any round)."""
+        reg = self.registry()
+        t = reg.task(self._task_of(task_id))
+        if t is None:
+            raise RuleError("unknown-task", f"no task {task_id}")
+        return t.champion
+
+    def champion_history(self, task_id: int | None = None) -> list[ChampionRecord]:
+        """Crowned models of the main chain in height order (None: every task; else that task's, starting with
+        its initial champion)."""
+        recs = [ChampionRecord.decode(v) for _, v in self.store.meta_items(P_CHAMP)]
+        if task_id is None:
+            return recs
+        t = self.registry().task(task_id)
+        first: list[ChampionRecord] = []
+        if t is not None and task_id != 0:
+            first = [rec for rec in [self._initial_champion(t)] if rec is not None]
+        return first + [r for r in recs if r.task_id == task_id]
+
+    def _initial_champion(self, t: TaskRecord) -> ChampionRecord | None:
+        """The activation-time champion record of an announced task (kept in its registry until crowned)."""
+        ann = self.book.message(t.msg_hash)
+        if not isinstance(ann, TaskAnnouncement):
+            return None
+        return ChampionRecord(t.msg_hash, 0, 0, bytes(32), model_hash(ann.champion), 0, 0, 0, t.task_id)
+
+    def champion_model(self, task_id: int | None = None) -> bytes:
+        reg = self.registry()
+        t = reg.task(self._task_of(task_id))
+        if t is None:
+            raise RuleError("unknown-task", f"no task {task_id}")
+        return self.book.champion_model(t)
 
     def candidates(self) -> list[ScoredBlock]:
         """Valid blocks of the current round, best first."""
@@ -264,7 +414,7 @@ class Engine:
 
     def add_anchor_notice(self, notice: AnchorNotice) -> bool:
         g = self.genesis
-        if notice.chain_id != g.chain_id or not 1 <= notice.round <= g.n_rounds + 1:
+        if notice.chain_id != g.chain_id:
             raise RuleError("bad-notice", f"notice for round {notice.round} on chain {notice.chain_id!r}")
         if not notice.verify(g.keyholders, g.threshold):
             raise RuleError("bad-notice-sig", "anchor notice lacks the keyholder signatures")
@@ -278,9 +428,10 @@ class Engine:
             raise RuleError("equivocation", f"a different anchor notice for round {notice.round} exists")
         self._check_statement(notice.round, notice.anchor_hash, encoded, notice.sighash)
         beacon = self.beacon(notice.round)
-        if beacon is not None and (notice.opened, notice.forfeits) != (beacon.opened, beacon.forfeits):
+        if beacon is not None and _terms(notice) != _terms(beacon):
             self._record_equivocation(notice.round, beacon.encode(), encoded, notice.sighash)
-            raise RuleError("equivocation", f"notice {notice.round} settles otherwise than its beacon")
+            raise RuleError("equivocation", f"notice {notice.round} settles or schedules otherwise than its beacon")
+        self._check_schedule(notice)
         self.store.meta_put(key, encoded)
         if notice.round > self._round:
             self._anchors.setdefault(notice.round, notice.anchor_hash)
@@ -290,7 +441,7 @@ class Engine:
     def add_beacon(self, beacon: Beacon) -> bool:
         """True if new. RuleError("equivocation") (and evidence kept) for a second, different beacon."""
         g = self.genesis
-        if beacon.chain_id != g.chain_id or not 1 <= beacon.round <= g.n_rounds:
+        if beacon.chain_id != g.chain_id:
             raise RuleError("bad-beacon", f"beacon for round {beacon.round} on chain {beacon.chain_id!r}")
         if not 1 <= len(beacon.listed) <= g.params.max_entries:
             # a round with no entries reveals nothing (its shard is kept for when miners come, §3.10)
@@ -307,14 +458,30 @@ class Engine:
             raise RuleError("equivocation", f"a different beacon for round {beacon.round} was seen first")
         self._check_statement(beacon.round, beacon.anchor_hash, encoded, beacon.sighash)
         notice = self.notice(beacon.round)
-        if notice is not None and (notice.opened, notice.forfeits) != (beacon.opened, beacon.forfeits):
+        if notice is not None and _terms(notice) != _terms(beacon):
             self._record_equivocation(beacon.round, notice.encode(), encoded, beacon.sighash)
-            raise RuleError("equivocation", f"beacon {beacon.round} settles otherwise than its anchor notice")
+            raise RuleError("equivocation", f"beacon {beacon.round} settles or schedules otherwise than its notice")
+        self._check_schedule(beacon)
         self.store.meta_put(key, encoded)
         if beacon.round > self._round:
             self._anchors.setdefault(beacon.round, beacon.anchor_hash)
             self._advance()
         return True
+
+    def _check_schedule(self, st: AnchorNotice | Beacon) -> None:
+        """A statement on the final anchor must name the (task, shard) the schedule gives its round (§3.13).
+        Checked when this node holds every task message it activates; otherwise the blocks check it (their
+        payload carries the messages), so a syncing node is not stalled by gossip order."""
+        if st.anchor_hash != self._final.hash or st.round <= max(self._round, self._final.round):
+            return
+        try:
+            adv = self.book.advance(self.book.registry_at(self._final), self._final, st.round, st.activations)
+        except RuleError as err:
+            if err.code == "missing-activation":
+                return
+            raise RuleError("bad-schedule", f"round {st.round}: {err.code}: {err.message}") from None
+        if adv.served != st.served:
+            raise RuleError("bad-schedule", f"round {st.round} serves {adv.served}, the statement says {st.served}")
 
     # ------------------------------------------------------------ finality
 
@@ -351,9 +518,15 @@ class Engine:
 
     def _champion_extra(self, s: ScoredBlock) -> dict[bytes, bytes | None]:
         h = s.block.header
-        rec = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, s.b, s.c, s.bar)
+        rec = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, s.b, s.c, s.bar, s.task_id)
         extra: dict[bytes, bytes | None] = {P_CHAMP + _u32(h.height): rec.encode(),
                                             P_CMODEL + h.model_hash: _u32(h.height)}
+        if s.registry is not None:   # the task registry after it, and the task messages it activated (§3.13)
+            extra.update(self.book.registry_extra(h.height, s.registry))
+            extra.update(self.book.message_extra(s.messages))
+            for m in s.messages:      # an initial champion counts as a champion for duplicate-model
+                if isinstance(m, TaskAnnouncement) and self.store.meta_get(P_CMODEL + model_hash(m.champion)) is None:
+                    extra[P_CMODEL + model_hash(m.champion)] = _u32(h.height)
         # the models its beacon records as opened (losers included) can never be crowned again (§3.6 step 7)
         for mh in RoundPayload.decode(s.block.payload).beacon.opened:
             if self.store.meta_get(P_OMODEL + mh) is None:
@@ -361,7 +534,8 @@ class Engine:
         return extra
 
     def _unchampion(self, tip: Header) -> dict[bytes, bytes | None]:
-        extra: dict[bytes, bytes | None] = {P_CHAMP + _u32(tip.height): None, P_CMODEL + tip.model_hash: None}
+        extra: dict[bytes, bytes | None] = {P_CHAMP + _u32(tip.height): None, P_CMODEL + tip.model_hash: None,
+                                            **self.book.registry_extra(tip.height, None)}
         raw = self.store.get_payload(tip.hash)
         if raw is not None:
             for mh in RoundPayload.decode(raw).beacon.opened:
@@ -406,7 +580,7 @@ class Engine:
             return self._park(block)
         try:
             scored = validate_block(block, genesis=self.genesis, store=self.store, beacon=self.beacon(h.round),
-                                    is_past_champion=self._is_past_champion, cache=self.cache)
+                                    is_past_champion=self._is_past_champion, cache=self.cache, book=self.book)
         except OrphanBlock:
             return self._park(block)
         except RuleError as err:
@@ -451,10 +625,17 @@ class Engine:
         """A template for the open round: the notice's settlement and a timestamp every beacon accepts."""
         r = self.open_round()
         notice = self.notice(r)
-        if r == 0 or notice is None or notice.anchor_hash != self._final.hash:
+        if r == 0 or notice is None or notice.anchor_hash != self._final.hash or notice.served is None:
             raise RuleError("no-open-round", "no round is open for entries")
         parent = self._final
         opened_ms = notice.entry_deadline_ms - self.genesis.params.entry_window_s * 1000
         ts = template_timestamp(self.genesis, parent, opened_ms, timestamp)
-        return build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, ts,
-                              moves_for(self.genesis, notice))
+        try:
+            adv = self.book.advance(self.book.registry_at(parent), parent, r, notice.activations)
+        except RuleError as err:
+            raise RuleError("no-open-round", f"round {r} is not ready here: {err.message}") from None
+        task_id, index = notice.served
+        moves = moves_for(self.genesis, notice) + adv.moves + payout_move(adv.before, task_id, miner_pubkey)
+        tpl = build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, ts, moves)
+        return dataclasses.replace(tpl, task_id=task_id, shard_index=index,
+                                   champion_model_hash=adv.before.tasks[task_id].champion.model_hash)

@@ -4,8 +4,11 @@ open round r (anchor notice on the engine's tip, carrying the bond settlement of
 → after W, and only once at least one entry was accepted (a round with no entries waits: its shard is not
 revealed; if the first entry comes after W, the window runs W more from then): beacon r (journal "round r
 revealed" + exact beacon bytes, synced, BEFORE returning it) → after O: close r (the engine's tip is the best
-valid block by fork choice, or the anchor itself: void) → open r+1 on it. After the last shard a closing notice
-for round n+1 finalises round n and the keyholder is done. When more than E entries arrive it keeps the E with
+valid block by fork choice, or the anchor itself: void) → open r+1 on it. Round r serves the (task, shard) the
+schedule gives (consensus.registry, §3.13); the notice activates the task messages gossiped since (those the
+keyholder holds the shard keys of: ``add_task_secret``). When every task is exhausted the next notice is *idle*
+(it finalises the last round and opens nothing: the closing notice); the keyholder then waits, and an
+announcement or extension lets it open the next round with a notice that activates it. When more than E entries arrive it keeps the E with
 the largest stake at the anchor (ties: lower header hash), not the first E. The journal lives in the store's meta keys, so a restarted
 keyholder resumes where it was and re-sends (never re-signs) its beacon.
 
@@ -21,6 +24,7 @@ from chain.encoding import check_bytes, check_int, check_list, check_list_max, p
 from chain.errors import DecodeError, RuleError
 from consensus.engine import Engine
 from consensus.messages import (
+    MAX_ACTIVATIONS,
     MAX_KEYHOLDERS,
     MAX_SETTLE,
     AnchorNotice,
@@ -36,6 +40,7 @@ P_OPEN = b"k/open/"          # + u32 round -> pack([opened_ms, notice bytes])
 P_ENTRY = b"k/entry/"        # + u32 round + miner -> entry bytes (accepted, first come)
 P_REVEAL = b"k/revealed/"    # + u32 round -> pack([revealed_ms, beacon bytes])
 P_WAIT = b"k/wait/"          # + u32 round -> pack([ms]): the window ran out empty; then when the first entry came
+P_SECRET = b"k/tsecret/"     # + task message id -> ml SecretTask bytes (the shard keys of that batch)
 KEYFILE_VERSION = 1
 
 
@@ -100,6 +105,65 @@ class Keyholder:
         if len(self.secret.keys) != self.genesis.n_rounds:
             raise ValueError("secret package does not match the genesis task (round count differs)")
         self._resent = False
+        self._secrets: dict[bytes, SecretTask] = {self.genesis.hash: self.secret}
+
+    # ------------------------------------------------------------ task secrets (§3.13)
+
+    def add_task_secret(self, msg_hash: bytes, secret: SecretTask | bytes, *, n_shards: int | None = None) -> None:
+        """Keep the shard keys of an announcement's package or an extension's batch (journaled, synced): the
+        keyholder activates only task messages whose keys it holds, so it can always reveal what it opens.
+        ``n_shards``: the message's shard count, checked against the keys (ValueError)."""
+        st = SecretTask.decode(secret) if isinstance(secret, bytes) else secret
+        if n_shards is not None and len(st.keys) != n_shards:
+            raise ValueError(f"the secret holds {len(st.keys)} shard keys, the task message has {n_shards} shards")
+        self.store.meta_put(P_SECRET + msg_hash, st.encode())
+        self._secrets[msg_hash] = st
+
+    def has_secret(self, msg_hash: bytes) -> bool:
+        return self._secret(msg_hash) is not None
+
+    def _secret(self, msg_hash: bytes) -> SecretTask | None:
+        hit = self._secrets.get(msg_hash)
+        if hit is None:
+            raw = self.store.meta_get(P_SECRET + msg_hash)
+            if raw is not None:
+                hit = self._secrets[msg_hash] = SecretTask.decode(raw)
+        return hit
+
+    def _key(self, anchor, notice: AnchorNotice) -> bytes:
+        """Shard key of the (task, shard) the notice's round serves."""
+        adv = self.engine.book.advance(self.engine.book.registry_at(anchor), anchor, notice.round, notice.activations)
+        task_id, index = notice.served  # type: ignore[misc]
+        _, msg_hash, first = adv.before.tasks[task_id].batch_of(index)
+        secret = self._secret(msg_hash)
+        if secret is None:
+            raise ValueError(f"no shard keys for task {task_id} batch {msg_hash.hex()[:16]}")
+        return secret.key(index - first + 1)
+
+    def _activations(self, anchor, r: int) -> tuple[list[tuple[int, bytes]], tuple[int, int] | None]:
+        """(activations since the anchor for notice r, the (task, shard) round r then serves): those the previous
+        round's notice carried on the same anchor, plus every pending task message that applies in order and
+        whose shard keys this keyholder holds."""
+        book = self.engine.book
+        reg = book.registry_at(anchor)
+        prev = self.engine.notice(r - 1) if r > 1 else None
+        acts = list(prev.activations) if prev is not None and prev.anchor_hash == anchor.hash else []
+        adv = book.advance(reg, anchor, r, acts)
+        for msg in self.engine.pending_task_messages():
+            if len(acts) >= MAX_ACTIVATIONS or not self.has_secret(msg.msg_hash):
+                continue
+            if any(h == msg.msg_hash for _, h in acts):
+                continue
+            try:
+                adv = book.advance(reg, anchor, r, [*acts, (r, msg.msg_hash)])
+            except RuleError:
+                continue   # does not apply (yet): e.g. an extension whose predecessor is not activated
+            acts.append((r, msg.msg_hash))
+        return acts, adv.served
+
+    def activatable(self) -> bool:
+        """True if a pending task message could be activated (an exhausted chain can then go on)."""
+        return any(self.has_secret(m.msg_hash) for m in self.engine.pending_task_messages())
 
     # ------------------------------------------------------------ journal
 
@@ -124,8 +188,9 @@ class Keyholder:
 
     @property
     def done(self) -> bool:
+        """Every task is exhausted: the last notice was idle (the keyholder waits for a task message)."""
         opened = self._opened()
-        return opened is not None and opened[0] > self.genesis.n_rounds
+        return opened is not None and opened[2].idle
 
     # ------------------------------------------------------------ entries
 
@@ -185,17 +250,22 @@ class Keyholder:
         opened_ms = max(now_ms, anchor.timestamp * 1000)
         deadline = opened_ms + self.genesis.params.entry_window_s * 1000
         models, forfeits = self.settlement(anchor.round, r)
+        acts, served = self._activations(anchor, r)
+        task_id, index = served if served is not None else (0, 0)
         notice = make_anchor_notice(self.keypairs, self.genesis.chain_id, r, anchor.hash, anchor.height, deadline,
-                                    opened=models, forfeits=forfeits)
+                                    opened=models, forfeits=forfeits, task_id=task_id, shard_index=index,
+                                    activations=acts)
         self.store.meta_put(P_OPEN + _u32(r), pack([opened_ms, notice.encode()]))
         self.engine.add_anchor_notice(notice)
         return notice
 
     def _reveal(self, r: int, notice: AnchorNotice, opened_ms: int, now_ms: int) -> Beacon:
         entries = [(e.header_hash, e.miner) for e in self.accepted_entries(r)]
+        anchor = self.store.get_header(notice.anchor_hash)
         beacon = make_beacon(self.keypairs, self.genesis.chain_id, r, notice.anchor_hash, entries,
-                             self.secret.key(r), opened_ms=opened_ms, time_ms=max(now_ms, opened_ms),
-                             opened=notice.opened, forfeits=notice.forfeits)
+                             self._key(anchor, notice), opened_ms=opened_ms, time_ms=max(now_ms, opened_ms),
+                             opened=notice.opened, forfeits=notice.forfeits, task_id=notice.task_id,
+                             shard_index=notice.shard_index, activations=notice.activations)
         # journal first (synced): a crash after this line re-sends these exact bytes, never a new beacon
         self.store.meta_put(P_REVEAL + _u32(r), pack([now_ms, beacon.encode()]))
         self.engine.add_beacon(beacon)
@@ -228,7 +298,11 @@ class Keyholder:
             actions.append(self._open(1, now_ms))
             return actions
         r, opened_ms, notice = opened
-        if r > self.genesis.n_rounds:
+        if notice.idle:
+            # exhausted: the idle notice finalised round r-1; a task message with keys lets round r+1 open
+            tip = self.engine.tip()
+            if self.activatable() and tip.hash == notice.anchor_hash and self._activations(tip, r + 1)[1]:
+                return actions + [self._open(r + 1, now_ms)]
             return actions + [Done(r - 1)] if not actions else actions
         revealed = self._revealed(r)
         if revealed is None:
@@ -243,7 +317,7 @@ class Keyholder:
         winner = tip.hash if tip.hash != beacon.anchor_hash else None
         next_notice = self._open(r + 1, now_ms)
         actions += [RoundClosed(r, winner, next_notice.anchor_hash), next_notice]
-        if r + 1 > self.genesis.n_rounds:
+        if next_notice.idle:
             actions.append(Done(r))
         return actions
 
@@ -271,7 +345,7 @@ class Keyholder:
     def waiting(self) -> bool:
         """True while the open round has no entry after its window (nothing is revealed)."""
         opened = self._opened()
-        if opened is None or opened[0] > self.genesis.n_rounds or self._revealed(opened[0]) is not None:
+        if opened is None or opened[2].idle or self._revealed(opened[0]) is not None:
             return False
         return self.store.meta_get(P_WAIT + _u32(opened[0])) is not None and not self.accepted_entries(opened[0])
 
@@ -281,8 +355,8 @@ class Keyholder:
         opened = self._opened()
         if opened is None:
             return 0.0
-        r, opened_ms, _ = opened
-        if r > self.genesis.n_rounds:
+        r, opened_ms, notice = opened
+        if notice.idle:
             return None
         revealed = self._revealed(r)
         if revealed is None:

@@ -5,16 +5,17 @@ A miner never needs chain state beyond a Template (consensus.template) and the c
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from chain.block import Block, model_hash
 from chain.crypto import Keypair
 from consensus.genesis import Genesis
-from consensus.messages import MESSAGE_VERSION, Beacon, Entry, RoundPayload, make_entry
+from consensus.messages import Beacon, Entry, make_entry, make_payload
 from consensus.rules import crowning_bar
 from consensus.template import Template
 from ml.model import decode_model
 from ml.score import paired, score
-from ml.shards import open_shard
+from ml.shards import PublicTask, open_shard
 
 
 def seal(template: Template, model_bytes: bytes, keypair: Keypair, salt: bytes) -> tuple[Block, Entry]:
@@ -28,19 +29,25 @@ def seal(template: Template, model_bytes: bytes, keypair: Keypair, salt: bytes) 
     return block, entry
 
 
-def score_against(genesis: Genesis, beacon: Beacon, model_bytes: bytes, champion_bytes: bytes) -> tuple[int, int]:
-    """(b, c) of a challenger against the champion on the shard the beacon reveals."""
-    shard = open_shard(genesis.task, beacon.round, beacon.shard_key)
-    spec, caps = genesis.task.spec, genesis.model_caps
+def score_against(genesis: Genesis, beacon: Beacon, model_bytes: bytes, champion_bytes: bytes,
+                  task: PublicTask | None = None) -> tuple[int, int]:
+    """(b, c) of a challenger against the champion of the beacon's task on the shard the beacon reveals.
+    ``task`` is that task's package with its extensions (``Engine.task_package``); None = the genesis task."""
+    public = genesis.task if task is None else task
+    shard = open_shard(public, beacon.shard_index, beacon.shard_key)
+    spec, caps = public.spec, genesis.model_caps
     mine = score(decode_model(model_bytes, spec, caps), shard.X, shard.y).correct
     theirs = score(decode_model(champion_bytes, spec, caps), shard.X, shard.y).correct
     return paired(mine, theirs)
 
 
-def open_block(sealed: Block, beacon: Beacon, *, genesis: Genesis, champion_bytes: bytes) -> Block:
-    """Attach the round payload (beacon + b, c and the crowning bar) to a sealed block, ready to publish.
-    Open it even when it will not crown: an opened entry does not forfeit its bond (§3.9)."""
-    b, c = score_against(genesis, beacon, sealed.model, champion_bytes)
+def open_block(sealed: Block, beacon: Beacon, *, genesis: Genesis, champion_bytes: bytes,
+               task: PublicTask | None = None, activations: Sequence[bytes] = ()) -> Block:
+    """Attach the round payload (beacon + b, c and the crowning bar + the bytes of the task messages the beacon
+    activates, ``Engine.activation_bytes``) to a sealed block, ready to publish. ``champion_bytes`` is the
+    champion of the beacon's task, ``task`` its package (None: the genesis task). Open it even when it will
+    not crown: an opened entry does not forfeit its bond (§3.9)."""
+    b, c = score_against(genesis, beacon, sealed.model, champion_bytes, task)
     bar = crowning_bar(b, c, len(beacon.listed), genesis.params)
-    payload = RoundPayload(MESSAGE_VERSION, beacon, b, c, bar)
+    payload = make_payload(beacon, b, c, bar, activations)
     return dataclasses.replace(sealed, payload=payload.encode())

@@ -20,12 +20,14 @@ from chain.state import Move
 from chain.store import ChainStore
 from consensus.genesis import Genesis, GenesisParams
 from consensus.messages import MESSAGE_VERSION, AnchorNotice, Beacon, RoundPayload
+from consensus.registry import ChampionRecord, Registry, payout_move
 from consensus.settlement import settlement_moves
 from consensus.stats import accepts, crown_threshold
+from consensus.taskbook import TaskBook
 from ml.errors import MLError, ShardError
 from ml.model import Model, decode_model
 from ml.score import Features, paired, prepare, score
-from ml.shards import open_shard
+from ml.shards import PublicTask, open_shard
 from ml.task import Dataset
 
 
@@ -45,6 +47,9 @@ class ScoredBlock:
     c: int
     bar: int                          # the least b that crowned with b + c disagreements (payload ``bar``)
     moves: tuple[Move, ...] = ()      # settlement moves applied before the txs (consensus.settlement)
+    task_id: int = 0                  # the task the block's round served (§3.13)
+    registry: Registry | None = None  # the task registry after this block (None: not computed)
+    messages: tuple = ()              # the task messages its payload activated (TaskMessage objects)
 
     @property
     def hash(self) -> bytes:
@@ -94,8 +99,8 @@ class ScoringCache:
     decoded champions with their per-row correctness (both are costly and identical for every block of a round)."""
 
     def __init__(self, max_items: int = 8) -> None:
-        self._shards: OrderedDict[tuple[int, bytes], tuple[Dataset, Features]] = OrderedDict()
-        self._correct: OrderedDict[tuple[bytes, int, bytes], np.ndarray] = OrderedDict()
+        self._shards: OrderedDict[tuple[bytes, bytes], tuple[Dataset, Features]] = OrderedDict()
+        self._correct: OrderedDict[tuple[bytes, bytes, bytes], np.ndarray] = OrderedDict()
         self._max = max_items
 
     def _put(self, table: OrderedDict, key, value) -> None:
@@ -104,27 +109,32 @@ class ScoringCache:
         while len(table) > self._max:
             table.popitem(last=False)
 
-    def _opened(self, genesis: Genesis, round: int, key: bytes) -> tuple[Dataset, Features]:
-        hit = self._shards.get((round, key))
+    # ``task`` is the task's package (genesis.task, or consensus.taskbook.TaskBook.package_of); ``index`` the
+    # task-local shard index; entries are keyed by the shard's commitment, which names it uniquely.
+
+    def _opened(self, task: PublicTask, index: int, key: bytes) -> tuple[Dataset, Features]:
+        ck = (task.commitments[index - 1] if 1 <= index <= task.n_rounds else b"", key)
+        hit = self._shards.get(ck)
         if hit is None:
-            shard = open_shard(genesis.task, round, key)
+            shard = open_shard(task, index, key)
             hit = (shard, prepare(shard.X))
-            self._put(self._shards, (round, key), hit)
+            self._put(self._shards, ck, hit)
         return hit
 
-    def shard(self, genesis: Genesis, round: int, key: bytes) -> Dataset:
-        return self._opened(genesis, round, key)[0]
+    def shard(self, task: PublicTask, index: int, key: bytes) -> Dataset:
+        return self._opened(task, index, key)[0]
 
-    def features(self, genesis: Genesis, round: int, key: bytes) -> Features:
-        """Shard r's X prepared once: the champion and every challenger of the round are scored on it."""
-        return self._opened(genesis, round, key)[1]
+    def features(self, task: PublicTask, index: int, key: bytes) -> Features:
+        """The shard's X prepared once: the champion and every challenger of the round are scored on it."""
+        return self._opened(task, index, key)[1]
 
-    def champion_correct(self, genesis: Genesis, champion_bytes: bytes, round: int, key: bytes) -> np.ndarray:
-        ck = (model_hash(champion_bytes), round, key)
+    def champion_correct(self, genesis: Genesis, champion_bytes: bytes, task: PublicTask, index: int,
+                         key: bytes) -> np.ndarray:
+        ck = (model_hash(champion_bytes), task.commitments[index - 1] if 1 <= index <= task.n_rounds else b"", key)
         hit = self._correct.get(ck)
         if hit is None:
-            shard, feats = self._opened(genesis, round, key)
-            model = decode_model(champion_bytes, genesis.task.spec, genesis.model_caps)
+            shard, feats = self._opened(task, index, key)
+            model = decode_model(champion_bytes, task.spec, genesis.model_caps)
             hit = score(model, feats, shard.y).correct
             self._put(self._correct, ck, hit)
         return hit
@@ -173,10 +183,12 @@ def decode_payload(block: Block, genesis: Genesis) -> RoundPayload:
 
 def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
                    beacon: Beacon | None = None, is_past_champion: Callable[[bytes], bool] | None = None,
-                   cache: ScoringCache | None = None) -> ScoredBlock:
+                   cache: ScoringCache | None = None, book: TaskBook | None = None) -> ScoredBlock:
     """Every rule of §3.6, cheap first. ``beacon`` (optional) is the node's accepted beacon for the round:
-    the payload's beacon must carry the same content. Raises RuleError(code) or OrphanBlock."""
+    the payload's beacon must carry the same content. ``book`` holds the chain's task messages and registries
+    (the engine's; a fresh one on ``store`` if None). Raises RuleError(code) or OrphanBlock."""
     cache = cache or _default_cache
+    book = book or TaskBook(store, genesis)
     params = genesis.params
     h = block.header
     # 1. size (the node decoded the bytes; re-encoding gives the canonical size)
@@ -198,9 +210,8 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
         raise OrphanBlock(h.prev_hash)
     if h.height != parent.height + 1:
         raise RuleError("bad-height", f"height {h.height} after parent height {parent.height}")
-    if not parent.round < h.round <= genesis.n_rounds:
-        raise RuleError("bad-round", f"round {h.round} after parent round {parent.round} "
-                                     f"(task has {genesis.n_rounds} rounds)")
+    if not parent.round < h.round:
+        raise RuleError("bad-round", f"round {h.round} after parent round {parent.round}")
     if beacon_in.time_ms // 1000 < parent.timestamp:
         raise RuleError("bad-beacon", "beacon time is before its anchor's timestamp")
     lo, hi = timestamp_window(params, beacon_in, parent)
@@ -216,13 +227,22 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
         raise RuleError("stale-parent", "parent is no longer on the main chain within reach") from None
     if stake < params.entry_bond:
         raise RuleError("insufficient-stake", f"miner balance {stake} < the entry bond {params.entry_bond}")
+    # 5b. the schedule (§3.13): the activations it carries and the void rounds since the anchor give the
+    # (task, shard) this round serves; the beacon must name exactly that
+    messages = book.payload_messages(payload.activations, beacon_in.activations)
+    adv = book.advance(book.registry_at(parent), parent, h.round, beacon_in.activations, messages)
+    if adv.served != beacon_in.served:
+        raise RuleError("bad-schedule", f"round {h.round} serves {adv.served}, the beacon says {beacon_in.served}")
+    task_id, index = beacon_in.served
+    task_rec = adv.before.tasks[task_id]
+    task = book.package_of(task_rec, messages)
     # 6. txs and state root (the ledger rules and their codes come from chain.state)
     ledger = genesis.ledger_params
     if len(block.txs) > ledger.max_block_txs:
         raise RuleError("too-many-txs", f"{len(block.txs)} txs, limit {ledger.max_block_txs}")
     if tx_root(block.txs) != h.tx_root:
         raise RuleError("bad-tx-root", "tx root does not match the txs")
-    moves = moves_for(genesis, beacon_in)
+    moves = moves_for(genesis, beacon_in) + adv.moves + payout_move(adv.before, task_id, h.miner)
     delta = store.preview_txs(h.prev_hash, h.miner, block.txs, ledger, moves)
     if delta.state_root != h.state_root:
         raise RuleError("bad-state-root", "state root does not match the state after settlement + txs + reward + fees")
@@ -232,7 +252,7 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
     if len(block.model) > params.model_max_bytes:
         raise RuleError("model-too-large", f"{len(block.model)} bytes, cap {params.model_max_bytes}")
     try:
-        challenger: Model = decode_model(block.model, genesis.task.spec, genesis.model_caps)
+        challenger: Model = decode_model(block.model, task.spec, genesis.model_caps)
     except MLError as exc:
         raise RuleError("bad-model", str(exc)) from None
     past = is_past_champion or _walk_champion_hashes(store, parent)
@@ -240,15 +260,14 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
         raise RuleError("duplicate-model", "model is byte-identical to a champion or to a model opened earlier")
     # 8. shard
     try:
-        shard = cache.shard(genesis, h.round, beacon_in.shard_key)
+        shard = cache.shard(task, index, beacon_in.shard_key)
     except ShardError as exc:
         raise RuleError("bad-shard-commitment", str(exc)) from None
-    # 9. the crowning test: exact sign test, Bonferroni over the m listed entries
-    champion_bytes = store.get_model(parent.model_hash)
-    if champion_bytes is None:
-        raise StoreError(f"champion model {parent.model_hash.hex()} missing")
-    champion_ok = cache.champion_correct(genesis, champion_bytes, h.round, beacon_in.shard_key)
-    features = cache.features(genesis, h.round, beacon_in.shard_key)  # the shard's X, prepared once per round
+    # 9. the crowning test against the champion of the round's task: exact sign test, Bonferroni over the
+    # m listed entries
+    champion_bytes = book.champion_model(task_rec, messages)
+    champion_ok = cache.champion_correct(genesis, champion_bytes, task, index, beacon_in.shard_key)
+    features = cache.features(task, index, beacon_in.shard_key)  # the shard's X, prepared once per round
     b, c = paired(score(challenger, features, shard.y).correct, champion_ok)
     m = len(beacon_in.listed)
     bar = crowning_bar(b, c, m, params)
@@ -259,4 +278,6 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
         why = (f"no outcome of {b + c} disagreements crowns with {m} entries" if bar == 0
                else f"needs b >= {bar} of {b + c} (alpha {params.alpha_num}/{params.alpha_den} over {m} entries)")
         raise RuleError("not-better-than-champion", f"b={b} c={c}: {why}")
-    return ScoredBlock(block, b, c, bar, moves)
+    record = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, b, c, bar, task_id)
+    after = adv.before.consume(beacon_in.served).crown(task_id, record)
+    return ScoredBlock(block, b, c, bar, moves, task_id, after, tuple(messages[hh] for _, hh in beacon_in.activations))

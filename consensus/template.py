@@ -30,7 +30,9 @@ class Template:
     tx_root: bytes
     state_root: bytes
     entry_bond: int
-    champion_model_hash: bytes
+    champion_model_hash: bytes      # the champion of the round's task (what the block must beat)
+    task_id: int = 0                # the (task, shard) the round serves (§3.13)
+    shard_index: int = 0
 
     def header(self, model_hash: bytes, salt: bytes) -> Header:
         """The unsigned header for a model (what the entry seals once signed)."""

@@ -25,6 +25,7 @@ from chain.errors import DecodeError, PopError, RuleError
 from chain.rejects import TX_VIOLATIONS as _TX_VIOLATIONS
 from chain.tx import Transfer
 from consensus.messages import AnchorNotice, Beacon, Entry
+from consensus.tasks import decode_task_message
 from node.engine_api import block_outcome, is_stale_code
 from node.limits import INVALID_BLOCK, INVALID_OBJECT, STALE_OBJECT, BoundedMap, BoundedSet
 from node.mempool import Mempool
@@ -68,6 +69,7 @@ class JudgeHost(Protocol):
     @property
     def sync_hooks(self) -> SyncHooks: ...
     async def on_entry_accepted(self, entry: Entry) -> None: ...
+    async def on_task_message(self, msg: Any) -> None: ...
     async def after_round_event(self) -> None: ...
     async def after_tip_change(self, old_tip: bytes, new_tip: Any = None) -> None: ...
 
@@ -312,6 +314,12 @@ class Judge:
             new = await host.worker.call(host.engine.add_anchor_notice, obj)
             await host.after_round_event()
             return True, "accepted" if new else "duplicate"
+        if kind == InvKind.TASK:
+            # a governance-signed task announcement/extension: stored for the keyholder, relayed (§3.13)
+            new = await host.worker.call(host.engine.add_task_message, obj)
+            if new:
+                await host.on_task_message(obj)
+            return True, "accepted" if new else "duplicate"
         if kind == InvKind.BEACON:
             try:
                 new = await host.worker.call(host.engine.add_beacon, obj)
@@ -387,4 +395,6 @@ def decode_object(kind: InvKind, data: bytes) -> Any:
             return Beacon.decode(data)
         case InvKind.BLOCK:
             return Block.decode(data)
+        case InvKind.TASK:
+            return decode_task_message(data)
     raise DecodeError(f"unknown kind {kind}")

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 from chain.errors import PopError
 from consensus.keyholder import Done, Keyholder, RoundClosed, load_keyholder_file
 from consensus.messages import AnchorNotice, Beacon, Entry
+from consensus.tasks import TaskExtension, decode_task_message
+from ml.shards import PublicTask, SecretTask
 from node.judge import object_id
 from node.metrics import Metrics
 from node.wire import InvKind
@@ -58,6 +60,24 @@ class KeyholderService:
             secret, keypairs = load_keyholder_file(self.secret_file)
             return Keyholder(self.node.engine, secret, keypairs)
         self.keyholder = await self.node.worker.call(make)
+
+    def wake(self) -> None:
+        """Something changed that may let the keyholder act now (an entry, a task message)."""
+        self._wake.set()
+
+    async def add_task_secret(self, task_message: bytes, secret: bytes) -> None:
+        """Hand the keyholder the shard keys of a task message (its package's, or its extension batch's):
+        checked against the message's commitments first (a wrong file is refused, not journaled)."""
+        assert self.keyholder is not None, "start() first"
+        msg = decode_task_message(task_message)
+        st = SecretTask.decode(secret)
+
+        def add() -> None:
+            n = len(msg.commitments) if isinstance(msg, TaskExtension) else PublicTask.decode(msg.package).n_rounds
+            assert self.keyholder is not None
+            self.keyholder.add_task_secret(msg.msg_hash, st, n_shards=n)
+        await self.node.worker.call(add)
+        self._wake.set()
 
     def close(self) -> None:
         pass  # the journal lives in the store, which the node closes

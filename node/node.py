@@ -185,6 +185,27 @@ class Node:
         if self.keyholder is not None:
             await self.keyholder.on_entry(entry)
 
+    async def on_task_message(self, msg) -> None:
+        """A new task announcement/extension was stored: the keyholder may open a round with it."""
+        if self.keyholder is not None:
+            self.keyholder.wake()
+        self._poke_events()
+
+    async def submit_task_message(self, data: bytes, secret: bytes | None = None) -> tuple[bool, str]:
+        """The API's entry point for a task announcement/extension (PROTOCOL §3.13): decode, validate against
+        the chain (signatures, package, not a replay, known task, fresh seq), store it and gossip it. Returns
+        (accepted, reason): reason "accepted", "duplicate", or a reject code (chain/rejects.py) with detail.
+        ``secret`` (ml SecretTask bytes: the shard keys of its package or batch) is handed to this node's
+        keyholder, if it runs one, so that it can activate the message; refused if no keyholder runs here."""
+        if secret is not None:
+            if self.keyholder is None:
+                return False, "no-keyholder: this node runs no keyholder to hand the shard keys to"
+            try:
+                await self.keyholder.add_task_secret(data, secret)
+            except (PopError, ValueError) as exc:
+                return False, f"bad-task-secret: {exc}"
+        return await self.relay.on_object(None, wire.InvKind.TASK, data)
+
     async def refresh_tip(self) -> None:
         tip = await self.worker.call(self.engine.tip)
         self.tip_cache = (tip.height, tip.round, tip.hash)

@@ -26,6 +26,7 @@ from chain.errors import DecodeError
 from chain.tx import MAX_TX_SIZE
 from consensus.messages import MAX_BEACON_SIZE, MAX_ENTRY_SIZE
 from consensus.messages import MAX_NOTICE_SIZE as MAX_ANCHOR_SIZE
+from consensus.tasks import MAX_TASK_MSG_SIZE
 from node.errors import WireError
 
 PROTOCOL_VERSION = 2       # 2: TXS batches (a version-1 peer is refused at the handshake, not banned)
@@ -46,6 +47,7 @@ class InvKind(IntEnum):
     ANCHOR = 3
     BEACON = 4
     BLOCK = 5
+    TASK = 6        # a task announcement or extension (consensus.tasks, PROTOCOL §3.13)
 
 
 class MsgType(IntEnum):
@@ -66,6 +68,22 @@ class MsgType(IntEnum):
     GETADDR = 15
     ADDR = 16
     TXS = 17        # many transfers in one frame: GETDATA for txs is answered with these
+    TASK = 18       # object frame of InvKind.TASK
+    GETROUNDS = 19  # [first round, count]: ask for the notices/beacons of those rounds (sync, §4.4)
+    ROUNDS = 20     # [[kind, bytes]…]: the notices/beacons asked for (void rounds included)
+
+
+def object_type(kind: "InvKind") -> "MsgType":
+    """The frame type carrying an object of ``kind``."""
+    return MsgType.TASK if kind == InvKind.TASK else MsgType(7 + int(kind))
+
+
+def object_kind(mtype: "MsgType") -> "InvKind":
+    return InvKind.TASK if mtype == MsgType.TASK else InvKind(int(mtype) - 7)
+
+
+def is_object_type(mtype: "MsgType") -> bool:
+    return MsgType.TX <= mtype <= MsgType.BLOCK or mtype == MsgType.TASK
 
 
 OBJECT_CAPS: dict[InvKind, int] = {
@@ -74,7 +92,9 @@ OBJECT_CAPS: dict[InvKind, int] = {
     InvKind.ANCHOR: MAX_ANCHOR_SIZE,
     InvKind.BEACON: MAX_BEACON_SIZE,
     InvKind.BLOCK: MAX_BLOCK_SIZE,
+    InvKind.TASK: MAX_TASK_MSG_SIZE,
 }
+MAX_ROUNDS_ITEMS = 64      # statements in one ROUNDS frame (2 per round)
 _ENVELOPE = 16  # type byte + array header + bin header, generously
 FRAME_CAPS: dict[MsgType, int] = {
     MsgType.HELLO: 512,
@@ -84,7 +104,9 @@ FRAME_CAPS: dict[MsgType, int] = {
     MsgType.INV: 8 + MAX_INV_ITEMS * 40,
     MsgType.GETDATA: 8 + MAX_INV_ITEMS * 40,
     MsgType.NOTFOUND: 8 + MAX_INV_ITEMS * 40,
-    **{MsgType(7 + k): cap + _ENVELOPE for k, cap in OBJECT_CAPS.items()},
+    **{object_type(k): cap + _ENVELOPE for k, cap in OBJECT_CAPS.items()},
+    MsgType.GETROUNDS: 24,
+    MsgType.ROUNDS: 8 + MAX_ROUNDS_ITEMS * (max(MAX_ANCHOR_SIZE, MAX_BEACON_SIZE) + 8),
     MsgType.GETHEADERS: 8 + (MAX_LOCATOR + 1) * 35,
     MsgType.HEADERS: 8 + MAX_HEADERS * (MAX_HEADER_SIZE + 3),
     MsgType.GETADDR: 8,
@@ -169,7 +191,19 @@ class Addr:
     addrs: tuple[tuple[str, int], ...]
 
 
-Message = Union[Hello, Reject, Ping, Pong, Inv, GetData, NotFound, Object, Txs, GetHeaders, Headers, GetAddr, Addr]
+@dataclass(frozen=True)
+class GetRounds:
+    first: int                   # rounds first … first + count − 1
+    count: int
+
+
+@dataclass(frozen=True)
+class Rounds:
+    items: tuple[tuple[InvKind, bytes], ...]   # (ANCHOR | BEACON, encoded statement), ascending round
+
+
+Message = Union[Hello, Reject, Ping, Pong, Inv, GetData, NotFound, Object, Txs, GetHeaders, Headers, GetAddr, Addr,
+                GetRounds, Rounds]
 
 
 # ---------------------------------------------------------------- encode
@@ -197,7 +231,7 @@ def _fields(msg: Message) -> tuple[MsgType, list[Any]]:
         case NotFound():
             return MsgType.NOTFOUND, [_inv_fields(msg.items)]
         case Object():
-            return MsgType(7 + int(msg.kind)), [msg.data]
+            return object_type(msg.kind), [msg.data]
         case GetHeaders():
             return MsgType.GETHEADERS, [list(msg.locator), msg.stop]
         case Headers():
@@ -208,6 +242,10 @@ def _fields(msg: Message) -> tuple[MsgType, list[Any]]:
             return MsgType.ADDR, [[[h, p] for h, p in msg.addrs]]
         case Txs():
             return MsgType.TXS, [list(msg.txs)]
+        case GetRounds():
+            return MsgType.GETROUNDS, [msg.first, msg.count]
+        case Rounds():
+            return MsgType.ROUNDS, [[int(k), d] for k, d in msg.items]
     raise TypeError(f"not a wire message: {type(msg).__name__}")
 
 
@@ -278,7 +316,17 @@ def _decode_body(mtype: MsgType, f: list[Any]) -> Message:
         case MsgType.TXS:
             raw = check_list_max(check_list(f, 1, "txs")[0], MAX_TXS_ITEMS, "txs")
             return Txs(tuple(check_bytes_max(t, MAX_TX_SIZE, "tx") for t in raw))
-    kind = InvKind(int(mtype) - 7)
+        case MsgType.GETROUNDS:
+            check_list(f, 2, "getrounds")
+            return GetRounds(check_int(f[0], 1, 2**32 - 1, "first"), check_int(f[1], 1, MAX_ROUNDS_ITEMS // 2, "count"))
+        case MsgType.ROUNDS:
+            items = []
+            for item in check_list_max(f, MAX_ROUNDS_ITEMS, "rounds"):
+                k, d = check_list(item, 2, "rounds item")
+                check_int(k, int(InvKind.ANCHOR), int(InvKind.BEACON), "rounds kind")
+                items.append((InvKind(k), check_bytes_max(d, OBJECT_CAPS[InvKind(k)], "rounds object")))
+            return Rounds(tuple(items))
+    kind = object_kind(mtype)
     data = check_bytes_max(check_list(f, 1, kind.name.lower())[0], OBJECT_CAPS[kind], "object")
     return Object(kind, data)
 
@@ -295,7 +343,7 @@ def frame_type(frame: bytes) -> MsgType:
 def _decode_object(mtype: MsgType, frame: bytes) -> Object:
     """Object frames are ``[bin]``: parsed directly (no re-pack of a possibly large block just to check that
     the array around it is canonical); the same shortest-form rules as chain.encoding apply."""
-    kind = InvKind(int(mtype) - 7)
+    kind = object_kind(mtype)
     if len(frame) < 3 or frame[1] != 0x91:
         raise WireError("bad-field", f"{mtype.name}: body must be an array of one bin")
     tag = frame[2]
@@ -320,7 +368,7 @@ def decode(frame: bytes) -> Message:
     cap = FRAME_CAPS[mtype]
     if len(frame) > cap:
         raise WireError("oversize", f"{mtype.name} frame of {len(frame)} bytes exceeds its cap {cap}")
-    if MsgType.TX <= mtype <= MsgType.BLOCK:
+    if is_object_type(mtype):
         return _decode_object(mtype, frame)
     try:
         fields = unpack(bytes(frame[1:]), max_size=cap)

@@ -159,7 +159,7 @@ def test_a_loser_resubmitted_by_another_miner_is_refused(node):
 
 
 def _beacon(opened_ms: int, time_ms: int) -> Beacon:
-    return Beacon(1, "popchain-x", 1, bytes(32), opened_ms, time_ms, (), bytes(32))
+    return Beacon(2, "popchain-x", 1, bytes(32), opened_ms, time_ms, (), bytes(32))
 
 
 def _header(ts: int) -> Header:

@@ -16,7 +16,7 @@ from chain.crypto import Keypair
 from chain.store import ChainStore
 from chain.tx import Transfer, make_transfer
 from consensus.genesis import Genesis, GenesisParams, create_genesis
-from consensus.messages import MESSAGE_VERSION, Beacon, RoundPayload, make_beacon
+from consensus.messages import PAYLOAD_VERSION, Beacon, RoundPayload, make_beacon
 from consensus.miner import score_against
 from consensus.rules import crowning_bar
 from ml.model import encode_model
@@ -120,5 +120,5 @@ def make_block(store: ChainStore, *, miner: Keypair = MINERS[0], model: bytes | 
             b, c = 0, 0
         pf = dict(b=b, c=c, bar=crowning_bar(b, c, max(1, len(bc.listed)), g.params))
         pf.update(payload or {})
-        raw_payload = RoundPayload(MESSAGE_VERSION, bc, pf["b"], pf["c"], pf["bar"]).encode()
+        raw_payload = RoundPayload(PAYLOAD_VERSION, bc, pf["b"], pf["c"], pf["bar"]).encode()
     return Block(h, tuple(txs), model, raw_payload), bc

@@ -121,7 +121,7 @@ def test_beacon_roundtrip_canonical(r, anchor, entries, key, opened_ms, dt, sett
                      opened=opened, forfeits=forfeits)
     assert Beacon.decode(bc.encode()) == bc
     assert bc.verify([KP.public], 1) and not bc.verify([bytes(32)], 1)
-    payload = RoundPayload(1, bc, 3, 1, 9)
+    payload = RoundPayload(2, bc, 3, 1, 9)
     assert RoundPayload.decode(payload.encode()) == payload
     n = make_anchor_notice([KP], "popchain-x", r, anchor, 7, 123_456, opened=opened, forfeits=forfeits)
     assert AnchorNotice.decode(n.encode()) == n and n.verify([KP.public], 1)
@@ -142,9 +142,9 @@ def test_beacon_entries_must_be_sorted_unique_one_per_miner():
     bc = make_beacon([KP], "popchain-x", 1, bytes(32), pairs, bytes(32))
     assert list(bc.entries) == sorted(bc.entries)
     with pytest.raises(DecodeError):
-        Beacon(1, "popchain-x", 1, bytes(32), 0, 0, tuple(pairs), bytes(32))
+        Beacon(2, "popchain-x", 1, bytes(32), 0, 0, tuple(pairs), bytes(32))
     with pytest.raises(DecodeError):   # one miner key, two entries
-        Beacon(1, "popchain-x", 1, bytes(32), 0, 0, ((b"\x01" * 32, KP.public), (b"\x02" * 32, KP.public)),
+        Beacon(2, "popchain-x", 1, bytes(32), 0, 0, ((b"\x01" * 32, KP.public), (b"\x02" * 32, KP.public)),
                bytes(32))
     with pytest.raises(DecodeError):   # revealed before it opened
-        Beacon(1, "popchain-x", 1, bytes(32), 5, 4, (), bytes(32))
+        Beacon(2, "popchain-x", 1, bytes(32), 5, 4, (), bytes(32))

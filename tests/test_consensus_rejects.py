@@ -99,7 +99,16 @@ def test_bad_height(store):
 
 
 def test_bad_round(store):
-    check(store, make_block(store, round=ROUNDS + 1)[0], "bad-round")
+    """A block's round must come after its parent's: a second round-1 block on a round-1 block is refused."""
+    g = world().genesis
+    first, _ = make_block(store)
+    store.connect_block(first, g.ledger_params)
+    check(store, make_block(store, round=1, parent=first.header)[0], "bad-round")
+
+
+def test_round_beyond_every_task_is_a_bad_schedule(store):
+    """Round n+1 of a chain whose only task has n shards is idle (§3.13): no block can serve it."""
+    check(store, make_block(store, round=ROUNDS + 1)[0], "bad-schedule")
 
 
 def test_bad_timestamp(store):

@@ -121,7 +121,9 @@ class NodeExplorerDeps:
         out: dict[tuple[int, bytes], tuple[int, int] | None] = {}
         for r, mh, key, data in jobs:
             try:
-                correct = self._scoring.champion_correct(genesis, data, r, key)
+                # genesis-task rounds only (issue 11: per-task leaderboards are the explorer's next step); a
+                # round of another task fails its commitment check here and is skipped
+                correct = self._scoring.champion_correct(genesis, data, genesis.task, r, key)
                 out[(r, mh)] = (int(correct.sum()), int(correct.shape[0]))
             except Exception:  # explorer figures never break a page; consensus scored these already
                 log.warning("explorer: cannot score model %s on round %d", mh.hex()[:16], r, exc_info=True)
