@@ -249,18 +249,39 @@ def package_generated(world: World, n_rounds: int, shard_size: int, *, n_train: 
     check_int(shard_size, 1, MAX_GEN_ELEMENTS // world.spec.n_features, TaskError, "shard_size")
     check_int(n_train, 1, MAX_TRAIN_ROWS, TaskError, "n_train")
     train = generate(world, rng(32), n_train)
+    batch = generated_batch(world, 1, n_rounds, rng=rng, drift_milli=drift_milli, anchor=world)
+    public = PublicTask(world.spec, train.X, train.y, shard_size, batch.commitments, batch.ciphertexts, GENERATED)
+    return public, batch.secret
+
+
+@dataclass(frozen=True)
+class ShardBatch:
+    """Sealed generated shards first_index … of a task: what a package or a task extension carries, the keys
+    for the keyholder, and the world of the last shard (the next batch drifts on from it)."""
+    commitments: tuple[bytes, ...]
+    ciphertexts: tuple[bytes, ...]
+    secret: SecretTask
+    last_world: World
+
+
+def generated_batch(world: World, first_index: int, n: int, *, rng: Rng = os.urandom, drift_milli: int = 0,
+                    anchor: World | None = None) -> ShardBatch:
+    """``n`` generated shards with task-local indices first_index …: shard i's world is the previous one
+    (``world`` before the first) drifted by ``drift_milli`` towards ``anchor`` (the task's start world: pass it
+    for every batch of a task, or its drift is a free random walk), then a fresh row seed; each sealed as
+    package shards are (commitment binds the index). package_generated is the batch 1 … n_rounds."""
+    check_int(n, 1, MAX_ROUNDS, TaskError, "n_shards")
     keys, salts, commits, cts = [], [], [], []
     current = world
-    for r in range(1, n_rounds + 1):
+    for r in range(first_index, first_index + n):
         if drift_milli:
-            current = drift(current, rng(32), drift_milli, anchor=world)
+            current = drift(current, rng(32), drift_milli, anchor=anchor)
         key, salt, commit, ct = _seal(r, encode_generated_shard(r, current, rng(32)), rng)
         keys.append(key)
         salts.append(salt)
         commits.append(commit)
         cts.append(ct)
-    public = PublicTask(world.spec, train.X, train.y, shard_size, tuple(commits), tuple(cts), GENERATED)
-    return public, SecretTask(tuple(keys), tuple(salts))
+    return ShardBatch(tuple(commits), tuple(cts), SecretTask(tuple(keys), tuple(salts)), current)
 
 
 def open_shard(public: PublicTask, round_: int, key: bytes) -> Dataset:
