@@ -12,8 +12,8 @@
                          rate). Baseline: the same share at drift 0 (retraining noise alone).
 
 Full mode: the default shards (12,992 rows, --detect 0.01), 4 honest miners on 6,000 rows each. Quick mode (CI):
-the demo's shards (3,264 rows, --detect 0.02), still 50 rounds, but 2 honest miners (MLP, extra trees) on 3,000
-rows and 4 gap samples instead of 12. What it does not do: judge anything itself — crowning is
+the demo's shards (3,264 rows, --detect 0.02), still 50 rounds, but 2 honest miners (MLP, extra trees) on 1,500
+rows and 3 gap samples instead of 12. What it does not do: judge anything itself — crowning is
 the Engine's, exactly as on the network.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _rows(detect: float) -> int:
 def crowned_share(drift_milli: int, *, quick: bool, rounds: int = ROUNDS, seed: bytes = SEED) -> tuple[int, int]:
     """(crowned, rounds) of the honest cast on a fresh world of ``drift_milli``."""
     config = WorldConfig(rounds=rounds, shard_size=_rows(DEMO_DETECT if quick else DEFAULT_DETECT),
-                         n_test=500, max_train_rows=3_000 if quick else 6_000, drift_milli=drift_milli)
+                         n_test=500, max_train_rows=1_500 if quick else 6_000, drift_milli=drift_milli)
     rep = run_scenario(World(seed, config), "honest-pair" if quick else "honest")
     return rep.crowned, len(rep.rounds)
 
@@ -95,7 +95,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     crowned, n = crowned_share(DEFAULT_DRIFT_MILLI, quick=quick)
     base, _ = crowned_share(0, quick=quick)
     rows = _rows(DEMO_DETECT if quick else DEFAULT_DETECT)
-    samples = 4 if quick else 12
+    samples = 3 if quick else 12
     drifting = gap_table(DEFAULT_DRIFT_MILLI, samples=samples)
     fixed = gap_table(0, samples=samples)
     share = sum(g.gaps[0] >= 0.01 for g in drifting) / len(drifting)
