@@ -148,6 +148,15 @@ class ChainStore(StoreReader):
 
     # ------------------------------------------------------------ meta writes (consensus/ and node/)
 
+    def put_model(self, data: bytes) -> bytes:
+        """Store model bytes by their hash (content-addressed, like a block's model): for models that no block
+        carries, e.g. an announced task's initial champion. Returns the model hash."""
+        mh = model_hash(data)
+        with self._lock:
+            if self._kv.get(P_MODEL + mh) is None:
+                self._kv.write({P_MODEL + mh: data}, sync=True)
+        return mh
+
     def meta_put(self, key: bytes, value: bytes) -> None:
         self.meta_write({key: value})
 

@@ -14,7 +14,10 @@ What it does:
     fork choice within a round, finality from keyholder anchor statements, orphans, champion history,
     equivocation evidence, block templates).
   * ``consensus.keyholder`` — the keyholder's round state machine driven by an explicit ``now``; journaled,
-    restart-safe (never two beacons for a round).
+    restart-safe (never two beacons for a round); idles when every task is exhausted, revived by a task message.
+  * ``consensus.tasks`` / ``consensus.registry`` / ``consensus.taskbook`` — several tasks per chain (issue 11):
+    governance-signed announcements and extensions, the task registry and round-robin schedule folded from the
+    blocks, bounty escrow/payout/refund moves, and the engine's store of task messages and registries.
   * ``consensus.miner`` / ``consensus.template`` — sealing and opening helpers for miners (pure; model
     training with scikit-learn lives in ``ml.training``, the round simulator in ``benchmarks.simulator``).
 

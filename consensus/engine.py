@@ -99,7 +99,7 @@ class BlockVerdict:
 @dataclass(frozen=True)
 class RoundInfo:
     round: int
-    status: str                 # future | open | revealed | crowned | void
+    status: str                 # future | open | revealed | crowned | void | idle (no task had shards left)
     anchor: bytes | None
     notice: AnchorNotice | None
     beacon: Beacon | None
@@ -241,6 +241,12 @@ class Engine:
             out.append(msg.encode())
         return tuple(out)
 
+    def activation_bytes_of(self, msg_hash: bytes) -> bytes:
+        msg = self.book.message(msg_hash)
+        if msg is None:
+            raise RuleError("missing-activation", f"task message {msg_hash.hex()[:16]} is not known here")
+        return msg.encode()
+
     def task_message(self, msg_hash: bytes) -> TaskMessage | None:
         return self.book.message(msg_hash)
 
@@ -275,8 +281,7 @@ class Engine:
     def pending_task_messages(self) -> list[TaskMessage]:
         """Stored task messages the registry has not applied, in activation order: announcements by id, then
         extensions by (task, seq)."""
-        reg = self.registry()
-        pending = [m for m in self.book.pool() if not reg.has_message(m.msg_hash)]
+        pending = self.book.pending(self.registry())
         return sorted(pending, key=lambda m: (0, 0, 0, m.msg_hash) if isinstance(m, TaskAnnouncement)
                       else (1, m.task_id, m.seq, m.msg_hash))
 
@@ -338,6 +343,8 @@ class Engine:
         winner = next((rec for rec in self.champion_history() if rec.round == r and rec.height > 0), None)
         if r > self._round:
             status = "future"
+        elif notice is not None and notice.idle:
+            status = "idle"             # every task was exhausted: the round served nothing (§3.13)
         elif r == self._round:
             status = "revealed" if beacon else "open"
         else:
@@ -525,8 +532,10 @@ class Engine:
             extra.update(self.book.registry_extra(h.height, s.registry))
             extra.update(self.book.message_extra(s.messages))
             for m in s.messages:      # an initial champion counts as a champion for duplicate-model
-                if isinstance(m, TaskAnnouncement) and self.store.meta_get(P_CMODEL + model_hash(m.champion)) is None:
-                    extra[P_CMODEL + model_hash(m.champion)] = _u32(h.height)
+                if isinstance(m, TaskAnnouncement):
+                    self.store.put_model(m.champion)
+                    if self.store.meta_get(P_CMODEL + model_hash(m.champion)) is None:
+                        extra[P_CMODEL + model_hash(m.champion)] = _u32(h.height)
         # the models its beacon records as opened (losers included) can never be crowned again (§3.6 step 7)
         for mh in RoundPayload.decode(s.block.payload).beacon.opened:
             if self.store.meta_get(P_OMODEL + mh) is None:

@@ -34,6 +34,7 @@ from consensus.messages import (
     make_anchor_notice,
     make_beacon,
 )
+from consensus.taskbook import activation_budget
 from ml.shards import SecretTask
 
 P_OPEN = b"k/open/"          # + u32 round -> pack([opened_ms, notice bytes])
@@ -149,9 +150,14 @@ class Keyholder:
         prev = self.engine.notice(r - 1) if r > 1 else None
         acts = list(prev.activations) if prev is not None and prev.anchor_hash == anchor.hash else []
         adv = book.advance(reg, anchor, r, acts)
+        budget = activation_budget(self.genesis.params.max_block_bytes)
+        budget -= sum(len(self.engine.activation_bytes_of(h)) for _, h in acts)
         for msg in self.engine.pending_task_messages():
             if len(acts) >= MAX_ACTIVATIONS or not self.has_secret(msg.msg_hash):
                 continue
+            if len(msg.encode()) > budget:
+                continue   # the round's blocks could not carry it: a later round's (same anchor) will
+            budget -= len(msg.encode())
             if any(h == msg.msg_hash for _, h in acts):
                 continue
             try:

@@ -26,7 +26,14 @@ from ml.shards import MAX_GENERATED_SHARD_BYTES, SALT_SIZE, SECRET_OVERHEAD, Pub
 
 P_TREG = b"c/treg/"       # + u32 height -> Registry after that main-chain block
 P_TMSG = b"c/tmsg/"       # + message id -> task message bytes
+P_TID = b"c/tid/"         # + message id -> b"" (the ids alone: listing them reads no package bytes)
 MAX_POOL = 256            # validated task messages waiting for activation (governance-signed: few)
+BLOCK_HEADROOM = 256 << 10   # room a block keeps for its header, txs, model and beacon next to task messages
+
+
+def activation_budget(max_block_bytes: int) -> int:
+    """Bytes of task messages one round payload may carry so that its block still fits the genesis cap."""
+    return max(0, max_block_bytes - BLOCK_HEADROOM)
 
 
 def _u32(n: int) -> bytes:
@@ -41,7 +48,7 @@ class TaskBook:
         self._genesis_registry = genesis_registry(
             genesis.hash, genesis.n_rounds, ChampionRecord(g.hash, 0, 0, g.miner, g.model_hash, 0, 0, 0, 0))
         self._msgs: OrderedDict[bytes, TaskMessage] = OrderedDict()
-        self._packages: OrderedDict[tuple[int, int], PublicTask] = OrderedDict()
+        self._packages: OrderedDict[tuple[int, tuple[tuple[bytes, int], ...]], PublicTask] = OrderedDict()
         self._decoded: OrderedDict[bytes, PublicTask] = OrderedDict()
 
     # ------------------------------------------------------------ registries
@@ -51,7 +58,7 @@ class TaskBook:
         if header.height == 0:
             return self._genesis_registry
         raw = self.store.meta_get(P_TREG + _u32(header.height))
-        if raw is None:
+        if raw is None or not self.store.is_main_chain(header.hash):   # registries are kept per main-chain height
             raise RuleError("stale-parent", f"no task registry for height {header.height} (not on the main chain)")
         return Registry.decode(raw)
 
@@ -74,21 +81,36 @@ class TaskBook:
         return hit
 
     def message_extra(self, msgs: Sequence[TaskMessage]) -> dict[bytes, bytes | None]:
-        return {P_TMSG + m.msg_hash: m.encode() for m in msgs if self.store.meta_get(P_TMSG + m.msg_hash) is None}
+        out: dict[bytes, bytes | None] = {}
+        for m in msgs:
+            if self.store.meta_get(P_TMSG + m.msg_hash) is None:
+                out[P_TMSG + m.msg_hash] = m.encode()
+                out[P_TID + m.msg_hash] = b""
+        return out
+
+    def ids(self) -> list[bytes]:
+        """The ids of every stored task message (activated or not), in id order."""
+        return [k[len(P_TID):] for k, _ in self.store.meta_items(P_TID)]
 
     def pool(self) -> list[TaskMessage]:
         """Every stored task message (activated or not), in id order."""
-        return [decode_task_message(v) for _, v in self.store.meta_items(P_TMSG)]
+        return [m for m in (self.message(h) for h in self.ids()) if m is not None]
+
+    def pending(self, applied: Registry) -> list[TaskMessage]:
+        """Stored messages ``applied`` does not contain (decoded only those: activated packages stay on disk)."""
+        return [m for m in (self.message(h) for h in self.ids() if not applied.has_message(h)) if m is not None]
 
     def add_to_pool(self, msg: TaskMessage, applied: Registry) -> bool:
         """Store a checked message; False if known. Bounded: beyond MAX_POOL pending ones it is refused."""
         key = P_TMSG + msg.msg_hash
         if self.store.meta_get(key) is not None:
             return False
-        pending = sum(1 for m in self.pool() if not applied.has_message(m.msg_hash))
+        pending = sum(1 for h in self.ids() if not applied.has_message(h))
         if pending >= MAX_POOL:
             raise RuleError("task-pool-full", f"{pending} task messages already wait for activation")
-        self.store.meta_put(key, msg.encode())
+        if isinstance(msg, TaskAnnouncement):
+            self.store.put_model(msg.champion)   # served by hash like any champion (GET /api/model/…)
+        self.store.meta_write({key: msg.encode(), P_TID + msg.msg_hash: b""})
         return True
 
     # ------------------------------------------------------------ checks
@@ -114,6 +136,10 @@ class TaskBook:
             raise RuleError("bad-chain-id", f"task message for chain {msg.chain_id!r}")
         if not msg.verify(g.keyholders, g.threshold):
             raise RuleError("bad-task-sig", f"task message lacks {g.threshold} governance signatures")
+        size = len(msg.encode())
+        if size > activation_budget(g.params.max_block_bytes):
+            raise RuleError("bad-task", f"{size} bytes: a block carrying it would exceed max_block_bytes "
+                                        f"{g.params.max_block_bytes}")
         if isinstance(msg, TaskAnnouncement):
             if not msg.verify_sponsor():
                 raise RuleError("bad-sponsor-sig", "the sponsor's signature does not verify")
@@ -175,7 +201,7 @@ class TaskBook:
 
     def package_of(self, t: TaskRecord, extra: Mapping[bytes, TaskMessage] = {}) -> PublicTask:
         """Task ``t``'s public package with every extension's shards appended (shard s at index s − 1)."""
-        key = (t.task_id, len(t.batches))
+        key = (t.task_id, t.batches)
         hit = self._packages.get(key)
         if hit is not None:
             return hit

@@ -255,7 +255,7 @@ def package_generated(world: World, n_rounds: int, shard_size: int, *, n_train: 
 
 
 @dataclass(frozen=True)
-class ShardBatch:
+class GeneratedBatch:
     """Sealed generated shards first_index … of a task: what a package or a task extension carries, the keys
     for the keyholder, and the world of the last shard (the next batch drifts on from it)."""
     commitments: tuple[bytes, ...]
@@ -265,7 +265,7 @@ class ShardBatch:
 
 
 def generated_batch(world: World, first_index: int, n: int, *, rng: Rng = os.urandom, drift_milli: int = 0,
-                    anchor: World | None = None) -> ShardBatch:
+                    anchor: World | None = None) -> GeneratedBatch:
     """``n`` generated shards with task-local indices first_index …: shard i's world is the previous one
     (``world`` before the first) drifted by ``drift_milli`` towards ``anchor`` (the task's start world: pass it
     for every batch of a task, or its drift is a free random walk), then a fresh row seed; each sealed as
@@ -281,7 +281,7 @@ def generated_batch(world: World, first_index: int, n: int, *, rng: Rng = os.ura
         salts.append(salt)
         commits.append(commit)
         cts.append(ct)
-    return ShardBatch(tuple(commits), tuple(cts), SecretTask(tuple(keys), tuple(salts)), current)
+    return GeneratedBatch(tuple(commits), tuple(cts), SecretTask(tuple(keys), tuple(salts)), current)
 
 
 def open_shard(public: PublicTask, round_: int, key: bytes) -> Dataset:
@@ -324,3 +324,42 @@ def demo_task(seed: bytes, n_rounds: int = 100, shard_size: int = 200, n_train: 
     rest, test = split_test(ds, n_test, seed)
     public, secret = package_task(rest, n_rounds, shard_size, seed=seed)
     return public, secret, test
+
+
+# ---------------------------------------------------------------- extension batches (issue 11)
+
+ShardBatch = tuple[tuple[bytes, ...], tuple[bytes, ...], SecretTask]   # commitments, ciphertexts, their keys
+
+
+def extend_rows(dataset: Dataset, first: int, n_rounds: int, shard_size: int, *, seed: bytes | None = None,
+                rng: Rng = os.urandom) -> ShardBatch:
+    """Hidden shards ``first`` … ``first + n_rounds − 1`` of a rows task from fresh rows of ``dataset`` (a task
+    extension's batch: the commitment binds the task-local index, so shard numbers continue the task's)."""
+    check_int(first, 1, MAX_ROUNDS, TaskError, "first")
+    check_int(n_rounds, 1, MAX_ROUNDS, TaskError, "n_rounds")
+    check_int(shard_size, 1, MAX_SHARD_SIZE, TaskError, "shard_size")
+    if n_rounds * shard_size > len(dataset):
+        raise TaskError(f"{n_rounds} x {shard_size} rows needed, the dataset has {len(dataset)}")
+    order_rng = _rng(seed, b"popchain/extension", rng)
+    order = _stratified_order(dataset.y, n_rounds, order_rng)
+    keys, salts, commits, cts = [], [], [], []
+    for i in range(n_rounds):
+        r = first + i
+        rows = order_rng.permutation(order[i * shard_size:(i + 1) * shard_size])
+        key, salt, commit, ct = _seal(r, encode_shard(r, dataset.X[rows], dataset.y[rows]), rng)
+        keys.append(key)
+        salts.append(salt)
+        commits.append(commit)
+        cts.append(ct)
+    return tuple(commits), tuple(cts), SecretTask(tuple(keys), tuple(salts))
+
+
+def extend_generated(world: World, first: int, n_rounds: int, *, rng: Rng = os.urandom,
+                     drift_milli: int = 0, anchor: World | None = None) -> tuple[ShardBatch, World]:
+    """Generated shards ``first`` … of a task whose last shard was drawn from ``world`` (with ``drift_milli``
+    each continues to drift from there, towards ``anchor``: pass the task's start world, else the drift of an
+    extended task is a free random walk). Returns the batch and the world of its last shard (for the next one).
+    generated_batch as a tuple."""
+    check_int(first, 1, MAX_ROUNDS, TaskError, "first")
+    batch = generated_batch(world, first, n_rounds, rng=rng, drift_milli=drift_milli, anchor=anchor)
+    return (batch.commitments, batch.ciphertexts, batch.secret), batch.last_world

@@ -372,7 +372,8 @@ class Api:
             for r in range(1, engine.current_round() + 1):
                 b = engine.beacon(r)
                 if b is not None:
-                    out.append({"round": r, "shard_key": b.shard_key.hex()})
+                    out.append({"round": r, "shard_key": b.shard_key.hex(), "task_id": b.task_id,
+                                "shard": b.shard_index})
             return out
         keys = await self.call(revealed)
         spec = g.task.spec

@@ -72,7 +72,23 @@ class Relay:
         self.announce(kind, h)
 
     async def on_object(self, peer: Peer | None, kind: InvKind, data: bytes) -> tuple[bool, str]:
-        return await self.judge.on_object(peer, kind, data)
+        result = await self.judge.on_object(peer, kind, data)
+        if result[0] and peer is not None and kind in (InvKind.ANCHOR, InvKind.BEACON):
+            await self._fetch_activations(peer, kind, data)
+        return result
+
+    async def _fetch_activations(self, peer: Peer, kind: InvKind, data: bytes) -> None:
+        """A statement activating task messages we lack: ask its sender for them (≤ 64, PROTOCOL §3.13), so
+        that templates and the task views work before a block carries them."""
+        st = decode_object(kind, data)
+        ids = [h for _, h in st.activations]
+        if not ids:
+            return
+        engine = self.host.engine
+        missing = await self.host.worker.call(lambda: [h for h in ids if engine.task_message(h) is None])
+        keys = [(InvKind.TASK, h) for h in missing if (InvKind.TASK, h) not in self.requests]
+        if keys:
+            self.request(peer, keys)
 
     async def on_tx_batch(self, batch: Sequence[tuple[Peer | None, bytes]]) -> list[tuple[bool, str]]:
         return await self.judge.on_tx_batch(batch)
@@ -288,6 +304,9 @@ class Relay:
                 data = tx.encode() if tx else None
             if data is None and kind == InvKind.BLOCK:
                 data = blocks.get(h)
+            if data is None and kind == InvKind.TASK:   # task messages live in the engine's store (§3.13)
+                msg = await self.host.worker.call(self.host.engine.task_message, h)
+                data = msg.encode() if msg is not None else None
             if data is None:
                 missing.append((kind, h))
                 continue

@@ -25,7 +25,7 @@ from chain.errors import DecodeError, PopError, RuleError
 from chain.rejects import TX_VIOLATIONS as _TX_VIOLATIONS
 from chain.tx import Transfer
 from consensus.messages import AnchorNotice, Beacon, Entry
-from consensus.tasks import decode_task_message
+from consensus.tasks import MSG_TAG, decode_task_message
 from node.engine_api import block_outcome, is_stale_code
 from node.limits import INVALID_BLOCK, INVALID_OBJECT, STALE_OBJECT, BoundedMap, BoundedSet
 from node.mempool import Mempool
@@ -75,11 +75,14 @@ class JudgeHost(Protocol):
 
 
 def object_id(kind: InvKind, data: bytes, decoded: object | None = None) -> bytes:
-    """Inventory id: txid for transfers, header hash for blocks, H("popchain/inv", kind, bytes) otherwise."""
+    """Inventory id: txid for transfers, header hash for blocks, the message id for task messages,
+    H("popchain/inv", kind, bytes) otherwise."""
     if kind == InvKind.TX and decoded is not None:
         return decoded.txid  # type: ignore[attr-defined]
     if kind == InvKind.BLOCK and decoded is not None:
         return decoded.hash  # type: ignore[attr-defined]
+    if kind == InvKind.TASK:
+        return tagged_hash(MSG_TAG, data)   # the message id (= TaskMessage.msg_hash): notices name it
     return tagged_hash("popchain/inv", bytes([int(kind)]), data)
 
 

@@ -126,6 +126,8 @@ class KeyholderService:
             self.published.append((kind.name.lower(), action.round))
             self.published_at.setdefault((kind.name.lower(), action.round), time.perf_counter())
             log.info("keyholder: published %s for round %d", kind.name.lower(), action.round)
+            if isinstance(action, AnchorNotice) and not action.idle:
+                self.done_logged = False   # a task message revived the chain: log the next exhaustion again
             await node.after_round_event()
         elif isinstance(action, RoundClosed):
             log.info("keyholder: round %d closed: %s", action.round,
@@ -133,4 +135,5 @@ class KeyholderService:
             node.metrics.inc("popchain_rounds_closed_total", outcome="crowned" if action.winner else "void")
         elif isinstance(action, Done) and not self.done_logged:
             self.done_logged = True
-            log.info("keyholder: all %d rounds done", action.round)
+            log.info("keyholder: every task is exhausted after round %d: nothing is open until a task is "
+                     "announced or extended", action.round)

@@ -38,6 +38,7 @@ from node.mempool import Mempool
 from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from node.metrics import Metrics
 from node.peer import LocalIdentity, Peer
+from node.round_sync import RoundSync
 from node.supervisor import Supervisor
 from node.sync import Sync
 from node.worker import EngineWorker
@@ -77,6 +78,7 @@ class Node:
         self.mempool: Mempool
         self.relay: Relay
         self.sync: Sync
+        self.round_sync: RoundSync
         self.keyholder: KeyholderService | None = None
         self._all_tasks: set[asyncio.Task] = set()
         self.stopping = False
@@ -115,6 +117,7 @@ class Node:
                                max_per_sender=self.config.mempool_max_per_sender)
         self.relay = Relay(self)
         self.sync = Sync(self, self.relay)
+        self.round_sync = RoundSync(self, self.relay)
         if self.config.keyholder is not None:
             try:
                 self.keyholder = KeyholderService(self, Path(self.config.keyholder).read_bytes(), self.relay.publish)
@@ -401,14 +404,18 @@ class Node:
     def _peer_ready(self, peer: Peer) -> None:
         self.relay.greet(peer)
         self.sync.peer_ready(peer)
+        self.round_sync.peer_ready(peer)
 
     def _peer_gone(self, peer: Peer) -> None:
         self.sync.peer_gone(peer)
+        self.round_sync.peer_gone(peer)
         self.relay.peer_gone(peer)
 
     async def _dispatch(self, peer: Peer, msg: wire.Message) -> None:
         if isinstance(msg, (wire.GetHeaders, wire.Headers)):
             await self.sync.handle(peer, msg)
+        elif isinstance(msg, (wire.GetRounds, wire.Rounds)):
+            await self.round_sync.handle(peer, msg)
         else:
             await self.relay.handle(peer, msg)
 

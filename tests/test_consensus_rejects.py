@@ -12,6 +12,7 @@ from chain.errors import RuleError
 from consensus.rules import OrphanBlock, decode_block, validate_block
 from ml.model import LinearModel, encode_model
 from tests.test_consensus_helpers import (
+    KEYHOLDER,
     MINERS,
     POOR,
     ROUNDS,
@@ -104,6 +105,18 @@ def test_bad_round(store):
     first, _ = make_block(store)
     store.connect_block(first, g.ledger_params)
     check(store, make_block(store, round=1, parent=first.header)[0], "bad-round")
+
+
+def test_bad_activation(store):
+    """A beacon that activates a task message, in a payload whose bytes are not that message."""
+    from consensus.messages import make_beacon, make_payload
+    block, bc = make_block(store)
+    h = bytes(range(32))
+    forged = make_beacon([KEYHOLDER], bc.chain_id, bc.round, bc.anchor_hash, bc.listed, bc.shard_key,
+                         opened_ms=bc.opened_ms, time_ms=bc.time_ms, activations=[(1, h)])
+    for junk in (b"\x00junk", b"\x91\x01"):
+        bad = dataclasses.replace(block, payload=make_payload(forged, 0, 0, 0, [junk]).encode())
+        check(store, bad, "bad-activation")
 
 
 def test_round_beyond_every_task_is_a_bad_schedule(store):
