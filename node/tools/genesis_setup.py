@@ -27,9 +27,9 @@ from node.tools.sizing import DEFAULT_DETECT, Sizing, SizingError, detectable, p
 BUILTINS = ("digits", "breast_cancer", "wine", "iris")
 SYNTHETIC_ROUNDS, SYNTHETIC_TRAIN, SYNTHETIC_TEST = 100, 4000, 2000
 # the default synthetic task drifts (ml.generator.drift): centres move ~0.5 units per shard, pulled 1/32 back to
-# the start. Measured (benchmarks.sim_drift): a model retrained on the latest revealed shard beats one a round
-# staler by ~2 pp (median; 0.5-8 pp) on the next shard, and one two rounds staler by ≥ 1 pp in ~9 of 10 rounds,
-# for as many rounds as measured (300); at 100 the gap (≤ 0.5 pp) drowns in retraining noise
+# the start. Measured (python -m benchmarks.sim_drift --gap 500): a model retrained on the latest revealed shard
+# beats one a round staler by +2.8 pp (median; 0.7-5.4 pp) on the next shard, and one two rounds staler by >= 1 pp
+# in 12 of 12 sampled rounds up to round 300; at 100 the lead (<= 0.5 pp) drowns in retraining noise (±1 pp)
 DEFAULT_DRIFT_MILLI = 500
 MIN_TRAIN_ROWS = 11
 
