@@ -30,6 +30,7 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
                                "sim_wins_copy_noise", "sim_wins_copy_flip", "sim_wins_sybil_copy",
                                "sim_wins_squatter", "sim_wins_finetune", "sim_wins_late_timestamp",
                                "sim_late_timestamp_stalls")),
+    ("benchmarks.sim_drift", ("demo_crowned_share_50", "drift_gap_1pp_share")),
 )
 
 FIGURE_KEYS = ("name", "value", "unit", "baseline", "ratio", "goal")

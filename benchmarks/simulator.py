@@ -5,11 +5,15 @@ genesis, every miner key funded, and a cache of honest models (training depends 
 revealed shards, so scenarios of one world share it). A *scenario* is a cast of miners (benchmarks.sim_attackers)
 playing ``rounds`` rounds on a fresh store through the real entry / beacon / opening / closing path:
 
+- ``honest``   the 4 honest miners alone (benchmarks.sim_drift: how often a drifting task crowns);
+               ``honest-pair`` the MLP and extra-trees miners of them (the same, CI-sized)
 - ``mixed``    4 honest miners + copy-noise 2 %, copy-noise 10 %, copy-flip, finetune, late-timestamp
 - ``sybil``    1 honest miner + a sybil with E − 1 keys (noised copies, only the best opened)
 - ``squatter`` a squatter with E keys (each richer than any honest miner, so it holds every slot) that enters
                first and never opens, for every round but the last + 4 honest miners
-- ``squatter-end`` the same squatter squatting every round to the end of the task
+- ``squatter-end`` the same squatter squatting every round to the end of the genesis task; the chain then lives
+               on (``run_scenario(extend=N)``: an extension of the task), and the next crowned block burns
+               every bond it forfeited
 - ``late``     a late-timestamp miner fitting on every row (so it wins early) + 2 weaker honest miners: after
                its crowning, can the others still build a valid child?
 
@@ -53,15 +57,18 @@ from consensus.genesis import GenesisParams, create_genesis
 from consensus.keyholder import Keyholder, RoundClosed
 from consensus.messages import Beacon, RoundPayload
 from consensus.miner import open_block, seal
+from consensus.tasks import make_task_extension
+from ml.generator import World as GenWorld
 from ml.generator import generate, world_from_seed
 from ml.model import Model, decode_model
 from ml.score import score
-from ml.shards import SecretTask, open_shard
+from ml.shards import SecretTask, generated_batch, open_shard
 from ml.task import Dataset
 from ml.training import train_candidate
 
 HONEST_FAMILIES = ("mlp", "mlp", "extra", "linear")
 SCENARIOS = ("mixed", "sybil", "squatter", "squatter-end", "late")
+EXTRA_SCENARIOS = ("honest", "honest-pair")     # not part of benchmarks.simulation's figures
 GENESIS_TIME = 1_767_225_600
 BALANCE = 10**12
 
@@ -90,8 +97,10 @@ class WorldConfig:
     shard_size: int = 12_992           # the default task's (benchmarks.simulation.DEFAULT_SHARD_ROWS)
     n_train: int = 2_000
     n_test: int = 4_000
-    max_train_rows: int | None = 6_000   # miners fit on a seeded subsample of public + revealed rows
+    max_train_rows: int | None = 6_000   # miners fit on the newest rows of public + revealed data (the latest
+                                         # shards first: what matters on a drifting task, neutral on a fixed one)
     model_size: str = "small"            # ml.training profile
+    drift_milli: int = 0                 # the task's drift (ml.generator.drift); 0 = one fixed distribution
     params: GenesisParams = field(default_factory=GenesisParams)
 
 
@@ -104,7 +113,9 @@ class World:
         E = c.params.max_entries
         # the generated synthetic task (ml.generator): shards are committed row seeds, so 10k-row shards cost
         # nothing in genesis; the held-out test split is drawn from the same world with a seed genesis never sees
-        task_world = world_from_seed(seed)
+        task_world = self.task_world = world_from_seed(seed)
+        # the held-out split is drawn from the task's start: on a drifting task it measures the champion on the
+        # concept it started from (the figures that need the current concept score on the round's shard)
         self.test = generate(task_world, hashlib.sha256(seed + b"/held-out-test").digest(), c.n_test)
         self.keyholder_kp = _key(seed, "keyholder")
         names = ([f"honest-{i}" for i in range(len(HONEST_FAMILIES))]
@@ -118,7 +129,7 @@ class World:
         self.genesis, self.secret = create_genesis(
             task_world, chain_id="popchain-sim", rounds=c.rounds, shard_size=c.shard_size, allocations=allocations,
             keyholder_pubkeys=[self.keyholder_kp.public], params=c.params, timestamp=GENESIS_TIME,
-            n_train=c.n_train, rng=_rng_bytes(seed))
+            n_train=c.n_train, rng=_rng_bytes(seed), drift_milli=c.drift_milli)
         self._models: dict[tuple[str, int, int, bool], Model] = {}
 
     @cached_property
@@ -129,7 +140,7 @@ class World:
         key = (family, seed, len(revealed), all_rows)
         if key not in self._models:
             self._models[key] = train_candidate(family, self.public, revealed, seed=seed,
-                                                max_rows=None if all_rows else self.config.max_train_rows,
+                                                recent_rows=None if all_rows else self.config.max_train_rows,
                                                 caps=self.genesis.model_caps, size=self.config.model_size)
         return self._models[key]
 
@@ -146,6 +157,10 @@ class World:
         honest = [SimMiner(f"honest-{i}", (k[f"honest-{i}"],), fam, seed=i)
                   for i, fam in enumerate(HONEST_FAMILIES)]
         E = self.config.params.max_entries
+        if scenario == "honest":
+            return honest
+        if scenario == "honest-pair":     # a cheaper honest cast (CI): one MLP and the extra-trees miner
+            return [honest[0], honest[2]]
         if scenario == "mixed":
             return honest + [CopyNoise("copy-noise-2", (k["copy-noise-2"],), rel=0.02),
                              CopyNoise("copy-noise-10", (k["copy-noise-10"],), rel=0.10),
@@ -155,13 +170,14 @@ class World:
         if scenario == "sybil":
             return honest[:1] + [SybilCopy("sybil", tuple(k[f"sybil/{i}"] for i in range(E - 1)))]
         if scenario in ("squatter", "squatter-end"):
-            # "squatter" stops before the last round, so a crowned block settles its bonds; "squatter-end" never does
-            squat = max(1, self.config.rounds - 1) if scenario == "squatter" else 1 << 30
+            # "squatter" stops before the last round, so a crowned block settles its bonds; "squatter-end" squats
+            # every round of the genesis task (the chain's later blocks, on an extension, settle them)
+            squat = max(1, self.config.rounds - 1) if scenario == "squatter" else self.config.rounds
             return [Squatter("squatter", tuple(k[f"squatter/{i}"] for i in range(E)), last_round=squat)] + honest
         if scenario == "late":
             return [LateTimestamp("late-timestamp", (k["late-timestamp"],), "mlp", seed=60, all_rows=True),
                     honest[3], honest[2]]
-        raise ValueError(f"unknown scenario {scenario!r}; choose from {SCENARIOS}")
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {SCENARIOS + EXTRA_SCENARIOS}")
 
 
 @dataclass(frozen=True)
@@ -187,6 +203,9 @@ class RoundReport:
     void: bool
     tries: tuple[Try, ...]
     unbuildable: tuple[str, ...]  # miners whose block could not even be built or entered (e.g. timestamp)
+    shard_acc: float = 0.0        # the champion's accuracy on the round's shard after the round (current concept)
+    shard: int = 0                # the task-local shard index the round served
+    extension: bool = False       # the round served an extension's shard (the chain lived past genesis's task)
 
 
 @dataclass
@@ -202,6 +221,7 @@ class ScenarioReport:
     n_test: int = 0
     block_reward: int = 0
     seconds: float = 0.0
+    extension_rounds: int = 0     # rounds played on an extension after the genesis task ran out
 
     def wins(self, kind: str | None = None, miner: str | None = None) -> int:
         return sum(1 for r in self.rounds if r.winner is not None
@@ -234,10 +254,17 @@ def _until(keyholder: Keyholder, now: int, kind: type, limit: int = 64):
     raise RuntimeError(f"the keyholder emitted no {kind.__name__} (round waiting for entries?)")
 
 
-def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verbose: bool = False) -> ScenarioReport:
+def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verbose: bool = False,
+                 extend: int = 0) -> ScenarioReport:
+    """Play ``rounds`` rounds of the genesis task (default: all of them); with ``extend`` > 0 the chain then
+    lives on (issue 11): once the genesis task is exhausted (the keyholder's idle notice), its governance key
+    signs an extension of task 0 with ``extend`` more shards, the keyholder revives the chain with it, and the
+    cast plays those rounds too (round numbers go on: the idle notice took one)."""
     started = time.perf_counter()
     g, params = world.genesis, world.config.params
     rounds = min(rounds or g.n_rounds, g.n_rounds)
+    if extend and rounds != g.n_rounds:
+        raise ValueError("extend: only a chain that played its genesis task to the end is extended")
     cast = world.cast(scenario)
     by_pub = {kp.public: m for m in cast for kp in m.keys}
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(world.seed + scenario.encode()).digest()[:8], "big"))
@@ -254,7 +281,15 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
         revealed: list[Dataset] = []
         now = GENESIS_TIME + 1
         keyholder.step(now)  # opens round 1
-        for r in range(1, rounds + 1):
+        for played in range(rounds + extend):
+            if played == rounds:   # the genesis task is exhausted: the last close emitted the idle notice
+                now = _extend_task0(world, engine, keyholder, extend, now)
+                rep.extension_rounds = extend
+            r = engine.open_round()
+            if r == 0:
+                raise RuntimeError(f"no round is open after {played} rounds")
+            task_id, _ = engine.round_task(r) or (0, 0)
+            package = engine.task_package(task_id)
             champion = engine.champion_model()
             view = RoundView(r, g, champion, world.public, tuple(revealed), now, max_timestamp(engine, now),
                              lambda fam, s, full=False, rv=tuple(revealed): world.train(fam, s, rv, full), rng)
@@ -269,27 +304,31 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
                         sealed.append(got)
             now, beacon = _until(keyholder, now, Beacon)
             listed = _listed(beacon)
+            activations = engine.activation_bytes(beacon)
             tries = []
             for miner in cast:
                 mine = [s for s in sealed if s.miner == miner.name and s.block.header.hash in listed]
                 for s in miner.to_open(view, beacon, mine):
-                    opened = open_block(s.block, beacon, genesis=g, champion_bytes=champion)
+                    opened = open_block(s.block, beacon, genesis=g, champion_bytes=champion, task=package,
+                                        activations=activations)
                     verdict = engine.add_block(opened)
                     p = RoundPayload.decode(opened.payload)
                     tries.append(Try(miner.name, miner.kind, p.b, p.c, verdict.code or verdict.status))
             now, closed = _until(keyholder, now, RoundClosed)
-            revealed.append(open_shard(g.task, r, beacon.shard_key))
-            rec = engine.champion()
+            revealed.append(open_shard(package, beacon.shard_index, beacon.shard_key))
+            shard_acc = world.acc(engine.champion_model(task_id), revealed[-1])
+            rec = engine.champion(task_id)
             won = closed.winner is not None
             winner = by_pub[rec.miner].name if won else None
-            after = world.acc(engine.champion_model()) if won else acc
+            after = world.acc(engine.champion_model(task_id)) if won else acc
             kinds: dict[str, int] = {}
             for s in sealed:
                 if s.block.header.hash in listed:
                     kinds[by_pub[s.key.public].kind] = kinds.get(by_pub[s.key.public].kind, 0) + 1
             rr = RoundReport(r, len(listed), tuple(sorted(kinds.items())), winner,
                              rep.kinds[winner] if winner else None, rec.b if won else 0, rec.c if won else 0,
-                             acc, after, not won, tuple(tries), tuple(unbuildable))
+                             acc, after, not won, tuple(tries), tuple(unbuildable), shard_acc,
+                             beacon.shard_index, played >= rounds)
             acc = after
             rep.rounds.append(rr)
             if verbose:
@@ -301,6 +340,38 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
         store.close()
     rep.seconds = time.perf_counter() - started
     return rep
+
+
+def _extend_task0(world: World, engine: Engine, keyholder: Keyholder, n: int, now: int) -> int:
+    """Sign an extension of the genesis task with ``n`` generated shards (drifting on from its last shard's
+    world, towards its start), hand the keys to the keyholder and step it until it opens the next round."""
+    g = world.genesis
+    task = engine.task(0)
+    assert task is not None and task.status == "closed", "task 0 is still open"
+    rng = _rng_bytes(world.seed + b"/extension")
+    last = _shard_world(engine.task_package(0), task.shards_total, world.secret_key(task.shards_total), g)
+    batch = generated_batch(last, task.shards_total + 1, n, rng=rng, drift_milli=world.config.drift_milli,
+                            anchor=world.task_world)
+    msg = make_task_extension([world.keyholder_kp], g.chain_id, 0, task.extensions + 1, batch.commitments,
+                              batch.ciphertexts)
+    engine.add_task_message(msg)
+    keyholder.add_task_secret(msg.msg_hash, batch.secret, n_shards=n)
+    for _ in range(8):
+        now += 1
+        keyholder.step(now)
+        if engine.open_round():
+            return now
+    raise RuntimeError("the keyholder did not revive the chain with the extension")
+
+
+def _shard_world(package, index: int, key: bytes, g) -> GenWorld:
+    """The world a generated shard was drawn from (its plaintext carries it)."""
+    import nacl.secret
+
+    from chain.encoding import unpack
+    from ml.shards import SALT_SIZE
+    plain = nacl.secret.SecretBox(key).decrypt(package.ciphertexts[index - 1])[SALT_SIZE:]
+    return GenWorld.from_obj(unpack(plain, max_size=1 << 20)[2], g.task.spec)
 
 
 def _enter(engine: Engine, keyholder: Keyholder, miner: SimMiner, prop: Proposal, champion: bytes, now: int,
@@ -339,7 +410,7 @@ def format_round(scenario: str, r: RoundReport) -> str:
                      for t in r.tries)
     stuck = f" unbuildable={','.join(r.unbuildable)}" if r.unbuildable else ""
     return (f"[{scenario}] round {r.round:3d} listed={r.listed} -> {who:28s} test acc {r.acc_before:.4f} -> "
-            f"{r.acc_after:.4f} | {tries}{stuck}")
+            f"{r.acc_after:.4f} shard acc {r.shard_acc:.4f} | {tries}{stuck}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,15 +418,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--shard-size", type=int, default=WorldConfig.shard_size)
     ap.add_argument("--train", type=int, default=WorldConfig.n_train, help="public training rows")
-    ap.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable; default all")
+    ap.add_argument("--scenario", action="append", choices=SCENARIOS + EXTRA_SCENARIOS,
+                    help="repeatable; default all but honest")
+    ap.add_argument("--drift-milli", type=int, default=0, help="the task's drift (default 0: fixed)")
+    ap.add_argument("--extend", type=int, default=0, metavar="N",
+                    help="after the genesis task, extend it by N shards and play those rounds too")
     ap.add_argument("--default-models", action="store_true", help="ml.training's default profile (slower)")
     ap.add_argument("--seed", default="popchain-simulation-seed-1")
     args = ap.parse_args(argv)
     config = WorldConfig(rounds=args.rounds, shard_size=args.shard_size, n_train=args.train,
-                         model_size="default" if args.default_models else "small")
+                         model_size="default" if args.default_models else "small", drift_milli=args.drift_milli)
     world = World(args.seed.encode(), config)
     for scenario in args.scenario or SCENARIOS:
-        rep = run_scenario(world, scenario, verbose=True)
+        rep = run_scenario(world, scenario, verbose=True, extend=args.extend)
         wins = ", ".join(f"{k}={rep.wins(kind=k)}" for k in sorted(set(rep.kinds.values())))
         lost = {n: v for n, v in rep.balance_lost.items() if v}
         print(f"[{scenario}] crowned {rep.crowned}/{len(rep.rounds)}; wins by kind: {wins}; balance lost: {lost}; "

@@ -8,8 +8,10 @@ SHAKE-128 stream of the seed (FIPS 202), read as little-endian uint16 words, and
 arithmetic whose magnitudes are bounded by ``World`` validation (no overflow, no float, no numpy RNG).
 
 Gaussian-like noise is the Irwin–Hall sum of 4 uniform words (mean 0, s.d. ~1 unit after scaling, bounded by
-±3.5 units). ``drift`` moves the cluster centres a little (for tasks whose distribution changes from shard to
-shard, issue 11); the default task does not drift.
+±3.5 units). ``drift`` moves the cluster centres a little and pulls them back towards the task's first world
+(a mean-reverting random walk: the concept keeps moving from shard to shard, as fraud, demand or sensor data do,
+but its geometry stays bounded for any number of shards; issue 11). The default synthetic task of ``genesis
+create`` drifts (node.tools.genesis_setup.DEFAULT_DRIFT_MILLI); ``drift_milli`` 0 keeps one world.
 
 What it does NOT do: decide what is secret (ml.shards packages worlds and seeds into shard plaintexts) or
 touch floats anywhere a node replays; ``world_from_seed`` runs only when a task is created.
@@ -42,6 +44,8 @@ NOISE_SCALE = 1 << 16         # label_noise is a probability in units of 1/65536
 SCALE_BITS = 8
 MAX_ABS = (1 << 16) - 1       # features are clipped to +-256 units at scale_bits 8
 GEN_TAG = b"popchain/generator"
+DRIFT_REVERT = 2048           # per drift step, centres move back by 2048/65536 = 1/32 of their offset from the
+                              # anchor world: stationary s.d. ~ step * sqrt(32 / 2) = 4 steps per coordinate
 
 
 def _words(seed: bytes, label: bytes, count: int) -> np.ndarray:
@@ -158,11 +162,19 @@ def world_from_seed(seed: bytes, *, n_features: int = 24, n_classes: int = 4, n_
                  label_noise=int(round(label_noise * NOISE_SCALE)))
 
 
-def drift(world: World, seed: bytes, step_milli: int) -> World:
-    """``world`` with every centre moved by ~step_milli/1000 units (Gaussian-like, from ``seed``)."""
+def drift(world: World, seed: bytes, step_milli: int, anchor: World | None = None) -> World:
+    """``world`` with every centre moved by ~step_milli/1000 units (Gaussian-like, from ``seed``), then, given an
+    ``anchor`` (the task's first world), pulled back by DRIFT_REVERT/65536 of its offset from the anchor's centre:
+    c' = c + (gauss * step_milli) // 1000 - ((c - a) * DRIFT_REVERT >> 16), clipped to ±MAX_CENTRE. Integers only
+    (floor division and arithmetic shifts), so a task's shards are the same on every platform."""
     check_int(step_milli, 0, 10_000, TaskError, "drift.step_milli")
     step = (gauss(seed, b"drift", world.centres.shape) * step_milli) // 1000
-    centres = np.clip(world.centres + step, -MAX_CENTRE, MAX_CENTRE)
+    centres = world.centres + step
+    if anchor is not None:
+        if anchor.centres.shape != world.centres.shape:
+            raise TaskError(f"drift.anchor: centres {anchor.centres.shape}, expected {world.centres.shape}")
+        centres = centres - (((world.centres - anchor.centres) * DRIFT_REVERT) >> 16)
+    centres = np.clip(centres, -MAX_CENTRE, MAX_CENTRE)
     return World(world.spec, centres, world.mixing, world.pairs, world.perm, world.label_noise)
 
 

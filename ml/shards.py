@@ -241,24 +241,47 @@ def package_generated(world: World, n_rounds: int, shard_size: int, *, n_train: 
                       drift_milli: int = 0) -> tuple[PublicTask, SecretTask]:
     """A generated task: ``n_train`` public rows of ``world`` plus n_rounds hidden shards, each a fresh row
     seed (from ``rng``) and the world it is drawn from. With ``drift_milli`` > 0 the world of shard r is that
-    of shard r-1 with its centres moved by ~drift_milli/1000 units (ml.generator.drift), so shard r's
-    distribution is unknown until it is revealed; 0 (the default) keeps one world for every shard."""
+    of shard r-1 with its centres moved by ~drift_milli/1000 units and pulled 1/32 of the way back towards
+    ``world`` (ml.generator.drift), so shard r's distribution is unknown until it is revealed; 0 (the default)
+    keeps one world for every shard. The public rows are always drawn from ``world``: the task *at the start*;
+    later miners learn the moving concept from the revealed shards."""
     check_int(n_rounds, 1, MAX_ROUNDS, TaskError, "n_rounds")
     check_int(shard_size, 1, MAX_GEN_ELEMENTS // world.spec.n_features, TaskError, "shard_size")
     check_int(n_train, 1, MAX_TRAIN_ROWS, TaskError, "n_train")
     train = generate(world, rng(32), n_train)
+    batch = generated_batch(world, 1, n_rounds, rng=rng, drift_milli=drift_milli, anchor=world)
+    public = PublicTask(world.spec, train.X, train.y, shard_size, batch.commitments, batch.ciphertexts, GENERATED)
+    return public, batch.secret
+
+
+@dataclass(frozen=True)
+class GeneratedBatch:
+    """Sealed generated shards first_index … of a task: what a package or a task extension carries, the keys
+    for the keyholder, and the world of the last shard (the next batch drifts on from it)."""
+    commitments: tuple[bytes, ...]
+    ciphertexts: tuple[bytes, ...]
+    secret: SecretTask
+    last_world: World
+
+
+def generated_batch(world: World, first_index: int, n: int, *, rng: Rng = os.urandom, drift_milli: int = 0,
+                    anchor: World | None = None) -> GeneratedBatch:
+    """``n`` generated shards with task-local indices first_index …: shard i's world is the previous one
+    (``world`` before the first) drifted by ``drift_milli`` towards ``anchor`` (the task's start world: pass it
+    for every batch of a task, or its drift is a free random walk), then a fresh row seed; each sealed as
+    package shards are (commitment binds the index). package_generated is the batch 1 … n_rounds."""
+    check_int(n, 1, MAX_ROUNDS, TaskError, "n_shards")
     keys, salts, commits, cts = [], [], [], []
     current = world
-    for r in range(1, n_rounds + 1):
+    for r in range(first_index, first_index + n):
         if drift_milli:
-            current = drift(current, rng(32), drift_milli)
+            current = drift(current, rng(32), drift_milli, anchor=anchor)
         key, salt, commit, ct = _seal(r, encode_generated_shard(r, current, rng(32)), rng)
         keys.append(key)
         salts.append(salt)
         commits.append(commit)
         cts.append(ct)
-    public = PublicTask(world.spec, train.X, train.y, shard_size, tuple(commits), tuple(cts), GENERATED)
-    return public, SecretTask(tuple(keys), tuple(salts))
+    return GeneratedBatch(tuple(commits), tuple(cts), SecretTask(tuple(keys), tuple(salts)), current)
 
 
 def open_shard(public: PublicTask, round_: int, key: bytes) -> Dataset:
@@ -332,19 +355,11 @@ def extend_rows(dataset: Dataset, first: int, n_rounds: int, shard_size: int, *,
 
 
 def extend_generated(world: World, first: int, n_rounds: int, *, rng: Rng = os.urandom,
-                     drift_milli: int = 0) -> tuple[ShardBatch, World]:
+                     drift_milli: int = 0, anchor: World | None = None) -> tuple[ShardBatch, World]:
     """Generated shards ``first`` … of a task whose last shard was drawn from ``world`` (with ``drift_milli``
-    each continues to drift from there). Returns the batch and the world of its last shard (for the next one)."""
+    each continues to drift from there, towards ``anchor``: pass the task's start world, else the drift of an
+    extended task is a free random walk). Returns the batch and the world of its last shard (for the next one).
+    generated_batch as a tuple."""
     check_int(first, 1, MAX_ROUNDS, TaskError, "first")
-    check_int(n_rounds, 1, MAX_ROUNDS, TaskError, "n_rounds")
-    keys, salts, commits, cts = [], [], [], []
-    current = world
-    for i in range(n_rounds):
-        if drift_milli:
-            current = drift(current, rng(32), drift_milli)
-        key, salt, commit, ct = _seal(first + i, encode_generated_shard(first + i, current, rng(32)), rng)
-        keys.append(key)
-        salts.append(salt)
-        commits.append(commit)
-        cts.append(ct)
-    return (tuple(commits), tuple(cts), SecretTask(tuple(keys), tuple(salts))), current
+    batch = generated_batch(world, first, n_rounds, rng=rng, drift_milli=drift_milli, anchor=anchor)
+    return (batch.commitments, batch.ciphertexts, batch.secret), batch.last_world

@@ -5,7 +5,12 @@ integer format by ml.export. Small and fast (seconds); used by the simulator, th
 2 000–8 000 rows): narrower MLPs trained for a fixed 20 epochs in 1 000-row mini-batches at a higher learning
 rate (no early-stopping validation pass, which costs an accuracy evaluation per epoch), and fewer, shallower
 trees. On the default synthetic task the small MLP is about as accurate as the default one (~0.8 test
-accuracy on 8 000 rows)."""
+accuracy on 8 000 rows).
+
+``recent_rows`` keeps only the newest rows (the latest revealed shards first, the public data last): on a
+drifting task (ml.generator.drift) old shards describe a concept that has moved on, so a model fitted on the
+latest shards beats one fitted on everything; on a stationary task every row is drawn alike, so the newest n
+rows are as good as any n."""
 from __future__ import annotations
 
 import warnings
@@ -58,17 +63,34 @@ def _estimator(family: str, seed: int, n_rows: int, size: str = "default"):
     raise ValueError(f"unknown family {family!r}; choose from {FAMILIES}")
 
 
-def training_data(public: Dataset, revealed: Sequence[Dataset] = ()) -> tuple[np.ndarray, np.ndarray]:
-    X = np.concatenate([public.X] + [d.X for d in revealed]) if revealed else public.X
-    y = np.concatenate([public.y] + [d.y for d in revealed]) if revealed else public.y
+def training_data(public: Dataset, revealed: Sequence[Dataset] = (),
+                  recent_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Public rows then every revealed shard in round order; with ``recent_rows``, only the newest that many
+    (the tail of that order: the latest shards, reaching into older ones and the public data only if needed)."""
+    parts = [public] + list(revealed)
+    if recent_rows is not None:
+        if recent_rows < 1:
+            raise ValueError(f"recent_rows must be positive, got {recent_rows}")
+        kept, need = [], recent_rows
+        for d in reversed(parts):
+            if need <= 0:
+                break
+            take = min(need, len(d.y))
+            kept.append((d.X[len(d.y) - take:], d.y[len(d.y) - take:]))
+            need -= take
+        kept.reverse()
+        return np.concatenate([x for x, _ in kept]), np.concatenate([y for _, y in kept])
+    X = np.concatenate([d.X for d in parts]) if revealed else public.X
+    y = np.concatenate([d.y for d in parts]) if revealed else public.y
     return X, y
 
 
 def train_candidate(family: str, public: Dataset, revealed: Sequence[Dataset] = (), seed: int = 0, *,
-                    max_rows: int | None = None, caps: ModelCaps = DEFAULT_CAPS, size: str = "default") -> Model:
-    """Fit ``family`` (in the ``size`` profile) on public data + revealed shards (optionally a seeded subsample
-    of ``max_rows``)."""
-    X, y = training_data(public, revealed)
+                    max_rows: int | None = None, caps: ModelCaps = DEFAULT_CAPS, size: str = "default",
+                    recent_rows: int | None = None) -> Model:
+    """Fit ``family`` (in the ``size`` profile) on public data + revealed shards (only the newest
+    ``recent_rows`` of them if given, then optionally a seeded subsample of ``max_rows``)."""
+    X, y = training_data(public, revealed, recent_rows)
     if max_rows is not None and len(y) > max_rows:
         idx = np.random.default_rng(seed).choice(len(y), size=max_rows, replace=False)
         X, y = X[idx], y[idx]

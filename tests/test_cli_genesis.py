@@ -11,8 +11,11 @@ from hypothesis import strategies as st
 
 from consensus import stats
 from consensus.genesis import load_genesis
+from consensus.keyholder import load_keyholder_file
 from node.tools import sizing
+from node.tools.genesis_setup import KEYHOLDER_FILE
 from tests.test_cli_e2e import assert_one_line_error, popchain
+from tests.test_ml_generator import _shard_worlds
 
 ALLOC = "pop1akn5hzhv924nluzxhp48h7wuuuajkkxsglxtyj=1000000"
 
@@ -41,6 +44,22 @@ def test_detect_sizes_a_generated_synthetic_task(tmp_path: Path):
     genesis = load_genesis((tmp_path / "g" / "genesis.bin").read_bytes())
     assert genesis.task.shard_size == out["shard_size"] and genesis.n_rounds == 20
     assert out["genesis_bytes"] < 400_000            # 20 generated shards: the public rows dominate
+    assert out["drift_milli"] == 500                 # the default synthetic task drifts (issue 11)
+
+
+def test_the_default_synthetic_task_drifts_and_prints_it(tmp_path: Path):
+    proc = popchain("genesis", "create", "--out", "g", "--alloc", ALLOC, "--detect", "0.2", "--rounds", "3",
+                    cwd=tmp_path)
+    assert "drift          500/1000 units per shard" in proc.stdout
+    genesis = load_genesis((tmp_path / "g" / "genesis.bin").read_bytes())
+    secret, _ = load_keyholder_file((tmp_path / "g" / KEYHOLDER_FILE).read_bytes())
+    worlds = _shard_worlds(genesis.task, secret, genesis.task, 3)
+    assert all((a.centres != b.centres).any() for a, b in zip(worlds, worlds[1:]))   # every shard moved on
+    fixed = popchain("genesis", "create", "--out", "f", "--alloc", ALLOC, "--detect", "0.2", "--rounds", "3",
+                     "--drift-milli", "0", "--json", cwd=tmp_path)
+    assert json.loads(fixed.stdout)["drift_milli"] == 0
+    assert_one_line_error(popchain("genesis", "create", "--out", "i", "--alloc", ALLOC, "--task", "iris",
+                                   "--drift-milli", "5", cwd=tmp_path, check=False), "only the generated")
 
 
 def test_public_dataset_warns_and_prints_what_it_can_detect(tmp_path: Path):

@@ -2,8 +2,9 @@
 below are deterministic, not timed), and the rule figures' Monte Carlo against the exact binomial.
 
 Each attacker of issue 9 plays a few rounds on the default task's shard size with small models; no copy may win,
-the squatter must pay at least one block reward per round it voids (xfail when it squats to the end: nothing
-settles its bonds), and a late timestamp must not stop anyone from building the next block. ~25 s of CPU."""
+the squatter must pay at least one block reward per round it voids (also when it squats to the end of the
+genesis task: the chain lives on with an extension, whose first crowned block burns them), and a late timestamp
+must not stop anyone from building the next block. ~25 s of CPU."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -13,7 +14,7 @@ import pytest
 
 from benchmarks.sim_attackers import copy_flip, copy_noise
 from benchmarks.sim_rule import crown_power, exact_tail, false_crown_round
-from benchmarks.simulation import DEFAULT_SHARD_ROWS, FIGURES, regression
+from benchmarks.simulation import DEFAULT_SHARD_ROWS, FIGURES, regression, scenario_extend
 from benchmarks.simulator import SCENARIOS, World, WorldConfig, run_scenario
 from consensus.stats import crown_threshold
 from ml.model import MLPModel, TreesModel, decode_model, encode_model
@@ -28,7 +29,7 @@ def world() -> World:
 
 @pytest.fixture(scope="module")
 def reports(world):
-    return {s: run_scenario(world, s) for s in SCENARIOS}
+    return {s: run_scenario(world, s, extend=scenario_extend(s)) for s in SCENARIOS}
 
 
 def test_copy_attackers_never_win(reports):
@@ -60,12 +61,15 @@ def test_squatter_pays_a_block_reward_per_round_it_voids(reports):
     assert rep.balance_lost["squatter"] >= len(voided) * rep.block_reward
 
 
-@pytest.mark.xfail(strict=True, reason="forfeits are charged by the next crowned block only: a squatter that "
-                   "holds every slot to the end of the task voids every round and pays nothing (reported, issue 9)")
 def test_squatter_to_the_end_pays_for_the_rounds_it_voids(reports):
+    # was a strict xfail (issue 9): forfeits are charged by the next crowned block only, and after the last shard
+    # of the task there was none. The chain now lives on (an extension of the task): its first crowned block
+    # burns every bond the squatter forfeited
     rep = reports["squatter-end"]
     voided = [r for r in rep.rounds if r.void and dict(r.listed_by_kind).get("squatter")]
-    assert voided
+    assert len(voided) == CONFIG.rounds and not any(r.extension for r in voided)
+    assert rep.extension_rounds == scenario_extend("squatter-end")
+    assert [r.winner_kind for r in rep.rounds if r.extension][0] == "honest"   # the reviving round crowns
     assert rep.balance_lost["squatter"] >= len(voided) * rep.block_reward
 
 

@@ -148,6 +148,49 @@ def test_drift_moves_every_shard_a_little_and_default_does_not(world):
     assert np.array_equal(drift(world, bytes(32), 0).centres, world.centres)
 
 
+def _shard_worlds(public, secret, world, n):
+    from chain.encoding import unpack
+    out = []
+    for r in range(1, n + 1):
+        plain = nacl.secret.SecretBox(secret.key(r)).decrypt(public.ciphertexts[r - 1])[32:]
+        out.append(World.from_obj(unpack(plain, max_size=1 << 20)[2], world.spec))
+    return out
+
+
+def test_drift_known_answer_pins_the_drifted_worlds(world):
+    """A digest of the 3rd drifted world and of rows drawn from it: the drift arithmetic (floor division, the
+    arithmetic shift of negative offsets, the anchor pull) must give the same integers everywhere."""
+    w = world
+    for i in range(3):
+        w = drift(w, hashlib.sha256(b"drift-kat" + bytes([i])).digest(), 500, anchor=world)
+    ds = generate(w, bytes(32), 500)
+    digest = hashlib.sha256(pack(w.to_obj()) + ds.X.astype("<i8").tobytes() + ds.y.astype("<i8").tobytes())
+    assert digest.hexdigest()[:16] == DRIFT_KNOWN_ANSWER
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.integers(0, 10_000))
+def test_drift_reverts_towards_the_anchor(seed, step):
+    """The pull back is exactly 1/32 of the offset (floored), on top of the same step as without an anchor."""
+    moved = drift(world_from_seed(SEED), seed, 800)   # an arbitrary offset from the anchor
+    anchor = world_from_seed(SEED)
+    free, pulled = drift(moved, seed, step), drift(moved, seed, step, anchor=anchor)
+    offset = moved.centres - anchor.centres
+    assert np.array_equal(free.centres - pulled.centres, (offset * 2048) >> 16)
+
+
+def test_drift_keeps_moving_for_hundreds_of_shards_but_stays_bounded(world):
+    """The default drift (500 milli, mean-reverting): every shard's concept moves, and after 400 shards the
+    centres are still within a few units of the first world (a free random walk would wander without bound)."""
+    public, secret = package_generated(world, 400, 10, n_train=50, rng=counter_rng(b"long"), drift_milli=500)
+    worlds = _shard_worlds(public, secret, world, 400)
+    steps = [float(np.abs(b.centres - a.centres).mean()) / 4096 for a, b in zip([world] + worlds, worlds)]
+    assert min(steps) > 0.2                     # ~0.4 units per coordinate per shard, every shard
+    offsets = [float(np.abs(w.centres - world.centres).mean()) / 4096 for w in worlds[200:]]
+    assert 0.5 < float(np.mean(offsets)) < 3.0   # stationary: ~1.6 units mean |offset|, not ~sqrt(r) steps
+    assert np.array_equal(public.train_X, generate(world, counter_rng(b"long")(32), 50).X)  # public = start
+
+
 def test_packaging_is_reproducible_from_the_rng_parameter(world):
     a = package_generated(world, 2, 10, n_train=20, rng=counter_rng(b"same"))
     b = package_generated(world, 2, 10, n_train=20, rng=counter_rng(b"same"))
@@ -156,6 +199,7 @@ def test_packaging_is_reproducible_from_the_rng_parameter(world):
 
 
 KNOWN_ANSWER = ("3b463a82eca47d78", "d566e52bef89b812")
+DRIFT_KNOWN_ANSWER = "753b78c37f2d2470"
 
 
 def test_generated_genesis_round_trips_and_stays_small(world):

@@ -49,6 +49,8 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
         f"chain id       {out['chain_id']}",
         f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
         f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)",
+        *([f"drift          {out['drift_milli']}/1000 units per shard (the concept moves; public rows are "
+           f"its start)"] if out.get("drift_milli") else []),
         f"detects        {detect_text}",
         f"rounds         {out['rounds']} ({allowed}); genesis is {out['genesis_bytes']:,} bytes",
         f"genesis file   {out['genesis']}    -> give to every node operator",
@@ -161,9 +163,10 @@ def register(cmds: Commands) -> None:
     p.add_argument("--detect", type=float, default=0.01,
                    help="size shards so that a challenger this much more accurate (0.01 = +1 pp, at 10 %% "
                         "disagreement) is crowned with 80 %% power (default 0.01)")
-    p.add_argument("--drift-milli", type=int, default=0,
+    p.add_argument("--drift-milli", type=int, default=None,
                    help="synthetic task only: move the generator's cluster centres by ~N/1000 units from shard to "
-                        "shard (default 0: one distribution)")
+                        "shard, pulled back towards the start (default 500: the concept keeps moving, so retrained "
+                        "models keep beating a stale champion; 0: one fixed distribution)")
     p.add_argument("--alloc", action="append", default=[], metavar="ADDRESS=AMOUNT",
                    help="genesis allocation (at least one: miners need the entrant balance)")
     p.add_argument("--chain-id", help="chain id (default: popchain-<random>)")

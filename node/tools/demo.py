@@ -138,7 +138,7 @@ async def _demo(workdir: Path, rounds: int, n_nodes: int, keep: bool) -> int:
     names = {address_of(k.public): f"{fam}-miner" for k, fam in zip(miners, MINER_FAMILIES)}
     chain_dir = workdir / "chain"
     params = GenesisParams(entry_window_s=3, opening_window_s=4)
-    print(f"creating genesis (synthetic task, {DEMO_ROUNDS} generated hidden shards sized to detect "
+    print(f"creating genesis (drifting synthetic task, {DEMO_ROUNDS} generated hidden shards sized to detect "
           f"+{DEMO_DETECT:.0%}) ...", flush=True)
     info = await asyncio.to_thread(
         create_genesis_files, chain_dir, allocations=[(address_of(k.public), FUNDS) for k in miners + users],
@@ -171,7 +171,8 @@ async def _demo(workdir: Path, rounds: int, n_nodes: int, keep: bool) -> int:
             return await _watch(client, net, genesis, rounds, users, names, X_test, y_test, keep,
                                 lambda m: score(decode_model(m, spec, caps), X_test, y_test).accuracy,
                                 lambda r, key, m: score(decode_model(m, spec, caps),
-                                                        *_xy(open_shard(genesis.task, r, key))).accuracy)
+                                                        *_xy(open_shard(genesis.task, r, key))).accuracy,
+                                genesis_drifts=bool(info.get("drift_milli")))
     finally:
         if keep:
             print("\n--keep: the network keeps running; watch it live in a browser: "
@@ -211,13 +212,14 @@ def _xy(dataset):
 
 
 async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, users, names, X_test, y_test,
-                 keep: bool, test_acc, shard_acc) -> int:
+                 keep: bool, test_acc, shard_acc, genesis_drifts: bool = False) -> int:
     table = Table()
     print(table.header(), flush=True)
     rng = random.Random(7)
     champion_model = genesis.block.model
     baseline = test_acc(champion_model)
     confirmed = crowned = 0     # confirmed: running total for the summary; the table shows each block's own
+    last_shard: tuple[int, bytes] | None = None
     reported = transfers_round = 0
     async with asyncio.timeout(max(120.0, rounds * 60.0)):
         while reported < rounds:
@@ -246,6 +248,7 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
             else:
                 cells = (next_round, "(void)", "-", "-")
             acc_shard = await asyncio.to_thread(shard_acc, next_round, key, champion_model)
+            last_shard = (next_round, key)
             acc_test = await asyncio.to_thread(test_acc, champion_model)
             print(table.row(*cells, f"{acc_shard:.3f}", f"{acc_test:.3f}", status["height"], in_block), flush=True)
     final = await client.status()
@@ -255,8 +258,16 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
             tips.add((await c.status())["tip"])
     print(f"\nsummary: {rounds} rounds, {crowned} crowned, {rounds - crowned} void; height {final['height']}; "
           f"{confirmed} transfers confirmed")
+    if last_shard is not None:   # the current concept: on a drifting task the start's test split is not it
+        r, key = last_shard
+        now_acc, was_acc = await asyncio.gather(asyncio.to_thread(shard_acc, r, key, champion_model),
+                                                asyncio.to_thread(shard_acc, r, key, genesis.block.model))
+        print(f"champion accuracy on the latest shard (round {r}, the current concept): {now_acc:.3f} "
+              f"(the genesis champion on it: {was_acc:.3f})")
     print(f"champion accuracy on the untouched test split: {test_acc(champion_model):.3f} "
-          f"(genesis baseline {baseline:.3f})")
+          f"(genesis baseline {baseline:.3f})"
+          + ("; drawn from the task's start, which the drifting concept has moved away from"
+             if genesis_drifts else ""))
     print(f"nodes agree on the tip: {'yes' if len(tips) == 1 else 'not yet (still syncing)'}")
     print("node APIs: " + "  ".join(net.api_urls))
     print("explorers (leaderboard, rounds, blocks; live): " + "  ".join(f"{u}/" for u in net.api_urls))

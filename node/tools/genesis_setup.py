@@ -26,6 +26,11 @@ from node.tools.sizing import DEFAULT_DETECT, Sizing, SizingError, detectable, p
 
 BUILTINS = ("digits", "breast_cancer", "wine", "iris")
 SYNTHETIC_ROUNDS, SYNTHETIC_TRAIN, SYNTHETIC_TEST = 100, 4000, 2000
+# the default synthetic task drifts (ml.generator.drift): centres move ~0.5 units per shard, pulled 1/32 back to
+# the start. Measured (python -m benchmarks.sim_drift --gap 500): a model retrained on the latest revealed shard
+# beats one a round staler by +2.8 pp (median; 0.7-5.4 pp) on the next shard, and one two rounds staler by >= 1 pp
+# in 12 of 12 sampled rounds up to round 300; at 100 the lead (<= 0.5 pp) drowns in retraining noise (±1 pp)
+DEFAULT_DRIFT_MILLI = 500
 MIN_TRAIN_ROWS = 11
 
 GENESIS_FILE = "genesis.bin"
@@ -70,10 +75,11 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
                          rounds: int | None = None, shard_size: int | None = None, detect: float = DEFAULT_DETECT,
                          allocations: Sequence[tuple[bytes, int]] = (), chain_id: str | None = None,
                          params: GenesisParams = GenesisParams(), keyholder: Keypair | None = None,
-                         timestamp: int | None = None, drift_milli: int = 0,
+                         timestamp: int | None = None, drift_milli: int | None = None,
                          rng: Rng = os.urandom) -> dict[str, Any]:
     """Write genesis.bin, keyholder.secret (0600) and holdout.csv into ``out``; return a summary (sizes, the
-    improvement the shards detect, rounds the data allows, warnings). Every secret byte comes from ``rng``."""
+    improvement the shards detect, rounds the data allows, warnings). Every secret byte comes from ``rng``.
+    ``drift_milli`` None means DEFAULT_DRIFT_MILLI for the synthetic task and 0 (no drift) for a dataset."""
     if not allocations:
         raise TaskError("no --alloc: nobody could hold the entrant balance, so no miner could ever enter a round")
     for name in (GENESIS_FILE, KEYHOLDER_FILE):
@@ -89,6 +95,8 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
         dataset = load_csv(task[4:], label_column)
     else:
         raise TaskError(f"unknown task {task!r}: use synthetic, {', '.join(BUILTINS)} or csv:PATH")
+    if drift_milli is None:
+        drift_milli = DEFAULT_DRIFT_MILLI if dataset is None else 0
     if drift_milli and dataset is not None:
         raise TaskError(f"--drift-milli: only the generated synthetic task can drift, not {task}")
     sizing, n_test = size_task(task, dataset, params, detect=detect, rounds=rounds, shard_size=shard_size)
@@ -118,7 +126,7 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
     return {"genesis_hash": genesis.hash.hex(), "chain_id": chain_id, "task": genesis.task.spec.name,
             "generated": genesis.task.generated, "rounds": sizing.rounds, "shard_size": sizing.shard_size,
             "rounds_allowed": sizing.rounds_allowed, "detectable": sizing.detectable,
-            "max_entries": params.max_entries, "alpha": list(params.alpha), "genesis_bytes": len(genesis_bytes),
+            "drift_milli": drift_milli, "max_entries": params.max_entries, "alpha": list(params.alpha), "genesis_bytes": len(genesis_bytes),
             "n_train": len(genesis.task.training), "n_holdout": len(holdout), "genesis": str(genesis_path),
             "keyholder": str(secret_path), "holdout": str(holdout_path), "keyholder_pubkey": keyholder.public.hex(),
             "warnings": [warning] if warning else []}

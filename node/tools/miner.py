@@ -1,7 +1,8 @@
 """The network miner: competes for blocks through a node's HTTP API only (no local chain state).
 
-Each round: train a candidate (scikit-learn, in a worker thread) on the public training data plus every shard
-revealed so far, check it against the champion on the most recent revealed shard, enter the round with a sealed
+Each round: train a candidate (scikit-learn, in a worker thread) on the newest revealed rows (RECENT_ROWS: the
+latest shards, then older ones and the public data; on a drifting task the concept has moved on from old
+shards), holding back the second half of the most recent shard, check it against the champion on that half, enter the round with a sealed
 entry, open the block once the beacon lists it, and report the round's verdict. The consensus work (sealing,
 scoring, payload) is consensus.miner's; this module only drives it over the API.
 """
@@ -14,7 +15,8 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+
+import numpy as np
 
 from chain.crypto import Keypair
 from chain.tx import Transfer
@@ -23,13 +25,13 @@ from consensus.messages import Beacon
 from consensus.miner import open_block, seal
 from consensus.template import Template
 from ml.shards import PublicTask
+from ml.task import Dataset
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.events_client import ChangeSignal
 
 log = logging.getLogger("popchain.miner")
 
 AUTO_FAMILIES = ("forest", "mlp", "extra", "linear")
-T = TypeVar("T")
 POLL_S = 0.05
 EXIT_NO_OPEN_TASK = 6   # `miner run` stopped: no task of the chain is open (README, miner section)
 NO_OPEN_TASK = ("no task is open on this chain (every task has spent its hidden shards): nothing to mine; "
@@ -43,10 +45,25 @@ def template_from_json(obj: dict) -> Template:
                     b(obj["state_root"]), obj["entry_bond"], b(obj["champion_model_hash"]))
 
 
-def fit_shards(revealed: list[T]) -> list[T]:
-    """The revealed shards a candidate trains on: all but the most recent, which `Miner._check` scores it on.
-    A check on a shard the model was fitted to would report the training fit, not what the round will see."""
-    return revealed[:-1]
+# the newest rows a candidate fits on: about two default-sized shards (or the demo's last ~2.5): on the drifting
+# default task a shard one round old already costs a model ~1-2 pp on the next (benchmarks.sim_drift), so older
+# rows mostly teach a concept that has gone; on a stationary task 8,000 rows are most of what a small model gains
+RECENT_ROWS = 8_000
+
+
+def split_for_check(revealed: list[Dataset]) -> tuple[list[Dataset], Dataset | None]:
+    """(shards to fit on, rows to check on): every revealed shard with the most recent one's *second half* held
+    back for `Miner._check`. A check on rows the model was fitted to would report the training fit, not what
+    the round will see; holding back the whole newest shard instead would leave the candidate a round staler,
+    which on a drifting task is what decides whether it beats the champion."""
+    if not revealed:
+        return [], None
+    last = revealed[-1]
+    half = len(last) // 2
+    if half < 1:
+        return revealed[:-1], last
+    idx = np.arange(len(last))
+    return revealed[:-1] + [last.subset(idx[:half])], last.subset(idx[half:])
 
 
 class TrainingProgress:
@@ -169,8 +186,8 @@ class Miner:
         return TaskState(task_id, public, revealed)
 
     async def _model_for(self, family: str, task: TaskState) -> bytes:
-        """Train ``family`` on the task's public data + its revealed shards but the last (kept back for the
-        check); cached per (task, family) until another shard of the task is revealed."""
+        """Train ``family`` on the newest RECENT_ROWS of the task's public data + revealed shards, less the half
+        of the newest shard kept back for the check; cached per (task, family) until another shard is revealed."""
         key = (task.task_id, family)
         cached = self._trained.get(key)
         if cached is not None and cached[0] == len(task.revealed):
@@ -179,12 +196,13 @@ class Miner:
         from ml.shards import open_shard
         from ml.training import train_candidate
         g, public, revealed = self.genesis, task.public, task.revealed
-        rows = len(public.training.y) + public.shard_size * len(fit_shards(revealed))
+        held_back = (public.shard_size + 1) // 2 if revealed else 0
+        rows = min(RECENT_ROWS, len(public.training.y) + public.shard_size * len(revealed) - held_back)
 
         def train() -> bytes:
             shards = [open_shard(public, i, k) for i, k in revealed]
-            model = train_candidate(family, public.training, fit_shards(shards), seed=self.seed * 1000 + len(shards),
-                                    caps=g.model_caps)
+            model = train_candidate(family, public.training, split_for_check(shards)[0],
+                                    seed=self.seed * 1000 + len(shards), caps=g.model_caps, recent_rows=RECENT_ROWS)
             return encode_model(model)
         progress = TrainingProgress(family, rows, self._train_rate.get(family), self.on_progress)
         async with asyncio.TaskGroup() as tg:
@@ -199,7 +217,7 @@ class Miner:
         return model_bytes
 
     async def _check(self, family: str, model_bytes: bytes, task: TaskState) -> tuple[int, int] | None:
-        """(b, c) against the task's current champion on its most recent revealed shard."""
+        """(b, c) against the task's current champion on the held-back half of its most recent revealed shard."""
         if not task.revealed:
             return None
         from ml.model import decode_model
@@ -210,7 +228,8 @@ class Miner:
         champion = await self.client.model(champ["model_hash"])
 
         def check() -> tuple[int, int]:
-            shard = open_shard(public, *task.revealed[-1])
+            shard = split_for_check([open_shard(public, *task.revealed[-1])])[1]
+            assert shard is not None
             mine = score(decode_model(model_bytes, public.spec, g.model_caps), shard.X, shard.y).correct
             theirs = score(decode_model(champion, public.spec, g.model_caps), shard.X, shard.y).correct
             return paired(mine, theirs)
