@@ -34,7 +34,8 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
         print("sizing hidden shards (exact sign test, 80 % power) and building genesis ...", file=sys.stderr)
     out = create_genesis_files(Path(args.out), task=args.task, label_column=args.label_column, rounds=args.rounds,
                                shard_size=args.shard_size, detect=args.detect, allocations=allocations,
-                               chain_id=args.chain_id, params=params, drift_milli=args.drift_milli)
+                               chain_id=args.chain_id, params=params, drift_milli=args.drift_milli,
+                               keyholders=args.keyholders, threshold=args.threshold)
     if (warning := public_dataset_warning(args.task)) is not None:
         print(f"popchain: warning: {warning}", file=sys.stderr)
     det = out["detectable"]
@@ -52,7 +53,13 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
         f"detects        {detect_text}",
         f"rounds         {out['rounds']} ({allowed}); genesis is {out['genesis_bytes']:,} bytes",
         f"genesis file   {out['genesis']}    -> give to every node operator",
-        f"keyholder file {out['keyholder']}  -> give ONLY to the keyholder (secret; mode 0600)",
+        *([f"keyholder file {out['keyholder']}  -> give ONLY to the keyholder (secret; mode 0600)"]
+          if not out["committee"] else
+          [f"committee      {out['threshold']}-of-{out['keyholders']}: any {out['threshold']} keyholders reveal "
+           f"a shard, fewer learn nothing"]
+          + [f"keyholder {i}    {path}  -> give ONLY to keyholder {i} (secret; mode 0600)"
+             for i, path in enumerate(out["keyholder_files"], 1)]
+          + ["dealer         you saw every shard key: keep no copy, run no keyholder, do not mine"]),
         f"held-out test  {out['holdout']}    -> keep: untouched test split to judge the champion",
     ])
 
@@ -166,6 +173,13 @@ def register(cmds: Commands) -> None:
                         "shard (default 0: one distribution)")
     p.add_argument("--alloc", action="append", default=[], metavar="ADDRESS=AMOUNT",
                    help="genesis allocation (at least one: miners need the entrant balance)")
+    p.add_argument("--keyholders", type=int, metavar="N",
+                   help="keyholder committee size: write keyholder-1.secret ... keyholder-N.secret, each with one "
+                        "signing key and a Shamir share of every shard key (default: one keyholder.secret "
+                        "holding the whole keys)")
+    p.add_argument("--threshold", type=int, metavar="T",
+                   help="keyholders needed to sign a round and reveal a shard (a majority of N; default "
+                        "N // 2 + 1)")
     p.add_argument("--chain-id", help="chain id (default: popchain-<random>)")
     p.add_argument("--entry-window", type=int, default=4, help="entry window W in seconds (default 4)")
     p.add_argument("--opening-window", type=int, default=4, help="opening window O in seconds (default 4)")

@@ -1,0 +1,171 @@
+"""A keyholder member's secret material on disk (PROTOCOL §3.13): the member file and per-batch share files.
+
+* member file ``keyholder-i.secret`` (version 2): ``[2, genesis_hash, i, n, t, seed32, [batch…]]`` — the member's
+  position i (1-based, in the genesis keyholder list), the committee size and threshold, its Ed25519 signing
+  seed and its shares of every shard key (``consensus.shares.ShareBatch``; batch 0 is the genesis task). It
+  never holds a whole key unless t = 1.
+* share file ``*.shares`` (a new batch for a task announcement or extension, dealt by its sponsor):
+  ``["popchain/key-shares", 1, genesis_hash, batch]``. A running member picks it up from
+  ``<datadir>/key-shares/`` (``scan_share_dir``; the node rescans when it misses a share), or from
+  ``popchain keyholder add-shares``, which checks it and copies it there.
+The version-1 single-keyholder file ``[1, secret package, [seed…]]`` (consensus.keyholder) still loads.
+What it does NOT do: any networking, signing or release policy (the committee protocol decides when a share
+goes out), or check a batch against material the chain has not activated yet (``batch_for`` does that later).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from chain.crypto import Keypair
+from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack, unpack
+from chain.errors import DecodeError, RuleError
+from consensus.messages import MAX_KEYHOLDERS
+from consensus.shares import KeyholderMaterial, KeyShare, ShareBatch
+from ml.shards import SecretTask
+
+MEMBER_VERSION = 2
+SHARE_FILE_MAGIC = "popchain/key-shares"
+SHARE_FILE_VERSION = 1
+MAX_BATCHES = 4096
+MAX_FILE_SIZE = 64 << 20
+SHARE_DIR = "key-shares"
+
+
+@dataclass(frozen=True, eq=False)
+class MemberSecret:
+    """One committee member's secret: who it is, its signing key, and its shares of every batch it holds."""
+    genesis_hash: bytes
+    member: int                        # 1-based position in the genesis keyholder list (the Shamir x)
+    keypair: Keypair
+    n: int                             # committee size
+    threshold: int
+    batches: tuple[ShareBatch, ...]    # batches[0]: the genesis task
+
+    def share_for(self, shard_commitment: bytes) -> KeyShare | None:
+        """The releasable share of the shard with this commitment, from whichever batch holds it."""
+        for batch in self.batches:
+            leaf = batch.leaf_of(shard_commitment)
+            if leaf is not None:
+                return batch.share(leaf)
+        return None
+
+    def batch_for(self, material: KeyholderMaterial, keyholders: Sequence[bytes]) -> ShareBatch | None:
+        """The batch dealt under ``material``, checked against it (RuleError("bad-key-share") if it does not
+        match), or None if this member has not received it yet."""
+        for batch in self.batches:
+            if batch.material_hash == material.hash:
+                batch.check(material, keyholders)
+                return batch
+        return None
+
+    def with_batch(self, batch: ShareBatch) -> MemberSecret:
+        """A copy holding ``batch`` too (ignored if a batch with its material hash is already held)."""
+        if batch.member != self.member or batch.pubkey != self.keypair.public:
+            raise RuleError("bad-key-share", f"a share batch for member {batch.member}, this is member {self.member}")
+        if any(b.material_hash == batch.material_hash for b in self.batches):
+            return self
+        return replace(self, batches=self.batches + (batch,))
+
+    def whole_keys(self) -> SecretTask:
+        """With t = 1 every share IS the key: the genesis task's keys in round order, as the single-keyholder
+        Keyholder expects (salts are not a member's business: the key decrypts its shard's salt)."""
+        if self.threshold != 1:
+            raise ValueError(f"member {self.member} of a {self.threshold}-of-{self.n} committee holds shares, "
+                             f"not keys: it needs the committee protocol to reveal a shard")
+        return SecretTask(tuple(v.to_bytes(32, "big") for v in self.batches[0].values), ())
+
+    def encode(self) -> bytes:
+        return pack([MEMBER_VERSION, self.genesis_hash, self.member, self.n, self.threshold, self.keypair.seed,
+                     [b.to_obj() for b in self.batches]])
+
+
+def member_file(genesis_hash: bytes, member: int, keypair: Keypair, n: int, threshold: int,
+                batches: Sequence[ShareBatch]) -> bytes:
+    return MemberSecret(genesis_hash, member, keypair, n, threshold, tuple(batches)).encode()
+
+
+def decode_member(obj: Any) -> MemberSecret:
+    """Validate an unpacked version-2 member file (DecodeError on any bad field)."""
+    f = check_list(obj, 7, "member file")
+    check_int(f[0], MEMBER_VERSION, MEMBER_VERSION, "member file version")
+    genesis_hash = check_bytes(f[1], 32, "member file genesis hash")
+    n = check_int(f[3], 1, MAX_KEYHOLDERS, "member file n")
+    member = check_int(f[2], 1, n, "member file member")
+    threshold = check_int(f[4], 1, n, "member file threshold")
+    keypair = Keypair.from_seed(check_bytes(f[5], 32, "member file seed"))
+    items = check_list_max(f[6], MAX_BATCHES, "member file batches")
+    if not items:
+        raise DecodeError("member file batches: the genesis batch is missing")
+    batches = tuple(ShareBatch.from_obj(b, f"member file batch {i}") for i, b in enumerate(items))
+    for b in batches:
+        if b.member != member or b.pubkey != keypair.public:
+            raise DecodeError(f"member file: a batch for member {b.member}, the file is member {member}'s")
+    return MemberSecret(genesis_hash, member, keypair, n, threshold, batches)
+
+
+def load_member_file(data: bytes) -> MemberSecret:
+    """Decode a member file ``keyholder-i.secret`` (version 2). DecodeError on bad bytes."""
+    return decode_member(unpack(data, max_size=MAX_FILE_SIZE))
+
+
+def check_member(secret: MemberSecret, genesis: Any) -> None:
+    """RuleError("bad-key-share") unless the member file belongs to this genesis (consensus.genesis.Genesis):
+    same genesis hash, its key at its place, the committee's n and t, and its genesis batch exactly what the
+    genesis committee material commits for it over the genesis task's shards."""
+    if secret.genesis_hash != genesis.hash:
+        raise RuleError("bad-key-share", "the member file is for another chain (genesis hash differs)")
+    keyholders = genesis.keyholders
+    if (secret.n, secret.threshold) != (len(keyholders), genesis.threshold):
+        raise RuleError("bad-key-share", f"the member file is for a {secret.threshold}-of-{secret.n} committee, "
+                                         f"genesis has {genesis.threshold}-of-{len(keyholders)}")
+    if keyholders[secret.member - 1] != secret.keypair.public:
+        raise RuleError("bad-key-share", f"member {secret.member}'s key is not genesis keyholder {secret.member}")
+    material = genesis.committee
+    if material is None:
+        raise RuleError("bad-key-share", "genesis has no committee material (a version-1 chain): use its "
+                                         "keyholder.secret")
+    batch = secret.batches[0]
+    batch.check(material, keyholders)
+    if batch.shard_commitments != tuple(genesis.task.commitments):
+        raise RuleError("bad-key-share", "the genesis batch is not over the genesis task's shards")
+
+
+def share_file(genesis_hash: bytes, batch: ShareBatch) -> bytes:
+    """A member's shares of one new batch (what a sponsor hands to member ``batch.member``)."""
+    return pack([SHARE_FILE_MAGIC, SHARE_FILE_VERSION, genesis_hash, batch.to_obj()])
+
+
+def load_share_file(data: bytes) -> tuple[bytes, ShareBatch]:
+    """(genesis hash, batch) of a share file; DecodeError on bad bytes."""
+    f = check_list(unpack(data, max_size=MAX_FILE_SIZE), 4, "share file")
+    if f[0] != SHARE_FILE_MAGIC:
+        raise DecodeError("share file: not a popchain key-share file")
+    check_int(f[1], SHARE_FILE_VERSION, SHARE_FILE_VERSION, "share file version")
+    return check_bytes(f[2], 32, "share file genesis hash"), ShareBatch.from_obj(f[3], "share file batch")
+
+
+def add_share_file(secret: MemberSecret, data: bytes) -> MemberSecret:
+    """``secret`` with the batch of a share file added; RuleError("bad-key-share") if it is another chain's
+    or another member's. The batch is checked against its material once the chain activates it (batch_for)."""
+    genesis_hash, batch = load_share_file(data)
+    if genesis_hash != secret.genesis_hash:
+        raise RuleError("bad-key-share", "the share file is for another chain (genesis hash differs)")
+    return secret.with_batch(batch)
+
+
+def scan_share_dir(secret: MemberSecret, directory: Path) -> MemberSecret:
+    """``secret`` plus every ``*.shares`` file in ``directory`` (absent directory: unchanged). Disk I/O: call
+    it from an executor. A file that fails to decode or belongs elsewhere raises (DecodeError / RuleError)
+    naming it, so an operator's mistake is reported, not skipped."""
+    if not directory.is_dir():
+        return secret
+    for path in sorted(directory.glob("*.shares")):
+        try:
+            secret = add_share_file(secret, path.read_bytes())
+        except (DecodeError, RuleError) as exc:
+            raise type(exc)(*((exc.code, f"{path}: {exc.message}") if isinstance(exc, RuleError)
+                              else (f"{path}: {exc}",))) from None
+    return secret
