@@ -14,6 +14,7 @@ goes out), or check a batch against material the chain has not activated yet (``
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from chain.crypto import Keypair
 from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack, unpack
 from chain.errors import DecodeError, RuleError
 from consensus.messages import MAX_KEYHOLDERS
-from consensus.shares import KeyholderMaterial, KeyShare, ShareBatch
+from consensus.shares import KeyholderMaterial, KeyShare, Rng, ShareBatch, deal
 from ml.shards import SecretTask
 
 MEMBER_VERSION = 2
@@ -169,3 +170,15 @@ def scan_share_dir(secret: MemberSecret, directory: Path) -> MemberSecret:
             raise type(exc)(*((exc.code, f"{path}: {exc.message}") if isinstance(exc, RuleError)
                               else (f"{path}: {exc}",))) from None
     return secret
+
+
+def deal_batch(genesis: Any, keys: Sequence[bytes], shard_commitments: Sequence[bytes],
+               rng: Rng = os.urandom) -> tuple[bytes, list[bytes]]:
+    """For a task announcement or extension on a committee chain: share the new batch's shard keys among the
+    genesis keyholders. Returns (``keyholder_material`` bytes for the signed message, one share file per
+    member in member order, to hand to member i). keys[j] opens the shard committed as shard_commitments[j].
+    A chain without a committee (version-1 genesis) has no material: ValueError."""
+    if genesis.committee is None:
+        raise ValueError("this chain has a single keyholder (no committee): give it the new batch's secret file")
+    dealing = deal(keys, shard_commitments, genesis.keyholders, genesis.threshold, rng)
+    return dealing.material.encode(), [share_file(genesis.hash, b) for b in dealing.batches]

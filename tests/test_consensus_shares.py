@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from chain.crypto import merkle_root
 from chain.errors import DecodeError, RuleError
 from consensus.shares import (
-    P,
     KeyholderMaterial,
     KeyShare,
+    P,
     check_share,
     combine,
     combine_key,
