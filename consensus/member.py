@@ -182,3 +182,41 @@ def deal_batch(genesis: Any, keys: Sequence[bytes], shard_commitments: Sequence[
         raise ValueError("this chain has a single keyholder (no committee): give it the new batch's secret file")
     dealing = deal(keys, shard_commitments, genesis.keyholders, genesis.threshold, rng)
     return dealing.material.encode(), [share_file(genesis.hash, b) for b in dealing.batches]
+
+
+class MemberShares:
+    """A running member's shares: its member file plus the share files in ``<datadir>/key-shares/``, rescanned
+    when a share is asked for that no batch holds (a new task or extension's file may have been added since).
+    Reads files: call it on a worker thread, never on the event loop."""
+
+    def __init__(self, secret: MemberSecret, directory: Path) -> None:
+        self.secret = secret
+        self.directory = directory
+
+    def share_for(self, shard_commitment: bytes) -> KeyShare | None:
+        share = self.secret.share_for(shard_commitment)
+        if share is None:
+            self.secret = scan_share_dir(self.secret, self.directory)
+            share = self.secret.share_for(shard_commitment)
+        return share
+
+
+def install_share_file(secret: MemberSecret, data: bytes, datadir: Path) -> tuple[Path, ShareBatch]:
+    """Check a share file against the member (same chain, same member) and write it, 0600, to
+    ``<datadir>/key-shares/<material hash>.shares`` (refusing to overwrite a different file). Returns the path
+    and the batch. RuleError / DecodeError on a file that is not this member's."""
+    genesis_hash, batch = load_share_file(data)
+    add_share_file(secret, data)
+    directory = datadir / SHARE_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{batch.material_hash.hex()}.shares"
+    if path.exists():
+        if path.read_bytes() != data:
+            raise RuleError("bad-key-share", f"{path} exists with other shares for the same batch")
+        return path, batch
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return path, batch

@@ -64,6 +64,27 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
     ])
 
 
+def cmd_keyholder_add_shares(args: argparse.Namespace) -> None:
+    from chain.errors import PopError
+    from consensus.member import install_share_file, load_member_file
+    try:
+        secret = load_member_file(_read(args.keyholder, "keyholder"))
+        path, batch = install_share_file(secret, _read(args.file, "share"), Path(args.datadir))
+    except PopError as exc:
+        raise CliError(f"{args.file}: {exc}") from None
+    emit(args, {"member": secret.member, "shards": len(batch.values), "material_hash": batch.material_hash.hex(),
+                "path": str(path)},
+         [f"member {secret.member}: {len(batch.values)} shard-key shares (batch {batch.material_hash.hex()[:16]}) "
+          f"installed in {path}; the running member uses them once the chain activates the batch"])
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {what} file {path}: {exc.strerror}") from None
+
+
 # --------------------------------------------------------------------------- node, miner
 
 
@@ -184,6 +205,13 @@ def register(cmds: Commands) -> None:
     p.add_argument("--entry-window", type=int, default=4, help="entry window W in seconds (default 4)")
     p.add_argument("--opening-window", type=int, default=4, help="opening window O in seconds (default 4)")
     p.add_argument("--out", required=True, help="output directory")
+
+    g = cmds.group("keyholder", "a keyholder committee member's secret material")
+    p = g.leaf("add-shares", "check a *.shares file (new shards of a task, dealt by its sponsor) against your "
+                             "member file and install it into DATADIR/key-shares/", cmd_keyholder_add_shares)
+    p.add_argument("file", help="the share file the sponsor gave you")
+    p.add_argument("--keyholder", required=True, help="your member file keyholder-i.secret")
+    p.add_argument("--datadir", required=True, help="your keyholder node's data directory")
 
     g = cmds.group("node", "run a node; verify or reindex its datadir")
     from node.config import add_node_run_arguments
