@@ -277,3 +277,23 @@ def test_deal_refuses_bad_committees():
             deal(KEYS, SHARDS, members, t, counter_rng(b"x"))
     with pytest.raises(ValueError):
         deal(KEYS, SHARDS[:4], MEMBERS, 2, counter_rng(b"x"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 7), count=st.integers(1, 9), seed=st.binary(max_size=8), data=st.data())
+def test_dealt_shares_check_and_any_t_reconstruct(n, count, seed, data):
+    t = data.draw(st.integers(1, n))
+    members = tuple(sorted(hashlib.sha256(seed + b"m%d" % i).digest() for i in range(n)))
+    keys = [hashlib.sha256(seed + b"k%d" % j).digest() for j in range(count)]
+    shards = [hashlib.sha256(seed + b"s%d" % j).digest() for j in range(count)]
+    d = deal(keys, shards, members, t, counter_rng(seed))
+    assert deal(keys, shards, members, t, counter_rng(seed)).material.encode() == d.material.encode()  # deterministic
+    j = data.draw(st.integers(0, count - 1))
+    subset = data.draw(st.lists(st.integers(1, n), min_size=t, max_size=t, unique=True))
+    shares = [KeyShare.decode(d.batches[i - 1].share(j).encode()) for i in subset]
+    for s in shares:
+        check_share(s, d.material, members, shard_commitment=shards[j], leaf=j)
+    assert combine_shares(shares, t) == keys[j]
+    if t > 1:
+        with pytest.raises(RuleError, match="bad-key-share"):
+            combine_shares(shares[:-1], t)
