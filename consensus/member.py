@@ -15,7 +15,7 @@ goes out), or check a batch against material the chain has not activated yet (``
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from chain.crypto import Keypair
 from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack, unpack
 from chain.errors import DecodeError, RuleError
 from consensus.messages import MAX_KEYHOLDERS
-from consensus.shares import KeyholderMaterial, KeyShare, Rng, ShareBatch, deal
+from consensus.shares import KeyholderMaterial, KeyShare, Rng, ShareBatch, check_share, combine_shares, deal
 from ml.shards import SecretTask
 
 MEMBER_VERSION = 2
@@ -220,3 +220,69 @@ def install_share_file(secret: MemberSecret, data: bytes, datadir: Path) -> tupl
         fh.flush()
         os.fsync(fh.fileno())
     return path, batch
+
+
+# where round r's shard lives: (the batch's material, the shard commitment, its leaf index in the batch)
+Locate = Callable[[int], tuple[KeyholderMaterial, bytes, int]]
+
+
+def genesis_locator(genesis: Any) -> Locate:
+    """Round r → shard r of the genesis task (a single-task chain). A multi-task chain passes its own locator
+    (the engine's schedule: the task and shard index round r serves, the material of the batch holding it)."""
+    material = genesis.committee
+    if material is None:
+        raise ValueError("genesis has no committee material")
+    commitments = genesis.task.commitments
+
+    def locate(r: int) -> tuple[KeyholderMaterial, bytes, int]:
+        if not 1 <= r <= len(commitments):
+            raise RuleError("bad-key-share", f"round {r} has no genesis shard")
+        return material, commitments[r - 1], r - 1
+    return locate
+
+
+class CommitteeShares:
+    """The committee protocol's view of shares by round (consensus.committee's ShareSource: members are 0-based
+    positions in the keyholder list there, 1-based Shamir x here). Shares travel as KeyShare bytes."""
+
+    def __init__(self, keyholders: Sequence[bytes], threshold: int, mine: MemberShares, locate: Locate) -> None:
+        self.keyholders = tuple(keyholders)
+        self.threshold = threshold
+        self.mine = mine
+        self.locate = locate
+
+    def share_for(self, round: int) -> bytes:
+        _, shard, _ = self.locate(round)
+        share = self.mine.share_for(shard)
+        if share is None:
+            raise RuleError("bad-key-share", f"member {self.mine.secret.member} holds no share of round {round}'s "
+                                             f"shard (its share file is not in {self.mine.directory})")
+        return share.encode()
+
+    def _checked(self, member: int, round: int, share: bytes) -> KeyShare:
+        material, shard, leaf = self.locate(round)
+        try:
+            decoded = KeyShare.decode(share)
+        except DecodeError as exc:
+            raise RuleError("bad-key-share", str(exc)) from None
+        if decoded.member != member + 1:
+            raise RuleError("bad-key-share", f"a share of member {decoded.member} sent as member {member + 1}'s")
+        check_share(decoded, material, self.keyholders, shard_commitment=shard, leaf=leaf)
+        return decoded
+
+    def check_share(self, member: int, round: int, share: bytes) -> None:
+        self._checked(member, round, share)
+
+    def combine(self, round: int, shares: Mapping[int, bytes]) -> bytes:
+        """Round r's shard key from ≥ t shares (checked again here: cheap, and the caller may not have)."""
+        return combine_shares([self._checked(m, round, s) for m, s in shares.items()], self.threshold)
+
+
+def committee_shares(secret_file: bytes, genesis: Any, datadir: Path, locate: Locate | None = None,
+                     ) -> tuple[MemberSecret, CommitteeShares]:
+    """Load and check a member file for ``genesis`` and build its ShareSource (share files from
+    ``<datadir>/key-shares/``). RuleError("bad-key-share") / DecodeError on a file that is not this chain's."""
+    secret = load_member_file(secret_file)
+    check_member(secret, genesis)
+    mine = MemberShares(secret, datadir / SHARE_DIR)
+    return secret, CommitteeShares(genesis.keyholders, genesis.threshold, mine, locate or genesis_locator(genesis))

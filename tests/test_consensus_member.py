@@ -162,3 +162,30 @@ def test_new_batch_share_files_reach_a_running_member(committee, members, tmp_pa
     # a share file of another chain
     with pytest.raises(RuleError, match="another chain"):
         add_share_file(members[0], share_file(bytes(32), m1.batches[1]))
+
+
+def test_committee_share_source(committee, tmp_path):
+    from consensus.member import committee_shares
+    g = committee.genesis
+    sources = [committee_shares(p.read_bytes(), g, tmp_path / f"kh{i}")[1]
+               for i, p in enumerate(committee.member_paths)]
+    for r in range(1, g.n_rounds + 1):
+        released = {i: s.share_for(r) for i, s in enumerate(sources)}
+        for checker in sources:
+            for i, share in released.items():
+                checker.check_share(i, r, share)
+        with pytest.raises(RuleError, match="bad-key-share"):          # member 1's share sent as member 2's
+            sources[0].check_share(1, r, released[0])
+        with pytest.raises(RuleError, match="bad-key-share"):          # garbage bytes
+            sources[0].check_share(0, r, released[0][:-3])
+        with pytest.raises(RuleError, match="bad-key-share"):          # round 1's share offered for round 2
+            sources[0].check_share(0, r % g.n_rounds + 1, released[0])
+        open_shard(g.task, r, sources[1].combine(r, {0: released[0], 2: released[2]}))
+        with pytest.raises(RuleError, match="threshold"):
+            sources[1].combine(r, {2: released[2]})
+    with pytest.raises(RuleError, match="no genesis shard"):
+        sources[0].share_for(g.n_rounds + 1)
+    with pytest.raises(RuleError, match="another chain"):
+        other = make_test_chain(tmp_path / "o", rounds=4, shard_size=40, n_train=300, keyholders=3, threshold=2,
+                                chain_id="popchain-o2")
+        committee_shares(committee.member_paths[0].read_bytes(), other.genesis, tmp_path / "x")
