@@ -6,9 +6,12 @@ minority threshold, a share file for someone else; then: t member files reconstr
 file drives today's single Keyholder unchanged (real LevelDB)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chain.block import Block
 from chain.crypto import tagged_hash
@@ -85,14 +88,14 @@ def test_member_file_of_another_chain_or_member_is_refused(committee, members, t
 
 
 def _retag(genesis_bytes: bytes, change) -> bytes:
+    """The genesis block with its configuration edited by ``change`` and the salt re-derived (a dealer or a
+    relay forging a committee field: the header then matches, only the committee rule can refuse it)."""
     block = Block.decode(genesis_bytes)
     config = unpack(block.payload, max_size=1 << 26)
     change(config)
     payload = pack(config)
-    header = block.header.__class__(*[getattr(block.header, f) for f in block.header.__dataclass_fields__])
-    fields = dict((f, getattr(header, f)) for f in header.__dataclass_fields__)
-    fields["salt"] = tagged_hash(CONFIG_TAG, payload)
-    return Block(header.__class__(**fields), block.txs, block.model, payload).encode()
+    header = dataclasses.replace(block.header, salt=tagged_hash(CONFIG_TAG, payload))
+    return Block(header, block.txs, block.model, payload).encode()
 
 
 @pytest.mark.parametrize("attack", ["minority", "roots", "n_shards", "not-bytes", "dropped"])
@@ -189,3 +192,22 @@ def test_committee_share_source(committee, tmp_path):
         other = make_test_chain(tmp_path / "o", rounds=4, shard_size=40, n_train=300, keyholders=3, threshold=2,
                                 chain_id="popchain-o2")
         committee_shares(committee.member_paths[0].read_bytes(), other.genesis, tmp_path / "x")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(t=st.integers(0, 5), t_material=st.integers(0, 5), roots=st.integers(0, 5), shards=st.integers(2, 6))
+def test_committee_genesis_rule(committee, t, t_material, roots, shards):
+    # accepted iff the committee is a majority and the material fits it and the task exactly (§3.1)
+    raw = committee.genesis.encode()
+    true_roots = unpack(committee.genesis.committee.encode(), max_size=4096)[3]
+
+    def change(config):
+        config[5] = t
+        config[8] = pack([1, t_material, shards, (true_roots * 2)[:roots]])
+    ok = 2 * t > 3 and t <= 3 and t_material == t and roots == 3 and shards == committee.genesis.n_rounds
+    try:
+        g = load_genesis(_retag(raw, change))
+    except RuleError as exc:
+        assert exc.code == "bad-genesis" and not ok
+    else:
+        assert ok and g.committee is not None and g.threshold == t
