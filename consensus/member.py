@@ -286,3 +286,12 @@ def committee_shares(secret_file: bytes, genesis: Any, datadir: Path, locate: Lo
     check_member(secret, genesis)
     mine = MemberShares(secret, datadir / SHARE_DIR)
     return secret, CommitteeShares(genesis.keyholders, genesis.threshold, mine, locate or genesis_locator(genesis))
+
+
+def is_member_file(data: bytes) -> bool:
+    """True if ``data`` looks like a version-2 member file (cheap: the first field only; load it to check)."""
+    try:
+        obj = unpack(data, max_size=MAX_FILE_SIZE)
+    except DecodeError:
+        return False
+    return isinstance(obj, list) and bool(obj) and obj[0] == MEMBER_VERSION

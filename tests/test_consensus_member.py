@@ -53,7 +53,9 @@ def test_committee_genesis_carries_the_material(committee):
 
 def test_two_members_reconstruct_every_key_one_holds_none(committee, members):
     g = committee.genesis
-    for m in members:
+    for m, path in zip(members, committee.member_paths):
+        from consensus.member import is_member_file
+        assert is_member_file(path.read_bytes())
         check_member(m, g)
         assert m.keypair.public == g.keyholders[m.member - 1]
         with pytest.raises(ValueError, match="2-of-3 committee holds shares"):
@@ -124,6 +126,8 @@ def test_tampered_committee_genesis_is_refused(committee, attack):
 def test_version_1_genesis_has_no_committee(tmp_path):
     single = make_test_chain(tmp_path, rounds=2, shard_size=40, n_train=300)
     assert single.genesis.committee is None and single.member_paths == ()
+    from consensus.member import is_member_file
+    assert not is_member_file(single.keyholder_path.read_bytes()) and not is_member_file(b"\x00junk")
 
 
 def test_one_of_one_member_file_runs_todays_keyholder(tmp_path):
