@@ -64,26 +64,3 @@ def test_one_of_one_member_file_runs_a_node(tmp_path: Path):
         # the member signs round 1's anchor notice, as a keyholder.secret does (the round then waits for entries)
         wait_until(lambda: _get_json(url + "/api/status")["round"] == 1, proc, "round 1 opened by the member")
 
-
-def test_keyholder_add_shares(tmp_path: Path):
-    import os
-
-    from consensus.member import SHARE_DIR, MemberShares, deal_batch
-    popchain("genesis", "create", "--out", "c", "--keyholders", "3", *SMALL, cwd=tmp_path)
-    genesis = load_genesis((tmp_path / "c" / "genesis.bin").read_bytes())
-    keys, shards = [os.urandom(32) for _ in range(2)], [os.urandom(32) for _ in range(2)]
-    _, files = deal_batch(genesis, keys, shards)
-    for i, data in enumerate(files, 1):
-        (tmp_path / f"m{i}.shares").write_bytes(data)
-    member1 = str(tmp_path / "c" / "keyholder-1.secret")
-    out = json.loads(popchain("keyholder", "add-shares", "m1.shares", "--keyholder", member1, "--datadir", "kh1",
-                              "--json", cwd=tmp_path).stdout)
-    assert out["member"] == 1 and out["shards"] == 2
-    installed = Path(tmp_path / out["path"])
-    assert installed.parent == tmp_path / "kh1" / SHARE_DIR and installed.stat().st_mode & 0o777 == 0o600
-    popchain("keyholder", "add-shares", "m1.shares", "--keyholder", member1, "--datadir", "kh1", cwd=tmp_path)
-    assert_one_line_error(popchain("keyholder", "add-shares", "m2.shares", "--keyholder", member1, "--datadir",
-                                   "kh1", cwd=tmp_path, check=False), "member 2, this is member 1")
-    # the running member finds the new shares without a restart
-    live = MemberShares(load_member_file(Path(member1).read_bytes()), tmp_path / "kh1" / SHARE_DIR)
-    assert live.share_for(shards[1]) is not None and live.share_for(bytes(32)) is None
