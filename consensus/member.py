@@ -24,7 +24,16 @@ from chain.crypto import Keypair
 from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack, unpack
 from chain.errors import DecodeError, RuleError
 from consensus.messages import MAX_KEYHOLDERS
-from consensus.shares import KeyholderMaterial, KeyShare, Rng, ShareBatch, check_share, combine_shares, deal
+from consensus.shares import (
+    KeyholderMaterial,
+    KeyShare,
+    Rng,
+    ShareBatch,
+    check_share,
+    combine_shares,
+    deal,
+    decode_material,
+)
 from ml.shards import SecretTask
 
 MEMBER_VERSION = 2
@@ -295,3 +304,15 @@ def is_member_file(data: bytes) -> bool:
     except DecodeError:
         return False
     return isinstance(obj, list) and bool(obj) and obj[0] == MEMBER_VERSION
+
+
+def check_batch_material(genesis: Any, data: bytes, n_shards: int) -> KeyholderMaterial | None:
+    """THE rule for the ``keyholder_material`` field of a task announcement or extension carrying ``n_shards``
+    new shards: on a committee chain it must be valid material for the genesis committee over exactly those
+    shards; on a single-keyholder chain (version-1 genesis) it must be empty. RuleError("bad-keyholder-material")
+    otherwise. Returns the material (None on a single-keyholder chain)."""
+    if genesis.committee is None:
+        if data:
+            raise RuleError("bad-keyholder-material", "this chain has no keyholder committee: the field is empty")
+        return None
+    return decode_material(data, genesis.keyholders, genesis.threshold, n_shards)

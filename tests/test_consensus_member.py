@@ -215,3 +215,20 @@ def test_committee_genesis_rule(committee, t, t_material, roots, shards):
         assert exc.code == "bad-genesis" and not ok
     else:
         assert ok and g.committee is not None and g.threshold == t
+
+
+def test_batch_material_rule(committee, tmp_path):
+    from consensus.member import check_batch_material
+    g = committee.genesis
+    material, _ = deal_batch(g, [os.urandom(32)] * 2, [os.urandom(32), os.urandom(32)])
+    assert check_batch_material(g, material, 2) is not None
+    for data, n in ((material, 3), (b"", 2), (material[:-2], 2)):
+        with pytest.raises(RuleError) as err:
+            check_batch_material(g, data, n)
+        assert err.value.code == "bad-keyholder-material"
+    single = make_test_chain(tmp_path, rounds=2, shard_size=40, n_train=300).genesis
+    assert check_batch_material(single, b"", 2) is None
+    with pytest.raises(RuleError, match="bad-keyholder-material"):
+        check_batch_material(single, material, 2)
+    with pytest.raises(ValueError, match="single keyholder"):
+        deal_batch(single, [os.urandom(32)], [os.urandom(32)])
