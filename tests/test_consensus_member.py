@@ -232,3 +232,27 @@ def test_batch_material_rule(committee, tmp_path):
         check_batch_material(single, material, 2)
     with pytest.raises(ValueError, match="single keyholder"):
         deal_batch(single, [os.urandom(32)], [os.urandom(32)])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(offset=st.integers(0, 10**6), value=st.integers(0, 255), cut=st.booleans())
+def test_mutated_member_and_share_files_raise_typed_errors(committee, offset, value, cut):
+    # a flipped byte or a truncated file: DecodeError (or, if it still decodes, the genesis check refuses a
+    # changed share / key / hash); never another exception
+    for raw, load in ((committee.member_paths[1].read_bytes(), load_member_file),
+                      (share_file(committee.genesis.hash, load_member_file(
+                          committee.member_paths[1].read_bytes()).batches[0]), lambda d: load_share_file(d)[1])):
+        data = bytearray(raw)
+        i = offset % len(data)
+        if cut:
+            data = data[:i]
+        else:
+            data[i] = value
+        try:
+            loaded = load(bytes(data))
+        except DecodeError:
+            continue
+        if bytes(data) != raw and hasattr(loaded, "genesis_hash"):
+            with pytest.raises(RuleError) as err:       # every field is bound: any change is refused
+                check_member(loaded, committee.genesis)
+            assert err.value.code == "bad-key-share"
