@@ -160,6 +160,9 @@ def test_new_batch_share_files_reach_a_running_member(committee, members, tmp_pa
     (d / "wrong.shares").write_bytes(files[2])
     with pytest.raises(RuleError, match="wrong.shares"):
         scan_share_dir(members[1], d)
+    (d / "wrong.shares").write_bytes(b"\x93junk")
+    with pytest.raises(DecodeError, match="wrong.shares"):
+        scan_share_dir(members[1], d)
     m1 = add_share_file(members[0], files[0])
     for j, shard in enumerate(shards):
         assert combine_shares([m1.share_for(shard), m2.share_for(shard)], 2) == keys[j]

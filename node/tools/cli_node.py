@@ -179,7 +179,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def register(cmds: Commands) -> None:
     g = cmds.group("genesis", "create a new chain")
-    p = g.leaf("create", "write a genesis file + keyholder secret from a task", cmd_genesis_create)
+    p = g.leaf("create", "write a genesis file + keyholder secret(s) from a task", cmd_genesis_create)
     p.add_argument("--task", default="synthetic",
                    help="synthetic | digits | breast_cancer | wine | iris | csv:PATH (default synthetic)")
     p.add_argument("--label-column", default="label", help="label column of a csv: task (default 'label')")
