@@ -62,6 +62,11 @@ _ALL = (
     _c("bad-beacon-sig", "violation", "beacon not signed by enough keyholders"),
     _c("equivocation", "stale", "a second, different notice or beacon for a round (keyholder fault, "
                                 "not the relaying peer's)"),
+    # ---- keyholder committee: shard-key shares (PROTOCOL §3.13)
+    _c("bad-key-share", "violation", "a released shard-key share does not match the dealer's commitment, or "
+                                     "is for another shard, member or chain"),
+    _c("bad-keyholder-material", "violation", "keyholder material (share commitments) malformed or not fitting "
+                                              "the committee and the batch it comes with"),
     _c("no-open-round", "stale", "no round is open for entries", consensus=False),
     # ---- blocks (PROTOCOL §3.6)
     _c("block-too-large", "violation", "encoded block over max_block_bytes"),
