@@ -168,8 +168,9 @@ class Api:
             tip = engine.tip()
             r = engine.current_round()
             info = engine.round_info(r) if r else None
-            return tip, r, info, engine.open_round(), engine.champion(), engine.equivocations()
-        tip, r, info, open_r, champ, equiv = await self.call(read)
+            return (tip, r, info, engine.open_round(), engine.champion(), engine.equivocations(),
+                    engine.committee_evidence())
+        tip, r, info, open_r, champ, equiv, cevid = await self.call(read)
         facts = d.facts()
         out = {
             "chain_id": d.genesis.chain_id, "genesis": d.genesis.hash.hex(),
@@ -179,6 +180,10 @@ class Api:
             "peers": len(d.peers()), "mempool": len(d.mempool), "syncing": facts["syncing"],
             "keyholder": facts["keyholder"], "p2p_port": facts["p2p_port"], "api_port": facts["api_port"],
             "equivocations": [{"round": rr, "kept": k.hex(), "refused": x.hex()} for rr, k, x in equiv],
+            # keyholder-committee members caught signing two contents or dropping an entry (PROTOCOL §3.10)
+            "committee_evidence": [{"round": ev.round, "signer": ev.signer.hex(), "what": ev.what,
+                                    "first": ev.first.hex(), "second": ev.second.hex()} for ev in cevid],
+            "committee": facts.get("committee"),
         }
         if d.health is not None:
             out["health"] = d.health()

@@ -19,11 +19,13 @@ from chain.address import address_of
 from chain.errors import DecodeError, PopError, StoreError
 from chain.store import ChainStore
 from chain.tx import Transfer
+from consensus.committee import load_member
 from consensus.engine import Engine
 from consensus.genesis import Genesis, load_genesis
 from node import wire
 from node.api import build_api_app
 from node.api_deps import api_deps
+from node.committee_service import CommitteeRelay, CommitteeService
 from node.config import NodeConfig
 from node.connections import Connections
 from node.datadir import Datadir, PeerBook
@@ -78,6 +80,8 @@ class Node:
         self.relay: Relay
         self.sync: Sync
         self.keyholder: KeyholderService | None = None
+        self.committee: CommitteeService | None = None     # a keyholder-committee member (PROTOCOL §3.10)
+        self.committee_relay: CommitteeRelay
         self._all_tasks: set[asyncio.Task] = set()
         self.stopping = False
         self.supervisor = Supervisor(lambda reason: self.stop(), self.metrics)
@@ -115,10 +119,17 @@ class Node:
                                max_per_sender=self.config.mempool_max_per_sender)
         self.relay = Relay(self)
         self.sync = Sync(self, self.relay)
+        self.committee_relay = CommitteeRelay(self, self.relay.charge, self.relay.publish)
         if self.config.keyholder is not None:
             try:
-                self.keyholder = KeyholderService(self, Path(self.config.keyholder).read_bytes(), self.relay.publish)
-                await self.keyholder.open()
+                secret_file = Path(self.config.keyholder).read_bytes()
+                member = await self.worker.call(load_member, secret_file, self.engine)
+                if member is None:
+                    self.keyholder = KeyholderService(self, secret_file, self.relay.publish)
+                    await self.keyholder.open()
+                else:
+                    self.committee = CommitteeService(self, self.committee_relay, lambda: member)
+                    await self.committee.open()
             except (OSError, PopError, ValueError) as exc:
                 raise NodeError(f"cannot start the keyholder from {self.config.keyholder}: {exc}") from None
         self._register_gauges()
@@ -184,6 +195,8 @@ class Node:
     async def on_entry_accepted(self, entry) -> None:
         if self.keyholder is not None:
             await self.keyholder.on_entry(entry)
+        if self.committee is not None:
+            await self.committee.on_entry(entry)
 
     async def refresh_tip(self) -> None:
         tip = await self.worker.call(self.engine.tip)
@@ -262,6 +275,8 @@ class Node:
                 self.conns.refill_outbound()   # the persisted address book: most recently seen first
                 if self.keyholder is not None:
                     sup.supervise(self.spawn, self.keyholder.run, "keyholder", essential=True)
+                if self.committee is not None:
+                    sup.supervise(self.spawn, self.committee.run, "committee", essential=True)
                 if self.config.discover:
                     discovery = Discovery(DiscoveryContext(self.config, self.genesis.chain_id, self.genesis.hash,
                                                            self.nonce, lambda: self.p2p_port, self.offer_peer))
@@ -388,6 +403,8 @@ class Node:
     async def _dispatch(self, peer: Peer, msg: wire.Message) -> None:
         if isinstance(msg, (wire.GetHeaders, wire.Headers)):
             await self.sync.handle(peer, msg)
+        elif isinstance(msg, wire.Committee):
+            await self.committee_relay.handle(peer, msg)
         else:
             await self.relay.handle(peer, msg)
 

@@ -24,6 +24,7 @@ from chain.encoding import (
 )
 from chain.errors import DecodeError
 from chain.tx import MAX_TX_SIZE
+from consensus.committee_msgs import MAX_COMMITTEE_SIZE
 from consensus.messages import MAX_BEACON_SIZE, MAX_ENTRY_SIZE
 from consensus.messages import MAX_NOTICE_SIZE as MAX_ANCHOR_SIZE
 from node.errors import WireError
@@ -66,6 +67,7 @@ class MsgType(IntEnum):
     GETADDR = 15
     ADDR = 16
     TXS = 17        # many transfers in one frame: GETDATA for txs is answered with these
+    COMMITTEE = 18  # a keyholder-committee message (consensus.committee_msgs), flooded by every node
 
 
 OBJECT_CAPS: dict[InvKind, int] = {
@@ -90,6 +92,7 @@ FRAME_CAPS: dict[MsgType, int] = {
     MsgType.GETADDR: 8,
     MsgType.ADDR: 8 + MAX_ADDRS * (MAX_HOST + 8),
     MsgType.TXS: 8 + MAX_TXS_ITEMS * (MAX_TX_SIZE + 3),
+    MsgType.COMMITTEE: MAX_COMMITTEE_SIZE + _ENVELOPE,
 }
 MAX_FRAME = max(FRAME_CAPS.values())
 
@@ -149,6 +152,11 @@ class Txs:
 
 
 @dataclass(frozen=True)
+class Committee:
+    data: bytes                  # an encoded committee message (its own decoder runs in the node)
+
+
+@dataclass(frozen=True)
 class GetHeaders:
     locator: tuple[bytes, ...]   # newest first, like Core's block locator
     stop: bytes                  # 32 zero bytes = as many as allowed
@@ -169,7 +177,8 @@ class Addr:
     addrs: tuple[tuple[str, int], ...]
 
 
-Message = Union[Hello, Reject, Ping, Pong, Inv, GetData, NotFound, Object, Txs, GetHeaders, Headers, GetAddr, Addr]
+Message = Union[Hello, Reject, Ping, Pong, Inv, GetData, NotFound, Object, Txs, GetHeaders, Headers, GetAddr, Addr,
+                Committee]
 
 
 # ---------------------------------------------------------------- encode
@@ -208,6 +217,8 @@ def _fields(msg: Message) -> tuple[MsgType, list[Any]]:
             return MsgType.ADDR, [[[h, p] for h, p in msg.addrs]]
         case Txs():
             return MsgType.TXS, [list(msg.txs)]
+        case Committee():
+            return MsgType.COMMITTEE, [msg.data]
     raise TypeError(f"not a wire message: {type(msg).__name__}")
 
 
@@ -278,6 +289,8 @@ def _decode_body(mtype: MsgType, f: list[Any]) -> Message:
         case MsgType.TXS:
             raw = check_list_max(check_list(f, 1, "txs")[0], MAX_TXS_ITEMS, "txs")
             return Txs(tuple(check_bytes_max(t, MAX_TX_SIZE, "tx") for t in raw))
+        case MsgType.COMMITTEE:
+            return Committee(check_bytes_max(check_list(f, 1, "committee")[0], MAX_COMMITTEE_SIZE, "committee"))
     kind = InvKind(int(mtype) - 7)
     data = check_bytes_max(check_list(f, 1, kind.name.lower())[0], OBJECT_CAPS[kind], "object")
     return Object(kind, data)
