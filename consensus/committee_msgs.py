@@ -75,7 +75,8 @@ class CommitteeMsg:
     def __post_init__(self) -> None:
         check_int(self.version, COMMITTEE_VERSION, COMMITTEE_VERSION, "committee.version")
         check_chain_id(self.chain_id, "committee.chain_id")
-        check_int(self.kind, 1, len(Kind), "committee.kind")
+        if not isinstance(self.kind, Kind):
+            raise DecodeError("committee.kind: expected a Kind")
         check_int(self.round, 1, MAX_ROUND, "committee.round")
         check_int(self.attempt, 0, MAX_ATTEMPT, "committee.attempt")
         check_bytes(self.signer, 32, "committee.signer")
