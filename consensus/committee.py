@@ -24,6 +24,8 @@ from chain.crypto import Keypair
 from chain.encoding import pack, unpack
 from chain.errors import PopError, RuleError
 from consensus.committee_msgs import (
+    MAX_BODY_SIZE,
+    MAX_CARRIED_BEACONS,
     ZERO_KEY,
     Body,
     CommitteeMsg,
@@ -256,14 +258,20 @@ class Member:
                 return self._apply(e.add_anchor_notice, notice, "notice")
         attempt = self.attempt(now_ms, due)
         mine = self.signed(b"n", r)
-        # 2. the leader proposes: what it signed, else what others co-signed, else a fresh notice
+        # 2. the leader proposes what it signed, else what others co-signed (if it may), else a fresh notice —
+        # but while others' co-signed content it cannot accept yet is about, it waits up to n attempts (it may
+        # lack a void round's beacon): a fresh notice now would split the co-signatures and wedge the round
         if self._leader(r, attempt) and (r, Kind.PROPOSE_NOTICE, attempt) not in self._did:
-            self._did.add((r, Kind.PROPOSE_NOTICE, attempt))
             content = AnchorNotice.decode(mine) if mine else None
-            if content is None and best is not None and self._notice_ok(best, now_ms) is None:
-                content = best
+            if content is None and best is not None:
+                if self._notice_ok(best, now_ms, cosigned=True) is None:
+                    content = best
+                elif attempt < len(self.genesis.keyholders) + 1:
+                    return out
+            self._did.add((r, Kind.PROPOSE_NOTICE, attempt))
             content = content or self._fresh_notice(r, now_ms)
-            out.append(self._msg(Kind.PROPOSE_NOTICE, r, attempt, notice_body(content)))
+            carried = self._void_beacons(content)
+            out.append(self._msg(Kind.PROPOSE_NOTICE, r, attempt, pack([notice_body(content), carried])))
         # 3. co-sign the newest proposal
         props = self.proposals.get((r, Kind.PROPOSE_NOTICE), {})
         if props:
@@ -273,7 +281,14 @@ class Member:
             assert proposal is not None
             if (r, Kind.SIGN_NOTICE, a) not in self._did:
                 if mine is None:
-                    problem = self._notice_ok(proposal, now_ms)
+                    for b in body.beacons:      # void-round beacons we may have missed (threshold-signed)
+                        try:
+                            e.add_beacon(b)
+                        except RuleError:
+                            pass
+                    cosigned = any(m.signer != msg.signer for m, _ in self._quorum(r, Kind.SIGN_NOTICE,
+                                                                                   proposal.sighash))
+                    problem = self._notice_ok(proposal, now_ms, cosigned=cosigned)
                     if problem is None:
                         self._journal(b"n", r, notice_body(proposal))
                         mine = notice_body(proposal)
@@ -292,6 +307,23 @@ class Member:
                                            "differs from the notice this member already signed"))
         return out
 
+    def _void_beacons(self, notice: AnchorNotice) -> list[bytes]:
+        """Encoded beacons of the rounds the notice settles (anchor round … r − 1), newest first, capped."""
+        anchor = self.store.get_header(notice.anchor_hash)
+        first = max(1, anchor.round if anchor is not None else notice.round)
+        out: list[bytes] = []
+        size = len(notice.encode())
+        for q in range(notice.round - 1, first - 1, -1):
+            b = self.engine.beacon(q)
+            if b is None:
+                continue
+            raw = b.encode()
+            if len(out) >= MAX_CARRIED_BEACONS or size + len(raw) + 8 > MAX_BODY_SIZE:
+                break
+            out.append(raw)
+            size += len(raw) + 8
+        return out
+
     def _fresh_notice(self, r: int, now_ms: int) -> AnchorNotice:
         anchor = self.engine.tip()
         opened_ms = max(now_ms, anchor.timestamp * 1000)
@@ -299,26 +331,32 @@ class Member:
         return AnchorNotice(MESSAGE_VERSION, self.genesis.chain_id, r, anchor.hash, anchor.height,
                             opened_ms + self.window_ms, tuple(models), tuple(forfeits))
 
-    def _notice_ok(self, notice: AnchorNotice, now_ms: int) -> str | None:
+    def _notice_ok(self, notice: AnchorNotice, now_ms: int, *, cosigned: bool = False) -> str | None:
         try:
-            self.check_notice(notice, now_ms)
+            self.check_notice(notice, now_ms, cosigned=cosigned)
         except RuleError as exc:
             return exc.message
         return None
 
-    def check_notice(self, notice: AnchorNotice, now_ms: int) -> None:
-        """Pass iff this member would have proposed the same notice: anchor = its tip, its settlement, an open
-        time near its clock and not before the anchor. RuleError("bad-proposal") says why not."""
-        tip = self.engine.tip()
-        if (notice.anchor_hash, notice.anchor_height) != (tip.hash, tip.height):
-            raise RuleError("bad-proposal", f"anchor {notice.anchor_hash.hex()[:16]} is not this member's tip "
-                                            f"{tip.hash.hex()[:16]}")
+    def check_notice(self, notice: AnchorNotice, now_ms: int, *, cosigned: bool = False) -> None:
+        """Pass iff the notice is one this member may co-sign: its anchor is the final block (the round before
+        was void) or a valid block of the previous round on it, its settlement is this member's for that
+        anchor, it opens no earlier than the anchor's timestamp and not ahead of this member's clock, and — if
+        nobody co-signed it yet — not long ago either (an already co-signed notice is reused however old: a
+        fresh one would split the signatures). RuleError("bad-proposal") says why not."""
+        e = self.engine
+        final = e.final_header()
+        anchor = final if notice.anchor_hash == final.hash else next(
+            (s.block.header for s in e.candidates() if s.hash == notice.anchor_hash), None)
+        if anchor is None or anchor.height != notice.anchor_height:
+            raise RuleError("bad-proposal", f"anchor {notice.anchor_hash.hex()[:16]} is neither the final block "
+                                            f"nor a valid block of the previous round")
         opened_ms = notice.entry_deadline_ms - self.window_ms
-        if opened_ms < tip.timestamp * 1000:
+        if opened_ms < anchor.timestamp * 1000:
             raise RuleError("bad-proposal", "the notice opens before the anchor's timestamp")
-        if not now_ms - 4 * self.window_ms <= opened_ms <= now_ms + CLOCK_SLACK_MS:
+        if opened_ms > now_ms + CLOCK_SLACK_MS or (not cosigned and opened_ms < now_ms - 4 * self.window_ms):
             raise RuleError("bad-proposal", f"open time {opened_ms} is not near this member's clock {now_ms}")
-        models, forfeits = self.settlement(tip.round, notice.round)
+        models, forfeits = self.settlement(anchor.round, notice.round)
         if (notice.opened, notice.forfeits) != (tuple(models), tuple(forfeits)):
             raise RuleError("bad-proposal", "settlement differs from this member's view of the openings")
 

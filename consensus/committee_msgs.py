@@ -45,13 +45,15 @@ COMMITTEE_TAG = "popchain/committee"
 COMMITTEE_VERSION = 1
 MAX_ATTEMPT = 2**16 - 1
 MAX_SHARE_SIZE = 256
+MAX_CARRIED_BEACONS = 32     # beacons a notice proposal carries (void rounds a restarted member may have missed)
 MAX_BODY_SIZE = MAX_BEACON_SIZE + MAX_BEACON_ENTRIES * (MAX_ENTRY_SIZE + 3) + 64
+# a notice proposal carrying beacons stays under this too: the leader carries only what fits (consensus.committee)
 MAX_COMMITTEE_SIZE = MAX_BODY_SIZE + 256
 ZERO_KEY = bytes(SHARD_KEY_SIZE)
 
 
 class Kind(IntEnum):
-    PROPOSE_NOTICE = 1    # body: the unsigned anchor notice
+    PROPOSE_NOTICE = 1    # body: [the unsigned anchor notice, [beacons of the void rounds it settles, ≤ 32]]
     PROPOSE_BEACON = 2    # body: [beacon draft (shard key zero, unsigned), [entry bytes of every listed entry]]
     SIGN_NOTICE = 3       # body: [unsigned notice, Ed25519 signature over the notice's sighash]
     RELEASE = 4           # body: [beacon draft, the signer's share of shard key r]  (co-signs the draft)
@@ -153,6 +155,7 @@ class Body:
     notice: AnchorNotice | None = None
     beacon: Beacon | None = None          # the draft (PROPOSE_BEACON, RELEASE) or the full beacon (SIGN_BEACON)
     entries: tuple[Entry, ...] = ()
+    beacons: tuple[Beacon, ...] = ()      # PROPOSE_NOTICE: beacons of void rounds in the notice's settlement
     share: bytes = b""
     sig: bytes = b""
 
@@ -160,9 +163,11 @@ class Body:
 def decode_body(msg: CommitteeMsg) -> Body:
     """Decode a message's body by kind; DecodeError on anything malformed."""
     kind = msg.kind
-    if kind == Kind.PROPOSE_NOTICE:
-        return Body(notice=parse_notice(msg.body))
     f = check_list(unpack(msg.body, max_size=MAX_BODY_SIZE), 2, f"committee {kind.name} body")
+    if kind == Kind.PROPOSE_NOTICE:
+        raws = check_list_max(f[1], MAX_CARRIED_BEACONS, "committee carried beacons")
+        return Body(notice=parse_notice(f[0]), beacons=tuple(Beacon.decode(check_bytes_max(
+            b, MAX_BEACON_SIZE, "committee carried beacon")) for b in raws))
     if kind == Kind.PROPOSE_BEACON:
         raws = check_list_max(f[1], MAX_BEACON_ENTRIES, "committee entries")
         entries = tuple(Entry.decode(check_bytes_max(e, MAX_ENTRY_SIZE, "committee entry")) for e in raws)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from chain.address import address_of
 from chain.crypto import Keypair
+from chain.encoding import pack
 from chain.store import ChainStore
 from consensus.committee import Member, Refusal, WholeKeyShares, failover_ms, load_member
 from consensus.committee_msgs import (
@@ -186,7 +187,6 @@ def _hostile_draft(net: Net, r: int, listed_miners, attacker: int, attempt: int,
     draft = Beacon(1, net.genesis.chain_id, r, notice.anchor_hash, notice.entry_deadline_ms - 2000,
                    int(now * 1000), tuple(sorted((x.header_hash, x.miner) for x in entries)), bytes(32),
                    notice.opened, notice.forfeits)
-    from chain.encoding import pack
     return make_msg(m.keypair, net.genesis.chain_id, Kind.PROPOSE_BEACON, r, attempt,
                     pack([draft.encode(), [x.encode() for x in entries]]))
 
@@ -217,7 +217,6 @@ def test_conflicting_signatures_leave_verifiable_evidence(net, chain):
     liar = net.members[0]
     base = AnchorNotice(1, g.chain_id, 1, g.hash, 0, int(T0 * 1000) + 2000)
     other = replace(base, entry_deadline_ms=base.entry_deadline_ms + 1)
-    from chain.encoding import pack
     a, b = (make_msg(liar.keypair, g.chain_id, Kind.SIGN_NOTICE, 1, 0,
                      pack([notice_body(n), liar.keypair.sign(n.sighash)])) for n in (base, other))
     book = StatementBook()
@@ -268,7 +267,7 @@ def test_a_byzantine_leader_cannot_get_two_notices_signed_by_honest_members(chai
         attempts = itertools.count()
         for k, target, _ in order:
             a = next(a for a in attempts if leader(g.keyholders, 1, a) == liar.me)
-            msg = make_msg(liar.keypair, g.chain_id, Kind.PROPOSE_NOTICE, 1, a, notice_body(contents[k]))
+            msg = make_msg(liar.keypair, g.chain_id, Kind.PROPOSE_NOTICE, 1, a, pack([notice_body(contents[k]), []]))
             m = net.members[1 + target]
             m.on_message(msg)
             for out in m.step(T0 + 0.5):
