@@ -264,12 +264,12 @@ class Member:
         if self._leader(r, attempt) and (r, Kind.PROPOSE_NOTICE, attempt) not in self._did:
             content = AnchorNotice.decode(mine) if mine else None
             if content is None and best is not None:
-                if self._notice_ok(best, now_ms, cosigned=True) is None:
+                if self._notice_ok(best, now_ms, due) is None:
                     content = best
                 elif attempt < len(self.genesis.keyholders) + 1:
                     return out
             self._did.add((r, Kind.PROPOSE_NOTICE, attempt))
-            content = content or self._fresh_notice(r, now_ms)
+            content = content or self._fresh_notice(r, due)
             carried = self._void_beacons(content)
             out.append(self._msg(Kind.PROPOSE_NOTICE, r, attempt, pack([notice_body(content), carried])))
         # 3. co-sign the newest proposal
@@ -286,9 +286,13 @@ class Member:
                             e.add_beacon(b)
                         except RuleError:
                             pass
-                    cosigned = any(m.signer != msg.signer for m, _ in self._quorum(r, Kind.SIGN_NOTICE,
-                                                                                   proposal.sighash))
-                    problem = self._notice_ok(proposal, now_ms, cosigned=cosigned)
+                    problem = self._notice_ok(proposal, now_ms, due)
+                    if problem is None and msg.signer == self.me and self.t > 1 and not any(
+                            m.signer != self.me for m, _ in self._quorum(r, Kind.SIGN_NOTICE, proposal.sighash)):
+                        # our own proposal: we lock on it only once another member co-signed it, so a leader
+                        # whose view lags (it proposed an anchor nobody shares) does not lock itself out
+                        self._did.discard((r, Kind.SIGN_NOTICE, a))
+                        return out
                     if problem is None:
                         self._journal(b"n", r, notice_body(proposal))
                         mine = notice_body(proposal)
@@ -324,26 +328,28 @@ class Member:
             size += len(raw) + 8
         return out
 
-    def _fresh_notice(self, r: int, now_ms: int) -> AnchorNotice:
+    def _fresh_notice(self, r: int, due: int) -> AnchorNotice:
+        """The notice every member with this view computes alike: anchor = its tip, open time = when the phase
+        became due (the previous beacon's time + O; genesis time for round 1), never before the anchor. No clock
+        in it, so leaders of different attempts propose the same bytes and co-signatures cannot split."""
         anchor = self.engine.tip()
-        opened_ms = max(now_ms, anchor.timestamp * 1000)
+        opened_ms = max(due, anchor.timestamp * 1000)
         models, forfeits = self.settlement(anchor.round, r)
         return AnchorNotice(MESSAGE_VERSION, self.genesis.chain_id, r, anchor.hash, anchor.height,
                             opened_ms + self.window_ms, tuple(models), tuple(forfeits))
 
-    def _notice_ok(self, notice: AnchorNotice, now_ms: int, *, cosigned: bool = False) -> str | None:
+    def _notice_ok(self, notice: AnchorNotice, now_ms: int, due: int) -> str | None:
         try:
-            self.check_notice(notice, now_ms, cosigned=cosigned)
+            self.check_notice(notice, now_ms, due)
         except RuleError as exc:
             return exc.message
         return None
 
-    def check_notice(self, notice: AnchorNotice, now_ms: int, *, cosigned: bool = False) -> None:
+    def check_notice(self, notice: AnchorNotice, now_ms: int, due: int) -> None:
         """Pass iff the notice is one this member may co-sign: its anchor is the final block (the round before
         was void) or a valid block of the previous round on it, its settlement is this member's for that
-        anchor, it opens no earlier than the anchor's timestamp and not ahead of this member's clock, and — if
-        nobody co-signed it yet — not long ago either (an already co-signed notice is reused however old: a
-        fresh one would split the signatures). RuleError("bad-proposal") says why not."""
+        anchor, and it opens exactly when the phase became due (never before the anchor's timestamp), which is
+        not ahead of this member's clock. RuleError("bad-proposal") says why not."""
         e = self.engine
         final = e.final_header()
         anchor = final if notice.anchor_hash == final.hash else next(
@@ -352,10 +358,10 @@ class Member:
             raise RuleError("bad-proposal", f"anchor {notice.anchor_hash.hex()[:16]} is neither the final block "
                                             f"nor a valid block of the previous round")
         opened_ms = notice.entry_deadline_ms - self.window_ms
-        if opened_ms < anchor.timestamp * 1000:
-            raise RuleError("bad-proposal", "the notice opens before the anchor's timestamp")
-        if opened_ms > now_ms + CLOCK_SLACK_MS or (not cosigned and opened_ms < now_ms - 4 * self.window_ms):
-            raise RuleError("bad-proposal", f"open time {opened_ms} is not near this member's clock {now_ms}")
+        if opened_ms != max(due, anchor.timestamp * 1000):
+            raise RuleError("bad-proposal", f"open time {opened_ms}, the round became due at {due}")
+        if opened_ms > now_ms + CLOCK_SLACK_MS:
+            raise RuleError("bad-proposal", f"open time {opened_ms} is ahead of this member's clock {now_ms}")
         models, forfeits = self.settlement(anchor.round, notice.round)
         if (notice.opened, notice.forfeits) != (tuple(models), tuple(forfeits)):
             raise RuleError("bad-proposal", "settlement differs from this member's view of the openings")

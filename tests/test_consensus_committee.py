@@ -197,6 +197,7 @@ def test_a_draft_dropping_a_valid_entry_is_refused_with_evidence(net):
     net.enter(1, now=t)
     bad = [m.me for m in net.members].index(leader(g.keyholders, 1, 0))
     net.up[bad] = False      # the attacker does not run the honest code: it sends its own proposal
+    net.step(t)              # the round waited for entries: its window runs W from the first one
     t += g.params.entry_window_s + 0.05
     msg = _hostile_draft(net, 1, {MINERS[0].public, MINERS[1].public}, bad, 0, t)
     net.deliver(bad, msg)
@@ -262,7 +263,9 @@ def test_a_byzantine_leader_cannot_get_two_notices_signed_by_honest_members(chai
         g = net.genesis
         liar = net.members[0]
         net.up[0] = False
-        contents = [AnchorNotice(1, g.chain_id, 1, g.hash, 0, int(T0 * 1000) + 2000 + k) for k in range(4)]
+        # content 0 is the notice every honest member computes (open time = genesis time); 1-3 are variants
+        due = g.timestamp * 1000 + g.params.entry_window_s * 1000
+        contents = [AnchorNotice(1, g.chain_id, 1, g.hash, 0, due + k) for k in range(4)]
         honest_sigs: dict[bytes, set[bytes]] = {}
         attempts = itertools.count()
         for k, target, _ in order:
@@ -282,5 +285,6 @@ def test_a_byzantine_leader_cannot_get_two_notices_signed_by_honest_members(chai
         with_liar = [len(s) + 1 for s in honest_sigs.values()]
         assert sum(n >= 2 for n in with_liar) <= 2   # two quorums need the liar twice: evidence (tested above)
         assert sum(len(s) >= 2 for s in honest_sigs.values()) <= 1
+        assert set(honest_sigs) <= {contents[0].sighash}   # deterministic content: only the honest notice
     finally:
         net.close()
