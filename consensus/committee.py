@@ -32,6 +32,7 @@ from consensus.committee_msgs import (
     Evidence,
     Kind,
     check_msg,
+    draft_of,
     leader,
     make_msg,
     notice_body,
@@ -109,7 +110,7 @@ class Member:
             if msg.signer == leader(self.genesis.keyholders, msg.round, msg.attempt):
                 slot = self.proposals.setdefault((msg.round, msg.kind), {})
                 slot.setdefault(msg.attempt, (msg, body))
-                while len(slot) > 4:
+                while len(slot) > 16:      # bounded; the lowest attempts go first
                     del slot[min(slot)]
             return
         self.pool.setdefault((msg.round, msg.kind), {})[msg.signer] = (msg, body)
@@ -272,44 +273,51 @@ class Member:
             content = content or self._fresh_notice(r, due)
             carried = self._void_beacons(content)
             out.append(self._msg(Kind.PROPOSE_NOTICE, r, attempt, pack([notice_body(content), carried])))
-        # 3. co-sign the newest proposal
-        props = self.proposals.get((r, Kind.PROPOSE_NOTICE), {})
-        if props:
-            a = max(props)
-            msg, body = props[a]
+        # 3. co-sign a proposal: the highest attempt we can accept (a member whose clock or phase start runs
+        # ahead must not shadow the current leader's proposal), at most n attempts ahead of ours
+        for a, (msg, body) in self._candidates(r, Kind.PROPOSE_NOTICE, attempt):
             proposal = body.notice
             assert proposal is not None
-            if (r, Kind.SIGN_NOTICE, a) not in self._did:
-                if mine is None:
-                    for b in body.beacons:      # void-round beacons we may have missed (threshold-signed)
-                        try:
-                            e.add_beacon(b)
-                        except RuleError:
-                            pass
-                    problem = self._notice_ok(proposal, now_ms, due)
-                    if problem is None and msg.signer == self.me and self.t > 1 and not any(
-                            m.signer != self.me for m, _ in self._quorum(r, Kind.SIGN_NOTICE, proposal.sighash)):
-                        # our own proposal: we lock on it only once another member co-signed it, so a leader
-                        # whose view lags (it proposed an anchor nobody shares) does not lock itself out
-                        self._did.discard((r, Kind.SIGN_NOTICE, a))
-                        return out
-                    if problem is None:
-                        self._journal(b"n", r, notice_body(proposal))
-                        mine = notice_body(proposal)
-                    elif msg.id not in self._judged:
+            if (r, Kind.SIGN_NOTICE, a) in self._did:
+                break
+            if mine is None:
+                for b in body.beacons:      # void-round beacons we may have missed (threshold-signed)
+                    try:
+                        e.add_beacon(b)
+                    except RuleError:
+                        pass
+                problem = self._notice_ok(proposal, now_ms, due)
+                if problem is not None:
+                    if msg.id not in self._judged:
                         self._judged.add(msg.id)
                         out.append(Refusal(r, "notice", msg.signer, "bad-proposal", problem))
-                if mine is not None:
-                    # what we signed, again for this attempt (a different proposal is refused by resending it)
-                    self._did.add((r, Kind.SIGN_NOTICE, a))
-                    signed = AnchorNotice.decode(mine)
-                    sig = self.keypair.sign(signed.sighash)
-                    out.append(self._msg(Kind.SIGN_NOTICE, r, a, pack([mine, sig])))
-                    if signed.sighash != proposal.sighash and msg.id not in self._judged:
-                        self._judged.add(msg.id)
-                        out.append(Refusal(r, "notice", msg.signer, "bad-proposal",
-                                           "differs from the notice this member already signed"))
+                    continue
+                if self._wait_for_cosigner(msg, Kind.SIGN_NOTICE, proposal.sighash):
+                    break
+                self._journal(b"n", r, notice_body(proposal))
+                mine = notice_body(proposal)
+            # what we signed, again for this attempt (a different proposal is refused by resending it)
+            self._did.add((r, Kind.SIGN_NOTICE, a))
+            signed = AnchorNotice.decode(mine)
+            out.append(self._msg(Kind.SIGN_NOTICE, r, a, pack([mine, self.keypair.sign(signed.sighash)])))
+            if signed.sighash != proposal.sighash and msg.id not in self._judged:
+                self._judged.add(msg.id)
+                out.append(Refusal(r, "notice", msg.signer, "bad-proposal",
+                                   "differs from the notice this member already signed"))
+            break
         return out
+
+    def _candidates(self, r: int, kind: Kind, attempt: int) -> list[tuple[int, tuple[CommitteeMsg, Body]]]:
+        reach = attempt + len(self.genesis.keyholders)
+        props = self.proposals.get((r, kind), {})
+        return sorted(((a, p) for a, p in props.items() if a <= reach), key=lambda x: -x[0])
+
+    def _wait_for_cosigner(self, msg: CommitteeMsg, kind: Kind, content: bytes) -> bool:
+        """True for our own proposal that no other member co-signed yet: we lock on it only then, so a leader
+        whose view lags (an anchor or an entry list nobody shares) does not lock itself out of the round."""
+        return msg.signer == self.me and self.t > 1 and not any(
+            m.signer != self.me for m, b in self.pool.get((msg.round, kind), {}).values()
+            if (b.notice or b.beacon).sighash == content)  # type: ignore[union-attr]
 
     def _void_beacons(self, notice: AnchorNotice) -> list[bytes]:
         """Encoded beacons of the rounds the notice settles (anchor round … r − 1), newest first, capped."""
@@ -401,32 +409,33 @@ class Member:
                 if all(x is not None for x in listed):
                     raw = pack([content.encode(), [x.encode() for x in listed if x is not None]])
                     out.append(self._msg(Kind.PROPOSE_BEACON, r, attempt, raw))
-        # 4. co-sign (release a share for) the newest proposal
-        props = self.proposals.get((r, Kind.PROPOSE_BEACON), {})
-        if props:
-            a = max(props)
-            msg, body = props[a]
+        # 4. co-sign (release a share for) a proposal, as for notices
+        for a, (msg, body) in self._candidates(r, Kind.PROPOSE_BEACON, attempt):
             proposal = body.beacon
             assert proposal is not None
-            if (r, Kind.RELEASE, a) not in self._did:
-                if mine is None:
-                    problem = self._draft_ok(proposal, {x.miner: x for x in body.entries}, now_ms, notice)
-                    if problem is None:
-                        self._journal(b"b", r, proposal.encode())
-                        mine = proposal.encode()
-                    elif msg.id not in self._judged:
+            if (r, Kind.RELEASE, a) in self._did:
+                break
+            if mine is None:
+                problem = self._draft_ok(proposal, {x.miner: x for x in body.entries}, now_ms, notice)
+                if problem is not None:
+                    if msg.id not in self._judged:
                         self._judged.add(msg.id)
                         out.append(Refusal(r, "beacon", msg.signer, problem[0], problem[1]))
                         if problem[0] == "dropped-entry":
                             out.append(Evidence(r, msg.signer, "dropped-entry", msg.encode(), problem[2]))
-                if mine is not None:
-                    self._did.add((r, Kind.RELEASE, a))
-                    out.append(self._msg(Kind.RELEASE, r, a, pack([mine, self.shares.share_for(r)])))
-                    if Beacon.decode(mine).sighash != proposal.sighash and msg.id not in self._judged:
-                        self._judged.add(msg.id)
-                        out.append(Refusal(r, "beacon", msg.signer, "bad-proposal",
-                                           "differs from the beacon this member already signed"))
-                    out += self._sign_full(r, Beacon.decode(mine), a)
+                    continue
+                if self._wait_for_cosigner(msg, Kind.RELEASE, draft_of(proposal).sighash):
+                    break
+                self._journal(b"b", r, proposal.encode())
+                mine = proposal.encode()
+            self._did.add((r, Kind.RELEASE, a))
+            out.append(self._msg(Kind.RELEASE, r, a, pack([mine, self.shares.share_for(r)])))
+            if Beacon.decode(mine).sighash != proposal.sighash and msg.id not in self._judged:
+                self._judged.add(msg.id)
+                out.append(Refusal(r, "beacon", msg.signer, "bad-proposal",
+                                   "differs from the beacon this member already signed"))
+            out += self._sign_full(r, Beacon.decode(mine), a)
+            break
         return out
 
     def _entries_for(self, draft: Beacon, r: int) -> dict[bytes, Entry]:
