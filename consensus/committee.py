@@ -194,6 +194,15 @@ class Member:
     def step(self, now: float) -> list[Out]:
         now_ms = int(now * 1000)
         name, r, due = self.phase(now_ms)
+        if name == "entries":
+            # entries a leader's proposal carries count as received (a member that joined late holds none)
+            for _, body in list(self.proposals.get((r, Kind.PROPOSE_BEACON), {}).values()):
+                for x in body.entries:
+                    try:
+                        self.on_entry(x, now)
+                    except PopError:
+                        pass
+            name, r, due = self.phase(now_ms)
         if name == "notice" and due is not None and now_ms >= due:
             return self._notice_phase(r, now_ms, due)
         if name == "beacon" and due is not None:
