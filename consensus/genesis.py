@@ -2,7 +2,8 @@
 
 The genesis FILE is the encoded genesis block. Its payload is the genesis configuration and its salt is
 H("popchain/genesis-config", payload), so the genesis hash commits to every parameter, the keyholders and the
-public task (shard commitments included). ``load_genesis`` re-derives and checks every header field.
+public task (shard commitments included). ``load_genesis`` re-derives and checks every header field. A version-2
+configuration adds the keyholder committee's share commitments (consensus.shares, PROTOCOL §3.13).
 """
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ from chain.errors import DecodeError, RuleError
 from chain.state import LedgerParams, apply_allocations, genesis_state_root
 from chain.tx import check_chain_id
 from consensus.messages import MAX_BEACON_ENTRIES, MAX_KEYHOLDERS
+from consensus.shares import Dealing, KeyholderMaterial, deal, decode_material
 from ml.errors import MLError
 from ml.generator import World
 from ml.model import ModelCaps, decode_model, encode_model
-from ml.shards import PublicTask, baseline_model, package_generated, package_task
+from ml.shards import PublicTask, SecretTask, baseline_model, package_generated, package_task
 from ml.task import Dataset
 
 GENESIS_VERSION = 1
+COMMITTEE_GENESIS_VERSION = 2      # version 1 + a committee field: keyholder material for the genesis task (§3.13)
 CONFIG_TAG = "popchain/genesis-config"
 MAX_ALLOCATIONS = 10_000
 MAX_WINDOW_S = 86_400
@@ -120,6 +123,7 @@ class Genesis:
     params: GenesisParams
     task: PublicTask
     block: Block
+    committee: KeyholderMaterial | None = None   # version 2: share commitments of the genesis task's keys
 
     @property
     def hash(self) -> bytes:
@@ -148,9 +152,31 @@ class Genesis:
 
 
 def _config_obj(chain_id: str, timestamp: int, allocations: Sequence[tuple[bytes, int]],
-                keyholders: Sequence[bytes], threshold: int, params: GenesisParams, task_bytes: bytes) -> list:
-    return [GENESIS_VERSION, chain_id, timestamp, [[a, n] for a, n in allocations], list(keyholders), threshold,
-            params.to_list(), task_bytes]
+                keyholders: Sequence[bytes], threshold: int, params: GenesisParams, task_bytes: bytes,
+                material: KeyholderMaterial | None = None) -> list:
+    head = [GENESIS_VERSION if material is None else COMMITTEE_GENESIS_VERSION, chain_id, timestamp,
+            [[a, n] for a, n in allocations], list(keyholders), threshold, params.to_list(), task_bytes]
+    return head if material is None else head + [material.encode()]
+
+
+def _package(dataset: Dataset | World, rounds: int, shard_size: int, n_train: int | None, seed: bytes | None,
+             rng: Callable[[int], bytes], drift_milli: int) -> tuple[PublicTask, SecretTask]:
+    if isinstance(dataset, World):
+        return package_generated(dataset, rounds, shard_size, n_train=n_train or 4000, rng=rng,
+                                 drift_milli=drift_milli)
+    return package_task(dataset, rounds, shard_size, n_train=n_train, seed=seed, rng=rng)
+
+
+def _build(public: PublicTask, *, chain_id: str, allocations: Sequence[tuple[bytes, int]],
+           keyholders: tuple[bytes, ...], threshold: int, params: GenesisParams, timestamp: int,
+           material: KeyholderMaterial | None) -> Genesis:
+    model_bytes = encode_model(baseline_model(public))
+    allocations = tuple(sorted((bytes(a), int(n)) for a, n in allocations))
+    payload = pack(_config_obj(chain_id, timestamp, allocations, keyholders, threshold, params, public.encode(),
+                               material))
+    header = Header(1, chain_id, 0, bytes(32), 0, timestamp, ZERO_PUBKEY, tx_root([]),
+                    genesis_state_root(allocations), model_hash(model_bytes), tagged_hash(CONFIG_TAG, payload))
+    return load_genesis(Block(header, (), model_bytes, payload).encode())
 
 
 def create_genesis(dataset: Dataset | World, *, chain_id: str, rounds: int, shard_size: int,
@@ -165,19 +191,32 @@ def create_genesis(dataset: Dataset | World, *, chain_id: str, rounds: int, shar
     becomes a generated package (``n_train`` public rows, default 4000; ``drift_milli`` per-shard drift).
     Every secret byte (shard keys, salts, nonces, row seeds) comes from ``rng`` — os.urandom unless a
     simulation passes a deterministic one."""
-    if isinstance(dataset, World):
-        public, secret = package_generated(dataset, rounds, shard_size, n_train=n_train or 4000, rng=rng,
-                                           drift_milli=drift_milli)
-    else:
-        public, secret = package_task(dataset, rounds, shard_size, n_train=n_train, seed=seed, rng=rng)
-    model_bytes = encode_model(baseline_model(public))
-    keyholders = tuple(sorted(set(keyholder_pubkeys)))
-    allocations = tuple(sorted((bytes(a), int(n)) for a, n in allocations))
-    payload = pack(_config_obj(chain_id, timestamp, allocations, keyholders, threshold, params, public.encode()))
-    header = Header(1, chain_id, 0, bytes(32), 0, timestamp, ZERO_PUBKEY, tx_root([]),
-                    genesis_state_root(allocations), model_hash(model_bytes), tagged_hash(CONFIG_TAG, payload))
-    genesis = load_genesis(Block(header, (), model_bytes, payload).encode())
+    public, secret = _package(dataset, rounds, shard_size, n_train, seed, rng, drift_milli)
+    genesis = _build(public, chain_id=chain_id, allocations=allocations,
+                     keyholders=tuple(sorted(set(keyholder_pubkeys))), threshold=threshold, params=params,
+                     timestamp=timestamp, material=None)
     return genesis, secret.encode()
+
+
+def create_committee_genesis(dataset: Dataset | World, *, chain_id: str, rounds: int, shard_size: int,
+                             allocations: Sequence[tuple[bytes, int]], keyholder_pubkeys: Sequence[bytes],
+                             threshold: int, params: GenesisParams = GenesisParams(), timestamp: int,
+                             n_train: int | None = None, seed: bytes | None = None,
+                             rng: Callable[[int], bytes] = os.urandom, drift_milli: int = 0,
+                             ) -> tuple[Genesis, Dealing]:
+    """As ``create_genesis``, for a t-of-n committee (§3.13): every shard key is Shamir-shared among the
+    keyholders (genesis order = sorted pubkeys) and genesis (version 2) carries the share commitments. Returns
+    (genesis, dealing): dealing.batches[i] is member i+1's secret shares. The whole keys are dropped here; the
+    caller (the dealer) writes one member file per keyholder and must keep nothing else."""
+    public, secret = _package(dataset, rounds, shard_size, n_train, seed, rng, drift_milli)
+    keyholders = tuple(sorted(set(keyholder_pubkeys)))
+    try:
+        dealing = deal(secret.keys, public.commitments, keyholders, threshold, rng)
+    except ValueError as exc:
+        raise _bad(f"committee: {exc}") from None
+    genesis = _build(public, chain_id=chain_id, allocations=allocations, keyholders=keyholders,
+                     threshold=threshold, params=params, timestamp=timestamp, material=dealing.material)
+    return genesis, dealing
 
 
 def _bad(message: str) -> RuleError:
@@ -189,8 +228,10 @@ def load_genesis(data: bytes) -> Genesis:
     block = Block.decode(data)
     h = block.header
     try:
-        f = check_list(unpack(block.payload, max_size=MAX_PAYLOAD_SIZE), 8, "genesis.config")
-        check_int(f[0], GENESIS_VERSION, GENESIS_VERSION, "genesis.version")
+        raw = unpack(block.payload, max_size=MAX_PAYLOAD_SIZE)
+        version = check_int(raw[0] if isinstance(raw, list) and raw else None, GENESIS_VERSION,
+                            COMMITTEE_GENESIS_VERSION, "genesis.version")
+        f = check_list(raw, 8 if version == GENESIS_VERSION else 9, "genesis.config")
         chain_id = check_chain_id(f[1], "genesis.chain_id")
         timestamp = check_int(f[2], 0, 2**40, "genesis.timestamp")
         allocations = []
@@ -214,6 +255,17 @@ def load_genesis(data: bytes) -> Genesis:
         raise _bad("keyholders must be a non-empty sorted list of distinct keys")
     if threshold > len(keyholders):
         raise _bad(f"threshold {threshold} exceeds the {len(keyholders)} keyholders")
+    committee = None
+    if version == COMMITTEE_GENESIS_VERSION:
+        # t > n/2: two conflicting statements for one round cannot both gather t signatures (§3.13)
+        if 2 * threshold <= len(keyholders):
+            raise _bad(f"committee threshold {threshold} of {len(keyholders)} is not a majority")
+        if type(f[8]) is not bytes:
+            raise _bad("configuration: genesis.committee: expected bytes")
+        try:
+            committee = decode_material(f[8], keyholders, threshold, task.n_rounds)
+        except RuleError as exc:
+            raise _bad(f"committee: {exc.message}") from None
     expected = Header(1, chain_id, 0, bytes(32), 0, timestamp, ZERO_PUBKEY, tx_root([]),
                       genesis_state_root(allocations), model_hash(block.model),
                       tagged_hash(CONFIG_TAG, block.payload), bytes(64))
@@ -224,4 +276,5 @@ def load_genesis(data: bytes) -> Genesis:
         decode_model(block.model, task.spec, params.model_caps)
     except MLError as exc:
         raise _bad(f"initial champion: {exc}") from None
-    return Genesis(chain_id, timestamp, tuple(allocations), tuple(keyholders), threshold, params, task, block)
+    return Genesis(chain_id, timestamp, tuple(allocations), tuple(keyholders), threshold, params, task, block,
+                   committee)

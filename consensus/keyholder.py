@@ -20,6 +20,8 @@ from chain.crypto import Keypair
 from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack, unpack
 from chain.errors import DecodeError, RuleError
 from consensus.engine import Engine
+from consensus.genesis import Genesis
+from consensus.member import MAX_FILE_SIZE, MEMBER_VERSION, check_member, decode_member
 from consensus.messages import (
     MAX_KEYHOLDERS,
     MAX_SETTLE,
@@ -48,8 +50,18 @@ def keyholder_file(secret_package: bytes, keypairs: Sequence[Keypair]) -> bytes:
     return pack([KEYFILE_VERSION, secret_package, [kp.seed for kp in keypairs]])
 
 
-def load_keyholder_file(data: bytes) -> tuple[SecretTask, tuple[Keypair, ...]]:
-    f = check_list(unpack(data, max_size=64 << 20), 3, "keyholder file")
+def load_keyholder_file(data: bytes, genesis: Genesis | None = None) -> tuple[SecretTask, tuple[Keypair, ...]]:
+    """(shard keys, signing keys) of a keyholder file: a version-1 single-keyholder file, or a version-2
+    committee member file (consensus.member) of a 1-of-1 committee, whose one share of each key IS the key.
+    A member of a larger committee raises ValueError (it needs the committee protocol). With ``genesis`` a
+    member file is checked against it (RuleError("bad-key-share"))."""
+    f = unpack(data, max_size=MAX_FILE_SIZE)
+    if isinstance(f, list) and f and f[0] == MEMBER_VERSION:
+        member = decode_member(f)
+        if genesis is not None:
+            check_member(member, genesis)
+        return member.whole_keys(), (member.keypair,)
+    f = check_list(f, 3, "keyholder file")
     check_int(f[0], KEYFILE_VERSION, KEYFILE_VERSION, "keyholder file version")
     if type(f[1]) is not bytes:
         raise DecodeError("keyholder file: secret package must be bytes")

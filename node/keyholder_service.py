@@ -55,7 +55,7 @@ class KeyholderService:
 
     async def open(self) -> None:
         def make() -> Keyholder:
-            secret, keypairs = load_keyholder_file(self.secret_file)
+            secret, keypairs = load_keyholder_file(self.secret_file, self.node.engine.genesis)
             return Keyholder(self.node.engine, secret, keypairs)
         self.keyholder = await self.node.worker.call(make)
 

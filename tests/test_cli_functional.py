@@ -596,6 +596,31 @@ def test_node_verify_and_reindex_a_stopped_datadir(net: Net) -> None:
     assert_one_line_error(missing, "nope")
 
 
+@covers("keyholder add-shares")
+def test_committee_genesis_and_keyholder_add_shares(net: Net, tmp_path: Path) -> None:
+    # a 2-of-3 genesis writes member files; a new batch's share files install into the member's datadir
+    import os
+
+    from consensus.genesis import load_genesis
+    from consensus.member import SHARE_DIR, MemberShares, deal_batch, load_member_file
+    out = net.json("genesis", "create", "--out", str(tmp_path / "c"), "--keyholders", "3", "--threshold", "2",
+                   "--rounds", "2", "--detect", "0.1", "--alloc", f"{net.keys['bob']}=5")
+    assert out["committee"] and len(out["keyholder_files"]) == 3
+    genesis = load_genesis((tmp_path / "c" / "genesis.bin").read_bytes())
+    shards = [os.urandom(32) for _ in range(2)]
+    _, files = deal_batch(genesis, [os.urandom(32) for _ in range(2)], shards)
+    for i, data in enumerate(files, 1):
+        (tmp_path / f"m{i}.shares").write_bytes(data)
+    member1, datadir = out["keyholder_files"][0], str(tmp_path / "kh1")
+    done = net.json("keyholder", "add-shares", str(tmp_path / "m1.shares"), "--keyholder", member1,
+                    "--datadir", datadir)
+    assert done["member"] == 1 and done["shards"] == 2 and Path(done["path"]).stat().st_mode & 0o777 == 0o600
+    assert_one_line_error(net.run("keyholder", "add-shares", str(tmp_path / "m2.shares"), "--keyholder", member1,
+                                  "--datadir", datadir, check=False), "member 2, this is member 1")
+    live = MemberShares(load_member_file(Path(member1).read_bytes()), tmp_path / "kh1" / SHARE_DIR)
+    assert live.share_for(shards[1]) is not None      # a running member finds them without a restart
+
+
 # --------------------------------------------------------------------------- walkers
 
 

@@ -34,7 +34,8 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
         print("sizing hidden shards (exact sign test, 80 % power) and building genesis ...", file=sys.stderr)
     out = create_genesis_files(Path(args.out), task=args.task, label_column=args.label_column, rounds=args.rounds,
                                shard_size=args.shard_size, detect=args.detect, allocations=allocations,
-                               chain_id=args.chain_id, params=params, drift_milli=args.drift_milli)
+                               chain_id=args.chain_id, params=params, drift_milli=args.drift_milli,
+                               keyholders=args.keyholders, threshold=args.threshold)
     if (warning := public_dataset_warning(args.task)) is not None:
         print(f"popchain: warning: {warning}", file=sys.stderr)
     det = out["detectable"]
@@ -52,9 +53,36 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
         f"detects        {detect_text}",
         f"rounds         {out['rounds']} ({allowed}); genesis is {out['genesis_bytes']:,} bytes",
         f"genesis file   {out['genesis']}    -> give to every node operator",
-        f"keyholder file {out['keyholder']}  -> give ONLY to the keyholder (secret; mode 0600)",
+        *([f"keyholder file {out['keyholder']}  -> give ONLY to the keyholder (secret; mode 0600)"]
+          if not out["committee"] else
+          [f"committee      {out['threshold']}-of-{out['keyholders']}: any {out['threshold']} keyholders reveal "
+           f"a shard, fewer learn nothing"]
+          + [f"keyholder {i}    {path}  -> give ONLY to keyholder {i} (secret; mode 0600)"
+             for i, path in enumerate(out["keyholder_files"], 1)]
+          + ["dealer         you saw every shard key: keep no copy, run no keyholder, do not mine"]),
         f"held-out test  {out['holdout']}    -> keep: untouched test split to judge the champion",
     ])
+
+
+def cmd_keyholder_add_shares(args: argparse.Namespace) -> None:
+    from chain.errors import PopError
+    from consensus.member import install_share_file, load_member_file
+    try:
+        secret = load_member_file(_read(args.keyholder, "keyholder"))
+        path, batch = install_share_file(secret, _read(args.file, "share"), Path(args.datadir))
+    except PopError as exc:
+        raise CliError(f"{args.file}: {exc}") from None
+    emit(args, {"member": secret.member, "shards": len(batch.values), "material_hash": batch.material_hash.hex(),
+                "path": str(path)},
+         [f"member {secret.member}: {len(batch.values)} shard-key shares (batch {batch.material_hash.hex()[:16]}) "
+          f"installed in {path}; the running member uses them once the chain activates the batch"])
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {what} file {path}: {exc.strerror}") from None
 
 
 # --------------------------------------------------------------------------- node, miner
@@ -151,7 +179,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def register(cmds: Commands) -> None:
     g = cmds.group("genesis", "create a new chain")
-    p = g.leaf("create", "write a genesis file + keyholder secret from a task", cmd_genesis_create)
+    p = g.leaf("create", "write a genesis file + keyholder secret(s) from a task", cmd_genesis_create)
     p.add_argument("--task", default="synthetic",
                    help="synthetic | digits | breast_cancer | wine | iris | csv:PATH (default synthetic)")
     p.add_argument("--label-column", default="label", help="label column of a csv: task (default 'label')")
@@ -166,10 +194,24 @@ def register(cmds: Commands) -> None:
                         "shard (default 0: one distribution)")
     p.add_argument("--alloc", action="append", default=[], metavar="ADDRESS=AMOUNT",
                    help="genesis allocation (at least one: miners need the entrant balance)")
+    p.add_argument("--keyholders", type=int, metavar="N",
+                   help="keyholder committee size: write keyholder-1.secret ... keyholder-N.secret, each with one "
+                        "signing key and a Shamir share of every shard key (default: one keyholder.secret "
+                        "holding the whole keys)")
+    p.add_argument("--threshold", type=int, metavar="T",
+                   help="keyholders needed to sign a round and reveal a shard (a majority of N; default "
+                        "N // 2 + 1)")
     p.add_argument("--chain-id", help="chain id (default: popchain-<random>)")
     p.add_argument("--entry-window", type=int, default=4, help="entry window W in seconds (default 4)")
     p.add_argument("--opening-window", type=int, default=4, help="opening window O in seconds (default 4)")
     p.add_argument("--out", required=True, help="output directory")
+
+    g = cmds.group("keyholder", "a keyholder committee member's secret material")
+    p = g.leaf("add-shares", "check a *.shares file (new shards of a task, dealt by its sponsor) against your "
+                             "member file and install it into DATADIR/key-shares/", cmd_keyholder_add_shares)
+    p.add_argument("file", help="the share file the sponsor gave you")
+    p.add_argument("--keyholder", required=True, help="your member file keyholder-i.secret")
+    p.add_argument("--datadir", required=True, help="your keyholder node's data directory")
 
     g = cmds.group("node", "run a node; verify or reindex its datadir")
     from node.config import add_node_run_arguments

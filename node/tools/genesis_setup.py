@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from chain.crypto import Keypair
-from consensus.genesis import GenesisParams, create_genesis
+from consensus.genesis import GenesisParams, create_committee_genesis, create_genesis
 from consensus.keyholder import keyholder_file
+from consensus.member import member_file
 from ml.errors import TaskError
 from ml.generator import MAX_GEN_ELEMENTS, World, generate, world_from_seed
 from ml.shards import MAX_SHARD_SIZE, split_test
@@ -30,6 +31,7 @@ MIN_TRAIN_ROWS = 11
 
 GENESIS_FILE = "genesis.bin"
 KEYHOLDER_FILE = "keyholder.secret"
+MEMBER_FILE = "keyholder-{}.secret"     # member i of a committee (1-based, genesis keyholder order)
 HOLDOUT_FILE = "holdout.csv"
 
 Rng = Callable[[int], bytes]
@@ -71,12 +73,26 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
                          allocations: Sequence[tuple[bytes, int]] = (), chain_id: str | None = None,
                          params: GenesisParams = GenesisParams(), keyholder: Keypair | None = None,
                          timestamp: int | None = None, drift_milli: int = 0,
+                         keyholders: int | None = None, threshold: int | None = None,
                          rng: Rng = os.urandom) -> dict[str, Any]:
     """Write genesis.bin, keyholder.secret (0600) and holdout.csv into ``out``; return a summary (sizes, the
-    improvement the shards detect, rounds the data allows, warnings). Every secret byte comes from ``rng``."""
+    improvement the shards detect, rounds the data allows, warnings). Every secret byte comes from ``rng``.
+
+    With ``keyholders`` N (and ``threshold`` T, default a majority) the chain gets a T-of-N committee instead:
+    every shard key is Shamir-shared and ``keyholder-1.secret`` … ``keyholder-N.secret`` each hold one signing
+    seed and that member's shares (PROTOCOL §3.13); no file holds a whole key unless T = 1."""
     if not allocations:
         raise TaskError("no --alloc: nobody could hold the entrant balance, so no miner could ever enter a round")
-    for name in (GENESIS_FILE, KEYHOLDER_FILE):
+    if threshold is not None and keyholders is None:
+        if threshold != 1:
+            raise TaskError("--threshold needs --keyholders N (the committee size)")
+        threshold = None
+    if keyholders is not None:
+        threshold = keyholders // 2 + 1 if threshold is None else threshold
+        _check_committee(keyholders, threshold)
+    secret_names = ([KEYHOLDER_FILE] if keyholders is None
+                    else [MEMBER_FILE.format(i) for i in range(1, keyholders + 1)])
+    for name in (GENESIS_FILE, *secret_names):
         if (out / name).exists():
             raise TaskError(f"{out / name} already exists: refusing to overwrite a chain's files")
     seed = rng(32)      # the synthetic world and the row split; never stored
@@ -102,17 +118,35 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
         source, holdout = split_test(dataset, n_test, seed)
         common = {"seed": seed}
     out.mkdir(parents=True, exist_ok=True)
-    keyholder = keyholder or Keypair.from_seed(rng(32))
-    chain_id = chain_id or f"popchain-{rng(3).hex()}"
-    genesis, secret = create_genesis(source, chain_id=chain_id, rounds=sizing.rounds, shard_size=sizing.shard_size,
-                                     allocations=list(allocations), keyholder_pubkeys=[keyholder.public],
-                                     params=params, timestamp=int(timestamp or time.time()), rng=rng, **common)
-    genesis_path, secret_path, holdout_path = out / GENESIS_FILE, out / KEYHOLDER_FILE, out / HOLDOUT_FILE
+    # the same rng order as before committees existed: the signing key(s), then the chain id
+    members: list[Keypair] = []
+    if keyholders is None:
+        keyholder = keyholder or Keypair.from_seed(rng(32))
+    else:   # the dealer makes fresh member keys; genesis order = sorted pubkeys = member index order
+        members = sorted((Keypair.from_seed(rng(32)) for _ in range(keyholders)), key=lambda kp: kp.public)
+    chain_kw: dict[str, Any] = dict(chain_id=chain_id or f"popchain-{rng(3).hex()}", rounds=sizing.rounds,
+                                    shard_size=sizing.shard_size, allocations=list(allocations), params=params,
+                                    timestamp=int(timestamp or time.time()), rng=rng, **common)
+    genesis_path, holdout_path = out / GENESIS_FILE, out / HOLDOUT_FILE
+    if keyholder is not None and not members:
+        genesis, secret = create_genesis(source, keyholder_pubkeys=[keyholder.public], **chain_kw)
+        secrets = {out / KEYHOLDER_FILE: keyholder_file(secret, [keyholder])}
+        pubkeys = [keyholder.public]
+    else:
+        # the dealer deals every shard key and writes one member file each; it keeps nothing else
+        genesis, dealing = create_committee_genesis(source, keyholder_pubkeys=[kp.public for kp in members],
+                                                    threshold=threshold or 1, **chain_kw)
+        secrets = {out / MEMBER_FILE.format(i + 1): member_file(genesis.hash, i + 1, kp, len(members),
+                                                                genesis.threshold, [dealing.batches[i]])
+                   for i, kp in enumerate(members)}
+        pubkeys = [kp.public for kp in members]
+    chain_id = genesis.chain_id
     genesis_bytes = genesis.encode()
     genesis_path.write_bytes(genesis_bytes)
-    fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(keyholder_file(secret, [keyholder]))
+    for path, data in secrets.items():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
     write_feature_csv(holdout_path, holdout)
     warning = public_dataset_warning(task)
     return {"genesis_hash": genesis.hash.hex(), "chain_id": chain_id, "task": genesis.task.spec.name,
@@ -120,5 +154,19 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
             "rounds_allowed": sizing.rounds_allowed, "detectable": sizing.detectable,
             "max_entries": params.max_entries, "alpha": list(params.alpha), "genesis_bytes": len(genesis_bytes),
             "n_train": len(genesis.task.training), "n_holdout": len(holdout), "genesis": str(genesis_path),
-            "keyholder": str(secret_path), "holdout": str(holdout_path), "keyholder_pubkey": keyholder.public.hex(),
-            "warnings": [warning] if warning else []}
+            "keyholder": str(next(iter(secrets))), "keyholder_files": [str(p) for p in secrets],
+            "keyholder_pubkey": pubkeys[0].hex(), "keyholder_pubkeys": [k.hex() for k in pubkeys],
+            "keyholders": len(pubkeys), "threshold": genesis.threshold, "committee": genesis.committee is not None,
+            "holdout": str(holdout_path), "warnings": [warning] if warning else []}
+
+
+def _check_committee(n: int, t: int) -> None:
+    """The committee shape genesis accepts (§3.13), as one-line errors before any work is done."""
+    from consensus.messages import MAX_KEYHOLDERS
+    if not 1 <= n <= MAX_KEYHOLDERS:
+        raise TaskError(f"--keyholders {n}: between 1 and {MAX_KEYHOLDERS}")
+    if not 1 <= t <= n:
+        raise TaskError(f"--threshold {t}: between 1 and --keyholders ({n})")
+    if 2 * t <= n:
+        raise TaskError(f"--threshold {t} of {n} is not a majority: two conflicting beacons could both be "
+                        f"signed; use at least {n // 2 + 1}")

@@ -43,12 +43,16 @@ class TestChain:
     genesis: Genesis
     miners: tuple[Keypair, ...]
     users: tuple[Keypair, ...]
+    member_paths: tuple[Path, ...] = ()     # committee chains: keyholder-1.secret … (member order)
 
 
 def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100, entry_window_s: int = 1,
                     opening_window_s: int = 2, n_miners: int = 2, n_users: int = 2, n_train: int = 1500,
-                    chain_id: str = CHAIN_ID, easy: bool = True) -> TestChain:
-    """A small chain: synthetic task, short round windows, funded miners and users, one keyholder key."""
+                    chain_id: str = CHAIN_ID, easy: bool = True, keyholders: int = 0,
+                    threshold: int = 0) -> TestChain:
+    """A small chain: synthetic task, short round windows, funded miners and users, one keyholder key; with
+    ``keyholders`` N > 0 a ``threshold``-of-N committee instead (keys seeded "keyholder1" …; member files
+    ``keyholder-i.secret`` in genesis order; ``keyholder_path`` is member 1's)."""
     directory.mkdir(parents=True, exist_ok=True)
     miners = tuple(seeded_keypair(f"miner{i}") for i in range(n_miners))
     users = tuple(seeded_keypair(f"user{i}") for i in range(n_users))
@@ -60,6 +64,10 @@ def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100,
     extra = {"alpha_num": 99, "alpha_den": 100} if easy else {}
     params = GenesisParams(entry_window_s=entry_window_s, opening_window_s=opening_window_s, **extra)
     allocations = [(address_of(k.public), MINER_BALANCE) for k in miners + users]
+    if keyholders:
+        return _committee_chain(directory, dataset, keyholders, threshold or keyholders // 2 + 1, chain_id=chain_id,
+                                rounds=rounds, shard_size=shard_size, allocations=allocations, params=params,
+                                n_train=n_train, miners=miners, users=users)
     genesis, secret = create_genesis(dataset, chain_id=chain_id, rounds=rounds, shard_size=shard_size,
                                      allocations=allocations, keyholder_pubkeys=[kh.public], params=params,
                                      timestamp=int(time.time()) - 10, n_train=n_train,
@@ -70,6 +78,27 @@ def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100,
     keyholder_path.write_bytes(keyholder_file(secret, [kh]))
     os.chmod(keyholder_path, 0o600)
     return TestChain(genesis_path, keyholder_path, load_genesis(genesis.encode()), miners, users)
+
+
+def _committee_chain(directory: Path, dataset: Dataset, n: int, t: int, *, chain_id: str, rounds: int,
+                     shard_size: int, allocations: list[tuple[bytes, int]], params: GenesisParams, n_train: int,
+                     miners: tuple[Keypair, ...], users: tuple[Keypair, ...]) -> TestChain:
+    from consensus.genesis import create_committee_genesis
+    from consensus.member import member_file
+    members = sorted((seeded_keypair(f"keyholder{i}") for i in range(1, n + 1)), key=lambda kp: kp.public)
+    genesis, dealing = create_committee_genesis(dataset, chain_id=chain_id, rounds=rounds, shard_size=shard_size,
+                                                allocations=allocations, keyholder_pubkeys=[k.public for k in members],
+                                                threshold=t, params=params, timestamp=int(time.time()) - 10,
+                                                n_train=n_train, seed=b"popchain-node-tests-split")
+    genesis_path = directory / "genesis.bin"
+    genesis_path.write_bytes(genesis.encode())
+    paths = []
+    for i, kp in enumerate(members):
+        path = directory / f"keyholder-{i + 1}.secret"
+        path.write_bytes(member_file(genesis.hash, i + 1, kp, n, t, [dealing.batches[i]]))
+        os.chmod(path, 0o600)
+        paths.append(path)
+    return TestChain(genesis_path, paths[0], load_genesis(genesis.encode()), miners, users, tuple(paths))
 
 
 def node_config(datadir: Path, chain: TestChain, *, keyholder: bool = False,
