@@ -40,11 +40,11 @@ from consensus.messages import (
     Beacon,
     Entry,
 )
+from consensus.shares import MAX_SHARE_SIZE
 
 COMMITTEE_TAG = "popchain/committee"
 COMMITTEE_VERSION = 1
 MAX_ATTEMPT = 2**16 - 1
-MAX_SHARE_SIZE = 256
 MAX_CARRIED_BEACONS = 32     # beacons a notice proposal carries (void rounds a restarted member may have missed)
 MAX_BODY_SIZE = MAX_BEACON_SIZE + MAX_BEACON_ENTRIES * (MAX_ENTRY_SIZE + 3) + 64
 # a notice proposal carrying beacons stays under this too: the leader carries only what fits (consensus.committee)

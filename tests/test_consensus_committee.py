@@ -17,7 +17,7 @@ from chain.address import address_of
 from chain.crypto import Keypair
 from chain.encoding import pack
 from chain.store import ChainStore
-from consensus.committee import Member, Refusal, WholeKeyShares, failover_ms, load_member
+from consensus.committee import Member, Refusal, failover_ms, load_member
 from consensus.committee_msgs import (
     CommitteeMsg,
     Evidence,
@@ -30,8 +30,8 @@ from consensus.committee_msgs import (
     verify_evidence,
 )
 from consensus.engine import Engine
-from consensus.genesis import GenesisParams, create_genesis, load_genesis
-from consensus.keyholder import keyholder_file
+from consensus.genesis import GenesisParams, create_committee_genesis, create_genesis, load_genesis
+from consensus.member import member_file
 from consensus.messages import AnchorNotice, Beacon, make_entry
 from ml.shards import SecretTask
 from ml.task import synthetic
@@ -51,23 +51,34 @@ MINERS = [kp(f"miner{i}") for i in range(3)]
 def chain():
     data = synthetic(b"committee-unit-tests-seed", n_samples=6 * 40 + 300, n_features=6, n_informative=3, n_classes=2)
     params = GenesisParams(entry_window_s=2, opening_window_s=2)
-    genesis, secret = create_genesis(data, chain_id="popchain-committee", rounds=6, shard_size=40,
-                                     allocations=[(address_of(m.public), 10**9) for m in MINERS],
-                                     keyholder_pubkeys=[m.public for m in MEMBERS], threshold=2, params=params,
-                                     timestamp=int(T0) - 100, n_train=300, seed=b"split")
-    return load_genesis(genesis.encode()), SecretTask.decode(secret), secret
+    kw = dict(chain_id="popchain-committee", rounds=6, shard_size=40,
+              allocations=[(address_of(m.public), 10**9) for m in MINERS], params=params,
+              timestamp=int(T0) - 100, n_train=300, seed=b"split")
+    # the same task twice (same rng): the whole keys to compare with, and the dealt committee chain
+    _, secret = create_genesis(data, keyholder_pubkeys=[m.public for m in MEMBERS], threshold=2,
+                               rng=_rng(), **kw)
+    genesis, dealing = create_committee_genesis(data, keyholder_pubkeys=[m.public for m in MEMBERS],
+                                                threshold=2, rng=_rng(), **kw)
+    files = [member_file(genesis.hash, i + 1, k, 3, 2, [dealing.batches[i]]) for i, k in enumerate(MEMBERS)]
+    return load_genesis(genesis.encode()), SecretTask.decode(secret), files
+
+
+def _rng():
+    counter = itertools.count()
+    return lambda n: hashlib.shake_256(b"committee-rng" + next(counter).to_bytes(8, "big")).digest(n)
 
 
 class Net:
     """Members on their own engines; ``up`` decides who steps and who receives."""
 
     def __init__(self, chain, root: Path) -> None:
-        genesis, self.secret, raw = chain
+        genesis, self.secret, files = chain
         self.genesis = genesis
+        self.files = files
         self.members: list[Member] = []
         for i, k in enumerate(MEMBERS):
             engine = Engine(ChainStore.open(root / f"m{i}"), genesis)
-            member = load_member(keyholder_file(raw, [k]), engine)
+            member = load_member(files[i], engine)
             assert member is not None and member.index == i
             self.members.append(member)
         self.up = [True] * len(self.members)
@@ -242,7 +253,7 @@ def test_restarted_members_never_sign_twice(net, chain, tmp_path):
     # every member restarts in turn (a new Member on the same store: its journal survives)
     for i in range(3):
         old = net.members[i]
-        net.members[i] = Member(old.engine, old.keypair, WholeKeyShares(net.secret))
+        net.members[i] = load_member(net.files[i], old.engine)
         t = net.run_until(_notice(net, 2 + i), t)
         net.enter(2 + i, now=t)
         t = net.run_until(_beacon(net, 2 + i), t)
@@ -288,3 +299,19 @@ def test_a_byzantine_leader_cannot_get_two_notices_signed_by_honest_members(chai
         assert set(honest_sigs) <= {contents[0].sighash}   # deterministic content: only the honest notice
     finally:
         net.close()
+
+
+def test_released_shares_are_checked_and_t_of_them_give_the_key(net):
+    from chain.errors import RuleError
+    from consensus.shares import KeyShare
+    m0, m1 = net.members[0], net.members[1]
+    s0, s1 = m0.shares.share_for(2), m1.shares.share_for(2)
+    m0.shares.check_share(1, 2, s1)
+    assert m0.shares.combine(2, {0: s0, 1: s1}) == net.secret.key(2)
+    bad = KeyShare.decode(s1)
+    for forged in (replace(bad, value=(bad.value + 1) % 2**255), replace(bad, member=1)):
+        with pytest.raises(RuleError) as exc:
+            m0.shares.check_share(1, 2, forged.encode())
+        assert exc.value.code == "bad-key-share"
+    with pytest.raises(RuleError):
+        m0.shares.check_share(1, 3, s1)            # round 2's share offered for round 3

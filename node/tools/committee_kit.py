@@ -1,5 +1,6 @@
-"""A keyholder committee on loopback for tests, benchmarks and the demo: a small chain with n keyholder keys and
-threshold t, one secret file per member, member node processes (``python -m node run --keyholder FILE``) and an
+"""A keyholder committee on loopback for tests and benchmarks: a small chain with n keyholder keys and threshold
+t (dealt Shamir shares, consensus.genesis.create_committee_genesis; n = 1: a single-keyholder chain), one secret
+file per member, member node processes (``python -m node run --keyholder FILE``) and an
 entrant that posts entries through the API so that rounds reveal.
 
 It starts and stops real processes and talks to them through the API only (node.tools.client.NodeClient).
@@ -17,8 +18,9 @@ from pathlib import Path
 from chain.address import address_of
 from chain.crypto import Keypair
 from consensus.committee_msgs import leader
-from consensus.genesis import Genesis, GenesisParams, create_genesis, load_genesis
+from consensus.genesis import Genesis, GenesisParams, create_committee_genesis, create_genesis, load_genesis
 from consensus.keyholder import keyholder_file
+from consensus.member import member_file
 from consensus.messages import make_entry
 from ml.task import synthetic
 from node.tools.client import ApiCallError, NodeClient
@@ -32,7 +34,6 @@ class CommitteeChain:
     member_paths: tuple[Path, ...]        # keyholder-1.secret … in genesis keyholder order
     member_keys: tuple[Keypair, ...]      # idem
     entrants: tuple[Keypair, ...]
-    single_path: Path                     # one file with every key: the single-keyholder baseline
 
 
 def make_committee_chain(directory: Path, *, n: int = 3, t: int = 2, rounds: int = 40, shard_size: int = 60,
@@ -44,22 +45,25 @@ def make_committee_chain(directory: Path, *, n: int = 3, t: int = 2, rounds: int
     data = synthetic(b"popchain-committee-kit-seed", n_samples=rounds * shard_size + 400, n_features=8,
                      n_informative=4, n_classes=2)
     params = GenesisParams(entry_window_s=entry_window_s, opening_window_s=opening_window_s)
-    genesis, secret = create_genesis(data, chain_id=chain_id, rounds=rounds, shard_size=shard_size,
-                                     allocations=[(address_of(k.public), MINER_BALANCE) for k in entrants],
-                                     keyholder_pubkeys=[k.public for k in keys], threshold=t, params=params,
-                                     timestamp=int(time.time()) - 10, n_train=400, seed=b"popchain-committee-split")
+    kw = dict(chain_id=chain_id, rounds=rounds, shard_size=shard_size,
+              allocations=[(address_of(k.public), MINER_BALANCE) for k in entrants], params=params,
+              timestamp=int(time.time()) - 10, n_train=400, seed=b"popchain-committee-split")
+    if n == 1:    # the single-keyholder baseline: a version-1 genesis and one keyholder.secret
+        genesis, secret = create_genesis(data, keyholder_pubkeys=[keys[0].public], **kw)  # type: ignore[arg-type]
+        files = [keyholder_file(secret, [keys[0]])]
+    else:         # a dealt t-of-n committee: genesis carries the share commitments, member i its shares
+        genesis, dealing = create_committee_genesis(data, keyholder_pubkeys=[k.public for k in keys],
+                                                    threshold=t, **kw)  # type: ignore[arg-type]
+        files = [member_file(genesis.hash, i + 1, k, n, t, [dealing.batches[i]]) for i, k in enumerate(keys)]
     genesis_path = directory / "genesis.bin"
     genesis_path.write_bytes(genesis.encode())
     paths = []
-    for i, k in enumerate(keys):
+    for i, data_bytes in enumerate(files):
         path = directory / f"keyholder-{i + 1}.secret"
-        path.write_bytes(keyholder_file(secret, [k]))
+        path.write_bytes(data_bytes)
         os.chmod(path, 0o600)
         paths.append(path)
-    single = directory / "keyholder-all.secret"
-    single.write_bytes(keyholder_file(secret, keys))
-    os.chmod(single, 0o600)
-    return CommitteeChain(genesis_path, load_genesis(genesis.encode()), tuple(paths), tuple(keys), entrants, single)
+    return CommitteeChain(genesis_path, load_genesis(genesis.encode()), tuple(paths), tuple(keys), entrants)
 
 
 @dataclass
