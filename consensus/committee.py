@@ -64,7 +64,7 @@ class ShareSource(Protocol):
     """This member's secret material for shard keys (wave3/shares: Shamir shares checked against genesis)."""
 
     def share_for(self, round: int) -> bytes: ...
-    def check_share(self, member: int, round: int, share: bytes) -> None: ...   # RuleError("bad-share")
+    def check_share(self, member: int, round: int, share: bytes) -> None: ...   # RuleError("bad-key-share")
     def combine(self, round: int, shares: Mapping[int, bytes]) -> bytes: ...
 
 
