@@ -19,7 +19,7 @@ from chain.address import address_of
 from chain.errors import DecodeError, PopError, StoreError
 from chain.store import ChainStore
 from chain.tx import Transfer
-from consensus.committee import load_member
+from consensus.committee_secret import load_member
 from consensus.engine import Engine
 from consensus.genesis import Genesis, load_genesis
 from node import wire
