@@ -17,7 +17,7 @@ from chain.address import address_of
 from chain.crypto import Keypair
 from chain.encoding import pack
 from chain.store import ChainStore
-from consensus.committee import Member, Refusal, failover_ms, load_member
+from consensus.committee import Member, Refusal, failover_ms
 from consensus.committee_msgs import (
     CommitteeMsg,
     Evidence,
@@ -29,6 +29,7 @@ from consensus.committee_msgs import (
     notice_body,
     verify_evidence,
 )
+from consensus.committee_secret import load_member
 from consensus.engine import Engine
 from consensus.genesis import GenesisParams, create_committee_genesis, create_genesis, load_genesis
 from consensus.member import member_file
