@@ -45,6 +45,7 @@ P_SIGNED = b"m/signed/"      # + class byte (n|b) + u32 round -> content bytes s
 P_ENTRY = b"m/entry/"        # + u32 round + miner -> pack([received_ms, entry bytes])
 P_WAIT = b"m/wait/"          # + u32 round -> pack([ms]) as consensus.keyholder.P_WAIT
 CLOCK_SLACK_MS = 2_000       # a proposed time may lie this far ahead of a member's clock
+ENTRY_GRACE_MS = 500         # an entry must have reached a member this long before the reveal to be "dropped"
 
 
 def failover_ms(entry_window_s: int) -> int:
@@ -149,8 +150,14 @@ class Member:
     def accepted_entries(self, r: int) -> list[Entry]:
         return self.entries(r)
 
-    def entries(self, r: int) -> list[Entry]:
-        return [Entry.decode(unpack(v, max_size=1024)[1]) for _, v in self.store.meta_items(P_ENTRY + _u32(r))]
+    def entries(self, r: int, before_ms: int | None = None) -> list[Entry]:
+        """Entries held for round r (those received before ``before_ms`` only, if given)."""
+        out = []
+        for _, v in self.store.meta_items(P_ENTRY + _u32(r)):
+            received_ms, raw = unpack(v, max_size=1024)
+            if before_ms is None or received_ms < before_ms:
+                out.append(Entry.decode(raw))
+        return out
 
     def _rank(self, entry: Entry) -> tuple[int, int]:
         return (self.engine.stake(entry.miner), -int.from_bytes(entry.header_hash, "big"))
@@ -524,11 +531,13 @@ class Member:
                                              f"{dropped.miner.hex()[:16]} that this member holds")
 
     def dropped_entry(self, draft: Beacon, entries: Mapping[bytes, Entry]) -> Entry | None:
-        """An entry this member holds for the round that the listing should have kept, or None."""
+        """An entry this member held ENTRY_GRACE_MS before the draft's reveal time that the listing should
+        have kept, or None (one that reached this member just before the reveal may not have reached the
+        leader yet: an honest race, not evidence)."""
         listed = {m for _, m in draft.listed}
         ranks = sorted(self._rank(x) for m, x in entries.items() if m in listed)
         floor = ranks[0] if ranks and len(listed) >= self.genesis.params.max_entries else None
-        for x in self.entries(draft.round):
+        for x in self.entries(draft.round, before_ms=draft.time_ms - ENTRY_GRACE_MS):
             if x.miner not in listed and (floor is None or self._rank(x) > floor):
                 return x
         return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from dataclasses import replace
 
 import aiohttp
@@ -152,8 +153,10 @@ def test_dropped_entry_and_conflicting_signatures_are_refused_with_evidence(net)
             for e in entries:
                 await c.send_entry(e.encode())
             keep = entries[:1]
+            # its reveal time 1 s from now: the entries reached the members well before it (not a race)
+            reveal_ms = max(notice.entry_deadline_ms, int(time.time() * 1000) + 1000)
             draft = Beacon(1, g.chain_id, r, notice.anchor_hash, notice.entry_deadline_ms - 1000,
-                           notice.entry_deadline_ms, tuple(sorted((e.header_hash, e.miner) for e in keep)),
+                           reveal_ms, tuple(sorted((e.header_hash, e.miner) for e in keep)),
                            bytes(32), notice.opened, notice.forfeits)
             kp = chain.member_keys[bad]
             proposal = make_msg(kp, g.chain_id, Kind.PROPOSE_BEACON, r, 0,
