@@ -123,7 +123,7 @@ class Node:
         if self.config.keyholder is not None:
             try:
                 secret_file = Path(self.config.keyholder).read_bytes()
-                member = await self.worker.call(load_member, secret_file, self.engine)
+                member = await self.worker.call(load_member, secret_file, self.engine, self.datadir.path)
                 if member is None:
                     self.keyholder = KeyholderService(self, secret_file, self.relay.publish)
                     await self.keyholder.open()
