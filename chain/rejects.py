@@ -67,6 +67,11 @@ _ALL = (
                                      "is for another shard, member or chain"),
     _c("bad-keyholder-material", "violation", "keyholder material (share commitments) malformed or not fitting "
                                               "the committee and the batch it comes with"),
+    # ---- keyholder committee: co-signed rounds (PROTOCOL §3.10)
+    _c("bad-committee-msg", "violation", "committee message malformed, forged, or signed by a non-keyholder"),
+    _c("bad-proposal", "stale", "a member refuses a leader's notice or beacon draft that differs from its own view"),
+    _c("dropped-entry", "stale", "a member refuses a beacon draft that leaves out a valid entry it holds "
+                                 "(evidence against the proposer)"),
     _c("no-open-round", "stale", "no round is open for entries", consensus=False),
     # ---- blocks (PROTOCOL §3.6)
     _c("block-too-large", "violation", "encoded block over max_block_bytes"),

@@ -16,6 +16,7 @@ from chain.encoding import pack, unpack
 from chain.errors import RuleError, StoreError, need
 from chain.store import ChainStore
 from consensus.engine_tasks import TaskInfo, TaskQueries  # noqa: F401  (TaskInfo: re-exported for node/)
+from consensus.committee_msgs import Evidence
 from consensus.genesis import Genesis
 from consensus.messages import AnchorNotice, Beacon, Entry, RoundPayload
 from consensus.registry import ChampionRecord, payout_move
@@ -40,6 +41,8 @@ P_CHAMP = b"c/champ/"         # + u32 height -> champion record (main chain)
 P_CMODEL = b"c/cmodel/"       # + model hash -> u32 height (model hashes of every champion)
 P_OMODEL = b"c/omodel/"       # + model hash -> u32 height of the block whose beacon recorded it as opened
 P_OPENING = b"c/opening/"     # + u32 round + header hash -> pack([miner, model hash]): blocks seen opened
+P_CEVID = b"c/cevid/"         # + u32 round + signer + what -> committee evidence bytes (consensus.committee_msgs)
+MAX_CEVID = 256               # committee evidence records kept (the first ones: a liar cannot flush them)
 MAX_ORPHANS = 64
 MAX_ENTRIES_SEEN = 1024       # per round, gossip bound (the keyholder accepts at most E)
 
@@ -171,6 +174,17 @@ class Engine(TaskQueries):
             kept, refused = unpack(value, max_size=1 << 20)
             out.append((int.from_bytes(key[len(P_EQUIV):len(P_EQUIV) + 4], "big"), kept, refused))
         return out
+
+    def add_committee_evidence(self, ev: Evidence) -> bool:
+        """Store a committee member's misbehaviour (one record per round, signer and kind). True if new."""
+        key = P_CEVID + _u32(ev.round) + ev.signer + ev.what.encode()
+        if self.store.meta_get(key) is not None or len(self.store.meta_items(P_CEVID)) >= MAX_CEVID:
+            return False
+        self.store.meta_put(key, ev.encode())
+        return True
+
+    def committee_evidence(self) -> list[Evidence]:
+        return [Evidence.decode(v) for _, v in self.store.meta_items(P_CEVID)]
 
     def round_info(self, r: int) -> RoundInfo:
         beacon, notice = self.beacon(r), self.notice(r)

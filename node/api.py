@@ -182,8 +182,8 @@ class Api:
             r = engine.current_round()
             info = engine.round_info(r) if r else None
             return (tip, r, info, engine.open_round() or 0, engine.champion(), engine.equivocations(),
-                    task_rows(engine), round_task_of(engine, r))
-        tip, r, info, open_r, champ, equiv, rows, round_task = await self.call(read)
+                    task_rows(engine), round_task_of(engine, r), engine.committee_evidence())
+        tip, r, info, open_r, champ, equiv, rows, round_task, cevid = await self.call(read)
         facts = d.facts()
         phase = chain_phase(info.status if info else None, rows)
         out = {
@@ -195,6 +195,10 @@ class Api:
             "peers": len(d.peers()), "mempool": len(d.mempool), "syncing": facts["syncing"],
             "keyholder": facts["keyholder"], "p2p_port": facts["p2p_port"], "api_port": facts["api_port"],
             "equivocations": [{"round": rr, "kept": k.hex(), "refused": x.hex()} for rr, k, x in equiv],
+            # keyholder-committee members caught signing two contents or dropping an entry (PROTOCOL §3.10)
+            "committee_evidence": [{"round": ev.round, "signer": ev.signer.hex(), "what": ev.what,
+                                    "first": ev.first.hex(), "second": ev.second.hex()} for ev in cevid],
+            "committee": facts.get("committee"),
         }
         if d.health is not None:
             out["health"] = d.health()

@@ -99,7 +99,10 @@ def api_deps(node: Any) -> ApiDeps:
     import time
 
     def facts() -> dict[str, Any]:
-        return {"p2p_port": node.p2p_port, "api_port": node.api_port, "keyholder": node.keyholder is not None,
+        committee = getattr(node, "committee", None)
+        return {"p2p_port": node.p2p_port, "api_port": node.api_port,
+                "keyholder": node.keyholder is not None or committee is not None,
+                "committee": committee.info() if committee is not None else None,
                 "syncing": len(node.sync.wanted)}
 
     health = getattr(node, "health", None)

@@ -19,11 +19,13 @@ from chain.address import address_of
 from chain.errors import DecodeError, PopError, StoreError
 from chain.store import ChainStore
 from chain.tx import Transfer
+from consensus.committee_secret import load_member
 from consensus.engine import Engine
 from consensus.genesis import Genesis, load_genesis
 from node import wire
 from node.api import build_api_app
 from node.api_deps import api_deps
+from node.committee_service import CommitteeRelay, CommitteeService
 from node.config import NodeConfig
 from node.connections import Connections
 from node.datadir import Datadir, PeerBook
@@ -80,6 +82,8 @@ class Node:
         self.sync: Sync
         self.round_sync: RoundSync
         self.keyholder: KeyholderService | None = None
+        self.committee: CommitteeService | None = None     # a keyholder-committee member (PROTOCOL §3.10)
+        self.committee_relay: CommitteeRelay
         self._all_tasks: set[asyncio.Task] = set()
         self.stopping = False
         self.supervisor = Supervisor(lambda reason: self.stop(), self.metrics)
@@ -118,10 +122,17 @@ class Node:
         self.relay = Relay(self)
         self.sync = Sync(self, self.relay)
         self.round_sync = RoundSync(self, self.relay)
+        self.committee_relay = CommitteeRelay(self, self.relay.charge, self.relay.publish)
         if self.config.keyholder is not None:
             try:
-                self.keyholder = KeyholderService(self, Path(self.config.keyholder).read_bytes(), self.relay.publish)
-                await self.keyholder.open()
+                secret_file = Path(self.config.keyholder).read_bytes()
+                member = await self.worker.call(load_member, secret_file, self.engine, self.datadir.path)
+                if member is None:
+                    self.keyholder = KeyholderService(self, secret_file, self.relay.publish)
+                    await self.keyholder.open()
+                else:
+                    self.committee = CommitteeService(self, self.committee_relay, lambda: member)
+                    await self.committee.open()
             except (OSError, PopError, ValueError) as exc:
                 raise NodeError(f"cannot start the keyholder from {self.config.keyholder}: {exc}") from None
         self._register_gauges()
@@ -187,6 +198,8 @@ class Node:
     async def on_entry_accepted(self, entry) -> None:
         if self.keyholder is not None:
             await self.keyholder.on_entry(entry)
+        if self.committee is not None:
+            await self.committee.on_entry(entry)
 
     async def on_task_message(self, msg) -> None:
         """A new task announcement/extension was stored: the keyholder may open a round with it."""
@@ -286,6 +299,8 @@ class Node:
                 self.conns.refill_outbound()   # the persisted address book: most recently seen first
                 if self.keyholder is not None:
                     sup.supervise(self.spawn, self.keyholder.run, "keyholder", essential=True)
+                if self.committee is not None:
+                    sup.supervise(self.spawn, self.committee.run, "committee", essential=True)
                 if self.config.discover:
                     discovery = Discovery(DiscoveryContext(self.config, self.genesis.chain_id, self.genesis.hash,
                                                            self.nonce, lambda: self.p2p_port, self.offer_peer))
@@ -416,6 +431,8 @@ class Node:
             await self.sync.handle(peer, msg)
         elif isinstance(msg, (wire.GetRounds, wire.Rounds)):
             await self.round_sync.handle(peer, msg)
+        elif isinstance(msg, wire.Committee):
+            await self.committee_relay.handle(peer, msg)
         else:
             await self.relay.handle(peer, msg)
 

@@ -24,6 +24,7 @@ from chain.encoding import (
 )
 from chain.errors import DecodeError
 from chain.tx import MAX_TX_SIZE
+from consensus.committee_msgs import MAX_COMMITTEE_SIZE
 from consensus.messages import MAX_BEACON_SIZE, MAX_ENTRY_SIZE
 from consensus.messages import MAX_NOTICE_SIZE as MAX_ANCHOR_SIZE
 from consensus.tasks import MAX_TASK_MSG_SIZE
@@ -71,6 +72,7 @@ class MsgType(IntEnum):
     TASK = 18       # object frame of InvKind.TASK
     GETROUNDS = 19  # [first round, count]: ask for the notices/beacons of those rounds (sync, §4.4)
     ROUNDS = 20     # [[kind, bytes]…]: the notices/beacons asked for (void rounds included)
+    COMMITTEE = 21  # a keyholder-committee message (consensus.committee_msgs), flooded by every node
 
 
 def object_type(kind: "InvKind") -> "MsgType":
@@ -112,6 +114,7 @@ FRAME_CAPS: dict[MsgType, int] = {
     MsgType.GETADDR: 8,
     MsgType.ADDR: 8 + MAX_ADDRS * (MAX_HOST + 8),
     MsgType.TXS: 8 + MAX_TXS_ITEMS * (MAX_TX_SIZE + 3),
+    MsgType.COMMITTEE: MAX_COMMITTEE_SIZE + _ENVELOPE,
 }
 MAX_FRAME = max(FRAME_CAPS.values())
 
@@ -171,6 +174,11 @@ class Txs:
 
 
 @dataclass(frozen=True)
+class Committee:
+    data: bytes                  # an encoded committee message (its own decoder runs in the node)
+
+
+@dataclass(frozen=True)
 class GetHeaders:
     locator: tuple[bytes, ...]   # newest first, like Core's block locator
     stop: bytes                  # 32 zero bytes = as many as allowed
@@ -203,7 +211,7 @@ class Rounds:
 
 
 Message = Union[Hello, Reject, Ping, Pong, Inv, GetData, NotFound, Object, Txs, GetHeaders, Headers, GetAddr, Addr,
-                GetRounds, Rounds]
+                GetRounds, Rounds, Committee]
 
 
 # ---------------------------------------------------------------- encode
@@ -246,6 +254,8 @@ def _fields(msg: Message) -> tuple[MsgType, list[Any]]:
             return MsgType.GETROUNDS, [msg.first, msg.count]
         case Rounds():
             return MsgType.ROUNDS, [[int(k), d] for k, d in msg.items]
+        case Committee():
+            return MsgType.COMMITTEE, [msg.data]
     raise TypeError(f"not a wire message: {type(msg).__name__}")
 
 
@@ -326,6 +336,8 @@ def _decode_body(mtype: MsgType, f: list[Any]) -> Message:
                 check_int(k, int(InvKind.ANCHOR), int(InvKind.BEACON), "rounds kind")
                 items.append((InvKind(k), check_bytes_max(d, OBJECT_CAPS[InvKind(k)], "rounds object")))
             return Rounds(tuple(items))
+        case MsgType.COMMITTEE:
+            return Committee(check_bytes_max(check_list(f, 1, "committee")[0], MAX_COMMITTEE_SIZE, "committee"))
     kind = object_kind(mtype)
     data = check_bytes_max(check_list(f, 1, kind.name.lower())[0], OBJECT_CAPS[kind], "object")
     return Object(kind, data)

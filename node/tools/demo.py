@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from chain.address import address_of, encode_address
 from chain.crypto import Keypair
@@ -27,7 +28,13 @@ from chain.wallet import Wallet
 from consensus.genesis import GenesisParams, load_genesis
 from node.datadir import read_ports
 from node.tools.client import ApiCallError, NodeClient
-from node.tools.genesis_setup import GENESIS_FILE, HOLDOUT_FILE, KEYHOLDER_FILE, create_genesis_files
+from node.tools.genesis_setup import (
+    GENESIS_FILE,
+    HOLDOUT_FILE,
+    KEYHOLDER_FILE,
+    MEMBER_FILE,
+    create_genesis_files,
+)
 
 MINER_FAMILIES = ("forest", "mlp", "linear")
 FUNDS = 10**12
@@ -140,9 +147,17 @@ async def _demo(workdir: Path, rounds: int, n_nodes: int, keep: bool) -> int:
     params = GenesisParams(entry_window_s=3, opening_window_s=4)
     print(f"creating genesis (drifting synthetic task, {DEMO_ROUNDS} generated hidden shards sized to detect "
           f"+{DEMO_DETECT:.0%}) ...", flush=True)
+    # with 3+ nodes the keyholder is a 2-of-3 committee, one member per node (nodes 0-2, PROTOCOL §3.10)
+    committee = n_nodes >= 3
+    who: dict[str, Any] = {"keyholders": 3, "threshold": 2} if committee else {"keyholder": keyholder}
     info = await asyncio.to_thread(
         create_genesis_files, chain_dir, allocations=[(address_of(k.public), FUNDS) for k in miners + users],
-        params=params, keyholder=keyholder, chain_id="popchain-demo", detect=DEMO_DETECT, rounds=DEMO_ROUNDS)
+        params=params, chain_id="popchain-demo", detect=DEMO_DETECT, rounds=DEMO_ROUNDS, **who)
+
+    def secret_of(i: int) -> Path | None:
+        if committee:
+            return chain_dir / MEMBER_FILE.format(i + 1) if i < 3 else None
+        return chain_dir / KEYHOLDER_FILE if i == 0 else None
     genesis = load_genesis((chain_dir / GENESIS_FILE).read_bytes())
     X_test, y_test = read_feature_csv(chain_dir / HOLDOUT_FILE, genesis.task.spec)
     assert y_test is not None, "the held-out split written with the genesis has labels"
@@ -160,10 +175,11 @@ async def _demo(workdir: Path, rounds: int, n_nodes: int, keep: bool) -> int:
         for n, i in enumerate(order):
             if i == 0 and n_nodes > 1:
                 await _wait_ready(miner_children)
-            await net.start_node(i, chain_dir / GENESIS_FILE, chain_dir / KEYHOLDER_FILE if i == 0 else None)
+            await net.start_node(i, chain_dir / GENESIS_FILE, secret_of(i))
             urls[i] = net.api_urls[-1]
             print(f"node{i} up: explorer {urls[i]}/  API {urls[i]}/api  peer port {net.p2p_ports[-1]}"
-                  + ("  (keyholder)" if i == 0 else ""), flush=True)
+                  + (f"  (keyholder {i + 1} of a 2-of-3 committee)" if committee and i < 3
+                     else "  (keyholder)" if secret_of(i) else ""), flush=True)
             if n == len(order) - 2 or n_nodes == 1:
                 miner_children = _start_miners(net, workdir, miners, list(urls.values()))
         net.api_urls = [urls[i] for i in range(n_nodes)]

@@ -1,0 +1,318 @@
+"""The keyholder committee's pure state machine (consensus.committee.Member): three members on real engines
+(LevelDB in tmp dirs, real Ed25519), messages delivered by the test, an explicit clock. Attackers first: a dead
+leader, n − t members stopped, a leader dropping an entry, a member signing two notices, and a byzantine
+leader proposing many contents (hypothesis): at most one content ever gathers t signatures."""
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chain.address import address_of
+from chain.crypto import Keypair
+from chain.encoding import pack
+from chain.store import ChainStore
+from consensus.committee import Member, Refusal, failover_ms
+from consensus.committee_msgs import (
+    CommitteeMsg,
+    Evidence,
+    Kind,
+    StatementBook,
+    check_msg,
+    leader,
+    make_msg,
+    notice_body,
+    verify_evidence,
+)
+from consensus.committee_secret import load_member
+from consensus.engine import Engine
+from consensus.genesis import GenesisParams, create_committee_genesis, create_genesis, load_genesis
+from consensus.member import member_file
+from consensus.messages import AnchorNotice, Beacon, make_entry
+from ml.shards import SecretTask
+from ml.task import synthetic
+
+T0 = 1_900_000_000.0
+
+
+def kp(label: str) -> Keypair:
+    return Keypair.from_seed(hashlib.sha256(b"committee-test/" + label.encode()).digest())
+
+
+MEMBERS = sorted((kp(f"m{i}") for i in range(3)), key=lambda k: k.public)
+MINERS = [kp(f"miner{i}") for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def chain():
+    data = synthetic(b"committee-unit-tests-seed", n_samples=6 * 40 + 300, n_features=6, n_informative=3, n_classes=2)
+    params = GenesisParams(entry_window_s=2, opening_window_s=2)
+    kw = dict(chain_id="popchain-committee", rounds=6, shard_size=40,
+              allocations=[(address_of(m.public), 10**9) for m in MINERS], params=params,
+              timestamp=int(T0) - 100, n_train=300, seed=b"split")
+    # the same task twice (same rng): the whole keys to compare with, and the dealt committee chain
+    _, secret = create_genesis(data, keyholder_pubkeys=[m.public for m in MEMBERS], threshold=2,
+                               rng=_rng(), **kw)
+    genesis, dealing = create_committee_genesis(data, keyholder_pubkeys=[m.public for m in MEMBERS],
+                                                threshold=2, rng=_rng(), **kw)
+    files = [member_file(genesis.hash, i + 1, k, 3, 2, [dealing.batches[i]]) for i, k in enumerate(MEMBERS)]
+    return load_genesis(genesis.encode()), SecretTask.decode(secret), files
+
+
+def _rng():
+    counter = itertools.count()
+    return lambda n: hashlib.shake_256(b"committee-rng" + next(counter).to_bytes(8, "big")).digest(n)
+
+
+class Net:
+    """Members on their own engines; ``up`` decides who steps and who receives."""
+
+    def __init__(self, chain, root: Path) -> None:
+        genesis, self.secret, files = chain
+        self.genesis = genesis
+        self.files = files
+        self.members: list[Member] = []
+        for i, k in enumerate(MEMBERS):
+            engine = Engine(ChainStore.open(root / f"m{i}"), genesis)
+            member = load_member(files[i], engine)
+            assert member is not None and member.index == i
+            self.members.append(member)
+        self.up = [True] * len(self.members)
+        self.outs: list = []
+
+    def close(self) -> None:
+        for m in self.members:
+            m.store.close()
+
+    def deliver(self, src: int, out) -> None:
+        self.outs.append((src, out))
+        for j, m in enumerate(self.members):
+            if j == src or not self.up[j]:
+                continue
+            if isinstance(out, CommitteeMsg):
+                m.on_message(out)
+            elif isinstance(out, AnchorNotice):
+                m.engine.add_anchor_notice(out)
+            elif isinstance(out, Beacon):
+                m.engine.add_beacon(out)
+
+    def step(self, now: float, rounds: int = 8) -> None:
+        for _ in range(rounds):
+            moved = False
+            for i, m in enumerate(self.members):
+                if self.up[i]:
+                    for out in m.step(now):
+                        moved = True
+                        self.deliver(i, out)
+            if not moved:
+                return
+
+    def enter(self, r: int, miners=MINERS, now: float = T0) -> None:
+        anchor = next(m for i, m in enumerate(self.members) if self.up[i]).engine.final_hash()
+        for k, miner in enumerate(miners):
+            entry = make_entry(miner, self.genesis.chain_id, r, anchor, hashlib.sha256(bytes([r, k])).digest())
+            for i, m in enumerate(self.members):
+                if self.up[i]:
+                    m.engine.add_entry(entry)
+                    m.on_entry(entry, now)
+
+    def run_until(self, pred, start: float, limit: float = 60.0, dt: float = 0.1) -> float:
+        now = start
+        while now < start + limit:
+            self.step(now)
+            if pred():
+                return now
+            now += dt
+        raise AssertionError("condition not reached")
+
+    def live(self) -> list[Member]:
+        return [m for i, m in enumerate(self.members) if self.up[i]]
+
+
+@pytest.fixture
+def net(chain, tmp_path):
+    n = Net(chain, tmp_path)
+    yield n
+    n.close()
+
+
+def _beacon(net: Net, r: int):
+    return lambda: all(m.engine.beacon(r) is not None for m in net.live())
+
+
+def _notice(net: Net, r: int):
+    return lambda: all(m.engine.notice(r) is not None for m in net.live())
+
+
+def test_two_of_three_round_reveals_the_genesis_key(net):
+    t = net.run_until(_notice(net, 1), T0)
+    net.enter(1, now=t)
+    t = net.run_until(_beacon(net, 1), t)
+    beacon = net.members[0].engine.beacon(1)
+    assert beacon.shard_key == net.secret.key(1)
+    assert len(beacon.signatures) >= 2 and beacon.verify(net.genesis.keyholders, 2)
+    assert len(beacon.listed) == len(MINERS)
+    # nobody entered a block: void, the next notice anchors on genesis again
+    net.run_until(_notice(net, 2), t)
+    assert net.members[1].engine.notice(2).anchor_hash == net.genesis.hash
+
+
+def test_dead_leader_fails_over_and_reuses_cosigned_content(net):
+    g = net.genesis
+    t = net.run_until(_notice(net, 1), T0)
+    net.enter(1, now=t)
+    # kill round 1's beacon leader of attempt 0 before it reveals
+    dead = [m.me for m in net.members].index(leader(g.keyholders, 1, 0))
+    net.up[dead] = False
+    t_beacon = net.run_until(_beacon(net, 1), t)
+    window = g.params.entry_window_s
+    # the next leader takes over one failover timeout after the reveal was due
+    assert t_beacon - t <= window + failover_ms(window) / 1000 + 0.5
+    assert net.members[(dead + 1) % 3].engine.beacon(1).shard_key == net.secret.key(1)
+
+
+def test_chain_goes_on_with_n_minus_t_members_stopped(net):
+    net.up[0] = False
+    t = T0
+    for r in (1, 2, 3):
+        t = net.run_until(_notice(net, r), t)
+        net.enter(r, now=t)
+        t = net.run_until(_beacon(net, r), t)
+    assert net.members[1].engine.beacon(3).shard_key == net.secret.key(3)
+
+
+def test_one_member_alone_cannot_open_a_round(net):
+    net.up[0] = net.up[1] = False
+    with pytest.raises(AssertionError):
+        net.run_until(_notice(net, 1), T0, limit=10)
+
+
+def _hostile_draft(net: Net, r: int, listed_miners, attacker: int, attempt: int, now: float):
+    m = net.members[attacker]
+    notice = m.engine.notice(r)
+    entries = [x for x in m.entries(r) if x.miner in listed_miners]
+    draft = Beacon(1, net.genesis.chain_id, r, notice.anchor_hash, notice.entry_deadline_ms - 2000,
+                   int(now * 1000), tuple(sorted((x.header_hash, x.miner) for x in entries)), bytes(32),
+                   notice.opened, notice.forfeits)
+    return make_msg(m.keypair, net.genesis.chain_id, Kind.PROPOSE_BEACON, r, attempt,
+                    pack([draft.encode(), [x.encode() for x in entries]]))
+
+
+def test_a_draft_dropping_a_valid_entry_is_refused_with_evidence(net):
+    g = net.genesis
+    t = net.run_until(_notice(net, 1), T0)
+    net.enter(1, now=t)
+    bad = [m.me for m in net.members].index(leader(g.keyholders, 1, 0))
+    net.up[bad] = False      # the attacker does not run the honest code: it sends its own proposal
+    net.step(t)              # the round waited for entries: its window runs W from the first one
+    t += g.params.entry_window_s + 0.05
+    msg = _hostile_draft(net, 1, {MINERS[0].public, MINERS[1].public}, bad, 0, t)
+    net.deliver(bad, msg)
+    net.step(t)
+    refusals = [o for _, o in net.outs if isinstance(o, Refusal) and o.code == "dropped-entry"]
+    evidence = [o for _, o in net.outs if isinstance(o, Evidence) and o.what == "dropped-entry"]
+    assert {net.members.index(m) for m in net.live()} == {i for i, o in net.outs if isinstance(o, Refusal)
+                                                            and o.code == "dropped-entry"}
+    assert refusals and evidence and all(e.signer == net.members[bad].me for e in evidence)
+    assert not any(isinstance(o, CommitteeMsg) and o.kind == Kind.RELEASE for _, o in net.outs)
+    # the honest majority then reveals under the next leader, listing every entry
+    net.run_until(_beacon(net, 1), t)
+    assert len(net.live()[0].engine.beacon(1).listed) == len(MINERS)
+
+
+def test_conflicting_signatures_leave_verifiable_evidence(net, chain):
+    g = net.genesis
+    liar = net.members[0]
+    base = AnchorNotice(1, g.chain_id, 1, g.hash, 0, int(T0 * 1000) + 2000)
+    other = replace(base, entry_deadline_ms=base.entry_deadline_ms + 1)
+    a, b = (make_msg(liar.keypair, g.chain_id, Kind.SIGN_NOTICE, 1, 0,
+                     pack([notice_body(n), liar.keypair.sign(n.sighash)])) for n in (base, other))
+    book = StatementBook()
+    assert book.observe(a, check_msg(a, g.chain_id, g.keyholders)) is None
+    # the same content again (a later attempt re-signs it) is no evidence
+    again = make_msg(liar.keypair, g.chain_id, Kind.SIGN_NOTICE, 1, 1, a.body)
+    assert book.observe(again, check_msg(again, g.chain_id, g.keyholders)) is None
+    ev = book.observe(b, check_msg(b, g.chain_id, g.keyholders))
+    assert ev is not None and ev.signer == liar.me and verify_evidence(ev, g.chain_id, g.keyholders)
+    assert Evidence.decode(ev.encode()) == ev
+    assert liar.engine.add_committee_evidence(ev) and not liar.engine.add_committee_evidence(ev)
+    assert liar.engine.committee_evidence() == [ev]
+    # a forged "evidence" (second message not the liar's) does not verify
+    forged = replace(ev, second=make_msg(net.members[1].keypair, g.chain_id, Kind.SIGN_NOTICE, 1, 0, b.body).encode())
+    assert not verify_evidence(forged, g.chain_id, g.keyholders)
+
+
+def test_restarted_members_never_sign_twice(net, chain, tmp_path):
+    t = net.run_until(_notice(net, 1), T0)
+    net.enter(1, now=t)
+    t = net.run_until(_beacon(net, 1), t)
+    # every member restarts in turn (a new Member on the same store: its journal survives)
+    for i in range(3):
+        old = net.members[i]
+        net.members[i] = load_member(net.files[i], old.engine)
+        t = net.run_until(_notice(net, 2 + i), t)
+        net.enter(2 + i, now=t)
+        t = net.run_until(_beacon(net, 2 + i), t)
+    book = StatementBook()
+    for _, o in net.outs:
+        if isinstance(o, CommitteeMsg):
+            assert book.observe(o, check_msg(o, net.genesis.chain_id, net.genesis.keyholders)) is None
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 1), st.integers(0, 3)), min_size=1, max_size=12))
+def test_a_byzantine_leader_cannot_get_two_notices_signed_by_honest_members(chain, tmp_path_factory, order):
+    """The liar (member 0) proposes up to four notice contents, each to some honest member at some attempt;
+    honest members co-sign at most one content each, so with t = 2 > n / 2 the honest signatures never make
+    two quorums: two contents can reach t only with the liar's own signature on both, which is evidence."""
+    net = Net(chain, tmp_path_factory.mktemp("byz"))
+    try:
+        g = net.genesis
+        liar = net.members[0]
+        net.up[0] = False
+        # content 0 is the notice every honest member computes (open time = genesis time); 1-3 are variants
+        due = g.timestamp * 1000 + g.params.entry_window_s * 1000
+        contents = [AnchorNotice(1, g.chain_id, 1, g.hash, 0, due + k) for k in range(4)]
+        honest_sigs: dict[bytes, set[bytes]] = {}
+        attempts = itertools.count()
+        for k, target, _ in order:
+            a = next(a for a in attempts if leader(g.keyholders, 1, a) == liar.me)
+            msg = make_msg(liar.keypair, g.chain_id, Kind.PROPOSE_NOTICE, 1, a, pack([notice_body(contents[k]), []]))
+            m = net.members[1 + target]
+            m.on_message(msg)
+            for out in m.step(T0 + 0.5):
+                if isinstance(out, CommitteeMsg) and out.kind == Kind.SIGN_NOTICE:
+                    honest_sigs.setdefault(check_msg(out, g.chain_id, g.keyholders).notice.sighash,
+                                           set()).add(out.signer)
+        per_member: dict[bytes, set[bytes]] = {}
+        for content, signers in honest_sigs.items():
+            for s in signers:
+                per_member.setdefault(s, set()).add(content)
+        assert all(len(c) == 1 for c in per_member.values())
+        with_liar = [len(s) + 1 for s in honest_sigs.values()]
+        assert sum(n >= 2 for n in with_liar) <= 2   # two quorums need the liar twice: evidence (tested above)
+        assert sum(len(s) >= 2 for s in honest_sigs.values()) <= 1
+        assert set(honest_sigs) <= {contents[0].sighash}   # deterministic content: only the honest notice
+    finally:
+        net.close()
+
+
+def test_released_shares_are_checked_and_t_of_them_give_the_key(net):
+    from chain.errors import RuleError
+    from consensus.shares import KeyShare
+    m0, m1 = net.members[0], net.members[1]
+    s0, s1 = m0.shares.share_for(2), m1.shares.share_for(2)
+    m0.shares.check_share(1, 2, s1)
+    assert m0.shares.combine(2, {0: s0, 1: s1}) == net.secret.key(2)
+    bad = KeyShare.decode(s1)
+    for forged in (replace(bad, value=(bad.value + 1) % 2**255), replace(bad, member=1)):
+        with pytest.raises(RuleError) as exc:
+            m0.shares.check_share(1, 2, forged.encode())
+        assert exc.value.code == "bad-key-share"
+    with pytest.raises(RuleError):
+        m0.shares.check_share(1, 3, s1)            # round 2's share offered for round 3
