@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from chain.block import Header
 from chain.crypto import Keypair
 from chain.encoding import pack, unpack
 from chain.errors import PopError, RuleError
@@ -39,7 +40,7 @@ from consensus.committee_msgs import (
 )
 from consensus.engine import Engine
 from consensus.keyholder import Keyholder, admit_ranked
-from consensus.messages import MESSAGE_VERSION, AnchorNotice, Beacon, Entry
+from consensus.messages import STATEMENT_VERSION, AnchorNotice, Beacon, Entry
 
 P_SIGNED = b"m/signed/"      # + class byte (n|b) + u32 round -> content bytes signed (notice / beacon draft)
 P_ENTRY = b"m/entry/"        # + u32 round + miner -> pack([received_ms, entry bytes])
@@ -358,8 +359,21 @@ class Member:
         anchor = self.engine.tip()
         opened_ms = max(due, anchor.timestamp * 1000)
         models, forfeits = self.settlement(anchor.round, r)
-        return AnchorNotice(MESSAGE_VERSION, self.genesis.chain_id, r, anchor.hash, anchor.height,
-                            opened_ms + self.window_ms, tuple(models), tuple(forfeits))
+        task_id, index, acts = self.schedule(anchor, r)
+        return AnchorNotice(STATEMENT_VERSION, self.genesis.chain_id, r, anchor.hash, anchor.height,
+                            opened_ms + self.window_ms, tuple(models), tuple(forfeits), task_id, index, acts)
+
+    def schedule(self, anchor: Header, r: int) -> tuple[int, int, tuple[tuple[int, bytes], ...]]:
+        """(task, shard, activations) of notice r on ``anchor`` (§3.13): the activations the previous notice
+        carried on the same anchor, and the schedule the fold gives. A committee activates no *new* task
+        message yet (that needs every member to hold the batch's shares before it co-signs: next step), so on
+        a committee chain the rounds serve the tasks already in the registry."""
+        book = self.engine.book
+        prev = self.engine.notice(r - 1) if r > 1 else None
+        acts = tuple(prev.activations) if prev is not None and prev.anchor_hash == anchor.hash else ()
+        served = book.advance(book.registry_at(anchor), anchor, r, acts).served
+        task_id, index = served if served is not None else (0, 0)
+        return task_id, index, acts
 
     def _notice_ok(self, notice: AnchorNotice, now_ms: int, due: int) -> str | None:
         try:
@@ -388,6 +402,8 @@ class Member:
         models, forfeits = self.settlement(anchor.round, notice.round)
         if (notice.opened, notice.forfeits) != (tuple(models), tuple(forfeits)):
             raise RuleError("bad-proposal", "settlement differs from this member's view of the openings")
+        if (notice.task_id, notice.shard_index, tuple(notice.activations)) != self.schedule(anchor, notice.round):
+            raise RuleError("bad-proposal", "the (task, shard) or activations differ from this member's schedule")
 
     # ------------------------------------------------------------ beacons
 
@@ -476,7 +492,8 @@ class Member:
             return []
         try:
             key = self.shares.combine(r, shares)
-            self.engine.cache.shard(self.genesis, r, key)   # the key must open shard r against genesis
+            # the key must open the shard the round serves against its commitment
+            self.engine.cache.shard(self.engine.task_package(draft.task_id), draft.shard_index, key)
         except PopError:
             return []
         self._did.add((r, Kind.SIGN_BEACON, attempt))
@@ -489,8 +506,9 @@ class Member:
             return None
         opened_ms = notice.entry_deadline_ms - self.window_ms
         listed = tuple(sorted((x.header_hash, x.miner) for x in held))
-        return Beacon(MESSAGE_VERSION, self.genesis.chain_id, r, notice.anchor_hash, opened_ms,
-                      max(now_ms, opened_ms), listed, ZERO_KEY, notice.opened, notice.forfeits)
+        return Beacon(STATEMENT_VERSION, self.genesis.chain_id, r, notice.anchor_hash, opened_ms,
+                      max(now_ms, opened_ms), listed, ZERO_KEY, notice.opened, notice.forfeits,
+                      notice.task_id, notice.shard_index, notice.activations)
 
     def _draft_ok(self, draft: Beacon, entries: Mapping[bytes, Entry], now_ms: int,
                   notice: AnchorNotice) -> tuple[str, str, bytes] | None:
@@ -511,7 +529,8 @@ class Member:
         opened_ms = notice.entry_deadline_ms - self.window_ms
         if draft.anchor_hash != notice.anchor_hash or draft.opened_ms != opened_ms:
             raise RuleError("bad-proposal", "anchor or open time differs from the round's notice")
-        if (draft.opened, draft.forfeits) != (notice.opened, notice.forfeits):
+        if (draft.opened, draft.forfeits, draft.task_id, draft.shard_index, draft.activations) != (
+                notice.opened, notice.forfeits, notice.task_id, notice.shard_index, notice.activations):
             raise RuleError("bad-proposal", "settlement differs from the round's notice")
         if not notice.entry_deadline_ms <= draft.time_ms <= now_ms + CLOCK_SLACK_MS:
             raise RuleError("bad-proposal", f"reveal time {draft.time_ms} before the deadline or ahead of the clock")

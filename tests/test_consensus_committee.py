@@ -196,9 +196,9 @@ def _hostile_draft(net: Net, r: int, listed_miners, attacker: int, attempt: int,
     m = net.members[attacker]
     notice = m.engine.notice(r)
     entries = [x for x in m.entries(r) if x.miner in listed_miners]
-    draft = Beacon(1, net.genesis.chain_id, r, notice.anchor_hash, notice.entry_deadline_ms - 2000,
+    draft = Beacon(2, net.genesis.chain_id, r, notice.anchor_hash, notice.entry_deadline_ms - 2000,
                    int(now * 1000), tuple(sorted((x.header_hash, x.miner) for x in entries)), bytes(32),
-                   notice.opened, notice.forfeits)
+                   notice.opened, notice.forfeits, notice.task_id, notice.shard_index, notice.activations)
     return make_msg(m.keypair, net.genesis.chain_id, Kind.PROPOSE_BEACON, r, attempt,
                     pack([draft.encode(), [x.encode() for x in entries]]))
 
@@ -228,7 +228,7 @@ def test_a_draft_dropping_a_valid_entry_is_refused_with_evidence(net):
 def test_conflicting_signatures_leave_verifiable_evidence(net, chain):
     g = net.genesis
     liar = net.members[0]
-    base = AnchorNotice(1, g.chain_id, 1, g.hash, 0, int(T0 * 1000) + 2000)
+    base = AnchorNotice(2, g.chain_id, 1, g.hash, 0, int(T0 * 1000) + 2000)
     other = replace(base, entry_deadline_ms=base.entry_deadline_ms + 1)
     a, b = (make_msg(liar.keypair, g.chain_id, Kind.SIGN_NOTICE, 1, 0,
                      pack([notice_body(n), liar.keypair.sign(n.sighash)])) for n in (base, other))
@@ -277,7 +277,7 @@ def test_a_byzantine_leader_cannot_get_two_notices_signed_by_honest_members(chai
         net.up[0] = False
         # content 0 is the notice every honest member computes (open time = genesis time); 1-3 are variants
         due = g.timestamp * 1000 + g.params.entry_window_s * 1000
-        contents = [AnchorNotice(1, g.chain_id, 1, g.hash, 0, due + k) for k in range(4)]
+        contents = [AnchorNotice(2, g.chain_id, 1, g.hash, 0, due + k) for k in range(4)]
         honest_sigs: dict[bytes, set[bytes]] = {}
         attempts = itertools.count()
         for k, target, _ in order:
