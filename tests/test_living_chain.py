@@ -156,6 +156,10 @@ def test_task_runs_out_then_a_new_task_revives_the_chain_and_the_pending_send_co
     assert net.status("A")["round_phase"] != "closed"
     shown = json.loads(net.cli("task", "show", "1", "--node", net.urls["B"], "--json").stdout)
     assert shown["task_id"] == 1 and shown["history"][0]["round"] == 0   # the task's initial champion first
+    champ = json.loads(net.cli("model", "champion", "--task", "1", "--node", net.urls["B"], "--json").stdout)
+    lineage = json.loads(net.cli("model", "history", "--task", "1", "--node", net.urls["B"], "--json").stdout)
+    assert len(lineage) >= 2 and lineage[0]["round"] == 0          # + the crowning that confirmed the transfer
+    assert champ["round"] >= shown["champion"]["round"] and champ["model_hash"] in {c["model_hash"] for c in lineage}
 
 
 def test_an_extension_adds_rounds_to_a_live_task(net: LiveNet) -> None:

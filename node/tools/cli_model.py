@@ -35,12 +35,12 @@ async def _resolve_hash(client, text: str) -> str:
 
 
 def cmd_champion(args: argparse.Namespace) -> None:
-    data = call(args, lambda c: c.champion())
+    data = call(args, lambda c: c.champion(args.task))
     emit(args, data["champion"], kv(data["champion"]))
 
 
 def cmd_history(args: argparse.Namespace) -> None:
-    data = call(args, lambda c: c.champion())
+    data = call(args, lambda c: c.champion(args.task))
     emit(args, data["history"], [champion_line(c) for c in data["history"]])
 
 
@@ -264,8 +264,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def register(cmds: Commands) -> None:
     g = cmds.group("model", "the champion model: inspect, download, export, predict, evaluate")
-    g.leaf("champion", "the current champion", cmd_champion, node=True)
-    g.leaf("history", "every crowned model", cmd_history, node=True)
+    p = g.leaf("champion", "the current champion (of the chain's tip, or of one task)", cmd_champion, node=True)
+    p.add_argument("--task", type=int, help="that task's champion (see 'popchain task list')")
+    p = g.leaf("history", "every crowned model (of the chain, or one task's lineage)", cmd_history, node=True)
+    p.add_argument("--task", type=int, help="that task's champions only")
     p = g.leaf("get", "download a model by hash as a self-contained .popmodel", cmd_get, node=True)
     p.add_argument("hash", type=_hash_arg, help=HASH_HELP)
     p.add_argument("--out", required=True, help="output file (e.g. m.popmodel)")

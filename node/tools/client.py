@@ -113,8 +113,9 @@ class NodeClient:
     async def mempool(self) -> dict:
         return await self.get("/api/mempool")
 
-    async def champion(self) -> dict:
-        return await self.get("/api/champion")
+    async def champion(self, task: int | None = None) -> dict:
+        """The tip's champion and the chain's lineage, or (``task``) that task's champion and lineage."""
+        return await self.get("/api/champion", **({"task": str(task)} if task is not None else {}))
 
     async def model(self, model_hash: str) -> bytes:
         return await self._request("GET", f"/api/models/{model_hash}", raw=True)

@@ -38,6 +38,7 @@ def seeded_keypair(label: str) -> Keypair:
 
 @dataclass(frozen=True)
 class TestChain:
+    __test__ = False   # not a pytest test class (its name starts with "Test")
     genesis_path: Path
     keyholder_path: Path
     genesis: Genesis
