@@ -316,3 +316,22 @@ def test_released_shares_are_checked_and_t_of_them_give_the_key(net):
         assert exc.value.code == "bad-key-share"
     with pytest.raises(RuleError):
         m0.shares.check_share(1, 3, s1)            # round 2's share offered for round 3
+
+
+def test_members_whose_reveal_times_differ_still_agree(net):
+    """Regression: a member that joined after round 1's empty window reveals at once when entries come (its
+    attempt count is large), one that saw the window run out empty reveals W after the first entry (small):
+    each used to look only at its own pending proposal, or not reach the other's, and the round wedged."""
+    late = 2
+    net.up[late] = False
+    t = net.run_until(_notice(net, 1), T0)          # members 0 and 1 see the window run out empty
+    net.members[late].engine.add_anchor_notice(net.members[0].engine.notice(1))   # the late one just joined
+    net.up[late] = True
+    other = next(i for i in (0, 1) if net.members[i].me != leader(net.genesis.keyholders, 1, 0))
+    for i in (0, 1):
+        if i != other:
+            net.up[i] = False
+    t += 5
+    net.enter(1, now=t)
+    net.run_until(_beacon(net, 1), t)
+    assert net.members[late].engine.beacon(1).shard_key == net.secret.key(1)
