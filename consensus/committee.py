@@ -114,10 +114,17 @@ class Member:
                 mine = sorted(a for a, (m, _) in slot.items() if m.signer == msg.signer)
                 for a in mine[:-2]:
                     del slot[a]
+                self._prune(msg.round)
             return
         self.pool.setdefault((msg.round, msg.kind), {})[msg.signer] = (msg, body)
-        for key in [k for k in self.pool if k[0] + 2 < msg.round]:
-            del self.pool[key]
+        self._prune(msg.round)
+
+    def _prune(self, r: int) -> None:
+        """Forget rounds more than 2 behind ``r`` (everything held is bounded by n per round and kind)."""
+        for table in (self.pool, self.proposals):
+            for key in [k for k in table if k[0] + 2 < r]:
+                del table[key]
+        self._did = {d for d in self._did if d[0] + 2 >= r}
 
     def on_entry(self, entry: Entry, now: float) -> bool:
         """An entry the node accepted: journal it for the open round (the E largest stakes). True if kept."""
