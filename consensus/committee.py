@@ -111,12 +111,21 @@ class Member:
             if msg.signer == leader(self.genesis.keyholders, msg.round, msg.attempt):
                 slot = self.proposals.setdefault((msg.round, msg.kind), {})
                 slot.setdefault(msg.attempt, (msg, body))
-                while len(slot) > 16:      # bounded; the lowest attempts go first
-                    del slot[min(slot)]
+                # bounded per proposer (its two highest attempts), so a liar cannot evict honest proposals
+                mine = sorted(a for a, (m, _) in slot.items() if m.signer == msg.signer)
+                for a in mine[:-2]:
+                    del slot[a]
+                self._prune(msg.round)
             return
         self.pool.setdefault((msg.round, msg.kind), {})[msg.signer] = (msg, body)
-        for key in [k for k in self.pool if k[0] + 2 < msg.round]:
-            del self.pool[key]
+        self._prune(msg.round)
+
+    def _prune(self, r: int) -> None:
+        """Forget rounds more than 2 behind ``r`` (everything held is bounded by n per round and kind)."""
+        for table in (self.pool, self.proposals):
+            for key in [k for k in table if k[0] + 2 < r]:
+                del table[key]
+        self._did = {d for d in self._did if d[0] + 2 >= r}
 
     def on_entry(self, entry: Entry, now: float) -> bool:
         """An entry the node accepted: journal it for the open round (the E largest stakes). True if kept."""
@@ -290,7 +299,7 @@ class Member:
             carried = self._void_beacons(content)
             out.append(self._msg(Kind.PROPOSE_NOTICE, r, attempt, pack([notice_body(content), carried])))
         # 3. co-sign a proposal: the highest attempt we can accept (a member whose clock or phase start runs
-        # ahead must not shadow the current leader's proposal), at most n attempts ahead of ours
+        # ahead must not shadow the current leader's proposal)
         for a, (msg, body) in self._candidates(r, Kind.PROPOSE_NOTICE, attempt):
             proposal = body.notice
             assert proposal is not None
@@ -309,7 +318,7 @@ class Member:
                         out.append(Refusal(r, "notice", msg.signer, "bad-proposal", problem))
                     continue
                 if self._wait_for_cosigner(msg, Kind.SIGN_NOTICE, proposal.sighash):
-                    break
+                    continue       # ours, not co-signed yet: another leader's proposal may be signable
                 self._journal(b"n", r, notice_body(proposal))
                 mine = notice_body(proposal)
             # what we signed, again for this attempt (a different proposal is refused by resending it)
@@ -324,9 +333,10 @@ class Member:
         return out
 
     def _candidates(self, r: int, kind: Kind, attempt: int) -> list[tuple[int, tuple[CommitteeMsg, Body]]]:
-        reach = attempt + len(self.genesis.keyholders)
+        """Every proposal held for the phase, highest attempt first (members' phase starts differ — a round
+        that waited for entries starts W after each member's own first entry — so attempt numbers do too)."""
         props = self.proposals.get((r, kind), {})
-        return sorted(((a, p) for a, p in props.items() if a <= reach), key=lambda x: -x[0])
+        return sorted(props.items(), key=lambda x: -x[0])
 
     def _wait_for_cosigner(self, msg: CommitteeMsg, kind: Kind, content: bytes) -> bool:
         """True for our own proposal that no other member co-signed yet: we lock on it only then, so a leader
@@ -456,7 +466,7 @@ class Member:
                             out.append(Evidence(r, msg.signer, "dropped-entry", msg.encode(), problem[2]))
                     continue
                 if self._wait_for_cosigner(msg, Kind.RELEASE, draft_of(proposal).sighash):
-                    break
+                    continue
                 self._journal(b"b", r, proposal.encode())
                 mine = proposal.encode()
             self._did.add((r, Kind.RELEASE, a))

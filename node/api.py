@@ -18,6 +18,7 @@ from chain.address import address_of, decode_address, encode_address
 from chain.errors import DecodeError, PopError
 from chain.store_index import MAX_PAGE, RECEIVED, SENT, TxLocation, parse_cursor
 from chain.tx import MAX_TX_SIZE, txid_of_encoding
+from consensus.messages import AnchorNotice, Beacon
 from node.api_body import MAX_BODY, MAX_SMALL_BODY, MAX_TX_BODY, json_body
 from node.api_deps import ApiDeps
 from node.api_tasks import (
@@ -134,6 +135,18 @@ def build_api_app(deps: ApiDeps) -> web.Application:
     return app
 
 
+def _signed_both(a: bytes, b: bytes) -> list[str]:
+    """Keyholder keys that signed both statements of an equivocation (with t > n/2 at least one: the culprits)."""
+    def signers(raw: bytes) -> set[bytes]:
+        for cls in (Beacon, AnchorNotice):
+            try:
+                return {pub for pub, _ in cls.decode(raw).signatures}
+            except DecodeError:
+                continue
+        return set()
+    return sorted(k.hex() for k in signers(a) & signers(b))
+
+
 def _height(text: str) -> int:
     if not text.isdigit() or len(text) > 10:
         raise ApiError(400, "bad-request", f"expected a block height or a 64-hex hash, got {text[:70]!r}")
@@ -194,7 +207,8 @@ class Api:
             **status_fields(rows, round_task),
             "peers": len(d.peers()), "mempool": len(d.mempool), "syncing": facts["syncing"],
             "keyholder": facts["keyholder"], "p2p_port": facts["p2p_port"], "api_port": facts["api_port"],
-            "equivocations": [{"round": rr, "kept": k.hex(), "refused": x.hex()} for rr, k, x in equiv],
+            "equivocations": [{"round": rr, "kept": k.hex(), "refused": x.hex(), "signed_both": _signed_both(k, x)}
+                              for rr, k, x in equiv],
             # keyholder-committee members caught signing two contents or dropping an entry (PROTOCOL §3.10)
             "committee_evidence": [{"round": ev.round, "signer": ev.signer.hex(), "what": ev.what,
                                     "first": ev.first.hex(), "second": ev.second.hex()} for ev in cevid],

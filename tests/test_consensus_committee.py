@@ -316,3 +316,46 @@ def test_released_shares_are_checked_and_t_of_them_give_the_key(net):
         assert exc.value.code == "bad-key-share"
     with pytest.raises(RuleError):
         m0.shares.check_share(1, 3, s1)            # round 2's share offered for round 3
+
+
+def test_members_whose_reveal_times_differ_still_agree(net):
+    """Regression: a member that joined after round 1's empty window reveals at once when entries come (its
+    attempt count is large), one that saw the window run out empty reveals W after the first entry (small):
+    each used to look only at its own pending proposal, or not reach the other's, and the round wedged."""
+    late = 2
+    net.up[late] = False
+    t = net.run_until(_notice(net, 1), T0)          # members 0 and 1 see the window run out empty
+    net.members[late].engine.add_anchor_notice(net.members[0].engine.notice(1))   # the late one just joined
+    net.up[late] = True
+    other = next(i for i in (0, 1) if net.members[i].me != leader(net.genesis.keyholders, 1, 0))
+    for i in (0, 1):
+        if i != other:
+            net.up[i] = False
+    t += 5
+    net.enter(1, now=t)
+    net.run_until(_beacon(net, 1), t)
+    assert net.members[late].engine.beacon(1).shard_key == net.secret.key(1)
+
+
+def test_two_fully_signed_beacons_name_the_members_that_signed_both(net):
+    """With t = 2 > n / 2 two different beacons of a round both reach t only if some member signed both: the
+    engine keeps the first, refuses the second as equivocation, and /api/status names the double signers."""
+    from consensus.messages import make_beacon
+    from node.api import _signed_both
+    g = net.genesis
+    a, b, c = MEMBERS
+    x = make_beacon([a, b], g.chain_id, 1, g.hash, [(bytes(32), MINERS[0].public)], net.secret.key(1))
+    y = make_beacon([b, c], g.chain_id, 1, g.hash, [(bytes(31) + b"\x01", MINERS[0].public)], net.secret.key(1))
+    e = net.members[0].engine
+    e.add_anchor_notice(_signed_notice(g))
+    assert e.add_beacon(x)
+    with pytest.raises(Exception) as exc:
+        e.add_beacon(y)
+    assert getattr(exc.value, "code", "") == "equivocation"
+    (_, kept, refused), = e.equivocations()
+    assert _signed_both(kept, refused) == [b.public.hex()]
+
+
+def _signed_notice(g):
+    from consensus.messages import make_anchor_notice
+    return make_anchor_notice(MEMBERS[:2], g.chain_id, 1, g.hash, 0, 10**12)
