@@ -1,4 +1,4 @@
-"""A committee member's secret material and its loading (PROTOCOL §3.10, §3.13): ``load_member`` builds the
+"""A committee member's secret material and its loading (PROTOCOL §3.10, §3.14): ``load_member`` builds the
 consensus.committee.Member of a member file with consensus.member's ShareSource (``committee_shares``), or of a
 version-1 file holding one key (``WholeKeyShares``), or None when the single-process keyholder should run.
 

@@ -3,7 +3,7 @@
 The genesis FILE is the encoded genesis block. Its payload is the genesis configuration and its salt is
 H("popchain/genesis-config", payload), so the genesis hash commits to every parameter, the keyholders and the
 public task (shard commitments included). ``load_genesis`` re-derives and checks every header field. A version-2
-configuration adds the keyholder committee's share commitments (consensus.shares, PROTOCOL §3.13).
+configuration adds the keyholder committee's share commitments (consensus.shares, PROTOCOL §3.14).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from ml.shards import PublicTask, SecretTask, baseline_model, package_generated,
 from ml.task import Dataset
 
 GENESIS_VERSION = 1
-COMMITTEE_GENESIS_VERSION = 2      # version 1 + a committee field: keyholder material for the genesis task (§3.13)
+COMMITTEE_GENESIS_VERSION = 2      # version 1 + a committee field: keyholder material for the genesis task (§3.14)
 CONFIG_TAG = "popchain/genesis-config"
 MAX_ALLOCATIONS = 10_000
 MAX_WINDOW_S = 86_400
@@ -204,7 +204,7 @@ def create_committee_genesis(dataset: Dataset | World, *, chain_id: str, rounds:
                              n_train: int | None = None, seed: bytes | None = None,
                              rng: Callable[[int], bytes] = os.urandom, drift_milli: int = 0,
                              ) -> tuple[Genesis, Dealing]:
-    """As ``create_genesis``, for a t-of-n committee (§3.13): every shard key is Shamir-shared among the
+    """As ``create_genesis``, for a t-of-n committee (§3.14): every shard key is Shamir-shared among the
     keyholders (genesis order = sorted pubkeys) and genesis (version 2) carries the share commitments. Returns
     (genesis, dealing): dealing.batches[i] is member i+1's secret shares. The whole keys are dropped here; the
     caller (the dealer) writes one member file per keyholder and must keep nothing else."""
@@ -257,7 +257,7 @@ def load_genesis(data: bytes) -> Genesis:
         raise _bad(f"threshold {threshold} exceeds the {len(keyholders)} keyholders")
     committee = None
     if version == COMMITTEE_GENESIS_VERSION:
-        # t > n/2: two conflicting statements for one round cannot both gather t signatures (§3.13)
+        # t > n/2: two conflicting statements for one round cannot both gather t signatures (§3.14)
         if 2 * threshold <= len(keyholders):
             raise _bad(f"committee threshold {threshold} of {len(keyholders)} is not a majority")
         if type(f[8]) is not bytes:

@@ -1,4 +1,4 @@
-"""A keyholder member's secret material on disk (PROTOCOL §3.13): the member file and per-batch share files.
+"""A keyholder member's secret material on disk (PROTOCOL §3.14): the member file and per-batch share files.
 
 * member file ``keyholder-i.secret`` (version 2): ``[2, genesis_hash, i, n, t, seed32, [batch…]]`` — the member's
   position i (1-based, in the genesis keyholder list), the committee size and threshold, its Ed25519 signing

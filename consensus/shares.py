@@ -1,4 +1,4 @@
-"""Shamir t-of-n sharing of 32-byte shard keys, share commitments and the released-share message (PROTOCOL §3.13).
+"""Shamir t-of-n sharing of 32-byte shard keys, share commitments and the released-share message (PROTOCOL §3.14).
 
 A shard key k (32 bytes, read big-endian as an integer < 2^256) is the constant term of a random polynomial
 f of degree t − 1 over the prime field GF(P), P = 2^256 + 297 (the least prime above 2^256, so every key is one
@@ -368,7 +368,7 @@ def deal(keys: Sequence[bytes], shard_commitments: Sequence[bytes], members: Seq
          rng: Rng) -> Dealing:
     """Share every shard key of a batch among ``members`` (the genesis keyholder pubkeys, in genesis order)
     with ``threshold``; keys[j] opens the shard with shard_commitments[j]. Every random byte (coefficients,
-    salts) comes from ``rng``. The dealer learns every key: it must not keep them (PROTOCOL §3.13)."""
+    salts) comes from ``rng``. The dealer learns every key: it must not keep them (PROTOCOL §3.14)."""
     n = len(members)
     if not 1 <= threshold <= n <= MAX_KEYHOLDERS:
         raise ValueError(f"need 1 <= threshold ({threshold}) <= keyholders ({n}) <= {MAX_KEYHOLDERS}")

@@ -30,7 +30,9 @@ from consensus.messages import MAX_NOTICE_SIZE as MAX_ANCHOR_SIZE
 from consensus.tasks import MAX_TASK_MSG_SIZE
 from node.errors import WireError
 
-PROTOCOL_VERSION = 2       # 2: TXS batches (a version-1 peer is refused at the handshake, not banned)
+# 2: TXS batches; 3: TASK, GETROUNDS/ROUNDS and COMMITTEE frames and version-2 notices/beacons. An older peer is
+# refused at the handshake (not banned): it would take the new frames for garbage and penalise us.
+PROTOCOL_VERSION = 3
 MAX_INV_ITEMS = 1000
 MAX_TXS_ITEMS = 1000       # transfers in one TXS frame (the answer to a GETDATA of ≤ 1000 ids)
 MAX_LOCATOR = 64

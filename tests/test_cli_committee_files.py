@@ -1,4 +1,4 @@
-"""`popchain genesis create --keyholders N --threshold T` (issue 12, PROTOCOL §3.13): one member file per
+"""`popchain genesis create --keyholders N --threshold T` (issue 12, PROTOCOL §3.14): one member file per
 keyholder, none holding a whole key; refused committee shapes as one-line errors; a 1-of-1 member file runs
 `popchain node run --keyholder` exactly as today's keyholder.secret. Real processes."""
 from __future__ import annotations

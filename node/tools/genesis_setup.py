@@ -169,7 +169,7 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
 
 
 def _check_committee(n: int, t: int) -> None:
-    """The committee shape genesis accepts (§3.13), as one-line errors before any work is done."""
+    """The committee shape genesis accepts (§3.14), as one-line errors before any work is done."""
     from consensus.messages import MAX_KEYHOLDERS
     if not 1 <= n <= MAX_KEYHOLDERS:
         raise TaskError(f"--keyholders {n}: between 1 and {MAX_KEYHOLDERS}")
