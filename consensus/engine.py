@@ -15,8 +15,8 @@ from chain.block import Block, Header, model_hash
 from chain.encoding import pack, unpack
 from chain.errors import RuleError, StoreError, need
 from chain.store import ChainStore
-from consensus.engine_tasks import TaskInfo, TaskQueries  # noqa: F401  (TaskInfo: re-exported for node/)
 from consensus.committee_msgs import Evidence
+from consensus.engine_tasks import TaskInfo, TaskQueries  # noqa: F401  (TaskInfo: re-exported for node/)
 from consensus.genesis import Genesis
 from consensus.messages import AnchorNotice, Beacon, Entry, RoundPayload
 from consensus.registry import ChampionRecord, payout_move

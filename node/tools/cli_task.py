@@ -78,9 +78,8 @@ def cmd_create(args: argparse.Namespace) -> None:
 
 
 def _load_message(path: str):
-    from consensus.tasks import decode_task_message
-
     from chain.errors import DecodeError
+    from consensus.tasks import decode_task_message
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -100,7 +99,6 @@ def _read(path: str, what: str) -> bytes:
 
 def cmd_announce(args: argparse.Namespace) -> None:
     from consensus.tasks import TaskAnnouncement
-
     from node.tools.task_setup import SigningError, governance_sign, secret_keys_of
     msg = _load_message(args.file)
     keyholder_raw = _read(args.keyholder, "keyholder file")
@@ -180,8 +178,15 @@ def cmd_extend(args: argparse.Namespace) -> None:
         if not args.data:
             raise CliError(f"task {args.task_id} is a rows task: give its new rows with --data csv:PATH")
         data = rows_for_task(args.data, public, args.label_column)
+    anchor = None   # the drift reverts towards the task's first shard's world (its start is not stored)
+    if public.generated:
+        first_key = next((bytes.fromhex(k["shard_key"]) for k in info.get("revealed", []) if k["shard_index"] == 1),
+                         None)
+        if first_key is None and args.secret and saved.first_index == 1:
+            first_key = saved.secret.keys[0]
+        anchor = shard_world(public, 1, first_key) if first_key is not None else None
     batch = build_extension(public, args.task_id, first, args.rounds, world=world, drift_milli=drift_milli or 0,
-                            data=data)
+                            data=data, anchor=anchor)
     out = create_extension_files(Path(args.out), status["chain_id"], args.task_id, seq, batch)
     emit(args, out, [
         f"extension      {seq} of task {args.task_id}: shards {first}..{first + args.rounds - 1} "

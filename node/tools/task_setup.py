@@ -193,10 +193,12 @@ class ShardBatch:
 
 def build_extension(public: PublicTask, task_id: int, first_index: int, rounds: int, *,
                     world: World | None = None, drift_milli: int = 0, data: Dataset | None = None,
-                    rng: Rng = os.urandom) -> ShardBatch:
+                    anchor: World | None = None, rng: Rng = os.urandom) -> ShardBatch:
     """``rounds`` new shards of a task whose package is ``public``, indices first_index … (the task's shards so
     far + 1), sealed by ml.shards: a generated task draws them from ``world`` drifting on by ``drift_milli`` a
-    shard; a rows task cuts them from ``data`` (rows of the same spec, none of which may be public already)."""
+    shard (mean-reverting towards ``anchor``, the task's first shard's world: without it an extended drifting
+    task's concept would walk freely, PROTOCOL §5.6); a rows task cuts them from ``data`` (rows of the same spec,
+    none of which may be public already)."""
     from ml.shards import MAX_ROUNDS, extend_generated, extend_rows
     check_int(rounds, 1, MAX_ROUNDS, "--rounds")
     if public.generated:
@@ -204,7 +206,8 @@ def build_extension(public: PublicTask, task_id: int, first_index: int, rounds: 
             raise TaskError("a generated task's extension needs the world of one of its shards")
         if world.spec != public.spec:
             raise TaskError("the world does not belong to this task (its spec differs)")
-        (commits, cts, keys), last = extend_generated(world, first_index, rounds, rng=rng, drift_milli=drift_milli)
+        (commits, cts, keys), last = extend_generated(world, first_index, rounds, rng=rng,
+                                                      drift_milli=drift_milli, anchor=anchor)
         return ShardBatch(commits, cts, TaskSecret(task_id, first_index, keys, last, drift_milli))
     if data is None:
         raise TaskError("a rows task (digits, csv, ...) is extended with new rows: --data csv:PATH")
