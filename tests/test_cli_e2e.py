@@ -220,9 +220,10 @@ def test_demo_runs_and_leaves_no_process(tmp_path: Path) -> None:
     assert _processes_mentioning(str(workdir)) == []
 
 
+@pytest.mark.timeout(900)   # every quick module in turn, on a busy 2-core runner
 def test_bench_quick_json_emits_every_figure(tmp_path: Path) -> None:
     from benchmarks.harness import expected_figures
-    proc = popchain("bench", "--quick", "--json", cwd=tmp_path, timeout=600)
+    proc = popchain("bench", "--quick", "--json", cwd=tmp_path, timeout=840)
     data = json.loads(proc.stdout)
     names = {f["name"] for f in data["figures"]}
     assert set(expected_figures()) <= names, (names, data.get("errors"))
