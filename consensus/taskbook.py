@@ -18,6 +18,7 @@ from chain.block import Header, model_hash
 from chain.errors import DecodeError, RuleError
 from chain.store import ChainStore
 from consensus.genesis import Genesis
+from consensus.member import check_batch_material
 from consensus.registry import Advance, ChampionRecord, Registry, TaskRecord, advance, genesis_registry
 from consensus.tasks import TaskAnnouncement, TaskExtension, TaskMessage, decode_task_message
 from ml.errors import MLError
@@ -148,6 +149,9 @@ class TaskBook:
                 decode_model(msg.champion, package.spec, g.model_caps)
             except MLError as exc:
                 raise RuleError("bad-task", f"initial champion: {exc}") from None
+        # the committee's share commitments for the new shards (§3.14): every member can check the shares it
+        # will release for them; a single-keyholder chain carries none
+        check_batch_material(g, msg.keyholder_material, self.shard_count(msg))
 
     def check_extension_fits(self, msg: TaskExtension, registry: Registry) -> None:
         """An extension of a generated task keeps its ciphertexts within the generated-shard bound."""

@@ -154,8 +154,12 @@ def test_forgeries_are_refused_with_their_codes(tmp_path):
         bad_sponsor = dataclasses.replace(ann, sponsor_sig=bytes(64))
         wrong_chain = make_task_announcement([KEYHOLDER], SPONSOR, "popchain-other", ann.package, ann.champion)
         garbage_champion = make_task_announcement([KEYHOLDER], SPONSOR, CHAIN_ID, ann.package, b"\x93\x01\x02\x03")
+        # share commitments on a chain without a committee: nobody could check them (§3.14)
+        with_material = make_task_announcement([KEYHOLDER], SPONSOR, CHAIN_ID, ann.package, ann.champion,
+                                               keyholder_material=b"\x94\x01\x01\x02\x90")
         for msg, code in [(forged, "bad-task-sig"), (bad_sponsor, "bad-sponsor-sig"), (wrong_chain, "bad-chain-id"),
-                          (garbage_champion, "bad-task"), (b"\x00junk", "bad-task-message")]:
+                          (garbage_champion, "bad-task"), (with_material, "bad-keyholder-material"),
+                          (b"\x00junk", "bad-task-message")]:
             with pytest.raises(RuleError) as exc:
                 engine.add_task_message(msg)
             assert exc.value.code == code, (code, exc.value)
