@@ -351,7 +351,7 @@ def test_replayed_announcement_and_old_extension_are_refused(lived):
         engine.add_task_message(ann)       # stored already: known
         raise RuleError("task-replay", "known")
     assert exc.value.code == "task-replay"
-    stale = make_task_extension([KEYHOLDER], CHAIN_ID, 1, 1, commits[:1], cts[:1], keyholder_material=b"x")
+    stale = make_task_extension([KEYHOLDER], CHAIN_ID, 1, 1, [bytes(32)], cts[:1])   # another message, seq 1
     with pytest.raises(RuleError) as exc:
         engine.add_task_message(stale)     # seq 1 again: task 1 already has one extension
     assert exc.value.code == "bad-task-seq"
