@@ -15,7 +15,15 @@ from chain.errors import RuleError
 from consensus.committee import Member
 from consensus.engine import Engine
 from consensus.keyholder import load_keyholder_file
-from consensus.member import MAX_FILE_SIZE, MEMBER_VERSION, committee_shares
+from consensus.member import (
+    MAX_FILE_SIZE,
+    MEMBER_VERSION,
+    Locate,
+    check_batch_material,
+    committee_shares,
+    genesis_locator,
+)
+from consensus.shares import KeyholderMaterial
 from ml.shards import SecretTask
 
 
@@ -38,6 +46,36 @@ class WholeKeyShares:
         return self.secret.key(round)
 
 
+def engine_locator(engine: Engine) -> Locate:
+    """Round r → (keyholder material, shard commitment, leaf) of the shard round r serves (§3.13 schedule, from
+    notice r's anchor and activations): the genesis committee's material for the genesis batch, else the
+    material the announcement/extension bringing that batch carried (checked when it was stored, §3.14)."""
+    g = engine.genesis
+    genesis_only = genesis_locator(g)
+
+    def locate(r: int) -> tuple[KeyholderMaterial, bytes, int]:
+        notice = engine.notice(r)
+        if notice is None and len(engine.registry().tasks) == 1:
+            return genesis_only(r)      # no notice yet, one task: round r can only serve genesis shard r
+        anchor = engine.store.get_header(notice.anchor_hash) if notice is not None else None
+        if notice is None or notice.idle or anchor is None:
+            raise RuleError("bad-key-share", f"round {r} serves no shard known here")
+        book = engine.book
+        task = book.advance(book.registry_at(anchor), anchor, r, notice.activations).before.tasks[notice.task_id]
+        _, msg_hash, first = task.batch_of(notice.shard_index)
+        material = g.committee if msg_hash == g.hash else None
+        if material is None:
+            msg = book.message(msg_hash)
+            if msg is None:
+                raise RuleError("bad-key-share", f"task message {msg_hash.hex()[:16]} of round {r} unknown here")
+            material = check_batch_material(g, msg.keyholder_material, book.shard_count(msg))
+        if material is None:
+            raise RuleError("bad-key-share", "this chain has no keyholder committee")
+        commitment = book.package_of(task).commitments[notice.shard_index - 1]
+        return material, commitment, notice.shard_index - first
+    return locate
+
+
 def load_member(secret_file: bytes, engine: Engine, datadir: Path | None = None) -> Member | None:
     """The committee member a keyholder secret file makes, or None when the node should run the single-process
     consensus.keyholder.Keyholder instead (a file holding ≥ threshold keys, or a 1-of-1 member file).
@@ -49,7 +87,8 @@ def load_member(secret_file: bytes, engine: Engine, datadir: Path | None = None)
             return None
         # consensus.member: the member file's shares plus <datadir>/key-shares/*.shares (tasks dealt later),
         # each released share checked against the commitments of the batch holding its shard
-        member, shares = committee_shares(secret_file, g, datadir or Path(".") / "no-datadir")
+        member, shares = committee_shares(secret_file, g, datadir or Path(".") / "no-datadir",
+                                          locate=engine_locator(engine))
         return Member(engine, member.keypair, shares)
     secret, keypairs = load_keyholder_file(secret_file)
     mine = [kp for kp in keypairs if kp.public in g.keyholders]

@@ -260,6 +260,10 @@ class CommitteeShares:
         self.mine = mine
         self.locate = locate
 
+    def holds(self, shard_commitment: bytes) -> bool:
+        """True if this member holds its share of the shard with this commitment (share files rescanned)."""
+        return self.mine.share_for(shard_commitment) is not None
+
     def share_for(self, round: int) -> bytes:
         _, shard, _ = self.locate(round)
         share = self.mine.share_for(shard)

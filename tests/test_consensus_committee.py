@@ -79,9 +79,10 @@ class Net:
         self.members: list[Member] = []
         for i, k in enumerate(MEMBERS):
             engine = Engine(ChainStore.open(root / f"m{i}"), genesis)
-            member = load_member(files[i], engine)
+            member = load_member(files[i], engine, root / f"d{i}")   # share files of later tasks: d{i}/key-shares
             assert member is not None and member.index == i
             self.members.append(member)
+        self.root = root
         self.up = [True] * len(self.members)
         self.outs: list = []
 
@@ -359,3 +360,59 @@ def test_two_fully_signed_beacons_name_the_members_that_signed_both(net):
 def _signed_notice(g):
     from consensus.messages import make_anchor_notice
     return make_anchor_notice(MEMBERS[:2], g.chain_id, 1, g.hash, 0, 10**12)
+
+
+def test_an_exhausted_committee_chain_is_revived_by_a_dealt_task(net):
+    """Issue 11 x 12: after the genesis task's last round the committee sends an idle notice and waits; a task
+    announcement whose shard keys the sponsor dealt to the committee (material in the message, one share file
+    per member) opens the next round, and t members that installed their share file reveal its key. A member
+    without the share file co-signs nothing that activates the task (it could not help reveal it)."""
+    from consensus.member import deal_batch, install_share_file, load_member_file
+    from consensus.tasks import initial_champion, make_task_announcement
+    from ml.shards import package_task
+    g = net.genesis
+    t = T0
+    for r in range(1, g.n_rounds + 1):
+        t = net.run_until(_notice(net, r), t)
+        net.enter(r, now=t)
+        t = net.run_until(_beacon(net, r), t)
+    closing = g.n_rounds + 1
+    t = net.run_until(_notice(net, closing), t)
+    assert all(m.engine.notice(closing).idle for m in net.members) and all(m.done for m in net.members)
+    # the sponsor (a miner here) makes a 2-round task and deals its keys to the genesis committee
+    data = synthetic(b"committee-second-task", n_samples=2 * 40 + 300, n_features=6, n_informative=3, n_classes=2)
+    public, secret = package_task(data, 2, 40, n_train=300, seed=b"task-1", rng=_rng())
+    material, share_files = deal_batch(g, secret.keys, public.commitments, rng=_rng())
+    package = public.encode()
+    ann = make_task_announcement(MEMBERS[:2], MINERS[0], g.chain_id, package, initial_champion(package),
+                                 keyholder_material=material)
+    for i in (0, 1):      # member 2 never installs its share file
+        install_share_file(load_member_file(net.files[i]), share_files[i], net.root / f"d{i}")
+    for m in net.members:
+        assert m.engine.add_task_message(ann)
+    t = net.run_until(_notice(net, closing + 1), t)
+    notice = net.members[0].engine.notice(closing + 1)
+    assert (notice.task_id, notice.shard_index) == (1, 1) and [h for _, h in notice.activations] == [ann.msg_hash]
+    assert notice.anchor_hash == net.members[0].engine.notice(closing).anchor_hash   # same anchor: no block
+    net.enter(closing + 1, now=t)
+    t = net.run_until(_beacon(net, closing + 1), t)
+    beacon = net.members[1].engine.beacon(closing + 1)
+    assert beacon.shard_key == secret.key(1) and (beacon.task_id, beacon.shard_index) == (1, 1)
+    # member 2 released nothing for the new task's round (it has no share) and said why
+    assert not any(src == 2 and isinstance(o, CommitteeMsg) and o.kind == Kind.RELEASE and o.round == closing + 1
+                   for src, o in net.outs)
+    refusals = [o for src, o in net.outs if src == 2 and isinstance(o, Refusal) and o.round == closing + 1]
+    assert any("share" in x.reason for x in refusals), refusals
+
+
+def test_a_task_message_without_committee_material_is_refused(net):
+    from chain.errors import RuleError
+    from consensus.tasks import initial_champion, make_task_announcement
+    from ml.shards import package_task
+    data = synthetic(b"committee-third-task", n_samples=40 + 300, n_features=6, n_informative=3, n_classes=2)
+    public, _ = package_task(data, 1, 40, n_train=300, seed=b"task-2", rng=_rng())
+    package = public.encode()
+    ann = make_task_announcement(MEMBERS[:2], MINERS[0], net.genesis.chain_id, package, initial_champion(package))
+    with pytest.raises(RuleError) as exc:
+        net.members[0].engine.add_task_message(ann)
+    assert exc.value.code == "bad-keyholder-material"
