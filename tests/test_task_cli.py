@@ -179,3 +179,35 @@ def test_cli_create_and_sign_only_offline(made, tmp_path: Path, capsys: pytest.C
     assert "1 governance signature(s) of the 1 needed" in capsys.readouterr().out
     msg = decode_task_message(Path(out["announcement"]).read_bytes())
     assert msg.verify(genesis.keyholders, genesis.threshold) and msg.verify_sponsor()
+
+
+def test_a_committee_chain_task_is_dealt_to_its_members_and_signed_by_two_of_them(tmp_path: Path) -> None:
+    """Issue 12 x 11: on a 2-of-3 chain `task create` deals the shard keys (keyholder material in the
+    announcement, one 0600 share file per member); any two members' shares give each key, a member file signs
+    for its one governance key, and two of them reach the threshold."""
+    from consensus.member import add_share_file, check_batch_material, load_member_file
+    from consensus.shares import combine_shares
+    chain = make_test_chain(tmp_path / "chain", rounds=2, keyholders=3, threshold=2)
+    genesis = load_genesis(chain.genesis_path.read_bytes())
+    out = create_task_files(tmp_path / "t", genesis, chain.users[0], rounds=2, shard_size=60, detect=0.05)
+    msg = decode_task_message(Path(out["announcement"]).read_bytes())
+    public = PublicTask.decode(msg.package)
+    assert check_batch_material(genesis, msg.keyholder_material, public.n_rounds) is not None
+    assert len(out["share_files"]) == 3
+    assert all(os.stat(p).st_mode & 0o777 == 0o600 for p in out["share_files"])
+    members = [add_share_file(load_member_file(m.read_bytes()), Path(f).read_bytes())
+               for m, f in zip(chain.member_paths, out["share_files"])]
+    keys = TaskSecret.decode(Path(out["secret"]).read_bytes()).secret.keys
+    for j, commitment in enumerate(public.commitments):
+        shares = [m.share_for(commitment) for m in members]
+        assert all(s is not None for s in shares)
+        for pair in ((0, 1), (0, 2), (1, 2)):
+            assert combine_shares([shares[i] for i in pair], 2) == keys[j]
+    with pytest.raises(PopError):      # another member's share file is refused
+        add_share_file(load_member_file(chain.member_paths[0].read_bytes()), Path(out["share_files"][1]).read_bytes())
+    one = governance_sign(msg, chain.member_paths[0].read_bytes(), genesis, partial=True)
+    assert not one.verify(genesis.keyholders, genesis.threshold)
+    with pytest.raises(SigningError):
+        governance_sign(msg, chain.member_paths[0].read_bytes(), genesis)     # one of two is not enough
+    two = governance_sign(one, chain.member_paths[2].read_bytes(), genesis)
+    assert two.verify(genesis.keyholders, genesis.threshold)

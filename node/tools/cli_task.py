@@ -74,7 +74,14 @@ def cmd_create(args: argparse.Namespace) -> None:
         f"{out['announcement']} --keyholder KEYHOLDER_FILE --node URL",
         f"task secret    {out['secret']}  -> give ONLY to the keyholder (shard keys; mode 0600)",
         f"held-out test  {out['holdout']}  -> keep: untouched test split to judge the task's champion",
+        *_share_lines(out),
     ])
+
+
+def _share_lines(out: dict) -> list[str]:
+    """On a committee chain: where each member's share file went, and how it installs it."""
+    return [f"member {i} shares {path}  -> give ONLY to keyholder {i}: popchain keyholder add-shares {path} "
+            f"--keyholder keyholder-{i}.secret --datadir ITS_DATADIR" for i, path in enumerate(out["share_files"], 1)]
 
 
 def _load_message(path: str):
@@ -187,13 +194,15 @@ def cmd_extend(args: argparse.Namespace) -> None:
         anchor = shard_world(public, 1, first_key) if first_key is not None else None
     batch = build_extension(public, args.task_id, first, args.rounds, world=world, drift_milli=drift_milli or 0,
                             data=data, anchor=anchor)
-    out = create_extension_files(Path(args.out), status["chain_id"], args.task_id, seq, batch)
+    out = create_extension_files(Path(args.out), status["chain_id"], args.task_id, seq, batch,
+                                 genesis=_genesis(args))
     emit(args, out, [
         f"extension      {seq} of task {args.task_id}: shards {first}..{first + args.rounds - 1} "
         f"({public.shard_size} samples each)",
         f"message        {out['extension']}  -> popchain task announce {out['extension']} --keyholder "
         "KEYHOLDER_FILE --node URL",
         f"shard keys     {out['secret']}  -> give ONLY to the keyholder (mode 0600)",
+        *_share_lines(out),
     ])
 
 

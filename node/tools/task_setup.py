@@ -16,7 +16,7 @@ source])``; ``source`` lets ``task extend`` continue the task: ``[1, world, drif
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,11 +166,13 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
         raise TaskError(f"--bounty {bounty} over {sizing.rounds} rounds pays 0 per crowning: raise it or set "
                         "--per-crowning")
     package = public.encode()
+    material, share_files = deal_shares(genesis, secret.secret.keys, public.commitments, rng)
     msg = make_task_announcement([], sponsor, genesis.chain_id, package, initial_champion(package),
-                                 bounty=bounty, per_crowning=per)
+                                 bounty=bounty, per_crowning=per, keyholder_material=material)
     out.mkdir(parents=True, exist_ok=True)
     announce_path.write_bytes(msg.encode())
     write_secret(secret_path, secret.encode())
+    shares = write_share_files(out, share_files)
     write_feature_csv(holdout_path, holdout)
     warning = public_dataset_warning(task)
     return {"task": public.spec.name, "chain_id": genesis.chain_id, "generated": public.generated,
@@ -179,7 +181,29 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
             "alpha": list(genesis.params.alpha), "n_train": len(public.training), "n_holdout": len(holdout),
             "bounty": bounty, "per_crowning": per, "sponsor": sponsor.public.hex(), "message_id": msg.msg_hash.hex(),
             "message_bytes": len(msg.encode()), "announcement": str(announce_path), "secret": str(secret_path),
-            "holdout": str(holdout_path), "warnings": [warning] if warning else []}
+            "holdout": str(holdout_path), "share_files": shares, "warnings": [warning] if warning else []}
+
+
+def deal_shares(genesis: Genesis, keys: Sequence[bytes], commitments: Sequence[bytes],
+                rng: Rng = os.urandom) -> tuple[bytes, list[bytes]]:
+    """On a committee chain: Shamir-share a new batch's shard keys among the genesis keyholders (PROTOCOL
+    §3.14) -> (keyholder material for the message, one share file per member); else (b"", [])."""
+    if genesis.committee is None:
+        return b"", []
+    from consensus.member import deal_batch
+    return deal_batch(genesis, keys, commitments, rng)
+
+
+def write_share_files(out: Path, share_files: Sequence[bytes], stem: str = "keyholder") -> list[str]:
+    """Write share file i as ``<stem>-<i>.shares`` (0600): give file i to member i only, who installs it with
+    ``popchain keyholder add-shares``."""
+    paths = []
+    for i, data in enumerate(share_files, start=1):
+        path = out / f"{stem}-{i}.shares"
+        _refuse_existing(path)
+        write_secret(path, data)
+        paths.append(str(path))
+    return paths
 
 
 
@@ -222,18 +246,25 @@ def extension_paths(out: Path, task_id: int, seq: int) -> tuple[Path, Path]:
     return out / f"task{task_id}-ext{seq}.announce", out / f"task{task_id}-ext{seq}.secret"
 
 
-def create_extension_files(out: Path, chain_id: str, task_id: int, seq: int, batch: ShardBatch) -> dict[str, Any]:
-    """Write the extension message (unsigned: ``task announce`` co-signs it) and its secret keys (0600)."""
+def create_extension_files(out: Path, chain_id: str, task_id: int, seq: int, batch: ShardBatch,
+                           genesis: Genesis | None = None, rng: Rng = os.urandom) -> dict[str, Any]:
+    """Write the extension message (unsigned: ``task announce`` co-signs it) and its secret keys (0600); on a
+    committee chain (``genesis`` given) also the members' share files of the new shards."""
     from consensus.tasks import make_task_extension
     msg_path, secret_path = extension_paths(out, task_id, seq)
     _refuse_existing(msg_path, secret_path)
-    msg = make_task_extension([], chain_id, task_id, seq, batch.commitments, batch.ciphertexts)
+    material, share_files = (deal_shares(genesis, batch.secret.secret.keys, batch.commitments, rng)
+                             if genesis is not None else (b"", []))
+    msg = make_task_extension([], chain_id, task_id, seq, batch.commitments, batch.ciphertexts,
+                              keyholder_material=material)
     out.mkdir(parents=True, exist_ok=True)
     msg_path.write_bytes(msg.encode())
     write_secret(secret_path, batch.secret.encode())
+    shares = write_share_files(out, share_files, stem=f"{msg_path.stem}.keyholder")
     return {"task_id": task_id, "seq": seq, "rounds": len(batch.commitments),
             "first_shard": batch.secret.first_index, "message_id": msg.msg_hash.hex(),
-            "message_bytes": len(msg.encode()), "extension": str(msg_path), "secret": str(secret_path)}
+            "message_bytes": len(msg.encode()), "extension": str(msg_path), "secret": str(secret_path),
+            "share_files": shares}
 
 
 class SigningError(ValueError):
@@ -247,7 +278,11 @@ def governance_sign(msg: Any, keyholder_raw: bytes, genesis: Genesis, *, partial
     from consensus.tasks import cosign
     if msg.chain_id != genesis.chain_id:
         raise SigningError(f"the message is for chain {msg.chain_id!r}, not {genesis.chain_id!r}")
-    _, keypairs = load_keyholder_file(keyholder_raw)
+    from consensus.member import is_member_file, load_member_file
+    if is_member_file(keyholder_raw):      # a committee member's keyholder-i.secret: its one signing key
+        keypairs: tuple[Keypair, ...] = (load_member_file(keyholder_raw).keypair,)
+    else:
+        _, keypairs = load_keyholder_file(keyholder_raw)
     governance = [kp for kp in keypairs if kp.public in genesis.keyholders]
     if not governance:
         raise SigningError("the keyholder file holds none of this chain's governance (genesis keyholder) keys")
