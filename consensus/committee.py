@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from chain.block import Header
 from chain.crypto import Keypair
 from chain.encoding import pack, unpack
 from chain.errors import PopError, RuleError
@@ -38,11 +37,10 @@ from consensus.committee_msgs import (
     make_msg,
     notice_body,
 )
+from consensus.committee_tasks import CommitteeSchedule
 from consensus.engine import Engine
 from consensus.keyholder import Keyholder, admit_ranked
-from consensus.messages import MAX_ACTIVATIONS, STATEMENT_VERSION, AnchorNotice, Beacon, Entry
-from consensus.taskbook import activation_budget
-from consensus.tasks import TaskAnnouncement
+from consensus.messages import STATEMENT_VERSION, AnchorNotice, Beacon, Entry
 
 P_SIGNED = b"m/signed/"      # + class byte (n|b) + u32 round -> content bytes signed (notice / beacon draft)
 P_ENTRY = b"m/entry/"        # + u32 round + miner -> pack([received_ms, entry bytes])
@@ -92,6 +90,7 @@ class Member:
         self.me = keypair.public
         self.index = g.keyholders.index(keypair.public)
         self.shares = shares
+        self.tasks = CommitteeSchedule(engine, shares)
         self.t = g.threshold
         self.window_ms = g.params.entry_window_s * 1000
         self.failover = failover_ms(g.params.entry_window_s)
@@ -210,7 +209,7 @@ class Member:
         assert notice is not None
         if notice.idle:
             anchor = self.store.get_header(notice.anchor_hash)
-            if anchor is None or self.schedule(anchor, R + 1)[1] == 0:
+            if anchor is None or self.tasks.schedule(anchor, R + 1)[1] == 0:
                 return "done", R, None
             return "notice", R + 1, notice.entry_deadline_ms - self.window_ms + g.params.opening_window_s * 1000
         due = self._reveal_at(R, notice.entry_deadline_ms - self.window_ms, now_ms)
@@ -378,81 +377,9 @@ class Member:
         anchor = self.engine.tip()
         opened_ms = max(due, anchor.timestamp * 1000)
         models, forfeits = self.settlement(anchor.round, r)
-        task_id, index, acts = self.schedule(anchor, r)
+        task_id, index, acts = self.tasks.schedule(anchor, r)
         return AnchorNotice(STATEMENT_VERSION, self.genesis.chain_id, r, anchor.hash, anchor.height,
                             opened_ms + self.window_ms, tuple(models), tuple(forfeits), task_id, index, acts)
-
-    def _carried(self, anchor: Header, r: int) -> tuple[tuple[int, bytes], ...]:
-        """The activations notice r must repeat: those of notice r−1 when it has the same anchor (§3.13)."""
-        prev = self.engine.notice(r - 1) if r > 1 else None
-        return tuple(prev.activations) if prev is not None and prev.anchor_hash == anchor.hash else ()
-
-    def _holds(self, msg: Any) -> bool:
-        """This member holds its shares of the batch a task message brings (checked at its first shard: a
-        share file covers a whole batch), so it can release them when the rounds come."""
-        holds = getattr(self.shares, "holds", None)
-        if holds is None:
-            return False
-        first = (self.engine.book.decoded_package(msg).commitments[0] if isinstance(msg, TaskAnnouncement)
-                 else msg.commitments[0])
-        return bool(holds(first))
-
-    def schedule(self, anchor: Header, r: int) -> tuple[int, int, tuple[tuple[int, bytes], ...]]:
-        """(task, shard, activations) of notice r on ``anchor`` (§3.13): the activations the previous notice
-        carried on the same anchor, then every stored task message that applies in order and whose shares this
-        member holds (a member never co-signs a round whose key it could not help reveal), and the schedule
-        the fold gives."""
-        book = self.engine.book
-        reg = book.registry_at(anchor)
-        acts = list(self._carried(anchor, r))
-        budget = activation_budget(self.genesis.params.max_block_bytes)
-        budget -= sum(len(self.engine.activation_bytes_of(h)) for _, h in acts)
-        for msg in self.engine.pending_task_messages():
-            if len(acts) >= MAX_ACTIVATIONS or any(h == msg.msg_hash for _, h in acts):
-                continue
-            size = len(msg.encode())
-            if size > budget or not self._holds(msg):
-                continue
-            try:
-                book.advance(reg, anchor, r, [*acts, (r, msg.msg_hash)])
-            except RuleError:
-                continue       # does not apply (yet)
-            budget -= size
-            acts.append((r, msg.msg_hash))
-        served = book.advance(reg, anchor, r, acts).served
-        task_id, index = served if served is not None else (0, 0)
-        return task_id, index, tuple(acts)
-
-    def check_schedule(self, notice: AnchorNotice, anchor: Header) -> None:
-        """A proposed notice's (task, shard, activations): it repeats what notice r−1 carried on the anchor,
-        every new activation is a stored task message whose shares this member holds, the fold applies them,
-        and the (task, shard) is the one the fold gives. RuleError("bad-proposal") otherwise."""
-        carried = self._carried(anchor, notice.round)
-        acts = tuple(notice.activations)
-        if acts[:len(carried)] != carried:
-            raise RuleError("bad-proposal", "the notice drops activations its predecessor on this anchor made")
-        for q, h in acts[len(carried):]:
-            msg = self.engine.book.message(h)
-            if q != notice.round or msg is None:
-                raise RuleError("bad-proposal", f"activation {h.hex()[:16]} is not a task message held here")
-            if not self._holds(msg):
-                raise RuleError("bad-proposal", f"no shares installed here for task message {h.hex()[:16]}")
-        book = self.engine.book
-        try:
-            served = book.advance(book.registry_at(anchor), anchor, notice.round, acts).served
-        except RuleError as exc:
-            raise RuleError("bad-proposal", f"activations do not apply: {exc}") from None
-        if (notice.task_id, notice.shard_index) != (served if served is not None else (0, 0)):
-            raise RuleError("bad-proposal", "the (task, shard) differs from the schedule")
-
-    def served_package(self, notice: AnchorNotice | Beacon) -> Any:
-        """The public package of the task round ``notice.round`` serves, as the fold from its anchor has it."""
-        book = self.engine.book
-        anchor = self.store.get_header(notice.anchor_hash)
-        if anchor is None:
-            raise RuleError("bad-proposal", f"anchor {notice.anchor_hash.hex()[:16]} unknown here")
-        adv = book.advance(book.registry_at(anchor), anchor, notice.round, notice.activations)
-        return book.package_of(adv.before.tasks[notice.task_id])
 
     def _notice_ok(self, notice: AnchorNotice, now_ms: int, due: int) -> str | None:
         try:
@@ -481,7 +408,7 @@ class Member:
         models, forfeits = self.settlement(anchor.round, notice.round)
         if (notice.opened, notice.forfeits) != (tuple(models), tuple(forfeits)):
             raise RuleError("bad-proposal", "settlement differs from this member's view of the openings")
-        self.check_schedule(notice, anchor)
+        self.tasks.check_schedule(notice, anchor)
 
     # ------------------------------------------------------------ beacons
 
@@ -578,7 +505,7 @@ class Member:
         try:
             key = self.shares.combine(r, shares)
             # the key must open the shard the round serves against its commitment
-            self.engine.cache.shard(self.served_package(draft), draft.shard_index, key)
+            self.engine.cache.shard(self.tasks.served_package(draft), draft.shard_index, key)
         except PopError:
             return []
         self._did.add((r, Kind.SIGN_BEACON, attempt))
