@@ -32,6 +32,11 @@ class StoreError(PopError):
     """The datadir is locked, corrupt, missing, or asked for something it does not hold."""
 
 
+class StateMismatch(StoreError):
+    """The stored state does not match the stored chain (accounts against the tip's state root, an undo record
+    against its block): the database reads fine but must not be served. ``node reindex`` rebuilds it."""
+
+
 class WalletError(PopError):
     """Wrong password, unreadable keyfile, or unknown key."""
 

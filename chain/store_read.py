@@ -198,8 +198,10 @@ class StoreReader:
 
     def _undo(self, block_hash: bytes) -> dict[bytes, bytes | None]:
         data = unpack(self._need(P_UNDO + block_hash, f"undo record {block_hash.hex()}"), max_size=MAX_RECORD)
-        if not isinstance(data, list):
-            raise StoreError("corrupt undo record")
+        if not isinstance(data, list) or not all(
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], bytes) and isinstance(p[1], bytes)
+                for p in data):
+            raise StoreError(f"corrupt undo record of block {block_hash.hex()[:16]}")
         return {pair[0]: (pair[1] or None) for pair in data}
 
     def _overlay_to(self, at: bytes | None, reader: KVReader) -> tuple[dict[bytes, bytes | None], Header]:

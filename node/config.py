@@ -29,6 +29,7 @@ MAX_CONFIG_BYTES = 1 << 20
 ENV_PREFIX = "POPCHAIN_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
+CHECK_LEVELS = ("tip", "full")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class NodeConfig:
     log_format: str = "text"            # text | json (one JSON object per line)
     log_max_bytes: int = 10 * 2**20     # node.log rotates at this size ...
     log_backups: int = 5                # ... keeping this many old files (node.log.1 ...)
+    check_level: str = "tip"            # on start: tip = state vs accounts + last undo records; full = replay all
     extra: dict = field(default_factory=dict, compare=False)
 
 
@@ -84,6 +86,7 @@ SETTINGS: dict[str, Setting] = {
     "mempool_max_per_sender": Setting("int", 1, 10**7),
     "log_level": Setting("choice", choices=LOG_LEVELS), "log_format": Setting("choice", choices=LOG_FORMATS),
     "log_max_bytes": Setting("int", 4096, 2**40), "log_backups": Setting("int", 0, 1000),
+    "check_level": Setting("choice", choices=CHECK_LEVELS),
 }
 
 
@@ -263,6 +266,9 @@ def add_node_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="log level (default INFO)")
     parser.add_argument("--log-format", default=None, choices=LOG_FORMATS,
                         help="text (default) or json: one JSON object per line in node.log and on stderr")
+    parser.add_argument("--check-level", default=None, choices=CHECK_LEVELS,
+                        help="store check before serving: tip (default: the tip's state against the stored "
+                             "accounts and the last undo records, seconds) or full (replay the whole chain)")
 
 
 def config_from_args(args: argparse.Namespace, file_config: dict | None = None) -> NodeConfig:

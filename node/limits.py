@@ -29,6 +29,10 @@ class TokenBucket:
             return True
         return False
 
+    def refund(self, cost: float) -> None:
+        """Give back what ``take`` took for something that did not happen after all."""
+        self.tokens = min(self.burst, self.tokens + cost)
+
 
 class BoundedSet(Generic[K]):
     """A set that forgets its oldest members beyond ``cap`` (per-peer known inventory, seen-recently filters)."""

@@ -3,6 +3,11 @@
 Lifecycle: ``await Node(config).run()`` opens everything, listens (port 0 allowed; the bound ports go to the
 log and to D/ports.json), runs its tasks under one TaskGroup until ``stop()`` (SIGINT/SIGTERM in ``run_node``),
 then closes peers, the API, the store and the lock in that order.
+
+Start-up never serves what it has not checked: the store refuses a datadir that lost its database or blocks
+(chain.store_check), then the tip's state is checked against the stored accounts and the last undo records
+(``--check-level full``: the whole chain is replayed first), and a datadir whose disk is too full refuses to
+start. Both listeners sit behind an accept gate (node.gate) that keeps descriptors free for the store.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from chain.address import address_of
-from chain.errors import DecodeError, PopError, StoreError
+from chain.errors import DecodeError, PopError, StateMismatch, StoreError
 from chain.store import ChainStore
 from chain.tx import Transfer
 from consensus.committee_secret import load_member
@@ -32,6 +37,8 @@ from node.datadir import Datadir, PeerBook
 from node.discovery import Discovery, DiscoveryContext
 from node.errors import NodeError, TaskFailed
 from node.events import ChainView, EventBus, StatePublisher
+from node.gate import FdBudget, Gate, GateLimits, GatedSite, raise_fd_limit
+from node.housekeeping import Housekeeping, check_disk
 from node.explorer import NodeExplorerDeps
 from node.explorer import register as register_explorer
 from node.gossip import Relay
@@ -47,10 +54,12 @@ from node.worker import EngineWorker
 
 log = logging.getLogger("popchain.node")
 
-HOUSEKEEPING_S = 1.0
 P2P_HEADER_TIMEOUT_S = 10.0  # an inbound connection must complete its HTTP request (the upgrade) by then
 API_HEADER_TIMEOUT_S = 30.0  # ... on the API (above aiohttp clients' 15 s idle keep-alive: no reuse race)
 VIEW_ROUNDS = 16   # rounds the event stream re-reads per state change (beacons, verdicts)
+API_MAX_CONNECTIONS = 256    # the API listener's connections (node.gate) ...
+API_MAX_PER_IP = 128         # ... from one IP
+PEER_BOOK_SAVE_S = 30.0
 
 
 class Node:
@@ -66,7 +75,12 @@ class Node:
         self.nonce = int.from_bytes(os.urandom(8), "big")
         self.conns = Connections(config, self.metrics, hello=self.hello, identity=self.identity,
                                  local_port=lambda: self.p2p_port, spawn=self.spawn, dispatch=self._dispatch,
-                                 on_ready=self._peer_ready, on_gone=self._peer_gone)
+                                 on_ready=self._peer_ready, on_gone=self._peer_gone,
+                                 charge=lambda peer, n: self.relay.try_charge(peer, n))
+        self.fds: FdBudget | None = None
+        self.gates: dict[str, Gate] = {}
+        self.housekeeping = Housekeeping()
+        self._witnessed: bytes | None = None
         self.p2p_port = 0
         self.api_port = 0
         self.cookie: str | None = None
@@ -106,10 +120,32 @@ class Node:
             report = self.store.reindex()
             if not report.ok:
                 raise StoreError(f"cannot build the indexes: {'; '.join(report.problems)}")
+        if self.store.is_initialised():
+            self._check_store()
         self.engine = Engine(self.store, self.genesis)
+
+    def _check_store(self) -> None:
+        """On the worker thread, before anything is served: the tip's state against the stored accounts and the
+        last undo records (``--check-level tip``), or the whole chain replayed (``full``)."""
+        started = time.monotonic()
+        if self.config.check_level == "full":
+            tip = self.store.tip().height
+            log.info("checking the whole chain (--check-level full): replaying %d blocks", tip)
+            report = self.store.verify(lambda h, n: log.info("check: block %d/%d", h, n) if h % 1000 == 0 else None)
+            if not report.readable:
+                raise StoreError(f"the chain database cannot be read: {report.problems[0]}")
+            if not report.ok:
+                raise StateMismatch(f"the stored chain does not replay: {report.problems[0]}; run "
+                                    f"`popchain node reindex --datadir {self.datadir.path}`")
+        else:
+            checked = self.store.check_state()
+            log.info("store checked: tip state matches the stored accounts, %d undo records (%.2f s)", checked,
+                     time.monotonic() - started)
 
     async def _start(self) -> None:
         self.datadir.open()
+        check_disk(self.datadir.path)   # a disk too full to store blocks: refuse now, not half-way through one
+        self.fds = FdBudget(raise_fd_limit())
         # the genesis file is decoded and fully checked before anything is written; its copy in the datadir
         # is written only once the store holds (or was just initialised with) that same genesis
         self.genesis, save_genesis = self.datadir.load_genesis(self.config.genesis, load_genesis)
@@ -119,7 +155,7 @@ class Node:
             self.datadir.save_genesis(save_genesis)
         self.mempool = Mempool(self.genesis.ledger_params, max_txs=self.config.mempool_max_txs,
                                max_per_sender=self.config.mempool_max_per_sender)
-        self.relay = Relay(self)
+        self.relay = Relay(self, self.conns.budgets)
         self.sync = Sync(self, self.relay)
         self.round_sync = RoundSync(self, self.relay)
         self.committee_relay = CommitteeRelay(self, self.relay.charge, self.relay.publish)
@@ -155,17 +191,27 @@ class Node:
         api_app = build_api_app(api_deps(self))
         register_explorer(api_app, NodeExplorerDeps(self))  # pages at /, /api/events, /api/explorer/*
         api_app.router.add_get("/metrics", self._metrics_handler)
-        for app, host, port, attr, header_s in (
-                (p2p_app, self.config.listen, self.config.port, "p2p_port", P2P_HEADER_TIMEOUT_S),
-                (api_app, self.api_host, self.config.api_port, "api_port", API_HEADER_TIMEOUT_S)):
+        assert self.fds is not None
+        cfg = self.config
+        # p2p: every inbound slot, plus as many connections again still in their HTTP upgrade
+        p2p_limits = GateLimits(total=2 * cfg.max_inbound + 8, per_ip=2 * cfg.max_inbound_per_ip)
+        api_limits = GateLimits(total=API_MAX_CONNECTIONS, per_ip=API_MAX_PER_IP)
+        for app, host, port, attr, header_s, limits in (
+                (p2p_app, cfg.listen, cfg.port, "p2p_port", P2P_HEADER_TIMEOUT_S, p2p_limits),
+                (api_app, self.api_host, cfg.api_port, "api_port", API_HEADER_TIMEOUT_S, api_limits)):
             # aiohttp arms keepalive_timeout when a connection opens and closes it if no complete request head
             # has arrived by then: that is our HTTP header timeout (half-sent upgrades are not held open)
             runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=header_s)
             await runner.setup()
             self._runners.append(runner)
-            site = web.TCPSite(runner, host, port, reuse_address=True)
-            await site.start()
+            gate = self.gates[attr] = Gate(attr.removesuffix("_port"), limits, self.fds, self.metrics)
+            site = GatedSite(runner, host, port, gate)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise NodeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
             setattr(self, attr, runner.addresses[-1][1])  # the real port when port 0 was asked
+        self.conns.gate = self.gates["p2p_port"]
         self.datadir.write_ports(self.p2p_port, self.api_port)
         log.info("listening: p2p %s:%d api %s:%d", self.config.listen, self.p2p_port, self.api_host, self.api_port)
 
@@ -288,7 +334,8 @@ class Node:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 sup = self.supervisor
-                sup.supervise(self.spawn, self._housekeeping, "housekeeping", essential=True)
+                self._plan_housekeeping()
+                sup.supervise(self.spawn, self.housekeeping.run, "housekeeping", essential=True)
                 sup.supervise(self.spawn, self.relay.run_block_queue, "blocks", essential=True)
                 sup.supervise(self.spawn, self.relay.run_tx_queue, "txs", essential=True)
                 sup.supervise(self.spawn, self.relay.run_trickle, "trickle", essential=False)
@@ -326,8 +373,11 @@ class Node:
         self._extra_services.append((factory, name, essential))
 
     def health(self) -> dict:
-        """The health provider the API renders in /api/status (see node.supervisor.Supervisor.health)."""
-        return self.supervisor.health()
+        """The health provider the API renders in /api/status (node.supervisor.Supervisor.health), with the
+        housekeeping steps that are failing right now (retried: node.housekeeping) under ``"retrying"``."""
+        out = self.supervisor.health()
+        out["retrying"] = self.housekeeping.health()
+        return out
 
     def spawn(self, coro, name: str) -> asyncio.Task | None:
         """Start a task inside the node's TaskGroup (structured: it ends before the node does)."""
@@ -358,6 +408,10 @@ class Node:
             try:
                 if self.keyholder is not None:
                     await self.worker.call(self.keyholder.close)
+                try:
+                    await self.worker.call(self.store.note_tip)
+                except OSError as exc:   # best effort: the witness only ever lags the database
+                    log.warning("cannot record the tip witness: %s", exc.strerror or exc)
                 await self.worker.call(self.store.close)
             except Exception:
                 log.exception("closing the store")
@@ -366,20 +420,28 @@ class Node:
         self.datadir.close()
         log.info("stopped")
 
-    async def _housekeeping(self) -> None:
-        last_book_save = time.monotonic()
-        while True:
-            await asyncio.sleep(HOUSEKEEPING_S)
-            now = time.time()
-            expired = self.mempool.expire(now)
-            if expired:
-                self.metrics.inc("popchain_mempool_expired_total", len(expired))
-            self.relay.expire(time.monotonic())
-            await self.sync.check_stalls()
-            self.conns.refill_outbound()
-            if time.monotonic() - last_book_save > 30:
-                self.datadir.save_peer_book(self.book)
-                last_book_save = time.monotonic()
+    def _plan_housekeeping(self) -> None:
+        """The once-a-second steps (node.housekeeping: an OSError in one is logged once and retried)."""
+        hk = self.housekeeping
+        hk.add("expire the mempool", self._expire_mempool)
+        hk.add("expire requests", lambda: self.relay.expire(time.monotonic()))
+        hk.add("check block downloads", self.sync.check_stalls)
+        hk.add("refill outbound connections", self.conns.refill_outbound)
+        hk.add("save peers.json", lambda: self.datadir.save_peer_book(self.book), every_s=PEER_BOOK_SAVE_S)
+        hk.add("record the tip witness", self._note_tip)
+        hk.add("count descriptors", self.fds.refresh if self.fds is not None else lambda: None)
+        hk.add("check free disk space", lambda: check_disk(self.datadir.path), every_s=5.0)
+
+    def _expire_mempool(self) -> None:
+        expired = self.mempool.expire(time.time())
+        if expired:
+            self.metrics.inc("popchain_mempool_expired_total", len(expired))
+
+    async def _note_tip(self) -> None:
+        """Persist the tip witness (chain.store_check) when the tip moved: on the worker, it fsyncs."""
+        if self.tip_cache[2] != getattr(self, "_witnessed", None):
+            await self.worker.call(self.store.note_tip)
+            self._witnessed = self.tip_cache[2]
 
     # ------------------------------------------------------------ peers
 

@@ -3,6 +3,11 @@
 A Peer knows nothing of consensus: it decodes frames (node.wire), enforces flood limits and timeouts, and hands
 every message to ``handler(peer, msg)`` (the node). Violations are reported to ``on_offence``; a score of
 BAN_SCORE or more closes the connection. No exception escapes ``run``.
+
+Its tables are its share of the node's global budgets (node.budgets): the ids it is known to have, the bytes
+queued for it (a frame counts until the socket took it), and — checked before a frame is even decoded — the
+objects its INV/GETDATA/NOTFOUND frames name (``charge``). It also keeps what inbound eviction weighs
+(node.eviction): when it connected, its best ping, when it last brought us a new block or transfer.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import aiohttp
 from aiohttp import web
 
 from node import wire
+from node.budgets import Budgets, KnownInventory
 from node.errors import WireError
 from node.limits import (
     BAD_HANDSHAKE,
@@ -25,7 +31,6 @@ from node.limits import (
     MALFORMED,
     OVERSIZE,
     WRONG_CHAIN,
-    BoundedSet,
     Offence,
     TokenBucket,
     ban_key,
@@ -36,14 +41,14 @@ log = logging.getLogger("popchain.peer")
 HANDSHAKE_TIMEOUT_S = 5.0
 PING_INTERVAL_S = 15.0
 PING_TIMEOUT_S = 20.0
-SEND_QUEUE = 2000                            # frames queued for one peer ...
-SEND_QUEUE_BYTES = 64 * 2**20                # ... and bytes (4 full blocks): beyond either, the peer is dropped
-WRITABLE_BYTES = 8 * 2**20                   # GETDATA answers wait until the queue is below this (backpressure)
-WRITABLE_TIMEOUT_S = 30.0
-KNOWN_INV = 50_000
+SEND_QUEUE = 2000                            # frames queued for one peer: beyond, the peer is dropped (slow)
+SEND_SLACK_BYTES = 2 * 2**20                 # small frames (INV, HEADERS, PONG) a peer may owe beyond its share
+WRITABLE_TIMEOUT_S = 30.0                    # a peer that stays above its send share this long is cut (slow)
 MSG_RATE, MSG_BURST = 200.0, 2000.0          # frames per second
 BYTE_RATE, BYTE_BURST = 64e6, 256e6          # bytes per second (blocks with models are large)
 FLOOD_DROPS_PER_OFFENCE = 100
+INV_ITEM_BYTES = 36                          # an INV/GETDATA/NOTFOUND item on the wire: [kind, bin8 32-byte id]
+_INVENTORY_TYPES = frozenset({wire.MsgType.INV, wire.MsgType.GETDATA, wire.MsgType.NOTFOUND})
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,8 @@ class Peer:
                  handler: Callable[["Peer", wire.Message], Awaitable[None]],
                  on_offence: Callable[["Peer", Offence, str], None],
                  hello_factory: Callable[[], wire.Hello], identity: LocalIdentity,
-                 is_duplicate: Callable[[int], bool]) -> None:
+                 is_duplicate: Callable[[int], bool], budgets: Budgets | None = None,
+                 charge: Callable[["Peer", int], bool] | None = None) -> None:
         self.ws = ws
         self.inbound = inbound
         self.host = host
@@ -79,9 +85,12 @@ class Peer:
         self.identity = identity
         self.is_duplicate = is_duplicate
         self.hello: wire.Hello | None = None
-        self.known: BoundedSet[tuple[int, bytes]] = BoundedSet(KNOWN_INV)
+        budgets = budgets if budgets is not None else Budgets.for_slots(32, 8)
+        self.known = KnownIds(budgets.known_per_peer)
+        self.charge = charge                      # the node's object budget, asked before an inventory frame decodes
+        self.send_share = budgets.send_share
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(SEND_QUEUE)
-        self.queued_bytes = 0
+        self.queued_bytes = 0                     # frames queued or being written (a frame counts until written)
         self._writable = asyncio.Event()
         self._writable.set()
         now = time.monotonic()
@@ -91,10 +100,14 @@ class Peer:
         self.dropped = 0
         self.close_reason = ""
         self.connected_at = time.time()
+        self.connected_mono = now
         self.last_recv = now
         self.ping_nonce: int | None = None
         self.ping_sent = 0.0
         self.rtt_ms: float | None = None
+        self.min_rtt_ms: float | None = None      # node.eviction: the best ping it ever gave
+        self.last_block_at = 0.0                  # ... when it last brought a block new to us (monotonic)
+        self.last_tx_at = 0.0                     # ... a transfer new to us
         self.best_height = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -126,11 +139,16 @@ class Peer:
 
     def send(self, msg: wire.Message) -> None:
         """Queue a message; a peer that does not drain its queue is dropped (it cannot slow us down)."""
+        if not self.close_reason:
+            self.send_frame(wire.encode(msg))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue an encoded frame (one bytes object may be queued for many peers: a relayed block is encoded
+        once). Beyond its send share plus one frame and SEND_SLACK_BYTES of small ones, the peer is dropped."""
         if self.close_reason:
             return
-        frame = wire.encode(msg)
-        if self.queued_bytes + len(frame) > SEND_QUEUE_BYTES and self.queued_bytes:
-            self.close("slow-peer: send queue over its byte cap")
+        if self.queued_bytes > self.send_share + SEND_SLACK_BYTES:   # so at most one frame beyond share + slack
+            self.close("slow-peer: send queue over its share")
             return
         try:
             self.queue.put_nowait(frame)
@@ -138,12 +156,17 @@ class Peer:
             self.close("slow-peer: send queue full")
             return
         self.queued_bytes += len(frame)
-        if self.queued_bytes > WRITABLE_BYTES:
+        if self.queued_bytes > self.send_share:
             self._writable.clear()
 
+    @property
+    def is_writable(self) -> bool:
+        """Below its send share: more may be queued for it now."""
+        return self.queued_bytes <= self.send_share and not self.close_reason
+
     async def writable(self) -> None:
-        """Wait until this peer's send queue is below WRITABLE_BYTES (its own reading speed paces what it
-        asks of us); a peer that stays behind for WRITABLE_TIMEOUT_S is closed."""
+        """Wait until this peer's send queue is within its share (its own reading speed paces what it asks of
+        us); a peer that stays behind for WRITABLE_TIMEOUT_S is closed."""
         if self._writable.is_set():
             return
         try:
@@ -264,8 +287,10 @@ class Peer:
             frame = await self._next_frame()
             now = time.monotonic()
             self.last_recv = now
-            if not self.msg_bucket.take(now) or not self.byte_bucket.take(now, len(frame)):
-                # floods are throttled (dropped), and only a sustained flood ends the connection
+            if not self.msg_bucket.take(now) or not self.byte_bucket.take(now, len(frame)) or (
+                    self.charge is not None and frame and frame[0] in _INVENTORY_TYPES
+                    and not self.charge(self, max(1, (len(frame) - 8) // INV_ITEM_BYTES))):
+                # floods are throttled (dropped before decoding), and only a sustained flood ends the connection
                 self.dropped += 1
                 if self.dropped % FLOOD_DROPS_PER_OFFENCE == 0:
                     self.offend(FLOOD, f"{self.dropped} frames dropped by rate limit")
@@ -284,6 +309,7 @@ class Peer:
             if isinstance(msg, wire.Pong):
                 if msg.nonce == self.ping_nonce:
                     self.rtt_ms = (now - self.ping_sent) * 1000
+                    self.min_rtt_ms = self.rtt_ms if self.min_rtt_ms is None else min(self.min_rtt_ms, self.rtt_ms)
                     self.ping_nonce = None
                 continue
             if isinstance(msg, wire.Reject):
@@ -298,11 +324,11 @@ class Peer:
                 if self.hello is not None and not self.close_reason.startswith("peer rejected us"):
                     await self._try_send(wire.Reject(self.close_reason))
                 raise PeerClosed(self.close_reason)
-            self.queued_bytes -= len(frame)
-            if self.queued_bytes <= WRITABLE_BYTES:
-                self._writable.set()
-            self.bytes_out += len(frame)
             await self.ws.send_bytes(frame)
+            self.bytes_out += len(frame)
+            self.queued_bytes -= len(frame)
+            if self.queued_bytes <= self.send_share:
+                self._writable.set()
 
     async def _pinger(self) -> None:
         while True:
@@ -314,6 +340,25 @@ class Peer:
                 self.ping_nonce = int.from_bytes(os.urandom(8), "big")
                 self.ping_sent = now
                 self.send(wire.Ping(self.ping_nonce))
+
+
+class KnownIds:
+    """The ids a peer is known to have, by id alone (ids of different kinds are hashes of different
+    encodings): node.budgets.KnownInventory keyed by the 32-byte id of an inventory key."""
+
+    __slots__ = ("_ids",)
+
+    def __init__(self, cap: int) -> None:
+        self._ids: KnownInventory[bytes] = KnownInventory(cap)
+
+    def add(self, key: tuple[wire.InvKind, bytes]) -> None:
+        self._ids.add(key[1])
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, tuple) and len(key) == 2 and key[1] in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 def _leaf(eg: BaseExceptionGroup) -> BaseException:
