@@ -87,6 +87,8 @@ def start(args: argparse.Namespace, error_prefix: str) -> int:
     if getattr(args, "print_config", False):
         print("\n".join(describe(config, sources)))
         return 0
+    from node.memory import tune
+    tune()   # before any thread starts (node.memory)
     try:
         setup_logging(config)
     except OSError as exc:

@@ -24,15 +24,15 @@ K = TypeVar("K", bound=Hashable)
 EVICTION_SLACK = 2                 # a newcomer is admitted while the peer it evicts is still closing
 
 KNOWN_TOTAL = 200_000              # ids remembered as known to some peer (≈ 100 B each: ≈ 20 MB), all peers
-SEND_TOTAL_BYTES = 16 * 2**20      # bytes queued for peers that we chose to send (GETDATA answers), all peers
-REQUESTS_TOTAL = 64_000            # ids requested and not yet answered (≈ 200 B each: ≈ 13 MB), all peers
+SEND_TOTAL_BYTES = 8 * 2**20       # bytes queued or being written to peers, all peers (GETDATA answers wait)
+REQUESTS_TOTAL = 32_000            # ids requested and not yet answered (≈ 250 B each: ≈ 8 MB), all peers
 ALTERNATES_TOTAL = 32_000          # requested ids with other announcers remembered, all peers
 TRICKLE_TOTAL = 200_000            # ids waiting for their next announcement tick, all peers
 TX_QUEUE_TOTAL = 8_192             # received transfers waiting for their verdict, all peers
-OBJ_RESERVED_RATE = 100_000.0      # objects/s (ids in INV/GETDATA/NOTFOUND, unsolicited transfers), shared out
-OBJ_POOL_RATE, OBJ_POOL_BURST = 100_000.0, 200_000.0   # ... plus this pool, first come first served
+OBJ_RESERVED_RATE = 30_000.0       # objects/s (ids in INV/GETDATA/NOTFOUND, unsolicited transfers), shared out
+OBJ_POOL_RATE, OBJ_POOL_BURST = 30_000.0, 60_000.0     # ... plus this pool, first come first served
 OBJ_PEER_RATE, OBJ_PEER_BURST = 50_000.0, 100_000.0    # one peer never exceeds this, pool or not
-MIN_SEND_SHARE = 256 * 1024        # a peer's send share is at least this (one frame more is always allowed)
+MIN_SEND_SHARE = 192 * 1024        # a peer's send share is at least this (one frame more is always allowed)
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,18 @@ class Budgets:
     @property
     def obj_reserved_rate(self) -> float:
         return OBJ_RESERVED_RATE / self.slots
+
+
+class SendBudget:
+    """Bytes queued (or being written) for all peers together. A peer may queue a new GETDATA answer while its
+    own queue is empty, or within its share while the total is within SEND_TOTAL_BYTES: peers that stop reading
+    hold one frame each at most, and a peer that reads is always served its next frame."""
+
+    __slots__ = ("cap", "queued")
+
+    def __init__(self, cap: int = SEND_TOTAL_BYTES) -> None:
+        self.cap = cap
+        self.queued = 0
 
 
 class KnownInventory(Generic[K]):

@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from node import wire
-from node.budgets import Budgets
+from node.budgets import Budgets, SendBudget
 from node.config import NodeConfig
 from node.datadir import PeerBook, parse_hostport
 from node.dialer import Dialer
@@ -37,6 +37,8 @@ ADDR_RELAY_MAX = 32
 GIVE_UP = 8                  # failed dials in a row before a non-persistent outbound slot is freed
 HANDSHAKE_TIMEOUT_S = 5.0    # TCP connect + websocket upgrade of an outbound dial
 REFUSE_HEADER = "X-Popchain-Refused"
+INV_ITEM_BYTES = 36          # an INV/GETDATA/NOTFOUND item on the wire: [kind, bin8 32-byte id]
+_INVENTORY_TYPES = frozenset({wire.MsgType.INV, wire.MsgType.GETDATA, wire.MsgType.NOTFOUND})
 EVICTED = "evicted: inbound slots full (made room for a newcomer)"
 
 
@@ -49,6 +51,7 @@ class Connections:
                  charge: Callable[[Peer, int], bool] | None = None) -> None:
         self.config = config
         self.budgets = Budgets.for_slots(config.max_inbound, config.max_outbound, len(config.peers))
+        self.sending = SendBudget()                # bytes queued for all peers together
         self.charge = charge
         self.gate: Gate | None = None              # the p2p listener's accept gate (node.gate), once listening
         self._evict_key = os.urandom(32)
@@ -87,7 +90,19 @@ class Connections:
     def _make_peer(self, ws, inbound: bool, host: str, port: int) -> Peer:
         return Peer(ws, inbound=inbound, host=host, port=port, handler=self.on_message, on_offence=self._on_offence,
                     hello_factory=self.hello, identity=self.identity(), is_duplicate=self._is_duplicate,
-                    budgets=self.budgets, charge=self.charge)
+                    budgets=self.budgets, precheck=self._precheck, sending=self.sending)
+
+    def _precheck(self, peer: Peer, frame: bytes) -> bool:
+        """Before a frame is decoded: is it within the peer's budgets? An INV/GETDATA/NOTFOUND is charged for the
+        ids it can hold (its size / INV_ITEM_BYTES) to the object budget; an ADDR we did not ask for is not worth
+        decoding. False = drop it (node.peer counts drops towards a flood offence)."""
+        kind = frame[0]
+        if kind in _INVENTORY_TYPES:
+            return self.charge is None or self.charge(peer, max(1, (len(frame) - 8) // INV_ITEM_BYTES))
+        if kind == wire.MsgType.ADDR and peer not in self._addr_asked:
+            self.metrics.inc("popchain_addr_ignored_total")
+            return False
+        return True
 
     def is_discouraged(self, host: str) -> bool:
         """Is this host (an IP, or IPv6 /64 — see node.limits.ban_key) discouraged? Ports play no part."""

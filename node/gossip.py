@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from chain.tx import txid_of_encoding
@@ -64,6 +64,9 @@ class Relay:
         self.tx_queue: asyncio.Queue[tuple[Peer, bytes, bool, bytes]] = asyncio.Queue(TX_QUEUE)
         self.queued_txs: set[bytes] = set()   # txids in tx_queue (bounded by it): not requested again meanwhile
         self.tx_waiting: dict[Peer, int] = {}  # transfers each peer has in tx_queue (≤ its share)
+        # sync's hooks (node.sync): a block arrived from a peer (before its verdict); a peer had none of these
+        self.on_block_delivered: Callable[[bytes, Peer | None], None] = lambda h, peer: None
+        self.on_not_found: Callable[[Peer, Sequence[Key]], None] = lambda peer, keys: None
         self._tx_drained = asyncio.Event()    # set (and replaced) after each judged batch
 
     # ------------------------------------------------------------ facade kept for the node and the API
@@ -114,6 +117,8 @@ class Relay:
         return set(self.host.ready_peers())
 
     def _received(self, key: Key, peer: Peer | None) -> bool:
+        if key[0] == InvKind.BLOCK:
+            self.on_block_delivered(key[1], peer)
         return self.requests.received(key) is peer and peer is not None
 
     def _send_requests(self, plan: dict[Peer, list[Key]]) -> None:
@@ -234,6 +239,7 @@ class Relay:
         elif isinstance(msg, wire.GetData):
             await self._serve(peer, msg.items)
         elif isinstance(msg, wire.NotFound):
+            self.on_not_found(peer, msg.items)
             self._send_requests(self.requests.failed(peer, msg.items, time.monotonic(), self._alive()))
         elif isinstance(msg, wire.Txs):
             await self._on_txs(peer, msg.txs)
@@ -254,10 +260,15 @@ class Relay:
         ask_store: list[Key] = []
         # only ids that exist for us (held, wanted, asked for) join the peer's known set: ids dropped at a bound
         # cost nothing to remember, so a flood of made-up ids cannot fill the table
+        tx_room = self.requests.room(peer, InvKind.TX)
         for key in items:
             if key in self.requests:
                 peer.known.add(key)
                 self.requests.announced(peer, key, now)   # kept as an alternate source
+                continue
+            if not tx_room and key[0] == InvKind.TX:   # its request share is used up: only what we hold counts
+                if self.judge.known_tx(key[1]):
+                    peer.known.add(key)
                 continue
             known = self.judge.known_cheap(key)
             if known is None:   # a block: only the store knows; bounded by the peer's block slots first
@@ -270,6 +281,8 @@ class Relay:
             if self.requests.announced(peer, key, now):
                 peer.known.add(key)
                 wanted.append(key)
+            elif key[0] == InvKind.TX:
+                tx_room = self.requests.room(peer, InvKind.TX)
         if ask_store:
             store = self.host.store
             have = await self.host.worker.call(lambda: [store.has_block(h) for _, h in ask_store])

@@ -39,6 +39,7 @@ from node.errors import NodeError, TaskFailed
 from node.events import ChainView, EventBus, StatePublisher
 from node.gate import FdBudget, Gate, GateLimits, GatedSite, raise_fd_limit
 from node.housekeeping import Housekeeping, check_disk
+from node.memory import trim as trim_memory
 from node.explorer import NodeExplorerDeps
 from node.explorer import register as register_explorer
 from node.gossip import Relay
@@ -157,6 +158,8 @@ class Node:
                                max_per_sender=self.config.mempool_max_per_sender)
         self.relay = Relay(self, self.conns.budgets)
         self.sync = Sync(self, self.relay)
+        self.relay.on_block_delivered = self.sync.delivered
+        self.relay.on_not_found = self.sync.not_found
         self.round_sync = RoundSync(self, self.relay)
         self.committee_relay = CommitteeRelay(self, self.relay.charge, self.relay.publish)
         if self.config.keyholder is not None:
@@ -339,6 +342,7 @@ class Node:
                 sup.supervise(self.spawn, self.relay.run_block_queue, "blocks", essential=True)
                 sup.supervise(self.spawn, self.relay.run_tx_queue, "txs", essential=True)
                 sup.supervise(self.spawn, self.relay.run_trickle, "trickle", essential=False)
+                sup.supervise(self.spawn, self.sync.watch, "sync-watch", essential=False)
                 for factory, name, essential in self._extra_services:
                     sup.supervise(self.spawn, factory, name, essential=essential)
                 for host, port in self.config.peers:
@@ -431,6 +435,7 @@ class Node:
         hk.add("record the tip witness", self._note_tip)
         hk.add("count descriptors", self.fds.refresh if self.fds is not None else lambda: None)
         hk.add("check free disk space", lambda: check_disk(self.datadir.path), every_s=5.0)
+        hk.add("return freed memory", trim_memory, every_s=2.0)
 
     def _expire_mempool(self) -> None:
         expired = self.mempool.expire(time.time())

@@ -5,8 +5,8 @@ every message to ``handler(peer, msg)`` (the node). Violations are reported to `
 BAN_SCORE or more closes the connection. No exception escapes ``run``.
 
 Its tables are its share of the node's global budgets (node.budgets): the ids it is known to have, the bytes
-queued for it (a frame counts until the socket took it), and — checked before a frame is even decoded — the
-objects its INV/GETDATA/NOTFOUND frames name (``charge``). It also keeps what inbound eviction weighs
+queued for it (a frame counts until the socket took it), and — checked before a frame is even decoded
+(``precheck``: node.connections) — the objects its INV/GETDATA/NOTFOUND frames name. It also keeps what inbound eviction weighs
 (node.eviction): when it connected, its best ping, when it last brought us a new block or transfer.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp import web
 
 from node import wire
-from node.budgets import Budgets, KnownInventory
+from node.budgets import Budgets, KnownInventory, SendBudget
 from node.errors import WireError
 from node.limits import (
     BAD_HANDSHAKE,
@@ -47,8 +47,6 @@ WRITABLE_TIMEOUT_S = 30.0                    # a peer that stays above its send 
 MSG_RATE, MSG_BURST = 200.0, 2000.0          # frames per second
 BYTE_RATE, BYTE_BURST = 64e6, 256e6          # bytes per second (blocks with models are large)
 FLOOD_DROPS_PER_OFFENCE = 100
-INV_ITEM_BYTES = 36                          # an INV/GETDATA/NOTFOUND item on the wire: [kind, bin8 32-byte id]
-_INVENTORY_TYPES = frozenset({wire.MsgType.INV, wire.MsgType.GETDATA, wire.MsgType.NOTFOUND})
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,8 @@ class Peer:
                  on_offence: Callable[["Peer", Offence, str], None],
                  hello_factory: Callable[[], wire.Hello], identity: LocalIdentity,
                  is_duplicate: Callable[[int], bool], budgets: Budgets | None = None,
-                 charge: Callable[["Peer", int], bool] | None = None) -> None:
+                 precheck: Callable[["Peer", bytes], bool] | None = None,
+                 sending: SendBudget | None = None) -> None:
         self.ws = ws
         self.inbound = inbound
         self.host = host
@@ -87,8 +86,9 @@ class Peer:
         self.hello: wire.Hello | None = None
         budgets = budgets if budgets is not None else Budgets.for_slots(32, 8)
         self.known = KnownIds(budgets.known_per_peer)
-        self.charge = charge                      # the node's object budget, asked before an inventory frame decodes
+        self.precheck = precheck                  # the node's budgets, asked before a frame is decoded
         self.send_share = budgets.send_share
+        self.sending = sending if sending is not None else SendBudget()   # shared by all peers of the node
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(SEND_QUEUE)
         self.queued_bytes = 0                     # frames queued or being written (a frame counts until written)
         self._writable = asyncio.Event()
@@ -156,22 +156,31 @@ class Peer:
             self.close("slow-peer: send queue full")
             return
         self.queued_bytes += len(frame)
+        self.sending.queued += len(frame)
         if self.queued_bytes > self.send_share:
             self._writable.clear()
 
     @property
     def is_writable(self) -> bool:
-        """Below its send share: more may be queued for it now."""
-        return self.queued_bytes <= self.send_share and not self.close_reason
+        """More may be queued for it now: its queue is empty, or within its share while all peers' queues are
+        within the node's send budget (node.budgets.SendBudget)."""
+        if self.close_reason:
+            return False
+        return self.queued_bytes == 0 or (self.queued_bytes <= self.send_share
+                                          and self.sending.queued <= self.sending.cap)
 
     async def writable(self) -> None:
-        """Wait until this peer's send queue is within its share (its own reading speed paces what it asks of
-        us); a peer that stays behind for WRITABLE_TIMEOUT_S is closed."""
-        if self._writable.is_set():
+        """Wait until more may be queued for this peer (its own reading speed, and the node's send budget, pace
+        what it asks of us); a peer whose own queue does not drain within WRITABLE_TIMEOUT_S is closed."""
+        if self.is_writable or self.close_reason:
             return
         try:
             async with asyncio.timeout(WRITABLE_TIMEOUT_S):
-                await self._writable.wait()
+                while not self.is_writable and not self.close_reason:
+                    if self.queued_bytes > self.send_share:
+                        await self._writable.wait()   # its own queue first
+                    else:
+                        await asyncio.sleep(0.02)      # the others' queues hold the budget: they drain or go
         except TimeoutError:
             self.close("slow-peer: not reading")
 
@@ -180,6 +189,7 @@ class Peer:
             self.close_reason = reason
             while not self.queue.empty():
                 self.queue.get_nowait()
+            self.sending.queued -= self.queued_bytes
             self.queued_bytes = 0
             self._writable.set()
             self.queue.put_nowait(None)
@@ -288,8 +298,7 @@ class Peer:
             now = time.monotonic()
             self.last_recv = now
             if not self.msg_bucket.take(now) or not self.byte_bucket.take(now, len(frame)) or (
-                    self.charge is not None and frame and frame[0] in _INVENTORY_TYPES
-                    and not self.charge(self, max(1, (len(frame) - 8) // INV_ITEM_BYTES))):
+                    self.precheck is not None and frame and not self.precheck(self, frame)):
                 # floods are throttled (dropped before decoding), and only a sustained flood ends the connection
                 self.dropped += 1
                 if self.dropped % FLOOD_DROPS_PER_OFFENCE == 0:
@@ -315,6 +324,9 @@ class Peer:
             if isinstance(msg, wire.Reject):
                 raise PeerClosed(f"peer rejected us: {msg.reason}")
             await self.handler(self, msg)
+            # one frame per turn: a reader whose socket holds many frames must not keep the event loop from the
+            # other peers and the API (receive() returns buffered frames without yielding)
+            await asyncio.sleep(0)
 
     async def _writer(self) -> None:
         while True:
@@ -326,7 +338,9 @@ class Peer:
                 raise PeerClosed(self.close_reason)
             await self.ws.send_bytes(frame)
             self.bytes_out += len(frame)
-            self.queued_bytes -= len(frame)
+            if not self.close_reason:   # close() has already given the whole queue back
+                self.queued_bytes -= len(frame)
+                self.sending.queued -= len(frame)
             if self.queued_bytes <= self.send_share:
                 self._writable.set()
 

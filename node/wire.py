@@ -7,6 +7,7 @@ opaque bytes inside their frame: their own decoders (chain/, consensus/) run aft
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Union
@@ -276,14 +277,46 @@ def encode(msg: Message) -> bytes:
 # ---------------------------------------------------------------- decode
 
 
+_KINDS = {int(k): k for k in InvKind}
+
+
 def _inv_items(value: Any, name: str) -> tuple[tuple[InvKind, bytes], ...]:
     raw = check_list_max(value, MAX_INV_ITEMS, name)
     out = []
     for item in raw:
         kind, h = check_list(item, 2, f"{name} item")
         check_int(kind, 1, len(InvKind), f"{name} kind")
-        out.append((InvKind(kind), check_bytes(h, 32, f"{name} hash")))
+        out.append((_KINDS[kind], check_bytes(h, 32, f"{name} hash")))
     return tuple(out)
+
+
+# An INV/GETDATA/NOTFOUND body in its one canonical form: [[[kind, bin8(32)], ...]] — checked and sliced in C
+# (floods of these frames are what a hostile peer sends most). Anything else takes the general path, which
+# applies the same rules and names the field at fault.
+_INV_ITEMS_RE = re.compile(rb"(?:\x92[\x01-\x%02x]\xc4\x20.{32})*" % len(InvKind), re.DOTALL)
+_INV_ITEM = 36
+_INVENTORY = frozenset({MsgType.INV, MsgType.GETDATA, MsgType.NOTFOUND})
+
+
+def _fast_inventory(mtype: MsgType, frame: bytes) -> Message | None:
+    """The decoded INV/GETDATA/NOTFOUND if ``frame`` has the canonical layout, else None (the general decoder
+    then rules on it)."""
+    if len(frame) < 3 or frame[1] != 0x91:
+        return None
+    tag = frame[2]
+    if 0x90 <= tag <= 0x9F:
+        n, start = tag - 0x90, 3
+    elif tag == 0xDC and len(frame) >= 5:
+        n, start = int.from_bytes(frame[3:5], "big"), 5
+        if n < 16:
+            return None   # not the shortest form: the general decoder refuses it
+    else:
+        return None
+    if n > MAX_INV_ITEMS or len(frame) != start + n * _INV_ITEM or not _INV_ITEMS_RE.fullmatch(frame, start):
+        return None
+    kinds = _KINDS
+    items = tuple((kinds[frame[i + 1]], frame[i + 4:i + 36]) for i in range(start, len(frame), _INV_ITEM))
+    return Inv(items) if mtype == MsgType.INV else GetData(items) if mtype == MsgType.GETDATA else NotFound(items)
 
 
 def _decode_body(mtype: MsgType, f: list[Any]) -> Message:
@@ -384,6 +417,10 @@ def decode(frame: bytes) -> Message:
         raise WireError("oversize", f"{mtype.name} frame of {len(frame)} bytes exceeds its cap {cap}")
     if is_object_type(mtype):
         return _decode_object(mtype, frame)
+    if mtype in _INVENTORY:
+        fast = _fast_inventory(mtype, bytes(frame))
+        if fast is not None:
+            return fast
     try:
         fields = unpack(bytes(frame[1:]), max_size=cap)
         if not isinstance(fields, list):
