@@ -24,7 +24,7 @@ class NodeProc:
     def __init__(self, datadir: Path, *, genesis: Path | None, peers: Sequence[tuple[str, int]] = (),
                  keyholder: Path | None = None, listen: str = "127.0.0.1", port: int = 0, api_port: int = 0,
                  api_listen: str | None = None, prefix: Sequence[str] = (), log_level: str = "WARNING",
-                 extra_args: Sequence[str] = ()) -> None:
+                 extra_args: Sequence[str] = (), nofile: int | None = None) -> None:
         self.datadir = datadir
         self.api_host = api_listen or "127.0.0.1"
         self.listen = listen
@@ -39,6 +39,7 @@ class NodeProc:
         for host, p in peers:
             cmd += ["--peer", f"{host}:{p}"]
         self.cmd = cmd
+        self.nofile = nofile          # RLIMIT_NOFILE (soft and hard) of the child, e.g. `ulimit -n 1024`
         self.proc: subprocess.Popen | None = None
         self.ports: dict = {}
 
@@ -47,8 +48,21 @@ class NodeProc:
         (self.datadir / "ports.json").unlink(missing_ok=True)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                     preexec_fn=self._limits if self.nofile is not None else None)
         return self
+
+    def _limits(self) -> None:
+        import resource
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
+    def open_fds(self) -> int:
+        """Descriptors the node process holds (0 if gone)."""
+        try:
+            return len(os.listdir(f"/proc/{self.pid}/fd"))
+        except (FileNotFoundError, ProcessLookupError):
+            return 0
 
     @property
     def pid(self) -> int:

@@ -19,8 +19,6 @@ Figures, each beside its same-run baseline:
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import sys
 import tempfile
 import time
@@ -29,8 +27,9 @@ from pathlib import Path
 
 import aiohttp
 
+from benchmarks._attack import collect, spawn_hostile
 from benchmarks._bigchain import build_big_chain
-from benchmarks._nodeproc import ROOT, NodeProc, metric_sum
+from benchmarks._nodeproc import NodeProc, metric_sum
 from node import wire
 from node.tools.client import NodeClient
 from node.tools.testing import make_test_chain, peer_session
@@ -58,39 +57,6 @@ class Phase:
 
     def total(self, key: str) -> int:
         return sum(int(a.get(key, 0)) for a in self.attackers)
-
-
-def _lowest_priority() -> None:
-    os.nice(19)
-
-
-async def spawn_hostile(*args: str) -> asyncio.subprocess.Process:
-    """``python -m benchmarks.hostile ARGS`` as a child process (its JSON counts on stdout), at the lowest CPU
-    priority: on this machine the attackers share the node's cores, where real ones would bring their own — the
-    node must not lose its CPU to the attackers' frame making, only to what the frames make it do."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "benchmarks.hostile", *args, cwd=ROOT, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-                                                stdin=asyncio.subprocess.DEVNULL, preexec_fn=_lowest_priority)
-
-
-async def collect(procs: list[asyncio.subprocess.Process], timeout: float) -> list[dict]:
-    """Wait for the attacker processes (SIGTERM after ``timeout``, SIGKILL 10 s later) and parse their counts."""
-    async def one(proc: asyncio.subprocess.Process) -> dict:
-        try:
-            stdout, _ = await asyncio.wait_for(proc.communicate(), timeout)
-        except TimeoutError:
-            proc.terminate()
-            try:
-                stdout, _ = await asyncio.wait_for(proc.communicate(), 10)
-            except TimeoutError:
-                proc.kill()
-                stdout, _ = await proc.communicate()
-        try:
-            return dict(json.loads(stdout.decode().strip().splitlines()[-1]))
-        except (ValueError, IndexError):
-            return {}
-    return list(await asyncio.gather(*(one(p) for p in procs)))
 
 
 async def probe_api(url: str, phase: Phase, stop: asyncio.Event) -> None:

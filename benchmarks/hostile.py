@@ -56,6 +56,7 @@ class Stats:
     refused: int = 0
     closed_by_node: int = 0
     getdata_ids: int = 0
+    getheaders: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
     def reason(self, text: str) -> None:
@@ -334,6 +335,7 @@ async def run_liar(args: argparse.Namespace, stats: Stats) -> None:
             if isinstance(m, wire.Ping):
                 await ws.send_bytes(wire.encode(wire.Pong(m.nonce)))
             elif isinstance(m, wire.GetHeaders):
+                stats.getheaders += 1
                 start = next((index[h] + 1 for h in m.locator if h in index), 0)
                 await ws.send_bytes(wire.encode(wire.Headers(tuple(chain[start:start + wire.MAX_HEADERS]))))
                 stats.frames_sent += 1

@@ -7,15 +7,16 @@ that announces what it cannot serve only ever stalls its own requests, and is pe
 
 - *bounded*: each peer names at most WANTED_PER_PEER wanted blocks, has at most one GETHEADERS in flight (a
   HEADERS we did not ask for is ignored and scored as unsolicited), and has at most PER_PEER_INFLIGHT blocks in
-  flight — PROBATION_INFLIGHT until it delivered one; blocks are fetched at most WINDOW above the lowest one
-  missing, so what arrives early fits the engine's orphan pool;
-- *hedged*: when the lowest missing block has been in flight longer than a few times the recent delivery time
-  (``stuck_after``), it is also asked of another peer that announced it — a liar delays the tip by a fraction
-  of a second, not by its timeout;
-- *penalised*: a NOTFOUND for a block the peer announced, or STALL_S without delivering anything it was asked,
-  scores STALL (and closes the connection); its address is then left out of block requests for SHUNNED_S
-  (reconnecting does not help it). A block that arrived but waits for its parent is no longer "in flight":
-  the peer that delivered it is never blamed for the wait.
+  flight — PROBATION_INFLIGHT until it delivered one; blocks are fetched at most WINDOW above our tip, so what
+  arrives early fits the engine's orphan pool;
+- *hedged*: a block given to a peer that has not yet delivered one (on probation) is asked of another peer that
+  announced it too, at once; and when the lowest missing block has been in flight longer than a few times the
+  recent delivery time (``stuck_after``), it is asked of another announcer as well — a liar delays the tip by a
+  fraction of a second, not by its timeout;
+- *penalised*: a NOTFOUND for a block the peer announced, or a block it was asked for and has not delivered
+  after STALL_S (even if another peer delivered it meanwhile), scores STALL and closes the connection; its
+  address is then left out of block requests for SHUNNED_S (reconnecting does not help it). A block that arrived
+  but waits for its parent is no longer "in flight": the peer that delivered it is never blamed for the wait.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ MAX_ANNOUNCERS = 4                   # peers remembered per wanted block
 RECEIVED_TTL_S = 120.0               # a delivered block still not connected after this may be fetched again
 SHUNNED_S = 600.0                    # an address that stalled gets no block requests for this long
 STUCK_MIN_S, STUCK_MAX_S = 0.25, 5.0
-WATCH_S = 0.25                       # how often ``watch`` looks for a stuck window
+WATCH_S = 0.1                        # how often ``watch`` looks for a stuck window
 ZERO32 = bytes(32)
 
 
@@ -86,14 +87,15 @@ class Sync:
         self.announcers: dict[bytes, list[Peer]] = {}           # block hash -> peers whose headers named it
         self.named: dict[Peer, int] = {}                        # peer -> wanted blocks it announced first
         self.inflight: dict[bytes, tuple[Peer, float]] = {}     # block hash -> (peer, sent)
-        self.hedged: dict[bytes, Peer] = {}                     # block hash -> second peer asked (stuck window)
+        self.hedged: dict[bytes, Peer] = {}                     # block hash -> second peer asked
+        self.owed: dict[Peer, dict[bytes, float]] = {}          # what each peer was asked and has not delivered
         self.received: dict[bytes, float] = {}                  # delivered, waiting for its parent
         self.headers_pending: dict[Peer, float] = {}            # GETHEADERS in flight
         self.headers_asked: dict[Peer, float] = {}              # last full-locator request
         self.proven: set[Peer] = set()                          # delivered at least one block we asked for
         self.last_delivery: dict[Peer, float] = {}
         self.shunned: BoundedMap[str, float] = BoundedMap(4096)
-        self.latency_s = 0.5                                    # EWMA of request -> delivery
+        self.latency_s = 0.1                                    # EWMA of request -> delivery
         self.last_progress_log = 0.0
 
     # ------------------------------------------------------------ peers
@@ -108,6 +110,7 @@ class Sync:
         self.proven.discard(peer)
         self.last_delivery.pop(peer, None)
         self.named.pop(peer, None)
+        self.owed.pop(peer, None)
         for h, (p, _) in list(self.inflight.items()):
             if p is peer:
                 del self.inflight[h]
@@ -245,7 +248,8 @@ class Sync:
 
     def not_found(self, peer: Peer, items: Iterable[tuple[InvKind, bytes]]) -> None:
         """NOTFOUND for blocks we asked ``peer`` for: it announced them in its headers and cannot serve them."""
-        mine = [h for kind, h in items if kind == InvKind.BLOCK and self.inflight.get(h, (None,))[0] is peer]
+        owed = self.owed.get(peer, {})
+        mine = [h for kind, h in items if kind == InvKind.BLOCK and h in owed]
         if mine:
             self._shun(peer, f"announced block {mine[0].hex()[:16]} but cannot serve it")
 
@@ -257,7 +261,8 @@ class Sync:
 
     def _dispatch(self) -> None:
         """Hand out wanted blocks of the window (WINDOW heights above our tip), lowest first, to peers that
-        announced them and have free slots; one GETDATA per peer. Blocks with no such peer are skipped."""
+        announced them and have free slots; one GETDATA per peer. Blocks with no such peer are skipped. A block
+        given to a peer on probation is asked of a second announcer at once (the hedge)."""
         if not self.wanted:
             return
         now = time.monotonic()
@@ -266,6 +271,9 @@ class Sync:
             return
         load = {p: 0 for p in ready}
         for p, _ in self.inflight.values():
+            if p in load:
+                load[p] += 1
+        for p in self.hedged.values():
             if p in load:
                 load[p] += 1
         cap = {p: PER_PEER_INFLIGHT if p in self.proven else PROBATION_INFLIGHT for p in ready}
@@ -281,28 +289,38 @@ class Sync:
                               and (p in batches or load[p] <= REFILL_AT or p not in self.proven)]
                 if not candidates:
                     continue
-                peer = min(candidates, key=lambda p: (p not in self.proven, load[p]))
+                candidates.sort(key=lambda p: (p not in self.proven, load[p]))
+                peer = candidates[0]
                 load[peer] += 1
                 self.inflight[h] = (peer, now)
                 self.relay.cancel_request((InvKind.BLOCK, h))
                 batches.setdefault(peer, []).append((InvKind.BLOCK, h))
+                if peer not in self.proven and len(candidates) > 1:   # on probation: hedge at once
+                    second = candidates[1]
+                    load[second] += 1
+                    self.hedged[h] = second
+                    batches.setdefault(second, []).append((InvKind.BLOCK, h))
         for peer, items in batches.items():
+            owed = self.owed.setdefault(peer, {})
+            for _, h in items:
+                owed.setdefault(h, now)
             self.relay.request(peer, items)
 
     def delivered(self, h: bytes, peer: Peer | None) -> None:
         """A block arrived from ``peer`` (before its verdict): it is no longer in flight, even if it must wait
         for its parent; a delivery from the peer we asked proves that peer and times the network."""
-        entry = self.inflight.get(h)
-        if entry is None or peer is None:
+        if peer is None:
             return
-        asked, sent = entry
+        owed = self.owed.get(peer)
+        sent = owed.pop(h, None) if owed is not None else None
+        if sent is None:
+            return
         now = time.monotonic()
-        if asked is peer or self.hedged.get(h) is peer:
-            if asked is peer:
-                self.latency_s = 0.8 * self.latency_s + 0.2 * (now - sent)
-            self.proven.add(peer)
-            self.last_delivery[peer] = now
-            del self.inflight[h]
+        self.latency_s = 0.8 * self.latency_s + 0.2 * (now - sent)
+        self.proven.add(peer)
+        self.last_delivery[peer] = now
+        if h in self.inflight or h in self.hedged:
+            self.inflight.pop(h, None)
             self.hedged.pop(h, None)
             if h in self.wanted:
                 self.received[h] = now
@@ -337,6 +355,7 @@ class Sync:
             if others:
                 other = min(others, key=lambda p: (p not in self.proven, p.queued_bytes))
                 self.hedged[h] = other
+                self.owed.setdefault(other, {}).setdefault(h, now)
                 other.send(wire.GetData(((InvKind.BLOCK, h),)))
 
     async def watch(self) -> None:
@@ -347,12 +366,10 @@ class Sync:
 
     async def check_stalls(self) -> None:
         now = time.monotonic()
-        owed: dict[Peer, float] = {}
-        for peer, sent in self.inflight.values():
-            owed[peer] = min(owed.get(peer, sent), sent)
-        for peer, oldest in owed.items():
-            if now - max(oldest, self.last_delivery.get(peer, 0.0)) > STALL_S and not peer.close_reason:
-                self._shun(peer, f"no block delivered in {STALL_S:.0f} s")
+        for peer, owed in list(self.owed.items()):
+            late = [h for h, sent in owed.items() if now - sent > STALL_S]
+            if late and not peer.close_reason:
+                self._shun(peer, f"block {late[0].hex()[:16]} not delivered in {STALL_S:.0f} s")
         for h, since in list(self.received.items()):
             if now - since > RECEIVED_TTL_S:   # the engine dropped it as an orphan: fetch it again later
                 del self.received[h]
