@@ -18,7 +18,7 @@ from typing import Protocol
 
 import plyvel
 
-from chain.errors import StoreError
+from chain.errors import StorageFault, StoreError
 
 
 class KVReader(Protocol):
@@ -38,8 +38,8 @@ def _line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _fault(exc: BaseException, what: str) -> StoreError:
-    return StoreError(f"LevelDB {what} failed: {_line(exc)}")
+def _fault(exc: BaseException, what: str) -> StorageFault:
+    return StorageFault(f"LevelDB {what} failed: {_line(exc)}")
 
 
 def _guarded(items: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
@@ -113,7 +113,7 @@ class LevelKV:
                                  bloom_filter_bits=10, write_buffer_size=32 * 2**20, lru_cache_size=64 * 2**20,
                                  max_open_files=MAX_OPEN_FILES)
         except (plyvel.Error, OSError) as exc:
-            raise StoreError(f"cannot open LevelDB at {path}: {_line(exc)}") from None
+            raise StorageFault(f"cannot open LevelDB at {path}: {_line(exc)}") from None
 
     def get(self, key: bytes) -> bytes | None:
         try:

@@ -115,6 +115,8 @@ def _advice(code: int, config: NodeConfig, line: str) -> str:
     """What to do, unless the message already says it."""
     if "popchain node" in line or "restore" in line or "start it again" in line:
         return ""
+    if code == EXIT_STORE and "No space left" in line:
+        return "; the disk is full: free some space and start the node again (what was stored is intact)"
     if code == EXIT_STORE:
         return (f"; see `popchain node verify --datadir {config.datadir}` — a database LevelDB cannot read must "
                 "be restored from a backup, or moved away and resynced")

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Protocol
 from chain.admission import TxVerdict, admit_txs
 from chain.block import Block
 from chain.crypto import tagged_hash
-from chain.errors import DecodeError, PopError, RuleError
+from chain.errors import DecodeError, PopError, RuleError, StorageFault
 from chain.rejects import TX_VIOLATIONS as _TX_VIOLATIONS
 from chain.tx import Transfer
 from consensus.messages import AnchorNotice, Beacon, Entry
@@ -156,6 +156,8 @@ class Judge:
             return arrival
         try:
             ok, reason = await self._judge(kind, arrival.decoded, data, peer)
+        except StorageFault:   # our disk, not the sender's object: the node stops (node.node), nobody is blamed
+            raise
         except RuleError as exc:
             ok, reason, detail = False, exc.code, exc.message
         except PopError as exc:

@@ -21,7 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from chain.address import address_of
-from chain.errors import DecodeError, PopError, StateMismatch, StoreError
+from chain.errors import DecodeError, PopError, StateMismatch, StorageFault, StoreError
 from chain.store import ChainStore
 from chain.tx import Transfer
 from consensus.committee_secret import load_member
@@ -406,8 +406,8 @@ class Node:
         await self.conns.close()
         try:
             self.datadir.save_peer_book(self.book)
-        except OSError:
-            log.exception("saving peers.json")
+        except OSError as exc:   # a full disk, no descriptors: the book is only a hint, the chain is safe
+            log.warning("cannot save peers.json: %s", exc.strerror or exc)
         if getattr(self, "store", None) is not None:
             try:
                 if self.keyholder is not None:
@@ -494,14 +494,17 @@ class Node:
         self.relay.peer_gone(peer)
 
     async def _dispatch(self, peer: Peer, msg: wire.Message) -> None:
-        if isinstance(msg, (wire.GetHeaders, wire.Headers)):
-            await self.sync.handle(peer, msg)
-        elif isinstance(msg, (wire.GetRounds, wire.Rounds)):
-            await self.round_sync.handle(peer, msg)
-        elif isinstance(msg, wire.Committee):
-            await self.committee_relay.handle(peer, msg)
-        else:
-            await self.relay.handle(peer, msg)
+        try:
+            if isinstance(msg, (wire.GetHeaders, wire.Headers)):
+                await self.sync.handle(peer, msg)
+            elif isinstance(msg, (wire.GetRounds, wire.Rounds)):
+                await self.round_sync.handle(peer, msg)
+            elif isinstance(msg, wire.Committee):
+                await self.committee_relay.handle(peer, msg)
+            else:
+                await self.relay.handle(peer, msg)
+        except StorageFault as exc:   # our storage failed while handling it: stop (exit 3), blame no peer
+            self.supervisor.fail("storing a peer's object", exc)
 
     async def _metrics_handler(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})

@@ -96,6 +96,15 @@ class Supervisor:
                 await asyncio.sleep(delay)
                 delay = min(RESTART_MAX_S, delay * 2)
 
+    def fail(self, where: str, exc: BaseException) -> None:
+        """A fault outside the supervised tasks that the node cannot live with (a storage fault while judging a
+        peer's object): record it like an essential task's failure and stop the node."""
+        if self.failure is None:
+            self.failure = f"{where} failed: {type(exc).__name__}: {exc}"
+            self.failure_exc = exc
+            self.metrics.inc("popchain_task_failures_total", task=where)
+            self.on_fatal(self.failure)
+
     def health(self) -> dict:
         """``{"ok": bool, "tasks": {name: {"state", "essential", "restarts", "error"}}}`` — the shape the API
         renders under ``/api/status`` ``"health"``. ok = no failure and every essential task running."""
