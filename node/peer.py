@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from chain.errors import PopError
 from node import wire
 from node.budgets import Budgets, KnownInventory, SendBudget
 from node.errors import WireError
@@ -59,8 +60,8 @@ class LocalIdentity:
     agent: str = "popchain/0.1"
 
 
-class PeerClosed(Exception):
-    """Raised inside a peer's tasks to end the connection (with a reason)."""
+class PeerClosed(PopError):
+    """Raised inside a peer's tasks to end the connection (with a reason); never leaves ``Peer.run_with``."""
 
 
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse

@@ -15,10 +15,11 @@ from typing import Any
 
 import aiohttp
 
+from chain.errors import PopError
 from node.datadir import read_cookie
 
 
-class ApiCallError(Exception):
+class ApiCallError(PopError):
     """The API answered with an error body ``{"error": {"code", "message"}}``."""
 
     def __init__(self, status: int, code: str, message: str) -> None:

@@ -26,6 +26,7 @@ from consensus.miner import open_block, seal
 from consensus.template import Template
 from ml.shards import PublicTask
 from ml.task import Dataset
+from node.errors import EXIT_NO_OPEN_TASK  # `miner run` stopped: no task of the chain is open
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.events_client import ChangeSignal
 
@@ -33,7 +34,6 @@ log = logging.getLogger("popchain.miner")
 
 AUTO_FAMILIES = ("forest", "mlp", "extra", "linear")
 POLL_S = 0.05
-EXIT_NO_OPEN_TASK = 6   # `miner run` stopped: no task of the chain is open (README, miner section)
 NO_OPEN_TASK = ("no task is open on this chain (every task has spent its hidden shards): nothing to mine; "
                 "run the miner again once a task is announced or extended ('popchain task list')")
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from chain.block import Block, model_hash
-from chain.errors import DecodeError
+from chain.errors import DecodeError, PopError
 from consensus.genesis import Genesis, GenesisParams
 from consensus.messages import Beacon, RoundPayload
 from ml.errors import MLError
@@ -29,7 +29,7 @@ from ml.task import Dataset
 CARD_FORMAT = "popchain-model-card/1"
 
 
-class ProvenanceError(Exception):
+class ProvenanceError(PopError):
     """The node's data is missing or inconsistent for the requested check (one line for the user)."""
 
 

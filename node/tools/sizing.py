@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chain.errors import PopError
 from consensus import stats
 from consensus.stats import DEFAULT_ALPHA, Alpha, min_disagreement
 
@@ -58,7 +59,7 @@ class Sizing:
     min_rows: int                  # fewest rows with which anything can ever be crowned (m = E)
 
 
-class SizingError(ValueError):
+class SizingError(PopError, ValueError):
     """A sizing under which nothing could ever be crowned, or that the data cannot supply."""
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from chain.crypto import Keypair
 from chain.encoding import check_int, check_list, pack, unpack
-from chain.errors import DecodeError
+from chain.errors import DecodeError, PopError
 from consensus.genesis import Genesis
 from ml.errors import TaskError
 from ml.generator import World, generate, world_from_seed
@@ -267,7 +267,7 @@ def create_extension_files(out: Path, chain_id: str, task_id: int, seq: int, bat
             "share_files": shares}
 
 
-class SigningError(ValueError):
+class SigningError(PopError, ValueError):
     """The keyholder file cannot sign this message for this chain (wrong chain, no governance key, too few)."""
 
 
