@@ -111,6 +111,7 @@ class Conn:
         self.session, self.url, self.genesis, self.stats = session, url, genesis, stats
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.reader: asyncio.Task[None] | None = None
+        self.pongs: set[int] = set()      # nonces the node answered (a PING after N frames: all N were read)
 
     async def open(self, read: bool = True) -> bool:
         try:
@@ -143,6 +144,8 @@ class Conn:
                     continue
                 if isinstance(m, wire.Ping):
                     await ws.send_bytes(wire.encode(wire.Pong(m.nonce)))
+                elif isinstance(m, wire.Pong):
+                    self.pongs.add(m.nonce)
                 elif isinstance(m, wire.GetData):
                     self.stats.getdata_ids += len(m.items)
                 elif isinstance(m, wire.Reject):
