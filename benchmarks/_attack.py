@@ -9,13 +9,10 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from benchmarks._nodeproc import ROOT, NodeProc
 from node.tools.client import NodeClient
-
-
-def _lowest_priority() -> None:
-    os.nice(19)
 
 
 async def spawn_hostile(*args: str) -> asyncio.subprocess.Process:
@@ -23,14 +20,14 @@ async def spawn_hostile(*args: str) -> asyncio.subprocess.Process:
     priority: on this machine the attackers share the node's cores, where real ones would bring their own — the
     node must not lose its CPU to the attackers' frame making, only to what the frames make it do."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "benchmarks.hostile", *args, cwd=ROOT, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-                                                stdin=asyncio.subprocess.DEVNULL, preexec_fn=_lowest_priority)
+    return await asyncio.create_subprocess_exec("nice", "-n", "19", sys.executable, "-m", "benchmarks.hostile", *args,
+                                                cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL)
 
 
-async def collect(procs: list[asyncio.subprocess.Process], timeout: float) -> list[dict]:
+async def collect(procs: list[asyncio.subprocess.Process], timeout: float) -> list[dict[str, Any]]:
     """Wait for the attacker processes (SIGTERM after ``timeout``, SIGKILL 10 s later) and parse their counts."""
-    async def one(proc: asyncio.subprocess.Process) -> dict:
+    async def one(proc: asyncio.subprocess.Process) -> dict[str, Any]:
         try:
             stdout, _ = await asyncio.wait_for(proc.communicate(), timeout)
         except TimeoutError:
@@ -47,7 +44,7 @@ async def collect(procs: list[asyncio.subprocess.Process], timeout: float) -> li
     return list(await asyncio.gather(*(one(p) for p in procs)))
 
 
-async def stop_now(procs: list[asyncio.subprocess.Process]) -> list[dict]:
+async def stop_now(procs: list[asyncio.subprocess.Process]) -> list[dict[str, Any]]:
     """SIGTERM the attackers now and collect what they counted."""
     for proc in procs:
         if proc.returncode is None:
@@ -62,12 +59,12 @@ async def until(predicate: Callable[[], Awaitable[bool]], timeout: float, interv
         try:
             if await predicate():
                 return time.monotonic() - start
-        except Exception:  # noqa: BLE001 -- a node still starting or busy: ask again
+        except Exception:  # noqa: BLE001, S110 -- a node still starting or busy: ask again
             pass
         await asyncio.sleep(interval)
     return None
 
 
-async def status(node: NodeProc, timeout_s: float = 10.0) -> dict:
+async def status(node: NodeProc, timeout_s: float = 10.0) -> dict[str, Any]:
     async with NodeClient(node.api_url, timeout_s=timeout_s) as api:
         return dict(await api.status())

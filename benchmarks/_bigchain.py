@@ -18,6 +18,7 @@ def build_big_chain(datadir: Path, chain: TestChain, n_blocks: int) -> list[byte
     """Fill ``datadir`` with ``n_blocks`` crowned real-size blocks; returns their hashes (height order)."""
     from sklearn.ensemble import ExtraTreesClassifier
 
+    from chain.errors import need
     from chain.store import ChainStore
     from consensus.engine import Engine
     from consensus.keyholder import Keyholder, load_keyholder_file
@@ -59,6 +60,6 @@ def build_big_chain(datadir: Path, chain: TestChain, n_blocks: int) -> list[byte
             now += g.params.opening_window_s
             keyholder.step(now)
         tip = engine.tip().height
-        return [store.block_hash_at(h) for h in range(1, tip + 1)]
+        return [need(store.block_hash_at(h), f"block {h}") for h in range(1, tip + 1)]
     finally:
         store.close()

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,22 +41,17 @@ class NodeProc:
             cmd += ["--peer", f"{host}:{p}"]
         self.cmd = cmd
         self.nofile = nofile          # RLIMIT_NOFILE (soft and hard) of the child, e.g. `ulimit -n 1024`
-        self.proc: subprocess.Popen | None = None
-        self.ports: dict = {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ports: dict[str, Any] = {}
 
-    def start(self) -> "NodeProc":
+    def start(self) -> NodeProc:
         self.datadir.mkdir(parents=True, exist_ok=True)
         (self.datadir / "ports.json").unlink(missing_ok=True)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                                     preexec_fn=self._limits if self.nofile is not None else None)
+        limits = ["prlimit", f"--nofile={self.nofile}:{self.nofile}"] if self.nofile is not None else []
+        self.proc = subprocess.Popen([*limits, *self.cmd], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         return self
-
-    def _limits(self) -> None:
-        import resource
-        assert self.nofile is not None
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def open_fds(self) -> int:
         """Descriptors the node process holds (0 if gone)."""
@@ -69,7 +65,7 @@ class NodeProc:
         """The node's own pid (under ``ip netns exec`` the exec'd python keeps the child's pid)."""
         return int(self.ports.get("pid") or (self.proc.pid if self.proc else 0))
 
-    async def ready(self, timeout: float = 90.0) -> dict:
+    async def ready(self, timeout: float = 90.0) -> dict[str, Any]:
         """Wait for D/ports.json of this process (a liveness bound, not a timed assertion)."""
         assert self.proc is not None, "start() first"
         async with asyncio.timeout(timeout):
@@ -81,9 +77,9 @@ class NodeProc:
                     ports = json.loads((self.datadir / "ports.json").read_text())
                 except (FileNotFoundError, ValueError):
                     ports = {}
-                if ports.get("pid") == self.proc.pid:
-                    self.ports = ports
-                    return ports
+                if isinstance(ports, dict) and ports.get("pid") == self.proc.pid:
+                    self.ports = dict(ports)
+                    return self.ports
                 await asyncio.sleep(0.05)
 
     @property

@@ -14,6 +14,7 @@ import asyncio
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from benchmarks._attack import spawn_hostile, status, stop_now, until
 from benchmarks._bigchain import build_big_chain
@@ -38,10 +39,10 @@ async def newcomer_syncs(tmp: Path, chain: TestChain, victim: NodeProc, height: 
 
 
 async def trial(tmp: Path, chain: TestChain, victim: NodeProc, height: int, k: int,
-                attacked: bool) -> tuple[float | None, dict]:
+                attacked: bool) -> tuple[float | None, dict[str, Any]]:
     procs = []
     url = f"http://{victim.p2p_addr[0]}:{victim.p2p_addr[1]}/p2p"
-    info: dict = {}
+    info: dict[str, Any] = {}
     try:
         if attacked:
             procs = [await spawn_hostile("hold", "--url", url, "--genesis", str(chain.genesis_path), "--source", ip,
@@ -57,13 +58,13 @@ async def trial(tmp: Path, chain: TestChain, victim: NodeProc, height: int, k: i
     return took, info
 
 
-async def run_trials(tmp: Path, trials: int, n_blocks: int) -> tuple[list[float | None], list[float | None], dict]:
+async def run_trials(tmp: Path, trials: int, n_blocks: int) -> tuple[list[float | None], list[float | None], dict[str, Any]]:
     chain = make_test_chain(tmp / "chain", rounds=4 * n_blocks + 8)
     await asyncio.to_thread(build_big_chain, tmp / "victim", chain, n_blocks)
     victim = NodeProc(tmp / "victim", genesis=None).start()
     attacked: list[float | None] = []
     control: list[float | None] = []
-    info: dict = {}
+    info: dict[str, Any] = {}
     try:
         await victim.ready()
         height = int((await status(victim))["height"])
@@ -78,7 +79,7 @@ async def run_trials(tmp: Path, trials: int, n_blocks: int) -> tuple[list[float 
     return attacked, control, info
 
 
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool = False) -> list[dict[str, Any]]:
     trials = 1 if quick else 3
     n_blocks = 3 if quick else 6
     with tempfile.TemporaryDirectory(prefix="popchain-bench-eviction-") as tmp:

@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -44,7 +45,7 @@ class Trial:
     last_handshake_ok: bool = False
     max_fds: int = 0
     alive: bool = False
-    attacker: dict = field(default_factory=dict)
+    attacker: dict[str, Any] = field(default_factory=dict[str, Any])
 
     @property
     def survived(self) -> bool:
@@ -56,9 +57,9 @@ async def api_answers(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
     """GET /api/status on a new connection (a client arriving now, not one connected before the flood)."""
     try:
         async with asyncio.timeout(timeout), aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(force_close=True)) as session:
-            async with session.get(f"{url}/api/status") as resp:
-                return resp.status == 200 and "height" in await resp.json()
+                connector=aiohttp.TCPConnector(force_close=True)) as session, \
+                session.get(f"{url}/api/status") as resp:
+            return resp.status == 200 and "height" in await resp.json()
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
         return False
 
@@ -133,7 +134,7 @@ async def run_trials(tmp: Path, trials: int, seconds: float) -> list[Trial]:
     return [await one_trial(tmp, chain.genesis_path, seconds, f"node{k}") for k in range(trials)]
 
 
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool = False) -> list[dict[str, Any]]:
     trials = 1 if quick else 3
     seconds = 10.0 if quick else 30.0
     with tempfile.TemporaryDirectory(prefix="popchain-bench-fd-") as tmp:

@@ -24,6 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -53,7 +54,7 @@ class Phase:
     api_ms: list[float] = field(default_factory=list)
     honest_asked: int = 0
     honest_served: int = 0
-    attackers: list[dict] = field(default_factory=list)
+    attackers: list[dict[str, Any]] = field(default_factory=list)
 
     def total(self, key: str) -> int:
         return sum(int(a.get(key, 0)) for a in self.attackers)
@@ -102,7 +103,7 @@ async def honest_peer(p2p_url: str, genesis_path: Path, block: bytes, phase: Pha
                             phase.honest_served += 1
                             break
                     await asyncio.sleep(1.0)
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ConnectionError, ValueError):
+            except (TimeoutError, aiohttp.ClientError, OSError, ConnectionError, ValueError):
                 await asyncio.sleep(0.5)
 
 
@@ -143,7 +144,7 @@ async def settle(node: NodeProc, timeout: float = 30.0) -> None:
             t = time.perf_counter()
             try:
                 await api.status()
-            except Exception:  # noqa: BLE001 -- still busy
+            except Exception:  # noqa: BLE001, S110 -- still busy
                 pass
             if time.perf_counter() - t < 0.05:
                 return
@@ -184,7 +185,7 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool = False) -> list[dict[str, Any]]:
     seconds = 3.0 if quick else 20.0
     n_blocks = 3 if quick else 6
     with tempfile.TemporaryDirectory(prefix="popchain-bench-flood-") as tmp:

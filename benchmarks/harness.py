@@ -62,7 +62,7 @@ def collect(quick: bool, progress: Callable[[str], None] | None = None,
         try:
             module = importlib.import_module(module_name)
             produced = [_normalise(f) for f in module.run(quick=quick)]
-        except Exception as exc:  # a broken benchmark must not hide the others' figures
+        except Exception as exc:  # noqa: BLE001 -- a broken benchmark must not hide the others' figures
             errors.append(f"{module_name}: {type(exc).__name__}: {exc}")
             continue
         figures.extend(produced)

@@ -118,7 +118,7 @@ class Conn:
             ws = await self.session.ws_connect(self.url, autoping=False, max_msg_size=wire.MAX_FRAME, compress=0)
             await ws.send_bytes(hello(self.genesis, random.randint(20000, 60000)))
             msg = await ws.receive(timeout=10)
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             self.stats.refused += 1
             return False
         if msg.type != aiohttp.WSMsgType.BINARY or not isinstance(wire.decode(msg.data), wire.Hello):
@@ -140,7 +140,7 @@ class Conn:
                 self.stats.frames_received += 1
                 try:
                     m = wire.decode(msg.data)
-                except Exception:  # noqa: BLE001 -- a hostile client ignores what it cannot parse
+                except Exception:  # noqa: BLE001, S112 -- a hostile client ignores what it cannot parse
                     continue
                 if isinstance(m, wire.Ping):
                     await ws.send_bytes(wire.encode(wire.Pong(m.nonce)))
@@ -174,7 +174,7 @@ class Conn:
             try:
                 async with asyncio.timeout(2):
                     await self.ws.close()
-            except (asyncio.TimeoutError, aiohttp.ClientError, OSError, RuntimeError):
+            except (TimeoutError, aiohttp.ClientError, OSError, RuntimeError):
                 pass
 
 
@@ -276,7 +276,7 @@ async def run_slowloris(args: argparse.Namespace, stats: Stats) -> None:
                 async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
                     await reader.read()        # returns when the node closes it
                 stats.closed_by_node += 1
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 pass
             finally:
                 writer.close()
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.mode == "slowloris":
         import resource
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     runner = {"flood": run_flood, "hold": run_hold, "slowloris": run_slowloris, "liar": run_liar}[args.mode]
     stats = Stats(args.mode + (f"-{args.kind}" if args.mode == "flood" else ""))

@@ -14,6 +14,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from benchmarks._attack import spawn_hostile, status, stop_now, until
 from benchmarks._bigchain import build_big_chain
@@ -46,14 +47,14 @@ async def sync_once(tmp: Path, chain: TestChain, source: NodeProc, height: int, 
     return took, dropped
 
 
-async def run_trials(tmp: Path, runs: int, n_blocks: int) -> tuple[list[float | None], list[float | None], int, dict]:
+async def run_trials(tmp: Path, runs: int, n_blocks: int) -> tuple[list[float | None], list[float | None], int, dict[str, Any]]:
     chain = make_test_chain(tmp / "chain", rounds=4 * n_blocks + 8)
     await asyncio.to_thread(build_big_chain, tmp / "source", chain, n_blocks)
     source = NodeProc(tmp / "source", genesis=None).start()
     clean: list[float | None] = []
     lied: list[float | None] = []
     dropped = 0
-    liar_counts: dict = {}
+    liar_counts: dict[str, Any] = {}
     try:
         await source.ready()
         height = int((await status(source))["height"])
@@ -81,7 +82,7 @@ async def run_trials(tmp: Path, runs: int, n_blocks: int) -> tuple[list[float | 
     return clean, lied, dropped, liar_counts
 
 
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool = False) -> list[dict[str, Any]]:
     runs = 1 if quick else 3
     n_blocks = 6 if quick else 16
     with tempfile.TemporaryDirectory(prefix="popchain-bench-liar-") as tmp:

@@ -68,12 +68,13 @@ class KV(KVReader, Protocol):
 
 
 class _LevelSnapshot:
-    def __init__(self, snap: "plyvel.Snapshot") -> None:
+    def __init__(self, snap: plyvel.Snapshot) -> None:
         self._snap = snap
 
     def get(self, key: bytes) -> bytes | None:
         try:
-            return self._snap.get(key, verify_checksums=True)
+            value: bytes | None = self._snap.get(key, verify_checksums=True)
+            return value
         except _FAULTS as exc:
             raise _fault(exc, "read") from None
 
@@ -117,7 +118,8 @@ class LevelKV:
 
     def get(self, key: bytes) -> bytes | None:
         try:
-            return self._db.get(key, verify_checksums=True)
+            value: bytes | None = self._db.get(key, verify_checksums=True)
+            return value
         except _FAULTS as exc:
             raise _fault(exc, "read") from None
 

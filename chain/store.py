@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import msgpack
 
@@ -37,6 +37,7 @@ from chain.state import (
     state_root_of,
 )
 from chain.state_cache import LeafCache
+from chain.store_check import check_after_open, check_before_open, check_state, read_witness, write_witness
 from chain.store_index import (
     INDEX_VERSION,
     K_INDEX_VERSION,
@@ -62,7 +63,6 @@ from chain.store_read import (
     StoreReader,
     _height_key,
 )
-from chain.store_check import check_after_open, check_before_open, check_state, read_witness, write_witness
 from chain.store_verify import Progress, compare, replay
 from chain.tx import Transfer, submit_verify_transfers
 
@@ -112,7 +112,7 @@ class ChainStore(StoreReader):
     # ------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, datadir: Path | str) -> "ChainStore":
+    def open(cls, datadir: Path | str) -> ChainStore:
         """Open (or, in an empty directory, create) the store in ``datadir`` and take its lock. A directory that
         held a chain but lost its database, its records or blocks is a StoreError (chain.store_check), never
         a fresh start."""
@@ -147,7 +147,7 @@ class ChainStore(StoreReader):
         return store
 
     @classmethod
-    def memory(cls) -> "ChainStore":
+    def memory(cls) -> ChainStore:
         """A store over MemoryKV: unit tests of logic only."""
         return cls(MemoryKV())
 
@@ -181,7 +181,7 @@ class ChainStore(StoreReader):
                 os.close(self._lock_fd)  # closing the descriptor releases the flock
                 self._lock_fd = None
 
-    def __enter__(self) -> "ChainStore":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -168,7 +168,7 @@ class StoreReader:
     def get_moves(self, block_hash: bytes) -> list[tuple[bytes, bytes, int]]:
         """The consensus moves recorded with a connected block (applied before its txs), in order."""
         raw = self._kv.get(P_MOVES + block_hash)
-        return [] if raw is None else [tuple(m) for m in unpack(raw, max_size=MAX_RECORD)]  # type: ignore[misc]
+        return [] if raw is None else [tuple(m) for m in unpack(raw, max_size=MAX_RECORD)]
 
     def get_account(self, account: bytes) -> Account:
         value = self._kv.get(P_ACCOUNT + account)

@@ -50,7 +50,7 @@ def replay(store: StoreReader, progress: Progress | None = None) -> Replay:
         moves = [] if raw_moves is None else [tuple(m) for m in unpack(raw_moves, max_size=MAX_RECORD)]
         try:
             delta = apply_txs(lambda a: None if a not in accounts else Account.decode(accounts[a]),
-                              block.txs, block.header.miner, params, moves=moves)  # type: ignore[arg-type]
+                              block.txs, block.header.miner, params, moves=moves)
         except RuleError as err:
             out.problems.append(f"height {height}: {err}")
             break

@@ -108,7 +108,7 @@ class Wallet:
 
     @classmethod
     def create(cls, path: Path | str, password: str, *, opslimit: int = DEFAULT_OPSLIMIT,
-               memlimit: int = DEFAULT_MEMLIMIT) -> "Wallet":
+               memlimit: int = DEFAULT_MEMLIMIT) -> Wallet:
         path = Path(path)
         if path.exists():
             raise WalletError(f"{path} already exists")
@@ -118,7 +118,7 @@ class Wallet:
         return wallet
 
     @classmethod
-    def load(cls, path: Path | str, password: str) -> "Wallet":
+    def load(cls, path: Path | str, password: str) -> Wallet:
         path = Path(path)
         try:
             data = path.read_bytes()

@@ -9,9 +9,7 @@ import logging.handlers
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.config import NodeConfig, add_node_run_arguments, describe, resolve
 from node.errors import (
@@ -34,7 +32,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         import datetime
-        out = {"ts": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(
+        out = {"ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
                    timespec="milliseconds"),
                "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
         if record.exc_info:
@@ -48,7 +46,7 @@ class _LogFile(logging.handlers.RotatingFileHandler):
 
     failed = False
 
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 -- logging's name
+    def handleError(self, record: logging.LogRecord) -> None:
         if not self.failed:
             self.failed = True
             exc = sys.exc_info()[1]
@@ -125,7 +123,7 @@ def _advice(code: int, config: NodeConfig, line: str) -> str:
     return ""
 
 
-async def run_node(config: NodeConfig, node: "Node | None" = None) -> int:
+async def run_node(config: NodeConfig, node: Node | None = None) -> int:
     """Run a node (``node``, or a new one from ``config``) until SIGINT/SIGTERM. Returns a process exit code
     (node.errors: 0 after a clean stop, 2 cannot start, 3 storage fault, 4 state does not match the chain,
     5 an essential task died) with the reason as one log line; a traceback only for a bug."""
@@ -135,7 +133,7 @@ async def run_node(config: NodeConfig, node: "Node | None" = None) -> int:
     log = logging.getLogger("popchain.node")
     try:
         node = node if node is not None else Node(config)
-    except Exception as exc:  # noqa: BLE001 -- only the documented ones are caught, see exit_code_of
+    except Exception as exc:
         code = exit_code_of(exc)
         if code is None:
             raise
@@ -148,7 +146,7 @@ async def run_node(config: NodeConfig, node: "Node | None" = None) -> int:
             pass
     try:
         await node.run()
-    except Exception as exc:  # noqa: BLE001 -- only the documented ones are caught, see exit_code_of
+    except Exception as exc:
         code = exit_code_of(exc)
         if code is None:
             raise

@@ -42,7 +42,7 @@ class Budgets:
     slots: int
 
     @classmethod
-    def for_slots(cls, max_inbound: int, max_outbound: int, persistent: int = 0) -> "Budgets":
+    def for_slots(cls, max_inbound: int, max_outbound: int, persistent: int = 0) -> Budgets:
         return cls(max(1, max_inbound + max_outbound + persistent + EVICTION_SLACK))
 
     @property
@@ -88,7 +88,7 @@ class KnownInventory(Generic[K]):
     membership and insertion stay C-speed; when the current generation reaches half the cap the older one is
     dropped. Remembers at least cap/2 and at most cap ids. Forgetting only costs a redundant announcement."""
 
-    __slots__ = ("_half", "_cur", "_old")
+    __slots__ = ("_cur", "_half", "_old")
 
     def __init__(self, cap: int) -> None:
         self._half = max(1, cap // 2)
@@ -115,7 +115,7 @@ class KnownInventory(Generic[K]):
 class PeerObjects:
     """One peer's object-rate state: its reserved share and its own ceiling (see ObjectBudget)."""
 
-    __slots__ = ("reserved", "ceiling", "drops")
+    __slots__ = ("ceiling", "drops", "reserved")
 
     def __init__(self, reserved_rate: float, now: float) -> None:
         self.reserved = TokenBucket(reserved_rate, 2 * reserved_rate, now)

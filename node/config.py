@@ -59,7 +59,7 @@ class NodeConfig:
     log_max_bytes: int = 10 * 2**20     # node.log rotates at this size ...
     log_backups: int = 5                # ... keeping this many old files (node.log.1 ...)
     check_level: str = "tip"            # on start: tip = state vs accounts + last undo records; full = replay all
-    extra: dict = field(default_factory=dict, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 # ---------------------------------------------------------------- the settings a user may give
@@ -271,7 +271,7 @@ def add_node_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "accounts and the last undo records, seconds) or full (replay the whole chain)")
 
 
-def config_from_args(args: argparse.Namespace, file_config: dict | None = None) -> NodeConfig:
+def config_from_args(args: argparse.Namespace, file_config: dict[str, Any] | None = None) -> NodeConfig:
     """Compatibility wrapper: ``resolve`` without the sources (``file_config`` is ignored: the file is read by
     ``resolve`` itself, with validation)."""
     return resolve(args)[0]

@@ -29,7 +29,7 @@ from node.eviction import Candidate, netgroup, select_to_evict
 from node.gate import Gate
 from node.limits import DISCOURAGE_SECONDS, Offence, ban_key
 from node.metrics import Metrics
-from node.peer import LocalIdentity, Peer
+from node.peer import LocalIdentity, Peer, WebSocket
 
 log = logging.getLogger("popchain.node")
 
@@ -87,7 +87,7 @@ class Connections:
     def _is_duplicate(self, nonce: int) -> bool:
         return any(p.hello is not None and p.hello.nonce == nonce and not p.close_reason for p in self.peers)
 
-    def _make_peer(self, ws, inbound: bool, host: str, port: int) -> Peer:
+    def _make_peer(self, ws: WebSocket, inbound: bool, host: str, port: int) -> Peer:
         return Peer(ws, inbound=inbound, host=host, port=port, handler=self.on_message, on_offence=self._on_offence,
                     hello_factory=self.hello, identity=self.identity(), is_duplicate=self._is_duplicate,
                     budgets=self.budgets, precheck=self._precheck, sending=self.sending)
@@ -193,7 +193,7 @@ class Connections:
             else:
                 del self._inbound_by_ip[key]
 
-    def connect(self, host: str, port: int, persistent: bool = False) -> asyncio.Task | None:
+    def connect(self, host: str, port: int, persistent: bool = False) -> asyncio.Task[None] | None:
         """Open (and keep re-opening, with backoff) an outbound connection, as a task in the TaskGroup.
         ``persistent`` (--peer, config.json) ones never give up; the others give up after GIVE_UP failures in a
         row and free their slot — the housekeeping refill dials them again later (every known address keeps
@@ -203,7 +203,8 @@ class Connections:
         if not persistent and len(self._outbound_targets) >= self.config.max_outbound + len(self.config.peers):
             return None
         self._outbound_targets.add((host, port))
-        return self.spawn(self._outbound(host, port, persistent), f"peer-{host}:{port}")
+        task: asyncio.Task[None] | None = self.spawn(self._outbound(host, port, persistent), f"peer-{host}:{port}")
+        return task
 
     async def _outbound(self, host: str, port: int, persistent: bool) -> None:
         addr = (host, port)

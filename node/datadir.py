@@ -123,7 +123,7 @@ class PeerBook:
                           sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> "PeerBook":
+    def from_json(cls, data: bytes) -> PeerBook:
         try:
             obj = json.loads(data)
             addrs = {str(k): float(v) for k, v in dict(obj.get("addrs", {})).items()}
@@ -151,7 +151,7 @@ class Datadir:
         self.path = Path(path)
         self._lock_fd: int | None = None
 
-    def open(self) -> "Datadir":
+    def open(self) -> Datadir:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path / "node.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -245,7 +245,8 @@ def read_ports(datadir: Path) -> dict[str, int] | None:
     """The ports a running node on ``datadir`` listens on, or None if it has not written them (yet)."""
     path = Path(datadir) / "ports.json"
     try:
-        return json.loads(path.read_bytes())
+        ports = json.loads(path.read_bytes())
+        return {str(k): int(v) for k, v in ports.items()} if isinstance(ports, dict) else None
     except (FileNotFoundError, ValueError):
         return None
 

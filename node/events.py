@@ -162,7 +162,8 @@ def _last_event_id(request: web.Request) -> int | None:
     return int(text)
 
 
-def events_handler(bus: EventBus, snapshot: Callable[[], Awaitable[dict[str, Any]]]):
+def events_handler(bus: EventBus, snapshot: Callable[[], Awaitable[dict[str, Any]]]
+                   ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """``GET /api/events``: ``hello`` (the current state snapshot, id-less), then the replayed ring events after
     ``Last-Event-ID`` (or one ``reset`` event when they are gone), then live events. Optional ``?kinds=a,b``."""
 

@@ -22,7 +22,7 @@ import hashlib
 import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from node.limits import ban_key
 
@@ -62,7 +62,7 @@ class Candidate(Generic[T]):
     handshaken: bool
 
 
-def _keep_last(pool: list[Candidate[T]], order: Callable[[Candidate[T]], object], k: int,
+def _keep_last(pool: list[Candidate[T]], order: Callable[[Candidate[T]], Any], k: int,
                eligible: Callable[[Candidate[T]], bool] = lambda c: True) -> list[Candidate[T]]:
     """Sort ``pool`` by ``order`` and protect (remove) the last ``k`` of them that are ``eligible``."""
     ranked = sorted(pool, key=order)

@@ -87,7 +87,7 @@ class GateLimits:
 class _Conn:
     """One admitted connection: its IP key, when it came, whether it is in use (an upgraded peer, a request)."""
 
-    __slots__ = ("key", "since", "busy", "transport")
+    __slots__ = ("busy", "key", "since", "transport")
 
     def __init__(self, key: str, transport: asyncio.Transport) -> None:
         self.key = key
@@ -100,7 +100,7 @@ class _Gated(asyncio.Protocol):
     """Stands between the event loop's transport and aiohttp's protocol: decides on connection_made, then
     forwards every event to the real protocol, and tells the gate when the connection ends."""
 
-    def __init__(self, gate: "Gate", make: Callable[[], asyncio.Protocol]) -> None:
+    def __init__(self, gate: Gate, make: Callable[[], asyncio.Protocol]) -> None:
         self.gate = gate
         self.make = make
         self.inner: asyncio.Protocol | None = None
@@ -173,10 +173,10 @@ class Gate:
         if mine >= self.limits.per_ip:
             self._refuse("per-ip")
             return None
-        if len(self.conns) >= self.limits.total or self.fds.room() <= 0:
-            if not self._evict_pending(mine):
-                self._refuse("full" if len(self.conns) >= self.limits.total else "fd-budget")
-                return None
+        crowded = len(self.conns) >= self.limits.total or self.fds.room() <= 0
+        if crowded and not self._evict_pending(mine):
+            self._refuse("full" if len(self.conns) >= self.limits.total else "fd-budget")
+            return None
         conn = _Conn(key, transport)
         self.conns[transport] = conn
         self.by_key[key] = mine + 1

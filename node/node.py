@@ -15,18 +15,23 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from chain.address import address_of
+from chain.block import Header
 from chain.errors import DecodeError, PopError, StateMismatch, StorageFault, StoreError
 from chain.store import ChainStore
+from chain.state import Account, LedgerParams
 from chain.tx import Transfer
 from consensus.committee_secret import load_member
 from consensus.engine import Engine
 from consensus.genesis import Genesis, load_genesis
+from consensus.messages import Entry
+from consensus.tasks import TaskMessage
 from node import wire
 from node.api import build_api_app
 from node.api_deps import api_deps
@@ -37,13 +42,13 @@ from node.datadir import Datadir, PeerBook
 from node.discovery import Discovery, DiscoveryContext
 from node.errors import NodeError, TaskFailed
 from node.events import ChainView, EventBus, StatePublisher
-from node.gate import FdBudget, Gate, GateLimits, GatedSite, raise_fd_limit
-from node.housekeeping import Housekeeping, check_disk
-from node.memory import trim as trim_memory
 from node.explorer import NodeExplorerDeps
 from node.explorer import register as register_explorer
+from node.gate import FdBudget, Gate, GatedSite, GateLimits, raise_fd_limit
 from node.gossip import Relay
+from node.housekeeping import Housekeeping, check_disk
 from node.keyholder_service import KeyholderService
+from node.memory import trim as trim_memory
 from node.mempool import Mempool
 from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from node.metrics import Metrics
@@ -99,7 +104,7 @@ class Node:
         self.keyholder: KeyholderService | None = None
         self.committee: CommitteeService | None = None     # a keyholder-committee member (PROTOCOL §3.10)
         self.committee_relay: CommitteeRelay
-        self._all_tasks: set[asyncio.Task] = set()
+        self._all_tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
         self.supervisor = Supervisor(lambda reason: self.stop(), self.metrics)
         self._extra_services: list[tuple[Callable[[], Awaitable[None]], str, bool]] = []
@@ -237,20 +242,20 @@ class Node:
     # ------------------------------------------------------------ what Relay/Judge need (gossip.RelayHost)
 
     @property
-    def ledger_params(self):
+    def ledger_params(self) -> LedgerParams:
         return self.genesis.ledger_params
 
     @property
     def sync_hooks(self) -> Sync:
         return self.sync
 
-    async def on_entry_accepted(self, entry) -> None:
+    async def on_entry_accepted(self, entry: Entry) -> None:
         if self.keyholder is not None:
             await self.keyholder.on_entry(entry)
         if self.committee is not None:
             await self.committee.on_entry(entry)
 
-    async def on_task_message(self, msg) -> None:
+    async def on_task_message(self, msg: TaskMessage) -> None:
         """A new task announcement/extension was stored: the keyholder may open a round with it."""
         if self.keyholder is not None:
             self.keyholder.wake()
@@ -284,10 +289,10 @@ class Node:
         """Let the explorer's event stream diff the new state (node.events), off the caller's path."""
         self.publisher.request()
 
-    def _chain_view(self):
+    def _chain_view(self) -> Awaitable[ChainView]:
         return self.worker.call(_read_chain_view, self.engine, self.genesis.params.opening_window_s)
 
-    async def after_tip_change(self, old_tip: bytes, new_tip=None) -> None:
+    async def after_tip_change(self, old_tip: bytes, new_tip: Header | None = None) -> None:
         """Refresh the cached tip; drop confirmed txs from the mempool and return those of disconnected blocks."""
         if new_tip is None:
             await self.refresh_tip()
@@ -309,7 +314,7 @@ class Node:
                 except PopError:
                     continue  # no longer valid on the new chain
 
-    def _reorg_info(self, old_tip: bytes, senders: list[bytes]) -> tuple[list, dict]:
+    def _reorg_info(self, old_tip: bytes, senders: list[bytes]) -> tuple[list[Transfer], dict[bytes, Account]]:
         """(txs of blocks no longer on the main chain, sender pubkey -> account) — on the worker thread."""
         store = self.store
         returned: list[Transfer] = []
@@ -376,14 +381,14 @@ class Node:
         """Register a long-lived task before ``run`` (embedders, tests): supervised like the node's own."""
         self._extra_services.append((factory, name, essential))
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         """The health provider the API renders in /api/status (node.supervisor.Supervisor.health), with the
         housekeeping steps that are failing right now (retried: node.housekeeping) under ``"retrying"``."""
         out = self.supervisor.health()
         out["retrying"] = self.housekeeping.health()
         return out
 
-    def spawn(self, coro, name: str) -> asyncio.Task | None:
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None] | None:
         """Start a task inside the node's TaskGroup (structured: it ends before the node does)."""
         assert self._tg is not None
         if self.stopping:
@@ -474,7 +479,7 @@ class Node:
     def is_discouraged(self, host: str) -> bool:
         return self.conns.is_discouraged(host)
 
-    def connect(self, host: str, port: int, persistent: bool = False) -> asyncio.Task | None:
+    def connect(self, host: str, port: int, persistent: bool = False) -> asyncio.Task[None] | None:
         return self.conns.connect(host, port, persistent)
 
     def offer_peer(self, host: str, port: int) -> None:
@@ -510,7 +515,7 @@ class Node:
         return web.Response(body=self.metrics.render().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
-def _read_chain_view(engine, opening_window_s: int) -> ChainView:
+def _read_chain_view(engine: Engine, opening_window_s: int) -> ChainView:
     """On the worker thread: what the event stream diffs (the last VIEW_ROUNDS rounds' beacons and verdicts)."""
     tip = engine.tip()
     r = engine.current_round()
@@ -525,7 +530,7 @@ def _read_chain_view(engine, opening_window_s: int) -> ChainView:
                      opening_window_s)
 
 
-async def _guarded(coro, name: str) -> None:
+async def _guarded(coro: Coroutine[Any, Any, None], name: str) -> None:
     """A bug in a one-off task (a peer connection, a header request) is logged and ends only that task, never
     the node's TaskGroup. Long-lived tasks are supervised (node.supervisor): essential ones stop the node."""
     try:

@@ -69,11 +69,11 @@ WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 class Peer:
     def __init__(self, ws: WebSocket, *, inbound: bool, host: str, port: int,
-                 handler: Callable[["Peer", wire.Message], Awaitable[None]],
-                 on_offence: Callable[["Peer", Offence, str], None],
+                 handler: Callable[[Peer, wire.Message], Awaitable[None]],
+                 on_offence: Callable[[Peer, Offence, str], None],
                  hello_factory: Callable[[], wire.Hello], identity: LocalIdentity,
                  is_duplicate: Callable[[int], bool], budgets: Budgets | None = None,
-                 precheck: Callable[["Peer", bytes], bool] | None = None,
+                 precheck: Callable[[Peer, bytes], bool] | None = None,
                  sending: SendBudget | None = None) -> None:
         self.ws = ws
         self.inbound = inbound
@@ -203,7 +203,7 @@ class Peer:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def run_with(self, on_ready: Callable[["Peer"], Awaitable[None]] | None = None) -> None:
+    async def run_with(self, on_ready: Callable[[Peer], Awaitable[None]] | None = None) -> None:
         """Handshake, ``on_ready``, then serve until closed. Never raises (except CancelledError on shutdown)."""
         try:
             await self._handshake()
@@ -214,7 +214,7 @@ class Peer:
                 tg.create_task(self._pinger())
                 await self._reader()
                 self.close(self.close_reason or "connection closed by peer")
-        except (PeerClosed, aiohttp.ClientError, ConnectionError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, PeerClosed, aiohttp.ClientError, ConnectionError, OSError) as exc:
             self.close(str(exc) if isinstance(exc, PeerClosed) else f"network error: {exc!r}")
         except BaseExceptionGroup as eg:
             # the TaskGroup wraps its tasks' errors; a PeerClosed or network error just ends this peer
@@ -233,7 +233,7 @@ class Peer:
                 if not self.ws.closed:
                     async with asyncio.timeout(2):
                         await self.ws.close()
-            except Exception:  # closing a broken socket may fail; cancellation must propagate
+            except Exception:  # noqa: BLE001, S110 -- closing a broken socket may fail; cancellation propagates
                 pass
 
     async def _handshake(self) -> None:
@@ -275,14 +275,15 @@ class Peer:
         try:
             async with asyncio.timeout(2):
                 await self.ws.send_bytes(wire.encode(msg))
-        except Exception:  # best effort: the connection is being refused or closed anyway
+        except Exception:  # noqa: BLE001, S110 -- best effort: the connection is being refused or closed anyway
             pass
 
     async def _next_frame(self) -> bytes:
         msg = await self.ws.receive()
         if msg.type == aiohttp.WSMsgType.BINARY:
-            self.bytes_in += len(msg.data)
-            return msg.data
+            data: bytes = msg.data
+            self.bytes_in += len(data)
+            return data
         if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
             raise PeerClosed("closed by peer")
         if msg.type == aiohttp.WSMsgType.ERROR:

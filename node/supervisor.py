@@ -14,11 +14,11 @@ are logged and end only themselves.
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-
 import errno
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
 
 from node.errors import is_storage_fault
 from node.metrics import Metrics
@@ -30,7 +30,7 @@ EXHAUSTION_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 RESTART_MIN_S = 0.5
 RESTART_MAX_S = 30.0
 
-Spawn = Callable[[Awaitable[None], str], object]
+Spawn = Callable[[Coroutine[Any, Any, None], str], object]
 
 
 @dataclass
@@ -105,7 +105,7 @@ class Supervisor:
             self.metrics.inc("popchain_task_failures_total", task=where)
             self.on_fatal(self.failure)
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         """``{"ok": bool, "tasks": {name: {"state", "essential", "restarts", "error"}}}`` — the shape the API
         renders under ``/api/status`` ``"health"``. ok = no failure and every essential task running."""
         ok = self.failure is None and all(t.state == "running" for t in self.tasks.values() if t.essential)

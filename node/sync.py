@@ -21,6 +21,7 @@ that announces what it cannot serve only ever stalls its own requests, and is pe
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Coroutine, Iterable
@@ -219,7 +220,7 @@ class Sync:
         except (DecodeError, ValueError) as exc:
             peer.offend(INVALID_OBJECT, f"undecodable header: {exc}")
             return
-        for prev, cur in zip(headers, headers[1:], strict=False):
+        for prev, cur in itertools.pairwise(headers):
             if cur.prev_hash != prev.hash or cur.height != prev.height + 1:
                 peer.offend(INVALID_OBJECT, "headers do not form a chain")
                 return

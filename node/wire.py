@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Union
+from typing import Any
 
 from chain.block import MAX_BLOCK_SIZE, MAX_HEADER_SIZE
 from chain.encoding import (
@@ -78,16 +78,16 @@ class MsgType(IntEnum):
     COMMITTEE = 21  # a keyholder-committee message (consensus.committee_msgs), flooded by every node
 
 
-def object_type(kind: "InvKind") -> "MsgType":
+def object_type(kind: InvKind) -> MsgType:
     """The frame type carrying an object of ``kind``."""
     return MsgType.TASK if kind == InvKind.TASK else MsgType(7 + int(kind))
 
 
-def object_kind(mtype: "MsgType") -> "InvKind":
+def object_kind(mtype: MsgType) -> InvKind:
     return InvKind.TASK if mtype == MsgType.TASK else InvKind(int(mtype) - 7)
 
 
-def is_object_type(mtype: "MsgType") -> bool:
+def is_object_type(mtype: MsgType) -> bool:
     return MsgType.TX <= mtype <= MsgType.BLOCK or mtype == MsgType.TASK
 
 
@@ -213,8 +213,8 @@ class Rounds:
     items: tuple[tuple[InvKind, bytes], ...]   # (ANCHOR | BEACON, encoded statement), ascending round
 
 
-Message = Union[Hello, Reject, Ping, Pong, Inv, GetData, NotFound, Object, Txs, GetHeaders, Headers, GetAddr, Addr,
-                GetRounds, Rounds, Committee]
+Message = (Hello | Reject | Ping | Pong | Inv | GetData | NotFound | Object | Txs | GetHeaders | Headers | GetAddr
+           | Addr | GetRounds | Rounds | Committee)
 
 
 # ---------------------------------------------------------------- encode

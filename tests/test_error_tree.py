@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-import node.errors as errors
 from chain.encoding import pack, unpack
 from chain.errors import DecodeError, PopError, StateMismatch, StorageFault, StoreError
 from ml.errors import MLError, ShardError, TaskError
+from node import errors
 from node.errors import (
     EXIT_CONFIG,
     EXIT_INCONSISTENT,
@@ -97,7 +97,7 @@ def test_damaged_keyholder_secret_is_exit_2_with_one_line(tmp_path):
     damaged.write_bytes(pack([f[0], b"\x93\x01\x02\x03", f[2]]))   # the envelope is fine, the secret is not
     proc = subprocess.run([sys.executable, "-m", "cli", "node", "run", "--datadir", str(tmp_path / "D"),
                            "--genesis", str(chain.genesis_path), "--keyholder", str(damaged), "--port", "0",
-                           "--api-port", "0"], cwd=ROOT, capture_output=True, text=True, timeout=100,
+                           "--api-port", "0"], cwd=ROOT, capture_output=True, text=True, timeout=100, check=False,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == EXIT_CONFIG, (proc.returncode, proc.stderr)
     assert "Traceback" not in proc.stderr

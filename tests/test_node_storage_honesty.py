@@ -38,7 +38,7 @@ BLOCKS = 8
 
 def popchain(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                          timeout=timeout, env=dict(os.environ, PYTHONPATH=str(ROOT)), check=False)
 
 
 def run_node(datadir: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -172,7 +172,7 @@ def small_disk(tmp_path):
     mnt = tmp_path / "disk"
     mnt.mkdir()
     proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(mnt)], capture_output=True,
-                          text=True)
+                          text=True, check=False)
     if proc.returncode != 0:
         why = f"cannot mount a tmpfs ({proc.stderr.strip() or 'not root'}): the disk-full test needs root"
         print(f"skipping: {why}")
