@@ -33,6 +33,14 @@ MAX_VIEW_DEPTH = 256     # how far back state_view / preview_block may look (via
 MAX_RECORD = 64 * 2**20  # cap when decoding our own records (corruption must not explode memory)
 
 
+def _BIN_HEADER(n: int) -> bytes:
+    if n < 1 << 8:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n < 1 << 16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
+
+
 def _height_key(height: int) -> bytes:
     return P_HEIGHT + height.to_bytes(4, "big")
 
@@ -148,6 +156,21 @@ class StoreReader:
             raise StoreError(f"block {header.hash.hex()} is missing its model or payload")
         txs = transfers_from_lists(raw_txs, hashes=False)  # None: some tx is bad; from_list says which
         return Block(header, tuple(txs if txs is not None else map(Transfer.from_list, raw_txs)), model, payload)
+
+    def block_encoding(self, block_hash: bytes) -> bytes | None:
+        """The stored block's canonical encoding (= ``get_block(h).encode()``), assembled from its stored parts
+        without decoding them: serving a block to a peer costs its reads, not a decode and a re-encode. None if
+        the block is not stored."""
+        kv = self._kv
+        header = kv.get(P_HEADER + block_hash)
+        body = kv.get(P_BODY + block_hash)
+        if header is None or body is None:
+            return None
+        model = kv.get(P_MODEL + Header.decode(header).model_hash)
+        payload = kv.get(P_PAYLOAD + block_hash)
+        if model is None or payload is None:
+            raise StoreError(f"block {block_hash.hex()} is missing its model or payload")
+        return b"".join((b"\x94", header, body, _BIN_HEADER(len(model)), model, _BIN_HEADER(len(payload)), payload))
 
     def block_hash_at(self, height: int) -> bytes | None:
         """Main-chain block hash at ``height`` (None above the tip)."""

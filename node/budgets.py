@@ -13,6 +13,8 @@ evict (node.eviction).
 """
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -32,7 +34,10 @@ TX_QUEUE_TOTAL = 8_192             # received transfers waiting for their verdic
 OBJ_RESERVED_RATE = 30_000.0       # objects/s (ids in INV/GETDATA/NOTFOUND, unsolicited transfers), shared out
 OBJ_POOL_RATE, OBJ_POOL_BURST = 30_000.0, 60_000.0     # ... plus this pool, first come first served
 OBJ_PEER_RATE, OBJ_PEER_BURST = 50_000.0, 100_000.0    # one peer never exceeds this, pool or not
+SERVE_WAIT_S = 0.02
 MIN_SEND_SHARE = 192 * 1024        # a peer's send share is at least this (one frame more is always allowed)
+SERVE_RESERVED_RATE = 32 * 2**20   # bytes/s of blocks served (GETDATA answers), shared out like the objects ...
+SERVE_POOL_RATE = 64 * 2**20       # ... plus this pool (burst: one second of it)
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,10 @@ class Budgets:
     @property
     def obj_reserved_rate(self) -> float:
         return OBJ_RESERVED_RATE / self.slots
+
+    @property
+    def serve_reserved_rate(self) -> float:
+        return SERVE_RESERVED_RATE / self.slots
 
 
 class SendBudget:
@@ -113,13 +122,15 @@ class KnownInventory(Generic[K]):
 
 
 class PeerObjects:
-    """One peer's object-rate state: its reserved share and its own ceiling (see ObjectBudget)."""
+    """One peer's rate state: its reserved object share and its own ceiling, and its reserved share of the block
+    bytes we serve (see ObjectBudget)."""
 
-    __slots__ = ("ceiling", "drops", "reserved")
+    __slots__ = ("ceiling", "drops", "reserved", "serve")
 
-    def __init__(self, reserved_rate: float, now: float) -> None:
+    def __init__(self, reserved_rate: float, serve_rate: float, now: float) -> None:
         self.reserved = TokenBucket(reserved_rate, 2 * reserved_rate, now)
         self.ceiling = TokenBucket(OBJ_PEER_RATE, OBJ_PEER_BURST, now)
+        self.serve = TokenBucket(serve_rate, serve_rate, now)
         self.drops = 0
 
 
@@ -132,9 +143,21 @@ class ObjectBudget:
     def __init__(self, budgets: Budgets, now: float) -> None:
         self.budgets = budgets
         self.pool = TokenBucket(OBJ_POOL_RATE, OBJ_POOL_BURST, now)
+        self.serve_pool = TokenBucket(SERVE_POOL_RATE, SERVE_POOL_RATE, now)
 
     def new_peer(self, now: float) -> PeerObjects:
-        return PeerObjects(self.budgets.obj_reserved_rate, now)
+        return PeerObjects(self.budgets.obj_reserved_rate, self.budgets.serve_reserved_rate, now)
+
+    async def pace(self, peer: PeerObjects, nbytes: int) -> None:
+        """Wait until ``nbytes`` of blocks may be served to ``peer``: its reserved share of SERVE_RESERVED_RATE,
+        else the common SERVE_POOL_RATE (a block larger than what is left is served on credit, and the next one
+        waits until the debt is paid). All peers together are served at most the two rates' sum (plus one
+        block each): a peer asking for blocks over and over costs the node a bounded share of its CPU."""
+        while True:
+            now = time.monotonic()
+            if peer.serve.take_debt(now, nbytes) or self.serve_pool.take_debt(now, nbytes):
+                return
+            await asyncio.sleep(SERVE_WAIT_S)
 
     def take(self, peer: PeerObjects, n: int, now: float) -> bool:
         """Charge ``n`` objects to ``peer``; False = over budget (the caller drops the message)."""

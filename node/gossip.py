@@ -135,6 +135,12 @@ class Relay:
         self.budgets.pop(peer, None)
         self._send_requests(self.requests.peer_gone(peer, time.monotonic(), self._alive() - {peer}))
 
+    async def _pace(self, peer: Peer, nbytes: int) -> None:
+        state = self.budgets.get(peer)
+        if state is None:
+            state = self.budgets[peer] = self.objects.new_peer(time.monotonic())
+        await self.objects.pace(state, nbytes)
+
     def try_charge(self, peer: Peer, n: int) -> bool:
         """Take ``n`` from the object budget (the peer's share, then the common pool); False = drop the message.
         The caller counts the drop (node.peer does, for the inventory frames it charges before decoding)."""
@@ -367,7 +373,9 @@ class Relay:
                 data = tx.encode() if tx else None
             if data is None and kind == InvKind.BLOCK:
                 await peer.writable()
-                data = await self.host.worker.call(_encoded_block, store, h)
+                data = await self.host.worker.call(store.block_encoding, h)
+                if data is not None:
+                    await self._pace(peer, len(data))
             if data is None and kind == InvKind.TASK:   # task messages live in the engine's store (§3.13)
                 msg = await self.host.worker.call(self.host.engine.task_message, h)
                 data = msg.encode() if msg is not None else None
@@ -385,11 +393,3 @@ class Relay:
             peer.send(wire.Txs(tuple(txs[i:i + wire.MAX_TXS_ITEMS])))
         if missing:
             peer.send(wire.NotFound(tuple(missing)))
-
-
-def _encoded_block(store: Any, h: bytes) -> bytes | None:
-    """On the worker thread: a stored block's encoding, or None (a made-up id costs one index lookup)."""
-    if not store.has_block(h):
-        return None
-    block = store.get_block(h)
-    return block.encode() if block is not None else None

@@ -24,8 +24,8 @@ from aiohttp import web
 from chain.address import address_of
 from chain.block import Header
 from chain.errors import DecodeError, PopError, StateMismatch, StorageFault, StoreError
-from chain.store import ChainStore
 from chain.state import Account, LedgerParams
+from chain.store import ChainStore
 from chain.tx import Transfer
 from consensus.committee_secret import load_member
 from consensus.engine import Engine

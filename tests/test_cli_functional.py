@@ -40,7 +40,7 @@ COVERED: dict[str, list[str]] = {
     "task show": ["tests/test_task_end.py::test_task_list_and_show_say_closed"],
 }
 OTHER_CLI_TESTS = ("tests/test_cli_e2e.py", "tests/test_living_chain.py", "tests/test_task_end.py",
-                   "tests/test_task_cli.py")
+                   "tests/test_task_cli.py", "tests/test_node_storage_honesty.py")
 
 
 def covers(*commands: str) -> Callable:

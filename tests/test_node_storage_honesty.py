@@ -272,3 +272,12 @@ def test_disk_full_while_storing_a_peers_block_is_exit_3_and_blames_no_peer(chai
     assert "discouraged" not in err and "invalid" not in err, err
     filler.unlink()
     assert popchain("node", "verify", "--datadir", str(d)).returncode == EXIT_OK
+
+
+def test_a_served_block_is_its_stored_parts_byte_for_byte(base):
+    """GETDATA answers are assembled from the stored parts without a decode (node.gossip): the same bytes."""
+    with ChainStore.open(base / "chain") as store:
+        for height in range(BLOCKS + 1):
+            h = store.block_hash_at(height)
+            assert h is not None and store.block_encoding(h) == store.get_block(h).encode()
+        assert store.block_encoding(bytes(32)) is None
