@@ -106,9 +106,9 @@ class Encoding:
                 total += len(c.categories)
                 for j, cat in enumerate(c.categories):
                     check_str(cat, MAX_NAME_BYTES, TaskError, f"{f}.categories[{j}]")
-                    if cat != cat.strip() or cat in missing:
-                        raise TaskError(f"{f}.categories[{j}]: {cat!r} is a missing token or has surrounding "
-                                        "whitespace, so no cell could ever be it")
+                    if not cat or cat != cat.strip() or cat in missing:
+                        raise TaskError(f"{f}.categories[{j}]: {cat!r} is empty, a missing token or has "
+                                        "surrounding whitespace, so no cell could ever be it")
                 if len(set(c.categories)) != len(c.categories):
                     raise TaskError(f"{f}.categories: duplicate categories")
         if total > MAX_TOTAL_CATEGORIES:

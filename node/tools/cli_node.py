@@ -15,7 +15,7 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
     import sys
 
     from consensus.genesis import GenesisParams
-    from node.tools.genesis_setup import create_genesis_files, public_dataset_warning
+    from node.tools.genesis_setup import create_genesis_files
     allocations = []
     for item in args.alloc:
         addr, sep, amount = item.partition("=")
@@ -35,8 +35,9 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
     out = create_genesis_files(Path(args.out), task=args.task, label_column=args.label_column, rounds=args.rounds,
                                shard_size=args.shard_size, detect=args.detect, allocations=allocations,
                                chain_id=args.chain_id, params=params, drift_milli=args.drift_milli,
-                               keyholders=args.keyholders, threshold=args.threshold)
-    if (warning := public_dataset_warning(args.task)) is not None:
+                               keyholders=args.keyholders, threshold=args.threshold, public_rows=args.public_rows,
+                               categorical=categorical_columns(args))
+    for warning in out["warnings"]:
         print(f"popchain: warning: {warning}", file=sys.stderr)
     det = out["detectable"]
     alpha = out["alpha"][0] / out["alpha"][1]
@@ -52,6 +53,7 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
         f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)",
         *([f"drift          {out['drift_milli']}/1000 units per shard (the concept moves; public rows are "
            f"its start)"] if out.get("drift_milli") else []),
+        *[f"column         {line}" for line in out["columns"]],
         f"detects        {detect_text}",
         f"rounds         {out['rounds']} ({allowed}); genesis is {out['genesis_bytes']:,} bytes",
         f"genesis file   {out['genesis']}    -> give to every node operator",
@@ -179,18 +181,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(quick=args.quick, as_json=args.json)
 
 
+def add_sizing_options(p: argparse.ArgumentParser) -> None:
+    """The data and sizing options ``genesis create`` and ``task create`` share."""
+    p.add_argument("--label-column", default="label", help="label column of a csv: task (default 'label')")
+    p.add_argument("--categorical", default="", metavar="COL,COL",
+                   help="csv: columns to treat as categories although they look numeric (codes, ids); text "
+                        "columns are categorical anyway")
+    p.add_argument("--public-rows", type=float, metavar="N|FRACTION",
+                   help="rows kept public for training: a count, or a fraction of the rows left after the holdout "
+                        "(default: 0.4 for a dataset, 4000 for synthetic); the rest become hidden shards")
+    p.add_argument("--rounds", type=int, help="hidden shards = rounds (default: 100 for synthetic; for a dataset, as "
+                                              "many as the hidden rows give, at least 3 when they allow)")
+    p.add_argument("--shard-size", type=int, help="samples per hidden shard (default: sized by --detect)")
+    p.add_argument("--detect", type=float, default=None,
+                   help="size shards so that a challenger this much more accurate (0.01 = +1 pp, at 10 %% "
+                        "disagreement) is crowned with 80 %% power (default 0.01; a dataset too small for 3 "
+                        "such rounds gets 3 coarser ones)")
+
+
+def categorical_columns(args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(c.strip() for c in args.categorical.split(",") if c.strip())
+
+
 def register(cmds: Commands) -> None:
     g = cmds.group("genesis", "create a new chain")
     p = g.leaf("create", "write a genesis file + keyholder secret(s) from a task", cmd_genesis_create)
     p.add_argument("--task", default="synthetic",
                    help="synthetic | digits | breast_cancer | wine | iris | csv:PATH (default synthetic)")
-    p.add_argument("--label-column", default="label", help="label column of a csv: task (default 'label')")
-    p.add_argument("--rounds", type=int, help="hidden shards = rounds (default: 100 for synthetic; for a dataset, "
-                                              "shards from about half its rows)")
-    p.add_argument("--shard-size", type=int, help="samples per hidden shard (default: sized by --detect)")
-    p.add_argument("--detect", type=float, default=0.01,
-                   help="size shards so that a challenger this much more accurate (0.01 = +1 pp, at 10 %% "
-                        "disagreement) is crowned with 80 %% power (default 0.01)")
+    add_sizing_options(p)
     p.add_argument("--drift-milli", type=int, default=None,
                    help="synthetic task only: move the generator's cluster centres by ~N/1000 units from shard to "
                         "shard, pulled back towards the start (default 500: the concept keeps moving, so retrained "

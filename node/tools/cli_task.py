@@ -16,6 +16,7 @@ from typing import Any
 
 from node.tools.cli_chain import champion_line
 from node.tools.cli_common import CliError, Commands, add_node, call, emit, kv, password, pick_key
+from node.tools.cli_node import add_sizing_options, categorical_columns
 
 
 def _genesis(args: argparse.Namespace):
@@ -58,7 +59,8 @@ def cmd_create(args: argparse.Namespace) -> None:
         print("sizing hidden shards for this chain's crowning test and packaging the task ...", file=sys.stderr)
     out = create_task_files(Path(args.out), genesis, sponsor, task=args.task, label_column=args.label_column,
                             rounds=args.rounds, shard_size=args.shard_size, detect=args.detect, bounty=args.bounty,
-                            per_crowning=args.per_crowning, drift_milli=args.drift_milli)
+                            per_crowning=args.per_crowning, drift_milli=args.drift_milli,
+                            public_rows=args.public_rows, categorical=categorical_columns(args))
     out["sponsor_address"] = key.address
     for w in out["warnings"]:
         print(f"popchain: warning: {w}", file=sys.stderr)
@@ -68,6 +70,7 @@ def cmd_create(args: argparse.Namespace) -> None:
         f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
         f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)",
         f"chain          {out['chain_id']}",
+        *[f"column         {line}" for line in out["columns"]],
         f"detects        {_detect_text(out)}",
         f"bounty         {bounty}",
         f"announcement   {out['announcement']}  -> the keyholder signs and posts it: popchain task announce "
@@ -244,13 +247,7 @@ def register(cmds: Commands) -> None:
                cmd_create)
     p.add_argument("--task", default="synthetic",
                    help="synthetic | digits | breast_cancer | wine | iris | csv:PATH (default synthetic)")
-    p.add_argument("--label-column", default="label", help="label column of a csv: task (default 'label')")
-    p.add_argument("--rounds", type=int, help="hidden shards = rounds this task serves (default: 100 for "
-                                              "synthetic; for a dataset, shards from about half its rows)")
-    p.add_argument("--shard-size", type=int, help="samples per hidden shard (default: sized by --detect)")
-    p.add_argument("--detect", type=float, default=0.01,
-                   help="size shards so that a challenger this much more accurate (0.01 = +1 pp, at 10 %% "
-                        "disagreement) is crowned with 80 %% power under the chain's test (default 0.01)")
+    add_sizing_options(p)
     p.add_argument("--drift-milli", type=int, default=0,
                    help="synthetic task only: move the generator's cluster centres by ~N/1000 units from shard to "
                         "shard (default 0)")
