@@ -32,6 +32,8 @@ from .model import (
     TreesModel,
     check_bounds,
     check_tree_structure,
+    decode_model,
+    encode_model,
 )
 from .task import TaskSpec
 
@@ -247,6 +249,7 @@ def from_sklearn(estimator: Any, spec: TaskSpec, X_ref: np.ndarray | None = None
     else:
         raise ModelError(f"estimator: {type(final).__name__} cannot be exported")
     check_bounds(model, spec, caps)
+    decode_model(encode_model(model), spec, caps)      # every cap, exactly as a node decodes it (ModelError)
     return model
 
 

@@ -26,7 +26,6 @@ from .errors import ModelError
 from .model import TreesModel, abs_max
 from .permodel import PerModel
 
-COMPACT_AT = 0.8  # drop the pairs at a leaf once they are over 20 % of the walk (then the walk shrinks)
 WALK_PAIRS = 1 << 18  # (tree, row) pairs per chunk: ~2 MiB per int index array, measured best at 2^17..2^20
 VOTE_ELEMENTS = 1 << 22  # bounds the gathered (pairs x classes) vote block per chunk to 16-32 MiB
 _INT32_VOTES_BOUND = 1 << 31
@@ -44,8 +43,6 @@ class TreeLayout:
     threshold: dict[type, np.ndarray]    # per compare dtype: (N,) clamped thresholds, leaves = dtype max
     child: np.ndarray                    # intp (2N,): child[2i + go_right]; leaves point to themselves
     value: np.ndarray                    # int32 or int64 (N, k)
-    inner: np.ndarray                    # bool (N,): internal node (a pair there has not reached its leaf)
-    may_stop_early: bool                 # some root-to-leaf path is shorter than ``depth``
 
 
 def _build(m: TreesModel) -> TreeLayout:
@@ -68,8 +65,7 @@ def _build(m: TreesModel) -> TreeLayout:
     vdt = np.int32 if bound < _INT32_VOTES_BOUND else np.int64
     return TreeLayout(n_trees=roots.shape[0], n_classes=m.value.shape[1], depth=depth,
                       max_feature=int(feat.max(initial=-1)), roots=roots, feature=np.where(leaf, 0, feat),
-                      threshold=thresholds, child=child, value=m.value.astype(vdt), inner=~leaf,
-                      may_stop_early=_has_short_path(roots, child, leaf, depth))
+                      threshold=thresholds, child=child, value=m.value.astype(vdt))
 
 
 layout: PerModel[TreesModel, TreeLayout] = PerModel(_build)  # layout(m): built on first use, cached per model
@@ -84,16 +80,6 @@ def _depth(roots: np.ndarray, child: np.ndarray, leaf: np.ndarray) -> int:
             return level
         frontier = np.unique(np.concatenate((child[2 * inner], child[2 * inner + 1])))
     raise ModelError("model: tree links form a cycle")
-
-
-def _has_short_path(roots: np.ndarray, child: np.ndarray, leaf: np.ndarray, depth: int) -> bool:
-    """True when some reachable leaf lies above the deepest level (a complete tree of ``depth`` has none)."""
-    frontier = np.unique(roots)
-    for _ in range(depth):
-        if np.any(leaf[frontier]):
-            return True
-        frontier = np.unique(np.concatenate((child[2 * frontier], child[2 * frontier + 1])))
-    return False
 
 
 def _compare_dtype(X: np.ndarray, x_range: tuple[int, int] | None = None) -> type[np.signedinteger]:
@@ -125,42 +111,23 @@ def tree_votes(m: TreesModel, X: np.ndarray, x_range: tuple[int, int] | None = N
         block = X[start:start + chunk]
         rows = block.shape[0]
         xt = np.ascontiguousarray(block.T, dtype=cdt).reshape(-1)  # feature-major: x[f, r] at f*rows + r
-        node = _walk(lay, xt, thr, rows)
+        feat_off = lay.feature * rows
+        row_of = np.tile(np.arange(rows, dtype=np.intp), T)
+        node = np.repeat(lay.roots, rows)  # tree-major: pair (t, r) at t*rows + r
+        at = np.empty_like(node)
+        x = np.empty(node.shape, dtype=cdt)
+        t = np.empty(node.shape, dtype=cdt)
+        right = np.empty(node.shape, dtype=bool)
+        for _ in range(lay.depth):
+            # mode="clip" skips per-index bounds errors and output buffering; every index is in range
+            np.take(feat_off, node, out=at, mode="clip")
+            at += row_of
+            np.take(xt, at, out=x, mode="clip")
+            np.take(thr, node, out=t, mode="clip")
+            np.greater(x, t, out=right)
+            np.add(node, node, out=at)
+            at += right
+            np.take(lay.child, at, out=node, mode="clip")
         votes = np.take(lay.value, node, axis=0, mode="clip").reshape(T, rows, k)
         out[start:start + rows] = votes.sum(axis=0, dtype=votes.dtype)
     return out
-
-
-def _walk(lay: TreeLayout, xt: np.ndarray, thr: np.ndarray, rows: int) -> np.ndarray:
-    """The leaf every (tree, row) pair reaches, tree-major. Pairs that reached a leaf are dropped from the walk
-    (``COMPACT_AT``): on leaf-wise boosted trees the longest path is ~3x the average one a row takes."""
-    T = lay.n_trees
-    feat_off = lay.feature * rows
-    node = np.repeat(lay.roots, rows)  # tree-major: pair (t, r) at t*rows + r
-    row_of = np.tile(np.arange(rows, dtype=np.intp), T)
-    done = node                        # the walk's result for pairs dropped early (written in place below)
-    pair_id: np.ndarray | None = None  # original pair index of each active pair (None: all, in order)
-    for step in range(lay.depth):
-        size = node.shape[0]
-        at = np.take(feat_off, node, mode="clip")  # mode="clip": no per-index bounds errors; all in range
-        at += row_of
-        x = np.take(xt, at, mode="clip")
-        right = np.greater(x, np.take(thr, node, mode="clip"))
-        np.add(node, node, out=at)
-        at += right
-        np.take(lay.child, at, out=node, mode="clip")
-        if step + 1 < lay.depth and lay.may_stop_early:
-            live = np.take(lay.inner, node, mode="clip")
-            n_live = int(np.count_nonzero(live))
-            if n_live < size * COMPACT_AT:
-                if pair_id is None:
-                    done = node.copy()
-                    pair_id = np.flatnonzero(live)
-                else:
-                    done[pair_id] = node
-                    pair_id = pair_id[live]
-                node, row_of = node[live], row_of[live]
-    if pair_id is not None:
-        done[pair_id] = node
-        return done
-    return node
