@@ -22,13 +22,27 @@ from threadpoolctl import threadpool_limits
 
 from ml.export import from_sklearn
 from ml.model import DEFAULT_CAPS, Model, ModelCaps
-from ml.task import Dataset
+from ml.task import Dataset, TaskSpec
 
-FAMILIES = ("linear", "mlp", "forest", "extra", "tree", "boosted-linear")
+FAMILIES = ("linear", "mlp", "forest", "extra", "tree", "boosted-linear", "gbdt")
+GBDT_MODEL_BYTES = 512 << 10  # a gbdt candidate's iterations are capped so its model stays about this size
+                             # (genesis caps a model at 1 MiB by default)
 SIZES = ("default", "small")
 
 
-def _estimator(family: str, seed: int, n_rows: int, size: str = "default"):
+def gbdt_estimator(seed: int, n_classes: int, *, small: bool = False):
+    """HistGradientBoosting with early stopping on 10 % of the rows; its iterations capped so that the exported
+    model (k trees per iteration when k > 2, ~61 nodes of k int32 votes each) stays near GBDT_MODEL_BYTES."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    per_iteration = n_classes if n_classes > 2 else 1
+    node_bytes = 4 * n_classes + 12
+    budget = max(10, GBDT_MODEL_BYTES // (61 * node_bytes * per_iteration))
+    return HistGradientBoostingClassifier(max_iter=min(60 if small else 400, budget), learning_rate=0.1,
+                                          max_leaf_nodes=31, early_stopping=True, validation_fraction=0.1,
+                                          n_iter_no_change=15, random_state=seed)
+
+
+def _estimator(family: str, seed: int, n_rows: int, size: str = "default", n_classes: int = 2):
     from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
@@ -60,6 +74,8 @@ def _estimator(family: str, seed: int, n_rows: int, size: str = "default"):
                                     min_samples_leaf=2, random_state=seed, n_jobs=1)
     if family == "tree":
         return DecisionTreeClassifier(max_depth=6 + seed % 4, min_samples_leaf=5, random_state=seed)
+    if family == "gbdt":
+        return gbdt_estimator(seed, n_classes, small=small)
     raise ValueError(f"unknown family {family!r}; choose from {FAMILIES}")
 
 
@@ -98,5 +114,15 @@ def train_candidate(family: str, public: Dataset, revealed: Sequence[Dataset] = 
     # hand-off costs more than the work (measured 17x slower with 2 threads on a loaded 2-core machine)
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore", ConvergenceWarning)  # small max_iter is deliberate (speed)
-        est = _estimator(family, seed, len(y), size).fit(X.astype(np.float64), y)
+        est = _estimator(family, seed, len(y), size, public.spec.n_classes).fit(X.astype(np.float64), y)
     return from_sklearn(est, public.spec, X_ref=X, caps=caps)
+
+
+def fit_family(family: str, X: np.ndarray, y: np.ndarray, spec: TaskSpec, *, seed: int = 0,
+               caps: ModelCaps = DEFAULT_CAPS, size: str = "default") -> Model:
+    """``family`` fitted on integer rows X (as float64) and class indexes y, exported (ModelError if it does not
+    fit the caps). One BLAS/OpenMP thread, as ``train_candidate``."""
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = _estimator(family, seed, len(y), size, spec.n_classes).fit(np.asarray(X, dtype=np.float64), y)
+    return from_sklearn(est, spec, X_ref=X, caps=caps)

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from node.tools.cli_common import RETRY_S, CliError, Commands, add_json, address, emit, load_wallet, pick_key
+from node.tools.mining import DEFAULT_MAX_ROWS, FAMILY_CHOICES
 
 # --------------------------------------------------------------------------- genesis
 
@@ -155,13 +156,20 @@ def cmd_node_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_miner_run(args: argparse.Namespace) -> int:
-    from node.tools.miner import run_miner_cli
+    from node.tools.miner import make_source, run_miner_cli
+    from node.tools.miner_models import SourceError
     if args.rounds < 0:
         raise CliError("--rounds must not be negative")
+    if args.max_rows < 1_000:
+        raise CliError("--max-rows: at least 1,000 rows")
+    try:    # user code (--trainer) is imported here, in the miner's own process, before any wallet is opened
+        source = make_source(family=args.model, trainer=args.trainer, model_file=args.model_file)
+    except SourceError as exc:
+        raise CliError(str(exc)) from None
     wallet = load_wallet(args)
     key = pick_key(wallet, args.key)
-    return asyncio.run(run_miner_cli(args.node, wallet.keypair(key.account), family=args.model,
-                                     rounds=args.rounds, as_json=args.json, retry_s=args.retry))
+    return asyncio.run(run_miner_cli(args.node, wallet.keypair(key.account), source=source, rounds=args.rounds,
+                                     as_json=args.json, retry_s=args.retry, max_rows=args.max_rows))
 
 
 # --------------------------------------------------------------------------- demo and bench
@@ -249,8 +257,17 @@ def register(cmds: Commands) -> None:
     g = cmds.group("miner", "compete for blocks with models")
     p = g.leaf("run", "train models, enter rounds, open after the beacon, report verdicts", cmd_miner_run,
                node=True, wallet=True)
-    p.add_argument("--model", default="auto", choices=("linear", "mlp", "forest", "extra", "auto"),
-                   help="linear | mlp | forest | extra | auto (default auto)")
+    p.add_argument("--model", default="auto", choices=FAMILY_CHOICES,
+                   help="auto (default: each time new rows arrive, the family that does best on the newest "
+                        "revealed rows: gradient-boosted trees, forests, linear, mlp) or one family")
+    p.add_argument("--trainer", metavar="MODULE:FUNCTION",
+                   help="bring your own model: FUNCTION(X, y, spec) in MODULE (importable from the current "
+                        "directory) returns a fitted scikit-learn estimator; it runs in this miner process only")
+    p.add_argument("--model-file", metavar="FILE", help="enter this .popmodel (made for this task) every round "
+                                                         "its check expects it to win")
+    p.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
+                   help=f"rows kept for training on a stationary task: a uniform sample of the public rows and "
+                        f"every revealed shard (default {DEFAULT_MAX_ROWS:,}; memory stays flat beyond it)")
     p.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (default: until the end)")
     p.add_argument("--key", help="mining key label or address (default: first key)")
     p.add_argument("--retry", type=float, default=RETRY_S, metavar="SECONDS",
