@@ -13,8 +13,10 @@ additive form of the ``trees`` family. The exporter:
 Contract (``margin_bound``): wherever scikit-learn's decision margin exceeds ``T · 2^-p`` (plus float64
 rounding, ``MARGIN_SLACK``), the integer model predicts the same class. Below it a row may differ.
 
-What it does NOT do: categorical (bitset) splits of HistGradientBoosting — a task's categories are ordinal
-codes (ml.encoding), so train with ``categorical_features=None`` — or a custom ``init`` estimator.
+HistGradientBoosting's categorical splits (``categorical_features``: a task's category codes, ml.encoding, are
+integers 0..K, K <= 254) become small balanced trees of threshold nodes on the code whose leaves point at the
+split's two subtrees (children shared, allowed by §5.2): exact, unknown and out-of-range codes going the missing
+side as in scikit-learn. What it does NOT do: a custom ``init`` estimator.
 """
 from __future__ import annotations
 
@@ -34,58 +36,194 @@ MARGIN_SLACK = 2.0 ** -30  # generous bound on scikit-learn's own float64 roundi
 
 @dataclass(frozen=True)
 class RawTree:
-    """One regression tree in scikit-learn's node numbering: node 0 is the root; leaves have left = -1."""
-    feature: np.ndarray      # int64 (N,)
-    threshold: np.ndarray    # int64 (N,), exact integer thresholds (go left iff x <= t)
+    """One regression tree, its nodes already in an order where every child follows its parent (§5.2; children
+    may be shared — a compiled categorical split points several nodes at the same subtree). Local indices."""
+    feature: np.ndarray      # int64 (N,), -1 for leaves
+    threshold: np.ndarray    # int64 (N,), exact integer thresholds (go left iff x <= t); 0 for leaves
     left: np.ndarray         # int64 (N,), -1 for leaves
     right: np.ndarray
-    value: np.ndarray        # float64 (N,), leaf values (internal nodes ignored)
+    value: np.ndarray        # float64 (N,), leaf values (0 for internal nodes)
     column: int              # the class column this tree adds to
 
 
-def _preorder(t: RawTree) -> np.ndarray:
-    """Node ids in preorder from the root: renumbered this way every child follows its parent (§5.2)."""
-    order: list[int] = []
-    stack = [0]
-    n = t.feature.shape[0]
+class _Emitter:
+    """Writes one tree's nodes in final order (depth first: a node, then its left subtree, then its right)."""
+
+    def __init__(self) -> None:
+        self.feature: list[int] = []
+        self.threshold: list[int] = []
+        self.left: list[int] = []
+        self.right: list[int] = []
+        self.value: list[float] = []
+
+    def add(self, feature: int = -1, threshold: int = 0, value: float = 0.0) -> int:
+        self.feature.append(feature)
+        self.threshold.append(threshold)
+        self.left.append(-1)
+        self.right.append(-1)
+        self.value.append(value)
+        return len(self.feature) - 1
+
+    def tree(self, column: int) -> RawTree:
+        return RawTree(np.array(self.feature, dtype=np.int64), np.array(self.threshold, dtype=np.int64),
+                       np.array(self.left, dtype=np.int64), np.array(self.right, dtype=np.int64),
+                       np.array(self.value, dtype=np.float64), column)
+
+
+def _sklearn_tree(tr: Any, scale: float, column: int) -> RawTree:
+    """A scikit-learn ``tree_`` (float32 comparisons) as a RawTree, leaf values times ``scale``."""
+    from .export import int_thresholds
+    thr = int_thresholds(tr.threshold, float32_inputs=True)
+    value = np.asarray(tr.value, dtype=np.float64)[:, 0, 0] * scale
+    out = _Emitter()
+    stack = [(0, -1, 0)]                     # (sklearn node, parent in out, 0 = left child / 1 = right child)
+    seen = 0
     while stack:
-        i = stack.pop()
-        if not 0 <= i < n or len(order) > n:
+        i, parent, side = stack.pop()
+        seen += 1
+        if seen > tr.node_count:
             raise ModelError("estimator: a tree's node links are broken")
-        order.append(i)
-        if t.left[i] >= 0:
-            stack.append(int(t.right[i]))
-            stack.append(int(t.left[i]))
-    if len(order) != len(set(order)):
-        raise ModelError("estimator: a tree's node links are not a tree")
-    return np.array(order, dtype=np.int64)
+        leaf = tr.children_left[i] == -1
+        at = out.add(value=float(value[i])) if leaf else out.add(int(tr.feature[i]), int(thr[i]))
+        if parent >= 0:
+            (out.left if side == 0 else out.right)[parent] = at
+        if not leaf:
+            stack.append((int(tr.children_right[i]), at, 1))
+            stack.append((int(tr.children_left[i]), at, 0))
+    return out.tree(column)
+
+
+LAST = 2 ** 62      # the "end" of the last run (no threshold is ever emitted for it)
+
+
+def _category_runs(directions: dict[int, bool], default: bool) -> list[tuple[int, bool]]:
+    """Runs of one direction over every integer: [(last value of the run, go left?), ...] — the codes in
+    ``directions`` as given, every other integer (unseen, negative, out of range) ``default``."""
+    runs: list[tuple[int, bool]] = []
+
+    def push(end: int, d: bool) -> None:
+        if runs and runs[-1][1] == d:
+            runs[-1] = (end, d)
+        else:
+            runs.append((end, d))
+    prev = None
+    for code in sorted(directions):
+        if prev is None or code > prev + 1:
+            push(code - 1, default)
+        push(code, directions[code])
+        prev = code
+    push(LAST, default)
+    return runs
+
+
+@dataclass(frozen=True)
+class _HGBColumns:
+    """HistGradientBoosting with ``categorical_features`` fits on its own transform of X: categorical columns
+    first (each value replaced by its index among the sorted values seen in fit, unseen ones by NaN), then the
+    numeric ones. ``original[j]`` is transformed column j's index in X, ``categories[j]`` its raw values."""
+    original: np.ndarray
+    categories: dict[int, np.ndarray]
+    known: np.ndarray | None = None
+    f_idx_map: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, est: Any) -> _HGBColumns:
+        pre = getattr(est, "_preprocessor", None)
+        if pre is None:
+            return cls(np.arange(est.n_features_in_), {})
+        original = np.empty(est.n_features_in_, dtype=np.int64)
+        categories: dict[int, np.ndarray] = {}
+        for name, transformer, mask in pre.transformers_:
+            cols = np.flatnonzero(mask) if np.asarray(mask).dtype == bool else np.asarray(mask, dtype=np.int64)
+            out = pre.output_indices_[name]
+            original[out] = cols
+            if name == "encoder":
+                for j, cats in zip(range(out.start, out.stop), transformer.categories_):
+                    cats = np.asarray(cats, dtype=np.float64)
+                    categories[j] = cats[~np.isnan(cats)]
+        known, f_idx_map = est._bin_mapper.make_known_categories_bitsets()
+        return cls(original, categories, known, f_idx_map)
+
+    def directions(self, j: int, left_bits: np.ndarray, missing_left: bool) -> dict[int, bool]:
+        """Raw integer code -> goes left, for the codes seen in fit (the rest go the missing side)."""
+        assert self.known is not None and self.f_idx_map is not None
+        out = {}
+        for idx, raw in enumerate(self.categories[j]):
+            if raw != np.floor(raw):
+                raise ModelError(f"estimator: category {raw} of feature {self.original[j]} is not an integer code")
+            in_left = bool((int(left_bits[idx // 32]) >> (idx % 32)) & 1)
+            known = bool((int(self.known[int(self.f_idx_map[j]), idx // 32]) >> (idx % 32)) & 1)
+            out[int(raw)] = in_left or (not known and missing_left)
+        return out
+
+
+def _hgb_tree(pred: Any, column: int, cols: _HGBColumns) -> RawTree:
+    """One HistGradientBoosting predictor as a RawTree: numeric splits x <= floor(t) (float64 comparisons), and
+    each categorical split compiled into a small balanced tree of threshold nodes on the raw category code whose
+    leaves point at the split's two subtrees (shared children): exactly scikit-learn's rule, unseen and
+    out-of-range codes going the missing side."""
+    from .export import int_thresholds
+    nodes = pred.nodes
+    thr = int_thresholds(nodes["num_threshold"], float32_inputs=False)
+    out = _Emitter()
+    n = nodes.shape[0]
+
+    def emit(i: int, depth: int) -> int:
+        if depth > n:
+            raise ModelError("estimator: a tree's node links are broken")
+        node = nodes[i]
+        if node["is_leaf"]:
+            return out.add(value=float(node["value"]))
+        j = int(node["feature_idx"])
+        f = int(cols.original[j])
+        if not node["is_categorical"]:
+            at = out.add(f, int(thr[i]))
+            out.left[at] = emit(int(node["left"]), depth + 1)
+            out.right[at] = emit(int(node["right"]), depth + 1)
+            return at
+        if j not in cols.categories:
+            raise ModelError("estimator: a categorical split without the fitted category table")
+        missing_left = bool(node["missing_go_to_left"])
+        runs = _category_runs(cols.directions(j, pred.raw_left_cat_bitsets[int(node["bitset_idx"])], missing_left),
+                              missing_left)
+        # the balanced threshold tree first, then both subtrees (so every child follows its parent)
+        pending: list[tuple[int, int, bool]] = []      # (out node, side, go left?) links to fill once placed
+
+        def build(lo: int, hi: int) -> int | bool:       # runs[lo..hi] -> a node index, or a direction (leaf)
+            if lo == hi:
+                return runs[lo][1]
+            mid = (lo + hi) // 2
+            at = out.add(f, runs[mid][0])                # x <= end of run mid: runs lo..mid, else mid+1..hi
+            for side, child in ((0, build(lo, mid)), (1, build(mid + 1, hi))):
+                if isinstance(child, bool):
+                    pending.append((at, side, child))
+                else:
+                    (out.left if side == 0 else out.right)[at] = child
+            return at
+        root = build(0, len(runs) - 1)
+        if isinstance(root, bool):                        # every code goes one way: no test needed
+            return emit(int(node["left"] if root else node["right"]), depth + 1)
+        left_root = emit(int(node["left"]), depth + 1)
+        right_root = emit(int(node["right"]), depth + 1)
+        for at, side, go_left in pending:
+            (out.left if side == 0 else out.right)[at] = left_root if go_left else right_root
+        return root
+
+    emit(0, 0)
+    return out.tree(column)
 
 
 def _hgb_trees(est: Any) -> tuple[list[RawTree], np.ndarray]:
-    from .export import int_thresholds
-    trees = []
     k = est.n_trees_per_iteration_
-    for iteration in est._predictors:
-        for c, pred in enumerate(iteration):
-            nodes = pred.nodes
-            if np.any(nodes["is_categorical"][nodes["is_leaf"] == 0]):
-                raise ModelError("estimator: categorical (bitset) splits cannot be exported; a task's categories "
-                                 "are ordinal codes already: train with categorical_features=None")
-            leaf = nodes["is_leaf"].astype(bool)
-            trees.append(RawTree(
-                feature=np.where(leaf, -1, nodes["feature_idx"]).astype(np.int64),
-                threshold=np.where(leaf, 0, int_thresholds(nodes["num_threshold"], float32_inputs=False)),
-                left=np.where(leaf, -1, nodes["left"].astype(np.int64)),
-                right=np.where(leaf, -1, nodes["right"].astype(np.int64)),
-                value=np.asarray(nodes["value"], dtype=np.float64), column=c if k > 1 else 1))
+    cols = _HGBColumns.of(est)
+    trees = [_hgb_tree(pred, c if k > 1 else 1, cols) for iteration in est._predictors
+             for c, pred in enumerate(iteration)]
     base = np.asarray(est._baseline_prediction, dtype=np.float64).reshape(-1)
     return trees, base
 
 
 def _gbc_trees(est: Any, n_features: int) -> tuple[list[RawTree], np.ndarray]:
     from sklearn.dummy import DummyClassifier
-
-    from .export import int_thresholds
     if est.init_ == "zero":
         base = np.zeros(est.estimators_.shape[1])
     elif isinstance(est.init_, DummyClassifier):
@@ -94,26 +232,16 @@ def _gbc_trees(est: Any, n_features: int) -> tuple[list[RawTree], np.ndarray]:
     else:
         raise ModelError(f"estimator.init: a {type(est.init_).__name__} baseline depends on the row; only the "
                          "default prior (or 'zero') can be exported")
-    trees = []
     k = est.estimators_.shape[1]
-    for stage in est.estimators_:
-        for c, reg in enumerate(stage):
-            tr = reg.tree_
-            leaf = tr.children_left == -1
-            trees.append(RawTree(
-                feature=np.where(leaf, -1, tr.feature).astype(np.int64),
-                threshold=np.where(leaf, 0, int_thresholds(tr.threshold, float32_inputs=True)),
-                left=np.where(leaf, -1, tr.children_left).astype(np.int64),
-                right=np.where(leaf, -1, tr.children_right).astype(np.int64),
-                value=np.asarray(tr.value, dtype=np.float64)[:, 0, 0] * float(est.learning_rate),
-                column=c if k > 1 else 1))
+    trees = [_sklearn_tree(reg.tree_, float(est.learning_rate), c if k > 1 else 1)
+             for stage in est.estimators_ for c, reg in enumerate(stage)]
     return trees, base
 
 
 def value_scale(trees: list[RawTree], base: np.ndarray) -> int:
     """p: the largest power of two with (trees + 1) · max|round(v · 2^p)| < 2^VALUE_BITS."""
     top = max([float(np.abs(base).max(initial=0.0))]
-              + [float(np.abs(t.value[t.left < 0]).max(initial=0.0)) for t in trees])
+              + [float(np.abs(t.value[t.feature < 0]).max(initial=0.0)) for t in trees])
     n = len(trees) + 1
     if top == 0.0:
         return 0
@@ -147,19 +275,16 @@ def export_boosted(est: Any, spec: TaskSpec) -> tuple[TreesModel, int]:
         [np.array([-1])], [bias[None, :]]
     total = 1
     for t in trees:
-        order = _preorder(t)
-        new_id = np.empty(t.feature.shape[0], dtype=np.int64)
-        new_id[order] = np.arange(order.shape[0]) + total
-        leaf = t.left[order] < 0
-        vote = np.zeros((order.shape[0], k), dtype=np.int64)
-        vote[leaf, t.column] = np.rint(t.value[order][leaf] * scale).astype(np.int64)
+        leaf = t.feature < 0
+        vote = np.zeros((t.feature.shape[0], k), dtype=np.int64)
+        vote[leaf, t.column] = np.rint(t.value[leaf] * scale).astype(np.int64)
         roots.append(total)
-        feats.append(np.where(leaf, -1, t.feature[order]))
-        thrs.append(np.where(leaf, 0, t.threshold[order]))
-        lefts.append(np.where(leaf, -1, new_id[np.maximum(t.left[order], 0)]))
-        rights.append(np.where(leaf, -1, new_id[np.maximum(t.right[order], 0)]))
+        feats.append(t.feature)
+        thrs.append(np.where(leaf, 0, t.threshold))
+        lefts.append(np.where(leaf, -1, t.left + total))
+        rights.append(np.where(leaf, -1, t.right + total))
         values.append(vote)
-        total += order.shape[0]
+        total += t.feature.shape[0]
     model = TreesModel(np.array(roots, dtype=np.int64), np.concatenate(feats), np.concatenate(thrs),
                        np.concatenate(lefts), np.concatenate(rights), np.concatenate(values))
     return model, p

@@ -77,12 +77,43 @@ def test_binary_boosting_votes_in_column_one_with_a_bias_tree():
     assert model.roots.shape[0] * int(np.abs(model.value).max()) < 1 << 31   # int32 vote sums
 
 
-def test_categorical_splits_and_row_dependent_baselines_are_refused():
+@SETTINGS
+@given(seed=st.integers(0, 2**31), k=st.sampled_from([2, 3]), n_cats=st.integers(2, 60),
+       missing_left=st.booleans())
+def test_categorical_splits_compile_exactly(seed, k, n_cats, missing_left):
+    """HistGradientBoosting's native categorical splits (the encoding's codes 0..K) become threshold nodes on
+    the code pointing at shared subtrees: the same class as scikit-learn on every row with a clear margin,
+    unseen codes, negative and out-of-range values included, and exact scoring (shared children and all)."""
+    rng = np.random.default_rng(seed)
+    n = 600
+    code = rng.integers(0, n_cats, size=n)
+    if missing_left:     # codes never seen in training (at either end and inside): unknown at predict time
+        code[(code == n_cats // 2) | (code == 0) | (code == n_cats - 1)] = 1
+    effect = rng.normal(0, 1.5, size=n_cats)
+    num = rng.integers(-50, 50, size=n)
+    # the categorical column second: scikit-learn moves categorical columns first internally
+    X = np.stack([num, code], axis=1).astype(np.int64)
+    score = effect[code] + num / 40 + rng.normal(0, 0.7, size=n)
+    y = np.digitize(score, np.quantile(score, np.linspace(0, 1, k + 1)[1:-1])).astype(np.int64)
+    est = HistGradientBoostingClassifier(max_iter=15, categorical_features=[1], random_state=seed % 1000)
+    est.fit(X.astype(np.float64), y)
+    spec = TaskSpec("c", 2, 0, tuple(f"c{i}" for i in range(k)), max_abs=1000)
+    caps = ModelCaps(max_depth=96)       # unbounded leaf-wise trees: compiled category tests add depth
+    model = decode_model(encode_model(from_sklearn(est, spec, caps=caps)), spec, caps)
+    rows = np.stack([rng.integers(-60, 60, size=603),
+                     np.concatenate([np.arange(-3, 300), rng.integers(0, n_cats, 300)])], axis=1).astype(np.int64)
+    assert np.array_equal(logits(model, rows), _reference_votes(model, rows))
+    _, p = export_boosted(est, spec)
+    ours, theirs = predict(model, rows), est.predict(rows.astype(np.float64))
+    clear = raw_margin(est, rows.astype(np.float64)) > margin_bound(model, p)
+    assert np.array_equal(ours[clear], theirs[clear])
+    same, n_rows = agreement(to_onnx(model, spec, caps), model, spec, rows.astype(np.float64))
+    assert same == n_rows
+
+
+def test_a_row_dependent_baseline_is_refused():
     X, y = _data(2, 400, 3, 2, 5)
     spec = TaskSpec("b", 3, 0, ("a", "b"), 1000)
-    est = HistGradientBoostingClassifier(max_iter=5, categorical_features=[0]).fit(X.astype(float) + 5, y)
-    with pytest.raises(ModelError, match="categorical"):
-        from_sklearn(est, spec)
     from sklearn.linear_model import LogisticRegression
     gbc = GradientBoostingClassifier(n_estimators=3, init=LogisticRegression()).fit(X.astype(float), y)
     with pytest.raises(ModelError, match="baseline depends on the row"):
