@@ -33,6 +33,8 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
                                "sim_wins_squatter", "sim_wins_finetune", "sim_wins_late_timestamp",
                                "sim_late_timestamp_stalls")),
     ("benchmarks.sim_drift", ("demo_crowned_share_50", "drift_gap_1pp_share")),
+    ("benchmarks.miner_memory", ("miner_rss_growth",)),
+    ("benchmarks.real_task", ("real_task_gap_pp",)),
 )
 
 FIGURE_KEYS = ("name", "value", "unit", "baseline", "ratio", "goal")

@@ -72,6 +72,15 @@ def _wallets(work: Path) -> tuple[list[Path], list[bytes]]:
     return paths, accounts
 
 
+def _start_miner(work: Path, i: int, wallet: Path, url: str) -> subprocess.Popen:
+    """``popchain miner run --model auto`` as a process, its output in work/miner<i>.log."""
+    with (work / f"miner{i}.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli", "miner", "run", "--node", url, "--model", "auto", "--wallet", str(wallet),
+             "--password-file", str(work / "pw"), "--retry", "30"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
 async def _run_network(work: Path, chain_dir: Path, wallets: list[Path], timeout_s: float) -> dict[str, Any]:
     """Keyholder node + a peer; the miners split between them; until the task closes. Returns the final state."""
     from node.tools.client import NodeClient
@@ -84,12 +93,7 @@ async def _run_network(work: Path, chain_dir: Path, wallets: list[Path], timeout
         nodes.append(peer)
         await peer.ready()
         urls = [kh.api_url, peer.api_url]
-        for i, wallet in enumerate(wallets):
-            log = (work / f"miner{i}.log").open("wb")
-            miners.append(subprocess.Popen(
-                [sys.executable, "-m", "cli", "miner", "run", "--node", urls[i % 2], "--model", "auto",
-                 "--wallet", str(wallet), "--password-file", str(work / "pw"), "--retry", "30"],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        miners += [_start_miner(work, i, wallet, urls[i % 2]) for i, wallet in enumerate(wallets)]
         async with NodeClient(kh.api_url) as client:
             async with asyncio.timeout(timeout_s):
                 while (await client.status())["round_phase"] != "closed":
