@@ -192,3 +192,32 @@ def test_datasets_of_an_encoded_spec_are_bounded():
     spec = TaskSpec("t", 3, 0, ("a", "b"), 10, encoding=ENC)
     with pytest.raises(TaskError, match="max_abs"):
         Dataset(spec, np.array([[11, 0, 1]], dtype=np.int64), np.array([0]))
+
+
+def test_model_predict_takes_raw_csv_rows_with_a_popmodel_and_an_onnx_file(tmp_path):
+    """`popchain model predict` on a CSV task: the holdout file as written (text categories, blank cells), by
+    a .popmodel and by its ONNX export, give the same predictions and the task's own label column's accuracy."""
+    import json
+    import subprocess
+    import sys
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from ml.export import from_sklearn
+    from tests.test_cli_e2e import _env
+    ds = load_csv(_write(tmp_path, TEXT * 1 + "\n".join(TEXT.splitlines()[1:]) + "\n"), "label")
+    model = from_sklearn(HistGradientBoostingClassifier(max_iter=5, min_samples_leaf=1).fit(ds.X.astype(float),
+                                                                                              ds.y), ds.spec)
+    PopPredictor(model, ds.spec).save(tmp_path / "m.popmodel")
+    (tmp_path / "m.onnx").write_bytes(to_onnx(model, ds.spec, DEFAULT_CAPS))
+    write_feature_csv(tmp_path / "holdout.csv", ds)
+    outs = []
+    for f in ("m.popmodel", "m.onnx"):
+        proc = subprocess.run([sys.executable, "-m", "cli", "model", "predict", "--model", str(tmp_path / f),
+                               "--input", str(tmp_path / "holdout.csv"), "--out", str(tmp_path / f"{f}.csv"),
+                               "--json"], capture_output=True, text=True, env=_env(), check=False, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        outs.append((json.loads(proc.stdout), (tmp_path / f"{f}.csv").read_text()))
+    (a, pa), (b, pb) = outs
+    assert pa == pb and a["rows"] == len(ds) and a["accuracy"] == b["accuracy"]
+    assert a["accuracy"] == float(np.mean(predict(model, ds.X) == ds.y))
