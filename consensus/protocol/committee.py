@@ -29,7 +29,7 @@ from chain.encoding import (
 )
 from chain.errors import DecodeError, RuleError
 from chain.tx import check_chain_id
-from consensus.messages import (
+from consensus.protocol.messages import (
     MAX_BEACON_ENTRIES,
     MAX_BEACON_SIZE,
     MAX_ENTRY_SIZE,
@@ -40,7 +40,7 @@ from consensus.messages import (
     Beacon,
     Entry,
 )
-from consensus.shares import MAX_SHARE_SIZE
+from consensus.protocol.shares import MAX_SHARE_SIZE
 
 COMMITTEE_TAG = "popchain/committee"
 COMMITTEE_VERSION = 1

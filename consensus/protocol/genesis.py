@@ -20,8 +20,8 @@ from chain.encoding import check_bytes, check_int, check_list, check_list_max, p
 from chain.errors import DecodeError, RuleError
 from chain.state import LedgerParams, apply_allocations, genesis_state_root
 from chain.tx import check_chain_id
-from consensus.messages import MAX_BEACON_ENTRIES, MAX_KEYHOLDERS
-from consensus.shares import Dealing, KeyholderMaterial, deal, decode_material
+from consensus.protocol.messages import MAX_BEACON_ENTRIES, MAX_KEYHOLDERS
+from consensus.protocol.shares import Dealing, KeyholderMaterial, deal, decode_material
 from ml.errors import MLError
 from ml.generator import World
 from ml.model import ModelCaps, decode_model, encode_model

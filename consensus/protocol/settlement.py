@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from chain.address import address_of
 from chain.state import BURN_ACCOUNT, Move
-from consensus.messages import Forfeits
+from consensus.protocol.messages import Forfeits
 
 
 def settlement_moves(*, bond: int, forfeits: Forfeits) -> tuple[Move, ...]:

@@ -12,6 +12,7 @@ member pubkey, u32 i, y_i, salt32); each member's commitments over the batch (sh
 (chain.crypto's) and the batch's *keyholder material* lists one root per member: ``[1, t, n_shards,
 [root…]]``. A released share carries (i, shard commitment, leaf index, y, salt, Merkle path), so any node checks
 it against the material in genesis or in a task extension (``check_share``, reject code ``bad-key-share``).
+``check_batch_material`` is the validity rule of a task message's ``keyholder_material`` field.
 
 What it does NOT do: prove that the dealer's shares lie on one polynomial of degree t − 1 (a hash commitment
 binds the dealer, it does not prove consistency; the shard commitment stays the final check of a reconstructed
@@ -22,12 +23,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chain.crypto import merkle_leaf, merkle_root, merkle_root_of_hashes, tagged_hash
 from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack, unpack
 from chain.errors import DecodeError, RuleError
-from consensus.messages import MAX_KEYHOLDERS
+from consensus.protocol.messages import MAX_KEYHOLDERS
+
+if TYPE_CHECKING:   # genesis carries material: it imports this module
+    from consensus.protocol.genesis import Genesis
 
 P = 2**256 + 297                 # the least prime above 2^256 (a shard key is one field element)
 KEY_SIZE = 32
@@ -388,3 +392,15 @@ def deal(keys: Sequence[bytes], shard_commitments: Sequence[bytes], members: Seq
                                tuple(salts[j][i] for j in range(len(keys))))
                     for i, pub in enumerate(members))
     return Dealing(material, batches)
+
+
+def check_batch_material(genesis: Genesis, data: bytes, n_shards: int) -> KeyholderMaterial | None:
+    """THE rule for the ``keyholder_material`` field of a task announcement or extension carrying ``n_shards``
+    new shards: on a committee chain it must be valid material for the genesis committee over exactly those
+    shards; on a single-keyholder chain (version-1 genesis) it must be empty. RuleError("bad-keyholder-material")
+    otherwise. Returns the material (None on a single-keyholder chain)."""
+    if genesis.committee is None:
+        if data:
+            raise RuleError("bad-keyholder-material", "this chain has no keyholder committee: the field is empty")
+        return None
+    return decode_material(data, genesis.keyholders, genesis.threshold, n_shards)

@@ -30,7 +30,13 @@ from chain.encoding import (
 )
 from chain.errors import DecodeError
 from chain.tx import check_chain_id
-from consensus.messages import MAX_TASK_ID, Signatures, _check_signatures, _sign_all, verify_keyholder_sigs
+from consensus.protocol.messages import (
+    MAX_TASK_ID,
+    Signatures,
+    _check_signatures,
+    _sign_all,
+    verify_keyholder_sigs,
+)
 
 ANNOUNCE = 1
 EXTEND = 2
