@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.simulator import World, WorldConfig, run_scenario
-from consensus.genesis import GenesisParams
+from consensus.protocol.genesis import GenesisParams
 from ml.generator import drift, generate, world_from_seed
 from ml.score import score
 from ml.training import train_candidate

@@ -19,7 +19,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from consensus.stats import DEFAULT_ALPHA, accepts, power
+from consensus.protocol.stats import DEFAULT_ALPHA, accepts, power
 
 
 @dataclass(frozen=True)

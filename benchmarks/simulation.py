@@ -28,7 +28,7 @@ import numpy as np
 
 from benchmarks.sim_rule import crown_power, false_crown_round
 from benchmarks.simulator import SCENARIOS, RoundReport, ScenarioReport, World, WorldConfig, run_scenario
-from consensus.genesis import GenesisParams
+from consensus.protocol.genesis import GenesisParams
 from ml.score import score
 from ml.training import train_candidate
 from node.tools.sizing import DEFAULT_DETECT, rows_for

@@ -24,10 +24,10 @@ from chain.encoding import (
 )
 from chain.errors import DecodeError
 from chain.tx import MAX_TX_SIZE
-from consensus.committee_msgs import MAX_COMMITTEE_SIZE
-from consensus.messages import MAX_BEACON_SIZE, MAX_ENTRY_SIZE
-from consensus.messages import MAX_NOTICE_SIZE as MAX_ANCHOR_SIZE
-from consensus.tasks import MAX_TASK_MSG_SIZE
+from consensus.protocol.committee import MAX_COMMITTEE_SIZE
+from consensus.protocol.messages import MAX_BEACON_SIZE, MAX_ENTRY_SIZE
+from consensus.protocol.messages import MAX_NOTICE_SIZE as MAX_ANCHOR_SIZE
+from consensus.protocol.tasks import MAX_TASK_MSG_SIZE
 from node.errors import WireError
 
 # 2: TXS batches; 3: TASK, GETROUNDS/ROUNDS and COMMITTEE frames and version-2 notices/beacons. An older peer is

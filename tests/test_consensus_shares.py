@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from chain.crypto import merkle_root
 from chain.errors import DecodeError, RuleError
-from consensus.shares import (
+from consensus.protocol.shares import (
     KeyholderMaterial,
     KeyShare,
     P,

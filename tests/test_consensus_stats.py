@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus.stats import (
+from consensus.protocol.stats import (
     DEFAULT_ALPHA,
     accepts,
     crown_threshold,

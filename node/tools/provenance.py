@@ -18,8 +18,8 @@ import numpy as np
 
 from chain.block import Block, model_hash
 from chain.errors import DecodeError
-from consensus.genesis import Genesis, GenesisParams
-from consensus.messages import Beacon, RoundPayload
+from consensus.protocol.genesis import Genesis, GenesisParams
+from consensus.protocol.messages import Beacon, RoundPayload
 from ml.errors import MLError
 from ml.model import Model, decode_model
 from ml.score import paired, score
@@ -39,8 +39,8 @@ def round_test(params: GenesisParams, round_: int, parent: dict[str, Any], b: in
     champion ``parent`` (its champion record) among ``m`` listed entries: the consensus rule functions
     themselves (the exact family-wise sign test, consensus.stats; record field ``bar``), never a
     re-implementation. ``round_`` and ``parent`` do not enter the current rule (no retarget)."""
-    from consensus import rules
-    from consensus.stats import accepts
+    from consensus.protocol import rules
+    from consensus.protocol.stats import accepts
     return {"bar": rules.crowning_bar(b, c, m, params)}, accepts(b, c, m, params.alpha)
 
 
@@ -95,7 +95,7 @@ class ChainView:
 
 
 async def chain_view(client) -> ChainView:
-    from consensus.genesis import load_genesis
+    from consensus.protocol.genesis import load_genesis
     genesis = load_genesis(await client.genesis())
     history = (await client.champion())["history"]
     task = await client.task()

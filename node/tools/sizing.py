@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consensus import stats
-from consensus.stats import DEFAULT_ALPHA, Alpha, min_disagreement
+from consensus.protocol import stats
+from consensus.protocol.stats import DEFAULT_ALPHA, Alpha, min_disagreement
 
 POWER_TARGET = 0.8
 DISAGREEMENT = 0.10        # the champion/challenger disagreement the target improvement is sized at
