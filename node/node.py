@@ -20,7 +20,7 @@ from chain.address import address_of
 from chain.errors import DecodeError, PopError, StoreError
 from chain.store import ChainStore
 from chain.tx import Transfer
-from consensus.engine import Engine
+from consensus.engine import Engine, EngineApi
 from consensus.keyholder import load_keyholder, load_member
 from consensus.protocol.genesis import Genesis, load_genesis
 from node import wire
@@ -442,7 +442,7 @@ class Node:
         return web.Response(body=self.metrics.render().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
-def _read_chain_view(engine, opening_window_s: int) -> ChainView:
+def _read_chain_view(engine: EngineApi, opening_window_s: int) -> ChainView:
     """On the worker thread: what the event stream diffs (the last VIEW_ROUNDS rounds' beacons and verdicts)."""
     tip = engine.tip()
     r = engine.current_round()

@@ -4,6 +4,9 @@ State (PROTOCOL §3.8): the *final anchor* F and the *current round* R (the last
 beacon has been applied). The tip is F or the best valid block of round R on F. Keyholder-signed anchor
 statements (notices and beacons) move F forward, in round order; a block of round R never reorganises past
 F. Synchronous and NOT thread-safe: node/ serialises every call on one worker thread.
+
+What it does NOT do: validate a block itself (``validate_block``), keep task messages (the TaskBook), answer task
+queries (the TaskQueries mixin), sign anything, or know a clock.
 """
 from __future__ import annotations
 
@@ -86,6 +89,8 @@ class _RoundMemory:
 
 
 class Engine(TaskQueries):
+    """One node's consensus state over its chain store (see the module docstring); node/ sees it as EngineApi."""
+
     def __init__(self, store: ChainStore, genesis: Genesis) -> None:
         self.store = store
         self.genesis = genesis

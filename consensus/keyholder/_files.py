@@ -250,7 +250,7 @@ def install_share_file(secret: MemberSecret, data: bytes, datadir: Path) -> tupl
     """Check a share file against the member (same chain, same member) and write it, 0600, to
     ``<datadir>/key-shares/<material hash>.shares`` (refusing to overwrite a different file). Returns the path
     and the batch. RuleError / DecodeError on a file that is not this member's."""
-    genesis_hash, batch = load_share_file(data)
+    _genesis_hash, batch = load_share_file(data)
     add_share_file(secret, data)
     directory = datadir / SHARE_DIR
     directory.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,11 @@ from ml.model import ModelCaps, decode_model, encode_model
 from ml.shards import PublicTask, SecretTask, baseline_model, package_generated, package_task
 from ml.task import Dataset
 
+__all__ = [
+    "COMMITTEE_GENESIS_VERSION", "CONFIG_TAG", "GENESIS_VERSION", "MAX_ALLOCATIONS", "MAX_WINDOW_S",
+    "ZERO_PUBKEY", "Genesis", "GenesisParams", "create_committee_genesis", "create_genesis", "load_genesis",
+]
+
 GENESIS_VERSION = 1
 COMMITTEE_GENESIS_VERSION = 2      # version 1 + a committee field: keyholder material for the genesis task (§3.14)
 CONFIG_TAG = "popchain/genesis-config"
@@ -96,7 +101,7 @@ class GenesisParams:
         return [getattr(self, f.name) for f in dataclasses.fields(self)]
 
     @classmethod
-    def from_list(cls, value: Any) -> "GenesisParams":
+    def from_list(cls, value: Any) -> GenesisParams:
         names = [f.name for f in dataclasses.fields(cls)]
         items = check_list(value, len(names), "genesis.params")
         for name, item in zip(names, items):

@@ -14,6 +14,8 @@ from chain.address import address_of
 from chain.state import BURN_ACCOUNT, Move
 from consensus.protocol.messages import Forfeits
 
+__all__ = ["settlement_moves"]
+
 
 def settlement_moves(*, bond: int, forfeits: Forfeits) -> tuple[Move, ...]:
     """The moves (``chain.state.apply_moves``: each takes at most the source's balance) for ``forfeits``."""

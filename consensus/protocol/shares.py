@@ -33,6 +33,14 @@ from consensus.protocol.messages import MAX_KEYHOLDERS
 if TYPE_CHECKING:   # genesis carries material: it imports this module
     from consensus.protocol.genesis import Genesis
 
+__all__ = [
+    "KEY_SIZE", "MATERIAL_TAG", "MATERIAL_VERSION", "MAX_MATERIAL_SIZE", "MAX_PATH", "MAX_SHARDS",
+    "MAX_SHARE_SIZE", "SALT_SIZE", "SHARE_TAG", "SHARE_VERSION", "VALUE_SIZE", "Dealing", "KeyShare",
+    "KeyholderMaterial", "P", "Rng", "ShareBatch", "check_batch_material", "check_share", "combine",
+    "combine_key", "combine_shares", "deal", "decode_material", "evaluate", "merkle_check", "merkle_levels",
+    "merkle_path", "random_element", "share_commitment", "split", "split_key",
+]
+
 P = 2**256 + 297                 # the least prime above 2^256 (a shard key is one field element)
 KEY_SIZE = 32
 VALUE_SIZE = 33                  # bytes of a share value y < P, big-endian

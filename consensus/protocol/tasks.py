@@ -38,6 +38,14 @@ from consensus.protocol.messages import (
     verify_keyholder_sigs,
 )
 
+__all__ = [
+    "ANNOUNCE", "ANNOUNCE_TAG", "ESCROW_TAG", "EXTEND", "EXTEND_TAG", "MAX_AMOUNT", "MAX_ANNOUNCEMENT_SIZE",
+    "MAX_CHAMPION_SIZE", "MAX_CIPHERTEXT_SIZE", "MAX_EXTENSION_SIZE", "MAX_EXT_SEQ", "MAX_EXT_SHARDS",
+    "MAX_EXT_SHARD_BYTES", "MAX_MATERIAL_SIZE", "MAX_PACKAGE_SIZE", "MAX_TASK_MSG_SIZE", "MSG_TAG",
+    "TASK_MSG_VERSION", "TaskAnnouncement", "TaskExtension", "TaskMessage", "cosign", "decode_task_message",
+    "escrow_account", "initial_champion", "make_task_announcement", "make_task_extension",
+]
+
 ANNOUNCE = 1
 EXTEND = 2
 TASK_MSG_VERSION = 1
