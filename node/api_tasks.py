@@ -21,7 +21,7 @@ from node.errors import ApiError
 
 MAX_TASK_ID_DIGITS = 9
 MAX_HISTORY = 1000           # champion records per task in one answer (newest kept)
-# a task message in hex, plus its shard keys in hex (keyholder nodes): consensus.tasks caps the message
+# a task message in hex, plus its shard keys in hex (keyholder nodes): consensus.protocol.tasks caps the message
 MAX_TASK_BODY = 2 * MAX_TASK_MSG_SIZE + (1 << 20)
 CLOSED = "closed"
 

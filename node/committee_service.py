@@ -1,8 +1,8 @@
 """Keyholder committee on the node network (PROTOCOL §3.10): every node relays committee messages; a member
-node also runs its consensus.committee.Member.
+node also runs its consensus.keyholder.Member.
 
 ``CommitteeRelay`` (every node): a COMMITTEE frame is charged to the peer's object budget, decoded, deduplicated,
-checked (consensus.committee_msgs.check_msg, on the worker: signatures), kept only for rounds near the node's
+checked (consensus.protocol.committee.check_msg, on the worker: signatures), kept only for rounds near the node's
 current one, fed to the evidence book (a member signing two contents for one round → evidence stored by the
 engine, a log line, ``popchain_committee_evidence_total``), then flooded to every other peer and handed to the
 local member. A malformed or forged message is a violation (the peer is penalised); one for a far round is

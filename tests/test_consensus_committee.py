@@ -1,4 +1,4 @@
-"""The keyholder committee's pure state machine (consensus.committee.Member): three members on real engines
+"""The keyholder committee's pure state machine (consensus.keyholder.Member): three members on real engines
 (LevelDB in tmp dirs, real Ed25519), messages delivered by the test, an explicit clock. Attackers first: a dead
 leader, n − t members stopped, a leader dropping an entry, a member signing two notices, and a byzantine
 leader proposing many contents (hypothesis): at most one content ever gathers t signatures."""

@@ -1,4 +1,4 @@
-"""Committee genesis (version 2), member files and share files (consensus.member, PROTOCOL §3.1, §3.14).
+"""Committee genesis (version 2), member files and share files (consensus.keyholder, PROTOCOL §3.1, §3.14).
 
 Attack first: a member file of another chain or another member, a tampered genesis committee field, a
 minority threshold, a share file for someone else; then: t member files reconstruct every genesis shard key

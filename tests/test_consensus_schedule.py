@@ -1,4 +1,4 @@
-"""Property tests of the task schedule and the bounty ledger (PROTOCOL §3.13), pure: consensus.registry folded
+"""Property tests of the task schedule and the bounty ledger (PROTOCOL §3.13), pure: consensus.protocol.registry folded
 the way a live node does (round by round) and the way a syncing node does (from each block's anchor, with the
 activations its beacon lists), plus a hypothesis state machine for total supply under escrow, payouts,
 refunds, forfeits and transfers, applying moves with chain.state.apply_moves (the ledger's own code)."""
@@ -31,7 +31,7 @@ def extension(task_id: int, seq: int, n: int, i: int) -> TaskExtension:
 
 
 class Book:
-    """Messages and their shard counts (what consensus.taskbook.TaskBook provides from the store)."""
+    """Messages and their shard counts (what consensus.engine.TaskBook provides from the store)."""
 
     def __init__(self) -> None:
         self.msgs: dict = {}

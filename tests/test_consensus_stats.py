@@ -1,4 +1,4 @@
-"""consensus.stats: the exact Bonferroni-corrected sign test against an independent Fraction + math.comb reference,
+"""consensus.protocol.stats: the exact Bonferroni-corrected sign test against an independent Fraction + math.comb reference,
 and the false-accept / power statements PROTOCOL §3.7 makes."""
 from __future__ import annotations
 

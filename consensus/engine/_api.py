@@ -1,17 +1,20 @@
-"""EngineApi: the one interface node/ talks to consensus through — what a node may ask of its engine and hand it.
+"""EngineApi: the one interface node/ talks to consensus through — what a node may ask of its engine and hand
+it.
 
-``Engine`` provides it (structurally: mypy checks every node/ seam that holds an ``EngineApi`` against Engine's
-methods). The calls fall in three groups: reads of the chain's rounds and champions (for the API, the explorer,
-events and round sync), task reads, and the objects that arrive from peers or the API (each returns True if it
-was new, raises chain.errors.RuleError with a stable reject code if it is invalid; a block gets a verdict).
+``Engine`` provides it (structurally: mypy checks every node/ seam that holds an ``EngineApi`` against
+Engine's methods). The calls fall in three groups: reads of the chain's rounds and champions (for the API, the
+explorer, events and round sync), task reads, and the objects that arrive from peers or the API (each returns
+True if it was new, raises chain.errors.RuleError with a stable reject code if it is invalid; a block gets a
+verdict).
 
-Every call runs on the node's one engine worker thread (the Engine is synchronous and NOT thread-safe).
-What it does NOT offer: the store's meta keys, the task book, the scoring cache or the keyholder's view of the
-engine (``stake``, ``openings``, ``check_entry``…): the keyholder role lives in consensus and uses Engine itself.
+Every call runs on the node's one engine worker thread (the Engine is synchronous and NOT thread-safe). What
+it does NOT offer: the store's meta keys, the task book, the scoring cache or the keyholder's view of the
+engine (``stake``, ``openings``, ``check_entry``…): the keyholder role lives in consensus and uses Engine
+itself.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Protocol
 
 from chain.block import Block, Header
@@ -44,12 +47,12 @@ class EngineApi(Protocol):
     def notice(self, r: int) -> AnchorNotice | None: ...
     def beacon(self, r: int) -> Beacon | None: ...
     def statement_bytes(self, r: int) -> tuple[bytes | None, bytes | None]: ...   # (notice, beacon) as stored
-    def candidates(self) -> list[ScoredBlock]: ...                       # valid blocks of the round, best first
+    def candidates(self) -> list[ScoredBlock]: ...                       # valid blocks, best first
     def equivocations(self) -> list[tuple[int, bytes, bytes]]: ...
     def committee_evidence(self) -> list[Evidence]: ...
-    def build_template(self, miner_pubkey: bytes, txs: Sequence[Transfer], timestamp: int) -> Template: ...
+    def build_template(self, miner_pubkey: bytes, txs: Iterable[Transfer], timestamp: int) -> Template: ...
 
-    # ------------------------------------------------------------ champions and tasks (None: the current task)
+    # ------------------------------------------------------------ champions and tasks (None: current task)
 
     def champion(self, task_id: int | None = None) -> ChampionRecord: ...
     def champion_history(self, task_id: int | None = None) -> list[ChampionRecord]: ...
@@ -62,7 +65,7 @@ class EngineApi(Protocol):
 
     # ------------------------------------------------------------ what arrives (True: new, relay it)
 
-    def add_block(self, block: Block) -> BlockVerdict: ...              # never raises: the verdict has the code
+    def add_block(self, block: Block) -> BlockVerdict: ...              # never raises: the verdict says why
     def add_entry(self, entry: Entry) -> bool: ...
     def add_anchor_notice(self, notice: AnchorNotice) -> bool: ...
     def add_beacon(self, beacon: Beacon) -> bool: ...

@@ -11,6 +11,7 @@ queries (the TaskQueries mixin), sign anything, or know a clock.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from chain.address import address_of
@@ -18,6 +19,7 @@ from chain.block import Block, Header, model_hash
 from chain.encoding import pack, unpack
 from chain.errors import RuleError, StoreError, need
 from chain.store import ChainStore
+from chain.tx import Transfer
 from consensus._meta import (
     K_STATE,
     P_BEACON,
@@ -483,7 +485,7 @@ class Engine(TaskQueries):
 
     # ------------------------------------------------------------ templates for miners
 
-    def build_template(self, miner_pubkey: bytes, txs, timestamp: int) -> Template:
+    def build_template(self, miner_pubkey: bytes, txs: Iterable[Transfer], timestamp: int) -> Template:
         """A template for the open round: the notice's settlement and a timestamp every beacon accepts."""
         r = self.open_round()
         notice = self.notice(r)

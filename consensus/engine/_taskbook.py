@@ -179,7 +179,7 @@ class TaskBook:
 
     def advance(self, reg: Registry, anchor: Header, r: int, activations: Sequence[tuple[int, bytes]],
                 extra: Mapping[bytes, TaskMessage] = {}) -> Advance:
-        """``consensus.registry.advance`` with this book's messages (``extra`` first: a payload's own)."""
+        """``consensus.protocol.registry.advance`` with this book's messages (``extra`` first: a payload's own)."""
         msgs: dict[bytes, TaskMessage] = {}
         for _, h in activations:
             m = extra.get(h) or self.message(h)

@@ -1,14 +1,15 @@
 """Block validity for a round (PROTOCOL §3.6) against a chain store: parent, height, round and time, stake,
-the schedule (§3.13), txs and state root after the bond settlement (§3.9), model hash and caps, duplicate models,
-the shard against its commitment, and the crowning test (consensus.protocol.stats) by scoring the model.
+the schedule (§3.13), txs and state root after the bond settlement (§3.9), model hash and caps, duplicate
+models, the shard against its commitment, and the crowning test (consensus.protocol.stats) by scoring the
+model.
 
 ``validate_block`` runs the checks in the order of §3.6 — cheap ones (sizes, signatures, hashes) first, the
-model scoring last — and raises chain.errors.RuleError with the stable reject code of the first broken rule.
-A block whose parent is unknown is not invalid: ``OrphanBlock`` says so. ``ScoringCache`` keeps the opened
+model scoring last — and raises chain.errors.RuleError with the stable reject code of the first broken rule. A
+block whose parent is unknown is not invalid: ``OrphanBlock`` says so. ``ScoringCache`` keeps the opened
 shards and the champion's per-row results a round's blocks share. Everything that decides is integers.
 
-What it does NOT do: the store-free steps (consensus.protocol.rules: payload, bar, timestamp window, fork order),
-fork choice or finality (the engine), or write anything.
+What it does NOT do: the store-free steps (consensus.protocol.rules: payload, bar, timestamp window, fork
+order), fork choice or finality (the engine), or write anything.
 """
 from __future__ import annotations
 

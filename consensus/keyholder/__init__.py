@@ -1,5 +1,5 @@
-"""consensus.keyholder: the keyholder role (PROTOCOL §3.10, §3.14) — who opens rounds with anchor notices, lists
-the entries and reveals each round's shard key in its beacon, driven by an explicit ``now``.
+"""consensus.keyholder: the keyholder role (PROTOCOL §3.10, §3.14) — who opens rounds with anchor notices,
+lists the entries and reveals each round's shard key in its beacon, driven by an explicit ``now``.
 
 Played by one process holding the genesis threshold of keys (``Keyholder``, from ``load_keyholder``) or by a
 t-of-n committee whose members co-sign and release Shamir shares of the key (``Member``, from ``load_member``,

@@ -1,12 +1,12 @@
 """What every keyholder does on its own journal, whether it signs alone (``Keyholder``) or as one member of a
-committee (``Member``): the entry rule of a round (PROTOCOL §3.3 — the engine's entry rule, a balance that covers
-this bond and the ones the round's notice already charges the key, one entry per miner, and beyond E entries the
-E largest stakes at the anchor, ties to the lower header hash, whatever the arrival order), the settlement of the
-rounds since an anchor (§3.9), and when a round may reveal (§3.10: W after it opened, and only once it has an
-entry; a window that ran out empty is journaled and runs W again from the first entry).
+committee (``Member``): the entry rule of a round (PROTOCOL §3.3 — the engine's entry rule, a balance that
+covers this bond and the ones the round's notice already charges the key, one entry per miner, and beyond E
+entries the E largest stakes at the anchor, ties to the lower header hash, whatever the arrival order), the
+settlement of the rounds since an anchor (§3.9), and when a round may reveal (§3.10: W after it opened, and
+only once it has an entry; a window that ran out empty is journaled and runs W again from the first entry).
 
-What it does NOT do: decide which round is open or sign anything (the subclasses do), or keep entries in a format
-of its own (``accepted_entries`` and ``_entry_key`` are the subclass's journal).
+What it does NOT do: decide which round is open or sign anything (the subclasses do), or keep entries in a
+format of its own (``accepted_entries`` and ``_entry_key`` are the subclass's journal).
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ Rank = tuple[int, int]
 
 def admit_ranked(listed: Sequence[Rank], new: Rank, capacity: int) -> tuple[bool, int | None]:
     """(admit, index to evict) for a newcomer of rank ``new`` against the ``listed`` ranks (distinct, larger
-    is better). Applied entry by entry in any arrival order, the survivors are exactly the ``capacity`` largest
-    ranks: the listing does not depend on who came first (§3.3)."""
+    is better). Applied entry by entry in any arrival order, the survivors are exactly the ``capacity``
+    largest ranks: the listing does not depend on who came first (§3.3)."""
     if len(listed) < capacity:
         return True, None
     worst = min(range(len(listed)), key=listed.__getitem__)
@@ -61,8 +61,8 @@ class KeyholderBase:
 
     def _keep_entry(self, entry: Entry, forfeits: Forfeits, record: bytes) -> bool:
         """The entry rule for an entry of the open round, ``forfeits`` being what the round's notice charges:
-        journal ``record`` under the entry's key (synced) if it is kept, evicting the entry it outranks. True if
-        kept now; RuleError if the engine's rule or the bond cover fails."""
+        journal ``record`` under the entry's key (synced) if it is kept, evicting the entry it outranks. True
+        if kept now; RuleError if the engine's rule or the bond cover fails."""
         self.engine.check_entry(entry)
         r = entry.round
         key = self._entry_key(r, entry.miner)
@@ -72,7 +72,8 @@ class KeyholderBase:
         if self.engine.stake(entry.miner) < self.genesis.params.entry_bond * (1 + owed):
             raise RuleError("insufficient-stake", f"balance does not cover this bond and {owed} forfeited ones")
         held = self.accepted_entries(r)
-        admit, evict = admit_ranked([self._rank(e) for e in held], self._rank(entry), self.genesis.params.max_entries)
+        admit, evict = admit_ranked([self._rank(e) for e in held], self._rank(entry),
+                                    self.genesis.params.max_entries)
         if not admit:
             return False
         changes: dict[bytes, bytes | None] = {key: record}

@@ -287,7 +287,7 @@ def genesis_locator(genesis: Genesis) -> Locate:
 
 
 class CommitteeShares:
-    """The committee protocol's view of shares by round (consensus.committee's ShareSource: members are 0-based
+    """The committee protocol's view of shares by round (consensus.keyholder's ShareSource: members are 0-based
     positions in the keyholder list there, 1-based Shamir x here). Shares travel as KeyShare bytes."""
 
     def __init__(self, keyholders: Sequence[bytes], threshold: int, mine: MemberShares, locate: Locate) -> None:

@@ -1,7 +1,7 @@
 """Loading a keyholder from its secret file (PROTOCOL §3.10, §3.14): ``load_member`` builds the committee
 ``Member`` of a member file with its ShareSource (``committee_shares``: Shamir shares checked against the
-commitments of the batch holding each shard, found by ``engine_locator``), or of a version-1 file holding one key
-(``WholeKeyShares``), or returns None when the single-process keyholder should run: ``load_keyholder``.
+commitments of the batch holding each shard, found by ``engine_locator``), or of a version-1 file holding one
+key (``WholeKeyShares``), or returns None when the single-process keyholder should run: ``load_keyholder``.
 
 What it does NOT do: decide when a share goes out (the Member), or the sharing arithmetic
 (consensus.protocol.shares).

@@ -5,10 +5,10 @@ each function is a deterministic function of its arguments, in integers.
 Its modules are its public surface, one concept each (import them, e.g. ``from consensus.protocol.messages
 import Beacon``; this package imports none of them, so a reader of one message pays for no other):
 
-  genesis     GenesisParams, Genesis, create_genesis / create_committee_genesis, load_genesis (every field checked)
+  genesis     GenesisParams, Genesis, create_genesis / create_committee_genesis, load_genesis (all checked)
   messages    Entry, AnchorNotice, Beacon, RoundPayload: encodings, byte caps, keyholder signatures
   tasks       TaskAnnouncement, TaskExtension: governance-signed task messages, escrow accounts
-  committee   the keyholder committee's signed messages (CommitteeMsg, check_msg, leader), Evidence, StatementBook
+  committee   the keyholder committee's messages (CommitteeMsg, check_msg, leader), Evidence, StatementBook
   shares      Shamir sharing of shard keys, keyholder material, released shares, check_batch_material
   stats       the crowning test: exact sign test with Bonferroni (integers); shard sizing (floats, not a rule)
   settlement  entry bonds: the forfeits a block burns before its txs

@@ -4,7 +4,7 @@ the pure evidence book that spots a member signing two different statements for 
 What it does: encode/decode ``CommitteeMsg`` (canonical msgpack, byte cap, every field checked, DecodeError),
 its envelope signature, ``leader(keyholders, round, attempt)``, the statement a signing message commits its
 signer to (``statement_of``), and ``StatementBook`` (first statement per (round, class, signer) → Evidence on
-a conflicting second). What it does NOT do: decide whether a proposal is acceptable (consensus.committee), or
+a conflicting second). What it does NOT do: decide whether a proposal is acceptable (consensus.keyholder), or
 send anything (node.committee_service).
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ COMMITTEE_VERSION = 1
 MAX_ATTEMPT = 2**16 - 1
 MAX_CARRIED_BEACONS = 32     # beacons a notice proposal carries (void rounds a restarted member may have missed)
 MAX_BODY_SIZE = MAX_BEACON_SIZE + MAX_BEACON_ENTRIES * (MAX_ENTRY_SIZE + 3) + 64
-# a notice proposal carrying beacons stays under this too: the leader carries only what fits (consensus.committee)
+# a notice proposal carrying beacons stays under this too: the leader carries only what fits (consensus.keyholder)
 MAX_COMMITTEE_SIZE = MAX_BODY_SIZE + 256
 ZERO_KEY = bytes(SHARD_KEY_SIZE)
 

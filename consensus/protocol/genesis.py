@@ -3,7 +3,7 @@
 The genesis FILE is the encoded genesis block. Its payload is the genesis configuration and its salt is
 H("popchain/genesis-config", payload), so the genesis hash commits to every parameter, the keyholders and the
 public task (shard commitments included). ``load_genesis`` re-derives and checks every header field. A version-2
-configuration adds the keyholder committee's share commitments (consensus.shares, PROTOCOL §3.14).
+configuration adds the keyholder committee's share commitments (consensus.protocol.shares, PROTOCOL §3.14).
 """
 from __future__ import annotations
 

@@ -382,7 +382,7 @@ def make_beacon(keypairs: Sequence[Keypair], chain_id: str, round: int, anchor_h
 class RoundPayload:
     """A round block's payload: its signed beacon (so a syncing node can validate alone), the crowning
     record b, c and ``bar`` (the least b that crowns with b + c disagreements and the beacon's entry count,
-    consensus.stats.crown_threshold), which must equal what every validator recomputes, and the bytes of
+    consensus.protocol.stats.crown_threshold), which must equal what every validator recomputes, and the bytes of
     every task message the beacon's ``activations`` name, in that order (§3.13; decoded by the rules)."""
     version: int
     beacon: Beacon

@@ -22,7 +22,8 @@ from chain.address import address_of
 from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack, unpack
 from chain.errors import DecodeError, RuleError
 from chain.state import MAX_BALANCE, Move
-from consensus.protocol.tasks import MAX_TASK_ID, TaskAnnouncement, TaskExtension, TaskMessage, escrow_account
+from consensus.protocol.messages import MAX_TASK_ID
+from consensus.protocol.tasks import TaskAnnouncement, TaskExtension, TaskMessage, escrow_account
 
 ZERO_KEY = bytes(32)
 MAX_SHARDS_PER_TASK = 1_000_000

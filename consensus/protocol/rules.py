@@ -2,8 +2,8 @@
 
 The payload checks that need no chain state (``decode_payload``: steps 1–2), the size cap on wire bytes
 (``decode_block``), the payload's crowning ``bar`` (consensus.protocol.stats), the timestamp window a beacon
-allows (step 4), the settlement moves a block applies before its txs (consensus.protocol.settlement, §3.9), and
-fork choice's order among the valid blocks of a round (``fork_key`` over ``ScoredBlock``). Integers only.
+allows (step 4), the settlement moves a block applies before its txs (consensus.protocol.settlement, §3.9),
+and fork choice's order among the valid blocks of a round (``fork_key`` over ``ScoredBlock``). Integers only.
 
 What it does NOT do: the checks that read the chain (parent, stake, state root, schedule, scoring): those are
 ``consensus.engine.validate_block``'s, which returns the ``ScoredBlock`` defined here.
@@ -75,7 +75,7 @@ def decode_block(data: bytes, params: GenesisParams) -> Block:
 
 
 def moves_for(genesis: Genesis, beacon: Beacon | AnchorNotice) -> tuple[Move, ...]:
-    """The settlement moves of a block of the beacon's (or notice's) round (consensus.settlement)."""
+    """The settlement moves of a block of the beacon's (or notice's) round (consensus.protocol.settlement)."""
     return settlement_moves(bond=genesis.params.entry_bond, forfeits=beacon.forfeits)
 
 

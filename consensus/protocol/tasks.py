@@ -8,7 +8,7 @@ announcement is decoded by ml/ only when the engine validates the message (``che
 The message id (``msg_hash``) is H("popchain/task-msg", encoded bytes): notices name activations by it.
 
 What it does NOT do: decide whether a message may be activated now (unknown task, sequence, replay: that needs
-the chain's task registry, consensus.registry / the engine), hold any state, or move any funds.
+the chain's task registry, consensus.protocol.registry / the engine), hold any state, or move any funds.
 """
 from __future__ import annotations
 

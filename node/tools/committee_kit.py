@@ -1,5 +1,5 @@
 """A keyholder committee on loopback for tests and benchmarks: a small chain with n keyholder keys and threshold
-t (dealt Shamir shares, consensus.genesis.create_committee_genesis; n = 1: a single-keyholder chain), one secret
+t (dealt Shamir shares, consensus.protocol.genesis.create_committee_genesis; n = 1: a single-keyholder chain), one secret
 file per member, member node processes (``python -m node run --keyholder FILE``) and an
 entrant that posts entries through the API so that rounds reveal.
 

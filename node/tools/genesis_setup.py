@@ -2,7 +2,7 @@
 write the three files.
 
 ``popchain genesis create`` and ``popchain demo`` both call ``create_genesis_files``; the consensus rules for
-what a genesis contains live in consensus.genesis, the sizing arithmetic in node.tools.sizing; this module only
+what a genesis contains live in consensus.protocol.genesis, the sizing arithmetic in node.tools.sizing; this module only
 chooses sizes and writes files. The synthetic task is a *generated* package (ml.generator: each hidden shard is
 a committed world + seed, so power-sized 13,000-row shards cost genesis a few hundred bytes); named datasets
 and CSV files ship their shards as encrypted rows.

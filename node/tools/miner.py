@@ -4,7 +4,7 @@ Each round: train a candidate (scikit-learn, in a worker thread) on the newest r
 latest shards, then older ones and the public data; on a drifting task the concept has moved on from old
 shards), holding back the second half of the most recent shard, check it against the champion on that half, enter the round with a sealed
 entry, open the block once the beacon lists it, and report the round's verdict. The consensus work (sealing,
-scoring, payload) is consensus.miner's; this module only drives it over the API.
+scoring, payload) is consensus.mining's; this module only drives it over the API.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Does: load or generate the task's data (the same sources as ``genesis create``: synthetic, the built-in
 datasets, csv:PATH), size its shards for the chain's crowning test (node.tools.sizing via genesis_setup's
 ``size_task``, under the chain's own parameters E and α), package it (ml.shards), hold out a test split, have
-the sponsor sign the announcement (consensus.tasks), and write the files: a public message for the keyholders
+the sponsor sign the announcement (consensus.protocol.tasks), and write the files: a public message for the keyholders
 to co-sign and announce, and the secret shard keys for the keyholder (mode 0600). For an extension it seals a
 new batch of shards of an existing task under that task's shard format and indices.
 ``governance_sign`` adds the governance signatures of a keyholder file to a message (``task announce``).
