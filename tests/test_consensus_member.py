@@ -221,7 +221,7 @@ def test_committee_genesis_rule(committee, t, t_material, roots, shards):
 
 
 def test_batch_material_rule(committee, tmp_path):
-    from consensus.protocol.shares import check_batch_material
+    from consensus.protocol.tasks import check_batch_material
     g = committee.genesis
     material, _ = deal_batch(g, [os.urandom(32)] * 2, [os.urandom(32), os.urandom(32)])
     assert check_batch_material(g, material, 2) is not None

@@ -186,7 +186,8 @@ def test_a_committee_chain_task_is_dealt_to_its_members_and_signed_by_two_of_the
     announcement, one 0600 share file per member); any two members' shares give each key, a member file signs
     for its one governance key, and two of them reach the threshold."""
     from consensus.keyholder import add_share_file, load_member_file
-    from consensus.protocol.shares import check_batch_material, combine_shares
+    from consensus.protocol.shares import combine_shares
+    from consensus.protocol.tasks import check_batch_material
     chain = make_test_chain(tmp_path / "chain", rounds=2, keyholders=3, threshold=2)
     genesis = load_genesis(chain.genesis_path.read_bytes())
     out = create_task_files(tmp_path / "t", genesis, chain.users[0], rounds=2, shard_size=60, detect=0.05)

@@ -27,8 +27,13 @@ from consensus.protocol.registry import (
     advance,
     genesis_registry,
 )
-from consensus.protocol.shares import check_batch_material
-from consensus.protocol.tasks import TaskAnnouncement, TaskExtension, TaskMessage, decode_task_message
+from consensus.protocol.tasks import (
+    TaskAnnouncement,
+    TaskExtension,
+    TaskMessage,
+    check_batch_material,
+    decode_task_message,
+)
 from ml.errors import MLError
 from ml.model import decode_model
 from ml.shards import MAX_GENERATED_SHARD_BYTES, SALT_SIZE, SECRET_OVERHEAD, PublicTask

@@ -24,7 +24,8 @@ from consensus.keyholder._files import (
 )
 from consensus.keyholder._member import Member
 from consensus.keyholder._single import Keyholder
-from consensus.protocol.shares import KeyholderMaterial, check_batch_material
+from consensus.protocol.shares import KeyholderMaterial
+from consensus.protocol.tasks import check_batch_material
 from ml.shards import SecretTask
 
 __all__ = ["WholeKeyShares", "engine_locator", "load_keyholder", "load_member"]

@@ -7,9 +7,9 @@ import Beacon``; this package imports none of them, so a reader of one message p
 
   genesis     GenesisParams, Genesis, create_genesis / create_committee_genesis, load_genesis (all checked)
   messages    Entry, AnchorNotice, Beacon, RoundPayload: encodings, byte caps, keyholder signatures
-  tasks       TaskAnnouncement, TaskExtension: governance-signed task messages, escrow accounts
+  tasks       TaskAnnouncement, TaskExtension: governance-signed task messages, escrow, check_batch_material
   committee   the keyholder committee's messages (CommitteeMsg, check_msg, leader), Evidence, StatementBook
-  shares      Shamir sharing of shard keys, keyholder material, released shares, check_batch_material
+  shares      Shamir sharing of shard keys, keyholder material, released shares
   stats       the crowning test: exact sign test with Bonferroni (integers); shard sizing (floats, not a rule)
   settlement  entry bonds: the forfeits a block burns before its txs
   registry    the task registry and the round-robin schedule, folded from the chain's history

@@ -12,7 +12,6 @@ member pubkey, u32 i, y_i, salt32); each member's commitments over the batch (sh
 (chain.crypto's) and the batch's *keyholder material* lists one root per member: ``[1, t, n_shards,
 [root…]]``. A released share carries (i, shard commitment, leaf index, y, salt, Merkle path), so any node checks
 it against the material in genesis or in a task extension (``check_share``, reject code ``bad-key-share``).
-``check_batch_material`` is the validity rule of a task message's ``keyholder_material`` field.
 
 What it does NOT do: prove that the dealer's shares lie on one polynomial of degree t − 1 (a hash commitment
 binds the dealer, it does not prove consistency; the shard commitment stays the final check of a reconstructed
@@ -23,20 +22,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chain.crypto import merkle_leaf, merkle_root, merkle_root_of_hashes, tagged_hash
 from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack, unpack
 from chain.errors import DecodeError, RuleError
 from consensus.protocol.messages import MAX_KEYHOLDERS
 
-if TYPE_CHECKING:   # genesis carries material: it imports this module
-    from consensus.protocol.genesis import Genesis
-
 __all__ = [
     "KEY_SIZE", "MATERIAL_TAG", "MATERIAL_VERSION", "MAX_MATERIAL_SIZE", "MAX_PATH", "MAX_SHARDS",
     "MAX_SHARE_SIZE", "SALT_SIZE", "SHARE_TAG", "SHARE_VERSION", "VALUE_SIZE", "Dealing", "KeyShare",
-    "KeyholderMaterial", "P", "Rng", "ShareBatch", "check_batch_material", "check_share", "combine",
+    "KeyholderMaterial", "P", "Rng", "ShareBatch", "check_share", "combine",
     "combine_key", "combine_shares", "deal", "decode_material", "evaluate", "merkle_check", "merkle_levels",
     "merkle_path", "random_element", "share_commitment", "split", "split_key",
 ]
@@ -400,15 +396,3 @@ def deal(keys: Sequence[bytes], shard_commitments: Sequence[bytes], members: Seq
                                tuple(salts[j][i] for j in range(len(keys))))
                     for i, pub in enumerate(members))
     return Dealing(material, batches)
-
-
-def check_batch_material(genesis: Genesis, data: bytes, n_shards: int) -> KeyholderMaterial | None:
-    """THE rule for the ``keyholder_material`` field of a task announcement or extension carrying ``n_shards``
-    new shards: on a committee chain it must be valid material for the genesis committee over exactly those
-    shards; on a single-keyholder chain (version-1 genesis) it must be empty. RuleError("bad-keyholder-material")
-    otherwise. Returns the material (None on a single-keyholder chain)."""
-    if genesis.committee is None:
-        if data:
-            raise RuleError("bad-keyholder-material", "this chain has no keyholder committee: the field is empty")
-        return None
-    return decode_material(data, genesis.keyholders, genesis.threshold, n_shards)
