@@ -147,7 +147,7 @@ def sklearn_best(X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray, s
 
 
 def measure(quick: bool, work: Path) -> dict[str, Any]:
-    from consensus.genesis import load_genesis
+    from consensus.protocol.genesis import load_genesis
     from ml.model import decode_model
     from ml.score import score
     from ml.shards import open_shard

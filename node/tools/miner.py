@@ -7,7 +7,7 @@ one; the newest shard's second half held back for the check), build a candidate 
 ``--trainer module:function`` or a ``--model-file``; in a worker thread), check it against the task's champion on
 the held-back rows and enter it only when that check gives the crowning test even odds, open the block once the
 beacon lists it, and report the round's verdict. The consensus work (sealing, scoring, payload) is
-consensus.miner's; this module only drives it over the API.
+consensus.mining's; this module only drives it over the API.
 """
 from __future__ import annotations
 
@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 
 from chain.crypto import Keypair
 from chain.tx import Transfer
-from consensus.genesis import Genesis, load_genesis
-from consensus.messages import Beacon
-from consensus.miner import open_block, seal
-from consensus.template import Template
+from consensus.mining import Template, open_block, seal
+from consensus.protocol.genesis import Genesis, load_genesis
+from consensus.protocol.messages import Beacon
 from ml.shards import PublicTask
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.events_client import ChangeSignal
@@ -265,7 +264,7 @@ class Miner:
             task = await self._task(task_id, beacon.shard_index)
         opened = await asyncio.to_thread(open_block, block, beacon, genesis=self.genesis, champion_bytes=champion,
                                          task=task.public, activations=activations)
-        from consensus.messages import RoundPayload
+        from consensus.protocol.messages import RoundPayload
         payload = RoundPayload.decode(opened.payload)
         report.b, report.c, report.bar = payload.b, payload.c, payload.bar
         try:

@@ -15,7 +15,7 @@ model the check scores, fitted without the check rows, so the check is an honest
 saw more data, so it is expected to do at least as well).
 
 ``expects_to_pass`` is the entry decision: the check's disagreement rate and win share, scaled to the shard the
-round will use, must give the exact crowning test (consensus.stats.power) at least even odds. What it does NOT do:
+round will use, must give the exact crowning test (consensus.protocol.stats.power) at least even odds. What it does NOT do:
 network I/O (node.tools.miner) or consensus checks (the node judges every block).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from chain.errors import PopError
-from consensus import stats
+from consensus.protocol import stats
 from ml.errors import MLError
 from ml.model import ModelCaps, decode_model, encode_model
 from ml.score import paired, score
