@@ -206,7 +206,7 @@ class Miner:
 
     async def _check(self, candidate: Candidate, task: TaskState) -> tuple[tuple[int, int], float, bool] | None:
         """((b, c), odds, enter?) of the candidate against the task's champion on the held-back rows."""
-        check = task.rows.training_set().check
+        check = task.rows.check_rows()
         if check is None or len(check) == 0:
             return None
         g, public = self.genesis, task.public

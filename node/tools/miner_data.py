@@ -138,11 +138,15 @@ class TaskRows:
             return self._res_n + held
         return sum(len(b) for _, b in self._window) + held
 
+    def check_rows(self) -> Dataset | None:
+        """The held-back rows: the newest shard's second half, or a slice of the public rows before any reveal."""
+        return self._held if self._held is not None else self._public_check
+
     def training_set(self) -> TrainingSet:
         if self.stationary or not self._window:
             X, y = self._res_X[:self._res_n], self._res_y[:self._res_n]
         else:
             X = np.concatenate([a for a, _ in self._window])
             y = np.concatenate([b for _, b in self._window])
-        check = self._held if self._held is not None else self._public_check
+        check = self.check_rows()
         return TrainingSet(X.copy(), y.copy(), check, self.revealed, self.stationary)   # copies: fits run in a thread
