@@ -179,10 +179,10 @@ def _champion_accuracy(tmp_path: Path, model_hash: str, url: str) -> float:
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     bad_csv = tmp_path / "bad.csv"
-    bad_csv.write_text("a,b,label\n1,2,x\n3,,y\n")
+    bad_csv.write_text("a,b,label\n1,2,x\n3,4\n")
     assert_one_line_error(popchain("genesis", "create", "--task", f"csv:{bad_csv}", "--out", "g", "--alloc",
                                    "pop1akn5hzhv924nluzxhp48h7wuuuajkkxsglxtyj=5",
-                                   cwd=tmp_path, check=False), "missing value")
+                                   cwd=tmp_path, check=False), "row 3 has 2 columns")
     assert_one_line_error(popchain("genesis", "create", "--alloc", "pop1qqqq=5", "--out", "g",
                                    cwd=tmp_path, check=False), "pop1qqqq")
     assert_one_line_error(popchain("wallet", "list", "--wallet", str(tmp_path / "none.popkeys"),

@@ -63,7 +63,8 @@ def test_miners_as_users_run_them(tmp_path: Path) -> None:
         assert "entry bond of 3,125,000 grains" in broke.stdout and "holds 0" in broke.stdout
 
         # bring your own model: the user's function runs in the miner process and its model wins round 1
-        own = _cli(tmp_path, *mine, "--key", "miner0", "--trainer", "my_trainer:fit", "--rounds", "1", "--json")
+        own = _cli(tmp_path, *mine, "--key", "miner0", "--trainer", "my_trainer:fit", "--rounds", "1", "--json",
+                   "--max-rows", "50000")
         assert own.returncode == 0, own.stderr
         report = json.loads(own.stdout.splitlines()[-1])
         assert report["family"] == "trainer" and report["won"], own.stdout

@@ -169,7 +169,8 @@ def cmd_miner_run(args: argparse.Namespace) -> int:
     wallet = load_wallet(args)
     key = pick_key(wallet, args.key)
     return asyncio.run(run_miner_cli(args.node, wallet.keypair(key.account), source=source, rounds=args.rounds,
-                                     as_json=args.json, retry_s=args.retry, max_rows=args.max_rows))
+                                     as_json=args.json, retry_s=args.retry, max_rows=args.max_rows,
+                                     enter=args.enter))
 
 
 # --------------------------------------------------------------------------- demo and bench
@@ -265,6 +266,10 @@ def register(cmds: Commands) -> None:
                         "directory) returns a fitted scikit-learn estimator; it runs in this miner process only")
     p.add_argument("--model-file", metavar="FILE", help="enter this .popmodel (made for this task) every round "
                                                          "its check expects it to win")
+    p.add_argument("--enter", default="expected", choices=("expected", "always"),
+                   help="expected (default): enter a round only when the check against the champion gives the "
+                        "crowning test even odds, or nobody else entered; always: every round (the check is only "
+                        "reported)")
     p.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
                    help=f"rows kept for training on a stationary task: a uniform sample of the public rows and "
                         f"every revealed shard (default {DEFAULT_MAX_ROWS:,}; memory stays flat beyond it)")

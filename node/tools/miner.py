@@ -23,7 +23,7 @@ from chain.crypto import Keypair
 from chain.tx import Transfer
 from consensus.mining import Template, open_block, seal
 from consensus.protocol.genesis import Genesis, load_genesis
-from consensus.protocol.messages import Beacon
+from consensus.protocol.messages import AnchorNotice, Beacon
 from ml.shards import PublicTask
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.events_client import ChangeSignal
@@ -46,6 +46,7 @@ EXIT_NO_OPEN_TASK = 6   # `miner run` stopped: no task of the chain is open (REA
 NO_OPEN_TASK = ("no task is open on this chain (every task has spent its hidden shards): nothing to mine; "
                 "run the miner again once a task is announced or extended ('popchain task list')")
 WAIT_ROUNDS = 3         # a closed chain: wait this many round lengths for an announced task to activate
+NOBODY_GRACE_S = 0.5    # after a round's entry window: time for others' entries to show before entering anyway
 
 
 def template_from_json(obj: dict) -> Template:
@@ -155,6 +156,7 @@ class Miner:
     _packages: dict[int, PublicTask] = field(default_factory=dict)          # task -> package (cached)
     _train_rate: dict[str, float] = field(default_factory=dict)           # source label -> seconds per row
     _listed: int = 1                      # entries the last beacon listed (the crowning test's m, estimated)
+    enter: str = "expected"               # "expected": only candidates the check expects to pass; "always"
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)              # one build / data update at a time
 
     async def _pause(self, polling_s: float) -> None:
@@ -229,7 +231,7 @@ class Miner:
         verdict = await self._check(candidate, task)
         if verdict is not None:
             report.check, report.odds, enter = verdict
-            if not enter:
+            if not enter and self.enter != "always":
                 if not await self._nobody_entered(r):
                     report.status = "check-says-no"
                     report.detail = "not entered: the check does not expect the crowning test to pass"
@@ -284,9 +286,15 @@ class Miner:
         return report
 
     async def _nobody_entered(self, r: int) -> bool:
-        """True when round r is still waiting for its first entry a whole round length from now (a round with no
-        entries waits for one: if every miner held back, the chain would stop)."""
-        deadline = time.monotonic() + self.round_seconds()
+        """True when round r is still waiting for its first entry once its entry window is over (a round with no
+        entries waits for one — the window restarts at the first entry — so if every miner held back, the chain
+        would stop). The window's end is the notice's deadline (keyholder clock), at most a round length away."""
+        info = await self.client.round(r)
+        wait = self.round_seconds()
+        if info.get("notice"):
+            left = AnchorNotice.decode(bytes.fromhex(info["notice"])).entry_deadline_ms / 1000 - time.time()
+            wait = min(wait, max(0.0, left) + NOBODY_GRACE_S)
+        deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             info = await self.client.round(r)
             if info.get("beacon") or info.get("status") != "open":
@@ -400,7 +408,7 @@ def make_source(*, family: str = "auto", trainer: str | None = None, model_file:
 
 
 async def run_miner_cli(node_url: str, keypair: Keypair, *, source: CandidateSource, rounds: int, as_json: bool,
-                        retry_s: float = 0.0, max_rows: int = DEFAULT_MAX_ROWS) -> int:
+                        retry_s: float = 0.0, max_rows: int = DEFAULT_MAX_ROWS, enter: str = "expected") -> int:
     """``popchain miner run``: mine until done or Ctrl-C, one line per round. A node that goes away (a restart)
     is retried for ``retry_s`` seconds with one status line on stderr; the round in play may be lost, the
     miner carries on with the next one."""
@@ -408,7 +416,8 @@ async def run_miner_cli(node_url: str, keypair: Keypair, *, source: CandidateSou
     try:
         async with NodeClient(node_url, retry_s=retry_s,
                               on_retry=lambda line: print(line, file=sys.stderr, flush=True)) as client:
-            return await _mine(client, keypair, source=source, rounds=rounds, as_json=as_json, max_rows=max_rows)
+            return await _mine(client, keypair, source=source, rounds=rounds, as_json=as_json, max_rows=max_rows,
+                               enter=enter)
     except aiohttp.ClientConnectionError as exc:
         print(f"popchain: error: cannot reach the node at {node_url} ({type(exc).__name__}); is it running?",
               file=sys.stderr)
@@ -434,7 +443,7 @@ def _progress_printer(stream) -> Callable[[str, bool], None]:
 
 
 async def _mine(client: NodeClient, keypair: Keypair, *, source: CandidateSource, rounds: int, as_json: bool,
-                max_rows: int) -> int:
+                max_rows: int, enter: str) -> int:
     import json
 
     from chain.address import address_of, encode_address
@@ -448,7 +457,7 @@ async def _mine(client: NodeClient, keypair: Keypair, *, source: CandidateSource
         print(json.dumps(report.__dict__) if as_json else report.line(), flush=True)
     async with ChangeSignal(client.base_url, kinds=("round", "beacon", "verdict")) as changes:
         miner = Miner(client, keypair, genesis, source=source, seed=int.from_bytes(keypair.public[:2], "big"),
-                      max_rows=max_rows, on_report=show,
+                      max_rows=max_rows, enter=enter, on_report=show,
                       on_progress=None if as_json else _progress_printer(sys.stderr), changes=changes)
         status = await client.status()
         if status["round_phase"] == "closed":

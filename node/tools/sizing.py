@@ -135,7 +135,8 @@ def plan_rows(*, m: int, alpha: Alpha = DEFAULT_ALPHA, available: int, public: f
     if detect is not None and not 0 < detect <= 0.5:
         raise SizingError(f"--detect {detect}: the target improvement must lie in (0, 0.5]")
     if available < MIN_TRAIN_ROWS + floor:
-        raise SizingError(f"{available} rows besides the holdout: too few for public rows and one shard")
+        raise SizingError(f"{max(available, 0)} rows besides the holdout: too few for {MIN_TRAIN_ROWS} public rows "
+                          f"and one shard of at least {floor}")
     fixed_public = public_count(public, available)
     if shard_size is not None:
         if shard_size < floor:
