@@ -112,7 +112,7 @@ def cmd_balance(args: argparse.Namespace) -> None:
         return [await client.account(k.address) for k in keys]
     accounts = call(args, fetch)
     rows = [{"label": k.label, **a} for k, a in zip(keys, accounts)]
-    emit(args, rows, [f"{r['label']:<12} {r['address']}  balance {r['balance']:>16,}  nonce {r['nonce']}"
+    emit(args, rows, [f"{r['label']:<12} {r['address']}  balance {r['balance']:>16,} grains  nonce {r['nonce']:,}"
                       + (f"  ({len(r['pending'])} pending)" if r["pending"] else "") for r in rows]
          or ["(no keys)"])
 
@@ -142,11 +142,12 @@ def cmd_send(args: argparse.Namespace) -> None:
                              account["next_nonce"], args.memo.encode())
         await client.send_tx(tx.encode())
         txid = tx.txid.hex()
-        print(f"sent {args.amount:,} grains to {args.to}\ntxid {txid}", file=out, flush=True)
+        print(f"sent {args.amount:,} grains to {args.to} (fee {args.fee:,} grains, total {args.amount + args.fee:,}; "
+              f"nonce {account['next_nonce']})\ntxid {txid}", file=out, flush=True)
         if args.no_wait:
             if chain_closed(status):
                 print(NO_TASK_OPEN, file=out, flush=True)
-            return {"txid": txid, "status": "pending"}
+            return {"txid": txid, "status": "pending", "amount": args.amount, "fee": args.fee}
         started = time.monotonic()
         from node.tools.events_client import ChangeSignal
         async with ChangeSignal(client.base_url, kinds=("tip",)) as changes:  # wake on blocks; polls without SSE
@@ -157,9 +158,12 @@ def cmd_send(args: argparse.Namespace) -> None:
         while True:
             info = await client.tx(txid)
             if info["status"] == "confirmed":
-                print(("\r\033[K" if live else "") + f"confirmed in block {info['height']} after "
-                      f"{time.monotonic() - started:.0f} s", file=out, flush=True)
-                return {"txid": txid, "status": "confirmed", "height": info["height"], "block": info.get("block")}
+                print(("\r\033[K" if live else "") + f"confirmed in block {info['height']:,} after "
+                      f"{time.monotonic() - started:.0f} s ({info.get('confirmations', 1):,} confirmation(s); "
+                      f"fee {args.fee:,} grains paid)", file=out, flush=True)
+                return {"txid": txid, "status": "confirmed", "height": info["height"], "block": info.get("block"),
+                        "amount": args.amount, "fee": args.fee, "time": info.get("time"),
+                        "confirmations": info.get("confirmations")}
             s = await client.status()
             closed = chain_closed(s)
             if time.monotonic() - started > args.timeout:
@@ -198,8 +202,9 @@ def cmd_history(args: argparse.Namespace) -> None:
     def line(r: dict) -> str:
         tx = r["tx"]
         other = tx["to_address"] if r["direction"] == "sent" else tx["from_address"]
-        return (f"{r['height']:>6}  {tx['txid'][:16]}  {r['key']:<10} {arrow[r['direction']]} {other}  "
-                f"{tx['amount']:>14,}  fee {tx['fee']}")
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"])) if r.get("time") else "-"
+        return (f"{r['height']:>8,}  {stamp}  {r.get('confirmations', 0):>6,} conf.  {tx['txid'][:16]}  "
+                f"{r['key']:<10} {arrow[r['direction']]} {other}  {tx['amount']:>14,} grains  fee {tx['fee']:,}")
     emit(args, rows, [line(r) for r in rows] or ["(no confirmed transfers)"])
 
 
