@@ -288,7 +288,7 @@ class TaskHandlers:
         if data is None:   # an announced task's initial champion travels in its announcement, not in a block
             data = await self.call(task_champion_model, self.deps.engine, h)
         if data is None:
-            raise ApiError(404, "not-found", "unknown model hash")
+            raise ApiError(404, "not-found", f"no model {h.hex()[:16]}… is stored on this node")
         if request.query.get("format") == "hex":
             record, task_id = await self.call(model_record, self.deps.engine, self.index, h)
             return web.json_response({"hash": h.hex(), "model": data.hex(), "bytes": len(data), "task_id": task_id,

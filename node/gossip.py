@@ -228,6 +228,7 @@ class Relay:
         now = time.monotonic()
         wanted: list[Key] = []
         ask_store: list[Key] = []
+        had: list[bytes] = []     # blocks it announced that we hold: they tell us its height (/api/peers)
         for key in items:
             peer.known.add(key)
             if key in self.requests:
@@ -238,6 +239,8 @@ class Relay:
                 if self.requests.room(peer, InvKind.BLOCK) and len(ask_store) < 16:
                     ask_store.append(key)
                 continue
+            if known and key[0] == InvKind.BLOCK and len(had) < 16:
+                had.append(key[1])
             if known or (key[0] == InvKind.TX and key[1] in self.queued_txs):
                 continue
             if self.requests.announced(peer, key, now):
@@ -248,8 +251,13 @@ class Relay:
             for key, known in zip(ask_store, have):
                 if known:
                     self.judge.known_blocks.add(key[1])
+                    had.append(key[1])
                 elif self.requests.announced(peer, key, time.monotonic()):
                     wanted.append(key)
+        if had:
+            store = self.host.store
+            heights = await self.host.worker.call(lambda: [h.height for h in map(store.get_header, had) if h])
+            peer.best_height = max([peer.best_height, *heights])
         self._send_requests({peer: wanted} if wanted else {})
 
     async def _on_txs(self, peer: Peer, raws: Sequence[bytes]) -> None:

@@ -145,8 +145,9 @@ def outcome_text(r: dict[str, Any]) -> str:
                 return "void: the openings lost; this node kept no b and c for them (it synced the round later)"
             return "void: no listed entrant opened a valid block (their bonds are forfeited)"
         best = max(opened, key=lambda e: e["b"] - e["c"])
-        return (f"void: no block passed the test; best b {n(best['b'])} c {n(best['c'])}, needs b >= "
-                f"{n(best['bar'])}")
+        need = (f"needs b >= {n(best['bar'])}" if best["bar"] else
+                f"no b crowns with {n(best['b'] + best['c'])} disagreements")
+        return f"void: no block passed the test; best b {n(best['b'])} c {n(best['c'])}, {need}"
     if status == "idle":
         return "idle: every task had spent its shards; the round served nothing"
     if status == "open":
@@ -170,7 +171,7 @@ def round_lines(r: dict[str, Any]) -> list[str]:
     lines = kv(shown)
     ents = sorted(r.get("entrants") or [], key=lambda e: VERDICT_ORDER.index(e["verdict"])
                   if e["verdict"] in VERDICT_ORDER else 99)
-    lines += [f"  entrant {e['miner_address']}  b {n(e['b'])} c {n(e['c'])} bar {n(e['bar'])}  {e['verdict']}"
+    lines += [f"  entrant {e['miner_address']}  b {n(e['b'])} c {n(e['c'])} bar {'none' if e['bar'] == 0 else n(e['bar'])}  {e['verdict']}"
               for e in ents]
     lines += [f"  candidate {c['hash'][:16]}…  b {n(c['b'])} c {n(c['c'])} {rule_text(c)}"
               for c in r.get("candidates") or []]

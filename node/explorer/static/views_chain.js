@@ -150,7 +150,7 @@ export function competition(m, task, base) {
     el("h2", { text: "Competitions" }),
     filterBar(m.tasks, task, base),
     el("p", { class: "note" }, `Wins ${task === null ? "" : `on task ${task} `}${num(m.wins)}; by task: `,
-      Object.entries(m.wins_by_task).map(([k, v]) => [taskLink(Number(k)), ` ${num(v)}  `]),
+      Object.entries(m.wins_by_task).map(([k, v], i) => [i ? " · " : "", taskLink(Number(k)), `: ${num(v)}`]),
       Object.keys(m.wins_by_task).length ? null : "none"),
     el("div", { class: "card" }, m.crowned.length ? table(["round", "task", "#block", "#b", "#c", "#bar", "model"],
       m.crowned.map((rec) => el("tr", { "data-task": rec.task_id }, td(roundLink(rec.round)), td(taskLink(rec.task_id)),

@@ -11,7 +11,10 @@ import {
 import { accuracyChart, chartLegend } from "./chart.js";
 import { competition } from "./views_chain.js";
 
-const ruleText = (rec) => (rec && rec.bar !== null && rec.bar !== undefined ? `needs b ≥ ${num(rec.bar)}` : "");
+// bar: the least b that crowns with b + c disagreements; 0 = no b does (too few disagreements for the test)
+const barText = (bar) => (bar === 0 ? "none" : num(bar));
+const ruleText = (rec) => (rec && rec.bar !== null && rec.bar !== undefined
+  ? (rec.bar === 0 ? `no b crowns with ${num(rec.b + rec.c)} disagreements` : `needs b ≥ ${num(rec.bar)}`) : "");
 const detects = (d) => (typeof d === "number" ? `+${(100 * d).toFixed(2)} pp at 80 % power` : "nothing at 80 % power");
 
 export async function leaderboard() {
@@ -65,7 +68,7 @@ function entrantRows(rounds) {
       td(i === 0 ? roundLink(r.round) : ""), td(i === 0 ? num(r.shard_index) : "", "num"),
       td(i === 0 ? badge(r.status) : ""),
       td(e ? addrLink(e.miner_address, "miner") : (r.status === "open" ? "entries not listed yet" : "no entrant")),
-      td(e ? num(e.b) : "", "num b"), td(e ? num(e.c) : "", "num c"), td(e ? num(e.bar) : "", "num bar"),
+      td(e ? num(e.b) : "", "num b"), td(e ? num(e.c) : "", "num c"), td(e ? barText(e.bar) : "", "num bar"),
       td(e ? badge(e.verdict) : "", "verdict"))));
   }
   return rows;
@@ -133,7 +136,7 @@ export async function round(r) {
     el("h2", { text: `Entrants (${num(info.entrants.length)})` }),
     el("div", { class: "card" }, info.entrants.length ? table(["miner", "header", "#b", "#c", "#bar", "verdict"],
       info.entrants.map((e) => el("tr", { "data-verdict": e.verdict }, td(addrLink(e.miner_address, "miner")),
-        td(short(e.header_hash), "mono"), td(num(e.b), "num b"), td(num(e.c), "num c"), td(num(e.bar), "num bar"),
+        td(short(e.header_hash), "mono"), td(num(e.b), "num b"), td(num(e.c), "num c"), td(barText(e.bar), "num bar"),
         td(badge(e.verdict), "verdict"))), { id: "round-entrants" })
       : note(info.beacon ? "none" : "listed by the beacon, after the entry window")),
     info.candidates.length ? el("div", {}, el("h2", { text: "Candidates (this round, scored)" }),
