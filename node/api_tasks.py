@@ -16,13 +16,17 @@ from typing import Any
 from aiohttp import web
 
 from chain.address import address_of, encode_address
-from consensus.tasks import MAX_TASK_MSG_SIZE
+from consensus.engine import EngineApi
+from consensus.protocol.messages import AnchorNotice, Beacon
+from consensus.protocol.registry import ChampionRecord
+from consensus.protocol.tasks import MAX_TASK_MSG_SIZE
 from node.engine_api import to_json
 from node.errors import ApiError
+from node.rounds_index import RoundIndex
 
 MAX_TASK_ID_DIGITS = 9
 MAX_HISTORY = 1000           # champion records per task in one answer (newest kept)
-# a task message in hex, plus its shard keys in hex (keyholder nodes): consensus.tasks caps the message
+# a task message in hex, plus its shard keys in hex (keyholder nodes): consensus.protocol.tasks caps the message
 MAX_TASK_BODY = 2 * MAX_TASK_MSG_SIZE + (1 << 20)
 CLOSED = "closed"
 
@@ -40,20 +44,20 @@ class TaskRow:
     bounty_total: int
     bounty_left: int
     bounty_per_crowning: int
-    champion: Any                  # consensus.engine.ChampionRecord
+    champion: ChampionRecord
     extensions: int = 0            # extensions applied so far (the next one has seq = extensions + 1)
     spec: Any = None               # ml.task.TaskSpec (None: the announcement is not known here)
     shard_size: int = 0            # rows per hidden shard
 
 
-def task_rows(engine: Any) -> list[TaskRow]:
+def task_rows(engine: EngineApi) -> list[TaskRow]:
     """Every task of the chain in id order (engine worker thread)."""
     return [TaskRow(t.task_id, t.name, t.sponsor if any(t.sponsor) else None, t.shards_total, t.shards_revealed,
                     t.shards_left, t.status, t.bounty_total, t.bounty_left, t.bounty_per_crowning, t.champion,
                     t.extensions, t.spec, _shard_size(engine, t.task_id)) for t in engine.tasks()]
 
 
-def _shard_size(engine: Any, task_id: int) -> int:
+def _shard_size(engine: EngineApi, task_id: int) -> int:
     from chain.errors import RuleError
     try:
         return int(engine.task_package(task_id).shard_size)     # the task book caches packages
@@ -86,7 +90,7 @@ def bounty_paid(t: TaskRow, crowned: int) -> int:
     return min(t.bounty_total, t.bounty_per_crowning * crowned)
 
 
-def round_task_of(engine: Any, r: int) -> int | None:
+def round_task_of(engine: EngineApi, r: int) -> int | None:
     """The task round r serves (None: no such round)."""
     if r < 1:
         return None
@@ -94,7 +98,7 @@ def round_task_of(engine: Any, r: int) -> int | None:
     return None if served is None else served[0]
 
 
-def activation_hex(engine: Any, statement: Any) -> list[str]:
+def activation_hex(engine: EngineApi, statement: AnchorNotice | Beacon | None) -> list[str]:
     """The bytes of the task messages a notice/beacon activates (a block of its round carries them), hex."""
     if statement is None:
         return []
@@ -111,7 +115,7 @@ def chain_phase(round_status: str | None, rows: list[TaskRow]) -> str:
     return round_status or "not-started"
 
 
-def champion_json(rec: Any) -> Any:
+def champion_json(rec: ChampionRecord | None) -> Any:
     out = to_json(rec)
     if rec is not None and any(rec.miner):
         out["miner_address"] = encode_address(address_of(rec.miner))
@@ -162,12 +166,12 @@ def find_task(rows: list[TaskRow], task_id: int) -> TaskRow:
                                         f"{', '.join(str(t.task_id) for t in rows)})")
 
 
-def champion_history(engine: Any, task_id: int) -> list[Any]:
+def champion_history(engine: EngineApi, task_id: int) -> list[ChampionRecord]:
     """Task ``task_id``'s champion lineage, oldest first (engine worker thread)."""
     return list(engine.champion_history(task_id))
 
 
-def revealed_shards(engine: Any, index: Any, task_id: int) -> list[dict[str, Any]]:
+def revealed_shards(engine: EngineApi, index: RoundIndex, task_id: int) -> list[dict[str, Any]]:
     """Every shard key of task ``task_id`` revealed so far (void rounds included), in round order:
     ``{"round", "shard_index", "shard_key"}`` (engine worker thread; the round index lists the task's rounds,
     so this reads only them)."""
@@ -179,12 +183,12 @@ def revealed_shards(engine: Any, index: Any, task_id: int) -> list[dict[str, Any
     return out
 
 
-def task_package(engine: Any, task_id: int) -> bytes:
+def task_package(engine: EngineApi, task_id: int) -> bytes:
     """Task ``task_id``'s public package as it stands (extension shards included), encoded."""
     return engine.task_package(task_id).encode()
 
 
-def task_champion_model(engine: Any, model_hash: bytes) -> bytes | None:
+def task_champion_model(engine: EngineApi, model_hash: bytes) -> bytes | None:
     """The bytes of a task's current champion with this model hash (an announced task's initial champion is
     in no block: it comes from the announcement), or None (engine worker thread)."""
     for t in engine.tasks():
@@ -200,7 +204,7 @@ class TaskHandlers:
     """``/api/tasks``, ``/api/tasks/{id}``, ``/api/tasks/{id}/rounds``, ``/api/champion``, ``/api/models/{ref}``.
     Engine reads go through ``deps.engine_call`` (the worker thread); ``index`` is the node's RoundIndex."""
 
-    def __init__(self, deps: Any, index: Any) -> None:
+    def __init__(self, deps: Any, index: RoundIndex) -> None:
         self.deps = deps
         self.index = index
 
@@ -305,20 +309,12 @@ def _int_query(request: web.Request, name: str, lo: int, hi: int) -> int | None:
     return int(text)
 
 
-def task_messages(engine: Any, task_id: int) -> list[str]:
+def task_messages(engine: EngineApi, task_id: int) -> list[str]:
     """The task's announcement and its extensions, in order, as hex (task 0: none, genesis carries it)."""
-    t = engine.registry().task(task_id)
-    if t is None or task_id == 0:
-        return []
-    out = []
-    for msg_hash, _ in t.batches:
-        msg = engine.task_message(msg_hash)
-        if msg is not None:
-            out.append(msg.encode().hex())
-    return out
+    return [msg.encode().hex() for msg in engine.task_messages(task_id)]
 
 
-def model_record(engine: Any, index: Any, model_hash: bytes) -> tuple[Any, int | None]:
+def model_record(engine: EngineApi, index: RoundIndex, model_hash: bytes) -> tuple[Any, int | None]:
     """(champion record, task id) of a model: a crowned model's record, a task's initial champion's record, or
     (None, None) for a model that never was a champion (engine worker thread)."""
     rec = index.record_of_model(model_hash)

@@ -16,10 +16,12 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from chain.address import address_of, encode_address
-from consensus.registry import ChampionRecord
+from chain.block import Header
+from consensus.engine import EngineApi
+from consensus.protocol.registry import ChampionRecord
 
 # final-round outcomes (the current round shows its live phase instead: open, revealed)
 CROWNED, PLAIN, VOID, IDLE = "crowned", "plain", "void", "idle"
@@ -27,13 +29,18 @@ _CODES = (CROWNED, PLAIN, VOID, IDLE)
 # an entrant's verdict: its block crowned / was kept as a plain block (issue 21) / opened and lost / never opened;
 # in the current round also leading (the tip, not final yet), opened (scored, not leading), not opened yet
 VERDICTS = ("crowned", "plain", "lost", "not opened", "leading", "opened", "not opened yet")
-P_CHAMP = b"c/champ/"     # consensus engine meta: + u32 height -> ChampionRecord (main chain)
 
 
-def champion_at(engine: Any, height: int) -> ChampionRecord | None:
+class Headers(Protocol):
+    """The chain store's main-chain reads the index needs (chain.store.ChainStore; lock-free)."""
+
+    def get_header(self, h: bytes | int) -> Header | None: ...
+    def block_hash_at(self, height: int) -> bytes | None: ...
+
+
+def champion_at(engine: EngineApi, height: int) -> ChampionRecord | None:
     """The champion record of the main-chain block at ``height`` (None: no crowned block there)."""
-    raw = engine.store.meta_get(P_CHAMP + height.to_bytes(4, "big"))
-    return None if raw is None else ChampionRecord.decode(raw)
+    return engine.champion_at(height)
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,9 @@ class Entrant:
 class RoundIndex:
     """Final rounds 1..n in parallel arrays (a few bytes a round), heights indexed up to the final block."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: EngineApi, store: Headers) -> None:
         self.engine = engine
+        self.store = store
         self._task = array("i")         # round r at r-1; -1: served nothing
         self._shard = array("i")
         self._status = array("b")       # index into _CODES
@@ -82,9 +90,8 @@ class RoundIndex:
 
     def refresh(self) -> None:
         """Fold the rounds that became final since the last call into the index."""
-        engine = self.engine
+        engine, store = self.engine, self.store
         final = engine.final_header()
-        store = engine.store
         for h in range(self._heights_done + 1, final.height + 1):
             header = store.get_header(h)
             if header is not None:
@@ -122,7 +129,7 @@ class RoundIndex:
         self.refresh()
         if 1 <= r <= len(self._task):
             task, height = self._task[r - 1], self._height[r - 1]
-            block = self.engine.store.block_hash_at(height) if height >= 0 else None
+            block = self.store.block_hash_at(height) if height >= 0 else None
             return RoundRow(r, _CODES[self._status[r - 1]], task if task >= 0 else None,
                             self._shard[r - 1] if task >= 0 else None, height if height >= 0 else None, block,
                             True)
@@ -130,14 +137,14 @@ class RoundIndex:
         current = engine.current_round()
         if r < 1 or r > current:
             return RoundRow(r, "future" if r > current else "not-started", None, None, None, None, False)
-        status = engine.round_info(r).status
-        served = engine.round_task(r)
+        notice = engine.notice(r)
+        # the current round's live phase, as Engine.round_info says it (without reading the whole lineage)
+        status = IDLE if notice is not None and notice.idle else "revealed" if engine.beacon(r) else "open"
+        served = None if status == IDLE else engine.round_task(r)
         tip = engine.tip()
-        block = (tip.height, tip.hash) if tip.round == r and tip.height > engine.final_header().height else None
-        if status == IDLE:
-            served = None
+        leader = tip if tip.round == r and tip.height > engine.final_header().height else None
         return RoundRow(r, status, served[0] if served else None, served[1] if served else None,
-                        block[0] if block else None, block[1] if block else None, False)
+                        leader.height if leader else None, leader.hash if leader else None, False)
 
     def rounds_of(self, task_id: int, before: int | None = None, limit: int = 20) -> list[int]:
         """The rounds that served ``task_id``, newest first (the current one included), below ``before``."""

@@ -392,7 +392,7 @@ def test_model_eval_on_each_task_onnx_included(net: Net) -> None:
     assert onnx.returncode == 4 and via["via"] == "onnxruntime" and via["task_id"] == 0
     assert via["shards"][-1]["b"] == res["shards"][-1]["b"] and via["shards"][-1]["c"] == res["shards"][-1]["c"]
     # a fresh candidate for the digits task, as raw bytes: --task says which task it competes on
-    from consensus.genesis import load_genesis
+    from consensus.protocol.genesis import load_genesis
     from ml.model import encode_model
     from ml.shards import PublicTask
     from ml.training import train_candidate
@@ -401,7 +401,7 @@ def test_model_eval_on_each_task_onnx_included(net: Net) -> None:
     (net.dir / "cand.raw").write_bytes(encode_model(train_candidate("linear", pkg.training, seed=5, caps=g.model_caps)))
     cand = net.run("model", "eval", "cand.raw", "--task", "1", "--json", *net.node, check=False)
     got = json.loads(cand.stdout)
-    from consensus.stats import accepts
+    from consensus.protocol.stats import accepts
     s = got["shards"][-1]
     assert got["task_id"] == 1 and got["duplicate_of_a_champion"] is False
     assert got["would_pass"] == (accepts(s["b"], s["c"], got["assumed_entries"], g.params.alpha)
@@ -605,8 +605,8 @@ def test_committee_genesis_and_keyholder_add_shares(net: Net, tmp_path: Path) ->
     # a 2-of-3 genesis writes member files; a new batch's share files install into the member's datadir
     import os
 
-    from consensus.genesis import load_genesis
-    from consensus.member import SHARE_DIR, MemberShares, deal_batch, load_member_file
+    from consensus.protocol.genesis import load_genesis
+    from consensus.keyholder import SHARE_DIR, MemberShares, deal_batch, load_member_file
     out = net.json("genesis", "create", "--out", str(tmp_path / "c"), "--keyholders", "3", "--threshold", "2",
                    "--rounds", "2", "--detect", "0.1", "--alloc", f"{net.keys['bob']}=5")
     assert out["committee"] and len(out["keyholder_files"]) == 3

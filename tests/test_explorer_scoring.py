@@ -32,7 +32,7 @@ def test_scoring_failures_are_cached_and_logged_once(tmp_path: Path, caplog) -> 
         async def run_engine(fn: Any, *args: Any) -> Any:     # the node's worker serialises; here one thread
             plans.append(args)
             return fn(*args)
-        book = AccuracyBook(chain.genesis, engine, run_engine)
+        book = AccuracyBook(chain.genesis, engine, store, run_engine)
         champ = next(rec for rec in engine.champion_history() if rec.round >= 1)
         spec = chain.genesis.task.spec
         wrong = LinearModel(np.zeros((spec.n_features + 3, len(spec.classes)), dtype=np.int16),
@@ -49,7 +49,7 @@ def test_scoring_failures_are_cached_and_logged_once(tmp_path: Path, caplog) -> 
         assert len(warnings) == 1 and warnings[0].exc_info is None and bad.hex()[:16] in warnings[0].getMessage()
         assert len(plans) == 1                                  # the second load planned (and scored) nothing
 
-        index = RoundIndex(engine)
+        index = RoundIndex(engine, store)
         current = engine.current_round()
         rows = [index.row(r) for r in range(1, current)]
         assert all(row.final and row.task_id == 0 and row.shard_index == row.round for row in rows)

@@ -70,8 +70,8 @@ class NodeExplorerDeps:
         self.bus: EventBus = node.events
         self.publisher: StatePublisher = node.publisher
         self.chain_id: str = node.genesis.chain_id
-        self.rounds = rounds if rounds is not None else RoundIndex(node.engine)
-        self.book = AccuracyBook(node.genesis, node.engine, node.worker.call)
+        self.rounds = rounds if rounds is not None else RoundIndex(node.engine, node.store)
+        self.book = AccuracyBook(node.genesis, node.engine, node.store, node.worker.call)
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         return self._node.worker.call(fn, *args)

@@ -14,16 +14,20 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from chain.errors import PopError
-from consensus.rules import ScoringCache
+from consensus.engine import EngineApi, ScoringCache
 from ml.errors import MLError
 
 log = logging.getLogger("popchain.explorer")
 
 MAX_RESULTS = 8192          # (round, model) results kept (a failure costs the same slot)
 Key = tuple[int, bytes]     # (round, model hash)
+
+
+class Models(Protocol):
+    def get_model(self, model_hash_: bytes) -> bytes | None: ...
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,10 @@ class Job:
 class AccuracyBook:
     """Results by (round, model hash): Accuracy, or the reason it could not be scored."""
 
-    def __init__(self, genesis: Any, engine: Any, run_engine: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(self, genesis: Any, engine: EngineApi, store: Models, run_engine: Callable[..., Awaitable[Any]]) -> None:
         self.genesis = genesis
         self.engine = engine             # read only inside ``run_engine`` (the engine worker thread)
+        self.store = store
         self._run_engine = run_engine
         self._results: OrderedDict[Key, Accuracy | str] = OrderedDict()
         self._scoring = ScoringCache(max_items=4)
@@ -102,7 +107,7 @@ class AccuracyBook:
             if beacon is None:
                 failed[(r, mh)] = "the round's shard is not revealed"
                 continue
-            data = engine.store.get_model(mh)
+            data = self.store.get_model(mh)
             if data is None:
                 data = _current_champion_bytes(engine, mh)
             if data is None:
@@ -129,7 +134,7 @@ class AccuracyBook:
         return out
 
 
-def _current_champion_bytes(engine: Any, model_hash: bytes) -> bytes | None:
+def _current_champion_bytes(engine: EngineApi, model_hash: bytes) -> bytes | None:
     """An announced task's initial champion is in no block until one carries its activation."""
     for t in engine.tasks():
         if t.champion.model_hash == model_hash:

@@ -19,7 +19,7 @@ from typing import Any
 
 from chain.block import Block, model_hash
 from chain.errors import DecodeError
-from consensus.messages import Beacon, RoundPayload
+from consensus.protocol.messages import Beacon, RoundPayload
 from ml.errors import MLError
 from ml.model import Model
 from ml.score import paired, score

@@ -281,7 +281,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from node.tools.audit import audit, audit_html
     expected = None
     if args.genesis:
-        from consensus.genesis import load_genesis
+        from consensus.protocol.genesis import load_genesis
         expected = load_genesis(Path(args.genesis).read_bytes()).hash
     out = Path(args.out)
     try:    # before the work: a report that cannot be written fails now, not after the audit

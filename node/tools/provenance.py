@@ -6,7 +6,7 @@ its *own* task: task 0's package comes from the genesis file, an announced task'
 governance-signed announcement and extensions (signatures checked against the genesis keyholders — the node is
 not trusted for it); shards are opened with ``ml.shards.open_shard`` (which checks the commitment) at their
 task-local index; models are decoded under their task's spec and scored with ``ml.score`` (bit-exact integers);
-the round test is the rule function of ``consensus.rules`` / ``consensus.stats`` (``round_test`` is the one place
+the round test is the rule function of ``consensus.rules`` / ``consensus.protocol.stats`` (``round_test`` is the one place
 that calls it). A node that lies about a record is caught; a node that withholds data makes the check fail loudly.
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from chain.errors import DecodeError
-from consensus.genesis import Genesis, GenesisParams
-from consensus.messages import Beacon
+from consensus.protocol.genesis import Genesis, GenesisParams
+from consensus.protocol.messages import Beacon
 from ml.errors import MLError
 from ml.model import Model, decode_model
 from ml.shards import PublicTask, open_shard
@@ -37,10 +37,10 @@ def round_test(params: GenesisParams, round_: int, parent: dict[str, Any], b: in
                m: int) -> tuple[dict[str, int], bool]:
     """(the crowning record's rule fields, passes) for a challenger of ``round_`` with (b, c) against the
     champion ``parent`` (its champion record) among ``m`` listed entries: the consensus rule functions
-    themselves (the exact family-wise sign test, consensus.stats; record field ``bar``), never a
+    themselves (the exact family-wise sign test, consensus.protocol.stats; record field ``bar``), never a
     re-implementation. ``round_`` and ``parent`` do not enter the current rule (no retarget)."""
-    from consensus import rules
-    from consensus.stats import accepts
+    from consensus.protocol import rules
+    from consensus.protocol.stats import accepts
     return {"bar": rules.crowning_bar(b, c, m, params)}, accepts(b, c, m, params.alpha)
 
 
@@ -106,7 +106,7 @@ def verified_package(genesis: Genesis, task_id: int, messages_hex: list[str]) ->
     keyholders (the sponsor's signature too for the announcement)."""
     if task_id == 0:
         return genesis.task, 0, genesis.block.model
-    from consensus.tasks import TaskAnnouncement, TaskExtension, decode_task_message
+    from consensus.protocol.tasks import TaskAnnouncement, TaskExtension, decode_task_message
     if not messages_hex:
         raise ProvenanceError(f"the node sent no announcement for task {task_id}")
     package: PublicTask | None = None
@@ -180,7 +180,7 @@ async def full_history(client: Any, task: int | None = None) -> list[dict[str, A
 
 
 async def chain_view(client: Any) -> ChainView:
-    from consensus.genesis import load_genesis
+    from consensus.protocol.genesis import load_genesis
     genesis = load_genesis(await client.genesis())
     return ChainView(genesis, await full_history(client), client)
 
