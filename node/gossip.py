@@ -327,6 +327,11 @@ class Relay:
             peer.send(wire.Txs(tuple(txs[i:i + wire.MAX_TXS_ITEMS])))
         if missing:
             peer.send(wire.NotFound(tuple(missing)))
+        sent = [h for h in wanted_blocks if (InvKind.BLOCK, h) not in missing][:16]
+        if sent:   # it holds them now: /api/peers shows the height (a peer never announces a block back to us)
+            store = self.host.store
+            heights = await self.host.worker.call(lambda: [hd.height for hd in map(store.get_header, sent) if hd])
+            peer.best_height = max([peer.best_height, *heights])
 
 
 def _encoded_blocks(store: Any, hashes: list[bytes]) -> dict[bytes, bytes]:

@@ -100,8 +100,8 @@ def board_json(chain_id: str, data: BoardData, book: AccuracyBook, task_id: int 
 def task_list_json(engine: Any, index: RoundIndex, params: Any) -> dict[str, Any]:
     """Engine thread: every task with its counts (the /tasks page)."""
     rows = task_rows(engine)
-    return {"tasks": [task_json(t, index.counts(t.task_id), params) for t in rows],
-            **status_fields(rows, None)}
+    return {**status_fields(rows, None),
+            "tasks": [task_json(t, index.counts(t.task_id), params) for t in rows]}
 
 
 def task_page_json(engine: Any, index: RoundIndex, params: Any, task_id: int, before: int | None,

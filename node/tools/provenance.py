@@ -153,7 +153,8 @@ class ChainView:
             info = await self.client.get(f"/api/tasks/{task_id}", messages="1")
             package, n, initial = verified_package(self.genesis, task_id, info.get("messages") or [])
             keys = {k["round"]: (k["shard_index"], bytes.fromhex(k["shard_key"])) for k in info["revealed"]}
-            self.tasks[task_id] = TaskView(task_id, package, info["history"], keys, n, initial)
+            history = await full_history(self.client, task_id)    # all of it: the task page keeps the newest
+            self.tasks[task_id] = TaskView(task_id, package, history, keys, n, initial)
         return self.tasks[task_id]
 
     def record(self, model_hash_hex: str) -> dict[str, Any] | None:
