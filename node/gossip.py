@@ -156,10 +156,15 @@ class Relay:
         trip per hop, cf. BIP152 high-bandwidth), INV at once to the others; round objects INV at once."""
         key = (kind, h)
         pushed = 0
+        # the store keeps its tip header in memory (set by the worker before a verdict returns): an attribute read
+        tip = self.host.store.tip() if kind == InvKind.BLOCK else None
+        height = tip.height if tip is not None and tip.hash == h else None
         for peer in self.host.ready_peers():
             if peer is exclude or key in peer.known:
                 continue
             peer.known.add(key)
+            if height is not None:   # our new tip goes to it (whole or by INV): /api/peers shows that height
+                peer.best_height = max(peer.best_height, height)
             if kind == InvKind.TX:
                 self.trickle.add(peer, key)
             elif data is not None and pushed < PUSH_BLOCK_PEERS:
