@@ -149,7 +149,7 @@ export function competition(m, task, base) {
   return el("div", { id: "competition" },
     el("h2", { text: "Competitions" }),
     filterBar(m.tasks, task, base),
-    el("p", { class: "note" }, `Wins ${task === null ? "" : `on task ${task} `}${num(m.wins)}; by task: `,
+    el("p", { class: "note" }, `Wins${task === null ? "" : ` on task ${task}`}: ${num(m.wins)}; by task: `,
       Object.entries(m.wins_by_task).map(([k, v], i) => [i ? " · " : "", taskLink(Number(k)), `: ${num(v)}`]),
       Object.keys(m.wins_by_task).length ? null : "none"),
     el("div", { class: "card" }, m.crowned.length ? table(["round", "task", "#block", "#b", "#c", "#bar", "model"],
