@@ -85,6 +85,7 @@ class RoundIndex:
         self._round_block: dict[int, int] = {}    # round -> height, for heights not yet folded into _height
         self._heights_done = 0                    # main-chain heights 1.._heights_done are in _round_block
         self._model_height: dict[bytes, int] = {}  # crowned model hash -> height (final blocks)
+        self._counts: dict[int, dict[str, int]] = {}  # task -> final rounds by outcome, kept as rounds fold in
 
     # ------------------------------------------------------------ maintenance
 
@@ -118,6 +119,9 @@ class RoundIndex:
             self._height.append(height)
             if task >= 0:
                 self._by_task.setdefault(task, array("i")).append(r)
+                counts = self._counts.setdefault(task, {CROWNED: 0, PLAIN: 0, VOID: 0})
+                if _CODES[code] in counts:
+                    counts[_CODES[code]] += 1
 
     # ------------------------------------------------------------ reads
 
@@ -162,14 +166,9 @@ class RoundIndex:
         return out
 
     def counts(self, task_id: int) -> dict[str, int]:
-        """How many final rounds of ``task_id`` were crowned / plain / void."""
+        """How many final rounds of ``task_id`` were crowned / plain / void (kept as rounds fold in)."""
         self.refresh()
-        out = {CROWNED: 0, PLAIN: 0, VOID: 0}
-        for r in self._by_task.get(task_id, ()):
-            status = _CODES[self._status[r - 1]]
-            if status in out:
-                out[status] += 1
-        return out
+        return dict(self._counts.get(task_id, {CROWNED: 0, PLAIN: 0, VOID: 0}))
 
     def record_of_model(self, model_hash: bytes) -> ChampionRecord | None:
         """The champion record of a crowned model of the main chain (the current round's leader included)."""

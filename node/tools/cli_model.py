@@ -41,8 +41,10 @@ async def _resolve_hash(client: Any, text: str, task: int | None = None) -> str:
 
 
 def cmd_champion(args: argparse.Namespace) -> None:
+    from node.tools.cli_chain import n
     data = call(args, lambda c: c.champion(args.task))
-    emit(args, data["champion"], kv(data["champion"]))
+    champ = data["champion"]
+    emit(args, champ, kv({k: n(v) if k in ("height", "round", "b", "c", "bar") else v for k, v in champ.items()}))
 
 
 def cmd_history(args: argparse.Namespace) -> None:
