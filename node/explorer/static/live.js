@@ -57,7 +57,10 @@ export function eventDetail(e) {
   }
 }
 
-let lastId = null, streamId = null, started = false;
+let lastId = null, streamId = null, started = false, current = null;
+// leaving the page closes the stream at once: a browser keeps at most 6 connections to a host, and streams the
+// server has not noticed closing yet would hold those slots and stall the next pages' loads
+window.addEventListener("pagehide", () => { if (current) current.close(); });
 // Open the event stream (once): ``onEvent(kind)`` is called for every event, ``onReset`` when the node restarted.
 export function connect(onEvent, onReset) {
   if (started || live.static) return;
@@ -66,6 +69,7 @@ export function connect(onEvent, onReset) {
   const open = () => {
     const url = lastId === null ? "/api/events" : `/api/events?last_event_id=${seg(lastId)}`;
     const es = new EventSource(url);
+    current = es;
     es.addEventListener("open", () => { const c = $("live-conn"); c.textContent = "live"; c.className = "conn on"; });
     es.addEventListener("error", () => {
       const c = $("live-conn"); c.textContent = "reconnecting"; c.className = "conn off";
