@@ -384,8 +384,8 @@ class Api:
         text = request.match_info["r"]
         if not text.isdigit() or len(text) > 10:
             raise ApiError(400, "bad-request", f"round: expected a round number or 'current', got {text[:40]!r}")
-        # tasks and extensions add rounds after genesis: the last round that can exist now is the next one
-        last = await self.call(self.deps.engine.current_round) + 1
+        # every genesis round has a (future) answer; tasks and extensions add rounds after those, up to the next
+        last = max(self.deps.genesis.n_rounds, await self.call(self.deps.engine.current_round) + 1)
         if not 0 < int(text) <= last:
             raise ApiError(404, "not-found", f"no round {text} yet (rounds 1..{last} so far)")
         return web.json_response(await self._round(int(text)))

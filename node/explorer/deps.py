@@ -118,8 +118,9 @@ class NodeExplorerDeps:
         return (matches[0], "") if matches else (None, "")
 
     async def last_round(self) -> int:
-        """The last round with a page: the next one (open soon) after the current one."""
-        return int(await self._call(self._node.engine.current_round)) + 1
+        """The last round with a page — the same bound as ``/api/rounds/{r}``: every genesis round, and any round
+        up to the next one after the current (tasks and extensions schedule rounds beyond genesis)."""
+        return max(self._node.genesis.n_rounds, int(await self._call(self._node.engine.current_round)) + 1)
 
     async def task_exists(self, task_id: int) -> bool:
         return bool(await self._call(lambda: self._node.engine.task(task_id) is not None))
