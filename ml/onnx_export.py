@@ -138,7 +138,7 @@ class OnnxPredictor:
         import onnxruntime as ort
         try:
             self.session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-        except Exception as exc:    # onnxruntime raises its own untyped errors on a bad file
+        except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own untyped errors on a bad file)
             raise ModelError(f"onnx: cannot load the model ({type(exc).__name__}: {str(exc)[:200]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.classes = tuple(meta.get("classes", "").split(",")) if meta.get("classes") else ()

@@ -33,8 +33,8 @@ VECTOR_1 = ("000102030405060708090a0b0c0d0e0f", [
      "8f94d394a8e8fd6b1bc2f3f49f5c47e385281d5c17e65324b0f62483e37e8793",
      "003c24da049451555d51a7014a37337aa4e12d41e485abccfa46b47dfb2af54b7a"),
 ])
-VECTOR_2 = ("fffcf9f6f3f0edeae7e4e1dedbd8d5d2cfccc9c6c3c0bdbab7b4b1aeaba8a5a29f9c999693908d8a8784817e7b7875726f6c69666"
-            "3605d5a5754514e4b484542", [
+VECTOR_2 = (("fffcf9f6f3f0edeae7e4e1dedbd8d5d2cfccc9c6c3c0bdbab7b4b1aeaba8a5a29f9c999693908d8a8784817e7b7875726f6c69666"
+            "3605d5a5754514e4b484542"), [
     ("m", "ef70a74db9c3a5af931b5fe73ed8e1a53464133654fd55e7a66f8570b8e33c3b",
      "171cb88b1b3c1db25add599712e36245d75bc65a1a5c9e18d76f9f2b1eab4012",
      "008fe9693f8fa62a4305a140b9764c5ee01e455963744fe18204b4fb948249308a"),
@@ -67,20 +67,20 @@ def test_slip10_ed25519_vectors(seed: str, path: str, chain_code: str, private: 
 # BIP-39 reference vectors (trezor/python-mnemonic vectors.json, passphrase "TREZOR"): phrase -> 64-byte seed
 TREZOR = [
     (" ".join(["abandon"] * 11 + ["about"]),
-     "c55257c360c07c72029aebc1b53c05ed0362ada38ead3e3e9efa3708e53495531f09a6987599d18264c1e1c92f2cf141630c7a3c4ab7c8"
-     "1b2f001698e7463b04"),
+     ("c55257c360c07c72029aebc1b53c05ed0362ada38ead3e3e9efa3708e53495531f09a6987599d18264c1e1c92f2cf141630c7a3c4ab7c8"
+     "1b2f001698e7463b04")),
     ("legal winner thank year wave sausage worth useful legal winner thank yellow",
-     "2e8905819b8723fe2c1d161860e5ee1830318dbf49a83bd451cfb8440c28bd6fa457fe1296106559a3c80937a1c1069be3a3a5bd381ee626"
-     "0e8d9739fce1f607"),
+     ("2e8905819b8723fe2c1d161860e5ee1830318dbf49a83bd451cfb8440c28bd6fa457fe1296106559a3c80937a1c1069be3a3a5bd381ee626"
+     "0e8d9739fce1f607")),
     ("letter advice cage absurd amount doctor acoustic avoid letter advice cage above",
-     "d71de856f81a8acc65e6fc851a38d4d7ec216fd0796d0a6827a3ad6ed5511a30fa280f12eb2e47ed2ac03b5c462a0358d18d69fe4f985ec8"
-     "1778c1b370b652a8"),
+     ("d71de856f81a8acc65e6fc851a38d4d7ec216fd0796d0a6827a3ad6ed5511a30fa280f12eb2e47ed2ac03b5c462a0358d18d69fe4f985ec8"
+     "1778c1b370b652a8")),
     ("zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo wrong",
-     "ac27495480225222079d7be181583751e86f571027b0497b5b5d11218e0a8a13332572917f0f8e5a589620c6f15b11c61dee327651a14c34"
-     "e18231052e48c069"),
+     ("ac27495480225222079d7be181583751e86f571027b0497b5b5d11218e0a8a13332572917f0f8e5a589620c6f15b11c61dee327651a14c34"
+     "e18231052e48c069")),
     (" ".join(["abandon"] * 23 + ["art"]),
-     "bda85446c68413707090a52022edd26a1c9462295029f2e60cd7c4f2bbd3097170af7a4d73245cafa9c3cca8d561a7c3de6f5d4a10be8ed2"
-     "a5e608d68f92fcc8"),
+     ("bda85446c68413707090a52022edd26a1c9462295029f2e60cd7c4f2bbd3097170af7a4d73245cafa9c3cca8d561a7c3de6f5d4a10be8ed2"
+     "a5e608d68f92fcc8")),
 ]
 
 

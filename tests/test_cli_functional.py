@@ -607,8 +607,8 @@ def test_committee_genesis_and_keyholder_add_shares(net: Net, tmp_path: Path) ->
     # a 2-of-3 genesis writes member files; a new batch's share files install into the member's datadir
     import os
 
-    from consensus.protocol.genesis import load_genesis
     from consensus.keyholder import SHARE_DIR, MemberShares, deal_batch, load_member_file
+    from consensus.protocol.genesis import load_genesis
     out = net.json("genesis", "create", "--out", str(tmp_path / "c"), "--keyholders", "3", "--threshold", "2",
                    "--rounds", "2", "--detect", "0.1", "--alloc", f"{net.keys['bob']}=5")
     assert out["committee"] and len(out["keyholder_files"]) == 3
