@@ -50,18 +50,18 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
     emit(args, out, [
         f"genesis hash   {out['genesis_hash']}",
         f"chain id       {out['chain_id']}",
-        f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
-        f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)",
-        *([f"drift          {out['drift_milli']}/1000 units per shard (the concept moves; public rows are "
-           f"its start)"] if out.get("drift_milli") else []),
+        (f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
+        f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)"),
+        *([(f"drift          {out['drift_milli']}/1000 units per shard (the concept moves; public rows are "
+           f"its start)")] if out.get("drift_milli") else []),
         *[f"column         {line}" for line in out["columns"]],
         f"detects        {detect_text}",
         f"rounds         {out['rounds']} ({allowed}); genesis is {out['genesis_bytes']:,} bytes",
         f"genesis file   {out['genesis']}    -> give to every node operator",
         *([f"keyholder file {out['keyholder']}  -> give ONLY to the keyholder (secret; mode 0600)"]
           if not out["committee"] else
-          [f"committee      {out['threshold']}-of-{out['keyholders']}: any {out['threshold']} keyholders reveal "
-           f"a shard, fewer learn nothing"]
+          [(f"committee      {out['threshold']}-of-{out['keyholders']}: any {out['threshold']} keyholders reveal "
+           f"a shard, fewer learn nothing")]
           + [f"keyholder {i}    {path}  -> give ONLY to keyholder {i} (secret; mode 0600)"
              for i, path in enumerate(out["keyholder_files"], 1)]
           + ["dealer         you saw every shard key: keep no copy, run no keyholder, do not mine"]),
@@ -79,8 +79,8 @@ def cmd_keyholder_add_shares(args: argparse.Namespace) -> None:
         raise CliError(f"{args.file}: {exc}") from None
     emit(args, {"member": secret.member, "shards": len(batch.values), "material_hash": batch.material_hash.hex(),
                 "path": str(path)},
-         [f"member {secret.member}: {len(batch.values)} shard-key shares (batch {batch.material_hash.hex()[:16]}) "
-          f"installed in {path}; the running member uses them once the chain activates the batch"])
+         [(f"member {secret.member}: {len(batch.values)} shard-key shares (batch {batch.material_hash.hex()[:16]}) "
+          f"installed in {path}; the running member uses them once the chain activates the batch")])
 
 
 def _read(path: str, what: str) -> bytes:
