@@ -22,7 +22,7 @@ def build_big_chain(datadir: Path, chain: TestChain, n_blocks: int) -> list[byte
     from chain.store import ChainStore
     from consensus.engine import Engine
     from consensus.keyholder import Keyholder, load_keyholder_file
-    from consensus.miner import open_block, seal
+    from consensus.mining import open_block, seal
     from ml.export import from_sklearn
     from ml.model import encode_model
     from ml.shards import open_shard

@@ -24,7 +24,7 @@ import aiohttp
 from benchmarks._attack import spawn_hostile, status, stop_now
 from benchmarks._nodeproc import NodeProc
 from benchmarks.hostile import hello
-from consensus.genesis import Genesis, load_genesis
+from consensus.protocol.genesis import Genesis, load_genesis
 from node import wire
 from node.tools.testing import make_test_chain, peer_session
 

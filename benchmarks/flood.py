@@ -81,7 +81,7 @@ async def sample_rss(node: NodeProc, phase: Phase, stop: asyncio.Event) -> None:
 async def honest_peer(p2p_url: str, genesis_path: Path, block: bytes, phase: Phase, stop: asyncio.Event) -> None:
     """An honest peer that asks for a real block every second (reconnecting if dropped): is it still served?"""
     from benchmarks.hostile import hello
-    from consensus.genesis import load_genesis
+    from consensus.protocol.genesis import load_genesis
     genesis = load_genesis(genesis_path.read_bytes())
     async with peer_session(HONEST_IP) as session:
         while not stop.is_set():

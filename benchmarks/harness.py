@@ -19,7 +19,8 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.tx_admission", ("tx_admission",)),
     ("benchmarks.block_connect", ("block_connect_5000",)),
     ("benchmarks.shards", ("shard_open_generated_13k", "genesis_task_bytes_13k")),
-    ("benchmarks.scoring", ("score_linear_10k", "score_linear_10k_raw", "score_mlp_10k", "score_trees_10k")),
+    ("benchmarks.scoring", ("score_linear_10k", "score_linear_10k_raw", "score_mlp_10k", "score_trees_10k",
+                            "score_gbdt_10k", "sklearn_agreement")),
     ("benchmarks.network", ("relay_hop_ms", "sync_blocks_per_s", "round_latency_s")),
     ("benchmarks.load", ("e2e_tx_per_s", "load_honest_bans", "mempool_converge_s")),
     ("benchmarks.flood", ("flood_rss_growth_mb", "flood_api_p99_ms")),
@@ -35,6 +36,8 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
                                "sim_wins_squatter", "sim_wins_finetune", "sim_wins_late_timestamp",
                                "sim_late_timestamp_stalls")),
     ("benchmarks.sim_drift", ("demo_crowned_share_50", "drift_gap_1pp_share")),
+    ("benchmarks.miner_memory", ("miner_rss_growth",)),
+    ("benchmarks.real_task", ("real_task_gap_pp",)),
 )
 
 FIGURE_KEYS = ("name", "value", "unit", "baseline", "ratio", "goal")

@@ -40,7 +40,7 @@ from aiohttp import web
 from chain.block import Header
 from chain.crypto import Keypair
 from chain.tx import make_transfer
-from consensus.genesis import Genesis, load_genesis
+from consensus.protocol.genesis import Genesis, load_genesis
 from node import wire
 from node.wire import InvKind, MsgType
 

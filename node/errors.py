@@ -17,7 +17,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1          # any other expected error of the CLI (bad input, unreachable node, ...)
 EXIT_CONFIG = 2           # the node cannot start: bad configuration or input file, datadir in use, port taken
 EXIT_STORE = 3            # storage fault: the database is unreadable or lost records, or the disk is full
-EXIT_INCONSISTENT = 4     # the stored state does not match the stored chain (`node reindex` rebuilds it)
+EXIT_INCONSISTENT = 4     # a check failed: the stored state does not match the chain (`node reindex` rebuilds
+#                           it); `model eval`: the model would not pass
 EXIT_TASK_FAILED = 5      # an essential task died while running (a bug: see the CRITICAL log line)
 EXIT_NO_OPEN_TASK = 6     # `miner run` stopped: no task of the chain is open
 EXIT_INTERRUPTED = 130    # Ctrl-C in a client command (128 + SIGINT)

@@ -190,10 +190,15 @@ class Relay:
         pushed = 0
         frame: bytes | None = None   # encoded once: every peer's queue holds the same bytes
         inv: bytes | None = None
+        # the store keeps its tip header in memory (set by the worker before a verdict returns): an attribute read
+        tip = self.host.store.tip() if kind == InvKind.BLOCK else None
+        height = tip.height if tip is not None and tip.hash == h else None
         for peer in self.host.ready_peers():
             if peer is exclude or key in peer.known:
                 continue
             peer.known.add(key)
+            if height is not None:   # our new tip goes to it (whole or by INV): /api/peers shows that height
+                peer.best_height = max(peer.best_height, height)
             if kind == InvKind.TX:
                 self.trickle.add(peer, key)
             elif data is not None and pushed < PUSH_BLOCK_PEERS and peer.is_writable:
@@ -264,6 +269,7 @@ class Relay:
         now = time.monotonic()
         wanted: list[Key] = []
         ask_store: list[Key] = []
+        had: list[bytes] = []     # blocks it announced that we hold: they tell us its height (/api/peers)
         # only ids that exist for us (held, wanted, asked for) join the peer's known set: ids dropped at a bound
         # cost nothing to remember, so a flood of made-up ids cannot fill the table
         tx_room = self.requests.room(peer, InvKind.TX)
@@ -281,6 +287,8 @@ class Relay:
                 if self.requests.room(peer, InvKind.BLOCK) and len(ask_store) < 16:
                     ask_store.append(key)
                 continue
+            if known and key[0] == InvKind.BLOCK and len(had) < 16:
+                had.append(key[1])
             if known or (key[0] == InvKind.TX and key[1] in self.queued_txs):
                 peer.known.add(key)
                 continue
@@ -296,9 +304,14 @@ class Relay:
                 if known:
                     peer.known.add(key)
                     self.judge.known_blocks.add(key[1])
+                    had.append(key[1])
                 elif self.requests.announced(peer, key, time.monotonic()):
                     peer.known.add(key)
                     wanted.append(key)
+        if had:
+            store = self.host.store
+            heights = await self.host.worker.call(lambda: [h.height for h in map(store.get_header, had) if h])
+            peer.best_height = max([peer.best_height, *heights])
         self._send_requests({peer: wanted} if wanted else {})
 
     async def _on_txs(self, peer: Peer, raws: Sequence[bytes]) -> None:
@@ -361,6 +374,7 @@ class Relay:
         blocks read from the store one by one — never the whole request's blocks in memory at once."""
         missing: list[Key] = []
         txs: list[bytes] = []
+        served: list[bytes] = []   # blocks sent (the first 16): they tell us its height
         mempool = self.host.mempool
         store = self.host.store
         for kind, h in items:
@@ -376,6 +390,8 @@ class Relay:
                 data = await self.host.worker.call(store.block_encoding, h)
                 if data is not None:
                     await self._pace(peer, len(data))
+                    if len(served) < 16:
+                        served.append(h)
             if data is None and kind == InvKind.TASK:   # task messages live in the engine's store (§3.13)
                 msg = await self.host.worker.call(self.host.engine.task_message, h)
                 data = msg.encode() if msg is not None else None
@@ -393,3 +409,6 @@ class Relay:
             peer.send(wire.Txs(tuple(txs[i:i + wire.MAX_TXS_ITEMS])))
         if missing:
             peer.send(wire.NotFound(tuple(missing)))
+        if served:   # it holds them now: /api/peers shows the height (a peer never announces a block back to us)
+            heights = await self.host.worker.call(lambda: [hd.height for hd in map(store.get_header, served) if hd])
+            peer.best_height = max([peer.best_height, *heights])

@@ -12,6 +12,7 @@ start. Both listeners sit behind an accept gate (node.gate) that keeps descripto
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -27,11 +28,11 @@ from chain.errors import DecodeError, PopError, StateMismatch, StorageFault, Sto
 from chain.state import Account, LedgerParams
 from chain.store import ChainStore
 from chain.tx import Transfer
-from consensus.committee_secret import load_member
-from consensus.engine import Engine
-from consensus.genesis import Genesis, load_genesis
-from consensus.messages import Entry
-from consensus.tasks import TaskMessage
+from consensus.engine import Engine, EngineApi
+from consensus.keyholder import load_keyholder, load_member
+from consensus.protocol.genesis import Genesis, load_genesis
+from consensus.protocol.messages import Entry
+from consensus.protocol.tasks import TaskMessage
 from node import wire
 from node.api import build_api_app
 from node.api_deps import api_deps
@@ -51,7 +52,7 @@ from node.keyholder_service import KeyholderService
 from node.memory import trim as trim_memory
 from node.mempool import Mempool
 from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from node.metrics import Metrics
+from node.metrics import METRICS_TASK_S, Metrics
 from node.peer import LocalIdentity, Peer
 from node.round_sync import RoundSync
 from node.supervisor import Supervisor
@@ -172,7 +173,8 @@ class Node:
                 secret_file = Path(self.config.keyholder).read_bytes()
                 member = await self.worker.call(load_member, secret_file, self.engine, self.datadir.path)
                 if member is None:
-                    self.keyholder = KeyholderService(self, secret_file, self.relay.publish)
+                    self.keyholder = KeyholderService(self, functools.partial(load_keyholder, secret_file, self.engine),
+                                                      self.relay.publish)
                     await self.keyholder.open()
                 else:
                     self.committee = CommitteeService(self, self.committee_relay, lambda: member)
@@ -196,8 +198,10 @@ class Node:
         p2p_app.router.add_get("/metrics", self._metrics_handler)
         if self.config.api_listen is not None:
             self.cookie = self.datadir.ensure_cookie()
-        api_app = build_api_app(api_deps(self))
-        register_explorer(api_app, NodeExplorerDeps(self))  # pages at /, /api/events, /api/explorer/*
+        deps = api_deps(self)
+        api_app = build_api_app(deps)
+        self.explorer = NodeExplorerDeps(self, deps.rounds)   # shares the API's round index
+        register_explorer(api_app, self.explorer)  # pages at /, /api/events, /api/explorer/*
         api_app.router.add_get("/metrics", self._metrics_handler)
         assert self.fds is not None
         cfg = self.config
@@ -512,16 +516,25 @@ class Node:
             self.supervisor.fail("storing a peer's object", exc)
 
     async def _metrics_handler(self, request: web.Request) -> web.Response:
+        explorer = getattr(self, "explorer", None)
+        if explorer is not None:   # per-task gauges, read at scrape time (the figures of the last scrape on error)
+            try:
+                async with asyncio.timeout(METRICS_TASK_S):
+                    self.metrics.set_task_figures(await explorer.task_figures())
+            except (TimeoutError, PopError) as exc:
+                log.info("metrics: per-task figures not refreshed: %s", exc or type(exc).__name__)
         return web.Response(body=self.metrics.render().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
-def _read_chain_view(engine: Engine, opening_window_s: int) -> ChainView:
+def _read_chain_view(engine: EngineApi, opening_window_s: int) -> ChainView:
     """On the worker thread: what the event stream diffs (the last VIEW_ROUNDS rounds' beacons and verdicts)."""
     tip = engine.tip()
     r = engine.current_round()
     first = max(1, r - VIEW_ROUNDS)
     crowned = {rec.round: rec.hash.hex() for rec in engine.champion_history() if rec.height > 0}
     phase = engine.round_info(r).status if r else "not-started"
+    if phase == "idle":          # every task spent: the chain is closed (what /api/status and the CLI say)
+        phase = "closed"
     notice = engine.notice(r) if r else None
     return ChainView(tip.height, tip.hash.hex(), r, phase, engine.open_round(),
                      frozenset(x for x in range(first, r + 1) if engine.beacon(x) is not None),

@@ -3,7 +3,7 @@
 Does: load or generate the task's data (the same sources as ``genesis create``: synthetic, the built-in
 datasets, csv:PATH), size its shards for the chain's crowning test (node.tools.sizing via genesis_setup's
 ``size_task``, under the chain's own parameters E and α), package it (ml.shards), hold out a test split, have
-the sponsor sign the announcement (consensus.tasks), and write the files: a public message for the keyholders
+the sponsor sign the announcement (consensus.protocol.tasks), and write the files: a public message for the keyholders
 to co-sign and announce, and the secret shard keys for the keyholder (mode 0600). For an extension it seals a
 new batch of shards of an existing task under that task's shard format and indices.
 ``governance_sign`` adds the governance signatures of a keyholder file to a message (``task announce``).
@@ -24,12 +24,19 @@ from typing import Any
 from chain.crypto import Keypair
 from chain.encoding import check_int, check_list, pack, unpack
 from chain.errors import DecodeError, PopError
-from consensus.genesis import Genesis
+from consensus.protocol.genesis import Genesis
 from ml.errors import TaskError
 from ml.generator import World, generate, world_from_seed
 from ml.shards import PublicTask, SecretTask, package_generated, package_task, split_test
 from ml.task import Dataset, write_feature_csv
-from node.tools.genesis_setup import BUILTINS, SYNTHETIC_TRAIN, public_dataset_warning, size_task
+from node.tools.genesis_setup import (
+    BUILTINS,
+    SYNTHETIC_TRAIN,
+    check_package_fits,
+    public_dataset_warning,
+    size_task,
+)
+from node.tools.sizing import sizing_warnings
 
 Rng = Callable[[int], bytes]
 TASK_SECRET_VERSION = 1
@@ -84,27 +91,33 @@ def _refuse_existing(*paths: Path) -> None:
 
 
 def build_package(task: str, genesis: Genesis, *, label_column: str = "label", rounds: int | None = None,
-                  shard_size: int | None = None, detect: float, drift_milli: int = 0,
+                  shard_size: int | None = None, detect: float | None = None, drift_milli: int = 0,
+                  public_rows: float | None = None, categorical: tuple[str, ...] = (),
                   rng: Rng = os.urandom) -> tuple[PublicTask, TaskSecret, Dataset, Any]:
     """(public package, secret, held-out test rows, sizing) of a new task sized for ``genesis``'s test."""
-    dataset = load_source(task, label_column)
+    from consensus.protocol.tasks import MAX_PACKAGE_SIZE
+    dataset = load_source(task, label_column, categorical)
     if drift_milli and dataset is not None:
         raise TaskError(f"--drift-milli: only the generated synthetic task can drift, not {task}")
-    sizing, n_test = size_task(task, dataset, genesis.params, detect=detect, rounds=rounds, shard_size=shard_size)
+    sizing, n_test = size_task(task, dataset, genesis.params, detect=detect, rounds=rounds, shard_size=shard_size,
+                               public_rows=public_rows)
     seed = rng(32)
     if dataset is None:
         world = world_from_seed(seed)
         holdout = generate(world, rng(32), n_test)
-        public, secret = package_generated(world, sizing.rounds, sizing.shard_size, n_train=SYNTHETIC_TRAIN,
-                                           rng=rng, drift_milli=drift_milli)
+        public, secret = package_generated(world, sizing.rounds, sizing.shard_size,
+                                           n_train=sizing.public_rows or SYNTHETIC_TRAIN, rng=rng,
+                                           drift_milli=drift_milli)
         last = _last_world(public, secret, world)
         return public, TaskSecret(-1, 1, secret, last, drift_milli), holdout, sizing
+    check_package_fits(dataset, sizing, MAX_PACKAGE_SIZE, "the task announcement")
     rest, holdout = split_test(dataset, n_test, seed)
-    public, secret = package_task(rest, sizing.rounds, sizing.shard_size, seed=seed, rng=rng)
+    public, secret = package_task(rest, sizing.rounds, sizing.shard_size, n_train=sizing.public_rows, seed=seed,
+                                  rng=rng)
     return public, TaskSecret(-1, 1, secret), holdout, sizing
 
 
-def load_source(task: str, label_column: str) -> Dataset | None:
+def load_source(task: str, label_column: str, categorical: tuple[str, ...] = ()) -> Dataset | None:
     """The task's rows (None: the generated synthetic task), as ``genesis create`` reads them."""
     from ml.task import load_builtin, load_csv
     if task == "synthetic":
@@ -112,7 +125,7 @@ def load_source(task: str, label_column: str) -> Dataset | None:
     if task in BUILTINS:
         return load_builtin(task)
     if task.startswith("csv:"):
-        return load_csv(task[4:], label_column)
+        return load_csv(task[4:], label_column, categorical=categorical)
     raise TaskError(f"unknown task {task!r}: use synthetic, {', '.join(BUILTINS)} or csv:PATH")
 
 
@@ -149,18 +162,20 @@ def _last_world(public: PublicTask, secret: SecretTask, fallback: World) -> Worl
 
 def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: str = "synthetic",
                       label_column: str = "label", rounds: int | None = None, shard_size: int | None = None,
-                      detect: float, bounty: int = 0, per_crowning: int | None = None, drift_milli: int = 0,
+                      detect: float | None = None, bounty: int = 0, per_crowning: int | None = None,
+                      drift_milli: int = 0, public_rows: float | None = None, categorical: tuple[str, ...] = (),
                       rng: Rng = os.urandom) -> dict[str, Any]:
     """Write task.announce (public, sponsor-signed), task.secret (0600) and holdout.csv into ``out``; return
     a summary (sizes, the improvement the shards detect, the bounty split)."""
-    from consensus.tasks import initial_champion, make_task_announcement
+    from consensus.protocol.tasks import initial_champion, make_task_announcement
     announce_path, secret_path, holdout_path = out / ANNOUNCE_FILE, out / SECRET_FILE, out / HOLDOUT_FILE
     _refuse_existing(announce_path, secret_path)
     if bounty < 0 or (per_crowning is not None and per_crowning < 0):
         raise TaskError("--bounty and --per-crowning must not be negative")
     public, secret, holdout, sizing = build_package(task, genesis, label_column=label_column, rounds=rounds,
                                                     shard_size=shard_size, detect=detect,
-                                                    drift_milli=drift_milli, rng=rng)
+                                                    drift_milli=drift_milli, public_rows=public_rows,
+                                                    categorical=categorical, rng=rng)
     per = per_crowning if per_crowning is not None else (bounty // sizing.rounds if bounty else 0)
     if bounty and per == 0:
         raise TaskError(f"--bounty {bounty} over {sizing.rounds} rounds pays 0 per crowning: raise it or set "
@@ -175,13 +190,16 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
     shares = write_share_files(out, share_files)
     write_feature_csv(holdout_path, holdout)
     warning = public_dataset_warning(task)
+    warnings = ([warning] if warning else []) + sizing_warnings(sizing, generated=public.generated,
+                                                                n_train=len(public.training))
     return {"task": public.spec.name, "chain_id": genesis.chain_id, "generated": public.generated,
             "rounds": sizing.rounds, "shard_size": sizing.shard_size, "rounds_allowed": sizing.rounds_allowed,
             "detectable": sizing.detectable, "max_entries": genesis.params.max_entries,
             "alpha": list(genesis.params.alpha), "n_train": len(public.training), "n_holdout": len(holdout),
             "bounty": bounty, "per_crowning": per, "sponsor": sponsor.public.hex(), "message_id": msg.msg_hash.hex(),
             "message_bytes": len(msg.encode()), "announcement": str(announce_path), "secret": str(secret_path),
-            "holdout": str(holdout_path), "share_files": shares, "warnings": [warning] if warning else []}
+            "holdout": str(holdout_path), "share_files": shares, "warnings": warnings,
+            "columns": public.spec.encoding.describe() if public.spec.encoding is not None else []}
 
 
 def deal_shares(genesis: Genesis, keys: Sequence[bytes], commitments: Sequence[bytes],
@@ -190,7 +208,7 @@ def deal_shares(genesis: Genesis, keys: Sequence[bytes], commitments: Sequence[b
     §3.14) -> (keyholder material for the message, one share file per member); else (b"", [])."""
     if genesis.committee is None:
         return b"", []
-    from consensus.member import deal_batch
+    from consensus.keyholder import deal_batch
     return deal_batch(genesis, keys, commitments, rng)
 
 
@@ -250,7 +268,7 @@ def create_extension_files(out: Path, chain_id: str, task_id: int, seq: int, bat
                            genesis: Genesis | None = None, rng: Rng = os.urandom) -> dict[str, Any]:
     """Write the extension message (unsigned: ``task announce`` co-signs it) and its secret keys (0600); on a
     committee chain (``genesis`` given) also the members' share files of the new shards."""
-    from consensus.tasks import make_task_extension
+    from consensus.protocol.tasks import make_task_extension
     msg_path, secret_path = extension_paths(out, task_id, seq)
     _refuse_existing(msg_path, secret_path)
     material, share_files = (deal_shares(genesis, batch.secret.secret.keys, batch.commitments, rng)
@@ -275,10 +293,10 @@ def governance_sign(msg: Any, keyholder_raw: bytes, genesis: Genesis, *, partial
     """``msg`` (announcement or extension) with the signatures of the keyholder file's governance keys added.
     Raises SigningError unless the result reaches the chain's threshold (``partial``: any progress is fine)."""
     from consensus.keyholder import load_keyholder_file
-    from consensus.tasks import cosign
+    from consensus.protocol.tasks import cosign
     if msg.chain_id != genesis.chain_id:
         raise SigningError(f"the message is for chain {msg.chain_id!r}, not {genesis.chain_id!r}")
-    from consensus.member import is_member_file, load_member_file
+    from consensus.keyholder import is_member_file, load_member_file
     if is_member_file(keyholder_raw):      # a committee member's keyholder-i.secret: its one signing key
         keypairs: tuple[Keypair, ...] = (load_member_file(keyholder_raw).keypair,)
     else:

@@ -1,0 +1,518 @@
+"""Engine: consensus state on top of chain.store.ChainStore — beacons, notices, entries, fork choice, finality.
+
+State (PROTOCOL §3.8): the *final anchor* F and the *current round* R (the last round whose anchor notice or
+beacon has been applied). The tip is F or the best valid block of round R on F. Keyholder-signed anchor
+statements (notices and beacons) move F forward, in round order; a block of round R never reorganises past
+F. Synchronous and NOT thread-safe: node/ serialises every call on one worker thread.
+
+What it does NOT do: validate a block itself (``validate_block``), keep task messages (the TaskBook), answer task
+queries (the TaskQueries mixin), sign anything, or know a clock.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from chain.address import address_of
+from chain.block import Block, Header, model_hash
+from chain.encoding import pack, unpack
+from chain.errors import RuleError, StoreError, need
+from chain.store import ChainStore
+from chain.tx import Transfer
+from consensus._meta import (
+    K_STATE,
+    P_BEACON,
+    P_CEVID,
+    P_CHAMP,
+    P_CMODEL,
+    P_EQUIV,
+    P_NOTICE,
+    P_OMODEL,
+    P_OPENING,
+    u32,
+)
+from consensus.engine._taskbook import TaskBook
+from consensus.engine._tasks import TaskQueries
+from consensus.engine._validity import OrphanBlock, ScoringCache, validate_block
+from consensus.mining import Template, build_template, template_timestamp
+from consensus.protocol.committee import Evidence
+from consensus.protocol.genesis import Genesis
+from consensus.protocol.messages import AnchorNotice, Beacon, Entry, RoundPayload
+from consensus.protocol.registry import ChampionRecord, payout_move
+from consensus.protocol.rules import ScoredBlock, decode_payload, fork_key, moves_for
+from consensus.protocol.tasks import TaskAnnouncement
+
+__all__ = ["BlockVerdict", "Engine", "RoundInfo"]
+
+MAX_CEVID = 256               # committee evidence records kept (the first ones: a liar cannot flush them)
+MAX_ORPHANS = 64
+MAX_ENTRIES_SEEN = 1024       # per round, gossip bound (the keyholder accepts at most E)
+
+
+def _terms(st: AnchorNotice | Beacon) -> tuple:
+    """What a notice and the beacon of its round must agree on: settlement and schedule."""
+    return (st.opened, st.forfeits, st.task_id, st.shard_index, st.activations)
+
+
+@dataclass(frozen=True)
+class BlockVerdict:
+    """status: tip-changed | accepted (valid, not best) | known | stale (round already final) | orphan
+    (``missing`` = parent to fetch) | opened (a listed entry opened correctly that does not crown, code
+    not-better-than-champion: relay it, it settles the entrant's bond, §3.9) | rejected (``code``).
+    ``connected`` lists orphans that got connected."""
+    status: str
+    block_hash: bytes
+    code: str | None = None
+    message: str = ""
+    missing: bytes | None = None
+    scored: ScoredBlock | None = None
+    connected: tuple[bytes, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("tip-changed", "accepted", "known")
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    round: int
+    status: str                 # future | open | revealed | crowned | void | idle (no task had shards left)
+    anchor: bytes | None
+    notice: AnchorNotice | None
+    beacon: Beacon | None
+    winner: ChampionRecord | None
+    entries_seen: int
+
+
+class Opening(NamedTuple):
+    """A listed block this node saw opened correctly in its round (§3.9): its miner, its model and the round
+    test's record (b, c, bar: the payload's, which validation recomputed) — None in records kept before the
+    figures were (read-only: the explorer's entrant tables; the keyholder's settlement uses miner and model)."""
+    miner: bytes
+    model_hash: bytes
+    b: int | None = None
+    c: int | None = None
+    bar: int | None = None
+
+
+@dataclass
+class _RoundMemory:
+    entries: dict[bytes, Entry] = field(default_factory=dict)   # miner -> entry
+
+
+class Engine(TaskQueries):
+    """One node's consensus state over its chain store (see the module docstring); node/ sees it as EngineApi."""
+
+    def __init__(self, store: ChainStore, genesis: Genesis) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.cache = ScoringCache()
+        self.book = TaskBook(store, genesis)
+        if not store.is_initialised():
+            store.init_genesis(genesis.block, genesis.allocations, genesis.ledger_params)
+        if store.genesis().hash != genesis.hash:
+            raise StoreError("the datadir holds a different chain (genesis hash differs)")
+        if store.meta_get(K_STATE) is None:
+            g = genesis.header
+            record = ChampionRecord(g.hash, 0, 0, g.miner, g.model_hash, 0, 0, 0, 0)
+            store.meta_write({K_STATE: pack([g.hash, 0]), P_CHAMP + u32(0): record.encode(),
+                              P_CMODEL + g.model_hash: u32(0)})
+        final, self._round = unpack(need(store.meta_get(K_STATE), "consensus state"), max_size=128)
+        self._final = need(store.get_header(final), f"header of the final anchor {final.hex()}")
+        self._anchors: dict[int, bytes] = {}      # round -> anchor stated by a notice/beacon not yet applied
+        self._candidates: dict[bytes, ScoredBlock] = {}
+        self._orphans: dict[bytes, Block] = {}
+        self._rounds: dict[int, _RoundMemory] = {}
+        for key, value in store.meta_items(P_BEACON) + store.meta_items(P_NOTICE):
+            r = int.from_bytes(key[-4:], "big")
+            if r > self._round:
+                obj = (Beacon if key.startswith(P_BEACON) else AnchorNotice).decode(value)
+                self._anchors.setdefault(r, obj.anchor_hash)
+        tip = store.tip()
+        if tip.hash != self._final.hash:  # restart in the opening window: the tip is our best candidate
+            block = need(store.get_block(tip.hash), f"tip block {tip.hash.hex()}")
+            p = RoundPayload.decode(block.payload)
+            self._candidates[tip.hash] = ScoredBlock(block, p.b, p.c, p.bar, tuple(store.get_moves(tip.hash)),
+                                                     p.beacon.task_id, self.book.registry_at(tip))
+
+    # ------------------------------------------------------------ queries
+
+    def tip(self) -> Header:
+        return self.store.tip()
+
+    def final_hash(self) -> bytes:
+        return self._final.hash
+
+    def final_header(self) -> Header:
+        return self._final
+
+    def current_round(self) -> int:
+        return self._round
+
+    def open_round(self) -> int:
+        """The round miners should enter now (its notice applied and serving a task, beacon not yet), or 0 —
+        also when every task is exhausted (an idle notice opens nothing)."""
+        r = self._round
+        if r < 1 or self.beacon(r) is not None:
+            return 0
+        notice = self.notice(r)
+        if notice is None or notice.idle:
+            return 0
+        return r
+
+    def round_task(self, r: int) -> tuple[int, int] | None:
+        """(task id, task-local shard index) round r serves, from its notice or beacon; None if unknown or
+        idle (an idle round serves nothing)."""
+        st: AnchorNotice | Beacon | None = self.beacon(r) or self.notice(r)
+        return None if st is None else st.served
+
+    def beacon(self, r: int) -> Beacon | None:
+        raw = self.store.meta_get(P_BEACON + u32(r))
+        return None if raw is None else Beacon.decode(raw)
+
+    def notice(self, r: int) -> AnchorNotice | None:
+        raw = self.store.meta_get(P_NOTICE + u32(r))
+        return None if raw is None else AnchorNotice.decode(raw)
+
+    def statement_bytes(self, r: int) -> tuple[bytes | None, bytes | None]:
+        """(notice bytes, beacon bytes) of round r exactly as stored (None: not held), for peers that sync
+        rounds: void and idle rounds are in no block."""
+        return self.store.meta_get(P_NOTICE + u32(r)), self.store.meta_get(P_BEACON + u32(r))
+
+    def candidates(self) -> list[ScoredBlock]:
+        """Valid blocks of the current round, best first."""
+        return sorted(self._candidates.values(), key=fork_key, reverse=True)
+
+    def equivocations(self) -> list[tuple[int, bytes, bytes]]:
+        """(round, kept message bytes, refused message bytes) for every equivocation seen."""
+        out = []
+        for key, value in self.store.meta_items(P_EQUIV):
+            kept, refused = unpack(value, max_size=1 << 20)
+            out.append((int.from_bytes(key[len(P_EQUIV):len(P_EQUIV) + 4], "big"), kept, refused))
+        return out
+
+    def add_committee_evidence(self, ev: Evidence) -> bool:
+        """Store a committee member's misbehaviour (one record per round, signer and kind). True if new."""
+        key = P_CEVID + u32(ev.round) + ev.signer + ev.what.encode()
+        if self.store.meta_get(key) is not None or len(self.store.meta_items(P_CEVID)) >= MAX_CEVID:
+            return False
+        self.store.meta_put(key, ev.encode())
+        return True
+
+    def committee_evidence(self) -> list[Evidence]:
+        return [Evidence.decode(v) for _, v in self.store.meta_items(P_CEVID)]
+
+    def round_info(self, r: int) -> RoundInfo:
+        beacon, notice = self.beacon(r), self.notice(r)
+        anchor = beacon.anchor_hash if beacon else notice.anchor_hash if notice else None
+        winner = next((rec for rec in self.champion_history() if rec.round == r and rec.height > 0), None)
+        if r > self._round:
+            status = "future"
+        elif notice is not None and notice.idle:
+            status = "idle"             # every task was exhausted: the round served nothing (§3.13)
+        elif r == self._round:
+            status = "revealed" if beacon else "open"
+        else:
+            status = "crowned" if winner else "void"
+        mem = self._rounds.get(r)
+        return RoundInfo(r, status, anchor, notice, beacon, winner, len(mem.entries) if mem else 0)
+
+    # ------------------------------------------------------------ entries
+
+    def check_entry(self, entry: Entry) -> None:
+        """The entry acceptance rule (§3.3) except first-come limits. Raises RuleError."""
+        g = self.genesis
+        if entry.chain_id != g.chain_id:
+            raise RuleError("bad-chain-id", f"entry for chain {entry.chain_id!r}")
+        if entry.round != self.open_round():
+            raise RuleError("wrong-round", f"entry for round {entry.round}, open round is {self.open_round()}")
+        if entry.parent_hash != self._final.hash:
+            raise RuleError("bad-anchor", "entry parent is not the open round's anchor")
+        if not entry.verify_signature():
+            raise RuleError("bad-entry-sig", "entry signature does not verify")
+        if self.stake(entry.miner) < g.params.entry_bond:
+            raise RuleError("insufficient-stake", f"miner balance {self.stake(entry.miner)} < the entry bond "
+                                                  f"{g.params.entry_bond}")
+
+    def stake(self, miner: bytes) -> int:
+        """The miner key's balance at the final anchor (what its entries are ranked and bonded by)."""
+        return self.store.state_view(self._final.hash).get_account(address_of(miner)).balance
+
+    def openings(self, r: int) -> dict[bytes, Opening]:
+        """header hash -> Opening (miner, model hash, b, c, bar) of every listed round-r block this node saw
+        opened (§3.9)."""
+        out = {}
+        for key, value in self.store.meta_items(P_OPENING + u32(r)):
+            fields = unpack(value, max_size=256)
+            out[key[len(P_OPENING) + 4:]] = Opening(*fields[:5])
+        return out
+
+    def _record_opening(self, block: Block, payload: RoundPayload) -> None:
+        h = block.header
+        key = P_OPENING + u32(h.round) + h.hash
+        if self.store.meta_get(key) is None:
+            self.store.meta_put(key, pack([h.miner, h.model_hash, payload.b, payload.c, payload.bar]))
+
+    def add_entry(self, entry: Entry) -> bool:
+        """check_entry + one entry per miner key per round. True if new (relay it), False if already seen."""
+        self.check_entry(entry)
+        mem = self._rounds.setdefault(entry.round, _RoundMemory())
+        seen = mem.entries.get(entry.miner)
+        if seen is not None:
+            if seen.header_hash == entry.header_hash:
+                return False
+            raise RuleError("duplicate-entry", "this miner already entered this round with another header")
+        if len(mem.entries) >= MAX_ENTRIES_SEEN:
+            raise RuleError("too-many-entries", "entry table for this round is full")
+        mem.entries[entry.miner] = entry
+        for old in [r for r in self._rounds if r < entry.round]:
+            del self._rounds[old]
+        return True
+
+    # ------------------------------------------------------------ notices and beacons
+
+    def _record_equivocation(self, r: int, kept: bytes, refused: bytes, tag: bytes) -> None:
+        self.store.meta_put(P_EQUIV + u32(r) + tag, pack([kept, refused]))
+
+    def _check_statement(self, r: int, anchor: bytes, encoded: bytes, tag: bytes) -> None:
+        """A notice/beacon for round r must agree with every stored statement of round r."""
+        for prefix in (P_NOTICE, P_BEACON):
+            raw = self.store.meta_get(prefix + u32(r))
+            if raw is None:
+                continue
+            other = (Beacon if prefix == P_BEACON else AnchorNotice).decode(raw)
+            if other.anchor_hash != anchor:
+                self._record_equivocation(r, raw, encoded, tag)
+                raise RuleError("equivocation", f"keyholder signed two anchors for round {r}")
+
+    def add_anchor_notice(self, notice: AnchorNotice) -> bool:
+        g = self.genesis
+        if notice.chain_id != g.chain_id:
+            raise RuleError("bad-notice", f"notice for round {notice.round} on chain {notice.chain_id!r}")
+        if not notice.verify(g.keyholders, g.threshold):
+            raise RuleError("bad-notice-sig", "anchor notice lacks the keyholder signatures")
+        key = P_NOTICE + u32(notice.round)
+        raw = self.store.meta_get(key)
+        encoded = notice.encode()
+        if raw is not None:
+            if AnchorNotice.decode(raw).unsigned_fields() == notice.unsigned_fields():
+                return False
+            self._record_equivocation(notice.round, raw, encoded, notice.sighash)
+            raise RuleError("equivocation", f"a different anchor notice for round {notice.round} exists")
+        self._check_statement(notice.round, notice.anchor_hash, encoded, notice.sighash)
+        beacon = self.beacon(notice.round)
+        if beacon is not None and _terms(notice) != _terms(beacon):
+            self._record_equivocation(notice.round, beacon.encode(), encoded, notice.sighash)
+            raise RuleError("equivocation", f"notice {notice.round} settles or schedules otherwise than its beacon")
+        self._check_schedule(notice)
+        self.store.meta_put(key, encoded)
+        if notice.round > self._round:
+            self._anchors.setdefault(notice.round, notice.anchor_hash)
+            self._advance()
+        return True
+
+    def add_beacon(self, beacon: Beacon) -> bool:
+        """True if new. RuleError("equivocation") (and evidence kept) for a second, different beacon."""
+        g = self.genesis
+        if beacon.chain_id != g.chain_id:
+            raise RuleError("bad-beacon", f"beacon for round {beacon.round} on chain {beacon.chain_id!r}")
+        if not 1 <= len(beacon.listed) <= g.params.max_entries:
+            # a round with no entries reveals nothing (its shard is kept for when miners come, §3.10)
+            raise RuleError("bad-beacon", f"{len(beacon.listed)} entries, need 1 to max_entries")
+        if not beacon.verify(g.keyholders, g.threshold):
+            raise RuleError("bad-beacon-sig", "beacon lacks the keyholder signatures")
+        key = P_BEACON + u32(beacon.round)
+        raw = self.store.meta_get(key)
+        encoded = beacon.encode()
+        if raw is not None:
+            if Beacon.decode(raw).sighash == beacon.sighash:
+                return False
+            self._record_equivocation(beacon.round, raw, encoded, beacon.sighash)
+            raise RuleError("equivocation", f"a different beacon for round {beacon.round} was seen first")
+        self._check_statement(beacon.round, beacon.anchor_hash, encoded, beacon.sighash)
+        notice = self.notice(beacon.round)
+        if notice is not None and _terms(notice) != _terms(beacon):
+            self._record_equivocation(beacon.round, notice.encode(), encoded, beacon.sighash)
+            raise RuleError("equivocation", f"beacon {beacon.round} settles or schedules otherwise than its notice")
+        self._check_schedule(beacon)
+        self.store.meta_put(key, encoded)
+        if beacon.round > self._round:
+            self._anchors.setdefault(beacon.round, beacon.anchor_hash)
+            self._advance()
+        return True
+
+    def _check_schedule(self, st: AnchorNotice | Beacon) -> None:
+        """A statement on the final anchor must name the (task, shard) the schedule gives its round (§3.13).
+        Checked when this node holds every task message it activates; otherwise the blocks check it (their
+        payload carries the messages), so a syncing node is not stalled by gossip order."""
+        if st.anchor_hash != self._final.hash or st.round <= max(self._round, self._final.round):
+            return
+        try:
+            adv = self.book.advance(self.book.registry_at(self._final), self._final, st.round, st.activations)
+        except RuleError as err:
+            if err.code == "missing-activation":
+                return
+            raise RuleError("bad-schedule", f"round {st.round}: {err.code}: {err.message}") from None
+        if adv.served != st.served:
+            raise RuleError("bad-schedule", f"round {st.round} serves {adv.served}, the statement says {st.served}")
+
+    # ------------------------------------------------------------ finality
+
+    def _state_extra(self, final: bytes, r: int) -> dict[bytes, bytes | None]:
+        return {K_STATE: pack([final, r])}
+
+    def _advance(self) -> None:
+        """Apply pending anchor statements in round order while their anchors are known (§3.8)."""
+        while self._anchors:
+            r = min(self._anchors)
+            if r <= self._round:
+                del self._anchors[r]
+                continue
+            anchor = self._anchors[r]
+            tip = self.store.tip()
+            if anchor == self._final.hash:                  # rounds since R were void
+                if tip.hash != self._final.hash:
+                    self.store.disconnect_tip(extra={**self._unchampion(tip), **self._state_extra(anchor, r)})
+                else:
+                    self.store.meta_write(self._state_extra(anchor, r))
+            elif anchor in self._candidates:                # the keyholder's pick among our candidates
+                if tip.hash != anchor:
+                    self._switch_to(self._candidates[anchor], state=(anchor, r))
+                else:
+                    self.store.meta_write(self._state_extra(anchor, r))
+            else:
+                return                                      # anchor unknown: wait for that block
+            del self._anchors[r]
+            self._final, self._round = self.store.tip(), r
+            self._candidates.clear()
+            self._retry_orphans()
+
+    # ------------------------------------------------------------ blocks
+
+    def _champion_extra(self, s: ScoredBlock) -> dict[bytes, bytes | None]:
+        h = s.block.header
+        rec = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, s.b, s.c, s.bar, s.task_id)
+        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(h.height): rec.encode(),
+                                            P_CMODEL + h.model_hash: u32(h.height)}
+        if s.registry is not None:   # the task registry after it, and the task messages it activated (§3.13)
+            extra.update(self.book.registry_extra(h.height, s.registry))
+            extra.update(self.book.message_extra(s.messages))
+            for m in s.messages:      # an initial champion counts as a champion for duplicate-model
+                if isinstance(m, TaskAnnouncement):
+                    self.store.put_model(m.champion)
+                    if self.store.meta_get(P_CMODEL + model_hash(m.champion)) is None:
+                        extra[P_CMODEL + model_hash(m.champion)] = u32(h.height)
+        # the models its beacon records as opened (losers included) can never be crowned again (§3.6 step 7)
+        for mh in RoundPayload.decode(s.block.payload).beacon.opened:
+            if self.store.meta_get(P_OMODEL + mh) is None:
+                extra[P_OMODEL + mh] = u32(h.height)
+        return extra
+
+    def _unchampion(self, tip: Header) -> dict[bytes, bytes | None]:
+        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(tip.height): None, P_CMODEL + tip.model_hash: None,
+                                            **self.book.registry_extra(tip.height, None)}
+        raw = self.store.get_payload(tip.hash)
+        if raw is not None:
+            for mh in RoundPayload.decode(raw).beacon.opened:
+                if self.store.meta_get(P_OMODEL + mh) == u32(tip.height):
+                    extra[P_OMODEL + mh] = None
+        return extra
+
+    def _switch_to(self, s: ScoredBlock, state: tuple[bytes, int] | None = None) -> None:
+        """Make ``s`` (a candidate of the current round, child of F) the tip."""
+        tip = self.store.tip()
+        if tip.hash != self._final.hash:
+            self.store.disconnect_tip(extra=self._unchampion(tip))
+        extra = self._champion_extra(s)
+        if state is not None:
+            extra.update(self._state_extra(*state))
+        self.store.connect_block(s.block, self.genesis.ledger_params, extra=extra, moves=s.moves)
+
+    def _is_past_champion(self, model_hash: bytes) -> bool:
+        """A champion or a recorded opened model of the final chain (§3.6 step 7)."""
+        for prefix in (P_CMODEL, P_OMODEL):
+            raw = self.store.meta_get(prefix + model_hash)
+            # an index entry from the current round's tip (a sibling, not an ancestor) does not count
+            if raw is not None and int.from_bytes(raw, "big") <= self._final.height:
+                return True
+        return False
+
+    def add_block(self, block: Block) -> BlockVerdict:
+        """Validate ``block`` and apply fork choice; never raises RuleError (the verdict carries the code)."""
+        h = block.header
+        if h.hash in self._candidates or h.hash == self._final.hash or (
+                self.store.is_main_chain(h.hash)):
+            return BlockVerdict("known", h.hash)
+        try:
+            payload = decode_payload(block, self.genesis)
+            self.add_beacon(payload.beacon)  # may move finality forward (a syncing node learns anchors here)
+        except RuleError as err:
+            return BlockVerdict("rejected", h.hash, err.code, err.message)
+        if h.round < self._round or (h.round == self._round and h.prev_hash != self._final.hash
+                                     and self.store.get_header(h.prev_hash) is not None):
+            return BlockVerdict("stale", h.hash, "stale-round", f"round {h.round} is final")
+        if h.round > self._round or h.prev_hash != self._final.hash:
+            return self._park(block)
+        try:
+            scored = validate_block(block, genesis=self.genesis, store=self.store, beacon=self.beacon(h.round),
+                                    is_past_champion=self._is_past_champion, cache=self.cache, book=self.book)
+        except OrphanBlock:
+            return self._park(block)
+        except RuleError as err:
+            if err.code == "not-better-than-champion":  # every other rule held: a correct opening
+                self._record_opening(block, payload)
+                return BlockVerdict("opened", h.hash, err.code, err.message)
+            return BlockVerdict("rejected", h.hash, err.code, err.message)
+        self._record_opening(block, payload)
+        self._candidates[h.hash] = scored
+        best = max(self._candidates.values(), key=fork_key)
+        status = "accepted"
+        if best.hash == h.hash:
+            self._switch_to(scored)
+            status = "tip-changed"
+        connected = self._advance_and_collect()
+        return BlockVerdict(status, h.hash, scored=scored, connected=connected)
+
+    def _park(self, block: Block) -> BlockVerdict:
+        if len(self._orphans) >= MAX_ORPHANS:
+            self._orphans.pop(next(iter(self._orphans)))
+        self._orphans[block.hash] = block
+        return BlockVerdict("orphan", block.hash, missing=block.header.prev_hash)
+
+    def _advance_and_collect(self) -> tuple[bytes, ...]:
+        before = set(self._orphans)
+        self._advance()
+        return tuple(h for h in before if h not in self._orphans)
+
+    def _retry_orphans(self) -> None:
+        ready = [b for b in self._orphans.values()
+                 if b.header.prev_hash == self._final.hash and b.header.round == self._round]
+        for block in ready:
+            self._orphans.pop(block.hash, None)
+            self.add_block(block)
+        stale = [hsh for hsh, b in self._orphans.items() if b.header.round < self._round]
+        for hsh in stale:
+            del self._orphans[hsh]
+
+    # ------------------------------------------------------------ templates for miners
+
+    def build_template(self, miner_pubkey: bytes, txs: Iterable[Transfer], timestamp: int) -> Template:
+        """A template for the open round: the notice's settlement and a timestamp every beacon accepts."""
+        r = self.open_round()
+        notice = self.notice(r)
+        if r == 0 or notice is None or notice.anchor_hash != self._final.hash or notice.served is None:
+            raise RuleError("no-open-round", "no round is open for entries")
+        parent = self._final
+        opened_ms = notice.entry_deadline_ms - self.genesis.params.entry_window_s * 1000
+        ts = template_timestamp(self.genesis, parent, opened_ms, timestamp)
+        try:
+            adv = self.book.advance(self.book.registry_at(parent), parent, r, notice.activations)
+        except RuleError as err:
+            raise RuleError("no-open-round", f"round {r} is not ready here: {err.message}") from None
+        task_id, index = notice.served
+        moves = moves_for(self.genesis, notice) + adv.moves + payout_move(adv.before, task_id, miner_pubkey)
+        tpl = build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, ts, moves)
+        return dataclasses.replace(tpl, task_id=task_id, shard_index=index,
+                                   champion_model_hash=adv.before.tasks[task_id].champion.model_hash)
