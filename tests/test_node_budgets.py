@@ -129,3 +129,27 @@ def test_housekeeping_lets_a_storage_fault_through():
         await hk.run_due(0.0)
     with pytest.raises(StoreError):
         asyncio.run(scenario())
+
+
+def test_parked_orphans_are_bounded_in_bytes(tmp_path):
+    """Orphan blocks a peer pushes are parked by the engine until their parent comes: 64 of them at most, and now
+    at most MAX_ORPHAN_BYTES together (64 blocks of 4 MB models would have held 256 MB)."""
+    import dataclasses
+    import os
+
+    from chain.block import Block
+    from chain.store import ChainStore
+    from consensus.engine import Engine
+    from consensus.engine._engine import MAX_ORPHAN_BYTES, _parked_size
+    from node.tools.testing import make_test_chain
+
+    chain = make_test_chain(tmp_path / "chain", rounds=3)
+    with ChainStore.open(tmp_path / "store") as store:
+        engine = Engine(store, chain.genesis)
+        g = chain.genesis.header
+        for i in range(64):
+            header = dataclasses.replace(g, height=5, prev_hash=os.urandom(32), timestamp=g.timestamp + i)
+            engine._park(Block(header, (), os.urandom(3 * 2**20), b""))
+            held = sum(map(_parked_size, engine._orphans.values()))
+            assert held <= MAX_ORPHAN_BYTES
+        assert 0 < len(engine._orphans) <= MAX_ORPHAN_BYTES // (3 * 2**20)

@@ -48,6 +48,7 @@ __all__ = ["BlockVerdict", "Engine", "RoundInfo"]
 
 MAX_CEVID = 256               # committee evidence records kept (the first ones: a liar cannot flush them)
 MAX_ORPHANS = 64
+MAX_ORPHAN_BYTES = 64 * 2**20   # all parked orphans together: parked blocks of peers cannot hold the node's memory
 MAX_ENTRIES_SEEN = 1024       # per round, gossip bound (the keyholder accepts at most E)
 
 
@@ -476,8 +477,10 @@ class Engine(TaskQueries):
         return BlockVerdict(status, h.hash, scored=scored, connected=connected)
 
     def _park(self, block: Block) -> BlockVerdict:
-        if len(self._orphans) >= MAX_ORPHANS:
-            self._orphans.pop(next(iter(self._orphans)))
+        size = _parked_size(block)
+        held = sum(map(_parked_size, self._orphans.values()))
+        while self._orphans and (len(self._orphans) >= MAX_ORPHANS or held + size > MAX_ORPHAN_BYTES):
+            held -= _parked_size(self._orphans.pop(next(iter(self._orphans))))   # the oldest goes first
         self._orphans[block.hash] = block
         return BlockVerdict("orphan", block.hash, missing=block.header.prev_hash)
 
@@ -516,3 +519,8 @@ class Engine(TaskQueries):
         tpl = build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, ts, moves)
         return dataclasses.replace(tpl, task_id=task_id, shard_index=index,
                                    champion_model_hash=adv.before.tasks[task_id].champion.model_hash)
+
+
+def _parked_size(block: Block) -> int:
+    """Bytes a parked orphan holds, near enough: its model and payload, and its transfers."""
+    return len(block.model) + len(block.payload) + 200 * len(block.txs)
