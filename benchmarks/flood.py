@@ -3,8 +3,8 @@
 
 The victim holds a chain of real-size blocks (~300 KB models: benchmarks/_bigchain.py). For each class — INV,
 GETDATA (the real blocks, requested over and over by peers that never read), ADDR, TX (see
-benchmarks/hostile.py) — four attacker processes, one per source address (127.0.0.10–13: 8 + 8 + 8 + 7
-connections, up to the per-IP cap), flood at ``FRAMES_PER_S`` frames/s per connection for ``seconds``, all at
+benchmarks/hostile.py) — four attacker processes, one per source address (four fresh 127.0.x.y addresses per
+class: 8 + 8 + 8 + 7 connections, up to the per-IP cap), flood at ``FRAMES_PER_S`` frames/s per connection for ``seconds``, all at
 once. Meanwhile this process samples the node's VmRSS (/proc) ten times a second, asks ``/api/status`` every
 PROBE_S (a failure or a time-out counts as PROBE_TIMEOUT_S), and keeps one honest peer (127.0.0.30) that asks
 for a real block every second and counts the answers.
@@ -40,7 +40,13 @@ FRAMES_PER_S = 100
 GOAL_MB = 64.0
 GOAL_P99_MS = 1000.0
 CLASSES = ("inv", "getdata", "addr", "tx")
-SOURCES = (("127.0.0.10", 8), ("127.0.0.11", 8), ("127.0.0.12", 8), ("127.0.0.13", 7))   # 31 peers, 4 IPs
+PEERS_PER_IP = (8, 8, 8, 7)   # 31 peers from 4 IPs (up to the per-IP cap of 8)
+
+
+def sources(phase: int) -> list[tuple[str, int]]:
+    """The 4 source addresses of a phase (nodes discourage by IP: each class gets addresses of its own, so that
+    the bans one class earns do not spare the node the next class)."""
+    return [(f"127.0.{10 + phase}.{10 + k}", n) for k, n in enumerate(PEERS_PER_IP)]
 HONEST_IP = "127.0.0.30"
 PROBE_S = 0.1
 PROBE_TIMEOUT_S = 10.0
@@ -108,7 +114,7 @@ async def honest_peer(p2p_url: str, genesis_path: Path, block: bytes, phase: Pha
 
 
 async def run_phase(node: NodeProc, genesis_path: Path, kind: str, seconds: float, blocks: list[bytes],
-                    baseline_rss: float) -> Phase:
+                    baseline_rss: float, phase_no: int = 0) -> Phase:
     phase = Phase(kind, rss_start_mb=baseline_rss, rss_peak_mb=node.rss_mb())
     url = f"http://{node.p2p_addr[0]}:{node.p2p_addr[1]}/p2p"
     stop = asyncio.Event()
@@ -116,12 +122,12 @@ async def run_phase(node: NodeProc, genesis_path: Path, kind: str, seconds: floa
             asyncio.create_task(honest_peer(url, genesis_path, blocks[-1], phase, stop))]
     if kind == "idle":
         procs = [await spawn_hostile("hold", "--url", url, "--genesis", str(genesis_path), "--source", ip,
-                               "--peers", str(n), "--seconds", str(seconds)) for ip, n in SOURCES]
+                               "--peers", str(n), "--seconds", str(seconds)) for ip, n in sources(phase_no)]
     else:
         procs = [await spawn_hostile("flood", "--url", url, "--genesis", str(genesis_path), "--source", ip,
                                "--peers", str(n), "--seconds", str(seconds), "--kind", kind,
                                "--rate", str(FRAMES_PER_S), "--blocks", ",".join(b.hex() for b in blocks))
-                 for ip, n in SOURCES]
+                 for ip, n in sources(phase_no)]
     try:
         phase.attackers = await collect(procs, seconds + 30)
         await asyncio.sleep(1.0)   # what the node still has to chew on counts too
@@ -163,9 +169,9 @@ async def run_floods(tmp: Path, seconds: float, n_blocks: int,
         idle_growth = max(0.0, idle.rss_peak_mb - idle.rss_start_mb)
         baseline_rss = node.rss_mb()
         phases = []
-        for kind in classes:
+        for k, kind in enumerate(classes, start=1):
             await settle(node)
-            phases.append(await run_phase(node, chain.genesis_path, kind, seconds, blocks, baseline_rss))
+            phases.append(await run_phase(node, chain.genesis_path, kind, seconds, blocks, baseline_rss, k))
         async with NodeClient(node.api_url) as api:
             peers = await api.peers()
             metrics = (await api._request("GET", "/metrics", raw=True)).decode()

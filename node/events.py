@@ -29,6 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
+from consensus.engine import EngineApi
 from node.limits import ban_key
 
 log = logging.getLogger("popchain.events")
@@ -351,3 +352,23 @@ class StatePublisher:
                 continue
             self._wanted.clear()
             await self.poke()
+
+
+VIEW_ROUNDS = 16   # rounds the event stream re-reads per state change (beacons, verdicts)
+
+
+def read_chain_view(engine: EngineApi, opening_window_s: int) -> ChainView:
+    """On the worker thread: what the event stream diffs (the last VIEW_ROUNDS rounds' beacons and verdicts)."""
+    tip = engine.tip()
+    r = engine.current_round()
+    first = max(1, r - VIEW_ROUNDS)
+    crowned = {rec.round: rec.hash.hex() for rec in engine.champion_history() if rec.height > 0}
+    phase = engine.round_info(r).status if r else "not-started"
+    if phase == "idle":          # every task spent: the chain is closed (what /api/status and the CLI say)
+        phase = "closed"
+    notice = engine.notice(r) if r else None
+    return ChainView(tip.height, tip.hash.hex(), r, phase, engine.open_round(),
+                     frozenset(x for x in range(first, r + 1) if engine.beacon(x) is not None),
+                     tuple((x, "crowned" if x in crowned else "void", crowned.get(x)) for x in range(first, r)),
+                     notice.entry_deadline_ms if notice is not None and phase == "open" else None,
+                     opening_window_s)

@@ -24,11 +24,11 @@ from aiohttp import web
 
 from chain.address import address_of
 from chain.block import Header
-from chain.errors import DecodeError, PopError, StateMismatch, StorageFault, StoreError
+from chain.errors import PopError, StorageFault
 from chain.state import Account, LedgerParams
 from chain.store import ChainStore
 from chain.tx import Transfer
-from consensus.engine import Engine, EngineApi
+from consensus.engine import Engine
 from consensus.keyholder import load_keyholder, load_member
 from consensus.protocol.genesis import Genesis, load_genesis
 from consensus.protocol.messages import Entry
@@ -42,7 +42,7 @@ from node.connections import Connections
 from node.datadir import Datadir, PeerBook
 from node.discovery import Discovery, DiscoveryContext
 from node.errors import NodeError, TaskFailed
-from node.events import ChainView, EventBus, StatePublisher
+from node.events import ChainView, EventBus, StatePublisher, read_chain_view
 from node.explorer import NodeExplorerDeps
 from node.explorer import register as register_explorer
 from node.gate import FdBudget, Gate, GatedSite, GateLimits, raise_fd_limit
@@ -53,6 +53,7 @@ from node.memory import trim as trim_memory
 from node.mempool import Mempool
 from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from node.metrics import METRICS_TASK_S, Metrics
+from node.opening import open_checked_store
 from node.peer import LocalIdentity, Peer
 from node.round_sync import RoundSync
 from node.supervisor import Supervisor
@@ -63,7 +64,6 @@ log = logging.getLogger("popchain.node")
 
 P2P_HEADER_TIMEOUT_S = 10.0  # an inbound connection must complete its HTTP request (the upgrade) by then
 API_HEADER_TIMEOUT_S = 30.0  # ... on the API (above aiohttp clients' 15 s idle keep-alive: no reuse race)
-VIEW_ROUNDS = 16   # rounds the event stream re-reads per state change (beacons, verdicts)
 API_MAX_CONNECTIONS = 256    # the API listener's connections (node.gate) ...
 API_MAX_PER_IP = 128         # ... from one IP
 PEER_BOOK_SAVE_S = 30.0
@@ -113,41 +113,10 @@ class Node:
     # ------------------------------------------------------------ start-up
 
     def _open_chain(self) -> None:
-        """Runs on the worker thread: open the store and the engine (genesis initialised on first start). A
-        record that does not decode is a damaged datadir: StoreError, like a LevelDB fault."""
-        try:
-            self._open_chain_records()
-        except DecodeError as exc:
-            raise StoreError(f"corrupt record in {self.datadir.chain_dir}: {exc}") from None
-
-    def _open_chain_records(self) -> None:
-        self.store = ChainStore.open(self.datadir.chain_dir)
-        if self.store.is_initialised() and not self.store.has_indexes():  # a datadir from before the indexes
-            log.info("building the tx and address indexes from the stored blocks (once)")
-            report = self.store.reindex()
-            if not report.ok:
-                raise StoreError(f"cannot build the indexes: {'; '.join(report.problems)}")
-        if self.store.is_initialised():
-            self._check_store()
+        """Runs on the worker thread: open and check the store (node.opening), then the engine (genesis
+        initialised on first start)."""
+        self.store = open_checked_store(self.datadir.chain_dir, self.config.check_level, self.datadir.path)
         self.engine = Engine(self.store, self.genesis)
-
-    def _check_store(self) -> None:
-        """On the worker thread, before anything is served: the tip's state against the stored accounts and the
-        last undo records (``--check-level tip``), or the whole chain replayed (``full``)."""
-        started = time.monotonic()
-        if self.config.check_level == "full":
-            tip = self.store.tip().height
-            log.info("checking the whole chain (--check-level full): replaying %d blocks", tip)
-            report = self.store.verify(lambda h, n: log.info("check: block %d/%d", h, n) if h % 1000 == 0 else None)
-            if not report.readable:
-                raise StoreError(f"the chain database cannot be read: {report.problems[0]}")
-            if not report.ok:
-                raise StateMismatch(f"the stored chain does not replay: {report.problems[0]}; run "
-                                    f"`popchain node reindex --datadir {self.datadir.path}`")
-        else:
-            checked = self.store.check_state()
-            log.info("store checked: tip state matches the stored accounts, %d undo records (%.2f s)", checked,
-                     time.monotonic() - started)
 
     async def _start(self) -> None:
         self.datadir.open()
@@ -294,7 +263,7 @@ class Node:
         self.publisher.request()
 
     def _chain_view(self) -> Awaitable[ChainView]:
-        return self.worker.call(_read_chain_view, self.engine, self.genesis.params.opening_window_s)
+        return self.worker.call(read_chain_view, self.engine, self.genesis.params.opening_window_s)
 
     async def after_tip_change(self, old_tip: bytes, new_tip: Header | None = None) -> None:
         """Refresh the cached tip; drop confirmed txs from the mempool and return those of disconnected blocks."""
@@ -524,23 +493,6 @@ class Node:
             except (TimeoutError, PopError) as exc:
                 log.info("metrics: per-task figures not refreshed: %s", exc or type(exc).__name__)
         return web.Response(body=self.metrics.render().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
-
-
-def _read_chain_view(engine: EngineApi, opening_window_s: int) -> ChainView:
-    """On the worker thread: what the event stream diffs (the last VIEW_ROUNDS rounds' beacons and verdicts)."""
-    tip = engine.tip()
-    r = engine.current_round()
-    first = max(1, r - VIEW_ROUNDS)
-    crowned = {rec.round: rec.hash.hex() for rec in engine.champion_history() if rec.height > 0}
-    phase = engine.round_info(r).status if r else "not-started"
-    if phase == "idle":          # every task spent: the chain is closed (what /api/status and the CLI say)
-        phase = "closed"
-    notice = engine.notice(r) if r else None
-    return ChainView(tip.height, tip.hash.hex(), r, phase, engine.open_round(),
-                     frozenset(x for x in range(first, r + 1) if engine.beacon(x) is not None),
-                     tuple((x, "crowned" if x in crowned else "void", crowned.get(x)) for x in range(first, r)),
-                     notice.entry_deadline_ms if notice is not None and phase == "open" else None,
-                     opening_window_s)
 
 
 async def _guarded(coro: Coroutine[Any, Any, None], name: str) -> None:

@@ -58,8 +58,8 @@ def test_floods_from_31_peers_on_4_ips_stay_within_the_global_budget(chain, big,
             await asyncio.sleep(1.0)
             baseline = node.rss_mb()
             phases = []
-            for kind in flood.CLASSES:
-                phases.append(await flood.run_phase(node, chain.genesis_path, kind, 4.0, big[1], baseline))
+            for k, kind in enumerate(flood.CLASSES, start=1):
+                phases.append(await flood.run_phase(node, chain.genesis_path, kind, 4.0, big[1], baseline, k))
             assert node.alive()
             return phases
         finally:
