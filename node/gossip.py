@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 
 from chain.tx import txid_of_encoding
@@ -40,6 +40,7 @@ BLOCK_QUEUE = 8           # blocks received but not judged yet (backpressure on 
 TX_QUEUE = TX_QUEUE_TOTAL  # transfers received but not judged yet, all peers (each has its share: node.budgets)
 TX_BATCH = 1024           # transfers judged per batch (one signature batch on the verification pool)
 GREET_ROUNDS = 2          # round objects of the last rounds announced to a new peer
+PENDING_GETDATA = 3       # GETDATA messages one peer may have waiting for their answers (beyond: dropped)
 FLOOD_DROPS_PER_OFFENCE = 100
 
 
@@ -47,6 +48,7 @@ class RelayHost(JudgeHost, Protocol):
     """What gossip needs from the node, on top of what judging needs."""
 
     def ready_peers(self) -> list[Peer]: ...
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None] | None: ...
 
 
 class Relay:
@@ -68,6 +70,10 @@ class Relay:
         self.on_block_delivered: Callable[[bytes, Peer | None], None] = lambda h, peer: None
         self.on_not_found: Callable[[Peer, Sequence[Key]], None] = lambda peer, keys: None
         self._tx_drained = asyncio.Event()    # set (and replaced) after each judged batch
+        # GETDATA messages waiting for their answers, per peer (≤ PENDING_GETDATA), served by one task per peer:
+        # the peer's reader keeps reading meanwhile, so one that asks faster than it reads is dropped and
+        # scored, instead of parking its requests in our receive buffers
+        self.getdata: dict[Peer, asyncio.Queue[tuple[Key, ...] | None]] = {}
 
     # ------------------------------------------------------------ facade kept for the node and the API
 
@@ -133,6 +139,11 @@ class Relay:
     def peer_gone(self, peer: Peer) -> None:
         self.trickle.peer_gone(peer)
         self.budgets.pop(peer, None)
+        pending = self.getdata.pop(peer, None)
+        if pending is not None:
+            while not pending.empty():
+                pending.get_nowait()
+            pending.put_nowait(None)   # ends its serving task
         self._send_requests(self.requests.peer_gone(peer, time.monotonic(), self._alive() - {peer}))
 
     async def _pace(self, peer: Peer, nbytes: int) -> None:
@@ -161,12 +172,17 @@ class Relay:
         """``try_charge``, counting a refusal towards the flood offence (every FLOOD_DROPS_PER_OFFENCE drops)."""
         if self.try_charge(peer, n):
             return True
-        state = self.budgets.get(peer)
-        if state is not None:
-            state.drops += 1
-            if state.drops % FLOOD_DROPS_PER_OFFENCE == 0:
-                peer.offend(FLOOD, f"{state.drops} messages over the object budget dropped")
+        self._count_drop(peer, "messages over the object budget dropped")
         return False
+
+    def _count_drop(self, peer: Peer, what: str) -> None:
+        state = self.budgets.get(peer)
+        if state is None:
+            state = self.budgets[peer] = self.objects.new_peer(time.monotonic())
+        state.drops += 1
+        self.host.metrics.inc("popchain_budget_drops_total")
+        if state.drops % FLOOD_DROPS_PER_OFFENCE == 0:
+            peer.offend(FLOOD, f"{state.drops} {what}")
 
     def greet(self, peer: Peer) -> None:
         """Tell a new peer about the round objects and pending txs we hold (it fetches what it lacks)."""
@@ -248,7 +264,7 @@ class Relay:
         if isinstance(msg, wire.Inv):
             await self._on_inv(peer, msg.items)
         elif isinstance(msg, wire.GetData):
-            await self._serve(peer, msg.items)
+            self._queue_getdata(peer, msg.items)
         elif isinstance(msg, wire.NotFound):
             self.on_not_found(peer, msg.items)
             self._send_requests(self.requests.failed(peer, msg.items, time.monotonic(), self._alive()))
@@ -367,6 +383,26 @@ class Relay:
         while True:
             peer, data = await self.block_queue.get()
             await self.on_object(peer, InvKind.BLOCK, data)
+
+    def _queue_getdata(self, peer: Peer, items: tuple[Key, ...]) -> None:
+        pending = self.getdata.get(peer)
+        if pending is None:
+            if peer.close_reason:
+                return
+            pending = self.getdata[peer] = asyncio.Queue(PENDING_GETDATA)
+            self.host.spawn(self._serving(peer, pending), f"serve-{peer.key}")
+        try:
+            pending.put_nowait(items)
+        except asyncio.QueueFull:   # it asks faster than it reads what we send
+            self._count_drop(peer, "GETDATA messages dropped: asked faster than read")
+
+    async def _serving(self, peer: Peer, pending: asyncio.Queue[tuple[Key, ...] | None]) -> None:
+        """One peer's GETDATA answers, in order, while it is connected."""
+        while not peer.close_reason:
+            items = await pending.get()
+            if items is None:
+                return
+            await self._serve(peer, items)
 
     async def _serve(self, peer: Peer, items: Iterable[Key]) -> None:
         """Answer a GETDATA: objects one at a time, each queued only once the peer is within its send share (its
