@@ -43,8 +43,9 @@ HANDSHAKE_TIMEOUT_S = 5.0
 PING_INTERVAL_S = 15.0
 PING_TIMEOUT_S = 20.0
 SEND_QUEUE = 2000                            # frames queued for one peer: beyond, the peer is dropped (slow)
-SEND_SLACK_BYTES = 2 * 2**20                 # small frames (INV, HEADERS, PONG) a peer may owe beyond its share
-WRITABLE_TIMEOUT_S = 30.0                    # a peer that stays above its send share this long is cut (slow)
+SEND_SLACK_BYTES = 512 * 1024               # small frames (INV, HEADERS, PONG) a peer may owe beyond its share
+WRITABLE_TIMEOUT_S = 10.0                    # a peer whose own queue does not drain this long is cut (slow)
+READING_S = 5.0                              # a peer that took a frame this recently is reading
 MSG_RATE, MSG_BURST = 200.0, 2000.0          # frames per second
 BYTE_RATE, BYTE_BURST = 64e6, 256e6          # bytes per second (blocks with models are large)
 FLOOD_DROPS_PER_OFFENCE = 100
@@ -92,6 +93,7 @@ class Peer:
         self.sending = sending if sending is not None else SendBudget()   # shared by all peers of the node
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(SEND_QUEUE)
         self.queued_bytes = 0                     # frames queued or being written (a frame counts until written)
+        self.drained_at = 0.0                     # when the socket last took one of its frames
         self._writable = asyncio.Event()
         self._writable.set()
         now = time.monotonic()
@@ -163,27 +165,30 @@ class Peer:
 
     @property
     def is_writable(self) -> bool:
-        """More may be queued for it now: its queue is empty, or within its share while all peers' queues are
-        within the node's send budget (node.budgets.SendBudget)."""
+        """More may be queued for it now: within its share while all peers' queues are within the node's send
+        budget (node.budgets.SendBudget) — or, beyond that budget, if its queue is empty and it is reading (it
+        took a frame in the last READING_S): peers that stop reading cannot keep a peer that reads from being
+        served."""
         if self.close_reason:
             return False
-        return self.queued_bytes == 0 or (self.queued_bytes <= self.send_share
-                                          and self.sending.queued <= self.sending.cap)
+        if self.queued_bytes <= self.send_share and self.sending.queued <= self.sending.cap:
+            return True
+        return self.queued_bytes == 0 and time.monotonic() - self.drained_at < READING_S
 
     async def writable(self) -> None:
         """Wait until more may be queued for this peer (its own reading speed, and the node's send budget, pace
         what it asks of us); a peer whose own queue does not drain within WRITABLE_TIMEOUT_S is closed."""
-        if self.is_writable or self.close_reason:
-            return
-        try:
-            async with asyncio.timeout(WRITABLE_TIMEOUT_S):
-                while not self.is_writable and not self.close_reason:
-                    if self.queued_bytes > self.send_share:
-                        await self._writable.wait()   # its own queue first
-                    else:
-                        await asyncio.sleep(0.02)      # the others' queues hold the budget: they drain or go
-        except TimeoutError:
-            self.close("slow-peer: not reading")
+        while not self.is_writable and not self.close_reason:
+            if self.queued_bytes > 0:   # its own queue must drain first
+                self._writable.clear()
+                try:
+                    async with asyncio.timeout(WRITABLE_TIMEOUT_S):
+                        await self._writable.wait()
+                except TimeoutError:
+                    self.close("slow-peer: not reading")
+                    return
+            else:
+                await asyncio.sleep(0.02)   # the others' queues hold the budget: they drain or are cut
 
     def close(self, reason: str) -> None:
         if not self.close_reason:
@@ -340,11 +345,11 @@ class Peer:
                 raise PeerClosed(self.close_reason)
             await self.ws.send_bytes(frame)
             self.bytes_out += len(frame)
+            self.drained_at = time.monotonic()
             if not self.close_reason:   # close() has already given the whole queue back
                 self.queued_bytes -= len(frame)
                 self.sending.queued -= len(frame)
-            if self.queued_bytes <= self.send_share:
-                self._writable.set()
+            self._writable.set()        # progress: writable() looks again
 
     async def _pinger(self) -> None:
         while True:
