@@ -290,6 +290,14 @@ class StoreReader:
         n = len(P_META)
         return [(k[n:], v) for k, v in self._kv.iterator(P_META + prefix)]
 
+    def meta_before(self, prefix: bytes, stop: bytes | None = None, limit: int = 1) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` meta items whose key starts with ``prefix`` and sorts below ``prefix + stop``
+        (None: no bound), highest key first: the newest records of a height- or round-keyed table without
+        reading the older ones (flat cost: the node's per-request and per-block paths page with this)."""
+        n = len(P_META)
+        end = P_META + (prefix + stop if stop is not None else prefix[:-1] + bytes([prefix[-1] + 1]))
+        return [(k[n:], v) for k, v in self._kv.before(P_META + prefix, end, limit)]
+
     # ------------------------------------------------------------ state root cache
 
     def _leaf_cache(self) -> LeafCache:

@@ -24,6 +24,7 @@ from node.api_deps import ApiDeps
 from node.api_lookup import resolve
 from node.api_rounds import dataclass_view, round_json
 from node.api_tasks import (
+    MAX_REVEALED,
     MAX_TASK_BODY,
     TaskHandlers,
     chain_phase,
@@ -418,9 +419,10 @@ class Api:
         engine = self.deps.engine
         g = self.deps.genesis
 
-        def revealed():
+        def revealed():     # the newest MAX_REVEALED rounds (per-task pages: /api/tasks/{id})
             out = []
-            for r in range(1, engine.current_round() + 1):
+            current = engine.current_round()
+            for r in range(max(1, current - MAX_REVEALED + 1), current + 1):
                 b = engine.beacon(r)
                 if b is not None:
                     out.append({"round": r, "shard_key": b.shard_key.hex(), "task_id": b.task_id,

@@ -165,6 +165,11 @@ class RoundIndex:
             out.append(rounds[i])
         return out
 
+    def first_rounds_of(self, task_id: int, n: int) -> list[int]:
+        """The first ``n`` final rounds that served ``task_id``, oldest first."""
+        self.refresh()
+        return list(self._by_task.get(task_id, array("i"))[:n])
+
     def counts(self, task_id: int) -> dict[str, int]:
         """How many final rounds of ``task_id`` were crowned / plain / void (kept as rounds fold in)."""
         self.refresh()

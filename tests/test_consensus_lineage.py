@@ -1,0 +1,110 @@
+"""The champion lineage's keyed indexes (issue 23 item 1) on a real LevelDB store: kept in the block's own
+WriteBatch on connect AND on disconnect, so after any sequence of tip switches (the reorgs of fork choice within a
+round) they equal a rebuild from the champion records; the paged reads agree with the whole lineage; a datadir
+written before the indexes existed is indexed once at start."""
+from __future__ import annotations
+
+from chain.address import address_of
+from chain.store import ChainStore
+from consensus._meta import K_CINDEX, P_CHAMP, P_CMINER, P_CROUND, P_CTASK
+from consensus.engine import Engine
+from consensus.engine._lineage import index_extra
+from consensus.protocol.registry import ChampionRecord
+from consensus.protocol.rules import fork_key
+from tests.test_consensus_engine import MINERS, T0, enter, models, open_engine, opened, reveal
+from tests.test_consensus_helpers import world
+
+INDEXES = (P_CROUND, P_CTASK, P_CMINER)
+
+
+def _indexes(store: ChainStore) -> dict[bytes, bytes]:
+    return {k: v for p in INDEXES for k, v in store.meta_items(p)}
+
+
+def _rebuilt(store: ChainStore) -> dict[bytes, bytes | None]:
+    out: dict[bytes, bytes | None] = {}
+    for _, v in store.meta_items(P_CHAMP):
+        rec = ChampionRecord.decode(v)
+        if rec.height > 0:
+            out.update(index_extra(rec))
+    return out
+
+
+def _check(store: ChainStore, engine: Engine) -> None:
+    tip = store.tip()
+    assert [r.hash for r in engine.champion_history()] == [store.block_hash_at(h) for h in range(tip.height + 1)]
+    assert _indexes(store) == _rebuilt(store)
+    for r in range(1, engine.current_round() + 1):
+        win = engine.round_info(r).winner
+        assert win is None or store.is_main_chain(win.hash)
+
+
+def test_lineage_indexes_follow_every_tip_switch_and_restart(tmp_path):
+    store, engine, kh = open_engine(tmp_path / "db")
+    now, switches = T0, 0
+    kh.step(now)
+    ms = models()
+    for r in range(1, 4):
+        champion = engine.champion_model()
+        sealed = enter(engine, kh, [(MINERS[i], ms[(i + r) % len(ms)]) for i in range(4)], now)
+        beacon = reveal(kh, now + 4)
+        blocks = opened(engine, sealed, beacon, champion)
+        scored = {}
+        for b in blocks:            # score them all on a scratch order, then feed worst first: the tip switches
+            v = engine.add_block(b)
+            if v.scored is not None:
+                scored[b.hash] = v.scored
+        _check(store, engine)
+        now += 8
+        kh.step(now)
+        _check(store, engine)
+        if len(scored) > 1:
+            switches += 1
+    assert switches >= 1, "no round had two valid blocks: the test would not exercise a disconnect"
+    full = engine.champion_history()
+    # paged reads agree with the whole lineage
+    assert engine.champion_history(limit=2) == full[-2:]
+    assert engine.champion_history(before=full[-1].height, limit=1) == full[-2:-1]
+    assert engine.champion_history(0, limit=1 << 20) == [r for r in full if r.task_id == 0]
+    winners = {r.round: r for r in full if r.height > 0}
+    assert engine.crowned_rounds(1, engine.current_round()) == winners
+    for miner in MINERS:
+        mine = [r for r in full if r.height > 0 and r.miner == miner.public]
+        assert engine.miner_champions(address_of(miner.public), limit=100) == mine
+    assert engine.first_missing_round() == engine.current_round()
+    # a datadir from before the indexes: dropped, then rebuilt once at start
+    store.meta_write({**{k: None for k in _indexes(store)}, K_CINDEX: None})
+    store.close()
+    store, engine, kh = open_engine(tmp_path / "db")
+    _check(store, engine)
+    assert engine.crowned_rounds(1, engine.current_round()) == winners
+    store.close()
+
+
+def test_tip_switch_within_a_round_moves_the_round_winner(tmp_path):
+    """Feed round 1's valid blocks worst first: each better one disconnects the tip; the index follows."""
+    store, engine, kh = open_engine(tmp_path / "db")
+    kh.step(T0)
+    champion = engine.champion_model()
+    sealed = enter(engine, kh, list(zip(MINERS, models())), T0)
+    beacon = reveal(kh, T0 + 4)
+    blocks = opened(engine, sealed, beacon, champion)
+    # score each on a scratch engine to learn the fork-choice order
+    scratch_store = ChainStore.open(tmp_path / "scratch")
+    scratch = Engine(scratch_store, world().genesis)
+    scratch.add_beacon(beacon)
+    for b in blocks:
+        scratch.add_block(b)
+    order = sorted((s for s in scratch.candidates()), key=fork_key)
+    scratch_store.close()
+    assert len(order) >= 2
+    by_hash = {b.hash: b for b in blocks}
+    for s in order:
+        assert engine.add_block(by_hash[s.hash]).status == "tip-changed"
+        assert engine.round_info(1).winner is not None and engine.round_info(1).winner.hash == s.hash
+        assert engine.crowned_rounds(1, 1)[1].hash == s.hash
+        _check(store, engine)
+    loser = order[0]
+    assert engine.miner_champions(address_of(loser.block.header.miner)) == [] or \
+        loser.block.header.miner == order[-1].block.header.miner
+    store.close()
