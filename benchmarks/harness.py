@@ -22,7 +22,7 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.scoring", ("score_linear_10k", "score_linear_10k_raw", "score_mlp_10k", "score_trees_10k",
                             "score_gbdt_10k", "sklearn_agreement")),
     ("benchmarks.network", ("relay_hop_ms", "sync_blocks_per_s", "round_latency_s")),
-    ("benchmarks.load", ("e2e_tx_per_s", "load_honest_bans", "mempool_converge_s")),
+    ("benchmarks.load", ("e2e_tx_per_s", "relay_cpu_per_tx_ratio", "load_honest_bans", "mempool_converge_s")),
     ("benchmarks.flood", ("flood_rss_growth_mb", "flood_api_p99_ms")),
     ("benchmarks.eviction", ("eviction_newcomer_ok",)),
     ("benchmarks.liar", ("liar_sync_slowdown",)),
