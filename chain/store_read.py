@@ -29,6 +29,7 @@ P_HEADER, P_BODY, P_HEIGHT, P_ACCOUNT, P_UNDO = b"h", b"b", b"n", b"a", b"u"
 P_MODEL, P_PAYLOAD, P_META = b"m", b"p", b"x"
 P_MOVES = b"s"           # + block hash -> the block's settlement moves (consensus-computed, replayed by verify)
 K_TIP, K_GENESIS, K_PARAMS, K_ALLOC = b"t", b"g", b"c", b"l"
+K_PRUNED = b"r"          # u32 height: the models of main-chain blocks at or below it may be pruned (chain.store_prune)
 MAX_VIEW_DEPTH = 256     # how far back state_view / preview_block may look (via undo records)
 MAX_RECORD = 64 * 2**20  # cap when decoding our own records (corruption must not explode memory)
 
@@ -152,6 +153,8 @@ class StoreReader:
             raise StoreError("corrupt block body")
         model = self.get_model(header.model_hash)
         payload = self._kv.get(P_PAYLOAD + header.hash)
+        if model is None and payload is not None and self.is_pruned(header):
+            model = b""     # pruned (chain.store_prune): the header keeps its hash; an archive peer has the bytes
         if model is None or payload is None:
             raise StoreError(f"block {header.hash.hex()} is missing its model or payload")
         txs = transfers_from_lists(raw_txs, hashes=False)  # None: some tx is bad; from_list says which
@@ -166,11 +169,24 @@ class StoreReader:
         body = kv.get(P_BODY + block_hash)
         if header is None or body is None:
             return None
-        model = kv.get(P_MODEL + Header.decode(header).model_hash)
+        decoded = Header.decode(header)
+        model = kv.get(P_MODEL + decoded.model_hash)
         payload = kv.get(P_PAYLOAD + block_hash)
+        if model is None and self.is_pruned(decoded):
+            return None     # its model was pruned: not served (a peer asks an archive node)
         if model is None or payload is None:
             raise StoreError(f"block {block_hash.hex()} is missing its model or payload")
         return b"".join((b"\x94", header, body, _BIN_HEADER(len(model)), model, _BIN_HEADER(len(payload)), payload))
+
+    def pruned_through(self) -> int:
+        """The height at or below which main-chain blocks' models may be pruned (0: an archive store)."""
+        raw = self._kv.get(K_PRUNED)
+        return 0 if raw is None else int.from_bytes(raw, "big")
+
+    def is_pruned(self, header: Header) -> bool:
+        """Whether ``header``'s model may be missing because this store pruned it (a main-chain block at or
+        below the pruned height)."""
+        return 0 < header.height <= self.pruned_through() and self.block_hash_at(header.height) == header.hash
 
     def block_hash_at(self, height: int) -> bytes | None:
         """Main-chain block hash at ``height`` (None above the tip)."""

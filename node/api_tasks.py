@@ -315,8 +315,13 @@ class TaskHandlers:
         data = await loop.run_in_executor(None, store.get_model, h)
         if data is None:   # an announced task's initial champion travels in its announcement, not in a block
             data = await self.call(task_champion_model, self.deps.engine, h)
+        if data is None and self.deps.fetch_model is not None:   # pruned here: an archive peer has it
+            record, _ = await self.call(model_record, self.deps.engine, self.index, h)
+            if record is not None and record.height > 0:
+                data = await self.deps.fetch_model(record.hash, h)
         if data is None:
-            raise ApiError(404, "not-found", f"no model {h.hex()[:16]}… is stored on this node")
+            raise ApiError(404, "not-found", f"no model {h.hex()[:16]}… is stored on this node (nor, on a pruned "
+                                             "node, could a peer send it)")
         if request.query.get("format") == "hex":
             record, task_id = await self.call(model_record, self.deps.engine, self.index, h)
             return web.json_response({"hash": h.hex(), "model": data.hex(), "bytes": len(data), "task_id": task_id,

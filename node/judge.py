@@ -55,6 +55,10 @@ class SyncHooks(Protocol):
     def block_arrived(self, h: bytes) -> None: ...
 
 
+class ModelFetches(Protocol):
+    async def offer(self, block: Block) -> bool: ...     # True: the block answered a model fetch
+
+
 class JudgeHost(Protocol):
     """What judging needs from the node (node.node.Node provides it)."""
 
@@ -120,6 +124,7 @@ class Judge:
         self.known_blocks: BoundedSet[bytes] = BoundedSet(10_000)  # saves a worker hop per INV
         self.round_hint = 0   # highest round seen in a round object
         self.block_lock = asyncio.Lock()  # blocks connect one at a time, in arrival order
+        self.model_fetches: ModelFetches | None = None   # a pruned node's fetches of old models (node.pruning)
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -164,6 +169,8 @@ class Judge:
         arrival = self._arrive(peer, kind, data)
         if not isinstance(arrival, Arrival):
             return arrival
+        if kind == InvKind.BLOCK and self.model_fetches is not None and await self.model_fetches.offer(arrival.decoded):
+            return True, "duplicate"     # an old block we asked for its model: restored if it matched, nothing else
         try:
             ok, reason = await self._judge(kind, arrival.decoded, data, peer)
         except StorageFault:   # our disk, not the sender's object: the node stops (node.node), nobody is blamed
