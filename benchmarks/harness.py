@@ -38,6 +38,7 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.sim_drift", ("demo_crowned_share_50", "drift_gap_1pp_share")),
     ("benchmarks.miner_memory", ("miner_rss_growth",)),
     ("benchmarks.long_chain", ("block_cost_growth", "status_ms_at_100k")),
+    ("benchmarks.prune_disk", ("disk_per_block_pruned",)),
     ("benchmarks.real_task", ("real_task_gap_pp",)),
 )
 
