@@ -72,6 +72,8 @@ def test_lineage_indexes_follow_every_tip_switch_and_restart(tmp_path):
         mine = [r for r in full if r.height > 0 and r.miner == miner.public]
         assert engine.miner_champions(address_of(miner.public), limit=100) == mine
     assert engine.first_missing_round() == engine.current_round()
+    for rec in full:
+        assert engine.champion_of_model(rec.model_hash) == (rec if rec.height > 0 else None)
     # a datadir from before the indexes: dropped, then rebuilt once at start
     store.meta_write({**{k: None for k in _indexes(store)}, K_CINDEX: None})
     store.close()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from chain.block import Header, model_hash
 from chain.errors import DecodeError, RuleError
 from chain.store import ChainStore
-from consensus._meta import K_THROUGH, P_CHAMP, P_TMSG, u32
+from consensus._meta import K_THROUGH, P_CHAMP, P_CMODEL, P_TMSG, u32
 from consensus.engine._lineage import crowned_rounds, page
 from consensus.engine._taskbook import TaskBook
 from consensus.protocol.messages import AnchorNotice, Beacon
@@ -221,6 +221,13 @@ class TaskQueries:
         """The newest ``limit`` main-chain records crowned by a miner key of ``account`` (its address) below
         height ``before``, oldest first."""
         return page(self.store, account=account, before=before, limit=limit)
+
+    def champion_of_model(self, model_hash: bytes) -> ChampionRecord | None:
+        """The main-chain champion record that crowned ``model_hash`` (the current round's leader included), by
+        key; None for a model no block of the main chain crowned (an initial champion included)."""
+        raw = self.store.meta_get(P_CMODEL + model_hash)
+        rec = None if raw is None else self.champion_at(int.from_bytes(raw, "big"))
+        return rec if rec is not None and rec.model_hash == model_hash and rec.height > 0 else None
 
     def crowned_rounds(self, first: int, last: int) -> dict[int, ChampionRecord]:
         """round -> champion record of every crowned round in [first, last] (reads that window only)."""
