@@ -114,7 +114,7 @@ def api_deps(node: Any) -> ApiDeps:
                 "committee": committee.info() if committee is not None else None,
                 "syncing": len(node.sync.wanted),
                 "prune": None if node.pruner is None else {"window": node.pruner.window,
-                                                           "pruned_through": node.pruner.last.through}}
+                                                           "pruned_through": node.store.pruned_through()}}
 
     health = getattr(node, "health", None)
     return ApiDeps(
