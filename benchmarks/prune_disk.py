@@ -68,7 +68,11 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             tip = store.tip().height
             while prune_models(store, tip - WINDOW, keep).through < tip - WINDOW:
                 pass
-            model_avg = sum(len(store.get_block(h).model) for h in range(tip - WINDOW + 1, tip + 1)) / WINDOW  # type: ignore[union-attr]
+            sizes = []
+            for h in range(tip - WINDOW + 1, tip + 1):
+                block = store.get_block(h)
+                sizes.append(len(block.model) if block is not None else 0)
+            model_avg = sum(sizes) / WINDOW
         finally:
             store.close()
         archive = _compacted_bytes(base / "A" / "chain")
