@@ -74,6 +74,17 @@ def test_lineage_indexes_follow_every_tip_switch_and_restart(tmp_path):
     assert engine.first_missing_round() == engine.current_round()
     for rec in full:
         assert engine.champion_of_model(rec.model_hash) == (rec if rec.height > 0 else None)
+    # /api/tasks/{id} pages its revealed keys (node.api_tasks.revealed_page) newest first, then back to round 1
+    from node.api_tasks import revealed_page
+    from node.rounds_index import RoundIndex
+    index = RoundIndex(engine, store)
+    keys = [(r, engine.beacon(r).shard_key.hex()) for r in range(1, engine.current_round() + 1)
+            if engine.beacon(r) is not None]
+    first = revealed_page(engine, index, 0, None, 2)
+    assert [(k["round"], k["shard_key"]) for k in first["revealed"]] == keys[-2:]
+    assert first["revealed_next"] == keys[-2][0] and first["revealed_first"]["round"] == keys[0][0]
+    rest = revealed_page(engine, index, 0, first["revealed_next"], 1000)
+    assert [(k["round"], k["shard_key"]) for k in rest["revealed"]] == keys[:-2] and rest["revealed_next"] is None
     # a datadir from before the indexes: dropped, then rebuilt once at start
     store.meta_write({**{k: None for k in _indexes(store)}, K_CINDEX: None})
     store.close()
