@@ -160,6 +160,17 @@ class StoreReader:
         txs = transfers_from_lists(raw_txs, hashes=False)  # None: some tx is bad; from_list says which
         return Block(header, tuple(txs if txs is not None else map(Transfer.from_list, raw_txs)), model, payload)
 
+    def get_txs(self, block_hash: bytes) -> tuple[Transfer, ...] | None:
+        """A stored block's transfers alone (its model and payload are not read: an explorer's fee sums)."""
+        body = self._kv.get(P_BODY + block_hash)
+        if body is None:
+            return None
+        raw_txs = unpack(body, max_size=MAX_RECORD, typed=True)
+        if not isinstance(raw_txs, list):
+            raise StoreError("corrupt block body")
+        txs = transfers_from_lists(raw_txs, hashes=False)
+        return tuple(txs if txs is not None else map(Transfer.from_list, raw_txs))
+
     def block_encoding(self, block_hash: bytes) -> bytes | None:
         """The stored block's canonical encoding (= ``get_block(h).encode()``), assembled from its stored parts
         without decoding them: serving a block to a peer costs its reads, not a decode and a re-encode. None if
