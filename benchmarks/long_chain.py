@@ -1,6 +1,6 @@
 """Flat cost per block (issue 23 item 1): a long chain's per-block and per-request cost does not grow with height.
 
-block_cost_growth   ms per block at height 25,000 ÷ the same at 1,000 (quick: 2,000 ÷ 200, CI-sized), on one chain
+block_cost_growth   ms per block at height 25,000 ÷ the same at 1,000 (quick: 1,000 ÷ 100, CI-sized), on one chain
                     built fast for the purpose: Engine + Keyholder on a simulated clock, a generated task of tiny
                     16-row shards, one miner whose tiny decision tree is fitted on the round's shard (the builder
                     holds the shard keys), so about every round crowns; a round the tree loses is void (the realistic
@@ -142,7 +142,7 @@ def _status_ms(datadir: Path, n: int = 20) -> float:
 def run(quick: bool = False) -> list[dict[str, Any]]:
     # full: as long as one genesis task allows — its 8 MiB payload holds ~26,500 of these generated shards (a void
     # round spends one too); ~100,000 needs task extensions (not built here). quick: CI runs every quick figure
-    low, high = (200, 2_000) if quick else (1_000, 25_000)
+    low, high = (100, 1_000) if quick else (1_000, 25_000)
     if os.environ.get("POPCHAIN_LONG_CHAIN"):      # smoke runs: "LOW,HIGH"
         low, high = map(int, os.environ["POPCHAIN_LONG_CHAIN"].split(","))
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
