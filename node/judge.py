@@ -56,7 +56,7 @@ class SyncHooks(Protocol):
 
 
 class ModelFetches(Protocol):
-    async def offer(self, block: Block) -> bool: ...     # True: the block answered a model fetch
+    async def offer(self, block: Block) -> bool | None: ...   # None: not asked for; False: a forged model
 
 
 class JudgeHost(Protocol):
@@ -169,8 +169,16 @@ class Judge:
         arrival = self._arrive(peer, kind, data)
         if not isinstance(arrival, Arrival):
             return arrival
-        if kind == InvKind.BLOCK and self.model_fetches is not None and await self.model_fetches.offer(arrival.decoded):
-            return True, "duplicate"     # an old block we asked for its model: restored if it matched, nothing else
+        fetched = None if kind != InvKind.BLOCK or self.model_fetches is None else \
+            await self.model_fetches.offer(arrival.decoded)
+        if fetched is not None:   # an old block a pruned node asked for, for its model (node.pruning)
+            if fetched:
+                return True, "duplicate"
+            if peer is not None:
+                peer.offend(INVALID_BLOCK, f"block {arrival.key[1].hex()[:16]}: model bytes do not hash to the "
+                                           "header's model_hash")
+            self.host.metrics.inc("popchain_objects_rejected_total", kind="block", reason="bad-model-hash")
+            return False, "bad-model-hash"
         try:
             ok, reason = await self._judge(kind, arrival.decoded, data, peer)
         except StorageFault:   # our disk, not the sender's object: the node stops (node.node), nobody is blamed

@@ -74,17 +74,20 @@ class Pruner:
             if entry[1].done() or not self.wanted.get(block_hash) is entry:
                 self.wanted.pop(block_hash, None)
 
-    async def offer(self, block: Block) -> bool:
-        """A block arrived: True if it answers a model fetch (then its model, checked against the header's hash,
-        is stored again); False if nobody asked (judge it as usual)."""
+    async def offer(self, block: Block) -> bool | None:
+        """A block arrived: None if it answers no model fetch (judge it as usual); True if it did and its model
+        hashes to the header's ``model_hash`` (stored again); False if it did with other bytes (a forgery: the
+        caller penalises the sender as for any block whose model is not the one its header names)."""
         entry = self.wanted.get(block.hash)
         if entry is None:
-            return False
+            return None
         expected, future = entry
         if block.header.model_hash != expected:
-            return True     # a block with this hash names another model: impossible unless the hash broke
+            return False
         ok = await self.node.worker.call(restore_model, self.node.store, expected, block.model)
-        if ok and not future.done():
+        if not ok:
+            return False
+        if not future.done():
             future.set_result(block.model)
-            self.wanted.pop(block.hash, None)
+        self.wanted.pop(block.hash, None)
         return True

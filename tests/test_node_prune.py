@@ -1,10 +1,12 @@
 """A pruned node (issue 23 item 2): ``node run --prune N`` keeps the last N blocks' models, every task's champion,
 the headers, transfers and consensus records; serves what it keeps (a pruned block is not served whole); fetches
-an old model from an archive peer on demand and checks it against the header's hash; ``node verify`` and
-``node reindex`` work on its datadir. Real LevelDB, real node processes on loopback."""
+an old model from an archive peer on demand and checks it against the header's hash — a hostile peer on the
+wire (benchmarks/model_forger.py, a real process) answering with forged model bytes gets nothing stored and is
+cut; ``node verify`` and ``node reindex`` work on its datadir. Real LevelDB, real node processes on loopback."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -17,13 +19,14 @@ from benchmarks._nodeproc import NodeProc, stop_all
 from chain.block import model_hash
 from chain.store import ChainStore
 from chain.store_prune import prune_models, restore_model
-from node.tools.client import NodeClient
+from node.tools.client import ApiCallError, NodeClient
 from node.tools.testing import build_chain_offline, make_test_chain, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = 14
 WINDOW = 10
+FORGER_IP = "127.0.0.2"     # not the archive's address: discouraging the forger must not cut the archive
 
 
 @pytest.fixture(scope="module")
@@ -71,17 +74,33 @@ def test_store_prune_keeps_the_ledger_and_restores_only_matching_bytes(archive, 
         store.close()
 
 
+def _spawn_forger(genesis: Path, archive_api: str, port_file: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "benchmarks.model_forger", "--genesis", str(genesis),
+                             "--copy-from-api", archive_api, "--listen", FORGER_IP, "--port-file", str(port_file)],
+                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, text=True)
+
+
 @pytest.mark.slow
 def test_pruned_node_syncs_prunes_fetches_on_demand_and_verifies(archive, tmp_path):
     base, chain = archive
     shutil.copytree(base / "A", tmp_path / "A")
     nodes: list[NodeProc] = []
 
+    forger: list[subprocess.Popen[str]] = []
+
     async def scenario() -> tuple[int, str]:
         a = NodeProc(tmp_path / "A", genesis=None).start()
         nodes.append(a)
         await a.ready()
-        p = NodeProc(tmp_path / "P", genesis=chain.genesis_path, peers=[a.p2p_addr],
+        # a peer on the wire that answers a pruned node's block requests with forged model bytes (real header)
+        port_file = tmp_path / "forger.port"
+        forger.append(_spawn_forger(chain.genesis_path, a.api_url, port_file))
+
+        async def listening() -> bool:
+            return port_file.exists() and port_file.read_text().strip() != ""
+        await wait_for(listening, timeout=60, what="forger listening")
+        p = NodeProc(tmp_path / "P", genesis=chain.genesis_path,
+                     peers=[a.p2p_addr, (FORGER_IP, int(port_file.read_text()))],
                      extra_args=["--prune", str(WINDOW)]).start()
         nodes.append(p)
         await p.ready()
@@ -102,6 +121,12 @@ def test_pruned_node_syncs_prunes_fetches_on_demand_and_verifies(archive, tmp_pa
             assert model_hash(bytes.fromhex(fetched["model"])).hex() == mh
             from_a = await ca.get(f"/api/models/{mh}", format="hex")
             assert fetched["model"] == from_a["model"]
+            # with the archive gone, only the forger can answer: nothing of its bytes is stored or served
+            second = (await cp.get("/api/blocks/2"))["model_hash"]
+            a.stop()
+            with pytest.raises(ApiCallError) as refused:
+                await cp.get(f"/api/models/{second}", format="hex")
+            assert refused.value.status == 404
             return status["prune"]["pruned_through"], mh
         finally:
             await ca.close()
@@ -111,6 +136,11 @@ def test_pruned_node_syncs_prunes_fetches_on_demand_and_verifies(archive, tmp_pa
         through, fetched_hash = asyncio.run(scenario())
     finally:
         stop_all(nodes)
+        for proc in forger:
+            proc.terminate()
+    counts = json.loads(forger[0].communicate(timeout=30)[0].strip().splitlines()[-1])
+    assert counts["forged_sent"] >= 1, counts          # it did answer with forged models ...
+    assert counts["closed_by_node"] >= 1, counts       # ... and the pruned node cut it for that
     assert through >= 1
     store = ChainStore.open(tmp_path / "P" / "chain")
     try:
@@ -118,6 +148,8 @@ def test_pruned_node_syncs_prunes_fetches_on_demand_and_verifies(archive, tmp_pa
                    if store.get_model(store.get_header(h).model_hash) is None]   # type: ignore[union-attr]
         assert missing, "nothing was pruned"
         assert bytes.fromhex(fetched_hash) not in {store.get_header(h).model_hash for h in missing}  # type: ignore[union-attr]
+        h2 = store.get_header(2)
+        assert h2 is not None and store.get_model(h2.model_hash) is None    # the forged bytes were not kept
     finally:
         store.close()
     for verb in ("verify", "reindex"):
