@@ -349,10 +349,8 @@ def model_record(engine: EngineApi, index: RoundIndex, model_hash: bytes) -> tup
     rec = index.record_of_model(model_hash)
     if rec is not None:
         return rec, rec.task_id
-    for t in engine.tasks():
-        if t.task_id == 0:
-            continue     # task 0's first record is genesis: a block, found by the round index above
-        for first in engine.champion_history(t.task_id, limit=1 << 32)[:1]:
-            if first.model_hash == model_hash and first.height == 0:
-                return first, t.task_id
+    for t in engine.tasks():     # a task's first record: genesis (task 0) or an announced task's initial champion
+        first = engine.champion_at(0) if t.task_id == 0 else engine.initial_champion(t.task_id)
+        if first is not None and first.model_hash == model_hash:
+            return first, t.task_id
     return None, None

@@ -61,6 +61,7 @@ class EngineApi(Protocol):
                          limit: int | None = None) -> list[ChampionRecord]: ...     # newest `limit`, oldest first
     def miner_champions(self, account: bytes, *, before: int | None = None,
                         limit: int = 50) -> list[ChampionRecord]: ...
+    def initial_champion(self, task_id: int) -> ChampionRecord | None: ...   # an announced task's round-0 record
     def champion_of_model(self, model_hash: bytes) -> ChampionRecord | None: ...   # by key, main chain
     def crowned_rounds(self, first: int, last: int) -> dict[int, ChampionRecord]: ...   # round -> record
     def first_missing_round(self) -> int: ...                           # round sync asks peers from here

@@ -244,6 +244,11 @@ class TaskQueries:
             self.store.meta_put(K_THROUGH, u32(r))
         return r
 
+    def initial_champion(self, task_id: int) -> ChampionRecord | None:
+        """An announced task's initial champion record (round 0; None for task 0 and unknown tasks)."""
+        t = self.registry().task(task_id)
+        return self._initial_champion(t) if t is not None and task_id != 0 else None
+
     def _initial_champion(self, t: TaskRecord) -> ChampionRecord | None:
         """The activation-time champion record of an announced task (kept in its registry until crowned)."""
         ann = self.book.message(t.msg_hash)
