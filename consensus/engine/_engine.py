@@ -33,7 +33,14 @@ from consensus._meta import (
     P_OPENING,
     u32,
 )
-from consensus.engine._lineage import ensure_indexed, index_extra, record_at, round_winner, unindex_extra
+from consensus.engine._lineage import (
+    ensure_indexed,
+    index_extra,
+    record_at,
+    round_winner,
+    rounds_above,
+    unindex_extra,
+)
 from consensus.engine._taskbook import TaskBook
 from consensus.engine._tasks import TaskQueries
 from consensus.engine._validity import OrphanBlock, ScoringCache, validate_block
@@ -129,7 +136,7 @@ class Engine(TaskQueries):
         self._rounds: dict[int, _RoundMemory] = {}
         ensure_indexed(store)
         for prefix in (P_BEACON, P_NOTICE):     # statements above the current round: read newest first, stop there
-            for r, value in _rounds_above(store, prefix, self._round):
+            for r, value in rounds_above(store, prefix, self._round):
                 obj = (Beacon if prefix == P_BEACON else AnchorNotice).decode(value)
                 self._anchors.setdefault(r, obj.anchor_hash)
         tip = store.tip()
@@ -523,23 +530,6 @@ class Engine(TaskQueries):
         tpl = build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, ts, moves)
         return dataclasses.replace(tpl, task_id=task_id, shard_index=index,
                                    champion_model_hash=adv.before.tasks[task_id].champion.model_hash)
-
-
-def _rounds_above(store: ChainStore, prefix: bytes, r0: int) -> list[tuple[int, bytes]]:
-    """(round, value) of the round-keyed records under ``prefix`` above round ``r0``, paging down from the
-    newest (what a restart re-reads: the statements not applied yet, never the whole history)."""
-    out: list[tuple[int, bytes]] = []
-    stop: bytes | None = None
-    while True:
-        items = store.meta_before(prefix, stop, 256)
-        for key, value in items:
-            r = int.from_bytes(key[-4:], "big")
-            if r <= r0:
-                return out
-            out.append((r, value))
-        if len(items) < 256:
-            return out
-        stop = items[-1][0][-4:]
 
 
 def _parked_size(block: Block) -> int:

@@ -6,7 +6,8 @@ SAME synced WriteBatch that connects or disconnects the block, three keyed index
 computes, so the indexes always describe exactly the main chain — across restarts, crashes and reorgs alike.
 
 Reads page newest first through ``ChainStore.meta_before`` (a reverse range read): a round's winner, the crowned
-rounds of a window, the newest N records of the whole lineage / of one task / of one miner below a height.
+rounds of a window, the newest N records of the whole lineage / of one task / of one miner below a height; and,
+for the engine's restart, the round-keyed statements above a round (``rounds_above``).
 
 What it does NOT do: decide anything (the engine writes the records), know about initial champions of announced
 tasks (TaskQueries adds them), or cache: LevelDB's block cache is the cache.
@@ -87,3 +88,20 @@ def page(store: ChainStore, *, task_id: int | None = None, account: bytes | None
     genesis = [] if task_id != 0 or (before is not None and before <= 0) or len(heights) >= limit else \
         [rec for rec in [record_at(store, 0)] if rec is not None]
     return genesis + [r for r in recs if r is not None]
+
+
+def rounds_above(store: ChainStore, prefix: bytes, r0: int) -> list[tuple[int, bytes]]:
+    """(round, value) of the round-keyed records under ``prefix`` above round ``r0``, paging down from the
+    newest (what a restart re-reads: the statements not applied yet, never the whole history)."""
+    out: list[tuple[int, bytes]] = []
+    stop: bytes | None = None
+    while True:
+        items = store.meta_before(prefix, stop, 256)
+        for key, value in items:
+            r = int.from_bytes(key[-4:], "big")
+            if r <= r0:
+                return out
+            out.append((r, value))
+        if len(items) < 256:
+            return out
+        stop = items[-1][0][-4:]
