@@ -1,5 +1,6 @@
-"""A stopped node's datadir whose blocks are real-size: each carries a model of ≥ 300 KB (48 extra trees;
-~400 KB at height 1, growing with the training data to ~1 MB at height 16), as blocks on a real chain do — for the attack benchmarks and tests that need GETDATA answers of realistic weight.
+"""A stopped node's datadir whose blocks are real-size: each carries a model of ≥ 300 KB (48 extra trees; ~400 KB
+at height 1, growing with the training data to ~1 MB at height 16), as blocks on a real chain do — for the attack
+benchmarks and tests that need GETDATA answers of realistic weight.
 
 Drives Engine + Keyholder on a simulated clock (no network), like node.tools.testing.build_chain_offline, with
 one miner entering a big model per round (the test chain's easy crowning rule crowns it).
