@@ -121,3 +121,64 @@ def test_tip_switch_within_a_round_moves_the_round_winner(tmp_path):
     assert engine.miner_champions(address_of(loser.block.header.miner)) == [] or \
         loser.block.header.miner == order[-1].block.header.miner
     store.close()
+
+
+class _CountingKV:
+    """The store's own LevelDB, counting the records each call reads (instrumentation, not a stand-in)."""
+
+    def __init__(self, kv) -> None:
+        self.kv, self.reads = kv, 0
+
+    def get(self, key):
+        self.reads += 1
+        return self.kv.get(key)
+
+    def iterator(self, prefix):
+        for item in self.kv.iterator(prefix):
+            self.reads += 1
+            yield item
+
+    def before(self, prefix, stop, limit):
+        out = self.kv.before(prefix, stop, limit)
+        self.reads += len(out) + 1
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.kv, name)
+
+
+def test_per_block_and_per_request_reads_do_not_grow_with_the_lineage(tmp_path):
+    """Flat cost, counted in records read (no clock): with 3,000 more champion records stored, what the chain
+    view, /api/status, round sync and the paged lineage read per call stays a small constant."""
+    from consensus._meta import u32
+    from node.events import read_chain_view
+    store, engine, kh = open_engine(tmp_path / "db")
+    kh.step(T0)
+    champion = engine.champion_model()
+    sealed = enter(engine, kh, list(zip(MINERS[:2], models()[:2])), T0)
+    beacon = reveal(kh, T0 + 4)
+    for b in opened(engine, sealed, beacon, champion):
+        engine.add_block(b)
+    kh.step(T0 + 8)
+    # a long lineage's records, far above the real chain (records of heights no block has: never read back)
+    g = world().genesis.header
+    store.meta_write({P_CHAMP + u32(100_000 + i): ChampionRecord(bytes(32), 100_000 + i, 100_000 + i, g.miner,
+                                                                 bytes(32), 1, 0, 0, 0).encode()
+                      for i in range(3000)})
+    counting = _CountingKV(store._kv)
+    store._kv = counting
+    calls = {
+        "round_info": lambda: engine.round_info(engine.current_round()),
+        "chain view": lambda: read_chain_view(engine, 4),
+        "champion": engine.champion,
+        "sync cursor": engine.first_missing_round,
+        "crowned window": lambda: engine.crowned_rounds(1, 16),
+        "task lineage page": lambda: engine.champion_history(0, limit=5),
+        "miner page": lambda: engine.miner_champions(address_of(MINERS[0].public), limit=5),
+    }
+    for name, call in calls.items():
+        counting.reads = 0
+        call()
+        assert counting.reads <= 200, (name, counting.reads)
+    store._kv = counting.kv
+    store.close()
