@@ -61,9 +61,12 @@ class Pruner:
         loop = asyncio.get_running_loop()
         entry = self.wanted.get(block_hash)
         if entry is None:
+            peers = list(self.node.ready_peers())[:FETCH_PEERS]
+            if not peers:
+                return None      # nobody to ask: say so now rather than after the timeout
             entry = self.wanted[block_hash] = (model_hash, loop.create_future())
             now = time.monotonic()
-            for peer in list(self.node.ready_peers())[:FETCH_PEERS]:
+            for peer in peers:
                 self.node.relay.requests.force(peer, (InvKind.BLOCK, block_hash), now)
                 peer.send(GetData(((InvKind.BLOCK, block_hash),)))
         try:
