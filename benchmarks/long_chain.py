@@ -3,8 +3,9 @@
 block_cost_growth   ms per block at height 25,000 ÷ the same at 1,000 (quick: 1,000 ÷ 100, CI-sized), on one chain
                     built fast for the purpose: Engine + Keyholder on a simulated clock, a generated task of tiny
                     16-row shards, one miner whose tiny decision tree is fitted on the round's shard (the builder
-                    holds the shard keys), so about every round crowns; a round the tree loses is void (the realistic
-                    mix of crowned and void rounds). A block's cost is what a node does per block: ``add_block``
+                    holds the shard keys), so about every round crowns; a round the tree loses is void (~0.1 % of
+                    rounds: far fewer void rounds than a real chain has — each costs a node less than a block). A
+                    block's cost is what a node does per block: ``add_block``
                     (full validity: the champion and the challenger re-scored, the ledger, the synced WriteBatch)
                     plus the event stream's chain view (``node.events.read_chain_view``) and round sync's
                     handshake cursor. Median over a window of 50 blocks at each height. Goal <= 1.1. The issue
