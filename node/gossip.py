@@ -24,7 +24,15 @@ from typing import Any, Protocol
 
 from chain.tx import txid_of_encoding
 from node import wire
-from node.budgets import ALTERNATES_TOTAL, REQUESTS_TOTAL, TX_QUEUE_TOTAL, Budgets, ObjectBudget, PeerObjects
+from node.budgets import (
+    ALTERNATES_TOTAL,
+    REQUESTS_TOTAL,
+    TX_QUEUE_TOTAL,
+    WAITING_TOTAL,
+    Budgets,
+    ObjectBudget,
+    PeerObjects,
+)
 from node.inventory import TRICKLE_S, RequestTracker, Trickle
 from node.judge import Judge, JudgeHost, Key, decode_object, object_id
 from node.limits import FLOOD
@@ -56,8 +64,9 @@ class Relay:
         self.host = host
         budgets = budgets if budgets is not None else Budgets.for_slots(32, 8)
         self.shares = budgets
-        self.requests: RequestTracker[Peer] = RequestTracker(per_peer=budgets.requests_per_peer, total=REQUESTS_TOTAL,
-                                                             total_alternates=ALTERNATES_TOTAL)
+        self.requests: RequestTracker[Peer] = RequestTracker(
+            per_peer=budgets.requests_per_peer, total=REQUESTS_TOTAL, total_alternates=ALTERNATES_TOTAL,
+            per_peer_waiting=budgets.waiting_per_peer, total_waiting=WAITING_TOTAL)
         self.trickle: Trickle[Peer] = Trickle(budgets.trickle_per_peer)
         self.judge = Judge(host, self.announce, self._received, self.push_all, self.announce_txs)
         self.objects = ObjectBudget(budgets, time.monotonic())
@@ -132,9 +141,19 @@ class Relay:
             for i in range(0, len(keys), wire.MAX_INV_ITEMS):
                 peer.send(wire.GetData(tuple(keys[i:i + wire.MAX_INV_ITEMS])))
 
+    def _wanted(self, key: Key) -> bool:
+        """A waiting transfer id is still worth asking for (we neither hold, refuse nor queue it)."""
+        return not self.judge.known_cheap(key) and key[1] not in self.queued_txs
+
+    def _request_waiting(self, everyone: bool = False) -> None:
+        """Ask for the waiting transfer ids whose announcers have room again (node.inventory)."""
+        if everyone or self.requests.has_freed():
+            self._send_requests(self.requests.next_requests(time.monotonic(), self._alive(), self._wanted, everyone))
+
     def expire(self, now: float) -> None:
         self.judge.expire(now)
         self._send_requests(self.requests.expire(now, self._alive()))
+        self._request_waiting(everyone=True)   # also ids waiting on the total bound, not on their announcer
 
     def peer_gone(self, peer: Peer) -> None:
         self.trickle.peer_gone(peer)
@@ -145,6 +164,7 @@ class Relay:
                 pending.get_nowait()
             pending.put_nowait(None)   # ends its serving task
         self._send_requests(self.requests.peer_gone(peer, time.monotonic(), self._alive() - {peer}))
+        self._request_waiting()
 
     async def _pace(self, peer: Peer, nbytes: int) -> None:
         state = self.budgets.get(peer)
@@ -282,6 +302,7 @@ class Relay:
         elif isinstance(msg, wire.NotFound):
             self.on_not_found(peer, msg.items)
             self._send_requests(self.requests.failed(peer, msg.items, time.monotonic(), self._alive()))
+            self._request_waiting()
         elif isinstance(msg, wire.Txs):
             await self._on_txs(peer, msg.txs)
         elif isinstance(msg, wire.Object) and msg.kind == InvKind.TX:
@@ -308,8 +329,8 @@ class Relay:
                 peer.known.add(key)
                 self.requests.announced(peer, key, now)   # kept as an alternate source
                 continue
-            if not tx_room and key[0] == InvKind.TX:   # its request share is used up: only what we hold counts
-                if self.judge.known_tx(key[1]):
+            if not tx_room and key[0] == InvKind.TX:   # its request share is used up: the id waits for it to free
+                if self.judge.known_tx(key[1]) or key[1] in self.queued_txs or self.requests.wait(peer, key):
                     peer.known.add(key)
                 continue
             known = self.judge.known_cheap(key)
@@ -325,8 +346,10 @@ class Relay:
             if self.requests.announced(peer, key, now):
                 peer.known.add(key)
                 wanted.append(key)
-            elif key[0] == InvKind.TX:
-                tx_room = self.requests.room(peer, InvKind.TX)
+            elif key[0] == InvKind.TX:   # no room (in flight elsewhere was handled above): it waits
+                tx_room = False
+                if self.requests.wait(peer, key):
+                    peer.known.add(key)
         if ask_store:
             store = self.host.store
             have = await self.host.worker.call(lambda: [store.has_block(h) for _, h in ask_store])
@@ -353,6 +376,7 @@ class Relay:
             asked = self.requests.received((InvKind.TX, txid)) is peer
             unsolicited += not asked
             items.append((raw, txid, asked))
+        self._request_waiting()   # the shares these answers freed go to ids announced meanwhile
         if unsolicited and not self.charge(peer, unsolicited):
             items = [it for it in items if it[2]]
         share = self.shares.tx_queue_per_peer

@@ -10,11 +10,17 @@ node.budgets), so an INV flood of unknown ids costs its sender only its own slot
   ``total`` in all, so the shares of the flooders never use up an honest peer's), up to MAX_ALTERNATES other
   announcers remembered per id (≤ ``total_alternates`` ids), so a peer that announces and then does not deliver
   (NOTFOUND, REQUEST_TIMEOUT_S, disconnect) only delays the object until the next announcer is asked.
+  Transfers announced while their announcer's request share is used up are not dropped: they *wait*
+  (≤ ``per_peer_waiting`` per peer, ≤ ``total_waiting`` in all), in announcement order per announcer, and are
+  requested from it as its share frees (``next_requests``), or from another announcer of the same id if it
+  fails — as Bitcoin Core's TxRequestTracker keeps every announcement (up to 5,000 per peer) and requests it
+  later instead of forgetting it. Before, an id dropped at a full share was never asked for again (issue 23:
+  under CPU load two relaying nodes both dropped the same ids of the same INV and lost them for good).
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -31,6 +37,8 @@ PER_PEER_BLOCKS = 16           # of which blocks (random block ids in an INV cos
 TOTAL_INFLIGHT = 64_000
 MAX_ALTERNATES = 2             # other announcers remembered per id
 TOTAL_ALTERNATES = 32_000      # ids with alternates
+PER_PEER_WAITING = 8_000       # transfer ids one peer announced beyond its request share, waiting to be asked
+TOTAL_WAITING = 64_000         # ... all peers (each (announcer, id) pair counts once)
 
 
 class Trickle(Generic[P]):
@@ -92,8 +100,11 @@ class RequestTracker(Generic[P]):
 
     def __init__(self, per_peer: int = PER_PEER_INFLIGHT, per_peer_blocks: int = PER_PEER_BLOCKS,
                  total: int = TOTAL_INFLIGHT, timeout_s: float = REQUEST_TIMEOUT_S,
-                 total_alternates: int = TOTAL_ALTERNATES) -> None:
+                 total_alternates: int = TOTAL_ALTERNATES, per_peer_waiting: int = PER_PEER_WAITING,
+                 total_waiting: int = TOTAL_WAITING) -> None:
         self.per_peer = min(per_peer, PER_PEER_INFLIGHT)
+        self.per_peer_waiting = min(per_peer_waiting, PER_PEER_WAITING)
+        self.total_waiting = total_waiting
         self.per_peer_blocks = per_peer_blocks
         self.total = total
         self.total_alternates = total_alternates
@@ -102,6 +113,12 @@ class RequestTracker(Generic[P]):
         self._count: dict[P, int] = {}
         self._blocks: dict[P, int] = {}
         self._alternates: dict[Key, list[P]] = {}
+        # transfers announced beyond the announcer's share: id -> its waiting announcers, and per announcer its
+        # ids in announcement order; _freed: announcers whose share freed since the last next_requests
+        self._waiting: dict[Key, list[P]] = {}
+        self._queues: dict[P, OrderedDict[Key, None]] = {}
+        self._waiting_total = 0
+        self._freed: set[P] = set()
         self.dropped = 0   # announcements ignored at a bound (metrics)
 
     def __contains__(self, key: object) -> bool:
@@ -112,6 +129,17 @@ class RequestTracker(Generic[P]):
 
     def alternates(self) -> int:
         return len(self._alternates)
+
+    def waiting(self) -> int:
+        """(announcer, id) pairs waiting for their announcer's share to free."""
+        return self._waiting_total
+
+    def is_waiting(self, key: Key) -> bool:
+        return key in self._waiting
+
+    def has_freed(self) -> bool:
+        """Some announcer with waiting ids got room since the last ``next_requests``."""
+        return bool(self._freed)
 
     def inflight_from(self, peer: P) -> int:
         return self._count.get(peer, 0)
@@ -165,16 +193,77 @@ class RequestTracker(Generic[P]):
                 table[req.peer] = left
             else:
                 table.pop(req.peer, None)
+        if req.peer in self._queues:
+            self._freed.add(req.peer)
         return req.peer
 
     def received(self, key: Key) -> P | None:
-        """The object arrived (from anyone): forget the request and its alternates. Returns whom we had asked."""
+        """The object arrived (from anyone): forget the request, its alternates and its waiting announcers.
+        Returns whom we had asked."""
         self._alternates.pop(key, None)
+        if key in self._waiting:
+            self._unwait(key)
         return self._remove(key)
 
     def cancel(self, key: Key) -> None:
-        self._alternates.pop(key, None)
-        self._remove(key)
+        self.received(key)
+
+    # ------------------------------------------------------------ waiting announcements (transfers)
+
+    def wait(self, peer: P, key: Key) -> bool:
+        """``peer`` announced ``key`` (which we lack) while it had no room: remember it as an announcer, to ask it
+        when its share frees. False = at a bound (its share of the waiting table, or the total): dropped."""
+        q = self._queues.get(peer)
+        if q is not None and key in q:
+            return True
+        if self._waiting_total >= self.total_waiting or (q is not None and len(q) >= self.per_peer_waiting):
+            self.dropped += 1
+            return False
+        if q is None:
+            q = self._queues[peer] = OrderedDict()
+        q[key] = None
+        self._waiting.setdefault(key, []).append(peer)
+        self._waiting_total += 1
+        return True
+
+    def _unwait(self, key: Key) -> None:
+        for peer in self._waiting.pop(key, ()):
+            q = self._queues.get(peer)
+            if q is not None and key in q:
+                del q[key]
+                self._waiting_total -= 1
+                if not q:
+                    del self._queues[peer]
+
+    def next_requests(self, now: float, alive: set[P], wanted: Callable[[Key], bool],
+                      everyone: bool = False) -> dict[P, list[Key]]:
+        """The waiting ids to request now: each announcer whose share freed (``everyone``: each announcer with
+        waiting ids) gets its oldest waiting ids while it has room. An id already asked of another peer makes
+        this announcer an alternate; an id no longer ``wanted`` (we hold or refuse it) is forgotten."""
+        out: dict[P, list[Key]] = {}
+        peers = list(self._queues) if everyone else [p for p in self._freed if p in self._queues]
+        self._freed.clear()
+        for peer in peers:
+            if peer not in alive:
+                continue
+            q = self._queues[peer]
+            while q and self.room(peer, InvKind.TX):
+                key, _ = q.popitem(last=False)
+                self._waiting_total -= 1
+                announcers = self._waiting[key]
+                announcers.remove(peer)
+                if not announcers:
+                    del self._waiting[key]
+                if key in self._inflight:
+                    self.announced(peer, key, now)   # an alternate source, if there is room
+                elif not wanted(key):
+                    self._unwait(key)
+                else:
+                    self._add(key, peer, now)
+                    out.setdefault(peer, []).append(key)
+            if not q:
+                del self._queues[peer]
+        return out
 
     def failed(self, peer: P, keys: Iterable[Key], now: float, alive: set[P]) -> dict[P, list[Key]]:
         """``peer`` answered NOTFOUND for ``keys`` (only ids we asked *it* for count). Returns the re-requests to
@@ -192,11 +281,15 @@ class RequestTracker(Generic[P]):
         alts = self._alternates.pop(key, None) or []
         while alts:
             nxt = alts.pop(0)
-            if nxt in alive and self.room(nxt, key[0]):
+            if nxt not in alive:
+                continue
+            if self.room(nxt, key[0]):
                 self._add(key, nxt, now)
                 if alts:
                     self._alternates[key] = alts
                 out.setdefault(nxt, []).append(key)
+                return
+            if key[0] == InvKind.TX and self.wait(nxt, key):   # asked when its share frees
                 return
 
     def expire(self, now: float, alive: set[P]) -> dict[P, list[Key]]:
@@ -215,8 +308,18 @@ class RequestTracker(Generic[P]):
     def peer_gone(self, peer: P, now: float, alive: set[P]) -> dict[P, list[Key]]:
         """A peer left: its requests go to the next announcers; it is no longer anyone's alternate."""
         out: dict[P, list[Key]] = {}
+        q = self._queues.pop(peer, None)
+        if q is not None:
+            self._waiting_total -= len(q)
+            for key in q:
+                announcers = self._waiting[key]
+                announcers.remove(peer)
+                if not announcers:
+                    del self._waiting[key]
+        self._freed.discard(peer)
         if self._count.get(peer):
             for key in [k for k, r in self._inflight.items() if r.peer == peer]:
                 self._remove(key)
                 self._retry(key, now, alive, out)
+        self._freed.discard(peer)
         return out

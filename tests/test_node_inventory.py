@@ -26,23 +26,32 @@ def _check(t: RequestTracker) -> None:
     assert all(n <= t.per_peer for n in per_peer.values())
     assert all(n <= t.per_peer_blocks for n in blocks.values())
     assert all(len(a) <= 2 for a in t._alternates.values())
+    pairs = Counter((p, k) for p, q in t._queues.items() for k in q)
+    assert t.waiting() == sum(pairs.values()) <= t.total_waiting
+    assert all(0 < len(q) <= t.per_peer_waiting for q in t._queues.values())
+    assert pairs == Counter((p, k) for k, ps in t._waiting.items() for p in ps) and all(t._waiting.values())
 
 
-ops = st.lists(st.tuples(st.sampled_from(["announce", "received", "notfound", "expire", "gone"]),
+ops = st.lists(st.tuples(st.sampled_from(["announce", "received", "notfound", "expire", "gone", "drain"]),
                          st.integers(0, 4), st.integers(0, 60), st.booleans()), max_size=300)
 
 
 @settings(max_examples=200, deadline=None)
 @given(ops)
 def test_request_tracker_bounds_hold_under_any_sequence(seq):
-    t: RequestTracker[int] = RequestTracker(per_peer=10, per_peer_blocks=2, total=25, timeout_s=5.0)
+    t: RequestTracker[int] = RequestTracker(per_peer=10, per_peer_blocks=2, total=25, timeout_s=5.0,
+                                            per_peer_waiting=6, total_waiting=15)
     now = 0.0
     alive = {0, 1, 2, 3, 4}
     for op, peer, item, is_block in seq:
         now += 1.0
         key = _key(item, BLOCK if is_block else TX)
         if op == "announce":
-            t.announced(peer, key, now)
+            if key not in t and not t.announced(peer, key, now) and key[0] == TX:
+                t.wait(peer, key)   # what node.gossip does at a full share
+        elif op == "drain":
+            plan = t.next_requests(now, alive, lambda k: k[1][-1] % 7 != 0, everyone=is_block)
+            assert all(p in alive for p in plan) and all(t.asked(k) == p for p, ks in plan.items() for k in ks)
         elif op == "received":
             t.received(key)
         elif op == "notfound":
@@ -70,6 +79,36 @@ def test_notfound_and_timeout_go_to_the_next_announcer():
     assert t.expire(11.0, {"liar", "honest"}) == {}            # k (asked at 1.0) and k2 not old enough
     assert t.expire(13.0, {"liar", "honest"}) == {"honest": [k2]}   # k2 timed out at the liar; k re-sent at 1.0
     assert t.asked(k) is None                                  # k timed out at honest with nobody left
+
+
+def test_ids_beyond_the_share_wait_and_are_requested_as_it_frees_from_another_announcer_if_one_fails():
+    t: RequestTracker[str] = RequestTracker(per_peer=2, timeout_s=10.0)
+    alive = {"a", "b"}
+    keys = [_key(i) for i in range(5)]
+    for k in keys:   # a has room for two: the other three wait, in announcement order
+        assert t.announced("a", k, 0.0) or t.wait("a", k)
+    assert t.inflight_from("a") == 2 and t.waiting() == 3
+    assert t.next_requests(0.0, alive, lambda k: True) == {}          # nothing freed yet
+    t.received(keys[0])
+    assert t.next_requests(1.0, alive, lambda k: True) == {"a": [keys[2]]}
+    assert t.wait("b", keys[4])                                        # b announces one a still has waiting
+    t.received(keys[3])                                                # arrived from elsewhere: not asked
+    t.received(keys[1])
+    assert t.next_requests(2.0, alive, lambda k: True) == {"a": [keys[4]]}
+    assert t.failed("a", [keys[4]], 3.0, alive) == {}                  # b is asked once its share frees ...
+    assert t.next_requests(3.0, alive, lambda k: True, everyone=True) == {"b": [keys[4]]}
+    t.peer_gone("a", 4.0, {"b"})
+    assert t.waiting() == 0 and t.asked(keys[4]) == "b" and t.asked(keys[2]) is None
+
+
+def test_waiting_ids_are_bounded_per_peer_and_in_total():
+    t: RequestTracker[str] = RequestTracker(per_peer=10, per_peer_waiting=100, total_waiting=250)
+    for p in ("f1", "f2", "f3"):
+        for i in range(10 * MAX_INV_ITEMS):
+            k = _key(i)
+            if k not in t:
+                t.announced(p, k, 0.0) or t.wait(p, k)
+    assert t.waiting() == 250 and max(len(q) for q in t._queues.values()) == 100
 
 
 def test_a_flood_of_unknown_ids_costs_only_its_senders_slots():

@@ -204,3 +204,57 @@ def test_what_we_asked_for_is_never_penalised(chain, tmp_path):
             assert p.node.metrics.get("popchain_peer_offences_total", reason="stale-object") == 1
 
     asyncio.run(scenario())
+
+
+def test_ids_announced_beyond_the_request_share_are_requested_later(chain, tmp_path):
+    """A peer announces more transfers than its request share (node.budgets) in one go, as an entry node does
+    to its relays under load. Before, the ids beyond the share were dropped and never asked for again (issue 23:
+    B and C stuck at 1,488 of 1,500); now they wait and are requested as the peer's answers free its share.
+    No clock: each batch of answers is followed by a PING, and the node sends the GETDATAs those answers free
+    before its PONG."""
+    import os
+
+    from node import wire
+    from node.tools.testing import peer_session
+
+    cid = chain.genesis.chain_id
+    sink = address_of(Keypair.generate().public)
+
+    async def scenario():
+        async with InProcessNode(node_config(tmp_path / "R", chain)) as r:
+            n = r.node.relay.requests.per_peer + 300     # 300 beyond the share
+            raws = {}
+            for i in range(n):
+                tx = make_transfer(chain.users[i // PER_SENDER], cid, sink, 1_000 + i, 1_000, i % PER_SENDER)
+                raws[tx.txid] = tx.encode()
+            url = f"http://127.0.0.1:{r.node.p2p_port}/p2p"
+            hello = wire.Hello(wire.PROTOCOL_VERSION, cid, chain.genesis.hash, 0, 0, "127.0.0.1", 40996,
+                               int.from_bytes(os.urandom(8), "big"), "announcer")
+            async with peer_session("127.0.0.4") as s:
+                ws = await s.ws_connect(url, max_msg_size=0)
+                await ws.send_bytes(wire.encode(hello))
+                ids = [(wire.InvKind.TX, h) for h in raws]
+                for i in range(0, n, wire.MAX_INV_ITEMS):
+                    await ws.send_bytes(wire.encode(wire.Inv(tuple(ids[i:i + wire.MAX_INV_ITEMS]))))
+                requested: set[bytes] = set()
+                pings = 0
+                async with asyncio.timeout(120):   # a hang guard, not a measurement
+                    async for msg in ws:
+                        got = wire.decode(msg.data)
+                        if isinstance(got, wire.GetData):
+                            asked = [raws[h] for k, h in got.items if k == wire.InvKind.TX and h in raws]
+                            requested.update(h for k, h in got.items if k == wire.InvKind.TX)
+                            for i in range(0, len(asked), wire.MAX_TXS_ITEMS):
+                                await ws.send_bytes(wire.encode(wire.Txs(tuple(asked[i:i + wire.MAX_TXS_ITEMS]))))
+                            pings += 1
+                            await ws.send_bytes(wire.encode(wire.Ping(pings)))
+                        elif isinstance(got, wire.Pong) and got.nonce == pings:
+                            if len(requested) == n:
+                                break
+                            raise AssertionError(f"{n - len(requested)} of {n} announced ids never requested")
+                await wait_for(lambda: _mempool(r, n), timeout=120, what="every announced transfer admitted")
+                assert set(r.node.mempool.txids()) == set(raws)
+                assert r.node.relay.requests.waiting() == 0
+                await ws.close()
+
+    asyncio.run(scenario())
