@@ -8,12 +8,16 @@ commitment. Two kinds of task package (the package version says which):
   * version 2, GENERATED (the synthetic task): S_r = ``[2, r, world, seed32]`` — ml.generator's parameters
     and a row seed; every node replays ``generate(world, seed, shard_size)``, so a 13,000-row shard costs
     genesis a few hundred bytes. The commitment binds world and seed, hence (the generator being
-    deterministic) every generated row.
+    deterministic) every generated row;
+  * version 3, ROWS IN BLOBS: as version 1, but the package lists a 40-byte blob reference per shard instead of
+    its ciphertext (ml.blobs, PROTOCOL §3.15): the ciphertexts travel as content-addressed blobs, so a package
+    stays small whatever the dataset size. ``externalise`` turns a version-1 package into this form.
 A held-out test split never enters either package. Randomness (keys, salts, seeds) comes from the ``rng``
 argument (default os.urandom), so a simulation can be reproducible without patching anything.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable
@@ -23,6 +27,7 @@ import nacl.exceptions
 import nacl.secret
 import numpy as np
 
+from .blobs import BlobRef, find_blob, make_ref
 from .codec import (
     check_bytes,
     check_int,
@@ -40,6 +45,7 @@ from .task import Dataset, TaskSpec, decode_xy, encode_xy
 
 VERSION = 1            # rows package (and rows shard)
 GENERATED = 2          # generated package (and generated shard)
+BLOBS = 3              # rows package whose shard ciphertexts are blobs (ml.blobs); the shards are rows (VERSION)
 Rng = Callable[[int], bytes]
 MAX_GENERATED_SHARD_BYTES = 256 << 10   # a world (<= 1024 x 30 centres) and a seed, with room to spare
 SHARD_TAG = "popchain/shard"
@@ -60,7 +66,8 @@ class PublicTask:
     shard_size: int
     commitments: tuple[bytes, ...]   # index r-1 for round r
     ciphertexts: tuple[bytes, ...]
-    version: int = VERSION           # VERSION: shards are rows; GENERATED: shards are (world, seed)
+    version: int = VERSION           # VERSION: shards are rows; GENERATED: shards are (world, seed); BLOBS: rows
+                                     # whose ciphertexts entries are ml.blobs.BlobRef (appended extensions inline)
 
     @property
     def generated(self) -> bool:
@@ -76,13 +83,17 @@ class PublicTask:
 
     def encode(self) -> bytes:
         return pack([self.version, self.spec.to_obj(), encode_xy(self.train_X, self.train_y), self.shard_size,
-                     list(self.commitments), list(self.ciphertexts)])
+                     list(self.commitments), [bytes(c) for c in self.ciphertexts]])
+
+    def blob_refs(self) -> tuple[BlobRef, ...]:
+        """The blobs this package's shards live in (index order; empty for inline packages)."""
+        return tuple(c for c in self.ciphertexts if isinstance(c, BlobRef))
 
     @classmethod
     def decode(cls, data: bytes, *, max_size: int = MAX_TASK_BYTES) -> PublicTask:
         obj = unpack_canonical(data, max_size=max_size, err=TaskError, field="task")
         f = check_list(obj, 6, TaskError, "task")
-        version = check_int(f[0], VERSION, GENERATED, TaskError, "task.version")
+        version = check_int(f[0], VERSION, BLOBS, TaskError, "task.version")
         spec = TaskSpec.from_obj(f[1])
         shard_size = check_int(f[3], 1, MAX_SHARD_SIZE, TaskError, "task.shard_size")
         if version == GENERATED and shard_size * spec.n_features > MAX_GEN_ELEMENTS:
@@ -95,13 +106,38 @@ class PublicTask:
             raise TaskError("task.commitments: at least one round is required")
         for i, c in enumerate(commits):
             check_bytes(c, 32, TaskError, f"task.commitments[{i}]")
+        if version == BLOBS:
+            cts = [_blob_ref(c, f"task.blobs[{i}]") for i, c in enumerate(cts)]
         for i, c in enumerate(cts):
+            if isinstance(c, BlobRef):
+                continue
             check_bytes(c, None, TaskError, f"task.ciphertexts[{i}]")
             if len(c) <= SECRET_OVERHEAD + SALT_SIZE:
                 raise TaskError(f"task.ciphertexts[{i}]: too short ({len(c)} bytes)")
             if version == GENERATED and len(c) > SECRET_OVERHEAD + SALT_SIZE + MAX_GENERATED_SHARD_BYTES:
                 raise TaskError(f"task.ciphertexts[{i}]: {len(c)} bytes is too long for a generated shard")
         return cls(spec, X, y, shard_size, tuple(commits), tuple(cts), version)
+
+
+def _blob_ref(raw: object, field: str) -> BlobRef:
+    try:
+        ref = BlobRef.parse(raw if isinstance(raw, bytes) else b"", field)
+    except ShardError as exc:
+        raise TaskError(str(exc)) from None
+    if type(raw) is not bytes or ref.size <= SECRET_OVERHEAD + SALT_SIZE:
+        raise TaskError(f"{field}: not a blob reference of a shard ciphertext")
+    return ref
+
+
+def externalise(public: PublicTask) -> tuple[PublicTask, dict[BlobRef, bytes]]:
+    """A rows package (version 1) as version 3: every shard ciphertext replaced by its blob reference. Returns
+    the new package and the blobs (reference -> ciphertext) to store or serve. The shard commitments, keys and
+    so every consensus outcome are unchanged; only where the ciphertext bytes live differs."""
+    if public.version != VERSION:
+        raise TaskError("only a rows package (version 1) moves its shards into blobs")
+    blobs = {make_ref(ct): ct for ct in public.ciphertexts}
+    refs = tuple(make_ref(ct) for ct in public.ciphertexts)
+    return dataclasses.replace(public, ciphertexts=refs, version=BLOBS), blobs
 
 
 @dataclass(frozen=True)
@@ -309,8 +345,11 @@ def checked_shard_bytes(public: PublicTask, round_: int, key: bytes) -> bytes:
         raise ShardError(f"round: {round_!r} outside [1, {public.n_rounds}]")
     if not isinstance(key, bytes) or len(key) != KEY_SIZE:
         raise ShardError(f"key: expected {KEY_SIZE} bytes")
+    ct = public.ciphertexts[round_ - 1]
+    if isinstance(ct, BlobRef):
+        ct = find_blob(ct)                   # checked against the reference; BlobUnavailable if not here
     try:
-        plain = nacl.secret.SecretBox(key).decrypt(public.ciphertexts[round_ - 1])
+        plain = nacl.secret.SecretBox(key).decrypt(ct)
     except nacl.exceptions.CryptoError:
         raise ShardError(f"key: does not decrypt the shard of round {round_} (wrong key)") from None
     salt, shard_bytes = plain[:SALT_SIZE], plain[SALT_SIZE:]

@@ -5,7 +5,9 @@ write the three files.
 what a genesis contains live in consensus.protocol.genesis, the sizing arithmetic in node.tools.sizing; this module only
 chooses sizes and writes files. The synthetic task is a *generated* package (ml.generator: each hidden shard is
 a committed world + seed, so power-sized 13,000-row shards cost genesis a few hundred bytes); named datasets
-and CSV files ship their shards as encrypted rows.
+and CSV files ship their shards as encrypted rows in content-addressed blobs (PROTOCOL §3.15): genesis holds
+their 40-byte references and the public rows, the ciphertexts go to ``<out>/blobs/`` for the owner's node to
+serve (``popchain node --blob-dir``); every other node fetches them from its peers.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from chain.crypto import Keypair
 from chain.errors import DecodeError
 from consensus.keyholder import keyholder_file, member_file
 from consensus.protocol.genesis import GenesisParams, create_committee_genesis, create_genesis
+from ml.blobs import BlobDir, BlobRef
 from ml.codec import smallest_dtype
 from ml.errors import TaskError
 from ml.generator import MAX_GEN_ELEMENTS, World, generate, world_from_seed
@@ -51,6 +54,8 @@ GENESIS_FILE = "genesis.bin"
 KEYHOLDER_FILE = "keyholder.secret"
 MEMBER_FILE = "keyholder-{}.secret"     # member i of a committee (1-based, genesis keyholder order)
 HOLDOUT_FILE = "holdout.csv"
+BLOB_DIR = "blobs"
+GENESIS_GOAL = 1 << 20      # a dataset genesis (public rows + blob references) stays within 1 MiB
 
 Rng = Callable[[int], bytes]
 
@@ -92,20 +97,24 @@ def size_task(task: str, dataset: Dataset | None, params: GenesisParams, *, dete
         raise TaskError(f"{task}: {exc}{hint}") from None
 
 
-def check_package_fits(dataset: Dataset, sizing: Sizing, cap: int, what: str) -> int:
-    """The package's size estimate in bytes; TaskError in words when it would exceed ``cap`` (every row of a
-    dataset task travels inside the genesis / announcement: public rows and encrypted hidden shards)."""
+def check_package_fits(dataset: Dataset, sizing: Sizing, cap: int, what: str, *, blobs: bool = False) -> int:
+    """The package's size estimate in bytes; TaskError in words when it would exceed ``cap``. Inline, every row
+    of a dataset task travels inside the genesis / announcement (public rows and encrypted hidden shards); with
+    ``blobs`` the hidden shards are blobs (§3.15) and only the public rows and 40 bytes a shard count."""
     d = dataset.spec.n_features
     width = np.dtype(smallest_dtype(int(dataset.X.min()), int(dataset.X.max()))).itemsize
     public = sizing.public_rows or 0
-    rows = public + sizing.rounds * sizing.shard_size
-    estimate = rows * (d * width + 1) + sizing.rounds * (SECRET_OVERHEAD + SALT_SIZE + 128) + (64 << 10)
+    rows = public + (0 if blobs else sizing.rounds * sizing.shard_size)
+    per_shard = 80 if blobs else SECRET_OVERHEAD + SALT_SIZE + 128
+    estimate = rows * (d * width + 1) + sizing.rounds * per_shard + (64 << 10)
     if estimate > cap:
+        hidden = ("the hidden shards are blobs outside it, but the public rows travel inside it"
+                  if blobs else "every row of a dataset task travels inside it")
         raise TaskError(
-            f"{what} would be about {estimate / 2**20:.1f} MiB, over its {cap / 2**20:.0f} MiB cap: every row of a "
-            f"dataset task travels inside it — {public:,} public + {sizing.rounds} x {sizing.shard_size:,} hidden "
-            f"rows of {d} features at {width} bytes a value. Keep fewer rows public (--public-rows), hide fewer "
-            f"(--rounds, --shard-size, --detect), or drop columns from the CSV")
+            f"{what} would be about {estimate / 2**20:.1f} MiB, over its {cap / 2**20:.0f} MiB limit: {hidden} — "
+            f"{public:,} public" + ("" if blobs else f" + {sizing.rounds} x {sizing.shard_size:,} hidden")
+            + f" rows of {d} features at {width} bytes a value. Keep fewer rows public (--public-rows N), hide "
+            f"fewer (--rounds, --shard-size, --detect), or drop columns from the CSV")
     return estimate
 
 
@@ -135,7 +144,7 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
         _check_committee(keyholders, threshold)
     secret_names = ([KEYHOLDER_FILE] if keyholders is None
                     else [MEMBER_FILE.format(i) for i in range(1, keyholders + 1)])
-    for name in (GENESIS_FILE, *secret_names):
+    for name in (GENESIS_FILE, *secret_names, BLOB_DIR):
         if (out / name).exists():
             raise TaskError(f"{out / name} already exists: refusing to overwrite a chain's files")
     seed = rng(32)      # the synthetic world and the row split; never stored
@@ -155,15 +164,16 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
     sizing, n_test = size_task(task, dataset, params, detect=detect, rounds=rounds, shard_size=shard_size,
                                public_rows=public_rows)
     common: dict[str, Any] = {}
+    shard_blobs: dict[bytes, bytes] = {}      # a dataset task: reference -> shard ciphertext (§3.15)
     source: Dataset | World
     if dataset is None:
         source = world_from_seed(seed)
         holdout = generate(source, rng(32), n_test)
         common = {"n_train": sizing.public_rows, "drift_milli": drift_milli}
     else:
-        check_package_fits(dataset, sizing, MAX_PAYLOAD_SIZE, "the genesis")
+        check_package_fits(dataset, sizing, GENESIS_GOAL, "the genesis", blobs=True)
         source, holdout = split_test(dataset, n_test, seed)
-        common = {"seed": seed, "n_train": sizing.public_rows}
+        common = {"seed": seed, "n_train": sizing.public_rows, "shard_blobs": shard_blobs}
     out.mkdir(parents=True, exist_ok=True)
     # the same rng order as before committees existed: the signing key(s), then the chain id
     members: list[Keypair] = []
@@ -201,6 +211,9 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
     write_feature_csv(holdout_path, holdout)
+    blob_dir = BlobDir(out / BLOB_DIR)
+    for ref, data in shard_blobs.items():
+        blob_dir.put(BlobRef.parse(ref), data)
     warning = public_dataset_warning(task)
     warnings = ([warning] if warning else []) + sizing_warnings(sizing, generated=genesis.task.generated,
                                                                 n_train=len(genesis.task.training))
@@ -209,6 +222,8 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
             "generated": genesis.task.generated, "rounds": sizing.rounds, "shard_size": sizing.shard_size,
             "rounds_allowed": sizing.rounds_allowed, "detectable": sizing.detectable,
             "drift_milli": drift_milli, "max_entries": params.max_entries, "alpha": list(params.alpha), "genesis_bytes": len(genesis_bytes),
+            "blobs": len(shard_blobs), "blob_bytes": sum(map(len, shard_blobs.values())),
+            "blob_dir": str(out / BLOB_DIR) if shard_blobs else None,
             "n_train": len(genesis.task.training), "n_holdout": len(holdout), "genesis": str(genesis_path),
             "keyholder": str(next(iter(secrets))), "keyholder_files": [str(p) for p in secrets],
             "keyholder_pubkey": pubkeys[0].hex(), "keyholder_pubkeys": [k.hex() for k in pubkeys],
