@@ -175,7 +175,7 @@ def _package(dataset: Dataset | World, rounds: int, shard_size: int, n_train: in
         # §3.15: the shard ciphertexts leave genesis as content-addressed blobs (package version 3); genesis
         # keeps their 40-byte references, the caller stores / serves the bytes (ml.blobs, node/blobs.py)
         public, blobs = externalise(public)
-        shard_blobs.update(blobs)
+        shard_blobs.update((bytes(ref), data) for ref, data in blobs.items())
     return public, secret
 
 
