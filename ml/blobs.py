@@ -18,6 +18,7 @@ blobs to keep (the node's policy), or decrypt (ml.shards).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Iterable
@@ -27,7 +28,7 @@ from typing import Protocol
 from .codec import tagged_hash
 from .errors import ShardError
 
-__all__ = ["BLOB_TAG", "MAX_BLOB_SIZE", "MIN_BLOB_SIZE", "REF_SIZE", "BlobDir", "BlobRef", "BlobSource",
+__all__ = ["BLOB_TAG", "MAX_BLOB_SIZE", "MIN_BLOB_SIZE", "REF_SIZE", "BlobDir", "BlobHasher", "BlobRef", "BlobSource",
            "BlobUnavailable", "blob_id", "blob_sources", "check_blob", "find_blob", "make_ref", "use_blob_sources"]
 
 BLOB_TAG = "popchain/blob"
@@ -43,6 +44,26 @@ class BlobUnavailable(ShardError):
 def blob_id(data: bytes) -> bytes:
     """H("popchain/blob", u64be(len), data): the length is hashed so a reference names exactly one size."""
     return tagged_hash(BLOB_TAG, len(data).to_bytes(8, "big"), data)
+
+
+class BlobHasher:
+    """``blob_id`` of a blob of a known ``size`` fed in pieces (a blob arriving in chunks is hashed as it comes,
+    never held whole): chain.crypto's H spelled out — sha256(sha256(tag) ‖ sha256(tag) ‖ u32be(8) ‖
+    u64be(size) ‖ u32be(size) ‖ bytes). ``digest`` is None unless exactly ``size`` bytes came."""
+
+    def __init__(self, size: int) -> None:
+        tag = hashlib.sha256(BLOB_TAG.encode()).digest()
+        self._h = hashlib.sha256(tag + tag)
+        self._h.update((8).to_bytes(4, "big") + size.to_bytes(8, "big") + size.to_bytes(4, "big"))
+        self.size = size
+        self.seen = 0
+
+    def update(self, piece: bytes) -> None:
+        self.seen += len(piece)
+        self._h.update(piece)
+
+    def digest(self) -> bytes | None:
+        return self._h.digest() if self.seen == self.size else None
 
 
 class BlobRef(bytes):
@@ -124,6 +145,18 @@ class BlobDir:
         except OSError:
             return None
 
+    def part_file(self, ref: BlobRef) -> Path:
+        """Where a blob being fetched is assembled (``adopt`` moves it in once its hash was checked)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self.file(ref).with_name(ref.hex_id + ".part")
+
+    def adopt(self, ref: BlobRef, part: Path) -> None:
+        """Move an assembled ``part`` file, whose bytes the caller checked while they arrived, into place."""
+        with open(part, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(part, self.file(ref))
+        self._sync_dir()
+
     def put(self, ref: BlobRef, data: bytes) -> None:
         """Store checked bytes (ShardError if they are not the blob ``ref`` names)."""
         if not check_blob(ref, data):
@@ -138,6 +171,9 @@ class BlobDir:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
+        self._sync_dir()
+
+    def _sync_dir(self) -> None:
         try:
             fd = os.open(self.path, os.O_RDONLY)
             try:

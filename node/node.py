@@ -33,9 +33,11 @@ from consensus.keyholder import load_keyholder, load_member
 from consensus.protocol.genesis import Genesis, load_genesis
 from consensus.protocol.messages import Entry
 from consensus.protocol.tasks import TaskMessage
+from ml.blobs import BlobDir, BlobRef, use_blob_sources
 from node import wire
 from node.api import build_api_app
 from node.api_deps import api_deps
+from node.blobs import BlobService, import_owner_blobs, wanted_refs
 from node.committee_service import CommitteeRelay, CommitteeService
 from node.config import NodeConfig
 from node.connections import Connections
@@ -136,6 +138,15 @@ class Node:
         self.relay.on_block_delivered = self.sync.delivered
         self.relay.on_not_found = self.sync.not_found
         self.round_sync = RoundSync(self, self.relay)
+        # shard blobs (PROTOCOL §3.15, §4.6): opened from <datadir>/blobs, fetched there from peers
+        self.blob_store = BlobDir(self.datadir.path / "blobs")
+        use_blob_sources([self.blob_store])
+        self._blob_refs: dict[bytes, tuple[BlobRef, ...]] = {}
+        if self.config.blob_dir is not None:
+            n = await asyncio.to_thread(import_owner_blobs, self.blob_store, [self.config.blob_dir],
+                                        await self.wanted_blobs())
+            log.info("imported %d shard blobs from %s", n, self.config.blob_dir)
+        self.blobs = BlobService(self, self.blob_store)
         self.committee_relay = CommitteeRelay(self, self.relay.charge, self.relay.publish)
         if self.config.keyholder is not None:
             try:
@@ -232,7 +243,11 @@ class Node:
         """A new task announcement/extension was stored: the keyholder may open a round with it."""
         if self.keyholder is not None:
             self.keyholder.wake()
+        self.blobs.wake()     # an announcement's shard blobs are fetched at once, long before their rounds
         self._poke_events()
+
+    async def wanted_blobs(self) -> list[BlobRef]:
+        return await self.worker.call(wanted_refs, self.engine, self._blob_refs)
 
     async def submit_task_message(self, data: bytes, secret: bytes | None = None) -> tuple[bool, str]:
         """The API's entry point for a task announcement/extension (PROTOCOL §3.13): decode, validate against
@@ -321,6 +336,7 @@ class Node:
                 sup.supervise(self.spawn, self.relay.run_tx_queue, "txs", essential=True)
                 sup.supervise(self.spawn, self.relay.run_trickle, "trickle", essential=False)
                 sup.supervise(self.spawn, self.sync.watch, "sync-watch", essential=False)
+                sup.supervise(self.spawn, self.blobs.run, "blobs", essential=False)
                 for factory, name, essential in self._extra_services:
                     sup.supervise(self.spawn, factory, name, essential=essential)
                 for host, port in self.config.peers:
@@ -465,8 +481,10 @@ class Node:
         self.relay.greet(peer)
         self.sync.peer_ready(peer)
         self.round_sync.peer_ready(peer)
+        self.blobs.wake()
 
     def _peer_gone(self, peer: Peer) -> None:
+        self.blobs.peer_gone(peer)
         self.sync.peer_gone(peer)
         self.round_sync.peer_gone(peer)
         self.relay.peer_gone(peer)
@@ -479,6 +497,8 @@ class Node:
                 await self.round_sync.handle(peer, msg)
             elif isinstance(msg, wire.Committee):
                 await self.committee_relay.handle(peer, msg)
+            elif isinstance(msg, (wire.GetBlob, wire.Blob)):
+                await self.blobs.handle(peer, msg)
             else:
                 await self.relay.handle(peer, msg)
         except StorageFault as exc:   # our storage failed while handling it: stop (exit 3), blame no peer

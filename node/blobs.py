@@ -1,0 +1,257 @@
+"""Shard blobs over the peer protocol *(policy)* (PROTOCOL §4.6): serve the blobs this node holds, fetch the
+ones its chain's tasks reference, check every byte against the reference before it is kept.
+
+Fetching: one blob at a time, node-wide, from one peer at a time, in chunks of at most MAX_BLOB_CHUNK with at
+most WINDOW chunk requests in flight — so the blob bytes any peer can make this node hold in memory are at most
+WINDOW x MAX_BLOB_CHUNK (1 MiB) in total, whatever the number of peers. Chunks are hashed as they arrive
+(ml.blobs.BlobHasher) and appended to ``<blobs>/<id>.part``, whose size is bounded by the reference (genesis
+or an announcement fixed it, not the peer). A blob whose hash does not match is deleted, its peer scored
+INVALID_OBJECT (a ban: serving bytes that contradict a committed hash is never an accident) and another peer
+asked; a peer that says "not found" or is slow is simply skipped for that blob for a while.
+
+Serving: a GETBLOB names the whole 40-byte reference; we answer from checked blobs only (those we fetched and
+checked, or the owner's ``--blob-dir`` blobs, checked when imported at start-up). At most SERVE_PER_PEER
+requests of one peer are being answered (beyond: dropped and scored as a flood), at most SERVE_TOTAL chunk
+reads run at once for all peers, and an answer waits until the peer may be sent more (its send share).
+
+Which blobs: every blob reference in genesis and in the task announcements this node stores (``wanted_refs``,
+run on the engine worker), fetched as soon as it is known — long before its round reveals the key. Blobs are
+kept (an archive node serves syncing peers); pruning is not implemented yet.
+
+What it does NOT do: decrypt or open shards (ml.shards does, from the blob directory registered with
+ml.blobs), judge blocks, or decide anything consensus-relevant.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from consensus.engine import EngineApi
+from consensus.protocol.tasks import TaskAnnouncement
+from ml.blobs import BlobDir, BlobHasher, BlobRef
+from ml.errors import MLError
+from ml.shards import PublicTask
+from node import wire
+from node.limits import FLOOD, INVALID_OBJECT, MALFORMED, UNSOLICITED
+from node.metrics import Metrics
+from node.peer import Peer
+
+__all__ = ["CHUNK", "INFLIGHT_TOTAL", "SERVE_PER_PEER", "SERVE_TOTAL", "WINDOW", "BlobHost", "BlobService",
+           "import_owner_blobs", "wanted_refs"]
+
+log = logging.getLogger("popchain.blobs")
+
+CHUNK = wire.MAX_BLOB_CHUNK
+WINDOW = 4                          # chunk requests in flight to the peer a blob is fetched from
+INFLIGHT_TOTAL = WINDOW * CHUNK     # blob bytes peers can make this node hold in memory, all peers together
+CHUNK_TIMEOUT_S = 15.0              # a chunk not answered by then: the peer is skipped for this blob
+SERVE_PER_PEER = 4                  # GETBLOBs of one peer being answered at once (beyond: dropped, scored)
+SERVE_TOTAL = 8                     # chunk reads in progress for all peers together
+SCAN_S = 2.0                        # how often the wanted list is looked at when nothing wakes us
+SKIP_S = 30.0                       # a peer that failed a blob is not asked for it again this long
+MAX_SKIPS = 4096
+
+
+class BlobHost(Protocol):
+    metrics: Metrics
+
+    def ready_peers(self) -> list[Peer]: ...
+    async def wanted_blobs(self) -> list[BlobRef]: ...
+
+
+def wanted_refs(engine: EngineApi, cache: dict[bytes, tuple[BlobRef, ...]]) -> list[BlobRef]:
+    """Every blob reference of genesis and of the stored task announcements (genesis first, in shard order).
+    Runs on the engine worker; ``cache`` keeps each announcement's references (decoded once)."""
+    refs = list(engine.genesis.task.blob_refs())
+    for h in engine.task_message_ids():
+        hit = cache.get(h)
+        if hit is None:
+            msg = engine.task_message(h)
+            hit = ()
+            if isinstance(msg, TaskAnnouncement):
+                try:
+                    hit = PublicTask.decode(msg.package).blob_refs()
+                except MLError:
+                    hit = ()
+            cache[h] = hit
+        refs += hit
+    return list(dict.fromkeys(refs))
+
+
+def import_owner_blobs(store: BlobDir, owner: Sequence[Path], refs: Sequence[BlobRef]) -> int:
+    """Copy the wanted blobs found in the owner's directories into the node's store, each checked against its
+    reference (a wrong file is skipped with a warning). Returns how many were imported."""
+    n = 0
+    for ref in refs:
+        if store.has(ref):
+            continue
+        for d in owner:
+            data = BlobDir(d, writable=False).get(ref)
+            if data is not None:
+                store.put(ref, data)
+                n += 1
+                break
+            if (Path(d) / ref.hex_id).exists():
+                log.warning("blob %s in %s does not match its reference: ignored", ref.hex_id[:16], d)
+    return n
+
+
+class BlobService:
+    def __init__(self, host: BlobHost, store: BlobDir) -> None:
+        self.host = host
+        self.store = store
+        self._serving: dict[Peer, int] = {}
+        self._reads = asyncio.Semaphore(SERVE_TOTAL)
+        self._pending: dict[tuple[Peer, bytes, int], asyncio.Future[bytes]] = {}
+        self._skip: dict[tuple[bytes, str], float] = {}
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.missing = 0
+        self.fetched = 0
+
+    def wake(self) -> None:
+        """Something new may be wanted or a new peer may have it (a task message, a peer connected)."""
+        self._wake.set()
+
+    # ------------------------------------------------------------ wire
+
+    async def handle(self, peer: Peer, msg: wire.GetBlob | wire.Blob) -> None:
+        if isinstance(msg, wire.GetBlob):
+            self._on_getblob(peer, msg)
+        else:
+            self._on_blob(peer, msg)
+
+    def peer_gone(self, peer: Peer) -> None:
+        self._serving.pop(peer, None)
+        for key in [k for k in self._pending if k[0] is peer]:
+            fut = self._pending.pop(key)
+            if not fut.done():
+                fut.set_result(b"")
+
+    def _on_getblob(self, peer: Peer, msg: wire.GetBlob) -> None:
+        try:
+            ref = BlobRef.parse(msg.ref, "getblob.ref")
+        except MLError as exc:
+            peer.offend(MALFORMED, str(exc))
+            return
+        if msg.offset >= ref.size:
+            peer.offend(MALFORMED, f"getblob: offset {msg.offset} beyond the blob's {ref.size} bytes")
+            return
+        busy = self._serving.get(peer, 0)
+        if busy >= SERVE_PER_PEER:
+            self.host.metrics.inc("popchain_blob_requests_dropped_total")
+            peer.offend(FLOOD, f"more than {SERVE_PER_PEER} blob requests waiting for their answers")
+            return
+        self._serving[peer] = busy + 1
+        task = asyncio.get_running_loop().create_task(self._answer(peer, ref, msg.offset, msg.length))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, peer: Peer, ref: BlobRef, offset: int, length: int) -> None:
+        try:
+            await peer.writable()               # its send share: a peer that does not read is not fed
+            if peer.close_reason:
+                return
+            async with self._reads:
+                data = (await asyncio.to_thread(self.store.read_range, ref, offset, length)
+                        if self.store.has(ref) else None)
+            peer.send(wire.Blob(ref.id, offset, data or b""))
+            if data:
+                self.host.metrics.inc("popchain_blob_bytes_served_total", len(data))
+        finally:
+            left = self._serving.get(peer, 1) - 1
+            if left > 0:
+                self._serving[peer] = left
+            else:
+                self._serving.pop(peer, None)
+
+    def _on_blob(self, peer: Peer, msg: wire.Blob) -> None:
+        fut = self._pending.pop((peer, msg.blob_id, msg.offset), None)
+        if fut is None or fut.done():
+            peer.offend(UNSOLICITED, "a blob chunk we did not ask for")
+            return
+        fut.set_result(msg.data)
+
+    # ------------------------------------------------------------ fetching
+
+    async def run(self) -> None:
+        """The fetch loop (a supervised service): whatever is wanted and missing, one blob at a time."""
+        while True:
+            refs = await self.host.wanted_blobs()
+            missing = [r for r in refs if not self.store.has(r)]
+            self.missing = len(missing)
+            for ref in missing:
+                if await self.fetch(ref):
+                    self.missing -= 1
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(SCAN_S):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def fetch(self, ref: BlobRef) -> bool:
+        """Fetch ``ref`` from the first peer that serves it correctly; True once it is stored."""
+        now = time.monotonic()
+        self._skip = {k: t for k, t in self._skip.items() if t > now}
+        peers = [p for p in self.host.ready_peers() if (ref.id, p.key) not in self._skip]
+        peers.sort(key=lambda p: (p.score, p.min_rtt_ms if p.min_rtt_ms is not None else 1e9))
+        for peer in peers:
+            outcome = await self._fetch_from(peer, ref)
+            if outcome == "ok":
+                self.fetched += 1
+                self.host.metrics.inc("popchain_blobs_fetched_total")
+                log.info("blob %s (%d bytes) fetched from %s and checked", ref.hex_id[:16], ref.size, peer.key)
+                return True
+            if len(self._skip) < MAX_SKIPS:
+                self._skip[(ref.id, peer.key)] = time.monotonic() + SKIP_S
+            log.info("blob %s not fetched from %s: %s", ref.hex_id[:16], peer.key, outcome)
+        return False
+
+    async def _fetch_from(self, peer: Peer, ref: BlobRef) -> str:
+        part = self.store.part_file(ref)
+        hasher = BlobHasher(ref.size)
+        loop = asyncio.get_running_loop()
+        inflight: deque[tuple[int, int, asyncio.Future[bytes]]] = deque()
+        next_offset = 0
+        f = await asyncio.to_thread(part.open, "wb")
+        try:
+            with f:
+                while next_offset < ref.size or inflight:
+                    while next_offset < ref.size and len(inflight) < WINDOW:
+                        length = min(CHUNK, ref.size - next_offset)
+                        fut: asyncio.Future[bytes] = loop.create_future()
+                        self._pending[(peer, ref.id, next_offset)] = fut
+                        peer.send(wire.GetBlob(bytes(ref), next_offset, length))
+                        inflight.append((next_offset, length, fut))
+                        next_offset += length
+                    offset, length, fut = inflight.popleft()
+                    try:
+                        async with asyncio.timeout(CHUNK_TIMEOUT_S):
+                            data = await fut
+                    except TimeoutError:
+                        return "timed out"
+                    if not data:
+                        return "peer does not have it"
+                    if len(data) != length:
+                        peer.offend(INVALID_OBJECT, f"blob chunk of {len(data)} bytes, asked for {length}")
+                        return "wrong chunk size"
+                    hasher.update(data)
+                    await asyncio.to_thread(f.write, data)
+            if hasher.digest() != ref.id:
+                self.host.metrics.inc("popchain_blobs_refused_total")
+                peer.offend(INVALID_OBJECT, f"blob {ref.hex_id[:16]} does not match its committed hash")
+                return "bytes do not match the reference (peer scored)"
+            await asyncio.to_thread(self.store.adopt, ref, part)
+            return "ok"
+        finally:
+            for offset, _, fut in inflight:
+                self._pending.pop((peer, ref.id, offset), None)
+                fut.cancel()
+            if part.exists():
+                part.unlink(missing_ok=True)
