@@ -38,6 +38,7 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.sim_drift", ("demo_crowned_share_50", "drift_gap_1pp_share")),
     ("benchmarks.miner_memory", ("miner_rss_growth",)),
     ("benchmarks.real_task", ("real_task_gap_pp",)),
+    ("benchmarks.blob_fetch", ("genesis_bytes_adult", "shard_fetch_s")),
 )
 
 FIGURE_KEYS = ("name", "value", "unit", "baseline", "ratio", "goal")

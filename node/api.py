@@ -146,6 +146,7 @@ def build_api_app(deps: ApiDeps) -> web.Application:
     r.add_post("/api/tasks", api.post_task)
     r.add_get("/api/template", api.template)
     r.add_get("/api/genesis", api.genesis_file)
+    r.add_get("/api/blobs/{id}", api.blob_file)
     return app
 
 
@@ -443,4 +444,15 @@ class Api:
 
     async def genesis_file(self, request: web.Request) -> web.Response:
         return web.Response(body=self.deps.genesis.encode(), content_type="application/octet-stream")
+
+    async def blob_file(self, request: web.Request) -> web.StreamResponse:
+        """A shard blob this node holds (checked when stored), streamed from disk; the client checks it against
+        the reference in the package (PROTOCOL §3.15) — tools (miners, audit) fetch blobs here."""
+        blob_id = request.match_info["id"]
+        if len(blob_id) != 64 or any(ch not in "0123456789abcdef" for ch in blob_id):
+            raise ApiError(400, "bad-request", "a blob id is 64 lower-case hex digits")
+        path = self.deps.blob_dir / blob_id if self.deps.blob_dir is not None else None
+        if path is None or not path.is_file():
+            raise ApiError(404, "not-found", f"this node has no blob {blob_id}")
+        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 

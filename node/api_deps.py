@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from chain.block import Block, Header
@@ -82,6 +83,7 @@ class ApiDeps:
     # (task announcement/extension, its shard keys or None) -> (accepted, status or reject reason, hex id)
     submit_task: Callable[[bytes, bytes | None], Awaitable[tuple[bool, str, str | None]]] | None = None
     rounds: RoundIndex | None = None                   # the node's round index (engine thread only)
+    blob_dir: Path | None = None                       # the node's checked shard blobs (GET /api/blobs/{id})
 
 
 class _PeerAdapter:
@@ -121,7 +123,8 @@ def api_deps(node: Any) -> ApiDeps:
         known_addrs=lambda: sorted(node.book.addrs),
         discouraged=lambda: {k: v for k, v in node.book.bans.items() if v > time.time()},
         facts=facts, cookie=lambda: node.cookie, health=health if callable(health) else None,
-        submit_task=lambda raw, secret: _submit_task(node, raw, secret), rounds=RoundIndex(node.engine, node.store))
+        submit_task=lambda raw, secret: _submit_task(node, raw, secret), rounds=RoundIndex(node.engine, node.store),
+        blob_dir=node.blob_store.path)
 
 
 async def _submit_task(node: Any, raw: bytes, secret: bytes | None) -> tuple[bool, str, str | None]:

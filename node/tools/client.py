@@ -150,6 +150,10 @@ class NodeClient:
     async def genesis(self) -> bytes:
         return await self._request("GET", "/api/genesis", raw=True)
 
+    async def blob(self, blob_id: bytes) -> bytes:
+        """A shard blob's bytes as the node sends them (unchecked: node.tools.blob_cache checks them)."""
+        return await self._request("GET", f"/api/blobs/{blob_id.hex()}", raw=True)
+
     async def send_tx(self, tx_bytes: bytes) -> dict:
         return await self._request("POST", "/api/txs", json_body={"tx": tx_bytes.hex()})
 
