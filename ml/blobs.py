@@ -29,7 +29,7 @@ from .codec import tagged_hash
 from .errors import ShardError
 
 __all__ = ["BLOB_TAG", "MAX_BLOB_SIZE", "MIN_BLOB_SIZE", "REF_SIZE", "BlobDir", "BlobHasher", "BlobRef", "BlobSource",
-           "BlobUnavailable", "blob_id", "blob_sources", "check_blob", "find_blob", "make_ref", "use_blob_sources"]
+           "BlobUnavailable", "add_blob_source", "blob_id", "blob_sources", "check_blob", "find_blob", "make_ref", "use_blob_sources"]
 
 BLOB_TAG = "popchain/blob"
 REF_SIZE = 40                     # blob_id (32) ‖ u64be size (8)
@@ -199,6 +199,14 @@ def use_blob_sources(sources: Iterable[BlobSource]) -> None:
     global _sources
     with _lock:
         _sources = tuple(sources)
+
+
+def add_blob_source(source: BlobSource) -> None:
+    """Append a source (kept once). Nodes append, so several in-process test nodes never hide each other's."""
+    global _sources
+    with _lock:
+        if source not in _sources:
+            _sources = (*_sources, source)
 
 
 def blob_sources() -> tuple[BlobSource, ...]:

@@ -33,7 +33,7 @@ from consensus.keyholder import load_keyholder, load_member
 from consensus.protocol.genesis import Genesis, load_genesis
 from consensus.protocol.messages import Entry
 from consensus.protocol.tasks import TaskMessage
-from ml.blobs import BlobDir, BlobRef, use_blob_sources
+from ml.blobs import BlobDir, BlobRef, add_blob_source
 from node import wire
 from node.api import build_api_app
 from node.api_deps import api_deps
@@ -140,7 +140,7 @@ class Node:
         self.round_sync = RoundSync(self, self.relay)
         # shard blobs (PROTOCOL §3.15, §4.6): opened from <datadir>/blobs, fetched there from peers
         self.blob_store = BlobDir(self.datadir.path / "blobs")
-        use_blob_sources([self.blob_store])
+        add_blob_source(self.blob_store)
         self._blob_refs: dict[bytes, tuple[BlobRef, ...]] = {}
         if self.config.blob_dir is not None:
             n = await asyncio.to_thread(import_owner_blobs, self.blob_store, [self.config.blob_dir],

@@ -1,0 +1,129 @@
+"""Shard blobs (issue 22 item 1, PROTOCOL §3.15): the blob reference encoding (hypothesis), packages whose
+shards are blobs, opening a shard only from checked bytes, and the adult CSV genesis within 1 MiB."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chain.address import address_of
+from ml import blobs as mlblobs
+from ml.blobs import REF_SIZE, BlobDir, BlobHasher, BlobRef, BlobUnavailable, blob_id, check_blob, make_ref
+from ml.errors import ShardError, TaskError
+from ml.shards import BLOBS, PublicTask, externalise, open_shard, package_task
+from ml.task import synthetic
+from node.tools.testing import seeded_keypair
+
+ADULT = Path("/work/shared/data/adult.csv")
+if not ADULT.exists():
+    ADULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "adult.csv"
+
+
+@pytest.fixture
+def isolated_sources():
+    saved = mlblobs.blob_sources()
+    mlblobs.use_blob_sources([])
+    yield
+    mlblobs.use_blob_sources(saved)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(min_size=1, max_size=3000), cuts=st.lists(st.integers(0, 3000), max_size=6),
+       flip=st.integers(0, 10**6))
+def test_blob_reference_encoding_property(data, cuts, flip):
+    """A reference is 40 bytes id ‖ u64be(size), parses back to itself, names exactly these bytes (any flipped
+    byte, any other length is refused), and the chunked hasher agrees with the one-shot id whatever the split."""
+    ref = make_ref(data)
+    assert len(ref) == REF_SIZE and ref.size == len(data) and ref.id == blob_id(data)
+    assert BlobRef.parse(bytes(ref)) == ref
+    assert check_blob(ref, data)
+    i = flip % len(data)
+    assert not check_blob(ref, data[:i] + bytes([data[i] ^ 1]) + data[i + 1:])
+    assert not check_blob(ref, data[:-1]) and not check_blob(ref, data + b"\x00")
+    hasher = BlobHasher(len(data))
+    last = 0
+    for c in sorted(min(c, len(data)) for c in cuts):
+        hasher.update(data[last:c])
+        last = c
+    assert hasher.digest() is None or last == len(data)
+    hasher.update(data[last:])
+    assert hasher.digest() == ref.id
+    # a reference of another size (same id) is another reference, and malformed ones never parse
+    assert not check_blob(BlobRef(ref.id + (len(data) + 1).to_bytes(8, "big")), data)
+    for bad in (bytes(ref)[:-1], bytes(ref) + b"\x00", ref.id + bytes(8), ref.id + (2**40).to_bytes(8, "big")):
+        with pytest.raises(ShardError):
+            BlobRef.parse(bad)
+
+
+@pytest.fixture(scope="module")
+def packaged():
+    ds = synthetic(b"popchain-blob-test-seed", n_samples=1800, n_features=6, n_informative=3, n_classes=2)
+    public, secret = package_task(ds, 3, 200, seed=b"split")
+    blob_public, blob_map = externalise(public)
+    return public, secret, blob_public, blob_map
+
+
+def test_blob_package_is_small_round_trips_and_commits_the_references(packaged):
+    public, _, blob_public, blob_map = packaged
+    enc = blob_public.encode()
+    assert len(enc) + sum(len(c) - REF_SIZE for c in public.ciphertexts) <= len(public.encode()) + 16
+    back = PublicTask.decode(enc)
+    assert back.version == BLOBS and back.blob_refs() == blob_public.blob_refs() and back.encode() == enc
+    assert {bytes(r) for r in back.blob_refs()} == {bytes(r) for r in blob_map}
+    # a reference of the wrong length, or too small to hold a shard ciphertext, is refused by the decoder
+    for bad in (bytes(REF_SIZE - 1), blob_public.ciphertexts[0][:32] + (8).to_bytes(8, "big")):
+        tampered = dataclasses.replace(blob_public, ciphertexts=(bad, *blob_public.ciphertexts[1:]))
+        with pytest.raises(TaskError):
+            PublicTask.decode(tampered.encode())
+
+
+def test_a_shard_opens_only_from_checked_blob_bytes(packaged, tmp_path, isolated_sources):
+    public, secret, blob_public, blob_map = packaged
+    with pytest.raises(BlobUnavailable):                       # not here: "fetch it", not "bad shard"
+        open_shard(blob_public, 1, secret.key(1))
+    store = BlobDir(tmp_path / "blobs")
+    ref = blob_public.blob_refs()[0]
+    data = blob_map[ref]
+    with pytest.raises(ShardError):                            # the store refuses bytes that do not match
+        store.put(ref, data[:-1] + bytes([data[-1] ^ 1]))
+    store.file(ref).parent.mkdir(parents=True, exist_ok=True)
+    store.file(ref).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))   # corrupted on disk behind our back
+    mlblobs.use_blob_sources([store])
+    with pytest.raises(BlobUnavailable):
+        open_shard(blob_public, 1, secret.key(1))
+    for r, d in blob_map.items():
+        store.put(r, d)
+    for r in (1, 2, 3):
+        opened = open_shard(blob_public, r, secret.key(r))
+        inline = open_shard(public, r, secret.key(r))
+        assert (opened.X == inline.X).all() and (opened.y == inline.y).all()
+
+
+@pytest.mark.skipif(not ADULT.exists(), reason="needs ../shared/data/adult.csv")
+def test_adult_csv_genesis_fits_in_1_mib_with_its_shards_in_blobs(tmp_path, isolated_sources):
+    from consensus.protocol.genesis import load_genesis
+    from node.tools.genesis_setup import create_genesis_files
+    owner = seeded_keypair("blob-test-owner")
+    out = create_genesis_files(tmp_path / "chain", task=f"csv:{ADULT}", label_column="income",
+                               allocations=[(address_of(owner.public), 10**9)])
+    size = (tmp_path / "chain" / "genesis.bin").stat().st_size
+    assert size == out["genesis_bytes"] <= 1 << 20, size
+    genesis = load_genesis((tmp_path / "chain" / "genesis.bin").read_bytes())
+    refs = genesis.task.blob_refs()
+    assert len(refs) == genesis.n_rounds == out["blobs"] >= 3
+    store = BlobDir(out["blob_dir"], writable=False)
+    assert all(store.get(r) is not None for r in refs)
+    assert out["blob_bytes"] == sum(r.size for r in refs)
+
+
+@pytest.mark.skipif(not ADULT.exists(), reason="needs ../shared/data/adult.csv")
+def test_genesis_create_explains_the_1_mib_limit_in_words(tmp_path, isolated_sources):
+    from node.tools.genesis_setup import create_genesis_files
+    owner = seeded_keypair("blob-test-owner")
+    with pytest.raises(TaskError, match=r"over its 1 MiB limit: the hidden shards are blobs outside it, but the "
+                                        r"public rows travel inside it .*--public-rows"):
+        create_genesis_files(tmp_path / "c", task=f"csv:{ADULT}", label_column="income", rounds=1,
+                             shard_size=13_000, allocations=[(address_of(owner.public), 10**9)])
