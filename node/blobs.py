@@ -62,6 +62,7 @@ class BlobHost(Protocol):
 
     def ready_peers(self) -> list[Peer]: ...
     async def wanted_blobs(self) -> list[BlobRef]: ...
+    async def blob_arrived(self) -> None: ...       # blocks parked for want of a blob are judged again
 
 
 def wanted_refs(engine: EngineApi, cache: dict[bytes, tuple[BlobRef, ...]]) -> list[BlobRef]:
@@ -207,6 +208,7 @@ class BlobService:
                 self.fetched += 1
                 self.host.metrics.inc("popchain_blobs_fetched_total")
                 log.info("blob %s (%d bytes) fetched from %s and checked", ref.hex_id[:16], ref.size, peer.key)
+                await self.host.blob_arrived()
                 return True
             if len(self._skip) < MAX_SKIPS:
                 self._skip[(ref.id, peer.key)] = time.monotonic() + SKIP_S

@@ -249,6 +249,11 @@ class Node:
     async def wanted_blobs(self) -> list[BlobRef]:
         return await self.worker.call(wanted_refs, self.engine, self._blob_refs)
 
+    async def blob_arrived(self) -> None:
+        """A shard blob was fetched: blocks the engine parked for want of it are judged again (§3.15)."""
+        for block in await self.worker.call(self.engine.parked_blocks):
+            await self.relay.on_object(None, wire.InvKind.BLOCK, block.encode())
+
     async def submit_task_message(self, data: bytes, secret: bytes | None = None) -> tuple[bool, str]:
         """The API's entry point for a task announcement/extension (PROTOCOL §3.13): decode, validate against
         the chain (signatures, package, not a replay, known task, fresh seq), store it and gossip it. Returns

@@ -127,3 +127,64 @@ def test_genesis_create_explains_the_1_mib_limit_in_words(tmp_path, isolated_sou
                                         r"public rows travel inside it .*--public-rows"):
         create_genesis_files(tmp_path / "c", task=f"csv:{ADULT}", label_column="income", rounds=1,
                              shard_size=13_000, allocations=[(address_of(owner.public), 10**9)])
+
+
+def test_engine_parks_a_block_whose_shard_blob_is_missing_and_accepts_it_once_the_blob_is_here(tmp_path,
+                                                                                                 isolated_sources):
+    """A node without the round's blob must not call the block invalid (nodes that have it would accept it: a
+    split); it parks it, and judges it once the blob is stored (Engine.parked_blocks, PROTOCOL §3.15)."""
+    import hashlib
+
+    from benchmarks.simulator import _rng_bytes
+    from chain.store import ChainStore
+    from consensus.engine import Engine
+    from consensus.keyholder import Keyholder
+    from consensus.mining import open_block, seal
+    from consensus.protocol.genesis import create_genesis
+    from consensus.protocol.messages import Beacon
+    from ml.model import encode_model
+    from ml.shards import split_test
+    from ml.training import train_candidate
+    from tests.test_consensus_helpers import BALANCE, CHAIN_ID, KEYHOLDER, MINERS, ROUNDS, SHARD, TEST_PARAMS
+
+    seed = b"consensus-test-world-seed"
+    rest, _ = split_test(synthetic(seed, n_samples=ROUNDS * SHARD + 1600), 400, seed)
+    shard_blobs: dict[bytes, bytes] = {}
+    genesis, secret = create_genesis(rest, chain_id=CHAIN_ID, rounds=ROUNDS, shard_size=SHARD,
+                                     allocations=[(address_of(m.public), BALANCE) for m in MINERS],
+                                     keyholder_pubkeys=[KEYHOLDER.public], params=TEST_PARAMS,
+                                     timestamp=1_700_000_000, n_train=1200, seed=seed, rng=_rng_bytes(seed),
+                                     shard_blobs=shard_blobs)
+    store = ChainStore.open(tmp_path / "db")
+    try:
+        engine = Engine(store, genesis)
+        kh = Keyholder(engine, secret, [KEYHOLDER])
+        t0 = 1_700_000_100.0
+        kh.step(t0)
+        champion = engine.champion_model()
+        sealed = []
+        for i, miner in enumerate(MINERS[:2]):
+            model = encode_model(train_candidate("linear", genesis.task.training, (), seed=i, caps=genesis.model_caps))
+            block, entry = seal(engine.build_template(miner.public, [], int(t0)), model, miner,
+                                hashlib.sha256(miner.public + model).digest())
+            assert engine.add_entry(entry) and kh.on_entry(entry)
+            sealed.append(block)
+        beacon = next(a for a in kh.step(t0 + 4) if isinstance(a, Beacon))
+        blob_dir = BlobDir(tmp_path / "blobs")
+        mlblobs.use_blob_sources([blob_dir])
+        for r, d in shard_blobs.items():           # the miners' side had the blob to open their blocks ...
+            blob_dir.put(BlobRef.parse(r), d)
+        blocks = [open_block(b, beacon, genesis=genesis, champion_bytes=champion) for b in sealed]
+        for r in shard_blobs:                      # ... this node does not (yet)
+            blob_dir.remove(BlobRef.parse(r))
+        verdicts = [engine.add_block(b) for b in blocks]
+        assert [v.status for v in verdicts] == ["orphan", "orphan"], [(v.status, v.code) for v in verdicts]
+        assert engine.tip().hash == genesis.hash
+        assert {b.hash for b in engine.parked_blocks()} == {b.hash for b in blocks}
+        for r, d in shard_blobs.items():
+            blob_dir.put(BlobRef.parse(r), d)
+        verdicts = [engine.add_block(b) for b in engine.parked_blocks()]
+        assert any(v.ok for v in verdicts), [(v.status, v.code) for v in verdicts]
+        assert engine.tip().height == 1
+    finally:
+        store.close()
