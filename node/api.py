@@ -147,6 +147,7 @@ def build_api_app(deps: ApiDeps) -> web.Application:
     r.add_get("/api/template", api.template)
     r.add_get("/api/genesis", api.genesis_file)
     r.add_get("/api/blobs/{id}", api.blob_file)
+    r.add_post("/api/blobs", api.post_blob)
     return app
 
 
@@ -455,4 +456,18 @@ class Api:
         if path is None or not path.is_file():
             raise ApiError(404, "not-found", f"this node has no blob {blob_id}")
         return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
+    async def post_blob(self, request: web.Request) -> web.Response:
+        """A shard blob's raw bytes (a task sponsor's ``task announce`` uploads its announcement's blobs): kept
+        only if genesis or a stored announcement references exactly these bytes (422 otherwise)."""
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise ApiError(413, "body-too-large", f"body is {request.content_length} bytes, limit {MAX_BODY}: "
+                                                  "give larger blobs to the node with --blob-dir")
+        offer = self.deps.offer_blob
+        if offer is None:
+            raise ApiError(501, "not-supported", "this node takes no blobs")
+        ref = await offer(await request.read())
+        if ref is None:
+            raise ApiError(422, "unknown-blob", "no task of this chain references these bytes")
+        return web.json_response({"accepted": True, "id": ref.hex_id, "size": ref.size})
 

@@ -84,6 +84,7 @@ class ApiDeps:
     submit_task: Callable[[bytes, bytes | None], Awaitable[tuple[bool, str, str | None]]] | None = None
     rounds: RoundIndex | None = None                   # the node's round index (engine thread only)
     blob_dir: Path | None = None                       # the node's checked shard blobs (GET /api/blobs/{id})
+    offer_blob: Callable[[bytes], Awaitable[Any]] | None = None   # POST /api/blobs: a BlobRef if kept, else None
 
 
 class _PeerAdapter:
@@ -124,7 +125,7 @@ def api_deps(node: Any) -> ApiDeps:
         discouraged=lambda: {k: v for k, v in node.book.bans.items() if v > time.time()},
         facts=facts, cookie=lambda: node.cookie, health=health if callable(health) else None,
         submit_task=lambda raw, secret: _submit_task(node, raw, secret), rounds=RoundIndex(node.engine, node.store),
-        blob_dir=node.blob_store.path)
+        blob_dir=node.blob_store.path, offer_blob=node.blobs.offer)
 
 
 async def _submit_task(node: Any, raw: bytes, secret: bytes | None) -> tuple[bool, str, str | None]:

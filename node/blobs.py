@@ -33,7 +33,7 @@ from typing import Protocol
 
 from consensus.engine import EngineApi
 from consensus.protocol.tasks import TaskAnnouncement
-from ml.blobs import BlobDir, BlobHasher, BlobRef
+from ml.blobs import MAX_BLOB_SIZE, MIN_BLOB_SIZE, BlobDir, BlobHasher, BlobRef, make_ref
 from ml.errors import MLError
 from ml.shards import PublicTask
 from node import wire
@@ -103,9 +103,10 @@ def import_owner_blobs(store: BlobDir, owner: Sequence[Path], refs: Sequence[Blo
 
 
 class BlobService:
-    def __init__(self, host: BlobHost, store: BlobDir) -> None:
+    def __init__(self, host: BlobHost, store: BlobDir, owner: Sequence[Path] = ()) -> None:
         self.host = host
         self.store = store
+        self.owner = tuple(owner)         # the owner's --blob-dir: looked in before any peer is asked
         self._serving: dict[Peer, int] = {}
         self._reads = asyncio.Semaphore(SERVE_TOTAL)
         self._pending: dict[tuple[Peer, bytes, int], asyncio.Future[bytes]] = {}
@@ -178,6 +179,19 @@ class BlobService:
             return
         fut.set_result(msg.data)
 
+    async def offer(self, data: bytes) -> BlobRef | None:
+        """Bytes handed to this node (``POST /api/blobs``, by a task's sponsor): stored if they are a blob that
+        genesis or a stored announcement references, else refused (None). Nothing unreferenced is kept."""
+        if not MIN_BLOB_SIZE <= len(data) <= MAX_BLOB_SIZE:
+            return None
+        ref = make_ref(data)
+        if ref not in set(await self.host.wanted_blobs()):
+            return None
+        if not self.store.has(ref):
+            await asyncio.to_thread(self.store.put, ref, data)
+            await self.host.blob_arrived()
+        return ref
+
     # ------------------------------------------------------------ fetching
 
     async def run(self) -> None:
@@ -185,6 +199,10 @@ class BlobService:
         while True:
             refs = await self.host.wanted_blobs()
             missing = [r for r in refs if not self.store.has(r)]
+            if missing and self.owner:
+                if await asyncio.to_thread(import_owner_blobs, self.store, self.owner, missing):
+                    await self.host.blob_arrived()
+                missing = [r for r in missing if not self.store.has(r)]
             self.missing = len(missing)
             for ref in missing:
                 if await self.fetch(ref):

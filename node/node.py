@@ -142,11 +142,11 @@ class Node:
         self.blob_store = BlobDir(self.datadir.path / "blobs")
         add_blob_source(self.blob_store)
         self._blob_refs: dict[bytes, tuple[BlobRef, ...]] = {}
-        if self.config.blob_dir is not None:
-            n = await asyncio.to_thread(import_owner_blobs, self.blob_store, [self.config.blob_dir],
-                                        await self.wanted_blobs())
+        owner = [self.config.blob_dir] if self.config.blob_dir is not None else []
+        if owner:
+            n = await asyncio.to_thread(import_owner_blobs, self.blob_store, owner, await self.wanted_blobs())
             log.info("imported %d shard blobs from %s", n, self.config.blob_dir)
-        self.blobs = BlobService(self, self.blob_store)
+        self.blobs = BlobService(self, self.blob_store, owner)
         self.committee_relay = CommitteeRelay(self, self.relay.charge, self.relay.publish)
         if self.config.keyholder is not None:
             try:

@@ -84,7 +84,8 @@ def test_a_package_over_its_cap_is_explained_with_its_sizes(tmp_path: Path) -> N
     with pytest.raises(TaskError) as err:
         create_task_files(tmp_path / "t", chain.genesis, chain.users[0], task=f"csv:{big}", label_column="y")
     text = str(err.value)
-    assert "the task announcement would be about" in text and "over its 3 MiB cap" in text
+    # the hidden shards are blobs (PROTOCOL §3.15): the public rows alone exceed the announcement's 1 MiB goal
+    assert "the task announcement would be about" in text and "over its 1 MiB limit" in text
     assert "70 features at 4 bytes a value" in text and "--public-rows" in text
     assert not (tmp_path / "t" / "task.announce").exists()
 

@@ -111,7 +111,8 @@ def check_package_fits(dataset: Dataset, sizing: Sizing, cap: int, what: str, *,
         hidden = ("the hidden shards are blobs outside it, but the public rows travel inside it"
                   if blobs else "every row of a dataset task travels inside it")
         raise TaskError(
-            f"{what} would be about {estimate / 2**20:.1f} MiB, over its {cap / 2**20:.0f} MiB limit: {hidden} — "
+            f"{what} would be about {estimate / 2**20:.1f} MiB, over its {cap / 2**20:.0f} MiB "
+            f"{'limit' if blobs else 'cap'}: {hidden} — "
             f"{public:,} public" + ("" if blobs else f" + {sizing.rounds} x {sizing.shard_size:,} hidden")
             + f" rows of {d} features at {width} bytes a value. Keep fewer rows public (--public-rows N), hide "
             f"fewer (--rounds, --shard-size, --detect), or drop columns from the CSV")
