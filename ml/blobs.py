@@ -113,7 +113,7 @@ class BlobSource(Protocol):
 
 class BlobDir:
     """One file per blob, ``<dir>/<hex id>``, written to a temporary name, fsynced and renamed after the check:
-    a crash leaves either the whole checked blob or nothing (a stray ``.part`` file is ignored and
+    a crash leaves either the whole checked blob or nothing (a stray ``.part`` / ``.put`` file is ignored and
     overwritten). A file that no longer matches (disk corruption, a hand edit) is never returned."""
 
     def __init__(self, path: str | os.PathLike[str], *, writable: bool = True) -> None:
@@ -165,7 +165,7 @@ class BlobDir:
             raise ShardError(f"blob directory {self.path} is read-only here")
         self.path.mkdir(parents=True, exist_ok=True)
         target = self.file(ref)
-        tmp = target.with_name(target.name + ".part")
+        tmp = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}.put")  # never a fetch's .part
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()

@@ -53,8 +53,10 @@ CHUNK_TIMEOUT_S = 15.0              # a chunk not answered by then: the peer is 
 SERVE_PER_PEER = 4                  # GETBLOBs of one peer being answered at once (beyond: dropped, scored)
 SERVE_TOTAL = 8                     # chunk reads in progress for all peers together
 SCAN_S = 2.0                        # how often the wanted list is looked at when nothing wakes us
-SKIP_S = 30.0                       # a peer that failed a blob is not asked for it again this long
+SKIP_S = 30.0                       # a peer that failed a blob (slow, wrong size) is not asked for it this long
+NOT_FOUND_SKIP_S = 3.0              # ... one that said "not found" (it may get it soon: a sponsor's upload)
 MAX_SKIPS = 4096
+NOT_FOUND = "peer does not have it"
 
 
 class BlobHost(Protocol):
@@ -229,7 +231,8 @@ class BlobService:
                 await self.host.blob_arrived()
                 return True
             if len(self._skip) < MAX_SKIPS:
-                self._skip[(ref.id, peer.key)] = time.monotonic() + SKIP_S
+                wait = NOT_FOUND_SKIP_S if outcome == NOT_FOUND else SKIP_S
+                self._skip[(ref.id, peer.key)] = time.monotonic() + wait
             log.info("blob %s not fetched from %s: %s", ref.hex_id[:16], peer.key, outcome)
         return False
 
@@ -257,7 +260,7 @@ class BlobService:
                     except TimeoutError:
                         return "timed out"
                     if not data:
-                        return "peer does not have it"
+                        return NOT_FOUND
                     if len(data) != length:
                         peer.offend(INVALID_OBJECT, f"blob chunk of {len(data)} bytes, asked for {length}")
                         return "wrong chunk size"

@@ -21,7 +21,7 @@ import pytest
 
 from benchmarks._nodeproc import ROOT, NodeProc, stop_all
 from ml.blobs import BlobDir
-from node.tools.client import NodeClient
+from node.tools.client import ApiCallError, NodeClient
 from node.tools.testing import ScriptedMiner, make_test_chain, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -82,10 +82,42 @@ def test_fresh_node_fetches_the_blobs_from_a_peer_and_validates_rounds_with_them
                     task.cancel()
                 log = (tmp_path / "fresh" / "node.log").read_text(errors="replace")
                 assert "bad-shard" not in log
+                # a sponsor's rows task: its announcement carries blob references, 'task announce' hands the
+                # blobs to the owner's node, and the fresh node fetches them over the wire as soon as the
+                # announcement reaches it -- long before the task's rounds
+                await _announce_rows_task(chain, api_owner, tmp_path / "task")
+                refs = await wait_for(lambda: _announced_refs(api), timeout=60, what="the announcement gossiped")
+                await wait_for(lambda: asyncio.sleep(0, all(BlobDir(tmp_path / "fresh" / "blobs").get(r) is not None
+                                                            for r in refs)),
+                               timeout=60, what="the announcement's blobs fetched by the fresh node")
+                with pytest.raises(ApiCallError) as err:           # bytes no task references are not kept
+                    await api_owner.post_blob(os.urandom(5000))
+                assert err.value.code == "unknown-blob"
         finally:
             await asyncio.to_thread(stop_all, nodes)
 
     asyncio.run(scenario())
+
+
+async def _announce_rows_task(chain, api: NodeClient, out: Path) -> None:
+    from consensus.protocol.tasks import decode_task_message
+    from node.tools.cli_task import _upload_blobs
+    from node.tools.task_setup import create_task_files, governance_sign, secret_keys_of
+    made = create_task_files(out, chain.genesis, chain.users[0], task="digits", detect=0.05)
+    assert made["blobs"] >= 1 and made["message_bytes"] < 1 << 20
+    msg = decode_task_message(Path(made["announcement"]).read_bytes())
+    signed = governance_sign(msg, chain.keyholder_path.read_bytes(), chain.genesis)
+    await api.post_task(signed.encode(), secret=secret_keys_of(Path(made["secret"]).read_bytes()))
+    assert await _upload_blobs(api, signed, out) == made["blobs"]
+
+
+async def _announced_refs(api: NodeClient):
+    from ml.shards import PublicTask
+    for t in (await api.tasks())["tasks"]:
+        if t["task_id"] != 0:
+            package = PublicTask.decode(bytes.fromhex((await api.task_info(t["task_id"], package=True))["package"]))
+            return package.blob_refs()
+    return None
 
 
 async def _spawn_liar(chain, owner_blobs: Path, work: Path) -> asyncio.subprocess.Process:
