@@ -27,7 +27,7 @@ import nacl.exceptions
 import nacl.secret
 import numpy as np
 
-from .blobs import BlobRef, find_blob, make_ref
+from .blobs import BlobRef, BlobUnavailable, find_blob, make_ref
 from .codec import (
     check_bytes,
     check_int,
@@ -53,6 +53,7 @@ MAX_ROUNDS = 100_000
 MAX_SHARD_SIZE = 100_000
 MAX_TRAIN_ROWS = 1_000_000
 MAX_TASK_BYTES = 256 << 20
+TRAIN_BLOB_BYTES = 256 << 10   # public rows encoded larger than this leave a version-3 package as a blob
 KEY_SIZE = 32
 SALT_SIZE = 32
 SECRET_OVERHEAD = nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES
@@ -68,6 +69,8 @@ class PublicTask:
     ciphertexts: tuple[bytes, ...]
     version: int = VERSION           # VERSION: shards are rows; GENERATED: shards are (world, seed); BLOBS: rows
                                      # whose ciphertexts entries are ml.blobs.BlobRef (appended extensions inline)
+    train_ref: BlobRef | None = None  # BLOBS only: the public rows are this blob (pack([X, y])); until it is
+                                     # loaded (``hydrate``) train_X / train_y are empty and ``training`` raises
 
     @property
     def generated(self) -> bool:
@@ -78,16 +81,35 @@ class PublicTask:
         return len(self.commitments)
 
     @property
+    def training_loaded(self) -> bool:
+        return self.train_ref is None or len(self.train_y) > 0
+
+    @property
     def training(self) -> Dataset:
+        if not self.training_loaded:
+            assert self.train_ref is not None
+            raise BlobUnavailable(f"the public training rows (blob {self.train_ref.hex_id[:16]}…, "
+                                  f"{self.train_ref.size} bytes) are not loaded: fetch the task's blobs first")
         return Dataset(self.spec, self.train_X, self.train_y)
 
     def encode(self) -> bytes:
-        return pack([self.version, self.spec.to_obj(), encode_xy(self.train_X, self.train_y), self.shard_size,
+        train = bytes(self.train_ref) if self.train_ref is not None else encode_xy(self.train_X, self.train_y)
+        return pack([self.version, self.spec.to_obj(), train, self.shard_size,
                      list(self.commitments), [bytes(c) for c in self.ciphertexts]])
 
     def blob_refs(self) -> tuple[BlobRef, ...]:
-        """The blobs this package's shards live in (index order; empty for inline packages)."""
-        return tuple(c for c in self.ciphertexts if isinstance(c, BlobRef))
+        """Every blob this package references: the public rows' (if any), then the shards' in index order."""
+        shards = tuple(c for c in self.ciphertexts if isinstance(c, BlobRef))
+        return shards if self.train_ref is None else (self.train_ref, *shards)
+
+    def hydrate(self) -> PublicTask:
+        """This package with its public rows loaded from their blob (ml.blobs.find_blob: BlobUnavailable if it
+        is not here); itself if they are inline or loaded already."""
+        if self.training_loaded:
+            return self
+        assert self.train_ref is not None
+        X, y = _train_from_blob(find_blob(self.train_ref), self.spec)
+        return dataclasses.replace(self, train_X=X, train_y=y)
 
     @classmethod
     def decode(cls, data: bytes, *, max_size: int = MAX_TASK_BYTES) -> PublicTask:
@@ -99,7 +121,13 @@ class PublicTask:
         if version == GENERATED and shard_size * spec.n_features > MAX_GEN_ELEMENTS:
             raise TaskError(f"task.shard_size: {shard_size} rows x {spec.n_features} features exceeds the "
                             f"generator's cap of {MAX_GEN_ELEMENTS} values")
-        X, y = decode_xy(f[2], spec, "task.train", MAX_TRAIN_ROWS)
+        train_ref = None
+        if version == BLOBS and type(f[2]) is bytes:   # the public rows are a blob too (§3.15)
+            train_ref = _blob_ref(f[2], "task.train")
+            X = np.zeros((0, spec.n_features), dtype=np.int64)
+            y = np.zeros(0, dtype=np.int64)
+        else:
+            X, y = decode_xy(f[2], spec, "task.train", MAX_TRAIN_ROWS)
         commits = check_list(f[4], None, TaskError, "task.commitments", max_len=MAX_ROUNDS)
         cts = check_list(f[5], len(commits), TaskError, "task.ciphertexts")
         if not commits:
@@ -116,7 +144,7 @@ class PublicTask:
                 raise TaskError(f"task.ciphertexts[{i}]: too short ({len(c)} bytes)")
             if version == GENERATED and len(c) > SECRET_OVERHEAD + SALT_SIZE + MAX_GENERATED_SHARD_BYTES:
                 raise TaskError(f"task.ciphertexts[{i}]: {len(c)} bytes is too long for a generated shard")
-        return cls(spec, X, y, shard_size, tuple(commits), tuple(cts), version)
+        return cls(spec, X, y, shard_size, tuple(commits), tuple(cts), version, train_ref)
 
 
 def _blob_ref(raw: object, field: str) -> BlobRef:
@@ -129,15 +157,27 @@ def _blob_ref(raw: object, field: str) -> BlobRef:
     return ref
 
 
-def externalise(public: PublicTask) -> tuple[PublicTask, dict[BlobRef, bytes]]:
-    """A rows package (version 1) as version 3: every shard ciphertext replaced by its blob reference. Returns
-    the new package and the blobs (reference -> ciphertext) to store or serve. The shard commitments, keys and
-    so every consensus outcome are unchanged; only where the ciphertext bytes live differs."""
+def externalise(public: PublicTask, *, train_over: int = TRAIN_BLOB_BYTES) -> tuple[PublicTask,
+                                                                                   dict[BlobRef, bytes]]:
+    """A rows package (version 1) as version 3: every shard ciphertext replaced by its blob reference, and the
+    public rows too when their encoding exceeds ``train_over`` bytes. Returns the new package (its rows still
+    loaded in memory) and the blobs (reference -> bytes) to store or serve. The shard commitments, keys and so
+    every consensus outcome are unchanged; only where the bytes live differs."""
     if public.version != VERSION:
         raise TaskError("only a rows package (version 1) moves its shards into blobs")
     blobs = {make_ref(ct): ct for ct in public.ciphertexts}
     refs = tuple(make_ref(ct) for ct in public.ciphertexts)
-    return dataclasses.replace(public, ciphertexts=refs, version=BLOBS), blobs
+    train_ref = None
+    train = pack(encode_xy(public.train_X, public.train_y))
+    if len(train) > train_over:
+        train_ref = make_ref(train)
+        blobs[train_ref] = train
+    return dataclasses.replace(public, ciphertexts=refs, version=BLOBS, train_ref=train_ref), blobs
+
+
+def _train_from_blob(data: bytes, spec: TaskSpec) -> tuple[np.ndarray, np.ndarray]:
+    obj = unpack_canonical(data, max_size=MAX_TASK_BYTES, err=TaskError, field="task.train")
+    return decode_xy(obj, spec, "task.train", MAX_TRAIN_ROWS)
 
 
 @dataclass(frozen=True)
@@ -364,7 +404,8 @@ def baseline_model(public: PublicTask) -> Model:
 
     from .export import from_sklearn
 
-    X, y = public.train_X, public.train_y
+    train = public.training                     # BlobUnavailable if the rows are a blob not loaded yet
+    X, y = train.X, train.y
     if len(np.unique(y)) != public.spec.n_classes:
         raise TaskError("task.train: every class must occur in the public training data")
     tree = DecisionTreeClassifier(max_depth=2, random_state=0).fit(X.astype(np.float64), y)

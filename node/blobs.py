@@ -1,4 +1,4 @@
-"""Shard blobs over the peer protocol *(policy)* (PROTOCOL §4.6): serve the blobs this node holds, fetch the
+"""Shard blobs over the peer protocol *(policy)* (PROTOCOL §4.9): serve the blobs this node holds, fetch the
 ones its chain's tasks reference, check every byte against the reference before it is kept.
 
 Fetching: one blob at a time, node-wide, from one peer at a time, in chunks of at most MAX_BLOB_CHUNK with at

@@ -138,7 +138,7 @@ class Node:
         self.relay.on_block_delivered = self.sync.delivered
         self.relay.on_not_found = self.sync.not_found
         self.round_sync = RoundSync(self, self.relay)
-        # shard blobs (PROTOCOL §3.15, §4.6): opened from <datadir>/blobs, fetched there from peers
+        # shard blobs (PROTOCOL §3.15, §4.9): opened from <datadir>/blobs, fetched there from peers
         self.blob_store = BlobDir(self.datadir.path / "blobs")
         add_blob_source(self.blob_store)
         self._blob_refs: dict[bytes, tuple[BlobRef, ...]] = {}

@@ -32,7 +32,7 @@ from consensus.protocol.tasks import MAX_TASK_MSG_SIZE
 from node.errors import WireError
 
 # 2: TXS batches; 3: TASK, GETROUNDS/ROUNDS and COMMITTEE frames and version-2 notices/beacons; 4: GETBLOB/BLOB
-# (shard blobs, §4.6). An older peer is refused at the handshake (not banned): it would take the new frames for
+# (shard blobs, §4.9). An older peer is refused at the handshake (not banned): it would take the new frames for
 # garbage and penalise us.
 PROTOCOL_VERSION = 4
 MAX_INV_ITEMS = 1000
@@ -77,7 +77,7 @@ class MsgType(IntEnum):
     GETROUNDS = 19  # [first round, count]: ask for the notices/beacons of those rounds (sync, §4.4)
     ROUNDS = 20     # [[kind, bytes]…]: the notices/beacons asked for (void rounds included)
     COMMITTEE = 21  # a keyholder-committee message (consensus.protocol.committee), flooded by every node
-    GETBLOB = 22    # [blob reference (40), offset, length ≤ MAX_BLOB_CHUNK]: a byte range of a shard blob (§4.6)
+    GETBLOB = 22    # [blob reference (40), offset, length ≤ MAX_BLOB_CHUNK]: a byte range of a shard blob (§4.9)
     BLOB = 23       # [blob id (32), offset, bytes]: the range asked for; empty bytes = "I do not have it"
 
 

@@ -113,20 +113,38 @@ def test_adult_csv_genesis_fits_in_1_mib_with_its_shards_in_blobs(tmp_path, isol
     assert size == out["genesis_bytes"] <= 1 << 20, size
     genesis = load_genesis((tmp_path / "chain" / "genesis.bin").read_bytes())
     refs = genesis.task.blob_refs()
-    assert len(refs) == genesis.n_rounds == out["blobs"] >= 3
+    assert len(refs) == genesis.n_rounds + 1 == out["blobs"] >= 4     # the shards and the public rows
     store = BlobDir(out["blob_dir"], writable=False)
     assert all(store.get(r) is not None for r in refs)
     assert out["blob_bytes"] == sum(r.size for r in refs)
 
 
 @pytest.mark.skipif(not ADULT.exists(), reason="needs ../shared/data/adult.csv")
-def test_genesis_create_explains_the_1_mib_limit_in_words(tmp_path, isolated_sources):
+def test_public_rows_beyond_256_kib_are_a_blob_too_and_load_only_from_checked_bytes(tmp_path, isolated_sources):
+    """1 round of 13,000 rows leaves ~29,700 public rows (~1.7 MB): they become a blob, genesis stays tiny."""
+    from consensus.protocol.genesis import load_genesis
     from node.tools.genesis_setup import create_genesis_files
     owner = seeded_keypair("blob-test-owner")
-    with pytest.raises(TaskError, match=r"over its 1 MiB limit: the hidden shards are blobs outside it, but the "
-                                        r"public rows travel inside it .*--public-rows"):
-        create_genesis_files(tmp_path / "c", task=f"csv:{ADULT}", label_column="income", rounds=1,
-                             shard_size=13_000, allocations=[(address_of(owner.public), 10**9)])
+    out = create_genesis_files(tmp_path / "c", task=f"csv:{ADULT}", label_column="income", rounds=1,
+                               shard_size=13_000, allocations=[(address_of(owner.public), 10**9)])
+    assert out["genesis_bytes"] <= 64 << 10 and out["n_train"] > 25_000 and out["blobs"] == 2
+    task = load_genesis(Path(out["genesis"]).read_bytes()).task
+    assert task.train_ref is not None and not task.training_loaded
+    with pytest.raises(BlobUnavailable):
+        _ = task.training
+    mlblobs.use_blob_sources([BlobDir(out["blob_dir"], writable=False)])
+    assert len(task.hydrate().training) == out["n_train"]
+
+
+def test_genesis_create_explains_the_1_mib_limit_in_words():
+    from node.tools.genesis_setup import GENESIS_GOAL, check_package_fits
+    from node.tools.sizing import Sizing
+    ds = synthetic(b"popchain-blob-test-seed", n_samples=300, n_features=6, n_informative=3, n_classes=2)
+    assert check_package_fits(ds, Sizing(100, 1000, None, None, 10, 100), GENESIS_GOAL, "the genesis",
+                              blobs=True) <= GENESIS_GOAL
+    with pytest.raises(TaskError, match=r"over its 1 MiB limit: the rows are blobs outside it, but each of the "
+                                        r"20,000 hidden shards keeps 80 bytes"):
+        check_package_fits(ds, Sizing(100, 20_000, None, None, 10, 100), GENESIS_GOAL, "the genesis", blobs=True)
 
 
 def test_engine_parks_a_block_whose_shard_blob_is_missing_and_accepts_it_once_the_blob_is_here(tmp_path,

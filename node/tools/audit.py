@@ -24,7 +24,6 @@ from ml.errors import MLError
 from ml.model import Model
 from ml.score import paired, score
 from ml.shards import open_shard
-from node.tools.blob_cache import ensure_blobs
 from node.tools.provenance import (
     ChainView,
     ProvenanceError,
@@ -59,7 +58,6 @@ async def audit(client: Any, expected_genesis: bytes | None = None,
         try:
             task = await view.task(int(rec.get("task_id") or 0))
             if task.task_id not in standing:
-                await ensure_blobs(client, task.package)    # shards in blobs (§3.15), checked on arrival
                 standing[task.task_id] = _initial(view, task, checks)
             model = await _audit_record(client, view, task, rec, prev, standing[task.task_id], checks, entry)
             if rec["round"] >= 1:

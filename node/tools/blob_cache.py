@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from ml.blobs import BlobDir, blob_sources, check_blob, use_blob_sources
+from ml.blobs import BlobDir, BlobRef, blob_sources, check_blob, use_blob_sources
 from ml.errors import ShardError
 from ml.shards import PublicTask
 
@@ -39,20 +39,38 @@ def cache_dir() -> BlobDir:
     return store
 
 
-async def ensure_blobs(client: BlobClient, public: PublicTask) -> int:
-    """Fetch the package's blobs this process cannot find yet; returns how many were fetched."""
+NODE_FETCH_WAIT_S = 60.0     # a node that was just started may still be fetching the blob from its peers
+
+
+async def _from_node(client: BlobClient, ref: BlobRef) -> bytes:
+    """The blob from the node; a 404 is retried for NODE_FETCH_WAIT_S (the node fetches ahead, §4.9)."""
+    from node.tools.client import ApiCallError
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + NODE_FETCH_WAIT_S
+    while True:
+        try:
+            return await client.blob(ref.id)
+        except ApiCallError as exc:
+            if exc.status != 404 or loop.time() > deadline:
+                raise
+        await asyncio.sleep(0.5)
+
+
+async def ensure_blobs(client: BlobClient, public: PublicTask) -> PublicTask:
+    """Fetch the package's blobs this process cannot find yet; returns the package with its public rows
+    loaded (``PublicTask.hydrate``) — the package itself if it references no blob."""
     refs = public.blob_refs()
     if not refs:
-        return 0
+        return public
     store = cache_dir()
-    fetched = 0
+    fetched = 0     # (for a debugger: how many came from the node)
     for ref in refs:
         if any(isinstance(s, BlobDir) and s.has(ref) for s in blob_sources()):
             continue                                  # (sizes only: open_shard checks the bytes when it reads them)
-        data = await client.blob(ref.id)
+        data = await _from_node(client, ref)
         if not check_blob(ref, data):
             raise ShardError(f"the node sent {len(data)} bytes for blob {ref.hex_id[:16]} that do not match "
                              f"its reference ({ref.size} bytes)")
         await asyncio.to_thread(store.put, ref, data)
         fetched += 1
-    return fetched
+    return await asyncio.to_thread(public.hydrate)

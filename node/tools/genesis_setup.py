@@ -6,7 +6,8 @@ what a genesis contains live in consensus.protocol.genesis, the sizing arithmeti
 chooses sizes and writes files. The synthetic task is a *generated* package (ml.generator: each hidden shard is
 a committed world + seed, so power-sized 13,000-row shards cost genesis a few hundred bytes); named datasets
 and CSV files ship their shards as encrypted rows in content-addressed blobs (PROTOCOL §3.15): genesis holds
-their 40-byte references and the public rows, the ciphertexts go to ``<out>/blobs/`` for the owner's node to
+their 40-byte references (and the public rows, or a blob of them when they exceed 256 KiB), the blobs go to
+``<out>/blobs/`` for the owner's node to
 serve (``popchain node --blob-dir``); every other node fetches them from its peers.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ml.blobs import BlobDir, BlobRef
 from ml.codec import smallest_dtype
 from ml.errors import TaskError
 from ml.generator import MAX_GEN_ELEMENTS, World, generate, world_from_seed
-from ml.shards import MAX_SHARD_SIZE, MAX_TRAIN_ROWS, SALT_SIZE, SECRET_OVERHEAD, split_test
+from ml.shards import MAX_SHARD_SIZE, MAX_TRAIN_ROWS, SALT_SIZE, SECRET_OVERHEAD, TRAIN_BLOB_BYTES, split_test
 from ml.task import Dataset, load_builtin, load_csv, write_feature_csv
 from node.tools.sizing import (
     DEFAULT_DETECT,
@@ -100,22 +101,28 @@ def size_task(task: str, dataset: Dataset | None, params: GenesisParams, *, dete
 def check_package_fits(dataset: Dataset, sizing: Sizing, cap: int, what: str, *, blobs: bool = False) -> int:
     """The package's size estimate in bytes; TaskError in words when it would exceed ``cap``. Inline, every row
     of a dataset task travels inside the genesis / announcement (public rows and encrypted hidden shards); with
-    ``blobs`` the hidden shards are blobs (§3.15) and only the public rows and 40 bytes a shard count."""
+    ``blobs`` (PROTOCOL §3.15) the hidden shards — and the public rows beyond TRAIN_BLOB_BYTES — are blobs, and
+    what remains is 32 + 40 bytes of commitment and reference per shard."""
     d = dataset.spec.n_features
     width = np.dtype(smallest_dtype(int(dataset.X.min()), int(dataset.X.max()))).itemsize
     public = sizing.public_rows or 0
-    rows = public + (0 if blobs else sizing.rounds * sizing.shard_size)
-    per_shard = 80 if blobs else SECRET_OVERHEAD + SALT_SIZE + 128
-    estimate = rows * (d * width + 1) + sizing.rounds * per_shard + (64 << 10)
+    if blobs:
+        estimate = min(public * (d * width + 1), TRAIN_BLOB_BYTES) + sizing.rounds * 80 + (64 << 10)
+        if estimate > cap:
+            raise TaskError(
+                f"{what} would be about {estimate / 2**20:.1f} MiB, over its {cap / 2**20:.0f} MiB limit: the rows "
+                f"are blobs outside it, but each of the {sizing.rounds:,} hidden shards keeps 80 bytes of commitment "
+                f"and blob reference inside it. Use fewer, larger shards (--rounds, --shard-size, --detect) and "
+                f"add more later with 'popchain task extend'")
+        return estimate
+    rows = public + sizing.rounds * sizing.shard_size
+    estimate = rows * (d * width + 1) + sizing.rounds * (SECRET_OVERHEAD + SALT_SIZE + 128) + (64 << 10)
     if estimate > cap:
-        hidden = ("the hidden shards are blobs outside it, but the public rows travel inside it"
-                  if blobs else "every row of a dataset task travels inside it")
         raise TaskError(
-            f"{what} would be about {estimate / 2**20:.1f} MiB, over its {cap / 2**20:.0f} MiB "
-            f"{'limit' if blobs else 'cap'}: {hidden} — "
-            f"{public:,} public" + ("" if blobs else f" + {sizing.rounds} x {sizing.shard_size:,} hidden")
-            + f" rows of {d} features at {width} bytes a value. Keep fewer rows public (--public-rows N), hide "
-            f"fewer (--rounds, --shard-size, --detect), or drop columns from the CSV")
+            f"{what} would be about {estimate / 2**20:.1f} MiB, over its {cap / 2**20:.0f} MiB cap: every row of a "
+            f"dataset task travels inside it — {public:,} public + {sizing.rounds} x {sizing.shard_size:,} hidden "
+            f"rows of {d} features at {width} bytes a value. Keep fewer rows public (--public-rows), hide fewer "
+            f"(--rounds, --shard-size, --detect), or drop columns from the CSV")
     return estimate
 
 
@@ -206,6 +213,8 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
                         "--shard-size, --detect)") from None
     chain_id = genesis.chain_id
     genesis_bytes = genesis.encode()
+    # the public rows may be a blob now (§3.15): their count is the sizing's, not loaded from genesis
+    n_train = len(genesis.task.training) if genesis.task.training_loaded else int(sizing.public_rows or 0)
     genesis_path.write_bytes(genesis_bytes)
     for path, data in secrets.items():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -217,7 +226,7 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
         blob_dir.put(BlobRef.parse(ref), data)
     warning = public_dataset_warning(task)
     warnings = ([warning] if warning else []) + sizing_warnings(sizing, generated=genesis.task.generated,
-                                                                n_train=len(genesis.task.training))
+                                                                n_train=n_train)
     spec = genesis.task.spec
     return {"genesis_hash": genesis.hash.hex(), "chain_id": chain_id, "task": genesis.task.spec.name,
             "generated": genesis.task.generated, "rounds": sizing.rounds, "shard_size": sizing.shard_size,
@@ -225,7 +234,7 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
             "drift_milli": drift_milli, "max_entries": params.max_entries, "alpha": list(params.alpha), "genesis_bytes": len(genesis_bytes),
             "blobs": len(shard_blobs), "blob_bytes": sum(map(len, shard_blobs.values())),
             "blob_dir": str(out / BLOB_DIR) if shard_blobs else None,
-            "n_train": len(genesis.task.training), "n_holdout": len(holdout), "genesis": str(genesis_path),
+            "n_train": n_train, "n_holdout": len(holdout), "genesis": str(genesis_path),
             "keyholder": str(next(iter(secrets))), "keyholder_files": [str(p) for p in secrets],
             "keyholder_pubkey": pubkeys[0].hex(), "keyholder_pubkeys": [k.hex() for k in pubkeys],
             "keyholders": len(pubkeys), "threshold": genesis.threshold, "committee": genesis.committee is not None,

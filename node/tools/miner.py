@@ -175,7 +175,7 @@ class Miner:
         if public is None or public.n_rounds < max(info["shards_total"], min_shards):
             full = await self.client.task_info(task_id, package=True)
             public = PublicTask.decode(bytes.fromhex(full["package"]))
-            await ensure_blobs(self.client, public)   # shards in blobs (§3.15): fetched from the node once
+            public = await ensure_blobs(self.client, public)   # blobs (§3.15): fetched from the node once
             self._packages[task_id] = public
         revealed = [(k["shard_index"], bytes.fromhex(k["shard_key"])) for k in info["revealed"]
                     if k["shard_index"] <= public.n_rounds]

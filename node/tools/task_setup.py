@@ -172,7 +172,9 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
                       rng: Rng = os.urandom) -> dict[str, Any]:
     """Write task.announce (public, sponsor-signed), task.secret (0600) and holdout.csv into ``out``; return
     a summary (sizes, the improvement the shards detect, the bounty split)."""
-    from consensus.protocol.tasks import initial_champion, make_task_announcement
+    from consensus.protocol.tasks import make_task_announcement
+    from ml.model import encode_model
+    from ml.shards import baseline_model
     announce_path, secret_path, holdout_path = out / ANNOUNCE_FILE, out / SECRET_FILE, out / HOLDOUT_FILE
     _refuse_existing(announce_path, secret_path)
     if bounty < 0 or (per_crowning is not None and per_crowning < 0):
@@ -191,7 +193,9 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
         public, blobs = externalise(public)
     package = public.encode()
     material, share_files = deal_shares(genesis, secret.secret.keys, public.commitments, rng)
-    msg = make_task_announcement([], sponsor, genesis.chain_id, package, initial_champion(package),
+    # the initial champion from the package in memory (its public rows may be a blob now: not in ``package``)
+    champion = encode_model(baseline_model(public))
+    msg = make_task_announcement([], sponsor, genesis.chain_id, package, champion,
                                  bounty=bounty, per_crowning=per, keyholder_material=material)
     out.mkdir(parents=True, exist_ok=True)
     announce_path.write_bytes(msg.encode())

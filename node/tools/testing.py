@@ -210,9 +210,9 @@ class ScriptedMiner:
         public = self._packages.get(task_id)
         if public is None or public.n_rounds < max(info["shards_total"], min_shards):
             full = await self.client.task_info(task_id, package=True)
-            public = self._packages[task_id] = PublicTask.decode(bytes.fromhex(full["package"]))
             from node.tools.blob_cache import ensure_blobs
-            await ensure_blobs(self.client, public)
+            public = await ensure_blobs(self.client, PublicTask.decode(bytes.fromhex(full["package"])))
+            self._packages[task_id] = public
         return public, [(k["shard_index"], bytes.fromhex(k["shard_key"])) for k in info["revealed"]
                         if k["shard_index"] <= public.n_rounds]
 
