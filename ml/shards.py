@@ -98,9 +98,10 @@ class PublicTask:
                      list(self.commitments), [bytes(c) for c in self.ciphertexts]])
 
     def blob_refs(self) -> tuple[BlobRef, ...]:
-        """Every blob this package references: the public rows' (if any), then the shards' in index order."""
+        """Every blob this package references: the shards' in index order (what nodes need for rounds, so
+        fetched first), then the public rows' if they are a blob (what miners and tools need)."""
         shards = tuple(c for c in self.ciphertexts if isinstance(c, BlobRef))
-        return shards if self.train_ref is None else (self.train_ref, *shards)
+        return shards if self.train_ref is None else (*shards, self.train_ref)
 
     def hydrate(self) -> PublicTask:
         """This package with its public rows loaded from their blob (ml.blobs.find_blob: BlobUnavailable if it
