@@ -83,7 +83,7 @@ async def run_trials(tmp: Path, runs: int, n_blocks: int) -> tuple[list[float | 
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    runs = 1 if quick else 3
+    runs = 3 if quick else 5   # sub-second syncs: one run is mostly noise
     n_blocks = 6 if quick else 16
     with tempfile.TemporaryDirectory(prefix="popchain-bench-liar-") as tmp:
         clean, lied, dropped, liar = asyncio.run(run_trials(Path(tmp), runs, n_blocks))

@@ -93,6 +93,7 @@ class Peer:
         self.sending = sending if sending is not None else SendBudget()   # shared by all peers of the node
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(SEND_QUEUE)
         self.queued_bytes = 0                     # frames queued or being written (a frame counts until written)
+        self.largest_queued = 0                   # the largest of them (reset when the queue empties)
         self.drained_at = 0.0                     # when the socket last took one of its frames
         self._writable = asyncio.Event()
         self._writable.set()
@@ -147,11 +148,13 @@ class Peer:
 
     def send_frame(self, frame: bytes) -> None:
         """Queue an encoded frame (one bytes object may be queued for many peers: a relayed block is encoded
-        once). Beyond its send share plus one frame and SEND_SLACK_BYTES of small ones, the peer is dropped."""
+        once). Beyond its send share plus its largest frame and SEND_SLACK_BYTES of small ones, the peer is
+        dropped: a block larger than the share (being written) leaves room for the PONG or ROUNDS after it."""
         if self.close_reason:
             return
-        if self.queued_bytes > self.send_share + SEND_SLACK_BYTES:   # so at most one frame beyond share + slack
-            self.close("slow-peer: send queue over its share")
+        largest = max(self.largest_queued, len(frame))
+        if self.queued_bytes + len(frame) > self.send_share + SEND_SLACK_BYTES + largest:
+            self.close(f"slow-peer: send queue over its share ({self.queued_bytes} bytes queued)")
             return
         try:
             self.queue.put_nowait(frame)
@@ -159,6 +162,7 @@ class Peer:
             self.close("slow-peer: send queue full")
             return
         self.queued_bytes += len(frame)
+        self.largest_queued = largest
         self.sending.queued += len(frame)
         if self.queued_bytes > self.send_share:
             self._writable.clear()
@@ -197,6 +201,7 @@ class Peer:
                 self.queue.get_nowait()
             self.sending.queued -= self.queued_bytes
             self.queued_bytes = 0
+            self.largest_queued = 0
             self._writable.set()
             self.queue.put_nowait(None)
 
@@ -349,6 +354,8 @@ class Peer:
             if not self.close_reason:   # close() has already given the whole queue back
                 self.queued_bytes -= len(frame)
                 self.sending.queued -= len(frame)
+                if self.queued_bytes == 0:
+                    self.largest_queued = 0
             self._writable.set()        # progress: writable() looks again
 
     async def _pinger(self) -> None:

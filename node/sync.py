@@ -10,7 +10,7 @@ that announces what it cannot serve only ever stalls its own requests, and is pe
   flight — PROBATION_INFLIGHT until it delivered one; blocks are fetched at most WINDOW above our tip, so what
   arrives early fits the engine's orphan pool;
 - *hedged*: a block given to a peer that has not yet delivered one (on probation) is asked of another peer that
-  announced it too, at once; and when the lowest missing block has been in flight longer than a few times the
+  announced it too, at once (or as soon as another peer's headers name it); and when the lowest missing block has been in flight longer than a few times the
   recent delivery time (``stuck_after``), it is asked of another announcer as well — a liar delays the tip by a
   fraction of a second, not by its timeout;
 - *penalised*: a NOTFOUND for a block the peer announced, or a block it was asked for and has not delivered
@@ -226,10 +226,22 @@ class Sync:
                 return
         if headers:
             peer.best_height = max(peer.best_height, headers[-1].height)
+        now = time.monotonic()
+        hedges: list[tuple[InvKind, bytes]] = []
         for header in headers:   # already wanted: this peer can serve it too
             ps = self.announcers.get(header.hash)
             if ps is not None and peer not in ps and len(ps) < MAX_ANNOUNCERS:
                 ps.append(peer)
+                # in flight to a peer on probation that had no second announcer when it was given out (its
+                # headers came first): hedge it now, not only once the window is stuck
+                held = self.inflight.get(header.hash)
+                if held is not None and held[0] not in self.proven and header.hash not in self.hedged \
+                        and not self._is_shunned(peer, now):
+                    self.hedged[header.hash] = peer
+                    self.owed.setdefault(peer, {}).setdefault(header.hash, now)
+                    hedges.append((InvKind.BLOCK, header.hash))
+        if hedges:
+            peer.send(wire.GetData(tuple(hedges)))
         candidates = [h for h in headers if h.hash not in self.wanted and h.hash not in self.relay.parked]
         store = self.node.store
         have = await self.node.worker.call(lambda: [store.has_block(h.hash) for h in candidates])

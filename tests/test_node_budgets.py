@@ -153,3 +153,27 @@ def test_parked_orphans_are_bounded_in_bytes(tmp_path):
             held = sum(map(_parked_size, engine._orphans.values()))
             assert held <= MAX_ORPHAN_BYTES
         assert 0 < len(engine._orphans) <= MAX_ORPHAN_BYTES // (3 * 2**20)
+
+
+def test_a_block_larger_than_the_send_share_leaves_room_for_the_small_frames_after_it():
+    """An honest syncing peer was cut ("slow-peer: send queue over its share") by the tiny ROUNDS answer that
+    followed a ~950 KB block still being written: the limit must be share + the largest frame + slack."""
+    from node.peer import SEND_SLACK_BYTES, LocalIdentity, Peer
+
+    async def scenario() -> Peer:
+        peer = Peer(None, inbound=True, host="127.0.0.1", port=1, handler=_never, on_offence=lambda *a: None,
+                    hello_factory=_never, identity=LocalIdentity("c", bytes(32), 1, "127.0.0.1", 1), is_duplicate=lambda n: False,
+                    budgets=Budgets.for_slots(32, 8))
+        block = bytes(950_000)
+        assert len(block) > peer.send_share + SEND_SLACK_BYTES
+        peer.send_frame(block)        # a block: queued (the writer would be writing it)
+        peer.send_frame(b"\x14\x90")  # the ROUNDS answer right after it
+        assert not peer.close_reason, peer.close_reason
+        peer.send_frame(block)        # a second whole block on top of the first is over the share
+        return peer
+    peer = asyncio.run(scenario())
+    assert peer.close_reason.startswith("slow-peer"), peer.close_reason
+
+
+def _never(*args: object) -> object:
+    raise AssertionError("not called")
