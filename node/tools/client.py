@@ -153,13 +153,15 @@ class NodeClient:
     async def genesis(self) -> bytes:
         return await self._request("GET", "/api/genesis", raw=True)
 
-    async def post_blob(self, data: bytes) -> dict:
+    async def post_blob(self, data: bytes) -> dict[str, Any]:
         """Hand a shard blob to the node (kept only if one of its tasks references it)."""
-        return await self._request("POST", "/api/blobs", raw_body=data)
+        answer: dict[str, Any] = await self._request("POST", "/api/blobs", raw_body=data)
+        return answer
 
     async def blob(self, blob_id: bytes) -> bytes:
         """A shard blob's bytes as the node sends them (unchecked: node.tools.blob_cache checks them)."""
-        return await self._request("GET", f"/api/blobs/{blob_id.hex()}", raw=True)
+        data: bytes = await self._request("GET", f"/api/blobs/{blob_id.hex()}", raw=True)
+        return data
 
     async def send_tx(self, tx_bytes: bytes) -> dict:
         return await self._request("POST", "/api/txs", json_body={"tx": tx_bytes.hex()})
