@@ -125,7 +125,7 @@ def api_deps(node: Any) -> ApiDeps:
         discouraged=lambda: {k: v for k, v in node.book.bans.items() if v > time.time()},
         facts=facts, cookie=lambda: node.cookie, health=health if callable(health) else None,
         submit_task=lambda raw, secret: _submit_task(node, raw, secret), rounds=RoundIndex(node.engine, node.store),
-        blob_dir=node.blob_store.path, offer_blob=node.blobs.offer)
+        blob_dir=node.blobs.store.path, offer_blob=node.blobs.offer)
 
 
 async def _submit_task(node: Any, raw: bytes, secret: bytes | None) -> tuple[bool, str, str | None]:

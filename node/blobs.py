@@ -33,7 +33,7 @@ from typing import Protocol
 
 from consensus.engine import EngineApi
 from consensus.protocol.tasks import TaskAnnouncement
-from ml.blobs import MAX_BLOB_SIZE, MIN_BLOB_SIZE, BlobDir, BlobHasher, BlobRef, make_ref
+from ml.blobs import MAX_BLOB_SIZE, MIN_BLOB_SIZE, BlobDir, BlobHasher, BlobRef, add_blob_source, make_ref
 from ml.errors import MLError
 from ml.shards import PublicTask
 from node import wire
@@ -42,7 +42,7 @@ from node.metrics import Metrics
 from node.peer import Peer
 
 __all__ = ["CHUNK", "INFLIGHT_TOTAL", "SERVE_PER_PEER", "SERVE_TOTAL", "WINDOW", "BlobHost", "BlobService",
-           "import_owner_blobs", "wanted_refs"]
+           "import_owner_blobs", "start_blob_service", "wanted_refs"]
 
 log = logging.getLogger("popchain.blobs")
 
@@ -102,6 +102,18 @@ def import_owner_blobs(store: BlobDir, owner: Sequence[Path], refs: Sequence[Blo
             if (Path(d) / ref.hex_id).exists():
                 log.warning("blob %s in %s does not match its reference: ignored", ref.hex_id[:16], d)
     return n
+
+
+async def start_blob_service(host: BlobHost, path: Path, owner_dir: Path | None) -> BlobService:
+    """The node's blob store at ``path`` (registered with ml.blobs: the engine opens shards from it), the owner's
+    wanted blobs imported from ``owner_dir`` (``--blob-dir``), and the service that serves and fetches."""
+    store = BlobDir(path)
+    add_blob_source(store)
+    owner = [owner_dir] if owner_dir is not None else []
+    if owner:
+        n = await asyncio.to_thread(import_owner_blobs, store, owner, await host.wanted_blobs())
+        log.info("imported %d shard blobs from %s", n, owner_dir)
+    return BlobService(host, store, owner)
 
 
 class BlobService:

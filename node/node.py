@@ -33,11 +33,11 @@ from consensus.keyholder import load_keyholder, load_member
 from consensus.protocol.genesis import Genesis, load_genesis
 from consensus.protocol.messages import Entry
 from consensus.protocol.tasks import TaskMessage
-from ml.blobs import BlobDir, BlobRef, add_blob_source
+from ml.blobs import BlobRef
 from node import wire
 from node.api import build_api_app
 from node.api_deps import api_deps
-from node.blobs import BlobService, import_owner_blobs, wanted_refs
+from node.blobs import BlobService, start_blob_service, wanted_refs
 from node.committee_service import CommitteeRelay, CommitteeService
 from node.config import NodeConfig
 from node.connections import Connections
@@ -104,6 +104,7 @@ class Node:
         self.relay: Relay
         self.sync: Sync
         self.round_sync: RoundSync
+        self.blobs: BlobService
         self.keyholder: KeyholderService | None = None
         self.committee: CommitteeService | None = None     # a keyholder-committee member (PROTOCOL §3.10)
         self.committee_relay: CommitteeRelay
@@ -138,15 +139,8 @@ class Node:
         self.relay.on_block_delivered = self.sync.delivered
         self.relay.on_not_found = self.sync.not_found
         self.round_sync = RoundSync(self, self.relay)
-        # shard blobs (PROTOCOL §3.15, §4.9): opened from <datadir>/blobs, fetched there from peers
-        self.blob_store = BlobDir(self.datadir.path / "blobs")
-        add_blob_source(self.blob_store)
-        self._blob_refs: dict[bytes, tuple[BlobRef, ...]] = {}
-        owner = [self.config.blob_dir] if self.config.blob_dir is not None else []
-        if owner:
-            n = await asyncio.to_thread(import_owner_blobs, self.blob_store, owner, await self.wanted_blobs())
-            log.info("imported %d shard blobs from %s", n, self.config.blob_dir)
-        self.blobs = BlobService(self, self.blob_store, owner)
+        self._blob_refs: dict[bytes, tuple[BlobRef, ...]] = {}    # shard blobs (PROTOCOL §3.15, §4.9)
+        self.blobs = await start_blob_service(self, self.datadir.path / "blobs", self.config.blob_dir)
         self.committee_relay = CommitteeRelay(self, self.relay.charge, self.relay.publish)
         if self.config.keyholder is not None:
             try:
