@@ -15,8 +15,11 @@ requests of one peer are being answered (beyond: dropped and scored as a flood),
 reads run at once for all peers, and an answer waits until the peer may be sent more (its send share).
 
 Which blobs: every blob reference in genesis and in the task announcements this node stores (``wanted_refs``,
-run on the engine worker), fetched as soon as it is known — long before its round reveals the key. Blobs are
-kept (an archive node serves syncing peers); pruning is not implemented yet.
+run on the engine worker), fetched as soon as it is known — long before its round reveals the key. Policy
+(``--blob-keep``): ``all`` (default: an archive node, it serves syncing peers every shard) or ``unrevealed``: a
+shard's blob is deleted, and no longer wanted, once its round is final on this node (``final_shard_refs``,
+incremental from the last round it looked at: no scan from genesis after start-up). The public-rows blob is
+always kept (miners need it).
 
 What it does NOT do: decrypt or open shards (ml.shards does, from the blob directory registered with
 ml.blobs), judge blocks, or decide anything consensus-relevant.
@@ -31,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from chain.errors import PopError
 from consensus.engine import EngineApi
 from consensus.protocol.tasks import TaskAnnouncement
 from ml.blobs import MAX_BLOB_SIZE, MIN_BLOB_SIZE, BlobDir, BlobHasher, BlobRef, add_blob_source, make_ref
@@ -42,7 +46,7 @@ from node.metrics import Metrics
 from node.peer import Peer
 
 __all__ = ["CHUNK", "INFLIGHT_TOTAL", "SERVE_PER_PEER", "SERVE_TOTAL", "WINDOW", "BlobHost", "BlobService",
-           "import_owner_blobs", "start_blob_service", "wanted_refs"]
+           "final_shard_refs", "import_owner_blobs", "start_blob_service", "wanted_refs"]
 
 log = logging.getLogger("popchain.blobs")
 
@@ -65,6 +69,7 @@ class BlobHost(Protocol):
     def ready_peers(self) -> list[Peer]: ...
     async def wanted_blobs(self) -> list[BlobRef]: ...
     async def blob_arrived(self) -> None: ...       # blocks parked for want of a blob are judged again
+    async def final_shards(self, after: int) -> tuple[list[BlobRef], int]: ...   # final_shard_refs on the worker
 
 
 def wanted_refs(engine: EngineApi, cache: dict[bytes, tuple[BlobRef, ...]]) -> list[BlobRef]:
@@ -86,6 +91,28 @@ def wanted_refs(engine: EngineApi, cache: dict[bytes, tuple[BlobRef, ...]]) -> l
     return list(dict.fromkeys(refs))
 
 
+KEEP_ALL, KEEP_UNREVEALED = "all", "unrevealed"
+
+
+def final_shard_refs(engine: EngineApi, after: int) -> tuple[list[BlobRef], int]:
+    """(the shard blobs of rounds after … the final round, that round): what ``--blob-keep unrevealed`` may
+    delete. Runs on the engine worker; the caller passes the returned round next time."""
+    final = engine.final_header().round
+    out = []
+    for r in range(after + 1, final + 1):
+        served = engine.round_task(r)
+        if served is None:
+            continue
+        task_id, shard = served
+        try:
+            ct = engine.task_package(task_id).ciphertexts[shard - 1]
+        except (PopError, IndexError):     # a task the engine cannot rebuild: nothing to prune
+            continue
+        if isinstance(ct, BlobRef):
+            out.append(ct)
+    return out, max(after, final)
+
+
 def import_owner_blobs(store: BlobDir, owner: Sequence[Path], refs: Sequence[BlobRef]) -> int:
     """Copy the wanted blobs found in the owner's directories into the node's store, each checked against its
     reference (a wrong file is skipped with a warning). Returns how many were imported."""
@@ -104,7 +131,8 @@ def import_owner_blobs(store: BlobDir, owner: Sequence[Path], refs: Sequence[Blo
     return n
 
 
-async def start_blob_service(host: BlobHost, path: Path, owner_dir: Path | None) -> BlobService:
+async def start_blob_service(host: BlobHost, path: Path, owner_dir: Path | None,
+                             keep: str = KEEP_ALL) -> BlobService:
     """The node's blob store at ``path`` (registered with ml.blobs: the engine opens shards from it), the owner's
     wanted blobs imported from ``owner_dir`` (``--blob-dir``), and the service that serves and fetches."""
     store = BlobDir(path)
@@ -113,13 +141,16 @@ async def start_blob_service(host: BlobHost, path: Path, owner_dir: Path | None)
     if owner:
         n = await asyncio.to_thread(import_owner_blobs, store, owner, await host.wanted_blobs())
         log.info("imported %d shard blobs from %s", n, owner_dir)
-    return BlobService(host, store, owner)
+    return BlobService(host, store, owner, keep)
 
 
 class BlobService:
-    def __init__(self, host: BlobHost, store: BlobDir, owner: Sequence[Path] = ()) -> None:
+    def __init__(self, host: BlobHost, store: BlobDir, owner: Sequence[Path] = (), keep: str = KEEP_ALL) -> None:
         self.host = host
         self.store = store
+        self.keep = keep
+        self.pruned: set[BlobRef] = set()     # --blob-keep unrevealed: deleted, never fetched again
+        self._final_seen = 0
         self.owner = tuple(owner)         # the owner's --blob-dir: looked in before any peer is asked
         self._serving: dict[Peer, int] = {}
         self._reads = asyncio.Semaphore(SERVE_TOTAL)
@@ -193,6 +224,16 @@ class BlobService:
             return
         fut.set_result(msg.data)
 
+    async def prune(self) -> int:
+        """Delete the shard blobs whose rounds became final since the last call (``--blob-keep unrevealed``)."""
+        done, self._final_seen = await self.host.final_shards(self._final_seen)
+        for ref in done:
+            self.pruned.add(ref)
+            await asyncio.to_thread(self.store.remove, ref)
+        if done:
+            self.host.metrics.inc("popchain_blobs_pruned_total", len(done))
+        return len(done)
+
     async def offer(self, data: bytes) -> BlobRef | None:
         """Bytes handed to this node (``POST /api/blobs``, by a task's sponsor): stored if they are a blob that
         genesis or a stored announcement references, else refused (None). Nothing unreferenced is kept."""
@@ -211,7 +252,9 @@ class BlobService:
     async def run(self) -> None:
         """The fetch loop (a supervised service): whatever is wanted and missing, one blob at a time."""
         while True:
-            refs = await self.host.wanted_blobs()
+            if self.keep == KEEP_UNREVEALED:
+                await self.prune()
+            refs = [r for r in await self.host.wanted_blobs() if r not in self.pruned]
             missing = [r for r in refs if not self.store.has(r)]
             if missing and self.owner:
                 if await asyncio.to_thread(import_owner_blobs, self.store, self.owner, missing):

@@ -37,7 +37,7 @@ from ml.blobs import BlobRef
 from node import wire
 from node.api import build_api_app
 from node.api_deps import api_deps
-from node.blobs import BlobService, start_blob_service, wanted_refs
+from node.blobs import BlobService, final_shard_refs, start_blob_service, wanted_refs
 from node.committee_service import CommitteeRelay, CommitteeService
 from node.config import NodeConfig
 from node.connections import Connections
@@ -140,7 +140,8 @@ class Node:
         self.relay.on_not_found = self.sync.not_found
         self.round_sync = RoundSync(self, self.relay)
         self._blob_refs: dict[bytes, tuple[BlobRef, ...]] = {}    # shard blobs (PROTOCOL §3.15, §4.9)
-        self.blobs = await start_blob_service(self, self.datadir.path / "blobs", self.config.blob_dir)
+        self.blobs = await start_blob_service(self, self.datadir.path / "blobs", self.config.blob_dir,
+                                              self.config.blob_keep)
         self.committee_relay = CommitteeRelay(self, self.relay.charge, self.relay.publish)
         if self.config.keyholder is not None:
             try:
@@ -242,6 +243,9 @@ class Node:
 
     async def wanted_blobs(self) -> list[BlobRef]:
         return await self.worker.call(wanted_refs, self.engine, self._blob_refs)
+
+    async def final_shards(self, after: int) -> tuple[list[BlobRef], int]:
+        return await self.worker.call(final_shard_refs, self.engine, after)
 
     async def blob_arrived(self) -> None:
         """A shard blob was fetched: blocks the engine parked for want of it are judged again (§3.15)."""

@@ -2,7 +2,8 @@
 
 1. A fresh node given only the genesis file and the owner's node as peer fetches every shard blob, checked,
    before any round reveals its key; a miner on that fresh node then gets blocks crowned, which the fresh node
-   validated by opening the round's shard from the fetched blob.
+   validated by opening the round's shard from the fetched blob; with ``--blob-keep unrevealed`` it then deletes
+   round 1's blob (final) and keeps the unrevealed ones; a sponsor's rows task's blobs reach it over the wire.
 2. An attacker process on the wire (benchmarks/blob_liar.py) serves the real blob with one byte flipped: the
    victim refuses it (nothing stored), scores the attacker (a ban) and fetches the right blob from an honest
    peer that connects later.
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks._nodeproc import ROOT, NodeProc, stop_all
-from ml.blobs import BlobDir
+from ml.blobs import BlobDir, BlobRef
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.testing import ScriptedMiner, make_test_chain, wait_for
 
@@ -60,7 +61,9 @@ def test_fresh_node_fetches_the_blobs_from_a_peer_and_validates_rounds_with_them
         nodes = [owner]
         try:
             await owner.ready()
-            fresh = NodeProc(tmp_path / "fresh", genesis=chain.genesis_path, peers=[owner.p2p_addr]).start()
+            # the fresh node prunes: a shard's blob goes once its round is final there
+            fresh = NodeProc(tmp_path / "fresh", genesis=chain.genesis_path, peers=[owner.p2p_addr],
+                             extra_args=["--blob-keep", "unrevealed"]).start()
             nodes.append(fresh)
             await fresh.ready()
             await wait_for(lambda: asyncio.sleep(0, _all_blobs(tmp_path / "fresh", chain)), timeout=60,
@@ -82,6 +85,12 @@ def test_fresh_node_fetches_the_blobs_from_a_peer_and_validates_rounds_with_them
                     task.cancel()
                 log = (tmp_path / "fresh" / "node.log").read_text(errors="replace")
                 assert "bad-shard" not in log
+                shard1, last = (BlobRef.parse(bytes(c)) for c in (chain.genesis.task.ciphertexts[0],
+                                                                  chain.genesis.task.ciphertexts[-1]))
+                await wait_for(lambda: asyncio.sleep(0, not (tmp_path / "fresh" / "blobs" / shard1.hex_id).exists()),
+                               timeout=60, what="round 1's shard blob pruned once the round is final")
+                assert (tmp_path / "fresh" / "blobs" / last.hex_id).exists()            # unrevealed: kept
+                assert (tmp_path / "owner" / "blobs" / shard1.hex_id).exists()          # the archive keeps all
                 # a sponsor's rows task: its announcement carries blob references, 'task announce' hands the
                 # blobs to the owner's node, and the fresh node fetches them over the wire as soon as the
                 # announcement reaches it -- long before the task's rounds
