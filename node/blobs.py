@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from chain.errors import PopError
 from consensus.engine import EngineApi
@@ -56,7 +56,10 @@ INFLIGHT_TOTAL = WINDOW * CHUNK     # blob bytes peers can make this node hold i
 CHUNK_TIMEOUT_S = 15.0              # a chunk not answered by then: the peer is skipped for this blob
 SERVE_PER_PEER = 4                  # GETBLOBs of one peer being answered at once (beyond: dropped, scored)
 SERVE_TOTAL = 8                     # chunk reads in progress for all peers together
-SCAN_S = 2.0                        # how often the wanted list is looked at when nothing wakes us
+SCAN_S = 2.0                        # how often the wanted list is looked at while blobs are missing ...
+IDLE_SCAN_S = 30.0                  # ... and when none is (a new task or peer wakes the loop at once)
+MIN_RATE = 256 << 10                # bytes/s: a peer serving a blob slower than this (after the first
+                                    # CHUNK_TIMEOUT_S) is given up for this blob, so a drip-feeder cannot hold it
 SKIP_S = 30.0                       # a peer that failed a blob (slow, wrong size) is not asked for it this long
 NOT_FOUND_SKIP_S = 3.0              # ... one that said "not found" (it may get it soon: a sponsor's upload)
 MAX_SKIPS = 4096
@@ -150,6 +153,7 @@ class BlobService:
         self.store = store
         self.keep = keep
         self.pruned: set[BlobRef] = set()     # --blob-keep unrevealed: deleted, never fetched again
+        self._have: set[BlobRef] = set()      # known to be stored (a scan stats only the others)
         self._final_seen = 0
         self.owner = tuple(owner)         # the owner's --blob-dir: looked in before any peer is asked
         self._serving: dict[Peer, int] = {}
@@ -229,6 +233,7 @@ class BlobService:
         done, self._final_seen = await self.host.final_shards(self._final_seen)
         for ref in done:
             self.pruned.add(ref)
+            self._have.discard(ref)
             await asyncio.to_thread(self.store.remove, ref)
         if done:
             self.host.metrics.inc("popchain_blobs_pruned_total", len(done))
@@ -254,8 +259,9 @@ class BlobService:
         while True:
             if self.keep == KEEP_UNREVEALED:
                 await self.prune()
-            refs = [r for r in await self.host.wanted_blobs() if r not in self.pruned]
-            missing = [r for r in refs if not self.store.has(r)]
+            refs = [r for r in await self.host.wanted_blobs() if r not in self.pruned and r not in self._have]
+            self._have.update(r for r in refs if self.store.has(r))
+            missing = [r for r in refs if r not in self._have]
             if missing and self.owner:
                 if await asyncio.to_thread(import_owner_blobs, self.store, self.owner, missing):
                     await self.host.blob_arrived()
@@ -263,10 +269,11 @@ class BlobService:
             self.missing = len(missing)
             for ref in missing:
                 if await self.fetch(ref):
+                    self._have.add(ref)
                     self.missing -= 1
             self._wake.clear()
             try:
-                async with asyncio.timeout(SCAN_S):
+                async with asyncio.timeout(SCAN_S if self.missing else IDLE_SCAN_S):
                     await self._wake.wait()
             except TimeoutError:
                 pass
@@ -294,42 +301,61 @@ class BlobService:
     async def _fetch_from(self, peer: Peer, ref: BlobRef) -> str:
         part = self.store.part_file(ref)
         hasher = BlobHasher(ref.size)
-        loop = asyncio.get_running_loop()
         inflight: deque[tuple[int, int, asyncio.Future[bytes]]] = deque()
-        next_offset = 0
         f = await asyncio.to_thread(part.open, "wb")
+        refused = ""
         try:
-            with f:
-                while next_offset < ref.size or inflight:
-                    while next_offset < ref.size and len(inflight) < WINDOW:
-                        length = min(CHUNK, ref.size - next_offset)
-                        fut: asyncio.Future[bytes] = loop.create_future()
-                        self._pending[(peer, ref.id, next_offset)] = fut
-                        peer.send(wire.GetBlob(bytes(ref), next_offset, length))
-                        inflight.append((next_offset, length, fut))
-                        next_offset += length
-                    offset, length, fut = inflight.popleft()
-                    try:
-                        async with asyncio.timeout(CHUNK_TIMEOUT_S):
-                            data = await fut
-                    except TimeoutError:
-                        return "timed out"
-                    if not data:
-                        return NOT_FOUND
-                    if len(data) != length:
-                        peer.offend(INVALID_OBJECT, f"blob chunk of {len(data)} bytes, asked for {length}")
-                        return "wrong chunk size"
-                    hasher.update(data)
-                    await asyncio.to_thread(f.write, data)
-            if hasher.digest() != ref.id:
-                self.host.metrics.inc("popchain_blobs_refused_total")
-                peer.offend(INVALID_OBJECT, f"blob {ref.hex_id[:16]} does not match its committed hash")
-                return "bytes do not match the reference (peer scored)"
-            await asyncio.to_thread(self.store.adopt, ref, part)
-            return "ok"
+            async with asyncio.timeout(CHUNK_TIMEOUT_S + ref.size / MIN_RATE):
+                await self._receive(peer, ref, f, hasher, inflight)
+        except TimeoutError:
+            refused = "too slow"
+        except _Refused as why:
+            refused = str(why)
         finally:
-            for offset, _, fut in inflight:
-                self._pending.pop((peer, ref.id, offset), None)
+            f.close()
+            for _, _, fut in inflight:
                 fut.cancel()
-            if part.exists():
+            for key in [k for k in self._pending if k[0] is peer and k[1] == ref.id]:
+                self._pending.pop(key, None)
+            if refused or hasher.digest() != ref.id:    # (a cancelled fetch leaves no part file either)
                 part.unlink(missing_ok=True)
+        if refused:
+            return refused
+        if hasher.digest() != ref.id:
+            self.host.metrics.inc("popchain_blobs_refused_total")
+            peer.offend(INVALID_OBJECT, f"blob {ref.hex_id[:16]} does not match its committed hash")
+            return "bytes do not match the reference (peer scored)"
+        await asyncio.to_thread(self.store.adopt, ref, part)
+        return "ok"
+
+    async def _receive(self, peer: Peer, ref: BlobRef, f: BinaryIO, hasher: BlobHasher,
+                       inflight: deque[tuple[int, int, asyncio.Future[bytes]]]) -> None:
+        """Ask ``peer`` for the blob's ranges (WINDOW at a time) and append each answer in order, hashing it.
+        Raises _Refused (with the reason) when the peer times out, has no such blob or sends a wrong size."""
+        loop = asyncio.get_running_loop()
+        next_offset = 0
+        while next_offset < ref.size or inflight:
+            while next_offset < ref.size and len(inflight) < WINDOW:
+                length = min(CHUNK, ref.size - next_offset)
+                fut: asyncio.Future[bytes] = loop.create_future()
+                self._pending[(peer, ref.id, next_offset)] = fut
+                peer.send(wire.GetBlob(bytes(ref), next_offset, length))
+                inflight.append((next_offset, length, fut))
+                next_offset += length
+            _, length, fut = inflight.popleft()
+            try:
+                async with asyncio.timeout(CHUNK_TIMEOUT_S):
+                    data = await fut
+            except TimeoutError:
+                raise _Refused("timed out") from None
+            if not data:
+                raise _Refused(NOT_FOUND)
+            if len(data) != length:
+                peer.offend(INVALID_OBJECT, f"blob chunk of {len(data)} bytes, asked for {length}")
+                raise _Refused("wrong chunk size")
+            hasher.update(data)
+            await asyncio.to_thread(f.write, data)
+
+
+class _Refused(Exception):
+    """This peer will not give us this blob now (its reason is the message); never leaves this module."""

@@ -94,8 +94,7 @@ def test_fresh_node_fetches_the_blobs_from_a_peer_and_validates_rounds_with_them
                 # a sponsor's rows task: its announcement carries blob references, 'task announce' hands the
                 # blobs to the owner's node, and the fresh node fetches them over the wire as soon as the
                 # announcement reaches it -- long before the task's rounds
-                await _announce_rows_task(chain, api_owner, tmp_path / "task")
-                refs = await wait_for(lambda: _announced_refs(api), timeout=60, what="the announcement gossiped")
+                refs = await _announce_rows_task(chain, api_owner, tmp_path / "task")
                 await wait_for(lambda: asyncio.sleep(0, all(BlobDir(tmp_path / "fresh" / "blobs").get(r) is not None
                                                             for r in refs)),
                                timeout=60, what="the announcement's blobs fetched by the fresh node")
@@ -108,7 +107,7 @@ def test_fresh_node_fetches_the_blobs_from_a_peer_and_validates_rounds_with_them
     asyncio.run(scenario())
 
 
-async def _announce_rows_task(chain, api: NodeClient, out: Path) -> None:
+async def _announce_rows_task(chain, api: NodeClient, out: Path) -> tuple[BlobRef, ...]:
     from consensus.protocol.tasks import decode_task_message
     from node.tools.cli_task import _upload_blobs
     from node.tools.task_setup import create_task_files, governance_sign, secret_keys_of
@@ -118,15 +117,8 @@ async def _announce_rows_task(chain, api: NodeClient, out: Path) -> None:
     signed = governance_sign(msg, chain.keyholder_path.read_bytes(), chain.genesis)
     await api.post_task(signed.encode(), secret=secret_keys_of(Path(made["secret"]).read_bytes()))
     assert await _upload_blobs(api, signed, out) == made["blobs"]
-
-
-async def _announced_refs(api: NodeClient):
     from ml.shards import PublicTask
-    for t in (await api.tasks())["tasks"]:
-        if t["task_id"] != 0:
-            package = PublicTask.decode(bytes.fromhex((await api.task_info(t["task_id"], package=True))["package"]))
-            return package.blob_refs()
-    return None
+    return PublicTask.decode(msg.package).blob_refs()
 
 
 async def _spawn_liar(chain, owner_blobs: Path, work: Path) -> asyncio.subprocess.Process:
