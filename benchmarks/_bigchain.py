@@ -1,5 +1,6 @@
-"""A stopped node's datadir whose blocks are real-size: each carries a ~300 KB model (48 extra trees), as blocks
-on a real chain do — for the attack benchmarks and tests that need GETDATA answers of realistic weight.
+"""A stopped node's datadir whose blocks are real-size: each carries a model of ≥ 300 KB (48 extra trees; ~400 KB
+at height 1, growing with the training data to ~1 MB at height 16), as blocks on a real chain do — for the attack
+benchmarks and tests that need GETDATA answers of realistic weight.
 
 Drives Engine + Keyholder on a simulated clock (no network), like node.tools.testing.build_chain_offline, with
 one miner entering a big model per round (the test chain's easy crowning rule crowns it).
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from node.tools.testing import TestChain
 
-TREES = 48          # ≈ 300 KB encoded on the test chain's synthetic task
+TREES = 48          # ≈ 400 KB encoded at height 1 on the test chain's synthetic task, ~1 MB by height 16
 
 
 def build_big_chain(datadir: Path, chain: TestChain, n_blocks: int) -> list[bytes]:

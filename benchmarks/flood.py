@@ -1,7 +1,7 @@
 """Floods from many peers: 31 hostile peers from 4 IPs against a real node process; figures
 ``flood_rss_growth_mb`` and ``flood_api_p99_ms``.
 
-The victim holds a chain of real-size blocks (~300 KB models: benchmarks/_bigchain.py). For each class — INV,
+The victim holds a chain of real-size blocks (0.4–1 MB models: benchmarks/_bigchain.py). For each class — INV,
 GETDATA (the real blocks, requested over and over by peers that never read), ADDR, TX (see
 benchmarks/hostile.py) — four attacker processes, one per source address (four fresh 127.0.x.y addresses per
 class: 8 + 8 + 8 + 7 connections, up to the per-IP cap), flood at ``FRAMES_PER_S`` frames/s per connection for ``seconds``, all at
@@ -205,7 +205,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                        f"frames, {p.total('connections')} conn, {p.total('refused')} refused, honest served "
                        f"{p.honest_served}/{p.honest_asked}" for p in phases)
     how = (f"31 peers from 4 IPs, {seconds:.0f} s per class at {FRAMES_PER_S} frames/s each, {n_blocks} blocks of "
-           f"~300 KB; {detail}; node alive {after['alive']}, offences {after['offences']:.0f}, evictions "
+           f"0.4-1 MB; {detail}; node alive {after['alive']}, offences {after['offences']:.0f}, evictions "
            f"{after['evictions']:.0f}")
     return [{"name": "flood_rss_growth_mb", "value": growth[worst], "unit": "MB", "baseline": idle_growth,
              "ratio": growth[worst] / GOAL_MB,

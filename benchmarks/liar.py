@@ -95,7 +95,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     fmt = ", ".join("failed" if t is None else f"{t:.2f}" for t in lied)
     return [{"name": "liar_sync_slowdown", "value": value, "unit": "x", "baseline": 1.0, "ratio": value,
              "goal": f"<= {GOAL} and 0 honest peers dropped; dropped {dropped}; sync of {n_blocks} blocks of "
-                     f"~300 KB: clean median {t_clean:.2f} s, with the liar {fmt} s ({runs} runs each); the liar "
+                     f"0.4-1 MB: clean median {t_clean:.2f} s, with the liar {fmt} s ({runs} runs each); the liar "
                      f"was asked for {liar.get('getdata_ids', 0)} blocks and served none, "
                      f"{liar.get('connections', 0)} connections"}]
 

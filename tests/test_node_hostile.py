@@ -1,7 +1,7 @@
 """Hostile peers, round two (issue 19, *Why* 1–4): attackers as real processes on the real wire protocol
 (benchmarks/hostile.py) against real node processes.
 
-1. Floods from 31 peers on 4 IPs (INV, GETDATA of real-size ~300 KB blocks by peers that never read, ADDR, TX)
+1. Floods from 31 peers on 4 IPs (INV, GETDATA of real-size 0.4–1 MB blocks by peers that never read, ADDR, TX)
    keep the node within its global memory budget while an honest peer is served and the API answers. On
    e466b38 the per-peer tables multiplied by 31 peers: +118 MB in three seconds of INV, +251 MB of GETDATA.
 2. Hosts on 4 IPs holding all 32 inbound slots: a new honest node still gets one (eviction) and syncs. On
