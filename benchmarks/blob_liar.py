@@ -4,8 +4,9 @@
 Position: a peer on the wire. It listens for nodes to connect, completes the handshake (right chain id and
 genesis hash), and answers every GETBLOB with the real bytes of that range — read from ``--blob-dir``, the
 owner's blobs, so the attack is as close to honest as it gets — with one byte flipped (``--mode flip``, the
-default), or with random bytes of the asked length (``--mode random``). It ignores everything else except
-PING. Its counts (JSON) go to ``--stats-file`` after each connection ends and to stdout when it stops.
+default), or with random bytes of the asked length (``--mode random``); with ``--mode flood`` it sends
+``--frames`` BLOB frames of 256 KiB nobody asked for as soon as the handshake is done (a buffer-filling attempt).
+It ignores everything else except PING. Its counts (JSON) go to ``--stats-file`` after each connection ends and to stdout when it stops.
 
 Used by tests/test_blobs_net.py. Imports only the wire format, the genesis decoder and ml.blobs.
 """
@@ -42,6 +43,15 @@ async def run(args: argparse.Namespace, stats: dict[str, int]) -> None:
         await ws.send_bytes(wire.encode(wire.Hello(wire.PROTOCOL_VERSION, genesis.chain_id, genesis.hash, 0, 0,
                                                    args.listen, port_box[0], int.from_bytes(os.urandom(8), "big"),
                                                    "blob-liar/0.1")))
+        if args.mode == "flood":
+            junk = os.urandom(wire.MAX_BLOB_CHUNK)
+            for k in range(args.frames):
+                try:
+                    await ws.send_bytes(wire.encode(wire.Blob(os.urandom(32), k * len(junk), junk)))
+                except (ConnectionError, RuntimeError):
+                    break
+                stats["unsolicited_sent"] += 1
+                save()
         async for msg in ws:
             if msg.type != aiohttp.WSMsgType.BINARY:
                 continue
@@ -85,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--port-file", required=True)
     p.add_argument("--stats-file", default="")
-    p.add_argument("--mode", choices=("flip", "random"), default="flip")
+    p.add_argument("--mode", choices=("flip", "random", "flood"), default="flip")
+    p.add_argument("--frames", type=int, default=200, help="--mode flood: unsolicited BLOB frames to send")
     p.add_argument("--seconds", type=float, default=300.0)
     args = p.parse_args(argv)
-    stats = {"connections": 0, "getblob": 0, "corrupt_chunks_sent": 0, "closed_by_node": 0}
+    stats = {"connections": 0, "getblob": 0, "corrupt_chunks_sent": 0, "closed_by_node": 0, "unsolicited_sent": 0}
 
     async def until_stopped() -> None:
         task = asyncio.ensure_future(run(args, stats))

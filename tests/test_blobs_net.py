@@ -121,12 +121,12 @@ async def _announce_rows_task(chain, api: NodeClient, out: Path) -> tuple[BlobRe
     return PublicTask.decode(msg.package).blob_refs()
 
 
-async def _spawn_liar(chain, owner_blobs: Path, work: Path) -> asyncio.subprocess.Process:
+async def _spawn_liar(chain, owner_blobs: Path, work: Path, *mode: str) -> asyncio.subprocess.Process:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return await asyncio.create_subprocess_exec(
         "nice", "-n", "19", sys.executable, "-m", "benchmarks.blob_liar", "--genesis", str(chain.genesis_path),
         "--blob-dir", str(owner_blobs), "--listen", LIAR_IP, "--port-file", str(work / "liar.port"),
-        "--stats-file", str(work / "liar.json"), cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+        "--stats-file", str(work / "liar.json"), *mode, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL)
 
 
@@ -169,6 +169,44 @@ def test_corrupt_blob_from_an_attacker_is_refused_scored_and_fetched_from_an_hon
                            what="every blob fetched from the honest peer")
             assert _same_bytes(tmp_path / "victim", owner_blobs, chain)
             assert liar_stats().get("connections", 0) == 1     # banned: never dialled again
+        finally:
+            await asyncio.to_thread(stop_all, nodes)
+            if liar.returncode is None:
+                liar.terminate()
+                await liar.communicate()
+
+    asyncio.run(scenario())
+
+
+def test_unsolicited_blob_frames_are_dropped_and_their_sender_cut_off(chain, owner_blobs, tmp_path):
+    """An attacker pushing 200 x 256 KiB BLOB frames nobody asked for (50 MB): none is buffered or stored, each
+    scores it (unsolicited, +10), and it is cut off and discouraged after about ten; the node stays up."""
+    def liar_stats() -> dict:
+        try:
+            return dict(json.loads((tmp_path / "liar.json").read_text()))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    async def scenario() -> None:
+        liar = await _spawn_liar(chain, owner_blobs, tmp_path, "--mode", "flood", "--frames", "200")
+        nodes: list[NodeProc] = []
+        try:
+            await wait_for(lambda: asyncio.sleep(0, (tmp_path / "liar.port").exists()
+                                                 and (tmp_path / "liar.port").read_text().strip() != ""),
+                           timeout=60, what="the attacker listening")
+            victim = NodeProc(tmp_path / "victim", genesis=chain.genesis_path, log_level="INFO",
+                              peers=[(LIAR_IP, int((tmp_path / "liar.port").read_text()))]).start()
+            nodes.append(victim)
+            await victim.ready()
+            await wait_for(lambda: asyncio.sleep(0, liar_stats().get("closed_by_node", 0) >= 1), timeout=60,
+                           what="the victim cutting the flooder off")
+            log = (tmp_path / "victim" / "node.log").read_text(errors="replace")
+            assert "unsolicited" in log and "discouraged" in log
+            assert victim.alive()
+            kept = list((tmp_path / "victim" / "blobs").glob("*")) if (tmp_path / "victim" / "blobs").exists() else []
+            assert [p for p in kept if not p.name.endswith(".part")] == []
+            async with NodeClient(victim.api_url) as api:
+                assert (await api.status())["height"] == 0                   # still answering
         finally:
             await asyncio.to_thread(stop_all, nodes)
             if liar.returncode is None:
