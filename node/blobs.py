@@ -357,5 +357,5 @@ class BlobService:
             await asyncio.to_thread(f.write, data)
 
 
-class _Refused(Exception):
+class _Refused(PopError):
     """This peer will not give us this blob now (its reason is the message); never leaves this module."""
