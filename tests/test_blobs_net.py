@@ -3,7 +3,8 @@
 1. A fresh node given only the genesis file and the owner's node as peer fetches every shard blob, checked,
    before any round reveals its key; a miner on that fresh node then gets blocks crowned, which the fresh node
    validated by opening the round's shard from the fetched blob; with ``--blob-keep unrevealed`` it then deletes
-   round 1's blob (final) and keeps the unrevealed ones; a sponsor's rows task's blobs reach it over the wire.
+   round 1's blob (final) and keeps the unrevealed ones; a late joiner syncs the crowned rounds (fetching their
+   blobs from the archive node); a sponsor's rows task's blobs reach the fresh node over the wire.
 2. An attacker process on the wire (benchmarks/blob_liar.py) serves the real blob with one byte flipped: the
    victim refuses it (nothing stored), scores the attacker (a ban) and fetches the right blob from an honest
    peer that connects later.
@@ -91,6 +92,16 @@ def test_fresh_node_fetches_the_blobs_from_a_peer_and_validates_rounds_with_them
                                timeout=60, what="round 1's shard blob pruned once the round is final")
                 assert (tmp_path / "fresh" / "blobs" / last.hex_id).exists()            # unrevealed: kept
                 assert (tmp_path / "owner" / "blobs" / shard1.hex_id).exists()          # the archive keeps all
+                # a late joiner syncs the chain: it needs the revealed rounds' blobs to judge their blocks
+                late = NodeProc(tmp_path / "late", genesis=chain.genesis_path, peers=[owner.p2p_addr]).start()
+                nodes.append(late)
+                await late.ready()
+                height = (await api_owner.status())["height"]
+                async with NodeClient(late.api_url) as api_late:
+                    async def synced() -> bool:
+                        return (await api_late.status())["height"] >= height
+                    await wait_for(synced, timeout=90, what="the late joiner synced, its shards fetched")
+                assert BlobDir(tmp_path / "late" / "blobs").get(shard1) is not None
                 # a sponsor's rows task: its announcement carries blob references, 'task announce' hands the
                 # blobs to the owner's node, and the fresh node fetches them over the wire as soon as the
                 # announcement reaches it -- long before the task's rounds
