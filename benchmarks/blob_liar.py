@@ -6,7 +6,9 @@ genesis hash), and answers every GETBLOB with the real bytes of that range — r
 owner's blobs, so the attack is as close to honest as it gets — with one byte flipped (``--mode flip``, the
 default), or with random bytes of the asked length (``--mode random``); with ``--mode flood`` it sends
 ``--frames`` BLOB frames of 256 KiB nobody asked for as soon as the handshake is done (a buffer-filling attempt).
-It ignores everything else except PING. Its counts (JSON) go to ``--stats-file`` after each connection ends and to stdout when it stops.
+With ``--mode getflood`` it asks the node for ``--frames`` chunks of a real blob (the first shard of genesis)
+back to back, faster than they can be answered: the node answers at most SERVE_PER_PEER at a time, drops and
+scores the rest, and cuts it off. It ignores everything else except PING. Its counts (JSON) go to ``--stats-file`` after each connection ends and to stdout when it stops.
 
 Used by tests/test_blobs_net.py. Imports only the wire format, the genesis decoder and ml.blobs.
 """
@@ -43,6 +45,15 @@ async def run(args: argparse.Namespace, stats: dict[str, int]) -> None:
         await ws.send_bytes(wire.encode(wire.Hello(wire.PROTOCOL_VERSION, genesis.chain_id, genesis.hash, 0, 0,
                                                    args.listen, port_box[0], int.from_bytes(os.urandom(8), "big"),
                                                    "blob-liar/0.1")))
+        if args.mode == "getflood":
+            ref = next(iter(genesis.task.blob_refs()))
+            for k in range(args.frames):
+                try:
+                    await ws.send_bytes(wire.encode(wire.GetBlob(bytes(ref), 0, min(ref.size, wire.MAX_BLOB_CHUNK))))
+                except (ConnectionError, RuntimeError):
+                    break
+                stats["getblob_sent"] += 1
+            save()
         if args.mode == "flood":
             junk = os.urandom(wire.MAX_BLOB_CHUNK)
             for k in range(args.frames):
@@ -95,11 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--port-file", required=True)
     p.add_argument("--stats-file", default="")
-    p.add_argument("--mode", choices=("flip", "random", "flood"), default="flip")
+    p.add_argument("--mode", choices=("flip", "random", "flood", "getflood"), default="flip")
     p.add_argument("--frames", type=int, default=200, help="--mode flood: unsolicited BLOB frames to send")
     p.add_argument("--seconds", type=float, default=300.0)
     args = p.parse_args(argv)
-    stats = {"connections": 0, "getblob": 0, "corrupt_chunks_sent": 0, "closed_by_node": 0, "unsolicited_sent": 0}
+    stats = {"connections": 0, "getblob": 0, "corrupt_chunks_sent": 0, "closed_by_node": 0, "unsolicited_sent": 0,
+             "getblob_sent": 0}
 
     async def until_stopped() -> None:
         task = asyncio.ensure_future(run(args, stats))

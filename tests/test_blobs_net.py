@@ -225,3 +225,40 @@ def test_unsolicited_blob_frames_are_dropped_and_their_sender_cut_off(chain, own
                 await liar.communicate()
 
     asyncio.run(scenario())
+
+
+def test_a_peer_asking_for_blob_chunks_faster_than_they_are_answered_is_cut_off(chain, owner_blobs, tmp_path):
+    """Serving is bounded per peer (4 GETBLOBs being answered) and node-wide (8 reads): an attacker firing 400
+    GETBLOBs for a real blob is dropped and scored beyond that (flood) and cut off; the node stays up."""
+    def liar_stats() -> dict:
+        try:
+            return dict(json.loads((tmp_path / "liar.json").read_text()))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    async def scenario() -> None:
+        liar = await _spawn_liar(chain, owner_blobs, tmp_path, "--mode", "getflood", "--frames", "400")
+        nodes: list[NodeProc] = []
+        try:
+            await wait_for(lambda: asyncio.sleep(0, (tmp_path / "liar.port").exists()
+                                                 and (tmp_path / "liar.port").read_text().strip() != ""),
+                           timeout=60, what="the attacker listening")
+            server = NodeProc(tmp_path / "server", genesis=chain.genesis_path, log_level="INFO",
+                              peers=[(LIAR_IP, int((tmp_path / "liar.port").read_text()))],
+                              extra_args=["--blob-dir", str(owner_blobs)]).start()
+            nodes.append(server)
+            await server.ready()
+            await wait_for(lambda: asyncio.sleep(0, liar_stats().get("closed_by_node", 0) >= 1), timeout=60,
+                           what="the server cutting the requester off")
+            log = (tmp_path / "server" / "node.log").read_text(errors="replace")
+            assert "blob requests waiting for their answers" in log and "discouraged" in log
+            assert server.alive()
+            async with NodeClient(server.api_url) as api:
+                assert (await api.status())["height"] == 0                   # still answering
+        finally:
+            await asyncio.to_thread(stop_all, nodes)
+            if liar.returncode is None:
+                liar.terminate()
+                await liar.communicate()
+
+    asyncio.run(scenario())
