@@ -22,7 +22,7 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.scoring", ("score_linear_10k", "score_linear_10k_raw", "score_mlp_10k", "score_trees_10k",
                             "score_gbdt_10k", "sklearn_agreement")),
     ("benchmarks.network", ("relay_hop_ms", "sync_blocks_per_s", "round_latency_s")),
-    ("benchmarks.load", ("e2e_tx_per_s", "load_honest_bans", "mempool_converge_s")),
+    ("benchmarks.load", ("e2e_tx_per_s", "relay_cpu_per_tx_ratio", "load_honest_bans", "mempool_converge_s")),
     ("benchmarks.flood", ("flood_rss_growth_mb", "flood_api_p99_ms")),
     ("benchmarks.eviction", ("eviction_newcomer_ok",)),
     ("benchmarks.liar", ("liar_sync_slowdown",)),
@@ -37,6 +37,8 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
                                "sim_late_timestamp_stalls")),
     ("benchmarks.sim_drift", ("demo_crowned_share_50", "drift_gap_1pp_share")),
     ("benchmarks.miner_memory", ("miner_rss_growth",)),
+    ("benchmarks.long_chain", ("block_cost_growth", "status_ms_at_100k")),
+    ("benchmarks.prune_disk", ("disk_per_block_pruned",)),
     ("benchmarks.real_task", ("real_task_gap_pp",)),
     ("benchmarks.blob_fetch", ("genesis_bytes_adult", "shard_fetch_s")),
 )

@@ -204,6 +204,11 @@ class ChainStore(StoreReader):
     def meta_delete(self, key: bytes) -> None:
         self.meta_write({key: None})
 
+    def raw_write(self, changes: Mapping[bytes, bytes | None]) -> None:
+        """One synced batch of raw store keys, under the store lock — for chain.store_prune only."""
+        with self._lock:
+            self._kv.write(changes, sync=True)
+
     def meta_write(self, changes: Mapping[bytes, bytes | None]) -> None:
         """Several meta puts (None deletes) in one synced batch."""
         with self._lock:

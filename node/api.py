@@ -24,6 +24,7 @@ from node.api_deps import ApiDeps
 from node.api_lookup import resolve
 from node.api_rounds import dataclass_view, round_json
 from node.api_tasks import (
+    MAX_REVEALED,
     MAX_TASK_BODY,
     TaskHandlers,
     chain_phase,
@@ -222,6 +223,7 @@ class Api:
             "rounds_total": sum(t.shards_total for t in rows), "champion": champion_json(champ),
             **status_fields(rows, round_task),
             "peers": len(d.peers()), "mempool": len(d.mempool), "syncing": facts["syncing"],
+            "prune": facts.get("prune"),
             "keyholder": facts["keyholder"], "p2p_port": facts["p2p_port"], "api_port": facts["api_port"],
             "equivocations": [{"round": rr, "kept": k.hex(), "refused": x.hex(), "signed_both": _signed_both(k, x)}
                               for rr, k, x in equiv],
@@ -248,9 +250,12 @@ class Api:
         return web.json_response({"header": header_json(block.header), "hash": block.hash.hex(),
                                   "txs": [tx_json(t) for t in block.txs], "model_hash": block.header.model_hash.hex(),
                                   "model_size": len(block.model), "payload_size": len(block.payload),
+                                  # a pruned node keeps the model hash, not the bytes (GET /api/models/{hash}
+                                  # fetches them from a peer)
+                                  "model_pruned": not block.model,
                                   "main_chain": main, "confirmations": tip.height - block.header.height + 1
                                   if main else 0, "fees": sum(t.fee for t in block.txs),
-                                  "raw": request.query.get("raw") and block.encode().hex()})
+                                  "raw": request.query.get("raw") and block.model and block.encode().hex()})
 
     async def read(self, fn, *args):
         """A lock-free store read (indexes, blocks by hash) on the default executor, never the engine worker:
@@ -420,9 +425,10 @@ class Api:
         engine = self.deps.engine
         g = self.deps.genesis
 
-        def revealed():
+        def revealed():     # the newest MAX_REVEALED rounds (per-task pages: /api/tasks/{id})
             out = []
-            for r in range(1, engine.current_round() + 1):
+            current = engine.current_round()
+            for r in range(max(1, current - MAX_REVEALED + 1), current + 1):
                 b = engine.beacon(r)
                 if b is not None:
                     out.append({"round": r, "shard_key": b.shard_key.hex(), "task_id": b.task_id,

@@ -83,6 +83,8 @@ class ApiDeps:
     # (task announcement/extension, its shard keys or None) -> (accepted, status or reject reason, hex id)
     submit_task: Callable[[bytes, bytes | None], Awaitable[tuple[bool, str, str | None]]] | None = None
     rounds: RoundIndex | None = None                   # the node's round index (engine thread only)
+    # a pruned node: (block hash, model hash) -> the model fetched from a peer and checked, or None
+    fetch_model: Callable[[bytes, bytes], Awaitable[bytes | None]] | None = None
     blob_dir: Path | None = None                       # the node's checked shard blobs (GET /api/blobs/{id})
     offer_blob: Callable[[bytes], Awaitable[Any]] | None = None   # POST /api/blobs: a BlobRef if kept, else None
 
@@ -113,7 +115,9 @@ def api_deps(node: Any) -> ApiDeps:
         return {"p2p_port": node.p2p_port, "api_port": node.api_port,
                 "keyholder": node.keyholder is not None or committee is not None,
                 "committee": committee.info() if committee is not None else None,
-                "syncing": len(node.sync.wanted)}
+                "syncing": len(node.sync.wanted),
+                "prune": None if node.pruner is None else {"window": node.pruner.window,
+                                                           "pruned_through": node.store.pruned_through()}}
 
     health = getattr(node, "health", None)
     return ApiDeps(
@@ -125,6 +129,7 @@ def api_deps(node: Any) -> ApiDeps:
         discouraged=lambda: {k: v for k, v in node.book.bans.items() if v > time.time()},
         facts=facts, cookie=lambda: node.cookie, health=health if callable(health) else None,
         submit_task=lambda raw, secret: _submit_task(node, raw, secret), rounds=RoundIndex(node.engine, node.store),
+        fetch_model=node.pruner.fetch_model if node.pruner is not None else None,
         blob_dir=node.blobs.store.path, offer_blob=node.blobs.offer)
 
 

@@ -62,6 +62,7 @@ class NodeConfig:
     log_max_bytes: int = 10 * 2**20     # node.log rotates at this size ...
     log_backups: int = 5                # ... keeping this many old files (node.log.1 ...)
     check_level: str = "tip"            # on start: tip = state vs accounts + last undo records; full = replay all
+    prune: int = 0                      # 0: archive (every model); N: keep the last N blocks' models + champions
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -91,6 +92,7 @@ SETTINGS: dict[str, Setting] = {
     "log_level": Setting("choice", choices=LOG_LEVELS), "log_format": Setting("choice", choices=LOG_FORMATS),
     "log_max_bytes": Setting("int", 4096, 2**40), "log_backups": Setting("int", 0, 1000),
     "check_level": Setting("choice", choices=CHECK_LEVELS),
+    "prune": Setting("int", 0, 2**32 - 1),
 }
 
 
@@ -279,6 +281,10 @@ def add_node_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-level", default=None, choices=CHECK_LEVELS,
                         help="store check before serving: tip (default: the tip's state against the stored "
                              "accounts and the last undo records, seconds) or full (replay the whole chain)")
+    parser.add_argument("--prune", type=int, default=None, metavar="N",
+                        help="keep only the last N blocks' models (and every task's champion, the consensus "
+                             "records, headers and transfers); older models are fetched from a peer when asked "
+                             "for. 0 (default): archive node, serves every block. At least 10")
 
 
 def config_from_args(args: argparse.Namespace, file_config: dict[str, Any] | None = None) -> NodeConfig:

@@ -362,7 +362,7 @@ def read_chain_view(engine: EngineApi, opening_window_s: int) -> ChainView:
     tip = engine.tip()
     r = engine.current_round()
     first = max(1, r - VIEW_ROUNDS)
-    crowned = {rec.round: rec.hash.hex() for rec in engine.champion_history() if rec.height > 0}
+    crowned = {x: rec.hash.hex() for x, rec in engine.crowned_rounds(first, r - 1).items()}
     phase = engine.round_info(r).status if r else "not-started"
     if phase == "idle":          # every task spent: the chain is closed (what /api/status and the CLI say)
         phase = "closed"

@@ -59,7 +59,7 @@ class Relay:
         self.requests: RequestTracker[Peer] = RequestTracker(per_peer=budgets.requests_per_peer, total=REQUESTS_TOTAL,
                                                              total_alternates=ALTERNATES_TOTAL)
         self.trickle: Trickle[Peer] = Trickle(budgets.trickle_per_peer)
-        self.judge = Judge(host, self.announce, self._received, self.push_all)
+        self.judge = Judge(host, self.announce, self._received, self.push_all, self.announce_txs)
         self.objects = ObjectBudget(budgets, time.monotonic())
         self.budgets: dict[Peer, PeerObjects] = {}
         self.block_queue: asyncio.Queue[tuple[Peer, bytes]] = asyncio.Queue(BLOCK_QUEUE)
@@ -225,6 +225,19 @@ class Relay:
             else:   # peers without room for a whole block get its id and fetch it when they have
                 inv = inv or wire.encode(wire.Inv((key,)))
                 peer.send_frame(inv)
+
+    def announce_txs(self, items: Sequence[tuple[bytes, Peer | None]]) -> None:
+        """``announce`` for a batch of accepted transfers, (txid, the peer it came from): one pass over the peers,
+        each peer's trickle queue updated once."""
+        for peer in self.host.ready_peers():
+            known = peer.known
+            fresh = []
+            for h, source in items:
+                key = (InvKind.TX, h)
+                if source is not peer and key not in known:
+                    known.add(key)
+                    fresh.append(key)
+            self.trickle.add_many(peer, fresh)
 
     def push_all(self, kind: InvKind, h: bytes, data: bytes, exclude: Peer | None = None) -> None:
         """Push an object whole to every peer that does not know it (opened losers: no store serves them)."""

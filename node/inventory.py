@@ -50,6 +50,18 @@ class Trickle(Generic[P]):
             q.popitem(last=False)
             self.dropped += 1
 
+    def add_many(self, peer: P, keys: list[Key]) -> None:
+        """``add`` for several ids (a batch of accepted transfers): the queue is looked up and trimmed once."""
+        if not keys:
+            return
+        q = self._queues.get(peer)
+        if q is None:
+            q = self._queues[peer] = OrderedDict()
+        q.update(dict.fromkeys(keys))
+        while len(q) > self.cap:
+            q.popitem(last=False)
+            self.dropped += 1
+
     def pending(self, peer: P) -> int:
         q = self._queues.get(peer)
         return len(q) if q else 0

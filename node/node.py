@@ -57,6 +57,7 @@ from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from node.metrics import METRICS_TASK_S, Metrics
 from node.opening import open_checked_store
 from node.peer import LocalIdentity, Peer
+from node.pruning import MIN_PRUNE, Pruner
 from node.round_sync import RoundSync
 from node.supervisor import Supervisor
 from node.sync import Sync
@@ -106,6 +107,7 @@ class Node:
         self.round_sync: RoundSync
         self.blobs: BlobService
         self.keyholder: KeyholderService | None = None
+        self.pruner: Pruner | None = None                   # --prune N (node.pruning)
         self.committee: CommitteeService | None = None     # a keyholder-committee member (PROTOCOL §3.10)
         self.committee_relay: CommitteeRelay
         self._all_tasks: set[asyncio.Task[None]] = set()
@@ -122,6 +124,8 @@ class Node:
         self.engine = Engine(self.store, self.genesis)
 
     async def _start(self) -> None:
+        if 0 < self.config.prune < MIN_PRUNE:
+            raise NodeError(f"--prune {self.config.prune}: keep at least {MIN_PRUNE} blocks' models (0: archive)")
         self.datadir.open()
         check_disk(self.datadir.path)   # a disk too full to store blocks: refuse now, not half-way through one
         self.fds = FdBudget(raise_fd_limit())
@@ -135,6 +139,9 @@ class Node:
         self.mempool = Mempool(self.genesis.ledger_params, max_txs=self.config.mempool_max_txs,
                                max_per_sender=self.config.mempool_max_per_sender)
         self.relay = Relay(self, self.conns.budgets)
+        if self.config.prune:
+            self.pruner = Pruner(self, self.config.prune)
+            self.relay.judge.model_fetches = self.pruner
         self.sync = Sync(self, self.relay)
         self.relay.on_block_delivered = self.sync.delivered
         self.relay.on_not_found = self.sync.not_found
@@ -291,6 +298,8 @@ class Node:
             self.tip_cache = (new_tip.height, new_tip.round, new_tip.hash)
         if self.tip_cache[2] == old_tip:
             return
+        if self.pruner is not None:
+            await self.pruner.step()
         self.relay.tip_changed()
         self._poke_events()
         if not len(self.mempool) and new_tip is not None and new_tip.prev_hash == old_tip:

@@ -200,6 +200,8 @@ class Sync:
             if store.has_block(h) and store.is_main_chain(h):
                 start = store.get_header(h).height + 1
                 break
+        if start <= store.pruned_through():
+            return []   # a pruned node names only blocks it can serve: their models are gone (an archive peer has them)
         tip = store.tip().height
         last = min(tip, start + wire.MAX_HEADERS - 1)
         return [store.get_header(height).encode() for height in range(start, last + 1)]

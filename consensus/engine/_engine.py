@@ -33,6 +33,14 @@ from consensus._meta import (
     P_OPENING,
     u32,
 )
+from consensus.engine._lineage import (
+    ensure_indexed,
+    index_extra,
+    record_at,
+    round_winner,
+    rounds_above,
+    unindex_extra,
+)
 from consensus.engine._taskbook import TaskBook
 from consensus.engine._tasks import TaskQueries
 from consensus.engine._validity import OrphanBlock, ScoringCache, validate_block
@@ -126,10 +134,10 @@ class Engine(TaskQueries):
         self._candidates: dict[bytes, ScoredBlock] = {}
         self._orphans: dict[bytes, Block] = {}
         self._rounds: dict[int, _RoundMemory] = {}
-        for key, value in store.meta_items(P_BEACON) + store.meta_items(P_NOTICE):
-            r = int.from_bytes(key[-4:], "big")
-            if r > self._round:
-                obj = (Beacon if key.startswith(P_BEACON) else AnchorNotice).decode(value)
+        ensure_indexed(store)
+        for prefix in (P_BEACON, P_NOTICE):     # statements above the current round: read newest first, stop there
+            for r, value in rounds_above(store, prefix, self._round):
+                obj = (Beacon if prefix == P_BEACON else AnchorNotice).decode(value)
                 self._anchors.setdefault(r, obj.anchor_hash)
         tip = store.tip()
         if tip.hash != self._final.hash:  # restart in the opening window: the tip is our best candidate
@@ -208,7 +216,7 @@ class Engine(TaskQueries):
     def round_info(self, r: int) -> RoundInfo:
         beacon, notice = self.beacon(r), self.notice(r)
         anchor = beacon.anchor_hash if beacon else notice.anchor_hash if notice else None
-        winner = next((rec for rec in self.champion_history() if rec.round == r and rec.height > 0), None)
+        winner = round_winner(self.store, r)
         if r > self._round:
             status = "future"
         elif notice is not None and notice.idle:
@@ -396,7 +404,7 @@ class Engine(TaskQueries):
         h = s.block.header
         rec = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, s.b, s.c, s.bar, s.task_id)
         extra: dict[bytes, bytes | None] = {P_CHAMP + u32(h.height): rec.encode(),
-                                            P_CMODEL + h.model_hash: u32(h.height)}
+                                            P_CMODEL + h.model_hash: u32(h.height), **index_extra(rec)}
         if s.registry is not None:   # the task registry after it, and the task messages it activated (§3.13)
             extra.update(self.book.registry_extra(h.height, s.registry))
             extra.update(self.book.message_extra(s.messages))
@@ -414,6 +422,9 @@ class Engine(TaskQueries):
     def _unchampion(self, tip: Header) -> dict[bytes, bytes | None]:
         extra: dict[bytes, bytes | None] = {P_CHAMP + u32(tip.height): None, P_CMODEL + tip.model_hash: None,
                                             **self.book.registry_extra(tip.height, None)}
+        rec = record_at(self.store, tip.height)
+        if rec is not None:
+            extra.update(unindex_extra(rec))
         raw = self.store.get_payload(tip.hash)
         if raw is not None:
             for mh in RoundPayload.decode(raw).beacon.opened:

@@ -270,8 +270,8 @@ def cmd_extend(args: argparse.Namespace) -> None:
         data = rows_for_task(args.data, public, args.label_column)
     anchor = None   # the drift reverts towards the task's first shard's world (its start is not stored)
     if public.generated:
-        first_key = next((bytes.fromhex(k["shard_key"]) for k in info.get("revealed", []) if k["shard_index"] == 1),
-                         None)
+        shard1 = info.get("revealed_first")   # shard 1's key (the revealed list holds the newest keys only)
+        first_key = bytes.fromhex(shard1["shard_key"]) if shard1 and shard1["shard_index"] == 1 else None
         if first_key is None and args.secret and saved.first_index == 1:
             first_key = saved.secret.keys[0]
         anchor = shard_world(public, 1, first_key) if first_key is not None else None

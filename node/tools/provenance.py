@@ -155,6 +155,11 @@ class ChainView:
             package, n, initial = verified_package(self.genesis, task_id, info.get("messages") or [])
             package = await ensure_blobs(self.client, package)   # blobs (§3.15): fetched, checked, rows loaded
             keys = {k["round"]: (k["shard_index"], bytes.fromhex(k["shard_key"])) for k in info["revealed"]}
+            older = info.get("revealed_next")
+            while older is not None:      # the task page holds the newest keys: an audit pages back to the start
+                more = await self.client.get(f"/api/tasks/{task_id}", revealed_before=str(older))
+                keys.update({k["round"]: (k["shard_index"], bytes.fromhex(k["shard_key"])) for k in more["revealed"]})
+                older = more.get("revealed_next")
             history = await full_history(self.client, task_id)    # all of it: the task page keeps the newest
             self.tasks[task_id] = TaskView(task_id, package, history, keys, n, initial)
         return self.tasks[task_id]
