@@ -40,6 +40,7 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.long_chain", ("block_cost_growth", "status_ms_at_100k")),
     ("benchmarks.prune_disk", ("disk_per_block_pruned",)),
     ("benchmarks.real_task", ("real_task_gap_pp",)),
+    ("benchmarks.blob_fetch", ("genesis_bytes_adult", "shard_fetch_s")),
 )
 
 FIGURE_KEYS = ("name", "value", "unit", "baseline", "ratio", "goal")

@@ -147,6 +147,8 @@ def build_api_app(deps: ApiDeps) -> web.Application:
     r.add_post("/api/tasks", api.post_task)
     r.add_get("/api/template", api.template)
     r.add_get("/api/genesis", api.genesis_file)
+    r.add_get("/api/blobs/{id}", api.blob_file)
+    r.add_post("/api/blobs", api.post_blob)
     return app
 
 
@@ -449,4 +451,29 @@ class Api:
 
     async def genesis_file(self, request: web.Request) -> web.Response:
         return web.Response(body=self.deps.genesis.encode(), content_type="application/octet-stream")
+
+    async def blob_file(self, request: web.Request) -> web.StreamResponse:
+        """A shard blob this node holds (checked when stored), streamed from disk; the client checks it against
+        the reference in the package (PROTOCOL §3.15) — tools (miners, audit) fetch blobs here."""
+        blob_id = request.match_info["id"]
+        if len(blob_id) != 64 or any(ch not in "0123456789abcdef" for ch in blob_id):
+            raise ApiError(400, "bad-request", "a blob id is 64 lower-case hex digits")
+        path = self.deps.blob_dir / blob_id if self.deps.blob_dir is not None else None
+        if path is None or not path.is_file():
+            raise ApiError(404, "not-found", f"this node has no blob {blob_id}")
+        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
+    async def post_blob(self, request: web.Request) -> web.Response:
+        """A shard blob's raw bytes (a task sponsor's ``task announce`` uploads its announcement's blobs): kept
+        only if genesis or a stored announcement references exactly these bytes (422 otherwise)."""
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise ApiError(413, "body-too-large", f"body is {request.content_length} bytes, limit {MAX_BODY}: "
+                                                  "give larger blobs to the node with --blob-dir")
+        offer = self.deps.offer_blob
+        if offer is None:
+            raise ApiError(501, "not-supported", "this node takes no blobs")
+        ref = await offer(await request.read())
+        if ref is None:
+            raise ApiError(422, "unknown-blob", "no task of this chain references these bytes")
+        return web.json_response({"accepted": True, "id": ref.hex_id, "size": ref.size})
 

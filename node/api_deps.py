@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from chain.block import Block, Header
@@ -84,6 +85,8 @@ class ApiDeps:
     rounds: RoundIndex | None = None                   # the node's round index (engine thread only)
     # a pruned node: (block hash, model hash) -> the model fetched from a peer and checked, or None
     fetch_model: Callable[[bytes, bytes], Awaitable[bytes | None]] | None = None
+    blob_dir: Path | None = None                       # the node's checked shard blobs (GET /api/blobs/{id})
+    offer_blob: Callable[[bytes], Awaitable[Any]] | None = None   # POST /api/blobs: a BlobRef if kept, else None
 
 
 class _PeerAdapter:
@@ -126,7 +129,8 @@ def api_deps(node: Any) -> ApiDeps:
         discouraged=lambda: {k: v for k, v in node.book.bans.items() if v > time.time()},
         facts=facts, cookie=lambda: node.cookie, health=health if callable(health) else None,
         submit_task=lambda raw, secret: _submit_task(node, raw, secret), rounds=RoundIndex(node.engine, node.store),
-        fetch_model=node.pruner.fetch_model if node.pruner is not None else None)
+        fetch_model=node.pruner.fetch_model if node.pruner is not None else None,
+        blob_dir=node.blobs.store.path, offer_blob=node.blobs.offer)
 
 
 async def _submit_task(node: Any, raw: bytes, secret: bytes | None) -> tuple[bool, str, str | None]:

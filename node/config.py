@@ -30,6 +30,7 @@ ENV_PREFIX = "POPCHAIN_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 CHECK_LEVELS = ("tip", "full")
+BLOB_KEEP = ("all", "unrevealed")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class NodeConfig:
     datadir: Path
     genesis: Path | None = None
     keyholder: Path | None = None
+    blob_dir: Path | None = None        # the task owner's shard blobs (genesis create's <out>/blobs), imported
+    blob_keep: str = "all"              # all (archive) | unrevealed: a shard blob goes once its round is final
     peers: tuple[tuple[str, int], ...] = ()
     port: int = DEFAULT_P2P_PORT
     api_port: int = DEFAULT_API_PORT
@@ -79,7 +82,8 @@ def _port() -> Setting:
 
 
 SETTINGS: dict[str, Setting] = {
-    "genesis": Setting("path"), "keyholder": Setting("path"), "peers": Setting("peers"),
+    "genesis": Setting("path"), "keyholder": Setting("path"), "blob_dir": Setting("path"),
+    "blob_keep": Setting("choice", choices=BLOB_KEEP), "peers": Setting("peers"),
     "port": _port(), "api_port": _port(), "listen": Setting("str"), "api_listen": Setting("str"),
     "discover": Setting("bool"), "discovery_interface": Setting("str"), "discovery_port": Setting("int", 1, 65535),
     "peer_exchange": Setting("bool"), "max_inbound": Setting("int", 0, 4096), "max_outbound": Setting("int", 0, 1024),
@@ -255,6 +259,12 @@ def add_node_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the effective settings and where each comes from, then exit")
     parser.add_argument("--genesis", type=Path, help="genesis file (needed the first time only)")
     parser.add_argument("--keyholder", type=Path, help="keyholder secret package: run the keyholder service")
+    parser.add_argument("--blob-dir", type=Path, default=None, metavar="DIR",
+                        help="shard blobs the task owner has (genesis create's OUT/blobs): checked, copied into "
+                             "the datadir and served; without it they are fetched from peers")
+    parser.add_argument("--blob-keep", default=None, choices=BLOB_KEEP,
+                        help="all (default: keep every shard blob, serve syncing peers) or unrevealed (delete a "
+                             "shard's blob once its round is final here)")
     parser.add_argument("--peer", action="append", default=[], metavar="HOST:PORT", help="connect to this peer")
     parser.add_argument("--port", type=int, default=None, help=f"peer port (default {DEFAULT_P2P_PORT}; 0 = any)")
     parser.add_argument("--api-port", type=int, default=None, help=f"API port (default {DEFAULT_API_PORT}; 0 = any)")

@@ -33,9 +33,11 @@ from consensus.keyholder import load_keyholder, load_member
 from consensus.protocol.genesis import Genesis, load_genesis
 from consensus.protocol.messages import Entry
 from consensus.protocol.tasks import TaskMessage
+from ml.blobs import BlobRef
 from node import wire
 from node.api import build_api_app
 from node.api_deps import api_deps
+from node.blobs import BlobService, final_shard_refs, start_blob_service, wanted_refs
 from node.committee_service import CommitteeRelay, CommitteeService
 from node.config import NodeConfig
 from node.connections import Connections
@@ -103,6 +105,7 @@ class Node:
         self.relay: Relay
         self.sync: Sync
         self.round_sync: RoundSync
+        self.blobs: BlobService
         self.keyholder: KeyholderService | None = None
         self.pruner: Pruner | None = None                   # --prune N (node.pruning)
         self.committee: CommitteeService | None = None     # a keyholder-committee member (PROTOCOL §3.10)
@@ -143,6 +146,9 @@ class Node:
         self.relay.on_block_delivered = self.sync.delivered
         self.relay.on_not_found = self.sync.not_found
         self.round_sync = RoundSync(self, self.relay)
+        self._blob_refs: dict[bytes, tuple[BlobRef, ...]] = {}    # shard blobs (PROTOCOL §3.15, §4.9)
+        self.blobs = await start_blob_service(self, self.datadir.path / "blobs", self.config.blob_dir,
+                                              self.config.blob_keep)
         self.committee_relay = CommitteeRelay(self, self.relay.charge, self.relay.publish)
         if self.config.keyholder is not None:
             try:
@@ -239,7 +245,19 @@ class Node:
         """A new task announcement/extension was stored: the keyholder may open a round with it."""
         if self.keyholder is not None:
             self.keyholder.wake()
+        self.blobs.wake()     # an announcement's shard blobs are fetched at once, long before their rounds
         self._poke_events()
+
+    async def wanted_blobs(self) -> list[BlobRef]:
+        return await self.worker.call(wanted_refs, self.engine, self._blob_refs)
+
+    async def final_shards(self, after: int) -> tuple[list[BlobRef], int]:
+        return await self.worker.call(final_shard_refs, self.engine, after)
+
+    async def blob_arrived(self) -> None:
+        """A shard blob was fetched: blocks the engine parked for want of it are judged again (§3.15)."""
+        for block in await self.worker.call(self.engine.parked_blocks):
+            await self.relay.on_object(None, wire.InvKind.BLOCK, block.encode())
 
     async def submit_task_message(self, data: bytes, secret: bytes | None = None) -> tuple[bool, str]:
         """The API's entry point for a task announcement/extension (PROTOCOL §3.13): decode, validate against
@@ -330,6 +348,7 @@ class Node:
                 sup.supervise(self.spawn, self.relay.run_tx_queue, "txs", essential=True)
                 sup.supervise(self.spawn, self.relay.run_trickle, "trickle", essential=False)
                 sup.supervise(self.spawn, self.sync.watch, "sync-watch", essential=False)
+                sup.supervise(self.spawn, self.blobs.run, "blobs", essential=False)
                 for factory, name, essential in self._extra_services:
                     sup.supervise(self.spawn, factory, name, essential=essential)
                 for host, port in self.config.peers:
@@ -474,8 +493,10 @@ class Node:
         self.relay.greet(peer)
         self.sync.peer_ready(peer)
         self.round_sync.peer_ready(peer)
+        self.blobs.wake()
 
     def _peer_gone(self, peer: Peer) -> None:
+        self.blobs.peer_gone(peer)
         self.sync.peer_gone(peer)
         self.round_sync.peer_gone(peer)
         self.relay.peer_gone(peer)
@@ -488,6 +509,8 @@ class Node:
                 await self.round_sync.handle(peer, msg)
             elif isinstance(msg, wire.Committee):
                 await self.committee_relay.handle(peer, msg)
+            elif isinstance(msg, (wire.GetBlob, wire.Blob)):
+                await self.blobs.handle(peer, msg)
             else:
                 await self.relay.handle(peer, msg)
         except StorageFault as exc:   # our storage failed while handling it: stop (exit 3), blame no peer

@@ -31,9 +31,10 @@ from consensus.protocol.messages import MAX_NOTICE_SIZE as MAX_ANCHOR_SIZE
 from consensus.protocol.tasks import MAX_TASK_MSG_SIZE
 from node.errors import WireError
 
-# 2: TXS batches; 3: TASK, GETROUNDS/ROUNDS and COMMITTEE frames and version-2 notices/beacons. An older peer is
-# refused at the handshake (not banned): it would take the new frames for garbage and penalise us.
-PROTOCOL_VERSION = 3
+# 2: TXS batches; 3: TASK, GETROUNDS/ROUNDS and COMMITTEE frames and version-2 notices/beacons; 4: GETBLOB/BLOB
+# (shard blobs, §4.9). An older peer is refused at the handshake (not banned): it would take the new frames for
+# garbage and penalise us.
+PROTOCOL_VERSION = 4
 MAX_INV_ITEMS = 1000
 MAX_TXS_ITEMS = 1000       # transfers in one TXS frame (the answer to a GETDATA of ≤ 1000 ids)
 MAX_LOCATOR = 64
@@ -76,6 +77,8 @@ class MsgType(IntEnum):
     GETROUNDS = 19  # [first round, count]: ask for the notices/beacons of those rounds (sync, §4.4)
     ROUNDS = 20     # [[kind, bytes]…]: the notices/beacons asked for (void rounds included)
     COMMITTEE = 21  # a keyholder-committee message (consensus.protocol.committee), flooded by every node
+    GETBLOB = 22    # [blob reference (40), offset, length ≤ MAX_BLOB_CHUNK]: a byte range of a shard blob (§4.9)
+    BLOB = 23       # [blob id (32), offset, bytes]: the range asked for; empty bytes = "I do not have it"
 
 
 def object_type(kind: InvKind) -> MsgType:
@@ -100,6 +103,7 @@ OBJECT_CAPS: dict[InvKind, int] = {
     InvKind.TASK: MAX_TASK_MSG_SIZE,
 }
 MAX_ROUNDS_ITEMS = 64      # statements in one ROUNDS frame (2 per round)
+MAX_BLOB_CHUNK = 256 << 10  # bytes of a blob one GETBLOB may ask for / one BLOB may carry
 _ENVELOPE = 16  # type byte + array header + bin header, generously
 FRAME_CAPS: dict[MsgType, int] = {
     MsgType.HELLO: 512,
@@ -118,6 +122,8 @@ FRAME_CAPS: dict[MsgType, int] = {
     MsgType.ADDR: 8 + MAX_ADDRS * (MAX_HOST + 8),
     MsgType.TXS: 8 + MAX_TXS_ITEMS * (MAX_TX_SIZE + 3),
     MsgType.COMMITTEE: MAX_COMMITTEE_SIZE + _ENVELOPE,
+    MsgType.GETBLOB: 64,
+    MsgType.BLOB: MAX_BLOB_CHUNK + 64,
 }
 MAX_FRAME = max(FRAME_CAPS.values())
 
@@ -213,8 +219,22 @@ class Rounds:
     items: tuple[tuple[InvKind, bytes], ...]   # (ANCHOR | BEACON, encoded statement), ascending round
 
 
+@dataclass(frozen=True)
+class GetBlob:
+    ref: bytes                   # the 40-byte blob reference (ml.blobs): id ‖ u64be size
+    offset: int
+    length: int                  # 1 … MAX_BLOB_CHUNK
+
+
+@dataclass(frozen=True)
+class Blob:
+    blob_id: bytes               # 32 bytes
+    offset: int
+    data: bytes                  # ≤ MAX_BLOB_CHUNK; empty = not found
+
+
 Message = (Hello | Reject | Ping | Pong | Inv | GetData | NotFound | Object | Txs | GetHeaders | Headers | GetAddr
-           | Addr | GetRounds | Rounds | Committee)
+           | Addr | GetRounds | Rounds | Committee | GetBlob | Blob)
 
 
 # ---------------------------------------------------------------- encode
@@ -259,6 +279,10 @@ def _fields(msg: Message) -> tuple[MsgType, list[Any]]:
             return MsgType.ROUNDS, [[int(k), d] for k, d in msg.items]
         case Committee():
             return MsgType.COMMITTEE, [msg.data]
+        case GetBlob():
+            return MsgType.GETBLOB, [msg.ref, msg.offset, msg.length]
+        case Blob():
+            return MsgType.BLOB, [msg.blob_id, msg.offset, msg.data]
     raise TypeError(f"not a wire message: {type(msg).__name__}")
 
 
@@ -373,6 +397,14 @@ def _decode_body(mtype: MsgType, f: list[Any]) -> Message:
             return Rounds(tuple(items))
         case MsgType.COMMITTEE:
             return Committee(check_bytes_max(check_list(f, 1, "committee")[0], MAX_COMMITTEE_SIZE, "committee"))
+        case MsgType.GETBLOB:
+            check_list(f, 3, "getblob")
+            return GetBlob(check_bytes(f[0], 40, "blob ref"), check_int(f[1], 0, U64, "offset"),
+                           check_int(f[2], 1, MAX_BLOB_CHUNK, "length"))
+        case MsgType.BLOB:
+            check_list(f, 3, "blob")
+            return Blob(check_bytes(f[0], 32, "blob id"), check_int(f[1], 0, U64, "offset"),
+                        check_bytes_max(f[2], MAX_BLOB_CHUNK, "blob data"))
     kind = object_kind(mtype)
     data = check_bytes_max(check_list(f, 1, kind.name.lower())[0], OBJECT_CAPS[kind], "object")
     return Object(kind, data)

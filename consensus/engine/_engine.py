@@ -487,6 +487,12 @@ class Engine(TaskQueries):
         connected = self._advance_and_collect()
         return BlockVerdict(status, h.hash, scored=scored, connected=connected)
 
+    def parked_blocks(self) -> list[Block]:
+        """Parked blocks of the current round on the final anchor: a block parked because its round's shard blob
+        was not here yet (_validity.BlobPending, PROTOCOL §3.15) is judged again once the blob arrived."""
+        return [b for b in self._orphans.values()
+                if b.header.prev_hash == self._final.hash and b.header.round == self._round]
+
     def _park(self, block: Block) -> BlockVerdict:
         size = _parked_size(block)
         held = sum(map(_parked_size, self._orphans.values()))

@@ -28,13 +28,14 @@ from consensus.protocol.messages import Beacon
 from consensus.protocol.registry import ChampionRecord, payout_move
 from consensus.protocol.rules import ScoredBlock, crowning_bar, decode_payload, moves_for, timestamp_window
 from consensus.protocol.stats import accepts
+from ml.blobs import BlobUnavailable
 from ml.errors import MLError, ShardError
 from ml.model import Model, decode_model
 from ml.score import Features, paired, prepare, score
 from ml.shards import PublicTask, open_shard
 from ml.task import Dataset
 
-__all__ = ["OrphanBlock", "ScoringCache", "validate_block"]
+__all__ = ["BlobPending", "OrphanBlock", "ScoringCache", "validate_block"]
 
 
 class OrphanBlock(PopError):
@@ -92,6 +93,14 @@ class ScoringCache:
             hit = score(model, feats, shard.y).correct
             self._put(self._correct, ck, hit)
         return hit
+
+
+class BlobPending(OrphanBlock):
+    """The round's shard blob is not available locally (ml.blobs.BlobUnavailable): park the block, retry later."""
+
+    def __init__(self, parent_hash: bytes, why: str) -> None:
+        super().__init__(parent_hash)
+        self.args = (why,)
 
 
 _default_cache = ScoringCache()
@@ -190,6 +199,10 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
     # 8. shard
     try:
         shard = cache.shard(task, index, beacon_in.shard_key)
+    except BlobUnavailable as exc:
+        # §3.15: the shard's blob is not on this node yet -- the block is neither valid nor invalid here until
+        # it is fetched: parked like an orphan, never rejected (rejecting would split us from nodes that have it)
+        raise BlobPending(h.prev_hash, str(exc)) from None
     except ShardError as exc:
         raise RuleError("bad-shard-commitment", str(exc)) from None
     # 9. the crowning test against the champion of the round's task: exact sign test, Bonferroni over the

@@ -25,7 +25,7 @@ from consensus.protocol.shares import Dealing, KeyholderMaterial, deal, decode_m
 from ml.errors import MLError
 from ml.generator import World
 from ml.model import ModelCaps, decode_model, encode_model
-from ml.shards import PublicTask, SecretTask, baseline_model, package_generated, package_task
+from ml.shards import PublicTask, SecretTask, baseline_model, externalise, package_generated, package_task
 from ml.task import Dataset
 
 __all__ = [
@@ -165,11 +165,18 @@ def _config_obj(chain_id: str, timestamp: int, allocations: Sequence[tuple[bytes
 
 
 def _package(dataset: Dataset | World, rounds: int, shard_size: int, n_train: int | None, seed: bytes | None,
-             rng: Callable[[int], bytes], drift_milli: int) -> tuple[PublicTask, SecretTask]:
+             rng: Callable[[int], bytes], drift_milli: int,
+             shard_blobs: dict[bytes, bytes] | None = None) -> tuple[PublicTask, SecretTask]:
     if isinstance(dataset, World):
         return package_generated(dataset, rounds, shard_size, n_train=n_train or 4000, rng=rng,
                                  drift_milli=drift_milli)
-    return package_task(dataset, rounds, shard_size, n_train=n_train, seed=seed, rng=rng)
+    public, secret = package_task(dataset, rounds, shard_size, n_train=n_train, seed=seed, rng=rng)
+    if shard_blobs is not None:
+        # §3.15: the shard ciphertexts leave genesis as content-addressed blobs (package version 3); genesis
+        # keeps their 40-byte references, the caller stores / serves the bytes (ml.blobs, node/blobs.py)
+        public, blobs = externalise(public)
+        shard_blobs.update((bytes(ref), data) for ref, data in blobs.items())
+    return public, secret
 
 
 def _build(public: PublicTask, *, chain_id: str, allocations: Sequence[tuple[bytes, int]],
@@ -188,15 +195,17 @@ def create_genesis(dataset: Dataset | World, *, chain_id: str, rounds: int, shar
                    allocations: Sequence[tuple[bytes, int]], keyholder_pubkeys: Sequence[bytes],
                    threshold: int = 1, params: GenesisParams = GenesisParams(), timestamp: int,
                    n_train: int | None = None, seed: bytes | None = None,
-                   rng: Callable[[int], bytes] = os.urandom, drift_milli: int = 0) -> tuple[Genesis, bytes]:
+                   rng: Callable[[int], bytes] = os.urandom, drift_milli: int = 0,
+                   shard_blobs: dict[bytes, bytes] | None = None) -> tuple[Genesis, bytes]:
     """Package the task into public training data + ``rounds`` hidden shards, train the weak initial
     champion, and build the genesis block. Returns (genesis, secret package bytes for the keyholder).
 
     A ``Dataset`` becomes a rows package (``seed`` only fixes which rows go where); an ``ml.generator.World``
     becomes a generated package (``n_train`` public rows, default 4000; ``drift_milli`` per-shard drift).
     Every secret byte (shard keys, salts, nonces, row seeds) comes from ``rng`` — os.urandom unless a
-    simulation passes a deterministic one."""
-    public, secret = _package(dataset, rounds, shard_size, n_train, seed, rng, drift_milli)
+    simulation passes a deterministic one. ``shard_blobs`` (a dataset task): put the shards in blobs, filled
+    with reference -> ciphertext (PROTOCOL §3.15)."""
+    public, secret = _package(dataset, rounds, shard_size, n_train, seed, rng, drift_milli, shard_blobs)
     genesis = _build(public, chain_id=chain_id, allocations=allocations,
                      keyholders=tuple(sorted(set(keyholder_pubkeys))), threshold=threshold, params=params,
                      timestamp=timestamp, material=None)
@@ -208,12 +217,12 @@ def create_committee_genesis(dataset: Dataset | World, *, chain_id: str, rounds:
                              threshold: int, params: GenesisParams = GenesisParams(), timestamp: int,
                              n_train: int | None = None, seed: bytes | None = None,
                              rng: Callable[[int], bytes] = os.urandom, drift_milli: int = 0,
-                             ) -> tuple[Genesis, Dealing]:
+                             shard_blobs: dict[bytes, bytes] | None = None) -> tuple[Genesis, Dealing]:
     """As ``create_genesis``, for a t-of-n committee (§3.14): every shard key is Shamir-shared among the
     keyholders (genesis order = sorted pubkeys) and genesis (version 2) carries the share commitments. Returns
     (genesis, dealing): dealing.batches[i] is member i+1's secret shares. The whole keys are dropped here; the
     caller (the dealer) writes one member file per keyholder and must keep nothing else."""
-    public, secret = _package(dataset, rounds, shard_size, n_train, seed, rng, drift_milli)
+    public, secret = _package(dataset, rounds, shard_size, n_train, seed, rng, drift_milli, shard_blobs)
     keyholders = tuple(sorted(set(keyholder_pubkeys)))
     try:
         dealing = deal(secret.keys, public.commitments, keyholders, threshold, rng)

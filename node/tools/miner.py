@@ -26,6 +26,7 @@ from consensus.protocol.genesis import Genesis, load_genesis
 from consensus.protocol.messages import AnchorNotice, Beacon
 from ml.shards import PublicTask
 from node.errors import EXIT_NO_OPEN_TASK  # `miner run` stopped: no task of the chain is open
+from node.tools.blob_cache import ensure_blobs
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.events_client import ChangeSignal
 from node.tools.miner_data import DEFAULT_MAX_ROWS, TaskRows
@@ -174,6 +175,7 @@ class Miner:
         if public is None or public.n_rounds < max(info["shards_total"], min_shards):
             full = await self.client.task_info(task_id, package=True)
             public = PublicTask.decode(bytes.fromhex(full["package"]))
+            public = await ensure_blobs(self.client, public)   # blobs (§3.15): fetched from the node once
             self._packages[task_id] = public
         revealed = [(k["shard_index"], bytes.fromhex(k["shard_key"])) for k in info["revealed"]
                     if k["shard_index"] <= public.n_rounds]

@@ -25,6 +25,7 @@ from ml.errors import MLError
 from ml.model import Model, decode_model
 from ml.shards import PublicTask, open_shard
 from ml.task import Dataset
+from node.tools.blob_cache import ensure_blobs
 
 CARD_FORMAT = "popchain-model-card/2"
 
@@ -152,6 +153,7 @@ class ChainView:
         if task_id not in self.tasks:
             info = await self.client.get(f"/api/tasks/{task_id}", messages="1")
             package, n, initial = verified_package(self.genesis, task_id, info.get("messages") or [])
+            package = await ensure_blobs(self.client, package)   # blobs (§3.15): fetched, checked, rows loaded
             keys = {k["round"]: (k["shard_index"], bytes.fromhex(k["shard_key"])) for k in info["revealed"]}
             older = info.get("revealed_next")
             while older is not None:      # the task page holds the newest keys: an audit pages back to the start
