@@ -11,7 +11,7 @@ What it does NOT do: read or write the store, or say what a value holds beyond t
 from __future__ import annotations
 
 __all__ = [
-    "K_STATE", "P_BEACON", "P_CEVID", "P_CHAMP", "P_CMODEL", "P_EQUIV", "P_KH_ENTRY", "P_KH_OPEN",
+    "K_STATE", "P_BEACON", "P_CEVID", "P_CHAMP", "P_CMISS", "P_CMODEL", "P_EQUIV", "P_KH_ENTRY", "P_KH_OPEN",
     "P_KH_REVEAL", "P_KH_SECRET", "P_MEMBER_ENTRY", "P_MEMBER_SIGNED", "P_NOTICE", "P_OMODEL", "P_OPENING",
     "P_TID", "P_TMSG", "P_TREG", "P_WAIT", "u32",
 ]
@@ -32,6 +32,7 @@ P_CMODEL = b"c/cmodel/"       # + model hash -> u32 height (model hashes of ever
 P_OMODEL = b"c/omodel/"       # + model hash -> u32 height of the block whose beacon recorded it as opened
 P_OPENING = b"c/opening/"     # + u32 round + header hash -> pack([miner, model hash]): blocks seen opened
 P_CEVID = b"c/cevid/"         # + u32 round + signer + what -> committee evidence bytes (protocol.committee)
+P_CMISS = b"c/cmiss/"         # + u32 member -> pack([rounds it released nothing in, the last one]) (observed)
 # the engine's task book (§3.13)
 P_TREG = b"c/treg/"           # + u32 height -> Registry after that main-chain block
 P_TMSG = b"c/tmsg/"           # + message id -> task message bytes

@@ -32,14 +32,15 @@ from consensus._meta import (
     P_OPENING,
     u32,
 )
+from consensus.engine._evidence import CommitteeAccountability
 from consensus.engine._taskbook import TaskBook
 from consensus.engine._tasks import TaskQueries
-from consensus.engine._validity import OrphanBlock, ScoringCache, validate_block
+from consensus.engine._validity import OrphanBlock, ScoringCache, check_round_release, validate_block
 from consensus.mining import Template, build_template, template_timestamp
 from consensus.protocol.committee import Evidence
 from consensus.protocol.genesis import Genesis
 from consensus.protocol.messages import AnchorNotice, Beacon, Entry, RoundPayload
-from consensus.protocol.registry import ChampionRecord, payout_move
+from consensus.protocol.registry import ChampionRecord, minted_reward, payout_move
 from consensus.protocol.rules import ScoredBlock, decode_payload, fork_key, moves_for
 from consensus.protocol.tasks import TaskAnnouncement
 
@@ -88,9 +89,10 @@ class RoundInfo:
 @dataclass
 class _RoundMemory:
     entries: dict[bytes, Entry] = field(default_factory=dict)   # miner -> entry
+    sponsor: bytes | None = None                                 # the sponsor of the task the round serves
 
 
-class Engine(TaskQueries):
+class Engine(TaskQueries, CommitteeAccountability):
     """One node's consensus state over its chain store (see the module docstring); node/ sees it as EngineApi."""
 
     def __init__(self, store: ChainStore, genesis: Genesis) -> None:
@@ -123,7 +125,8 @@ class Engine(TaskQueries):
             block = need(store.get_block(tip.hash), f"tip block {tip.hash.hex()}")
             p = RoundPayload.decode(block.payload)
             self._candidates[tip.hash] = ScoredBlock(block, p.b, p.c, p.bar, tuple(store.get_moves(tip.hash)),
-                                                     p.beacon.task_id, self.book.registry_at(tip))
+                                                     p.beacon.task_id, self.book.registry_at(tip),
+                                                     reward=store.ledger_params_of(tip.hash).block_reward)
 
     # ------------------------------------------------------------ queries
 
@@ -223,6 +226,22 @@ class Engine(TaskQueries):
         if self.stake(entry.miner) < g.params.entry_bond:
             raise RuleError("insufficient-stake", f"miner balance {self.stake(entry.miner)} < the entry bond "
                                                   f"{g.params.entry_bond}")
+        if entry.miner == self._round_sponsor(entry.round):
+            raise RuleError("sponsor-entry", "the sponsor of the round's task cannot enter it (it knows its rows)")
+
+    def _round_sponsor(self, r: int) -> bytes | None:
+        """The sponsor key of the task open round r serves (None when unknown here), memoised per round."""
+        mem = self._rounds.setdefault(r, _RoundMemory())
+        if mem.sponsor is None:
+            notice = self.notice(r)
+            if notice is None or notice.served is None:
+                return None
+            try:
+                adv = self.book.advance(self.book.registry_at(self._final), self._final, r, notice.activations)
+            except RuleError:
+                return None
+            mem.sponsor = adv.before.tasks[notice.task_id].sponsor
+        return mem.sponsor
 
     def stake(self, miner: bytes) -> int:
         """The miner key's balance at the final anchor (what its entries are ranked and bonded by)."""
@@ -324,6 +343,7 @@ class Engine(TaskQueries):
             self._record_equivocation(beacon.round, notice.encode(), encoded, beacon.sighash)
             raise RuleError("equivocation", f"beacon {beacon.round} settles or schedules otherwise than its notice")
         self._check_schedule(beacon)
+        self._check_release(beacon)
         self.store.meta_put(key, encoded)
         if beacon.round > self._round:
             self._anchors.setdefault(beacon.round, beacon.anchor_hash)
@@ -344,6 +364,25 @@ class Engine(TaskQueries):
             raise RuleError("bad-schedule", f"round {st.round}: {err.code}: {err.message}") from None
         if adv.served != st.served:
             raise RuleError("bad-schedule", f"round {st.round} serves {adv.served}, the statement says {st.served}")
+
+    def _check_release(self, beacon: Beacon) -> None:
+        """A committee beacon's released shares (§3.4, §3.14), checked when this node holds the round's anchor
+        and task messages; otherwise the blocks of the round check them (their payload carries both)."""
+        g = self.genesis
+        if g.committee is None:
+            if beacon.release:
+                raise RuleError("bad-beacon", "a single keyholder's beacon carries no released shares")
+            return
+        anchor = self.store.get_header(beacon.anchor_hash)
+        if anchor is None:
+            return
+        try:
+            adv = self.book.advance(self.book.registry_at(anchor), anchor, beacon.round, beacon.activations)
+            task = adv.before.tasks[beacon.task_id]
+            self.book.package_of(task)
+        except (RuleError, IndexError):
+            return
+        check_round_release(g, self.book, beacon, task)
 
     # ------------------------------------------------------------ finality
 
@@ -415,7 +454,10 @@ class Engine(TaskQueries):
         extra = self._champion_extra(s)
         if state is not None:
             extra.update(self._state_extra(*state))
-        self.store.connect_block(s.block, self.genesis.ledger_params, extra=extra, moves=s.moves)
+        ledger = self.genesis.ledger_params
+        if s.reward is not None:
+            ledger = dataclasses.replace(ledger, block_reward=s.reward)
+        self.store.connect_block(s.block, ledger, extra=extra, moves=s.moves)
 
     def _is_past_champion(self, model_hash: bytes) -> bool:
         """A champion or a recorded opened model of the final chain (§3.6 step 7)."""
@@ -500,6 +542,7 @@ class Engine(TaskQueries):
             raise RuleError("no-open-round", f"round {r} is not ready here: {err.message}") from None
         task_id, index = notice.served
         moves = moves_for(self.genesis, notice) + adv.moves + payout_move(adv.before, task_id, miner_pubkey)
-        tpl = build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, ts, moves)
+        reward = minted_reward(adv.before, task_id, self.genesis.params.block_reward)
+        tpl = build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, ts, moves, reward=reward)
         return dataclasses.replace(tpl, task_id=task_id, shard_index=index,
                                    champion_model_hash=adv.before.tasks[task_id].champion.model_hash)

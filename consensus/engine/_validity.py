@@ -13,8 +13,9 @@ order), fork choice or finality (the engine), or write anything.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -25,16 +26,18 @@ from chain.store import ChainStore
 from consensus.engine._taskbook import TaskBook
 from consensus.protocol.genesis import Genesis
 from consensus.protocol.messages import Beacon
-from consensus.protocol.registry import ChampionRecord, payout_move
+from consensus.protocol.registry import ChampionRecord, TaskRecord, minted_reward, payout_move
+from consensus.protocol.release import check_release
 from consensus.protocol.rules import ScoredBlock, crowning_bar, decode_payload, moves_for, timestamp_window
 from consensus.protocol.stats import accepts
+from consensus.protocol.tasks import TaskMessage
 from ml.errors import MLError, ShardError
 from ml.model import Model, decode_model
 from ml.score import Features, paired, prepare, score
 from ml.shards import PublicTask, open_shard
 from ml.task import Dataset
 
-__all__ = ["OrphanBlock", "ScoringCache", "validate_block"]
+__all__ = ["OrphanBlock", "ScoringCache", "check_round_release", "validate_block"]
 
 
 class OrphanBlock(PopError):
@@ -165,8 +168,12 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
     task_id, index = beacon_in.served
     task_rec = adv.before.tasks[task_id]
     task = book.package_of(task_rec, messages)
-    # 6. txs and state root (the ledger rules and their codes come from chain.state)
-    ledger = genesis.ledger_params
+    if h.miner == task_rec.sponsor:
+        raise RuleError("sponsor-entry", f"the sponsor of task {task_id} cannot enter it (it knows its rows)")
+    # 6. txs and state root (the ledger rules and their codes come from chain.state); a sponsored task's
+    # crowning mints nothing (§3.9): it is paid from the task's escrow and fees
+    reward = minted_reward(adv.before, task_id, genesis.params.block_reward)
+    ledger = dataclasses.replace(genesis.ledger_params, block_reward=reward)
     if len(block.txs) > ledger.max_block_txs:
         raise RuleError("too-many-txs", f"{len(block.txs)} txs, limit {ledger.max_block_txs}")
     if tx_root(block.txs) != h.tx_root:
@@ -187,7 +194,8 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
     past = is_past_champion or _walk_champion_hashes(store, parent)
     if past(h.model_hash) or h.model_hash in beacon_in.opened:
         raise RuleError("duplicate-model", "model is byte-identical to a champion or to a model opened earlier")
-    # 8. shard
+    # 8. shard: on a committee chain the beacon's key is what its release combines to (§3.14), then it opens
+    check_round_release(genesis, book, beacon_in, task_rec, messages)
     try:
         shard = cache.shard(task, index, beacon_in.shard_key)
     except ShardError as exc:
@@ -209,4 +217,20 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
         raise RuleError("not-better-than-champion", f"b={b} c={c}: {why}")
     record = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, b, c, bar, task_id)
     after = adv.before.consume(beacon_in.served).crown(task_id, record)
-    return ScoredBlock(block, b, c, bar, moves, task_id, after, tuple(messages[hh] for _, hh in beacon_in.activations))
+    return ScoredBlock(block, b, c, bar, moves, task_id, after, tuple(messages[hh] for _, hh in beacon_in.activations),
+                       reward)
+
+
+def check_round_release(genesis: Genesis, book: TaskBook, beacon: Beacon, task_rec: TaskRecord,
+                        messages: Mapping[bytes, TaskMessage] = {}) -> None:
+    """§3.4/§3.14: a committee chain's beacon carries t proven shares of the round's point that combine to its
+    shard key (RuleError("bad-key-share") naming the member whose share fails); a single-keyholder chain's
+    beacon carries none."""
+    if genesis.committee is None:
+        if beacon.release:
+            raise RuleError("bad-beacon", "a single keyholder's beacon carries no released shares")
+        return
+    if not beacon.release:
+        raise RuleError("bad-key-share", f"beacon {beacon.round} carries no released shares")
+    point, sealed = book.round_secret(task_rec, beacon.shard_index, messages)
+    check_release(genesis.committee, genesis.hash, point, beacon.release, sealed, beacon.shard_key)

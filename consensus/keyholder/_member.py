@@ -58,11 +58,15 @@ def failover_ms(entry_window_s: int) -> int:
 
 
 class ShareSource(Protocol):
-    """This member's secret material for shard keys (wave3/shares: Shamir shares checked against genesis)."""
+    """This member's secret material (consensus.keyholder.GroupShares: its share of the committee's secret;
+    members 0-based): its proven share of round r's point, the check of another member's, and t of them
+    combined into the shard key and into the release the beacon carries."""
 
     def share_for(self, round: int) -> bytes: ...
     def check_share(self, member: int, round: int, share: bytes) -> None: ...   # RuleError("bad-key-share")
     def combine(self, round: int, shares: Mapping[int, bytes]) -> bytes: ...
+    def release(self, round: int, shares: Mapping[int, bytes]) -> bytes: ...
+    def holds(self, shard: bytes) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -394,12 +398,14 @@ class Member(KeyholderBase):
         e = self.engine
         notice = e.notice(r)
         assert notice is not None
-        # 1. assemble a beacon from t co-signatures on one content
+        # 1. assemble a beacon from t co-signatures on one content, with the t proven shares it came from
         best = self._best(r, Kind.SIGN_BEACON)
         if best is not None:
             sigs = self._quorum(r, Kind.SIGN_BEACON, best.sighash)
-            if len(sigs) >= self.t:
-                beacon = replace(best, signatures=tuple(sorted((m.signer, b.sig) for m, b in sigs)))
+            shares, _ = self._released(r, draft_of(best))
+            if len(sigs) >= self.t and len(shares) >= self.t:
+                beacon = replace(best, signatures=tuple(sorted((m.signer, b.sig) for m, b in sigs)),
+                                 release=self.shares.release(r, shares))
                 return self._apply(e.add_beacon, beacon, "beacon")
         attempt = self.attempt(now_ms, due)
         mine = self.signed(b"b", r)
@@ -466,28 +472,39 @@ class Member(KeyholderBase):
                 out.update({x.miner: x for x in body.entries})
         return out
 
-    def _sign_full(self, r: int, draft: Beacon, attempt: int) -> list[Out]:
-        if (r, Kind.SIGN_BEACON, attempt) in self._did:
-            return []
+    def _released(self, r: int, draft: Beacon) -> tuple[dict[int, bytes], list[Out]]:
+        """The valid shares released for ``draft`` (member index → share), and evidence against every member
+        whose released share fails its proof: its signed RELEASE is the proof anyone can check (§3.14)."""
         shares: dict[int, bytes] = {}
+        out: list[Out] = []
         for m, b in self._quorum(r, Kind.RELEASE, draft.sighash):
             member = self.genesis.keyholders.index(m.signer)
             try:
                 self.shares.check_share(member, r, b.share)
-            except PopError:
+            except PopError as exc:
+                if m.id not in self._judged:
+                    self._judged.add(m.id)
+                    out.append(Refusal(r, "share", m.signer, "bad-key-share", str(exc)))
+                    out.append(Evidence(r, m.signer, "bad-share", m.encode(), b""))
                 continue
             shares[member] = b.share
-        if len(shares) < self.t:
+        return shares, out
+
+    def _sign_full(self, r: int, draft: Beacon, attempt: int) -> list[Out]:
+        if (r, Kind.SIGN_BEACON, attempt) in self._did:
             return []
+        shares, out = self._released(r, draft)
+        if len(shares) < self.t:
+            return out
         try:
             key = self.shares.combine(r, shares)
-            # the key must open the shard the round serves against its commitment
-            self.engine.cache.shard(self.tasks.served_package(draft), draft.shard_index, key)
         except PopError:
-            return []
+            return out
+        # the key is unique (t proven shares of one point): it is revealed whether or not its shard opens
+        # (a sponsor that sealed a wrong key spoils only its own round), so nothing here can wedge the round
         self._did.add((r, Kind.SIGN_BEACON, attempt))
         full = replace(draft, shard_key=key, signatures=())
-        return [self._msg(Kind.SIGN_BEACON, r, attempt, pack([full.encode(), self.keypair.sign(full.sighash)]))]
+        return out + [self._msg(Kind.SIGN_BEACON, r, attempt, pack([full.encode(), self.keypair.sign(full.sighash)]))]
 
     def _fresh_draft(self, r: int, now_ms: int, notice: AnchorNotice) -> Beacon | None:
         held = self.entries(r)

@@ -4,6 +4,7 @@ accept (§3.6 step 4), selected txs, tx root, the state root after the bond sett
 notice announced (§3.9) + txs + reward + fees, and the entry bond."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -83,10 +84,14 @@ def template_timestamp(genesis: Genesis, parent: Header, opened_ms: int, now: in
 
 
 def build_template(store: ChainStore, genesis: Genesis, parent: Header, round: int, miner: bytes,
-                   txs: Iterable[Transfer], timestamp: int, moves: Sequence[Move] = ()) -> Template:
+                   txs: Iterable[Transfer], timestamp: int, moves: Sequence[Move] = (),
+                   reward: int | None = None) -> Template:
+    """``reward``: what a crowning mints (None: the genesis block reward; 0 on a sponsored task, §3.9)."""
     limit = min(genesis.params.max_block_txs, MAX_TEMPLATE_TXS)
     chosen = select_txs(store, genesis, parent, txs, limit, moves)
-    delta = store.preview_txs(parent.hash, miner, chosen, genesis.ledger_params, moves)
+    ledger = genesis.ledger_params if reward is None else dataclasses.replace(genesis.ledger_params,
+                                                                              block_reward=reward)
+    delta = store.preview_txs(parent.hash, miner, chosen, ledger, moves)
     return Template(genesis.chain_id, parent.height + 1, parent.hash, round, max(int(timestamp), parent.timestamp + 1),
                     miner, tuple(chosen), tx_root(chosen), delta.state_root, genesis.params.entry_bond,
                     parent.model_hash)

@@ -48,8 +48,8 @@ from chain.encoding import (
 from chain.errors import DecodeError, RuleError
 from consensus.protocol.group import (
     BASE,
-    L,
     GroupError,
+    L,
     base_mul,
     check_point,
     decode_proof,

@@ -33,10 +33,10 @@ from chain.crypto import tagged_hash
 from chain.errors import DecodeError
 
 __all__ = [
-    "BASE", "L", "POINT_SIZE", "PROOF_SIZE", "SCALAR_SIZE", "GroupError", "Proof", "add", "base_mul",
-    "check_point", "check_scalar", "eval_commitments", "hash_to_point", "hash_to_scalar", "lagrange_at_zero",
-    "mul", "prove_dl", "prove_dleq", "random_scalar", "scalar_bytes", "sub", "sum_points", "verify_dl",
-    "verify_dleq",
+    "BASE", "POINT_SIZE", "PROOF_SIZE", "SCALAR_SIZE", "GroupError", "L", "Proof", "add", "base_mul",
+    "check_point", "check_scalar", "decode_proof", "encode_proof", "eval_commitments", "hash_to_point",
+    "hash_to_scalar", "lagrange_at_zero", "mul", "prove_dl", "prove_dleq", "random_scalar", "scalar_bytes", "sub",
+    "sum_points", "verify_dl", "verify_dleq",
 ]
 
 L = 2**252 + 27742317777372353535851937790883648493
@@ -228,6 +228,3 @@ def decode_proof(data: object, name: str = "proof") -> Proof:
     if type(data) is not bytes or len(data) != PROOF_SIZE:
         raise GroupError(f"{name}: expected {PROOF_SIZE} bytes")
     return check_scalar(data[:32], f"{name}.c"), check_scalar(data[32:], f"{name}.z")
-
-
-__all__ += ["decode_proof", "encode_proof"]

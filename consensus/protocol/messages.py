@@ -13,14 +13,23 @@ from functools import cached_property
 from typing import Any
 
 from chain.crypto import Keypair, tagged_hash, verify_sig
-from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack_trusted, unpack
+from chain.encoding import (
+    check_bytes,
+    check_bytes_max,
+    check_int,
+    check_list,
+    check_list_max,
+    pack_trusted,
+    unpack,
+)
 from chain.errors import DecodeError
 from chain.tx import check_chain_id
 
 __all__ = [
     "ANCHOR_TAG", "BEACON_TAG", "ENTRY_TAG", "MAX_ACTIVATIONS", "MAX_ACTIVATION_BYTES", "MAX_BEACON_ENTRIES",
     "MAX_BEACON_SIZE", "MAX_ENTRY_SIZE", "MAX_HEIGHT", "MAX_KEYHOLDERS", "MAX_NOTICE_SIZE",
-    "MAX_PAYLOAD_SIZE", "MAX_ROUND", "MAX_SCHEDULE_SIZE", "MAX_SCORE", "MAX_SETTLE", "MAX_SETTLEMENT_SIZE",
+    "MAX_PAYLOAD_SIZE", "MAX_RELEASE_BYTES", "MAX_ROUND", "MAX_SCHEDULE_SIZE", "MAX_SCORE", "MAX_SETTLE",
+    "MAX_SETTLEMENT_SIZE",
     "MAX_SHARD_INDEX", "MAX_TASK_ID", "MAX_TIME_MS", "MESSAGE_VERSION", "PAYLOAD_VERSION", "SHARD_KEY_SIZE",
     "STATEMENT_VERSION", "Activations", "AnchorNotice", "Beacon", "Entry", "Forfeits", "Listed",
     "RoundPayload", "Signatures", "make_anchor_notice", "make_beacon", "make_entry", "make_payload",
@@ -46,7 +55,9 @@ MAX_ENTRY_SIZE = 256
 MAX_SETTLEMENT_SIZE = 16 + MAX_SETTLE * (35 + 42)   # opened model hashes + (miner, count) forfeits
 MAX_SCHEDULE_SIZE = 24 + MAX_ACTIVATIONS * 42          # task id, shard index, [[round, message id]…]
 MAX_NOTICE_SIZE = 160 + MAX_SETTLEMENT_SIZE + MAX_SCHEDULE_SIZE + MAX_KEYHOLDERS * 100
-MAX_BEACON_SIZE = 240 + MAX_BEACON_ENTRIES * 70 + MAX_SETTLEMENT_SIZE + MAX_SCHEDULE_SIZE + MAX_KEYHOLDERS * 100
+MAX_RELEASE_BYTES = 16 + MAX_KEYHOLDERS * 112     # a committee's t proven shares (consensus.protocol.release)
+MAX_BEACON_SIZE = (240 + MAX_BEACON_ENTRIES * 70 + MAX_SETTLEMENT_SIZE + MAX_SCHEDULE_SIZE + MAX_KEYHOLDERS * 100
+                   + MAX_RELEASE_BYTES)
 MAX_ACTIVATION_BYTES = 6 << 20   # task message bytes one payload carries (inside the 8 MiB block cap)
 MAX_PAYLOAD_SIZE = MAX_BEACON_SIZE + 64 + MAX_ACTIVATION_BYTES + MAX_ACTIVATIONS * 8
 
@@ -294,9 +305,13 @@ class Beacon:
     shard_index: int = 1
     activations: Activations = ()      # task messages activated since the anchor, as in its notice
     signatures: Signatures = ()
+    # a committee chain's release (consensus.protocol.release.Release bytes): t DLEQ-proven shares whose
+    # combination gives shard_key (§3.4, §3.14). Outside the signed content, like the signatures; b"": none
+    release: bytes = b""
 
     def __post_init__(self) -> None:
         _check_version(self.version, "beacon.version", STATEMENT_VERSION)
+        check_bytes_max(self.release, MAX_RELEASE_BYTES, "beacon.release")
         check_chain_id(self.chain_id, "beacon.chain_id")
         check_int(self.round, 1, MAX_ROUND, "beacon.round")
         check_bytes(self.anchor_hash, 32, "beacon.anchor_hash")
@@ -347,17 +362,25 @@ class Beacon:
         return verify_keyholder_sigs(self.signatures, self.sighash, keyholders, threshold)
 
     def encode(self) -> bytes:
-        return pack_trusted([*self.unsigned_fields(), [list(s) for s in self.signatures]])
+        release = [self.release] if self.release else []
+        return pack_trusted([*self.unsigned_fields(), [list(s) for s in self.signatures], *release])
 
     @classmethod
     def decode(cls, data: bytes) -> Beacon:
-        f = check_list(unpack(data, max_size=MAX_BEACON_SIZE), 14, "beacon")
+        f = unpack(data, max_size=MAX_BEACON_SIZE)
+        release = b""
+        if isinstance(f, list) and len(f) == 15:
+            release = check_bytes_max(f[14], MAX_RELEASE_BYTES, "beacon.release")
+            if not release:
+                raise DecodeError("beacon.release: an empty release is left out, not encoded")
+            f = f[:14]
+        f = check_list(f, 14, "beacon")
         listed = tuple(tuple(check_list(p, 2, "beacon.listed[]"))
                        for p in check_list_max(f[6], MAX_BEACON_ENTRIES, "beacon.listed"))
         opened, forfeits = _decode_settlement(f[8], f[9], "beacon")
         return cls(f[0], f[1], f[2], f[3], f[4], f[5], listed, f[7], opened,  # type: ignore[arg-type]
                    forfeits, f[10], f[11], _decode_activations(f[12], "beacon.activations"),
-                   _check_signatures(f[13], "beacon.signatures"))
+                   _check_signatures(f[13], "beacon.signatures"), release)
 
 
 def make_beacon(keypairs: Sequence[Keypair], chain_id: str, round: int, anchor_hash: bytes,

@@ -44,10 +44,11 @@ from consensus.protocol.group import (
     sum_points,
     verify_dleq,
 )
-from consensus.protocol.messages import MAX_KEYHOLDERS
+from consensus.protocol.messages import MAX_KEYHOLDERS, MAX_RELEASE_BYTES
 
 __all__ = [
-    "MAX_RELEASE_SIZE", "MAX_SEAL_SHARDS", "PARTIAL_SIZE", "SEAL_VERSION", "Partial", "Release", "SealedShard",
+    "MAX_RELEASE_SIZE", "MAX_SEAL_SHARDS", "PARTIAL_SIZE", "SEAL_VERSION", "Leak", "Partial", "Release",
+    "SealedShard",
     "check_partial", "check_release", "combine", "decode_seal_material", "encode_seal_material", "make_partial",
     "release_context", "seal", "seal_keys", "shard_key_of", "unseal", "vrf_output", "vrf_point",
 ]
@@ -55,7 +56,7 @@ __all__ = [
 SEAL_VERSION = 2                  # keyholder_material of a sealed batch (version 1 was the dealt Shamir shares)
 MAX_SEAL_SHARDS = 100_000
 PARTIAL_SIZE = 8 + 32 + 64 + 8
-MAX_RELEASE_SIZE = 16 + MAX_KEYHOLDERS * PARTIAL_SIZE
+MAX_RELEASE_SIZE = MAX_RELEASE_BYTES
 Rng = Callable[[int], bytes]
 
 
@@ -222,6 +223,26 @@ class Release:
         """The t lowest members' partials, in order."""
         by_member = {p.member: p for p in partials}
         return cls(tuple(by_member[m] for m in sorted(by_member)[:threshold]))
+
+
+@dataclass(frozen=True)
+class Leak:
+    """A proven share of shard ``shard`` of task ``task_id`` that someone posts before the shard is revealed: its
+    proof against the member's public share key shows the member computed it — a member that releases early
+    (to a miner, say) is caught by whoever it released to. ``[1, task id, shard, partial]``."""
+    task_id: int
+    shard: int
+    partial: Partial
+
+    def encode(self) -> bytes:
+        return pack([1, self.task_id, self.shard, self.partial.to_list()])
+
+    @classmethod
+    def decode(cls, data: bytes) -> Leak:
+        f = check_list(unpack(data, max_size=PARTIAL_SIZE + 32), 4, "leak")
+        check_int(f[0], 1, 1, "leak version")
+        return cls(check_int(f[1], 0, 2**16 - 1, "leak.task_id"), check_int(f[2], 1, 2**32 - 1, "leak.shard"),
+                   Partial.from_list(f[3], "leak.partial"))
 
 
 def check_release(committee: CommitteeKey, genesis_hash: bytes, point: bytes, data: bytes,

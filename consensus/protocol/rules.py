@@ -36,6 +36,7 @@ class ScoredBlock:
     task_id: int = 0                  # the task the block's round served (§3.13)
     registry: Registry | None = None  # the task registry after this block (None: not computed)
     messages: tuple = ()              # the task messages its payload activated (TaskMessage objects)
+    reward: int | None = None         # what it mints (None: the genesis block reward; 0 on a sponsored task)
 
     @property
     def hash(self) -> bytes:

@@ -39,7 +39,7 @@ from consensus.protocol.messages import (
     _sign_all,
     verify_keyholder_sigs,
 )
-from consensus.protocol.shares import KeyholderMaterial, decode_material
+from consensus.protocol.release import SealedShard, decode_seal_material
 
 __all__ = [
     "ANNOUNCE", "ANNOUNCE_TAG", "ESCROW_TAG", "EXTEND", "EXTEND_TAG", "MAX_AMOUNT", "MAX_ANNOUNCEMENT_SIZE",
@@ -58,7 +58,7 @@ MAX_EXT_SEQ = 2**32 - 1
 MAX_AMOUNT = 2**62
 MAX_PACKAGE_SIZE = 3 << 20         # an announcement's public package (ml PublicTask bytes)
 MAX_CHAMPION_SIZE = 1 << 20        # its initial champion (bounded again by the genesis model caps)
-MAX_MATERIAL_SIZE = 256 << 10      # keyholder material (issue 12: share commitments); empty for now
+MAX_MATERIAL_SIZE = 2 << 20        # keyholder material: ~70 bytes of sealed key per shard (§3.14)
 MAX_EXT_SHARDS = 1024              # shards one extension appends
 MAX_CIPHERTEXT_SIZE = 256 << 10    # one shard's ciphertext inside an extension (a generated shard fits easily)
 MAX_EXT_SHARD_BYTES = 4 << 20      # all ciphertexts of one extension together
@@ -88,7 +88,7 @@ class TaskAnnouncement:
     ciphertexts), the initial champion model bytes (ml.shards.baseline_model of the package, computed by the
     announcer; validators decode it under the caps, they do not retrain), the bounty escrowed from the
     sponsor at activation and paid per crowning, the sponsor key and its signature (it authorises the escrow),
-    opaque keyholder material (issue 12), and the governance signatures."""
+    keyholder material (its shard keys sealed to the committee, §3.14), and the governance signatures."""
     kind: int
     version: int
     chain_id: str
@@ -265,13 +265,21 @@ def initial_champion(package: bytes) -> bytes:
     return encode_model(baseline_model(PublicTask.decode(package)))
 
 
-def check_batch_material(genesis: Genesis, data: bytes, n_shards: int) -> KeyholderMaterial | None:
+def check_batch_material(genesis: Genesis, data: bytes, n_shards: int, *, vrf: bool = False,
+                         ) -> tuple[SealedShard, ...] | None:
     """THE rule for the ``keyholder_material`` field of a task announcement or extension carrying ``n_shards``
-    new shards: on a committee chain it must be valid material for the genesis committee over exactly those
-    shards; on a single-keyholder chain (version-1 genesis) it must be empty. RuleError("bad-keyholder-material")
-    otherwise. Returns the material (None on a single-keyholder chain)."""
+    new shards (§3.14): on a committee chain, the batch's shard keys sealed to the committee (one
+    ``SealedShard`` per shard), or nothing at all for a VRF-generated batch (``vrf``: its seeds are the
+    committee's VRF outputs); on a single-keyholder chain (version-1 genesis) it is empty.
+    RuleError("bad-keyholder-material") otherwise. Returns the sealed keys (None when there are none)."""
     if genesis.committee is None:
         if data:
             raise RuleError("bad-keyholder-material", "this chain has no keyholder committee: the field is empty")
+        if vrf:
+            raise RuleError("bad-keyholder-material", "a VRF-generated task needs a keyholder committee")
         return None
-    return decode_material(data, genesis.keyholders, genesis.threshold, n_shards)
+    if vrf:
+        if data:
+            raise RuleError("bad-keyholder-material", "a VRF-generated task seals no keys (nobody has any)")
+        return None
+    return decode_seal_material(data, n_shards)
