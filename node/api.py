@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from chain.address import address_of, decode_address, encode_address
-from chain.errors import DecodeError, PopError
+from chain.errors import DecodeError, PopError, RuleError
 from chain.store_index import MAX_PAGE, RECEIVED, SENT, TxLocation, parse_cursor
 from chain.tx import MAX_TX_SIZE, txid_of_encoding
 from consensus.protocol.messages import AnchorNotice, Beacon
@@ -125,6 +125,7 @@ def build_api_app(deps: ApiDeps) -> web.Application:
     r.add_get("/api/rounds/{r}", api.round)
     r.add_post("/api/entries", api.post_entry)
     r.add_post("/api/openings", api.post_opening)
+    r.add_post("/api/committee/leak", api.post_leak)
     r.add_get("/api/peers", api.peers)
     r.add_get("/api/task", api.task)
     r.add_get("/api/tasks", api.tasks)
@@ -445,6 +446,19 @@ class Api:
     async def post_opening(self, request: web.Request) -> web.Response:
         body = await json_body(request, MAX_BODY)
         return await self._submit(InvKind.BLOCK, _hex(body.get("block"), "block"))
+
+    async def post_leak(self, request: web.Request) -> web.Response:
+        """A keyholder's share of a shard not yet revealed (consensus.protocol.release.Leak, hex): anyone who
+        was handed one posts it here; if its proof holds it becomes evidence on every node (PROTOCOL §3.14)."""
+        body = await json_body(request, MAX_SMALL_BODY)
+        raw = _hex(body.get("leak"), "leak")
+        if self.deps.submit_leak is None:
+            raise ApiError(404, "not-found", "this chain has no keyholder committee")
+        try:
+            evidence = await self.deps.submit_leak(raw)
+        except RuleError as exc:
+            raise ApiError(422, exc.code, f"leak refused: {exc.message}") from None
+        return web.json_response({"accepted": True, "evidence": evidence})
 
     async def peers(self, request: web.Request) -> web.Response:
         d = self.deps

@@ -17,6 +17,7 @@ from chain.store_index import HistoryItem, TxLocation
 from chain.tx import Transfer
 from consensus.engine import EngineApi
 from consensus.protocol.genesis import Genesis
+from node import wire
 from node.wire import InvKind
 
 T = TypeVar("T")
@@ -76,6 +77,8 @@ class ApiDeps:
     health: Callable[[], dict[str, Any]] | None = None  # {"ok": bool, "tasks": {...}} when the node provides it
     # (task announcement/extension, its shard keys or None) -> (accepted, status or reject reason, hex id)
     submit_task: Callable[[bytes, bytes | None], Awaitable[tuple[bool, str, str | None]]] | None = None
+    # a share posted before its shard is revealed -> the evidence it became (RuleError if it proves nothing)
+    submit_leak: Callable[[bytes], Awaitable[dict[str, Any]]] | None = None
 
 
 class _PeerAdapter:
@@ -101,10 +104,12 @@ def api_deps(node: Any) -> ApiDeps:
 
     def facts() -> dict[str, Any]:
         committee = getattr(node, "committee", None)
+        watched = node.committee_relay.info()          # liveness as this node sees it (committee chains)
+        info = None if watched is None and committee is None else {**(watched or {}),
+                                                                   **(committee.info() if committee else {})}
         return {"p2p_port": node.p2p_port, "api_port": node.api_port,
                 "keyholder": node.keyholder is not None or committee is not None,
-                "committee": committee.info() if committee is not None else None,
-                "syncing": len(node.sync.wanted)}
+                "committee": info, "syncing": len(node.sync.wanted)}
 
     health = getattr(node, "health", None)
     return ApiDeps(
@@ -115,7 +120,9 @@ def api_deps(node: Any) -> ApiDeps:
         known_addrs=lambda: sorted(node.book.addrs),
         discouraged=lambda: {k: v for k, v in node.book.bans.items() if v > time.time()},
         facts=facts, cookie=lambda: node.cookie, health=health if callable(health) else None,
-        submit_task=lambda raw, secret: _submit_task(node, raw, secret))
+        submit_task=lambda raw, secret: _submit_task(node, raw, secret),
+        submit_leak=(lambda raw: node.committee_relay.handle_leak(None, wire.Leak(raw)))
+        if node.genesis.committee is not None else None)
 
 
 async def _submit_task(node: Any, raw: bytes, secret: bytes | None) -> tuple[bool, str, str | None]:

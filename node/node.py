@@ -303,6 +303,8 @@ class Node:
                     sup.supervise(self.spawn, self.keyholder.run, "keyholder", essential=True)
                 if self.committee is not None:
                     sup.supervise(self.spawn, self.committee.run, "committee", essential=True)
+                if self.committee_relay.watch is not None:
+                    sup.supervise(self.spawn, self.committee_relay.run, "committee-watch", essential=False)
                 if self.config.discover:
                     discovery = Discovery(DiscoveryContext(self.config, self.genesis.chain_id, self.genesis.hash,
                                                            self.nonce, lambda: self.p2p_port, self.offer_peer))
@@ -435,6 +437,8 @@ class Node:
             await self.round_sync.handle(peer, msg)
         elif isinstance(msg, wire.Committee):
             await self.committee_relay.handle(peer, msg)
+        elif isinstance(msg, wire.Leak):
+            await self.committee_relay.handle_leak(peer, msg)
         else:
             await self.relay.handle(peer, msg)
 

@@ -27,6 +27,7 @@ from chain.tx import MAX_TX_SIZE
 from consensus.protocol.committee import MAX_COMMITTEE_SIZE
 from consensus.protocol.messages import MAX_BEACON_SIZE, MAX_ENTRY_SIZE
 from consensus.protocol.messages import MAX_NOTICE_SIZE as MAX_ANCHOR_SIZE
+from consensus.protocol.release import PARTIAL_SIZE
 from consensus.protocol.tasks import MAX_TASK_MSG_SIZE
 from node.errors import WireError
 
@@ -34,6 +35,7 @@ from node.errors import WireError
 # refused at the handshake (not banned): it would take the new frames for garbage and penalise us.
 PROTOCOL_VERSION = 3
 MAX_INV_ITEMS = 1000
+MAX_LEAK_SIZE = PARTIAL_SIZE + 32
 MAX_TXS_ITEMS = 1000       # transfers in one TXS frame (the answer to a GETDATA of ≤ 1000 ids)
 MAX_LOCATOR = 64
 MAX_HEADERS = 500
@@ -75,6 +77,7 @@ class MsgType(IntEnum):
     GETROUNDS = 19  # [first round, count]: ask for the notices/beacons of those rounds (sync, §4.4)
     ROUNDS = 20     # [[kind, bytes]…]: the notices/beacons asked for (void rounds included)
     COMMITTEE = 21  # a keyholder-committee message (consensus.protocol.committee), flooded by every node
+    LEAK = 22       # a member's share posted before its shard is revealed (consensus.protocol.release.Leak)
 
 
 def object_type(kind: "InvKind") -> "MsgType":
@@ -117,6 +120,7 @@ FRAME_CAPS: dict[MsgType, int] = {
     MsgType.ADDR: 8 + MAX_ADDRS * (MAX_HOST + 8),
     MsgType.TXS: 8 + MAX_TXS_ITEMS * (MAX_TX_SIZE + 3),
     MsgType.COMMITTEE: MAX_COMMITTEE_SIZE + _ENVELOPE,
+    MsgType.LEAK: MAX_LEAK_SIZE + _ENVELOPE,
 }
 MAX_FRAME = max(FRAME_CAPS.values())
 
@@ -181,6 +185,11 @@ class Committee:
 
 
 @dataclass(frozen=True)
+class Leak:
+    data: bytes                  # an encoded early share (consensus.protocol.release.Leak), flooded like evidence
+
+
+@dataclass(frozen=True)
 class GetHeaders:
     locator: tuple[bytes, ...]   # newest first, like Core's block locator
     stop: bytes                  # 32 zero bytes = as many as allowed
@@ -213,7 +222,7 @@ class Rounds:
 
 
 Message = Union[Hello, Reject, Ping, Pong, Inv, GetData, NotFound, Object, Txs, GetHeaders, Headers, GetAddr, Addr,
-                GetRounds, Rounds, Committee]
+                GetRounds, Rounds, Committee, Leak]
 
 
 # ---------------------------------------------------------------- encode
@@ -258,6 +267,8 @@ def _fields(msg: Message) -> tuple[MsgType, list[Any]]:
             return MsgType.ROUNDS, [[int(k), d] for k, d in msg.items]
         case Committee():
             return MsgType.COMMITTEE, [msg.data]
+        case Leak():
+            return MsgType.LEAK, [msg.data]
     raise TypeError(f"not a wire message: {type(msg).__name__}")
 
 
@@ -340,6 +351,8 @@ def _decode_body(mtype: MsgType, f: list[Any]) -> Message:
             return Rounds(tuple(items))
         case MsgType.COMMITTEE:
             return Committee(check_bytes_max(check_list(f, 1, "committee")[0], MAX_COMMITTEE_SIZE, "committee"))
+        case MsgType.LEAK:
+            return Leak(check_bytes_max(check_list(f, 1, "leak")[0], MAX_LEAK_SIZE, "leak"))
     kind = object_kind(mtype)
     data = check_bytes_max(check_list(f, 1, kind.name.lower())[0], OBJECT_CAPS[kind], "object")
     return Object(kind, data)

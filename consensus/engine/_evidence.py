@@ -20,7 +20,7 @@ from consensus.protocol.genesis import Genesis
 from consensus.protocol.messages import AnchorNotice, Beacon
 from consensus.protocol.release import Leak, Partial, check_partial
 
-__all__ = ["CommitteeAccountability", "RELEASE_SLACK_MS"]
+__all__ = ["RELEASE_SLACK_MS", "CommitteeAccountability"]
 
 RELEASE_SLACK_MS = 2_000     # members' clocks may run this far ahead: a share this close to the deadline is not early
 
