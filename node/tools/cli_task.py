@@ -73,18 +73,16 @@ def cmd_create(args: argparse.Namespace) -> None:
         *[f"column         {line}" for line in out["columns"]],
         f"detects        {_detect_text(out)}",
         f"bounty         {bounty}",
-        f"announcement   {out['announcement']}  -> the keyholder signs and posts it: popchain task announce "
+        f"announcement   {out['announcement']}  -> the keyholders sign and post it: popchain task announce "
         f"{out['announcement']} --keyholder KEYHOLDER_FILE --node URL",
-        f"task secret    {out['secret']}  -> give ONLY to the keyholder (shard keys; mode 0600)",
+        *([f"task secret    {out['secret']}  -> give ONLY to the keyholder (shard keys; mode 0600)"]
+          if out["secret"] else
+          [("shard keys     none to hand out: the task is VRF-generated, nobody (you included) can foresee a shard")]
+          if out["vrf"] else
+          [("shard keys     sealed to the keyholder committee inside the announcement; you know these rows, so "
+            "the task pays only from its bounty and your key cannot enter it")]),
         f"held-out test  {out['holdout']}  -> keep: untouched test split to judge the task's champion",
-        *_share_lines(out),
     ])
-
-
-def _share_lines(out: dict) -> list[str]:
-    """On a committee chain: where each member's share file went, and how it installs it."""
-    return [f"member {i} shares {path}  -> give ONLY to keyholder {i}: popchain keyholder add-shares {path} "
-            f"--keyholder keyholder-{i}.secret --datadir ITS_DATADIR" for i, path in enumerate(out["share_files"], 1)]
 
 
 def _load_message(path: str):
@@ -204,8 +202,9 @@ def cmd_extend(args: argparse.Namespace) -> None:
         f"({public.shard_size} samples each)",
         f"message        {out['extension']}  -> popchain task announce {out['extension']} --keyholder "
         "KEYHOLDER_FILE --node URL",
-        f"shard keys     {out['secret']}  -> give ONLY to the keyholder (mode 0600)",
-        *_share_lines(out),
+        (f"task source    {out['secret']}  -> keep for the next extension (no shard key: they are sealed to the "
+         "committee in the message)" if out["committee"] else
+         f"shard keys     {out['secret']}  -> give ONLY to the keyholder (mode 0600)"),
     ])
 
 

@@ -4,8 +4,10 @@ Does: load or generate the task's data (the same sources as ``genesis create``: 
 datasets, csv:PATH), size its shards for the chain's crowning test (node.tools.sizing via genesis_setup's
 ``size_task``, under the chain's own parameters E and α), package it (ml.shards), hold out a test split, have
 the sponsor sign the announcement (consensus.protocol.tasks), and write the files: a public message for the keyholders
-to co-sign and announce, and the secret shard keys for the keyholder (mode 0600). For an extension it seals a
-new batch of shards of an existing task under that task's shard format and indices.
+to co-sign and announce, and — for a single keyholder only — the secret shard keys (mode 0600); on a committee
+chain the keys are sealed to the committee inside the message (a synthetic task is VRF-generated: no key
+exists), so the sponsor hands nothing secret to anyone. For an extension it seals a new batch of shards of an
+existing task under that task's shard format and indices.
 ``governance_sign`` adds the governance signatures of a keyholder file to a message (``task announce``).
 Does not: talk to a node, or decide whether a message will be accepted (the chain does).
 
@@ -27,7 +29,7 @@ from chain.errors import DecodeError
 from consensus.protocol.genesis import Genesis
 from ml.errors import TaskError
 from ml.generator import World, generate, world_from_seed
-from ml.shards import PublicTask, SecretTask, package_generated, package_task, split_test
+from ml.shards import PublicTask, SecretTask, package_generated, package_task, package_vrf, split_test
 from ml.task import Dataset, write_feature_csv
 from node.tools.genesis_setup import (
     BUILTINS,
@@ -102,6 +104,16 @@ def build_package(task: str, genesis: Genesis, *, label_column: str = "label", r
     sizing, n_test = size_task(task, dataset, genesis.params, detect=detect, rounds=rounds, shard_size=shard_size,
                                public_rows=public_rows)
     seed = rng(32)
+    if dataset is None and genesis.committee is not None:
+        # a committee chain's generated task is VRF-generated: its shards are nobody's to know (no secret)
+        if drift_milli:
+            raise TaskError("--drift-milli: a committee chain's synthetic task is VRF-generated and does not "
+                            "drift yet (PROTOCOL §5.6)")
+        world = world_from_seed(seed)
+        holdout = generate(world, rng(32), n_test)
+        public = package_vrf(world, sizing.rounds, sizing.shard_size, n_train=sizing.public_rows or SYNTHETIC_TRAIN,
+                             rng=rng)
+        return public, TaskSecret(-1, 1, SecretTask((), ())), holdout, sizing
     if dataset is None:
         world = world_from_seed(seed)
         holdout = generate(world, rng(32), n_test)
@@ -181,13 +193,13 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
         raise TaskError(f"--bounty {bounty} over {sizing.rounds} rounds pays 0 per crowning: raise it or set "
                         "--per-crowning")
     package = public.encode()
-    material, share_files = deal_shares(genesis, secret.secret.keys, public.commitments, rng)
+    material = seal_for_committee(genesis, secret.secret.keys, vrf=public.vrf, rng=rng)
     msg = make_task_announcement([], sponsor, genesis.chain_id, package, initial_champion(package),
                                  bounty=bounty, per_crowning=per, keyholder_material=material)
     out.mkdir(parents=True, exist_ok=True)
     announce_path.write_bytes(msg.encode())
-    write_secret(secret_path, secret.encode())
-    shares = write_share_files(out, share_files)
+    if genesis.committee is None:      # the single keyholder needs the keys; a committee needs nothing
+        write_secret(secret_path, secret.encode())
     write_feature_csv(holdout_path, holdout)
     warning = public_dataset_warning(task)
     warnings = ([warning] if warning else []) + sizing_warnings(sizing, generated=public.generated,
@@ -197,33 +209,21 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
             "detectable": sizing.detectable, "max_entries": genesis.params.max_entries,
             "alpha": list(genesis.params.alpha), "n_train": len(public.training), "n_holdout": len(holdout),
             "bounty": bounty, "per_crowning": per, "sponsor": sponsor.public.hex(), "message_id": msg.msg_hash.hex(),
-            "message_bytes": len(msg.encode()), "announcement": str(announce_path), "secret": str(secret_path),
-            "holdout": str(holdout_path), "share_files": shares, "warnings": warnings,
+            "message_bytes": len(msg.encode()), "announcement": str(announce_path),
+            "secret": str(secret_path) if genesis.committee is None else None, "vrf": public.vrf,
+            "committee": genesis.committee is not None, "holdout": str(holdout_path), "warnings": warnings,
             "columns": public.spec.encoding.describe() if public.spec.encoding is not None else []}
 
 
-def deal_shares(genesis: Genesis, keys: Sequence[bytes], commitments: Sequence[bytes],
-                rng: Rng = os.urandom) -> tuple[bytes, list[bytes]]:
-    """On a committee chain: Shamir-share a new batch's shard keys among the genesis keyholders (PROTOCOL
-    §3.14) -> (keyholder material for the message, one share file per member); else (b"", [])."""
-    if genesis.committee is None:
-        return b"", []
-    from consensus.keyholder import deal_batch
-    return deal_batch(genesis, keys, commitments, rng)
-
-
-def write_share_files(out: Path, share_files: Sequence[bytes], stem: str = "keyholder") -> list[str]:
-    """Write share file i as ``<stem>-<i>.shares`` (0600): give file i to member i only, who installs it with
-    ``popchain keyholder add-shares``."""
-    paths = []
-    for i, data in enumerate(share_files, start=1):
-        path = out / f"{stem}-{i}.shares"
-        _refuse_existing(path)
-        write_secret(path, data)
-        paths.append(str(path))
-    return paths
-
-
+def seal_for_committee(genesis: Genesis, keys: Sequence[bytes], *, vrf: bool = False,
+                       rng: Rng = os.urandom) -> bytes:
+    """On a committee chain: a new batch's shard keys sealed to the committee's group key (PROTOCOL §3.14), the
+    message's ``keyholder_material`` — nothing at all for a VRF-generated batch; b"" on a single-keyholder
+    chain (its keyholder gets the keys in the task secret file)."""
+    if genesis.committee is None or vrf:
+        return b""
+    from consensus.protocol.release import seal_keys
+    return seal_keys(genesis.committee.group_key, keys, rng)
 
 
 @dataclass(frozen=True)
@@ -267,22 +267,24 @@ def extension_paths(out: Path, task_id: int, seq: int) -> tuple[Path, Path]:
 def create_extension_files(out: Path, chain_id: str, task_id: int, seq: int, batch: ShardBatch,
                            genesis: Genesis | None = None, rng: Rng = os.urandom) -> dict[str, Any]:
     """Write the extension message (unsigned: ``task announce`` co-signs it) and its secret keys (0600); on a
-    committee chain (``genesis`` given) also the members' share files of the new shards."""
+    committee chain (``genesis`` given) the new keys are sealed to the committee in the message instead, and
+    the secret file keeps only what ``task extend`` needs next time (the task's source, no key)."""
     from consensus.protocol.tasks import make_task_extension
     msg_path, secret_path = extension_paths(out, task_id, seq)
     _refuse_existing(msg_path, secret_path)
-    material, share_files = (deal_shares(genesis, batch.secret.secret.keys, batch.commitments, rng)
-                             if genesis is not None else (b"", []))
+    committee = genesis is not None and genesis.committee is not None
+    material = seal_for_committee(genesis, batch.secret.secret.keys, rng=rng) if genesis is not None else b""
     msg = make_task_extension([], chain_id, task_id, seq, batch.commitments, batch.ciphertexts,
                               keyholder_material=material)
     out.mkdir(parents=True, exist_ok=True)
     msg_path.write_bytes(msg.encode())
-    write_secret(secret_path, batch.secret.encode())
-    shares = write_share_files(out, share_files, stem=f"{msg_path.stem}.keyholder")
+    kept = (TaskSecret(batch.secret.task_id, batch.secret.first_index, SecretTask((), ()), batch.secret.world,
+                       batch.secret.drift_milli) if committee else batch.secret)
+    write_secret(secret_path, kept.encode())
     return {"task_id": task_id, "seq": seq, "rounds": len(batch.commitments),
             "first_shard": batch.secret.first_index, "message_id": msg.msg_hash.hex(),
             "message_bytes": len(msg.encode()), "extension": str(msg_path), "secret": str(secret_path),
-            "share_files": shares}
+            "committee": committee}
 
 
 class SigningError(ValueError):
