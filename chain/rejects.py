@@ -62,11 +62,17 @@ _ALL = (
     _c("bad-beacon-sig", "violation", "beacon not signed by enough keyholders"),
     _c("equivocation", "stale", "a second, different notice or beacon for a round (keyholder fault, "
                                 "not the relaying peer's)"),
-    # ---- keyholder committee: shard-key shares (PROTOCOL §3.13)
-    _c("bad-key-share", "violation", "a released shard-key share does not match the dealer's commitment, or "
-                                     "is for another shard, member or chain"),
-    _c("bad-keyholder-material", "violation", "keyholder material (share commitments) malformed or not fitting "
-                                              "the committee and the batch it comes with"),
+    # ---- keyholder committee: the DKG's key, released shares, sealed keys (PROTOCOL §3.14)
+    _c("bad-committee-key", "violation", "the committee key record of the keyholders' DKG is malformed or not "
+                                         "signed by every keyholder"),
+    _c("bad-key-share", "violation", "a released share fails its proof against its member's public share key, "
+                                     "or the shares do not give the beacon's key (names the member)"),
+    _c("bad-keyholder-material", "violation", "a task message's sealed keys are malformed or do not cover its "
+                                              "new shards (or a VRF-generated or single-keyholder batch has some)"),
+    _c("not-early", "stale", "a posted share is not an early release: its shard is revealed, in its release "
+                             "window or unknown here", consensus=False),
+    _c("sponsor-entry", "violation", "the sponsor of the round's task entered it or mined its block (it knows its "
+                                     "rows)"),
     # ---- keyholder committee: co-signed rounds (PROTOCOL §3.10)
     _c("bad-committee-msg", "violation", "committee message malformed, forged, or signed by a non-keyholder"),
     _c("bad-proposal", "stale", "a member refuses a leader's notice or beacon draft that differs from its own view"),

@@ -1,9 +1,11 @@
-"""The keyholder committee's pure state machine (consensus.keyholder.Member): three members on real engines
-(LevelDB in tmp dirs, real Ed25519), messages delivered by the test, an explicit clock. Attackers first: a dead
-leader, n − t members stopped, a leader dropping an entry, a member signing two notices, and a byzantine
-leader proposing many contents (hypothesis): at most one content ever gathers t signatures."""
+"""The keyholder committee's pure state machine (consensus.keyholder.Member): three members of a DKG committee
+on real engines (LevelDB in tmp dirs, real Ed25519 and group arithmetic), messages delivered by the test, an
+explicit clock. Attackers first: a dead leader, n − t members stopped, a leader dropping an entry, a member
+signing two notices, a member releasing a corrupted share, a byzantine leader proposing many contents
+(hypothesis): at most one content ever gathers t signatures, and a bad share is refused and its member named."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 from dataclasses import replace
@@ -16,9 +18,10 @@ from hypothesis import strategies as st
 from chain.address import address_of
 from chain.crypto import Keypair
 from chain.encoding import pack
+from chain.errors import RuleError
 from chain.store import ChainStore
 from consensus.engine import Engine
-from consensus.keyholder import Member, Refusal, failover_ms, load_member, member_file
+from consensus.keyholder import Member, Refusal, failover_ms, load_member
 from consensus.protocol.committee import (
     CommitteeMsg,
     Evidence,
@@ -34,6 +37,7 @@ from consensus.protocol.genesis import GenesisParams, create_committee_genesis, 
 from consensus.protocol.messages import AnchorNotice, Beacon, make_entry
 from ml.shards import SecretTask
 from ml.task import synthetic
+from node.tools.committee_kit import local_committee
 
 T0 = 1_900_000_000.0
 
@@ -44,6 +48,7 @@ def kp(label: str) -> Keypair:
 
 MEMBERS = sorted((kp(f"m{i}") for i in range(3)), key=lambda k: k.public)
 MINERS = [kp(f"miner{i}") for i in range(3)]
+SPONSOR = kp("sponsor")
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +58,12 @@ def chain():
     kw = dict(chain_id="popchain-committee", rounds=6, shard_size=40,
               allocations=[(address_of(m.public), 10**9) for m in MINERS], params=params,
               timestamp=int(T0) - 100, n_train=300, seed=b"split")
-    # the same task twice (same rng): the whole keys to compare with, and the dealt committee chain
+    # the same task twice (same rng): the keys the sponsor knows, to compare with, and the committee chain
+    # whose genesis seals them to the committee of a DKG
     _, secret = create_genesis(data, keyholder_pubkeys=[m.public for m in MEMBERS], threshold=2,
                                rng=_rng(), **kw)
-    genesis, dealing = create_committee_genesis(data, keyholder_pubkeys=[m.public for m in MEMBERS],
-                                                threshold=2, rng=_rng(), **kw)
-    files = [member_file(genesis.hash, i + 1, k, 3, 2, [dealing.batches[i]]) for i, k in enumerate(MEMBERS)]
+    key, files = local_committee(MEMBERS, 2, label="committee-unit")
+    genesis = create_committee_genesis(data, committee=key, sponsor=SPONSOR.public, rng=_rng(), **kw)
     return load_genesis(genesis.encode()), SecretTask.decode(secret), files
 
 
@@ -77,7 +82,7 @@ class Net:
         self.members: list[Member] = []
         for i, k in enumerate(MEMBERS):
             engine = Engine(ChainStore.open(root / f"m{i}"), genesis)
-            member = load_member(files[i], engine, root / f"d{i}")   # share files of later tasks: d{i}/key-shares
+            member = load_member(files[i], engine, root / f"d{i}")
             assert member is not None and member.index == i
             self.members.append(member)
         self.root = root
@@ -303,18 +308,62 @@ def test_a_byzantine_leader_cannot_get_two_notices_signed_by_honest_members(chai
 
 def test_released_shares_are_checked_and_t_of_them_give_the_key(net):
     from chain.errors import RuleError
-    from consensus.protocol.shares import KeyShare
+    from consensus.protocol.release import Partial
+    t = net.run_until(_notice(net, 1), T0)
+    net.enter(1, now=t)
     m0, m1 = net.members[0], net.members[1]
-    s0, s1 = m0.shares.share_for(2), m1.shares.share_for(2)
-    m0.shares.check_share(1, 2, s1)
-    assert m0.shares.combine(2, {0: s0, 1: s1}) == net.secret.key(2)
-    bad = KeyShare.decode(s1)
-    for forged in (replace(bad, value=(bad.value + 1) % 2**255), replace(bad, member=1)):
+    s0, s1 = m0.shares.share_for(1), m1.shares.share_for(1)
+    m0.shares.check_share(1, 1, s1)
+    assert m0.shares.combine(1, {0: s0, 1: s1}) == net.secret.key(1)     # the sponsor's key, from the committee
+    bad = Partial.decode(s1)
+    for forged in (dataclasses.replace(bad, value=Partial.decode(s0).value), dataclasses.replace(bad, member=1),
+                   dataclasses.replace(bad, proof=(bad.proof[0], (bad.proof[1] + 1) % 2**252))):
         with pytest.raises(RuleError) as exc:
-            m0.shares.check_share(1, 2, forged.encode())
+            m0.shares.check_share(1, 1, forged.encode())
         assert exc.value.code == "bad-key-share"
-    with pytest.raises(RuleError):
-        m0.shares.check_share(1, 3, s1)            # round 2's share offered for round 3
+    with pytest.raises(RuleError, match="bad-key-share"):
+        m0.shares.check_share(1, 1, s1[:-3])
+
+
+def test_a_member_releasing_a_corrupted_share_is_refused_and_named(net):
+    """A member (running the honest code but corrupting its share on the wire) co-signs the draft with a share
+    that fails its proof: the others refuse the share, name the member (a Refusal and Evidence "bad-share" that
+    carries its own signed RELEASE), and t honest members still reveal the right key; a beacon carrying the bad
+    share is refused by the engine with ``bad-key-share``."""
+    from consensus.protocol.release import Partial, Release
+    g = net.genesis
+    liar = net.members[2]
+    honest_share_for = liar.shares.share_for
+
+    def corrupted(r: int) -> bytes:
+        p = Partial.decode(honest_share_for(r))
+        return dataclasses.replace(p, proof=(p.proof[0], (p.proof[1] + 1) % 2**252)).encode()
+    liar.shares.share_for = corrupted        # type: ignore[method-assign]
+    t = net.run_until(_notice(net, 1), T0)
+    net.enter(1, now=t)
+    net.run_until(_beacon(net, 1), t)
+    named = [o for _, o in net.outs if isinstance(o, Evidence) and o.what == "bad-share"]
+    assert any(isinstance(o, CommitteeMsg) and o.kind == Kind.RELEASE and o.signer == liar.me for _, o in net.outs)
+    assert named and all(e.signer == liar.me for e in named)
+    msg = CommitteeMsg.decode(named[0].first)
+    assert msg.signer == liar.me and msg.kind == Kind.RELEASE
+    assert any(isinstance(o, Refusal) and o.code == "bad-key-share" and o.proposer == liar.me for _, o in net.outs)
+    beacon = net.members[0].engine.beacon(1)
+    assert beacon.shard_key == net.secret.key(1)
+    assert liar.me not in {net.genesis.keyholders[p.member - 1] for p in Release.decode(beacon.release).partials}
+    # the same beacon with the liar's share in its release: every node refuses it, naming the liar
+    good = Release.decode(beacon.release).partials
+    liar_part = Partial.decode(corrupted(1))
+    forged = dataclasses.replace(beacon, release=Release.of([good[0], liar_part], 2).encode())
+    fresh = Engine(ChainStore.open(net.root / "fresh"), g)
+    try:
+        fresh.add_anchor_notice(net.members[0].engine.notice(1))
+        with pytest.raises(RuleError) as exc:
+            fresh.add_beacon(forged)
+        assert exc.value.code == "bad-key-share" and f"member {liar_part.member}" in exc.value.message
+        assert fresh.add_beacon(beacon)
+    finally:
+        fresh.store.close()
 
 
 def test_members_whose_reveal_times_differ_still_agree(net):
@@ -343,10 +392,12 @@ def test_two_fully_signed_beacons_name_the_members_that_signed_both(net):
     from node.api import _signed_both
     g = net.genesis
     a, b, c = MEMBERS
-    x = make_beacon([a, b], g.chain_id, 1, g.hash, [(bytes(32), MINERS[0].public)], net.secret.key(1))
-    y = make_beacon([b, c], g.chain_id, 1, g.hash, [(bytes(31) + b"\x01", MINERS[0].public)], net.secret.key(1))
     e = net.members[0].engine
     e.add_anchor_notice(_signed_notice(g))
+    release = _release(net, 1)
+    x = replace(make_beacon([a, b], g.chain_id, 1, g.hash, [(bytes(32), MINERS[0].public)], net.secret.key(1)),
+                release=release)
+    y = make_beacon([b, c], g.chain_id, 1, g.hash, [(bytes(31) + b"\x01", MINERS[0].public)], net.secret.key(1))
     assert e.add_beacon(x)
     with pytest.raises(Exception) as exc:
         e.add_beacon(y)
@@ -355,17 +406,26 @@ def test_two_fully_signed_beacons_name_the_members_that_signed_both(net):
     assert _signed_both(kept, refused) == [b.public.hex()]
 
 
+def _release(net: Net, r: int) -> bytes:
+    """The release t members make for round r (its notice must be known to member 0)."""
+    from consensus.protocol.release import make_partial
+    src = net.members[0].shares
+    point, _ = src.locate(r)
+    shares = {i: make_partial(src.committee, net.genesis.hash, m.shares.secret.member, m.shares.secret.share,
+                              point).encode() for i, m in enumerate(net.members[:2])}
+    return src.release(r, shares)
+
+
 def _signed_notice(g):
     from consensus.protocol.messages import make_anchor_notice
     return make_anchor_notice(MEMBERS[:2], g.chain_id, 1, g.hash, 0, 10**12)
 
 
-def test_an_exhausted_committee_chain_is_revived_by_a_dealt_task(net):
-    """Issue 11 x 12: after the genesis task's last round the committee sends an idle notice and waits; a task
-    announcement whose shard keys the sponsor dealt to the committee (material in the message, one share file
-    per member) opens the next round, and t members that installed their share file reveal its key. A member
-    without the share file co-signs nothing that activates the task (it could not help reveal it)."""
-    from consensus.keyholder import deal_batch, install_share_file, load_member_file
+def test_an_exhausted_committee_chain_is_revived_by_a_sealed_task(net):
+    """Issue 11 x 24: after the genesis task's last round the committee sends an idle notice and waits; a task
+    announcement whose shard keys its sponsor sealed to the committee (in the message: nothing to install
+    anywhere) opens the next round, and t members reveal exactly the sponsor's key."""
+    from consensus.protocol.release import seal_keys
     from consensus.protocol.tasks import initial_champion, make_task_announcement
     from ml.shards import package_task
     g = net.genesis
@@ -377,30 +437,25 @@ def test_an_exhausted_committee_chain_is_revived_by_a_dealt_task(net):
     closing = g.n_rounds + 1
     t = net.run_until(_notice(net, closing), t)
     assert all(m.engine.notice(closing).idle for m in net.members) and all(m.done for m in net.members)
-    # the sponsor (a miner here) makes a 2-round task and deals its keys to the genesis committee
     data = synthetic(b"committee-second-task", n_samples=2 * 40 + 300, n_features=6, n_informative=3, n_classes=2)
     public, secret = package_task(data, 2, 40, n_train=300, seed=b"task-1", rng=_rng())
-    material, share_files = deal_batch(g, secret.keys, public.commitments, rng=_rng())
     package = public.encode()
     ann = make_task_announcement(MEMBERS[:2], MINERS[0], g.chain_id, package, initial_champion(package),
-                                 keyholder_material=material)
-    for i in (0, 1):      # member 2 never installs its share file
-        install_share_file(load_member_file(net.files[i]), share_files[i], net.root / f"d{i}")
+                                 keyholder_material=seal_keys(g.committee.group_key, secret.keys))
     for m in net.members:
         assert m.engine.add_task_message(ann)
     t = net.run_until(_notice(net, closing + 1), t)
     notice = net.members[0].engine.notice(closing + 1)
     assert (notice.task_id, notice.shard_index) == (1, 1) and [h for _, h in notice.activations] == [ann.msg_hash]
     assert notice.anchor_hash == net.members[0].engine.notice(closing).anchor_hash   # same anchor: no block
-    net.enter(closing + 1, now=t)
+    # the sponsor (MINERS[0]) cannot enter its own task
+    with pytest.raises(RuleError) as exc:
+        net.enter(closing + 1, miners=MINERS[:1], now=t)
+    assert exc.value.code == "sponsor-entry"
+    net.enter(closing + 1, miners=MINERS[1:], now=t)
     t = net.run_until(_beacon(net, closing + 1), t)
     beacon = net.members[1].engine.beacon(closing + 1)
     assert beacon.shard_key == secret.key(1) and (beacon.task_id, beacon.shard_index) == (1, 1)
-    # member 2 released nothing for the new task's round (it has no share) and said why
-    assert not any(src == 2 and isinstance(o, CommitteeMsg) and o.kind == Kind.RELEASE and o.round == closing + 1
-                   for src, o in net.outs)
-    refusals = [o for src, o in net.outs if src == 2 and isinstance(o, Refusal) and o.round == closing + 1]
-    assert any("share" in x.reason for x in refusals), refusals
 
 
 def test_a_task_message_without_committee_material_is_refused(net):

@@ -32,7 +32,33 @@ def cmd_info(args: argparse.Namespace) -> None:
                        "peers", "mempool", "syncing"]) + ["champion      " + champion_line(s["champion"])]
     if s.get("round_phase") == "closed":
         lines.append("no task is open: blocks resume when a task is announced or extended ('popchain task list')")
+    lines += committee_lines(s)
     emit(args, s, lines)
+
+
+def committee_lines(s: dict[str, Any]) -> list[str]:
+    """The keyholder committee as this node sees it (PROTOCOL §3.10, §3.14): reachable members against the
+    threshold, and the evidence against members."""
+    c = s.get("committee")
+    if not c or "reachable" not in c:
+        return []
+    down = [str(m["member"]) for m in c.get("members", []) if not m["reachable"]]
+    missed = [f"{m['member']}: {m['missed_releases']}" for m in c.get("members", []) if m.get("missed_releases")]
+    lines = [f"committee     {c['reachable']} of {c['n']} keyholders reachable, threshold {c['threshold']}"
+             + (f" (unreachable: {', '.join(down)})" if down else "")]
+    if c.get("below_threshold"):
+        lines.append(f"WARNING       fewer than {c['threshold']} keyholders are reachable: no round can reveal "
+                     f"until more come back")
+    if missed:
+        lines.append(f"missed        rounds with no share released, by keyholder: {', '.join(missed)}")
+    evidence = s.get("committee_evidence") or []
+    if evidence:
+        kinds: dict[str, int] = {}
+        for e in evidence:
+            kinds[e["what"]] = kinds.get(e["what"], 0) + 1
+        lines.append("evidence      " + ", ".join(f"{n} {what}" for what, n in sorted(kinds.items()))
+                     + " (see --json committee_evidence)")
+    return lines
 
 
 def cmd_block(args: argparse.Namespace) -> None:

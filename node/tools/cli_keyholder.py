@@ -25,9 +25,10 @@ def _pubkeys(text: str) -> list[bytes]:
         except OSError as exc:
             raise CliError(f"cannot read {text[1:]}: {exc.strerror}") from None
     keys = []
-    for item in text.replace("\n", ",").split(","):
+    items = [item for line in text.splitlines() for item in line.split("#", 1)[0].split(",")]
+    for item in items:
         item = item.strip()
-        if not item or item.startswith("#"):
+        if not item:
             continue
         try:
             key = bytes.fromhex(item)

@@ -80,22 +80,31 @@ def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100,
     return TestChain(genesis_path, keyholder_path, load_genesis(genesis.encode()), miners, users)
 
 
+SPONSOR_BOUNTY = 10**11
+
+
 def _committee_chain(directory: Path, dataset: Dataset, n: int, t: int, *, chain_id: str, rounds: int,
                      shard_size: int, allocations: list[tuple[bytes, int]], params: GenesisParams, n_train: int,
                      miners: tuple[Keypair, ...], users: tuple[Keypair, ...]) -> TestChain:
-    from consensus.keyholder import member_file
+    """A committee chain (version 3) from an in-process DKG (tests only); its data task's keys are sealed to
+    the committee, its sponsor is seeded "sponsor" and its escrow pays each crowning the block reward."""
     from consensus.protocol.genesis import create_committee_genesis
+    from consensus.protocol.tasks import escrow_account
+    from node.tools.committee_kit import local_committee
     members = sorted((seeded_keypair(f"keyholder{i}") for i in range(1, n + 1)), key=lambda kp: kp.public)
-    genesis, dealing = create_committee_genesis(dataset, chain_id=chain_id, rounds=rounds, shard_size=shard_size,
-                                                allocations=allocations, keyholder_pubkeys=[k.public for k in members],
-                                                threshold=t, params=params, timestamp=int(time.time()) - 10,
-                                                n_train=n_train, seed=b"popchain-node-tests-split")
+    key, files = local_committee(members, t, label=chain_id)
+    genesis = create_committee_genesis(dataset, chain_id=chain_id, rounds=rounds, shard_size=shard_size,
+                                       allocations=[*allocations, (escrow_account(0), SPONSOR_BOUNTY)],
+                                       committee=key, sponsor=seeded_keypair("sponsor").public,
+                                       per_crowning=params.block_reward, params=params,
+                                       timestamp=int(time.time()) - 10, n_train=n_train,
+                                       seed=b"popchain-node-tests-split")
     genesis_path = directory / "genesis.bin"
     genesis_path.write_bytes(genesis.encode())
     paths = []
-    for i, kp in enumerate(members):
+    for i, data in enumerate(files):
         path = directory / f"keyholder-{i + 1}.secret"
-        path.write_bytes(member_file(genesis.hash, i + 1, kp, n, t, [dealing.batches[i]]))
+        path.write_bytes(data)
         os.chmod(path, 0o600)
         paths.append(path)
     return TestChain(genesis_path, paths[0], load_genesis(genesis.encode()), miners, users, tuple(paths))

@@ -155,13 +155,28 @@
   async function overview() {
     const [st, champ] = await Promise.all([api("/api/status"), api("/api/champion")]);
     live.height = st.height; live.mempool = st.mempool;
+    const cm = st.committee && st.committee.reachable !== undefined ? st.committee : null;
     const health = st.equivocations.length ? `EQUIVOCATION in round ${st.equivocations[0].round}`
+      : cm && cm.below_threshold ? `KEYHOLDERS BELOW THRESHOLD (${cm.reachable} of ${cm.n}, need ${cm.threshold})`
       : st.syncing ? `syncing (${st.syncing} wanted)` : st.peers ? "ok" : "ok (no peers)";
+    // the keyholder committee's liveness and the evidence against its members (PROTOCOL §3.10, §3.14)
+    const warnings = [];
+    if (cm && cm.below_threshold) {
+      warnings.push(`Only ${cm.reachable} of ${cm.n} keyholders are reachable (threshold ${cm.threshold}): ` +
+        "no round can reveal until more come back.");
+    }
+    const evidence = st.committee_evidence || [];
+    if (evidence.length) {
+      const kinds = [...new Set(evidence.map((e) => e.what))].join(", ");
+      warnings.push(`Keyholder evidence: ${evidence.length} record(s) (${kinds}) against ` +
+        [...new Set(evidence.map((e) => e.signer.slice(0, 16)))].join(", ") + ".");
+    }
     const c = champ.champion || {};
     const heights = [];
     for (let h = st.height; h >= 0 && h > st.height - 10; h--) heights.push(h);
     const blocks = await Promise.all(heights.map((h) => api(`/api/blocks/${h}`).catch(() => null)));
     return el("div", {},
+      warnings.length ? el("div", { class: "banner", id: "committee-banner" }, warnings.join(" ")) : null,
       el("h1", { text: "Overview" }),
       el("div", { class: "grid" },
         stat("Chain", st.chain_id),
@@ -173,6 +188,8 @@
         stat("Peers", el("a", { href: "/peers", text: String(st.peers) })),
         stat("Mempool", el("span", { id: "ov-mempool-live" }, String(st.mempool))),
         stat("Health", health, "ov-health"),
+        cm ? stat("Keyholders", `${cm.reachable} of ${cm.n} reachable (threshold ${cm.threshold})`, "ov-keyholders")
+          : null,
         stat("Champion", c.height ? el("span", {}, blockLink(c.height, `block ${c.height}`), " round ",
           roundLink(c.round)) : "genesis model")),
       el("h2", { text: "Latest blocks" }),
