@@ -37,10 +37,15 @@ COVERED: dict[str, list[str]] = {
     "task extend": ["tests/test_living_chain.py::test_an_extension_adds_rounds_to_a_live_task",
                     "tests/test_task_end.py::test_task_extend_of_a_rows_task_takes_new_rows"],
     "task list": ["tests/test_task_end.py::test_task_list_and_show_say_closed"],
+    # a keyholder committee's ceremony runs among real processes in its own module (issue 24)
+    "keyholder new": ["tests/test_node_keyholders.py::test_the_ceremony_runs_among_real_keyholder_processes"],
+    "keyholder dkg-board": ["tests/test_node_keyholders.py::test_the_ceremony_runs_among_real_keyholder_processes"],
+    "keyholder dkg": ["tests/test_node_keyholders.py::test_the_ceremony_runs_among_real_keyholder_processes"],
     "task show": ["tests/test_task_end.py::test_task_list_and_show_say_closed"],
 }
 OTHER_CLI_TESTS = ("tests/test_cli_e2e.py", "tests/test_living_chain.py", "tests/test_task_end.py",
-                   "tests/test_task_cli.py", "tests/test_miner_field.py", "tests/test_dataset_tasks.py")
+                   "tests/test_task_cli.py", "tests/test_miner_field.py", "tests/test_dataset_tasks.py",
+                   "tests/test_node_keyholders.py")
 
 
 def covers(*commands: str) -> Callable:
@@ -608,31 +613,6 @@ def test_node_verify_and_reindex_a_stopped_datadir(net: Net) -> None:
     missing = net.run("node", "verify", "--datadir", str(net.dir / "nope"), check=False)
     assert missing.returncode == 2
     assert_one_line_error(missing, "nope")
-
-
-@covers("keyholder add-shares")
-def test_committee_genesis_and_keyholder_add_shares(net: Net, tmp_path: Path) -> None:
-    # a 2-of-3 genesis writes member files; a new batch's share files install into the member's datadir
-    import os
-
-    from consensus.keyholder import SHARE_DIR, MemberShares, deal_batch, load_member_file
-    from consensus.protocol.genesis import load_genesis
-    out = net.json("genesis", "create", "--out", str(tmp_path / "c"), "--keyholders", "3", "--threshold", "2",
-                   "--rounds", "2", "--detect", "0.1", "--alloc", f"{net.keys['bob']}=5")
-    assert out["committee"] and len(out["keyholder_files"]) == 3
-    genesis = load_genesis((tmp_path / "c" / "genesis.bin").read_bytes())
-    shards = [os.urandom(32) for _ in range(2)]
-    _, files = deal_batch(genesis, [os.urandom(32) for _ in range(2)], shards)
-    for i, data in enumerate(files, 1):
-        (tmp_path / f"m{i}.shares").write_bytes(data)
-    member1, datadir = out["keyholder_files"][0], str(tmp_path / "kh1")
-    done = net.json("keyholder", "add-shares", str(tmp_path / "m1.shares"), "--keyholder", member1,
-                    "--datadir", datadir)
-    assert done["member"] == 1 and done["shards"] == 2 and Path(done["path"]).stat().st_mode & 0o777 == 0o600
-    assert_one_line_error(net.run("keyholder", "add-shares", str(tmp_path / "m2.shares"), "--keyholder", member1,
-                                  "--datadir", datadir, check=False), "member 2, this is member 1")
-    live = MemberShares(load_member_file(Path(member1).read_bytes()), tmp_path / "kh1" / SHARE_DIR)
-    assert live.share_for(shards[1]) is not None      # a running member finds them without a restart
 
 
 # --------------------------------------------------------------------------- walkers

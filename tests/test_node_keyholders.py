@@ -338,6 +338,9 @@ def test_missed_releases_and_a_committee_below_threshold_are_reported(net):
             assert "popchain_committee_below_threshold 1.0" in text and "popchain_committee_reachable 1.0" in text
             info = popchain("chain", "info", "--node", net.a.api_url, cwd=net.root).stdout
             assert "1 of 3 keyholders reachable, threshold 2" in info and "WARNING" in info
+            banner = await asyncio.to_thread(_explorer_banner, net.a.api_url)
+            assert "Only 1 of 3 keyholders are reachable (threshold 2)" in banner
+            assert "Keyholder evidence" in banner and "early-share" in banner and "bad-share" in banner
             await net.restart(0)
 
             async def back(st):
@@ -345,6 +348,17 @@ def test_missed_releases_and_a_committee_below_threshold_are_reported(net):
             await ent.until(back, timeout=60)
             await net.restart(1)
     _run(scenario())
+
+
+def _explorer_banner(url: str) -> str:
+    """The explorer's overview banner, as a browser renders it (headless chromium)."""
+    from tests.test_explorer_browser import _driver, _text, _wait
+    driver = _driver()
+    try:
+        driver.get(url + "/")
+        return _wait(driver, lambda d: _text(d, "#committee-banner"), timeout=60, what="the committee banner")
+    finally:
+        driver.quit()
 
 
 def test_genesis_create_for_a_data_task_names_its_sponsor_and_bounty(net, tmp_path):
