@@ -254,10 +254,28 @@ def column_inputs(spec: TaskSpec, X: np.ndarray) -> dict[str, np.ndarray]:
 def agreement(onnx_bytes: bytes, model: Model, spec: TaskSpec, x_original: np.ndarray) -> tuple[int, int]:
     """(rows where onnxruntime and popchain's scoring predict the same class, rows). ``x_original``: rows in
     the task's original units (a CSV task: its integer features, which ``OnnxPredictor`` turns into cells)."""
+    [(same, rows)] = agreement_parts(onnx_bytes, model, spec, [x_original])
+    return same, rows
+
+
+CHECK_CHUNK = 50_000    # rows per onnxruntime call: memory stays flat however many rows are checked
+
+
+def agreement_parts(onnx_bytes: bytes, model: Model, spec: TaskSpec,
+                    parts: list[np.ndarray]) -> list[tuple[int, int]]:
+    """Per part (rows in original units; a CSV task: its integer features): (rows where onnxruntime and
+    popchain's scoring predict the same class, rows). Every row of every part is checked — what the model
+    card reports is exactly this."""
     from .score import predict
     from .task import quantise
-    X = (np.asarray(x_original).astype(np.int64) if spec.encoding is not None
-         else quantise(x_original, spec.scale_bits, spec.max_abs))
-    ours = predict(model, X)
-    theirs = OnnxPredictor(onnx_bytes).predict(x_original)
-    return int(np.count_nonzero(ours == theirs)), int(ours.shape[0])
+    session = OnnxPredictor(onnx_bytes)
+    out = []
+    for x in parts:
+        same = 0
+        for i in range(0, x.shape[0], CHECK_CHUNK):
+            chunk = x[i:i + CHECK_CHUNK]
+            X = (np.asarray(chunk).astype(np.int64) if spec.encoding is not None
+                 else quantise(chunk, spec.scale_bits, spec.max_abs))
+            same += int(np.count_nonzero(predict(model, X) == session.predict(chunk)))
+        out.append((same, int(x.shape[0])))
+    return out

@@ -211,6 +211,9 @@ def test_demo_runs_and_leaves_no_process(tmp_path: Path) -> None:
     assert "summary: 3 rounds" in proc.stdout, proc.stdout
     assert "node0 up: explorer http://127.0.0.1:" in proc.stdout and "explorers (leaderboard" in proc.stdout
     assert "round" in proc.stdout and "acc test" in proc.stdout
+    # b and c side by side with bar (a threshold on b), never b-c next to bar (issue 20 item 10)
+    header = next(ln for ln in proc.stdout.splitlines() if "acc shard" in ln).split()
+    assert header[:5] == ["round", "winner", "b", "c", "bar"] and "b-c" not in proc.stdout
     assert "champion accuracy on the latest shard" in proc.stdout     # the drifting task's current concept
     # each row counts the transfers of its own block, labelled so; no "try: popchain ... --node" hint for a
     # network that stops right after it (the hint is printed with --keep only)

@@ -52,10 +52,10 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
     emit(args, out, [
         f"genesis hash   {out['genesis_hash']}",
         f"chain id       {out['chain_id']}",
-        f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
-        f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)",
-        *([f"drift          {out['drift_milli']}/1000 units per shard (the concept moves; public rows are "
-           f"its start)"] if out.get("drift_milli") else []),
+        (f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
+        f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)"),
+        *([(f"drift          {out['drift_milli']}/1000 units per shard (the concept moves; public rows are "
+           f"its start)")] if out.get("drift_milli") else []),
         *[f"column         {line}" for line in out["columns"]],
         f"detects        {detect_text}",
         f"rounds         {out['rounds']} ({allowed}); genesis is {out['genesis_bytes']:,} bytes",

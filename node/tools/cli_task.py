@@ -67,22 +67,32 @@ def cmd_create(args: argparse.Namespace) -> None:
     bounty = (f"{out['bounty']:,} grains escrowed from {key.address} at activation, {out['per_crowning']:,} per "
               f"crowning" if out["bounty"] else "none")
     emit(args, out, [
-        f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
-        f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)",
+        (f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
+        f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)"),
         f"chain          {out['chain_id']}",
         *[f"column         {line}" for line in out["columns"]],
         f"detects        {_detect_text(out)}",
         f"bounty         {bounty}",
-        f"announcement   {out['announcement']}  -> the keyholders sign and post it: popchain task announce "
-        f"{out['announcement']} --keyholder KEYHOLDER_FILE --node URL",
-        *([f"task secret    {out['secret']}  -> give ONLY to the keyholder (shard keys; mode 0600)"]
-          if out["secret"] else
-          [("shard keys     none to hand out: the task is VRF-generated, nobody (you included) can foresee a shard")]
-          if out["vrf"] else
-          [("shard keys     sealed to the keyholder committee inside the announcement; you know these rows, so "
-            "the task pays only from its bounty and your key cannot enter it")]),
+        *_announce_lines(out, out["announcement"]),
         f"held-out test  {out['holdout']}  -> keep: untouched test split to judge the task's champion",
     ])
+
+
+def _announce_lines(out: dict[str, Any], message: str) -> list[str]:
+    """Who gets which file: a single keyholder takes the whole shard keys; on a committee chain the keys are
+    sealed to the committee inside the message (or, for a VRF-generated task, do not exist), so there is nothing
+    secret to hand anyone: t keyholders co-sign and post it."""
+    if out.get("committee"):
+        lines = [(f"announcement   {message}  -> keyholders sign it (popchain task announce {message} --keyholder "
+                  "THEIR_MEMBER_FILE --sign-only), the last one posts it (without --sign-only)")]
+        if out.get("vrf"):
+            return lines + ["shard keys     none: the task is VRF-generated, nobody (you included) can foresee a shard"]
+        kept = f" ({out['secret']}: the task's source for the next extension, no key)" if out.get("secret") else ""
+        return lines + [(f"shard keys     sealed to the keyholder committee inside the message{kept}; you know "
+                         "these rows, so the task pays only from its bounty and your key cannot enter it")]
+    return [(f"announcement   {message}  -> the keyholder signs and posts it: popchain task announce {message} "
+             "--keyholder KEYHOLDER_FILE --task-secret SECRET --node URL"),
+            f"task secret    {out['secret']}  -> give ONLY to the keyholder (shard keys; mode 0600)"]
 
 
 def _load_message(path: str):
@@ -128,18 +138,55 @@ def cmd_announce(args: argparse.Namespace) -> None:
         if keys is not None and not status.get("keyholder"):
             raise CliError(f"the node at {args.node} is not the keyholder: give the task's shard keys "
                            "(--task-secret) only to the keyholder's own node")
-        if keys is None and status.get("keyholder"):
+        if keys is not None and status.get("committee"):
+            raise CliError("this is a committee chain: no member takes whole shard keys (--task-secret); the keys "
+                           "are sealed to the committee inside the message")
+        if keys is None and status.get("keyholder") and not status.get("committee"):
             print("popchain: warning: no --task-secret: the keyholder activates the task only once it holds its "
-                  "shard keys", file=sys.stderr)
-        return await c.post_task(signed.encode(), secret=keys)
+                  "shard keys", file=sys.stderr, flush=True)
+        before = await c.tasks()
+        res = await c.post_task(signed.encode(), secret=keys)
+        if args.wait:
+            res["active"] = await _wait_active(c, signed, before)
+        return res
     res = call(args, post)
     what = (f"task announcement {signed.msg_hash.hex()[:16]}" if kind == "announcement" else
             f"extension {getattr(msg, 'seq', '?')} of task {getattr(msg, 'task_id', '?')} "
             f"({len(getattr(msg, 'commitments', ()))} shards)")
+    active = res.get("active")
     emit(args, {"kind": kind, "id": res.get("id") or signed.msg_hash.hex(), "status": res.get("status"),
-                "signatures": len(signed.signatures), "keys_given": keys is not None},
+                "signatures": len(signed.signatures), "keys_given": keys is not None, "active": active},
          [f"{what}: {res.get('status', 'accepted')} by {args.node}",
-          "it activates with the keyholder's next anchor notice; follow it with 'popchain task list'"])
+          f"active: task {active['task_id']} has {active['shards_total']:,} shards ({active['shards_left']:,} left)"
+          if active else "it activates with the keyholder's next anchor notice; follow it with 'popchain task list'"])
+
+
+async def _wait_active(c: Any, msg: Any, before: dict[str, Any]) -> dict[str, Any]:
+    """Wait until the chain has applied the message: a new task listed, or the task's extension count up."""
+    import asyncio
+
+    from consensus.protocol.tasks import TaskAnnouncement
+    known = {t["task_id"]: t for t in before["tasks"]}
+    tty = sys.stderr.isatty()
+    shown = ""
+    while True:
+        now = await c.tasks()
+        for t in now["tasks"]:
+            if isinstance(msg, TaskAnnouncement) and t["task_id"] not in known:
+                first = (await c.task_info(t["task_id"]))["history"][:1]   # its initial champion's record
+                if first and first[0]["hash"] == msg.msg_hash.hex():
+                    return dict(t)
+            if not isinstance(msg, TaskAnnouncement) and t["task_id"] == msg.task_id and \
+                    t["extensions"] >= msg.seq:
+                return dict(t)
+        s = await c.status()
+        line = f"waiting for the keyholders to activate it: round {s['round']} ({s['round_phase']})"
+        if tty:
+            print(f"\r{line}\033[K", end="", file=sys.stderr, flush=True)
+        elif line != shown:
+            print(line, file=sys.stderr, flush=True)
+        shown = line
+        await asyncio.sleep(0.5)
 
 
 def _task_package(args: argparse.Namespace, task_id: int):
@@ -198,28 +245,36 @@ def cmd_extend(args: argparse.Namespace) -> None:
     out = create_extension_files(Path(args.out), status["chain_id"], args.task_id, seq, batch,
                                  genesis=_genesis(args))
     emit(args, out, [
-        f"extension      {seq} of task {args.task_id}: shards {first}..{first + args.rounds - 1} "
-        f"({public.shard_size} samples each)",
-        f"message        {out['extension']}  -> popchain task announce {out['extension']} --keyholder "
-        "KEYHOLDER_FILE --node URL",
-        (f"task source    {out['secret']}  -> keep for the next extension (no shard key: they are sealed to the "
-         "committee in the message)" if out["committee"] else
-         f"shard keys     {out['secret']}  -> give ONLY to the keyholder (mode 0600)"),
+        (f"extension      {seq} of task {args.task_id}: shards {first:,}..{first + args.rounds - 1:,} "
+        f"({public.shard_size:,} samples each)"),
+        *_announce_lines(out, out["extension"]),
     ])
 
 
 def _bounty(t: dict[str, Any]) -> str:
     if not t.get("bounty_total"):
         return "-"
-    return f"{t['bounty_left']:,} of {t['bounty_total']:,} left ({t['bounty_per_crowning']:,} a crowning)"
+    return (f"{t['bounty_left']:,} of {t['bounty_total']:,} grains left, {t.get('bounty_paid', 0):,} paid "
+            f"({t['bounty_per_crowning']:,} a crowning)")
+
+
+def _detects(t: dict[str, Any]) -> str:
+    d = t.get("detectable")
+    return f"+{d:.2%}" if isinstance(d, float) else "-"
+
+
+def _rounds(t: dict[str, Any]) -> str:
+    r = t.get("rounds") or {}
+    return f"{r.get('crowned', 0):,}/{r.get('void', 0):,}" + (f"/{r['plain']:,}" if r.get("plain") else "")
 
 
 def cmd_list(args: argparse.Namespace) -> None:
     data = call(args, lambda c: c.tasks())
     rows = data["tasks"]
-    lines = [f"{'id':>3}  {'name':<16} {'status':<7} {'shards left':>11}  {'revealed':>8}  bounty"]
+    lines = [(f"{'id':>3}  {'name':<16} {'status':<7} {'shards left':>11}  {'revealed':>8}  {'crowned/void':>12}  "
+             f"{'detects':>7}  bounty")]
     lines += [f"{t['task_id']:>3}  {t['name'][:16]:<16} {t['status']:<7} {t['shards_left']:>11,}  "
-              f"{t['shards_revealed']:>8,}  {_bounty(t)}" for t in rows]
+              f"{t['shards_revealed']:>8,}  {_rounds(t):>12}  {_detects(t):>7}  {_bounty(t)}" for t in rows]
     if not data.get("tasks_open"):
         lines.append("no task is open: the chain makes no blocks until a task is announced or extended")
     emit(args, data, lines)
@@ -227,10 +282,16 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 def cmd_show(args: argparse.Namespace) -> None:
     t = call(args, lambda c: c.task_info(args.task_id))
+    spec = t.get("spec") or {}
     shown = {**t, "sponsor": t.get("sponsor_address") or "(genesis)", "bounty": _bounty(t),
-             "champions": len(t.get("history", [])), "revealed_keys": len(t.get("revealed", []))}
-    lines = kv(shown, ["task_id", "name", "status", "shards_total", "shards_revealed", "shards_left", "sponsor",
-                       "bounty", "champions", "revealed_keys"])
+             "champions": len(t.get("history", [])), "revealed_keys": len(t.get("revealed", [])),
+             "shards": f"{t['shards_left']:,} left of {t['shards_total']:,} ({t['shards_revealed']:,} revealed; "
+                       f"{t.get('shard_size', 0):,} rows each)",
+             "detects": f"{_detects(t)} accuracy with 80 % power" if t.get("detectable") else "-",
+             "rounds": f"{_rounds(t)} crowned/void", "features": f"{spec.get('n_features', '?')} -> "
+                                                                 f"{len(spec.get('classes', []))} classes"}
+    lines = kv(shown, ["task_id", "name", "status", "shards", "detects", "rounds", "features", "sponsor", "bounty",
+                       "extensions", "champions", "revealed_keys"])
     emit(args, t, lines + ["champion         " + champion_line(t.get("champion"))])
 
 
@@ -269,6 +330,8 @@ def register(cmds: Commands) -> None:
                                          "shard keys to the keyholder node --node (must be the keyholder's)")
     p.add_argument("--sign-only", action="store_true",
                    help="add this keyholder's signatures to FILE and stop (chains with several keyholders)")
+    p.add_argument("--wait", action="store_true",
+                   help="after posting, wait until the chain has activated it (a progress line on stderr)")
     p.add_argument("--genesis", help="the chain's genesis file (default: fetched from --node)")
 
     p = g.leaf("extend", "write a batch of new hidden shards for a live task", cmd_extend, node=True)
