@@ -27,6 +27,7 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.lan", ("netns_converge_s",)),
     ("benchmarks.living_chain", ("chain_rounds_beyond_genesis",)),
     ("benchmarks.committee", ("committee_round_latency_s", "keyholder_failover_s")),
+    ("benchmarks.keyholders", ("dkg_time_s", "share_verify_us", "dealer_open_before_reveal", "sponsor_peek_gain")),
     ("benchmarks.simulation", ("sim_false_crown_round", "sim_power_1pp", "sim_copycat_share", "sim_squatter_cost",
                                "sim_champion_regressions", "sim_champion_test_acc", "sim_crowned_share",
                                "sim_wins_copy_noise", "sim_wins_copy_flip", "sim_wins_sybil_copy",
