@@ -109,7 +109,7 @@ class PublicTask:
         if version == VRF_GENERATED:
             n = check_int(f[4], 1, MAX_ROUNDS, TaskError, "task.n_shards")
             world = World.from_obj(f[5], spec, "task.world")
-            return cls(spec, X, y, shard_size, vrf_labels(world, shard_size, n), (), version, world)
+            return cls(spec, X, y, shard_size, vrf_labels(world, shard_size, 1, n), (), version, world)
         commits = check_list(f[4], None, TaskError, "task.commitments", max_len=MAX_ROUNDS)
         cts = check_list(f[5], len(commits), TaskError, "task.ciphertexts")
         if not commits:
@@ -305,10 +305,11 @@ def generated_batch(world: World, first_index: int, n: int, *, rng: Rng = os.ura
     return GeneratedBatch(tuple(commits), tuple(cts), SecretTask(tuple(keys), tuple(salts)), current)
 
 
-def vrf_labels(world: World, shard_size: int, n: int) -> tuple[bytes, ...]:
-    """The names of a VRF-generated task's shards 1 … n (they bind nothing: the beacon's VRF proof does)."""
+def vrf_labels(world: World, shard_size: int, first: int, n: int) -> tuple[bytes, ...]:
+    """The names of a VRF-generated task's shards first … first + n − 1 (they bind nothing: the beacon's VRF
+    proof does); a package's are 1 … n, an extension's continue them."""
     digest = tagged_hash("popchain/vrf-task", pack([world.to_obj(), shard_size]))
-    return tuple(tagged_hash("popchain/vrf-shard", digest, r.to_bytes(8, "big")) for r in range(1, n + 1))
+    return tuple(tagged_hash("popchain/vrf-shard", digest, r.to_bytes(8, "big")) for r in range(first, first + n))
 
 
 def package_vrf(world: World, n_rounds: int, shard_size: int, *, n_train: int, rng: Rng = os.urandom) -> PublicTask:
@@ -318,7 +319,7 @@ def package_vrf(world: World, n_rounds: int, shard_size: int, *, n_train: int, r
     check_int(shard_size, 1, MAX_GEN_ELEMENTS // world.spec.n_features, TaskError, "shard_size")
     check_int(n_train, 1, MAX_TRAIN_ROWS, TaskError, "n_train")
     train = generate(world, rng(32), n_train)
-    return PublicTask(world.spec, train.X, train.y, shard_size, vrf_labels(world, shard_size, n_rounds), (),
+    return PublicTask(world.spec, train.X, train.y, shard_size, vrf_labels(world, shard_size, 1, n_rounds), (),
                       VRF_GENERATED, world)
 
 

@@ -70,8 +70,9 @@ def test_the_readme_walkthrough_ran_verbatim(net: Net) -> None:
     tasks = net.get("/api/tasks")["tasks"]
     assert [t["name"] for t in tasks] == ["synthetic", "digits"] and tasks[0]["extensions"] == 1
     assert tasks[1]["bounty_total"] == 4_000_000 and tasks[1]["spec"]["n_features"] == 64
-    # committee chain (item 6): nobody is told to hand whole shard keys to a keyholder, no spurious warning
-    assert "give it to NOBODY" in out and "give ONLY to the keyholder" not in out
+    # committee chain (items 6, issue 24): the keys are sealed to the committee, nobody is handed a key file
+    assert "sealed to the keyholder committee inside the message" in out and "give ONLY to the keyholder" not in out
+    assert "no secret file was written" in out and "dealers qualified: 1, 2, 3" in (net.dir / "dkg1.log").read_text()
     assert "no --task-secret" not in out and "active: task 1 has 4 shards" in out
     # units and fees (item 18), the task list's figures, a round's entrants, a task-1 model (item 2)
     assert "(fee 1,000 grains, total 6,000;" in out and "fee 1,000 grains paid" in out
@@ -524,7 +525,7 @@ def test_peers_show_their_heights_and_keyholders_do_not_redial(net: Net) -> None
     # peers found by address exchange dial each other too; the second connection is refused once, not every
     # backoff period for the life of the nodes (item 12)
     for i in (1, 2, 3):
-        log = (net.dir / f"kh{i}" / "node.log").read_text(errors="replace")
+        log = (net.dir / f"kh{i}" / "node" / "node.log").read_text(errors="replace")
         assert log.count("duplicate connection") <= 4, (i, log.count("duplicate connection"))
 
 

@@ -38,7 +38,7 @@ from consensus.protocol.tasks import (
 )
 from ml.errors import MLError
 from ml.model import decode_model
-from ml.shards import MAX_GENERATED_SHARD_BYTES, SALT_SIZE, SECRET_OVERHEAD, PublicTask
+from ml.shards import MAX_GENERATED_SHARD_BYTES, SALT_SIZE, SECRET_OVERHEAD, PublicTask, vrf_labels
 
 MAX_POOL = 256            # validated task messages waiting for activation (governance-signed: few)
 BLOCK_HEADROOM = 256 << 10   # room a block keeps for its header, txs, model and beacon next to task messages
@@ -164,7 +164,7 @@ class TaskBook:
                 raise RuleError("bad-task", f"initial champion: {exc}") from None
         # the new shards' keys sealed to the committee (§3.14), none for a VRF-generated task or a
         # single-keyholder chain
-        vrf = isinstance(msg, TaskAnnouncement) and self.decoded_package(msg).vrf
+        vrf = self.decoded_package(msg).vrf if isinstance(msg, TaskAnnouncement) else msg.vrf
         check_batch_material(g, msg.keyholder_material, self.shard_count(msg), vrf=vrf)
 
     def check_extension_fits(self, msg: TaskExtension, registry: Registry) -> None:
@@ -174,8 +174,14 @@ class TaskBook:
             raise RuleError("unknown-task", f"no task {msg.task_id}")
         package = self.package_of(t)
         if package.vrf:
-            raise RuleError("bad-task", f"task {t.task_id} is VRF-generated: its shard count is fixed by its "
-                                        f"announcement (announce a new task for more shards)")
+            assert package.world is not None
+            labels = vrf_labels(package.world, package.shard_size, t.shards_total + 1, len(msg.commitments))
+            if not msg.vrf or tuple(msg.commitments) != labels:
+                raise RuleError("bad-task", f"task {t.task_id} is VRF-generated: an extension lists the labels of "
+                                            f"shards {t.shards_total + 1}… and seals nothing")
+            return
+        if msg.vrf or any(len(ct) <= SECRET_OVERHEAD + SALT_SIZE for ct in msg.ciphertexts):
+            raise RuleError("bad-task", f"task {t.task_id}'s shards are sealed: every ciphertext holds one")
         if package.generated:
             cap = SECRET_OVERHEAD + SALT_SIZE + MAX_GENERATED_SHARD_BYTES
             if any(len(ct) > cap for ct in msg.ciphertexts):

@@ -141,8 +141,9 @@ class TaskAnnouncement:
 @dataclass(frozen=True)
 class TaskExtension:
     """``commitments``/``ciphertexts`` become shards shards_total+1 … of task ``task_id`` (same per-shard
-    format as the package, the commitment binding the task-local shard index); ``seq`` = the task's
-    extensions so far + 1 (a replay or reorder is refused); opaque ``keyholder_material`` (issue 12)."""
+    format as the package, the commitment binding the task-local shard index; a VRF-generated task's shards are
+    its labels with empty ciphertexts: nothing is sealed); ``seq`` = the task's extensions so far + 1 (a replay
+    or reorder is refused); ``keyholder_material``: the new keys sealed to the committee (§3.14)."""
     kind: int
     version: int
     chain_id: str
@@ -167,12 +168,17 @@ class TaskExtension:
         for i, (c, ct) in enumerate(zip(self.commitments, self.ciphertexts)):
             check_bytes(c, 32, f"extension.commitments[{i}]")
             check_bytes_max(ct, MAX_CIPHERTEXT_SIZE, f"extension.ciphertexts[{i}]")
-            if len(ct) <= 72 + 32:   # nonce + MAC + salt: nothing inside
+            if 0 < len(ct) <= 72 + 32:   # nonce + MAC + salt: nothing inside (empty: a VRF-generated shard)
                 raise DecodeError(f"extension.ciphertexts[{i}]: too short ({len(ct)} bytes)")
             total += len(ct)
         if total > MAX_EXT_SHARD_BYTES:
             raise DecodeError(f"extension: {total} ciphertext bytes exceeds {MAX_EXT_SHARD_BYTES}")
         check_bytes_max(self.keyholder_material, MAX_MATERIAL_SIZE, "extension.keyholder_material")
+
+    @property
+    def vrf(self) -> bool:
+        """Its shards are VRF-generated (every ciphertext empty): nothing to seal (§3.14)."""
+        return not any(self.ciphertexts)
 
     def unsigned_fields(self) -> list[Any]:
         return [self.kind, self.version, self.chain_id, self.task_id, self.seq, list(self.commitments),

@@ -65,6 +65,18 @@ def cmd_keyholder_new(args: argparse.Namespace) -> None:
           f"key file    {path}  -> yours alone (secret; mode 0600): 'popchain keyholder dkg --key {path} …'"])
 
 
+def cmd_keyholder_pubkey(args: argparse.Namespace) -> None:
+    from chain.errors import PopError
+    from consensus.keyholder import load_key_file
+    try:
+        kp = load_key_file(Path(args.key).read_bytes())
+    except OSError as exc:
+        raise CliError(f"cannot read key file {args.key}: {exc.strerror}") from None
+    except PopError as exc:
+        raise CliError(f"{args.key}: {exc}") from None
+    emit(args, {"pubkey": kp.public.hex()}, kp.public.hex())
+
+
 def cmd_keyholder_dkg_board(args: argparse.Namespace) -> None:
     from node.tools.dkg_board import new_session, serve_board
     keys = _pubkeys(args.keyholders)
@@ -130,6 +142,9 @@ def register(cmds: Commands) -> None:
     g = cmds.group("keyholder", "a keyholder committee: keys and the distributed key generation")
     p = g.leaf("new", "make this keyholder's signing key (before the ceremony)", cmd_keyholder_new)
     p.add_argument("--out", required=True, help="the key file to write (mode 0600)")
+    p = g.leaf("pubkey", "print the public key of a key file (or member file): what the others need",
+               cmd_keyholder_pubkey)
+    p.add_argument("--key", required=True, help="a key file or a member file")
     agreed = "the keyholders' public keys: HEX,HEX,… or @FILE (one per line), as agreed out of band"
     p = g.leaf("dkg-board", "relay a key-generation ceremony between the keyholders (learns nothing secret)",
                cmd_keyholder_dkg_board)

@@ -215,7 +215,9 @@ def cmd_extend(args: argparse.Namespace) -> None:
     seq = info.get("extensions", 0) + 1
     world, drift_milli = None, args.drift_milli
     data = None
-    if public.generated:
+    if public.vrf:
+        pass           # a VRF-generated task: its new shards need no world, no key and no rows
+    elif public.generated:
         if args.secret:
             try:
                 saved = TaskSecret.decode(Path(args.secret).read_bytes())
@@ -234,7 +236,7 @@ def cmd_extend(args: argparse.Namespace) -> None:
             raise CliError(f"task {args.task_id} is a rows task: give its new rows with --data csv:PATH")
         data = rows_for_task(args.data, public, args.label_column)
     anchor = None   # the drift reverts towards the task's first shard's world (its start is not stored)
-    if public.generated:
+    if public.generated and not public.vrf:
         first_key = next((bytes.fromhex(k["shard_key"]) for k in info.get("revealed", []) if k["shard_index"] == 1),
                          None)
         if first_key is None and args.secret and saved.first_index == 1:

@@ -89,7 +89,15 @@ async def run_ceremony(board: str, keypair: Keypair, *, keyholders: list[bytes],
         if p.exists():
             raise DkgError(f"{p} already exists: refusing to overwrite a keyholder's files")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-        data = await _get_json(http, f"{board}/dkg/session")
+        deadline = time.monotonic() + timeout_s
+        while True:           # the board may still be starting: wait for it as for the other keyholders
+            try:
+                data = await _get_json(http, f"{board}/dkg/session")
+                break
+            except aiohttp.ClientConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
         try:
             session = Session.decode(bytes.fromhex(data["session"]))
         except (DecodeError, ValueError, KeyError) as exc:
@@ -102,7 +110,6 @@ async def run_ceremony(board: str, keypair: Keypair, *, keyholders: list[bytes],
         member = DkgMember(session, keypair)
         transcript = Transcript(session)
         started = time.monotonic()
-        deadline = started + timeout_s
         progress(f"joined session {session.id.hex()[:16]} as keyholder {member.me} of {session.n} "
                  f"(threshold {session.threshold})")
         await _post(http, board, member.join())

@@ -241,8 +241,14 @@ def build_extension(public: PublicTask, task_id: int, first_index: int, rounds: 
     shard (mean-reverting towards ``anchor``, the task's first shard's world: without it an extended drifting
     task's concept would walk freely, PROTOCOL §5.6); a rows task cuts them from ``data`` (rows of the same spec,
     none of which may be public already)."""
-    from ml.shards import MAX_ROUNDS, extend_generated, extend_rows
+    from ml.shards import MAX_ROUNDS, extend_generated, extend_rows, vrf_labels
     check_int(rounds, 1, MAX_ROUNDS, "--rounds")
+    if public.vrf:       # nothing to seal: the new shards' keys will be the committee's VRF outputs
+        assert public.world is not None
+        if drift_milli:
+            raise TaskError("--drift-milli: a VRF-generated task does not drift (PROTOCOL §5.5)")
+        labels = vrf_labels(public.world, public.shard_size, first_index, rounds)
+        return ShardBatch(labels, (b"",) * rounds, TaskSecret(task_id, first_index, SecretTask((), ())))
     if public.generated:
         if world is None:
             raise TaskError("a generated task's extension needs the world of one of its shards")
@@ -273,7 +279,9 @@ def create_extension_files(out: Path, chain_id: str, task_id: int, seq: int, bat
     msg_path, secret_path = extension_paths(out, task_id, seq)
     _refuse_existing(msg_path, secret_path)
     committee = genesis is not None and genesis.committee is not None
-    material = seal_for_committee(genesis, batch.secret.secret.keys, rng=rng) if genesis is not None else b""
+    vrf = not any(batch.ciphertexts)       # a VRF-generated task's shards: nothing to seal
+    material = (seal_for_committee(genesis, batch.secret.secret.keys, vrf=vrf, rng=rng) if genesis is not None
+                else b"")
     msg = make_task_extension([], chain_id, task_id, seq, batch.commitments, batch.ciphertexts,
                               keyholder_material=material)
     out.mkdir(parents=True, exist_ok=True)
