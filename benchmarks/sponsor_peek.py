@@ -27,7 +27,7 @@ from consensus.protocol.messages import Beacon
 from consensus.protocol.tasks import escrow_account, initial_champion, make_task_announcement
 from ml.model import encode_model
 from ml.shards import open_shard, package_task
-from ml.task import synthetic
+from ml.task import Dataset, synthetic
 from ml.training import train_candidate
 
 __all__ = ["SponsorPeek", "run_sponsor_peek"]
@@ -99,13 +99,15 @@ def run_sponsor_peek(rounds: int = 12, root: Path | None = None) -> SponsorPeek:
             assert engine.add_task_message(ann)
             kh.add_task_secret(ann.msg_hash, secret, n_shards=rounds)
             kh.step(now)
-            revealed = []
+            revealed: list[Dataset] = []
             sponsor_wins = honest_wins = 0
             for _ in range(rounds):
                 r = engine.open_round()
                 if not r:
                     break
-                task_id, index = engine.round_task(r)
+                served = engine.round_task(r)
+                assert served is not None
+                task_id, index = served
                 assert task_id == 1
                 shard = open_shard(public, index, secret.key(index))        # the sponsor's knowledge
                 cast = [(sybil, encode_model(train_candidate("extra", shard, (), seed=index, size="small")))]
@@ -116,7 +118,9 @@ def run_sponsor_peek(rounds: int = 12, root: Path | None = None) -> SponsorPeek:
                 winner = _play(engine, kh, genesis, now, cast, task_id)
                 sponsor_wins += winner == sybil.public
                 honest_wins += winner is not None and winner != sybil.public
-                revealed.append(open_shard(public, index, engine.beacon(r).shard_key))
+                beacon = engine.beacon(r)
+                assert beacon is not None
+                revealed.append(open_shard(public, index, beacon.shard_key))
                 now += 20
             after = sum(bal(a) for a in mine) + bal(escrow_account(1))     # the escrow left returns to it
             net = after - before

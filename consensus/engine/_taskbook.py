@@ -265,6 +265,7 @@ class TaskBook:
         if package.vrf:
             return vrf_point(g.hash, t.msg_hash, index), None
         _, msg_hash, first = t.batch_of(index)
+        sealed: tuple[SealedShard, ...] | None
         if msg_hash == g.hash:
             sealed = g.sealed
         else:
@@ -277,6 +278,7 @@ class TaskBook:
                 self._sealed[msg_hash] = sealed
                 while len(self._sealed) > 16:
                     self._sealed.popitem(last=False)
+        assert sealed is not None
         if not 0 <= index - first < len(sealed):
             raise RuleError("bad-key-share", f"no sealed key for shard {index} of task {t.task_id}")
         item = sealed[index - first]

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from node.tools.cli_common import RETRY_S, CliError, Commands, add_json, address, emit, load_wallet, pick_key
 from node.tools.mining import DEFAULT_MAX_ROWS, FAMILY_CHOICES
+
+if TYPE_CHECKING:
+    from consensus.protocol.dkg import CommitteeKey
 
 # --------------------------------------------------------------------------- genesis
 
@@ -73,11 +77,11 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
     ])
 
 
-def _committee_args(args: argparse.Namespace) -> tuple[object | None, bytes | None]:
+def _committee_args(args: argparse.Namespace) -> tuple[CommitteeKey | None, bytes | None]:
     """(the committee key record of --committee, the --sponsor pubkey) for a committee genesis."""
     from chain.errors import PopError
     from consensus.protocol.dkg import decode_committee_key
-    committee = None
+    committee: CommitteeKey | None = None
     if args.committee:
         try:
             committee = decode_committee_key(_read(args.committee, "committee key"))

@@ -94,7 +94,8 @@ async def serve_board(session: Session, host: str, port: int, *, linger_s: float
     site = web.TCPSite(runner, host, port)
     await site.start()
     try:
-        sockets = site._server.sockets if site._server is not None else []   # type: ignore[union-attr]
+        server: Any = site._server
+        sockets = server.sockets if server is not None else []
         bound = sockets[0].getsockname()[1] if sockets else port
         if ready is not None:
             ready(f"http://{host}:{bound}")
