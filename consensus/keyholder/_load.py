@@ -47,7 +47,7 @@ def engine_locator(engine: Engine) -> Locate:
         notice = engine.notice(r)
         anchor = engine.store.get_header(notice.anchor_hash) if notice is not None else None
         if notice is None or notice.idle or anchor is None:
-            raise RuleError("bad-key-share", f"round {r} serves no shard known here")
+            raise RuleError("missing-activation", f"round {r} serves no shard known here (yet)")
         book = engine.book
         task = book.advance(book.registry_at(anchor), anchor, r, notice.activations).before.tasks[notice.task_id]
         return book.round_secret(task, notice.shard_index)

@@ -102,6 +102,7 @@ class Member(KeyholderBase):
         self.proposals: dict[tuple[int, Kind], dict[int, tuple[CommitteeMsg, Body]]] = {}
         self._did: set[tuple[int, Kind, int]] = set()     # (round, kind, attempt) sent once
         self._judged: set[bytes] = set()                  # proposal ids already judged (refusals reported once)
+        self._checked: dict[bytes, tuple[int, bool]] = {}  # RELEASE id -> (round, its share's proof holds)
 
     # ------------------------------------------------------------ input
 
@@ -130,6 +131,7 @@ class Member(KeyholderBase):
             for key in [k for k in table if k[0] + 2 < r]:
                 del table[key]
         self._did = {d for d in self._did if d[0] + 2 >= r}
+        self._checked = {k: v for k, v in self._checked.items() if v[0] + 2 >= r}
 
     def on_entry(self, entry: Entry, now: float) -> bool:
         """An entry the node accepted: journal it for the open round (the E largest stakes). True if kept."""
@@ -436,7 +438,7 @@ class Member(KeyholderBase):
                 break
             try:
                 share = self.shares.share_for(r)
-            except RuleError as exc:   # e.g. its share file of a later task was never installed
+            except RuleError as exc:   # e.g. the round's task message is not known here yet
                 if msg.id not in self._judged:
                     self._judged.add(msg.id)
                     out.append(Refusal(r, "beacon", msg.signer, exc.code, f"no share to release: {exc.message}"))
@@ -479,15 +481,20 @@ class Member(KeyholderBase):
         out: list[Out] = []
         for m, b in self._quorum(r, Kind.RELEASE, draft.sighash):
             member = self.genesis.keyholders.index(m.signer)
-            try:
-                self.shares.check_share(member, r, b.share)
-            except PopError as exc:
-                if m.id not in self._judged:
-                    self._judged.add(m.id)
+            known = self._checked.get(m.id)
+            if known is None:        # a proof costs ~4 scalar products: checked once per message
+                try:
+                    self.shares.check_share(member, r, b.share)
+                    known = (r, True)
+                except PopError as exc:
+                    if getattr(exc, "code", "bad-key-share") != "bad-key-share":
+                        continue     # the round's point is not known here yet: judge it later, blame nobody
+                    known = (r, False)
                     out.append(Refusal(r, "share", m.signer, "bad-key-share", str(exc)))
                     out.append(Evidence(r, m.signer, "bad-share", m.encode(), b""))
-                continue
-            shares[member] = b.share
+                self._checked[m.id] = known
+            if known[1]:
+                shares[member] = b.share
         return shares, out
 
     def _sign_full(self, r: int, draft: Beacon, attempt: int) -> list[Out]:
