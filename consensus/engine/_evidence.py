@@ -18,6 +18,7 @@ from consensus.engine._taskbook import TaskBook
 from consensus.protocol.committee import Evidence
 from consensus.protocol.genesis import Genesis
 from consensus.protocol.messages import AnchorNotice, Beacon
+from consensus.protocol.registry import Registry
 from consensus.protocol.release import Leak, Partial, check_partial
 
 __all__ = ["RELEASE_SLACK_MS", "CommitteeAccountability"]
@@ -43,13 +44,19 @@ class CommitteeAccountability:
     def add_committee_evidence(self, ev: Evidence) -> bool:
         raise NotImplementedError
 
+    def registry(self) -> Registry:
+        raise NotImplementedError   # TaskQueries' (the registry as of now, folded through the current round)
+
     def _point_of(self, task_id: int, shard: int) -> bytes:
-        """The point of shard ``shard`` of task ``task_id`` as of the final block's registry."""
-        reg = self.book.registry_at(self._final)
-        task = reg.task(task_id)
+        """The point of shard ``shard`` of task ``task_id`` in the registry as of now (tasks the current
+        round's notice activated included)."""
+        task = self.registry().task(task_id)
         if task is None or not 1 <= shard <= task.shards_total:
             raise RuleError("not-early", f"task {task_id} has no shard {shard} here (yet)")
-        return self.book.round_secret(task, shard)[0]
+        try:
+            return self.book.round_secret(task, shard)[0]
+        except RuleError as exc:
+            raise RuleError("not-early", f"task {task_id} shard {shard}: {exc.message}") from None
 
     def check_released_share(self, r: int, member: int, share: bytes) -> None:
         """A share member ``member`` (1-based) released for round r is proven against its public share key.
@@ -82,8 +89,7 @@ class CommitteeAccountability:
         except DecodeError as exc:
             raise RuleError("bad-key-share", f"leak: {exc}") from None
         served = (leak.task_id, leak.shard)
-        reg = self.book.registry_at(self._final)
-        task = reg.task(leak.task_id)
+        task = self.book.registry_at(self._final).task(leak.task_id)
         if task is not None and leak.shard <= task.shards_used:
             raise RuleError("not-early", f"shard {leak.shard} of task {leak.task_id} is revealed")
         for q in range(self._final.round + 1, self._round + 1):
