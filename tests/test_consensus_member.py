@@ -197,3 +197,35 @@ def test_a_secretbox_key_is_what_a_shard_takes(committee):
     # guard for the "opens nothing" tests above: a random key never opens, the revealed key does
     g = committee.genesis
     assert not _opens(g, 1, nacl.secret.random(32))
+
+
+def test_a_vrf_task_is_extended_by_its_labels_and_seals_nothing(tmp_path):
+    """A VRF-generated task's extension lists the labels of the next shards and no ciphertext (nobody has a key
+    to seal); labels of other shards, or sealed shards, are refused (``bad-task``)."""
+    from chain.store import ChainStore
+    from consensus.engine import Engine
+    from consensus.protocol.tasks import make_task_extension
+    from ml.shards import vrf_labels
+    from node.tools.committee_kit import make_committee_chain
+    chain = make_committee_chain(tmp_path / "c", rounds=3)
+    g = chain.genesis
+    assert g.task.vrf and g.sponsor == bytes(32) and not g.sealed
+    store = ChainStore.open(tmp_path / "db")
+    try:
+        engine = Engine(store, g)
+        world, size = g.task.world, g.task.shard_size
+        assert world is not None
+
+        def ext(labels, cts, material=b""):
+            return make_task_extension(list(chain.member_keys[:2]), g.chain_id, 0, 1, labels, cts,
+                                       keyholder_material=material)
+        for bad, code in ((ext(vrf_labels(world, size, 5, 2), (b"",) * 2), "bad-task"),
+                          (ext(vrf_labels(world, size, 4, 2), (b"x" * 200,) * 2,
+                               seal_keys(g.committee.group_key, [bytes(32)] * 2)), "bad-task"),
+                          (ext(vrf_labels(world, size, 4, 2), (b"",) * 2, b"\x01"), "bad-keyholder-material")):
+            with pytest.raises(RuleError) as err:
+                engine.add_task_message(bad)
+            assert err.value.code == code, (code, err.value)
+        assert engine.add_task_message(ext(vrf_labels(world, size, 4, 2), (b"",) * 2))
+    finally:
+        store.close()
