@@ -186,6 +186,10 @@ class CommitteeRelay:
     def broadcast(self, msg: CommitteeMsg) -> None:
         frame = wire.Committee(msg.encode())
         self.seen.add(msg.id)
+        if self.watch is not None:      # our own messages never come back: count them here
+            self.watch.seen(msg.signer)
+            if msg.kind == Kind.RELEASE:
+                self.watch.released(msg.round, msg.signer)
         for peer in self.host.ready_peers():
             peer.send(frame)
 

@@ -83,6 +83,18 @@ class TaskView:
     keys: dict[int, tuple[int, bytes]] = field(default_factory=dict)   # round -> (shard index, revealed key)
     messages: int = 0                                     # announcement + extensions checked
     initial_model: bytes = b""                            # its champion before any crowning (genesis/announced)
+    batches: tuple[tuple[int, bytes, bytes], ...] = ()    # (first shard, message id, keyholder material) per batch
+
+    def release_point(self, genesis: Genesis, index: int) -> tuple[bytes, Any]:
+        """(the point shard ``index``'s release is proven against, its sealed key or None) on a committee chain
+        (PROTOCOL §3.14), from genesis and the governance-signed messages only."""
+        from consensus.protocol.release import decode_seal_material, vrf_point
+        if self.package.vrf:
+            return vrf_point(genesis.hash, self.batches[0][1], index), None
+        first, msg_id, material = max((b for b in self.batches if b[0] <= index), key=lambda b: b[0])
+        sealed = genesis.sealed if msg_id == genesis.hash else decode_seal_material(
+            material, (next((b[0] for b in self.batches if b[0] > first), self.package.n_rounds + 1)) - first)
+        return sealed[index - first].point, sealed[index - first]
 
     @property
     def spec(self) -> Any:
@@ -100,12 +112,17 @@ class TaskView:
                                   f"{index}: {exc}") from None
 
 
-def verified_package(genesis: Genesis, task_id: int, messages_hex: list[str]) -> tuple[PublicTask, int, bytes]:
-    """(package, messages checked, initial champion bytes) of ``task_id``: genesis for task 0; else the
-    announcement then extensions 1, 2, … of the task, each for this chain and signed by ``threshold`` genesis
-    keyholders (the sponsor's signature too for the announcement)."""
+Batches = tuple[tuple[int, bytes, bytes], ...]
+
+
+def verified_package(genesis: Genesis, task_id: int, messages_hex: list[str]
+                     ) -> tuple[PublicTask, int, bytes, Batches]:
+    """(package, messages checked, initial champion bytes, (first shard, message id, keyholder material) of each
+    batch) of ``task_id``: genesis for task 0; else the announcement then extensions 1, 2, … of the task, each
+    for this chain and signed by ``threshold`` genesis keyholders (the sponsor's signature too for the
+    announcement)."""
     if task_id == 0:
-        return genesis.task, 0, genesis.block.model
+        return genesis.task, 0, genesis.block.model, ((1, genesis.hash, b""),)
     from consensus.protocol.tasks import TaskAnnouncement, TaskExtension, decode_task_message
     if not messages_hex:
         raise ProvenanceError(f"the node sent no announcement for task {task_id}")
@@ -113,6 +130,7 @@ def verified_package(genesis: Genesis, task_id: int, messages_hex: list[str]) ->
     champion = b""
     commits: list[bytes] = []
     cts: list[bytes] = []
+    batches: list[tuple[int, bytes, bytes]] = []
     for i, text in enumerate(messages_hex):
         try:
             msg = decode_task_message(bytes.fromhex(text))
@@ -128,16 +146,19 @@ def verified_package(genesis: Genesis, task_id: int, messages_hex: list[str]) ->
                 package = PublicTask.decode(msg.package)
             except MLError as exc:
                 raise ProvenanceError(f"task {task_id}: announcement package: {exc}") from None
+            batches.append((1, msg.msg_hash, msg.keyholder_material))
         elif not isinstance(msg, TaskExtension) or (msg.task_id, msg.seq) != (task_id, i):
             raise ProvenanceError(f"task {task_id}: message {i} is not extension {i} of the task")
         else:
+            assert package is not None
+            batches.append((package.n_rounds + len(commits) + 1, msg.msg_hash, msg.keyholder_material))
             commits += msg.commitments
             cts += msg.ciphertexts
     assert package is not None
     if commits:
         package = dataclasses.replace(package, commitments=package.commitments + tuple(commits),
                                       ciphertexts=package.ciphertexts + tuple(cts))
-    return package, len(messages_hex), champion
+    return package, len(messages_hex), champion, tuple(batches)
 
 
 @dataclass
@@ -151,10 +172,10 @@ class ChainView:
     async def task(self, task_id: int) -> TaskView:
         if task_id not in self.tasks:
             info = await self.client.get(f"/api/tasks/{task_id}", messages="1")
-            package, n, initial = verified_package(self.genesis, task_id, info.get("messages") or [])
+            package, n, initial, batches = verified_package(self.genesis, task_id, info.get("messages") or [])
             keys = {k["round"]: (k["shard_index"], bytes.fromhex(k["shard_key"])) for k in info["revealed"]}
             history = await full_history(self.client, task_id)    # all of it: the task page keeps the newest
-            self.tasks[task_id] = TaskView(task_id, package, history, keys, n, initial)
+            self.tasks[task_id] = TaskView(task_id, package, history, keys, n, initial, batches)
         return self.tasks[task_id]
 
     def record(self, model_hash_hex: str) -> dict[str, Any] | None:
