@@ -64,8 +64,8 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
         f"detects        {detect_text}",
         f"rounds         {out['rounds']} ({allowed}); genesis is {out['genesis_bytes']:,} bytes",
         f"genesis file   {out['genesis']}    -> give to every node operator",
-        *([f"keyholder file {out['keyholder']}  -> give ONLY to the keyholder (secret; mode 0600; the trusted "
-           f"single keyholder sees every shard key)"]
+        *([(f"keyholder file {out['keyholder']}  -> give ONLY to the keyholder (secret; mode 0600; the trusted "
+            f"single keyholder sees every shard key)")]
           if not out["committee"] else
           [(f"committee      {out['threshold']}-of-{out['keyholders']} from the keyholders' key generation: any "
             f"{out['threshold']} keyholders reveal a shard, fewer learn nothing; no secret file was written")]
