@@ -31,6 +31,7 @@ COVERED: dict[str, list[str]] = {
     "keyholder new": ["tests/test_node_keyholders.py::test_the_ceremony_runs_among_real_keyholder_processes"],
     "keyholder dkg-board": ["tests/test_node_keyholders.py::test_the_ceremony_runs_among_real_keyholder_processes"],
     "keyholder dkg": ["tests/test_node_keyholders.py::test_the_ceremony_runs_among_real_keyholder_processes"],
+    "keyholder pubkey": ["tests/test_cli_functional.py::test_the_readme_walkthrough_ran_verbatim"],
 }
 OTHER_CLI_TESTS = ("tests/test_cli_e2e.py", "tests/test_living_chain.py", "tests/test_task_end.py",
                    "tests/test_task_cli.py", "tests/cli_net.py", "tests/test_miner_field.py",

@@ -290,3 +290,82 @@ def test_bad_settlement_is_refused_by_the_ledger(store):
         with pytest.raises(RuleError) as exc:
             store.preview_txs(tip.hash, MINERS[0].public, (), g.ledger_params, (move,))
         assert exc.value.code == "bad-settlement"
+
+
+# ---------------------------------------------------------------- a committee chain's block (PROTOCOL §3.14)
+
+
+@pytest.fixture(scope="module")
+def committee(tmp_path_factory):
+    """A 2-of-3 DKG committee chain whose genesis task carries data sealed to the committee (its sponsor: the
+    seeded "sponsor" key, funded), on a real store."""
+    from chain.store import ChainStore
+    from consensus.engine import Engine
+    from consensus.keyholder import load_member_file
+    from node.tools.testing import make_test_chain
+    root = tmp_path_factory.mktemp("committee-rejects")
+    chain = make_test_chain(root / "chain", rounds=3, shard_size=60, n_train=300, keyholders=3, threshold=2)
+    store = ChainStore.open(root / "db")
+    Engine(store, chain.genesis)             # initialises genesis in the store
+    secrets = sorted((load_member_file(p.read_bytes()) for p in chain.member_paths), key=lambda s: s.member)
+    yield chain, store, secrets
+    store.close()
+
+
+def committee_block(committee, miner, *, corrupt: int | None = None) -> Block:
+    """Round 1's block by ``miner`` with the beacon two members sign and release for; ``corrupt``: that member's
+    released share carries a broken proof."""
+    from consensus.engine import TaskBook
+    from consensus.mining import build_template, open_block, seal
+    from consensus.protocol.messages import make_beacon
+    from consensus.protocol.registry import minted_reward, payout_move
+    from consensus.protocol.release import Release, combine, make_partial, unseal
+    from node.tools.testing import seeded_keypair
+    chain, store, secrets = committee
+    g = chain.genesis
+    parent = store.tip()
+    reg = TaskBook(store, g).registry_at(parent)
+    moves = payout_move(reg, 0, miner.public)
+    tpl = build_template(store, g, parent, 1, miner.public, [], parent.timestamp + 10, moves,
+                         reward=minted_reward(reg, 0, g.params.block_reward))
+    from ml.training import train_candidate
+    model = encode_model(train_candidate("linear", g.task.training, (), size="small"))
+    block, entry = seal(tpl, model, miner, bytes(32))
+    sealed = g.sealed[0]
+    parts = [make_partial(g.committee, g.hash, s.member, s.share, sealed.point) for s in secrets[:2]]
+    key = unseal(g.committee.group_key, sealed, combine(parts, 2))
+    if corrupt is not None:
+        parts[corrupt] = dataclasses.replace(parts[corrupt], proof=(parts[corrupt].proof[0],
+                                                                    (parts[corrupt].proof[1] + 1) % 2**252))
+    signers = [s.keypair for s in secrets[:2]]
+    t_ms = (parent.timestamp + 10) * 1000
+    beacon = make_beacon(signers, g.chain_id, 1, parent.hash, [(block.header.hash, miner.public)], key,
+                         opened_ms=t_ms, time_ms=t_ms, task_id=0, shard_index=1)
+    beacon = dataclasses.replace(beacon, release=Release.of(parts, 2).encode())
+    assert seeded_keypair("sponsor").public == g.sponsor
+    return open_block(block, beacon, genesis=g, champion_bytes=g.block.model)
+
+
+def check_committee(committee, block, code: str) -> RuleError:
+    chain, store, _ = committee
+    with pytest.raises(RuleError) as exc:
+        validate_block(block, genesis=chain.genesis, store=store)
+    assert exc.value.code == code, exc.value
+    return exc.value
+
+
+def test_a_committee_block_with_a_corrupted_release_is_a_bad_key_share_naming_its_member(committee):
+    chain, store, secrets = committee
+    miner = chain.miners[0]
+    for member in (0, 1):
+        err = check_committee(committee, committee_block(committee, miner, corrupt=member), "bad-key-share")
+        assert f"member {secrets[member].member}'s share" in err.message
+    try:                                      # the same block with its honest release passes every step before
+        validate_block(committee_block(committee, miner), genesis=chain.genesis, store=store)
+    except RuleError as exc:                  # the crowning test (a linear model may not beat the champion)
+        assert exc.code == "not-better-than-champion", exc
+
+
+def test_the_sponsor_mining_its_own_task_is_a_sponsor_entry(committee):
+    from node.tools.testing import seeded_keypair
+    check_committee(committee, committee_block(committee, seeded_keypair("sponsor")), "sponsor-entry")

@@ -93,9 +93,11 @@ def _committee_chain(directory: Path, dataset: Dataset, n: int, t: int, *, chain
     from node.tools.committee_kit import local_committee
     members = sorted((seeded_keypair(f"keyholder{i}") for i in range(1, n + 1)), key=lambda kp: kp.public)
     key, files = local_committee(members, t, label=chain_id)
+    sponsor = seeded_keypair("sponsor")       # funded: it could enter, were it not the task's sponsor
     genesis = create_committee_genesis(dataset, chain_id=chain_id, rounds=rounds, shard_size=shard_size,
-                                       allocations=[*allocations, (escrow_account(0), SPONSOR_BOUNTY)],
-                                       committee=key, sponsor=seeded_keypair("sponsor").public,
+                                       allocations=[*allocations, (escrow_account(0), SPONSOR_BOUNTY),
+                                                    (address_of(sponsor.public), MINER_BALANCE)],
+                                       committee=key, sponsor=sponsor.public,
                                        per_crowning=params.block_reward, params=params,
                                        timestamp=int(time.time()) - 10, n_train=n_train,
                                        seed=b"popchain-node-tests-split")
