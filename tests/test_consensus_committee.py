@@ -456,6 +456,30 @@ def test_an_exhausted_committee_chain_is_revived_by_a_sealed_task(net):
     t = net.run_until(_beacon(net, closing + 1), t)
     beacon = net.members[1].engine.beacon(closing + 1)
     assert beacon.shard_key == secret.key(1) and (beacon.task_id, beacon.shard_index) == (1, 1)
+    # a node that syncs these rounds before it holds the announcement cannot check the beacon's release yet; a
+    # copy tampered on the way is stored first, and the proven one replaces it once the node can tell
+    from consensus.protocol.release import Partial, Release
+    good = Release.decode(beacon.release).partials
+    tampered = dataclasses.replace(beacon, release=Release((dataclasses.replace(
+        good[0], proof=(good[0].proof[0], (good[0].proof[1] + 1) % 2**252)), good[1])).encode())
+    late = Engine(ChainStore.open(net.root / "late"), g)
+    try:
+        src = net.members[1].engine
+        for q in range(1, closing + 2):
+            notice, stored = src.notice(q), src.beacon(q)
+            late.add_anchor_notice(notice)
+            if q == closing + 1:
+                assert late.add_beacon(tampered)      # stored unchecked: task 1's announcement is unknown here
+                assert late.beacon(q).release == tampered.release
+            elif stored is not None:
+                late.add_beacon(stored)
+        assert late.add_task_message(ann)
+        assert not late.add_beacon(beacon)            # the same content: a duplicate, its proven release kept
+        assert late.beacon(closing + 1).release == beacon.release
+        assert isinstance(Partial.decode(Release.decode(late.beacon(closing + 1).release).partials[0].encode()),
+                          Partial)
+    finally:
+        late.store.close()
 
 
 def test_a_task_message_without_committee_material_is_refused(net):

@@ -346,7 +346,10 @@ class Engine(TaskQueries, CommitteeAccountability):
         raw = self.store.meta_get(key)
         encoded = beacon.encode()
         if raw is not None:
-            if Beacon.decode(raw).sighash == beacon.sighash:
+            stored = Beacon.decode(raw)
+            if stored.sighash == beacon.sighash:
+                if stored.release != beacon.release:
+                    self._keep_the_proven_release(key, stored, beacon)
                 return False
             self._record_equivocation(beacon.round, raw, encoded, beacon.sighash)
             raise RuleError("equivocation", f"a different beacon for round {beacon.round} was seen first")
@@ -377,6 +380,21 @@ class Engine(TaskQueries, CommitteeAccountability):
             raise RuleError("bad-schedule", f"round {st.round}: {err.code}: {err.message}") from None
         if adv.served != st.served:
             raise RuleError("bad-schedule", f"round {st.round} serves {adv.served}, the statement says {st.served}")
+
+    def _keep_the_proven_release(self, key: bytes, stored: Beacon, other: Beacon) -> None:
+        """The same beacon with another release (it is outside the signed content): if the stored copy's release
+        fails where this one holds — a copy stored before this node could check it, tampered on the way — keep
+        this one, so that round sync never serves a release that fails."""
+        try:
+            self._check_release(stored)
+            return                          # the stored release holds (or cannot be judged here yet)
+        except RuleError:
+            pass
+        try:
+            self._check_release(other)
+        except RuleError:
+            return
+        self.store.meta_put(key, other.encode())
 
     def _check_release(self, beacon: Beacon) -> None:
         """A committee beacon's released shares (§3.4, §3.14), checked when this node holds the round's anchor
