@@ -221,7 +221,9 @@ def test_status_and_chain_info(net: Net) -> None:
     human = net.run("status", *net.node).stdout
     assert "round_phase" in human and "2 open of 2" in human or "open of 2" in human
     member = net.run("status", "--node", MEMBER_URLS[0]).stdout
-    assert "committee member 1" in member
+    from consensus.keyholder import load_member_file       # its index: its key's place in the sorted keyholders
+    index = load_member_file((net.dir / "kh1" / "keyholder.secret").read_bytes()).member
+    assert f"committee member {index}" in member and "3 of 3 keyholders reachable, threshold 2" in member
     assert_one_line_error(net.run("status", "--node", "http://127.0.0.1:9", check=False), "cannot reach the node")
     assert_one_line_error(net.run("status", "--wait", "-1", *net.node, check=False), "--wait")
     assert_one_line_error(net.run("chain", "info", *net.node, "--cookie", "/nonexistent/.cookie", check=False),
