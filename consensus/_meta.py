@@ -12,8 +12,8 @@ from __future__ import annotations
 
 __all__ = [
     "K_STATE", "P_BEACON", "P_CEVID", "P_CHAMP", "P_CMODEL", "P_EQUIV", "P_KH_ENTRY", "P_KH_OPEN",
-    "P_KH_REVEAL", "P_KH_SECRET", "P_MEMBER_ENTRY", "P_MEMBER_SIGNED", "P_NOTICE", "P_OMODEL", "P_OPENING",
-    "P_TID", "P_TMSG", "P_TREG", "P_WAIT", "u32",
+    "P_KH_REVEAL", "P_KH_SECRET", "P_LMODEL", "P_MEMBER_ENTRY", "P_MEMBER_SIGNED", "P_NOTICE", "P_OMODEL",
+    "P_OPENING", "P_TID", "P_TMSG", "P_TREG", "P_UNBOND", "P_UNBONDH", "P_WAIT", "u32",
 ]
 
 
@@ -31,6 +31,10 @@ P_CHAMP = b"c/champ/"         # + u32 height -> champion record (main chain)
 P_CMODEL = b"c/cmodel/"       # + model hash -> u32 height (model hashes of every champion)
 P_OMODEL = b"c/omodel/"       # + model hash -> u32 height of the block whose beacon recorded it as opened
 P_OPENING = b"c/opening/"     # + u32 round + header hash -> pack([miner, model hash]): blocks seen opened
+P_LMODEL = b"c/lmodel/"       # + model hash -> pack([round, miner or 32 zero bytes if contested, u32 height]):
+                              #   the model's first listing (attribution, §3.9), written by the block that carried it
+P_UNBOND = b"c/unbond/"       # + miner pubkey -> pack([height, round]): a pending unbond request (§3.9)
+P_UNBONDH = b"c/unbondh/"     # + u32 height -> pack([[pubkey…] requested, [[pubkey, height, round]…] released])
 P_CEVID = b"c/cevid/"         # + u32 round + signer + what -> committee evidence bytes (protocol.committee)
 # the engine's task book (§3.13)
 P_TREG = b"c/treg/"           # + u32 height -> Registry after that main-chain block

@@ -471,9 +471,10 @@ def test_model_eval_runs_the_round_test(net: Net) -> None:
         assert res["would_pass"] == paired_test(s["b"], s["c"], res["rule"]["z_milli"])
     else:
         from consensus.protocol.genesis import load_genesis as _lg
-        from consensus.protocol.stats import accepts  # type: ignore[attr-defined]
-        alpha = _lg((net.dir / "chain/genesis.bin").read_bytes()).params.alpha
-        assert res["would_pass"] == accepts(s["b"], s["c"], res["assumed_entries"], alpha)
+        from consensus.protocol.stats import crowns
+        params = _lg((net.dir / "chain/genesis.bin").read_bytes()).params
+        assert res["would_pass"] == crowns(s["b"], s["c"], res["assumed_entries"], s["rows"], params.alpha,
+                                           params.min_gain_bp)
     human = net.run("model", "eval", "cand.raw", *net.node).stdout
     assert "would pass on the latest revealed shard" in human
     (net.dir / "junk.raw").write_bytes(b"\x93junk")

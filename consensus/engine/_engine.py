@@ -11,10 +11,10 @@ queries (the TaskQueries mixin), sign anything, or know a clock.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from chain.address import address_of
 from chain.block import Block, Header, model_hash
 from chain.encoding import pack, unpack
 from chain.errors import RuleError, StoreError, need
@@ -28,39 +28,43 @@ from consensus._meta import (
     P_CMODEL,
     P_EQUIV,
     P_NOTICE,
-    P_OMODEL,
     P_OPENING,
     u32,
 )
+from consensus.engine._index import ChainIndex
 from consensus.engine._taskbook import TaskBook
 from consensus.engine._tasks import TaskQueries
 from consensus.engine._validity import OrphanBlock, ScoringCache, validate_block
 from consensus.mining import Template, build_template, template_timestamp
 from consensus.protocol.committee import Evidence
 from consensus.protocol.genesis import Genesis
+from consensus.protocol.listing import admit_ranked, tie_value
 from consensus.protocol.messages import AnchorNotice, Beacon, Entry, RoundPayload
 from consensus.protocol.registry import ChampionRecord, payout_move
-from consensus.protocol.rules import ScoredBlock, decode_payload, fork_key, moves_for
-from consensus.protocol.tasks import TaskAnnouncement
+from consensus.protocol.rules import CorruptCopy, ScoredBlock, check_copy, fork_key, moves_for
+from consensus.protocol.settlement import bond_of
+from consensus.protocol.tasks import TaskAnnouncement, decode_task_message
 
 __all__ = ["BlockVerdict", "Engine", "RoundInfo"]
 
 MAX_CEVID = 256               # committee evidence records kept (the first ones: a liar cannot flush them)
 MAX_ORPHANS = 64
-MAX_ENTRIES_SEEN = 1024       # per round, gossip bound (the keyholder accepts at most E)
+MAX_ENTRIES_SEEN = 4096       # per round, gossip bound: the largest stakes, ties by a secret local value
 
 
 def _terms(st: AnchorNotice | Beacon) -> tuple:
     """What a notice and the beacon of its round must agree on: settlement and schedule."""
-    return (st.opened, st.forfeits, st.task_id, st.shard_index, st.activations)
+    return (st.settlement, st.task_id, st.shard_index, st.activations)
 
 
 @dataclass(frozen=True)
 class BlockVerdict:
     """status: tip-changed | accepted (valid, not best) | known | stale (round already final) | orphan
     (``missing`` = parent to fetch) | opened (a listed entry opened correctly that does not crown, code
-    not-better-than-champion: relay it, it settles the entrant's bond, §3.9) | rejected (``code``).
-    ``connected`` lists orphans that got connected."""
+    not-better-than-champion: relay it, it settles the entrant's bond, §3.9) | rejected (``code``: the block
+    is invalid — every intact copy of it) | corrupt (``code``: THIS COPY carries bytes its header hash does not
+    bind and they are wrong; nothing is known about the block: fetch it again, blame the sender).
+    ``connected`` lists orphans that got connected, ``refetch`` parked copies found corrupt on connecting."""
     status: str
     block_hash: bytes
     code: str | None = None
@@ -68,6 +72,7 @@ class BlockVerdict:
     missing: bytes | None = None
     scored: ScoredBlock | None = None
     connected: tuple[bytes, ...] = ()
+    refetch: tuple[bytes, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -93,11 +98,14 @@ class _RoundMemory:
 class Engine(TaskQueries):
     """One node's consensus state over its chain store (see the module docstring); node/ sees it as EngineApi."""
 
-    def __init__(self, store: ChainStore, genesis: Genesis) -> None:
+    def __init__(self, store: ChainStore, genesis: Genesis, *, tie_secret: bytes | None = None) -> None:
         self.store = store
         self.genesis = genesis
         self.cache = ScoringCache()
         self.book = TaskBook(store, genesis)
+        self.index = ChainIndex(store)
+        self._tie_secret = tie_secret or os.urandom(32)   # breaks stake ties in the bounded entry table
+        self._refetch: list[bytes] = []                   # parked copies found corrupt while connecting
         if not store.is_initialised():
             store.init_genesis(genesis.block, genesis.allocations, genesis.ledger_params)
         if store.genesis().hash != genesis.hash:
@@ -210,7 +218,7 @@ class Engine(TaskQueries):
     # ------------------------------------------------------------ entries
 
     def check_entry(self, entry: Entry) -> None:
-        """The entry acceptance rule (§3.3) except first-come limits. Raises RuleError."""
+        """The entry acceptance rule (§3.3) except table limits. Raises RuleError."""
         g = self.genesis
         if entry.chain_id != g.chain_id:
             raise RuleError("bad-chain-id", f"entry for chain {entry.chain_id!r}")
@@ -221,12 +229,23 @@ class Engine(TaskQueries):
         if not entry.verify_signature():
             raise RuleError("bad-entry-sig", "entry signature does not verify")
         if self.stake(entry.miner) < g.params.entry_bond:
-            raise RuleError("insufficient-stake", f"miner balance {self.stake(entry.miner)} < the entry bond "
+            raise RuleError("insufficient-stake", f"miner bond {self.stake(entry.miner)} < the entry bond "
                                                   f"{g.params.entry_bond}")
+        if self.index.unbonding(entry.miner, self._final.height):
+            raise RuleError("unbonding", "the miner asked for its bond back: it cannot enter until released")
 
     def stake(self, miner: bytes) -> int:
-        """The miner key's balance at the final anchor (what its entries are ranked and bonded by)."""
-        return self.store.state_view(self._final.hash).get_account(address_of(miner)).balance
+        """The balance of the miner key's bond account at the final anchor (what its entries are ranked and
+        bonded by, §3.9)."""
+        return self.store.state_view(self._final.hash).get_account(bond_of(miner)).balance
+
+    def unsettled_from(self) -> int:
+        """The first round no block up to the final anchor has settled (the next settlement starts there)."""
+        return self.index.settled_through(self._final) + 1
+
+    def releases(self, last: int) -> tuple[bytes, ...]:
+        """The unbond requests a block on the final anchor whose settlement ends at round ``last`` releases."""
+        return self.index.releases(self._final, last)
 
     def openings(self, r: int) -> dict[bytes, tuple[bytes, bytes]]:
         """header hash -> (miner, model hash) of every listed round-r block this node saw opened (§3.9)."""
@@ -243,20 +262,29 @@ class Engine(TaskQueries):
             self.store.meta_put(key, pack([h.miner, h.model_hash]))
 
     def add_entry(self, entry: Entry) -> bool:
-        """check_entry + one entry per miner key per round. True if new (relay it), False if already seen."""
+        """check_entry + one entry per miner key per round. True if new (relay it), False if already seen. A
+        full table keeps the largest stakes, ties by a value secret to this node (not arrival order)."""
         self.check_entry(entry)
         mem = self._rounds.setdefault(entry.round, _RoundMemory())
         seen = mem.entries.get(entry.miner)
         if seen is not None:
-            if seen.header_hash == entry.header_hash:
+            if seen.sighash == entry.sighash:
                 return False
-            raise RuleError("duplicate-entry", "this miner already entered this round with another header")
+            raise RuleError("duplicate-entry", "this miner already entered this round with another entry")
         if len(mem.entries) >= MAX_ENTRIES_SEEN:
-            raise RuleError("too-many-entries", "entry table for this round is full")
+            held = list(mem.entries.values())
+            admit, evict = admit_ranked([self._entry_rank(e) for e in held], self._entry_rank(entry),
+                                        MAX_ENTRIES_SEEN)
+            if not admit or evict is None:
+                raise RuleError("too-many-entries", "the round's entry table holds larger stakes")
+            del mem.entries[held[evict].miner]
         mem.entries[entry.miner] = entry
         for old in [r for r in self._rounds if r < entry.round]:
             del self._rounds[old]
         return True
+
+    def _entry_rank(self, entry: Entry) -> tuple[int, int]:
+        return (self.stake(entry.miner), tie_value(self._tie_secret, entry.miner))
 
     # ------------------------------------------------------------ notices and beacons
 
@@ -381,31 +409,31 @@ class Engine(TaskQueries):
     def _champion_extra(self, s: ScoredBlock) -> dict[bytes, bytes | None]:
         h = s.block.header
         rec = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, s.b, s.c, s.bar, s.task_id)
-        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(h.height): rec.encode(),
-                                            P_CMODEL + h.model_hash: u32(h.height)}
+        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(h.height): rec.encode()}
+        initial: list[bytes] = []
         if s.registry is not None:   # the task registry after it, and the task messages it activated (§3.13)
             extra.update(self.book.registry_extra(h.height, s.registry))
             extra.update(self.book.message_extra(s.messages))
             for m in s.messages:      # an initial champion counts as a champion for duplicate-model
                 if isinstance(m, TaskAnnouncement):
                     self.store.put_model(m.champion)
-                    if self.store.meta_get(P_CMODEL + model_hash(m.champion)) is None:
-                        extra[P_CMODEL + model_hash(m.champion)] = u32(h.height)
-        # the models its beacon records as opened (losers included) can never be crowned again (§3.6 step 7)
-        for mh in RoundPayload.decode(s.block.payload).beacon.opened:
-            if self.store.meta_get(P_OMODEL + mh) is None:
-                extra[P_OMODEL + mh] = u32(h.height)
+                    initial.append(model_hash(m.champion))
+        # champions, models recorded opened, first listings, unbond requests (consensus.engine._index)
+        beacon = RoundPayload.decode(s.block.payload).beacon
+        extra.update(self.index.connect_extra(s.block, beacon, tuple(initial)))
         return extra
 
     def _unchampion(self, tip: Header) -> dict[bytes, bytes | None]:
-        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(tip.height): None, P_CMODEL + tip.model_hash: None,
-                                            **self.book.registry_extra(tip.height, None)}
-        raw = self.store.get_payload(tip.hash)
-        if raw is not None:
-            for mh in RoundPayload.decode(raw).beacon.opened:
-                if self.store.meta_get(P_OMODEL + mh) == u32(tip.height):
-                    extra[P_OMODEL + mh] = None
-        return extra
+        block = need(self.store.get_block(tip.hash), f"tip block {tip.hash.hex()}")
+        initial = tuple(model_hash(m.champion) for m in self._activated(block) if isinstance(m, TaskAnnouncement))
+        return {P_CHAMP + u32(tip.height): None, **self.book.registry_extra(tip.height, None),
+                **self.index.disconnect_extra(block, initial)}
+
+    @staticmethod
+    def _activated(block: Block) -> list[object]:
+        if not block.payload:
+            return []
+        return [decode_task_message(raw) for raw in RoundPayload.decode(block.payload).activations]
 
     def _switch_to(self, s: ScoredBlock, state: tuple[bytes, int] | None = None) -> None:
         """Make ``s`` (a candidate of the current round, child of F) the tip."""
@@ -417,25 +445,30 @@ class Engine(TaskQueries):
             extra.update(self._state_extra(*state))
         self.store.connect_block(s.block, self.genesis.ledger_params, extra=extra, moves=s.moves)
 
-    def _is_past_champion(self, model_hash: bytes) -> bool:
-        """A champion or a recorded opened model of the final chain (§3.6 step 7)."""
-        for prefix in (P_CMODEL, P_OMODEL):
-            raw = self.store.meta_get(prefix + model_hash)
-            # an index entry from the current round's tip (a sibling, not an ancestor) does not count
-            if raw is not None and int.from_bytes(raw, "big") <= self._final.height:
-                return True
-        return False
-
     def add_block(self, block: Block) -> BlockVerdict:
-        """Validate ``block`` and apply fork choice; never raises RuleError (the verdict carries the code)."""
+        """Validate ``block`` and apply fork choice; never raises RuleError (the verdict carries the code). A
+        copy whose unbound bytes are wrong gets ``corrupt`` and changes nothing here: the block's genuine copy
+        is judged on its own when it comes (PROTOCOL §3.6: identity). ``refetch`` names parked copies that
+        connecting this block found corrupt."""
+        verdict = self._add_block(block)
+        if self._refetch:
+            verdict = dataclasses.replace(verdict, refetch=tuple(self._refetch))
+            self._refetch = []
+        return verdict
+
+    def _add_block(self, block: Block) -> BlockVerdict:
         h = block.header
         if h.hash in self._candidates or h.hash == self._final.hash or (
                 self.store.is_main_chain(h.hash)):
             return BlockVerdict("known", h.hash)
         try:
-            payload = decode_payload(block, self.genesis)
+            payload = check_copy(block, self.genesis)    # the copy rules that need no chain state
             self.add_beacon(payload.beacon)  # may move finality forward (a syncing node learns anchors here)
+        except CorruptCopy as err:
+            return BlockVerdict("corrupt", h.hash, err.code, err.message)
         except RuleError as err:
+            if err.code == "equivocation":   # a second keyholder-signed beacon: not this round's block
+                return BlockVerdict("corrupt", h.hash, err.code, err.message)
             return BlockVerdict("rejected", h.hash, err.code, err.message)
         if h.round < self._round or (h.round == self._round and h.prev_hash != self._final.hash
                                      and self.store.get_header(h.prev_hash) is not None):
@@ -444,9 +477,11 @@ class Engine(TaskQueries):
             return self._park(block)
         try:
             scored = validate_block(block, genesis=self.genesis, store=self.store, beacon=self.beacon(h.round),
-                                    is_past_champion=self._is_past_champion, cache=self.cache, book=self.book)
+                                    index=self.index, cache=self.cache, book=self.book)
         except OrphanBlock:
             return self._park(block)
+        except CorruptCopy as err:
+            return BlockVerdict("corrupt", h.hash, err.code, err.message)
         except RuleError as err:
             if err.code == "not-better-than-champion":  # every other rule held: a correct opening
                 self._record_opening(block)
@@ -463,22 +498,26 @@ class Engine(TaskQueries):
         return BlockVerdict(status, h.hash, scored=scored, connected=connected)
 
     def _park(self, block: Block) -> BlockVerdict:
-        if len(self._orphans) >= MAX_ORPHANS:
-            self._orphans.pop(next(iter(self._orphans)))
-        self._orphans[block.hash] = block
+        """Keep an orphan (an intact copy so far: check_copy passed) until its parent or anchor arrives; the
+        first copy of a header hash stays (a later one is judged against it only if it turns out corrupt)."""
+        if block.hash not in self._orphans:
+            if len(self._orphans) >= MAX_ORPHANS:
+                self._orphans.pop(next(iter(self._orphans)))
+            self._orphans[block.hash] = block
         return BlockVerdict("orphan", block.hash, missing=block.header.prev_hash)
 
     def _advance_and_collect(self) -> tuple[bytes, ...]:
         before = set(self._orphans)
         self._advance()
-        return tuple(h for h in before if h not in self._orphans)
+        return tuple(h for h in before if h not in self._orphans and h not in self._refetch)
 
     def _retry_orphans(self) -> None:
         ready = [b for b in self._orphans.values()
                  if b.header.prev_hash == self._final.hash and b.header.round == self._round]
         for block in ready:
             self._orphans.pop(block.hash, None)
-            self.add_block(block)
+            if self._add_block(block).status == "corrupt":
+                self._refetch.append(block.hash)
         stale = [hsh for hsh, b in self._orphans.items() if b.header.round < self._round]
         for hsh in stale:
             del self._orphans[hsh]
@@ -499,7 +538,9 @@ class Engine(TaskQueries):
         except RuleError as err:
             raise RuleError("no-open-round", f"round {r} is not ready here: {err.message}") from None
         task_id, index = notice.served
-        moves = moves_for(self.genesis, notice) + adv.moves + payout_move(adv.before, task_id, miner_pubkey)
+        releases = self.releases(notice.settlement.last)
+        moves = (moves_for(self.genesis, notice, releases) + adv.moves
+                 + payout_move(adv.before, task_id, miner_pubkey))
         tpl = build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, ts, moves)
-        return dataclasses.replace(tpl, task_id=task_id, shard_index=index,
+        return dataclasses.replace(tpl, task_id=task_id, shard_index=index, stake=self.stake(miner_pubkey),
                                    champion_model_hash=adv.before.tasks[task_id].champion.model_hash)

@@ -34,14 +34,15 @@ class ProvenanceError(Exception):
 
 
 def round_test(params: GenesisParams, round_: int, parent: dict[str, Any], b: int, c: int,
-               m: int) -> tuple[dict[str, int], bool]:
+               m: int, rows: int) -> tuple[dict[str, int], bool]:
     """(the crowning record's rule fields, passes) for a challenger of ``round_`` with (b, c) against the
-    champion ``parent`` (its champion record) among ``m`` listed entries: the consensus rule functions
-    themselves (the exact family-wise sign test, consensus.protocol.stats; record field ``bar``), never a
-    re-implementation. ``round_`` and ``parent`` do not enter the current rule (no retarget)."""
+    champion ``parent`` (its champion record) among ``m`` listed entries on a ``rows``-row shard: the consensus
+    rule functions themselves (the exact family-wise sign test and the margin, consensus.protocol.stats; record
+    field ``bar``), never a re-implementation. ``round_`` and ``parent`` do not enter the rule (no retarget)."""
     from consensus.protocol import rules
-    from consensus.protocol.stats import accepts
-    return {"bar": rules.crowning_bar(b, c, m, params)}, accepts(b, c, m, params.alpha)
+    from consensus.protocol.stats import crowns
+    return ({"bar": rules.crowning_bar(b, c, m, params, rows)},
+            crowns(b, c, m, rows, params.alpha, params.min_gain_bp))
 
 
 def rule_fields(rec: dict[str, Any]) -> dict[str, int]:
@@ -50,9 +51,7 @@ def rule_fields(rec: dict[str, Any]) -> dict[str, int]:
 
 
 def listed_hashes(beacon: Beacon) -> list[bytes]:
-    """Header hashes a beacon lists (``entries``, or the hashes of ``listed`` (hash, miner) pairs)."""
-    if hasattr(beacon, "listed"):
-        return [pair[0] for pair in beacon.listed]
+    """Header hashes a beacon lists."""
     return list(beacon.entries)
 
 
@@ -175,14 +174,14 @@ async def evaluate(client, model: Model, model_bytes: bytes, shards: int) -> dic
         theirs = score(champion_model, shard.X, shard.y)
         b, c = paired(mine.correct, theirs.correct)
         rows.append({"shard_round": r, "b": b, "c": c, "accuracy": mine.accuracy,
-                     "champion_accuracy": theirs.accuracy})
+                     "champion_accuracy": theirs.accuracy, "rows": len(shard.y)})
     if status.get("round_phase") == "closed":
         raise ProvenanceError("no task is open on this chain: no round left to enter (until a task is announced "
                               "or extended)")
     # the entry count of a round not yet closed is unknown: assume a full round (the strictest family-wise bar)
     m = getattr(view.genesis.params, "max_entries", 1)
     for row in rows:
-        fields, passes = round_test(view.genesis.params, next_round, champ, row["b"], row["c"], m)
+        fields, passes = round_test(view.genesis.params, next_round, champ, row["b"], row["c"], m, row["rows"])
         row.update(fields)
         row["passes"] = passes and not duplicate
     latest = rows[-1]
@@ -256,7 +255,7 @@ async def _audit_record(client, view: ChainView, rec: dict[str, Any], prev: dict
     mine = await asyncio.to_thread(score, model, shard.X, shard.y)
     theirs = await asyncio.to_thread(score, prev_model, shard.X, shard.y)
     b, c = paired(mine.correct, theirs.correct)
-    fields, passes = round_test(g.params, rec["round"], prev, b, c, len(listed))
+    fields, passes = round_test(g.params, rec["round"], prev, b, c, len(listed), len(shard.y))
     entry["recomputed"] = {"b": b, "c": c, **fields, "accuracy": mine.accuracy, "champion_accuracy": theirs.accuracy}
     recorded = rule_fields(rec)
     in_payload = {k: getattr(payload, k) for k in recorded}

@@ -21,6 +21,7 @@ from consensus.keyholder import keyholder_file
 from consensus.mining import Template, open_block, seal
 from consensus.protocol.genesis import Genesis, GenesisParams, create_genesis, load_genesis
 from consensus.protocol.messages import Beacon
+from consensus.protocol.settlement import miner_funding
 from ml.task import Dataset, synthetic
 from node.config import NodeConfig
 from node.tools.client import ApiCallError, NodeClient
@@ -29,6 +30,7 @@ log = logging.getLogger("popchain.testing")
 
 CHAIN_ID = "popchain-nodetest"
 MINER_BALANCE = 10**9
+MINER_BOND = 10**8           # a test miner's bond account (32 entry bonds at the default 3 125 000)
 
 
 def seeded_keypair(label: str) -> Keypair:
@@ -63,7 +65,8 @@ def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100,
     # few rounds; the default α = 1/20 needs power-sized shards (PROTOCOL §3.7)
     extra = {"alpha_num": 99, "alpha_den": 100} if easy else {}
     params = GenesisParams(entry_window_s=entry_window_s, opening_window_s=opening_window_s, **extra)
-    allocations = [(address_of(k.public), MINER_BALANCE) for k in miners + users]
+    allocations = ([a for k in miners for a in miner_funding(k.public, MINER_BALANCE, MINER_BOND)]
+                   + [(address_of(k.public), MINER_BALANCE) for k in users])
     if keyholders:
         return _committee_chain(directory, dataset, keyholders, threshold or keyholders // 2 + 1, chain_id=chain_id,
                                 rounds=rounds, shard_size=shard_size, allocations=allocations, params=params,
@@ -118,7 +121,7 @@ class InProcessNode:
         self._task: asyncio.Task | None = None
         self.client: NodeClient | None = None
 
-    async def __aenter__(self) -> "InProcessNode":
+    async def __aenter__(self) -> InProcessNode:
         self._task = asyncio.create_task(self.node.run(), name=f"node-{self.config.datadir.name}")
         started = asyncio.create_task(self.node.started.wait())
         await asyncio.wait({self._task, started}, return_when=asyncio.FIRST_COMPLETED)
