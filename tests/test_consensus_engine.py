@@ -137,8 +137,9 @@ def test_second_beacon_is_refused_and_reported(node):
     kh.step(T0)
     enter(engine, kh, [(MINERS[0], models()[0])], T0)
     first = reveal(kh, T0 + 4)
-    other = make_beacon([KEYHOLDER], first.chain_id, 1, first.anchor_hash, [(b"\x09" * 32, MINERS[1].public)],
-                        first.shard_key, opened_ms=first.opened_ms, time_ms=first.time_ms)
+    other = make_beacon([KEYHOLDER], first.chain_id, 1, first.anchor_hash,
+                        [(b"\x09" * 32, MINERS[1].public, bytes(32), bytes(32))], first.shard_key,
+                        opened_ms=first.opened_ms, time_ms=first.time_ms)
     with pytest.raises(RuleError) as exc:
         engine.add_beacon(other)
     assert exc.value.code == "equivocation"
@@ -152,7 +153,7 @@ def test_unsigned_or_foreign_beacon_is_not_equivocation(node):
     store, engine, kh = node
     kh.step(T0)
     forged = make_beacon([kp("impostor")], world().genesis.chain_id, 1, world().genesis.hash,
-                         [(bytes(32), MINERS[0].public)], bytes(32))
+                         [(bytes(32), MINERS[0].public, bytes(32), bytes(32))], bytes(32))
     with pytest.raises(RuleError) as exc:
         engine.add_beacon(forged)
     assert exc.value.code == "bad-beacon-sig" and engine.equivocations() == []

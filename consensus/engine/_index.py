@@ -48,7 +48,9 @@ class ChainIndex:
         return None if raw is None else int.from_bytes(raw, "big")
 
     def past_model(self, mh: bytes, limit: int) -> bool:
-        """A champion, or a model recorded as opened, on the chain up to height ``limit``."""
+        """A champion (genesis's included), or a model recorded as opened, on the chain up to height ``limit``."""
+        if mh == self.store.genesis().model_hash:
+            return True
         for prefix in (P_CMODEL, P_OMODEL):
             h = self._height_of(self.store.meta_get(prefix + mh))
             if h is not None and h <= limit:
