@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 from chain.tx import txid_of_encoding
 from node import wire
-from node.inventory import TRICKLE_S, RequestTracker, Trickle
+from node.inventory import MAX_ALTERNATES, TRICKLE_S, RequestTracker, Trickle
 from node.judge import Judge, JudgeHost, Key, decode_object, object_id
-from node.limits import FLOOD, TokenBucket
+from node.limits import FLOOD, BoundedMap, TokenBucket
 from node.peer import Peer
 from node.wire import InvKind
 
@@ -51,6 +51,9 @@ class Relay:
         self.requests: RequestTracker[Peer] = RequestTracker()
         self.trickle: Trickle[Peer] = Trickle()
         self.judge = Judge(host, self.announce, self._received, self.push_all)
+        self.judge.refetch = self.refetch
+        # block -> the other peers that announced it when a copy arrived: asked first if that copy was corrupt
+        self._block_sources: BoundedMap[bytes, list[Peer]] = BoundedMap(256)
         self.budgets: dict[Peer, TokenBucket] = {}
         self.budget_drops: dict[Peer, int] = {}
         self.block_queue: asyncio.Queue[tuple[Peer, bytes]] = asyncio.Queue(BLOCK_QUEUE)
@@ -102,7 +105,26 @@ class Relay:
         return set(self.host.ready_peers())
 
     def _received(self, key: Key, peer: Peer | None) -> bool:
+        if key[0] == InvKind.BLOCK:
+            asked = self.requests.asked(key)
+            others = [p for p in (asked, *self.requests.alternates_of(key)) if p is not None and p is not peer]
+            if others:
+                self._block_sources.put(key[1], others)
         return self.requests.received(key) is peer and peer is not None
+
+    def refetch(self, key: Key, exclude: Peer | None) -> None:
+        """Ask for a block again after a corrupt copy of it (PROTOCOL §4.3): first the peers that announced it,
+        then those that know it, then any; one in flight and up to MAX_ALTERNATES behind it. Bounded: one
+        request per corrupt copy, and a corrupt copy's sender is banned."""
+        alive = [p for p in self.host.ready_peers() if p is not exclude]
+        if not alive:
+            return
+        first = [p for p in self._block_sources.pop(key[1]) or [] if p in alive]
+        known = [p for p in alive if key in p.known and p not in first]
+        order = first + known + [p for p in alive if p not in first and p not in known]
+        self.requests.refetch(order[0], key, time.monotonic(), order[1:1 + MAX_ALTERNATES])
+        self.host.metrics.inc("popchain_block_refetch_total")
+        self._send_requests({order[0]: [key]})
 
     def _send_requests(self, plan: dict[Peer, list[Key]]) -> None:
         for peer, keys in plan.items():
