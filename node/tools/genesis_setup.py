@@ -15,9 +15,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from chain.address import encode_address
 from chain.crypto import Keypair
 from consensus.keyholder import keyholder_file, member_file
 from consensus.protocol.genesis import GenesisParams, create_committee_genesis, create_genesis
+from consensus.protocol.settlement import bond_account
 from ml.errors import TaskError
 from ml.generator import MAX_GEN_ELEMENTS, World, generate, world_from_seed
 from ml.shards import MAX_SHARD_SIZE, split_test
@@ -72,9 +74,13 @@ def size_task(task: str, dataset: Dataset | None, params: GenesisParams, *, dete
         raise TaskError(f"{task}: {exc}{hint}") from None
 
 
+STARTER_BONDS = 8     # entry bonds a --alloc account's bond account gets when no --bond is given
+
+
 def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: str = "label",
                          rounds: int | None = None, shard_size: int | None = None, detect: float = DEFAULT_DETECT,
-                         allocations: Sequence[tuple[bytes, int]] = (), chain_id: str | None = None,
+                         allocations: Sequence[tuple[bytes, int]] = (),
+                         bonds: Sequence[tuple[bytes, int]] | None = None, chain_id: str | None = None,
                          params: GenesisParams = GenesisParams(), keyholder: Keypair | None = None,
                          timestamp: int | None = None, drift_milli: int | None = None,
                          keyholders: int | None = None, threshold: int | None = None,
@@ -85,9 +91,18 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
 
     With ``keyholders`` N (and ``threshold`` T, default a majority) the chain gets a T-of-N committee instead:
     every shard key is Shamir-shared and ``keyholder-1.secret`` … ``keyholder-N.secret`` each hold one signing
-    seed and that member's shares (PROTOCOL §3.14); no file holds a whole key unless T = 1."""
+    seed and that member's shares (PROTOCOL §3.14); no file holds a whole key unless T = 1.
+
+    ``bonds``: (account, grains) allocated to those accounts' *bond accounts* — a miner's stake, the only
+    balance entries are bonded with (PROTOCOL §3.9). None: every allocated account gets a starter bond of
+    STARTER_BONDS entry bonds (so a chain made with --alloc alone can be mined at once)."""
     if not allocations:
         raise TaskError("no --alloc: nobody could hold the entrant balance, so no miner could ever enter a round")
+    if bonds is None:
+        bonds = [(account, STARTER_BONDS * params.entry_bond) for account, _ in allocations]
+    if not any(amount > 0 for _, amount in bonds):
+        raise TaskError("no --bond: no key holds a bond, so no miner could ever enter a round (a miner's stake is "
+                        "its bond account, PROTOCOL §3.9)")
     if threshold is not None and keyholders is None:
         if threshold != 1:
             raise TaskError("--threshold needs --keyholders N (the committee size)")
@@ -132,7 +147,8 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
     else:   # the dealer makes fresh member keys; genesis order = sorted pubkeys = member index order
         members = sorted((Keypair.from_seed(rng(32)) for _ in range(keyholders)), key=lambda kp: kp.public)
     chain_kw: dict[str, Any] = dict(chain_id=chain_id or f"popchain-{rng(3).hex()}", rounds=sizing.rounds,
-                                    shard_size=sizing.shard_size, allocations=list(allocations), params=params,
+                                    shard_size=sizing.shard_size, params=params,
+                                    allocations=list(allocations) + [(bond_account(a), n) for a, n in bonds if n],
                                     timestamp=int(timestamp or time.time()), rng=rng, **common)
     genesis_path, holdout_path = out / GENESIS_FILE, out / HOLDOUT_FILE
     if keyholder is not None and not members:
@@ -164,7 +180,8 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
             "keyholder": str(next(iter(secrets))), "keyholder_files": [str(p) for p in secrets],
             "keyholder_pubkey": pubkeys[0].hex(), "keyholder_pubkeys": [k.hex() for k in pubkeys],
             "keyholders": len(pubkeys), "threshold": genesis.threshold, "committee": genesis.committee is not None,
-            "holdout": str(holdout_path), "warnings": [warning] if warning else []}
+            "holdout": str(holdout_path), "warnings": [warning] if warning else [],
+            "bonds": [[encode_address(a), n] for a, n in bonds if n], "min_gain_bp": params.min_gain_bp}
 
 
 def _check_committee(n: int, t: int) -> None:

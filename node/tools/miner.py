@@ -41,7 +41,11 @@ def template_from_json(obj: dict) -> Template:
     b = bytes.fromhex
     return Template(obj["chain_id"], obj["height"], b(obj["prev_hash"]), obj["round"], obj["timestamp"],
                     b(obj["miner"]), tuple(Transfer.decode(b(t)) for t in obj["txs"]), b(obj["tx_root"]),
-                    b(obj["state_root"]), obj["entry_bond"], b(obj["champion_model_hash"]))
+                    b(obj["state_root"]), obj["entry_bond"], b(obj["champion_model_hash"]),
+                    obj.get("task_id", 0), obj.get("shard_index", 0), obj.get("stake", 0))
+
+
+BOND_TARGET_BONDS = 8   # what `miner run` tops its bond account up to, in entry bonds, when it is short
 
 
 # the newest rows a candidate fits on: about two default-sized shards (or the demo's last ~2.5): on the drifting
@@ -103,7 +107,8 @@ class RoundReport:
     """What happened to this miner in one round (printed by the CLI, collected by tests and the demo)."""
     round: int
     family: str = ""
-    status: str = "skipped"         # skipped | entry-refused | not-listed | opened | rejected:<code>
+    status: str = "skipped"         # skipped | bonding | no-bond | entry-refused | not-listed | opened |
+                                    # rejected:<code>
     check: tuple[int, int] | None = None   # (b, c) of the local check on the last revealed shard
     b: int | None = None
     c: int | None = None
@@ -249,6 +254,9 @@ class Miner:
         if tpl.round != r:
             report.status = "round-moved-on"
             return report
+        if tpl.stake < tpl.entry_bond:          # its stake is its bond account (PROTOCOL §3.9): top it up
+            report.status = await self._deposit_bond(tpl)
+            return report
         block, entry = seal(tpl, model, self.keypair, os.urandom(32))
         try:
             await self.client.send_entry(entry.encode())
@@ -283,6 +291,26 @@ class Miner:
             report.winner = winner["hash"]
             report.won = winner["hash"] == block.hash.hex()
         return report
+
+    async def _deposit_bond(self, tpl: Template) -> str:
+        """Send one transfer from the miner's account to its bond account (up to BOND_TARGET_BONDS bonds):
+        "bonding" (it confirms with the next block; the miner enters once it has), or "no-bond" (no funds)."""
+        from chain.address import address_of, encode_address
+        from chain.tx import make_transfer
+        from consensus.protocol.settlement import bond_of
+        fee, bond_account = self.genesis.params.min_fee, bond_of(self.keypair.public)
+        acct = await self.client.account(encode_address(address_of(self.keypair.public)))
+        if any(p.get("recipient") == bond_account.hex() for p in acct["pending"]):
+            return "bonding"
+        amount = min(BOND_TARGET_BONDS * tpl.entry_bond - tpl.stake, acct["balance"] - fee)
+        if amount < tpl.entry_bond - tpl.stake:
+            log.warning("miner: the bond account holds %d grains, an entry needs %d, and the account cannot cover "
+                        "it: fund this key", tpl.stake, tpl.entry_bond)
+            return "no-bond"
+        tx = make_transfer(self.keypair, self.genesis.chain_id, bond_account, amount, fee, acct["next_nonce"])
+        await self.client.send_tx(tx.encode())
+        log.info("miner: bond account short (%d < %d grains): deposited %d grains", tpl.stake, tpl.entry_bond, amount)
+        return "bonding"
 
     async def _prefetch(self, task_id: int | None) -> None:
         """Train the next candidate for ``task_id`` (no-op once the cached model is current, or no task)."""
