@@ -58,17 +58,18 @@ def size_task(task: str, dataset: Dataset | None, params: GenesisParams, *, dete
         if dataset is None:
             max_shard = min(MAX_SHARD_SIZE, MAX_GEN_ELEMENTS // 24)
             return plan(m=m, alpha=params.alpha, detect=detect, shard_size=shard_size, rounds=rounds,
-                        available_rows=None,
-                        default_rounds=SYNTHETIC_ROUNDS, max_shard=max_shard), SYNTHETIC_TEST
+                        available_rows=None, default_rounds=SYNTHETIC_ROUNDS, max_shard=max_shard,
+                        min_gain_bp=params.min_gain_bp), SYNTHETIC_TEST
         n_test = max(10, len(dataset) // 8)
         available = len(dataset) - n_test - MIN_TRAIN_ROWS
         return plan(m=m, alpha=params.alpha, detect=detect, shard_size=shard_size, rounds=rounds,
-                    available_rows=available,
-                    default_rounds=1, max_shard=min(MAX_SHARD_SIZE, max(available, 1))), n_test
+                    available_rows=available, default_rounds=1, max_shard=min(MAX_SHARD_SIZE, max(available, 1)),
+                    min_gain_bp=params.min_gain_bp), n_test
     except SizingError as exc:
         hint = ""
         if dataset is not None and shard_size is None:
-            best = detectable(max(1, len(dataset) - max(10, len(dataset) // 8) - MIN_TRAIN_ROWS), m, params.alpha)
+            best = detectable(max(1, len(dataset) - max(10, len(dataset) // 8) - MIN_TRAIN_ROWS), m, params.alpha,
+                              min_gain_bp=params.min_gain_bp)
             hint = (f" ({len(dataset)} rows: one shard of all the hideable rows detects "
                     + (f"+{best:.2%})" if best is not None else "no improvement at 80 % power)"))
         raise TaskError(f"{task}: {exc}{hint}") from None
