@@ -10,7 +10,7 @@ twice. The secret files (keyholder file, member file, share files) are read and 
 What it does NOT do: networking or timers (node/'s keyholder and committee services), consensus state (it
 drives ``consensus.engine.Engine`` and reads it), or the message formats (consensus.protocol).
 """
-from consensus.keyholder._base import admit_ranked
+from consensus.keyholder._base import MAX_CANDIDATES, admit_ranked, settle_window
 from consensus.keyholder._files import (
     SHARE_DIR,
     CommitteeShares,
@@ -36,9 +36,38 @@ from consensus.keyholder._member import Member, Out, Refusal, ShareSource, failo
 from consensus.keyholder._single import Action, Done, Keyholder, RoundClosed
 
 __all__ = [
-    "SHARE_DIR", "Action", "CommitteeShares", "Done", "Keyholder", "Member", "MemberSecret", "MemberShares",
-    "Out", "Refusal", "RoundClosed", "ShareSource", "WholeKeyShares", "add_share_file", "admit_ranked",
-    "check_member", "committee_shares", "deal_batch", "engine_locator", "failover_ms", "genesis_locator",
-    "install_share_file", "is_member_file", "keyholder_file", "load_keyholder", "load_keyholder_file",
-    "load_member", "load_member_file", "load_share_file", "member_file", "scan_share_dir", "share_file",
+    "MAX_CANDIDATES",
+    "SHARE_DIR",
+    "Action",
+    "CommitteeShares",
+    "Done",
+    "Keyholder",
+    "Member",
+    "MemberSecret",
+    "MemberShares",
+    "Out",
+    "Refusal",
+    "RoundClosed",
+    "ShareSource",
+    "WholeKeyShares",
+    "add_share_file",
+    "admit_ranked",
+    "check_member",
+    "committee_shares",
+    "deal_batch",
+    "engine_locator",
+    "failover_ms",
+    "genesis_locator",
+    "install_share_file",
+    "is_member_file",
+    "keyholder_file",
+    "load_keyholder",
+    "load_keyholder_file",
+    "load_member",
+    "load_member_file",
+    "load_share_file",
+    "member_file",
+    "scan_share_dir",
+    "settle_window",
+    "share_file",
 ]

@@ -20,7 +20,7 @@ format of its own (``accepted_entries`` and ``_entry_key`` are the subclass's jo
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from chain.block import Header
 from chain.encoding import pack, unpack
@@ -39,9 +39,24 @@ from consensus.protocol.messages import (
     make_settlement,
 )
 
-__all__ = ["MAX_CANDIDATES", "KeyholderBase", "Rank", "admit_ranked"]
+__all__ = ["MAX_CANDIDATES", "KeyholderBase", "Rank", "admit_ranked", "settle_window"]
 
 MAX_CANDIDATES = MAX_BEACON_ENTRIES    # entries a keyholder journals per round (a committee draft lists them)
+
+
+def settle_window(first: int, r: int, records_of: Callable[[int], list[Record]], cap: int
+                  ) -> tuple[int, list[Record]]:
+    """(last round, records) of a settlement from round ``first``: whole rounds, in order, up to r − 1 or until
+    the next round's records would pass ``cap`` (the rest is the next block's window; a round alone always fits
+    since a beacon lists at most MAX_BEACON_ENTRIES ≤ MAX_SETTLE)."""
+    last, records = first - 1, list[Record]()
+    for q in range(first, r):
+        recs = records_of(q)
+        if len(records) + len(recs) > cap:
+            break
+        records += recs
+        last = q
+    return last, records
 
 
 class KeyholderBase:
@@ -125,14 +140,7 @@ class KeyholderBase:
         """The settlement of round r's blocks on ``anchor``: records of the rounds from the first one the anchor
         has not settled, whole rounds, up to r − 1 or until MAX_SETTLE records (the rest is the next block's)."""
         first = 1 if anchor.height == 0 else self.engine.index.settled_through(anchor) + 1
-        last = first - 1
-        records: list[Record] = []
-        for q in range(first, r):
-            recs = self.records(q)
-            if len(records) + len(recs) > MAX_SETTLE:
-                break
-            records += recs
-            last = q
+        last, records = settle_window(first, r, self.records, MAX_SETTLE)
         return make_settlement(first, last, records)
 
     def open_floor_ms(self, anchor: Header) -> int:
