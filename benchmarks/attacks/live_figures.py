@@ -1,0 +1,111 @@
+"""The live attack figures of ``popchain bench`` (issue 18): one LiveNet (real node processes, a 2-of-3 committee,
+real ``miner run`` processes, honest users) and, in turn, each attacker as its own process, every figure beside
+the same network's figure with no attacker (or the honest case) from the same run:
+
+- ``live_censored_blocks``: genuine valid blocks refused by an honest node or member while the tamper racer
+  races plain node V and the three members (all four tamper kinds); baseline: the quiet phase. Goal 0.
+- ``live_honest_penalties``: penalty points honest nodes gave honest peers during the race; baseline: quiet. Goal 0.
+- ``live_stolen_crowns``: crownings of model bytes first listed by another key while the eclipse gateway + thief
+  run; baseline: the crownings of that phase (the ratio is the stolen share). Goal 0.
+- ``late_stamp_stall_s``: the worst delay of the next round's open caused by a miner-chosen timestamp: in process
+  (the real Engine + Keyholder, default genesis parameters, slack 120 s) and, full mode, live (the late stamper
+  process on the committee chain); baseline: the same with an honest stamp. Goal ≤ W.
+
+``--quick``: 3 quiet rounds, 8 raced blocks, 2 steal attempts, the in-process stamp only (about a minute);
+full: 10 quiet rounds, 40 raced blocks, 6 steal attempts, a live late stamp (about ten minutes, two of them the
+stall itself).
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks.attacks.late_stamper import stall_in_arena
+from benchmarks.attacks.livenet import MEMBERS, LiveNet
+from benchmarks.attacks.phases import RaceOutcome, ThiefOutcome, quiet, race, stamp_stalls, steal
+from consensus.genesis import GenesisParams
+
+HONEST_MINERS = ((0, "linear"), (1, "mlp"))     # at H: two families, so rounds keep crowning
+THIEF, VICTIM, STAMPER = 2, 3, 4                # miner key indexes (make_test_chain funds them all)
+
+
+async def measure(root: Path, quick: bool) -> dict:
+    net = LiveNet(root, rounds=80 if quick else 240)
+    miners = []
+    try:
+        await net.start()
+        # the thief first, while the champion is genesis's weak tree: the victim's models beat it, and with
+        # every opening withheld the rounds stay void, so a re-entered model still beats it a round later
+        theft = await steal(net, VICTIM, THIEF, 2 if quick else 6, "bench")
+        miners = [net.miner(f"honest-{i}", "H", i, fam) for i, fam in HONEST_MINERS]
+        net.start_feeder()
+        base = await quiet(net, 3 if quick else 10)
+        attacked = await race(net, ["V", *MEMBERS], 8 if quick else 40, "bench", max_rounds=8 if quick else 40,
+                              linger_s=0 if quick else 25)
+        for m in miners:
+            m.stop()
+        live_stalls: list[tuple[int, float]] = []
+        if not quick:
+            first = (await net.status())["round"]
+            stamper = net.attacker("late_stamper", "--api", net.api("H"), "--key-seed",
+                                   net.chain.miners[STAMPER].seed.hex(), "--out", str(root / "stamper.jsonl"),
+                                   "--max", "2")
+            try:
+                async with asyncio.timeout(600):
+                    while stamper.alive():
+                        await asyncio.sleep(0.5)
+            finally:
+                stamper.stop()
+            last = (await net.status())["round"]
+            await net.until_round(last + 1)
+            live_stalls = await stamp_stalls(net, first, last)
+        await net.stop_feeder()
+        return {"base": base, "attacked": attacked, "theft": theft, "live_stalls": live_stalls,
+                "window_s": net.chain.genesis.params.entry_window_s}
+    finally:
+        net.stop()
+
+
+def figures(res: dict) -> list[dict]:
+    base: RaceOutcome = res["base"]
+    att: RaceOutcome = res["attacked"]
+    theft: ThiefOutcome = res["theft"]
+    kinds = sorted({k for rec in att.raced for k in rec["sent"].values() if k})
+    honest_stall, late_stall = stall_in_arena(False), stall_in_arena(True)
+    live = [s for _, s in res["live_stalls"]]
+    W = GenesisParams().entry_window_s
+    stall = max([late_stall, *live])
+    crowned = len(theft.crowned)
+    return [
+        {"name": "live_censored_blocks", "value": att.censored_blocks, "unit": "blocks",
+         "baseline": base.censored_blocks, "ratio": None,
+         "goal": f"0; racer on V + 3 members, kinds {','.join(kinds)}: {att.censored_blocks} of {att.genuine} raced "
+                 f"genuine blocks refused ({len(att.censored)} block-node pairs); quiet phase: "
+                 f"{base.censored_blocks} of {base.genuine}"},
+        {"name": "live_honest_penalties", "value": att.penalty_points, "unit": "points",
+         "baseline": base.penalty_points, "ratio": None,
+         "goal": f"0; {len(att.penalties)} penalties of honest peers in {att.seconds:.0f} s of racing "
+                 f"(quiet phase: {len(base.penalties)} in {base.seconds:.0f} s)"},
+        {"name": "live_stolen_crowns", "value": len(theft.thefts), "unit": "crowns", "baseline": crowned,
+         "ratio": len(theft.thefts) / crowned if crowned else None,
+         "goal": f"0; eclipse gateway + thief: {len(theft.attempts)} re-entries, {crowned} crownings in the phase "
+                 "(baseline), stolen share = ratio"},
+        {"name": "late_stamp_stall_s", "value": stall, "unit": "s", "baseline": honest_stall,
+         "ratio": stall / W,
+         "goal": f"<= W = {W} s (ratio = stall / W); in process (slack 120 s): late {late_stall:.1f} s, honest "
+                 f"{honest_stall:.1f} s" + (f"; live committee chain: {', '.join(f'{s:.1f}' for s in live)} s"
+                                             if live else "")},
+    ]
+
+
+def run(quick: bool = False) -> list[dict]:
+    with tempfile.TemporaryDirectory(prefix="popchain-bench-attack-") as tmp:
+        res = asyncio.run(measure(Path(tmp), quick))
+    return figures(res)
+
+
+if __name__ == "__main__":
+    from benchmarks.harness import format_table
+    print(format_table(run(quick="--quick" in sys.argv)))

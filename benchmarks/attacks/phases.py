@@ -1,0 +1,202 @@
+"""Attack phases on a LiveNet, shared by the live figures (benchmarks.attacks.live_figures) and the tests
+(tests/test_attack_live.py): start the attacker process, let it act on the honest miners' blocks, stop it, and
+read what the honest nodes did (benchmarks.attacks.observe). Each returns an outcome with the raw evidence
+(per block, per node, per penalty line) so that a failing test or a figure can say exactly what happened.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.attacks import observe
+from benchmarks.attacks.livenet import ATTACKER_ADDRESSES, LiveNet
+from benchmarks.attacks.protocol import Listing, listings, stamp_stall_ms, stolen
+from consensus.messages import AnchorNotice, Beacon
+from node.tools.client import ApiCallError, NodeClient
+
+HONEST = ("H", "R", "V", "M1", "M2", "M3")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+async def on_main_chain(net: LiveNet, names: Sequence[str], blocks: Sequence[str]) -> dict[str, set[str]]:
+    """node -> short ids (16 hex) of ``blocks`` on its main chain (API)."""
+    out: dict[str, set[str]] = {}
+    for name in names:
+        found: set[str] = set()
+        async with NodeClient(net.api(name)) as c:
+            for b in blocks:
+                try:
+                    if (await c.block(b)).get("main_chain"):
+                        found.add(b[:16])
+                except (ApiCallError, OSError):
+                    pass
+        out[name] = found
+    return out
+
+
+@dataclass
+class RaceOutcome:
+    raced: list[dict]                                   # the racer's records (block, round, kind per victim)
+    censored: list[observe.Censorship]                  # (block, node) refused by an honest node
+    penalties: list[tuple[str, float, str, str, int, str]]   # honest penalties in the phase
+    genuine: int = 0
+    seconds: float = 0.0
+
+    @property
+    def censored_blocks(self) -> int:
+        return len({c.block for c in self.censored})
+
+    @property
+    def penalty_points(self) -> int:
+        return sum(p[4] for p in self.penalties)
+
+    def explain(self) -> str:
+        lines = [(f"{len(self.raced)} blocks raced, {self.censored_blocks} censored, {self.penalty_points} "
+                  "honest penalty points")]
+        kinds = {rec["block"][:16]: rec["sent"] for rec in self.raced}
+        for c in self.censored[:24]:
+            lines.append(f"  {c.node} refused {c.block[:16]} (copy sent: {kinds.get(c.block[:16], {}).get(c.node)}): "
+                         f"{c.refused or 'never accepted the genuine block'}")
+        for node, _, peer, reason, pts, detail in self.penalties[:12]:
+            lines.append(f"  {node} penalised honest {peer} {reason} +{pts}: {detail}")
+        return "\n".join(lines)
+
+
+async def race(net: LiveNet, victims: Sequence[str], blocks: int, tag: str, *, max_rounds: int = 12,
+               linger_s: float = 0.0) -> RaceOutcome:
+    """The tamper racer hears H and races ``victims`` until it has raced ``blocks`` round blocks (or
+    ``max_rounds`` rounds went by); then the honest nodes' verdicts on those genuine blocks and the penalties they
+    gave honest peers meanwhile."""
+    out = net.root / f"racer-{tag}.jsonl"
+    started = time.time()
+    r0 = (await net.status())["round"]
+    racer = net.attacker("racer", "--source", net.p2p("H"), *[a for v in victims for a in ("--victim", net.p2p(v))],
+                         "--out", str(out), "--max", str(blocks))
+    try:
+        async with NodeClient(net.api("H")) as c:
+            while racer.alive() and (await c.status())["round"] <= r0 + max_rounds:
+                await asyncio.sleep(0.2)
+    finally:
+        racer.stop()
+    raced = read_jsonl(out)
+    if raced:   # let the round of the last raced block close everywhere
+        await net.until_round(max(r["round"] for r in raced) + 1)
+    await asyncio.sleep(linger_s + 1.0)
+    ended = time.time()
+    blocks_raced = [r["block"] for r in raced]
+    names = [n for n in HONEST if n != "H"]
+    views = [observe.NodeView.of(n, observe.read_log(net.root / n)) for n in names]
+    chains = await on_main_chain(net, names, blocks_raced)
+    censored = observe.censored(blocks_raced, views, chains)
+    all_views = views + [observe.NodeView.of("H", observe.read_log(net.root / "H"))]
+    penalties = observe.honest_penalties(all_views, ATTACKER_ADDRESSES, started, ended)
+    return RaceOutcome(raced, censored, penalties, len(blocks_raced), ended - started)
+
+
+async def quiet(net: LiveNet, rounds: int) -> RaceOutcome:
+    """The same network with no attacker for ``rounds`` rounds: the same-run baseline of the race figures."""
+    started = time.time()
+    r0 = (await net.status())["round"]
+    await net.until_round(r0 + rounds + 1)
+    await asyncio.sleep(1.0)
+    ended = time.time()
+    h = observe.NodeView.of("H", observe.read_log(net.root / "H"))
+    genuine = observe.genuine_blocks(h, started, ended - 1.0)
+    names = [n for n in HONEST if n != "H"]
+    views = [observe.NodeView.of(n, observe.read_log(net.root / n)) for n in names]
+    censored = observe.censored(genuine, views, {})
+    penalties = observe.honest_penalties(views + [h], ATTACKER_ADDRESSES, started, ended)
+    return RaceOutcome([], censored, penalties, len(genuine), ended - started)
+
+
+@dataclass
+class ThiefOutcome:
+    journal: list[dict]
+    crowned: list[tuple[int, bytes, bytes]]            # (round, miner, model hash) crowned during the phase
+    thefts: list[tuple[int, bytes, Listing]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def attempts(self) -> list[dict]:
+        return [j for j in self.journal if j["kind"] == "steal"]
+
+    def explain(self) -> str:
+        lines = [f"{len(self.attempts)} steal attempts, {len(self.crowned)} crownings, {len(self.thefts)} stolen"]
+        for j in self.attempts:
+            lines.append(f"  round {j['round']}: re-entered {j['source']} model {j['model_hash'][:16]} of "
+                         f"{j['from_miner'][:16]} (round {j['from_round']}) -> {j['status']}")
+        for r, thief, first in self.thefts:
+            lines.append(f"  round {r}: {thief.hex()[:16]} crowned with model {first.model_hash.hex()[:16]} first "
+                         f"listed by {first.miner.hex()[:16]} in round {first.round}")
+        return "\n".join(lines)
+
+
+async def beacons(net: LiveNet, rounds: Sequence[int], node: str = "H") -> dict[int, Beacon]:
+    out = {}
+    async with NodeClient(net.api(node)) as c:
+        for r in rounds:
+            info = await c.round(r)
+            if info.get("beacon"):
+                out[r] = Beacon.decode(bytes.fromhex(info["beacon"]))
+    return out
+
+
+async def crowned_since(net: LiveNet, first_round: int, node: str = "H") -> list[tuple[int, bytes, bytes]]:
+    async with NodeClient(net.api(node)) as c:
+        history = (await c.champion())["history"]
+    return [(h["round"], bytes.fromhex(h["miner"]), bytes.fromhex(h["model_hash"])) for h in history
+            if h["round"] >= first_round and h["height"] > 0]
+
+
+async def steal(net: LiveNet, victim_miner: int, thief_miner: int, attempts: int, tag: str, *,
+                max_rounds: int = 12) -> ThiefOutcome:
+    """The eclipse gateway + thief process between V2 (with its own honest miner) and H; until ``attempts``
+    steal attempts are done. Then: crownings of model bytes first listed by another key."""
+    await net.start_v2()
+    out = net.root / f"thief-{tag}.jsonl"
+    started = time.time()
+    first_round = (await net.status())["round"]
+    thief = net.attacker("thief", "--victim-node", net.p2p("V2"), "--upstream", net.p2p("H"), "--api", net.api("H"),
+                         "--key-seed", net.chain.miners[thief_miner].seed.hex(), "--out", str(out),
+                         "--max", str(attempts))
+    victim = net.miner(f"victim-{tag}", "V2", victim_miner)
+    try:
+        async with NodeClient(net.api("H")) as c:
+            while thief.alive() and (await c.status())["round"] <= first_round + max_rounds:
+                await asyncio.sleep(0.2)
+    finally:
+        thief.stop()
+        victim.stop()
+    journal = read_jsonl(out)
+    last = max([j["round"] for j in journal if j["kind"] == "steal"] + [first_round])
+    await net.until_round(last + 1)
+    crowned = await crowned_since(net, first_round)
+    seen = [j for j in journal if j["kind"] == "seen"]
+    bcs = await beacons(net, sorted({j["round"] for j in seen}))
+    lst = listings([Listing(j["round"], bytes.fromhex(j["block"]), bytes.fromhex(j["miner"]),
+                            bytes.fromhex(j["model_hash"])) for j in seen], bcs)
+    return ThiefOutcome(journal, crowned, stolen(crowned, lst), time.time() - started)
+
+
+async def stamp_stalls(net: LiveNet, first_round: int, last_round: int, node: str = "H") -> list[tuple[int, float]]:
+    """(round, seconds) by which round r + 1 opened later than round r's reveal + O, for crowned rounds."""
+    params = net.chain.genesis.params
+    out = []
+    async with NodeClient(net.api(node)) as c:
+        for r in range(first_round, last_round + 1):
+            info, nxt = await c.round(r), await c.round(r + 1)
+            if info.get("status") != "crowned" or not info.get("beacon") or not nxt.get("notice"):
+                continue
+            beacon = Beacon.decode(bytes.fromhex(info["beacon"]))
+            notice = AnchorNotice.decode(bytes.fromhex(nxt["notice"]))
+            out.append((r, stamp_stall_ms(beacon, notice, params) / 1000))
+    return out
