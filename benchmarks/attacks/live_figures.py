@@ -11,9 +11,17 @@ the same network's figure with no attacker (or the honest case) from the same ru
   (the real Engine + Keyholder, default genesis parameters, slack 120 s) and, full mode, live (the late stamper
   process on the committee chain); baseline: the same with an honest stamp. Goal ≤ W.
 
-``--quick``: 3 quiet rounds, 8 raced blocks, 2 steal attempts, the in-process stamp only (about a minute);
-full: 10 quiet rounds, 40 raced blocks, 6 steal attempts, a live late stamp (about ten minutes, two of them the
-stall itself).
+Two more, for attacks the issue does not list (both on the same network, after the above):
+- ``live_withheld_blocks``: genuine blocks a member never accepted while the withholder announced them first from
+  three connections each and never delivered (holding idle connections to R and the members, so their whole-block
+  pushes go to it); it sends nothing invalid. Baseline: the quiet phase. Goal 0.
+- ``live_split_recovery_s``: after the racer raced one member per block (``--rotate``), the seconds until two more
+  rounds were final (the cap when they never were: the chain halted); baseline: two quiet rounds. Last phase.
+
+Victims are restarted between attacks (today a node forgets a refused block id only then). ``--quick``: 3 quiet
+rounds, 8 raced blocks, 2 steal attempts, 3 withheld rounds, a 45 s split cap, the in-process stamp only (about
+two minutes); full: 10 quiet rounds, 40 raced blocks, 6 steal attempts, 12 withheld rounds, a live late stamp
+(two stalls of ~2 min), a 120 s split cap (about fifteen minutes).
 """
 from __future__ import annotations
 
@@ -23,8 +31,20 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.attacks.late_stamper import stall_in_arena
-from benchmarks.attacks.livenet import MEMBERS, LiveNet
-from benchmarks.attacks.phases import RaceOutcome, ThiefOutcome, quiet, race, stamp_stalls, steal
+from benchmarks.attacks.livenet import MEMBERS, LiveNet, Proc
+from benchmarks.attacks.phases import (
+    RaceOutcome,
+    SplitOutcome,
+    ThiefOutcome,
+    WithholdOutcome,
+    quiet,
+    race,
+    round_statuses,
+    split,
+    stamp_stalls,
+    steal,
+    withhold,
+)
 from consensus.genesis import GenesisParams
 
 HONEST_MINERS = ((0, "linear"), (1, "mlp"))     # at H: two families, so rounds keep crowning
@@ -33,7 +53,7 @@ THIEF, VICTIM, STAMPER = 2, 3, 4                # miner key indexes (make_test_c
 
 async def measure(root: Path, quick: bool) -> dict:
     net = LiveNet(root, rounds=80 if quick else 240)
-    miners = []
+    miners: list[Proc] = []
     try:
         await net.start()
         # the thief first, while the champion is genesis's weak tree: the victim's models beat it, and with
@@ -42,12 +62,17 @@ async def measure(root: Path, quick: bool) -> dict:
         miners = [net.miner(f"honest-{i}", "H", i, fam) for i, fam in HONEST_MINERS]
         net.start_feeder()
         base = await quiet(net, 3 if quick else 10)
+        r0 = (await net.status())["round"]
         attacked = await race(net, ["V", *MEMBERS], 8 if quick else 40, "bench", max_rounds=8 if quick else 40,
                               linger_s=0 if quick else 25)
-        for m in miners:
-            m.stop()
+        base_rounds = await round_statuses(net, r0 - (3 if quick else 10), r0 - 1)
+        await net.restart(["V", *MEMBERS])            # a victim forgets its verdicts only when restarted
+        held = await withhold(net, list(MEMBERS), 3 if quick else 12, "bench", hog=("R", *MEMBERS))
+        await net.restart(list(MEMBERS))
         live_stalls: list[tuple[int, float]] = []
         if not quick:
+            for m in miners:
+                m.stop()
             first = (await net.status())["round"]
             stamper = net.attacker("late_stamper", "--api", net.api("H"), "--key-seed",
                                    net.chain.miners[STAMPER].seed.hex(), "--out", str(root / "stamper.jsonl"),
@@ -61,9 +86,14 @@ async def measure(root: Path, quick: bool) -> dict:
             last = (await net.status())["round"]
             await net.until_round(last + 1)
             live_stalls = await stamp_stalls(net, first, last)
+            miners = [net.miner(f"honest-{i}b", "H", i, fam) for i, fam in HONEST_MINERS]
+        # last: today the split halts the chain for good
+        split_at = await split(net, "bench", cap_s=45 if quick else 120)
         await net.stop_feeder()
-        return {"base": base, "attacked": attacked, "theft": theft, "live_stalls": live_stalls,
-                "window_s": net.chain.genesis.params.entry_window_s}
+        for m in miners:
+            m.stop()
+        return {"base": base, "attacked": attacked, "theft": theft, "live_stalls": live_stalls, "held": held,
+                "split": split_at, "base_rounds": base_rounds, "quiet_round_s": base.seconds / (3 if quick else 10)}
     finally:
         net.stop()
 
@@ -78,6 +108,9 @@ def figures(res: dict) -> list[dict]:
     W = GenesisParams().entry_window_s
     stall = max([late_stall, *live])
     crowned = len(theft.crowned)
+    held: WithholdOutcome = res["held"]
+    sp: SplitOutcome = res["split"]
+    base_void = sum(1 for _, st in res["base_rounds"] if st == "void")
     return [
         {"name": "live_censored_blocks", "value": att.censored_blocks, "unit": "blocks",
          "baseline": base.censored_blocks, "ratio": None,
@@ -97,6 +130,17 @@ def figures(res: dict) -> list[dict]:
          "goal": f"<= W = {W} s (ratio = stall / W); in process (slack 120 s): late {late_stall:.1f} s, honest "
                  f"{honest_stall:.1f} s" + (f"; live committee chain: {', '.join(f'{s:.1f}' for s in live)} s"
                                              if live else "")},
+        {"name": "live_withheld_blocks", "value": held.censored_blocks, "unit": "blocks",
+         "baseline": base.censored_blocks, "ratio": None,
+         "goal": f"0 (not in issue 18: announce-and-withhold from 3 connections per member, 20 idle connections to "
+                 f"R and each member); {len(held.announced)} genuine blocks announced, {held.void}/{len(held.rounds)} "
+                 f"rounds void (quiet phase {base_void}/{len(res['base_rounds'])}), the withholder penalised "
+                 f"{held.attacker_offences} times"},
+        {"name": "live_split_recovery_s", "value": sp.seconds, "unit": "s", "baseline": 2 * res["quiet_round_s"],
+         "ratio": sp.seconds / (2 * res["quiet_round_s"]) if res["quiet_round_s"] else None,
+         "goal": f"~baseline (not in issue 18: the racer on one member per block); seconds until 2 more rounds "
+                 f"were final after the split (cap = never: {sp.rounds_after} rounds final); baseline 2 quiet "
+                 f"rounds; refusals: {'; '.join(f'{m}: {r[-1]}' for m, r in sp.refusals.items() if r)[:300]}"},
     ]
 
 

@@ -36,7 +36,7 @@ from node.tools.testing import TestChain, make_test_chain, seeded_keypair
 NODE_IPS = {"H": "127.0.1.1", "R": "127.0.1.2", "V": "127.0.1.3", "M1": "127.0.1.4", "M2": "127.0.1.5",
             "M3": "127.0.1.6", "V2": "127.0.1.7"}
 MEMBERS = ("M1", "M2", "M3")
-ATTACKER_ADDRESSES = ("127.0.2.1", "127.0.9.254")   # every attacker connection comes from this range
+ATTACKER_ADDRESSES = ("127.0.2.1", "127.0.31.254")   # every attacker connection comes from this range
 WALLET_PASSWORD = "popchain-attack-harness"
 
 
@@ -99,6 +99,20 @@ class LiveNet:
             async with asyncio.timeout(120):
                 while not (await c.status())["open_round"]:
                     await asyncio.sleep(0.1)
+
+    async def restart(self, names: Sequence[str]) -> None:
+        """Stop and start nodes on their datadirs (what an operator does to a wedged node: it forgets its verdict
+        memory); peers as at start."""
+        peers = {"R": (), "H": ("R",), "V": ("R",), "V2": (), **{m: ("R", *MEMBERS[:i]) for i, m in enumerate(MEMBERS)}}
+        ports = {n: dict(self.nodes[n].ports) for n in names}
+        stop_all([self.nodes[n] for n in names])
+        for n in names:   # same ports: the peers that dial it find it again
+            keyholder = self.chain.member_paths[MEMBERS.index(n)] if n in MEMBERS else None
+            node = self.nodes[n] = NodeProc(self.root / n, genesis=None, listen=NODE_IPS[n],
+                                            port=int(ports[n]["p2p"]), api_port=int(ports[n]["api"]),
+                                            peers=[self.nodes[p].p2p_addr for p in peers[n]], keyholder=keyholder,
+                                            log_level="INFO", extra_args=("--log-format", "json"))
+            await node.start().ready()
 
     async def start_v2(self) -> NodeProc:
         """The thief phase's victim node: no peers of its own (the gateway dials it)."""

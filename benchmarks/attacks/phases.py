@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.attacks import observe
-from benchmarks.attacks.livenet import ATTACKER_ADDRESSES, LiveNet
+from benchmarks.attacks.livenet import ATTACKER_ADDRESSES, MEMBERS, LiveNet
 from benchmarks.attacks.protocol import Listing, listings, stamp_stall_ms, stolen
 from consensus.messages import AnchorNotice, Beacon
 from node.tools.client import ApiCallError, NodeClient
@@ -200,3 +200,112 @@ async def stamp_stalls(net: LiveNet, first_round: int, last_round: int, node: st
             notice = AnchorNotice.decode(bytes.fromhex(nxt["notice"]))
             out.append((r, stamp_stall_ms(beacon, notice, params) / 1000))
     return out
+
+
+@dataclass
+class WithholdOutcome:
+    announced: list[dict]                 # the withholder's records (block, round, announcing connections)
+    censored: list[observe.Censorship]
+    rounds: list[tuple[int, str]]         # (round, crowned | void) while it ran
+    attacker_offences: int                # penalties honest nodes gave the withholder (it sends nothing invalid)
+    seconds: float = 0.0
+
+    @property
+    def censored_blocks(self) -> int:
+        return len({c.block for c in self.censored})
+
+    @property
+    def void(self) -> int:
+        return sum(1 for _, s in self.rounds if s == "void")
+
+    def explain(self) -> str:
+        lines = [(f"{len(self.announced)} blocks announced and withheld, {self.censored_blocks} censored, "
+                 f"{self.void}/{len(self.rounds)} rounds void, withholder penalised {self.attacker_offences} times")]
+        lines += [f"  {c.node} never accepted {c.block[:16]}" for c in self.censored[:24]]
+        return "\n".join(lines)
+
+
+async def round_statuses(net: LiveNet, first: int, last: int, node: str = "H") -> list[tuple[int, str]]:
+    async with NodeClient(net.api(node)) as c:
+        return [(r, (await c.round(r))["status"]) for r in range(first, last + 1)]
+
+
+async def withhold(net: LiveNet, victims: Sequence[str], rounds: int, tag: str, *, hog: Sequence[str] = ("R",),
+                   hog_connections: int = 20) -> WithholdOutcome:
+    """The withholder hears H, announces each genuine block first to ``victims`` and never delivers, holding
+    ``hog_connections`` idle connections to each of ``hog`` (their whole-block pushes go to it) for ``rounds``."""
+    out = net.root / f"withholder-{tag}.jsonl"
+    started = time.time()
+    proc = net.attacker("withholder", "--source", net.p2p("H"),
+                        *[a for v in victims for a in ("--victim", net.p2p(v))],
+                        *[a for h in hog for a in ("--hog", net.p2p(h))], "--hog-connections", str(hog_connections),
+                        "--out", str(out))
+    try:
+        await asyncio.sleep(3.0)       # its connections are up before the rounds it is judged on
+        r0 = (await net.status())["round"]
+        await net.until_round(r0 + rounds + 1)
+    finally:
+        proc.stop()
+    await asyncio.sleep(1.0)
+    ended = time.time()
+    announced = [a for a in read_jsonl(out) if r0 <= a["round"] <= r0 + rounds]
+    names = [n for n in HONEST if n != "H"]
+    views = [observe.NodeView.of(n, observe.read_log(net.root / n)) for n in names]
+    blocks = [a["block"] for a in announced]
+    censored = [c for c in observe.censored(blocks, views, await on_main_chain(net, names, blocks))
+                if c.node in victims]
+    offences = sum(1 for v in views for (t, peer, *_rest) in v.offences
+                   if started <= t <= ended and observe.is_attacker(peer, ATTACKER_ADDRESSES))
+    statuses = await round_statuses(net, r0 + 1, r0 + rounds)
+    return WithholdOutcome(announced, censored, statuses, offences, ended - started)
+
+
+@dataclass
+class SplitOutcome:
+    raced: list[dict]
+    stuck_at: int                     # H's round when the racer had raced its blocks
+    rounds_after: int                 # rounds the committee finalised after that, within the cap
+    seconds: float                    # until 2 more rounds were final (the cap if they never were)
+    refusals: dict[str, list[str]]    # member -> its last refusals (why it would not co-sign)
+
+    @property
+    def recovered(self) -> bool:
+        return self.rounds_after >= 2
+
+    def explain(self) -> str:
+        lines = [(f"racer raced {[(r['block'][:16], {k: v for k, v in r['sent'].items() if v}) for r in self.raced]}; "
+                 f"from round {self.stuck_at} the committee finalised {self.rounds_after} rounds in "
+                 f"{self.seconds:.0f} s")]
+        lines += [f"  {m} refused: {'; '.join(rs)}" for m, rs in self.refusals.items()]
+        return "\n".join(lines)
+
+
+async def split(net: LiveNet, tag: str, *, blocks: int = 2, cap_s: float = 60.0) -> SplitOutcome:
+    """The racer with ``--rotate`` on the three members: one member per block (the round's winner kept from one,
+    an opening from another). Then: does the committee still finalise rounds?"""
+    out = net.root / f"split-{tag}.jsonl"
+    racer = net.attacker("racer", "--source", net.p2p("H"), *[a for v in MEMBERS for a in ("--victim", net.p2p(v))],
+                         "--rotate", "--max", str(blocks), "--out", str(out))
+    try:
+        r0 = (await net.status())["round"]
+        async with NodeClient(net.api("H")) as c:
+            while racer.alive() and (await c.status())["round"] <= r0 + 12:
+                await asyncio.sleep(0.2)
+    finally:
+        racer.stop()
+    raced = read_jsonl(out)
+    stuck_at = max([r["round"] for r in raced] + [r0])
+    started = time.time()
+    reached = stuck_at
+    async with NodeClient(net.api("H")) as c:
+        while time.time() - started < cap_s:
+            reached = (await c.status())["round"]
+            if reached >= stuck_at + 2:
+                break
+            await asyncio.sleep(0.5)
+    seconds = time.time() - started
+    refusals = {}
+    for m in MEMBERS:
+        st = await net.status(m)
+        refusals[m] = [f"round {x['round']} {x['kind']}: {x['reason']}" for x in st["committee"]["refusals"][-2:]]
+    return SplitOutcome(raced, stuck_at, reached - stuck_at, seconds, refusals)

@@ -5,7 +5,8 @@ It receives every round block the source relays (a whole-block push, or INV then
 each victim a corrupt copy with the same identity (benchmarks.attacks.protocol.tamper: a flipped signature bit,
 the payload's bar + 1, a flipped model byte, a dropped tx), so that the copy is judged before the genuine block
 arrives from an honest relay. Kinds rotate per victim (victim j gets kind (i + j) mod k for the i-th block), so
-every kind hits every victim within k blocks. A victim disconnects and discourages the address that sent a
+every kind hits every victim within k blocks. ``--rotate`` races one victim per block, in turn: aimed at the
+members of a 2-of-3 committee it splits them instead of voiding rounds (a variant the issue does not list). A victim disconnects and discourages the address that sent a
 corrupt copy, so each victim link keeps spare connections from fresh loopback addresses (AddressPool).
 
 It writes one JSON line per raced block to ``--out`` (block, round, height, miner, txs, kind per victim) and
@@ -85,12 +86,13 @@ class VictimLink:
 
 class Racer:
     def __init__(self, genesis_path: Path, sources: list[tuple[str, str, int]], victims: list[tuple[str, str, int]],
-                 kinds: tuple[str, ...], out: Path, pool: AddressPool, max_blocks: int = 0) -> None:
+                 kinds: tuple[str, ...], out: Path, pool: AddressPool, max_blocks: int = 0,
+                 rotate: bool = False) -> None:
         self.genesis = load_genesis(genesis_path.read_bytes())
         self.sources_spec, self.kinds, self.out, self.pool = sources, kinds, out, pool
         g = self.genesis
         self.victims = [VictimLink(n, h, p, g.chain_id, g.hash, pool) for n, h, p in victims]
-        self.max_blocks = max_blocks
+        self.max_blocks, self.rotate = max_blocks, rotate
         self.raced: dict[bytes, int] = {}
         self.asked: set[bytes] = set()
         self.stop = asyncio.Event()
@@ -117,6 +119,9 @@ class Racer:
         sent: dict[str, str | None] = {}
         frames: dict[str, bytes] = {}
         for j, link in enumerate(self.victims):
+            if self.rotate and j != i % len(self.victims):
+                sent[link.name] = None      # --rotate: one victim per block, in turn
+                continue
             kind = self.kinds[(i + j) % len(self.kinds)]
             if kind not in frames:
                 frames[kind] = wire.encode(wire.Object(InvKind.BLOCK, tamper(block, kind).encode()))
@@ -174,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--addresses", default="127.0.2.1-127.0.7.254", help="loopback source range FIRST-LAST")
     ap.add_argument("--out", type=Path, required=True, help="JSON lines, one per raced block")
     ap.add_argument("--max", type=int, default=0, help="stop after this many blocks (0: until SIGTERM)")
+    ap.add_argument("--rotate", action="store_true",
+                    help="race one victim per block, in turn (split a committee instead of voiding its rounds)")
     args = ap.parse_args(argv)
     kinds = tuple(k for k in args.kinds.split(",") if k)
     if not kinds or any(k not in TAMPER_KINDS for k in kinds):
@@ -182,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("at least one --source")
     first, _, last = args.addresses.partition("-")
     racer = Racer(args.genesis, [parse_endpoint(s) for s in args.source], [parse_endpoint(v) for v in args.victim],
-                  kinds, args.out, AddressPool(first, last), args.max)
+                  kinds, args.out, AddressPool(first, last), args.max, args.rotate)
     asyncio.run(racer.run())
     return 0
 
