@@ -1,7 +1,7 @@
 """Late stamper - position: **a miner that wins a round** and stamps its block as late as the rules accept
 (PROTOCOL §3.6 step 4: up to the reveal + ``time_slack_s``; sealed before the beacon, it picks the entry deadline
-+ slack: benchmarks.attacks.protocol.latest_stamp). The keyholder (single or committee) opens the next round no
-earlier than the anchor's timestamp (§3.7), so the chain waits out the stamp.
+(or now, if later) + slack: benchmarks.attacks.protocol.latest_stamp). The keyholder (single or committee) opens
+the next round no earlier than the anchor's timestamp (§3.7), so the chain waits out the stamp.
 
 ``late_stamp_stall_s`` = the worst delay of the next round's open caused by a miner-chosen timestamp: the next
 notice's open time − (the round's reveal + O), both keyholder-signed (protocol.stamp_stall_ms). Goal ≤ W.
@@ -43,7 +43,7 @@ def stall_in_arena(late: bool, seed: bytes = b"popchain-attack-late-stamp",
     try:
         arena.start_round()
         notice = arena.notice()
-        stamp = latest_stamp(notice, params) if late else None
+        stamp = latest_stamp(notice, params, arena.now) if late else None
         sealed = arena.enter(miner, arena.honest_model(), timestamp=stamp)
         assert isinstance(sealed, Sealed), sealed
         beacon = arena.reveal()
@@ -91,7 +91,7 @@ async def run_live(args: argparse.Namespace) -> None:
                 return encode_model(train_candidate(family, package.training, shards, seed=r, caps=genesis.model_caps,
                                                     recent_rows=4_000))
             model = await asyncio.to_thread(train)
-            stamp = latest_stamp(notice, genesis.params)
+            stamp = latest_stamp(notice, genesis.params, time.time())
             attempt = await entrant.enter(model, timestamp=stamp)
             if attempt is not None:
                 attempt = await entrant.open(attempt)

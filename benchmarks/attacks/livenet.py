@@ -71,7 +71,7 @@ class LiveNet:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.chain: TestChain = make_test_chain(root / "chain", rounds=rounds, shard_size=shard_size, keyholders=3,
-                                                threshold=2, n_miners=4, n_users=2, params=params)
+                                                threshold=2, n_miners=5, n_users=2, params=params)
         self.nodes: dict[str, NodeProc] = {}
         self.procs: list[Proc] = []
         self._feeder: asyncio.Task[None] | None = None

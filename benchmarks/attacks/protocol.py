@@ -130,11 +130,12 @@ def grind_salt(template: Template, model: bytes, tries: int, rng: Callable[[int]
 # ---------------------------------------------------------------- timestamps
 
 
-def latest_stamp(notice: AnchorNotice, params: GenesisParams) -> int:
-    """The latest header timestamp a miner can give a block of ``notice``'s round before the beacon and be sure
-    every beacon of the round accepts it (§3.6 step 4: ≤ reveal + slack, and the reveal is no earlier than the
-    entry deadline)."""
-    return notice.entry_deadline_ms // 1000 + params.time_slack_s
+def latest_stamp(notice: AnchorNotice, params: GenesisParams, now_s: float = 0.0) -> int:
+    """The latest header timestamp a miner entering at ``now_s`` can give a block of ``notice``'s round and be sure
+    every beacon of the round accepts it (§3.6 step 4: ≤ reveal + slack). The round is still open when it enters,
+    so the reveal comes no earlier than the entry deadline, nor than now (a window that ran out empty reveals W
+    after the first entry)."""
+    return max(notice.entry_deadline_ms // 1000, int(now_s)) + params.time_slack_s
 
 
 def stamp_stall_ms(beacon: Beacon, next_notice: AnchorNotice, params: GenesisParams) -> int:
