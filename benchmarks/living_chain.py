@@ -29,8 +29,8 @@ async def announce_task(client: NodeClient, chain: TestChain, out: Path, *, roun
                         bounty: int = 0) -> dict:
     """Create a synthetic task sponsored by the chain's first user and post it, co-signed by the chain's
     keyholder file and with its shard keys, to the keyholder node behind ``client``."""
-    from consensus.genesis import load_genesis
-    from consensus.tasks import decode_task_message
+    from consensus.protocol.genesis import load_genesis
+    from consensus.protocol.tasks import decode_task_message
     from node.tools.task_setup import create_task_files, governance_sign, secret_keys_of
     genesis = load_genesis(chain.genesis_path.read_bytes())
     summary = await asyncio.to_thread(create_task_files, out, genesis, chain.users[0], task="synthetic",

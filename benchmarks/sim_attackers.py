@@ -23,9 +23,9 @@ import numpy as np
 
 from chain.block import Block
 from chain.crypto import Keypair
-from consensus.genesis import Genesis
-from consensus.messages import Beacon
-from consensus.miner import score_against
+from consensus.mining import score_against
+from consensus.protocol.genesis import Genesis
+from consensus.protocol.messages import Beacon
 from ml.model import LinearModel, MLPModel, Model, TreesModel, decode_model, encode_model
 from ml.task import Dataset
 

@@ -1,7 +1,7 @@
 """The drifting default task (issue 11): does it keep crowning under the strict rule, and why that drift rate.
 
 - demo_crowned_share_50  share of 50 rounds crowned on the drifting default task (drift
-                         node.tools.genesis_setup.DEFAULT_DRIFT_MILLI) under the strict rule (consensus.stats: exact
+                         node.tools.genesis_setup.DEFAULT_DRIFT_MILLI) under the strict rule (consensus.protocol.stats: exact
                          sign test, Bonferroni over the listed entries, α = 1/20), played by the round simulator's
                          4 honest miners retraining on the newest revealed rows through the real Engine/Keyholder
                          path (goal ≥ 0.3). Baseline: the same 50 rounds, seed and miners on the stationary task
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.simulator import World, WorldConfig, run_scenario
-from consensus.genesis import GenesisParams
+from consensus.protocol.genesis import GenesisParams
 from ml.generator import drift, generate, world_from_seed
 from ml.score import score
 from ml.training import train_candidate

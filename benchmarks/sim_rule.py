@@ -4,9 +4,9 @@ exact binomial value.
 Model (the one PROTOCOL §3.6 states its guarantee in): each of the m listed entrants disagrees with the champion
 on each of the N shard rows independently with probability d, and wins each disagreement with probability q
 (q = 1/2: tied with the champion; q = (d + δ) / 2d: truly δ more accurate). Monte Carlo draws (b, c) per
-entrant with a seeded numpy generator and asks ``consensus.stats.accepts(b, c, m)`` — the function
+entrant with a seeded numpy generator and asks ``consensus.protocol.stats.accepts(b, c, m)`` — the function
 validate_block calls. The exact value sums the binomial mixture Σ_n P[D = n] · P[Bin(n, q) ≥ t(n, m)] over
-the rule's own thresholds (``consensus.stats.power``, float64 terms, no normal approximation); for a round of
+the rule's own thresholds (``consensus.protocol.stats.power``, float64 terms, no normal approximation); for a round of
 m tied entrants the false-crown rate is 1 − (1 − p)^m. ``exact_tail`` is an independent integer check of a
 single threshold (Fractions), used by the tests.
 What this module does not do: score models; the simulator (benchmarks.simulator) does that end to end.
@@ -19,7 +19,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from consensus.stats import DEFAULT_ALPHA, accepts, power
+from consensus.protocol.stats import DEFAULT_ALPHA, accepts, power
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class RuleFigure:
 
 
 def exact_tail(n: int, t: int) -> Fraction:
-    """P[Bin(n, 1/2) ≥ t] as an exact fraction (independent of consensus.stats' incremental walk)."""
+    """P[Bin(n, 1/2) ≥ t] as an exact fraction (independent of consensus.protocol.stats' incremental walk)."""
     return Fraction(sum(math.comb(n, k) for k in range(max(t, 0), n + 1)), 2**n)
 
 

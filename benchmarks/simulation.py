@@ -2,7 +2,7 @@
 each attacker achieves end to end through real Engine + Keyholder rounds.
 
 - sim_false_crown_round   share of rounds crowned when all 16 entrants are tied with the champion (≤ 0.05):
-                          Monte Carlo on consensus.stats.accepts; baseline = the exact binomial value
+                          Monte Carlo on consensus.protocol.stats.accepts; baseline = the exact binomial value
 - sim_power_1pp           crowning probability of a +1 pp challenger at 10 % disagreement on the default shard
                           size, 16 listed entries (≥ 0.8): Monte Carlo; baseline = exact binomial
 - sim_copycat_share       share of rounds won by copy-noise / copy-flip / sybil-copy (≤ 0.01)
@@ -28,7 +28,7 @@ import numpy as np
 
 from benchmarks.sim_rule import crown_power, false_crown_round
 from benchmarks.simulator import SCENARIOS, RoundReport, ScenarioReport, World, WorldConfig, run_scenario
-from consensus.genesis import GenesisParams
+from consensus.protocol.genesis import GenesisParams
 from ml.score import score
 from ml.training import train_candidate
 from node.tools.sizing import DEFAULT_DETECT, rows_for

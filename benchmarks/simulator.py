@@ -53,11 +53,11 @@ from chain.crypto import Keypair
 from chain.errors import PopError, RuleError
 from chain.store import ChainStore
 from consensus.engine import Engine
-from consensus.genesis import GenesisParams, create_genesis
 from consensus.keyholder import Keyholder, RoundClosed
-from consensus.messages import Beacon, RoundPayload
-from consensus.miner import open_block, seal
-from consensus.tasks import make_task_extension
+from consensus.mining import open_block, seal
+from consensus.protocol.genesis import GenesisParams, create_genesis
+from consensus.protocol.messages import Beacon, RoundPayload
+from consensus.protocol.tasks import make_task_extension
 from ml.generator import World as GenWorld
 from ml.generator import generate, world_from_seed
 from ml.model import Model, decode_model

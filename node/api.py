@@ -18,7 +18,7 @@ from chain.address import address_of, decode_address, encode_address
 from chain.errors import DecodeError, PopError
 from chain.store_index import MAX_PAGE, RECEIVED, SENT, TxLocation, parse_cursor
 from chain.tx import MAX_TX_SIZE, txid_of_encoding
-from consensus.messages import AnchorNotice, Beacon
+from consensus.protocol.messages import AnchorNotice, Beacon
 from node.api_body import MAX_BODY, MAX_SMALL_BODY, MAX_TX_BODY, json_body
 from node.api_deps import ApiDeps
 from node.api_tasks import (

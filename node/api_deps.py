@@ -15,7 +15,8 @@ from chain.block import Block
 from chain.state import Account
 from chain.store_index import HistoryItem, TxLocation
 from chain.tx import Transfer
-from consensus.genesis import Genesis
+from consensus.engine import EngineApi
+from consensus.protocol.genesis import Genesis
 from node.wire import InvKind
 
 T = TypeVar("T")
@@ -62,7 +63,7 @@ class PeerView(Protocol):
 class ApiDeps:
     genesis: Genesis
     store: StoreReads
-    engine: Any                                        # consensus.engine.Engine: only inside engine_call
+    engine: EngineApi                                  # only inside engine_call
     engine_call: Callable[..., Awaitable[Any]]         # EngineWorker.call: serialised on the engine thread
     mempool: MempoolReads
     submit: Callable[[InvKind, bytes], Awaitable[tuple[bool, str]]]          # Relay.on_object (peer None)
@@ -120,7 +121,7 @@ def api_deps(node: Any) -> ApiDeps:
 async def _submit_task(node: Any, raw: bytes, secret: bytes | None) -> tuple[bool, str, str | None]:
     """Node.submit_task_message, with the message id (None if the bytes are no task message)."""
     from chain.errors import DecodeError
-    from consensus.tasks import decode_task_message
+    from consensus.protocol.tasks import decode_task_message
     ok, reason = await node.submit_task_message(raw, secret)
     try:
         msg_id: str | None = decode_task_message(raw).msg_hash.hex()

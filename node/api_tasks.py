@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from chain.address import address_of, encode_address
-from consensus.tasks import MAX_TASK_MSG_SIZE
+from consensus.engine import EngineApi
+from consensus.protocol.messages import AnchorNotice, Beacon
+from consensus.protocol.registry import ChampionRecord
+from consensus.protocol.tasks import MAX_TASK_MSG_SIZE
 from node.engine_api import to_json
 from node.errors import ApiError
 
 MAX_TASK_ID_DIGITS = 9
 MAX_HISTORY = 1000           # champion records per task in one answer (newest kept)
-# a task message in hex, plus its shard keys in hex (keyholder nodes): consensus.tasks caps the message
+# a task message in hex, plus its shard keys in hex (keyholder nodes): consensus.protocol.tasks caps the message
 MAX_TASK_BODY = 2 * MAX_TASK_MSG_SIZE + (1 << 20)
 CLOSED = "closed"
 
@@ -36,18 +39,18 @@ class TaskRow:
     bounty_total: int
     bounty_left: int
     bounty_per_crowning: int
-    champion: Any                  # consensus.engine.ChampionRecord
+    champion: ChampionRecord
     extensions: int = 0            # extensions applied so far (the next one has seq = extensions + 1)
 
 
-def task_rows(engine: Any) -> list[TaskRow]:
+def task_rows(engine: EngineApi) -> list[TaskRow]:
     """Every task of the chain in id order (engine worker thread)."""
     return [TaskRow(t.task_id, t.name, t.sponsor if any(t.sponsor) else None, t.shards_total, t.shards_revealed,
                     t.shards_left, t.status, t.bounty_total, t.bounty_left, t.bounty_per_crowning, t.champion,
                     t.extensions) for t in engine.tasks()]
 
 
-def round_task_of(engine: Any, r: int) -> int | None:
+def round_task_of(engine: EngineApi, r: int) -> int | None:
     """The task round r serves (None: no such round)."""
     if r < 1:
         return None
@@ -55,7 +58,7 @@ def round_task_of(engine: Any, r: int) -> int | None:
     return None if served is None else served[0]
 
 
-def activation_hex(engine: Any, statement: Any) -> list[str]:
+def activation_hex(engine: EngineApi, statement: AnchorNotice | Beacon | None) -> list[str]:
     """The bytes of the task messages a notice/beacon activates (a block of its round carries them), hex."""
     if statement is None:
         return []
@@ -72,7 +75,7 @@ def chain_phase(round_status: str | None, rows: list[TaskRow]) -> str:
     return round_status or "not-started"
 
 
-def champion_json(rec: Any) -> Any:
+def champion_json(rec: ChampionRecord | None) -> Any:
     out = to_json(rec)
     if rec is not None and any(rec.miner):
         out["miner_address"] = encode_address(address_of(rec.miner))
@@ -115,12 +118,12 @@ def find_task(rows: list[TaskRow], task_id: int) -> TaskRow:
                                         f"{', '.join(str(t.task_id) for t in rows)})")
 
 
-def champion_history(engine: Any, task_id: int) -> list[Any]:
+def champion_history(engine: EngineApi, task_id: int) -> list[ChampionRecord]:
     """Task ``task_id``'s champion lineage, oldest first (engine worker thread)."""
     return list(engine.champion_history(task_id))
 
 
-def revealed_shards(engine: Any, task_id: int) -> list[dict[str, Any]]:
+def revealed_shards(engine: EngineApi, task_id: int) -> list[dict[str, Any]]:
     """Every shard key of task ``task_id`` revealed so far (void rounds included), in round order:
     ``{"round", "shard_index", "shard_key"}`` (engine worker thread)."""
     out = []
@@ -133,12 +136,12 @@ def revealed_shards(engine: Any, task_id: int) -> list[dict[str, Any]]:
     return out
 
 
-def task_package(engine: Any, task_id: int) -> bytes:
+def task_package(engine: EngineApi, task_id: int) -> bytes:
     """Task ``task_id``'s public package as it stands (extension shards included), encoded."""
     return engine.task_package(task_id).encode()
 
 
-def task_champion_model(engine: Any, model_hash: bytes) -> bytes | None:
+def task_champion_model(engine: EngineApi, model_hash: bytes) -> bytes | None:
     """The bytes of a task's current champion with this model hash (an announced task's initial champion is
     in no block: it comes from the announcement), or None (engine worker thread)."""
     for t in engine.tasks():

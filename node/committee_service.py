@@ -1,8 +1,8 @@
 """Keyholder committee on the node network (PROTOCOL §3.10): every node relays committee messages; a member
-node also runs its consensus.committee.Member.
+node also runs its consensus.keyholder.Member.
 
 ``CommitteeRelay`` (every node): a COMMITTEE frame is charged to the peer's object budget, decoded, deduplicated,
-checked (consensus.committee_msgs.check_msg, on the worker: signatures), kept only for rounds near the node's
+checked (consensus.protocol.committee.check_msg, on the worker: signatures), kept only for rounds near the node's
 current one, fed to the evidence book (a member signing two contents for one round → evidence stored by the
 engine, a log line, ``popchain_committee_evidence_total``), then flooded to every other peer and handed to the
 local member. A malformed or forged message is a violation (the peer is penalised); one for a far round is
@@ -16,19 +16,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from chain.errors import DecodeError, PopError, RuleError
-from consensus.committee import Member, Refusal
-from consensus.committee_msgs import CommitteeMsg, Evidence, StatementBook, check_msg
-from consensus.messages import AnchorNotice, Beacon, Entry
+from consensus.engine import EngineApi
+from consensus.keyholder import Member, Out, Refusal
+from consensus.protocol.committee import Body, CommitteeMsg, Evidence, StatementBook, check_msg
+from consensus.protocol.genesis import Genesis
+from consensus.protocol.messages import AnchorNotice, Beacon, Entry
 from node import wire
 from node.judge import object_id
 from node.limits import INVALID_OBJECT, BoundedSet
 from node.metrics import Metrics
 from node.peer import Peer
 from node.wire import InvKind
+from node.worker import EngineWorker
 
 log = logging.getLogger("popchain.committee")
 
@@ -40,11 +43,11 @@ class CommitteeHost(Protocol):
     """What the committee needs from the node (node.node.Node provides it)."""
 
     @property
-    def worker(self) -> Any: ...      # node.worker.EngineWorker
+    def worker(self) -> EngineWorker: ...
     @property
-    def engine(self) -> Any: ...      # consensus.engine.Engine (on the worker thread only)
+    def engine(self) -> EngineApi: ...    # on the worker thread only
     @property
-    def genesis(self) -> Any: ...
+    def genesis(self) -> Genesis: ...
     @property
     def metrics(self) -> Metrics: ...
     def ready_peers(self) -> list[Peer]: ...
@@ -113,14 +116,14 @@ class CommitteeRelay:
             peer.send(frame)
 
 
-def _check(engine, msg: CommitteeMsg, chain_id: str, keyholders) -> tuple[Any, int]:
+def _check(engine: EngineApi, msg: CommitteeMsg, chain_id: str, keyholders: Sequence[bytes]) -> tuple[Body, int]:
     return check_msg(msg, chain_id, keyholders), engine.current_round()
 
 
 class CommitteeService:
     """A member node: ``Member`` on the node's clock."""
 
-    def __init__(self, host: CommitteeHost, relay: CommitteeRelay, make_member) -> None:
+    def __init__(self, host: CommitteeHost, relay: CommitteeRelay, make_member: Callable[[], Member]) -> None:
         self.host = host
         self.relay = relay
         self.make_member = make_member       # () -> Member, run on the worker thread
@@ -146,7 +149,7 @@ class CommitteeService:
                 "refusals": [{"round": x.round, "kind": x.kind, "proposer": x.proposer.hex(), "code": x.code,
                               "reason": x.reason} for x in self.refusals[-16:]]}
 
-    async def on_message(self, msg: CommitteeMsg, body) -> None:
+    async def on_message(self, msg: CommitteeMsg, body: Body) -> None:
         assert self.member is not None
         await self.host.worker.call(self.member.on_message, msg, body)
         self._wake.set()
@@ -178,7 +181,7 @@ class CommitteeService:
             except TimeoutError:
                 pass
 
-    async def _emit(self, out) -> None:
+    async def _emit(self, out: Out) -> None:
         host = self.host
         if isinstance(out, CommitteeMsg):
             self.relay.broadcast(out)

@@ -163,7 +163,7 @@ class Datadir:
     def load_genesis(self, genesis_file: Path | None, decode: Callable[[bytes], T]) -> tuple[T, bytes | None]:
         """(the decoded genesis, the bytes to save as its copy or None): from ``--genesis`` (which must match the
         stored copy, unless that copy is damaged) or from the stored copy. ``decode`` fully checks the bytes
-        (consensus.genesis.load_genesis); any failure is a one-line NodeError. Writes nothing: the caller
+        (consensus.protocol.genesis.load_genesis); any failure is a one-line NodeError. Writes nothing: the caller
         calls ``save_genesis`` once the store accepted the genesis, so a bad file never poisons the datadir."""
         stored_path = self.path / "genesis.bin"
         stored = _read(stored_path, "the datadir's genesis copy") if stored_path.exists() else None

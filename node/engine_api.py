@@ -8,6 +8,7 @@ import dataclasses
 from typing import Any
 
 from chain.rejects import STALE_CODES as _STALE_CODES
+from consensus.engine import BlockVerdict
 
 # Reject codes that say "too late / already known", not "this peer lied": soft points only (chain.rejects).
 STALE_CODES = _STALE_CODES
@@ -17,7 +18,7 @@ def is_stale_code(code: str) -> bool:
     return code in STALE_CODES
 
 
-def block_outcome(verdict: Any) -> tuple[str, str, str]:
+def block_outcome(verdict: BlockVerdict) -> tuple[str, str, str]:
     """(outcome, code, message) with outcome in tip-changed | accepted | known | stale | orphan | rejected."""
     status = getattr(verdict, "status", "rejected")
     code = getattr(verdict, "code", None) or status

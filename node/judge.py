@@ -19,13 +19,16 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from chain.admission import TxVerdict, admit_txs
-from chain.block import Block
+from chain.block import Block, Header
 from chain.crypto import tagged_hash
 from chain.errors import DecodeError, PopError, RuleError
 from chain.rejects import TX_VIOLATIONS as _TX_VIOLATIONS
+from chain.state import LedgerParams
+from chain.store import ChainStore
 from chain.tx import Transfer
-from consensus.messages import AnchorNotice, Beacon, Entry
-from consensus.tasks import MSG_TAG, decode_task_message
+from consensus.engine import BlockVerdict, EngineApi
+from consensus.protocol.messages import AnchorNotice, Beacon, Entry
+from consensus.protocol.tasks import MSG_TAG, TaskMessage, decode_task_message
 from node.engine_api import block_outcome, is_stale_code
 from node.limits import INVALID_BLOCK, INVALID_OBJECT, STALE_OBJECT, BoundedMap, BoundedSet
 from node.mempool import Mempool
@@ -61,17 +64,17 @@ class JudgeHost(Protocol):
     tip_cache: tuple[int, int, bytes]
 
     @property
-    def engine(self) -> Any: ...          # consensus.engine.Engine (called on the worker thread only)
+    def engine(self) -> EngineApi: ...    # called on the worker thread only
     @property
-    def store(self) -> Any: ...           # chain.store.ChainStore (idem)
+    def store(self) -> ChainStore: ...    # idem
     @property
-    def ledger_params(self) -> Any: ...   # chain.state.LedgerParams
+    def ledger_params(self) -> LedgerParams: ...
     @property
     def sync_hooks(self) -> SyncHooks: ...
     async def on_entry_accepted(self, entry: Entry) -> None: ...
-    async def on_task_message(self, msg: Any) -> None: ...
+    async def on_task_message(self, msg: TaskMessage) -> None: ...
     async def after_round_event(self) -> None: ...
-    async def after_tip_change(self, old_tip: bytes, new_tip: Any = None) -> None: ...
+    async def after_tip_change(self, old_tip: bytes, new_tip: Header | None = None) -> None: ...
 
 
 def object_id(kind: InvKind, data: bytes, decoded: object | None = None) -> bytes:
@@ -380,7 +383,7 @@ class Judge:
         return True, outcome
 
 
-def _add_block(engine: Any, block: Block) -> tuple[Any, Any]:
+def _add_block(engine: EngineApi, block: Block) -> tuple[BlockVerdict, Header]:
     """On the worker thread: the verdict and the tip after it, in one hop."""
     verdict = engine.add_block(block)
     return verdict, engine.tip()

@@ -11,16 +11,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from chain.errors import PopError
-from consensus.keyholder import Done, Keyholder, RoundClosed, load_keyholder_file
-from consensus.messages import AnchorNotice, Beacon, Entry
-from consensus.tasks import TaskExtension, decode_task_message
+from consensus.keyholder import Action, Done, Keyholder, RoundClosed
+from consensus.protocol.messages import AnchorNotice, Beacon, Entry
+from consensus.protocol.tasks import TaskExtension, decode_task_message
 from ml.shards import PublicTask, SecretTask
 from node.judge import object_id
 from node.metrics import Metrics
 from node.wire import InvKind
+from node.worker import EngineWorker
 
 log = logging.getLogger("popchain.keyholder")
 
@@ -31,9 +32,7 @@ class KeyholderHost(Protocol):
     """What the keyholder service needs from the node (node.node.Node provides it)."""
 
     @property
-    def worker(self) -> Any: ...      # node.worker.EngineWorker
-    @property
-    def engine(self) -> Any: ...      # consensus.engine.Engine (on the worker thread only)
+    def worker(self) -> EngineWorker: ...
     @property
     def metrics(self) -> Metrics: ...
     async def after_round_event(self) -> None: ...
@@ -44,10 +43,10 @@ Publish = Callable[[InvKind, bytes, bytes, int], None]
 
 
 class KeyholderService:
-    def __init__(self, node: KeyholderHost, secret_file: bytes, publish: Publish) -> None:
+    def __init__(self, node: KeyholderHost, make_keyholder: Callable[[], Keyholder], publish: Publish) -> None:
         self.node = node
         self.publish = publish
-        self.secret_file = secret_file
+        self.make_keyholder = make_keyholder    # run on the worker thread (consensus.keyholder.load_keyholder)
         self.keyholder: Keyholder | None = None
         self.published: list[tuple[str, int]] = []   # (kind, round), for tests and logs
         self.published_at: dict[tuple[str, int], float] = {}   # first publication time (benchmarks)
@@ -56,10 +55,7 @@ class KeyholderService:
         self._wake = asyncio.Event()   # set by an accepted entry: a waiting round may start its window
 
     async def open(self) -> None:
-        def make() -> Keyholder:
-            secret, keypairs = load_keyholder_file(self.secret_file, self.node.engine.genesis)
-            return Keyholder(self.node.engine, secret, keypairs)
-        self.keyholder = await self.node.worker.call(make)
+        self.keyholder = await self.node.worker.call(self.make_keyholder)
 
     def wake(self) -> None:
         """Something changed that may let the keyholder act now (an entry, a task message)."""
@@ -116,7 +112,7 @@ class KeyholderService:
                 continue
             await asyncio.sleep(min(MAX_SLEEP_S, max(0.0, deadline - time.time()) + 0.005))
 
-    async def _publish(self, action) -> None:
+    async def _publish(self, action: Action) -> None:
         node = self.node
         if isinstance(action, (AnchorNotice, Beacon)):
             kind = InvKind.ANCHOR if isinstance(action, AnchorNotice) else InvKind.BEACON

@@ -7,6 +7,7 @@ then closes peers, the API, the store and the lock in that order.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -19,9 +20,9 @@ from chain.address import address_of
 from chain.errors import DecodeError, PopError, StoreError
 from chain.store import ChainStore
 from chain.tx import Transfer
-from consensus.committee_secret import load_member
-from consensus.engine import Engine
-from consensus.genesis import Genesis, load_genesis
+from consensus.engine import Engine, EngineApi
+from consensus.keyholder import load_keyholder, load_member
+from consensus.protocol.genesis import Genesis, load_genesis
 from node import wire
 from node.api import build_api_app
 from node.api_deps import api_deps
@@ -128,7 +129,8 @@ class Node:
                 secret_file = Path(self.config.keyholder).read_bytes()
                 member = await self.worker.call(load_member, secret_file, self.engine, self.datadir.path)
                 if member is None:
-                    self.keyholder = KeyholderService(self, secret_file, self.relay.publish)
+                    self.keyholder = KeyholderService(self, functools.partial(load_keyholder, secret_file, self.engine),
+                                                      self.relay.publish)
                     await self.keyholder.open()
                 else:
                     self.committee = CommitteeService(self, self.committee_relay, lambda: member)
@@ -440,7 +442,7 @@ class Node:
         return web.Response(body=self.metrics.render().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
-def _read_chain_view(engine, opening_window_s: int) -> ChainView:
+def _read_chain_view(engine: EngineApi, opening_window_s: int) -> ChainView:
     """On the worker thread: what the event stream diffs (the last VIEW_ROUNDS rounds' beacons and verdicts)."""
     tip = engine.tip()
     r = engine.current_round()

@@ -15,12 +15,13 @@ import time
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
-from consensus.engine import P_BEACON, P_NOTICE
+from consensus.engine import EngineApi
 from node import wire
 from node.judge import object_id
 from node.limits import INVALID_OBJECT
 from node.peer import Peer
 from node.wire import InvKind
+from node.worker import EngineWorker
 
 log = logging.getLogger("popchain.sync")
 
@@ -30,9 +31,9 @@ MAX_TASK_INV = 1000
 
 class RoundSyncHost(Protocol):
     @property
-    def worker(self) -> Any: ...
+    def worker(self) -> EngineWorker: ...
     @property
-    def engine(self) -> Any: ...
+    def engine(self) -> EngineApi: ...
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> Any: ...
 
 
@@ -40,10 +41,6 @@ class Judging(Protocol):
     requests: Any                      # node.inventory.RequestTracker
     def charge(self, peer: Peer, n: int) -> bool: ...
     async def on_object(self, peer: Peer | None, kind: InvKind, data: bytes) -> tuple[bool, str]: ...
-
-
-def _u32(n: int) -> bytes:
-    return n.to_bytes(4, "big")
 
 
 class RoundSync:
@@ -71,7 +68,7 @@ class RoundSync:
     def _local_state(self) -> tuple[list[tuple[InvKind, bytes]], int]:
         """(the task messages we store, the first round whose beacon we lack — idle rounds have none)."""
         engine = self.node.engine
-        ids = [(InvKind.TASK, h) for h in engine.book.ids()][:MAX_TASK_INV]
+        ids = [(InvKind.TASK, h) for h in engine.task_message_ids()][:MAX_TASK_INV]
         r = 1
         while engine.beacon(r) is not None or ((n := engine.notice(r)) is not None and n.idle):
             r += 1
@@ -105,11 +102,11 @@ class RoundSync:
             log.debug("sync: round statements %d..%d from %s", first, first + WALK - 1, peer.key)
 
     def _statements(self, first: int, count: int) -> list[tuple[InvKind, bytes]]:
-        store = self.node.engine.store
+        engine = self.node.engine
         out: list[tuple[InvKind, bytes]] = []
         for r in range(first, min(first + count, 2**32)):
-            for prefix, kind in ((P_NOTICE, InvKind.ANCHOR), (P_BEACON, InvKind.BEACON)):
-                raw = store.meta_get(prefix + _u32(r))
+            notice, beacon = engine.statement_bytes(r)
+            for raw, kind in ((notice, InvKind.ANCHOR), (beacon, InvKind.BEACON)):
                 if raw is not None and len(out) < wire.MAX_ROUNDS_ITEMS:
                     out.append((kind, raw))
         return out

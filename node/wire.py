@@ -24,10 +24,10 @@ from chain.encoding import (
 )
 from chain.errors import DecodeError
 from chain.tx import MAX_TX_SIZE
-from consensus.committee_msgs import MAX_COMMITTEE_SIZE
-from consensus.messages import MAX_BEACON_SIZE, MAX_ENTRY_SIZE
-from consensus.messages import MAX_NOTICE_SIZE as MAX_ANCHOR_SIZE
-from consensus.tasks import MAX_TASK_MSG_SIZE
+from consensus.protocol.committee import MAX_COMMITTEE_SIZE
+from consensus.protocol.messages import MAX_BEACON_SIZE, MAX_ENTRY_SIZE
+from consensus.protocol.messages import MAX_NOTICE_SIZE as MAX_ANCHOR_SIZE
+from consensus.protocol.tasks import MAX_TASK_MSG_SIZE
 from node.errors import WireError
 
 # 2: TXS batches; 3: TASK, GETROUNDS/ROUNDS and COMMITTEE frames and version-2 notices/beacons. An older peer is
@@ -50,7 +50,7 @@ class InvKind(IntEnum):
     ANCHOR = 3
     BEACON = 4
     BLOCK = 5
-    TASK = 6        # a task announcement or extension (consensus.tasks, PROTOCOL §3.13)
+    TASK = 6        # a task announcement or extension (consensus.protocol.tasks, PROTOCOL §3.13)
 
 
 class MsgType(IntEnum):
@@ -74,7 +74,7 @@ class MsgType(IntEnum):
     TASK = 18       # object frame of InvKind.TASK
     GETROUNDS = 19  # [first round, count]: ask for the notices/beacons of those rounds (sync, §4.4)
     ROUNDS = 20     # [[kind, bytes]…]: the notices/beacons asked for (void rounds included)
-    COMMITTEE = 21  # a keyholder-committee message (consensus.committee_msgs), flooded by every node
+    COMMITTEE = 21  # a keyholder-committee message (consensus.protocol.committee), flooded by every node
 
 
 def object_type(kind: "InvKind") -> "MsgType":

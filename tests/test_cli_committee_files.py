@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from consensus.genesis import load_genesis
-from consensus.member import check_member, load_member_file
-from consensus.shares import combine_shares
+from consensus.keyholder import check_member, load_member_file
+from consensus.protocol.genesis import load_genesis
+from consensus.protocol.shares import combine_shares
 from ml.shards import open_shard
 from tests.test_cli_e2e import _get_json, assert_one_line_error, background, popchain, ports_of, wait_until
 

@@ -166,7 +166,7 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
 def _champion_accuracy(tmp_path: Path, model_hash: str, url: str) -> float:
     import urllib.request
 
-    from consensus.genesis import load_genesis
+    from consensus.protocol.genesis import load_genesis
     from ml.model import decode_model
     from ml.score import score
     from ml.task import read_feature_csv

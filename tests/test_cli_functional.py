@@ -457,7 +457,7 @@ def test_model_eval_runs_the_round_test(net: Net) -> None:
     assert res["duplicate_of_a_champion"] is True and res["would_pass"] is False   # refused as a duplicate
     assert len(res["shards"]) == 2 and res["next_round"] > rec["round"]
     # a model that is not a champion: the raw genesis-free bytes of a fresh candidate
-    from consensus.genesis import load_genesis
+    from consensus.protocol.genesis import load_genesis
     from ml.model import encode_model
     from ml.training import train_candidate
     g = load_genesis((net.dir / "chain/genesis.bin").read_bytes())
@@ -467,11 +467,11 @@ def test_model_eval_runs_the_round_test(net: Net) -> None:
     s = res["shards"][-1]
     assert res["duplicate_of_a_champion"] is False
     if "z_milli" in res["rule"]:       # the rule of the day, called directly
-        from consensus.rules import paired_test
+        from consensus.protocol.rules import paired_test
         assert res["would_pass"] == paired_test(s["b"], s["c"], res["rule"]["z_milli"])
     else:
-        from consensus.genesis import load_genesis as _lg
-        from consensus.stats import accepts  # type: ignore[attr-defined]
+        from consensus.protocol.genesis import load_genesis as _lg
+        from consensus.protocol.stats import accepts  # type: ignore[attr-defined]
         alpha = _lg((net.dir / "chain/genesis.bin").read_bytes()).params.alpha
         assert res["would_pass"] == accepts(s["b"], s["c"], res["assumed_entries"], alpha)
     human = net.run("model", "eval", "cand.raw", *net.node).stdout
@@ -612,8 +612,8 @@ def test_committee_genesis_and_keyholder_add_shares(net: Net, tmp_path: Path) ->
     # a 2-of-3 genesis writes member files; a new batch's share files install into the member's datadir
     import os
 
-    from consensus.genesis import load_genesis
-    from consensus.member import SHARE_DIR, MemberShares, deal_batch, load_member_file
+    from consensus.keyholder import SHARE_DIR, MemberShares, deal_batch, load_member_file
+    from consensus.protocol.genesis import load_genesis
     out = net.json("genesis", "create", "--out", str(tmp_path / "c"), "--keyholders", "3", "--threshold", "2",
                    "--rounds", "2", "--detect", "0.1", "--alloc", f"{net.keys['bob']}=5")
     assert out["committee"] and len(out["keyholder_files"]) == 3

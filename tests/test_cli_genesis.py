@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus import stats
-from consensus.genesis import load_genesis
 from consensus.keyholder import load_keyholder_file
+from consensus.protocol import stats
+from consensus.protocol.genesis import load_genesis
 from node.tools import sizing
 from node.tools.genesis_setup import KEYHOLDER_FILE
 from tests.test_cli_e2e import assert_one_line_error, popchain

@@ -13,12 +13,11 @@ from chain.address import address_of
 from chain.block import Header, model_hash
 from chain.errors import RuleError
 from chain.state import BURN_ACCOUNT, Account
-from consensus.genesis import GenesisParams
 from consensus.keyholder import RoundClosed
-from consensus.messages import Beacon
-from consensus.miner import open_block, seal
-from consensus.rules import timestamp_window
-from consensus.template import template_timestamp
+from consensus.mining import open_block, seal, template_timestamp
+from consensus.protocol.genesis import GenesisParams
+from consensus.protocol.messages import Beacon
+from consensus.protocol.rules import timestamp_window
 from tests.test_consensus_engine import T0, constant_model, enter, models, open_engine, opened, reveal
 from tests.test_consensus_helpers import MINERS, SQUATTERS, trained, world
 
@@ -196,7 +195,7 @@ def test_settlement_conserves_supply_and_never_overdraws(keys, bond):
     """Any forfeits on any balances: each key loses min(k · bond, balance), the burn account gains exactly the
     sum, nothing goes negative, nonces are untouched."""
     from chain.state import apply_moves
-    from consensus.settlement import settlement_moves
+    from consensus.protocol.settlement import settlement_moves
     start = {address_of(pub): bal << 64 | 7 for pub, bal, _ in keys}
     state: dict[bytes, int] = {}
     moves = settlement_moves(bond=bond, forfeits=tuple(sorted((pub, k) for pub, _, k in keys)))
@@ -212,7 +211,7 @@ def test_settlement_conserves_supply_and_never_overdraws(keys, bond):
 
 def test_a_beacon_settling_otherwise_than_its_notice_is_equivocation(node):
     """Miners seal their state roots on the notice's settlement; a beacon that changes it is keyholder fault."""
-    from consensus.messages import make_beacon
+    from consensus.protocol.messages import make_beacon
     from tests.test_consensus_helpers import KEYHOLDER
     store, engine, kh = node
     kh.step(T0)

@@ -1,4 +1,4 @@
-"""The keyholder committee's pure state machine (consensus.committee.Member): three members on real engines
+"""The keyholder committee's pure state machine (consensus.keyholder.Member): three members on real engines
 (LevelDB in tmp dirs, real Ed25519), messages delivered by the test, an explicit clock. Attackers first: a dead
 leader, n − t members stopped, a leader dropping an entry, a member signing two notices, and a byzantine
 leader proposing many contents (hypothesis): at most one content ever gathers t signatures."""
@@ -17,8 +17,9 @@ from chain.address import address_of
 from chain.crypto import Keypair
 from chain.encoding import pack
 from chain.store import ChainStore
-from consensus.committee import Member, Refusal, failover_ms
-from consensus.committee_msgs import (
+from consensus.engine import Engine
+from consensus.keyholder import Member, Refusal, failover_ms, load_member, member_file
+from consensus.protocol.committee import (
     CommitteeMsg,
     Evidence,
     Kind,
@@ -29,11 +30,8 @@ from consensus.committee_msgs import (
     notice_body,
     verify_evidence,
 )
-from consensus.committee_secret import load_member
-from consensus.engine import Engine
-from consensus.genesis import GenesisParams, create_committee_genesis, create_genesis, load_genesis
-from consensus.member import member_file
-from consensus.messages import AnchorNotice, Beacon, make_entry
+from consensus.protocol.genesis import GenesisParams, create_committee_genesis, create_genesis, load_genesis
+from consensus.protocol.messages import AnchorNotice, Beacon, make_entry
 from ml.shards import SecretTask
 from ml.task import synthetic
 
@@ -305,7 +303,7 @@ def test_a_byzantine_leader_cannot_get_two_notices_signed_by_honest_members(chai
 
 def test_released_shares_are_checked_and_t_of_them_give_the_key(net):
     from chain.errors import RuleError
-    from consensus.shares import KeyShare
+    from consensus.protocol.shares import KeyShare
     m0, m1 = net.members[0], net.members[1]
     s0, s1 = m0.shares.share_for(2), m1.shares.share_for(2)
     m0.shares.check_share(1, 2, s1)
@@ -341,7 +339,7 @@ def test_members_whose_reveal_times_differ_still_agree(net):
 def test_two_fully_signed_beacons_name_the_members_that_signed_both(net):
     """With t = 2 > n / 2 two different beacons of a round both reach t only if some member signed both: the
     engine keeps the first, refuses the second as equivocation, and /api/status names the double signers."""
-    from consensus.messages import make_beacon
+    from consensus.protocol.messages import make_beacon
     from node.api import _signed_both
     g = net.genesis
     a, b, c = MEMBERS
@@ -358,7 +356,7 @@ def test_two_fully_signed_beacons_name_the_members_that_signed_both(net):
 
 
 def _signed_notice(g):
-    from consensus.messages import make_anchor_notice
+    from consensus.protocol.messages import make_anchor_notice
     return make_anchor_notice(MEMBERS[:2], g.chain_id, 1, g.hash, 0, 10**12)
 
 
@@ -367,8 +365,8 @@ def test_an_exhausted_committee_chain_is_revived_by_a_dealt_task(net):
     announcement whose shard keys the sponsor dealt to the committee (material in the message, one share file
     per member) opens the next round, and t members that installed their share file reveal its key. A member
     without the share file co-signs nothing that activates the task (it could not help reveal it)."""
-    from consensus.member import deal_batch, install_share_file, load_member_file
-    from consensus.tasks import initial_champion, make_task_announcement
+    from consensus.keyholder import deal_batch, install_share_file, load_member_file
+    from consensus.protocol.tasks import initial_champion, make_task_announcement
     from ml.shards import package_task
     g = net.genesis
     t = T0
@@ -407,7 +405,7 @@ def test_an_exhausted_committee_chain_is_revived_by_a_dealt_task(net):
 
 def test_a_task_message_without_committee_material_is_refused(net):
     from chain.errors import RuleError
-    from consensus.tasks import initial_champion, make_task_announcement
+    from consensus.protocol.tasks import initial_champion, make_task_announcement
     from ml.shards import package_task
     data = synthetic(b"committee-third-task", n_samples=40 + 300, n_features=6, n_informative=3, n_classes=2)
     public, _ = package_task(data, 1, 40, n_train=300, seed=b"task-2", rng=_rng())

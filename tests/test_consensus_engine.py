@@ -14,9 +14,9 @@ from chain.errors import RuleError
 from chain.store import ChainStore
 from consensus.engine import Engine
 from consensus.keyholder import Keyholder, RoundClosed, keyholder_file, load_keyholder_file
-from consensus.messages import Beacon, make_beacon
-from consensus.miner import open_block, seal
-from consensus.rules import fork_key
+from consensus.mining import open_block, seal
+from consensus.protocol.messages import Beacon, make_beacon
+from consensus.protocol.rules import fork_key
 from tests.test_consensus_helpers import KEYHOLDER, MINERS, ROUNDS, kp, trained, transfer, world
 
 T0 = 1_700_000_100.0

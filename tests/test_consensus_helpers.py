@@ -15,10 +15,10 @@ from chain.block import Block, Header, model_hash, tx_root
 from chain.crypto import Keypair
 from chain.store import ChainStore
 from chain.tx import Transfer, make_transfer
-from consensus.genesis import Genesis, GenesisParams, create_genesis
-from consensus.messages import PAYLOAD_VERSION, Beacon, RoundPayload, make_beacon
-from consensus.miner import score_against
-from consensus.rules import crowning_bar
+from consensus.mining import score_against
+from consensus.protocol.genesis import Genesis, GenesisParams, create_genesis
+from consensus.protocol.messages import PAYLOAD_VERSION, Beacon, RoundPayload, make_beacon
+from consensus.protocol.rules import crowning_bar
 from ml.model import encode_model
 from ml.shards import SecretTask, split_test
 from ml.task import synthetic
@@ -93,7 +93,7 @@ def make_block(store: ChainStore, *, miner: Keypair = MINERS[0], model: bytes | 
     g = w.genesis
     parent = parent or store.tip()
     model = model if model is not None else trained("linear")
-    from consensus.settlement import settlement_moves
+    from consensus.protocol.settlement import settlement_moves
     moves = settlement_moves(bond=g.params.entry_bond, forfeits=tuple((beacon or {}).get("forfeits", ())))
     delta = store.preview_txs(parent.hash, miner.public, txs, g.ledger_params, moves)
     fields = dict(version=1, chain_id=g.chain_id, height=parent.height + 1, prev_hash=parent.hash, round=round,

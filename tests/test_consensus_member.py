@@ -1,4 +1,4 @@
-"""Committee genesis (version 2), member files and share files (consensus.member, PROTOCOL §3.1, §3.14).
+"""Committee genesis (version 2), member files and share files (consensus.keyholder, PROTOCOL §3.1, §3.14).
 
 Attack first: a member file of another chain or another member, a tampered genesis committee field, a
 minority threshold, a share file for someone else; then: t member files reconstruct every genesis shard key
@@ -17,19 +17,19 @@ from chain.block import Block
 from chain.crypto import tagged_hash
 from chain.encoding import pack, unpack
 from chain.errors import DecodeError, RuleError
-from consensus.genesis import CONFIG_TAG, load_genesis
-from consensus.keyholder import load_keyholder_file
-from consensus.member import (
+from consensus.keyholder import (
     SHARE_DIR,
     add_share_file,
     check_member,
     deal_batch,
+    load_keyholder_file,
     load_member_file,
     load_share_file,
     scan_share_dir,
     share_file,
 )
-from consensus.shares import combine_shares, decode_material
+from consensus.protocol.genesis import CONFIG_TAG, load_genesis
+from consensus.protocol.shares import combine_shares, decode_material
 from ml.shards import open_shard
 from node.tools.testing import build_chain_offline, make_test_chain
 
@@ -54,7 +54,7 @@ def test_committee_genesis_carries_the_material(committee):
 def test_two_members_reconstruct_every_key_one_holds_none(committee, members):
     g = committee.genesis
     for m, path in zip(members, committee.member_paths):
-        from consensus.member import is_member_file
+        from consensus.keyholder import is_member_file
         assert is_member_file(path.read_bytes())
         check_member(m, g)
         assert m.keypair.public == g.keyholders[m.member - 1]
@@ -63,7 +63,7 @@ def test_two_members_reconstruct_every_key_one_holds_none(committee, members):
     for r, shard in enumerate(g.task.commitments, 1):
         shares = [m.share_for(shard) for m in members]
         for s in shares:
-            from consensus.shares import check_share
+            from consensus.protocol.shares import check_share
             check_share(s, g.committee, g.keyholders, shard_commitment=shard, leaf=r - 1)
         for pair in ((0, 1), (0, 2), (1, 2)):
             key = combine_shares([shares[i] for i in pair], 2)
@@ -126,7 +126,7 @@ def test_tampered_committee_genesis_is_refused(committee, attack):
 def test_version_1_genesis_has_no_committee(tmp_path):
     single = make_test_chain(tmp_path, rounds=2, shard_size=40, n_train=300)
     assert single.genesis.committee is None and single.member_paths == ()
-    from consensus.member import is_member_file
+    from consensus.keyholder import is_member_file
     assert not is_member_file(single.keyholder_path.read_bytes()) and not is_member_file(b"\x00junk")
 
 
@@ -175,7 +175,7 @@ def test_new_batch_share_files_reach_a_running_member(committee, members, tmp_pa
 
 
 def test_committee_share_source(committee, tmp_path):
-    from consensus.member import committee_shares
+    from consensus.keyholder import committee_shares
     g = committee.genesis
     sources = [committee_shares(p.read_bytes(), g, tmp_path / f"kh{i}")[1]
                for i, p in enumerate(committee.member_paths)]
@@ -221,7 +221,7 @@ def test_committee_genesis_rule(committee, t, t_material, roots, shards):
 
 
 def test_batch_material_rule(committee, tmp_path):
-    from consensus.member import check_batch_material
+    from consensus.protocol.tasks import check_batch_material
     g = committee.genesis
     material, _ = deal_batch(g, [os.urandom(32)] * 2, [os.urandom(32), os.urandom(32)])
     assert check_batch_material(g, material, 2) is not None

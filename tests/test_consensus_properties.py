@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from chain.block import Block, Header
 from chain.crypto import Keypair
 from chain.errors import DecodeError
-from consensus.genesis import GenesisParams
-from consensus.messages import (
+from consensus.protocol.genesis import GenesisParams
+from consensus.protocol.messages import (
     AnchorNotice,
     Beacon,
     Entry,
@@ -19,8 +19,8 @@ from consensus.messages import (
     make_beacon,
     make_entry,
 )
-from consensus.rules import ScoredBlock, fork_key
-from consensus.stats import accepts, min_disagreement
+from consensus.protocol.rules import ScoredBlock, fork_key
+from consensus.protocol.stats import accepts, min_disagreement
 from ml.score import paired
 
 KP = Keypair.from_seed(bytes(range(32)))

@@ -9,7 +9,8 @@ import pytest
 from chain.address import address_of
 from chain.block import Block, model_hash
 from chain.errors import RuleError
-from consensus.rules import OrphanBlock, decode_block, validate_block
+from consensus.engine import OrphanBlock, validate_block
+from consensus.protocol.rules import decode_block
 from ml.model import LinearModel, encode_model
 from tests.test_consensus_helpers import (
     KEYHOLDER,
@@ -109,7 +110,7 @@ def test_bad_round(store):
 
 def test_bad_activation(store):
     """A beacon that activates a task message, in a payload whose bytes are not that message."""
-    from consensus.messages import make_beacon, make_payload
+    from consensus.protocol.messages import make_beacon, make_payload
     block, bc = make_block(store)
     h = bytes(range(32))
     forged = make_beacon([KEYHOLDER], bc.chain_id, bc.round, bc.anchor_hash, bc.listed, bc.shard_key,
@@ -232,7 +233,7 @@ def test_a_model_opened_earlier_cannot_be_crowned(store):
 def test_forfeits_are_charged_before_the_txs(store):
     """A forfeited bond is burnt before the block's txs: a state root that ignores it is bad."""
     from chain.state import BURN_ACCOUNT
-    from consensus.settlement import settlement_moves
+    from consensus.protocol.settlement import settlement_moves
     g = world().genesis
     forfeits = ((MINERS[1].public, 2),)
     block, _ = make_block(store, beacon={"forfeits": forfeits})
@@ -249,14 +250,14 @@ def test_bad_shard_commitment(store):
 
 
 def test_bad_bar_is_a_bad_score(store):
-    from consensus.messages import RoundPayload
+    from consensus.protocol.messages import RoundPayload
     p = RoundPayload.decode(make_block(store)[0].payload)
     check(store, make_block(store, payload={"bar": p.bar - 1})[0], "bad-score")
 
 
 def test_bad_score(store):
     block, _ = make_block(store)
-    from consensus.messages import RoundPayload
+    from consensus.protocol.messages import RoundPayload
     p = RoundPayload.decode(block.payload)
     check(store, make_block(store, payload={"b": p.b + 1})[0], "bad-score")
 

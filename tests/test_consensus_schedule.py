@@ -1,4 +1,4 @@
-"""Property tests of the task schedule and the bounty ledger (PROTOCOL §3.13), pure: consensus.registry folded
+"""Property tests of the task schedule and the bounty ledger (PROTOCOL §3.13), pure: consensus.protocol.registry folded
 the way a live node does (round by round) and the way a syncing node does (from each block's anchor, with the
 activations its beacon lists), plus a hypothesis state machine for total supply under escrow, payouts,
 refunds, forfeits and transfers, applying moves with chain.state.apply_moves (the ledger's own code)."""
@@ -12,8 +12,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from chain.address import address_of
 from chain.state import BURN_ACCOUNT, apply_moves
-from consensus.registry import ChampionRecord, Registry, advance, genesis_registry, payout_move
-from consensus.tasks import ANNOUNCE, EXTEND, TaskAnnouncement, TaskExtension, escrow_account
+from consensus.protocol.registry import ChampionRecord, Registry, advance, genesis_registry, payout_move
+from consensus.protocol.tasks import ANNOUNCE, EXTEND, TaskAnnouncement, TaskExtension, escrow_account
 
 GENESIS = hashlib.sha256(b"genesis").digest()
 CHAMP0 = ChampionRecord(GENESIS, 0, 0, bytes(32), b"m" * 32, 0, 0, 0, 0)
@@ -31,7 +31,7 @@ def extension(task_id: int, seq: int, n: int, i: int) -> TaskExtension:
 
 
 class Book:
-    """Messages and their shard counts (what consensus.taskbook.TaskBook provides from the store)."""
+    """Messages and their shard counts (what consensus.engine.TaskBook provides from the store)."""
 
     def __init__(self) -> None:
         self.msgs: dict = {}
@@ -208,7 +208,7 @@ acts_st = st.lists(st.tuples(st.integers(1, 50), st.binary(min_size=32, max_size
 @given(st.integers(50, 60), st.integers(0, 2**16 - 1), st.integers(1, 2**32 - 1), acts_st)
 def test_notice_and_beacon_roundtrip_with_a_schedule(r, task_id, shard, acts):
     from chain.crypto import Keypair
-    from consensus.messages import AnchorNotice, Beacon, make_anchor_notice, make_beacon
+    from consensus.protocol.messages import AnchorNotice, Beacon, make_anchor_notice, make_beacon
     kp = Keypair.from_seed(bytes(32))
     n = make_anchor_notice([kp], "popchain-x", r, bytes(32), 0, 5, task_id=task_id, shard_index=shard,
                            activations=acts)
@@ -225,7 +225,7 @@ def test_malformed_schedules_do_not_decode():
 
     from chain.crypto import Keypair
     from chain.errors import DecodeError
-    from consensus.messages import make_anchor_notice, make_beacon
+    from consensus.protocol.messages import make_anchor_notice, make_beacon
     kp = Keypair.from_seed(bytes(32))
     h = bytes(32)
     for kw in (dict(shard_index=0, task_id=3),                       # idle names task 0

@@ -1,4 +1,4 @@
-"""Shamir sharing of shard keys, share commitments, released-share checks (consensus.shares, PROTOCOL §3.14).
+"""Shamir sharing of shard keys, share commitments, released-share checks (consensus.protocol.shares, PROTOCOL §3.14).
 
 Attack first: a corrupted share (any field), a share for another shard / member / leaf, a truncated or padded
 Merkle path, hostile bytes for every decoder; then the properties: any t shares reconstruct, any t − 1 are
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from chain.crypto import merkle_root
 from chain.errors import DecodeError, RuleError
-from consensus.shares import (
+from consensus.protocol.shares import (
     KeyholderMaterial,
     KeyShare,
     P,

@@ -16,7 +16,7 @@ from benchmarks.sim_attackers import copy_flip, copy_noise
 from benchmarks.sim_rule import crown_power, exact_tail, false_crown_round
 from benchmarks.simulation import DEFAULT_SHARD_ROWS, FIGURES, regression, scenario_extend
 from benchmarks.simulator import SCENARIOS, World, WorldConfig, run_scenario
-from consensus.stats import crown_threshold
+from consensus.protocol.stats import crown_threshold
 from ml.model import MLPModel, TreesModel, decode_model, encode_model
 
 CONFIG = WorldConfig(rounds=3, shard_size=DEFAULT_SHARD_ROWS, n_test=2_000, max_train_rows=4_000)

@@ -1,4 +1,4 @@
-"""consensus.stats: the exact Bonferroni-corrected sign test against an independent Fraction + math.comb reference,
+"""consensus.protocol.stats: the exact Bonferroni-corrected sign test against an independent Fraction + math.comb reference,
 and the false-accept / power statements PROTOCOL §3.7 makes."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus.stats import (
+from consensus.protocol.stats import (
     DEFAULT_ALPHA,
     accepts,
     crown_threshold,

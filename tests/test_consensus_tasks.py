@@ -18,9 +18,9 @@ from chain.state import BURN_ACCOUNT
 from chain.store import ChainStore
 from consensus.engine import Engine
 from consensus.keyholder import Done, Keyholder, RoundClosed
-from consensus.messages import AnchorNotice, Beacon
-from consensus.miner import open_block, seal
-from consensus.tasks import (
+from consensus.mining import open_block, seal
+from consensus.protocol.messages import AnchorNotice, Beacon
+from consensus.protocol.tasks import (
     TaskAnnouncement,
     TaskExtension,
     cosign,
@@ -361,14 +361,14 @@ def test_a_forged_schedule_is_refused(lived):
     """A beacon naming another (task, shard) than the schedule gives cannot make a valid block."""
     engine, _, blocks = lived
     block = blocks[0]
-    from consensus.messages import RoundPayload, make_beacon, make_payload
+    from consensus.protocol.messages import RoundPayload, make_beacon, make_payload
     p = RoundPayload.decode(block.payload)
     b = p.beacon
     forged = make_beacon([KEYHOLDER], b.chain_id, b.round, b.anchor_hash, b.listed, b.shard_key,
                          opened_ms=b.opened_ms, time_ms=b.time_ms, task_id=0, shard_index=1,
                          activations=b.activations)
     with pytest.raises(RuleError) as exc:
-        from consensus.rules import validate_block
+        from consensus.engine import validate_block
         validate_block(dataclasses.replace(block, payload=make_payload(forged, p.b, p.c, p.bar, p.activations).encode()),
                        genesis=world().genesis, store=engine.store, book=engine.book)
     assert exc.value.code in ("bad-schedule", "stale-parent"), exc.value
@@ -410,7 +410,7 @@ def test_verify_and_reindex_replay_the_bounty_moves(lived):
 def test_a_notice_naming_another_shard_than_the_schedule_is_refused(tmp_path):
     """Even keyholder-signed: round 1 of a fresh chain serves shard 1 of task 0, nothing else, and a notice
     cannot activate a message that does not apply (an extension of a task that does not exist)."""
-    from consensus.messages import make_anchor_notice
+    from consensus.protocol.messages import make_anchor_notice
     store, engine, _ = open_engine(tmp_path / "db")
     try:
         g = world().genesis

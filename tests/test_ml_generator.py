@@ -206,7 +206,7 @@ def test_generated_genesis_round_trips_and_stays_small(world):
     """A genesis of 100 rounds x 13,000-row shards: small, decodable, and every node opens the same rows."""
     from chain.address import address_of
     from chain.crypto import Keypair
-    from consensus.genesis import create_genesis, load_genesis
+    from consensus.protocol.genesis import create_genesis, load_genesis
 
     kh = Keypair.from_seed(bytes(range(32)))
     genesis, secret_bytes = create_genesis(world, chain_id="popchain-gen", rounds=100, shard_size=13_000,

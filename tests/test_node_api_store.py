@@ -100,8 +100,8 @@ def test_depth_check_ignores_brackets_in_strings():
 
 async def _mine_one_block(c, chain, model: bytes, txs) -> dict:
     """Round 1 on the keyholder's node: the txs in, miner 0 enters, opens after the beacon (crowned)."""
-    from consensus.messages import Beacon
-    from consensus.miner import open_block, seal
+    from consensus.mining import open_block, seal
+    from consensus.protocol.messages import Beacon
     from node.tools.testing import template_from_json, wait_for
 
     async def open_round():

@@ -15,8 +15,8 @@ import pytest
 
 from benchmarks._nodeproc import NodeProc, stop_all
 from chain.encoding import pack
-from consensus.committee_msgs import Kind, make_msg, notice_body
-from consensus.messages import AnchorNotice, Beacon, make_entry
+from consensus.protocol.committee import Kind, make_msg, notice_body
+from consensus.protocol.messages import AnchorNotice, Beacon, make_entry
 from node import wire
 from node.tools.client import NodeClient
 from node.tools.committee_kit import Entrant, beacon_leader, kill, make_committee_chain

@@ -10,8 +10,8 @@ import pytest
 
 from chain.address import address_of, encode_address
 from chain.tx import make_transfer
-from consensus.messages import Beacon
-from consensus.miner import open_block, seal
+from consensus.mining import open_block, seal
+from consensus.protocol.messages import Beacon
 from ml.model import encode_model
 from ml.training import train_candidate
 from node.tools.testing import InProcessNode, make_test_chain, node_config, template_from_json, wait_for

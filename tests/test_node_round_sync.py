@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from consensus.miner import seal
+from consensus.mining import seal
 from node.tools.testing import InProcessNode, make_test_chain, node_config, template_from_json, wait_for
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
@@ -52,7 +52,7 @@ def test_late_joiner_lists_the_shard_keys_of_void_rounds(tmp_path):
 def test_an_announcement_submitted_to_a_node_revives_the_exhausted_chain_everywhere(tmp_path):
     """Node.submit_task_message on the keyholder's node (with the task's shard keys): gossiped as a TASK object,
     activated by the next notice; the other node learns the task and the open round serves it."""
-    from consensus.tasks import initial_champion, make_task_announcement
+    from consensus.protocol.tasks import initial_champion, make_task_announcement
     from ml.shards import package_task
     from ml.task import synthetic
     from node.tools.testing import seeded_keypair

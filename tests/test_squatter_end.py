@@ -25,11 +25,11 @@ from chain.address import address_of
 from chain.crypto import Keypair
 from chain.store import ChainStore
 from chain.tx import make_transfer
-from consensus import template as tmpl
+from consensus import mining as tmpl
 from consensus.engine import Engine
 from consensus.keyholder import Keyholder, RoundClosed
-from consensus.messages import Beacon
-from consensus.miner import open_block, seal
+from consensus.mining import open_block, seal
+from consensus.protocol.messages import Beacon
 from ml.model import decode_model, encode_model
 from ml.training import train_candidate
 

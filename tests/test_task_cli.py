@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chain.errors import DecodeError, PopError
-from consensus.genesis import load_genesis
 from consensus.keyholder import keyholder_file
-from consensus.tasks import TaskAnnouncement, decode_task_message
+from consensus.protocol.genesis import load_genesis
+from consensus.protocol.tasks import TaskAnnouncement, decode_task_message
 from ml.errors import MLError, TaskError
 from ml.shards import PublicTask, SecretTask, open_shard
 from node.tools.task_setup import (
@@ -185,8 +185,9 @@ def test_a_committee_chain_task_is_dealt_to_its_members_and_signed_by_two_of_the
     """Issue 12 x 11: on a 2-of-3 chain `task create` deals the shard keys (keyholder material in the
     announcement, one 0600 share file per member); any two members' shares give each key, a member file signs
     for its one governance key, and two of them reach the threshold."""
-    from consensus.member import add_share_file, check_batch_material, load_member_file
-    from consensus.shares import combine_shares
+    from consensus.keyholder import add_share_file, load_member_file
+    from consensus.protocol.shares import combine_shares
+    from consensus.protocol.tasks import check_batch_material
     chain = make_test_chain(tmp_path / "chain", rounds=2, keyholders=3, threshold=2)
     genesis = load_genesis(chain.genesis_path.read_bytes())
     out = create_task_files(tmp_path / "t", genesis, chain.users[0], rounds=2, shard_size=60, detect=0.05)

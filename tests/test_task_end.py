@@ -178,7 +178,7 @@ def test_post_task_refuses_hostile_bodies(closed_net: ClosedNet) -> None:
 
 
 def test_post_task_refuses_forgeries_unknown_tasks_and_bad_sequences(closed_net: ClosedNet) -> None:
-    from consensus.tasks import make_task_announcement, make_task_extension
+    from consensus.protocol.tasks import make_task_announcement, make_task_extension
     from ml.task import synthetic
     from node.tools.task_setup import build_extension
     from node.tools.testing import seeded_keypair

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chain.address import address_of, encode_address
-from consensus.rules import ScoringCache
+from consensus.engine import ScoringCache
 from node.engine_api import to_json
 from node.events import EventBus, StatePublisher
 

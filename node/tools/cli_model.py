@@ -45,7 +45,7 @@ def cmd_history(args: argparse.Namespace) -> None:
 
 
 def cmd_get(args: argparse.Namespace) -> None:
-    from consensus.genesis import load_genesis
+    from consensus.protocol.genesis import load_genesis
     from ml.predictor import PopPredictor
     wanted = _hash_arg(args.hash)
 
@@ -109,7 +109,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         pred = local.predict(X)
         source, label = args.model, f"model {args.model}"
     else:
-        from consensus.genesis import load_genesis
+        from consensus.protocol.genesis import load_genesis
         from ml.predictor import PopPredictor
 
         async def fetch(client):
@@ -204,7 +204,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     data = path.read_bytes()
 
     async def run(client):
-        from consensus.genesis import load_genesis
+        from consensus.protocol.genesis import load_genesis
         genesis = load_genesis(await client.genesis())
         if args.file.endswith(".onnx"):
             raise CliError("eval needs the integer model (.popmodel or raw bytes), not an ONNX export")
@@ -240,7 +240,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from node.tools import provenance as pv
     expected = None
     if args.genesis:
-        from consensus.genesis import load_genesis
+        from consensus.protocol.genesis import load_genesis
         expected = load_genesis(Path(args.genesis).read_bytes()).hash
     try:
         report = asyncio.run(acall(args, lambda c: pv.audit(c, expected)))

@@ -14,7 +14,7 @@ from node.tools.cli_common import RETRY_S, CliError, Commands, add_json, address
 def cmd_genesis_create(args: argparse.Namespace) -> None:
     import sys
 
-    from consensus.genesis import GenesisParams
+    from consensus.protocol.genesis import GenesisParams
     from node.tools.genesis_setup import create_genesis_files, public_dataset_warning
     allocations = []
     for item in args.alloc:
@@ -68,7 +68,7 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
 
 def cmd_keyholder_add_shares(args: argparse.Namespace) -> None:
     from chain.errors import PopError
-    from consensus.member import install_share_file, load_member_file
+    from consensus.keyholder import install_share_file, load_member_file
     try:
         secret = load_member_file(_read(args.keyholder, "keyholder"))
         path, batch = install_share_file(secret, _read(args.file, "share"), Path(args.datadir))

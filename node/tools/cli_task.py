@@ -20,7 +20,7 @@ from node.tools.cli_common import CliError, Commands, add_node, call, emit, kv, 
 
 def _genesis(args: argparse.Namespace):
     """The chain's genesis: --genesis FILE, else fetched from --node."""
-    from consensus.genesis import load_genesis
+    from consensus.protocol.genesis import load_genesis
     if getattr(args, "genesis", None):
         try:
             return load_genesis(Path(args.genesis).read_bytes())
@@ -86,7 +86,7 @@ def _share_lines(out: dict) -> list[str]:
 
 def _load_message(path: str):
     from chain.errors import DecodeError
-    from consensus.tasks import decode_task_message
+    from consensus.protocol.tasks import decode_task_message
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -105,7 +105,7 @@ def _read(path: str, what: str) -> bytes:
 
 
 def cmd_announce(args: argparse.Namespace) -> None:
-    from consensus.tasks import TaskAnnouncement
+    from consensus.protocol.tasks import TaskAnnouncement
     from node.tools.task_setup import SigningError, governance_sign, secret_keys_of
     msg = _load_message(args.file)
     keyholder_raw = _read(args.keyholder, "keyholder file")

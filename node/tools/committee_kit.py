@@ -1,5 +1,5 @@
 """A keyholder committee on loopback for tests and benchmarks: a small chain with n keyholder keys and threshold
-t (dealt Shamir shares, consensus.genesis.create_committee_genesis; n = 1: a single-keyholder chain), one secret
+t (dealt Shamir shares, consensus.protocol.genesis.create_committee_genesis; n = 1: a single-keyholder chain), one secret
 file per member, member node processes (``python -m node run --keyholder FILE``) and an
 entrant that posts entries through the API so that rounds reveal.
 
@@ -17,11 +17,16 @@ from pathlib import Path
 
 from chain.address import address_of
 from chain.crypto import Keypair
-from consensus.committee_msgs import leader
-from consensus.genesis import Genesis, GenesisParams, create_committee_genesis, create_genesis, load_genesis
-from consensus.keyholder import keyholder_file
-from consensus.member import member_file
-from consensus.messages import make_entry
+from consensus.keyholder import keyholder_file, member_file
+from consensus.protocol.committee import leader
+from consensus.protocol.genesis import (
+    Genesis,
+    GenesisParams,
+    create_committee_genesis,
+    create_genesis,
+    load_genesis,
+)
+from consensus.protocol.messages import make_entry
 from ml.task import synthetic
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.testing import MINER_BALANCE, seeded_keypair

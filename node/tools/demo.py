@@ -25,7 +25,7 @@ from chain.address import address_of, encode_address
 from chain.crypto import Keypair
 from chain.tx import make_transfer
 from chain.wallet import Wallet
-from consensus.genesis import GenesisParams, load_genesis
+from consensus.protocol.genesis import GenesisParams, load_genesis
 from node.datadir import read_ports
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.genesis_setup import (

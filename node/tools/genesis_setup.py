@@ -2,7 +2,7 @@
 write the three files.
 
 ``popchain genesis create`` and ``popchain demo`` both call ``create_genesis_files``; the consensus rules for
-what a genesis contains live in consensus.genesis, the sizing arithmetic in node.tools.sizing; this module only
+what a genesis contains live in consensus.protocol.genesis, the sizing arithmetic in node.tools.sizing; this module only
 chooses sizes and writes files. The synthetic task is a *generated* package (ml.generator: each hidden shard is
 a committed world + seed, so power-sized 13,000-row shards cost genesis a few hundred bytes); named datasets
 and CSV files ship their shards as encrypted rows.
@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from chain.crypto import Keypair
-from consensus.genesis import GenesisParams, create_committee_genesis, create_genesis
-from consensus.keyholder import keyholder_file
-from consensus.member import member_file
+from consensus.keyholder import keyholder_file, member_file
+from consensus.protocol.genesis import GenesisParams, create_committee_genesis, create_genesis
 from ml.errors import TaskError
 from ml.generator import MAX_GEN_ELEMENTS, World, generate, world_from_seed
 from ml.shards import MAX_SHARD_SIZE, split_test
@@ -170,7 +169,7 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
 
 def _check_committee(n: int, t: int) -> None:
     """The committee shape genesis accepts (§3.14), as one-line errors before any work is done."""
-    from consensus.messages import MAX_KEYHOLDERS
+    from consensus.protocol.messages import MAX_KEYHOLDERS
     if not 1 <= n <= MAX_KEYHOLDERS:
         raise TaskError(f"--keyholders {n}: between 1 and {MAX_KEYHOLDERS}")
     if not 1 <= t <= n:

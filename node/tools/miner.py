@@ -4,7 +4,7 @@ Each round: train a candidate (scikit-learn, in a worker thread) on the newest r
 latest shards, then older ones and the public data; on a drifting task the concept has moved on from old
 shards), holding back the second half of the most recent shard, check it against the champion on that half, enter the round with a sealed
 entry, open the block once the beacon lists it, and report the round's verdict. The consensus work (sealing,
-scoring, payload) is consensus.miner's; this module only drives it over the API.
+scoring, payload) is consensus.mining's; this module only drives it over the API.
 """
 from __future__ import annotations
 
@@ -20,10 +20,9 @@ import numpy as np
 
 from chain.crypto import Keypair
 from chain.tx import Transfer
-from consensus.genesis import Genesis, load_genesis
-from consensus.messages import Beacon
-from consensus.miner import open_block, seal
-from consensus.template import Template
+from consensus.mining import Template, open_block, seal
+from consensus.protocol.genesis import Genesis, load_genesis
+from consensus.protocol.messages import Beacon
 from ml.shards import PublicTask
 from ml.task import Dataset
 from node.tools.client import ApiCallError, NodeClient
@@ -266,7 +265,7 @@ class Miner:
             task = await self._task(task_id, beacon.shard_index)
         opened = await asyncio.to_thread(open_block, block, beacon, genesis=self.genesis, champion_bytes=champion,
                                          task=task.public, activations=activations)
-        from consensus.messages import RoundPayload
+        from consensus.protocol.messages import RoundPayload
         payload = RoundPayload.decode(opened.payload)
         report.b, report.c, report.bar = payload.b, payload.c, payload.bar
         try:

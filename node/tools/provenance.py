@@ -3,7 +3,7 @@
 Everything is recomputed locally from what the node serves, with the consensus code itself: shards are opened
 with ``ml.shards.open_shard`` (which checks the genesis commitment), beacons are verified against the genesis
 keyholders, models are scored with ``ml.score`` (bit-exact integers) and the round test is the rule function of
-``consensus.rules`` / ``consensus.stats`` (``round_test`` below is the one place that calls it). A node that lies about a record is
+``consensus.protocol.rules`` / ``consensus.protocol.stats`` (``round_test`` below is the one place that calls it). A node that lies about a record is
 caught; a node that withholds data makes the check fail loudly. It does not trust the node's champion
 records: each is compared with the block's own payload and with the recomputation.
 """
@@ -18,8 +18,8 @@ import numpy as np
 
 from chain.block import Block, model_hash
 from chain.errors import DecodeError
-from consensus.genesis import Genesis, GenesisParams
-from consensus.messages import Beacon, RoundPayload
+from consensus.protocol.genesis import Genesis, GenesisParams
+from consensus.protocol.messages import Beacon, RoundPayload
 from ml.errors import MLError
 from ml.model import Model, decode_model
 from ml.score import paired, score
@@ -37,10 +37,10 @@ def round_test(params: GenesisParams, round_: int, parent: dict[str, Any], b: in
                m: int) -> tuple[dict[str, int], bool]:
     """(the crowning record's rule fields, passes) for a challenger of ``round_`` with (b, c) against the
     champion ``parent`` (its champion record) among ``m`` listed entries: the consensus rule functions
-    themselves (the exact family-wise sign test, consensus.stats; record field ``bar``), never a
+    themselves (the exact family-wise sign test, consensus.protocol.stats; record field ``bar``), never a
     re-implementation. ``round_`` and ``parent`` do not enter the current rule (no retarget)."""
-    from consensus import rules
-    from consensus.stats import accepts
+    from consensus.protocol import rules
+    from consensus.protocol.stats import accepts
     return {"bar": rules.crowning_bar(b, c, m, params)}, accepts(b, c, m, params.alpha)
 
 
@@ -95,7 +95,7 @@ class ChainView:
 
 
 async def chain_view(client) -> ChainView:
-    from consensus.genesis import load_genesis
+    from consensus.protocol.genesis import load_genesis
     genesis = load_genesis(await client.genesis())
     history = (await client.champion())["history"]
     task = await client.task()

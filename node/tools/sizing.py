@@ -1,7 +1,7 @@
 """Shard sizing for ``popchain genesis create``: how many rows a hidden shard needs for the crowning test to
 detect a target improvement, and what a given size can detect.
 
-Everything statistical is consensus.stats': the exact integer thresholds (``crown_threshold`` over m = E listed
+Everything statistical is consensus.protocol.stats': the exact integer thresholds (``crown_threshold`` over m = E listed
 entries at α) and the float power around them; this module only searches shard sizes and improvements with it.
 What it does NOT do: decide validity — nothing here is a consensus rule.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consensus import stats
-from consensus.stats import DEFAULT_ALPHA, Alpha, min_disagreement
+from consensus.protocol import stats
+from consensus.protocol.stats import DEFAULT_ALPHA, Alpha, min_disagreement
 
 POWER_TARGET = 0.8
 DISAGREEMENT = 0.10        # the champion/challenger disagreement the target improvement is sized at
@@ -20,7 +20,7 @@ MAX_SIZED_ROWS = 400_000
 
 def power(n_rows: int, p_disagree: float, improvement: float, m: int, alpha: Alpha = DEFAULT_ALPHA) -> float:
     """P(crowned) for a challenger ``improvement`` more accurate than the champion that disagrees with it on a
-    ``p_disagree`` share of an ``n_rows`` shard (consensus.stats.power, in improvement terms)."""
+    ``p_disagree`` share of an ``n_rows`` shard (consensus.protocol.stats.power, in improvement terms)."""
     if p_disagree <= 0:
         return 0.0
     return stats.power(n_rows, p_disagree, stats.p_better_for(improvement, p_disagree), m, alpha)
@@ -29,7 +29,7 @@ def power(n_rows: int, p_disagree: float, improvement: float, m: int, alpha: Alp
 def rows_for(improvement: float, m: int, alpha: Alpha = DEFAULT_ALPHA, *, p_disagree: float = DISAGREEMENT,
              target: float = POWER_TARGET, max_rows: int = MAX_SIZED_ROWS) -> int | None:
     """The fewest shard rows (to within 0.5 %) with ``power`` ≥ target, or None if ``max_rows`` do not
-    (consensus.stats.rows_for_power, in improvement terms)."""
+    (consensus.protocol.stats.rows_for_power, in improvement terms)."""
     if p_disagree <= 0:
         return None
     return stats.rows_for_power(p_disagree, stats.p_better_for(improvement, p_disagree), m, alpha, target=target,

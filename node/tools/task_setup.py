@@ -3,7 +3,7 @@
 Does: load or generate the task's data (the same sources as ``genesis create``: synthetic, the built-in
 datasets, csv:PATH), size its shards for the chain's crowning test (node.tools.sizing via genesis_setup's
 ``size_task``, under the chain's own parameters E and α), package it (ml.shards), hold out a test split, have
-the sponsor sign the announcement (consensus.tasks), and write the files: a public message for the keyholders
+the sponsor sign the announcement (consensus.protocol.tasks), and write the files: a public message for the keyholders
 to co-sign and announce, and the secret shard keys for the keyholder (mode 0600). For an extension it seals a
 new batch of shards of an existing task under that task's shard format and indices.
 ``governance_sign`` adds the governance signatures of a keyholder file to a message (``task announce``).
@@ -24,7 +24,7 @@ from typing import Any
 from chain.crypto import Keypair
 from chain.encoding import check_int, check_list, pack, unpack
 from chain.errors import DecodeError
-from consensus.genesis import Genesis
+from consensus.protocol.genesis import Genesis
 from ml.errors import TaskError
 from ml.generator import World, generate, world_from_seed
 from ml.shards import PublicTask, SecretTask, package_generated, package_task, split_test
@@ -153,7 +153,7 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
                       rng: Rng = os.urandom) -> dict[str, Any]:
     """Write task.announce (public, sponsor-signed), task.secret (0600) and holdout.csv into ``out``; return
     a summary (sizes, the improvement the shards detect, the bounty split)."""
-    from consensus.tasks import initial_champion, make_task_announcement
+    from consensus.protocol.tasks import initial_champion, make_task_announcement
     announce_path, secret_path, holdout_path = out / ANNOUNCE_FILE, out / SECRET_FILE, out / HOLDOUT_FILE
     _refuse_existing(announce_path, secret_path)
     if bounty < 0 or (per_crowning is not None and per_crowning < 0):
@@ -190,7 +190,7 @@ def deal_shares(genesis: Genesis, keys: Sequence[bytes], commitments: Sequence[b
     §3.14) -> (keyholder material for the message, one share file per member); else (b"", [])."""
     if genesis.committee is None:
         return b"", []
-    from consensus.member import deal_batch
+    from consensus.keyholder import deal_batch
     return deal_batch(genesis, keys, commitments, rng)
 
 
@@ -250,7 +250,7 @@ def create_extension_files(out: Path, chain_id: str, task_id: int, seq: int, bat
                            genesis: Genesis | None = None, rng: Rng = os.urandom) -> dict[str, Any]:
     """Write the extension message (unsigned: ``task announce`` co-signs it) and its secret keys (0600); on a
     committee chain (``genesis`` given) also the members' share files of the new shards."""
-    from consensus.tasks import make_task_extension
+    from consensus.protocol.tasks import make_task_extension
     msg_path, secret_path = extension_paths(out, task_id, seq)
     _refuse_existing(msg_path, secret_path)
     material, share_files = (deal_shares(genesis, batch.secret.secret.keys, batch.commitments, rng)
@@ -275,10 +275,10 @@ def governance_sign(msg: Any, keyholder_raw: bytes, genesis: Genesis, *, partial
     """``msg`` (announcement or extension) with the signatures of the keyholder file's governance keys added.
     Raises SigningError unless the result reaches the chain's threshold (``partial``: any progress is fine)."""
     from consensus.keyholder import load_keyholder_file
-    from consensus.tasks import cosign
+    from consensus.protocol.tasks import cosign
     if msg.chain_id != genesis.chain_id:
         raise SigningError(f"the message is for chain {msg.chain_id!r}, not {genesis.chain_id!r}")
-    from consensus.member import is_member_file, load_member_file
+    from consensus.keyholder import is_member_file, load_member_file
     if is_member_file(keyholder_raw):      # a committee member's keyholder-i.secret: its one signing key
         keypairs: tuple[Keypair, ...] = (load_member_file(keyholder_raw).keypair,)
     else:

@@ -17,11 +17,10 @@ from pathlib import Path
 from chain.address import address_of
 from chain.crypto import Keypair
 from chain.tx import Transfer
-from consensus.genesis import Genesis, GenesisParams, create_genesis, load_genesis
 from consensus.keyholder import keyholder_file
-from consensus.messages import Beacon
-from consensus.miner import open_block, seal
-from consensus.template import Template
+from consensus.mining import Template, open_block, seal
+from consensus.protocol.genesis import Genesis, GenesisParams, create_genesis, load_genesis
+from consensus.protocol.messages import Beacon
 from ml.task import Dataset, synthetic
 from node.config import NodeConfig
 from node.tools.client import ApiCallError, NodeClient
@@ -86,8 +85,8 @@ def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100,
 def _committee_chain(directory: Path, dataset: Dataset, n: int, t: int, *, chain_id: str, rounds: int,
                      shard_size: int, allocations: list[tuple[bytes, int]], params: GenesisParams, n_train: int,
                      miners: tuple[Keypair, ...], users: tuple[Keypair, ...]) -> TestChain:
-    from consensus.genesis import create_committee_genesis
-    from consensus.member import member_file
+    from consensus.keyholder import member_file
+    from consensus.protocol.genesis import create_committee_genesis
     members = sorted((seeded_keypair(f"keyholder{i}") for i in range(1, n + 1)), key=lambda kp: kp.public)
     genesis, dealing = create_committee_genesis(dataset, chain_id=chain_id, rounds=rounds, shard_size=shard_size,
                                                 allocations=allocations, keyholder_pubkeys=[k.public for k in members],

@@ -13,9 +13,11 @@ from chain.errors import RuleError
 from chain.state import Account, Move, check_tx_stateful, check_tx_stateless
 from chain.store import ChainStore
 from chain.tx import Transfer
-from consensus.genesis import Genesis
+from consensus.protocol.genesis import Genesis
 
 MAX_TEMPLATE_TXS = 5_000
+
+__all__ = ["MAX_TEMPLATE_TXS", "Template", "build_template", "select_txs", "template_timestamp"]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,16 @@ from chain.encoding import check_bytes, check_int, check_list, check_list_max, p
 from chain.errors import DecodeError
 from chain.tx import check_chain_id
 
+__all__ = [
+    "ANCHOR_TAG", "BEACON_TAG", "ENTRY_TAG", "MAX_ACTIVATIONS", "MAX_ACTIVATION_BYTES", "MAX_BEACON_ENTRIES",
+    "MAX_BEACON_SIZE", "MAX_ENTRY_SIZE", "MAX_HEIGHT", "MAX_KEYHOLDERS", "MAX_NOTICE_SIZE",
+    "MAX_PAYLOAD_SIZE", "MAX_ROUND", "MAX_SCHEDULE_SIZE", "MAX_SCORE", "MAX_SETTLE", "MAX_SETTLEMENT_SIZE",
+    "MAX_SHARD_INDEX", "MAX_TASK_ID", "MAX_TIME_MS", "MESSAGE_VERSION", "PAYLOAD_VERSION", "SHARD_KEY_SIZE",
+    "STATEMENT_VERSION", "Activations", "AnchorNotice", "Beacon", "Entry", "Forfeits", "Listed",
+    "RoundPayload", "Signatures", "make_anchor_notice", "make_beacon", "make_entry", "make_payload",
+    "verify_keyholder_sigs",
+]
+
 MESSAGE_VERSION = 1          # entries (and block headers)
 STATEMENT_VERSION = 2        # notices and beacons: 2 adds (task_id, shard_index, activations) (issue 11)
 PAYLOAD_VERSION = 2          # round payloads: 2 adds the activated task messages' bytes
@@ -140,7 +150,7 @@ class Entry:
         return pack_trusted([*self.unsigned_fields(), self.signature])
 
     @classmethod
-    def decode(cls, data: bytes) -> "Entry":
+    def decode(cls, data: bytes) -> Entry:
         return cls(*check_list(unpack(data, max_size=MAX_ENTRY_SIZE), 7, "entry"))
 
 
@@ -207,7 +217,7 @@ class AnchorNotice:
         return pack_trusted([*self.unsigned_fields(), [list(s) for s in self.signatures]])
 
     @classmethod
-    def decode(cls, data: bytes) -> "AnchorNotice":
+    def decode(cls, data: bytes) -> AnchorNotice:
         f = check_list(unpack(data, max_size=MAX_NOTICE_SIZE), 12, "notice")
         opened, forfeits = _decode_settlement(f[6], f[7], "notice")
         return cls(f[0], f[1], f[2], f[3], f[4], f[5], opened, forfeits, f[8], f[9],
@@ -340,7 +350,7 @@ class Beacon:
         return pack_trusted([*self.unsigned_fields(), [list(s) for s in self.signatures]])
 
     @classmethod
-    def decode(cls, data: bytes) -> "Beacon":
+    def decode(cls, data: bytes) -> Beacon:
         f = check_list(unpack(data, max_size=MAX_BEACON_SIZE), 14, "beacon")
         listed = tuple(tuple(check_list(p, 2, "beacon.listed[]"))
                        for p in check_list_max(f[6], MAX_BEACON_ENTRIES, "beacon.listed"))
@@ -372,7 +382,7 @@ def make_beacon(keypairs: Sequence[Keypair], chain_id: str, round: int, anchor_h
 class RoundPayload:
     """A round block's payload: its signed beacon (so a syncing node can validate alone), the crowning
     record b, c and ``bar`` (the least b that crowns with b + c disagreements and the beacon's entry count,
-    consensus.stats.crown_threshold), which must equal what every validator recomputes, and the bytes of
+    consensus.protocol.stats.crown_threshold), which must equal what every validator recomputes, and the bytes of
     every task message the beacon's ``activations`` name, in that order (§3.13; decoded by the rules)."""
     version: int
     beacon: Beacon
@@ -399,7 +409,7 @@ class RoundPayload:
         return pack_trusted([self.version, self.beacon.encode(), self.b, self.c, self.bar, list(self.activations)])
 
     @classmethod
-    def decode(cls, data: bytes) -> "RoundPayload":
+    def decode(cls, data: bytes) -> RoundPayload:
         f = check_list(unpack(data, max_size=MAX_PAYLOAD_SIZE), 6, "payload")
         if type(f[1]) is not bytes:
             raise DecodeError("payload.beacon: expected bytes")

@@ -1,6 +1,6 @@
 """Pure helpers for miners: seal a model into a block + entry, then open it once the beacon is out.
 
-A miner never needs chain state beyond a Template (consensus.template) and the champion's model bytes.
+A miner never needs chain state beyond a Template and the champion's model bytes.
 """
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from collections.abc import Sequence
 
 from chain.block import Block, model_hash
 from chain.crypto import Keypair
-from consensus.genesis import Genesis
-from consensus.messages import Beacon, Entry, make_entry, make_payload
-from consensus.rules import crowning_bar
-from consensus.template import Template
+from consensus.mining._template import Template
+from consensus.protocol.genesis import Genesis
+from consensus.protocol.messages import Beacon, Entry, make_entry, make_payload
+from consensus.protocol.rules import crowning_bar
 from ml.model import decode_model
 from ml.score import paired, score
 from ml.shards import PublicTask, open_shard
+
+__all__ = ["open_block", "score_against", "seal"]
 
 
 def seal(template: Template, model_bytes: bytes, keypair: Keypair, salt: bytes) -> tuple[Block, Entry]:

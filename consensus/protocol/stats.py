@@ -23,6 +23,11 @@ from functools import lru_cache
 
 import numpy as np
 
+__all__ = [
+    "DEFAULT_ALPHA", "MAX_N", "Alpha", "accepts", "crown_threshold", "min_disagreement", "p_better_for",
+    "power", "rows_for_power",
+]
+
 Alpha = tuple[int, int]          # (alpha_num, alpha_den): α = alpha_num / alpha_den, 0 < α < 1
 DEFAULT_ALPHA: Alpha = (1, 20)
 MAX_N = 1 << 22                  # b + c cannot exceed the shard rows; a bound that keeps the integers sane

@@ -1,14 +1,17 @@
-"""A keyholder member's secret material on disk (PROTOCOL §3.14): the member file and per-batch share files.
+"""A keyholder's secret material on disk (PROTOCOL §3.10, §3.14): the keyholder file, the member file and
+per-batch share files.
 
+* keyholder file ``keyholder.secret`` (version 1, the single keyholder): ``[1, secret package, [seed…]]`` — the
+  shard keys (ml SecretTask bytes) and the signing seeds (``keyholder_file`` / ``load_keyholder_file``, which
+  also loads a 1-of-1 member file, whose one share of each key IS the key).
 * member file ``keyholder-i.secret`` (version 2): ``[2, genesis_hash, i, n, t, seed32, [batch…]]`` — the member's
   position i (1-based, in the genesis keyholder list), the committee size and threshold, its Ed25519 signing
-  seed and its shares of every shard key (``consensus.shares.ShareBatch``; batch 0 is the genesis task). It
+  seed and its shares of every shard key (``consensus.protocol.shares.ShareBatch``; batch 0 is the genesis task). It
   never holds a whole key unless t = 1.
 * share file ``*.shares`` (a new batch for a task announcement or extension, dealt by its sponsor):
   ``["popchain/key-shares", 1, genesis_hash, batch]``. A running member picks it up from
   ``<datadir>/key-shares/`` (``scan_share_dir``; the node rescans when it misses a share), or from
   ``popchain keyholder add-shares``, which checks it and copies it there.
-The version-1 single-keyholder file ``[1, secret package, [seed…]]`` (consensus.keyholder) still loads.
 What it does NOT do: any networking, signing or release policy (the committee protocol decides when a share
 goes out), or check a batch against material the chain has not activated yet (``batch_for`` does that later).
 """
@@ -23,8 +26,9 @@ from typing import Any
 from chain.crypto import Keypair
 from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack, unpack
 from chain.errors import DecodeError, RuleError
-from consensus.messages import MAX_KEYHOLDERS
-from consensus.shares import (
+from consensus.protocol.genesis import Genesis
+from consensus.protocol.messages import MAX_KEYHOLDERS
+from consensus.protocol.shares import (
     KeyholderMaterial,
     KeyShare,
     Rng,
@@ -32,7 +36,6 @@ from consensus.shares import (
     check_share,
     combine_shares,
     deal,
-    decode_material,
 )
 from ml.shards import SecretTask
 
@@ -42,6 +45,15 @@ SHARE_FILE_VERSION = 1
 MAX_BATCHES = 4096
 MAX_FILE_SIZE = 64 << 20
 SHARE_DIR = "key-shares"
+KEYFILE_VERSION = 1
+
+__all__ = [
+    "KEYFILE_VERSION", "MAX_BATCHES", "MAX_FILE_SIZE", "MEMBER_VERSION", "SHARE_DIR", "SHARE_FILE_MAGIC",
+    "SHARE_FILE_VERSION", "CommitteeShares", "Locate", "MemberSecret", "MemberShares", "add_share_file",
+    "check_member", "committee_shares", "deal_batch", "decode_member", "genesis_locator", "install_share_file",
+    "is_member_file", "keyholder_file", "load_keyholder_file", "load_member_file", "load_share_file",
+    "member_file", "scan_share_dir", "share_file",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,6 +104,30 @@ class MemberSecret:
                      [b.to_obj() for b in self.batches]])
 
 
+def keyholder_file(secret_package: bytes, keypairs: Sequence[Keypair]) -> bytes:
+    """The keyholder's secret file: the shard keys (ml SecretTask bytes) and the signing seeds."""
+    return pack([KEYFILE_VERSION, secret_package, [kp.seed for kp in keypairs]])
+
+
+def load_keyholder_file(data: bytes, genesis: Genesis | None = None) -> tuple[SecretTask, tuple[Keypair, ...]]:
+    """(shard keys, signing keys) of a keyholder file: a version-1 single-keyholder file, or a version-2
+    committee member file of a 1-of-1 committee, whose one share of each key IS the key.
+    A member of a larger committee raises ValueError (it needs the committee protocol). With ``genesis`` a
+    member file is checked against it (RuleError("bad-key-share"))."""
+    f = unpack(data, max_size=MAX_FILE_SIZE)
+    if isinstance(f, list) and f and f[0] == MEMBER_VERSION:
+        member = decode_member(f)
+        if genesis is not None:
+            check_member(member, genesis)
+        return member.whole_keys(), (member.keypair,)
+    f = check_list(f, 3, "keyholder file")
+    check_int(f[0], KEYFILE_VERSION, KEYFILE_VERSION, "keyholder file version")
+    if type(f[1]) is not bytes:
+        raise DecodeError("keyholder file: secret package must be bytes")
+    seeds = check_list_max(f[2], MAX_KEYHOLDERS, "keyholder file seeds")
+    return SecretTask.decode(f[1]), tuple(Keypair.from_seed(check_bytes(s, 32, "seed")) for s in seeds)
+
+
 def member_file(genesis_hash: bytes, member: int, keypair: Keypair, n: int, threshold: int,
                 batches: Sequence[ShareBatch]) -> bytes:
     return MemberSecret(genesis_hash, member, keypair, n, threshold, tuple(batches)).encode()
@@ -121,8 +157,8 @@ def load_member_file(data: bytes) -> MemberSecret:
     return decode_member(unpack(data, max_size=MAX_FILE_SIZE))
 
 
-def check_member(secret: MemberSecret, genesis: Any) -> None:
-    """RuleError("bad-key-share") unless the member file belongs to this genesis (consensus.genesis.Genesis):
+def check_member(secret: MemberSecret, genesis: Genesis) -> None:
+    """RuleError("bad-key-share") unless the member file belongs to this genesis:
     same genesis hash, its key at its place, the committee's n and t, and its genesis batch exactly what the
     genesis committee material commits for it over the genesis task's shards."""
     if secret.genesis_hash != genesis.hash:
@@ -181,7 +217,7 @@ def scan_share_dir(secret: MemberSecret, directory: Path) -> MemberSecret:
     return secret
 
 
-def deal_batch(genesis: Any, keys: Sequence[bytes], shard_commitments: Sequence[bytes],
+def deal_batch(genesis: Genesis, keys: Sequence[bytes], shard_commitments: Sequence[bytes],
                rng: Rng = os.urandom) -> tuple[bytes, list[bytes]]:
     """For a task announcement or extension on a committee chain: share the new batch's shard keys among the
     genesis keyholders. Returns (``keyholder_material`` bytes for the signed message, one share file per
@@ -214,7 +250,7 @@ def install_share_file(secret: MemberSecret, data: bytes, datadir: Path) -> tupl
     """Check a share file against the member (same chain, same member) and write it, 0600, to
     ``<datadir>/key-shares/<material hash>.shares`` (refusing to overwrite a different file). Returns the path
     and the batch. RuleError / DecodeError on a file that is not this member's."""
-    genesis_hash, batch = load_share_file(data)
+    _genesis_hash, batch = load_share_file(data)
     add_share_file(secret, data)
     directory = datadir / SHARE_DIR
     directory.mkdir(parents=True, exist_ok=True)
@@ -235,7 +271,7 @@ def install_share_file(secret: MemberSecret, data: bytes, datadir: Path) -> tupl
 Locate = Callable[[int], tuple[KeyholderMaterial, bytes, int]]
 
 
-def genesis_locator(genesis: Any) -> Locate:
+def genesis_locator(genesis: Genesis) -> Locate:
     """Round r → shard r of the genesis task (a single-task chain). A multi-task chain passes its own locator
     (the engine's schedule: the task and shard index round r serves, the material of the batch holding it)."""
     material = genesis.committee
@@ -251,7 +287,7 @@ def genesis_locator(genesis: Any) -> Locate:
 
 
 class CommitteeShares:
-    """The committee protocol's view of shares by round (consensus.committee's ShareSource: members are 0-based
+    """The committee protocol's view of shares by round (consensus.keyholder's ShareSource: members are 0-based
     positions in the keyholder list there, 1-based Shamir x here). Shares travel as KeyShare bytes."""
 
     def __init__(self, keyholders: Sequence[bytes], threshold: int, mine: MemberShares, locate: Locate) -> None:
@@ -291,7 +327,7 @@ class CommitteeShares:
         return combine_shares([self._checked(m, round, s) for m, s in shares.items()], self.threshold)
 
 
-def committee_shares(secret_file: bytes, genesis: Any, datadir: Path, locate: Locate | None = None,
+def committee_shares(secret_file: bytes, genesis: Genesis, datadir: Path, locate: Locate | None = None,
                      ) -> tuple[MemberSecret, CommitteeShares]:
     """Load and check a member file for ``genesis`` and build its ShareSource (share files from
     ``<datadir>/key-shares/``). RuleError("bad-key-share") / DecodeError on a file that is not this chain's."""
@@ -308,15 +344,3 @@ def is_member_file(data: bytes) -> bool:
     except DecodeError:
         return False
     return isinstance(obj, list) and bool(obj) and obj[0] == MEMBER_VERSION
-
-
-def check_batch_material(genesis: Any, data: bytes, n_shards: int) -> KeyholderMaterial | None:
-    """THE rule for the ``keyholder_material`` field of a task announcement or extension carrying ``n_shards``
-    new shards: on a committee chain it must be valid material for the genesis committee over exactly those
-    shards; on a single-keyholder chain (version-1 genesis) it must be empty. RuleError("bad-keyholder-material")
-    otherwise. Returns the material (None on a single-keyholder chain)."""
-    if genesis.committee is None:
-        if data:
-            raise RuleError("bad-keyholder-material", "this chain has no keyholder committee: the field is empty")
-        return None
-    return decode_material(data, genesis.keyholders, genesis.threshold, n_shards)

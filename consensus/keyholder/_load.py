@@ -1,9 +1,10 @@
-"""A committee member's secret material and its loading (PROTOCOL §3.10, §3.14): ``load_member`` builds the
-consensus.committee.Member of a member file with consensus.member's ShareSource (``committee_shares``), or of a
-version-1 file holding one key (``WholeKeyShares``), or None when the single-process keyholder should run.
+"""Loading a keyholder from its secret file (PROTOCOL §3.10, §3.14): ``load_member`` builds the committee
+``Member`` of a member file with its ShareSource (``committee_shares``: Shamir shares checked against the
+commitments of the batch holding each shard, found by ``engine_locator``), or of a version-1 file holding one
+key (``WholeKeyShares``), or returns None when the single-process keyholder should run: ``load_keyholder``.
 
-What it does NOT do: decide when a share goes out (consensus.committee), or the sharing arithmetic
-(consensus.shares).
+What it does NOT do: decide when a share goes out (the Member), or the sharing arithmetic
+(consensus.protocol.shares).
 """
 from __future__ import annotations
 
@@ -12,25 +13,28 @@ from pathlib import Path
 
 from chain.encoding import unpack
 from chain.errors import RuleError
-from consensus.committee import Member
 from consensus.engine import Engine
-from consensus.keyholder import load_keyholder_file
-from consensus.member import (
+from consensus.keyholder._files import (
     MAX_FILE_SIZE,
     MEMBER_VERSION,
     Locate,
-    check_batch_material,
     committee_shares,
     genesis_locator,
+    load_keyholder_file,
 )
-from consensus.shares import KeyholderMaterial
+from consensus.keyholder._member import Member
+from consensus.keyholder._single import Keyholder
+from consensus.protocol.shares import KeyholderMaterial
+from consensus.protocol.tasks import check_batch_material
 from ml.shards import SecretTask
+
+__all__ = ["WholeKeyShares", "engine_locator", "load_keyholder", "load_member"]
 
 
 class WholeKeyShares:
     """Secret material of a member that holds the whole key (a version-1 keyholder file with one signing key):
     its "share" is the key itself. Kept for committees dealt before key shares existed; a real committee
-    member holds Shamir shares (consensus.shares) and never a whole key."""
+    member holds Shamir shares (consensus.protocol.shares) and never a whole key."""
 
     def __init__(self, secret: SecretTask) -> None:
         self.secret = secret
@@ -78,14 +82,14 @@ def engine_locator(engine: Engine) -> Locate:
 
 def load_member(secret_file: bytes, engine: Engine, datadir: Path | None = None) -> Member | None:
     """The committee member a keyholder secret file makes, or None when the node should run the single-process
-    consensus.keyholder.Keyholder instead (a file holding ≥ threshold keys, or a 1-of-1 member file).
+    Keyholder instead (``load_keyholder``: a file holding ≥ threshold keys, or a 1-of-1 member file).
     A version-2 member file (``keyholder-i.secret``) is checked against genesis first."""
     g = engine.genesis
     raw = unpack(secret_file, max_size=MAX_FILE_SIZE)
     if isinstance(raw, list) and raw and raw[0] == MEMBER_VERSION:
         if g.threshold == 1:
             return None
-        # consensus.member: the member file's shares plus <datadir>/key-shares/*.shares (tasks dealt later),
+        # the member file's shares plus <datadir>/key-shares/*.shares (tasks dealt later),
         # each released share checked against the commitments of the batch holding its shard
         member, shares = committee_shares(secret_file, g, datadir or Path(".") / "no-datadir",
                                           locate=engine_locator(engine))
@@ -99,3 +103,10 @@ def load_member(secret_file: bytes, engine: Engine, datadir: Path | None = None)
     if len(secret.keys) != g.n_rounds:
         raise ValueError("secret package does not match the genesis task (round count differs)")
     return Member(engine, mine[0], WholeKeyShares(secret))
+
+
+def load_keyholder(secret_file: bytes, engine: Engine) -> Keyholder:
+    """The single keyholder a secret file makes (its keys checked against the engine's genesis): where
+    ``load_member`` returned None."""
+    secret, keypairs = load_keyholder_file(secret_file, engine.genesis)
+    return Keyholder(engine, secret, keypairs)

@@ -4,7 +4,7 @@ the pure evidence book that spots a member signing two different statements for 
 What it does: encode/decode ``CommitteeMsg`` (canonical msgpack, byte cap, every field checked, DecodeError),
 its envelope signature, ``leader(keyholders, round, attempt)``, the statement a signing message commits its
 signer to (``statement_of``), and ``StatementBook`` (first statement per (round, class, signer) → Evidence on
-a conflicting second). What it does NOT do: decide whether a proposal is acceptable (consensus.committee), or
+a conflicting second). What it does NOT do: decide whether a proposal is acceptable (consensus.keyholder), or
 send anything (node.committee_service).
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from chain.encoding import (
 )
 from chain.errors import DecodeError, RuleError
 from chain.tx import check_chain_id
-from consensus.messages import (
+from consensus.protocol.messages import (
     MAX_BEACON_ENTRIES,
     MAX_BEACON_SIZE,
     MAX_ENTRY_SIZE,
@@ -40,14 +40,21 @@ from consensus.messages import (
     Beacon,
     Entry,
 )
-from consensus.shares import MAX_SHARE_SIZE
+from consensus.protocol.shares import MAX_SHARE_SIZE
+
+__all__ = [
+    "COMMITTEE_TAG", "COMMITTEE_VERSION", "MAX_ATTEMPT", "MAX_BODY_SIZE", "MAX_CARRIED_BEACONS",
+    "MAX_COMMITTEE_SIZE", "SIGNING_KINDS", "ZERO_KEY", "Body", "CommitteeMsg", "Evidence", "Kind",
+    "StatementBook", "check_msg", "decode_body", "draft_of", "leader", "make_msg", "notice_body",
+    "parse_beacon", "parse_notice", "statement_of", "verify_evidence",
+]
 
 COMMITTEE_TAG = "popchain/committee"
 COMMITTEE_VERSION = 1
 MAX_ATTEMPT = 2**16 - 1
 MAX_CARRIED_BEACONS = 32     # beacons a notice proposal carries (void rounds a restarted member may have missed)
 MAX_BODY_SIZE = MAX_BEACON_SIZE + MAX_BEACON_ENTRIES * (MAX_ENTRY_SIZE + 3) + 64
-# a notice proposal carrying beacons stays under this too: the leader carries only what fits (consensus.committee)
+# a notice proposal carrying beacons stays under this too: the leader carries only what fits (consensus.keyholder)
 MAX_COMMITTEE_SIZE = MAX_BODY_SIZE + 256
 ZERO_KEY = bytes(SHARD_KEY_SIZE)
 
@@ -103,7 +110,7 @@ class CommitteeMsg:
         return tagged_hash("popchain/committee-id", self.encode())
 
     @classmethod
-    def decode(cls, data: bytes) -> "CommitteeMsg":
+    def decode(cls, data: bytes) -> CommitteeMsg:
         f = check_list(unpack(data, max_size=MAX_COMMITTEE_SIZE), 8, "committee message")
         check_int(f[2], 1, len(Kind), "committee.kind")
         return cls(f[0], f[1], Kind(f[2]), f[3], f[4], f[5], f[6], f[7])
@@ -237,7 +244,7 @@ class Evidence:
         return pack([self.round, self.signer, self.what, self.first, self.second])
 
     @classmethod
-    def decode(cls, data: bytes) -> "Evidence":
+    def decode(cls, data: bytes) -> Evidence:
         f = check_list(unpack(data, max_size=2 * MAX_COMMITTEE_SIZE + 128), 5, "evidence")
         return cls(check_int(f[0], 1, MAX_ROUND, "evidence.round"), check_bytes(f[1], 32, "evidence.signer"),
                    check_str(f[2], 32, "evidence.what"), check_bytes_max(f[3], MAX_COMMITTEE_SIZE, "evidence"),

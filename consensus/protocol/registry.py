@@ -22,13 +22,8 @@ from chain.address import address_of
 from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack, unpack
 from chain.errors import DecodeError, RuleError
 from chain.state import MAX_BALANCE, Move
-from consensus.tasks import (
-    MAX_TASK_ID,
-    TaskAnnouncement,
-    TaskExtension,
-    TaskMessage,
-    escrow_account,
-)
+from consensus.protocol.messages import MAX_TASK_ID
+from consensus.protocol.tasks import TaskAnnouncement, TaskExtension, TaskMessage, escrow_account
 
 ZERO_KEY = bytes(32)
 MAX_SHARDS_PER_TASK = 1_000_000
@@ -58,13 +53,13 @@ class ChampionRecord:
         return pack(self.to_list())
 
     @classmethod
-    def from_list(cls, f: list) -> "ChampionRecord":
+    def from_list(cls, f: list) -> ChampionRecord:
         if not isinstance(f, list) or len(f) not in (8, 9):
             raise DecodeError("champion record: expected 8 or 9 fields")
         return cls(*f)
 
     @classmethod
-    def decode(cls, data: bytes) -> "ChampionRecord":
+    def decode(cls, data: bytes) -> ChampionRecord:
         return cls.from_list(unpack(data, max_size=512))
 
 
@@ -111,7 +106,7 @@ class TaskRecord:
                 self.shards_used, self.champion.to_list(), self.settled]
 
     @classmethod
-    def from_list(cls, f: list) -> "TaskRecord":
+    def from_list(cls, f: list) -> TaskRecord:
         f = check_list(f, 8, "task record")
         batches = tuple((check_bytes(h, 32, "batch id"), check_int(n, 1, MAX_SHARDS_PER_TASK, "batch shards"))
                         for h, n in (check_list(b, 2, "batch") for b in check_list_max(f[4], MAX_BATCHES, "batches")))
@@ -149,23 +144,23 @@ class Registry:
 
     # ------------------------------------------------------------ transitions (pure)
 
-    def _replace(self, t: TaskRecord) -> "Registry":
+    def _replace(self, t: TaskRecord) -> Registry:
         tasks = list(self.tasks)
         tasks[t.task_id] = t
         return Registry(self.last_served, tuple(tasks))
 
-    def consume(self, served: Served) -> "Registry":
+    def consume(self, served: Served) -> Registry:
         t = self.tasks[served[0]]
         if served != (t.task_id, t.shards_used + 1) or t.shards_left <= 0:
             raise RuleError("bad-schedule", f"shard {served[1]} of task {served[0]} is not the next one")
         return dataclasses.replace(self._replace(dataclasses.replace(t, shards_used=t.shards_used + 1)),
                                    last_served=t.task_id)
 
-    def crown(self, task_id: int, record: ChampionRecord) -> "Registry":
+    def crown(self, task_id: int, record: ChampionRecord) -> Registry:
         return self._replace(dataclasses.replace(self.tasks[task_id], champion=record))
 
     def activate(self, msg: TaskMessage, *, round: int, height: int, n_shards: int,
-                 champion_hash: bytes = b"") -> tuple["Registry", tuple[Move, ...]]:
+                 champion_hash: bytes = b"") -> tuple[Registry, tuple[Move, ...]]:
         """Apply an already-validated message (``check_task_message``); returns (registry, escrow moves).
         ``n_shards``: shards the message adds (the package's rounds, or the extension's batch)."""
         if self.has_message(msg.msg_hash):
@@ -189,7 +184,7 @@ class Registry:
             raise RuleError("too-many-tasks", f"task {t.task_id} cannot take more shards")
         return self._replace(dataclasses.replace(t, batches=(*t.batches, (msg.msg_hash, n_shards)), settled=0)), ()
 
-    def closing_refunds(self) -> tuple["Registry", tuple[Move, ...]]:
+    def closing_refunds(self) -> tuple[Registry, tuple[Move, ...]]:
         """Every task with no shards left whose refund is not applied yet: its escrow returns to the sponsor."""
         reg, moves = self, []
         for t in self.tasks:
@@ -205,7 +200,7 @@ class Registry:
         return pack([self.last_served, [t.to_list() for t in self.tasks]])
 
     @classmethod
-    def decode(cls, data: bytes) -> "Registry":
+    def decode(cls, data: bytes) -> Registry:
         f = check_list(unpack(data, max_size=MAX_REGISTRY_SIZE), 2, "registry")
         tasks = tuple(TaskRecord.from_list(t) for t in check_list_max(f[1], MAX_TASK_ID + 1, "registry.tasks"))
         return cls(check_int(f[0], 0, MAX_TASK_ID, "registry.last_served"), tasks)
@@ -269,5 +264,7 @@ def payout_move(reg: Registry, task_id: int, miner: bytes) -> tuple[Move, ...]:
     return ((escrow_account(task_id), address_of(miner), t.per_crowning),)
 
 
-__all__ = ["Advance", "ChampionRecord", "Registry", "Served", "TaskRecord", "advance", "genesis_registry",
-           "payout_move", "TaskExtension"]
+__all__ = [
+    "Advance", "ChampionRecord", "Registry", "Served", "TaskExtension", "TaskRecord", "advance",
+    "genesis_registry", "payout_move",
+]

@@ -2,7 +2,7 @@
 
 n members (the genesis keyholders), threshold t. The round's phase is read from the member's own engine: no
 notice for round r yet → NOTICE(r); notice r applied, no beacon → entries, then BEACON(r) once the member's
-own reveal time passed (W, and at least one entry, as consensus.keyholder); beacon r applied → NOTICE(r+1)
+own reveal time passed (W, and at least one entry, as the single keyholder); beacon r applied → NOTICE(r+1)
 after O. In each phase the leader of (round, attempt) — attempt = time since the phase became due divided by
 the failover timeout — proposes; every member checks the proposal against its own view and co-signs it:
 NOTICE → SIGN_NOTICE; BEACON draft → RELEASE (its co-signature on the draft together with its share of shard
@@ -12,7 +12,10 @@ against the shard commitment). A member journals the content it signed (synced) 
 signs two different notice or beacon contents for a round; a new leader re-proposes what it or others already
 signed, so a half-signed round cannot wedge.
 
-What it does NOT do: networking (node.committee_service) or relay checks (consensus.committee_msgs.check_msg).
+The rules it shares with the single keyholder (entries, settlement, reveal time) are ``KeyholderBase``'s; what a
+notice serves is ``CommitteeSchedule``'s.
+
+What it does NOT do: networking (node.committee_service) or relay checks (consensus.protocol.committee.check_msg).
 """
 from __future__ import annotations
 
@@ -23,7 +26,11 @@ from typing import Any, Protocol
 from chain.crypto import Keypair
 from chain.encoding import pack, unpack
 from chain.errors import PopError, RuleError
-from consensus.committee_msgs import (
+from consensus._meta import P_MEMBER_ENTRY, P_MEMBER_SIGNED, u32
+from consensus.engine import Engine
+from consensus.keyholder._base import KeyholderBase
+from consensus.keyholder._schedule import CommitteeSchedule
+from consensus.protocol.committee import (
     MAX_BODY_SIZE,
     MAX_CARRIED_BEACONS,
     ZERO_KEY,
@@ -37,14 +44,10 @@ from consensus.committee_msgs import (
     make_msg,
     notice_body,
 )
-from consensus.committee_tasks import CommitteeSchedule
-from consensus.engine import Engine
-from consensus.keyholder import Keyholder, admit_ranked
-from consensus.messages import STATEMENT_VERSION, AnchorNotice, Beacon, Entry
+from consensus.protocol.messages import STATEMENT_VERSION, AnchorNotice, Beacon, Entry
 
-P_SIGNED = b"m/signed/"      # + class byte (n|b) + u32 round -> content bytes signed (notice / beacon draft)
-P_ENTRY = b"m/entry/"        # + u32 round + miner -> pack([received_ms, entry bytes])
-P_WAIT = b"m/wait/"          # + u32 round -> pack([ms]) as consensus.keyholder.P_WAIT
+__all__ = ["Member", "Out", "Refusal", "ShareSource", "failover_ms"]
+
 CLOCK_SLACK_MS = 2_000       # a proposed time may lie this far ahead of a member's clock
 ENTRY_GRACE_MS = 500         # an entry must have reached a member this long before the reveal to be "dropped"
 
@@ -52,10 +55,6 @@ ENTRY_GRACE_MS = 500         # an entry must have reached a member this long bef
 def failover_ms(entry_window_s: int) -> int:
     """The leader timeout: half the entry window (≥ 0.5 s), so a killed leader costs < 2 × W per round."""
     return max(500, entry_window_s * 500)
-
-
-def _u32(n: int) -> bytes:
-    return n.to_bytes(4, "big")
 
 
 class ShareSource(Protocol):
@@ -78,11 +77,11 @@ class Refusal:
 Out = CommitteeMsg | AnchorNotice | Beacon | Evidence | Refusal
 
 
-class Member:
+class Member(KeyholderBase):
+    """One keyholder-committee member (see the module docstring)."""
+
     def __init__(self, engine: Engine, keypair: Keypair, shares: ShareSource) -> None:
-        self.engine = engine
-        self.store = engine.store
-        self.genesis = engine.genesis
+        super().__init__(engine)
         g = self.genesis
         if keypair.public not in g.keyholders:
             raise ValueError("this key is not one of the genesis keyholders")
@@ -133,53 +132,31 @@ class Member:
         r = self.engine.open_round()
         if r == 0 or entry.round != r:
             return False
-        self.engine.check_entry(entry)
-        key = P_ENTRY + _u32(r) + entry.miner
-        if self.store.meta_get(key) is not None:
-            return False
         notice = self.engine.notice(r)
-        owed = dict(notice.forfeits).get(entry.miner, 0) if notice else 0
-        if self.engine.stake(entry.miner) < self.genesis.params.entry_bond * (1 + owed):
-            raise RuleError("insufficient-stake", f"balance does not cover this bond and {owed} forfeited ones")
-        held = self.entries(r)
-        admit, evict = admit_ranked([self._rank(e) for e in held], self._rank(entry), self.genesis.params.max_entries)
-        if not admit:
-            return False
-        changes: dict[bytes, bytes | None] = {key: pack([int(now * 1000), entry.encode()])}
-        if evict is not None:
-            changes[P_ENTRY + _u32(r) + held[evict].miner] = None
-        self.store.meta_write(changes)
-        return True
-
-    # the keyholder's rules, on this member's journal (consensus.keyholder: settlement, waiting for entries)
-    def settlement(self, anchor_round: int, r: int) -> tuple[list[bytes], Any]:
-        return Keyholder.settlement(self, anchor_round, r)  # type: ignore[arg-type]
-
-    def _reveal_at(self, r: int, opened_ms: int, now_ms: int) -> int | None:
-        return Keyholder._reveal_at(self, r, opened_ms, now_ms)  # type: ignore[arg-type]
+        return self._keep_entry(entry, notice.forfeits if notice else (), pack([int(now * 1000), entry.encode()]))
 
     def accepted_entries(self, r: int) -> list[Entry]:
         return self.entries(r)
 
+    def _entry_key(self, r: int, miner: bytes) -> bytes:
+        return P_MEMBER_ENTRY + u32(r) + miner
+
     def entries(self, r: int, before_ms: int | None = None) -> list[Entry]:
         """Entries held for round r (those received before ``before_ms`` only, if given)."""
         out = []
-        for _, v in self.store.meta_items(P_ENTRY + _u32(r)):
+        for _, v in self.store.meta_items(P_MEMBER_ENTRY + u32(r)):
             received_ms, raw = unpack(v, max_size=1024)
             if before_ms is None or received_ms < before_ms:
                 out.append(Entry.decode(raw))
         return out
 
-    def _rank(self, entry: Entry) -> tuple[int, int]:
-        return (self.engine.stake(entry.miner), -int.from_bytes(entry.header_hash, "big"))
-
     # ------------------------------------------------------------ journal
 
     def signed(self, cls: bytes, r: int) -> bytes | None:
-        return self.store.meta_get(P_SIGNED + cls + _u32(r))
+        return self.store.meta_get(P_MEMBER_SIGNED + cls + u32(r))
 
     def _journal(self, cls: bytes, r: int, content: bytes) -> None:
-        self.store.meta_put(P_SIGNED + cls + _u32(r), content)   # synced, before anything is sent
+        self.store.meta_put(P_MEMBER_SIGNED + cls + u32(r), content)   # synced, before anything is sent
 
     def _msg(self, kind: Kind, r: int, attempt: int, body: bytes) -> CommitteeMsg:
         msg = make_msg(self.keypair, self.genesis.chain_id, kind, r, attempt, body)

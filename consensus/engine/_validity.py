@@ -1,34 +1,40 @@
-"""Block validity for a round (PROTOCOL §3.6): the crowning test (consensus.stats), bounded timestamps, bond
-settlement (consensus.settlement), duplicate models, and fork choice.
+"""Block validity for a round (PROTOCOL §3.6) against a chain store: parent, height, round and time, stake,
+the schedule (§3.13), txs and state root after the bond settlement (§3.9), model hash and caps, duplicate
+models, the shard against its commitment, and the crowning test (consensus.protocol.stats) by scoring the
+model.
 
 ``validate_block`` runs the checks in the order of §3.6 — cheap ones (sizes, signatures, hashes) first, the
-model scoring last — and raises chain.errors.RuleError with the stable reject code of the first broken rule.
-A block whose parent is unknown is not invalid: ``OrphanBlock`` says so. Everything here is integers.
+model scoring last — and raises chain.errors.RuleError with the stable reject code of the first broken rule. A
+block whose parent is unknown is not invalid: ``OrphanBlock`` says so. ``ScoringCache`` keeps the opened
+shards and the champion's per-row results a round's blocks share. Everything that decides is integers.
+
+What it does NOT do: the store-free steps (consensus.protocol.rules: payload, bar, timestamp window, fork
+order), fork choice or finality (the engine), or write anything.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from chain.address import address_of
 from chain.block import Block, Header, model_hash, tx_root
-from chain.errors import DecodeError, PopError, RuleError, StoreError
-from chain.state import Move
+from chain.errors import PopError, RuleError, StoreError
 from chain.store import ChainStore
-from consensus.genesis import Genesis, GenesisParams
-from consensus.messages import MESSAGE_VERSION, AnchorNotice, Beacon, RoundPayload
-from consensus.registry import ChampionRecord, Registry, payout_move
-from consensus.settlement import settlement_moves
-from consensus.stats import accepts, crown_threshold
-from consensus.taskbook import TaskBook
+from consensus.engine._taskbook import TaskBook
+from consensus.protocol.genesis import Genesis
+from consensus.protocol.messages import Beacon
+from consensus.protocol.registry import ChampionRecord, payout_move
+from consensus.protocol.rules import ScoredBlock, crowning_bar, decode_payload, moves_for, timestamp_window
+from consensus.protocol.stats import accepts
 from ml.errors import MLError, ShardError
 from ml.model import Model, decode_model
 from ml.score import Features, paired, prepare, score
 from ml.shards import PublicTask, open_shard
 from ml.task import Dataset
+
+__all__ = ["OrphanBlock", "ScoringCache", "validate_block"]
 
 
 class OrphanBlock(PopError):
@@ -37,58 +43,6 @@ class OrphanBlock(PopError):
     def __init__(self, parent_hash: bytes) -> None:
         super().__init__(f"unknown parent {parent_hash.hex()}")
         self.parent_hash = parent_hash
-
-
-@dataclass(frozen=True)
-class ScoredBlock:
-    """A block that passed every rule, with its crowning record."""
-    block: Block
-    b: int
-    c: int
-    bar: int                          # the least b that crowned with b + c disagreements (payload ``bar``)
-    moves: tuple[Move, ...] = ()      # settlement moves applied before the txs (consensus.settlement)
-    task_id: int = 0                  # the task the block's round served (§3.13)
-    registry: Registry | None = None  # the task registry after this block (None: not computed)
-    messages: tuple = ()              # the task messages its payload activated (TaskMessage objects)
-
-    @property
-    def hash(self) -> bytes:
-        return self.block.header.hash
-
-    @property
-    def round(self) -> int:
-        return self.block.header.round
-
-
-# ---------------------------------------------------------------- pure integer rules
-
-
-def crowning_bar(b: int, c: int, m: int, params: GenesisParams) -> int:
-    """The payload's ``bar``: crown_threshold(b + c, m, α), or 0 when no b can crown at that n."""
-    t = crown_threshold(b + c, m, params.alpha)
-    return 0 if t is None else t
-
-
-def timestamp_window(params: GenesisParams, beacon: Beacon, parent: Header) -> tuple[int, int]:
-    """[lo, hi] for a block timestamp (seconds) on ``parent`` under ``beacon`` (§3.6 step 4): after the parent,
-    no earlier than the round's keyholder open time − slack, no later than its reveal time + slack."""
-    lo = max(parent.timestamp + 1, beacon.opened_ms // 1000 - params.time_slack_s)
-    return lo, beacon.time_ms // 1000 + params.time_slack_s
-
-
-def fork_key(scored: ScoredBlock) -> tuple[int, int, int]:
-    """Larger is better: b − c, then b, then the LOWER header hash (a total order over distinct blocks)."""
-    return (scored.b - scored.c, scored.b, -int.from_bytes(scored.hash, "big"))
-
-
-def decode_block(data: bytes, params: GenesisParams) -> Block:
-    """Decode wire bytes under the genesis size cap; RuleError block-too-large / bad-encoding."""
-    if len(data) > params.max_block_bytes:
-        raise RuleError("block-too-large", f"{len(data)} bytes, cap {params.max_block_bytes}")
-    try:
-        return Block.decode(data, max_size=params.max_block_bytes)
-    except DecodeError as exc:
-        raise RuleError("bad-encoding", str(exc)) from None
 
 
 # ---------------------------------------------------------------- scoring cache
@@ -109,7 +63,7 @@ class ScoringCache:
         while len(table) > self._max:
             table.popitem(last=False)
 
-    # ``task`` is the task's package (genesis.task, or consensus.taskbook.TaskBook.package_of); ``index`` the
+    # ``task`` is the task's package (genesis.task, or consensus.engine.TaskBook.package_of); ``index`` the
     # task-local shard index; entries are keyed by the shard's commitment, which names it uniquely.
 
     def _opened(self, task: PublicTask, index: int, key: bytes) -> tuple[Dataset, Features]:
@@ -146,11 +100,6 @@ _default_cache = ScoringCache()
 # ---------------------------------------------------------------- validate_block
 
 
-def moves_for(genesis: Genesis, beacon: Beacon | AnchorNotice) -> tuple[Move, ...]:
-    """The settlement moves of a block of the beacon's (or notice's) round (consensus.settlement)."""
-    return settlement_moves(bond=genesis.params.entry_bond, forfeits=beacon.forfeits)
-
-
 def _walk_champion_hashes(store: ChainStore, parent: Header) -> Callable[[bytes], bool]:
     """Fallback for ``is_past_champion``: walk the parent's ancestry (the engine passes an index instead)."""
     seen = set()
@@ -159,26 +108,6 @@ def _walk_champion_hashes(store: ChainStore, parent: Header) -> Callable[[bytes]
         seen.add(header.model_hash)
         header = None if header.height == 0 else store.get_header(header.prev_hash)
     return seen.__contains__
-
-
-def decode_payload(block: Block, genesis: Genesis) -> RoundPayload:
-    """Steps 1–2 of §3.6 that need no store: version, chain id, payload, beacon round and signatures."""
-    h = block.header
-    if h.chain_id != genesis.chain_id:
-        raise RuleError("bad-chain-id", f"block for chain {h.chain_id!r}, this is {genesis.chain_id!r}")
-    if h.version != MESSAGE_VERSION:
-        raise RuleError("bad-version", f"header version {h.version}")
-    try:
-        payload = RoundPayload.decode(block.payload)
-    except DecodeError as exc:
-        raise RuleError("bad-payload", str(exc)) from None
-    beacon = payload.beacon
-    if beacon.chain_id != genesis.chain_id or beacon.round != h.round:
-        raise RuleError("bad-beacon", f"beacon of round {beacon.round} on chain {beacon.chain_id!r} for a block of "
-                                      f"round {h.round}")
-    if not beacon.verify(genesis.keyholders, genesis.threshold):
-        raise RuleError("bad-beacon-sig", f"beacon {beacon.round} lacks {genesis.threshold} keyholder signatures")
-    return payload
 
 
 def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,

@@ -1,8 +1,8 @@
-"""The engine's task queries (PROTOCOL §3.13), a mixin of consensus.engine.Engine: the task registry as of
+"""The engine's task queries (PROTOCOL §3.13), a mixin of Engine: the task registry as of
 now, per-task views (TaskInfo), champions per task, packages, activation bytes, and admission of task
 messages into the engine's bounded pool.
 
-What it does NOT do: validity of blocks (consensus.rules), fork choice or finality (consensus.engine). Same
+What it does NOT do: validity of blocks, fork choice or finality (the Engine). Same
 threading rule as the engine: synchronous, called on node/'s one worker thread.
 """
 from __future__ import annotations
@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from chain.block import Header, model_hash
 from chain.errors import DecodeError, RuleError
 from chain.store import ChainStore
-from consensus.messages import AnchorNotice, Beacon
-from consensus.registry import ChampionRecord, Registry, TaskRecord
-from consensus.taskbook import P_TMSG as P_TMSG_KEY
-from consensus.taskbook import TaskBook
-from consensus.tasks import TaskAnnouncement, TaskMessage, decode_task_message, escrow_account
+from consensus._meta import P_CHAMP, P_TMSG
+from consensus.engine._taskbook import TaskBook
+from consensus.protocol.messages import AnchorNotice, Beacon
+from consensus.protocol.registry import ChampionRecord, Registry, TaskRecord
+from consensus.protocol.tasks import TaskAnnouncement, TaskMessage, decode_task_message, escrow_account
 from ml.shards import PublicTask
 from ml.task import TaskSpec
 
-P_CHAMP = b"c/champ/"         # + u32 height -> champion record (main chain); the engine writes it
+__all__ = ["TaskInfo", "TaskQueries"]
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,10 @@ class TaskQueries:
     def task_message(self, msg_hash: bytes) -> TaskMessage | None:
         return self.book.message(msg_hash)
 
+    def task_message_ids(self) -> list[bytes]:
+        """The ids of every task message stored here (activated or waiting), in id order."""
+        return self.book.ids()
+
     def check_task_message(self, msg: TaskMessage) -> None:
         """Everything a task message must pass to be stored and relayed: stateless checks (signatures,
         package, champion) and, against the current registry, not a replay, a known task, a fresh seq."""
@@ -153,7 +157,7 @@ class TaskQueries:
                 msg = decode_task_message(msg)
             except DecodeError as exc:
                 raise RuleError("bad-task-message", str(exc)) from None
-        if self.store.meta_get(P_TMSG_KEY + msg.msg_hash) is not None:
+        if self.store.meta_get(P_TMSG + msg.msg_hash) is not None:
             return False
         self.check_task_message(msg)
         return self.book.add_to_pool(msg, self.registry())

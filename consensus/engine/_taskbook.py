@@ -6,7 +6,7 @@ applies them): ``c/treg/<u32 height>`` → the Registry after the main-chain blo
 genesis: ``genesis_registry``); ``c/tmsg/<id>`` → task message bytes (activated ones, and a bounded pool of
 validated, not yet activated ones gossiped to this node). Decoded packages are cached (bounded).
 
-What it does NOT do: fork choice or finality (the engine), ledger moves (chain/), scoring (consensus.rules).
+What it does NOT do: fork choice or finality (the engine), ledger moves (chain/), scoring (block validity).
 """
 from __future__ import annotations
 
@@ -17,28 +17,36 @@ from collections.abc import Mapping, Sequence
 from chain.block import Header, model_hash
 from chain.errors import DecodeError, RuleError
 from chain.store import ChainStore
-from consensus.genesis import Genesis
-from consensus.member import check_batch_material
-from consensus.registry import Advance, ChampionRecord, Registry, TaskRecord, advance, genesis_registry
-from consensus.tasks import TaskAnnouncement, TaskExtension, TaskMessage, decode_task_message
+from consensus._meta import P_TID, P_TMSG, P_TREG, u32
+from consensus.protocol.genesis import Genesis
+from consensus.protocol.registry import (
+    Advance,
+    ChampionRecord,
+    Registry,
+    TaskRecord,
+    advance,
+    genesis_registry,
+)
+from consensus.protocol.tasks import (
+    TaskAnnouncement,
+    TaskExtension,
+    TaskMessage,
+    check_batch_material,
+    decode_task_message,
+)
 from ml.errors import MLError
 from ml.model import decode_model
 from ml.shards import MAX_GENERATED_SHARD_BYTES, SALT_SIZE, SECRET_OVERHEAD, PublicTask
 
-P_TREG = b"c/treg/"       # + u32 height -> Registry after that main-chain block
-P_TMSG = b"c/tmsg/"       # + message id -> task message bytes
-P_TID = b"c/tid/"         # + message id -> b"" (the ids alone: listing them reads no package bytes)
 MAX_POOL = 256            # validated task messages waiting for activation (governance-signed: few)
 BLOCK_HEADROOM = 256 << 10   # room a block keeps for its header, txs, model and beacon next to task messages
+
+__all__ = ["BLOCK_HEADROOM", "MAX_POOL", "TaskBook", "activation_budget"]
 
 
 def activation_budget(max_block_bytes: int) -> int:
     """Bytes of task messages one round payload may carry so that its block still fits the genesis cap."""
     return max(0, max_block_bytes - BLOCK_HEADROOM)
-
-
-def _u32(n: int) -> bytes:
-    return n.to_bytes(4, "big")
 
 
 class TaskBook:
@@ -58,14 +66,14 @@ class TaskBook:
         """The registry after main-chain block ``header`` (genesis: task 0 alone)."""
         if header.height == 0:
             return self._genesis_registry
-        raw = self.store.meta_get(P_TREG + _u32(header.height))
+        raw = self.store.meta_get(P_TREG + u32(header.height))
         if raw is None or not self.store.is_main_chain(header.hash):   # registries are kept per main-chain height
             raise RuleError("stale-parent", f"no task registry for height {header.height} (not on the main chain)")
         return Registry.decode(raw)
 
     @staticmethod
     def registry_extra(height: int, registry: Registry | None) -> dict[bytes, bytes | None]:
-        return {P_TREG + _u32(height): None if registry is None else registry.encode()}
+        return {P_TREG + u32(height): None if registry is None else registry.encode()}
 
     # ------------------------------------------------------------ messages
 
@@ -176,7 +184,7 @@ class TaskBook:
 
     def advance(self, reg: Registry, anchor: Header, r: int, activations: Sequence[tuple[int, bytes]],
                 extra: Mapping[bytes, TaskMessage] = {}) -> Advance:
-        """``consensus.registry.advance`` with this book's messages (``extra`` first: a payload's own)."""
+        """``consensus.protocol.registry.advance`` with this book's messages (``extra`` first: a payload's own)."""
         msgs: dict[bytes, TaskMessage] = {}
         for _, h in activations:
             m = extra.get(h) or self.message(h)

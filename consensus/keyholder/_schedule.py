@@ -1,8 +1,8 @@
 """What a keyholder-committee notice serves (PROTOCOL §3.10 "Tasks", §3.13): the (task, shard, activations) a
 member proposes and the check it applies to another leader's proposal, and the package of the served task.
 
-What it does NOT do: sign, journal or talk to other members (consensus.committee.Member does), or define the
-schedule itself (consensus.registry's fold, through the engine's TaskBook).
+What it does NOT do: sign, journal or talk to other members (the Member does), or define the schedule itself
+(consensus.protocol.registry's fold, through the engine's TaskBook).
 """
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import Any
 
 from chain.block import Header
 from chain.errors import RuleError
-from consensus.engine import Engine
-from consensus.messages import MAX_ACTIVATIONS, AnchorNotice, Beacon
-from consensus.taskbook import activation_budget
-from consensus.tasks import TaskAnnouncement
+from consensus.engine import Engine, activation_budget
+from consensus.protocol.messages import MAX_ACTIVATIONS, AnchorNotice, Beacon
+from consensus.protocol.tasks import TaskAnnouncement
+
+__all__ = ["CommitteeSchedule"]
 
 
 class CommitteeSchedule:

@@ -4,10 +4,14 @@ State (PROTOCOL §3.8): the *final anchor* F and the *current round* R (the last
 beacon has been applied). The tip is F or the best valid block of round R on F. Keyholder-signed anchor
 statements (notices and beacons) move F forward, in round order; a block of round R never reorganises past
 F. Synchronous and NOT thread-safe: node/ serialises every call on one worker thread.
+
+What it does NOT do: validate a block itself (``validate_block``), keep task messages (the TaskBook), answer task
+queries (the TaskQueries mixin), sign anything, or know a clock.
 """
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from chain.address import address_of
@@ -15,40 +19,35 @@ from chain.block import Block, Header, model_hash
 from chain.encoding import pack, unpack
 from chain.errors import RuleError, StoreError, need
 from chain.store import ChainStore
-from consensus.committee_msgs import Evidence
-from consensus.engine_tasks import TaskInfo, TaskQueries  # noqa: F401  (TaskInfo: re-exported for node/)
-from consensus.genesis import Genesis
-from consensus.messages import AnchorNotice, Beacon, Entry, RoundPayload
-from consensus.registry import ChampionRecord, payout_move
-from consensus.rules import (
-    OrphanBlock,
-    ScoredBlock,
-    ScoringCache,
-    decode_payload,
-    fork_key,
-    moves_for,
-    validate_block,
+from chain.tx import Transfer
+from consensus._meta import (
+    K_STATE,
+    P_BEACON,
+    P_CEVID,
+    P_CHAMP,
+    P_CMODEL,
+    P_EQUIV,
+    P_NOTICE,
+    P_OMODEL,
+    P_OPENING,
+    u32,
 )
-from consensus.taskbook import TaskBook
-from consensus.tasks import TaskAnnouncement
-from consensus.template import Template, build_template, template_timestamp
+from consensus.engine._taskbook import TaskBook
+from consensus.engine._tasks import TaskQueries
+from consensus.engine._validity import OrphanBlock, ScoringCache, validate_block
+from consensus.mining import Template, build_template, template_timestamp
+from consensus.protocol.committee import Evidence
+from consensus.protocol.genesis import Genesis
+from consensus.protocol.messages import AnchorNotice, Beacon, Entry, RoundPayload
+from consensus.protocol.registry import ChampionRecord, payout_move
+from consensus.protocol.rules import ScoredBlock, decode_payload, fork_key, moves_for
+from consensus.protocol.tasks import TaskAnnouncement
 
-K_STATE = b"c/state"          # pack([final_hash, current_round])
-P_BEACON = b"c/beacon/"       # + u32 round -> beacon bytes (the first valid one)
-P_NOTICE = b"c/notice/"       # + u32 round -> notice bytes
-P_EQUIV = b"c/equiv/"         # + u32 round + sighash -> pack([kept bytes, refused bytes])
-P_CHAMP = b"c/champ/"         # + u32 height -> champion record (main chain)
-P_CMODEL = b"c/cmodel/"       # + model hash -> u32 height (model hashes of every champion)
-P_OMODEL = b"c/omodel/"       # + model hash -> u32 height of the block whose beacon recorded it as opened
-P_OPENING = b"c/opening/"     # + u32 round + header hash -> pack([miner, model hash]): blocks seen opened
-P_CEVID = b"c/cevid/"         # + u32 round + signer + what -> committee evidence bytes (consensus.committee_msgs)
+__all__ = ["BlockVerdict", "Engine", "RoundInfo"]
+
 MAX_CEVID = 256               # committee evidence records kept (the first ones: a liar cannot flush them)
 MAX_ORPHANS = 64
 MAX_ENTRIES_SEEN = 1024       # per round, gossip bound (the keyholder accepts at most E)
-
-
-def _u32(n: int) -> bytes:
-    return n.to_bytes(4, "big")
 
 
 def _terms(st: AnchorNotice | Beacon) -> tuple:
@@ -92,6 +91,8 @@ class _RoundMemory:
 
 
 class Engine(TaskQueries):
+    """One node's consensus state over its chain store (see the module docstring); node/ sees it as EngineApi."""
+
     def __init__(self, store: ChainStore, genesis: Genesis) -> None:
         self.store = store
         self.genesis = genesis
@@ -104,8 +105,8 @@ class Engine(TaskQueries):
         if store.meta_get(K_STATE) is None:
             g = genesis.header
             record = ChampionRecord(g.hash, 0, 0, g.miner, g.model_hash, 0, 0, 0, 0)
-            store.meta_write({K_STATE: pack([g.hash, 0]), P_CHAMP + _u32(0): record.encode(),
-                              P_CMODEL + g.model_hash: _u32(0)})
+            store.meta_write({K_STATE: pack([g.hash, 0]), P_CHAMP + u32(0): record.encode(),
+                              P_CMODEL + g.model_hash: u32(0)})
         final, self._round = unpack(need(store.meta_get(K_STATE), "consensus state"), max_size=128)
         self._final = need(store.get_header(final), f"header of the final anchor {final.hex()}")
         self._anchors: dict[int, bytes] = {}      # round -> anchor stated by a notice/beacon not yet applied
@@ -156,12 +157,17 @@ class Engine(TaskQueries):
         return None if st is None else st.served
 
     def beacon(self, r: int) -> Beacon | None:
-        raw = self.store.meta_get(P_BEACON + _u32(r))
+        raw = self.store.meta_get(P_BEACON + u32(r))
         return None if raw is None else Beacon.decode(raw)
 
     def notice(self, r: int) -> AnchorNotice | None:
-        raw = self.store.meta_get(P_NOTICE + _u32(r))
+        raw = self.store.meta_get(P_NOTICE + u32(r))
         return None if raw is None else AnchorNotice.decode(raw)
+
+    def statement_bytes(self, r: int) -> tuple[bytes | None, bytes | None]:
+        """(notice bytes, beacon bytes) of round r exactly as stored (None: not held), for peers that sync
+        rounds: void and idle rounds are in no block."""
+        return self.store.meta_get(P_NOTICE + u32(r)), self.store.meta_get(P_BEACON + u32(r))
 
     def candidates(self) -> list[ScoredBlock]:
         """Valid blocks of the current round, best first."""
@@ -177,7 +183,7 @@ class Engine(TaskQueries):
 
     def add_committee_evidence(self, ev: Evidence) -> bool:
         """Store a committee member's misbehaviour (one record per round, signer and kind). True if new."""
-        key = P_CEVID + _u32(ev.round) + ev.signer + ev.what.encode()
+        key = P_CEVID + u32(ev.round) + ev.signer + ev.what.encode()
         if self.store.meta_get(key) is not None or len(self.store.meta_items(P_CEVID)) >= MAX_CEVID:
             return False
         self.store.meta_put(key, ev.encode())
@@ -225,14 +231,14 @@ class Engine(TaskQueries):
     def openings(self, r: int) -> dict[bytes, tuple[bytes, bytes]]:
         """header hash -> (miner, model hash) of every listed round-r block this node saw opened (§3.9)."""
         out = {}
-        for key, value in self.store.meta_items(P_OPENING + _u32(r)):
+        for key, value in self.store.meta_items(P_OPENING + u32(r)):
             miner, mhash = unpack(value, max_size=128)
             out[key[len(P_OPENING) + 4:]] = (miner, mhash)
         return out
 
     def _record_opening(self, block: Block) -> None:
         h = block.header
-        key = P_OPENING + _u32(h.round) + h.hash
+        key = P_OPENING + u32(h.round) + h.hash
         if self.store.meta_get(key) is None:
             self.store.meta_put(key, pack([h.miner, h.model_hash]))
 
@@ -255,12 +261,12 @@ class Engine(TaskQueries):
     # ------------------------------------------------------------ notices and beacons
 
     def _record_equivocation(self, r: int, kept: bytes, refused: bytes, tag: bytes) -> None:
-        self.store.meta_put(P_EQUIV + _u32(r) + tag, pack([kept, refused]))
+        self.store.meta_put(P_EQUIV + u32(r) + tag, pack([kept, refused]))
 
     def _check_statement(self, r: int, anchor: bytes, encoded: bytes, tag: bytes) -> None:
         """A notice/beacon for round r must agree with every stored statement of round r."""
         for prefix in (P_NOTICE, P_BEACON):
-            raw = self.store.meta_get(prefix + _u32(r))
+            raw = self.store.meta_get(prefix + u32(r))
             if raw is None:
                 continue
             other = (Beacon if prefix == P_BEACON else AnchorNotice).decode(raw)
@@ -274,7 +280,7 @@ class Engine(TaskQueries):
             raise RuleError("bad-notice", f"notice for round {notice.round} on chain {notice.chain_id!r}")
         if not notice.verify(g.keyholders, g.threshold):
             raise RuleError("bad-notice-sig", "anchor notice lacks the keyholder signatures")
-        key = P_NOTICE + _u32(notice.round)
+        key = P_NOTICE + u32(notice.round)
         raw = self.store.meta_get(key)
         encoded = notice.encode()
         if raw is not None:
@@ -304,7 +310,7 @@ class Engine(TaskQueries):
             raise RuleError("bad-beacon", f"{len(beacon.listed)} entries, need 1 to max_entries")
         if not beacon.verify(g.keyholders, g.threshold):
             raise RuleError("bad-beacon-sig", "beacon lacks the keyholder signatures")
-        key = P_BEACON + _u32(beacon.round)
+        key = P_BEACON + u32(beacon.round)
         raw = self.store.meta_get(key)
         encoded = beacon.encode()
         if raw is not None:
@@ -375,8 +381,8 @@ class Engine(TaskQueries):
     def _champion_extra(self, s: ScoredBlock) -> dict[bytes, bytes | None]:
         h = s.block.header
         rec = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, s.b, s.c, s.bar, s.task_id)
-        extra: dict[bytes, bytes | None] = {P_CHAMP + _u32(h.height): rec.encode(),
-                                            P_CMODEL + h.model_hash: _u32(h.height)}
+        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(h.height): rec.encode(),
+                                            P_CMODEL + h.model_hash: u32(h.height)}
         if s.registry is not None:   # the task registry after it, and the task messages it activated (§3.13)
             extra.update(self.book.registry_extra(h.height, s.registry))
             extra.update(self.book.message_extra(s.messages))
@@ -384,20 +390,20 @@ class Engine(TaskQueries):
                 if isinstance(m, TaskAnnouncement):
                     self.store.put_model(m.champion)
                     if self.store.meta_get(P_CMODEL + model_hash(m.champion)) is None:
-                        extra[P_CMODEL + model_hash(m.champion)] = _u32(h.height)
+                        extra[P_CMODEL + model_hash(m.champion)] = u32(h.height)
         # the models its beacon records as opened (losers included) can never be crowned again (§3.6 step 7)
         for mh in RoundPayload.decode(s.block.payload).beacon.opened:
             if self.store.meta_get(P_OMODEL + mh) is None:
-                extra[P_OMODEL + mh] = _u32(h.height)
+                extra[P_OMODEL + mh] = u32(h.height)
         return extra
 
     def _unchampion(self, tip: Header) -> dict[bytes, bytes | None]:
-        extra: dict[bytes, bytes | None] = {P_CHAMP + _u32(tip.height): None, P_CMODEL + tip.model_hash: None,
+        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(tip.height): None, P_CMODEL + tip.model_hash: None,
                                             **self.book.registry_extra(tip.height, None)}
         raw = self.store.get_payload(tip.hash)
         if raw is not None:
             for mh in RoundPayload.decode(raw).beacon.opened:
-                if self.store.meta_get(P_OMODEL + mh) == _u32(tip.height):
+                if self.store.meta_get(P_OMODEL + mh) == u32(tip.height):
                     extra[P_OMODEL + mh] = None
         return extra
 
@@ -479,7 +485,7 @@ class Engine(TaskQueries):
 
     # ------------------------------------------------------------ templates for miners
 
-    def build_template(self, miner_pubkey: bytes, txs, timestamp: int) -> Template:
+    def build_template(self, miner_pubkey: bytes, txs: Iterable[Transfer], timestamp: int) -> Template:
         """A template for the open round: the notice's settlement and a timestamp every beacon accepts."""
         r = self.open_round()
         notice = self.notice(r)

@@ -3,7 +3,7 @@
 The genesis FILE is the encoded genesis block. Its payload is the genesis configuration and its salt is
 H("popchain/genesis-config", payload), so the genesis hash commits to every parameter, the keyholders and the
 public task (shard commitments included). ``load_genesis`` re-derives and checks every header field. A version-2
-configuration adds the keyholder committee's share commitments (consensus.shares, PROTOCOL §3.14).
+configuration adds the keyholder committee's share commitments (consensus.protocol.shares, PROTOCOL §3.14).
 """
 from __future__ import annotations
 
@@ -20,13 +20,18 @@ from chain.encoding import check_bytes, check_int, check_list, check_list_max, p
 from chain.errors import DecodeError, RuleError
 from chain.state import LedgerParams, apply_allocations, genesis_state_root
 from chain.tx import check_chain_id
-from consensus.messages import MAX_BEACON_ENTRIES, MAX_KEYHOLDERS
-from consensus.shares import Dealing, KeyholderMaterial, deal, decode_material
+from consensus.protocol.messages import MAX_BEACON_ENTRIES, MAX_KEYHOLDERS
+from consensus.protocol.shares import Dealing, KeyholderMaterial, deal, decode_material
 from ml.errors import MLError
 from ml.generator import World
 from ml.model import ModelCaps, decode_model, encode_model
 from ml.shards import PublicTask, SecretTask, baseline_model, package_generated, package_task
 from ml.task import Dataset
+
+__all__ = [
+    "COMMITTEE_GENESIS_VERSION", "CONFIG_TAG", "GENESIS_VERSION", "MAX_ALLOCATIONS", "MAX_WINDOW_S",
+    "ZERO_PUBKEY", "Genesis", "GenesisParams", "create_committee_genesis", "create_genesis", "load_genesis",
+]
 
 GENESIS_VERSION = 1
 COMMITTEE_GENESIS_VERSION = 2      # version 1 + a committee field: keyholder material for the genesis task (§3.14)
@@ -96,7 +101,7 @@ class GenesisParams:
         return [getattr(self, f.name) for f in dataclasses.fields(self)]
 
     @classmethod
-    def from_list(cls, value: Any) -> "GenesisParams":
+    def from_list(cls, value: Any) -> GenesisParams:
         names = [f.name for f in dataclasses.fields(cls)]
         items = check_list(value, len(names), "genesis.params")
         for name, item in zip(names, items):

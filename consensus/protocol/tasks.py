@@ -6,9 +6,10 @@ Each message is a canonical positional array with a byte cap; ``decode_task_mess
 and range (``DecodeError``) before building an object, cheap checks first: the public package inside an
 announcement is decoded by ml/ only when the engine validates the message (``check_payload``), never here.
 The message id (``msg_hash``) is H("popchain/task-msg", encoded bytes): notices name activations by it.
+``check_batch_material`` is the rule for a message's ``keyholder_material`` field against the genesis committee.
 
 What it does NOT do: decide whether a message may be activated now (unknown task, sequence, replay: that needs
-the chain's task registry, consensus.registry / the engine), hold any state, or move any funds.
+the chain's task registry, consensus.protocol.registry / the engine), hold any state, or move any funds.
 """
 from __future__ import annotations
 
@@ -28,9 +29,26 @@ from chain.encoding import (
     pack_trusted,
     unpack,
 )
-from chain.errors import DecodeError
+from chain.errors import DecodeError, RuleError
 from chain.tx import check_chain_id
-from consensus.messages import MAX_TASK_ID, Signatures, _check_signatures, _sign_all, verify_keyholder_sigs
+from consensus.protocol.genesis import Genesis
+from consensus.protocol.messages import (
+    MAX_TASK_ID,
+    Signatures,
+    _check_signatures,
+    _sign_all,
+    verify_keyholder_sigs,
+)
+from consensus.protocol.shares import KeyholderMaterial, decode_material
+
+__all__ = [
+    "ANNOUNCE", "ANNOUNCE_TAG", "ESCROW_TAG", "EXTEND", "EXTEND_TAG", "MAX_AMOUNT", "MAX_ANNOUNCEMENT_SIZE",
+    "MAX_CHAMPION_SIZE", "MAX_CIPHERTEXT_SIZE", "MAX_EXTENSION_SIZE", "MAX_EXT_SEQ", "MAX_EXT_SHARDS",
+    "MAX_EXT_SHARD_BYTES", "MAX_MATERIAL_SIZE", "MAX_PACKAGE_SIZE", "MAX_TASK_MSG_SIZE", "MSG_TAG",
+    "TASK_MSG_VERSION", "TaskAnnouncement", "TaskExtension", "TaskMessage", "check_batch_material", "cosign",
+    "decode_task_message", "escrow_account", "initial_champion", "make_task_announcement",
+    "make_task_extension",
+]
 
 ANNOUNCE = 1
 EXTEND = 2
@@ -245,3 +263,15 @@ def initial_champion(package: bytes) -> bytes:
     from ml.model import encode_model
     from ml.shards import PublicTask, baseline_model
     return encode_model(baseline_model(PublicTask.decode(package)))
+
+
+def check_batch_material(genesis: Genesis, data: bytes, n_shards: int) -> KeyholderMaterial | None:
+    """THE rule for the ``keyholder_material`` field of a task announcement or extension carrying ``n_shards``
+    new shards: on a committee chain it must be valid material for the genesis committee over exactly those
+    shards; on a single-keyholder chain (version-1 genesis) it must be empty. RuleError("bad-keyholder-material")
+    otherwise. Returns the material (None on a single-keyholder chain)."""
+    if genesis.committee is None:
+        if data:
+            raise RuleError("bad-keyholder-material", "this chain has no keyholder committee: the field is empty")
+        return None
+    return decode_material(data, genesis.keyholders, genesis.threshold, n_shards)

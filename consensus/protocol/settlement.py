@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from chain.address import address_of
 from chain.state import BURN_ACCOUNT, Move
-from consensus.messages import Forfeits
+from consensus.protocol.messages import Forfeits
+
+__all__ = ["settlement_moves"]
 
 
 def settlement_moves(*, bond: int, forfeits: Forfeits) -> tuple[Move, ...]:

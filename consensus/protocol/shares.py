@@ -27,7 +27,15 @@ from typing import Any
 from chain.crypto import merkle_leaf, merkle_root, merkle_root_of_hashes, tagged_hash
 from chain.encoding import check_bytes, check_int, check_list, check_list_max, pack, unpack
 from chain.errors import DecodeError, RuleError
-from consensus.messages import MAX_KEYHOLDERS
+from consensus.protocol.messages import MAX_KEYHOLDERS
+
+__all__ = [
+    "KEY_SIZE", "MATERIAL_TAG", "MATERIAL_VERSION", "MAX_MATERIAL_SIZE", "MAX_PATH", "MAX_SHARDS",
+    "MAX_SHARE_SIZE", "SALT_SIZE", "SHARE_TAG", "SHARE_VERSION", "VALUE_SIZE", "Dealing", "KeyShare",
+    "KeyholderMaterial", "P", "Rng", "ShareBatch", "check_share", "combine",
+    "combine_key", "combine_shares", "deal", "decode_material", "evaluate", "merkle_check", "merkle_levels",
+    "merkle_path", "random_element", "share_commitment", "split", "split_key",
+]
 
 P = 2**256 + 297                 # the least prime above 2^256 (a shard key is one field element)
 KEY_SIZE = 32

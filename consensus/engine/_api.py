@@ -1,0 +1,73 @@
+"""EngineApi: the one interface node/ talks to consensus through — what a node may ask of its engine and hand
+it.
+
+``Engine`` provides it (structurally: mypy checks every node/ seam that holds an ``EngineApi`` against
+Engine's methods). The calls fall in three groups: reads of the chain's rounds and champions (for the API, the
+explorer, events and round sync), task reads, and the objects that arrive from peers or the API (each returns
+True if it was new, raises chain.errors.RuleError with a stable reject code if it is invalid; a block gets a
+verdict).
+
+Every call runs on the node's one engine worker thread (the Engine is synchronous and NOT thread-safe). What
+it does NOT offer: the store's meta keys, the task book, the scoring cache or the keyholder's view of the
+engine (``stake``, ``openings``, ``check_entry``…): the keyholder role lives in consensus and uses Engine
+itself.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from chain.block import Block, Header
+from chain.tx import Transfer
+from consensus.engine._engine import BlockVerdict, RoundInfo
+from consensus.engine._tasks import TaskInfo
+from consensus.mining import Template
+from consensus.protocol.committee import Evidence
+from consensus.protocol.genesis import Genesis
+from consensus.protocol.messages import AnchorNotice, Beacon, Entry
+from consensus.protocol.registry import ChampionRecord
+from consensus.protocol.rules import ScoredBlock
+from consensus.protocol.tasks import TaskMessage
+from ml.shards import PublicTask
+
+__all__ = ["EngineApi"]
+
+
+class EngineApi(Protocol):
+    @property
+    def genesis(self) -> Genesis: ...
+
+    # ------------------------------------------------------------ the chain and its rounds
+
+    def tip(self) -> Header: ...
+    def current_round(self) -> int: ...
+    def open_round(self) -> int: ...                                      # the round miners enter now, or 0
+    def round_info(self, r: int) -> RoundInfo: ...
+    def round_task(self, r: int) -> tuple[int, int] | None: ...          # (task, shard) round r serves
+    def notice(self, r: int) -> AnchorNotice | None: ...
+    def beacon(self, r: int) -> Beacon | None: ...
+    def statement_bytes(self, r: int) -> tuple[bytes | None, bytes | None]: ...   # (notice, beacon) as stored
+    def candidates(self) -> list[ScoredBlock]: ...                       # valid blocks, best first
+    def equivocations(self) -> list[tuple[int, bytes, bytes]]: ...
+    def committee_evidence(self) -> list[Evidence]: ...
+    def build_template(self, miner_pubkey: bytes, txs: Iterable[Transfer], timestamp: int) -> Template: ...
+
+    # ------------------------------------------------------------ champions and tasks (None: current task)
+
+    def champion(self, task_id: int | None = None) -> ChampionRecord: ...
+    def champion_history(self, task_id: int | None = None) -> list[ChampionRecord]: ...
+    def champion_model(self, task_id: int | None = None) -> bytes: ...
+    def tasks(self) -> list[TaskInfo]: ...
+    def task_package(self, task_id: int) -> PublicTask: ...
+    def task_message(self, msg_hash: bytes) -> TaskMessage | None: ...
+    def task_message_ids(self) -> list[bytes]: ...
+    def activation_bytes(self, statement: AnchorNotice | Beacon) -> tuple[bytes, ...]: ...
+
+    # ------------------------------------------------------------ what arrives (True: new, relay it)
+
+    def add_block(self, block: Block) -> BlockVerdict: ...              # never raises: the verdict says why
+    def add_entry(self, entry: Entry) -> bool: ...
+    def add_anchor_notice(self, notice: AnchorNotice) -> bool: ...
+    def add_beacon(self, beacon: Beacon) -> bool: ...
+    def add_task_message(self, msg: TaskMessage | bytes) -> bool: ...
+    def add_committee_evidence(self, ev: Evidence) -> bool: ...
