@@ -17,7 +17,7 @@ import dataclasses
 
 from benchmarks.attacks import copycat, grinder, squatter
 from benchmarks.attacks.late_stamper import stall_in_arena
-from consensus.genesis import GenesisParams
+from consensus.protocol.genesis import GenesisParams
 
 
 def test_a_squatter_past_the_forfeit_cap_is_charged_every_bond() -> None:

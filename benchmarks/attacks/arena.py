@@ -19,9 +19,9 @@ from chain.state import BURN_ACCOUNT
 from chain.store import ChainStore
 from chain.tx import Transfer
 from consensus.engine import BlockVerdict, Engine
-from consensus.genesis import Genesis, GenesisParams, create_genesis
 from consensus.keyholder import Keyholder, RoundClosed
-from consensus.messages import AnchorNotice, Beacon
+from consensus.protocol.genesis import Genesis, GenesisParams, create_genesis
+from consensus.protocol.messages import AnchorNotice, Beacon
 from ml.generator import world_from_seed
 from ml.model import encode_model
 from ml.training import train_candidate

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from benchmarks.simulator import World, WorldConfig, run_scenario
-from consensus.genesis import GenesisParams
+from consensus.protocol.genesis import GenesisParams
 
 PASSED = ("tip-changed", "accepted")
 

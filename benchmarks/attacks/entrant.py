@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from benchmarks.attacks.protocol import open_entry, seal_entry
 from chain.block import Block
 from chain.crypto import Keypair
-from consensus.genesis import Genesis
-from consensus.messages import AnchorNotice, Beacon
+from consensus.protocol.genesis import Genesis
+from consensus.protocol.messages import AnchorNotice, Beacon
 from ml.shards import PublicTask
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.testing import template_from_json

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from benchmarks.attacks.arena import Arena, Sealed, key
 from benchmarks.attacks.protocol import grind_salt
-from consensus.genesis import GenesisParams
+from consensus.protocol.genesis import GenesisParams
 
 BALANCE = 10**12
 

@@ -27,7 +27,7 @@ from benchmarks.attacks.arena import Arena, Sealed, key
 from benchmarks.attacks.entrant import ApiEntrant
 from benchmarks.attacks.protocol import latest_stamp, stamp_stall_ms
 from chain.crypto import Keypair
-from consensus.genesis import GenesisParams, load_genesis
+from consensus.protocol.genesis import GenesisParams, load_genesis
 from node.tools.client import ApiCallError, NodeClient
 
 BALANCE = 10**12

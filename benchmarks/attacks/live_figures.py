@@ -45,7 +45,7 @@ from benchmarks.attacks.phases import (
     steal,
     withhold,
 )
-from consensus.genesis import GenesisParams
+from consensus.protocol.genesis import GenesisParams
 
 HONEST_MINERS = ((0, "linear"), (1, "mlp"))     # at H: two families, so rounds keep crowning
 THIEF, VICTIM, STAMPER = 2, 3, 4                # miner key indexes (make_test_chain funds them all)

@@ -15,7 +15,7 @@ from pathlib import Path
 from benchmarks.attacks import observe
 from benchmarks.attacks.livenet import ATTACKER_ADDRESSES, MEMBERS, LiveNet
 from benchmarks.attacks.protocol import Listing, listings, stamp_stall_ms, stolen
-from consensus.messages import AnchorNotice, Beacon
+from consensus.protocol.messages import AnchorNotice, Beacon
 from node.tools.client import ApiCallError, NodeClient
 
 HONEST = ("H", "R", "V", "M1", "M2", "M3")

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from chain.block import Block, model_hash
 from chain.crypto import Keypair
 from chain.tx import make_transfer
-from consensus.genesis import Genesis, GenesisParams
-from consensus.messages import AnchorNotice, Beacon, Entry, RoundPayload, make_entry
-from consensus.miner import open_block, seal
-from consensus.template import Template
+from consensus.mining import Template, open_block, seal
+from consensus.protocol.genesis import Genesis, GenesisParams
+from consensus.protocol.messages import AnchorNotice, Beacon, Entry, RoundPayload, make_entry
 from ml.shards import PublicTask
 
 TAMPER_KINDS = ("sig", "bar", "model", "tx")

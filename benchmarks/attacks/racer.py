@@ -32,7 +32,7 @@ from benchmarks.attacks.protocol import TAMPER_KINDS, identity, is_round_block, 
 from benchmarks.attacks.wire_peer import AddressPool, WirePeer
 from chain.block import Block
 from chain.errors import DecodeError
-from consensus.genesis import load_genesis
+from consensus.protocol.genesis import load_genesis
 from node import wire
 from node.wire import InvKind
 

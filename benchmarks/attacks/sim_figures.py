@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 
 from benchmarks.attacks import copycat, grinder, squatter
-from consensus.genesis import GenesisParams
+from consensus.protocol.genesis import GenesisParams
 
 
 def run(quick: bool = False) -> list[dict]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from benchmarks.attacks.arena import Arena, Sealed, key
 from chain.address import address_of
 from chain.tx import make_transfer
-from consensus.genesis import GenesisParams
+from consensus.protocol.genesis import GenesisParams
 
 BALANCE = 10**12
 CAP = 1_024          # today's settlement list cap (consensus.messages.MAX_SETTLE): what the past-cap squatter beats

@@ -33,7 +33,7 @@ from benchmarks.attacks.wire_peer import AddressPool, WirePeer
 from chain.block import Block, Header
 from chain.crypto import Keypair
 from chain.errors import DecodeError
-from consensus.genesis import Genesis, load_genesis
+from consensus.protocol.genesis import Genesis, load_genesis
 from node import wire
 from node.tools.client import ApiCallError, NodeClient
 from node.wire import InvKind

@@ -29,7 +29,7 @@ from benchmarks.attacks.racer import parse_endpoint
 from benchmarks.attacks.wire_peer import AddressPool, WirePeer
 from chain.block import Block
 from chain.errors import DecodeError
-from consensus.genesis import load_genesis
+from consensus.protocol.genesis import load_genesis
 from node import wire
 from node.wire import InvKind
 
