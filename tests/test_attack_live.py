@@ -13,7 +13,9 @@ processes (benchmarks.attacks.livenet; one network for the module). They fail on
 - the racer with ``--rotate`` (one member per block: the winner kept from one, an opening from another) splits
   the committee's views - of the anchor, of the settlement - so that no two members co-sign: the chain halts.
 
-Victims are restarted after each attack (what an operator does today), so each test starts on a live network.
+Victims are restarted after each attack (what an operator does today). Two networks: the racer aimed at the
+committee can halt it for good (a race lost at one member splits the members' settlements, and restarts do not
+heal that), so the withholder and the split get a network of their own.
 
 Protocol knowledge (how a block is tampered, how an entry is made, who first listed a model) lives in
 benchmarks/attacks/protocol.py: adjust it there when the rules change, not here.
@@ -43,13 +45,32 @@ def net(tmp_path_factory):
         n.stop()
 
 
+def _miners(n: LiveNet):
+    """Two honest ``miner run`` processes posting to H (different families, so rounds keep crowning)."""
+    return [n.miner("honest-0", "H", 0, "linear"), n.miner("honest-1", "H", 1, "mlp")]
+
+
 @pytest.fixture(scope="module")
 def honest_miners(net):
-    """Two honest ``miner run`` processes posting to H (different families, so rounds keep crowning)."""
-    procs = [net.miner("honest-0", "H", 0, "linear"), net.miner("honest-1", "H", 1, "mlp")]
+    procs = _miners(net)
     yield procs
     for p in procs:
         p.stop()
+
+
+@pytest.fixture(scope="module")
+def net2(tmp_path_factory):
+    """A second network with its honest miners, which no racer touched."""
+    n = LiveNet(tmp_path_factory.mktemp("attack2"), rounds=60)
+    procs = []
+    try:
+        asyncio.run(n.start())
+        procs = _miners(n)
+        yield n
+    finally:
+        for p in procs:
+            p.stop()
+        n.stop()
 
 
 def test_no_key_is_crowned_with_model_bytes_another_key_listed_first(net):
@@ -84,19 +105,20 @@ def test_every_committee_member_accepts_every_genuine_block_whatever_copy_came_f
     assert outcome.penalty_points == 0, outcome.explain()
 
 
-def test_announcing_and_withholding_keeps_no_member_from_a_genuine_block(net, honest_miners):
+def test_announcing_and_withholding_keeps_no_member_from_a_genuine_block(net2):
     async def scenario():
+        await net2.until_round(3)
         try:
-            return await withhold(net, list(MEMBERS), 3, "test", hog=("R", *MEMBERS))
+            return await withhold(net2, list(MEMBERS), 2, "test", hog=("R", *MEMBERS))
         finally:
-            await net.restart(list(MEMBERS))
+            await net2.restart(list(MEMBERS))
     outcome = asyncio.run(scenario())
     assert outcome.announced, outcome.explain()
     assert outcome.censored == [], outcome.explain()
 
 
-def test_the_committee_keeps_finalising_rounds_after_one_member_per_block_was_raced(net, honest_miners):
+def test_the_committee_keeps_finalising_rounds_after_one_member_per_block_was_raced(net2):
     # last in the module: today this halts the chain for good (no two members share a view any more)
-    outcome = asyncio.run(split(net, "test", cap_s=60))
+    outcome = asyncio.run(split(net2, "test", cap_s=60))
     assert len(outcome.raced) >= 2, outcome.explain()
     assert outcome.recovered, outcome.explain()

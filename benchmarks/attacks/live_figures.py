@@ -18,7 +18,9 @@ Two more, for attacks the issue does not list (both on the same network, after t
 - ``live_split_recovery_s``: after the racer raced one member per block (``--rotate``), the seconds until two more
   rounds were final (the cap when they never were: the chain halted); baseline: two quiet rounds. Last phase.
 
-Victims are restarted between attacks (today a node forgets a refused block id only then). ``--quick``: 3 quiet
+Two networks: the racer aimed at the whole committee can halt it for good (a race lost at one member splits
+the members' settlements), so it runs last on the first; the withholder and the split run on a second one.
+``--quick``: 3 quiet
 rounds, 8 raced blocks, 2 steal attempts, 3 withheld rounds, a 45 s split cap, the in-process stamp only (about
 two minutes); full: 10 quiet rounds, 40 raced blocks, 6 steal attempts, 12 withheld rounds, a live late stamp
 (two stalls of ~2 min), a 120 s split cap (about fifteen minutes).
@@ -51,7 +53,9 @@ HONEST_MINERS = ((0, "linear"), (1, "mlp"))     # at H: two families, so rounds 
 THIEF, VICTIM, STAMPER = 2, 3, 4                # miner key indexes (make_test_chain funds them all)
 
 
-async def measure(root: Path, quick: bool) -> dict:
+async def _network_a(root: Path, quick: bool) -> dict:
+    """Thief, quiet baseline, (full) live late stamp, then the racer on V and the members - last: it can halt the
+    committee for good."""
     net = LiveNet(root, rounds=80 if quick else 240)
     miners: list[Proc] = []
     try:
@@ -61,14 +65,9 @@ async def measure(root: Path, quick: bool) -> dict:
         theft = await steal(net, VICTIM, THIEF, 2 if quick else 6, "bench")
         miners = [net.miner(f"honest-{i}", "H", i, fam) for i, fam in HONEST_MINERS]
         net.start_feeder()
-        base = await quiet(net, 3 if quick else 10)
         r0 = (await net.status())["round"]
-        attacked = await race(net, ["V", *MEMBERS], 8 if quick else 40, "bench", max_rounds=8 if quick else 40,
-                              linger_s=0 if quick else 25)
-        base_rounds = await round_statuses(net, r0 - (3 if quick else 10), r0 - 1)
-        await net.restart(["V", *MEMBERS])            # a victim forgets its verdicts only when restarted
-        held = await withhold(net, list(MEMBERS), 3 if quick else 12, "bench", hog=("R", *MEMBERS))
-        await net.restart(list(MEMBERS))
+        base = await quiet(net, 3 if quick else 10)
+        base_rounds = await round_statuses(net, r0 + 1, r0 + (3 if quick else 10))
         live_stalls: list[tuple[int, float]] = []
         if not quick:
             for m in miners:
@@ -87,15 +86,38 @@ async def measure(root: Path, quick: bool) -> dict:
             await net.until_round(last + 1)
             live_stalls = await stamp_stalls(net, first, last)
             miners = [net.miner(f"honest-{i}b", "H", i, fam) for i, fam in HONEST_MINERS]
-        # last: today the split halts the chain for good
-        split_at = await split(net, "bench", cap_s=45 if quick else 120)
+        attacked = await race(net, ["V", *MEMBERS], 8 if quick else 40, "bench", max_rounds=8 if quick else 40,
+                              linger_s=0 if quick else 25)
         await net.stop_feeder()
+        return {"base": base, "attacked": attacked, "theft": theft, "live_stalls": live_stalls,
+                "base_rounds": base_rounds, "quiet_round_s": base.seconds / (3 if quick else 10)}
+    finally:
         for m in miners:
             m.stop()
-        return {"base": base, "attacked": attacked, "theft": theft, "live_stalls": live_stalls, "held": held,
-                "split": split_at, "base_rounds": base_rounds, "quiet_round_s": base.seconds / (3 if quick else 10)}
-    finally:
         net.stop()
+
+
+async def _network_b(root: Path, quick: bool) -> dict:
+    """A network the racer never touched: the withholder, then the racer's split (last: it halts the chain)."""
+    net = LiveNet(root, rounds=80 if quick else 240)
+    miners: list[Proc] = []
+    try:
+        await net.start()
+        miners = [net.miner(f"honest-{i}", "H", i, fam) for i, fam in HONEST_MINERS]
+        await net.until_round(3)
+        held = await withhold(net, list(MEMBERS), 2 if quick else 8, "bench", hog=("R", *MEMBERS),
+                              max_rounds=12 if quick else 40)
+        await net.restart(list(MEMBERS))
+        split_at = await split(net, "bench", cap_s=45 if quick else 120)
+        return {"held": held, "split": split_at}
+    finally:
+        for m in miners:
+            m.stop()
+        net.stop()
+
+
+async def measure(root: Path, quick: bool) -> dict:
+    return {**await _network_a(root / "a", quick), **await _network_b(root / "b", quick)}
 
 
 def figures(res: dict) -> list[dict]:
@@ -116,7 +138,10 @@ def figures(res: dict) -> list[dict]:
          "baseline": base.censored_blocks, "ratio": None,
          "goal": f"0; racer on V + 3 members, kinds {','.join(kinds)}: {att.censored_blocks} of {att.genuine} raced "
                  f"genuine blocks refused ({len(att.censored)} block-node pairs); quiet phase: "
-                 f"{base.censored_blocks} of {base.genuine}"},
+                 f"{base.censored_blocks} of {base.genuine}"
+                 + ("; the committee then HALTED for good (" + "; ".join(f"{m}: {r[-1]}" for m, r in
+                                                                        att.refusals.items() if r)[:240] + ")"
+                    if att.halted else "")},
         {"name": "live_honest_penalties", "value": att.penalty_points, "unit": "points",
          "baseline": base.penalty_points, "ratio": None,
          "goal": f"0; {len(att.penalties)} penalties of honest peers in {att.seconds:.0f} s of racing "

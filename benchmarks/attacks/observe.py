@@ -55,7 +55,8 @@ def read_log(datadir: Path) -> list[Line]:
 class NodeView:
     """One node's verdicts on blocks and the penalties it gave, from its log."""
     name: str
-    accepted: dict[str, float] = field(default_factory=dict)      # header hash[:16] -> first time
+    accepted: dict[str, float] = field(default_factory=dict)      # header hash[:16] -> first time (valid or opened)
+    valid: set[str] = field(default_factory=set)                  # of which valid blocks (not mere openings)
     rejected: dict[str, str] = field(default_factory=dict)        # header hash[:16] -> first refusal's detail
     offences: list[tuple[float, str, str, int, str]] = field(default_factory=list)  # (t, peer, reason, +points, detail)
 
@@ -63,7 +64,10 @@ class NodeView:
     def of(cls, name: str, lines: Iterable[Line]) -> NodeView:
         view = cls(name)
         for ln in lines:
-            m = ACCEPTED.match(ln.msg) or OPENED.match(ln.msg)
+            m = ACCEPTED.match(ln.msg)
+            if m:
+                view.valid.add(m.group(2))
+            m = m or OPENED.match(ln.msg)
             if m:
                 view.accepted.setdefault(m.group(2), ln.t)
                 continue

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.attacks import observe
-from benchmarks.attacks.livenet import ATTACKER_ADDRESSES, MEMBERS, LiveNet
+from benchmarks.attacks.livenet import ATTACKER_ADDRESSES, MEMBERS, LiveNet, Proc
 from benchmarks.attacks.protocol import Listing, listings, stamp_stall_ms, stolen
 from consensus.protocol.messages import AnchorNotice, Beacon
 from node.tools.client import ApiCallError, NodeClient
@@ -50,6 +50,8 @@ class RaceOutcome:
     penalties: list[tuple[str, float, str, str, int, str]]   # honest penalties in the phase
     genuine: int = 0
     seconds: float = 0.0
+    halted: bool = False                                # the committee stopped finalising rounds meanwhile
+    refusals: dict[str, list[str]] = field(default_factory=dict)   # member -> why it would not co-sign (halted)
 
     @property
     def censored_blocks(self) -> int:
@@ -68,28 +70,47 @@ class RaceOutcome:
                          f"{c.refused or 'never accepted the genuine block'}")
         for node, _, peer, reason, pts, detail in self.penalties[:12]:
             lines.append(f"  {node} penalised honest {peer} {reason} +{pts}: {detail}")
+        if self.halted:
+            lines.append("  the committee stopped finalising rounds:")
+            lines += [f"    {m} refused: {'; '.join(rs)}" for m, rs in self.refusals.items()]
         return "\n".join(lines)
 
 
+async def watch(net: LiveNet, proc: Proc, max_rounds: int, stall_s: float) -> tuple[int, bool]:
+    """Wait while ``proc`` runs and H is within ``max_rounds`` rounds of its start; (round at the start, halted):
+    halted = H's round did not move for ``stall_s`` (many round times: the committee stopped finalising)."""
+    async with NodeClient(net.api("H")) as c:
+        r0 = last = (await c.status())["round"]
+        moved = time.time()
+        while proc.alive() and last <= r0 + max_rounds:
+            await asyncio.sleep(0.2)
+            cur = (await c.status())["round"]
+            if cur != last:
+                last, moved = cur, time.time()
+            elif time.time() - moved > stall_s:
+                return r0, True
+    return r0, False
+
+
 async def race(net: LiveNet, victims: Sequence[str], blocks: int, tag: str, *, max_rounds: int = 12,
-               linger_s: float = 0.0) -> RaceOutcome:
+               linger_s: float = 0.0, stall_s: float = 30.0) -> RaceOutcome:
     """The tamper racer hears H and races ``victims`` until it has raced ``blocks`` round blocks (or
-    ``max_rounds`` rounds went by); then the honest nodes' verdicts on those genuine blocks and the penalties they
-    gave honest peers meanwhile."""
+    ``max_rounds`` rounds went by, or the chain halted); then the honest nodes' verdicts on those genuine blocks
+    and the penalties they gave honest peers meanwhile."""
     out = net.root / f"racer-{tag}.jsonl"
     started = time.time()
-    r0 = (await net.status())["round"]
     racer = net.attacker("racer", "--source", net.p2p("H"), *[a for v in victims for a in ("--victim", net.p2p(v))],
                          "--out", str(out), "--max", str(blocks))
     try:
-        async with NodeClient(net.api("H")) as c:
-            while racer.alive() and (await c.status())["round"] <= r0 + max_rounds:
-                await asyncio.sleep(0.2)
+        _, halted = await watch(net, racer, max_rounds, stall_s)
     finally:
         racer.stop()
     raced = read_jsonl(out)
-    if raced:   # let the round of the last raced block close everywhere
-        await net.until_round(max(r["round"] for r in raced) + 1)
+    if raced and not halted:   # let the round of the last raced block close everywhere
+        try:
+            await net.until_round(max(r["round"] for r in raced) + 1, timeout=stall_s)
+        except TimeoutError:
+            halted = True
     await asyncio.sleep(linger_s + 1.0)
     ended = time.time()
     blocks_raced = [r["block"] for r in raced]
@@ -99,7 +120,8 @@ async def race(net: LiveNet, victims: Sequence[str], blocks: int, tag: str, *, m
     censored = observe.censored(blocks_raced, views, chains)
     all_views = views + [observe.NodeView.of("H", observe.read_log(net.root / "H"))]
     penalties = observe.honest_penalties(all_views, ATTACKER_ADDRESSES, started, ended)
-    return RaceOutcome(raced, censored, penalties, len(blocks_raced), ended - started)
+    return RaceOutcome(raced, censored, penalties, len(blocks_raced), ended - started, halted,
+                       await refusals(net) if halted else {})
 
 
 async def quiet(net: LiveNet, rounds: int) -> RaceOutcome:
@@ -115,7 +137,7 @@ async def quiet(net: LiveNet, rounds: int) -> RaceOutcome:
     views = [observe.NodeView.of(n, observe.read_log(net.root / n)) for n in names]
     censored = observe.censored(genuine, views, {})
     penalties = observe.honest_penalties(views + [h], ATTACKER_ADDRESSES, started, ended)
-    return RaceOutcome([], censored, penalties, len(genuine), ended - started)
+    return RaceOutcome([], censored, penalties, len(genuine), ended - started, False, {})
 
 
 @dataclass
@@ -225,15 +247,26 @@ class WithholdOutcome:
         return "\n".join(lines)
 
 
+async def refusals(net: LiveNet) -> dict[str, list[str]]:
+    """member -> its last two refusals (why it would not co-sign a proposal)."""
+    out = {}
+    for m in MEMBERS:
+        st = await net.status(m)
+        out[m] = [f"round {x['round']} {x['kind']}: {x['reason']}" for x in st["committee"]["refusals"][-2:]]
+    return out
+
+
 async def round_statuses(net: LiveNet, first: int, last: int, node: str = "H") -> list[tuple[int, str]]:
     async with NodeClient(net.api(node)) as c:
         return [(r, (await c.round(r))["status"]) for r in range(first, last + 1)]
 
 
-async def withhold(net: LiveNet, victims: Sequence[str], rounds: int, tag: str, *, hog: Sequence[str] = ("R",),
-                   hog_connections: int = 20) -> WithholdOutcome:
+async def withhold(net: LiveNet, victims: Sequence[str], valid_blocks: int, tag: str, *,
+                   hog: Sequence[str] = ("R",), hog_connections: int = 20, max_rounds: int = 12) -> WithholdOutcome:
     """The withholder hears H, announces each genuine block first to ``victims`` and never delivers, holding
-    ``hog_connections`` idle connections to each of ``hog`` (their whole-block pushes go to it) for ``rounds``."""
+    ``hog_connections`` idle connections to each of ``hog`` (their whole-block pushes go to it); until it has
+    announced ``valid_blocks`` blocks H found valid (openings that do not crown are pushed to every peer, so
+    only those can be withheld), or ``max_rounds`` rounds went by."""
     out = net.root / f"withholder-{tag}.jsonl"
     started = time.time()
     proc = net.attacker("withholder", "--source", net.p2p("H"),
@@ -241,14 +274,24 @@ async def withhold(net: LiveNet, victims: Sequence[str], rounds: int, tag: str, 
                         *[a for h in hog for a in ("--hog", net.p2p(h))], "--hog-connections", str(hog_connections),
                         "--out", str(out))
     try:
-        await asyncio.sleep(3.0)       # its connections are up before the rounds it is judged on
-        r0 = (await net.status())["round"]
-        await net.until_round(r0 + rounds + 1)
+        async with asyncio.timeout(120):   # its connections are up before the rounds it is judged on
+            while not out.with_suffix(".ready").exists():
+                await asyncio.sleep(0.2)
+        r0 = (await net.status())["round"] + 1
+        await net.until_round(r0)
+        while (await net.status())["round"] <= r0 + max_rounds:
+            h = observe.NodeView.of("H", observe.read_log(net.root / "H"))
+            done = [a for a in read_jsonl(out) if a["round"] >= r0 and a["block"][:16] in h.valid]
+            if len(done) >= valid_blocks:
+                break
+            await asyncio.sleep(0.5)
+        last = (await net.status())["round"]
+        await net.until_round(last + 1)
     finally:
         proc.stop()
     await asyncio.sleep(1.0)
     ended = time.time()
-    announced = [a for a in read_jsonl(out) if r0 <= a["round"] <= r0 + rounds]
+    announced = [a for a in read_jsonl(out) if r0 <= a["round"] <= last]
     names = [n for n in HONEST if n != "H"]
     views = [observe.NodeView.of(n, observe.read_log(net.root / n)) for n in names]
     blocks = [a["block"] for a in announced]
@@ -256,7 +299,7 @@ async def withhold(net: LiveNet, victims: Sequence[str], rounds: int, tag: str, 
                 if c.node in victims]
     offences = sum(1 for v in views for (t, peer, *_rest) in v.offences
                    if started <= t <= ended and observe.is_attacker(peer, ATTACKER_ADDRESSES))
-    statuses = await round_statuses(net, r0 + 1, r0 + rounds)
+    statuses = await round_statuses(net, r0, last)
     return WithholdOutcome(announced, censored, statuses, offences, ended - started)
 
 
@@ -287,10 +330,7 @@ async def split(net: LiveNet, tag: str, *, blocks: int = 2, cap_s: float = 60.0)
     racer = net.attacker("racer", "--source", net.p2p("H"), *[a for v in MEMBERS for a in ("--victim", net.p2p(v))],
                          "--rotate", "--max", str(blocks), "--out", str(out))
     try:
-        r0 = (await net.status())["round"]
-        async with NodeClient(net.api("H")) as c:
-            while racer.alive() and (await c.status())["round"] <= r0 + 12:
-                await asyncio.sleep(0.2)
+        r0, _ = await watch(net, racer, 12, cap_s)
     finally:
         racer.stop()
     raced = read_jsonl(out)
@@ -304,8 +344,4 @@ async def split(net: LiveNet, tag: str, *, blocks: int = 2, cap_s: float = 60.0)
                 break
             await asyncio.sleep(0.5)
     seconds = time.time() - started
-    refusals = {}
-    for m in MEMBERS:
-        st = await net.status(m)
-        refusals[m] = [f"round {x['round']} {x['kind']}: {x['reason']}" for x in st["committee"]["refusals"][-2:]]
-    return SplitOutcome(raced, stuck_at, reached - stuck_at, seconds, refusals)
+    return SplitOutcome(raced, stuck_at, reached - stuck_at, seconds, await refusals(net))

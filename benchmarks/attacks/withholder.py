@@ -8,9 +8,12 @@ first, the honest relay's own INV finds no room and is dropped, and the victim g
 longer than the opening window O, so a committee member that never got the block whole misses the opening.
 With ``--hog NAME=HOST:PORT`` it also keeps ``--hog-connections`` idle connections to an honest relay: a node
 pushes a validated block whole to only 3 of its peers (in arbitrary order) and announces it to the rest, so the
-more of its connections the withholder holds, the fewer honest peers get the block whole.
+more of its connections the withholder holds, the fewer honest peers get the block whole - and a hog connection
+that is only announced a block is dropped and dialled again (it held no push slot), so the withholder converges
+on the relay's push slots.
 
-One JSON line per block to ``--out`` (block, round, announced-to per victim). Run it as its own process::
+One JSON line per block to ``--out`` (block, round, announced-to per victim); ``<out>.ready`` appears once all
+its connections are up. Run it as its own process::
 
     python -m benchmarks.attacks.withholder --genesis G --source H=HOST:PORT --victim M1=HOST:PORT ... --out F
 """
@@ -48,11 +51,20 @@ class Withholder:
         self.held: list[WirePeer] = []
         self.done: set[bytes] = set()
         self.stop = asyncio.Event()
+        self.churned = 0
 
     def _peer(self, host: str, port: int, on_message=None) -> WirePeer:
         g = self.genesis
         return WirePeer(host, port, g.chain_id, g.hash, source_ip=self.pool.take(), on_message=on_message,
                         agent="withholder/0.1")
+
+    async def on_hog(self, peer: WirePeer, msg: wire.Message) -> None:
+        """A hog connection that is announced a block (not pushed it) holds no push slot of that relay: drop it
+        and dial again - the replacement lands elsewhere in the relay's peer order (churning until it holds the
+        slots)."""
+        if isinstance(msg, wire.Inv) and any(k == InvKind.BLOCK for k, _ in msg.items):
+            self.churned += 1
+            asyncio.get_running_loop().create_task(peer.close())
 
     async def on_source(self, peer: WirePeer, msg: wire.Message) -> None:
         if isinstance(msg, wire.Inv):
@@ -79,7 +91,7 @@ class Withholder:
             sent[name] = sum([await p.send(inv) for p in links if p.open])
         with self.out.open("a") as f:
             f.write(json.dumps({"t": time.time(), "block": h.hex(), "round": block.header.round,
-                                "announced": sent}) + "\n")
+                                "announced": sent, "churned": self.churned}) + "\n")
 
     async def keep(self, host: str, port: int, n: int, links: list[WirePeer], on_message=None) -> None:
         """Hold ``n`` connections to a node in ``links`` (reconnecting any that drop)."""
@@ -95,6 +107,16 @@ class Withholder:
                 continue
             await asyncio.sleep(0.5)
 
+    async def _ready(self, hogged: list[list[WirePeer]]) -> None:
+        """Write ``<out>.ready`` once every connection is up (the harness judges only what comes after)."""
+        while not self.stop.is_set():
+            full = all(len(v) >= self.per_victim for v in self.links.values()) and all(
+                len(h) >= self.hog_connections for h in hogged)
+            if full:
+                self.out.with_suffix(".ready").write_text("ready\n")
+                return
+            await asyncio.sleep(0.1)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -102,7 +124,10 @@ class Withholder:
         tasks = [asyncio.create_task(self.keep(h, p, 1, [], self.on_source)) for _, h, p in self.sources]
         tasks += [asyncio.create_task(self.keep(h, p, self.per_victim, self.links.setdefault(n, [])))
                   for n, h, p in self.victims]
-        tasks += [asyncio.create_task(self.keep(h, p, self.hog_connections, [])) for _, h, p in self.hogs]
+        hogged: list[list[WirePeer]] = [[] for _ in self.hogs]
+        tasks += [asyncio.create_task(self.keep(h, p, self.hog_connections, hogged[i], self.on_hog))
+                  for i, (_, h, p) in enumerate(self.hogs)]
+        tasks.append(asyncio.create_task(self._ready(hogged)))
         await self.stop.wait()
         for t in tasks:
             t.cancel()
