@@ -32,6 +32,10 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
                                "sim_wins_squatter", "sim_wins_finetune", "sim_wins_late_timestamp",
                                "sim_late_timestamp_stalls")),
     ("benchmarks.sim_drift", ("demo_crowned_share_50", "drift_gap_1pp_share")),
+    ("benchmarks.attacks.live_figures", ("live_censored_blocks", "live_honest_penalties", "live_stolen_crowns",
+                                         "late_stamp_stall_s", "live_withheld_blocks", "live_split_recovery_s")),
+    ("benchmarks.attacks.sim_figures", ("squat_cost_per_void_round", "bond_dodge_escaped_share", "slot_grind_share",
+                                        "copy_crown_rate")),
 )
 
 FIGURE_KEYS = ("name", "value", "unit", "baseline", "ratio", "goal")

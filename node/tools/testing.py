@@ -51,10 +51,11 @@ class TestChain:
 def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100, entry_window_s: int = 1,
                     opening_window_s: int = 2, n_miners: int = 2, n_users: int = 2, n_train: int = 1500,
                     chain_id: str = CHAIN_ID, easy: bool = True, keyholders: int = 0,
-                    threshold: int = 0) -> TestChain:
+                    threshold: int = 0, params: dict[str, int] | None = None) -> TestChain:
     """A small chain: synthetic task, short round windows, funded miners and users, one keyholder key; with
     ``keyholders`` N > 0 a ``threshold``-of-N committee instead (keys seeded "keyholder1" …; member files
-    ``keyholder-i.secret`` in genesis order; ``keyholder_path`` is member 1's)."""
+    ``keyholder-i.secret`` in genesis order; ``keyholder_path`` is member 1's). ``params``: more genesis
+    parameters (GenesisParams fields, e.g. ``max_entries``, ``time_slack_s``) over these defaults."""
     directory.mkdir(parents=True, exist_ok=True)
     miners = tuple(seeded_keypair(f"miner{i}") for i in range(n_miners))
     users = tuple(seeded_keypair(f"user{i}") for i in range(n_users))
@@ -64,15 +65,16 @@ def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100,
     # easy (tests only): α = 0.99, so about any challenger with b > c + 1 is crowned and test chains grow in a
     # few rounds; the default α = 1/20 needs power-sized shards (PROTOCOL §3.7)
     extra = {"alpha_num": 99, "alpha_den": 100} if easy else {}
-    params = GenesisParams(entry_window_s=entry_window_s, opening_window_s=opening_window_s, **extra)
+    genesis_params = GenesisParams(**{"entry_window_s": entry_window_s, "opening_window_s": opening_window_s,
+                                      **extra, **(params or {})})
     allocations = ([a for k in miners for a in miner_funding(k.public, MINER_BALANCE, MINER_BOND)]
                    + [(address_of(k.public), MINER_BALANCE) for k in users])
     if keyholders:
         return _committee_chain(directory, dataset, keyholders, threshold or keyholders // 2 + 1, chain_id=chain_id,
-                                rounds=rounds, shard_size=shard_size, allocations=allocations, params=params,
-                                n_train=n_train, miners=miners, users=users)
+                                rounds=rounds, shard_size=shard_size, allocations=allocations,
+                                params=genesis_params, n_train=n_train, miners=miners, users=users)
     genesis, secret = create_genesis(dataset, chain_id=chain_id, rounds=rounds, shard_size=shard_size,
-                                     allocations=allocations, keyholder_pubkeys=[kh.public], params=params,
+                                     allocations=allocations, keyholder_pubkeys=[kh.public], params=genesis_params,
                                      timestamp=int(time.time()) - 10, n_train=n_train,
                                      seed=b"popchain-node-tests-split")
     genesis_path = directory / "genesis.bin"

@@ -1,0 +1,59 @@
+"""The in-process attack figures of ``popchain bench`` (issue 18), each beside its same-run baseline:
+
+- ``squat_cost_per_void_round``: the past-cap squatter (> 1,100 keys, ≥ 200 void rounds at E = 16 in full mode);
+  baseline: the naive squatter (the same E keys every round) over the same rounds. Goal ≥ 1.
+- ``bond_dodge_escaped_share``: bonds a dodger's squatting keys forfeited but were not charged for, having spent
+  their balance in a block of the dodger's own; baseline: none (an honest entrant forfeits nothing). Goal 0.
+- ``slot_grind_share``: the equal-stake salt grinder's share of the listed slots ÷ its fair share, 1,000 salts per
+  entry; baseline: the same keys with one salt each. Goal ≤ 1.1.
+- ``copy_crown_rate``: rounds in which a sybil's perturbed copy of the champion passed the crowning test (16
+  listed, drifting default task, ≥ 200 rounds in full mode); baseline: α, the rule's family-wise bound per round
+  (the ratio is how far above it copies pass). Goal ≤ 0.001 under the margin rule.
+
+``--quick`` sizes: squatter E = 256 for 6 rounds (1,280 keys: the same 1,024-entry cap, passed in 4 rounds),
+grinder 12 rounds at E = 4, copies 12 rounds on 3,264-row shards.
+"""
+from __future__ import annotations
+
+import sys
+
+from benchmarks.attacks import copycat, grinder, squatter
+from consensus.protocol.genesis import GenesisParams
+
+
+def run(quick: bool = False) -> list[dict]:
+    cfg = squatter.QUICK if quick else squatter.FULL
+    naive, past = squatter.squat(cfg, "naive"), squatter.squat(cfg, "past-cap")
+    d = squatter.dodge(1 if quick else 3)
+    gcfg = grinder.QUICK if quick else grinder.FULL
+    fair, ground = grinder.grind(gcfg, 1), grinder.grind(gcfg)
+    copies = copycat.copy_rounds(12, shard_size=3_264) if quick else copycat.copy_rounds(200)
+    num, den = GenesisParams().alpha
+    alpha = num / den
+    return [
+        {"name": "squat_cost_per_void_round", "value": past.cost_per_void_round, "unit": "rewards",
+         "baseline": naive.cost_per_void_round,
+         "ratio": past.cost_per_void_round / naive.cost_per_void_round if naive.cost_per_void_round else None,
+         "goal": f">= 1; {past.keys} keys, E = {cfg.max_entries}, {past.voided} void rounds: burnt "
+                 f"{past.burnt:,} of {past.listed_unopened * past.entry_bond:,} grains owed (charged "
+                 f"{past.charged_share:.3f}); naive ({naive.keys} keys) {naive.cost_per_void_round:.3f}"},
+        {"name": "bond_dodge_escaped_share", "value": d.escaped_share, "unit": "share", "baseline": 0.0,
+         "ratio": None,
+         "goal": f"0; {d.forfeited} bonds forfeited in {d.rounds} rounds, {d.charged:,} grains charged; honest "
+                 f"entries shut out {d.shut_out}; the dodger crowned {d.crowned_by_dodger}"},
+        {"name": "slot_grind_share", "value": ground.ratio, "unit": "x fair", "baseline": fair.ratio,
+         "ratio": ground.ratio / fair.ratio if fair.ratio else None,
+         "goal": f"<= 1.1; {gcfg.grinder_keys} grinder + {gcfg.honest_keys} honest keys of equal stake for "
+                 f"{gcfg.max_entries} slots, {ground.contested} contested rounds, {gcfg.tries} salts/entry: share "
+                 f"{ground.share:.3f} (fair {ground.fair:.3f}); one salt: {fair.share:.3f}"},
+        {"name": "copy_crown_rate", "value": copies.rate, "unit": "per round", "baseline": alpha,
+         "ratio": copies.rate / alpha,
+         "goal": f"<= 0.001 (margin rule); {copies.passed}/{copies.rounds} rounds a copy passed, crowned in "
+                 f"{copies.crowned}; honest passed {copies.honest_passed}; strongest copy (round, b, c) "
+                 f"{copies.worst}; baseline alpha"},
+    ]
+
+
+if __name__ == "__main__":
+    from benchmarks.harness import format_table
+    print(format_table(run(quick="--quick" in sys.argv)))
