@@ -39,13 +39,16 @@ def test_a_bond_cannot_be_dodged_by_spending_in_a_block_of_ones_own() -> None:
 
 
 def test_an_equal_stake_salt_grinder_gets_no_more_than_its_fair_share_of_slots() -> None:
-    # 4 grinder + 4 honest keys of equal stake for 4 slots, 100 rounds: fair share 0.5 (400 slots, so a fair
-    # tie-break stays under 1.1x with probability ~0.995)
-    rep = grinder.grind(dataclasses.replace(grinder.QUICK, rounds=100))
-    assert rep.contested == 100
-    assert rep.ratio <= 1.1, (f"grinder held {rep.grinder_slots} of {rep.slots} listed slots ({rep.share:.3f}, fair "
-                              f"{rep.fair:.3f}: {rep.ratio:.2f}x); an honest key was shut out in "
-                              f"{rep.honest_shut_out}/{rep.contested} rounds")
+    # 4 grinder + 4 honest keys of equal stake for 4 slots: the same chain with 1,000 salts per grinder entry and
+    # with one salt lists exactly the same keys (today: the grinder held every contested slot), and its share is
+    # the slot lottery's, ~fair (the share itself is 0.5 ± 0.02 over 100 rounds: benchmarks' slot_grind_share)
+    cfg = dataclasses.replace(grinder.QUICK, rounds=40)
+    ground, fair = grinder.grind(cfg), grinder.grind(cfg, 1)
+    assert ground.contested == fair.contested == 40
+    assert ground.listings == fair.listings, (f"grinding changed the listing: grinder held {ground.grinder_slots} "
+                                              f"of {ground.slots} slots with grinding, {fair.grinder_slots} without")
+    assert ground.ratio <= 1.3, (f"grinder held {ground.grinder_slots} of {ground.slots} listed slots "
+                                 f"({ground.share:.3f}, fair {ground.fair:.3f}: {ground.ratio:.2f}x)")
 
 
 def test_a_late_timestamp_delays_the_next_round_by_at_most_the_entry_window() -> None:

@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from benchmarks.attacks.protocol import bare_entry, open_entry, seal_entry
+from benchmarks.attacks.protocol import bare_entry, open_entry, seal_entry, stake_allocations
 from benchmarks.simulator import GENESIS_TIME, _rng_bytes, _until
 from chain.address import address_of
 from chain.crypto import Keypair
@@ -22,6 +22,7 @@ from consensus.engine import BlockVerdict, Engine
 from consensus.keyholder import Keyholder, RoundClosed
 from consensus.protocol.genesis import Genesis, GenesisParams, create_genesis
 from consensus.protocol.messages import AnchorNotice, Beacon
+from consensus.protocol.settlement import bond_of
 from ml.generator import world_from_seed
 from ml.model import encode_model
 from ml.training import train_candidate
@@ -52,10 +53,11 @@ class Arena:
     @classmethod
     def create(cls, seed: bytes, *, params: GenesisParams, rounds: int, balances: Sequence[tuple[bytes, int]],
                shard_size: int = 400, n_train: int = 1_500, drift_milli: int = 0) -> Arena:
-        """A generated-task chain (ml.generator, 24 features) whose ``balances`` are (pubkey, grains)."""
+        """A generated-task chain (ml.generator, 24 features) whose ``balances`` are (pubkey, grains): each key gets
+        them to spend and as stake (its bond account, protocol.stake_allocations)."""
         world = world_from_seed(seed)
         kh = key(seed, "keyholder")
-        alloc = sorted({address_of(pub): amount for pub, amount in balances}.items())
+        alloc = sorted({a: n for pub, amount in balances for a, n in stake_allocations(pub, amount)}.items())
         genesis, secret = create_genesis(world, chain_id="popchain-attack", rounds=rounds, shard_size=shard_size,
                                          allocations=alloc, keyholder_pubkeys=[kh.public], params=params,
                                          timestamp=GENESIS_TIME, n_train=n_train, rng=_rng_bytes(seed),
@@ -125,6 +127,10 @@ class Arena:
 
     def balance(self, pub: bytes) -> int:
         return self.store.state_view(self.engine.tip().hash).get_account(address_of(pub)).balance
+
+    def bond(self, pub: bytes) -> int:
+        """The key's stake: its bond account (PROTOCOL §3.9)."""
+        return self.store.state_view(self.engine.tip().hash).get_account(bond_of(pub)).balance
 
     def burnt(self) -> int:
         """Grains in the burn account: every bond forfeit charged so far (PROTOCOL §3.9)."""

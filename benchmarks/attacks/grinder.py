@@ -1,11 +1,14 @@
 """Equal-stake salt grinder - position: **miners with as much stake per key as the honest ones**, in the
 in-process arena (benchmarks.attacks.arena: the real Engine + Keyholder).
 
-When more than E entries arrive the keyholder keeps the E largest stakes, ties broken by the lower header hash
-(PROTOCOL §3.3) - which the entrant chooses through its salt. Each grinder key seals its block with the best of
-``tries`` salts (benchmarks.attacks.protocol.grind_salt, ~1,000 hashes: milliseconds); each honest key seals
-once with a random salt (its header hash is a uniform 256-bit value: a bare entry with a random hash is the same
-draw). Nobody opens (the listing is what is measured), so stakes stay equal round after round.
+When more than E entries arrive the beacon keeps the E largest stakes; until issue 18 ties were broken by the
+lower header hash (PROTOCOL §3.3), which the entrant chooses through its salt; now by the slot value of the
+round's shard key, which nobody knows before the beacon. Each grinder key seals its block with the best of
+``tries`` salts (benchmarks.attacks.protocol.grind_salt, ~1,000 hashes: milliseconds; the old rank, the best an
+entrant can aim at); each honest key seals once with a random salt (its header hash is a uniform 256-bit value:
+a bare entry with a random hash is the same draw). Nobody opens (the listing is what is measured), so stakes
+stay equal round after round. ``listings`` records who was listed each round: with the same seed, grinding and
+not grinding must list exactly the same keys.
 
 ``slot_grind_share`` = (the grinder's share of the listed slots) ÷ (its fair share, its keys ÷ all keys), over
 rounds with more entries than slots. Goal ≤ 1.1; with as many grinder keys as honest ones the worst is 2.
@@ -15,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from benchmarks.attacks.arena import Arena, Sealed, key
 from benchmarks.attacks.protocol import grind_salt
@@ -46,6 +49,7 @@ class GrindReport:
     honest_shut_out: int = 0      # rounds in which at least one honest key was left out
     fair: float = 0.0
     seconds: float = 0.0
+    listings: list[tuple[bytes, ...]] = field(default_factory=list)   # the listed miners, round by round
 
     @property
     def share(self) -> float:
@@ -83,7 +87,8 @@ def grind(cfg: GrindConfig, tries: int | None = None, seed: bytes = b"popchain-a
             rep.rounds += 1
             if cfg.honest_keys + cfg.grinder_keys > cfg.max_entries:
                 rep.contested += 1
-                listed = [miner for _, miner in beacon.listed]
+                listed = [miner for _, miner, *_ in beacon.listed]
+                rep.listings.append(tuple(sorted(listed)))
                 rep.slots += len(listed)
                 rep.grinder_slots += sum(1 for m in listed if m in mine)
                 rep.honest_shut_out += any(k.public not in listed for k in honest)

@@ -1,20 +1,22 @@
-"""What the attack harness knows of the protocol: the ONE module of benchmarks/attacks that encodes today's rules.
+"""What the attack harness knows of the protocol: the ONE module of benchmarks/attacks that encodes the rules.
 
 Everything an attacker, a benchmark or a test of this package needs to know about consensus lives here, written
-against PROTOCOL §2.2, §3.3-§3.9 as they stand on main e466b38:
+against PROTOCOL §2.2, §3.3-§3.9 (issue 18's rules; what changed from main e466b38 is said per function):
 
-- **identity** - what a node remembers a block by (today the header hash, which binds neither the header
-  signature, nor the payload, nor the model bytes against ``model_hash``, nor the txs against ``tx_root``);
+- **identity** - what a node remembers a block by: the header hash, which binds neither the header signature
+  nor the payload; since issue 18 a copy whose unbound bytes are wrong is a *corrupt copy* (§3.6 step 1), never
+  a verdict on the block;
 - **tamper** - the four corrupt copies of a genuine block that keep that identity (issue 18, *Why* 1);
-- **entries** - how an entrant commits to a model (today: an entry seals only the header hash; issue 18 may make
-  it carry the model hash) and opens it after the beacon;
-- **listing** - how the keyholder ranks entries when more than E arrive (stake, then the lower header hash);
+- **entries** - how an entrant commits to a model (an entry seals the header hash, names the model hash and
+  proves possession of the bytes, §3.3) and opens it after the beacon;
+- **stake** - a miner key's stake is its bond account (§3.9): funding a key means funding both accounts;
+- **listing** - how the keyholder ranks entries when more than E arrive (stake, then the slot value of the
+  round's shard key, which no entrant knows before the beacon);
 - **timestamps** - the latest stamp a miner can give a block of the open round, and the stall it causes;
-- **attribution** - who first listed a model, from blocks and beacons (what ``live_stolen_crowns`` counts).
+- **attribution** - who first listed a model, from beacons (what ``live_stolen_crowns`` counts).
 
-When the rules change (a block identity over all its bytes, entries with a model hash, an ungrindable tie-break,
-bonds per key, a stamp bound), change this module and the attackers, figures and tests follow; each function
-says which rule it encodes. No I/O here: pure functions over chain/ and consensus/ objects.
+When the rules change, change this module and the attackers, figures and tests follow; each function says which
+rule it encodes. No I/O here: pure functions over chain/ and consensus/ objects.
 """
 from __future__ import annotations
 
@@ -28,7 +30,9 @@ from chain.crypto import Keypair
 from chain.tx import make_transfer
 from consensus.mining import Template, open_block, seal
 from consensus.protocol.genesis import Genesis, GenesisParams
+from consensus.protocol.listing import slot_value
 from consensus.protocol.messages import AnchorNotice, Beacon, Entry, RoundPayload, make_entry
+from consensus.protocol.settlement import miner_funding
 from ml.shards import PublicTask
 
 TAMPER_KINDS = ("sig", "bar", "model", "tx")
@@ -83,14 +87,20 @@ def tamper(block: Block, kind: str) -> Block:
 
 def seal_entry(template: Template, model: bytes, keypair: Keypair, salt: bytes | None = None) -> tuple[Block, Entry]:
     """An entrant's commitment to ``model`` for the template's round (§3.3): the signed block without its
-    payload, and the entry to post. Today the entry reveals only the header hash."""
+    payload, and the entry to post (header hash, model hash, proof of possession of the model bytes)."""
     return seal(template, model, keypair, salt if salt is not None else os.urandom(32))
 
 
 def bare_entry(keypair: Keypair, chain_id: str, round_: int, anchor: bytes, header_hash: bytes) -> Entry:
-    """An entry for a block the entrant never opens (a squatter's): today an entry commits to nothing but a
-    header hash, so no block, template or model is needed to make one (§3.3)."""
-    return make_entry(keypair, chain_id, round_, anchor, header_hash)
+    """An entry for a block the entrant never opens (a squatter's): no block, template or model is needed to make
+    one — its model hash and proof are made up (it can never open them: §3.3, §3.9)."""
+    return make_entry(keypair, chain_id, round_, anchor, header_hash, os.urandom(32), os.urandom(32))
+
+
+def stake_allocations(pubkey: bytes, grains: int) -> list[tuple[bytes, int]]:
+    """Genesis allocations that give a key ``grains`` to spend and ``grains`` of stake (its bond account, §3.9;
+    until issue 18 the stake was the account itself)."""
+    return miner_funding(pubkey, grains, grains)
 
 
 def open_entry(sealed: Block, beacon: Beacon, *, genesis: Genesis, champion: bytes, task: PublicTask | None = None,
@@ -102,25 +112,28 @@ def open_entry(sealed: Block, beacon: Beacon, *, genesis: Genesis, champion: byt
 # ---------------------------------------------------------------- listing
 
 
-def listing_rank(stake: int, header_hash: bytes) -> tuple[int, int]:
-    """The keyholder's rank of an entry when more than E arrive (§3.3; larger is kept): stake at the anchor,
-    then the LOWER header hash - which the entrant chooses through its salt."""
-    return (stake, -int.from_bytes(header_hash, "big"))
+def listing_rank(stake: int, shard_key: bytes, miner: bytes) -> tuple[int, int]:
+    """The beacon's rank of an entry when more than E arrive (§3.3; larger is kept): stake at the anchor, then
+    the slot value of the round's shard key — secret until the beacon (until issue 18: the LOWER header hash,
+    which the entrant chose through its salt)."""
+    return (stake, slot_value(shard_key, miner))
 
 
-def listed_by_rank(entries: Iterable[tuple[int, bytes, bytes]], capacity: int) -> list[bytes]:
-    """The miners a listing keeps out of (stake, header hash, miner) triples: the ``capacity`` best ranks."""
-    ranked = sorted(entries, key=lambda e: listing_rank(e[0], e[1]), reverse=True)
-    return [miner for _, _, miner in ranked[:capacity]]
+def listed_by_rank(entries: Iterable[tuple[int, bytes]], shard_key: bytes, capacity: int) -> list[bytes]:
+    """The miners a listing keeps out of (stake, miner) pairs under ``shard_key``: the ``capacity`` best ranks."""
+    ranked = sorted(entries, key=lambda e: listing_rank(e[0], shard_key, e[1]), reverse=True)
+    return [miner for _, miner in ranked[:capacity]]
 
 
 def grind_salt(template: Template, model: bytes, tries: int, rng: Callable[[int], bytes] = os.urandom) -> bytes:
-    """The salt, of ``tries`` random ones, giving the header hash that ranks best in a stake tie (§3.3)."""
+    """The grinder's best effort: the salt, of ``tries`` random ones, giving the lowest header hash — what ranked
+    a stake tie until issue 18. The rank no longer reads it (nothing the entrant chooses is in it), so this is
+    the attack as it was, measured against the rule as it is."""
     mh = model_hash(model)
     best_salt, best = b"", None
     for _ in range(max(1, tries)):
         salt = rng(32)
-        rank = listing_rank(0, template.header(mh, salt).hash)
+        rank = -int.from_bytes(template.header(mh, salt).hash, "big")
         if best is None or rank > best:
             best_salt, best = salt, rank
     return best_salt
@@ -139,8 +152,9 @@ def latest_stamp(notice: AnchorNotice, params: GenesisParams, now_s: float = 0.0
 
 def stamp_stall_ms(beacon: Beacon, next_notice: AnchorNotice, params: GenesisParams) -> int:
     """How much later the next round opened than its keyholders would have opened it on their own clock: the
-    next notice's open time - (this round's reveal + O). Today the keyholder opens no earlier than the anchor's
-    timestamp (§3.7), so a late stamp shows up here. Both times are keyholder-signed."""
+    next notice's open time - (this round's reveal + O). Until issue 18 the keyholder opened no earlier than the
+    anchor's timestamp, so a late stamp showed up here; now it opens ≥ 1 s after the anchor's reveal (§3.4).
+    Both times are keyholder-signed."""
     opened_ms = next_notice.entry_deadline_ms - params.entry_window_s * 1000
     return opened_ms - (beacon.time_ms + params.opening_window_s * 1000)
 
@@ -159,14 +173,18 @@ class Listing:
 
 def listings(seen: Iterable[Listing], beacons: Mapping[int, Beacon]) -> list[Listing]:
     """The blocks seen (as Listing candidates: round, header hash, miner, model hash from each block's header)
-    that their round's beacon lists: today a beacon names header hashes only, so the model a listing committed to
-    is known from the block's header."""
+    that their round's beacon lists (a beacon names the model hash too since issue 18: ``beacon_listings``)."""
     out = []
     for x in seen:
         beacon = beacons.get(x.round)
-        if beacon is not None and (x.header_hash, x.miner) in set(beacon.listed):
+        if beacon is not None and (x.header_hash, x.miner) in {(h, m) for h, m, *_ in beacon.listed}:
             out.append(x)
     return out
+
+
+def beacon_listings(beacons: Mapping[int, Beacon]) -> list[Listing]:
+    """Every listing the beacons name, with its model hash (§3.3 since issue 18; void rounds included)."""
+    return [Listing(r, h, m, mh) for r, b in beacons.items() for h, m, mh, _ in b.listed]
 
 
 def listing_of(block: Block) -> Listing:

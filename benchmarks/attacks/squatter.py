@@ -6,14 +6,17 @@ shard burns), and pays for it only through bonds, charged by the next crowned bl
 
 - ``naive``: the same E keys every round - the design case: each void round costs E bonds = one block reward;
 - ``past-cap``: first 1,024 *low* keys (the lowest public keys of its set) once each, then *high* keys every round.
-  The settlement's forfeit list is capped at 1,024 entries, truncated to the lowest keys: the high keys are cut,
-  never charged, and the entry rule reads their debt from that list, so they re-enter owing nothing.
+  Until issue 18 the settlement's forfeit list was capped at 1,024 entries, truncated to the lowest keys: the high
+  keys were cut, never charged, and the entry rule read their debt from that list, so they re-entered owing
+  nothing. Now every listed entry is a settlement record, a long streak settles over several blocks, and the
+  entry rule counts every unsettled one.
 
 ``squat_cost_per_void_round`` = bonds burnt per voided round ÷ block reward (goal ≥ 1), measured after an honest
 block crowns and settles the streak.
 
 Bond dodger: its squatting key S is listed (and never opens) in a round that its own miner key W crowns with a
-block carrying S's transfer of its whole balance to a fresh key; the next settlement charges S min(bond, 0) = 0
+block carrying S's transfer of its whole balance to a fresh key; until issue 18 the next settlement charged S
+min(bond, 0) = 0. Now the bond comes out of S's bond account, which no transfer reaches
 (``bond_dodge_escaped_share``: bonds forfeited but not charged ÷ bonds forfeited; goal 0).
 
 ``python -m benchmarks.attacks.squatter [--quick]`` prints both.
@@ -31,7 +34,10 @@ from chain.tx import make_transfer
 from consensus.protocol.genesis import GenesisParams
 
 BALANCE = 10**12
-CAP = 1_024          # today's settlement list cap (consensus.messages.MAX_SETTLE): what the past-cap squatter beats
+CAP = 1_024          # the settlement list cap until issue 18 (the 1,024 lowest keys were charged, the rest never):
+                     # what the past-cap squatter beat; now a message carries ≤ 1,024 records and the rest of a
+                     # long streak carries over to the next block's settlement
+SETTLE_ROUNDS = 16   # honest rounds played after the streak, until every record of it is settled
 
 
 @dataclass(frozen=True)
@@ -106,16 +112,22 @@ def squat(cfg: SquatConfig, strategy: str, seed: bytes = b"popchain-attack-squat
                     rep.refused += 1
             arena.enter(honest, arena.honest_model())       # outranked by stake: not listed while E squat
             beacon = arena.reveal()
-            rep.listed_unopened += sum(1 for _, miner in beacon.listed if miner in mine)
+            rep.listed_unopened += sum(1 for _, miner, *_ in beacon.listed if miner in mine)
             closed = arena.close()
             rep.voided += closed.winner is None
-        # the squatter stops: an honest block crowns and applies the settlement of the whole streak
-        arena.start_round()
-        sealed = arena.enter(honest, arena.honest_model())
-        beacon = arena.reveal()
-        if isinstance(sealed, Sealed):
-            arena.open(sealed, beacon)
-        rep.settled = arena.close().winner is not None
+        # the squatter stops: honest blocks crown and apply the settlement of the streak — whole rounds, at most
+        # MAX_SETTLE records per block, so a long streak settles over a few blocks (PROTOCOL §3.9)
+        last_void = arena.engine.current_round()
+        for i in range(SETTLE_ROUNDS):
+            if arena.engine.unsettled_from() > last_void:
+                break
+            arena.start_round()
+            sealed = arena.enter(honest, arena.honest_model() if i == 0 else _model_for_round(arena, i))
+            beacon = arena.reveal()
+            if isinstance(sealed, Sealed):
+                arena.open(sealed, beacon)
+            arena.close()
+        rep.settled = arena.engine.unsettled_from() > last_void
         rep.burnt = arena.burnt()
     finally:
         arena.close_store()
@@ -148,7 +160,7 @@ def dodge(rounds: int = 1, seed: bytes = b"popchain-attack-dodger") -> DodgeRepo
     sink = key(seed, "dodger/sink")
     balances = ([(w.public, 4 * BALANCE)] + [(s.public, 3 * BALANCE) for s in squatters]
                 + [(h.public, BALANCE) for h in honest])
-    arena = Arena.create(seed, params=params, rounds=2 * rounds + 2, balances=balances)
+    arena = Arena.create(seed, params=params, rounds=(SETTLE_ROUNDS + 1) * rounds + 2, balances=balances)
     rep = DodgeReport(entry_bond=params.entry_bond)
     try:
         burnt_before = 0
@@ -162,21 +174,25 @@ def dodge(rounds: int = 1, seed: bytes = b"popchain-attack-dodger") -> DodgeRepo
             for h in honest:
                 arena.enter(h, arena.honest_model())
             beacon = arena.reveal()
-            listed = {miner for _, miner in beacon.listed}
+            listed = {miner for _, miner, *_ in beacon.listed}
             rep.shut_out += sum(1 for h in honest if h.public not in listed)
             rep.forfeited += s.public in listed
             if isinstance(got_w, Sealed):
                 arena.open(got_w, beacon)
             closed = arena.close()
             rep.crowned_by_dodger += closed.winner is not None
-            # an honest round settles S_i's forfeit (charged min(bond, balance))
-            arena.start_round()
-            sealed = [arena.enter(h, _model_for_round(arena, 100 + i + j)) for j, h in enumerate(honest)]
-            beacon = arena.reveal()
-            for got in sealed:
-                if isinstance(got, Sealed):
-                    arena.open(got, beacon)
-            arena.close()
+            # honest rounds until a crowned block settles S_i's forfeit (from its bond account since issue 18)
+            dodged = arena.engine.current_round()
+            for k in range(SETTLE_ROUNDS):
+                if arena.engine.unsettled_from() > dodged:
+                    break
+                arena.start_round()
+                sealed = [arena.enter(h, _model_for_round(arena, 100 + i + 2 * k + j)) for j, h in enumerate(honest)]
+                beacon = arena.reveal()
+                for got in sealed:
+                    if isinstance(got, Sealed):
+                        arena.open(got, beacon)
+                arena.close()
             rep.charged += arena.burnt() - burnt_before
             burnt_before = arena.burnt()
             rep.rounds += 1

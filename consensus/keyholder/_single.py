@@ -29,6 +29,7 @@ from consensus.engine import Engine, activation_budget
 from consensus.keyholder._base import KeyholderBase
 from consensus.protocol.messages import (
     MAX_ACTIVATIONS,
+    MAX_NOTICE_SIZE,
     AnchorNotice,
     Beacon,
     Entry,
@@ -143,7 +144,7 @@ class Keyholder(KeyholderBase):
         if not items:
             return None
         key, value = items[-1]
-        opened_ms, notice = unpack(value, max_size=1 << 16)
+        opened_ms, notice = unpack(value, max_size=MAX_NOTICE_SIZE + 64)
         return int.from_bytes(key[-4:], "big"), opened_ms, AnchorNotice.decode(notice)
 
     def _revealed(self, r: int) -> tuple[int, Beacon] | None:
