@@ -20,7 +20,7 @@ from chain.tx import txid_of_encoding
 from node import wire
 from node.inventory import MAX_ALTERNATES, TRICKLE_S, RequestTracker, Trickle
 from node.judge import Judge, JudgeHost, Key, decode_object, object_id
-from node.limits import FLOOD, BoundedMap, TokenBucket
+from node.limits import FLOOD, BoundedMap, BoundedSet, TokenBucket
 from node.peer import Peer
 from node.wire import InvKind
 
@@ -54,6 +54,7 @@ class Relay:
         self.judge.refetch = self.refetch
         # block -> the other peers that announced it when a copy arrived: asked first if that copy was corrupt
         self._block_sources: BoundedMap[bytes, list[Peer]] = BoundedMap(256)
+        self._hedged: BoundedSet[tuple[bytes, Peer]] = BoundedSet(1024)   # (block, outbound peer) asked in parallel
         self.budgets: dict[Peer, TokenBucket] = {}
         self.budget_drops: dict[Peer, int] = {}
         self.block_queue: asyncio.Queue[tuple[Peer, bytes]] = asyncio.Queue(BLOCK_QUEUE)
@@ -111,6 +112,17 @@ class Relay:
             if others:
                 self._block_sources.put(key[1], others)
         return self.requests.received(key) is peer and peer is not None
+
+    def _hedge(self, key: Key, peer: Peer) -> bool:
+        """A block in flight from an inbound peer is also asked of an outbound peer that announces it (once per
+        pair): a peer that announces blocks first from many inbound connections and never delivers cannot hold
+        a block back past the opening window (PROTOCOL §4.3). Untracked: its answer is judged like any copy."""
+        asked = self.requests.asked(key)
+        if asked is None or not asked.inbound or (key[1], peer) in self._hedged:
+            return False
+        self._hedged.add((key[1], peer))
+        self.host.metrics.inc("popchain_block_hedged_requests_total")
+        return True
 
     def refetch(self, key: Key, exclude: Peer | None) -> None:
         """Ask for a block again after a corrupt copy of it (PROTOCOL §4.3): first the peers that announced it,
@@ -178,7 +190,9 @@ class Relay:
         trip per hop, cf. BIP152 high-bandwidth), INV at once to the others; round objects INV at once."""
         key = (kind, h)
         pushed = 0
-        for peer in self.host.ready_peers():
+        # outbound peers (we chose them) get the whole-block pushes first: inbound connections an attacker holds
+        # in numbers cannot take the push slots (PROTOCOL §4.3)
+        for peer in sorted(self.host.ready_peers(), key=lambda p: p.inbound):
             if peer is exclude or key in peer.known:
                 continue
             peer.known.add(key)
@@ -254,6 +268,8 @@ class Relay:
             peer.known.add(key)
             if key in self.requests:
                 self.requests.announced(peer, key, now)   # kept as an alternate source
+                if key[0] == InvKind.BLOCK and not peer.inbound and self._hedge(key, peer):
+                    wanted.append(key)
                 continue
             known = self.judge.known_cheap(key)
             if known is None:   # a block: only the store knows; bounded by the peer's block slots first
