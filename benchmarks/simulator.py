@@ -96,7 +96,7 @@ def _key(seed: bytes, name: str) -> Keypair:
 @dataclass(frozen=True)
 class WorldConfig:
     rounds: int = 6
-    shard_size: int = 12_992           # the default task's (benchmarks.simulation.DEFAULT_SHARD_ROWS)
+    shard_size: int = 13_121           # the default task's (benchmarks.simulation.DEFAULT_SHARD_ROWS)
     n_train: int = 2_000
     n_test: int = 4_000
     max_train_rows: int | None = 6_000   # miners fit on the newest rows of public + revealed data (the latest
