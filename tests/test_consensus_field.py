@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from chain.address import address_of
 from chain.block import Block, model_hash
 from chain.crypto import Keypair
+from chain.errors import RuleError
 from chain.store import ChainStore
 from chain.tx import make_transfer
 from consensus.engine import Engine
@@ -114,7 +115,7 @@ def race(tmp_path_factory):
 def test_corrupt_copies_are_refused_as_copies_and_leave_no_memory(race, kinds):
     """Until issue 18 every tamper kind was a `rejected` verdict the node remembered by header hash, so a racer
     that delivered one corrupt copy first censored the genuine block for good."""
-    store, engine, _, genuine = race
+    _, engine, _, genuine = race
     for kind in kinds:
         copy = tamper(genuine, kind)
         assert copy.hash == genuine.hash                  # same identity
@@ -124,7 +125,7 @@ def test_corrupt_copies_are_refused_as_copies_and_leave_no_memory(race, kinds):
 
 
 def test_the_genuine_block_crowns_after_any_corrupt_copies(race):
-    store, engine, kh, genuine = race
+    _, engine, kh, genuine = race
     verdict = engine.add_block(genuine)
     assert verdict.status == "tip-changed", verdict
     assert _close(kh, T0 + W + O).winner == genuine.hash
@@ -373,3 +374,71 @@ def test_constant_model_is_not_a_copy_that_crowns(tmp_path):
 def test_genesis_params_carry_the_margin():
     assert GenesisParams().min_gain_bp == 75
     assert GenesisParams.from_list(GenesisParams(min_gain_bp=10).to_list()).min_gain_bp == 10
+
+
+# ---------------------------------------------------------------- pure rules, property-tested
+
+
+@given(st.integers(1, 40), st.lists(st.integers(0, 256), min_size=0, max_size=40), st.integers(256, 1_100))
+def test_settlement_windows_cover_every_round_once_and_drop_no_record(first, counts, cap):
+    """However long the void streak and however many entries it listed, successive settlements (whole rounds,
+    ≤ cap records each, at least one round each since a round lists ≤ 256) cover every round exactly once and
+    carry every record: nothing is capped away (until issue 18 the 1,024 lowest keys were kept, the rest never
+    charged)."""
+    from consensus.keyholder import settle_window
+    r = first + len(counts)
+    records_of = lambda q: [(q, q.to_bytes(4, "big") * 8, bytes(32), 0)] * counts[q - first]
+    start, seen = first, []
+    while start < r:
+        last, records = settle_window(start, r, records_of, cap)
+        assert last >= start and len(records) <= cap
+        seen += records
+        start = last + 1
+    assert start == r and len(seen) == sum(counts)
+
+
+@st.composite
+def _histories(draw):
+    """Listings of one model hash by keys A, B, C over rounds 1..6: some already on the chain (the index, with
+    the height that recorded them), some only in the block's settlement (void rounds since its parent)."""
+    keys = [k.public for k in MINERS[:3]]
+    listings = draw(st.lists(st.tuples(st.integers(1, 6), st.sampled_from(keys)), max_size=6, unique=True))
+    cut = draw(st.integers(0, 7))       # rounds < cut were recorded by earlier blocks; the rest are in the settlement
+    return listings, cut, draw(st.sampled_from(keys)), draw(st.integers(1, 7))
+
+
+@given(_histories())
+def test_attribution_is_first_listed_wins_from_any_mix_of_index_and_settlement(h):
+    """check_attribution refuses a key's model iff its earliest listing, in a round before the block's, is not
+    this key's alone — whether the earlier listings come from the chain's index or from the block's settlement."""
+    from chain.block import Header
+    from consensus.engine._index import CONTESTED
+    from consensus.engine._validity import check_attribution
+    from consensus.protocol.messages import make_settlement
+    listings, cut, miner, r = h
+    mh = b"\x05" * 32
+
+    class Index:        # what ChainIndex answers for the listings recorded by earlier blocks
+        def past_model(self, m: bytes, limit: int) -> bool:
+            return False
+
+        def first_listing(self, m: bytes, limit: int) -> tuple[int, bytes] | None:
+            old = sorted(x for x in listings if x[0] < cut)
+            if not old:
+                return None
+            q = old[0][0]
+            firsts = {k for qq, k in old if qq == q}
+            return (q, old[0][1] if len(firsts) == 1 else CONTESTED)
+
+    recs = [(q, k, mh, 0) for q, k in listings if q >= cut and q < r]
+    settlement = make_settlement(min([q for q, *_ in recs], default=1), max([q for q, *_ in recs], default=0), recs)
+    header = Header(1, "popchain-x", 1, bytes(32), r, 0, miner, bytes(32), bytes(32), mh, bytes(32))
+    earlier = sorted(x for x in listings if x[0] < r)
+    owner_ok = not earlier or {k for q, k in earlier if q == earlier[0][0]} == {miner}
+    try:
+        check_attribution(header, settlement, Index(), 0)   # type: ignore[arg-type]
+        refused = False
+    except RuleError as exc:
+        assert exc.code == "duplicate-model"
+        refused = True
+    assert refused == (not owner_ok)
