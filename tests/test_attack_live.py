@@ -92,7 +92,8 @@ async def _race_with_users(net: LiveNet, victims: list[str], tag: str):
 
 def test_a_plain_node_accepts_every_genuine_block_whatever_copy_came_first(net, honest_miners):
     outcome = asyncio.run(_race_with_users(net, ["V"], "plain"))
-    assert {rec["sent"]["V"] for rec in outcome.raced} == set(TAMPER_KINDS), outcome.explain()
+    # every tamper kind reached the victim at least once (a block the racer had no fresh connection for: None)
+    assert set(TAMPER_KINDS) <= {rec["sent"]["V"] for rec in outcome.raced}, outcome.explain()
     assert [c for c in outcome.censored if c.node == "V"] == [], outcome.explain()
     assert outcome.penalty_points == 0, outcome.explain()
 
@@ -100,7 +101,7 @@ def test_a_plain_node_accepts_every_genuine_block_whatever_copy_came_first(net, 
 def test_every_committee_member_accepts_every_genuine_block_whatever_copy_came_first(net, honest_miners):
     outcome = asyncio.run(_race_with_users(net, list(MEMBERS), "committee"))
     for m in MEMBERS:
-        assert {rec["sent"][m] for rec in outcome.raced} == set(TAMPER_KINDS), outcome.explain()
+        assert set(TAMPER_KINDS) <= {rec["sent"][m] for rec in outcome.raced}, outcome.explain()
     assert [c for c in outcome.censored if c.node in MEMBERS] == [], outcome.explain()
     assert outcome.penalty_points == 0, outcome.explain()
 
