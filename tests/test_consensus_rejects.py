@@ -310,3 +310,18 @@ def test_bad_settlement_is_refused_by_the_ledger(store):
         with pytest.raises(RuleError) as exc:
             store.preview_txs(tip.hash, MINERS[0].public, (), g.ledger_params, (move,))
         assert exc.value.code == "bad-settlement"
+
+
+def test_a_listing_whose_model_or_proof_differs_is_bad_claim(store):
+    """Issue 18: the listing names the model hash and the key's proof of possession; a block whose header or
+    bytes do not match them (a front-runner that copied another entry's model hash) is "bad-claim"."""
+    import hashlib
+
+    from chain.block import model_hash as mh_of
+    from consensus.protocol.messages import possession
+    block, bc = make_block(store)
+    h = block.header
+    for item in ((h.hash, h.miner, hashlib.sha256(b"other").digest(), possession(h.miner, block.model)),
+                 (h.hash, h.miner, mh_of(block.model), possession(h.miner, b"not the bytes"))):
+        forged = make_block(store, entered=False, beacon={"entries": [item]})[0]
+        check(store, forged, "bad-claim")
