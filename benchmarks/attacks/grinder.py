@@ -37,7 +37,7 @@ class GrindConfig:
 
 
 FULL = GrindConfig(rounds=100, max_entries=16, honest_keys=16, grinder_keys=16)
-QUICK = GrindConfig(rounds=12, max_entries=4, honest_keys=4, grinder_keys=4)
+QUICK = GrindConfig(rounds=40, max_entries=4, honest_keys=4, grinder_keys=4)
 
 
 @dataclass
