@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from chain.block import Block, Header, model_hash
@@ -32,6 +32,7 @@ from consensus._meta import (
     P_OPENING,
     u32,
 )
+from consensus.engine._entries import EntryRules, RoundMemory
 from consensus.engine._index import ChainIndex
 from consensus.engine._taskbook import TaskBook
 from consensus.engine._tasks import TaskQueries
@@ -39,18 +40,15 @@ from consensus.engine._validity import OrphanBlock, ScoringCache, validate_block
 from consensus.mining import Template, build_template, template_timestamp
 from consensus.protocol.committee import Evidence
 from consensus.protocol.genesis import Genesis
-from consensus.protocol.listing import admit_ranked, tie_value
-from consensus.protocol.messages import AnchorNotice, Beacon, Entry, RoundPayload
+from consensus.protocol.messages import AnchorNotice, Beacon, RoundPayload
 from consensus.protocol.registry import ChampionRecord, payout_move
 from consensus.protocol.rules import CorruptCopy, ScoredBlock, check_copy, fork_key, moves_for
-from consensus.protocol.settlement import bond_of
 from consensus.protocol.tasks import TaskAnnouncement, decode_task_message
 
 __all__ = ["BlockVerdict", "Engine", "RoundInfo"]
 
 MAX_CEVID = 256               # committee evidence records kept (the first ones: a liar cannot flush them)
 MAX_ORPHANS = 64
-MAX_ENTRIES_SEEN = 4096       # per round, gossip bound: the largest stakes, ties by a secret local value
 
 
 def _terms(st: AnchorNotice | Beacon) -> tuple:
@@ -102,12 +100,7 @@ class Opening(NamedTuple):
     bar: int | None = None
 
 
-@dataclass
-class _RoundMemory:
-    entries: dict[bytes, Entry] = field(default_factory=dict)   # miner -> entry
-
-
-class Engine(TaskQueries):
+class Engine(EntryRules, TaskQueries):
     """One node's consensus state over its chain store (see the module docstring); node/ sees it as EngineApi."""
 
     def __init__(self, store: ChainStore, genesis: Genesis, *, tie_secret: bytes | None = None) -> None:
@@ -132,7 +125,7 @@ class Engine(TaskQueries):
         self._anchors: dict[int, bytes] = {}      # round -> anchor stated by a notice/beacon not yet applied
         self._candidates: dict[bytes, ScoredBlock] = {}
         self._orphans: dict[bytes, Block] = {}
-        self._rounds: dict[int, _RoundMemory] = {}
+        self._rounds: dict[int, RoundMemory] = {}
         for key, value in store.meta_items(P_BEACON) + store.meta_items(P_NOTICE):
             r = int.from_bytes(key[-4:], "big")
             if r > self._round:
@@ -227,37 +220,7 @@ class Engine(TaskQueries):
         mem = self._rounds.get(r)
         return RoundInfo(r, status, anchor, notice, beacon, winner, len(mem.entries) if mem else 0)
 
-    # ------------------------------------------------------------ entries
-
-    def check_entry(self, entry: Entry) -> None:
-        """The entry acceptance rule (§3.3) except table limits. Raises RuleError."""
-        g = self.genesis
-        if entry.chain_id != g.chain_id:
-            raise RuleError("bad-chain-id", f"entry for chain {entry.chain_id!r}")
-        if entry.round != self.open_round():
-            raise RuleError("wrong-round", f"entry for round {entry.round}, open round is {self.open_round()}")
-        if entry.parent_hash != self._final.hash:
-            raise RuleError("bad-anchor", "entry parent is not the open round's anchor")
-        if not entry.verify_signature():
-            raise RuleError("bad-entry-sig", "entry signature does not verify")
-        if self.stake(entry.miner) < g.params.entry_bond:
-            raise RuleError("insufficient-stake", f"miner bond {self.stake(entry.miner)} < the entry bond "
-                                                  f"{g.params.entry_bond}")
-        if self.index.unbonding(entry.miner, self._final.height):
-            raise RuleError("unbonding", "the miner asked for its bond back: it cannot enter until released")
-
-    def stake(self, miner: bytes) -> int:
-        """The balance of the miner key's bond account at the final anchor (what its entries are ranked and
-        bonded by, §3.9)."""
-        return self.store.state_view(self._final.hash).get_account(bond_of(miner)).balance
-
-    def unsettled_from(self) -> int:
-        """The first round no block up to the final anchor has settled (the next settlement starts there)."""
-        return self.index.settled_through(self._final) + 1
-
-    def releases(self, last: int) -> tuple[bytes, ...]:
-        """The unbond requests a block on the final anchor whose settlement ends at round ``last`` releases."""
-        return self.index.releases(self._final, last)
+    # ------------------------------------------------------------ openings
 
     def openings(self, r: int) -> dict[bytes, Opening]:
         """header hash -> Opening (miner, model hash, b, c, bar) of every listed round-r block this node saw
@@ -273,31 +236,6 @@ class Engine(TaskQueries):
         key = P_OPENING + u32(h.round) + h.hash
         if self.store.meta_get(key) is None:
             self.store.meta_put(key, pack([h.miner, h.model_hash, payload.b, payload.c, payload.bar]))
-
-    def add_entry(self, entry: Entry) -> bool:
-        """check_entry + one entry per miner key per round. True if new (relay it), False if already seen. A
-        full table keeps the largest stakes, ties by a value secret to this node (not arrival order)."""
-        self.check_entry(entry)
-        mem = self._rounds.setdefault(entry.round, _RoundMemory())
-        seen = mem.entries.get(entry.miner)
-        if seen is not None:
-            if seen.sighash == entry.sighash:
-                return False
-            raise RuleError("duplicate-entry", "this miner already entered this round with another entry")
-        if len(mem.entries) >= MAX_ENTRIES_SEEN:
-            held = list(mem.entries.values())
-            admit, evict = admit_ranked([self._entry_rank(e) for e in held], self._entry_rank(entry),
-                                        MAX_ENTRIES_SEEN)
-            if not admit or evict is None:
-                raise RuleError("too-many-entries", "the round's entry table holds larger stakes")
-            del mem.entries[held[evict].miner]
-        mem.entries[entry.miner] = entry
-        for old in [r for r in self._rounds if r < entry.round]:
-            del self._rounds[old]
-        return True
-
-    def _entry_rank(self, entry: Entry) -> tuple[int, int]:
-        return (self.stake(entry.miner), tie_value(self._tie_secret, entry.miner))
 
     # ------------------------------------------------------------ notices and beacons
 
