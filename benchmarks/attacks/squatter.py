@@ -91,7 +91,7 @@ def squat(cfg: SquatConfig, strategy: str, seed: bytes = b"popchain-attack-squat
     pool = sorted((key(seed, f"squatter/{i}") for i in range(n)), key=lambda k: k.public)
     low, high = pool[:cfg.low_keys], pool[cfg.low_keys:]
     honest = key(seed, "honest")
-    arena = Arena.create(seed, params=cfg.params, rounds=cfg.void_rounds + 2,
+    arena = Arena.create(seed, params=cfg.params, rounds=cfg.void_rounds + SETTLE_ROUNDS + 1,
                          balances=[(k.public, 2 * BALANCE) for k in pool] + [(honest.public, BALANCE)])
     rep = SquatReport(strategy, n, block_reward=cfg.block_reward, entry_bond=cfg.entry_bond)
     try:
