@@ -24,21 +24,19 @@ from chain.tx import Transfer
 from consensus._meta import (
     K_STATE,
     P_BEACON,
-    P_CEVID,
     P_CHAMP,
     P_CMODEL,
-    P_EQUIV,
     P_NOTICE,
     P_OPENING,
     u32,
 )
 from consensus.engine._entries import EntryRules, RoundMemory
+from consensus.engine._evidence import EvidenceBook
 from consensus.engine._index import ChainIndex
 from consensus.engine._taskbook import TaskBook
 from consensus.engine._tasks import TaskQueries
 from consensus.engine._validity import OrphanBlock, ScoringCache, validate_block
 from consensus.mining import Template, build_template, template_timestamp
-from consensus.protocol.committee import Evidence
 from consensus.protocol.genesis import Genesis
 from consensus.protocol.messages import AnchorNotice, Beacon, RoundPayload
 from consensus.protocol.registry import ChampionRecord, payout_move
@@ -47,7 +45,6 @@ from consensus.protocol.tasks import TaskAnnouncement, decode_task_message
 
 __all__ = ["BlockVerdict", "Engine", "RoundInfo"]
 
-MAX_CEVID = 256               # committee evidence records kept (the first ones: a liar cannot flush them)
 MAX_ORPHANS = 64
 
 
@@ -100,7 +97,7 @@ class Opening(NamedTuple):
     bar: int | None = None
 
 
-class Engine(EntryRules, TaskQueries):
+class Engine(EntryRules, EvidenceBook, TaskQueries):
     """One node's consensus state over its chain store (see the module docstring); node/ sees it as EngineApi."""
 
     def __init__(self, store: ChainStore, genesis: Genesis, *, tie_secret: bytes | None = None) -> None:
@@ -111,6 +108,7 @@ class Engine(EntryRules, TaskQueries):
         self.index = ChainIndex(store)
         self._tie_secret = tie_secret or os.urandom(32)   # breaks stake ties in the bounded entry table
         self._refetch: list[bytes] = []                   # parked copies found corrupt while connecting
+        self._statements: dict[tuple[bytes, int], AnchorNotice | Beacon] = {}   # decoded, by (prefix, round)
         if not store.is_initialised():
             store.init_genesis(genesis.block, genesis.allocations, genesis.ledger_params)
         if store.genesis().hash != genesis.hash:
@@ -170,12 +168,28 @@ class Engine(EntryRules, TaskQueries):
         return None if st is None else st.served
 
     def beacon(self, r: int) -> Beacon | None:
-        raw = self.store.meta_get(P_BEACON + u32(r))
-        return None if raw is None else Beacon.decode(raw)
+        hit = self._statements.get((P_BEACON, r))
+        if hit is None:
+            raw = self.store.meta_get(P_BEACON + u32(r))
+            hit = None if raw is None else self._remember((P_BEACON, r), Beacon.decode(raw))
+        assert hit is None or isinstance(hit, Beacon)
+        return hit
 
     def notice(self, r: int) -> AnchorNotice | None:
-        raw = self.store.meta_get(P_NOTICE + u32(r))
-        return None if raw is None else AnchorNotice.decode(raw)
+        hit = self._statements.get((P_NOTICE, r))
+        if hit is None:
+            raw = self.store.meta_get(P_NOTICE + u32(r))
+            hit = None if raw is None else self._remember((P_NOTICE, r), AnchorNotice.decode(raw))
+        assert hit is None or isinstance(hit, AnchorNotice)
+        return hit
+
+    def _remember(self, key: tuple[bytes, int], stmt: AnchorNotice | Beacon) -> AnchorNotice | Beacon:
+        """Decoded statements by round: a round's stored notice or beacon never changes (the first one stays,
+        §3.4), and an entry check asks for them several times (a notice with a full settlement is ~86 KB)."""
+        self._statements[key] = stmt
+        while len(self._statements) > 16:
+            self._statements.pop(next(iter(self._statements)))
+        return stmt
 
     def statement_bytes(self, r: int) -> tuple[bytes | None, bytes | None]:
         """(notice bytes, beacon bytes) of round r exactly as stored (None: not held), for peers that sync
@@ -185,25 +199,6 @@ class Engine(EntryRules, TaskQueries):
     def candidates(self) -> list[ScoredBlock]:
         """Valid blocks of the current round, best first."""
         return sorted(self._candidates.values(), key=fork_key, reverse=True)
-
-    def equivocations(self) -> list[tuple[int, bytes, bytes]]:
-        """(round, kept message bytes, refused message bytes) for every equivocation seen."""
-        out = []
-        for key, value in self.store.meta_items(P_EQUIV):
-            kept, refused = unpack(value, max_size=1 << 20)
-            out.append((int.from_bytes(key[len(P_EQUIV):len(P_EQUIV) + 4], "big"), kept, refused))
-        return out
-
-    def add_committee_evidence(self, ev: Evidence) -> bool:
-        """Store a committee member's misbehaviour (one record per round, signer and kind). True if new."""
-        key = P_CEVID + u32(ev.round) + ev.signer + ev.what.encode()
-        if self.store.meta_get(key) is not None or len(self.store.meta_items(P_CEVID)) >= MAX_CEVID:
-            return False
-        self.store.meta_put(key, ev.encode())
-        return True
-
-    def committee_evidence(self) -> list[Evidence]:
-        return [Evidence.decode(v) for _, v in self.store.meta_items(P_CEVID)]
 
     def round_info(self, r: int) -> RoundInfo:
         beacon, notice = self.beacon(r), self.notice(r)
@@ -238,9 +233,6 @@ class Engine(EntryRules, TaskQueries):
             self.store.meta_put(key, pack([h.miner, h.model_hash, payload.b, payload.c, payload.bar]))
 
     # ------------------------------------------------------------ notices and beacons
-
-    def _record_equivocation(self, r: int, kept: bytes, refused: bytes, tag: bytes) -> None:
-        self.store.meta_put(P_EQUIV + u32(r) + tag, pack([kept, refused]))
 
     def _check_statement(self, r: int, anchor: bytes, encoded: bytes, tag: bytes) -> None:
         """A notice/beacon for round r must agree with every stored statement of round r."""
