@@ -33,8 +33,9 @@ P_OMODEL = b"c/omodel/"       # + model hash -> u32 height of the block whose be
 # + u32 round + header hash -> pack([miner, model hash, b, c, bar]) of a listed block seen opened (records kept
 # before the round test's figures were have the first two fields only)
 P_OPENING = b"c/opening/"
-P_LMODEL = b"c/lmodel/"       # + model hash -> pack([round, miner or 32 zero bytes if contested, u32 height]):
-                              #   the model's first listing (attribution, §3.9), written by the block that carried it
+P_LMODEL = b"c/lmodel/"       # + model hash + u32 round -> pack([miner or 32 zero bytes if contested, height]):
+                              #   who listed the model in that round (attribution, §3.9), written by the block
+                              #   that carried the listing (its own beacon's, or a settlement record)
 P_UNBOND = b"c/unbond/"       # + miner pubkey -> pack([height, round]): a pending unbond request (§3.9)
 P_UNBONDH = b"c/unbondh/"     # + u32 height -> pack([[pubkey…] requested, [[pubkey, height, round]…] released])
 P_CEVID = b"c/cevid/"         # + u32 round + signer + what -> committee evidence bytes (protocol.committee)

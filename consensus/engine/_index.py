@@ -58,12 +58,15 @@ class ChainIndex:
         return False
 
     def first_listing(self, mh: bytes, limit: int) -> tuple[int, bytes] | None:
-        """(round, miner or CONTESTED) of the model's first listing recorded up to height ``limit``."""
-        raw = self.store.meta_get(P_LMODEL + mh)
-        if raw is None:
-            return None
-        q, miner, height = unpack(raw, max_size=128)
-        return (q, miner) if height <= limit else None
+        """(round, miner or CONTESTED) of the model's earliest listing recorded up to height ``limit``. Records
+        are keyed by (model hash, round): a long void streak is settled over several blocks, so a later block
+        may record an earlier round; the scan lists the model's listed rounds in order (a handful: each one is
+        an opening or a forfeited bond)."""
+        for key, raw in self.store.meta_items(P_LMODEL + mh):
+            miner, height = unpack(raw, max_size=128)
+            if height <= limit:
+                return int.from_bytes(key[-4:], "big"), miner
+        return None
 
     def pending_unbonds(self, limit: int) -> list[tuple[bytes, int, int]]:
         """(miner, height, round) of every unbond request pending at height ``limit``."""
@@ -110,19 +113,17 @@ class ChainIndex:
         for mh in beacon.settlement.opened:
             if self.store.meta_get(P_OMODEL + mh) is None:
                 extra[P_OMODEL + mh] = here
-        firsts: dict[bytes, tuple[int, bytes]] = {}
+        # listings by (model hash, round): who listed it in that round (two keys: contested). A round's listing
+        # comes whole (its own beacon, or one settlement window), so one already recorded is not rewritten
+        listed: dict[tuple[bytes, int], bytes] = {}
         listings = [(q, m, mh) for q, m, mh, _ in beacon.settlement.records]
         listings += [(h.round, m, mh) for _, m, mh, _ in beacon.listed]
-        for q, miner, mh in sorted(listings):
-            if self.store.meta_get(P_LMODEL + mh) is not None:
-                continue          # listed at an earlier height: that listing came first
-            seen = firsts.get(mh)
-            if seen is None:
-                firsts[mh] = (q, miner)
-            elif seen[0] == q and seen[1] != miner:
-                firsts[mh] = (q, CONTESTED)
-        for mh, (q, miner) in firsts.items():
-            extra[P_LMODEL + mh] = pack([q, miner, height])
+        for q, miner, mh in listings:
+            seen = listed.get((mh, q))
+            listed[(mh, q)] = miner if seen is None or seen == miner else CONTESTED
+        for (mh, q), miner in listed.items():
+            if self.store.meta_get(P_LMODEL + mh + u32(q)) is None:
+                extra[P_LMODEL + mh + u32(q)] = pack([miner, height])
         requested = sorted({tx.sender for tx in block.txs if tx.recipient == unbond_account(address_of(tx.sender))
                             and self.store.meta_get(P_UNBOND + tx.sender) is None})
         released = [(m, rh, q) for m, rh, q in self.pending_unbonds(height - 1) if q <= beacon.settlement.last]
@@ -147,9 +148,12 @@ class ChainIndex:
             for prefix in (P_CMODEL, P_OMODEL):
                 if self.store.meta_get(prefix + mh) == here:
                     extra[prefix + mh] = None
-            raw = self.store.meta_get(P_LMODEL + mh)
-            if raw is not None and unpack(raw, max_size=128)[2] == h.height:
-                extra[P_LMODEL + mh] = None
+        listed = {(r[2], r[0]) for r in payload.beacon.settlement.records} if payload is not None else set()
+        listed |= {(x[2], h.round) for x in payload.beacon.listed} if payload is not None else set()
+        for mh, q in listed:
+            raw = self.store.meta_get(P_LMODEL + mh + u32(q))
+            if raw is not None and unpack(raw, max_size=128)[1] == h.height:
+                extra[P_LMODEL + mh + u32(q)] = None
         raw = self.store.meta_get(P_UNBONDH + here)
         if raw is not None:
             requested, released = unpack(raw, max_size=1 << 24)

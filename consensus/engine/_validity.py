@@ -220,17 +220,19 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore, beacon:
 def check_attribution(h: Header, settlement: Settlement, index: ChainIndex, limit: int) -> None:
     """§3.6 step 7 (duplicate-model): the model is no champion and was never recorded opened (on the chain up
     to height ``limit``, or in this block's settlement), and no other key listed it first — by the earliest
-    round of its listings, from the index or from this block's settlement records (void rounds); listings in
-    the block's own round do not count (nobody was first)."""
+    round of its listings, from the index or from this block's settlement records (void rounds; a round there
+    may be older than any the index holds); listings in the block's own round do not count (nobody was
+    first)."""
     mh = h.model_hash
     if index.past_model(mh, limit) or mh in settlement.opened:
         raise RuleError("duplicate-model", "model is byte-identical to a champion or to a model opened earlier")
     first = index.first_listing(mh, limit)
-    if first is None:
-        recs = sorted((q, m) for q, m, rmh, _ in settlement.records if rmh == mh)
-        if recs:
-            miners = {m for q, m in recs if q == recs[0][0]}
-            first = (recs[0][0], recs[0][1] if len(miners) == 1 else CONTESTED)
+    recs = sorted((q, m) for q, m, rmh, _ in settlement.records if rmh == mh)
+    if recs and (first is None or recs[0][0] < first[0]):
+        # a settlement may carry rounds older than what the chain recorded so far (a long void streak is
+        # settled over several blocks): the earliest round wins, wherever it comes from
+        miners = {m for q, m in recs if q == recs[0][0]}
+        first = (recs[0][0], recs[0][1] if len(miners) == 1 else CONTESTED)
     if first is not None and first[0] < h.round and first[1] != h.miner:
         whose = "two keys" if first[1] == CONTESTED else f"key {first[1].hex()[:16]}"
         raise RuleError("duplicate-model", f"model first listed by {whose} in round {first[0]}")
