@@ -213,7 +213,9 @@ def _model_for_round(arena: Arena, i: int) -> bytes:
         if beacon is not None:
             shards.append(open_shard(g.task, beacon.shard_index, beacon.shard_key))
     family = ("linear", "mlp", "extra", "forest")[i % 4]
-    return encode_model(train_candidate(family, g.task.training, shards, seed=i, caps=g.model_caps))
+    # the newest 8,000 rows: after a 200-round streak every row would make tree ensembles outgrow the model cap
+    return encode_model(train_candidate(family, g.task.training, shards, seed=i, caps=g.model_caps,
+                                        recent_rows=8_000))
 
 
 def main(argv: list[str] | None = None) -> int:
