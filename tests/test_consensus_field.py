@@ -170,7 +170,16 @@ def test_a_model_listed_first_by_its_author_cannot_be_crowned_for_a_thief(tmp_pa
     stolen_bytes = _open(engine, sealed, b1).model        # the thief saw the victim's opening on the wire
     assert _close(kh, T0 + W + O).winner is None           # ... the keyholder never did: void
     t = T0 + W + O
-    theft = _enter(engine, kh, thief, stolen_bytes, t)
+    # the keyholder does not even list it (policy: it knows round 1's listing before any block carries it) ...
+    tpl = engine.build_template(thief.public, [], int(t))
+    theft, entry = seal(tpl, stolen_bytes, thief, b"\x09" * 32)
+    assert engine.add_entry(entry)
+    with pytest.raises(RuleError) as exc:
+        kh.on_entry(entry)
+    assert exc.value.code == "duplicate-model"
+    # ... and a keyholder that did (the rule is a validity rule, not only a keyholder's policy) lists it in vain
+    kh.check_claim = lambda _entry: None     # type: ignore[method-assign]
+    assert kh.on_entry(entry)
     b2 = _beacon(kh, t + W)
     assert (1, victim.public, model_hash(model), 0) in b2.settlement.records
     opened = _open(engine, theft, b2)

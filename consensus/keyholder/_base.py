@@ -2,9 +2,10 @@
 committee (``Member``):
 
 - the entry rule of a round (PROTOCOL §3.3): the engine's entry rule, a bond account that covers this bond
-  and every bond the key still owes (its unopened listings in rounds no block has settled yet), one entry per
-  miner; the journal keeps at most MAX_CANDIDATES entries — the largest stakes, ties by a value secret to this
-  keyholder — whatever the arrival order;
+  and every bond the key still owes (its unopened listings in rounds no block has settled yet), a model the key
+  may be crowned with (``check_claim``: not first listed by another key, unsettled rounds included), one entry
+  per miner; the journal keeps at most MAX_CANDIDATES entries — the largest stakes, ties by a value secret to
+  this keyholder — whatever the arrival order;
 - the listing (§3.3): of the candidates, the E largest stakes, ties by the slot value of the round's shard key
   (consensus.protocol.listing), which no entrant knows before the beacon;
 - the settlement (§3.9): every listed entry of the rounds since the last settled one, as records, whole rounds
@@ -67,7 +68,8 @@ class KeyholderBase:
         self.store = engine.store
         self.genesis = engine.genesis
         self._tie_secret = tie_secret or os.urandom(32)
-        self._owed_cache: tuple[tuple[int, int], dict[bytes, int]] | None = None
+        self._owed_cache: tuple[tuple[int, int],
+                                tuple[dict[bytes, int], dict[bytes, tuple[int, bytes]]]] | None = None
 
     # ------------------------------------------------------------ the subclass's journal of entries
 
@@ -88,16 +90,45 @@ class KeyholderBase:
     def owed(self, r: int) -> dict[bytes, int]:
         """miner -> unopened listings in the rounds no block has settled yet (before round r): the bonds the
         key still owes, which its bond account must cover besides a new entry's."""
+        return self._unsettled(r)[0]
+
+    def _unsettled(self, r: int) -> tuple[dict[bytes, int], dict[bytes, tuple[int, bytes]]]:
+        """(owed bonds by miner, first listing (round, miner or 32 zero bytes: contested) by model hash) over
+        the rounds no block has settled yet, before round r; cached per (first unsettled round, r)."""
         first = self.engine.unsettled_from()
         if self._owed_cache is not None and self._owed_cache[0] == (first, r):
             return self._owed_cache[1]
-        out: dict[bytes, int] = {}
+        owed: dict[bytes, int] = {}
+        firsts: dict[bytes, tuple[int, bytes]] = {}
         for q in range(first, r):
-            for _, miner, _, opened in self.records(q):
+            for _, miner, mh, opened in self.records(q):
                 if not opened:
-                    out[miner] = out.get(miner, 0) + 1
-        self._owed_cache = ((first, r), out)
-        return out
+                    owed[miner] = owed.get(miner, 0) + 1
+                seen = firsts.get(mh)
+                if seen is None:
+                    firsts[mh] = (q, miner)
+                elif seen[0] == q and seen[1] != miner:
+                    firsts[mh] = (q, bytes(32))
+        self._owed_cache = ((first, r), (owed, firsts))
+        return owed, firsts
+
+    def check_claim(self, entry: Entry) -> None:
+        """The entry's model must be one this key may be crowned with (§3.6 step 7, applied at listing time): no
+        champion, no model recorded opened, and not first listed by another key — rounds no block settled yet
+        included, whose listings no block carries yet (a long void streak settles over several blocks), so a
+        thief cannot even be listed with such bytes. RuleError("duplicate-model")."""
+        mh, r = entry.model_hash, entry.round
+        index = self.engine.index
+        limit = self.engine.final_header().height
+        if index.past_model(mh, limit):
+            raise RuleError("duplicate-model", "the entry names a champion's or an opened model's hash")
+        first = index.first_listing(mh, limit)
+        pending = self._unsettled(r)[1].get(mh)
+        if pending is not None and (first is None or pending[0] < first[0]):
+            first = pending
+        if first is not None and first[0] < r and first[1] != entry.miner:
+            raise RuleError("duplicate-model", f"the entry's model was listed first by another key in round "
+                                               f"{first[0]}")
 
     def _keep_entry(self, entry: Entry, record: bytes) -> bool:
         """The entry rule for an entry of the open round: journal ``record`` under the entry's key (synced) if
@@ -108,6 +139,7 @@ class KeyholderBase:
         key = self._entry_key(r, entry.miner)
         if self.store.meta_get(key) is not None:
             return False
+        self.check_claim(entry)
         owed = self.owed(r).get(entry.miner, 0)
         if self.engine.stake(entry.miner) < self.genesis.params.entry_bond * (1 + owed):
             raise RuleError("insufficient-stake", f"bond account does not cover this bond and {owed} owed ones")

@@ -534,6 +534,7 @@ class Member(KeyholderBase):
             if x is None or x.listing != item:
                 raise RuleError("bad-proposal", "a listed entry's bytes are missing")
             self.engine.check_entry(x)
+            self.check_claim(x)
             if self.engine.stake(miner) < g.params.entry_bond * (1 + owed.get(miner, 0)):
                 raise RuleError("bad-proposal", "a listed entry's stake does not cover its bonds")
         dropped = self.dropped_entry(draft, entries)
