@@ -68,7 +68,8 @@ def test_the_readme_walkthrough_ran_verbatim(net: Net) -> None:
     assert tasks[1]["bounty_total"] == 4_000_000 and tasks[1]["spec"]["n_features"] == 64
     # committee chain (item 6): nobody is told to hand whole shard keys to a keyholder, no spurious warning
     assert "give it to NOBODY" in out and "give ONLY to the keyholder" not in out
-    assert "no --task-secret" not in out and "active: task 1 has 3 shards" in out   # 3: --detect 0.08 on digits with the 0.75 pp crowning margin (issue 18; 4 before)
+    # 3 shards: --detect 0.08 on digits with the 0.75 pp crowning margin (issue 18; 4 before)
+    assert "no --task-secret" not in out and "active: task 1 has 3 shards" in out
     # units and fees (item 18), the task list's figures, a round's entrants, a task-1 model (item 2)
     assert "(fee 1,000 grains, total 6,000;" in out and "fee 1,000 grains paid" in out
     assert "crowned/void" in out and "detects" in out and "bounty" in out
