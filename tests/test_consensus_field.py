@@ -259,6 +259,40 @@ def test_a_squatter_cannot_dodge_its_bond_by_spending_in_its_own_block(tmp_path)
     store.close()
 
 
+def test_a_streak_too_long_for_one_settlement_is_settled_by_the_next_blocks(tmp_path, monkeypatch):
+    """No record is dropped: with a settlement cap of 18 records (4,096 in the protocol; until issue 18 the
+    forfeit list kept the 1,024 lowest keys and the rest never paid), 19 unopened listings over two void rounds
+    are settled by two blocks, whole rounds each, and every bond is charged."""
+    import consensus.keyholder._base as base
+    monkeypatch.setattr(base, "MAX_SETTLE", 18)
+    store, engine, kh = open_engine(tmp_path / "db")
+    bond = world().genesis.params.entry_bond
+    kh.step(T0)
+    t = T0
+    for q, keys in enumerate((SQUATTERS, MINERS[2:5])):        # 16, then 3 listed entries nobody opens
+        for k in keys:
+            tpl = engine.build_template(k.public, [], int(t))
+            _, entry = seal(tpl, b"junk" + bytes([q]) + k.public, k, bytes([q + 1]) * 32)
+            assert engine.add_entry(entry) and kh.on_entry(entry)
+        _beacon(kh, t + W)
+        assert _close(kh, t + W + O).winner is None
+        t += W + O
+    bonds = {k.public: _bond(store, k) for k in (*SQUATTERS, *MINERS[2:5])}
+    windows = []
+    for miner, model in ((MINERS[0], models()[3]), (MINERS[1], trained("mlp", 13))):
+        sealed = _enter(engine, kh, miner, model, t)
+        beacon = _beacon(kh, t + W)
+        windows.append((beacon.settlement.first, beacon.settlement.last, len(beacon.settlement.records)))
+        assert engine.add_block(_open(engine, sealed, beacon)).status == "tip-changed"
+        assert _close(kh, t + W + O).winner is not None
+        t += W + O
+    assert windows == [(1, 1, 16), (2, 3, 4)]     # round 1 alone (16 + 3 > 18), then rounds 2-3 (3 + 1 opened)
+    for k in (*SQUATTERS, *MINERS[2:5]):
+        assert _bond(store, k) == bonds[k.public] - bond
+    assert store.verify().ok
+    store.close()
+
+
 def test_an_unbond_request_stops_entries_and_pays_back_after_the_forfeits(tmp_path):
     store, engine, kh = open_engine(tmp_path / "db")
     g = world().genesis

@@ -47,7 +47,7 @@ MAX_KEYHOLDERS = 16          # signatures on a notice/beacon; genesis may list a
 MAX_BEACON_ENTRIES = 256     # encoding cap; the consensus limit is genesis max_entries (<= this)
 SHARD_KEY_SIZE = 32
 MAX_SCORE = 2**32 - 1        # b and c count shard rows
-MAX_SETTLE = 1024            # settlement records one notice/beacon carries; a longer void streak carries over
+MAX_SETTLE = 4096            # settlement records one notice/beacon carries; a longer void streak carries over
                              # to the next block's settlement (whole rounds, §3.9): no record is ever dropped
 
 MAX_ENTRY_SIZE = 320
