@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chain.address import address_of
 from chain.crypto import Keypair
 from chain.encoding import pack
 from chain.store import ChainStore

@@ -319,7 +319,7 @@ def test_a_listing_whose_model_or_proof_differs_is_bad_claim(store):
 
     from chain.block import model_hash as mh_of
     from consensus.protocol.messages import possession
-    block, bc = make_block(store)
+    block, _ = make_block(store)
     h = block.header
     for item in ((h.hash, h.miner, hashlib.sha256(b"other").digest(), possession(h.miner, block.model)),
                  (h.hash, h.miner, mh_of(block.model), possession(h.miner, b"not the bytes"))):
