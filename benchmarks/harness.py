@@ -36,6 +36,10 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.sim_drift", ("demo_crowned_share_50", "drift_gap_1pp_share")),
     ("benchmarks.miner_memory", ("miner_rss_growth",)),
     ("benchmarks.real_task", ("real_task_gap_pp",)),
+    ("benchmarks.attacks.live_figures", ("live_censored_blocks", "live_honest_penalties", "live_stolen_crowns",
+                                         "late_stamp_stall_s", "live_withheld_blocks", "live_split_recovery_s")),
+    ("benchmarks.attacks.sim_figures", ("squat_cost_per_void_round", "bond_dodge_escaped_share", "slot_grind_share",
+                                        "copy_crown_rate")),
 )
 
 FIGURE_KEYS = ("name", "value", "unit", "baseline", "ratio", "goal")

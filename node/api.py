@@ -19,6 +19,7 @@ from chain.errors import DecodeError, PopError, RuleError
 from chain.store_index import MAX_PAGE, RECEIVED, SENT, TxLocation, parse_cursor
 from chain.tx import MAX_TX_SIZE, txid_of_encoding
 from consensus.protocol.messages import AnchorNotice, Beacon
+from consensus.protocol.settlement import bond_account
 from node.api_body import MAX_BODY, MAX_SMALL_BODY, MAX_TX_BODY, json_body
 from node.api_deps import ApiDeps
 from node.api_lookup import resolve
@@ -351,10 +352,12 @@ class Api:
     async def account(self, request: web.Request) -> web.Response:
         account_id = _account_id(request.match_info["address"])
         acc = await self.read(self.deps.store.get_account, account_id)
+        bond = await self.read(self.deps.store.get_account, bond_account(account_id))
         pending = [tx_json(t) for t in self.deps.mempool.txs() if address_of(t.sender) == account_id]
         next_nonce = acc.nonce + len(pending)
         return web.json_response({"address": encode_address(account_id), "balance": acc.balance,
-                                  "nonce": acc.nonce, "next_nonce": next_nonce, "pending": pending})
+                                  "nonce": acc.nonce, "next_nonce": next_nonce, "pending": pending,
+                                  "bond": bond.balance, "bond_address": encode_address(bond_account(account_id))})
 
     async def mempool(self, request: web.Request) -> web.Response:
         txs = self.deps.mempool.select(len(self.deps.mempool))

@@ -33,7 +33,7 @@ from node.errors import WireError
 
 # 2: TXS batches; 3: TASK, GETROUNDS/ROUNDS and COMMITTEE frames and version-2 notices/beacons. An older peer is
 # refused at the handshake (not banned): it would take the new frames for garbage and penalise us.
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4          # 4: entries v2, statements v3 (issue 18: identity, attribution, bonds)
 MAX_INV_ITEMS = 1000
 MAX_LEAK_SIZE = PARTIAL_SIZE + 32
 MAX_TXS_ITEMS = 1000       # transfers in one TXS frame (the answer to a GETDATA of ≤ 1000 ids)

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chain.address import address_of
 from chain.crypto import Keypair
 from chain.encoding import pack
 from chain.errors import RuleError
@@ -35,6 +34,7 @@ from consensus.protocol.committee import (
 )
 from consensus.protocol.genesis import GenesisParams, create_committee_genesis, create_genesis, load_genesis
 from consensus.protocol.messages import AnchorNotice, Beacon, make_entry
+from consensus.protocol.settlement import miner_funding
 from ml.shards import SecretTask
 from ml.task import synthetic
 from node.tools.committee_kit import local_committee
@@ -56,7 +56,7 @@ def chain():
     data = synthetic(b"committee-unit-tests-seed", n_samples=6 * 40 + 300, n_features=6, n_informative=3, n_classes=2)
     params = GenesisParams(entry_window_s=2, opening_window_s=2)
     kw = dict(chain_id="popchain-committee", rounds=6, shard_size=40,
-              allocations=[(address_of(m.public), 10**9) for m in MINERS], params=params,
+              allocations=[a for m in MINERS for a in miner_funding(m.public, 10**9, 10**8)], params=params,
               timestamp=int(T0) - 100, n_train=300, seed=b"split")
     # the same task twice (same rng): the keys the sponsor knows, to compare with, and the committee chain
     # whose genesis seals them to the committee of a DKG
@@ -119,7 +119,8 @@ class Net:
     def enter(self, r: int, miners=MINERS, now: float = T0) -> None:
         anchor = next(m for i, m in enumerate(self.members) if self.up[i]).engine.final_hash()
         for k, miner in enumerate(miners):
-            entry = make_entry(miner, self.genesis.chain_id, r, anchor, hashlib.sha256(bytes([r, k])).digest())
+            entry = make_entry(miner, self.genesis.chain_id, r, anchor, hashlib.sha256(bytes([r, k])).digest(),
+                               hashlib.sha256(bytes([r, k, 1])).digest(), hashlib.sha256(bytes([r, k, 2])).digest())
             for i, m in enumerate(self.members):
                 if self.up[i]:
                     m.engine.add_entry(entry)
@@ -200,9 +201,9 @@ def _hostile_draft(net: Net, r: int, listed_miners, attacker: int, attempt: int,
     m = net.members[attacker]
     notice = m.engine.notice(r)
     entries = [x for x in m.entries(r) if x.miner in listed_miners]
-    draft = Beacon(2, net.genesis.chain_id, r, notice.anchor_hash, notice.entry_deadline_ms - 2000,
-                   int(now * 1000), tuple(sorted((x.header_hash, x.miner) for x in entries)), bytes(32),
-                   notice.opened, notice.forfeits, notice.task_id, notice.shard_index, notice.activations)
+    draft = Beacon(3, net.genesis.chain_id, r, notice.anchor_hash, notice.entry_deadline_ms - 2000,
+                   int(now * 1000), tuple(sorted(x.listing for x in entries)), bytes(32),
+                   notice.settlement, notice.task_id, notice.shard_index, notice.activations)
     return make_msg(m.keypair, net.genesis.chain_id, Kind.PROPOSE_BEACON, r, attempt,
                     pack([draft.encode(), [x.encode() for x in entries]]))
 
@@ -232,7 +233,7 @@ def test_a_draft_dropping_a_valid_entry_is_refused_with_evidence(net):
 def test_conflicting_signatures_leave_verifiable_evidence(net, chain):
     g = net.genesis
     liar = net.members[0]
-    base = AnchorNotice(2, g.chain_id, 1, g.hash, 0, int(T0 * 1000) + 2000)
+    base = AnchorNotice(3, g.chain_id, 1, g.hash, 0, int(T0 * 1000) + 2000)
     other = replace(base, entry_deadline_ms=base.entry_deadline_ms + 1)
     a, b = (make_msg(liar.keypair, g.chain_id, Kind.SIGN_NOTICE, 1, 0,
                      pack([notice_body(n), liar.keypair.sign(n.sighash)])) for n in (base, other))
@@ -281,7 +282,7 @@ def test_a_byzantine_leader_cannot_get_two_notices_signed_by_honest_members(chai
         net.up[0] = False
         # content 0 is the notice every honest member computes (open time = genesis time); 1-3 are variants
         due = g.timestamp * 1000 + g.params.entry_window_s * 1000
-        contents = [AnchorNotice(2, g.chain_id, 1, g.hash, 0, due + k) for k in range(4)]
+        contents = [AnchorNotice(3, g.chain_id, 1, g.hash, 0, due + k) for k in range(4)]
         honest_sigs: dict[bytes, set[bytes]] = {}
         attempts = itertools.count()
         for k, target, _ in order:
@@ -395,9 +396,11 @@ def test_two_fully_signed_beacons_name_the_members_that_signed_both(net):
     e = net.members[0].engine
     e.add_anchor_notice(_signed_notice(g))
     release = _release(net, 1)
-    x = replace(make_beacon([a, b], g.chain_id, 1, g.hash, [(bytes(32), MINERS[0].public)], net.secret.key(1)),
+    x = replace(make_beacon([a, b], g.chain_id, 1, g.hash, [(bytes(32), MINERS[0].public, bytes(32), bytes(32))],
+                            net.secret.key(1)),
                 release=release)
-    y = make_beacon([b, c], g.chain_id, 1, g.hash, [(bytes(31) + b"\x01", MINERS[0].public)], net.secret.key(1))
+    y = make_beacon([b, c], g.chain_id, 1, g.hash, [(bytes(31) + b"\x01", MINERS[0].public, bytes(32), bytes(32))],
+                    net.secret.key(1))
     assert e.add_beacon(x)
     with pytest.raises(Exception) as exc:
         e.add_beacon(y)

@@ -11,7 +11,7 @@ twice. The secret files (keyholder file, key file, member file) are read and wri
 What it does NOT do: networking or timers (node/'s keyholder and committee services), consensus state (it
 drives ``consensus.engine.Engine`` and reads it), or the message formats (consensus.protocol).
 """
-from consensus.keyholder._base import admit_ranked
+from consensus.keyholder._base import MAX_CANDIDATES, admit_ranked, settle_window
 from consensus.keyholder._dkg import DkgError, DkgMember
 from consensus.keyholder._files import (
     MemberSecret,
@@ -30,8 +30,8 @@ from consensus.keyholder._member import Member, Out, Refusal, ShareSource, failo
 from consensus.keyholder._single import Action, Done, Keyholder, RoundClosed
 
 __all__ = [
-    "Action", "DkgError", "DkgMember", "Done", "GroupShares", "Keyholder", "Member", "MemberSecret", "Out",
-    "Refusal", "RoundClosed", "ShareSource", "admit_ranked", "check_member", "engine_locator", "failover_ms",
+    "MAX_CANDIDATES", "Action", "DkgError", "DkgMember", "Done", "GroupShares", "Keyholder", "Member",
+    "MemberSecret", "Out", "Refusal", "RoundClosed", "ShareSource", "admit_ranked", "check_member", "engine_locator", "failover_ms",
     "is_member_file", "key_file", "keyholder_file", "load_key_file", "load_keyholder", "load_keyholder_file",
-    "load_member", "load_member_file", "member_file", "write_secret",
+    "load_member", "load_member_file", "member_file", "settle_window", "write_secret",
 ]

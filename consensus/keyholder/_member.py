@@ -28,7 +28,7 @@ from chain.encoding import pack, unpack
 from chain.errors import PopError, RuleError
 from consensus._meta import P_MEMBER_ENTRY, P_MEMBER_SIGNED, u32
 from consensus.engine import Engine
-from consensus.keyholder._base import KeyholderBase
+from consensus.keyholder._base import MAX_CANDIDATES, KeyholderBase
 from consensus.keyholder._schedule import CommitteeSchedule
 from consensus.protocol.committee import (
     MAX_BODY_SIZE,
@@ -44,6 +44,7 @@ from consensus.protocol.committee import (
     make_msg,
     notice_body,
 )
+from consensus.protocol.listing import select_listing
 from consensus.protocol.messages import STATEMENT_VERSION, AnchorNotice, Beacon, Entry
 
 __all__ = ["Member", "Out", "Refusal", "ShareSource", "failover_ms"]
@@ -84,8 +85,9 @@ Out = CommitteeMsg | AnchorNotice | Beacon | Evidence | Refusal
 class Member(KeyholderBase):
     """One keyholder-committee member (see the module docstring)."""
 
-    def __init__(self, engine: Engine, keypair: Keypair, shares: ShareSource) -> None:
-        super().__init__(engine)
+    def __init__(self, engine: Engine, keypair: Keypair, shares: ShareSource, *,
+                 tie_secret: bytes | None = None) -> None:
+        super().__init__(engine, tie_secret=tie_secret)
         g = self.genesis
         if keypair.public not in g.keyholders:
             raise ValueError("this key is not one of the genesis keyholders")
@@ -138,8 +140,7 @@ class Member(KeyholderBase):
         r = self.engine.open_round()
         if r == 0 or entry.round != r:
             return False
-        notice = self.engine.notice(r)
-        return self._keep_entry(entry, notice.forfeits if notice else (), pack([int(now * 1000), entry.encode()]))
+        return self._keep_entry(entry, pack([int(now * 1000), entry.encode()]))
 
     def accepted_entries(self, r: int) -> list[Entry]:
         return self.entries(r)
@@ -355,14 +356,13 @@ class Member(KeyholderBase):
 
     def _fresh_notice(self, r: int, due: int) -> AnchorNotice:
         """The notice every member with this view computes alike: anchor = its tip, open time = when the phase
-        became due (the previous beacon's time + O; genesis time for round 1), never before the anchor. No clock
-        in it, so leaders of different attempts propose the same bytes and co-signatures cannot split."""
+        became due (the previous beacon's time + O; genesis time for round 1: always ≥ 1 s after the anchor's
+        reveal, and never a time a miner chose). No clock in it, so leaders of different attempts propose the
+        same bytes and co-signatures cannot split."""
         anchor = self.engine.tip()
-        opened_ms = max(due, anchor.timestamp * 1000)
-        models, forfeits = self.settlement(anchor.round, r)
         task_id, index, acts = self.tasks.schedule(anchor, r)
         return AnchorNotice(STATEMENT_VERSION, self.genesis.chain_id, r, anchor.hash, anchor.height,
-                            opened_ms + self.window_ms, tuple(models), tuple(forfeits), task_id, index, acts)
+                            due + self.window_ms, self.settlement(anchor, r), task_id, index, acts)
 
     def _notice_ok(self, notice: AnchorNotice, now_ms: int, due: int) -> str | None:
         try:
@@ -384,12 +384,11 @@ class Member(KeyholderBase):
             raise RuleError("bad-proposal", f"anchor {notice.anchor_hash.hex()[:16]} is neither the final block "
                                             f"nor a valid block of the previous round")
         opened_ms = notice.entry_deadline_ms - self.window_ms
-        if opened_ms != max(due, anchor.timestamp * 1000):
+        if opened_ms != due:
             raise RuleError("bad-proposal", f"open time {opened_ms}, the round became due at {due}")
         if opened_ms > now_ms + CLOCK_SLACK_MS:
             raise RuleError("bad-proposal", f"open time {opened_ms} is ahead of this member's clock {now_ms}")
-        models, forfeits = self.settlement(anchor.round, notice.round)
-        if (notice.opened, notice.forfeits) != (tuple(models), tuple(forfeits)):
+        if notice.settlement != self.settlement(anchor, notice.round):
             raise RuleError("bad-proposal", "settlement differs from this member's view of the openings")
         self.tasks.check_schedule(notice, anchor)
 
@@ -426,7 +425,7 @@ class Member(KeyholderBase):
                     content = seen
             content = content or self._fresh_draft(r, now_ms, notice)
             if content is not None:
-                listed = [held.get(m) or self._entries_for(content, r).get(m) for _, m in content.listed]
+                listed = [held.get(x[1]) or self._entries_for(content, r).get(x[1]) for x in content.listed]
                 if all(x is not None for x in listed):
                     raw = pack([content.encode(), [x.encode() for x in listed if x is not None]])
                     out.append(self._msg(Kind.PROPOSE_BEACON, r, attempt, raw))
@@ -510,7 +509,10 @@ class Member(KeyholderBase):
         # the key is unique (t proven shares of one point): it is revealed whether or not its shard opens
         # (a sponsor that sealed a wrong key spoils only its own round), so nothing here can wedge the round
         self._did.add((r, Kind.SIGN_BEACON, attempt))
-        full = replace(draft, shard_key=key, signatures=())
+        # the listing: of the draft's candidates, the E largest stakes, ties by this key's slot values
+        listed = select_listing([(x, self.engine.stake(x[1])) for x in draft.listed], key,
+                                self.genesis.params.max_entries)
+        full = replace(draft, listed=listed, shard_key=key, signatures=())
         return out + [self._msg(Kind.SIGN_BEACON, r, attempt, pack([full.encode(), self.keypair.sign(full.sighash)]))]
 
     def _fresh_draft(self, r: int, now_ms: int, notice: AnchorNotice) -> Beacon | None:
@@ -518,10 +520,10 @@ class Member(KeyholderBase):
         if not held:
             return None
         opened_ms = notice.entry_deadline_ms - self.window_ms
-        listed = tuple(sorted((x.header_hash, x.miner) for x in held))
+        listed = tuple(sorted(x.listing for x in held))      # every candidate: the key picks the E (§3.3)
         return Beacon(STATEMENT_VERSION, self.genesis.chain_id, r, notice.anchor_hash, opened_ms,
-                      max(now_ms, opened_ms), listed, ZERO_KEY, notice.opened, notice.forfeits,
-                      notice.task_id, notice.shard_index, notice.activations)
+                      max(now_ms, opened_ms), listed, ZERO_KEY, notice.settlement, notice.task_id,
+                      notice.shard_index, notice.activations)
 
     def _draft_ok(self, draft: Beacon, entries: Mapping[bytes, Entry], now_ms: int,
                   notice: AnchorNotice) -> tuple[str, str, bytes] | None:
@@ -535,26 +537,28 @@ class Member(KeyholderBase):
 
     def check_draft(self, draft: Beacon, entries: Mapping[bytes, Entry], now_ms: int, notice: AnchorNotice) -> None:
         """Pass iff this member may co-sign the draft: the round's anchor, open time and settlement, a sane
-        reveal time, 1..E listed entries that verify from their bytes (engine entry rule, bond cover), and no
-        entry this member holds left out although it ranks among the E largest stakes. Else RuleError:
-        "bad-proposal", or "dropped-entry" (evidence against the proposer)."""
+        reveal time, 1..MAX_CANDIDATES candidates that verify from their bytes (engine entry rule, bond cover),
+        and no entry this member holds left out although it outranks a candidate by stake (or the draft had
+        room). Else RuleError: "bad-proposal", or "dropped-entry" (evidence against the proposer)."""
         g = self.genesis
         opened_ms = notice.entry_deadline_ms - self.window_ms
         if draft.anchor_hash != notice.anchor_hash or draft.opened_ms != opened_ms:
             raise RuleError("bad-proposal", "anchor or open time differs from the round's notice")
-        if (draft.opened, draft.forfeits, draft.task_id, draft.shard_index, draft.activations) != (
-                notice.opened, notice.forfeits, notice.task_id, notice.shard_index, notice.activations):
+        if (draft.settlement, draft.task_id, draft.shard_index, draft.activations) != (
+                notice.settlement, notice.task_id, notice.shard_index, notice.activations):
             raise RuleError("bad-proposal", "settlement differs from the round's notice")
         if not notice.entry_deadline_ms <= draft.time_ms <= now_ms + CLOCK_SLACK_MS:
             raise RuleError("bad-proposal", f"reveal time {draft.time_ms} before the deadline or ahead of the clock")
-        if not 1 <= len(draft.listed) <= g.params.max_entries:
-            raise RuleError("bad-proposal", f"{len(draft.listed)} entries listed")
-        owed = dict(notice.forfeits)
-        for header_hash, miner in draft.listed:
+        if not 1 <= len(draft.listed) <= MAX_CANDIDATES:
+            raise RuleError("bad-proposal", f"{len(draft.listed)} candidates listed")
+        owed = self.owed(draft.round)
+        for item in draft.listed:
+            miner = item[1]
             x = entries.get(miner)
-            if x is None or x.header_hash != header_hash:
+            if x is None or x.listing != item:
                 raise RuleError("bad-proposal", "a listed entry's bytes are missing")
             self.engine.check_entry(x)
+            self.check_claim(x)
             if self.engine.stake(miner) < g.params.entry_bond * (1 + owed.get(miner, 0)):
                 raise RuleError("bad-proposal", "a listed entry's stake does not cover its bonds")
         dropped = self.dropped_entry(draft, entries)
@@ -563,13 +567,14 @@ class Member(KeyholderBase):
                                              f"{dropped.miner.hex()[:16]} that this member holds")
 
     def dropped_entry(self, draft: Beacon, entries: Mapping[bytes, Entry]) -> Entry | None:
-        """An entry this member held ENTRY_GRACE_MS before the draft's reveal time that the listing should
-        have kept, or None (one that reached this member just before the reveal may not have reached the
-        leader yet: an honest race, not evidence)."""
-        listed = {m for _, m in draft.listed}
-        ranks = sorted(self._rank(x) for m, x in entries.items() if m in listed)
-        floor = ranks[0] if ranks and len(listed) >= self.genesis.params.max_entries else None
+        """An entry this member held ENTRY_GRACE_MS before the draft's reveal time that the candidates should
+        have kept — the draft had room, or the entry's stake is larger than a candidate's — or None. One that
+        reached this member just before the reveal may not have reached the leader yet (an honest race), and
+        equal stakes at a full draft's floor are each holder's secret tie: neither is evidence."""
+        listed = {x[1] for x in draft.listed}
+        stakes = sorted(self.engine.stake(m) for m in listed)
+        floor = stakes[0] if stakes and len(listed) >= MAX_CANDIDATES else None
         for x in self.entries(draft.round, before_ms=draft.time_ms - ENTRY_GRACE_MS):
-            if x.miner not in listed and (floor is None or self._rank(x) > floor):
+            if x.miner not in listed and (floor is None or self.engine.stake(x.miner) > floor):
                 return x
         return None

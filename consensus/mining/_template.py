@@ -36,6 +36,7 @@ class Template:
     champion_model_hash: bytes      # the champion of the round's task (what the block must beat)
     task_id: int = 0                # the (task, shard) the round serves (§3.13)
     shard_index: int = 0
+    stake: int = 0                  # the miner's bond account at the anchor (§3.9): it enters with this
 
     def header(self, model_hash: bytes, salt: bytes) -> Header:
         """The unsigned header for a model (what the entry seals once signed)."""
@@ -77,7 +78,8 @@ def select_txs(store: ChainStore, genesis: Genesis, parent: Header, txs: Iterabl
 def template_timestamp(genesis: Genesis, parent: Header, opened_ms: int, now: int) -> int:
     """``now`` clamped into the window every beacon of this round accepts: after the parent and within
     [open − slack, open + slack] of the round's keyholder open time (the reveal comes later, so that window is
-    inside [open − slack, reveal + slack]; and the keyholder opens no earlier than the parent's timestamp)."""
+    inside [open − slack, reveal + slack]). Non-empty: the parent is stamped at most its own reveal + slack,
+    and the keyholder opens a round at least 1 s after its anchor's reveal (§3.7 liveness)."""
     slack = genesis.params.time_slack_s
     open_s = opened_ms // 1000
     return max(parent.timestamp + 1, open_s - slack, min(int(now), open_s + slack))

@@ -61,7 +61,7 @@ ZERO_KEY = bytes(SHARD_KEY_SIZE)
 
 class Kind(IntEnum):
     PROPOSE_NOTICE = 1    # body: [the unsigned anchor notice, [beacons of the void rounds it settles, ≤ 32]]
-    PROPOSE_BEACON = 2    # body: [beacon draft (shard key zero, unsigned), [entry bytes of every listed entry]]
+    PROPOSE_BEACON = 2    # body: [beacon draft (shard key zero, unsigned, listing the candidates), [their entry bytes]]
     SIGN_NOTICE = 3       # body: [unsigned notice, Ed25519 signature over the notice's sighash]
     RELEASE = 4           # body: [beacon draft, the signer's share of shard key r]  (co-signs the draft)
     SIGN_BEACON = 5       # body: [unsigned beacon with the reconstructed key, signature over its sighash]
@@ -220,8 +220,8 @@ def check_msg(msg: CommitteeMsg, chain_id: str, keyholders: Sequence[bytes]) -> 
     if msg.kind == Kind.SIGN_BEACON and not verify_sig(msg.signer, stmt.sighash, body.sig):
         raise RuleError("bad-committee-msg", "beacon co-signature does not verify")
     if msg.kind == Kind.PROPOSE_BEACON:
-        pairs = sorted((e.header_hash, e.miner) for e in body.entries)
-        if tuple(pairs) != body.beacon.listed:  # type: ignore[union-attr]
+        items = sorted(e.listing for e in body.entries)
+        if tuple(items) != body.beacon.listed:  # type: ignore[union-attr]
             raise RuleError("bad-committee-msg", "proposal entries differ from the draft's listing")
     return body
 
@@ -231,12 +231,14 @@ def check_msg(msg: CommitteeMsg, chain_id: str, keyholders: Sequence[bytes]) -> 
 
 def statement_of(msg: CommitteeMsg, body: Body) -> tuple[str, bytes] | None:
     """(class, content id) a signing message commits its signer to for its round, or None (proposals). A
-    member signs at most one notice and one beacon content per round; a RELEASE and a SIGN_BEACON name the
-    same beacon content (the key is fixed by the commitments, so the draft is the content)."""
+    member signs at most one notice, one beacon draft (RELEASE) and one beacon (SIGN_BEACON: the draft's
+    listing narrowed to E by the key, §3.3) per round."""
     if msg.kind == Kind.SIGN_NOTICE:
         return "notice", body.notice.sighash  # type: ignore[union-attr]
-    if msg.kind in (Kind.RELEASE, Kind.SIGN_BEACON):
+    if msg.kind == Kind.RELEASE:
         return "beacon", draft_of(body.beacon).sighash  # type: ignore[arg-type]
+    if msg.kind == Kind.SIGN_BEACON:
+        return "beacon-full", body.beacon.sighash  # type: ignore[union-attr]
     return None
 
 

@@ -72,6 +72,9 @@ class GenesisParams:
     model_max_depth: int = 32
     model_max_nodes: int = 1 << 18
     model_max_trees: int = 1024
+    # the crowning margin (§3.7): a crowned model is more accurate than the champion by at least this many
+    # basis points of the shard's rows (b − c ≥ ⌈min_gain_bp · rows / 10 000⌉), on top of the sign test
+    min_gain_bp: int = 75
 
     def __post_init__(self) -> None:
         check = _param_check
@@ -93,6 +96,7 @@ class GenesisParams:
         check(self.model_max_depth, 1, 64, "model_max_depth")
         check(self.model_max_nodes, 1, 1 << 22, "model_max_nodes")
         check(self.model_max_trees, 1, 1 << 16, "model_max_trees")
+        check(self.min_gain_bp, 0, 10_000, "min_gain_bp")
 
     @property
     def alpha(self) -> tuple[int, int]:

@@ -147,7 +147,7 @@ async def _audit_record(client: Any, view: ChainView, task: TaskView, rec: dict[
     mine = await asyncio.to_thread(score, model, shard.X, shard.y)
     theirs = await asyncio.to_thread(score, champ_model, shard.X, shard.y)
     b, c = paired(mine.correct, theirs.correct)
-    fields, passes = round_test(g.params, rec["round"], champ_rec, b, c, len(listed))
+    fields, passes = round_test(g.params, rec["round"], champ_rec, b, c, len(listed), len(shard.y))
     entry["recomputed"] = {"b": b, "c": c, **fields, "accuracy": mine.accuracy, "champion_accuracy": theirs.accuracy,
                            "against": champ_rec["model_hash"], "shard_index": beacon.shard_index}
     recorded = rule_fields(rec)

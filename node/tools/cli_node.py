@@ -30,6 +30,12 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
     if not allocations:
         raise CliError("no --alloc ADDRESS=AMOUNT: nobody could hold the entrant balance, so no miner could "
                        "ever enter a round")
+    bonds = []
+    for item in args.bond:
+        addr, sep, amount = item.partition("=")
+        if not sep or not amount.isdigit():
+            raise CliError(f"--bond {item!r}: expected ADDRESS=AMOUNT (amount in grains)")
+        bonds.append((address(addr, f"--bond {item!r}"), int(amount)))
     try:
         params = GenesisParams(entry_window_s=args.entry_window, opening_window_s=args.opening_window)
     except ValueError as exc:
@@ -40,6 +46,7 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
         print("sizing hidden shards (exact sign test, 80 % power) and building genesis ...", file=sys.stderr)
     out = create_genesis_files(Path(args.out), task=args.task, label_column=args.label_column, rounds=args.rounds,
                                shard_size=args.shard_size, detect=args.detect, allocations=allocations,
+                               bonds=bonds or None,
                                chain_id=args.chain_id, params=params, drift_milli=args.drift_milli,
                                committee=committee, sponsor=sponsor, bounty=args.bounty,
                                per_crowning=args.per_crowning, public_rows=args.public_rows,
@@ -74,6 +81,8 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
              [(f"sponsor        {out['sponsor']}: you know these rows, so the task is paid only from its escrow "
                f"({out['bounty']:,} grains, {out['per_crowning']:,} per crowning) and your key cannot enter it")])),
         f"held-out test  {out['holdout']}    -> keep: untouched test split to judge the champion",
+        (f"bonds          {len(out['bonds'])} miner key(s) bonded at genesis (a miner's stake, PROTOCOL §3.9); "
+         f"crowning needs +{out['min_gain_bp'] / 100:.2f} pp on top of the sign test"),
     ])
 
 
@@ -239,6 +248,10 @@ def register(cmds: Commands) -> None:
                         "models keep beating a stale champion; 0: one fixed distribution)")
     p.add_argument("--alloc", action="append", default=[], metavar="ADDRESS=AMOUNT",
                    help="genesis allocation (at least one: miners need the entrant balance)")
+    p.add_argument("--bond", action="append", default=[], metavar="ADDRESS=AMOUNT",
+                   help="genesis allocation to ADDRESS's bond account: the stake its key enters rounds with, "
+                        "forfeited bond by bond for listed entries it never opens (default: 8 entry bonds for "
+                        "every --alloc address)")
     p.add_argument("--committee", metavar="FILE",
                    help="the committee.key the keyholders' key generation wrote ('popchain keyholder dkg'): a "
                         "committee chain, no secret file written (default: one trusted keyholder.secret holding "

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chain.address import address_of
 from chain.crypto import Keypair
 from chain.encoding import unpack
 from consensus.keyholder import DkgMember, MemberSecret, keyholder_file, load_member_file, member_file
@@ -31,9 +30,10 @@ from consensus.protocol.genesis import (
     load_genesis,
 )
 from consensus.protocol.messages import make_entry
+from consensus.protocol.settlement import miner_funding
 from ml.generator import world_from_seed
 from node.tools.client import ApiCallError, NodeClient
-from node.tools.testing import MINER_BALANCE, seeded_keypair
+from node.tools.testing import MINER_BALANCE, MINER_BOND, seeded_keypair
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ def make_committee_chain(directory: Path, *, n: int = 3, t: int = 2, rounds: int
     world = world_from_seed(b"popchain-committee-kit-seed", n_features=8, n_informative=4, n_classes=2)
     params = GenesisParams(entry_window_s=entry_window_s, opening_window_s=opening_window_s)
     kw = dict(chain_id=chain_id, rounds=rounds, shard_size=shard_size,
-              allocations=[(address_of(k.public), MINER_BALANCE) for k in entrants], params=params,
-              timestamp=int(time.time()) - 10, n_train=400)
+              allocations=[a for k in entrants for a in miner_funding(k.public, MINER_BALANCE, MINER_BOND)],
+              params=params, timestamp=int(time.time()) - 10, n_train=400)
     if n == 1:    # the single-keyholder baseline: a version-1 genesis and one keyholder.secret
         genesis, secret = create_genesis(world, keyholder_pubkeys=[keys[0].public], **kw)  # type: ignore[arg-type]
         files = [keyholder_file(secret, [keys[0]])]
@@ -116,7 +116,8 @@ class Entrant:
             info = await self.client.round(r)
             anchor = bytes.fromhex(info["anchor"])
             for k in self.chain.entrants:
-                entry = make_entry(k, self.chain.genesis.chain_id, r, anchor, hashlib.sha256(os.urandom(16)).digest())
+                entry = make_entry(k, self.chain.genesis.chain_id, r, anchor, hashlib.sha256(os.urandom(16)).digest(),
+                                   os.urandom(32), os.urandom(32))
                 try:
                     await self.client.send_entry(entry.encode())
                 except ApiCallError:

@@ -18,12 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from chain.address import encode_address
 from chain.block import MAX_PAYLOAD_SIZE
 from chain.crypto import Keypair
 from chain.errors import DecodeError
 from consensus.keyholder import keyholder_file
 from consensus.protocol.dkg import CommitteeKey
 from consensus.protocol.genesis import GenesisParams, create_committee_genesis, create_genesis
+from consensus.protocol.settlement import bond_account
 from consensus.protocol.tasks import escrow_account
 from ml.codec import smallest_dtype
 from ml.errors import TaskError
@@ -76,8 +78,8 @@ def size_task(task: str, dataset: Dataset | None, params: GenesisParams, *, dete
                                   f"[{MIN_TRAIN_ROWS}, {MAX_TRAIN_ROWS:,}]")
             max_shard = min(MAX_SHARD_SIZE, MAX_GEN_ELEMENTS // 24)
             sized = plan(m=m, alpha=params.alpha, detect=DEFAULT_DETECT if detect is None else detect,
-                         shard_size=shard_size,
-                         rounds=rounds, available_rows=None, default_rounds=SYNTHETIC_ROUNDS, max_shard=max_shard)
+                         shard_size=shard_size, rounds=rounds, available_rows=None, default_rounds=SYNTHETIC_ROUNDS,
+                         max_shard=max_shard, min_gain_bp=params.min_gain_bp)
             return dataclasses.replace(sized, public_rows=n_train), SYNTHETIC_TEST
         n_test = max(10, len(dataset) // 8)
         available = len(dataset) - n_test
@@ -110,10 +112,14 @@ def check_package_fits(dataset: Dataset, sizing: Sizing, cap: int, what: str) ->
     return estimate
 
 
+STARTER_BONDS = 8     # entry bonds a --alloc account's bond account gets when no --bond is given
+
+
 def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: str = "label",
                          rounds: int | None = None, shard_size: int | None = None, detect: float | None = None,
                          public_rows: float | None = None, categorical: tuple[str, ...] = (),
-                         allocations: Sequence[tuple[bytes, int]] = (), chain_id: str | None = None,
+                         allocations: Sequence[tuple[bytes, int]] = (),
+                         bonds: Sequence[tuple[bytes, int]] | None = None, chain_id: str | None = None,
                          params: GenesisParams = GenesisParams(), keyholder: Keypair | None = None,
                          timestamp: int | None = None, drift_milli: int | None = None,
                          committee: CommitteeKey | None = None, sponsor: bytes | None = None,
@@ -128,9 +134,18 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
     VRF-generated one that nobody can foresee, and a dataset's shard keys are sealed to the committee — its
     creator is the task's ``sponsor`` (pubkey, required), ``bounty`` grains are allocated to the genesis task's
     escrow and each crowning pays ``per_crowning`` (default the block reward) from it: no coin is minted for
-    a task whose rows someone knows."""
+    a task whose rows someone knows.
+
+    ``bonds``: (account, grains) allocated to those accounts' *bond accounts* — a miner's stake, the only
+    balance entries are bonded with (PROTOCOL §3.9). None: every allocated account gets a starter bond of
+    STARTER_BONDS entry bonds (so a chain made with --alloc alone can be mined at once)."""
     if not allocations:
         raise TaskError("no --alloc: nobody could hold the entrant balance, so no miner could ever enter a round")
+    if bonds is None:
+        bonds = [(account, STARTER_BONDS * params.entry_bond) for account, _ in allocations]
+    if not any(amount > 0 for _, amount in bonds):
+        raise TaskError("no --bond: no key holds a bond, so no miner could ever enter a round (a miner's stake is "
+                        "its bond account, PROTOCOL §3.9)")
     secret_names = [KEYHOLDER_FILE] if committee is None else []
     for name in (GENESIS_FILE, *secret_names):
         if (out / name).exists():
@@ -177,7 +192,8 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
         raise TaskError("--sponsor, --bounty and --per-crowning are for a data task on a committee chain (a "
                         "single keyholder's or a VRF-generated genesis task mints its rewards)")
     chain_kw: dict[str, Any] = dict(chain_id=chain_id or f"popchain-{rng(3).hex()}", rounds=sizing.rounds,
-                                    shard_size=sizing.shard_size, allocations=list(allocations), params=params,
+                                    shard_size=sizing.shard_size, params=params,
+                                    allocations=list(allocations) + [(bond_account(a), n) for a, n in bonds if n],
                                     timestamp=int(timestamp or time.time()), rng=rng, **common)
     genesis_path, holdout_path = out / GENESIS_FILE, out / HOLDOUT_FILE
     secrets: dict[Path, bytes] = {}
@@ -219,4 +235,5 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
             "vrf": genesis.task.vrf, "sponsor": genesis.sponsor.hex() if genesis.committee is not None else None,
             "bounty": bounty, "per_crowning": genesis.per_crowning,
             "holdout": str(holdout_path), "warnings": warnings,
+            "bonds": [[encode_address(a), n] for a, n in bonds if n], "min_gain_bp": params.min_gain_bp,
             "columns": spec.encoding.describe() if spec.encoding is not None else []}

@@ -34,14 +34,15 @@ class ProvenanceError(Exception):
 
 
 def round_test(params: GenesisParams, round_: int, parent: dict[str, Any], b: int, c: int,
-               m: int) -> tuple[dict[str, int], bool]:
+               m: int, rows: int) -> tuple[dict[str, int], bool]:
     """(the crowning record's rule fields, passes) for a challenger of ``round_`` with (b, c) against the
-    champion ``parent`` (its champion record) among ``m`` listed entries: the consensus rule functions
-    themselves (the exact family-wise sign test, consensus.protocol.stats; record field ``bar``), never a
-    re-implementation. ``round_`` and ``parent`` do not enter the current rule (no retarget)."""
+    champion ``parent`` (its champion record) among ``m`` listed entries on a ``rows``-row shard: the consensus
+    rule functions themselves (the exact family-wise sign test and the margin, consensus.protocol.stats; record
+    field ``bar``), never a re-implementation. ``round_`` and ``parent`` do not enter the rule (no retarget)."""
     from consensus.protocol import rules
-    from consensus.protocol.stats import accepts
-    return {"bar": rules.crowning_bar(b, c, m, params)}, accepts(b, c, m, params.alpha)
+    from consensus.protocol.stats import crowns
+    return ({"bar": rules.crowning_bar(b, c, m, params, rows)},
+            crowns(b, c, m, rows, params.alpha, params.min_gain_bp))
 
 
 def rule_fields(rec: dict[str, Any]) -> dict[str, int]:
@@ -50,9 +51,7 @@ def rule_fields(rec: dict[str, Any]) -> dict[str, int]:
 
 
 def listed_hashes(beacon: Beacon) -> list[bytes]:
-    """Header hashes a beacon lists (``entries``, or the hashes of ``listed`` (hash, miner) pairs)."""
-    if hasattr(beacon, "listed"):
-        return [pair[0] for pair in beacon.listed]
+    """Header hashes a beacon lists."""
     return list(beacon.entries)
 
 
