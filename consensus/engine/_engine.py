@@ -98,7 +98,7 @@ class Opening(NamedTuple):
     bar: int | None = None
 
 
-class Engine(EntryRules, EvidenceBook, CommitteeAccountability, TaskQueries):
+class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
     """One node's consensus state over its chain store (see the module docstring); node/ sees it as EngineApi."""
 
     def __init__(self, store: ChainStore, genesis: Genesis, *, tie_secret: bytes | None = None) -> None:
@@ -336,6 +336,7 @@ class Engine(EntryRules, EvidenceBook, CommitteeAccountability, TaskQueries):
         except RuleError:
             return
         self.store.meta_put(key, other.encode())
+        self._statements.pop((P_BEACON, other.round), None)     # the decoded cache held the tampered copy
 
     def _check_release(self, beacon: Beacon) -> None:
         """A committee beacon's released shares (§3.4, §3.14), checked when this node holds the round's anchor
