@@ -36,7 +36,7 @@ from consensus.protocol.committee import Kind, make_msg
 from consensus.protocol.dkg import decode_committee_key
 from consensus.protocol.genesis import load_genesis
 from consensus.protocol.group import L, mul
-from consensus.protocol.messages import AnchorNotice, Beacon
+from consensus.protocol.messages import STATEMENT_VERSION, AnchorNotice, Beacon
 from consensus.protocol.release import Leak, Partial, combine, make_partial, vrf_output, vrf_point
 from node import wire
 from node.tools.client import ApiCallError, NodeClient
@@ -246,8 +246,8 @@ def test_a_corrupted_release_is_refused_and_its_member_named_on_every_node(net):
                 return st["open_round"] if st["open_round"] and st["round_phase"] == "open" else None
             r = await ent.until(open_)
             notice = AnchorNotice.decode(bytes.fromhex((await c.round(r))["notice"]))
-            draft = Beacon(2, g.chain_id, r, notice.anchor_hash, notice.entry_deadline_ms - 1000,
-                           notice.entry_deadline_ms, (), bytes(32), notice.opened, notice.forfeits, notice.task_id,
+            draft = Beacon(STATEMENT_VERSION, g.chain_id, r, notice.anchor_hash, notice.entry_deadline_ms - 1000,
+                           notice.entry_deadline_ms, (), bytes(32), notice.settlement, notice.task_id,
                            notice.shard_index, notice.activations)
             point = vrf_point(g.hash, g.hash, notice.shard_index)
             honest = make_partial(g.committee, g.hash, net.secrets[bad].member, net.secrets[bad].share, point)
