@@ -379,3 +379,66 @@ def test_genesis_create_for_a_data_task_names_its_sponsor_and_bounty(net, tmp_pa
                        check=False)
     assert_one_line_error(refused, "--sponsor")
     assert ROOT.exists() and Partial      # imported for the module's readers
+
+
+def test_a_sponsor_cannot_enter_its_own_task_on_any_node(net, tmp_path):
+    """The sponsor's position on the live committee: a sponsor (entrant 1's key, funded at genesis) packages a data
+    task with ``popchain task create`` (its keys sealed to the committee, nothing written that opens a shard), two
+    members' files co-sign it (``task announce`` processes) and the committee activates it. In a round of that task
+    the sponsor's entry is refused on every node — the plain node and each member (``sponsor-entry``: it knows the
+    rows) — while an entry of another key is taken; in a round of the other task the sponsor may enter."""
+    import hashlib
+
+    import nacl.pwhash
+
+    from chain.wallet import Wallet
+    from consensus.protocol.messages import make_entry
+    sponsor, other = net.entrants[1], net.entrants[0]
+    w = Wallet.create(tmp_path / "s.popkeys", "pw", opslimit=nacl.pwhash.argon2id.OPSLIMIT_MIN,
+                      memlimit=nacl.pwhash.argon2id.MEMLIMIT_MIN)
+    w.import_seed(hashlib.sha256(b"popchain/testing/issue24/entrant1").digest(), "sponsor")
+    (tmp_path / "pw").write_text("pw\n")
+    created = json.loads(popchain("task", "create", "--task", "digits", "--detect", "0.1", "--sponsor-wallet",
+                                  "s.popkeys", "--sponsor-key", "sponsor", "--password-file", "pw", "--bounty",
+                                  "1000000000", "--node", net.a.api_url, "--out", "t1", "--json", cwd=tmp_path).stdout)
+    assert created["sponsor"] == sponsor.public.hex()
+    assert sorted(p.name for p in (tmp_path / "t1").iterdir()) == ["holdout.csv", "task.announce"]   # no key file
+    popchain("task", "announce", created["announcement"], "--keyholder", str(net.member_paths[0]), "--sign-only",
+             "--node", net.a.api_url, cwd=tmp_path)
+    popchain("task", "announce", created["announcement"], "--keyholder", str(net.member_paths[1]),
+             "--node", net.a.api_url, cwd=tmp_path)
+
+    def entry_of(key, r: int, anchor: bytes):
+        return make_entry(key, net.g.chain_id, r, anchor, hashlib.sha256(os.urandom(16)).digest(), os.urandom(32),
+                          os.urandom(32)).encode()
+
+    async def scenario():
+        async with NodeClient(net.a.api_url) as c:
+            seen_task0 = False
+            async with asyncio.timeout(180):
+                while True:                      # enter task-0 rounds (the sponsor too) until task 1 opens
+                    st = await c.status()
+                    r = st["open_round"]
+                    if r and st["round_phase"] == "open":
+                        anchor = bytes.fromhex((await c.round(r))["anchor"])
+                        if st.get("round_task") == 1:
+                            break
+                        for key in (sponsor, other):
+                            with contextlib.suppress(ApiCallError):     # duplicate-entry on a second pass
+                                await c.send_entry(entry_of(key, r, anchor))
+                                seen_task0 = seen_task0 or key is sponsor
+                    await asyncio.sleep(0.05)
+            assert seen_task0, "the sponsor could not enter a round of the other task"
+            for n in net.nodes():                # nobody entered yet: the round stays open until someone does
+                async with NodeClient(n.api_url) as nc:
+                    with pytest.raises(ApiCallError) as exc:
+                        await nc.send_entry(entry_of(sponsor, r, anchor))
+                    assert exc.value.code == "sponsor-entry", (n.api_url, exc.value)
+            await c.send_entry(entry_of(other, r, anchor))
+
+            async def revealed(_st):
+                info = await c.round(r)
+                return Beacon.decode(bytes.fromhex(info["beacon"])) if info.get("beacon") else None
+            beacon = await Entrant(c, replace(net.chain, entrants=(other,))).until(revealed, timeout=60)
+            assert beacon.task_id == 1 and [x[1] for x in beacon.listed] == [other.public]
+    _run(scenario())
