@@ -24,6 +24,7 @@ from consensus.keyholder import Keyholder
 from consensus.mining import open_block, seal
 from consensus.protocol.genesis import GenesisParams, create_genesis
 from consensus.protocol.messages import Beacon
+from consensus.protocol.settlement import bond_of, miner_funding
 from consensus.protocol.tasks import escrow_account, initial_champion, make_task_announcement
 from ml.model import encode_model
 from ml.shards import open_shard, package_task
@@ -34,6 +35,7 @@ __all__ = ["SponsorPeek", "run_sponsor_peek"]
 
 SHARD = 1000
 FUNDS = 10**10
+BOND = 10**9                  # each miner key's bond account (§3.9): 320 entry bonds
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ def run_sponsor_peek(rounds: int = 12, root: Path | None = None) -> SponsorPeek:
     world_rows = synthetic(b"popchain-sponsor-peek-genesis", n_samples=3 * 400 + 600, n_features=10, n_informative=5,
                            n_classes=3)
     genesis, secret0 = create_genesis(world_rows, chain_id="popchain-peek", rounds=1, shard_size=400,
-                                      allocations=[(address_of(k.public), FUNDS) for k in [sponsor, sybil, *honest]],
+                                      allocations=[(address_of(sponsor.public), FUNDS)]
+                                      + [a for k in [sybil, *honest] for a in miner_funding(k.public, FUNDS, BOND)],
                                       keyholder_pubkeys=[keyholder.public], params=params, timestamp=1_700_000_000,
                                       n_train=600, seed=b"peek-split", rng=_rng(b"genesis"))
     data = synthetic(b"popchain-sponsor-peek-task", n_samples=rounds * SHARD + 2000, n_features=10, n_informative=5,
@@ -88,7 +91,8 @@ def run_sponsor_peek(rounds: int = 12, root: Path | None = None) -> SponsorPeek:
 
             def bal(account: bytes) -> int:
                 return engine.store.get_account(account).balance
-            mine = [address_of(sponsor.public), address_of(sybil.public)]
+            # the sponsor's wealth: its account, its miner key's account and that key's bond account (§3.9)
+            mine = [address_of(sponsor.public), address_of(sybil.public), bond_of(sybil.public)]
             before = sum(bal(a) for a in mine)
             kh.step(now)
             # the genesis task's one round (an honest miner plays it; the sponsor's task comes after)
