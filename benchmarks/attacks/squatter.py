@@ -140,7 +140,9 @@ class DodgeReport:
 
 def dodge(rounds: int = 1, seed: bytes = b"popchain-attack-dodger") -> DodgeReport:
     """E = 2: the dodger's squatting key S_i and its miner W (both richer than two honest miners) take both slots;
-    W's block carries S_i's transfer of its whole balance away; then an honest block settles S_i's bond."""
+    W's block carries S_i's transfer of its whole balance away; then honest rounds until one crowns, which
+    applies S_i's forfeit. Counted: rounds W crowned and a later block settled (S_i's charge = its balance
+    drop in the settling block)."""
     params = GenesisParams(max_entries=2)
     w = key(seed, "dodger/miner")
     squatters = [key(seed, f"dodger/squat/{i}") for i in range(rounds)]
@@ -148,38 +150,44 @@ def dodge(rounds: int = 1, seed: bytes = b"popchain-attack-dodger") -> DodgeRepo
     sink = key(seed, "dodger/sink")
     balances = ([(w.public, 4 * BALANCE)] + [(s.public, 3 * BALANCE) for s in squatters]
                 + [(h.public, BALANCE) for h in honest])
-    arena = Arena.create(seed, params=params, rounds=2 * rounds + 2, balances=balances)
+    arena = Arena.create(seed, params=params, rounds=6 * rounds + 2, balances=balances)
     rep = DodgeReport(entry_bond=params.entry_bond)
+    trained = 0
     try:
-        burnt_before = 0
         for i, s in enumerate(squatters):
             arena.start_round()
             cid = arena.genesis.chain_id
             spend = make_transfer(s, cid, address_of(sink.public), arena.balance(s.public) - params.min_fee,
                                   params.min_fee, 0)
             arena.enter(s, arena.throwaway_model(i))
-            got_w = arena.enter(w, _model_for_round(arena, i), txs=[spend])
+            got_w = arena.enter(w, _model_for_round(arena, trained), txs=[spend])
+            trained += 1
             for h in honest:
                 arena.enter(h, arena.honest_model())
             beacon = arena.reveal()
             listed = {miner for _, miner in beacon.listed}
-            rep.shut_out += sum(1 for h in honest if h.public not in listed)
-            rep.forfeited += s.public in listed
             if isinstance(got_w, Sealed):
                 arena.open(got_w, beacon)
-            closed = arena.close()
-            rep.crowned_by_dodger += closed.winner is not None
-            # an honest round settles S_i's forfeit (charged min(bond, balance))
-            arena.start_round()
-            sealed = [arena.enter(h, _model_for_round(arena, 100 + i + j)) for j, h in enumerate(honest)]
-            beacon = arena.reveal()
-            for got in sealed:
-                if isinstance(got, Sealed):
-                    arena.open(got, beacon)
-            arena.close()
-            rep.charged += arena.burnt() - burnt_before
-            burnt_before = arena.burnt()
-            rep.rounds += 1
+            dodged = arena.close().winner is not None and s.public in listed
+            rep.shut_out += sum(1 for h in honest if h.public not in listed)
+            rep.crowned_by_dodger += dodged
+            before = arena.balance(s.public)
+            settled = False
+            for _ in range(4):   # honest rounds until one crowns: its block applies S_i's forfeit
+                arena.start_round()
+                sealed = [arena.enter(h, _model_for_round(arena, trained + j)) for j, h in enumerate(honest)]
+                trained += len(honest)
+                beacon = arena.reveal()
+                for got in sealed:
+                    if isinstance(got, Sealed):
+                        arena.open(got, beacon)
+                if arena.close().winner is not None:
+                    settled = True
+                    break
+            if dodged and settled:
+                rep.rounds += 1
+                rep.forfeited += 1
+                rep.charged += before - arena.balance(s.public)
     finally:
         arena.close_store()
     return rep
