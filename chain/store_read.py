@@ -22,7 +22,7 @@ from chain.errors import StoreError, need
 from chain.kv import KV, KVReader
 from chain.state import _ACCOUNT_STRUCT, EMPTY_ACCOUNT, Account, LedgerParams, _account, state_root_of
 from chain.state_cache import LeafCache
-from chain.store_index import HistoryItem, TxLocation, address_page, find_tx
+from chain.store_index import P_TXINDEX, HistoryItem, TxLocation, address_page, find_tx
 from chain.tx import Transfer, transfers_from_lists
 
 P_HEADER, P_BODY, P_HEIGHT, P_ACCOUNT, P_UNDO = b"h", b"b", b"n", b"a", b"u"
@@ -237,6 +237,24 @@ class StoreReader:
                         limit: int = 50) -> list[HistoryItem]:
         """``account``'s transfers (sent and received), newest first, before (height, position). Lock-free."""
         return address_page(self._kv, account, before, limit)
+
+    def ids_with_prefix(self, kind: str, prefix_hex: str, limit: int = 8) -> list[bytes]:
+        """Up to ``limit`` 32-byte ids that start with ``prefix_hex`` (a git-style abbreviation, at least two hex
+        digits): kind ``block`` (stored headers, any branch), ``tx`` (confirmed on the main chain) or ``model``
+        (stored models). Lock-free; reads at most ``limit`` + the keys sharing the prefix's whole bytes."""
+        space = {"block": P_HEADER, "tx": P_TXINDEX, "model": P_MODEL}[kind]
+        text = prefix_hex.lower()
+        if len(text) < 2 or len(text) > 64:
+            return []
+        whole = bytes.fromhex(text[:len(text) - len(text) % 2])
+        out = []
+        for key, _ in self._kv.iterator(space + whole):
+            ident = key[len(space):]
+            if len(ident) == 32 and ident.hex().startswith(text):
+                out.append(ident)
+                if len(out) >= limit:
+                    break
+        return out
 
     # ------------------------------------------------------------ meta keys (consensus/ and node/)
 

@@ -4,14 +4,13 @@ File = canonical msgpack ``[version=1, salt:bin16, opslimit, memlimit, box:bin]`
 ``[[label, seed32], …]``. Written atomically (temp file in the same directory, fsync, rename), mode 0600.
 
 Recovery phrases: a new key's Ed25519 seed is derived from a 24-word BIP-39 phrase (``mnemonic`` package,
-English list, checksum checked): BIP-39 seed (PBKDF2-HMAC-SHA512, passphrase "") -> SLIP-0010 ed25519 master
-key (HMAC-SHA512 keyed "ed25519 seed", left 32 bytes). The same phrase always rebuilds the same key; the phrase
-itself is never stored.
+English list, checksum checked): BIP-39 seed (PBKDF2-HMAC-SHA512 over the phrase and an optional BIP-39
+passphrase, default "") -> the SLIP-0010 ed25519 key at a derivation path (chain.hdkey; default ``m``, the master
+key, which every phrase made before paths existed derives to). Phrase + passphrase + path always rebuild the same
+key, in popchain or any SLIP-0010 wallet; the phrase and the passphrase are never stored.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import tempfile
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from chain.encoding import (
     unpack,
 )
 from chain.errors import DecodeError, WalletError
+from chain.hdkey import DEFAULT_PATH, derive
 from chain.tx import Transfer, make_transfer
 
 WALLET_VERSION = 1
@@ -72,9 +72,9 @@ def normalise_phrase(phrase: str) -> str:
     return " ".join(phrase.lower().split())
 
 
-def seed_from_phrase(phrase: str) -> bytes:
-    """The 32-byte Ed25519 seed of a BIP-39 phrase (SLIP-0010 master key); WalletError if it is not a valid
-    phrase (unknown word, wrong length or checksum)."""
+def bip39_seed(phrase: str, passphrase: str = "") -> bytes:
+    """The 64-byte BIP-39 seed of a phrase (checked first: WalletError for an unknown word, a wrong length or
+    checksum) and an optional BIP-39 passphrase (NFKD-normalised by ``mnemonic``, as BIP-39 says)."""
     from mnemonic import Mnemonic
     words = normalise_phrase(phrase)
     m = Mnemonic("english")
@@ -85,11 +85,18 @@ def seed_from_phrase(phrase: str) -> bytes:
         raise WalletError(f"not a BIP-39 word: {unknown[0]!r}")
     if not m.check(words):
         raise WalletError("recovery phrase checksum does not match (a word is wrong or out of order)")
-    return slip10_ed25519_master(Mnemonic.to_seed(words, passphrase=""))
+    return Mnemonic.to_seed(words, passphrase=passphrase)
 
 
-def slip10_ed25519_master(bip39_seed: bytes) -> bytes:
-    return hmac.new(b"ed25519 seed", bip39_seed, hashlib.sha512).digest()[:32]
+def seed_from_phrase(phrase: str, passphrase: str = "", path: str = DEFAULT_PATH) -> bytes:
+    """The 32-byte Ed25519 seed of a BIP-39 phrase: the SLIP-0010 ed25519 private key at ``path`` (default
+    ``m``) of the phrase's BIP-39 seed under ``passphrase``. WalletError for a bad phrase or path."""
+    return derive(bip39_seed(phrase, passphrase), path)[0]
+
+
+def slip10_ed25519_master(bip39_seed_bytes: bytes) -> bytes:
+    """The SLIP-0010 ed25519 master private key (path ``m``) of a seed."""
+    return derive(bip39_seed_bytes, "m")[0]
 
 
 def _derive(password: str, salt: bytes, opslimit: int, memlimit: int) -> bytes:
@@ -108,7 +115,7 @@ class Wallet:
 
     @classmethod
     def create(cls, path: Path | str, password: str, *, opslimit: int = DEFAULT_OPSLIMIT,
-               memlimit: int = DEFAULT_MEMLIMIT) -> "Wallet":
+               memlimit: int = DEFAULT_MEMLIMIT) -> Wallet:
         path = Path(path)
         if path.exists():
             raise WalletError(f"{path} already exists")
@@ -118,7 +125,7 @@ class Wallet:
         return wallet
 
     @classmethod
-    def load(cls, path: Path | str, password: str) -> "Wallet":
+    def load(cls, path: Path | str, password: str) -> Wallet:
         path = Path(path)
         try:
             data = path.read_bytes()
@@ -183,13 +190,16 @@ class Wallet:
         self._save()
         return WalletKey(label, address_of(kp.public), kp.public)
 
-    def new_key_with_phrase(self, label: str = "") -> tuple[WalletKey, str]:
-        """A new key derived from a fresh recovery phrase; returns (key, phrase) — show the phrase once."""
+    def new_key_with_phrase(self, label: str = "", *, passphrase: str = "",
+                            path: str = DEFAULT_PATH) -> tuple[WalletKey, str]:
+        """A new key derived from a fresh recovery phrase (with an optional BIP-39 passphrase, at a SLIP-0010
+        path); returns (key, phrase) — show the phrase once."""
         phrase = new_phrase()
-        return self.import_seed(seed_from_phrase(phrase), label), phrase
+        return self.import_seed(seed_from_phrase(phrase, passphrase, path), label), phrase
 
-    def import_phrase(self, phrase: str, label: str = "") -> WalletKey:
-        return self.import_seed(seed_from_phrase(phrase), label)
+    def import_phrase(self, phrase: str, label: str = "", *, passphrase: str = "",
+                      path: str = DEFAULT_PATH) -> WalletKey:
+        return self.import_seed(seed_from_phrase(phrase, passphrase, path), label)
 
     def import_seed(self, seed: bytes, label: str = "") -> WalletKey:
         if len(label.encode()) > MAX_LABEL:

@@ -30,7 +30,9 @@ P_EQUIV = b"c/equiv/"         # + u32 round + sighash -> pack([kept bytes, refus
 P_CHAMP = b"c/champ/"         # + u32 height -> champion record (main chain)
 P_CMODEL = b"c/cmodel/"       # + model hash -> u32 height (model hashes of every champion)
 P_OMODEL = b"c/omodel/"       # + model hash -> u32 height of the block whose beacon recorded it as opened
-P_OPENING = b"c/opening/"     # + u32 round + header hash -> pack([miner, model hash]): blocks seen opened
+# + u32 round + header hash -> pack([miner, model hash, b, c, bar]) of a listed block seen opened (records kept
+# before the round test's figures were have the first two fields only)
+P_OPENING = b"c/opening/"
 P_CEVID = b"c/cevid/"         # + u32 round + signer + what -> committee evidence bytes (protocol.committee)
 # the engine's task book (§3.13)
 P_TREG = b"c/treg/"           # + u32 height -> Registry after that main-chain block

@@ -4,9 +4,16 @@ Convention (documented in PROTOCOL.md §5): the float model is trained on the ta
 (``Dataset.X`` cast to float), so the exporter only has to turn float weights into integers:
   linear / mlp: W_q = round(W · 2^p) with p as large as the weight width and the 2^53 overflow bound allow;
                 between MLP layers ReLU then an arithmetic right shift brings activations back to ~ACT_BITS bits.
-  trees:        integer x <= t  <=>  x <= floor(t), so thresholds are exact; leaf class fractions become
-                integer votes round(frac · 2^VOTE_BITS) (soft voting, as in ``predict_proba``).
+  trees:        thresholds are exact (``int_thresholds``: scikit-learn's trees compare the float32 rounding of
+                x with a float64 t, which for integer x is x <= an integer T*); leaf class fractions become
+                integer votes round(frac · 2^VOTE_BITS) (soft voting, as in ``predict_proba``);
+  boosted:      HistGradientBoosting / GradientBoosting, see ``ml.export_boosted``.
 A leading StandardScaler / MinMaxScaler of a Pipeline is folded into the first layer (or the thresholds).
+
+Agreement contract (PROTOCOL §5.8): linear / MLP exports are approximations (weights rounded); a forest's votes
+sum within T/2 of 2^VOTE_BITS · Σ p_t, so wherever scikit-learn's two top mean class probabilities differ by
+more than 2^-VOTE_BITS (``FOREST_MARGIN``) the integer forest predicts scikit-learn's class; below that (one row
+in ~13,000 at the former 12 vote bits, see benchmarks.scoring) a row may differ. Scoring itself is exact.
 """
 from __future__ import annotations
 
@@ -25,13 +32,16 @@ from .model import (
     TreesModel,
     check_bounds,
     check_tree_structure,
+    decode_model,
+    encode_model,
 )
 from .task import TaskSpec
 
 WEIGHT_BITS = 32          # |W_q| < 2^(WEIGHT_BITS-1): fits int32; the 2^52 bound usually binds first
 ACT_BITS = 20             # target magnitude of hidden activations after requantisation
 BOUND_BITS = 52           # exporter's own margin below the 2^53 consensus bound
-VOTE_BITS = 12
+VOTE_BITS = 20            # a forest's votes: T · 2^20 < 2^31 for T <= 1024 trees (exact int32 sums when scoring)
+FOREST_MARGIN = 2.0 ** -VOTE_BITS + 2.0 ** -40   # + scikit-learn's float64 rounding of a mean of <= 1024 terms
 
 
 def _unwrap(estimator: Any) -> tuple[Any, np.ndarray | None, np.ndarray | None]:
@@ -142,6 +152,30 @@ def export_mlp(est: Any, spec: TaskSpec, X_ref: np.ndarray | None, scale=None, o
     return MLPModel(tuple(layers), tuple(shifts))
 
 
+def int_thresholds(t: np.ndarray, *, float32_inputs: bool) -> np.ndarray:
+    """Integer thresholds T with (integer x goes left) iff x <= T, clipped to ±2^62.
+
+    float64 comparison (``x <= t``, HistGradientBoosting): T = floor(t), exact for |x| < 2^53.
+    float32 comparison (``float32(x) <= t``, every scikit-learn ``tree_``): float32(·) is monotone on the
+    integers, so the integers going left are those up to T* = max{x : float32(x) <= t}. With g the largest
+    float32 <= t and g' the next float32 above it, float32(x) <= g iff x < m = (g + g')/2, or x = m when
+    round-half-to-even takes m down to g (g's last mantissa bit is 0). m is exact in float64."""
+    t = np.asarray(t, dtype=np.float64)
+    limit = 2.0 ** 62
+    if not float32_inputs:
+        return np.floor(np.clip(np.nan_to_num(t, nan=-limit), -limit, limit)).astype(np.int64)
+    tc = np.clip(np.nan_to_num(t, nan=-limit), -limit, limit)
+    with np.errstate(over="ignore"):
+        g = tc.astype(np.float32)
+    g = np.where(g.astype(np.float64) > tc, np.nextafter(g, np.float32(-np.inf)), g).astype(np.float32)
+    up = np.nextafter(g, np.float32(np.inf)).astype(np.float32)
+    m = (g.astype(np.float64) + up.astype(np.float64)) / 2.0
+    even = (g.view(np.int32) & 1) == 0
+    whole = m == np.floor(m)
+    out = np.where(whole & even, m, np.ceil(m) - 1.0)
+    return np.clip(out, -limit, limit).astype(np.int64)
+
+
 def export_trees(est: Any, spec: TaskSpec, scale=None, offset=None) -> TreesModel:
     _check_classes(est, spec)
     trees = [est] if hasattr(est, "tree_") else list(est.estimators_)
@@ -156,7 +190,9 @@ def export_trees(est: Any, spec: TaskSpec, scale=None, offset=None) -> TreesMode
         if scale is not None:  # (x - m)/s <= t  <=>  x <= t·s + m   (s > 0)
             fi = np.where(leaf, 0, tr.feature)
             thr_f = thr_f * scale[fi] + offset[fi]
-        thr = np.where(leaf, 0, np.floor(np.clip(thr_f, -(2.0 ** 62), 2.0 ** 62))).astype(np.int64)
+        # with a folded scaler scikit-learn compares float32((x - m)/s), not float32(x): floor is the best exact
+        # integer rule there (agreement is then approximate at such a threshold)
+        thr = np.where(leaf, 0, int_thresholds(thr_f, float32_inputs=scale is None))
         val = np.asarray(tr.value, dtype=np.float64)[:, 0, :]
         val = val / np.maximum(val.sum(axis=1, keepdims=True), 1e-300)  # fractions (sklearn >= 1.4 already are)
         votes = np.zeros((n, spec.n_classes), dtype=np.int64)
@@ -181,7 +217,12 @@ def from_sklearn(estimator: Any, spec: TaskSpec, X_ref: np.ndarray | None = None
     ``X_ref`` (optional, e.g. the training features) calibrates MLP activation shifts; it never affects validity.
     The result is checked against ``caps`` exactly as a decoder would (ModelError if it does not fit).
     """
-    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        GradientBoostingClassifier,
+        HistGradientBoostingClassifier,
+        RandomForestClassifier,
+    )
     from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
     from sklearn.neural_network import MLPClassifier
     from sklearn.svm import LinearSVC
@@ -198,9 +239,17 @@ def from_sklearn(estimator: Any, spec: TaskSpec, X_ref: np.ndarray | None = None
                             ExtraTreesClassifier)):
         model = export_trees(final, spec, scale, offset)
         check_tree_structure(model, spec, caps)
+    elif isinstance(final, (HistGradientBoostingClassifier, GradientBoostingClassifier)):
+        from .export_boosted import export_boosted
+        if scale is not None:
+            raise ModelError("pipeline: boosted trees are exported without a scaler (trees need none)")
+        _check_classes(final, spec)
+        model, _ = export_boosted(final, spec)
+        check_tree_structure(model, spec, caps)
     else:
         raise ModelError(f"estimator: {type(final).__name__} cannot be exported")
     check_bounds(model, spec, caps)
+    decode_model(encode_model(model), spec, caps)      # every cap, exactly as a node decodes it (ModelError)
     return model
 
 

@@ -159,7 +159,7 @@ def world_from_seed(seed: bytes, *, n_features: int = 24, n_classes: int = 4, n_
                       kind="stable").astype(np.int64)
     spec = TaskSpec(name, n_features, scale_bits, tuple(f"c{i}" for i in range(n_classes)), max_abs=MAX_ABS)
     return World(spec, centres.astype(np.int64), mixing.astype(np.int64), pairs.astype(np.int64), perm,
-                 label_noise=int(round(label_noise * NOISE_SCALE)))
+                 label_noise=round(label_noise * NOISE_SCALE))
 
 
 def drift(world: World, seed: bytes, step_milli: int, anchor: World | None = None) -> World:

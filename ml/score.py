@@ -5,8 +5,8 @@ Linear / MLP layers run on float64 arrays that hold integers ("int-in-float64"):
 in any order, so BLAS (any blocking, any thread count, any batch split) returns the exact integer result. The
 pure int64 path gives the identical bits and is used when the bound does not hold for the actual inputs (only
 possible with non-default caps or features beyond the task's max_abs). Argmax ties go to the lowest class index
-(numpy's argmax returns the first maximum). Trees: ``ml.treewalk`` (a cached layout, level-synchronous
-vectorised walk, exact integer votes).
+(numpy's argmax returns the first maximum). Trees: ``ml.treescan`` (small trees by bit masks) and
+``ml.treewalk`` (the rest: a level-synchronous vectorised walk), both with cached layouts and exact votes.
 
 Per model, ``dense_layout`` (cached like the tree layout, ``ml.permodel``) holds the float64 weights and the
 largest input magnitude for which every §5.3 bound stays below 2**53. Per shard, ``prepare(X)`` converts the
@@ -24,7 +24,7 @@ import numpy as np
 from .errors import ModelError
 from .model import LinearModel, MLPModel, Model, TreesModel, chain_bounds, dense_terms
 from .permodel import PerModel
-from .treewalk import tree_votes
+from .treescan import ensemble_votes
 
 EXACT_FLOAT_BITS = 53
 DOT_PIECE = 8192  # l2_within sums dot products of this many elements: OpenBLAS computes a dot product of at
@@ -236,9 +236,9 @@ def _dense_scores(model: LinearModel | MLPModel, X: Inputs, path: Path) -> np.nd
 def _scores(model: Model, X: Inputs, path: Path) -> np.ndarray:
     if isinstance(model, TreesModel):
         if isinstance(X, Features):
-            return tree_votes(model, X.X, x_range=(X.lo, X.hi))
+            return ensemble_votes(model, X.X, x_range=(X.lo, X.hi))
         X = np.asarray(X)
-        return tree_votes(model, _as_int_matrix(X, X.shape[1] if X.ndim == 2 else -1))
+        return ensemble_votes(model, _as_int_matrix(X, X.shape[1] if X.ndim == 2 else -1))
     if isinstance(model, (LinearModel, MLPModel)):
         return _dense_scores(model, X, path)
     raise ModelError(f"model: unknown type {type(model).__name__}")

@@ -286,6 +286,25 @@ def generated_batch(world: World, first_index: int, n: int, *, rng: Rng = os.ura
 
 def open_shard(public: PublicTask, round_: int, key: bytes) -> Dataset:
     """Decrypt shard ``round_`` with the revealed key and check it against its commitment (ShardError)."""
+    shard_bytes = checked_shard_bytes(public, round_, key)
+    if public.generated:
+        return decode_generated_shard(shard_bytes, public.spec, round_, public.shard_size)
+    return decode_shard(shard_bytes, public.spec, round_, public.shard_size)
+
+
+def generated_world_digest(public: PublicTask, round_: int, key: bytes) -> bytes:
+    """H(world) of a generated shard (after the commitment check): equal digests mean one distribution, so a
+    miner can tell a stationary generated task from a drifting one once two shards are revealed."""
+    if not public.generated:
+        raise ShardError("shard: not a generated task")
+    obj = unpack_canonical(checked_shard_bytes(public, round_, key), max_size=MAX_GENERATED_SHARD_BYTES,
+                           err=ShardError, field="shard")
+    f = check_list(obj, 4, ShardError, "shard")
+    return tagged_hash("popchain/world", pack(f[2]))
+
+
+def checked_shard_bytes(public: PublicTask, round_: int, key: bytes) -> bytes:
+    """S_r of shard ``round_``: decrypted with the revealed key and checked against its commitment."""
     if isinstance(round_, bool) or not isinstance(round_, int) or not 1 <= round_ <= public.n_rounds:
         raise ShardError(f"round: {round_!r} outside [1, {public.n_rounds}]")
     if not isinstance(key, bytes) or len(key) != KEY_SIZE:
@@ -297,9 +316,7 @@ def open_shard(public: PublicTask, round_: int, key: bytes) -> Dataset:
     salt, shard_bytes = plain[:SALT_SIZE], plain[SALT_SIZE:]
     if len(salt) != SALT_SIZE or commitment(round_, salt, shard_bytes) != public.commitments[round_ - 1]:
         raise ShardError(f"shard: round {round_} does not match its commitment")
-    if public.generated:
-        return decode_generated_shard(shard_bytes, public.spec, round_, public.shard_size)
-    return decode_shard(shard_bytes, public.spec, round_, public.shard_size)
+    return shard_bytes
 
 
 def baseline_model(public: PublicTask) -> Model:

@@ -1,7 +1,9 @@
 """Tasks: what a model is asked to classify, and the integer datasets it is scored on.
 
-Features are quantised to integers ONCE, at task creation: ``x_int = clip(round(x * 2**scale_bits), ±max_abs)``.
-Everything downstream (training, export, scoring, shards) sees only those integers.
+Features become integers ONCE, at task creation. Built-in and synthetic tasks quantise float features:
+``x_int = clip(round(x * 2**scale_bits), ±max_abs)``. A CSV task carries a committed column encoding in its spec
+(``ml.encoding``: numeric and categorical columns, missing values), applied to raw rows by ``load_csv`` and
+``read_feature_csv`` alike. Everything downstream (training, export, scoring, shards) sees only the integers.
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from .codec import check_int, check_list, check_str, decode_array, encode_array
+from .encoding import Encoding, fit_encoding
 from .errors import TaskError
+from .table import read_table
 
 MAX_FEATURES = 4096
 MAX_CLASSES = 256
@@ -31,6 +35,7 @@ class TaskSpec:
     scale_bits: int
     classes: tuple[str, ...]
     max_abs: int = DEFAULT_MAX_ABS  # every feature value satisfies |x| <= max_abs (the overflow bound's max|x|)
+    encoding: Encoding | None = None  # CSV tasks: how raw rows become the features (then scale_bits = 0)
 
     def __post_init__(self) -> None:
         check_str(self.name, 64, TaskError, "spec.name")
@@ -43,23 +48,34 @@ class TaskSpec:
             check_str(c, 64, TaskError, f"spec.classes[{i}]")
         if len(set(self.classes)) != len(self.classes):
             raise TaskError("spec.classes: duplicate class names")
+        if self.encoding is not None:
+            if self.encoding.width != self.n_features:
+                raise TaskError(f"spec.encoding: {self.encoding.width} features, the spec says {self.n_features}")
+            if self.scale_bits != 0:
+                raise TaskError("spec.scale_bits: must be 0 with an encoding (each column has its own scale)")
+            if self.encoding.max_abs > self.max_abs:
+                raise TaskError(f"spec.encoding: features up to {self.encoding.max_abs} exceed max_abs={self.max_abs}")
 
     @property
     def n_classes(self) -> int:
         return len(self.classes)
 
     def to_obj(self) -> list[Any]:
-        return [self.name, self.n_features, self.scale_bits, list(self.classes), self.max_abs]
+        head = [self.name, self.n_features, self.scale_bits, list(self.classes), self.max_abs]
+        return head if self.encoding is None else head + [self.encoding.to_obj()]
 
     @classmethod
     def from_obj(cls, obj: Any) -> TaskSpec:
-        f = check_list(obj, 5, TaskError, "spec")
+        f = check_list(obj, None, TaskError, "spec", max_len=6)
+        if len(f) not in (5, 6):
+            raise TaskError(f"spec: expected 5 items (6 with an encoding), got {len(f)}")
         classes = check_list(f[3], None, TaskError, "spec.classes", max_len=MAX_CLASSES)
         return cls(name=check_str(f[0], 64, TaskError, "spec.name"),
                    n_features=check_int(f[1], 1, MAX_FEATURES, TaskError, "spec.n_features"),
                    scale_bits=check_int(f[2], 0, MAX_SCALE_BITS, TaskError, "spec.scale_bits"),
                    classes=tuple(check_str(c, 64, TaskError, f"spec.classes[{i}]") for i, c in enumerate(classes)),
-                   max_abs=check_int(f[4], 1, MAX_ABS_LIMIT, TaskError, "spec.max_abs"))
+                   max_abs=check_int(f[4], 1, MAX_ABS_LIMIT, TaskError, "spec.max_abs"),
+                   encoding=Encoding.from_obj(f[5]) if len(f) == 6 else None)
 
 
 @dataclass(frozen=True)
@@ -143,99 +159,95 @@ def load_builtin(name: str) -> Dataset:
     return make_dataset(name, bunch.data, bunch.target.astype(np.int64), _BUILTIN_SCALE[name], classes)
 
 
-def _read_table(path: Path, label_column: str, *, label_required: bool,
-                max_rows: int) -> tuple[list[str], list[list[float]], list[str] | None]:
-    """Parse a CSV with a header row: (feature column names, numeric rows, labels or None if the label
-    column is absent and not required). Every error names the file, row and column."""
-    try:
-        with path.open(newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None:
-                raise TaskError(f"{path}: empty file (a header row is required)")
-            header = [h.strip() for h in header]
-            if label_column not in header and label_required:
-                raise TaskError(f"{path}: label column {label_column!r} not in header {header}")
-            li = header.index(label_column) if label_column in header else -1
-            feat_names = [h for i, h in enumerate(header) if i != li]
-            if not feat_names:
-                raise TaskError(f"{path}: no feature columns besides {label_column!r}")
-            rows: list[list[float]] = []
-            labels: list[str] = []
-            for rownum, row in enumerate(reader, start=2):
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if len(rows) >= max_rows:
-                    raise TaskError(f"{path}: more than {max_rows} rows")
-                if len(row) != len(header):
-                    raise TaskError(f"{path}: row {rownum} has {len(row)} columns, header has {len(header)}")
-                values = []
-                for ci, cell in enumerate(row):
-                    cell = cell.strip()
-                    if ci == li:
-                        if not cell:
-                            raise TaskError(f"{path}: row {rownum}, column {header[ci]!r}: missing label")
-                        labels.append(cell)
-                        continue
-                    if not cell:
-                        raise TaskError(f"{path}: row {rownum}, column {header[ci]!r}: missing value")
-                    try:
-                        v = float(cell)
-                    except ValueError:
-                        raise TaskError(f"{path}: row {rownum}, column {header[ci]!r}: "
-                                        f"non-numeric value {cell!r}") from None
-                    if not math.isfinite(v):
-                        raise TaskError(f"{path}: row {rownum}, column {header[ci]!r}: non-finite value {cell!r}")
-                    values.append(v)
-                rows.append(values)
-    except OSError as exc:
-        raise TaskError(f"{path}: cannot read ({exc})") from None
-    except UnicodeDecodeError:
-        raise TaskError(f"{path}: not a UTF-8 text file") from None
-    if not rows:
-        raise TaskError(f"{path}: no data rows")
-    return feat_names, rows, (labels if li >= 0 else None)
-
-
-def load_csv(path: str | Path, label_column: str, *, scale_bits: int = 8, name: str | None = None,
-             max_rows: int = 1_000_000) -> Dataset:
-    """A CSV file with a header row; every column except ``label_column`` must be numeric."""
-    path = Path(path)
-    _, rows, labels = _read_table(path, label_column, label_required=True, max_rows=max_rows)
-    assert labels is not None
+def _label_index(path: Path, label_column: str, labels: list[str]) -> tuple[tuple[str, ...], np.ndarray]:
+    """Class names (numbers in numeric order, then strings) and each row's class index."""
     uniq = sorted(set(labels), key=lambda s: (0, float(s), s) if _is_number(s) else (1, 0.0, s))
     if len(uniq) < 2:
         raise TaskError(f"{path}: column {label_column!r} needs at least 2 distinct labels")
+    if len(uniq) > MAX_CLASSES:
+        raise TaskError(f"{path}: column {label_column!r} has {len(uniq)} distinct labels; at most {MAX_CLASSES}")
     index = {c: i for i, c in enumerate(uniq)}
-    y = np.array([index[c] for c in labels], dtype=np.int64)
-    return make_dataset(name or path.stem[:64], np.array(rows), y, scale_bits, tuple(uniq))
+    return tuple(uniq), np.array([index[c] for c in labels], dtype=np.int64)
 
 
-def read_feature_csv(path: str | Path, spec: TaskSpec, *, label_column: str = "label",
-                     max_rows: int = 1_000_000) -> tuple[np.ndarray, np.ndarray | None]:
-    """Rows to predict on, in the task's original feature units: (quantised X, class indexes or None).
-    The label column is optional; its values must be class names of the task."""
+def load_csv(path: str | Path, label_column: str, *, scale_bits: int | None = None, name: str | None = None,
+             categorical: tuple[str, ...] = (), max_rows: int = 1_000_000) -> Dataset:
+    """A CSV file with a header row, as users have it: numeric and categorical (text) columns, missing values
+    (``ml.encoding.DEFAULT_MISSING``: blank, "?", "NA", ...). The task's encoding is fitted on the file and
+    committed in the spec; ``scale_bits`` forces one scale on every numeric column, ``categorical`` names
+    numeric-looking columns to treat as categories (codes, ids)."""
     path = Path(path)
-    feats, rows, labels = _read_table(path, label_column, label_required=False, max_rows=max_rows)
-    if len(feats) != spec.n_features:
-        raise TaskError(f"{path}: {len(feats)} feature columns, the task has {spec.n_features}")
-    X = quantise(np.array(rows), spec.scale_bits, spec.max_abs)
-    if labels is None:
+    table = read_table(path, label_column, label_required=True, max_rows=max_rows)
+    assert table.labels is not None
+    classes, y = _label_index(path, label_column, table.labels)
+    enc = fit_encoding(table, label_column, categorical=categorical, scale_bits=scale_bits)
+    X = enc.encode(table)
+    if enc.width > MAX_FEATURES:
+        raise TaskError(f"{path}: {enc.width} features after encoding; at most {MAX_FEATURES}")
+    spec = TaskSpec(name=name or path.stem[:64], n_features=enc.width, scale_bits=0, classes=classes,
+                    max_abs=enc.max_abs, encoding=enc)
+    return Dataset(spec, X, y)
+
+
+def read_feature_csv(path: str | Path, spec: TaskSpec, *, label_column: str | None = "label",
+                     max_rows: int = 1_000_000) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows to predict on, as the task reads them: (integer features, class indexes or None). A CSV task
+    (``spec.encoding``) takes its raw columns by name (any order, extra columns ignored; missing values and
+    categories as the encoding says); other tasks take the feature columns in order, in original units.
+    The label column is optional (``label_column`` if the header has it, else the task's own label column);
+    its values must be class names of the task."""
+    path = Path(path)
+    enc = spec.encoding
+    if enc is not None:
+        table = read_table(path, label_column, label_required=False, max_rows=max_rows)
+        if table.labels is None and label_column != enc.label and enc.label in table.columns:
+            label_column = enc.label
+            table = read_table(path, label_column, label_required=False, max_rows=max_rows)
+        X = enc.encode(table)
+    else:
+        table = read_table(path, label_column, label_required=False, max_rows=max_rows)
+        if len(table.columns) != spec.n_features:
+            raise TaskError(f"{path}: {len(table.columns)} feature columns, the task has {spec.n_features}")
+        values = np.empty((len(table), spec.n_features), dtype=np.float64)
+        for i, row in enumerate(table.rows):
+            for j, cell in enumerate(row):
+                values[i, j] = _legacy_number(cell, table.where(i, table.columns[j]))
+        X = quantise(values, spec.scale_bits, spec.max_abs)
+    if table.labels is None:
         return X, None
     index = {c: i for i, c in enumerate(spec.classes)}
-    unknown = sorted(set(labels) - index.keys())
+    unknown = sorted(set(table.labels) - index.keys())
     if unknown:
         raise TaskError(f"{path}: column {label_column!r} has labels not in the task: {unknown[:5]}")
-    return X, np.array([index[c] for c in labels], dtype=np.int64)
+    return X, np.array([index[c] for c in table.labels], dtype=np.int64)
 
 
-def write_feature_csv(path: str | Path, dataset: Dataset, *, label_column: str = "label") -> None:
-    """The inverse of read_feature_csv: original units (X / 2^scale_bits, exact) + class names."""
+def _legacy_number(cell: str, where: str) -> float:
+    if not cell:
+        raise TaskError(f"{where}: missing value")
+    try:
+        v = float(cell)
+    except ValueError:
+        raise TaskError(f"{where}: non-numeric value {cell!r}") from None
+    if not math.isfinite(v):
+        raise TaskError(f"{where}: non-finite value {cell!r}")
+    return v
+
+
+def write_feature_csv(path: str | Path, dataset: Dataset, *, label_column: str | None = None) -> None:
+    """The inverse of read_feature_csv: a CSV task's raw columns (``Encoding.decode``, exact) and its label
+    column; other tasks' original units (X / 2^scale_bits, exact) as f0, f1, ... and ``label``."""
     spec = dataset.spec
-    scale = float(1 << spec.scale_bits)
+    enc = spec.encoding
     with Path(path).open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow([f"f{i}" for i in range(spec.n_features)] + [label_column])
+        if enc is not None:
+            writer.writerow([c.name for c in enc.columns] + [label_column or enc.label])
+            for cells, label in zip(enc.decode(dataset.X), dataset.y):
+                writer.writerow(cells + [spec.classes[int(label)]])
+            return
+        scale = float(1 << spec.scale_bits)
+        writer.writerow([f"f{i}" for i in range(spec.n_features)] + [label_column or "label"])
         for xrow, label in zip(dataset.X, dataset.y):
             writer.writerow([repr(float(v) / scale) for v in xrow] + [spec.classes[int(label)]])
 

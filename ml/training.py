@@ -20,15 +20,47 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
+from ml.errors import ModelError
 from ml.export import from_sklearn
 from ml.model import DEFAULT_CAPS, Model, ModelCaps
-from ml.task import Dataset
+from ml.task import Dataset, TaskSpec
 
-FAMILIES = ("linear", "mlp", "forest", "extra", "tree", "boosted-linear")
+FAMILIES = ("linear", "mlp", "forest", "extra", "tree", "boosted-linear", "gbdt")
+GBDT_MODEL_BYTES = 512 << 10  # a gbdt candidate's iterations are capped so its model stays about this size
+                             # (genesis caps a model at 1 MiB by default)
 SIZES = ("default", "small")
 
 
-def _estimator(family: str, seed: int, n_rows: int, size: str = "default"):
+def categorical_columns(spec: TaskSpec) -> list[int]:
+    """Feature indexes of the spec's categorical columns with at most 254 categories (codes 0..254: what
+    HistGradientBoosting's native categorical splits take; ml.export_boosted compiles them exactly)."""
+    from ml.encoding import CategoricalColumn
+    if spec.encoding is None:
+        return []
+    out, at = [], 0
+    for c in spec.encoding.columns:
+        if isinstance(c, CategoricalColumn) and len(c.categories) <= 254:
+            out.append(at)
+        at += c.width
+    return out
+
+
+def gbdt_estimator(seed: int, spec: TaskSpec, *, small: bool = False):
+    """HistGradientBoosting (learning rate 0.05, early stopping on 10 % of the rows, a CSV task's categories as
+    categories, depth <= 8: compiled categorical splits add levels, and the model's depth is capped at 32), its
+    iterations capped so that the exported model (k trees per iteration when k > 2, ~90 nodes of k int32 votes
+    each) stays near GBDT_MODEL_BYTES."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    k = spec.n_classes
+    per_iteration = k if k > 2 else 1
+    budget = max(10, GBDT_MODEL_BYTES // (90 * (4 * k + 12) * per_iteration))
+    return HistGradientBoostingClassifier(max_iter=min(60 if small else 800, budget), learning_rate=0.05,
+                                          max_leaf_nodes=31, max_depth=8, early_stopping=True,
+                                          validation_fraction=0.1, n_iter_no_change=30,
+                                          categorical_features=categorical_columns(spec) or None, random_state=seed)
+
+
+def _estimator(family: str, seed: int, n_rows: int, size: str = "default", spec: TaskSpec | None = None):
     from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
@@ -60,6 +92,10 @@ def _estimator(family: str, seed: int, n_rows: int, size: str = "default"):
                                     min_samples_leaf=2, random_state=seed, n_jobs=1)
     if family == "tree":
         return DecisionTreeClassifier(max_depth=6 + seed % 4, min_samples_leaf=5, random_state=seed)
+    if family == "gbdt":
+        if spec is None:
+            raise ValueError("gbdt needs the task spec")
+        return gbdt_estimator(seed, spec, small=small)
     raise ValueError(f"unknown family {family!r}; choose from {FAMILIES}")
 
 
@@ -98,5 +134,22 @@ def train_candidate(family: str, public: Dataset, revealed: Sequence[Dataset] = 
     # hand-off costs more than the work (measured 17x slower with 2 threads on a loaded 2-core machine)
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore", ConvergenceWarning)  # small max_iter is deliberate (speed)
-        est = _estimator(family, seed, len(y), size).fit(X.astype(np.float64), y)
+        est = _estimator(family, seed, len(y), size, public.spec).fit(X.astype(np.float64), y)
     return from_sklearn(est, public.spec, X_ref=X, caps=caps)
+
+
+def fit_family(family: str, X: np.ndarray, y: np.ndarray, spec: TaskSpec, *, seed: int = 0,
+               caps: ModelCaps = DEFAULT_CAPS, size: str = "default") -> Model:
+    """``family`` fitted on integer rows X (as float64) and class indexes y, exported (ModelError if it does not
+    fit the caps). One BLAS/OpenMP thread, as ``train_candidate``."""
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = _estimator(family, seed, len(y), size, spec).fit(np.asarray(X, dtype=np.float64), y)
+        try:
+            return from_sklearn(est, spec, X_ref=X, caps=caps)
+        except ModelError:
+            if family != "gbdt" or getattr(est, "categorical_features", None) is None:
+                raise
+            # compiled category tests made it too deep for the caps: the same fit on the ordinal codes
+            est.set_params(categorical_features=None).fit(np.asarray(X, dtype=np.float64), y)
+    return from_sklearn(est, spec, X_ref=X, caps=caps)

@@ -21,26 +21,21 @@ from chain.tx import MAX_TX_SIZE, txid_of_encoding
 from consensus.protocol.messages import AnchorNotice, Beacon
 from node.api_body import MAX_BODY, MAX_SMALL_BODY, MAX_TX_BODY, json_body
 from node.api_deps import ApiDeps
+from node.api_lookup import resolve
+from node.api_rounds import dataclass_view, round_json
 from node.api_tasks import (
-    MAX_HISTORY,
     MAX_TASK_BODY,
-    activation_hex,
+    TaskHandlers,
     chain_phase,
-    champion_history,
     champion_json,
-    find_task,
-    parse_task_id,
-    revealed_shards,
     round_task_of,
     status_fields,
-    task_champion_model,
-    task_json,
-    task_package,
     task_rows,
 )
 from node.engine_api import to_json
 from node.errors import ApiError
 from node.gossip import decode_object, object_id
+from node.rounds_index import RoundIndex
 from node.wire import InvKind
 
 log = logging.getLogger("popchain.api")
@@ -74,8 +69,25 @@ def tx_json(tx) -> dict:
     return out
 
 
-def location_json(loc: TxLocation) -> dict:
-    return {"height": loc.height, "block": loc.block_hash.hex(), "position": loc.position, "tx": tx_json(loc.tx)}
+def location_json(loc: TxLocation, timestamp: int | None = None, tip_height: int | None = None) -> dict:
+    """A confirmed transfer: its block and position, the block's time (unix seconds) and its confirmations
+    (1 = in the tip block)."""
+    out = {"height": loc.height, "block": loc.block_hash.hex(), "position": loc.position, "tx": tx_json(loc.tx)}
+    if timestamp is not None:
+        out["time"] = timestamp
+    if tip_height is not None:
+        out["confirmations"] = tip_height - loc.height + 1
+    return out
+
+
+def _times(store, heights) -> tuple[dict[int, int], int]:
+    """(height -> block timestamp, tip height) for a page of confirmed transfers (lock-free store reads)."""
+    out = {}
+    for h in set(heights):
+        header = store.get_header(h)
+        if header is not None:
+            out[h] = header.timestamp
+    return out, store.tip().height
 
 
 _DIRECTIONS = {SENT: "sent", RECEIVED: "received", SENT | RECEIVED: "self"}
@@ -111,6 +123,7 @@ def build_api_app(deps: ApiDeps) -> web.Application:
 
     app = web.Application(middlewares=[errors], client_max_size=MAX_BODY)
     api = Api(deps)
+    tasks = TaskHandlers(deps, api.rounds)
     r = app.router
     r.add_get("/api/status", api.status)
     r.add_get("/api/blocks/{ref}", api.block)
@@ -119,16 +132,17 @@ def build_api_app(deps: ApiDeps) -> web.Application:
     r.add_get("/api/accounts/{address}", api.account)
     r.add_get("/api/accounts/{address}/txs", api.account_txs)
     r.add_get("/api/mempool", api.mempool)
-    r.add_get("/api/champion", api.champion)
-    r.add_get("/api/models/{hash}", api.model)
+    r.add_get("/api/champion", tasks.champion)
+    r.add_get("/api/models/{hash}", tasks.model)
     r.add_get("/api/rounds/current", api.round_current)
     r.add_get("/api/rounds/{r}", api.round)
     r.add_post("/api/entries", api.post_entry)
     r.add_post("/api/openings", api.post_opening)
     r.add_get("/api/peers", api.peers)
     r.add_get("/api/task", api.task)
-    r.add_get("/api/tasks", api.tasks)
-    r.add_get("/api/tasks/{id}", api.task_detail)
+    r.add_get("/api/tasks", tasks.tasks)
+    r.add_get("/api/tasks/{id}", tasks.task_detail)
+    r.add_get("/api/tasks/{id}/rounds", tasks.task_rounds)
     r.add_post("/api/tasks", api.post_task)
     r.add_get("/api/template", api.template)
     r.add_get("/api/genesis", api.genesis_file)
@@ -147,10 +161,9 @@ def _signed_both(a: bytes, b: bytes) -> list[str]:
     return sorted(k.hex() for k in signers(a) & signers(b))
 
 
-def _height(text: str) -> int:
-    if not text.isdigit() or len(text) > 10:
-        raise ApiError(400, "bad-request", f"expected a block height or a 64-hex hash, got {text[:70]!r}")
-    return int(text)
+def _is_height(text: str) -> bool:
+    """A block reference of decimal digits only (at most 10) is a height; anything else a hash or its prefix."""
+    return text.isdigit() and len(text) <= 10
 
 
 def _txid(raw: bytes) -> bytes | None:
@@ -182,6 +195,7 @@ class Api:
 
     def __init__(self, deps: ApiDeps) -> None:
         self.deps = deps
+        self.rounds = deps.rounds if deps.rounds is not None else RoundIndex(deps.engine, deps.store)
 
     async def call(self, fn, *args):
         return await self.deps.engine_call(fn, *args)
@@ -219,18 +233,22 @@ class Api:
         return web.json_response(out)
 
     async def block(self, request: web.Request) -> web.Response:
+        """A block by height (decimal digits), full hash or unique hash prefix (at least 4 hex digits;
+        a prefix of decimal digits only is read as a height: give a longer one)."""
         ref = request.match_info["ref"]
         store = self.deps.store
-        # 64 hex characters are a hash even when they are all digits ("000…0" is no height); else a height
-        key: int | bytes = _hex(ref, "hash", 32) if len(ref) == 64 else _height(ref)
+        key: int | bytes = int(ref) if _is_height(ref) else await resolve(store, "block", ref, what="block hash")
         block = await self.read(store.get_block, key)
         if block is None:
             raise ApiError(404, "not-found", f"no block {ref}")
         main = await self.read(store.is_main_chain, block.hash)
+        tip = await self.read(store.tip)
         return web.json_response({"header": header_json(block.header), "hash": block.hash.hex(),
                                   "txs": [tx_json(t) for t in block.txs], "model_hash": block.header.model_hash.hex(),
                                   "model_size": len(block.model), "payload_size": len(block.payload),
-                                  "main_chain": main, "raw": request.query.get("raw") and block.encode().hex()})
+                                  "main_chain": main, "confirmations": tip.height - block.header.height + 1
+                                  if main else 0, "fees": sum(t.fee for t in block.txs),
+                                  "raw": request.query.get("raw") and block.encode().hex()})
 
     async def read(self, fn, *args):
         """A lock-free store read (indexes, blocks by hash) on the default executor, never the engine worker:
@@ -238,14 +256,19 @@ class Api:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
     async def tx(self, request: web.Request) -> web.Response:
-        txid = _hex(request.match_info["txid"], "txid", 32)
-        pending = self.deps.mempool.get(txid)
+        """A transfer by txid or unique prefix: pending (in the mempool) or confirmed, with its block's time
+        and its confirmations."""
+        mempool = self.deps.mempool
+        txid = await resolve(self.deps.store, "tx", request.match_info["txid"], what="txid",
+                             extra=lambda: [t.txid for t in mempool.txs()])
+        pending = mempool.get(txid)
         if pending is not None:
-            return web.json_response({"status": "pending", "tx": tx_json(pending)})
+            return web.json_response({"status": "pending", "tx": tx_json(pending), "confirmations": 0})
         loc = await self.read(self.deps.store.find_tx, txid)
         if loc is None:
             raise ApiError(404, "not-found", "unknown tx (neither pending nor confirmed on the main chain)")
-        return web.json_response({"status": "confirmed", **location_json(loc)})
+        times, tip = await self.read(_times, self.deps.store, [loc.height])
+        return web.json_response({"status": "confirmed", **location_json(loc, times.get(loc.height), tip)})
 
     async def account_txs(self, request: web.Request) -> web.Response:
         """An address's confirmed transfers, newest first: ``?limit=N`` (1..500, default 50) and
@@ -258,9 +281,11 @@ class Api:
         before = parse_cursor(before_text) if before_text else None  # ValueError -> 400
         limit = int(limit_text)
         items = await self.read(self.deps.store.address_history, account_id, before, limit)
+        times, tip = await self.read(_times, self.deps.store, [it.location.height for it in items])
         return web.json_response({
             "address": encode_address(account_id),
-            "txs": [{**location_json(it.location), "direction": _DIRECTIONS[it.direction]} for it in items],
+            "txs": [{**location_json(it.location, times.get(it.location.height), tip),
+                     "direction": _DIRECTIONS[it.direction]} for it in items],
             "next": items[-1].cursor if len(items) == limit else None})
 
     async def post_tx(self, request: web.Request) -> web.Response:
@@ -334,44 +359,6 @@ class Api:
         txs = self.deps.mempool.select(len(self.deps.mempool))
         return web.json_response({"size": len(txs), "txs": [tx_json(t) for t in txs[:1000]]})
 
-    async def champion(self, request: web.Request) -> web.Response:
-        """The chain's latest champion, or with ``?task=ID`` that task's champion and its lineage."""
-        engine = self.deps.engine
-        task_id = parse_task_id(request.query.get("task"))
-
-        def read():
-            if task_id is None:
-                return None, engine.champion(), engine.champion_history()
-            row = find_task(task_rows(engine), task_id)
-            return row, row.champion, champion_history(engine, task_id)
-        row, champ, history = await self.call(read)
-        out = {"champion": champion_json(champ), "history": [champion_json(r) for r in history[-MAX_HISTORY:]]}
-        if row is not None:
-            out["task_id"] = row.task_id
-        return web.json_response(out)
-
-    async def tasks(self, request: web.Request) -> web.Response:
-        """Every task of the chain (id order): status, shards left, bounty left, champion."""
-        rows = await self.call(task_rows, self.deps.engine)
-        return web.json_response({"tasks": [task_json(t) for t in rows],
-                                  "tasks_open": sum(1 for t in rows if t.status != "closed")})
-
-    async def task_detail(self, request: web.Request) -> web.Response:
-        """One task: its record, its champion lineage (newest MAX_HISTORY) and its revealed shard keys."""
-        task_id = parse_task_id(request.match_info["id"])
-        assert task_id is not None
-        engine = self.deps.engine
-
-        with_package = bool(request.query.get("package"))
-
-        def read():
-            row = find_task(task_rows(engine), task_id)
-            package = task_package(engine, task_id).hex() if with_package else None
-            return row, champion_history(engine, task_id), revealed_shards(engine, task_id), package
-        row, history, revealed, package = await self.call(read)
-        return web.json_response({**task_json(row), "history": [champion_json(r) for r in history[-MAX_HISTORY:]],
-                                  "revealed": revealed, "package": package})
-
     async def post_task(self, request: web.Request) -> web.Response:
         """A task announcement or extension ``{"message": hex}``: validated, stored and gossiped by the node.
         ``"secret"`` (hex ml SecretTask, keyholder nodes only): the batch's shard keys, kept before the message
@@ -390,46 +377,17 @@ class Api:
             raise ApiError(status, reason.split(":")[0], f"task message rejected: {reason}")
         return web.json_response({"accepted": True, "id": obj_id, "status": reason})
 
-    async def model(self, request: web.Request) -> web.Response:
-        h = _hex(request.match_info["hash"], "hash", 32)
-        data = await self.read(self.deps.store.get_model, h)
-        if data is None:   # an announced task's initial champion travels in its announcement, not in a block
-            data = await self.call(task_champion_model, self.deps.engine, h)
-        if data is None:
-            raise ApiError(404, "not-found", "unknown model hash")
-        if request.query.get("format") == "hex":
-            return web.json_response({"hash": h.hex(), "model": data.hex()})
-        return web.Response(body=data, content_type="application/octet-stream")
-
     async def _round(self, r: int) -> dict:
-        engine = self.deps.engine
-
-        def read():
-            info = engine.round_info(r)
-            cands = engine.candidates() if r == engine.current_round() else []
-            return info, cands, activation_hex(engine, info.beacon)
-        info, cands, activations = await self.call(read)
-        out = to_json(dataclass_view(info, drop=("notice", "beacon", "winner")))
-        out["notice"] = info.notice.encode().hex() if info.notice else None
-        out["beacon"] = info.beacon.encode().hex() if info.beacon else None
-        out["entries"] = [e.hex() for e in info.beacon.entries] if info.beacon else []
-        out["shard_key"] = info.beacon.shard_key.hex() if info.beacon else None
-        out["verdict"] = champion_json(info.winner) if info.winner else None
-        out["candidates"] = [{"hash": s.hash.hex(), "b": s.b, "c": s.c, "bar": s.bar} for s in cands]
-        statement = info.beacon or info.notice
-        out["task_id"] = getattr(statement, "task_id", 0) if statement is not None else None
-        out["shard_index"] = getattr(statement, "shard_index", r) if statement is not None else None
-        out["activations"] = activations   # task message bytes an opening of this round must carry
-        return out
+        return await self.call(round_json, self.deps.engine, self.rounds, r)
 
     async def round(self, request: web.Request) -> web.Response:
         text = request.match_info["r"]
         if not text.isdigit() or len(text) > 10:
             raise ApiError(400, "bad-request", f"round: expected a round number or 'current', got {text[:40]!r}")
-        # tasks and extensions add rounds after genesis: the last round that can exist now is the next one
+        # every genesis round has a (future) answer; tasks and extensions add rounds after those, up to the next
         last = max(self.deps.genesis.n_rounds, await self.call(self.deps.engine.current_round) + 1)
         if not 0 < int(text) <= last:
-            raise ApiError(404, "not-found", f"no round {text} (rounds 1..{last} so far)")
+            raise ApiError(404, "not-found", f"no round {text} yet (rounds 1..{last} so far)")
         return web.json_response(await self._round(int(text)))
 
     async def round_current(self, request: web.Request) -> web.Response:
@@ -451,7 +409,7 @@ class Api:
         now = time.time()
         return web.json_response({
             "peers": [{"address": p.key, "inbound": p.inbound, "height": p.best_height, "agent": p.agent,
-                       "score": p.score, "rtt_ms": p.rtt_ms, "connected_s": round(now - p.connected_at, 1),
+                       "score": p.score, "rtt_ms": round(p.rtt_ms, 1) if p.rtt_ms is not None else None, "connected_s": round(now - p.connected_at, 1),
                        "bytes_in": p.bytes_in, "bytes_out": p.bytes_out} for p in d.peers()],
             "known": d.known_addrs(), "discouraged": d.discouraged()})
 
@@ -486,7 +444,3 @@ class Api:
     async def genesis_file(self, request: web.Request) -> web.Response:
         return web.Response(body=self.deps.genesis.encode(), content_type="application/octet-stream")
 
-
-def dataclass_view(obj, drop: tuple[str, ...] = ()) -> dict:
-    import dataclasses
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name not in drop}

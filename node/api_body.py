@@ -21,7 +21,7 @@ MAX_BODY = 16 * 2**20        # the aiohttp-wide cap: an opened block carries its
 MAX_TX_BODY = 1 * 2**20      # a batch of MAX_BATCH_TXS transfers (<= 256 bytes each, 512 hex chars) fits
 MAX_SMALL_BODY = 64 * 2**10  # entries
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
 
 

@@ -11,12 +11,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from chain.block import Block
+from chain.block import Block, Header
 from chain.state import Account
 from chain.store_index import HistoryItem, TxLocation
 from chain.tx import Transfer
 from consensus.engine import EngineApi
 from consensus.protocol.genesis import Genesis
+from node.rounds_index import RoundIndex
 from node.wire import InvKind
 
 T = TypeVar("T")
@@ -27,6 +28,10 @@ class StoreReads(Protocol):
     lock-free and may run on any thread; the API runs them on the default executor."""
 
     def get_block(self, h: bytes | int) -> Block | None: ...
+    def get_header(self, h: bytes | int) -> Header | None: ...
+    def block_hash_at(self, height: int) -> bytes | None: ...
+    def tip(self) -> Header: ...
+    def ids_with_prefix(self, kind: str, prefix_hex: str, limit: int = 8) -> list[bytes]: ...
     def is_main_chain(self, block_hash: bytes) -> bool: ...
     def get_account(self, account: bytes) -> Account: ...
     def get_model(self, model_hash_: bytes) -> bytes | None: ...
@@ -76,6 +81,7 @@ class ApiDeps:
     health: Callable[[], dict[str, Any]] | None = None  # {"ok": bool, "tasks": {...}} when the node provides it
     # (task announcement/extension, its shard keys or None) -> (accepted, status or reject reason, hex id)
     submit_task: Callable[[bytes, bytes | None], Awaitable[tuple[bool, str, str | None]]] | None = None
+    rounds: RoundIndex | None = None                   # the node's round index (engine thread only)
 
 
 class _PeerAdapter:
@@ -115,7 +121,7 @@ def api_deps(node: Any) -> ApiDeps:
         known_addrs=lambda: sorted(node.book.addrs),
         discouraged=lambda: {k: v for k, v in node.book.bans.items() if v > time.time()},
         facts=facts, cookie=lambda: node.cookie, health=health if callable(health) else None,
-        submit_task=lambda raw, secret: _submit_task(node, raw, secret))
+        submit_task=lambda raw, secret: _submit_task(node, raw, secret), rounds=RoundIndex(node.engine, node.store))
 
 
 async def _submit_task(node: Any, raw: bytes, secret: bytes | None) -> tuple[bool, str, str | None]:

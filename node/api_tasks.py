@@ -8,8 +8,12 @@ node's consensus entry point does) or keep any state.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+
+from aiohttp import web
 
 from chain.address import address_of, encode_address
 from consensus.engine import EngineApi
@@ -18,6 +22,7 @@ from consensus.protocol.registry import ChampionRecord
 from consensus.protocol.tasks import MAX_TASK_MSG_SIZE
 from node.engine_api import to_json
 from node.errors import ApiError
+from node.rounds_index import RoundIndex
 
 MAX_TASK_ID_DIGITS = 9
 MAX_HISTORY = 1000           # champion records per task in one answer (newest kept)
@@ -41,13 +46,48 @@ class TaskRow:
     bounty_per_crowning: int
     champion: ChampionRecord
     extensions: int = 0            # extensions applied so far (the next one has seq = extensions + 1)
+    spec: Any = None               # ml.task.TaskSpec (None: the announcement is not known here)
+    shard_size: int = 0            # rows per hidden shard
 
 
 def task_rows(engine: EngineApi) -> list[TaskRow]:
     """Every task of the chain in id order (engine worker thread)."""
     return [TaskRow(t.task_id, t.name, t.sponsor if any(t.sponsor) else None, t.shards_total, t.shards_revealed,
                     t.shards_left, t.status, t.bounty_total, t.bounty_left, t.bounty_per_crowning, t.champion,
-                    t.extensions) for t in engine.tasks()]
+                    t.extensions, t.spec, _shard_size(engine, t.task_id)) for t in engine.tasks()]
+
+
+def _shard_size(engine: EngineApi, task_id: int) -> int:
+    from chain.errors import RuleError
+    try:
+        return int(engine.task_package(task_id).shard_size)     # the task book caches packages
+    except RuleError:
+        return 0
+
+
+@lru_cache(maxsize=256)
+def detectable_effect(shard_size: int, max_entries: int, alpha: tuple[int, int]) -> float | None:
+    """The improvement a task's shards crown with 80 % power at 10 % disagreement (node.tools.sizing, the
+    figure ``genesis create`` / ``task create`` print), None if no improvement does."""
+    from node.tools.sizing import detectable
+    if shard_size <= 0:
+        return None
+    return detectable(shard_size, max_entries, alpha)
+
+
+def spec_json(spec: Any) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    return {"name": spec.name, "n_features": spec.n_features, "classes": list(spec.classes),
+            "scale_bits": spec.scale_bits, "max_abs": spec.max_abs}
+
+
+def bounty_paid(t: TaskRow, crowned: int) -> int:
+    """What the task's crownings were paid from its bounty: per_crowning each while the escrow lasts, at most
+    the announced bounty (exact unless the sponsor could not fund the whole bounty at activation)."""
+    if t.sponsor is None or not t.bounty_per_crowning:
+        return 0
+    return min(t.bounty_total, t.bounty_per_crowning * crowned)
 
 
 def round_task_of(engine: EngineApi, r: int) -> int | None:
@@ -82,14 +122,22 @@ def champion_json(rec: ChampionRecord | None) -> Any:
     return out
 
 
-def task_json(t: TaskRow) -> dict[str, Any]:
-    return {"task_id": t.task_id, "name": t.name, "status": t.status,
-            "sponsor": t.sponsor.hex() if t.sponsor else None,
-            "sponsor_address": encode_address(address_of(t.sponsor)) if t.sponsor else None,
-            "shards_total": t.shards_total, "shards_revealed": t.shards_revealed, "shards_left": t.shards_left,
-            "bounty_total": t.bounty_total, "bounty_left": t.bounty_left,
-            "bounty_per_crowning": t.bounty_per_crowning, "extensions": t.extensions,
-            "champion": champion_json(t.champion)}
+def task_json(t: TaskRow, counts: dict[str, int] | None = None, params: Any = None) -> dict[str, Any]:
+    """A task record; with ``counts`` (its final rounds by outcome, node.rounds_index) and ``params`` (the
+    genesis parameters) also its round counts, bounty paid and the improvement its shards detect."""
+    out = {"task_id": t.task_id, "name": t.name, "status": t.status,
+           "sponsor": t.sponsor.hex() if t.sponsor else None,
+           "sponsor_address": encode_address(address_of(t.sponsor)) if t.sponsor else None,
+           "shards_total": t.shards_total, "shards_revealed": t.shards_revealed, "shards_left": t.shards_left,
+           "bounty_total": t.bounty_total, "bounty_left": t.bounty_left,
+           "bounty_per_crowning": t.bounty_per_crowning, "extensions": t.extensions,
+           "champion": champion_json(t.champion), "spec": spec_json(t.spec), "shard_size": t.shard_size}
+    if counts is not None:
+        out["rounds"] = counts
+        out["bounty_paid"] = bounty_paid(t, counts.get("crowned", 0))
+    if params is not None:
+        out["detectable"] = detectable_effect(t.shard_size, params.max_entries, tuple(params.alpha))
+    return out
 
 
 def status_fields(rows: list[TaskRow], round_task: int | None) -> dict[str, Any]:
@@ -123,15 +171,14 @@ def champion_history(engine: EngineApi, task_id: int) -> list[ChampionRecord]:
     return list(engine.champion_history(task_id))
 
 
-def revealed_shards(engine: EngineApi, task_id: int) -> list[dict[str, Any]]:
+def revealed_shards(engine: EngineApi, index: RoundIndex, task_id: int) -> list[dict[str, Any]]:
     """Every shard key of task ``task_id`` revealed so far (void rounds included), in round order:
-    ``{"round", "shard_index", "shard_key"}`` (engine worker thread)."""
+    ``{"round", "shard_index", "shard_key"}`` (engine worker thread; the round index lists the task's rounds,
+    so this reads only them)."""
     out = []
-    for r in range(1, engine.current_round() + 1):
+    for r in reversed(index.rounds_of(task_id, None, 1 << 30)):
         b = engine.beacon(r)
-        if b is None:
-            continue
-        if b.task_id == task_id:
+        if b is not None and b.task_id == task_id:
             out.append({"round": r, "shard_index": b.shard_index, "shard_key": b.shard_key.hex()})
     return out
 
@@ -148,3 +195,133 @@ def task_champion_model(engine: EngineApi, model_hash: bytes) -> bytes | None:
         if t.champion.model_hash == model_hash:
             return engine.champion_model(t.task_id)
     return None
+
+
+# ---------------------------------------------------------------- handlers (node.api registers them)
+
+
+class TaskHandlers:
+    """``/api/tasks``, ``/api/tasks/{id}``, ``/api/tasks/{id}/rounds``, ``/api/champion``, ``/api/models/{ref}``.
+    Engine reads go through ``deps.engine_call`` (the worker thread); ``index`` is the node's RoundIndex."""
+
+    def __init__(self, deps: Any, index: RoundIndex) -> None:
+        self.deps = deps
+        self.index = index
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        return await self.deps.engine_call(fn, *args)
+
+    async def tasks(self, request: web.Request) -> web.Response:
+        """Every task of the chain (id order): status, shards, bounty, champion, round counts, spec."""
+        engine, index, params = self.deps.engine, self.index, self.deps.genesis.params
+
+        def read() -> list[dict[str, Any]]:
+            return [task_json(t, index.counts(t.task_id), params) for t in task_rows(engine)]
+        rows = await self.call(read)
+        return web.json_response({"tasks": rows, "tasks_open": sum(1 for t in rows if t["status"] != CLOSED)})
+
+    async def task_detail(self, request: web.Request) -> web.Response:
+        """One task: its record, its champion lineage (newest MAX_HISTORY), its revealed shard keys; with
+        ``?package=1`` its public package, with ``?messages=1`` its governance-signed announcement and
+        extensions (hex, in order: what an auditor checks the package against)."""
+        task_id = parse_task_id(request.match_info["id"])
+        assert task_id is not None
+        engine, index, params = self.deps.engine, self.index, self.deps.genesis.params
+        with_package, with_messages = bool(request.query.get("package")), bool(request.query.get("messages"))
+
+        def read() -> dict[str, Any]:
+            row = find_task(task_rows(engine), task_id)
+            out = task_json(row, index.counts(task_id), params)
+            out["history"] = [champion_json(r) for r in champion_history(engine, task_id)[-MAX_HISTORY:]]
+            out["revealed"] = revealed_shards(engine, index, task_id)
+            out["package"] = task_package(engine, task_id).hex() if with_package else None
+            if with_messages:
+                out["messages"] = task_messages(engine, task_id)
+            return out
+        return web.json_response(await self.call(read))
+
+    async def task_rounds(self, request: web.Request) -> web.Response:
+        """``/api/tasks/{id}/rounds?before=R&limit=N``: the task's rounds, newest first, with every entrant."""
+        from node.api_rounds import MAX_ROUNDS_PAGE, task_rounds_json
+        task_id = parse_task_id(request.match_info["id"])
+        assert task_id is not None
+        before = _int_query(request, "before", 1, 2**32)
+        limit = _int_query(request, "limit", 1, MAX_ROUNDS_PAGE) or 20
+        engine, index = self.deps.engine, self.index
+
+        def read() -> dict[str, Any]:
+            find_task(task_rows(engine), task_id)
+            return task_rounds_json(engine, index, task_id, before, limit)
+        return web.json_response(await self.call(read))
+
+    async def champion(self, request: web.Request) -> web.Response:
+        """The champion of the current round's task and the chain's lineage (every task, height order), or with
+        ``?task=ID`` that task's champion and lineage (its initial champion first). The lineage is paged newest
+        last: at most ``limit`` (default and cap MAX_HISTORY) records below height ``before``; ``next`` is the
+        ``before`` of the previous (older) page, None when the page reaches the start."""
+        engine = self.deps.engine
+        task_id = parse_task_id(request.query.get("task"))
+        before = _int_query(request, "before", 1, 2**32)
+        limit = _int_query(request, "limit", 1, MAX_HISTORY) or MAX_HISTORY
+
+        def read() -> tuple[Any, Any, list[Any]]:
+            if task_id is None:
+                return None, engine.champion(), engine.champion_history()
+            row = find_task(task_rows(engine), task_id)
+            return row, row.champion, champion_history(engine, task_id)
+        row, champ, history = await self.call(read)
+        if before is not None:
+            history = [r for r in history if r.height < before]
+        page = history[-limit:]
+        older = len(history) > len(page)
+        out: dict[str, Any] = {"champion": champion_json(champ), "history": [champion_json(r) for r in page],
+                               "next": page[0].height if older and page else None}
+        if row is not None:
+            out["task_id"] = row.task_id
+        return web.json_response(out)
+
+    async def model(self, request: web.Request) -> web.Response:
+        """A model's bytes by hash or unique prefix; ``?format=hex`` answers JSON with the bytes (hex) and what
+        the chain knows of the model: the task it competes on and its champion record (None for a model that
+        is no champion)."""
+        from node.api_lookup import resolve
+        store = self.deps.store
+        h = await resolve(store, "model", request.match_info["hash"], what="model hash")
+        loop = asyncio.get_running_loop()
+        data = await loop.run_in_executor(None, store.get_model, h)
+        if data is None:   # an announced task's initial champion travels in its announcement, not in a block
+            data = await self.call(task_champion_model, self.deps.engine, h)
+        if data is None:
+            raise ApiError(404, "not-found", f"no model {h.hex()[:16]}… is stored on this node")
+        if request.query.get("format") == "hex":
+            record, task_id = await self.call(model_record, self.deps.engine, self.index, h)
+            return web.json_response({"hash": h.hex(), "model": data.hex(), "bytes": len(data), "task_id": task_id,
+                                      "record": champion_json(record) if record is not None else None})
+        return web.Response(body=data, content_type="application/octet-stream")
+
+
+def _int_query(request: web.Request, name: str, lo: int, hi: int) -> int | None:
+    text = request.query.get(name)
+    if text is None:
+        return None
+    if not text.isdigit() or not lo <= int(text) <= hi:
+        raise ApiError(400, "bad-request", f"{name}: expected an integer {lo}..{hi}, got {text[:40]!r}")
+    return int(text)
+
+
+def task_messages(engine: EngineApi, task_id: int) -> list[str]:
+    """The task's announcement and its extensions, in order, as hex (task 0: none, genesis carries it)."""
+    return [msg.encode().hex() for msg in engine.task_messages(task_id)]
+
+
+def model_record(engine: EngineApi, index: RoundIndex, model_hash: bytes) -> tuple[Any, int | None]:
+    """(champion record, task id) of a model: a crowned model's record, a task's initial champion's record, or
+    (None, None) for a model that never was a champion (engine worker thread)."""
+    rec = index.record_of_model(model_hash)
+    if rec is not None:
+        return rec, rec.task_id
+    for t in engine.tasks():
+        for first in champion_history(engine, t.task_id)[:1]:
+            if first.model_hash == model_hash:
+                return first, t.task_id
+    return None, None

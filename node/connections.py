@@ -31,6 +31,7 @@ ADDR_RELAY_MAX = 32
 GIVE_UP = 8                  # failed dials in a row before a non-persistent outbound slot is freed
 HANDSHAKE_TIMEOUT_S = 5.0    # TCP connect + websocket upgrade of an outbound dial
 REFUSE_HEADER = "X-Popchain-Refused"
+CONNECTED_RECHECK_S = 5.0    # a dialler whose peer is connected the other way looks again this often
 
 
 class Connections:
@@ -162,6 +163,11 @@ class Connections:
         try:
             while not self.stopping:
                 refused = False
+                if self._connected_to(addr):
+                    # it dialled us (two nodes that --peer each other, or found each other by ADDR): a dial now
+                    # would only be refused as a duplicate connection; look again when that one has ended
+                    await asyncio.sleep(CONNECTED_RECHECK_S)
+                    continue
                 if self.is_discouraged(host):
                     wait = self.dialer.failed(addr, time.monotonic(), refused=True)
                 else:
@@ -185,6 +191,10 @@ class Connections:
                         await self._serve_peer(peer)
                         if "self-connection" in peer.close_reason:
                             return
+                        if "duplicate connection" in peer.close_reason:
+                            # already connected to that node the other way: not a failure, no backoff games
+                            await self._while_connected(peer.hello.nonce if peer.hello else None, addr)
+                            continue
                         served = peer.hello is not None and "peer rejected us" not in peer.close_reason
                         refused = "peer rejected us" in peer.close_reason
                     now = time.monotonic()
@@ -195,6 +205,16 @@ class Connections:
                 await asyncio.sleep(wait)
         finally:
             self._outbound_targets.discard(addr)
+
+    def _connected_to(self, addr: tuple[str, int]) -> bool:
+        return any(p.listen_addr == addr for p in self.ready_peers())
+
+    async def _while_connected(self, nonce: int | None, addr: tuple[str, int]) -> None:
+        """Wait while a ready peer is that node (same handshake nonce, or listening at ``addr``)."""
+        while not self.stopping and any(p.listen_addr == addr or (nonce is not None and p.hello is not None
+                                                                  and p.hello.nonce == nonce)
+                                        for p in self.ready_peers()):
+            await asyncio.sleep(CONNECTED_RECHECK_S)
 
     def refill_outbound(self) -> None:
         """Dial known addresses (most recently seen first) whose backoff has passed, up to max_outbound."""

@@ -156,10 +156,15 @@ class Relay:
         trip per hop, cf. BIP152 high-bandwidth), INV at once to the others; round objects INV at once."""
         key = (kind, h)
         pushed = 0
+        # the store keeps its tip header in memory (set by the worker before a verdict returns): an attribute read
+        tip = self.host.store.tip() if kind == InvKind.BLOCK else None
+        height = tip.height if tip is not None and tip.hash == h else None
         for peer in self.host.ready_peers():
             if peer is exclude or key in peer.known:
                 continue
             peer.known.add(key)
+            if height is not None:   # our new tip goes to it (whole or by INV): /api/peers shows that height
+                peer.best_height = max(peer.best_height, height)
             if kind == InvKind.TX:
                 self.trickle.add(peer, key)
             elif data is not None and pushed < PUSH_BLOCK_PEERS:
@@ -228,6 +233,7 @@ class Relay:
         now = time.monotonic()
         wanted: list[Key] = []
         ask_store: list[Key] = []
+        had: list[bytes] = []     # blocks it announced that we hold: they tell us its height (/api/peers)
         for key in items:
             peer.known.add(key)
             if key in self.requests:
@@ -238,6 +244,8 @@ class Relay:
                 if self.requests.room(peer, InvKind.BLOCK) and len(ask_store) < 16:
                     ask_store.append(key)
                 continue
+            if known and key[0] == InvKind.BLOCK and len(had) < 16:
+                had.append(key[1])
             if known or (key[0] == InvKind.TX and key[1] in self.queued_txs):
                 continue
             if self.requests.announced(peer, key, now):
@@ -248,8 +256,13 @@ class Relay:
             for key, known in zip(ask_store, have):
                 if known:
                     self.judge.known_blocks.add(key[1])
+                    had.append(key[1])
                 elif self.requests.announced(peer, key, time.monotonic()):
                     wanted.append(key)
+        if had:
+            store = self.host.store
+            heights = await self.host.worker.call(lambda: [h.height for h in map(store.get_header, had) if h])
+            peer.best_height = max([peer.best_height, *heights])
         self._send_requests({peer: wanted} if wanted else {})
 
     async def _on_txs(self, peer: Peer, raws: Sequence[bytes]) -> None:
@@ -319,6 +332,11 @@ class Relay:
             peer.send(wire.Txs(tuple(txs[i:i + wire.MAX_TXS_ITEMS])))
         if missing:
             peer.send(wire.NotFound(tuple(missing)))
+        sent = [h for h in wanted_blocks if (InvKind.BLOCK, h) not in missing][:16]
+        if sent:   # it holds them now: /api/peers shows the height (a peer never announces a block back to us)
+            store = self.host.store
+            heights = await self.host.worker.call(lambda: [hd.height for hd in map(store.get_header, sent) if hd])
+            peer.best_height = max([peer.best_height, *heights])
 
 
 def _encoded_blocks(store: Any, hashes: list[bytes]) -> dict[bytes, bytes]:

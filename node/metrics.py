@@ -4,18 +4,22 @@ counters, ``gauge(name, fn)`` for values read at scrape time, ``observe(name, se
 latency histograms, ``get`` to read a counter (tests, benchmarks), ``render`` for the text exposition format.
 
 Metric objects are created on first use with the label names of that use; a later call with other label names
-for the same metric is a bug (prometheus_client raises ValueError). What it does not do: push gateways,
-multiprocess mode.
+for the same metric is a bug (prometheus_client raises ValueError). The registry also carries the standard
+process collector (``process_cpu_seconds_total``, ``process_resident_memory_bytes``, ``process_open_fds``, …) and
+the per-task gauges ``set_task_figures`` sets at scrape time (champion accuracy, final rounds by outcome, bounty
+and shards left, one series per task). What it does not do: push gateways, multiprocess mode.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     exposition,
     generate_latest,
@@ -38,16 +42,52 @@ HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
 }
 
 
+METRICS_TASK_S = 5.0   # a scrape waits at most this long for fresh per-task figures (then serves the last ones)
+OUTCOMES = ("crowned", "void", "plain")
+
+
+class TaskFigures(Protocol):
+    """One task's figures (node.explorer.deps.TaskFigures)."""
+    task_id: int
+    champion_accuracy: float | None
+    crowned: int
+    void: int
+    plain: int
+    bounty_left: int
+    shards_left: int
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._counters: dict[str, Counter] = {}
         self._gauges: dict[str, Gauge] = {}
         self._histograms: dict[str, Histogram] = {}
+        # CPU seconds, resident and virtual memory, open and max file descriptors, start time (Linux /proc)
+        ProcessCollector(registry=self.registry)
+        self._task_accuracy = Gauge("popchain_task_champion_accuracy", "accuracy of each task's standing champion "
+                                    "on the task's latest revealed shard", ["task"], registry=self.registry)
+        self._task_rounds = Gauge("popchain_task_rounds", "final rounds of each task by outcome (crowned, void, "
+                                  "plain)", ["task", "outcome"], registry=self.registry)
+        self._task_bounty = Gauge("popchain_task_bounty_left_grains", "grains left in each task's bounty escrow",
+                                  ["task"], registry=self.registry)
+        self._task_shards = Gauge("popchain_task_shards_left", "hidden shards each task has left", ["task"],
+                                  registry=self.registry)
+
+    def set_task_figures(self, figures: Sequence[TaskFigures]) -> None:
+        """Per-task gauges, one series per task (``task`` label = the task id)."""
+        for f in figures:
+            task = str(f.task_id)
+            if f.champion_accuracy is not None:
+                self._task_accuracy.labels(task=task).set(f.champion_accuracy)
+            for outcome in OUTCOMES:
+                self._task_rounds.labels(task=task, outcome=outcome).set(getattr(f, outcome))
+            self._task_bounty.labels(task=task).set(f.bounty_left)
+            self._task_shards.labels(task=task).set(f.shards_left)
 
     @staticmethod
     def _base(name: str) -> str:
-        return name[:-6] if name.endswith("_total") else name  # prometheus_client adds _total itself
+        return name.removesuffix("_total")  # prometheus_client adds _total itself
 
     def _counter(self, name: str, labels: dict[str, str]) -> Counter:
         c = self._counters.get(name)
@@ -80,7 +120,7 @@ class Metrics:
         def read() -> float:
             try:
                 return float(fn())
-            except Exception:  # a gauge must never break the endpoint
+            except Exception:  # noqa: BLE001  (a gauge must never break the endpoint)
                 return float("nan")
         g.set_function(read)
 

@@ -39,7 +39,7 @@ from node.gossip import Relay
 from node.keyholder_service import KeyholderService
 from node.mempool import Mempool
 from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from node.metrics import Metrics
+from node.metrics import METRICS_TASK_S, Metrics
 from node.peer import LocalIdentity, Peer
 from node.round_sync import RoundSync
 from node.supervisor import Supervisor
@@ -154,8 +154,10 @@ class Node:
         p2p_app.router.add_get("/metrics", self._metrics_handler)
         if self.config.api_listen is not None:
             self.cookie = self.datadir.ensure_cookie()
-        api_app = build_api_app(api_deps(self))
-        register_explorer(api_app, NodeExplorerDeps(self))  # pages at /, /api/events, /api/explorer/*
+        deps = api_deps(self)
+        api_app = build_api_app(deps)
+        self.explorer = NodeExplorerDeps(self, deps.rounds)   # shares the API's round index
+        register_explorer(api_app, self.explorer)  # pages at /, /api/events, /api/explorer/*
         api_app.router.add_get("/metrics", self._metrics_handler)
         for app, host, port, attr, header_s in (
                 (p2p_app, self.config.listen, self.config.port, "p2p_port", P2P_HEADER_TIMEOUT_S),
@@ -439,6 +441,13 @@ class Node:
             await self.relay.handle(peer, msg)
 
     async def _metrics_handler(self, request: web.Request) -> web.Response:
+        explorer = getattr(self, "explorer", None)
+        if explorer is not None:   # per-task gauges, read at scrape time (the figures of the last scrape on error)
+            try:
+                async with asyncio.timeout(METRICS_TASK_S):
+                    self.metrics.set_task_figures(await explorer.task_figures())
+            except (TimeoutError, PopError) as exc:
+                log.info("metrics: per-task figures not refreshed: %s", exc or type(exc).__name__)
         return web.Response(body=self.metrics.render().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
@@ -449,6 +458,8 @@ def _read_chain_view(engine: EngineApi, opening_window_s: int) -> ChainView:
     first = max(1, r - VIEW_ROUNDS)
     crowned = {rec.round: rec.hash.hex() for rec in engine.champion_history() if rec.height > 0}
     phase = engine.round_info(r).status if r else "not-started"
+    if phase == "idle":          # every task spent: the chain is closed (what /api/status and the CLI say)
+        phase = "closed"
     notice = engine.notice(r) if r else None
     return ChainView(tip.height, tip.hash.hex(), r, phase, engine.open_round(),
                      frozenset(x for x in range(first, r + 1) if engine.beacon(x) is not None),

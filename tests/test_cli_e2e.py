@@ -179,10 +179,10 @@ def _champion_accuracy(tmp_path: Path, model_hash: str, url: str) -> float:
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     bad_csv = tmp_path / "bad.csv"
-    bad_csv.write_text("a,b,label\n1,2,x\n3,,y\n")
+    bad_csv.write_text("a,b,label\n1,2,x\n3,4\n")
     assert_one_line_error(popchain("genesis", "create", "--task", f"csv:{bad_csv}", "--out", "g", "--alloc",
                                    "pop1akn5hzhv924nluzxhp48h7wuuuajkkxsglxtyj=5",
-                                   cwd=tmp_path, check=False), "missing value")
+                                   cwd=tmp_path, check=False), "row 3 has 2 columns")
     assert_one_line_error(popchain("genesis", "create", "--alloc", "pop1qqqq=5", "--out", "g",
                                    cwd=tmp_path, check=False), "pop1qqqq")
     assert_one_line_error(popchain("wallet", "list", "--wallet", str(tmp_path / "none.popkeys"),
@@ -211,6 +211,9 @@ def test_demo_runs_and_leaves_no_process(tmp_path: Path) -> None:
     assert "summary: 3 rounds" in proc.stdout, proc.stdout
     assert "node0 up: explorer http://127.0.0.1:" in proc.stdout and "explorers (leaderboard" in proc.stdout
     assert "round" in proc.stdout and "acc test" in proc.stdout
+    # b and c side by side with bar (a threshold on b), never b-c next to bar (issue 20 item 10)
+    header = next(ln for ln in proc.stdout.splitlines() if "acc shard" in ln).split()
+    assert header[:5] == ["round", "winner", "b", "c", "bar"] and "b-c" not in proc.stdout
     assert "champion accuracy on the latest shard" in proc.stdout     # the drifting task's current concept
     # each row counts the transfers of its own block, labelled so; no "try: popchain ... --node" hint for a
     # network that stops right after it (the hint is printed with --keep only)

@@ -1,46 +1,36 @@
 """Every `popchain` leaf command and documented flag, run as a subprocess against ONE real network shared by the
-module (a keyholder node + a forest miner on 127.0.0.1): human output, --json output, exit codes, and each error
-path as one line on stderr without a traceback. The walker tests at the end fail if a leaf command of cli's
-argparse tree has no functional test here (the ``covers`` registry) or an option appears in no test.
+module: README's walkthrough, run verbatim (tests/walkthrough.py) — a 2-of-3 keyholder committee, an ordinary
+node, a miner, a second task (digits, with a bounty) and an extension of the first. Human output, --json output,
+exit codes, each error path as one line on stderr without a traceback, and issue 20's multi-task properties:
+audit per task, each model under its own task, every round's page, unique prefixes, units and fees, the
+competition pages in a real browser. The walker tests at the end fail if a leaf command of cli's argparse tree
+has no functional test (the ``covers`` registry) or an option appears in no test.
 
-The last test restarts the node under a running miner and a waiting `wallet send`: both ride it out.
+The restart test near the end stops the ordinary node under the running miner and a waiting `wallet send`.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.test_cli_e2e import ROOT, _get_json, assert_one_line_error, ports_of
+from tests.cli_net import MEMBER_URLS, Net, env, lying_node, walkthrough_net, walkthrough_pids
+from tests.test_cli_e2e import ROOT, _get_json, assert_one_line_error
 
-pytestmark = pytest.mark.slow
-PASSWORD = "functional suite password"
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 COVERED: dict[str, list[str]] = {
     # heavy commands run once in test_cli_e2e.py (kept out of this module's time budget)
     "demo": ["tests/test_cli_e2e.py::test_demo_runs_and_leaves_no_process"],
     "bench": ["tests/test_cli_e2e.py::test_bench_quick_json_emits_every_figure"],
-    # the task commands run on their own networks (a chain that runs out of work, then lives on)
-    "task create": ["tests/test_living_chain.py::test_task_runs_out_then_a_new_task_revives_the_chain_and_the_"
-                    "pending_send_confirms", "tests/test_task_cli.py::test_cli_create_and_sign_only_offline"],
-    "task announce": ["tests/test_living_chain.py::test_task_runs_out_then_a_new_task_revives_the_chain_and_the_"
-                      "pending_send_confirms", "tests/test_task_cli.py::test_cli_create_and_sign_only_offline"],
-    "task extend": ["tests/test_living_chain.py::test_an_extension_adds_rounds_to_a_live_task",
-                    "tests/test_task_end.py::test_task_extend_of_a_rows_task_takes_new_rows"],
-    "task list": ["tests/test_task_end.py::test_task_list_and_show_say_closed"],
-    "task show": ["tests/test_task_end.py::test_task_list_and_show_say_closed"],
 }
 OTHER_CLI_TESTS = ("tests/test_cli_e2e.py", "tests/test_living_chain.py", "tests/test_task_end.py",
-                   "tests/test_task_cli.py")
+                   "tests/test_task_cli.py", "tests/cli_net.py", "tests/test_miner_field.py",
+                   "tests/test_dataset_tasks.py")
 
 
 def covers(*commands: str) -> Callable:
@@ -51,119 +41,45 @@ def covers(*commands: str) -> Callable:
     return mark
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POPCHAIN_")}
-    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-@dataclass
-class Net:
-    dir: Path
-    url: str = ""
-    ports: dict[str, int] = field(default_factory=dict)
-    keys: dict[str, str] = field(default_factory=dict)
-    genesis_out: dict[str, Any] = field(default_factory=dict)
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def run(self, *args: str, check: bool = True, timeout: float = 300, env: dict[str, str] | None = None,
-            stdin: str | None = None) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "cli", *args], cwd=self.dir, capture_output=True, text=True,
-                              timeout=timeout, env=env or _env(), input=stdin)
-        assert "Traceback" not in proc.stderr, proc.stderr
-        if check and proc.returncode != 0:
-            raise AssertionError(f"popchain {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def json(self, *args: str, **kw: Any) -> Any:
-        return json.loads(self.run(*args, "--json", **kw).stdout)
-
-    @property
-    def wallet(self) -> list[str]:
-        return ["--wallet", str(self.dir / "w.popkeys"), "--password-file", str(self.dir / "pw")]
-
-    @property
-    def node(self) -> list[str]:
-        return ["--node", self.url]
-
-    def spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = (self.dir / f"{name}.log").open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=self.dir, stdout=log,
-                                stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
-        log.close()
-        self.procs[name] = proc
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.dir / f"{name}.log").read_text(errors="replace")
-
-    def stop(self, name: str) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-    def node_args(self, *extra: str) -> list[str]:
-        return ["node", "run", "--datadir", str(self.dir / "kh"), "--genesis", str(self.dir / "chain/genesis.bin"),
-                "--keyholder", str(self.dir / "chain/keyholder.secret"), *extra]
-
-    def wait(self, predicate: Callable[[], bool], what: str, timeout: float = 240) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
-                if predicate():
-                    return
-            for name, p in self.procs.items():
-                assert p.poll() is None, f"{name} exited early:\n{self.log(name)[-3000:]}"
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}")
-
-    def status(self) -> dict:
-        return _get_json(f"{self.url}/api/status")
-
-
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    n = Net(tmp_path_factory.mktemp("cli-functional"))
-    (n.dir / "pw").write_text(PASSWORD + "\n")
-    # the shared wallet uses a light KDF (opened by ~40 commands); `wallet new` itself is tested on others
-    from chain.wallet import Wallet
-    shared = Wallet.create(n.dir / "w.popkeys", PASSWORD, opslimit=1, memlimit=8 * 2**20)
-    for label in ("alice", "miner"):
-        n.keys[label] = shared.new_key_with_phrase(label)[0].address
-    bob = ["--wallet", str(n.dir / "bob.popkeys"), "--password-file", str(n.dir / "pw")]
-    n.keys["bob"] = n.json("wallet", "new", "--label", "bob", *bob)["address"]
-    n.genesis_out = n.json("genesis", "create", "--task", "synthetic", "--out", "chain", "--rounds", "100",
-                           "--shard-size", "100", "--alloc", f"{n.keys['alice']}=1000000000",
-                           "--alloc", f"{n.keys['miner']}=1000000000", "--chain-id", "popchain-functional",
-                           "--entry-window", "2", "--opening-window", "3", "--drift-milli", "0")
-    kh = n.dir / "kh"
-    kh.mkdir()
-    # the node's own config file: rotate node.log early so the suite sees a rotation happen in a real run
-    (kh / "popchain.toml").write_text('log_max_bytes = 4096\nlog_backups = 2\nlog_format = "json"\n')
-    node = n.spawn("node", n.node_args("--port", "0", "--api-port", "0"))
-    n.ports = ports_of(kh, node)
-    n.url = f"http://127.0.0.1:{n.ports['api']}"
-    # a transfer waiting for its confirmation while the rest of the suite runs; it must be in the mempool
-    # before the miner seals its first entry (an entry commits to its txs)
-    n.spawn("send1", ["wallet", "send", "--to", n.keys["bob"], "--amount", "12345", "--fee", "1000", "--memo", "hi",
-                      "--key", "alice", "--timeout", "280", "--json", *n.node, *n.wallet])
-    n.wait(lambda: _get_json(f"{n.url}/api/mempool")["size"] == 1, "the transfer in the mempool", timeout=60)
-    n.spawn("miner", ["miner", "run", *n.node, *n.wallet, "--key", "miner", "--model", "forest", "--retry", "120"])
-    try:
+    with walkthrough_net(tmp_path_factory.mktemp("readme-walkthrough")) as n:
+        bob = ["--wallet", str(n.dir / "bob.popkeys"), "--password-file", str(n.dir / "pw")]
+        n.keys["bob"] = n.json("wallet", "new", "--label", "bob", *bob)["address"]
         yield n
-    finally:
-        for name in list(n.procs):
-            n.stop(name)
 
 
-def crowned(n: Net, at_least: int = 1) -> list[dict]:
-    n.wait(lambda: len(_get_json(f"{n.url}/api/champion")["history"]) > at_least, f"{at_least} crowned round(s)")
-    return _get_json(f"{n.url}/api/champion")["history"]
+def crowned(n: Net, task: int | None = None, at_least: int = 1) -> list[dict]:
+    q = "" if task is None else f"?task={task}"
+    n.wait(lambda: len([r for r in n.get(f"/api/champion{q}")["history"] if r["round"]]) >= at_least,
+           f"{at_least} crowned round(s)" + (f" of task {task}" if task is not None else ""))
+    return [r for r in n.get(f"/api/champion{q}")["history"] if r["round"]]
+
+
+# --------------------------------------------------------------------------- the walkthrough itself
+
+
+@covers("genesis create", "task create", "task announce", "task extend", "task list",
+        "task show")
+def test_the_readme_walkthrough_ran_verbatim(net: Net) -> None:
+    out = net.walk.output()
+    tasks = net.get("/api/tasks")["tasks"]
+    assert [t["name"] for t in tasks] == ["synthetic", "digits"] and tasks[0]["extensions"] == 1
+    assert tasks[1]["bounty_total"] == 4_000_000 and tasks[1]["spec"]["n_features"] == 64
+    # committee chain (item 6): nobody is told to hand whole shard keys to a keyholder, no spurious warning
+    assert "give it to NOBODY" in out and "give ONLY to the keyholder" not in out
+    assert "no --task-secret" not in out and "active: task 1 has 4 shards" in out
+    # units and fees (item 18), the task list's figures, a round's entrants, a task-1 model (item 2)
+    assert "(fee 1,000 grains, total 6,000;" in out and "fee 1,000 grains paid" in out
+    assert "crowned/void" in out and "detects" in out and "bounty" in out
+    assert "entrant pop1" in out and "wrote " in out and "task 1 digits" in out
+    # the card's agreement lists every row (item 5); the audit passed per task (item 1)
+    assert "public training rows: 4,000/4,000" in out and "chain/holdout.csv: 2,000/2,000" in out
+    assert "all checks pass" in out and "task 1 digits:" in out
+    assert json.loads((net.dir / "audit/report.json").read_text())["ok"] is True
+    shown = net.json("task", "show", "1", *net.node)
+    assert shown["detectable"] > 0 and shown["rounds"]["crowned"] >= 0 and shown["history"][0]["round"] == 0
+    assert_one_line_error(net.run("task", "show", "9", *net.node, check=False), "no task 9")
 
 
 # --------------------------------------------------------------------------- offline commands
@@ -172,30 +88,43 @@ def crowned(n: Net, at_least: int = 1) -> list[dict]:
 @covers("wallet new", "wallet restore", "wallet list", "wallet address")
 def test_wallet_keys_and_recovery_phrase(net: Net, tmp_path: Path) -> None:
     listed = net.json("wallet", "list", *net.wallet)
-    assert [k["label"] for k in listed] == ["alice", "miner"]
-    human = net.run("wallet", "list", *net.wallet).stdout
-    assert net.keys["alice"] in human and "alice" in human
-    assert net.run("wallet", "address", "miner", *net.wallet).stdout.strip() == net.keys["miner"]
-    assert net.json("wallet", "address", *net.wallet)["label"] == "alice"      # default: the first key
+    assert [k["label"] for k in listed] == ["me"]
+    assert net.keys["alice"] in net.run("wallet", "list", *net.wallet).stdout
+    assert net.run("wallet", "address", "me", *net.wallet).stdout.strip() == net.keys["alice"]
     assert_one_line_error(net.run("wallet", "address", "nobody", *net.wallet, check=False), "no key 'nobody'")
-    # a new key shows its phrase; restoring the phrase into another wallet gives the same address
     pw = tmp_path / "pw"
     pw.write_text("another password\n")
     w = ["--wallet", str(tmp_path / "a.popkeys"), "--password-file", str(pw)]
     made = net.run("wallet", "new", "--label", "k", *w).stdout
-    assert "recovery phrase:" in made and "wallet restore" in made
+    assert "recovery phrase:" in made and "wallet restore" in made and "SLIP-0010 ed25519 path m;" in made
     phrase = made.split("recovery phrase:")[1].strip().splitlines()[0].strip()
     assert len(phrase.split()) == 24
     (tmp_path / "phrase").write_text(phrase.upper() + "\n")        # case and spacing do not matter
     w2 = ["--wallet", str(tmp_path / "b.popkeys"), "--password-file", str(pw)]
     restored = net.json("wallet", "restore", "--phrase-file", str(tmp_path / "phrase"), "--label", "r", *w2)
     assert restored["address"] == net.json("wallet", "address", "k", *w)["address"]
-    again = net.run("wallet", "restore", *w2, stdin=phrase + "\n", check=False)      # phrase on stdin
-    assert_one_line_error(again, "already in the wallet")
+    assert_one_line_error(net.run("wallet", "restore", *w2, stdin=phrase + "\n", check=False), "already in the wallet")
+    # a rotated phrase whose checksum no longer holds (a rotation keeps a valid checksum 1 time in 256: try on)
+    from mnemonic import Mnemonic
     words = phrase.split()
-    (tmp_path / "bad").write_text(" ".join(words[1:] + words[:1]))
+    bad_words = next(w for w in (words[i:] + words[:i] for i in range(1, 24))
+                     if not Mnemonic("english").check(" ".join(w)))
+    (tmp_path / "bad").write_text(" ".join(bad_words))
     assert_one_line_error(net.run("wallet", "restore", "--phrase-file", str(tmp_path / "bad"), *w2, check=False),
                           "checksum")
+    # portable phrases: a SLIP-0010 path and a BIP-39 passphrase, both needed to get the same key back
+    (tmp_path / "pp").write_text("a passphrase\n")
+    path = "m/44'/9444'/0'"
+    made = net.json("wallet", "new", "--label", "hd", "--path", path, "--passphrase-file", str(tmp_path / "pp"), *w)
+    assert made["derivation"] == {"standard": "BIP-39 seed -> SLIP-0010 ed25519", "path": path, "passphrase": True}
+    (tmp_path / "hdphrase").write_text(made["recovery_phrase"])
+    w3 = ["--wallet", str(tmp_path / "c.popkeys"), "--password-file", str(pw), "--phrase-file",
+          str(tmp_path / "hdphrase")]
+    same = net.json("wallet", "restore", "--path", "m/44h/9444h/0h", "--passphrase-file", str(tmp_path / "pp"), *w3)
+    assert same["address"] == made["address"] and same["path"] == path
+    assert net.json("wallet", "restore", "--label", "x", *w3)["address"] != made["address"]   # no path, no passphrase
+    assert_one_line_error(net.run("wallet", "new", "--path", "m/44/0", *w, check=False), "not hardened")
+    assert_one_line_error(net.run("wallet", "restore", "--passphrase", *w3, check=False), "--passphrase-file")
 
 
 def test_wallet_new_refuses_an_empty_password(net: Net, tmp_path: Path) -> None:
@@ -206,16 +135,15 @@ def test_wallet_new_refuses_an_empty_password(net: Net, tmp_path: Path) -> None:
     assert_one_line_error(proc, "empty wallet password")
     assert not (tmp_path / "x.popkeys").exists()
     proc = net.run("wallet", "new", "--wallet", str(tmp_path / "x.popkeys"), check=False,
-                   env=_env(POPCHAIN_PASSWORD=""))
+                   env=env(POPCHAIN_PASSWORD=""))
     assert_one_line_error(proc, "empty wallet password")
 
 
-@covers("genesis create")
-def test_genesis_create_outputs(net: Net, tmp_path: Path) -> None:
-    out = net.genesis_out
-    assert out["chain_id"] == "popchain-functional" and out["rounds"] == 100 and out["shard_size"] == 100
+def test_genesis_create_refusals(net: Net, tmp_path: Path) -> None:
     made = net.run("genesis", "create", "--task", "iris", "--label-column", "label", "--out", str(tmp_path / "g"),
-                   "--detect", "0.2", "--alloc", f"{net.keys['bob']}=5")
+                   "--detect", "0.2", "--alloc", f"{net.keys['bob']}=5", "--chain-id", "popchain-other",
+                   "--entry-window", "2", "--opening-window", "3", "--drift-milli", "0", "--rounds", "2",
+                   "--shard-size", "20")
     assert "genesis hash" in made.stdout and "keyholder file" in made.stdout and "detects" in made.stdout
     assert made.stderr.startswith("popchain: warning:")      # a public dataset: said so, still created
     assert_one_line_error(net.run("genesis", "create", "--out", str(tmp_path / "n"), check=False), "--alloc")
@@ -230,10 +158,10 @@ def test_node_config_file_env_and_print_config(net: Net, tmp_path: Path) -> None
     d = tmp_path / "cfg"
     d.mkdir()
     (d / "popchain.toml").write_text('port = 7001\napi_port = 7002\npeers = ["10.0.0.1:9444"]\nlog_level = "debug"\n')
-    env = _env(POPCHAIN_API_PORT="7003", POPCHAIN_DISCOVER="true", POPCHAIN_PASSWORD="not a node setting")
+    e = env(POPCHAIN_API_PORT="7003", POPCHAIN_DISCOVER="true", POPCHAIN_PASSWORD="not a node setting")
     out = net.run("node", "run", "--datadir", str(d), "--print-config", "--log-level", "WARNING", "--peer",
                   "10.0.0.2:9444", "--listen", "0.0.0.0", "--api-listen", "127.0.0.1", "--discovery-interface",
-                  "127.0.0.1", "--log-format", "json", env=env).stdout
+                  "127.0.0.1", "--log-format", "json", env=e).stdout
     lines = {ln.split(" = ")[0]: ln for ln in out.splitlines() if " = " in ln}
     assert "7001" in lines["port"] and "popchain.toml" in lines["port"]
     assert "7003" in lines["api_port"] and "environment" in lines["api_port"]
@@ -247,58 +175,15 @@ def test_node_config_file_env_and_print_config(net: Net, tmp_path: Path) -> None
     other.write_text("max_inbound = 3\n")
     shown = net.run("node", "run", "--datadir", str(d), "--config", str(other), "--discover", "--print-config").stdout
     assert "max_inbound = 3" in shown and "port = 9444" in shown      # --config replaces the datadir's file
-    # refused with the key's name, one line, no traceback
     (d / "popchain.toml").write_text("prot = 1\n")
     assert_one_line_error(net.run("node", "run", "--datadir", str(d), "--print-config", check=False), "'prot'")
-    (d / "popchain.toml").write_text('port = "abc"\n')
-    assert_one_line_error(net.run("node", "run", "--datadir", str(d), "--print-config", check=False), "port")
     (d / "popchain.toml").write_text("port = 1\n")
     assert_one_line_error(net.run("node", "run", "--datadir", str(d), "--print-config", check=False,
-                                  env=_env(POPCHAIN_MAX_OUTBOUND="many")), "POPCHAIN_MAX_OUTBOUND")
+                                  env=env(POPCHAIN_MAX_OUTBOUND="many")), "POPCHAIN_MAX_OUTBOUND")
     assert_one_line_error(net.run("node", "run", "--datadir", str(d), "--config", str(tmp_path / "none.toml"),
                                   check=False), "does not exist")
     (d / "popchain.toml").write_text("port = [\n")
     assert_one_line_error(net.run("node", "run", "--datadir", str(d), check=False), "not valid TOML")
-
-
-def test_node_log_rotates_and_is_json(net: Net) -> None:
-    import logging
-
-    from node.__main__ import setup_logging
-    from node.config import NodeConfig
-    kh = net.dir / "kh"
-    first = (kh / "node.log").read_text().splitlines()[0]
-    assert {"ts", "level", "logger", "msg"} <= json.loads(first).keys()
-    # in-process, the same handler setup: size-based rotation keeps log_backups old files
-    d = net.dir / "logtest"
-    cfg = NodeConfig(datadir=d, log_max_bytes=4096, log_backups=2, log_to_stderr=False)
-    setup_logging(cfg)
-    log = logging.getLogger("popchain.test")
-    try:
-        for i in range(400):
-            log.info("line %d %s", i, "x" * 40)
-    finally:
-        for h in list(logging.getLogger("popchain").handlers):
-            if getattr(h, "baseFilename", "").startswith(str(d)):
-                logging.getLogger("popchain").removeHandler(h)
-                h.close()
-    assert sorted(p.name for p in d.iterdir()) == ["node.log", "node.log.1", "node.log.2"]
-    assert all(p.stat().st_size <= 4096 for p in d.iterdir())
-
-
-# --------------------------------------------------------------------------- chain reads
-
-
-@covers("chain info")
-def test_chain_info(net: Net) -> None:
-    info = net.json("chain", "info", *net.node)
-    assert info["chain_id"] == "popchain-functional" and info["genesis"] == net.genesis_out["genesis_hash"]
-    human = net.run("chain", "info", *net.node).stdout
-    assert "chain_id" in human and "popchain-functional" in human and "champion" in human
-    assert_one_line_error(net.run("chain", "info", "--node", "http://127.0.0.1:9", check=False),
-                          "cannot reach the node")
-    assert_one_line_error(net.run("chain", "info", *net.node, "--cookie", "/nonexistent/.cookie", check=False),
-                          "cookie file")
 
 
 def test_demo_arguments_are_checked(net: Net) -> None:
@@ -308,242 +193,254 @@ def test_demo_arguments_are_checked(net: Net) -> None:
 
 
 def test_a_closed_stdout_ends_quietly(net: Net) -> None:
-    # `popchain … | head`: the reader is gone before popchain writes; exit 141 (128 + SIGPIPE), no message
-    # (it used to end with "popchain: error: Broken pipe", or a traceback from --help)
     for args in (["--help"], ["wallet", "list", *net.wallet], ["chain", "info", *net.node]):
         proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=net.dir, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=_env())
+                                stderr=subprocess.PIPE, env=env())
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()
         err = proc.stderr.read().decode()
         assert proc.wait(60) in ((0, 141) if args == ["--help"] else (141,)) and err == "", (args, err)
     proc = subprocess.run(f"'{sys.executable}' -m cli genesis create --help | head -c 10", shell=True, cwd=ROOT,
-                          capture_output=True, text=True, env=_env(), timeout=60)
+                          capture_output=True, text=True, env=env(), timeout=60, check=False)
     assert proc.stdout == "usage: pop" and proc.stderr == ""
+
+
+# --------------------------------------------------------------------------- chain reads
+
+
+@covers("status", "chain info")
+def test_status_and_chain_info(net: Net) -> None:
+    s = net.json("status", "--wait", "5", *net.node)
+    assert s["tasks_total"] == 2 and s["chain_id"] == net.json("chain", "info", *net.node)["chain_id"]
+    human = net.run("status", *net.node).stdout
+    assert "round_phase" in human and "2 open of 2" in human or "open of 2" in human
+    member = net.run("status", "--node", MEMBER_URLS[0]).stdout
+    assert "committee member 1" in member
+    assert_one_line_error(net.run("status", "--node", "http://127.0.0.1:9", check=False), "cannot reach the node")
+    assert_one_line_error(net.run("status", "--wait", "-1", *net.node, check=False), "--wait")
+    assert_one_line_error(net.run("chain", "info", *net.node, "--cookie", "/nonexistent/.cookie", check=False),
+                          "cookie file")
 
 
 @covers("wallet send", "wallet balance", "wallet history", "chain tx", "chain block")
 def test_send_balance_history_tx_block(net: Net) -> None:
     bob_w = ["--wallet", str(net.dir / "bob.popkeys"), "--password-file", str(net.dir / "pw")]
-    sender = net.procs["send1"]
-    assert sender.wait(300) == 0, net.log("send1")
-    del net.procs["send1"]
-    log = net.log("send1")
-    sent = json.loads(log[log.index("{"):])
-    assert sent["status"] == "confirmed" and sent["height"] >= 1
-    assert "waiting for a block" in log and f"txid {sent['txid']}" in log
+    proc = net.run("wallet", "send", "--to", net.keys["bob"], "--amount", "12345", "--fee", "1500", "--memo", "hi",
+                   "--key", "me", "--timeout", "280", "--json", *net.node, *net.wallet)
+    sent = json.loads(proc.stdout)
+    assert sent["status"] == "confirmed" and sent["height"] >= 1 and sent["fee"] == 1500
+    assert "(fee 1,500 grains, total 13,845;" in proc.stderr and f"txid {sent['txid']}" in proc.stderr
     bal = net.json("wallet", "balance", *net.node, *bob_w)
     assert bal[0]["balance"] == 12345
-    assert "balance" in net.run("wallet", "balance", *net.node, *bob_w).stdout
-    # wallet history: a block holding a transfer used to crash with KeyError 'from'
+    assert "12,345 grains" in net.run("wallet", "balance", *net.node, *bob_w).stdout
     hist = net.json("wallet", "history", "--limit", "20", *net.node, *net.wallet)
     row = next(r for r in hist if r["tx"]["txid"] == sent["txid"])
-    assert (row["direction"], row["key"], row["height"]) == ("sent", "alice", sent["height"])
-    assert (row["tx"]["from_address"], row["tx"]["to_address"], row["tx"]["amount"]) == (
-        net.keys["alice"], net.keys["bob"], 12345)
+    assert (row["direction"], row["key"], row["height"]) == ("sent", "me", sent["height"])
+    assert row["time"] > 0 and row["confirmations"] >= 1
     human = net.run("wallet", "history", *net.node, *bob_w).stdout
-    assert sent["txid"][:16] in human and f"<- {net.keys['alice']}" in human
+    assert sent["txid"][:16] in human and f"<- {net.keys['alice']}" in human and "12,345 grains" in human
     older = net.json("wallet", "history", "--before", str(sent["height"]), *net.node, *bob_w)
     assert all(r["height"] < sent["height"] for r in older)
     assert_one_line_error(net.run("wallet", "history", "--limit", "0", *net.node, *bob_w, check=False), "--limit")
-    tx = net.json("chain", "tx", sent["txid"], *net.node)
-    assert tx["status"] == "confirmed"
-    txh = net.run("chain", "tx", sent["txid"], *net.node).stdout
-    assert net.keys["alice"] in txh and net.keys["bob"] in txh
-    # chain block: the miner as an address, the block's transfers listed
+    # chain tx by a unique prefix: one number format, the unit, the fee, time and confirmations (item 18)
+    tx = net.json("chain", "tx", sent["txid"][:10], *net.node)
+    assert tx["status"] == "confirmed" and tx["tx"]["txid"] == sent["txid"] and tx["confirmations"] >= 1
+    txh = net.run("chain", "tx", sent["txid"][:10], *net.node).stdout
+    assert "12,345 grains" in txh and "1,500 grains" in txh and "confirmations" in txh and "time" in txh
     blk = net.run("chain", "block", str(sent["height"]), *net.node).stdout
-    miner_line = next(ln for ln in blk.splitlines() if ln.startswith("miner "))
-    assert net.keys["miner"] in miner_line
-    assert sent["txid"][:16] in blk
-    assert net.json("chain", "block", sent["block"], *net.node)["header"]["height"] == sent["height"]
+    assert net.keys["miner"] in next(ln for ln in blk.splitlines() if ln.startswith("miner ")) and "12,345 grains" in blk
+    by_prefix = net.json("chain", "block", sent["block"][:8], *net.node)
+    assert by_prefix["header"]["height"] == sent["height"] and by_prefix["confirmations"] >= 1
     assert "(genesis: no miner)" in net.run("chain", "block", "0", *net.node).stdout
     assert_one_line_error(net.run("chain", "tx", "zz", *net.node, check=False), "node said")
-    # error paths of send
+    assert_one_line_error(net.run("chain", "tx", "abc", *net.node, check=False), "prefix of at least 4")
     for bad, frag in ((["--to", "pop1notanaddress", "--amount", "5"], "address"),
                       (["--to", net.keys["bob"], "--amount", "0"], "positive"),
                       (["--to", net.keys["bob"], "--amount", "5", "--memo", "m" * 65], "64 bytes")):
         assert_one_line_error(net.run("wallet", "send", *bad, *net.node, *net.wallet, check=False), frag)
     wrong = net.dir / "wrongpw"
     wrong.write_text("nope\n")
-    assert_one_line_error(net.run("wallet", "balance", *net.node, "--wallet", str(net.dir / "w.popkeys"),
+    assert_one_line_error(net.run("wallet", "balance", *net.node, "--wallet", str(net.dir / "me.popkeys"),
                                   "--password-file", str(wrong), check=False), "password")
 
 
 @covers("chain round")
-def test_chain_round_prints_verdict_and_entries(net: Net) -> None:
-    history = crowned(net)
-    rec = history[1]
-    r = net.json("chain", "round", str(rec["round"]), *net.node)
-    assert r["verdict"]["hash"] == rec["hash"] and r["entries"]
-    human = net.run("chain", "round", str(rec["round"]), *net.node).stdout
-    assert "{" not in human, human                                      # no dict repr
-    assert f"entries {len(r['entries'])} (listed in the beacon)" in " ".join(human.split())
-    assert "entries_seen" not in human
-    verdict = next(ln for ln in human.splitlines() if ln.startswith("verdict"))
-    assert rec["hash"][:16] in verdict and rec["miner_address"] in verdict and f"b {rec['b']}" in verdict
+def test_every_round_has_a_page_with_its_entrants(net: Net) -> None:
+    crowned(net, task=1)
+    current = net.status()["round"]
+    statuses = {}
+    for r in range(1, current + 1):     # every scheduled round, on the CLI's API and the explorer (item 4)
+        info = net.get(f"/api/rounds/{r}")
+        statuses[r] = info["status"]
+        assert info["task_id"] in (0, 1) and (info["final"] or r == current)
+        if info["final"]:
+            assert info["status"] in ("crowned", "void", "plain") and info["entrants"], info
+            assert {e["verdict"] for e in info["entrants"]} <= {"crowned", "plain", "lost", "not opened"}
+        assert _status_code(f"{net.url}/round/{r}") == 200
+    beyond = max(net.get("/api/task")["rounds"], current + 1) + 1      # past genesis and the next round
+    assert _status_code(f"{net.url}/round/{beyond}") == 404 and _status_code(f"{net.url}/api/rounds/{beyond}") == 404
+    r1 = next(r for r in range(1, current) if net.get(f"/api/rounds/{r}")["task_id"] == 1
+              and statuses[r] == "crowned")
+    human = net.run("chain", "round", str(r1), *net.node).stdout
+    assert "serves     task 1 shard" in human and "outcome    crowned: block" in human and "{" not in human
+    assert "entrant pop1" in human and "crowned" in human.split("entrant")[1]
+    js = net.json("chain", "round", str(r1), *net.node)
+    winner = next(e for e in js["entrants"] if e["verdict"] == "crowned")
+    assert (winner["b"], winner["c"], winner["bar"]) == (js["verdict"]["b"], js["verdict"]["c"], js["verdict"]["bar"])
+    void = [r for r, s in statuses.items() if s == "void"]
+    if void:   # why a round was void is on the CLI, not only in node.log (item 9)
+        out = net.run("chain", "round", str(void[0]), *net.node).stdout
+        assert "outcome    void:" in out and "not decided" not in out
     assert "round" in net.run("chain", "round", "current", *net.node).stdout
     assert_one_line_error(net.run("chain", "round", "abc", *net.node, check=False), "round number")
 
 
-# --------------------------------------------------------------------------- models
+def _status_code(url: str) -> int:
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+# --------------------------------------------------------------------------- models, on both tasks
 
 
 @covers("model champion", "model history", "model get", "model predict")
 def test_model_champion_history_get_predict(net: Net) -> None:
-    history = crowned(net)
-    champ = net.json("model", "champion", *net.node)
+    history = crowned(net, task=0)
+    champ = net.json("model", "champion", "--task", "0", *net.node)
     assert champ["round"] >= 1 and champ["miner_address"] == net.keys["miner"]
-    assert "model_hash" in net.run("model", "champion", *net.node).stdout
-    hist = net.json("model", "history", *net.node)
-    assert [h["hash"] for h in hist[:len(history)]] == [h["hash"] for h in history]
     lines = net.run("model", "history", *net.node).stdout.splitlines()
-    assert lines[0].startswith("round 0") and "(genesis)" in lines[0] and net.keys["miner"] in lines[1]
-    rec = history[1]
-    got = net.json("model", "get", rec["model_hash"], "--out", "m.popmodel", *net.node)
-    assert got["bytes"] == (net.dir / "m.popmodel").stat().st_size and not got["raw"]
-    net.run("model", "get", rec["model_hash"], "--out", "m.raw", "--raw", *net.node)
+    assert lines[0].startswith("round 0  task 0") and "(genesis)" in lines[0]
+    assert [h["hash"] for h in net.json("model", "history", "--task", "0", *net.node)][1:len(history) + 1] == \
+        [h["hash"] for h in history]      # (the chain goes on meanwhile: more may follow)
+    # the 16-hex prefix `model history` prints names the model (item 8)
+    rec = history[0]
+    prefix = rec["model_hash"][:16]
+    assert prefix + "…" in "\n".join(lines)
+    got = net.json("model", "get", prefix, "--out", "m.popmodel", *net.node)
+    assert got["hash"] == rec["model_hash"] and got["bytes"] == (net.dir / "m.popmodel").stat().st_size
+    net.run("model", "get", prefix, "--out", "m.raw", "--raw", *net.node)
     from chain.block import model_hash
     assert model_hash((net.dir / "m.raw").read_bytes()).hex() == rec["model_hash"]
-    assert_one_line_error(net.run("model", "get", "abcd", "--out", "x", *net.node, check=False), "not a model hash")
-    # predict with the node's champion, and with the downloaded file (no node)
-    pred = net.json("model", "predict", *net.node, "--input", "chain/holdout.csv", "--out", "y.csv")
-    assert pred["rows"] == net.genesis_out["n_holdout"] and 0 < pred["accuracy"] <= 1
+    assert_one_line_error(net.run("model", "get", "abc", "--out", "x", *net.node, check=False), "not a model hash")
+    assert_one_line_error(net.run("model", "get", "abcdef01", "--out", "x", *net.node, check=False), "no model")
+    # a digits champion (64 features, 10 classes) downloads and predicts under its own task (item 2)
+    t1 = net.json("model", "get", "champion", "--task", "1", "--out", "d.popmodel", *net.node)
+    assert t1["task_id"] == 1
+    pred = net.json("model", "predict", *net.node, "--input", "t1/holdout.csv", "--out", "y.csv")
+    assert pred["task_id"] == 1 and 0.5 < pred["accuracy"] <= 1
     assert (net.dir / "y.csv").read_text().splitlines()[0] == "prediction"
-    net.run("model", "get", pred["champion"], "--out", "c.popmodel", *net.node)
-    local = net.json("model", "predict", "--model", "c.popmodel", "--input", "chain/holdout.csv",
-                     "--label-column", "label", "--node", "http://127.0.0.1:9")   # the node is never asked
+    local = net.json("model", "predict", "--model", "d.popmodel", "--input", "t1/holdout.csv", "--label-column",
+                     "label", "--node", "http://127.0.0.1:9")   # the node is never asked
     assert local["accuracy"] == pred["accuracy"]
-    assert "predictions by" in net.run("model", "predict", "--model", "c.popmodel", "--input",
-                                       "chain/holdout.csv").stdout
+    on0 = net.json("model", "predict", "--task", "0", "--input", "chain/holdout.csv", *net.node)
+    assert on0["task_id"] == 0 and "predictions by" in net.run("model", "predict", "--model", "m.popmodel",
+                                                               "--input", "chain/holdout.csv").stdout
     assert_one_line_error(net.run("model", "predict", "--model", "m.raw", "--input", "chain/holdout.csv",
                                   check=False), "not a .popmodel")
-    help_text = net.run("model", "predict", "--help").stdout
-    assert "original units" in " ".join(help_text.split()) and "integers" not in help_text
+    assert "original units" in " ".join(net.run("model", "predict", "--help").stdout.split())
 
 
 @covers("model export")
-def test_model_export_onnx_card_and_predict(net: Net) -> None:
-    rec = crowned(net)[1]
-    out = net.json("model", "export", rec["model_hash"], "--format", "onnx", "--out", "m.onnx",
-                   "--check-csv", "chain/holdout.csv", *net.node)
-    agree = out["onnx"]["agreement"]
-    assert agree["same"] == agree["rows"] > net.genesis_out["n_holdout"]
-    card = json.loads((net.dir / "m.card.json").read_text())
-    for k in ("chain_id", "genesis_hash", "task", "round", "block_hash", "miner_address", "b", "c",
-              "shard_accuracy", "model_hash", "test"):
+def test_model_export_card_states_every_row_checked(net: Net) -> None:
+    rec = crowned(net, task=1)[-1]
+    out = net.json("model", "export", rec["model_hash"][:12], "--format", "onnx", "--out", "d.onnx",
+                   "--check-csv", "t1/holdout.csv", *net.node)
+    card = json.loads((net.dir / "d.card.json").read_text())
+    assert out["task_id"] == card["task_id"] == 1 and card["task"]["n_features"] == 64
+    agree = card["onnx"]["agreement"]
+    # exactly the rows checked (item 5): every public training row, every revealed shard of the task, the CSV
+    task = net.get("/api/tasks/1")
+    revealed = [k["round"] for k in task["revealed"]]
+    sources = [c["source"] for c in agree["checked"]]
+    assert sources[0] == "public training rows" and sources[-1] == "t1/holdout.csv"
+    assert [int(s.split()[1]) for s in sources[1:-1]] == revealed
+    holdout_rows = len((net.dir / "t1/holdout.csv").read_text().splitlines()) - 1
+    assert agree["checked"][-1]["rows"] == holdout_rows and agree["every_row"] is True
+    assert agree["rows"] == agree["same"] == sum(c["rows"] for c in agree["checked"])
+    assert all(c["rows"] == c["same"] for c in agree["checked"])
+    for k in ("chain_id", "genesis_hash", "round", "block_hash", "miner_address", "shard_accuracy", "test"):
         assert card[k] is not None, k
-    assert (card["round"], card["block_hash"], card["b"], card["c"]) == (rec["round"], rec["hash"], rec["b"],
-                                                                         rec["c"])
-    assert card["genesis_hash"] == net.genesis_out["genesis_hash"]
-    assert {k: card[k] for k in ("z_milli", "bar") if k in card} == {k: rec[k] for k in ("z_milli", "bar") if k in rec}
+    assert (card["round"], card["block_hash"], card["b"], card["c"]) == (rec["round"], rec["hash"], rec["b"], rec["c"])
     import hashlib
-    assert card["file"]["sha256"] == hashlib.sha256((net.dir / "m.onnx").read_bytes()).hexdigest()
-    via_onnx = net.json("model", "predict", "--model", "m.onnx", "--input", "chain/holdout.csv", "--out", "o.csv")
+    assert card["file"]["sha256"] == hashlib.sha256((net.dir / "d.onnx").read_bytes()).hexdigest()
+    via_onnx = net.json("model", "predict", "--model", "d.onnx", "--input", "t1/holdout.csv", "--out", "o.csv")
     net.run("model", "get", rec["model_hash"], "--out", "r.popmodel", *net.node)
-    via_pop = net.json("model", "predict", "--model", "r.popmodel", "--input", "chain/holdout.csv", "--out", "p.csv")
+    via_pop = net.json("model", "predict", "--model", "r.popmodel", "--input", "t1/holdout.csv", "--out", "p.csv")
     assert (net.dir / "o.csv").read_text() == (net.dir / "p.csv").read_text()
     assert via_onnx["accuracy"] == via_pop["accuracy"]
-    human = net.run("model", "export", "champion", "--format", "popmodel", "--out", "e.popmodel", *net.node).stdout
-    assert "model card" in human and (net.dir / "e.card.json").exists()
-    assert_one_line_error(net.run("model", "export", "00" * 32, "--out", "z.onnx", *net.node, check=False),
-                          "not a crowned model")
+    human = net.run("model", "export", "champion", "--task", "0", "--format", "popmodel", "--out", "e.popmodel",
+                    *net.node).stdout
+    assert "model card" in human and "task 0 (synthetic)" in human and (net.dir / "e.card.json").exists()
+    assert_one_line_error(net.run("model", "export", "00" * 32, "--out", "z.onnx", *net.node, check=False), "no model")
 
 
 @covers("model eval")
-def test_model_eval_runs_the_round_test(net: Net) -> None:
-    rec = crowned(net)[-1]
+def test_model_eval_on_each_task_onnx_included(net: Net) -> None:
+    rec = crowned(net, task=0)[-1]
     net.run("model", "get", rec["model_hash"], "--out", "past.popmodel", *net.node)
-    res = net.json("model", "eval", "past.popmodel", "--shards", "2", *net.node)
-    assert res["duplicate_of_a_champion"] is True and res["would_pass"] is False   # refused as a duplicate
-    assert len(res["shards"]) == 2 and res["next_round"] > rec["round"]
-    # a model that is not a champion: the raw genesis-free bytes of a fresh candidate
+    past = net.run("model", "eval", "past.popmodel", "--shards", "2", "--json", *net.node, check=False)
+    res = json.loads(past.stdout)
+    assert past.returncode == 4 and res["would_pass"] is False and res["duplicate_of_a_champion"] is True
+    assert res["task_id"] == 0 and len(res["shards"]) == 2 and res["next_round"] > rec["round"]
+    # an exported ONNX file evaluates too (item 14), under its own task, and "would not pass" exits 4
+    net.run("model", "export", rec["model_hash"], "--out", "past.onnx", *net.node)
+    for _ in range(5):      # the same b and c as the integer model, on the same shard and champion
+        onnx = net.run("model", "eval", "past.onnx", "--json", *net.node, check=False)
+        via = json.loads(onnx.stdout)
+        res = json.loads(net.run("model", "eval", "past.popmodel", "--json", *net.node, check=False).stdout)
+        if (via["champion"], via["shards"][-1]["shard_round"]) == (res["champion"], res["shards"][-1]["shard_round"]):
+            break           # else a round ended between the two: read again
+    assert onnx.returncode == 4 and via["via"] == "onnxruntime" and via["task_id"] == 0
+    assert via["shards"][-1]["b"] == res["shards"][-1]["b"] and via["shards"][-1]["c"] == res["shards"][-1]["c"]
+    # a fresh candidate for the digits task, as raw bytes: --task says which task it competes on
     from consensus.protocol.genesis import load_genesis
     from ml.model import encode_model
+    from ml.shards import PublicTask
     from ml.training import train_candidate
     g = load_genesis((net.dir / "chain/genesis.bin").read_bytes())
-    (net.dir / "cand.raw").write_bytes(encode_model(train_candidate("linear", g.task.training, seed=5,
-                                                                    caps=g.model_caps)))
-    res = net.json("model", "eval", "cand.raw", *net.node)
-    s = res["shards"][-1]
-    assert res["duplicate_of_a_champion"] is False
-    if "z_milli" in res["rule"]:       # the rule of the day, called directly
-        from consensus.protocol.rules import paired_test
-        assert res["would_pass"] == paired_test(s["b"], s["c"], res["rule"]["z_milli"])
-    else:
-        from consensus.protocol.genesis import load_genesis as _lg
-        from consensus.protocol.stats import accepts  # type: ignore[attr-defined]
-        alpha = _lg((net.dir / "chain/genesis.bin").read_bytes()).params.alpha
-        assert res["would_pass"] == accepts(s["b"], s["c"], res["assumed_entries"], alpha)
-    human = net.run("model", "eval", "cand.raw", *net.node).stdout
-    assert "would pass on the latest revealed shard" in human
+    pkg = PublicTask.decode(bytes.fromhex(net.get("/api/tasks/1?package=1")["package"]))
+    (net.dir / "cand.raw").write_bytes(encode_model(train_candidate("linear", pkg.training, seed=5, caps=g.model_caps)))
+    cand = net.run("model", "eval", "cand.raw", "--task", "1", "--json", *net.node, check=False)
+    got = json.loads(cand.stdout)
+    from consensus.protocol.stats import accepts
+    s = got["shards"][-1]
+    assert got["task_id"] == 1 and got["duplicate_of_a_champion"] is False
+    assert got["would_pass"] == (accepts(s["b"], s["c"], got["assumed_entries"], g.params.alpha)
+                                 and got["task_status"] == "open")
+    assert cand.returncode == (0 if got["would_pass"] else 4)
+    assert "would pass on the latest revealed shard" in net.run("model", "eval", "cand.raw", "--task", "1",
+                                                                *net.node, check=False).stdout
     (net.dir / "junk.raw").write_bytes(b"\x93junk")
     assert_one_line_error(net.run("model", "eval", "junk.raw", *net.node, check=False), "model")
     assert_one_line_error(net.run("model", "eval", "cand.raw", "--shards", "0", *net.node, check=False), "--shards")
 
 
 @covers("audit")
-def test_audit_rechecks_every_crowned_model(net: Net) -> None:
-    crowned(net, 2)
-    report = net.json("audit", "--out", "audit.json", "--html", "--genesis", "chain/genesis.bin", *net.node)
-    assert report["ok"] is True and report["crowned"] >= 2
+def test_audit_rechecks_every_task(net: Net) -> None:
+    crowned(net, task=1)
+    # --out into directories that do not exist yet (item 13)
+    report = net.json("audit", "--out", "new/dir/report.json", "--html", "--genesis", "chain/genesis.bin", *net.node)
+    assert report["ok"] is True and [t["task_id"] for t in report["tasks"]] == [0, 1]
+    assert all(t["ok"] for t in report["tasks"]) and report["tasks"][1]["crowned"] >= 1
     for r in report["records"][1:]:
         assert r["checks"] and all(r["checks"].values()), r
         assert (r["recomputed"]["b"], r["recomputed"]["c"]) == (r["b"], r["c"])
-    assert json.loads((net.dir / "audit.json").read_text())["genesis_hash"] == net.genesis_out["genesis_hash"]
-    assert "every record checks out" in (net.dir / "audit.html").read_text()
-    assert "all checks pass" in net.run("audit", "--out", "audit2.json", *net.node).stdout
+    assert "every record checks out" in (net.dir / "new/dir/report.html").read_text()
     other = net.dir / "other-genesis"
     net.run("genesis", "create", "--task", "iris", "--detect", "0.2", "--out", str(other), "--alloc",
             f"{net.keys['bob']}=5")
     assert_one_line_error(net.run("audit", "--out", "a3.json", "--genesis", str(other / "genesis.bin"), *net.node,
                                   check=False), "not the expected")
-
-
-@contextlib.contextmanager
-def lying_node(upstream: str, rewrite: Callable[[str, Any], Any]) -> Iterator[str]:
-    """A real HTTP server in front of the node that rewrites JSON answers (the attacker an auditor faces)."""
-    import asyncio
-    import threading
-
-    import aiohttp
-    from aiohttp import web
-    ready: dict[str, Any] = {}
-
-    async def handle(request: web.Request) -> web.Response:
-        async with aiohttp.ClientSession() as s:
-            async with s.get(upstream + request.path_qs) as r:
-                body = await r.read()
-                if r.content_type == "application/json":
-                    return web.json_response(rewrite(request.path, json.loads(body)), status=r.status)
-                return web.Response(body=body, status=r.status, content_type=r.content_type)
-
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", handle)
-        runner = web.AppRunner(app)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        ready["port"] = site._server.sockets[0].getsockname()[1]     # type: ignore[union-attr]
-        ready["loop"] = loop
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    while "loop" not in ready:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{ready['port']}"
-    finally:
-        ready["loop"].call_soon_threadsafe(ready["loop"].stop)
-        thread.join(10)
+    assert_one_line_error(net.run("audit", "--out", "/proc/x/report.json", *net.node, check=False), "cannot write")
 
 
 def test_audit_catches_a_node_that_lies_about_a_record(net: Net) -> None:
-    history = crowned(net)
-    target = history[1]["hash"]
+    target = crowned(net, task=1)[0]["hash"]
 
     def inflate(path: str, body: Any) -> Any:
         if path == "/api/champion":
@@ -554,52 +451,155 @@ def test_audit_catches_a_node_that_lies_about_a_record(net: Net) -> None:
     with lying_node(net.url, inflate) as url:
         proc = net.run("audit", "--out", "lie.json", "--node", url, check=False)
     assert_one_line_error(proc, "audit found problems in 1 of")
-    report = json.loads((net.dir / "lie.json").read_text())
-    bad = [r for r in report["records"] if not r["ok"]]
+    bad = [r for r in json.loads((net.dir / "lie.json").read_text())["records"] if not r["ok"]]
     assert [r["hash"] for r in bad] == [target]
     assert bad[0]["checks"]["rescore"] is False and bad[0]["checks"]["payload-record"] is False
-    assert "FAILED" in proc.stdout
+
+    def other_package(path: str, body: Any) -> Any:      # a task package the governance keys never signed
+        if path == "/api/tasks/1" and body.get("messages"):
+            body["messages"] = body["messages"][:1] + body["messages"][:1]
+        return body
+    with lying_node(net.url, other_package) as url:
+        proc = net.run("audit", "--out", "lie2.json", "--node", url, check=False)
+    assert_one_line_error(proc, "audit found problems")
+    assert "not extension 1" in json.dumps(json.loads((net.dir / "lie2.json").read_text()))
 
 
-# --------------------------------------------------------------------------- restart (last: it stops the node)
+# --------------------------------------------------------------------------- explorer, metrics, peers
+
+
+def test_leaderboard_spans_both_tasks_without_scoring_errors(net: Net) -> None:
+    crowned(net, task=1)
+    lb = net.get("/api/explorer/leaderboard")
+    assert {t["task_id"] for t in lb["tasks"]} == {0, 1}
+    assert lb["rounds_scheduled"] == sum(t["shards_total"] for t in net.get("/api/tasks")["tasks"])
+    scored = [r for r in lb["rounds"] if r["status"] in ("crowned", "void")]
+    assert {r["task_id"] for r in scored} == {0, 1}
+    assert all(r["accuracy"] for r in scored), [r for r in scored if not r["accuracy"]]          # item 3
+    assert all(rec["accuracy"] for rec in lb["lineage"] if rec["round"])
+    one = net.get("/api/explorer/leaderboard?task=1")
+    assert {r["task_id"] for r in one["rounds"]} == {1} and one["lineage"][0]["initial"] is True
+    page = net.get("/api/explorer/tasks/1")
+    t = page["task"]
+    assert t["sponsor_address"] == net.keys["alice"] and t["bounty_total"] == 4_000_000
+    assert t["bounty_paid"] == min(4_000_000, 1_000_000 * t["rounds"]["crowned"]) and t["detectable"] > 0
+    assert page["rounds"] and all(r["task_id"] == 1 for r in page["rounds"])
+    assert all(e["b"] is not None for r in page["rounds"] if r["final"] for e in r["entrants"]
+               if e["verdict"] in ("crowned", "lost")), "every opened entrant has its b and c"
+    log = (net.dir / "node" / "node.log").read_text(errors="replace")
+    assert "Traceback" not in log and "cannot score" not in log
+
+
+def test_metrics_carry_process_and_per_task_figures(net: Net) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+    crowned(net, task=1)
+    with urllib.request.urlopen(f"{net.url}/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("process_cpu_seconds", "process_resident_memory_bytes", "process_open_fds"):
+        assert name in fams and fams[name].samples[0].value > 0, name
+    acc = {s.labels["task"]: s.value for s in fams["popchain_task_champion_accuracy"].samples}
+    assert set(acc) == {"0", "1"} and all(0 < v <= 1 for v in acc.values())
+    rounds = {(s.labels["task"], s.labels["outcome"]): s.value for s in fams["popchain_task_rounds"].samples}
+    tasks = {t["task_id"]: t for t in net.get("/api/tasks")["tasks"]}
+    assert rounds[("1", "crowned")] >= 1 and ("0", "plain") in rounds and ("1", "void") in rounds
+    bounty = {s.labels["task"]: s.value for s in fams["popchain_task_bounty_left_grains"].samples}
+    assert bounty["1"] >= 0 and bounty["0"] == 0 and tasks[1]["bounty_total"] == 4_000_000
+
+
+def test_peers_show_their_heights_and_keyholders_do_not_redial(net: Net) -> None:
+    tip = net.status()["height"]
+    for url in (net.url, *MEMBER_URLS):       # every peer has shown us blocks: its height is no longer 0 (item 11)
+        peers = net.wait(lambda u=url: [p for p in _get_json(f"{u}/api/peers")["peers"]
+                                        if p["height"] >= tip - 1] and _get_json(f"{u}/api/peers")["peers"],
+                         f"peer heights at {url}")
+        assert all(p["height"] > 0 for p in peers), peers
+        assert all(p["rtt_ms"] is None or p["rtt_ms"] == round(p["rtt_ms"], 1) for p in peers)
+    # peers found by address exchange dial each other too; the second connection is refused once, not every
+    # backoff period for the life of the nodes (item 12)
+    for i in (1, 2, 3):
+        log = (net.dir / f"kh{i}" / "node.log").read_text(errors="replace")
+        assert log.count("duplicate connection") <= 4, (i, log.count("duplicate connection"))
+
+
+def test_explorer_in_a_browser_task_page_and_a_leaderboard_across_tasks(net: Net, tmp_path: Path) -> None:
+    from tests.test_explorer_browser import _driver, _severe_console_errors, _text, _wait
+    crowned(net, task=1)
+    d = _driver()
+    try:
+        d.get(net.url + "/task/1")
+        _wait(d, lambda b: b.find_elements("css selector", "#task-rounds-table tbody tr"), what="task rounds")
+        facts = _text(d, "#task-facts") or ""
+        assert "4,000,000 grains" in facts and "pp at 80 % power" in facts and "of 4" in facts
+        rows = d.find_elements("css selector", "#task-rounds-table td.verdict .badge")
+        assert rows and {r.text for r in rows} <= {"crowned", "lost", "not opened", "plain", "leading", "opened",
+                                                     "not opened yet"}
+        _wait(d, lambda b: b.find_elements("css selector", "#task-chart circle.crowned"), what="task chart")
+        d.save_screenshot(str(tmp_path / "task1.png"))
+        d.get(net.url + "/leaderboard")
+        _wait(d, lambda b: {e.get_attribute("data-task") for e in
+                            b.find_elements("css selector", "#accuracy-chart polyline")} == {"0", "1"},
+              what="one series per task on the leaderboard chart")
+        assert {e.get_attribute("data-task") for e in d.find_elements("css selector", "#lineage tbody tr")} == {"0", "1"}
+        d.save_screenshot(str(tmp_path / "leaderboard.png"))
+        d.get(net.url + f"/miner/{net.keys['miner']}?task=1")
+        _wait(d, lambda b: b.find_elements("css selector", "#competition tr[data-task]"), what="miner, task 1")
+        assert {e.get_attribute("data-task") for e in d.find_elements("css selector", "#competition tr[data-task]")} \
+            == {"1"}
+        assert _severe_console_errors(d) == []
+    finally:
+        d.quit()
+
+
+def test_a_headless_screenshot_of_a_static_page_returns(net: Net, tmp_path: Path) -> None:
+    """`chromium --headless --virtual-time-budget` used to hang on the explorer (its event stream kept the page
+    busy) or capture it blank: ?static=1 renders once, without the stream (item 20)."""
+    from tests.test_explorer_browser import CHROMIUM
+    if CHROMIUM is None:     # as tests/test_explorer_browser.py: .ci/run installs it
+        pytest.skip("chromium missing (apt-get install chromium)")
+    shot = tmp_path / "tasks.png"
+    args = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000"]
+    proc = subprocess.run([*args, "--dump-dom", f"{net.url}/tasks?static=1"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert 'data-ready="1"' in proc.stdout and 'id="task-1"' in proc.stdout and "digits" in proc.stdout
+    subprocess.run([*args, f"--screenshot={shot}", "--window-size=1280,900", f"{net.url}/task/1?static=1"],
+                   capture_output=True, timeout=120, check=False)
+    assert shot.stat().st_size > 20_000
+
+
+# --------------------------------------------------------------------------- restart (it stops the node)
 
 
 @covers("miner run")
 def test_miner_and_send_ride_out_a_node_restart(net: Net) -> None:
-    crowned(net)
     assert "WON" in net.log("miner") or "lost" in net.log("miner")
-    net.stop("node")
-    proc = net.spawn("send", ["wallet", "send", "--to", net.keys["bob"], "--amount", "7", "--key", "alice",
+    net.stop_walkthrough_process("--datadir node ")
+    proc = net.spawn("send", ["wallet", "send", "--to", net.keys["bob"], "--amount", "7", "--key", "me",
                               "--no-wait", "--retry", "120", *net.node, *net.wallet])
     net.wait(lambda: "retrying" in net.log("send"), "the sender to notice the node is gone", timeout=60)
-    # `miner run` and `wallet send` keep waiting; the node comes back on the same ports
-    node = net.spawn("node", net.node_args("--port", str(net.ports["p2p"]), "--api-port", str(net.ports["api"])))
+    net.spawn("node", net.node_args())   # back on the README's ports
     assert proc.wait(180) == 0, net.log("send")
     del net.procs["send"]
     send_log = net.log("send")
     assert "is back after" in send_log and "txid" in send_log and "Traceback" not in send_log
     assert len([ln for ln in send_log.splitlines() if "unreachable" in ln]) == 1      # one status line
     net.wait(lambda: "is back after" in net.log("miner"), "the miner to reconnect", timeout=120)
-    # the chain goes on with the miner's entries: rounds advance (a block needs a model that beats the champion
-    # under the strict rule, which a saturated task rarely gives within a test's time)
     before = net.status()["round"]
     net.wait(lambda: net.status()["round"] > before, "a round after the restart", timeout=240)
-    assert node.poll() is None and net.procs["miner"].poll() is None
-    assert "Cannot connect" not in net.log("miner") and "Traceback" not in net.log("miner")
-    # the miner exits with one line when the node stays away past --retry
-    net.stop("miner")
-    quick = net.run("miner", "run", "--node", "http://127.0.0.1:9", *net.wallet, "--rounds", "1", "--retry", "0",
-                    check=False)
-    assert_one_line_error(quick, "cannot reach the node")
+    assert walkthrough_pids(net.walk, "miner run") and "Traceback" not in net.log("miner")
+    extra = net.run("miner", "run", "--node", "http://127.0.0.1:9", *net.miner_wallet, "--rounds", "1",
+                    "--retry", "0", "--model", "linear", "--key", "miner", check=False)
+    assert_one_line_error(extra, "cannot reach the node")
 
 
 @covers("node verify", "node reindex")
 def test_node_verify_and_reindex_a_stopped_datadir(net: Net) -> None:
-    for name in ("miner", "node"):
-        net.stop(name)
-    kh = str(net.dir / "kh")
-    out = net.run("node", "verify", "--datadir", kh).stdout
-    assert out.startswith("verify: ok:")
+    net.stop_walkthrough_process("miner run")
+    net.stop("node")
+    kh = str(net.dir / "node")
+    assert net.run("node", "verify", "--datadir", kh).stdout.startswith("verify: ok:")
     assert net.json("node", "reindex", "--datadir", kh)["ok"] is True
     assert net.json("node", "verify", "--datadir", kh)["ok"] is True
     missing = net.run("node", "verify", "--datadir", str(net.dir / "nope"), check=False)
@@ -632,6 +632,27 @@ def test_committee_genesis_and_keyholder_add_shares(net: Net, tmp_path: Path) ->
     assert live.share_for(shards[1]) is not None      # a running member finds them without a restart
 
 
+def test_node_log_rotates_and_is_json(tmp_path: Path) -> None:
+    import logging
+
+    from node.__main__ import setup_logging
+    from node.config import NodeConfig
+    cfg = NodeConfig(datadir=tmp_path, log_max_bytes=4096, log_backups=2, log_to_stderr=False, log_format="json")
+    setup_logging(cfg)
+    log = logging.getLogger("popchain.test")
+    try:
+        for i in range(400):
+            log.info("line %d %s", i, "x" * 40)
+    finally:
+        for h in list(logging.getLogger("popchain").handlers):
+            if getattr(h, "baseFilename", "").startswith(str(tmp_path)):
+                logging.getLogger("popchain").removeHandler(h)
+                h.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node.log", "node.log.1", "node.log.2"]
+    assert all(p.stat().st_size <= 4096 for p in tmp_path.iterdir())
+    assert {"ts", "level", "logger", "msg"} <= json.loads((tmp_path / "node.log").read_text().splitlines()[0]).keys()
+
+
 # --------------------------------------------------------------------------- walkers
 
 
@@ -659,11 +680,16 @@ def test_every_leaf_command_has_a_functional_test() -> None:
 
 def test_every_documented_flag_appears_in_a_test() -> None:
     from cli import build_parser
+    from tests.walkthrough import script_text
     text = Path(__file__).read_text() + "".join((ROOT / f).read_text() for f in OTHER_CLI_TESTS)
+    readme = script_text().replace("\\\n", " ").splitlines()     # the walkthrough's commands, one a line
+
+    def in_readme(command: str, opt: str) -> bool:
+        return any(f"popchain {command} " in line and f" {opt}" in line for line in readme)
     missing = []
     for command, parser in _leaves(build_parser()):
         for action in parser._actions:
             for opt in action.option_strings:
-                if opt.startswith("--") and opt != "--help" and f'"{opt}"' not in text:
+                if opt.startswith("--") and opt != "--help" and f'"{opt}"' not in text and not in_readme(command, opt):
                     missing.append(f"{command} {opt}")
     assert not missing, f"options no test passes: {missing}"

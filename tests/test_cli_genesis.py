@@ -25,7 +25,7 @@ ALLOC = "pop1akn5hzhv924nluzxhp48h7wuuuajkkxsglxtyj=1000000"
     (["--shard-size", "8"], "at least 9 disagreements"),   # 2^-8 > 5 % / 16: even a clean sweep cannot crown
     (["--rounds", "0"], "at least one round"),
     (["--detect", "0"], "--detect 0"),
-    (["--task", "digits"], "digits"),                      # 1,797 rows cannot make one +1 pp shard
+    (["--task", "iris"], "choose --detect or --shard-size"),  # 150 rows: no default shard detects +5 pp
     ([], "no --alloc"),
 ])
 def test_refused_sizings_are_one_line_errors(tmp_path: Path, argv, fragment):

@@ -183,8 +183,8 @@ def test_every_view_renders_without_errors(net, browser, tmp_path):
     miner = champ["miner_address"]
     browser.get_log("browser")  # start from a clean console
     for path, marker in ((f"/round/{max(1, st['round'] - 1)}", "Phase timeline"), ("/block/0", "Transfers"),
-                         (f"/block/{champ['hash']}", "Transfers"), (f"/miner/{miner}", "Crowned models"),
-                         ("/peers", "Known addresses"), (f"/round/{champ['round']}", "crowned")):
+                         (f"/block/{champ['hash']}", "Transfers"), (f"/miner/{miner}", "Competitions"),
+                         ("/peers", "Known addresses"), (f"/round/{champ['round']}", champ["hash"][:16])):
         browser.get(url + path)
         _wait(browser, lambda d: d.find_element("id", "main").get_attribute("data-rendered"), what=path)
         text = _text(browser, "main") or ""

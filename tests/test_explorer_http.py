@@ -55,9 +55,10 @@ def test_pages_static_and_404s(net):
                     assert status == 200, path
                     assert headers["Content-Type"].startswith("text/html"), path
                     assert "script-src 'self'" in headers["Content-Security-Policy"]
-                    assert '<script src="/static/app.js"' in text
-            status, headers, text = await _get(s, net.urls[0] + "/static/app.js")
-            assert status == 200 and "javascript" in headers["Content-Type"] and "innerHTML" not in text
+                    assert 'src="/static/app.js"' in text
+            for name in ("app.js", "ui.js", "live.js", "chart.js", "views_chain.js", "views_compete.js"):
+                status, headers, text = await _get(s, net.urls[0] + "/static/" + name)
+                assert status == 200 and "javascript" in headers["Content-Type"] and "innerHTML" not in text
             status, headers, _ = await _get(s, net.urls[0] + "/static/style.css")
             assert status == 200 and headers["Content-Type"].startswith("text/css")
             unknown = ["/block/999999", "/block/" + "ab" * 32, "/block/<script>alert(1)</script>",

@@ -193,3 +193,22 @@ def test_a_late_joiner_syncs_across_the_task_boundary(net: LiveNet) -> None:
     except AssertionError:
         raise AssertionError(f"A {same('A')}\nB {same('B')}\nC {same('C')}") from None
     assert len(same("C")) == 2 and len(same("C")[0][2]) == 3
+
+
+def test_rounds_beyond_the_genesis_task_have_pages_and_scores(net: LiveNet) -> None:
+    """Issue 20 items 3-4: the genesis task had 3 rounds; every later round (task 1's) has its explorer page, its
+    leaderboard accuracy scored under task 1's package, and a decided outcome on the CLI."""
+    import urllib.request
+    s = net.status("B")
+    assert s["round"] > net.chain.genesis.n_rounds
+    for r in range(1, s["round"] + 1):
+        with urllib.request.urlopen(f"{net.urls['B']}/round/{r}", timeout=10) as resp:
+            assert resp.status == 200
+    lb = _get_json(f"{net.urls['B']}/api/explorer/leaderboard")
+    final = [row for row in lb["rounds"] if row["status"] in ("crowned", "void")]
+    assert {row["task_id"] for row in final} == {0, 1} and all(row["accuracy"] for row in final), final
+    last = max(row["round"] for row in final)
+    out = net.cli("chain", "round", str(last), "--node", net.urls["B"]).stdout
+    assert "not decided" not in out and "serves     task" in out
+    log = (net.dir / "B" / "node.log").read_text(errors="replace")
+    assert "cannot score" not in log and "Traceback" not in log

@@ -31,17 +31,16 @@ def test_csv_loads_and_quantises(tmp_path):
     assert ds.spec.classes == ("no", "yes")
     assert ds.X.tolist() == [[2, 4], [-1, 8], [4, 12]]
     assert ds.y.tolist() == [1, 0, 1]
+    assert ds.spec.encoding is not None and ds.spec.scale_bits == 0
 
 
 @pytest.mark.parametrize("text,match", [
-    ("a,label\n1,x\n,y\n", r"row 3, column 'a': missing value"),
-    ("a,label\n1,x\nabc,y\n", r"row 3, column 'a': non-numeric value 'abc'"),
-    ("a,label\n1,x\nnan,y\n", r"row 3, column 'a': non-finite"),
     ("a,label\n1,x\n2\n", r"row 3 has 1 columns"),
     ("a,b\n1,2\n", r"label column 'label' not in header"),
     ("", "empty file"),
     ("a,label\n1,x\n2,x\n", "at least 2 distinct labels"),
     ("a,label\n1,x\n2,\n", r"row 3, column 'label': missing label"),
+    ("a,a,label\n1,2,x\n", "duplicate column names"),
 ])
 def test_csv_errors_name_row_and_column(tmp_path, text, match):
     p = tmp_path / "bad.csv"

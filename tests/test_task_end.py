@@ -140,6 +140,25 @@ def test_task_list_and_show_say_closed(closed_net: ClosedNet) -> None:
     assert bad.returncode == 2 and "expected a task id" in bad.stderr
 
 
+def test_a_closed_chain_says_closed_everywhere_and_every_round_is_decided(closed_net: ClosedNet) -> None:
+    """Issue 20 item 4: on a closed chain every past round reads as decided (crowned / void / idle — never "not
+    decided yet"), the explorer's round pages exist for every round, and the live phase says "closed" as
+    /api/status and the CLI do, never "idle"."""
+    import urllib.request
+    s = _get_json(f"{closed_net.url}/api/status")
+    for r in range(1, s["round"] + 1):
+        out = closed_net.cli("chain", "round", str(r), "--node", closed_net.url)
+        assert out.returncode == 0 and "not decided" not in out.stdout, out.stdout
+        outcome = next(ln for ln in out.stdout.splitlines() if ln.startswith("outcome"))
+        status = _get_json(f"{closed_net.url}/api/rounds/{r}")["status"]
+        assert outcome.split()[1].rstrip(":") == status and status in ("crowned", "void", "idle")
+        with urllib.request.urlopen(f"{closed_net.url}/round/{r}", timeout=10) as resp:
+            assert resp.status == 200
+    with urllib.request.urlopen(f"{closed_net.url}/api/events", timeout=10) as resp:   # the hello event
+        hello = next(json.loads(line[6:]) for line in resp if line.startswith(b"data: "))
+    assert hello["phase"] == "closed"
+
+
 def test_task_extend_of_a_rows_task_takes_new_rows(closed_net: ClosedNet) -> None:
     from ml.task import Dataset, synthetic, write_feature_csv
     spec = closed_net.chain.genesis.task.spec      # make_test_chain's task: rows of ml.task.synthetic

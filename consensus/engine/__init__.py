@@ -12,10 +12,10 @@ NOT thread-safe), sign anything (consensus.keyholder), or define the messages an
 (consensus.protocol).
 """
 from consensus.engine._api import EngineApi
-from consensus.engine._engine import BlockVerdict, Engine, RoundInfo
+from consensus.engine._engine import BlockVerdict, Engine, Opening, RoundInfo
 from consensus.engine._taskbook import TaskBook, activation_budget
 from consensus.engine._tasks import TaskInfo
 from consensus.engine._validity import OrphanBlock, ScoringCache, validate_block
 
-__all__ = ["BlockVerdict", "Engine", "EngineApi", "OrphanBlock", "RoundInfo", "ScoringCache", "TaskBook",
-           "TaskInfo", "activation_budget", "validate_block"]
+__all__ = ["BlockVerdict", "Engine", "EngineApi", "Opening", "OrphanBlock", "RoundInfo", "ScoringCache",
+           "TaskBook", "TaskInfo", "activation_budget", "validate_block"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from chain.address import address_of
 from chain.block import Block, Header, model_hash
@@ -83,6 +84,17 @@ class RoundInfo:
     beacon: Beacon | None
     winner: ChampionRecord | None
     entries_seen: int
+
+
+class Opening(NamedTuple):
+    """A listed block this node saw opened correctly in its round (§3.9): its miner, its model and the round
+    test's record (b, c, bar: the payload's, which validation recomputed) — None in records kept before the
+    figures were (read-only: the explorer's entrant tables; the keyholder's settlement uses miner and model)."""
+    miner: bytes
+    model_hash: bytes
+    b: int | None = None
+    c: int | None = None
+    bar: int | None = None
 
 
 @dataclass
@@ -228,19 +240,20 @@ class Engine(TaskQueries):
         """The miner key's balance at the final anchor (what its entries are ranked and bonded by)."""
         return self.store.state_view(self._final.hash).get_account(address_of(miner)).balance
 
-    def openings(self, r: int) -> dict[bytes, tuple[bytes, bytes]]:
-        """header hash -> (miner, model hash) of every listed round-r block this node saw opened (§3.9)."""
+    def openings(self, r: int) -> dict[bytes, Opening]:
+        """header hash -> Opening (miner, model hash, b, c, bar) of every listed round-r block this node saw
+        opened (§3.9)."""
         out = {}
         for key, value in self.store.meta_items(P_OPENING + u32(r)):
-            miner, mhash = unpack(value, max_size=128)
-            out[key[len(P_OPENING) + 4:]] = (miner, mhash)
+            fields = unpack(value, max_size=256)
+            out[key[len(P_OPENING) + 4:]] = Opening(*fields[:5])
         return out
 
-    def _record_opening(self, block: Block) -> None:
+    def _record_opening(self, block: Block, payload: RoundPayload) -> None:
         h = block.header
         key = P_OPENING + u32(h.round) + h.hash
         if self.store.meta_get(key) is None:
-            self.store.meta_put(key, pack([h.miner, h.model_hash]))
+            self.store.meta_put(key, pack([h.miner, h.model_hash, payload.b, payload.c, payload.bar]))
 
     def add_entry(self, entry: Entry) -> bool:
         """check_entry + one entry per miner key per round. True if new (relay it), False if already seen."""
@@ -449,10 +462,10 @@ class Engine(TaskQueries):
             return self._park(block)
         except RuleError as err:
             if err.code == "not-better-than-champion":  # every other rule held: a correct opening
-                self._record_opening(block)
+                self._record_opening(block, payload)
                 return BlockVerdict("opened", h.hash, err.code, err.message)
             return BlockVerdict("rejected", h.hash, err.code, err.message)
-        self._record_opening(block)
+        self._record_opening(block, payload)
         self._candidates[h.hash] = scored
         best = max(self._candidates.values(), key=fork_key)
         status = "accepted"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from chain.block import Header, model_hash
 from chain.errors import DecodeError, RuleError
 from chain.store import ChainStore
-from consensus._meta import P_CHAMP, P_TMSG
+from consensus._meta import P_CHAMP, P_TMSG, u32
 from consensus.engine._taskbook import TaskBook
 from consensus.protocol.messages import AnchorNotice, Beacon
 from consensus.protocol.registry import ChampionRecord, Registry, TaskRecord
@@ -129,6 +129,19 @@ class TaskQueries:
 
     def task_message(self, msg_hash: bytes) -> TaskMessage | None:
         return self.book.message(msg_hash)
+
+    def task_messages(self, task_id: int) -> list[TaskMessage]:
+        """Task ``task_id``'s announcement and its activated extensions, in order (what its package is built from;
+        none for task 0, whose package is in genesis). Read-only: for auditors and explorers."""
+        t = self.registry().task(task_id)
+        if t is None or task_id == 0:
+            return []
+        return [m for m in (self.book.message(h) for h, _ in t.batches) if m is not None]
+
+    def champion_at(self, height: int) -> ChampionRecord | None:
+        """The champion record of the main-chain block at ``height`` (None: none there). Read-only."""
+        raw = self.store.meta_get(P_CHAMP + u32(height))
+        return None if raw is None else ChampionRecord.decode(raw)
 
     def task_message_ids(self) -> list[bytes]:
         """The ids of every task message stored here (activated or waiting), in id order."""

@@ -1,15 +1,18 @@
-"""The explorer's HTTP routes: HTML pages (one shell page; the script in static/ renders each view from the
-node's JSON API), the explorer's own JSON (leaderboard with accuracies, miner wins and rewards, round phase
-timeline), search, the SSE endpoint, and the friendly HTML 404 page.
+"""The explorer's HTTP routes: HTML pages (one shell page; the scripts in static/ render each view from the
+node's JSON API), the explorer's own JSON (leaderboard with accuracies per task, the task list and each task's
+competition page, miner records, round phase timeline), search, the SSE endpoint, and the friendly HTML 404 page.
 
-Every page has a stable URL (``/block/<height-or-hash>``, ``/tx/<txid>``, ``/round/<r>``, ``/account/<addr>``,
-``/miner/<addr>``, ``/leaderboard``, ``/peers``). Unknown ids are checked here, before the page is served, so a
-bookmark to a missing object is a 404 with a readable page (never a traceback). Nothing here writes.
+Every page has a stable URL (``/block/<height, hash or prefix>``, ``/tx/<txid or prefix>``, ``/round/<r>``,
+``/account/<addr>``, ``/miner/<addr>``, ``/leaderboard``, ``/tasks``, ``/task/<id>``, ``/peers``; ``?task=ID``
+filters the leaderboard, miner and account pages; ``?static=1`` renders once without the event stream, for
+headless screenshots). Unknown ids are checked here, before the page is served, so a bookmark to a missing
+object is a 404 with a readable page (never a traceback). Nothing here writes.
 """
 from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import NoReturn
 
 from aiohttp import web
 
@@ -19,7 +22,7 @@ from node.events import events_handler
 from node.explorer.deps import ExplorerDeps
 
 STATIC = Path(__file__).parent / "static"
-PAGES = ("/", "/leaderboard", "/peers")
+PAGES = ("/", "/leaderboard", "/peers", "/tasks")
 SECURITY_HEADERS = {
     # the pages run only our own script and talk only to this node; data is never interpreted as markup
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -47,15 +50,6 @@ def not_found_page(what: str) -> web.Response:
     return page(404, what)
 
 
-def _hash(text: str) -> bytes | None:
-    if len(text) != 64:
-        return None
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        return None
-
-
 def _address(text: str) -> bytes | None:
     try:
         return decode_address(text)
@@ -72,22 +66,33 @@ class Explorer:
 
     async def block(self, request: web.Request) -> web.Response:
         ref = request.match_info["ref"]
-        key: int | bytes | None = int(ref) if ref.isdigit() and len(ref) < 12 else _hash(ref)
-        if key is None or not await self.deps.block_exists(key):
+        if ref.isdigit() and len(ref) < 11:
+            if await self.deps.block_exists(int(ref)):
+                return page()
             return not_found_page(f"There is no block {ref} on this node.")
-        return page()
+        found, why = await self.deps.resolve("block", ref)
+        if found is None or not await self.deps.block_exists(found):
+            return not_found_page(why or f"There is no block {ref} on this node.")
+        return page() if found.hex() == ref.lower() else _redirect(f"/block/{found.hex()}", request)
 
     async def tx(self, request: web.Request) -> web.Response:
         text = request.match_info["txid"]
-        txid = _hash(text)
-        if txid is None or not await self.deps.tx_exists(txid):
-            return not_found_page(f"No transfer {text} is pending or in the recent blocks of this node.")
-        return page()
+        found, why = await self.deps.resolve("tx", text)
+        if found is None or not await self.deps.tx_exists(found):
+            return not_found_page(why or f"No transfer {text} is pending or confirmed on this node.")
+        return page() if found.hex() == text.lower() else _redirect(f"/tx/{found.hex()}", request)
 
     async def round(self, request: web.Request) -> web.Response:
         text = request.match_info["r"]
-        if not (text.isdigit() and len(text) < 12 and 0 < int(text) <= self.deps.n_rounds):
-            return not_found_page(f"There is no round {text}: this chain has rounds 1 to {self.deps.n_rounds}.")
+        last = await self.deps.last_round()
+        if not (text.isdigit() and len(text) < 12 and 0 < int(text) <= last):
+            return not_found_page(f"There is no round {text} yet: this chain has rounds 1 to {last} so far.")
+        return page()
+
+    async def task(self, request: web.Request) -> web.Response:
+        text = request.match_info["id"]
+        if not (text.isdigit() and len(text) < 10 and await self.deps.task_exists(int(text))):
+            return not_found_page(f"There is no task {text} on this chain (see the task list at /tasks).")
         return page()
 
     async def account(self, request: web.Request) -> web.Response:
@@ -104,18 +109,20 @@ class Explorer:
         raise web.HTTPFound(target)
 
     async def resolve(self, q: str) -> str | None:
-        """The page a search term names: height → block, 64 hex → block or transfer, pop1… → account."""
-        if q.isdigit() and len(q) < 12:
-            return f"/block/{int(q)}" if await self.deps.block_exists(int(q)) else None
-        h = _hash(q.lower())
-        if h is not None:
-            if await self.deps.block_exists(h):
-                return f"/block/{h.hex()}"
-            if await self.deps.tx_exists(h):
-                return f"/tx/{h.hex()}"
-            return None
-        if q.lower().startswith("pop1") and _address(q.lower()) is not None:
-            return f"/account/{q.lower()}"
+        """The page a search term names: height → block; 64 hex or a unique prefix (at least 4 hex digits) →
+        block, transfer or the block that crowned a model; pop1… → account; "task N" → the task."""
+        ql = q.lower()
+        if q.isdigit() and len(q) < 12 and await self.deps.block_exists(int(q)):
+            return f"/block/{int(q)}"
+        if ql.startswith("task ") and ql[5:].strip().isdigit() and await self.deps.task_exists(int(ql[5:])):
+            return f"/task/{int(ql[5:])}"
+        if ql.startswith("pop1") and _address(ql) is not None:
+            return f"/account/{ql}"
+        for kind, path in (("block", "/block/"), ("tx", "/tx/")):
+            found, _ = await self.deps.resolve(kind, ql)
+            if found is not None and (await self.deps.block_exists(found) if kind == "block"
+                                      else await self.deps.tx_exists(found)):
+                return path + found.hex()
         return None
 
     async def search_json(self, request: web.Request) -> web.Response:
@@ -127,15 +134,32 @@ class Explorer:
         return web.json_response({"query": q, "url": target})
 
     async def leaderboard(self, request: web.Request) -> web.Response:
-        return web.json_response(await self.deps.leaderboard())
+        task = _task_query(request)
+        if isinstance(task, web.Response):
+            return task
+        return web.json_response(await self.deps.leaderboard(task))
+
+    async def tasks_json(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.deps.tasks())
+
+    async def task_json(self, request: web.Request) -> web.Response:
+        text, before = request.match_info["id"], request.query.get("before")
+        if not (text.isdigit() and len(text) < 10) or (before is not None and not (before.isdigit()
+                                                                                     and len(before) < 11)):
+            return _json_error(400, "bad-request", "task: a task id; before: a round number")
+        if not await self.deps.task_exists(int(text)):
+            return _json_error(404, "unknown-task", f"no task {text} on this chain")
+        return web.json_response(await self.deps.task_page(int(text), int(before) if before else None))
 
     async def miner(self, request: web.Request) -> web.Response:
         text = request.match_info["address"]
         account = _address(text)
         if account is None:
-            return web.json_response({"error": {"code": "bad-request", "message": "not a pop1 address"}},
-                                     status=400)
-        return web.json_response(await self.deps.miner(account))
+            return _json_error(400, "bad-request", "not a pop1 address")
+        task = _task_query(request)
+        if isinstance(task, web.Response):
+            return task
+        return web.json_response(await self.deps.miner(account, task))
 
     async def timeline(self, request: web.Request) -> web.Response:
         text = request.match_info["r"]
@@ -144,6 +168,24 @@ class Explorer:
         phases = self.deps.publisher.timeline.get(int(text), {})
         return web.json_response({"round": int(text), "phases": [{"phase": p, "time_ms": t}
                                                                for p, t in sorted(phases.items(), key=lambda kv: kv[1])]})
+
+
+def _json_error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _task_query(request: web.Request) -> int | None | web.Response:
+    text = request.query.get("task")
+    if text is None or text == "":
+        return None
+    if not (text.isdigit() and len(text) < 10):
+        return _json_error(400, "bad-request", f"task: expected a task id, got {text[:40]!r}")
+    return int(text)
+
+
+def _redirect(path: str, request: web.Request) -> NoReturn:
+    """A prefix names one object: send the reader to its canonical URL (the query string kept)."""
+    raise web.HTTPFound(path + (f"?{request.query_string}" if request.query_string else ""))
 
 
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml",
@@ -184,11 +226,14 @@ def register(app: web.Application, deps: ExplorerDeps) -> None:
     r.add_get("/block/{ref}", ex.block)
     r.add_get("/tx/{txid}", ex.tx)
     r.add_get("/round/{r}", ex.round)
+    r.add_get("/task/{id}", ex.task)
     r.add_get("/account/{address}", ex.account)
     r.add_get("/miner/{address}", ex.account)
     r.add_get("/search", ex.search)
     r.add_get("/api/explorer/search", ex.search_json)
     r.add_get("/api/explorer/leaderboard", ex.leaderboard)
+    r.add_get("/api/explorer/tasks", ex.tasks_json)
+    r.add_get("/api/explorer/tasks/{id}", ex.task_json)
     r.add_get("/api/explorer/miners/{address}", ex.miner)
     r.add_get("/api/explorer/rounds/{r}/timeline", ex.timeline)
     r.add_get("/api/events", events_handler(deps.bus, _snapshot(deps)))

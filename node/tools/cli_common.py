@@ -141,7 +141,7 @@ class Commands:
     def __init__(self, sub: argparse._SubParsersAction) -> None:
         self.sub = sub
 
-    def group(self, name: str, help_text: str) -> "Commands":
+    def group(self, name: str, help_text: str) -> Commands:
         p = self.sub.add_parser(name, help=help_text, description=help_text)
         return Commands(p.add_subparsers(dest="action", required=True, metavar="ACTION"))
 

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from node.tools.cli_common import RETRY_S, CliError, Commands, add_json, address, emit, load_wallet, pick_key
+from node.tools.mining import DEFAULT_MAX_ROWS, FAMILY_CHOICES
 
 # --------------------------------------------------------------------------- genesis
 
@@ -15,7 +16,7 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
     import sys
 
     from consensus.protocol.genesis import GenesisParams
-    from node.tools.genesis_setup import create_genesis_files, public_dataset_warning
+    from node.tools.genesis_setup import create_genesis_files
     allocations = []
     for item in args.alloc:
         addr, sep, amount = item.partition("=")
@@ -35,8 +36,9 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
     out = create_genesis_files(Path(args.out), task=args.task, label_column=args.label_column, rounds=args.rounds,
                                shard_size=args.shard_size, detect=args.detect, allocations=allocations,
                                chain_id=args.chain_id, params=params, drift_milli=args.drift_milli,
-                               keyholders=args.keyholders, threshold=args.threshold)
-    if (warning := public_dataset_warning(args.task)) is not None:
+                               keyholders=args.keyholders, threshold=args.threshold, public_rows=args.public_rows,
+                               categorical=categorical_columns(args))
+    for warning in out["warnings"]:
         print(f"popchain: warning: {warning}", file=sys.stderr)
     det = out["detectable"]
     alpha = out["alpha"][0] / out["alpha"][1]
@@ -48,17 +50,18 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
     emit(args, out, [
         f"genesis hash   {out['genesis_hash']}",
         f"chain id       {out['chain_id']}",
-        f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
-        f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)",
-        *([f"drift          {out['drift_milli']}/1000 units per shard (the concept moves; public rows are "
-           f"its start)"] if out.get("drift_milli") else []),
+        (f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
+        f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)"),
+        *([(f"drift          {out['drift_milli']}/1000 units per shard (the concept moves; public rows are "
+           f"its start)")] if out.get("drift_milli") else []),
+        *[f"column         {line}" for line in out["columns"]],
         f"detects        {detect_text}",
         f"rounds         {out['rounds']} ({allowed}); genesis is {out['genesis_bytes']:,} bytes",
         f"genesis file   {out['genesis']}    -> give to every node operator",
         *([f"keyholder file {out['keyholder']}  -> give ONLY to the keyholder (secret; mode 0600)"]
           if not out["committee"] else
-          [f"committee      {out['threshold']}-of-{out['keyholders']}: any {out['threshold']} keyholders reveal "
-           f"a shard, fewer learn nothing"]
+          [(f"committee      {out['threshold']}-of-{out['keyholders']}: any {out['threshold']} keyholders reveal "
+           f"a shard, fewer learn nothing")]
           + [f"keyholder {i}    {path}  -> give ONLY to keyholder {i} (secret; mode 0600)"
              for i, path in enumerate(out["keyholder_files"], 1)]
           + ["dealer         you saw every shard key: keep no copy, run no keyholder, do not mine"]),
@@ -76,8 +79,8 @@ def cmd_keyholder_add_shares(args: argparse.Namespace) -> None:
         raise CliError(f"{args.file}: {exc}") from None
     emit(args, {"member": secret.member, "shards": len(batch.values), "material_hash": batch.material_hash.hex(),
                 "path": str(path)},
-         [f"member {secret.member}: {len(batch.values)} shard-key shares (batch {batch.material_hash.hex()[:16]}) "
-          f"installed in {path}; the running member uses them once the chain activates the batch"])
+         [(f"member {secret.member}: {len(batch.values)} shard-key shares (batch {batch.material_hash.hex()[:16]}) "
+          f"installed in {path}; the running member uses them once the chain activates the batch")])
 
 
 def _read(path: str, what: str) -> bytes:
@@ -153,13 +156,21 @@ def cmd_node_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_miner_run(args: argparse.Namespace) -> int:
-    from node.tools.miner import run_miner_cli
+    from node.tools.miner import make_source, run_miner_cli
+    from node.tools.miner_models import SourceError
     if args.rounds < 0:
         raise CliError("--rounds must not be negative")
+    if args.max_rows < 1_000:
+        raise CliError("--max-rows: at least 1,000 rows")
+    try:    # user code (--trainer) is imported here, in the miner's own process, before any wallet is opened
+        source = make_source(family=args.model, trainer=args.trainer, model_file=args.model_file)
+    except SourceError as exc:
+        raise CliError(str(exc)) from None
     wallet = load_wallet(args)
     key = pick_key(wallet, args.key)
-    return asyncio.run(run_miner_cli(args.node, wallet.keypair(key.account), family=args.model,
-                                     rounds=args.rounds, as_json=args.json, retry_s=args.retry))
+    return asyncio.run(run_miner_cli(args.node, wallet.keypair(key.account), source=source, rounds=args.rounds,
+                                     as_json=args.json, retry_s=args.retry, max_rows=args.max_rows,
+                                     enter=args.enter))
 
 
 # --------------------------------------------------------------------------- demo and bench
@@ -179,18 +190,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(quick=args.quick, as_json=args.json)
 
 
+def add_sizing_options(p: argparse.ArgumentParser) -> None:
+    """The data and sizing options ``genesis create`` and ``task create`` share."""
+    p.add_argument("--label-column", default="label", help="label column of a csv: task (default 'label')")
+    p.add_argument("--categorical", default="", metavar="COL,COL",
+                   help="csv: columns to treat as categories although they look numeric (codes, ids); text "
+                        "columns are categorical anyway")
+    p.add_argument("--public-rows", type=float, metavar="N|FRACTION",
+                   help="rows kept public for training: a count, or a fraction of the rows left after the holdout "
+                        "(default: 0.4 for a dataset, 4000 for synthetic); the rest become hidden shards")
+    p.add_argument("--rounds", type=int, help="hidden shards = rounds (default: 100 for synthetic; for a dataset, as "
+                                              "many as the hidden rows give, at least 3 when they allow)")
+    p.add_argument("--shard-size", type=int, help="samples per hidden shard (default: sized by --detect)")
+    p.add_argument("--detect", type=float, default=None,
+                   help="size shards so that a challenger this much more accurate (0.01 = +1 pp, at 10 %% "
+                        "disagreement) is crowned with 80 %% power (default 0.01; a dataset too small for 3 "
+                        "such rounds gets 3 coarser ones)")
+
+
+def categorical_columns(args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(c.strip() for c in args.categorical.split(",") if c.strip())
+
+
 def register(cmds: Commands) -> None:
     g = cmds.group("genesis", "create a new chain")
     p = g.leaf("create", "write a genesis file + keyholder secret(s) from a task", cmd_genesis_create)
     p.add_argument("--task", default="synthetic",
                    help="synthetic | digits | breast_cancer | wine | iris | csv:PATH (default synthetic)")
-    p.add_argument("--label-column", default="label", help="label column of a csv: task (default 'label')")
-    p.add_argument("--rounds", type=int, help="hidden shards = rounds (default: 100 for synthetic; for a dataset, "
-                                              "shards from about half its rows)")
-    p.add_argument("--shard-size", type=int, help="samples per hidden shard (default: sized by --detect)")
-    p.add_argument("--detect", type=float, default=0.01,
-                   help="size shards so that a challenger this much more accurate (0.01 = +1 pp, at 10 %% "
-                        "disagreement) is crowned with 80 %% power (default 0.01)")
+    add_sizing_options(p)
     p.add_argument("--drift-milli", type=int, default=None,
                    help="synthetic task only: move the generator's cluster centres by ~N/1000 units from shard to "
                         "shard, pulled back towards the start (default 500: the concept keeps moving, so retrained "
@@ -231,8 +258,21 @@ def register(cmds: Commands) -> None:
     g = cmds.group("miner", "compete for blocks with models")
     p = g.leaf("run", "train models, enter rounds, open after the beacon, report verdicts", cmd_miner_run,
                node=True, wallet=True)
-    p.add_argument("--model", default="auto", choices=("linear", "mlp", "forest", "extra", "auto"),
-                   help="linear | mlp | forest | extra | auto (default auto)")
+    p.add_argument("--model", default="auto", choices=FAMILY_CHOICES,
+                   help="auto (default: each time new rows arrive, the family that does best on the newest "
+                        "revealed rows: gradient-boosted trees, forests, linear, mlp) or one family")
+    p.add_argument("--trainer", metavar="MODULE:FUNCTION",
+                   help="bring your own model: FUNCTION(X, y, spec) in MODULE (importable from the current "
+                        "directory) returns a fitted scikit-learn estimator; it runs in this miner process only")
+    p.add_argument("--model-file", metavar="FILE", help="enter this .popmodel (made for this task) every round "
+                                                         "its check expects it to win")
+    p.add_argument("--enter", default="expected", choices=("expected", "always"),
+                   help="expected (default): enter a round only when the check against the champion gives the "
+                        "crowning test even odds, or nobody else entered; always: every round (the check is only "
+                        "reported)")
+    p.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
+                   help=f"rows kept for training on a stationary task: a uniform sample of the public rows and "
+                        f"every revealed shard (default {DEFAULT_MAX_ROWS:,}; memory stays flat beyond it)")
     p.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (default: until the end)")
     p.add_argument("--key", help="mining key label or address (default: first key)")
     p.add_argument("--retry", type=float, default=RETRY_S, metavar="SECONDS",

@@ -16,6 +16,7 @@ from typing import Any
 
 from node.tools.cli_chain import champion_line
 from node.tools.cli_common import CliError, Commands, add_node, call, emit, kv, password, pick_key
+from node.tools.cli_node import add_sizing_options, categorical_columns
 
 
 def _genesis(args: argparse.Namespace):
@@ -58,24 +59,40 @@ def cmd_create(args: argparse.Namespace) -> None:
         print("sizing hidden shards for this chain's crowning test and packaging the task ...", file=sys.stderr)
     out = create_task_files(Path(args.out), genesis, sponsor, task=args.task, label_column=args.label_column,
                             rounds=args.rounds, shard_size=args.shard_size, detect=args.detect, bounty=args.bounty,
-                            per_crowning=args.per_crowning, drift_milli=args.drift_milli)
+                            per_crowning=args.per_crowning, drift_milli=args.drift_milli,
+                            public_rows=args.public_rows, categorical=categorical_columns(args))
     out["sponsor_address"] = key.address
     for w in out["warnings"]:
         print(f"popchain: warning: {w}", file=sys.stderr)
     bounty = (f"{out['bounty']:,} grains escrowed from {key.address} at activation, {out['per_crowning']:,} per "
               f"crowning" if out["bounty"] else "none")
     emit(args, out, [
-        f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
-        f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)",
+        (f"task           {out['task']} ({out['rounds']} rounds x {out['shard_size']} hidden samples"
+        f"{', generated' if out['generated'] else ''}, {out['n_train']} public training rows)"),
         f"chain          {out['chain_id']}",
+        *[f"column         {line}" for line in out["columns"]],
         f"detects        {_detect_text(out)}",
         f"bounty         {bounty}",
-        f"announcement   {out['announcement']}  -> the keyholder signs and posts it: popchain task announce "
-        f"{out['announcement']} --keyholder KEYHOLDER_FILE --node URL",
-        f"task secret    {out['secret']}  -> give ONLY to the keyholder (shard keys; mode 0600)",
+        *_announce_lines(out, out["announcement"]),
         f"held-out test  {out['holdout']}  -> keep: untouched test split to judge the task's champion",
         *_share_lines(out),
     ])
+
+
+def _announce_lines(out: dict[str, Any], message: str) -> list[str]:
+    """Who gets which file: a single keyholder takes the whole shard keys; on a committee chain no member may,
+    so the secret file stays with whoever wrote it (for 'task extend --secret') and members get shares."""
+    if out["share_files"]:
+        k = len(out["share_files"])
+        return [(f"announcement   {message}  -> keyholders sign it (popchain task announce {message} --keyholder "
+                f"keyholder-i.secret --sign-only), the last one posts it (without --sign-only, without "
+                f"--task-secret)"),
+                (f"task secret    {out['secret']}  -> give it to NOBODY: on a committee chain no member may hold whole "
+                f"shard keys (the {k} members get the share files below); keep it offline for 'task extend "
+                f"--secret', or delete it")]
+    return [(f"announcement   {message}  -> the keyholder signs and posts it: popchain task announce {message} "
+            "--keyholder KEYHOLDER_FILE --task-secret SECRET --node URL"),
+            f"task secret    {out['secret']}  -> give ONLY to the keyholder (shard keys; mode 0600)"]
 
 
 def _share_lines(out: dict) -> list[str]:
@@ -127,18 +144,55 @@ def cmd_announce(args: argparse.Namespace) -> None:
         if keys is not None and not status.get("keyholder"):
             raise CliError(f"the node at {args.node} is not the keyholder: give the task's shard keys "
                            "(--task-secret) only to the keyholder's own node")
-        if keys is None and status.get("keyholder"):
+        if keys is not None and status.get("committee"):
+            raise CliError("this is a committee chain: no member takes whole shard keys (--task-secret); members "
+                           "install their share files with 'popchain keyholder add-shares'")
+        if keys is None and status.get("keyholder") and not status.get("committee"):
             print("popchain: warning: no --task-secret: the keyholder activates the task only once it holds its "
-                  "shard keys", file=sys.stderr)
-        return await c.post_task(signed.encode(), secret=keys)
+                  "shard keys", file=sys.stderr, flush=True)
+        before = await c.tasks()
+        res = await c.post_task(signed.encode(), secret=keys)
+        if args.wait:
+            res["active"] = await _wait_active(c, signed, before)
+        return res
     res = call(args, post)
     what = (f"task announcement {signed.msg_hash.hex()[:16]}" if kind == "announcement" else
             f"extension {getattr(msg, 'seq', '?')} of task {getattr(msg, 'task_id', '?')} "
             f"({len(getattr(msg, 'commitments', ()))} shards)")
+    active = res.get("active")
     emit(args, {"kind": kind, "id": res.get("id") or signed.msg_hash.hex(), "status": res.get("status"),
-                "signatures": len(signed.signatures), "keys_given": keys is not None},
+                "signatures": len(signed.signatures), "keys_given": keys is not None, "active": active},
          [f"{what}: {res.get('status', 'accepted')} by {args.node}",
-          "it activates with the keyholder's next anchor notice; follow it with 'popchain task list'"])
+          f"active: task {active['task_id']} has {active['shards_total']:,} shards ({active['shards_left']:,} left)"
+          if active else "it activates with the keyholder's next anchor notice; follow it with 'popchain task list'"])
+
+
+async def _wait_active(c: Any, msg: Any, before: dict[str, Any]) -> dict[str, Any]:
+    """Wait until the chain has applied the message: a new task listed, or the task's extension count up."""
+    import asyncio
+
+    from consensus.protocol.tasks import TaskAnnouncement
+    known = {t["task_id"]: t for t in before["tasks"]}
+    tty = sys.stderr.isatty()
+    shown = ""
+    while True:
+        now = await c.tasks()
+        for t in now["tasks"]:
+            if isinstance(msg, TaskAnnouncement) and t["task_id"] not in known:
+                first = (await c.task_info(t["task_id"]))["history"][:1]   # its initial champion's record
+                if first and first[0]["hash"] == msg.msg_hash.hex():
+                    return dict(t)
+            if not isinstance(msg, TaskAnnouncement) and t["task_id"] == msg.task_id and \
+                    t["extensions"] >= msg.seq:
+                return dict(t)
+        s = await c.status()
+        line = f"waiting for the keyholders to activate it: round {s['round']} ({s['round_phase']})"
+        if tty:
+            print(f"\r{line}\033[K", end="", file=sys.stderr, flush=True)
+        elif line != shown:
+            print(line, file=sys.stderr, flush=True)
+        shown = line
+        await asyncio.sleep(0.5)
 
 
 def _task_package(args: argparse.Namespace, task_id: int):
@@ -197,11 +251,9 @@ def cmd_extend(args: argparse.Namespace) -> None:
     out = create_extension_files(Path(args.out), status["chain_id"], args.task_id, seq, batch,
                                  genesis=_genesis(args))
     emit(args, out, [
-        f"extension      {seq} of task {args.task_id}: shards {first}..{first + args.rounds - 1} "
-        f"({public.shard_size} samples each)",
-        f"message        {out['extension']}  -> popchain task announce {out['extension']} --keyholder "
-        "KEYHOLDER_FILE --node URL",
-        f"shard keys     {out['secret']}  -> give ONLY to the keyholder (mode 0600)",
+        (f"extension      {seq} of task {args.task_id}: shards {first:,}..{first + args.rounds - 1:,} "
+        f"({public.shard_size:,} samples each)"),
+        *_announce_lines(out, out["extension"]),
         *_share_lines(out),
     ])
 
@@ -209,15 +261,27 @@ def cmd_extend(args: argparse.Namespace) -> None:
 def _bounty(t: dict[str, Any]) -> str:
     if not t.get("bounty_total"):
         return "-"
-    return f"{t['bounty_left']:,} of {t['bounty_total']:,} left ({t['bounty_per_crowning']:,} a crowning)"
+    return (f"{t['bounty_left']:,} of {t['bounty_total']:,} grains left, {t.get('bounty_paid', 0):,} paid "
+            f"({t['bounty_per_crowning']:,} a crowning)")
+
+
+def _detects(t: dict[str, Any]) -> str:
+    d = t.get("detectable")
+    return f"+{d:.2%}" if isinstance(d, float) else "-"
+
+
+def _rounds(t: dict[str, Any]) -> str:
+    r = t.get("rounds") or {}
+    return f"{r.get('crowned', 0):,}/{r.get('void', 0):,}" + (f"/{r['plain']:,}" if r.get("plain") else "")
 
 
 def cmd_list(args: argparse.Namespace) -> None:
     data = call(args, lambda c: c.tasks())
     rows = data["tasks"]
-    lines = [f"{'id':>3}  {'name':<16} {'status':<7} {'shards left':>11}  {'revealed':>8}  bounty"]
+    lines = [(f"{'id':>3}  {'name':<16} {'status':<7} {'shards left':>11}  {'revealed':>8}  {'crowned/void':>12}  "
+             f"{'detects':>7}  bounty")]
     lines += [f"{t['task_id']:>3}  {t['name'][:16]:<16} {t['status']:<7} {t['shards_left']:>11,}  "
-              f"{t['shards_revealed']:>8,}  {_bounty(t)}" for t in rows]
+              f"{t['shards_revealed']:>8,}  {_rounds(t):>12}  {_detects(t):>7}  {_bounty(t)}" for t in rows]
     if not data.get("tasks_open"):
         lines.append("no task is open: the chain makes no blocks until a task is announced or extended")
     emit(args, data, lines)
@@ -225,10 +289,16 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 def cmd_show(args: argparse.Namespace) -> None:
     t = call(args, lambda c: c.task_info(args.task_id))
+    spec = t.get("spec") or {}
     shown = {**t, "sponsor": t.get("sponsor_address") or "(genesis)", "bounty": _bounty(t),
-             "champions": len(t.get("history", [])), "revealed_keys": len(t.get("revealed", []))}
-    lines = kv(shown, ["task_id", "name", "status", "shards_total", "shards_revealed", "shards_left", "sponsor",
-                       "bounty", "champions", "revealed_keys"])
+             "champions": len(t.get("history", [])), "revealed_keys": len(t.get("revealed", [])),
+             "shards": f"{t['shards_left']:,} left of {t['shards_total']:,} ({t['shards_revealed']:,} revealed; "
+                       f"{t.get('shard_size', 0):,} rows each)",
+             "detects": f"{_detects(t)} accuracy with 80 % power" if t.get("detectable") else "-",
+             "rounds": f"{_rounds(t)} crowned/void", "features": f"{spec.get('n_features', '?')} -> "
+                                                                 f"{len(spec.get('classes', []))} classes"}
+    lines = kv(shown, ["task_id", "name", "status", "shards", "detects", "rounds", "features", "sponsor", "bounty",
+                       "extensions", "champions", "revealed_keys"])
     emit(args, t, lines + ["champion         " + champion_line(t.get("champion"))])
 
 
@@ -244,13 +314,7 @@ def register(cmds: Commands) -> None:
                cmd_create)
     p.add_argument("--task", default="synthetic",
                    help="synthetic | digits | breast_cancer | wine | iris | csv:PATH (default synthetic)")
-    p.add_argument("--label-column", default="label", help="label column of a csv: task (default 'label')")
-    p.add_argument("--rounds", type=int, help="hidden shards = rounds this task serves (default: 100 for "
-                                              "synthetic; for a dataset, shards from about half its rows)")
-    p.add_argument("--shard-size", type=int, help="samples per hidden shard (default: sized by --detect)")
-    p.add_argument("--detect", type=float, default=0.01,
-                   help="size shards so that a challenger this much more accurate (0.01 = +1 pp, at 10 %% "
-                        "disagreement) is crowned with 80 %% power under the chain's test (default 0.01)")
+    add_sizing_options(p)
     p.add_argument("--drift-milli", type=int, default=0,
                    help="synthetic task only: move the generator's cluster centres by ~N/1000 units from shard to "
                         "shard (default 0)")
@@ -273,6 +337,8 @@ def register(cmds: Commands) -> None:
                                          "shard keys to the keyholder node --node (must be the keyholder's)")
     p.add_argument("--sign-only", action="store_true",
                    help="add this keyholder's signatures to FILE and stop (chains with several keyholders)")
+    p.add_argument("--wait", action="store_true",
+                   help="after posting, wait until the chain has activated it (a progress line on stderr)")
     p.add_argument("--genesis", help="the chain's genesis file (default: fetched from --node)")
 
     p = g.leaf("extend", "write a batch of new hidden shards for a live task", cmd_extend, node=True)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from chain.hdkey import DEFAULT_PATH
 from node.tools.cli_common import (
     RETRY_S,
     CliError,
@@ -38,15 +39,45 @@ def _open_or_create(args: argparse.Namespace):
     return Wallet.create(path, password(args, confirm=True))
 
 
+def _passphrase(args: argparse.Namespace, *, confirm: bool) -> str:
+    """The optional BIP-39 passphrase (the "25th word"): --passphrase-file FILE, --passphrase (a prompt), or ""."""
+    if args.passphrase_file:
+        return read_secret_file(args.passphrase_file, "passphrase")
+    if not args.passphrase:
+        return ""
+    if not sys.stdin.isatty():
+        raise CliError("--passphrase prompts for the BIP-39 passphrase: use --passphrase-file FILE without a terminal")
+    import getpass
+    value = getpass.getpass("BIP-39 passphrase: ")
+    if confirm and getpass.getpass("repeat passphrase: ") != value:
+        raise CliError("passphrases do not match")
+    return value
+
+
+def _path(args: argparse.Namespace) -> str:
+    from chain.hdkey import format_path, parse_path
+    return format_path(parse_path(args.path))       # WalletError (one line) for a malformed path
+
+
 def cmd_new(args: argparse.Namespace) -> None:
+    path = _path(args)
+    passphrase = _passphrase(args, confirm=True)
     wallet = _open_or_create(args)
-    key, phrase = wallet.new_key_with_phrase(args.label or f"key{len(wallet.keys())}")
-    emit(args, {"address": key.address, "label": key.label, "wallet": str(wallet.path), "recovery_phrase": phrase},
+    key, phrase = wallet.new_key_with_phrase(args.label or f"key{len(wallet.keys())}", passphrase=passphrase,
+                                             path=path)
+    restore = f"popchain wallet restore{'' if path == DEFAULT_PATH else f' --path {path!r}'}" + (
+        " --passphrase" if passphrase else "")
+    emit(args, {"address": key.address, "label": key.label, "wallet": str(wallet.path), "recovery_phrase": phrase,
+                "derivation": {"standard": "BIP-39 seed -> SLIP-0010 ed25519", "path": path,
+                               "passphrase": bool(passphrase)}},
          [f"new key '{key.label}': {key.address}", f"wallet: {wallet.path}", "", "recovery phrase:", f"  {phrase}",
-          "", PHRASE_WARNING])
+          "", (f"derivation: BIP-39 seed{' with your passphrase' if passphrase else ' (no passphrase)'} -> "
+               f"SLIP-0010 ed25519 path {path}; restore with '{restore}' (or any SLIP-0010 ed25519 wallet)"),
+          PHRASE_WARNING + ("; the passphrase is needed too" if passphrase else "")])
 
 
 def cmd_restore(args: argparse.Namespace) -> None:
+    path = _path(args)
     if args.phrase_file:
         phrase = read_secret_file(args.phrase_file, "phrase")
     elif not sys.stdin.isatty():
@@ -55,11 +86,12 @@ def cmd_restore(args: argparse.Namespace) -> None:
         import getpass
         phrase = getpass.getpass("recovery phrase (words separated by spaces): ")
     from chain.wallet import seed_from_phrase
-    seed = seed_from_phrase(phrase)   # validate before asking to create anything
+    seed_from_phrase(phrase)   # validate the words before asking for anything else
+    seed = seed_from_phrase(phrase, _passphrase(args, confirm=False), path)
     wallet = _open_or_create(args)
     key = wallet.import_seed(seed, args.label or f"key{len(wallet.keys())}")
-    emit(args, {"address": key.address, "label": key.label, "wallet": str(wallet.path)},
-         [f"restored key '{key.label}': {key.address}", f"wallet: {wallet.path}"])
+    emit(args, {"address": key.address, "label": key.label, "wallet": str(wallet.path), "path": path},
+         [f"restored key '{key.label}': {key.address} (SLIP-0010 path {path})", f"wallet: {wallet.path}"])
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -80,7 +112,7 @@ def cmd_balance(args: argparse.Namespace) -> None:
         return [await client.account(k.address) for k in keys]
     accounts = call(args, fetch)
     rows = [{"label": k.label, **a} for k, a in zip(keys, accounts)]
-    emit(args, rows, [f"{r['label']:<12} {r['address']}  balance {r['balance']:>16,}  nonce {r['nonce']}"
+    emit(args, rows, [f"{r['label']:<12} {r['address']}  balance {r['balance']:>16,} grains  nonce {r['nonce']:,}"
                       + (f"  ({len(r['pending'])} pending)" if r["pending"] else "") for r in rows]
          or ["(no keys)"])
 
@@ -110,11 +142,12 @@ def cmd_send(args: argparse.Namespace) -> None:
                              account["next_nonce"], args.memo.encode())
         await client.send_tx(tx.encode())
         txid = tx.txid.hex()
-        print(f"sent {args.amount:,} grains to {args.to}\ntxid {txid}", file=out, flush=True)
+        print(f"sent {args.amount:,} grains to {args.to} (fee {args.fee:,} grains, total {args.amount + args.fee:,}; "
+              f"nonce {account['next_nonce']})\ntxid {txid}", file=out, flush=True)
         if args.no_wait:
             if chain_closed(status):
                 print(NO_TASK_OPEN, file=out, flush=True)
-            return {"txid": txid, "status": "pending"}
+            return {"txid": txid, "status": "pending", "amount": args.amount, "fee": args.fee}
         started = time.monotonic()
         from node.tools.events_client import ChangeSignal
         async with ChangeSignal(client.base_url, kinds=("tip",)) as changes:  # wake on blocks; polls without SSE
@@ -125,9 +158,12 @@ def cmd_send(args: argparse.Namespace) -> None:
         while True:
             info = await client.tx(txid)
             if info["status"] == "confirmed":
-                print(("\r\033[K" if live else "") + f"confirmed in block {info['height']} after "
-                      f"{time.monotonic() - started:.0f} s", file=out, flush=True)
-                return {"txid": txid, "status": "confirmed", "height": info["height"], "block": info.get("block")}
+                print(("\r\033[K" if live else "") + f"confirmed in block {info['height']:,} after "
+                      f"{time.monotonic() - started:.0f} s ({info.get('confirmations', 1):,} confirmation(s); "
+                      f"fee {args.fee:,} grains paid)", file=out, flush=True)
+                return {"txid": txid, "status": "confirmed", "height": info["height"], "block": info.get("block"),
+                        "amount": args.amount, "fee": args.fee, "time": info.get("time"),
+                        "confirmations": info.get("confirmations")}
             s = await client.status()
             closed = chain_closed(s)
             if time.monotonic() - started > args.timeout:
@@ -166,18 +202,29 @@ def cmd_history(args: argparse.Namespace) -> None:
     def line(r: dict) -> str:
         tx = r["tx"]
         other = tx["to_address"] if r["direction"] == "sent" else tx["from_address"]
-        return (f"{r['height']:>6}  {tx['txid'][:16]}  {r['key']:<10} {arrow[r['direction']]} {other}  "
-                f"{tx['amount']:>14,}  fee {tx['fee']}")
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"])) if r.get("time") else "-"
+        return (f"{r['height']:>8,}  {stamp}  {r.get('confirmations', 0):>6,} conf.  {tx['txid'][:16]}  "
+                f"{r['key']:<10} {arrow[r['direction']]} {other}  {tx['amount']:>14,} grains  fee {tx['fee']:,}")
     emit(args, rows, [line(r) for r in rows] or ["(no confirmed transfers)"])
+
+
+def _phrase_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--path", default=DEFAULT_PATH,
+                   help=f"SLIP-0010 ed25519 derivation path, hardened levels only (default {DEFAULT_PATH!r}: the "
+                        "master key of the phrase's BIP-39 seed; e.g. m/44'/9444'/0')")
+    p.add_argument("--passphrase", action="store_true", help="prompt for an optional BIP-39 passphrase")
+    p.add_argument("--passphrase-file", metavar="FILE", help="read the BIP-39 passphrase from this file")
 
 
 def register(cmds: Commands) -> None:
     g = cmds.group("wallet", "keys and transfers (encrypted keyfile)")
     p = g.leaf("new", "create the wallet if needed and add a key (shows its recovery phrase)", cmd_new, wallet=True)
     p.add_argument("--label", help="a name for the key")
+    _phrase_options(p)
     p = g.leaf("restore", "rebuild a key from its recovery phrase into the wallet", cmd_restore, wallet=True)
     p.add_argument("--phrase-file", help="read the phrase from this file (else stdin or a prompt)")
     p.add_argument("--label", help="a name for the key")
+    _phrase_options(p)
     g.leaf("list", "list the wallet's keys", cmd_list, wallet=True)
     p = g.leaf("address", "print a key's address", cmd_address, wallet=True)
     p.add_argument("key", nargs="?", help="label or address (default: first key)")

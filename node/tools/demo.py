@@ -107,7 +107,8 @@ class DemoNetwork:
 
 
 class Table:
-    COLUMNS = (("round", 5), ("winner", 10), ("b-c", 5), ("bar", 5), ("acc shard", 9), ("acc test", 8),
+    # b (challenger right, champion wrong) and c (the reverse) side by side with bar, the least b that crowned
+    COLUMNS = (("round", 5), ("winner", 10), ("b", 5), ("c", 5), ("bar", 5), ("acc shard", 9), ("acc test", 8),
                ("height", 6), ("txs in block", 12))
 
     def header(self) -> str:
@@ -259,10 +260,9 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
                 confirmed += in_block
                 champion_model = await client.model(verdict["model_hash"])
                 winner = names.get(address_of(bytes.fromhex(block["header"]["miner"])), "?")
-                cells = (next_round, winner.replace("-miner", ""), verdict["b"] - verdict["c"],
-                         f"{verdict['bar']}")
+                cells = (next_round, winner.replace("-miner", ""), verdict["b"], verdict["c"], verdict["bar"])
             else:
-                cells = (next_round, "(void)", "-", "-")
+                cells = (next_round, "(void)", "-", "-", "-")
             acc_shard = await asyncio.to_thread(shard_acc, next_round, key, champion_model)
             last_shard = (next_round, key)
             acc_test = await asyncio.to_thread(test_acc, champion_model)

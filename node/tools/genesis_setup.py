@@ -9,20 +9,35 @@ and CSV files ship their shards as encrypted rows.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from chain.block import MAX_PAYLOAD_SIZE
 from chain.crypto import Keypair
+from chain.errors import DecodeError
 from consensus.keyholder import keyholder_file, member_file
 from consensus.protocol.genesis import GenesisParams, create_committee_genesis, create_genesis
+from ml.codec import smallest_dtype
 from ml.errors import TaskError
 from ml.generator import MAX_GEN_ELEMENTS, World, generate, world_from_seed
-from ml.shards import MAX_SHARD_SIZE, split_test
+from ml.shards import MAX_SHARD_SIZE, MAX_TRAIN_ROWS, SALT_SIZE, SECRET_OVERHEAD, split_test
 from ml.task import Dataset, load_builtin, load_csv, write_feature_csv
-from node.tools.sizing import DEFAULT_DETECT, Sizing, SizingError, detectable, plan
+from node.tools.sizing import (
+    DEFAULT_DETECT,
+    MIN_TRAIN_ROWS,
+    Sizing,
+    SizingError,
+    detectable,
+    plan,
+    plan_rows,
+    sizing_warnings,
+)
 
 BUILTINS = ("digits", "breast_cancer", "wine", "iris")
 SYNTHETIC_ROUNDS, SYNTHETIC_TRAIN, SYNTHETIC_TEST = 100, 4000, 2000
@@ -31,7 +46,6 @@ SYNTHETIC_ROUNDS, SYNTHETIC_TRAIN, SYNTHETIC_TEST = 100, 4000, 2000
 # beats one a round staler by +2.8 pp (median; 0.7-5.4 pp) on the next shard, and one two rounds staler by >= 1 pp
 # in 12 of 12 sampled rounds up to round 300; at 100 the lead (<= 0.5 pp) drowns in retraining noise (±1 pp)
 DEFAULT_DRIFT_MILLI = 500
-MIN_TRAIN_ROWS = 11
 
 GENESIS_FILE = "genesis.bin"
 KEYHOLDER_FILE = "keyholder.secret"
@@ -48,21 +62,27 @@ def public_dataset_warning(task: str) -> str | None:
     return None
 
 
-def size_task(task: str, dataset: Dataset | None, params: GenesisParams, *, detect: float, rounds: int | None,
-              shard_size: int | None) -> tuple[Sizing, int]:
-    """(sizing, n_test). ``dataset`` None means the generated synthetic task."""
+def size_task(task: str, dataset: Dataset | None, params: GenesisParams, *, detect: float | None,
+              rounds: int | None, shard_size: int | None, public_rows: float | None = None) -> tuple[Sizing, int]:
+    """(sizing, n_test). ``dataset`` None means the generated synthetic task (its public rows: ``public_rows``,
+    default SYNTHETIC_TRAIN); a dataset keeps 1/8 of its rows as the holdout and splits the rest (plan_rows)."""
     m = params.max_entries
     try:
         if dataset is None:
+            n_train = SYNTHETIC_TRAIN if public_rows is None else int(public_rows)
+            if public_rows is not None and (public_rows != n_train or not MIN_TRAIN_ROWS <= n_train <= MAX_TRAIN_ROWS):
+                raise SizingError(f"--public-rows {public_rows}: the synthetic task takes a row count in "
+                                  f"[{MIN_TRAIN_ROWS}, {MAX_TRAIN_ROWS:,}]")
             max_shard = min(MAX_SHARD_SIZE, MAX_GEN_ELEMENTS // 24)
-            return plan(m=m, alpha=params.alpha, detect=detect, shard_size=shard_size, rounds=rounds,
-                        available_rows=None,
-                        default_rounds=SYNTHETIC_ROUNDS, max_shard=max_shard), SYNTHETIC_TEST
+            sized = plan(m=m, alpha=params.alpha, detect=DEFAULT_DETECT if detect is None else detect,
+                         shard_size=shard_size,
+                         rounds=rounds, available_rows=None, default_rounds=SYNTHETIC_ROUNDS, max_shard=max_shard)
+            return dataclasses.replace(sized, public_rows=n_train), SYNTHETIC_TEST
         n_test = max(10, len(dataset) // 8)
-        available = len(dataset) - n_test - MIN_TRAIN_ROWS
-        return plan(m=m, alpha=params.alpha, detect=detect, shard_size=shard_size, rounds=rounds,
-                    available_rows=available,
-                    default_rounds=1, max_shard=min(MAX_SHARD_SIZE, max(available, 1))), n_test
+        available = len(dataset) - n_test
+        return plan_rows(m=m, alpha=params.alpha, available=available, public=public_rows, detect=detect,
+                         shard_size=shard_size, rounds=rounds,
+                         max_shard=min(MAX_SHARD_SIZE, max(available, 1))), n_test
     except SizingError as exc:
         hint = ""
         if dataset is not None and shard_size is None:
@@ -72,8 +92,26 @@ def size_task(task: str, dataset: Dataset | None, params: GenesisParams, *, dete
         raise TaskError(f"{task}: {exc}{hint}") from None
 
 
+def check_package_fits(dataset: Dataset, sizing: Sizing, cap: int, what: str) -> int:
+    """The package's size estimate in bytes; TaskError in words when it would exceed ``cap`` (every row of a
+    dataset task travels inside the genesis / announcement: public rows and encrypted hidden shards)."""
+    d = dataset.spec.n_features
+    width = np.dtype(smallest_dtype(int(dataset.X.min()), int(dataset.X.max()))).itemsize
+    public = sizing.public_rows or 0
+    rows = public + sizing.rounds * sizing.shard_size
+    estimate = rows * (d * width + 1) + sizing.rounds * (SECRET_OVERHEAD + SALT_SIZE + 128) + (64 << 10)
+    if estimate > cap:
+        raise TaskError(
+            f"{what} would be about {estimate / 2**20:.1f} MiB, over its {cap / 2**20:.0f} MiB cap: every row of a "
+            f"dataset task travels inside it — {public:,} public + {sizing.rounds} x {sizing.shard_size:,} hidden "
+            f"rows of {d} features at {width} bytes a value. Keep fewer rows public (--public-rows), hide fewer "
+            f"(--rounds, --shard-size, --detect), or drop columns from the CSV")
+    return estimate
+
+
 def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: str = "label",
-                         rounds: int | None = None, shard_size: int | None = None, detect: float = DEFAULT_DETECT,
+                         rounds: int | None = None, shard_size: int | None = None, detect: float | None = None,
+                         public_rows: float | None = None, categorical: tuple[str, ...] = (),
                          allocations: Sequence[tuple[bytes, int]] = (), chain_id: str | None = None,
                          params: GenesisParams = GenesisParams(), keyholder: Keypair | None = None,
                          timestamp: int | None = None, drift_milli: int | None = None,
@@ -107,23 +145,25 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
     elif task in BUILTINS:
         dataset = load_builtin(task)
     elif task.startswith("csv:"):
-        dataset = load_csv(task[4:], label_column)
+        dataset = load_csv(task[4:], label_column, categorical=categorical)
     else:
         raise TaskError(f"unknown task {task!r}: use synthetic, {', '.join(BUILTINS)} or csv:PATH")
     if drift_milli is None:
         drift_milli = DEFAULT_DRIFT_MILLI if dataset is None else 0
     if drift_milli and dataset is not None:
         raise TaskError(f"--drift-milli: only the generated synthetic task can drift, not {task}")
-    sizing, n_test = size_task(task, dataset, params, detect=detect, rounds=rounds, shard_size=shard_size)
+    sizing, n_test = size_task(task, dataset, params, detect=detect, rounds=rounds, shard_size=shard_size,
+                               public_rows=public_rows)
     common: dict[str, Any] = {}
     source: Dataset | World
     if dataset is None:
         source = world_from_seed(seed)
         holdout = generate(source, rng(32), n_test)
-        common = {"n_train": SYNTHETIC_TRAIN, "drift_milli": drift_milli}
+        common = {"n_train": sizing.public_rows, "drift_milli": drift_milli}
     else:
+        check_package_fits(dataset, sizing, MAX_PAYLOAD_SIZE, "the genesis")
         source, holdout = split_test(dataset, n_test, seed)
-        common = {"seed": seed}
+        common = {"seed": seed, "n_train": sizing.public_rows}
     out.mkdir(parents=True, exist_ok=True)
     # the same rng order as before committees existed: the signing key(s), then the chain id
     members: list[Keypair] = []
@@ -135,18 +175,24 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
                                     shard_size=sizing.shard_size, allocations=list(allocations), params=params,
                                     timestamp=int(timestamp or time.time()), rng=rng, **common)
     genesis_path, holdout_path = out / GENESIS_FILE, out / HOLDOUT_FILE
-    if keyholder is not None and not members:
-        genesis, secret = create_genesis(source, keyholder_pubkeys=[keyholder.public], **chain_kw)
-        secrets = {out / KEYHOLDER_FILE: keyholder_file(secret, [keyholder])}
-        pubkeys = [keyholder.public]
-    else:
-        # the dealer deals every shard key and writes one member file each; it keeps nothing else
-        genesis, dealing = create_committee_genesis(source, keyholder_pubkeys=[kp.public for kp in members],
-                                                    threshold=threshold or 1, **chain_kw)
-        secrets = {out / MEMBER_FILE.format(i + 1): member_file(genesis.hash, i + 1, kp, len(members),
-                                                                genesis.threshold, [dealing.batches[i]])
-                   for i, kp in enumerate(members)}
-        pubkeys = [kp.public for kp in members]
+    try:
+        if keyholder is not None and not members:
+            genesis, secret = create_genesis(source, keyholder_pubkeys=[keyholder.public], **chain_kw)
+            secrets = {out / KEYHOLDER_FILE: keyholder_file(secret, [keyholder])}
+            pubkeys = [keyholder.public]
+        else:
+            # the dealer deals every shard key and writes one member file each; it keeps nothing else
+            genesis, dealing = create_committee_genesis(source, keyholder_pubkeys=[kp.public for kp in members],
+                                                        threshold=threshold or 1, **chain_kw)
+            secrets = {out / MEMBER_FILE.format(i + 1): member_file(genesis.hash, i + 1, kp, len(members),
+                                                                    genesis.threshold, [dealing.batches[i]])
+                       for i, kp in enumerate(members)}
+            pubkeys = [kp.public for kp in members]
+    except DecodeError as exc:   # the block's payload cap: the estimate above let a borderline genesis through
+        raise TaskError(f"the genesis does not fit its {MAX_PAYLOAD_SIZE / 2**20:.0f} MiB payload cap ({exc}): "
+                        f"{sizing.public_rows or 0:,} public + {sizing.rounds} x {sizing.shard_size:,} hidden rows "
+                        "travel inside it; keep fewer rows public (--public-rows) or hide fewer (--rounds, "
+                        "--shard-size, --detect)") from None
     chain_id = genesis.chain_id
     genesis_bytes = genesis.encode()
     genesis_path.write_bytes(genesis_bytes)
@@ -156,6 +202,9 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
             fh.write(data)
     write_feature_csv(holdout_path, holdout)
     warning = public_dataset_warning(task)
+    warnings = ([warning] if warning else []) + sizing_warnings(sizing, generated=genesis.task.generated,
+                                                                n_train=len(genesis.task.training))
+    spec = genesis.task.spec
     return {"genesis_hash": genesis.hash.hex(), "chain_id": chain_id, "task": genesis.task.spec.name,
             "generated": genesis.task.generated, "rounds": sizing.rounds, "shard_size": sizing.shard_size,
             "rounds_allowed": sizing.rounds_allowed, "detectable": sizing.detectable,
@@ -164,7 +213,8 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
             "keyholder": str(next(iter(secrets))), "keyholder_files": [str(p) for p in secrets],
             "keyholder_pubkey": pubkeys[0].hex(), "keyholder_pubkeys": [k.hex() for k in pubkeys],
             "keyholders": len(pubkeys), "threshold": genesis.threshold, "committee": genesis.committee is not None,
-            "holdout": str(holdout_path), "warnings": [warning] if warning else []}
+            "holdout": str(holdout_path), "warnings": warnings,
+            "columns": spec.encoding.describe() if spec.encoding is not None else []}
 
 
 def _check_committee(n: int, t: int) -> None:

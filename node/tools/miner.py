@@ -1,10 +1,13 @@
 """The network miner: competes for blocks through a node's HTTP API only (no local chain state).
 
-Each round: train a candidate (scikit-learn, in a worker thread) on the newest revealed rows (RECENT_ROWS: the
-latest shards, then older ones and the public data; on a drifting task the concept has moved on from old
-shards), holding back the second half of the most recent shard, check it against the champion on that half, enter the round with a sealed
-entry, open the block once the beacon lists it, and report the round's verdict. The consensus work (sealing,
-scoring, payload) is consensus.mining's; this module only drives it over the API.
+Each round, for the task the round serves: bring the task's rows up to date (node.tools.miner_data: each newly
+revealed shard opened once; a bounded reservoir of every row on a stationary task, the newest rows on a drifting
+one; the newest shard's second half held back for the check), build a candidate (node.tools.miner_models: the
+``auto`` tournament over the built-in families with gradient-boosted trees, one family, the user's
+``--trainer module:function`` or a ``--model-file``; in a worker thread), check it against the task's champion on
+the held-back rows and enter it only when that check gives the crowning test even odds, open the block once the
+beacon lists it, and report the round's verdict. The consensus work (sealing, scoring, payload) is
+consensus.mining's; this module only drives it over the API.
 """
 from __future__ import annotations
 
@@ -16,25 +19,34 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from chain.crypto import Keypair
 from chain.tx import Transfer
 from consensus.mining import Template, open_block, seal
 from consensus.protocol.genesis import Genesis, load_genesis
-from consensus.protocol.messages import Beacon
+from consensus.protocol.messages import AnchorNotice, Beacon
 from ml.shards import PublicTask
-from ml.task import Dataset
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.events_client import ChangeSignal
+from node.tools.miner_data import DEFAULT_MAX_ROWS, TaskRows
+from node.tools.miner_models import (
+    Candidate,
+    CandidateSource,
+    Families,
+    ModelFile,
+    SourceError,
+    UserTrainer,
+    check_against,
+    expects_to_pass,
+)
 
 log = logging.getLogger("popchain.miner")
 
-AUTO_FAMILIES = ("forest", "mlp", "extra", "linear")
 POLL_S = 0.05
 EXIT_NO_OPEN_TASK = 6   # `miner run` stopped: no task of the chain is open (README, miner section)
 NO_OPEN_TASK = ("no task is open on this chain (every task has spent its hidden shards): nothing to mine; "
                 "run the miner again once a task is announced or extended ('popchain task list')")
+WAIT_ROUNDS = 3         # a closed chain: wait this many round lengths for an announced task to activate
+NOBODY_GRACE_S = 0.5    # after a round's entry window: time for others' entries to show before entering anyway
 
 
 def template_from_json(obj: dict) -> Template:
@@ -42,27 +54,6 @@ def template_from_json(obj: dict) -> Template:
     return Template(obj["chain_id"], obj["height"], b(obj["prev_hash"]), obj["round"], obj["timestamp"],
                     b(obj["miner"]), tuple(Transfer.decode(b(t)) for t in obj["txs"]), b(obj["tx_root"]),
                     b(obj["state_root"]), obj["entry_bond"], b(obj["champion_model_hash"]))
-
-
-# the newest rows a candidate fits on: about two default-sized shards (or the demo's last ~2.5): on the drifting
-# default task a shard one round old already costs a model ~1-2 pp on the next (benchmarks.sim_drift), so older
-# rows mostly teach a concept that has gone; on a stationary task 8,000 rows are most of what a small model gains
-RECENT_ROWS = 8_000
-
-
-def split_for_check(revealed: list[Dataset]) -> tuple[list[Dataset], Dataset | None]:
-    """(shards to fit on, rows to check on): every revealed shard with the most recent one's *second half* held
-    back for `Miner._check`. A check on rows the model was fitted to would report the training fit, not what
-    the round will see; holding back the whole newest shard instead would leave the candidate a round staler,
-    which on a drifting task is what decides whether it beats the champion."""
-    if not revealed:
-        return [], None
-    last = revealed[-1]
-    half = len(last) // 2
-    if half < 1:
-        return revealed[:-1], last
-    idx = np.arange(len(last))
-    return revealed[:-1] + [last.subset(idx[:half])], last.subset(idx[half:])
 
 
 class TrainingProgress:
@@ -103,22 +94,27 @@ class RoundReport:
     """What happened to this miner in one round (printed by the CLI, collected by tests and the demo)."""
     round: int
     family: str = ""
-    status: str = "skipped"         # skipped | entry-refused | not-listed | opened | rejected:<code>
-    check: tuple[int, int] | None = None   # (b, c) of the local check on the last revealed shard
+    status: str = "skipped"         # skipped | check-says-no | entry-refused:<code> | not-listed | opened | ...
+    check: tuple[int, int] | None = None   # (b, c) of the local check against the champion
+    odds: float | None = None       # the check's estimated crowning probability on the round's shard
     b: int | None = None
     c: int | None = None
     bar: int | None = None
     won: bool = False
     winner: str | None = None
     task: int = 0                   # the task the round served
+    detail: str = ""                # why (an entry refused, a source that failed)
 
     def line(self) -> str:
         parts = [f"round {self.round:>3}", f"task {self.task}", f"{self.family or '-':<7}"]
         if self.check is not None:
-            parts.append(f"check b-c {self.check[0] - self.check[1]:+d}")
+            parts.append(f"check b-c {self.check[0] - self.check[1]:+d}"
+                         + (f" (odds {self.odds:.0%})" if self.odds is not None else ""))
         if self.b is not None:
             parts.append(f"b {self.b} c {self.c} bar {self.bar}")
         parts.append("WON" if self.won else self.status if self.status != "opened" else "lost")
+        if self.detail:
+            parts.append(f"-- {self.detail}")
         return "  ".join(parts)
 
 
@@ -131,30 +127,37 @@ def next_task(status: dict) -> int | None:
 
 @dataclass
 class TaskState:
-    """A task as the miner sees it: its public package (extension shards included) and its revealed shards."""
+    """A task as the miner sees it: its public package (extension shards included), its revealed shard keys and
+    the rows the miner keeps of it."""
     task_id: int
     public: PublicTask
     revealed: list[tuple[int, bytes]]        # (task-local shard index, key), in reveal order
+    rows: TaskRows
 
 
 @dataclass
 class Miner:
     """Mines every open task of the chain: each round it trains for the task the round serves (that task's
-    public data + its revealed shards), checks against that task's champion, and opens with that package."""
+    public data + its revealed shards, bounded by ``max_rows``), checks against that task's champion, and enters
+    only a candidate the check expects to be crowned."""
     client: NodeClient
     keypair: Keypair
     genesis: Genesis
-    family: str = "auto"
+    source: CandidateSource = field(default_factory=Families)
     seed: int = 0
+    max_rows: int = DEFAULT_MAX_ROWS
     on_report: Callable[[RoundReport], None] | None = None
     reports: list[RoundReport] = field(default_factory=list)
-    _trained: dict[tuple[int, str], tuple[int, bytes]] = field(default_factory=dict)  # (task, family) -> model
-    _advantage: dict[tuple[int, str], int] = field(default_factory=dict)   # (task, family) -> last local b - c
     on_progress: Callable[[str, bool], None] | None = None   # (text, final) training progress lines
-    _train_rate: dict[str, float] = field(default_factory=dict)           # family -> seconds per row, last fit
     changes: ChangeSignal | None = None   # the node's event stream: wake on events instead of polling
     closed: bool = False                  # run() stopped because no task of the chain is open
+    _rows: dict[int, TaskRows] = field(default_factory=dict)               # task -> the rows kept of it
+    _built: dict[int, tuple[int, Candidate]] = field(default_factory=dict)  # task -> (data version, candidate)
     _packages: dict[int, PublicTask] = field(default_factory=dict)          # task -> package (cached)
+    _train_rate: dict[str, float] = field(default_factory=dict)           # source label -> seconds per row
+    _listed: int = 1                      # entries the last beacon listed (the crowning test's m, estimated)
+    enter: str = "expected"               # "expected": only candidates the check expects to pass; "always"
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)              # one build / data update at a time
 
     async def _pause(self, polling_s: float) -> None:
         """Until the node publishes an event (SSE), or ``polling_s`` when there is no stream (fallback)."""
@@ -163,17 +166,9 @@ class Miner:
         else:
             await self.changes.wait(self.changes.interval(polling_s))
 
-    def _family_for(self, task_id: int = 0) -> str:
-        if self.family != "auto":
-            return self.family
-        untried = [f for f in AUTO_FAMILIES if (task_id, f) not in self._advantage]
-        if untried:
-            return untried[0]
-        return max(AUTO_FAMILIES, key=lambda f: (self._advantage[(task_id, f)], -AUTO_FAMILIES.index(f)))
-
     async def _task(self, task_id: int, min_shards: int = 0) -> TaskState:
-        """The task's package (fetched again when it grew: an extension, or fewer shards than ``min_shards``)
-        and its revealed shard keys."""
+        """The task's package (fetched again when it grew: an extension, or fewer shards than ``min_shards``),
+        its revealed shard keys, and its rows brought up to date (only new shards are opened)."""
         info = await self.client.task_info(task_id)
         public = self._packages.get(task_id)
         if public is None or public.n_rounds < max(info["shards_total"], min_shards):
@@ -182,65 +177,68 @@ class Miner:
             self._packages[task_id] = public
         revealed = [(k["shard_index"], bytes.fromhex(k["shard_key"])) for k in info["revealed"]
                     if k["shard_index"] <= public.n_rounds]
-        return TaskState(task_id, public, revealed)
+        rows = self._rows.get(task_id)
+        if rows is None:
+            rows = self._rows[task_id] = TaskRows(public, max_rows=self.max_rows, seed=self.seed + task_id)
+        async with self._lock:
+            await asyncio.to_thread(rows.update, public, revealed)
+        return TaskState(task_id, public, revealed, rows)
 
-    async def _model_for(self, family: str, task: TaskState) -> bytes:
-        """Train ``family`` on the newest RECENT_ROWS of the task's public data + revealed shards, less the half
-        of the newest shard kept back for the check; cached per (task, family) until another shard is revealed."""
-        key = (task.task_id, family)
-        cached = self._trained.get(key)
-        if cached is not None and cached[0] == len(task.revealed):
+    async def _candidate(self, task: TaskState) -> Candidate:
+        """The task's candidate, built again only when its rows changed (a shard was revealed)."""
+        cached = self._built.get(task.task_id)
+        if cached is not None and cached[0] == task.rows.revealed:
             return cached[1]
-        from ml.model import encode_model
-        from ml.shards import open_shard
-        from ml.training import train_candidate
-        g, public, revealed = self.genesis, task.public, task.revealed
-        held_back = (public.shard_size + 1) // 2 if revealed else 0
-        rows = min(RECENT_ROWS, len(public.training.y) + public.shard_size * len(revealed) - held_back)
-
-        def train() -> bytes:
-            shards = [open_shard(public, i, k) for i, k in revealed]
-            model = train_candidate(family, public.training, split_for_check(shards)[0],
-                                    seed=self.seed * 1000 + len(shards), caps=g.model_caps, recent_rows=RECENT_ROWS)
-            return encode_model(model)
-        progress = TrainingProgress(family, rows, self._train_rate.get(family), self.on_progress)
+        g = self.genesis
+        async with self._lock:
+            data = task.rows.training_set()
+        progress = TrainingProgress(self.source.label, len(data.y), self._train_rate.get(self.source.label),
+                                    self.on_progress)
         async with asyncio.TaskGroup() as tg:
             ticker = tg.create_task(progress.tick()) if self.on_progress else None
             try:
-                model_bytes = await asyncio.to_thread(train)
+                candidate = await asyncio.to_thread(self.source.build, data, task.public.spec, g.model_caps,
+                                                    self.seed * 1000 + data.revealed)
             finally:
                 if ticker is not None:
                     ticker.cancel()
-        self._train_rate[family] = progress.done()
-        self._trained[key] = (len(revealed), model_bytes)
-        return model_bytes
+        self._train_rate[self.source.label] = progress.done()
+        self._built[task.task_id] = (data.revealed, candidate)
+        return candidate
 
-    async def _check(self, family: str, model_bytes: bytes, task: TaskState) -> tuple[int, int] | None:
-        """(b, c) against the task's current champion on the held-back half of its most recent revealed shard."""
-        if not task.revealed:
+    async def _check(self, candidate: Candidate, task: TaskState) -> tuple[tuple[int, int], float, bool] | None:
+        """((b, c), odds, enter?) of the candidate against the task's champion on the held-back rows."""
+        check = task.rows.check_rows()
+        if check is None or len(check) == 0:
             return None
-        from ml.model import decode_model
-        from ml.score import paired, score
-        from ml.shards import open_shard
         g, public = self.genesis, task.public
         champ = (await self.client.get("/api/champion", task=str(task.task_id)))["champion"]
         champion = await self.client.model(champ["model_hash"])
-
-        def check() -> tuple[int, int]:
-            shard = split_for_check([open_shard(public, *task.revealed[-1])])[1]
-            assert shard is not None
-            mine = score(decode_model(model_bytes, public.spec, g.model_caps), shard.X, shard.y).correct
-            theirs = score(decode_model(champion, public.spec, g.model_caps), shard.X, shard.y).correct
-            return paired(mine, theirs)
-        b, c = await asyncio.to_thread(check)
-        self._advantage[(task.task_id, family)] = b - c
-        return b, c
+        b, c = await asyncio.to_thread(check_against, candidate, champion, check, public.spec, g.model_caps)
+        enter, odds = expects_to_pass(b, c, len(check), public.shard_size, min(self._listed, g.params.max_entries),
+                                      g.params.alpha)
+        return (b, c), odds, enter
 
     async def play_round(self, r: int, task_id: int = 0) -> RoundReport:
-        report = RoundReport(r, family=self._family_for(task_id), task=task_id)
+        report = RoundReport(r, task=task_id)
         task = await self._task(task_id)
-        model = await self._model_for(report.family, task)
-        report.check = await self._check(report.family, model, task)
+        try:
+            candidate = await self._candidate(task)
+        except SourceError as exc:
+            report.status, report.detail = "no-candidate", str(exc)
+            return report
+        report.family = candidate.family
+        verdict = await self._check(candidate, task)
+        if verdict is not None:
+            report.check, report.odds, enter = verdict
+            if not enter and self.enter != "always":
+                if not await self._nobody_entered(r):
+                    report.status = "check-says-no"
+                    report.detail = "not entered: the check does not expect the crowning test to pass"
+                    return report
+                report.detail = ("the check expects no crowning, but nobody entered and a round without entries "
+                                 "waits: entered so the chain moves on (the round's shard is revealed)")
+        model = candidate.model
         try:
             tpl = template_from_json(await self.client.template(self.keypair.public))
         except ApiCallError as exc:   # training outlasted the entry window: try the next round
@@ -254,12 +252,15 @@ class Miner:
             await self.client.send_entry(entry.encode())
         except ApiCallError as exc:
             report.status = f"entry-refused:{exc.code}"
+            report.detail = (await self._stake_text(tpl.entry_bond) if exc.code == "insufficient-stake"
+                             else exc.message)
             return report
         found = await self._wait_beacon(r)
         if found is None or block.hash not in found[0].entries:
             report.status = "not-listed"
             return report
         beacon, activations = found
+        self._listed = max(1, len(beacon.entries))
         champion = await self.client.model(tpl.champion_model_hash.hex())
         if beacon.shard_index > task.public.n_rounds:     # an extension activated with this round's notice
             task = await self._task(task_id, beacon.shard_index)
@@ -284,13 +285,48 @@ class Miner:
             report.won = winner["hash"] == block.hash.hex()
         return report
 
+    async def _nobody_entered(self, r: int) -> bool:
+        """True when round r is still waiting for its first entry once its entry window is over (a round with no
+        entries waits for one — the window restarts at the first entry — so if every miner held back, the chain
+        would stop). The window's end is the notice's deadline (keyholder clock), at most a round length away."""
+        info = await self.client.round(r)
+        wait = self.round_seconds()
+        if info.get("notice"):
+            left = AnchorNotice.decode(bytes.fromhex(info["notice"])).entry_deadline_ms / 1000 - time.time()
+            wait = min(wait, max(0.0, left) + NOBODY_GRACE_S)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            info = await self.client.round(r)
+            if info.get("beacon") or info.get("status") != "open":
+                return False
+            if (await self.client.status())["open_round"] != r:
+                return False
+            await self._pause(POLL_S * 4)
+        info = await self.client.round(r)
+        return not info.get("beacon") and (await self.client.status())["open_round"] == r
+
+    async def _stake_text(self, bond: int) -> str:
+        """Issue 20 item 16: say what the bond is and what this miner holds."""
+        from chain.address import address_of, encode_address
+        address = encode_address(address_of(self.keypair.public))
+        try:
+            balance = int((await self.client.account(address)).get("balance", 0))
+        except ApiCallError:
+            balance = 0
+        return (f"entering a round needs an entry bond of {bond:,} grains (returned when the block is opened); "
+                f"{address} holds {balance:,}: send it at least {max(0, bond - balance):,} more "
+                f"(popchain wallet send --to {address} --amount {max(bond - balance, 1)})")
+
     async def _prefetch(self, task_id: int | None) -> None:
-        """Train the next candidate for ``task_id`` (no-op once the cached model is current, or no task)."""
+        """Build the next candidate for ``task_id`` (no-op once the cached one is current, or no task)."""
         if task_id is None:
             return
         info = await self.client.task_info(task_id)
         if info["status"] != "closed":
-            await self._model_for(self._family_for(task_id), await self._task(task_id))
+            try:
+                await self._candidate(await self._task(task_id))
+            except SourceError as exc:
+                print(f"miner: task {task_id}: {exc}", file=sys.stderr, flush=True)
 
     async def _wait_beacon(self, r: int, timeout: float = 120.0) -> tuple[Beacon, tuple[bytes, ...]] | None:
         """Round r's beacon and the task message bytes an opening of round r carries, or None (timeout)."""
@@ -316,6 +352,19 @@ class Miner:
         except TimeoutError:
             return None
 
+    def round_seconds(self) -> float:
+        p = self.genesis.params
+        return float(p.entry_window_s + p.opening_window_s)
+
+    async def wait_for_open_task(self, status: dict) -> dict:
+        """Issue 20 item 17: on a closed chain, wait up to WAIT_ROUNDS round lengths for an announced task (or an
+        extension) to activate; return the latest status (still closed when none did)."""
+        deadline = time.monotonic() + WAIT_ROUNDS * self.round_seconds() + 2.0
+        while status["round_phase"] == "closed" and time.monotonic() < deadline:
+            await self._pause(POLL_S * 4)
+            status = await self.client.status()
+        return status
+
     async def run(self, rounds: int = 0) -> list[RoundReport]:
         """Play ``rounds`` rounds (0 = until no task of the chain is open: ``closed`` is then True). Rounds of
         every open task are played, whichever task the schedule gives them to."""
@@ -325,8 +374,10 @@ class Miner:
             r = status["open_round"]
             if r == 0 or r in played:
                 if status["round_phase"] == "closed":
-                    self.closed = True
-                    break
+                    status = await self.wait_for_open_task(status)
+                    if status["round_phase"] == "closed":
+                        self.closed = True
+                        break
                 await self._prefetch(next_task(status))
                 await self._pause(POLL_S)
                 continue
@@ -334,15 +385,30 @@ class Miner:
             try:
                 report = await self.play_round(r, status.get("round_task") or 0)
             except ApiCallError as exc:     # the node refused something: report it and carry on
-                report = RoundReport(r, status=f"error:{exc.code}", task=status.get("round_task") or 0)
+                report = RoundReport(r, status=f"error:{exc.code}", task=status.get("round_task") or 0,
+                                     detail=exc.message)
             self.reports.append(report)
             if self.on_report:
                 self.on_report(report)
         return self.reports
 
 
-async def run_miner_cli(node_url: str, keypair: Keypair, *, family: str, rounds: int, as_json: bool,
-                        retry_s: float = 0.0) -> int:
+def make_source(*, family: str = "auto", trainer: str | None = None, model_file: str | None = None
+                ) -> CandidateSource:
+    """The candidate source ``miner run`` options ask for (SourceError in words otherwise)."""
+    if trainer and model_file:
+        raise SourceError("--trainer and --model-file exclude each other")
+    if (trainer or model_file) and family != "auto":
+        raise SourceError("--model chooses a built-in family; it cannot be combined with --trainer or --model-file")
+    if trainer:
+        return UserTrainer(trainer)
+    if model_file:
+        return ModelFile(model_file)
+    return Families(family)
+
+
+async def run_miner_cli(node_url: str, keypair: Keypair, *, source: CandidateSource, rounds: int, as_json: bool,
+                        retry_s: float = 0.0, max_rows: int = DEFAULT_MAX_ROWS, enter: str = "expected") -> int:
     """``popchain miner run``: mine until done or Ctrl-C, one line per round. A node that goes away (a restart)
     is retried for ``retry_s`` seconds with one status line on stderr; the round in play may be lost, the
     miner carries on with the next one."""
@@ -350,7 +416,8 @@ async def run_miner_cli(node_url: str, keypair: Keypair, *, family: str, rounds:
     try:
         async with NodeClient(node_url, retry_s=retry_s,
                               on_retry=lambda line: print(line, file=sys.stderr, flush=True)) as client:
-            return await _mine(client, keypair, family=family, rounds=rounds, as_json=as_json)
+            return await _mine(client, keypair, source=source, rounds=rounds, as_json=as_json, max_rows=max_rows,
+                               enter=enter)
     except aiohttp.ClientConnectionError as exc:
         print(f"popchain: error: cannot reach the node at {node_url} ({type(exc).__name__}); is it running?",
               file=sys.stderr)
@@ -375,28 +442,35 @@ def _progress_printer(stream) -> Callable[[str, bool], None]:
     return show
 
 
-async def _mine(client: NodeClient, keypair: Keypair, *, family: str, rounds: int, as_json: bool) -> int:
+async def _mine(client: NodeClient, keypair: Keypair, *, source: CandidateSource, rounds: int, as_json: bool,
+                max_rows: int, enter: str) -> int:
     import json
 
     from chain.address import address_of, encode_address
     genesis = load_genesis(await client.genesis())
     address = encode_address(address_of(keypair.public))
-    print(f"mining on {genesis.chain_id} as {address} with model family '{family}'", file=sys.stderr)
+    print(f"mining on {genesis.chain_id} as {address} with {source.label}", file=sys.stderr)
 
     def show(report: RoundReport) -> None:
         if not as_json and sys.stderr.isatty():
             print("\r\033[K", end="", file=sys.stderr, flush=True)   # clear a live training line first
         print(json.dumps(report.__dict__) if as_json else report.line(), flush=True)
     async with ChangeSignal(client.base_url, kinds=("round", "beacon", "verdict")) as changes:
-        miner = Miner(client, keypair, genesis, family=family, seed=int.from_bytes(keypair.public[:2], "big"),
-                      on_report=show, on_progress=None if as_json else _progress_printer(sys.stderr), changes=changes)
+        miner = Miner(client, keypair, genesis, source=source, seed=int.from_bytes(keypair.public[:2], "big"),
+                      max_rows=max_rows, enter=enter, on_report=show,
+                      on_progress=None if as_json else _progress_printer(sys.stderr), changes=changes)
         status = await client.status()
         if status["round_phase"] == "closed":
-            print(f"popchain: {NO_OPEN_TASK}", file=sys.stderr)
-            return EXIT_NO_OPEN_TASK
+            print(f"no task is open yet: waiting up to {WAIT_ROUNDS} rounds ({WAIT_ROUNDS * miner.round_seconds():.0f} "
+                  "s) for an announced task to activate ...", file=sys.stderr, flush=True)
+            status = await miner.wait_for_open_task(status)
+            if status["round_phase"] == "closed":
+                print(f"popchain: {NO_OPEN_TASK}", file=sys.stderr)
+                return EXIT_NO_OPEN_TASK
         first_task = next_task(status)
         await miner._prefetch(first_task)
-        print(f"ready: first candidate trained (task {first_task}, {miner._family_for(first_task or 0)})",
+        built = miner._built.get(first_task or 0)
+        print(f"ready: first candidate trained (task {first_task}, {built[1].family if built else '-'})",
               file=sys.stderr, flush=True)
         reports = await miner.run(rounds)
     won = sum(r.won for r in reports)
@@ -405,4 +479,3 @@ async def _mine(client: NodeClient, keypair: Keypair, *, family: str, rounds: in
         print(f"popchain: {NO_OPEN_TASK}", file=sys.stderr)
         return EXIT_NO_OPEN_TASK
     return 0
-

@@ -3,6 +3,9 @@ detect a target improvement, and what a given size can detect.
 
 Everything statistical is consensus.protocol.stats': the exact integer thresholds (``crown_threshold`` over m = E listed
 entries at α) and the float power around them; this module only searches shard sizes and improvements with it.
+``plan_rows`` splits a dataset's rows between public training rows and hidden shards (the owner's defaults:
+``DEFAULT_PUBLIC_SHARE`` public, shards sized to detect +1 pp when that leaves ``MIN_DEFAULT_ROUNDS`` rounds,
+else that many equal shards), and ``sizing_warnings`` says in words when a sizing starves the miners or the chain.
 What it does NOT do: decide validity — nothing here is a consensus rule.
 """
 from __future__ import annotations
@@ -16,6 +19,11 @@ POWER_TARGET = 0.8
 DISAGREEMENT = 0.10        # the champion/challenger disagreement the target improvement is sized at
 DEFAULT_DETECT = 0.01      # +1 percentage point
 MAX_SIZED_ROWS = 400_000
+DEFAULT_PUBLIC_SHARE = 0.4     # a dataset's rows (after the holdout) kept public for training by default
+MIN_DEFAULT_ROUNDS = 3         # default sizing: coarser shards rather than fewer than this many rounds ...
+MAX_AUTO_DETECT = 0.05         # ... but never shards that cannot detect +5 pp
+WARN_PUBLIC_ROWS = 10_000      # fewer public rows than this: miners start weak (warned)
+MIN_TRAIN_ROWS = 11
 
 
 def power(n_rows: int, p_disagree: float, improvement: float, m: int, alpha: Alpha = DEFAULT_ALPHA) -> float:
@@ -56,6 +64,7 @@ class Sizing:
     rounds_allowed: int | None     # None: a generated task can make as many shards as genesis lists
     detectable: float | None       # improvement crowned with ≥ 80 % power at DISAGREEMENT, None if none
     min_rows: int                  # fewest rows with which anything can ever be crowned (m = E)
+    public_rows: int | None = None  # rows tasks: public training rows (the rest of the data after the shards)
 
 
 class SizingError(ValueError):
@@ -95,3 +104,106 @@ def plan(*, m: int, alpha: Alpha = DEFAULT_ALPHA, detect: float = DEFAULT_DETECT
     elif allowed is not None and rounds > allowed:
         raise SizingError(f"--rounds {rounds}: the data allows only {allowed} rounds of {shard_size}-row shards")
     return Sizing(shard_size, rounds, allowed, detectable(shard_size, m, alpha, p_disagree=d), floor)
+
+
+def public_count(public: float | None, available: int) -> int | None:
+    """``--public-rows``: a count (≥ 1) or a fraction in (0, 1) of the rows left after the holdout."""
+    if public is None:
+        return None
+    if 0 < public < 1:
+        return max(1, round(public * available))
+    if public != int(public) or public < 1:
+        raise SizingError(f"--public-rows {public}: a row count (>= 1) or a fraction between 0 and 1")
+    if public >= available:
+        raise SizingError(f"--public-rows {int(public)}: the data has {available:,} rows besides the holdout, and "
+                          "hidden shards need some of them")
+    return int(public)
+
+
+def plan_rows(*, m: int, alpha: Alpha = DEFAULT_ALPHA, available: int, public: float | None = None,
+              detect: float | None = None, shard_size: int | None = None, rounds: int | None = None,
+              max_shard: int) -> Sizing:
+    """Split ``available`` rows (a dataset after its holdout) into public training rows and ``rounds`` hidden
+    shards. Explicit choices are kept (and checked); the rest is derived: public rows default to
+    DEFAULT_PUBLIC_SHARE (they shrink, down to MIN_TRAIN_ROWS, when explicit shard sizes need the rows); shards
+    to detect ``detect`` (default +1 pp) when that gives MIN_DEFAULT_ROUNDS rounds, else that many equal
+    shards as long as they detect +5 pp, else fewer rounds."""
+    floor = min_disagreement(m, alpha)
+    a = f"{alpha[0]}/{alpha[1]}"
+    if rounds is not None and rounds < 1:
+        raise SizingError(f"--rounds {rounds}: a chain needs at least one round")
+    if detect is not None and not 0 < detect <= 0.5:
+        raise SizingError(f"--detect {detect}: the target improvement must lie in (0, 0.5]")
+    if available < MIN_TRAIN_ROWS + floor:
+        raise SizingError(f"{max(available, 0)} rows besides the holdout: too few for {MIN_TRAIN_ROWS} public rows "
+                          f"and one shard of at least {floor}")
+    fixed_public = public_count(public, available)
+    if shard_size is not None:
+        if shard_size < floor:
+            raise SizingError(f"--shard-size {shard_size}: nothing could ever be crowned — with E = {m} entries at "
+                              f"α = {a} the sign test needs at least {floor} disagreements in a shard")
+        if shard_size > max_shard:
+            raise SizingError(f"--shard-size {shard_size}: at most {max_shard} rows per shard for this task")
+    elif detect is not None:
+        d = max(DISAGREEMENT, detect)
+        sized = rows_for(detect, m, alpha, p_disagree=d)
+        if sized is None or sized > max_shard:
+            raise SizingError(f"--detect {detect}: needs more than {max_shard} rows per shard; raise --detect")
+        shard_size = sized
+    hideable = available - (fixed_public if fixed_public is not None else MIN_TRAIN_ROWS)
+    default_hidden = available - max(MIN_TRAIN_ROWS, round(available * DEFAULT_PUBLIC_SHARE))
+    hidden = hideable if fixed_public is not None else default_hidden
+    if shard_size is not None:
+        if rounds is None:
+            if shard_size > hidden and fixed_public is None:
+                hidden = hideable          # the owner asked for big shards: public rows give way
+            rounds = hidden // shard_size
+    elif rounds is not None:               # rounds fixed, shard size derived: +1 pp, or what the rows allow
+        if rounds > hidden and fixed_public is None:
+            hidden = hideable
+        shard_size = min(rows_for(DEFAULT_DETECT, m, alpha) or max_shard, hidden // rounds, max_shard)
+    else:
+        shard_size, rounds = _auto_shards(m, alpha, hidden, max_shard)
+    need = rounds * shard_size
+    if rounds < 1 or need > hideable:
+        what = f"{fixed_public:,} public rows and " if fixed_public is not None else ""
+        raise SizingError(f"the data has {available:,} rows besides the holdout: {what}{max(rounds, 1)} x "
+                          f"{shard_size:,}-row shards do not fit; lower --rounds, --shard-size or --public-rows, "
+                          "or raise --detect")
+    if shard_size < floor:
+        raise SizingError(f"{rounds} rounds leave {shard_size}-row shards, under the {floor} disagreements the sign "
+                          "test needs: fewer --rounds")
+    public_rows = fixed_public if fixed_public is not None else available - need
+    d = max(DISAGREEMENT, DEFAULT_DETECT if detect is None else detect)
+    return Sizing(shard_size, rounds, (available - MIN_TRAIN_ROWS) // shard_size,
+                  detectable(shard_size, m, alpha, p_disagree=d), floor, public_rows)
+
+
+def _auto_shards(m: int, alpha: Alpha, hidden: int, max_shard: int) -> tuple[int, int]:
+    sized = rows_for(DEFAULT_DETECT, m, alpha)
+    if sized is not None and sized <= max_shard and hidden // sized >= MIN_DEFAULT_ROUNDS:
+        return sized, hidden // sized
+    for rounds in range(MIN_DEFAULT_ROUNDS, 0, -1):
+        size = min(hidden // rounds, max_shard)
+        det = detectable(size, m, alpha) if size >= 1 else None
+        if det is not None and det <= MAX_AUTO_DETECT:
+            return size, rounds
+    det = detectable(min(hidden, max_shard), m, alpha) if hidden >= 1 else None
+    raise SizingError(f"the default split hides {hidden:,} rows: even one shard of them detects "
+                      + (f"only +{det:.1%}" if det is not None else "no improvement at 80 % power")
+                      + f" (the default needs +{MAX_AUTO_DETECT:.0%}); choose --detect or --shard-size, and "
+                        "--public-rows, yourself")
+
+
+def sizing_warnings(sizing: Sizing, *, generated: bool, n_train: int) -> list[str]:
+    """What a task owner should know before handing the chain out (printed by genesis/task create)."""
+    out = []
+    if not generated and n_train < WARN_PUBLIC_ROWS:
+        out.append(f"only {n_train:,} public training rows: miners learn from them until shards are revealed, and "
+                   f"under ~{WARN_PUBLIC_ROWS:,} rows their models start weak; keep more public (--public-rows), or "
+                   "fewer/smaller shards (--rounds, --shard-size, --detect)")
+    if sizing.rounds == 1:
+        out.append("only 1 round: the task crowns at most once and then closes (until 'task extend' adds "
+                   "shards); smaller shards (--shard-size, or a larger --detect) give more rounds but detect only "
+                   "larger improvements")
+    return out

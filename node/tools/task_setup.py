@@ -29,7 +29,14 @@ from ml.errors import TaskError
 from ml.generator import World, generate, world_from_seed
 from ml.shards import PublicTask, SecretTask, package_generated, package_task, split_test
 from ml.task import Dataset, write_feature_csv
-from node.tools.genesis_setup import BUILTINS, SYNTHETIC_TRAIN, public_dataset_warning, size_task
+from node.tools.genesis_setup import (
+    BUILTINS,
+    SYNTHETIC_TRAIN,
+    check_package_fits,
+    public_dataset_warning,
+    size_task,
+)
+from node.tools.sizing import sizing_warnings
 
 Rng = Callable[[int], bytes]
 TASK_SECRET_VERSION = 1
@@ -84,27 +91,33 @@ def _refuse_existing(*paths: Path) -> None:
 
 
 def build_package(task: str, genesis: Genesis, *, label_column: str = "label", rounds: int | None = None,
-                  shard_size: int | None = None, detect: float, drift_milli: int = 0,
+                  shard_size: int | None = None, detect: float | None = None, drift_milli: int = 0,
+                  public_rows: float | None = None, categorical: tuple[str, ...] = (),
                   rng: Rng = os.urandom) -> tuple[PublicTask, TaskSecret, Dataset, Any]:
     """(public package, secret, held-out test rows, sizing) of a new task sized for ``genesis``'s test."""
-    dataset = load_source(task, label_column)
+    from consensus.protocol.tasks import MAX_PACKAGE_SIZE
+    dataset = load_source(task, label_column, categorical)
     if drift_milli and dataset is not None:
         raise TaskError(f"--drift-milli: only the generated synthetic task can drift, not {task}")
-    sizing, n_test = size_task(task, dataset, genesis.params, detect=detect, rounds=rounds, shard_size=shard_size)
+    sizing, n_test = size_task(task, dataset, genesis.params, detect=detect, rounds=rounds, shard_size=shard_size,
+                               public_rows=public_rows)
     seed = rng(32)
     if dataset is None:
         world = world_from_seed(seed)
         holdout = generate(world, rng(32), n_test)
-        public, secret = package_generated(world, sizing.rounds, sizing.shard_size, n_train=SYNTHETIC_TRAIN,
-                                           rng=rng, drift_milli=drift_milli)
+        public, secret = package_generated(world, sizing.rounds, sizing.shard_size,
+                                           n_train=sizing.public_rows or SYNTHETIC_TRAIN, rng=rng,
+                                           drift_milli=drift_milli)
         last = _last_world(public, secret, world)
         return public, TaskSecret(-1, 1, secret, last, drift_milli), holdout, sizing
+    check_package_fits(dataset, sizing, MAX_PACKAGE_SIZE, "the task announcement")
     rest, holdout = split_test(dataset, n_test, seed)
-    public, secret = package_task(rest, sizing.rounds, sizing.shard_size, seed=seed, rng=rng)
+    public, secret = package_task(rest, sizing.rounds, sizing.shard_size, n_train=sizing.public_rows, seed=seed,
+                                  rng=rng)
     return public, TaskSecret(-1, 1, secret), holdout, sizing
 
 
-def load_source(task: str, label_column: str) -> Dataset | None:
+def load_source(task: str, label_column: str, categorical: tuple[str, ...] = ()) -> Dataset | None:
     """The task's rows (None: the generated synthetic task), as ``genesis create`` reads them."""
     from ml.task import load_builtin, load_csv
     if task == "synthetic":
@@ -112,7 +125,7 @@ def load_source(task: str, label_column: str) -> Dataset | None:
     if task in BUILTINS:
         return load_builtin(task)
     if task.startswith("csv:"):
-        return load_csv(task[4:], label_column)
+        return load_csv(task[4:], label_column, categorical=categorical)
     raise TaskError(f"unknown task {task!r}: use synthetic, {', '.join(BUILTINS)} or csv:PATH")
 
 
@@ -149,7 +162,8 @@ def _last_world(public: PublicTask, secret: SecretTask, fallback: World) -> Worl
 
 def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: str = "synthetic",
                       label_column: str = "label", rounds: int | None = None, shard_size: int | None = None,
-                      detect: float, bounty: int = 0, per_crowning: int | None = None, drift_milli: int = 0,
+                      detect: float | None = None, bounty: int = 0, per_crowning: int | None = None,
+                      drift_milli: int = 0, public_rows: float | None = None, categorical: tuple[str, ...] = (),
                       rng: Rng = os.urandom) -> dict[str, Any]:
     """Write task.announce (public, sponsor-signed), task.secret (0600) and holdout.csv into ``out``; return
     a summary (sizes, the improvement the shards detect, the bounty split)."""
@@ -160,7 +174,8 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
         raise TaskError("--bounty and --per-crowning must not be negative")
     public, secret, holdout, sizing = build_package(task, genesis, label_column=label_column, rounds=rounds,
                                                     shard_size=shard_size, detect=detect,
-                                                    drift_milli=drift_milli, rng=rng)
+                                                    drift_milli=drift_milli, public_rows=public_rows,
+                                                    categorical=categorical, rng=rng)
     per = per_crowning if per_crowning is not None else (bounty // sizing.rounds if bounty else 0)
     if bounty and per == 0:
         raise TaskError(f"--bounty {bounty} over {sizing.rounds} rounds pays 0 per crowning: raise it or set "
@@ -175,13 +190,16 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
     shares = write_share_files(out, share_files)
     write_feature_csv(holdout_path, holdout)
     warning = public_dataset_warning(task)
+    warnings = ([warning] if warning else []) + sizing_warnings(sizing, generated=public.generated,
+                                                                n_train=len(public.training))
     return {"task": public.spec.name, "chain_id": genesis.chain_id, "generated": public.generated,
             "rounds": sizing.rounds, "shard_size": sizing.shard_size, "rounds_allowed": sizing.rounds_allowed,
             "detectable": sizing.detectable, "max_entries": genesis.params.max_entries,
             "alpha": list(genesis.params.alpha), "n_train": len(public.training), "n_holdout": len(holdout),
             "bounty": bounty, "per_crowning": per, "sponsor": sponsor.public.hex(), "message_id": msg.msg_hash.hex(),
             "message_bytes": len(msg.encode()), "announcement": str(announce_path), "secret": str(secret_path),
-            "holdout": str(holdout_path), "share_files": shares, "warnings": [warning] if warning else []}
+            "holdout": str(holdout_path), "share_files": shares, "warnings": warnings,
+            "columns": public.spec.encoding.describe() if public.spec.encoding is not None else []}
 
 
 def deal_shares(genesis: Genesis, keys: Sequence[bytes], commitments: Sequence[bytes],
