@@ -110,7 +110,7 @@ def test_announcing_and_withholding_keeps_no_member_from_a_genuine_block(net2):
     async def scenario():
         await net2.until_round(3)
         try:
-            return await withhold(net2, list(MEMBERS), 2, "test", hog=("R", *MEMBERS))
+            return await withhold(net2, list(MEMBERS), 1, "test", hog=("R", *MEMBERS), max_rounds=8)
         finally:
             await net2.restart(list(MEMBERS))
     outcome = asyncio.run(scenario())

@@ -85,7 +85,7 @@ def test_miners_as_users_run_them(tmp_path: Path) -> None:
                 async def closed() -> bool:
                     return (await c.status())["round_phase"] == "closed"
                 await wait_for(closed, timeout=120, what="the genesis task to close")
-        _cli(tmp_path, *mine, "--key", "miner0", "--model", "linear", "--rounds", "1")   # spends the last shard
+        _cli(tmp_path, *mine, "--key", "miner0", "--model", "linear", "--enter", "always", "--rounds", "1")   # spends the last shard
         asyncio.run(until_closed())
 
         # issue 20 item 17: started right after the announcement, the miner waits for the task to activate

@@ -127,15 +127,16 @@ class LiveNet:
         host, port = self.nodes[name].p2p_addr
         return f"{name}={host}:{port}"
 
-    def miner(self, name: str, node: str, miner_index: int, family: str = "linear") -> Proc:
-        """``popchain miner run`` for the chain's funded miner key ``miner_index`` (seeded), posting to ``node``."""
+    def miner(self, name: str, node: str, miner_index: int, family: str = "linear", enter: str = "always") -> Proc:
+        """``popchain miner run`` for the chain's funded miner key ``miner_index`` (seeded), posting to ``node``;
+        ``--enter always`` by default, so every round carries openings for the attackers to work on."""
         kp = self.chain.miners[miner_index]
         wallet_path = self.root / f"{name}.popkeys"
         if not wallet_path.exists():
             wallet = Wallet.create(wallet_path, WALLET_PASSWORD)
             wallet.import_seed(kp.seed, name)
         cmd = [sys.executable, "-m", "cli", "miner", "run", "--node", self.api(node), "--wallet", str(wallet_path),
-               "--key", name, "--model", family, "--json", "--retry", "0"]
+               "--key", name, "--model", family, "--enter", enter, "--json", "--retry", "0"]
         proc = Proc(name, cmd, self.root / f"{name}.out", env={"POPCHAIN_PASSWORD": WALLET_PASSWORD})
         self.procs.append(proc)
         return proc

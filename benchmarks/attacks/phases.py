@@ -323,14 +323,21 @@ class SplitOutcome:
         return "\n".join(lines)
 
 
-async def split(net: LiveNet, tag: str, *, blocks: int = 2, cap_s: float = 60.0) -> SplitOutcome:
-    """The racer with ``--rotate`` on the three members: one member per block (the round's winner kept from one,
-    an opening from another). Then: does the committee still finalise rounds?"""
+async def split(net: LiveNet, tag: str, *, cap_s: float = 60.0) -> SplitOutcome:
+    """The racer with ``--rotate`` on the three members until it raced two blocks of one round to two different
+    members (one kept from each: the round's winner and an opening, or two openings). Then: does the committee
+    still finalise rounds?"""
     out = net.root / f"split-{tag}.jsonl"
     racer = net.attacker("racer", "--source", net.p2p("H"), *[a for v in MEMBERS for a in ("--victim", net.p2p(v))],
-                         "--rotate", "--max", str(blocks), "--out", str(out))
+                         "--rotate", "--out", str(out))
+    r0 = (await net.status())["round"]
     try:
-        r0, _ = await watch(net, racer, 12, cap_s)
+        async with NodeClient(net.api("H")) as c:
+            while racer.alive() and (await c.status())["round"] <= r0 + 12:
+                rounds = [r["round"] for r in read_jsonl(out)]
+                if any(rounds.count(r) >= 2 for r in rounds):
+                    break
+                await asyncio.sleep(0.1)
     finally:
         racer.stop()
     raced = read_jsonl(out)
