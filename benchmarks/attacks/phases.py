@@ -397,6 +397,6 @@ async def poison_sync(net: LiveNet, tag: str, *, cap_s: float = 60.0) -> PoisonO
     finally:
         poisoner.stop()
     view = observe.NodeView.of("V3", observe.read_log(net.root / "V3"))
-    honest = [f"{peer} {reason}: {detail}" for (_, peer, reason, _, detail)
+    honest = [f"{peer} {reason}: {detail}" for (_, _, peer, reason, _, detail)
               in observe.honest_penalties([view], ATTACKER_ADDRESSES, since, time.time())]
     return PoisonOutcome(read_jsonl(out), target, reached, seconds, honest)
