@@ -32,7 +32,7 @@ def test_a_squatter_past_the_forfeit_cap_is_charged_every_bond() -> None:
 
 def test_a_bond_cannot_be_dodged_by_spending_in_a_block_of_ones_own() -> None:
     rep = squatter.dodge(1)
-    assert rep.forfeited == 1 and rep.crowned_by_dodger == 1, rep   # the attack ran: S listed, W crowned
+    assert rep.rounds == 1 and rep.forfeited == 1, rep   # the attack ran: S listed, W crowned, a block settled
     assert rep.charged == rep.forfeited * rep.entry_bond, (
         f"the dodger's squatting key forfeited {rep.forfeited} bond(s) but {rep.charged} grains were charged "
         f"(escaped share {rep.escaped_share:.2f}); {rep.shut_out} honest entries were shut out")

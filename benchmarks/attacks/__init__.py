@@ -4,6 +4,8 @@ harness that runs them against real node processes and turns what the honest nod
 Attackers and their positions:
 - ``racer``        a peer on the wire: races corrupt copies of genuine blocks (four tamper kinds) to victims;
 - ``thief``        a funded miner that eclipses a victim miner's node and re-enters its withheld models;
+- ``withholder``   a peer with many connections: announces blocks first and never delivers (nothing invalid);
+- ``syncpoison``   a peer of a node catching up: answers its block requests with corrupt copies;
 - ``squatter``     a miner with many funded keys: voids rounds past the forfeit cap; the bond dodger;
 - ``grinder``      equal-stake miners grinding salts to win listing ties;
 - ``late_stamper`` a winning miner stamping its block as late as accepted;

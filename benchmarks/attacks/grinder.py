@@ -36,7 +36,7 @@ class GrindConfig:
     tries: int = 1_000        # salts per grinder entry
 
 
-FULL = GrindConfig(rounds=100, max_entries=16, honest_keys=16, grinder_keys=16)
+FULL = GrindConfig(rounds=200, max_entries=16, honest_keys=16, grinder_keys=16)
 QUICK = GrindConfig(rounds=40, max_entries=4, honest_keys=4, grinder_keys=4)
 
 

@@ -20,10 +20,10 @@ Two more, for attacks the issue does not list (both on the same network, after t
 
 Two networks: the racer aimed at the whole committee can halt it for good (a race lost at one member splits
 the members' settlements), so it runs last on the first; the withholder and the split run on a second one.
-``--quick``: 3 quiet
-rounds, 8 raced blocks, 2 steal attempts, 3 withheld rounds, a 45 s split cap, the in-process stamp only (about
-two minutes); full: 10 quiet rounds, 40 raced blocks, 6 steal attempts, 12 withheld rounds, a live late stamp
-(two stalls of ~2 min), a 120 s split cap (about fifteen minutes).
+``--quick``: 2 quiet
+rounds, 4 raced blocks (one per kind and victim), 1 steal attempt, 1 withheld valid block, a 30 s split cap, the
+in-process stamp only (about a minute and a half); full: 10 quiet rounds, 40 raced blocks, 6 steal attempts,
+8 withheld valid blocks, a live late stamp (two stalls of ~2 min), a 120 s split cap (about eight minutes).
 """
 from __future__ import annotations
 
@@ -62,12 +62,12 @@ async def _network_a(root: Path, quick: bool) -> dict:
         await net.start()
         # the thief first, while the champion is genesis's weak tree: the victim's models beat it, and with
         # every opening withheld the rounds stay void, so a re-entered model still beats it a round later
-        theft = await steal(net, VICTIM, THIEF, 2 if quick else 6, "bench")
+        theft = await steal(net, VICTIM, THIEF, 1 if quick else 6, "bench")
         miners = [net.miner(f"honest-{i}", "H", i, fam) for i, fam in HONEST_MINERS]
         net.start_feeder()
         r0 = (await net.status())["round"]
-        base = await quiet(net, 3 if quick else 10)
-        base_rounds = await round_statuses(net, r0 + 1, r0 + (3 if quick else 10))
+        base = await quiet(net, 2 if quick else 10)
+        base_rounds = await round_statuses(net, r0 + 1, r0 + (2 if quick else 10))
         live_stalls: list[tuple[int, float]] = []
         if not quick:
             for m in miners:
@@ -86,11 +86,11 @@ async def _network_a(root: Path, quick: bool) -> dict:
             await net.until_round(last + 1)
             live_stalls = await stamp_stalls(net, first, last)
             miners = [net.miner(f"honest-{i}b", "H", i, fam) for i, fam in HONEST_MINERS]
-        attacked = await race(net, ["V", *MEMBERS], 8 if quick else 40, "bench", max_rounds=8 if quick else 40,
+        attacked = await race(net, ["V", *MEMBERS], 4 if quick else 40, "bench", max_rounds=6 if quick else 40,
                               linger_s=0 if quick else 25)
         await net.stop_feeder()
         return {"base": base, "attacked": attacked, "theft": theft, "live_stalls": live_stalls,
-                "base_rounds": base_rounds, "quiet_round_s": base.seconds / (3 if quick else 10)}
+                "base_rounds": base_rounds, "quiet_round_s": base.seconds / (2 if quick else 10)}
     finally:
         for m in miners:
             m.stop()
@@ -105,10 +105,10 @@ async def _network_b(root: Path, quick: bool) -> dict:
         await net.start()
         miners = [net.miner(f"honest-{i}", "H", i, fam) for i, fam in HONEST_MINERS]
         await net.until_round(3)
-        held = await withhold(net, list(MEMBERS), 2 if quick else 8, "bench", hog=("R", *MEMBERS),
+        held = await withhold(net, list(MEMBERS), 1 if quick else 8, "bench", hog=("R", *MEMBERS),
                               max_rounds=12 if quick else 40)
         await net.restart(list(MEMBERS))
-        split_at = await split(net, "bench", cap_s=45 if quick else 120)
+        split_at = await split(net, "bench", cap_s=30 if quick else 120)
         return {"held": held, "split": split_at}
     finally:
         for m in miners:

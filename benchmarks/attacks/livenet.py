@@ -34,7 +34,7 @@ from node.tools.client import ApiCallError, NodeClient
 from node.tools.testing import TestChain, make_test_chain, seeded_keypair
 
 NODE_IPS = {"H": "127.0.1.1", "R": "127.0.1.2", "V": "127.0.1.3", "M1": "127.0.1.4", "M2": "127.0.1.5",
-            "M3": "127.0.1.6", "V2": "127.0.1.7"}
+            "M3": "127.0.1.6", "V2": "127.0.1.7", "V3": "127.0.1.8", "V4": "127.0.1.9"}
 MEMBERS = ("M1", "M2", "M3")
 ATTACKER_ADDRESSES = ("127.0.2.1", "127.0.31.254")   # every attacker connection comes from this range
 WALLET_PASSWORD = "popchain-attack-harness"
@@ -120,6 +120,11 @@ class LiveNet:
             await self._start("V2", ())
         return self.nodes["V2"]
 
+    async def start_fresh(self, name: str, peers: Sequence[str] = ()) -> NodeProc:
+        """A fresh node (empty datadir) that dials only ``peers``: the sync poisoner's victim (V3, no peers: the
+        poisoner dials it) and the honest node that later brings it the chain (V4, peers R and V3)."""
+        return await self._start(name, peers)
+
     def api(self, name: str) -> str:
         return self.nodes[name].api_url
 
@@ -127,15 +132,16 @@ class LiveNet:
         host, port = self.nodes[name].p2p_addr
         return f"{name}={host}:{port}"
 
-    def miner(self, name: str, node: str, miner_index: int, family: str = "linear") -> Proc:
-        """``popchain miner run`` for the chain's funded miner key ``miner_index`` (seeded), posting to ``node``."""
+    def miner(self, name: str, node: str, miner_index: int, family: str = "linear", enter: str = "always") -> Proc:
+        """``popchain miner run`` for the chain's funded miner key ``miner_index`` (seeded), posting to ``node``;
+        ``--enter always`` by default, so every round carries openings for the attackers to work on."""
         kp = self.chain.miners[miner_index]
         wallet_path = self.root / f"{name}.popkeys"
         if not wallet_path.exists():
             wallet = Wallet.create(wallet_path, WALLET_PASSWORD)
             wallet.import_seed(kp.seed, name)
         cmd = [sys.executable, "-m", "cli", "miner", "run", "--node", self.api(node), "--wallet", str(wallet_path),
-               "--key", name, "--model", family, "--json", "--retry", "0"]
+               "--key", name, "--model", family, "--enter", enter, "--json", "--retry", "0"]
         proc = Proc(name, cmd, self.root / f"{name}.out", env={"POPCHAIN_PASSWORD": WALLET_PASSWORD})
         self.procs.append(proc)
         return proc

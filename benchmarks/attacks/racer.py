@@ -5,7 +5,8 @@ It receives every round block the source relays (a whole-block push, or INV then
 each victim a corrupt copy with the same identity (benchmarks.attacks.protocol.tamper: a flipped signature bit,
 the payload's bar + 1, a flipped model byte, a dropped tx), so that the copy is judged before the genuine block
 arrives from an honest relay. Kinds rotate per victim (victim j gets kind (i + j) mod k for the i-th block), so
-every kind hits every victim within k blocks. ``--rotate`` races one victim per block, in turn: aimed at the
+every kind hits every victim within k blocks. ``--rotate`` races one victim per block: the k-th block of a round
+goes to victim k mod n (so two blocks of one round go to two different victims): aimed at the
 members of a 2-of-3 committee it splits them instead of voiding rounds (a variant the issue does not list). A victim disconnects and discourages the address that sent a
 corrupt copy, so each victim link keeps spare connections from fresh loopback addresses (AddressPool).
 
@@ -93,6 +94,7 @@ class Racer:
         g = self.genesis
         self.victims = [VictimLink(n, h, p, g.chain_id, g.hash, pool) for n, h, p in victims]
         self.max_blocks, self.rotate = max_blocks, rotate
+        self.per_round: dict[int, int] = {}      # round -> blocks raced in it (--rotate)
         self.raced: dict[bytes, int] = {}
         self.asked: set[bytes] = set()
         self.stop = asyncio.Event()
@@ -116,11 +118,12 @@ class Racer:
         if h in self.raced or not is_round_block(block):
             return
         i = self.raced[h] = len(self.raced)
+        k = self.per_round[block.header.round] = self.per_round.get(block.header.round, -1) + 1
         sent: dict[str, str | None] = {}
         frames: dict[str, bytes] = {}
         for j, link in enumerate(self.victims):
-            if self.rotate and j != i % len(self.victims):
-                sent[link.name] = None      # --rotate: one victim per block, in turn
+            if self.rotate and j != k % len(self.victims):
+                sent[link.name] = None      # --rotate: the k-th block of a round goes to victim k mod n
                 continue
             kind = self.kinds[(i + j) % len(self.kinds)]
             if kind not in frames:
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="JSON lines, one per raced block")
     ap.add_argument("--max", type=int, default=0, help="stop after this many blocks (0: until SIGTERM)")
     ap.add_argument("--rotate", action="store_true",
-                    help="race one victim per block, in turn (split a committee instead of voiding its rounds)")
+                    help="race one victim per block: the k-th of a round to victim k mod n (split a committee)")
     args = ap.parse_args(argv)
     kinds = tuple(k for k in args.kinds.split(",") if k)
     if not kinds or any(k not in TAMPER_KINDS for k in kinds):

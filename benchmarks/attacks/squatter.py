@@ -152,7 +152,8 @@ class DodgeReport:
 
 def dodge(rounds: int = 1, seed: bytes = b"popchain-attack-dodger") -> DodgeReport:
     """E = 2: the dodger's squatting key S_i and its miner W (both richer than two honest miners) take both slots;
-    W's block carries S_i's transfer of its whole balance away; then an honest block settles S_i's bond."""
+    W's block carries S_i's transfer of its whole balance away; then honest rounds until a block settles S_i's
+    round; charged = bonds burnt meanwhile (from S_i's bond account since issue 18)."""
     params = GenesisParams(max_entries=2)
     w = key(seed, "dodger/miner")
     squatters = [key(seed, f"dodger/squat/{i}") for i in range(rounds)]

@@ -136,27 +136,32 @@ class Gateway:
         while not stop.is_set():
             up = WirePeer(*self.up_addr, g.chain_id, g.hash, source_ip=self.pool.take(), on_message=self.from_up,
                           agent="gateway/0.1")
-            if not await up.connect():
-                await asyncio.sleep(0.5)
-                continue
-            assert up.hello is not None
-            down = WirePeer(*self.down_addr, g.chain_id, g.hash, source_ip=self.pool.take(),
-                            on_message=self.from_down, agent="gateway/0.1", best_height=up.hello.best_height,
-                            best_round=up.hello.best_round)
-            self.up = up
-            if not await down.connect():
+            down: WirePeer | None = None
+            try:
+                if not await up.connect():
+                    await asyncio.sleep(0.5)
+                    continue
+                assert up.hello is not None
+                down = WirePeer(*self.down_addr, g.chain_id, g.hash, source_ip=self.pool.take(),
+                                on_message=self.from_down, agent="gateway/0.1", best_height=up.hello.best_height,
+                                best_round=up.hello.best_round)
+                self.up = up
+                if not await down.connect():
+                    await asyncio.sleep(0.5)
+                    continue
+                self.down = down
+                waits = {asyncio.create_task(up.closed()), asyncio.create_task(down.closed()),
+                         asyncio.create_task(stop.wait())}
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for t in waits:
+                        t.cancel()
+            finally:
+                self.up = self.down = None
                 await up.close()
-                await asyncio.sleep(0.5)
-                continue
-            self.down = down
-            waits = {asyncio.create_task(up.closed()), asyncio.create_task(down.closed()),
-                     asyncio.create_task(stop.wait())}
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for t in waits:
-                t.cancel()
-            self.up = self.down = None
-            await up.close()
-            await down.close()
+                if down is not None:
+                    await down.close()
 
 
 class Thief:

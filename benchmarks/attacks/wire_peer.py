@@ -87,6 +87,9 @@ class WirePeer:
             self.error = f"{type(exc).__name__}: {exc}"[:200]
             await self.close()
             return False
+        except asyncio.CancelledError:
+            await self.close()
+            raise
         decoded = _decode(msg.data) if msg.type == aiohttp.WSMsgType.BINARY else None
         if not isinstance(decoded, wire.Hello):
             self.error = f"no HELLO: {decoded!r}"[:200]

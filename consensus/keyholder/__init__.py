@@ -26,12 +26,13 @@ from consensus.keyholder._files import (
     write_secret,
 )
 from consensus.keyholder._load import GroupShares, engine_locator, load_keyholder, load_member
-from consensus.keyholder._member import Member, Out, Refusal, ShareSource, failover_ms
+from consensus.keyholder._member import Fetch, Member, Out, Refusal, ShareSource, failover_ms
 from consensus.keyholder._single import Action, Done, Keyholder, RoundClosed
 
 __all__ = [
-    "MAX_CANDIDATES", "Action", "DkgError", "DkgMember", "Done", "GroupShares", "Keyholder", "Member",
-    "MemberSecret", "Out", "Refusal", "RoundClosed", "ShareSource", "admit_ranked", "check_member", "engine_locator", "failover_ms",
-    "is_member_file", "key_file", "keyholder_file", "load_key_file", "load_keyholder", "load_keyholder_file",
-    "load_member", "load_member_file", "member_file", "settle_window", "write_secret",
+    "MAX_CANDIDATES", "Action", "DkgError", "DkgMember", "Done", "Fetch", "GroupShares", "Keyholder", "Member",
+    "MemberSecret", "Out", "Refusal", "RoundClosed", "ShareSource", "admit_ranked", "check_member",
+    "engine_locator", "failover_ms", "is_member_file", "key_file", "keyholder_file", "load_key_file",
+    "load_keyholder", "load_keyholder_file", "load_member", "load_member_file", "member_file", "settle_window",
+    "write_secret",
 ]
