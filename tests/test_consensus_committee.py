@@ -546,3 +546,27 @@ def test_a_member_asks_for_openings_a_proposal_settles_that_it_never_saw(net):
     assert (1, miner, model_hash, 1) in net.members[0].engine.notice(2).settlement.records
     fetched = [o for src, o in net.outs if src == 0 and isinstance(o, Fetch)]
     assert fetched and all(f.round == 2 and f.blocks == (header_hash,) for f in fetched), fetched
+
+
+def test_a_round_with_more_candidates_than_listing_slots_reveals(chain, tmp_path):
+    """Three entrants, E = 2 listing slots: the members release on the draft listing every candidate and sign the
+    beacon that keeps two (issue 18's slot values); the assembled beacon carries the release of that draft
+    (issue 24), so the round reveals instead of waiting for shares of a draft nobody released on."""
+    g0, secret, files = chain
+    data = synthetic(b"committee-unit-tests-seed", n_samples=6 * 40 + 300, n_features=6, n_informative=3, n_classes=2)
+    params = GenesisParams(entry_window_s=2, opening_window_s=2, max_entries=2)
+    key = g0.committee
+    assert key is not None
+    genesis = create_committee_genesis(data, committee=key, sponsor=SPONSOR.public, rng=_rng(), chain_id="popchain-e2",
+                                       rounds=6, shard_size=40, params=params, timestamp=int(T0) - 100, n_train=300,
+                                       seed=b"split",
+                                       allocations=[a for m in MINERS for a in miner_funding(m.public, 10**9, 10**8)])
+    net = Net((load_genesis(genesis.encode()), secret, files), tmp_path)
+    try:
+        t = net.run_until(_notice(net, 1), T0)
+        net.enter(1, now=t)
+        t = net.run_until(_beacon(net, 1), t)
+        beacon = net.members[0].engine.beacon(1)
+        assert beacon.shard_key == secret.key(1) and len(beacon.listed) == 2 and beacon.release
+    finally:
+        net.close()

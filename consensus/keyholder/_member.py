@@ -438,7 +438,7 @@ class Member(KeyholderBase):
         best = self._best(r, Kind.SIGN_BEACON)
         if best is not None:
             sigs = self._quorum(r, Kind.SIGN_BEACON, best.sighash)
-            shares, _ = self._released(r, draft_of(best))
+            shares, _ = self._released(r, self._released_draft(r, best))
             if len(sigs) >= self.t and len(shares) >= self.t:
                 beacon = replace(best, signatures=tuple(sorted((m.signer, b.sig) for m, b in sigs)),
                                  release=self.shares.release(r, shares))
@@ -507,6 +507,15 @@ class Member(KeyholderBase):
             if body.beacon is not None and body.beacon.sighash == draft.sighash:
                 out.update({x.miner: x for x in body.entries})
         return out
+
+    def _released_draft(self, r: int, beacon: Beacon) -> Beacon:
+        """The draft the RELEASEs behind ``beacon`` co-signed: its content with the key zero and the listing of
+        every candidate (the beacon keeps the E largest stakes of them, §3.10), as pooled here."""
+        for _, b in self.pool.get((r, Kind.RELEASE), {}).values():
+            d = b.beacon
+            if d is not None and draft_of(replace(beacon, listed=d.listed)).sighash == d.sighash:
+                return d
+        return draft_of(beacon)
 
     def _released(self, r: int, draft: Beacon) -> tuple[dict[int, bytes], list[Out]]:
         """The valid shares released for ``draft`` (member index → share), and evidence against every member
