@@ -341,6 +341,8 @@ def test_missed_releases_and_a_committee_below_threshold_are_reported(net):
             banner = await asyncio.to_thread(_explorer_banner, net.a.api_url)
             assert "Only 1 of 3 keyholders are reachable (threshold 2)" in banner
             assert "Keyholder evidence" in banner and "early-share" in banner and "bad-share" in banner
+            m1 = st["committee"]["members"][0]
+            assert f"Missed releases: keyholder {m1['member']} in " in banner
             await net.restart(0)
 
             async def back(st):

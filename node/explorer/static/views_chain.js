@@ -8,12 +8,18 @@ import {
 import { live, eventDetail } from "./live.js";
 
 // The keyholder committee's liveness and the evidence against its members (PROTOCOL §3.10, §3.14): a red
-// banner while fewer than the threshold are reachable or once any member is caught.
+// banner while fewer than the threshold are reachable, once a member missed a release or once any is caught.
 function committeeBanner(st, cm) {
   const warnings = [];
   if (cm && cm.below_threshold) {
     warnings.push(`Only ${cm.reachable} of ${cm.n} keyholders are reachable (threshold ${cm.threshold}): ` +
       "no round can reveal until more come back.");
+  }
+  // a member that released no share in a revealed round (a node's observation, not a proof: §3.10)
+  const missed = cm ? (cm.members || []).filter((m) => m.missed_releases) : [];
+  if (missed.length) {
+    warnings.push("Missed releases: " + missed.map((m) => `keyholder ${m.member} in ${m.missed_releases} ` +
+      `round(s), last round ${m.last_missed_round}`).join("; ") + ".");
   }
   const evidence = st.committee_evidence || [];
   if (evidence.length) {
