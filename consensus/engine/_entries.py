@@ -31,6 +31,7 @@ MAX_ENTRIES_SEEN = 4096       # per round, gossip bound: the largest stakes, tie
 class RoundMemory:
     entries: dict[bytes, Entry] = field(default_factory=dict)   # miner -> entry
     sponsor: bytes | None = None                                 # the sponsor of the task the round serves
+    sponsor_known: bool = False                                  # ``sponsor`` computed (None: nobody's task)
 
 
 class EntryRules:
@@ -71,15 +72,15 @@ class EntryRules:
     def _round_sponsor(self, r: int) -> bytes | None:
         """The sponsor key of the task open round r serves (None when unknown here), memoised per round."""
         mem = self._rounds.setdefault(r, RoundMemory())
-        if mem.sponsor is None:
+        if not mem.sponsor_known:
             notice = self.notice(r)
             if notice is None or notice.served is None:
                 return None
             try:
                 adv = self.book.advance(self.book.registry_at(self._final), self._final, r, notice.activations)
             except RuleError:
-                return None
-            mem.sponsor = adv.before.tasks[notice.task_id].sponsor
+                return None          # the task messages are not all here yet: judged again on the next entry
+            mem.sponsor, mem.sponsor_known = adv.before.tasks[notice.task_id].sponsor, True
         return mem.sponsor
 
     def stake(self, miner: bytes) -> int:
