@@ -93,7 +93,8 @@ class Net:
     def genesis(self) -> None:
         r = self.root
         self.entrants = tuple(seeded_keypair(f"issue24/entrant{i}") for i in range(2))
-        allocs = [a for k in self.entrants for a in ("--alloc", f"{encode_address(address_of(k.public))}=10000000000")]
+        allocs = [a for k in self.entrants for a in ("--alloc", f"{encode_address(address_of(k.public))}=10000000000",
+                                                      "--bond", f"{encode_address(address_of(k.public))}=1000000000")]
         self.created = json.loads(popchain("genesis", "create", "--committee", "m1/committee.key", "--out", "chain",
                                            "--rounds", str(ROUNDS), "--shard-size", "300", "--entry-window", "1",
                                            "--opening-window", "1", "--chain-id", "popchain-issue24", *allocs,
@@ -416,20 +417,23 @@ def test_a_sponsor_cannot_enter_its_own_task_on_any_node(net, tmp_path):
 
     async def scenario():
         async with NodeClient(net.a.api_url) as c:
-            seen_task0 = False
-            async with asyncio.timeout(180):
-                while True:                      # enter task-0 rounds (the sponsor too) until task 1 opens
-                    st = await c.status()
-                    r = st["open_round"]
-                    if r and st["round_phase"] == "open":
-                        anchor = bytes.fromhex((await c.round(r))["anchor"])
-                        if st.get("round_task") == 1:
-                            break
-                        for key in (sponsor, other):
-                            with contextlib.suppress(ApiCallError):     # duplicate-entry on a second pass
-                                await c.send_entry(entry_of(key, r, anchor))
-                                seen_task0 = seen_task0 or key is sponsor
-                    await asyncio.sleep(0.05)
+            seen_task0, st = False, None
+            try:
+                async with asyncio.timeout(180):
+                    while True:                  # enter task-0 rounds (the sponsor too) until task 1 opens
+                        st = await c.status()
+                        r = st["open_round"]
+                        if r and st["round_phase"] == "open":
+                            anchor = bytes.fromhex((await c.round(r))["anchor"])
+                            if st.get("round_task") == 1:
+                                break
+                            for key in (sponsor, other):
+                                with contextlib.suppress(ApiCallError):     # duplicate-entry on a second pass
+                                    await c.send_entry(entry_of(key, r, anchor))
+                                    seen_task0 = seen_task0 or key is sponsor
+                        await asyncio.sleep(0.05)
+            except TimeoutError:
+                raise AssertionError(f"task 1 never opened: {st} {await c.get('/api/tasks')}") from None
             assert seen_task0, "the sponsor could not enter a round of the other task"
             for n in net.nodes():                # nobody entered yet: the round stays open until someone does
                 async with NodeClient(n.api_url) as nc:
