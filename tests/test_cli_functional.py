@@ -591,6 +591,8 @@ def test_miner_and_send_ride_out_a_node_restart(net: Net) -> None:
     proc = net.spawn("send", ["wallet", "send", "--to", net.keys["bob"], "--amount", "7", "--key", "me",
                               "--no-wait", "--retry", "120", *net.node, *net.wallet])
     net.wait(lambda: "retrying" in net.log("send"), "the sender to notice the node is gone", timeout=60)
+    # the miner notices once its current fit is done (a request must meet the outage, or nothing is "back")
+    net.wait(lambda: "unreachable" in net.log("miner"), "the miner to notice the node is gone", timeout=110)
     net.spawn("node", net.node_args())   # back on the README's ports
     assert proc.wait(180) == 0, net.log("send")
     del net.procs["send"]
