@@ -589,7 +589,7 @@ def test_miner_and_send_ride_out_a_node_restart(net: Net) -> None:
     assert "WON" in net.log("miner") or "lost" in net.log("miner")
     net.stop_walkthrough_process("--datadir node ")
     proc = net.spawn("send", ["wallet", "send", "--to", net.keys["bob"], "--amount", "7", "--key", "me",
-                              "--no-wait", "--retry", "120", *net.node, *net.wallet])
+                              "--no-wait", "--retry", "240", *net.node, *net.wallet])
     net.wait(lambda: "retrying" in net.log("send"), "the sender to notice the node is gone", timeout=60)
     # the miner notices once its current fit is done (a request must meet the outage, or nothing is "back")
     net.wait(lambda: "unreachable" in net.log("miner"), "the miner to notice the node is gone", timeout=110)
