@@ -153,6 +153,19 @@ def test_genesis_create_refusals(net: Net, tmp_path: Path) -> None:
                    "--shard-size", "20")
     assert "genesis hash" in made.stdout and "keyholder file" in made.stdout and "detects" in made.stdout
     assert made.stderr.startswith("popchain: warning:")      # a public dataset: said so, still created
+    # --bond funds a miner's bond account (its stake, PROTOCOL §3.9) in genesis; the plain --alloc above got the
+    # default starter bonds
+    from chain.address import decode_address
+    from consensus.protocol.genesis import load_genesis
+    from consensus.protocol.settlement import bond_account
+    bob = decode_address(net.keys["bob"])
+    alloc = dict(load_genesis((tmp_path / "g" / "genesis.bin").read_bytes()).allocations)
+    assert alloc[bond_account(bob)] > 0
+    bonded = net.run("genesis", "create", "--task", "iris", "--label-column", "label", "--out", str(tmp_path / "b"),
+                     "--detect", "0.2", "--alloc", f"{net.keys['bob']}=5", "--bond", f"{net.keys['bob']}=7",
+                     "--rounds", "2", "--shard-size", "20")
+    assert "genesis hash" in bonded.stdout
+    assert dict(load_genesis((tmp_path / "b" / "genesis.bin").read_bytes()).allocations)[bond_account(bob)] == 7
     assert_one_line_error(net.run("genesis", "create", "--out", str(tmp_path / "n"), check=False), "--alloc")
     assert_one_line_error(net.run("genesis", "create", "--out", str(tmp_path / "g"), "--alloc",
                                   f"{net.keys['bob']}=5", check=False), "already exists")

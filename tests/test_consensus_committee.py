@@ -548,6 +548,34 @@ def test_a_member_asks_for_openings_a_proposal_settles_that_it_never_saw(net):
     assert fetched and all(f.round == 2 and f.blocks == (header_hash,) for f in fetched), fetched
 
 
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(saw=st.sets(st.integers(0, 2)), stopped=st.integers(0, 2))
+def test_members_settle_alike_whoever_saw_an_opening(chain, tmp_path_factory, saw, stopped):
+    """Property (one settlement, PROTOCOL §3.9): whichever members saw miner 0's round-1 opening, and whichever
+    member stops after notice 2, the two others sign notice 3, and every settlement repeats notice 2's records
+    of round 1."""
+    net = Net(chain, tmp_path_factory.mktemp("views"))
+    try:
+        t = net.run_until(_notice(net, 1), T0)
+        net.enter(1, now=t)
+        t = net.run_until(_beacon(net, 1), t)
+        header_hash, miner, model_hash, _ = next(x for x in net.members[0].engine.beacon(1).listed
+                                                 if x[1] == MINERS[0].public)
+        for i in saw:
+            net.members[i].store.meta_put(P_OPENING + u32(1) + header_hash, pack([miner, model_hash, 10, 5, 7]))
+        t = net.run_until(_notice(net, 2), t)
+        round1 = [x for x in net.members[0].engine.notice(2).settlement.records if x[0] == 1]
+        net.enter(2, now=t)
+        t = net.run_until(_beacon(net, 2), t)
+        net.up[stopped] = False
+        net.run_until(_notice(net, 3), t)
+        notices = {m.engine.notice(3) for m in net.live()}
+        assert len(notices) == 1
+        assert [x for x in notices.pop().settlement.records if x[0] == 1] == round1
+    finally:
+        net.close()
+
+
 def test_a_round_with_more_candidates_than_listing_slots_reveals(chain, tmp_path):
     """Three entrants, E = 2 listing slots: the members release on the draft listing every candidate and sign the
     beacon that keeps two (issue 18's slot values); the assembled beacon carries the release of that draft
