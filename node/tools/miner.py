@@ -12,6 +12,7 @@ consensus.mining's; this module only drives it over the API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -42,6 +43,7 @@ from node.tools.miner_models import (
 log = logging.getLogger("popchain.miner")
 
 POLL_S = 0.05
+RESEND_S = 5.0       # an entry waiting for its beacon is sent again this often (a restarted node forgot it)
 EXIT_NO_OPEN_TASK = 6   # `miner run` stopped: no task of the chain is open (README, miner section)
 NO_OPEN_TASK = ("no task is open on this chain (every task has spent its hidden shards): nothing to mine; "
                 "run the miner again once a task is announced or extended ('popchain task list')")
@@ -265,7 +267,7 @@ class Miner:
             report.detail = (await self._stake_text(tpl.entry_bond) if exc.code == "insufficient-stake"
                              else exc.message)
             return report
-        found = await self._wait_beacon(r)
+        found = await self._wait_beacon(r, entry=entry.encode())
         if found is None or block.hash not in found[0].entries:
             report.status = "not-listed"
             return report
@@ -361,8 +363,12 @@ class Miner:
             except SourceError as exc:
                 print(f"miner: task {task_id}: {exc}", file=sys.stderr, flush=True)
 
-    async def _wait_beacon(self, r: int, timeout: float = 120.0) -> tuple[Beacon, tuple[bytes, ...]] | None:
-        """Round r's beacon and the task message bytes an opening of round r carries, or None (timeout)."""
+    async def _wait_beacon(self, r: int, timeout: float = 120.0,
+                           entry: bytes | None = None) -> tuple[Beacon, tuple[bytes, ...]] | None:
+        """Round r's beacon and the task message bytes an opening of round r carries, or None (timeout). With
+        ``entry``, it is sent again every RESEND_S while the round waits: a node that restarted (or went down
+        before relaying it) forgot it, and a round nobody else entered would wait for it for ever."""
+        sent = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -370,6 +376,10 @@ class Miner:
                     if info.get("beacon"):
                         return (Beacon.decode(bytes.fromhex(info["beacon"])),
                                 tuple(bytes.fromhex(m) for m in info.get("activations") or ()))
+                    if entry is not None and time.monotonic() - sent >= RESEND_S:
+                        sent = time.monotonic()
+                        with contextlib.suppress(ApiCallError):    # the same entry again: known, or refused
+                            await self.client.send_entry(entry)
                     await self._pause(POLL_S)
         except TimeoutError:
             return None
