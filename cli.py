@@ -1,9 +1,12 @@
 """popchain command line: the argparse tree and the error policy; the commands live in node/tools/cli_*.py.
 
 Every command's work is done by the packages; the cli_* modules only turn arguments into calls and results into
-text (or JSON with ``--json``). Expected failures (bad input, wrong password, unreachable node) print one line
-``popchain: error: ...`` and exit 1; a traceback would be a bug. A closed stdout (``popchain … | head``) ends
-the command quietly with status 141, as coreutils do (128 + SIGPIPE).
+text (or JSON with ``--json``). Expected failures — every error popchain raises on purpose is a
+chain.errors.PopError (the one error tree), plus the OS's own (a missing file) — print one line ``popchain:
+error: ...`` and exit EXIT_FAILURE (1); a traceback would be a bug. Commands with documented exit codes of their
+own (``node run``, ``node verify``/``reindex``, ``miner run``) return them; every code is one constant in
+node.errors. A closed stdout (``popchain … | head``) ends the command quietly with status 141, as coreutils do
+(128 + SIGPIPE).
 """
 from __future__ import annotations
 
@@ -12,9 +15,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from node.tools.cli_common import CliError, Commands
-
-EXIT_BROKEN_PIPE = 141
+from chain.errors import PopError
+from node.errors import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED
+from node.tools.cli_common import Commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,17 +43,6 @@ def _quiet_broken_pipe() -> int:
     return EXIT_BROKEN_PIPE
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    """The typed error trees a command may raise for bad input. Only the packages a command has imported can
-    raise theirs, so the check imports nothing (``import ml.errors`` alone would load numpy: ~0.5 s a command)."""
-    types: list[type[BaseException]] = [CliError]
-    for module, name in (("chain.errors", "PopError"), ("ml.errors", "MLError"), ("node.errors", "NodeError"),
-                         ("node.tools.provenance", "ProvenanceError")):
-        if module in sys.modules:
-            types.append(getattr(sys.modules[module], name))
-    return tuple(types)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -58,18 +50,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         return _quiet_broken_pipe()
-    except Exception as exc:
-        expected = _expected_errors()
-        if not isinstance(exc, expected + (OSError,)):
-            raise
-        if isinstance(exc, OSError) and not isinstance(exc, expected):   # "No such file or directory: x.csv"
-            print(f"popchain: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
-            return 1
+    except PopError as exc:
         print(f"popchain: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
+    except OSError as exc:   # "No such file or directory: x.csv"
+        print(f"popchain: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("popchain: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return int(result or 0)
 
 

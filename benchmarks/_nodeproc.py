@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +25,7 @@ class NodeProc:
     def __init__(self, datadir: Path, *, genesis: Path | None, peers: Sequence[tuple[str, int]] = (),
                  keyholder: Path | None = None, listen: str = "127.0.0.1", port: int = 0, api_port: int = 0,
                  api_listen: str | None = None, prefix: Sequence[str] = (), log_level: str = "WARNING",
-                 extra_args: Sequence[str] = ()) -> None:
+                 extra_args: Sequence[str] = (), nofile: int | None = None) -> None:
         self.datadir = datadir
         self.api_host = api_listen or "127.0.0.1"
         self.listen = listen
@@ -39,23 +40,32 @@ class NodeProc:
         for host, p in peers:
             cmd += ["--peer", f"{host}:{p}"]
         self.cmd = cmd
-        self.proc: subprocess.Popen | None = None
-        self.ports: dict = {}
+        self.nofile = nofile          # RLIMIT_NOFILE (soft and hard) of the child, e.g. `ulimit -n 1024`
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ports: dict[str, Any] = {}
 
-    def start(self) -> "NodeProc":
+    def start(self) -> NodeProc:
         self.datadir.mkdir(parents=True, exist_ok=True)
         (self.datadir / "ports.json").unlink(missing_ok=True)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        limits = ["prlimit", f"--nofile={self.nofile}:{self.nofile}"] if self.nofile is not None else []
+        self.proc = subprocess.Popen([*limits, *self.cmd], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         return self
+
+    def open_fds(self) -> int:
+        """Descriptors the node process holds (0 if gone)."""
+        try:
+            return len(os.listdir(f"/proc/{self.pid}/fd"))
+        except (FileNotFoundError, ProcessLookupError):
+            return 0
 
     @property
     def pid(self) -> int:
         """The node's own pid (under ``ip netns exec`` the exec'd python keeps the child's pid)."""
         return int(self.ports.get("pid") or (self.proc.pid if self.proc else 0))
 
-    async def ready(self, timeout: float = 90.0) -> dict:
+    async def ready(self, timeout: float = 90.0) -> dict[str, Any]:
         """Wait for D/ports.json of this process (a liveness bound, not a timed assertion)."""
         assert self.proc is not None, "start() first"
         async with asyncio.timeout(timeout):
@@ -67,9 +77,9 @@ class NodeProc:
                     ports = json.loads((self.datadir / "ports.json").read_text())
                 except (FileNotFoundError, ValueError):
                     ports = {}
-                if ports.get("pid") == self.proc.pid:
-                    self.ports = ports
-                    return ports
+                if isinstance(ports, dict) and ports.get("pid") == self.proc.pid:
+                    self.ports = dict(ports)
+                    return self.ports
                 await asyncio.sleep(0.05)
 
     @property

@@ -22,8 +22,11 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.scoring", ("score_linear_10k", "score_linear_10k_raw", "score_mlp_10k", "score_trees_10k",
                             "score_gbdt_10k", "sklearn_agreement")),
     ("benchmarks.network", ("relay_hop_ms", "sync_blocks_per_s", "round_latency_s")),
-    ("benchmarks.load", ("e2e_tx_per_s", "load_honest_bans", "mempool_converge_s")),
-    ("benchmarks.flood", ("flood_rss_growth_mb",)),
+    ("benchmarks.load", ("e2e_tx_per_s", "relay_cpu_per_tx_ratio", "load_honest_bans", "mempool_converge_s")),
+    ("benchmarks.flood", ("flood_rss_growth_mb", "flood_api_p99_ms")),
+    ("benchmarks.eviction", ("eviction_newcomer_ok",)),
+    ("benchmarks.liar", ("liar_sync_slowdown",)),
+    ("benchmarks.fd_exhaustion", ("fd_exhaustion_survived",)),
     ("benchmarks.lan", ("netns_converge_s",)),
     ("benchmarks.living_chain", ("chain_rounds_beyond_genesis",)),
     ("benchmarks.committee", ("committee_round_latency_s", "keyholder_failover_s")),
@@ -35,11 +38,14 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
                                "sim_late_timestamp_stalls")),
     ("benchmarks.sim_drift", ("demo_crowned_share_50", "drift_gap_1pp_share")),
     ("benchmarks.miner_memory", ("miner_rss_growth",)),
+    ("benchmarks.long_chain", ("block_cost_growth", "status_ms_at_100k")),
+    ("benchmarks.prune_disk", ("disk_per_block_pruned",)),
     ("benchmarks.real_task", ("real_task_gap_pp",)),
     ("benchmarks.attacks.live_figures", ("live_censored_blocks", "live_honest_penalties", "live_stolen_crowns",
                                          "late_stamp_stall_s", "live_withheld_blocks", "live_split_recovery_s")),
     ("benchmarks.attacks.sim_figures", ("squat_cost_per_void_round", "bond_dodge_escaped_share", "slot_grind_share",
                                         "copy_crown_rate")),
+    ("benchmarks.blob_fetch", ("genesis_bytes_adult", "shard_fetch_s")),
 )
 
 FIGURE_KEYS = ("name", "value", "unit", "baseline", "ratio", "goal")
@@ -67,7 +73,7 @@ def collect(quick: bool, progress: Callable[[str], None] | None = None,
         try:
             module = importlib.import_module(module_name)
             produced = [_normalise(f) for f in module.run(quick=quick)]
-        except Exception as exc:  # a broken benchmark must not hide the others' figures
+        except Exception as exc:  # noqa: BLE001 -- a broken benchmark must not hide the others' figures
             errors.append(f"{module_name}: {type(exc).__name__}: {exc}")
             continue
         figures.extend(produced)

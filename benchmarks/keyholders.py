@@ -28,9 +28,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks._nodeproc import ROOT
+
+if TYPE_CHECKING:
+    from consensus.protocol.genesis import Genesis
 
 ED_VERIFY_SAMPLES = 2000
 
@@ -41,7 +44,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _cli(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+def _cli(args: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as fh:
         return subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
                                 env=_env(), start_new_session=True)
@@ -98,7 +101,7 @@ def _in_process(n: int) -> float:
     return time.perf_counter() - started
 
 
-def dkg_figure(quick: bool) -> dict:
+def dkg_figure(quick: bool) -> dict[str, Any]:
     sizes = (3, 5) if quick else (3, 5, 7)
     got: dict[int, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="popchain-bench-dkg-") as tmp:
@@ -115,7 +118,7 @@ def dkg_figure(quick: bool) -> dict:
 # ---------------------------------------------------------------- share_verify_us
 
 
-def share_verify_figure(quick: bool) -> dict:
+def share_verify_figure(quick: bool) -> dict[str, Any]:
     from chain.crypto import Keypair, verify_sig
     from consensus.protocol.release import check_partial, make_partial, vrf_point
     from node.tools.committee_kit import local_committee, member_secrets
@@ -150,7 +153,7 @@ def _windows(raw: bytes) -> set[bytes]:
     return {raw[i:i + 32] for i in range(len(raw) - 31)}
 
 
-def dealer_open_figure(quick: bool) -> dict:
+def dealer_open_figure(quick: bool) -> dict[str, Any]:
     from chain.address import address_of
     from chain.crypto import Keypair
     from consensus.protocol.genesis import GenesisParams, create_committee_genesis, create_genesis
@@ -196,7 +199,7 @@ def dealer_open_figure(quick: bool) -> dict:
                                    f"trusted single keyholder's creator opens {baseline} of {rounds}"}
 
 
-def _opens_any(g, r: int, keys: set[bytes]) -> bool:
+def _opens_any(g: Genesis, r: int, keys: set[bytes]) -> bool:
     from ml.errors import ShardError
     from ml.shards import open_shard
     for k in keys:
@@ -211,7 +214,7 @@ def _opens_any(g, r: int, keys: set[bytes]) -> bool:
 # ---------------------------------------------------------------- sponsor_peek_gain
 
 
-def sponsor_figure(quick: bool) -> dict:
+def sponsor_figure(quick: bool) -> dict[str, Any]:
     from benchmarks.sponsor_peek import run_sponsor_peek
     res = run_sponsor_peek(rounds=10 if quick else 12)
     return {"name": "sponsor_peek_gain", "value": res.gain, "unit": "block rewards", "baseline": res.old_rule_gain,
@@ -220,7 +223,7 @@ def sponsor_figure(quick: bool) -> dict:
                                    f"{res.old_rule_gain:.2f} block rewards before this rule"}
 
 
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool = False) -> list[dict[str, Any]]:
     return [dkg_figure(quick), share_verify_figure(quick), dealer_open_figure(quick), sponsor_figure(quick)]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from chain.store import ChainStore
 from consensus.engine import Engine
 from consensus.keyholder import Keyholder
 from consensus.mining import open_block, seal
-from consensus.protocol.genesis import GenesisParams, create_genesis
+from consensus.protocol.genesis import Genesis, GenesisParams, create_genesis
 from consensus.protocol.messages import Beacon
 from consensus.protocol.settlement import bond_of, miner_funding
 from consensus.protocol.tasks import escrow_account, initial_champion, make_task_announcement
@@ -51,7 +52,7 @@ def _key(name: str) -> Keypair:
     return Keypair.from_seed(hashlib.sha256(b"popchain/sponsor-peek/" + name.encode()).digest())
 
 
-def _rng(seed: bytes):
+def _rng(seed: bytes) -> Callable[[int], bytes]:
     state = {"i": 0}
 
     def rng(n: int) -> bytes:
@@ -133,7 +134,8 @@ def run_sponsor_peek(rounds: int = 12, root: Path | None = None) -> SponsorPeek:
             store.close()
 
 
-def _play(engine: Engine, kh: Keyholder, genesis, now: float, cast, task_id: int) -> bytes | None:
+def _play(engine: Engine, kh: Keyholder, genesis: Genesis, now: float, cast: list[tuple[Keypair, bytes]],
+          task_id: int) -> bytes | None:
     """One round: every miner of ``cast`` seals its model and enters, the keyholder reveals, each opens its
     block (the engine keeps the best valid one), the keyholder closes. Returns the crowned miner's key."""
     r = engine.open_round()

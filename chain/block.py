@@ -91,11 +91,11 @@ class Header:
         return pack_trusted(self.to_list())
 
     @classmethod
-    def from_list(cls, fields: Any) -> "Header":
+    def from_list(cls, fields: Any) -> Header:
         return cls(*check_list(fields, 12, "header"))
 
     @classmethod
-    def decode(cls, data: bytes) -> "Header":
+    def decode(cls, data: bytes) -> Header:
         return cls.from_list(unpack(data, max_size=MAX_HEADER_SIZE, typed=True))
 
     @cached_property
@@ -103,7 +103,7 @@ class Header:
         """The block id: hash of the unsigned fields, so it can be sealed before the block is signed."""
         return tagged_hash("popchain/header", pack_trusted(self.unsigned_fields()))
 
-    def sign(self, keypair: Keypair) -> "Header":
+    def sign(self, keypair: Keypair) -> Header:
         if keypair.public != self.miner:
             raise ValueError("header.miner is not this keypair's public key")
         return dataclasses.replace(self, signature=keypair.sign(self.hash))
@@ -137,14 +137,14 @@ class Block:
         return pack_trusted([self.header.to_list(), [tx.to_list() for tx in self.txs], self.model, self.payload])
 
     @classmethod
-    def decode(cls, data: bytes, *, max_size: int = MAX_BLOCK_SIZE) -> "Block":
+    def decode(cls, data: bytes, *, max_size: int = MAX_BLOCK_SIZE) -> Block:
         """Decode and check a block; txs come with their encodings set (sighash and txid are computed when
         first needed: connecting a block does it on the verification threads). Raises DecodeError."""
         block = cls._decode_fast(data, max_size)
         return block if block is not None else cls._decode_checked(data, max_size)
 
     @classmethod
-    def _decode_fast(cls, data: bytes, max_size: int) -> "Block | None":
+    def _decode_fast(cls, data: bytes, max_size: int) -> Block | None:
         """One msgpack pass plus bulk field checks; the canonical check re-assembles the block's bytes from
         the per-tx encodings (needed anyway for txids) instead of re-packing everything. Returns None on any
         doubt, and ``_decode_checked`` then raises exactly the error it always raised."""
@@ -181,7 +181,7 @@ class Block:
         return block
 
     @classmethod
-    def _decode_checked(cls, data: bytes, max_size: int) -> "Block":
+    def _decode_checked(cls, data: bytes, max_size: int) -> Block:
         fields = check_list(unpack(data, max_size=max_size, typed=True), 4, "block")
         header = Header.from_list(fields[0])
         raw_txs = check_list_max(fields[1], MAX_BLOCK_TXS, "block.txs")

@@ -26,14 +26,14 @@ try:
     from _sha256 import sha256 as _small_sha256  # CPython ≤ 3.11
 except ImportError:  # pragma: no cover - depends on the interpreter
     try:
-        from _sha2 import sha256 as _small_sha256  # type: ignore[no-redef]  # CPython ≥ 3.12
+        from _sha2 import sha256 as _small_sha256  # CPython ≥ 3.12
     except ImportError:
-        _small_sha256 = hashlib.sha256  # type: ignore[assignment]
+        _small_sha256 = hashlib.sha256
 
-_TAG_PREFIX: dict[tuple[str, bool], "hashlib._Hash"] = {}
+_TAG_PREFIX: dict[tuple[str, bool], hashlib._Hash] = {}
 
 
-def _tag_state(tag: str, short: bool = True) -> "hashlib._Hash":
+def _tag_state(tag: str, short: bool = True) -> hashlib._Hash:
     """sha256 state with H(tag, …)'s 64-byte tag prefix absorbed, to copy(); ``short``: for messages of at
     most ~100 bytes (built-in SHA-256), else OpenSSL's."""
     state = _TAG_PREFIX.get((tag, short))
@@ -109,15 +109,17 @@ class Keypair:
         object.__setattr__(self, "public", bytes(signing.verify_key))
 
     @classmethod
-    def generate(cls) -> "Keypair":
+    def generate(cls) -> Keypair:
         return cls(os.urandom(32))
 
     @classmethod
-    def from_seed(cls, seed: bytes) -> "Keypair":
+    def from_seed(cls, seed: bytes) -> Keypair:
         return cls(seed)
 
     def sign(self, msg: bytes) -> bytes:
-        return self._signing.sign(msg).signature  # type: ignore[attr-defined]
+        signing: nacl.signing.SigningKey = self.__dict__["_signing"]
+        signature: bytes = signing.sign(msg).signature
+        return signature
 
 
 _crypto_sign_open = nacl.bindings.crypto_sign_open
@@ -141,11 +143,11 @@ def verify_sig(pubkey: bytes, msg: bytes, sig: bytes) -> bool:
             bufs = _thread_bufs.bufs = (_ffi.new("unsigned char[]", _SMALL_MSG + 64),
                                         _ffi.new("unsigned long long *"))
         signed = sig + msg
-        return _sodium.crypto_sign_open(bufs[0], bufs[1], signed, len(signed), pubkey) == 0
+        return bool(_sodium.crypto_sign_open(bufs[0], bufs[1], signed, len(signed), pubkey) == 0)
     try:
         _crypto_sign_open(sig + msg, pubkey)
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 -- any failure to verify is a bad signature
         return False
 
 
@@ -160,7 +162,7 @@ def sig_opener() -> Callable[[bytes, bytes, bytes], bool]:
 
     def opener(pubkey: bytes, msg: bytes, sig: bytes) -> bool:
         signed = sig + msg
-        return open_(out, out_len, signed, len(signed), pubkey) == 0
+        return bool(open_(out, out_len, signed, len(signed), pubkey) == 0)
     return opener
 
 

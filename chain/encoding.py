@@ -30,12 +30,14 @@ def _check_packable(obj: Any, depth: int = 0) -> None:
 def pack(obj: Any) -> bytes:
     """Canonical bytes of ``obj`` (nested lists/tuples of int, bytes, str). Raises DecodeError on other types."""
     _check_packable(obj)
-    return _packb(obj)
+    out: bytes = _packb(obj)
+    return out
 
 
 def pack_trusted(obj: Any) -> bytes:
     """``pack`` without the type walk, for values built by our own validated dataclasses (hot paths)."""
-    return _packb(obj)
+    out: bytes = _packb(obj)
+    return out
 
 
 def _check_unpacked(obj: Any, depth: int = 0) -> None:
@@ -65,7 +67,7 @@ def unpack_uncanonical(data: bytes, *, max_size: int) -> Any:
                                max_map_len=0, max_ext_len=0)
     except DecodeError:
         raise
-    except Exception as exc:  # msgpack raises many types (ExtraData, ValueError, UnicodeDecodeError, ...)
+    except Exception as exc:  # noqa: BLE001 -- msgpack raises many types (ExtraData, ValueError, UnicodeDecodeError, ...)
         raise DecodeError(f"malformed msgpack: {type(exc).__name__}: {exc}") from None
 
 

@@ -32,6 +32,17 @@ class StoreError(PopError):
     """The datadir is locked, corrupt, missing, or asked for something it does not hold."""
 
 
+class StorageFault(StoreError):
+    """The storage itself failed: LevelDB could not be opened, read or written (corruption, a full disk, an I/O
+    error). Never the fault of whoever sent the data being stored: a node stops on it (exit 3) rather than
+    blame a peer or serve half-written state."""
+
+
+class StateMismatch(StoreError):
+    """The stored state does not match the stored chain (accounts against the tip's state root, an undo record
+    against its block): the database reads fine but must not be served. ``node reindex`` rebuilds it."""
+
+
 class WalletError(PopError):
     """Wrong password, unreadable keyfile, or unknown key."""
 

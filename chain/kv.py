@@ -3,6 +3,11 @@
 Writes go through ``write(changes, sync=...)``: one atomic batch where a value of None deletes the key.
 Every LevelDB failure (plyvel.Error and its IOError / CorruptionError, or an OSError underneath) surfaces as a
 StoreError with a one-line message, also from iterators, which LevelDB may fail lazily half-way.
+
+A database is created only in a directory that holds nothing: LevelDB's ``create_if_missing`` on a directory
+that lost its ``CURRENT`` file would start an empty database and delete the old tables as obsolete. Reads
+verify LevelDB's block checksums and the database runs with paranoid checks, so a flipped bit in a table is a
+StoreError, never a wrong value.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from typing import Protocol
 
 import plyvel
 
-from chain.errors import StoreError
+from chain.errors import StorageFault, StoreError
 
 
 class KVReader(Protocol):
@@ -33,8 +38,8 @@ def _line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _fault(exc: BaseException, what: str) -> StoreError:
-    return StoreError(f"LevelDB {what} failed: {_line(exc)}")
+def _fault(exc: BaseException, what: str) -> StorageFault:
+    return StorageFault(f"LevelDB {what} failed: {_line(exc)}")
 
 
 def _guarded(items: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
@@ -63,43 +68,66 @@ class KV(KVReader, Protocol):
 
 
 class _LevelSnapshot:
-    def __init__(self, snap: "plyvel.Snapshot") -> None:
+    def __init__(self, snap: plyvel.Snapshot) -> None:
         self._snap = snap
 
     def get(self, key: bytes) -> bytes | None:
         try:
-            return self._snap.get(key)
+            value: bytes | None = self._snap.get(key, verify_checksums=True)
+            return value
         except _FAULTS as exc:
             raise _fault(exc, "read") from None
 
     def iterator(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        return _guarded(self._snap.iterator(prefix=prefix))
+        return _guarded(self._snap.iterator(prefix=prefix, verify_checksums=True))
 
     def before(self, prefix: bytes, stop: bytes, limit: int) -> list[tuple[bytes, bytes]]:
-        return _before(self._snap.iterator(start=prefix, stop=stop, reverse=True), limit)
+        return _before(self._snap.iterator(start=prefix, stop=stop, reverse=True, verify_checksums=True), limit)
+
+
+MAX_OPEN_FILES = 128   # LevelDB's table cache holds at most this many files open (its default 1000 would take
+#                        every descriptor under `ulimit -n 1024`; node.gate keeps a reserve for it)
+
+
+def _holds_files(path: Path) -> bool:
+    try:
+        return any(path.iterdir())
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StoreError(f"cannot read the database directory {path}: {exc.strerror or exc}") from None
 
 
 class LevelKV:
-    """LevelDB through plyvel. Every ``write`` is one WriteBatch (synced when asked)."""
+    """LevelDB through plyvel. Every ``write`` is one WriteBatch (synced when asked). A new database is created
+    only where the directory is missing or empty; a directory with files must open as the database it holds."""
 
     def __init__(self, path: Path | str) -> None:
+        path = Path(path)
+        existing = _holds_files(path)
+        if existing and not (path / "CURRENT").exists():
+            raise StoreError(f"the LevelDB database in {path} lost its CURRENT file (its pointer to the table "
+                             "manifest); it was not re-created: restore the datadir from a backup, or move "
+                             f"{path.parent} away and let the node resync from its peers")
         try:
-            self._db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=10,
-                                 write_buffer_size=32 * 2**20, lru_cache_size=64 * 2**20)
+            self._db = plyvel.DB(str(path), create_if_missing=not existing, paranoid_checks=True,
+                                 bloom_filter_bits=10, write_buffer_size=32 * 2**20, lru_cache_size=64 * 2**20,
+                                 max_open_files=MAX_OPEN_FILES)
         except (plyvel.Error, OSError) as exc:
-            raise StoreError(f"cannot open LevelDB at {path}: {_line(exc)}") from None
+            raise StorageFault(f"cannot open LevelDB at {path}: {_line(exc)}") from None
 
     def get(self, key: bytes) -> bytes | None:
         try:
-            return self._db.get(key)
+            value: bytes | None = self._db.get(key, verify_checksums=True)
+            return value
         except _FAULTS as exc:
             raise _fault(exc, "read") from None
 
     def iterator(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        return _guarded(self._db.iterator(prefix=prefix))
+        return _guarded(self._db.iterator(prefix=prefix, verify_checksums=True))
 
     def before(self, prefix: bytes, stop: bytes, limit: int) -> list[tuple[bytes, bytes]]:
-        return _before(self._db.iterator(start=prefix, stop=stop, reverse=True), limit)
+        return _before(self._db.iterator(start=prefix, stop=stop, reverse=True, verify_checksums=True), limit)
 
     def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool) -> None:
         try:

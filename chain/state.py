@@ -44,7 +44,7 @@ class Account:
         return self.balance.to_bytes(8, "big") + self.nonce.to_bytes(8, "big")
 
     @classmethod
-    def decode(cls, data: bytes) -> "Account":
+    def decode(cls, data: bytes) -> Account:
         if len(data) != ACCOUNT_VALUE_SIZE:
             raise DecodeError(f"account value must be {ACCOUNT_VALUE_SIZE} bytes")
         if cls is not Account:
@@ -119,7 +119,7 @@ class StateDelta:
     fees: int
     state_root: bytes = b""
     tx_count: int = 0
-    extra: dict = field(default_factory=dict, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
     # Account.encode() of every ``after`` entry, computed once for the state root, the batch and the cache
     after_encoded: Mapping[bytes, bytes] = field(default_factory=dict, compare=False)
 

@@ -21,7 +21,7 @@ class LeafCache:
         self._memo: tuple[dict[bytes, bytes | None], Merged, bool] | None = None
 
     @classmethod
-    def load(cls, items: Iterable[tuple[bytes, bytes]]) -> "LeafCache":
+    def load(cls, items: Iterable[tuple[bytes, bytes]]) -> LeafCache:
         values = dict(items)
         ids = sorted(values)
         return cls(ids, [account_leaf_hash(a, values[a]) for a in ids], values)

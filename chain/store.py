@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import msgpack
 
@@ -37,6 +37,7 @@ from chain.state import (
     state_root_of,
 )
 from chain.state_cache import LeafCache
+from chain.store_check import check_after_open, check_before_open, check_state, read_witness, write_witness
 from chain.store_index import (
     INDEX_VERSION,
     K_INDEX_VERSION,
@@ -103,14 +104,19 @@ class ChainStore(StoreReader):
     """The ledger database. Methods are thread-safe (one re-entrant lock around every state change). The reads
     (tip, headers, blocks, accounts, state_view, meta_get/meta_items, ...) come from StoreReader."""
 
-    def __init__(self, kv: KV, lock_fd: int | None = None) -> None:
+    def __init__(self, kv: KV, lock_fd: int | None = None, directory: Path | None = None) -> None:
         super().__init__(kv)
         self._lock_fd = lock_fd
+        self._dir = directory          # where the tip witness lives (chain.store_check); None for MemoryKV
+        self._witnessed: bytes | None = None
 
     # ------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, datadir: Path | str) -> "ChainStore":
+    def open(cls, datadir: Path | str) -> ChainStore:
+        """Open (or, in an empty directory, create) the store in ``datadir`` and take its lock. A directory that
+        held a chain but lost its database, its records or blocks is a StoreError (chain.store_check), never
+        a fresh start."""
         datadir = Path(datadir)
         try:
             datadir.mkdir(parents=True, exist_ok=True)
@@ -123,16 +129,51 @@ class ChainStore(StoreReader):
             os.close(fd)
             raise StoreError(f"datadir {datadir} is in use by another process") from None
         try:
+            witness = check_before_open(datadir, datadir / "chain.ldb")
             kv = LevelKV(datadir / "chain.ldb")
         except StoreError:
             os.close(fd)
             raise
-        return cls(kv, fd)
+        store = cls(kv, fd, datadir)
+        try:
+            check_after_open(store, datadir, witness)
+            if witness is None and store.is_initialised():
+                store.note_tip()   # a datadir from before witnesses: start keeping one
+        except (StoreError, DecodeError, OSError) as exc:
+            store.close()
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot write the tip witness in {datadir}: {exc.strerror or exc}") from None
+            raise
+        store._witnessed = witness[1] if witness is not None else store._witnessed
+        return store
 
     @classmethod
-    def memory(cls) -> "ChainStore":
+    def memory(cls) -> ChainStore:
         """A store over MemoryKV: unit tests of logic only."""
         return cls(MemoryKV())
+
+    def note_tip(self) -> bool:
+        """Write the tip witness for the current (synced) tip if it changed; True if written. Raises OSError
+        (disk full, no descriptors: the caller logs and retries later)."""
+        if self._dir is None or not self.is_initialised():
+            return False
+        with self._lock:
+            tip = self.tip()
+        if tip.hash == self._witnessed:
+            return False
+        write_witness(self._dir, tip.height, tip.hash)
+        self._witnessed = tip.hash
+        return True
+
+    def witness(self) -> tuple[int, bytes] | None:
+        """The tip witness on disk (height, hash), if any."""
+        return read_witness(self._dir) if self._dir is not None else None
+
+    def check_state(self, budget_s: float = 2.0, blocks: int = 6) -> int:
+        """The tip's state against the stored accounts and the last undo records (chain.store_check.check_state):
+        raises StateMismatch rather than let a state that does not match its chain be served."""
+        with self._lock:
+            return check_state(self, budget_s, blocks)
 
     def close(self) -> None:
         with self._lock:
@@ -141,7 +182,7 @@ class ChainStore(StoreReader):
                 os.close(self._lock_fd)  # closing the descriptor releases the flock
                 self._lock_fd = None
 
-    def __enter__(self) -> "ChainStore":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -163,6 +204,11 @@ class ChainStore(StoreReader):
 
     def meta_delete(self, key: bytes) -> None:
         self.meta_write({key: None})
+
+    def raw_write(self, changes: Mapping[bytes, bytes | None]) -> None:
+        """One synced batch of raw store keys, under the store lock — for chain.store_prune only."""
+        with self._lock:
+            self._kv.write(changes, sync=True)
 
     def meta_write(self, changes: Mapping[bytes, bytes | None]) -> None:
         """Several meta puts (None deletes) in one synced batch."""
@@ -199,6 +245,10 @@ class ChainStore(StoreReader):
             })
             self._kv.write(changes, sync=True)
             self._tip, self._leaves, self._params = header, None, params
+        try:
+            self.note_tip()   # from now on this directory is known to hold a chain
+        except OSError as exc:
+            raise StoreError(f"cannot write the tip witness in {self._dir}: {exc.strerror or exc}") from None
 
     def _block_records(self, block: Block) -> dict[bytes, bytes | None]:
         h = block.header

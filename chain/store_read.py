@@ -31,8 +31,17 @@ P_MODEL, P_PAYLOAD, P_META = b"m", b"p", b"x"
 P_MOVES = b"s"           # + block hash -> the block's settlement moves (consensus-computed, replayed by verify)
 P_REWARD = b"r"          # + block hash -> u64 minted reward, only where it differs from the params' (verify replays it)
 K_TIP, K_GENESIS, K_PARAMS, K_ALLOC = b"t", b"g", b"c", b"l"
+K_PRUNED = b"r"          # u32 height: the models of main-chain blocks at or below it may be pruned (chain.store_prune)
 MAX_VIEW_DEPTH = 256     # how far back state_view / preview_block may look (via undo records)
 MAX_RECORD = 64 * 2**20  # cap when decoding our own records (corruption must not explode memory)
+
+
+def _BIN_HEADER(n: int) -> bytes:
+    if n < 1 << 8:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n < 1 << 16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
 
 
 def _height_key(height: int) -> bytes:
@@ -146,10 +155,51 @@ class StoreReader:
             raise StoreError("corrupt block body")
         model = self.get_model(header.model_hash)
         payload = self._kv.get(P_PAYLOAD + header.hash)
+        if model is None and payload is not None and self.is_pruned(header):
+            model = b""     # pruned (chain.store_prune): the header keeps its hash; an archive peer has the bytes
         if model is None or payload is None:
             raise StoreError(f"block {header.hash.hex()} is missing its model or payload")
         txs = transfers_from_lists(raw_txs, hashes=False)  # None: some tx is bad; from_list says which
         return Block(header, tuple(txs if txs is not None else map(Transfer.from_list, raw_txs)), model, payload)
+
+    def get_txs(self, block_hash: bytes) -> tuple[Transfer, ...] | None:
+        """A stored block's transfers alone (its model and payload are not read: an explorer's fee sums)."""
+        body = self._kv.get(P_BODY + block_hash)
+        if body is None:
+            return None
+        raw_txs = unpack(body, max_size=MAX_RECORD, typed=True)
+        if not isinstance(raw_txs, list):
+            raise StoreError("corrupt block body")
+        txs = transfers_from_lists(raw_txs, hashes=False)
+        return tuple(txs if txs is not None else map(Transfer.from_list, raw_txs))
+
+    def block_encoding(self, block_hash: bytes) -> bytes | None:
+        """The stored block's canonical encoding (= ``get_block(h).encode()``), assembled from its stored parts
+        without decoding them: serving a block to a peer costs its reads, not a decode and a re-encode. None if
+        the block is not stored."""
+        kv = self._kv
+        header = kv.get(P_HEADER + block_hash)
+        body = kv.get(P_BODY + block_hash)
+        if header is None or body is None:
+            return None
+        decoded = Header.decode(header)
+        model = kv.get(P_MODEL + decoded.model_hash)
+        payload = kv.get(P_PAYLOAD + block_hash)
+        if model is None and self.is_pruned(decoded):
+            return None     # its model was pruned: not served (a peer asks an archive node)
+        if model is None or payload is None:
+            raise StoreError(f"block {block_hash.hex()} is missing its model or payload")
+        return b"".join((b"\x94", header, body, _BIN_HEADER(len(model)), model, _BIN_HEADER(len(payload)), payload))
+
+    def pruned_through(self) -> int:
+        """The height at or below which main-chain blocks' models may be pruned (0: an archive store)."""
+        raw = self._kv.get(K_PRUNED)
+        return 0 if raw is None else int.from_bytes(raw, "big")
+
+    def is_pruned(self, header: Header) -> bool:
+        """Whether ``header``'s model may be missing because this store pruned it (a main-chain block at or
+        below the pruned height)."""
+        return 0 < header.height <= self.pruned_through() and self.block_hash_at(header.height) == header.hash
 
     def block_hash_at(self, height: int) -> bytes | None:
         """Main-chain block hash at ``height`` (None above the tip)."""
@@ -170,7 +220,7 @@ class StoreReader:
     def get_moves(self, block_hash: bytes) -> list[tuple[bytes, bytes, int]]:
         """The consensus moves recorded with a connected block (applied before its txs), in order."""
         raw = self._kv.get(P_MOVES + block_hash)
-        return [] if raw is None else [tuple(m) for m in unpack(raw, max_size=MAX_RECORD)]  # type: ignore[misc]
+        return [] if raw is None else [tuple(m) for m in unpack(raw, max_size=MAX_RECORD)]
 
     def ledger_params_of(self, block_hash: bytes) -> LedgerParams:
         """The ledger parameters a connected block applied: the chain's, with the minted reward recorded for
@@ -207,8 +257,10 @@ class StoreReader:
 
     def _undo(self, block_hash: bytes) -> dict[bytes, bytes | None]:
         data = unpack(self._need(P_UNDO + block_hash, f"undo record {block_hash.hex()}"), max_size=MAX_RECORD)
-        if not isinstance(data, list):
-            raise StoreError("corrupt undo record")
+        if not isinstance(data, list) or not all(
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], bytes) and isinstance(p[1], bytes)
+                for p in data):
+            raise StoreError(f"corrupt undo record of block {block_hash.hex()[:16]}")
         return {pair[0]: (pair[1] or None) for pair in data}
 
     def _overlay_to(self, at: bytes | None, reader: KVReader) -> tuple[dict[bytes, bytes | None], Header]:
@@ -273,6 +325,14 @@ class StoreReader:
     def meta_items(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
         n = len(P_META)
         return [(k[n:], v) for k, v in self._kv.iterator(P_META + prefix)]
+
+    def meta_before(self, prefix: bytes, stop: bytes | None = None, limit: int = 1) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` meta items whose key starts with ``prefix`` and sorts below ``prefix + stop``
+        (None: no bound), highest key first: the newest records of a height- or round-keyed table without
+        reading the older ones (flat cost: the node's per-request and per-block paths page with this)."""
+        n = len(P_META)
+        end = P_META + (prefix + stop if stop is not None else prefix[:-1] + bytes([prefix[-1] + 1]))
+        return [(k[n:], v) for k, v in self._kv.before(P_META + prefix, end, limit)]
 
     # ------------------------------------------------------------ state root cache
 

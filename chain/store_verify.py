@@ -2,7 +2,8 @@
 
 Does: recompute, from the genesis allocations and every stored main-chain block, the accounts after each block
 (comparing each header's state root), the undo records and the tx/address index records, reporting progress
-through a callback; compare the result with what the store holds (accounts, undo records, indexes).
+through a callback; compare the result with what the store holds (accounts, the contents of every undo record,
+indexes).
 Does not: write (ChainStore.reindex writes the replay in one synced batch), judge consensus rules beyond the
 ledger (signatures were checked when the blocks connected; models, beacons and rounds are consensus/'s), or
 hold the store lock (the caller does).
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chain.encoding import pack_trusted, unpack
-from chain.errors import RuleError
+from chain.errors import DecodeError, RuleError, StoreError
 from chain.state import Account, apply_allocations, apply_txs, state_root_of
 from chain.store_index import P_ADDRINDEX, P_TXINDEX, index_records
 from chain.store_read import MAX_RECORD, P_ACCOUNT, P_MOVES, P_UNDO, StoreReader
@@ -48,8 +49,7 @@ def replay(store: StoreReader, progress: Progress | None = None) -> Replay:
         moves = [] if raw_moves is None else [tuple(m) for m in unpack(raw_moves, max_size=MAX_RECORD)]
         try:
             delta = apply_txs(lambda a: None if a not in accounts else Account.decode(accounts[a]),
-                              block.txs, block.header.miner, store.ledger_params_of(block.hash),
-                              moves=moves)  # type: ignore[arg-type]
+                              block.txs, block.header.miner, store.ledger_params_of(block.hash), moves=moves)
         except RuleError as err:
             out.problems.append(f"height {height}: {err}")
             break
@@ -73,10 +73,21 @@ def compare(store: StoreReader, r: Replay) -> list[str]:
     if stored != r.accounts:
         diff = len(set(stored.items()) ^ set(r.accounts.items()))
         problems.append(f"stored accounts differ from the replay ({diff} records)")
-    for block_hash in r.undos:
+    bad_undos = []
+    for block_hash, replayed in r.undos.items():
         if store._kv.get(P_UNDO + block_hash) is None:
-            problems.append(f"undo record of block {block_hash.hex()[:16]} missing")
-            break
+            bad_undos.append(f"undo record of block {block_hash.hex()[:16]} missing")
+            continue
+        try:
+            stored_undo = store._undo(block_hash)
+        except (StoreError, DecodeError) as exc:
+            bad_undos.append(f"undo record of block {block_hash.hex()[:16]} unreadable: {exc}")
+            continue
+        # contents, not bytes: a connect writes first-touch order, the replay (and reindex) sorted order
+        if stored_undo != {pair[0]: pair[1] or None for pair in unpack(replayed, max_size=MAX_RECORD)}:
+            bad_undos.append(f"undo record of block {block_hash.hex()[:16]} differs from the replay")
+    if bad_undos:
+        problems.append(bad_undos[0] + (f" (and {len(bad_undos) - 1} more)" if len(bad_undos) > 1 else ""))
     index = {k: v for prefix in (P_TXINDEX, P_ADDRINDEX) for k, v in store._kv.iterator(prefix)}
     if index != r.index:
         diff = len(set(index.items()) ^ set(r.index.items()))

@@ -41,13 +41,14 @@ _KNOWN_CHAIN_IDS: set[str] = set()  # ids already checked: a block repeats one i
 def check_chain_id(value: Any, name: str = "chain_id") -> str:
     """A chain id: 1–32 printable ASCII characters (so it has one obvious spelling)."""
     if type(value) is str and value in _KNOWN_CHAIN_IDS:
-        return value
+        return str(value)
     check_str(value, MAX_CHAIN_ID, name)
     if not value or not all(33 <= ord(c) <= 126 for c in value):
         raise DecodeError(f"{name}: must be 1-{MAX_CHAIN_ID} printable ASCII characters without spaces")
+    text: str = value
     if len(_KNOWN_CHAIN_IDS) < 64:
-        _KNOWN_CHAIN_IDS.add(value)
-    return value
+        _KNOWN_CHAIN_IDS.add(text)
+    return text
 
 
 @dataclass(frozen=True)
@@ -94,12 +95,12 @@ class Transfer:
         return data
 
     @classmethod
-    def from_list(cls, fields: Any) -> "Transfer":
+    def from_list(cls, fields: Any) -> Transfer:
         f = check_list(fields, 9, "tx")
         return cls(*f)
 
     @classmethod
-    def decode(cls, data: bytes) -> "Transfer":
+    def decode(cls, data: bytes) -> Transfer:
         tx = decode_trusted(data)
         if tx is not None:
             return tx
@@ -169,7 +170,8 @@ def sighash_of_encoding(chain_id: str, encoding: bytes) -> bytes:
     size = len(encoding)
     h = _sighash_state(chain_id).copy()
     h.update(_UNSIGNED_PREFIX[size - _SIG_TAIL] + encoding[1:-_SIG_TAIL])
-    return h.digest()
+    digest: bytes = h.digest()
+    return digest
 
 
 def txid_of_encoding(encoding: bytes) -> bytes:
@@ -224,7 +226,7 @@ def decode_trusted(data: Any) -> Transfer | None:
         return None
     try:
         raw = _unpackb(data)
-    except Exception:  # msgpack raises many types; the checked path turns them into DecodeError
+    except Exception:  # noqa: BLE001 -- msgpack raises many types; the checked path turns them into DecodeError
         return None
     tx = trusted_transfer(raw, data)
     if tx is None or _packb(raw) != data:
@@ -247,7 +249,7 @@ def decode_many_trusted(datas: Sequence[Any]) -> list[Transfer | None]:
         if type(data) is bytes and len(data) <= MAX_TX_SIZE:
             try:
                 raw = unpackb(data)
-            except Exception:  # msgpack raises many types; the checked path turns them into DecodeError
+            except Exception:  # noqa: BLE001 -- msgpack raises many types; the checked path turns them into DecodeError
                 raw = None
             tx = build(raw, data)
             if tx is not None:

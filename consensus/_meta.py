@@ -11,9 +11,10 @@ What it does NOT do: read or write the store, or say what a value holds beyond t
 from __future__ import annotations
 
 __all__ = [
-    "K_STATE", "P_BEACON", "P_CEVID", "P_CHAMP", "P_CMISS", "P_CMODEL", "P_EQUIV", "P_KH_ENTRY", "P_KH_OPEN",
-    "P_KH_REVEAL", "P_KH_SECRET", "P_LMODEL", "P_MEMBER_ENTRY", "P_MEMBER_SIGNED", "P_NOTICE", "P_OMODEL",
-    "P_OPENING", "P_TID", "P_TMSG", "P_TREG", "P_UNBOND", "P_UNBONDH", "P_WAIT", "u32",
+    "K_CINDEX", "K_STATE", "K_THROUGH", "P_BEACON", "P_CEVID", "P_CHAMP", "P_CMINER", "P_CMISS", "P_CMODEL", "P_CROUND",
+    "P_CTASK", "P_EQUIV", "P_KH_ENTRY", "P_KH_OPEN", "P_KH_REVEAL", "P_KH_SECRET", "P_LMODEL", "P_MEMBER_ENTRY",
+    "P_MEMBER_SIGNED", "P_NOTICE", "P_OMODEL", "P_OPENING", "P_TID", "P_TMSG", "P_TREG", "P_UNBOND", "P_UNBONDH",
+    "P_WAIT", "u32",
 ]
 
 
@@ -29,6 +30,13 @@ P_NOTICE = b"c/notice/"       # + u32 round -> notice bytes
 P_EQUIV = b"c/equiv/"         # + u32 round + sighash -> pack([kept bytes, refused bytes])
 P_CHAMP = b"c/champ/"         # + u32 height -> champion record (main chain)
 P_CMODEL = b"c/cmodel/"       # + model hash -> u32 height (model hashes of every champion)
+# the champion lineage indexed for flat-cost reads (written and deleted with P_CHAMP, same batch):
+P_CROUND = b"c/cround/"       # + u32 round -> u32 height of the round's crowned main-chain block
+P_CTASK = b"c/ctask/"         # + u32 task + u32 height -> b"" (a task's lineage, pageable newest first)
+P_CMINER = b"c/cminer/"       # + address_of(miner) + u32 height -> b"" (an account's crowned blocks)
+K_CINDEX = b"c/cindex"        # b"1": the three indexes above cover every P_CHAMP record (built once on upgrade)
+K_THROUGH = b"c/through"      # u32 r: every round below r has its beacon or an idle notice here (a hint, a
+#                               lower bound: statements are never deleted, so a stale value is only slower)
 P_OMODEL = b"c/omodel/"       # + model hash -> u32 height of the block whose beacon recorded it as opened
 # + u32 round + header hash -> pack([miner, model hash, b, c, bar]) of a listed block seen opened (records kept
 # before the round test's figures were have the first two fields only)

@@ -16,8 +16,10 @@ What it does:
   * ``ml.export_boosted`` — gradient-boosted trees (HistGradientBoosting, GradientBoosting) to the trees family;
     ``ml.treescan`` — their fast exact scoring (bit masks), beside ``ml.treewalk``.
   * ``ml.shards`` — hidden-shard packaging (public + secret packages), ``open_shard``, ``baseline_model``.
+  * ``ml.blobs`` — content-addressed blobs for shard ciphertexts and public rows kept outside a package: the
+    40-byte reference, the check, a blob directory, and the per-process sources ``open_shard`` reads (§3.15).
 
-What it does NOT do: no networking, no storage, no clock, no consensus decisions (the paired test threshold and
+What it does NOT do: no networking, no storage beyond ``ml.blobs``' checked files, no clock, no consensus decisions (the paired test threshold and
 rounds live in consensus/); it never unpickles or executes anything it reads; of ours it imports only chain's leaf modules encoding,
 crypto and errors (the one canonical codec and hash, through ``ml.codec``).
 """

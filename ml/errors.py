@@ -1,8 +1,14 @@
-"""Typed errors of ml/. Every message names the offending field so a reject can be explained."""
+"""Typed errors of ml/. Every message names the offending field so a reject can be explained.
+
+MLError is a chain.errors.PopError (ml/ may import chain's leaf modules), so the one error tree covers ml/ too:
+whoever catches PopError — node start (exit codes), the API (422), the CLI (one line) — catches these.
+"""
 from __future__ import annotations
 
+from chain.errors import PopError
 
-class MLError(Exception):
+
+class MLError(PopError):
     """Root of every error ml/ raises on purpose."""
 
 

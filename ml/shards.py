@@ -8,8 +8,11 @@ commitment. Two kinds of task package (the package version says which):
   * version 2, GENERATED (the synthetic task): S_r = ``[2, r, world, seed32]`` — ml.generator's parameters
     and a row seed; every node replays ``generate(world, seed, shard_size)``, so a 13,000-row shard costs
     genesis a few hundred bytes. The commitment binds world and seed, hence (the generator being
-    deterministic) every generated row.
-  * version 3, VRF-GENERATED (a committee chain's synthetic task, PROTOCOL §5.5): no sealed shard at all —
+    deterministic) every generated row;
+  * version 3, ROWS IN BLOBS: as version 1, but the package lists a 40-byte blob reference per shard instead of
+    its ciphertext (ml.blobs, PROTOCOL §3.15): the ciphertexts travel as content-addressed blobs, so a package
+    stays small whatever the dataset size. ``externalise`` turns a version-1 package into this form;
+  * version 4, VRF-GENERATED (a committee chain's synthetic task, PROTOCOL §5.5): no sealed shard at all —
     the package carries the public world and the shard count; shard r is ``generate(world, key_r, size)``
     where key_r, the shard's seed, is the committee's threshold-VRF output for (chain, task, r), revealed by
     beacon r. Nobody, the task's creator included, can compute a shard before the committee releases it.
@@ -20,6 +23,7 @@ argument (default os.urandom), so a simulation can be reproducible without patch
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable
@@ -29,6 +33,7 @@ import nacl.exceptions
 import nacl.secret
 import numpy as np
 
+from .blobs import BlobRef, BlobUnavailable, find_blob, make_ref
 from .codec import (
     check_bytes,
     check_int,
@@ -46,7 +51,8 @@ from .task import Dataset, TaskSpec, decode_xy, encode_xy
 
 VERSION = 1            # rows package (and rows shard)
 GENERATED = 2          # generated package (and generated shard)
-VRF_GENERATED = 3      # generated package whose shard seeds are the committee's VRF outputs
+BLOBS = 3              # rows package whose shard ciphertexts are blobs (ml.blobs); the shards are rows (VERSION)
+VRF_GENERATED = 4      # generated package whose shard seeds are the committee's VRF outputs
 Rng = Callable[[int], bytes]
 MAX_GENERATED_SHARD_BYTES = 256 << 10   # a world (<= 1024 x 30 centres) and a seed, with room to spare
 SHARD_TAG = "popchain/shard"
@@ -54,6 +60,7 @@ MAX_ROUNDS = 100_000
 MAX_SHARD_SIZE = 100_000
 MAX_TRAIN_ROWS = 1_000_000
 MAX_TASK_BYTES = 256 << 20
+TRAIN_BLOB_BYTES = 256 << 10   # public rows encoded larger than this leave a version-3 package as a blob
 KEY_SIZE = 32
 SALT_SIZE = 32
 SECRET_OVERHEAD = nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES
@@ -67,7 +74,10 @@ class PublicTask:
     shard_size: int
     commitments: tuple[bytes, ...]   # index r-1 for round r (VRF_GENERATED: labels)
     ciphertexts: tuple[bytes, ...]   # VRF_GENERATED: none
-    version: int = VERSION           # VERSION: shards are rows; GENERATED: shards are (world, seed); VRF_GENERATED
+    version: int = VERSION           # VERSION: shards are rows; GENERATED: shards are (world, seed); BLOBS: rows
+                                     # whose ciphertexts entries are ml.blobs.BlobRef (appended extensions inline)
+    train_ref: BlobRef | None = None  # BLOBS only: the public rows are this blob (pack([X, y])); until it is
+                                     # loaded (``hydrate``) train_X / train_y are empty and ``training`` raises
     world: World | None = None       # VRF_GENERATED only: the public world every shard is drawn from
 
     @property
@@ -84,7 +94,15 @@ class PublicTask:
         return len(self.commitments)
 
     @property
+    def training_loaded(self) -> bool:
+        return self.train_ref is None or len(self.train_y) > 0
+
+    @property
     def training(self) -> Dataset:
+        if not self.training_loaded:
+            assert self.train_ref is not None
+            raise BlobUnavailable(f"the public training rows (blob {self.train_ref.hex_id[:16]}…, "
+                                  f"{self.train_ref.size} bytes) are not loaded: fetch the task's blobs first")
         return Dataset(self.spec, self.train_X, self.train_y)
 
     def encode(self) -> bytes:
@@ -92,8 +110,24 @@ class PublicTask:
             assert self.world is not None
             return pack([self.version, self.spec.to_obj(), encode_xy(self.train_X, self.train_y), self.shard_size,
                          self.n_rounds, self.world.to_obj()])
-        return pack([self.version, self.spec.to_obj(), encode_xy(self.train_X, self.train_y), self.shard_size,
-                     list(self.commitments), list(self.ciphertexts)])
+        train = bytes(self.train_ref) if self.train_ref is not None else encode_xy(self.train_X, self.train_y)
+        return pack([self.version, self.spec.to_obj(), train, self.shard_size,
+                     list(self.commitments), [bytes(c) for c in self.ciphertexts]])
+
+    def blob_refs(self) -> tuple[BlobRef, ...]:
+        """Every blob this package references: the shards' in index order (what nodes need for rounds, so
+        fetched first), then the public rows' if they are a blob (what miners and tools need)."""
+        shards = tuple(c for c in self.ciphertexts if isinstance(c, BlobRef))
+        return shards if self.train_ref is None else (*shards, self.train_ref)
+
+    def hydrate(self) -> PublicTask:
+        """This package with its public rows loaded from their blob (ml.blobs.find_blob: BlobUnavailable if it
+        is not here); itself if they are inline or loaded already."""
+        if self.training_loaded:
+            return self
+        assert self.train_ref is not None
+        X, y = _train_from_blob(find_blob(self.train_ref), self.spec)
+        return dataclasses.replace(self, train_X=X, train_y=y)
 
     @classmethod
     def decode(cls, data: bytes, *, max_size: int = MAX_TASK_BYTES) -> PublicTask:
@@ -105,24 +139,67 @@ class PublicTask:
         if version != VERSION and shard_size * spec.n_features > MAX_GEN_ELEMENTS:
             raise TaskError(f"task.shard_size: {shard_size} rows x {spec.n_features} features exceeds the "
                             f"generator's cap of {MAX_GEN_ELEMENTS} values")
-        X, y = decode_xy(f[2], spec, "task.train", MAX_TRAIN_ROWS)
+        train_ref = None
+        if version == BLOBS and type(f[2]) is bytes:   # the public rows are a blob too (§3.15)
+            train_ref = _blob_ref(f[2], "task.train")
+            X = np.zeros((0, spec.n_features), dtype=np.int64)
+            y = np.zeros(0, dtype=np.int64)
+        else:
+            X, y = decode_xy(f[2], spec, "task.train", MAX_TRAIN_ROWS)
         if version == VRF_GENERATED:
             n = check_int(f[4], 1, MAX_ROUNDS, TaskError, "task.n_shards")
             world = World.from_obj(f[5], spec, "task.world")
-            return cls(spec, X, y, shard_size, vrf_labels(world, shard_size, 1, n), (), version, world)
+            return cls(spec, X, y, shard_size, vrf_labels(world, shard_size, 1, n), (), version, world=world)
         commits = check_list(f[4], None, TaskError, "task.commitments", max_len=MAX_ROUNDS)
         cts = check_list(f[5], len(commits), TaskError, "task.ciphertexts")
         if not commits:
             raise TaskError("task.commitments: at least one round is required")
         for i, c in enumerate(commits):
             check_bytes(c, 32, TaskError, f"task.commitments[{i}]")
+        if version == BLOBS:
+            cts = [_blob_ref(c, f"task.blobs[{i}]") for i, c in enumerate(cts)]
         for i, c in enumerate(cts):
+            if isinstance(c, BlobRef):
+                continue
             check_bytes(c, None, TaskError, f"task.ciphertexts[{i}]")
             if len(c) <= SECRET_OVERHEAD + SALT_SIZE:
                 raise TaskError(f"task.ciphertexts[{i}]: too short ({len(c)} bytes)")
             if version == GENERATED and len(c) > SECRET_OVERHEAD + SALT_SIZE + MAX_GENERATED_SHARD_BYTES:
                 raise TaskError(f"task.ciphertexts[{i}]: {len(c)} bytes is too long for a generated shard")
-        return cls(spec, X, y, shard_size, tuple(commits), tuple(cts), version)
+        return cls(spec, X, y, shard_size, tuple(commits), tuple(cts), version, train_ref)
+
+
+def _blob_ref(raw: object, field: str) -> BlobRef:
+    try:
+        ref = BlobRef.parse(raw if isinstance(raw, bytes) else b"", field)
+    except ShardError as exc:
+        raise TaskError(str(exc)) from None
+    if type(raw) is not bytes or ref.size <= SECRET_OVERHEAD + SALT_SIZE:
+        raise TaskError(f"{field}: not a blob reference of a shard ciphertext")
+    return ref
+
+
+def externalise(public: PublicTask, *, train_over: int = TRAIN_BLOB_BYTES) -> tuple[PublicTask,
+                                                                                   dict[BlobRef, bytes]]:
+    """A rows package (version 1) as version 3: every shard ciphertext replaced by its blob reference, and the
+    public rows too when their encoding exceeds ``train_over`` bytes. Returns the new package (its rows still
+    loaded in memory) and the blobs (reference -> bytes) to store or serve. The shard commitments, keys and so
+    every consensus outcome are unchanged; only where the bytes live differs."""
+    if public.version != VERSION:
+        raise TaskError("only a rows package (version 1) moves its shards into blobs")
+    blobs = {make_ref(ct): ct for ct in public.ciphertexts}
+    refs = tuple(make_ref(ct) for ct in public.ciphertexts)
+    train_ref = None
+    train = pack(encode_xy(public.train_X, public.train_y))
+    if len(train) > train_over:
+        train_ref = make_ref(train)
+        blobs[train_ref] = train
+    return dataclasses.replace(public, ciphertexts=refs, version=BLOBS, train_ref=train_ref), blobs
+
+
+def _train_from_blob(data: bytes, spec: TaskSpec) -> tuple[np.ndarray, np.ndarray]:
+    obj = unpack_canonical(data, max_size=MAX_TASK_BYTES, err=TaskError, field="task.train")
+    return decode_xy(obj, spec, "task.train", MAX_TRAIN_ROWS)
 
 
 @dataclass(frozen=True)
@@ -313,14 +390,14 @@ def vrf_labels(world: World, shard_size: int, first: int, n: int) -> tuple[bytes
 
 
 def package_vrf(world: World, n_rounds: int, shard_size: int, *, n_train: int, rng: Rng = os.urandom) -> PublicTask:
-    """A VRF-generated task (version 3): ``n_train`` public rows of ``world`` and ``n_rounds`` shards whose seeds
+    """A VRF-generated task (version 4): ``n_train`` public rows of ``world`` and ``n_rounds`` shards whose seeds
     only the committee's threshold VRF will give. There is no secret to keep: nobody has one."""
     check_int(n_rounds, 1, MAX_ROUNDS, TaskError, "n_rounds")
     check_int(shard_size, 1, MAX_GEN_ELEMENTS // world.spec.n_features, TaskError, "shard_size")
     check_int(n_train, 1, MAX_TRAIN_ROWS, TaskError, "n_train")
     train = generate(world, rng(32), n_train)
     return PublicTask(world.spec, train.X, train.y, shard_size, vrf_labels(world, shard_size, 1, n_rounds), (),
-                      VRF_GENERATED, world)
+                      VRF_GENERATED, world=world)
 
 
 def open_shard(public: PublicTask, round_: int, key: bytes) -> Dataset:
@@ -359,8 +436,11 @@ def checked_shard_bytes(public: PublicTask, round_: int, key: bytes) -> bytes:
         raise ShardError(f"round: {round_!r} outside [1, {public.n_rounds}]")
     if not isinstance(key, bytes) or len(key) != KEY_SIZE:
         raise ShardError(f"key: expected {KEY_SIZE} bytes")
+    ct = public.ciphertexts[round_ - 1]
+    if isinstance(ct, BlobRef):
+        ct = find_blob(ct)                   # checked against the reference; BlobUnavailable if not here
     try:
-        plain = nacl.secret.SecretBox(key).decrypt(public.ciphertexts[round_ - 1])
+        plain = nacl.secret.SecretBox(key).decrypt(ct)
     except nacl.exceptions.CryptoError:
         raise ShardError(f"key: does not decrypt the shard of round {round_} (wrong key)") from None
     salt, shard_bytes = plain[:SALT_SIZE], plain[SALT_SIZE:]
@@ -375,7 +455,8 @@ def baseline_model(public: PublicTask) -> Model:
 
     from .export import from_sklearn
 
-    X, y = public.train_X, public.train_y
+    train = public.training                     # BlobUnavailable if the rows are a blob not loaded yet
+    X, y = train.X, train.y
     if len(np.unique(y)) != public.spec.n_classes:
         raise TaskError("task.train: every class must occur in the public training data")
     tree = DecisionTreeClassifier(max_depth=2, random_state=0).fit(X.astype(np.float64), y)

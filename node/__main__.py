@@ -9,12 +9,12 @@ import logging.handlers
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from chain.errors import StoreError
 from node.config import NodeConfig, add_node_run_arguments, describe, resolve
 from node.errors import (
     EXIT_CONFIG,
+    EXIT_INCONSISTENT,
     EXIT_STORE,
     EXIT_TASK_FAILED,
     NodeError,
@@ -32,12 +32,30 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         import datetime
-        out = {"ts": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(
+        out = {"ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
                    timespec="milliseconds"),
                "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)
+
+
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """node.log; a write that fails (disk full, no descriptors) is reported once on stderr as one line, not as
+    a traceback per record, and the node keeps logging to stderr."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            exc = sys.exc_info()[1]
+            why = (exc.strerror if isinstance(exc, OSError) else None) or exc or "unknown error"
+            try:
+                print(f"popchain: cannot write {self.baseFilename} ({why}); logging to stderr only",
+                      file=sys.stderr)
+            except OSError:
+                pass
 
 
 def setup_logging(config: NodeConfig) -> None:
@@ -48,8 +66,7 @@ def setup_logging(config: NodeConfig) -> None:
     fmt: logging.Formatter = (JsonFormatter() if config.log_format == "json"
                               else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     config.datadir.mkdir(parents=True, exist_ok=True)
-    fh = logging.handlers.RotatingFileHandler(config.datadir / "node.log", maxBytes=config.log_max_bytes,
-                                              backupCount=config.log_backups)
+    fh = _LogFile(config.datadir / "node.log", maxBytes=config.log_max_bytes, backupCount=config.log_backups)
     fh.setFormatter(fmt)
     root.addHandler(fh)
     if config.log_to_stderr:
@@ -68,17 +85,60 @@ def start(args: argparse.Namespace, error_prefix: str) -> int:
     if getattr(args, "print_config", False):
         print("\n".join(describe(config, sources)))
         return 0
-    setup_logging(config)
+    from node.memory import tune
+    tune()   # before any thread starts (node.memory)
+    try:
+        setup_logging(config)
+    except OSError as exc:
+        code = exit_code_of(exc) or EXIT_CONFIG
+        print(f"{error_prefix}cannot set up logging in {config.datadir}: {first_line(exc)}", file=sys.stderr)
+        return code
     return asyncio.run(run_node(config))
 
 
-async def run_node(config: NodeConfig, node: "Node | None" = None) -> int:
+def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's own errors (an accept() that ran out of descriptors, a transport that failed) as one log line
+    each, once per kind of message: the node goes on (node.gate keeps descriptors free)."""
+    exc = context.get("exception")
+    text = f"{context.get('message', 'asyncio error')}: {first_line(exc) if exc is not None else ''}".rstrip(": ")
+    if text not in _LOOP_ERRORS_SEEN and len(_LOOP_ERRORS_SEEN) < 100:
+        _LOOP_ERRORS_SEEN.add(text)
+        logging.getLogger("popchain.node").warning("event loop: %s", text)
+
+
+_LOOP_ERRORS_SEEN: set[str] = set()
+
+
+def _advice(code: int, config: NodeConfig, line: str) -> str:
+    """What to do, unless the message already says it."""
+    if "popchain node" in line or "restore" in line or "start it again" in line:
+        return ""
+    if code == EXIT_STORE and "No space left" in line:
+        return "; the disk is full: free some space and start the node again (what was stored is intact)"
+    if code == EXIT_STORE:
+        return (f"; see `popchain node verify --datadir {config.datadir}` — a database LevelDB cannot read must "
+                "be restored from a backup, or moved away and resynced")
+    if code == EXIT_INCONSISTENT:
+        return f"; run `popchain node reindex --datadir {config.datadir}`"
+    return ""
+
+
+async def run_node(config: NodeConfig, node: Node | None = None) -> int:
     """Run a node (``node``, or a new one from ``config``) until SIGINT/SIGTERM. Returns a process exit code
-    (node.errors: 0 after a clean stop, 2 configuration or genesis, 3 storage fault, 5 an essential task died)
-    with the reason as one log line, never a traceback."""
+    (node.errors: 0 after a clean stop, 2 cannot start, 3 storage fault, 4 state does not match the chain,
+    5 an essential task died) with the reason as one log line; a traceback only for a bug."""
     from node.node import Node
-    node = node if node is not None else Node(config)
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_loop_exception_handler)
+    log = logging.getLogger("popchain.node")
+    try:
+        node = node if node is not None else Node(config)
+    except Exception as exc:
+        code = exit_code_of(exc)
+        if code is None:
+            raise
+        log.error("%s%s", first_line(exc), _advice(code, config, first_line(exc)))
+        return code
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, node.stop)
@@ -86,19 +146,17 @@ async def run_node(config: NodeConfig, node: "Node | None" = None) -> int:
             pass
     try:
         await node.run()
-    except TaskFailed as exc:
-        if isinstance(exc.__cause__, StoreError):  # an essential task hit a storage fault: the store's code
-            logging.getLogger("popchain.node").critical("node stopped: %s (storage fault, exit %d)", exc, EXIT_STORE)
-            return EXIT_STORE
-        logging.getLogger("popchain.node").critical("node stopped: %s (exit %d)", exc, EXIT_TASK_FAILED)
-        return EXIT_TASK_FAILED
-    except Exception as exc:  # noqa: BLE001 -- only the documented ones are caught, see exit_code_of
+    except Exception as exc:
         code = exit_code_of(exc)
         if code is None:
             raise
-        hint = (f" (storage fault: see `popchain node verify --datadir {config.datadir}`; a database LevelDB "
-                "cannot read must be restored from a backup or moved away and resynced)") if code == EXIT_STORE else ""
-        logging.getLogger("popchain.node").error("%s%s", first_line(exc), hint)
+        if isinstance(exc, TaskFailed):
+            cause = exc.__cause__
+            line = first_line(cause) if code != EXIT_TASK_FAILED and cause is not None else first_line(exc)
+            log.error("node stopped: %s%s (exit %d)", line, _advice(code, config, line), code)
+        else:
+            line = first_line(exc)
+            log.error("%s%s", line, _advice(code, config, line))
         return code
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

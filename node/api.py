@@ -10,7 +10,8 @@ import asyncio
 import hmac
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -25,6 +26,7 @@ from node.api_deps import ApiDeps
 from node.api_lookup import resolve
 from node.api_rounds import dataclass_view, round_json
 from node.api_tasks import (
+    MAX_REVEALED,
     MAX_TASK_BODY,
     TaskHandlers,
     chain_phase,
@@ -39,6 +41,7 @@ from node.gossip import decode_object, object_id
 from node.rounds_index import RoundIndex
 from node.wire import InvKind
 
+_T = TypeVar("_T")
 log = logging.getLogger("popchain.api")
 
 MAX_BATCH_TXS = 1000  # transfers per POST /api/txs batch
@@ -148,6 +151,8 @@ def build_api_app(deps: ApiDeps) -> web.Application:
     r.add_post("/api/tasks", api.post_task)
     r.add_get("/api/template", api.template)
     r.add_get("/api/genesis", api.genesis_file)
+    r.add_get("/api/blobs/{id}", api.blob_file)
+    r.add_post("/api/blobs", api.post_blob)
     return app
 
 
@@ -222,6 +227,7 @@ class Api:
             "rounds_total": sum(t.shards_total for t in rows), "champion": champion_json(champ),
             **status_fields(rows, round_task),
             "peers": len(d.peers()), "mempool": len(d.mempool), "syncing": facts["syncing"],
+            "prune": facts.get("prune"),
             "keyholder": facts["keyholder"], "p2p_port": facts["p2p_port"], "api_port": facts["api_port"],
             "equivocations": [{"round": rr, "kept": k.hex(), "refused": x.hex(), "signed_both": _signed_both(k, x)}
                               for rr, k, x in equiv],
@@ -248,11 +254,14 @@ class Api:
         return web.json_response({"header": header_json(block.header), "hash": block.hash.hex(),
                                   "txs": [tx_json(t) for t in block.txs], "model_hash": block.header.model_hash.hex(),
                                   "model_size": len(block.model), "payload_size": len(block.payload),
+                                  # a pruned node keeps the model hash, not the bytes (GET /api/models/{hash}
+                                  # fetches them from a peer)
+                                  "model_pruned": not block.model,
                                   "main_chain": main, "confirmations": tip.height - block.header.height + 1
                                   if main else 0, "fees": sum(t.fee for t in block.txs),
-                                  "raw": request.query.get("raw") and block.encode().hex()})
+                                  "raw": request.query.get("raw") and block.model and block.encode().hex()})
 
-    async def read(self, fn, *args):
+    async def read(self, fn: Callable[..., _T], *args: Any) -> _T:
         """A lock-free store read (indexes, blocks by hash) on the default executor, never the engine worker:
         an unauthenticated lookup must not queue in front of block validation."""
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
@@ -435,9 +444,10 @@ class Api:
         engine = self.deps.engine
         g = self.deps.genesis
 
-        def revealed():
+        def revealed():     # the newest MAX_REVEALED rounds (per-task pages: /api/tasks/{id})
             out = []
-            for r in range(1, engine.current_round() + 1):
+            current = engine.current_round()
+            for r in range(max(1, current - MAX_REVEALED + 1), current + 1):
                 b = engine.beacon(r)
                 if b is not None:
                     out.append({"round": r, "shard_key": b.shard_key.hex(), "task_id": b.task_id,
@@ -460,4 +470,29 @@ class Api:
 
     async def genesis_file(self, request: web.Request) -> web.Response:
         return web.Response(body=self.deps.genesis.encode(), content_type="application/octet-stream")
+
+    async def blob_file(self, request: web.Request) -> web.StreamResponse:
+        """A shard blob this node holds (checked when stored), streamed from disk; the client checks it against
+        the reference in the package (PROTOCOL §3.15) — tools (miners, audit) fetch blobs here."""
+        blob_id = request.match_info["id"]
+        if len(blob_id) != 64 or any(ch not in "0123456789abcdef" for ch in blob_id):
+            raise ApiError(400, "bad-request", "a blob id is 64 lower-case hex digits")
+        path = self.deps.blob_dir / blob_id if self.deps.blob_dir is not None else None
+        if path is None or not path.is_file():
+            raise ApiError(404, "not-found", f"this node has no blob {blob_id}")
+        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
+    async def post_blob(self, request: web.Request) -> web.Response:
+        """A shard blob's raw bytes (a task sponsor's ``task announce`` uploads its announcement's blobs): kept
+        only if genesis or a stored announcement references exactly these bytes (422 otherwise)."""
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise ApiError(413, "body-too-large", f"body is {request.content_length} bytes, limit {MAX_BODY}: "
+                                                  "give larger blobs to the node with --blob-dir")
+        offer = self.deps.offer_blob
+        if offer is None:
+            raise ApiError(501, "not-supported", "this node takes no blobs")
+        ref = await offer(await request.read())
+        if ref is None:
+            raise ApiError(422, "unknown-blob", "no task of this chain references these bytes")
+        return web.json_response({"accepted": True, "id": ref.hex_id, "size": ref.size})
 

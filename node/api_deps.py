@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from chain.block import Block, Header
@@ -85,6 +86,10 @@ class ApiDeps:
     rounds: RoundIndex | None = None                   # the node's round index (engine thread only)
     # a share posted before its shard is revealed -> the evidence it became (RuleError if it proves nothing)
     submit_leak: Callable[[bytes], Awaitable[dict[str, Any]]] | None = None
+    # a pruned node: (block hash, model hash) -> the model fetched from a peer and checked, or None
+    fetch_model: Callable[[bytes, bytes], Awaitable[bytes | None]] | None = None
+    blob_dir: Path | None = None                       # the node's checked shard blobs (GET /api/blobs/{id})
+    offer_blob: Callable[[bytes], Awaitable[Any]] | None = None   # POST /api/blobs: a BlobRef if kept, else None
 
 
 class _PeerAdapter:
@@ -115,7 +120,9 @@ def api_deps(node: Any) -> ApiDeps:
                                                                    **(committee.info() if committee else {})}
         return {"p2p_port": node.p2p_port, "api_port": node.api_port,
                 "keyholder": node.keyholder is not None or committee is not None,
-                "committee": info, "syncing": len(node.sync.wanted)}
+                "committee": info, "syncing": len(node.sync.wanted),
+                "prune": None if node.pruner is None else {"window": node.pruner.window,
+                                                           "pruned_through": node.store.pruned_through()}}
 
     health = getattr(node, "health", None)
     return ApiDeps(
@@ -128,7 +135,9 @@ def api_deps(node: Any) -> ApiDeps:
         facts=facts, cookie=lambda: node.cookie, health=health if callable(health) else None,
         submit_task=lambda raw, secret: _submit_task(node, raw, secret), rounds=RoundIndex(node.engine, node.store),
         submit_leak=(lambda raw: node.committee_relay.handle_leak(None, wire.Leak(raw)))
-        if node.genesis.committee is not None else None)
+        if node.genesis.committee is not None else None,
+        fetch_model=node.pruner.fetch_model if node.pruner is not None else None,
+        blob_dir=node.blobs.store.path, offer_blob=node.blobs.offer)
 
 
 async def _submit_task(node: Any, raw: bytes, secret: bytes | None) -> tuple[bool, str, str | None]:

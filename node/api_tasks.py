@@ -26,6 +26,7 @@ from node.rounds_index import RoundIndex
 
 MAX_TASK_ID_DIGITS = 9
 MAX_HISTORY = 1000           # champion records per task in one answer (newest kept)
+MAX_REVEALED = 1000          # revealed shard keys per task in one answer (newest kept; page with revealed_before)
 # a task message in hex, plus its shard keys in hex (keyholder nodes): consensus.protocol.tasks caps the message
 MAX_TASK_BODY = 2 * MAX_TASK_MSG_SIZE + (1 << 20)
 CLOSED = "closed"
@@ -166,21 +167,42 @@ def find_task(rows: list[TaskRow], task_id: int) -> TaskRow:
                                         f"{', '.join(str(t.task_id) for t in rows)})")
 
 
-def champion_history(engine: EngineApi, task_id: int) -> list[ChampionRecord]:
-    """Task ``task_id``'s champion lineage, oldest first (engine worker thread)."""
-    return list(engine.champion_history(task_id))
+def champion_history(engine: EngineApi, task_id: int, before: int | None = None,
+                     limit: int = MAX_HISTORY) -> list[ChampionRecord]:
+    """The newest ``limit`` records of task ``task_id``'s champion lineage below height ``before``, oldest first
+    (engine worker thread; reads only those records)."""
+    return list(engine.champion_history(task_id, before=before, limit=limit))
 
 
-def revealed_shards(engine: EngineApi, index: RoundIndex, task_id: int) -> list[dict[str, Any]]:
-    """Every shard key of task ``task_id`` revealed so far (void rounds included), in round order:
-    ``{"round", "shard_index", "shard_key"}`` (engine worker thread; the round index lists the task's rounds,
-    so this reads only them)."""
-    out = []
-    for r in reversed(index.rounds_of(task_id, None, 1 << 30)):
+def revealed_page(engine: EngineApi, index: RoundIndex, task_id: int, before: int | None = None,
+                  limit: int = MAX_REVEALED) -> dict[str, Any]:
+    """The newest ``limit`` shard keys task ``task_id`` revealed in rounds below ``before`` (void rounds
+    included), in round order: ``{"revealed": [{"round", "shard_index", "shard_key"}], "revealed_next": the
+    ``revealed_before`` of the older page or None, "revealed_first": the task's first revealed key or None}``.
+    Engine worker thread; reads the rounds of the page only (the round index lists the task's rounds)."""
+    out: list[dict[str, Any]] = []
+    next_before = None
+    cursor = before
+    while len(out) < limit:      # a round without a beacon (nobody entered) served no shard: page past it
+        want = limit - len(out)
+        rounds = index.rounds_of(task_id, cursor, want)
+        for r in rounds:
+            b = engine.beacon(r)
+            if b is not None and b.task_id == task_id:
+                out.append({"round": r, "shard_index": b.shard_index, "shard_key": b.shard_key.hex()})
+        if len(rounds) < want:
+            break
+        cursor = rounds[-1]
+    if len(out) >= limit and index.rounds_of(task_id, out[-1]["round"], 1):
+        next_before = out[-1]["round"]
+    out.reverse()
+    first = None
+    for r in index.first_rounds_of(task_id, 4):   # shard 1's key: the world a generated task's extension drifts from
         b = engine.beacon(r)
         if b is not None and b.task_id == task_id:
-            out.append({"round": r, "shard_index": b.shard_index, "shard_key": b.shard_key.hex()})
-    return out
+            first = {"round": r, "shard_index": b.shard_index, "shard_key": b.shard_key.hex()}
+            break
+    return {"revealed": out, "revealed_next": next_before, "revealed_first": first}
 
 
 def task_package(engine: EngineApi, task_id: int) -> bytes:
@@ -221,19 +243,23 @@ class TaskHandlers:
         return web.json_response({"tasks": rows, "tasks_open": sum(1 for t in rows if t["status"] != CLOSED)})
 
     async def task_detail(self, request: web.Request) -> web.Response:
-        """One task: its record, its champion lineage (newest MAX_HISTORY), its revealed shard keys; with
+        """One task: its record, its champion lineage (newest MAX_HISTORY), its revealed shard keys (newest
+        MAX_REVEALED below round ``?revealed_before=R``, at most ``?revealed_limit=N``; ``revealed_next`` pages
+        on, ``revealed_first`` is shard 1's key); with
         ``?package=1`` its public package, with ``?messages=1`` its governance-signed announcement and
         extensions (hex, in order: what an auditor checks the package against)."""
         task_id = parse_task_id(request.match_info["id"])
         assert task_id is not None
         engine, index, params = self.deps.engine, self.index, self.deps.genesis.params
         with_package, with_messages = bool(request.query.get("package")), bool(request.query.get("messages"))
+        before = _int_query(request, "revealed_before", 1, 2**32)
+        limit = _int_query(request, "revealed_limit", 1, MAX_REVEALED) or MAX_REVEALED
 
         def read() -> dict[str, Any]:
             row = find_task(task_rows(engine), task_id)
             out = task_json(row, index.counts(task_id), params)
-            out["history"] = [champion_json(r) for r in champion_history(engine, task_id)[-MAX_HISTORY:]]
-            out["revealed"] = revealed_shards(engine, index, task_id)
+            out["history"] = [champion_json(r) for r in champion_history(engine, task_id)]
+            out.update(revealed_page(engine, index, task_id, before, limit))
             out["package"] = task_package(engine, task_id).hex() if with_package else None
             if with_messages:
                 out["messages"] = task_messages(engine, task_id)
@@ -264,14 +290,12 @@ class TaskHandlers:
         before = _int_query(request, "before", 1, 2**32)
         limit = _int_query(request, "limit", 1, MAX_HISTORY) or MAX_HISTORY
 
-        def read() -> tuple[Any, Any, list[Any]]:
+        def read() -> tuple[Any, Any, list[Any]]:    # one record more than the page: is there an older page?
             if task_id is None:
-                return None, engine.champion(), engine.champion_history()
+                return None, engine.champion(), engine.champion_history(before=before, limit=limit + 1)
             row = find_task(task_rows(engine), task_id)
-            return row, row.champion, champion_history(engine, task_id)
+            return row, row.champion, champion_history(engine, task_id, before, limit + 1)
         row, champ, history = await self.call(read)
-        if before is not None:
-            history = [r for r in history if r.height < before]
         page = history[-limit:]
         older = len(history) > len(page)
         out: dict[str, Any] = {"champion": champion_json(champ), "history": [champion_json(r) for r in page],
@@ -291,8 +315,13 @@ class TaskHandlers:
         data = await loop.run_in_executor(None, store.get_model, h)
         if data is None:   # an announced task's initial champion travels in its announcement, not in a block
             data = await self.call(task_champion_model, self.deps.engine, h)
+        if data is None and self.deps.fetch_model is not None:   # pruned here: an archive peer has it
+            record, _ = await self.call(model_record, self.deps.engine, self.index, h)
+            if record is not None and record.height > 0:
+                data = await self.deps.fetch_model(record.hash, h)
         if data is None:
-            raise ApiError(404, "not-found", f"no model {h.hex()[:16]}… is stored on this node")
+            raise ApiError(404, "not-found", f"no model {h.hex()[:16]}… is stored on this node (nor, on a pruned "
+                                             "node, could a peer send it)")
         if request.query.get("format") == "hex":
             record, task_id = await self.call(model_record, self.deps.engine, self.index, h)
             return web.json_response({"hash": h.hex(), "model": data.hex(), "bytes": len(data), "task_id": task_id,
@@ -320,8 +349,8 @@ def model_record(engine: EngineApi, index: RoundIndex, model_hash: bytes) -> tup
     rec = index.record_of_model(model_hash)
     if rec is not None:
         return rec, rec.task_id
-    for t in engine.tasks():
-        for first in champion_history(engine, t.task_id)[:1]:
-            if first.model_hash == model_hash:
-                return first, t.task_id
+    for t in engine.tasks():     # a task's first record: genesis (task 0) or an announced task's initial champion
+        first = engine.champion_at(0) if t.task_id == 0 else engine.initial_champion(t.task_id)
+        if first is not None and first.model_hash == model_hash:
+            return first, t.task_id
     return None, None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from consensus.engine import EngineApi
@@ -32,7 +32,7 @@ MAX_ROUNDS_WATCHED = 16
 
 class CommitteeWatch:
     def __init__(self, keyholders: Sequence[bytes], threshold: int, metrics: Metrics, *,
-                 clock=time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.keyholders = tuple(keyholders)
         self.threshold = threshold
         self.metrics = metrics

@@ -29,6 +29,8 @@ MAX_CONFIG_BYTES = 1 << 20
 ENV_PREFIX = "POPCHAIN_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
+CHECK_LEVELS = ("tip", "full")
+BLOB_KEEP = ("all", "unrevealed")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class NodeConfig:
     datadir: Path
     genesis: Path | None = None
     keyholder: Path | None = None
+    blob_dir: Path | None = None        # the task owner's shard blobs (genesis create's <out>/blobs), imported
+    blob_keep: str = "all"              # all (archive) | unrevealed: a shard blob goes once its round is final
     peers: tuple[tuple[str, int], ...] = ()
     port: int = DEFAULT_P2P_PORT
     api_port: int = DEFAULT_API_PORT
@@ -57,7 +61,9 @@ class NodeConfig:
     log_format: str = "text"            # text | json (one JSON object per line)
     log_max_bytes: int = 10 * 2**20     # node.log rotates at this size ...
     log_backups: int = 5                # ... keeping this many old files (node.log.1 ...)
-    extra: dict = field(default_factory=dict, compare=False)
+    check_level: str = "tip"            # on start: tip = state vs accounts + last undo records; full = replay all
+    prune: int = 0                      # 0: archive (every model); N: keep the last N blocks' models + champions
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 # ---------------------------------------------------------------- the settings a user may give
@@ -76,7 +82,8 @@ def _port() -> Setting:
 
 
 SETTINGS: dict[str, Setting] = {
-    "genesis": Setting("path"), "keyholder": Setting("path"), "peers": Setting("peers"),
+    "genesis": Setting("path"), "keyholder": Setting("path"), "blob_dir": Setting("path"),
+    "blob_keep": Setting("choice", choices=BLOB_KEEP), "peers": Setting("peers"),
     "port": _port(), "api_port": _port(), "listen": Setting("str"), "api_listen": Setting("str"),
     "discover": Setting("bool"), "discovery_interface": Setting("str"), "discovery_port": Setting("int", 1, 65535),
     "peer_exchange": Setting("bool"), "max_inbound": Setting("int", 0, 4096), "max_outbound": Setting("int", 0, 1024),
@@ -84,6 +91,8 @@ SETTINGS: dict[str, Setting] = {
     "mempool_max_per_sender": Setting("int", 1, 10**7),
     "log_level": Setting("choice", choices=LOG_LEVELS), "log_format": Setting("choice", choices=LOG_FORMATS),
     "log_max_bytes": Setting("int", 4096, 2**40), "log_backups": Setting("int", 0, 1000),
+    "check_level": Setting("choice", choices=CHECK_LEVELS),
+    "prune": Setting("int", 0, 2**32 - 1),
 }
 
 
@@ -250,6 +259,12 @@ def add_node_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the effective settings and where each comes from, then exit")
     parser.add_argument("--genesis", type=Path, help="genesis file (needed the first time only)")
     parser.add_argument("--keyholder", type=Path, help="keyholder secret package: run the keyholder service")
+    parser.add_argument("--blob-dir", type=Path, default=None, metavar="DIR",
+                        help="shard blobs the task owner has (genesis create's OUT/blobs): checked, copied into "
+                             "the datadir and served; without it they are fetched from peers")
+    parser.add_argument("--blob-keep", default=None, choices=BLOB_KEEP,
+                        help="all (default: keep every shard blob, serve syncing peers) or unrevealed (delete a "
+                             "shard's blob once its round is final here)")
     parser.add_argument("--peer", action="append", default=[], metavar="HOST:PORT", help="connect to this peer")
     parser.add_argument("--port", type=int, default=None, help=f"peer port (default {DEFAULT_P2P_PORT}; 0 = any)")
     parser.add_argument("--api-port", type=int, default=None, help=f"API port (default {DEFAULT_API_PORT}; 0 = any)")
@@ -263,9 +278,16 @@ def add_node_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="log level (default INFO)")
     parser.add_argument("--log-format", default=None, choices=LOG_FORMATS,
                         help="text (default) or json: one JSON object per line in node.log and on stderr")
+    parser.add_argument("--check-level", default=None, choices=CHECK_LEVELS,
+                        help="store check before serving: tip (default: the tip's state against the stored "
+                             "accounts and the last undo records, seconds) or full (replay the whole chain)")
+    parser.add_argument("--prune", type=int, default=None, metavar="N",
+                        help="keep only the last N blocks' models (and every task's champion, the consensus "
+                             "records, headers and transfers); older models are fetched from a peer when asked "
+                             "for. 0 (default): archive node, serves every block. At least 10")
 
 
-def config_from_args(args: argparse.Namespace, file_config: dict | None = None) -> NodeConfig:
+def config_from_args(args: argparse.Namespace, file_config: dict[str, Any] | None = None) -> NodeConfig:
     """Compatibility wrapper: ``resolve`` without the sources (``file_config`` is ignored: the file is read by
     ``resolve`` itself, with validation)."""
     return resolve(args)[0]

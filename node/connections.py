@@ -1,14 +1,17 @@
-"""Peer connections *(policy)*: accept (per-IP and total caps, bans), dial (backoff with jitter, for the node's
-life), offences → discouragement by IP, GETADDR/ADDR (PROTOCOL §4.5, §4.6).
+"""Peer connections *(policy)*: accept (bans, per-IP cap, inbound eviction when full), dial (backoff with jitter,
+for the node's life), offences → discouragement by IP, GETADDR/ADDR (PROTOCOL §4.5, §4.6).
 
 Knows nothing of gossip or sync: every message but GETADDR/ADDR goes to ``dispatch``; a peer that passed the
 handshake goes to ``on_ready``, one that left to ``on_gone``. Owns the peer set, the address book and the
-dialler state; the node reads ``peers``/``book`` for the API and saves the book.
+dialler state; the node reads ``peers``/``book`` for the API and saves the book. When the inbound slots are
+full a newcomer evicts the peer node.eviction chooses (Bitcoin Core's rules), so a host holding every slot
+cannot keep a new honest node out. ADDR answers carry only addresses we reached ourselves.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -17,13 +20,16 @@ import aiohttp
 from aiohttp import web
 
 from node import wire
+from node.budgets import Budgets, SendBudget
 from node.config import NodeConfig
 from node.datadir import PeerBook, parse_hostport
 from node.dialer import Dialer
 from node.errors import NodeError
+from node.eviction import Candidate, netgroup, select_to_evict
+from node.gate import Gate
 from node.limits import DISCOURAGE_SECONDS, Offence, ban_key
 from node.metrics import Metrics
-from node.peer import LocalIdentity, Peer
+from node.peer import LocalIdentity, Peer, WebSocket
 
 log = logging.getLogger("popchain.node")
 
@@ -32,6 +38,9 @@ GIVE_UP = 8                  # failed dials in a row before a non-persistent out
 HANDSHAKE_TIMEOUT_S = 5.0    # TCP connect + websocket upgrade of an outbound dial
 REFUSE_HEADER = "X-Popchain-Refused"
 CONNECTED_RECHECK_S = 5.0    # a dialler whose peer is connected the other way looks again this often
+INV_ITEM_BYTES = 36          # an INV/GETDATA/NOTFOUND item on the wire: [kind, bin8 32-byte id]
+_INVENTORY_TYPES = frozenset({wire.MsgType.INV, wire.MsgType.GETDATA, wire.MsgType.NOTFOUND})
+EVICTED = "evicted: inbound slots full (made room for a newcomer)"
 
 
 class Connections:
@@ -39,8 +48,14 @@ class Connections:
                  identity: Callable[[], LocalIdentity], local_port: Callable[[], int],
                  spawn: Callable[[Coroutine[Any, Any, None], str], Any],
                  dispatch: Callable[[Peer, wire.Message], Awaitable[None]],
-                 on_ready: Callable[[Peer], None], on_gone: Callable[[Peer], None]) -> None:
+                 on_ready: Callable[[Peer], None], on_gone: Callable[[Peer], None],
+                 charge: Callable[[Peer, int], bool] | None = None) -> None:
         self.config = config
+        self.budgets = Budgets.for_slots(config.max_inbound, config.max_outbound, len(config.peers))
+        self.sending = SendBudget()                # bytes queued for all peers together
+        self.charge = charge
+        self.gate: Gate | None = None              # the p2p listener's accept gate (node.gate), once listening
+        self._evict_key = os.urandom(32)
         self.metrics = metrics
         self.hello = hello
         self.identity = identity
@@ -56,6 +71,7 @@ class Connections:
         self._session: aiohttp.ClientSession | None = None
         self._outbound_targets: set[tuple[str, int]] = set()
         self._inbound_by_ip: dict[str, int] = {}   # ban_key -> inbound connections (from before the upgrade)
+        self._evicting = 0                         # evicted inbound peers still closing (their slots are taken)
         self._addr_asked: set[Peer] = set()        # peers we sent GETADDR and whose ADDR we await
 
     def open(self) -> None:
@@ -72,9 +88,22 @@ class Connections:
     def _is_duplicate(self, nonce: int) -> bool:
         return any(p.hello is not None and p.hello.nonce == nonce and not p.close_reason for p in self.peers)
 
-    def _make_peer(self, ws, inbound: bool, host: str, port: int) -> Peer:
+    def _make_peer(self, ws: WebSocket, inbound: bool, host: str, port: int) -> Peer:
         return Peer(ws, inbound=inbound, host=host, port=port, handler=self.on_message, on_offence=self._on_offence,
-                    hello_factory=self.hello, identity=self.identity(), is_duplicate=self._is_duplicate)
+                    hello_factory=self.hello, identity=self.identity(), is_duplicate=self._is_duplicate,
+                    budgets=self.budgets, precheck=self._precheck, sending=self.sending)
+
+    def _precheck(self, peer: Peer, frame: bytes) -> bool:
+        """Before a frame is decoded: is it within the peer's budgets? An INV/GETDATA/NOTFOUND is charged for the
+        ids it can hold (its size / INV_ITEM_BYTES) to the object budget; an ADDR we did not ask for is not worth
+        decoding. False = drop it (node.peer counts drops towards a flood offence)."""
+        kind = frame[0]
+        if kind in _INVENTORY_TYPES:
+            return self.charge is None or self.charge(peer, max(1, (len(frame) - 8) // INV_ITEM_BYTES))
+        if kind == wire.MsgType.ADDR and peer not in self._addr_asked:
+            self.metrics.inc("popchain_addr_ignored_total")
+            return False
+        return True
 
     def is_discouraged(self, host: str) -> bool:
         """Is this host (an IP, or IPv6 /64 — see node.limits.ban_key) discouraged? Ports play no part."""
@@ -89,6 +118,14 @@ class Connections:
             self.book.ban(peer.ban_key, time.time() + DISCOURAGE_SECONDS)
             self.metrics.inc("popchain_discouragements_total", reason=offence.reason)
             log.warning("peer %s discouraged for %.0f s (%s)", peer.ban_key, DISCOURAGE_SECONDS, offence.reason)
+
+    def _evict_one(self) -> Peer | None:
+        """The inbound peer to close for a newcomer (node.eviction), or None if all are protected."""
+        candidates = [Candidate(p, netgroup(p.host), p.connected_mono, p.min_rtt_ms, p.last_block_at, p.last_tx_at,
+                                p.hello is not None)
+                      for p in self.peers if p.inbound and not p.close_reason]
+        chosen = select_to_evict(candidates, self._evict_key)
+        return chosen.peer if chosen is not None else None
 
     async def _serve_peer(self, peer: Peer) -> None:
         self.peers.add(peer)
@@ -107,8 +144,8 @@ class Connections:
             return
         log.info("peer %s connected (%s, height %d)", peer.key, "in" if peer.inbound else "out",
                  peer.best_height)
-        if peer.listen_addr is not None and not peer.inbound:
-            self.book.add(*peer.listen_addr, time.time())
+        if not peer.inbound:
+            self.book.reached(peer.host, peer.port, time.time())   # dialled and answered: a verified address
         if not peer.inbound:
             self._addr_asked.add(peer)   # its ADDR is accepted once, as the answer (PROTOCOL §4.6)
             peer.send(wire.GetAddr())
@@ -130,22 +167,34 @@ class Connections:
             return self._refuse("discouraged")
         if self._inbound_by_ip.get(key, 0) >= self.config.max_inbound_per_ip:
             return self._refuse("too-many-from-your-address")
-        if sum(self._inbound_by_ip.values()) >= self.config.max_inbound:
-            return self._refuse("full")
+        if sum(self._inbound_by_ip.values()) - self._evicting >= self.config.max_inbound:
+            victim = self._evict_one()
+            if victim is None:
+                return self._refuse("full")
+            self._evicting += 1
+            victim.close(EVICTED)
+            self.metrics.inc("popchain_evictions_total")
+            log.info("evicted inbound peer %s to make room for %s", victim.key, host)
         self._inbound_by_ip[key] = self._inbound_by_ip.get(key, 0) + 1
+        if self.gate is not None:
+            self.gate.mark_busy(request.transport)   # an upgrading peer: never cut as an idle socket
+        peer: Peer | None = None
         try:
             ws = web.WebSocketResponse(max_msg_size=wire.MAX_FRAME, autoping=False, compress=False)
             await ws.prepare(request)
-            await self._serve_peer(self._make_peer(ws, True, host, port))
+            peer = self._make_peer(ws, True, host, port)
+            await self._serve_peer(peer)
             return ws
         finally:
+            if peer is not None and peer.close_reason == EVICTED:
+                self._evicting -= 1
             left = self._inbound_by_ip[key] - 1
             if left:
                 self._inbound_by_ip[key] = left
             else:
                 del self._inbound_by_ip[key]
 
-    def connect(self, host: str, port: int, persistent: bool = False) -> asyncio.Task | None:
+    def connect(self, host: str, port: int, persistent: bool = False) -> asyncio.Task[None] | None:
         """Open (and keep re-opening, with backoff) an outbound connection, as a task in the TaskGroup.
         ``persistent`` (--peer, config.json) ones never give up; the others give up after GIVE_UP failures in a
         row and free their slot — the housekeeping refill dials them again later (every known address keeps
@@ -155,7 +204,8 @@ class Connections:
         if not persistent and len(self._outbound_targets) >= self.config.max_outbound + len(self.config.peers):
             return None
         self._outbound_targets.add((host, port))
-        return self.spawn(self._outbound(host, port, persistent), f"peer-{host}:{port}")
+        task: asyncio.Task[None] | None = self.spawn(self._outbound(host, port, persistent), f"peer-{host}:{port}")
+        return task
 
     async def _outbound(self, host: str, port: int, persistent: bool) -> None:
         addr = (host, port)
@@ -250,8 +300,20 @@ class Connections:
 
     async def on_message(self, peer: Peer, msg: wire.Message) -> None:
         if isinstance(msg, wire.GetAddr):
-            addrs = [p.listen_addr for p in self.ready_peers() if p.listen_addr and p is not peer]
-            peer.send(wire.Addr(tuple(a for a in addrs if a)[:ADDR_RELAY_MAX]))
+            # only addresses we dialled and completed a handshake with: an inbound peer's advertised listen
+            # port is unverified, and relaying it would let one host fill a newcomer's address book (§4.6)
+            asker = f"{peer.host}:{peer.listen_addr[1]}" if peer.listen_addr else ""
+            addrs = []
+            for text in self.book.verified():
+                if text == asker or self.is_discouraged(text):
+                    continue
+                try:
+                    addrs.append(parse_hostport(text))
+                except NodeError:
+                    continue
+                if len(addrs) >= ADDR_RELAY_MAX:
+                    break
+            peer.send(wire.Addr(tuple(addrs)))
         elif isinstance(msg, wire.Addr):
             if peer not in self._addr_asked:
                 # unsolicited (or a second answer): ignored, so a peer cannot fill our book at will

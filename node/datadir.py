@@ -70,18 +70,31 @@ def parse_hostport(text: str) -> tuple[str, int]:
 
 @dataclass
 class PeerBook:
-    """Known addresses (for reconnecting and peer exchange) and bans (node.limits.ban_key -> unix time until).
+    """Known addresses (for reconnecting and peer exchange), the addresses we reached ourselves, and bans
+    (node.limits.ban_key -> unix time until).
 
-    Both are bounded (MAX_KNOWN_ADDRS, MAX_BANS) in memory and in ``peers.json``; expired bans are dropped."""
+    ``addrs`` holds every address heard of (unverified: what a peer advertised or an ADDR carried); ``tried``
+    the ones we dialled and completed a handshake with — only those are relayed in ADDR answers (PROTOCOL §4.6),
+    so a host cannot get its made-up listen ports passed on. All three are bounded (MAX_KNOWN_ADDRS, MAX_BANS)
+    in memory and in ``peers.json``; expired bans are dropped."""
 
     addrs: dict[str, float] = field(default_factory=dict)   # "host:port" -> last seen
     bans: dict[str, float] = field(default_factory=dict)
+    tried: dict[str, float] = field(default_factory=dict)   # "host:port" -> last handshake we completed there
 
     def add(self, host: str, port: int, now: float) -> None:
         self.addrs[f"{host}:{port}"] = now
-        if len(self.addrs) > MAX_KNOWN_ADDRS:  # forget the stalest
-            for key, _ in sorted(self.addrs.items(), key=lambda kv: kv[1])[: len(self.addrs) - MAX_KNOWN_ADDRS]:
-                del self.addrs[key]
+        _trim_stalest(self.addrs, MAX_KNOWN_ADDRS)
+
+    def reached(self, host: str, port: int, now: float) -> None:
+        """We dialled ``host:port`` and completed a handshake: a verified address."""
+        self.add(host, port, now)
+        self.tried[f"{host}:{port}"] = now
+        _trim_stalest(self.tried, MAX_KNOWN_ADDRS)
+
+    def verified(self) -> list[str]:
+        """Addresses we reached ourselves, most recently reached first."""
+        return sorted(self.tried, key=lambda k: -self.tried[k])
 
     def ban(self, key: str, until: float) -> None:
         self.bans[key] = max(until, self.bans.get(key, 0.0))
@@ -106,21 +119,29 @@ class PeerBook:
 
     def to_json(self, now: float | None = None) -> bytes:
         self._trim_bans(time.time() if now is None else now)
-        return json.dumps({"addrs": self.addrs, "bans": self.bans}, indent=1, sort_keys=True).encode()
+        return json.dumps({"addrs": self.addrs, "bans": self.bans, "tried": self.tried}, indent=1,
+                          sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> "PeerBook":
+    def from_json(cls, data: bytes) -> PeerBook:
         try:
             obj = json.loads(data)
             addrs = {str(k): float(v) for k, v in dict(obj.get("addrs", {})).items()}
             bans = {str(k): float(v) for k, v in dict(obj.get("bans", {})).items()}
+            tried = {str(k): float(v) for k, v in dict(obj.get("tried", {})).items()}
         except (ValueError, TypeError, AttributeError):
             return cls()  # a damaged peers file only costs us our address book
-        book = cls(addrs, bans)
-        if len(book.addrs) > MAX_KNOWN_ADDRS:
-            book.addrs = dict(list(book.addrs.items())[:MAX_KNOWN_ADDRS])
+        book = cls(addrs, bans, tried)
+        for table in (book.addrs, book.tried):
+            _trim_stalest(table, MAX_KNOWN_ADDRS)
         book._trim_bans(time.time())
         return book
+
+
+def _trim_stalest(table: dict[str, float], cap: int) -> None:
+    if len(table) > cap:
+        for key, _ in sorted(table.items(), key=lambda kv: kv[1])[: len(table) - cap]:
+            del table[key]
 
 
 class Datadir:
@@ -130,7 +151,7 @@ class Datadir:
         self.path = Path(path)
         self._lock_fd: int | None = None
 
-    def open(self) -> "Datadir":
+    def open(self) -> Datadir:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path / "node.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -206,8 +227,11 @@ class Datadir:
         return secret
 
     def load_peer_book(self) -> PeerBook:
-        path = self.path / "peers.json"
-        return PeerBook.from_json(path.read_bytes()) if path.exists() else PeerBook()
+        """The persisted address book; an unreadable or damaged file only costs us the book."""
+        try:
+            return PeerBook.from_json((self.path / "peers.json").read_bytes())
+        except OSError:
+            return PeerBook()
 
     def save_peer_book(self, book: PeerBook) -> None:
         atomic_write(self.path / "peers.json", book.to_json())
@@ -221,7 +245,8 @@ def read_ports(datadir: Path) -> dict[str, int] | None:
     """The ports a running node on ``datadir`` listens on, or None if it has not written them (yet)."""
     path = Path(datadir) / "ports.json"
     try:
-        return json.loads(path.read_bytes())
+        ports = json.loads(path.read_bytes())
+        return {str(k): int(v) for k, v in ports.items()} if isinstance(ports, dict) else None
     except (FileNotFoundError, ValueError):
         return None
 

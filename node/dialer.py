@@ -31,7 +31,8 @@ class Dialer:
         self.state: dict[tuple[str, int], DialState] = {}
 
     def delay(self, failures: int) -> float:
-        return min(self.max_s, self.base_s * 2 ** min(failures, 30)) * (0.5 + self.rng())
+        jitter: float = 0.5 + self.rng()
+        return min(self.max_s, self.base_s * 2.0 ** min(failures, 30)) * jitter
 
     def next_delay(self, addr: tuple[str, int]) -> float:
         return max(0.0, self.state.get(addr, DialState()).next_try)

@@ -14,6 +14,7 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from chain.encoding import check_bytes, check_int, check_list, check_str, pack, unpack
 from chain.errors import DecodeError
@@ -58,10 +59,10 @@ def make_socket(group: str, port: int, interface: str) -> socket.socket:
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, discovery: "Discovery") -> None:
+    def __init__(self, discovery: Discovery) -> None:
         self.discovery = discovery
 
-    def datagram_received(self, data: bytes, addr) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.discovery.on_datagram(data, addr)
 
 
@@ -83,7 +84,7 @@ class Discovery:
         self.heard: set[tuple[str, int]] = set()
         self.bucket = TokenBucket(20.0, 50.0, 0.0)
 
-    def on_datagram(self, data: bytes, addr) -> None:
+    def on_datagram(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         loop_time = asyncio.get_running_loop().time()
         if not self.bucket.take(loop_time):
             return

@@ -4,7 +4,9 @@ What it does: ``EventBus.publish(kind, data)`` stamps an event with the next id 
 the node's wall clock, keeps the last ``RING`` events for ``Last-Event-ID`` resume, and hands it to every
 subscriber's bounded queue. A subscriber whose queue is full is *dropped* (its stream ends with a ``dropped``
 event and the client reconnects with ``Last-Event-ID``): a slow reader costs at most ``CLIENT_QUEUE`` events of
-memory, never an unbounded buffer, and never slows the publisher. ``StatePublisher`` turns the node's state into
+memory, never an unbounded buffer, and never slows the publisher. The stream slots are shared fairly: one IP
+holds at most ``MAX_PER_IP`` of the ``MAX_SUBSCRIBERS``, and when all are taken a client from an IP holding
+fewer takes the oldest stream of the IP holding the most (that stream ends with ``dropped``). ``StatePublisher`` turns the node's state into
 events: it is poked by the node after a tip change or a round event (a callback, no node object), diffs what it
 reads against what it last published and emits ``tip``, ``round`` (phase change), ``beacon``, ``verdict``
 (crowned/void) and ``mempool`` events.
@@ -27,11 +29,15 @@ from typing import Any
 
 from aiohttp import web
 
+from consensus.engine import EngineApi
+from node.limits import ban_key
+
 log = logging.getLogger("popchain.events")
 
 RING = 1024            # events kept for Last-Event-ID resume
 CLIENT_QUEUE = 256     # events buffered per subscriber before it is dropped
-MAX_SUBSCRIBERS = 64   # concurrent SSE clients per node (503 beyond)
+MAX_SUBSCRIBERS = 64   # concurrent SSE clients per node ...
+MAX_PER_IP = 8         # ... of which one IP (IPv6: /64) holds at most this many (503 beyond)
 HEARTBEAT_S = 15.0     # an SSE comment line keeps proxies and idle clients from timing out
 WRITE_TIMEOUT_S = 10.0  # a client that takes no bytes for this long is dropped (its socket buffer is full)
 POLL_S = 1.0           # how often an idle stream checks that its client is still connected
@@ -55,6 +61,8 @@ class Event:
 @dataclass(eq=False)
 class Subscriber:
     queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
+    ip: str = "?"                             # node.limits.ban_key of the client
+    since: float = field(default_factory=time.monotonic)
     dropped: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     abort: Callable[[], None] | None = None   # closes the client's connection (set by the handler)
@@ -80,10 +88,11 @@ class EventBus:
     """Bounded fan-out with resume. Lives on the node's event loop; ``publish`` never blocks or awaits."""
 
     def __init__(self, ring: int = RING, client_queue: int = CLIENT_QUEUE,
-                 max_subscribers: int = MAX_SUBSCRIBERS) -> None:
+                 max_subscribers: int = MAX_SUBSCRIBERS, max_per_ip: int = MAX_PER_IP) -> None:
         self.ring: deque[Event] = deque(maxlen=ring)
         self.client_queue = client_queue
         self.max_subscribers = max_subscribers
+        self.max_per_ip = max_per_ip
         self.subscribers: set[Subscriber] = set()
         self.last_id = 0
         self.dropped_total = 0
@@ -116,12 +125,23 @@ class EventBus:
         if sub.abort is not None:  # if the handler is blocked writing to a full socket, cut it off
             asyncio.get_running_loop().call_later(DROP_GRACE_S, sub.abort)
 
-    def subscribe(self, last_id: int | None) -> tuple[Subscriber, list[Event], bool]:
-        """A new subscriber, the ring events after ``last_id`` to replay, and whether a gap was lost
+    def subscribe(self, last_id: int | None, ip: str = "?") -> tuple[Subscriber, list[Event], bool]:
+        """A new subscriber from ``ip``, the ring events after ``last_id`` to replay, and whether a gap was lost
         (``last_id`` older than the ring, or from the future: ids of an earlier run of the node)."""
-        if self.closed or len(self.subscribers) >= self.max_subscribers:
-            raise web.HTTPServiceUnavailable(text="too many event subscribers (or shutting down)")
-        sub = Subscriber(asyncio.Queue(self.client_queue))
+        if self.closed:
+            raise web.HTTPServiceUnavailable(text="shutting down")
+        held: dict[str, list[Subscriber]] = {}
+        for sub in self.subscribers:
+            held.setdefault(sub.ip, []).append(sub)
+        mine = len(held.get(ip, ()))
+        if mine >= self.max_per_ip:
+            raise web.HTTPServiceUnavailable(text=f"too many event streams from your address ({mine})")
+        if len(self.subscribers) >= self.max_subscribers:
+            heaviest = max(held.values(), key=len)
+            if len(heaviest) <= mine + 1:
+                raise web.HTTPServiceUnavailable(text="too many event subscribers")
+            self._drop(min(heaviest, key=lambda s: s.since))   # the crowded IP's oldest stream makes room
+        sub = Subscriber(asyncio.Queue(self.client_queue), ip)
         self.subscribers.add(sub)
         if last_id is None:
             return sub, [], False
@@ -143,7 +163,8 @@ def _last_event_id(request: web.Request) -> int | None:
     return int(text)
 
 
-def events_handler(bus: EventBus, snapshot: Callable[[], Awaitable[dict[str, Any]]]):
+def events_handler(bus: EventBus, snapshot: Callable[[], Awaitable[dict[str, Any]]]
+                   ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """``GET /api/events``: ``hello`` (the current state snapshot, id-less), then the replayed ring events after
     ``Last-Event-ID`` (or one ``reset`` event when they are gone), then live events. Optional ``?kinds=a,b``."""
 
@@ -153,7 +174,7 @@ def events_handler(bus: EventBus, snapshot: Callable[[], Awaitable[dict[str, Any
         kinds = set(kinds_text.split(",")) if kinds_text else None
         if kinds is not None and not kinds <= set(KINDS):
             raise web.HTTPBadRequest(text=f"kinds: choose among {','.join(KINDS)}")
-        sub, replay, gap = bus.subscribe(last_id)
+        sub, replay, gap = bus.subscribe(last_id, ban_key(request.remote or "?"))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
         finished = False
@@ -331,3 +352,23 @@ class StatePublisher:
                 continue
             self._wanted.clear()
             await self.poke()
+
+
+VIEW_ROUNDS = 16   # rounds the event stream re-reads per state change (beacons, verdicts)
+
+
+def read_chain_view(engine: EngineApi, opening_window_s: int) -> ChainView:
+    """On the worker thread: what the event stream diffs (the last VIEW_ROUNDS rounds' beacons and verdicts)."""
+    tip = engine.tip()
+    r = engine.current_round()
+    first = max(1, r - VIEW_ROUNDS)
+    crowned = {x: rec.hash.hex() for x, rec in engine.crowned_rounds(first, r - 1).items()}
+    phase = engine.round_info(r).status if r else "not-started"
+    if phase == "idle":          # every task spent: the chain is closed (what /api/status and the CLI say)
+        phase = "closed"
+    notice = engine.notice(r) if r else None
+    return ChainView(tip.height, tip.hash.hex(), r, phase, engine.open_round(),
+                     frozenset(x for x in range(first, r + 1) if engine.beacon(x) is not None),
+                     tuple((x, "crowned" if x in crowned else "void", crowned.get(x)) for x in range(first, r)),
+                     notice.entry_deadline_ms if notice is not None and phase == "open" else None,
+                     opening_window_s)

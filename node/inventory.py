@@ -1,13 +1,14 @@
 """Inventory tracking *(policy)*: what we will announce to each peer (trickled), and what we asked whom for.
 
 Bookkeeping only — no judging, no penalties, no I/O: node/gossip.py decides what an object is worth and sends
-the frames this module computes. Every table is bounded per peer and in total (PROTOCOL §4.3, §4.5), so an INV
-flood of unknown ids costs its sender only its own slots:
+the frames this module computes. Every table is bounded per peer and in total (PROTOCOL §4.3, §4.5; the numbers:
+node.budgets), so an INV flood of unknown ids costs its sender only its own slots:
 
-- ``Trickle``: ids accepted since the last tick, per peer; flushed every TRICKLE_S as INV frames of up to
-  wire.MAX_INV_ITEMS ids (one frame carries many ids: the peer's frame budget sees ~10 INV/s whatever the rate).
-- ``RequestTracker``: one GETDATA in flight per id (≤ PER_PEER_INFLIGHT per peer, ≤ TOTAL_INFLIGHT in all),
-  up to MAX_ALTERNATES other announcers remembered per id, so a peer that announces and then does not deliver
+- ``Trickle``: ids accepted since the last tick, per peer (≤ its share); flushed every TRICKLE_S as INV frames of
+  up to wire.MAX_INV_ITEMS ids (one frame carries many ids: the peer's frame budget sees ~10 INV/s).
+- ``RequestTracker``: one GETDATA in flight per id (≤ ``per_peer`` per peer — its share of ``total`` — and ≤
+  ``total`` in all, so the shares of the flooders never use up an honest peer's), up to MAX_ALTERNATES other
+  announcers remembered per id (≤ ``total_alternates`` ids), so a peer that announces and then does not deliver
   (NOTFOUND, REQUEST_TIMEOUT_S, disconnect) only delays the object until the next announcer is asked.
 """
 from __future__ import annotations
@@ -23,27 +24,41 @@ Key = tuple[InvKind, bytes]
 P = TypeVar("P", bound=Hashable)   # a peer (node.peer.Peer in the node; anything hashable in tests)
 
 TRICKLE_S = 0.1                # announcement batching interval (PROTOCOL §4.3)
-MAX_TRICKLE = 50_000           # ids waiting for one peer's next tick (far above 16k tx/s × 0.1 s)
+MAX_TRICKLE = 50_000           # ids waiting for one peer's next tick, unless its share (node.budgets) is lower
 REQUEST_TIMEOUT_S = 15.0       # a request not answered by then goes to the next announcer
-PER_PEER_INFLIGHT = 8_000      # ids requested from one peer and not yet answered (honest 16k tx/s: ~3,200)
+PER_PEER_INFLIGHT = 8_000      # ids requested from one peer, unless its share is lower (honest 16k tx/s: ~3,200)
 PER_PEER_BLOCKS = 16           # of which blocks (random block ids in an INV cost a store lookup each)
 TOTAL_INFLIGHT = 64_000
 MAX_ALTERNATES = 2             # other announcers remembered per id
-TOTAL_ALTERNATES = 64_000      # ids with alternates
+TOTAL_ALTERNATES = 32_000      # ids with alternates
 
 
 class Trickle(Generic[P]):
     """Per-peer queues of ids to announce at the next tick (insertion order; oldest dropped beyond the cap)."""
 
     def __init__(self, cap: int = MAX_TRICKLE) -> None:
-        self.cap = cap
+        self.cap = min(cap, MAX_TRICKLE)
         self._queues: dict[P, OrderedDict[Key, None]] = {}
         self.dropped = 0
 
     def add(self, peer: P, key: Key) -> None:
-        q = self._queues.setdefault(peer, OrderedDict())
+        q = self._queues.get(peer)
+        if q is None:
+            q = self._queues[peer] = OrderedDict()
         q[key] = None
-        if len(q) > self.cap:
+        if len(q) > self.cap:   # beyond its share the oldest id goes unannounced to this peer (it may still fetch it)
+            q.popitem(last=False)
+            self.dropped += 1
+
+    def add_many(self, peer: P, keys: list[Key]) -> None:
+        """``add`` for several ids (a batch of accepted transfers): the queue is looked up and trimmed once."""
+        if not keys:
+            return
+        q = self._queues.get(peer)
+        if q is None:
+            q = self._queues[peer] = OrderedDict()
+        q.update(dict.fromkeys(keys))
+        while len(q) > self.cap:
             q.popitem(last=False)
             self.dropped += 1
 
@@ -65,7 +80,7 @@ class Trickle(Generic[P]):
         self._queues.pop(peer, None)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Request(Generic[P]):
     peer: P
     sent: float
@@ -76,10 +91,12 @@ class RequestTracker(Generic[P]):
     expiry pops from the front."""
 
     def __init__(self, per_peer: int = PER_PEER_INFLIGHT, per_peer_blocks: int = PER_PEER_BLOCKS,
-                 total: int = TOTAL_INFLIGHT, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
-        self.per_peer = per_peer
+                 total: int = TOTAL_INFLIGHT, timeout_s: float = REQUEST_TIMEOUT_S,
+                 total_alternates: int = TOTAL_ALTERNATES) -> None:
+        self.per_peer = min(per_peer, PER_PEER_INFLIGHT)
         self.per_peer_blocks = per_peer_blocks
         self.total = total
+        self.total_alternates = total_alternates
         self.timeout_s = timeout_s
         self._inflight: OrderedDict[Key, _Request[P]] = OrderedDict()
         self._count: dict[P, int] = {}
@@ -119,7 +136,7 @@ class RequestTracker(Generic[P]):
             if req.peer != peer:
                 alts = self._alternates.get(key)
                 if alts is None:
-                    if len(self._alternates) < TOTAL_ALTERNATES:
+                    if len(self._alternates) < self.total_alternates:
                         self._alternates[key] = [peer]
                 elif len(alts) < MAX_ALTERNATES and peer not in alts:
                     alts.append(peer)
@@ -139,7 +156,7 @@ class RequestTracker(Generic[P]):
         """Ask ``peer`` again for ``key`` (a corrupt copy of it arrived), the others queued behind it."""
         self.force(peer, key, now)
         alts = [p for p in alternates if p != peer][:MAX_ALTERNATES]
-        if alts and (key in self._alternates or len(self._alternates) < TOTAL_ALTERNATES):
+        if alts and (key in self._alternates or len(self._alternates) < self.total_alternates):
             self._alternates[key] = alts
 
     def _add(self, key: Key, peer: P, now: float) -> None:

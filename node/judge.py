@@ -29,11 +29,11 @@ from typing import Any, NamedTuple, Protocol
 from chain.admission import TxVerdict, admit_txs
 from chain.block import Block, Header
 from chain.crypto import tagged_hash
-from chain.errors import DecodeError, PopError, RuleError
+from chain.errors import DecodeError, PopError, RuleError, StorageFault
 from chain.rejects import TX_VIOLATIONS as _TX_VIOLATIONS
 from chain.state import LedgerParams
 from chain.store import ChainStore
-from chain.tx import Transfer
+from chain.tx import Transfer, decode_many_trusted
 from consensus.engine import BlockVerdict, EngineApi
 from consensus.protocol.messages import AnchorNotice, Beacon, Entry
 from consensus.protocol.rules import CorruptCopy
@@ -62,6 +62,10 @@ class SyncHooks(Protocol):
     def on_orphan(self, peer: Peer, prev_hash: bytes) -> bool: ...
     async def ask_headers(self, peer: Peer, from_hash: bytes | None = None) -> None: ...
     def block_arrived(self, h: bytes) -> None: ...
+
+
+class ModelFetches(Protocol):
+    async def offer(self, block: Block) -> bool | None: ...   # None: not asked for; False: a forged model
 
 
 class JudgeHost(Protocol):
@@ -111,9 +115,12 @@ class Arrival(NamedTuple):
 class Judge:
     def __init__(self, host: JudgeHost, announce: Callable[[InvKind, bytes, Peer | None, bytes | None], None],
                  received: Callable[[Key, Peer | None], bool],
-                 push_all: Callable[[InvKind, bytes, bytes, Peer | None], None] | None = None) -> None:
+                 push_all: Callable[[InvKind, bytes, bytes, Peer | None], None] | None = None,
+                 announce_txs: Callable[[Sequence[tuple[bytes, Peer | None]]], None] | None = None) -> None:
         self.host = host
         self.announce = announce          # relay an accepted object (gossip.Relay.announce)
+        # relay accepted transfers, (txid, the peer it came from) (gossip.Relay.announce_txs)
+        self.announce_txs = announce_txs or self._announce_each
         self.push_all = push_all          # push an object whole to every peer (gossip.Relay.push_all)
         self.received = received          # an object arrived: forget its request; True if we asked this peer
         # objects we accepted, for GETDATA: (kind, id) -> (bytes, round; 0 for transfers)
@@ -129,8 +136,13 @@ class Judge:
         self.known_blocks: BoundedSet[bytes] = BoundedSet(10_000)  # saves a worker hop per INV
         self.round_hint = 0   # highest round seen in a round object
         self.block_lock = asyncio.Lock()  # blocks connect one at a time, in arrival order
+        self.model_fetches: ModelFetches | None = None   # a pruned node's fetches of old models (node.pruning)
 
     # ------------------------------------------------------------ bookkeeping
+
+    def _announce_each(self, items: Sequence[tuple[bytes, Peer | None]]) -> None:
+        for h, peer in items:
+            self.announce(InvKind.TX, h, peer, None)
 
     def remember(self, kind: InvKind, h: bytes, data: bytes, round_: int) -> None:
         self.recent.put((kind, h), (data, round_))
@@ -169,10 +181,22 @@ class Judge:
         arrival = self._arrive(peer, kind, data)
         if not isinstance(arrival, Arrival):
             return arrival
+        fetched = None if kind != InvKind.BLOCK or self.model_fetches is None else \
+            await self.model_fetches.offer(arrival.decoded)
+        if fetched is not None:   # an old block a pruned node asked for, for its model (node.pruning)
+            if fetched:
+                return True, "duplicate"
+            if peer is not None:
+                peer.offend(INVALID_BLOCK, f"block {arrival.key[1].hex()[:16]}: model bytes do not hash to the "
+                                           "header's model_hash")
+            self.host.metrics.inc("popchain_objects_rejected_total", kind="block", reason="bad-model-hash")
+            return False, "bad-model-hash"
         try:
             ok, reason = await self._judge(kind, arrival.decoded, data, peer)
         except CorruptCopy as exc:
             return self._corrupt(arrival.peer, arrival.key, exc.code, exc.message)
+        except StorageFault:   # our disk, not the sender's object: the node stops (node.node), nobody is blamed
+            raise
         except RuleError as exc:
             ok, reason, detail = False, exc.code, exc.message
         except PopError as exc:
@@ -207,16 +231,26 @@ class Judge:
         results: list[tuple[bool, str] | None] = [None] * len(batch)
         fresh: list[tuple[int, Arrival]] = []
         in_batch: set[bytes] = set()
+        # the whole batch decoded at once (chain.tx.decode_many_trusted: one canonical check for all); a tx it
+        # does not take goes the checked way in _arrive, which says what is wrong
+        decoded = decode_many_trusted([data for _, data, _ in batch])
+        received = 0
         for i, (peer, data, asked) in enumerate(batch):
-            arrival = self._arrive(peer, InvKind.TX, data, asked)
+            tx = decoded[i]
+            arrival = self._arrive(peer, InvKind.TX, data, asked) if tx is None else self._arrive_tx(peer, data, tx, asked)
             if not isinstance(arrival, Arrival):
                 results[i] = arrival
-            elif arrival.decoded.txid in host.mempool or arrival.decoded.txid in in_batch:
+                continue
+            received += tx is not None       # _arrive counted its own
+            if arrival.decoded.txid in host.mempool or arrival.decoded.txid in in_batch:
                 results[i] = (True, "duplicate")
             else:
                 in_batch.add(arrival.decoded.txid)
                 fresh.append((i, arrival))
+        if received:   # one labelled-metric update per batch, not one per tx
+            host.metrics.inc("popchain_objects_received_total", received, kind="tx")
         follow: list[tuple[Peer | None, bytes, bool | None]] = []
+        accepted: list[tuple[bytes, Peer | None]] = []
         if fresh:
             params = host.ledger_params
             txs = [a.decoded for _, a in fresh]
@@ -241,7 +275,8 @@ class Judge:
                         if nxt is not None:
                             follow.append(nxt)
                 if error is None:
-                    results[i] = await self._conclude(arrival, True, "accepted", "accepted")
+                    results[i] = (True, "accepted")
+                    accepted.append((arrival.key[1], arrival.peer))
                 elif isinstance(error, RuleError) and error.code == "nonce-gap" and arrival.peer is not None:
                     self._hold_orphan(arrival)
                     results[i] = (False, "nonce-gap")
@@ -249,7 +284,24 @@ class Judge:
                     results[i] = await self._conclude(arrival, False, error.code, error.message)
                 else:
                     results[i] = await self._conclude(arrival, False, "invalid", str(error))
+            if accepted:    # one announcement for the batch: each peer's trickle queue is visited once
+                self.announce_txs(accepted)
         return [r if r is not None else (False, "internal-error") for r in results], follow
+
+    def _arrive_tx(self, peer: Peer | None, data: bytes, tx: Transfer,
+                   asked: bool | None) -> Arrival | tuple[bool, str]:
+        """``_arrive`` for a transfer the batch decoder already took (the received-metric is the caller's)."""
+        key = (InvKind.TX, tx.txid)
+        solicited = asked if asked is not None else self.received(key, peer)
+        if peer is not None:
+            peer.known.add(key)
+        if key in self.recent:
+            return True, "duplicate"
+        if key in self.rejected:
+            if peer is not None and not solicited:
+                peer.offend(STALE_OBJECT, "tx already rejected")
+            return False, "already-rejected"
+        return Arrival(peer, InvKind.TX, data, tx, key, solicited)
 
     def _hold_orphan(self, arrival: Arrival) -> None:
         tx: Transfer = arrival.decoded

@@ -29,6 +29,20 @@ class TokenBucket:
             return True
         return False
 
+    def take_debt(self, now: float, cost: float) -> bool:
+        """Take ``cost`` if any token is left, going into debt for the rest (for costs above the burst, like a
+        large block): the next take waits until the debt is paid back at ``rate``."""
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens > 0:
+            self.tokens -= cost
+            return True
+        return False
+
+    def refund(self, cost: float) -> None:
+        """Give back what ``take`` took for something that did not happen after all."""
+        self.tokens = min(self.burst, self.tokens + cost)
+
 
 class BoundedSet(Generic[K]):
     """A set that forgets its oldest members beyond ``cap`` (per-peer known inventory, seen-recently filters)."""

@@ -35,6 +35,7 @@ class Mempool:
         self.expiry_s = expiry_s
         self._by_id: dict[bytes, PoolEntry] = {}
         self._by_sender: dict[bytes, dict[int, bytes]] = {}   # sender pubkey -> nonce -> txid
+        self._spend: dict[bytes, int] = {}                    # sender pubkey -> amount + fee of its pending txs
         # (fee, txid) of every sender's last tx, lazily cleaned: the eviction candidate in O(log n), not a scan
         # of all senders per tx once the pool is full (at thousands of tx/s that scan was the bottleneck)
         self._tails: list[tuple[int, bytes]] = []
@@ -54,10 +55,6 @@ class Mempool:
 
     def txs(self) -> list[Transfer]:
         return [e.tx for e in self._by_id.values()]
-
-    def _pending_cost(self, sender: bytes, below_nonce: int) -> int:
-        seq = self._by_sender.get(sender, {})
-        return sum(self._by_id[t].tx.amount + self._by_id[t].tx.fee for n, t in seq.items() if n < below_nonce)
 
     def add(self, tx: Transfer, account: Account, now: float) -> list[bytes]:
         """Admit ``tx`` (signature already checked by the caller, off the loop). Returns the evicted txids.
@@ -80,7 +77,12 @@ class Mempool:
             raise RuleError("nonce-gap", f"tx nonce {tx.nonce}, expected {next_nonce} (gap)")
         elif len(seq) >= self.max_per_sender:
             raise RuleError("too-many-pending", f"sender already has {len(seq)} pending txs")
-        if account.balance < self._pending_cost(tx.sender, tx.nonce) + tx.amount + tx.fee:
+        # what the sender's pending txs below this nonce spend: a running total (a replacement is the last tx,
+        # so it is the total without the replaced one), never re-summed per add
+        pending = self._spend.get(tx.sender, 0)
+        if replacing is not None:
+            pending -= old.amount + old.fee
+        if account.balance < pending + tx.amount + tx.fee:
             raise RuleError("insufficient-funds", "balance does not cover this and the sender's pending txs")
         evicted: list[bytes] = []
         if replacing is not None:
@@ -94,6 +96,7 @@ class Mempool:
             evicted.append(victim)
         self._by_id[tx.txid] = PoolEntry(tx, now)
         self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx.txid
+        self._spend[tx.sender] = self._spend.get(tx.sender, 0) + tx.amount + tx.fee
         self._push_tail(tx.sender)
         return evicted
 
@@ -131,7 +134,9 @@ class Mempool:
             seq.pop(entry.tx.nonce, None)
             if not seq:
                 del self._by_sender[entry.tx.sender]
+                self._spend.pop(entry.tx.sender, None)
             else:
+                self._spend[entry.tx.sender] -= entry.tx.amount + entry.tx.fee
                 self._push_tail(entry.tx.sender)   # its previous tx may be the tail now
 
     def remove(self, txids: Iterable[bytes]) -> None:

@@ -27,7 +27,7 @@ from prometheus_client import (
 
 # our names are all legacy ASCII names, so the classic 0.0.4 text format is exact and every scraper reads it
 CONTENT_TYPE = getattr(exposition, "CONTENT_TYPE_PLAIN_0_0_4", exposition.CONTENT_TYPE_LATEST)
-disable_created_metrics()  # no *_created series: scrapers compute rates from the counters themselves
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: scrapers compute rates from the counters themselves
 
 # seconds; block validation and scoring run from sub-millisecond (cached, small models) to seconds
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -3,6 +3,11 @@
 A Peer knows nothing of consensus: it decodes frames (node.wire), enforces flood limits and timeouts, and hands
 every message to ``handler(peer, msg)`` (the node). Violations are reported to ``on_offence``; a score of
 BAN_SCORE or more closes the connection. No exception escapes ``run``.
+
+Its tables are its share of the node's global budgets (node.budgets): the ids it is known to have, the bytes
+queued for it (a frame counts until the socket took it), and — checked before a frame is even decoded
+(``precheck``: node.connections) — the objects its INV/GETDATA/NOTFOUND frames name. It also keeps what inbound eviction weighs
+(node.eviction): when it connected, its best ping, when it last brought us a new block or transfer.
 """
 from __future__ import annotations
 
@@ -16,7 +21,9 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from chain.errors import PopError
 from node import wire
+from node.budgets import Budgets, KnownInventory, SendBudget
 from node.errors import WireError
 from node.limits import (
     BAD_HANDSHAKE,
@@ -25,7 +32,6 @@ from node.limits import (
     MALFORMED,
     OVERSIZE,
     WRONG_CHAIN,
-    BoundedSet,
     Offence,
     TokenBucket,
     ban_key,
@@ -36,11 +42,10 @@ log = logging.getLogger("popchain.peer")
 HANDSHAKE_TIMEOUT_S = 5.0
 PING_INTERVAL_S = 15.0
 PING_TIMEOUT_S = 20.0
-SEND_QUEUE = 2000                            # frames queued for one peer ...
-SEND_QUEUE_BYTES = 64 * 2**20                # ... and bytes (4 full blocks): beyond either, the peer is dropped
-WRITABLE_BYTES = 8 * 2**20                   # GETDATA answers wait until the queue is below this (backpressure)
-WRITABLE_TIMEOUT_S = 30.0
-KNOWN_INV = 50_000
+SEND_QUEUE = 2000                            # frames queued for one peer: beyond, the peer is dropped (slow)
+SEND_SLACK_BYTES = 512 * 1024               # small frames (INV, HEADERS, PONG) a peer may owe beyond its share
+WRITABLE_TIMEOUT_S = 10.0                    # a peer whose own queue does not drain this long is cut (slow)
+READING_S = 5.0                              # a peer that took a frame this recently is reading
 MSG_RATE, MSG_BURST = 200.0, 2000.0          # frames per second
 BYTE_RATE, BYTE_BURST = 64e6, 256e6          # bytes per second (blocks with models are large)
 FLOOD_DROPS_PER_OFFENCE = 100
@@ -56,8 +61,8 @@ class LocalIdentity:
     agent: str = "popchain/0.1"
 
 
-class PeerClosed(Exception):
-    """Raised inside a peer's tasks to end the connection (with a reason)."""
+class PeerClosed(PopError):
+    """Raised inside a peer's tasks to end the connection (with a reason); never leaves ``Peer.run_with``."""
 
 
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
@@ -65,10 +70,12 @@ WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 class Peer:
     def __init__(self, ws: WebSocket, *, inbound: bool, host: str, port: int,
-                 handler: Callable[["Peer", wire.Message], Awaitable[None]],
-                 on_offence: Callable[["Peer", Offence, str], None],
+                 handler: Callable[[Peer, wire.Message], Awaitable[None]],
+                 on_offence: Callable[[Peer, Offence, str], None],
                  hello_factory: Callable[[], wire.Hello], identity: LocalIdentity,
-                 is_duplicate: Callable[[int], bool]) -> None:
+                 is_duplicate: Callable[[int], bool], budgets: Budgets | None = None,
+                 precheck: Callable[[Peer, bytes], bool] | None = None,
+                 sending: SendBudget | None = None) -> None:
         self.ws = ws
         self.inbound = inbound
         self.host = host
@@ -79,9 +86,15 @@ class Peer:
         self.identity = identity
         self.is_duplicate = is_duplicate
         self.hello: wire.Hello | None = None
-        self.known: BoundedSet[tuple[int, bytes]] = BoundedSet(KNOWN_INV)
+        budgets = budgets if budgets is not None else Budgets.for_slots(32, 8)
+        self.known = KnownIds(budgets.known_per_peer)
+        self.precheck = precheck                  # the node's budgets, asked before a frame is decoded
+        self.send_share = budgets.send_share
+        self.sending = sending if sending is not None else SendBudget()   # shared by all peers of the node
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(SEND_QUEUE)
-        self.queued_bytes = 0
+        self.queued_bytes = 0                     # frames queued or being written (a frame counts until written)
+        self.largest_queued = 0                   # the largest of them (reset when the queue empties)
+        self.drained_at = 0.0                     # when the socket last took one of its frames
         self._writable = asyncio.Event()
         self._writable.set()
         now = time.monotonic()
@@ -91,10 +104,14 @@ class Peer:
         self.dropped = 0
         self.close_reason = ""
         self.connected_at = time.time()
+        self.connected_mono = now
         self.last_recv = now
         self.ping_nonce: int | None = None
         self.ping_sent = 0.0
         self.rtt_ms: float | None = None
+        self.min_rtt_ms: float | None = None      # node.eviction: the best ping it ever gave
+        self.last_block_at = 0.0                  # ... when it last brought a block new to us (monotonic)
+        self.last_tx_at = 0.0                     # ... a transfer new to us
         self.best_height = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -126,11 +143,18 @@ class Peer:
 
     def send(self, msg: wire.Message) -> None:
         """Queue a message; a peer that does not drain its queue is dropped (it cannot slow us down)."""
+        if not self.close_reason:
+            self.send_frame(wire.encode(msg))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue an encoded frame (one bytes object may be queued for many peers: a relayed block is encoded
+        once). Beyond its send share plus its largest frame and SEND_SLACK_BYTES of small ones, the peer is
+        dropped: a block larger than the share (being written) leaves room for the PONG or ROUNDS after it."""
         if self.close_reason:
             return
-        frame = wire.encode(msg)
-        if self.queued_bytes + len(frame) > SEND_QUEUE_BYTES and self.queued_bytes:
-            self.close("slow-peer: send queue over its byte cap")
+        largest = max(self.largest_queued, len(frame))
+        if self.queued_bytes + len(frame) > self.send_share + SEND_SLACK_BYTES + largest:
+            self.close(f"slow-peer: send queue over its share ({self.queued_bytes} bytes queued)")
             return
         try:
             self.queue.put_nowait(frame)
@@ -138,26 +162,46 @@ class Peer:
             self.close("slow-peer: send queue full")
             return
         self.queued_bytes += len(frame)
-        if self.queued_bytes > WRITABLE_BYTES:
+        self.largest_queued = largest
+        self.sending.queued += len(frame)
+        if self.queued_bytes > self.send_share:
             self._writable.clear()
 
+    @property
+    def is_writable(self) -> bool:
+        """More may be queued for it now: within its share while all peers' queues are within the node's send
+        budget (node.budgets.SendBudget) — or, beyond that budget, if its queue is empty and it is reading (it
+        took a frame in the last READING_S): peers that stop reading cannot keep a peer that reads from being
+        served."""
+        if self.close_reason:
+            return False
+        if self.queued_bytes <= self.send_share and self.sending.queued <= self.sending.cap:
+            return True
+        return self.queued_bytes == 0 and time.monotonic() - self.drained_at < READING_S
+
     async def writable(self) -> None:
-        """Wait until this peer's send queue is below WRITABLE_BYTES (its own reading speed paces what it
-        asks of us); a peer that stays behind for WRITABLE_TIMEOUT_S is closed."""
-        if self._writable.is_set():
-            return
-        try:
-            async with asyncio.timeout(WRITABLE_TIMEOUT_S):
-                await self._writable.wait()
-        except TimeoutError:
-            self.close("slow-peer: not reading")
+        """Wait until more may be queued for this peer (its own reading speed, and the node's send budget, pace
+        what it asks of us); a peer whose own queue does not drain within WRITABLE_TIMEOUT_S is closed."""
+        while not self.is_writable and not self.close_reason:
+            if self.queued_bytes > 0:   # its own queue must drain first
+                self._writable.clear()
+                try:
+                    async with asyncio.timeout(WRITABLE_TIMEOUT_S):
+                        await self._writable.wait()
+                except TimeoutError:
+                    self.close("slow-peer: not reading")
+                    return
+            else:
+                await asyncio.sleep(0.02)   # the others' queues hold the budget: they drain or are cut
 
     def close(self, reason: str) -> None:
         if not self.close_reason:
             self.close_reason = reason
             while not self.queue.empty():
                 self.queue.get_nowait()
+            self.sending.queued -= self.queued_bytes
             self.queued_bytes = 0
+            self.largest_queued = 0
             self._writable.set()
             self.queue.put_nowait(None)
 
@@ -169,7 +213,7 @@ class Peer:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def run_with(self, on_ready: Callable[["Peer"], Awaitable[None]] | None = None) -> None:
+    async def run_with(self, on_ready: Callable[[Peer], Awaitable[None]] | None = None) -> None:
         """Handshake, ``on_ready``, then serve until closed. Never raises (except CancelledError on shutdown)."""
         try:
             await self._handshake()
@@ -180,7 +224,7 @@ class Peer:
                 tg.create_task(self._pinger())
                 await self._reader()
                 self.close(self.close_reason or "connection closed by peer")
-        except (PeerClosed, aiohttp.ClientError, ConnectionError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, PeerClosed, aiohttp.ClientError, ConnectionError, OSError) as exc:
             self.close(str(exc) if isinstance(exc, PeerClosed) else f"network error: {exc!r}")
         except BaseExceptionGroup as eg:
             # the TaskGroup wraps its tasks' errors; a PeerClosed or network error just ends this peer
@@ -199,7 +243,7 @@ class Peer:
                 if not self.ws.closed:
                     async with asyncio.timeout(2):
                         await self.ws.close()
-            except Exception:  # closing a broken socket may fail; cancellation must propagate
+            except Exception:  # noqa: BLE001, S110 -- closing a broken socket may fail; cancellation propagates
                 pass
 
     async def _handshake(self) -> None:
@@ -241,14 +285,15 @@ class Peer:
         try:
             async with asyncio.timeout(2):
                 await self.ws.send_bytes(wire.encode(msg))
-        except Exception:  # best effort: the connection is being refused or closed anyway
+        except Exception:  # noqa: BLE001, S110 -- best effort: the connection is being refused or closed anyway
             pass
 
     async def _next_frame(self) -> bytes:
         msg = await self.ws.receive()
         if msg.type == aiohttp.WSMsgType.BINARY:
-            self.bytes_in += len(msg.data)
-            return msg.data
+            data: bytes = msg.data
+            self.bytes_in += len(data)
+            return data
         if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
             raise PeerClosed("closed by peer")
         if msg.type == aiohttp.WSMsgType.ERROR:
@@ -264,8 +309,9 @@ class Peer:
             frame = await self._next_frame()
             now = time.monotonic()
             self.last_recv = now
-            if not self.msg_bucket.take(now) or not self.byte_bucket.take(now, len(frame)):
-                # floods are throttled (dropped), and only a sustained flood ends the connection
+            if not self.msg_bucket.take(now) or not self.byte_bucket.take(now, len(frame)) or (
+                    self.precheck is not None and frame and not self.precheck(self, frame)):
+                # floods are throttled (dropped before decoding), and only a sustained flood ends the connection
                 self.dropped += 1
                 if self.dropped % FLOOD_DROPS_PER_OFFENCE == 0:
                     self.offend(FLOOD, f"{self.dropped} frames dropped by rate limit")
@@ -284,11 +330,15 @@ class Peer:
             if isinstance(msg, wire.Pong):
                 if msg.nonce == self.ping_nonce:
                     self.rtt_ms = (now - self.ping_sent) * 1000
+                    self.min_rtt_ms = self.rtt_ms if self.min_rtt_ms is None else min(self.min_rtt_ms, self.rtt_ms)
                     self.ping_nonce = None
                 continue
             if isinstance(msg, wire.Reject):
                 raise PeerClosed(f"peer rejected us: {msg.reason}")
             await self.handler(self, msg)
+            # one frame per turn: a reader whose socket holds many frames must not keep the event loop from the
+            # other peers and the API (receive() returns buffered frames without yielding)
+            await asyncio.sleep(0)
 
     async def _writer(self) -> None:
         while True:
@@ -298,11 +348,15 @@ class Peer:
                 if self.hello is not None and not self.close_reason.startswith("peer rejected us"):
                     await self._try_send(wire.Reject(self.close_reason))
                 raise PeerClosed(self.close_reason)
-            self.queued_bytes -= len(frame)
-            if self.queued_bytes <= WRITABLE_BYTES:
-                self._writable.set()
-            self.bytes_out += len(frame)
             await self.ws.send_bytes(frame)
+            self.bytes_out += len(frame)
+            self.drained_at = time.monotonic()
+            if not self.close_reason:   # close() has already given the whole queue back
+                self.queued_bytes -= len(frame)
+                self.sending.queued -= len(frame)
+                if self.queued_bytes == 0:
+                    self.largest_queued = 0
+            self._writable.set()        # progress: writable() looks again
 
     async def _pinger(self) -> None:
         while True:
@@ -314,6 +368,25 @@ class Peer:
                 self.ping_nonce = int.from_bytes(os.urandom(8), "big")
                 self.ping_sent = now
                 self.send(wire.Ping(self.ping_nonce))
+
+
+class KnownIds:
+    """The ids a peer is known to have, by id alone (ids of different kinds are hashes of different
+    encodings): node.budgets.KnownInventory keyed by the 32-byte id of an inventory key."""
+
+    __slots__ = ("_ids",)
+
+    def __init__(self, cap: int) -> None:
+        self._ids: KnownInventory[bytes] = KnownInventory(cap)
+
+    def add(self, key: tuple[wire.InvKind, bytes]) -> None:
+        self._ids.add(key[1])
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, tuple) and len(key) == 2 and key[1] in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 def _leaf(eg: BaseExceptionGroup) -> BaseException:

@@ -69,10 +69,7 @@ class RoundSync:
         """(the task messages we store, the first round whose beacon we lack — idle rounds have none)."""
         engine = self.node.engine
         ids = [(InvKind.TASK, h) for h in engine.task_message_ids()][:MAX_TASK_INV]
-        r = 1
-        while engine.beacon(r) is not None or ((n := engine.notice(r)) is not None and n.idle):
-            r += 1
-        return ids, r
+        return ids, engine.first_missing_round()     # a stored cursor: no walk from round 1 per handshake
 
     def _ask(self, peer: Peer, first: int) -> None:
         self.walking[peer] = first

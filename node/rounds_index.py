@@ -84,7 +84,6 @@ class RoundIndex:
         self._by_task: dict[int, array] = {}     # task -> its final rounds, ascending
         self._round_block: dict[int, int] = {}    # round -> height, for heights not yet folded into _height
         self._heights_done = 0                    # main-chain heights 1.._heights_done are in _round_block
-        self._model_height: dict[bytes, int] = {}  # crowned model hash -> height (final blocks)
         self._counts: dict[int, dict[str, int]] = {}  # task -> final rounds by outcome, kept as rounds fold in
 
     # ------------------------------------------------------------ maintenance
@@ -97,9 +96,6 @@ class RoundIndex:
             header = store.get_header(h)
             if header is not None:
                 self._round_block[header.round] = h
-                rec = champion_at(engine, h)
-                if rec is not None:
-                    self._model_height[rec.model_hash] = h
             self._heights_done = h
         last_final = engine.current_round() - 1
         for r in range(len(self._task) + 1, last_final + 1):
@@ -165,20 +161,20 @@ class RoundIndex:
             out.append(rounds[i])
         return out
 
+    def first_rounds_of(self, task_id: int, n: int) -> list[int]:
+        """The first ``n`` final rounds that served ``task_id``, oldest first."""
+        self.refresh()
+        return list(self._by_task.get(task_id, array("i"))[:n])
+
     def counts(self, task_id: int) -> dict[str, int]:
         """How many final rounds of ``task_id`` were crowned / plain / void (kept as rounds fold in)."""
         self.refresh()
         return dict(self._counts.get(task_id, {CROWNED: 0, PLAIN: 0, VOID: 0}))
 
     def record_of_model(self, model_hash: bytes) -> ChampionRecord | None:
-        """The champion record of a crowned model of the main chain (the current round's leader included)."""
-        self.refresh()
-        h = self._model_height.get(model_hash)
-        if h is None:
-            tip = self.engine.tip()
-            h = tip.height if tip.height > self._heights_done else None
-        rec = champion_at(self.engine, h) if h is not None else None
-        return rec if rec is not None and rec.model_hash == model_hash else None
+        """The champion record of a crowned model of the main chain (the current round's leader included): the
+        engine's model index, by key (no table here: a year of models would hold hundreds of MB)."""
+        return self.engine.champion_of_model(model_hash)
 
     def tasks_seen(self) -> list[int]:
         self.refresh()

@@ -7,9 +7,10 @@ opaque bytes inside their frame: their own decoders (chain/, consensus/) run aft
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Union
+from typing import Any
 
 from chain.block import MAX_BLOCK_SIZE, MAX_HEADER_SIZE
 from chain.encoding import (
@@ -31,9 +32,10 @@ from consensus.protocol.release import PARTIAL_SIZE
 from consensus.protocol.tasks import MAX_TASK_MSG_SIZE
 from node.errors import WireError
 
-# 2: TXS batches; 3: TASK, GETROUNDS/ROUNDS and COMMITTEE frames and version-2 notices/beacons. An older peer is
-# refused at the handshake (not banned): it would take the new frames for garbage and penalise us.
-PROTOCOL_VERSION = 4          # 4: entries v2, statements v3 (issue 18: identity, attribution, bonds)
+# 2: TXS batches; 3: TASK, GETROUNDS/ROUNDS and COMMITTEE frames and version-2 notices/beacons; 4: entries v2 and
+# statements v3 (issue 18: identity, attribution, bonds), GETBLOB/BLOB (shard blobs, §4.9) and LEAK (§3.14). An
+# older peer is refused at the handshake (not banned): it would take the new frames for garbage and penalise us.
+PROTOCOL_VERSION = 4
 MAX_INV_ITEMS = 1000
 MAX_LEAK_SIZE = PARTIAL_SIZE + 32
 MAX_TXS_ITEMS = 1000       # transfers in one TXS frame (the answer to a GETDATA of ≤ 1000 ids)
@@ -77,19 +79,21 @@ class MsgType(IntEnum):
     GETROUNDS = 19  # [first round, count]: ask for the notices/beacons of those rounds (sync, §4.4)
     ROUNDS = 20     # [[kind, bytes]…]: the notices/beacons asked for (void rounds included)
     COMMITTEE = 21  # a keyholder-committee message (consensus.protocol.committee), flooded by every node
-    LEAK = 22       # a member's share posted before its shard is revealed (consensus.protocol.release.Leak)
+    GETBLOB = 22    # [blob reference (40), offset, length ≤ MAX_BLOB_CHUNK]: a byte range of a shard blob (§4.9)
+    BLOB = 23       # [blob id (32), offset, bytes]: the range asked for; empty bytes = "I do not have it"
+    LEAK = 24       # a member's share posted before its shard is revealed (consensus.protocol.release.Leak)
 
 
-def object_type(kind: "InvKind") -> "MsgType":
+def object_type(kind: InvKind) -> MsgType:
     """The frame type carrying an object of ``kind``."""
     return MsgType.TASK if kind == InvKind.TASK else MsgType(7 + int(kind))
 
 
-def object_kind(mtype: "MsgType") -> "InvKind":
+def object_kind(mtype: MsgType) -> InvKind:
     return InvKind.TASK if mtype == MsgType.TASK else InvKind(int(mtype) - 7)
 
 
-def is_object_type(mtype: "MsgType") -> bool:
+def is_object_type(mtype: MsgType) -> bool:
     return MsgType.TX <= mtype <= MsgType.BLOCK or mtype == MsgType.TASK
 
 
@@ -102,6 +106,7 @@ OBJECT_CAPS: dict[InvKind, int] = {
     InvKind.TASK: MAX_TASK_MSG_SIZE,
 }
 MAX_ROUNDS_ITEMS = 64      # statements in one ROUNDS frame (2 per round)
+MAX_BLOB_CHUNK = 256 << 10  # bytes of a blob one GETBLOB may ask for / one BLOB may carry
 _ENVELOPE = 16  # type byte + array header + bin header, generously
 FRAME_CAPS: dict[MsgType, int] = {
     MsgType.HELLO: 512,
@@ -120,6 +125,8 @@ FRAME_CAPS: dict[MsgType, int] = {
     MsgType.ADDR: 8 + MAX_ADDRS * (MAX_HOST + 8),
     MsgType.TXS: 8 + MAX_TXS_ITEMS * (MAX_TX_SIZE + 3),
     MsgType.COMMITTEE: MAX_COMMITTEE_SIZE + _ENVELOPE,
+    MsgType.GETBLOB: 64,
+    MsgType.BLOB: MAX_BLOB_CHUNK + 64,
     MsgType.LEAK: MAX_LEAK_SIZE + _ENVELOPE,
 }
 MAX_FRAME = max(FRAME_CAPS.values())
@@ -221,8 +228,22 @@ class Rounds:
     items: tuple[tuple[InvKind, bytes], ...]   # (ANCHOR | BEACON, encoded statement), ascending round
 
 
-Message = Union[Hello, Reject, Ping, Pong, Inv, GetData, NotFound, Object, Txs, GetHeaders, Headers, GetAddr, Addr,
-                GetRounds, Rounds, Committee, Leak]
+@dataclass(frozen=True)
+class GetBlob:
+    ref: bytes                   # the 40-byte blob reference (ml.blobs): id ‖ u64be size
+    offset: int
+    length: int                  # 1 … MAX_BLOB_CHUNK
+
+
+@dataclass(frozen=True)
+class Blob:
+    blob_id: bytes               # 32 bytes
+    offset: int
+    data: bytes                  # ≤ MAX_BLOB_CHUNK; empty = not found
+
+
+Message = (Hello | Reject | Ping | Pong | Inv | GetData | NotFound | Object | Txs | GetHeaders | Headers | GetAddr
+           | Addr | GetRounds | Rounds | Committee | Leak | GetBlob | Blob)
 
 
 # ---------------------------------------------------------------- encode
@@ -267,6 +288,10 @@ def _fields(msg: Message) -> tuple[MsgType, list[Any]]:
             return MsgType.ROUNDS, [[int(k), d] for k, d in msg.items]
         case Committee():
             return MsgType.COMMITTEE, [msg.data]
+        case GetBlob():
+            return MsgType.GETBLOB, [msg.ref, msg.offset, msg.length]
+        case Blob():
+            return MsgType.BLOB, [msg.blob_id, msg.offset, msg.data]
         case Leak():
             return MsgType.LEAK, [msg.data]
     raise TypeError(f"not a wire message: {type(msg).__name__}")
@@ -287,14 +312,46 @@ def encode(msg: Message) -> bytes:
 # ---------------------------------------------------------------- decode
 
 
+_KINDS = {int(k): k for k in InvKind}
+
+
 def _inv_items(value: Any, name: str) -> tuple[tuple[InvKind, bytes], ...]:
     raw = check_list_max(value, MAX_INV_ITEMS, name)
     out = []
     for item in raw:
         kind, h = check_list(item, 2, f"{name} item")
         check_int(kind, 1, len(InvKind), f"{name} kind")
-        out.append((InvKind(kind), check_bytes(h, 32, f"{name} hash")))
+        out.append((_KINDS[kind], check_bytes(h, 32, f"{name} hash")))
     return tuple(out)
+
+
+# An INV/GETDATA/NOTFOUND body in its one canonical form: [[[kind, bin8(32)], ...]] — checked and sliced in C
+# (floods of these frames are what a hostile peer sends most). Anything else takes the general path, which
+# applies the same rules and names the field at fault.
+_INV_ITEMS_RE = re.compile(rb"(?:\x92[\x01-\x%02x]\xc4\x20.{32})*" % len(InvKind), re.DOTALL)
+_INV_ITEM = 36
+_INVENTORY = frozenset({MsgType.INV, MsgType.GETDATA, MsgType.NOTFOUND})
+
+
+def _fast_inventory(mtype: MsgType, frame: bytes) -> Message | None:
+    """The decoded INV/GETDATA/NOTFOUND if ``frame`` has the canonical layout, else None (the general decoder
+    then rules on it)."""
+    if len(frame) < 3 or frame[1] != 0x91:
+        return None
+    tag = frame[2]
+    if 0x90 <= tag <= 0x9F:
+        n, start = tag - 0x90, 3
+    elif tag == 0xDC and len(frame) >= 5:
+        n, start = int.from_bytes(frame[3:5], "big"), 5
+        if n < 16:
+            return None   # not the shortest form: the general decoder refuses it
+    else:
+        return None
+    if n > MAX_INV_ITEMS or len(frame) != start + n * _INV_ITEM or not _INV_ITEMS_RE.fullmatch(frame, start):
+        return None
+    kinds = _KINDS
+    items = tuple((kinds[frame[i + 1]], frame[i + 4:i + 36]) for i in range(start, len(frame), _INV_ITEM))
+    return Inv(items) if mtype == MsgType.INV else GetData(items) if mtype == MsgType.GETDATA else NotFound(items)
 
 
 def _decode_body(mtype: MsgType, f: list[Any]) -> Message:
@@ -351,6 +408,14 @@ def _decode_body(mtype: MsgType, f: list[Any]) -> Message:
             return Rounds(tuple(items))
         case MsgType.COMMITTEE:
             return Committee(check_bytes_max(check_list(f, 1, "committee")[0], MAX_COMMITTEE_SIZE, "committee"))
+        case MsgType.GETBLOB:
+            check_list(f, 3, "getblob")
+            return GetBlob(check_bytes(f[0], 40, "blob ref"), check_int(f[1], 0, U64, "offset"),
+                           check_int(f[2], 1, MAX_BLOB_CHUNK, "length"))
+        case MsgType.BLOB:
+            check_list(f, 3, "blob")
+            return Blob(check_bytes(f[0], 32, "blob id"), check_int(f[1], 0, U64, "offset"),
+                        check_bytes_max(f[2], MAX_BLOB_CHUNK, "blob data"))
         case MsgType.LEAK:
             return Leak(check_bytes_max(check_list(f, 1, "leak")[0], MAX_LEAK_SIZE, "leak"))
     kind = object_kind(mtype)
@@ -397,6 +462,10 @@ def decode(frame: bytes) -> Message:
         raise WireError("oversize", f"{mtype.name} frame of {len(frame)} bytes exceeds its cap {cap}")
     if is_object_type(mtype):
         return _decode_object(mtype, frame)
+    if mtype in _INVENTORY:
+        fast = _fast_inventory(mtype, bytes(frame))
+        if fast is not None:
+            return fast
     try:
         fields = unpack(bytes(frame[1:]), max_size=cap)
         if not isinstance(fields, list):

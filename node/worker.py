@@ -36,7 +36,8 @@ class EngineWorker:
 
     def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """For start-up and shutdown, outside the loop's lifetime: run on the worker thread and wait."""
-        return self._executor.submit(self._timed, fn, *args, **kwargs).result()
+        result: T = self._executor.submit(self._timed, fn, *args, **kwargs).result()
+        return result
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

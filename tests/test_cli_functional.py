@@ -35,7 +35,8 @@ COVERED: dict[str, list[str]] = {
 }
 OTHER_CLI_TESTS = ("tests/test_cli_e2e.py", "tests/test_living_chain.py", "tests/test_task_end.py",
                    "tests/test_task_cli.py", "tests/cli_net.py", "tests/test_miner_field.py",
-                   "tests/test_dataset_tasks.py", "tests/test_node_keyholders.py")
+                   "tests/test_dataset_tasks.py", "tests/test_node_keyholders.py", "tests/test_node_storage_honesty.py",
+                   "tests/test_node_prune.py", "tests/test_blobs_net.py")
 
 
 def covers(*commands: str) -> Callable:

@@ -376,7 +376,8 @@ def test_genesis_create_for_a_data_task_names_its_sponsor_and_bounty(net, tmp_pa
     g = load_genesis((tmp_path / "data" / "genesis.bin").read_bytes())
     assert out["sponsor"] == sponsor.public.hex() and g.sponsor == sponsor.public and g.per_crowning == 25_000_000
     assert len(g.sealed) == g.n_rounds and not g.task.vrf
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["genesis.bin", "holdout.csv"]
+    # the shard ciphertexts are blobs (§3.15) beside genesis: no file that opens a shard
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["blobs", "genesis.bin", "holdout.csv"]
     refused = popchain("genesis", "create", "--committee", str(net.root / "m2" / "committee.key"), "--task", "digits",
                        "--alloc", f"{encode_address(address_of(sponsor.public))}=1", "--out", "x", cwd=tmp_path,
                        check=False)
@@ -405,7 +406,8 @@ def test_a_sponsor_cannot_enter_its_own_task_on_any_node(net, tmp_path):
                                   "s.popkeys", "--sponsor-key", "sponsor", "--password-file", "pw", "--bounty",
                                   "1000000000", "--node", net.a.api_url, "--out", "t1", "--json", cwd=tmp_path).stdout)
     assert created["sponsor"] == sponsor.public.hex()
-    assert sorted(p.name for p in (tmp_path / "t1").iterdir()) == ["holdout.csv", "task.announce"]   # no key file
+    # no key file (the shard ciphertexts are blobs, §3.15, sealed: they open nothing without the committee)
+    assert sorted(p.name for p in (tmp_path / "t1").iterdir()) == ["blobs", "holdout.csv", "task.announce"]
     popchain("task", "announce", created["announcement"], "--keyholder", str(net.member_paths[0]), "--sign-only",
              "--node", net.a.api_url, cwd=tmp_path)
     popchain("task", "announce", created["announcement"], "--keyholder", str(net.member_paths[1]),

@@ -107,8 +107,8 @@ def test_inv_flood_of_unknown_ids_is_bounded_per_peer(chain, tmp_path):
                 async with asyncio.timeout(60):
                     assert await answered()   # every INV before the PING has been handled
                 relay = f.node.relay
-                assert len(relay.requests) <= PER_PEER_INFLIGHT
-                assert relay.requests.dropped >= 100 * wire.MAX_INV_ITEMS - PER_PEER_INFLIGHT - 1
+                # its share of the request budget (node.budgets); the rest was dropped before or after decoding
+                assert len(relay.requests) <= relay.requests.per_peer <= PER_PEER_INFLIGHT
                 await ws.close()
             # 100,000 ids in well under a second is over the 50,000/s object budget with a 100,000 burst:
             # at most a flood offence or two, never a crash; the node still serves

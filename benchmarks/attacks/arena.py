@@ -112,6 +112,7 @@ class Arena:
 
     def reveal(self) -> Beacon:
         self.now, beacon = _until(self.keyholder, self.now, Beacon)
+        assert isinstance(beacon, Beacon)
         return beacon
 
     def open(self, sealed: Sealed, beacon: Beacon) -> BlockVerdict:
@@ -121,6 +122,7 @@ class Arena:
 
     def close(self) -> RoundClosed:
         self.now, closed = _until(self.keyholder, self.now, RoundClosed)
+        assert isinstance(closed, RoundClosed)
         return closed
 
     # ------------------------------------------------------------ state

@@ -28,6 +28,7 @@ from benchmarks.attacks.entrant import ApiEntrant
 from benchmarks.attacks.protocol import latest_stamp, stamp_stall_ms
 from chain.crypto import Keypair
 from consensus.protocol.genesis import GenesisParams, load_genesis
+from ml.shards import PublicTask
 from node.tools.client import ApiCallError, NodeClient
 
 BALANCE = 10**12
@@ -85,7 +86,7 @@ async def run_live(args: argparse.Namespace) -> None:
             info = await client.task_info(0)
             keys = [(k["shard_index"], bytes.fromhex(k["shard_key"])) for k in info["revealed"]]
 
-            def train(keys=keys, r=r, package=package) -> bytes:
+            def train(keys: list[tuple[int, bytes]] = keys, r: int = r, package: PublicTask = package) -> bytes:
                 shards = [open_shard(package, i, k) for i, k in keys]
                 family = args.family
                 return encode_model(train_candidate(family, package.training, shards, seed=r, caps=genesis.model_caps,

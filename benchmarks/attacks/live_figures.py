@@ -31,6 +31,7 @@ import asyncio
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from benchmarks.attacks.late_stamper import stall_in_arena
 from benchmarks.attacks.livenet import MEMBERS, LiveNet, Proc
@@ -53,7 +54,7 @@ HONEST_MINERS = ((0, "linear"), (1, "mlp"))     # at H: two families, so rounds 
 THIEF, VICTIM, STAMPER = 2, 3, 4                # miner key indexes (make_test_chain funds them all)
 
 
-async def _network_a(root: Path, quick: bool) -> dict:
+async def _network_a(root: Path, quick: bool) -> dict[str, Any]:
     """Thief, quiet baseline, (full) live late stamp, then the racer on V and the members - last: it can halt the
     committee for good."""
     net = LiveNet(root, rounds=80 if quick else 240)
@@ -98,7 +99,7 @@ async def _network_a(root: Path, quick: bool) -> dict:
         net.stop()
 
 
-async def _network_b(root: Path, quick: bool) -> dict:
+async def _network_b(root: Path, quick: bool) -> dict[str, Any]:
     """A network the racer never touched: the withholder, then the racer's split (last: it halts the chain)."""
     net = LiveNet(root, rounds=80 if quick else 240)
     miners: list[Proc] = []
@@ -117,11 +118,11 @@ async def _network_b(root: Path, quick: bool) -> dict:
         net.stop()
 
 
-async def measure(root: Path, quick: bool) -> dict:
+async def measure(root: Path, quick: bool) -> dict[str, Any]:
     return {**await _network_a(root / "a", quick), **await _network_b(root / "b", quick)}
 
 
-def figures(res: dict) -> list[dict]:
+def figures(res: dict[str, Any]) -> list[dict[str, Any]]:
     base: RaceOutcome = res["base"]
     att: RaceOutcome = res["attacked"]
     theft: ThiefOutcome = res["theft"]
@@ -170,7 +171,7 @@ def figures(res: dict) -> list[dict]:
     ]
 
 
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool = False) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="popchain-bench-attack-") as tmp:
         res = asyncio.run(measure(Path(tmp), quick))
     return figures(res)

@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from benchmarks._nodeproc import ROOT, NodeProc, stop_all
 from chain.address import address_of
@@ -185,7 +186,7 @@ class LiveNet:
 
     # ------------------------------------------------------------ progress
 
-    async def status(self, name: str = "H") -> dict:
+    async def status(self, name: str = "H") -> dict[str, Any]:
         async with NodeClient(self.api(name)) as c:
             return await c.status()
 
@@ -196,7 +197,7 @@ class LiveNet:
                 while True:
                     cur = (await c.status())["round"]
                     if cur >= r:
-                        return cur
+                        return int(cur)
                     await asyncio.sleep(0.1)
 
     def stop(self) -> None:

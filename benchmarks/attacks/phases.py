@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmarks.attacks import observe
 from benchmarks.attacks.livenet import ATTACKER_ADDRESSES, MEMBERS, LiveNet, Proc
@@ -21,7 +22,7 @@ from node.tools.client import ApiCallError, NodeClient
 HONEST = ("H", "R", "V", "M1", "M2", "M3")
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -45,7 +46,7 @@ async def on_main_chain(net: LiveNet, names: Sequence[str], blocks: Sequence[str
 
 @dataclass
 class RaceOutcome:
-    raced: list[dict]                                   # the racer's records (block, round, kind per victim)
+    raced: list[dict[str, Any]]                                   # the racer's records (block, round, kind per victim)
     censored: list[observe.Censorship]                  # (block, node) refused by an honest node
     penalties: list[tuple[str, float, str, str, int, str]]   # honest penalties in the phase
     genuine: int = 0
@@ -142,13 +143,13 @@ async def quiet(net: LiveNet, rounds: int) -> RaceOutcome:
 
 @dataclass
 class ThiefOutcome:
-    journal: list[dict]
+    journal: list[dict[str, Any]]
     crowned: list[tuple[int, bytes, bytes]]            # (round, miner, model hash) crowned during the phase
     thefts: list[tuple[int, bytes, Listing]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
-    def attempts(self) -> list[dict]:
+    def attempts(self) -> list[dict[str, Any]]:
         return [j for j in self.journal if j["kind"] == "steal"]
 
     def explain(self) -> str:
@@ -226,7 +227,7 @@ async def stamp_stalls(net: LiveNet, first_round: int, last_round: int, node: st
 
 @dataclass
 class WithholdOutcome:
-    announced: list[dict]                 # the withholder's records (block, round, announcing connections)
+    announced: list[dict[str, Any]]                 # the withholder's records (block, round, announcing connections)
     censored: list[observe.Censorship]
     rounds: list[tuple[int, str]]         # (round, crowned | void) while it ran
     attacker_offences: int                # penalties honest nodes gave the withholder (it sends nothing invalid)
@@ -305,7 +306,7 @@ async def withhold(net: LiveNet, victims: Sequence[str], valid_blocks: int, tag:
 
 @dataclass
 class SplitOutcome:
-    raced: list[dict]
+    raced: list[dict[str, Any]]
     stuck_at: int                     # H's round when the racer had raced its blocks
     rounds_after: int                 # rounds the committee finalised after that, within the cap
     seconds: float                    # until 2 more rounds were final (the cap if they never were)
@@ -356,7 +357,7 @@ async def split(net: LiveNet, tag: str, *, cap_s: float = 60.0) -> SplitOutcome:
 
 @dataclass
 class PoisonOutcome:
-    served: list[dict]                # the poisoner's records: corrupt copies it answered the victim with
+    served: list[dict[str, Any]]                # the poisoner's records: corrupt copies it answered the victim with
     target: int                       # H's height when the honest node came
     reached: int                      # the victim's height at the end
     seconds: float                    # from the honest node's start until the victim reached ``target``

@@ -20,6 +20,7 @@ grinder 12 rounds at E = 4, copies 12 rounds on 3,264-row shards.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from benchmarks.attacks import copycat, grinder, squatter
 from benchmarks.sim_rule import copy_crown
@@ -29,7 +30,7 @@ from consensus.protocol.stats import copy_crown_exact
 from node.tools.sizing import COPY_D
 
 
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool = False) -> list[dict[str, Any]]:
     cfg = squatter.QUICK if quick else squatter.FULL
     naive, past = squatter.squat(cfg, "naive"), squatter.squat(cfg, "past-cap")
     d = squatter.dodge(1 if quick else 3)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from benchmarks.attacks.protocol import identity, is_round_block
 from benchmarks.attacks.racer import parse_endpoint
-from benchmarks.attacks.wire_peer import AddressPool, WirePeer
+from benchmarks.attacks.wire_peer import AddressPool, Handler, WirePeer
 from chain.block import Block
 from chain.errors import DecodeError
 from consensus.protocol.genesis import load_genesis
@@ -53,7 +53,7 @@ class Withholder:
         self.stop = asyncio.Event()
         self.churned = 0
 
-    def _peer(self, host: str, port: int, on_message=None) -> WirePeer:
+    def _peer(self, host: str, port: int, on_message: Handler | None = None) -> WirePeer:
         g = self.genesis
         return WirePeer(host, port, g.chain_id, g.hash, source_ip=self.pool.take(), on_message=on_message,
                         agent="withholder/0.1")
@@ -93,7 +93,8 @@ class Withholder:
             f.write(json.dumps({"t": time.time(), "block": h.hex(), "round": block.header.round,
                                 "announced": sent, "churned": self.churned}) + "\n")
 
-    async def keep(self, host: str, port: int, n: int, links: list[WirePeer], on_message=None) -> None:
+    async def keep(self, host: str, port: int, n: int, links: list[WirePeer],
+                   on_message: Handler | None = None) -> None:
         """Hold ``n`` connections to a node in ``links`` (reconnecting any that drop)."""
         while not self.stop.is_set():
             links[:] = [p for p in links if p.open]

@@ -34,6 +34,14 @@ from consensus.engine._accountability import CommitteeAccountability
 from consensus.engine._entries import EntryRules, RoundMemory
 from consensus.engine._evidence import EvidenceBook
 from consensus.engine._index import ChainIndex
+from consensus.engine._lineage import (
+    ensure_indexed,
+    index_extra,
+    record_at,
+    round_winner,
+    rounds_above,
+    unindex_extra,
+)
 from consensus.engine._taskbook import TaskBook
 from consensus.engine._tasks import TaskQueries
 from consensus.engine._validity import OrphanBlock, ScoringCache, check_round_release, validate_block
@@ -47,6 +55,7 @@ from consensus.protocol.tasks import TaskAnnouncement, decode_task_message
 __all__ = ["BlockVerdict", "Engine", "RoundInfo"]
 
 MAX_ORPHANS = 64
+MAX_ORPHAN_BYTES = 64 * 2**20   # all parked orphans together: parked blocks of peers cannot hold the node's memory
 
 
 def _terms(st: AnchorNotice | Beacon) -> tuple:
@@ -125,10 +134,10 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
         self._candidates: dict[bytes, ScoredBlock] = {}
         self._orphans: dict[bytes, Block] = {}
         self._rounds: dict[int, RoundMemory] = {}
-        for key, value in store.meta_items(P_BEACON) + store.meta_items(P_NOTICE):
-            r = int.from_bytes(key[-4:], "big")
-            if r > self._round:
-                obj = (Beacon if key.startswith(P_BEACON) else AnchorNotice).decode(value)
+        ensure_indexed(store)
+        for prefix in (P_BEACON, P_NOTICE):     # statements above the current round: read newest first, stop there
+            for r, value in rounds_above(store, prefix, self._round):
+                obj = (Beacon if prefix == P_BEACON else AnchorNotice).decode(value)
                 self._anchors.setdefault(r, obj.anchor_hash)
         tip = store.tip()
         if tip.hash != self._final.hash:  # restart in the opening window: the tip is our best candidate
@@ -205,7 +214,7 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
     def round_info(self, r: int) -> RoundInfo:
         beacon, notice = self.beacon(r), self.notice(r)
         anchor = beacon.anchor_hash if beacon else notice.anchor_hash if notice else None
-        winner = next((rec for rec in self.champion_history() if rec.round == r and rec.height > 0), None)
+        winner = round_winner(self.store, r)
         if r > self._round:
             status = "future"
         elif notice is not None and notice.idle:
@@ -393,7 +402,7 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
     def _champion_extra(self, s: ScoredBlock) -> dict[bytes, bytes | None]:
         h = s.block.header
         rec = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, s.b, s.c, s.bar, s.task_id)
-        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(h.height): rec.encode()}
+        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(h.height): rec.encode(), **index_extra(rec)}
         initial: list[bytes] = []
         if s.registry is not None:   # the task registry after it, and the task messages it activated (§3.13)
             extra.update(self.book.registry_extra(h.height, s.registry))
@@ -410,8 +419,13 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
     def _unchampion(self, tip: Header) -> dict[bytes, bytes | None]:
         block = need(self.store.get_block(tip.hash), f"tip block {tip.hash.hex()}")
         initial = tuple(model_hash(m.champion) for m in self._activated(block) if isinstance(m, TaskAnnouncement))
-        return {P_CHAMP + u32(tip.height): None, **self.book.registry_extra(tip.height, None),
-                **self.index.disconnect_extra(block, initial)}
+        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(tip.height): None,
+                                            **self.book.registry_extra(tip.height, None),
+                                            **self.index.disconnect_extra(block, initial)}
+        rec = record_at(self.store, tip.height)
+        if rec is not None:              # the champion lineage's index keys go with the record (same batch)
+            extra.update(unindex_extra(rec))
+        return extra
 
     @staticmethod
     def _activated(block: Block) -> list[object]:
@@ -484,12 +498,21 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
         connected = self._advance_and_collect()
         return BlockVerdict(status, h.hash, scored=scored, connected=connected)
 
+    def parked_blocks(self) -> list[Block]:
+        """Parked blocks of the current round on the final anchor: a block parked because its round's shard blob
+        was not here yet (_validity.BlobPending, PROTOCOL §3.15) is judged again once the blob arrived."""
+        return [b for b in self._orphans.values()
+                if b.header.prev_hash == self._final.hash and b.header.round == self._round]
+
     def _park(self, block: Block) -> BlockVerdict:
         """Keep an orphan (an intact copy so far: check_copy passed) until its parent or anchor arrives; the
-        first copy of a header hash stays (a later one is judged against it only if it turns out corrupt)."""
+        first copy of a header hash stays (a later one is judged against it only if it turns out corrupt). The
+        parked blocks are bounded in number and in bytes together; the oldest go first."""
         if block.hash not in self._orphans:
-            if len(self._orphans) >= MAX_ORPHANS:
-                self._orphans.pop(next(iter(self._orphans)))
+            size = _parked_size(block)
+            held = sum(map(_parked_size, self._orphans.values()))
+            while self._orphans and (len(self._orphans) >= MAX_ORPHANS or held + size > MAX_ORPHAN_BYTES):
+                held -= _parked_size(self._orphans.pop(next(iter(self._orphans))))
             self._orphans[block.hash] = block
         return BlockVerdict("orphan", block.hash, missing=block.header.prev_hash)
 
@@ -532,3 +555,8 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
         tpl = build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, ts, moves, reward=reward)
         return dataclasses.replace(tpl, task_id=task_id, shard_index=index, stake=self.stake(miner_pubkey),
                                    champion_model_hash=adv.before.tasks[task_id].champion.model_hash)
+
+
+def _parked_size(block: Block) -> int:
+    """Bytes a parked orphan holds, near enough: its model and payload, and its transfers."""
+    return len(block.model) + len(block.payload) + 200 * len(block.txs)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from chain.block import Header, model_hash
 from chain.errors import DecodeError, RuleError
 from chain.store import ChainStore
-from consensus._meta import P_CHAMP, P_TMSG, u32
+from consensus._meta import K_THROUGH, P_CHAMP, P_CMODEL, P_TMSG, u32
+from consensus.engine._lineage import crowned_rounds, page
 from consensus.engine._taskbook import TaskBook
 from consensus.protocol.messages import AnchorNotice, Beacon
 from consensus.protocol.registry import ChampionRecord, Registry, TaskRecord
@@ -196,17 +197,57 @@ class TaskQueries:
             raise RuleError("unknown-task", f"no task {task_id}")
         return t.champion
 
-    def champion_history(self, task_id: int | None = None) -> list[ChampionRecord]:
-        """Crowned models of the main chain in height order (None: every task; else that task's, starting with
-        its initial champion)."""
-        recs = [ChampionRecord.decode(v) for _, v in self.store.meta_items(P_CHAMP)]
+    def champion_history(self, task_id: int | None = None, *, before: int | None = None,
+                         limit: int | None = None) -> list[ChampionRecord]:
+        """Crowned models of the main chain in height order (None: every task, genesis first; else that task's,
+        starting with its initial champion): the newest ``limit`` records below height ``before``. Reads only
+        what it returns (keyed indexes, consensus.engine._lineage); ``limit=None`` reads the whole lineage —
+        for audits and tests, never a per-block or per-request path."""
+        n = (1 << 32) if limit is None else limit
+        if n <= 0:
+            return []
         if task_id is None:
-            return recs
+            return page(self.store, before=before, limit=n)
+        recs = page(self.store, task_id=task_id, before=before, limit=n)
+        if task_id != 0 and len(recs) < n:
+            t = self.registry().task(task_id)
+            first = self._initial_champion(t) if t is not None else None
+            if first is not None:
+                recs.insert(0, first)
+        return recs
+
+    def miner_champions(self, account: bytes, *, before: int | None = None,
+                        limit: int = 50) -> list[ChampionRecord]:
+        """The newest ``limit`` main-chain records crowned by a miner key of ``account`` (its address) below
+        height ``before``, oldest first."""
+        return page(self.store, account=account, before=before, limit=limit)
+
+    def champion_of_model(self, model_hash: bytes) -> ChampionRecord | None:
+        """The main-chain champion record that crowned ``model_hash`` (the current round's leader included), by
+        key; None for a model no block of the main chain crowned (an initial champion included)."""
+        raw = self.store.meta_get(P_CMODEL + model_hash)
+        rec = None if raw is None else self.champion_at(int.from_bytes(raw, "big"))
+        return rec if rec is not None and rec.model_hash == model_hash and rec.height > 0 else None
+
+    def crowned_rounds(self, first: int, last: int) -> dict[int, ChampionRecord]:
+        """round -> champion record of every crowned round in [first, last] (reads that window only)."""
+        return crowned_rounds(self.store, first, last)
+
+    def first_missing_round(self) -> int:
+        """The first round with neither a beacon nor an idle notice here (what round sync asks peers from).
+        Walks forward from a stored hint, so a call costs the rounds learnt since the last one."""
+        raw = self.store.meta_get(K_THROUGH)
+        start = r = 1 if raw is None else int.from_bytes(raw, "big")
+        while self.beacon(r) is not None or ((n := self.notice(r)) is not None and n.idle):
+            r += 1
+        if r > start:
+            self.store.meta_put(K_THROUGH, u32(r))
+        return r
+
+    def initial_champion(self, task_id: int) -> ChampionRecord | None:
+        """An announced task's initial champion record (round 0; None for task 0 and unknown tasks)."""
         t = self.registry().task(task_id)
-        first: list[ChampionRecord] = []
-        if t is not None and task_id != 0:
-            first = [rec for rec in [self._initial_champion(t)] if rec is not None]
-        return first + [r for r in recs if r.task_id == task_id]
+        return self._initial_champion(t) if t is not None and task_id != 0 else None
 
     def _initial_champion(self, t: TaskRecord) -> ChampionRecord | None:
         """The activation-time champion record of an announced task (kept in its registry until crowned)."""

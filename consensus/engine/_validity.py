@@ -42,13 +42,14 @@ from consensus.protocol.rules import (
 from consensus.protocol.settlement import bond_of
 from consensus.protocol.stats import crowns
 from consensus.protocol.tasks import TaskMessage
+from ml.blobs import BlobUnavailable
 from ml.errors import MLError, ShardError
 from ml.model import Model, decode_model
 from ml.score import Features, paired, prepare, score
 from ml.shards import PublicTask, open_shard
 from ml.task import Dataset
 
-__all__ = ["OrphanBlock", "ScoringCache", "check_attribution", "check_round_release", "validate_block"]
+__all__ = ["BlobPending", "OrphanBlock", "ScoringCache", "check_attribution", "check_round_release", "validate_block"]
 
 
 class OrphanBlock(PopError):
@@ -106,6 +107,14 @@ class ScoringCache:
             hit = score(model, feats, shard.y).correct
             self._put(self._correct, ck, hit)
         return hit
+
+
+class BlobPending(OrphanBlock):
+    """The round's shard blob is not available locally (ml.blobs.BlobUnavailable): park the block, retry later."""
+
+    def __init__(self, parent_hash: bytes, why: str) -> None:
+        super().__init__(parent_hash)
+        self.args = (why,)
 
 
 _default_cache = ScoringCache()
@@ -203,6 +212,10 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore, beacon:
     check_round_release(genesis, book, beacon_in, task_rec, messages)
     try:
         shard = cache.shard(task, index_in_task, beacon_in.shard_key)
+    except BlobUnavailable as exc:
+        # §3.15: the shard's blob is not on this node yet -- the block is neither valid nor invalid here until
+        # it is fetched: parked like an orphan, never rejected (rejecting would split us from nodes that have it)
+        raise BlobPending(h.prev_hash, str(exc)) from None
     except ShardError as exc:
         raise RuleError("bad-shard-commitment", str(exc)) from None
     # 9. the crowning test against the champion of the round's task: exact sign test, Bonferroni over the

@@ -140,10 +140,10 @@ class Keyholder(KeyholderBase):
 
     def _opened(self) -> tuple[int, int, AnchorNotice] | None:
         """(round, opened_ms, notice) of the last opened round."""
-        items = self.store.meta_items(P_KH_OPEN)
+        items = self.store.meta_before(P_KH_OPEN)     # the newest key alone (flat cost: no scan of the journal)
         if not items:
             return None
-        key, value = items[-1]
+        key, value = items[0]
         opened_ms, notice = unpack(value, max_size=MAX_NOTICE_SIZE + 64)
         return int.from_bytes(key[-4:], "big"), opened_ms, AnchorNotice.decode(notice)
 

@@ -32,7 +32,15 @@ from consensus.protocol.release import SealedShard, decode_seal_material, seal_k
 from ml.errors import MLError
 from ml.generator import World
 from ml.model import ModelCaps, decode_model, encode_model
-from ml.shards import PublicTask, SecretTask, baseline_model, package_generated, package_task, package_vrf
+from ml.shards import (
+    PublicTask,
+    SecretTask,
+    baseline_model,
+    externalise,
+    package_generated,
+    package_task,
+    package_vrf,
+)
 from ml.task import Dataset
 
 __all__ = [
@@ -192,11 +200,18 @@ def _config_obj(chain_id: str, timestamp: int, allocations: Sequence[tuple[bytes
 
 
 def _package(dataset: Dataset | World, rounds: int, shard_size: int, n_train: int | None, seed: bytes | None,
-             rng: Callable[[int], bytes], drift_milli: int) -> tuple[PublicTask, SecretTask]:
+             rng: Callable[[int], bytes], drift_milli: int,
+             shard_blobs: dict[bytes, bytes] | None = None) -> tuple[PublicTask, SecretTask]:
     if isinstance(dataset, World):
         return package_generated(dataset, rounds, shard_size, n_train=n_train or 4000, rng=rng,
                                  drift_milli=drift_milli)
-    return package_task(dataset, rounds, shard_size, n_train=n_train, seed=seed, rng=rng)
+    public, secret = package_task(dataset, rounds, shard_size, n_train=n_train, seed=seed, rng=rng)
+    if shard_blobs is not None:
+        # §3.15: the shard ciphertexts leave genesis as content-addressed blobs (package version 3); genesis
+        # keeps their 40-byte references, the caller stores / serves the bytes (ml.blobs, node/blobs.py)
+        public, blobs = externalise(public)
+        shard_blobs.update((bytes(ref), data) for ref, data in blobs.items())
+    return public, secret
 
 
 def _build(public: PublicTask, *, chain_id: str, allocations: Sequence[tuple[bytes, int]],
@@ -215,15 +230,17 @@ def create_genesis(dataset: Dataset | World, *, chain_id: str, rounds: int, shar
                    allocations: Sequence[tuple[bytes, int]], keyholder_pubkeys: Sequence[bytes],
                    threshold: int = 1, params: GenesisParams = GenesisParams(), timestamp: int,
                    n_train: int | None = None, seed: bytes | None = None,
-                   rng: Callable[[int], bytes] = os.urandom, drift_milli: int = 0) -> tuple[Genesis, bytes]:
+                   rng: Callable[[int], bytes] = os.urandom, drift_milli: int = 0,
+                   shard_blobs: dict[bytes, bytes] | None = None) -> tuple[Genesis, bytes]:
     """Package the task into public training data + ``rounds`` hidden shards, train the weak initial
     champion, and build the genesis block. Returns (genesis, secret package bytes for the keyholder).
 
     A ``Dataset`` becomes a rows package (``seed`` only fixes which rows go where); an ``ml.generator.World``
     becomes a generated package (``n_train`` public rows, default 4000; ``drift_milli`` per-shard drift).
     Every secret byte (shard keys, salts, nonces, row seeds) comes from ``rng`` — os.urandom unless a
-    simulation passes a deterministic one."""
-    public, secret = _package(dataset, rounds, shard_size, n_train, seed, rng, drift_milli)
+    simulation passes a deterministic one. ``shard_blobs`` (a dataset task): put the shards in blobs, filled
+    with reference -> ciphertext (PROTOCOL §3.15)."""
+    public, secret = _package(dataset, rounds, shard_size, n_train, seed, rng, drift_milli, shard_blobs)
     genesis = _build(public, chain_id=chain_id, allocations=allocations,
                      keyholders=tuple(sorted(set(keyholder_pubkeys))), threshold=threshold, params=params,
                      timestamp=timestamp, terms=None)
@@ -235,14 +252,16 @@ def create_committee_genesis(dataset: Dataset | World, *, chain_id: str, rounds:
                              sponsor: bytes | None = None, per_crowning: int = 0,
                              params: GenesisParams = GenesisParams(), timestamp: int,
                              n_train: int | None = None, seed: bytes | None = None,
-                             rng: Callable[[int], bytes] = os.urandom) -> Genesis:
+                             rng: Callable[[int], bytes] = os.urandom,
+                             shard_blobs: dict[bytes, bytes] | None = None) -> Genesis:
     """A version-3 genesis for the keyholder committee whose DKG produced ``committee`` (§3.14). A generated
     task (``ml.generator.World``) becomes a VRF-generated package: its shard seeds are the committee's threshold
     VRF outputs, so nobody — this function's caller included — can compute a shard before t members release it
     (no sponsor; its crownings mint the block reward). A dataset becomes a rows package whose shard keys are
     sealed to the committee's group key and then forgotten: the caller is the task's ``sponsor`` (its pubkey,
     required), who knows its own rows; its crownings are paid from its escrow (allocate the bounty to
-    ``consensus.protocol.tasks.escrow_account(0)``) and fees, never minted, and its key cannot enter the task.
+    ``consensus.protocol.tasks.escrow_account(0)``) and fees, never minted, and its key cannot enter the task;
+    ``shard_blobs`` (a dataset task): put the shards in blobs, filled with reference -> ciphertext (§3.15).
     No secret is returned: there is none to keep."""
     keyholders = committee.keyholders
     if isinstance(dataset, World):
@@ -254,7 +273,7 @@ def create_committee_genesis(dataset: Dataset | World, *, chain_id: str, rounds:
         if sponsor is None or len(sponsor) != 32 or sponsor == ZERO_PUBKEY:
             raise _bad("a data genesis task needs its sponsor's key (the creator knows its rows: it is paid only "
                        "from its own bounty and cannot enter)")
-        public, secret = package_task(dataset, rounds, shard_size, n_train=n_train, seed=seed, rng=rng)
+        public, secret = _package(dataset, rounds, shard_size, n_train, seed, rng, 0, shard_blobs)
         terms = CommitteeTerms(committee, sponsor, per_crowning, seal_keys(committee.group_key, secret.keys, rng))
         del secret
     return _build(public, chain_id=chain_id, allocations=allocations, keyholders=keyholders,

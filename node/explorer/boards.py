@@ -19,6 +19,7 @@ from node.rounds_index import RoundIndex
 
 BOARD_ROUNDS = 500          # most recent rounds a leaderboard charts and scores
 LINEAGE_ROWS = 500          # newest champion records a leaderboard lists
+MINER_ROWS = 1000           # newest crowned blocks a miner's page counts and lists
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ def read_board(engine: Any, index: RoundIndex, task_id: int | None, last: int = 
     rows = task_rows(engine)
     current = engine.current_round()
     wanted = [t.task_id for t in rows] if task_id is None else [find_task(rows, task_id).task_id]
-    lineages = {k: engine.champion_history(k) for k in wanted}       # each starts with its initial champion
+    # the newest last + 1 records of each task: at most ``last`` fall in the charted rounds, so the one standing
+    # before the first charted round is among them (or the task's initial champion, which starts its lineage)
+    lineages = {k: engine.champion_history(k, limit=last + 1) for k in wanted}
     # the champion of a task after round r: its latest record with round <= r (its initial one before any)
     rounds: list[int] = sorted({r for k in wanted for r in index.rounds_of(k, None, last)})[-last:]
     out = []
@@ -113,21 +116,20 @@ def task_page_json(engine: Any, index: RoundIndex, params: Any, task_id: int, be
 
 
 def miner_json(engine: Any, store: Any, reward: int, account_id: bytes, task_id: int | None) -> dict[str, Any]:
-    """Engine thread: a miner's (or any account's) crowned models — all, or one task's — with wins per task,
-    rewards (block rewards, fees of its blocks, bounty payouts) and the tasks it sponsors."""
+    """Engine thread: a miner's (or any account's) crowned models (its newest MINER_ROWS) — all, or one task's —
+    with wins per task,    rewards (block rewards, fees of its blocks, bounty payouts) and the tasks it sponsors."""
     rows = task_rows(engine)
     per_task = {t.task_id: t for t in rows}
-    wins = [rec for rec in engine.champion_history() if rec.height > 0 and any(rec.miner)
-            and address_of(rec.miner) == account_id]
+    wins = [rec for rec in engine.miner_champions(account_id, limit=MINER_ROWS) if any(rec.miner)]
     by_task: dict[int, int] = {}
     for rec in wins:
         by_task[rec.task_id] = by_task.get(rec.task_id, 0) + 1
     shown = [rec for rec in wins if task_id is None or rec.task_id == task_id]
     fees = bounty = 0
     for rec in shown:
-        block = store.get_block(rec.height)
-        if block is not None and block.hash == rec.hash:
-            fees += sum(tx.fee for tx in block.txs)
+        txs = store.get_txs(rec.hash)      # the transfers alone: a model is ~98 % of a block's bytes
+        if txs is not None:
+            fees += sum(tx.fee for tx in txs)
         t = per_task.get(rec.task_id)
         if t is not None and t.sponsor is not None:
             bounty += t.bounty_per_crowning

@@ -15,13 +15,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from chain.errors import PopError
+
 DEFAULT_NODE = "http://127.0.0.1:9445"
 PASSWORD_ENV = "POPCHAIN_PASSWORD"
 RETRY_S = 300.0     # how long miner / wallet send wait for a node that went away (a restart)
 T = TypeVar("T")
 
 
-class CliError(Exception):
+class CliError(PopError):
     """A user-facing error: printed as one line, exit status 1."""
 
 

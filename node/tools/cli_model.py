@@ -17,11 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from node.errors import EXIT_INCONSISTENT
 from node.tools.cli_chain import champion_line, rule_text
 from node.tools.cli_common import CliError, Commands, acall, call, emit, kv
 
 HASH_HELP = "model hash, a unique prefix of it (at least 4 hex digits) or 'champion'"
-EXIT_WOULD_NOT_PASS = 4
+EXIT_WOULD_NOT_PASS = EXIT_INCONSISTENT   # `model eval`: the check found the model would not pass (node.errors)
 
 
 def _hash_arg(text: str) -> str:

@@ -71,6 +71,9 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
         f"detects        {detect_text}",
         f"rounds         {out['rounds']} ({allowed}); genesis is {out['genesis_bytes']:,} bytes",
         f"genesis file   {out['genesis']}    -> give to every node operator",
+        *([(f"blobs          {out['blobs']} (hidden shards + public rows beyond 256 KiB), {out['blob_bytes']:,} bytes in {out['blob_dir']}  -> your node "
+            f"serves them (popchain node --blob-dir {out['blob_dir']}); other nodes fetch them from peers")]
+          if out.get("blobs") else []),
         *([(f"keyholder file {out['keyholder']}  -> give ONLY to the keyholder (secret; mode 0600; the trusted "
             f"single keyholder sees every shard key)")]
           if not out["committee"] else

@@ -74,6 +74,9 @@ def cmd_create(args: argparse.Namespace) -> None:
         f"detects        {_detect_text(out)}",
         f"bounty         {bounty}",
         *_announce_lines(out, out["announcement"]),
+        *([(f"shard blobs    {out['blobs']} blobs, {out['blob_bytes']:,} bytes in {out['blob_dir']}  -> 'task "
+            f"announce' hands them to the node (keep them beside {out['announcement']}); announcement "
+            f"{out['message_bytes']:,} bytes")] if out.get("blobs") else []),
         f"held-out test  {out['holdout']}  -> keep: untouched test split to judge the task's champion",
     ])
 
@@ -146,6 +149,7 @@ def cmd_announce(args: argparse.Namespace) -> None:
                   "shard keys", file=sys.stderr, flush=True)
         before = await c.tasks()
         res = await c.post_task(signed.encode(), secret=keys)
+        res["blobs"] = await _upload_blobs(c, signed, Path(args.file).parent)
         if args.wait:
             res["active"] = await _wait_active(c, signed, before)
         return res
@@ -156,9 +160,34 @@ def cmd_announce(args: argparse.Namespace) -> None:
     active = res.get("active")
     emit(args, {"kind": kind, "id": res.get("id") or signed.msg_hash.hex(), "status": res.get("status"),
                 "signatures": len(signed.signatures), "keys_given": keys is not None, "active": active},
-         [f"{what}: {res.get('status', 'accepted')} by {args.node}",
+         [f"{what}: {res.get('status', 'accepted')} by {args.node}"
+          + (f" ({res['blobs']} shard blobs handed over)" if res.get("blobs") else ""),
           f"active: task {active['task_id']} has {active['shards_total']:,} shards ({active['shards_left']:,} left)"
           if active else "it activates with the keyholder's next anchor notice; follow it with 'popchain task list'"])
+
+
+async def _upload_blobs(c: Any, msg: Any, folder: Path) -> int:
+    """An announcement whose shards are blobs (PROTOCOL §3.15): hand them to the node from ``folder``/blobs
+    (what 'task create' wrote); the node keeps them and serves them to its peers."""
+    import asyncio
+
+    from consensus.protocol.tasks import TaskAnnouncement
+    from ml.blobs import BlobDir
+    from ml.shards import PublicTask
+    if not isinstance(msg, TaskAnnouncement):
+        return 0
+    refs = PublicTask.decode(msg.package).blob_refs()
+    store = BlobDir(folder / "blobs", writable=False)
+    sent = 0
+    for ref in refs:
+        data = await asyncio.to_thread(store.get, ref)
+        if data is None:
+            print(f"popchain: warning: blob {ref.hex_id[:16]} is not in {folder / 'blobs'}: give it to a node "
+                  "with --blob-dir, or no node can open that shard", file=sys.stderr, flush=True)
+            continue
+        await c.post_blob(data)
+        sent += 1
+    return sent
 
 
 async def _wait_active(c: Any, msg: Any, before: dict[str, Any]) -> dict[str, Any]:
@@ -237,8 +266,8 @@ def cmd_extend(args: argparse.Namespace) -> None:
         data = rows_for_task(args.data, public, args.label_column)
     anchor = None   # the drift reverts towards the task's first shard's world (its start is not stored)
     if public.generated and not public.vrf:
-        first_key = next((bytes.fromhex(k["shard_key"]) for k in info.get("revealed", []) if k["shard_index"] == 1),
-                         None)
+        shard1 = info.get("revealed_first")   # shard 1's key (the revealed list holds the newest keys only)
+        first_key = bytes.fromhex(shard1["shard_key"]) if shard1 and shard1["shard_index"] == 1 else None
         if first_key is None and args.secret and saved.first_index == 1:
             first_key = saved.secret.keys[0]
         anchor = shard_world(public, 1, first_key) if first_key is not None else None

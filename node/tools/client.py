@@ -15,10 +15,11 @@ from typing import Any
 
 import aiohttp
 
+from chain.errors import PopError
 from node.datadir import read_cookie
 
 
-class ApiCallError(Exception):
+class ApiCallError(PopError):
     """The API answered with an error body ``{"error": {"code", "message"}}``."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -52,11 +53,12 @@ class NodeClient:
         await self._session.close()
 
     async def _request(self, method: str, path: str, *, json_body: Any = None, params: dict | None = None,
-                       raw: bool = False) -> Any:
+                       raw: bool = False, raw_body: bytes | None = None) -> Any:
         delay = 0.25
         while True:
             try:
-                result = await self._request_once(method, path, json_body=json_body, params=params, raw=raw)
+                result = await self._request_once(method, path, json_body=json_body, params=params, raw=raw,
+                                                  raw_body=raw_body)
             except aiohttp.ClientConnectionError as exc:
                 now = time.monotonic()
                 if self._down_since is None:
@@ -76,10 +78,12 @@ class NodeClient:
             return result
 
     async def _request_once(self, method: str, path: str, *, json_body: Any, params: dict | None,
-                            raw: bool) -> Any:
+                            raw: bool, raw_body: bytes | None = None) -> Any:
         headers = {"Authorization": f"Bearer {self.cookie}"} if self.cookie and method == "POST" else {}
+        if raw_body is not None:
+            headers["Content-Type"] = "application/octet-stream"
         async with self._session.request(method, self.base_url + path, json=json_body, params=params,
-                                         headers=headers) as resp:
+                                         data=raw_body, headers=headers) as resp:
             if resp.status >= 400:
                 try:
                     err = (await resp.json())["error"]
@@ -149,6 +153,16 @@ class NodeClient:
     async def genesis(self) -> bytes:
         return await self._request("GET", "/api/genesis", raw=True)
 
+    async def post_blob(self, data: bytes) -> dict[str, Any]:
+        """Hand a shard blob to the node (kept only if one of its tasks references it)."""
+        answer: dict[str, Any] = await self._request("POST", "/api/blobs", raw_body=data)
+        return answer
+
+    async def blob(self, blob_id: bytes) -> bytes:
+        """A shard blob's bytes as the node sends them (unchecked: node.tools.blob_cache checks them)."""
+        data: bytes = await self._request("GET", f"/api/blobs/{blob_id.hex()}", raw=True)
+        return data
+
     async def send_tx(self, tx_bytes: bytes) -> dict:
         return await self._request("POST", "/api/txs", json_body={"tx": tx_bytes.hex()})
 
@@ -159,10 +173,12 @@ class NodeClient:
     async def send_entry(self, entry_bytes: bytes) -> dict:
         return await self._request("POST", "/api/entries", json_body={"entry": entry_bytes.hex()})
 
-    async def post_leak(self, leak_bytes: bytes) -> dict:
+    async def post_leak(self, leak_bytes: bytes) -> dict[str, Any]:
         """Post a keyholder's share of a shard not yet revealed (consensus.protocol.release.Leak bytes): it
         becomes evidence of an early release on every node if its proof holds (PROTOCOL §3.14)."""
-        return await self._request("POST", "/api/committee/leak", json_body={"leak": leak_bytes.hex()})
+        out: dict[str, Any] = await self._request("POST", "/api/committee/leak", json_body={"leak": leak_bytes.hex()})
+        return out
 
-    async def send_opening(self, block_bytes: bytes) -> dict:
-        return await self._request("POST", "/api/openings", json_body={"block": block_bytes.hex()})
+    async def send_opening(self, block_bytes: bytes) -> dict[str, Any]:
+        out: dict[str, Any] = await self._request("POST", "/api/openings", json_body={"block": block_bytes.hex()})
+        return out

@@ -14,8 +14,10 @@ import hashlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from chain.crypto import Keypair
 from chain.encoding import unpack
@@ -46,7 +48,7 @@ class CommitteeChain:
 
 
 def local_committee(keys: list[Keypair], t: int, label: str = "local",
-                    rng=os.urandom) -> tuple[CommitteeKey, list[bytes]]:
+                    rng: Callable[[int], bytes] = os.urandom) -> tuple[CommitteeKey, list[bytes]]:
     """The keyholders' DKG with every participant in this process (the same code the ceremony runs, messages
     passed by hand): (committee key, member file per keyholder in genesis order). TESTS AND BENCHMARKS ONLY:
     this process sees every share, as a dealer would."""
@@ -139,7 +141,7 @@ def beacon_leader(chain: CommitteeChain, r: int, attempt: int = 0) -> int:
     return [k.public for k in chain.member_keys].index(leader(chain.genesis.keyholders, r, attempt))
 
 
-def kill(proc) -> None:
+def kill(proc: Any) -> None:
     """SIGKILL a benchmarks._nodeproc.NodeProc (no clean shutdown: a crash)."""
     if proc.alive():
         proc.proc.send_signal(signal.SIGKILL)

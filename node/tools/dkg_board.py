@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -85,7 +86,7 @@ def new_session(keyholders: list[bytes], threshold: int, label: str) -> Session:
 
 
 async def serve_board(session: Session, host: str, port: int, *, linger_s: float = 30.0,
-                      ready=None) -> Board:
+                      ready: Callable[[str], None] | None = None) -> Board:
     """Serve ``session`` until every member posted its SIGN message, then ``linger_s`` more seconds (so the
     last members can read them), and stop. ``ready(url)`` is called once it listens."""
     board = Board(session)

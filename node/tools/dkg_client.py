@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -40,9 +41,9 @@ class DkgResult:
     seconds: float                  # join → signed committee key
 
 
-async def _get_json(session: aiohttp.ClientSession, url: str) -> dict:
+async def _get_json(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
     async with session.get(url) as resp:
-        data = await resp.json()
+        data: dict[str, Any] = await resp.json()
         if resp.status != 200:
             raise DkgError(f"board {url}: {data.get('error', {}).get('message', resp.status)}")
         return data

@@ -15,12 +15,14 @@ from typing import Any
 
 import aiohttp
 
+from chain.errors import PopError
+
 MAX_LINE = 64 * 1024
 RECONNECT_S = 0.5
 MAX_FAILURES = 3
 
 
-class EventsUnavailable(Exception):
+class EventsUnavailable(PopError):
     """The node does not serve /api/events (or not reachably): fall back to polling."""
 
 

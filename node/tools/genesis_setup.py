@@ -5,7 +5,10 @@ write the three files.
 what a genesis contains live in consensus.protocol.genesis, the sizing arithmetic in node.tools.sizing; this module only
 chooses sizes and writes files. The synthetic task is a *generated* package (ml.generator: each hidden shard is
 a committed world + seed, so power-sized 13,000-row shards cost genesis a few hundred bytes); named datasets
-and CSV files ship their shards as encrypted rows.
+and CSV files ship their shards as encrypted rows in content-addressed blobs (PROTOCOL §3.15): genesis holds
+their 40-byte references (and the public rows, or a blob of them when they exceed 256 KiB), the blobs go to
+``<out>/blobs/`` for the owner's node to
+serve (``popchain node --blob-dir``); every other node fetches them from its peers.
 """
 from __future__ import annotations
 
@@ -27,10 +30,11 @@ from consensus.protocol.dkg import CommitteeKey
 from consensus.protocol.genesis import GenesisParams, create_committee_genesis, create_genesis
 from consensus.protocol.settlement import bond_account
 from consensus.protocol.tasks import escrow_account
+from ml.blobs import BlobDir, BlobRef
 from ml.codec import smallest_dtype
 from ml.errors import TaskError
 from ml.generator import MAX_GEN_ELEMENTS, World, generate, world_from_seed
-from ml.shards import MAX_SHARD_SIZE, MAX_TRAIN_ROWS, SALT_SIZE, SECRET_OVERHEAD, split_test
+from ml.shards import MAX_SHARD_SIZE, MAX_TRAIN_ROWS, SALT_SIZE, SECRET_OVERHEAD, TRAIN_BLOB_BYTES, split_test
 from ml.task import Dataset, load_builtin, load_csv, write_feature_csv
 from node.tools.sizing import (
     DEFAULT_DETECT,
@@ -54,6 +58,8 @@ DEFAULT_DRIFT_MILLI = 500
 GENESIS_FILE = "genesis.bin"
 KEYHOLDER_FILE = "keyholder.secret"
 HOLDOUT_FILE = "holdout.csv"
+BLOB_DIR = "blobs"
+GENESIS_GOAL = 1 << 20      # a dataset genesis (public rows + blob references) stays within 1 MiB
 
 Rng = Callable[[int], bytes]
 
@@ -95,12 +101,23 @@ def size_task(task: str, dataset: Dataset | None, params: GenesisParams, *, dete
         raise TaskError(f"{task}: {exc}{hint}") from None
 
 
-def check_package_fits(dataset: Dataset, sizing: Sizing, cap: int, what: str) -> int:
-    """The package's size estimate in bytes; TaskError in words when it would exceed ``cap`` (every row of a
-    dataset task travels inside the genesis / announcement: public rows and encrypted hidden shards)."""
+def check_package_fits(dataset: Dataset, sizing: Sizing, cap: int, what: str, *, blobs: bool = False) -> int:
+    """The package's size estimate in bytes; TaskError in words when it would exceed ``cap``. Inline, every row
+    of a dataset task travels inside the genesis / announcement (public rows and encrypted hidden shards); with
+    ``blobs`` (PROTOCOL §3.15) the hidden shards — and the public rows beyond TRAIN_BLOB_BYTES — are blobs, and
+    what remains is 32 + 40 bytes of commitment and reference per shard."""
     d = dataset.spec.n_features
     width = np.dtype(smallest_dtype(int(dataset.X.min()), int(dataset.X.max()))).itemsize
     public = sizing.public_rows or 0
+    if blobs:
+        estimate = min(public * (d * width + 1), TRAIN_BLOB_BYTES) + sizing.rounds * 80 + (64 << 10)
+        if estimate > cap:
+            raise TaskError(
+                f"{what} would be about {estimate / 2**20:.1f} MiB, over its {cap / 2**20:.0f} MiB limit: the rows "
+                f"are blobs outside it, but each of the {sizing.rounds:,} hidden shards keeps 80 bytes of commitment "
+                f"and blob reference inside it. Use fewer, larger shards (--rounds, --shard-size, --detect) and "
+                f"add more later with 'popchain task extend'")
+        return estimate
     rows = public + sizing.rounds * sizing.shard_size
     estimate = rows * (d * width + 1) + sizing.rounds * (SECRET_OVERHEAD + SALT_SIZE + 128) + (64 << 10)
     if estimate > cap:
@@ -147,7 +164,7 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
         raise TaskError("no --bond: no key holds a bond, so no miner could ever enter a round (a miner's stake is "
                         "its bond account, PROTOCOL §3.9)")
     secret_names = [KEYHOLDER_FILE] if committee is None else []
-    for name in (GENESIS_FILE, *secret_names):
+    for name in (GENESIS_FILE, *secret_names, BLOB_DIR):
         if (out / name).exists():
             raise TaskError(f"{out / name} already exists: refusing to overwrite a chain's files")
     seed = rng(32)      # the synthetic world and the row split; never stored
@@ -173,15 +190,16 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
     sizing, n_test = size_task(task, dataset, params, detect=detect, rounds=rounds, shard_size=shard_size,
                                public_rows=public_rows)
     common: dict[str, Any] = {}
+    shard_blobs: dict[bytes, bytes] = {}      # a dataset task: reference -> shard ciphertext (§3.15)
     source: Dataset | World
     if dataset is None:
         source = world_from_seed(seed)
         holdout = generate(source, rng(32), n_test)
         common = {"n_train": sizing.public_rows, "drift_milli": drift_milli}
     else:
-        check_package_fits(dataset, sizing, MAX_PAYLOAD_SIZE, "the genesis")
+        check_package_fits(dataset, sizing, GENESIS_GOAL, "the genesis", blobs=True)
         source, holdout = split_test(dataset, n_test, seed)
-        common = {"seed": seed, "n_train": sizing.public_rows}
+        common = {"seed": seed, "n_train": sizing.public_rows, "shard_blobs": shard_blobs}
     out.mkdir(parents=True, exist_ok=True)
     if committee is None:
         keyholder = keyholder or Keypair.from_seed(rng(32))
@@ -214,21 +232,28 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
                         "--shard-size, --detect)") from None
     chain_id = genesis.chain_id
     genesis_bytes = genesis.encode()
+    # the public rows may be a blob now (§3.15): their count is the sizing's, not loaded from genesis
+    n_train = len(genesis.task.training) if genesis.task.training_loaded else int(sizing.public_rows or 0)
     genesis_path.write_bytes(genesis_bytes)
     for path, data in secrets.items():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
     write_feature_csv(holdout_path, holdout)
+    blob_dir = BlobDir(out / BLOB_DIR)
+    for ref, data in shard_blobs.items():
+        blob_dir.put(BlobRef.parse(ref), data)
     warning = public_dataset_warning(task)
     warnings = ([warning] if warning else []) + sizing_warnings(sizing, generated=genesis.task.generated,
-                                                                n_train=len(genesis.task.training))
+                                                                n_train=n_train)
     spec = genesis.task.spec
     return {"genesis_hash": genesis.hash.hex(), "chain_id": chain_id, "task": genesis.task.spec.name,
             "generated": genesis.task.generated, "rounds": sizing.rounds, "shard_size": sizing.shard_size,
             "rounds_allowed": sizing.rounds_allowed, "detectable": sizing.detectable,
             "drift_milli": drift_milli, "max_entries": params.max_entries, "alpha": list(params.alpha), "genesis_bytes": len(genesis_bytes),
-            "n_train": len(genesis.task.training), "n_holdout": len(holdout), "genesis": str(genesis_path),
+            "blobs": len(shard_blobs), "blob_bytes": sum(map(len, shard_blobs.values())),
+            "blob_dir": str(out / BLOB_DIR) if shard_blobs else None,
+            "n_train": n_train, "n_holdout": len(holdout), "genesis": str(genesis_path),
             "keyholder": str(next(iter(secrets))) if secrets else None, "keyholder_files": [str(p) for p in secrets],
             "keyholder_pubkey": pubkeys[0].hex(), "keyholder_pubkeys": [k.hex() for k in pubkeys],
             "keyholders": len(pubkeys), "threshold": genesis.threshold, "committee": genesis.committee is not None,

@@ -26,6 +26,8 @@ from consensus.mining import Template, open_block, seal
 from consensus.protocol.genesis import Genesis, load_genesis
 from consensus.protocol.messages import AnchorNotice, Beacon
 from ml.shards import PublicTask
+from node.errors import EXIT_NO_OPEN_TASK  # `miner run` stopped: no task of the chain is open
+from node.tools.blob_cache import ensure_blobs
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.events_client import ChangeSignal
 from node.tools.miner_data import DEFAULT_MAX_ROWS, TaskRows
@@ -44,7 +46,6 @@ log = logging.getLogger("popchain.miner")
 
 POLL_S = 0.05
 RESEND_S = 5.0       # an entry waiting for its beacon is sent again this often (a restarted node forgot it)
-EXIT_NO_OPEN_TASK = 6   # `miner run` stopped: no task of the chain is open (README, miner section)
 NO_OPEN_TASK = ("no task is open on this chain (every task has spent its hidden shards): nothing to mine; "
                 "run the miner again once a task is announced or extended ('popchain task list')")
 WAIT_ROUNDS = 3         # a closed chain: wait this many round lengths for an announced task to activate
@@ -181,6 +182,7 @@ class Miner:
         if public is None or public.n_rounds < max(info["shards_total"], min_shards):
             full = await self.client.task_info(task_id, package=True)
             public = PublicTask.decode(bytes.fromhex(full["package"]))
+            public = await ensure_blobs(self.client, public)   # blobs (§3.15): fetched from the node once
             self._packages[task_id] = public
         revealed = [(k["shard_index"], bytes.fromhex(k["shard_key"])) for k in info["revealed"]
                     if k["shard_index"] <= public.n_rounds]

@@ -18,18 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from chain.errors import DecodeError
+from chain.errors import DecodeError, PopError
 from consensus.protocol.genesis import Genesis, GenesisParams
 from consensus.protocol.messages import Beacon
 from ml.errors import MLError
 from ml.model import Model, decode_model
 from ml.shards import PublicTask, open_shard
 from ml.task import Dataset
+from node.tools.blob_cache import ensure_blobs
 
 CARD_FORMAT = "popchain-model-card/2"
 
 
-class ProvenanceError(Exception):
+class ProvenanceError(PopError):
     """The node's data is missing or inconsistent for the requested check (one line for the user)."""
 
 
@@ -172,7 +173,13 @@ class ChainView:
         if task_id not in self.tasks:
             info = await self.client.get(f"/api/tasks/{task_id}", messages="1")
             package, n, initial, batches = verified_package(self.genesis, task_id, info.get("messages") or [])
+            package = await ensure_blobs(self.client, package)   # blobs (§3.15): fetched, checked, rows loaded
             keys = {k["round"]: (k["shard_index"], bytes.fromhex(k["shard_key"])) for k in info["revealed"]}
+            older = info.get("revealed_next")
+            while older is not None:      # the task page holds the newest keys: an audit pages back to the start
+                more = await self.client.get(f"/api/tasks/{task_id}", revealed_before=str(older))
+                keys.update({k["round"]: (k["shard_index"], bytes.fromhex(k["shard_key"])) for k in more["revealed"]})
+                older = more.get("revealed_next")
             history = await full_history(self.client, task_id)    # all of it: the task page keeps the newest
             self.tasks[task_id] = TaskView(task_id, package, history, keys, n, initial, batches)
         return self.tasks[task_id]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
+from chain.errors import PopError
 from consensus.protocol import stats
 from consensus.protocol.stats import DEFAULT_ALPHA, DEFAULT_MIN_GAIN_BP, Alpha, min_disagreement
 
@@ -89,7 +90,7 @@ class Sizing:
     public_rows: int | None = None  # rows tasks: public training rows (the rest of the data after the shards)
 
 
-class SizingError(ValueError):
+class SizingError(PopError, ValueError):
     """A sizing under which nothing could ever be crowned, or that the data cannot supply."""
 
 

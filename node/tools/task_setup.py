@@ -25,14 +25,26 @@ from typing import Any
 
 from chain.crypto import Keypair
 from chain.encoding import check_int, check_list, pack, unpack
-from chain.errors import DecodeError
+from chain.errors import DecodeError, PopError
 from consensus.protocol.genesis import Genesis
+from ml.blobs import BlobDir, BlobRef
 from ml.errors import TaskError
 from ml.generator import World, generate, world_from_seed
-from ml.shards import PublicTask, SecretTask, package_generated, package_task, package_vrf, split_test
+from ml.shards import VERSION as ROWS_VERSION
+from ml.shards import (
+    PublicTask,
+    SecretTask,
+    externalise,
+    package_generated,
+    package_task,
+    package_vrf,
+    split_test,
+)
 from ml.task import Dataset, write_feature_csv
 from node.tools.genesis_setup import (
+    BLOB_DIR,
     BUILTINS,
+    GENESIS_GOAL,
     SYNTHETIC_TRAIN,
     check_package_fits,
     public_dataset_warning,
@@ -122,7 +134,8 @@ def build_package(task: str, genesis: Genesis, *, label_column: str = "label", r
                                            drift_milli=drift_milli)
         last = _last_world(public, secret, world)
         return public, TaskSecret(-1, 1, secret, last, drift_milli), holdout, sizing
-    check_package_fits(dataset, sizing, MAX_PACKAGE_SIZE, "the task announcement")
+    # the shards become blobs (PROTOCOL §3.15): only the public rows count against the 1 MiB goal
+    check_package_fits(dataset, sizing, min(MAX_PACKAGE_SIZE, GENESIS_GOAL), "the task announcement", blobs=True)
     rest, holdout = split_test(dataset, n_test, seed)
     public, secret = package_task(rest, sizing.rounds, sizing.shard_size, n_train=sizing.public_rows, seed=seed,
                                   rng=rng)
@@ -179,7 +192,9 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
                       rng: Rng = os.urandom) -> dict[str, Any]:
     """Write task.announce (public, sponsor-signed), task.secret (0600) and holdout.csv into ``out``; return
     a summary (sizes, the improvement the shards detect, the bounty split)."""
-    from consensus.protocol.tasks import initial_champion, make_task_announcement
+    from consensus.protocol.tasks import make_task_announcement
+    from ml.model import encode_model
+    from ml.shards import baseline_model
     announce_path, secret_path, holdout_path = out / ANNOUNCE_FILE, out / SECRET_FILE, out / HOLDOUT_FILE
     _refuse_existing(announce_path, secret_path)
     if bounty < 0 or (per_crowning is not None and per_crowning < 0):
@@ -192,15 +207,24 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
     if bounty and per == 0:
         raise TaskError(f"--bounty {bounty} over {sizing.rounds} rounds pays 0 per crowning: raise it or set "
                         "--per-crowning")
+    blobs: dict[BlobRef, bytes] = {}
+    if public.version == ROWS_VERSION:          # rows travel as blobs beside the announcement (§3.15)
+        _refuse_existing(out / BLOB_DIR)
+        public, blobs = externalise(public)
     package = public.encode()
     material = seal_for_committee(genesis, secret.secret.keys, vrf=public.vrf, rng=rng)
-    msg = make_task_announcement([], sponsor, genesis.chain_id, package, initial_champion(package),
+    # the initial champion from the package in memory (its public rows may be a blob now: not in ``package``)
+    champion = encode_model(baseline_model(public))
+    msg = make_task_announcement([], sponsor, genesis.chain_id, package, champion,
                                  bounty=bounty, per_crowning=per, keyholder_material=material)
     out.mkdir(parents=True, exist_ok=True)
     announce_path.write_bytes(msg.encode())
     if genesis.committee is None:      # the single keyholder needs the keys; a committee needs nothing
         write_secret(secret_path, secret.encode())
     write_feature_csv(holdout_path, holdout)
+    blob_dir = BlobDir(out / BLOB_DIR)
+    for ref, data in blobs.items():
+        blob_dir.put(ref, data)
     warning = public_dataset_warning(task)
     warnings = ([warning] if warning else []) + sizing_warnings(sizing, generated=public.generated,
                                                                 n_train=len(public.training))
@@ -212,6 +236,8 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
             "message_bytes": len(msg.encode()), "announcement": str(announce_path),
             "secret": str(secret_path) if genesis.committee is None else None, "vrf": public.vrf,
             "committee": genesis.committee is not None, "holdout": str(holdout_path), "warnings": warnings,
+            "blobs": len(blobs), "blob_bytes": sum(map(len, blobs.values())),
+            "blob_dir": str(out / BLOB_DIR) if blobs else None,
             "columns": public.spec.encoding.describe() if public.spec.encoding is not None else []}
 
 
@@ -295,7 +321,7 @@ def create_extension_files(out: Path, chain_id: str, task_id: int, seq: int, bat
             "committee": committee}
 
 
-class SigningError(ValueError):
+class SigningError(PopError, ValueError):
     """The keyholder file cannot sign this message for this chain (wrong chain, no governance key, too few)."""
 
 

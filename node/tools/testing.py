@@ -51,11 +51,12 @@ class TestChain:
 def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100, entry_window_s: int = 1,
                     opening_window_s: int = 2, n_miners: int = 2, n_users: int = 2, n_train: int = 1500,
                     chain_id: str = CHAIN_ID, easy: bool = True, keyholders: int = 0,
-                    threshold: int = 0, params: dict[str, int] | None = None) -> TestChain:
+                    threshold: int = 0, params: dict[str, int] | None = None, blobs: bool = False) -> TestChain:
     """A small chain: synthetic task, short round windows, funded miners and users, one keyholder key; with
     ``keyholders`` N > 0 a ``threshold``-of-N committee instead (keys seeded "keyholder1" …; member files
     ``keyholder-i.secret`` in genesis order; ``keyholder_path`` is member 1's). ``params``: more genesis
-    parameters (GenesisParams fields, e.g. ``max_entries``, ``time_slack_s``) over these defaults."""
+    parameters (GenesisParams fields, e.g. ``max_entries``, ``time_slack_s``) over these defaults. ``blobs``: the
+    shards are blobs (PROTOCOL §3.15) written to ``directory/blobs`` (give it to one node as ``--blob-dir``)."""
     directory.mkdir(parents=True, exist_ok=True)
     miners = tuple(seeded_keypair(f"miner{i}") for i in range(n_miners))
     users = tuple(seeded_keypair(f"user{i}") for i in range(n_users))
@@ -73,10 +74,16 @@ def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100,
         return _committee_chain(directory, dataset, keyholders, threshold or keyholders // 2 + 1, chain_id=chain_id,
                                 rounds=rounds, shard_size=shard_size, allocations=allocations,
                                 params=genesis_params, n_train=n_train, miners=miners, users=users)
+    shard_blobs: dict[bytes, bytes] | None = {} if blobs else None
     genesis, secret = create_genesis(dataset, chain_id=chain_id, rounds=rounds, shard_size=shard_size,
                                      allocations=allocations, keyholder_pubkeys=[kh.public], params=genesis_params,
                                      timestamp=int(time.time()) - 10, n_train=n_train,
-                                     seed=b"popchain-node-tests-split")
+                                     seed=b"popchain-node-tests-split", shard_blobs=shard_blobs)
+    if shard_blobs:
+        from ml.blobs import BlobDir, BlobRef
+        store = BlobDir(directory / "blobs")
+        for ref, data in shard_blobs.items():
+            store.put(BlobRef.parse(ref), data)
     genesis_path = directory / "genesis.bin"
     genesis_path.write_bytes(genesis.encode())
     keyholder_path = directory / "keyholder.secret"
@@ -219,7 +226,9 @@ class ScriptedMiner:
         public = self._packages.get(task_id)
         if public is None or public.n_rounds < max(info["shards_total"], min_shards):
             full = await self.client.task_info(task_id, package=True)
-            public = self._packages[task_id] = PublicTask.decode(bytes.fromhex(full["package"]))
+            from node.tools.blob_cache import ensure_blobs
+            public = await ensure_blobs(self.client, PublicTask.decode(bytes.fromhex(full["package"])))
+            self._packages[task_id] = public
         return public, [(k["shard_index"], bytes.fromhex(k["shard_key"])) for k in info["revealed"]
                         if k["shard_index"] <= public.n_rounds]
 
