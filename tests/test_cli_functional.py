@@ -272,7 +272,9 @@ def test_send_balance_history_tx_block(net: Net) -> None:
     assert "12,345 grains" in txh and "1,500 grains" in txh and "confirmations" in txh and "time" in txh
     blk = net.run("chain", "block", str(sent["height"]), *net.node).stdout
     assert net.keys["miner"] in next(ln for ln in blk.splitlines() if ln.startswith("miner ")) and "12,345 grains" in blk
-    by_prefix = net.json("chain", "block", sent["block"][:8], *net.node)
+    # a prefix that is not all digits (an all-digit one reads as a height): 8 hex chars or the first longer one
+    prefix = next(sent["block"][:n] for n in range(8, 65) if not sent["block"][:n].isdigit())
+    by_prefix = net.json("chain", "block", prefix, *net.node)
     assert by_prefix["header"]["height"] == sent["height"] and by_prefix["confirmations"] >= 1
     assert "(genesis: no miner)" in net.run("chain", "block", "0", *net.node).stdout
     assert_one_line_error(net.run("chain", "tx", "zz", *net.node, check=False), "node said")
