@@ -21,7 +21,7 @@ from node.tools.cli_common import Commands
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from node.tools import cli_chain, cli_model, cli_node, cli_task, cli_wallet
+    from node.tools import cli_chain, cli_keyholder, cli_model, cli_node, cli_task, cli_wallet
     parser = argparse.ArgumentParser(prog="popchain", description="popchain: a proof-of-performance blockchain node")
     cmds = Commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     cli_node.register(cmds)      # genesis, node, miner, demo, bench
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_model.register(cmds)     # model, audit
     cli_chain.register(cmds)
     cli_task.register(cmds)      # task create/announce/extend/list/show
+    cli_keyholder.register(cmds)  # keyholder new/dkg-board/dkg
     return parser
 
 

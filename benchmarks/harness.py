@@ -30,6 +30,7 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.lan", ("netns_converge_s",)),
     ("benchmarks.living_chain", ("chain_rounds_beyond_genesis",)),
     ("benchmarks.committee", ("committee_round_latency_s", "keyholder_failover_s")),
+    ("benchmarks.keyholders", ("dkg_time_s", "share_verify_us", "dealer_open_before_reveal", "sponsor_peek_gain")),
     ("benchmarks.simulation", ("sim_false_crown_round", "sim_power_1pp", "sim_copycat_share", "sim_squatter_cost",
                                "sim_champion_regressions", "sim_champion_test_acc", "sim_crowned_share",
                                "sim_wins_copy_noise", "sim_wins_copy_flip", "sim_wins_sybil_copy",
@@ -40,6 +41,10 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.long_chain", ("block_cost_growth", "status_ms_at_100k")),
     ("benchmarks.prune_disk", ("disk_per_block_pruned",)),
     ("benchmarks.real_task", ("real_task_gap_pp",)),
+    ("benchmarks.attacks.live_figures", ("live_censored_blocks", "live_honest_penalties", "live_stolen_crowns",
+                                         "late_stamp_stall_s", "live_withheld_blocks", "live_split_recovery_s")),
+    ("benchmarks.attacks.sim_figures", ("squat_cost_per_void_round", "bond_dodge_escaped_share", "slot_grind_share",
+                                        "copy_crown_rate")),
     ("benchmarks.blob_fetch", ("genesis_bytes_adult", "shard_fetch_s")),
 )
 

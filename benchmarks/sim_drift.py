@@ -11,7 +11,7 @@
                          rate was chosen from (``python -m benchmarks.sim_drift --gap`` prints the table for any
                          rate). Baseline: the same share at drift 0 (retraining noise alone).
 
-Full mode: the default shards (12,992 rows, --detect 0.01), 4 honest miners on 6,000 rows each. Quick mode (CI):
+Full mode: the default shards (13,121 rows, --detect 0.01), 4 honest miners on 6,000 rows each. Quick mode (CI):
 the demo's shards (3,264 rows, --detect 0.02), still 50 rounds, but 2 honest miners (MLP, extra trees) on 1,500
 rows and 3 gap samples instead of 12. What it does not do: judge anything itself — crowning is
 the Engine's, exactly as on the network.

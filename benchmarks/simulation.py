@@ -2,9 +2,10 @@
 each attacker achieves end to end through real Engine + Keyholder rounds.
 
 - sim_false_crown_round   share of rounds crowned when all 16 entrants are tied with the champion (≤ 0.05):
-                          Monte Carlo on consensus.protocol.stats.accepts; baseline = the exact binomial value
+                          Monte Carlo on consensus.protocol.stats.crowns (sign test + margin); baseline = the
+                          exact binomial value
 - sim_power_1pp           crowning probability of a +1 pp challenger at 10 % disagreement on the default shard
-                          size, 16 listed entries (≥ 0.8): Monte Carlo; baseline = exact binomial
+                          size, 16 listed entries, with the margin (≥ 0.8): Monte Carlo; baseline = exact binomial
 - sim_copycat_share       share of rounds won by copy-noise / copy-flip / sybil-copy (≤ 0.01)
 - sim_squatter_cost       grains burnt from the squatter per round it voids, / block reward (≥ 1): E keys richer
                           than any honest miner hold every slot and never open; the worse of stopping before the
@@ -35,6 +36,7 @@ from node.tools.sizing import DEFAULT_DETECT, rows_for
 
 # the default task's shard size: what `popchain genesis create` picks for its default --detect 0.01
 DEFAULT_SHARD_ROWS: int = rows_for(DEFAULT_DETECT, GenesisParams().max_entries, GenesisParams().alpha) or 0
+MARGIN_BP = GenesisParams().min_gain_bp
 SQUATTER_END_EXTEND = 2   # shards the squatter-end scenario's extension adds after the genesis task
 KINDS = ("copy-noise", "copy-flip", "sybil-copy", "squatter", "finetune", "late-timestamp")
 SEEDS = (b"popchain-simulation-seed-1", b"popchain-simulation-seed-2", b"popchain-simulation-seed-3")
@@ -92,11 +94,11 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     n_seeds = len(worlds)
     figs = [
         _fig("sim_false_crown_round", round(fc.monte_carlo, 4), "share of rounds",
-             f"<= 0.05; 16 tied entrants, {DEFAULT_SHARD_ROWS} rows, 10 % disagreement; {fc.summary} "
-             "(baseline = exact binomial)", round(fc.exact, 4)),
+             f"<= 0.05; 16 tied entrants, {DEFAULT_SHARD_ROWS} rows, 10 % disagreement, margin {MARGIN_BP} bp; "
+             f"{fc.summary} (baseline = exact binomial)", round(fc.exact, 4)),
         _fig("sim_power_1pp", round(pw.monte_carlo, 4), "crowning probability",
-             f">= 0.8; +1 pp at 10 % disagreement, {DEFAULT_SHARD_ROWS} rows, m = 16; {pw.summary} "
-             "(baseline = exact binomial)", round(pw.exact, 4)),
+             f">= 0.8; +1 pp at 10 % disagreement, {DEFAULT_SHARD_ROWS} rows, m = 16, margin {MARGIN_BP} bp; "
+             f"{pw.summary} (baseline = exact binomial)", round(pw.exact, 4)),
     ]
     # copy attackers: every round of every scenario that casts one
     copy_rounds = sum(len(r.rounds) for r in reports if r.copy_miners)

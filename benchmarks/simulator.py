@@ -57,6 +57,7 @@ from consensus.keyholder import Keyholder, RoundClosed
 from consensus.mining import open_block, seal
 from consensus.protocol.genesis import GenesisParams, create_genesis
 from consensus.protocol.messages import Beacon, RoundPayload
+from consensus.protocol.settlement import bond_of, miner_funding
 from consensus.protocol.tasks import make_task_extension
 from ml.generator import World as GenWorld
 from ml.generator import generate, world_from_seed
@@ -71,6 +72,7 @@ SCENARIOS = ("mixed", "sybil", "squatter", "squatter-end", "late")
 EXTRA_SCENARIOS = ("honest", "honest-pair")     # not part of benchmarks.simulation's figures
 GENESIS_TIME = 1_767_225_600
 BALANCE = 10**12
+BOND = 10**11             # each cast key's bond account (its stake, §3.9)
 
 
 def _rng_bytes(seed: bytes):
@@ -94,7 +96,7 @@ def _key(seed: bytes, name: str) -> Keypair:
 @dataclass(frozen=True)
 class WorldConfig:
     rounds: int = 6
-    shard_size: int = 12_992           # the default task's (benchmarks.simulation.DEFAULT_SHARD_ROWS)
+    shard_size: int = 13_121           # the default task's (benchmarks.simulation.DEFAULT_SHARD_ROWS)
     n_train: int = 2_000
     n_test: int = 4_000
     max_train_rows: int | None = 6_000   # miners fit on the newest rows of public + revealed data (the latest
@@ -122,10 +124,10 @@ class World:
                  + ["copy-noise-2", "copy-noise-10", "copy-flip", "finetune", "late-timestamp"]
                  + [f"sybil/{i}" for i in range(E - 1)] + [f"squatter/{i}" for i in range(E)])
         self.keys = {n: _key(seed, n) for n in names}
-        # the squatter outranks everyone (slots go by stake): it can hold every slot, so it voids the rounds it
-        # squats, and the figure is what that costs it
-        allocations = [(address_of(kp.public), 2 * BALANCE if n.startswith("squatter/") else BALANCE)
-                       for n, kp in self.keys.items()]
+        # the squatter outranks everyone (slots go by stake, the bond account): it can hold every slot, so it
+        # voids the rounds it squats, and the figure is what that costs it
+        allocations = [a for n, kp in self.keys.items()
+                       for a in miner_funding(kp.public, BALANCE, 2 * BOND if n.startswith("squatter/") else BOND)]
         self.genesis, self.secret = create_genesis(
             task_world, chain_id="popchain-sim", rounds=c.rounds, shard_size=c.shard_size, allocations=allocations,
             keyholder_pubkeys=[self.keyholder_kp.public], params=c.params, timestamp=GENESIS_TIME,
@@ -396,12 +398,14 @@ def _enter(engine: Engine, keyholder: Keyholder, miner: SimMiner, prop: Proposal
 
 
 def _listed(beacon: Beacon) -> set[bytes]:
-    return {header_hash for header_hash, _ in beacon.listed}
+    return set(beacon.entries)
 
 
 def _balances(engine: Engine, cast: Sequence[SimMiner]) -> dict[str, int]:
+    """Each miner's grains: its keys' accounts and bond accounts."""
     view = engine.store.state_view(engine.tip().hash)
-    return {m.name: sum(view.get_account(address_of(kp.public)).balance for kp in m.keys) for m in cast}
+    return {m.name: sum(view.get_account(address_of(kp.public)).balance + view.get_account(bond_of(kp.public)).balance
+                        for kp in m.keys) for m in cast}
 
 
 def format_round(scenario: str, r: RoundReport) -> str:

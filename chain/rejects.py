@@ -45,7 +45,8 @@ _ALL = (
     _c("bad-nonce", "violation", "nonce is not the sender's next", state=True, tx=True),
     _c("insufficient-funds", "violation", "balance does not cover amount + fee", state=True, tx=True),
     _c("balance-overflow", "violation", "a credit would push a balance over 2^62", state=True, tx=True),
-    _c("bad-settlement", "violation", "a settlement move (bond lock, return or forfeit) is malformed or overflows"),
+    _c("bad-settlement", "violation", "a settlement's window does not follow the parent's, or a move is "
+                                      "malformed or overflows"),
     _c("bad-allocation", "violation", "genesis allocations unsorted, duplicated, zero or over 2^62 in total"),
     # ---- genesis (PROTOCOL §3.1)
     _c("bad-genesis", "violation", "the genesis block does not re-derive from its configuration"),
@@ -53,46 +54,58 @@ _ALL = (
     _c("wrong-round", "stale", "the entry's round is not the open round"),
     _c("bad-anchor", "stale", "the entry or block does not build on the round's anchor"),
     _c("bad-entry-sig", "violation", "entry signature does not verify"),
-    _c("insufficient-stake", "stale", "the miner's balance at the anchor is under min_entrant_balance"),
+    _c("insufficient-stake", "stale", "the miner's bond account at the anchor does not cover the entry bond (and "
+                                      "the bonds it still owes)"),
+    _c("unbonding", "stale", "the miner asked for its bond back: it cannot enter until the bond is released"),
     _c("duplicate-entry", "stale", "the miner already entered this round"),
-    _c("too-many-entries", "stale", "the round already lists max_entries entries"),
+    _c("too-many-entries", "stale", "the round's entry table is full of larger stakes"),
     _c("bad-notice", "violation", "anchor notice malformed or for an unknown anchor"),
     _c("bad-notice-sig", "violation", "anchor notice not signed by enough keyholders"),
     _c("bad-beacon", "violation", "beacon malformed, for the wrong round, or differing from the accepted one"),
     _c("bad-beacon-sig", "violation", "beacon not signed by enough keyholders"),
     _c("equivocation", "stale", "a second, different notice or beacon for a round (keyholder fault, "
                                 "not the relaying peer's)"),
-    # ---- keyholder committee: shard-key shares (PROTOCOL §3.13)
-    _c("bad-key-share", "violation", "a released shard-key share does not match the dealer's commitment, or "
-                                     "is for another shard, member or chain"),
-    _c("bad-keyholder-material", "violation", "keyholder material (share commitments) malformed or not fitting "
-                                              "the committee and the batch it comes with"),
+    # ---- keyholder committee: the DKG's key, released shares, sealed keys (PROTOCOL §3.14)
+    _c("bad-committee-key", "violation", "the committee key record of the keyholders' DKG is malformed or not "
+                                         "signed by every keyholder"),
+    _c("bad-key-share", "violation", "a released share fails its proof against its member's public share key, "
+                                     "or the shares do not give the beacon's key (names the member)"),
+    _c("bad-keyholder-material", "violation", "a task message's sealed keys are malformed or do not cover its "
+                                              "new shards (or a VRF-generated or single-keyholder batch has some)"),
+    _c("not-early", "stale", "a posted share is not an early release: its shard is revealed, in its release "
+                             "window or unknown here", consensus=False),
+    _c("sponsor-entry", "violation", "the sponsor of the round's task entered it or mined its block (it knows its "
+                                     "rows)"),
     # ---- keyholder committee: co-signed rounds (PROTOCOL §3.10)
     _c("bad-committee-msg", "violation", "committee message malformed, forged, or signed by a non-keyholder"),
     _c("bad-proposal", "stale", "a member refuses a leader's notice or beacon draft that differs from its own view"),
     _c("dropped-entry", "stale", "a member refuses a beacon draft that leaves out a valid entry it holds "
                                  "(evidence against the proposer)"),
     _c("no-open-round", "stale", "no round is open for entries", consensus=False),
-    # ---- blocks (PROTOCOL §3.6)
-    _c("block-too-large", "violation", "encoded block over max_block_bytes"),
-    _c("bad-payload", "violation", "round payload does not decode"),
+    # ---- blocks (PROTOCOL §3.6). Codes marked "copy" condemn one copy of a block, not the block: a block is
+    # identified by its header hash, which binds neither the signature nor the payload (verdict `corrupt`)
+    _c("block-too-large", "violation", "encoded block over max_block_bytes (copy)"),
+    _c("bad-payload", "violation", "round payload does not decode (copy)"),
     _c("not-entered", "violation", "the block's header hash is not listed in the beacon"),
+    _c("bad-claim", "violation", "the listed model hash or proof of possession does not match the block"),
     _c("bad-height", "violation", "height is not parent height + 1"),
     _c("bad-round", "violation", "round not after the parent's"),
     _c("bad-timestamp", "violation", "timestamp not after the parent's"),
-    _c("bad-header-sig", "violation", "miner signature over the header does not verify"),
+    _c("bad-header-sig", "violation", "miner signature over the header does not verify (copy)"),
     _c("stale-parent", "violation", "parent no longer on the main chain within reach"),
     _c("too-many-txs", "violation", "more than max_block_txs transfers"),
-    _c("bad-tx-root", "violation", "tx root does not match the transfers"),
+    _c("bad-tx-root", "violation", "tx root does not match the transfers (copy)"),
     _c("bad-state-root", "violation", "state root does not match the state after the block"),
-    _c("bad-model-hash", "violation", "model bytes do not hash to the header's model_hash"),
+    _c("bad-model-hash", "violation", "model bytes do not hash to the header's model_hash (copy)"),
     _c("model-too-large", "violation", "model over model_max_bytes"),
     _c("bad-model", "violation", "model does not decode under the genesis caps for the task"),
-    _c("duplicate-model", "violation", "model byte-identical to the champion or an earlier crowned model"),
+    _c("duplicate-model", "violation", "model byte-identical to a champion or an opened model, or first listed "
+                                       "by another key"),
     _c("bad-shard-commitment", "violation", "the beacon's key does not open shard r against its commitment"),
-    _c("bad-score", "violation", "payload b, c differ from the recomputed paired score"),
-    _c("not-better-than-champion", "violation", "the sign test does not crown the challenger (a correctly opened "
-                                                "entry: verdict status `opened`, the model is recorded)"),
+    _c("bad-score", "violation", "payload b, c or bar differ from the recomputed crowning record (copy)"),
+    _c("not-better-than-champion", "violation", "the sign test or the margin does not crown the challenger (a "
+                                                "correctly opened entry: verdict status `opened`, the model is "
+                                                "recorded)"),
     # ---- tasks: announcements, extensions, the schedule (PROTOCOL §3.13)
     _c("bad-task-message", "violation", "task announcement/extension bytes do not decode canonically"),
     _c("bad-task-sig", "violation", "task message not signed by threshold governance (genesis keyholder) keys"),
@@ -119,6 +132,8 @@ _ALL = (
     _c("invalid", "violation", "the object fails a check that is not a named rule (PopError)", consensus=False),
     _c("internal-error", "stale", "a bug while judging the object: logged, the peer is not blamed", consensus=False),
     _c("already-rejected", "stale", "an object this node rejected before", consensus=False),
+    _c("corrupt-parked", "violation", "a parked copy of a block turned out corrupt once its parent connected",
+       consensus=False),
     _c("replacement-rejected", "stale", "a replacement transfer must pay more and be the sender's last",
        consensus=False, tx=True),
     _c("nonce-gap", "stale", "the transfer's nonce is ahead of the sender's next (it waits as a tx orphan)",

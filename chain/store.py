@@ -58,6 +58,7 @@ from chain.store_read import (
     P_MODEL,
     P_MOVES,
     P_PAYLOAD,
+    P_REWARD,
     P_UNDO,
     StateView,
     StoreReader,
@@ -387,6 +388,9 @@ class ChainStore(StoreReader):
                 changes[P_UNDO + h.hash] = _pack_undo(delta.encoded_before())
                 changes[K_TIP] = h.hash
                 changes[P_MOVES + h.hash] = pack_trusted([list(m) for m in moves]) if moves else None
+                minted = params.block_reward
+                changes[P_REWARD + h.hash] = (None if minted == self.params().block_reward
+                                              else minted.to_bytes(8, "big"))
                 changes.update(index_records(block))
                 changes.update((P_META + k, v) for k, v in extra.items())
                 return changes

@@ -13,6 +13,7 @@ on its own: ChainStore is the class to construct.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -28,6 +29,7 @@ from chain.tx import Transfer, transfers_from_lists
 P_HEADER, P_BODY, P_HEIGHT, P_ACCOUNT, P_UNDO = b"h", b"b", b"n", b"a", b"u"
 P_MODEL, P_PAYLOAD, P_META = b"m", b"p", b"x"
 P_MOVES = b"s"           # + block hash -> the block's settlement moves (consensus-computed, replayed by verify)
+P_REWARD = b"r"          # + block hash -> u64 minted reward, only where it differs from the params' (verify replays it)
 K_TIP, K_GENESIS, K_PARAMS, K_ALLOC = b"t", b"g", b"c", b"l"
 K_PRUNED = b"r"          # u32 height: the models of main-chain blocks at or below it may be pruned (chain.store_prune)
 MAX_VIEW_DEPTH = 256     # how far back state_view / preview_block may look (via undo records)
@@ -219,6 +221,13 @@ class StoreReader:
         """The consensus moves recorded with a connected block (applied before its txs), in order."""
         raw = self._kv.get(P_MOVES + block_hash)
         return [] if raw is None else [tuple(m) for m in unpack(raw, max_size=MAX_RECORD)]
+
+    def ledger_params_of(self, block_hash: bytes) -> LedgerParams:
+        """The ledger parameters a connected block applied: the chain's, with the minted reward recorded for
+        that block if consensus minted another one (a sponsored task's crowning mints nothing, PROTOCOL §3.9)."""
+        raw = self._kv.get(P_REWARD + block_hash)
+        params = self.params()
+        return params if raw is None else dataclasses.replace(params, block_reward=int.from_bytes(raw, "big"))
 
     def get_account(self, account: bytes) -> Account:
         value = self._kv.get(P_ACCOUNT + account)

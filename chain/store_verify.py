@@ -34,7 +34,6 @@ class Replay:
 def replay(store: StoreReader, progress: Progress | None = None) -> Replay:
     """Replay the main chain; stops at the first block that cannot be read or applied (a problem, not a raise,
     unless the datadir's records are unreadable: StoreError / DecodeError)."""
-    params = store.params()
     out = Replay()
     out.accounts = {a: acc.encode() for a, acc in apply_allocations(store.allocations()).items()}
     if state_root_of(sorted(out.accounts.items())) != store.genesis().state_root:
@@ -50,7 +49,7 @@ def replay(store: StoreReader, progress: Progress | None = None) -> Replay:
         moves = [] if raw_moves is None else [tuple(m) for m in unpack(raw_moves, max_size=MAX_RECORD)]
         try:
             delta = apply_txs(lambda a: None if a not in accounts else Account.decode(accounts[a]),
-                              block.txs, block.header.miner, params, moves=moves)
+                              block.txs, block.header.miner, store.ledger_params_of(block.hash), moves=moves)
         except RuleError as err:
             out.problems.append(f"height {height}: {err}")
             break

@@ -11,9 +11,10 @@ What it does NOT do: read or write the store, or say what a value holds beyond t
 from __future__ import annotations
 
 __all__ = [
-    "K_CINDEX", "K_STATE", "K_THROUGH", "P_BEACON", "P_CEVID", "P_CHAMP", "P_CMINER", "P_CMODEL", "P_CROUND", "P_CTASK", "P_EQUIV", "P_KH_ENTRY", "P_KH_OPEN",
-    "P_KH_REVEAL", "P_KH_SECRET", "P_MEMBER_ENTRY", "P_MEMBER_SIGNED", "P_NOTICE", "P_OMODEL", "P_OPENING",
-    "P_TID", "P_TMSG", "P_TREG", "P_WAIT", "u32",
+    "K_CINDEX", "K_STATE", "K_THROUGH", "P_BEACON", "P_CEVID", "P_CHAMP", "P_CMINER", "P_CMISS", "P_CMODEL", "P_CROUND",
+    "P_CTASK", "P_EQUIV", "P_KH_ENTRY", "P_KH_OPEN", "P_KH_REVEAL", "P_KH_SECRET", "P_LMODEL", "P_MEMBER_ENTRY",
+    "P_MEMBER_SIGNED", "P_NOTICE", "P_OMODEL", "P_OPENING", "P_TID", "P_TMSG", "P_TREG", "P_UNBOND", "P_UNBONDH",
+    "P_WAIT", "u32",
 ]
 
 
@@ -40,7 +41,13 @@ P_OMODEL = b"c/omodel/"       # + model hash -> u32 height of the block whose be
 # + u32 round + header hash -> pack([miner, model hash, b, c, bar]) of a listed block seen opened (records kept
 # before the round test's figures were have the first two fields only)
 P_OPENING = b"c/opening/"
+P_LMODEL = b"c/lmodel/"       # + model hash + u32 round -> pack([miner or 32 zero bytes if contested, height]):
+                              #   who listed the model in that round (attribution, §3.9), written by the block
+                              #   that carried the listing (its own beacon's, or a settlement record)
+P_UNBOND = b"c/unbond/"       # + miner pubkey -> pack([height, round]): a pending unbond request (§3.9)
+P_UNBONDH = b"c/unbondh/"     # + u32 height -> pack([[pubkey…] requested, [[pubkey, height, round]…] released])
 P_CEVID = b"c/cevid/"         # + u32 round + signer + what -> committee evidence bytes (protocol.committee)
+P_CMISS = b"c/cmiss/"         # + u32 member -> pack([rounds it released nothing in, the last one]) (observed)
 # the engine's task book (§3.13)
 P_TREG = b"c/treg/"           # + u32 height -> Registry after that main-chain block
 P_TMSG = b"c/tmsg/"           # + message id -> task message bytes

@@ -11,8 +11,14 @@ commitment. Two kinds of task package (the package version says which):
     deterministic) every generated row;
   * version 3, ROWS IN BLOBS: as version 1, but the package lists a 40-byte blob reference per shard instead of
     its ciphertext (ml.blobs, PROTOCOL §3.15): the ciphertexts travel as content-addressed blobs, so a package
-    stays small whatever the dataset size. ``externalise`` turns a version-1 package into this form.
-A held-out test split never enters either package. Randomness (keys, salts, seeds) comes from the ``rng``
+    stays small whatever the dataset size. ``externalise`` turns a version-1 package into this form;
+  * version 4, VRF-GENERATED (a committee chain's synthetic task, PROTOCOL §5.5): no sealed shard at all —
+    the package carries the public world and the shard count; shard r is ``generate(world, key_r, size)``
+    where key_r, the shard's seed, is the committee's threshold-VRF output for (chain, task, r), revealed by
+    beacon r. Nobody, the task's creator included, can compute a shard before the committee releases it.
+    Its ``commitments`` are per-shard *labels* (H("popchain/vrf-shard", task digest, u64 r): names, not
+    bindings; the VRF proof in the beacon is what binds the key) and it has no ciphertexts.
+A held-out test split never enters a package. Randomness (keys, salts, seeds) comes from the ``rng``
 argument (default os.urandom), so a simulation can be reproducible without patching anything.
 """
 from __future__ import annotations
@@ -46,6 +52,7 @@ from .task import Dataset, TaskSpec, decode_xy, encode_xy
 VERSION = 1            # rows package (and rows shard)
 GENERATED = 2          # generated package (and generated shard)
 BLOBS = 3              # rows package whose shard ciphertexts are blobs (ml.blobs); the shards are rows (VERSION)
+VRF_GENERATED = 4      # generated package whose shard seeds are the committee's VRF outputs
 Rng = Callable[[int], bytes]
 MAX_GENERATED_SHARD_BYTES = 256 << 10   # a world (<= 1024 x 30 centres) and a seed, with room to spare
 SHARD_TAG = "popchain/shard"
@@ -65,16 +72,22 @@ class PublicTask:
     train_X: np.ndarray
     train_y: np.ndarray
     shard_size: int
-    commitments: tuple[bytes, ...]   # index r-1 for round r
-    ciphertexts: tuple[bytes, ...]
+    commitments: tuple[bytes, ...]   # index r-1 for round r (VRF_GENERATED: labels)
+    ciphertexts: tuple[bytes, ...]   # VRF_GENERATED: none
     version: int = VERSION           # VERSION: shards are rows; GENERATED: shards are (world, seed); BLOBS: rows
                                      # whose ciphertexts entries are ml.blobs.BlobRef (appended extensions inline)
     train_ref: BlobRef | None = None  # BLOBS only: the public rows are this blob (pack([X, y])); until it is
                                      # loaded (``hydrate``) train_X / train_y are empty and ``training`` raises
+    world: World | None = None       # VRF_GENERATED only: the public world every shard is drawn from
 
     @property
     def generated(self) -> bool:
-        return self.version == GENERATED
+        return self.version in (GENERATED, VRF_GENERATED)
+
+    @property
+    def vrf(self) -> bool:
+        """Shard keys are the committee's VRF outputs (nothing sealed: the shard is unknown to everyone)."""
+        return self.version == VRF_GENERATED
 
     @property
     def n_rounds(self) -> int:
@@ -93,6 +106,10 @@ class PublicTask:
         return Dataset(self.spec, self.train_X, self.train_y)
 
     def encode(self) -> bytes:
+        if self.vrf:
+            assert self.world is not None
+            return pack([self.version, self.spec.to_obj(), encode_xy(self.train_X, self.train_y), self.shard_size,
+                         self.n_rounds, self.world.to_obj()])
         train = bytes(self.train_ref) if self.train_ref is not None else encode_xy(self.train_X, self.train_y)
         return pack([self.version, self.spec.to_obj(), train, self.shard_size,
                      list(self.commitments), [bytes(c) for c in self.ciphertexts]])
@@ -116,10 +133,10 @@ class PublicTask:
     def decode(cls, data: bytes, *, max_size: int = MAX_TASK_BYTES) -> PublicTask:
         obj = unpack_canonical(data, max_size=max_size, err=TaskError, field="task")
         f = check_list(obj, 6, TaskError, "task")
-        version = check_int(f[0], VERSION, BLOBS, TaskError, "task.version")
+        version = check_int(f[0], VERSION, VRF_GENERATED, TaskError, "task.version")
         spec = TaskSpec.from_obj(f[1])
         shard_size = check_int(f[3], 1, MAX_SHARD_SIZE, TaskError, "task.shard_size")
-        if version == GENERATED and shard_size * spec.n_features > MAX_GEN_ELEMENTS:
+        if version != VERSION and shard_size * spec.n_features > MAX_GEN_ELEMENTS:
             raise TaskError(f"task.shard_size: {shard_size} rows x {spec.n_features} features exceeds the "
                             f"generator's cap of {MAX_GEN_ELEMENTS} values")
         train_ref = None
@@ -129,6 +146,10 @@ class PublicTask:
             y = np.zeros(0, dtype=np.int64)
         else:
             X, y = decode_xy(f[2], spec, "task.train", MAX_TRAIN_ROWS)
+        if version == VRF_GENERATED:
+            n = check_int(f[4], 1, MAX_ROUNDS, TaskError, "task.n_shards")
+            world = World.from_obj(f[5], spec, "task.world")
+            return cls(spec, X, y, shard_size, vrf_labels(world, shard_size, 1, n), (), version, world=world)
         commits = check_list(f[4], None, TaskError, "task.commitments", max_len=MAX_ROUNDS)
         cts = check_list(f[5], len(commits), TaskError, "task.ciphertexts")
         if not commits:
@@ -361,8 +382,34 @@ def generated_batch(world: World, first_index: int, n: int, *, rng: Rng = os.ura
     return GeneratedBatch(tuple(commits), tuple(cts), SecretTask(tuple(keys), tuple(salts)), current)
 
 
+def vrf_labels(world: World, shard_size: int, first: int, n: int) -> tuple[bytes, ...]:
+    """The names of a VRF-generated task's shards first … first + n − 1 (they bind nothing: the beacon's VRF
+    proof does); a package's are 1 … n, an extension's continue them."""
+    digest = tagged_hash("popchain/vrf-task", pack([world.to_obj(), shard_size]))
+    return tuple(tagged_hash("popchain/vrf-shard", digest, r.to_bytes(8, "big")) for r in range(first, first + n))
+
+
+def package_vrf(world: World, n_rounds: int, shard_size: int, *, n_train: int, rng: Rng = os.urandom) -> PublicTask:
+    """A VRF-generated task (version 4): ``n_train`` public rows of ``world`` and ``n_rounds`` shards whose seeds
+    only the committee's threshold VRF will give. There is no secret to keep: nobody has one."""
+    check_int(n_rounds, 1, MAX_ROUNDS, TaskError, "n_rounds")
+    check_int(shard_size, 1, MAX_GEN_ELEMENTS // world.spec.n_features, TaskError, "shard_size")
+    check_int(n_train, 1, MAX_TRAIN_ROWS, TaskError, "n_train")
+    train = generate(world, rng(32), n_train)
+    return PublicTask(world.spec, train.X, train.y, shard_size, vrf_labels(world, shard_size, 1, n_rounds), (),
+                      VRF_GENERATED, world=world)
+
+
 def open_shard(public: PublicTask, round_: int, key: bytes) -> Dataset:
-    """Decrypt shard ``round_`` with the revealed key and check it against its commitment (ShardError)."""
+    """Decrypt shard ``round_`` with the revealed key and check it against its commitment (ShardError); a
+    VRF-generated shard is generated from the key (its proof was checked where the key came from: the beacon)."""
+    if public.vrf:
+        if isinstance(round_, bool) or not isinstance(round_, int) or not 1 <= round_ <= public.n_rounds:
+            raise ShardError(f"round: {round_!r} outside [1, {public.n_rounds}]")
+        if not isinstance(key, bytes) or len(key) != KEY_SIZE:
+            raise ShardError(f"key: expected {KEY_SIZE} bytes")
+        assert public.world is not None
+        return generate(public.world, key, public.shard_size)
     shard_bytes = checked_shard_bytes(public, round_, key)
     if public.generated:
         return decode_generated_shard(shard_bytes, public.spec, round_, public.shard_size)
@@ -374,6 +421,9 @@ def generated_world_digest(public: PublicTask, round_: int, key: bytes) -> bytes
     miner can tell a stationary generated task from a drifting one once two shards are revealed."""
     if not public.generated:
         raise ShardError("shard: not a generated task")
+    if public.vrf:
+        assert public.world is not None
+        return tagged_hash("popchain/world", pack(public.world.to_obj()))
     obj = unpack_canonical(checked_shard_bytes(public, round_, key), max_size=MAX_GENERATED_SHARD_BYTES,
                            err=ShardError, field="shard")
     f = check_list(obj, 4, ShardError, "shard")

@@ -10,15 +10,17 @@ import asyncio
 import hmac
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from chain.address import address_of, decode_address, encode_address
-from chain.errors import DecodeError, PopError
+from chain.errors import DecodeError, PopError, RuleError
 from chain.store_index import MAX_PAGE, RECEIVED, SENT, TxLocation, parse_cursor
 from chain.tx import MAX_TX_SIZE, txid_of_encoding
 from consensus.protocol.messages import AnchorNotice, Beacon
+from consensus.protocol.settlement import bond_account
 from node.api_body import MAX_BODY, MAX_SMALL_BODY, MAX_TX_BODY, json_body
 from node.api_deps import ApiDeps
 from node.api_lookup import resolve
@@ -39,6 +41,7 @@ from node.gossip import decode_object, object_id
 from node.rounds_index import RoundIndex
 from node.wire import InvKind
 
+_T = TypeVar("_T")
 log = logging.getLogger("popchain.api")
 
 MAX_BATCH_TXS = 1000  # transfers per POST /api/txs batch
@@ -139,6 +142,7 @@ def build_api_app(deps: ApiDeps) -> web.Application:
     r.add_get("/api/rounds/{r}", api.round)
     r.add_post("/api/entries", api.post_entry)
     r.add_post("/api/openings", api.post_opening)
+    r.add_post("/api/committee/leak", api.post_leak)
     r.add_get("/api/peers", api.peers)
     r.add_get("/api/task", api.task)
     r.add_get("/api/tasks", tasks.tasks)
@@ -257,7 +261,7 @@ class Api:
                                   if main else 0, "fees": sum(t.fee for t in block.txs),
                                   "raw": request.query.get("raw") and block.model and block.encode().hex()})
 
-    async def read(self, fn, *args):
+    async def read(self, fn: Callable[..., _T], *args: Any) -> _T:
         """A lock-free store read (indexes, blocks by hash) on the default executor, never the engine worker:
         an unauthenticated lookup must not queue in front of block validation."""
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
@@ -357,10 +361,12 @@ class Api:
     async def account(self, request: web.Request) -> web.Response:
         account_id = _account_id(request.match_info["address"])
         acc = await self.read(self.deps.store.get_account, account_id)
+        bond = await self.read(self.deps.store.get_account, bond_account(account_id))
         pending = [tx_json(t) for t in self.deps.mempool.txs() if address_of(t.sender) == account_id]
         next_nonce = acc.nonce + len(pending)
         return web.json_response({"address": encode_address(account_id), "balance": acc.balance,
-                                  "nonce": acc.nonce, "next_nonce": next_nonce, "pending": pending})
+                                  "nonce": acc.nonce, "next_nonce": next_nonce, "pending": pending,
+                                  "bond": bond.balance, "bond_address": encode_address(bond_account(account_id))})
 
     async def mempool(self, request: web.Request) -> web.Response:
         txs = self.deps.mempool.select(len(self.deps.mempool))
@@ -410,6 +416,19 @@ class Api:
     async def post_opening(self, request: web.Request) -> web.Response:
         body = await json_body(request, MAX_BODY)
         return await self._submit(InvKind.BLOCK, _hex(body.get("block"), "block"))
+
+    async def post_leak(self, request: web.Request) -> web.Response:
+        """A keyholder's share of a shard not yet revealed (consensus.protocol.release.Leak, hex): anyone who
+        was handed one posts it here; if its proof holds it becomes evidence on every node (PROTOCOL §3.14)."""
+        body = await json_body(request, MAX_SMALL_BODY)
+        raw = _hex(body.get("leak"), "leak")
+        if self.deps.submit_leak is None:
+            raise ApiError(404, "not-found", "this chain has no keyholder committee")
+        try:
+            evidence = await self.deps.submit_leak(raw)
+        except RuleError as exc:
+            raise ApiError(422, exc.code, f"leak refused: {exc.message}") from None
+        return web.json_response({"accepted": True, "evidence": evidence})
 
     async def peers(self, request: web.Request) -> web.Response:
         d = self.deps

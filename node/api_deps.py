@@ -18,6 +18,7 @@ from chain.store_index import HistoryItem, TxLocation
 from chain.tx import Transfer
 from consensus.engine import EngineApi
 from consensus.protocol.genesis import Genesis
+from node import wire
 from node.rounds_index import RoundIndex
 from node.wire import InvKind
 
@@ -83,6 +84,8 @@ class ApiDeps:
     # (task announcement/extension, its shard keys or None) -> (accepted, status or reject reason, hex id)
     submit_task: Callable[[bytes, bytes | None], Awaitable[tuple[bool, str, str | None]]] | None = None
     rounds: RoundIndex | None = None                   # the node's round index (engine thread only)
+    # a share posted before its shard is revealed -> the evidence it became (RuleError if it proves nothing)
+    submit_leak: Callable[[bytes], Awaitable[dict[str, Any]]] | None = None
     # a pruned node: (block hash, model hash) -> the model fetched from a peer and checked, or None
     fetch_model: Callable[[bytes, bytes], Awaitable[bytes | None]] | None = None
     blob_dir: Path | None = None                       # the node's checked shard blobs (GET /api/blobs/{id})
@@ -112,10 +115,12 @@ def api_deps(node: Any) -> ApiDeps:
 
     def facts() -> dict[str, Any]:
         committee = getattr(node, "committee", None)
+        watched = node.committee_relay.info()          # liveness as this node sees it (committee chains)
+        info = None if watched is None and committee is None else {**(watched or {}),
+                                                                   **(committee.info() if committee else {})}
         return {"p2p_port": node.p2p_port, "api_port": node.api_port,
                 "keyholder": node.keyholder is not None or committee is not None,
-                "committee": committee.info() if committee is not None else None,
-                "syncing": len(node.sync.wanted),
+                "committee": info, "syncing": len(node.sync.wanted),
                 "prune": None if node.pruner is None else {"window": node.pruner.window,
                                                            "pruned_through": node.store.pruned_through()}}
 
@@ -129,6 +134,8 @@ def api_deps(node: Any) -> ApiDeps:
         discouraged=lambda: {k: v for k, v in node.book.bans.items() if v > time.time()},
         facts=facts, cookie=lambda: node.cookie, health=health if callable(health) else None,
         submit_task=lambda raw, secret: _submit_task(node, raw, secret), rounds=RoundIndex(node.engine, node.store),
+        submit_leak=(lambda raw: node.committee_relay.handle_leak(None, wire.Leak(raw)))
+        if node.genesis.committee is not None else None,
         fetch_model=node.pruner.fetch_model if node.pruner is not None else None,
         blob_dir=node.blobs.store.path, offer_blob=node.blobs.offer)
 

@@ -19,7 +19,8 @@ def is_stale_code(code: str) -> bool:
 
 
 def block_outcome(verdict: BlockVerdict) -> tuple[str, str, str]:
-    """(outcome, code, message) with outcome in tip-changed | accepted | known | stale | orphan | rejected."""
+    """(outcome, code, message) with outcome in tip-changed | accepted | known | stale | orphan | opened |
+    rejected (the block is invalid) | corrupt (this copy is: PROTOCOL §3.6 identity)."""
     status = getattr(verdict, "status", "rejected")
     code = getattr(verdict, "code", None) or status
     return status, code, getattr(verdict, "message", "")

@@ -33,9 +33,9 @@ from node.budgets import (
     ObjectBudget,
     PeerObjects,
 )
-from node.inventory import TRICKLE_S, RequestTracker, Trickle
+from node.inventory import MAX_ALTERNATES, TRICKLE_S, RequestTracker, Trickle
 from node.judge import Judge, JudgeHost, Key, decode_object, object_id
-from node.limits import FLOOD
+from node.limits import FLOOD, BoundedMap, BoundedSet
 from node.peer import Peer
 from node.wire import InvKind
 
@@ -69,6 +69,10 @@ class Relay:
             per_peer_waiting=budgets.waiting_per_peer, total_waiting=WAITING_TOTAL)
         self.trickle: Trickle[Peer] = Trickle(budgets.trickle_per_peer)
         self.judge = Judge(host, self.announce, self._received, self.push_all, self.announce_txs)
+        self.judge.refetch = self.refetch
+        # block -> the other peers that announced it when a copy arrived: asked first if that copy was corrupt
+        self._block_sources: BoundedMap[bytes, list[Peer]] = BoundedMap(256)
+        self._hedged: BoundedSet[tuple[bytes, Peer]] = BoundedSet(1024)   # (block, outbound peer) asked in parallel
         self.objects = ObjectBudget(budgets, time.monotonic())
         self.budgets: dict[Peer, PeerObjects] = {}
         self.block_queue: asyncio.Queue[tuple[Peer, bytes]] = asyncio.Queue(BLOCK_QUEUE)
@@ -133,8 +137,37 @@ class Relay:
 
     def _received(self, key: Key, peer: Peer | None) -> bool:
         if key[0] == InvKind.BLOCK:
+            asked = self.requests.asked(key)
+            others = [p for p in (asked, *self.requests.alternates_of(key)) if p is not None and p is not peer]
+            if others:
+                self._block_sources.put(key[1], others)
             self.on_block_delivered(key[1], peer)
         return self.requests.received(key) is peer and peer is not None
+
+    def _hedge(self, key: Key, peer: Peer) -> bool:
+        """A block in flight from an inbound peer is also asked of an outbound peer that announces it (once per
+        pair): a peer that announces blocks first from many inbound connections and never delivers cannot hold
+        a block back past the opening window (PROTOCOL §4.3). Untracked: its answer is judged like any copy."""
+        asked = self.requests.asked(key)
+        if asked is None or not asked.inbound or (key[1], peer) in self._hedged:
+            return False
+        self._hedged.add((key[1], peer))
+        self.host.metrics.inc("popchain_block_hedged_requests_total")
+        return True
+
+    def refetch(self, key: Key, exclude: Peer | None) -> None:
+        """Ask for a block again after a corrupt copy of it (PROTOCOL §4.3): first the peers that announced it,
+        then those that know it, then any; one in flight and up to MAX_ALTERNATES behind it. Bounded: one
+        request per corrupt copy, and a corrupt copy's sender is banned."""
+        alive = [p for p in self.host.ready_peers() if p is not exclude]
+        if not alive:
+            return
+        first = [p for p in self._block_sources.pop(key[1]) or [] if p in alive]
+        known = [p for p in alive if key in p.known and p not in first]
+        order = first + known + [p for p in alive if p not in first and p not in known]
+        self.requests.refetch(order[0], key, time.monotonic(), order[1:1 + MAX_ALTERNATES])
+        self.host.metrics.inc("popchain_block_refetch_total")
+        self._send_requests({order[0]: [key]})
 
     def _send_requests(self, plan: dict[Peer, list[Key]]) -> None:
         for peer, keys in plan.items():
@@ -230,7 +263,9 @@ class Relay:
         # the store keeps its tip header in memory (set by the worker before a verdict returns): an attribute read
         tip = self.host.store.tip() if kind == InvKind.BLOCK else None
         height = tip.height if tip is not None and tip.hash == h else None
-        for peer in self.host.ready_peers():
+        # outbound peers (we chose them) get the whole-block pushes first: inbound connections an attacker holds
+        # in numbers cannot take the push slots (PROTOCOL §4.3)
+        for peer in sorted(self.host.ready_peers(), key=lambda p: p.inbound):
             if peer is exclude or key in peer.known:
                 continue
             peer.known.add(key)
@@ -328,6 +363,8 @@ class Relay:
             if key in self.requests:
                 peer.known.add(key)
                 self.requests.announced(peer, key, now)   # kept as an alternate source
+                if key[0] == InvKind.BLOCK and not peer.inbound and self._hedge(key, peer):
+                    wanted.append(key)
                 continue
             if not tx_room and key[0] == InvKind.TX:   # its request share is used up: the id waits for it to free
                 if self.judge.known_tx(key[1]) or key[1] in self.queued_txs or self.requests.wait(peer, key):

@@ -148,6 +148,9 @@ class RequestTracker(Generic[P]):
         req = self._inflight.get(key)
         return req.peer if req is not None else None
 
+    def alternates_of(self, key: Key) -> list[P]:
+        return list(self._alternates.get(key, ()))
+
     def room(self, peer: P, kind: InvKind) -> bool:
         if len(self._inflight) >= self.total or self._count.get(peer, 0) >= self.per_peer:
             return False
@@ -176,6 +179,13 @@ class RequestTracker(Generic[P]):
         """Record a request sync decided on (it picks the peer and has its own per-peer bound)."""
         self._remove(key)
         self._add(key, peer, now)
+
+    def refetch(self, peer: P, key: Key, now: float, alternates: Iterable[P]) -> None:
+        """Ask ``peer`` again for ``key`` (a corrupt copy of it arrived), the others queued behind it."""
+        self.force(peer, key, now)
+        alts = [p for p in alternates if p != peer][:MAX_ALTERNATES]
+        if alts and (key in self._alternates or len(self._alternates) < self.total_alternates):
+            self._alternates[key] = alts
 
     def _add(self, key: Key, peer: P, now: float) -> None:
         self._inflight[key] = _Request(peer, now)

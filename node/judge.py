@@ -4,10 +4,18 @@ Objects are decoded with their own decoders (chain/, consensus/) and judged by c
 worker thread (transfers by chain.admission in batches, signatures on the verification pool): node/ holds no
 rule of its own. A decode failure or an invalid object is a protocol violation (disconnect + discourage); a
 stale object costs one soft point only if it was pushed at us unasked — what we asked for is never penalised
-(a race, not the sender's fault). A transfer refused for a nonce gap waits in a bounded orphan pool until its
-predecessor is admitted (relay from several peers does not keep a sender's order). Orphan blocks (parent
-unknown) are parked by the engine and their ancestry fetched by headers (node/sync.py). Announcing and
-request tracking live in node/gossip.py and node/inventory.py; this module never sends a frame itself.
+(a race, not the sender's fault), and a stale *block* never (honest nodes push every block they accept). A
+transfer refused for a nonce gap waits in a bounded orphan pool until its predecessor is admitted (relay from
+several peers does not keep a sender's order). Orphan blocks (parent unknown) are parked by the engine and
+their ancestry fetched by headers (node/sync.py). Announcing and request tracking live in node/gossip.py and
+node/inventory.py; this module never sends a frame itself.
+
+Block identity (PROTOCOL §3.6, §4.3): a block is remembered as rejected — by its header hash, with the reason,
+in a bounded table — only when the engine found the *block* invalid (every intact copy fails the same rule). A
+*corrupt copy* (its signature, payload, model bytes or txs do not match what the header hash binds) condemns
+only the copy: its sender is penalised (an honest node relays only blocks it validated, so it never sends
+one), nothing is remembered, and the block is asked for again from the peers that announced it
+(``refetch``), so whatever copies arrive first, the genuine block is accepted and relayed.
 """
 from __future__ import annotations
 
@@ -28,6 +36,7 @@ from chain.store import ChainStore
 from chain.tx import Transfer, decode_many_trusted
 from consensus.engine import BlockVerdict, EngineApi
 from consensus.protocol.messages import AnchorNotice, Beacon, Entry
+from consensus.protocol.rules import CorruptCopy
 from consensus.protocol.tasks import MSG_TAG, TaskMessage, decode_task_message
 from node.engine_api import block_outcome, is_stale_code
 from node.limits import INVALID_BLOCK, INVALID_OBJECT, STALE_OBJECT, BoundedMap, BoundedSet
@@ -116,11 +125,14 @@ class Judge:
         self.received = received          # an object arrived: forget its request; True if we asked this peer
         # objects we accepted, for GETDATA: (kind, id) -> (bytes, round; 0 for transfers)
         self.recent: BoundedMap[Key, tuple[bytes, int]] = BoundedMap(RECENT_OBJECTS)
-        self.rejected: BoundedSet[Key] = BoundedSet(20_000)
+        # (kind, id) -> reject code: objects found invalid (for a block: the block, never one corrupt copy)
+        self.rejected: BoundedMap[Key, str] = BoundedMap(20_000)
+        self.refetch: Callable[[Key, Peer | None], None] = lambda key, exclude: None   # set by the relay
         self.tx_rejects: BoundedSet[bytes] = BoundedSet(TX_REJECTS)
         self.tx_orphans: OrderedDict[tuple[bytes, int], tuple[Peer | None, bytes, bool]] = OrderedDict()
         # blocks the engine parked as orphans (hash -> when); forgotten after ORPHAN_EXPIRY_S so they can be refetched
         self.parked: BoundedMap[bytes, float] = BoundedMap(256)
+        self.parked_by: BoundedMap[bytes, Peer] = BoundedMap(256)   # who sent a parked copy (blamed if corrupt)
         self.known_blocks: BoundedSet[bytes] = BoundedSet(10_000)  # saves a worker hop per INV
         self.round_hint = 0   # highest round seen in a round object
         self.block_lock = asyncio.Lock()  # blocks connect one at a time, in arrival order
@@ -181,6 +193,8 @@ class Judge:
             return False, "bad-model-hash"
         try:
             ok, reason = await self._judge(kind, arrival.decoded, data, peer)
+        except CorruptCopy as exc:
+            return self._corrupt(arrival.peer, arrival.key, exc.code, exc.message)
         except StorageFault:   # our disk, not the sender's object: the node stops (node.node), nobody is blamed
             raise
         except RuleError as exc:
@@ -338,13 +352,14 @@ class Judge:
         if reason in ("orphan", "duplicate"):
             if reason == "orphan" and peer is not None:
                 self.parked.put(decoded.hash, time.monotonic())
+                self.parked_by.put(decoded.hash, peer)
                 sync = self.host.sync_hooks
                 if not sync.on_orphan(peer, decoded.header.prev_hash):
                     await sync.ask_headers(peer)
             return reason == "duplicate", reason
         self.host.metrics.inc("popchain_objects_rejected_total", kind=kind.name.lower(), reason=reason)
         if kind != InvKind.TX and not is_stale_code(reason):
-            self.rejected.add(arrival.key)  # stale ones may become acceptable elsewhere/later: let them be refetched
+            self.rejected.put(arrival.key, reason)  # stale ones may become acceptable later: let them be refetched
         if kind == InvKind.TX and reason not in TX_VIOLATIONS:
             self.tx_rejects.add(h)
         if peer is not None:
@@ -353,11 +368,29 @@ class Judge:
                 peer.offend(INVALID_BLOCK, f"block {h.hex()[:16]}: {detail}")
             elif not stale:
                 peer.offend(INVALID_OBJECT, f"{kind.name.lower()} {h.hex()[:16]}: {detail}")
-            elif not arrival.solicited:
+            elif not arrival.solicited and kind != InvKind.BLOCK:
                 # stale and pushed at us unasked; what we asked for being stale is a race, not the peer's fault
                 peer.offend(STALE_OBJECT, f"{kind.name.lower()} {h.hex()[:16]}: {detail}")
         log.info("rejected %s %s: %s", kind.name.lower(), h.hex()[:16], detail)
         return False, reason
+
+    def _corrupt(self, peer: Peer | None, key: Key, code: str, detail: str) -> tuple[bool, str]:
+        """A corrupt copy of a block: blame its sender, remember nothing, fetch the block again elsewhere."""
+        h = key[1]
+        self.host.metrics.inc("popchain_corrupt_copies_total", code=code)
+        if peer is not None:
+            peer.offend(INVALID_BLOCK, f"corrupt copy of block {h.hex()[:16]}: {code}: {detail}")
+        log.warning("corrupt copy of block %s from %s: %s: %s; fetching it again", h.hex()[:16],
+                    getattr(peer, "key", "the api"), code, detail)
+        self.refetch(key, peer)
+        return False, code
+
+    def _corrupt_parked(self, hashes: Sequence[bytes]) -> None:
+        """Parked copies the engine found corrupt once their parent connected."""
+        for h in hashes:
+            self.parked.pop(h)
+            self._corrupt(self.parked_by.pop(h), (InvKind.BLOCK, h), "corrupt-parked",
+                          "a parked copy did not match its header hash")
 
     async def _judge(self, kind: InvKind, obj: Any, data: bytes, peer: Peer | None) -> tuple[bool, str]:
         host = self.host
@@ -401,10 +434,15 @@ class Judge:
             host.metrics.observe("popchain_block_validation_duration_seconds", time.perf_counter() - started)
             if getattr(verdict, "scored", None) is not None:  # its model was scored against the champion
                 host.metrics.observe("popchain_model_scoring_duration_seconds", time.perf_counter() - started)
+            self._corrupt_parked(getattr(verdict, "refetch", ()))
             if outcome == "orphan":
                 return False, "orphan"
+            if outcome == "corrupt":
+                raise CorruptCopy(code, detail)
+            sync = host.sync_hooks
             if outcome == "known":
                 self.known_blocks.add(block.hash)
+                sync.block_arrived(block.hash)     # a requested block that came another way: not a stall
                 return True, "duplicate"
             if outcome == "opened":
                 # a listed entry opened correctly that does not crown: relay it so that the keyholder learns
@@ -412,6 +450,7 @@ class Judge:
                 self.known_blocks.add(block.hash)
                 if self.push_all is not None:
                     self.push_all(InvKind.BLOCK, block.hash, data, peer)
+                sync.block_arrived(block.hash)
                 log.info("block round %d %s opened, not crowned: %s", block.header.round, block.hash.hex()[:16],
                          detail)
                 return True, "opened"
@@ -422,9 +461,9 @@ class Judge:
             self.announce(InvKind.BLOCK, block.hash, peer, data)
             host.metrics.observe("popchain_relay_duration_seconds", time.perf_counter() - started, kind="block")
             host.metrics.inc("popchain_blocks_accepted_total")
-            sync = host.sync_hooks
             for h in getattr(verdict, "connected", ()):
                 self.parked.pop(h)
+                self.parked_by.pop(h)
                 self.known_blocks.add(h)
                 sync.block_arrived(h)
                 self.announce(InvKind.BLOCK, h, None, None)

@@ -159,7 +159,8 @@ class Node:
                                                       self.relay.publish)
                     await self.keyholder.open()
                 else:
-                    self.committee = CommitteeService(self, self.committee_relay, lambda: member)
+                    self.committee = CommitteeService(self, self.committee_relay, lambda: member,
+                                                      fetch=lambda h: self.relay.refetch((wire.InvKind.BLOCK, h), None))
                     await self.committee.open()
             except (OSError, PopError, ValueError) as exc:
                 raise NodeError(f"cannot start the keyholder from {self.config.keyholder}: {exc}") from None
@@ -358,6 +359,8 @@ class Node:
                     sup.supervise(self.spawn, self.keyholder.run, "keyholder", essential=True)
                 if self.committee is not None:
                     sup.supervise(self.spawn, self.committee.run, "committee", essential=True)
+                if self.committee_relay.watch is not None:
+                    sup.supervise(self.spawn, self.committee_relay.run, "committee-watch", essential=False)
                 if self.config.discover:
                     discovery = Discovery(DiscoveryContext(self.config, self.genesis.chain_id, self.genesis.hash,
                                                            self.nonce, lambda: self.p2p_port, self.offer_peer))
@@ -509,6 +512,8 @@ class Node:
                 await self.round_sync.handle(peer, msg)
             elif isinstance(msg, wire.Committee):
                 await self.committee_relay.handle(peer, msg)
+            elif isinstance(msg, wire.Leak):
+                await self.committee_relay.handle_leak(peer, msg)
             elif isinstance(msg, (wire.GetBlob, wire.Blob)):
                 await self.blobs.handle(peer, msg)
             else:

@@ -193,9 +193,11 @@ class RoundIndex:
         record = champion_at(engine, row.height) if row.height is not None else None
         tip_candidates = {s.hash: s for s in engine.candidates()} if not row.final else {}
         out = []
-        for header_hash, miner in beacon.listed:
+        for header_hash, miner, listed_model, _ in beacon.listed:
             seen = openings.get(header_hash)
-            model, b, c, bar = (seen.model_hash, seen.b, seen.c, seen.bar) if seen is not None else (None,) * 4
+            # an entry names its model hash (PROTOCOL §3.3): known even for a listing that never opened
+            model, b, c, bar = (seen.model_hash, seen.b, seen.c, seen.bar) if seen is not None else (
+                listed_model, None, None, None)
             if header_hash == row.block_hash and row.block_hash is not None:
                 if record is not None:
                     model, b, c, bar = record.model_hash, record.b, record.c, record.bar

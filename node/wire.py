@@ -28,14 +28,16 @@ from chain.tx import MAX_TX_SIZE
 from consensus.protocol.committee import MAX_COMMITTEE_SIZE
 from consensus.protocol.messages import MAX_BEACON_SIZE, MAX_ENTRY_SIZE
 from consensus.protocol.messages import MAX_NOTICE_SIZE as MAX_ANCHOR_SIZE
+from consensus.protocol.release import PARTIAL_SIZE
 from consensus.protocol.tasks import MAX_TASK_MSG_SIZE
 from node.errors import WireError
 
-# 2: TXS batches; 3: TASK, GETROUNDS/ROUNDS and COMMITTEE frames and version-2 notices/beacons; 4: GETBLOB/BLOB
-# (shard blobs, §4.9). An older peer is refused at the handshake (not banned): it would take the new frames for
-# garbage and penalise us.
+# 2: TXS batches; 3: TASK, GETROUNDS/ROUNDS and COMMITTEE frames and version-2 notices/beacons; 4: entries v2 and
+# statements v3 (issue 18: identity, attribution, bonds), GETBLOB/BLOB (shard blobs, §4.9) and LEAK (§3.14). An
+# older peer is refused at the handshake (not banned): it would take the new frames for garbage and penalise us.
 PROTOCOL_VERSION = 4
 MAX_INV_ITEMS = 1000
+MAX_LEAK_SIZE = PARTIAL_SIZE + 32
 MAX_TXS_ITEMS = 1000       # transfers in one TXS frame (the answer to a GETDATA of ≤ 1000 ids)
 MAX_LOCATOR = 64
 MAX_HEADERS = 500
@@ -79,6 +81,7 @@ class MsgType(IntEnum):
     COMMITTEE = 21  # a keyholder-committee message (consensus.protocol.committee), flooded by every node
     GETBLOB = 22    # [blob reference (40), offset, length ≤ MAX_BLOB_CHUNK]: a byte range of a shard blob (§4.9)
     BLOB = 23       # [blob id (32), offset, bytes]: the range asked for; empty bytes = "I do not have it"
+    LEAK = 24       # a member's share posted before its shard is revealed (consensus.protocol.release.Leak)
 
 
 def object_type(kind: InvKind) -> MsgType:
@@ -124,6 +127,7 @@ FRAME_CAPS: dict[MsgType, int] = {
     MsgType.COMMITTEE: MAX_COMMITTEE_SIZE + _ENVELOPE,
     MsgType.GETBLOB: 64,
     MsgType.BLOB: MAX_BLOB_CHUNK + 64,
+    MsgType.LEAK: MAX_LEAK_SIZE + _ENVELOPE,
 }
 MAX_FRAME = max(FRAME_CAPS.values())
 
@@ -188,6 +192,11 @@ class Committee:
 
 
 @dataclass(frozen=True)
+class Leak:
+    data: bytes                  # an encoded early share (consensus.protocol.release.Leak), flooded like evidence
+
+
+@dataclass(frozen=True)
 class GetHeaders:
     locator: tuple[bytes, ...]   # newest first, like Core's block locator
     stop: bytes                  # 32 zero bytes = as many as allowed
@@ -234,7 +243,7 @@ class Blob:
 
 
 Message = (Hello | Reject | Ping | Pong | Inv | GetData | NotFound | Object | Txs | GetHeaders | Headers | GetAddr
-           | Addr | GetRounds | Rounds | Committee | GetBlob | Blob)
+           | Addr | GetRounds | Rounds | Committee | Leak | GetBlob | Blob)
 
 
 # ---------------------------------------------------------------- encode
@@ -283,6 +292,8 @@ def _fields(msg: Message) -> tuple[MsgType, list[Any]]:
             return MsgType.GETBLOB, [msg.ref, msg.offset, msg.length]
         case Blob():
             return MsgType.BLOB, [msg.blob_id, msg.offset, msg.data]
+        case Leak():
+            return MsgType.LEAK, [msg.data]
     raise TypeError(f"not a wire message: {type(msg).__name__}")
 
 
@@ -405,6 +416,8 @@ def _decode_body(mtype: MsgType, f: list[Any]) -> Message:
             check_list(f, 3, "blob")
             return Blob(check_bytes(f[0], 32, "blob id"), check_int(f[1], 0, U64, "offset"),
                         check_bytes_max(f[2], MAX_BLOB_CHUNK, "blob data"))
+        case MsgType.LEAK:
+            return Leak(check_bytes_max(check_list(f, 1, "leak")[0], MAX_LEAK_SIZE, "leak"))
     kind = object_kind(mtype)
     data = check_bytes_max(check_list(f, 1, kind.name.lower())[0], OBJECT_CAPS[kind], "object")
     return Object(kind, data)

@@ -160,16 +160,26 @@ def test_engine_parks_a_block_whose_shard_blob_is_missing_and_accepts_it_once_th
     from consensus.mining import open_block, seal
     from consensus.protocol.genesis import create_genesis
     from consensus.protocol.messages import Beacon
+    from consensus.protocol.settlement import miner_funding
     from ml.model import encode_model
     from ml.shards import split_test
     from ml.training import train_candidate
-    from tests.test_consensus_helpers import BALANCE, CHAIN_ID, KEYHOLDER, MINERS, ROUNDS, SHARD, TEST_PARAMS
+    from tests.test_consensus_helpers import (
+        BALANCE,
+        BOND,
+        CHAIN_ID,
+        KEYHOLDER,
+        MINERS,
+        ROUNDS,
+        SHARD,
+        TEST_PARAMS,
+    )
 
     seed = b"consensus-test-world-seed"
     rest, _ = split_test(synthetic(seed, n_samples=ROUNDS * SHARD + 1600), 400, seed)
     shard_blobs: dict[bytes, bytes] = {}
     genesis, secret = create_genesis(rest, chain_id=CHAIN_ID, rounds=ROUNDS, shard_size=SHARD,
-                                     allocations=[(address_of(m.public), BALANCE) for m in MINERS],
+                                     allocations=[a for m in MINERS for a in miner_funding(m.public, BALANCE, BOND)],
                                      keyholder_pubkeys=[KEYHOLDER.public], params=TEST_PARAMS,
                                      timestamp=1_700_000_000, n_train=1200, seed=seed, rng=_rng_bytes(seed),
                                      shard_blobs=shard_blobs)

@@ -71,17 +71,25 @@ def test_public_dataset_warns_and_prints_what_it_can_detect(tmp_path: Path):
 
 
 def test_sizing_search_agrees_with_consensus_stats():
+    """The power search is stats' (sign test + margin), then grown (up to ×1.5) until 16 near-copies crown in at
+    most 1 round in 1 000: at the default target that bound holds; coarse targets (small shards) stop at ×1.5."""
+    bp = stats.DEFAULT_MIN_GAIN_BP
     for d, delta in ((0.10, 0.01), (0.10, 0.05), (0.05, 0.02)):
         ours = sizing.rows_for(delta, 16, p_disagree=d)
-        ref = stats.rows_for_power(d, stats.p_better_for(delta, d), 16)
-        assert abs(ours - ref) <= 0.01 * ref
+        ref = stats.rows_for_power(d, stats.p_better_for(delta, d), 16, min_gain_bp=bp)
+        assert 0.99 * ref <= ours <= 1.52 * ref
         assert sizing.power(ours, d, delta, 16) >= 0.8
+        assert sizing.copy_rate(ours, 16) <= sizing.COPY_RATE or ours >= 1.45 * ref
+    assert sizing.copy_rate(sizing.rows_for(0.01, 16), 16) <= sizing.COPY_RATE
 
 
 def test_default_target_needs_the_issue_row_counts():
-    """+1 pp at 80 % power with Bonferroni over 16 entries: ~13,000 rows at 10 % disagreement, ~6,500 at 5 %."""
+    """+1 pp at 80 % power with Bonferroni over 16 entries and the 0.75 pp margin: ~13,100 rows at 10 %
+    disagreement (the sign test alone needed 12,992: the copy bound adds ~1 %), ~9,900 at 5 % (6,528 without
+    the margin: a +1 pp challenger that disagrees on only 5 % of rows must now also clear +0.75 pp)."""
     assert 12_800 <= sizing.rows_for(0.01, 16) <= 13_300
-    assert 6_400 <= sizing.rows_for(0.01, 16, p_disagree=0.05) <= 6_700
+    assert 9_600 <= sizing.rows_for(0.01, 16, p_disagree=0.05) <= 10_200
+    assert 6_400 <= sizing.rows_for(0.01, 16, p_disagree=0.05, min_gain_bp=0) <= 6_700
 
 
 @settings(max_examples=40, deadline=None)

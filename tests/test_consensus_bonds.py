@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chain.address import address_of
 from chain.block import Header, model_hash
 from chain.errors import RuleError
 from chain.state import BURN_ACCOUNT, Account
@@ -18,8 +17,9 @@ from consensus.mining import open_block, seal, template_timestamp
 from consensus.protocol.genesis import GenesisParams
 from consensus.protocol.messages import Beacon
 from consensus.protocol.rules import timestamp_window
+from consensus.protocol.settlement import bond_of
 from tests.test_consensus_engine import T0, constant_model, enter, models, open_engine, opened, reveal
-from tests.test_consensus_helpers import MINERS, SQUATTERS, trained, world
+from tests.test_consensus_helpers import BOND, MINERS, SQUATTERS, trained, world
 
 
 @pytest.fixture()
@@ -52,7 +52,7 @@ def test_squatting_every_slot_costs_at_least_one_block_reward_per_voided_round(n
     kh.step(T0)
     squat(engine, kh, SQUATTERS, T0)
     beacon = reveal(kh, T0 + 4)
-    assert {m for _, m in beacon.listed} == {s.public for s in SQUATTERS}
+    assert {x[1] for x in beacon.listed} == {s.public for s in SQUATTERS}
     closed = next(a for a in kh.step(T0 + 8) if isinstance(a, RoundClosed))
     assert closed.winner is None                                   # voided ...
     notice = engine.notice(2)
@@ -65,13 +65,13 @@ def test_squatting_every_slot_costs_at_least_one_block_reward_per_voided_round(n
     champion = engine.champion_model()
     sealed = enter(engine, kh, [(MINERS[0], models()[0])], T0 + 9)
     b2 = reveal(kh, T0 + 13)
-    assert (b2.opened, b2.forfeits) == (notice.opened, notice.forfeits)
+    assert b2.settlement == notice.settlement
     [verdict] = [engine.add_block(b) for b in opened(engine, sealed, b2, champion)]
     assert verdict.status == "tip-changed", verdict
     next(a for a in kh.step(T0 + 17) if isinstance(a, RoundClosed))
     burnt = store.get_account(BURN_ACCOUNT).balance
     assert burnt == len(SQUATTERS) * bond and burnt >= reward       # the issue's bound: >= 1 block reward
-    assert all(store.get_account(address_of(s.public)).balance == 0 for s in SQUATTERS)
+    assert all(store.get_account(bond_of(s.public)).balance == 0 for s in SQUATTERS)
     # supply accounting stays exact: allocations + reward per block (the burn account is part of it)
     assert total_supply(store) == supply0 + reward * store.tip().height
     assert store.verify().ok                                        # replay re-applies the recorded moves
@@ -89,7 +89,7 @@ def test_opened_entries_keep_their_bond(node):
     kh.step(T0 + 8)
     assert engine.notice(2).forfeits == ()                          # the loser opened: nothing forfeited
     assert set(engine.notice(2).opened) == {model_hash(models()[0]), model_hash(constant_model())}
-    assert store.get_account(address_of(MINERS[1].public)).balance == 10**9
+    assert store.get_account(bond_of(MINERS[1].public)).balance == BOND
     assert g.params.entry_bond > 0
 
 
@@ -100,18 +100,30 @@ def test_more_entries_than_slots_keep_the_largest_stakes_not_the_first(node):
     squat(engine, kh, SQUATTERS, T0)                               # all 16 slots taken first
     enter(engine, kh, [(MINERS[0], models()[0])], T0)              # a richer honest miner arrives last
     beacon = reveal(kh, T0 + 4)
-    miners = {m for _, m in beacon.listed}
+    miners = {x[1] for x in beacon.listed}
     assert MINERS[0].public in miners and len(miners) == world().genesis.params.max_entries
-    # the squatter dropped is the lowest-ranked: equal stakes, so the highest header hash
+    # one squatter is dropped: equal stakes, so the lowest slot value of the round's shard key (issue 18)
+    from consensus.protocol.listing import slot_value
     dropped = [s for s in SQUATTERS if s.public not in miners]
     assert len(dropped) == 1
+    assert slot_value(beacon.shard_key, dropped[0].public) == min(slot_value(beacon.shard_key, s.public)
+                                                                  for s in SQUATTERS)
 
 
 def _steal(engine, kh, thief, model, now):
+    """The thief's entry: the keyholder refuses it (issue 18: it names a model opened or listed first by another
+    key); a keyholder that lists it anyway (the policy bypassed) leaves it to the validity rule."""
     tpl = engine.build_template(thief.public, [], int(now))
     block, entry = seal(tpl, model, thief, hashlib.sha256(thief.public + model + b"x").digest())
     engine.add_entry(entry)
-    assert kh.on_entry(entry)
+    with pytest.raises(RuleError) as exc:
+        kh.on_entry(entry)
+    assert exc.value.code == "duplicate-model"
+    real, kh.check_claim = kh.check_claim, lambda _entry: None
+    try:
+        assert kh.on_entry(entry)
+    finally:
+        kh.check_claim = real
     return block
 
 
@@ -158,7 +170,7 @@ def test_a_loser_resubmitted_by_another_miner_is_refused(node):
 
 
 def _beacon(opened_ms: int, time_ms: int) -> Beacon:
-    return Beacon(2, "popchain-x", 1, bytes(32), opened_ms, time_ms, (), bytes(32))
+    return Beacon(3, "popchain-x", 1, bytes(32), opened_ms, time_ms, (), bytes(32))
 
 
 def _header(ts: int) -> Header:
@@ -171,14 +183,17 @@ def _header(ts: int) -> Header:
 @settings(max_examples=300, deadline=None)
 def test_after_any_accepted_blocks_a_valid_child_is_constructible(genesis_ts, steps, slack):
     """Whatever timestamps miners pick among those the rules accept, and however the keyholder's clock jumps
-    (backwards too), the next round's window is never empty and the template's timestamp lies in it."""
+    (backwards too), the next round's window is never empty and the template's timestamp lies in it. The
+    keyholder opens a round at least 1 s after its anchor's reveal — never later because of a miner's stamp
+    (issue 18: until then it opened no earlier than the anchor's timestamp, and a late stamp stalled ~116 s)."""
     params = GenesisParams(time_slack_s=slack)
-    parent_ts, clock_ms = genesis_ts, genesis_ts * 1000
+    parent_ts, clock_ms, floor_ms = genesis_ts, genesis_ts * 1000, genesis_ts * 1000
     for jump_ms, reveal_after_ms, pick, mode in steps:
         clock_ms = max(0, clock_ms + jump_ms)
-        opened_ms = max(clock_ms, parent_ts * 1000)                 # the keyholder's clamp at open
+        opened_ms = max(clock_ms, floor_ms)                          # the keyholder's floor at open
         tpl_ts = template_timestamp(world().genesis, _header(parent_ts), opened_ms, clock_ms // 1000 + pick)
         time_ms = max(clock_ms + reveal_after_ms, opened_ms)         # ... and at reveal
+        floor_ms = time_ms + 1000                                    # the next round: 1 s after this reveal
         lo, hi = timestamp_window(params, _beacon(opened_ms, time_ms), _header(parent_ts))
         assert lo <= hi, (lo, hi)
         g_slack = world().genesis.params.time_slack_s
@@ -188,21 +203,23 @@ def test_after_any_accepted_blocks_a_valid_child_is_constructible(genesis_ts, st
         parent_ts = [lo, hi, (lo + hi) // 2, min(hi, lo + pick)][mode]
 
 
-@given(st.lists(st.tuples(st.binary(min_size=32, max_size=32), st.integers(0, 10**10), st.integers(1, 70)),
+@given(st.lists(st.tuples(st.binary(min_size=32, max_size=32), st.integers(0, 10**10), st.integers(1, 34)),
                 max_size=30, unique_by=lambda t: t[0]), st.integers(0, 10**8))
 @settings(max_examples=200, deadline=None)
 def test_settlement_conserves_supply_and_never_overdraws(keys, bond):
-    """Any forfeits on any balances: each key loses min(k · bond, balance), the burn account gains exactly the
+    """Any forfeits on any bond accounts: each loses min(k · bond, balance), the burn account gains exactly the
     sum, nothing goes negative, nonces are untouched."""
     from chain.state import apply_moves
+    from consensus.protocol.messages import make_settlement
     from consensus.protocol.settlement import settlement_moves
-    start = {address_of(pub): bal << 64 | 7 for pub, bal, _ in keys}
+    start = {bond_of(pub): bal << 64 | 7 for pub, bal, _ in keys}
     state: dict[bytes, int] = {}
-    moves = settlement_moves(bond=bond, forfeits=tuple(sorted((pub, k) for pub, _, k in keys)))
+    settlement = make_settlement(1, 70, [(q, pub, bytes(32), 0) for pub, _, k in keys for q in range(1, k + 1)])
+    moves = settlement_moves(bond=bond, settlement=settlement)
     assert apply_moves(state, lambda a: start.get(a, 0), moves) is None
     burnt = 0
     for pub, bal, k in keys:
-        acc = address_of(pub)
+        acc = bond_of(pub)
         after = state.get(acc, start[acc])
         assert after & (2**64 - 1) == 7 and after >> 64 == bal - min(bal, k * bond)
         burnt += min(bal, k * bond)
@@ -216,9 +233,10 @@ def test_a_beacon_settling_otherwise_than_its_notice_is_equivocation(node):
     store, engine, kh = node
     kh.step(T0)
     n1 = engine.notice(1)
-    forged = make_beacon([KEYHOLDER], n1.chain_id, 1, n1.anchor_hash, [(bytes(32), MINERS[0].public)],
-                         world().secret.key(1), opened_ms=int(T0 * 1000), time_ms=int(T0 * 1000) + 4000,
-                         forfeits=[(MINERS[1].public, 1)])
+    # round 1 can only settle the empty window: differ in what it serves instead
+    forged = make_beacon([KEYHOLDER], n1.chain_id, 1, n1.anchor_hash,
+                         [(bytes(32), MINERS[0].public, bytes(32), bytes(32))], world().secret.key(1),
+                         opened_ms=int(T0 * 1000), time_ms=int(T0 * 1000) + 4000, shard_index=2)
     with pytest.raises(RuleError) as exc:
         engine.add_beacon(forged)
     assert exc.value.code == "equivocation" and engine.beacon(1) is None and len(engine.equivocations()) == 1

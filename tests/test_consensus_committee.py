@@ -1,9 +1,11 @@
-"""The keyholder committee's pure state machine (consensus.keyholder.Member): three members on real engines
-(LevelDB in tmp dirs, real Ed25519), messages delivered by the test, an explicit clock. Attackers first: a dead
-leader, n − t members stopped, a leader dropping an entry, a member signing two notices, and a byzantine
-leader proposing many contents (hypothesis): at most one content ever gathers t signatures."""
+"""The keyholder committee's pure state machine (consensus.keyholder.Member): three members of a DKG committee
+on real engines (LevelDB in tmp dirs, real Ed25519 and group arithmetic), messages delivered by the test, an
+explicit clock. Attackers first: a dead leader, n − t members stopped, a leader dropping an entry, a member
+signing two notices, a member releasing a corrupted share, a byzantine leader proposing many contents
+(hypothesis): at most one content ever gathers t signatures, and a bad share is refused and its member named."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 from dataclasses import replace
@@ -13,12 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chain.address import address_of
 from chain.crypto import Keypair
 from chain.encoding import pack
+from chain.errors import RuleError
 from chain.store import ChainStore
+from consensus._meta import P_OPENING, u32
 from consensus.engine import Engine
-from consensus.keyholder import Member, Refusal, failover_ms, load_member, member_file
+from consensus.keyholder import Fetch, Member, Refusal, failover_ms, load_member
 from consensus.protocol.committee import (
     CommitteeMsg,
     Evidence,
@@ -32,8 +35,10 @@ from consensus.protocol.committee import (
 )
 from consensus.protocol.genesis import GenesisParams, create_committee_genesis, create_genesis, load_genesis
 from consensus.protocol.messages import AnchorNotice, Beacon, make_entry
+from consensus.protocol.settlement import miner_funding
 from ml.shards import SecretTask
 from ml.task import synthetic
+from node.tools.committee_kit import local_committee
 
 T0 = 1_900_000_000.0
 
@@ -44,21 +49,22 @@ def kp(label: str) -> Keypair:
 
 MEMBERS = sorted((kp(f"m{i}") for i in range(3)), key=lambda k: k.public)
 MINERS = [kp(f"miner{i}") for i in range(3)]
+SPONSOR = kp("sponsor")
 
 
 @pytest.fixture(scope="module")
 def chain():
     data = synthetic(b"committee-unit-tests-seed", n_samples=6 * 40 + 300, n_features=6, n_informative=3, n_classes=2)
     params = GenesisParams(entry_window_s=2, opening_window_s=2)
-    kw = dict(chain_id="popchain-committee", rounds=6, shard_size=40,
-              allocations=[(address_of(m.public), 10**9) for m in MINERS], params=params,
-              timestamp=int(T0) - 100, n_train=300, seed=b"split")
-    # the same task twice (same rng): the whole keys to compare with, and the dealt committee chain
+    kw = {"chain_id": "popchain-committee", "rounds": 6, "shard_size": 40,
+          "allocations": [a for m in MINERS for a in miner_funding(m.public, 10**9, 10**8)], "params": params,
+          "timestamp": int(T0) - 100, "n_train": 300, "seed": b"split"}
+    # the same task twice (same rng): the keys the sponsor knows, to compare with, and the committee chain
+    # whose genesis seals them to the committee of a DKG
     _, secret = create_genesis(data, keyholder_pubkeys=[m.public for m in MEMBERS], threshold=2,
                                rng=_rng(), **kw)
-    genesis, dealing = create_committee_genesis(data, keyholder_pubkeys=[m.public for m in MEMBERS],
-                                                threshold=2, rng=_rng(), **kw)
-    files = [member_file(genesis.hash, i + 1, k, 3, 2, [dealing.batches[i]]) for i, k in enumerate(MEMBERS)]
+    key, files = local_committee(MEMBERS, 2, label="committee-unit")
+    genesis = create_committee_genesis(data, committee=key, sponsor=SPONSOR.public, rng=_rng(), **kw)
     return load_genesis(genesis.encode()), SecretTask.decode(secret), files
 
 
@@ -77,7 +83,7 @@ class Net:
         self.members: list[Member] = []
         for i, k in enumerate(MEMBERS):
             engine = Engine(ChainStore.open(root / f"m{i}"), genesis)
-            member = load_member(files[i], engine, root / f"d{i}")   # share files of later tasks: d{i}/key-shares
+            member = load_member(files[i], engine, root / f"d{i}")
             assert member is not None and member.index == i
             self.members.append(member)
         self.root = root
@@ -114,7 +120,8 @@ class Net:
     def enter(self, r: int, miners=MINERS, now: float = T0) -> None:
         anchor = next(m for i, m in enumerate(self.members) if self.up[i]).engine.final_hash()
         for k, miner in enumerate(miners):
-            entry = make_entry(miner, self.genesis.chain_id, r, anchor, hashlib.sha256(bytes([r, k])).digest())
+            entry = make_entry(miner, self.genesis.chain_id, r, anchor, hashlib.sha256(bytes([r, k])).digest(),
+                               hashlib.sha256(bytes([r, k, 1])).digest(), hashlib.sha256(bytes([r, k, 2])).digest())
             for i, m in enumerate(self.members):
                 if self.up[i]:
                     m.engine.add_entry(entry)
@@ -195,9 +202,9 @@ def _hostile_draft(net: Net, r: int, listed_miners, attacker: int, attempt: int,
     m = net.members[attacker]
     notice = m.engine.notice(r)
     entries = [x for x in m.entries(r) if x.miner in listed_miners]
-    draft = Beacon(2, net.genesis.chain_id, r, notice.anchor_hash, notice.entry_deadline_ms - 2000,
-                   int(now * 1000), tuple(sorted((x.header_hash, x.miner) for x in entries)), bytes(32),
-                   notice.opened, notice.forfeits, notice.task_id, notice.shard_index, notice.activations)
+    draft = Beacon(3, net.genesis.chain_id, r, notice.anchor_hash, notice.entry_deadline_ms - 2000,
+                   int(now * 1000), tuple(sorted(x.listing for x in entries)), bytes(32),
+                   notice.settlement, notice.task_id, notice.shard_index, notice.activations)
     return make_msg(m.keypair, net.genesis.chain_id, Kind.PROPOSE_BEACON, r, attempt,
                     pack([draft.encode(), [x.encode() for x in entries]]))
 
@@ -227,7 +234,7 @@ def test_a_draft_dropping_a_valid_entry_is_refused_with_evidence(net):
 def test_conflicting_signatures_leave_verifiable_evidence(net, chain):
     g = net.genesis
     liar = net.members[0]
-    base = AnchorNotice(2, g.chain_id, 1, g.hash, 0, int(T0 * 1000) + 2000)
+    base = AnchorNotice(3, g.chain_id, 1, g.hash, 0, int(T0 * 1000) + 2000)
     other = replace(base, entry_deadline_ms=base.entry_deadline_ms + 1)
     a, b = (make_msg(liar.keypair, g.chain_id, Kind.SIGN_NOTICE, 1, 0,
                      pack([notice_body(n), liar.keypair.sign(n.sighash)])) for n in (base, other))
@@ -276,7 +283,7 @@ def test_a_byzantine_leader_cannot_get_two_notices_signed_by_honest_members(chai
         net.up[0] = False
         # content 0 is the notice every honest member computes (open time = genesis time); 1-3 are variants
         due = g.timestamp * 1000 + g.params.entry_window_s * 1000
-        contents = [AnchorNotice(2, g.chain_id, 1, g.hash, 0, due + k) for k in range(4)]
+        contents = [AnchorNotice(3, g.chain_id, 1, g.hash, 0, due + k) for k in range(4)]
         honest_sigs: dict[bytes, set[bytes]] = {}
         attempts = itertools.count()
         for k, target, _ in order:
@@ -303,18 +310,62 @@ def test_a_byzantine_leader_cannot_get_two_notices_signed_by_honest_members(chai
 
 def test_released_shares_are_checked_and_t_of_them_give_the_key(net):
     from chain.errors import RuleError
-    from consensus.protocol.shares import KeyShare
+    from consensus.protocol.release import Partial
+    t = net.run_until(_notice(net, 1), T0)
+    net.enter(1, now=t)
     m0, m1 = net.members[0], net.members[1]
-    s0, s1 = m0.shares.share_for(2), m1.shares.share_for(2)
-    m0.shares.check_share(1, 2, s1)
-    assert m0.shares.combine(2, {0: s0, 1: s1}) == net.secret.key(2)
-    bad = KeyShare.decode(s1)
-    for forged in (replace(bad, value=(bad.value + 1) % 2**255), replace(bad, member=1)):
+    s0, s1 = m0.shares.share_for(1), m1.shares.share_for(1)
+    m0.shares.check_share(1, 1, s1)
+    assert m0.shares.combine(1, {0: s0, 1: s1}) == net.secret.key(1)     # the sponsor's key, from the committee
+    bad = Partial.decode(s1)
+    for forged in (dataclasses.replace(bad, value=Partial.decode(s0).value), dataclasses.replace(bad, member=1),
+                   dataclasses.replace(bad, proof=(bad.proof[0], (bad.proof[1] + 1) % 2**252))):
         with pytest.raises(RuleError) as exc:
-            m0.shares.check_share(1, 2, forged.encode())
+            m0.shares.check_share(1, 1, forged.encode())
         assert exc.value.code == "bad-key-share"
-    with pytest.raises(RuleError):
-        m0.shares.check_share(1, 3, s1)            # round 2's share offered for round 3
+    with pytest.raises(RuleError, match="bad-key-share"):
+        m0.shares.check_share(1, 1, s1[:-3])
+
+
+def test_a_member_releasing_a_corrupted_share_is_refused_and_named(net):
+    """A member (running the honest code but corrupting its share on the wire) co-signs the draft with a share
+    that fails its proof: the others refuse the share, name the member (a Refusal and Evidence "bad-share" that
+    carries its own signed RELEASE), and t honest members still reveal the right key; a beacon carrying the bad
+    share is refused by the engine with ``bad-key-share``."""
+    from consensus.protocol.release import Partial, Release
+    g = net.genesis
+    liar = net.members[2]
+    honest_share_for = liar.shares.share_for
+
+    def corrupted(r: int) -> bytes:
+        p = Partial.decode(honest_share_for(r))
+        return dataclasses.replace(p, proof=(p.proof[0], (p.proof[1] + 1) % 2**252)).encode()
+    liar.shares.share_for = corrupted        # type: ignore[method-assign]
+    t = net.run_until(_notice(net, 1), T0)
+    net.enter(1, now=t)
+    net.run_until(_beacon(net, 1), t)
+    named = [o for _, o in net.outs if isinstance(o, Evidence) and o.what == "bad-share"]
+    assert any(isinstance(o, CommitteeMsg) and o.kind == Kind.RELEASE and o.signer == liar.me for _, o in net.outs)
+    assert named and all(e.signer == liar.me for e in named)
+    msg = CommitteeMsg.decode(named[0].first)
+    assert msg.signer == liar.me and msg.kind == Kind.RELEASE
+    assert any(isinstance(o, Refusal) and o.code == "bad-key-share" and o.proposer == liar.me for _, o in net.outs)
+    beacon = net.members[0].engine.beacon(1)
+    assert beacon.shard_key == net.secret.key(1)
+    assert liar.me not in {net.genesis.keyholders[p.member - 1] for p in Release.decode(beacon.release).partials}
+    # the same beacon with the liar's share in its release: every node refuses it, naming the liar
+    good = Release.decode(beacon.release).partials
+    liar_part = Partial.decode(corrupted(1))
+    forged = dataclasses.replace(beacon, release=Release.of([good[0], liar_part], 2).encode())
+    fresh = Engine(ChainStore.open(net.root / "fresh"), g)
+    try:
+        fresh.add_anchor_notice(net.members[0].engine.notice(1))
+        with pytest.raises(RuleError) as exc:
+            fresh.add_beacon(forged)
+        assert exc.value.code == "bad-key-share" and f"member {liar_part.member}" in exc.value.message
+        assert fresh.add_beacon(beacon)
+    finally:
+        fresh.store.close()
 
 
 def test_members_whose_reveal_times_differ_still_agree(net):
@@ -343,10 +394,14 @@ def test_two_fully_signed_beacons_name_the_members_that_signed_both(net):
     from node.api import _signed_both
     g = net.genesis
     a, b, c = MEMBERS
-    x = make_beacon([a, b], g.chain_id, 1, g.hash, [(bytes(32), MINERS[0].public)], net.secret.key(1))
-    y = make_beacon([b, c], g.chain_id, 1, g.hash, [(bytes(31) + b"\x01", MINERS[0].public)], net.secret.key(1))
     e = net.members[0].engine
     e.add_anchor_notice(_signed_notice(g))
+    release = _release(net, 1)
+    x = replace(make_beacon([a, b], g.chain_id, 1, g.hash, [(bytes(32), MINERS[0].public, bytes(32), bytes(32))],
+                            net.secret.key(1)),
+                release=release)
+    y = make_beacon([b, c], g.chain_id, 1, g.hash, [(bytes(31) + b"\x01", MINERS[0].public, bytes(32), bytes(32))],
+                    net.secret.key(1))
     assert e.add_beacon(x)
     with pytest.raises(Exception) as exc:
         e.add_beacon(y)
@@ -355,17 +410,26 @@ def test_two_fully_signed_beacons_name_the_members_that_signed_both(net):
     assert _signed_both(kept, refused) == [b.public.hex()]
 
 
+def _release(net: Net, r: int) -> bytes:
+    """The release t members make for round r (its notice must be known to member 0)."""
+    from consensus.protocol.release import make_partial
+    src = net.members[0].shares
+    point, _ = src.locate(r)
+    shares = {i: make_partial(src.committee, net.genesis.hash, m.shares.secret.member, m.shares.secret.share,
+                              point).encode() for i, m in enumerate(net.members[:2])}
+    return src.release(r, shares)
+
+
 def _signed_notice(g):
     from consensus.protocol.messages import make_anchor_notice
     return make_anchor_notice(MEMBERS[:2], g.chain_id, 1, g.hash, 0, 10**12)
 
 
-def test_an_exhausted_committee_chain_is_revived_by_a_dealt_task(net):
-    """Issue 11 x 12: after the genesis task's last round the committee sends an idle notice and waits; a task
-    announcement whose shard keys the sponsor dealt to the committee (material in the message, one share file
-    per member) opens the next round, and t members that installed their share file reveal its key. A member
-    without the share file co-signs nothing that activates the task (it could not help reveal it)."""
-    from consensus.keyholder import deal_batch, install_share_file, load_member_file
+def test_an_exhausted_committee_chain_is_revived_by_a_sealed_task(net):
+    """Issue 11 x 24: after the genesis task's last round the committee sends an idle notice and waits; a task
+    announcement whose shard keys its sponsor sealed to the committee (in the message: nothing to install
+    anywhere) opens the next round, and t members reveal exactly the sponsor's key."""
+    from consensus.protocol.release import seal_keys
     from consensus.protocol.tasks import initial_champion, make_task_announcement
     from ml.shards import package_task
     g = net.genesis
@@ -377,30 +441,49 @@ def test_an_exhausted_committee_chain_is_revived_by_a_dealt_task(net):
     closing = g.n_rounds + 1
     t = net.run_until(_notice(net, closing), t)
     assert all(m.engine.notice(closing).idle for m in net.members) and all(m.done for m in net.members)
-    # the sponsor (a miner here) makes a 2-round task and deals its keys to the genesis committee
     data = synthetic(b"committee-second-task", n_samples=2 * 40 + 300, n_features=6, n_informative=3, n_classes=2)
     public, secret = package_task(data, 2, 40, n_train=300, seed=b"task-1", rng=_rng())
-    material, share_files = deal_batch(g, secret.keys, public.commitments, rng=_rng())
     package = public.encode()
     ann = make_task_announcement(MEMBERS[:2], MINERS[0], g.chain_id, package, initial_champion(package),
-                                 keyholder_material=material)
-    for i in (0, 1):      # member 2 never installs its share file
-        install_share_file(load_member_file(net.files[i]), share_files[i], net.root / f"d{i}")
+                                 keyholder_material=seal_keys(g.committee.group_key, secret.keys))
     for m in net.members:
         assert m.engine.add_task_message(ann)
     t = net.run_until(_notice(net, closing + 1), t)
     notice = net.members[0].engine.notice(closing + 1)
     assert (notice.task_id, notice.shard_index) == (1, 1) and [h for _, h in notice.activations] == [ann.msg_hash]
     assert notice.anchor_hash == net.members[0].engine.notice(closing).anchor_hash   # same anchor: no block
-    net.enter(closing + 1, now=t)
+    # the sponsor (MINERS[0]) cannot enter its own task
+    with pytest.raises(RuleError) as exc:
+        net.enter(closing + 1, miners=MINERS[:1], now=t)
+    assert exc.value.code == "sponsor-entry"
+    net.enter(closing + 1, miners=MINERS[1:], now=t)
     t = net.run_until(_beacon(net, closing + 1), t)
     beacon = net.members[1].engine.beacon(closing + 1)
     assert beacon.shard_key == secret.key(1) and (beacon.task_id, beacon.shard_index) == (1, 1)
-    # member 2 released nothing for the new task's round (it has no share) and said why
-    assert not any(src == 2 and isinstance(o, CommitteeMsg) and o.kind == Kind.RELEASE and o.round == closing + 1
-                   for src, o in net.outs)
-    refusals = [o for src, o in net.outs if src == 2 and isinstance(o, Refusal) and o.round == closing + 1]
-    assert any("share" in x.reason for x in refusals), refusals
+    # a node that syncs these rounds before it holds the announcement cannot check the beacon's release yet; a
+    # copy tampered on the way is stored first, and the proven one replaces it once the node can tell
+    from consensus.protocol.release import Partial, Release
+    good = Release.decode(beacon.release).partials
+    tampered = dataclasses.replace(beacon, release=Release((dataclasses.replace(
+        good[0], proof=(good[0].proof[0], (good[0].proof[1] + 1) % 2**252)), good[1])).encode())
+    late = Engine(ChainStore.open(net.root / "late"), g)
+    try:
+        src = net.members[1].engine
+        for q in range(1, closing + 2):
+            notice, stored = src.notice(q), src.beacon(q)
+            late.add_anchor_notice(notice)
+            if q == closing + 1:
+                assert late.add_beacon(tampered)      # stored unchecked: task 1's announcement is unknown here
+                assert late.beacon(q).release == tampered.release
+            elif stored is not None:
+                late.add_beacon(stored)
+        assert late.add_task_message(ann)
+        assert not late.add_beacon(beacon)            # the same content: a duplicate, its proven release kept
+        assert late.beacon(closing + 1).release == beacon.release
+        assert isinstance(Partial.decode(Release.decode(late.beacon(closing + 1).release).partials[0].encode()),
+                          Partial)
+    finally:
+        late.store.close()
 
 
 def test_a_task_message_without_committee_material_is_refused(net):
@@ -414,3 +497,104 @@ def test_a_task_message_without_committee_material_is_refused(net):
     with pytest.raises(RuleError) as exc:
         net.members[0].engine.add_task_message(ann)
     assert exc.value.code == "bad-keyholder-material"
+
+
+def test_a_member_that_missed_an_opening_converges_once_t_others_signed_the_next_notice(net):
+    """Settlement divergence (red team, docs/ATTACKS.md finding 3): member 0's node saw miner 0's round-1 entry
+    open, members 1 and 2 never did. Members 1 + 2 sign notice 2 without it; then member 2 stops. Member 0 must
+    still co-sign notice 3 (the next void round's settlement repeats round 1): it takes round 1's records from
+    the signed notice 2, not from its own view. Before the fix it refused every later notice of the anchor
+    ("settlement differs from this member's view of the openings") and the chain halted with members 0 + 1."""
+    t = net.run_until(_notice(net, 1), T0)
+    net.enter(1, now=t)
+    t = net.run_until(_beacon(net, 1), t)
+    m0 = net.members[0]
+    header_hash, miner, model_hash, _ = next(x for x in m0.engine.beacon(1).listed if x[1] == MINERS[0].public)
+    # member 0's engine recorded the opening (what its node does when the listed block arrives: §3.9)
+    m0.store.meta_put(P_OPENING + u32(1) + header_hash, pack([miner, model_hash, 10, 5, 7]))
+    assert header_hash in m0.engine.openings(1)
+    # member 0 alone would settle miner 0 as opened: it refuses 1 + 2's notice, and asks for the block
+    t = net.run_until(_notice(net, 2), t)
+    notice2 = net.members[1].engine.notice(2)
+    assert (1, miner, model_hash, 0) in notice2.settlement.records
+    assert m0.engine.notice(2) == notice2
+    fetched = [o for src, o in net.outs if src == 0 and isinstance(o, Fetch)]
+    assert not fetched      # it holds more than the proposal, not less: nothing to ask for
+    net.enter(2, now=t)
+    t = net.run_until(_beacon(net, 2), t)
+    net.up[2] = False
+    t = net.run_until(_notice(net, 3), t)          # members 0 + 1 alone: member 0 must co-sign
+    notice3 = m0.engine.notice(3)
+    assert notice3.anchor_hash == net.genesis.hash  # round 2 void too: round 1 settled again
+    assert [x for x in notice3.settlement.records if x[0] == 1] == [x for x in notice2.settlement.records
+                                                                    if x[0] == 1]
+    assert {s for s, _ in notice3.signatures} == {MEMBERS[0].public, MEMBERS[1].public}
+
+
+def test_a_member_asks_for_openings_a_proposal_settles_that_it_never_saw(net):
+    """The other side: members 1 and 2 saw miner 0's round-1 entry open, member 0 did not. Member 0 refuses
+    their notice (it cannot check the opening without the block) and emits a Fetch naming that block, which
+    its node asks the peers for; 1 + 2 still finalise."""
+    t = net.run_until(_notice(net, 1), T0)
+    net.enter(1, now=t)
+    t = net.run_until(_beacon(net, 1), t)
+    header_hash, miner, model_hash, _ = next(x for x in net.members[1].engine.beacon(1).listed
+                                             if x[1] == MINERS[0].public)
+    for m in net.members[1:]:
+        m.store.meta_put(P_OPENING + u32(1) + header_hash, pack([miner, model_hash, 10, 5, 7]))
+    net.run_until(_notice(net, 2), t)
+    assert (1, miner, model_hash, 1) in net.members[0].engine.notice(2).settlement.records
+    fetched = [o for src, o in net.outs if src == 0 and isinstance(o, Fetch)]
+    assert fetched and all(f.round == 2 and f.blocks == (header_hash,) for f in fetched), fetched
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(saw=st.sets(st.integers(0, 2)), stopped=st.integers(0, 2))
+def test_members_settle_alike_whoever_saw_an_opening(chain, tmp_path_factory, saw, stopped):
+    """Property (one settlement, PROTOCOL §3.9): whichever members saw miner 0's round-1 opening, and whichever
+    member stops after notice 2, the two others sign notice 3, and every settlement repeats notice 2's records
+    of round 1."""
+    net = Net(chain, tmp_path_factory.mktemp("views"))
+    try:
+        t = net.run_until(_notice(net, 1), T0)
+        net.enter(1, now=t)
+        t = net.run_until(_beacon(net, 1), t)
+        header_hash, miner, model_hash, _ = next(x for x in net.members[0].engine.beacon(1).listed
+                                                 if x[1] == MINERS[0].public)
+        for i in saw:
+            net.members[i].store.meta_put(P_OPENING + u32(1) + header_hash, pack([miner, model_hash, 10, 5, 7]))
+        t = net.run_until(_notice(net, 2), t)
+        round1 = [x for x in net.members[0].engine.notice(2).settlement.records if x[0] == 1]
+        net.enter(2, now=t)
+        t = net.run_until(_beacon(net, 2), t)
+        net.up[stopped] = False
+        net.run_until(_notice(net, 3), t)
+        notices = {m.engine.notice(3) for m in net.live()}
+        assert len(notices) == 1
+        assert [x for x in notices.pop().settlement.records if x[0] == 1] == round1
+    finally:
+        net.close()
+
+
+def test_a_round_with_more_candidates_than_listing_slots_reveals(chain, tmp_path):
+    """Three entrants, E = 2 listing slots: the members release on the draft listing every candidate and sign the
+    beacon that keeps two (issue 18's slot values); the assembled beacon carries the release of that draft
+    (issue 24), so the round reveals instead of waiting for shares of a draft nobody released on."""
+    g0, secret, files = chain
+    data = synthetic(b"committee-unit-tests-seed", n_samples=6 * 40 + 300, n_features=6, n_informative=3, n_classes=2)
+    params = GenesisParams(entry_window_s=2, opening_window_s=2, max_entries=2)
+    key = g0.committee
+    assert key is not None
+    genesis = create_committee_genesis(data, committee=key, sponsor=SPONSOR.public, rng=_rng(), chain_id="popchain-e2",
+                                       rounds=6, shard_size=40, params=params, timestamp=int(T0) - 100, n_train=300,
+                                       seed=b"split",
+                                       allocations=[a for m in MINERS for a in miner_funding(m.public, 10**9, 10**8)])
+    net = Net((load_genesis(genesis.encode()), secret, files), tmp_path)
+    try:
+        t = net.run_until(_notice(net, 1), T0)
+        net.enter(1, now=t)
+        t = net.run_until(_beacon(net, 1), t)
+        beacon = net.members[0].engine.beacon(1)
+        assert beacon.shard_key == secret.key(1) and len(beacon.listed) == 2 and beacon.release
+    finally:
+        net.close()

@@ -137,8 +137,9 @@ def test_second_beacon_is_refused_and_reported(node):
     kh.step(T0)
     enter(engine, kh, [(MINERS[0], models()[0])], T0)
     first = reveal(kh, T0 + 4)
-    other = make_beacon([KEYHOLDER], first.chain_id, 1, first.anchor_hash, [(b"\x09" * 32, MINERS[1].public)],
-                        first.shard_key, opened_ms=first.opened_ms, time_ms=first.time_ms)
+    other = make_beacon([KEYHOLDER], first.chain_id, 1, first.anchor_hash,
+                        [(b"\x09" * 32, MINERS[1].public, bytes(32), bytes(32))], first.shard_key,
+                        opened_ms=first.opened_ms, time_ms=first.time_ms)
     with pytest.raises(RuleError) as exc:
         engine.add_beacon(other)
     assert exc.value.code == "equivocation"
@@ -152,7 +153,7 @@ def test_unsigned_or_foreign_beacon_is_not_equivocation(node):
     store, engine, kh = node
     kh.step(T0)
     forged = make_beacon([kp("impostor")], world().genesis.chain_id, 1, world().genesis.hash,
-                         [(bytes(32), MINERS[0].public)], bytes(32))
+                         [(bytes(32), MINERS[0].public, bytes(32), bytes(32))], bytes(32))
     with pytest.raises(RuleError) as exc:
         engine.add_beacon(forged)
     assert exc.value.code == "bad-beacon-sig" and engine.equivocations() == []
@@ -215,9 +216,10 @@ def test_sync_from_scratch_and_stale_blocks(tmp_path):
     store, engine, kh = open_engine(tmp_path / "a")
     now, all_blocks = T0, []
     kh.step(now)
-    ms = models()
+    # every round fresh models (issue 18: a model another key listed first can never be entered again)
+    ms = models() + [trained("mlp", seed) for seed in (7, 9, 13, 14, 15)]   # linear fits ignore their seed
     for r in range(1, 4):
-        entrants = [(MINERS[i], ms[(i + r) % len(ms)]) for i in range(3)]
+        entrants = [(MINERS[i], ms[3 * (r - 1) + i]) for i in range(3)]
         _, blocks = _play(engine, kh, now, entrants)
         for b in blocks:
             engine.add_block(b)
@@ -299,7 +301,8 @@ def test_keyholder_stops_cleanly_when_shards_run_out(node):
     for _ in range(3 * ROUNDS + 3):
         seen += kh.step(now)
         if engine.open_round():
-            enter(engine, kh, [(MINERS[engine.open_round() % len(MINERS)], constant_model())], now)
+            # one key re-enters its own model: a model another key listed first is refused (issue 18)
+            enter(engine, kh, [(MINERS[0], constant_model())], now)
         now += 4
     assert kh.done and any(isinstance(a, Done) for a in seen)
     assert engine.current_round() == ROUNDS + 1 and engine.open_round() == 0

@@ -12,7 +12,7 @@ from consensus.engine._lineage import index_extra
 from consensus.protocol.registry import ChampionRecord
 from consensus.protocol.rules import fork_key
 from tests.test_consensus_engine import MINERS, T0, enter, models, open_engine, opened, reveal
-from tests.test_consensus_helpers import world
+from tests.test_consensus_helpers import trained, world
 
 INDEXES = (P_CROUND, P_CTASK, P_CMINER)
 
@@ -43,10 +43,11 @@ def test_lineage_indexes_follow_every_tip_switch_and_restart(tmp_path):
     store, engine, kh = open_engine(tmp_path / "db")
     now, switches = T0, 0
     kh.step(now)
-    ms = models()
     for r in range(1, 4):
         champion = engine.champion_model()
-        sealed = enter(engine, kh, [(MINERS[i], ms[(i + r) % len(ms)]) for i in range(4)], now)
+        # fresh models each round: a model listed, opened or crowned before is nobody's to enter again (§3.6)
+        ms = [trained(family, 10 * r + i) for i, family in enumerate(("linear", "linear", "mlp", "tree"))]
+        sealed = enter(engine, kh, list(zip(MINERS, ms)), now)
         beacon = reveal(kh, now + 4)
         blocks = opened(engine, sealed, beacon, champion)
         scored = {}

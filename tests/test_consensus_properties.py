@@ -15,9 +15,11 @@ from consensus.protocol.messages import (
     Beacon,
     Entry,
     RoundPayload,
+    Settlement,
     make_anchor_notice,
     make_beacon,
     make_entry,
+    make_settlement,
 )
 from consensus.protocol.rules import ScoredBlock, fork_key
 from consensus.protocol.stats import accepts, min_disagreement
@@ -100,32 +102,42 @@ def test_fork_choice_is_a_total_order_independent_of_arrival(items, rnd):
 hashes = st.binary(min_size=32, max_size=32)
 
 
-@given(st.integers(1, 2**32 - 1), hashes, hashes)
-def test_entry_roundtrip_and_signature(r, parent, header):
-    e = make_entry(KP, "popchain-x", r, parent, header)
+@given(st.integers(1, 2**32 - 1), hashes, hashes, hashes, hashes)
+def test_entry_roundtrip_and_signature(r, parent, header, mh, proof):
+    e = make_entry(KP, "popchain-x", r, parent, header, mh, proof)
     assert Entry.decode(e.encode()) == e and e.verify_signature()
-    forged = Entry(e.version, e.chain_id, e.round, e.parent_hash,
-                   bytes([header[0] ^ 1]) + header[1:], e.miner, e.signature)
-    assert not forged.verify_signature()
+    assert e.listing == (header, KP.public, mh, proof)
+    for i in (4, 6, 7):     # header hash, model hash and possession are all signed
+        fields = list(e.unsigned_fields())
+        fields[i] = bytes([fields[i][0] ^ 1]) + fields[i][1:]
+        assert not Entry(*fields, e.signature).verify_signature()
 
 
-settlement_st = st.tuples(st.lists(hashes, max_size=8, unique=True),
-                          st.lists(st.tuples(hashes, st.integers(1, 50)), max_size=8, unique_by=lambda t: t[0]))
+# a settlement: window [first, last] (before round r) and records (round, miner, model hash, opened)
+def settlement_st(r: int):
+    return st.integers(1, r).flatmap(lambda first: st.integers(first - 1, r - 1).flatmap(
+        lambda last: st.lists(st.tuples(st.integers(first, max(first, last)), hashes, hashes, st.integers(0, 1)),
+                              max_size=0 if last < first else 12, unique_by=lambda t: (t[0], t[1])).map(
+            lambda recs: make_settlement(first, last, recs))))
 
 
-@given(st.integers(1, 1000), hashes, st.lists(st.tuples(hashes, hashes), max_size=20, unique_by=(
-    lambda t: t[0], lambda t: t[1])), hashes, st.integers(0, 2**45), st.integers(0, 10**6), settlement_st)
-def test_beacon_roundtrip_canonical(r, anchor, entries, key, opened_ms, dt, settle):
-    opened, forfeits = settle
+@given(st.integers(1, 1000).flatmap(lambda r: st.tuples(st.just(r), settlement_st(r))), hashes,
+       st.lists(st.tuples(hashes, hashes, hashes, hashes), max_size=20, unique_by=(lambda t: t[0], lambda t: t[1])),
+       hashes, st.integers(0, 2**45), st.integers(0, 10**6))
+def test_beacon_roundtrip_canonical(r_settle, anchor, entries, key, opened_ms, dt):
+    r, settlement = r_settle
     bc = make_beacon([KP], "popchain-x", r, anchor, entries, key, opened_ms=opened_ms, time_ms=opened_ms + dt,
-                     opened=opened, forfeits=forfeits)
+                     settlement=settlement)
     assert Beacon.decode(bc.encode()) == bc
     assert bc.verify([KP.public], 1) and not bc.verify([bytes(32)], 1)
     payload = RoundPayload(2, bc, 3, 1, 9)
     assert RoundPayload.decode(payload.encode()) == payload
-    n = make_anchor_notice([KP], "popchain-x", r, anchor, 7, 123_456, opened=opened, forfeits=forfeits)
+    n = make_anchor_notice([KP], "popchain-x", r, anchor, 7, 123_456, settlement=settlement)
     assert AnchorNotice.decode(n.encode()) == n and n.verify([KP.public], 1)
-    assert (n.opened, n.forfeits) == (bc.opened, bc.forfeits)
+    assert n.settlement == bc.settlement
+    # forfeits: one bond per unopened record; opened: the opened records' models
+    assert sum(k for _, k in bc.forfeits) == sum(1 for rec in settlement.records if not rec[3])
+    assert set(bc.opened) == {rec[2] for rec in settlement.records if rec[3]}
 
 
 @given(st.binary(max_size=300))
@@ -138,13 +150,18 @@ def test_decoders_raise_only_decode_error(data):
 
 
 def test_beacon_entries_must_be_sorted_unique_one_per_miner():
-    pairs = [(b"\x02" * 32, b"\x0a" * 32), (b"\x01" * 32, b"\x0b" * 32)]
-    bc = make_beacon([KP], "popchain-x", 1, bytes(32), pairs, bytes(32))
+    z = bytes(32)
+    items = [(b"\x02" * 32, b"\x0a" * 32, z, z), (b"\x01" * 32, b"\x0b" * 32, z, z)]
+    bc = make_beacon([KP], "popchain-x", 1, bytes(32), items, bytes(32))
     assert list(bc.entries) == sorted(bc.entries)
     with pytest.raises(DecodeError):
-        Beacon(2, "popchain-x", 1, bytes(32), 0, 0, tuple(pairs), bytes(32))
+        Beacon(3, "popchain-x", 1, bytes(32), 0, 0, tuple(items), bytes(32))
     with pytest.raises(DecodeError):   # one miner key, two entries
-        Beacon(2, "popchain-x", 1, bytes(32), 0, 0, ((b"\x01" * 32, KP.public), (b"\x02" * 32, KP.public)),
-               bytes(32))
+        Beacon(3, "popchain-x", 1, bytes(32), 0, 0, ((b"\x01" * 32, KP.public, z, z),
+                                                     (b"\x02" * 32, KP.public, z, z)), bytes(32))
     with pytest.raises(DecodeError):   # revealed before it opened
-        Beacon(2, "popchain-x", 1, bytes(32), 5, 4, (), bytes(32))
+        Beacon(3, "popchain-x", 1, bytes(32), 5, 4, (), bytes(32))
+    with pytest.raises(DecodeError):   # a settlement record outside its window, or out of order
+        make_settlement(2, 3, [(1, KP.public, z, 0)])
+    with pytest.raises(DecodeError):
+        Settlement(1, 3, ((2, KP.public, z, 0), (1, KP.public, z, 0)))

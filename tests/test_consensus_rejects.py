@@ -10,6 +10,7 @@ from chain.address import address_of
 from chain.block import Block, model_hash
 from chain.errors import RuleError
 from consensus.engine import OrphanBlock, validate_block
+from consensus.protocol.messages import make_settlement
 from consensus.protocol.rules import decode_block
 from ml.model import LinearModel, encode_model
 from tests.test_consensus_helpers import (
@@ -138,9 +139,16 @@ def test_timestamp_at_the_decode_cap_is_refused(store):
     validate_block(make_block(store, header={"timestamp": t + slack})[0], genesis=world().genesis, store=store)
 
 
-def test_beacon_time_before_its_anchor_is_a_bad_beacon(store):
-    t = (world().genesis.timestamp - 1) * 1000
-    check(store, make_block(store, beacon={"opened_ms": t - 5000, "time_ms": t})[0], "bad-beacon")
+def test_a_beacon_time_before_its_anchor_only_narrows_the_timestamp_window(store):
+    """Until issue 18 a beacon before the anchor's timestamp was bad-beacon (the keyholder opened no earlier than
+    the anchor's timestamp: a miner's timestamp could stall the next round). Now only the window decides: it
+    stays [parent + 1, reveal + slack], empty only if the reveal is over ``slack`` before the parent's stamp."""
+    g = world().genesis
+    t = (g.timestamp - 1) * 1000
+    block = make_block(store, beacon={"opened_ms": t - 5000, "time_ms": t})[0]
+    validate_block(block, genesis=g, store=store)              # parent + 10 ≤ reveal + slack: valid
+    far = (g.timestamp - g.params.time_slack_s - 1) * 1000
+    check(store, make_block(store, beacon={"opened_ms": far, "time_ms": far})[0], "bad-timestamp")
 
 
 def test_listed_hash_with_another_miner_is_not_entered(store):
@@ -227,21 +235,33 @@ def test_a_model_opened_earlier_cannot_be_crowned(store):
     in a later round. The beacon's settlement lists every model opened since its anchor."""
     model = trained("mlp")
     validate_block(make_block(store, model=model)[0], genesis=world().genesis, store=store)
-    check(store, make_block(store, model=model, beacon={"opened": (model_hash(model),)})[0], "duplicate-model")
+    opened = make_settlement(1, 1, [(1, MINERS[2].public, model_hash(model), 1)])
+    check(store, make_block(store, model=model, round=2, beacon={"settlement": opened})[0], "duplicate-model")
+
+
+def test_a_model_listed_first_by_another_key_cannot_be_crowned(store):
+    """Issue 18: a model first listed by another key — even in a void round whose opening nobody recorded —
+    belongs to that key. The settlement's records carry void rounds' listings, so every node knows it."""
+    model = trained("mlp")
+    unopened = make_settlement(1, 1, [(1, MINERS[2].public, model_hash(model), 0)])
+    check(store, make_block(store, model=model, round=2, beacon={"settlement": unopened})[0], "duplicate-model")
+    mine = make_settlement(1, 1, [(1, MINERS[0].public, model_hash(model), 0)])   # its own earlier listing
+    validate_block(make_block(store, model=model, round=2, beacon={"settlement": mine})[0],
+                   genesis=world().genesis, store=store)
 
 
 def test_forfeits_are_charged_before_the_txs(store):
     """A forfeited bond is burnt before the block's txs: a state root that ignores it is bad."""
     from chain.state import BURN_ACCOUNT
-    from consensus.protocol.settlement import settlement_moves
+    from consensus.protocol.settlement import bond_of, settlement_moves
     g = world().genesis
-    forfeits = ((MINERS[1].public, 2),)
-    block, _ = make_block(store, beacon={"forfeits": forfeits})
+    settled = make_settlement(1, 2, [(1, MINERS[1].public, b"\x01" * 32, 0), (2, MINERS[1].public, b"\x02" * 32, 0)])
+    block, _ = make_block(store, round=3, beacon={"settlement": settled})
     scored = validate_block(block, genesis=g, store=store)
-    assert scored.moves == settlement_moves(bond=g.params.entry_bond, forfeits=forfeits)
-    assert scored.moves == ((address_of(MINERS[1].public), BURN_ACCOUNT, 2 * g.params.entry_bond),)
-    honest_root = make_block(store)[0].header.state_root
-    check(store, make_block(store, beacon={"forfeits": forfeits}, header={"state_root": honest_root})[0],
+    assert scored.moves == settlement_moves(bond=g.params.entry_bond, settlement=settled)
+    assert scored.moves == ((bond_of(MINERS[1].public), BURN_ACCOUNT, 2 * g.params.entry_bond),)
+    honest_root = make_block(store, round=3)[0].header.state_root
+    check(store, make_block(store, round=3, beacon={"settlement": settled}, header={"state_root": honest_root})[0],
           "bad-state-root")
 
 
@@ -290,3 +310,98 @@ def test_bad_settlement_is_refused_by_the_ledger(store):
         with pytest.raises(RuleError) as exc:
             store.preview_txs(tip.hash, MINERS[0].public, (), g.ledger_params, (move,))
         assert exc.value.code == "bad-settlement"
+
+
+# ---------------------------------------------------------------- a committee chain's block (PROTOCOL §3.14)
+
+
+@pytest.fixture(scope="module")
+def committee(tmp_path_factory):
+    """A 2-of-3 DKG committee chain whose genesis task carries data sealed to the committee (its sponsor: the
+    seeded "sponsor" key, funded), on a real store."""
+    from chain.store import ChainStore
+    from consensus.engine import Engine
+    from consensus.keyholder import load_member_file
+    from node.tools.testing import make_test_chain
+    root = tmp_path_factory.mktemp("committee-rejects")
+    chain = make_test_chain(root / "chain", rounds=3, shard_size=60, n_train=300, keyholders=3, threshold=2)
+    store = ChainStore.open(root / "db")
+    Engine(store, chain.genesis)             # initialises genesis in the store
+    secrets = sorted((load_member_file(p.read_bytes()) for p in chain.member_paths), key=lambda s: s.member)
+    yield chain, store, secrets
+    store.close()
+
+
+def committee_block(committee, miner, *, corrupt: int | None = None) -> Block:
+    """Round 1's block by ``miner`` with the beacon two members sign and release for; ``corrupt``: that member's
+    released share carries a broken proof."""
+    from consensus.engine import TaskBook
+    from consensus.mining import build_template, open_block, seal
+    from consensus.protocol.messages import make_beacon, possession
+    from consensus.protocol.registry import minted_reward, payout_move
+    from consensus.protocol.release import Release, combine, make_partial, unseal
+    from node.tools.testing import seeded_keypair
+    chain, store, secrets = committee
+    g = chain.genesis
+    parent = store.tip()
+    reg = TaskBook(store, g).registry_at(parent)
+    moves = payout_move(reg, 0, miner.public)     # the genesis window settles nothing
+    tpl = build_template(store, g, parent, 1, miner.public, [], parent.timestamp + 10, moves,
+                         reward=minted_reward(reg, 0, g.params.block_reward))
+    from ml.training import train_candidate
+    model = encode_model(train_candidate("linear", g.task.training, (), size="small"))
+    block, _ = seal(tpl, model, miner, bytes(32))
+    sealed = g.sealed[0]
+    parts = [make_partial(g.committee, g.hash, s.member, s.share, sealed.point) for s in secrets[:2]]
+    key = unseal(g.committee.group_key, sealed, combine(parts, 2))
+    if corrupt is not None:
+        parts[corrupt] = dataclasses.replace(parts[corrupt], proof=(parts[corrupt].proof[0],
+                                                                    (parts[corrupt].proof[1] + 1) % 2**252))
+    signers = [s.keypair for s in secrets[:2]]
+    t_ms = (parent.timestamp + 10) * 1000
+    listed = [(block.header.hash, miner.public, block.header.model_hash, possession(miner.public, model))]
+    beacon = make_beacon(signers, g.chain_id, 1, parent.hash, listed, key, opened_ms=t_ms, time_ms=t_ms,
+                         task_id=0, shard_index=1)
+    beacon = dataclasses.replace(beacon, release=Release.of(parts, 2).encode())
+    assert seeded_keypair("sponsor").public == g.sponsor
+    return open_block(block, beacon, genesis=g, champion_bytes=g.block.model)
+
+
+def check_committee(committee, block, code: str) -> RuleError:
+    chain, store, _ = committee
+    with pytest.raises(RuleError) as exc:
+        validate_block(block, genesis=chain.genesis, store=store)
+    assert exc.value.code == code, exc.value
+    return exc.value
+
+
+def test_a_committee_block_with_a_corrupted_release_is_a_bad_key_share_naming_its_member(committee):
+    chain, store, secrets = committee
+    miner = chain.miners[0]
+    for member in (0, 1):
+        err = check_committee(committee, committee_block(committee, miner, corrupt=member), "bad-key-share")
+        assert f"member {secrets[member].member}'s share" in err.message
+    try:                                      # the same block with its honest release passes every step before
+        validate_block(committee_block(committee, miner), genesis=chain.genesis, store=store)
+    except RuleError as exc:                  # the crowning test (a linear model may not beat the champion)
+        assert exc.code == "not-better-than-champion", exc
+
+
+def test_the_sponsor_mining_its_own_task_is_a_sponsor_entry(committee):
+    from node.tools.testing import seeded_keypair
+    check_committee(committee, committee_block(committee, seeded_keypair("sponsor")), "sponsor-entry")
+
+
+def test_a_listing_whose_model_or_proof_differs_is_bad_claim(store):
+    """Issue 18: the listing names the model hash and the key's proof of possession; a block whose header or
+    bytes do not match them (a front-runner that copied another entry's model hash) is "bad-claim"."""
+    import hashlib
+
+    from chain.block import model_hash as mh_of
+    from consensus.protocol.messages import possession
+    block, _ = make_block(store)
+    h = block.header
+    for item in ((h.hash, h.miner, hashlib.sha256(b"other").digest(), possession(h.miner, block.model)),
+                 (h.hash, h.miner, mh_of(block.model), possession(h.miner, b"not the bytes"))):
+        forged = make_block(store, entered=False, beacon={"entries": [item]})[0]
+        check(store, forged, "bad-claim")

@@ -116,7 +116,7 @@ def test_round_robin_is_fair(counts, rounds):
         s = reg.schedule()
         served.append(s[0])
         reg = reg.consume(s)
-    for i in range(0, len(served) - n + 1):
+    for i in range(len(served) - n + 1):
         assert len(set(served[i:i + n])) == n
 
 
@@ -212,7 +212,7 @@ def test_notice_and_beacon_roundtrip_with_a_schedule(r, task_id, shard, acts):
     kp = Keypair.from_seed(bytes(32))
     n = make_anchor_notice([kp], "popchain-x", r, bytes(32), 0, 5, task_id=task_id, shard_index=shard,
                            activations=acts)
-    b = make_beacon([kp], "popchain-x", r, bytes(32), [(bytes(32), kp.public)], bytes(32), task_id=task_id,
+    b = make_beacon([kp], "popchain-x", r, bytes(32), [(bytes(32), kp.public, bytes(32), bytes(32))], bytes(32), task_id=task_id,
                     shard_index=shard, activations=acts)
     assert AnchorNotice.decode(n.encode()) == n and Beacon.decode(b.encode()) == b
     assert (n.served, n.activations) == (b.served, b.activations) and n.verify([kp.public], 1)
@@ -235,4 +235,4 @@ def test_malformed_schedules_do_not_decode():
         with pytest.raises(DecodeError):
             make_anchor_notice([kp], "popchain-x", 5, h, 0, 5, **kw)
     with pytest.raises(DecodeError):                                 # a beacon always serves a shard
-        make_beacon([kp], "popchain-x", 5, h, [(h, kp.public)], h, shard_index=0)
+        make_beacon([kp], "popchain-x", 5, h, [(h, kp.public, h, h)], h, shard_index=0)

@@ -149,16 +149,16 @@ def test_dropped_entry_and_conflicting_signatures_are_refused_with_evidence(net)
             ent.entered.add(r)
             info = await c.round(r)
             notice = AnchorNotice.decode(bytes.fromhex(info["notice"]))
-            entries = [make_entry(k, g.chain_id, r, notice.anchor_hash, os.urandom(32)) for k in chain.entrants]
+            entries = [make_entry(k, g.chain_id, r, notice.anchor_hash, os.urandom(32), os.urandom(32), os.urandom(32))
+                       for k in chain.entrants]
             for e in entries:
                 await c.send_entry(e.encode())
             keep = entries[:1]
             # its reveal time 1 s from now: the entries reached the members well before it (not a race)
             reveal_ms = max(notice.entry_deadline_ms, int(time.time() * 1000) + 1000)
-            draft = Beacon(2, g.chain_id, r, notice.anchor_hash, notice.entry_deadline_ms - 1000,
-                           reveal_ms, tuple(sorted((e.header_hash, e.miner) for e in keep)),
-                           bytes(32), notice.opened, notice.forfeits, notice.task_id, notice.shard_index,
-                           notice.activations)
+            draft = Beacon(3, g.chain_id, r, notice.anchor_hash, notice.entry_deadline_ms - 1000,
+                           reveal_ms, tuple(sorted(e.listing for e in keep)), bytes(32), notice.settlement,
+                           notice.task_id, notice.shard_index, notice.activations)
             kp = chain.member_keys[bad]
             proposal = make_msg(kp, g.chain_id, Kind.PROPOSE_BEACON, r, 0,
                                 pack([draft.encode(), [e.encode() for e in keep]]))
@@ -176,7 +176,7 @@ def test_dropped_entry_and_conflicting_signatures_are_refused_with_evidence(net)
                 assert any(e["what"] == "dropped-entry" and e["signer"] == kp.public.hex()
                            for e in st["committee_evidence"])
             # conflicting co-signatures of the same member for the next round: evidence on every node
-            nxt = AnchorNotice(2, g.chain_id, r + 1, notice.anchor_hash, notice.anchor_height, 1)
+            nxt = AnchorNotice(3, g.chain_id, r + 1, notice.anchor_hash, notice.anchor_height, 1)
             for n in (nxt, replace(nxt, entry_deadline_ms=2)):
                 msg = make_msg(kp, g.chain_id, Kind.SIGN_NOTICE, r + 1, 0, pack([notice_body(n), kp.sign(n.sighash)]))
                 await ws.send_bytes(wire.encode(wire.Committee(msg.encode())))

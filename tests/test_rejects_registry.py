@@ -11,10 +11,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("chain", "consensus", "node", "ml")
 CODE = r"([a-z][a-z0-9]*(?:-[a-z0-9]+)*)"
 # RuleError("code", ...), BlockVerdict("status", h, "code", ...), a gossip verdict `False, "code"`
-RAISED = (re.compile(r"RuleError\(\s*\"" + CODE + r"\""),
+RAISED = (re.compile(r"(?:RuleError|CorruptCopy)\(\s*\"" + CODE + r"\""),
           re.compile(r"Verdict\(\s*\"" + CODE + r"\"(?:\s*,\s*[^,()]+\s*,\s*\"" + CODE + r"\")?"),
           re.compile(r"(?:return|=)\s*\(?(?:True|False), \"" + CODE + r"\""))
-NOT_CODES = {"accepted", "tip-changed", "opened", "rejected"}   # success statuses, the generic failure status
+NOT_CODES = {"accepted", "tip-changed", "opened", "rejected", "corrupt"}   # success statuses, the generic failure
+# statuses (rejected: the block; corrupt: one copy of it)
 
 
 def _sources() -> list[Path]:
@@ -46,7 +47,9 @@ def test_every_raised_code_is_registered():
 def test_registry_has_no_dead_codes():
     """A registered code someone removed from the sources would linger in PROTOCOL's table."""
     found = set(raised_codes())
-    indirect = {"bad-encoding"}  # node/gossip reports undecodable objects with it (as a metrics reason / detail)
+    # node/gossip reports undecodable objects with bad-encoding (as a metrics reason / detail); node/judge blames
+    # the sender of a parked copy the engine found corrupt later with corrupt-parked
+    indirect = {"bad-encoding", "corrupt-parked"}
     dead = set(rejects.CODES) - found - indirect
     assert not dead, f"registered but never raised: {sorted(dead)}"
 

@@ -16,7 +16,7 @@ from chain.errors import DecodeError, PopError
 from consensus.keyholder import keyholder_file
 from consensus.protocol.genesis import load_genesis
 from consensus.protocol.tasks import TaskAnnouncement, decode_task_message
-from ml.errors import MLError, TaskError
+from ml.errors import MLError, ShardError, TaskError
 from ml.shards import PublicTask, SecretTask, open_shard
 from node.tools.task_setup import (
     SigningError,
@@ -181,31 +181,34 @@ def test_cli_create_and_sign_only_offline(made, tmp_path: Path, capsys: pytest.C
     assert msg.verify(genesis.keyholders, genesis.threshold) and msg.verify_sponsor()
 
 
-def test_a_committee_chain_task_is_dealt_to_its_members_and_signed_by_two_of_them(tmp_path: Path) -> None:
-    """Issue 12 x 11: on a 2-of-3 chain `task create` deals the shard keys (keyholder material in the
-    announcement, one 0600 share file per member); any two members' shares give each key, a member file signs
-    for its one governance key, and two of them reach the threshold."""
-    from consensus.keyholder import add_share_file, load_member_file
-    from consensus.protocol.shares import combine_shares
+def test_a_committee_chain_task_is_sealed_to_the_committee_and_signed_by_two_members(tmp_path: Path) -> None:
+    """Issue 24 x 11: on a 2-of-3 DKG chain `task create` seals the shard keys to the committee inside the
+    announcement and writes no secret file at all (a synthetic task is VRF-generated: it has no keys); any two
+    members' releases give each key the sponsor sealed, one member's does not; a member file signs for its one
+    governance key, and two of them reach the threshold."""
+    from consensus.keyholder import load_member_file
+    from consensus.protocol.release import combine, make_partial, unseal
     from consensus.protocol.tasks import check_batch_material
     chain = make_test_chain(tmp_path / "chain", rounds=2, keyholders=3, threshold=2)
     genesis = load_genesis(chain.genesis_path.read_bytes())
-    out = create_task_files(tmp_path / "t", genesis, chain.users[0], rounds=2, shard_size=60, detect=0.05)
+    out = create_task_files(tmp_path / "t", genesis, chain.users[0], task="digits", rounds=2, shard_size=60,
+                            detect=0.1, public_rows=300)
+    assert out["secret"] is None and not (tmp_path / "t" / "task.secret").exists() and not out["vrf"]
     msg = decode_task_message(Path(out["announcement"]).read_bytes())
     public = PublicTask.decode(msg.package)
-    assert check_batch_material(genesis, msg.keyholder_material, public.n_rounds) is not None
-    assert len(out["share_files"]) == 3
-    assert all(os.stat(p).st_mode & 0o777 == 0o600 for p in out["share_files"])
-    members = [add_share_file(load_member_file(m.read_bytes()), Path(f).read_bytes())
-               for m, f in zip(chain.member_paths, out["share_files"])]
-    keys = TaskSecret.decode(Path(out["secret"]).read_bytes()).secret.keys
-    for j, commitment in enumerate(public.commitments):
-        shares = [m.share_for(commitment) for m in members]
-        assert all(s is not None for s in shares)
+    sealed = check_batch_material(genesis, msg.keyholder_material, public.n_rounds)
+    assert sealed is not None and len(sealed) == public.n_rounds
+    members = [load_member_file(m.read_bytes()) for m in chain.member_paths]
+    key = genesis.committee
+    for j, item in enumerate(sealed, 1):
+        parts = [make_partial(key, genesis.hash, m.member, m.share, item.point) for m in members]
         for pair in ((0, 1), (0, 2), (1, 2)):
-            assert combine_shares([shares[i] for i in pair], 2) == keys[j]
-    with pytest.raises(PopError):      # another member's share file is refused
-        add_share_file(load_member_file(chain.member_paths[0].read_bytes()), Path(out["share_files"][1]).read_bytes())
+            open_shard(public, j, unseal(key.group_key, item, combine([parts[i] for i in pair], 2)))
+        with pytest.raises(ShardError):
+            open_shard(public, j, unseal(key.group_key, item, parts[0].value))
+    vrf = create_task_files(tmp_path / "v", genesis, chain.users[0], rounds=2, shard_size=60, detect=0.05)
+    assert vrf["vrf"] and vrf["secret"] is None
+    assert decode_task_message(Path(vrf["announcement"]).read_bytes()).keyholder_material == b""
     one = governance_sign(msg, chain.member_paths[0].read_bytes(), genesis, partial=True)
     assert not one.verify(genesis.keyholders, genesis.threshold)
     with pytest.raises(SigningError):

@@ -3,7 +3,7 @@ as one bash script (``set -euo pipefail``) in a fresh directory, with ``popchain
 
 The script leaves its nodes and miner running in the background (as the README says); they share the script's
 process group, which ``Walkthrough.stop`` ends. Used by tests/test_cli_functional.py, whose tests then run
-every command against the chain the walkthrough built (a 2-of-3 committee, two tasks, an extension).
+every command against the chain the walkthrough built (a 2-of-3 committee from a DKG, two tasks, an extension).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "<!-- walkthrough -->"
-PORTS = (9414, 9415, 9424, 9425, 9434, 9435, 9444, 9445)     # what the README's commands listen on
+PORTS = (9414, 9415, 9424, 9425, 9434, 9435, 9444, 9445, 9450)     # what the README's commands listen on
 
 
 def readme_blocks(readme: Path = ROOT / "README.md") -> list[str]:

@@ -11,11 +11,11 @@ queries (the TaskQueries mixin), sign anything, or know a clock.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from chain.address import address_of
 from chain.block import Block, Header, model_hash
 from chain.encoding import pack, unpack
 from chain.errors import RuleError, StoreError, need
@@ -24,15 +24,16 @@ from chain.tx import Transfer
 from consensus._meta import (
     K_STATE,
     P_BEACON,
-    P_CEVID,
     P_CHAMP,
     P_CMODEL,
-    P_EQUIV,
     P_NOTICE,
-    P_OMODEL,
     P_OPENING,
     u32,
 )
+from consensus.engine._accountability import CommitteeAccountability
+from consensus.engine._entries import EntryRules, RoundMemory
+from consensus.engine._evidence import EvidenceBook
+from consensus.engine._index import ChainIndex
 from consensus.engine._lineage import (
     ensure_indexed,
     index_extra,
@@ -43,34 +44,33 @@ from consensus.engine._lineage import (
 )
 from consensus.engine._taskbook import TaskBook
 from consensus.engine._tasks import TaskQueries
-from consensus.engine._validity import OrphanBlock, ScoringCache, validate_block
+from consensus.engine._validity import OrphanBlock, ScoringCache, check_round_release, validate_block
 from consensus.mining import Template, build_template, template_timestamp
-from consensus.protocol.committee import Evidence
 from consensus.protocol.genesis import Genesis
-from consensus.protocol.messages import AnchorNotice, Beacon, Entry, RoundPayload
-from consensus.protocol.registry import ChampionRecord, payout_move
-from consensus.protocol.rules import ScoredBlock, decode_payload, fork_key, moves_for
-from consensus.protocol.tasks import TaskAnnouncement
+from consensus.protocol.messages import AnchorNotice, Beacon, RoundPayload
+from consensus.protocol.registry import ChampionRecord, minted_reward, payout_move
+from consensus.protocol.rules import CorruptCopy, ScoredBlock, check_copy, fork_key, moves_for
+from consensus.protocol.tasks import TaskAnnouncement, decode_task_message
 
 __all__ = ["BlockVerdict", "Engine", "RoundInfo"]
 
-MAX_CEVID = 256               # committee evidence records kept (the first ones: a liar cannot flush them)
 MAX_ORPHANS = 64
 MAX_ORPHAN_BYTES = 64 * 2**20   # all parked orphans together: parked blocks of peers cannot hold the node's memory
-MAX_ENTRIES_SEEN = 1024       # per round, gossip bound (the keyholder accepts at most E)
 
 
 def _terms(st: AnchorNotice | Beacon) -> tuple:
     """What a notice and the beacon of its round must agree on: settlement and schedule."""
-    return (st.opened, st.forfeits, st.task_id, st.shard_index, st.activations)
+    return (st.settlement, st.task_id, st.shard_index, st.activations)
 
 
 @dataclass(frozen=True)
 class BlockVerdict:
     """status: tip-changed | accepted (valid, not best) | known | stale (round already final) | orphan
     (``missing`` = parent to fetch) | opened (a listed entry opened correctly that does not crown, code
-    not-better-than-champion: relay it, it settles the entrant's bond, §3.9) | rejected (``code``).
-    ``connected`` lists orphans that got connected."""
+    not-better-than-champion: relay it, it settles the entrant's bond, §3.9) | rejected (``code``: the block
+    is invalid — every intact copy of it) | corrupt (``code``: THIS COPY carries bytes its header hash does not
+    bind and they are wrong; nothing is known about the block: fetch it again, blame the sender).
+    ``connected`` lists orphans that got connected, ``refetch`` parked copies found corrupt on connecting."""
     status: str
     block_hash: bytes
     code: str | None = None
@@ -78,6 +78,7 @@ class BlockVerdict:
     missing: bytes | None = None
     scored: ScoredBlock | None = None
     connected: tuple[bytes, ...] = ()
+    refetch: tuple[bytes, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -106,19 +107,18 @@ class Opening(NamedTuple):
     bar: int | None = None
 
 
-@dataclass
-class _RoundMemory:
-    entries: dict[bytes, Entry] = field(default_factory=dict)   # miner -> entry
-
-
-class Engine(TaskQueries):
+class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
     """One node's consensus state over its chain store (see the module docstring); node/ sees it as EngineApi."""
 
-    def __init__(self, store: ChainStore, genesis: Genesis) -> None:
+    def __init__(self, store: ChainStore, genesis: Genesis, *, tie_secret: bytes | None = None) -> None:
         self.store = store
         self.genesis = genesis
         self.cache = ScoringCache()
         self.book = TaskBook(store, genesis)
+        self.index = ChainIndex(store)
+        self._tie_secret = tie_secret or os.urandom(32)   # breaks stake ties in the bounded entry table
+        self._refetch: list[bytes] = []                   # parked copies found corrupt while connecting
+        self._statements: dict[tuple[bytes, int], AnchorNotice | Beacon] = {}   # decoded, by (prefix, round)
         if not store.is_initialised():
             store.init_genesis(genesis.block, genesis.allocations, genesis.ledger_params)
         if store.genesis().hash != genesis.hash:
@@ -133,7 +133,7 @@ class Engine(TaskQueries):
         self._anchors: dict[int, bytes] = {}      # round -> anchor stated by a notice/beacon not yet applied
         self._candidates: dict[bytes, ScoredBlock] = {}
         self._orphans: dict[bytes, Block] = {}
-        self._rounds: dict[int, _RoundMemory] = {}
+        self._rounds: dict[int, RoundMemory] = {}
         ensure_indexed(store)
         for prefix in (P_BEACON, P_NOTICE):     # statements above the current round: read newest first, stop there
             for r, value in rounds_above(store, prefix, self._round):
@@ -144,7 +144,8 @@ class Engine(TaskQueries):
             block = need(store.get_block(tip.hash), f"tip block {tip.hash.hex()}")
             p = RoundPayload.decode(block.payload)
             self._candidates[tip.hash] = ScoredBlock(block, p.b, p.c, p.bar, tuple(store.get_moves(tip.hash)),
-                                                     p.beacon.task_id, self.book.registry_at(tip))
+                                                     p.beacon.task_id, self.book.registry_at(tip),
+                                                     reward=store.ledger_params_of(tip.hash).block_reward)
 
     # ------------------------------------------------------------ queries
 
@@ -178,12 +179,28 @@ class Engine(TaskQueries):
         return None if st is None else st.served
 
     def beacon(self, r: int) -> Beacon | None:
-        raw = self.store.meta_get(P_BEACON + u32(r))
-        return None if raw is None else Beacon.decode(raw)
+        hit = self._statements.get((P_BEACON, r))
+        if hit is None:
+            raw = self.store.meta_get(P_BEACON + u32(r))
+            hit = None if raw is None else self._remember((P_BEACON, r), Beacon.decode(raw))
+        assert hit is None or isinstance(hit, Beacon)
+        return hit
 
     def notice(self, r: int) -> AnchorNotice | None:
-        raw = self.store.meta_get(P_NOTICE + u32(r))
-        return None if raw is None else AnchorNotice.decode(raw)
+        hit = self._statements.get((P_NOTICE, r))
+        if hit is None:
+            raw = self.store.meta_get(P_NOTICE + u32(r))
+            hit = None if raw is None else self._remember((P_NOTICE, r), AnchorNotice.decode(raw))
+        assert hit is None or isinstance(hit, AnchorNotice)
+        return hit
+
+    def _remember(self, key: tuple[bytes, int], stmt: AnchorNotice | Beacon) -> AnchorNotice | Beacon:
+        """Decoded statements by round: a round's stored notice or beacon never changes (the first one stays,
+        §3.4), and an entry check asks for them several times (a notice with a full settlement is ~86 KB)."""
+        self._statements[key] = stmt
+        while len(self._statements) > 16:
+            self._statements.pop(next(iter(self._statements)))
+        return stmt
 
     def statement_bytes(self, r: int) -> tuple[bytes | None, bytes | None]:
         """(notice bytes, beacon bytes) of round r exactly as stored (None: not held), for peers that sync
@@ -193,25 +210,6 @@ class Engine(TaskQueries):
     def candidates(self) -> list[ScoredBlock]:
         """Valid blocks of the current round, best first."""
         return sorted(self._candidates.values(), key=fork_key, reverse=True)
-
-    def equivocations(self) -> list[tuple[int, bytes, bytes]]:
-        """(round, kept message bytes, refused message bytes) for every equivocation seen."""
-        out = []
-        for key, value in self.store.meta_items(P_EQUIV):
-            kept, refused = unpack(value, max_size=1 << 20)
-            out.append((int.from_bytes(key[len(P_EQUIV):len(P_EQUIV) + 4], "big"), kept, refused))
-        return out
-
-    def add_committee_evidence(self, ev: Evidence) -> bool:
-        """Store a committee member's misbehaviour (one record per round, signer and kind). True if new."""
-        key = P_CEVID + u32(ev.round) + ev.signer + ev.what.encode()
-        if self.store.meta_get(key) is not None or len(self.store.meta_items(P_CEVID)) >= MAX_CEVID:
-            return False
-        self.store.meta_put(key, ev.encode())
-        return True
-
-    def committee_evidence(self) -> list[Evidence]:
-        return [Evidence.decode(v) for _, v in self.store.meta_items(P_CEVID)]
 
     def round_info(self, r: int) -> RoundInfo:
         beacon, notice = self.beacon(r), self.notice(r)
@@ -228,26 +226,7 @@ class Engine(TaskQueries):
         mem = self._rounds.get(r)
         return RoundInfo(r, status, anchor, notice, beacon, winner, len(mem.entries) if mem else 0)
 
-    # ------------------------------------------------------------ entries
-
-    def check_entry(self, entry: Entry) -> None:
-        """The entry acceptance rule (§3.3) except first-come limits. Raises RuleError."""
-        g = self.genesis
-        if entry.chain_id != g.chain_id:
-            raise RuleError("bad-chain-id", f"entry for chain {entry.chain_id!r}")
-        if entry.round != self.open_round():
-            raise RuleError("wrong-round", f"entry for round {entry.round}, open round is {self.open_round()}")
-        if entry.parent_hash != self._final.hash:
-            raise RuleError("bad-anchor", "entry parent is not the open round's anchor")
-        if not entry.verify_signature():
-            raise RuleError("bad-entry-sig", "entry signature does not verify")
-        if self.stake(entry.miner) < g.params.entry_bond:
-            raise RuleError("insufficient-stake", f"miner balance {self.stake(entry.miner)} < the entry bond "
-                                                  f"{g.params.entry_bond}")
-
-    def stake(self, miner: bytes) -> int:
-        """The miner key's balance at the final anchor (what its entries are ranked and bonded by)."""
-        return self.store.state_view(self._final.hash).get_account(address_of(miner)).balance
+    # ------------------------------------------------------------ openings
 
     def openings(self, r: int) -> dict[bytes, Opening]:
         """header hash -> Opening (miner, model hash, b, c, bar) of every listed round-r block this node saw
@@ -264,26 +243,7 @@ class Engine(TaskQueries):
         if self.store.meta_get(key) is None:
             self.store.meta_put(key, pack([h.miner, h.model_hash, payload.b, payload.c, payload.bar]))
 
-    def add_entry(self, entry: Entry) -> bool:
-        """check_entry + one entry per miner key per round. True if new (relay it), False if already seen."""
-        self.check_entry(entry)
-        mem = self._rounds.setdefault(entry.round, _RoundMemory())
-        seen = mem.entries.get(entry.miner)
-        if seen is not None:
-            if seen.header_hash == entry.header_hash:
-                return False
-            raise RuleError("duplicate-entry", "this miner already entered this round with another header")
-        if len(mem.entries) >= MAX_ENTRIES_SEEN:
-            raise RuleError("too-many-entries", "entry table for this round is full")
-        mem.entries[entry.miner] = entry
-        for old in [r for r in self._rounds if r < entry.round]:
-            del self._rounds[old]
-        return True
-
     # ------------------------------------------------------------ notices and beacons
-
-    def _record_equivocation(self, r: int, kept: bytes, refused: bytes, tag: bytes) -> None:
-        self.store.meta_put(P_EQUIV + u32(r) + tag, pack([kept, refused]))
 
     def _check_statement(self, r: int, anchor: bytes, encoded: bytes, tag: bytes) -> None:
         """A notice/beacon for round r must agree with every stored statement of round r."""
@@ -336,7 +296,10 @@ class Engine(TaskQueries):
         raw = self.store.meta_get(key)
         encoded = beacon.encode()
         if raw is not None:
-            if Beacon.decode(raw).sighash == beacon.sighash:
+            stored = Beacon.decode(raw)
+            if stored.sighash == beacon.sighash:
+                if stored.release != beacon.release:
+                    self._keep_the_proven_release(key, stored, beacon)
                 return False
             self._record_equivocation(beacon.round, raw, encoded, beacon.sighash)
             raise RuleError("equivocation", f"a different beacon for round {beacon.round} was seen first")
@@ -346,6 +309,7 @@ class Engine(TaskQueries):
             self._record_equivocation(beacon.round, notice.encode(), encoded, beacon.sighash)
             raise RuleError("equivocation", f"beacon {beacon.round} settles or schedules otherwise than its notice")
         self._check_schedule(beacon)
+        self._check_release(beacon)
         self.store.meta_put(key, encoded)
         if beacon.round > self._round:
             self._anchors.setdefault(beacon.round, beacon.anchor_hash)
@@ -366,6 +330,41 @@ class Engine(TaskQueries):
             raise RuleError("bad-schedule", f"round {st.round}: {err.code}: {err.message}") from None
         if adv.served != st.served:
             raise RuleError("bad-schedule", f"round {st.round} serves {adv.served}, the statement says {st.served}")
+
+    def _keep_the_proven_release(self, key: bytes, stored: Beacon, other: Beacon) -> None:
+        """The same beacon with another release (it is outside the signed content): if the stored copy's release
+        fails where this one holds — a copy stored before this node could check it, tampered on the way — keep
+        this one, so that round sync never serves a release that fails."""
+        try:
+            self._check_release(stored)
+            return                          # the stored release holds (or cannot be judged here yet)
+        except RuleError:
+            pass
+        try:
+            self._check_release(other)
+        except RuleError:
+            return
+        self.store.meta_put(key, other.encode())
+        self._statements.pop((P_BEACON, other.round), None)     # the decoded cache held the tampered copy
+
+    def _check_release(self, beacon: Beacon) -> None:
+        """A committee beacon's released shares (§3.4, §3.14), checked when this node holds the round's anchor
+        and task messages; otherwise the blocks of the round check them (their payload carries both)."""
+        g = self.genesis
+        if g.committee is None:
+            if beacon.release:
+                raise RuleError("bad-beacon", "a single keyholder's beacon carries no released shares")
+            return
+        anchor = self.store.get_header(beacon.anchor_hash)
+        if anchor is None:
+            return
+        try:
+            adv = self.book.advance(self.book.registry_at(anchor), anchor, beacon.round, beacon.activations)
+            task = adv.before.tasks[beacon.task_id]
+            self.book.package_of(task)
+        except (RuleError, IndexError):
+            return
+        check_round_release(g, self.book, beacon, task)
 
     # ------------------------------------------------------------ finality
 
@@ -403,34 +402,36 @@ class Engine(TaskQueries):
     def _champion_extra(self, s: ScoredBlock) -> dict[bytes, bytes | None]:
         h = s.block.header
         rec = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, s.b, s.c, s.bar, s.task_id)
-        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(h.height): rec.encode(),
-                                            P_CMODEL + h.model_hash: u32(h.height), **index_extra(rec)}
+        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(h.height): rec.encode(), **index_extra(rec)}
+        initial: list[bytes] = []
         if s.registry is not None:   # the task registry after it, and the task messages it activated (§3.13)
             extra.update(self.book.registry_extra(h.height, s.registry))
             extra.update(self.book.message_extra(s.messages))
             for m in s.messages:      # an initial champion counts as a champion for duplicate-model
                 if isinstance(m, TaskAnnouncement):
                     self.store.put_model(m.champion)
-                    if self.store.meta_get(P_CMODEL + model_hash(m.champion)) is None:
-                        extra[P_CMODEL + model_hash(m.champion)] = u32(h.height)
-        # the models its beacon records as opened (losers included) can never be crowned again (§3.6 step 7)
-        for mh in RoundPayload.decode(s.block.payload).beacon.opened:
-            if self.store.meta_get(P_OMODEL + mh) is None:
-                extra[P_OMODEL + mh] = u32(h.height)
+                    initial.append(model_hash(m.champion))
+        # champions, models recorded opened, first listings, unbond requests (consensus.engine._index)
+        beacon = RoundPayload.decode(s.block.payload).beacon
+        extra.update(self.index.connect_extra(s.block, beacon, tuple(initial)))
         return extra
 
     def _unchampion(self, tip: Header) -> dict[bytes, bytes | None]:
-        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(tip.height): None, P_CMODEL + tip.model_hash: None,
-                                            **self.book.registry_extra(tip.height, None)}
+        block = need(self.store.get_block(tip.hash), f"tip block {tip.hash.hex()}")
+        initial = tuple(model_hash(m.champion) for m in self._activated(block) if isinstance(m, TaskAnnouncement))
+        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(tip.height): None,
+                                            **self.book.registry_extra(tip.height, None),
+                                            **self.index.disconnect_extra(block, initial)}
         rec = record_at(self.store, tip.height)
-        if rec is not None:
+        if rec is not None:              # the champion lineage's index keys go with the record (same batch)
             extra.update(unindex_extra(rec))
-        raw = self.store.get_payload(tip.hash)
-        if raw is not None:
-            for mh in RoundPayload.decode(raw).beacon.opened:
-                if self.store.meta_get(P_OMODEL + mh) == u32(tip.height):
-                    extra[P_OMODEL + mh] = None
         return extra
+
+    @staticmethod
+    def _activated(block: Block) -> list[object]:
+        if not block.payload:
+            return []
+        return [decode_task_message(raw) for raw in RoundPayload.decode(block.payload).activations]
 
     def _switch_to(self, s: ScoredBlock, state: tuple[bytes, int] | None = None) -> None:
         """Make ``s`` (a candidate of the current round, child of F) the tip."""
@@ -440,27 +441,35 @@ class Engine(TaskQueries):
         extra = self._champion_extra(s)
         if state is not None:
             extra.update(self._state_extra(*state))
-        self.store.connect_block(s.block, self.genesis.ledger_params, extra=extra, moves=s.moves)
-
-    def _is_past_champion(self, model_hash: bytes) -> bool:
-        """A champion or a recorded opened model of the final chain (§3.6 step 7)."""
-        for prefix in (P_CMODEL, P_OMODEL):
-            raw = self.store.meta_get(prefix + model_hash)
-            # an index entry from the current round's tip (a sibling, not an ancestor) does not count
-            if raw is not None and int.from_bytes(raw, "big") <= self._final.height:
-                return True
-        return False
+        ledger = self.genesis.ledger_params
+        if s.reward is not None:
+            ledger = dataclasses.replace(ledger, block_reward=s.reward)
+        self.store.connect_block(s.block, ledger, extra=extra, moves=s.moves)
 
     def add_block(self, block: Block) -> BlockVerdict:
-        """Validate ``block`` and apply fork choice; never raises RuleError (the verdict carries the code)."""
+        """Validate ``block`` and apply fork choice; never raises RuleError (the verdict carries the code). A
+        copy whose unbound bytes are wrong gets ``corrupt`` and changes nothing here: the block's genuine copy
+        is judged on its own when it comes (PROTOCOL §3.6: identity). ``refetch`` names parked copies that
+        connecting this block found corrupt."""
+        verdict = self._add_block(block)
+        if self._refetch:
+            verdict = dataclasses.replace(verdict, refetch=tuple(self._refetch))
+            self._refetch = []
+        return verdict
+
+    def _add_block(self, block: Block) -> BlockVerdict:
         h = block.header
         if h.hash in self._candidates or h.hash == self._final.hash or (
                 self.store.is_main_chain(h.hash)):
             return BlockVerdict("known", h.hash)
         try:
-            payload = decode_payload(block, self.genesis)
+            payload = check_copy(block, self.genesis)    # the copy rules that need no chain state
             self.add_beacon(payload.beacon)  # may move finality forward (a syncing node learns anchors here)
+        except CorruptCopy as err:
+            return BlockVerdict("corrupt", h.hash, err.code, err.message)
         except RuleError as err:
+            if err.code == "equivocation":   # a second keyholder-signed beacon: not this round's block
+                return BlockVerdict("corrupt", h.hash, err.code, err.message)
             return BlockVerdict("rejected", h.hash, err.code, err.message)
         if h.round < self._round or (h.round == self._round and h.prev_hash != self._final.hash
                                      and self.store.get_header(h.prev_hash) is not None):
@@ -469,9 +478,11 @@ class Engine(TaskQueries):
             return self._park(block)
         try:
             scored = validate_block(block, genesis=self.genesis, store=self.store, beacon=self.beacon(h.round),
-                                    is_past_champion=self._is_past_champion, cache=self.cache, book=self.book)
+                                    index=self.index, cache=self.cache, book=self.book)
         except OrphanBlock:
             return self._park(block)
+        except CorruptCopy as err:
+            return BlockVerdict("corrupt", h.hash, err.code, err.message)
         except RuleError as err:
             if err.code == "not-better-than-champion":  # every other rule held: a correct opening
                 self._record_opening(block, payload)
@@ -494,24 +505,29 @@ class Engine(TaskQueries):
                 if b.header.prev_hash == self._final.hash and b.header.round == self._round]
 
     def _park(self, block: Block) -> BlockVerdict:
-        size = _parked_size(block)
-        held = sum(map(_parked_size, self._orphans.values()))
-        while self._orphans and (len(self._orphans) >= MAX_ORPHANS or held + size > MAX_ORPHAN_BYTES):
-            held -= _parked_size(self._orphans.pop(next(iter(self._orphans))))   # the oldest goes first
-        self._orphans[block.hash] = block
+        """Keep an orphan (an intact copy so far: check_copy passed) until its parent or anchor arrives; the
+        first copy of a header hash stays (a later one is judged against it only if it turns out corrupt). The
+        parked blocks are bounded in number and in bytes together; the oldest go first."""
+        if block.hash not in self._orphans:
+            size = _parked_size(block)
+            held = sum(map(_parked_size, self._orphans.values()))
+            while self._orphans and (len(self._orphans) >= MAX_ORPHANS or held + size > MAX_ORPHAN_BYTES):
+                held -= _parked_size(self._orphans.pop(next(iter(self._orphans))))
+            self._orphans[block.hash] = block
         return BlockVerdict("orphan", block.hash, missing=block.header.prev_hash)
 
     def _advance_and_collect(self) -> tuple[bytes, ...]:
         before = set(self._orphans)
         self._advance()
-        return tuple(h for h in before if h not in self._orphans)
+        return tuple(h for h in before if h not in self._orphans and h not in self._refetch)
 
     def _retry_orphans(self) -> None:
         ready = [b for b in self._orphans.values()
                  if b.header.prev_hash == self._final.hash and b.header.round == self._round]
         for block in ready:
             self._orphans.pop(block.hash, None)
-            self.add_block(block)
+            if self._add_block(block).status == "corrupt":
+                self._refetch.append(block.hash)
         stale = [hsh for hsh, b in self._orphans.items() if b.header.round < self._round]
         for hsh in stale:
             del self._orphans[hsh]
@@ -532,9 +548,12 @@ class Engine(TaskQueries):
         except RuleError as err:
             raise RuleError("no-open-round", f"round {r} is not ready here: {err.message}") from None
         task_id, index = notice.served
-        moves = moves_for(self.genesis, notice) + adv.moves + payout_move(adv.before, task_id, miner_pubkey)
-        tpl = build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, ts, moves)
-        return dataclasses.replace(tpl, task_id=task_id, shard_index=index,
+        releases = self.releases(notice.settlement.last)
+        moves = (moves_for(self.genesis, notice, releases) + adv.moves
+                 + payout_move(adv.before, task_id, miner_pubkey))
+        reward = minted_reward(adv.before, task_id, self.genesis.params.block_reward)
+        tpl = build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, ts, moves, reward=reward)
+        return dataclasses.replace(tpl, task_id=task_id, shard_index=index, stake=self.stake(miner_pubkey),
                                    champion_model_hash=adv.before.tasks[task_id].champion.model_hash)
 
 

@@ -27,16 +27,18 @@ from consensus.protocol.registry import (
     advance,
     genesis_registry,
 )
+from consensus.protocol.release import SealedShard, vrf_point
 from consensus.protocol.tasks import (
     TaskAnnouncement,
     TaskExtension,
     TaskMessage,
     check_batch_material,
     decode_task_message,
+    escrow_account,
 )
 from ml.errors import MLError
 from ml.model import decode_model
-from ml.shards import MAX_GENERATED_SHARD_BYTES, SALT_SIZE, SECRET_OVERHEAD, PublicTask
+from ml.shards import MAX_GENERATED_SHARD_BYTES, SALT_SIZE, SECRET_OVERHEAD, PublicTask, vrf_labels
 
 MAX_POOL = 256            # validated task messages waiting for activation (governance-signed: few)
 BLOCK_HEADROOM = 256 << 10   # room a block keeps for its header, txs, model and beacon next to task messages
@@ -54,11 +56,14 @@ class TaskBook:
         self.store = store
         self.genesis = genesis
         g = genesis.header
+        escrow = dict(genesis.allocations).get(escrow_account(0), 0)
         self._genesis_registry = genesis_registry(
-            genesis.hash, genesis.n_rounds, ChampionRecord(g.hash, 0, 0, g.miner, g.model_hash, 0, 0, 0, 0))
+            genesis.hash, genesis.n_rounds, ChampionRecord(g.hash, 0, 0, g.miner, g.model_hash, 0, 0, 0, 0),
+            sponsor=genesis.sponsor, bounty=escrow, per_crowning=genesis.per_crowning)
         self._msgs: OrderedDict[bytes, TaskMessage] = OrderedDict()
         self._packages: OrderedDict[tuple[int, tuple[tuple[bytes, int], ...]], PublicTask] = OrderedDict()
         self._decoded: OrderedDict[bytes, PublicTask] = OrderedDict()
+        self._sealed: OrderedDict[bytes, tuple[SealedShard, ...]] = OrderedDict()
 
     # ------------------------------------------------------------ registries
 
@@ -157,16 +162,27 @@ class TaskBook:
                 decode_model(msg.champion, package.spec, g.model_caps)
             except MLError as exc:
                 raise RuleError("bad-task", f"initial champion: {exc}") from None
-        # the committee's share commitments for the new shards (§3.14): every member can check the shares it
-        # will release for them; a single-keyholder chain carries none
-        check_batch_material(g, msg.keyholder_material, self.shard_count(msg))
+        # the new shards' keys sealed to the committee (§3.14), none for a VRF-generated task or a
+        # single-keyholder chain
+        vrf = self.decoded_package(msg).vrf if isinstance(msg, TaskAnnouncement) else msg.vrf
+        check_batch_material(g, msg.keyholder_material, self.shard_count(msg), vrf=vrf)
 
     def check_extension_fits(self, msg: TaskExtension, registry: Registry) -> None:
         """An extension of a generated task keeps its ciphertexts within the generated-shard bound."""
         t = registry.task(msg.task_id)
         if t is None:
             raise RuleError("unknown-task", f"no task {msg.task_id}")
-        if self.package_of(t).generated:
+        package = self.package_of(t)
+        if package.vrf:
+            assert package.world is not None
+            labels = vrf_labels(package.world, package.shard_size, t.shards_total + 1, len(msg.commitments))
+            if not msg.vrf or tuple(msg.commitments) != labels:
+                raise RuleError("bad-task", f"task {t.task_id} is VRF-generated: an extension lists the labels of "
+                                            f"shards {t.shards_total + 1}… and seals nothing")
+            return
+        if msg.vrf or any(len(ct) <= SECRET_OVERHEAD + SALT_SIZE for ct in msg.ciphertexts):
+            raise RuleError("bad-task", f"task {t.task_id}'s shards are sealed: every ciphertext holds one")
+        if package.generated:
             cap = SECRET_OVERHEAD + SALT_SIZE + MAX_GENERATED_SHARD_BYTES
             if any(len(ct) > cap for ct in msg.ciphertexts):
                 raise RuleError("bad-task", "a ciphertext is too long for a generated shard")
@@ -236,6 +252,37 @@ class TaskBook:
         while len(self._packages) > 8:
             self._packages.popitem(last=False)
         return hit
+
+    def round_secret(self, t: TaskRecord, index: int, extra: Mapping[bytes, TaskMessage] = {}
+                     ) -> tuple[bytes, SealedShard | None]:
+        """(the round's point, the sealed key or None) of shard ``index`` of task ``t`` on a committee chain
+        (§3.14): the VRF point of (chain, task, shard) for a VRF-generated task, else the sponsor's sealed key of
+        that shard, from the batch that brought it (genesis's, the announcement's or an extension's)."""
+        g = self.genesis
+        if g.committee is None:
+            raise RuleError("bad-key-share", "this chain has no keyholder committee")
+        package = self.package_of(t, extra)
+        if package.vrf:
+            return vrf_point(g.hash, t.msg_hash, index), None
+        _, msg_hash, first = t.batch_of(index)
+        sealed: tuple[SealedShard, ...] | None
+        if msg_hash == g.hash:
+            sealed = g.sealed
+        else:
+            sealed = self._sealed.get(msg_hash)
+            if sealed is None:
+                msg = extra.get(msg_hash) or self.message(msg_hash)
+                if msg is None:
+                    raise RuleError("missing-activation", f"task message {msg_hash.hex()[:16]} is not known")
+                sealed = check_batch_material(g, msg.keyholder_material, self.shard_count(msg)) or ()
+                self._sealed[msg_hash] = sealed
+                while len(self._sealed) > 16:
+                    self._sealed.popitem(last=False)
+        assert sealed is not None
+        if not 0 <= index - first < len(sealed):
+            raise RuleError("bad-key-share", f"no sealed key for shard {index} of task {t.task_id}")
+        item = sealed[index - first]
+        return item.point, item
 
     def champion_model(self, t: TaskRecord, extra: Mapping[bytes, TaskMessage] = {}) -> bytes:
         """The model bytes of task ``t``'s champion (a crowned block's model, or the announcement's)."""

@@ -1,10 +1,12 @@
-"""Block validity for a round (PROTOCOL §3.6) against a chain store: parent, height, round and time, stake,
-the schedule (§3.13), txs and state root after the bond settlement (§3.9), model hash and caps, duplicate
-models, the shard against its commitment, and the crowning test (consensus.protocol.stats) by scoring the
-model.
+"""Block validity for a round (PROTOCOL §3.6) against a chain store: the copy rules (consensus.protocol.rules.
+check_copy), then the listing and its claim, parent, height, round and time, stake (the bond account), the
+schedule (§3.13), the settlement window, txs and state root after the settlement (§3.9), model caps, whose
+model it is (champions, opened models, first listings: ``check_attribution``), the shard against its
+commitment, and the crowning test (consensus.protocol.stats: sign test and margin) by scoring the model.
 
-``validate_block`` runs the checks in the order of §3.6 — cheap ones (sizes, signatures, hashes) first, the
-model scoring last — and raises chain.errors.RuleError with the stable reject code of the first broken rule. A
+``validate_block`` runs the checks in the order of §3.6 — copy rules first, then cheap ones, the model scoring
+last — and raises ``CorruptCopy`` when a copy's unbound bytes are wrong (the payload's b, c and bar included,
+checked after scoring), else chain.errors.RuleError with the stable reject code of the first broken rule. A
 block whose parent is unknown is not invalid: ``OrphanBlock`` says so. ``ScoringCache`` keeps the opened
 shards and the champion's per-row results a round's blocks share. Everything that decides is integers.
 
@@ -13,21 +15,33 @@ order), fork choice or finality (the engine), or write anything.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Mapping
 
 import numpy as np
 
-from chain.address import address_of
-from chain.block import Block, Header, model_hash, tx_root
+from chain.block import Block, Header, model_hash
 from chain.errors import PopError, RuleError, StoreError
 from chain.store import ChainStore
+from consensus.engine._index import CONTESTED, ChainIndex
 from consensus.engine._taskbook import TaskBook
 from consensus.protocol.genesis import Genesis
-from consensus.protocol.messages import Beacon
-from consensus.protocol.registry import ChampionRecord, payout_move
-from consensus.protocol.rules import ScoredBlock, crowning_bar, decode_payload, moves_for, timestamp_window
-from consensus.protocol.stats import accepts
+from consensus.protocol.messages import Beacon, Settlement, possession
+from consensus.protocol.registry import ChampionRecord, TaskRecord, minted_reward, payout_move
+from consensus.protocol.release import check_release
+from consensus.protocol.rules import (
+    CorruptCopy,
+    ScoredBlock,
+    check_copy,
+    check_header,
+    crowning_bar,
+    moves_for,
+    timestamp_window,
+)
+from consensus.protocol.settlement import bond_of
+from consensus.protocol.stats import crowns
+from consensus.protocol.tasks import TaskMessage
 from ml.blobs import BlobUnavailable
 from ml.errors import MLError, ShardError
 from ml.model import Model, decode_model
@@ -35,7 +49,7 @@ from ml.score import Features, paired, prepare, score
 from ml.shards import PublicTask, open_shard
 from ml.task import Dataset
 
-__all__ = ["BlobPending", "OrphanBlock", "ScoringCache", "validate_block"]
+__all__ = ["BlobPending", "OrphanBlock", "ScoringCache", "check_attribution", "check_round_release", "validate_block"]
 
 
 class OrphanBlock(PopError):
@@ -109,37 +123,35 @@ _default_cache = ScoringCache()
 # ---------------------------------------------------------------- validate_block
 
 
-def _walk_champion_hashes(store: ChainStore, parent: Header) -> Callable[[bytes], bool]:
-    """Fallback for ``is_past_champion``: walk the parent's ancestry (the engine passes an index instead)."""
-    seen = set()
-    header: Header | None = parent
-    while header is not None:
-        seen.add(header.model_hash)
-        header = None if header.height == 0 else store.get_header(header.prev_hash)
-    return seen.__contains__
-
-
-def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
-                   beacon: Beacon | None = None, is_past_champion: Callable[[bytes], bool] | None = None,
-                   cache: ScoringCache | None = None, book: TaskBook | None = None) -> ScoredBlock:
-    """Every rule of §3.6, cheap first. ``beacon`` (optional) is the node's accepted beacon for the round:
-    the payload's beacon must carry the same content. ``book`` holds the chain's task messages and registries
-    (the engine's; a fresh one on ``store`` if None). Raises RuleError(code) or OrphanBlock."""
+def validate_block(block: Block, *, genesis: Genesis, store: ChainStore, beacon: Beacon | None = None,
+                   index: ChainIndex | None = None, cache: ScoringCache | None = None,
+                   book: TaskBook | None = None) -> ScoredBlock:
+    """Every rule of §3.6, the copy rules first, then cheap rules before scoring. ``beacon`` (optional) is the
+    node's accepted beacon for the round: the payload's beacon must carry the same content. ``index`` is the
+    engine's (champions, opened models, first listings, unbond requests; a fresh one on ``store`` if None),
+    ``book`` its task book. Raises CorruptCopy (this copy's unbound bytes are wrong: not a verdict on the
+    block), RuleError(code) (the block is invalid: every intact copy gets the same code) or OrphanBlock."""
     cache = cache or _default_cache
     book = book or TaskBook(store, genesis)
+    index = index or ChainIndex(store)
     params = genesis.params
     h = block.header
-    # 1. size (the node decoded the bytes; re-encoding gives the canonical size)
+    # 1. the copy: size (re-encoding gives the canonical size), then every byte the header hash does not bind
     size = len(block.encode())
     if size > params.max_block_bytes:
-        raise RuleError("block-too-large", f"{size} bytes, cap {params.max_block_bytes}")
-    payload = decode_payload(block, genesis)  # 1-2
+        raise CorruptCopy("block-too-large", f"{size} bytes, cap {params.max_block_bytes}")
+    payload = check_copy(block, genesis)
     beacon_in = payload.beacon
     if beacon is not None and beacon.sighash != beacon_in.sighash:
-        raise RuleError("bad-beacon", f"payload beacon differs from the accepted beacon of round {h.round}")
-    # 3. sealed entry and anchor
-    if (h.hash, h.miner) not in beacon_in.listed:
+        raise CorruptCopy("bad-beacon", f"payload beacon differs from the accepted beacon of round {h.round}")
+    # 2. the header's own fields
+    check_header(block, genesis)
+    # 3. sealed entry, its claim, and anchor
+    item = beacon_in.listing_of(h.hash)
+    if item is None or item[1] != h.miner:
         raise RuleError("not-entered", f"header {h.hash.hex()[:16]} by this miner is not listed in beacon {h.round}")
+    if item[2] != h.model_hash or item[3] != possession(h.miner, block.model):
+        raise RuleError("bad-claim", "the listed model hash or proof of possession does not match the block")
     if h.prev_hash != beacon_in.anchor_hash:
         raise RuleError("bad-anchor", "prev_hash is not the beacon's anchor")
     # 4. parent, height, round, time
@@ -150,55 +162,56 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
         raise RuleError("bad-height", f"height {h.height} after parent height {parent.height}")
     if not parent.round < h.round:
         raise RuleError("bad-round", f"round {h.round} after parent round {parent.round}")
-    if beacon_in.time_ms // 1000 < parent.timestamp:
-        raise RuleError("bad-beacon", "beacon time is before its anchor's timestamp")
     lo, hi = timestamp_window(params, beacon_in, parent)
     if not lo <= h.timestamp <= hi:
         raise RuleError("bad-timestamp", f"timestamp {h.timestamp} outside [{lo}, {hi}] (after the parent, "
                                          f"within the beacon's keyholder times ± {params.time_slack_s} s)")
-    # 5. miner signature and stake
-    if not h.verify_signature():
-        raise RuleError("bad-header-sig", "miner signature does not verify")
+    # 5. stake (the miner's bond account at the parent) and the schedule
     try:
-        stake = store.state_view(h.prev_hash).get_account(address_of(h.miner)).balance
+        stake = store.state_view(h.prev_hash).get_account(bond_of(h.miner)).balance
     except StoreError:
         raise RuleError("stale-parent", "parent is no longer on the main chain within reach") from None
-    if stake < params.entry_bond:
-        raise RuleError("insufficient-stake", f"miner balance {stake} < the entry bond {params.entry_bond}")
-    # 5b. the schedule (§3.13): the activations it carries and the void rounds since the anchor give the
-    # (task, shard) this round serves; the beacon must name exactly that
+    if stake < params.entry_bond or index.unbonding(h.miner, parent.height):
+        raise RuleError("insufficient-stake", f"miner bond {stake} < the entry bond {params.entry_bond}, or its "
+                                              f"bond is being released")
+    # the schedule (§3.13): the activations it carries and the void rounds since the anchor give the (task,
+    # shard) this round serves; the beacon must name exactly that
     messages = book.payload_messages(payload.activations, beacon_in.activations)
     adv = book.advance(book.registry_at(parent), parent, h.round, beacon_in.activations, messages)
     if adv.served != beacon_in.served:
         raise RuleError("bad-schedule", f"round {h.round} serves {adv.served}, the beacon says {beacon_in.served}")
-    task_id, index = beacon_in.served
+    task_id, index_in_task = beacon_in.served
     task_rec = adv.before.tasks[task_id]
     task = book.package_of(task_rec, messages)
-    # 6. txs and state root (the ledger rules and their codes come from chain.state)
-    ledger = genesis.ledger_params
+    if h.miner == task_rec.sponsor:
+        raise RuleError("sponsor-entry", f"the sponsor of task {task_id} cannot enter it (it knows its rows)")
+    # 6. settlement window, txs and state root (the ledger rules and their codes come from chain.state); a
+    # sponsored task's crowning mints nothing (§3.9): it is paid from the task's escrow and fees
+    settlement = beacon_in.settlement
+    if settlement.first != index.settled_through(parent) + 1:
+        raise RuleError("bad-settlement", f"settlement starts at round {settlement.first}, the parent settled "
+                                          f"through round {index.settled_through(parent)}")
+    reward = minted_reward(adv.before, task_id, genesis.params.block_reward)
+    ledger = dataclasses.replace(genesis.ledger_params, block_reward=reward)
     if len(block.txs) > ledger.max_block_txs:
         raise RuleError("too-many-txs", f"{len(block.txs)} txs, limit {ledger.max_block_txs}")
-    if tx_root(block.txs) != h.tx_root:
-        raise RuleError("bad-tx-root", "tx root does not match the txs")
-    moves = moves_for(genesis, beacon_in) + adv.moves + payout_move(adv.before, task_id, h.miner)
+    moves = (moves_for(genesis, beacon_in, index.releases(parent, settlement.last)) + adv.moves
+             + payout_move(adv.before, task_id, h.miner))
     delta = store.preview_txs(h.prev_hash, h.miner, block.txs, ledger, moves)
     if delta.state_root != h.state_root:
         raise RuleError("bad-state-root", "state root does not match the state after settlement + txs + reward + fees")
-    # 7. model
-    if model_hash(block.model) != h.model_hash:
-        raise RuleError("bad-model-hash", "model bytes do not hash to header.model_hash")
+    # 7. model: caps, and whose it is
     if len(block.model) > params.model_max_bytes:
         raise RuleError("model-too-large", f"{len(block.model)} bytes, cap {params.model_max_bytes}")
     try:
         challenger: Model = decode_model(block.model, task.spec, genesis.model_caps)
     except MLError as exc:
         raise RuleError("bad-model", str(exc)) from None
-    past = is_past_champion or _walk_champion_hashes(store, parent)
-    if past(h.model_hash) or h.model_hash in beacon_in.opened:
-        raise RuleError("duplicate-model", "model is byte-identical to a champion or to a model opened earlier")
-    # 8. shard
+    check_attribution(h, settlement, index, parent.height)
+    # 8. shard: on a committee chain the beacon's key is what its release combines to (§3.14), then it opens
+    check_round_release(genesis, book, beacon_in, task_rec, messages)
     try:
-        shard = cache.shard(task, index, beacon_in.shard_key)
+        shard = cache.shard(task, index_in_task, beacon_in.shard_key)
     except BlobUnavailable as exc:
         # §3.15: the shard's blob is not on this node yet -- the block is neither valid nor invalid here until
         # it is fetched: parked like an orphan, never rejected (rejecting would split us from nodes that have it)
@@ -206,20 +219,58 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore,
     except ShardError as exc:
         raise RuleError("bad-shard-commitment", str(exc)) from None
     # 9. the crowning test against the champion of the round's task: exact sign test, Bonferroni over the
-    # m listed entries
+    # m listed entries, and the margin of min_gain_bp basis points of the shard's rows
     champion_bytes = book.champion_model(task_rec, messages)
-    champion_ok = cache.champion_correct(genesis, champion_bytes, task, index, beacon_in.shard_key)
-    features = cache.features(task, index, beacon_in.shard_key)  # the shard's X, prepared once per round
+    champion_ok = cache.champion_correct(genesis, champion_bytes, task, index_in_task, beacon_in.shard_key)
+    features = cache.features(task, index_in_task, beacon_in.shard_key)  # the shard's X, prepared once per round
     b, c = paired(score(challenger, features, shard.y).correct, champion_ok)
-    m = len(beacon_in.listed)
-    bar = crowning_bar(b, c, m, params)
+    m, rows = len(beacon_in.listed), len(shard.y)
+    bar = crowning_bar(b, c, m, params, rows)
     if (payload.b, payload.c, payload.bar) != (b, c, bar):
-        raise RuleError("bad-score", f"payload says b={payload.b} c={payload.c} bar={payload.bar}, "
-                                     f"recomputed b={b} c={c} bar={bar}")
-    if not accepts(b, c, m, params.alpha):
+        raise CorruptCopy("bad-score", f"payload says b={payload.b} c={payload.c} bar={payload.bar}, "
+                                       f"recomputed b={b} c={c} bar={bar}")
+    if not crowns(b, c, m, rows, params.alpha, params.min_gain_bp):
         why = (f"no outcome of {b + c} disagreements crowns with {m} entries" if bar == 0
-               else f"needs b >= {bar} of {b + c} (alpha {params.alpha_num}/{params.alpha_den} over {m} entries)")
+               else f"needs b >= {bar} of {b + c} (alpha {params.alpha_num}/{params.alpha_den} over {m} entries, "
+                    f"margin {params.min_gain_bp} bp of {rows} rows)")
         raise RuleError("not-better-than-champion", f"b={b} c={c}: {why}")
     record = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, b, c, bar, task_id)
     after = adv.before.consume(beacon_in.served).crown(task_id, record)
-    return ScoredBlock(block, b, c, bar, moves, task_id, after, tuple(messages[hh] for _, hh in beacon_in.activations))
+    return ScoredBlock(block, b, c, bar, moves, task_id, after, tuple(messages[hh] for _, hh in beacon_in.activations),
+                       reward)
+
+
+def check_round_release(genesis: Genesis, book: TaskBook, beacon: Beacon, task_rec: TaskRecord,
+                        messages: Mapping[bytes, TaskMessage] = {}) -> None:
+    """§3.4/§3.14: a committee chain's beacon carries t proven shares of the round's point that combine to its
+    shard key (RuleError("bad-key-share") naming the member whose share fails); a single-keyholder chain's
+    beacon carries none."""
+    if genesis.committee is None:
+        if beacon.release:
+            raise RuleError("bad-beacon", "a single keyholder's beacon carries no released shares")
+        return
+    if not beacon.release:
+        raise RuleError("bad-key-share", f"beacon {beacon.round} carries no released shares")
+    point, sealed = book.round_secret(task_rec, beacon.shard_index, messages)
+    check_release(genesis.committee, genesis.hash, point, beacon.release, sealed, beacon.shard_key)
+
+
+def check_attribution(h: Header, settlement: Settlement, index: ChainIndex, limit: int) -> None:
+    """§3.6 step 7 (duplicate-model): the model is no champion and was never recorded opened (on the chain up
+    to height ``limit``, or in this block's settlement), and no other key listed it first — by the earliest
+    round of its listings, from the index or from this block's settlement records (void rounds; a round there
+    may be older than any the index holds); listings in the block's own round do not count (nobody was
+    first)."""
+    mh = h.model_hash
+    if index.past_model(mh, limit) or mh in settlement.opened:
+        raise RuleError("duplicate-model", "model is byte-identical to a champion or to a model opened earlier")
+    first = index.first_listing(mh, limit)
+    recs = sorted((q, m) for q, m, rmh, _ in settlement.records if rmh == mh)
+    if recs and (first is None or recs[0][0] < first[0]):
+        # a settlement may carry rounds older than what the chain recorded so far (a long void streak is
+        # settled over several blocks): the earliest round wins, wherever it comes from
+        miners = {m for q, m in recs if q == recs[0][0]}
+        first = (recs[0][0], recs[0][1] if len(miners) == 1 else CONTESTED)
+    if first is not None and first[0] < h.round and first[1] != h.miner:
+        whose = "two keys" if first[1] == CONTESTED else f"key {first[1].hex()[:16]}"
+        raise RuleError("duplicate-model", f"model first listed by {whose} in round {first[0]}")

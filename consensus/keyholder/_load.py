@@ -1,108 +1,124 @@
 """Loading a keyholder from its secret file (PROTOCOL §3.10, §3.14): ``load_member`` builds the committee
-``Member`` of a member file with its ShareSource (``committee_shares``: Shamir shares checked against the
-commitments of the batch holding each shard, found by ``engine_locator``), or of a version-1 file holding one
-key (``WholeKeyShares``), or returns None when the single-process keyholder should run: ``load_keyholder``.
+``Member`` of a member file with its ShareSource (``GroupShares``: its share s_i of the committee's secret, the
+round's point found by ``engine_locator``), or returns None when the file is a single keyholder's
+(``load_keyholder``).
 
-What it does NOT do: decide when a share goes out (the Member), or the sharing arithmetic
-(consensus.protocol.shares).
+What it does NOT do: decide when a share goes out (the Member), or the arithmetic (consensus.protocol.release).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from chain.encoding import unpack
-from chain.errors import RuleError
+from chain.errors import DecodeError, RuleError
 from consensus.engine import Engine
 from consensus.keyholder._files import (
     MAX_FILE_SIZE,
     MEMBER_VERSION,
-    Locate,
-    committee_shares,
-    genesis_locator,
+    MemberSecret,
+    check_member,
     load_keyholder_file,
+    load_member_file,
 )
 from consensus.keyholder._member import Member
 from consensus.keyholder._single import Keyholder
-from consensus.protocol.shares import KeyholderMaterial
-from consensus.protocol.tasks import check_batch_material
-from ml.shards import SecretTask
+from consensus.protocol.dkg import CommitteeKey
+from consensus.protocol.release import (
+    Partial,
+    Release,
+    SealedShard,
+    check_partial,
+    combine,
+    make_partial,
+    shard_key_of,
+)
 
-__all__ = ["WholeKeyShares", "engine_locator", "load_keyholder", "load_member"]
+__all__ = ["GroupShares", "Locate", "engine_locator", "load_keyholder", "load_member"]
 
-
-class WholeKeyShares:
-    """Secret material of a member that holds the whole key (a version-1 keyholder file with one signing key):
-    its "share" is the key itself. Kept for committees dealt before key shares existed; a real committee
-    member holds Shamir shares (consensus.protocol.shares) and never a whole key."""
-
-    def __init__(self, secret: SecretTask) -> None:
-        self.secret = secret
-
-    def share_for(self, round: int) -> bytes:
-        return self.secret.key(round)
-
-    def check_share(self, member: int, round: int, share: bytes) -> None:
-        if share != self.secret.key(round):
-            raise RuleError("bad-key-share", f"member {member + 1}'s share of round {round} is not the key")
-
-    def combine(self, round: int, shares: Mapping[int, bytes]) -> bytes:
-        return self.secret.key(round)
+# round r -> (the round's point, the sealed key of a data shard or None)
+Locate = Callable[[int], tuple[bytes, SealedShard | None]]
 
 
 def engine_locator(engine: Engine) -> Locate:
-    """Round r → (keyholder material, shard commitment, leaf) of the shard round r serves (§3.13 schedule, from
-    notice r's anchor and activations): the genesis committee's material for the genesis batch, else the
-    material the announcement/extension bringing that batch carried (checked when it was stored, §3.14)."""
-    g = engine.genesis
-    genesis_only = genesis_locator(g)
-
-    def locate(r: int) -> tuple[KeyholderMaterial, bytes, int]:
+    """Round r → its point (§3.14), from the (task, shard) notice r names on its anchor (§3.13 fold)."""
+    def locate(r: int) -> tuple[bytes, SealedShard | None]:
         notice = engine.notice(r)
-        if notice is None and len(engine.registry().tasks) == 1:
-            return genesis_only(r)      # no notice yet, one task: round r can only serve genesis shard r
         anchor = engine.store.get_header(notice.anchor_hash) if notice is not None else None
         if notice is None or notice.idle or anchor is None:
-            raise RuleError("bad-key-share", f"round {r} serves no shard known here")
+            raise RuleError("missing-activation", f"round {r} serves no shard known here (yet)")
         book = engine.book
         task = book.advance(book.registry_at(anchor), anchor, r, notice.activations).before.tasks[notice.task_id]
-        _, msg_hash, first = task.batch_of(notice.shard_index)
-        material = g.committee if msg_hash == g.hash else None
-        if material is None:
-            msg = book.message(msg_hash)
-            if msg is None:
-                raise RuleError("bad-key-share", f"task message {msg_hash.hex()[:16]} of round {r} unknown here")
-            material = check_batch_material(g, msg.keyholder_material, book.shard_count(msg))
-        if material is None:
-            raise RuleError("bad-key-share", "this chain has no keyholder committee")
-        commitment = book.package_of(task).commitments[notice.shard_index - 1]
-        return material, commitment, notice.shard_index - first
+        return book.round_secret(task, notice.shard_index)
     return locate
 
 
+class GroupShares:
+    """A committee member's ShareSource (consensus.keyholder.Member): its partial of each round's point with
+    its proof, the check of another member's (members 0-based there, 1-based Shamir x here), and the
+    combination of t into the shard key and the beacon's release."""
+
+    def __init__(self, committee: CommitteeKey, genesis_hash: bytes, secret: MemberSecret, locate: Locate) -> None:
+        self.committee = committee
+        self.genesis_hash = genesis_hash
+        self.secret = secret
+        self.locate = locate
+        self._mine: dict[int, bytes] = {}
+
+    def holds(self, _shard: bytes) -> bool:
+        """A member's one share covers every shard the committee will ever reveal: nothing to install."""
+        return True
+
+    def share_for(self, round: int) -> bytes:
+        hit = self._mine.get(round)
+        if hit is None:
+            point, _ = self.locate(round)
+            hit = make_partial(self.committee, self.genesis_hash, self.secret.member, self.secret.share, point,
+                               os.urandom).encode()
+            self._mine = {r: v for r, v in self._mine.items() if r + 4 > round}
+            self._mine[round] = hit
+        return hit
+
+    def _checked(self, member: int, round: int, share: bytes) -> Partial:
+        try:
+            partial = Partial.decode(share)
+        except DecodeError as exc:
+            raise RuleError("bad-key-share", f"member {member + 1}'s share: {exc}") from None
+        if partial.member != member + 1:
+            raise RuleError("bad-key-share", f"a share of member {partial.member} sent as member {member + 1}'s")
+        point, _ = self.locate(round)
+        check_partial(self.committee, self.genesis_hash, point, partial)
+        return partial
+
+    def check_share(self, member: int, round: int, share: bytes) -> None:
+        self._checked(member, round, share)
+
+    def combine(self, round: int, shares: Mapping[int, bytes]) -> bytes:
+        """Round r's shard key from ≥ t checked shares."""
+        point, sealed = self.locate(round)
+        sigma = combine([Partial.decode(s) for s in shares.values()], self.committee.threshold)
+        return shard_key_of(self.committee, point, sigma, sealed)
+
+    def release(self, round: int, shares: Mapping[int, bytes]) -> bytes:
+        """The beacon's release: the t lowest members' partials."""
+        return Release.of([Partial.decode(s) for s in shares.values()], self.committee.threshold).encode()
+
+
 def load_member(secret_file: bytes, engine: Engine, datadir: Path | None = None) -> Member | None:
-    """The committee member a keyholder secret file makes, or None when the node should run the single-process
-    Keyholder instead (``load_keyholder``: a file holding ≥ threshold keys, or a 1-of-1 member file).
-    A version-2 member file (``keyholder-i.secret``) is checked against genesis first."""
+    """The committee member a keyholder secret file makes, or None when it is a single keyholder's file
+    (``load_keyholder``). A member file is checked against genesis first (RuleError("bad-key-share"))."""
     g = engine.genesis
     raw = unpack(secret_file, max_size=MAX_FILE_SIZE)
     if isinstance(raw, list) and raw and raw[0] == MEMBER_VERSION:
-        if g.threshold == 1:
-            return None
-        # the member file's shares plus <datadir>/key-shares/*.shares (tasks dealt later),
-        # each released share checked against the commitments of the batch holding its shard
-        member, shares = committee_shares(secret_file, g, datadir or Path(".") / "no-datadir",
-                                          locate=engine_locator(engine))
-        return Member(engine, member.keypair, shares)
-    secret, keypairs = load_keyholder_file(secret_file)
-    mine = [kp for kp in keypairs if kp.public in g.keyholders]
-    if len(mine) >= g.threshold:
-        return None
-    if len(mine) != 1:
-        raise ValueError(f"a committee member's file holds one genesis keyholder key, this one {len(mine)}")
-    if len(secret.keys) != g.n_rounds:
-        raise ValueError("secret package does not match the genesis task (round count differs)")
-    return Member(engine, mine[0], WholeKeyShares(secret))
+        secret = load_member_file(secret_file)
+        check_member(secret, g)
+        assert g.committee is not None
+        return Member(engine, secret.keypair, GroupShares(g.committee, g.hash, secret, engine_locator(engine)))
+    if g.committee is not None:
+        raise ValueError("this chain's keyholders are a committee: run a keyholder with its member file "
+                         "(written by 'popchain keyholder dkg')")
+    return None
 
 
 def load_keyholder(secret_file: bytes, engine: Engine) -> Keyholder:

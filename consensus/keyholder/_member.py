@@ -28,7 +28,7 @@ from chain.encoding import pack, unpack
 from chain.errors import PopError, RuleError
 from consensus._meta import P_MEMBER_ENTRY, P_MEMBER_SIGNED, u32
 from consensus.engine import Engine
-from consensus.keyholder._base import KeyholderBase
+from consensus.keyholder._base import MAX_CANDIDATES, KeyholderBase
 from consensus.keyholder._schedule import CommitteeSchedule
 from consensus.protocol.committee import (
     MAX_BODY_SIZE,
@@ -44,9 +44,10 @@ from consensus.protocol.committee import (
     make_msg,
     notice_body,
 )
+from consensus.protocol.listing import select_listing
 from consensus.protocol.messages import STATEMENT_VERSION, AnchorNotice, Beacon, Entry
 
-__all__ = ["Member", "Out", "Refusal", "ShareSource", "failover_ms"]
+__all__ = ["Fetch", "Member", "Out", "Refusal", "ShareSource", "failover_ms"]
 
 CLOCK_SLACK_MS = 2_000       # a proposed time may lie this far ahead of a member's clock
 ENTRY_GRACE_MS = 500         # an entry must have reached a member this long before the reveal to be "dropped"
@@ -58,11 +59,15 @@ def failover_ms(entry_window_s: int) -> int:
 
 
 class ShareSource(Protocol):
-    """This member's secret material for shard keys (wave3/shares: Shamir shares checked against genesis)."""
+    """This member's secret material (consensus.keyholder.GroupShares: its share of the committee's secret;
+    members 0-based): its proven share of round r's point, the check of another member's, and t of them
+    combined into the shard key and into the release the beacon carries."""
 
     def share_for(self, round: int) -> bytes: ...
     def check_share(self, member: int, round: int, share: bytes) -> None: ...   # RuleError("bad-key-share")
     def combine(self, round: int, shares: Mapping[int, bytes]) -> bytes: ...
+    def release(self, round: int, shares: Mapping[int, bytes]) -> bytes: ...
+    def holds(self, shard: bytes) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -74,14 +79,26 @@ class Refusal:
     reason: str
 
 
-Out = CommitteeMsg | AnchorNotice | Beacon | Evidence | Refusal
+@dataclass(frozen=True)
+class Fetch:
+    """Blocks this member lacks to judge a proposal like its proposer: the anchor, or openings the proposal
+    settles as opened that this member's node never recorded. The node asks its peers for them (by hash); once
+    they arrive the member's own view matches and it co-signs (PROTOCOL §3.10 liveness)."""
+    round: int
+    blocks: tuple[bytes, ...]
+
+
+Out = CommitteeMsg | AnchorNotice | Beacon | Evidence | Refusal | Fetch
+
+MAX_FETCH = 16               # block hashes one refused proposal may make a member ask for
 
 
 class Member(KeyholderBase):
     """One keyholder-committee member (see the module docstring)."""
 
-    def __init__(self, engine: Engine, keypair: Keypair, shares: ShareSource) -> None:
-        super().__init__(engine)
+    def __init__(self, engine: Engine, keypair: Keypair, shares: ShareSource, *,
+                 tie_secret: bytes | None = None) -> None:
+        super().__init__(engine, tie_secret=tie_secret)
         g = self.genesis
         if keypair.public not in g.keyholders:
             raise ValueError("this key is not one of the genesis keyholders")
@@ -98,6 +115,7 @@ class Member(KeyholderBase):
         self.proposals: dict[tuple[int, Kind], dict[int, tuple[CommitteeMsg, Body]]] = {}
         self._did: set[tuple[int, Kind, int]] = set()     # (round, kind, attempt) sent once
         self._judged: set[bytes] = set()                  # proposal ids already judged (refusals reported once)
+        self._checked: dict[bytes, tuple[int, bool]] = {}  # RELEASE id -> (round, its share's proof holds)
 
     # ------------------------------------------------------------ input
 
@@ -126,14 +144,14 @@ class Member(KeyholderBase):
             for key in [k for k in table if k[0] + 2 < r]:
                 del table[key]
         self._did = {d for d in self._did if d[0] + 2 >= r}
+        self._checked = {k: v for k, v in self._checked.items() if v[0] + 2 >= r}
 
     def on_entry(self, entry: Entry, now: float) -> bool:
         """An entry the node accepted: journal it for the open round (the E largest stakes). True if kept."""
         r = self.engine.open_round()
         if r == 0 or entry.round != r:
             return False
-        notice = self.engine.notice(r)
-        return self._keep_entry(entry, notice.forfeits if notice else (), pack([int(now * 1000), entry.encode()]))
+        return self._keep_entry(entry, pack([int(now * 1000), entry.encode()]))
 
     def accepted_entries(self, r: int) -> list[Entry]:
         return self.entries(r)
@@ -301,6 +319,9 @@ class Member(KeyholderBase):
                     if msg.id not in self._judged:
                         self._judged.add(msg.id)
                         out.append(Refusal(r, "notice", msg.signer, "bad-proposal", problem))
+                        wanted = self.missing_blocks(proposal)
+                        if wanted:
+                            out.append(Fetch(r, wanted))
                     continue
                 if self._wait_for_cosigner(msg, Kind.SIGN_NOTICE, proposal.sighash):
                     continue       # ours, not co-signed yet: another leader's proposal may be signable
@@ -349,14 +370,13 @@ class Member(KeyholderBase):
 
     def _fresh_notice(self, r: int, due: int) -> AnchorNotice:
         """The notice every member with this view computes alike: anchor = its tip, open time = when the phase
-        became due (the previous beacon's time + O; genesis time for round 1), never before the anchor. No clock
-        in it, so leaders of different attempts propose the same bytes and co-signatures cannot split."""
+        became due (the previous beacon's time + O; genesis time for round 1: always ≥ 1 s after the anchor's
+        reveal, and never a time a miner chose). No clock in it, so leaders of different attempts propose the
+        same bytes and co-signatures cannot split."""
         anchor = self.engine.tip()
-        opened_ms = max(due, anchor.timestamp * 1000)
-        models, forfeits = self.settlement(anchor.round, r)
         task_id, index, acts = self.tasks.schedule(anchor, r)
         return AnchorNotice(STATEMENT_VERSION, self.genesis.chain_id, r, anchor.hash, anchor.height,
-                            opened_ms + self.window_ms, tuple(models), tuple(forfeits), task_id, index, acts)
+                            due + self.window_ms, self.settlement(anchor, r), task_id, index, acts)
 
     def _notice_ok(self, notice: AnchorNotice, now_ms: int, due: int) -> str | None:
         try:
@@ -364,6 +384,27 @@ class Member(KeyholderBase):
         except RuleError as exc:
             return exc.message
         return None
+
+    def missing_blocks(self, notice: AnchorNotice) -> tuple[bytes, ...]:
+        """Hashes of blocks a proposed notice names that this member's engine lacks (at most MAX_FETCH): its
+        anchor, if unknown, and the listed blocks of the rounds still judged by this member's own view that the
+        notice settles as opened but this member never saw open."""
+        e = self.engine
+        out: list[bytes] = []
+        if notice.anchor_hash != e.final_hash() and self.store.get_header(notice.anchor_hash) is None and not any(
+                s.hash == notice.anchor_hash for s in e.candidates()):
+            out.append(notice.anchor_hash)
+        by_round: dict[int, set[bytes]] = {}
+        for q, miner, _, opened in notice.settlement.records:
+            if opened:
+                by_round.setdefault(q, set()).add(miner)
+        for q, miners in sorted(by_round.items()):
+            beacon = e.beacon(q)
+            if beacon is None or self.agreed_records(q) is not None:
+                continue
+            seen = e.openings(q)
+            out += [h for h, miner, *_ in beacon.listed if miner in miners and h not in seen]
+        return tuple(out[:MAX_FETCH])
 
     def check_notice(self, notice: AnchorNotice, now_ms: int, due: int) -> None:
         """Pass iff the notice is one this member may co-sign: its anchor is the final block (the round before
@@ -378,12 +419,11 @@ class Member(KeyholderBase):
             raise RuleError("bad-proposal", f"anchor {notice.anchor_hash.hex()[:16]} is neither the final block "
                                             f"nor a valid block of the previous round")
         opened_ms = notice.entry_deadline_ms - self.window_ms
-        if opened_ms != max(due, anchor.timestamp * 1000):
+        if opened_ms != due:
             raise RuleError("bad-proposal", f"open time {opened_ms}, the round became due at {due}")
         if opened_ms > now_ms + CLOCK_SLACK_MS:
             raise RuleError("bad-proposal", f"open time {opened_ms} is ahead of this member's clock {now_ms}")
-        models, forfeits = self.settlement(anchor.round, notice.round)
-        if (notice.opened, notice.forfeits) != (tuple(models), tuple(forfeits)):
+        if notice.settlement != self.settlement(anchor, notice.round):
             raise RuleError("bad-proposal", "settlement differs from this member's view of the openings")
         self.tasks.check_schedule(notice, anchor)
 
@@ -394,12 +434,14 @@ class Member(KeyholderBase):
         e = self.engine
         notice = e.notice(r)
         assert notice is not None
-        # 1. assemble a beacon from t co-signatures on one content
+        # 1. assemble a beacon from t co-signatures on one content, with the t proven shares it came from
         best = self._best(r, Kind.SIGN_BEACON)
         if best is not None:
             sigs = self._quorum(r, Kind.SIGN_BEACON, best.sighash)
-            if len(sigs) >= self.t:
-                beacon = replace(best, signatures=tuple(sorted((m.signer, b.sig) for m, b in sigs)))
+            shares, _ = self._released(r, self._released_draft(r, best))
+            if len(sigs) >= self.t and len(shares) >= self.t:
+                beacon = replace(best, signatures=tuple(sorted((m.signer, b.sig) for m, b in sigs)),
+                                 release=self.shares.release(r, shares))
                 return self._apply(e.add_beacon, beacon, "beacon")
         attempt = self.attempt(now_ms, due)
         mine = self.signed(b"b", r)
@@ -418,7 +460,7 @@ class Member(KeyholderBase):
                     content = seen
             content = content or self._fresh_draft(r, now_ms, notice)
             if content is not None:
-                listed = [held.get(m) or self._entries_for(content, r).get(m) for _, m in content.listed]
+                listed = [held.get(x[1]) or self._entries_for(content, r).get(x[1]) for x in content.listed]
                 if all(x is not None for x in listed):
                     raw = pack([content.encode(), [x.encode() for x in listed if x is not None]])
                     out.append(self._msg(Kind.PROPOSE_BEACON, r, attempt, raw))
@@ -430,7 +472,7 @@ class Member(KeyholderBase):
                 break
             try:
                 share = self.shares.share_for(r)
-            except RuleError as exc:   # e.g. its share file of a later task was never installed
+            except RuleError as exc:   # e.g. the round's task message is not known here yet
                 if msg.id not in self._judged:
                     self._judged.add(msg.id)
                     out.append(Refusal(r, "beacon", msg.signer, exc.code, f"no share to release: {exc.message}"))
@@ -466,38 +508,66 @@ class Member(KeyholderBase):
                 out.update({x.miner: x for x in body.entries})
         return out
 
+    def _released_draft(self, r: int, beacon: Beacon) -> Beacon:
+        """The draft the RELEASEs behind ``beacon`` co-signed: its content with the key zero and the listing of
+        every candidate (the beacon keeps the E largest stakes of them, §3.10), as pooled here."""
+        for _, b in self.pool.get((r, Kind.RELEASE), {}).values():
+            d = b.beacon
+            if d is not None and draft_of(replace(beacon, listed=d.listed)).sighash == d.sighash:
+                return d
+        return draft_of(beacon)
+
+    def _released(self, r: int, draft: Beacon) -> tuple[dict[int, bytes], list[Out]]:
+        """The valid shares released for ``draft`` (member index → share), and evidence against every member
+        whose released share fails its proof: its signed RELEASE is the proof anyone can check (§3.14)."""
+        shares: dict[int, bytes] = {}
+        out: list[Out] = []
+        for m, b in self._quorum(r, Kind.RELEASE, draft.sighash):
+            member = self.genesis.keyholders.index(m.signer)
+            known = self._checked.get(m.id)
+            if known is None:        # a proof costs ~4 scalar products: checked once per message
+                try:
+                    self.shares.check_share(member, r, b.share)
+                    known = (r, True)
+                except PopError as exc:
+                    if getattr(exc, "code", "bad-key-share") != "bad-key-share":
+                        continue     # the round's point is not known here yet: judge it later, blame nobody
+                    known = (r, False)
+                    out.append(Refusal(r, "share", m.signer, "bad-key-share", str(exc)))
+                    out.append(Evidence(r, m.signer, "bad-share", m.encode(), b""))
+                self._checked[m.id] = known
+            if known[1]:
+                shares[member] = b.share
+        return shares, out
+
     def _sign_full(self, r: int, draft: Beacon, attempt: int) -> list[Out]:
         if (r, Kind.SIGN_BEACON, attempt) in self._did:
             return []
-        shares: dict[int, bytes] = {}
-        for m, b in self._quorum(r, Kind.RELEASE, draft.sighash):
-            member = self.genesis.keyholders.index(m.signer)
-            try:
-                self.shares.check_share(member, r, b.share)
-            except PopError:
-                continue
-            shares[member] = b.share
+        shares, out = self._released(r, draft)
         if len(shares) < self.t:
-            return []
+            return out
         try:
             key = self.shares.combine(r, shares)
-            # the key must open the shard the round serves against its commitment
-            self.engine.cache.shard(self.tasks.served_package(draft), draft.shard_index, key)
         except PopError:
-            return []
+            return out
+        # the key is unique (t proven shares of one point): it is revealed whether or not its shard opens
+        # (a sponsor that sealed a wrong key spoils only its own round), so nothing here can wedge the round
         self._did.add((r, Kind.SIGN_BEACON, attempt))
-        full = replace(draft, shard_key=key, signatures=())
-        return [self._msg(Kind.SIGN_BEACON, r, attempt, pack([full.encode(), self.keypair.sign(full.sighash)]))]
+        # the listing: of the draft's candidates, the E largest stakes, ties by this key's slot values
+        listed = select_listing([(x, self.engine.stake(x[1])) for x in draft.listed], key,
+                                self.genesis.params.max_entries)
+        full = replace(draft, listed=listed, shard_key=key, signatures=())
+        return out + [self._msg(Kind.SIGN_BEACON, r, attempt, pack([full.encode(), self.keypair.sign(full.sighash)]))]
 
     def _fresh_draft(self, r: int, now_ms: int, notice: AnchorNotice) -> Beacon | None:
         held = self.entries(r)
         if not held:
             return None
         opened_ms = notice.entry_deadline_ms - self.window_ms
-        listed = tuple(sorted((x.header_hash, x.miner) for x in held))
+        listed = tuple(sorted(x.listing for x in held))      # every candidate: the key picks the E (§3.3)
         return Beacon(STATEMENT_VERSION, self.genesis.chain_id, r, notice.anchor_hash, opened_ms,
-                      max(now_ms, opened_ms), listed, ZERO_KEY, notice.opened, notice.forfeits,
-                      notice.task_id, notice.shard_index, notice.activations)
+                      max(now_ms, opened_ms), listed, ZERO_KEY, notice.settlement, notice.task_id,
+                      notice.shard_index, notice.activations)
 
     def _draft_ok(self, draft: Beacon, entries: Mapping[bytes, Entry], now_ms: int,
                   notice: AnchorNotice) -> tuple[str, str, bytes] | None:
@@ -511,26 +581,28 @@ class Member(KeyholderBase):
 
     def check_draft(self, draft: Beacon, entries: Mapping[bytes, Entry], now_ms: int, notice: AnchorNotice) -> None:
         """Pass iff this member may co-sign the draft: the round's anchor, open time and settlement, a sane
-        reveal time, 1..E listed entries that verify from their bytes (engine entry rule, bond cover), and no
-        entry this member holds left out although it ranks among the E largest stakes. Else RuleError:
-        "bad-proposal", or "dropped-entry" (evidence against the proposer)."""
+        reveal time, 1..MAX_CANDIDATES candidates that verify from their bytes (engine entry rule, bond cover),
+        and no entry this member holds left out although it outranks a candidate by stake (or the draft had
+        room). Else RuleError: "bad-proposal", or "dropped-entry" (evidence against the proposer)."""
         g = self.genesis
         opened_ms = notice.entry_deadline_ms - self.window_ms
         if draft.anchor_hash != notice.anchor_hash or draft.opened_ms != opened_ms:
             raise RuleError("bad-proposal", "anchor or open time differs from the round's notice")
-        if (draft.opened, draft.forfeits, draft.task_id, draft.shard_index, draft.activations) != (
-                notice.opened, notice.forfeits, notice.task_id, notice.shard_index, notice.activations):
+        if (draft.settlement, draft.task_id, draft.shard_index, draft.activations) != (
+                notice.settlement, notice.task_id, notice.shard_index, notice.activations):
             raise RuleError("bad-proposal", "settlement differs from the round's notice")
         if not notice.entry_deadline_ms <= draft.time_ms <= now_ms + CLOCK_SLACK_MS:
             raise RuleError("bad-proposal", f"reveal time {draft.time_ms} before the deadline or ahead of the clock")
-        if not 1 <= len(draft.listed) <= g.params.max_entries:
-            raise RuleError("bad-proposal", f"{len(draft.listed)} entries listed")
-        owed = dict(notice.forfeits)
-        for header_hash, miner in draft.listed:
+        if not 1 <= len(draft.listed) <= MAX_CANDIDATES:
+            raise RuleError("bad-proposal", f"{len(draft.listed)} candidates listed")
+        owed = self.owed(draft.round)
+        for item in draft.listed:
+            miner = item[1]
             x = entries.get(miner)
-            if x is None or x.header_hash != header_hash:
+            if x is None or x.listing != item:
                 raise RuleError("bad-proposal", "a listed entry's bytes are missing")
             self.engine.check_entry(x)
+            self.check_claim(x)
             if self.engine.stake(miner) < g.params.entry_bond * (1 + owed.get(miner, 0)):
                 raise RuleError("bad-proposal", "a listed entry's stake does not cover its bonds")
         dropped = self.dropped_entry(draft, entries)
@@ -539,13 +611,14 @@ class Member(KeyholderBase):
                                              f"{dropped.miner.hex()[:16]} that this member holds")
 
     def dropped_entry(self, draft: Beacon, entries: Mapping[bytes, Entry]) -> Entry | None:
-        """An entry this member held ENTRY_GRACE_MS before the draft's reveal time that the listing should
-        have kept, or None (one that reached this member just before the reveal may not have reached the
-        leader yet: an honest race, not evidence)."""
-        listed = {m for _, m in draft.listed}
-        ranks = sorted(self._rank(x) for m, x in entries.items() if m in listed)
-        floor = ranks[0] if ranks and len(listed) >= self.genesis.params.max_entries else None
+        """An entry this member held ENTRY_GRACE_MS before the draft's reveal time that the candidates should
+        have kept — the draft had room, or the entry's stake is larger than a candidate's — or None. One that
+        reached this member just before the reveal may not have reached the leader yet (an honest race), and
+        equal stakes at a full draft's floor are each holder's secret tie: neither is evidence."""
+        listed = {x[1] for x in draft.listed}
+        stakes = sorted(self.engine.stake(m) for m in listed)
+        floor = stakes[0] if stakes and len(listed) >= MAX_CANDIDATES else None
         for x in self.entries(draft.round, before_ms=draft.time_ms - ENTRY_GRACE_MS):
-            if x.miner not in listed and (floor is None or self._rank(x) > floor):
+            if x.miner not in listed and (floor is None or self.engine.stake(x.miner) > floor):
                 return x
         return None

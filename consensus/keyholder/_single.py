@@ -29,6 +29,7 @@ from consensus.engine import Engine, activation_budget
 from consensus.keyholder._base import KeyholderBase
 from consensus.protocol.messages import (
     MAX_ACTIVATIONS,
+    MAX_NOTICE_SIZE,
     AnchorNotice,
     Beacon,
     Entry,
@@ -59,8 +60,9 @@ class Keyholder(KeyholderBase):
     """The single keyholder: one process holding at least the genesis threshold of signing keys and every shard
     key (see the module docstring)."""
 
-    def __init__(self, engine: Engine, secret: SecretTask | bytes, keypairs: Sequence[Keypair]) -> None:
-        super().__init__(engine)
+    def __init__(self, engine: Engine, secret: SecretTask | bytes, keypairs: Sequence[Keypair], *,
+                 tie_secret: bytes | None = None) -> None:
+        super().__init__(engine, tie_secret=tie_secret)
         self.secret = SecretTask.decode(secret) if isinstance(secret, bytes) else secret
         self.keypairs = tuple(keypairs)
         mine = {kp.public for kp in self.keypairs} & set(self.genesis.keyholders)
@@ -142,7 +144,7 @@ class Keyholder(KeyholderBase):
         if not items:
             return None
         key, value = items[0]
-        opened_ms, notice = unpack(value, max_size=1 << 16)
+        opened_ms, notice = unpack(value, max_size=MAX_NOTICE_SIZE + 64)
         return int.from_bytes(key[-4:], "big"), opened_ms, AnchorNotice.decode(notice)
 
     def _revealed(self, r: int) -> tuple[int, Beacon] | None:
@@ -167,38 +169,39 @@ class Keyholder(KeyholderBase):
     # ------------------------------------------------------------ entries
 
     def on_entry(self, entry: Entry) -> bool:
-        """Accept an entry for the open round: engine rule, a balance covering this bond and the ones the
-        round's notice already charges the key, one per miner; beyond E, the E largest stakes are kept. True
-        if accepted now (journaled, synced)."""
+        """Accept an entry for the open round: engine rule, a bond account covering this bond and the ones
+        the key still owes, one per miner; the journal keeps the MAX_CANDIDATES largest stakes. True if
+        accepted now (journaled, synced)."""
         opened = self._opened()
         if opened is None or entry.round != opened[0] or self._revealed(entry.round) is not None:
             return False
-        return self._keep_entry(entry, opened[2].forfeits, entry.encode())
+        return self._keep_entry(entry, entry.encode())
 
     # ------------------------------------------------------------ the state machine
 
     def _open(self, r: int, now_ms: int) -> AnchorNotice:
         anchor = self.engine.tip()
-        # never before the anchor's timestamp: every block of the round then has a valid timestamp (§3.6 step 4)
-        opened_ms = max(now_ms, anchor.timestamp * 1000)
+        # never before 1 s after the anchor's reveal (keyholder time; a miner's timestamp plays no part): every
+        # block of the round still has a valid timestamp (§3.6 step 4, §3.7)
+        opened_ms = max(now_ms, self.open_floor_ms(anchor))
         deadline = opened_ms + self.genesis.params.entry_window_s * 1000
-        models, forfeits = self.settlement(anchor.round, r)
         acts, served = self._activations(anchor, r)
         task_id, index = served if served is not None else (0, 0)
         notice = make_anchor_notice(self.keypairs, self.genesis.chain_id, r, anchor.hash, anchor.height, deadline,
-                                    opened=models, forfeits=forfeits, task_id=task_id, shard_index=index,
+                                    settlement=self.settlement(anchor, r), task_id=task_id, shard_index=index,
                                     activations=acts)
         self.store.meta_put(P_KH_OPEN + u32(r), pack([opened_ms, notice.encode()]))
         self.engine.add_anchor_notice(notice)
         return notice
 
     def _reveal(self, r: int, notice: AnchorNotice, opened_ms: int, now_ms: int) -> Beacon:
-        entries = [(e.header_hash, e.miner) for e in self.accepted_entries(r)]
         anchor = self.store.get_header(notice.anchor_hash)
-        beacon = make_beacon(self.keypairs, self.genesis.chain_id, r, notice.anchor_hash, entries,
-                             self._key(anchor, notice), opened_ms=opened_ms, time_ms=max(now_ms, opened_ms),
-                             opened=notice.opened, forfeits=notice.forfeits, task_id=notice.task_id,
-                             shard_index=notice.shard_index, activations=notice.activations)
+        key = self._key(anchor, notice)
+        # the listing: the E largest stakes, ties by the slot value of this key (nobody knew it when entering)
+        listed = self.listing(self.accepted_entries(r), key)
+        beacon = make_beacon(self.keypairs, self.genesis.chain_id, r, notice.anchor_hash, listed, key,
+                             opened_ms=opened_ms, time_ms=max(now_ms, opened_ms), settlement=notice.settlement,
+                             task_id=notice.task_id, shard_index=notice.shard_index, activations=notice.activations)
         # journal first (synced): a crash after this line re-sends these exact bytes, never a new beacon
         self.store.meta_put(P_KH_REVEAL + u32(r), pack([now_ms, beacon.encode()]))
         self.engine.add_beacon(beacon)

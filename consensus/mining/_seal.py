@@ -11,7 +11,7 @@ from chain.block import Block, model_hash
 from chain.crypto import Keypair
 from consensus.mining._template import Template
 from consensus.protocol.genesis import Genesis
-from consensus.protocol.messages import Beacon, Entry, make_entry, make_payload
+from consensus.protocol.messages import Beacon, Entry, make_entry, make_payload, possession
 from consensus.protocol.rules import crowning_bar
 from ml.model import decode_model
 from ml.score import paired, score
@@ -21,13 +21,15 @@ __all__ = ["open_block", "score_against", "seal"]
 
 
 def seal(template: Template, model_bytes: bytes, keypair: Keypair, salt: bytes) -> tuple[Block, Entry]:
-    """The signed block (payload still empty: it needs the beacon) and the entry sealing its header hash.
-    ``salt`` must be 32 fresh random bytes so the header hash reveals nothing about the model."""
+    """The signed block (payload still empty: it needs the beacon) and the entry sealing its header hash, the
+    model hash and the key's proof of possession of the model bytes (§3.3). ``salt``: 32 fresh random bytes."""
     if keypair.public != template.miner:
         raise ValueError("template was built for another miner key")
-    header = template.header(model_hash(model_bytes), salt).sign(keypair)
+    mh = model_hash(model_bytes)
+    header = template.header(mh, salt).sign(keypair)
     block = Block(header, template.txs, model_bytes, b"")
-    entry = make_entry(keypair, template.chain_id, template.round, template.prev_hash, header.hash)
+    entry = make_entry(keypair, template.chain_id, template.round, template.prev_hash, header.hash, mh,
+                       possession(keypair.public, model_bytes))
     return block, entry
 
 
@@ -35,12 +37,18 @@ def score_against(genesis: Genesis, beacon: Beacon, model_bytes: bytes, champion
                   task: PublicTask | None = None) -> tuple[int, int]:
     """(b, c) of a challenger against the champion of the beacon's task on the shard the beacon reveals.
     ``task`` is that task's package with its extensions (``Engine.task_package``); None = the genesis task."""
+    return _score(genesis, beacon, model_bytes, champion_bytes, task)[:2]
+
+
+def _score(genesis: Genesis, beacon: Beacon, model_bytes: bytes, champion_bytes: bytes,
+           task: PublicTask | None) -> tuple[int, int, int]:
     public = genesis.task if task is None else task
     shard = open_shard(public, beacon.shard_index, beacon.shard_key)
     spec, caps = public.spec, genesis.model_caps
     mine = score(decode_model(model_bytes, spec, caps), shard.X, shard.y).correct
     theirs = score(decode_model(champion_bytes, spec, caps), shard.X, shard.y).correct
-    return paired(mine, theirs)
+    b, c = paired(mine, theirs)
+    return b, c, len(shard.y)
 
 
 def open_block(sealed: Block, beacon: Beacon, *, genesis: Genesis, champion_bytes: bytes,
@@ -49,7 +57,7 @@ def open_block(sealed: Block, beacon: Beacon, *, genesis: Genesis, champion_byte
     activates, ``Engine.activation_bytes``) to a sealed block, ready to publish. ``champion_bytes`` is the
     champion of the beacon's task, ``task`` its package (None: the genesis task). Open it even when it will
     not crown: an opened entry does not forfeit its bond (§3.9)."""
-    b, c = score_against(genesis, beacon, sealed.model, champion_bytes, task)
-    bar = crowning_bar(b, c, len(beacon.listed), genesis.params)
+    b, c, rows = _score(genesis, beacon, sealed.model, champion_bytes, task)
+    bar = crowning_bar(b, c, len(beacon.listed), genesis.params, rows)
     payload = make_payload(beacon, b, c, bar, activations)
     return dataclasses.replace(sealed, payload=payload.encode())

@@ -4,6 +4,7 @@ accept (§3.6 step 4), selected txs, tx root, the state root after the bond sett
 notice announced (§3.9) + txs + reward + fees, and the entry bond."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ class Template:
     champion_model_hash: bytes      # the champion of the round's task (what the block must beat)
     task_id: int = 0                # the (task, shard) the round serves (§3.13)
     shard_index: int = 0
+    stake: int = 0                  # the miner's bond account at the anchor (§3.9): it enters with this
 
     def header(self, model_hash: bytes, salt: bytes) -> Header:
         """The unsigned header for a model (what the entry seals once signed)."""
@@ -76,17 +78,22 @@ def select_txs(store: ChainStore, genesis: Genesis, parent: Header, txs: Iterabl
 def template_timestamp(genesis: Genesis, parent: Header, opened_ms: int, now: int) -> int:
     """``now`` clamped into the window every beacon of this round accepts: after the parent and within
     [open − slack, open + slack] of the round's keyholder open time (the reveal comes later, so that window is
-    inside [open − slack, reveal + slack]; and the keyholder opens no earlier than the parent's timestamp)."""
+    inside [open − slack, reveal + slack]). Non-empty: the parent is stamped at most its own reveal + slack,
+    and the keyholder opens a round at least 1 s after its anchor's reveal (§3.7 liveness)."""
     slack = genesis.params.time_slack_s
     open_s = opened_ms // 1000
     return max(parent.timestamp + 1, open_s - slack, min(int(now), open_s + slack))
 
 
 def build_template(store: ChainStore, genesis: Genesis, parent: Header, round: int, miner: bytes,
-                   txs: Iterable[Transfer], timestamp: int, moves: Sequence[Move] = ()) -> Template:
+                   txs: Iterable[Transfer], timestamp: int, moves: Sequence[Move] = (),
+                   reward: int | None = None) -> Template:
+    """``reward``: what a crowning mints (None: the genesis block reward; 0 on a sponsored task, §3.9)."""
     limit = min(genesis.params.max_block_txs, MAX_TEMPLATE_TXS)
     chosen = select_txs(store, genesis, parent, txs, limit, moves)
-    delta = store.preview_txs(parent.hash, miner, chosen, genesis.ledger_params, moves)
+    ledger = genesis.ledger_params if reward is None else dataclasses.replace(genesis.ledger_params,
+                                                                              block_reward=reward)
+    delta = store.preview_txs(parent.hash, miner, chosen, ledger, moves)
     return Template(genesis.chain_id, parent.height + 1, parent.hash, round, max(int(timestamp), parent.timestamp + 1),
                     miner, tuple(chosen), tx_root(chosen), delta.state_root, genesis.params.entry_bond,
                     parent.model_hash)

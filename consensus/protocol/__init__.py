@@ -9,7 +9,9 @@ import Beacon``; this package imports none of them, so a reader of one message p
   messages    Entry, AnchorNotice, Beacon, RoundPayload: encodings, byte caps, keyholder signatures
   tasks       TaskAnnouncement, TaskExtension: governance-signed task messages, escrow, check_batch_material
   committee   the keyholder committee's messages (CommitteeMsg, check_msg, leader), Evidence, StatementBook
-  shares      Shamir sharing of shard keys, keyholder material, released shares
+  group       the Ed25519 prime-order group: scalars, points, hash to point, Chaum–Pedersen proofs
+  dkg         the keyholders' distributed key generation: messages, the public rule, the committee key
+  release     a round's point, members' proven shares, the threshold VRF output, keys sealed to the committee
   stats       the crowning test: exact sign test with Bonferroni (integers); shard sizing (floats, not a rule)
   settlement  entry bonds: the forfeits a block burns before its txs
   registry    the task registry and the round-robin schedule, folded from the chain's history
@@ -19,4 +21,5 @@ What it does NOT do: read the chain (consensus.engine validates blocks against t
 (consensus.keyholder), or seal blocks (consensus.mining).
 """
 
-__all__ = ["committee", "genesis", "messages", "registry", "rules", "settlement", "shares", "stats", "tasks"]
+__all__ = ["committee", "dkg", "genesis", "group", "messages", "registry", "release", "rules", "settlement", "stats",
+           "tasks"]

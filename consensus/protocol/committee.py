@@ -40,12 +40,12 @@ from consensus.protocol.messages import (
     Beacon,
     Entry,
 )
-from consensus.protocol.shares import MAX_SHARE_SIZE
+from consensus.protocol.release import PARTIAL_SIZE as MAX_SHARE_SIZE
 
 __all__ = [
     "COMMITTEE_TAG", "COMMITTEE_VERSION", "MAX_ATTEMPT", "MAX_BODY_SIZE", "MAX_CARRIED_BEACONS",
     "MAX_COMMITTEE_SIZE", "SIGNING_KINDS", "ZERO_KEY", "Body", "CommitteeMsg", "Evidence", "Kind",
-    "StatementBook", "check_msg", "decode_body", "draft_of", "leader", "make_msg", "notice_body",
+    "StatementBook", "check_msg", "decode_body", "draft_of", "heartbeat", "leader", "make_msg", "notice_body",
     "parse_beacon", "parse_notice", "statement_of", "verify_evidence",
 ]
 
@@ -61,10 +61,11 @@ ZERO_KEY = bytes(SHARD_KEY_SIZE)
 
 class Kind(IntEnum):
     PROPOSE_NOTICE = 1    # body: [the unsigned anchor notice, [beacons of the void rounds it settles, ≤ 32]]
-    PROPOSE_BEACON = 2    # body: [beacon draft (shard key zero, unsigned), [entry bytes of every listed entry]]
+    PROPOSE_BEACON = 2    # body: [beacon draft (shard key zero, unsigned, listing the candidates), [their entry bytes]]
     SIGN_NOTICE = 3       # body: [unsigned notice, Ed25519 signature over the notice's sighash]
     RELEASE = 4           # body: [beacon draft, the signer's share of shard key r]  (co-signs the draft)
     SIGN_BEACON = 5       # body: [unsigned beacon with the reconstructed key, signature over its sighash]
+    HEARTBEAT = 6         # body: [member's clock, unix s]: "I am up" every few seconds (liveness, §3.10)
 
 
 SIGNING_KINDS = (Kind.SIGN_NOTICE, Kind.RELEASE, Kind.SIGN_BEACON)
@@ -121,6 +122,11 @@ def make_msg(keypair: Keypair, chain_id: str, kind: Kind, round: int, attempt: i
     return replace(unsigned, signature=keypair.sign(unsigned.sighash))
 
 
+def heartbeat(keypair: Keypair, chain_id: str, round: int, now_s: int) -> CommitteeMsg:
+    """A member's "I am up" for round ``round`` (≥ 1): nodes count the members they heard from recently."""
+    return make_msg(keypair, chain_id, Kind.HEARTBEAT, max(1, round), 0, pack([int(now_s)]))
+
+
 def leader(keyholders: Sequence[bytes], round: int, attempt: int) -> bytes:
     """The proposer of (round, attempt): genesis keyholders (sorted) in turn, one step per failover."""
     return keyholders[(round + attempt) % len(keyholders)]
@@ -170,6 +176,10 @@ class Body:
 def decode_body(msg: CommitteeMsg) -> Body:
     """Decode a message's body by kind; DecodeError on anything malformed."""
     kind = msg.kind
+    if kind == Kind.HEARTBEAT:
+        check_int(check_list(unpack(msg.body, max_size=16), 1, "committee heartbeat")[0], 0, 2**40,
+                  "committee heartbeat clock")
+        return Body()
     f = check_list(unpack(msg.body, max_size=MAX_BODY_SIZE), 2, f"committee {kind.name} body")
     if kind == Kind.PROPOSE_NOTICE:
         raws = check_list_max(f[1], MAX_CARRIED_BEACONS, "committee carried beacons")
@@ -201,7 +211,8 @@ def check_msg(msg: CommitteeMsg, chain_id: str, keyholders: Sequence[bytes]) -> 
     except DecodeError as exc:
         raise RuleError("bad-committee-msg", f"committee {msg.kind.name}: {exc}") from None
     stmt = body.notice or body.beacon
-    assert stmt is not None
+    if stmt is None:            # a heartbeat: its signature is all there is to check
+        return body
     if stmt.round != msg.round or stmt.chain_id != chain_id:
         raise RuleError("bad-committee-msg", "committee body names another round or chain")
     if msg.kind == Kind.SIGN_NOTICE and not verify_sig(msg.signer, stmt.sighash, body.sig):
@@ -209,8 +220,8 @@ def check_msg(msg: CommitteeMsg, chain_id: str, keyholders: Sequence[bytes]) -> 
     if msg.kind == Kind.SIGN_BEACON and not verify_sig(msg.signer, stmt.sighash, body.sig):
         raise RuleError("bad-committee-msg", "beacon co-signature does not verify")
     if msg.kind == Kind.PROPOSE_BEACON:
-        pairs = sorted((e.header_hash, e.miner) for e in body.entries)
-        if tuple(pairs) != body.beacon.listed:  # type: ignore[union-attr]
+        items = sorted(e.listing for e in body.entries)
+        if tuple(items) != body.beacon.listed:  # type: ignore[union-attr]
             raise RuleError("bad-committee-msg", "proposal entries differ from the draft's listing")
     return body
 
@@ -220,20 +231,25 @@ def check_msg(msg: CommitteeMsg, chain_id: str, keyholders: Sequence[bytes]) -> 
 
 def statement_of(msg: CommitteeMsg, body: Body) -> tuple[str, bytes] | None:
     """(class, content id) a signing message commits its signer to for its round, or None (proposals). A
-    member signs at most one notice and one beacon content per round; a RELEASE and a SIGN_BEACON name the
-    same beacon content (the key is fixed by the commitments, so the draft is the content)."""
+    member signs at most one notice, one beacon draft (RELEASE) and one beacon (SIGN_BEACON: the draft's
+    listing narrowed to E by the key, §3.3) per round."""
     if msg.kind == Kind.SIGN_NOTICE:
         return "notice", body.notice.sighash  # type: ignore[union-attr]
-    if msg.kind in (Kind.RELEASE, Kind.SIGN_BEACON):
+    if msg.kind == Kind.RELEASE:
         return "beacon", draft_of(body.beacon).sighash  # type: ignore[arg-type]
+    if msg.kind == Kind.SIGN_BEACON:
+        return "beacon-full", body.beacon.sighash  # type: ignore[union-attr]
     return None
 
 
 @dataclass(frozen=True)
 class Evidence:
     """Proof that ``signer`` misbehaved in ``round``: ``what`` is "equivocation" (two signed messages with
-    different content of one class, ``first`` and ``second``) or "dropped-entry" (its signed proposal, and a
-    valid entry of that round a member held that the proposal left out although it ranked in)."""
+    different content of one class, ``first`` and ``second``), "dropped-entry" (its signed proposal, and a
+    valid entry of that round a member held that the proposal left out although it ranked in), "bad-share"
+    (its signed RELEASE whose share fails its proof against its public share key), "early-share" (a proven
+    share of a shard not yet revealed, posted by anyone: consensus.protocol.release.Leak; ``round`` = the
+    round it was seen in) or "missed-release" (a node saw no release of it in a round it should have)."""
     round: int
     signer: bytes
     what: str

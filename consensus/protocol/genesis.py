@@ -2,8 +2,14 @@
 
 The genesis FILE is the encoded genesis block. Its payload is the genesis configuration and its salt is
 H("popchain/genesis-config", payload), so the genesis hash commits to every parameter, the keyholders and the
-public task (shard commitments included). ``load_genesis`` re-derives and checks every header field. A version-2
-configuration adds the keyholder committee's share commitments (consensus.protocol.shares, PROTOCOL §3.14).
+public task (shard commitments included). ``load_genesis`` re-derives and checks every header field.
+
+Two kinds of chain: version 1, one trusted keyholder process holding the shard keys (``create_genesis``), and
+version 3, a keyholder committee whose secret came from a distributed key generation (``create_committee_genesis``,
+PROTOCOL §3.1, §3.14): the configuration adds the committee key record (consensus.protocol.dkg, signed by every
+keyholder) and the genesis task's terms — a VRF-generated task nobody can foresee (no sponsor), or a data task
+whose shard keys are sealed to the committee by its sponsor (the genesis creator), who is paid back only from
+its own bounty. (Version 2, shares dealt by the genesis creator, is gone: its dealer could open every shard.)
 """
 from __future__ import annotations
 
@@ -20,21 +26,31 @@ from chain.encoding import check_bytes, check_int, check_list, check_list_max, p
 from chain.errors import DecodeError, RuleError
 from chain.state import LedgerParams, apply_allocations, genesis_state_root
 from chain.tx import check_chain_id
+from consensus.protocol.dkg import CommitteeKey, decode_committee_key
 from consensus.protocol.messages import MAX_BEACON_ENTRIES, MAX_KEYHOLDERS
-from consensus.protocol.shares import Dealing, KeyholderMaterial, deal, decode_material
+from consensus.protocol.release import SealedShard, decode_seal_material, seal_keys
 from ml.errors import MLError
 from ml.generator import World
 from ml.model import ModelCaps, decode_model, encode_model
-from ml.shards import PublicTask, SecretTask, baseline_model, externalise, package_generated, package_task
+from ml.shards import (
+    PublicTask,
+    SecretTask,
+    baseline_model,
+    externalise,
+    package_generated,
+    package_task,
+    package_vrf,
+)
 from ml.task import Dataset
 
 __all__ = [
     "COMMITTEE_GENESIS_VERSION", "CONFIG_TAG", "GENESIS_VERSION", "MAX_ALLOCATIONS", "MAX_WINDOW_S",
-    "ZERO_PUBKEY", "Genesis", "GenesisParams", "create_committee_genesis", "create_genesis", "load_genesis",
+    "ZERO_PUBKEY", "CommitteeTerms", "Genesis", "GenesisParams", "create_committee_genesis", "create_genesis",
+    "load_genesis",
 ]
 
 GENESIS_VERSION = 1
-COMMITTEE_GENESIS_VERSION = 2      # version 1 + a committee field: keyholder material for the genesis task (§3.14)
+COMMITTEE_GENESIS_VERSION = 3      # version 1 + the DKG committee key + the genesis task's terms (§3.1, §3.14)
 CONFIG_TAG = "popchain/genesis-config"
 MAX_ALLOCATIONS = 10_000
 MAX_WINDOW_S = 86_400
@@ -64,6 +80,9 @@ class GenesisParams:
     model_max_depth: int = 32
     model_max_nodes: int = 1 << 18
     model_max_trees: int = 1024
+    # the crowning margin (§3.7): a crowned model is more accurate than the champion by at least this many
+    # basis points of the shard's rows (b − c ≥ ⌈min_gain_bp · rows / 10 000⌉), on top of the sign test
+    min_gain_bp: int = 75
 
     def __post_init__(self) -> None:
         check = _param_check
@@ -85,6 +104,7 @@ class GenesisParams:
         check(self.model_max_depth, 1, 64, "model_max_depth")
         check(self.model_max_nodes, 1, 1 << 22, "model_max_nodes")
         check(self.model_max_trees, 1, 1 << 16, "model_max_trees")
+        check(self.min_gain_bp, 0, 10_000, "min_gain_bp")
 
     @property
     def alpha(self) -> tuple[int, int]:
@@ -128,7 +148,10 @@ class Genesis:
     params: GenesisParams
     task: PublicTask
     block: Block
-    committee: KeyholderMaterial | None = None   # version 2: share commitments of the genesis task's keys
+    committee: CommitteeKey | None = None        # version 3: the keyholders' DKG result
+    sponsor: bytes = ZERO_PUBKEY                 # version 3: the genesis task's sponsor (zero: none, VRF task)
+    per_crowning: int = 0                        # paid from the task's escrow per crowning (sponsored task)
+    sealed: tuple[SealedShard, ...] = ()         # the genesis task's shard keys sealed to the committee
 
     @property
     def hash(self) -> bytes:
@@ -156,12 +179,24 @@ class Genesis:
         return self.block.encode()
 
 
+@dataclass(frozen=True)
+class CommitteeTerms:
+    """What a version-3 genesis adds: the committee key, and the genesis task's sponsor, per-crowning payout
+    and sealed keys (b"" for a VRF-generated task)."""
+    key: CommitteeKey
+    sponsor: bytes = ZERO_PUBKEY
+    per_crowning: int = 0
+    sealed: bytes = b""
+
+
 def _config_obj(chain_id: str, timestamp: int, allocations: Sequence[tuple[bytes, int]],
                 keyholders: Sequence[bytes], threshold: int, params: GenesisParams, task_bytes: bytes,
-                material: KeyholderMaterial | None = None) -> list:
-    head = [GENESIS_VERSION if material is None else COMMITTEE_GENESIS_VERSION, chain_id, timestamp,
+                terms: CommitteeTerms | None = None) -> list:
+    head = [GENESIS_VERSION if terms is None else COMMITTEE_GENESIS_VERSION, chain_id, timestamp,
             [[a, n] for a, n in allocations], list(keyholders), threshold, params.to_list(), task_bytes]
-    return head if material is None else head + [material.encode()]
+    if terms is None:
+        return head
+    return head + [terms.key.encode(), [terms.sponsor, terms.per_crowning, terms.sealed]]
 
 
 def _package(dataset: Dataset | World, rounds: int, shard_size: int, n_train: int | None, seed: bytes | None,
@@ -181,11 +216,11 @@ def _package(dataset: Dataset | World, rounds: int, shard_size: int, n_train: in
 
 def _build(public: PublicTask, *, chain_id: str, allocations: Sequence[tuple[bytes, int]],
            keyholders: tuple[bytes, ...], threshold: int, params: GenesisParams, timestamp: int,
-           material: KeyholderMaterial | None) -> Genesis:
+           terms: CommitteeTerms | None) -> Genesis:
     model_bytes = encode_model(baseline_model(public))
     allocations = tuple(sorted((bytes(a), int(n)) for a, n in allocations))
     payload = pack(_config_obj(chain_id, timestamp, allocations, keyholders, threshold, params, public.encode(),
-                               material))
+                               terms))
     header = Header(1, chain_id, 0, bytes(32), 0, timestamp, ZERO_PUBKEY, tx_root([]),
                     genesis_state_root(allocations), model_hash(model_bytes), tagged_hash(CONFIG_TAG, payload))
     return load_genesis(Block(header, (), model_bytes, payload).encode())
@@ -208,29 +243,41 @@ def create_genesis(dataset: Dataset | World, *, chain_id: str, rounds: int, shar
     public, secret = _package(dataset, rounds, shard_size, n_train, seed, rng, drift_milli, shard_blobs)
     genesis = _build(public, chain_id=chain_id, allocations=allocations,
                      keyholders=tuple(sorted(set(keyholder_pubkeys))), threshold=threshold, params=params,
-                     timestamp=timestamp, material=None)
+                     timestamp=timestamp, terms=None)
     return genesis, secret.encode()
 
 
 def create_committee_genesis(dataset: Dataset | World, *, chain_id: str, rounds: int, shard_size: int,
-                             allocations: Sequence[tuple[bytes, int]], keyholder_pubkeys: Sequence[bytes],
-                             threshold: int, params: GenesisParams = GenesisParams(), timestamp: int,
+                             allocations: Sequence[tuple[bytes, int]], committee: CommitteeKey,
+                             sponsor: bytes | None = None, per_crowning: int = 0,
+                             params: GenesisParams = GenesisParams(), timestamp: int,
                              n_train: int | None = None, seed: bytes | None = None,
-                             rng: Callable[[int], bytes] = os.urandom, drift_milli: int = 0,
-                             shard_blobs: dict[bytes, bytes] | None = None) -> tuple[Genesis, Dealing]:
-    """As ``create_genesis``, for a t-of-n committee (§3.14): every shard key is Shamir-shared among the
-    keyholders (genesis order = sorted pubkeys) and genesis (version 2) carries the share commitments. Returns
-    (genesis, dealing): dealing.batches[i] is member i+1's secret shares. The whole keys are dropped here; the
-    caller (the dealer) writes one member file per keyholder and must keep nothing else."""
-    public, secret = _package(dataset, rounds, shard_size, n_train, seed, rng, drift_milli, shard_blobs)
-    keyholders = tuple(sorted(set(keyholder_pubkeys)))
-    try:
-        dealing = deal(secret.keys, public.commitments, keyholders, threshold, rng)
-    except ValueError as exc:
-        raise _bad(f"committee: {exc}") from None
-    genesis = _build(public, chain_id=chain_id, allocations=allocations, keyholders=keyholders,
-                     threshold=threshold, params=params, timestamp=timestamp, material=dealing.material)
-    return genesis, dealing
+                             rng: Callable[[int], bytes] = os.urandom,
+                             shard_blobs: dict[bytes, bytes] | None = None) -> Genesis:
+    """A version-3 genesis for the keyholder committee whose DKG produced ``committee`` (§3.14). A generated
+    task (``ml.generator.World``) becomes a VRF-generated package: its shard seeds are the committee's threshold
+    VRF outputs, so nobody — this function's caller included — can compute a shard before t members release it
+    (no sponsor; its crownings mint the block reward). A dataset becomes a rows package whose shard keys are
+    sealed to the committee's group key and then forgotten: the caller is the task's ``sponsor`` (its pubkey,
+    required), who knows its own rows; its crownings are paid from its escrow (allocate the bounty to
+    ``consensus.protocol.tasks.escrow_account(0)``) and fees, never minted, and its key cannot enter the task;
+    ``shard_blobs`` (a dataset task): put the shards in blobs, filled with reference -> ciphertext (§3.15).
+    No secret is returned: there is none to keep."""
+    keyholders = committee.keyholders
+    if isinstance(dataset, World):
+        if sponsor is not None or per_crowning:
+            raise _bad("a VRF-generated genesis task has no sponsor (nobody knows its shards)")
+        public = package_vrf(dataset, rounds, shard_size, n_train=n_train or 4000, rng=rng)
+        terms = CommitteeTerms(committee)
+    else:
+        if sponsor is None or len(sponsor) != 32 or sponsor == ZERO_PUBKEY:
+            raise _bad("a data genesis task needs its sponsor's key (the creator knows its rows: it is paid only "
+                       "from its own bounty and cannot enter)")
+        public, secret = _package(dataset, rounds, shard_size, n_train, seed, rng, 0, shard_blobs)
+        terms = CommitteeTerms(committee, sponsor, per_crowning, seal_keys(committee.group_key, secret.keys, rng))
+        del secret
+    return _build(public, chain_id=chain_id, allocations=allocations, keyholders=keyholders,
+                  threshold=committee.threshold, params=params, timestamp=timestamp, terms=terms)
 
 
 def _bad(message: str) -> RuleError:
@@ -245,7 +292,10 @@ def load_genesis(data: bytes) -> Genesis:
         raw = unpack(block.payload, max_size=MAX_PAYLOAD_SIZE)
         version = check_int(raw[0] if isinstance(raw, list) and raw else None, GENESIS_VERSION,
                             COMMITTEE_GENESIS_VERSION, "genesis.version")
-        f = check_list(raw, 8 if version == GENESIS_VERSION else 9, "genesis.config")
+        if version not in (GENESIS_VERSION, COMMITTEE_GENESIS_VERSION):
+            raise DecodeError(f"genesis.version: {version} (a dealt committee, version 2, is no longer accepted: "
+                              f"its dealer could open every shard; run the keyholders' DKG)")
+        f = check_list(raw, 8 if version == GENESIS_VERSION else 10, "genesis.config")
         chain_id = check_chain_id(f[1], "genesis.chain_id")
         timestamp = check_int(f[2], 0, 2**40, "genesis.timestamp")
         allocations = []
@@ -269,17 +319,11 @@ def load_genesis(data: bytes) -> Genesis:
         raise _bad("keyholders must be a non-empty sorted list of distinct keys")
     if threshold > len(keyholders):
         raise _bad(f"threshold {threshold} exceeds the {len(keyholders)} keyholders")
-    committee = None
+    terms: dict[str, Any] = {}
     if version == COMMITTEE_GENESIS_VERSION:
-        # t > n/2: two conflicting statements for one round cannot both gather t signatures (§3.14)
-        if 2 * threshold <= len(keyholders):
-            raise _bad(f"committee threshold {threshold} of {len(keyholders)} is not a majority")
-        if type(f[8]) is not bytes:
-            raise _bad("configuration: genesis.committee: expected bytes")
-        try:
-            committee = decode_material(f[8], keyholders, threshold, task.n_rounds)
-        except RuleError as exc:
-            raise _bad(f"committee: {exc.message}") from None
+        terms = _committee_terms(f[8], f[9], keyholders, threshold, task)
+    elif task.vrf:
+        raise _bad("a VRF-generated task needs a keyholder committee (a version-3 genesis)")
     expected = Header(1, chain_id, 0, bytes(32), 0, timestamp, ZERO_PUBKEY, tx_root([]),
                       genesis_state_root(allocations), model_hash(block.model),
                       tagged_hash(CONFIG_TAG, block.payload), bytes(64))
@@ -291,4 +335,33 @@ def load_genesis(data: bytes) -> Genesis:
     except MLError as exc:
         raise _bad(f"initial champion: {exc}") from None
     return Genesis(chain_id, timestamp, tuple(allocations), tuple(keyholders), threshold, params, task, block,
-                   committee)
+                   **terms)
+
+
+def _committee_terms(key_raw: Any, task0: Any, keyholders: Sequence[bytes], threshold: int,
+                     task: PublicTask) -> dict[str, Any]:
+    """Check a version-3 genesis's committee key and genesis-task terms (§3.1); bad-genesis on any fault."""
+    try:
+        if type(key_raw) is not bytes:
+            raise DecodeError("genesis.committee: expected bytes")
+        committee = decode_committee_key(key_raw)
+        f = check_list(task0, 3, "genesis.task0")
+        sponsor = check_bytes(f[0], 32, "genesis.task0.sponsor")
+        per_crowning = check_int(f[1], 0, 2**62, "genesis.task0.per_crowning")
+        if type(f[2]) is not bytes:
+            raise DecodeError("genesis.task0.sealed: expected bytes")
+    except (DecodeError, RuleError) as exc:
+        raise _bad(f"committee: {exc}") from None
+    if committee.keyholders != tuple(keyholders) or committee.threshold != threshold:
+        raise _bad("the committee key is for other keyholders or another threshold than genesis lists")
+    if task.vrf:
+        if sponsor != ZERO_PUBKEY or per_crowning or f[2]:
+            raise _bad("a VRF-generated genesis task has no sponsor, payout or sealed keys")
+        return {"committee": committee}
+    if sponsor == ZERO_PUBKEY:
+        raise _bad("a data genesis task on a committee chain names its sponsor (its creator, who knows its rows)")
+    try:
+        sealed = decode_seal_material(f[2], task.n_rounds)
+    except RuleError as exc:
+        raise _bad(f"genesis task's sealed keys: {exc.message}") from None
+    return {"committee": committee, "sponsor": sponsor, "per_crowning": per_crowning, "sealed": sealed}

@@ -206,8 +206,11 @@ class Registry:
         return cls(check_int(f[0], 0, MAX_TASK_ID, "registry.last_served"), tasks)
 
 
-def genesis_registry(genesis_hash: bytes, n_rounds: int, champion: ChampionRecord) -> Registry:
-    return Registry(0, (TaskRecord(0, ZERO_KEY, 0, 0, ((genesis_hash, n_rounds),), 0, champion),))
+def genesis_registry(genesis_hash: bytes, n_rounds: int, champion: ChampionRecord, *, sponsor: bytes = ZERO_KEY,
+                     bounty: int = 0, per_crowning: int = 0) -> Registry:
+    """Task 0 alone. A committee genesis's data task has a sponsor (its creator) and an escrow funded by a
+    genesis allocation (``bounty``); a VRF-generated or a single-keyholder genesis task has none."""
+    return Registry(0, (TaskRecord(0, sponsor, bounty, per_crowning, ((genesis_hash, n_rounds),), 0, champion),))
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,14 @@ def advance(reg: Registry, anchor_round: int, r: int, activations: Activations,
     return Advance(reg, served, tuple(moves) + refunds)
 
 
+def minted_reward(reg: Registry, task_id: int, block_reward: int) -> int:
+    """The newly minted reward of a block crowning on ``task_id`` (§3.9, §3.13): the block reward on a task
+    nobody sponsors (the genesis task of a single-keyholder chain, a VRF-generated one), nothing on a
+    sponsored task — its crownings are paid from its escrow and fees only, so a sponsor that peeks at its own
+    rows can win back at most what it put in."""
+    return block_reward if reg.tasks[task_id].sponsor == ZERO_KEY else 0
+
+
 def payout_move(reg: Registry, task_id: int, miner: bytes) -> tuple[Move, ...]:
     """A crowning on ``task_id`` pays min(per_crowning, escrow left) to the miner (chain/ moves cap at the
     source balance)."""
@@ -266,5 +277,5 @@ def payout_move(reg: Registry, task_id: int, miner: bytes) -> tuple[Move, ...]:
 
 __all__ = [
     "Advance", "ChampionRecord", "Registry", "Served", "TaskExtension", "TaskRecord", "advance",
-    "genesis_registry", "payout_move",
+    "genesis_registry", "minted_reward", "payout_move",
 ]

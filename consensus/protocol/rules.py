@@ -1,28 +1,45 @@
 """The pure rules of a round's block (PROTOCOL §3.6, §3.8): what a block is judged by without a store.
 
-The payload checks that need no chain state (``decode_payload``: steps 1–2), the size cap on wire bytes
-(``decode_block``), the payload's crowning ``bar`` (consensus.protocol.stats), the timestamp window a beacon
-allows (step 4), the settlement moves a block applies before its txs (consensus.protocol.settlement, §3.9),
-and fork choice's order among the valid blocks of a round (``fork_key`` over ``ScoredBlock``). Integers only.
+A block's *identity* is its header hash. The header hash binds the header's unsigned fields and, through
+``model_hash`` and ``tx_root``, the model bytes and the txs; it binds neither the header signature nor the
+payload. ``check_copy`` is everything about the bytes a copy of a block carries that its identity does not
+fix (step 1 of §3.6): header signature, model bytes against ``model_hash``, txs against ``tx_root``, the
+payload (its beacon's signatures, that it is the round's beacon, the task messages against the ids the beacon
+names). A copy failing it is a ``CorruptCopy`` — it says nothing about the block, whose genuine copy may be
+valid. Every later rule depends only on bytes the identity binds (and the round's beacon, unique per round), so
+a node's verdict that a block is *invalid* is the same for every intact copy (§3.6 steps 2–9).
 
-What it does NOT do: the checks that read the chain (parent, stake, state root, schedule, scoring): those are
-``consensus.engine.validate_block``'s, which returns the ``ScoredBlock`` defined here.
+Also here: the size cap on wire bytes (``decode_block``), the payload's crowning ``bar`` (consensus.protocol.stats:
+sign test and margin), the timestamp window a beacon allows (step 4), the settlement moves a block applies
+before its txs (consensus.protocol.settlement, §3.9), and fork choice's order among the valid blocks of a round
+(``fork_key`` over ``ScoredBlock``). Integers only.
+
+What it does NOT do: the checks that read the chain (parent, stake, state root, schedule, attribution, scoring):
+those are ``consensus.engine.validate_block``'s, which returns the ``ScoredBlock`` defined here.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from chain.block import Block, Header
+from chain.block import Block, Header, model_hash, tx_root
+from chain.crypto import tagged_hash
 from chain.errors import DecodeError, RuleError
 from chain.state import Move
 from consensus.protocol.genesis import Genesis, GenesisParams
 from consensus.protocol.messages import MESSAGE_VERSION, AnchorNotice, Beacon, RoundPayload
 from consensus.protocol.registry import Registry
 from consensus.protocol.settlement import settlement_moves
-from consensus.protocol.stats import crown_threshold
+from consensus.protocol.stats import crown_bar
+from consensus.protocol.tasks import MSG_TAG
 
-__all__ = ["ScoredBlock", "crowning_bar", "decode_block", "decode_payload", "fork_key", "moves_for",
-           "timestamp_window"]
+__all__ = ["CorruptCopy", "ScoredBlock", "check_copy", "check_header", "crowning_bar", "decode_block", "decode_payload",
+           "fork_key", "moves_for", "timestamp_window"]
+
+
+class CorruptCopy(RuleError):
+    """This copy of a block carries bytes its identity (the header hash) does not fix, and they are wrong: drop
+    the copy, blame its sender, and fetch the block again — the verdict is on the copy, not on the block."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,7 @@ class ScoredBlock:
     task_id: int = 0                  # the task the block's round served (§3.13)
     registry: Registry | None = None  # the task registry after this block (None: not computed)
     messages: tuple = ()              # the task messages its payload activated (TaskMessage objects)
+    reward: int | None = None         # what it mints (None: the genesis block reward; 0 on a sponsored task)
 
     @property
     def hash(self) -> bytes:
@@ -46,9 +64,10 @@ class ScoredBlock:
         return self.block.header.round
 
 
-def crowning_bar(b: int, c: int, m: int, params: GenesisParams) -> int:
-    """The payload's ``bar``: crown_threshold(b + c, m, α), or 0 when no b can crown at that n."""
-    t = crown_threshold(b + c, m, params.alpha)
+def crowning_bar(b: int, c: int, m: int, params: GenesisParams, rows: int) -> int:
+    """The payload's ``bar``: the least b that crowns with b + c disagreements, m listed entries and a
+    ``rows``-row shard (sign test and margin, stats.crown_bar), or 0 when no b can at that n."""
+    t = crown_bar(b + c, m, rows, params.alpha, params.min_gain_bp)
     return 0 if t is None else t
 
 
@@ -74,26 +93,52 @@ def decode_block(data: bytes, params: GenesisParams) -> Block:
         raise RuleError("bad-encoding", str(exc)) from None
 
 
-def moves_for(genesis: Genesis, beacon: Beacon | AnchorNotice) -> tuple[Move, ...]:
-    """The settlement moves of a block of the beacon's (or notice's) round (consensus.protocol.settlement)."""
-    return settlement_moves(bond=genesis.params.entry_bond, forfeits=beacon.forfeits)
+def moves_for(genesis: Genesis, beacon: Beacon | AnchorNotice, releases: Sequence[bytes] = ()) -> tuple[Move, ...]:
+    """The settlement moves of a block of the beacon's (or notice's) round (consensus.protocol.settlement):
+    its forfeits, then the unbond requests it releases (miner keys)."""
+    return settlement_moves(bond=genesis.params.entry_bond, settlement=beacon.settlement, releases=releases)
 
 
 def decode_payload(block: Block, genesis: Genesis) -> RoundPayload:
-    """Steps 1–2 of §3.6 that need no store: version, chain id, payload, beacon round and signatures."""
+    """The payload and its beacon as a copy carries them (the copy rules of ``check_copy`` on the payload):
+    decodes, names this chain and the block's round, threshold-signed. CorruptCopy otherwise."""
+    h = block.header
+    try:
+        payload = RoundPayload.decode(block.payload)
+    except DecodeError as exc:
+        raise CorruptCopy("bad-payload", str(exc)) from None
+    beacon = payload.beacon
+    if beacon.chain_id != genesis.chain_id or beacon.round != h.round:
+        raise CorruptCopy("bad-beacon", f"beacon of round {beacon.round} on chain {beacon.chain_id!r} for a block "
+                                        f"of round {h.round}")
+    if not 1 <= len(beacon.listed) <= genesis.params.max_entries:
+        raise CorruptCopy("bad-beacon", f"payload beacon lists {len(beacon.listed)} entries")
+    if not beacon.verify(genesis.keyholders, genesis.threshold):
+        raise CorruptCopy("bad-beacon-sig", f"beacon {beacon.round} lacks {genesis.threshold} keyholder signatures")
+    return payload
+
+
+def check_copy(block: Block, genesis: Genesis) -> RoundPayload:
+    """§3.6 step 1, the copy rules: everything a copy carries that its header hash does not bind. The header
+    fields themselves are checked later (they are the block's). Returns the payload; raises CorruptCopy."""
+    h = block.header
+    if not h.verify_signature():
+        raise CorruptCopy("bad-header-sig", "miner signature does not verify")
+    if model_hash(block.model) != h.model_hash:
+        raise CorruptCopy("bad-model-hash", "model bytes do not hash to header.model_hash")
+    if tx_root(block.txs) != h.tx_root:
+        raise CorruptCopy("bad-tx-root", "tx root does not match the txs")
+    payload = decode_payload(block, genesis)
+    ids = tuple(hh for _, hh in payload.beacon.activations)
+    if tuple(tagged_hash(MSG_TAG, raw) for raw in payload.activations) != ids:
+        raise CorruptCopy("bad-activation", "the payload's task messages are not the ones its beacon activates")
+    return payload
+
+
+def check_header(block: Block, genesis: Genesis) -> None:
+    """§3.6 step 2, the header's own fields (bound by its identity): chain id and version."""
     h = block.header
     if h.chain_id != genesis.chain_id:
         raise RuleError("bad-chain-id", f"block for chain {h.chain_id!r}, this is {genesis.chain_id!r}")
     if h.version != MESSAGE_VERSION:
         raise RuleError("bad-version", f"header version {h.version}")
-    try:
-        payload = RoundPayload.decode(block.payload)
-    except DecodeError as exc:
-        raise RuleError("bad-payload", str(exc)) from None
-    beacon = payload.beacon
-    if beacon.chain_id != genesis.chain_id or beacon.round != h.round:
-        raise RuleError("bad-beacon", f"beacon of round {beacon.round} on chain {beacon.chain_id!r} for a block of "
-                                      f"round {h.round}")
-    if not beacon.verify(genesis.keyholders, genesis.threshold):
-        raise RuleError("bad-beacon-sig", f"beacon {beacon.round} lacks {genesis.threshold} keyholder signatures")
-    return payload

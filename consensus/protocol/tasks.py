@@ -39,7 +39,7 @@ from consensus.protocol.messages import (
     _sign_all,
     verify_keyholder_sigs,
 )
-from consensus.protocol.shares import KeyholderMaterial, decode_material
+from consensus.protocol.release import SealedShard, decode_seal_material
 
 __all__ = [
     "ANNOUNCE", "ANNOUNCE_TAG", "ESCROW_TAG", "EXTEND", "EXTEND_TAG", "MAX_AMOUNT", "MAX_ANNOUNCEMENT_SIZE",
@@ -58,7 +58,7 @@ MAX_EXT_SEQ = 2**32 - 1
 MAX_AMOUNT = 2**62
 MAX_PACKAGE_SIZE = 3 << 20         # an announcement's public package (ml PublicTask bytes)
 MAX_CHAMPION_SIZE = 1 << 20        # its initial champion (bounded again by the genesis model caps)
-MAX_MATERIAL_SIZE = 256 << 10      # keyholder material (issue 12: share commitments); empty for now
+MAX_MATERIAL_SIZE = 256 << 10      # keyholder material: 70 bytes of sealed key per shard (§3.14): 3,700 shards
 MAX_EXT_SHARDS = 1024              # shards one extension appends
 MAX_CIPHERTEXT_SIZE = 256 << 10    # one shard's ciphertext inside an extension (a generated shard fits easily)
 MAX_EXT_SHARD_BYTES = 4 << 20      # all ciphertexts of one extension together
@@ -88,7 +88,7 @@ class TaskAnnouncement:
     ciphertexts), the initial champion model bytes (ml.shards.baseline_model of the package, computed by the
     announcer; validators decode it under the caps, they do not retrain), the bounty escrowed from the
     sponsor at activation and paid per crowning, the sponsor key and its signature (it authorises the escrow),
-    opaque keyholder material (issue 12), and the governance signatures."""
+    keyholder material (its shard keys sealed to the committee, §3.14), and the governance signatures."""
     kind: int
     version: int
     chain_id: str
@@ -141,8 +141,9 @@ class TaskAnnouncement:
 @dataclass(frozen=True)
 class TaskExtension:
     """``commitments``/``ciphertexts`` become shards shards_total+1 … of task ``task_id`` (same per-shard
-    format as the package, the commitment binding the task-local shard index); ``seq`` = the task's
-    extensions so far + 1 (a replay or reorder is refused); opaque ``keyholder_material`` (issue 12)."""
+    format as the package, the commitment binding the task-local shard index; a VRF-generated task's shards are
+    its labels with empty ciphertexts: nothing is sealed); ``seq`` = the task's extensions so far + 1 (a replay
+    or reorder is refused); ``keyholder_material``: the new keys sealed to the committee (§3.14)."""
     kind: int
     version: int
     chain_id: str
@@ -167,12 +168,17 @@ class TaskExtension:
         for i, (c, ct) in enumerate(zip(self.commitments, self.ciphertexts)):
             check_bytes(c, 32, f"extension.commitments[{i}]")
             check_bytes_max(ct, MAX_CIPHERTEXT_SIZE, f"extension.ciphertexts[{i}]")
-            if len(ct) <= 72 + 32:   # nonce + MAC + salt: nothing inside
+            if 0 < len(ct) <= 72 + 32:   # nonce + MAC + salt: nothing inside (empty: a VRF-generated shard)
                 raise DecodeError(f"extension.ciphertexts[{i}]: too short ({len(ct)} bytes)")
             total += len(ct)
         if total > MAX_EXT_SHARD_BYTES:
             raise DecodeError(f"extension: {total} ciphertext bytes exceeds {MAX_EXT_SHARD_BYTES}")
         check_bytes_max(self.keyholder_material, MAX_MATERIAL_SIZE, "extension.keyholder_material")
+
+    @property
+    def vrf(self) -> bool:
+        """Its shards are VRF-generated (every ciphertext empty): nothing to seal (§3.14)."""
+        return not any(self.ciphertexts)
 
     def unsigned_fields(self) -> list[Any]:
         return [self.kind, self.version, self.chain_id, self.task_id, self.seq, list(self.commitments),
@@ -265,13 +271,21 @@ def initial_champion(package: bytes) -> bytes:
     return encode_model(baseline_model(PublicTask.decode(package)))
 
 
-def check_batch_material(genesis: Genesis, data: bytes, n_shards: int) -> KeyholderMaterial | None:
+def check_batch_material(genesis: Genesis, data: bytes, n_shards: int, *, vrf: bool = False,
+                         ) -> tuple[SealedShard, ...] | None:
     """THE rule for the ``keyholder_material`` field of a task announcement or extension carrying ``n_shards``
-    new shards: on a committee chain it must be valid material for the genesis committee over exactly those
-    shards; on a single-keyholder chain (version-1 genesis) it must be empty. RuleError("bad-keyholder-material")
-    otherwise. Returns the material (None on a single-keyholder chain)."""
+    new shards (§3.14): on a committee chain, the batch's shard keys sealed to the committee (one
+    ``SealedShard`` per shard), or nothing at all for a VRF-generated batch (``vrf``: its seeds are the
+    committee's VRF outputs); on a single-keyholder chain (version-1 genesis) it is empty.
+    RuleError("bad-keyholder-material") otherwise. Returns the sealed keys (None when there are none)."""
     if genesis.committee is None:
         if data:
             raise RuleError("bad-keyholder-material", "this chain has no keyholder committee: the field is empty")
+        if vrf:
+            raise RuleError("bad-keyholder-material", "a VRF-generated task needs a keyholder committee")
         return None
-    return decode_material(data, genesis.keyholders, genesis.threshold, n_shards)
+    if vrf:
+        if data:
+            raise RuleError("bad-keyholder-material", "a VRF-generated task seals no keys (nobody has any)")
+        return None
+    return decode_seal_material(data, n_shards)

@@ -2,7 +2,8 @@
 
 For each champion record (height order, every task) it fetches the block and checks: the block and model
 hashes, height and round, the chain linkage (each crowned block builds on the previous one, or on plain blocks
-after it), the beacon's keyholder signatures, that the block was listed and built on the beacon's anchor, that
+after it), the beacon's keyholder signatures (and on a committee chain its release: the t members' proven
+shares give exactly the revealed key), that the block was listed and built on the beacon's anchor, that
 the beacon served the record's task at the shard index the node says and revealed the key the node says, the
 shard commitment (the shard opens under the *task's* package at that index), a bit-exact re-score of the model
 and of the task's previous champion on it (each model decoded under its own task's spec), the rule's fields
@@ -82,6 +83,19 @@ async def audit(client: Any, expected_genesis: bytes | None = None,
             "ok": all(r["ok"] for r in records) and bool(records)}
 
 
+def _release_holds(view: ChainView, task: TaskView, beacon: Beacon) -> bool:
+    from chain.errors import RuleError
+    from consensus.protocol.release import check_release
+    g = view.genesis
+    assert g.committee is not None
+    try:
+        point, sealed = task.release_point(g, beacon.shard_index)
+        check_release(g.committee, g.hash, point, beacon.release, sealed, beacon.shard_key)
+    except (RuleError, DecodeError, IndexError, ValueError):
+        return False
+    return True
+
+
 def _initial(view: ChainView, task: TaskView, checks: dict[str, bool]) -> tuple[dict[str, Any], Model]:
     """The task's champion before its first crowning: the genesis model, or the announcement's (whose hash
     the node's lineage of the task must start with)."""
@@ -122,6 +136,8 @@ async def _audit_record(client: Any, view: ChainView, task: TaskView, rec: dict[
     checks["task-shard"] = revealed is not None and (beacon.task_id, beacon.shard_index) == (task.task_id,
                                                                                              revealed[0])
     checks["revealed-key"] = revealed is not None and revealed[1] == beacon.shard_key
+    if g.committee is not None:     # the committee's proven shares give exactly the key (PROTOCOL §3.14)
+        checks["release"] = _release_holds(view, task, beacon)
     try:   # checks the commitment of the task's shard at the beacon's index
         shard = open_shard(task.package, beacon.shard_index, beacon.shard_key)
     except MLError as exc:
@@ -131,7 +147,7 @@ async def _audit_record(client: Any, view: ChainView, task: TaskView, rec: dict[
     mine = await asyncio.to_thread(score, model, shard.X, shard.y)
     theirs = await asyncio.to_thread(score, champ_model, shard.X, shard.y)
     b, c = paired(mine.correct, theirs.correct)
-    fields, passes = round_test(g.params, rec["round"], champ_rec, b, c, len(listed))
+    fields, passes = round_test(g.params, rec["round"], champ_rec, b, c, len(listed), len(shard.y))
     entry["recomputed"] = {"b": b, "c": c, **fields, "accuracy": mine.accuracy, "champion_accuracy": theirs.accuracy,
                            "against": champ_rec["model_hash"], "shard_index": beacon.shard_index}
     recorded = rule_fields(rec)

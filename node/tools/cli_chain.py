@@ -52,8 +52,8 @@ def status_lines(s: dict[str, Any]) -> list[str]:
              "round": f"{s.get('round')}" + (f" (task {s['round_task']})" if s.get("round_task") is not None else ""),
              "tasks": f"{s.get('tasks_open', 0)} open of {s.get('tasks_total', 0)}, "
                       f"{n(s.get('shards_left', 0))} shards left",
-             "keyholder": ("committee member " + str((s.get("committee") or {}).get("member", "?")))
-             if s.get("committee") else ("yes" if s.get("keyholder") else "no")}
+             "keyholder": ("committee member " + str((s.get("committee") or {})["member"]))
+             if "member" in (s.get("committee") or {}) else ("yes" if s.get("keyholder") else "no")}
     lines = kv(shown, ["chain_id", "genesis", "height", "tip", "round", "round_phase", "tasks", "peers", "mempool",
                        "syncing", "keyholder"]) + ["champion      " + champion_line(s["champion"])]
     health = s.get("health")
@@ -64,7 +64,7 @@ def status_lines(s: dict[str, Any]) -> list[str]:
         lines.append(f"ALARM         keyholder equivocation in round {s['equivocations'][0]['round']}")
     if s.get("round_phase") == "closed":
         lines.append("no task is open: blocks resume when a task is announced or extended ('popchain task list')")
-    return lines
+    return lines + committee_lines(s)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -94,6 +94,31 @@ def cmd_status(args: argparse.Namespace) -> None:
     else:
         s = call(args, fetch)
     emit(args, s, status_lines(s))
+
+
+def committee_lines(s: dict[str, Any]) -> list[str]:
+    """The keyholder committee as this node sees it (PROTOCOL §3.10, §3.14): reachable members against the
+    threshold, and the evidence against members."""
+    c = s.get("committee")
+    if not c or "reachable" not in c:
+        return []
+    down = [str(m["member"]) for m in c.get("members", []) if not m["reachable"]]
+    missed = [f"{m['member']}: {m['missed_releases']}" for m in c.get("members", []) if m.get("missed_releases")]
+    lines = [f"committee     {c['reachable']} of {c['n']} keyholders reachable, threshold {c['threshold']}"
+             + (f" (unreachable: {', '.join(down)})" if down else "")]
+    if c.get("below_threshold"):
+        lines.append(f"WARNING       fewer than {c['threshold']} keyholders are reachable: no round can reveal "
+                     f"until more come back")
+    if missed:
+        lines.append(f"missed        rounds with no share released, by keyholder: {', '.join(missed)}")
+    evidence = s.get("committee_evidence") or []
+    if evidence:
+        kinds: dict[str, int] = {}
+        for e in evidence:
+            kinds[e["what"]] = kinds.get(e["what"], 0) + 1
+        lines.append("evidence      " + ", ".join(f"{n} {what}" for what, n in sorted(kinds.items()))
+                     + " (see --json committee_evidence)")
+    return lines
 
 
 def cmd_block(args: argparse.Namespace) -> None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from node.tools.cli_common import RETRY_S, CliError, Commands, add_json, address, emit, load_wallet, pick_key
 from node.tools.mining import DEFAULT_MAX_ROWS, FAMILY_CHOICES
+
+if TYPE_CHECKING:
+    from consensus.protocol.dkg import CommitteeKey
 
 # --------------------------------------------------------------------------- genesis
 
@@ -26,17 +30,26 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
     if not allocations:
         raise CliError("no --alloc ADDRESS=AMOUNT: nobody could hold the entrant balance, so no miner could "
                        "ever enter a round")
+    bonds = []
+    for item in args.bond:
+        addr, sep, amount = item.partition("=")
+        if not sep or not amount.isdigit():
+            raise CliError(f"--bond {item!r}: expected ADDRESS=AMOUNT (amount in grains)")
+        bonds.append((address(addr, f"--bond {item!r}"), int(amount)))
     try:
         params = GenesisParams(entry_window_s=args.entry_window, opening_window_s=args.opening_window)
     except ValueError as exc:
         raise CliError(str(exc).replace("GenesisParams.entry_window_s", "--entry-window")
                        .replace("GenesisParams.opening_window_s", "--opening-window")) from None
+    committee, sponsor = _committee_args(args)
     if sys.stderr.isatty():  # progress for a person; scripts get stdout and, on failure, one error line
         print("sizing hidden shards (exact sign test, 80 % power) and building genesis ...", file=sys.stderr)
     out = create_genesis_files(Path(args.out), task=args.task, label_column=args.label_column, rounds=args.rounds,
                                shard_size=args.shard_size, detect=args.detect, allocations=allocations,
+                               bonds=bonds or None,
                                chain_id=args.chain_id, params=params, drift_milli=args.drift_milli,
-                               keyholders=args.keyholders, threshold=args.threshold, public_rows=args.public_rows,
+                               committee=committee, sponsor=sponsor, bounty=args.bounty,
+                               per_crowning=args.per_crowning, public_rows=args.public_rows,
                                categorical=categorical_columns(args))
     for warning in out["warnings"]:
         print(f"popchain: warning: {warning}", file=sys.stderr)
@@ -61,29 +74,40 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
         *([(f"blobs          {out['blobs']} (hidden shards + public rows beyond 256 KiB), {out['blob_bytes']:,} bytes in {out['blob_dir']}  -> your node "
             f"serves them (popchain node --blob-dir {out['blob_dir']}); other nodes fetch them from peers")]
           if out.get("blobs") else []),
-        *([f"keyholder file {out['keyholder']}  -> give ONLY to the keyholder (secret; mode 0600)"]
+        *([(f"keyholder file {out['keyholder']}  -> give ONLY to the keyholder (secret; mode 0600; the trusted "
+            f"single keyholder sees every shard key)")]
           if not out["committee"] else
-          [(f"committee      {out['threshold']}-of-{out['keyholders']}: any {out['threshold']} keyholders reveal "
-           f"a shard, fewer learn nothing")]
-          + [f"keyholder {i}    {path}  -> give ONLY to keyholder {i} (secret; mode 0600)"
-             for i, path in enumerate(out["keyholder_files"], 1)]
-          + ["dealer         you saw every shard key: keep no copy, run no keyholder, do not mine"]),
+          [(f"committee      {out['threshold']}-of-{out['keyholders']} from the keyholders' key generation: any "
+            f"{out['threshold']} keyholders reveal a shard, fewer learn nothing; no secret file was written")]
+          + ([("task           VRF-generated: nobody, you included, can compute a shard before the committee "
+               "releases it")] if out["vrf"] else
+             [(f"sponsor        {out['sponsor']}: you know these rows, so the task is paid only from its escrow "
+               f"({out['bounty']:,} grains, {out['per_crowning']:,} per crowning) and your key cannot enter it")])),
         f"held-out test  {out['holdout']}    -> keep: untouched test split to judge the champion",
+        (f"bonds          {len(out['bonds'])} miner key(s) bonded at genesis (a miner's stake, PROTOCOL §3.9); "
+         f"crowning needs +{out['min_gain_bp'] / 100:.2f} pp on top of the sign test"),
     ])
 
 
-def cmd_keyholder_add_shares(args: argparse.Namespace) -> None:
+def _committee_args(args: argparse.Namespace) -> tuple[CommitteeKey | None, bytes | None]:
+    """(the committee key record of --committee, the --sponsor pubkey) for a committee genesis."""
     from chain.errors import PopError
-    from consensus.keyholder import install_share_file, load_member_file
-    try:
-        secret = load_member_file(_read(args.keyholder, "keyholder"))
-        path, batch = install_share_file(secret, _read(args.file, "share"), Path(args.datadir))
-    except PopError as exc:
-        raise CliError(f"{args.file}: {exc}") from None
-    emit(args, {"member": secret.member, "shards": len(batch.values), "material_hash": batch.material_hash.hex(),
-                "path": str(path)},
-         [(f"member {secret.member}: {len(batch.values)} shard-key shares (batch {batch.material_hash.hex()[:16]}) "
-          f"installed in {path}; the running member uses them once the chain activates the batch")])
+    from consensus.protocol.dkg import decode_committee_key
+    committee: CommitteeKey | None = None
+    if args.committee:
+        try:
+            committee = decode_committee_key(_read(args.committee, "committee key"))
+        except PopError as exc:
+            raise CliError(f"--committee {args.committee}: {exc}") from None
+    sponsor = None
+    if args.sponsor:
+        try:
+            sponsor = bytes.fromhex(args.sponsor)
+        except ValueError:
+            sponsor = b""
+        if len(sponsor) != 32:
+            raise CliError(f"--sponsor {args.sponsor[:70]!r}: expected the sponsor's 64-hex public key")
+    return committee, sponsor
 
 
 def _read(path: str, what: str) -> bytes:
@@ -217,7 +241,7 @@ def categorical_columns(args: argparse.Namespace) -> tuple[str, ...]:
 
 def register(cmds: Commands) -> None:
     g = cmds.group("genesis", "create a new chain")
-    p = g.leaf("create", "write a genesis file + keyholder secret(s) from a task", cmd_genesis_create)
+    p = g.leaf("create", "write a genesis file (+ the single keyholder's secret) from a task", cmd_genesis_create)
     p.add_argument("--task", default="synthetic",
                    help="synthetic | digits | breast_cancer | wine | iris | csv:PATH (default synthetic)")
     add_sizing_options(p)
@@ -227,24 +251,25 @@ def register(cmds: Commands) -> None:
                         "models keep beating a stale champion; 0: one fixed distribution)")
     p.add_argument("--alloc", action="append", default=[], metavar="ADDRESS=AMOUNT",
                    help="genesis allocation (at least one: miners need the entrant balance)")
-    p.add_argument("--keyholders", type=int, metavar="N",
-                   help="keyholder committee size: write keyholder-1.secret ... keyholder-N.secret, each with one "
-                        "signing key and a Shamir share of every shard key (default: one keyholder.secret "
-                        "holding the whole keys)")
-    p.add_argument("--threshold", type=int, metavar="T",
-                   help="keyholders needed to sign a round and reveal a shard (a majority of N; default "
-                        "N // 2 + 1)")
+    p.add_argument("--bond", action="append", default=[], metavar="ADDRESS=AMOUNT",
+                   help="genesis allocation to ADDRESS's bond account: the stake its key enters rounds with, "
+                        "forfeited bond by bond for listed entries it never opens (default: 8 entry bonds for "
+                        "every --alloc address)")
+    p.add_argument("--committee", metavar="FILE",
+                   help="the committee.key the keyholders' key generation wrote ('popchain keyholder dkg'): a "
+                        "committee chain, no secret file written (default: one trusted keyholder.secret holding "
+                        "every shard key)")
+    p.add_argument("--sponsor", metavar="PUBKEY",
+                   help="committee chain with a dataset: your public key as the task's sponsor (you know its rows: "
+                        "it is paid only from --bounty, and your key cannot enter it)")
+    p.add_argument("--bounty", type=int, default=0, help="grains allocated to the sponsored task's escrow")
+    p.add_argument("--per-crowning", type=int, default=None,
+                   help="grains each crowning on the sponsored task is paid from its escrow (default: the block "
+                        "reward)")
     p.add_argument("--chain-id", help="chain id (default: popchain-<random>)")
     p.add_argument("--entry-window", type=int, default=4, help="entry window W in seconds (default 4)")
     p.add_argument("--opening-window", type=int, default=4, help="opening window O in seconds (default 4)")
     p.add_argument("--out", required=True, help="output directory")
-
-    g = cmds.group("keyholder", "a keyholder committee member's secret material")
-    p = g.leaf("add-shares", "check a *.shares file (new shards of a task, dealt by its sponsor) against your "
-                             "member file and install it into DATADIR/key-shares/", cmd_keyholder_add_shares)
-    p.add_argument("file", help="the share file the sponsor gave you")
-    p.add_argument("--keyholder", required=True, help="your member file keyholder-i.secret")
-    p.add_argument("--datadir", required=True, help="your keyholder node's data directory")
 
     g = cmds.group("node", "run a node; verify or reindex its datadir")
     from node.config import add_node_run_arguments

@@ -78,30 +78,24 @@ def cmd_create(args: argparse.Namespace) -> None:
             f"announce' hands them to the node (keep them beside {out['announcement']}); announcement "
             f"{out['message_bytes']:,} bytes")] if out.get("blobs") else []),
         f"held-out test  {out['holdout']}  -> keep: untouched test split to judge the task's champion",
-        *_share_lines(out),
     ])
 
 
 def _announce_lines(out: dict[str, Any], message: str) -> list[str]:
-    """Who gets which file: a single keyholder takes the whole shard keys; on a committee chain no member may,
-    so the secret file stays with whoever wrote it (for 'task extend --secret') and members get shares."""
-    if out["share_files"]:
-        k = len(out["share_files"])
-        return [(f"announcement   {message}  -> keyholders sign it (popchain task announce {message} --keyholder "
-                f"keyholder-i.secret --sign-only), the last one posts it (without --sign-only, without "
-                f"--task-secret)"),
-                (f"task secret    {out['secret']}  -> give it to NOBODY: on a committee chain no member may hold whole "
-                f"shard keys (the {k} members get the share files below); keep it offline for 'task extend "
-                f"--secret', or delete it")]
+    """Who gets which file: a single keyholder takes the whole shard keys; on a committee chain the keys are
+    sealed to the committee inside the message (or, for a VRF-generated task, do not exist), so there is nothing
+    secret to hand anyone: t keyholders co-sign and post it."""
+    if out.get("committee"):
+        lines = [(f"announcement   {message}  -> keyholders sign it (popchain task announce {message} --keyholder "
+                  "THEIR_MEMBER_FILE --sign-only), the last one posts it (without --sign-only)")]
+        if out.get("vrf"):
+            return lines + ["shard keys     none: the task is VRF-generated, nobody (you included) can foresee a shard"]
+        kept = f" ({out['secret']}: the task's source for the next extension, no key)" if out.get("secret") else ""
+        return lines + [(f"shard keys     sealed to the keyholder committee inside the message{kept}; you know "
+                         "these rows, so the task pays only from its bounty and your key cannot enter it")]
     return [(f"announcement   {message}  -> the keyholder signs and posts it: popchain task announce {message} "
-            "--keyholder KEYHOLDER_FILE --task-secret SECRET --node URL"),
+             "--keyholder KEYHOLDER_FILE --task-secret SECRET --node URL"),
             f"task secret    {out['secret']}  -> give ONLY to the keyholder (shard keys; mode 0600)"]
-
-
-def _share_lines(out: dict) -> list[str]:
-    """On a committee chain: where each member's share file went, and how it installs it."""
-    return [f"member {i} shares {path}  -> give ONLY to keyholder {i}: popchain keyholder add-shares {path} "
-            f"--keyholder keyholder-{i}.secret --datadir ITS_DATADIR" for i, path in enumerate(out["share_files"], 1)]
 
 
 def _load_message(path: str):
@@ -148,8 +142,8 @@ def cmd_announce(args: argparse.Namespace) -> None:
             raise CliError(f"the node at {args.node} is not the keyholder: give the task's shard keys "
                            "(--task-secret) only to the keyholder's own node")
         if keys is not None and status.get("committee"):
-            raise CliError("this is a committee chain: no member takes whole shard keys (--task-secret); members "
-                           "install their share files with 'popchain keyholder add-shares'")
+            raise CliError("this is a committee chain: no member takes whole shard keys (--task-secret); the keys "
+                           "are sealed to the committee inside the message")
         if keys is None and status.get("keyholder") and not status.get("committee"):
             print("popchain: warning: no --task-secret: the keyholder activates the task only once it holds its "
                   "shard keys", file=sys.stderr, flush=True)
@@ -250,7 +244,9 @@ def cmd_extend(args: argparse.Namespace) -> None:
     seq = info.get("extensions", 0) + 1
     world, drift_milli = None, args.drift_milli
     data = None
-    if public.generated:
+    if public.vrf:
+        pass           # a VRF-generated task: its new shards need no world, no key and no rows
+    elif public.generated:
         if args.secret:
             try:
                 saved = TaskSecret.decode(Path(args.secret).read_bytes())
@@ -269,7 +265,7 @@ def cmd_extend(args: argparse.Namespace) -> None:
             raise CliError(f"task {args.task_id} is a rows task: give its new rows with --data csv:PATH")
         data = rows_for_task(args.data, public, args.label_column)
     anchor = None   # the drift reverts towards the task's first shard's world (its start is not stored)
-    if public.generated:
+    if public.generated and not public.vrf:
         shard1 = info.get("revealed_first")   # shard 1's key (the revealed list holds the newest keys only)
         first_key = bytes.fromhex(shard1["shard_key"]) if shard1 and shard1["shard_index"] == 1 else None
         if first_key is None and args.secret and saved.first_index == 1:
@@ -283,7 +279,6 @@ def cmd_extend(args: argparse.Namespace) -> None:
         (f"extension      {seq} of task {args.task_id}: shards {first:,}..{first + args.rounds - 1:,} "
         f"({public.shard_size:,} samples each)"),
         *_announce_lines(out, out["extension"]),
-        *_share_lines(out),
     ])
 
 

@@ -173,5 +173,12 @@ class NodeClient:
     async def send_entry(self, entry_bytes: bytes) -> dict:
         return await self._request("POST", "/api/entries", json_body={"entry": entry_bytes.hex()})
 
-    async def send_opening(self, block_bytes: bytes) -> dict:
-        return await self._request("POST", "/api/openings", json_body={"block": block_bytes.hex()})
+    async def post_leak(self, leak_bytes: bytes) -> dict[str, Any]:
+        """Post a keyholder's share of a shard not yet revealed (consensus.protocol.release.Leak bytes): it
+        becomes evidence of an early release on every node if its proof holds (PROTOCOL §3.14)."""
+        out: dict[str, Any] = await self._request("POST", "/api/committee/leak", json_body={"leak": leak_bytes.hex()})
+        return out
+
+    async def send_opening(self, block_bytes: bytes) -> dict[str, Any]:
+        out: dict[str, Any] = await self._request("POST", "/api/openings", json_body={"block": block_bytes.hex()})
+        return out

@@ -1,7 +1,9 @@
 """``popchain demo``: a whole local network in one command, on loopback only.
 
-Creates a fresh genesis on the default (synthetic) task, starts K node processes with separate datadirs (node 0
-runs the keyholder), starts miners with different model families as separate ``popchain miner run`` processes,
+Creates a fresh genesis on the default (synthetic) task — with 3+ nodes for a 2-of-3 keyholder committee whose
+key the three keyholders generate together first (``popchain keyholder dkg`` processes over a ceremony board:
+nobody, the demo included, ever holds the committee's secret) — starts K node processes with separate datadirs
+(nodes 0-2 are the keyholders; with fewer nodes node 0 is a single trusted keyholder), starts miners with different model families as separate ``popchain miner run`` processes,
 sends wallet transfers between two demo users, and prints one table row per round as the keyholder closes it.
 Every child runs in its own process group and is stopped (SIGTERM, then SIGKILL) on exit or Ctrl-C, unless
 ``--keep`` asks to leave the network running.
@@ -32,7 +34,6 @@ from node.tools.genesis_setup import (
     GENESIS_FILE,
     HOLDOUT_FILE,
     KEYHOLDER_FILE,
-    MEMBER_FILE,
     create_genesis_files,
 )
 
@@ -146,18 +147,31 @@ async def _demo(workdir: Path, rounds: int, n_nodes: int, keep: bool) -> int:
     names = {address_of(k.public): f"{fam}-miner" for k, fam in zip(miners, MINER_FAMILIES)}
     chain_dir = workdir / "chain"
     params = GenesisParams(entry_window_s=3, opening_window_s=4)
-    print(f"creating genesis (drifting synthetic task, {DEMO_ROUNDS} generated hidden shards sized to detect "
-          f"+{DEMO_DETECT:.0%}) ...", flush=True)
-    # with 3+ nodes the keyholder is a 2-of-3 committee, one member per node (nodes 0-2, PROTOCOL §3.10)
+    net = DemoNetwork(workdir, n_nodes)
+    # with 3+ nodes the keyholder is a 2-of-3 committee, one member per node (nodes 0-2, PROTOCOL §3.10); its
+    # key comes from the three keyholders' own key generation (§3.14)
     committee = n_nodes >= 3
-    who: dict[str, Any] = {"keyholders": 3, "threshold": 2} if committee else {"keyholder": keyholder}
+    who: dict[str, Any] = {"keyholder": keyholder}
+    members: list[Path] = []
+    if committee:
+        print("keyholders: generating the committee's key together (3 'popchain keyholder dkg' processes over a "
+              "ceremony board) ...", flush=True)
+        try:
+            committee_file, members = await _ceremony(net, workdir)
+        except BaseException:
+            net.stop_all()
+            raise
+        from consensus.protocol.dkg import decode_committee_key
+        who = {"committee": decode_committee_key(committee_file.read_bytes())}
+    print(f"creating genesis ({'VRF-generated' if committee else 'drifting'} synthetic task, {DEMO_ROUNDS} hidden "
+          f"shards sized to detect +{DEMO_DETECT:.0%}) ...", flush=True)
     info = await asyncio.to_thread(
         create_genesis_files, chain_dir, allocations=[(address_of(k.public), FUNDS) for k in miners + users],
         params=params, chain_id="popchain-demo", detect=DEMO_DETECT, rounds=DEMO_ROUNDS, **who)
 
     def secret_of(i: int) -> Path | None:
         if committee:
-            return chain_dir / MEMBER_FILE.format(i + 1) if i < 3 else None
+            return members[i] if i < 3 else None
         return chain_dir / KEYHOLDER_FILE if i == 0 else None
     genesis = load_genesis((chain_dir / GENESIS_FILE).read_bytes())
     X_test, y_test = read_feature_csv(chain_dir / HOLDOUT_FILE, genesis.task.spec)
@@ -166,7 +180,6 @@ async def _demo(workdir: Path, rounds: int, n_nodes: int, keep: bool) -> int:
     print(f"genesis {info['genesis_hash'][:16]}…  chain id {genesis.chain_id}  shards of {info['shard_size']:,} rows "
           f"(detect +{info['detectable']:.2%} at 80 % power)")
 
-    net = DemoNetwork(workdir, n_nodes)
     try:
         # the keyholder node starts last, once the miners have trained their first candidates, so that round 1
         # is not played before anyone is ready; the others form a line, the keyholder joins at its start
@@ -200,6 +213,45 @@ async def _demo(workdir: Path, rounds: int, n_nodes: int, keep: bool) -> int:
             print("\nstopping the network ...", flush=True)
             net.stop_all()
             print(f"stopped. Logs and datadirs are in {workdir}")
+
+
+async def _ceremony(net: DemoNetwork, workdir: Path, n: int = 3, t: int = 2) -> tuple[Path, list[Path]]:
+    """The keyholders' key generation as real processes: each keyholder's key (``keyholder new``), a board, and
+    ``keyholder dkg`` per keyholder. Returns (the public committee key, each keyholder's member file)."""
+    from consensus.keyholder import key_file
+    kdir = workdir / "keyholders"
+    kdir.mkdir(parents=True, exist_ok=True)
+    pubkeys = []
+    for i in range(1, n + 1):
+        kp = Keypair.generate()
+        path = kdir / f"keyholder{i}.key"
+        path.write_bytes(key_file(kp))
+        os.chmod(path, 0o600)
+        pubkeys.append(kp.public)
+    keys = ",".join(k.hex() for k in pubkeys)
+    board = net.spawn("dkg-board", ["-m", "cli", "keyholder", "dkg-board", "--keyholders", keys, "--threshold",
+                                    str(t), "--listen", "127.0.0.1:0", "--linger", "5", "--json"])
+    async with asyncio.timeout(60):
+        while b'"url"' not in board.log.read_bytes():
+            if board.proc.poll() is not None:
+                raise RuntimeError(f"the ceremony board exited; see {board.log}")
+            await asyncio.sleep(0.05)
+    import json
+    text = board.log.read_text()
+    url = json.loads(text[text.index("{"):text.index("}") + 1])["url"]
+    clients = [net.spawn(f"keyholder{i}-dkg", ["-m", "cli", "keyholder", "dkg", "--key", str(kdir / f"keyholder{i}.key"),
+                                               "--board", url, "--keyholders", keys, "--threshold", str(t),
+                                               "--out", str(kdir / f"keyholder{i}"), "--timeout", "120"])
+               for i in range(1, n + 1)]
+    async with asyncio.timeout(180):
+        while any(c.proc.poll() is None for c in clients):
+            await asyncio.sleep(0.1)
+    for c in clients:
+        if c.proc.returncode != 0:
+            raise RuntimeError(f"{c.name} failed; see {c.log}")
+    print(f"committee key generated (a 2-of-3 committee; group key in {kdir / 'keyholder1' / 'committee.key'})",
+          flush=True)
+    return kdir / "keyholder1" / "committee.key", [kdir / f"keyholder{i}" / "keyholder.secret" for i in range(1, n + 1)]
 
 
 def _start_miners(net: DemoNetwork, workdir: Path, miners: list[Keypair], urls: list[str]) -> list[Child]:

@@ -92,11 +92,12 @@ async def evaluate(client: Any, cand: Candidate, shards: int, wanted: int | None
         theirs = score(champion_model, shard.X, shard.y)
         b, c = paired(mine, theirs.correct)
         rows.append({"shard_round": r, "shard_index": task.keys[r][0], "b": b, "c": c,
-                     "accuracy": float(mine.mean()) if len(mine) else 0.0, "champion_accuracy": theirs.accuracy})
+                     "accuracy": float(mine.mean()) if len(mine) else 0.0, "champion_accuracy": theirs.accuracy,
+                     "rows": len(shard.y)})
     task_status = next(t for t in (await client.tasks())["tasks"] if t["task_id"] == task_id)
     m = getattr(view.genesis.params, "max_entries", 1)
     for row in rows:
-        fields, passes = round_test(view.genesis.params, next_round, champ, row["b"], row["c"], m)
+        fields, passes = round_test(view.genesis.params, next_round, champ, row["b"], row["c"], m, row["rows"])
         row.update(fields)
         row["passes"] = passes and not duplicate
     latest = rows[-1]

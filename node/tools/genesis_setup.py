@@ -21,11 +21,15 @@ from typing import Any
 
 import numpy as np
 
+from chain.address import encode_address
 from chain.block import MAX_PAYLOAD_SIZE
 from chain.crypto import Keypair
 from chain.errors import DecodeError
-from consensus.keyholder import keyholder_file, member_file
+from consensus.keyholder import keyholder_file
+from consensus.protocol.dkg import CommitteeKey
 from consensus.protocol.genesis import GenesisParams, create_committee_genesis, create_genesis
+from consensus.protocol.settlement import bond_account
+from consensus.protocol.tasks import escrow_account
 from ml.blobs import BlobDir, BlobRef
 from ml.codec import smallest_dtype
 from ml.errors import TaskError
@@ -53,7 +57,6 @@ DEFAULT_DRIFT_MILLI = 500
 
 GENESIS_FILE = "genesis.bin"
 KEYHOLDER_FILE = "keyholder.secret"
-MEMBER_FILE = "keyholder-{}.secret"     # member i of a committee (1-based, genesis keyholder order)
 HOLDOUT_FILE = "holdout.csv"
 BLOB_DIR = "blobs"
 GENESIS_GOAL = 1 << 20      # a dataset genesis (public rows + blob references) stays within 1 MiB
@@ -81,8 +84,8 @@ def size_task(task: str, dataset: Dataset | None, params: GenesisParams, *, dete
                                   f"[{MIN_TRAIN_ROWS}, {MAX_TRAIN_ROWS:,}]")
             max_shard = min(MAX_SHARD_SIZE, MAX_GEN_ELEMENTS // 24)
             sized = plan(m=m, alpha=params.alpha, detect=DEFAULT_DETECT if detect is None else detect,
-                         shard_size=shard_size,
-                         rounds=rounds, available_rows=None, default_rounds=SYNTHETIC_ROUNDS, max_shard=max_shard)
+                         shard_size=shard_size, rounds=rounds, available_rows=None, default_rounds=SYNTHETIC_ROUNDS,
+                         max_shard=max_shard, min_gain_bp=params.min_gain_bp)
             return dataclasses.replace(sized, public_rows=n_train), SYNTHETIC_TEST
         n_test = max(10, len(dataset) // 8)
         available = len(dataset) - n_test
@@ -126,32 +129,41 @@ def check_package_fits(dataset: Dataset, sizing: Sizing, cap: int, what: str, *,
     return estimate
 
 
+STARTER_BONDS = 8     # entry bonds a --alloc account's bond account gets when no --bond is given
+
+
 def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: str = "label",
                          rounds: int | None = None, shard_size: int | None = None, detect: float | None = None,
                          public_rows: float | None = None, categorical: tuple[str, ...] = (),
-                         allocations: Sequence[tuple[bytes, int]] = (), chain_id: str | None = None,
+                         allocations: Sequence[tuple[bytes, int]] = (),
+                         bonds: Sequence[tuple[bytes, int]] | None = None, chain_id: str | None = None,
                          params: GenesisParams = GenesisParams(), keyholder: Keypair | None = None,
                          timestamp: int | None = None, drift_milli: int | None = None,
-                         keyholders: int | None = None, threshold: int | None = None,
+                         committee: CommitteeKey | None = None, sponsor: bytes | None = None,
+                         bounty: int = 0, per_crowning: int | None = None,
                          rng: Rng = os.urandom) -> dict[str, Any]:
     """Write genesis.bin, keyholder.secret (0600) and holdout.csv into ``out``; return a summary (sizes, the
     improvement the shards detect, rounds the data allows, warnings). Every secret byte comes from ``rng``.
     ``drift_milli`` None means DEFAULT_DRIFT_MILLI for the synthetic task and 0 (no drift) for a dataset.
 
-    With ``keyholders`` N (and ``threshold`` T, default a majority) the chain gets a T-of-N committee instead:
-    every shard key is Shamir-shared and ``keyholder-1.secret`` … ``keyholder-N.secret`` each hold one signing
-    seed and that member's shares (PROTOCOL §3.14); no file holds a whole key unless T = 1."""
+    With ``committee`` (the key record the keyholders' DKG produced, ``popchain keyholder dkg``) the chain is a
+    committee chain (PROTOCOL §3.14) and no secret file is written at all: the synthetic task becomes a
+    VRF-generated one that nobody can foresee, and a dataset's shard keys are sealed to the committee — its
+    creator is the task's ``sponsor`` (pubkey, required), ``bounty`` grains are allocated to the genesis task's
+    escrow and each crowning pays ``per_crowning`` (default the block reward) from it: no coin is minted for
+    a task whose rows someone knows.
+
+    ``bonds``: (account, grains) allocated to those accounts' *bond accounts* — a miner's stake, the only
+    balance entries are bonded with (PROTOCOL §3.9). None: every allocated account gets a starter bond of
+    STARTER_BONDS entry bonds (so a chain made with --alloc alone can be mined at once)."""
     if not allocations:
         raise TaskError("no --alloc: nobody could hold the entrant balance, so no miner could ever enter a round")
-    if threshold is not None and keyholders is None:
-        if threshold != 1:
-            raise TaskError("--threshold needs --keyholders N (the committee size)")
-        threshold = None
-    if keyholders is not None:
-        threshold = keyholders // 2 + 1 if threshold is None else threshold
-        _check_committee(keyholders, threshold)
-    secret_names = ([KEYHOLDER_FILE] if keyholders is None
-                    else [MEMBER_FILE.format(i) for i in range(1, keyholders + 1)])
+    if bonds is None:
+        bonds = [(account, STARTER_BONDS * params.entry_bond) for account, _ in allocations]
+    if not any(amount > 0 for _, amount in bonds):
+        raise TaskError("no --bond: no key holds a bond, so no miner could ever enter a round (a miner's stake is "
+                        "its bond account, PROTOCOL §3.9)")
+    secret_names = [KEYHOLDER_FILE] if committee is None else []
     for name in (GENESIS_FILE, *secret_names, BLOB_DIR):
         if (out / name).exists():
             raise TaskError(f"{out / name} already exists: refusing to overwrite a chain's files")
@@ -166,9 +178,15 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
     else:
         raise TaskError(f"unknown task {task!r}: use synthetic, {', '.join(BUILTINS)} or csv:PATH")
     if drift_milli is None:
-        drift_milli = DEFAULT_DRIFT_MILLI if dataset is None else 0
+        drift_milli = DEFAULT_DRIFT_MILLI if dataset is None and committee is None else 0
     if drift_milli and dataset is not None:
         raise TaskError(f"--drift-milli: only the generated synthetic task can drift, not {task}")
+    if drift_milli and committee is not None:
+        raise TaskError("--drift-milli: a committee chain's synthetic task is VRF-generated (nobody can foresee a "
+                        "shard) and does not drift yet; leave it out (PROTOCOL §5.6)")
+    if committee is not None and dataset is not None and sponsor is None:
+        raise TaskError(f"--sponsor: on a committee chain the creator of a data task ({task}) is its sponsor, who "
+                        f"knows its rows: name its public key (it is paid only from --bounty and cannot enter)")
     sizing, n_test = size_task(task, dataset, params, detect=detect, rounds=rounds, shard_size=shard_size,
                                public_rows=public_rows)
     common: dict[str, Any] = {}
@@ -183,29 +201,30 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
         source, holdout = split_test(dataset, n_test, seed)
         common = {"seed": seed, "n_train": sizing.public_rows, "shard_blobs": shard_blobs}
     out.mkdir(parents=True, exist_ok=True)
-    # the same rng order as before committees existed: the signing key(s), then the chain id
-    members: list[Keypair] = []
-    if keyholders is None:
+    if committee is None:
         keyholder = keyholder or Keypair.from_seed(rng(32))
-    else:   # the dealer makes fresh member keys; genesis order = sorted pubkeys = member index order
-        members = sorted((Keypair.from_seed(rng(32)) for _ in range(keyholders)), key=lambda kp: kp.public)
+    if committee is not None and dataset is not None:
+        allocations = list(allocations) + ([(escrow_account(0), bounty)] if bounty else [])
+        common.update(sponsor=sponsor, per_crowning=params.block_reward if per_crowning is None else per_crowning)
+    elif bounty or per_crowning or sponsor is not None:
+        raise TaskError("--sponsor, --bounty and --per-crowning are for a data task on a committee chain (a "
+                        "single keyholder's or a VRF-generated genesis task mints its rewards)")
     chain_kw: dict[str, Any] = dict(chain_id=chain_id or f"popchain-{rng(3).hex()}", rounds=sizing.rounds,
-                                    shard_size=sizing.shard_size, allocations=list(allocations), params=params,
+                                    shard_size=sizing.shard_size, params=params,
+                                    allocations=list(allocations) + [(bond_account(a), n) for a, n in bonds if n],
                                     timestamp=int(timestamp or time.time()), rng=rng, **common)
     genesis_path, holdout_path = out / GENESIS_FILE, out / HOLDOUT_FILE
+    secrets: dict[Path, bytes] = {}
     try:
-        if keyholder is not None and not members:
+        if keyholder is not None:
             genesis, secret = create_genesis(source, keyholder_pubkeys=[keyholder.public], **chain_kw)
             secrets = {out / KEYHOLDER_FILE: keyholder_file(secret, [keyholder])}
             pubkeys = [keyholder.public]
         else:
-            # the dealer deals every shard key and writes one member file each; it keeps nothing else
-            genesis, dealing = create_committee_genesis(source, keyholder_pubkeys=[kp.public for kp in members],
-                                                        threshold=threshold or 1, **chain_kw)
-            secrets = {out / MEMBER_FILE.format(i + 1): member_file(genesis.hash, i + 1, kp, len(members),
-                                                                    genesis.threshold, [dealing.batches[i]])
-                       for i, kp in enumerate(members)}
-            pubkeys = [kp.public for kp in members]
+            assert committee is not None
+            chain_kw.pop("drift_milli", None)
+            genesis = create_committee_genesis(source, committee=committee, **chain_kw)
+            pubkeys = list(committee.keyholders)
     except DecodeError as exc:   # the block's payload cap: the estimate above let a borderline genesis through
         raise TaskError(f"the genesis does not fit its {MAX_PAYLOAD_SIZE / 2**20:.0f} MiB payload cap ({exc}): "
                         f"{sizing.public_rows or 0:,} public + {sizing.rounds} x {sizing.shard_size:,} hidden rows "
@@ -235,20 +254,11 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
             "blobs": len(shard_blobs), "blob_bytes": sum(map(len, shard_blobs.values())),
             "blob_dir": str(out / BLOB_DIR) if shard_blobs else None,
             "n_train": n_train, "n_holdout": len(holdout), "genesis": str(genesis_path),
-            "keyholder": str(next(iter(secrets))), "keyholder_files": [str(p) for p in secrets],
+            "keyholder": str(next(iter(secrets))) if secrets else None, "keyholder_files": [str(p) for p in secrets],
             "keyholder_pubkey": pubkeys[0].hex(), "keyholder_pubkeys": [k.hex() for k in pubkeys],
             "keyholders": len(pubkeys), "threshold": genesis.threshold, "committee": genesis.committee is not None,
+            "vrf": genesis.task.vrf, "sponsor": genesis.sponsor.hex() if genesis.committee is not None else None,
+            "bounty": bounty, "per_crowning": genesis.per_crowning,
             "holdout": str(holdout_path), "warnings": warnings,
+            "bonds": [[encode_address(a), n] for a, n in bonds if n], "min_gain_bp": params.min_gain_bp,
             "columns": spec.encoding.describe() if spec.encoding is not None else []}
-
-
-def _check_committee(n: int, t: int) -> None:
-    """The committee shape genesis accepts (§3.14), as one-line errors before any work is done."""
-    from consensus.protocol.messages import MAX_KEYHOLDERS
-    if not 1 <= n <= MAX_KEYHOLDERS:
-        raise TaskError(f"--keyholders {n}: between 1 and {MAX_KEYHOLDERS}")
-    if not 1 <= t <= n:
-        raise TaskError(f"--threshold {t}: between 1 and --keyholders ({n})")
-    if 2 * t <= n:
-        raise TaskError(f"--threshold {t} of {n} is not a majority: two conflicting beacons could both be "
-                        f"signed; use at least {n // 2 + 1}")

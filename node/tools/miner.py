@@ -12,6 +12,7 @@ consensus.mining's; this module only drives it over the API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -44,6 +45,7 @@ from node.tools.miner_models import (
 log = logging.getLogger("popchain.miner")
 
 POLL_S = 0.05
+RESEND_S = 5.0       # an entry waiting for its beacon is sent again this often (a restarted node forgot it)
 NO_OPEN_TASK = ("no task is open on this chain (every task has spent its hidden shards): nothing to mine; "
                 "run the miner again once a task is announced or extended ('popchain task list')")
 WAIT_ROUNDS = 3         # a closed chain: wait this many round lengths for an announced task to activate
@@ -54,7 +56,11 @@ def template_from_json(obj: dict) -> Template:
     b = bytes.fromhex
     return Template(obj["chain_id"], obj["height"], b(obj["prev_hash"]), obj["round"], obj["timestamp"],
                     b(obj["miner"]), tuple(Transfer.decode(b(t)) for t in obj["txs"]), b(obj["tx_root"]),
-                    b(obj["state_root"]), obj["entry_bond"], b(obj["champion_model_hash"]))
+                    b(obj["state_root"]), obj["entry_bond"], b(obj["champion_model_hash"]),
+                    obj.get("task_id", 0), obj.get("shard_index", 0), obj.get("stake", 0))
+
+
+BOND_TARGET_BONDS = 8   # what `miner run` tops its bond account up to, in entry bonds, when it is short
 
 
 class TrainingProgress:
@@ -95,7 +101,8 @@ class RoundReport:
     """What happened to this miner in one round (printed by the CLI, collected by tests and the demo)."""
     round: int
     family: str = ""
-    status: str = "skipped"         # skipped | check-says-no | entry-refused:<code> | not-listed | opened | ...
+    status: str = "skipped"         # skipped | bonding | no-bond | check-says-no | entry-refused:<code> |
+                                    # not-listed | opened | ...
     check: tuple[int, int] | None = None   # (b, c) of the local check against the champion
     odds: float | None = None       # the check's estimated crowning probability on the round's shard
     b: int | None = None
@@ -249,6 +256,11 @@ class Miner:
         if tpl.round != r:
             report.status = "round-moved-on"
             return report
+        if tpl.stake < tpl.entry_bond:          # its stake is its bond account (PROTOCOL §3.9): top it up
+            report.status = await self._deposit_bond(tpl)
+            if report.status == "no-bond":
+                report.detail = await self._stake_text(tpl.entry_bond)
+            return report
         block, entry = seal(tpl, model, self.keypair, os.urandom(32))
         try:
             await self.client.send_entry(entry.encode())
@@ -257,7 +269,7 @@ class Miner:
             report.detail = (await self._stake_text(tpl.entry_bond) if exc.code == "insufficient-stake"
                              else exc.message)
             return report
-        found = await self._wait_beacon(r)
+        found = await self._wait_beacon(r, entry=entry.encode())
         if found is None or block.hash not in found[0].entries:
             report.status = "not-listed"
             return report
@@ -287,6 +299,26 @@ class Miner:
             report.won = winner["hash"] == block.hash.hex()
         return report
 
+    async def _deposit_bond(self, tpl: Template) -> str:
+        """Send one transfer from the miner's account to its bond account (up to BOND_TARGET_BONDS bonds):
+        "bonding" (it confirms with the next block; the miner enters once it has), or "no-bond" (no funds)."""
+        from chain.address import address_of, encode_address
+        from chain.tx import make_transfer
+        from consensus.protocol.settlement import bond_of
+        fee, bond_account = self.genesis.params.min_fee, bond_of(self.keypair.public)
+        acct = await self.client.account(encode_address(address_of(self.keypair.public)))
+        if any(p.get("recipient") == bond_account.hex() for p in acct["pending"]):
+            return "bonding"
+        amount = min(BOND_TARGET_BONDS * tpl.entry_bond - tpl.stake, acct["balance"] - fee)
+        if amount < tpl.entry_bond - tpl.stake:
+            log.warning("miner: the bond account holds %d grains, an entry needs %d, and the account cannot cover "
+                        "it: fund this key", tpl.stake, tpl.entry_bond)
+            return "no-bond"
+        tx = make_transfer(self.keypair, self.genesis.chain_id, bond_account, amount, fee, acct["next_nonce"])
+        await self.client.send_tx(tx.encode())
+        log.info("miner: bond account short (%d < %d grains): deposited %d grains", tpl.stake, tpl.entry_bond, amount)
+        return "bonding"
+
     async def _nobody_entered(self, r: int) -> bool:
         """True when round r is still waiting for its first entry once its entry window is over (a round with no
         entries waits for one — the window restarts at the first entry — so if every miner held back, the chain
@@ -312,12 +344,15 @@ class Miner:
         from chain.address import address_of, encode_address
         address = encode_address(address_of(self.keypair.public))
         try:
-            balance = int((await self.client.account(address)).get("balance", 0))
+            acct = await self.client.account(address)
         except ApiCallError:
-            balance = 0
-        return (f"entering a round needs an entry bond of {bond:,} grains (returned when the block is opened); "
-                f"{address} holds {balance:,}: send it at least {max(0, bond - balance):,} more "
-                f"(popchain wallet send --to {address} --amount {max(bond - balance, 1)})")
+            acct = {}
+        staked, bond_address = int(acct.get("bond", 0)), acct.get("bond_address", "its bond account")
+        return (f"entering a round needs an entry bond of {bond:,} grains in this key's bond account, plus one per "
+                f"listed entry it still owes (kept when the block is opened, PROTOCOL §3.9); {bond_address} holds "
+                f"{staked:,}: send it at least {max(0, bond - staked):,} more "
+                f"(popchain wallet send --to {bond_address} --amount {max(bond - staked, 1)}; the miner tops it up "
+                f"from {address} itself when that holds enough)")
 
     async def _prefetch(self, task_id: int | None) -> None:
         """Build the next candidate for ``task_id`` (no-op once the cached one is current, or no task)."""
@@ -330,8 +365,12 @@ class Miner:
             except SourceError as exc:
                 print(f"miner: task {task_id}: {exc}", file=sys.stderr, flush=True)
 
-    async def _wait_beacon(self, r: int, timeout: float = 120.0) -> tuple[Beacon, tuple[bytes, ...]] | None:
-        """Round r's beacon and the task message bytes an opening of round r carries, or None (timeout)."""
+    async def _wait_beacon(self, r: int, timeout: float = 120.0,
+                           entry: bytes | None = None) -> tuple[Beacon, tuple[bytes, ...]] | None:
+        """Round r's beacon and the task message bytes an opening of round r carries, or None (timeout). With
+        ``entry``, it is sent again every RESEND_S while the round waits: a node that restarted (or went down
+        before relaying it) forgot it, and a round nobody else entered would wait for it for ever."""
+        sent = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -339,6 +378,10 @@ class Miner:
                     if info.get("beacon"):
                         return (Beacon.decode(bytes.fromhex(info["beacon"])),
                                 tuple(bytes.fromhex(m) for m in info.get("activations") or ()))
+                    if entry is not None and time.monotonic() - sent >= RESEND_S:
+                        sent = time.monotonic()
+                        with contextlib.suppress(ApiCallError):    # the same entry again: known, or refused
+                            await self.client.send_entry(entry)
                     await self._pause(POLL_S)
         except TimeoutError:
             return None

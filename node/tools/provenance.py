@@ -35,14 +35,15 @@ class ProvenanceError(PopError):
 
 
 def round_test(params: GenesisParams, round_: int, parent: dict[str, Any], b: int, c: int,
-               m: int) -> tuple[dict[str, int], bool]:
+               m: int, rows: int) -> tuple[dict[str, int], bool]:
     """(the crowning record's rule fields, passes) for a challenger of ``round_`` with (b, c) against the
-    champion ``parent`` (its champion record) among ``m`` listed entries: the consensus rule functions
-    themselves (the exact family-wise sign test, consensus.protocol.stats; record field ``bar``), never a
-    re-implementation. ``round_`` and ``parent`` do not enter the current rule (no retarget)."""
+    champion ``parent`` (its champion record) among ``m`` listed entries on a ``rows``-row shard: the consensus
+    rule functions themselves (the exact family-wise sign test and the margin, consensus.protocol.stats; record
+    field ``bar``), never a re-implementation. ``round_`` and ``parent`` do not enter the rule (no retarget)."""
     from consensus.protocol import rules
-    from consensus.protocol.stats import accepts
-    return {"bar": rules.crowning_bar(b, c, m, params)}, accepts(b, c, m, params.alpha)
+    from consensus.protocol.stats import crowns
+    return ({"bar": rules.crowning_bar(b, c, m, params, rows)},
+            crowns(b, c, m, rows, params.alpha, params.min_gain_bp))
 
 
 def rule_fields(rec: dict[str, Any]) -> dict[str, int]:
@@ -51,9 +52,7 @@ def rule_fields(rec: dict[str, Any]) -> dict[str, int]:
 
 
 def listed_hashes(beacon: Beacon) -> list[bytes]:
-    """Header hashes a beacon lists (``entries``, or the hashes of ``listed`` (hash, miner) pairs)."""
-    if hasattr(beacon, "listed"):
-        return [pair[0] for pair in beacon.listed]
+    """Header hashes a beacon lists."""
     return list(beacon.entries)
 
 
@@ -84,6 +83,18 @@ class TaskView:
     keys: dict[int, tuple[int, bytes]] = field(default_factory=dict)   # round -> (shard index, revealed key)
     messages: int = 0                                     # announcement + extensions checked
     initial_model: bytes = b""                            # its champion before any crowning (genesis/announced)
+    batches: tuple[tuple[int, bytes, bytes], ...] = ()    # (first shard, message id, keyholder material) per batch
+
+    def release_point(self, genesis: Genesis, index: int) -> tuple[bytes, Any]:
+        """(the point shard ``index``'s release is proven against, its sealed key or None) on a committee chain
+        (PROTOCOL §3.14), from genesis and the governance-signed messages only."""
+        from consensus.protocol.release import decode_seal_material, vrf_point
+        if self.package.vrf:
+            return vrf_point(genesis.hash, self.batches[0][1], index), None
+        first, msg_id, material = max((b for b in self.batches if b[0] <= index), key=lambda b: b[0])
+        sealed = genesis.sealed if msg_id == genesis.hash else decode_seal_material(
+            material, (next((b[0] for b in self.batches if b[0] > first), self.package.n_rounds + 1)) - first)
+        return sealed[index - first].point, sealed[index - first]
 
     @property
     def spec(self) -> Any:
@@ -101,12 +112,17 @@ class TaskView:
                                   f"{index}: {exc}") from None
 
 
-def verified_package(genesis: Genesis, task_id: int, messages_hex: list[str]) -> tuple[PublicTask, int, bytes]:
-    """(package, messages checked, initial champion bytes) of ``task_id``: genesis for task 0; else the
-    announcement then extensions 1, 2, … of the task, each for this chain and signed by ``threshold`` genesis
-    keyholders (the sponsor's signature too for the announcement)."""
+Batches = tuple[tuple[int, bytes, bytes], ...]
+
+
+def verified_package(genesis: Genesis, task_id: int, messages_hex: list[str]
+                     ) -> tuple[PublicTask, int, bytes, Batches]:
+    """(package, messages checked, initial champion bytes, (first shard, message id, keyholder material) of each
+    batch) of ``task_id``: genesis for task 0; else the announcement then extensions 1, 2, … of the task, each
+    for this chain and signed by ``threshold`` genesis keyholders (the sponsor's signature too for the
+    announcement)."""
     if task_id == 0:
-        return genesis.task, 0, genesis.block.model
+        return genesis.task, 0, genesis.block.model, ((1, genesis.hash, b""),)
     from consensus.protocol.tasks import TaskAnnouncement, TaskExtension, decode_task_message
     if not messages_hex:
         raise ProvenanceError(f"the node sent no announcement for task {task_id}")
@@ -114,6 +130,7 @@ def verified_package(genesis: Genesis, task_id: int, messages_hex: list[str]) ->
     champion = b""
     commits: list[bytes] = []
     cts: list[bytes] = []
+    batches: list[tuple[int, bytes, bytes]] = []
     for i, text in enumerate(messages_hex):
         try:
             msg = decode_task_message(bytes.fromhex(text))
@@ -129,16 +146,19 @@ def verified_package(genesis: Genesis, task_id: int, messages_hex: list[str]) ->
                 package = PublicTask.decode(msg.package)
             except MLError as exc:
                 raise ProvenanceError(f"task {task_id}: announcement package: {exc}") from None
+            batches.append((1, msg.msg_hash, msg.keyholder_material))
         elif not isinstance(msg, TaskExtension) or (msg.task_id, msg.seq) != (task_id, i):
             raise ProvenanceError(f"task {task_id}: message {i} is not extension {i} of the task")
         else:
+            assert package is not None
+            batches.append((package.n_rounds + len(commits) + 1, msg.msg_hash, msg.keyholder_material))
             commits += msg.commitments
             cts += msg.ciphertexts
     assert package is not None
     if commits:
         package = dataclasses.replace(package, commitments=package.commitments + tuple(commits),
                                       ciphertexts=package.ciphertexts + tuple(cts))
-    return package, len(messages_hex), champion
+    return package, len(messages_hex), champion, tuple(batches)
 
 
 @dataclass
@@ -152,7 +172,7 @@ class ChainView:
     async def task(self, task_id: int) -> TaskView:
         if task_id not in self.tasks:
             info = await self.client.get(f"/api/tasks/{task_id}", messages="1")
-            package, n, initial = verified_package(self.genesis, task_id, info.get("messages") or [])
+            package, n, initial, batches = verified_package(self.genesis, task_id, info.get("messages") or [])
             package = await ensure_blobs(self.client, package)   # blobs (§3.15): fetched, checked, rows loaded
             keys = {k["round"]: (k["shard_index"], bytes.fromhex(k["shard_key"])) for k in info["revealed"]}
             older = info.get("revealed_next")
@@ -161,7 +181,7 @@ class ChainView:
                 keys.update({k["round"]: (k["shard_index"], bytes.fromhex(k["shard_key"])) for k in more["revealed"]})
                 older = more.get("revealed_next")
             history = await full_history(self.client, task_id)    # all of it: the task page keeps the newest
-            self.tasks[task_id] = TaskView(task_id, package, history, keys, n, initial)
+            self.tasks[task_id] = TaskView(task_id, package, history, keys, n, initial, batches)
         return self.tasks[task_id]
 
     def record(self, model_hash_hex: str) -> dict[str, Any] | None:

@@ -1,8 +1,11 @@
 """Shard sizing for ``popchain genesis create``: how many rows a hidden shard needs for the crowning test to
 detect a target improvement, and what a given size can detect.
 
-Everything statistical is consensus.protocol.stats': the exact integer thresholds (``crown_threshold`` over m = E listed
-entries at α) and the float power around them; this module only searches shard sizes and improvements with it.
+Everything statistical is consensus.protocol.stats': the exact integer bars (``crown_bar``: the sign test over
+m = E listed entries at α, and the margin of ``min_gain_bp``) and the float power around them; this module only
+searches shard sizes and improvements with it. A size must also hold tied near-copies of the champion (COPY_D
+disagreement, m of them) to at most COPY_RATE crownings per round, computed exactly (``stats.copy_crown_exact``):
+the least power-sized shard is grown (0.5 % steps, at most ×1.5) until it does.
 ``plan_rows`` splits a dataset's rows between public training rows and hidden shards (the owner's defaults:
 ``DEFAULT_PUBLIC_SHARE`` public, shards sized to detect +1 pp when that leaves ``MIN_DEFAULT_ROUNDS`` rounds,
 else that many equal shards), and ``sizing_warnings`` says in words when a sizing starves the miners or the chain.
@@ -11,15 +14,19 @@ What it does NOT do: decide validity — nothing here is a consensus rule.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
 
 from chain.errors import PopError
 from consensus.protocol import stats
-from consensus.protocol.stats import DEFAULT_ALPHA, Alpha, min_disagreement
+from consensus.protocol.stats import DEFAULT_ALPHA, DEFAULT_MIN_GAIN_BP, Alpha, min_disagreement
 
 POWER_TARGET = 0.8
 DISAGREEMENT = 0.10        # the champion/challenger disagreement the target improvement is sized at
 DEFAULT_DETECT = 0.01      # +1 percentage point
 MAX_SIZED_ROWS = 400_000
+COPY_D = Fraction(1, 20)   # a near-copy's disagreement with the champion (the simulator's tied noise copies: 1–5 %)
+COPY_RATE = Fraction(1, 1000)   # goal: such copies crown in at most 1 round in 1 000 (issue 18)
 DEFAULT_PUBLIC_SHARE = 0.4     # a dataset's rows (after the holdout) kept public for training by default
 MIN_DEFAULT_ROUNDS = 3         # default sizing: coarser shards rather than fewer than this many rounds ...
 MAX_AUTO_DETECT = 0.05         # ... but never shards that cannot detect +5 pp
@@ -27,34 +34,49 @@ WARN_PUBLIC_ROWS = 10_000      # fewer public rows than this: miners start weak 
 MIN_TRAIN_ROWS = 11
 
 
-def power(n_rows: int, p_disagree: float, improvement: float, m: int, alpha: Alpha = DEFAULT_ALPHA) -> float:
+def power(n_rows: int, p_disagree: float, improvement: float, m: int, alpha: Alpha = DEFAULT_ALPHA,
+          min_gain_bp: int = DEFAULT_MIN_GAIN_BP) -> float:
     """P(crowned) for a challenger ``improvement`` more accurate than the champion that disagrees with it on a
     ``p_disagree`` share of an ``n_rows`` shard (consensus.protocol.stats.power, in improvement terms)."""
     if p_disagree <= 0:
         return 0.0
-    return stats.power(n_rows, p_disagree, stats.p_better_for(improvement, p_disagree), m, alpha)
+    return stats.power(n_rows, p_disagree, stats.p_better_for(improvement, p_disagree), m, alpha, min_gain_bp)
 
 
+def copy_rate(n_rows: int, m: int, alpha: Alpha = DEFAULT_ALPHA, min_gain_bp: int = DEFAULT_MIN_GAIN_BP) -> Fraction:
+    """Exact per-round crowning bound of m tied near-copies (COPY_D disagreement) on ``n_rows`` shards."""
+    return stats.copy_crown_exact(n_rows, COPY_D, m, alpha, min_gain_bp)[1]
+
+
+@lru_cache(maxsize=64)
 def rows_for(improvement: float, m: int, alpha: Alpha = DEFAULT_ALPHA, *, p_disagree: float = DISAGREEMENT,
-             target: float = POWER_TARGET, max_rows: int = MAX_SIZED_ROWS) -> int | None:
-    """The fewest shard rows (to within 0.5 %) with ``power`` ≥ target, or None if ``max_rows`` do not
-    (consensus.protocol.stats.rows_for_power, in improvement terms)."""
+             target: float = POWER_TARGET, max_rows: int = MAX_SIZED_ROWS,
+             min_gain_bp: int = DEFAULT_MIN_GAIN_BP) -> int | None:
+    """The fewest shard rows (to within 0.5 %) with ``power`` ≥ target, grown in 0.5 % steps (at most ×1.5)
+    until m near-copies crown in at most COPY_RATE of rounds when the margin is on; None if ``max_rows`` do
+    not (consensus.protocol.stats.rows_for_power, in improvement terms)."""
     if p_disagree <= 0:
         return None
-    return stats.rows_for_power(p_disagree, stats.p_better_for(improvement, p_disagree), m, alpha, target=target,
-                                max_rows=max_rows, resolution=200)
+    rows = stats.rows_for_power(p_disagree, stats.p_better_for(improvement, p_disagree), m, alpha, target=target,
+                                max_rows=max_rows, resolution=200, min_gain_bp=min_gain_bp)
+    if rows is None or min_gain_bp == 0:
+        return rows
+    limit = min(max_rows, rows * 3 // 2)
+    while copy_rate(rows, m, alpha, min_gain_bp) > COPY_RATE and rows < limit:
+        rows = min(limit, rows + max(1, rows // 200))
+    return rows
 
 
 def detectable(n_rows: int, m: int, alpha: Alpha = DEFAULT_ALPHA, *, p_disagree: float = DISAGREEMENT,
-               target: float = POWER_TARGET) -> float | None:
+               target: float = POWER_TARGET, min_gain_bp: int = DEFAULT_MIN_GAIN_BP) -> float | None:
     """The least improvement (to 1e-4) crowned with probability ≥ target on ``n_rows`` shards, or None if not
     even a challenger right on every disagreement (+p_disagree) is."""
-    if power(n_rows, p_disagree, p_disagree, m, alpha) < target:
+    if power(n_rows, p_disagree, p_disagree, m, alpha, min_gain_bp) < target:
         return None
     lo, hi = 0.0, p_disagree
     while hi - lo > 1e-4:
         mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if power(n_rows, p_disagree, mid, m, alpha) >= target else (mid, hi)
+        lo, hi = (lo, mid) if power(n_rows, p_disagree, mid, m, alpha, min_gain_bp) >= target else (mid, hi)
     return hi
 
 
@@ -73,7 +95,8 @@ class SizingError(PopError, ValueError):
 
 
 def plan(*, m: int, alpha: Alpha = DEFAULT_ALPHA, detect: float = DEFAULT_DETECT, shard_size: int | None,
-         rounds: int | None, available_rows: int | None, default_rounds: int, max_shard: int) -> Sizing:
+         rounds: int | None, available_rows: int | None, default_rounds: int, max_shard: int,
+         min_gain_bp: int = DEFAULT_MIN_GAIN_BP) -> Sizing:
     """Choose (shard_size, rounds). ``available_rows`` is what a rows task can hide at most (None: generated,
     any amount); explicit values are checked, missing ones derived: the shard size from the ``detect`` target,
     the rounds as ``default_rounds`` (generated) or about half the available rows (rows task)."""
@@ -91,7 +114,7 @@ def plan(*, m: int, alpha: Alpha = DEFAULT_ALPHA, detect: float = DEFAULT_DETECT
         if shard_size > max_shard:
             raise SizingError(f"--shard-size {shard_size}: at most {max_shard} rows per shard for this task")
     else:
-        sized = rows_for(detect, m, alpha, p_disagree=d)
+        sized = rows_for(detect, m, alpha, p_disagree=d, min_gain_bp=min_gain_bp)
         if sized is None or sized > max_shard:
             raise SizingError(f"--detect {detect}: needs more than {max_shard} rows per shard; raise --detect")
         shard_size = sized
@@ -104,7 +127,8 @@ def plan(*, m: int, alpha: Alpha = DEFAULT_ALPHA, detect: float = DEFAULT_DETECT
                   else max(1, min(allowed, available_rows // 2 // shard_size)))
     elif allowed is not None and rounds > allowed:
         raise SizingError(f"--rounds {rounds}: the data allows only {allowed} rounds of {shard_size}-row shards")
-    return Sizing(shard_size, rounds, allowed, detectable(shard_size, m, alpha, p_disagree=d), floor)
+    return Sizing(shard_size, rounds, allowed, detectable(shard_size, m, alpha, p_disagree=d, min_gain_bp=min_gain_bp),
+                  floor)
 
 
 def public_count(public: float | None, available: int) -> int | None:

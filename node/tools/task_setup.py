@@ -4,8 +4,10 @@ Does: load or generate the task's data (the same sources as ``genesis create``: 
 datasets, csv:PATH), size its shards for the chain's crowning test (node.tools.sizing via genesis_setup's
 ``size_task``, under the chain's own parameters E and α), package it (ml.shards), hold out a test split, have
 the sponsor sign the announcement (consensus.protocol.tasks), and write the files: a public message for the keyholders
-to co-sign and announce, and the secret shard keys for the keyholder (mode 0600). For an extension it seals a
-new batch of shards of an existing task under that task's shard format and indices.
+to co-sign and announce, and — for a single keyholder only — the secret shard keys (mode 0600); on a committee
+chain the keys are sealed to the committee inside the message (a synthetic task is VRF-generated: no key
+exists), so the sponsor hands nothing secret to anyone. For an extension it seals a new batch of shards of an
+existing task under that task's shard format and indices.
 ``governance_sign`` adds the governance signatures of a keyholder file to a message (``task announce``).
 Does not: talk to a node, or decide whether a message will be accepted (the chain does).
 
@@ -29,7 +31,15 @@ from ml.blobs import BlobDir, BlobRef
 from ml.errors import TaskError
 from ml.generator import World, generate, world_from_seed
 from ml.shards import VERSION as ROWS_VERSION
-from ml.shards import PublicTask, SecretTask, externalise, package_generated, package_task, split_test
+from ml.shards import (
+    PublicTask,
+    SecretTask,
+    externalise,
+    package_generated,
+    package_task,
+    package_vrf,
+    split_test,
+)
 from ml.task import Dataset, write_feature_csv
 from node.tools.genesis_setup import (
     BLOB_DIR,
@@ -106,6 +116,16 @@ def build_package(task: str, genesis: Genesis, *, label_column: str = "label", r
     sizing, n_test = size_task(task, dataset, genesis.params, detect=detect, rounds=rounds, shard_size=shard_size,
                                public_rows=public_rows)
     seed = rng(32)
+    if dataset is None and genesis.committee is not None:
+        # a committee chain's generated task is VRF-generated: its shards are nobody's to know (no secret)
+        if drift_milli:
+            raise TaskError("--drift-milli: a committee chain's synthetic task is VRF-generated and does not "
+                            "drift yet (PROTOCOL §5.6)")
+        world = world_from_seed(seed)
+        holdout = generate(world, rng(32), n_test)
+        public = package_vrf(world, sizing.rounds, sizing.shard_size, n_train=sizing.public_rows or SYNTHETIC_TRAIN,
+                             rng=rng)
+        return public, TaskSecret(-1, 1, SecretTask((), ())), holdout, sizing
     if dataset is None:
         world = world_from_seed(seed)
         holdout = generate(world, rng(32), n_test)
@@ -192,15 +212,15 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
         _refuse_existing(out / BLOB_DIR)
         public, blobs = externalise(public)
     package = public.encode()
-    material, share_files = deal_shares(genesis, secret.secret.keys, public.commitments, rng)
+    material = seal_for_committee(genesis, secret.secret.keys, vrf=public.vrf, rng=rng)
     # the initial champion from the package in memory (its public rows may be a blob now: not in ``package``)
     champion = encode_model(baseline_model(public))
     msg = make_task_announcement([], sponsor, genesis.chain_id, package, champion,
                                  bounty=bounty, per_crowning=per, keyholder_material=material)
     out.mkdir(parents=True, exist_ok=True)
     announce_path.write_bytes(msg.encode())
-    write_secret(secret_path, secret.encode())
-    shares = write_share_files(out, share_files)
+    if genesis.committee is None:      # the single keyholder needs the keys; a committee needs nothing
+        write_secret(secret_path, secret.encode())
     write_feature_csv(holdout_path, holdout)
     blob_dir = BlobDir(out / BLOB_DIR)
     for ref, data in blobs.items():
@@ -213,35 +233,23 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
             "detectable": sizing.detectable, "max_entries": genesis.params.max_entries,
             "alpha": list(genesis.params.alpha), "n_train": len(public.training), "n_holdout": len(holdout),
             "bounty": bounty, "per_crowning": per, "sponsor": sponsor.public.hex(), "message_id": msg.msg_hash.hex(),
-            "message_bytes": len(msg.encode()), "announcement": str(announce_path), "secret": str(secret_path),
-            "holdout": str(holdout_path), "share_files": shares, "warnings": warnings,
+            "message_bytes": len(msg.encode()), "announcement": str(announce_path),
+            "secret": str(secret_path) if genesis.committee is None else None, "vrf": public.vrf,
+            "committee": genesis.committee is not None, "holdout": str(holdout_path), "warnings": warnings,
             "blobs": len(blobs), "blob_bytes": sum(map(len, blobs.values())),
             "blob_dir": str(out / BLOB_DIR) if blobs else None,
             "columns": public.spec.encoding.describe() if public.spec.encoding is not None else []}
 
 
-def deal_shares(genesis: Genesis, keys: Sequence[bytes], commitments: Sequence[bytes],
-                rng: Rng = os.urandom) -> tuple[bytes, list[bytes]]:
-    """On a committee chain: Shamir-share a new batch's shard keys among the genesis keyholders (PROTOCOL
-    §3.14) -> (keyholder material for the message, one share file per member); else (b"", [])."""
-    if genesis.committee is None:
-        return b"", []
-    from consensus.keyholder import deal_batch
-    return deal_batch(genesis, keys, commitments, rng)
-
-
-def write_share_files(out: Path, share_files: Sequence[bytes], stem: str = "keyholder") -> list[str]:
-    """Write share file i as ``<stem>-<i>.shares`` (0600): give file i to member i only, who installs it with
-    ``popchain keyholder add-shares``."""
-    paths = []
-    for i, data in enumerate(share_files, start=1):
-        path = out / f"{stem}-{i}.shares"
-        _refuse_existing(path)
-        write_secret(path, data)
-        paths.append(str(path))
-    return paths
-
-
+def seal_for_committee(genesis: Genesis, keys: Sequence[bytes], *, vrf: bool = False,
+                       rng: Rng = os.urandom) -> bytes:
+    """On a committee chain: a new batch's shard keys sealed to the committee's group key (PROTOCOL §3.14), the
+    message's ``keyholder_material`` — nothing at all for a VRF-generated batch; b"" on a single-keyholder
+    chain (its keyholder gets the keys in the task secret file)."""
+    if genesis.committee is None or vrf:
+        return b""
+    from consensus.protocol.release import seal_keys
+    return seal_keys(genesis.committee.group_key, keys, rng)
 
 
 @dataclass(frozen=True)
@@ -259,8 +267,14 @@ def build_extension(public: PublicTask, task_id: int, first_index: int, rounds: 
     shard (mean-reverting towards ``anchor``, the task's first shard's world: without it an extended drifting
     task's concept would walk freely, PROTOCOL §5.6); a rows task cuts them from ``data`` (rows of the same spec,
     none of which may be public already)."""
-    from ml.shards import MAX_ROUNDS, extend_generated, extend_rows
+    from ml.shards import MAX_ROUNDS, extend_generated, extend_rows, vrf_labels
     check_int(rounds, 1, MAX_ROUNDS, "--rounds")
+    if public.vrf:       # nothing to seal: the new shards' keys will be the committee's VRF outputs
+        assert public.world is not None
+        if drift_milli:
+            raise TaskError("--drift-milli: a VRF-generated task does not drift (PROTOCOL §5.5)")
+        labels = vrf_labels(public.world, public.shard_size, first_index, rounds)
+        return ShardBatch(labels, (b"",) * rounds, TaskSecret(task_id, first_index, SecretTask((), ())))
     if public.generated:
         if world is None:
             raise TaskError("a generated task's extension needs the world of one of its shards")
@@ -285,22 +299,26 @@ def extension_paths(out: Path, task_id: int, seq: int) -> tuple[Path, Path]:
 def create_extension_files(out: Path, chain_id: str, task_id: int, seq: int, batch: ShardBatch,
                            genesis: Genesis | None = None, rng: Rng = os.urandom) -> dict[str, Any]:
     """Write the extension message (unsigned: ``task announce`` co-signs it) and its secret keys (0600); on a
-    committee chain (``genesis`` given) also the members' share files of the new shards."""
+    committee chain (``genesis`` given) the new keys are sealed to the committee in the message instead, and
+    the secret file keeps only what ``task extend`` needs next time (the task's source, no key)."""
     from consensus.protocol.tasks import make_task_extension
     msg_path, secret_path = extension_paths(out, task_id, seq)
     _refuse_existing(msg_path, secret_path)
-    material, share_files = (deal_shares(genesis, batch.secret.secret.keys, batch.commitments, rng)
-                             if genesis is not None else (b"", []))
+    committee = genesis is not None and genesis.committee is not None
+    vrf = not any(batch.ciphertexts)       # a VRF-generated task's shards: nothing to seal
+    material = (seal_for_committee(genesis, batch.secret.secret.keys, vrf=vrf, rng=rng) if genesis is not None
+                else b"")
     msg = make_task_extension([], chain_id, task_id, seq, batch.commitments, batch.ciphertexts,
                               keyholder_material=material)
     out.mkdir(parents=True, exist_ok=True)
     msg_path.write_bytes(msg.encode())
-    write_secret(secret_path, batch.secret.encode())
-    shares = write_share_files(out, share_files, stem=f"{msg_path.stem}.keyholder")
+    kept = (TaskSecret(batch.secret.task_id, batch.secret.first_index, SecretTask((), ()), batch.secret.world,
+                       batch.secret.drift_milli) if committee else batch.secret)
+    write_secret(secret_path, kept.encode())
     return {"task_id": task_id, "seq": seq, "rounds": len(batch.commitments),
             "first_shard": batch.secret.first_index, "message_id": msg.msg_hash.hex(),
             "message_bytes": len(msg.encode()), "extension": str(msg_path), "secret": str(secret_path),
-            "share_files": shares}
+            "committee": committee}
 
 
 class SigningError(PopError, ValueError):

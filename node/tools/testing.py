@@ -21,6 +21,7 @@ from consensus.keyholder import keyholder_file
 from consensus.mining import Template, open_block, seal
 from consensus.protocol.genesis import Genesis, GenesisParams, create_genesis, load_genesis
 from consensus.protocol.messages import Beacon
+from consensus.protocol.settlement import miner_funding
 from ml.task import Dataset, synthetic
 from node.config import NodeConfig
 from node.tools.client import ApiCallError, NodeClient
@@ -29,6 +30,7 @@ log = logging.getLogger("popchain.testing")
 
 CHAIN_ID = "popchain-nodetest"
 MINER_BALANCE = 10**9
+MINER_BOND = 10**8           # a test miner's bond account (32 entry bonds at the default 3 125 000)
 
 
 def seeded_keypair(label: str) -> Keypair:
@@ -49,11 +51,12 @@ class TestChain:
 def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100, entry_window_s: int = 1,
                     opening_window_s: int = 2, n_miners: int = 2, n_users: int = 2, n_train: int = 1500,
                     chain_id: str = CHAIN_ID, easy: bool = True, keyholders: int = 0,
-                    threshold: int = 0, blobs: bool = False) -> TestChain:
+                    threshold: int = 0, params: dict[str, int] | None = None, blobs: bool = False) -> TestChain:
     """A small chain: synthetic task, short round windows, funded miners and users, one keyholder key; with
     ``keyholders`` N > 0 a ``threshold``-of-N committee instead (keys seeded "keyholder1" …; member files
-    ``keyholder-i.secret`` in genesis order; ``keyholder_path`` is member 1's). ``blobs``: the shards are blobs
-    (PROTOCOL §3.15) written to ``directory/blobs`` (give it to one node as ``--blob-dir``)."""
+    ``keyholder-i.secret`` in genesis order; ``keyholder_path`` is member 1's). ``params``: more genesis
+    parameters (GenesisParams fields, e.g. ``max_entries``, ``time_slack_s``) over these defaults. ``blobs``: the
+    shards are blobs (PROTOCOL §3.15) written to ``directory/blobs`` (give it to one node as ``--blob-dir``)."""
     directory.mkdir(parents=True, exist_ok=True)
     miners = tuple(seeded_keypair(f"miner{i}") for i in range(n_miners))
     users = tuple(seeded_keypair(f"user{i}") for i in range(n_users))
@@ -63,15 +66,17 @@ def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100,
     # easy (tests only): α = 0.99, so about any challenger with b > c + 1 is crowned and test chains grow in a
     # few rounds; the default α = 1/20 needs power-sized shards (PROTOCOL §3.7)
     extra = {"alpha_num": 99, "alpha_den": 100} if easy else {}
-    params = GenesisParams(entry_window_s=entry_window_s, opening_window_s=opening_window_s, **extra)
-    allocations = [(address_of(k.public), MINER_BALANCE) for k in miners + users]
+    genesis_params = GenesisParams(**{"entry_window_s": entry_window_s, "opening_window_s": opening_window_s,
+                                      **extra, **(params or {})})
+    allocations = ([a for k in miners for a in miner_funding(k.public, MINER_BALANCE, MINER_BOND)]
+                   + [(address_of(k.public), MINER_BALANCE) for k in users])
     if keyholders:
         return _committee_chain(directory, dataset, keyholders, threshold or keyholders // 2 + 1, chain_id=chain_id,
-                                rounds=rounds, shard_size=shard_size, allocations=allocations, params=params,
-                                n_train=n_train, miners=miners, users=users)
+                                rounds=rounds, shard_size=shard_size, allocations=allocations,
+                                params=genesis_params, n_train=n_train, miners=miners, users=users)
     shard_blobs: dict[bytes, bytes] | None = {} if blobs else None
     genesis, secret = create_genesis(dataset, chain_id=chain_id, rounds=rounds, shard_size=shard_size,
-                                     allocations=allocations, keyholder_pubkeys=[kh.public], params=params,
+                                     allocations=allocations, keyholder_pubkeys=[kh.public], params=genesis_params,
                                      timestamp=int(time.time()) - 10, n_train=n_train,
                                      seed=b"popchain-node-tests-split", shard_blobs=shard_blobs)
     if shard_blobs:
@@ -87,22 +92,33 @@ def make_test_chain(directory: Path, *, rounds: int = 20, shard_size: int = 100,
     return TestChain(genesis_path, keyholder_path, load_genesis(genesis.encode()), miners, users)
 
 
+SPONSOR_BOUNTY = 10**11
+
+
 def _committee_chain(directory: Path, dataset: Dataset, n: int, t: int, *, chain_id: str, rounds: int,
                      shard_size: int, allocations: list[tuple[bytes, int]], params: GenesisParams, n_train: int,
                      miners: tuple[Keypair, ...], users: tuple[Keypair, ...]) -> TestChain:
-    from consensus.keyholder import member_file
+    """A committee chain (version 3) from an in-process DKG (tests only); its data task's keys are sealed to
+    the committee, its sponsor is seeded "sponsor" and its escrow pays each crowning the block reward."""
     from consensus.protocol.genesis import create_committee_genesis
+    from consensus.protocol.tasks import escrow_account
+    from node.tools.committee_kit import local_committee
     members = sorted((seeded_keypair(f"keyholder{i}") for i in range(1, n + 1)), key=lambda kp: kp.public)
-    genesis, dealing = create_committee_genesis(dataset, chain_id=chain_id, rounds=rounds, shard_size=shard_size,
-                                                allocations=allocations, keyholder_pubkeys=[k.public for k in members],
-                                                threshold=t, params=params, timestamp=int(time.time()) - 10,
-                                                n_train=n_train, seed=b"popchain-node-tests-split")
+    key, files = local_committee(members, t, label=chain_id)
+    sponsor = seeded_keypair("sponsor")       # funded and bonded: it could enter, were it not the sponsor
+    genesis = create_committee_genesis(dataset, chain_id=chain_id, rounds=rounds, shard_size=shard_size,
+                                       allocations=[*allocations, (escrow_account(0), SPONSOR_BOUNTY),
+                                                    *miner_funding(sponsor.public, MINER_BALANCE, MINER_BOND)],
+                                       committee=key, sponsor=sponsor.public,
+                                       per_crowning=params.block_reward, params=params,
+                                       timestamp=int(time.time()) - 10, n_train=n_train,
+                                       seed=b"popchain-node-tests-split")
     genesis_path = directory / "genesis.bin"
     genesis_path.write_bytes(genesis.encode())
     paths = []
-    for i, kp in enumerate(members):
+    for i, data in enumerate(files):
         path = directory / f"keyholder-{i + 1}.secret"
-        path.write_bytes(member_file(genesis.hash, i + 1, kp, n, t, [dealing.batches[i]]))
+        path.write_bytes(data)
         os.chmod(path, 0o600)
         paths.append(path)
     return TestChain(genesis_path, paths[0], load_genesis(genesis.encode()), miners, users, tuple(paths))
@@ -125,7 +141,7 @@ class InProcessNode:
         self._task: asyncio.Task | None = None
         self.client: NodeClient | None = None
 
-    async def __aenter__(self) -> "InProcessNode":
+    async def __aenter__(self) -> InProcessNode:
         self._task = asyncio.create_task(self.node.run(), name=f"node-{self.config.datadir.name}")
         started = asyncio.create_task(self.node.started.wait())
         await asyncio.wait({self._task, started}, return_when=asyncio.FIRST_COMPLETED)

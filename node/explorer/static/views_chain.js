@@ -7,10 +7,35 @@ import {
 } from "./ui.js";
 import { live, eventDetail } from "./live.js";
 
+// The keyholder committee's liveness and the evidence against its members (PROTOCOL §3.10, §3.14): a red
+// banner while fewer than the threshold are reachable, once a member missed a release or once any is caught.
+function committeeBanner(st, cm) {
+  const warnings = [];
+  if (cm && cm.below_threshold) {
+    warnings.push(`Only ${cm.reachable} of ${cm.n} keyholders are reachable (threshold ${cm.threshold}): ` +
+      "no round can reveal until more come back.");
+  }
+  // a member that released no share in a revealed round (a node's observation, not a proof: §3.10)
+  const missed = cm ? (cm.members || []).filter((m) => m.missed_releases) : [];
+  if (missed.length) {
+    warnings.push("Missed releases: " + missed.map((m) => `keyholder ${m.member} in ${m.missed_releases} ` +
+      `round(s), last round ${m.last_missed_round}`).join("; ") + ".");
+  }
+  const evidence = st.committee_evidence || [];
+  if (evidence.length) {
+    const kinds = [...new Set(evidence.map((e) => e.what))].join(", ");
+    const who = [...new Set(evidence.map((e) => e.signer.slice(0, 16)))].join(", ");
+    warnings.push(`Keyholder evidence: ${evidence.length} record(s) (${kinds}) against ${who}.`);
+  }
+  return warnings.length ? el("div", { class: "banner", id: "committee-banner" }, warnings.join(" ")) : null;
+}
+
 export async function overview() {
   const [st, champ, tasks] = await Promise.all([api("/api/status"), api("/api/champion"), api("/api/tasks")]);
   live.height = st.height; live.mempool = st.mempool;
+  const cm = st.committee && st.committee.reachable !== undefined ? st.committee : null;
   const health = st.equivocations.length ? `EQUIVOCATION in round ${st.equivocations[0].round}`
+    : cm && cm.below_threshold ? `KEYHOLDERS BELOW THRESHOLD (${cm.reachable} of ${cm.n}, need ${cm.threshold})`
     : st.syncing ? `syncing (${st.syncing} wanted)` : st.peers ? "ok" : "ok (no peers)";
   const c = champ.champion || {};
   const heights = [];
@@ -19,6 +44,7 @@ export async function overview() {
   const serving = st.round_task !== null && st.round_task !== undefined
     ? el("span", {}, " · task ", taskLink(st.round_task)) : null;
   return el("div", {},
+    committeeBanner(st, cm),
     el("h1", { text: "Overview" }),
     el("div", { class: "grid" },
       stat("Chain", st.chain_id),
@@ -32,6 +58,8 @@ export async function overview() {
       stat("Peers", el("a", { href: "/peers", text: String(st.peers) })),
       stat("Mempool", el("span", { id: "ov-mempool-live" }, num(st.mempool))),
       stat("Health", health, "ov-health"),
+      cm ? stat("Keyholders", `${cm.reachable} of ${cm.n} reachable (threshold ${cm.threshold})`, "ov-keyholders")
+        : null,
       stat("Champion", c.height ? el("span", {}, blockLink(c.height, `block ${c.height}`), " round ",
         roundLink(c.round), " task ", taskLink(c.task_id)) : "initial model")),
     st.round_phase === "closed" ? note("No task is open: the chain makes no blocks until a task is announced " +
