@@ -92,19 +92,56 @@ def constant_model() -> bytes:
 
 
 def test_void_round_keeps_the_anchor(node):
+    """A listed entry that never opens: no block, round 1 is void and round 2 builds on genesis again."""
     store, engine, kh = node
     g = world().genesis
     kh.step(T0)
-    champion = engine.champion_model()
-    sealed = enter(engine, kh, [(MINERS[0], constant_model())], T0)
-    beacon = reveal(kh, T0 + 4)
-    [verdict] = [engine.add_block(b) for b in opened(engine, sealed, beacon, champion)]
-    assert verdict.status == "opened" and verdict.code == "not-better-than-champion"
-    kh.step(T0 + 8)          # close: void
+    enter(engine, kh, [(MINERS[0], constant_model())], T0)
+    reveal(kh, T0 + 4)
+    kh.step(T0 + 8)          # close: nobody opened, void
     assert engine.round_info(1).status == "void" and engine.final_hash() == g.hash
     assert engine.open_round() == 2
     template = engine.build_template(MINERS[0].public, [], int(T0 + 9))
     assert template.prev_hash == g.hash and template.round == 2
+
+
+def test_a_block_that_does_not_crown_is_a_plain_block(node):
+    """Issue 21: a listed block valid except for the crowning test anchors its round as a PLAIN block — it
+    confirms its transfers, leaves the champion where it was, and the next block burns the block reward its
+    miner was credited (a plain block earns its fees only). Old code: verdict `opened`, round void, the
+    transfer still pending."""
+    store, engine, kh = node
+    g = world().genesis
+    kh.step(T0)
+    champion = engine.champion_model()
+    before = engine.champion()
+    payer, payee = MINERS[1], MINERS[2]
+    tx = transfer(payer, 0, amount=5_000, fee=2_000, recipient=address_of(payee.public))
+    template = engine.build_template(MINERS[0].public, [tx], int(T0))
+    assert template.txs == (tx,)
+    block, entry = seal(template, constant_model(), MINERS[0], b"\x01" * 32)
+    assert engine.add_entry(entry) and kh.on_entry(entry)
+    beacon = reveal(kh, T0 + 4)
+    [verdict] = [engine.add_block(b) for b in opened(engine, [block], beacon, champion)]
+    assert verdict.status == "tip-changed" and verdict.scored is not None and not verdict.scored.crowned
+    kh.step(T0 + 8)          # close: the plain block anchors round 2
+    assert engine.round_info(1).status == "plain" and engine.final_hash() == block.hash
+    assert engine.champion() == before and engine.champion_at(1) is None
+    assert [r.round for r in engine.champion_history()] == [0]
+    assert store.find_tx(tx.txid) is not None           # confirmed
+    miner = address_of(MINERS[0].public)
+    credited = store.get_account(miner).balance
+    assert credited == 10**9 + g.params.block_reward + 2_000      # sealed as chain/ credits every block
+    # round 2: the child burns the plain block's reward first; its miner keeps the fees
+    template = engine.build_template(MINERS[3].public, [], int(T0 + 9))
+    child, entry = seal(template, trained("linear", 3), MINERS[3], b"\x02" * 32)
+    assert engine.add_entry(entry) and kh.on_entry(entry)
+    beacon = reveal(kh, T0 + 13)
+    [verdict] = [engine.add_block(b) for b in opened(engine, [child], beacon, engine.champion_model())]
+    assert verdict.ok, verdict
+    assert store.get_account(miner).balance == 10**9 + 2_000
+    from chain.state import BURN_ACCOUNT
+    assert store.get_account(BURN_ACCOUNT).balance >= g.params.block_reward
 
 
 def test_round_without_entries_waits_and_keeps_its_shard(node):

@@ -39,8 +39,17 @@ from consensus.engine._validity import OrphanBlock, ScoringCache, validate_block
 from consensus.mining import Template, build_template, template_timestamp
 from consensus.protocol.genesis import Genesis
 from consensus.protocol.messages import AnchorNotice, Beacon, RoundPayload
-from consensus.protocol.registry import ChampionRecord, payout_move
-from consensus.protocol.rules import CorruptCopy, ScoredBlock, check_copy, fork_key, moves_for
+from consensus.engine._validity import parent_payload
+from consensus.protocol.registry import ChampionRecord
+from consensus.protocol.rules import (
+    CorruptCopy,
+    ScoredBlock,
+    check_copy,
+    fork_key,
+    moves_for,
+    parent_moves,
+    plain_slot,
+)
 from consensus.protocol.tasks import TaskAnnouncement, decode_task_message
 
 __all__ = ["BlockVerdict", "Engine", "RoundInfo"]
@@ -78,7 +87,7 @@ class BlockVerdict:
 @dataclass(frozen=True)
 class RoundInfo:
     round: int
-    status: str                 # future | open | revealed | crowned | void | idle (no task had shards left)
+    status: str                 # future | open | revealed | crowned | plain | void | idle (no task had shards left)
     anchor: bytes | None
     notice: AnchorNotice | None
     beacon: Beacon | None
@@ -134,7 +143,8 @@ class Engine(EntryRules, EvidenceBook, TaskQueries):
             block = need(store.get_block(tip.hash), f"tip block {tip.hash.hex()}")
             p = RoundPayload.decode(block.payload)
             self._candidates[tip.hash] = ScoredBlock(block, p.b, p.c, p.bar, tuple(store.get_moves(tip.hash)),
-                                                     p.beacon.task_id, self.book.registry_at(tip))
+                                                     p.beacon.task_id, self.book.registry_at(tip),
+                                                     slot=plain_slot(p.beacon, tip.miner))
 
     # ------------------------------------------------------------ queries
 
@@ -210,8 +220,12 @@ class Engine(EntryRules, EvidenceBook, TaskQueries):
             status = "idle"             # every task was exhausted: the round served nothing (§3.13)
         elif r == self._round:
             status = "revealed" if beacon else "open"
-        else:
-            status = "crowned" if winner else "void"
+        elif winner:
+            status = "crowned"
+        else:                       # a plain block (§3.6 step 9) anchors round r + 1, or nothing does (void)
+            nxt: AnchorNotice | Beacon | None = self.notice(r + 1) or self.beacon(r + 1)
+            anchor_header = self.store.get_header(nxt.anchor_hash) if nxt is not None else None
+            status = "plain" if anchor_header is not None and anchor_header.round == r else "void"
         mem = self._rounds.get(r)
         return RoundInfo(r, status, anchor, notice, beacon, winner, len(mem.entries) if mem else 0)
 
@@ -351,8 +365,10 @@ class Engine(EntryRules, EvidenceBook, TaskQueries):
 
     def _champion_extra(self, s: ScoredBlock) -> dict[bytes, bytes | None]:
         h = s.block.header
-        rec = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, s.b, s.c, s.bar, s.task_id)
-        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(h.height): rec.encode()}
+        extra: dict[bytes, bytes | None] = {}
+        if s.crowned:               # a plain block records no champion (§3.6 step 9)
+            rec = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, s.b, s.c, s.bar, s.task_id)
+            extra[P_CHAMP + u32(h.height)] = rec.encode()
         initial: list[bytes] = []
         if s.registry is not None:   # the task registry after it, and the task messages it activated (§3.13)
             extra.update(self.book.registry_extra(h.height, s.registry))
@@ -363,7 +379,7 @@ class Engine(EntryRules, EvidenceBook, TaskQueries):
                     initial.append(model_hash(m.champion))
         # champions, models recorded opened, first listings, unbond requests (consensus.engine._index)
         beacon = RoundPayload.decode(s.block.payload).beacon
-        extra.update(self.index.connect_extra(s.block, beacon, tuple(initial)))
+        extra.update(self.index.connect_extra(s.block, beacon, tuple(initial), crowned=s.crowned))
         return extra
 
     def _unchampion(self, tip: Header) -> dict[bytes, bytes | None]:
@@ -482,8 +498,8 @@ class Engine(EntryRules, EvidenceBook, TaskQueries):
             raise RuleError("no-open-round", f"round {r} is not ready here: {err.message}") from None
         task_id, index = notice.served
         releases = self.releases(notice.settlement.last)
-        moves = (moves_for(self.genesis, notice, releases) + adv.moves
-                 + payout_move(adv.before, task_id, miner_pubkey))
+        moves = (parent_moves(self.genesis, parent, parent_payload(self.store, parent), self.book.registry_at(parent))
+                 + moves_for(self.genesis, notice, releases) + adv.moves)
         tpl = build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, ts, moves)
         return dataclasses.replace(tpl, task_id=task_id, shard_index=index, stake=self.stake(miner_pubkey),
                                    champion_model_hash=adv.before.tasks[task_id].champion.model_hash)

@@ -25,8 +25,8 @@ from chain.store import ChainStore
 from consensus.engine._index import CONTESTED, ChainIndex
 from consensus.engine._taskbook import TaskBook
 from consensus.protocol.genesis import Genesis
-from consensus.protocol.messages import Beacon, Settlement, possession
-from consensus.protocol.registry import ChampionRecord, payout_move
+from consensus.protocol.messages import Beacon, RoundPayload, Settlement, possession
+from consensus.protocol.registry import ChampionRecord
 from consensus.protocol.rules import (
     CorruptCopy,
     ScoredBlock,
@@ -34,6 +34,8 @@ from consensus.protocol.rules import (
     check_header,
     crowning_bar,
     moves_for,
+    parent_moves,
+    plain_slot,
     timestamp_window,
 )
 from consensus.protocol.settlement import bond_of
@@ -44,7 +46,7 @@ from ml.score import Features, paired, prepare, score
 from ml.shards import PublicTask, open_shard
 from ml.task import Dataset
 
-__all__ = ["OrphanBlock", "ScoringCache", "check_attribution", "validate_block"]
+__all__ = ["OrphanBlock", "ScoringCache", "check_attribution", "parent_payload", "validate_block"]
 
 
 class OrphanBlock(PopError):
@@ -164,7 +166,8 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore, beacon:
     # the schedule (§3.13): the activations it carries and the void rounds since the anchor give the (task,
     # shard) this round serves; the beacon must name exactly that
     messages = book.payload_messages(payload.activations, beacon_in.activations)
-    adv = book.advance(book.registry_at(parent), parent, h.round, beacon_in.activations, messages)
+    parent_registry = book.registry_at(parent)
+    adv = book.advance(parent_registry, parent, h.round, beacon_in.activations, messages)
     if adv.served != beacon_in.served:
         raise RuleError("bad-schedule", f"round {h.round} serves {adv.served}, the beacon says {beacon_in.served}")
     task_id, index_in_task = beacon_in.served
@@ -178,8 +181,8 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore, beacon:
     ledger = genesis.ledger_params
     if len(block.txs) > ledger.max_block_txs:
         raise RuleError("too-many-txs", f"{len(block.txs)} txs, limit {ledger.max_block_txs}")
-    moves = (moves_for(genesis, beacon_in, index.releases(parent, settlement.last)) + adv.moves
-             + payout_move(adv.before, task_id, h.miner))
+    moves = (parent_moves(genesis, parent, parent_payload(store, parent), parent_registry)
+             + moves_for(genesis, beacon_in, index.releases(parent, settlement.last)) + adv.moves)
     delta = store.preview_txs(h.prev_hash, h.miner, block.txs, ledger, moves)
     if delta.state_root != h.state_root:
         raise RuleError("bad-state-root", "state root does not match the state after settlement + txs + reward + fees")
@@ -208,13 +211,22 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore, beacon:
         raise CorruptCopy("bad-score", f"payload says b={payload.b} c={payload.c} bar={payload.bar}, "
                                        f"recomputed b={b} c={c} bar={bar}")
     if not crowns(b, c, m, rows, params.alpha, params.min_gain_bp):
-        why = (f"no outcome of {b + c} disagreements crowns with {m} entries" if bar == 0
-               else f"needs b >= {bar} of {b + c} (alpha {params.alpha_num}/{params.alpha_den} over {m} entries, "
-                    f"margin {params.min_gain_bp} bp of {rows} rows)")
-        raise RuleError("not-better-than-champion", f"b={b} c={c}: {why}")
+        # a PLAIN block (§3.6 step 9): valid, confirms its txs, leaves the champion where it is
+        return ScoredBlock(block, b, c, bar, moves, task_id, adv.before.consume(beacon_in.served),
+                           tuple(messages[hh] for _, hh in beacon_in.activations), plain_slot(beacon_in, h.miner))
     record = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, b, c, bar, task_id)
     after = adv.before.consume(beacon_in.served).crown(task_id, record)
     return ScoredBlock(block, b, c, bar, moves, task_id, after, tuple(messages[hh] for _, hh in beacon_in.activations))
+
+
+def parent_payload(store: ChainStore, parent: Header) -> RoundPayload | None:
+    """The round payload of a non-genesis ``parent`` (its crowning record says what its miner earned, §3.9)."""
+    if parent.height == 0:
+        return None
+    raw = store.get_payload(parent.hash)
+    if raw is None:
+        raise StoreError(f"payload of block {parent.hash.hex()} is missing")
+    return RoundPayload.decode(raw)
 
 
 def check_attribution(h: Header, settlement: Settlement, index: ChainIndex, limit: int) -> None:
