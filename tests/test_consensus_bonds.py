@@ -85,7 +85,7 @@ def test_opened_entries_keep_their_bond(node):
     sealed = enter(engine, kh, [(MINERS[0], models()[0]), (MINERS[1], constant_model())], T0)
     beacon = reveal(kh, T0 + 4)
     verdicts = [engine.add_block(b) for b in opened(engine, sealed, beacon, champion)]
-    assert [v.status for v in verdicts] == ["tip-changed", "opened"]
+    assert [v.status for v in verdicts] == ["tip-changed", "accepted"]   # the loser: a plain block, not best
     kh.step(T0 + 8)
     assert engine.notice(2).forfeits == ()                          # the loser opened: nothing forfeited
     assert set(engine.notice(2).opened) == {model_hash(models()[0]), model_hash(constant_model())}

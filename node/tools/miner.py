@@ -5,8 +5,9 @@ revealed shard opened once; a bounded reservoir of every row on a stationary tas
 one; the newest shard's second half held back for the check), build a candidate (node.tools.miner_models: the
 ``auto`` tournament over the built-in families with gradient-boosted trees, one family, the user's
 ``--trainer module:function`` or a ``--model-file``; in a worker thread), check it against the task's champion on
-the held-back rows and enter it only when that check gives the crowning test even odds, open the block once the
-beacon lists it, and report the round's verdict. The consensus work (sealing, scoring, payload) is
+the held-back rows and enter it when that check gives the crowning test even odds — or, whatever the check says,
+when transfers are pending (a block that does not crown is a plain block that confirms them, PROTOCOL §3.6
+step 9) —, open the block once the beacon lists it, and report the round's verdict. The consensus work (sealing, scoring, payload) is
 consensus.mining's; this module only drives it over the API.
 """
 from __future__ import annotations
@@ -99,7 +100,7 @@ class RoundReport:
     round: int
     family: str = ""
     status: str = "skipped"         # skipped | bonding | no-bond | check-says-no | entry-refused:<code> |
-                                    # not-listed | opened | ...
+                                    # not-listed | opened | plain (our block anchors the round, no crown) | ...
     check: tuple[int, int] | None = None   # (b, c) of the local check against the champion
     odds: float | None = None       # the check's estimated crowning probability on the round's shard
     b: int | None = None
@@ -236,19 +237,28 @@ class Miner:
         verdict = await self._check(candidate, task)
         if verdict is not None:
             report.check, report.odds, enter = verdict
-            if not enter and self.enter != "always":
-                if not await self._nobody_entered(r):
-                    report.status = "check-says-no"
-                    report.detail = "not entered: the check does not expect the crowning test to pass"
-                    return report
-                report.detail = ("the check expects no crowning, but nobody entered and a round without entries "
-                                 "waits: entered so the chain moves on (the round's shard is revealed)")
-        model = candidate.model
         try:
             tpl = template_from_json(await self.client.template(self.keypair.public))
         except ApiCallError as exc:   # training outlasted the entry window: try the next round
             report.status = f"missed:{exc.code}"
             return report
+        if verdict is not None and not enter and self.enter != "always":
+            if tpl.txs:               # issue 21: a block that does not crown is a plain block: it confirms them
+                report.detail = (f"the check expects no crowning; entered for a plain block that confirms "
+                                 f"{len(tpl.txs)} pending transfer(s)")
+            elif not await self._nobody_entered(r):
+                report.status = "check-says-no"
+                report.detail = "not entered: the check does not expect the crowning test to pass"
+                return report
+            else:
+                report.detail = ("the check expects no crowning, but nobody entered and a round without entries "
+                                 "waits: entered so the chain moves on (the round's shard is revealed)")
+                try:
+                    tpl = template_from_json(await self.client.template(self.keypair.public))
+                except ApiCallError as exc:
+                    report.status = f"missed:{exc.code}"
+                    return report
+        model = candidate.model
         if tpl.round != r:
             report.status = "round-moved-on"
             return report
@@ -289,10 +299,13 @@ class Miner:
             # shard r is public now: train next round's candidate while this round's opening window runs
             tg.create_task(self._prefetch(task_id))
             info = await self._wait_closed(r)
-        winner = (info or {}).get("verdict")
+        winner = (info or {}).get("block")     # the round's main-chain block: crowning or plain
         if winner:
-            report.winner = winner["hash"]
-            report.won = winner["hash"] == block.hash.hex()
+            report.winner = winner
+            mine = winner == block.hash.hex()
+            report.won = mine and info is not None and info.get("status") == "crowned"
+            if mine and not report.won:
+                report.status = "plain"      # our block anchors the round without crowning (issue 21)
         return report
 
     async def _deposit_bond(self, tpl: Template) -> str:
@@ -379,7 +392,7 @@ class Miner:
             async with asyncio.timeout(timeout):
                 while True:
                     info = await self.client.round(r)
-                    if info.get("status") in ("crowned", "void"):
+                    if info.get("status") in ("crowned", "plain", "void"):
                         return info
                     await self._pause(POLL_S * 4)
         except TimeoutError:
