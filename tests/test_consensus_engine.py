@@ -15,7 +15,7 @@ from chain.store import ChainStore
 from consensus.engine import Engine
 from consensus.keyholder import Keyholder, RoundClosed, keyholder_file, load_keyholder_file
 from consensus.mining import open_block, seal
-from consensus.protocol.messages import Beacon, make_beacon
+from consensus.protocol.messages import AnchorNotice, Beacon, make_beacon
 from consensus.protocol.rules import fork_key
 from tests.test_consensus_helpers import KEYHOLDER, MINERS, ROUNDS, kp, trained, transfer, world
 
@@ -345,6 +345,52 @@ def test_keyholder_stops_cleanly_when_shards_run_out(node):
     assert engine.current_round() == ROUNDS + 1 and engine.open_round() == 0
     assert [engine.round_info(r).status for r in range(1, ROUNDS + 1)] == ["void"] * ROUNDS
     assert kh.next_deadline() is None
-    with pytest.raises(RuleError) as exc:
-        engine.build_template(MINERS[0].public, [], int(now))
-    assert exc.value.code == "no-open-round"
+    # issue 21: the exhausted chain's current round is a LEDGER round: a template for a plain block, no task
+    assert engine.ledger_round() == ROUNDS + 1
+    template = engine.build_template(MINERS[0].public, [], int(now))
+    assert (template.round, template.task_id, template.shard_index) == (ROUNDS + 1, 0, 0)
+
+
+def exhaust(engine: Engine, kh: Keyholder, now: float) -> float:
+    """Play every round of the genesis task void (one listed entry that never opens); returns the clock."""
+    for _ in range(3 * ROUNDS + 3):
+        kh.step(now)
+        if engine.open_round():
+            enter(engine, kh, [(MINERS[0], constant_model())], now)
+        now += 4
+    return now
+
+
+def test_a_closed_chain_still_confirms_transfers_in_ledger_rounds(node):
+    """Issue 21: every task exhausted, the keyholder's idle notice opens a LEDGER round; a staked miner enters
+    a block without a model, the beacon lists it (no shard revealed), it anchors the round as a plain block
+    and confirms the transfer; the next notice is idle again, on that block. A block with a model in a ledger
+    round is `bad-model`. Old code: the closing notice opened nothing, the template was refused
+    (`no-open-round`) and a transfer waited for a new task."""
+    store, engine, kh = node
+    now = exhaust(engine, kh, T0)
+    assert kh.done and engine.open_round() == 0
+    r = engine.ledger_round()
+    assert r == ROUNDS + 1 and engine.round_info(r).status == "idle"
+    before = engine.champion()
+    tx = transfer(MINERS[1], 0, amount=7_000, fee=3_000, recipient=address_of(MINERS[2].public))
+    template = engine.build_template(MINERS[3].public, [tx], int(now))
+    assert template.txs == (tx,) and (template.task_id, template.shard_index) == (0, 0)
+    block, entry = seal(template, b"", MINERS[3], b"\x04" * 32)
+    other = engine.build_template(MINERS[2].public, [], int(now))
+    modelled, entry2 = seal(other, trained("linear", 2), MINERS[2], b"\x05" * 32)
+    for e in (entry, entry2):
+        assert engine.add_entry(e) and kh.on_entry(e)
+    kh.step(now)
+    beacon = reveal(kh, now + 5)
+    assert beacon.idle and beacon.served is None and len(beacon.listed) == 2
+    bad = engine.add_block(open_block(modelled, beacon, genesis=world().genesis, champion_bytes=b""))
+    assert (bad.status, bad.code) == ("rejected", "bad-model")
+    verdict = engine.add_block(open_block(block, beacon, genesis=world().genesis, champion_bytes=b""))
+    assert verdict.status == "tip-changed" and verdict.scored is not None and not verdict.scored.crowned
+    actions = kh.step(now + 10)
+    notice = next(a for a in actions if isinstance(a, AnchorNotice))
+    assert notice.idle and notice.round == r + 1 and notice.anchor_hash == block.hash
+    assert engine.round_info(r).status == "plain" and engine.champion() == before
+    assert store.find_tx(tx.txid) is not None
+    assert engine.ledger_round() == r + 1 and store.verify().ok

@@ -171,6 +171,22 @@ class Engine(EntryRules, EvidenceBook, TaskQueries):
             return 0
         return r
 
+    def ledger_round(self) -> int:
+        """The LEDGER round open for entries now, or 0: every task is exhausted, the current round's notice is
+        idle, on the final anchor, and not revealed yet. Its blocks are plain blocks only: they confirm
+        transfers on a closed chain (issue 21, §3.13)."""
+        r = self._round
+        if r < 1 or self.beacon(r) is not None:
+            return 0
+        notice = self.notice(r)
+        if notice is None or not notice.idle or notice.anchor_hash != self._final.hash:
+            return 0
+        return r
+
+    def entry_round(self) -> int:
+        """The round an entry may be made for now: the open task round, else the ledger round, else 0."""
+        return self.open_round() or self.ledger_round()
+
     def round_task(self, r: int) -> tuple[int, int] | None:
         """(task id, task-local shard index) round r serves, from its notice or beacon; None if unknown or
         idle (an idle round serves nothing)."""
@@ -216,16 +232,15 @@ class Engine(EntryRules, EvidenceBook, TaskQueries):
         winner = next((rec for rec in self.champion_history() if rec.round == r and rec.height > 0), None)
         if r > self._round:
             status = "future"
-        elif notice is not None and notice.idle:
-            status = "idle"             # every task was exhausted: the round served nothing (§3.13)
         elif r == self._round:
-            status = "revealed" if beacon else "open"
+            status = "revealed" if beacon else "idle" if notice is not None and notice.idle else "open"
         elif winner:
             status = "crowned"
         else:                       # a plain block (§3.6 step 9) anchors round r + 1, or nothing does (void)
             nxt: AnchorNotice | Beacon | None = self.notice(r + 1) or self.beacon(r + 1)
             anchor_header = self.store.get_header(nxt.anchor_hash) if nxt is not None else None
-            status = "plain" if anchor_header is not None and anchor_header.round == r else "void"
+            status = ("plain" if anchor_header is not None and anchor_header.round == r
+                      else "idle" if notice is not None and notice.idle else "void")
         mem = self._rounds.get(r)
         return RoundInfo(r, status, anchor, notice, beacon, winner, len(mem.entries) if mem else 0)
 
@@ -485,9 +500,9 @@ class Engine(EntryRules, EvidenceBook, TaskQueries):
 
     def build_template(self, miner_pubkey: bytes, txs: Iterable[Transfer], timestamp: int) -> Template:
         """A template for the open round: the notice's settlement and a timestamp every beacon accepts."""
-        r = self.open_round()
+        r = self.entry_round()
         notice = self.notice(r)
-        if r == 0 or notice is None or notice.anchor_hash != self._final.hash or notice.served is None:
+        if r == 0 or notice is None or notice.anchor_hash != self._final.hash:
             raise RuleError("no-open-round", "no round is open for entries")
         parent = self._final
         opened_ms = notice.entry_deadline_ms - self.genesis.params.entry_window_s * 1000
@@ -496,10 +511,11 @@ class Engine(EntryRules, EvidenceBook, TaskQueries):
             adv = self.book.advance(self.book.registry_at(parent), parent, r, notice.activations)
         except RuleError as err:
             raise RuleError("no-open-round", f"round {r} is not ready here: {err.message}") from None
-        task_id, index = notice.served
+        task_id, index = notice.served or (0, 0)     # (0, 0): a ledger round, plain blocks only
         releases = self.releases(notice.settlement.last)
         moves = (parent_moves(self.genesis, parent, parent_payload(self.store, parent), self.book.registry_at(parent))
                  + moves_for(self.genesis, notice, releases) + adv.moves)
         tpl = build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, ts, moves)
+        champion = adv.before.tasks[task_id].champion.model_hash if notice.served else bytes(32)
         return dataclasses.replace(tpl, task_id=task_id, shard_index=index, stake=self.stake(miner_pubkey),
-                                   champion_model_hash=adv.before.tasks[task_id].champion.model_hash)
+                                   champion_model_hash=champion)

@@ -42,13 +42,17 @@ class EntryRules:
     def open_round(self) -> int:
         raise NotImplementedError
 
+    def ledger_round(self) -> int:
+        raise NotImplementedError
+
     def check_entry(self, entry: Entry) -> None:
         """The entry acceptance rule (§3.3) except table limits. Raises RuleError."""
         g = self.genesis
         if entry.chain_id != g.chain_id:
             raise RuleError("bad-chain-id", f"entry for chain {entry.chain_id!r}")
-        if entry.round != self.open_round():
-            raise RuleError("wrong-round", f"entry for round {entry.round}, open round is {self.open_round()}")
+        if entry.round == 0 or entry.round not in (self.open_round(), self.ledger_round()):
+            raise RuleError("wrong-round", f"entry for round {entry.round}, open round is "
+                                           f"{self.open_round() or self.ledger_round()}")
         if entry.parent_hash != self._final.hash:
             raise RuleError("bad-anchor", "entry parent is not the open round's anchor")
         if not entry.verify_signature():

@@ -170,9 +170,7 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore, beacon:
     adv = book.advance(parent_registry, parent, h.round, beacon_in.activations, messages)
     if adv.served != beacon_in.served:
         raise RuleError("bad-schedule", f"round {h.round} serves {adv.served}, the beacon says {beacon_in.served}")
-    task_id, index_in_task = beacon_in.served
-    task_rec = adv.before.tasks[task_id]
-    task = book.package_of(task_rec, messages)
+    task_id, index_in_task = beacon_in.served or (0, 0)
     # 6. settlement window, txs and state root (the ledger rules and their codes come from chain.state)
     settlement = beacon_in.settlement
     if settlement.first != index.settled_through(parent) + 1:
@@ -186,6 +184,16 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore, beacon:
     delta = store.preview_txs(h.prev_hash, h.miner, block.txs, ledger, moves)
     if delta.state_root != h.state_root:
         raise RuleError("bad-state-root", "state root does not match the state after settlement + txs + reward + fees")
+    if beacon_in.served is None:
+        # a LEDGER round (every task exhausted, §3.13): no shard, no model, nothing to crown — a plain block
+        if block.model:
+            raise RuleError("bad-model", "a block of a round that serves no task carries no model")
+        if (payload.b, payload.c, payload.bar) != (0, 0, 0):
+            raise CorruptCopy("bad-score", "a ledger round's payload says b = c = bar = 0")
+        return ScoredBlock(block, 0, 0, 0, moves, 0, adv.before,
+                           tuple(messages[hh] for _, hh in beacon_in.activations), plain_slot(beacon_in, h.miner))
+    task_rec = adv.before.tasks[task_id]
+    task = book.package_of(task_rec, messages)
     # 7. model: caps, and whose it is
     if len(block.model) > params.model_max_bytes:
         raise RuleError("model-too-large", f"{len(block.model)} bytes, cap {params.model_max_bytes}")
@@ -212,10 +220,10 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore, beacon:
                                        f"recomputed b={b} c={c} bar={bar}")
     if not crowns(b, c, m, rows, params.alpha, params.min_gain_bp):
         # a PLAIN block (§3.6 step 9): valid, confirms its txs, leaves the champion where it is
-        return ScoredBlock(block, b, c, bar, moves, task_id, adv.before.consume(beacon_in.served),
+        return ScoredBlock(block, b, c, bar, moves, task_id, adv.before.consume((task_id, index_in_task)),
                            tuple(messages[hh] for _, hh in beacon_in.activations), plain_slot(beacon_in, h.miner))
     record = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, b, c, bar, task_id)
-    after = adv.before.consume(beacon_in.served).crown(task_id, record)
+    after = adv.before.consume((task_id, index_in_task)).crown(task_id, record)
     return ScoredBlock(block, b, c, bar, moves, task_id, after, tuple(messages[hh] for _, hh in beacon_in.activations))
 
 

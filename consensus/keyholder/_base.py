@@ -118,6 +118,8 @@ class KeyholderBase:
         included, whose listings no block carries yet (a long void streak settles over several blocks), so a
         thief cannot even be listed with such bytes. RuleError("duplicate-model")."""
         mh, r = entry.model_hash, entry.round
+        if r == self.engine.ledger_round():
+            return             # a ledger round's block carries no model (issue 21): nothing to attribute
         index = self.engine.index
         limit = self.engine.final_header().height
         if index.past_model(mh, limit):
