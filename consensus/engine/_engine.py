@@ -35,11 +35,10 @@ from consensus.engine._evidence import EvidenceBook
 from consensus.engine._index import ChainIndex
 from consensus.engine._taskbook import TaskBook
 from consensus.engine._tasks import TaskQueries
-from consensus.engine._validity import OrphanBlock, ScoringCache, validate_block
+from consensus.engine._validity import OrphanBlock, ScoringCache, parent_payload, validate_block
 from consensus.mining import Template, build_template, template_timestamp
 from consensus.protocol.genesis import Genesis
 from consensus.protocol.messages import AnchorNotice, Beacon, RoundPayload
-from consensus.engine._validity import parent_payload
 from consensus.protocol.registry import ChampionRecord
 from consensus.protocol.rules import (
     CorruptCopy,

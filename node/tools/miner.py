@@ -159,6 +159,7 @@ class Miner:
     closed: bool = False                  # run() stopped because no task of the chain is open
     _rows: dict[int, TaskRows] = field(default_factory=dict)               # task -> the rows kept of it
     _built: dict[int, tuple[int, Candidate]] = field(default_factory=dict)  # task -> (data version, candidate)
+    _ledger_played: set[int] = field(default_factory=set)   # ledger rounds served (issue 21)
     _packages: dict[int, PublicTask] = field(default_factory=dict)          # task -> package (cached)
     _train_rate: dict[str, float] = field(default_factory=dict)           # source label -> seconds per row
     _listed: int = 1                      # entries the last beacon listed (the crowning test's m, estimated)
@@ -392,7 +393,8 @@ class Miner:
             async with asyncio.timeout(timeout):
                 while True:
                     info = await self.client.round(r)
-                    if info.get("status") in ("crowned", "plain", "void"):
+                    if info.get("status") in ("crowned", "plain", "void") or (
+                            info.get("status") == "idle" and info.get("final")):
                         return info
                     await self._pause(POLL_S * 4)
         except TimeoutError:
@@ -404,12 +406,71 @@ class Miner:
 
     async def wait_for_open_task(self, status: dict) -> dict:
         """Issue 20 item 17: on a closed chain, wait up to WAIT_ROUNDS round lengths for an announced task (or an
-        extension) to activate; return the latest status (still closed when none did)."""
+        extension) to activate; return the latest status (still closed when none did). Meanwhile it serves
+        the chain's ledger rounds (issue 21): each with transfers pending gets a plain block from this miner,
+        and a round served restarts the wait (a closed chain with traffic keeps its miner)."""
         deadline = time.monotonic() + WAIT_ROUNDS * self.round_seconds() + 2.0
         while status["round_phase"] == "closed" and time.monotonic() < deadline:
-            await self._pause(POLL_S * 4)
+            lr = status.get("ledger_round") or 0
+            if lr and lr not in self._ledger_played and status.get("mempool"):
+                self._ledger_played.add(lr)
+                try:
+                    report = await self.play_ledger_round(lr)
+                except ApiCallError as exc:
+                    report = RoundReport(lr, status=f"error:{exc.code}", task=-1, detail=exc.message)
+                self.reports.append(report)
+                if self.on_report:
+                    self.on_report(report)
+                deadline = time.monotonic() + WAIT_ROUNDS * self.round_seconds() + 2.0
+            else:
+                await self._pause(POLL_S * 4)
             status = await self.client.status()
         return status
+
+    async def play_ledger_round(self, r: int) -> RoundReport:
+        """A ledger round (every task exhausted, issue 21): enter a block with no model that confirms the
+        pending transfers; it can only be a plain block (fees, no reward, no champion)."""
+        report = RoundReport(r, family="ledger", task=-1)
+        try:
+            tpl = template_from_json(await self.client.template(self.keypair.public))
+        except ApiCallError as exc:
+            report.status = f"missed:{exc.code}"
+            return report
+        if tpl.round != r:
+            report.status = "round-moved-on"
+            return report
+        if not tpl.txs:
+            report.status = "no-transfers"
+            return report
+        if tpl.stake < tpl.entry_bond:
+            report.status = await self._deposit_bond(tpl)
+            return report
+        block, entry = seal(tpl, b"", self.keypair, os.urandom(32))
+        try:
+            await self.client.send_entry(entry.encode())
+        except ApiCallError as exc:
+            report.status, report.detail = f"entry-refused:{exc.code}", exc.message
+            return report
+        found = await self._wait_beacon(r)
+        if found is None or block.hash not in found[0].entries:
+            report.status = "not-listed"
+            return report
+        beacon, activations = found
+        opened = open_block(block, beacon, genesis=self.genesis, champion_bytes=b"", activations=activations)
+        try:
+            await self.client.send_opening(opened.encode())
+            report.status = "opened"
+        except ApiCallError as exc:
+            report.status = f"rejected:{exc.code}"
+            return report
+        info = await self._wait_closed(r)
+        winner = (info or {}).get("block")
+        if winner:
+            report.winner = winner
+            if winner == block.hash.hex():
+                report.status = "plain"
+        report.detail = f"{len(tpl.txs)} transfer(s) in the block"
+        return report
 
     async def run(self, rounds: int = 0) -> list[RoundReport]:
         """Play ``rounds`` rounds (0 = until no task of the chain is open: ``closed`` is then True). Rounds of
