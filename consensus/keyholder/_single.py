@@ -45,8 +45,9 @@ __all__ = ["Action", "Done", "Keyholder", "RoundClosed"]
 @dataclass(frozen=True)
 class RoundClosed:
     round: int
-    winner: bytes | None        # header hash of the crowned block, None if void
+    winner: bytes | None        # header hash of the round's block (crowning or plain), None if void
     anchor: bytes               # anchor of the next round
+    crowned: bool = False       # the block crowned (False with a winner: a plain block, issue 21)
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,8 @@ class Keyholder(KeyholderBase):
         tip = self.engine.tip()
         winner = tip.hash if tip.hash != beacon.anchor_hash else None
         next_notice = self._open(r + 1, now_ms)
-        actions += [RoundClosed(r, winner, next_notice.anchor_hash), next_notice]
+        crowned = winner is not None and self.engine.champion_at(tip.height) is not None
+        actions += [RoundClosed(r, winner, next_notice.anchor_hash, crowned), next_notice]
         if next_notice.idle:
             actions.append(Done(r))
         return actions
