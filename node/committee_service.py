@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from chain.errors import DecodeError, PopError, RuleError
 from consensus.engine import EngineApi
-from consensus.keyholder import Member, Out, Refusal
+from consensus.keyholder import Fetch, Member, Out, Refusal
 from consensus.protocol.committee import Body, CommitteeMsg, Evidence, StatementBook, check_msg
 from consensus.protocol.genesis import Genesis
 from consensus.protocol.messages import AnchorNotice, Beacon, Entry
@@ -123,10 +123,12 @@ def _check(engine: EngineApi, msg: CommitteeMsg, chain_id: str, keyholders: Sequ
 class CommitteeService:
     """A member node: ``Member`` on the node's clock."""
 
-    def __init__(self, host: CommitteeHost, relay: CommitteeRelay, make_member: Callable[[], Member]) -> None:
+    def __init__(self, host: CommitteeHost, relay: CommitteeRelay, make_member: Callable[[], Member],
+                 fetch: Callable[[bytes], None] | None = None) -> None:
         self.host = host
         self.relay = relay
         self.make_member = make_member       # () -> Member, run on the worker thread
+        self.fetch = fetch                   # ask peers for a block by hash (node.gossip.Relay.refetch)
         self.member: Member | None = None
         self.published: list[tuple[str, int]] = []
         self.published_at: dict[tuple[str, int], float] = {}
@@ -197,6 +199,15 @@ class CommitteeService:
             await host.after_round_event()
         elif isinstance(out, Evidence):
             await self.relay.record(out)
+        elif isinstance(out, Fetch):
+            # blocks a proposal names that this member lacks (anchor, openings): ask the peers again, so views
+            # converge even when the first copies were lost, raced or withheld (PROTOCOL §3.10 liveness)
+            host.metrics.inc("popchain_committee_fetches_total")
+            log.info("committee: round %d proposal names %d block(s) this member lacks; asking peers", out.round,
+                     len(out.blocks))
+            if self.fetch is not None:
+                for h in out.blocks:
+                    self.fetch(h)
         elif isinstance(out, Refusal):
             self.refusals.append(out)
             del self.refusals[:-64]

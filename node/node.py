@@ -133,7 +133,8 @@ class Node:
                                                       self.relay.publish)
                     await self.keyholder.open()
                 else:
-                    self.committee = CommitteeService(self, self.committee_relay, lambda: member)
+                    self.committee = CommitteeService(self, self.committee_relay, lambda: member,
+                                                      fetch=lambda h: self.relay.refetch((wire.InvKind.BLOCK, h), None))
                     await self.committee.open()
             except (OSError, PopError, ValueError) as exc:
                 raise NodeError(f"cannot start the keyholder from {self.config.keyholder}: {exc}") from None

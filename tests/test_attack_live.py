@@ -10,6 +10,9 @@ processes (benchmarks.attacks.livenet; one network for the module). They fail on
 - the withholder (``python -m benchmarks.attacks.withholder``: announces each block first from three connections
   and never delivers, holding idle connections so relays push blocks whole to it) keeps the members from the
   genuine blocks past the opening window, sending nothing invalid (a variant the issue does not list);
+- the sync poisoner (``python -m benchmarks.attacks.syncpoison``: the only early peer of a fresh node, answering
+  its block requests with corrupt copies) keeps it behind the first refused block even once an honest peer with
+  the chain connects (a variant the issue does not list);
 - the racer with ``--rotate`` (one member per block: the winner kept from one, an opening from another) splits
   the committee's views - of the anchor, of the settlement - so that no two members co-sign: the chain halts.
 
@@ -27,7 +30,7 @@ import asyncio
 import pytest
 
 from benchmarks.attacks.livenet import MEMBERS, LiveNet
-from benchmarks.attacks.phases import race, split, steal, withhold
+from benchmarks.attacks.phases import poison_sync, race, split, steal, withhold
 from benchmarks.attacks.protocol import TAMPER_KINDS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -116,6 +119,15 @@ def test_announcing_and_withholding_keeps_no_member_from_a_genuine_block(net2):
     outcome = asyncio.run(scenario())
     assert outcome.announced, outcome.explain()
     assert outcome.censored == [], outcome.explain()
+
+
+def test_a_node_catching_up_is_not_poisoned_by_one_corrupt_answer(net2):
+    # a fresh node whose first peer answers its block requests with corrupt copies; then an honest peer with
+    # the chain comes: the node catches up (before issue 18 it stayed behind the first refused block for good)
+    outcome = asyncio.run(poison_sync(net2, "test"))
+    assert outcome.served, outcome.explain()            # the attack ran: the victim got a corrupt copy
+    assert outcome.recovered, outcome.explain()
+    assert outcome.honest_penalties == [], outcome.explain()
 
 
 def test_the_committee_keeps_finalising_rounds_after_one_member_per_block_was_raced(net2):

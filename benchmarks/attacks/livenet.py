@@ -34,7 +34,7 @@ from node.tools.client import ApiCallError, NodeClient
 from node.tools.testing import TestChain, make_test_chain, seeded_keypair
 
 NODE_IPS = {"H": "127.0.1.1", "R": "127.0.1.2", "V": "127.0.1.3", "M1": "127.0.1.4", "M2": "127.0.1.5",
-            "M3": "127.0.1.6", "V2": "127.0.1.7"}
+            "M3": "127.0.1.6", "V2": "127.0.1.7", "V3": "127.0.1.8", "V4": "127.0.1.9"}
 MEMBERS = ("M1", "M2", "M3")
 ATTACKER_ADDRESSES = ("127.0.2.1", "127.0.31.254")   # every attacker connection comes from this range
 WALLET_PASSWORD = "popchain-attack-harness"
@@ -119,6 +119,11 @@ class LiveNet:
         if "V2" not in self.nodes:
             await self._start("V2", ())
         return self.nodes["V2"]
+
+    async def start_fresh(self, name: str, peers: Sequence[str] = ()) -> NodeProc:
+        """A fresh node (empty datadir) that dials only ``peers``: the sync poisoner's victim (V3, no peers: the
+        poisoner dials it) and the honest node that later brings it the chain (V4, peers R and V3)."""
+        return await self._start(name, peers)
 
     def api(self, name: str) -> str:
         return self.nodes[name].api_url

@@ -352,3 +352,51 @@ async def split(net: LiveNet, tag: str, *, cap_s: float = 60.0) -> SplitOutcome:
             await asyncio.sleep(0.5)
     seconds = time.time() - started
     return SplitOutcome(raced, stuck_at, reached - stuck_at, seconds, await refusals(net))
+
+
+@dataclass
+class PoisonOutcome:
+    served: list[dict]                # the poisoner's records: corrupt copies it answered the victim with
+    target: int                       # H's height when the honest node came
+    reached: int                      # the victim's height at the end
+    seconds: float                    # from the honest node's start until the victim reached ``target``
+    honest_penalties: list[str]       # penalty lines the victim gave honest peers
+
+    @property
+    def recovered(self) -> bool:
+        return self.reached >= self.target
+
+    def explain(self) -> str:
+        return (f"poisoner served {len(self.served)} corrupt block(s) {[r['height'] for r in self.served]}; "
+                f"victim at height {self.reached} of {self.target} {self.seconds:.0f} s after an honest node "
+                f"with the chain connected; honest penalties: {self.honest_penalties}")
+
+
+async def poison_sync(net: LiveNet, tag: str, *, cap_s: float = 60.0) -> PoisonOutcome:
+    """The sync poisoner: a fresh node V3 whose only peer is the poisoner (which answers its block requests with
+    corrupt copies of H's blocks); then a fresh honest node V4 that syncs from R and dials V3. Does V3 catch up
+    with the chain once an honest peer holds it (before issue 18: never, it answered ``already-rejected``)?"""
+    out = net.root / f"poison-{tag}.jsonl"
+    await net.start_fresh("V3")
+    poisoner = net.attacker("syncpoison", "--source", net.p2p("H"), "--victim", net.p2p("V3"), "--out", str(out))
+    try:
+        started = time.time()
+        while poisoner.alive() and not read_jsonl(out) and time.time() - started < cap_s:
+            await asyncio.sleep(0.2)
+        since = time.time()
+        target = (await net.status())["height"]
+        await net.start_fresh("V4", ("R", "V3"))
+        reached = 0
+        async with NodeClient(net.api("V3")) as c:
+            while time.time() - since < cap_s:
+                reached = (await c.status())["height"]
+                if reached >= target:
+                    break
+                await asyncio.sleep(0.5)
+        seconds = time.time() - since
+    finally:
+        poisoner.stop()
+    view = observe.NodeView.of("V3", observe.read_log(net.root / "V3"))
+    honest = [f"{peer} {reason}: {detail}" for (_, _, peer, reason, _, detail)
+              in observe.honest_penalties([view], ATTACKER_ADDRESSES, since, time.time())]
+    return PoisonOutcome(read_jsonl(out), target, reached, seconds, honest)

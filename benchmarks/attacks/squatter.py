@@ -152,9 +152,8 @@ class DodgeReport:
 
 def dodge(rounds: int = 1, seed: bytes = b"popchain-attack-dodger") -> DodgeReport:
     """E = 2: the dodger's squatting key S_i and its miner W (both richer than two honest miners) take both slots;
-    W's block carries S_i's transfer of its whole balance away; then honest rounds until one crowns, which
-    applies S_i's forfeit. Counted: rounds W crowned and a later block settled (S_i's charge = its balance
-    drop in the settling block)."""
+    W's block carries S_i's transfer of its whole balance away; then honest rounds until a block settles S_i's
+    round; charged = bonds burnt meanwhile (from S_i's bond account since issue 18)."""
     params = GenesisParams(max_entries=2)
     w = key(seed, "dodger/miner")
     squatters = [key(seed, f"dodger/squat/{i}") for i in range(rounds)]
@@ -164,16 +163,15 @@ def dodge(rounds: int = 1, seed: bytes = b"popchain-attack-dodger") -> DodgeRepo
                 + [(h.public, BALANCE) for h in honest])
     arena = Arena.create(seed, params=params, rounds=(SETTLE_ROUNDS + 1) * rounds + 2, balances=balances)
     rep = DodgeReport(entry_bond=params.entry_bond)
-    trained = 0
     try:
+        burnt_before = 0
         for i, s in enumerate(squatters):
             arena.start_round()
             cid = arena.genesis.chain_id
             spend = make_transfer(s, cid, address_of(sink.public), arena.balance(s.public) - params.min_fee,
                                   params.min_fee, 0)
             arena.enter(s, arena.throwaway_model(i))
-            got_w = arena.enter(w, _model_for_round(arena, trained), txs=[spend])
-            trained += 1
+            got_w = arena.enter(w, _model_for_round(arena, i), txs=[spend])
             for h in honest:
                 arena.enter(h, arena.honest_model())
             beacon = arena.reveal()

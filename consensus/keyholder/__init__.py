@@ -32,7 +32,7 @@ from consensus.keyholder._files import (
     share_file,
 )
 from consensus.keyholder._load import WholeKeyShares, engine_locator, load_keyholder, load_member
-from consensus.keyholder._member import Member, Out, Refusal, ShareSource, failover_ms
+from consensus.keyholder._member import Fetch, Member, Out, Refusal, ShareSource, failover_ms
 from consensus.keyholder._single import Action, Done, Keyholder, RoundClosed
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "Action",
     "CommitteeShares",
     "Done",
+    "Fetch",
     "Keyholder",
     "Member",
     "MemberSecret",

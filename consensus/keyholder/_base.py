@@ -163,12 +163,27 @@ class KeyholderBase:
     # ------------------------------------------------------------ settlement, open and reveal time
 
     def records(self, q: int) -> list[Record]:
-        """Settlement records of round q: every entry its beacon lists, opened if the engine saw it open."""
+        """Settlement records of round q: the ones a keyholder-signed statement of round q + 1 already carries
+        (the network agreed on them: every later settlement repeats them, whatever this keyholder saw), else
+        every entry q's beacon lists, opened if this keyholder's engine saw it open. So views of the openings
+        can differ only for the round just closed, and a member that missed an opening there converges as soon
+        as t others signed the next notice (PROTOCOL §3.9 settlement; §3.10 liveness)."""
         beacon = self.engine.beacon(q)
         if beacon is None:
             return []
+        agreed = self.agreed_records(q)
+        if agreed is not None:
+            return agreed
         seen = self.engine.openings(q)
         return [(q, miner, mh, int(header_hash in seen)) for header_hash, miner, mh, _ in beacon.listed]
+
+    def agreed_records(self, q: int) -> list[Record] | None:
+        """Round q's records as the signed notice (or beacon) of round q + 1 settles them, or None if none is
+        known or its window stops before q (a long streak: q's records are the next block's)."""
+        stmt = self.engine.notice(q + 1) or self.engine.beacon(q + 1)
+        if stmt is None or not stmt.settlement.first <= q <= stmt.settlement.last:
+            return None
+        return [rec for rec in stmt.settlement.records if rec[0] == q]
 
     def settlement(self, anchor: Header, r: int) -> Settlement:
         """The settlement of round r's blocks on ``anchor``: records of the rounds from the first one the anchor

@@ -47,7 +47,7 @@ from consensus.protocol.committee import (
 from consensus.protocol.listing import select_listing
 from consensus.protocol.messages import STATEMENT_VERSION, AnchorNotice, Beacon, Entry
 
-__all__ = ["Member", "Out", "Refusal", "ShareSource", "failover_ms"]
+__all__ = ["Fetch", "Member", "Out", "Refusal", "ShareSource", "failover_ms"]
 
 CLOCK_SLACK_MS = 2_000       # a proposed time may lie this far ahead of a member's clock
 ENTRY_GRACE_MS = 500         # an entry must have reached a member this long before the reveal to be "dropped"
@@ -75,7 +75,18 @@ class Refusal:
     reason: str
 
 
-Out = CommitteeMsg | AnchorNotice | Beacon | Evidence | Refusal
+@dataclass(frozen=True)
+class Fetch:
+    """Blocks this member lacks to judge a proposal like its proposer: the anchor, or openings the proposal
+    settles as opened that this member's node never recorded. The node asks its peers for them (by hash); once
+    they arrive the member's own view matches and it co-signs (PROTOCOL §3.10 liveness)."""
+    round: int
+    blocks: tuple[bytes, ...]
+
+
+Out = CommitteeMsg | AnchorNotice | Beacon | Evidence | Refusal | Fetch
+
+MAX_FETCH = 16               # block hashes one refused proposal may make a member ask for
 
 
 class Member(KeyholderBase):
@@ -302,6 +313,9 @@ class Member(KeyholderBase):
                     if msg.id not in self._judged:
                         self._judged.add(msg.id)
                         out.append(Refusal(r, "notice", msg.signer, "bad-proposal", problem))
+                        wanted = self.missing_blocks(proposal)
+                        if wanted:
+                            out.append(Fetch(r, wanted))
                     continue
                 if self._wait_for_cosigner(msg, Kind.SIGN_NOTICE, proposal.sighash):
                     continue       # ours, not co-signed yet: another leader's proposal may be signable
@@ -364,6 +378,27 @@ class Member(KeyholderBase):
         except RuleError as exc:
             return exc.message
         return None
+
+    def missing_blocks(self, notice: AnchorNotice) -> tuple[bytes, ...]:
+        """Hashes of blocks a proposed notice names that this member's engine lacks (at most MAX_FETCH): its
+        anchor, if unknown, and the listed blocks of the rounds still judged by this member's own view that the
+        notice settles as opened but this member never saw open."""
+        e = self.engine
+        out: list[bytes] = []
+        if notice.anchor_hash != e.final_hash() and self.store.get_header(notice.anchor_hash) is None and not any(
+                s.hash == notice.anchor_hash for s in e.candidates()):
+            out.append(notice.anchor_hash)
+        by_round: dict[int, set[bytes]] = {}
+        for q, miner, _, opened in notice.settlement.records:
+            if opened:
+                by_round.setdefault(q, set()).add(miner)
+        for q, miners in sorted(by_round.items()):
+            beacon = e.beacon(q)
+            if beacon is None or self.agreed_records(q) is not None:
+                continue
+            seen = e.openings(q)
+            out += [h for h, miner, *_ in beacon.listed if miner in miners and h not in seen]
+        return tuple(out[:MAX_FETCH])
 
     def check_notice(self, notice: AnchorNotice, now_ms: int, due: int) -> None:
         """Pass iff the notice is one this member may co-sign: its anchor is the final block (the round before
