@@ -320,7 +320,7 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
             revealed.append(open_shard(package, beacon.shard_index, beacon.shard_key))
             shard_acc = world.acc(engine.champion_model(task_id), revealed[-1])
             rec = engine.champion(task_id)
-            won = closed.winner is not None
+            won = closed.crowned            # a plain block anchors the round but crowns nothing (issue 21)
             winner = by_pub[rec.miner].name if won else None
             after = world.acc(engine.champion_model(task_id)) if won else acc
             kinds: dict[str, int] = {}

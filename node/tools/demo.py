@@ -108,8 +108,10 @@ class DemoNetwork:
 
 class Table:
     # b (challenger right, champion wrong) and c (the reverse) side by side with bar, the least b that crowned
-    COLUMNS = (("round", 5), ("winner", 10), ("b", 5), ("c", 5), ("bar", 5), ("acc shard", 9), ("acc test", 8),
-               ("height", 6), ("txs in block", 12))
+    # outcome: crowned (a certified better model), plain (a block that confirms transfers and crowns nothing,
+    # issue 21) or void (no block)
+    COLUMNS = (("round", 5), ("outcome", 7), ("miner", 7), ("b", 5), ("c", 5), ("bar", 5), ("acc shard", 9),
+               ("acc test", 8), ("height", 6), ("txs in block", 12))
 
     def header(self) -> str:
         head = "  ".join(name.rjust(w) for name, w in self.COLUMNS)
@@ -119,9 +121,9 @@ class Table:
         return "  ".join(str(c).rjust(w) for c, (_, w) in zip(cells, self.COLUMNS))
 
 
-async def _send_transfers(client: NodeClient, chain_id: str, users: list[Keypair], rng: random.Random) -> int:
-    """A few transfers between the demo users; returns how many the node accepted."""
-    sent = 0
+async def _send_transfers(client: NodeClient, chain_id: str, users: list[Keypair], rng: random.Random) -> list[str]:
+    """A few transfers between the demo users; returns the txids the node accepted."""
+    sent: list[str] = []
     for _ in range(rng.randint(1, 3)):
         sender, recipient = rng.sample(users, 2)
         account = await client.account(encode_address(address_of(sender.public)))
@@ -129,7 +131,7 @@ async def _send_transfers(client: NodeClient, chain_id: str, users: list[Keypair
                            account["next_nonce"], b"demo")
         with contextlib.suppress(ApiCallError):
             await client.send_tx(tx.encode())
-            sent += 1
+            sent.append(tx.txid.hex())
     return sent
 
 
@@ -235,7 +237,9 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
     rng = random.Random(7)
     champion_model = genesis.block.model
     baseline = test_acc(champion_model)
-    confirmed = crowned = 0     # confirmed: running total for the summary; the table shows each block's own
+    confirmed = crowned = plain = 0   # confirmed: running total for the summary; the table shows each block's own
+    pending: dict[str, int] = {}      # txid -> the round it arrived in (issue 21: how long transfers wait)
+    waits: list[int] = []
     last_shard: tuple[int, bytes] | None = None
     reported = transfers_round = 0
     async with asyncio.timeout(max(120.0, rounds * 60.0)):
@@ -243,26 +247,34 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
             status = await client.status()
             if status["open_round"] and status["open_round"] != transfers_round:
                 transfers_round = status["open_round"]
-                await _send_transfers(client, genesis.chain_id, users, rng)
+                for txid in await _send_transfers(client, genesis.chain_id, users, rng):
+                    pending[txid] = transfers_round
             next_round = reported + 1
             info = await client.round(next_round)
-            if info.get("status") not in ("crowned", "void"):
+            if info.get("status") not in ("crowned", "plain", "void"):
                 await asyncio.sleep(0.25)
                 continue
             reported = next_round
             verdict = info.get("verdict")
             key = bytes.fromhex(info["shard_key"])
             in_block: int | str = "-"
-            if verdict:
-                crowned += 1
-                block = await client.block(verdict["hash"])
+            if info.get("block"):
+                block = await client.block(info["block"])
                 in_block = len(block["txs"])
                 confirmed += in_block
+                for t in block["txs"]:
+                    if t["txid"] in pending:
+                        waits.append(next_round - pending.pop(t["txid"]))
+                who = names.get(address_of(bytes.fromhex(block["header"]["miner"])), "?").replace("-miner", "")
+            if verdict:
+                crowned += 1
                 champion_model = await client.model(verdict["model_hash"])
-                winner = names.get(address_of(bytes.fromhex(block["header"]["miner"])), "?")
-                cells = (next_round, winner.replace("-miner", ""), verdict["b"], verdict["c"], verdict["bar"])
+                cells = (next_round, "crowned", who, verdict["b"], verdict["c"], verdict["bar"])
+            elif info.get("block"):
+                plain += 1
+                cells = (next_round, "plain", who, "-", "-", "-")
             else:
-                cells = (next_round, "(void)", "-", "-", "-")
+                cells = (next_round, "void", "-", "-", "-", "-")
             acc_shard = await asyncio.to_thread(shard_acc, next_round, key, champion_model)
             last_shard = (next_round, key)
             acc_test = await asyncio.to_thread(test_acc, champion_model)
@@ -272,8 +284,10 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
     for url in net.api_urls:
         async with NodeClient(url) as c:
             tips.add((await c.status())["tip"])
-    print(f"\nsummary: {rounds} rounds, {crowned} crowned, {rounds - crowned} void; height {final['height']}; "
-          f"{confirmed} transfers confirmed")
+    print(f"\nsummary: {rounds} rounds, {crowned} crowned, {plain} plain, {rounds - crowned - plain} void; height "
+          f"{final['height']}; {confirmed} transfers confirmed"
+          + (f", the slowest after {max(waits)} round(s) (median {sorted(waits)[len(waits) // 2]})" if waits else "")
+          + (f"; {len(pending)} still pending" if pending else ""))
     if last_shard is not None:   # the current concept: on a drifting task the start's test split is not it
         r, key = last_shard
         now_acc, was_acc = await asyncio.gather(asyncio.to_thread(shard_acc, r, key, champion_model),
