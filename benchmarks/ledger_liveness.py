@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from chain.address import address_of
+from chain.errors import need
 from chain.store import ChainStore
 from chain.tx import Transfer, make_transfer
 from consensus.engine import Engine
@@ -96,7 +97,7 @@ class _Chain:
         self.kh.step(self.now)
         tip = self.engine.tip()
         if tip.round == r:
-            for tx in self.store.get_block(tip.hash).txs:
+            for tx in need(self.store.get_block(tip.hash), "the tip block").txs:
                 _, arrived = self.pending.pop(tx.txid)
                 if arrived >= self.count_from:
                     self.waits.append(r - arrived)
