@@ -19,9 +19,12 @@ import hashlib
 
 import numpy as np
 
+from .codec import check_list, pack, unpack_canonical
+from .errors import ShardError, TaskError
 from .generator import FRAC, World, gauss, stream_u16
+from .shards import MAX_GENERATED_SHARD_BYTES, PublicTask, checked_shard_bytes
 
-__all__ = ["bayes_accuracy"]
+__all__ = ["bayes_accuracy", "shard_bayes_accuracy", "shard_world"]
 
 _SIGMA = 4101.0 / (1 << FRAC) * (1 << FRAC)   # the generator's noise s.d. in fixed point (~1 unit)
 _CHUNK = 50_000
@@ -60,3 +63,31 @@ def bayes_accuracy(world: World, *, rows: int = 200_000, seed: bytes = b"popchai
         done += n
         i += 1
     return correct / rows
+
+
+def shard_world(public: PublicTask, round_: int, key: bytes) -> World:
+    """The generator world a revealed shard of a generated task was drawn from (its committed plaintext)."""
+    if not public.generated:
+        raise ShardError("shard: not a generated task: no known concept, no Bayes limit")
+    obj = unpack_canonical(checked_shard_bytes(public, round_, key), max_size=MAX_GENERATED_SHARD_BYTES,
+                           err=ShardError, field="shard")
+    f = check_list(obj, 4, ShardError, "shard")
+    try:
+        return World.from_obj(f[2], public.spec, "shard.world")
+    except TaskError as exc:
+        raise ShardError(f"shard: {exc}") from None
+
+
+_cache: dict[bytes, float] = {}
+
+
+def shard_bayes_accuracy(public: PublicTask, round_: int, key: bytes, *, rows: int = 200_000) -> float:
+    """``bayes_accuracy`` of a revealed shard's world (memoised by the world: a stationary task computes once)."""
+    world = shard_world(public, round_, key)
+    digest = hashlib.sha256(pack(world.to_obj())).digest()
+    hit = _cache.get(digest)
+    if hit is None:
+        hit = _cache[digest] = bayes_accuracy(world, rows=rows)
+        while len(_cache) > 64:
+            _cache.pop(next(iter(_cache)))
+    return hit

@@ -110,8 +110,10 @@ class Table:
     # b (challenger right, champion wrong) and c (the reverse) side by side with bar, the least b that crowned
     # outcome: crowned (a certified better model), plain (a block that confirms transfers and crowns nothing,
     # issue 21) or void (no block)
+    # bayes gap: the Bayes-optimal accuracy of the round's shard (the generator knows its concept, ml.bayes)
+    # minus the champion's accuracy on that shard, in percentage points: the progress left to make
     COLUMNS = (("round", 5), ("outcome", 7), ("miner", 7), ("b", 5), ("c", 5), ("bar", 5), ("acc shard", 9),
-               ("acc test", 8), ("height", 6), ("txs in block", 12))
+               ("bayes gap", 9), ("acc test", 8), ("height", 6), ("txs in block", 12))
 
     def header(self) -> str:
         head = "  ".join(name.rjust(w) for name, w in self.COLUMNS)
@@ -232,6 +234,10 @@ def _xy(dataset):
 
 async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, users, names, X_test, y_test,
                  keep: bool, test_acc, shard_acc, genesis_drifts: bool = False) -> int:
+    from ml.bayes import shard_bayes_accuracy
+
+    def bayes_of(r: int, key: bytes) -> float:
+        return shard_bayes_accuracy(genesis.task, r, key, rows=100_000)
     table = Table()
     print(table.header(), flush=True)
     rng = random.Random(7)
@@ -276,9 +282,11 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
             else:
                 cells = (next_round, "void", "-", "-", "-", "-")
             acc_shard = await asyncio.to_thread(shard_acc, next_round, key, champion_model)
+            limit = await asyncio.to_thread(bayes_of, next_round, key)
             last_shard = (next_round, key)
             acc_test = await asyncio.to_thread(test_acc, champion_model)
-            print(table.row(*cells, f"{acc_shard:.3f}", f"{acc_test:.3f}", status["height"], in_block), flush=True)
+            print(table.row(*cells, f"{acc_shard:.3f}", f"{(limit - acc_shard) * 100:.1f} pp", f"{acc_test:.3f}",
+                            status["height"], in_block), flush=True)
     final = await client.status()
     tips = set()
     for url in net.api_urls:
@@ -292,8 +300,12 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
         r, key = last_shard
         now_acc, was_acc = await asyncio.gather(asyncio.to_thread(shard_acc, r, key, champion_model),
                                                 asyncio.to_thread(shard_acc, r, key, genesis.block.model))
+        limit = await asyncio.to_thread(bayes_of, r, key)
         print(f"champion accuracy on the latest shard (round {r}, the current concept): {now_acc:.3f} "
               f"(the genesis champion on it: {was_acc:.3f})")
+        print(f"Bayes-optimal accuracy of that concept (the physical limit, known to the generator): {limit:.3f}; "
+              f"the champion's gap to it: {(limit - now_acc) * 100:.1f} pp (the genesis champion's: "
+              f"{(limit - was_acc) * 100:.1f} pp)")
     print(f"champion accuracy on the untouched test split: {test_acc(champion_model):.3f} "
           f"(genesis baseline {baseline:.3f})"
           + ("; drawn from the task's start, which the drifting concept has moved away from"
