@@ -44,7 +44,7 @@ def test_detect_sizes_a_generated_synthetic_task(tmp_path: Path):
     genesis = load_genesis((tmp_path / "g" / "genesis.bin").read_bytes())
     assert genesis.task.shard_size == out["shard_size"] and genesis.n_rounds == 20
     assert out["genesis_bytes"] < 400_000            # 20 generated shards: the public rows dominate
-    assert out["drift_milli"] == 500                 # the default synthetic task drifts (issue 11)
+    assert out["drift_milli"] == 0       # the default synthetic task is stationary (issue 21; drifted at 500 before)
 
 
 def test_the_default_synthetic_task_drifts_and_prints_it(tmp_path: Path):

@@ -150,7 +150,7 @@ async def _demo(workdir: Path, rounds: int, n_nodes: int, keep: bool) -> int:
     names = {address_of(k.public): f"{fam}-miner" for k, fam in zip(miners, MINER_FAMILIES)}
     chain_dir = workdir / "chain"
     params = GenesisParams(entry_window_s=3, opening_window_s=4)
-    print(f"creating genesis (drifting synthetic task, {DEMO_ROUNDS} generated hidden shards sized to detect "
+    print(f"creating genesis (stationary synthetic task, {DEMO_ROUNDS} generated hidden shards sized to detect "
           f"+{DEMO_DETECT:.0%}) ...", flush=True)
     # with 3+ nodes the keyholder is a 2-of-3 committee, one member per node (nodes 0-2, PROTOCOL §3.10)
     committee = n_nodes >= 3
