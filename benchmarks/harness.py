@@ -32,7 +32,7 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
                                "sim_wins_copy_noise", "sim_wins_copy_flip", "sim_wins_sybil_copy",
                                "sim_wins_squatter", "sim_wins_finetune", "sim_wins_late_timestamp",
                                "sim_late_timestamp_stalls")),
-    ("benchmarks.sim_drift", ("demo_crowned_share_50", "drift_gap_1pp_share")),
+    ("benchmarks.sim_drift", ("demo_crowned_share_50", "champion_bayes_gap_pp", "drift_gap_1pp_share")),
     ("benchmarks.ledger_liveness", ("tx_confirm_rounds_p99",)),
     ("benchmarks.miner_memory", ("miner_rss_growth",)),
     ("benchmarks.real_task", ("real_task_gap_pp",)),

@@ -44,12 +44,35 @@ def _rows(detect: float) -> int:
     return rows_for(detect, p.max_entries, p.alpha) or 0
 
 
-def crowned_share(drift_milli: int, *, quick: bool, rounds: int = ROUNDS, seed: bytes = SEED) -> tuple[int, int]:
+def crowned_share(drift_milli: int, *, quick: bool, rounds: int = ROUNDS, seed: bytes = SEED,
+                  n_test: int = 500) -> tuple[int, int]:
     """(crowned, rounds) of the honest cast on a fresh world of ``drift_milli``."""
-    config = WorldConfig(rounds=rounds, shard_size=_rows(DEMO_DETECT if quick else DEFAULT_DETECT),
-                         n_test=500, max_train_rows=1_500 if quick else 6_000, drift_milli=drift_milli)
-    rep = run_scenario(World(seed, config), "honest-pair" if quick else "honest")
+    rep = _honest_run(drift_milli, quick=quick, rounds=rounds, seed=seed, n_test=n_test)[0]
     return rep.crowned, len(rep.rounds)
+
+
+def _honest_run(drift_milli: int, *, quick: bool, rounds: int = ROUNDS, seed: bytes = SEED,
+                n_test: int = 500) -> tuple[Any, World]:
+    config = WorldConfig(rounds=rounds, shard_size=_rows(DEMO_DETECT if quick else DEFAULT_DETECT),
+                         n_test=n_test, max_train_rows=1_500 if quick else 6_000, drift_milli=drift_milli)
+    world = World(seed, config)
+    return run_scenario(world, "honest-pair" if quick else "honest"), world
+
+
+def bayes_gap(rep: Any, world: World) -> dict[str, float]:
+    """Issue 21: the stationary task's Bayes-optimal accuracy (ml.bayes, the generator's own concept) minus the
+    champion's accuracy on the run's fresh held-out rows, in pp — at genesis, after rounds 10 and 25, at the end."""
+    from ml.bayes import bayes_accuracy
+    limit = bayes_accuracy(world.task_world)
+    at = {r.round: r.acc_after for r in rep.rounds}
+    last = max(at) if at else 0
+    out = {"bayes": round(limit, 4), "genesis_pp": round((limit - rep.initial_test_acc) * 100, 2)}
+    for r in (10, 25):
+        if r in at:
+            out[f"round{r}_pp"] = round((limit - at[r]) * 100, 2)
+    out["final_pp"] = round((limit - rep.final_test_acc) * 100, 2)
+    out["rounds"] = last
+    return out
 
 
 @dataclass(frozen=True)
@@ -93,7 +116,9 @@ def _fig(name: str, value: Any, unit: str, goal: str, baseline: Any) -> dict[str
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
     crowned, n = crowned_share(DEFAULT_DRIFT_MILLI, quick=quick)
-    base, _ = crowned_share(0, quick=quick)
+    stationary, sworld = _honest_run(0, quick=quick, n_test=5_000 if quick else 20_000)
+    base = stationary.crowned
+    gap = bayes_gap(stationary, sworld)
     rows = _rows(DEMO_DETECT if quick else DEFAULT_DETECT)
     samples = 3 if quick else 12
     drifting = gap_table(DEFAULT_DRIFT_MILLI, samples=samples)
@@ -105,6 +130,11 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
              f">= 0.3; {crowned}/{n} rounds crowned at drift {DEFAULT_DRIFT_MILLI}/1000 on {rows:,}-row shards, "
              f"{2 if quick else 4} honest miners, strict rule (baseline: the same rounds on the stationary task, {base}/{n})",
              round(base / n, 3)),
+        {**_fig("champion_bayes_gap_pp", gap["final_pp"], "pp",
+                f"<= 2 and shrinking; Bayes-optimal {gap['bayes']:.3f} minus the champion on "
+                f"{5_000 if quick else 20_000:,} fresh rows of the stationary default task after {gap['rounds']} "
+                f"rounds, {2 if quick else 4} honest miners (baseline: the genesis champion's gap, same run)",
+                gap["genesis_pp"]), "fields": gap},
         _fig("drift_gap_1pp_share", round(share, 3), "share of sampled rounds",
              f"info; {samples} rounds in 1..300 where a model one shard fresher leads by >= 1 pp on the next shard "
              f"(median lead {np.median([g.gaps[0] for g in drifting]):+.2%}; two shards fresher: "
@@ -112,7 +142,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     ]
 
 
-FIGURES = ("demo_crowned_share_50", "drift_gap_1pp_share")
+FIGURES = ("demo_crowned_share_50", "champion_bayes_gap_pp", "drift_gap_1pp_share")
 
 
 def main(argv: list[str] | None = None) -> int:
