@@ -207,6 +207,7 @@ def _task_package(args: argparse.Namespace, task_id: int):
 
 
 def cmd_extend(args: argparse.Namespace) -> None:
+    from ml.shards import generated_world_digest
     from node.tools.task_setup import (
         TaskSecret,
         build_extension,
@@ -229,9 +230,25 @@ def cmd_extend(args: argparse.Namespace) -> None:
                 raise CliError(f"cannot read task secret {args.secret}: {exc.strerror}") from None
             world = saved.world
             drift_milli = saved.drift_milli if drift_milli is None else drift_milli
+            newest = saved.first_index + len(saved.secret.keys) - 1
+            if newest != info["shards_total"] and (drift_milli or 0):
+                # issue 21 item 4: a drifting extension continues from the newest SCHEDULED shard
+                raise CliError(f"{args.secret} holds shards {saved.first_index:,}..{newest:,} of task "
+                               f"{args.task_id}, whose newest scheduled shard is {info['shards_total']:,}: pass the "
+                               "secret of its latest batch (the concept would jump back otherwise)")
         elif info.get("revealed"):
             last = info["revealed"][-1]   # a revealed shard's world is public: drift on from the latest one
             world = shard_world(public, last["shard_index"], bytes.fromhex(last["shard_key"]))
+            first_world = info["revealed"][0]
+            drifting = generated_world_digest(public, last["shard_index"], bytes.fromhex(last["shard_key"])) != \
+                generated_world_digest(public, first_world["shard_index"], bytes.fromhex(first_world["shard_key"]))
+            if last["shard_index"] < info["shards_total"] and (drifting or drift_milli):
+                # issue 21 item 4: until then the extension drifted on from the latest REVEALED shard while later
+                # shards were still pending, so the concept jumped backwards when it started
+                raise CliError(f"task {args.task_id} drifts and has {info['shards_total'] - last['shard_index']:,} "
+                               f"shard(s) scheduled after its latest revealed one (shard {last['shard_index']:,}): "
+                               "an extension must continue from its newest scheduled shard — pass the secret of "
+                               "its latest batch (--secret task.secret), or extend once they are revealed")
         else:
             raise CliError(f"task {args.task_id} has no revealed shard yet: pass its secret (--secret "
                            "task.secret) to continue its generator")
