@@ -312,11 +312,49 @@ def cmd_show(args: argparse.Namespace) -> None:
              "shards": f"{t['shards_left']:,} left of {t['shards_total']:,} ({t['shards_revealed']:,} revealed; "
                        f"{t.get('shard_size', 0):,} rows each)",
              "detects": f"{_detects(t)} accuracy with 80 % power" if t.get("detectable") else "-",
-             "rounds": f"{_rounds(t)} crowned/void", "features": f"{spec.get('n_features', '?')} -> "
+             "rounds": f"{_rounds(t)} crowned/void" + ("/plain" if (t.get("rounds") or {}).get("plain") else ""),
+             "features": f"{spec.get('n_features', '?')} -> "
                                                                  f"{len(spec.get('classes', []))} classes"}
     lines = kv(shown, ["task_id", "name", "status", "shards", "detects", "rounds", "features", "sponsor", "bounty",
                        "extensions", "champions", "revealed_keys"])
+    limit = call(args, lambda c: _bayes_gap(c, args.task_id, t))
+    if limit is not None:
+        t["bayes"] = limit
+        lines.append(f"bayes limit    {limit['bayes_accuracy']:.3f} (the generated concept's Bayes-optimal accuracy, "
+                     f"shard {limit['shard_index']:,}: the physical limit)")
+        lines.append(f"champion gap   {limit['gap_pp']:.1f} pp (the champion scores {limit['champion_accuracy']:.3f} "
+                     "on that shard)")
     emit(args, t, lines + ["champion         " + champion_line(t.get("champion"))])
+
+
+async def _bayes_gap(client: Any, task_id: int, t: dict[str, Any]) -> dict[str, Any] | None:
+    """Issue 21: a generated task knows its concept, so `task show` gives the champion's gap to its Bayes-optimal
+    accuracy on the latest revealed shard (None: not a generated task, or nothing revealed yet)."""
+    import asyncio
+
+    from consensus.protocol.genesis import load_genesis
+    from ml.bayes import shard_bayes_accuracy
+    from ml.model import decode_model
+    from ml.score import score
+    from ml.shards import PublicTask, open_shard
+    revealed, champ = t.get("revealed") or [], t.get("champion") or {}
+    if not revealed or not champ.get("model_hash"):
+        return None
+    info = await client.task_info(task_id, package=True)
+    public = PublicTask.decode(bytes.fromhex(info["package"]))
+    if not public.generated:
+        return None
+    last = revealed[-1]
+    index, key = last["shard_index"], bytes.fromhex(last["shard_key"])
+    genesis = load_genesis(await client.genesis())
+    model = decode_model(await client.model(champ["model_hash"]), public.spec, genesis.model_caps)
+
+    def measure() -> tuple[float, float]:
+        shard = open_shard(public, index, key)
+        return shard_bayes_accuracy(public, index, key, rows=100_000), score(model, shard.X, shard.y).accuracy
+    limit, acc = await asyncio.to_thread(measure)
+    return {"shard_index": index, "bayes_accuracy": round(limit, 4), "champion_accuracy": round(acc, 4),
+            "gap_pp": round((limit - acc) * 100, 2)}
 
 
 def _task_id(text: str) -> int:
