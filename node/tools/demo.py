@@ -110,9 +110,12 @@ class Table:
     # b (challenger right, champion wrong) and c (the reverse) side by side with bar, the least b that crowned
     # outcome: crowned (a certified better model), plain (a block that confirms transfers and crowns nothing,
     # issue 21) or void (no block)
+    # acc fwd: the FORWARD holdout (issue 21) — the champion that stood when the round opened, scored on the
+    # round's shard: rows it never saw, drawn after it was crowned (on a drifting task, the concept it now faces);
     # bayes gap: the Bayes-optimal accuracy of the round's shard (the generator knows its concept, ml.bayes)
-    # minus the champion's accuracy on that shard, in percentage points: the progress left to make
-    COLUMNS = (("round", 5), ("outcome", 7), ("miner", 7), ("b", 5), ("c", 5), ("bar", 5), ("acc shard", 9),
+    # minus acc fwd, in percentage points: the progress left to make; acc test: the champion after the round on
+    # the held-out split written with genesis (the task's start)
+    COLUMNS = (("round", 5), ("outcome", 7), ("miner", 7), ("b", 5), ("c", 5), ("bar", 5), ("acc fwd", 7),
                ("bayes gap", 9), ("acc test", 8), ("height", 6), ("txs in block", 12))
 
     def header(self) -> str:
@@ -263,6 +266,7 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
             reported = next_round
             verdict = info.get("verdict")
             key = bytes.fromhex(info["shard_key"])
+            standing = champion_model          # the forward holdout scores the champion the round started with
             in_block: int | str = "-"
             if info.get("block"):
                 block = await client.block(info["block"])
@@ -281,7 +285,7 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
                 cells = (next_round, "plain", who, "-", "-", "-")
             else:
                 cells = (next_round, "void", "-", "-", "-", "-")
-            acc_shard = await asyncio.to_thread(shard_acc, next_round, key, champion_model)
+            acc_shard = await asyncio.to_thread(shard_acc, next_round, key, standing)
             limit = await asyncio.to_thread(bayes_of, next_round, key)
             last_shard = (next_round, key)
             acc_test = await asyncio.to_thread(test_acc, champion_model)
