@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chain.address import address_of
 from chain.block import Header
+from chain.errors import RuleError
 from chain.state import BURN_ACCOUNT, Account, LedgerParams, apply_txs
 from chain.tx import make_transfer
 from consensus.protocol.genesis import GenesisParams
@@ -114,3 +116,42 @@ def test_a_plain_block_earns_its_fees_only_and_supply_is_conserved(chain):
     for m, e in earned.items():
         got = accounts.get(m, Account()).balance
         assert got == e + (reward if m == pending else 0)
+
+
+@pytest.fixture(scope="module")
+def closed_chain(tmp_path_factory):
+    """An exhausted chain (every round of the genesis task void) whose ledger round is open."""
+    from tests.test_consensus_engine import T0, exhaust, open_engine
+    store, engine, kh = open_engine(tmp_path_factory.mktemp("closed") / "db")
+    exhaust(engine, kh, T0)
+    yield store, engine
+    store.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=st.binary(max_size=64), b=st.integers(0, 9), c=st.integers(0, 9), bar=st.integers(0, 9))
+def test_a_ledger_round_block_carries_no_model_and_no_score(closed_chain, model, b, c, bar):
+    """§3.6, ledger rounds: a block with model bytes is `bad-model` (whatever the bytes), a payload claiming a
+    score is a corrupt copy (`bad-score`); only the empty model with b = c = bar = 0 is a (plain) block."""
+    from consensus.engine import validate_block
+    from consensus.mining import seal
+    from consensus.protocol.messages import possession
+    from consensus.protocol.rules import CorruptCopy
+    store, engine = closed_chain
+    r = engine.ledger_round()
+    notice = engine.notice(r)
+    tpl = engine.build_template(MINERS[0].public, [], int(notice.entry_deadline_ms // 1000))
+    block, entry = seal(tpl, model, MINERS[0], bytes(32))
+    listed = [(block.hash, MINERS[0].public, entry.model_hash, possession(MINERS[0].public, model))]
+    beacon = make_beacon([KEYHOLDER], CHAIN_ID, r, notice.anchor_hash, listed, b"\x07" * 32,
+                         opened_ms=notice.entry_deadline_ms - 4000, time_ms=notice.entry_deadline_ms,
+                         settlement=notice.settlement, task_id=0, shard_index=0)
+    opened = dataclasses.replace(block, payload=make_payload(beacon, b, c, bar).encode())
+    try:
+        scored = validate_block(opened, genesis=world().genesis, store=store, index=engine.index, book=engine.book)
+    except CorruptCopy as err:
+        assert not model and (b, c, bar) != (0, 0, 0) and err.code == "bad-score"
+    except RuleError as err:
+        assert model and err.code == "bad-model", err
+    else:
+        assert not model and (b, c, bar) == (0, 0, 0) and not scored.crowned
