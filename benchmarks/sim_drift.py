@@ -52,11 +52,23 @@ def crowned_share(drift_milli: int, *, quick: bool, rounds: int = ROUNDS, seed: 
 
 
 def _honest_run(drift_milli: int, *, quick: bool, rounds: int = ROUNDS, seed: bytes = SEED,
-                n_test: int = 500) -> tuple[Any, World]:
+                n_test: int = 500, forward: bool = False) -> tuple[Any, World]:
     config = WorldConfig(rounds=rounds, shard_size=_rows(DEMO_DETECT if quick else DEFAULT_DETECT),
                          n_test=n_test, max_train_rows=1_500 if quick else 6_000, drift_milli=drift_milli)
     world = World(seed, config)
-    return run_scenario(world, "honest-pair" if quick else "honest"), world
+    return run_scenario(world, "honest-pair" if quick else "honest", forward=forward), world
+
+
+def forward_gap(rep: Any) -> dict[str, float]:
+    """Issue 21 item 3, the forward holdout on a drifting task: per round, a plain fit (small MLP) on the newest
+    revealed shard alone minus the champion the round started with, both scored on the round's shard (the next
+    shard for both), in pp; the median over every round that has a newest shard. Baseline (same run): the same
+    plain fit minus the genesis champion (a chain that never crowned)."""
+    gaps = [(r.fresh_acc - r.fwd_acc) * 100 for r in rep.rounds if r.fresh_acc is not None]
+    base = [(r.fresh_acc - r.genesis_acc) * 100 for r in rep.rounds if r.fresh_acc is not None]
+    return {"median_pp": round(float(np.median(gaps)), 2) if gaps else 0.0,
+            "baseline_pp": round(float(np.median(base)), 2) if base else 0.0,
+            "rounds": len(gaps), "champion_ahead": sum(g <= 0 for g in gaps)}
 
 
 def bayes_gap(rep: Any, world: World) -> dict[str, float]:
@@ -115,7 +127,9 @@ def _fig(name: str, value: Any, unit: str, goal: str, baseline: Any) -> dict[str
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    crowned, n = crowned_share(DEFAULT_DRIFT_MILLI, quick=quick)
+    drifting_run, _ = _honest_run(DEFAULT_DRIFT_MILLI, quick=quick, forward=True)
+    crowned, n = drifting_run.crowned, len(drifting_run.rounds)
+    fwd = forward_gap(drifting_run)
     stationary, sworld = _honest_run(0, quick=quick, n_test=5_000 if quick else 20_000)
     base = stationary.crowned
     gap = bayes_gap(stationary, sworld)
@@ -135,6 +149,11 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 f"{5_000 if quick else 20_000:,} fresh rows of the stationary default task after {gap['rounds']} "
                 f"rounds, {2 if quick else 4} honest miners (baseline: the genesis champion's gap, same run)",
                 gap["genesis_pp"]), "fields": gap},
+        {**_fig("forward_gap_pp", fwd["median_pp"], "pp",
+                f"<= 0.5; drift {DEFAULT_DRIFT_MILLI}/1000: a plain fit on the newest revealed shard minus the "
+                f"champion, both on the next shard, median over {fwd['rounds']} rounds (champion ahead in "
+                f"{fwd['champion_ahead']}); baseline: the same fit minus the genesis champion", fwd["baseline_pp"]),
+         "fields": fwd},
         _fig("drift_gap_1pp_share", round(share, 3), "share of sampled rounds",
              f"info; {samples} rounds in 1..300 where a model one shard fresher leads by >= 1 pp on the next shard "
              f"(median lead {np.median([g.gaps[0] for g in drifting]):+.2%}; two shards fresher: "
@@ -142,7 +161,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     ]
 
 
-FIGURES = ("demo_crowned_share_50", "champion_bayes_gap_pp", "drift_gap_1pp_share")
+FIGURES = ("demo_crowned_share_50", "champion_bayes_gap_pp", "forward_gap_pp", "drift_gap_1pp_share")
 
 
 def main(argv: list[str] | None = None) -> int:

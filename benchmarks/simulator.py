@@ -208,6 +208,10 @@ class RoundReport:
     shard_acc: float = 0.0        # the champion's accuracy on the round's shard after the round (current concept)
     shard: int = 0                # the task-local shard index the round served
     extension: bool = False       # the round served an extension's shard (the chain lived past genesis's task)
+    # issue 21, the FORWARD holdout (``forward=True``): on the round's shard, rows none of them saw —
+    fwd_acc: float = 0.0          # the champion the round started with
+    fresh_acc: float | None = None    # a plain fit (small MLP) on the newest revealed shard alone (None: round 1)
+    genesis_acc: float = 0.0      # the genesis champion
 
 
 @dataclass
@@ -257,7 +261,7 @@ def _until(keyholder: Keyholder, now: int, kind: type, limit: int = 64):
 
 
 def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verbose: bool = False,
-                 extend: int = 0) -> ScenarioReport:
+                 extend: int = 0, forward: bool = False) -> ScenarioReport:
     """Play ``rounds`` rounds of the genesis task (default: all of them); with ``extend`` > 0 the chain then
     lives on (issue 11): once the genesis task is exhausted (the keyholder's idle notice), its governance key
     signs an extension of task 0 with ``extend`` more shards, the keyholder revives the chain with it, and the
@@ -318,6 +322,12 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
                     tries.append(Try(miner.name, miner.kind, p.b, p.c, verdict.code or verdict.status))
             now, closed = _until(keyholder, now, RoundClosed)
             revealed.append(open_shard(package, beacon.shard_index, beacon.shard_key))
+            fwd = fresh = None
+            if forward:   # measured before the round's champion can be the one scored (issue 21)
+                fwd = world.acc(champion, revealed[-1])
+                if len(revealed) >= 2:
+                    plain_fit = train_candidate("mlp", revealed[-2], (), seed=r, size="small", caps=g.model_caps)
+                    fresh = score(plain_fit, revealed[-1].X, revealed[-1].y).accuracy
             shard_acc = world.acc(engine.champion_model(task_id), revealed[-1])
             rec = engine.champion(task_id)
             won = closed.crowned            # a plain block anchors the round but crowns nothing (issue 21)
@@ -330,7 +340,9 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
             rr = RoundReport(r, len(listed), tuple(sorted(kinds.items())), winner,
                              rep.kinds[winner] if winner else None, rec.b if won else 0, rec.c if won else 0,
                              acc, after, not won, tuple(tries), tuple(unbuildable), shard_acc,
-                             beacon.shard_index, played >= rounds)
+                             beacon.shard_index, played >= rounds,
+                             fwd_acc=fwd or 0.0, fresh_acc=fresh,
+                             genesis_acc=world.acc(g.block.model, revealed[-1]) if forward else 0.0)
             acc = after
             rep.rounds.append(rr)
             if verbose:
