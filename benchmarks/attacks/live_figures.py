@@ -83,9 +83,10 @@ async def _network_a(root: Path, quick: bool) -> dict:
             finally:
                 stamper.stop()
             last = (await net.status())["round"]
+            # the honest miners first: a round whose window ran out empty waits for an entry (PROTOCOL §3.10)
+            miners = [net.miner(f"honest-{i}b", "H", i, fam) for i, fam in HONEST_MINERS]
             await net.until_round(last + 1)
             live_stalls = await stamp_stalls(net, first, last)
-            miners = [net.miner(f"honest-{i}b", "H", i, fam) for i, fam in HONEST_MINERS]
         attacked = await race(net, ["V", *MEMBERS], 4 if quick else 40, "bench", max_rounds=6 if quick else 40,
                               linger_s=0 if quick else 25)
         await net.stop_feeder()
