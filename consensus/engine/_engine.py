@@ -159,33 +159,6 @@ class Engine(EntryRules, EvidenceBook, TaskQueries):
     def current_round(self) -> int:
         return self._round
 
-    def open_round(self) -> int:
-        """The round miners should enter now (its notice applied and serving a task, beacon not yet), or 0 —
-        also when every task is exhausted (an idle notice opens nothing)."""
-        r = self._round
-        if r < 1 or self.beacon(r) is not None:
-            return 0
-        notice = self.notice(r)
-        if notice is None or notice.idle:
-            return 0
-        return r
-
-    def ledger_round(self) -> int:
-        """The LEDGER round open for entries now, or 0: every task is exhausted, the current round's notice is
-        idle, on the final anchor, and not revealed yet. Its blocks are plain blocks only: they confirm
-        transfers on a closed chain (issue 21, §3.13)."""
-        r = self._round
-        if r < 1 or self.beacon(r) is not None:
-            return 0
-        notice = self.notice(r)
-        if notice is None or not notice.idle or notice.anchor_hash != self._final.hash:
-            return 0
-        return r
-
-    def entry_round(self) -> int:
-        """The round an entry may be made for now: the open task round, else the ledger round, else 0."""
-        return self.open_round() or self.ledger_round()
-
     def round_task(self, r: int) -> tuple[int, int] | None:
         """(task id, task-local shard index) round r serves, from its notice or beacon; None if unknown or
         idle (an idle round serves nothing)."""

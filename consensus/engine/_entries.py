@@ -1,4 +1,5 @@
-"""The engine's entry rules (PROTOCOL §3.3), a mixin of Engine: the acceptance rule every node applies before
+"""The engine's entry rules (PROTOCOL §3.3), a mixin of Engine: which round is open for entries (a task round,
+or a ledger round on a closed chain, issue 21), the acceptance rule every node applies before
 relaying an entry (chain, open round, anchor, signature, the bond account's cover, no pending unbond request),
 the bounded per-round entry table (the largest stakes, ties by a value secret to this node: a flood of early
 entries cannot push later ones out), and a miner key's stake — the balance of its bond account at the final
@@ -17,7 +18,7 @@ from chain.store import ChainStore
 from consensus.engine._index import ChainIndex
 from consensus.protocol.genesis import Genesis
 from consensus.protocol.listing import admit_ranked, tie_value
-from consensus.protocol.messages import Entry
+from consensus.protocol.messages import AnchorNotice, Beacon, Entry
 from consensus.protocol.settlement import bond_of
 
 __all__ = ["MAX_ENTRIES_SEEN", "EntryRules", "RoundMemory"]
@@ -39,11 +40,40 @@ class EntryRules:
     _rounds: dict[int, RoundMemory]
     _tie_secret: bytes
 
-    def open_round(self) -> int:
+    _round: int
+
+    def notice(self, r: int) -> AnchorNotice | None:
         raise NotImplementedError
 
-    def ledger_round(self) -> int:
+    def beacon(self, r: int) -> Beacon | None:
         raise NotImplementedError
+
+    def open_round(self) -> int:
+        """The round miners should enter now (its notice applied and serving a task, beacon not yet), or 0 —
+        also when every task is exhausted (an idle notice opens nothing)."""
+        r = self._round
+        if r < 1 or self.beacon(r) is not None:
+            return 0
+        notice = self.notice(r)
+        if notice is None or notice.idle:
+            return 0
+        return r
+
+    def ledger_round(self) -> int:
+        """The LEDGER round open for entries now, or 0: every task is exhausted, the current round's notice is
+        idle, on the final anchor, and not revealed yet. Its blocks are plain blocks only: they confirm
+        transfers on a closed chain (issue 21, §3.13)."""
+        r = self._round
+        if r < 1 or self.beacon(r) is not None:
+            return 0
+        notice = self.notice(r)
+        if notice is None or not notice.idle or notice.anchor_hash != self._final.hash:
+            return 0
+        return r
+
+    def entry_round(self) -> int:
+        """The round an entry may be made for now: the open task round, else the ledger round, else 0."""
+        return self.open_round() or self.ledger_round()
 
     def check_entry(self, entry: Entry) -> None:
         """The entry acceptance rule (§3.3) except table limits. Raises RuleError."""
