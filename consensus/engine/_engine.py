@@ -63,9 +63,8 @@ def _terms(st: AnchorNotice | Beacon) -> tuple:
 
 @dataclass(frozen=True)
 class BlockVerdict:
-    """status: tip-changed | accepted (valid, not best) | known | stale (round already final) | orphan
-    (``missing`` = parent to fetch) | opened (a listed entry opened correctly that does not crown, code
-    not-better-than-champion: relay it, it settles the entrant's bond, §3.9) | rejected (``code``: the block
+    """status: tip-changed | accepted (valid, not best: a crowning or a plain block, ``scored.crowned``) | known | stale (round already final) | orphan
+    (``missing`` = parent to fetch) | rejected (``code``: the block
     is invalid — every intact copy of it) | corrupt (``code``: THIS COPY carries bytes its header hash does not
     bind and they are wrong; nothing is known about the block: fetch it again, blame the sender).
     ``connected`` lists orphans that got connected, ``refetch`` parked copies found corrupt on connecting."""
@@ -429,9 +428,6 @@ class Engine(EntryRules, EvidenceBook, TaskQueries):
         except CorruptCopy as err:
             return BlockVerdict("corrupt", h.hash, err.code, err.message)
         except RuleError as err:
-            if err.code == "not-better-than-champion":  # every other rule held: a correct opening
-                self._record_opening(block, payload)
-                return BlockVerdict("opened", h.hash, err.code, err.message)
             return BlockVerdict("rejected", h.hash, err.code, err.message)
         self._record_opening(block, payload)
         self._candidates[h.hash] = scored
