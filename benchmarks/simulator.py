@@ -188,7 +188,7 @@ class Try:
     kind: str
     b: int
     c: int
-    code: str          # tip-changed | accepted | a reject code
+    code: str          # tip-changed | accepted (a crowning block) | plain (issue 21) | a reject code
 
 
 @dataclass(frozen=True)
@@ -319,7 +319,9 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
                                         activations=activations)
                     verdict = engine.add_block(opened)
                     p = RoundPayload.decode(opened.payload)
-                    tries.append(Try(miner.name, miner.kind, p.b, p.c, verdict.code or verdict.status))
+                    plain = verdict.scored is not None and not verdict.scored.crowned
+                    tries.append(Try(miner.name, miner.kind, p.b, p.c,
+                                     "plain" if plain else verdict.code or verdict.status))
             now, closed = _until(keyholder, now, RoundClosed)
             revealed.append(open_shard(package, beacon.shard_index, beacon.shard_key))
             fwd = fresh = None
