@@ -147,6 +147,19 @@ def test_genesis_create_refusals(net: Net, tmp_path: Path) -> None:
                    "--shard-size", "20")
     assert "genesis hash" in made.stdout and "keyholder file" in made.stdout and "detects" in made.stdout
     assert made.stderr.startswith("popchain: warning:")      # a public dataset: said so, still created
+    # --bond funds a miner's bond account (its stake, PROTOCOL §3.9) in genesis; the plain --alloc above got the
+    # default starter bonds
+    from chain.address import decode_address
+    from consensus.protocol.genesis import load_genesis
+    from consensus.protocol.settlement import bond_account
+    bob = decode_address(net.keys["bob"])
+    alloc = dict(load_genesis((tmp_path / "g" / "genesis.bin").read_bytes()).allocations)
+    assert alloc[bond_account(bob)] > 0
+    bonded = net.run("genesis", "create", "--task", "iris", "--label-column", "label", "--out", str(tmp_path / "b"),
+                     "--detect", "0.2", "--alloc", f"{net.keys['bob']}=5", "--bond", f"{net.keys['bob']}=7",
+                     "--rounds", "2", "--shard-size", "20")
+    assert "genesis hash" in bonded.stdout
+    assert dict(load_genesis((tmp_path / "b" / "genesis.bin").read_bytes()).allocations)[bond_account(bob)] == 7
     assert_one_line_error(net.run("genesis", "create", "--out", str(tmp_path / "n"), check=False), "--alloc")
     assert_one_line_error(net.run("genesis", "create", "--out", str(tmp_path / "g"), "--alloc",
                                   f"{net.keys['bob']}=5", check=False), "already exists")
@@ -487,7 +500,8 @@ def test_leaderboard_spans_both_tasks_without_scoring_errors(net: Net) -> None:
     page = net.get("/api/explorer/tasks/1")
     t = page["task"]
     assert t["sponsor_address"] == net.keys["alice"] and t["bounty_total"] == 4_000_000
-    # the digits task has 3 shards since issue 18's margin: 4,000,000 // 3 a crowning
+    # 3 shards since issue 18's crowning margin (README walkthrough): 4,000,000 // 3 a crowning
+    assert t["bounty_per_crowning"] == 4_000_000 // t["shards_total"]
     assert t["bounty_paid"] == min(4_000_000, t["bounty_per_crowning"] * t["rounds"]["crowned"]) and t["detectable"] > 0
     assert page["rounds"] and all(r["task_id"] == 1 for r in page["rounds"])
     assert all(e["b"] is not None for r in page["rounds"] if r["final"] for e in r["entrants"]
@@ -538,7 +552,7 @@ def test_explorer_in_a_browser_task_page_and_a_leaderboard_across_tasks(net: Net
         d.get(net.url + "/task/1")
         _wait(d, lambda b: b.find_elements("css selector", "#task-rounds-table tbody tr"), what="task rounds")
         facts = _text(d, "#task-facts") or ""
-        assert "4,000,000 grains" in facts and "pp at 80 % power" in facts and "of 3" in facts
+        assert "4,000,000 grains" in facts and "pp at 80 % power" in facts and "of 3" in facts   # 3 shards
         rows = d.find_elements("css selector", "#task-rounds-table td.verdict .badge")
         assert rows and {r.text for r in rows} <= {"crowned", "lost", "not opened", "plain", "leading", "opened",
                                                      "not opened yet"}
