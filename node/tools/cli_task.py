@@ -12,11 +12,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.tools.cli_chain import champion_line
 from node.tools.cli_common import CliError, Commands, add_node, call, emit, kv, password, pick_key
 from node.tools.cli_node import add_sizing_options, categorical_columns
+
+if TYPE_CHECKING:
+    from ml.generator import World
+    from ml.shards import PublicTask
+    from node.tools.task_setup import TaskSecret
 
 
 def _genesis(args: argparse.Namespace):
@@ -206,8 +211,42 @@ def _task_package(args: argparse.Namespace, task_id: int):
     return status, info, PublicTask.decode(bytes.fromhex(info["package"]))
 
 
-def cmd_extend(args: argparse.Namespace) -> None:
+def extension_start(task_id: int, info: dict[str, Any], public: PublicTask, saved: TaskSecret | None,
+                    drift_milli: int | None, secret_name: str = "") -> tuple[World | None, int | None]:
+    """Where a generated task's extension continues from: (the world its first new shard drifts on from, the
+    drift rate). From ``saved`` (the secret of a batch) or else from the latest revealed shard (its world is
+    public). Issue 21 item 4: a DRIFTING task continues from its newest scheduled shard, so CliError when only
+    an older batch's secret or an older revealed shard is at hand (the concept would jump backwards)."""
     from ml.shards import generated_world_digest
+    from node.tools.task_setup import shard_world
+    total = info["shards_total"]
+    if saved is not None:
+        drift_milli = saved.drift_milli if drift_milli is None else drift_milli
+        newest = saved.first_index + len(saved.secret.keys) - 1
+        if newest != total and (drift_milli or 0):
+            raise CliError(f"{secret_name} holds shards {saved.first_index:,}..{newest:,} of task {task_id}, whose "
+                           f"newest scheduled shard is {total:,}: pass the secret of its latest batch (the concept "
+                           "would jump back otherwise)")
+        return saved.world, drift_milli
+    revealed = info.get("revealed") or []
+    if not revealed:
+        raise CliError(f"task {task_id} has no revealed shard yet: pass its secret (--secret task.secret) to "
+                       "continue its generator")
+    last, first = revealed[-1], revealed[0]   # a revealed shard's world is public: drift on from the latest one
+    world = shard_world(public, last["shard_index"], bytes.fromhex(last["shard_key"]))
+    drifting = generated_world_digest(public, last["shard_index"], bytes.fromhex(last["shard_key"])) != \
+        generated_world_digest(public, first["shard_index"], bytes.fromhex(first["shard_key"]))
+    if last["shard_index"] < total and (drifting or drift_milli):
+        # until issue 21 the extension drifted on from the latest REVEALED shard while later shards were still
+        # pending, so the concept jumped backwards when it started
+        raise CliError(f"task {task_id} drifts and has {total - last['shard_index']:,} shard(s) scheduled after "
+                       f"its latest revealed one (shard {last['shard_index']:,}): an extension must continue from "
+                       "its newest scheduled shard — pass the secret of its latest batch (--secret task.secret), "
+                       "or extend once they are revealed")
+    return world, drift_milli
+
+
+def cmd_extend(args: argparse.Namespace) -> None:
     from node.tools.task_setup import (
         TaskSecret,
         build_extension,
@@ -220,38 +259,14 @@ def cmd_extend(args: argparse.Namespace) -> None:
     status, info, public = _task_package(args, args.task_id)
     first = info["shards_total"] + 1
     seq = info.get("extensions", 0) + 1
-    world, drift_milli = None, args.drift_milli
-    data = None
+    world, drift_milli, saved, data = None, args.drift_milli, None, None
     if public.generated:
         if args.secret:
             try:
                 saved = TaskSecret.decode(Path(args.secret).read_bytes())
             except OSError as exc:
                 raise CliError(f"cannot read task secret {args.secret}: {exc.strerror}") from None
-            world = saved.world
-            drift_milli = saved.drift_milli if drift_milli is None else drift_milli
-            newest = saved.first_index + len(saved.secret.keys) - 1
-            if newest != info["shards_total"] and (drift_milli or 0):
-                # issue 21 item 4: a drifting extension continues from the newest SCHEDULED shard
-                raise CliError(f"{args.secret} holds shards {saved.first_index:,}..{newest:,} of task "
-                               f"{args.task_id}, whose newest scheduled shard is {info['shards_total']:,}: pass the "
-                               "secret of its latest batch (the concept would jump back otherwise)")
-        elif info.get("revealed"):
-            last = info["revealed"][-1]   # a revealed shard's world is public: drift on from the latest one
-            world = shard_world(public, last["shard_index"], bytes.fromhex(last["shard_key"]))
-            first_world = info["revealed"][0]
-            drifting = generated_world_digest(public, last["shard_index"], bytes.fromhex(last["shard_key"])) != \
-                generated_world_digest(public, first_world["shard_index"], bytes.fromhex(first_world["shard_key"]))
-            if last["shard_index"] < info["shards_total"] and (drifting or drift_milli):
-                # issue 21 item 4: until then the extension drifted on from the latest REVEALED shard while later
-                # shards were still pending, so the concept jumped backwards when it started
-                raise CliError(f"task {args.task_id} drifts and has {info['shards_total'] - last['shard_index']:,} "
-                               f"shard(s) scheduled after its latest revealed one (shard {last['shard_index']:,}): "
-                               "an extension must continue from its newest scheduled shard — pass the secret of "
-                               "its latest batch (--secret task.secret), or extend once they are revealed")
-        else:
-            raise CliError(f"task {args.task_id} has no revealed shard yet: pass its secret (--secret "
-                           "task.secret) to continue its generator")
+        world, drift_milli = extension_start(args.task_id, info, public, saved, drift_milli, args.secret or "")
     else:
         if not args.data:
             raise CliError(f"task {args.task_id} is a rows task: give its new rows with --data csv:PATH")
@@ -260,7 +275,7 @@ def cmd_extend(args: argparse.Namespace) -> None:
     if public.generated:
         first_key = next((bytes.fromhex(k["shard_key"]) for k in info.get("revealed", []) if k["shard_index"] == 1),
                          None)
-        if first_key is None and args.secret and saved.first_index == 1:
+        if first_key is None and saved is not None and saved.first_index == 1:
             first_key = saved.secret.keys[0]
         anchor = shard_world(public, 1, first_key) if first_key is not None else None
     batch = build_extension(public, args.task_id, first, args.rounds, world=world, drift_milli=drift_milli or 0,
