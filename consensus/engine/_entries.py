@@ -113,6 +113,7 @@ class EntryRules:
         """check_entry + one entry per miner key per round. True if new (relay it), False if already seen. A
         full table keeps the largest stakes, ties by a value secret to this node (not arrival order)."""
         self.check_entry(entry)
+        self._check_claim_on_chain(entry)
         mem = self._rounds.setdefault(entry.round, RoundMemory())
         seen = mem.entries.get(entry.miner)
         if seen is not None:
@@ -130,6 +131,29 @@ class EntryRules:
         for old in [r for r in self._rounds if r < entry.round]:
             del self._rounds[old]
         return True
+
+    def _check_claim_on_chain(self, entry: Entry) -> None:
+        """The part of the keyholder's claim rule (§3.6 step 7 at listing time) the chain alone decides: the
+        entry's model is no champion, was never recorded opened, and was not first listed by another key. A
+        node refuses such an entry before keeping or relaying it — else it would hold an entry the keyholder
+        refuses, and refuse the key's next entry of the round as duplicate-entry. RuleError("duplicate-model")."""
+        if entry.round == self.ledger_round():
+            return             # a ledger round's block carries no model
+        mh, limit = entry.model_hash, self._final.height
+        if self.index.past_model(mh, limit):
+            raise RuleError("duplicate-model", "the entry names a champion's or an opened model's hash")
+        first = self.index.first_listing(mh, limit)
+        if first is not None and first[0] < entry.round and first[1] != entry.miner:
+            raise RuleError("duplicate-model", f"the entry's model was listed first by another key in round "
+                                               f"{first[0]}")
+
+    def forget_entry(self, entry: Entry) -> None:
+        """Drop ``entry`` from the round's table (the keyholder refused it: a rule only it can apply, such as
+        bonds still owed or a listing in a round no block settled yet), so that the key may enter again."""
+        mem = self._rounds.get(entry.round)
+        seen = mem.entries.get(entry.miner) if mem is not None else None
+        if seen is not None and seen.sighash == entry.sighash:
+            del mem.entries[entry.miner]  # type: ignore[union-attr]
 
     def _entry_rank(self, entry: Entry) -> tuple[int, int]:
         return (self.stake(entry.miner), tie_value(self._tie_secret, entry.miner))
