@@ -71,8 +71,8 @@ def test_miners_as_users_run_them(tmp_path: Path) -> None:
         assert report["family"] == "trainer" and report["won"], own.stdout
         assert "my trainer: " in own.stdout + own.stderr and "with trainer my_trainer:fit" in own.stderr
 
-        # a ready model file: the champion itself, whose bytes may never be entered again (§3.6 step 7): the node
-        # refuses the entry at once (issue 18), and does not hold it against the key, which enters again at once
+        # a ready model file: the champion itself, whose bytes may never be entered again (§3.6 step 7): the miner
+        # says so instead of entering it (a keyholder would refuse it) and the key enters another model at once
         champ = json.loads(_cli(tmp_path, "model", "champion", "--node", url, "--json").stdout)["model_hash"]
         assert _cli(tmp_path, "model", "get", champ, "--node", url, "--out", "m.popmodel").returncode == 0
         filed = _cli(tmp_path, *mine, "--key", "miner0", "--model-file", "m.popmodel", "--rounds", "1", "--json")

@@ -113,7 +113,6 @@ class EntryRules:
         """check_entry + one entry per miner key per round. True if new (relay it), False if already seen. A
         full table keeps the largest stakes, ties by a value secret to this node (not arrival order)."""
         self.check_entry(entry)
-        self._check_claim_on_chain(entry)
         mem = self._rounds.setdefault(entry.round, RoundMemory())
         seen = mem.entries.get(entry.miner)
         if seen is not None:
@@ -132,24 +131,10 @@ class EntryRules:
             del self._rounds[old]
         return True
 
-    def _check_claim_on_chain(self, entry: Entry) -> None:
-        """The part of the keyholder's claim rule (§3.6 step 7 at listing time) the chain alone decides: the
-        entry's model is no champion, was never recorded opened, and was not first listed by another key. A
-        node refuses such an entry before keeping or relaying it — else it would hold an entry the keyholder
-        refuses, and refuse the key's next entry of the round as duplicate-entry. RuleError("duplicate-model")."""
-        if entry.round == self.ledger_round():
-            return             # a ledger round's block carries no model
-        mh, limit = entry.model_hash, self._final.height
-        if self.index.past_model(mh, limit):
-            raise RuleError("duplicate-model", "the entry names a champion's or an opened model's hash")
-        first = self.index.first_listing(mh, limit)
-        if first is not None and first[0] < entry.round and first[1] != entry.miner:
-            raise RuleError("duplicate-model", f"the entry's model was listed first by another key in round "
-                                               f"{first[0]}")
-
     def forget_entry(self, entry: Entry) -> None:
-        """Drop ``entry`` from the round's table (the keyholder refused it: a rule only it can apply, such as
-        bonds still owed or a listing in a round no block settled yet), so that the key may enter again."""
+        """Drop ``entry`` from the round's table: this node's keyholder refused it (a rule only the keyholder
+        applies: the model's claim, the bonds the key still owes). Kept, it would make the key's next entry of
+        the round a duplicate-entry, and the round would wait for an entry its keyholder never lists."""
         mem = self._rounds.get(entry.round)
         seen = mem.entries.get(entry.miner) if mem is not None else None
         if seen is not None and seen.sighash == entry.sighash:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chain.block import model_hash
 from chain.crypto import Keypair
 from chain.tx import Transfer
 from consensus.mining import Template, open_block, seal
@@ -262,6 +263,10 @@ class Miner:
         model = candidate.model
         if tpl.round != r:
             report.status = "round-moved-on"
+            return report
+        if model_hash(model) == tpl.champion_model_hash:   # §3.6 step 7: a champion's bytes never enter again
+            report.status = "entry-refused:duplicate-model"
+            report.detail = "the candidate is the task's champion itself: its bytes can never be entered again"
             return report
         if tpl.stake < tpl.entry_bond:          # its stake is its bond account (PROTOCOL §3.9): top it up
             report.status = await self._deposit_bond(tpl)
