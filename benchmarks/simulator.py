@@ -47,6 +47,7 @@ from benchmarks.sim_attackers import (
     Squatter,
     SybilCopy,
 )
+from benchmarks.sim_miner import UserMiner
 from chain.address import address_of
 from chain.block import MAX_TIMESTAMP
 from chain.crypto import Keypair
@@ -66,10 +67,11 @@ from ml.score import score
 from ml.shards import SecretTask, generated_batch, open_shard
 from ml.task import Dataset
 from ml.training import train_candidate
+from node.tools.mining import DEFAULT_MAX_ROWS
 
 HONEST_FAMILIES = ("mlp", "mlp", "extra", "linear")
 SCENARIOS = ("mixed", "sybil", "squatter", "squatter-end", "late")
-EXTRA_SCENARIOS = ("honest", "honest-pair")     # not part of benchmarks.simulation's figures
+EXTRA_SCENARIOS = ("honest", "honest-pair", "users")     # not part of benchmarks.simulation's figures
 GENESIS_TIME = 1_767_225_600
 BALANCE = 10**12
 BOND = 10**11             # each cast key's bond account (its stake, §3.9)
@@ -103,6 +105,7 @@ class WorldConfig:
                                          # shards first: what matters on a drifting task, neutral on a fixed one)
     model_size: str = "small"            # ml.training profile
     drift_milli: int = 0                 # the task's drift (ml.generator.drift); 0 = one fixed distribution
+    user_max_rows: int = DEFAULT_MAX_ROWS   # the "users" cast's --max-rows (benchmarks.sim_miner)
     params: GenesisParams = field(default_factory=GenesisParams)
 
 
@@ -161,6 +164,9 @@ class World:
         E = self.config.params.max_entries
         if scenario == "honest":
             return honest
+        if scenario == "users":           # 3 miners as users run them: --model auto, every row up to --max-rows
+            return [UserMiner(f"honest-{i}", (k[f"honest-{i}"],), "auto", seed=i,
+                              max_rows=self.config.user_max_rows) for i in range(3)]
         if scenario == "honest-pair":     # a cheaper honest cast (CI): one MLP and the extra-trees miner
             return [honest[0], honest[2]]
         if scenario == "mixed":
@@ -285,6 +291,7 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
         start_balance = _balances(engine, cast)
         rep.initial_test_acc = acc = world.acc(engine.champion_model())
         revealed: list[Dataset] = []
+        shard_keys: list[tuple[int, bytes]] = []
         now = GENESIS_TIME + 1
         keyholder.step(now)  # opens round 1
         for played in range(rounds + extend):
@@ -298,7 +305,8 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
             package = engine.task_package(task_id)
             champion = engine.champion_model()
             view = RoundView(r, g, champion, world.public, tuple(revealed), now, max_timestamp(engine, now),
-                             lambda fam, s, full=False, rv=tuple(revealed): world.train(fam, s, rv, full), rng)
+                             lambda fam, s, full=False, rv=tuple(revealed): world.train(fam, s, rv, full), rng,
+                             package, tuple(shard_keys))
             sealed: list[Sealed] = []
             unbuildable: list[str] = []
             for miner in cast:
@@ -324,6 +332,7 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
                                      "plain" if plain else verdict.code or verdict.status))
             now, closed = _until(keyholder, now, RoundClosed)
             revealed.append(open_shard(package, beacon.shard_index, beacon.shard_key))
+            shard_keys.append((beacon.shard_index, beacon.shard_key))
             fwd = fresh = None
             if forward:   # measured before the round's champion can be the one scored (issue 21)
                 fwd = world.acc(champion, revealed[-1])
