@@ -263,7 +263,7 @@ def test_an_entry_its_keyholder_refuses_does_not_lock_the_key_out_of_the_round(n
     """test_miner_field timed out on the rules branch: the node kept an entry its keyholder refused (the
     champion's own bytes, duplicate-model), so the key's next entry of the round was refused as duplicate-entry
     and the round waited for an entry forever. The refused entry is forgotten; the key enters again."""
-    store, engine, kh = node
+    _, engine, kh = node
     kh.step(T0)
     tpl = engine.build_template(MINERS[0].public, [], T0)
     _, refused = seal(tpl, engine.champion_model(), MINERS[0], b"\x03" * 32)
