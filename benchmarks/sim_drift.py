@@ -11,9 +11,16 @@
                          rate was chosen from (``python -m benchmarks.sim_drift --gap`` prints the table for any
                          rate). Baseline: the same share at drift 0 (retraining noise alone).
 
-Full mode: the default shards (13,121 rows, --detect 0.01), 4 honest miners on 6,000 rows each. Quick mode (CI):
-the demo's shards (3,264 rows, --detect 0.02), still 50 rounds, but 2 honest miners (MLP, extra trees) on 1,500
-rows and 3 gap samples instead of 12. What it does not do: judge anything itself — crowning is
+- champion_bayes_gap_pp   (issue 21) the stationary default task's Bayes limit minus the champion on fresh rows
+- forward_gap_pp         (issue 21) on the drifting task, a plain fit on the newest revealed shard minus the
+                         champion, both on the next shard (median; also at drift SLOW_DRIFT_MILLI, in its fields)
+Both issue-21 figures are played by 3 miners as users run them (benchmarks.sim_miner.UserMiner: the real miner's
+rows and ``--model auto`` tournament, default ``--max-rows``): 50 rounds in full mode; quick mode 20 stationary
+and 31 drifting rounds (>= 30 forward gaps).
+
+Full mode: the default shards (13,121 rows, --detect 0.01); the crowned share's cast is 4 small-model honest miners
+on 6,000 rows each. Quick mode (CI): the demo's shards (--detect 0.02); the crowned share still 50 rounds, but 2
+small-model miners (MLP, extra trees) on 1,500 rows and 3 gap samples instead of 12. What it does not do: judge anything itself — crowning is
 the Engine's, exactly as on the network.
 """
 from __future__ import annotations
