@@ -36,7 +36,9 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
                                "sim_wins_copy_noise", "sim_wins_copy_flip", "sim_wins_sybil_copy",
                                "sim_wins_squatter", "sim_wins_finetune", "sim_wins_late_timestamp",
                                "sim_late_timestamp_stalls")),
-    ("benchmarks.sim_drift", ("demo_crowned_share_50", "drift_gap_1pp_share")),
+    ("benchmarks.sim_drift", ("demo_crowned_share_50", "champion_bayes_gap_pp", "forward_gap_pp",
+                              "drift_gap_1pp_share")),
+    ("benchmarks.ledger_liveness", ("tx_confirm_rounds_p99",)),
     ("benchmarks.miner_memory", ("miner_rss_growth",)),
     ("benchmarks.long_chain", ("block_cost_growth", "status_ms_at_100k")),
     ("benchmarks.prune_disk", ("disk_per_block_pruned",)),
@@ -56,7 +58,12 @@ def expected_figures() -> list[str]:
 
 
 def _normalise(fig: dict[str, Any]) -> dict[str, Any]:
-    return {key: fig.get(key) for key in FIGURE_KEYS}
+    """The figure's standard keys; a figure with several cases keeps them in ``fields`` (e.g.
+    ``tx_confirm_rounds_p99``: ``saturated`` and ``closed``, each with its own baseline)."""
+    out = {key: fig.get(key) for key in FIGURE_KEYS}
+    if fig.get("fields") is not None:
+        out["fields"] = fig["fields"]
+    return out
 
 
 def collect(quick: bool, progress: Callable[[str], None] | None = None,

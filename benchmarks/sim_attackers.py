@@ -27,6 +27,7 @@ from consensus.mining import score_against
 from consensus.protocol.genesis import Genesis
 from consensus.protocol.messages import Beacon
 from ml.model import LinearModel, MLPModel, Model, TreesModel, decode_model, encode_model
+from ml.shards import PublicTask
 from ml.task import Dataset
 
 Trainer = Callable[..., Model]   # (family, seed, all_rows=False) -> model fitted on public + revealed (cached)
@@ -43,6 +44,8 @@ class RoundView:
     max_timestamp: int           # the largest header timestamp the rules accept for this round
     train: Trainer
     rng: np.random.Generator     # the attacker's noise (seeded by the simulator)
+    package: PublicTask | None = None            # the round's task package (what a real miner downloads)
+    shard_keys: Sequence[tuple[int, bytes]] = ()  # (shard index, key) of the task's revealed shards, in order
 
 
 @dataclass(frozen=True)

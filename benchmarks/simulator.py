@@ -47,6 +47,7 @@ from benchmarks.sim_attackers import (
     Squatter,
     SybilCopy,
 )
+from benchmarks.sim_miner import UserMiner
 from chain.address import address_of
 from chain.block import MAX_TIMESTAMP
 from chain.crypto import Keypair
@@ -66,10 +67,11 @@ from ml.score import score
 from ml.shards import SecretTask, generated_batch, open_shard
 from ml.task import Dataset
 from ml.training import train_candidate
+from node.tools.mining import DEFAULT_MAX_ROWS
 
 HONEST_FAMILIES = ("mlp", "mlp", "extra", "linear")
 SCENARIOS = ("mixed", "sybil", "squatter", "squatter-end", "late")
-EXTRA_SCENARIOS = ("honest", "honest-pair")     # not part of benchmarks.simulation's figures
+EXTRA_SCENARIOS = ("honest", "honest-pair", "users")     # not part of benchmarks.simulation's figures
 GENESIS_TIME = 1_767_225_600
 BALANCE = 10**12
 BOND = 10**11             # each cast key's bond account (its stake, §3.9)
@@ -103,6 +105,7 @@ class WorldConfig:
                                          # shards first: what matters on a drifting task, neutral on a fixed one)
     model_size: str = "small"            # ml.training profile
     drift_milli: int = 0                 # the task's drift (ml.generator.drift); 0 = one fixed distribution
+    user_max_rows: int = DEFAULT_MAX_ROWS   # the "users" cast's --max-rows (benchmarks.sim_miner)
     params: GenesisParams = field(default_factory=GenesisParams)
 
 
@@ -161,6 +164,9 @@ class World:
         E = self.config.params.max_entries
         if scenario == "honest":
             return honest
+        if scenario == "users":           # 3 miners as users run them: --model auto, every row up to --max-rows
+            return [UserMiner(f"honest-{i}", (k[f"honest-{i}"],), "auto", seed=i,
+                              max_rows=self.config.user_max_rows) for i in range(3)]
         if scenario == "honest-pair":     # a cheaper honest cast (CI): one MLP and the extra-trees miner
             return [honest[0], honest[2]]
         if scenario == "mixed":
@@ -188,7 +194,7 @@ class Try:
     kind: str
     b: int
     c: int
-    code: str          # tip-changed | accepted | a reject code
+    code: str          # tip-changed | accepted (a crowning block) | plain (issue 21) | a reject code
 
 
 @dataclass(frozen=True)
@@ -208,6 +214,10 @@ class RoundReport:
     shard_acc: float = 0.0        # the champion's accuracy on the round's shard after the round (current concept)
     shard: int = 0                # the task-local shard index the round served
     extension: bool = False       # the round served an extension's shard (the chain lived past genesis's task)
+    # issue 21, the FORWARD holdout (``forward=True``): on the round's shard, rows none of them saw —
+    fwd_acc: float = 0.0          # the champion the round started with
+    fresh_acc: float | None = None    # a plain fit (small MLP) on the newest revealed shard alone (None: round 1)
+    genesis_acc: float = 0.0      # the genesis champion
 
 
 @dataclass
@@ -257,7 +267,7 @@ def _until(keyholder: Keyholder, now: int, kind: type, limit: int = 64):
 
 
 def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verbose: bool = False,
-                 extend: int = 0) -> ScenarioReport:
+                 extend: int = 0, forward: bool = False) -> ScenarioReport:
     """Play ``rounds`` rounds of the genesis task (default: all of them); with ``extend`` > 0 the chain then
     lives on (issue 11): once the genesis task is exhausted (the keyholder's idle notice), its governance key
     signs an extension of task 0 with ``extend`` more shards, the keyholder revives the chain with it, and the
@@ -281,6 +291,7 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
         start_balance = _balances(engine, cast)
         rep.initial_test_acc = acc = world.acc(engine.champion_model())
         revealed: list[Dataset] = []
+        shard_keys: list[tuple[int, bytes]] = []
         now = GENESIS_TIME + 1
         keyholder.step(now)  # opens round 1
         for played in range(rounds + extend):
@@ -294,7 +305,8 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
             package = engine.task_package(task_id)
             champion = engine.champion_model()
             view = RoundView(r, g, champion, world.public, tuple(revealed), now, max_timestamp(engine, now),
-                             lambda fam, s, full=False, rv=tuple(revealed): world.train(fam, s, rv, full), rng)
+                             lambda fam, s, full=False, rv=tuple(revealed): world.train(fam, s, rv, full), rng,
+                             package, tuple(shard_keys))
             sealed: list[Sealed] = []
             unbuildable: list[str] = []
             for miner in cast:
@@ -315,12 +327,21 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
                                         activations=activations)
                     verdict = engine.add_block(opened)
                     p = RoundPayload.decode(opened.payload)
-                    tries.append(Try(miner.name, miner.kind, p.b, p.c, verdict.code or verdict.status))
+                    plain = verdict.scored is not None and not verdict.scored.crowned
+                    tries.append(Try(miner.name, miner.kind, p.b, p.c,
+                                     "plain" if plain else verdict.code or verdict.status))
             now, closed = _until(keyholder, now, RoundClosed)
             revealed.append(open_shard(package, beacon.shard_index, beacon.shard_key))
+            shard_keys.append((beacon.shard_index, beacon.shard_key))
+            fwd = fresh = None
+            if forward:   # measured before the round's champion can be the one scored (issue 21)
+                fwd = world.acc(champion, revealed[-1])
+                if len(revealed) >= 2:
+                    plain_fit = train_candidate("mlp", revealed[-2], (), seed=r, size="small", caps=g.model_caps)
+                    fresh = score(plain_fit, revealed[-1].X, revealed[-1].y).accuracy
             shard_acc = world.acc(engine.champion_model(task_id), revealed[-1])
             rec = engine.champion(task_id)
-            won = closed.winner is not None
+            won = closed.crowned            # a plain block anchors the round but crowns nothing (issue 21)
             winner = by_pub[rec.miner].name if won else None
             after = world.acc(engine.champion_model(task_id)) if won else acc
             kinds: dict[str, int] = {}
@@ -330,7 +351,9 @@ def run_scenario(world: World, scenario: str, *, rounds: int | None = None, verb
             rr = RoundReport(r, len(listed), tuple(sorted(kinds.items())), winner,
                              rep.kinds[winner] if winner else None, rec.b if won else 0, rec.c if won else 0,
                              acc, after, not won, tuple(tries), tuple(unbuildable), shard_acc,
-                             beacon.shard_index, played >= rounds)
+                             beacon.shard_index, played >= rounds,
+                             fwd_acc=fwd or 0.0, fresh_acc=fresh,
+                             genesis_acc=world.acc(g.block.model, revealed[-1]) if forward else 0.0)
             acc = after
             rep.rounds.append(rr)
             if verbose:

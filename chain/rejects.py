@@ -103,9 +103,7 @@ _ALL = (
                                        "by another key"),
     _c("bad-shard-commitment", "violation", "the beacon's key does not open shard r against its commitment"),
     _c("bad-score", "violation", "payload b, c or bar differ from the recomputed crowning record (copy)"),
-    _c("not-better-than-champion", "violation", "the sign test or the margin does not crown the challenger (a "
-                                                "correctly opened entry: verdict status `opened`, the model is "
-                                                "recorded)"),
+    # (issue 21: not-better-than-champion is gone — a block that does not crown is a valid plain block)
     # ---- tasks: announcements, extensions, the schedule (PROTOCOL §3.13)
     _c("bad-task-message", "violation", "task announcement/extension bytes do not decode canonically"),
     _c("bad-task-sig", "violation", "task message not signed by threshold governance (genesis keyholder) keys"),

@@ -216,14 +216,16 @@ class Api:
             r = engine.current_round()
             info = engine.round_info(r) if r else None
             return (tip, r, info, engine.open_round() or 0, engine.champion(), engine.equivocations(),
-                    task_rows(engine), round_task_of(engine, r), engine.committee_evidence())
-        tip, r, info, open_r, champ, equiv, rows, round_task, cevid = await self.call(read)
+                    task_rows(engine), round_task_of(engine, r), engine.committee_evidence(), engine.ledger_round())
+        tip, r, info, open_r, champ, equiv, rows, round_task, cevid, ledger_r = await self.call(read)
         facts = d.facts()
         phase = chain_phase(info.status if info else None, rows)
         out = {
             "chain_id": d.genesis.chain_id, "genesis": d.genesis.hash.hex(),
             "height": tip.height, "tip": tip.hash.hex(), "state_root": tip.state_root.hex(),
             "round": r, "round_phase": phase, "open_round": open_r if phase != "closed" else 0,
+            # every task exhausted: the round open for plain blocks that confirm transfers (issue 21), or 0
+            "ledger_round": ledger_r,
             "rounds_total": sum(t.shards_total for t in rows), "champion": champion_json(champ),
             **status_fields(rows, round_task),
             "peers": len(d.peers()), "mempool": len(d.mempool), "syncing": facts["syncing"],

@@ -457,8 +457,14 @@ class Judge:
             if outcome in ("rejected", "stale"):
                 raise RuleError(code, detail)
             self.known_blocks.add(block.hash)
-            # relay first: validity is settled, peers should not wait for our bookkeeping
-            self.announce(InvKind.BLOCK, block.hash, peer, data)
+            # relay first: validity is settled, peers should not wait for our bookkeeping. A plain block (issue 21:
+            # valid, crowns nothing) travels as openings did: pushed whole to every peer, so that every keyholder
+            # member learns it in its opening window whoever announces it first
+            scored = getattr(verdict, "scored", None)
+            if scored is not None and not scored.crowned and self.push_all is not None:
+                self.push_all(InvKind.BLOCK, block.hash, data, peer)
+            else:
+                self.announce(InvKind.BLOCK, block.hash, peer, data)
             host.metrics.observe("popchain_relay_duration_seconds", time.perf_counter() - started, kind="block")
             host.metrics.inc("popchain_blocks_accepted_total")
             for h in getattr(verdict, "connected", ()):

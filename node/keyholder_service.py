@@ -126,9 +126,10 @@ class KeyholderService:
                 self.done_logged = False   # a task message revived the chain: log the next exhaustion again
             await node.after_round_event()
         elif isinstance(action, RoundClosed):
+            outcome = "void" if action.winner is None else "crowned" if action.crowned else "plain"
             log.info("keyholder: round %d closed: %s", action.round,
-                     f"crowned {action.winner.hex()[:16]}" if action.winner else "void")
-            node.metrics.inc("popchain_rounds_closed_total", outcome="crowned" if action.winner else "void")
+                     f"{outcome} {action.winner.hex()[:16]}" if action.winner else outcome)
+            node.metrics.inc("popchain_rounds_closed_total", outcome=outcome)
         elif isinstance(action, Done) and not self.done_logged:
             self.done_logged = True
             log.info("keyholder: every task is exhausted after round %d: nothing is open until a task is "

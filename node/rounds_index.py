@@ -102,10 +102,10 @@ class RoundIndex:
             served = engine.round_task(r)
             notice = engine.notice(r)
             height = self._round_block.pop(r, -1)
-            if notice is not None and notice.idle:
-                code = _CODES.index(IDLE)
-            elif height >= 0:
+            if height >= 0:   # a ledger round (idle notice) with a block is plain too (issue 21)
                 code = _CODES.index(CROWNED if champion_at(engine, height) is not None else PLAIN)
+            elif notice is not None and notice.idle:
+                code = _CODES.index(IDLE)
             else:
                 code = _CODES.index(VOID)
             task = served[0] if served else -1
@@ -139,7 +139,7 @@ class RoundIndex:
             return RoundRow(r, "future" if r > current else "not-started", None, None, None, None, False)
         notice = engine.notice(r)
         # the current round's live phase, as Engine.round_info says it (without reading the whole lineage)
-        status = IDLE if notice is not None and notice.idle else "revealed" if engine.beacon(r) else "open"
+        status = "revealed" if engine.beacon(r) else IDLE if notice is not None and notice.idle else "open"
         served = None if status == IDLE else engine.round_task(r)
         tip = engine.tip()
         leader = tip if tip.round == r and tip.height > engine.final_header().height else None

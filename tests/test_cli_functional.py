@@ -373,6 +373,7 @@ def test_model_champion_history_get_predict(net: Net) -> None:
 @covers("model export")
 def test_model_export_card_states_every_row_checked(net: Net) -> None:
     rec = crowned(net, task=1)[-1]
+    before = [k["round"] for k in net.get("/api/tasks/1")["revealed"]]
     out = net.json("model", "export", rec["model_hash"][:12], "--format", "onnx", "--out", "d.onnx",
                    "--check-csv", "t1/holdout.csv", *net.node)
     card = json.loads((net.dir / "d.card.json").read_text())
@@ -383,7 +384,10 @@ def test_model_export_card_states_every_row_checked(net: Net) -> None:
     revealed = [k["round"] for k in task["revealed"]]
     sources = [c["source"] for c in agree["checked"]]
     assert sources[0] == "public training rows" and sources[-1] == "t1/holdout.csv"
-    assert [int(s.split()[1]) for s in sources[1:-1]] == revealed
+    # the chain lives on while the export runs (issue 21: rounds that crown nothing still have blocks): every
+    # shard revealed before it started was checked, and only revealed shards, in order
+    checked = [int(s.split()[1]) for s in sources[1:-1]]
+    assert checked == revealed[:len(checked)] and len(checked) >= len(before)
     holdout_rows = len((net.dir / "t1/holdout.csv").read_text().splitlines()) - 1
     assert agree["checked"][-1]["rows"] == holdout_rows and agree["every_row"] is True
     assert agree["rows"] == agree["same"] == sum(c["rows"] for c in agree["checked"])

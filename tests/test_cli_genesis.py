@@ -44,20 +44,26 @@ def test_detect_sizes_a_generated_synthetic_task(tmp_path: Path):
     genesis = load_genesis((tmp_path / "g" / "genesis.bin").read_bytes())
     assert genesis.task.shard_size == out["shard_size"] and genesis.n_rounds == 20
     assert out["genesis_bytes"] < 400_000            # 20 generated shards: the public rows dominate
-    assert out["drift_milli"] == 500                 # the default synthetic task drifts (issue 11)
+    assert out["drift_milli"] == 0       # the default synthetic task is stationary (issue 21; drifted at 500 before)
 
 
-def test_the_default_synthetic_task_drifts_and_prints_it(tmp_path: Path):
+def test_the_default_synthetic_task_is_stationary_and_drift_is_opt_in(tmp_path: Path):
+    """Issue 21: the default synthetic task is one fixed concept (drifting at 500 was a treadmill: the champion
+    was always one shard stale); --drift-milli 500 still drifts and says so."""
+    fixed = popchain("genesis", "create", "--out", "f", "--alloc", ALLOC, "--detect", "0.2", "--rounds", "3",
+                     "--json", cwd=tmp_path)
+    assert json.loads(fixed.stdout)["drift_milli"] == 0
+    genesis = load_genesis((tmp_path / "f" / "genesis.bin").read_bytes())
+    secret, _ = load_keyholder_file((tmp_path / "f" / KEYHOLDER_FILE).read_bytes())
+    worlds = _shard_worlds(genesis.task, secret, genesis.task, 3)
+    assert all((a.centres == b.centres).all() for a, b in zip(worlds, worlds[1:]))   # one concept
     proc = popchain("genesis", "create", "--out", "g", "--alloc", ALLOC, "--detect", "0.2", "--rounds", "3",
-                    cwd=tmp_path)
+                    "--drift-milli", "500", cwd=tmp_path)
     assert "drift          500/1000 units per shard" in proc.stdout
     genesis = load_genesis((tmp_path / "g" / "genesis.bin").read_bytes())
     secret, _ = load_keyholder_file((tmp_path / "g" / KEYHOLDER_FILE).read_bytes())
     worlds = _shard_worlds(genesis.task, secret, genesis.task, 3)
     assert all((a.centres != b.centres).any() for a, b in zip(worlds, worlds[1:]))   # every shard moved on
-    fixed = popchain("genesis", "create", "--out", "f", "--alloc", ALLOC, "--detect", "0.2", "--rounds", "3",
-                     "--drift-milli", "0", "--json", cwd=tmp_path)
-    assert json.loads(fixed.stdout)["drift_milli"] == 0
     assert_one_line_error(popchain("genesis", "create", "--out", "i", "--alloc", ALLOC, "--task", "iris",
                                    "--drift-milli", "5", cwd=tmp_path, check=False), "only the generated")
 

@@ -85,7 +85,7 @@ def test_opened_entries_keep_their_bond(node):
     sealed = enter(engine, kh, [(MINERS[0], models()[0]), (MINERS[1], constant_model())], T0)
     beacon = reveal(kh, T0 + 4)
     verdicts = [engine.add_block(b) for b in opened(engine, sealed, beacon, champion)]
-    assert [v.status for v in verdicts] == ["tip-changed", "opened"]
+    assert [v.status for v in verdicts] == ["tip-changed", "accepted"]   # the loser: a plain block, not best
     kh.step(T0 + 8)
     assert engine.notice(2).forfeits == ()                          # the loser opened: nothing forfeited
     assert set(engine.notice(2).opened) == {model_hash(models()[0]), model_hash(constant_model())}
@@ -257,3 +257,20 @@ def test_listing_is_the_top_E_stakes_whatever_the_arrival_order(ranks, capacity,
                 kept.pop(evict)
             kept.append(r)
     assert sorted(kept) == sorted(ranks)[-capacity:] if ranks else kept == []
+
+
+def test_an_entry_its_keyholder_refuses_does_not_lock_the_key_out_of_the_round(node):
+    """test_miner_field timed out on the rules branch: the node kept an entry its keyholder refused (the
+    champion's own bytes, duplicate-model), so the key's next entry of the round was refused as duplicate-entry
+    and the round waited for an entry forever. The refused entry is forgotten; the key enters again."""
+    _, engine, kh = node
+    kh.step(T0)
+    tpl = engine.build_template(MINERS[0].public, [], T0)
+    _, refused = seal(tpl, engine.champion_model(), MINERS[0], b"\x03" * 32)
+    assert engine.add_entry(refused)                 # every node relays it: the claim is the keyholder's rule
+    with pytest.raises(RuleError) as exc:
+        kh.on_entry(refused)
+    assert exc.value.code == "duplicate-model"
+    _, entry = seal(tpl, trained("mlp"), MINERS[0], b"\x04" * 32)
+    assert engine.add_entry(entry) and kh.on_entry(entry)
+    assert [x[1] for x in reveal(kh, T0 + 4).listed] == [MINERS[0].public]

@@ -15,7 +15,7 @@ from chain.store import ChainStore
 from consensus.engine import Engine
 from consensus.keyholder import Keyholder, RoundClosed, keyholder_file, load_keyholder_file
 from consensus.mining import open_block, seal
-from consensus.protocol.messages import Beacon, make_beacon
+from consensus.protocol.messages import AnchorNotice, Beacon, make_beacon
 from consensus.protocol.rules import fork_key
 from tests.test_consensus_helpers import KEYHOLDER, MINERS, ROUNDS, kp, trained, transfer, world
 
@@ -92,19 +92,56 @@ def constant_model() -> bytes:
 
 
 def test_void_round_keeps_the_anchor(node):
+    """A listed entry that never opens: no block, round 1 is void and round 2 builds on genesis again."""
     store, engine, kh = node
     g = world().genesis
     kh.step(T0)
-    champion = engine.champion_model()
-    sealed = enter(engine, kh, [(MINERS[0], constant_model())], T0)
-    beacon = reveal(kh, T0 + 4)
-    [verdict] = [engine.add_block(b) for b in opened(engine, sealed, beacon, champion)]
-    assert verdict.status == "opened" and verdict.code == "not-better-than-champion"
-    kh.step(T0 + 8)          # close: void
+    enter(engine, kh, [(MINERS[0], constant_model())], T0)
+    reveal(kh, T0 + 4)
+    kh.step(T0 + 8)          # close: nobody opened, void
     assert engine.round_info(1).status == "void" and engine.final_hash() == g.hash
     assert engine.open_round() == 2
     template = engine.build_template(MINERS[0].public, [], int(T0 + 9))
     assert template.prev_hash == g.hash and template.round == 2
+
+
+def test_a_block_that_does_not_crown_is_a_plain_block(node):
+    """Issue 21: a listed block valid except for the crowning test anchors its round as a PLAIN block — it
+    confirms its transfers, leaves the champion where it was, and the next block burns the block reward its
+    miner was credited (a plain block earns its fees only). Old code: verdict `opened`, round void, the
+    transfer still pending."""
+    store, engine, kh = node
+    g = world().genesis
+    kh.step(T0)
+    champion = engine.champion_model()
+    before = engine.champion()
+    payer, payee = MINERS[1], MINERS[2]
+    tx = transfer(payer, 0, amount=5_000, fee=2_000, recipient=address_of(payee.public))
+    template = engine.build_template(MINERS[0].public, [tx], int(T0))
+    assert template.txs == (tx,)
+    block, entry = seal(template, constant_model(), MINERS[0], b"\x01" * 32)
+    assert engine.add_entry(entry) and kh.on_entry(entry)
+    beacon = reveal(kh, T0 + 4)
+    [verdict] = [engine.add_block(b) for b in opened(engine, [block], beacon, champion)]
+    assert verdict.status == "tip-changed" and verdict.scored is not None and not verdict.scored.crowned
+    kh.step(T0 + 8)          # close: the plain block anchors round 2
+    assert engine.round_info(1).status == "plain" and engine.final_hash() == block.hash
+    assert engine.champion() == before and engine.champion_at(1) is None
+    assert [r.round for r in engine.champion_history()] == [0]
+    assert store.find_tx(tx.txid) is not None           # confirmed
+    miner = address_of(MINERS[0].public)
+    credited = store.get_account(miner).balance
+    assert credited == 10**9 + g.params.block_reward + 2_000      # sealed as chain/ credits every block
+    # round 2: the child burns the plain block's reward first; its miner keeps the fees
+    template = engine.build_template(MINERS[3].public, [], int(T0 + 9))
+    child, entry = seal(template, trained("linear", 3), MINERS[3], b"\x02" * 32)
+    assert engine.add_entry(entry) and kh.on_entry(entry)
+    beacon = reveal(kh, T0 + 13)
+    [verdict] = [engine.add_block(b) for b in opened(engine, [child], beacon, engine.champion_model())]
+    assert verdict.ok, verdict
+    assert store.get_account(miner).balance == 10**9 + 2_000
+    from chain.state import BURN_ACCOUNT
+    assert store.get_account(BURN_ACCOUNT).balance >= g.params.block_reward
 
 
 def test_round_without_entries_waits_and_keeps_its_shard(node):
@@ -308,6 +345,52 @@ def test_keyholder_stops_cleanly_when_shards_run_out(node):
     assert engine.current_round() == ROUNDS + 1 and engine.open_round() == 0
     assert [engine.round_info(r).status for r in range(1, ROUNDS + 1)] == ["void"] * ROUNDS
     assert kh.next_deadline() is None
-    with pytest.raises(RuleError) as exc:
-        engine.build_template(MINERS[0].public, [], int(now))
-    assert exc.value.code == "no-open-round"
+    # issue 21: the exhausted chain's current round is a LEDGER round: a template for a plain block, no task
+    assert engine.ledger_round() == ROUNDS + 1
+    template = engine.build_template(MINERS[0].public, [], int(now))
+    assert (template.round, template.task_id, template.shard_index) == (ROUNDS + 1, 0, 0)
+
+
+def exhaust(engine: Engine, kh: Keyholder, now: float) -> float:
+    """Play every round of the genesis task void (one listed entry that never opens); returns the clock."""
+    for _ in range(3 * ROUNDS + 3):
+        kh.step(now)
+        if engine.open_round():
+            enter(engine, kh, [(MINERS[0], constant_model())], now)
+        now += 4
+    return now
+
+
+def test_a_closed_chain_still_confirms_transfers_in_ledger_rounds(node):
+    """Issue 21: every task exhausted, the keyholder's idle notice opens a LEDGER round; a staked miner enters
+    a block without a model, the beacon lists it (no shard revealed), it anchors the round as a plain block
+    and confirms the transfer; the next notice is idle again, on that block. A block with a model in a ledger
+    round is `bad-model`. Old code: the closing notice opened nothing, the template was refused
+    (`no-open-round`) and a transfer waited for a new task."""
+    store, engine, kh = node
+    now = exhaust(engine, kh, T0)
+    assert kh.done and engine.open_round() == 0
+    r = engine.ledger_round()
+    assert r == ROUNDS + 1 and engine.round_info(r).status == "idle"
+    before = engine.champion()
+    tx = transfer(MINERS[1], 0, amount=7_000, fee=3_000, recipient=address_of(MINERS[2].public))
+    template = engine.build_template(MINERS[3].public, [tx], int(now))
+    assert template.txs == (tx,) and (template.task_id, template.shard_index) == (0, 0)
+    block, entry = seal(template, b"", MINERS[3], b"\x04" * 32)
+    other = engine.build_template(MINERS[2].public, [], int(now))
+    modelled, entry2 = seal(other, trained("linear", 2), MINERS[2], b"\x05" * 32)
+    for e in (entry, entry2):
+        assert engine.add_entry(e) and kh.on_entry(e)
+    kh.step(now)
+    beacon = reveal(kh, now + 5)
+    assert beacon.idle and beacon.served is None and len(beacon.listed) == 2
+    bad = engine.add_block(open_block(modelled, beacon, genesis=world().genesis, champion_bytes=b""))
+    assert (bad.status, bad.code) == ("rejected", "bad-model")
+    verdict = engine.add_block(open_block(block, beacon, genesis=world().genesis, champion_bytes=b""))
+    assert verdict.status == "tip-changed" and verdict.scored is not None and not verdict.scored.crowned
+    actions = kh.step(now + 10)
+    notice = next(a for a in actions if isinstance(a, AnchorNotice))
+    assert notice.idle and notice.round == r + 1 and notice.anchor_hash == block.hash
+    assert engine.round_info(r).status == "plain" and engine.champion() == before
+    assert store.find_tx(tx.txid) is not None
+    assert engine.ledger_round() == r + 1 and store.verify().ok

@@ -399,9 +399,8 @@ def test_a_challenger_below_the_margin_opens_but_is_not_crowned(tmp_path):
     p = RoundPayload.decode(block.payload)
     assert accepts(p.b, p.c, len(beacon.listed), g.params.alpha)            # the sign test alone would crown
     assert p.b - p.c < margin_rows(SHARD, g.params.min_gain_bp)
-    with pytest.raises(Exception) as exc:
-        validate_block(block, genesis=g, store=store)
-    assert getattr(exc.value, "code", "") == "not-better-than-champion"
+    scored = validate_block(block, genesis=g, store=store)
+    assert not scored.crowned              # the margin holds it back: a plain block at most (issue 21)
     store.close()
 
 
@@ -410,7 +409,8 @@ def test_constant_model_is_not_a_copy_that_crowns(tmp_path):
     store, engine, kh = open_engine(tmp_path / "db")
     kh.step(T0)
     sealed = _enter(engine, kh, MINERS[0], constant_model(), T0)
-    assert engine.add_block(_open(engine, sealed, _beacon(kh, T0 + W))).status in ("opened", "rejected")
+    verdict = engine.add_block(_open(engine, sealed, _beacon(kh, T0 + W)))
+    assert verdict.status == "rejected" or (verdict.scored is not None and not verdict.scored.crowned)
     store.close()
 
 

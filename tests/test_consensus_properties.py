@@ -72,10 +72,11 @@ def test_a_copy_changing_few_predictions_is_never_crowned_in_a_full_round(case):
 def _scored(b: int, c: int, salt: int) -> ScoredBlock:
     h = Header(1, "t", 1, bytes(32), 1, 1, bytes(32), bytes(32), bytes(32), bytes(32),
                salt.to_bytes(32, "big"))
-    return ScoredBlock(Block(h, (), b"", b""), b, c, 0)
+    return ScoredBlock(Block(h, (), b"", b""), b, c, 1)    # bar 1 ≤ b: crowning blocks (plain ones:
+                                                            # tests/test_plain_blocks.py)
 
 
-blocks_st = st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50), st.integers(0, 2**64)),
+blocks_st = st.lists(st.tuples(st.integers(1, 50), st.integers(0, 50), st.integers(0, 2**64)),
                      min_size=1, max_size=12, unique_by=lambda t: t[2])
 
 

@@ -234,5 +234,7 @@ def test_malformed_schedules_do_not_decode():
                dict(activations=[(2, h), (3, h)])):                  # a message listed twice
         with pytest.raises(DecodeError):
             make_anchor_notice([kp], "popchain-x", 5, h, 0, 5, **kw)
-    with pytest.raises(DecodeError):                                 # a beacon always serves a shard
-        make_beacon([kp], "popchain-x", 5, h, [(h, kp.public, h, h)], h, shard_index=0)
+    with pytest.raises(DecodeError):                                 # a ledger round's beacon names task 0
+        make_beacon([kp], "popchain-x", 5, h, [(h, kp.public, h, h)], h, shard_index=0, task_id=2)
+    ledger = make_beacon([kp], "popchain-x", 5, h, [(h, kp.public, h, h)], h, shard_index=0)   # issue 21
+    assert ledger.idle and ledger.served is None

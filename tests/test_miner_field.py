@@ -71,21 +71,22 @@ def test_miners_as_users_run_them(tmp_path: Path) -> None:
         assert report["family"] == "trainer" and report["won"], own.stdout
         assert "my trainer: " in own.stdout + own.stderr and "with trainer my_trainer:fit" in own.stderr
 
-        # a ready model file (the champion itself: its check is a tie, so it is entered only to keep the chain
-        # moving, and cannot win)
+        # a ready model file: the champion itself, whose bytes may never be entered again (§3.6 step 7): the miner
+        # says so instead of entering it (a keyholder would refuse it) and the key enters another model at once
         champ = json.loads(_cli(tmp_path, "model", "champion", "--node", url, "--json").stdout)["model_hash"]
         assert _cli(tmp_path, "model", "get", champ, "--node", url, "--out", "m.popmodel").returncode == 0
         filed = _cli(tmp_path, *mine, "--key", "miner0", "--model-file", "m.popmodel", "--rounds", "1", "--json")
         assert filed.returncode == 0, filed.stderr
         report = json.loads(filed.stdout.splitlines()[-1])
         assert report["family"] == "file" and report["check"] == [0, 0] and not report["won"]
+        assert report["status"] == "entry-refused:duplicate-model", filed.stdout
 
         async def until_closed() -> None:
             async with NodeClient(url) as c:
                 async def closed() -> bool:
                     return (await c.status())["round_phase"] == "closed"
                 await wait_for(closed, timeout=120, what="the genesis task to close")
-        _cli(tmp_path, *mine, "--key", "miner0", "--model", "linear", "--enter", "always", "--rounds", "1")   # spends the last shard
+        _cli(tmp_path, *mine, "--key", "miner0", "--model", "linear", "--enter", "always", "--rounds", "2")   # spends the last shards
         asyncio.run(until_closed())
 
         # issue 20 item 17: started right after the announcement, the miner waits for the task to activate

@@ -59,7 +59,7 @@ def test_create_writes_a_sponsor_signed_announcement_and_a_private_secret(made) 
 
 
 def test_a_tampered_announcement_loses_the_sponsor_signature(made) -> None:
-    chain, genesis, out = made
+    _, _, out = made
     msg = decode_task_message(Path(out["announcement"]).read_bytes())
     assert not dataclasses.replace(msg, bounty=10**9).verify_sponsor()   # nobody raises the escrow for the sponsor
 
@@ -215,3 +215,26 @@ def test_a_committee_chain_task_is_sealed_to_the_committee_and_signed_by_two_mem
         governance_sign(msg, chain.member_paths[0].read_bytes(), genesis)     # one of two is not enough
     two = governance_sign(one, chain.member_paths[2].read_bytes(), genesis)
     assert two.verify(genesis.keyholders, genesis.threshold)
+
+
+def test_a_drifting_extension_continues_from_the_newest_scheduled_shard(made) -> None:
+    """Issue 21 item 4: `task extend` of a drifting task refuses to continue from anything older than its newest
+    scheduled shard (a revealed shard with later ones pending, an older batch's secret); it continues once the
+    newest scheduled shard is the one at hand."""
+    from node.tools.cli_common import CliError
+    from node.tools.cli_task import extension_start
+    _, _, out = made
+    public = PublicTask.decode(decode_task_message(Path(out["announcement"]).read_bytes()).package)
+    secret = TaskSecret.decode(Path(out["secret"]).read_bytes())        # shards 1..3, drift 40/1000
+    revealed = [{"shard_index": i, "shard_key": secret.secret.key(i).hex()} for i in (1, 2, 3)]
+    with pytest.raises(CliError, match=r"1 shard\(s\) scheduled after its latest revealed one \(shard 2\)"):
+        extension_start(1, {"shards_total": 3, "revealed": revealed[:2]}, public, None, None)
+    world, _ = extension_start(1, {"shards_total": 3, "revealed": revealed}, public, None, None)
+    assert world is not None and world.to_obj() == shard_world(public, 3, secret.secret.key(3)).to_obj()
+    with pytest.raises(CliError, match="holds shards 1..3 of task 1, whose newest scheduled shard is 5"):
+        extension_start(1, {"shards_total": 5, "revealed": revealed}, public, secret, None, "t1.secret")
+    assert extension_start(1, {"shards_total": 3, "revealed": revealed[:1]}, public, secret, None) == \
+        (secret.world, 40)
+    # one revealed shard cannot show a drift: asking for one (--drift-milli) is refused all the same
+    with pytest.raises(CliError, match="scheduled after its latest revealed one"):
+        extension_start(1, {"shards_total": 3, "revealed": revealed[:1]}, public, None, 40)

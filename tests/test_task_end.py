@@ -141,7 +141,7 @@ def test_task_list_and_show_say_closed(closed_net: ClosedNet) -> None:
 
 
 def test_a_closed_chain_says_closed_everywhere_and_every_round_is_decided(closed_net: ClosedNet) -> None:
-    """Issue 20 item 4: on a closed chain every past round reads as decided (crowned / void / idle — never "not
+    """Issue 20 item 4: on a closed chain every past round reads as decided (crowned / plain / void / idle — never "not
     decided yet"), the explorer's round pages exist for every round, and the live phase says "closed" as
     /api/status and the CLI do, never "idle"."""
     import urllib.request
@@ -151,7 +151,7 @@ def test_a_closed_chain_says_closed_everywhere_and_every_round_is_decided(closed
         assert out.returncode == 0 and "not decided" not in out.stdout, out.stdout
         outcome = next(ln for ln in out.stdout.splitlines() if ln.startswith("outcome"))
         status = _get_json(f"{closed_net.url}/api/rounds/{r}")["status"]
-        assert outcome.split()[1].rstrip(":") == status and status in ("crowned", "void", "idle")
+        assert outcome.split()[1].rstrip(":") == status and status in ("crowned", "plain", "void", "idle")
         with urllib.request.urlopen(f"{closed_net.url}/round/{r}", timeout=10) as resp:
             assert resp.status == 200
     with urllib.request.urlopen(f"{closed_net.url}/api/events", timeout=10) as resp:   # the hello event

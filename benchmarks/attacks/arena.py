@@ -135,8 +135,12 @@ class Arena:
         return self.store.state_view(self.engine.tip().hash).get_account(bond_of(pub)).balance
 
     def burnt(self) -> int:
-        """Grains in the burn account: every bond forfeit charged so far (PROTOCOL §3.9)."""
-        return self.store.state_view(self.engine.tip().hash).get_account(BURN_ACCOUNT).balance
+        """Every bond forfeit charged so far (PROTOCOL §3.9): the burn account, less the block rewards of plain
+        blocks it also holds (issue 21: the child of a plain block burns its reward; arena chains are short)."""
+        tip = self.engine.tip()
+        balance = self.store.state_view(tip.hash).get_account(BURN_ACCOUNT).balance
+        plain_parents = sum(1 for h in range(1, tip.height) if self.engine.champion_at(h) is None)
+        return balance - self.genesis.params.block_reward * plain_parents
 
     def honest_model(self) -> bytes:
         """A linear model fitted on the public data: beats the genesis depth-2 tree (it crowns a settling round)."""

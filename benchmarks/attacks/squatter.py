@@ -181,7 +181,7 @@ def dodge(rounds: int = 1, seed: bytes = b"popchain-attack-dodger") -> DodgeRepo
             if isinstance(got_w, Sealed):
                 arena.open(got_w, beacon)
             closed = arena.close()
-            rep.crowned_by_dodger += closed.winner is not None
+            rep.crowned_by_dodger += closed.crowned
             # honest rounds until a crowned block settles S_i's forfeit (from its bond account since issue 18)
             dodged = arena.engine.current_round()
             for k in range(SETTLE_ROUNDS):

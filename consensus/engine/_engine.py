@@ -44,12 +44,26 @@ from consensus.engine._lineage import (
 )
 from consensus.engine._taskbook import TaskBook
 from consensus.engine._tasks import TaskQueries
-from consensus.engine._validity import OrphanBlock, ScoringCache, check_round_release, validate_block
+from consensus.engine._validity import (
+    OrphanBlock,
+    ScoringCache,
+    check_round_release,
+    parent_payload,
+    validate_block,
+)
 from consensus.mining import Template, build_template, template_timestamp
 from consensus.protocol.genesis import Genesis
 from consensus.protocol.messages import AnchorNotice, Beacon, RoundPayload
-from consensus.protocol.registry import ChampionRecord, minted_reward, payout_move
-from consensus.protocol.rules import CorruptCopy, ScoredBlock, check_copy, fork_key, moves_for
+from consensus.protocol.registry import ChampionRecord, minted_reward
+from consensus.protocol.rules import (
+    CorruptCopy,
+    ScoredBlock,
+    check_copy,
+    fork_key,
+    moves_for,
+    parent_moves,
+    plain_slot,
+)
 from consensus.protocol.tasks import TaskAnnouncement, decode_task_message
 
 __all__ = ["BlockVerdict", "Engine", "RoundInfo"]
@@ -65,9 +79,8 @@ def _terms(st: AnchorNotice | Beacon) -> tuple:
 
 @dataclass(frozen=True)
 class BlockVerdict:
-    """status: tip-changed | accepted (valid, not best) | known | stale (round already final) | orphan
-    (``missing`` = parent to fetch) | opened (a listed entry opened correctly that does not crown, code
-    not-better-than-champion: relay it, it settles the entrant's bond, §3.9) | rejected (``code``: the block
+    """status: tip-changed | accepted (valid, not best: a crowning or a plain block, ``scored.crowned``) | known | stale (round already final) | orphan
+    (``missing`` = parent to fetch) | rejected (``code``: the block
     is invalid — every intact copy of it) | corrupt (``code``: THIS COPY carries bytes its header hash does not
     bind and they are wrong; nothing is known about the block: fetch it again, blame the sender).
     ``connected`` lists orphans that got connected, ``refetch`` parked copies found corrupt on connecting."""
@@ -88,7 +101,7 @@ class BlockVerdict:
 @dataclass(frozen=True)
 class RoundInfo:
     round: int
-    status: str                 # future | open | revealed | crowned | void | idle (no task had shards left)
+    status: str                 # future | open | revealed | crowned | plain | void | idle (no task had shards left)
     anchor: bytes | None
     notice: AnchorNotice | None
     beacon: Beacon | None
@@ -145,6 +158,7 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
             p = RoundPayload.decode(block.payload)
             self._candidates[tip.hash] = ScoredBlock(block, p.b, p.c, p.bar, tuple(store.get_moves(tip.hash)),
                                                      p.beacon.task_id, self.book.registry_at(tip),
+                                                     slot=plain_slot(p.beacon, tip.miner),
                                                      reward=store.ledger_params_of(tip.hash).block_reward)
 
     # ------------------------------------------------------------ queries
@@ -160,17 +174,6 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
 
     def current_round(self) -> int:
         return self._round
-
-    def open_round(self) -> int:
-        """The round miners should enter now (its notice applied and serving a task, beacon not yet), or 0 —
-        also when every task is exhausted (an idle notice opens nothing)."""
-        r = self._round
-        if r < 1 or self.beacon(r) is not None:
-            return 0
-        notice = self.notice(r)
-        if notice is None or notice.idle:
-            return 0
-        return r
 
     def round_task(self, r: int) -> tuple[int, int] | None:
         """(task id, task-local shard index) round r serves, from its notice or beacon; None if unknown or
@@ -217,12 +220,15 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
         winner = round_winner(self.store, r)
         if r > self._round:
             status = "future"
-        elif notice is not None and notice.idle:
-            status = "idle"             # every task was exhausted: the round served nothing (§3.13)
         elif r == self._round:
-            status = "revealed" if beacon else "open"
-        else:
-            status = "crowned" if winner else "void"
+            status = "revealed" if beacon else "idle" if notice is not None and notice.idle else "open"
+        elif winner:
+            status = "crowned"
+        else:                       # a plain block (§3.6 step 9) anchors round r + 1, or nothing does (void)
+            nxt: AnchorNotice | Beacon | None = self.notice(r + 1) or self.beacon(r + 1)
+            anchor_header = self.store.get_header(nxt.anchor_hash) if nxt is not None else None
+            status = ("plain" if anchor_header is not None and anchor_header.round == r
+                      else "idle" if notice is not None and notice.idle else "void")
         mem = self._rounds.get(r)
         return RoundInfo(r, status, anchor, notice, beacon, winner, len(mem.entries) if mem else 0)
 
@@ -364,6 +370,8 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
             self.book.package_of(task)
         except (RuleError, IndexError):
             return
+        if adv.served is None:      # a ledger round (issue 21) reveals no shard: there is no release to check
+            return
         check_round_release(g, self.book, beacon, task)
 
     # ------------------------------------------------------------ finality
@@ -401,8 +409,11 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
 
     def _champion_extra(self, s: ScoredBlock) -> dict[bytes, bytes | None]:
         h = s.block.header
-        rec = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, s.b, s.c, s.bar, s.task_id)
-        extra: dict[bytes, bytes | None] = {P_CHAMP + u32(h.height): rec.encode(), **index_extra(rec)}
+        extra: dict[bytes, bytes | None] = {}
+        if s.crowned:               # a plain block records no champion (§3.6 step 9)
+            rec = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, s.b, s.c, s.bar, s.task_id)
+            extra[P_CHAMP + u32(h.height)] = rec.encode()
+            extra.update(index_extra(rec))   # the champion lineage's indexes, same batch (consensus.engine._lineage)
         initial: list[bytes] = []
         if s.registry is not None:   # the task registry after it, and the task messages it activated (§3.13)
             extra.update(self.book.registry_extra(h.height, s.registry))
@@ -413,7 +424,7 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
                     initial.append(model_hash(m.champion))
         # champions, models recorded opened, first listings, unbond requests (consensus.engine._index)
         beacon = RoundPayload.decode(s.block.payload).beacon
-        extra.update(self.index.connect_extra(s.block, beacon, tuple(initial)))
+        extra.update(self.index.connect_extra(s.block, beacon, tuple(initial), crowned=s.crowned))
         return extra
 
     def _unchampion(self, tip: Header) -> dict[bytes, bytes | None]:
@@ -484,9 +495,6 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
         except CorruptCopy as err:
             return BlockVerdict("corrupt", h.hash, err.code, err.message)
         except RuleError as err:
-            if err.code == "not-better-than-champion":  # every other rule held: a correct opening
-                self._record_opening(block, payload)
-                return BlockVerdict("opened", h.hash, err.code, err.message)
             return BlockVerdict("rejected", h.hash, err.code, err.message)
         self._record_opening(block, payload)
         self._candidates[h.hash] = scored
@@ -536,9 +544,9 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
 
     def build_template(self, miner_pubkey: bytes, txs: Iterable[Transfer], timestamp: int) -> Template:
         """A template for the open round: the notice's settlement and a timestamp every beacon accepts."""
-        r = self.open_round()
+        r = self.entry_round()
         notice = self.notice(r)
-        if r == 0 or notice is None or notice.anchor_hash != self._final.hash or notice.served is None:
+        if r == 0 or notice is None or notice.anchor_hash != self._final.hash:
             raise RuleError("no-open-round", "no round is open for entries")
         parent = self._final
         opened_ms = notice.entry_deadline_ms - self.genesis.params.entry_window_s * 1000
@@ -547,14 +555,17 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
             adv = self.book.advance(self.book.registry_at(parent), parent, r, notice.activations)
         except RuleError as err:
             raise RuleError("no-open-round", f"round {r} is not ready here: {err.message}") from None
-        task_id, index = notice.served
+        task_id, index = notice.served or (0, 0)     # (0, 0): a ledger round, plain blocks only
         releases = self.releases(notice.settlement.last)
-        moves = (moves_for(self.genesis, notice, releases) + adv.moves
-                 + payout_move(adv.before, task_id, miner_pubkey))
-        reward = minted_reward(adv.before, task_id, self.genesis.params.block_reward)
+        moves = (parent_moves(self.genesis, parent, parent_payload(self.store, parent), self.book.registry_at(parent),
+                              self.store.ledger_params_of(parent.hash).block_reward)
+                 + moves_for(self.genesis, notice, releases) + adv.moves)
+        reward = (minted_reward(adv.before, task_id, self.genesis.params.block_reward) if notice.served
+                  else self.genesis.params.block_reward)
         tpl = build_template(self.store, self.genesis, parent, r, miner_pubkey, txs, ts, moves, reward=reward)
+        champion = adv.before.tasks[task_id].champion.model_hash if notice.served else bytes(32)
         return dataclasses.replace(tpl, task_id=task_id, shard_index=index, stake=self.stake(miner_pubkey),
-                                   champion_model_hash=adv.before.tasks[task_id].champion.model_hash)
+                                   champion_model_hash=champion)
 
 
 def _parked_size(block: Block) -> int:

@@ -1,4 +1,5 @@
-"""The engine's entry rules (PROTOCOL §3.3), a mixin of Engine: the acceptance rule every node applies before
+"""The engine's entry rules (PROTOCOL §3.3), a mixin of Engine: which round is open for entries (a task round,
+or a ledger round on a closed chain, issue 21), the acceptance rule every node applies before
 relaying an entry (chain, open round, anchor, signature, the bond account's cover, no pending unbond request,
 not the sponsor of the round's task: §3.13),
 the bounded per-round entry table (the largest stakes, ties by a value secret to this node: a flood of early
@@ -19,7 +20,7 @@ from consensus.engine._index import ChainIndex
 from consensus.engine._taskbook import TaskBook
 from consensus.protocol.genesis import Genesis
 from consensus.protocol.listing import admit_ranked, tie_value
-from consensus.protocol.messages import AnchorNotice, Entry
+from consensus.protocol.messages import AnchorNotice, Beacon, Entry
 from consensus.protocol.settlement import bond_of
 
 __all__ = ["MAX_ENTRIES_SEEN", "EntryRules", "RoundMemory"]
@@ -44,19 +45,52 @@ class EntryRules:
     _tie_secret: bytes
     book: TaskBook
 
-    def open_round(self) -> int:
-        raise NotImplementedError
+    _round: int
 
     def notice(self, r: int) -> AnchorNotice | None:
-        raise NotImplementedError   # Engine's
+        raise NotImplementedError
+
+    def beacon(self, r: int) -> Beacon | None:
+        raise NotImplementedError
+
+    def open_round(self) -> int:
+        """The round miners should enter now (its notice applied and serving a task, beacon not yet), or 0 —
+        also when every task is exhausted (an idle notice opens nothing)."""
+        r = self._round
+        if r < 1 or self.beacon(r) is not None:
+            return 0
+        notice = self.notice(r)
+        if notice is None or notice.idle:
+            return 0
+        return r
+
+    def ledger_round(self) -> int:
+        """The LEDGER round open for entries now, or 0: every task is exhausted, the current round's notice is
+        idle, on the final anchor, and not revealed yet. Its blocks are plain blocks only: they confirm
+        transfers on a closed chain (issue 21, §3.13). A keyholder committee (t ≥ 2) does not reveal ledger rounds
+        yet, so a committee chain offers none (an entry would wait for a beacon that never comes)."""
+        if self.genesis.committee is not None and self.genesis.threshold >= 2:
+            return 0
+        r = self._round
+        if r < 1 or self.beacon(r) is not None:
+            return 0
+        notice = self.notice(r)
+        if notice is None or not notice.idle or notice.anchor_hash != self._final.hash:
+            return 0
+        return r
+
+    def entry_round(self) -> int:
+        """The round an entry may be made for now: the open task round, else the ledger round, else 0."""
+        return self.open_round() or self.ledger_round()
 
     def check_entry(self, entry: Entry) -> None:
         """The entry acceptance rule (§3.3) except table limits. Raises RuleError."""
         g = self.genesis
         if entry.chain_id != g.chain_id:
             raise RuleError("bad-chain-id", f"entry for chain {entry.chain_id!r}")
-        if entry.round != self.open_round():
-            raise RuleError("wrong-round", f"entry for round {entry.round}, open round is {self.open_round()}")
+        if entry.round == 0 or entry.round not in (self.open_round(), self.ledger_round()):
+            raise RuleError("wrong-round", f"entry for round {entry.round}, open round is "
+                                           f"{self.open_round() or self.ledger_round()}")
         if entry.parent_hash != self._final.hash:
             raise RuleError("bad-anchor", "entry parent is not the open round's anchor")
         if not entry.verify_signature():
@@ -117,6 +151,15 @@ class EntryRules:
         for old in [r for r in self._rounds if r < entry.round]:
             del self._rounds[old]
         return True
+
+    def forget_entry(self, entry: Entry) -> None:
+        """Drop ``entry`` from the round's table: this node's keyholder refused it (a rule only the keyholder
+        applies: the model's claim, the bonds the key still owes). Kept, it would make the key's next entry of
+        the round a duplicate-entry, and the round would wait for an entry its keyholder never lists."""
+        mem = self._rounds.get(entry.round)
+        seen = mem.entries.get(entry.miner) if mem is not None else None
+        if seen is not None and seen.sighash == entry.sighash:
+            del mem.entries[entry.miner]  # type: ignore[union-attr]
 
     def _entry_rank(self, entry: Entry) -> tuple[int, int]:
         return (self.stake(entry.miner), tie_value(self._tie_secret, entry.miner))

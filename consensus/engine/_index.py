@@ -100,14 +100,18 @@ class ChainIndex:
 
     # ------------------------------------------------------------ what a block changes
 
-    def connect_extra(self, block: Block, beacon: Beacon, champion_models: tuple[bytes, ...] = ()) -> Changes:
+    def connect_extra(self, block: Block, beacon: Beacon, champion_models: tuple[bytes, ...] = (),
+                      crowned: bool = True) -> Changes:
         """The index changes of connecting ``block`` (its beacon ``beacon``) at its height: the champion (and
-        any initial champions it activated), the models its settlement records as opened, first listings from
-        the settlement records and from its own listing (in round order), and unbond requests / releases."""
+        any initial champions it activated) — a plain block's model is recorded opened instead —, the models
+        its settlement records as opened, first listings from the settlement records and from its own listing
+        (in round order), and unbond requests / releases."""
         h = block.header
         height, here = h.height, u32(h.height)
         extra: Changes = {}
-        for mh in (h.model_hash, *champion_models):
+        if not crowned and self.store.meta_get(P_OMODEL + h.model_hash) is None:
+            extra[P_OMODEL + h.model_hash] = here
+        for mh in (h.model_hash, *champion_models) if crowned else champion_models:
             if self.store.meta_get(P_CMODEL + mh) is None and P_CMODEL + mh not in extra:
                 extra[P_CMODEL + mh] = here
         for mh in beacon.settlement.opened:

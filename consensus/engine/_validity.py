@@ -27,8 +27,8 @@ from chain.store import ChainStore
 from consensus.engine._index import CONTESTED, ChainIndex
 from consensus.engine._taskbook import TaskBook
 from consensus.protocol.genesis import Genesis
-from consensus.protocol.messages import Beacon, Settlement, possession
-from consensus.protocol.registry import ChampionRecord, TaskRecord, minted_reward, payout_move
+from consensus.protocol.messages import Beacon, RoundPayload, Settlement, possession
+from consensus.protocol.registry import ChampionRecord, TaskRecord, minted_reward
 from consensus.protocol.release import check_release
 from consensus.protocol.rules import (
     CorruptCopy,
@@ -37,6 +37,8 @@ from consensus.protocol.rules import (
     check_header,
     crowning_bar,
     moves_for,
+    parent_moves,
+    plain_slot,
     timestamp_window,
 )
 from consensus.protocol.settlement import bond_of
@@ -49,7 +51,8 @@ from ml.score import Features, paired, prepare, score
 from ml.shards import PublicTask, open_shard
 from ml.task import Dataset
 
-__all__ = ["BlobPending", "OrphanBlock", "ScoringCache", "check_attribution", "check_round_release", "validate_block"]
+__all__ = ["BlobPending", "OrphanBlock", "ScoringCache", "check_attribution", "check_round_release", "parent_payload",
+           "validate_block"]
 
 
 class OrphanBlock(PopError):
@@ -177,29 +180,41 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore, beacon:
     # the schedule (§3.13): the activations it carries and the void rounds since the anchor give the (task,
     # shard) this round serves; the beacon must name exactly that
     messages = book.payload_messages(payload.activations, beacon_in.activations)
-    adv = book.advance(book.registry_at(parent), parent, h.round, beacon_in.activations, messages)
+    parent_registry = book.registry_at(parent)
+    adv = book.advance(parent_registry, parent, h.round, beacon_in.activations, messages)
     if adv.served != beacon_in.served:
         raise RuleError("bad-schedule", f"round {h.round} serves {adv.served}, the beacon says {beacon_in.served}")
-    task_id, index_in_task = beacon_in.served
-    task_rec = adv.before.tasks[task_id]
-    task = book.package_of(task_rec, messages)
-    if h.miner == task_rec.sponsor:
+    task_id, index_in_task = beacon_in.served or (0, 0)
+    if beacon_in.served is not None and h.miner == adv.before.tasks[task_id].sponsor:
         raise RuleError("sponsor-entry", f"the sponsor of task {task_id} cannot enter it (it knows its rows)")
     # 6. settlement window, txs and state root (the ledger rules and their codes come from chain.state); a
-    # sponsored task's crowning mints nothing (§3.9): it is paid from the task's escrow and fees
+    # sponsored task's round mints nothing (§3.9): its crownings are paid from the task's escrow and fees
     settlement = beacon_in.settlement
     if settlement.first != index.settled_through(parent) + 1:
         raise RuleError("bad-settlement", f"settlement starts at round {settlement.first}, the parent settled "
                                           f"through round {index.settled_through(parent)}")
-    reward = minted_reward(adv.before, task_id, genesis.params.block_reward)
+    reward = (minted_reward(adv.before, task_id, genesis.params.block_reward) if beacon_in.served is not None
+              else genesis.params.block_reward)
     ledger = dataclasses.replace(genesis.ledger_params, block_reward=reward)
     if len(block.txs) > ledger.max_block_txs:
         raise RuleError("too-many-txs", f"{len(block.txs)} txs, limit {ledger.max_block_txs}")
-    moves = (moves_for(genesis, beacon_in, index.releases(parent, settlement.last)) + adv.moves
-             + payout_move(adv.before, task_id, h.miner))
+    moves = (parent_moves(genesis, parent, parent_payload(store, parent), parent_registry,
+                          store.ledger_params_of(parent.hash).block_reward)
+             + moves_for(genesis, beacon_in, index.releases(parent, settlement.last)) + adv.moves)
     delta = store.preview_txs(h.prev_hash, h.miner, block.txs, ledger, moves)
     if delta.state_root != h.state_root:
         raise RuleError("bad-state-root", "state root does not match the state after settlement + txs + reward + fees")
+    if beacon_in.served is None:
+        # a LEDGER round (every task exhausted, §3.13): no shard, no model, nothing to crown — a plain block
+        if block.model:
+            raise RuleError("bad-model", "a block of a round that serves no task carries no model")
+        if (payload.b, payload.c, payload.bar) != (0, 0, 0):
+            raise CorruptCopy("bad-score", "a ledger round's payload says b = c = bar = 0")
+        return ScoredBlock(block, 0, 0, 0, moves, 0, adv.before,
+                           tuple(messages[hh] for _, hh in beacon_in.activations), slot=plain_slot(beacon_in, h.miner),
+                           reward=reward)
+    task_rec = adv.before.tasks[task_id]
+    task = book.package_of(task_rec, messages)
     # 7. model: caps, and whose it is
     if len(block.model) > params.model_max_bytes:
         raise RuleError("model-too-large", f"{len(block.model)} bytes, cap {params.model_max_bytes}")
@@ -230,14 +245,14 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore, beacon:
         raise CorruptCopy("bad-score", f"payload says b={payload.b} c={payload.c} bar={payload.bar}, "
                                        f"recomputed b={b} c={c} bar={bar}")
     if not crowns(b, c, m, rows, params.alpha, params.min_gain_bp):
-        why = (f"no outcome of {b + c} disagreements crowns with {m} entries" if bar == 0
-               else f"needs b >= {bar} of {b + c} (alpha {params.alpha_num}/{params.alpha_den} over {m} entries, "
-                    f"margin {params.min_gain_bp} bp of {rows} rows)")
-        raise RuleError("not-better-than-champion", f"b={b} c={c}: {why}")
+        # a PLAIN block (§3.6 step 9): valid, confirms its txs, leaves the champion where it is
+        return ScoredBlock(block, b, c, bar, moves, task_id, adv.before.consume((task_id, index_in_task)),
+                           tuple(messages[hh] for _, hh in beacon_in.activations), slot=plain_slot(beacon_in, h.miner),
+                           reward=reward)
     record = ChampionRecord(h.hash, h.height, h.round, h.miner, h.model_hash, b, c, bar, task_id)
-    after = adv.before.consume(beacon_in.served).crown(task_id, record)
+    after = adv.before.consume((task_id, index_in_task)).crown(task_id, record)
     return ScoredBlock(block, b, c, bar, moves, task_id, after, tuple(messages[hh] for _, hh in beacon_in.activations),
-                       reward)
+                       reward=reward)
 
 
 def check_round_release(genesis: Genesis, book: TaskBook, beacon: Beacon, task_rec: TaskRecord,
@@ -253,6 +268,16 @@ def check_round_release(genesis: Genesis, book: TaskBook, beacon: Beacon, task_r
         raise RuleError("bad-key-share", f"beacon {beacon.round} carries no released shares")
     point, sealed = book.round_secret(task_rec, beacon.shard_index, messages)
     check_release(genesis.committee, genesis.hash, point, beacon.release, sealed, beacon.shard_key)
+
+
+def parent_payload(store: ChainStore, parent: Header) -> RoundPayload | None:
+    """The round payload of a non-genesis ``parent`` (its crowning record says what its miner earned, §3.9)."""
+    if parent.height == 0:
+        return None
+    raw = store.get_payload(parent.hash)
+    if raw is None:
+        raise StoreError(f"payload of block {parent.hash.hex()} is missing")
+    return RoundPayload.decode(raw)
 
 
 def check_attribution(h: Header, settlement: Settlement, index: ChainIndex, limit: int) -> None:

@@ -118,6 +118,8 @@ class KeyholderBase:
         included, whose listings no block carries yet (a long void streak settles over several blocks), so a
         thief cannot even be listed with such bytes. RuleError("duplicate-model")."""
         mh, r = entry.model_hash, entry.round
+        if r == self.engine.ledger_round():
+            return             # a ledger round's block carries no model (issue 21): nothing to attribute
         index = self.engine.index
         limit = self.engine.final_header().height
         if index.past_model(mh, limit):
@@ -139,10 +141,15 @@ class KeyholderBase:
         key = self._entry_key(r, entry.miner)
         if self.store.meta_get(key) is not None:
             return False
-        self.check_claim(entry)
-        owed = self.owed(r).get(entry.miner, 0)
-        if self.engine.stake(entry.miner) < self.genesis.params.entry_bond * (1 + owed):
-            raise RuleError("insufficient-stake", f"bond account does not cover this bond and {owed} owed ones")
+        try:
+            self.check_claim(entry)
+            owed = self.owed(r).get(entry.miner, 0)
+            if self.engine.stake(entry.miner) < self.genesis.params.entry_bond * (1 + owed):
+                raise RuleError("insufficient-stake", f"bond account does not cover this bond and {owed} owed "
+                                                      "ones")
+        except RuleError:
+            self.engine.forget_entry(entry)    # refused here: the key may enter the round again
+            raise
         held = self.accepted_entries(r)
         admit, evict = admit_ranked([self._rank(e) for e in held], self._rank(entry), MAX_CANDIDATES)
         if not admit:

@@ -17,6 +17,7 @@ One Keyholder process holds every key it signs with (≥ threshold); a committee
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,8 +45,9 @@ __all__ = ["Action", "Done", "Keyholder", "RoundClosed"]
 @dataclass(frozen=True)
 class RoundClosed:
     round: int
-    winner: bytes | None        # header hash of the crowned block, None if void
+    winner: bytes | None        # header hash of the round's block (crowning or plain), None if void
     anchor: bytes               # anchor of the next round
+    crowned: bool = False       # the block crowned (False with a winner: a plain block, issue 21)
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,9 @@ class Keyholder(KeyholderBase):
 
     def _reveal(self, r: int, notice: AnchorNotice, opened_ms: int, now_ms: int) -> Beacon:
         anchor = self.store.get_header(notice.anchor_hash)
-        key = self._key(anchor, notice)
+        # a ledger round (idle notice, issue 21) reveals no shard: its key is fresh randomness that only ranks
+        # the entries (slot values) and the plain blocks, unknown to everyone when they entered
+        key = os.urandom(32) if notice.idle else self._key(anchor, notice)
         # the listing: the E largest stakes, ties by the slot value of this key (nobody knew it when entering)
         listed = self.listing(self.accepted_entries(r), key)
         beacon = make_beacon(self.keypairs, self.genesis.chain_id, r, notice.anchor_hash, listed, key,
@@ -234,13 +238,15 @@ class Keyholder(KeyholderBase):
             actions.append(self._open(1, now_ms))
             return actions
         r, opened_ms, notice = opened
-        if notice.idle:
-            # exhausted: the idle notice finalised round r-1; a task message with keys lets round r+1 open
+        revealed = self._revealed(r)
+        if notice.idle and revealed is None and not self.accepted_entries(r):
+            # exhausted: the idle notice finalised round r-1; a task message with keys lets round r+1 open.
+            # Until then round r is a LEDGER round (issue 21): staked miners may enter for plain blocks
             tip = self.engine.tip()
             if self.activatable() and tip.hash == notice.anchor_hash and self._activations(tip, r + 1)[1]:
                 return actions + [self._open(r + 1, now_ms)]
+            self._reveal_at(r, opened_ms, now_ms)     # journals the empty window: the round waits for entries
             return actions + [Done(r - 1)] if not actions else actions
-        revealed = self._revealed(r)
         if revealed is None:
             reveal_at = self._reveal_at(r, opened_ms, now_ms)
             if reveal_at is not None and now_ms >= reveal_at:
@@ -252,7 +258,8 @@ class Keyholder(KeyholderBase):
         tip = self.engine.tip()
         winner = tip.hash if tip.hash != beacon.anchor_hash else None
         next_notice = self._open(r + 1, now_ms)
-        actions += [RoundClosed(r, winner, next_notice.anchor_hash), next_notice]
+        crowned = winner is not None and self.engine.champion_at(tip.height) is not None
+        actions += [RoundClosed(r, winner, next_notice.anchor_hash, crowned), next_notice]
         if next_notice.idle:
             actions.append(Done(r))
         return actions
@@ -260,7 +267,7 @@ class Keyholder(KeyholderBase):
     def waiting(self) -> bool:
         """True while the open round has no entry after its window (nothing is revealed)."""
         opened = self._opened()
-        if opened is None or opened[2].idle or self._revealed(opened[0]) is not None:
+        if opened is None or self._revealed(opened[0]) is not None:
             return False
         return self.store.meta_get(P_WAIT + u32(opened[0])) is not None and not self.accepted_entries(opened[0])
 
@@ -271,9 +278,9 @@ class Keyholder(KeyholderBase):
         if opened is None:
             return 0.0
         r, opened_ms, notice = opened
-        if notice.idle:
-            return None
         revealed = self._revealed(r)
+        if notice.idle and revealed is None and not self.accepted_entries(r):
+            return None       # a ledger round nobody entered: woken by an entry or a task message
         if revealed is None:
             window = self.genesis.params.entry_window_s * 1000
             raw = self.store.meta_get(P_WAIT + u32(r))

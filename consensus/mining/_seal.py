@@ -56,7 +56,10 @@ def open_block(sealed: Block, beacon: Beacon, *, genesis: Genesis, champion_byte
     """Attach the round payload (beacon + b, c and the crowning bar + the bytes of the task messages the beacon
     activates, ``Engine.activation_bytes``) to a sealed block, ready to publish. ``champion_bytes`` is the
     champion of the beacon's task, ``task`` its package (None: the genesis task). Open it even when it will
-    not crown: an opened entry does not forfeit its bond (§3.9)."""
+    not crown: an opened entry does not forfeit its bond (§3.9), and the block is a plain block that confirms
+    its txs (§3.6 step 9). A ledger round's block (the beacon serves no task, §3.13) is not scored: 0, 0, 0."""
+    if beacon.idle:
+        return dataclasses.replace(sealed, payload=make_payload(beacon, 0, 0, 0, activations).encode())
     b, c, rows = _score(genesis, beacon, sealed.model, champion_bytes, task)
     bar = crowning_bar(b, c, len(beacon.listed), genesis.params, rows)
     payload = make_payload(beacon, b, c, bar, activations)

@@ -88,7 +88,7 @@ def _check_version(value: Any, name: str, version: int = MESSAGE_VERSION) -> int
 
 def _check_schedule(task_id: Any, shard_index: Any, activations: Any, round_: int, name: str,
                     min_shard: int) -> None:
-    """(task_id, shard_index) the round serves (shard 0: an idle round, notices only) and the task messages
+    """(task_id, shard_index) the round serves (shard 0: an idle round — a ledger round, §3.13) and the task messages
     activated since the anchor: rounds ascending, none after this round, ids unique."""
     check_int(task_id, 0, MAX_TASK_ID, f"{name}.task_id")
     check_int(shard_index, min_shard, MAX_SHARD_INDEX, f"{name}.shard_index")
@@ -413,11 +413,17 @@ class Beacon:
         _check_listed(self.listed, "beacon.listed")
         check_bytes(self.shard_key, SHARD_KEY_SIZE, "beacon.shard_key")
         _check_window(self.settlement, self.round, "beacon")
-        _check_schedule(self.task_id, self.shard_index, self.activations, self.round, "beacon", 1)
+        # shard 0 (task 0): a LEDGER round — every task exhausted; it reveals no shard and lists entries for
+        # plain blocks only (issue 21); its shard_key is a fresh keyholder value (the slot values' key)
+        _check_schedule(self.task_id, self.shard_index, self.activations, self.round, "beacon", 0)
 
     @property
-    def served(self) -> tuple[int, int]:
-        return (self.task_id, self.shard_index)
+    def idle(self) -> bool:
+        return self.shard_index == 0
+
+    @property
+    def served(self) -> tuple[int, int] | None:
+        return None if self.shard_index == 0 else (self.task_id, self.shard_index)
 
     def schedule_fields(self) -> tuple[int, int, Activations]:
         return (self.task_id, self.shard_index, self.activations)

@@ -22,19 +22,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from chain.address import address_of
 from chain.block import Block, Header, model_hash, tx_root
 from chain.crypto import tagged_hash
 from chain.errors import DecodeError, RuleError
-from chain.state import Move
+from chain.state import BURN_ACCOUNT, Move
 from consensus.protocol.genesis import Genesis, GenesisParams
+from consensus.protocol.listing import slot_value
 from consensus.protocol.messages import MESSAGE_VERSION, AnchorNotice, Beacon, RoundPayload
-from consensus.protocol.registry import Registry
+from consensus.protocol.registry import Registry, payout_move
 from consensus.protocol.settlement import settlement_moves
 from consensus.protocol.stats import crown_bar
 from consensus.protocol.tasks import MSG_TAG
 
 __all__ = ["CorruptCopy", "ScoredBlock", "check_copy", "check_header", "crowning_bar", "decode_block", "decode_payload",
-           "fork_key", "moves_for", "timestamp_window"]
+           "fork_key", "is_crowned", "moves_for", "parent_moves", "plain_slot", "timestamp_window"]
 
 
 class CorruptCopy(RuleError):
@@ -53,7 +55,13 @@ class ScoredBlock:
     task_id: int = 0                  # the task the block's round served (§3.13)
     registry: Registry | None = None  # the task registry after this block (None: not computed)
     messages: tuple = ()              # the task messages its payload activated (TaskMessage objects)
+    slot: int = 0                     # a plain block's rank among plain blocks (``plain_slot``; §3.8)
     reward: int | None = None         # what it mints (None: the genesis block reward; 0 on a sponsored task)
+
+    @property
+    def crowned(self) -> bool:
+        """It passed the crowning test (its model is the new champion); False: a plain block (§3.6 step 9)."""
+        return is_crowned(self.b, self.c, self.bar)
 
     @property
     def hash(self) -> bytes:
@@ -78,9 +86,44 @@ def timestamp_window(params: GenesisParams, beacon: Beacon, parent: Header) -> t
     return lo, beacon.time_ms // 1000 + params.time_slack_s
 
 
-def fork_key(scored: ScoredBlock) -> tuple[int, int, int]:
-    """Larger is better: b − c, then b, then the LOWER header hash (a total order over distinct blocks)."""
-    return (scored.b - scored.c, scored.b, -int.from_bytes(scored.hash, "big"))
+def is_crowned(b: int, c: int, bar: int) -> bool:
+    """The crowning record (b, c, bar) of a block says it crowned: some b crowns at n = b + c (bar > 0) and
+    this b reaches it (bar is the least crowning b, and crowning is monotone in b at fixed n)."""
+    return bar > 0 and b >= bar
+
+
+def plain_slot(beacon: Beacon, miner: bytes) -> int:
+    """A plain block's rank among the round's plain blocks (§3.8): its miner's slot value under the round's
+    shard key — unknown to everyone until the beacon, and not moved by anything the block carries (salt,
+    txs, fees, model), so there is nothing to grind."""
+    return slot_value(beacon.shard_key, miner)
+
+
+def fork_key(scored: ScoredBlock) -> tuple[int, int, int, int]:
+    """Larger is better (§3.8): any crowning block beats any plain block; among crowning blocks b − c, then b,
+    then the LOWER header hash; among plain blocks the larger slot value, then the lower header hash (a total
+    order over distinct blocks)."""
+    low = -int.from_bytes(scored.hash, "big")
+    if scored.crowned:
+        return (1, scored.b - scored.c, scored.b, low)
+    return (0, scored.slot, 0, low)
+
+
+def parent_moves(genesis: Genesis, parent: Header, parent_payload: RoundPayload | None,
+                 registry: Registry, parent_reward: int | None = None) -> tuple[Move, ...]:
+    """The moves a block applies first, for its parent (§3.9, plain blocks): a miner seals its state root
+    before it knows whether its block will crown, so chain/ credits every block's miner block_reward + fees;
+    the child settles what the parent really earned. A plain parent's block_reward goes from its miner's
+    account to the burn account (the miner received it in that very block and no tx ran since: the move is
+    always whole); a crowning parent's bounty (min(per_crowning, escrow left), from the task's escrow) is paid
+    to its miner. Genesis earns nothing. ``registry`` is the task registry after the parent; ``parent_reward``
+    what the parent minted (None: the block reward; 0 in a sponsored task's round, §3.9: nothing to burn)."""
+    if parent.height == 0 or parent_payload is None:
+        return ()
+    if not is_crowned(parent_payload.b, parent_payload.c, parent_payload.bar):
+        reward = genesis.params.block_reward if parent_reward is None else parent_reward
+        return ((address_of(parent.miner), BURN_ACCOUNT, reward),) if reward else ()
+    return payout_move(registry, parent_payload.beacon.task_id, parent.miner)
 
 
 def decode_block(data: bytes, params: GenesisParams) -> Block:

@@ -8,10 +8,14 @@ hold state beyond what it is handed, or write anything.
 """
 from __future__ import annotations
 
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from chain.address import address_of, encode_address
+from chain.errors import PopError
 from node.api_rounds import task_rounds_json
 from node.api_tasks import champion_json, find_task, status_fields, task_json, task_rows
 from node.explorer.scoring import AccuracyBook
@@ -80,7 +84,8 @@ def board_keys(data: BoardData) -> list[tuple[int, bytes]]:
     return sorted(keys)
 
 
-def board_json(chain_id: str, data: BoardData, book: AccuracyBook, task_id: int | None) -> dict[str, Any]:
+def board_json(chain_id: str, data: BoardData, book: AccuracyBook, task_id: int | None,
+               limits: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
     def acc(r: int, mh: bytes | None) -> dict[str, int] | None:
         a = book.get(r, mh) if mh is not None else None
         return a.to_json() if a is not None else None
@@ -92,8 +97,8 @@ def board_json(chain_id: str, data: BoardData, book: AccuracyBook, task_id: int 
         lineage.append(item)
     return {"chain_id": chain_id, "current_round": data.current, "task": task_id,
             "rounds_scheduled": sum(t.shards_total for t in data.tasks),
-            "tasks": [{"task_id": t.task_id, "name": t.name, "status": t.status, "counts": data.counts[t.task_id]}
-                      for t in data.tasks],
+            "tasks": [{"task_id": t.task_id, "name": t.name, "status": t.status, "counts": data.counts[t.task_id],
+                       "bayes": (limits or {}).get(t.task_id)} for t in data.tasks],
             "lineage": lineage,
             "rounds": [{"round": b.round, "task_id": b.task_id, "shard_index": b.shard_index, "status": b.status,
                         "champion_model_hash": b.champion.hex() if b.champion else None,
@@ -140,3 +145,37 @@ def miner_json(engine: Any, store: Any, reward: int, account_id: bytes, task_id:
             "bounty": bounty, "crowned": [champion_json(rec) for rec in sorted(shown, key=lambda x: -x.height)],
             "sponsored": sponsored,
             "tasks": [{"task_id": t.task_id, "name": t.name} for t in rows]}
+
+
+async def bayes_limits(call: Callable[..., Awaitable[Any]], engine: Any, data: BoardData,
+                       book: AccuracyBook) -> dict[int, dict[str, Any]]:
+    """Issue 21: per generated task of the board, the Bayes-optimal accuracy of its latest revealed shard's
+    concept (ml.bayes: the generator knows it) and the champion's gap to it on that shard, in pp. Engine reads
+    on its thread, the limit computed in the default executor (memoised by concept: a stationary task once)."""
+    from ml.bayes import shard_bayes_accuracy
+
+    def plan() -> dict[int, tuple[BoardRound, Any, int, bytes]]:
+        out = {}
+        for t in data.tasks:
+            last = next((b for b in reversed(data.rounds) if b.task_id == t.task_id and b.champion is not None
+                         and b.status != "revealed"), None)
+            beacon = engine.beacon(last.round) if last is not None else None
+            if last is None or beacon is None:
+                continue
+            package = engine.task_package(t.task_id)
+            if package.generated:
+                out[t.task_id] = (last, package, beacon.shard_index, beacon.shard_key)
+        return out
+    limits: dict[int, dict[str, Any]] = {}
+    loop = asyncio.get_running_loop()
+    for task_id, (b, package, index, key) in (await call(plan)).items():
+        try:
+            limit = await loop.run_in_executor(None, functools.partial(shard_bayes_accuracy, package, index, key,
+                                                                       rows=100_000))
+        except PopError:
+            continue
+        a = book.get(b.round, b.champion) if b.champion is not None else None
+        limits[task_id] = {"round": b.round, "bayes_accuracy": round(limit, 4),
+                           "champion_accuracy": round(a.value, 4) if a is not None else None,
+                           "gap_pp": round((limit - a.value) * 100, 2) if a is not None else None}
+    return limits

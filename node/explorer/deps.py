@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from node.api_lookup import MIN_PREFIX, full_id, is_hex
 from node.events import EventBus, StatePublisher
 from node.explorer.boards import (
+    bayes_limits,
     board_json,
     board_keys,
     miner_json,
@@ -128,7 +129,8 @@ class NodeExplorerDeps:
     async def leaderboard(self, task_id: int | None = None) -> dict[str, Any]:
         data = await self._call(read_board, self._node.engine, self.rounds, task_id)
         await self.book.ensure(board_keys(data))
-        return board_json(self.chain_id, data, self.book, task_id)
+        limits = await bayes_limits(self._call, self._node.engine, data, self.book)
+        return board_json(self.chain_id, data, self.book, task_id, limits)
 
     async def tasks(self) -> dict[str, Any]:
         return dict(await self._call(task_list_json, self._node.engine, self.rounds, self._node.genesis.params))

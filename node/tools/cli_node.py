@@ -247,8 +247,8 @@ def register(cmds: Commands) -> None:
     add_sizing_options(p)
     p.add_argument("--drift-milli", type=int, default=None,
                    help="synthetic task only: move the generator's cluster centres by ~N/1000 units from shard to "
-                        "shard, pulled back towards the start (default 500: the concept keeps moving, so retrained "
-                        "models keep beating a stale champion; 0: one fixed distribution)")
+                        "shard, pulled back towards the start (default 0: one fixed concept, whose Bayes-optimal "
+                        "accuracy the summaries show as the champion's limit; e.g. 500: a moving concept)")
     p.add_argument("--alloc", action="append", default=[], metavar="ADDRESS=AMOUNT",
                    help="genesis allocation (at least one: miners need the entrant balance)")
     p.add_argument("--bond", action="append", default=[], metavar="ADDRESS=AMOUNT",

@@ -12,11 +12,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.tools.cli_chain import champion_line
 from node.tools.cli_common import CliError, Commands, add_node, call, emit, kv, password, pick_key
 from node.tools.cli_node import add_sizing_options, categorical_columns
+
+if TYPE_CHECKING:
+    from ml.generator import World
+    from ml.shards import PublicTask
+    from node.tools.task_setup import TaskSecret
 
 
 def _genesis(args: argparse.Namespace):
@@ -229,6 +234,41 @@ def _task_package(args: argparse.Namespace, task_id: int):
     return status, info, PublicTask.decode(bytes.fromhex(info["package"]))
 
 
+def extension_start(task_id: int, info: dict[str, Any], public: PublicTask, saved: TaskSecret | None,
+                    drift_milli: int | None, secret_name: str = "") -> tuple[World | None, int | None]:
+    """Where a generated task's extension continues from: (the world its first new shard drifts on from, the
+    drift rate). From ``saved`` (the secret of a batch) or else from the latest revealed shard (its world is
+    public). Issue 21 item 4: a DRIFTING task continues from its newest scheduled shard, so CliError when only
+    an older batch's secret or an older revealed shard is at hand (the concept would jump backwards)."""
+    from ml.shards import generated_world_digest
+    from node.tools.task_setup import shard_world
+    total = info["shards_total"]
+    if saved is not None:
+        drift_milli = saved.drift_milli if drift_milli is None else drift_milli
+        newest = saved.first_index + len(saved.secret.keys) - 1
+        if newest != total and (drift_milli or 0):
+            raise CliError(f"{secret_name} holds shards {saved.first_index:,}..{newest:,} of task {task_id}, whose "
+                           f"newest scheduled shard is {total:,}: pass the secret of its latest batch (the concept "
+                           "would jump back otherwise)")
+        return saved.world, drift_milli
+    revealed = info.get("revealed") or []
+    if not revealed:
+        raise CliError(f"task {task_id} has no revealed shard yet: pass its secret (--secret task.secret) to "
+                       "continue its generator")
+    last, first = revealed[-1], revealed[0]   # a revealed shard's world is public: drift on from the latest one
+    world = shard_world(public, last["shard_index"], bytes.fromhex(last["shard_key"]))
+    drifting = generated_world_digest(public, last["shard_index"], bytes.fromhex(last["shard_key"])) != \
+        generated_world_digest(public, first["shard_index"], bytes.fromhex(first["shard_key"]))
+    if last["shard_index"] < total and (drifting or drift_milli):
+        # until issue 21 the extension drifted on from the latest REVEALED shard while later shards were still
+        # pending, so the concept jumped backwards when it started
+        raise CliError(f"task {task_id} drifts and has {total - last['shard_index']:,} shard(s) scheduled after "
+                       f"its latest revealed one (shard {last['shard_index']:,}): an extension must continue from "
+                       "its newest scheduled shard — pass the secret of its latest batch (--secret task.secret), "
+                       "or extend once they are revealed")
+    return world, drift_milli
+
+
 def cmd_extend(args: argparse.Namespace) -> None:
     from node.tools.task_setup import (
         TaskSecret,
@@ -242,8 +282,7 @@ def cmd_extend(args: argparse.Namespace) -> None:
     status, info, public = _task_package(args, args.task_id)
     first = info["shards_total"] + 1
     seq = info.get("extensions", 0) + 1
-    world, drift_milli = None, args.drift_milli
-    data = None
+    world, drift_milli, saved, data = None, args.drift_milli, None, None
     if public.vrf:
         pass           # a VRF-generated task: its new shards need no world, no key and no rows
     elif public.generated:
@@ -252,14 +291,7 @@ def cmd_extend(args: argparse.Namespace) -> None:
                 saved = TaskSecret.decode(Path(args.secret).read_bytes())
             except OSError as exc:
                 raise CliError(f"cannot read task secret {args.secret}: {exc.strerror}") from None
-            world = saved.world
-            drift_milli = saved.drift_milli if drift_milli is None else drift_milli
-        elif info.get("revealed"):
-            last = info["revealed"][-1]   # a revealed shard's world is public: drift on from the latest one
-            world = shard_world(public, last["shard_index"], bytes.fromhex(last["shard_key"]))
-        else:
-            raise CliError(f"task {args.task_id} has no revealed shard yet: pass its secret (--secret "
-                           "task.secret) to continue its generator")
+        world, drift_milli = extension_start(args.task_id, info, public, saved, drift_milli, args.secret or "")
     else:
         if not args.data:
             raise CliError(f"task {args.task_id} is a rows task: give its new rows with --data csv:PATH")
@@ -268,7 +300,7 @@ def cmd_extend(args: argparse.Namespace) -> None:
     if public.generated and not public.vrf:
         shard1 = info.get("revealed_first")   # shard 1's key (the revealed list holds the newest keys only)
         first_key = bytes.fromhex(shard1["shard_key"]) if shard1 and shard1["shard_index"] == 1 else None
-        if first_key is None and args.secret and saved.first_index == 1:
+        if first_key is None and saved is not None and saved.first_index == 1:
             first_key = saved.secret.keys[0]
         anchor = shard_world(public, 1, first_key) if first_key is not None else None
     batch = build_extension(public, args.task_id, first, args.rounds, world=world, drift_milli=drift_milli or 0,
@@ -319,11 +351,49 @@ def cmd_show(args: argparse.Namespace) -> None:
              "shards": f"{t['shards_left']:,} left of {t['shards_total']:,} ({t['shards_revealed']:,} revealed; "
                        f"{t.get('shard_size', 0):,} rows each)",
              "detects": f"{_detects(t)} accuracy with 80 % power" if t.get("detectable") else "-",
-             "rounds": f"{_rounds(t)} crowned/void", "features": f"{spec.get('n_features', '?')} -> "
+             "rounds": f"{_rounds(t)} crowned/void" + ("/plain" if (t.get("rounds") or {}).get("plain") else ""),
+             "features": f"{spec.get('n_features', '?')} -> "
                                                                  f"{len(spec.get('classes', []))} classes"}
     lines = kv(shown, ["task_id", "name", "status", "shards", "detects", "rounds", "features", "sponsor", "bounty",
                        "extensions", "champions", "revealed_keys"])
+    limit = call(args, lambda c: _bayes_gap(c, args.task_id, t))
+    if limit is not None:
+        t["bayes"] = limit
+        lines.append(f"bayes limit    {limit['bayes_accuracy']:.3f} (the generated concept's Bayes-optimal accuracy, "
+                     f"shard {limit['shard_index']:,}: the physical limit)")
+        lines.append(f"champion gap   {limit['gap_pp']:.1f} pp (the champion scores {limit['champion_accuracy']:.3f} "
+                     "on that shard)")
     emit(args, t, lines + ["champion         " + champion_line(t.get("champion"))])
+
+
+async def _bayes_gap(client: Any, task_id: int, t: dict[str, Any]) -> dict[str, Any] | None:
+    """Issue 21: a generated task knows its concept, so `task show` gives the champion's gap to its Bayes-optimal
+    accuracy on the latest revealed shard (None: not a generated task, or nothing revealed yet)."""
+    import asyncio
+
+    from consensus.protocol.genesis import load_genesis
+    from ml.bayes import shard_bayes_accuracy
+    from ml.model import decode_model
+    from ml.score import score
+    from ml.shards import PublicTask, open_shard
+    revealed, champ = t.get("revealed") or [], t.get("champion") or {}
+    if not revealed or not champ.get("model_hash"):
+        return None
+    info = await client.task_info(task_id, package=True)
+    public = PublicTask.decode(bytes.fromhex(info["package"]))
+    if not public.generated:
+        return None
+    last = revealed[-1]
+    index, key = last["shard_index"], bytes.fromhex(last["shard_key"])
+    genesis = load_genesis(await client.genesis())
+    model = decode_model(await client.model(champ["model_hash"]), public.spec, genesis.model_caps)
+
+    def measure() -> tuple[float, float]:
+        shard = open_shard(public, index, key)
+        return shard_bayes_accuracy(public, index, key, rows=100_000), score(model, shard.X, shard.y).accuracy
+    limit, acc = await asyncio.to_thread(measure)
+    return {"shard_index": index, "bayes_accuracy": round(limit, 4), "champion_accuracy": round(acc, 4),
+            "gap_pp": round((limit - acc) * 100, 2)}
 
 
 def _task_id(text: str) -> int:

@@ -109,8 +109,15 @@ class DemoNetwork:
 
 class Table:
     # b (challenger right, champion wrong) and c (the reverse) side by side with bar, the least b that crowned
-    COLUMNS = (("round", 5), ("winner", 10), ("b", 5), ("c", 5), ("bar", 5), ("acc shard", 9), ("acc test", 8),
-               ("height", 6), ("txs in block", 12))
+    # outcome: crowned (a certified better model), plain (a block that confirms transfers and crowns nothing,
+    # issue 21) or void (no block)
+    # acc fwd: the FORWARD holdout (issue 21) — the champion that stood when the round opened, scored on the
+    # round's shard: rows it never saw, drawn after it was crowned (on a drifting task, the concept it now faces);
+    # bayes gap: the Bayes-optimal accuracy of the round's shard (the generator knows its concept, ml.bayes)
+    # minus acc fwd, in percentage points: the progress left to make; acc test: the champion after the round on
+    # the held-out split written with genesis (the task's start)
+    COLUMNS = (("round", 5), ("outcome", 7), ("miner", 7), ("b", 5), ("c", 5), ("bar", 5), ("acc fwd", 7),
+               ("bayes gap", 9), ("acc test", 8), ("height", 6), ("txs in block", 12))
 
     def header(self) -> str:
         head = "  ".join(name.rjust(w) for name, w in self.COLUMNS)
@@ -120,9 +127,9 @@ class Table:
         return "  ".join(str(c).rjust(w) for c, (_, w) in zip(cells, self.COLUMNS))
 
 
-async def _send_transfers(client: NodeClient, chain_id: str, users: list[Keypair], rng: random.Random) -> int:
-    """A few transfers between the demo users; returns how many the node accepted."""
-    sent = 0
+async def _send_transfers(client: NodeClient, chain_id: str, users: list[Keypair], rng: random.Random) -> list[str]:
+    """A few transfers between the demo users; returns the txids the node accepted."""
+    sent: list[str] = []
     for _ in range(rng.randint(1, 3)):
         sender, recipient = rng.sample(users, 2)
         account = await client.account(encode_address(address_of(sender.public)))
@@ -130,7 +137,7 @@ async def _send_transfers(client: NodeClient, chain_id: str, users: list[Keypair
                            account["next_nonce"], b"demo")
         with contextlib.suppress(ApiCallError):
             await client.send_tx(tx.encode())
-            sent += 1
+            sent.append(tx.txid.hex())
     return sent
 
 
@@ -163,7 +170,7 @@ async def _demo(workdir: Path, rounds: int, n_nodes: int, keep: bool) -> int:
             raise
         from consensus.protocol.dkg import decode_committee_key
         who = {"committee": decode_committee_key(committee_file.read_bytes())}
-    print(f"creating genesis ({'VRF-generated' if committee else 'drifting'} synthetic task, {DEMO_ROUNDS} hidden "
+    print(f"creating genesis ({'VRF-generated' if committee else 'stationary'} synthetic task, {DEMO_ROUNDS} hidden "
           f"shards sized to detect +{DEMO_DETECT:.0%}) ...", flush=True)
     info = await asyncio.to_thread(
         create_genesis_files, chain_dir, allocations=[(address_of(k.public), FUNDS) for k in miners + users],
@@ -282,12 +289,18 @@ def _xy(dataset):
 
 async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, users, names, X_test, y_test,
                  keep: bool, test_acc, shard_acc, genesis_drifts: bool = False) -> int:
+    from ml.bayes import shard_bayes_accuracy
+
+    def bayes_of(r: int, key: bytes) -> float:
+        return shard_bayes_accuracy(genesis.task, r, key, rows=100_000)
     table = Table()
     print(table.header(), flush=True)
     rng = random.Random(7)
     champion_model = genesis.block.model
     baseline = test_acc(champion_model)
-    confirmed = crowned = 0     # confirmed: running total for the summary; the table shows each block's own
+    confirmed = crowned = plain = 0   # confirmed: running total for the summary; the table shows each block's own
+    pending: dict[str, int] = {}      # txid -> the round it arrived in (issue 21: how long transfers wait)
+    waits: list[int] = []
     last_shard: tuple[int, bytes] | None = None
     reported = transfers_round = 0
     async with asyncio.timeout(max(120.0, rounds * 60.0)):
@@ -295,43 +308,60 @@ async def _watch(client: NodeClient, net: DemoNetwork, genesis, rounds: int, use
             status = await client.status()
             if status["open_round"] and status["open_round"] != transfers_round:
                 transfers_round = status["open_round"]
-                await _send_transfers(client, genesis.chain_id, users, rng)
+                for txid in await _send_transfers(client, genesis.chain_id, users, rng):
+                    pending[txid] = transfers_round
             next_round = reported + 1
             info = await client.round(next_round)
-            if info.get("status") not in ("crowned", "void"):
+            if info.get("status") not in ("crowned", "plain", "void"):
                 await asyncio.sleep(0.25)
                 continue
             reported = next_round
             verdict = info.get("verdict")
             key = bytes.fromhex(info["shard_key"])
+            standing = champion_model          # the forward holdout scores the champion the round started with
             in_block: int | str = "-"
-            if verdict:
-                crowned += 1
-                block = await client.block(verdict["hash"])
+            if info.get("block"):
+                block = await client.block(info["block"])
                 in_block = len(block["txs"])
                 confirmed += in_block
+                for t in block["txs"]:
+                    if t["txid"] in pending:
+                        waits.append(next_round - pending.pop(t["txid"]))
+                who = names.get(address_of(bytes.fromhex(block["header"]["miner"])), "?").replace("-miner", "")
+            if verdict:
+                crowned += 1
                 champion_model = await client.model(verdict["model_hash"])
-                winner = names.get(address_of(bytes.fromhex(block["header"]["miner"])), "?")
-                cells = (next_round, winner.replace("-miner", ""), verdict["b"], verdict["c"], verdict["bar"])
+                cells = (next_round, "crowned", who, verdict["b"], verdict["c"], verdict["bar"])
+            elif info.get("block"):
+                plain += 1
+                cells = (next_round, "plain", who, "-", "-", "-")
             else:
-                cells = (next_round, "(void)", "-", "-", "-")
-            acc_shard = await asyncio.to_thread(shard_acc, next_round, key, champion_model)
+                cells = (next_round, "void", "-", "-", "-", "-")
+            acc_shard = await asyncio.to_thread(shard_acc, next_round, key, standing)
+            limit = await asyncio.to_thread(bayes_of, next_round, key)
             last_shard = (next_round, key)
             acc_test = await asyncio.to_thread(test_acc, champion_model)
-            print(table.row(*cells, f"{acc_shard:.3f}", f"{acc_test:.3f}", status["height"], in_block), flush=True)
+            print(table.row(*cells, f"{acc_shard:.3f}", f"{(limit - acc_shard) * 100:.1f} pp", f"{acc_test:.3f}",
+                            status["height"], in_block), flush=True)
     final = await client.status()
     tips = set()
     for url in net.api_urls:
         async with NodeClient(url) as c:
             tips.add((await c.status())["tip"])
-    print(f"\nsummary: {rounds} rounds, {crowned} crowned, {rounds - crowned} void; height {final['height']}; "
-          f"{confirmed} transfers confirmed")
+    print(f"\nsummary: {rounds} rounds, {crowned} crowned, {plain} plain, {rounds - crowned - plain} void; height "
+          f"{final['height']}; {confirmed} transfers confirmed"
+          + (f", the slowest after {max(waits)} round(s) (median {sorted(waits)[len(waits) // 2]})" if waits else "")
+          + (f"; {len(pending)} still pending" if pending else ""))
     if last_shard is not None:   # the current concept: on a drifting task the start's test split is not it
         r, key = last_shard
         now_acc, was_acc = await asyncio.gather(asyncio.to_thread(shard_acc, r, key, champion_model),
                                                 asyncio.to_thread(shard_acc, r, key, genesis.block.model))
+        limit = await asyncio.to_thread(bayes_of, r, key)
         print(f"champion accuracy on the latest shard (round {r}, the current concept): {now_acc:.3f} "
               f"(the genesis champion on it: {was_acc:.3f})")
+        print(f"Bayes-optimal accuracy of that concept (the physical limit, known to the generator): {limit:.3f}; "
+              f"the champion's gap to it: {(limit - now_acc) * 100:.1f} pp (the genesis champion's: "
+              f"{(limit - was_acc) * 100:.1f} pp)")
     print(f"champion accuracy on the untouched test split: {test_acc(champion_model):.3f} "
           f"(genesis baseline {baseline:.3f})"
           + ("; drawn from the task's start, which the drifting concept has moved away from"

@@ -5,8 +5,9 @@ revealed shard opened once; a bounded reservoir of every row on a stationary tas
 one; the newest shard's second half held back for the check), build a candidate (node.tools.miner_models: the
 ``auto`` tournament over the built-in families with gradient-boosted trees, one family, the user's
 ``--trainer module:function`` or a ``--model-file``; in a worker thread), check it against the task's champion on
-the held-back rows and enter it only when that check gives the crowning test even odds, open the block once the
-beacon lists it, and report the round's verdict. The consensus work (sealing, scoring, payload) is
+the held-back rows and enter it when that check gives the crowning test even odds — or, whatever the check says,
+when transfers are pending (a block that does not crown is a plain block that confirms them, PROTOCOL §3.6
+step 9) —, open the block once the beacon lists it, and report the round's verdict. The consensus work (sealing, scoring, payload) is
 consensus.mining's; this module only drives it over the API.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chain.block import model_hash
 from chain.crypto import Keypair
 from chain.tx import Transfer
 from consensus.mining import Template, open_block, seal
@@ -102,7 +104,7 @@ class RoundReport:
     round: int
     family: str = ""
     status: str = "skipped"         # skipped | bonding | no-bond | check-says-no | entry-refused:<code> |
-                                    # not-listed | opened | ...
+                                    # not-listed | opened | plain (our block anchors the round, no crown) | ...
     check: tuple[int, int] | None = None   # (b, c) of the local check against the champion
     odds: float | None = None       # the check's estimated crowning probability on the round's shard
     b: int | None = None
@@ -161,6 +163,7 @@ class Miner:
     closed: bool = False                  # run() stopped because no task of the chain is open
     _rows: dict[int, TaskRows] = field(default_factory=dict)               # task -> the rows kept of it
     _built: dict[int, tuple[int, Candidate]] = field(default_factory=dict)  # task -> (data version, candidate)
+    _ledger_played: set[int] = field(default_factory=set)   # ledger rounds served (issue 21)
     _packages: dict[int, PublicTask] = field(default_factory=dict)          # task -> package (cached)
     _train_rate: dict[str, float] = field(default_factory=dict)           # source label -> seconds per row
     _listed: int = 1                      # entries the last beacon listed (the crowning test's m, estimated)
@@ -240,21 +243,34 @@ class Miner:
         verdict = await self._check(candidate, task)
         if verdict is not None:
             report.check, report.odds, enter = verdict
-            if not enter and self.enter != "always":
-                if not await self._nobody_entered(r):
-                    report.status = "check-says-no"
-                    report.detail = "not entered: the check does not expect the crowning test to pass"
-                    return report
-                report.detail = ("the check expects no crowning, but nobody entered and a round without entries "
-                                 "waits: entered so the chain moves on (the round's shard is revealed)")
-        model = candidate.model
         try:
             tpl = template_from_json(await self.client.template(self.keypair.public))
         except ApiCallError as exc:   # training outlasted the entry window: try the next round
             report.status = f"missed:{exc.code}"
             return report
+        if verdict is not None and not enter and self.enter != "always":
+            if tpl.txs:               # issue 21: a block that does not crown is a plain block: it confirms them
+                report.detail = (f"the check expects no crowning; entered for a plain block that confirms "
+                                 f"{len(tpl.txs)} pending transfer(s)")
+            elif not await self._nobody_entered(r):
+                report.status = "check-says-no"
+                report.detail = "not entered: the check does not expect the crowning test to pass"
+                return report
+            else:
+                report.detail = ("the check expects no crowning, but nobody entered and a round without entries "
+                                 "waits: entered so the chain moves on (the round's shard is revealed)")
+                try:
+                    tpl = template_from_json(await self.client.template(self.keypair.public))
+                except ApiCallError as exc:
+                    report.status = f"missed:{exc.code}"
+                    return report
+        model = candidate.model
         if tpl.round != r:
             report.status = "round-moved-on"
+            return report
+        if model_hash(model) == tpl.champion_model_hash:   # §3.6 step 7: a champion's bytes never enter again
+            report.status = "entry-refused:duplicate-model"
+            report.detail = "the candidate is the task's champion itself: its bytes can never be entered again"
             return report
         if tpl.stake < tpl.entry_bond:          # its stake is its bond account (PROTOCOL §3.9): top it up
             report.status = await self._deposit_bond(tpl)
@@ -293,10 +309,13 @@ class Miner:
             # shard r is public now: train next round's candidate while this round's opening window runs
             tg.create_task(self._prefetch(task_id))
             info = await self._wait_closed(r)
-        winner = (info or {}).get("verdict")
+        winner = (info or {}).get("block")     # the round's main-chain block: crowning or plain
         if winner:
-            report.winner = winner["hash"]
-            report.won = winner["hash"] == block.hash.hex()
+            report.winner = winner
+            mine = winner == block.hash.hex()
+            report.won = mine and info is not None and info.get("status") == "crowned"
+            if mine and not report.won:
+                report.status = "plain"      # our block anchors the round without crowning (issue 21)
         return report
 
     async def _deposit_bond(self, tpl: Template) -> str:
@@ -391,7 +410,8 @@ class Miner:
             async with asyncio.timeout(timeout):
                 while True:
                     info = await self.client.round(r)
-                    if info.get("status") in ("crowned", "void"):
+                    if info.get("status") in ("crowned", "plain", "void") or (
+                            info.get("status") == "idle" and info.get("final")):
                         return info
                     await self._pause(POLL_S * 4)
         except TimeoutError:
@@ -403,12 +423,71 @@ class Miner:
 
     async def wait_for_open_task(self, status: dict) -> dict:
         """Issue 20 item 17: on a closed chain, wait up to WAIT_ROUNDS round lengths for an announced task (or an
-        extension) to activate; return the latest status (still closed when none did)."""
+        extension) to activate; return the latest status (still closed when none did). Meanwhile it serves
+        the chain's ledger rounds (issue 21): each with transfers pending gets a plain block from this miner,
+        and a round served restarts the wait (a closed chain with traffic keeps its miner)."""
         deadline = time.monotonic() + WAIT_ROUNDS * self.round_seconds() + 2.0
         while status["round_phase"] == "closed" and time.monotonic() < deadline:
-            await self._pause(POLL_S * 4)
+            lr = status.get("ledger_round") or 0
+            if lr and lr not in self._ledger_played and status.get("mempool"):
+                self._ledger_played.add(lr)
+                try:
+                    report = await self.play_ledger_round(lr)
+                except ApiCallError as exc:
+                    report = RoundReport(lr, status=f"error:{exc.code}", task=-1, detail=exc.message)
+                self.reports.append(report)
+                if self.on_report:
+                    self.on_report(report)
+                deadline = time.monotonic() + WAIT_ROUNDS * self.round_seconds() + 2.0
+            else:
+                await self._pause(POLL_S * 4)
             status = await self.client.status()
         return status
+
+    async def play_ledger_round(self, r: int) -> RoundReport:
+        """A ledger round (every task exhausted, issue 21): enter a block with no model that confirms the
+        pending transfers; it can only be a plain block (fees, no reward, no champion)."""
+        report = RoundReport(r, family="ledger", task=-1)
+        try:
+            tpl = template_from_json(await self.client.template(self.keypair.public))
+        except ApiCallError as exc:
+            report.status = f"missed:{exc.code}"
+            return report
+        if tpl.round != r:
+            report.status = "round-moved-on"
+            return report
+        if not tpl.txs:
+            report.status = "no-transfers"
+            return report
+        if tpl.stake < tpl.entry_bond:
+            report.status = await self._deposit_bond(tpl)
+            return report
+        block, entry = seal(tpl, b"", self.keypair, os.urandom(32))
+        try:
+            await self.client.send_entry(entry.encode())
+        except ApiCallError as exc:
+            report.status, report.detail = f"entry-refused:{exc.code}", exc.message
+            return report
+        found = await self._wait_beacon(r)
+        if found is None or block.hash not in found[0].entries:
+            report.status = "not-listed"
+            return report
+        beacon, activations = found
+        opened = open_block(block, beacon, genesis=self.genesis, champion_bytes=b"", activations=activations)
+        try:
+            await self.client.send_opening(opened.encode())
+            report.status = "opened"
+        except ApiCallError as exc:
+            report.status = f"rejected:{exc.code}"
+            return report
+        info = await self._wait_closed(r)
+        winner = (info or {}).get("block")
+        if winner:
+            report.winner = winner
+            if winner == block.hash.hex():
+                report.status = "plain"
+        report.detail = f"{len(tpl.txs)} transfer(s) in the block"
+        return report
 
     async def run(self, rounds: int = 0) -> list[RoundReport]:
         """Play ``rounds`` rounds (0 = until no task of the chain is open: ``closed`` is then True). Rounds of

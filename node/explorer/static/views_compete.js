@@ -29,7 +29,10 @@ export async function leaderboard() {
     el("p", { class: "note", id: "leaderboard-summary" }, `Round ${num(lb.current_round)}; `,
       `${num(lb.rounds_scheduled)} rounds scheduled by ${lb.tasks.length === 1 ? "this task" : `${lb.tasks.length} tasks`}; `,
       `${num(count("crowned"))} crowned, ${num(count("void"))} void${count("plain") ? `, ${num(count("plain"))} plain` : ""}. `,
-      "Accuracy is the round's task's champion after the round, on the round's hidden shard (revealed by its beacon)."),
+      "Accuracy is the round's task's champion after the round, on the round's hidden shard (revealed by its beacon).",
+      ...lb.tasks.filter((t) => t.bayes && t.bayes.gap_pp !== null).map((t) => el("span", { class: "bayes", "data-task": t.task_id },
+        ` Task ${t.task_id}: Bayes-optimal accuracy ${t.bayes.bayes_accuracy.toFixed(3)} (its generator's concept, round ${num(t.bayes.round)}); `
+        + `the champion's gap to it ${t.bayes.gap_pp.toFixed(1)} pp.`))),
     el("div", { class: "card chart" }, el("h2", { text: "Champion accuracy per round" }),
       accuracyChart(lb.rounds, lb.tasks), chartLegend(lb.tasks)),
     el("h2", { text: "Champion lineage" }),
