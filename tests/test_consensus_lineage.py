@@ -38,7 +38,8 @@ def _check(store: ChainStore, engine: Engine) -> None:
         bh = store.block_hash_at(h)
         assert bh is not None
         raw = store.get_payload(bh) if h else None
-        if raw is None or is_crowned(*(lambda p: (p.b, p.c, p.bar))(RoundPayload.decode(raw))):
+        p = RoundPayload.decode(raw) if raw is not None else None
+        if p is None or is_crowned(p.b, p.c, p.bar):
             crowned.append(bh)
     assert [r.hash for r in engine.champion_history()] == crowned
     assert _indexes(store) == _rebuilt(store)
