@@ -59,8 +59,9 @@ def crowned_share(drift_milli: int, *, quick: bool, rounds: int = ROUNDS, seed: 
     return rep.crowned, len(rep.rounds)
 
 
-QUICK_ROUNDS = 20            # quick mode: the users' stationary run is 20 rounds of the demo's shards (full: 50)
-QUICK_DRIFT_ROUNDS = 31      # ... and the drifting ones 31 (forward_gap_pp is a median over >= 30 rounds)
+QUICK_ROUNDS = 6             # quick mode (CI-sized, inside the bench test's time): the users' stationary run is 6
+QUICK_DRIFT_ROUNDS = 6       # rounds of the demo's shards and the drifting ones 6 (full: 50 each; the full
+                             # forward_gap_pp is a median over >= 30 rounds, the quick one over 5)
 SLOW_DRIFT_MILLI = 100       # forward_gap_pp also at this slower drift: where one shard of staleness drowns in noise
 
 
@@ -147,7 +148,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     n = QUICK_ROUNDS if quick else ROUNDS
     nd = QUICK_DRIFT_ROUNDS if quick else ROUNDS
     fwd = forward_gap(_honest_run(DEFAULT_DRIFT_MILLI, quick=quick, rounds=nd, forward=True, users=True)[0])
-    slow = forward_gap(_honest_run(SLOW_DRIFT_MILLI, quick=quick, rounds=nd, forward=True, users=True)[0])
+    slow = forward_gap(_honest_run(SLOW_DRIFT_MILLI, quick=quick, rounds=4 if quick else nd, forward=True,
+                                   users=True)[0])
     fwd.update({f"drift{SLOW_DRIFT_MILLI}_{k}": v for k, v in slow.items()})
     stationary, sworld = _honest_run(0, quick=quick, rounds=n, n_test=5_000 if quick else 20_000, users=True)
     gap = bayes_gap(stationary, sworld)
