@@ -51,7 +51,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                  f"{past.charged_share:.3f}); naive ({naive.keys} keys) {naive.cost_per_void_round:.3f}"},
         {"name": "bond_dodge_escaped_share", "value": d.escaped_share, "unit": "share", "baseline": 0.0,
          "ratio": None,
-         "goal": f"0; {d.forfeited} bonds forfeited in {d.rounds} rounds, {d.charged:,} grains charged; honest "
+         "goal": f"0; {d.forfeited} bonds forfeited in {d.rounds} rounds, {d.charged:,} grains charged, "
+                 f"{d.unsettled} in rounds not settled yet (owed, not escaped); honest "
                  f"entries shut out {d.shut_out}; the dodger crowned {d.crowned_by_dodger}"},
         {"name": "slot_grind_share", "value": round(ground.share / fair.share, 4) if fair.share else None,
          "unit": "x fair", "baseline": round(ground.ratio, 4), "ratio": None,
