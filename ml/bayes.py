@@ -66,7 +66,8 @@ def bayes_accuracy(world: World, *, rows: int = 200_000, seed: bytes = b"popchai
 
 
 def shard_world(public: PublicTask, round_: int, key: bytes) -> World:
-    """The generator world a revealed shard of a generated task was drawn from (its committed plaintext)."""
+    """The generator world a revealed shard of a generated task was drawn from (its committed plaintext; a
+    VRF-generated task's one world is public in its package, PROTOCOL §5.5)."""
     if not public.generated:
         raise ShardError("shard: not a generated task: no known concept, no Bayes limit")
     if public.vrf and public.world is not None:
