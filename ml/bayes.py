@@ -66,9 +66,12 @@ def bayes_accuracy(world: World, *, rows: int = 200_000, seed: bytes = b"popchai
 
 
 def shard_world(public: PublicTask, round_: int, key: bytes) -> World:
-    """The generator world a revealed shard of a generated task was drawn from (its committed plaintext)."""
+    """The generator world a revealed shard of a generated task was drawn from (its committed plaintext; a
+    VRF-generated task's one world is public in its package, PROTOCOL §5.5)."""
     if not public.generated:
         raise ShardError("shard: not a generated task: no known concept, no Bayes limit")
+    if public.vrf and public.world is not None:
+        return public.world      # a committee's VRF-generated task draws every shard from its public world
     obj = unpack_canonical(checked_shard_bytes(public, round_, key), max_size=MAX_GENERATED_SHARD_BYTES,
                            err=ShardError, field="shard")
     f = check_list(obj, 4, ShardError, "shard")

@@ -342,15 +342,15 @@ def committee_block(committee, miner, *, corrupt: int | None = None) -> Block:
     from consensus.engine import TaskBook
     from consensus.mining import build_template, open_block, seal
     from consensus.protocol.messages import make_beacon, possession
-    from consensus.protocol.registry import minted_reward, payout_move
+    from consensus.protocol.registry import minted_reward
     from consensus.protocol.release import Release, combine, make_partial, unseal
     from node.tools.testing import seeded_keypair
     chain, store, secrets = committee
     g = chain.genesis
     parent = store.tip()
     reg = TaskBook(store, g).registry_at(parent)
-    moves = payout_move(reg, 0, miner.public)     # the genesis window settles nothing
-    tpl = build_template(store, g, parent, 1, miner.public, [], parent.timestamp + 10, moves,
+    # the genesis window settles nothing, and a crowning is paid by the next block (rules.parent_moves)
+    tpl = build_template(store, g, parent, 1, miner.public, [], parent.timestamp + 10, (),
                          reward=minted_reward(reg, 0, g.params.block_reward))
     from ml.training import train_candidate
     model = encode_model(train_candidate("linear", g.task.training, (), size="small"))
