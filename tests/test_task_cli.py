@@ -196,6 +196,9 @@ def test_a_committee_chain_task_is_sealed_to_the_committee_and_signed_by_two_mem
     assert out["secret"] is None and not (tmp_path / "t" / "task.secret").exists() and not out["vrf"]
     msg = decode_task_message(Path(out["announcement"]).read_bytes())
     public = PublicTask.decode(msg.package)
+    # the data task's ciphertexts are blobs beside the announcement (§3.15): this process reads them from there
+    from ml.blobs import BlobDir, add_blob_source
+    add_blob_source(BlobDir(tmp_path / "t" / "blobs", writable=False))
     sealed = check_batch_material(genesis, msg.keyholder_material, public.n_rounds)
     assert sealed is not None and len(sealed) == public.n_rounds
     members = [load_member_file(m.read_bytes()) for m in chain.member_paths]
