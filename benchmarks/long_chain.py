@@ -43,8 +43,8 @@ class _Builder:
     """Engine + Keyholder + one miner on a simulated clock over a datadir (``genesis.bin`` + ``chain/``)."""
 
     def __init__(self, datadir: Path, n_rounds: int) -> None:
-        from chain.address import address_of
         from consensus.protocol.genesis import GenesisParams, create_genesis
+        from consensus.protocol.settlement import miner_funding
         from ml.generator import world_from_seed
         from ml.shards import SecretTask
         from node.tools.testing import seeded_keypair
@@ -52,7 +52,7 @@ class _Builder:
         self.kh_key, self.miner = seeded_keypair("keyholder"), seeded_keypair("miner0")
         params = GenesisParams(entry_window_s=1, opening_window_s=1, alpha_num=99, alpha_den=100)
         self.genesis, secret = create_genesis(world, chain_id="popchain-long", rounds=n_rounds, shard_size=SHARD,
-                                              allocations=[(address_of(self.miner.public), 10**12)],
+                                              allocations=miner_funding(self.miner.public, 10**12, 10**12),
                                               keyholder_pubkeys=[self.kh_key.public], params=params,
                                               timestamp=1_700_000_000, n_train=200)
         self.secret_bytes = secret
