@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -244,6 +245,9 @@ class Connections:
                         if "duplicate connection" in peer.close_reason:
                             # already connected to that node the other way: not a failure, no backoff games
                             await self._while_connected(peer.hello.nonce if peer.hello else None, addr)
+                            # two dials that crossed can be refused on both sides; a random pause keeps the two
+                            # redials from crossing again in lockstep (94 refusals in one loaded test run)
+                            await asyncio.sleep(random.uniform(0.05, 1.0))
                             continue
                         served = peer.hello is not None and "peer rejected us" not in peer.close_reason
                         refused = "peer rejected us" in peer.close_reason
