@@ -16,6 +16,7 @@ from typing import Any
 
 from chain.address import address_of, encode_address
 from chain.errors import PopError
+from consensus.engine import EngineApi
 from node.api_rounds import task_rounds_json
 from node.api_tasks import champion_json, find_task, status_fields, task_json, task_rows
 from node.explorer.scoring import AccuracyBook
@@ -45,7 +46,7 @@ class BoardData:
     counts: dict[int, dict[str, int]]
 
 
-def read_board(engine: Any, index: RoundIndex, task_id: int | None, last: int = BOARD_ROUNDS) -> BoardData:
+def read_board(engine: EngineApi, index: RoundIndex, task_id: int | None, last: int = BOARD_ROUNDS) -> BoardData:
     """Engine thread: the rounds (all tasks, or ``task_id``'s) and lineage a leaderboard shows."""
     rows = task_rows(engine)
     current = engine.current_round()
@@ -105,14 +106,14 @@ def board_json(chain_id: str, data: BoardData, book: AccuracyBook, task_id: int 
                         "accuracy": acc(b.round, b.champion)} for b in data.rounds]}
 
 
-def task_list_json(engine: Any, index: RoundIndex, params: Any) -> dict[str, Any]:
+def task_list_json(engine: EngineApi, index: RoundIndex, params: Any) -> dict[str, Any]:
     """Engine thread: every task with its counts (the /tasks page)."""
     rows = task_rows(engine)
     return {**status_fields(rows, None),
             "tasks": [task_json(t, index.counts(t.task_id), params) for t in rows]}
 
 
-def task_page_json(engine: Any, index: RoundIndex, params: Any, task_id: int, before: int | None,
+def task_page_json(engine: EngineApi, index: RoundIndex, params: Any, task_id: int, before: int | None,
                    limit: int) -> dict[str, Any]:
     """Engine thread: a task's competition page without its accuracies (the caller adds the chart)."""
     row = find_task(task_rows(engine), task_id)
