@@ -473,6 +473,7 @@ class Judge:
                 self.known_blocks.add(h)
                 sync.block_arrived(h)
                 self.announce(InvKind.BLOCK, h, None, None)
+                log.info("block %s connected (it arrived before its parent)", h.hex()[:16])
             await host.after_tip_change(old_tip, tip)
             sync.block_arrived(block.hash)
             log.info("block %d round %d %s accepted (%s)", block.header.height, block.header.round,

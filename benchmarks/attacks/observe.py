@@ -22,6 +22,7 @@ from benchmarks.attacks.wire_peer import AddressPool
 
 ACCEPTED = re.compile(r"^block \d+ round (\d+) ([0-9a-f]{16}) accepted")
 OPENED = re.compile(r"^block round (\d+) ([0-9a-f]{16}) opened")
+CONNECTED = re.compile(r"^block ([0-9a-f]{16}) connected")
 REJECTED = re.compile(r"^rejected block ([0-9a-f]{16}): (.*)")
 OFFENCE = re.compile(r"^peer (\S+) (\S+) \(\+(\d+) -> (-?\d+)\): (.*)")
 
@@ -71,6 +72,11 @@ class NodeView:
             if m:
                 view.accepted.setdefault(m.group(2), ln.t)
                 continue
+            c = CONNECTED.match(ln.msg)
+            if c:
+                view.valid.add(c.group(1))
+                view.accepted.setdefault(c.group(1), ln.t)
+                continue
             m = REJECTED.match(ln.msg)
             if m:
                 view.rejected.setdefault(m.group(1), m.group(2))
@@ -101,14 +107,23 @@ class Censorship:
     refused: str          # the refusal the node logged for this identity ("" = none: it never judged a copy)
 
 
-def censored(blocks: Iterable[str], views: Sequence[NodeView], on_main_chain: dict[str, set[str]]) -> list[Censorship]:
+def censored(blocks: Iterable[str], views: Sequence[NodeView], on_main_chain: dict[str, set[str]],
+             winners: set[str] | None = None) -> list[Censorship]:
     """(block, node) pairs: a genuine valid block the node neither accepted nor opened (log) nor holds on its
-    main chain (API; ``on_main_chain``: node -> short ids). Blocks are full or short (16 hex) ids."""
+    main chain (API; ``on_main_chain``: node -> short ids). Blocks are full or short (16 hex) ids.
+
+    ``winners`` (short ids on the main chain of the miners' node, when known): a block the node never judged
+    and that lost its round's fork choice at the source too (a plain block beaten by a crowning one) is not
+    counted - no node need fetch a sibling that loses; a logged refusal always counts."""
     out = []
     for b in blocks:
         for v in views:
-            if b[:16] not in v.accepted and b[:16] not in on_main_chain.get(v.name, set()):
-                out.append(Censorship(b, v.name, v.rejected.get(b[:16], "")))
+            if b[:16] in v.accepted or b[:16] in on_main_chain.get(v.name, set()):
+                continue
+            refused = v.rejected.get(b[:16], "")
+            if not refused and winners is not None and b[:16] not in winners:
+                continue
+            out.append(Censorship(b, v.name, refused))
     return out
 
 

@@ -117,8 +117,8 @@ async def race(net: LiveNet, victims: Sequence[str], blocks: int, tag: str, *, m
     blocks_raced = [r["block"] for r in raced]
     names = [n for n in HONEST if n != "H"]
     views = [observe.NodeView.of(n, observe.read_log(net.root / n)) for n in names]
-    chains = await on_main_chain(net, names, blocks_raced)
-    censored = observe.censored(blocks_raced, views, chains)
+    chains = await on_main_chain(net, [*names, "H"], blocks_raced)
+    censored = observe.censored(blocks_raced, views, chains, winners=chains["H"])
     all_views = views + [observe.NodeView.of("H", observe.read_log(net.root / "H"))]
     penalties = observe.honest_penalties(all_views, ATTACKER_ADDRESSES, started, ended)
     return RaceOutcome(raced, censored, penalties, len(blocks_raced), ended - started, halted,
@@ -296,8 +296,8 @@ async def withhold(net: LiveNet, victims: Sequence[str], valid_blocks: int, tag:
     names = [n for n in HONEST if n != "H"]
     views = [observe.NodeView.of(n, observe.read_log(net.root / n)) for n in names]
     blocks = [a["block"] for a in announced]
-    censored = [c for c in observe.censored(blocks, views, await on_main_chain(net, names, blocks))
-                if c.node in victims]
+    chains = await on_main_chain(net, [*names, "H"], blocks)
+    censored = [c for c in observe.censored(blocks, views, chains, winners=chains["H"]) if c.node in victims]
     offences = sum(1 for v in views for (t, peer, *_rest) in v.offences
                    if started <= t <= ended and observe.is_attacker(peer, ATTACKER_ADDRESSES))
     statuses = await round_statuses(net, r0, last)
