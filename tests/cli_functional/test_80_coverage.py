@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 OTHER_CLI_TESTS = ("tests/test_cli_e2e.py", "tests/test_living_chain.py", "tests/test_task_end.py",
                    "tests/test_task_cli.py", "tests/cli_net.py", "tests/test_miner_field.py",
                    "tests/test_dataset_tasks.py", "tests/test_node_keyholders.py", "tests/test_node_storage_honesty.py",
-                   "tests/test_node_prune.py", "tests/test_blobs_net.py")
+                   "tests/test_node_prune.py", "tests/test_blobs_net.py", "tests/test_bench_only.py")
 HERE = Path(__file__).resolve().parent
 
 
