@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from chain.errors import PopError
+
 # (module, figures it is expected to produce) — the order of the printed table.
 MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.tx_admission", ("tx_admission",)),
@@ -57,10 +59,18 @@ def expected_figures() -> list[str]:
     return [name for _, names in MODULES for name in names]
 
 
-def unknown_figures(only: Sequence[str]) -> list[str]:
-    """The names in ``only`` that no benchmark module produces (``popchain bench --only`` refuses them)."""
-    known = set(expected_figures())
-    return [name for name in only if name not in known]
+class UnknownFigure(PopError):
+    """``only`` names a figure no benchmark module produces (``popchain bench --only``): the message lists the
+    known ones."""
+
+
+def check_only(only: Sequence[str]) -> None:
+    """UnknownFigure unless every name in ``only`` is a figure some benchmark module produces."""
+    known = expected_figures()
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise UnknownFigure(f"--only: unknown figure{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                            f"known figures: {', '.join(known)}")
 
 
 def _normalise(fig: dict[str, Any]) -> dict[str, Any]:
@@ -127,6 +137,7 @@ def format_table(figures: Sequence[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None, *, quick: bool = False, as_json: bool = False,
          only: Sequence[str] = ()) -> int:
+    check_only(only)
     figures, errors = collect(quick, progress=None if as_json else (lambda m: print(m, file=sys.stderr)), only=only)
     if as_json:
         print(json.dumps({"figures": figures, "errors": errors}, indent=2))
