@@ -118,7 +118,7 @@ class NodeProc:
         return terminate(self.proc, timeout)
 
 
-def terminate(proc: subprocess.Popen, timeout: float) -> int | None:
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
     """SIGTERM ``proc`` (if it still runs), wait up to ``timeout`` seconds, SIGKILL if needed; its exit code."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)

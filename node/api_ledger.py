@@ -11,18 +11,19 @@ tasks, models or blobs (node.api, node.api_tasks).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from chain.address import address_of, decode_address, encode_address
+from chain.block import Header
 from chain.errors import DecodeError
 from chain.store_index import MAX_PAGE, RECEIVED, SENT, TxLocation, parse_cursor
-from chain.tx import MAX_TX_SIZE, txid_of_encoding
+from chain.tx import MAX_TX_SIZE, Transfer, txid_of_encoding
 from consensus.protocol.settlement import bond_account
 from node.api_body import MAX_TX_BODY, hex_field, json_body
-from node.api_deps import ApiDeps
+from node.api_deps import ApiDeps, StoreReads
 from node.api_lookup import resolve
 from node.engine_api import to_json
 from node.errors import ApiError
@@ -34,24 +35,25 @@ _T = TypeVar("_T")
 MAX_BATCH_TXS = 1000  # transfers per POST /api/txs batch
 
 
-def header_json(h) -> dict:
-    out = to_json(h)
+def header_json(h: Header) -> dict[str, Any]:
+    out: dict[str, Any] = to_json(h)
     out["hash"] = h.hash.hex()
     out["miner_address"] = encode_address(address_of(h.miner)) if any(h.miner) else None
     return out
 
 
-def tx_json(tx) -> dict:
-    out = to_json(tx)
+def tx_json(tx: Transfer) -> dict[str, Any]:
+    out: dict[str, Any] = to_json(tx)
     out.update(txid=tx.txid.hex(), from_address=encode_address(address_of(tx.sender)),
                to_address=encode_address(tx.recipient), raw=tx.encode().hex())
     return out
 
 
-def location_json(loc: TxLocation, timestamp: int | None = None, tip_height: int | None = None) -> dict:
+def location_json(loc: TxLocation, timestamp: int | None = None, tip_height: int | None = None) -> dict[str, Any]:
     """A confirmed transfer: its block and position, the block's time (unix seconds) and its confirmations
     (1 = in the tip block)."""
-    out = {"height": loc.height, "block": loc.block_hash.hex(), "position": loc.position, "tx": tx_json(loc.tx)}
+    out: dict[str, Any] = {"height": loc.height, "block": loc.block_hash.hex(), "position": loc.position,
+                           "tx": tx_json(loc.tx)}
     if timestamp is not None:
         out["time"] = timestamp
     if tip_height is not None:
@@ -59,7 +61,7 @@ def location_json(loc: TxLocation, timestamp: int | None = None, tip_height: int
     return out
 
 
-def _times(store, heights) -> tuple[dict[int, int], int]:
+def _times(store: StoreReads, heights: Iterable[int]) -> tuple[dict[int, int], int]:
     """(height -> block timestamp, tip height) for a page of confirmed transfers (lock-free store reads)."""
     out = {}
     for h in set(heights):
@@ -88,7 +90,7 @@ def _txid(raw: bytes) -> bytes | None:
         return None
 
 
-def _verdict_error(obj_id: str | None, status: int, code: str, message: str) -> dict:
+def _verdict_error(obj_id: str | None, status: int, code: str, message: str) -> dict[str, Any]:
     """One refused item of a batch: what the single path would answer as an HTTP error, as a JSON value."""
     return {"accepted": False, "id": obj_id, "error": {"status": status, "code": code, "message": message}}
 
@@ -176,10 +178,10 @@ class LedgerHandlers:
         results = await self._submit_txs(items, "txs")
         return web.json_response({"results": results, "accepted": sum(1 for r in results if r["accepted"])})
 
-    async def _submit_txs(self, items: list[Any], name: str) -> list[dict]:
+    async def _submit_txs(self, items: list[Any], name: str) -> list[dict[str, Any]]:
         """Verdicts for hex-encoded transfers, in order. A tx already confirmed on the main chain is answered
         ``already-confirmed`` (409), not "accepted, duplicate": it was not accepted anew."""
-        results: list[dict | None] = [None] * len(items)
+        results: list[dict[str, Any] | None] = [None] * len(items)
         raws: list[tuple[int, bytes]] = []
         for i, item in enumerate(items):
             try:

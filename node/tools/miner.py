@@ -18,7 +18,6 @@ from consensus.protocol.genesis import load_genesis
 from node.errors import EXIT_NO_OPEN_TASK  # `miner run` stopped: no task of the chain is open
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.events_client import ChangeSignal
-from node.tools.miner_data import DEFAULT_MAX_ROWS
 from node.tools.miner_loop import (
     NO_OPEN_TASK,
     WAIT_ROUNDS,
@@ -29,6 +28,7 @@ from node.tools.miner_loop import (
 )
 from node.tools.miner_models import CandidateSource, Families, ModelFile, SourceError, UserTrainer
 from node.tools.miner_report import RoundReport, TrainingProgress, progress_printer
+from node.tools.mining import DEFAULT_MAX_ROWS
 
 __all__ = ["EXIT_NO_OPEN_TASK", "NO_OPEN_TASK", "WAIT_ROUNDS", "Miner", "RoundReport", "TaskState",
            "TrainingProgress", "make_source", "next_task", "run_miner_cli", "template_from_json"]

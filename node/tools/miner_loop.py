@@ -33,7 +33,7 @@ from node.tools.blob_cache import ensure_blobs
 from node.tools.client import ApiCallError, NodeClient
 from node.tools.events_client import ChangeSignal
 from node.tools.miner_bond import deposit_bond, stake_text
-from node.tools.miner_data import DEFAULT_MAX_ROWS, TaskRows
+from node.tools.miner_data import TaskRows
 from node.tools.miner_models import (
     Candidate,
     CandidateSource,
@@ -43,6 +43,7 @@ from node.tools.miner_models import (
     expects_to_pass,
 )
 from node.tools.miner_report import RoundReport, TrainingProgress
+from node.tools.mining import DEFAULT_MAX_ROWS
 
 POLL_S = 0.05
 RESEND_S = 5.0       # an entry waiting for its beacon is sent again this often (a restarted node forgot it)

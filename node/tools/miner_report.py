@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TextIO
 
 
 class TrainingProgress:
@@ -74,7 +75,7 @@ class RoundReport:
         return "  ".join(parts)
 
 
-def progress_printer(stream) -> Callable[[str, bool], None]:
+def progress_printer(stream: TextIO) -> Callable[[str, bool], None]:
     """A live line on a terminal; only the final line of each fit otherwise (logs stay readable)."""
     live = stream.isatty()
 
