@@ -1,6 +1,6 @@
-"""Commands that need no node (or refuse before asking one): wallet keys and recovery phrases, genesis create's
-refusals, node run's configuration (file, environment, --print-config), demo's argument checks, a closed stdout,
-and the node log's rotation and JSON format."""
+"""Commands that need no node (or refuse before asking one) and the command line's plumbing: wallet keys and
+recovery phrases, genesis create's refusals, node run's configuration (file, environment, --print-config),
+demo's argument checks, a closed stdout ending a command quietly, and the node log's rotation and JSON format."""
 from __future__ import annotations
 
 import json
