@@ -214,7 +214,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from benchmarks.harness import main as bench_main
-    return bench_main(quick=args.quick, as_json=args.json)
+    only: list[str] = []
+    if args.only is not None:
+        only = list(dict.fromkeys(name.strip() for name in args.only.split(",") if name.strip()))
+        if not only:
+            raise CliError("--only: give at least one figure name (NAME[,NAME...])")
+    return bench_main(quick=args.quick, as_json=args.json, only=only)   # UnknownFigure: one line, exit 1
 
 
 def add_sizing_options(p: argparse.ArgumentParser) -> None:
@@ -318,5 +323,9 @@ def register(cmds: Commands) -> None:
     p = cmds.sub.add_parser("bench", help="run the benchmark harness",
                             description="Measure every figure next to its raw baseline.")
     p.add_argument("--quick", action="store_true", help="CI smoke run (under a minute)")
+    p.add_argument("--only", metavar="NAME[,NAME...]",
+                   help="measure only these figures (names as the table and --json print them; an unknown name "
+                        "lists the known ones); the modules that produce them run whole, so a figure measured "
+                        "with others takes their time too")
     add_json(p)
     p.set_defaults(fn=cmd_bench)
