@@ -30,9 +30,11 @@ if TYPE_CHECKING:
 __all__ = ["Revealed", "holdout_line", "judge", "judged_holdout"]
 
 
-async def judged_holdout(client: Any, task_id: int, t: dict[str, Any]) -> dict[str, Any] | None:
+async def judged_holdout(client: Any, task_id: int, t: dict[str, Any], *,
+                         drifting_only: bool = False) -> dict[str, Any] | None:
     """The champion of task ``task_id`` (``t``: its /api/tasks/N answer) scored on the holdout it is judged on
-    (``judge``); None when the task is not generated, has no champion or nothing is revealed yet."""
+    (``judge``); None when the task is not generated, has no champion or nothing is revealed yet.
+    ``drifting_only``: score nothing on a stationary task (``{"drifting": False, ...}`` without accuracies)."""
     from consensus.protocol.genesis import load_genesis
     from ml.model import decode_model
     from ml.shards import PublicTask
@@ -48,7 +50,8 @@ async def judged_holdout(client: Any, task_id: int, t: dict[str, Any]) -> dict[s
     shards = [Revealed(x["round"], x["shard_index"], bytes.fromhex(x["shard_key"])) for x in revealed]
     first = t.get("revealed_first")
     start = Revealed(first["round"], first["shard_index"], bytes.fromhex(first["shard_key"])) if first else None
-    return await asyncio.to_thread(judge, public, shards, int(champ.get("round") or 0), model, start)
+    return await asyncio.to_thread(judge, public, shards, int(champ.get("round") or 0), model, start,
+                                   drifting_only=drifting_only)
 
 
 @dataclass(frozen=True)
@@ -59,13 +62,14 @@ class Revealed:
 
 
 def judge(public: PublicTask, revealed: Sequence[Revealed], crowned_round: int, model: Model,
-          first: Revealed | None = None) -> dict[str, Any] | None:
+          first: Revealed | None = None, *, drifting_only: bool = False) -> dict[str, Any] | None:
     """The champion ``model`` (crowned in ``crowned_round``; 0: the task's initial champion) of a generated task
     scored on the holdout it is judged on, of its ``revealed`` shards (round order; ``first``: the task's first
     revealed shard when ``revealed`` is a later page). Keys: ``holdout`` ("newest-shard" for a stationary task,
     "forward" for a drifting one), ``drifting``, ``shard_index``, ``round`` (the round that revealed it),
     ``crowned_round``, ``bayes_accuracy``, ``champion_accuracy``, ``gap_pp``; a drifting task whose champion no
-    shard followed yet gives ``pending`` True and no accuracies. None: not generated, or nothing revealed."""
+    shard followed yet gives ``pending`` True and no accuracies (so does a stationary task with
+    ``drifting_only``). None: not generated, or nothing revealed."""
     from ml.bayes import shard_bayes_accuracy
     from ml.score import score
     from ml.shards import generated_world_digest, open_shard
@@ -82,6 +86,8 @@ def judge(public: PublicTask, revealed: Sequence[Revealed], crowned_round: int, 
         if not after:
             return {**out, "pending": True}
         judged = after[0]
+    elif drifting_only:
+        return out
     else:
         judged = last
     shard = open_shard(public, judged.shard_index, judged.shard_key)
