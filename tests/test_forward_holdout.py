@@ -10,15 +10,24 @@ called holdout.csv "untouched test split to judge the champion" on a drifting ta
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
 
+from benchmarks._nodeproc import NodeProc, stop_all
+from chain.address import address_of
+from consensus.protocol.genesis import GenesisParams, load_genesis
 from ml.generator import world_from_seed
 from ml.score import score
 from ml.shards import baseline_model, open_shard, package_generated
+from node.tools.client import NodeClient
+from node.tools.committee_kit import CommitteeChain, Entrant
 from node.tools.forward import Revealed, judge
+from node.tools.genesis_setup import GENESIS_FILE, KEYHOLDER_FILE, create_genesis_files
+from node.tools.testing import seeded_keypair
 from tests.test_cli_e2e import popchain
 from tests.test_cli_genesis import ALLOC
 
@@ -70,3 +79,33 @@ def test_genesis_create_of_a_drifting_task_says_holdout_csv_judges_nothing(tmp_p
     proc = popchain("genesis", "create", "--out", "g", "--alloc", ALLOC, "--detect", "0.2", "--rounds", "3",
                     "--drift-milli", "500", cwd=tmp_path)
     assert "FORWARD holdout" in proc.stdout and "task's START" in proc.stdout, proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_model_predict_on_a_drifting_chain_names_the_forward_holdout(tmp_path: Path):
+    """A real node process on a drifting genesis task, two rounds revealed (an entrant enters, nobody opens):
+    `model predict --input holdout.csv` still predicts, and says that the file's rows judge nothing and what the
+    champion (the initial one: round 0) scores on its forward holdout — shard 1, the first revealed after it."""
+    entrant = seeded_keypair("forward-holdout-entrant")
+    create_genesis_files(tmp_path / "chain", rounds=3, detect=0.2, drift_milli=500,
+                         allocations=[(address_of(entrant.public), 10**12)], timestamp=int(time.time()) - 10,
+                         params=GenesisParams(entry_window_s=1, opening_window_s=1))
+    genesis_path = tmp_path / "chain" / GENESIS_FILE
+    chain = CommitteeChain(genesis_path, load_genesis(genesis_path.read_bytes()), (), (), (entrant,))
+    node = NodeProc(tmp_path / "node", genesis=genesis_path, keyholder=tmp_path / "chain" / KEYHOLDER_FILE)
+    try:
+        async def two_revealed() -> None:
+            await node.start().ready()
+            async with NodeClient(node.api_url) as client:
+                async def done(status: dict) -> bool:
+                    return bool(status["round"] > 2 or (status["round"] == 2 and status["round_phase"] != "open"))
+                await Entrant(client, chain).until(done, timeout=120)
+        asyncio.run(two_revealed())
+        proc = popchain("model", "predict", "--input", str(tmp_path / "chain" / "holdout.csv"), "--node",
+                        node.api_url, cwd=tmp_path)
+    finally:
+        stop_all([node])
+    assert "accuracy on the labelled rows" in proc.stdout
+    assert "the task drifts" in proc.stdout and "forward holdout (shard 1, revealed in round 1" in proc.stdout, \
+        proc.stdout
