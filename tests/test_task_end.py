@@ -110,12 +110,12 @@ def test_wallet_send_says_no_task_is_open(closed_net: ClosedNet) -> None:
     base = ["wallet", "send", "--to", to, "--amount", "5", "--key", "user0", "--node", closed_net.url,
             *closed_net.wallet]
     quick = closed_net.cli(*base, "--no-wait")
-    assert quick.returncode == 0 and "no task is open" in quick.stdout and "confirms when work resumes" in quick.stdout
+    assert quick.returncode == 0 and "no task is open" in quick.stdout and "confirms in a ledger round" in quick.stdout
     waited = closed_net.cli(*base, "--timeout", "1")
     assert_one_line_error(waited, "no task is open")
-    assert "still pending" in waited.stderr and "confirms when work resumes" in waited.stdout
+    assert "still pending" in waited.stderr and "confirms in a ledger round" in waited.stdout
     pending = _get_json(f"{closed_net.url}/api/accounts/{encode_address(address_of(closed_net.chain.users[0].public))}")
-    assert len(pending["pending"]) == 2     # both transfers wait in the mempool for work to resume
+    assert len(pending["pending"]) == 2     # no staked miner enters a ledger round here: both wait in the mempool
 
 
 def test_miner_exits_with_a_clear_message(closed_net: ClosedNet) -> None:
