@@ -1,6 +1,6 @@
 """The end of a task as a user meets it (issue 11 item 5), on one real keyholder node process whose only task
 (2 rounds) has run out: `/api/status` says closed (never `open` with open round 0), `wallet send` says no task is
-open and that the transfer confirms when work resumes (`--no-wait` returns at once), `miner run` exits with a
+open and that the transfer confirms in a ledger round once a staked miner enters one (`--no-wait` returns at once), `miner run` exits with a
 clear message and its documented exit code; the task views (`/api/tasks`, `/api/champion?task=`) agree.
 """
 from __future__ import annotations
