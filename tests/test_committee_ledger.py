@@ -22,7 +22,7 @@ from chain.errors import RuleError
 from chain.store import ChainStore
 from consensus.engine import Engine
 from consensus.keyholder import load_member
-from consensus.protocol.committee import CommitteeMsg, StatementBook, check_msg
+from consensus.protocol.committee import CommitteeMsg, Kind, StatementBook, check_msg, leader
 from consensus.protocol.messages import make_beacon
 from consensus.protocol.release import check_release, ledger_point
 from tests.test_consensus_committee import (
@@ -126,3 +126,43 @@ def test_a_ledger_beacon_whose_key_is_not_the_vrf_output_is_refused(closed, tmp_
         assert node.add_beacon(honest)
     finally:
         node.store.close()
+
+
+def test_a_task_announced_during_an_entered_ledger_round_revives_the_chain_without_equivocation(closed):
+    """Entries reached the members of ledger round R and its leader proposed a draft when a task announcement
+    (sealed to the committee) arrives: the members open notice R+1 activating the task (ledger round R stays
+    void: nothing was released), every member signs the same notice, and no member signs two contents."""
+    from consensus.protocol.release import seal_keys
+    from consensus.protocol.tasks import initial_champion, make_task_announcement
+    from ml.shards import package_task
+    from ml.task import synthetic
+    from tests.test_consensus_committee import MINERS, _rng
+    net, t = closed
+    g = net.genesis
+    assert g.committee is not None
+    r = g.n_rounds + 1
+    net.enter(r, now=t)
+    # past the reveal time only the beacon leader runs: it proposes a draft nobody can co-sign yet
+    lead = [m.me for m in net.members].index(leader(g.keyholders, r, 0))
+    net.up = [i == lead for i in range(3)]
+    net.step(t + g.params.entry_window_s + 0.6)
+    assert any(isinstance(o, CommitteeMsg) and o.kind == Kind.PROPOSE_BEACON for _, o in net.outs)
+    assert all(m.engine.beacon(r) is None for m in net.members)
+    net.up = [True] * 3
+    data = synthetic(b"committee-ledger-task", n_samples=2 * 40 + 300, n_features=6, n_informative=3, n_classes=2)
+    public, secret = package_task(data, 2, 40, n_train=300, seed=b"task-1", rng=_rng())
+    package = public.encode()
+    ann = make_task_announcement(MEMBERS[:2], MINERS[0], g.chain_id, package, initial_champion(package),
+                                 keyholder_material=seal_keys(g.committee.group_key, secret.keys))
+    for m in net.members:
+        assert m.engine.add_task_message(ann)
+    t = net.run_until(_notice(net, r + 1), t + g.params.entry_window_s + 0.7)
+    notice = net.members[0].engine.notice(r + 1)
+    assert (notice.task_id, notice.shard_index) == (1, 1)
+    assert {m.engine.notice(r + 1).sighash for m in net.members} == {notice.sighash}
+    assert notice.anchor_hash == net.members[0].engine.notice(r).anchor_hash and all(
+        m.engine.beacon(r) is None for m in net.members)
+    book = StatementBook()
+    for _, o in net.outs:
+        if isinstance(o, CommitteeMsg):
+            assert book.observe(o, check_msg(o, g.chain_id, g.keyholders)) is None
