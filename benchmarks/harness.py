@@ -75,7 +75,7 @@ def check_only(only: Sequence[str]) -> None:
 
 def _normalise(fig: dict[str, Any]) -> dict[str, Any]:
     """The figure's standard keys; a figure with several cases keeps them in ``fields`` (e.g.
-    ``tx_confirm_rounds_p99``: ``saturated`` and ``closed``, each with its own baseline)."""
+    ``tx_confirm_rounds_p99``: ``saturated``, ``closed`` and ``committee_closed``, each with its own baseline)."""
     out = {key: fig.get(key) for key in FIGURE_KEYS}
     if fig.get("fields") is not None:
         out["fields"] = fig["fields"]

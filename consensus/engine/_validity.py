@@ -29,7 +29,7 @@ from consensus.engine._taskbook import TaskBook
 from consensus.protocol.genesis import Genesis
 from consensus.protocol.messages import Beacon, RoundPayload, Settlement, possession
 from consensus.protocol.registry import ChampionRecord, TaskRecord, minted_reward
-from consensus.protocol.release import check_release
+from consensus.protocol.release import check_release, ledger_point
 from consensus.protocol.rules import (
     CorruptCopy,
     ScoredBlock,
@@ -51,7 +51,7 @@ from ml.score import Features, paired, prepare, score
 from ml.shards import PublicTask, open_shard
 from ml.task import Dataset
 
-__all__ = ["BlobPending", "OrphanBlock", "ScoringCache", "check_attribution", "check_round_release", "parent_payload",
+__all__ = ["BlobPending", "OrphanBlock", "ScoringCache", "check_attribution", "check_ledger_release", "check_round_release", "parent_payload",
            "validate_block"]
 
 
@@ -210,6 +210,7 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore, beacon:
             raise RuleError("bad-model", "a block of a round that serves no task carries no model")
         if (payload.b, payload.c, payload.bar) != (0, 0, 0):
             raise CorruptCopy("bad-score", "a ledger round's payload says b = c = bar = 0")
+        check_ledger_release(genesis, beacon_in)     # on a committee chain its key is the threshold VRF's
         return ScoredBlock(block, 0, 0, 0, moves, 0, adv.before,
                            tuple(messages[hh] for _, hh in beacon_in.activations), slot=plain_slot(beacon_in, h.miner),
                            reward=reward)
@@ -268,6 +269,20 @@ def check_round_release(genesis: Genesis, book: TaskBook, beacon: Beacon, task_r
         raise RuleError("bad-key-share", f"beacon {beacon.round} carries no released shares")
     point, sealed = book.round_secret(task_rec, beacon.shard_index, messages)
     check_release(genesis.committee, genesis.hash, point, beacon.release, sealed, beacon.shard_key)
+
+
+def check_ledger_release(genesis: Genesis, beacon: Beacon) -> None:
+    """§3.4/§3.14 for a LEDGER round's beacon (it serves no shard): on a committee chain its key is the threshold
+    VRF output of the round's ledger point (round, anchor), proven by t released shares — so no member chose
+    the key that ranks the round's entries and plain blocks; a single keyholder's carries none."""
+    if genesis.committee is None:
+        if beacon.release:
+            raise RuleError("bad-beacon", "a single keyholder's beacon carries no released shares")
+        return
+    if not beacon.release:
+        raise RuleError("bad-key-share", f"beacon {beacon.round} carries no released shares")
+    check_release(genesis.committee, genesis.hash, ledger_point(genesis.hash, beacon.round, beacon.anchor_hash),
+                  beacon.release, None, beacon.shard_key)
 
 
 def parent_payload(store: ChainStore, parent: Header) -> RoundPayload | None:
