@@ -4,8 +4,9 @@ The key layout and every read live in chain.store_read (StoreReader, the base cl
 module holds what changes the database: opening it, genesis, meta writes, connect/disconnect (with the
 previews that share their checks) and verify/reindex (the replay itself: chain.store_verify; the index records:
 chain.store_index). Connecting or disconnecting a block is ONE synced
-WriteBatch, so a crash leaves either the old or the new tip, never a mixture. A datadir lock (flock) keeps out
-a second process.
+WriteBatch, so a crash leaves either the old or the new tip, never a mixture; a connected block's tx/address
+index records follow in a second, unsynced batch written off the connect path (chain.store_indexer), caught up
+at open if a crash came between the two. A datadir lock (flock) keeps out a second process.
 """
 from __future__ import annotations
 
@@ -43,9 +44,11 @@ from chain.store_index import (
     K_INDEX_VERSION,
     P_ADDRINDEX,
     P_TXINDEX,
-    index_records,
+    HistoryItem,
+    TxLocation,
     unindex_records,
 )
+from chain.store_indexer import K_INDEXED, IndexWriter, catch_up, marker_value, read_marker
 from chain.store_read import (
     K_ALLOC,
     K_GENESIS,
@@ -109,6 +112,7 @@ class ChainStore(StoreReader):
         self._lock_fd = lock_fd
         self._dir = directory          # where the tip witness lives (chain.store_check); None for MemoryKV
         self._witnessed: bytes | None = None
+        self._indexer = IndexWriter(kv)  # the tx/address index records, after each connect's synced batch
 
     # ------------------------------------------------------------ opening
 
@@ -145,6 +149,13 @@ class ChainStore(StoreReader):
                 raise StoreError(f"cannot write the tip witness in {datadir}: {exc.strerror or exc}") from None
             raise
         store._witnessed = witness[1] if witness is not None else store._witnessed
+        if store.is_initialised():
+            tip = store.tip()
+            try:
+                catch_up(kv, (tip.hash, tip.height), store.get_block, store.reindex)
+            except BaseException:
+                store.close()
+                raise
         return store
 
     @classmethod
@@ -176,6 +187,7 @@ class ChainStore(StoreReader):
             return check_state(self, budget_s, blocks)
 
     def close(self) -> None:
+        self._indexer.drain()
         with self._lock:
             self._kv.close()
             if self._lock_fd is not None:
@@ -242,6 +254,7 @@ class ChainStore(StoreReader):
                 **self._block_records(block),
                 K_TIP: header.hash,
                 K_INDEX_VERSION: INDEX_VERSION,
+                K_INDEXED: marker_value(header.hash, 0),
             })
             self._kv.write(changes, sync=True)
             self._tip, self._leaves, self._params = header, None, params
@@ -391,7 +404,6 @@ class ChainStore(StoreReader):
                 minted = params.block_reward
                 changes[P_REWARD + h.hash] = (None if minted == self.params().block_reward
                                               else minted.to_bytes(8, "big"))
-                changes.update(index_records(block))
                 changes.update((P_META + k, v) for k, v in extra.items())
                 return changes
 
@@ -401,12 +413,16 @@ class ChainStore(StoreReader):
             self._tip = h
             if self._leaves is not None:
                 self._leaves.apply(delta.encoded_after())
+            # its index records: a second, unsynced batch on the writer's thread (which never takes this lock)
+            self._indexer.submit(block)
             return delta
 
     def disconnect_tip(self, extra: Mapping[bytes, bytes | None] = {}) -> Block:
         """Undo the tip block in ONE synced WriteBatch (accounts restored byte for byte); returns it.
-        The block, header, model and payload stay stored (a reorg may reconnect them)."""
+        The block, header, model and payload stay stored (a reorg may reconnect them). Its index records go in
+        the same batch (the index writer is drained first), with the index marker if it named the block."""
         with self._lock:
+            self._indexer.drain()
             tip = self.tip()
             if tip.height == 0:
                 raise StoreError("cannot disconnect genesis")
@@ -417,6 +433,9 @@ class ChainStore(StoreReader):
             changes[_height_key(tip.height)] = None
             changes[K_TIP] = tip.prev_hash
             changes.update(unindex_records(block))
+            marker = read_marker(self._kv)
+            if marker is not None and marker[0] == tip.hash:
+                changes[K_INDEXED] = marker_value(tip.prev_hash, tip.height - 1)
             changes.update((P_META + k, v) for k, v in extra.items())
             self._kv.write(changes, sync=True)
             self._tip = None
@@ -430,6 +449,7 @@ class ChainStore(StoreReader):
         """Replay the main chain from genesis (chain.store_verify) and compare every state root, the stored
         accounts, undo records and indexes. Never raises for a damaged datadir: unreadable records are a
         problem in the report."""
+        self._indexer.drain()
         with self._lock:
             try:
                 r = replay(self, progress)
@@ -445,6 +465,7 @@ class ChainStore(StoreReader):
     def reindex(self, progress: Progress | None = None) -> VerifyReport:
         """Rebuild accounts, undo records and the tx/address indexes from the stored blocks (one synced batch),
         then verify. Writes nothing if the blocks themselves do not replay (the report says why)."""
+        self._indexer.drain()
         with self._lock:
             try:
                 r = replay(self, progress)
@@ -459,9 +480,26 @@ class ChainStore(StoreReader):
             changes.update((P_UNDO + h, u) for h, u in r.undos.items())
             changes.update(r.index)
             changes[K_INDEX_VERSION] = INDEX_VERSION
+            tip = self.tip()
+            changes[K_INDEXED] = marker_value(tip.hash, tip.height)
             self._kv.write(changes, sync=True)
             self._leaves = None
         return self.verify()
+
+    def find_tx(self, txid: bytes) -> TxLocation | None:
+        """StoreReader.find_tx once the index writer has caught up with the tip (StoreError if it failed)."""
+        self._indexer.flush()
+        return super().find_tx(txid)
+
+    def address_history(self, account: bytes, before: tuple[int, int] | None = None,
+                        limit: int = 50) -> list[HistoryItem]:
+        """StoreReader.address_history once the index writer has caught up with the tip."""
+        self._indexer.flush()
+        return super().address_history(account, before, limit)
+
+    def index_seconds(self) -> float:
+        """Seconds the index writer has spent building and writing index records (for the benchmarks)."""
+        return self._indexer.written_s
 
     def has_indexes(self) -> bool:
         """False for a datadir written before the indexes existed (build them with ``reindex``)."""
