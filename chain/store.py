@@ -21,6 +21,7 @@ from typing import Any, Self
 import msgpack
 
 from chain.block import Block, model_hash, tx_root
+from chain.crypto import overlapped_gil
 from chain.encoding import pack_trusted
 from chain.errors import DecodeError, RuleError, StoreError, need
 from chain.kv import KV, LevelKV, MemoryKV
@@ -349,16 +350,18 @@ class ChainStore(StoreReader):
             raise
         cache = self._leaf_cache()  # tip accounts in memory: no LevelDB read per account
         limit = [len(txs)]
-        pending = submit_verify_transfers(txs, limit=limit)
-        try:
-            delta, failure = self._apply_checked(overlay, cache, miner, txs, params, tx_root_, state_root, moves)
-        except BaseException:
-            limit[0] = 0  # e.g. a corrupt stored account: stop the pool, let the error through
-            raise
-        if failure is not None:
-            limit[0] = failure[0]
-        extra = then(delta) if then is not None and failure is None and delta is not None else None
-        sig_ok = pending()
+        with overlapped_gil():   # the ledger work below and the pool's signature checks run side by side
+            pending = submit_verify_transfers(txs, limit=limit)
+            try:
+                delta, failure = self._apply_checked(overlay, cache, miner, txs, params, tx_root_, state_root,
+                                                     moves)
+            except BaseException:
+                limit[0] = 0  # e.g. a corrupt stored account: stop the pool, let the error through
+                raise
+            if failure is not None:
+                limit[0] = failure[0]
+            extra = then(delta) if then is not None and failure is None and delta is not None else None
+            sig_ok = pending()
         error = first_failure(sig_ok, txs, failure)
         if error is not None:
             raise error
