@@ -199,7 +199,7 @@ def _local_connect_seconds(src: Path, chain, work: Path, read_only_copy: bool = 
 
 async def _sync(quick: bool) -> dict:
     from benchmarks._bigchain import build_big_chain
-    n_blocks = 12 if quick else 18     # the bench chain's tree models pass the 1 MiB model cap beyond ~20 blocks
+    n_blocks = 10 if quick else 18    # the bench chain's tree models pass the 1 MiB model cap beyond ~20 blocks
     with tempfile.TemporaryDirectory(prefix="popchain-bench-sync-") as tmpdir:
         tmp = Path(tmpdir)
         chain = make_test_chain(tmp / "chain", rounds=n_blocks * 4 + 10)
