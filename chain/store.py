@@ -96,7 +96,7 @@ def _pack_undo(before: Mapping[bytes, bytes | None]) -> bytes:
                        for a, v in before.items()]))
 
 
-PREVIEWED_KEPT = 4     # previewed deltas remembered (a 5,000-transfer block's is a few MB)
+PREVIEWED_KEPT = 2     # previewed deltas remembered (validate, then connect: the next call uses it)
 
 
 def _preview_key(prev_hash: bytes, miner: bytes, txs: Sequence[Transfer], params: LedgerParams,
@@ -201,8 +201,8 @@ class ChainStore(StoreReader):
             return check_state(self, budget_s, blocks)
 
     def close(self) -> None:
-        self._indexer.drain()
         with self._lock:
+            self._indexer.drain()   # (its thread never takes the lock) the last block's index records first
             self._kv.close()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)  # closing the descriptor releases the flock
