@@ -37,6 +37,7 @@ log = logging.getLogger("popchain.chain")
 K_INDEXED = b"w"        # -> hash(32) + height(4) of the last block whose index records are written
 MAX_PENDING = 8         # blocks queued at most (a 5,000-transfer block's records are ~1.5 MB)
 _RETRIES = 5
+RETRY_PAUSE_S = 0.1     # doubled after each failed attempt
 
 
 def marker_value(block_hash: bytes, height: int) -> bytes:
@@ -120,7 +121,7 @@ class IndexWriter:
                 if attempt == _RETRIES - 1:
                     raise
                 log.warning("index write failed (%s); retrying", exc)
-                time.sleep(0.1 * 2 ** attempt)
+                time.sleep(RETRY_PAUSE_S * 2 ** attempt)
 
 
 def catch_up(kv: KV, tip: tuple[bytes, int], block_at: Callable[[int], Block | None],
