@@ -407,6 +407,7 @@ class ChainStore(StoreReader):
         with the block so that verify/reindex replay them. Raises RuleError / StoreError and then writes
         nothing."""
         with self._lock:
+            self._indexer.check()   # a failed index writer stops connects (a storage fault) before any write
             if block.header.prev_hash != self.tip().hash:
                 raise StoreError("block does not extend the tip")
             self._check_header(block, params)

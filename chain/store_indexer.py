@@ -15,8 +15,9 @@ marker that is not a main-chain block (or is missing on a datadir from before th
 the disconnect's synced batch, moving the marker back with them.
 
 Does: queue blocks (at most ``MAX_PENDING``; a connect waits beyond that, so memory is bounded), write their
-records in order, retry OS errors, wait for the queue to drain (``flush``, called before every index read,
-disconnect, verify, reindex and close). Does not: decide what the records are (chain.store_index), take the
+records in order, retry failed writes (then fail loudly: index reads and the next connect raise StorageFault),
+wait for the queue to drain (``flush``, called before every index read, disconnect, verify, reindex and
+close). Does not: decide what the records are (chain.store_index), take the
 store lock (the writer touches only index keys and the marker; LevelDB orders the writes), or judge blocks.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 
 from chain.block import Block
-from chain.errors import StoreError
+from chain.errors import StorageFault, StoreError
 from chain.kv import KV
 from chain.store_index import INDEX_VERSION, K_INDEX_VERSION, index_records
 
@@ -64,14 +65,23 @@ class IndexWriter:
         self.written_s = 0.0        # seconds the writer spent (the bench reports it beside block_connect_5000)
 
     def submit(self, block: Block) -> None:
-        """Queue ``block`` (just connected on the main chain) for indexing; waits while MAX_PENDING are queued."""
+        """Queue ``block`` (just connected on the main chain) for indexing; waits while MAX_PENDING are queued.
+        Raises StorageFault once the writer gave up: a failing LevelDB write stops the node like any other
+        (node.node: exit 3), and the next start catches the indexes up."""
         with self._cond:
+            if self._failure is not None:
+                raise StorageFault(self._failure_text())
             while len(self._queue) >= MAX_PENDING and self._failure is None:
                 self._cond.wait()
             self._queue.append(block)
             if not self._busy:
                 self._busy = True
                 threading.Thread(target=self._run, name="popchain-index", daemon=False).start()
+
+    def check(self) -> None:
+        """Raise StorageFault if the writer gave up (ChainStore.connect_block asks before writing anything)."""
+        if self._failure is not None:
+            raise StorageFault(self._failure_text())
 
     def drain(self) -> bool:
         """Wait until every queued block's records are written; False if the writer gave up (the indexes are
@@ -85,8 +95,11 @@ class IndexWriter:
         """``drain``, raising StoreError if the writer gave up: for index reads, which must not answer from a
         stale index."""
         if not self.drain():
-            raise StoreError(f"the tx/address index writer failed: {self._failure}; restart the node to "
-                             "rebuild the missing index records")
+            raise StorageFault(self._failure_text())
+
+    def _failure_text(self) -> str:
+        return (f"the tx/address index writer failed: {self._failure}; the next start rebuilds the missing "
+                "index records")
 
     def _run(self) -> None:
         while True:
@@ -117,7 +130,7 @@ class IndexWriter:
             try:
                 self._kv.write(changes, sync=False)
                 return
-            except OSError as exc:   # e.g. a full disk: retried, then the failure above
+            except (OSError, StorageFault) as exc:   # e.g. a full disk: retried, then the failure above
                 if attempt == _RETRIES - 1:
                     raise
                 log.warning("index write failed (%s); retrying", exc)

@@ -1,7 +1,8 @@
 """The index writer (chain.store_indexer): a block's tx/address index records follow its synced connect in a
 second batch; the marker says how far they go. A datadir written before the marker keeps its (complete) indexes,
-a marker off the main chain means a full rebuild, and a writer that cannot write makes index reads fail loudly
-(never answer from a stale index) while consensus goes on; the next open catches the indexes up."""
+a marker off the main chain means a full rebuild, and a writer that cannot write fails loudly (index reads and
+the next connect raise StorageFault: the node stops as on any failing LevelDB write, and never answers from a
+stale index); the next open catches the indexes up."""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ import pytest
 
 import chain.store_indexer
 from chain.address import address_of
-from chain.errors import StoreError
+from chain.errors import StorageFault
 from chain.store import ChainStore
 from chain.store_indexer import K_INDEXED, read_marker
 from chain.tx import make_transfer
@@ -62,7 +63,7 @@ def test_a_marker_off_the_main_chain_rebuilds_the_indexes(datadir):
         assert all(store.find_tx(tx.txid) is not None for tx in block.txs)
 
 
-def test_a_failing_index_writer_fails_index_reads_not_consensus(datadir, monkeypatch):
+def test_a_failing_index_writer_fails_loudly_and_the_next_open_catches_up(datadir, monkeypatch):
     monkeypatch.setattr(chain.store_indexer, "RETRY_PAUSE_S", 0.0)
     store = ChainStore.open(datadir)
     real = store._kv.write
@@ -73,17 +74,19 @@ def test_a_failing_index_writer_fails_index_reads_not_consensus(datadir, monkeyp
         real(changes, sync=sync)
     store._kv.write = write  # type: ignore[method-assign]
     try:
-        _grow(store, 2)                                      # consensus goes on
+        _grow(store, 1)                                      # its consensus batch is written, its index fails
         block = store.get_block(store.tip().hash)
         assert block is not None
-        with pytest.raises(StoreError, match="index writer failed"):
-            store.find_tx(block.txs[0].txid)
-        store.disconnect_tip()                               # a reorg still works
-        _grow(store, 1)
+        with pytest.raises(StorageFault, match="index writer failed"):
+            store.find_tx(block.txs[0].txid)                 # never an answer from an index behind the tip
+        with pytest.raises(StorageFault, match="index writer failed"):
+            _grow(store, 1)                                  # the next connect stops the node (exit 3)
+        assert store.tip().height == 4                       # (before writing anything)
+        store.disconnect_tip()                               # the store stays consistent meanwhile
     finally:
         store._kv.write = real  # type: ignore[method-assign]
         store.close()
     with ChainStore.open(datadir) as store:                  # the next start indexes what was missed
         assert _at_tip(store)
         assert store.verify().ok
-        assert store.tip().height == 5
+        assert store.tip().height == 3
