@@ -480,8 +480,8 @@ class ChainStore(StoreReader):
         """Replay the main chain from genesis (chain.store_verify) and compare every state root, the stored
         accounts, undo records and indexes. Never raises for a damaged datadir: unreadable records are a
         problem in the report."""
-        self._indexer.drain()
         with self._lock:
+            self._indexer.drain()   # under the lock: no connect queues more meanwhile
             try:
                 r = replay(self, progress)
                 problems = r.problems + compare(self, r)
@@ -496,8 +496,8 @@ class ChainStore(StoreReader):
     def reindex(self, progress: Progress | None = None) -> VerifyReport:
         """Rebuild accounts, undo records and the tx/address indexes from the stored blocks (one synced batch),
         then verify. Writes nothing if the blocks themselves do not replay (the report says why)."""
-        self._indexer.drain()
         with self._lock:
+            self._indexer.drain()   # under the lock: no connect queues more meanwhile
             try:
                 r = replay(self, progress)
             except (DecodeError, StoreError) as exc:
