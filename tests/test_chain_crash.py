@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from chain.store import ChainStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +111,7 @@ def test_sigkill_during_connect_leaves_consistent_store(tmp_path):
     assert mid_writes >= 5, f"only {mid_writes} of {kills} kills landed inside a batch write"
 
 
+@pytest.mark.slow
 def test_sigkill_with_the_index_behind_the_tip_catches_up_on_reopen(tmp_path):
     """The index writer is held back (each unsynced batch waits 0.3 s) and the child is killed right after a
     block's synced batch: the database then holds blocks whose index records were never written. The reopen
