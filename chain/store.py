@@ -166,7 +166,7 @@ class ChainStore(StoreReader):
         if store.is_initialised():
             tip = store.tip()
             try:
-                catch_up(kv, (tip.hash, tip.height), store.get_block, store.reindex)
+                catch_up(kv, (tip.hash, tip.height), store.block_hash_at, store.get_block, store.reindex)
             except BaseException:
                 store.close()
                 raise

@@ -137,8 +137,8 @@ class IndexWriter:
                 time.sleep(RETRY_PAUSE_S * 2 ** attempt)
 
 
-def catch_up(kv: KV, tip: tuple[bytes, int], block_at: Callable[[int], Block | None],
-             reindex: Callable[[], object]) -> int:
+def catch_up(kv: KV, tip: tuple[bytes, int], hash_at: Callable[[int], bytes | None],
+             block_at: Callable[[int], Block | None], reindex: Callable[[], object]) -> int:
     """Index the main-chain blocks above the marker (after a crash between a block's consensus batch and its
     index batch); returns how many blocks were indexed. A datadir without the marker whose indexes exist was
     written when the records went into the consensus batch: its indexes are complete, the marker is set to the
@@ -150,17 +150,15 @@ def catch_up(kv: KV, tip: tuple[bytes, int], block_at: Callable[[int], Block | N
         if kv.get(K_INDEX_VERSION) == INDEX_VERSION:
             kv.write({K_INDEXED: marker_value(*tip)}, sync=True)
         return 0       # (no indexes at all: node.opening builds them with ChainStore.reindex)
-    if marker is not None and marker[1] <= tip_height:
-        at = block_at(marker[1])
-        if at is not None and at.header.hash == marker[0]:
-            for height in range(marker[1] + 1, tip_height + 1):
-                block = block_at(height)
-                if block is None:
-                    raise StoreError(f"main-chain block at height {height} missing: cannot index it")
-                changes = index_records(block)
-                changes[K_INDEXED] = marker_value(block.header.hash, height)
-                kv.write(changes, sync=False)
-            return tip_height - marker[1]
+    if marker[1] <= tip_height and hash_at(marker[1]) == marker[0]:   # (one key read when nothing is behind)
+        for height in range(marker[1] + 1, tip_height + 1):
+            block = block_at(height)
+            if block is None:
+                raise StoreError(f"main-chain block at height {height} missing: cannot index it")
+            changes = index_records(block)
+            changes[K_INDEXED] = marker_value(block.header.hash, height)
+            kv.write(changes, sync=False)
+        return tip_height - marker[1]
     log.warning("rebuilding the tx/address indexes from the stored blocks (index marker off the main chain)")
     reindex()
     return tip_height
