@@ -59,7 +59,7 @@ def test_a_previewed_block_connects_without_checking_its_txs_again(store, counte
 def test_other_txs_or_another_state_root_are_checked_in_full(store, counted):
     block = _block(store)
     h = block.header
-    store.preview_txs(h.prev_hash, h.miner, tuple(list(block.txs)), PARAMS)   # equal txs, another tuple
+    store.preview_txs(h.prev_hash, h.miner, (*block.txs,), PARAMS)   # equal txs, another tuple object
     counted.clear()
     store.connect_block(block, PARAMS)
     assert counted == [80]           # not the preview's tuple: checked again
