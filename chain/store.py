@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ from chain.store_index import (
     unindex_records,
 )
 from chain.store_indexer import K_INDEXED, IndexWriter, catch_up, marker_value, read_marker
+from chain.store_preview import PreviewMemo
 from chain.store_read import (
     K_ALLOC,
     K_GENESIS,
@@ -96,16 +96,6 @@ def _pack_undo(before: Mapping[bytes, bytes | None]) -> bytes:
                        for a, v in before.items()]))
 
 
-PREVIEWED_KEPT = 2     # previewed deltas remembered (validate, then connect: the next call uses it)
-
-
-def _preview_key(prev_hash: bytes, miner: bytes, txs: Sequence[Transfer], params: LedgerParams,
-                 moves: Sequence[Move]) -> tuple[object, ...]:
-    """What a previewed delta depends on; the txs by identity (the entry keeps the tuple alive, so its id is
-    not reused while remembered)."""
-    return (prev_hash, miner, id(txs), params, tuple(tuple(m) for m in moves))
-
-
 @dataclass(frozen=True)
 class VerifyReport:
     ok: bool
@@ -125,8 +115,7 @@ class ChainStore(StoreReader):
         self._dir = directory          # where the tip witness lives (chain.store_check); None for MemoryKV
         self._witnessed: bytes | None = None
         self._indexer = IndexWriter(kv)  # the tx/address index records, after each connect's synced batch
-        # deltas of previewed tx lists, so that connecting the block previewed does not check its txs again
-        self._previewed: OrderedDict[tuple[object, ...], tuple[Sequence[Transfer], StateDelta]] = OrderedDict()
+        self._previewed = PreviewMemo()  # so that connecting a block just previewed does not check its txs again
 
     # ------------------------------------------------------------ opening
 
@@ -293,14 +282,11 @@ class ChainStore(StoreReader):
                     params: LedgerParams, moves: Sequence[Move] = ()) -> StateDelta:
         """Apply settlement ``moves``, then ``txs`` + reward, on the state after ``prev_hash``; returns the delta
         with its state root. Writes nothing. Raises RuleError (first failing tx) or StoreError (unknown/too-old
-        parent). The delta is remembered (the last PREVIEWED_KEPT) for ``connect_block`` of the same ``txs``
-        tuple on the same parent, miner, params and moves: its txs are not checked twice."""
+        parent). The delta is remembered (chain.store_preview) for ``connect_block`` of the same ``txs`` tuple on
+        the same parent, miner, params and moves: its txs are not checked twice."""
         with self._lock:
             delta = self._check_txs(prev_hash, miner, txs, params, moves=moves)[0]
-            if type(txs) is tuple:   # immutable: the same object is the same txs (a list could change)
-                self._previewed[_preview_key(prev_hash, miner, txs, params, moves)] = (txs, delta)
-                while len(self._previewed) > PREVIEWED_KEPT:
-                    self._previewed.popitem(last=False)
+            self._previewed.remember(prev_hash, miner, txs, params, moves, delta)
             return delta
 
     def preview_block(self, block: Block, params: LedgerParams, moves: Sequence[Move] = ()) -> StateDelta:
@@ -430,12 +416,10 @@ class ChainStore(StoreReader):
                 changes.update((P_META + k, v) for k, v in extra.items())
                 return changes
 
-            previewed = self._previewed.pop(_preview_key(h.prev_hash, h.miner, block.txs, params, moves), None)
-            if (previewed is not None and previewed[0] is block.txs and previewed[1].state_root == h.state_root
-                    and tx_root(block.txs) == h.tx_root):
-                # the state after a block hash never changes: the preview's checks hold, only the header's
-                # roots are left to compare (consensus validation previews every block before connecting it)
-                delta = previewed[1]
+            previewed = self._previewed.take(h.prev_hash, h.miner, block.txs, params, moves)
+            if previewed is not None and previewed.state_root == h.state_root and tx_root(block.txs) == h.tx_root:
+                # the preview's checks hold (chain.store_preview); only the header's roots are left to compare
+                delta = previewed
                 changes = batch(delta)
             else:
                 delta, changes = self._check_txs(h.prev_hash, h.miner, block.txs, params, tx_root_=h.tx_root,
