@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -53,6 +54,11 @@ from ml.task import Dataset
 
 __all__ = ["BlobPending", "OrphanBlock", "ScoringCache", "check_attribution", "check_ledger_release", "check_round_release", "parent_payload",
            "validate_block"]
+
+
+# one thread: the champion's re-score beside the challenger's (validate_block step 9); shared by the engines of
+# one process, whose blocks it serves in turn
+_SCORER = ThreadPoolExecutor(1, thread_name_prefix="popchain-score")
 
 
 class OrphanBlock(PopError):
@@ -237,9 +243,17 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore, beacon:
     # 9. the crowning test against the champion of the round's task: exact sign test, Bonferroni over the
     # m listed entries, and the margin of min_gain_bp basis points of the shard's rows
     champion_bytes = book.champion_model(task_rec, messages)
-    champion_ok = cache.champion_correct(genesis, champion_bytes, task, index_in_task, beacon_in.shard_key)
     features = cache.features(task, index_in_task, beacon_in.shard_key)  # the shard's X, prepared once per round
-    b, c = paired(score(challenger, features, shard.y).correct, champion_ok)
+    # the champion's per-row correctness (memoised per round; re-scored whenever the champion changed, e.g. on
+    # every block of a sync) on the second core while this thread scores the challenger: numpy releases the
+    # GIL for most of both. Pure functions of the bytes and the shard: the order changes nothing.
+    champion_job = _SCORER.submit(cache.champion_correct, genesis, champion_bytes, task, index_in_task,
+                                  beacon_in.shard_key)
+    try:
+        challenger_ok = score(challenger, features, shard.y).correct
+    finally:
+        champion_ok = champion_job.result()
+    b, c = paired(challenger_ok, champion_ok)
     m, rows = len(beacon_in.listed), len(shard.y)
     bar = crowning_bar(b, c, m, params, rows)
     if (payload.b, payload.c, payload.bar) != (b, c, bar):
