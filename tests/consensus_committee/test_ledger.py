@@ -1,7 +1,7 @@
 """Issue 21 on a keyholder committee (t = 2 of n = 3): ledger rounds on a closed chain, in-process.
 
 Three ``Member`` state machines on real engines (LevelDB in tmp dirs, real Ed25519 and group arithmetic, the
-DKG committee of tests.test_consensus_committee), messages delivered by the test, an explicit clock. After the
+DKG committee of tests.consensus_committee), messages delivered by the test, an explicit clock. After the
 genesis task's last round the committee's idle notice opens a LEDGER round (PROTOCOL §3.13): staked miners'
 entries are revealed by a beacon whose key is the committee's threshold VRF output of the round's ledger point
 (round, anchor), proven by t released shares that every node checks — so no member chooses the key that ranks
@@ -25,18 +25,17 @@ from consensus.keyholder import load_member
 from consensus.protocol.committee import CommitteeMsg, Kind, StatementBook, check_msg, leader
 from consensus.protocol.messages import make_beacon
 from consensus.protocol.release import check_release, ledger_point
-from tests.test_consensus_committee import (
+from tests.consensus_committee.harness import (
     MEMBERS,
     T0,
     Net,
-    _beacon,
-    _notice,
-    chain,  # noqa: F401  (the module-scoped chain fixture)
 )
+from tests.consensus_committee.harness import has_beacon as _beacon
+from tests.consensus_committee.harness import has_notice as _notice
 
 
 @pytest.fixture
-def closed(chain, tmp_path):  # noqa: F811  (the imported fixture)
+def closed(chain, tmp_path):
     """The net with every genesis round played (void: nobody opened a block), at its closing notice."""
     net = Net(chain, tmp_path)
     g = net.genesis
@@ -136,7 +135,8 @@ def test_a_task_announced_during_an_entered_ledger_round_revives_the_chain_witho
     from consensus.protocol.tasks import initial_champion, make_task_announcement
     from ml.shards import package_task
     from ml.task import synthetic
-    from tests.test_consensus_committee import MINERS, _rng
+    from tests.consensus_committee.harness import MINERS
+    from tests.consensus_committee.harness import seeded_rng as _rng
     net, t = closed
     g = net.genesis
     assert g.committee is not None
