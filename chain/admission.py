@@ -10,11 +10,11 @@ checked at once on the verification pool and the Python work done in bulk around
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import NamedTuple
 
 from chain.address import address_of
-from chain.crypto import verify_many
+from chain.crypto import submit_verify_many
 from chain.errors import DecodeError, PopError, RuleError
 from chain.state import Account, LedgerParams, check_tx_fields, check_tx_stateful
 from chain.tx import TX_VERSION, Transfer, decode_many_trusted
@@ -52,27 +52,54 @@ def admit_txs(items: Sequence[bytes | Transfer], params: LedgerParams, accounts:
     state rules in this thread. Mixing the Python work into the pool threads costs more than it saves: a
     thread back from libsodium that finds the GIL taken sleeps, and waking it up takes longer here than the
     Python work it waited for."""
-    txs, errors, pending, pending_txs = _stateless(items, params)
-    checked = verify_many([(t.sender, t.sighash, t.signature) for t in pending_txs], executor)
-    passed: list[int] = []
-    passed_txs: list[Transfer] = []
-    for i, tx, ok in zip(pending, pending_txs, checked, strict=True):
-        if ok:
-            passed.append(i)
-            passed_txs.append(tx)
-        else:
-            errors[i] = RuleError("bad-tx-sig", f"bad signature on tx {tx.txid.hex()[:16]}")
-    tip: list[Account | None] = [None] * len(txs)
-    if passed:
-        senders = [address_of(tx.sender) for tx in passed_txs]
-        for i, tx, account in zip(passed, passed_txs, accounts(senders), strict=True):
-            tip[i] = account
-            if check_state and (tx.nonce != account.nonce or account.balance < tx.amount + tx.fee):
-                try:
-                    check_tx_stateful(tx, account)
-                except RuleError as err:
-                    errors[i] = err
-    return list(map(TxVerdict, txs, tip, errors))
+    return start_admission(items, params, executor).finish(accounts, check_state=check_state)
+
+
+def start_admission(items: Sequence[bytes | Transfer], params: LedgerParams,
+                    executor: Executor | None = None) -> PendingAdmission:
+    """``admit_txs`` in two steps, for an event loop: the decode and field rules now (in this thread), the
+    signatures started on the pool. Await ``futures`` (asyncio.wrap_future), then call ``finish``: the same
+    verdicts as ``admit_txs``, without parking a thread of its own to wait for the pool."""
+    return PendingAdmission(items, params, executor)
+
+
+class PendingAdmission:
+    """A batch whose signatures are being checked on the verification pool (see ``start_admission``)."""
+
+    __slots__ = ("_errors", "_pending", "_pending_txs", "_txs", "_wait")
+
+    def __init__(self, items: Sequence[bytes | Transfer], params: LedgerParams,
+                 executor: Executor | None) -> None:
+        self._txs, self._errors, self._pending, self._pending_txs = _stateless(items, params)
+        self._wait = submit_verify_many([(t.sender, t.sighash, t.signature) for t in self._pending_txs], executor)
+
+    @property
+    def futures(self) -> list[Future[None]]:
+        """The pool's tasks for this batch (empty if it was small enough to check inline)."""
+        return self._wait.futures
+
+    def finish(self, accounts: AccountsReader, *, check_state: bool = True) -> list[TxVerdict]:
+        """The verdicts (waits for the pool if ``futures`` are not done yet). Call once."""
+        txs, errors = self._txs, self._errors
+        passed: list[int] = []
+        passed_txs: list[Transfer] = []
+        for i, tx, ok in zip(self._pending, self._pending_txs, self._wait(), strict=True):
+            if ok:
+                passed.append(i)
+                passed_txs.append(tx)
+            else:
+                errors[i] = RuleError("bad-tx-sig", f"bad signature on tx {tx.txid.hex()[:16]}")
+        tip: list[Account | None] = [None] * len(txs)
+        if passed:
+            senders = [address_of(tx.sender) for tx in passed_txs]
+            for i, tx, account in zip(passed, passed_txs, accounts(senders), strict=True):
+                tip[i] = account
+                if check_state and (tx.nonce != account.nonce or account.balance < tx.amount + tx.fee):
+                    try:
+                        check_tx_stateful(tx, account)
+                    except RuleError as err:
+                        errors[i] = err
+        return list(map(TxVerdict, txs, tip, errors))
 
 
 def _stateless(items: Sequence[bytes | Transfer], params: LedgerParams,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -118,6 +118,30 @@ class KnownInventory(Generic[K]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._cur or key in self._old
+
+    def add_many(self, keys: Iterable[K]) -> None:
+        """``add`` for each of ``keys``, in order."""
+        half = self._half
+        for key in keys:
+            cur = self._cur
+            cur.add(key)
+            if len(cur) >= half:
+                self._old, self._cur = cur, set()
+
+    def add_unknown(self, keys: Iterable[K]) -> list[K]:
+        """The keys not known yet (in order, each once), now added."""
+        fresh: list[K] = []
+        half = self._half
+        cur, old = self._cur, self._old
+        for key in keys:
+            if key in cur or key in old:
+                continue
+            fresh.append(key)
+            cur.add(key)
+            if len(cur) >= half:
+                self._old, self._cur = cur, set()
+                cur, old = self._cur, self._old
+        return fresh
 
     def __len__(self) -> int:
         return len(self._cur) + len(self._old)

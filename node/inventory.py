@@ -175,6 +175,34 @@ class RequestTracker(Generic[P]):
         self._add(key, peer, now)
         return True
 
+    def request_many(self, peer: P, keys: list[Key], now: float) -> int:
+        """``announced`` for distinct transfer ids that are neither in flight nor held, in bulk: records requests
+        to ``peer`` for as many as its share and the total allow, from the front, and returns that count (the
+        rest are the caller's to ``wait_many``). One bound check and one shared request record per batch."""
+        count = self._count.get(peer, 0)
+        room = min(self.per_peer - count, self.total - len(self._inflight), len(keys))
+        if room <= 0:
+            return 0
+        req = _Request(peer, now)   # never mutated: one record serves every id of the batch
+        self._inflight.update(dict.fromkeys(keys[:room], req) if room < len(keys) else dict.fromkeys(keys, req))
+        self._count[peer] = count + room
+        return room
+
+    def also_announced(self, peer: P, keys: Iterable[Key]) -> None:
+        """``announced`` for ids already in flight (asked of someone): ``peer`` is kept as an alternate source
+        of each, within MAX_ALTERNATES per id and ``total_alternates`` ids."""
+        inflight, table = self._inflight, self._alternates
+        for key in keys:
+            req = inflight.get(key)
+            if req is None or req.peer == peer:
+                continue
+            alts = table.get(key)
+            if alts is None:
+                if len(table) < self.total_alternates:
+                    table[key] = [peer]
+            elif len(alts) < MAX_ALTERNATES and peer not in alts:
+                alts.append(peer)
+
     def force(self, peer: P, key: Key, now: float) -> None:
         """Record a request sync decided on (it picks the peer and has its own per-peer bound)."""
         self._remove(key)
@@ -235,6 +263,10 @@ class RequestTracker(Generic[P]):
         self._waiting.setdefault(key, []).append(peer)
         self._waiting_total += 1
         return True
+
+    def wait_many(self, peer: P, keys: Iterable[Key]) -> list[Key]:
+        """``wait`` for several ids of one announcer; returns those now waiting (or already waiting)."""
+        return [key for key in keys if self.wait(peer, key)]
 
     def _unwait(self, key: Key) -> None:
         for peer in self._waiting.pop(key, ()):

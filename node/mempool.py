@@ -56,13 +56,17 @@ class Mempool:
     def txs(self) -> list[Transfer]:
         return [e.tx for e in self._by_id.values()]
 
-    def add(self, tx: Transfer, account: Account, now: float) -> list[bytes]:
+    def add(self, tx: Transfer, account: Account, now: float, *, fields_checked: bool = False) -> list[bytes]:
         """Admit ``tx`` (signature already checked by the caller, off the loop). Returns the evicted txids.
 
-        ``account`` is the sender's confirmed account at the tip. Raises RuleError (stable code) if refused.
+        ``account`` is the sender's confirmed account at the tip; ``fields_checked``: the caller applied
+        chain.state.check_tx_fields with these params already (chain.admission does). Raises RuleError (stable
+        code) if refused.
         """
-        check_tx_fields(tx, self.params)
-        if tx.txid in self._by_id:
+        if not fields_checked:
+            check_tx_fields(tx, self.params)
+        txid = tx.txid
+        if txid in self._by_id:
             raise RuleError("duplicate", "tx already in the mempool")
         seq = self._by_sender.get(tx.sender, {})
         next_nonce = account.nonce + len(seq)
@@ -94,8 +98,8 @@ class Mempool:
                 raise RuleError("mempool-full", "mempool full and this tx does not pay more than the cheapest")
             self._remove(victim)
             evicted.append(victim)
-        self._by_id[tx.txid] = PoolEntry(tx, now)
-        self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx.txid
+        self._by_id[txid] = PoolEntry(tx, now)
+        self._by_sender.setdefault(tx.sender, {})[tx.nonce] = txid
         self._spend[tx.sender] = self._spend.get(tx.sender, 0) + tx.amount + tx.fee
         self._push_tail(tx.sender)
         return evicted
