@@ -357,14 +357,15 @@ class Relay:
         ``peer`` while its share lasts and wait for it beyond. Returns the ids to request now. Only ids that exist
         for us join the peer's known set, as in ``_on_inv``."""
         requests, judge = self.requests, self.judge
-        mempool, tx_rejects, queued = self.host.mempool, judge.tx_rejects, self.queued_txs
-        recent, rejected = judge.recent, judge.rejected
+        # live views: membership tests without a Python call per id (two INV ids arrive per relayed transfer)
+        asked, mempool, tx_rejects = requests.in_flight(), self.host.mempool.ids(), judge.tx_rejects.members()
+        recent, rejected, queued = judge.recent.members(), judge.rejected.members(), self.queued_txs
         in_flight: list[Key] = []
         new: dict[Key, None] = {}   # insertion-ordered, each id once (a hostile INV may repeat one)
         known: list[bytes] = []
         for key in keys:
             h = key[1]
-            if key in requests:
+            if key in asked:
                 in_flight.append(key)
             elif h in mempool or h in queued or h in tx_rejects or key in recent or key in rejected:
                 known.append(h)
@@ -448,9 +449,9 @@ class Relay:
 
     async def _on_txs(self, peer: Peer, raws: Sequence[bytes]) -> None:
         """Transfers arrived: forget their requests now (so nobody else is asked), queue them for the tx task."""
-        requests, tx = self.requests, InvKind.TX
+        tx = InvKind.TX
         txids = [txid_of_encoding(raw) for raw in raws]
-        asked = [requests.received((tx, h)) is peer for h in txids]
+        asked = [p is peer for p in self.requests.received_many([(tx, h) for h in txids])]
         self._request_waiting()   # the shares these answers freed go to ids announced meanwhile
         unsolicited = len(asked) - sum(asked)
         items = list(zip(raws, txids, asked, strict=True))

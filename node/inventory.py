@@ -20,7 +20,7 @@ node.budgets), so an INV flood of unknown ids costs its sender only its own slot
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, KeysView
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -126,6 +126,21 @@ class RequestTracker(Generic[P]):
 
     def __len__(self) -> int:
         return len(self._inflight)
+
+    def in_flight(self) -> KeysView[Key]:
+        """A live read-only view of the ids in flight, for membership tests in hot loops."""
+        return self._inflight.keys()
+
+    def received_many(self, keys: Iterable[Key]) -> list[P | None]:
+        """``received`` for each of ``keys`` (transfers that arrived in one frame), in order."""
+        out: list[P | None] = []
+        inflight, alternates, waiting = self._inflight, self._alternates, self._waiting
+        for key in keys:
+            alternates.pop(key, None)
+            if key in waiting:
+                self._unwait(key)
+            out.append(self._remove(key) if key in inflight else None)
+        return out
 
     def alternates(self) -> int:
         return len(self._alternates)

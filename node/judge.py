@@ -242,7 +242,7 @@ class Judge:
                 if tx is not None:
                     tx.__dict__["_txid"] = h
         received = 0
-        mempool, recent, tx_kind = host.mempool, self.recent, InvKind.TX
+        mempool, recent, tx_kind = host.mempool.ids(), self.recent.members(), InvKind.TX
         known_by: dict[Peer, list[bytes]] = {}   # ids each sender now knows we have: marked once per batch
         for i, (peer, data, asked) in enumerate(batch):
             tx = decoded[i]

@@ -8,7 +8,7 @@ is evicted if the newcomer pays more.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, KeysView
 from dataclasses import dataclass
 
 from chain.errors import RuleError
@@ -45,6 +45,10 @@ class Mempool:
 
     def __contains__(self, txid: object) -> bool:
         return txid in self._by_id
+
+    def ids(self) -> KeysView[bytes]:
+        """A live read-only view of the txids, for membership tests in hot loops."""
+        return self._by_id.keys()
 
     def get(self, txid: bytes) -> Transfer | None:
         entry = self._by_id.get(txid)
@@ -99,9 +103,15 @@ class Mempool:
             self._remove(victim)
             evicted.append(victim)
         self._by_id[txid] = PoolEntry(tx, now)
-        self._by_sender.setdefault(tx.sender, {})[tx.nonce] = txid
-        self._spend[tx.sender] = self._spend.get(tx.sender, 0) + tx.amount + tx.fee
-        self._push_tail(tx.sender)
+        sender = tx.sender
+        self._by_sender.setdefault(sender, {})[tx.nonce] = txid
+        self._spend[sender] = self._spend.get(sender, 0) + tx.amount + tx.fee
+        if replacing is None and not evicted:   # appended at the end of its sender's run: it is the tail
+            heapq.heappush(self._tails, (tx.fee, txid))
+            if len(self._tails) > 4 * len(self._by_sender) + 1024:
+                self._push_tail(sender)   # rebuilds the stale heap
+        else:
+            self._push_tail(sender)
         return evicted
 
     def _is_tail(self, txid: bytes) -> bool:

@@ -397,6 +397,22 @@ def _fast_inventory(mtype: MsgType, frame: bytes) -> Message | None:
     return Inv(items) if mtype == MsgType.INV else GetData(items) if mtype == MsgType.GETDATA else NotFound(items)
 
 
+def _fast_txs(body: bytes, cap: int) -> Txs | None:
+    """A TXS body in its plain form — canonical [[bin, ...]] of at most MAX_TXS_ITEMS transfers of at most
+    MAX_TX_SIZE bytes — decoded without the generic type walk (the list is checked in one pass here); None for
+    anything else, which the general decoder then rules on with the precise error."""
+    try:
+        f = unpack(body, max_size=cap, typed=True)
+    except DecodeError:
+        return None
+    if type(f) is not list or len(f) != 1 or type(f[0]) is not list or len(f[0]) > MAX_TXS_ITEMS:
+        return None
+    raw = f[0]
+    if not all(type(t) is bytes and len(t) <= MAX_TX_SIZE for t in raw):
+        return None
+    return Txs(tuple(raw))
+
+
 def _decode_body(mtype: MsgType, f: list[Any]) -> Message:
     match mtype:
         case MsgType.HELLO:
@@ -509,6 +525,10 @@ def decode(frame: bytes) -> Message:
         fast = _fast_inventory(mtype, bytes(frame))
         if fast is not None:
             return fast
+    elif mtype == MsgType.TXS:
+        txs = _fast_txs(bytes(frame[1:]), cap)
+        if txs is not None:
+            return txs
     try:
         fields = unpack(bytes(frame[1:]), max_size=cap)
         if not isinstance(fields, list):
