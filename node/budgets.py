@@ -122,6 +122,10 @@ class KnownInventory(Generic[K]):
     def add_many(self, keys: Iterable[K]) -> None:
         """``add`` for each of ``keys``, in order."""
         half = self._half
+        keys = keys if isinstance(keys, list) else list(keys)
+        if len(self._cur) + len(keys) < half:   # no generation change on the way: one C-level update
+            self._cur.update(keys)
+            return
         for key in keys:
             cur = self._cur
             cur.add(key)
