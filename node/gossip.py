@@ -34,7 +34,7 @@ from node.budgets import (
     ObjectBudget,
     PeerObjects,
 )
-from node.inventory import MAX_ALTERNATES, TRICKLE_S, RequestTracker, Trickle
+from node.inventory import ANNOUNCE_PER_TICK, MAX_ALTERNATES, TRICKLE_S, RequestTracker, Trickle
 from node.judge import Judge, JudgeHost, Key, decode_object, object_id
 from node.limits import FLOOD, BoundedMap, BoundedSet
 from node.peer import Peer
@@ -68,7 +68,8 @@ class Relay:
         self.requests: RequestTracker[Peer] = RequestTracker(
             per_peer=budgets.requests_per_peer, total=REQUESTS_TOTAL, total_alternates=ALTERNATES_TOTAL,
             per_peer_waiting=budgets.waiting_per_peer, total_waiting=WAITING_TOTAL)
-        self.trickle: Trickle[Peer] = Trickle(budgets.trickle_per_peer)
+        # a peer's queue holds at least a whole mempool: paced announcements (flush) must not drop accepted ids
+        self.trickle: Trickle[Peer] = Trickle(max(budgets.trickle_per_peer, host.mempool.max_txs))
         self.judge = Judge(host, self.announce, self._received, self.push_all, self.announce_txs)
         self.judge.refetch = self.refetch
         # block -> the other peers that announced it when a copy arrived: asked first if that copy was corrupt
@@ -311,7 +312,11 @@ class Relay:
             self.flush()
 
     def flush(self) -> None:
-        for peer, chunks in self.trickle.take():
+        """One tick's announcements: to each peer at most ANNOUNCE_PER_TICK transfer ids (one INV), oldest first;
+        the rest stay queued for the next ticks. A receiver holds at least 1,761 ids announced by one peer (its
+        request share plus its waiting share, PROTOCOL §4.3), so a relay that accepted thousands of transfers
+        at once hands them over at a pace its peers can hold instead of overflowing their tables."""
+        for peer, chunks in self.trickle.take(ANNOUNCE_PER_TICK):
             for chunk in chunks:
                 peer.send(wire.Inv(chunk))
 

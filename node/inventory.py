@@ -30,6 +30,7 @@ Key = tuple[InvKind, bytes]
 P = TypeVar("P", bound=Hashable)   # a peer (node.peer.Peer in the node; anything hashable in tests)
 
 TRICKLE_S = 0.1                # announcement batching interval (PROTOCOL §4.3)
+ANNOUNCE_PER_TICK = MAX_INV_ITEMS   # transfer ids announced to one peer per tick: one INV; the rest wait their turn
 MAX_TRICKLE = 50_000           # ids waiting for one peer's next tick, unless its share (node.budgets) is lower
 REQUEST_TIMEOUT_S = 15.0       # a request not answered by then goes to the next announcer
 PER_PEER_INFLIGHT = 8_000      # ids requested from one peer, unless its share is lower (honest 16k tx/s: ~3,200)
@@ -74,14 +75,18 @@ class Trickle(Generic[P]):
         q = self._queues.get(peer)
         return len(q) if q else 0
 
-    def take(self) -> list[tuple[P, list[tuple[Key, ...]]]]:
-        """Everything queued, as (peer, INV-sized chunks), and empty the queues."""
+    def take(self, limit: int | None = None) -> list[tuple[P, list[tuple[Key, ...]]]]:
+        """What is queued, as (peer, INV-sized chunks): everything, or with ``limit`` each peer's oldest
+        ``limit`` ids, the rest kept in order for the next tick (the sender's pacing, PROTOCOL §4.3)."""
         out = []
-        for peer, q in self._queues.items():
-            keys = list(q)
+        for peer, q in list(self._queues.items()):
+            if limit is None or len(q) <= limit:
+                keys = list(q)
+                del self._queues[peer]
+            else:
+                keys = [q.popitem(last=False)[0] for _ in range(limit)]
             if keys:
                 out.append((peer, [tuple(keys[i:i + MAX_INV_ITEMS]) for i in range(0, len(keys), MAX_INV_ITEMS)]))
-        self._queues.clear()
         return out
 
     def peer_gone(self, peer: P) -> None:
