@@ -118,10 +118,11 @@ class RequestTracker(Generic[P]):
         self._count: dict[P, int] = {}
         self._blocks: dict[P, int] = {}
         self._alternates: dict[Key, list[P]] = {}
-        # transfers announced beyond the announcer's share: id -> its waiting announcers, and per announcer its
-        # ids in announcement order; _freed: announcers whose share freed since the last next_requests
-        self._waiting: dict[Key, list[P]] = {}
-        self._queues: dict[P, OrderedDict[Key, None]] = {}
+        # transfers announced beyond the announcer's share, by 32-byte id (all are transfers: no (kind, id) tuple
+        # kept alive per entry): id -> its waiting announcer (a list only when there are several), and per
+        # announcer its ids in announcement order; _freed: announcers whose share freed since next_requests
+        self._waiting: dict[bytes, P | list[P]] = {}
+        self._queues: dict[P, OrderedDict[bytes, None]] = {}
         self._waiting_total = 0
         self._freed: set[P] = set()
         self.dropped = 0   # announcements ignored at a bound (metrics)
@@ -142,7 +143,7 @@ class RequestTracker(Generic[P]):
         inflight, alternates, waiting = self._inflight, self._alternates, self._waiting
         for key in keys:
             alternates.pop(key, None)
-            if key in waiting:
+            if key[1] in waiting and key[0] == InvKind.TX:
                 self._unwait(key)
             out.append(self._remove(key) if key in inflight else None)
         return out
@@ -155,7 +156,7 @@ class RequestTracker(Generic[P]):
         return self._waiting_total
 
     def is_waiting(self, key: Key) -> bool:
-        return key in self._waiting
+        return key[0] == InvKind.TX and key[1] in self._waiting
 
     def has_freed(self) -> bool:
         """Some announcer with waiting ids got room since the last ``next_requests``."""
@@ -259,7 +260,7 @@ class RequestTracker(Generic[P]):
         """The object arrived (from anyone): forget the request, its alternates and its waiting announcers.
         Returns whom we had asked."""
         self._alternates.pop(key, None)
-        if key in self._waiting:
+        if key[1] in self._waiting and key[0] == InvKind.TX:
             self._unwait(key)
         return self._remove(key)
 
@@ -271,28 +272,52 @@ class RequestTracker(Generic[P]):
     def wait(self, peer: P, key: Key) -> bool:
         """``peer`` announced ``key`` (which we lack) while it had no room: remember it as an announcer, to ask it
         when its share frees. False = at a bound (its share of the waiting table, or the total): dropped."""
+        h = key[1]
         q = self._queues.get(peer)
-        if q is not None and key in q:
+        if q is not None and h in q:
             return True
         if self._waiting_total >= self.total_waiting or (q is not None and len(q) >= self.per_peer_waiting):
             self.dropped += 1
             return False
         if q is None:
             q = self._queues[peer] = OrderedDict()
-        q[key] = None
-        self._waiting.setdefault(key, []).append(peer)
+        q[h] = None
+        announcers = self._waiting.get(h)
+        if announcers is None:
+            self._waiting[h] = peer
+        elif isinstance(announcers, list):
+            announcers.append(peer)
+        else:
+            self._waiting[h] = [announcers, peer]
         self._waiting_total += 1
         return True
+
+    def _announcers(self, h: bytes) -> list[P]:
+        found = self._waiting.get(h)
+        return [] if found is None else list(found) if isinstance(found, list) else [found]
+
+    def _drop_announcer(self, h: bytes, peer: P) -> None:
+        """``peer`` no longer waits for ``h`` (its queue entry is the caller's)."""
+        found = self._waiting.get(h)
+        if isinstance(found, list):
+            found.remove(peer)
+            if len(found) == 1:
+                self._waiting[h] = found[0]
+        elif found is not None:
+            del self._waiting[h]
 
     def wait_many(self, peer: P, keys: Iterable[Key]) -> list[Key]:
         """``wait`` for several ids of one announcer; returns those now waiting (or already waiting)."""
         return [key for key in keys if self.wait(peer, key)]
 
     def _unwait(self, key: Key) -> None:
-        for peer in self._waiting.pop(key, ()):
+        h = key[1]
+        peers = self._announcers(h)
+        self._waiting.pop(h, None)
+        for peer in peers:
             q = self._queues.get(peer)
-            if q is not None and key in q:
-                del q[key]
+            if q is not None and h in q:
+                del q[h]
                 self._waiting_total -= 1
                 if not q:
                     del self._queues[peer]
@@ -310,12 +335,10 @@ class RequestTracker(Generic[P]):
                 continue
             q = self._queues[peer]
             while q and self.room(peer, InvKind.TX):
-                key, _ = q.popitem(last=False)
+                h, _ = q.popitem(last=False)
                 self._waiting_total -= 1
-                announcers = self._waiting[key]
-                announcers.remove(peer)
-                if not announcers:
-                    del self._waiting[key]
+                self._drop_announcer(h, peer)
+                key = (InvKind.TX, h)
                 if key in self._inflight:
                     self.announced(peer, key, now)   # an alternate source, if there is room
                 elif not wanted(key):
@@ -373,11 +396,8 @@ class RequestTracker(Generic[P]):
         q = self._queues.pop(peer, None)
         if q is not None:
             self._waiting_total -= len(q)
-            for key in q:
-                announcers = self._waiting[key]
-                announcers.remove(peer)
-                if not announcers:
-                    del self._waiting[key]
+            for h in q:
+                self._drop_announcer(h, peer)
         self._freed.discard(peer)
         if self._count.get(peer):
             for key in [k for k, r in self._inflight.items() if r.peer == peer]:
