@@ -30,7 +30,7 @@ SEND_TOTAL_BYTES = 8 * 2**20       # bytes queued or being written to peers, all
 REQUESTS_TOTAL = 32_000            # ids requested and not yet answered (≈ 250 B each: ≈ 8 MB), all peers
 ALTERNATES_TOTAL = 32_000          # requested ids with other announcers remembered, all peers
 WAITING_TOTAL = 64_000             # transfer ids announced beyond the announcer's request share, waiting for it
-                                   # to free (≈ 350 B per (announcer, id), measured: ≈ 22 MB), all peers
+                                   # to free (≈ 190 B per (announcer, id), measured: ≈ 12 MB), all peers
 TRICKLE_TOTAL = 200_000            # ids waiting for their next announcement tick, all peers
 TX_QUEUE_TOTAL = 8_192             # received transfers waiting for their verdict, all peers
 OBJ_RESERVED_RATE = 30_000.0       # objects/s (ids in INV/GETDATA/NOTFOUND, unsolicited transfers), shared out
