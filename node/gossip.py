@@ -551,6 +551,22 @@ class Relay:
         served: list[bytes] = []   # blocks sent (the first 16): they tell us its height
         mempool = self.host.mempool
         store = self.host.store
+        items = list(items)
+        if items and all(kind is InvKind.TX for kind, _ in items):   # transfers only: in bulk
+            recent = self.judge.recent
+            found = mempool.encodings([h for _, h in items])
+            sent: list[bytes] = []
+            for (kind, h), data in zip(items, found, strict=True):
+                if data is None:
+                    item = recent.get((kind, h))
+                    data = item[0] if item is not None else None
+                if data is None:
+                    missing.append((kind, h))
+                else:
+                    txs.append(data)
+                    sent.append(h)
+            peer.known.add_ids(sent)
+            items = []
         for kind, h in items:
             if peer.close_reason:
                 return

@@ -243,6 +243,7 @@ class Judge:
                     tx.__dict__["_txid"] = h
         received = 0
         mempool, recent, tx_kind = host.mempool.ids(), self.recent.members(), InvKind.TX
+        rejected = self.rejected.members()
         known_by: dict[Peer, list[bytes]] = {}   # ids each sender now knows we have: marked once per batch
         for i, (peer, data, asked) in enumerate(batch):
             tx = decoded[i]
@@ -261,7 +262,8 @@ class Judge:
                 if key in recent:
                     results[i] = (True, "duplicate")
                     continue
-                arrival = self._refused_again(peer, key, solicited) or Arrival(peer, tx_kind, data, tx, key, solicited)
+                arrival = Arrival(peer, tx_kind, data, tx, key, solicited) if key not in rejected else \
+                    self._refused_again(peer, key, solicited)
             if not isinstance(arrival, Arrival):
                 results[i] = arrival
                 continue
@@ -316,10 +318,8 @@ class Judge:
                 self.announce_txs(accepted)
         return [r if r is not None else (False, "internal-error") for r in results], follow
 
-    def _refused_again(self, peer: Peer | None, key: Key, solicited: bool) -> tuple[bool, str] | None:
+    def _refused_again(self, peer: Peer | None, key: Key, solicited: bool) -> tuple[bool, str]:
         """The answer for a transfer we already found invalid (pushed unasked, it costs its sender a point)."""
-        if key not in self.rejected:
-            return None
         if peer is not None and not solicited:
             peer.offend(STALE_OBJECT, "tx already rejected")
         return False, "already-rejected"

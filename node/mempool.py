@@ -54,6 +54,15 @@ class Mempool:
         entry = self._by_id.get(txid)
         return entry.tx if entry else None
 
+    def encodings(self, txids: Iterable[bytes]) -> list[bytes | None]:
+        """The encoded transfer of each txid held (None for the others), in order."""
+        by_id = self._by_id
+        out: list[bytes | None] = []
+        for txid in txids:
+            entry = by_id.get(txid)
+            out.append(entry.tx.encode() if entry is not None else None)
+        return out
+
     def txids(self) -> list[bytes]:
         return list(self._by_id)
 
