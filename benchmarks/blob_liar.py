@@ -18,12 +18,12 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
+from benchmarks._fakepeer import p2p_server, until_signalled
 from consensus.protocol.genesis import load_genesis
 from ml.blobs import BlobDir, BlobRef
 from node import wire
@@ -84,18 +84,8 @@ async def run(args: argparse.Namespace, stats: dict[str, int]) -> None:
         save()
         return ws
 
-    app = web.Application()
-    app.router.add_get("/p2p", p2p)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, args.listen, args.port)
-    await site.start()
-    port_box[0] = runner.addresses[0][1]
-    Path(args.port_file).write_text(str(port_box[0]))
-    try:
+    async with p2p_server(p2p, args.listen, args.port, args.port_file) as port_box[0]:
         await asyncio.sleep(args.seconds)
-    finally:
-        await runner.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,16 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = {"connections": 0, "getblob": 0, "corrupt_chunks_sent": 0, "closed_by_node": 0, "unsolicited_sent": 0,
              "getblob_sent": 0}
 
-    async def until_stopped() -> None:
-        task = asyncio.ensure_future(run(args, stats))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-    asyncio.run(until_stopped())
+    asyncio.run(until_signalled(run(args, stats)))
     print(json.dumps(stats), flush=True)
     return 0
 

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from chain.errors import PopError
+
 # (module, figures it is expected to produce) — the order of the printed table.
 MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("benchmarks.tx_admission", ("tx_admission",)),
@@ -57,9 +59,23 @@ def expected_figures() -> list[str]:
     return [name for _, names in MODULES for name in names]
 
 
+class UnknownFigure(PopError):
+    """``only`` names a figure no benchmark module produces (``popchain bench --only``): the message lists the
+    known ones."""
+
+
+def check_only(only: Sequence[str]) -> None:
+    """UnknownFigure unless every name in ``only`` is a figure some benchmark module produces."""
+    known = expected_figures()
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise UnknownFigure(f"--only: unknown figure{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                            f"known figures: {', '.join(known)}")
+
+
 def _normalise(fig: dict[str, Any]) -> dict[str, Any]:
     """The figure's standard keys; a figure with several cases keeps them in ``fields`` (e.g.
-    ``tx_confirm_rounds_p99``: ``saturated`` and ``closed``, each with its own baseline)."""
+    ``tx_confirm_rounds_p99``: ``saturated``, ``closed`` and ``committee_closed``, each with its own baseline)."""
     out = {key: fig.get(key) for key in FIGURE_KEYS}
     if fig.get("fields") is not None:
         out["fields"] = fig["fields"]
@@ -68,7 +84,9 @@ def _normalise(fig: dict[str, Any]) -> dict[str, Any]:
 
 def collect(quick: bool, progress: Callable[[str], None] | None = None,
             only: Sequence[str] = ()) -> tuple[list[dict[str, Any]], list[str]]:
-    """Run every benchmark module; return (figures, errors). A failing module is reported, not fatal."""
+    """Run every benchmark module; return (figures, errors). A failing module is reported, not fatal.
+    ``only`` (figure names): run just the modules that produce them — each module whole, as its figures are
+    measured together — and return just those figures."""
     figures: list[dict[str, Any]] = []
     errors: list[str] = []
     for module_name, names in MODULES:
@@ -83,7 +101,7 @@ def collect(quick: bool, progress: Callable[[str], None] | None = None,
         except Exception as exc:  # noqa: BLE001 -- a broken benchmark must not hide the others' figures
             errors.append(f"{module_name}: {type(exc).__name__}: {exc}")
             continue
-        figures.extend(produced)
+        figures.extend(f for f in produced if not only or f["name"] in only)
         if progress:
             progress(f"  done in {time.perf_counter() - started:.1f} s")
     return figures, errors
@@ -117,8 +135,10 @@ def format_table(figures: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None, *, quick: bool = False, as_json: bool = False) -> int:
-    figures, errors = collect(quick, progress=None if as_json else (lambda m: print(m, file=sys.stderr)))
+def main(argv: Sequence[str] | None = None, *, quick: bool = False, as_json: bool = False,
+         only: Sequence[str] = ()) -> int:
+    check_only(only)
+    figures, errors = collect(quick, progress=None if as_json else (lambda m: print(m, file=sys.stderr)), only=only)
     if as_json:
         print(json.dumps({"figures": figures, "errors": errors}, indent=2))
     else:

@@ -26,17 +26,16 @@ import asyncio
 import json
 import os
 import random
-import signal
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from benchmarks._fakepeer import p2p_server, until_signalled
 from chain.block import Header
 from chain.crypto import Keypair
 from chain.tx import make_transfer
@@ -350,31 +349,8 @@ async def run_liar(args: argparse.Namespace, stats: Stats) -> None:
         return ws
 
     port_box = [0]
-    app = web.Application()
-    app.router.add_get("/p2p", p2p)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, args.listen, args.port)
-    await site.start()
-    port_box[0] = runner.addresses[0][1]
-    Path(args.port_file).write_text(str(port_box[0]))
-    try:
+    async with p2p_server(p2p, args.listen, args.port, args.port_file) as port_box[0]:
         await asyncio.sleep(args.seconds)
-    finally:
-        await runner.cleanup()
-
-
-async def _until_stopped(runner: Callable[[argparse.Namespace, Stats], Any], args: argparse.Namespace,
-                         stats: Stats) -> None:
-    """Run ``runner`` until it ends or SIGTERM/SIGINT arrives (the counts are printed either way)."""
-    task = asyncio.ensure_future(runner(args, stats))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -414,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     runner = {"flood": run_flood, "hold": run_hold, "slowloris": run_slowloris, "liar": run_liar}[args.mode]
     stats = Stats(args.mode + (f"-{args.kind}" if args.mode == "flood" else ""))
-    asyncio.run(_until_stopped(runner, args, stats))
+    asyncio.run(until_signalled(runner(args, stats)))   # the counts are printed either way
     print(json.dumps(asdict(stats)), flush=True)
     return 0
 

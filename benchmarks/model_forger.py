@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
+from benchmarks._fakepeer import p2p_server, until_signalled
 from benchmarks.hostile import hello
 from chain.block import Block
 from consensus.protocol.genesis import load_genesis
@@ -65,30 +65,13 @@ async def serve(args: argparse.Namespace, counts: dict[str, int]) -> None:
         counts["closed_by_node"] += 1
         return ws
 
-    app = web.Application()
-    app.router.add_get("/p2p", p2p)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, args.listen, 0)
-    await site.start()
-    port_box[0] = runner.addresses[0][1]
-    Path(args.port_file).write_text(str(port_box[0]))
-    try:
+    async with p2p_server(p2p, args.listen, 0, args.port_file) as port_box[0]:
         await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
 
 
 async def _main(args: argparse.Namespace) -> dict[str, int]:
     counts = {"connections": 0, "forged_sent": 0, "rejected": 0, "closed_by_node": 0}
-    task = asyncio.ensure_future(serve(args, counts))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    await until_signalled(serve(args, counts))
     return counts
 
 

@@ -3,9 +3,10 @@ worker thread), each next to a baseline measured in the same run:
 
 - relay_hop_ms: a crowned block relayed along an 8-node line, per hop (announce → fetch → validate → announce),
   vs a bare aiohttp websocket round trip. Goal ≤ 3 × RTT + validation time per hop.
-- sync_blocks_per_s: a fresh node syncing N blocks from one peer (headers first, then blocks; timed from the end
-  of the handshake to the tip) vs the same blocks connected locally through a bare Engine. Both nodes share
-  one process here, so the serving side's work counts against the syncing side. Goal ≥ 0.7 × local.
+- sync_blocks_per_s: a fresh node syncing N real-size blocks (benchmarks._bigchain: tree models of 0.4–1 MB, as
+  a real chain's are) from a peer running as its own process (`node run`) over the real wire (headers first,
+  then blocks; timed from the end of the handshake to the tip) vs the same blocks connected locally through a
+  bare Engine, in the same run. The two processes share the machine's 2 cores. Goal ≥ 0.8 × local (issue 23).
 - round_latency_s: the keyholder publishes beacon r → all 3 nodes have the crowned block of round r as tip
   (the miner's reaction, scoring and relay included). Goal ≤ 1 s + scoring time.
 """
@@ -30,7 +31,6 @@ from node.datadir import read_ports
 from node.tools.testing import (
     InProcessNode,
     ScriptedMiner,
-    build_chain_offline,
     make_test_chain,
     node_config,
     wait_for,
@@ -198,11 +198,12 @@ def _local_connect_seconds(src: Path, chain, work: Path, read_only_copy: bool = 
 
 
 async def _sync(quick: bool) -> dict:
-    n_blocks = 15 if quick else 60
+    from benchmarks._bigchain import build_big_chain
+    n_blocks = 10 if quick else 18    # the bench chain's tree models pass the 1 MiB model cap beyond ~20 blocks
     with tempfile.TemporaryDirectory(prefix="popchain-bench-sync-") as tmpdir:
         tmp = Path(tmpdir)
-        chain = make_test_chain(tmp / "chain", rounds=n_blocks * 3 + 10)
-        await asyncio.to_thread(build_chain_offline, tmp / "src", chain, n_blocks)
+        chain = make_test_chain(tmp / "chain", rounds=n_blocks * 4 + 10)
+        await asyncio.to_thread(build_big_chain, tmp / "src", chain, n_blocks)
         local_runs, net_runs = [], []
         # the serving node runs in its own process, as it would on another machine
         src = subprocess.Popen([sys.executable, "-m", "node", "run", "--datadir", str(tmp / "src"), "--port", "0",
@@ -231,7 +232,9 @@ async def _sync(quick: bool) -> dict:
                 src.wait()
     value, baseline = statistics.median(net_runs), statistics.median(local_runs)
     return {"name": "sync_blocks_per_s", "value": value, "unit": "blocks/s", "baseline": baseline,
-            "ratio": value / baseline, "goal": f">= 0.7 x local connect; N={n_blocks}, peer in another process"}
+            "ratio": value / baseline, "goal": f">= 0.8 x local connect; N={n_blocks} real-size blocks, peer in "
+                                                f"another process; runs {[round(x, 2) for x in net_runs]} vs "
+                                                f"{[round(x, 2) for x in local_runs]}"}
 
 
 async def _ports_of(datadir: Path, proc: subprocess.Popen):

@@ -8,9 +8,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -183,6 +185,36 @@ def _verify_chunk(items: Sequence[tuple[bytes, bytes, bytes]], offset: int = 0) 
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+# While this thread does a block's ledger work (pure Python) the pool threads verify its signatures; each comes
+# back from libsodium for the GIL once per signature (~60 µs). With CPython's default 5 ms switch interval a
+# pool thread waits up to 5 ms for it, so the signature checks all but stop while the ledger work runs: the
+# two ran one after the other, not side by side. A 0.5 ms interval while both run lets them overlap
+# (block_connect_5000, issue 23); it is restored as soon as the last such section ends.
+OVERLAP_SWITCH_INTERVAL_S = 0.0005
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.005
+
+
+@contextmanager
+def overlapped_gil() -> Iterator[None]:
+    """A short GIL switch interval while a thread's Python work overlaps pool verification (nested and
+    concurrent uses share it; the interval in force before the first is restored after the last)."""
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_saved, OVERLAP_SWITCH_INTERVAL_S))
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
+
+
 VERIFY_THREADS = max(1, os.cpu_count() or 1)
 _MIN_PARALLEL = 64  # below this, thread hand-off costs more than it saves
 _BLOCK = 32  # items a pool thread takes at a time: small, so both threads finish within ~one signature batch

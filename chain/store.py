@@ -4,8 +4,9 @@ The key layout and every read live in chain.store_read (StoreReader, the base cl
 module holds what changes the database: opening it, genesis, meta writes, connect/disconnect (with the
 previews that share their checks) and verify/reindex (the replay itself: chain.store_verify; the index records:
 chain.store_index). Connecting or disconnecting a block is ONE synced
-WriteBatch, so a crash leaves either the old or the new tip, never a mixture. A datadir lock (flock) keeps out
-a second process.
+WriteBatch, so a crash leaves either the old or the new tip, never a mixture; a connected block's tx/address
+index records follow in a second, unsynced batch written off the connect path (chain.store_indexer), caught up
+at open if a crash came between the two. A datadir lock (flock) keeps out a second process.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any, Self
 import msgpack
 
 from chain.block import Block, model_hash, tx_root
+from chain.crypto import overlapped_gil
 from chain.encoding import pack_trusted
 from chain.errors import DecodeError, RuleError, StoreError, need
 from chain.kv import KV, LevelKV, MemoryKV
@@ -43,9 +45,12 @@ from chain.store_index import (
     K_INDEX_VERSION,
     P_ADDRINDEX,
     P_TXINDEX,
-    index_records,
+    HistoryItem,
+    TxLocation,
     unindex_records,
 )
+from chain.store_indexer import K_INDEXED, IndexWriter, catch_up, marker_value, read_marker
+from chain.store_preview import PreviewMemo
 from chain.store_read import (
     K_ALLOC,
     K_GENESIS,
@@ -109,6 +114,8 @@ class ChainStore(StoreReader):
         self._lock_fd = lock_fd
         self._dir = directory          # where the tip witness lives (chain.store_check); None for MemoryKV
         self._witnessed: bytes | None = None
+        self._indexer = IndexWriter(kv)  # the tx/address index records, after each connect's synced batch
+        self._previewed = PreviewMemo()  # so that connecting a block just previewed does not check its txs again
 
     # ------------------------------------------------------------ opening
 
@@ -145,6 +152,13 @@ class ChainStore(StoreReader):
                 raise StoreError(f"cannot write the tip witness in {datadir}: {exc.strerror or exc}") from None
             raise
         store._witnessed = witness[1] if witness is not None else store._witnessed
+        if store.is_initialised():
+            tip = store.tip()
+            try:
+                catch_up(kv, (tip.hash, tip.height), store.block_hash_at, store.get_block, store.reindex)
+            except BaseException:
+                store.close()
+                raise
         return store
 
     @classmethod
@@ -177,6 +191,7 @@ class ChainStore(StoreReader):
 
     def close(self) -> None:
         with self._lock:
+            self._indexer.drain()   # (its thread never takes the lock) the last block's index records first
             self._kv.close()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)  # closing the descriptor releases the flock
@@ -242,6 +257,7 @@ class ChainStore(StoreReader):
                 **self._block_records(block),
                 K_TIP: header.hash,
                 K_INDEX_VERSION: INDEX_VERSION,
+                K_INDEXED: marker_value(header.hash, 0),
             })
             self._kv.write(changes, sync=True)
             self._tip, self._leaves, self._params = header, None, params
@@ -266,9 +282,12 @@ class ChainStore(StoreReader):
                     params: LedgerParams, moves: Sequence[Move] = ()) -> StateDelta:
         """Apply settlement ``moves``, then ``txs`` + reward, on the state after ``prev_hash``; returns the delta
         with its state root. Writes nothing. Raises RuleError (first failing tx) or StoreError (unknown/too-old
-        parent)."""
+        parent). The delta is remembered (chain.store_preview) for ``connect_block`` of the same ``txs`` tuple on
+        the same parent, miner, params and moves: its txs are not checked twice."""
         with self._lock:
-            return self._check_txs(prev_hash, miner, txs, params, moves=moves)[0]
+            delta = self._check_txs(prev_hash, miner, txs, params, moves=moves)[0]
+            self._previewed.remember(prev_hash, miner, txs, params, moves, delta)
+            return delta
 
     def preview_block(self, block: Block, params: LedgerParams, moves: Sequence[Move] = ()) -> StateDelta:
         """Validate the ledger part of ``block`` against the state at its parent: chain id, height, model hash,
@@ -317,16 +336,18 @@ class ChainStore(StoreReader):
             raise
         cache = self._leaf_cache()  # tip accounts in memory: no LevelDB read per account
         limit = [len(txs)]
-        pending = submit_verify_transfers(txs, limit=limit)
-        try:
-            delta, failure = self._apply_checked(overlay, cache, miner, txs, params, tx_root_, state_root, moves)
-        except BaseException:
-            limit[0] = 0  # e.g. a corrupt stored account: stop the pool, let the error through
-            raise
-        if failure is not None:
-            limit[0] = failure[0]
-        extra = then(delta) if then is not None and failure is None and delta is not None else None
-        sig_ok = pending()
+        with overlapped_gil():   # the ledger work below and the pool's signature checks run side by side
+            pending = submit_verify_transfers(txs, limit=limit)
+            try:
+                delta, failure = self._apply_checked(overlay, cache, miner, txs, params, tx_root_, state_root,
+                                                     moves)
+            except BaseException:
+                limit[0] = 0  # e.g. a corrupt stored account: stop the pool, let the error through
+                raise
+            if failure is not None:
+                limit[0] = failure[0]
+            extra = then(delta) if then is not None and failure is None and delta is not None else None
+            sig_ok = pending()
         error = first_failure(sig_ok, txs, failure)
         if error is not None:
             raise error
@@ -372,6 +393,7 @@ class ChainStore(StoreReader):
         with the block so that verify/reindex replay them. Raises RuleError / StoreError and then writes
         nothing."""
         with self._lock:
+            self._indexer.check()   # a failed index writer stops connects (a storage fault) before any write
             if block.header.prev_hash != self.tip().hash:
                 raise StoreError("block does not extend the tip")
             self._check_header(block, params)
@@ -391,22 +413,31 @@ class ChainStore(StoreReader):
                 minted = params.block_reward
                 changes[P_REWARD + h.hash] = (None if minted == self.params().block_reward
                                               else minted.to_bytes(8, "big"))
-                changes.update(index_records(block))
                 changes.update((P_META + k, v) for k, v in extra.items())
                 return changes
 
-            delta, changes = self._check_txs(h.prev_hash, h.miner, block.txs, params, tx_root_=h.tx_root,
-                                             state_root=h.state_root, then=batch, moves=moves)
+            previewed = self._previewed.take(h.prev_hash, h.miner, block.txs, params, moves)
+            if previewed is not None and previewed.state_root == h.state_root and tx_root(block.txs) == h.tx_root:
+                # the preview's checks hold (chain.store_preview); only the header's roots are left to compare
+                delta = previewed
+                changes = batch(delta)
+            else:
+                delta, changes = self._check_txs(h.prev_hash, h.miner, block.txs, params, tx_root_=h.tx_root,
+                                                 state_root=h.state_root, then=batch, moves=moves)
             self._kv.write(changes, sync=True)
             self._tip = h
             if self._leaves is not None:
                 self._leaves.apply(delta.encoded_after())
+            # its index records: a second, unsynced batch on the writer's thread (which never takes this lock)
+            self._indexer.submit(block)
             return delta
 
     def disconnect_tip(self, extra: Mapping[bytes, bytes | None] = {}) -> Block:
         """Undo the tip block in ONE synced WriteBatch (accounts restored byte for byte); returns it.
-        The block, header, model and payload stay stored (a reorg may reconnect them)."""
+        The block, header, model and payload stay stored (a reorg may reconnect them). Its index records go in
+        the same batch (the index writer is drained first), with the index marker if it named the block."""
         with self._lock:
+            self._indexer.drain()
             tip = self.tip()
             if tip.height == 0:
                 raise StoreError("cannot disconnect genesis")
@@ -417,6 +448,9 @@ class ChainStore(StoreReader):
             changes[_height_key(tip.height)] = None
             changes[K_TIP] = tip.prev_hash
             changes.update(unindex_records(block))
+            marker = read_marker(self._kv)
+            if marker is not None and marker[0] == tip.hash:
+                changes[K_INDEXED] = marker_value(tip.prev_hash, tip.height - 1)
             changes.update((P_META + k, v) for k, v in extra.items())
             self._kv.write(changes, sync=True)
             self._tip = None
@@ -431,6 +465,7 @@ class ChainStore(StoreReader):
         accounts, undo records and indexes. Never raises for a damaged datadir: unreadable records are a
         problem in the report."""
         with self._lock:
+            self._indexer.drain()   # under the lock: no connect queues more meanwhile
             try:
                 r = replay(self, progress)
                 problems = r.problems + compare(self, r)
@@ -446,6 +481,7 @@ class ChainStore(StoreReader):
         """Rebuild accounts, undo records and the tx/address indexes from the stored blocks (one synced batch),
         then verify. Writes nothing if the blocks themselves do not replay (the report says why)."""
         with self._lock:
+            self._indexer.drain()   # under the lock: no connect queues more meanwhile
             try:
                 r = replay(self, progress)
             except (DecodeError, StoreError) as exc:
@@ -459,9 +495,26 @@ class ChainStore(StoreReader):
             changes.update((P_UNDO + h, u) for h, u in r.undos.items())
             changes.update(r.index)
             changes[K_INDEX_VERSION] = INDEX_VERSION
+            tip = self.tip()
+            changes[K_INDEXED] = marker_value(tip.hash, tip.height)
             self._kv.write(changes, sync=True)
             self._leaves = None
         return self.verify()
+
+    def find_tx(self, txid: bytes) -> TxLocation | None:
+        """StoreReader.find_tx once the index writer has caught up with the tip (StoreError if it failed)."""
+        self._indexer.flush()
+        return super().find_tx(txid)
+
+    def address_history(self, account: bytes, before: tuple[int, int] | None = None,
+                        limit: int = 50) -> list[HistoryItem]:
+        """StoreReader.address_history once the index writer has caught up with the tip."""
+        self._indexer.flush()
+        return super().address_history(account, before, limit)
+
+    def index_seconds(self) -> float:
+        """Seconds the index writer has spent building and writing index records (for the benchmarks)."""
+        return self._indexer.written_s
 
     def has_indexes(self) -> bool:
         """False for a datadir written before the indexes existed (build them with ``reindex``)."""

@@ -1,29 +1,26 @@
-"""HTTP JSON API (docs/API.md). Read endpoints are open; write endpoints need the datadir cookie when the API
-listens beyond 127.0.0.1 (``--api-listen``). Errors are ``{"error": {"code", "message"}}`` with an HTTP status.
-Engine calls go through the node's worker thread; lock-free store reads (indexes, blocks, accounts, models)
-through the default executor, so lookups never queue in front of block validation. The API sees the node only
-through node.api_deps.ApiDeps (typed, narrow); batch submission and bounded bodies: node.api_body.
+"""HTTP JSON API (docs/API.md): the application, its routes and its error handling, and the consensus-side
+endpoints — status, rounds, entries, openings, committee leaks, peers, the genesis task, templates, task
+messages and shard blobs.
+
+Read endpoints are open; write endpoints need the datadir cookie when the API listens beyond 127.0.0.1
+(``--api-listen``). Errors are ``{"error": {"code", "message"}}`` with an HTTP status. Engine calls go through
+the node's worker thread. The API sees the node only through node.api_deps.ApiDeps (typed, narrow).
+Does not: serve the ledger (blocks, transfers, accounts, mempool: node.api_ledger, lock-free store reads) or
+the task pages (node.api_tasks); bounded bodies and hex fields are node.api_body's.
 """
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from aiohttp import web
 
-from chain.address import address_of, decode_address, encode_address
 from chain.errors import DecodeError, PopError, RuleError
-from chain.store_index import MAX_PAGE, RECEIVED, SENT, TxLocation, parse_cursor
-from chain.tx import MAX_TX_SIZE, txid_of_encoding
 from consensus.protocol.messages import AnchorNotice, Beacon
-from consensus.protocol.settlement import bond_account
-from node.api_body import MAX_BODY, MAX_SMALL_BODY, MAX_TX_BODY, json_body
+from node.api_body import MAX_BODY, MAX_SMALL_BODY, hex_field, json_body
 from node.api_deps import ApiDeps
-from node.api_lookup import resolve
+from node.api_ledger import MAX_BATCH_TXS, LedgerHandlers
 from node.api_rounds import dataclass_view, round_json
 from node.api_tasks import (
     MAX_REVEALED,
@@ -41,65 +38,9 @@ from node.gossip import decode_object, object_id
 from node.rounds_index import RoundIndex
 from node.wire import InvKind
 
-_T = TypeVar("_T")
+__all__ = ["MAX_BATCH_TXS", "Api", "build_api_app"]   # and _signed_both, which tests check directly
+
 log = logging.getLogger("popchain.api")
-
-MAX_BATCH_TXS = 1000  # transfers per POST /api/txs batch
-
-
-def _hex(value: Any, name: str, size: int | None = None) -> bytes:
-    if not isinstance(value, str):
-        raise ApiError(400, "bad-request", f"{name}: expected a hex string")
-    try:
-        data = bytes.fromhex(value)
-    except ValueError:
-        raise ApiError(400, "bad-request", f"{name}: not hex") from None
-    if size is not None and len(data) != size:
-        raise ApiError(400, "bad-request", f"{name}: expected {size} bytes")
-    return data
-
-
-def header_json(h) -> dict:
-    out = to_json(h)
-    out["hash"] = h.hash.hex()
-    out["miner_address"] = encode_address(address_of(h.miner)) if any(h.miner) else None
-    return out
-
-
-def tx_json(tx) -> dict:
-    out = to_json(tx)
-    out.update(txid=tx.txid.hex(), from_address=encode_address(address_of(tx.sender)),
-               to_address=encode_address(tx.recipient), raw=tx.encode().hex())
-    return out
-
-
-def location_json(loc: TxLocation, timestamp: int | None = None, tip_height: int | None = None) -> dict:
-    """A confirmed transfer: its block and position, the block's time (unix seconds) and its confirmations
-    (1 = in the tip block)."""
-    out = {"height": loc.height, "block": loc.block_hash.hex(), "position": loc.position, "tx": tx_json(loc.tx)}
-    if timestamp is not None:
-        out["time"] = timestamp
-    if tip_height is not None:
-        out["confirmations"] = tip_height - loc.height + 1
-    return out
-
-
-def _times(store, heights) -> tuple[dict[int, int], int]:
-    """(height -> block timestamp, tip height) for a page of confirmed transfers (lock-free store reads)."""
-    out = {}
-    for h in set(heights):
-        header = store.get_header(h)
-        if header is not None:
-            out[h] = header.timestamp
-    return out, store.tip().height
-
-
-_DIRECTIONS = {SENT: "sent", RECEIVED: "received", SENT | RECEIVED: "self"}
-
-
-def _account_id(text: str) -> bytes:
-    """An account id from a pop1 address or a 32-byte hex public key."""
-    return decode_address(text) if text.startswith("pop1") else address_of(_hex(text, "pubkey", 32))
 
 
 def build_api_app(deps: ApiDeps) -> web.Application:
@@ -127,15 +68,16 @@ def build_api_app(deps: ApiDeps) -> web.Application:
 
     app = web.Application(middlewares=[errors], client_max_size=MAX_BODY)
     api = Api(deps)
+    ledger = LedgerHandlers(deps)
     tasks = TaskHandlers(deps, api.rounds)
     r = app.router
     r.add_get("/api/status", api.status)
-    r.add_get("/api/blocks/{ref}", api.block)
-    r.add_get("/api/txs/{txid}", api.tx)
-    r.add_post("/api/txs", api.post_tx)
-    r.add_get("/api/accounts/{address}", api.account)
-    r.add_get("/api/accounts/{address}/txs", api.account_txs)
-    r.add_get("/api/mempool", api.mempool)
+    r.add_get("/api/blocks/{ref}", ledger.block)
+    r.add_get("/api/txs/{txid}", ledger.tx)
+    r.add_post("/api/txs", ledger.post_tx)
+    r.add_get("/api/accounts/{address}", ledger.account)
+    r.add_get("/api/accounts/{address}/txs", ledger.account_txs)
+    r.add_get("/api/mempool", ledger.mempool)
     r.add_get("/api/champion", tasks.champion)
     r.add_get("/api/models/{hash}", tasks.model)
     r.add_get("/api/rounds/current", api.round_current)
@@ -167,24 +109,6 @@ def _signed_both(a: bytes, b: bytes) -> list[str]:
         return set()
     return sorted(k.hex() for k in signers(a) & signers(b))
 
-
-def _is_height(text: str) -> bool:
-    """A block reference of decimal digits only (at most 10) is a height; anything else a hash or its prefix."""
-    return text.isdigit() and len(text) <= 10
-
-
-def _txid(raw: bytes) -> bytes | None:
-    try:
-        return object_id(InvKind.TX, raw, decode_object(InvKind.TX, raw))
-    except (DecodeError, ValueError):
-        return None
-
-
-def _verdict_error(obj_id: str | None, status: int, code: str, message: str) -> dict:
-    """One refused item of a batch: what the single path would answer as an HTTP error, as a JSON value."""
-    return {"accepted": False, "id": obj_id, "error": {"status": status, "code": code, "message": message}}
-
-
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
@@ -197,8 +121,8 @@ def _check_cookie(request: web.Request, cookie: str) -> None:
 
 
 class Api:
-    """The request handlers. Engine calls go through ``deps.engine_call`` (the engine worker thread); lock-free
-    store reads through ``read`` (the default executor)."""
+    """The consensus-side request handlers (status, rounds, entries, openings, leaks, peers, the genesis task,
+    templates, task messages, blobs). Engine calls go through ``deps.engine_call`` (the engine worker thread)."""
 
     def __init__(self, deps: ApiDeps) -> None:
         self.deps = deps
@@ -242,116 +166,6 @@ class Api:
             out["health"] = d.health()
         return web.json_response(out)
 
-    async def block(self, request: web.Request) -> web.Response:
-        """A block by height (decimal digits), full hash or unique hash prefix (at least 4 hex digits;
-        a prefix of decimal digits only is read as a height: give a longer one)."""
-        ref = request.match_info["ref"]
-        store = self.deps.store
-        key: int | bytes = int(ref) if _is_height(ref) else await resolve(store, "block", ref, what="block hash")
-        block = await self.read(store.get_block, key)
-        if block is None:
-            raise ApiError(404, "not-found", f"no block {ref}")
-        main = await self.read(store.is_main_chain, block.hash)
-        tip = await self.read(store.tip)
-        return web.json_response({"header": header_json(block.header), "hash": block.hash.hex(),
-                                  "txs": [tx_json(t) for t in block.txs], "model_hash": block.header.model_hash.hex(),
-                                  "model_size": len(block.model), "payload_size": len(block.payload),
-                                  # a pruned node keeps the model hash, not the bytes (GET /api/models/{hash}
-                                  # fetches them from a peer)
-                                  "model_pruned": not block.model,
-                                  "main_chain": main, "confirmations": tip.height - block.header.height + 1
-                                  if main else 0, "fees": sum(t.fee for t in block.txs),
-                                  "raw": request.query.get("raw") and block.model and block.encode().hex()})
-
-    async def read(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """A lock-free store read (indexes, blocks by hash) on the default executor, never the engine worker:
-        an unauthenticated lookup must not queue in front of block validation."""
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
-    async def tx(self, request: web.Request) -> web.Response:
-        """A transfer by txid or unique prefix: pending (in the mempool) or confirmed, with its block's time
-        and its confirmations."""
-        mempool = self.deps.mempool
-        txid = await resolve(self.deps.store, "tx", request.match_info["txid"], what="txid",
-                             extra=lambda: [t.txid for t in mempool.txs()])
-        pending = mempool.get(txid)
-        if pending is not None:
-            return web.json_response({"status": "pending", "tx": tx_json(pending), "confirmations": 0})
-        loc = await self.read(self.deps.store.find_tx, txid)
-        if loc is None:
-            raise ApiError(404, "not-found", "unknown tx (neither pending nor confirmed on the main chain)")
-        times, tip = await self.read(_times, self.deps.store, [loc.height])
-        return web.json_response({"status": "confirmed", **location_json(loc, times.get(loc.height), tip)})
-
-    async def account_txs(self, request: web.Request) -> web.Response:
-        """An address's confirmed transfers, newest first: ``?limit=N`` (1..500, default 50) and
-        ``?before=CURSOR`` (the ``next`` of the previous page, or a height)."""
-        account_id = _account_id(request.match_info["address"])
-        limit_text = request.query.get("limit", "50")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
-            raise ApiError(400, "bad-request", f"limit: expected an integer 1..{MAX_PAGE}")
-        before_text = request.query.get("before")
-        before = parse_cursor(before_text) if before_text else None  # ValueError -> 400
-        limit = int(limit_text)
-        items = await self.read(self.deps.store.address_history, account_id, before, limit)
-        times, tip = await self.read(_times, self.deps.store, [it.location.height for it in items])
-        return web.json_response({
-            "address": encode_address(account_id),
-            "txs": [{**location_json(it.location, times.get(it.location.height), tip),
-                     "direction": _DIRECTIONS[it.direction]} for it in items],
-            "next": items[-1].cursor if len(items) == limit else None})
-
-    async def post_tx(self, request: web.Request) -> web.Response:
-        """One transfer ``{"tx": hex}`` or a batch ``{"txs": [hex, ...]}`` (at most MAX_BATCH_TXS): a batch is
-        answered 200 with one verdict per tx, in order; a single tx goes through the same code and its verdict
-        becomes the HTTP answer, so both paths answer the same codes by construction."""
-        body = await json_body(request, MAX_TX_BODY)
-        if "txs" not in body:
-            [verdict] = await self._submit_txs([body.get("tx")], "tx")
-            if not verdict["accepted"]:
-                e = verdict["error"]
-                raise ApiError(e["status"], e["code"], e["message"])
-            return web.json_response(verdict)
-        items = body["txs"]
-        if "tx" in body or not isinstance(items, list) or not items:
-            raise ApiError(400, "bad-request", "txs: expected a non-empty list of hex strings (and no 'tx')")
-        if len(items) > MAX_BATCH_TXS:
-            raise ApiError(413, "batch-too-large", f"{len(items)} txs in one batch, limit {MAX_BATCH_TXS}")
-        results = await self._submit_txs(items, "txs")
-        return web.json_response({"results": results, "accepted": sum(1 for r in results if r["accepted"])})
-
-    async def _submit_txs(self, items: list[Any], name: str) -> list[dict]:
-        """Verdicts for hex-encoded transfers, in order. A tx already confirmed on the main chain is answered
-        ``already-confirmed`` (409), not "accepted, duplicate": it was not accepted anew."""
-        results: list[dict | None] = [None] * len(items)
-        raws: list[tuple[int, bytes]] = []
-        for i, item in enumerate(items):
-            try:
-                raws.append((i, _hex(item, name if len(items) == 1 and name == "tx" else f"{name}[{i}]")))
-            except ApiError as exc:
-                results[i] = _verdict_error(None, exc.status, exc.code, exc.message)
-        verdicts = await self.deps.submit_txs([raw for _, raw in raws])
-        recheck: list[tuple[int, bytes]] = []
-        for (i, raw), (ok, reason) in zip(raws, verdicts, strict=True):
-            # accepted => raw is a canonical encoding: hash it (no second decode on the batch's hot path)
-            txid = txid_of_encoding(raw) if ok and len(raw) <= MAX_TX_SIZE else _txid(raw)
-            if txid is not None and (not ok or reason == "duplicate") and txid not in self.deps.mempool:
-                recheck.append((i, txid))
-            hex_id = txid.hex() if txid is not None else None
-            if ok:
-                results[i] = {"accepted": True, "id": hex_id, "status": reason}
-            else:
-                results[i] = _verdict_error(hex_id, 422, reason.split(":")[0], f"tx rejected: {reason}")
-        if recheck:
-            store = self.deps.store
-            found = await self.read(lambda: [(i, store.find_tx(t)) for i, t in recheck])
-            for i, loc in found:
-                if loc is not None:
-                    v = _verdict_error(loc.txid.hex(), 409, "already-confirmed",
-                                       f"tx already confirmed in block {loc.block_hash.hex()} at height {loc.height}")
-                    results[i] = {**v, "status": "confirmed", "height": loc.height, "block": loc.block_hash.hex()}
-        return [r for r in results if r is not None]
-
     async def _submit(self, kind: InvKind, raw: bytes) -> web.Response:
         ok, reason = await self.deps.submit(kind, raw)
         if not ok:
@@ -359,20 +173,6 @@ class Api:
             raise ApiError(status, reason.split(":")[0], f"{kind.name.lower()} rejected: {reason}")
         obj_id = object_id(kind, raw, decode_object(kind, raw))
         return web.json_response({"accepted": True, "id": obj_id.hex(), "status": reason})
-
-    async def account(self, request: web.Request) -> web.Response:
-        account_id = _account_id(request.match_info["address"])
-        acc = await self.read(self.deps.store.get_account, account_id)
-        bond = await self.read(self.deps.store.get_account, bond_account(account_id))
-        pending = [tx_json(t) for t in self.deps.mempool.txs() if address_of(t.sender) == account_id]
-        next_nonce = acc.nonce + len(pending)
-        return web.json_response({"address": encode_address(account_id), "balance": acc.balance,
-                                  "nonce": acc.nonce, "next_nonce": next_nonce, "pending": pending,
-                                  "bond": bond.balance, "bond_address": encode_address(bond_account(account_id))})
-
-    async def mempool(self, request: web.Request) -> web.Response:
-        txs = self.deps.mempool.select(len(self.deps.mempool))
-        return web.json_response({"size": len(txs), "txs": [tx_json(t) for t in txs[:1000]]})
 
     async def post_task(self, request: web.Request) -> web.Response:
         """A task announcement or extension ``{"message": hex}``: validated, stored and gossiped by the node.
@@ -382,8 +182,8 @@ class Api:
         submit = self.deps.submit_task
         if submit is None:
             raise ApiError(501, "not-supported", "this node does not take task messages")
-        raw = _hex(body.get("message"), "message")
-        secret = _hex(body["secret"], "secret") if body.get("secret") is not None else None
+        raw = hex_field(body.get("message"), "message")
+        secret = hex_field(body["secret"], "secret") if body.get("secret") is not None else None
         if secret is not None and not self.deps.facts()["keyholder"]:
             raise ApiError(409, "not-keyholder", "this node is not the keyholder: it takes no shard keys")
         ok, reason, obj_id = await submit(raw, secret)
@@ -413,17 +213,17 @@ class Api:
 
     async def post_entry(self, request: web.Request) -> web.Response:
         body = await json_body(request, MAX_SMALL_BODY)
-        return await self._submit(InvKind.ENTRY, _hex(body.get("entry"), "entry"))
+        return await self._submit(InvKind.ENTRY, hex_field(body.get("entry"), "entry"))
 
     async def post_opening(self, request: web.Request) -> web.Response:
         body = await json_body(request, MAX_BODY)
-        return await self._submit(InvKind.BLOCK, _hex(body.get("block"), "block"))
+        return await self._submit(InvKind.BLOCK, hex_field(body.get("block"), "block"))
 
     async def post_leak(self, request: web.Request) -> web.Response:
         """A keyholder's share of a shard not yet revealed (consensus.protocol.release.Leak, hex): anyone who
         was handed one posts it here; if its proof holds it becomes evidence on every node (PROTOCOL §3.14)."""
         body = await json_body(request, MAX_SMALL_BODY)
-        raw = _hex(body.get("leak"), "leak")
+        raw = hex_field(body.get("leak"), "leak")
         if self.deps.submit_leak is None:
             raise ApiError(404, "not-found", "this chain has no keyholder committee")
         try:
@@ -462,7 +262,7 @@ class Api:
                                   "task": g.task.encode().hex() if request.query.get("package") else None})
 
     async def template(self, request: web.Request) -> web.Response:
-        miner = _hex(request.query.get("miner"), "miner", 32)
+        miner = hex_field(request.query.get("miner"), "miner", 32)
         d = self.deps
         txs = d.mempool.select(d.genesis.params.max_block_txs)
         tpl = await self.call(d.engine.build_template, miner, txs, int(time.time()))
@@ -497,4 +297,3 @@ class Api:
         if ref is None:
             raise ApiError(422, "unknown-blob", "no task of this chain references these bytes")
         return web.json_response({"accepted": True, "id": ref.hex_id, "size": ref.size})
-

@@ -4,7 +4,8 @@ Does: refuse a body over its endpoint's byte cap (413) or nested deeper than MAX
 one-line ApiError, then parse it and require a JSON object. The depth check strips string literals with one
 regex (C speed) and walks only the bracket characters left, so a hostile body costs linear time and never
 reaches the recursive parser (a deeply nested body used to end in a RecursionError and a 500).
-Does not: validate the fields of the object (each endpoint does, with ``_hex`` and friends).
+Also: ``hex_field``, the one decoder of a hex value a request carries (a body field or a query value), 400 if bad.
+Does not: validate the fields of the object (each endpoint does, with ``hex_field`` and friends).
 """
 from __future__ import annotations
 
@@ -67,3 +68,18 @@ async def json_body(request: web.Request, limit: int) -> dict[str, Any]:
         raise ApiError(413, "body-too-large", f"body is {request.content_length} bytes, limit {limit} for this "
                                               "endpoint")
     return parse_json_object(await request.read(), limit)
+
+
+def hex_field(value: Any, name: str, size: int | None = None) -> bytes:
+    """The bytes of a hex string a request carries (a body field or a query value) as ``name``, of exactly
+    ``size`` bytes when given; a 400 ApiError otherwise."""
+    if not isinstance(value, str):
+        raise ApiError(400, "bad-request", f"{name}: expected a hex string")
+    try:
+        data = bytes.fromhex(value)
+    except ValueError:
+        raise ApiError(400, "bad-request", f"{name}: not hex") from None
+    if size is not None and len(data) != size:
+        raise ApiError(400, "bad-request", f"{name}: expected {size} bytes")
+    return data
+

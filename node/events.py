@@ -18,9 +18,14 @@ per-run ``stream`` id so a client can tell a resumed stream from a new one).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
+import socket
+import struct
+import sys
+import termios
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -43,6 +48,49 @@ WRITE_TIMEOUT_S = 10.0  # a client that takes no bytes for this long is dropped 
 POLL_S = 1.0           # how often an idle stream checks that its client is still connected
 DROP_GRACE_S = 1.0     # a dropped client's connection is aborted if its handler is still stuck in a write
 KINDS = ("hello", "tip", "round", "beacon", "verdict", "mempool", "reset", "dropped")
+
+
+async def _flushed(transport: asyncio.BaseTransport | None, within_s: float) -> bool:
+    """Whether the client took every byte written to it (our buffer and the kernel's send queue) within
+    ``within_s``. A dropped slow reader would otherwise hold its socket and megabytes of kernel buffer while
+    the rest trickles out at its pace; one that is merely behind gets its ``dropped`` note before the close."""
+    deadline = time.monotonic() + within_s
+    while True:
+        if transport is None or transport.is_closing():
+            return True
+        pending = transport.get_write_buffer_size() if isinstance(transport, asyncio.WriteTransport) else 0
+        sock = transport.get_extra_info("socket")
+        if pending == 0 and sock is not None:
+            pending = _unsent_bytes(sock.fileno())
+        if pending == 0:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+
+
+def _reset(transport: asyncio.BaseTransport) -> None:
+    """Close with a reset: the kernel discards what the client has not taken (a plain close would still send
+    it, megabytes at a slow reader's pace)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    if isinstance(transport, asyncio.WriteTransport):
+        transport.abort()
+    else:
+        transport.close()
+
+
+def _unsent_bytes(fd: int) -> int:
+    """Bytes the kernel still holds for the peer (Linux SIOCOUTQ); 0 where that cannot be asked."""
+    try:
+        buf = fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int.from_bytes(buf, sys.byteorder)
 
 
 @dataclass(frozen=True)
@@ -181,7 +229,7 @@ def events_handler(bus: EventBus, snapshot: Callable[[], Awaitable[dict[str, Any
 
         def abort() -> None:
             if not finished and request.transport is not None:
-                request.transport.abort()
+                _reset(request.transport)
         sub.abort = abort
 
         async def send(data: bytes) -> None:
@@ -220,6 +268,8 @@ def events_handler(bus: EventBus, snapshot: Callable[[], Awaitable[dict[str, Any
                 return resp
             note = {"kind": "dropped", "reason": "client too slow; reconnect with Last-Event-ID"}
             await send(f"event: dropped\ndata: {json.dumps(note)}\n\n".encode())
+            if not await _flushed(request.transport, DROP_GRACE_S):
+                abort()   # what it has not taken yet (kernel buffers: megabytes) is discarded, not trickled out
         except (ConnectionError, TimeoutError):
             if sub in bus.subscribers:  # a write stalled for WRITE_TIMEOUT_S: a slow reader too
                 bus._drop(sub)

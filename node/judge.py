@@ -52,6 +52,7 @@ RECENT_OBJECTS = 4096
 TX_REJECTS = 50_000       # state-dependent tx rejects not refetched until the tip changes (Core: recentRejects)
 TX_ORPHANS = 4096         # transfers waiting for their sender's previous nonce
 ORPHAN_EXPIRY_S = 600.0
+OFF_LOOP_DECODE_BYTES = 64 * 1024   # blocks at least this big are decoded off the event loop (5,000 txs: ~20 ms)
 # tx reject codes an honest relay can never produce (others depend on state or pool policy: soft): chain.rejects
 TX_VIOLATIONS = _TX_VIOLATIONS
 
@@ -178,7 +179,13 @@ class Judge:
         if kind == InvKind.TX:
             [result] = await self.on_tx_batch([(peer, data)])
             return result
-        arrival = self._arrive(peer, kind, data)
+        decoded = None
+        if kind == InvKind.BLOCK and len(data) >= OFF_LOOP_DECODE_BYTES:
+            try:
+                decoded = await asyncio.get_running_loop().run_in_executor(None, Block.decode, data)
+            except (DecodeError, ValueError):
+                decoded = None   # _arrive decodes it again and reports the error as always
+        arrival = self._arrive(peer, kind, data, decoded=decoded)
         if not isinstance(arrival, Arrival):
             return arrival
         fetched = None if kind != InvKind.BLOCK or self.model_fetches is None else \
@@ -333,11 +340,12 @@ class Judge:
         self.host.metrics.inc("popchain_tx_orphans_total")
 
     def _arrive(self, peer: Peer | None, kind: InvKind, data: bytes,
-                asked: bool | None = None) -> Arrival | tuple[bool, str]:
-        """Decode and bookkeeping before judging: the Arrival to judge, or the final answer when there is
-        nothing to judge (undecodable, already accepted, already rejected)."""
+                asked: bool | None = None, decoded: Any = None) -> Arrival | tuple[bool, str]:
+        """Decode (unless ``decoded`` is given: ``data`` decoded off the loop) and bookkeeping before judging:
+        the Arrival to judge, or the final answer when there is nothing to judge (undecodable, already
+        accepted, already rejected)."""
         try:
-            decoded = decode_object(kind, data)
+            decoded = decode_object(kind, data) if decoded is None else decoded
         except (DecodeError, ValueError) as exc:
             if peer is not None:
                 peer.offend(INVALID_OBJECT, f"undecodable {kind.name.lower()}: {exc}")

@@ -1,4 +1,4 @@
-"""The network tests/test_cli_functional.py runs every command against: README's walkthrough, run verbatim
+"""The network tests/cli_functional/ runs every command against: README's walkthrough, run verbatim
 (tests/walkthrough.py) — a 2-of-3 keyholder committee, an ordinary node on the default ports, a miner, a second
 task (digits, with a bounty) and an extension of the first — plus the helpers its tests use: run a popchain
 command as a user does (a subprocess, no traceback allowed), wait for the chain, a lying HTTP proxy."""

@@ -1,6 +1,6 @@
 """The end of a task as a user meets it (issue 11 item 5), on one real keyholder node process whose only task
 (2 rounds) has run out: `/api/status` says closed (never `open` with open round 0), `wallet send` says no task is
-open and that the transfer confirms when work resumes (`--no-wait` returns at once), `miner run` exits with a
+open and that the transfer confirms in a ledger round once a staked miner enters one (`--no-wait` returns at once), `miner run` exits with a
 clear message and its documented exit code; the task views (`/api/tasks`, `/api/champion?task=`) agree.
 """
 from __future__ import annotations
@@ -110,12 +110,12 @@ def test_wallet_send_says_no_task_is_open(closed_net: ClosedNet) -> None:
     base = ["wallet", "send", "--to", to, "--amount", "5", "--key", "user0", "--node", closed_net.url,
             *closed_net.wallet]
     quick = closed_net.cli(*base, "--no-wait")
-    assert quick.returncode == 0 and "no task is open" in quick.stdout and "confirms when work resumes" in quick.stdout
+    assert quick.returncode == 0 and "no task is open" in quick.stdout and "confirms in a ledger round" in quick.stdout
     waited = closed_net.cli(*base, "--timeout", "1")
     assert_one_line_error(waited, "no task is open")
-    assert "still pending" in waited.stderr and "confirms when work resumes" in waited.stdout
+    assert "still pending" in waited.stderr and "confirms in a ledger round" in waited.stdout
     pending = _get_json(f"{closed_net.url}/api/accounts/{encode_address(address_of(closed_net.chain.users[0].public))}")
-    assert len(pending["pending"]) == 2     # both transfers wait in the mempool for work to resume
+    assert len(pending["pending"]) == 2     # no staked miner enters a ledger round here: both wait in the mempool
 
 
 def test_miner_exits_with_a_clear_message(closed_net: ClosedNet) -> None:

@@ -2,7 +2,7 @@
 as one bash script (``set -euo pipefail``) in a fresh directory, with ``popchain`` on PATH (this interpreter's).
 
 The script leaves its nodes and miner running in the background (as the README says); they share the script's
-process group, which ``Walkthrough.stop`` ends. Used by tests/test_cli_functional.py, whose tests then run
+process group, which ``Walkthrough.stop`` ends. Used by tests/cli_functional/, whose tests then run
 every command against the chain the walkthrough built (a 2-of-3 committee from a DKG, two tasks, an extension).
 """
 from __future__ import annotations

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks._nodeproc import ROOT, NodeProc, stop_all
+from benchmarks._nodeproc import ROOT, NodeProc, stop_all, terminate
 from chain.address import address_of
 from chain.tx import make_transfer
 from chain.wallet import Wallet
@@ -54,14 +53,7 @@ class Proc:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return terminate(self.proc, timeout)
 
 
 class LiveNet:

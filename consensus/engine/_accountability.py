@@ -19,7 +19,7 @@ from consensus.protocol.committee import Evidence
 from consensus.protocol.genesis import Genesis
 from consensus.protocol.messages import AnchorNotice, Beacon
 from consensus.protocol.registry import Registry
-from consensus.protocol.release import Leak, Partial, check_partial
+from consensus.protocol.release import Leak, Partial, check_partial, ledger_point
 
 __all__ = ["RELEASE_SLACK_MS", "CommitteeAccountability"]
 
@@ -65,15 +65,18 @@ class CommitteeAccountability:
         if committee is None:
             raise RuleError("bad-key-share", "this chain has no keyholder committee")
         notice = self.notice(r)
-        if notice is None or notice.served is None:
-            raise RuleError("not-early", f"round {r} serves no shard known here")
+        if notice is None:
+            raise RuleError("not-early", f"round {r} is not known here")
         try:
             partial = Partial.decode(share)
         except DecodeError as exc:
             raise RuleError("bad-key-share", f"member {member}'s share: {exc}") from None
         if partial.member != member:
             raise RuleError("bad-key-share", f"member {member} released member {partial.member}'s share")
-        check_partial(committee, self.genesis.hash, self._point_of(*notice.served), partial)
+        # a ledger round (idle notice, issue 21) releases shares of its (round, anchor) point, not of a shard's
+        point = (ledger_point(self.genesis.hash, r, notice.anchor_hash) if notice.served is None
+                 else self._point_of(*notice.served))
+        check_partial(committee, self.genesis.hash, point, partial)
 
     def add_leak(self, data: bytes, now_ms: int) -> Evidence:
         """Judge a posted share (``Leak`` bytes): if its proof holds and its shard is not revealed — not even in

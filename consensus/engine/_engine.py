@@ -47,6 +47,7 @@ from consensus.engine._tasks import TaskQueries
 from consensus.engine._validity import (
     OrphanBlock,
     ScoringCache,
+    check_ledger_release,
     check_round_release,
     parent_payload,
     validate_block,
@@ -361,6 +362,9 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
             if beacon.release:
                 raise RuleError("bad-beacon", "a single keyholder's beacon carries no released shares")
             return
+        if beacon.idle:             # a ledger round (issue 21): the threshold VRF of its (round, anchor)
+            check_ledger_release(g, beacon)
+            return
         anchor = self.store.get_header(beacon.anchor_hash)
         if anchor is None:
             return
@@ -370,7 +374,7 @@ class Engine(EntryRules, EvidenceBook, TaskQueries, CommitteeAccountability):
             self.book.package_of(task)
         except (RuleError, IndexError):
             return
-        if adv.served is None:      # a ledger round (issue 21) reveals no shard: there is no release to check
+        if adv.served is None:
             return
         check_round_release(g, self.book, beacon, task)
 

@@ -67,10 +67,7 @@ class EntryRules:
     def ledger_round(self) -> int:
         """The LEDGER round open for entries now, or 0: every task is exhausted, the current round's notice is
         idle, on the final anchor, and not revealed yet. Its blocks are plain blocks only: they confirm
-        transfers on a closed chain (issue 21, §3.13). A keyholder committee (t ≥ 2) does not reveal ledger rounds
-        yet, so a committee chain offers none (an entry would wait for a beacon that never comes)."""
-        if self.genesis.committee is not None and self.genesis.threshold >= 2:
-            return 0
+        transfers on a closed chain (issue 21, §3.13), on a single keyholder's chain and a committee's alike."""
         r = self._round
         if r < 1 or self.beacon(r) is not None:
             return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from consensus.engine._taskbook import TaskBook
 from consensus.protocol.genesis import Genesis
 from consensus.protocol.messages import Beacon, RoundPayload, Settlement, possession
 from consensus.protocol.registry import ChampionRecord, TaskRecord, minted_reward
-from consensus.protocol.release import check_release
+from consensus.protocol.release import check_release, ledger_point
 from consensus.protocol.rules import (
     CorruptCopy,
     ScoredBlock,
@@ -51,8 +52,13 @@ from ml.score import Features, paired, prepare, score
 from ml.shards import PublicTask, open_shard
 from ml.task import Dataset
 
-__all__ = ["BlobPending", "OrphanBlock", "ScoringCache", "check_attribution", "check_round_release", "parent_payload",
+__all__ = ["BlobPending", "OrphanBlock", "ScoringCache", "check_attribution", "check_ledger_release", "check_round_release", "parent_payload",
            "validate_block"]
+
+
+# one thread: the champion's re-score beside the challenger's (validate_block step 9); shared by the engines of
+# one process, whose blocks it serves in turn
+_SCORER = ThreadPoolExecutor(1, thread_name_prefix="popchain-score")
 
 
 class OrphanBlock(PopError):
@@ -210,6 +216,7 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore, beacon:
             raise RuleError("bad-model", "a block of a round that serves no task carries no model")
         if (payload.b, payload.c, payload.bar) != (0, 0, 0):
             raise CorruptCopy("bad-score", "a ledger round's payload says b = c = bar = 0")
+        check_ledger_release(genesis, beacon_in)     # on a committee chain its key is the threshold VRF's
         return ScoredBlock(block, 0, 0, 0, moves, 0, adv.before,
                            tuple(messages[hh] for _, hh in beacon_in.activations), slot=plain_slot(beacon_in, h.miner),
                            reward=reward)
@@ -236,9 +243,17 @@ def validate_block(block: Block, *, genesis: Genesis, store: ChainStore, beacon:
     # 9. the crowning test against the champion of the round's task: exact sign test, Bonferroni over the
     # m listed entries, and the margin of min_gain_bp basis points of the shard's rows
     champion_bytes = book.champion_model(task_rec, messages)
-    champion_ok = cache.champion_correct(genesis, champion_bytes, task, index_in_task, beacon_in.shard_key)
     features = cache.features(task, index_in_task, beacon_in.shard_key)  # the shard's X, prepared once per round
-    b, c = paired(score(challenger, features, shard.y).correct, champion_ok)
+    # the champion's per-row correctness (memoised per round; re-scored whenever the champion changed, e.g. on
+    # every block of a sync) on the second core while this thread scores the challenger: numpy releases the
+    # GIL for most of both. Pure functions of the bytes and the shard: the order changes nothing.
+    champion_job = _SCORER.submit(cache.champion_correct, genesis, champion_bytes, task, index_in_task,
+                                  beacon_in.shard_key)
+    try:
+        challenger_ok = score(challenger, features, shard.y).correct
+    finally:
+        champion_ok = champion_job.result()
+    b, c = paired(challenger_ok, champion_ok)
     m, rows = len(beacon_in.listed), len(shard.y)
     bar = crowning_bar(b, c, m, params, rows)
     if (payload.b, payload.c, payload.bar) != (b, c, bar):
@@ -268,6 +283,20 @@ def check_round_release(genesis: Genesis, book: TaskBook, beacon: Beacon, task_r
         raise RuleError("bad-key-share", f"beacon {beacon.round} carries no released shares")
     point, sealed = book.round_secret(task_rec, beacon.shard_index, messages)
     check_release(genesis.committee, genesis.hash, point, beacon.release, sealed, beacon.shard_key)
+
+
+def check_ledger_release(genesis: Genesis, beacon: Beacon) -> None:
+    """§3.4/§3.14 for a LEDGER round's beacon (it serves no shard): on a committee chain its key is the threshold
+    VRF output of the round's ledger point (round, anchor), proven by t released shares — so no member chose
+    the key that ranks the round's entries and plain blocks; a single keyholder's carries none."""
+    if genesis.committee is None:
+        if beacon.release:
+            raise RuleError("bad-beacon", "a single keyholder's beacon carries no released shares")
+        return
+    if not beacon.release:
+        raise RuleError("bad-key-share", f"beacon {beacon.round} carries no released shares")
+    check_release(genesis.committee, genesis.hash, ledger_point(genesis.hash, beacon.round, beacon.anchor_hash),
+                  beacon.release, None, beacon.shard_key)
 
 
 def parent_payload(store: ChainStore, parent: Header) -> RoundPayload | None:

@@ -31,6 +31,7 @@ from consensus.protocol.release import (
     SealedShard,
     check_partial,
     combine,
+    ledger_point,
     make_partial,
     shard_key_of,
 )
@@ -42,11 +43,14 @@ Locate = Callable[[int], tuple[bytes, SealedShard | None]]
 
 
 def engine_locator(engine: Engine) -> Locate:
-    """Round r → its point (§3.14), from the (task, shard) notice r names on its anchor (§3.13 fold)."""
+    """Round r → its point (§3.14), from the (task, shard) notice r names on its anchor (§3.13 fold); a ledger
+    round's (an idle notice, issue 21) is the ledger point of (r, its anchor)."""
     def locate(r: int) -> tuple[bytes, SealedShard | None]:
         notice = engine.notice(r)
+        if notice is not None and notice.idle:
+            return ledger_point(engine.genesis.hash, r, notice.anchor_hash), None
         anchor = engine.store.get_header(notice.anchor_hash) if notice is not None else None
-        if notice is None or notice.idle or anchor is None:
+        if notice is None or anchor is None:
             raise RuleError("missing-activation", f"round {r} serves no shard known here (yet)")
         book = engine.book
         task = book.advance(book.registry_at(anchor), anchor, r, notice.activations).before.tasks[notice.task_id]

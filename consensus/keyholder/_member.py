@@ -148,7 +148,7 @@ class Member(KeyholderBase):
 
     def on_entry(self, entry: Entry, now: float) -> bool:
         """An entry the node accepted: journal it for the open round (the E largest stakes). True if kept."""
-        r = self.engine.open_round()
+        r = self.engine.entry_round()     # the open task round, or a ledger round on a closed chain (issue 21)
         if r == 0 or entry.round != r:
             return False
         return self._keep_entry(entry, pack([int(now * 1000), entry.encode()]))
@@ -204,16 +204,26 @@ class Member(KeyholderBase):
         assert notice is not None
         if notice.idle:
             anchor = self.store.get_header(notice.anchor_hash)
-            if anchor is None or self.tasks.schedule(anchor, R + 1)[1] == 0:
+            if anchor is None:
                 return "done", R, None
-            return "notice", R + 1, notice.entry_deadline_ms - self.window_ms + g.params.opening_window_s * 1000
+            # a stored task message revives the chain, unless this member already released its share for the
+            # LEDGER round R (issue 21): it finishes that round first (one thing signed per round)
+            if self.signed(b"b", R) is None and self.tasks.schedule(anchor, R + 1)[1] != 0:
+                return "notice", R + 1, notice.entry_deadline_ms - self.window_ms + g.params.opening_window_s * 1000
+            # ledger round R (§3.13): staked miners enter for plain blocks; it reveals as a task round does, W
+            # after its first entry. A round nobody entered waits: "done" (nothing to do until an entry comes)
+            opened_ms = notice.entry_deadline_ms - self.window_ms
+            ledger_due = self._reveal_at(R, opened_ms, now_ms) if now_ms else None
+            if ledger_due is None or not self.entries(R):
+                return "done", R, None
+            return ("beacon" if now_ms >= ledger_due else "entries"), R, ledger_due
         due = self._reveal_at(R, notice.entry_deadline_ms - self.window_ms, now_ms)
         return ("beacon" if due is not None and now_ms >= due else "entries"), R, due
 
     def step(self, now: float) -> list[Out]:
         now_ms = int(now * 1000)
         name, r, due = self.phase(now_ms)
-        if name == "entries":
+        if name in ("entries", "done"):
             # entries a leader's proposal carries count as received (a member that joined late holds none)
             for _, body in list(self.proposals.get((r, Kind.PROPOSE_BEACON), {}).values()):
                 for x in body.entries:

@@ -4,7 +4,8 @@ members' DLEQ-proven shares of the group secret times that point, their combinat
 
 * The **round's point** P of (task, shard j): for a VRF-generated task H2P("popchain/vrf-point", genesis hash,
   task message id, u64 j) — anyone can compute it, nobody knows its logarithm; for a sealed (data) shard the
-  sponsor's ephemeral point R_j of its ``SealedShard``.
+  sponsor's ephemeral point R_j of its ``SealedShard``; for a LEDGER round r (a round serving no shard, issue 21)
+  H2P("popchain/ledger-point", genesis hash, u64 r, anchor hash), its key then ranks entries only.
 * A **partial** of member i is σ_i = s_i·P with a Chaum–Pedersen proof that log_G(Y_i) = log_P(σ_i), Y_i the
   member's public share key from the committee key (genesis): anyone checks it, and a wrong one names its member.
 * t partials of distinct members combine by Lagrange in the exponent into σ = s·P — the same σ for any t valid
@@ -49,7 +50,8 @@ from consensus.protocol.messages import MAX_KEYHOLDERS, MAX_RELEASE_BYTES
 __all__ = [
     "MAX_RELEASE_SIZE", "MAX_SEAL_SHARDS", "PARTIAL_SIZE", "SEAL_VERSION", "Leak", "Partial", "Release",
     "SealedShard",
-    "check_partial", "check_release", "combine", "decode_seal_material", "encode_seal_material", "make_partial",
+    "check_partial", "check_release", "combine", "decode_seal_material", "encode_seal_material", "ledger_point",
+    "make_partial",
     "release_context", "seal", "seal_keys", "shard_key_of", "unseal", "vrf_output", "vrf_point",
 ]
 
@@ -71,6 +73,13 @@ def vrf_point(genesis_hash: bytes, task_msg: bytes, shard: int) -> bytes:
     """The VRF input of shard ``shard`` of the task whose announcement id is ``task_msg`` (genesis hash for task
     0): a point of the group nobody knows the logarithm of."""
     return hash_to_point("popchain/vrf-point", genesis_hash, task_msg, shard.to_bytes(8, "big"))
+
+
+def ledger_point(genesis_hash: bytes, round: int, anchor_hash: bytes) -> bytes:
+    """The VRF input of LEDGER round ``round`` on ``anchor_hash`` (issue 21: a round that serves no shard, §3.13):
+    its beacon's key is ``vrf_output`` of this point, so no member can choose it and nobody knows it before t
+    members release — it ranks the entries and the plain blocks, which an entrant must not foresee."""
+    return hash_to_point("popchain/ledger-point", genesis_hash, round.to_bytes(8, "big"), anchor_hash)
 
 
 def vrf_output(point: bytes, sigma: bytes) -> bytes:

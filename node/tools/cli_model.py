@@ -185,11 +185,34 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if y is not None:
         result["accuracy"] = float((pred == y).mean()) if len(y) else 0.0
         lines.append(f"accuracy on the labelled rows: {result['accuracy']:.4f}")
+        if not args.model:
+            lines += _forward_lines(args, result)
     if args.out:
         lines.append(f"written to {args.out}")
     else:
         lines += names[:20] + ([f"... ({len(names) - 20:,} more; use --out FILE)"] if len(names) > 20 else [])
     emit(args, result, lines)
+
+
+def _forward_lines(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
+    """Issue 21: on a DRIFTING generated task a file's rows (e.g. holdout.csv, the task's start) say nothing
+    about the champion now; say so, with the champion's accuracy on its forward holdout (node.tools.forward)."""
+    from node.tools.forward import judged_holdout
+
+    async def forward(client: Any) -> dict[str, Any] | None:
+        t = await client.task_info(result["task_id"])
+        return await judged_holdout(client, result["task_id"], t, drifting_only=True)
+    j = call(args, forward)
+    if not j or not j.get("drifting"):
+        return []
+    result["forward_holdout"] = j
+    if j.get("pending"):
+        return [("the task drifts: rows like these (e.g. holdout.csv, the task's start) do not judge its champion; "
+                "its forward holdout (the next shard revealed after its crowning) is not revealed yet")]
+    return [(f"the task drifts: rows like these (e.g. holdout.csv, the task's start) do not judge its champion; on "
+            f"its forward holdout (shard {j['shard_index']:,}, revealed in round {j['round']:,} after its crowning "
+            f"in round {j['crowned_round']:,}) it scores {j['champion_accuracy']:.4f} (Bayes limit "
+            f"{j['bayes_accuracy']:.4f})")]
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from node.tools.cli_common import RETRY_S, CliError, Commands, add_json, address, emit, load_wallet, pick_key
+from node.tools.forward import holdout_line
 from node.tools.mining import DEFAULT_MAX_ROWS, FAMILY_CHOICES
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def cmd_genesis_create(args: argparse.Namespace) -> None:
                "releases it")] if out["vrf"] else
              [(f"sponsor        {out['sponsor']}: you know these rows, so the task is paid only from its escrow "
                f"({out['bounty']:,} grains, {out['per_crowning']:,} per crowning) and your key cannot enter it")])),
-        f"held-out test  {out['holdout']}    -> keep: untouched test split to judge the champion",
+        holdout_line(out, "keep: untouched test split to judge the champion", "the champion"),
         (f"bonds          {len(out['bonds'])} miner key(s) bonded at genesis (a miner's stake, PROTOCOL §3.9); "
          f"crowning needs +{out['min_gain_bp'] / 100:.2f} pp on top of the sign test"),
     ])
@@ -214,7 +215,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from benchmarks.harness import main as bench_main
-    return bench_main(quick=args.quick, as_json=args.json)
+    only: list[str] = []
+    if args.only is not None:
+        only = list(dict.fromkeys(name.strip() for name in args.only.split(",") if name.strip()))
+        if not only:
+            raise CliError("--only: give at least one figure name (NAME[,NAME...])")
+    return bench_main(quick=args.quick, as_json=args.json, only=only)   # UnknownFigure: one line, exit 1
 
 
 def add_sizing_options(p: argparse.ArgumentParser) -> None:
@@ -248,7 +254,8 @@ def register(cmds: Commands) -> None:
     p.add_argument("--drift-milli", type=int, default=None,
                    help="synthetic task only: move the generator's cluster centres by ~N/1000 units from shard to "
                         "shard, pulled back towards the start (default 0: one fixed concept, whose Bayes-optimal "
-                        "accuracy the summaries show as the champion's limit; e.g. 500: a moving concept)")
+                        "accuracy the summaries show as the champion's limit). A drifting champion is one shard staler than "
+                        "a fresh fit: one shard of drift costs ~0.5 pp at 200, ~2.8 pp at 500")
     p.add_argument("--alloc", action="append", default=[], metavar="ADDRESS=AMOUNT",
                    help="genesis allocation (at least one: miners need the entrant balance)")
     p.add_argument("--bond", action="append", default=[], metavar="ADDRESS=AMOUNT",
@@ -318,5 +325,9 @@ def register(cmds: Commands) -> None:
     p = cmds.sub.add_parser("bench", help="run the benchmark harness",
                             description="Measure every figure next to its raw baseline.")
     p.add_argument("--quick", action="store_true", help="CI smoke run (under a minute)")
+    p.add_argument("--only", metavar="NAME[,NAME...]",
+                   help="measure only these figures (names as the table and --json print them; an unknown name "
+                        "lists the known ones); the modules that produce them run whole, so a figure measured "
+                        "with others takes their time too")
     add_json(p)
     p.set_defaults(fn=cmd_bench)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from node.tools.cli_chain import champion_line
 from node.tools.cli_common import CliError, Commands, add_node, call, emit, kv, password, pick_key
 from node.tools.cli_node import add_sizing_options, categorical_columns
+from node.tools.forward import holdout_line, judged_holdout
 
 if TYPE_CHECKING:
     from ml.generator import World
@@ -82,7 +83,7 @@ def cmd_create(args: argparse.Namespace) -> None:
         *([(f"shard blobs    {out['blobs']} blobs, {out['blob_bytes']:,} bytes in {out['blob_dir']}  -> 'task "
             f"announce' hands them to the node (keep them beside {out['announcement']}); announcement "
             f"{out['message_bytes']:,} bytes")] if out.get("blobs") else []),
-        f"held-out test  {out['holdout']}  -> keep: untouched test split to judge the task's champion",
+        holdout_line(out, "keep: untouched test split to judge the task's champion", "the task's champion"),
     ])
 
 
@@ -356,44 +357,26 @@ def cmd_show(args: argparse.Namespace) -> None:
                                                                  f"{len(spec.get('classes', []))} classes"}
     lines = kv(shown, ["task_id", "name", "status", "shards", "detects", "rounds", "features", "sponsor", "bounty",
                        "extensions", "champions", "revealed_keys"])
-    limit = call(args, lambda c: _bayes_gap(c, args.task_id, t))
+    limit = call(args, lambda c: judged_holdout(c, args.task_id, t))
     if limit is not None:
         t["bayes"] = limit
-        lines.append(f"bayes limit    {limit['bayes_accuracy']:.3f} (the generated concept's Bayes-optimal accuracy, "
-                     f"shard {limit['shard_index']:,}: the physical limit)")
-        lines.append(f"champion gap   {limit['gap_pp']:.1f} pp (the champion scores {limit['champion_accuracy']:.3f} "
-                     "on that shard)")
+        lines += _judged_lines(limit)
     emit(args, t, lines + ["champion         " + champion_line(t.get("champion"))])
 
 
-async def _bayes_gap(client: Any, task_id: int, t: dict[str, Any]) -> dict[str, Any] | None:
-    """Issue 21: a generated task knows its concept, so `task show` gives the champion's gap to its Bayes-optimal
-    accuracy on the latest revealed shard (None: not a generated task, or nothing revealed yet)."""
-    import asyncio
-
-    from consensus.protocol.genesis import load_genesis
-    from ml.bayes import shard_bayes_accuracy
-    from ml.model import decode_model
-    from ml.score import score
-    from ml.shards import PublicTask, open_shard
-    revealed, champ = t.get("revealed") or [], t.get("champion") or {}
-    if not revealed or not champ.get("model_hash"):
-        return None
-    info = await client.task_info(task_id, package=True)
-    public = PublicTask.decode(bytes.fromhex(info["package"]))
-    if not public.generated:
-        return None
-    last = revealed[-1]
-    index, key = last["shard_index"], bytes.fromhex(last["shard_key"])
-    genesis = load_genesis(await client.genesis())
-    model = decode_model(await client.model(champ["model_hash"]), public.spec, genesis.model_caps)
-
-    def measure() -> tuple[float, float]:
-        shard = open_shard(public, index, key)
-        return shard_bayes_accuracy(public, index, key, rows=100_000), score(model, shard.X, shard.y).accuracy
-    limit, acc = await asyncio.to_thread(measure)
-    return {"shard_index": index, "bayes_accuracy": round(limit, 4), "champion_accuracy": round(acc, 4),
-            "gap_pp": round((limit - acc) * 100, 2)}
+def _judged_lines(j: dict[str, Any]) -> list[str]:
+    """What `task show` says about the holdout a generated task's champion is judged on (node.tools.forward)."""
+    if j.get("pending"):
+        return [(f"holdout        forward (the task drifts): no shard revealed since the champion was crowned in "
+                f"round {j['crowned_round']:,} yet: judged on the next one")]
+    where = (f"forward: shard {j['shard_index']:,}, revealed in round {j['round']:,} after the champion was crowned "
+             f"in round {j['crowned_round']:,} (the task drifts: rows it never saw, from the concept it faces now; "
+             "holdout.csv is the task's start)" if j["drifting"] else
+             f"the newest revealed shard {j['shard_index']:,} (round {j['round']:,}; one fixed concept)")
+    return [f"holdout        {where}",
+            (f"bayes limit    {j['bayes_accuracy']:.3f} (the generated concept's Bayes-optimal accuracy on that shard: "
+            "the physical limit)"),
+            f"champion gap   {j['gap_pp']:.1f} pp (the champion scores {j['champion_accuracy']:.3f} on that shard)"]
 
 
 def _task_id(text: str) -> int:

@@ -25,8 +25,9 @@ from node.tools.cli_common import (
 )
 
 DEFAULT_FEE = 1_000
-NO_TASK_OPEN = ("no task is open on this chain (every task has spent its hidden shards): the transfer stays "
-                "pending and confirms when work resumes (a new task or an extension is announced)")
+NO_TASK_OPEN = ("no task is open on this chain (every task has spent its hidden shards): the transfer confirms in "
+                "a ledger round once a staked miner enters one ('popchain miner run' serves them), or when a new "
+                "task or an extension is announced")
 PHRASE_WARNING = ("write these words down and keep them offline: they rebuild this key "
                   "('popchain wallet restore'); anyone who has them can spend its coins")
 

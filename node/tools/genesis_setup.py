@@ -265,5 +265,7 @@ def create_genesis_files(out: Path, *, task: str = "synthetic", label_column: st
             "vrf": genesis.task.vrf, "sponsor": genesis.sponsor.hex() if genesis.committee is not None else None,
             "bounty": bounty, "per_crowning": genesis.per_crowning,
             "holdout": str(holdout_path), "warnings": warnings,
+            # issue 21: a drifting task's champion is judged on its forward holdout, not on holdout.csv (its start)
+            "judged_on": "forward" if drift_milli else "holdout",
             "bonds": [[encode_address(a), n] for a, n in bonds if n], "min_gain_bp": params.min_gain_bp,
             "columns": spec.encoding.describe() if spec.encoding is not None else []}

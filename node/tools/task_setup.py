@@ -236,6 +236,8 @@ def create_task_files(out: Path, genesis: Genesis, sponsor: Keypair, *, task: st
             "message_bytes": len(msg.encode()), "announcement": str(announce_path),
             "secret": str(secret_path) if genesis.committee is None else None, "vrf": public.vrf,
             "committee": genesis.committee is not None, "holdout": str(holdout_path), "warnings": warnings,
+            # issue 21: a drifting task's champion is judged on its forward holdout, not on holdout.csv (its start)
+            "drift_milli": drift_milli, "judged_on": "forward" if drift_milli else "holdout",
             "blobs": len(blobs), "blob_bytes": sum(map(len, blobs.values())),
             "blob_dir": str(out / BLOB_DIR) if blobs else None,
             "columns": public.spec.encoding.describe() if public.spec.encoding is not None else []}
