@@ -101,7 +101,20 @@ class NodeProc:
         return 0.0
 
     def cpu_s(self) -> float:
-        """User + system CPU seconds the node process has used (all its threads; 0 if gone)."""
+        """CPU seconds the node process has used (all its threads; 0 if gone): the sum of its threads' run time
+        in nanoseconds (/proc/PID/task/*/schedstat) where the kernel keeps it, else user + system clock ticks
+        (10 ms steps: too coarse for a sub-second load)."""
+        try:
+            total = 0
+            for task in os.listdir(f"/proc/{self.pid}/task"):
+                try:
+                    total += int(Path(f"/proc/{self.pid}/task/{task}/schedstat").read_text().split()[0])
+                except FileNotFoundError:   # a thread that just ended
+                    continue
+            if total > 0:
+                return total / 1e9
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            pass
         try:
             fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -11,10 +11,10 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import nacl.bindings
 import nacl.signing
@@ -233,10 +233,27 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class ChunkWaiter(Generic[R]):
+    """What ``submit_chunks`` returns: call it to wait for the results (in input order). ``futures`` are the
+    pool tasks (empty when the work ran inline), for callers that wait without blocking a thread — an event loop
+    awaits them (asyncio.wrap_future) and then calls the waiter, which no longer blocks."""
+
+    __slots__ = ("_results", "futures")
+
+    def __init__(self, results: list[R], futures: list[Future[None]]) -> None:
+        self._results = results
+        self.futures = futures
+
+    def __call__(self) -> list[R]:
+        for fut in self.futures:
+            fut.result()
+        return self._results
+
+
 def submit_chunks(fn: Callable[[Sequence[T], int], list[R]], items: Sequence[T],
-                  executor: Executor | None = None, limit: list[int] | None = None) -> Callable[[], list[R]]:
+                  executor: Executor | None = None, limit: list[int] | None = None) -> ChunkWaiter[R]:
     """Start ``fn(part, offset)`` over ``items`` on the pool (inline below 64 items); ``fn`` returns one
-    result per item of ``part``. Returns a callable that waits and yields all results in input order.
+    result per item of ``part``. Returns a ChunkWaiter: call it to wait and get all results in input order.
 
     One task per pool thread, each taking the next 32 items until none are left: the threads stay busy to
     the end whatever else slows one of them down (fixed big chunks left one core idle for a whole chunk).
@@ -248,8 +265,7 @@ def submit_chunks(fn: Callable[[Sequence[T], int], list[R]], items: Sequence[T],
     items = list(items)
     n = len(items)
     if n < _MIN_PARALLEL:
-        result = fn(items, 0)
-        return lambda: result
+        return ChunkWaiter(fn(items, 0), [])
     ex = executor or default_executor()
     results: list[R] = [None] * n  # type: ignore[list-item]
     blocks = itertools.count()  # next() is atomic: each block goes to exactly one thread
@@ -262,17 +278,11 @@ def submit_chunks(fn: Callable[[Sequence[T], int], list[R]], items: Sequence[T],
                 return
             results[start:start + _BLOCK] = fn(items[start:start + _BLOCK], start)
 
-    futures = [ex.submit(work) for _ in range(min(VERIFY_THREADS, -(-n // _BLOCK)))]
-
-    def wait() -> list[R]:
-        for fut in futures:
-            fut.result()
-        return results
-    return wait
+    return ChunkWaiter(results, [ex.submit(work) for _ in range(min(VERIFY_THREADS, -(-n // _BLOCK)))])
 
 
 def submit_verify_many(items: Sequence[tuple[bytes, bytes, bytes]], executor: Executor | None = None,
-                       ) -> Callable[[], list[bool]]:
+                       ) -> ChunkWaiter[bool]:
     """Start verifying in the pool; returns a callable that waits and yields list[bool] in input order."""
     return submit_chunks(_verify_chunk, items, executor)
 

@@ -27,6 +27,16 @@ if TYPE_CHECKING:
     from node.node import Node
 
 
+async def _freeze_startup_heap(node: Node) -> None:
+    """Once the node is up, move everything it allocated so far (imported modules, the chain's caches) out of
+    the cyclic GC's reach (gc.freeze): a full collection then scans what the node allocates while running, not
+    the ~1M long-lived startup objects every time (20-40 ms a collection otherwise, in the middle of relaying).
+    Only in the node process (not InProcessNode: a test process would freeze its own garbage)."""
+    import gc
+    await node.started.wait()
+    gc.freeze()
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts (ISO 8601, UTC), level, logger, msg (+ exc when there is a traceback)."""
 
@@ -93,7 +103,7 @@ def start(args: argparse.Namespace, error_prefix: str) -> int:
         code = exit_code_of(exc) or EXIT_CONFIG
         print(f"{error_prefix}cannot set up logging in {config.datadir}: {first_line(exc)}", file=sys.stderr)
         return code
-    return asyncio.run(run_node(config))
+    return asyncio.run(run_node(config, freeze_heap=True))
 
 
 def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -123,10 +133,11 @@ def _advice(code: int, config: NodeConfig, line: str) -> str:
     return ""
 
 
-async def run_node(config: NodeConfig, node: Node | None = None) -> int:
+async def run_node(config: NodeConfig, node: Node | None = None, *, freeze_heap: bool = False) -> int:
     """Run a node (``node``, or a new one from ``config``) until SIGINT/SIGTERM. Returns a process exit code
     (node.errors: 0 after a clean stop, 2 cannot start, 3 storage fault, 4 state does not match the chain,
-    5 an essential task died) with the reason as one log line; a traceback only for a bug."""
+    5 an essential task died) with the reason as one log line; a traceback only for a bug. ``freeze_heap``: the
+    node owns this process (``python -m node run``): freeze its startup heap once it is up (_freeze_startup_heap)."""
     from node.node import Node
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_loop_exception_handler)
@@ -144,6 +155,7 @@ async def run_node(config: NodeConfig, node: Node | None = None) -> int:
             loop.add_signal_handler(sig, node.stop)
         except (NotImplementedError, RuntimeError):  # not the main thread (embedded use)
             pass
+    freezer = asyncio.create_task(_freeze_startup_heap(node)) if freeze_heap else None
     try:
         await node.run()
     except Exception as exc:
@@ -159,6 +171,8 @@ async def run_node(config: NodeConfig, node: Node | None = None) -> int:
             log.error("%s%s", line, _advice(code, config, line))
         return code
     finally:
+        if freezer is not None:
+            freezer.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.remove_signal_handler(sig)

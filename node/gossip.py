@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -33,7 +34,7 @@ from node.budgets import (
     ObjectBudget,
     PeerObjects,
 )
-from node.inventory import MAX_ALTERNATES, TRICKLE_S, RequestTracker, Trickle
+from node.inventory import ANNOUNCE_PER_TICK, MAX_ALTERNATES, TRICKLE_S, RequestTracker, Trickle
 from node.judge import Judge, JudgeHost, Key, decode_object, object_id
 from node.limits import FLOOD, BoundedMap, BoundedSet
 from node.peer import Peer
@@ -67,7 +68,8 @@ class Relay:
         self.requests: RequestTracker[Peer] = RequestTracker(
             per_peer=budgets.requests_per_peer, total=REQUESTS_TOTAL, total_alternates=ALTERNATES_TOTAL,
             per_peer_waiting=budgets.waiting_per_peer, total_waiting=WAITING_TOTAL)
-        self.trickle: Trickle[Peer] = Trickle(budgets.trickle_per_peer)
+        # a peer's queue holds at least a whole mempool: paced announcements (flush) must not drop accepted ids
+        self.trickle: Trickle[Peer] = Trickle(max(budgets.trickle_per_peer, host.mempool.max_txs))
         self.judge = Judge(host, self.announce, self._received, self.push_all, self.announce_txs)
         self.judge.refetch = self.refetch
         # block -> the other peers that announced it when a copy arrived: asked first if that copy was corrupt
@@ -76,7 +78,10 @@ class Relay:
         self.objects = ObjectBudget(budgets, time.monotonic())
         self.budgets: dict[Peer, PeerObjects] = {}
         self.block_queue: asyncio.Queue[tuple[Peer, bytes]] = asyncio.Queue(BLOCK_QUEUE)
-        self.tx_queue: asyncio.Queue[tuple[Peer, bytes, bool, bytes]] = asyncio.Queue(TX_QUEUE)
+        # transfers received and not judged yet (≤ TX_QUEUE, each peer ≤ its share), in arrival order; the tx task
+        # sleeps on _tx_ready while it is empty
+        self.tx_queue: deque[tuple[Peer, bytes, bool, bytes]] = deque()
+        self._tx_ready = asyncio.Event()
         self.queued_txs: set[bytes] = set()   # txids in tx_queue (bounded by it): not requested again meanwhile
         self.tx_waiting: dict[Peer, int] = {}  # transfers each peer has in tx_queue (≤ its share)
         # sync's hooks (node.sync): a block arrived from a peer (before its verdict); a peer had none of these
@@ -283,16 +288,12 @@ class Relay:
 
     def announce_txs(self, items: Sequence[tuple[bytes, Peer | None]]) -> None:
         """``announce`` for a batch of accepted transfers, (txid, the peer it came from): one pass over the peers,
-        each peer's trickle queue updated once."""
+        each peer's known set filtered and its trickle queue updated once for the whole batch."""
+        tx = InvKind.TX
         for peer in self.host.ready_peers():
-            known = peer.known
-            fresh = []
-            for h, source in items:
-                key = (InvKind.TX, h)
-                if source is not peer and key not in known:
-                    known.add(key)
-                    fresh.append(key)
-            self.trickle.add_many(peer, fresh)
+            fresh = peer.known.add_unknown_ids([h for h, source in items if source is not peer])
+            if fresh:
+                self.trickle.add_many(peer, [(tx, h) for h in fresh])
 
     def push_all(self, kind: InvKind, h: bytes, data: bytes, exclude: Peer | None = None) -> None:
         """Push an object whole to every peer that does not know it (opened losers: no store serves them)."""
@@ -311,7 +312,11 @@ class Relay:
             self.flush()
 
     def flush(self) -> None:
-        for peer, chunks in self.trickle.take():
+        """One tick's announcements: to each peer at most ANNOUNCE_PER_TICK transfer ids (one INV), oldest first;
+        the rest stay queued for the next ticks. A receiver holds at least 1,761 ids announced by one peer (its
+        request share plus its waiting share, PROTOCOL §4.3), so a relay that accepted thousands of transfers
+        at once hands them over at a pace its peers can hold instead of overflowing their tables."""
+        for peer, chunks in self.trickle.take(ANNOUNCE_PER_TICK):
             for chunk in chunks:
                 peer.send(wire.Inv(chunk))
 
@@ -351,9 +356,52 @@ class Relay:
         elif isinstance(msg, wire.Object):
             await self.on_object(peer, msg.kind, msg.data)
 
+    def _on_inv_txs(self, peer: Peer, keys: list[Key], now: float) -> list[Key]:
+        """The transfer ids of an INV, in bulk (PROTOCOL §4.5): ids in flight make ``peer`` an alternate source,
+        ids we hold, refuse or have queued are only marked known, and the rest — each once — are requested from
+        ``peer`` while its share lasts and wait for it beyond. Returns the ids to request now. Only ids that exist
+        for us join the peer's known set, as in ``_on_inv``."""
+        requests, judge = self.requests, self.judge
+        # live views: membership tests without a Python call per id (two INV ids arrive per relayed transfer)
+        asked, mempool, tx_rejects = requests.in_flight(), self.host.mempool.ids(), judge.tx_rejects.members()
+        recent, rejected, queued = judge.recent.members(), judge.rejected.members(), self.queued_txs
+        in_flight: list[Key] = []
+        new: dict[Key, None] = {}   # insertion-ordered, each id once (a hostile INV may repeat one)
+        known: list[bytes] = []
+        for key in keys:
+            h = key[1]
+            if key in asked:
+                in_flight.append(key)
+            elif h in mempool or h in queued or h in tx_rejects or key in recent or key in rejected:
+                known.append(h)
+            else:
+                new[key] = None
+        if in_flight:
+            requests.also_announced(peer, in_flight)
+            known += [h for _, h in in_flight]
+        wanted = list(new)
+        taken = requests.request_many(peer, wanted, now) if wanted else 0
+        if taken < len(wanted):   # beyond its request share the ids wait for it to free (node.inventory)
+            waiting = requests.wait_many(peer, wanted[taken:])
+            del wanted[taken:]
+            known += [h for _, h in waiting]
+        known += [h for _, h in wanted]
+        peer.known.add_ids(known)
+        return wanted
+
     async def _on_inv(self, peer: Peer, items: Sequence[Key]) -> None:
         now = time.monotonic()
-        wanted: list[Key] = []
+        tx = InvKind.TX
+        tx_keys = [key for key in items if key[0] is tx]
+        wanted: list[Key] = self._on_inv_txs(peer, tx_keys, now) if tx_keys else []
+        if len(tx_keys) < len(items):
+            await self._on_inv_objects(peer, [key for key in items if key[0] is not tx], wanted, now)
+        elif wanted:
+            self._send_requests({peer: wanted})
+
+    async def _on_inv_objects(self, peer: Peer, items: Sequence[Key], wanted: list[Key], now: float) -> None:
+        """The ids of an INV other than transfers (blocks, round objects, task messages), one by one; sends the
+        GETDATA for these and ``wanted``."""
         ask_store: list[Key] = []
         had: list[bytes] = []     # blocks it announced that we hold: they tell us its height (/api/peers)
         # only ids that exist for us (held, wanted, asked for) join the peer's known set: ids dropped at a bound
@@ -406,35 +454,48 @@ class Relay:
 
     async def _on_txs(self, peer: Peer, raws: Sequence[bytes]) -> None:
         """Transfers arrived: forget their requests now (so nobody else is asked), queue them for the tx task."""
-        unsolicited = 0
-        items = []
-        for raw in raws:
-            txid = txid_of_encoding(raw)
-            asked = self.requests.received((InvKind.TX, txid)) is peer
-            unsolicited += not asked
-            items.append((raw, txid, asked))
+        tx = InvKind.TX
+        txids = [txid_of_encoding(raw) for raw in raws]
+        asked = [p is peer for p in self.requests.received_many([(tx, h) for h in txids])]
         self._request_waiting()   # the shares these answers freed go to ids announced meanwhile
+        unsolicited = len(asked) - sum(asked)
+        items = list(zip(raws, txids, asked, strict=True))
         if unsolicited and not self.charge(peer, unsolicited):
             items = [it for it in items if it[2]]
         share = self.shares.tx_queue_per_peer
-        for raw, txid, asked in items:
-            while self.tx_waiting.get(peer, 0) >= share and not peer.close_reason:
-                await self._tx_drained.wait()   # its own transfers wait for their verdicts: its reader pauses
+        queue, queued, waiting = self.tx_queue, self.queued_txs, self.tx_waiting
+        i = 0
+        while i < len(items):
             if peer.close_reason:
                 return
-            self.queued_txs.add(txid)
-            self.tx_waiting[peer] = self.tx_waiting.get(peer, 0) + 1
-            await self.tx_queue.put((peer, raw, asked, txid))
+            # as many as fit in its share and in the queue, at once; then its reader pauses for verdicts
+            room = min(share - waiting.get(peer, 0), TX_QUEUE - len(queue), len(items) - i)
+            if room <= 0:
+                self._tx_ready.set()
+                await self._tx_drained.wait()
+                if peer.close_reason:
+                    return
+                continue
+            part = items[i:i + room]
+            i += room
+            queue.extend([(peer, raw, was_asked, txid) for raw, txid, was_asked in part])
+            queued.update([txid for _, txid, _ in part])
+            waiting[peer] = waiting.get(peer, 0) + room
+        self._tx_ready.set()
 
     async def run_tx_queue(self) -> None:
         """The node's tx task: judges peers' transfers in batches of what has arrived (up to TX_BATCH), in
         arrival order, so a sender's nonce sequence reaches the mempool in order."""
+        queue = self.tx_queue
         while True:
-            batch = [await self.tx_queue.get()]
-            while len(batch) < TX_BATCH and not self.tx_queue.empty():
-                batch.append(self.tx_queue.get_nowait())
+            while not queue:
+                self._tx_ready.clear()
+                await self._tx_ready.wait()
+            n = min(TX_BATCH, len(queue))
+            batch = [queue.popleft() for _ in range(n)]
             try:
-                results = await self.judge.on_tx_batch([(p, d) for p, d, _, _ in batch], [s for _, _, s, _ in batch])
+                results = await self.judge.on_tx_batch([(p, d) for p, d, _, _ in batch], [s for _, _, s, _ in batch],
+                                                       [h for *_, h in batch])
                 now = time.monotonic()
                 for (peer, *_), (ok, reason) in zip(batch, results, strict=True):
                     if ok and reason == "accepted":
@@ -443,13 +504,14 @@ class Relay:
                 log.exception("internal error judging a batch of %d txs", len(batch))
                 self.host.metrics.inc("popchain_internal_errors_total", kind="tx")
             finally:
-                for peer, *_, txid in batch:
-                    self.queued_txs.discard(txid)
-                    left = self.tx_waiting.get(peer, 0) - 1
+                self.queued_txs.difference_update([txid for *_, txid in batch])
+                waiting = self.tx_waiting
+                for peer, *_ in batch:
+                    left = waiting.get(peer, 0) - 1
                     if left > 0:
-                        self.tx_waiting[peer] = left
+                        waiting[peer] = left
                     else:
-                        self.tx_waiting.pop(peer, None)
+                        waiting.pop(peer, None)
                 drained, self._tx_drained = self._tx_drained, asyncio.Event()
                 drained.set()
 
@@ -489,6 +551,22 @@ class Relay:
         served: list[bytes] = []   # blocks sent (the first 16): they tell us its height
         mempool = self.host.mempool
         store = self.host.store
+        items = list(items)
+        if items and all(kind is InvKind.TX for kind, _ in items):   # transfers only: in bulk
+            recent = self.judge.recent
+            found = mempool.encodings([h for _, h in items])
+            sent: list[bytes] = []
+            for (kind, h), data in zip(items, found, strict=True):
+                if data is None:
+                    item = recent.get((kind, h))
+                    data = item[0] if item is not None else None
+                if data is None:
+                    missing.append((kind, h))
+                else:
+                    txs.append(data)
+                    sent.append(h)
+            peer.known.add_ids(sent)
+            items = []
         for kind, h in items:
             if peer.close_reason:
                 return

@@ -20,7 +20,7 @@ node.budgets), so an INV flood of unknown ids costs its sender only its own slot
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, KeysView
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -30,6 +30,7 @@ Key = tuple[InvKind, bytes]
 P = TypeVar("P", bound=Hashable)   # a peer (node.peer.Peer in the node; anything hashable in tests)
 
 TRICKLE_S = 0.1                # announcement batching interval (PROTOCOL §4.3)
+ANNOUNCE_PER_TICK = MAX_INV_ITEMS   # transfer ids announced to one peer per tick: one INV; the rest wait their turn
 MAX_TRICKLE = 50_000           # ids waiting for one peer's next tick, unless its share (node.budgets) is lower
 REQUEST_TIMEOUT_S = 15.0       # a request not answered by then goes to the next announcer
 PER_PEER_INFLIGHT = 8_000      # ids requested from one peer, unless its share is lower (honest 16k tx/s: ~3,200)
@@ -74,14 +75,18 @@ class Trickle(Generic[P]):
         q = self._queues.get(peer)
         return len(q) if q else 0
 
-    def take(self) -> list[tuple[P, list[tuple[Key, ...]]]]:
-        """Everything queued, as (peer, INV-sized chunks), and empty the queues."""
+    def take(self, limit: int | None = None) -> list[tuple[P, list[tuple[Key, ...]]]]:
+        """What is queued, as (peer, INV-sized chunks): everything, or with ``limit`` each peer's oldest
+        ``limit`` ids, the rest kept in order for the next tick (the sender's pacing, PROTOCOL §4.3)."""
         out = []
-        for peer, q in self._queues.items():
-            keys = list(q)
+        for peer, q in list(self._queues.items()):
+            if limit is None or len(q) <= limit:
+                keys = list(q)
+                del self._queues[peer]
+            else:
+                keys = [q.popitem(last=False)[0] for _ in range(limit)]
             if keys:
                 out.append((peer, [tuple(keys[i:i + MAX_INV_ITEMS]) for i in range(0, len(keys), MAX_INV_ITEMS)]))
-        self._queues.clear()
         return out
 
     def peer_gone(self, peer: P) -> None:
@@ -113,10 +118,11 @@ class RequestTracker(Generic[P]):
         self._count: dict[P, int] = {}
         self._blocks: dict[P, int] = {}
         self._alternates: dict[Key, list[P]] = {}
-        # transfers announced beyond the announcer's share: id -> its waiting announcers, and per announcer its
-        # ids in announcement order; _freed: announcers whose share freed since the last next_requests
-        self._waiting: dict[Key, list[P]] = {}
-        self._queues: dict[P, OrderedDict[Key, None]] = {}
+        # transfers announced beyond the announcer's share, by 32-byte id (all are transfers: no (kind, id) tuple
+        # kept alive per entry): id -> its waiting announcer (a list only when there are several), and per
+        # announcer its ids in announcement order; _freed: announcers whose share freed since next_requests
+        self._waiting: dict[bytes, P | list[P]] = {}
+        self._queues: dict[P, OrderedDict[bytes, None]] = {}
         self._waiting_total = 0
         self._freed: set[P] = set()
         self.dropped = 0   # announcements ignored at a bound (metrics)
@@ -127,6 +133,21 @@ class RequestTracker(Generic[P]):
     def __len__(self) -> int:
         return len(self._inflight)
 
+    def in_flight(self) -> KeysView[Key]:
+        """A live read-only view of the ids in flight, for membership tests in hot loops."""
+        return self._inflight.keys()
+
+    def received_many(self, keys: Iterable[Key]) -> list[P | None]:
+        """``received`` for each of ``keys`` (transfers that arrived in one frame), in order."""
+        out: list[P | None] = []
+        inflight, alternates, waiting = self._inflight, self._alternates, self._waiting
+        for key in keys:
+            alternates.pop(key, None)
+            if key[1] in waiting and key[0] == InvKind.TX:
+                self._unwait(key)
+            out.append(self._remove(key) if key in inflight else None)
+        return out
+
     def alternates(self) -> int:
         return len(self._alternates)
 
@@ -135,7 +156,7 @@ class RequestTracker(Generic[P]):
         return self._waiting_total
 
     def is_waiting(self, key: Key) -> bool:
-        return key in self._waiting
+        return key[0] == InvKind.TX and key[1] in self._waiting
 
     def has_freed(self) -> bool:
         """Some announcer with waiting ids got room since the last ``next_requests``."""
@@ -175,6 +196,34 @@ class RequestTracker(Generic[P]):
         self._add(key, peer, now)
         return True
 
+    def request_many(self, peer: P, keys: list[Key], now: float) -> int:
+        """``announced`` for distinct transfer ids that are neither in flight nor held, in bulk: records requests
+        to ``peer`` for as many as its share and the total allow, from the front, and returns that count (the
+        rest are the caller's to ``wait_many``). One bound check and one shared request record per batch."""
+        count = self._count.get(peer, 0)
+        room = min(self.per_peer - count, self.total - len(self._inflight), len(keys))
+        if room <= 0:
+            return 0
+        req = _Request(peer, now)   # never mutated: one record serves every id of the batch
+        self._inflight.update(dict.fromkeys(keys[:room], req) if room < len(keys) else dict.fromkeys(keys, req))
+        self._count[peer] = count + room
+        return room
+
+    def also_announced(self, peer: P, keys: Iterable[Key]) -> None:
+        """``announced`` for ids already in flight (asked of someone): ``peer`` is kept as an alternate source
+        of each, within MAX_ALTERNATES per id and ``total_alternates`` ids."""
+        inflight, table = self._inflight, self._alternates
+        for key in keys:
+            req = inflight.get(key)
+            if req is None or req.peer == peer:
+                continue
+            alts = table.get(key)
+            if alts is None:
+                if len(table) < self.total_alternates:
+                    table[key] = [peer]
+            elif len(alts) < MAX_ALTERNATES and peer not in alts:
+                alts.append(peer)
+
     def force(self, peer: P, key: Key, now: float) -> None:
         """Record a request sync decided on (it picks the peer and has its own per-peer bound)."""
         self._remove(key)
@@ -211,7 +260,7 @@ class RequestTracker(Generic[P]):
         """The object arrived (from anyone): forget the request, its alternates and its waiting announcers.
         Returns whom we had asked."""
         self._alternates.pop(key, None)
-        if key in self._waiting:
+        if key[1] in self._waiting and key[0] == InvKind.TX:
             self._unwait(key)
         return self._remove(key)
 
@@ -223,24 +272,52 @@ class RequestTracker(Generic[P]):
     def wait(self, peer: P, key: Key) -> bool:
         """``peer`` announced ``key`` (which we lack) while it had no room: remember it as an announcer, to ask it
         when its share frees. False = at a bound (its share of the waiting table, or the total): dropped."""
+        h = key[1]
         q = self._queues.get(peer)
-        if q is not None and key in q:
+        if q is not None and h in q:
             return True
         if self._waiting_total >= self.total_waiting or (q is not None and len(q) >= self.per_peer_waiting):
             self.dropped += 1
             return False
         if q is None:
             q = self._queues[peer] = OrderedDict()
-        q[key] = None
-        self._waiting.setdefault(key, []).append(peer)
+        q[h] = None
+        announcers = self._waiting.get(h)
+        if announcers is None:
+            self._waiting[h] = peer
+        elif isinstance(announcers, list):
+            announcers.append(peer)
+        else:
+            self._waiting[h] = [announcers, peer]
         self._waiting_total += 1
         return True
 
+    def _announcers(self, h: bytes) -> list[P]:
+        found = self._waiting.get(h)
+        return [] if found is None else list(found) if isinstance(found, list) else [found]
+
+    def _drop_announcer(self, h: bytes, peer: P) -> None:
+        """``peer`` no longer waits for ``h`` (its queue entry is the caller's)."""
+        found = self._waiting.get(h)
+        if isinstance(found, list):
+            found.remove(peer)
+            if len(found) == 1:
+                self._waiting[h] = found[0]
+        elif found is not None:
+            del self._waiting[h]
+
+    def wait_many(self, peer: P, keys: Iterable[Key]) -> list[Key]:
+        """``wait`` for several ids of one announcer; returns those now waiting (or already waiting)."""
+        return [key for key in keys if self.wait(peer, key)]
+
     def _unwait(self, key: Key) -> None:
-        for peer in self._waiting.pop(key, ()):
+        h = key[1]
+        peers = self._announcers(h)
+        self._waiting.pop(h, None)
+        for peer in peers:
             q = self._queues.get(peer)
-            if q is not None and key in q:
-                del q[key]
+            if q is not None and h in q:
+                del q[h]
                 self._waiting_total -= 1
                 if not q:
                     del self._queues[peer]
@@ -258,12 +335,10 @@ class RequestTracker(Generic[P]):
                 continue
             q = self._queues[peer]
             while q and self.room(peer, InvKind.TX):
-                key, _ = q.popitem(last=False)
+                h, _ = q.popitem(last=False)
                 self._waiting_total -= 1
-                announcers = self._waiting[key]
-                announcers.remove(peer)
-                if not announcers:
-                    del self._waiting[key]
+                self._drop_announcer(h, peer)
+                key = (InvKind.TX, h)
                 if key in self._inflight:
                     self.announced(peer, key, now)   # an alternate source, if there is room
                 elif not wanted(key):
@@ -321,11 +396,8 @@ class RequestTracker(Generic[P]):
         q = self._queues.pop(peer, None)
         if q is not None:
             self._waiting_total -= len(q)
-            for key in q:
-                announcers = self._waiting[key]
-                announcers.remove(peer)
-                if not announcers:
-                    del self._waiting[key]
+            for h in q:
+                self._drop_announcer(h, peer)
         self._freed.discard(peer)
         if self._count.get(peer):
             for key in [k for k, r in self._inflight.items() if r.peer == peer]:

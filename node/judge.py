@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from chain.admission import TxVerdict, admit_txs
+from chain.admission import start_admission
 from chain.block import Block, Header
 from chain.crypto import tagged_hash
 from chain.errors import DecodeError, PopError, RuleError, StorageFault
@@ -217,22 +217,25 @@ class Judge:
         return await self._conclude(arrival, ok, reason, detail)
 
     async def on_tx_batch(self, batch: Sequence[tuple[Peer | None, bytes]],
-                          solicited: Sequence[bool] | None = None) -> list[tuple[bool, str]]:
+                          solicited: Sequence[bool] | None = None,
+                          txids: Sequence[bytes] | None = None) -> list[tuple[bool, str]]:
         """``on_object`` for many transfers at once: the same verdicts, with the signatures of the whole batch
         checked in one call on the verification pool (chain.admission) instead of one executor hop per tx.
-        ``solicited[i]``: the relay asked batch[i]'s peer for it (None: work it out from the request table)."""
+        ``solicited[i]``: the relay asked batch[i]'s peer for it (None: work it out from the request table);
+        ``txids[i]``: the txid of batch[i]'s bytes, if the caller computed it (chain.tx.txid_of_encoding)."""
         results: list[tuple[bool, str]] = []
         pending = [(p, d, solicited[i] if solicited is not None else None) for i, (p, d) in enumerate(batch)]
         first = True
         while pending:
-            out, follow = await self._tx_round(pending)
+            out, follow = await self._tx_round(pending, txids if first else None)
             if first:
                 results = out
                 first = False
             pending = follow   # orphans whose predecessor just got in
         return results
 
-    async def _tx_round(self, batch: Sequence[tuple[Peer | None, bytes, bool | None]]
+    async def _tx_round(self, batch: Sequence[tuple[Peer | None, bytes, bool | None]],
+                        txids: Sequence[bytes] | None = None,
                         ) -> tuple[list[tuple[bool, str]], list[tuple[Peer | None, bytes, bool | None]]]:
         host = self.host
         results: list[tuple[bool, str] | None] = [None] * len(batch)
@@ -241,19 +244,44 @@ class Judge:
         # the whole batch decoded at once (chain.tx.decode_many_trusted: one canonical check for all); a tx it
         # does not take goes the checked way in _arrive, which says what is wrong
         decoded = decode_many_trusted([data for _, data, _ in batch])
+        if txids is not None:   # the txid the relay took from these same bytes
+            for tx, h in zip(decoded, txids, strict=True):
+                if tx is not None:
+                    tx.__dict__["_txid"] = h
         received = 0
+        mempool, recent, tx_kind = host.mempool.ids(), self.recent.members(), InvKind.TX
+        rejected = self.rejected.members()
+        known_by: dict[Peer, list[bytes]] = {}   # ids each sender now knows we have: marked once per batch
         for i, (peer, data, asked) in enumerate(batch):
             tx = decoded[i]
-            arrival = self._arrive(peer, InvKind.TX, data, asked) if tx is None else self._arrive_tx(peer, data, tx, asked)
+            if tx is None:   # the checked decoder says what is wrong (and counts its own arrival)
+                arrival = self._arrive(peer, tx_kind, data, asked)
+            else:   # _arrive_tx inlined: this loop runs once per relayed transfer
+                received += 1
+                h = tx.txid
+                key = (tx_kind, h)
+                solicited = asked if asked is not None else self.received(key, peer)
+                if peer is not None:
+                    ids = known_by.get(peer)
+                    if ids is None:
+                        ids = known_by[peer] = []
+                    ids.append(h)
+                if key in recent:
+                    results[i] = (True, "duplicate")
+                    continue
+                arrival = Arrival(peer, tx_kind, data, tx, key, solicited) if key not in rejected else \
+                    self._refused_again(peer, key, solicited)
             if not isinstance(arrival, Arrival):
                 results[i] = arrival
                 continue
-            received += tx is not None       # _arrive counted its own
-            if arrival.decoded.txid in host.mempool or arrival.decoded.txid in in_batch:
+            h = arrival.key[1]
+            if h in mempool or h in in_batch:
                 results[i] = (True, "duplicate")
             else:
-                in_batch.add(arrival.decoded.txid)
+                in_batch.add(h)
                 fresh.append((i, arrival))
+        for peer, ids in known_by.items():
+            peer.known.add_ids(ids)
         if received:   # one labelled-metric update per batch, not one per tx
             host.metrics.inc("popchain_objects_received_total", received, kind="tx")
         follow: list[tuple[Peer | None, bytes, bool | None]] = []
@@ -262,17 +290,19 @@ class Judge:
             params = host.ledger_params
             txs = [a.decoded for _, a in fresh]
             reader = host.store.tip_account_reader()
-
-            def admit() -> list[TxVerdict]:
-                return admit_txs(txs, params, reader, check_state=False)
-            verdicts = await asyncio.get_running_loop().run_in_executor(None, admit)
+            # the field rules and sighashes here, the signatures on the verification pool, awaited without a
+            # thread of our own parked on them (one thread hand-off per batch less than an executor call)
+            admission = start_admission(txs, params)
+            if admission.futures:
+                await asyncio.gather(*map(asyncio.wrap_future, admission.futures))
+            verdicts = admission.finish(reader, check_state=False)
             now = time.time()
             for (i, arrival), verdict in zip(fresh, verdicts, strict=True):
                 error = verdict.error
                 if error is None:
                     assert verdict.tx is not None and verdict.account is not None
-                    try:
-                        evicted = host.mempool.add(verdict.tx, verdict.account, now)
+                    try:   # chain.admission applied the field rules
+                        evicted = host.mempool.add(verdict.tx, verdict.account, now, fields_checked=True)
                     except PopError as exc:
                         error = exc
                     else:
@@ -295,20 +325,11 @@ class Judge:
                 self.announce_txs(accepted)
         return [r if r is not None else (False, "internal-error") for r in results], follow
 
-    def _arrive_tx(self, peer: Peer | None, data: bytes, tx: Transfer,
-                   asked: bool | None) -> Arrival | tuple[bool, str]:
-        """``_arrive`` for a transfer the batch decoder already took (the received-metric is the caller's)."""
-        key = (InvKind.TX, tx.txid)
-        solicited = asked if asked is not None else self.received(key, peer)
-        if peer is not None:
-            peer.known.add(key)
-        if key in self.recent:
-            return True, "duplicate"
-        if key in self.rejected:
-            if peer is not None and not solicited:
-                peer.offend(STALE_OBJECT, "tx already rejected")
-            return False, "already-rejected"
-        return Arrival(peer, InvKind.TX, data, tx, key, solicited)
+    def _refused_again(self, peer: Peer | None, key: Key, solicited: bool) -> tuple[bool, str]:
+        """The answer for a transfer we already found invalid (pushed unasked, it costs its sender a point)."""
+        if peer is not None and not solicited:
+            peer.offend(STALE_OBJECT, "tx already rejected")
+        return False, "already-rejected"
 
     def _hold_orphan(self, arrival: Arrival) -> None:
         tx: Transfer = arrival.decoded

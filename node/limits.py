@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, KeysView
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -63,6 +63,10 @@ class BoundedSet(Generic[K]):
     def __contains__(self, key: object) -> bool:
         return key in self._items
 
+    def members(self) -> KeysView[K]:
+        """A live read-only view for membership tests in hot loops (``key in view`` without a Python call)."""
+        return self._items.keys()
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -91,6 +95,10 @@ class BoundedMap(Generic[K, V]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._items
+
+    def members(self) -> KeysView[K]:
+        """A live read-only view of the keys, for membership tests in hot loops."""
+        return self._items.keys()
 
     def __len__(self) -> int:
         return len(self._items)

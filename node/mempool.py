@@ -8,7 +8,7 @@ is evicted if the newcomer pays more.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, KeysView
 from dataclasses import dataclass
 
 from chain.errors import RuleError
@@ -46,9 +46,22 @@ class Mempool:
     def __contains__(self, txid: object) -> bool:
         return txid in self._by_id
 
+    def ids(self) -> KeysView[bytes]:
+        """A live read-only view of the txids, for membership tests in hot loops."""
+        return self._by_id.keys()
+
     def get(self, txid: bytes) -> Transfer | None:
         entry = self._by_id.get(txid)
         return entry.tx if entry else None
+
+    def encodings(self, txids: Iterable[bytes]) -> list[bytes | None]:
+        """The encoded transfer of each txid held (None for the others), in order."""
+        by_id = self._by_id
+        out: list[bytes | None] = []
+        for txid in txids:
+            entry = by_id.get(txid)
+            out.append(entry.tx.encode() if entry is not None else None)
+        return out
 
     def txids(self) -> list[bytes]:
         return list(self._by_id)
@@ -56,13 +69,17 @@ class Mempool:
     def txs(self) -> list[Transfer]:
         return [e.tx for e in self._by_id.values()]
 
-    def add(self, tx: Transfer, account: Account, now: float) -> list[bytes]:
+    def add(self, tx: Transfer, account: Account, now: float, *, fields_checked: bool = False) -> list[bytes]:
         """Admit ``tx`` (signature already checked by the caller, off the loop). Returns the evicted txids.
 
-        ``account`` is the sender's confirmed account at the tip. Raises RuleError (stable code) if refused.
+        ``account`` is the sender's confirmed account at the tip; ``fields_checked``: the caller applied
+        chain.state.check_tx_fields with these params already (chain.admission does). Raises RuleError (stable
+        code) if refused.
         """
-        check_tx_fields(tx, self.params)
-        if tx.txid in self._by_id:
+        if not fields_checked:
+            check_tx_fields(tx, self.params)
+        txid = tx.txid
+        if txid in self._by_id:
             raise RuleError("duplicate", "tx already in the mempool")
         seq = self._by_sender.get(tx.sender, {})
         next_nonce = account.nonce + len(seq)
@@ -94,10 +111,16 @@ class Mempool:
                 raise RuleError("mempool-full", "mempool full and this tx does not pay more than the cheapest")
             self._remove(victim)
             evicted.append(victim)
-        self._by_id[tx.txid] = PoolEntry(tx, now)
-        self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx.txid
-        self._spend[tx.sender] = self._spend.get(tx.sender, 0) + tx.amount + tx.fee
-        self._push_tail(tx.sender)
+        self._by_id[txid] = PoolEntry(tx, now)
+        sender = tx.sender
+        self._by_sender.setdefault(sender, {})[tx.nonce] = txid
+        self._spend[sender] = self._spend.get(sender, 0) + tx.amount + tx.fee
+        if replacing is None and not evicted:   # appended at the end of its sender's run: it is the tail
+            heapq.heappush(self._tails, (tx.fee, txid))
+            if len(self._tails) > 4 * len(self._by_sender) + 1024:
+                self._push_tail(sender)   # rebuilds the stale heap
+        else:
+            self._push_tail(sender)
         return evicted
 
     def _is_tail(self, txid: bytes) -> bool:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import aiohttp
@@ -381,6 +381,14 @@ class KnownIds:
 
     def add(self, key: tuple[wire.InvKind, bytes]) -> None:
         self._ids.add(key[1])
+
+    def add_ids(self, ids: Iterable[bytes]) -> None:
+        """``add`` for several objects, by id."""
+        self._ids.add_many(ids)
+
+    def add_unknown_ids(self, ids: Iterable[bytes]) -> list[bytes]:
+        """The ids not known yet (in order, each once), now marked known: what to announce to the peer."""
+        return self._ids.add_unknown(ids)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, tuple) and len(key) == 2 and key[1] in self._ids

@@ -21,6 +21,7 @@ from chain.encoding import (
     check_list_max,
     check_str,
     pack,
+    pack_trusted,
     unpack,
 )
 from chain.errors import DecodeError
@@ -297,8 +298,50 @@ def _fields(msg: Message) -> tuple[MsgType, list[Any]]:
     raise TypeError(f"not a wire message: {type(msg).__name__}")
 
 
+_INV_ITEM_HEADS = {k: bytes([0x92, int(k), 0xC4, 0x20]) for k in InvKind}
+
+
+def _array_head(n: int) -> bytes:
+    """msgpack's shortest array header for ``n`` < 2**16 items."""
+    return bytes([0x90 + n]) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
+
+
+def _fast_encode(msg: Message) -> tuple[MsgType, bytes] | None:
+    """(type, frame) of an INV/GETDATA/NOTFOUND or TXS built without the generic type walk — the same bytes as
+    the checked path (tests/test_node_wire_fast.py compares them) — or None when a field is not plainly
+    well-formed (the checked path then raises the precise error). These are the frames a relaying node sends
+    for every transfer."""
+    if isinstance(msg, Txs):
+        txs = msg.txs
+        if type(txs) is not tuple or not all(type(t) is bytes and len(t) <= MAX_TX_SIZE for t in txs):
+            return None
+        return MsgType.TXS, bytes([MsgType.TXS, 0x91]) + pack_trusted(list(txs))
+    if isinstance(msg, Inv):
+        mtype = MsgType.INV
+    elif isinstance(msg, GetData):
+        mtype = MsgType.GETDATA
+    elif isinstance(msg, NotFound):
+        mtype = MsgType.NOTFOUND
+    else:
+        return None
+    items, heads = msg.items, _INV_ITEM_HEADS
+    try:
+        if not all(type(h) is bytes and len(h) == 32 for _, h in items):
+            return None
+        body = b"".join([heads[k] + h for k, h in items])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return mtype, bytes([mtype, 0x91]) + _array_head(len(items)) + body
+
+
 def encode(msg: Message) -> bytes:
     """Frame bytes of ``msg``. Raises WireError if it would exceed its type's cap (a local bug or a huge object)."""
+    fast = _fast_encode(msg)
+    if fast is not None:
+        mtype, frame = fast
+        if len(frame) > FRAME_CAPS[mtype]:
+            raise WireError("oversize", f"{mtype.name} frame of {len(frame)} bytes exceeds its cap {FRAME_CAPS[mtype]}")
+        return frame
     mtype, fields = _fields(msg)
     try:
         frame = bytes([mtype]) + pack(fields)
@@ -352,6 +395,22 @@ def _fast_inventory(mtype: MsgType, frame: bytes) -> Message | None:
     kinds = _KINDS
     items = tuple((kinds[frame[i + 1]], frame[i + 4:i + 36]) for i in range(start, len(frame), _INV_ITEM))
     return Inv(items) if mtype == MsgType.INV else GetData(items) if mtype == MsgType.GETDATA else NotFound(items)
+
+
+def _fast_txs(body: bytes, cap: int) -> Txs | None:
+    """A TXS body in its plain form — canonical [[bin, ...]] of at most MAX_TXS_ITEMS transfers of at most
+    MAX_TX_SIZE bytes — decoded without the generic type walk (the list is checked in one pass here); None for
+    anything else, which the general decoder then rules on with the precise error."""
+    try:
+        f = unpack(body, max_size=cap, typed=True)
+    except DecodeError:
+        return None
+    if type(f) is not list or len(f) != 1 or type(f[0]) is not list or len(f[0]) > MAX_TXS_ITEMS:
+        return None
+    raw = f[0]
+    if not all(type(t) is bytes and len(t) <= MAX_TX_SIZE for t in raw):
+        return None
+    return Txs(tuple(raw))
 
 
 def _decode_body(mtype: MsgType, f: list[Any]) -> Message:
@@ -466,6 +525,10 @@ def decode(frame: bytes) -> Message:
         fast = _fast_inventory(mtype, bytes(frame))
         if fast is not None:
             return fast
+    elif mtype == MsgType.TXS:
+        txs = _fast_txs(bytes(frame[1:]), cap)
+        if txs is not None:
+            return txs
     try:
         fields = unpack(bytes(frame[1:]), max_size=cap)
         if not isinstance(fields, list):
