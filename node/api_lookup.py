@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Protocol
 
 from node.errors import ApiError
 
@@ -46,7 +46,14 @@ def pick(matches: list[bytes], text: str, what: str) -> bytes:
     return unique[0]
 
 
-async def resolve(store: Any, kind: str, text: str, *, extra: Callable[[], Iterable[bytes]] | None = None,
+
+class PrefixIndex(Protocol):
+    """The store's id index by hex prefix (chain.store.ChainStore.ids_with_prefix)."""
+
+    def ids_with_prefix(self, kind: str, prefix_hex: str, limit: int = 8) -> list[bytes]: ...
+
+
+async def resolve(store: PrefixIndex, kind: str, text: str, *, extra: Callable[[], Iterable[bytes]] | None = None,
                   what: str | None = None) -> bytes:
     """The full id ``text`` names (itself when it is a full id): kind ``block``, ``tx`` or ``model``; ``extra``
     adds ids the store does not hold (pending transfers). Store reads run on the default executor."""

@@ -12,10 +12,12 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from chain.address import address_of, encode_address
 from chain.errors import PopError
+from chain.state import Account
+from chain.tx import Transfer
 from consensus.engine import EngineApi
 from node.api_rounds import task_rounds_json
 from node.api_tasks import champion_json, find_task, status_fields, task_json, task_rows
@@ -121,7 +123,14 @@ def task_page_json(engine: EngineApi, index: RoundIndex, params: Any, task_id: i
     return {"task": task_json(row, index.counts(task_id), params), **page}
 
 
-def miner_json(engine: Any, store: Any, reward: int, account_id: bytes, task_id: int | None) -> dict[str, Any]:
+
+class MinerStore(Protocol):
+    """The store reads a miner page needs (chain.store.ChainStore)."""
+
+    def get_txs(self, block_hash: bytes) -> tuple[Transfer, ...] | None: ...
+    def get_account(self, account: bytes) -> Account: ...
+
+def miner_json(engine: EngineApi, store: MinerStore, reward: int, account_id: bytes, task_id: int | None) -> dict[str, Any]:
     """Engine thread: a miner's (or any account's) crowned models (its newest MINER_ROWS) — all, or one task's —
     with wins per task,    rewards (block rewards, fees of its blocks, bounty payouts) and the tasks it sponsors."""
     rows = task_rows(engine)
@@ -148,7 +157,7 @@ def miner_json(engine: Any, store: Any, reward: int, account_id: bytes, task_id:
             "tasks": [{"task_id": t.task_id, "name": t.name} for t in rows]}
 
 
-async def bayes_limits(call: Callable[..., Awaitable[Any]], engine: Any, data: BoardData,
+async def bayes_limits(call: Callable[..., Awaitable[Any]], engine: EngineApi, data: BoardData,
                        book: AccuracyBook) -> dict[int, dict[str, Any]]:
     """Issue 21: per generated task of the board, the Bayes-optimal accuracy of its latest revealed shard's
     concept (ml.bayes: the generator knows it) and the champion's gap to it on that shard, in pp. Engine reads
