@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from consensus.engine import EngineApi
 from node.api_tasks import activation_hex, champion_json
 from node.engine_api import to_json
 from node.rounds_index import RoundIndex, champion_at
@@ -17,7 +18,7 @@ from node.rounds_index import RoundIndex, champion_at
 MAX_ROUNDS_PAGE = 100
 
 
-def round_json(engine: Any, index: RoundIndex, r: int, *, full: bool = True) -> dict[str, Any]:
+def round_json(engine: EngineApi, index: RoundIndex, r: int, *, full: bool = True) -> dict[str, Any]:
     """Round ``r``: ``status`` is its outcome once final (crowned | plain | void | idle), else its live phase
     (open | revealed | future); ``entrants`` lists the beacon's entries with their verdicts. ``full`` adds the
     signed statements (hex) and the task messages an opening of the round carries."""
@@ -51,7 +52,7 @@ def round_json(engine: Any, index: RoundIndex, r: int, *, full: bool = True) -> 
     return out
 
 
-def task_rounds_json(engine: Any, index: RoundIndex, task_id: int, before: int | None,
+def task_rounds_json(engine: EngineApi, index: RoundIndex, task_id: int, before: int | None,
                      limit: int) -> dict[str, Any]:
     """The rounds that served ``task_id``, newest first: each with its entrants (no statement bytes);
     ``next`` is the ``before`` of the following (older) page, None at the end."""
