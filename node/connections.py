@@ -39,6 +39,8 @@ GIVE_UP = 8                  # failed dials in a row before a non-persistent out
 HANDSHAKE_TIMEOUT_S = 5.0    # TCP connect + websocket upgrade of an outbound dial
 REFUSE_HEADER = "X-Popchain-Refused"
 CONNECTED_RECHECK_S = 5.0    # a dialler whose peer is connected the other way looks again this often
+CROSSED_REDIAL_S = (0.05, 0.5)  # after a crossed dial: the node with the lower handshake nonce redials at once ...
+CROSSED_YIELD_S = (3.0, 4.0)   # ... the other waits longer, and by then finds the first redial connected
 INV_ITEM_BYTES = 36          # an INV/GETDATA/NOTFOUND item on the wire: [kind, bin8 32-byte id]
 _INVENTORY_TYPES = frozenset({wire.MsgType.INV, wire.MsgType.GETDATA, wire.MsgType.NOTFOUND})
 EVICTED = "evicted: inbound slots full (made room for a newcomer)"
@@ -245,9 +247,13 @@ class Connections:
                         if "duplicate connection" in peer.close_reason:
                             # already connected to that node the other way: not a failure, no backoff games
                             await self._while_connected(peer.hello.nonce if peer.hello else None, addr)
-                            # two dials that crossed can be refused on both sides; a random pause keeps the two
-                            # redials from crossing again in lockstep (94 refusals in one loaded test run)
-                            await asyncio.sleep(random.uniform(0.05, 1.0))
+                            # two dials that crossed are refused on both sides. The node with the higher handshake
+                            # nonce steps back for longer, so the redials cannot cross again: the lower one's dial
+                            # lands alone and the other finds it connected (random pauses alone crossed again under
+                            # load: 94 refusals in one test run, 4 in another)
+                            theirs = peer.hello.nonce if peer.hello is not None else None
+                            yields = theirs is not None and self.identity().nonce > theirs
+                            await asyncio.sleep(random.uniform(*(CROSSED_YIELD_S if yields else CROSSED_REDIAL_S)))
                             continue
                         served = peer.hello is not None and "peer rejected us" not in peer.close_reason
                         refused = "peer rejected us" in peer.close_reason
