@@ -15,12 +15,10 @@ ledger round, ``miner run`` exited, and the transfers waited for a new task (nev
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from pathlib import Path
 
-import nacl.pwhash
 import pytest
 
 from benchmarks._nodeproc import NodeProc, stop_all
@@ -28,23 +26,12 @@ from chain.address import address_of, encode_address
 from chain.tx import make_transfer
 from node.tools.client import NodeClient
 from node.tools.testing import TestChain, make_test_chain
+from tests.seeded_wallet import seeded_wallet
 from tests.test_cli_e2e import background, popchain
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
-PASSWORD = "committee ledger password"
 TASK_ROUNDS = 2
 LEDGER_TRANSFERS = 4
-
-
-def _wallet(directory: Path) -> list[str]:
-    """A wallet holding the miner's key and the sending user's key (the chain's seeded keys)."""
-    from chain.wallet import Wallet
-    (directory / "pw").write_text(PASSWORD + "\n")
-    w = Wallet.create(directory / "w.popkeys", PASSWORD, opslimit=nacl.pwhash.argon2id.OPSLIMIT_MIN,
-                      memlimit=nacl.pwhash.argon2id.MEMLIMIT_MIN)
-    for label in ("miner0", "user0"):
-        w.import_seed(hashlib.sha256(b"popchain/testing/" + label.encode()).digest(), label)
-    return ["--wallet", str(directory / "w.popkeys"), "--password-file", str(directory / "pw")]
 
 
 class Net:
@@ -54,7 +41,7 @@ class Net:
                                                 easy=False, keyholders=3, threshold=2, entry_window_s=2,
                                                 opening_window_s=2)
         self.members: list[NodeProc] = []
-        self.wallet = _wallet(root)
+        self.wallet = seeded_wallet(root, ("miner0", "user0"))
 
     async def start(self) -> None:
         for i, path in enumerate(self.chain.member_paths):

@@ -14,32 +14,21 @@ task is open").
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from pathlib import Path
 
-import nacl.pwhash
 import pytest
 
 from chain.address import address_of
 from chain.tx import make_transfer
 from node.tools.client import NodeClient
 from node.tools.testing import make_test_chain
+from tests.seeded_wallet import seeded_wallet
 from tests.test_cli_e2e import ROOT, background, ports_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
-PASSWORD = "ledger live password"
 TASK_ROUNDS = 4
 LEDGER_TRANSFERS = 3
-
-
-def _wallet(directory: Path) -> list[str]:
-    from chain.wallet import Wallet
-    (directory / "pw").write_text(PASSWORD + "\n")
-    w = Wallet.create(directory / "w.popkeys", PASSWORD, opslimit=nacl.pwhash.argon2id.OPSLIMIT_MIN,
-                      memlimit=nacl.pwhash.argon2id.MEMLIMIT_MIN)
-    w.import_seed(hashlib.sha256(b"popchain/testing/miner0").digest(), "miner0")
-    return ["--wallet", str(directory / "w.popkeys"), "--password-file", str(directory / "pw")]
 
 
 async def _drive(url: str, chain, deadline_s: float) -> dict:
@@ -76,7 +65,7 @@ async def _drive(url: str, chain, deadline_s: float) -> dict:
 def test_transfers_confirm_in_plain_and_ledger_rounds_and_plain_blocks_never_crown(tmp_path: Path) -> None:
     chain = make_test_chain(tmp_path / "chain", rounds=TASK_ROUNDS, n_miners=1, n_users=2, easy=False,
                             entry_window_s=2, opening_window_s=2)
-    wallet = _wallet(tmp_path)
+    wallet = seeded_wallet(tmp_path)
     node = ["-m", "cli", "node", "run", "--datadir", str(tmp_path / "kh"), "--genesis", str(chain.genesis_path),
             "--keyholder", str(chain.keyholder_path), "--port", "0", "--api-port", "0"]
     with background(node, ROOT, tmp_path / "kh.log") as proc:
